@@ -1,0 +1,189 @@
+"""`provider-gateway` command line: `serve`, and client commands against a running server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from provider_gateway import config as config_module
+from provider_gateway.v1 import provider_service_pb2 as pb
+from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
+
+DEFAULT_TARGET = "localhost:50051"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from provider_gateway.server.app import GatewayServer
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = config_module.load(args.config)
+    except config_module.ConfigError as exc:
+        print(f"provider-gateway: bad configuration: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        server = GatewayServer(config)
+        port = await server.start(args.host, args.port)
+        print(f"provider-gateway listening on {args.host or config.server.host}:{port}", flush=True)
+        await server.serve_until_signalled()
+
+    try:
+        asyncio.run(run())
+    except config_module.ConfigError as exc:
+        print(f"provider-gateway: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"provider-gateway: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _stub(args: argparse.Namespace) -> tuple[grpc.Channel, pb_grpc.ProviderServiceStub]:
+    channel = grpc.insecure_channel(args.target)
+    return channel, pb_grpc.ProviderServiceStub(channel)  # type: ignore[no-untyped-call]
+
+
+def _metadata(args: argparse.Namespace) -> list[tuple[str, str]] | None:
+    return [("authorization", f"Bearer {args.api_key}")] if args.api_key else None
+
+
+def _chat(args: argparse.Namespace) -> int:
+    channel, stub = _stub(args)
+    messages = []
+    if args.system:
+        messages.append(pb.Message(role=pb.ROLE_SYSTEM, content=[pb.ContentPart(text=args.system)]))
+    messages.append(pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text=" ".join(args.prompt))]))
+    request = pb.ChatRequest(model=args.model, messages=messages)
+    if args.max_tokens:
+        request.max_tokens = args.max_tokens
+    finish = None
+    with channel:
+        for event in stub.ChatStream(request, timeout=args.timeout, metadata=_metadata(args)):
+            kind = event.WhichOneof("event")
+            if kind == "text_delta":
+                sys.stdout.write(event.text_delta.text)
+                sys.stdout.flush()  # show each token as it arrives
+            elif kind == "reasoning_delta" and args.show_reasoning:
+                sys.stderr.write(event.reasoning_delta.text)
+                sys.stderr.flush()
+            elif kind == "tool_call_end":
+                call = event.tool_call_end.call
+                sys.stdout.write(f"\n[tool call {call.name}({call.arguments_json}) id={call.id}]")
+            elif kind == "finish":
+                finish = event.finish
+    sys.stdout.write("\n")
+    if finish is not None and args.verbose:
+        reason = pb.FinishReason.Name(finish.reason)
+        print(
+            f"[{finish.provider}/{finish.model} {reason} overhead={finish.timing.gateway_overhead_us}us]",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _print_json(message: object) -> None:
+    print(json.dumps(json_format.MessageToDict(message), indent=2))  # type: ignore[arg-type]
+
+
+def _models(args: argparse.Namespace) -> int:
+    channel, stub = _stub(args)
+    with channel:
+        response = stub.ListModels(
+            pb.ListModelsRequest(provider=args.provider), timeout=args.timeout, metadata=_metadata(args)
+        )
+    for model in response.models:
+        flags = [name for name in ("vision", "tools", "reasoning", "embeddings") if getattr(model, name)]
+        print(f"{model.provider}/{model.id}\t{model.context_window or '-'}\t{','.join(flags)}")
+    return 0
+
+
+def _providers(args: argparse.Namespace) -> int:
+    channel, stub = _stub(args)
+    with channel:
+        response = stub.ListProviders(
+            pb.ListProvidersRequest(), timeout=args.timeout, metadata=_metadata(args)
+        )
+    for provider in response.providers:
+        health = pb.ProviderHealth.Name(provider.health).removeprefix("PROVIDER_HEALTH_")
+        default = " (default)" if provider.name == response.default_provider else ""
+        print(f"{provider.name}\t{provider.kind}\t{health}\t{provider.breaker_state}{default}")
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    with grpc.insecure_channel(args.target) as channel:
+        response = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
+            health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+        )
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    print(status)
+    return 0 if status == "SERVING" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="provider-gateway", description="AI providers behind one gRPC API")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway (mock provider when no --config)")
+    serve.add_argument("--config", help="TOML configuration file")
+    serve.add_argument("--host", help="address to listen on (default from config, else 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, help="port to listen on (default from config, else 50051; 0 = any)"
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_serve)
+
+    def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument(
+            "--target", default=DEFAULT_TARGET, help=f"gateway address (default {DEFAULT_TARGET})"
+        )
+        sub.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
+        sub.add_argument("--api-key", default=None, help="gateway API key, if the server requires one")
+        return sub
+
+    chat = client_command("chat", "stream a chat answer to the terminal")
+    chat.add_argument("prompt", nargs="+", help="what to ask")
+    chat.add_argument("--model", "-m", default="mock/echo", help="model, alias or provider/model")
+    chat.add_argument("--system", default="", help="system prompt")
+    chat.add_argument("--max-tokens", type=int, default=0)
+    chat.add_argument("--show-reasoning", action="store_true", help="print reasoning to stderr")
+    chat.add_argument("--verbose", "-v", action="store_true", help="print who answered and the overhead")
+    chat.set_defaults(func=_chat)
+
+    models = client_command("models", "list models")
+    models.add_argument("--provider", default="", help="only this provider's models")
+    models.set_defaults(func=_models)
+
+    client_command("providers", "list providers with health").set_defaults(func=_providers)
+
+    health = client_command("health", "check the standard gRPC health service")
+    health.add_argument("--service", default="", help="entry to check ('' = whole server, provider/<name>)")
+    health.set_defaults(func=_health)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except grpc.RpcError as exc:
+        print(f"provider-gateway: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,367 @@
+"""Domain types: plain Python data that providers, the router and the servicer share.
+
+Protobuf never crosses this line; `server/convert.py` translates at the gRPC edge.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Role(enum.Enum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class FinishReason(enum.Enum):
+    UNSPECIFIED = "unspecified"
+    STOP = "stop"
+    LENGTH = "length"
+    TOOL_CALLS = "tool_calls"
+    CONTENT_FILTER = "content_filter"
+    OTHER = "other"
+
+
+class ToolChoiceMode(enum.Enum):
+    AUTO = "auto"
+    NONE = "none"
+    REQUIRED = "required"
+    TOOL = "tool"
+
+
+class ResponseFormatType(enum.Enum):
+    TEXT = "text"
+    JSON_OBJECT = "json_object"
+    JSON_SCHEMA = "json_schema"
+
+
+# --- request content -------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class TextPart:
+    text: str
+    cache_breakpoint: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class ImagePart:
+    data: bytes = b""
+    url: str = ""
+    media_type: str = ""
+    cache_breakpoint: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments_json: str
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCallPart:
+    call: ToolCall
+    cache_breakpoint: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class ToolResultPart:
+    tool_call_id: str
+    content: str
+    is_error: bool = False
+    name: str = ""
+    cache_breakpoint: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class ReasoningPart:
+    text: str
+    signature: str = ""
+    cache_breakpoint: bool = False
+
+
+ContentPart = TextPart | ImagePart | ToolCallPart | ToolResultPart | ReasoningPart
+
+
+@dataclass(slots=True, frozen=True)
+class Message:
+    role: Role
+    content: tuple[ContentPart, ...]
+    name: str = ""
+
+    @property
+    def text(self) -> str:
+        """The message's text parts joined: what providers with text-only turns send."""
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+@dataclass(slots=True, frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class ToolChoice:
+    mode: ToolChoiceMode = ToolChoiceMode.AUTO
+    name: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class ReasoningOptions:
+    enabled: bool = False
+    effort: str = ""  # "", "minimal", "low", "medium", "high"
+    budget_tokens: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class ResponseFormat:
+    type: ResponseFormatType = ResponseFormatType.TEXT
+    schema_name: str = ""
+    json_schema: Mapping[str, Any] | None = None
+    strict: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Route:
+    """Where a request asked to go: the resolved provider and the model id that provider knows."""
+
+    provider: str
+    model: str
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    model: str
+    messages: list[Message]
+    provider: str = ""
+    fallbacks: list[str] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    reasoning: ReasoningOptions | None = None
+    response_format: ResponseFormat | None = None
+    provider_options: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CompletionRequest:
+    model: str
+    prompt: str
+    provider: str = ""
+    fallbacks: list[str] = field(default_factory=list)
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    provider_options: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CountTokensRequest:
+    model: str
+    provider: str = ""
+    text: str = ""
+    messages: list[Message] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class EmbedRequest:
+    model: str
+    inputs: list[str]
+    provider: str = ""
+    dimensions: int = 0
+
+
+# --- stream events ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Usage:
+    """Normalised usage: `input_tokens` includes cached tokens; see the proto's `Usage`."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    raw: dict[str, Any] = field(default_factory=dict)
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True, frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class ReasoningDelta:
+    text: str
+    signature: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCallStart:
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCallDelta:
+    index: int
+    arguments_delta: str
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCallEnd:
+    index: int
+    call: ToolCall
+
+
+@dataclass(slots=True, frozen=True)
+class UsageEvent:
+    usage: Usage
+
+
+@dataclass(slots=True, frozen=True)
+class ProviderFinish:
+    """What a provider says at the end of its stream; the router adds timing and attempts."""
+
+    reason: FinishReason
+    raw_reason: str = ""
+    model: str = ""
+    response_id: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class Attempt:
+    provider: str
+    model: str
+    outcome: str  # "ok" or a status code name
+    error: str
+    latency_us: int
+
+
+@dataclass(slots=True, frozen=True)
+class Timing:
+    gateway_overhead_us: int
+    time_to_first_token_us: int
+    total_us: int
+    upstream_us: int
+
+
+@dataclass(slots=True, frozen=True)
+class Finish:
+    """The final event the gateway sends: the provider's finish plus routing facts."""
+
+    reason: FinishReason
+    raw_reason: str
+    provider: str
+    model: str
+    timing: Timing
+    attempts: tuple[Attempt, ...]
+    response_id: str = ""
+
+
+StreamEvent = (
+    TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | ToolCallEnd | UsageEvent | ProviderFinish
+)
+GatewayEvent = StreamEvent | Finish
+CONTENT_EVENTS = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta, ToolCallEnd)
+
+
+# --- whole responses -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    text: str = ""
+    reasoning: str = ""
+    reasoning_signature: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    finish: ProviderFinish | None = None
+
+
+@dataclass(slots=True)
+class CompletionResponse:
+    text: str = ""
+    usage: Usage = field(default_factory=Usage)
+    finish: ProviderFinish | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class TokenCount:
+    input_tokens: int
+    estimated: bool
+    model: str = ""
+
+
+@dataclass(slots=True)
+class EmbedResult:
+    vectors: list[list[float]]
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class ModelInfo:
+    id: str
+    display_name: str = ""
+    context_window: int = 0
+    max_output_tokens: int = 0
+    vision: bool = False
+    tools: bool = False
+    reasoning: bool = False
+    embeddings: bool = False
+
+
+# --- provider description --------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class RateLimits:
+    requests_per_minute: int = 0
+    tokens_per_minute: int = 0
+    max_concurrent: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Capabilities:
+    """What a provider can do, declared as data (the seed's `ProviderCapabilities`)."""
+
+    max_tokens: int = 0
+    streaming: bool = True
+    tools: bool = False
+    vision: bool = False
+    embeddings: bool = False
+    reasoning: bool = False
+    json_output: bool = False
+    exact_token_count: bool = False
+    completion: bool = True
+    rate_limits: RateLimits = RateLimits()
+
+
+@dataclass(slots=True, frozen=True)
+class HealthStatus:
+    healthy: bool
+    message: str = ""
+    latency_us: int = 0

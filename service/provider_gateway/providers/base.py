@@ -1,0 +1,160 @@
+"""The provider protocol (the seed's `AiProvider` trait) and what most adapters share.
+
+An adapter implements `chat_stream` and `complete_stream`; `BaseProvider` derives the unary calls
+by accumulating the stream, so every provider answers both ways with the same content.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from provider_gateway.domain import (
+    Capabilities,
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    CompletionResponse,
+    CountTokensRequest,
+    EmbedRequest,
+    EmbedResult,
+    HealthStatus,
+    Message,
+    ModelInfo,
+    ProviderFinish,
+    ReasoningDelta,
+    StreamEvent,
+    TextDelta,
+    TokenCount,
+    ToolCallEnd,
+    ToolCallPart,
+    ToolResultPart,
+    UsageEvent,
+)
+from provider_gateway.errors import unimplemented
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """Everything the router needs from a provider adapter."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    def capabilities(self) -> Capabilities: ...
+
+    async def health_check(self) -> HealthStatus: ...
+
+    async def chat(self, request: ChatRequest) -> ChatResponse: ...
+
+    def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
+
+    async def complete(self, request: CompletionRequest) -> CompletionResponse: ...
+
+    def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]: ...
+
+    async def list_models(self) -> list[ModelInfo]: ...
+
+    async def count_tokens(self, request: CountTokensRequest) -> TokenCount: ...
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+async def accumulate(events: AsyncIterator[StreamEvent]) -> ChatResponse:
+    """Fold a provider's stream into a whole response (the unary call's answer)."""
+    response = ChatResponse()
+    text: list[str] = []
+    reasoning: list[str] = []
+    async for event in events:
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+        elif isinstance(event, ReasoningDelta):
+            reasoning.append(event.text)
+            if event.signature:
+                response.reasoning_signature = event.signature
+        elif isinstance(event, ToolCallEnd):
+            response.tool_calls.append(event.call)
+        elif isinstance(event, UsageEvent):
+            response.usage = event.usage
+        elif isinstance(event, ProviderFinish):
+            response.finish = event
+    response.text = "".join(text)
+    response.reasoning = "".join(reasoning)
+    return response
+
+
+# A documented local estimate for providers without a count endpoint: about four characters of
+# English per token (OpenAI's rule of thumb), at least one token per non-empty text.
+CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
+
+
+def estimate_messages(messages: list[Message]) -> int:
+    """Estimate a conversation: text and tool payloads, plus a few tokens of framing per message."""
+    total = 0
+    for message in messages:
+        total += 4
+        for part in message.content:
+            if isinstance(part, ToolCallPart):
+                total += estimate_tokens(part.call.name + part.call.arguments_json)
+            elif isinstance(part, ToolResultPart):
+                total += estimate_tokens(part.content)
+            elif hasattr(part, "text"):
+                total += estimate_tokens(part.text)
+            else:
+                total += 85  # an image: the low-detail tile cost most vendors document
+    return total
+
+
+class BaseProvider:
+    """Defaults shared by adapters; subclasses override what their vendor offers."""
+
+    kind = "base"
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
+
+    async def health_check(self) -> HealthStatus:
+        return HealthStatus(healthy=True)
+
+    def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        raise unimplemented(self.name, "chat")
+
+    def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        raise unimplemented(self.name, "completion")
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        return await accumulate(self.chat_stream(request))
+
+    async def complete(self, request: CompletionRequest) -> CompletionResponse:
+        response = await accumulate(self.complete_stream(request))
+        return CompletionResponse(text=response.text, usage=response.usage, finish=response.finish)
+
+    async def list_models(self) -> list[ModelInfo]:
+        return []
+
+    async def count_tokens(self, request: CountTokensRequest) -> TokenCount:
+        count = estimate_messages(request.messages) if request.messages else estimate_tokens(request.text)
+        return TokenCount(input_tokens=count, estimated=True, model=request.model)
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult:
+        raise unimplemented(self.name, "embeddings")
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,64 @@
+"""Which adapter serves each `kind` of provider, and building them from configuration.
+
+Adapters are imported lazily, by dotted path, so a server pays memory only for the kinds its
+configuration uses. Each adapter module exposes `from_config(name, options) -> Provider`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from typing import cast
+
+from provider_gateway.config import ConfigError, GatewayConfig, ProviderConfig, Section
+from provider_gateway.providers.base import Provider
+
+ProviderFactory = Callable[[str, Section], Provider]
+
+# kind -> "module:attribute" of a factory. Add a line here to add an adapter.
+ADAPTERS: dict[str, str] = {
+    "mock": "provider_gateway.providers.mock:MockProvider.from_config",
+}
+
+
+def load_factory(kind: str) -> ProviderFactory:
+    module_name, _, attribute = ADAPTERS[kind].partition(":")
+    target: object = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return cast(ProviderFactory, target)
+
+
+def build_provider(config: ProviderConfig) -> Provider:
+    if config.kind not in ADAPTERS:
+        raise ConfigError(
+            config.options.source,
+            config.options.key("kind"),
+            f"unknown provider kind {config.kind!r} (known: {', '.join(sorted(ADAPTERS))})",
+        )
+    return load_factory(config.kind)(config.name, config.options)
+
+
+class ProviderRegistry:
+    """The configured providers by name, in configuration order."""
+
+    def __init__(self, providers: list[Provider], default: str) -> None:
+        self._providers = {p.name: p for p in providers}
+        self.default = default
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> ProviderRegistry:
+        return cls([build_provider(p) for p in config.providers], config.server.default_provider)
+
+    def get(self, name: str) -> Provider | None:
+        return self._providers.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._providers)
+
+    def __iter__(self) -> Iterator[Provider]:
+        return iter(self._providers.values())
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()

@@ -1,0 +1,309 @@
+"""Protobuf <-> domain conversion: the only place that knows both.
+
+Inbound conversion also validates: a request that cannot be turned into a domain request is
+rejected here with INVALID_ARGUMENT naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.struct_pb2 import Struct
+
+from provider_gateway import domain as d
+from provider_gateway.errors import invalid_argument
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+ROLES = {
+    pb.ROLE_SYSTEM: d.Role.SYSTEM,
+    pb.ROLE_USER: d.Role.USER,
+    pb.ROLE_ASSISTANT: d.Role.ASSISTANT,
+    pb.ROLE_TOOL: d.Role.TOOL,
+}
+TOOL_CHOICE = {
+    pb.ToolChoice.MODE_UNSPECIFIED: d.ToolChoiceMode.AUTO,
+    pb.ToolChoice.MODE_AUTO: d.ToolChoiceMode.AUTO,
+    pb.ToolChoice.MODE_NONE: d.ToolChoiceMode.NONE,
+    pb.ToolChoice.MODE_REQUIRED: d.ToolChoiceMode.REQUIRED,
+    pb.ToolChoice.MODE_TOOL: d.ToolChoiceMode.TOOL,
+}
+EFFORT = {
+    pb.ReasoningOptions.EFFORT_UNSPECIFIED: "",
+    pb.ReasoningOptions.EFFORT_MINIMAL: "minimal",
+    pb.ReasoningOptions.EFFORT_LOW: "low",
+    pb.ReasoningOptions.EFFORT_MEDIUM: "medium",
+    pb.ReasoningOptions.EFFORT_HIGH: "high",
+}
+FORMAT = {
+    pb.ResponseFormat.TYPE_UNSPECIFIED: d.ResponseFormatType.TEXT,
+    pb.ResponseFormat.TYPE_TEXT: d.ResponseFormatType.TEXT,
+    pb.ResponseFormat.TYPE_JSON_OBJECT: d.ResponseFormatType.JSON_OBJECT,
+    pb.ResponseFormat.TYPE_JSON_SCHEMA: d.ResponseFormatType.JSON_SCHEMA,
+}
+FINISH = {
+    d.FinishReason.UNSPECIFIED: pb.FINISH_REASON_UNSPECIFIED,
+    d.FinishReason.STOP: pb.FINISH_REASON_STOP,
+    d.FinishReason.LENGTH: pb.FINISH_REASON_LENGTH,
+    d.FinishReason.TOOL_CALLS: pb.FINISH_REASON_TOOL_CALLS,
+    d.FinishReason.CONTENT_FILTER: pb.FINISH_REASON_CONTENT_FILTER,
+    d.FinishReason.OTHER: pb.FINISH_REASON_OTHER,
+}
+
+
+def struct_to_dict(value: Struct) -> dict[str, Any]:
+    """A Struct as plain JSON data; whole numbers come back as ints (Struct stores doubles)."""
+    return _ints(json_format.MessageToDict(value))  # type: ignore[no-any-return]
+
+
+def _ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    return value
+
+
+def dict_to_struct(value: Mapping[str, Any]) -> Struct:
+    struct = Struct()
+    struct.update(value)
+    return struct
+
+
+# --- inbound -----------------------------------------------------------------------------------
+
+
+def _part(part: pb.ContentPart, where: str) -> d.ContentPart:
+    kind = part.WhichOneof("part")
+    cache = part.cache_breakpoint
+    if kind == "text":
+        return d.TextPart(part.text, cache)
+    if kind == "image":
+        image = part.image
+        if image.WhichOneof("source") is None:
+            raise invalid_argument(f"{where}.image: give either data or url")
+        if image.HasField("data") and not image.media_type:
+            raise invalid_argument(f"{where}.image.media_type: required with data (e.g. image/png)")
+        return d.ImagePart(image.data, image.url, image.media_type, cache)
+    if kind == "tool_call":
+        call = part.tool_call
+        return d.ToolCallPart(d.ToolCall(call.id, call.name, call.arguments_json or "{}"), cache)
+    if kind == "tool_result":
+        result = part.tool_result
+        return d.ToolResultPart(result.tool_call_id, result.content, result.is_error, result.name, cache)
+    if kind == "reasoning":
+        return d.ReasoningPart(part.reasoning.text, part.reasoning.signature, cache)
+    raise invalid_argument(
+        f"{where}: empty content part (set text, image, tool_call, tool_result or reasoning)"
+    )
+
+
+def messages_from_proto(messages: Any) -> list[d.Message]:
+    result = []
+    for i, message in enumerate(messages):
+        role = ROLES.get(message.role)
+        if role is None:
+            raise invalid_argument(f"messages[{i}].role: must be system, user, assistant or tool")
+        parts = tuple(_part(p, f"messages[{i}].content[{j}]") for j, p in enumerate(message.content))
+        result.append(d.Message(role, parts, message.name))
+    return result
+
+
+def tools_from_proto(tools: Any) -> list[d.Tool]:
+    return [d.Tool(t.name, t.description, struct_to_dict(t.parameters)) for t in tools]
+
+
+def _optional(message: Any, name: str) -> Any:
+    return getattr(message, name) if message.HasField(name) else None
+
+
+def chat_request_from_proto(request: pb.ChatRequest) -> d.ChatRequest:
+    reasoning = None
+    if request.HasField("reasoning"):
+        r = request.reasoning
+        reasoning = d.ReasoningOptions(r.enabled, EFFORT.get(r.effort, ""), r.budget_tokens)
+    response_format = None
+    if request.HasField("response_format"):
+        f = request.response_format
+        schema = struct_to_dict(f.json_schema) if f.HasField("json_schema") else None
+        response_format = d.ResponseFormat(
+            FORMAT.get(f.type, d.ResponseFormatType.TEXT), f.schema_name, schema, f.strict
+        )
+    tool_choice = None
+    if request.HasField("tool_choice"):
+        tool_choice = d.ToolChoice(
+            TOOL_CHOICE.get(request.tool_choice.mode, d.ToolChoiceMode.AUTO), request.tool_choice.name
+        )
+    return d.ChatRequest(
+        model=request.model,
+        provider=request.provider,
+        fallbacks=list(request.fallbacks),
+        messages=messages_from_proto(request.messages),
+        tools=tools_from_proto(request.tools),
+        tool_choice=tool_choice,
+        temperature=_optional(request, "temperature"),
+        top_p=_optional(request, "top_p"),
+        max_tokens=_optional(request, "max_tokens"),
+        stop=list(request.stop),
+        reasoning=reasoning,
+        response_format=response_format,
+        provider_options=struct_to_dict(request.provider_options),
+        metadata=dict(request.metadata),
+    )
+
+
+def completion_request_from_proto(request: pb.CompleteRequest) -> d.CompletionRequest:
+    return d.CompletionRequest(
+        model=request.model,
+        prompt=request.prompt,
+        provider=request.provider,
+        fallbacks=list(request.fallbacks),
+        temperature=_optional(request, "temperature"),
+        top_p=_optional(request, "top_p"),
+        max_tokens=_optional(request, "max_tokens"),
+        stop=list(request.stop),
+        provider_options=struct_to_dict(request.provider_options),
+        metadata=dict(request.metadata),
+    )
+
+
+def count_request_from_proto(request: pb.CountTokensRequest) -> d.CountTokensRequest:
+    return d.CountTokensRequest(
+        model=request.model,
+        provider=request.provider,
+        text=request.text,
+        messages=messages_from_proto(request.messages),
+        tools=tools_from_proto(request.tools),
+    )
+
+
+def embed_request_from_proto(request: pb.EmbedRequest) -> d.EmbedRequest:
+    return d.EmbedRequest(
+        model=request.model,
+        inputs=list(request.inputs),
+        provider=request.provider,
+        dimensions=request.dimensions,
+    )
+
+
+# --- outbound ----------------------------------------------------------------------------------
+
+
+def usage_to_proto(usage: d.Usage) -> pb.Usage:
+    return pb.Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        total_tokens=usage.total_tokens,
+        raw=dict_to_struct(usage.raw) if usage.raw else None,
+        estimated=usage.estimated,
+    )
+
+
+def tool_call_to_proto(call: d.ToolCall) -> pb.ToolCall:
+    return pb.ToolCall(id=call.id, name=call.name, arguments_json=call.arguments_json)
+
+
+def finish_to_proto(finish: d.Finish) -> pb.Finish:
+    t = finish.timing
+    return pb.Finish(
+        reason=FINISH[finish.reason],
+        raw_finish_reason=finish.raw_reason,
+        provider=finish.provider,
+        model=finish.model,
+        timing=pb.Timing(
+            gateway_overhead_us=t.gateway_overhead_us,
+            time_to_first_token_us=t.time_to_first_token_us,
+            total_us=t.total_us,
+            upstream_us=t.upstream_us,
+        ),
+        attempts=[
+            pb.Attempt(
+                provider=a.provider, model=a.model, outcome=a.outcome, error=a.error, latency_us=a.latency_us
+            )
+            for a in finish.attempts
+        ],
+        response_id=finish.response_id,
+    )
+
+
+def event_to_proto(event: d.GatewayEvent) -> pb.StreamEvent:
+    # Ordered by frequency: text deltas are nearly every event of a stream.
+    if isinstance(event, d.TextDelta):
+        return pb.StreamEvent(text_delta=pb.TextDelta(text=event.text))
+    if isinstance(event, d.ReasoningDelta):
+        return pb.StreamEvent(reasoning_delta=pb.ReasoningDelta(text=event.text, signature=event.signature))
+    if isinstance(event, d.ToolCallDelta):
+        return pb.StreamEvent(
+            tool_call_delta=pb.ToolCallDelta(index=event.index, arguments_delta=event.arguments_delta)
+        )
+    if isinstance(event, d.ToolCallStart):
+        return pb.StreamEvent(
+            tool_call_start=pb.ToolCallStart(index=event.index, id=event.id, name=event.name)
+        )
+    if isinstance(event, d.ToolCallEnd):
+        return pb.StreamEvent(
+            tool_call_end=pb.ToolCallEnd(index=event.index, call=tool_call_to_proto(event.call))
+        )
+    if isinstance(event, d.UsageEvent):
+        return pb.StreamEvent(usage=usage_to_proto(event.usage))
+    if isinstance(event, d.Finish):
+        return pb.StreamEvent(finish=finish_to_proto(event))
+    raise TypeError(f"no protobuf form for {type(event).__name__}")  # ProviderFinish never leaves the router
+
+
+def chat_response_to_proto(response: d.ChatResponse, finish: d.Finish) -> pb.ChatResponse:
+    return pb.ChatResponse(
+        text=response.text,
+        reasoning=response.reasoning,
+        reasoning_signature=response.reasoning_signature,
+        tool_calls=[tool_call_to_proto(c) for c in response.tool_calls],
+        usage=usage_to_proto(response.usage),
+        finish=finish_to_proto(finish),
+    )
+
+
+def completion_response_to_proto(response: d.CompletionResponse, finish: d.Finish) -> pb.CompleteResponse:
+    return pb.CompleteResponse(
+        text=response.text, usage=usage_to_proto(response.usage), finish=finish_to_proto(finish)
+    )
+
+
+def model_to_proto(provider: str, model: d.ModelInfo, aliases: list[str]) -> pb.ModelInfo:
+    return pb.ModelInfo(
+        id=model.id,
+        provider=provider,
+        display_name=model.display_name,
+        context_window=model.context_window,
+        max_output_tokens=model.max_output_tokens,
+        vision=model.vision,
+        tools=model.tools,
+        reasoning=model.reasoning,
+        embeddings=model.embeddings,
+        aliases=aliases,
+    )
+
+
+def capabilities_to_proto(caps: d.Capabilities) -> pb.Capabilities:
+    limits = caps.rate_limits
+    return pb.Capabilities(
+        max_tokens=caps.max_tokens,
+        streaming=caps.streaming,
+        tools=caps.tools,
+        vision=caps.vision,
+        embeddings=caps.embeddings,
+        reasoning=caps.reasoning,
+        json_output=caps.json_output,
+        exact_token_count=caps.exact_token_count,
+        completion=caps.completion,
+        rate_limits=pb.RateLimits(
+            requests_per_minute=limits.requests_per_minute,
+            tokens_per_minute=limits.tokens_per_minute,
+            max_concurrent=limits.max_concurrent,
+        ),
+    )

@@ -1,0 +1,79 @@
+"""Provider health as the standard gRPC health service reports it.
+
+Entries: "" (the whole server), `provider_gateway.v1.ProviderService`, and `provider/<name>` for
+each configured provider. The server stays SERVING while at least one provider serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from grpc_health.v1 import health_pb2
+from grpc_health.v1._async import HealthServicer
+
+from provider_gateway.providers.base import Provider
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+SERVICE_NAME = "provider_gateway.v1.ProviderService"
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+log = logging.getLogger("provider_gateway.health")
+
+
+def provider_service_name(provider: str) -> str:
+    return f"provider/{provider}"
+
+
+@dataclass(slots=True)
+class ProviderHealth:
+    state: int = pb.PROVIDER_HEALTH_UNSPECIFIED
+    message: str = ""
+
+
+class ProviderHealthBook:
+    """Keeps each provider's health and mirrors it into the gRPC health servicer."""
+
+    def __init__(self, servicer: HealthServicer, providers: list[str]) -> None:
+        self.servicer = servicer
+        self._health = {name: ProviderHealth() for name in providers}
+        self.shutting_down = False
+
+    def get(self, provider: str) -> ProviderHealth:
+        return self._health.get(provider, ProviderHealth())
+
+    async def set(self, provider: str, healthy: bool, message: str = "") -> None:
+        state = pb.PROVIDER_HEALTH_SERVING if healthy else pb.PROVIDER_HEALTH_NOT_SERVING
+        previous = self._health.get(provider)
+        self._health[provider] = ProviderHealth(state, message)
+        if previous is None or previous.state != state:
+            log.info("provider %s is %s %s", provider, "serving" if healthy else "not serving", message)
+        await self.servicer.set(provider_service_name(provider), SERVING if healthy else NOT_SERVING)
+        await self._publish_overall()
+
+    async def _publish_overall(self) -> None:
+        if self.shutting_down:
+            return
+        any_serving = any(h.state != pb.PROVIDER_HEALTH_NOT_SERVING for h in self._health.values())
+        overall = SERVING if any_serving else NOT_SERVING
+        await self.servicer.set("", overall)
+        await self.servicer.set(SERVICE_NAME, overall)
+
+    async def check_all(self, providers: list[Provider], timeout_s: float = 5.0) -> None:
+        """Probe every provider once, concurrently; a probe that fails or times out is not serving."""
+
+        async def probe(provider: Provider) -> None:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    status = await provider.health_check()
+                await self.set(provider.name, status.healthy, status.message)
+            except Exception as exc:
+                await self.set(provider.name, False, f"health check failed: {type(exc).__name__}")
+
+        await asyncio.gather(*(probe(p) for p in providers))
+
+    async def enter_shutdown(self) -> None:
+        """Report NOT_SERVING everywhere so load balancers stop sending before we stop serving."""
+        self.shutting_down = True
+        await self.servicer.enter_graceful_shutdown()

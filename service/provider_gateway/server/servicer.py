@@ -1,0 +1,173 @@
+"""The grpc.aio servicer: converts at the edge, delegates to the router, maps errors to statuses."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.routing.router import RequestClock, Router
+from provider_gateway.server import convert, validate
+from provider_gateway.server.health import ProviderHealthBook
+from provider_gateway.v1 import provider_service_pb2 as pb
+from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger("provider_gateway.rpc")
+T = TypeVar("T")
+
+
+def _status_details(exc: GatewayError) -> tuple[tuple[str, str | bytes], ...]:
+    """Trailing metadata that carries a google.rpc.RetryInfo, which gRPC clients read as details."""
+    if exc.retry_after is None:
+        return ()
+    delay = duration_pb2.Duration()
+    delay.FromMilliseconds(int(exc.retry_after * 1000))
+    status = status_pb2.Status(code=getattr(code_pb2, exc.kind.value), message=str(exc))
+    status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    return (
+        ("grpc-status-details-bin", status.SerializeToString()),
+        ("retry-after-ms", str(int(exc.retry_after * 1000))),
+    )
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> NoReturn:
+    """End the call with the status that matches `exc`; never leak internals of unknown errors."""
+    if isinstance(exc, GatewayError):
+        code = grpc.StatusCode[exc.kind.value]
+        await context.abort(code, str(exc), trailing_metadata=_status_details(exc))
+    incident = uuid.uuid4().hex[:12]
+    log.exception("internal error, incident %s", incident)
+    await context.abort(
+        grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the gateway log"
+    )
+
+
+class ProviderService(pb_grpc.ProviderServiceServicer):
+    def __init__(self, router: Router, health: ProviderHealthBook) -> None:
+        self.router = router
+        self.health = health
+
+    async def _unary(
+        self, context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], Awaitable[T]]
+    ) -> T:
+        try:
+            return await work()
+        except Exception as exc:  # every failure becomes a status; the server never crashes
+            await abort(context, exc)
+
+    async def Chat(
+        self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ChatResponse:
+        clock = RequestClock()
+
+        async def work() -> pb.ChatResponse:
+            domain_request = convert.chat_request_from_proto(validate.chat(request))
+            response, finish = await self.router.chat(domain_request, clock)
+            return convert.chat_response_to_proto(response, finish)
+
+        return await self._unary(context, work)
+
+    async def ChatStream(
+        self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.StreamEvent]:
+        clock = RequestClock()
+        try:
+            events = self.router.chat_stream(convert.chat_request_from_proto(validate.chat(request)), clock)
+            async for event in events:
+                yield convert.event_to_proto(event)
+        except Exception as exc:
+            await abort(context, exc)
+
+    async def Complete(
+        self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CompleteResponse:
+        clock = RequestClock()
+
+        async def work() -> pb.CompleteResponse:
+            domain_request = convert.completion_request_from_proto(validate.complete(request))
+            response, finish = await self.router.complete(domain_request, clock)
+            return convert.completion_response_to_proto(response, finish)
+
+        return await self._unary(context, work)
+
+    async def CompleteStream(
+        self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.StreamEvent]:
+        clock = RequestClock()
+        try:
+            domain_request = convert.completion_request_from_proto(validate.complete(request))
+            async for event in self.router.complete_stream(domain_request, clock):
+                yield convert.event_to_proto(event)
+        except Exception as exc:
+            await abort(context, exc)
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListModelsResponse:
+        async def work() -> pb.ListModelsResponse:
+            models = await self.router.list_models(request.provider)
+            aliases = self.router.resolver.aliases_for
+            return pb.ListModelsResponse(
+                models=[convert.model_to_proto(p, m, aliases(p, m.id)) for p, m in models]
+            )
+
+        return await self._unary(context, work)
+
+    async def CountTokens(
+        self, request: pb.CountTokensRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CountTokensResponse:
+        async def work() -> pb.CountTokensResponse:
+            route, count = await self.router.count_tokens(
+                convert.count_request_from_proto(validate.count(request))
+            )
+            return pb.CountTokensResponse(
+                input_tokens=count.input_tokens,
+                estimated=count.estimated,
+                provider=route.provider,
+                model=count.model or route.model,
+            )
+
+        return await self._unary(context, work)
+
+    async def Embed(
+        self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.EmbedResponse:
+        async def work() -> pb.EmbedResponse:
+            route, result = await self.router.embed(convert.embed_request_from_proto(validate.embed(request)))
+            if len(result.vectors) != len(request.inputs):
+                raise GatewayError(
+                    ErrorKind.INTERNAL,
+                    f"provider returned {len(result.vectors)} vectors for {len(request.inputs)} inputs",
+                )
+            return pb.EmbedResponse(
+                embeddings=[pb.Embedding(index=i, values=v) for i, v in enumerate(result.vectors)],
+                usage=convert.usage_to_proto(result.usage),
+                provider=route.provider,
+                model=result.model or route.model,
+            )
+
+        return await self._unary(context, work)
+
+    async def ListProviders(
+        self, request: pb.ListProvidersRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListProvidersResponse:
+        providers = []
+        for provider in self.router.registry:
+            health = self.health.get(provider.name)
+            providers.append(
+                pb.ProviderInfo(
+                    name=provider.name,
+                    kind=provider.kind,
+                    health=health.state,  # type: ignore[arg-type]
+                    health_message=health.message,
+                    capabilities=convert.capabilities_to_proto(provider.capabilities()),
+                    breaker_state="closed",
+                )
+            )
+        return pb.ListProvidersResponse(providers=providers, default_provider=self.router.registry.default)
