@@ -145,10 +145,18 @@ class GatewayConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     providers: list[ProviderConfig] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)
+    # Other top-level tables ([routing], [auth], [tls], [telemetry], ...), each parsed by the module
+    # that owns the feature, so that adding a feature does not grow this file.
+    sections: dict[str, Section] = field(default_factory=dict)
+
+    def section(self, name: str) -> Section:
+        return self.sections.get(name) or Section({}, self.source, name)
 
 
 DEFAULT_SOURCE = "(built-in defaults)"
-TOP_LEVEL_KEYS = ("server", "providers", "aliases")
+CORE_KEYS = ("server", "providers", "aliases")
+# Feature tables: parsed by their own modules through `GatewayConfig.section(name)`.
+FEATURE_KEYS = ("routing", "groups", "auth", "tls", "telemetry", "redis", "limits", "health")
 SERVER_KEYS = ("host", "port", "grace_period_s", "max_message_bytes", "default_provider")
 
 
@@ -177,7 +185,7 @@ def load(path: str | os.PathLike[str] | None) -> GatewayConfig:
 
 def parse(data: Mapping[str, Any], source: str) -> GatewayConfig:
     root = Section(data, source)
-    root.reject_unknown(TOP_LEVEL_KEYS)
+    root.reject_unknown(CORE_KEYS + FEATURE_KEYS)
     server_section = root.table("server")
     server_section.reject_unknown(SERVER_KEYS)
     server = ServerConfig(
@@ -210,4 +218,5 @@ def parse(data: Mapping[str, Any], source: str) -> GatewayConfig:
             raise aliases_section.error(
                 alias, f"must be 'provider/model' with a configured provider (have: {', '.join(names)})"
             )
-    return GatewayConfig(source=source, server=server, providers=providers, aliases=aliases)
+    sections = {name: root.table(name) for name in FEATURE_KEYS if name in root}
+    return GatewayConfig(source=source, server=server, providers=providers, aliases=aliases, sections=sections)
