@@ -6,7 +6,6 @@ async with GatewayClient("localhost:50051") as gateway:
 """
 
 from provider_gateway.v1 import provider_service_pb2 as pb
-
 from provider_gateway_client.client import GatewayClient, SyncGatewayClient, chat_request, message
 from provider_gateway_client.events import text_of
 
