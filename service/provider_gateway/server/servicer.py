@@ -48,6 +48,12 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> 
     )
 
 
+async def _close(events: AsyncIterator[Any]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 class ProviderService(pb_grpc.ProviderServiceServicer):
     def __init__(self, router: Router, health: ProviderHealthBook) -> None:
         self.router = router
@@ -78,9 +84,14 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     ) -> AsyncIterator[pb.StreamEvent]:
         clock = RequestClock()
         try:
-            events = self.router.chat_stream(convert.chat_request_from_proto(validate.chat(request)), clock)
-            async for event in events:
-                yield convert.event_to_proto(event)
+            domain_request = convert.chat_request_from_proto(validate.chat(request))
+            # Closed in `finally`: a client that goes away stops the provider now, not at garbage collection.
+            events = self.router.chat_stream(domain_request, clock)
+            try:
+                async for event in events:
+                    yield convert.event_to_proto(event)
+            finally:
+                await _close(events)
         except Exception as exc:
             await abort(context, exc)
 
@@ -102,8 +113,12 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         clock = RequestClock()
         try:
             domain_request = convert.completion_request_from_proto(validate.complete(request))
-            async for event in self.router.complete_stream(domain_request, clock):
-                yield convert.event_to_proto(event)
+            events = self.router.complete_stream(domain_request, clock)
+            try:
+                async for event in events:
+                    yield convert.event_to_proto(event)
+            finally:
+                await _close(events)
         except Exception as exc:
             await abort(context, exc)
 
