@@ -193,9 +193,11 @@ class MockProvider(BaseProvider):
         try:
             return self.models[model]
         except KeyError:
+            # A 'x/model' that reached here had a prefix naming no configured provider.
+            hint = "; a 'provider/' prefix must name a configured provider" if "/" in model else ""
             raise not_found(
                 f"model {model!r} is not offered by provider {self.name!r} "
-                f"(models: {', '.join(sorted(self.models))})"
+                f"(models: {', '.join(sorted(self.models))}){hint}"
             ) from None
 
     def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
@@ -268,12 +270,15 @@ class MockProvider(BaseProvider):
                 await asyncio.sleep(delay)
             yield ReasoningDelta(word)
         budget = behaviour.tokens if max_tokens is None else min(behaviour.tokens, max_tokens)
+        fail_after = behaviour.fault_after_tokens if fault == "error_after_tokens" else None
         for i, word in enumerate(answer_words(prompt, budget)):
-            if fault == "error_after_tokens" and i == behaviour.fault_after_tokens:
-                raise GatewayError(behaviour.fault_status, behaviour.fault_message, provider=self.name)
+            if i == fail_after:
+                break
             if delay and i:
                 await asyncio.sleep(delay)
             yield TextDelta(word)
+        if fail_after is not None:  # also when the answer is shorter than fault_after_tokens
+            raise GatewayError(behaviour.fault_status, behaviour.fault_message, provider=self.name)
         for index, (name, arguments) in enumerate(calls):
             call_id = f"call_mock_{index}"
             yield ToolCallStart(index, call_id, name)

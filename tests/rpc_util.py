@@ -1,0 +1,46 @@
+"""Small helpers shared by the RPC tests: request builders and stream collectors."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+# Generous: the suite shares a slow machine; a passing test never waits this long.
+WAIT_S = 10.0
+
+
+def user(text: str) -> pb.Message:
+    return pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text=text)])
+
+
+def chat(model: str, text: str = "Hi", **fields: Any) -> pb.ChatRequest:
+    return pb.ChatRequest(model=model, messages=[user(text)], **fields)
+
+
+def kinds(events: list[pb.StreamEvent]) -> list[str]:
+    return [str(e.WhichOneof("event")) for e in events]
+
+
+def text_of(events: list[pb.StreamEvent]) -> str:
+    return "".join(e.text_delta.text for e in events if e.WhichOneof("event") == "text_delta")
+
+
+async def collect_until_error(
+    call: Any,
+) -> tuple[list[pb.StreamEvent], grpc.aio.AioRpcError | None]:
+    """Every event of a stream and the error that ended it (None for a clean end)."""
+    events: list[pb.StreamEvent] = []
+    try:
+        async for event in call:
+            events.append(event)
+    except grpc.aio.AioRpcError as exc:
+        return events, exc
+    return events, None
+
+
+async def wait_for(event: asyncio.Event) -> None:
+    await asyncio.wait_for(event.wait(), WAIT_S)

@@ -1,0 +1,189 @@
+"""Injected faults of the mock, configured in TOML, as a client of the real gRPC API sees them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from rpc_util import WAIT_S, chat, collect_until_error, kinds, wait_for
+
+from provider_gateway.domain import FinishReason, ProviderFinish, TextDelta, Usage, UsageEvent
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.mock import MockScript
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+FAULTS = """
+[providers.mock.models.down]
+fault = "error_before_first_token"
+fault_status = "UNAVAILABLE"
+fault_message = "upstream is down for maintenance"
+
+[providers.mock.models.flaky]
+fault = "error_after_tokens"
+fault_after_tokens = 3
+fault_status = "INTERNAL"
+fault_message = "connection reset mid-answer"
+
+[providers.mock.models.short_flaky]
+tokens = 2
+fault = "error_after_tokens"
+fault_after_tokens = 5
+
+[providers.mock.models.stuck]
+fault = "hang"
+
+[providers.mock.models.limited]
+fault = "rate_limit"
+retry_after_ms = 1500
+
+[providers.mock.models.dribble]
+tokens = 200
+token_delay_ms = 100
+"""
+
+
+@pytest.fixture
+async def faulty(gateway_factory):
+    async with gateway_factory(FAULTS) as gw:
+        yield gw
+
+
+async def test_error_before_first_token_is_the_configured_status_and_message(faulty) -> None:
+    events, error = await collect_until_error(faulty.stub.ChatStream(chat("mock/down")))
+    assert events == []
+    assert error is not None
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert error.details() == "mock: upstream is down for maintenance"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await faulty.stub.Chat(chat("mock/down"))
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_error_after_n_tokens_delivers_n_text_events_then_the_error(faulty) -> None:
+    events, error = await collect_until_error(faulty.stub.ChatStream(chat("mock/flaky")))
+    assert kinds(events) == ["text_delta"] * 3  # no usage, no finish: the stream did not end cleanly
+    assert error is not None
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert "connection reset mid-answer" in error.details()
+    # The unary call does not hand back a partial answer.
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await faulty.stub.Complete(pb.CompleteRequest(model="mock/flaky", prompt="x"))
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+
+
+async def test_error_after_more_tokens_than_the_answer_has_still_fails(faulty) -> None:
+    events, error = await collect_until_error(faulty.stub.ChatStream(chat("mock/short_flaky")))
+    assert kinds(events) == ["text_delta"] * 2
+    assert error is not None and error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize("method", ["ChatStream", "Chat"])
+async def test_hang_until_the_client_deadline_then_the_mock_sees_the_cancel(faulty, method) -> None:
+    mock = faulty.provider("mock")
+    call = getattr(faulty.stub, method)(chat("mock/stuck"), timeout=0.5)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        if method == "ChatStream":
+            [e async for e in call]
+        else:
+            await call
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await wait_for(mock.stats.cancelled_event)
+    assert mock.stats.cancelled == 1 and mock.stats.completed == 0
+
+
+async def test_rate_limit_is_resource_exhausted_with_retry_info(faulty) -> None:
+    call = faulty.stub.ChatStream(chat("mock/limited"))
+    events, error = await collect_until_error(call)
+    assert events == []
+    assert error is not None
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "retry after 1500 ms" in error.details()
+    status = await rpc_status.aio.from_call(call)
+    assert status is not None
+    retry_info = error_details_pb2.RetryInfo()
+    assert status.details[0].Unpack(retry_info)
+    assert retry_info.retry_delay.ToMilliseconds() == 1500
+    trailing = dict(await call.trailing_metadata())
+    assert trailing["retry-after-ms"] == "1500"
+
+
+async def test_rate_limit_on_a_unary_call_carries_retry_info_too(faulty) -> None:
+    call = faulty.stub.Chat(chat("mock/limited"))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = await rpc_status.aio.from_call(call)
+    retry_info = error_details_pb2.RetryInfo()
+    assert status is not None and status.details[0].Unpack(retry_info)
+    assert retry_info.retry_delay.ToMilliseconds() == 1500
+
+
+async def test_errors_without_retry_after_carry_no_retry_metadata(faulty) -> None:
+    call = faulty.stub.ChatStream(chat("mock/down"))
+    await collect_until_error(call)
+    assert "retry-after-ms" not in dict(await call.trailing_metadata())
+
+
+async def test_client_cancel_mid_stream_stops_the_provider(faulty) -> None:
+    mock = faulty.provider("mock")
+    call = faulty.stub.ChatStream(chat("mock/dribble"))
+    first = [await call.read(), await call.read()]
+    assert kinds(first) == ["text_delta", "text_delta"]
+    call.cancel()
+    await wait_for(mock.stats.cancelled_event)
+    assert mock.stats.cancelled == 1 and mock.stats.completed == 0
+
+
+async def test_scripted_responses_are_served_in_order_then_behaviour_resumes(gateway) -> None:
+    mock = gateway.provider("mock")
+    mock.push(MockScript(events=[TextDelta("scripted"), TextDelta(" one"), ProviderFinish(FinishReason.STOP, model="script")]))
+    mock.push(
+        MockScript(
+            events=[TextDelta("two"), UsageEvent(Usage(input_tokens=7, output_tokens=1))],
+        )
+    )
+    first = await gateway.stub.Chat(chat("mock/echo"))
+    second = [e async for e in gateway.stub.ChatStream(chat("mock/echo"))]
+    third = await gateway.stub.Chat(chat("mock/echo", "back to normal"))
+    assert (first.text, first.finish.model) == ("scripted one", "script")
+    assert kinds(second) == ["text_delta", "usage", "finish"]
+    assert second[1].usage.input_tokens == 7
+    assert third.text.startswith("Mock answer: back to normal")
+    assert [r.model for r in mock.stats.requests] == ["echo", "echo", "echo"]
+
+
+async def test_scripted_error_after_events(gateway) -> None:
+    mock = gateway.provider("mock")
+    error = GatewayError(ErrorKind.PERMISSION_DENIED, "key lacks access", provider="mock")
+    mock.push(MockScript(events=[TextDelta("a"), TextDelta("b"), TextDelta("c")], error=error, error_after=2))
+    mock.push(MockScript(events=[TextDelta("only")], error=error, error_after=5))
+    events, failure = await collect_until_error(gateway.stub.ChatStream(chat("mock/echo")))
+    assert [e.text_delta.text for e in events] == ["a", "b"]
+    assert failure is not None and failure.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert failure.details() == "mock: key lacks access"
+    events, failure = await collect_until_error(gateway.stub.ChatStream(chat("mock/echo")))
+    assert [e.text_delta.text for e in events] == ["only"]
+    assert failure is not None and failure.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_unexpected_provider_errors_are_internal_without_details(gateway) -> None:
+    mock = gateway.provider("mock")
+    mock.push(MockScript(events=[], error=RuntimeError("secret internals")))  # type: ignore[arg-type]
+    events, failure = await collect_until_error(gateway.stub.ChatStream(chat("mock/echo")))
+    assert events == [] and failure is not None
+    assert failure.code() == grpc.StatusCode.INTERNAL
+    assert "secret internals" not in failure.details()
+    assert "incident" in failure.details()
+
+
+async def test_slow_model_delays_the_first_token(gateway) -> None:
+    call = gateway.stub.ChatStream(chat("mock/slow"))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    first = await asyncio.wait_for(call.read(), WAIT_S)
+    assert first.WhichOneof("event") == "text_delta"
+    assert loop.time() - started >= 0.2  # a lower bound only: never flaky on a slow machine
+    call.cancel()
