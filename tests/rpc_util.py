@@ -44,3 +44,16 @@ async def collect_until_error(
 
 async def wait_for(event: asyncio.Event) -> None:
     await asyncio.wait_for(event.wait(), WAIT_S)
+
+
+async def rpc_error(call: Any) -> grpc.aio.AioRpcError:
+    """The error a unary or streaming call ends with; fails the test if it ends cleanly."""
+    try:
+        if hasattr(call, "__aiter__"):
+            async for _ in call:
+                pass
+        else:
+            await call
+    except grpc.aio.AioRpcError as exc:
+        return exc
+    raise AssertionError("the call succeeded; an error status was expected")

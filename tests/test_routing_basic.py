@@ -72,7 +72,8 @@ async def test_unknown_provider_is_not_found_listing_the_configured_ones(routed)
 
 async def test_unknown_prefix_is_not_found_explaining_the_prefix(routed) -> None:
     events, error = await collect_until_error(routed.stub.ChatStream(chat("openai/gpt-4o")))
-    assert events == [] and error is not None
+    assert events == []
+    assert error is not None
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert "'openai/gpt-4o'" in error.details()
     assert "'provider/' prefix must name a configured provider" in error.details()
@@ -92,7 +93,10 @@ async def test_fallback_before_the_first_token(routed) -> None:
     assert kinds(events)[-1] == "finish"
     finish = events[-1].finish
     assert (finish.provider, finish.model) == ("backup", "echo")
-    assert [(a.provider, a.outcome) for a in finish.attempts] == [("primary", "UNAVAILABLE"), ("backup", "ok")]
+    assert [(a.provider, a.outcome) for a in finish.attempts] == [
+        ("primary", "UNAVAILABLE"),
+        ("backup", "ok"),
+    ]
     assert finish.attempts[0].error == "primary region down"
     response = await routed.stub.Chat(request)
     assert (response.finish.provider, response.finish.model) == ("backup", "echo")
@@ -108,7 +112,8 @@ async def test_no_fallback_once_tokens_were_sent(routed) -> None:
         routed.stub.ChatStream(chat("primary/midway", fallbacks=["backup/echo"]))
     )
     assert kinds(events) == ["text_delta", "text_delta"]
-    assert error is not None and error.code() == grpc.StatusCode.UNAVAILABLE
+    assert error is not None
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert routed.provider("backup").stats.started == 0
 
 
