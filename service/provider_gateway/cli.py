@@ -46,6 +46,11 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"provider-gateway: {exc}", file=sys.stderr)
         return 1
+    except RuntimeError as exc:
+        if "bind" not in str(exc):  # grpc reports a port in use as RuntimeError("Failed to bind ...")
+            raise
+        print(f"provider-gateway: cannot listen: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

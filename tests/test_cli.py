@@ -1,0 +1,126 @@
+"""The `provider-gateway` command line against a server running in another process."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from served import CLI, read_some, served
+
+TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with served(tmp_path_factory.mktemp("cli")) as address:
+        yield address
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+
+
+def test_chat_prints_tokens_as_they_arrive(target: str) -> None:
+    proc = subprocess.Popen(
+        [CLI, "chat", "--target", target, "-m", "mock/slow", "Tell", "me"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        first = read_some(proc.stdout.fileno(), TIMEOUT_S).decode()
+        # The answer has 20 tokens, 50 ms apart: had the CLI buffered, the first read would hold them all.
+        assert first.startswith("Mock")
+        assert "Tell me Mock answer: Tell me" not in first
+        rest, errors = proc.communicate(timeout=TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, errors
+    words = ["Mock", "answer:", "Tell", "me"] * 5
+    assert first + rest.decode() == " ".join(words) + "\n"
+
+
+def test_chat_verbose_reports_who_answered(target: str) -> None:
+    result = cli("chat", "--target", target, "-v", "--max-tokens", "3", "--system", "be brief", "Hi")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Mock answer: Hi\n"
+    assert result.stderr.startswith("[mock/echo FINISH_REASON_LENGTH overhead=")
+
+
+def test_chat_shows_reasoning_on_stderr_when_asked(target: str) -> None:
+    result = cli("chat", "--target", target, "-m", "mock/reasoner", "--show-reasoning", "Why")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "Thinking about the question step by"
+    assert result.stdout.startswith("Mock answer: Why")
+
+
+def test_chat_error_is_one_readable_line_and_exit_1(target: str) -> None:
+    result = cli("chat", "--target", target, "-m", "mock/gpt-9", "Hi")
+    assert result.returncode == 1
+    assert result.stderr.startswith("provider-gateway: NOT_FOUND: mock: model 'gpt-9' is not offered")
+    assert "Traceback" not in result.stderr
+
+
+def test_models_lists_provider_slash_model(target: str) -> None:
+    result = cli("models", "--target", target)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [
+        "mock/echo",
+        "mock/embed",
+        "mock/reasoner",
+        "mock/slow",
+        "mock/tools",
+    ]
+    assert "mock/reasoner\t128000\tvision,reasoning" in lines
+    assert cli("models", "--target", target, "--provider", "mock").stdout == result.stdout
+
+
+def test_providers_lists_health_and_default(target: str) -> None:
+    result = cli("providers", "--target", target)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "mock\tmock\tSERVING\tclosed (default)\n"
+
+
+def test_health(target: str) -> None:
+    server = cli("health", "--target", target)
+    assert (server.stdout, server.returncode) == ("SERVING\n", 0)
+    provider = cli("health", "--target", target, "--service", "provider/mock")
+    assert (provider.stdout, provider.returncode) == ("SERVING\n", 0)
+
+
+def test_client_commands_against_no_server_fail_cleanly() -> None:
+    result = cli("providers", "--target", "127.0.0.1:1", "--timeout", "2")
+    assert result.returncode == 1
+    assert result.stderr.startswith("provider-gateway: UNAVAILABLE") or result.stderr.startswith(
+        "provider-gateway: DEADLINE_EXCEEDED"
+    )
+
+
+def test_serve_with_a_bad_config_exits_2_naming_file_key_and_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[providers.mock.models.echo]\nfault = "explode"\n')
+    result = cli("serve", "--config", str(bad), "--port", "0")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"provider-gateway: bad configuration: {bad}: providers.mock.models.echo.fault: "
+        "must be one of error_after_tokens, error_before_first_token, hang, none, rate_limit; got 'explode'\n"
+    )
+
+
+def test_serve_with_a_missing_config_exits_2(tmp_path: Path) -> None:
+    result = cli("serve", "--config", str(tmp_path / "nope.toml"))
+    assert result.returncode == 2
+    assert "nope.toml: cannot read the file: No such file or directory" in result.stderr
+
+
+def test_serve_on_a_port_in_use_exits_1_with_a_message(target: str) -> None:
+    port = target.rsplit(":", 1)[1]
+    result = cli("serve", "--port", port)
+    assert result.returncode == 1
+    assert "provider-gateway: cannot listen: Failed to bind to address" in result.stderr
+    assert "Traceback" not in result.stderr
