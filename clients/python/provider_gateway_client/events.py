@@ -1,12 +1,152 @@
-"""Small helpers over the typed `StreamEvent` messages."""
+"""Typed stream events: plain frozen dataclasses instead of the `StreamEvent` oneof.
+
+`typed_event(pb_event)` converts one protobuf event; the clients' `chat_stream` and
+`complete_stream` yield these, so `match` statements and type checkers see what arrived.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 
-def text_of(events: Iterable[pb.StreamEvent]) -> str:
-    """The answer text of a list of stream events."""
-    return "".join(e.text_delta.text for e in events if e.WhichOneof("event") == "text_delta")
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A piece of the answer text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """A piece of the model's visible reasoning (and its signature, for providers that sign it)."""
+
+    text: str
+    signature: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallArguments:
+    """A fragment of a tool call's JSON arguments; fragments of one index concatenate."""
+
+    index: int
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    """A complete tool call."""
+
+    index: int
+    id: str
+    name: str
+    arguments_json: str
+
+    def arguments(self) -> Any:
+        return json.loads(self.arguments_json or "{}")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """Token usage; `input_tokens` includes cache read and write tokens."""
+
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    total_tokens: int = 0
+    estimated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The last event: why the answer ended, who answered, and the gateway's timing in microseconds."""
+
+    reason: str  # "stop", "length", "tool_calls", "content_filter", "other"
+    provider: str
+    model: str
+    response_id: str = ""
+    raw_reason: str = ""
+    gateway_overhead_us: int = 0
+    time_to_first_token_us: int = 0
+    total_us: int = 0
+    attempts: tuple[tuple[str, str, str], ...] = ()  # (provider, model, outcome) in order
+
+
+Event = Text | Reasoning | ToolCallStarted | ToolCallArguments | ToolCallFinished | UsageReport | Finished
+
+
+def finish_reason(reason: int) -> str:
+    """`FINISH_REASON_TOOL_CALLS` -> `tool_calls`."""
+    return pb.FinishReason.Name(reason).removeprefix("FINISH_REASON_").lower()
+
+
+def usage_report(usage: pb.Usage) -> UsageReport:
+    return UsageReport(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        total_tokens=usage.total_tokens,
+        estimated=usage.estimated,
+    )
+
+
+def finished(finish: pb.Finish) -> Finished:
+    return Finished(
+        reason=finish_reason(finish.reason),
+        provider=finish.provider,
+        model=finish.model,
+        response_id=finish.response_id,
+        raw_reason=finish.raw_finish_reason,
+        gateway_overhead_us=finish.timing.gateway_overhead_us,
+        time_to_first_token_us=finish.timing.time_to_first_token_us,
+        total_us=finish.timing.total_us,
+        attempts=tuple((a.provider, a.model, a.outcome) for a in finish.attempts),
+    )
+
+
+def typed_event(event: pb.StreamEvent) -> Event | None:
+    """The typed form of one event; None for a kind this client does not know (newer servers may add some)."""
+    kind = event.WhichOneof("event")
+    if kind == "text_delta":
+        return Text(event.text_delta.text)
+    if kind == "reasoning_delta":
+        return Reasoning(event.reasoning_delta.text, event.reasoning_delta.signature)
+    if kind == "tool_call_start":
+        start = event.tool_call_start
+        return ToolCallStarted(start.index, start.id, start.name)
+    if kind == "tool_call_delta":
+        return ToolCallArguments(event.tool_call_delta.index, event.tool_call_delta.arguments_delta)
+    if kind == "tool_call_end":
+        end = event.tool_call_end
+        return ToolCallFinished(end.index, end.call.id, end.call.name, end.call.arguments_json)
+    if kind == "usage":
+        return usage_report(event.usage)
+    if kind == "finish":
+        return finished(event.finish)
+    return None
+
+
+def text_of(events: Iterable[Event | pb.StreamEvent]) -> str:
+    """The answer text of a sequence of events (typed or protobuf)."""
+    parts = []
+    for event in events:
+        if isinstance(event, Text):
+            parts.append(event.text)
+        elif isinstance(event, pb.StreamEvent) and event.WhichOneof("event") == "text_delta":
+            parts.append(event.text_delta.text)
+    return "".join(parts)
