@@ -213,3 +213,14 @@ def test_section_typed_accessors() -> None:
         section.strings("mixed")
     with pytest.raises(ConfigError, match=r"t.level: must be one of high, medium; got 'low'"):
         section.choice("level", ["medium", "high"], "high")
+
+
+def test_the_example_config_loads_and_builds() -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "gateway.toml"
+    loaded = config.load(example)
+    providers = {p.name: p for p in ProviderRegistry.from_config(loaded)}
+    assert sorted(providers) == ["backup", "mock"]
+    assert loaded.aliases == {"fast": "mock/echo", "thinker": "mock/reasoner"}
+    mock = providers["mock"]
+    assert isinstance(mock, MockProvider)
+    assert mock.models["limited"].fault == "rate_limit"

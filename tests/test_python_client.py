@@ -4,8 +4,11 @@ grpc_testing channels where what goes on the wire is best checked without a netw
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import grpc_testing
@@ -242,3 +245,29 @@ def test_default_service_config_retries_unary_calls_only() -> None:
     assert methods == {"Chat", "Complete", "ListModels", "CountTokens", "Embed", "ListProviders"}
     assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
     assert ("grpc.service_config", SERVICE_CONFIG) in CHANNEL_OPTIONS
+
+
+# --- the examples in examples/ run as written ---------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("chat_sync.py", "Mock answer: Hello"),
+        ("chat_async.py", "[mock/reasoner: stop]"),
+        ("tools.py", 'model asks: get_weather({"city":"Paris","unit":"celsius"})'),
+    ],
+)
+async def test_examples_run_against_a_gateway(gateway, script: str, expected: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(EXAMPLES / script),
+        env={**os.environ, "GATEWAY_TARGET": gateway.target},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert expected in out.decode()
