@@ -54,7 +54,7 @@ def test_chat_verbose_reports_who_answered(target: str) -> None:
 def test_chat_shows_reasoning_on_stderr_when_asked(target: str) -> None:
     result = cli("chat", "--target", target, "-m", "mock/reasoner", "--show-reasoning", "Why")
     assert result.returncode == 0, result.stderr
-    assert result.stderr == "Thinking about the question step by"
+    assert result.stderr == "Thinking about the question step by\n"
     assert result.stdout.startswith("Mock answer: Why")
 
 

@@ -73,15 +73,20 @@ def _chat(args: argparse.Namespace) -> int:
     if args.max_tokens:
         request.max_tokens = args.max_tokens
     finish = None
+    reasoning_shown = False
     with channel:
         for event in stub.ChatStream(request, timeout=args.timeout, metadata=_metadata(args)):
             kind = event.WhichOneof("event")
+            if reasoning_shown and kind != "reasoning_delta":
+                sys.stderr.write("\n")  # end the reasoning line before the answer starts
+                reasoning_shown = False
             if kind == "text_delta":
                 sys.stdout.write(event.text_delta.text)
                 sys.stdout.flush()  # show each token as it arrives
             elif kind == "reasoning_delta" and args.show_reasoning:
                 sys.stderr.write(event.reasoning_delta.text)
                 sys.stderr.flush()
+                reasoning_shown = True
             elif kind == "tool_call_end":
                 call = event.tool_call_end.call
                 sys.stdout.write(f"\n[tool call {call.name}({call.arguments_json}) id={call.id}]")
