@@ -59,3 +59,15 @@ def served(log_dir: Path, *args: str) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+@contextmanager
+def child(*command: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A client process whose stdout the test reads as it comes; killed if the test leaves early."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from served import CLI, read_some, served
+from served import CLI, child, read_some, served
 
 TIMEOUT_S = 60
 
@@ -23,22 +23,13 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_chat_prints_tokens_as_they_arrive(target: str) -> None:
-    proc = subprocess.Popen(
-        [CLI, "chat", "--target", target, "-m", "mock/slow", "Tell", "me"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    try:
+    with child(CLI, "chat", "--target", target, "-m", "mock/slow", "Tell", "me") as proc:
+        assert proc.stdout is not None
         first = read_some(proc.stdout.fileno(), TIMEOUT_S).decode()
         # The answer has 20 tokens, 50 ms apart: had the CLI buffered, the first read would hold them all.
         assert first.startswith("Mock")
         assert "Tell me Mock answer: Tell me" not in first
         rest, errors = proc.communicate(timeout=TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, errors
     words = ["Mock", "answer:", "Tell", "me"] * 5
     assert first + rest.decode() == " ".join(words) + "\n"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from served import BIN, read_some, served
+from served import BIN, child, read_some, served
 
 GRPCURL = str(BIN / "grpcurl")
 TIMEOUT_S = 60
@@ -85,13 +85,9 @@ def test_chat_stream_prints_one_json_object_per_event(target: str) -> None:
 
 
 def test_chat_stream_events_arrive_before_the_stream_ends(target: str) -> None:
-    proc = subprocess.Popen(
-        [GRPCURL, "-plaintext", "-d", chat_body("mock/slow"), target, f"{SERVICE}/ChatStream"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    try:
+    command = [GRPCURL, "-plaintext", "-d", chat_body("mock/slow"), target, f"{SERVICE}/ChatStream"]
+    with child(*command) as proc:
+        assert proc.stdout is not None
         received = ""
         events: list[dict[str, Any]] = []
         while not events:
@@ -101,10 +97,6 @@ def test_chat_stream_events_arrive_before_the_stream_ends(target: str) -> None:
         assert events[0] == {"text_delta": {"text": "Mock"}}
         assert not any("finish" in e for e in events)
         rest, errors = proc.communicate(timeout=TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, errors
     everything, tail = json_objects(received + rest.decode())
     assert tail == ""
