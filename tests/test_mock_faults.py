@@ -198,3 +198,17 @@ async def test_slow_model_delays_the_first_token(gateway) -> None:
     assert first.WhichOneof("event") == "text_delta"
     assert loop.time() - started >= 0.2  # a lower bound only: never flaky on a slow machine
     call.cancel()
+
+
+async def test_embed_faults_strike_like_chat_faults(faulty) -> None:
+    mock = faulty.provider("mock")
+    down = await rpc_error(faulty.stub.Embed(pb.EmbedRequest(model="mock/down", inputs=["x"])))
+    assert down.code() == grpc.StatusCode.UNAVAILABLE
+    call = faulty.stub.Embed(pb.EmbedRequest(model="mock/limited", inputs=["x"]))
+    limited = await rpc_error(call)
+    assert limited.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert dict(await call.trailing_metadata())["retry-after-ms"] == "1500"
+    stuck = await rpc_error(faulty.stub.Embed(pb.EmbedRequest(model="mock/stuck", inputs=["x"]), timeout=0.5))
+    assert stuck.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await wait_for(mock.stats.cancelled_event)
+    assert mock.stats.started == 0  # embeddings are not chat streams

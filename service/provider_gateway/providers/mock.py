@@ -236,9 +236,29 @@ class MockProvider(BaseProvider):
                 yield event
             self.stats.completed += 1
         except (asyncio.CancelledError, GeneratorExit):
-            self.stats.cancelled += 1
-            self.stats.cancelled_event.set()
+            self._note_cancel()
             raise
+
+    def _note_cancel(self) -> None:
+        self.stats.cancelled += 1
+        self.stats.cancelled_event.set()
+
+    async def _before_answer(self, behaviour: MockModel) -> None:
+        """The latency and the faults that strike before any output, shared by every call kind."""
+        if behaviour.first_token_delay_ms:
+            await asyncio.sleep(behaviour.first_token_delay_ms / 1000)
+        if behaviour.fault == "hang":
+            await asyncio.Event().wait()  # until the caller cancels or its deadline passes
+        if behaviour.fault == "rate_limit":
+            raise GatewayError(
+                ErrorKind.RESOURCE_EXHAUSTED,
+                f"mock rate limit: retry after {behaviour.retry_after_ms} ms",
+                provider=self.name,
+                retry_after=behaviour.retry_after_ms / 1000,
+                upstream_status=429,
+            )
+        if behaviour.fault == "error_before_first_token":
+            raise GatewayError(behaviour.fault_status, behaviour.fault_message, provider=self.name)
 
     async def _generate(
         self,
@@ -250,20 +270,7 @@ class MockProvider(BaseProvider):
         max_tokens: int | None,
     ) -> AsyncIterator[StreamEvent]:
         fault = behaviour.fault
-        if behaviour.first_token_delay_ms:
-            await asyncio.sleep(behaviour.first_token_delay_ms / 1000)
-        if fault == "hang":
-            await asyncio.Event().wait()  # until the caller cancels or its deadline passes
-        if fault == "rate_limit":
-            raise GatewayError(
-                ErrorKind.RESOURCE_EXHAUSTED,
-                f"mock rate limit: retry after {behaviour.retry_after_ms} ms",
-                provider=self.name,
-                retry_after=behaviour.retry_after_ms / 1000,
-                upstream_status=429,
-            )
-        if fault == "error_before_first_token":
-            raise GatewayError(behaviour.fault_status, behaviour.fault_message, provider=self.name)
+        await self._before_answer(behaviour)
         delay = behaviour.token_delay_ms / 1000
         for i, word in enumerate(reasoning_words(behaviour.reasoning_tokens)):
             if delay and i:
@@ -325,6 +332,11 @@ class MockProvider(BaseProvider):
 
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         behaviour = self._model(request.model)
+        try:
+            await self._before_answer(behaviour)
+        except asyncio.CancelledError:
+            self._note_cancel()
+            raise
         dims = request.dimensions or behaviour.embedding_dimensions
         vectors = [embedding(text, dims) for text in request.inputs]
         tokens = sum(estimate_tokens(t) for t in request.inputs)
