@@ -167,3 +167,14 @@ async def test_bad_complete_embed_and_count_requests_are_invalid_argument(gatewa
             await call
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert info.value.details().startswith(field)
+
+
+async def test_server_is_not_serving_when_no_provider_serves(gateway_factory) -> None:
+    async with gateway_factory("[providers.mock]\nhealthy = false\n") as gw:
+        health = health_pb2_grpc.HealthStub(gw.channel)
+        overall = await health.Check(health_pb2.HealthCheckRequest(service=""))
+        service = await health.Check(
+            health_pb2.HealthCheckRequest(service="provider_gateway.v1.ProviderService")
+        )
+    assert overall.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert service.status == health_pb2.HealthCheckResponse.NOT_SERVING
