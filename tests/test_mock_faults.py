@@ -126,9 +126,13 @@ async def test_errors_without_retry_after_carry_no_retry_metadata(faulty) -> Non
     assert "retry-after-ms" not in dict(await call.trailing_metadata())
 
 
-async def test_client_cancel_mid_stream_stops_the_provider(faulty) -> None:
+@pytest.mark.parametrize("method", ["ChatStream", "CompleteStream"])
+async def test_client_cancel_mid_stream_stops_the_provider(faulty, method) -> None:
     mock = faulty.provider("mock")
-    call = faulty.stub.ChatStream(chat("mock/dribble"))
+    if method == "ChatStream":
+        call = faulty.stub.ChatStream(chat("mock/dribble"))
+    else:
+        call = faulty.stub.CompleteStream(pb.CompleteRequest(model="mock/dribble", prompt="x"))
     first = [await call.read(), await call.read()]
     assert kinds(first) == ["text_delta", "text_delta"]
     call.cancel()
