@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from provider_gateway.domain import GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.routing.router import RequestClock, Router
 from provider_gateway.server import convert, validate
@@ -50,12 +48,6 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> 
     )
 
 
-async def _close(events: AsyncIterator[Any]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
 class ProviderService(pb_grpc.ProviderServiceServicer):
     def __init__(self, router: Router, health: ProviderHealthBook) -> None:
         self.router = router
@@ -81,32 +73,16 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
 
         return await self._unary(context, work)
 
-    async def _stream(
-        self,
-        context: grpc.aio.ServicerContext[Any, Any],
-        open_events: Callable[[RequestClock], AsyncIterator[GatewayEvent]],
-    ) -> AsyncGenerator[pb.StreamEvent, None]:
-        clock = RequestClock()
-        try:
-            events = open_events(clock)
-            # Closed in `finally`: a client that goes away stops the provider now, not at garbage collection.
-            try:
-                async for event in events:
-                    yield convert.event_to_proto(event)
-            finally:
-                await _close(events)
-        except Exception as exc:
-            await abort(context, exc)
-
     async def ChatStream(
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.StreamEvent]:
-        def open_events(clock: RequestClock) -> AsyncIterator[GatewayEvent]:
-            return self.router.chat_stream(convert.chat_request_from_proto(validate.chat(request)), clock)
-
-        async with aclosing(self._stream(context, open_events)) as events:
+        clock = RequestClock()
+        try:
+            events = self.router.chat_stream(convert.chat_request_from_proto(validate.chat(request)), clock)
             async for event in events:
-                yield event
+                yield convert.event_to_proto(event)
+        except Exception as exc:
+            await abort(context, exc)
 
     async def Complete(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -123,13 +99,13 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     async def CompleteStream(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.StreamEvent]:
-        def open_events(clock: RequestClock) -> AsyncIterator[GatewayEvent]:
+        clock = RequestClock()
+        try:
             domain_request = convert.completion_request_from_proto(validate.complete(request))
-            return self.router.complete_stream(domain_request, clock)
-
-        async with aclosing(self._stream(context, open_events)) as events:
-            async for event in events:
-                yield event
+            async for event in self.router.complete_stream(domain_request, clock):
+                yield convert.event_to_proto(event)
+        except Exception as exc:
+            await abort(context, exc)
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
