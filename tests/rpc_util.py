@@ -11,6 +11,9 @@ from provider_gateway.v1 import provider_service_pb2 as pb
 
 # Generous: the suite shares a slow machine; a passing test never waits this long.
 WAIT_S = 10.0
+# Deadline for calls to a hanging model: long enough that on a loaded machine the request still
+# reaches the provider before it passes, so the test sees the provider being cancelled.
+HANG_DEADLINE_S = 1.0
 
 
 def user(text: str) -> pb.Message:

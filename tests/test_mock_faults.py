@@ -8,7 +8,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from rpc_util import WAIT_S, chat, collect_until_error, kinds, rpc_error, wait_for
+from rpc_util import HANG_DEADLINE_S, WAIT_S, chat, collect_until_error, kinds, rpc_error, wait_for
 
 from provider_gateway.domain import FinishReason, ProviderFinish, TextDelta, Usage, UsageEvent
 from provider_gateway.errors import ErrorKind, GatewayError
@@ -84,7 +84,7 @@ async def test_error_after_more_tokens_than_the_answer_has_still_fails(faulty) -
 @pytest.mark.parametrize("method", ["ChatStream", "Chat"])
 async def test_hang_until_the_client_deadline_then_the_mock_sees_the_cancel(faulty, method) -> None:
     mock = faulty.provider("mock")
-    call = getattr(faulty.stub, method)(chat("mock/stuck"), timeout=0.5)
+    call = getattr(faulty.stub, method)(chat("mock/stuck"), timeout=HANG_DEADLINE_S)
     error = await rpc_error(call)
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     await wait_for(mock.stats.cancelled_event)
@@ -212,7 +212,9 @@ async def test_embed_faults_strike_like_chat_faults(faulty) -> None:
     limited = await rpc_error(call)
     assert limited.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert dict(await call.trailing_metadata())["retry-after-ms"] == "1500"
-    stuck = await rpc_error(faulty.stub.Embed(pb.EmbedRequest(model="mock/stuck", inputs=["x"]), timeout=0.5))
+    stuck = await rpc_error(
+        faulty.stub.Embed(pb.EmbedRequest(model="mock/stuck", inputs=["x"]), timeout=HANG_DEADLINE_S)
+    )
     assert stuck.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     await wait_for(mock.stats.cancelled_event)
     assert mock.stats.started == 0  # embeddings are not chat streams

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import grpc_testing
 import pytest
-from rpc_util import wait_for
+from rpc_util import HANG_DEADLINE_S, wait_for
 
 from provider_gateway_client import (
     Finished,
@@ -100,7 +100,7 @@ async def test_async_unary_calls(gateway) -> None:
 async def test_async_per_call_deadline(gateway_factory) -> None:
     async with gateway_factory(FAULTS) as gw, GatewayClient(gw.target, timeout=30) as client:
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await client.chat("mock/stuck", "x", timeout=0.3)
+            await client.chat("mock/stuck", "x", timeout=HANG_DEADLINE_S)
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         await wait_for(gw.provider("mock").stats.cancelled_event)
 
