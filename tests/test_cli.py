@@ -118,3 +118,14 @@ def test_serve_on_a_port_in_use_exits_1_with_a_message(target: str) -> None:
     assert result.returncode == 1
     assert "provider-gateway: cannot listen: Failed to bind to address" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    root = Path(__file__).resolve().parent.parent
+    lines = (root / "README.md").read_text().splitlines()
+    assert lines[2] == "```bash"
+    assert lines[3].startswith("bash scripts/setup.sh && .venv/bin/provider-gateway serve ")
+    assert lines[4].startswith("bash scripts/test.sh ")
+    assert (root / "scripts" / "setup.sh").is_file()
+    assert (root / "scripts" / "test.sh").is_file()
+    assert Path(CLI).name == "provider-gateway"
