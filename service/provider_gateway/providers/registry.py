@@ -32,6 +32,7 @@ ADAPTERS: dict[str, str] = {
     "lmstudio": "provider_gateway.providers.openai.adapter:from_config",
     "mistral": "provider_gateway.providers.openai.adapter:from_config",
     "azure": "provider_gateway.providers.openai.adapter:from_config",
+    "ollama": "provider_gateway.providers.ollama.adapter:from_config",
 }
 
 

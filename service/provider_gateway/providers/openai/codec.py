@@ -40,7 +40,7 @@ from provider_gateway.domain import (
 from provider_gateway.errors import GatewayError
 from provider_gateway.http.errors import error_from_response
 from provider_gateway.providers.openai.presets import Preset
-from provider_gateway.providers.openai.think import ThinkSplitter
+from provider_gateway.wire.think import ThinkSplitter
 
 # o1, o3, o4 families and gpt-5, also behind a vendor prefix ("openai/o3-mini" on OpenRouter).
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o[134](?:$|-)|gpt-5)")
