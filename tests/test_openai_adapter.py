@@ -52,6 +52,10 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
             f'[providers.az]\nkind = "azure"\nbase_url = "{fake.url}"\napi_key_file = "{key_file}"\n'
             'deployments = { "gpt-4o" = "prod-4o" }\n'
         )
+        tables.append(
+            f'[providers.azi]\nkind = "azure"\nbase_url = "{fake.url}/inference"\napi_key_file = "{key_file}"\n'
+            'api_style = "inference"\n'
+        )
         async with run_gateway("\n".join(tables)) as gateway:
             yield Env(fake, gateway)
 
@@ -416,6 +420,14 @@ async def test_azure_deployment_path_api_key_and_version(env: Env) -> None:
     assert seen.query == {"api-version": "2024-08-01-preview"}
     assert seen.headers["api-key"] == KEY
     assert "authorization" not in seen.headers
+
+
+async def test_azure_ai_inference_style(env: Env) -> None:
+    got = await chat_stream(env.stub, pb.ChatRequest(model="azi/Phi-4", messages=[user("Hi")]))
+    assert got.error is None, got.error
+    seen = env.fake.last("/inference/models/chat/completions")
+    assert seen.query == {"api-version": "2024-05-01-preview"}
+    assert seen.json()["model"] == "Phi-4"
 
 
 async def test_mistral_tool_ids_and_codestral_host(env: Env) -> None:
