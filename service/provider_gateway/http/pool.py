@@ -10,6 +10,7 @@ aiohttp trace hook, or httpcore's `trace` extension), requests where they are se
 
 from __future__ import annotations
 
+import logging
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from httpx_aiohttp import AiohttpTransport
 from provider_gateway.config import Section
 
 RequestHook = Callable[[httpx.Request], None]
+# httpx logs every request at INFO with its full URL; at a gateway's volume that is noise, and some
+# vendors accept keys in query strings. Observability adds its own, redacted, request telemetry.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 TRANSPORTS = ("aiohttp", "httpx")
 
 
