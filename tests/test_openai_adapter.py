@@ -6,6 +6,7 @@ its provider's path and checks the request the fake received against the documen
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -483,3 +484,14 @@ async def test_complete_is_a_one_message_chat(env: Env) -> None:
     answer = await env.stub.Complete(pb.CompleteRequest(model="oa/gpt-4o", prompt="Say hi"), timeout=10)
     assert answer.text == "Hello from the fake upstream."
     assert env.fake.last("/v1/chat/completions").json()["messages"] == [{"role": "user", "content": "Say hi"}]
+
+
+async def test_passed_deadline_stops_the_upstream_request(env: Env) -> None:
+    env.fake.disconnected.clear()
+    env.fake.script("/v1/chat/completions", Reply(stall=True))
+    got = await chat_stream(
+        env.stub, pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")]), deadline_s=0.5
+    )
+    assert got.error is not None
+    assert got.error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await asyncio.wait_for(env.fake.disconnected.wait(), 10)
