@@ -495,3 +495,110 @@ async def test_passed_deadline_stops_the_upstream_request(env: Env) -> None:
     assert got.error is not None
     assert got.error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     await asyncio.wait_for(env.fake.disconnected.wait(), 10)
+
+
+# --- the same scenarios on every preset of the adapter ------------------------------------------
+
+CHAT_PATHS = {
+    "oa": "/v1/chat/completions",
+    "ds": "/deepseek/chat/completions",
+    "groq": "/openai/v1/chat/completions",
+    "xai": "/xai/v1/chat/completions",
+    "or": "/api/v1/chat/completions",
+    "lms": "/lmstudio/v1/chat/completions",
+    "mis": "/mistral/v1/chat/completions",
+    "az": "/openai/deployments/prod-4o/chat/completions",
+    "azi": "/inference/models/chat/completions",
+}
+PRESET_NAMES = sorted(CHAT_PATHS)
+
+
+def preset_request(provider: str) -> pb.ChatRequest:
+    image = pb.Image(data=b"img", media_type="image/jpeg")
+    return pb.ChatRequest(model=f"{provider}/gpt-4o", messages=[user("Look", image)])
+
+
+@pytest.mark.parametrize("provider", PRESET_NAMES)
+async def test_every_preset_streams_text_tools_usage_and_encodes_vision(env: Env, provider: str) -> None:
+    path = CHAT_PATHS[provider]
+    env.fake.script(
+        path,
+        Reply.sse(
+            [
+                chunk({"content": "It is"}),
+                chunk({"content": " a cat."}),
+                chunk(
+                    {
+                        "tool_calls": [
+                            {"index": 0, "id": "abcDEF123", "function": {"name": "f", "arguments": '{"x":'}}
+                        ]
+                    }
+                ),
+                chunk({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}),
+                chunk({}, "tool_calls"),
+                usage_chunk(
+                    {
+                        "prompt_tokens": 50,
+                        "completion_tokens": 7,
+                        "prompt_tokens_details": {"cached_tokens": 32},
+                    }
+                ),
+            ]
+        ),
+    )
+    got = await chat_stream(env.stub, preset_request(provider))
+    assert got.error is None, got.error
+    assert got.text == "It is a cat."
+    assert [(e.call.id, e.call.name, e.call.arguments_json) for e in got.of("tool_call_end")] == [
+        ("abcDEF123", "f", '{"x":1}')
+    ]
+    # Reported usage wins everywhere, LM Studio included (it is estimated only when absent).
+    assert (got.usage.input_tokens, got.usage.output_tokens, got.usage.cache_read_tokens) == (50, 7, 32)
+    assert (got.finish.provider, got.finish.reason) == (provider, pb.FINISH_REASON_TOOL_CALLS)
+    content = env.fake.last(path).json()["messages"][0]["content"]
+    assert content[1] == {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,aW1n"}}
+
+
+@pytest.mark.parametrize("provider", PRESET_NAMES)
+@pytest.mark.parametrize(
+    ("status", "headers", "code"),
+    [
+        (401, {}, grpc.StatusCode.UNAUTHENTICATED),
+        (404, {}, grpc.StatusCode.NOT_FOUND),
+        (429, {"retry-after": "2"}, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (500, {}, grpc.StatusCode.UNAVAILABLE),
+    ],
+)
+async def test_every_preset_maps_errors_before_the_first_byte(
+    env: Env, provider: str, status: int, headers: dict[str, str], code: grpc.StatusCode
+) -> None:
+    env.fake.script(
+        CHAT_PATHS[provider], Reply.error(status, {"error": {"message": f"{KEY} says no"}}, headers)
+    )
+    got = await chat_stream(env.stub, preset_request(provider))
+    assert got.error is not None
+    assert got.error.code() == code
+    assert KEY not in (got.error.details() or "")
+    if status == 401:
+        assert f"check the provider key for {provider}" in (got.error.details() or "")
+    if status == 429:
+        assert ("retry-after-ms", "2000") in tuple(got.error.trailing_metadata() or ())
+
+
+@pytest.mark.parametrize("provider", PRESET_NAMES)
+async def test_every_preset_fails_a_cut_or_malformed_stream_and_closes_on_cancel(
+    env: Env, provider: str
+) -> None:
+    path = CHAT_PATHS[provider]
+    env.fake.script(
+        path,
+        Reply.sse([chunk({"content": "par"})], then="cut"),
+        Reply.sse([chunk({"content": "par"}), "data: {oops\n\n"]),
+    )
+    for _ in range(2):
+        got = await chat_stream(env.stub, preset_request(provider))
+        assert got.text == "par"
+        assert got.error is not None
+        assert got.error.code() == grpc.StatusCode.UNAVAILABLE
+    env.fake.script(path, Reply.sse([chunk({"content": "first"})], then="hang"))
+    await assert_cancel_closes_upstream(env.stub, preset_request(provider), env.fake, "first")
