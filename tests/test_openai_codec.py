@@ -144,7 +144,7 @@ def test_response_formats_named_tool_choice_and_tool_choice_none() -> None:
             ResponseFormatType.JSON_SCHEMA, "answer", {"type": "object"}, strict=True
         ),
         stop=["END"],
-        provider_options={"seed": 7},
+        provider_options={"seed": 7, "stream": True, "model": "other"},
     )
     body = chat_body(request, PRESETS["openai"], stream=False)
     assert body["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}
@@ -152,7 +152,7 @@ def test_response_formats_named_tool_choice_and_tool_choice_none() -> None:
         "type": "json_schema",
         "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": True},
     }
-    assert (body["stop"], body["seed"]) == (["END"], 7)
+    assert (body["stop"], body["seed"], body["model"]) == (["END"], 7, "gpt-4o")
     assert "stream" not in body
     request.tool_choice = ToolChoice(ToolChoiceMode.NONE)
     request.response_format = ResponseFormat(ResponseFormatType.JSON_OBJECT)
