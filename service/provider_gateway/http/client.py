@@ -124,10 +124,15 @@ class Upstream:
                 retryable=True,
             ) from None
         except httpx.TransportError as error:
-            raise self.errors.from_transport(self.provider, self.host.origin, error) from None
+            raise self._transport_error(error) from None
         except (aiohttp.ClientError, OSError) as error:  # what the aiohttp transport leaves unmapped
-            transport_error = httpx.TransportError(f"{type(error).__name__}: {error}")
-            raise self.errors.from_transport(self.provider, self.host.origin, transport_error) from error
+            raise self._transport_error(httpx.TransportError(f"{type(error).__name__}: {error}")) from None
+
+    def _transport_error(self, error: httpx.TransportError) -> GatewayError:
+        mapped = self.errors.from_transport(self.provider, self.host.origin, error)
+        mapped.message = redact(mapped.message, self.secrets)  # library messages may quote URLs
+        mapped.args = (mapped.message,)
+        return mapped
 
     async def _send(
         self, method: str, path: str, json: Any, params: Mapping[str, str] | None, model: str
