@@ -52,9 +52,16 @@ async def test_one_client_per_origin_and_connections_are_reused(
 
 async def test_request_hook_adds_headers_to_every_request(pool: UpstreamPool, fake: FakeUpstream) -> None:
     fake.on("POST", "/x", lambda r: Reply.json({}))
-    pool.add_request_hook(lambda request: request.headers.__setitem__("traceparent", "00-abc-def-01"))
+    seen_by_hook: list[str] = []
+
+    def hook(request: httpx.Request) -> None:
+        request.headers["traceparent"] = "00-abc-def-01"
+        seen_by_hook.append(request.extensions["provider_gateway.provider"])
+
+    pool.add_request_hook(hook)
     await upstream(pool, fake.url).request_json("POST", "/x", json={"a": 1})
     seen = fake.last("/x")
+    assert seen_by_hook == ["acme"]
     assert seen.headers["traceparent"] == "00-abc-def-01"
     assert seen.headers["authorization"] == "Bearer k-123"
     assert seen.json() == {"a": 1}

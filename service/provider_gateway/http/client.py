@@ -146,6 +146,7 @@ class Upstream:
             params={**self.params, **(params or {})} or None,
             timeout=httpx.Timeout(None, connect=connect),
         )
+        request.extensions["provider_gateway.provider"] = self.provider  # for request hooks' labels
         send = self.host.client.send(self.host.prepare(request), stream=True)
         response = await self._within(send, self.timeouts.first_byte, "response")
         if response.status_code < 400:

@@ -118,7 +118,9 @@ class UpstreamPool:
         return self._hosts[origin]
 
     def add_request_hook(self, hook: RequestHook) -> None:
-        """Run `hook(request)` before every upstream request (e.g. to add a W3C traceparent)."""
+        """Run `hook(request)` before every upstream request (e.g. to add a W3C traceparent).
+
+        `request.extensions["provider_gateway.provider"]` names the provider sending it."""
         self._hooks.append(hook)
 
     def stats(self) -> dict[str, ConnectionStats]:
