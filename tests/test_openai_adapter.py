@@ -372,6 +372,16 @@ async def test_stream_without_done_is_an_error(env: Env) -> None:
     assert "[DONE]" in (got.error.details() or "")
 
 
+async def test_done_without_a_final_newline_still_ends_cleanly(env: Env) -> None:
+    env.fake.script(
+        "/v1/chat/completions",
+        Reply.sse([chunk({"content": "ok"}), chunk({}, "stop"), "data: [DONE]"], done=False),
+    )
+    got = await chat_stream(env.stub, pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")]))
+    assert got.error is None, got.error
+    assert got.text == "ok"
+
+
 async def test_malformed_event_is_an_error(env: Env) -> None:
     env.fake.script("/v1/chat/completions", Reply.sse([chunk({"content": "a"}), "data: {not json\n\n"]))
     got = await chat_stream(env.stub, pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")]))

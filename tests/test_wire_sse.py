@@ -82,3 +82,12 @@ def test_any_split_gives_the_same_events(lines: list[str], end: str, cuts: list[
     chunks = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
     assert decode(chunks) == decode([body])
     assert decode(chunks) == decode([body[i : i + 1] for i in range(len(body))])
+
+
+def test_lenient_close_dispatches_a_last_unterminated_event() -> None:
+    decoder = SseDecoder()
+    assert decoder.feed(b"data: a\n\ndata: [DONE]") == [SseEvent("a")]
+    assert decoder.close(lenient=True) == [SseEvent("[DONE]")]
+    strict = SseDecoder()
+    strict.feed(b"data: x\n")
+    assert strict.close() == []

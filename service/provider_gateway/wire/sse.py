@@ -53,12 +53,16 @@ class SseDecoder:
         self._buffer = buffer[start:]
         return events
 
-    def close(self) -> list[SseEvent]:
-        """End of body. A trailing `\\r` ends its line; an event without its blank line is dropped."""
+    def close(self, *, lenient: bool = False) -> list[SseEvent]:
+        """End of body. A trailing `\\r` ends its line. An event without its blank line is dropped,
+        as the spec says, unless `lenient`: then a last unterminated line and event are dispatched
+        (servers that end with `data: [DONE]` and no newline)."""
         events: list[SseEvent] = []
-        if self._buffer.endswith(b"\r"):
-            self._line(self._buffer[:-1], events)
+        if self._buffer.endswith(b"\r") or (lenient and self._buffer):
+            self._line(self._buffer.removesuffix(b"\r"), events)
             self._buffer = b""
+        if lenient:
+            self._dispatch(events)
         return events
 
     def _line(self, raw: bytes, events: list[SseEvent]) -> None:

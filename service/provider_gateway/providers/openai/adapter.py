@@ -198,6 +198,8 @@ class OpenAIProvider(BaseProvider):
                         yield domain_event
                 if done:
                     break
+            if not done:  # a last event without its blank line: hosts that end on "data: [DONE]"
+                done = any(event.data.strip() == "[DONE]" for event in decoder.close(lenient=True))
         if not done:
             raise GatewayError(
                 ErrorKind.UNAVAILABLE,
