@@ -28,6 +28,9 @@ BASES = {
     "or": ("openrouter", "/api/v1"),
     "lms": ("lmstudio", "/lmstudio/v1"),
     "mis": ("mistral", "/mistral/v1"),
+    "tog": ("together", "/together/v1"),
+    "fw": ("fireworks", "/inference/v1"),
+    "vl": ("vllm", "/vllm/v1"),
 }
 
 
@@ -48,7 +51,8 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
             f'[providers.{name}]\nkind = "{kind}"\nbase_url = "{fake.url}{path}"\napi_key_file = "{key_file}"\n'
             for name, (kind, path) in BASES.items()
         ]
-        tables.append(f'codestral_base_url = "{fake.url}/codestral/v1"\n')  # belongs to [providers.mis]
+        mistral = list(BASES).index("mis")
+        tables[mistral] += f'codestral_base_url = "{fake.url}/codestral/v1"\n'
         tables.append(
             f'[providers.az]\nkind = "azure"\nbase_url = "{fake.url}"\napi_key_file = "{key_file}"\n'
             'deployments = { "gpt-4o" = "prod-4o" }\n'
@@ -519,6 +523,9 @@ CHAT_PATHS = {
     "mis": "/mistral/v1/chat/completions",
     "az": "/openai/deployments/prod-4o/chat/completions",
     "azi": "/inference/models/chat/completions",
+    "tog": "/together/v1/chat/completions",
+    "fw": "/inference/v1/chat/completions",
+    "vl": "/vllm/v1/chat/completions",
 }
 PRESET_NAMES = sorted(CHAT_PATHS)
 
