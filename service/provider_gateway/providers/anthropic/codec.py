@@ -1,0 +1,430 @@
+"""Anthropic Messages wire format: request bodies from domain types, stream events to domain events.
+
+Pure functions and a small stateful decoder; no I/O. Vertex's Claude endpoint reuses all of it with
+a different envelope (see `providers/vertex`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from provider_gateway.domain import (
+    ChatRequest,
+    CompletionRequest,
+    ContentPart,
+    CountTokensRequest,
+    FinishReason,
+    ImagePart,
+    Message,
+    ModelInfo,
+    ProviderFinish,
+    ReasoningDelta,
+    Role,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallPart,
+    ToolCallStart,
+    ToolChoiceMode,
+    ToolResultPart,
+    Usage,
+    UsageEvent,
+)
+from provider_gateway.errors import ErrorKind, GatewayError
+
+API_VERSION = "2023-06-01"
+VERTEX_VERSION = "vertex-2023-10-16"
+PROMPT_CACHING_BETA = "prompt-caching-2024-07-31"
+TOOL_STREAMING_BETA = "fine-grained-tool-streaming-2025-05-14"
+CONTEXT_1M_BETA = "context-1m-2025-08-07"
+DEFAULT_MAX_TOKENS = 8192
+EPHEMERAL = {"type": "ephemeral"}
+
+STOP_REASONS = {
+    "end_turn": FinishReason.STOP,
+    "stop_sequence": FinishReason.STOP,
+    "pause_turn": FinishReason.STOP,
+    "max_tokens": FinishReason.LENGTH,
+    "model_context_window_exceeded": FinishReason.LENGTH,
+    "tool_use": FinishReason.TOOL_CALLS,
+    "refusal": FinishReason.CONTENT_FILTER,
+}
+
+# Anthropic's documented error types (also sent mid-stream in an `error` event).
+ERROR_KINDS = {
+    "invalid_request_error": ErrorKind.INVALID_ARGUMENT,
+    "request_too_large": ErrorKind.INVALID_ARGUMENT,
+    "authentication_error": ErrorKind.UNAUTHENTICATED,
+    "permission_error": ErrorKind.PERMISSION_DENIED,
+    "not_found_error": ErrorKind.NOT_FOUND,
+    "rate_limit_error": ErrorKind.RESOURCE_EXHAUSTED,
+    "api_error": ErrorKind.UNAVAILABLE,
+    "overloaded_error": ErrorKind.UNAVAILABLE,
+    "timeout_error": ErrorKind.UNAVAILABLE,
+}
+
+
+@dataclass(slots=True, frozen=True)
+class AnthropicOptions:
+    """Per-provider settings that shape every request."""
+
+    prompt_caching: bool = True
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    fine_grained_tool_streaming: bool = True
+    context_1m_models: tuple[str, ...] = ()
+    extra_betas: tuple[str, ...] = ()
+
+
+def beta_header(options: AnthropicOptions, model: str) -> str:
+    """The comma-joined `anthropic-beta` value ("" when no beta applies)."""
+    betas: list[str] = []
+    if options.prompt_caching:
+        betas.append(PROMPT_CACHING_BETA)
+    if options.fine_grained_tool_streaming:
+        betas.append(TOOL_STREAMING_BETA)
+    if model in options.context_1m_models:
+        betas.append(CONTEXT_1M_BETA)
+    betas.extend(b for b in options.extra_betas if b not in betas)
+    return ",".join(betas)
+
+
+# --- request --------------------------------------------------------------------------------------
+
+
+def _image_block(part: ImagePart) -> dict[str, Any]:
+    if part.url:
+        return {"type": "image", "source": {"type": "url", "url": part.url}}
+    data = base64.b64encode(part.data).decode("ascii")
+    return {"type": "image", "source": {"type": "base64", "media_type": part.media_type, "data": data}}
+
+
+def _tool_input(call: ToolCall) -> Any:
+    try:
+        return json.loads(call.arguments_json) if call.arguments_json else {}
+    except json.JSONDecodeError:
+        raise GatewayError(
+            ErrorKind.INVALID_ARGUMENT, f"tool call {call.id!r}: arguments_json is not valid JSON"
+        ) from None
+
+
+def _block(part: ContentPart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        return _image_block(part)
+    if isinstance(part, ToolCallPart):
+        call = part.call
+        return {"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call)}
+    if isinstance(part, ToolResultPart):
+        block: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": part.tool_call_id,
+            "content": part.content,
+        }
+        if part.is_error:
+            block["is_error"] = True
+        return block
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+
+
+def _blocks(message: Message) -> list[dict[str, Any]]:
+    blocks = []
+    for part in message.content:
+        block = _block(part)
+        if part.cache_breakpoint:
+            block["cache_control"] = dict(EPHEMERAL)
+        blocks.append(block)
+    return blocks
+
+
+def convert_messages(messages: list[Message], caching: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    """Domain messages -> (Anthropic messages, system texts).
+
+    Tool results travel in user turns; consecutive turns of one role are merged because the API
+    wants them to alternate. With caching on, the last block of each of the last two user turns gets
+    a breakpoint (the lineage's rule: the newest turn is written, the previous one is read).
+    """
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role is Role.SYSTEM:
+            system.append(message.text)
+            continue
+        role = "assistant" if message.role is Role.ASSISTANT else "user"
+        blocks = _blocks(message)
+        if not blocks:
+            continue
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    if caching:
+        user_turns = [m for m in out if m["role"] == "user"]
+        for turn in user_turns[-2:]:
+            last = turn["content"][-1]
+            if last.get("type") != "thinking":
+                last["cache_control"] = dict(EPHEMERAL)
+    return out, system
+
+
+def _tools(tools: list[Tool]) -> list[dict[str, Any]]:
+    return [{"name": t.name, "description": t.description, "input_schema": dict(t.parameters)} for t in tools]
+
+
+def build_messages_body(
+    request: ChatRequest, options: AnthropicOptions, *, stream: bool = True
+) -> dict[str, Any]:
+    messages, system = convert_messages(request.messages, options.prompt_caching)
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens or options.max_tokens,
+        "messages": messages,
+    }
+    if system:
+        blocks = [{"type": "text", "text": "\n\n".join(system)}]
+        if options.prompt_caching:
+            blocks[0]["cache_control"] = dict(EPHEMERAL)  # type: ignore[assignment]
+        body["system"] = blocks
+    choice = request.tool_choice
+    if request.tools and not (choice and choice.mode is ToolChoiceMode.NONE):
+        body["tools"] = _tools(request.tools)
+        if choice and choice.mode is ToolChoiceMode.REQUIRED:
+            body["tool_choice"] = {"type": "any"}
+        elif choice and choice.mode is ToolChoiceMode.TOOL:
+            body["tool_choice"] = {"type": "tool", "name": choice.name}
+        else:
+            body["tool_choice"] = {"type": "auto"}
+    reasoning = request.reasoning
+    if reasoning and reasoning.enabled:
+        budget = reasoning.budget_tokens or max(1024, body["max_tokens"] // 2)
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        body["temperature"] = 1.0  # the API rejects any other temperature with thinking on
+    elif request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None and "thinking" not in body:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def build_count_body(request: CountTokensRequest) -> dict[str, Any]:
+    messages = request.messages or [Message(Role.USER, (TextPart(request.text),))]
+    converted, system = convert_messages(messages, caching=False)
+    body: dict[str, Any] = {"model": request.model, "messages": converted}
+    if system:
+        body["system"] = [{"type": "text", "text": "\n\n".join(system)}]
+    if request.tools:
+        body["tools"] = _tools(request.tools)
+    return body
+
+
+def legacy_prompt(prompt: str) -> str:
+    """The Text Completions format the seed calls out for `complete`."""
+    return f"\n\nHuman: {prompt}\n\nAssistant:"
+
+
+def build_complete_body(request: CompletionRequest, options: AnthropicOptions) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": request.model,
+        "prompt": legacy_prompt(request.prompt),
+        "max_tokens_to_sample": request.max_tokens or options.max_tokens,
+        "stream": True,
+    }
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    return body
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+
+def normalise_usage(raw: Mapping[str, Any]) -> Usage:
+    """Anthropic's `input_tokens` excludes cache reads and writes; ours includes them."""
+    fresh = int(raw.get("input_tokens") or 0)
+    write = int(raw.get("cache_creation_input_tokens") or 0)
+    read = int(raw.get("cache_read_input_tokens") or 0)
+    return Usage(
+        input_tokens=fresh + write + read,
+        output_tokens=int(raw.get("output_tokens") or 0),
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+        raw={k: v for k, v in raw.items() if isinstance(v, int | float | str)},
+    )
+
+
+def error_from_body(body: Any, *, provider: str = "", status: int | None = None) -> GatewayError:
+    """An Anthropic error object ({"type": "error", "error": {"type", "message"}}) as a GatewayError."""
+    error = body.get("error") if isinstance(body, Mapping) else None
+    error = error if isinstance(error, Mapping) else {}
+    error_type = str(error.get("type") or "api_error")
+    message = str(error.get("message") or error_type)
+    kind = ERROR_KINDS.get(error_type, ErrorKind.UNAVAILABLE)
+    if kind is ErrorKind.UNAUTHENTICATED:
+        message = f"{message} (check the provider key)"
+    return GatewayError(
+        kind, f"anthropic {error_type}: {message}", provider=provider, upstream_status=status or error_type
+    )
+
+
+def malformed(provider: str, what: str) -> GatewayError:
+    return GatewayError(ErrorKind.UNAVAILABLE, f"malformed upstream event: {what}", provider=provider)
+
+
+@dataclass(slots=True)
+class _ToolBlock:
+    index: int
+    id: str
+    name: str
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class MessagesStreamDecoder:
+    """Turns the Messages SSE events into domain events, one event at a time."""
+
+    provider: str = ""
+    usage_raw: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+    response_id: str = ""
+    stop_reason: str = ""
+    finished: bool = False
+    _blocks: dict[int, str] = field(default_factory=dict)  # block index -> block type
+    _tools: dict[int, _ToolBlock] = field(default_factory=dict)
+    _tool_count: int = 0
+
+    def feed(self, data: Any) -> list[StreamEvent]:
+        if not isinstance(data, Mapping):
+            raise malformed(self.provider, "event data is not a JSON object")
+        kind = data.get("type")
+        if kind == "message_start":
+            message = data.get("message") or {}
+            self.model = str(message.get("model") or "")
+            self.response_id = str(message.get("id") or "")
+            self.usage_raw.update(message.get("usage") or {})
+            return []
+        if kind == "content_block_start":
+            return self._start(int(data.get("index", 0)), data.get("content_block") or {})
+        if kind == "content_block_delta":
+            return self._delta(int(data.get("index", 0)), data.get("delta") or {})
+        if kind == "content_block_stop":
+            return self._stop(int(data.get("index", 0)))
+        if kind == "message_delta":
+            # output_tokens here is cumulative: replace, never add.
+            self.usage_raw.update(data.get("usage") or {})
+            reason = (data.get("delta") or {}).get("stop_reason")
+            if reason:
+                self.stop_reason = str(reason)
+            return []
+        if kind == "message_stop":
+            self.finished = True
+            return [UsageEvent(normalise_usage(self.usage_raw)), self.finish()]
+        if kind == "error":
+            raise error_from_body(data, provider=self.provider)
+        return []  # ping, and event types added later (the API's versioning policy allows them)
+
+    def _start(self, index: int, block: Mapping[str, Any]) -> list[StreamEvent]:
+        block_type = str(block.get("type") or "")
+        self._blocks[index] = block_type
+        if block_type == "tool_use":
+            tool = _ToolBlock(self._tool_count, str(block.get("id") or ""), str(block.get("name") or ""))
+            self._tool_count += 1
+            self._tools[index] = tool
+            return [ToolCallStart(tool.index, tool.id, tool.name)]
+        if block_type == "text" and block.get("text"):
+            return [TextDelta(str(block["text"]))]
+        if block_type == "thinking" and block.get("thinking"):
+            return [ReasoningDelta(str(block["thinking"]))]
+        return []
+
+    def _delta(self, index: int, delta: Mapping[str, Any]) -> list[StreamEvent]:
+        delta_type = delta.get("type")
+        if delta_type == "text_delta":
+            return [TextDelta(str(delta.get("text", "")))]
+        if delta_type == "thinking_delta":
+            return [ReasoningDelta(str(delta.get("thinking", "")))]
+        if delta_type == "signature_delta":
+            return [ReasoningDelta("", signature=str(delta.get("signature", "")))]
+        if delta_type == "input_json_delta":
+            tool = self._tools.get(index)
+            if tool is None:
+                raise malformed(self.provider, f"input_json_delta for block {index}, which is not a tool_use")
+            piece = str(delta.get("partial_json", ""))
+            tool.arguments.append(piece)
+            return [ToolCallDelta(tool.index, piece)] if piece else []
+        return []
+
+    def _stop(self, index: int) -> list[StreamEvent]:
+        tool = self._tools.pop(index, None)
+        if tool is None:
+            return []
+        arguments = "".join(tool.arguments) or "{}"
+        return [ToolCallEnd(tool.index, ToolCall(tool.id, tool.name, arguments))]
+
+    def finish(self) -> ProviderFinish:
+        reason = STOP_REASONS.get(
+            self.stop_reason, FinishReason.OTHER if self.stop_reason else FinishReason.STOP
+        )
+        return ProviderFinish(reason, self.stop_reason, self.model, self.response_id)
+
+
+@dataclass(slots=True)
+class CompletionStreamDecoder:
+    """The legacy Text Completions stream: `completion` events carrying text and a stop reason."""
+
+    provider: str = ""
+    model: str = ""
+    stop_reason: str = ""
+    response_id: str = ""
+    finished: bool = False
+
+    def feed(self, data: Any) -> list[StreamEvent]:
+        if not isinstance(data, Mapping):
+            raise malformed(self.provider, "event data is not a JSON object")
+        kind = data.get("type")
+        if kind == "error":
+            raise error_from_body(data, provider=self.provider)
+        if kind != "completion":
+            return []
+        self.model = str(data.get("model") or self.model)
+        self.response_id = str(data.get("id") or self.response_id)
+        if data.get("stop_reason"):
+            self.stop_reason = str(data["stop_reason"])
+            self.finished = True
+        text = str(data.get("completion") or "")
+        return [TextDelta(text)] if text else []
+
+    def finish(self) -> ProviderFinish:
+        reason = STOP_REASONS.get(self.stop_reason, FinishReason.STOP)
+        return ProviderFinish(reason, self.stop_reason, self.model, self.response_id)
+
+
+def parse_models(body: Any) -> list[ModelInfo]:
+    data = body.get("data") if isinstance(body, Mapping) else None
+    models = []
+    for item in data or []:
+        if isinstance(item, Mapping) and item.get("id"):
+            models.append(
+                ModelInfo(
+                    id=str(item["id"]),
+                    display_name=str(item.get("display_name") or item["id"]),
+                    vision=True,
+                    tools=True,
+                    reasoning=True,
+                )
+            )
+    return models
