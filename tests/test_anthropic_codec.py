@@ -247,3 +247,17 @@ def test_legacy_completion_stream() -> None:
     assert events == [TextDelta(" Hello"), TextDelta("!")]
     assert decoder.finished
     assert decoder.finish().reason is FinishReason.STOP
+
+
+def test_breakpoints_never_exceed_four() -> None:
+    marked = tuple(TextPart(f"t{i}", cache_breakpoint=True) for i in range(2))
+    messages = [
+        msg(Role.SYSTEM, "s"),
+        Message(Role.USER, (*marked, TextPart("q1"))),
+        msg(Role.ASSISTANT, "a"),
+        msg(Role.USER, "q2"),
+    ]
+    body = codec.build_messages_body(ChatRequest("m", messages), codec.AnthropicOptions())
+    blocks = [b for m in body["messages"] for b in m["content"]] + body["system"]
+    assert sum("cache_control" in b for b in blocks) == 4
+    assert "cache_control" in body["messages"][-1]["content"][-1]  # the newest turn wins the last slot

@@ -18,6 +18,10 @@ ProviderFactory = Callable[[str, Section], Provider]
 # kind -> "module:attribute" of a factory. Add a line here to add an adapter.
 ADAPTERS: dict[str, str] = {
     "mock": "provider_gateway.providers.mock:MockProvider.from_config",
+    "anthropic": "provider_gateway.providers.anthropic.adapter:from_config",
+    "gemini": "provider_gateway.providers.gemini.adapter:from_config",
+    "vertex": "provider_gateway.providers.vertex.adapter:from_config",
+    "cohere": "provider_gateway.providers.cohere.adapter:from_config",
 }
 
 

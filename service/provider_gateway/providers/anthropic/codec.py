@@ -47,6 +47,7 @@ TOOL_STREAMING_BETA = "fine-grained-tool-streaming-2025-05-14"
 CONTEXT_1M_BETA = "context-1m-2025-08-07"
 DEFAULT_MAX_TOKENS = 8192
 EPHEMERAL = {"type": "ephemeral"}
+MAX_BREAKPOINTS = 4
 
 STOP_REASONS = {
     "end_turn": FinishReason.STOP,
@@ -167,11 +168,14 @@ def convert_messages(messages: list[Message], caching: bool) -> tuple[list[dict[
         else:
             out.append({"role": role, "content": blocks})
     if caching:
+        # The API allows four breakpoints; explicit ones and the system block come first.
+        budget = MAX_BREAKPOINTS - 1 - sum("cache_control" in b for m in out for b in m["content"])
         user_turns = [m for m in out if m["role"] == "user"]
-        for turn in user_turns[-2:]:
+        for turn in reversed(user_turns[-2:]):
             last = turn["content"][-1]
-            if last.get("type") != "thinking":
+            if budget > 0 and "cache_control" not in last and last.get("type") != "thinking":
                 last["cache_control"] = dict(EPHEMERAL)
+                budget -= 1
     return out, system
 
 

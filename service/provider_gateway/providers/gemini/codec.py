@@ -77,6 +77,9 @@ HTTP_KINDS = {
     429: ErrorKind.RESOURCE_EXHAUSTED,
 }
 RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
+ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
+# AI Studio answers a bad key with 400 INVALID_ARGUMENT; only ErrorInfo.reason says what it is.
+KEY_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
@@ -255,13 +258,17 @@ def parse_duration(value: Any) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def retry_delay(body: Any) -> float | None:
+def _detail(body: Any, type_url: str) -> Mapping[str, Any]:
     error = body.get("error") if isinstance(body, Mapping) else None
     details = error.get("details") if isinstance(error, Mapping) else None
     for detail in details or []:
-        if isinstance(detail, Mapping) and detail.get("@type") == RETRY_INFO_TYPE:
-            return parse_duration(detail.get("retryDelay"))
-    return None
+        if isinstance(detail, Mapping) and detail.get("@type") == type_url:
+            return detail
+    return {}
+
+
+def retry_delay(body: Any) -> float | None:
+    return parse_duration(_detail(body, RETRY_INFO_TYPE).get("retryDelay"))
 
 
 def error_from_body(body: Any, *, status: int | None = None, provider: str = "") -> GatewayError:
@@ -270,6 +277,8 @@ def error_from_body(body: Any, *, status: int | None = None, provider: str = "")
     error = error if isinstance(error, Mapping) else {}
     code_name = str(error.get("status") or "")
     kind = STATUS_KINDS.get(code_name) or HTTP_KINDS.get(status or 0, ErrorKind.UNAVAILABLE)
+    if _detail(body, ERROR_INFO_TYPE).get("reason") in KEY_REASONS:
+        kind = ErrorKind.UNAUTHENTICATED
     message = str(error.get("message") or code_name or f"HTTP {status}")
     if kind in (ErrorKind.UNAUTHENTICATED, ErrorKind.PERMISSION_DENIED):
         message = f"{message} (check the provider key or token)"
