@@ -53,7 +53,10 @@ async def test_text_stream_sends_documented_headers_and_body(setup: Any) -> None
     (request,) = fake.requests
     assert request.path == "/v1/messages"
     assert request.headers["anthropic-version"] == "2023-06-01"
-    assert request.headers["anthropic-beta"] == "prompt-caching-2024-07-31,fine-grained-tool-streaming-2025-05-14"
+    assert (
+        request.headers["anthropic-beta"]
+        == "prompt-caching-2024-07-31,fine-grained-tool-streaming-2025-05-14"
+    )
     body = request.body
     assert body["max_tokens"] == 8192
     assert body["system"] == [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
@@ -128,7 +131,9 @@ async def test_errors_before_first_byte(setup: Any, status: int, code: grpc.Stat
 async def test_wrong_key_is_unauthenticated(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     fake, _ = setup
     monkeypatch.setenv(KEY_ENV, "wrong")
-    config = f'[providers.claude]\nkind = "anthropic"\nbase_url = "{fake.base_url}"\napi_key_env = "{KEY_ENV}"\n'
+    config = (
+        f'[providers.claude]\nkind = "anthropic"\nbase_url = "{fake.base_url}"\napi_key_env = "{KEY_ENV}"\n'
+    )
     async with run_gateway(config) as gateway:
         error, _ = await chat_error(gateway.stub, chat_request("claude/text"))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -165,7 +170,9 @@ async def test_complete_uses_the_legacy_prompt_format(setup: Any) -> None:
 
 async def test_count_tokens_and_list_models_use_the_api(setup: Any) -> None:
     fake, stub = setup
-    counted = await stub.CountTokens(pb.CountTokensRequest(model="claude/claude-sonnet-4-5", text="hello"), timeout=20)
+    counted = await stub.CountTokens(
+        pb.CountTokensRequest(model="claude/claude-sonnet-4-5", text="hello"), timeout=20
+    )
     assert (counted.input_tokens, counted.estimated) == (42, False)
     models = await stub.ListModels(pb.ListModelsRequest(provider="claude"), timeout=20)
     assert [m.id for m in models.models] == ["claude-sonnet-4-5", "claude-haiku-4-5"]

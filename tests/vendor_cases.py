@@ -26,13 +26,23 @@ def user(text: str, *extra: pb.ContentPart) -> pb.Message:
 def weather_tool() -> pb.Tool:
     tool = pb.Tool(name=conv.TOOL_NAME, description="Current weather for a city")
     tool.parameters.update(
-        {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}, "required": ["city"]}
+        {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
+            "required": ["city"],
+        }
     )
     return tool
 
 
 def chat_request(model: str, **fields: Any) -> pb.ChatRequest:
-    fields.setdefault("messages", [pb.Message(role=pb.ROLE_SYSTEM, content=[pb.ContentPart(text="Be brief.")]), user("Weather in Paris?")])
+    fields.setdefault(
+        "messages",
+        [
+            pb.Message(role=pb.ROLE_SYSTEM, content=[pb.ContentPart(text="Be brief.")]),
+            user("Weather in Paris?"),
+        ],
+    )
     return pb.ChatRequest(model=model, **fields)
 
 
@@ -96,7 +106,10 @@ def assert_canonical(summary: Summary, *, tools: bool) -> None:
     assert summary.text == "".join(conv.TEXT_CHUNKS)
     assert summary.tool_calls == ([(conv.TOOL_NAME, conv.TOOL_ARGS)] if tools else [])
     assert summary.usage is not None
-    assert (summary.usage.input_tokens, summary.usage.output_tokens) == (conv.INPUT_TOKENS, conv.OUTPUT_TOKENS)
+    assert (summary.usage.input_tokens, summary.usage.output_tokens) == (
+        conv.INPUT_TOKENS,
+        conv.OUTPUT_TOKENS,
+    )
     assert summary.usage.cache_read_tokens == conv.CACHE_READ_TOKENS
     assert summary.usage.total_tokens == conv.INPUT_TOKENS + conv.OUTPUT_TOKENS
     assert summary.finish is not None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,10 +32,19 @@ class Recorded:
     body: Any
 
 
+_ERROR_SUFFIX = re.compile(r"(?:^|-)(error-\d{3})$")
+
+
 def scenario_of(model: str) -> str:
-    """The scenario a model name asks for: the part after the last '/' or ':' prefix noise."""
+    """The scenario a model name asks for, as its whole name or a suffix: `tools`, `claude-tools`,
+    `gemini-error-429`; any other name plays `text`."""
     name = model.rsplit("/", 1)[-1]
-    return name if name in SCENARIOS or name.startswith("error-") else "text"
+    if match := _ERROR_SUFFIX.search(name):
+        return match.group(1)
+    for scenario in sorted(SCENARIOS, key=len, reverse=True):
+        if name == scenario or name.endswith("-" + scenario):
+            return scenario
+    return "text"
 
 
 def error_status(scenario: str) -> int | None:
@@ -99,7 +109,8 @@ class FakeVendor:
             except ValueError:
                 self.problems.append(f"{request.path}: body is not JSON")
                 body = raw
-        recorded = Recorded(request.method, request.path, dict(request.query), dict(request.headers), body)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        recorded = Recorded(request.method, request.path, dict(request.query), headers, body)
         self.requests.append(recorded)
         return recorded
 

@@ -1,0 +1,112 @@
+"""One logical conversation (text and a tool call) through ChatStream on every provider gives the
+same text, tool call and normalised usage, whatever each vendor's wire format."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+
+import pytest
+from conftest import run_gateway
+from vendor_cases import WAIT_S, assert_canonical, chat, chat_request, weather_tool
+
+from provider_gateway.domain import ChatRequest, Message, Role, TextDelta, TextPart
+from provider_gateway.fakes import conversation as conv
+from provider_gateway.fakes.anthropic import FakeAnthropic
+from provider_gateway.fakes.cohere import FakeCohere
+from provider_gateway.fakes.gemini import FakeGemini
+from provider_gateway.fakes.vertex import FakeVertex
+from provider_gateway.providers.mock import MockScript
+
+MODELS = [
+    "mock/tools",
+    "anthropic/tools",
+    "gemini/tools",
+    "vertex/tools",
+    "vertex/claude-tools",
+    "cohere/tools",
+]
+
+
+async def test_same_conversation_same_answer_on_every_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with AsyncExitStack() as stack:
+        anthropic = await stack.enter_async_context(FakeAnthropic())
+        gemini = await stack.enter_async_context(FakeGemini())
+        vertex = await stack.enter_async_context(FakeVertex())
+        cohere = await stack.enter_async_context(FakeCohere())
+        for env, value in [
+            ("PG_X_ANTHROPIC", anthropic.api_key),
+            ("PG_X_GEMINI", gemini.api_key),
+            ("PG_X_VERTEX", vertex.vertex_token),
+            ("PG_X_COHERE", cohere.api_key),
+        ]:
+            monkeypatch.setenv(env, value)
+        config = f"""
+[providers.mock]
+kind = "mock"
+
+[providers.anthropic]
+base_url = "{anthropic.base_url}"
+api_key_env = "PG_X_ANTHROPIC"
+
+[providers.gemini]
+base_url = "{gemini.base_url}"
+api_key_env = "PG_X_GEMINI"
+
+[providers.vertex]
+project = "p"
+base_url = "{vertex.base_url}"
+access_token_env = "PG_X_VERTEX"
+
+[providers.cohere]
+base_url = "{cohere.base_url}"
+api_key_env = "PG_X_COHERE"
+"""
+        gateway = await stack.enter_async_context(run_gateway(config))
+        gateway.provider("mock").push(MockScript(events=conv.canonical_events()))
+        answers = {}
+        for model in MODELS:
+            summary = await chat(gateway.stub, chat_request(model, tools=[weather_tool()]))
+            assert_canonical(summary, tools=True)
+            usage = summary.usage
+            answers[model] = (
+                summary.text,
+                summary.tool_calls,
+                (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens),
+                summary.finish.reason,
+            )
+        assert len(set(map(repr, answers.values()))) == 1, answers
+        for fake in (anthropic, gemini, vertex, cohere):
+            assert fake.problems == []
+
+
+@pytest.mark.parametrize(
+    ("fake_type", "kind", "model"),
+    [
+        (FakeAnthropic, "anthropic", "hang"),
+        (FakeGemini, "gemini", "hang"),
+        (FakeVertex, "vertex", "claude-hang"),
+        (FakeCohere, "cohere", "hang"),
+    ],
+)
+async def test_abandoned_stream_closes_the_upstream_connection(
+    monkeypatch: pytest.MonkeyPatch, fake_type: type, kind: str, model: str
+) -> None:
+    """The router closes a provider stream with aclose() when a client leaves between events: that
+    path (not only task cancellation) must release the upstream request."""
+    async with fake_type() as fake:
+        monkeypatch.setenv(
+            "PG_X_SECRET", getattr(fake, "vertex_token", "") if kind == "vertex" else fake.api_key
+        )
+        secret = "access_token_env" if kind == "vertex" else "api_key_env"
+        extra = 'project = "p"\n' if kind == "vertex" else ""
+        config = (
+            f'[providers.p]\nkind = "{kind}"\nbase_url = "{fake.base_url}"\n{secret} = "PG_X_SECRET"\n{extra}'
+        )
+        async with run_gateway(config) as gateway:
+            provider = gateway.provider("p")
+            stream = provider.chat_stream(ChatRequest(model, [Message(Role.USER, (TextPart("hi"),))]))
+            first = await asyncio.wait_for(anext(stream), WAIT_S)
+            assert first == TextDelta(conv.TEXT_CHUNKS[0])
+            await stream.aclose()
+            await asyncio.wait_for(fake.disconnected.wait(), WAIT_S)
