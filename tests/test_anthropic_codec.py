@@ -261,3 +261,27 @@ def test_breakpoints_never_exceed_four() -> None:
     blocks = [b for m in body["messages"] for b in m["content"]] + body["system"]
     assert sum("cache_control" in b for b in blocks) == 4
     assert "cache_control" in body["messages"][-1]["content"][-1]  # the newest turn wins the last slot
+
+
+def test_thinking_limits_are_checked_before_sending() -> None:
+    tools = [WEATHER]
+    forced = ChatRequest(
+        "m",
+        [msg(Role.USER, "x")],
+        tools=tools,
+        tool_choice=ToolChoice(ToolChoiceMode.REQUIRED),
+        reasoning=ReasoningOptions(True),
+    )
+    with pytest.raises(GatewayError, match="tool_choice"):
+        codec.build_messages_body(forced, codec.AnthropicOptions())
+    small = ChatRequest(
+        "m", [msg(Role.USER, "x")], max_tokens=1000, reasoning=ReasoningOptions(True, budget_tokens=500)
+    )
+    with pytest.raises(GatewayError, match="max_tokens"):
+        codec.build_messages_body(small, codec.AnthropicOptions())
+    clamped = ChatRequest(
+        "m", [msg(Role.USER, "x")], max_tokens=4000, reasoning=ReasoningOptions(True, budget_tokens=10)
+    )
+    assert codec.build_messages_body(clamped, codec.AnthropicOptions())["thinking"]["budget_tokens"] == 1024
+    default = ChatRequest("m", [msg(Role.USER, "x")], reasoning=ReasoningOptions(True))
+    assert codec.build_messages_body(default, codec.AnthropicOptions())["thinking"]["budget_tokens"] == 4096

@@ -48,6 +48,7 @@ CONTEXT_1M_BETA = "context-1m-2025-08-07"
 DEFAULT_MAX_TOKENS = 8192
 EPHEMERAL = {"type": "ephemeral"}
 MAX_BREAKPOINTS = 4
+MIN_THINKING_BUDGET = 1024
 
 STOP_REASONS = {
     "end_turn": FinishReason.STOP,
@@ -183,6 +184,27 @@ def _tools(tools: list[Tool]) -> list[dict[str, Any]]:
     return [{"name": t.name, "description": t.description, "input_schema": dict(t.parameters)} for t in tools]
 
 
+def _thinking_budget(request: ChatRequest, body: Mapping[str, Any]) -> int:
+    """Thinking's documented limits: at least 1024 tokens, below max_tokens, no forced tool use."""
+    choice = request.tool_choice
+    if "tools" in body and choice and choice.mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.TOOL):
+        raise GatewayError(
+            ErrorKind.INVALID_ARGUMENT,
+            "tool_choice: Anthropic rejects a forced tool choice (required or a named tool) with reasoning on; "
+            "use auto or turn reasoning off",
+        )
+    max_tokens = int(body["max_tokens"])
+    budget = max(MIN_THINKING_BUDGET, request.reasoning.budget_tokens if request.reasoning else 0)
+    if not request.reasoning or not request.reasoning.budget_tokens:
+        budget = max(MIN_THINKING_BUDGET, max_tokens // 2)
+    if budget >= max_tokens:
+        raise GatewayError(
+            ErrorKind.INVALID_ARGUMENT,
+            f"max_tokens: must exceed the thinking budget ({budget}; Anthropic's minimum is {MIN_THINKING_BUDGET})",
+        )
+    return budget
+
+
 def build_messages_body(
     request: ChatRequest, options: AnthropicOptions, *, stream: bool = True
 ) -> dict[str, Any]:
@@ -208,8 +230,7 @@ def build_messages_body(
             body["tool_choice"] = {"type": "auto"}
     reasoning = request.reasoning
     if reasoning and reasoning.enabled:
-        budget = reasoning.budget_tokens or max(1024, body["max_tokens"] // 2)
-        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        body["thinking"] = {"type": "enabled", "budget_tokens": _thinking_budget(request, body)}
         body["temperature"] = 1.0  # the API rejects any other temperature with thinking on
     elif request.temperature is not None:
         body["temperature"] = request.temperature
