@@ -285,3 +285,11 @@ def test_thinking_limits_are_checked_before_sending() -> None:
     assert codec.build_messages_body(clamped, codec.AnthropicOptions())["thinking"]["budget_tokens"] == 1024
     default = ChatRequest("m", [msg(Role.USER, "x")], reasoning=ReasoningOptions(True))
     assert codec.build_messages_body(default, codec.AnthropicOptions())["thinking"]["budget_tokens"] == 4096
+
+
+def test_provider_options_merge_into_the_body() -> None:
+    request = ChatRequest(
+        "m", [msg(Role.USER, "x")], provider_options={"top_k": 5, "metadata": {"user_id": "u1"}}
+    )
+    body = codec.build_messages_body(request, codec.AnthropicOptions())
+    assert (body["top_k"], body["metadata"]) == (5, {"user_id": "u1"})

@@ -172,3 +172,10 @@ def test_errors_and_embeddings() -> None:
         {"embeddings": {"float": [[0.5, 1]]}, "meta": {"billed_units": {"input_tokens": 2}}}
     )
     assert (vectors, usage.input_tokens) == ([[0.5, 1.0]], 2)
+
+
+def test_provider_options_merge_into_the_body() -> None:
+    body = codec.build_chat_body(
+        ChatRequest("m", [Message(Role.USER, (TextPart("x"),))], provider_options={"safety_mode": "OFF"})
+    )
+    assert body["safety_mode"] == "OFF"

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack
 
+import grpc
 import pytest
 from conftest import run_gateway
-from vendor_cases import WAIT_S, assert_canonical, chat, chat_request, weather_tool
+from vendor_cases import WAIT_S, assert_canonical, chat, chat_error, chat_request, weather_tool
 
 from provider_gateway.domain import ChatRequest, Message, Role, TextDelta, TextPart
 from provider_gateway.fakes import conversation as conv
@@ -110,3 +111,36 @@ async def test_abandoned_stream_closes_the_upstream_connection(
             assert first == TextDelta(conv.TEXT_CHUNKS[0])
             await stream.aclose()
             await asyncio.wait_for(fake.disconnected.wait(), WAIT_S)
+
+
+async def test_stalled_stream_fails_after_the_between_events_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with FakeCohere() as fake:
+        monkeypatch.setenv("PG_X_SECRET", fake.api_key)
+        config = f"""
+[providers.cohere]
+base_url = "{fake.base_url}"
+api_key_env = "PG_X_SECRET"
+between_events_timeout_s = 0.2
+"""
+        async with run_gateway(config) as gateway:
+            error, seen = await chat_error(gateway.stub, chat_request("cohere/hang"))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert "no data from upstream for 0.2 s" in (error.details() or "")
+        assert [e.text_delta.text for e in seen] == [conv.TEXT_CHUNKS[0]]
+        await asyncio.wait_for(fake.disconnected.wait(), WAIT_S)
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "gemini", "cohere"])
+async def test_refused_connection_is_unavailable_and_names_the_host(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    async with FakeCohere() as fake:  # start and stop a server to get a port nobody listens on
+        port = fake.port
+    monkeypatch.setenv("PG_X_SECRET", "k")
+    config = (
+        f'[providers.p]\nkind = "{kind}"\nbase_url = "http://127.0.0.1:{port}"\napi_key_env = "PG_X_SECRET"\n'
+    )
+    async with run_gateway(config) as gateway:
+        error, _ = await chat_error(gateway.stub, chat_request("p/text"))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "cannot reach 127.0.0.1" in (error.details() or "")

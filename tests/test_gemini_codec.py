@@ -215,3 +215,18 @@ def test_parse_models() -> None:
         True,
         False,
     )
+
+
+def test_provider_options_merge_into_the_body() -> None:
+    request = ChatRequest(
+        "m",
+        [Message(Role.USER, (TextPart("x"),))],
+        temperature=0.1,
+        provider_options={
+            "generationConfig": {"topK": 5},
+            "safetySettings": [{"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "BLOCK_NONE"}],
+        },
+    )
+    body = codec.build_generate_body(request)
+    assert body["generationConfig"] == {"temperature": 0.1, "topK": 5}
+    assert body["safetySettings"][0]["threshold"] == "BLOCK_NONE"

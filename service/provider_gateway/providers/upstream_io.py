@@ -7,6 +7,7 @@ move onto the shared HTTP layer by changing this one class.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -119,6 +120,14 @@ class Upstream:
         self.provider = provider
         self.timeouts = timeouts
         self._parse_error = parse_error
+        # httpx's own read timeout is only a backstop here: `sse` times each phase itself.
+        backstop = max(timeouts.first_byte_s, timeouts.between_events_s) + 1
+        self._stream_timeouts = {
+            "connect": timeouts.connect_s,
+            "read": backstop,
+            "write": backstop,
+            "pool": backstop,
+        }
         self._client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(timeouts.first_byte_s, connect=timeouts.connect_s),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
@@ -176,17 +185,38 @@ class Upstream:
             headers=dict(headers),
             json=body,
             params=params,
-            extensions={"timeout": {"connect": self.timeouts.connect_s, "read": self.timeouts.first_byte_s}},
+            extensions={"timeout": self._stream_timeouts},
         )
         try:
-            response = await self._client.send(request, stream=True)
+            async with asyncio.timeout(self.timeouts.first_byte_s):
+                response = await self._client.send(request, stream=True)
+        except TimeoutError:
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE,
+                f"no response from upstream within {self.timeouts.first_byte_s:g} s",
+                provider=self.provider,
+            ) from None
         except httpx.HTTPError as exc:
             raise self._unreachable(exc, url) from exc
         try:
             if response.status_code >= 400:
                 raise self._error(response, await response.aread())
             decoder = SseDecoder()
-            async for chunk in response.aiter_raw():
+            chunks = response.aiter_raw()
+            wait = self.timeouts.first_byte_s
+            while True:
+                # A stalled stream fails after `between_events_s` without a byte, whatever httpx's
+                # per-read timeout says (the first wait, for the first byte, is `first_byte_s`).
+                try:
+                    async with asyncio.timeout(wait):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise GatewayError(
+                        ErrorKind.UNAVAILABLE, f"no data from upstream for {wait:g} s", provider=self.provider
+                    ) from None
+                wait = self.timeouts.between_events_s
                 for event in decoder.feed(chunk):
                     yield event
         except httpx.HTTPError as exc:

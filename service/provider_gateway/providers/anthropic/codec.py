@@ -39,6 +39,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.body_merge import merge_provider_options
 
 API_VERSION = "2023-06-01"
 VERTEX_VERSION = "vertex-2023-10-16"
@@ -240,7 +241,7 @@ def build_messages_body(
         body["stop_sequences"] = list(request.stop)
     if stream:
         body["stream"] = True
-    return body
+    return merge_provider_options(body, request.provider_options)
 
 
 def build_count_body(request: CountTokensRequest) -> dict[str, Any]:
@@ -272,7 +273,7 @@ def build_complete_body(request: CompletionRequest, options: AnthropicOptions) -
         body["top_p"] = request.top_p
     if request.stop:
         body["stop_sequences"] = list(request.stop)
-    return body
+    return merge_provider_options(body, request.provider_options)
 
 
 # --- responses ------------------------------------------------------------------------------------

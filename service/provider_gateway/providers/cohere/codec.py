@@ -37,6 +37,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.body_merge import merge_provider_options
 
 FINISH_REASONS = {
     "COMPLETE": FinishReason.STOP,
@@ -121,7 +122,7 @@ def build_chat_body(request: ChatRequest, *, stream: bool = True) -> dict[str, A
         if reasoning.budget_tokens:
             thinking["token_budget"] = reasoning.budget_tokens
         body["thinking"] = thinking
-    return body
+    return merge_provider_options(body, request.provider_options)
 
 
 def build_embed_body(request: EmbedRequest) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.body_merge import merge_provider_options
 
 FINISH_REASONS = {
     "STOP": FinishReason.STOP,
@@ -210,7 +211,7 @@ def build_generate_body(request: ChatRequest) -> dict[str, Any]:
     config = _generation_config(request)
     if config:
         body["generationConfig"] = config
-    return body
+    return merge_provider_options(body, request.provider_options)
 
 
 def build_count_body(request: CountTokensRequest, model_path: str) -> dict[str, Any]:
