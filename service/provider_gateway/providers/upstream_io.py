@@ -8,6 +8,7 @@ move onto the shared HTTP layer by changing this one class.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -44,9 +45,11 @@ class SseDecoder:
         self._event = ""
         self._data: list[str] = []
         self._pending_cr = False
+        # A character's UTF-8 bytes may straddle two chunks.
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def feed(self, chunk: bytes | str) -> list[SseEvent]:
-        text = chunk.decode("utf-8", errors="replace") if isinstance(chunk, bytes) else chunk
+        text = self._utf8.decode(chunk) if isinstance(chunk, bytes) else chunk
         if self._pending_cr and text.startswith("\n"):
             text = text[1:]
         self._pending_cr = text.endswith("\r")
