@@ -13,6 +13,7 @@ from provider_gateway.domain import (
     ProviderFinish,
     ReasoningDelta,
     ReasoningOptions,
+    ReasoningPart,
     ResponseFormat,
     ResponseFormatType,
     Role,
@@ -230,3 +231,22 @@ def test_provider_options_merge_into_the_body() -> None:
     body = codec.build_generate_body(request)
     assert body["generationConfig"] == {"temperature": 0.1, "topK": 5}
     assert body["safetySettings"][0]["threshold"] == "BLOCK_NONE"
+
+
+def test_thought_signature_round_trips_on_the_function_call() -> None:
+    decoder = codec.GenerateStreamDecoder()
+    part = {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2ln"}
+    events = decoder.feed(
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": "plan", "thought": True}, part]}}]}
+    )
+    assert events[:2] == [ReasoningDelta("plan"), ReasoningDelta("", signature="c2ln")]
+    # The client sends the accumulated reasoning back with the call: the signature lands on the call.
+    assistant = Message(
+        Role.ASSISTANT,
+        (ReasoningPart("plan", signature="c2ln"), ToolCallPart(ToolCall("f-0", "f", "{}"))),
+    )
+    contents, _ = codec.convert_messages([Message(Role.USER, (TextPart("q"),)), assistant])
+    assert contents[1]["parts"] == [
+        {"text": "plan", "thought": True},
+        {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2ln"},
+    ]

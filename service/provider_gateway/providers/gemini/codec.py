@@ -102,6 +102,7 @@ def _function_response(part: ToolResultPart, names: Mapping[str, str]) -> dict[s
 
 def _parts(message: Message, names: dict[str, str]) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
+    signature = ""
     for part in message.content:
         if isinstance(part, TextPart):
             parts.append({"text": part.text})
@@ -124,10 +125,17 @@ def _parts(message: Message, names: dict[str, str]) -> list[dict[str, Any]]:
         elif isinstance(part, ToolResultPart):
             parts.append(_function_response(part, names))
         elif isinstance(part, ReasoningPart):
-            thought: dict[str, Any] = {"text": part.text, "thought": True}
-            if part.signature:
-                thought["thoughtSignature"] = part.signature
-            parts.append(thought)
+            signature = signature or part.signature
+            if part.text:
+                parts.append({"text": part.text, "thought": True})
+    if signature:
+        # Gemini wants the signature back on the part it came with: the first function call
+        # (thinking models reject a later turn without it), else the text.
+        target = next((p for p in parts if "functionCall" in p), None) or next(
+            (p for p in parts if "text" in p), None
+        )
+        if target is not None:
+            target["thoughtSignature"] = signature
     return parts
 
 
@@ -335,7 +343,11 @@ class GenerateStreamDecoder:
             arguments = json.dumps(call.get("args") or {}, separators=(",", ":"))
             index = self.tool_calls
             self.tool_calls += 1
+            signed: list[StreamEvent] = []
+            if part.get("thoughtSignature"):
+                signed.append(ReasoningDelta("", signature=str(part["thoughtSignature"])))
             return [
+                *signed,
                 ToolCallStart(index, call_id, name),
                 ToolCallDelta(index, arguments),
                 ToolCallEnd(index, ToolCall(call_id, name, arguments)),
