@@ -7,7 +7,6 @@ a different envelope (see `providers/vertex`).
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,18 +27,19 @@ from provider_gateway.domain import (
     TextDelta,
     TextPart,
     Tool,
-    ToolCall,
-    ToolCallDelta,
-    ToolCallEnd,
     ToolCallPart,
-    ToolCallStart,
     ToolChoiceMode,
     ToolResultPart,
     Usage,
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.providers.body_merge import merge_provider_options
+from provider_gateway.providers.vendor_wire import (
+    ToolCallAssembler,
+    arguments_object,
+    malformed,
+    merge_provider_options,
+)
 
 API_VERSION = "2023-06-01"
 VERTEX_VERSION = "vertex-2023-10-16"
@@ -109,15 +109,6 @@ def _image_block(part: ImagePart) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "base64", "media_type": part.media_type, "data": data}}
 
 
-def _tool_input(call: ToolCall) -> Any:
-    try:
-        return json.loads(call.arguments_json) if call.arguments_json else {}
-    except json.JSONDecodeError:
-        raise GatewayError(
-            ErrorKind.INVALID_ARGUMENT, f"tool call {call.id!r}: arguments_json is not valid JSON"
-        ) from None
-
-
 def _block(part: ContentPart) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
@@ -125,7 +116,7 @@ def _block(part: ContentPart) -> dict[str, Any]:
         return _image_block(part)
     if isinstance(part, ToolCallPart):
         call = part.call
-        return {"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call)}
+        return {"type": "tool_use", "id": call.id, "name": call.name, "input": arguments_object(call)}
     if isinstance(part, ToolResultPart):
         block: dict[str, Any] = {
             "type": "tool_result",
@@ -307,18 +298,6 @@ def error_from_body(body: Any, *, provider: str = "", status: int | None = None)
     )
 
 
-def malformed(provider: str, what: str) -> GatewayError:
-    return GatewayError(ErrorKind.UNAVAILABLE, f"malformed upstream event: {what}", provider=provider)
-
-
-@dataclass(slots=True)
-class _ToolBlock:
-    index: int
-    id: str
-    name: str
-    arguments: list[str] = field(default_factory=list)
-
-
 @dataclass(slots=True)
 class MessagesStreamDecoder:
     """Turns the Messages SSE events into domain events, one event at a time."""
@@ -329,9 +308,10 @@ class MessagesStreamDecoder:
     response_id: str = ""
     stop_reason: str = ""
     finished: bool = False
-    _blocks: dict[int, str] = field(default_factory=dict)  # block index -> block type
-    _tools: dict[int, _ToolBlock] = field(default_factory=dict)
-    _tool_count: int = 0
+    tools: ToolCallAssembler = field(default_factory=ToolCallAssembler)
+
+    def __post_init__(self) -> None:
+        self.tools.provider = self.provider
 
     def feed(self, data: Any) -> list[StreamEvent]:
         if not isinstance(data, Mapping):
@@ -348,7 +328,7 @@ class MessagesStreamDecoder:
         if kind == "content_block_delta":
             return self._delta(int(data.get("index", 0)), data.get("delta") or {})
         if kind == "content_block_stop":
-            return self._stop(int(data.get("index", 0)))
+            return self.tools.end(int(data.get("index", 0)))
         if kind == "message_delta":
             # output_tokens here is cumulative: replace, never add.
             self.usage_raw.update(data.get("usage") or {})
@@ -365,12 +345,8 @@ class MessagesStreamDecoder:
 
     def _start(self, index: int, block: Mapping[str, Any]) -> list[StreamEvent]:
         block_type = str(block.get("type") or "")
-        self._blocks[index] = block_type
         if block_type == "tool_use":
-            tool = _ToolBlock(self._tool_count, str(block.get("id") or ""), str(block.get("name") or ""))
-            self._tool_count += 1
-            self._tools[index] = tool
-            return [ToolCallStart(tool.index, tool.id, tool.name)]
+            return self.tools.start(index, str(block.get("id") or ""), str(block.get("name") or ""))
         if block_type == "text" and block.get("text"):
             return [TextDelta(str(block["text"]))]
         if block_type == "thinking" and block.get("thinking"):
@@ -386,20 +362,8 @@ class MessagesStreamDecoder:
         if delta_type == "signature_delta":
             return [ReasoningDelta("", signature=str(delta.get("signature", "")))]
         if delta_type == "input_json_delta":
-            tool = self._tools.get(index)
-            if tool is None:
-                raise malformed(self.provider, f"input_json_delta for block {index}, which is not a tool_use")
-            piece = str(delta.get("partial_json", ""))
-            tool.arguments.append(piece)
-            return [ToolCallDelta(tool.index, piece)] if piece else []
+            return self.tools.delta(index, str(delta.get("partial_json", "")))
         return []
-
-    def _stop(self, index: int) -> list[StreamEvent]:
-        tool = self._tools.pop(index, None)
-        if tool is None:
-            return []
-        arguments = "".join(tool.arguments) or "{}"
-        return [ToolCallEnd(tool.index, ToolCall(tool.id, tool.name, arguments))]
 
     def finish(self) -> ProviderFinish:
         reason = STOP_REASONS.get(

@@ -26,18 +26,14 @@ from provider_gateway.domain import (
     StreamEvent,
     TextDelta,
     TextPart,
-    ToolCall,
-    ToolCallDelta,
-    ToolCallEnd,
     ToolCallPart,
-    ToolCallStart,
     ToolChoiceMode,
     ToolResultPart,
     Usage,
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.providers.body_merge import merge_provider_options
+from provider_gateway.providers.vendor_wire import ToolCallAssembler, malformed, merge_provider_options
 
 FINISH_REASONS = {
     "COMPLETE": FinishReason.STOP,
@@ -159,26 +155,20 @@ def error_from_body(body: Any, *, status: int, provider: str = "") -> GatewayErr
 
 
 @dataclass(slots=True)
-class _Call:
-    index: int
-    id: str
-    name: str
-    arguments: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class ChatStreamDecoder:
     provider: str = ""
     response_id: str = ""
     finish_reason: str = ""
     usage_raw: dict[str, Any] = field(default_factory=dict)
     finished: bool = False
-    _calls: dict[int, _Call] = field(default_factory=dict)
-    _count: int = 0
+    tools: ToolCallAssembler = field(default_factory=ToolCallAssembler)
+
+    def __post_init__(self) -> None:
+        self.tools.provider = self.provider
 
     def feed(self, data: Any) -> list[StreamEvent]:
         if not isinstance(data, Mapping):
-            raise GatewayError(ErrorKind.UNAVAILABLE, "malformed upstream event: not a JSON object")
+            raise malformed(self.provider, "event data is not a JSON object")
         kind = data.get("type")
         message = ((data.get("delta") or {}).get("message")) or {}
         if kind == "message-start":
@@ -193,37 +183,23 @@ class ChatStreamDecoder:
             plan = str(message.get("tool_plan") or "")
             return [ReasoningDelta(plan)] if plan else []
         elif kind == "tool-call-start":
-            return self._start(int(data.get("index", 0)), message.get("tool_calls") or {})
+            raw = message.get("tool_calls") or {}
+            function = raw.get("function") or {}
+            key = int(data.get("index", 0))
+            return self.tools.start(
+                key,
+                str(raw.get("id") or ""),
+                str(function.get("name") or ""),
+                str(function.get("arguments") or ""),
+            )
         elif kind == "tool-call-delta":
-            call = self._calls.get(int(data.get("index", 0)))
             piece = str(((message.get("tool_calls") or {}).get("function") or {}).get("arguments") or "")
-            if call is None:
-                raise GatewayError(
-                    ErrorKind.UNAVAILABLE, "malformed upstream event: tool-call-delta before start"
-                )
-            call.arguments.append(piece)
-            return [ToolCallDelta(call.index, piece)] if piece else []
+            return self.tools.delta(int(data.get("index", 0)), piece)
         elif kind == "tool-call-end":
-            call = self._calls.pop(int(data.get("index", 0)), None)
-            if call is not None:
-                return [
-                    ToolCallEnd(call.index, ToolCall(call.id, call.name, "".join(call.arguments) or "{}"))
-                ]
+            return self.tools.end(int(data.get("index", 0)))
         elif kind == "message-end":
             return self._end(data.get("delta") or {})
         return []  # content-start, content-end, citation events
-
-    def _start(self, index: int, raw: Mapping[str, Any]) -> list[StreamEvent]:
-        function = raw.get("function") or {}
-        call = _Call(self._count, str(raw.get("id") or ""), str(function.get("name") or ""))
-        self._count += 1
-        self._calls[index] = call
-        events: list[StreamEvent] = [ToolCallStart(call.index, call.id, call.name)]
-        first = str(function.get("arguments") or "")
-        if first:
-            call.arguments.append(first)
-            events.append(ToolCallDelta(call.index, first))
-        return events
 
     def _end(self, delta: Mapping[str, Any]) -> list[StreamEvent]:
         self.finished = True

@@ -42,7 +42,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.providers.body_merge import merge_provider_options
+from provider_gateway.providers.vendor_wire import arguments_object, malformed, merge_provider_options
 
 FINISH_REASONS = {
     "STOP": FinishReason.STOP,
@@ -115,13 +115,7 @@ def _parts(message: Message, names: dict[str, str]) -> list[dict[str, Any]]:
         elif isinstance(part, ToolCallPart):
             call = part.call
             names[call.id] = call.name
-            try:
-                args = json.loads(call.arguments_json) if call.arguments_json else {}
-            except json.JSONDecodeError:
-                raise GatewayError(
-                    ErrorKind.INVALID_ARGUMENT, f"tool call {call.id!r}: arguments_json is not valid JSON"
-                ) from None
-            parts.append({"functionCall": {"name": call.name, "args": args}})
+            parts.append({"functionCall": {"name": call.name, "args": arguments_object(call)}})
         elif isinstance(part, ToolResultPart):
             parts.append(_function_response(part, names))
         elif isinstance(part, ReasoningPart):
@@ -314,7 +308,7 @@ class GenerateStreamDecoder:
 
     def feed(self, chunk: Any) -> list[StreamEvent]:
         if not isinstance(chunk, Mapping):
-            raise GatewayError(ErrorKind.UNAVAILABLE, "malformed upstream event: not a JSON object")
+            raise malformed(self.provider, "event data is not a JSON object")
         if "error" in chunk:
             raise error_from_body(chunk, provider=self.provider)
         self.model = str(chunk.get("modelVersion") or self.model)
