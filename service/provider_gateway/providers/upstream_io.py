@@ -18,7 +18,9 @@ from typing import Any
 
 import httpx
 
+from provider_gateway.config import Section
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.base import BaseProvider
 
 # Builds the vendor's error from (status, parsed body or None, response headers).
 ErrorParser = Callable[[int, Any, Mapping[str, str]], GatewayError]
@@ -29,6 +31,18 @@ class Timeouts:
     connect_s: float = 10.0
     first_byte_s: float = 60.0
     between_events_s: float = 120.0
+
+
+TIMEOUT_KEYS = ("connect_timeout_s", "first_byte_timeout_s", "between_events_timeout_s")
+
+
+def timeouts_from(options: Section) -> Timeouts:
+    """The per-provider timeout keys every HTTP adapter accepts."""
+    return Timeouts(
+        connect_s=options.number("connect_timeout_s", 10.0, minimum=0.001),
+        first_byte_s=options.number("first_byte_timeout_s", 60.0, minimum=0.001),
+        between_events_s=options.number("between_events_timeout_s", 120.0, minimum=0.001),
+    )
 
 
 @dataclass(slots=True, frozen=True)
@@ -242,3 +256,15 @@ def decode_json_event(data: str, provider: str) -> Any:
         raise GatewayError(
             ErrorKind.UNAVAILABLE, f"malformed upstream event: not JSON: {data[:80]!r}", provider=provider
         ) from None
+
+
+class HttpProvider(BaseProvider):
+    """A provider that talks to one vendor API through an `Upstream` it owns."""
+
+    def __init__(self, name: str, base_url: str, timeouts: Timeouts, parse_error: ErrorParser) -> None:
+        super().__init__(name)
+        self.base_url = base_url.rstrip("/")
+        self._upstream = Upstream(name, timeouts, parse_error)
+
+    async def aclose(self) -> None:
+        await self._upstream.aclose()

@@ -26,11 +26,17 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.anthropic import codec
-from provider_gateway.providers.base import BaseProvider, estimate_tokens
-from provider_gateway.providers.upstream_io import SseEvent, Timeouts, Upstream, decode_json_event
+from provider_gateway.providers.base import estimate_tokens
+from provider_gateway.providers.upstream_io import (
+    TIMEOUT_KEYS,
+    HttpProvider,
+    SseEvent,
+    Timeouts,
+    decode_json_event,
+    timeouts_from,
+)
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
-TIMEOUT_KEYS = ("connect_timeout_s", "first_byte_timeout_s", "between_events_timeout_s")
 KEYS = (
     "kind",
     "base_url",
@@ -52,14 +58,6 @@ HTTP_KINDS = {
     429: "rate_limit_error",
     529: "overloaded_error",
 }
-
-
-def timeouts_from(options: Section) -> Timeouts:
-    return Timeouts(
-        connect_s=options.number("connect_timeout_s", 10.0, minimum=0.001),
-        first_byte_s=options.number("first_byte_timeout_s", 60.0, minimum=0.001),
-        between_events_s=options.number("between_events_timeout_s", 120.0, minimum=0.001),
-    )
 
 
 def parse_error(status: int, body: Any, headers: Mapping[str, str]) -> GatewayError:
@@ -85,17 +83,15 @@ async def decode_messages(events: AsyncIterator[SseEvent], provider: str) -> Asy
         )
 
 
-class AnthropicProvider(BaseProvider):
+class AnthropicProvider(HttpProvider):
     kind = "anthropic"
 
     def __init__(
         self, name: str, api_key: str, base_url: str, options: codec.AnthropicOptions, timeouts: Timeouts
     ) -> None:
-        super().__init__(name)
+        super().__init__(name, base_url, timeouts, parse_error)
         self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
         self.options = options
-        self._upstream = Upstream(name, timeouts, parse_error)
 
     @classmethod
     def from_config(cls, name: str, options: Section) -> AnthropicProvider:
@@ -175,9 +171,6 @@ class AnthropicProvider(BaseProvider):
     async def list_models(self) -> list[ModelInfo]:
         answer = await self._upstream.call_json("GET", f"{self.base_url}/v1/models", self._headers(""))
         return codec.parse_models(answer)
-
-    async def aclose(self) -> None:
-        await self._upstream.aclose()
 
 
 from_config = AnthropicProvider.from_config

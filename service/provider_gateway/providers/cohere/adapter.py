@@ -28,10 +28,14 @@ from provider_gateway.domain import (
     TokenCount,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.providers.anthropic.adapter import TIMEOUT_KEYS, timeouts_from
-from provider_gateway.providers.base import BaseProvider
 from provider_gateway.providers.cohere import codec
-from provider_gateway.providers.upstream_io import Timeouts, Upstream, decode_json_event
+from provider_gateway.providers.upstream_io import (
+    TIMEOUT_KEYS,
+    HttpProvider,
+    Timeouts,
+    decode_json_event,
+    timeouts_from,
+)
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
 KEYS = ("kind", "base_url", "api_key_env", "api_key_file", *TIMEOUT_KEYS)
@@ -42,14 +46,12 @@ def parse_error(status: int, body: Any, headers: Mapping[str, str]) -> GatewayEr
     return codec.error_from_body(body, status=status)
 
 
-class CohereProvider(BaseProvider):
+class CohereProvider(HttpProvider):
     kind = "cohere"
 
     def __init__(self, name: str, api_key: str, base_url: str, timeouts: Timeouts) -> None:
-        super().__init__(name)
+        super().__init__(name, base_url, timeouts, parse_error)
         self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
-        self._upstream = Upstream(name, timeouts, parse_error)
 
     @classmethod
     def from_config(cls, name: str, options: Section) -> CohereProvider:
@@ -109,9 +111,6 @@ class CohereProvider(BaseProvider):
             "GET", f"{self.base_url}/v1/models", self._headers(), params={"page_size": "1000"}
         )
         return codec.parse_models(answer)
-
-    async def aclose(self) -> None:
-        await self._upstream.aclose()
 
 
 from_config = CohereProvider.from_config

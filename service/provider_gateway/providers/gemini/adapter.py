@@ -23,10 +23,16 @@ from provider_gateway.domain import (
     Usage,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.providers.anthropic.adapter import TIMEOUT_KEYS, timeouts_from
-from provider_gateway.providers.base import BaseProvider, estimate_tokens
+from provider_gateway.providers.base import estimate_tokens
 from provider_gateway.providers.gemini import codec
-from provider_gateway.providers.upstream_io import SseEvent, Timeouts, Upstream, decode_json_event
+from provider_gateway.providers.upstream_io import (
+    TIMEOUT_KEYS,
+    HttpProvider,
+    SseEvent,
+    Timeouts,
+    decode_json_event,
+    timeouts_from,
+)
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 KEYS = ("kind", "base_url", "api_key_env", "api_key_file", *TIMEOUT_KEYS)
@@ -50,14 +56,12 @@ async def decode_generate(events: AsyncIterator[SseEvent], provider: str) -> Asy
         yield item
 
 
-class GeminiProvider(BaseProvider):
+class GeminiProvider(HttpProvider):
     kind = "gemini"
 
     def __init__(self, name: str, api_key: str, base_url: str, timeouts: Timeouts) -> None:
-        super().__init__(name)
+        super().__init__(name, base_url, timeouts, parse_error)
         self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
-        self._upstream = Upstream(name, timeouts, parse_error)
 
     @classmethod
     def from_config(cls, name: str, options: Section) -> GeminiProvider:
@@ -119,9 +123,6 @@ class GeminiProvider(BaseProvider):
         url = f"{self.base_url}/v1beta/models"
         answer = await self._upstream.call_json("GET", url, self._headers(), params={"pageSize": "1000"})
         return codec.parse_models(answer)
-
-    async def aclose(self) -> None:
-        await self._upstream.aclose()
 
 
 from_config = GeminiProvider.from_config

@@ -21,10 +21,9 @@ from provider_gateway.domain import Capabilities, ChatRequest, CountTokensReques
 from provider_gateway.errors import GatewayError
 from provider_gateway.providers.anthropic import adapter as anthropic_adapter
 from provider_gateway.providers.anthropic import codec as anthropic
-from provider_gateway.providers.base import BaseProvider
 from provider_gateway.providers.gemini import codec as gemini
 from provider_gateway.providers.gemini.adapter import decode_generate
-from provider_gateway.providers.upstream_io import Timeouts, Upstream
+from provider_gateway.providers.upstream_io import TIMEOUT_KEYS, HttpProvider, Timeouts, timeouts_from
 from provider_gateway.providers.vertex import codec
 
 KEYS = (
@@ -37,7 +36,7 @@ KEYS = (
     "prompt_caching",
     "max_tokens",
     "betas",
-    *anthropic_adapter.TIMEOUT_KEYS,
+    *TIMEOUT_KEYS,
 )
 
 
@@ -48,7 +47,7 @@ def parse_error(status: int, body: Any, headers: Mapping[str, str]) -> GatewayEr
     return gemini.error_from_body(body, status=status)
 
 
-class VertexProvider(BaseProvider):
+class VertexProvider(HttpProvider):
     kind = "vertex"
 
     def __init__(
@@ -62,13 +61,11 @@ class VertexProvider(BaseProvider):
         claude: anthropic.AnthropicOptions,
         timeouts: Timeouts,
     ) -> None:
-        super().__init__(name)
+        super().__init__(name, base_url, timeouts, parse_error)
         self.project = project
         self.location = location
         self._token = token
-        self.base_url = base_url
         self.claude = claude
-        self._upstream = Upstream(name, timeouts, parse_error)
 
     @classmethod
     def from_config(cls, name: str, options: Section) -> VertexProvider:
@@ -90,7 +87,7 @@ class VertexProvider(BaseProvider):
             token=options.secret("access_token", "VERTEX_ACCESS_TOKEN", required=True),
             base_url=options.string("base_url", codec.default_base_url(location)),
             claude=claude,
-            timeouts=anthropic_adapter.timeouts_from(options),
+            timeouts=timeouts_from(options),
         )
 
     def capabilities(self) -> Capabilities:
@@ -150,9 +147,6 @@ class VertexProvider(BaseProvider):
         return TokenCount(
             input_tokens=int(answer.get("totalTokens") or 0), estimated=False, model=request.model
         )
-
-    async def aclose(self) -> None:
-        await self._upstream.aclose()
 
 
 from_config = VertexProvider.from_config
