@@ -6,7 +6,19 @@ model name (so a person can try each behaviour by hand: `provider-gateway` point
 Scenarios: text, tools, reasoning, vision (text, after checking the image encoding), cut (stream
 stops without its terminal event), malformed (an event that is not JSON), midstream-error (the
 vendor's in-stream error), hang (one event, then wait until the client goes away), error-<status>
-(an error response before the first byte).
+(an error response before the first byte). A model name may also end in a scenario
+(`claude-tools`, `gemini-error-429`), which Vertex's Claude routing needs.
+
+Trying a provider by hand:
+    python -m provider_gateway.fakes.anthropic --port 8081 &
+    export FAKE_KEY=test-anthropic-key
+    cat > fake.toml <<'TOML'
+    [providers.claude]
+    kind = "anthropic"
+    base_url = "http://127.0.0.1:8081"
+    api_key_env = "FAKE_KEY"
+    TOML
+    provider-gateway --config fake.toml   # then ChatStream with model "claude/tools"
 """
 
 from __future__ import annotations
