@@ -185,3 +185,9 @@ async def test_unary_chat_accumulates_the_stream(setup: Any) -> None:
     assert response.text == "".join(conv.TEXT_CHUNKS)
     assert [c.name for c in response.tool_calls] == [conv.TOOL_NAME]
     assert response.usage.input_tokens == conv.INPUT_TOKENS
+
+
+async def test_a_dropped_connection_after_message_stop_is_not_an_error(setup: Any) -> None:
+    _, stub = setup
+    summary = await chat(stub, chat_request("claude/cut-after-end"))
+    assert_canonical(summary, tools=False)

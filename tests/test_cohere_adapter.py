@@ -126,3 +126,9 @@ async def test_embed_models_and_tokenize(setup: Any) -> None:
     )
     assert (counted.input_tokens, counted.estimated) == (3, False)
     assert fake.requests[-1].body == {"text": "one two three", "model": "command-a-03-2025"}
+
+
+async def test_a_dropped_connection_after_message_end_is_not_an_error(setup: Any) -> None:
+    _, stub = setup
+    summary = await chat(stub, chat_request("cohere/cut-after-end"))
+    assert_canonical(summary, tools=False)

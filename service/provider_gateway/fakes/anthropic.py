@@ -131,7 +131,7 @@ def message_frames(scenario: str, model: str) -> tuple[list[str], str]:
         )
     )
     frames.append(sse({"type": "message_stop"}, "message_stop"))
-    return frames, ""
+    return frames, "cut" if scenario == "cut-after-end" else ""
 
 
 class FakeAnthropic(FakeVendor):

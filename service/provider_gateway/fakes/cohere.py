@@ -71,7 +71,7 @@ def chat_frames(scenario: str) -> tuple[list[str], str]:
         "cached_tokens": conv.CACHE_READ_TOKENS,
     }
     frames.append(event("message-end", delta={"finish_reason": finish, "usage": usage}))
-    return frames, ""
+    return frames, "cut" if scenario == "cut-after-end" else ""
 
 
 class FakeCohere(FakeVendor):

@@ -6,7 +6,8 @@ model name (so a person can try each behaviour by hand: `provider-gateway` point
 Scenarios: text, tools, reasoning, vision (text, after checking the image encoding), cut (stream
 stops without its terminal event), malformed (an event that is not JSON), midstream-error (the
 vendor's in-stream error), hang (one event, then wait until the client goes away), error-<status>
-(an error response before the first byte). A model name may also end in a scenario
+(an error response before the first byte), cut-after-end (a whole stream, then a dropped
+connection instead of a clean close). A model name may also end in a scenario
 (`claude-tools`, `gemini-error-429`), which Vertex's Claude routing needs.
 
 Trying a provider by hand:
@@ -32,7 +33,17 @@ from typing import Any
 
 from aiohttp import web
 
-SCENARIOS = ("text", "tools", "reasoning", "vision", "cut", "malformed", "midstream-error", "hang")
+SCENARIOS = (
+    "text",
+    "tools",
+    "reasoning",
+    "vision",
+    "cut",
+    "malformed",
+    "midstream-error",
+    "hang",
+    "cut-after-end",
+)
 
 
 @dataclass(slots=True)

@@ -77,6 +77,8 @@ async def decode_messages(events: AsyncIterator[SseEvent], provider: str) -> Asy
     async for event in events:
         for item in decoder.feed(decode_json_event(event.data, provider)):
             yield item
+        if decoder.finished:
+            return  # message_stop is the last event: do not wait for the server to close
     if not decoder.finished:
         raise GatewayError(
             ErrorKind.UNAVAILABLE, "upstream stream ended before message_stop", provider=provider

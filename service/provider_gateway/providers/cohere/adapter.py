@@ -83,6 +83,8 @@ class CohereProvider(HttpProvider):
                 for item in decoder.feed(decode_json_event(event.data, self.name)):
                     # message-end names no model: report the one asked for.
                     yield replace(item, model=request.model) if isinstance(item, ProviderFinish) else item
+                if decoder.finished:
+                    break  # message-end is the last event
         finally:
             await events.aclose()
         if not decoder.finished:
