@@ -293,3 +293,9 @@ def test_provider_options_merge_into_the_body() -> None:
     )
     body = codec.build_messages_body(request, codec.AnthropicOptions())
     assert (body["top_k"], body["metadata"]) == (5, {"user_id": "u1"})
+
+
+def test_empty_text_parts_are_dropped() -> None:
+    messages = [msg(Role.USER, "q"), msg(Role.ASSISTANT, "", ToolCallPart(ToolCall("t", "f", "")))]
+    body = codec.build_messages_body(ChatRequest("m", messages), codec.AnthropicOptions(prompt_caching=False))
+    assert body["messages"][1]["content"] == [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]

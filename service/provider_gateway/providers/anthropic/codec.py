@@ -132,6 +132,8 @@ def _block(part: ContentPart) -> dict[str, Any]:
 def _blocks(message: Message) -> list[dict[str, Any]]:
     blocks = []
     for part in message.content:
+        if isinstance(part, TextPart) and not part.text:
+            continue  # the API rejects empty text blocks
         block = _block(part)
         if part.cache_breakpoint:
             block["cache_control"] = dict(EPHEMERAL)

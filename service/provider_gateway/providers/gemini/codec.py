@@ -105,7 +105,8 @@ def _parts(message: Message, names: dict[str, str]) -> list[dict[str, Any]]:
     signature = ""
     for part in message.content:
         if isinstance(part, TextPart):
-            parts.append({"text": part.text})
+            if part.text:  # an empty part is an error upstream
+                parts.append({"text": part.text})
         elif isinstance(part, ImagePart):
             if part.url:
                 parts.append({"fileData": {"mimeType": part.media_type or "image/jpeg", "fileUri": part.url}})
