@@ -12,6 +12,8 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from provider_gateway.config import GatewayConfig
+from provider_gateway.http.pool import UpstreamPool
+from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.registry import ProviderRegistry
 from provider_gateway.routing.resolve import RouteResolver
 from provider_gateway.routing.router import Router
@@ -28,7 +30,9 @@ class GatewayServer:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.registry = ProviderRegistry.from_config(config)
+        # One HTTP client per upstream origin for the server's life; adapters get it via the context.
+        self.upstreams = UpstreamPool()
+        self.registry = ProviderRegistry.from_config(config, ProviderContext(http=self.upstreams))
         self.resolver = RouteResolver(self.registry.names(), self.registry.default, config.aliases)
         self.router = Router(self.registry, self.resolver)
         self.health_servicer = HealthServicer()
@@ -78,6 +82,7 @@ class GatewayServer:
         await self.health.enter_shutdown()
         await self.grpc.stop(grace)
         await self.registry.aclose()
+        await self.upstreams.aclose()
 
     async def serve_until_signalled(self) -> None:
         """Serve until SIGTERM or SIGINT, then drain gracefully."""
