@@ -4,14 +4,11 @@ same text, tool call and normalised usage, whatever each vendor's wire format.""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from contextlib import AsyncExitStack
 
 import grpc
 import pytest
 from conftest import run_gateway
-from hypothesis import given
-from hypothesis import strategies as st
 from vendor_cases import WAIT_S, assert_canonical, chat, chat_error, chat_request, weather_tool
 
 from provider_gateway.domain import ChatRequest, Message, Role, TextDelta, TextPart
@@ -21,7 +18,6 @@ from provider_gateway.fakes.cohere import FakeCohere
 from provider_gateway.fakes.gemini import FakeGemini
 from provider_gateway.fakes.vertex import FakeVertex
 from provider_gateway.providers.mock import MockScript
-from provider_gateway.providers.upstream_io import SseDecoder, SseEvent, retry_after_seconds
 
 MODELS = [
     "mock/tools",
@@ -124,12 +120,12 @@ async def test_stalled_stream_fails_after_the_between_events_timeout(monkeypatch
 [providers.cohere]
 base_url = "{fake.base_url}"
 api_key_env = "PG_X_SECRET"
-between_events_timeout_s = 0.2
+idle_timeout_s = 0.2
 """
         async with run_gateway(config) as gateway:
             error, seen = await chat_error(gateway.stub, chat_request("cohere/hang"))
         assert error.code() == grpc.StatusCode.UNAVAILABLE
-        assert "no data from upstream for 0.2 s" in (error.details() or "")
+        assert "within 0.2 s" in (error.details() or "")
         assert [e.text_delta.text for e in seen] == [conv.TEXT_CHUNKS[0]]
         await asyncio.wait_for(fake.disconnected.wait(), WAIT_S)
 
@@ -147,43 +143,4 @@ async def test_refused_connection_is_unavailable_and_names_the_host(
     async with run_gateway(config) as gateway:
         error, _ = await chat_error(gateway.stub, chat_request("p/text"))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
-    assert "cannot reach 127.0.0.1" in (error.details() or "")
-
-
-# --- the adapters' I/O seam ---------------------------------------------------------------------
-
-_field_text = st.text(
-    alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12
-)
-
-
-@given(
-    events=st.lists(
-        st.tuples(_field_text, st.lists(_field_text, min_size=1, max_size=3)), min_size=1, max_size=5
-    ),
-    newline=st.sampled_from(["\n", "\r\n", "\r"]),
-    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
-)
-def test_sse_decoder_is_independent_of_chunk_boundaries(
-    events: list[tuple[str, list[str]]], newline: str, cuts: list[int]
-) -> None:
-    wire = ""
-    expected = []
-    for name, data in events:
-        name = name.strip() or "e"
-        wire += f": comment{newline}event: {name}{newline}"
-        wire += "".join(f"data: {line}{newline}" for line in data) + newline
-        expected.append(SseEvent(name, "\n".join(data)))
-    raw = wire.encode()
-    points = sorted({min(c, len(raw)) for c in cuts} | {0, len(raw)})
-    decoder = SseDecoder()
-    got = [e for a, b in itertools.pairwise(points) for e in decoder.feed(raw[a:b])]
-    assert got == expected
-
-
-def test_retry_after_headers() -> None:
-    assert retry_after_seconds({"retry-after-ms": "1500"}) == 1.5
-    assert retry_after_seconds({"retry-after": "7"}) == 7.0
-    assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, now=1445412480.0) == 10.0
-    assert retry_after_seconds({"retry-after": "soon"}) is None
-    assert retry_after_seconds({}) is None
+    assert f"127.0.0.1:{port}: connection refused" in (error.details() or "")

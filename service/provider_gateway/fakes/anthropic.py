@@ -160,7 +160,10 @@ class FakeAnthropic(FakeVendor):
         self.check(
             request.headers.get("anthropic-version") == "2023-06-01", "anthropic-version must be 2023-06-01"
         )
-        self.check("json" in request.headers.get("content-type", ""), "content-type must be application/json")
+        if request.method == "POST":
+            self.check(
+                "json" in request.headers.get("content-type", ""), "content-type must be application/json"
+            )
         return None
 
     def _check_messages_body(self, body: Any, where: str) -> None:

@@ -2,13 +2,12 @@
 
 Configuration (`[providers.<name>]`, kind "gemini"):
   base_url (default https://generativelanguage.googleapis.com), api_key_env (default GEMINI_API_KEY)
-  or api_key_file, connect_timeout_s, first_byte_timeout_s, between_events_timeout_s.
+  or api_key_file, connect_timeout_s, first_byte_timeout_s, idle_timeout_s.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator
 
 from provider_gateway.config import Section
 from provider_gateway.domain import (
@@ -24,22 +23,19 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import estimate_tokens
+from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec
 from provider_gateway.providers.upstream_io import (
     TIMEOUT_KEYS,
     HttpProvider,
     SseEvent,
-    Timeouts,
     decode_json_event,
-    timeouts_from,
+    sse_events,
 )
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 KEYS = ("kind", "base_url", "api_key_env", "api_key_file", *TIMEOUT_KEYS)
-
-
-def parse_error(status: int, body: Any, headers: Mapping[str, str]) -> GatewayError:
-    return codec.error_from_body(body, status=status)
+SSE = {"alt": "sse"}
 
 
 async def decode_generate(events: AsyncIterator[SseEvent], provider: str) -> AsyncIterator[StreamEvent]:
@@ -59,15 +55,17 @@ async def decode_generate(events: AsyncIterator[SseEvent], provider: str) -> Asy
 class GeminiProvider(HttpProvider):
     kind = "gemini"
 
-    def __init__(self, name: str, api_key: str, base_url: str, timeouts: Timeouts) -> None:
-        super().__init__(name, base_url, timeouts, parse_error)
-        self._api_key = api_key
-
-    @classmethod
-    def from_config(cls, name: str, options: Section) -> GeminiProvider:
+    def __init__(self, name: str, options: Section, context: ProviderContext) -> None:
         options.reject_unknown(KEYS)
         api_key = options.secret("api_key", "GEMINI_API_KEY", required=True)
-        return cls(name, api_key, options.string("base_url", DEFAULT_BASE_URL), timeouts_from(options))
+        base_url = options.string("base_url", DEFAULT_BASE_URL)
+        super().__init__(
+            name, context, base_url, options, headers={"x-goog-api-key": api_key}, secret=api_key
+        )
+
+    @classmethod
+    def from_config(cls, name: str, options: Section, context: ProviderContext) -> GeminiProvider:
+        return cls(name, options, context)
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -81,35 +79,25 @@ class GeminiProvider(HttpProvider):
             completion=False,
         )
 
-    def _headers(self) -> dict[str, str]:
-        return {"x-goog-api-key": self._api_key, "content-type": "application/json"}
-
-    def _url(self, model: str, action: str) -> str:
-        return f"{self.base_url}/v1beta/models/{model}:{action}"
-
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = codec.build_generate_body(request)
-        url = self._url(request.model, "streamGenerateContent")
-        events = self._upstream.sse(url, self._headers(), body, params={"alt": "sse"})
-        try:
+        path = f"/v1beta/models/{request.model}:streamGenerateContent"
+        async with sse_events(self.upstream(), path, body, params=SSE, model=request.model) as events:
             async for event in decode_generate(events, self.name):
                 yield event
-        finally:
-            await events.aclose()
 
     async def count_tokens(self, request: CountTokensRequest) -> TokenCount:
         body = codec.build_count_body(request, f"models/{request.model}")
-        answer = await self._upstream.call_json(
-            "POST", self._url(request.model, "countTokens"), self._headers(), body
-        )
+        path = f"/v1beta/models/{request.model}:countTokens"
+        answer = await self.upstream().request_json("POST", path, json=body, model=request.model)
         return TokenCount(
             input_tokens=int(answer.get("totalTokens") or 0), estimated=False, model=request.model
         )
 
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         body = codec.build_embed_body(request, f"models/{request.model}")
-        url = self._url(request.model, "batchEmbedContents")
-        answer = await self._upstream.call_json("POST", url, self._headers(), body)
+        path = f"/v1beta/models/{request.model}:batchEmbedContents"
+        answer = await self.upstream().request_json("POST", path, json=body, model=request.model)
         vectors = [list(map(float, e.get("values") or [])) for e in answer.get("embeddings") or []]
         if len(vectors) != len(request.inputs):
             raise GatewayError(
@@ -120,8 +108,7 @@ class GeminiProvider(HttpProvider):
         return EmbedResult(vectors, usage, model=request.model)
 
     async def list_models(self) -> list[ModelInfo]:
-        url = f"{self.base_url}/v1beta/models"
-        answer = await self._upstream.call_json("GET", url, self._headers(), params={"pageSize": "1000"})
+        answer = await self.upstream().request_json("GET", "/v1beta/models", params={"pageSize": "1000"})
         return codec.parse_models(answer)
 
 
