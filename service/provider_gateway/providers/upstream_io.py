@@ -20,13 +20,10 @@ from provider_gateway.http.client import TIMEOUT_KEYS
 from provider_gateway.http.errors import parse_body
 from provider_gateway.providers.base import BaseProvider
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.gemini import codec as gemini
 from provider_gateway.wire.sse import SseDecoder, SseEvent
 
 __all__ = ["TIMEOUT_KEYS", "HttpProvider", "SseEvent", "VendorErrors", "decode_json_event", "sse_events"]
-
-GOOGLE_ERROR_INFO = "google.rpc.ErrorInfo"
-# AI Studio answers a bad key with 400 INVALID_ARGUMENT; only ErrorInfo.reason says what it is.
-GOOGLE_KEY_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}
 
 
 class VendorErrors(ErrorPolicy):
@@ -42,11 +39,10 @@ class VendorErrors(ErrorPolicy):
             return error
         if body.get("type") == "error" and detail.get("type"):  # Anthropic: name the error type
             _reword(error, f"{error.message} [{detail['type']}]")
-        for item in detail.get("details") or []:
-            reason = item.get("reason") if isinstance(item, Mapping) else None
-            if str(item.get("@type", "")).endswith(GOOGLE_ERROR_INFO) and reason in GOOGLE_KEY_REASONS:
-                error.kind, error.retryable = ErrorKind.UNAUTHENTICATED, False
-                _reword(error, f"check the provider key for {provider}: {reason}")
+        reason = gemini.error_info_reason(body)
+        if reason in gemini.KEY_REASONS:  # AI Studio's bad key: 400 INVALID_ARGUMENT, reason in ErrorInfo
+            error.kind, error.retryable = ErrorKind.UNAUTHENTICATED, False
+            _reword(error, f"check the provider key for {provider}: {reason}")
         return error
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +41,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.http.errors import google_retry_delay
 from provider_gateway.providers.vendor_wire import arguments_object, malformed, merge_provider_options
 
 FINISH_REASONS = {
@@ -77,11 +77,9 @@ HTTP_KINDS = {
     404: ErrorKind.NOT_FOUND,
     429: ErrorKind.RESOURCE_EXHAUSTED,
 }
-RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
 ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
 # AI Studio answers a bad key with 400 INVALID_ARGUMENT; only ErrorInfo.reason says what it is.
 KEY_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
 # --- request --------------------------------------------------------------------------------------
@@ -256,10 +254,9 @@ def normalise_usage(raw: Mapping[str, Any]) -> Usage:
     )
 
 
-def parse_duration(value: Any) -> float | None:
-    """A protobuf JSON Duration ("7s", "0.5s") in seconds."""
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    return float(match.group(1)) if match else None
+def error_info_reason(body: Any) -> str:
+    """`ErrorInfo.reason` from a google.rpc.Status body ("" when absent)."""
+    return str(_detail(body, ERROR_INFO_TYPE).get("reason") or "")
 
 
 def _detail(body: Any, type_url: str) -> Mapping[str, Any]:
@@ -271,17 +268,13 @@ def _detail(body: Any, type_url: str) -> Mapping[str, Any]:
     return {}
 
 
-def retry_delay(body: Any) -> float | None:
-    return parse_duration(_detail(body, RETRY_INFO_TYPE).get("retryDelay"))
-
-
 def error_from_body(body: Any, *, status: int | None = None, provider: str = "") -> GatewayError:
     """A google.rpc.Status error body as a GatewayError, RetryInfo included."""
     error = body.get("error") if isinstance(body, Mapping) else None
     error = error if isinstance(error, Mapping) else {}
     code_name = str(error.get("status") or "")
     kind = STATUS_KINDS.get(code_name) or HTTP_KINDS.get(status or 0, ErrorKind.UNAVAILABLE)
-    if _detail(body, ERROR_INFO_TYPE).get("reason") in KEY_REASONS:
+    if error_info_reason(body) in KEY_REASONS:
         kind = ErrorKind.UNAUTHENTICATED
     message = str(error.get("message") or code_name or f"HTTP {status}")
     if kind in (ErrorKind.UNAUTHENTICATED, ErrorKind.PERMISSION_DENIED):
@@ -290,7 +283,7 @@ def error_from_body(body: Any, *, status: int | None = None, provider: str = "")
         kind,
         f"gemini {code_name or status}: {message}",
         provider=provider,
-        retry_after=retry_delay(body),
+        retry_after=google_retry_delay(body),
         upstream_status=status or code_name,
     )
 
