@@ -21,7 +21,6 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -129,5 +128,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
     asyncio.run(main())
