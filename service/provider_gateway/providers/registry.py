@@ -20,6 +20,18 @@ ProviderFactory = Callable[[str, Section, ProviderContext], Provider]
 # kind -> "module:attribute" of a factory. Add a line here to add an adapter.
 ADAPTERS: dict[str, str] = {
     "mock": "provider_gateway.providers.mock:MockProvider.from_config",
+    # The OpenAI family: one adapter, the kind selects a preset (providers/openai/presets.py).
+    "openai": "provider_gateway.providers.openai.adapter:from_config",
+    "groq": "provider_gateway.providers.openai.adapter:from_config",
+    "deepseek": "provider_gateway.providers.openai.adapter:from_config",
+    "xai": "provider_gateway.providers.openai.adapter:from_config",
+    "openrouter": "provider_gateway.providers.openai.adapter:from_config",
+    "together": "provider_gateway.providers.openai.adapter:from_config",
+    "fireworks": "provider_gateway.providers.openai.adapter:from_config",
+    "vllm": "provider_gateway.providers.openai.adapter:from_config",
+    "lmstudio": "provider_gateway.providers.openai.adapter:from_config",
+    "mistral": "provider_gateway.providers.openai.adapter:from_config",
+    "azure": "provider_gateway.providers.openai.adapter:from_config",
     "anthropic": "provider_gateway.providers.anthropic.adapter:from_config",
     "gemini": "provider_gateway.providers.gemini.adapter:from_config",
     "vertex": "provider_gateway.providers.vertex.adapter:from_config",
