@@ -299,3 +299,17 @@ def test_empty_text_parts_are_dropped() -> None:
     messages = [msg(Role.USER, "q"), msg(Role.ASSISTANT, "", ToolCallPart(ToolCall("t", "f", "")))]
     body = codec.build_messages_body(ChatRequest("m", messages), codec.AnthropicOptions(prompt_caching=False))
     assert body["messages"][1]["content"] == [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]
+
+
+def test_without_a_system_prompt_four_breakpoints_go_to_messages() -> None:
+    marked = tuple(TextPart(f"t{i}", cache_breakpoint=True) for i in range(2))
+    messages = [Message(Role.USER, (*marked, TextPart("q1"))), msg(Role.ASSISTANT, "a"), msg(Role.USER, "q2")]
+    body = codec.build_messages_body(ChatRequest("m", messages), codec.AnthropicOptions())
+    assert sum("cache_control" in b for m in body["messages"] for b in m["content"]) == 4
+
+
+def test_invalid_tool_arguments_are_a_clear_invalid_argument() -> None:
+    messages = [msg(Role.USER, "q"), msg(Role.ASSISTANT, ToolCallPart(ToolCall("t1", "f", "{not json")))]
+    with pytest.raises(GatewayError, match="tool call 't1': arguments_json is not valid JSON") as info:
+        codec.build_messages_body(ChatRequest("m", messages), codec.AnthropicOptions())
+    assert info.value.kind is ErrorKind.INVALID_ARGUMENT

@@ -163,8 +163,8 @@ def convert_messages(messages: list[Message], caching: bool) -> tuple[list[dict[
         else:
             out.append({"role": role, "content": blocks})
     if caching:
-        # The API allows four breakpoints; explicit ones and the system block come first.
-        budget = MAX_BREAKPOINTS - 1 - sum("cache_control" in b for m in out for b in m["content"])
+        # The API allows four breakpoints; the system block and explicit ones come first.
+        budget = MAX_BREAKPOINTS - bool(system) - sum("cache_control" in b for m in out for b in m["content"])
         user_turns = [m for m in out if m["role"] == "user"]
         for turn in reversed(user_turns[-2:]):
             last = turn["content"][-1]
@@ -188,9 +188,8 @@ def _thinking_budget(request: ChatRequest, body: Mapping[str, Any]) -> int:
             "use auto or turn reasoning off",
         )
     max_tokens = int(body["max_tokens"])
-    budget = max(MIN_THINKING_BUDGET, request.reasoning.budget_tokens if request.reasoning else 0)
-    if not request.reasoning or not request.reasoning.budget_tokens:
-        budget = max(MIN_THINKING_BUDGET, max_tokens // 2)
+    requested = request.reasoning.budget_tokens if request.reasoning else 0
+    budget = max(MIN_THINKING_BUDGET, requested or max_tokens // 2)
     if budget >= max_tokens:
         raise GatewayError(
             ErrorKind.INVALID_ARGUMENT,
@@ -209,10 +208,10 @@ def build_messages_body(
         "messages": messages,
     }
     if system:
-        blocks = [{"type": "text", "text": "\n\n".join(system)}]
+        block: dict[str, Any] = {"type": "text", "text": "\n\n".join(system)}
         if options.prompt_caching:
-            blocks[0]["cache_control"] = dict(EPHEMERAL)  # type: ignore[assignment]
-        body["system"] = blocks
+            block["cache_control"] = dict(EPHEMERAL)
+        body["system"] = [block]
     choice = request.tool_choice
     if request.tools and not (choice and choice.mode is ToolChoiceMode.NONE):
         body["tools"] = _tools(request.tools)
