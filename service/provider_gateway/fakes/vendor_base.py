@@ -19,7 +19,8 @@ Trying a provider by hand:
     base_url = "http://127.0.0.1:8081"
     api_key_env = "FAKE_KEY"
     TOML
-    provider-gateway --config fake.toml   # then ChatStream with model "claude/tools"
+    provider-gateway serve --config fake.toml &
+    provider-gateway chat --model claude/reasoning --show-reasoning "hi"
 """
 
 from __future__ import annotations
