@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
+from typing import Any
 
 import grpc
 import pytest
@@ -12,6 +13,7 @@ from conftest import run_gateway
 from vendor_cases import WAIT_S, assert_canonical, chat, chat_error, chat_request, weather_tool
 
 from provider_gateway.domain import ChatRequest, Message, Role, TextDelta, TextPart
+from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.fakes import conversation as conv
 from provider_gateway.fakes.anthropic import FakeAnthropic
 from provider_gateway.fakes.cohere import FakeCohere
@@ -21,6 +23,7 @@ from provider_gateway.providers.mock import MockScript
 
 MODELS = [
     "mock/tools",
+    "openai/gpt-4o",
     "anthropic/tools",
     "gemini/tools",
     "vertex/tools",
@@ -29,13 +32,49 @@ MODELS = [
 ]
 
 
+def openai_canonical_reply() -> Reply:
+    """The canonical conversation as OpenAI Chat Completions chunks (issue 3a's fake upstream)."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return {"id": "chatcmpl-x", "model": "gpt-4o", "choices": [choice]}
+
+    half = len(conv.TOOL_ARGS_JSON) // 2
+    call = {
+        "index": 0,
+        "id": "call_x",
+        "type": "function",
+        "function": {"name": conv.TOOL_NAME, "arguments": ""},
+    }
+    usage = {
+        "prompt_tokens": conv.INPUT_TOKENS,
+        "completion_tokens": conv.OUTPUT_TOKENS,
+        "total_tokens": conv.INPUT_TOKENS + conv.OUTPUT_TOKENS,
+        "prompt_tokens_details": {"cached_tokens": conv.CACHE_READ_TOKENS},
+    }
+    return Reply.sse(
+        [
+            chunk({"role": "assistant", "content": ""}),
+            *(chunk({"content": text}) for text in conv.TEXT_CHUNKS),
+            chunk({"tool_calls": [call]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": conv.TOOL_ARGS_JSON[:half]}}]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": conv.TOOL_ARGS_JSON[half:]}}]}),
+            chunk({}, "tool_calls"),
+            {"id": "chatcmpl-x", "model": "gpt-4o", "choices": [], "usage": usage},
+        ]
+    )
+
+
 async def test_same_conversation_same_answer_on_every_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     async with AsyncExitStack() as stack:
         anthropic = await stack.enter_async_context(FakeAnthropic())
         gemini = await stack.enter_async_context(FakeGemini())
         vertex = await stack.enter_async_context(FakeVertex())
         cohere = await stack.enter_async_context(FakeCohere())
+        openai = await stack.enter_async_context(FakeUpstream())
+        openai.script("/v1/chat/completions", openai_canonical_reply())
         for env, value in [
+            ("PG_X_OPENAI", "sk-test-openai"),
             ("PG_X_ANTHROPIC", anthropic.api_key),
             ("PG_X_GEMINI", gemini.api_key),
             ("PG_X_VERTEX", vertex.vertex_token),
@@ -45,6 +84,10 @@ async def test_same_conversation_same_answer_on_every_provider(monkeypatch: pyte
         config = f"""
 [providers.mock]
 kind = "mock"
+
+[providers.openai]
+base_url = "{openai.url}/v1"
+api_key_env = "PG_X_OPENAI"
 
 [providers.anthropic]
 base_url = "{anthropic.base_url}"
