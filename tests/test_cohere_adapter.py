@@ -132,3 +132,10 @@ async def test_a_dropped_connection_after_message_end_is_not_an_error(setup: Any
     _, stub = setup
     summary = await chat(stub, chat_request("cohere/cut-after-end"))
     assert_canonical(summary, tools=False)
+
+
+async def test_complete_is_a_one_message_chat(setup: Any) -> None:
+    fake, stub = setup
+    response = await stub.Complete(pb.CompleteRequest(model="cohere/text", prompt="Say hi"), timeout=20)
+    assert response.text == "".join(conv.TEXT_CHUNKS)
+    assert fake.requests[-1].body["messages"] == [{"role": "user", "content": "Say hi"}]

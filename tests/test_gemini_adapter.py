@@ -175,3 +175,14 @@ async def test_count_tokens_embed_and_models(setup: Any) -> None:
     models = await stub.ListModels(pb.ListModelsRequest(provider="gemini"), timeout=20)
     flash = next(m for m in models.models if m.id == "gemini-2.5-flash")
     assert (flash.context_window, flash.reasoning) == (1048576, True)
+
+
+async def test_complete_is_a_one_message_chat(setup: Any) -> None:
+    fake, stub = setup
+    response = await stub.Complete(
+        pb.CompleteRequest(model="gemini/text", prompt="Say hi", max_tokens=9), timeout=20
+    )
+    assert response.text == "".join(conv.TEXT_CHUNKS)
+    body = fake.requests[-1].body
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "Say hi"}]}]
+    assert body["generationConfig"] == {"maxOutputTokens": 9}

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from provider_gateway.config import Section
+from provider_gateway.domain import CompletionRequest, StreamEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import ErrorPolicy, Timeouts, Upstream
 from provider_gateway.http.client import TIMEOUT_KEYS
@@ -21,6 +22,7 @@ from provider_gateway.http.errors import parse_body
 from provider_gateway.providers.base import BaseProvider
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
+from provider_gateway.providers.vendor_wire import chat_from_completion
 from provider_gateway.wire.sse import SseDecoder, SseEvent
 
 __all__ = ["TIMEOUT_KEYS", "HttpProvider", "SseEvent", "VendorErrors", "decode_json_event", "sse_events"]
@@ -102,6 +104,10 @@ class HttpProvider(BaseProvider):
         self._secret = secret
         self._headers = dict(headers)
         self._upstreams: dict[tuple[tuple[str, str], ...], Upstream] = {}
+
+    def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Vendors without a completions endpoint answer `complete` as a one-message chat."""
+        return self.chat_stream(chat_from_completion(request))
 
     def upstream(self, extra_headers: Mapping[str, str] | None = None) -> Upstream:
         """The upstream with this provider's headers plus per-request ones (e.g. anthropic-beta).

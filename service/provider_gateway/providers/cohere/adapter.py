@@ -59,7 +59,7 @@ class CohereProvider(HttpProvider):
             reasoning=True,
             json_output=True,
             exact_token_count=True,
-            completion=False,
+            completion=True,
         )
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:

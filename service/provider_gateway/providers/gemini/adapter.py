@@ -76,7 +76,7 @@ class GeminiProvider(HttpProvider):
             reasoning=True,
             json_output=True,
             exact_token_count=True,
-            completion=False,
+            completion=True,
         )
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:

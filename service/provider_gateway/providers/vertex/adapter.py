@@ -68,7 +68,7 @@ class VertexProvider(HttpProvider):
             reasoning=True,
             json_output=True,
             exact_token_count=True,
-            completion=False,
+            completion=True,
         )
 
     def _path(self, model: str, action: str) -> str:
