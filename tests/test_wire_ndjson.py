@@ -14,7 +14,7 @@ from provider_gateway.wire.ndjson import NdjsonDecoder, NdjsonError
 
 def decode(chunks: list[bytes]) -> list[Any]:
     decoder = NdjsonDecoder()
-    return [v for chunk in chunks for v in decoder.feed(chunk)] + decoder.close()
+    return [*(v for chunk in chunks for v in decoder.feed(chunk)), *decoder.close()]
 
 
 def test_lines_blank_lines_crlf_and_last_line_without_newline() -> None:
@@ -28,10 +28,17 @@ def test_malformed_line_raises_with_a_preview() -> None:
 
 def test_cut_mid_value_is_pending_then_fails_on_close() -> None:
     decoder = NdjsonDecoder()
-    assert decoder.feed(b'{"a":1}\n{"message":{"con') == [{"a": 1}]
+    assert list(decoder.feed(b'{"a":1}\n{"message":{"con')) == [{"a": 1}]
     assert decoder.pending
     with pytest.raises(NdjsonError):
-        decoder.close()
+        list(decoder.close())
+
+
+def test_values_before_a_malformed_line_are_delivered_first() -> None:
+    values = NdjsonDecoder().feed(b'{"a":1}\n{bad\n{"c":3}\n')
+    assert next(values) == {"a": 1}
+    with pytest.raises(NdjsonError):
+        next(values)
 
 
 _json = st.recursive(

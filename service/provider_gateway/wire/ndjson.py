@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -23,14 +24,16 @@ class NdjsonDecoder:
     def pending(self) -> bool:
         return bool(self._buffer.strip())
 
-    def feed(self, chunk: bytes) -> list[Any]:
+    def feed(self, chunk: bytes) -> Iterator[Any]:
+        """The complete lines' values. Lines are split now and parsed as iterated, so the values
+        before a malformed line are still delivered before its error."""
         buffer = self._buffer + chunk if self._buffer else chunk
         *lines, self._buffer = buffer.split(b"\n")
-        return [_parse(line) for line in lines if line.strip()]
+        return (_parse(line) for line in lines if line.strip())
 
-    def close(self) -> list[Any]:
+    def close(self) -> Iterator[Any]:
         rest, self._buffer = self._buffer, b""
-        return [_parse(rest)] if rest.strip() else []
+        return (_parse(line) for line in [rest] if line.strip())
 
 
 def _parse(line: bytes) -> Any:

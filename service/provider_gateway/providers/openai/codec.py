@@ -22,6 +22,7 @@ from provider_gateway.domain import (
     Message,
     ProviderFinish,
     ReasoningDelta,
+    ReasoningPart,
     ResponseFormatType,
     Role,
     StreamEvent,
@@ -40,7 +41,7 @@ from provider_gateway.domain import (
 from provider_gateway.errors import GatewayError
 from provider_gateway.http.errors import error_from_response
 from provider_gateway.providers.openai.presets import Preset
-from provider_gateway.providers.openai.think import ThinkSplitter
+from provider_gateway.wire.think import ThinkSplitter
 
 # o1, o3, o4 families and gpt-5, also behind a vendor prefix ("openai/o3-mini" on OpenRouter).
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o[134](?:$|-)|gpt-5)")
@@ -86,13 +87,15 @@ def _messages(request: ChatRequest, preset: Preset) -> list[dict[str, Any]]:
     tool_id: Callable[[str], str] = short_tool_id if preset.short_tool_ids else str
     out: list[dict[str, Any]] = []
     for message in request.messages:
-        out.extend(_message(message, reasoning_model, tool_id))
+        out.extend(_message(message, reasoning_model, tool_id, preset.deepseek_messages))
     if preset.deepseek_messages and _DEEPSEEK_REASONER.search(request.model):
         out = _deepseek_reasoner_rules(out)
     return out
 
 
-def _message(message: Message, reasoning_model: bool, tool_id: Callable[[str], str]) -> list[dict[str, Any]]:
+def _message(
+    message: Message, reasoning_model: bool, tool_id: Callable[[str], str], replay_reasoning: bool
+) -> list[dict[str, Any]]:
     if message.role is Role.SYSTEM:
         return [{"role": "developer" if reasoning_model else "system", "content": message.text}]
     results = [p for p in message.content if isinstance(p, ToolResultPart)]
@@ -111,7 +114,12 @@ def _message(message: Message, reasoning_model: bool, tool_id: Callable[[str], s
                 }
                 for c in calls
             ]
-        # Reasoning parts are not sent back: DeepSeek rejects reasoning_content in input messages.
+        # Reasoning is replayed only where required: DeepSeek's thinking mode wants the
+        # reasoning_content of tool-call turns back (400 otherwise) and ignores it elsewhere;
+        # other hosts reject or ignore unknown message fields.
+        reasoning = "".join(p.text for p in message.content if isinstance(p, ReasoningPart))
+        if replay_reasoning and calls and reasoning:
+            entry["reasoning_content"] = reasoning
         return [*out, entry]
     parts = [p for p in message.content if isinstance(p, TextPart | ImagePart)]
     if not parts:
