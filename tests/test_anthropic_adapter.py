@@ -191,3 +191,22 @@ async def test_a_dropped_connection_after_message_stop_is_not_an_error(setup: An
     _, stub = setup
     summary = await chat(stub, chat_request("claude/cut-after-end"))
     assert_canonical(summary, tools=False)
+
+
+async def test_overloaded_before_any_content_fails_over_to_the_fallback(setup: Any) -> None:
+    fake, _ = setup
+    config = f"""
+[providers.claude]
+kind = "anthropic"
+base_url = "{fake.base_url}"
+api_key_env = "{KEY_ENV}"
+
+[providers.mock]
+kind = "mock"
+"""
+    async with run_gateway(config) as gateway:
+        summary = await chat(gateway.stub, chat_request("claude/early-error", fallbacks=["mock/echo"]))
+    assert summary.text.startswith("Mock answer:")
+    attempts = summary.finish.attempts
+    assert [(a.provider, a.outcome) for a in attempts] == [("claude", "UNAVAILABLE"), ("mock", "ok")]
+    assert "overloaded_error" in attempts[0].error

@@ -57,6 +57,8 @@ def message_frames(scenario: str, model: str) -> tuple[list[str], str]:
         },
     }
     frames = [sse(start, "message_start")]
+    if scenario == "early-error":
+        return [*frames, sse({"type": "ping"}, "ping"), sse(error_body(529, "Overloaded"), "error")], ""
     index = 0
     if scenario == "reasoning":
         frames.append(

@@ -5,7 +5,8 @@ model name (so a person can try each behaviour by hand: `provider-gateway` point
 
 Scenarios: text, tools, reasoning, vision (text, after checking the image encoding), cut (stream
 stops without its terminal event), malformed (an event that is not JSON), midstream-error (the
-vendor's in-stream error), hang (one event, then wait until the client goes away), error-<status>
+vendor's in-stream error after the first text), early-error (Anthropic's in-stream error before
+any content), hang (one event, then wait until the client goes away), error-<status>
 (an error response before the first byte), cut-after-end (a whole stream, then a dropped
 connection instead of a clean close). A model name may also end in a scenario
 (`claude-tools`, `gemini-error-429`), which Vertex's Claude routing needs.
@@ -42,6 +43,7 @@ SCENARIOS = (
     "cut",
     "malformed",
     "midstream-error",
+    "early-error",
     "hang",
     "cut-after-end",
 )
