@@ -143,3 +143,21 @@ def test_unknown_transport_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown HTTP transport"):
         UpstreamPool(transport="carrier-pigeon")
     assert isinstance(UpstreamPool().host("http://h:1").client, httpx.AsyncClient)
+
+
+async def test_first_byte_timeout_and_cancel_while_waiting_for_headers(
+    pool: UpstreamPool, fake: FakeUpstream
+) -> None:
+    fake.script("/slow", Reply(stall=True), Reply(stall=True))
+    with pytest.raises(GatewayError, match=r"no response from acme within 0\.2 s") as caught:
+        await upstream(pool, fake.url, timeouts=Timeouts(first_byte=0.2)).request_json("GET", "/slow")
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    assert caught.value.retryable
+    async with asyncio.timeout(10):
+        await fake.disconnected.wait()  # the timed-out request's connection was closed too
+    fake.disconnected.clear()
+    task = asyncio.create_task(upstream(pool, fake.url).request_json("GET", "/slow"))
+    await fake.wait_for_requests(2)
+    task.cancel()
+    async with asyncio.timeout(10):
+        await fake.disconnected.wait()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import socket
 from collections.abc import AsyncIterator
@@ -11,7 +10,7 @@ from typing import Any
 import grpc
 import pytest
 from conftest import RunningGateway, run_gateway
-from upstream_support import chat_stream, system, user
+from upstream_support import assert_cancel_closes_upstream, chat_stream, system, user
 
 from provider_gateway.fakes import FakeUpstream, Reply, kinds
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -193,13 +192,9 @@ async def test_cut_stream_malformed_line_and_in_stream_error(env: Env) -> None:
 
 
 async def test_client_cancel_closes_the_upstream_connection(env: Env) -> None:
-    env.fake.disconnected.clear()
     env.fake.script("/api/chat", Reply.ndjson([line("first")], then="hang"))
-    call = env.stub.ChatStream(pb.ChatRequest(model="ol/llama3.2", messages=[user("Hi")]), timeout=30)
-    first = await asyncio.wait_for(anext(aiter(call)), 10)
-    assert first.text_delta.text == "first"
-    call.cancel()
-    await asyncio.wait_for(env.fake.disconnected.wait(), 10)
+    request = pb.ChatRequest(model="ol/llama3.2", messages=[user("Hi")])
+    await assert_cancel_closes_upstream(env.stub, request, env.fake, "first")
 
 
 async def test_list_models_and_embeddings(env: Env) -> None:

@@ -6,7 +6,6 @@ its provider's path and checks the request the fake received against the documen
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 from conftest import RunningGateway, run_gateway
-from upstream_support import chat_stream, system, user
+from upstream_support import assert_cancel_closes_upstream, chat_stream, system, user
 
 from provider_gateway.fakes import FakeUpstream, Reply, kinds
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -378,13 +377,9 @@ async def test_malformed_event_is_an_error(env: Env) -> None:
 
 
 async def test_client_cancel_closes_the_upstream_connection(env: Env) -> None:
-    env.fake.disconnected.clear()
     env.fake.script("/v1/chat/completions", Reply.sse([chunk({"content": "first"})], then="hang"))
-    call = env.stub.ChatStream(pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")]), timeout=30)
-    first = await asyncio.wait_for(anext(aiter(call)), 10)
-    assert first.text_delta.text == "first"
-    call.cancel()
-    await asyncio.wait_for(env.fake.disconnected.wait(), 10)
+    request = pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")])
+    await assert_cancel_closes_upstream(env.stub, request, env.fake, "first")
 
 
 async def test_openrouter_error_inside_the_stream(env: Env) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 
+from provider_gateway.fakes import FakeUpstream
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 
@@ -57,3 +59,15 @@ async def chat_stream(stub: Any, request: pb.ChatRequest, deadline_s: float = 20
     except grpc.aio.AioRpcError as error:
         collected.error = error
     return collected
+
+
+async def assert_cancel_closes_upstream(
+    stub: Any, request: pb.ChatRequest, fake: FakeUpstream, first_text: str
+) -> None:
+    """Cancel a ChatStream after its first event; the fake upstream must see its client leave."""
+    fake.disconnected.clear()
+    call = stub.ChatStream(request, timeout=30)
+    first = await asyncio.wait_for(anext(aiter(call)), 10)
+    assert first.text_delta.text == first_text
+    call.cancel()
+    await asyncio.wait_for(fake.disconnected.wait(), 10)

@@ -112,7 +112,13 @@ def ollama(fake: FakeUpstream) -> None:
     fake.on("GET", "/api/version", lambda r: Reply.json({"version": "0.0.0-fake"}))
 
 
-KINDS: dict[str, Callable[[FakeUpstream], None]] = {"openai": openai, "ollama": ollama}
+# Azure and Mistral speak the OpenAI format (any base path, so Azure's deployment paths work too).
+KINDS: dict[str, Callable[[FakeUpstream], None]] = {
+    "openai": openai,
+    "azure": openai,
+    "mistral": openai,
+    "ollama": ollama,
+}
 
 
 def build(kind: str) -> FakeUpstream:

@@ -47,6 +47,7 @@ class Reply:
     content_type: str = "application/json"
     then: str = "end"  # "end", "cut" (close without the final chunk), "hang" (until the client leaves)
     chunk_delay_s: float = 0.0  # for people watching a stream by hand; tests leave it at 0
+    stall: bool = False  # never send the status line (until the client leaves): a first-byte timeout
 
     @classmethod
     def json(cls, value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Reply:
@@ -158,6 +159,12 @@ class FakeUpstream:
             self.requests.append(recorded)
             self._arrived.notify_all()
         reply = self._reply_for(recorded)
+        if reply.stall:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self._saw_disconnect()
+                raise
         if not reply.chunks and reply.then == "end":
             return web.Response(
                 status=reply.status, body=reply.body, headers=reply.headers, content_type=reply.content_type

@@ -10,7 +10,6 @@ Token counting has no endpoint: BaseProvider's documented local estimate.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,11 +23,8 @@ from provider_gateway.domain import (
     EmbedRequest,
     EmbedResult,
     HealthStatus,
-    Message,
     ModelInfo,
-    Role,
     StreamEvent,
-    TextPart,
     Usage,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
@@ -37,12 +33,12 @@ from provider_gateway.http.client import TIMEOUT_KEYS
 from provider_gateway.http.errors import parse_body, upstream_message
 from provider_gateway.providers.base import BaseProvider
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.http_common import completion_as_chat, probe
 from provider_gateway.providers.ollama import codec
 from provider_gateway.wire.ndjson import NdjsonDecoder, NdjsonError
 
 DEFAULT_URL = "http://localhost:11434"
 KEYS = ("kind", "base_url", "keep_alive", "api_key_env", "api_key_file", *TIMEOUT_KEYS)
-HEALTH_TIMEOUT_S = 5.0
 
 
 class OllamaErrors(ErrorPolicy):
@@ -113,16 +109,7 @@ class OllamaProvider(BaseProvider):
         return self._chat_stream(request)
 
     def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-        chat = ChatRequest(
-            model=request.model,
-            messages=[Message(Role.USER, (TextPart(request.prompt),))],
-            temperature=request.temperature,
-            top_p=request.top_p,
-            max_tokens=request.max_tokens,
-            stop=list(request.stop),
-            provider_options=dict(request.provider_options),
-        )
-        return self._chat_stream(chat)
+        return self._chat_stream(completion_as_chat(request))
 
     async def _chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = codec.chat_body(request, stream=True, keep_alive=self.keep_alive)
@@ -170,12 +157,7 @@ class OllamaProvider(BaseProvider):
         )
 
     async def health_check(self) -> HealthStatus:
-        try:
-            async with asyncio.timeout(HEALTH_TIMEOUT_S):
-                await self.upstream.request_json("GET", "/api/version")
-        except (GatewayError, TimeoutError) as error:
-            return HealthStatus(healthy=False, message=str(error) or "health check timed out")
-        return HealthStatus(healthy=True)
+        return await probe(self.upstream, "/api/version")
 
 
 from_config = OllamaProvider.from_config

@@ -26,12 +26,12 @@ from provider_gateway.domain import (
     ToolCallEnd,
     ToolCallPart,
     ToolCallStart,
-    ToolChoiceMode,
     ToolResultPart,
     Usage,
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
+from provider_gateway.providers.openai.codec import function_tools
 from provider_gateway.wire.think import ThinkSplitter
 
 DONE_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
@@ -83,14 +83,8 @@ def chat_body(request: ChatRequest, *, stream: bool, keep_alive: str = "") -> di
         options["stop"] = list(request.stop)
     if options:
         body["options"] = options
-    if request.tools and not (request.tool_choice and request.tool_choice.mode is ToolChoiceMode.NONE):
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {"name": t.name, "description": t.description, "parameters": dict(t.parameters)},
-            }
-            for t in request.tools
-        ]
+    if tools := function_tools(request):
+        body["tools"] = tools
     fmt = request.response_format
     if fmt and fmt.type is ResponseFormatType.JSON_OBJECT:
         body["format"] = "json"

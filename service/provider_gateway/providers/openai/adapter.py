@@ -17,7 +17,6 @@ Configuration (a `[providers.<name>]` table):
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,11 +31,8 @@ from provider_gateway.domain import (
     EmbedRequest,
     EmbedResult,
     HealthStatus,
-    Message,
     ModelInfo,
-    Role,
     StreamEvent,
-    TextPart,
     Usage,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
@@ -44,6 +40,7 @@ from provider_gateway.http import Timeouts, Upstream
 from provider_gateway.http.client import TIMEOUT_KEYS
 from provider_gateway.providers.base import BaseProvider, estimate_messages, estimate_tokens
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.http_common import completion_as_chat, probe
 from provider_gateway.providers.openai import codec
 from provider_gateway.providers.openai.presets import PRESETS, Preset
 from provider_gateway.wire.sse import SseDecoder
@@ -66,7 +63,6 @@ KEYS = (
 )
 AZURE_API_VERSION = "2024-08-01-preview"
 AZURE_INFERENCE_API_VERSION = "2024-05-01-preview"
-HEALTH_TIMEOUT_S = 5.0
 
 
 @dataclasses.dataclass(slots=True, frozen=True)
@@ -184,16 +180,7 @@ class OpenAIProvider(BaseProvider):
         return self._chat_stream(request)
 
     def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-        chat = ChatRequest(
-            model=request.model,
-            messages=[Message(Role.USER, (TextPart(request.prompt),))],
-            temperature=request.temperature,
-            top_p=request.top_p,
-            max_tokens=request.max_tokens,
-            stop=list(request.stop),
-            provider_options=dict(request.provider_options),
-        )
-        return self._chat_stream(chat)
+        return self._chat_stream(completion_as_chat(request))
 
     async def _chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         upstream, path = self._route(request.model, "chat/completions")
@@ -268,12 +255,7 @@ class OpenAIProvider(BaseProvider):
     async def health_check(self) -> HealthStatus:
         if self.azure is not None:
             return HealthStatus(healthy=True, message="not probed (Azure lists deployments elsewhere)")
-        try:
-            async with asyncio.timeout(HEALTH_TIMEOUT_S):
-                await self.upstream.request_json("GET", "/models")
-        except (GatewayError, TimeoutError) as error:
-            return HealthStatus(healthy=False, message=str(error) or "health check timed out")
-        return HealthStatus(healthy=True)
+        return await probe(self.upstream, "/models")
 
 
 from_config = OpenAIProvider.from_config

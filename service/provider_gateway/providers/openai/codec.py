@@ -161,6 +161,19 @@ def _deepseek_reasoner_rules(messages: list[dict[str, Any]]) -> list[dict[str, A
     return merged
 
 
+def function_tools(request: ChatRequest) -> list[dict[str, Any]]:
+    """Tool declarations as OpenAI documents them (Ollama takes the same); none for tool_choice none."""
+    if request.tool_choice and request.tool_choice.mode is ToolChoiceMode.NONE:
+        return []
+    return [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description, "parameters": dict(t.parameters)},
+        }
+        for t in request.tools
+    ]
+
+
 def chat_body(
     request: ChatRequest, preset: Preset, *, stream: bool, model: str | None = None
 ) -> dict[str, Any]:
@@ -178,14 +191,8 @@ def chat_body(
         body["reasoning_effort"] = request.reasoning.effort
     if request.stop:
         body["stop"] = list(request.stop)
-    if request.tools and not (request.tool_choice and request.tool_choice.mode is ToolChoiceMode.NONE):
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {"name": t.name, "description": t.description, "parameters": dict(t.parameters)},
-            }
-            for t in request.tools
-        ]
+    if tools := function_tools(request):
+        body["tools"] = tools
         if request.tool_choice:
             mode = request.tool_choice.mode
             body["tool_choice"] = (
