@@ -20,6 +20,7 @@ from provider_gateway.fakes.cohere import FakeCohere
 from provider_gateway.fakes.gemini import FakeGemini
 from provider_gateway.fakes.vertex import FakeVertex
 from provider_gateway.providers.mock import MockScript
+from provider_gateway.v1 import provider_service_pb2 as pb
 
 MODELS = [
     "mock/tools",
@@ -187,3 +188,25 @@ async def test_refused_connection_is_unavailable_and_names_the_host(
         error, _ = await chat_error(gateway.stub, chat_request("p/text"))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert f"127.0.0.1:{port}: connection refused" in (error.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("fake_type", "kind"), [(FakeAnthropic, "anthropic"), (FakeGemini, "gemini"), (FakeCohere, "cohere")]
+)
+async def test_health_probes_the_models_endpoint_with_the_key(
+    monkeypatch: pytest.MonkeyPatch, fake_type: type, kind: str
+) -> None:
+    async with fake_type() as fake:
+        config = (
+            f'[providers.p]\nkind = "{kind}"\nbase_url = "{fake.base_url}"\napi_key_env = "PG_X_SECRET"\n'
+        )
+        for key, health in [
+            (fake.api_key, pb.PROVIDER_HEALTH_SERVING),
+            ("wrong-key", pb.PROVIDER_HEALTH_NOT_SERVING),
+        ]:
+            monkeypatch.setenv("PG_X_SECRET", key)
+            async with run_gateway(config) as gateway:
+                answer = await gateway.stub.ListProviders(pb.ListProvidersRequest(), timeout=WAIT_S)
+            (info,) = answer.providers
+            assert info.health == health, info.health_message
+            assert key not in info.health_message

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from provider_gateway.config import Section
-from provider_gateway.domain import CompletionRequest, StreamEvent
+from provider_gateway.domain import CompletionRequest, HealthStatus, StreamEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import ErrorPolicy, Timeouts, Upstream
 from provider_gateway.http.client import TIMEOUT_KEYS
@@ -22,7 +22,7 @@ from provider_gateway.http.errors import parse_body
 from provider_gateway.providers.base import BaseProvider
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
-from provider_gateway.providers.vendor_wire import chat_from_completion
+from provider_gateway.providers.http_common import completion_as_chat, probe
 from provider_gateway.wire.sse import SseDecoder, SseEvent
 
 __all__ = ["TIMEOUT_KEYS", "HttpProvider", "SseEvent", "VendorErrors", "decode_json_event", "sse_events"]
@@ -105,9 +105,16 @@ class HttpProvider(BaseProvider):
         self._headers = dict(headers)
         self._upstreams: dict[tuple[tuple[str, str], ...], Upstream] = {}
 
+    health_path = ""  # a cheap GET that proves the key and the API work ("" = no probe)
+
+    async def health_check(self) -> HealthStatus:
+        if not self.health_path:
+            return await super().health_check()
+        return await probe(self.upstream(), self.health_path)
+
     def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Vendors without a completions endpoint answer `complete` as a one-message chat."""
-        return self.chat_stream(chat_from_completion(request))
+        return self.chat_stream(completion_as_chat(request))
 
     def upstream(self, extra_headers: Mapping[str, str] | None = None) -> Upstream:
         """The upstream with this provider's headers plus per-request ones (e.g. anthropic-beta).

@@ -9,18 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from provider_gateway.domain import (
-    ChatRequest,
-    CompletionRequest,
-    Message,
-    Role,
-    StreamEvent,
-    TextPart,
-    ToolCall,
-    ToolCallDelta,
-    ToolCallEnd,
-    ToolCallStart,
-)
+from provider_gateway.domain import StreamEvent, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
 from provider_gateway.errors import ErrorKind, GatewayError
 
 
@@ -36,20 +25,6 @@ def merge_provider_options(body: dict[str, Any], options: Mapping[str, Any]) -> 
             {**current, **value} if isinstance(current, dict) and isinstance(value, Mapping) else value
         )
     return body
-
-
-def chat_from_completion(request: CompletionRequest) -> ChatRequest:
-    """`complete` for vendors without a completions endpoint: the prompt as one user message (the
-    lineage's `completePrompt`)."""
-    return ChatRequest(
-        model=request.model,
-        messages=[Message(Role.USER, (TextPart(request.prompt),))],
-        temperature=request.temperature,
-        top_p=request.top_p,
-        max_tokens=request.max_tokens,
-        stop=list(request.stop),
-        provider_options=dict(request.provider_options),
-    )
 
 
 def arguments_object(call: ToolCall) -> Any:

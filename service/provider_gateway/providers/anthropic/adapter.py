@@ -73,6 +73,7 @@ async def decode_messages(events: AsyncIterator[SseEvent], provider: str) -> Asy
 
 class AnthropicProvider(HttpProvider):
     kind = "anthropic"
+    health_path = "/v1/models"
 
     def __init__(self, name: str, options: Section, context: ProviderContext) -> None:
         options.reject_unknown(KEYS)

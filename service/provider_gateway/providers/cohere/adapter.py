@@ -38,6 +38,7 @@ TOKENIZE_LIMIT = 65536
 
 class CohereProvider(HttpProvider):
     kind = "cohere"
+    health_path = "/v1/models"
 
     def __init__(self, name: str, options: Section, context: ProviderContext) -> None:
         options.reject_unknown(KEYS)

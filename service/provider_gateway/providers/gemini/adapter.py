@@ -54,6 +54,7 @@ async def decode_generate(events: AsyncIterator[SseEvent], provider: str) -> Asy
 
 class GeminiProvider(HttpProvider):
     kind = "gemini"
+    health_path = "/v1beta/models"
 
     def __init__(self, name: str, options: Section, context: ProviderContext) -> None:
         options.reject_unknown(KEYS)
