@@ -50,7 +50,7 @@ async def test_text_stream_sends_documented_headers_and_body(setup: Any) -> None
     assert_canonical(summary, tools=False)
     assert summary.finish.raw_finish_reason == "end_turn"
     assert summary.finish.model == "text"
-    (request,) = fake.requests
+    (request,) = fake.calls
     assert request.path == "/v1/messages"
     assert request.headers["anthropic-version"] == "2023-06-01"
     assert (
@@ -74,10 +74,10 @@ async def test_tool_call_stream_and_cache_usage(setup: Any) -> None:
     assert summary.kinds.count("tool_call_delta") == 2  # the empty first partial_json is not forwarded
     assert summary.usage.raw["cache_read_input_tokens"] == conv.CACHE_READ_TOKENS
     assert summary.usage.raw["input_tokens"] == conv.INPUT_TOKENS - conv.CACHE_READ_TOKENS
-    body = fake.requests[0].body
+    body = fake.calls[0].body
     assert body["tool_choice"] == {"type": "any"}
     assert body["tools"][0]["input_schema"]["required"] == ["city"]
-    assert "context-1m-2025-08-07" in fake.requests[0].headers["anthropic-beta"]
+    assert "context-1m-2025-08-07" in fake.calls[0].headers["anthropic-beta"]
 
 
 async def test_reasoning_with_signature_and_thinking_body(setup: Any) -> None:
@@ -89,7 +89,7 @@ async def test_reasoning_with_signature_and_thinking_body(setup: Any) -> None:
     assert summary.reasoning == "".join(conv.REASONING_CHUNKS)
     assert summary.signature == "fake-signature"
     assert summary.text == "".join(conv.TEXT_CHUNKS)
-    body = fake.requests[0].body
+    body = fake.calls[0].body
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     assert body["temperature"] == 1
 
@@ -97,7 +97,7 @@ async def test_reasoning_with_signature_and_thinking_body(setup: Any) -> None:
 async def test_vision_is_sent_as_a_base64_block(setup: Any) -> None:
     fake, stub = setup
     await chat(stub, image_request("claude/vision"))
-    block = fake.requests[0].body["messages"][0]["content"][1]
+    block = fake.calls[0].body["messages"][0]["content"][1]
     assert block["type"] == "image"
     assert block["source"]["media_type"] == "image/png"
     assert base64.b64decode(block["source"]["data"]) == PNG
@@ -162,7 +162,7 @@ async def test_complete_uses_the_legacy_prompt_format(setup: Any) -> None:
     response = await stub.Complete(pb.CompleteRequest(model="claude/claude-2.1", prompt="Say hi"), timeout=20)
     assert response.text == "".join(conv.TEXT_CHUNKS)
     assert response.usage.estimated
-    (request,) = fake.requests
+    (request,) = fake.calls
     assert request.path == "/v1/complete"
     assert request.body["prompt"] == "\n\nHuman: Say hi\n\nAssistant:"
     assert request.body["max_tokens_to_sample"] == 8192
@@ -176,7 +176,9 @@ async def test_count_tokens_and_list_models_use_the_api(setup: Any) -> None:
     assert (counted.input_tokens, counted.estimated) == (42, False)
     models = await stub.ListModels(pb.ListModelsRequest(provider="claude"), timeout=20)
     assert [m.id for m in models.models] == ["claude-sonnet-4-5", "claude-haiku-4-5"]
-    assert [r.path for r in fake.requests] == ["/v1/messages/count_tokens", "/v1/models"]
+    assert [r.path for r in fake.calls] == ["/v1/messages/count_tokens"]
+    assert fake.requests[-1].path == "/v1/models"
+    assert fake.requests[-1].headers["x-api-key"] == fake.api_key
 
 
 async def test_unary_chat_accumulates_the_stream(setup: Any) -> None:

@@ -44,7 +44,7 @@ async def test_text_stream_request_shape(setup: Any) -> None:
     summary = await chat(stub, chat_request("cohere/text", top_p=0.9, stop=["END"]))
     assert_canonical(summary, tools=False)
     assert (summary.finish.raw_finish_reason, summary.finish.model) == ("COMPLETE", "text")
-    (request,) = fake.requests
+    (request,) = fake.calls
     assert request.path == "/v2/chat"
     assert request.headers["authorization"] == f"Bearer {fake.api_key}"
     assert request.body["messages"] == [
@@ -63,7 +63,7 @@ async def test_tool_call_stream_and_cached_tokens(setup: Any) -> None:
     assert_canonical(summary, tools=True)
     assert summary.tool_ids == ["fake_call_1"]
     assert summary.usage.raw["billed_units"]["input_tokens"] == conv.INPUT_TOKENS - conv.CACHE_READ_TOKENS
-    body = fake.requests[0].body
+    body = fake.calls[0].body
     assert body["tool_choice"] == "REQUIRED"
     assert body["tools"][0]["function"]["name"] == conv.TOOL_NAME
 
@@ -74,9 +74,9 @@ async def test_reasoning_and_vision(setup: Any) -> None:
         stub, chat_request("cohere/reasoning", reasoning=pb.ReasoningOptions(enabled=True, budget_tokens=900))
     )
     assert summary.reasoning == "".join(conv.REASONING_CHUNKS)
-    assert fake.requests[0].body["thinking"] == {"type": "enabled", "token_budget": 900}
+    assert fake.calls[0].body["thinking"] == {"type": "enabled", "token_budget": 900}
     await chat(stub, image_request("cohere/vision"))
-    image = fake.requests[1].body["messages"][0]["content"][1]
+    image = fake.calls[1].body["messages"][0]["content"][1]
     assert image["type"] == "image_url"
     assert image["image_url"]["url"].startswith("data:image/png;base64,")
 
@@ -125,7 +125,7 @@ async def test_embed_models_and_tokenize(setup: Any) -> None:
         pb.CountTokensRequest(model="cohere/command-a-03-2025", text="one two three"), timeout=20
     )
     assert (counted.input_tokens, counted.estimated) == (3, False)
-    assert fake.requests[-1].body == {"text": "one two three", "model": "command-a-03-2025"}
+    assert fake.calls[-1].body == {"text": "one two three", "model": "command-a-03-2025"}
 
 
 async def test_a_dropped_connection_after_message_end_is_not_an_error(setup: Any) -> None:
@@ -138,4 +138,4 @@ async def test_complete_is_a_one_message_chat(setup: Any) -> None:
     fake, stub = setup
     response = await stub.Complete(pb.CompleteRequest(model="cohere/text", prompt="Say hi"), timeout=20)
     assert response.text == "".join(conv.TEXT_CHUNKS)
-    assert fake.requests[-1].body["messages"] == [{"role": "user", "content": "Say hi"}]
+    assert fake.calls[-1].body["messages"] == [{"role": "user", "content": "Say hi"}]

@@ -47,7 +47,7 @@ async def test_text_stream_request_shape(setup: Any) -> None:
     summary = await chat(stub, chat_request("gemini/text", max_tokens=256, temperature=0.5))
     assert_canonical(summary, tools=False)
     assert summary.finish.raw_finish_reason == "STOP"
-    (request,) = fake.requests
+    (request,) = fake.calls
     assert request.path == "/v1beta/models/text:streamGenerateContent"
     assert request.query == {"alt": "sse"}
     assert request.headers["x-goog-api-key"] == fake.api_key
@@ -78,7 +78,7 @@ async def test_tool_call_gets_a_synthesised_id_and_results_carry_the_name(setup:
         tool_choice=pb.ToolChoice(mode=pb.ToolChoice.MODE_TOOL, name=conv.TOOL_NAME),
     )
     await chat(stub, request)
-    body = fake.requests[-1].body
+    body = fake.calls[-1].body
     assert body["contents"][1] == {
         "role": "model",
         "parts": [{"functionCall": {"name": conv.TOOL_NAME, "args": conv.TOOL_ARGS}}],
@@ -101,7 +101,7 @@ async def test_thought_parts_are_reasoning_and_thoughts_count_as_output(setup: A
     assert summary.text == "".join(conv.TEXT_CHUNKS)
     assert summary.usage.reasoning_tokens == 7
     assert summary.usage.output_tokens == conv.OUTPUT_TOKENS
-    assert fake.requests[0].body["generationConfig"]["thinkingConfig"] == {
+    assert fake.calls[0].body["generationConfig"]["thinkingConfig"] == {
         "includeThoughts": True,
         "thinkingBudget": 1024,
     }
@@ -110,7 +110,7 @@ async def test_thought_parts_are_reasoning_and_thoughts_count_as_output(setup: A
 async def test_vision_is_sent_as_inline_data(setup: Any) -> None:
     fake, stub = setup
     await chat(stub, image_request("gemini/vision"))
-    part = fake.requests[0].body["contents"][0]["parts"][1]
+    part = fake.calls[0].body["contents"][0]["parts"][1]
     assert part["inlineData"]["mimeType"] == "image/png"
     assert base64.b64decode(part["inlineData"]["data"]) == PNG
 
@@ -166,12 +166,12 @@ async def test_count_tokens_embed_and_models(setup: Any) -> None:
         pb.CountTokensRequest(model="gemini/gemini-2.5-flash", messages=[system, user("hi")]), timeout=20
     )
     assert (counted.input_tokens, counted.estimated) == (42, False)
-    assert fake.requests[-1].body["generateContentRequest"]["model"] == "models/gemini-2.5-flash"
+    assert fake.calls[-1].body["generateContentRequest"]["model"] == "models/gemini-2.5-flash"
     embedded = await stub.Embed(
         pb.EmbedRequest(model="gemini/text-embedding-004", inputs=["a", "b"], dimensions=3), timeout=20
     )
     assert [list(e.values) for e in embedded.embeddings] == [[0.25] * 3, [0.5] * 3]
-    assert fake.requests[-1].path == "/v1beta/models/text-embedding-004:batchEmbedContents"
+    assert fake.calls[-1].path == "/v1beta/models/text-embedding-004:batchEmbedContents"
     models = await stub.ListModels(pb.ListModelsRequest(provider="gemini"), timeout=20)
     flash = next(m for m in models.models if m.id == "gemini-2.5-flash")
     assert (flash.context_window, flash.reasoning) == (1048576, True)
@@ -183,6 +183,6 @@ async def test_complete_is_a_one_message_chat(setup: Any) -> None:
         pb.CompleteRequest(model="gemini/text", prompt="Say hi", max_tokens=9), timeout=20
     )
     assert response.text == "".join(conv.TEXT_CHUNKS)
-    body = fake.requests[-1].body
+    body = fake.calls[-1].body
     assert body["contents"] == [{"role": "user", "parts": [{"text": "Say hi"}]}]
     assert body["generationConfig"] == {"maxOutputTokens": 9}

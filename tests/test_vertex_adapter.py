@@ -59,7 +59,7 @@ async def test_gemini_on_vertex_streams_with_a_bearer_token(setup: Any) -> None:
     summary = await chat(stub, chat_request("vertex/tools", tools=[weather_tool()]))
     assert_canonical(summary, tools=True)
     assert summary.tool_ids == [f"{conv.TOOL_NAME}-0"]
-    (request,) = fake.requests
+    (request,) = fake.calls
     assert request.path == f"{PROJECT_PATH}/google/models/tools:streamGenerateContent"
     assert request.query == {"alt": "sse"}
     assert request.headers["authorization"] == f"Bearer {fake.vertex_token}"
@@ -70,7 +70,7 @@ async def test_claude_on_vertex_reuses_the_messages_format(setup: Any) -> None:
     fake, stub = setup
     summary = await chat(stub, chat_request("vertex/claude-tools", tools=[weather_tool()]))
     assert_canonical(summary, tools=True)
-    (request,) = fake.requests
+    (request,) = fake.calls
     assert request.path == f"{PROJECT_PATH}/anthropic/models/claude-tools:streamRawPredict"
     assert request.headers["authorization"] == f"Bearer {fake.vertex_token}"
     assert request.body["anthropic_version"] == "vertex-2023-10-16"
@@ -122,7 +122,7 @@ async def test_count_tokens_on_vertex_gemini(setup: Any) -> None:
         pb.CountTokensRequest(model="vertex/gemini-2.5-pro", text="hello"), timeout=20
     )
     assert (counted.input_tokens, counted.estimated) == (42, False)
-    assert fake.requests[-1].path == f"{PROJECT_PATH}/google/models/gemini-2.5-pro:countTokens"
+    assert fake.calls[-1].path == f"{PROJECT_PATH}/google/models/gemini-2.5-pro:countTokens"
     claude = await stub.CountTokens(
         pb.CountTokensRequest(model="vertex/claude-x", text="hello there"), timeout=20
     )

@@ -95,6 +95,11 @@ class FakeVendor:
     port: int = 0
 
     @property
+    def calls(self) -> list[Recorded]:
+        """The requests other than GETs (model listings, which health probes also send)."""
+        return [r for r in self.requests if r.method != "GET"]
+
+    @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
