@@ -6,6 +6,7 @@ its provider's path and checks the request the fake received against the documen
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
         tables.append(
             f'[providers.az]\nkind = "azure"\nbase_url = "{fake.url}"\napi_key_file = "{key_file}"\n'
             'deployments = { "gpt-4o" = "prod-4o" }\n'
+        )
+        tables.append(
+            f'[providers.azi]\nkind = "azure"\nbase_url = "{fake.url}/inference"\napi_key_file = "{key_file}"\n'
+            'api_style = "inference"\n'
         )
         async with run_gateway("\n".join(tables)) as gateway:
             yield Env(fake, gateway)
@@ -418,6 +423,14 @@ async def test_azure_deployment_path_api_key_and_version(env: Env) -> None:
     assert "authorization" not in seen.headers
 
 
+async def test_azure_ai_inference_style(env: Env) -> None:
+    got = await chat_stream(env.stub, pb.ChatRequest(model="azi/Phi-4", messages=[user("Hi")]))
+    assert got.error is None, got.error
+    seen = env.fake.last("/inference/models/chat/completions")
+    assert seen.query == {"api-version": "2024-05-01-preview"}
+    assert seen.json()["model"] == "Phi-4"
+
+
 async def test_mistral_tool_ids_and_codestral_host(env: Env) -> None:
     call = pb.ContentPart(tool_call=pb.ToolCall(id="call_abc_123456789", name="f", arguments_json="{}"))
     result = pb.ContentPart(tool_result=pb.ToolResult(tool_call_id="call_abc_123456789", content="ok"))
@@ -471,3 +484,14 @@ async def test_complete_is_a_one_message_chat(env: Env) -> None:
     answer = await env.stub.Complete(pb.CompleteRequest(model="oa/gpt-4o", prompt="Say hi"), timeout=10)
     assert answer.text == "Hello from the fake upstream."
     assert env.fake.last("/v1/chat/completions").json()["messages"] == [{"role": "user", "content": "Say hi"}]
+
+
+async def test_passed_deadline_stops_the_upstream_request(env: Env) -> None:
+    env.fake.disconnected.clear()
+    env.fake.script("/v1/chat/completions", Reply(stall=True))
+    got = await chat_stream(
+        env.stub, pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")]), deadline_s=0.5
+    )
+    assert got.error is not None
+    assert got.error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await asyncio.wait_for(env.fake.disconnected.wait(), 10)

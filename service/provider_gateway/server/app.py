@@ -31,7 +31,7 @@ class GatewayServer:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         # One HTTP client per upstream origin for the server's life; adapters get it via the context.
-        self.upstreams = UpstreamPool()
+        self.upstreams = UpstreamPool.from_section(config.section("upstream"))
         self.registry = ProviderRegistry.from_config(config, ProviderContext(http=self.upstreams))
         self.resolver = RouteResolver(self.registry.names(), self.registry.default, config.aliases)
         self.router = Router(self.registry, self.resolver)
