@@ -33,6 +33,10 @@ ADAPTERS: dict[str, str] = {
     "mistral": "provider_gateway.providers.openai.adapter:from_config",
     "azure": "provider_gateway.providers.openai.adapter:from_config",
     "ollama": "provider_gateway.providers.ollama.adapter:from_config",
+    "anthropic": "provider_gateway.providers.anthropic.adapter:from_config",
+    "gemini": "provider_gateway.providers.gemini.adapter:from_config",
+    "vertex": "provider_gateway.providers.vertex.adapter:from_config",
+    "cohere": "provider_gateway.providers.cohere.adapter:from_config",
 }
 
 

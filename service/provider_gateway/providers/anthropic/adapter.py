@@ -1,0 +1,153 @@
+"""The Anthropic adapter: Messages streaming, legacy Text Completions, token counting, models.
+
+Configuration (`[providers.<name>]`, kind "anthropic"):
+  base_url (default https://api.anthropic.com), api_key_env (default ANTHROPIC_API_KEY) or
+  api_key_file, prompt_caching (true), max_tokens (8192), fine_grained_tool_streaming (true),
+  context_1m_models (model ids that get the 1M-context beta), betas (extra anthropic-beta values),
+  connect_timeout_s, first_byte_timeout_s, idle_timeout_s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from provider_gateway.config import Section
+from provider_gateway.domain import (
+    Capabilities,
+    ChatRequest,
+    CompletionRequest,
+    CountTokensRequest,
+    ModelInfo,
+    StreamEvent,
+    TokenCount,
+    Usage,
+    UsageEvent,
+)
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.anthropic import codec
+from provider_gateway.providers.base import estimate_tokens
+from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.upstream_io import (
+    TIMEOUT_KEYS,
+    HttpProvider,
+    SseEvent,
+    decode_json_event,
+    sse_events,
+)
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+KEYS = (
+    "kind",
+    "base_url",
+    "api_key_env",
+    "api_key_file",
+    "prompt_caching",
+    "max_tokens",
+    "fine_grained_tool_streaming",
+    "context_1m_models",
+    "betas",
+    *TIMEOUT_KEYS,
+)
+
+
+def options_from(options: Section, *, tool_streaming: bool = True) -> codec.AnthropicOptions:
+    return codec.AnthropicOptions(
+        prompt_caching=options.flag("prompt_caching", True),
+        max_tokens=options.integer("max_tokens", codec.DEFAULT_MAX_TOKENS, minimum=1),
+        fine_grained_tool_streaming=tool_streaming and options.flag("fine_grained_tool_streaming", True),
+        context_1m_models=tuple(options.strings("context_1m_models")),
+        extra_betas=tuple(options.strings("betas")),
+    )
+
+
+async def decode_messages(events: AsyncIterator[SseEvent], provider: str) -> AsyncIterator[StreamEvent]:
+    """The Messages SSE stream as domain events; a stream without `message_stop` is an error."""
+    decoder = codec.MessagesStreamDecoder(provider=provider)
+    async for event in events:
+        for item in decoder.feed(decode_json_event(event.data, provider)):
+            yield item
+        if decoder.finished:
+            return  # message_stop is the last event: do not wait for the server to close
+    raise GatewayError(ErrorKind.UNAVAILABLE, "upstream stream ended before message_stop", provider=provider)
+
+
+class AnthropicProvider(HttpProvider):
+    kind = "anthropic"
+    health_path = "/v1/models"
+
+    def __init__(self, name: str, options: Section, context: ProviderContext) -> None:
+        options.reject_unknown(KEYS)
+        api_key = options.secret("api_key", "ANTHROPIC_API_KEY", required=True)
+        headers = {"x-api-key": api_key, "anthropic-version": codec.API_VERSION}
+        super().__init__(
+            name,
+            context,
+            options.string("base_url", DEFAULT_BASE_URL),
+            options,
+            headers=headers,
+            secret=api_key,
+        )
+        self.options = options_from(options)
+
+    @classmethod
+    def from_config(cls, name: str, options: Section, context: ProviderContext) -> AnthropicProvider:
+        return cls(name, options, context)
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            max_tokens=self.options.max_tokens,
+            tools=True,
+            vision=True,
+            reasoning=True,
+            exact_token_count=True,
+            completion=True,
+        )
+
+    def _for(self, model: str) -> dict[str, str]:
+        betas = codec.beta_header(self.options, model)
+        return {"anthropic-beta": betas} if betas else {}
+
+    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        body = codec.build_messages_body(request, self.options)
+        upstream = self.upstream(self._for(request.model))
+        async with sse_events(upstream, "/v1/messages", body, model=request.model) as events:
+            async for event in decode_messages(events, self.name):
+                yield event
+
+    async def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        body = codec.build_complete_body(request, self.options)
+        decoder = codec.CompletionStreamDecoder(provider=self.name)
+        output = 0
+        async with sse_events(self.upstream(), "/v1/complete", body, model=request.model) as events:
+            async for event in events:
+                for item in decoder.feed(decode_json_event(event.data, self.name)):
+                    output += estimate_tokens(getattr(item, "text", ""))
+                    yield item
+                if decoder.finished:
+                    break
+        if not decoder.finished:
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE, "upstream stream ended without a stop_reason", provider=self.name
+            )
+        # Text Completions report no usage: a documented local estimate, marked as such.
+        yield UsageEvent(
+            Usage(input_tokens=estimate_tokens(body["prompt"]), output_tokens=output, estimated=True)
+        )
+        yield decoder.finish()
+
+    async def count_tokens(self, request: CountTokensRequest) -> TokenCount:
+        body = codec.build_count_body(request)
+        answer = await self.upstream().request_json(
+            "POST", "/v1/messages/count_tokens", json=body, model=request.model
+        )
+        return TokenCount(
+            input_tokens=int(answer.get("input_tokens") or 0), estimated=False, model=request.model
+        )
+
+    async def list_models(self) -> list[ModelInfo]:
+        return codec.parse_models(
+            await self.upstream().request_json("GET", "/v1/models", params={"limit": "1000"})
+        )
+
+
+from_config = AnthropicProvider.from_config

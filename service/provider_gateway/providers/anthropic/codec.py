@@ -1,0 +1,421 @@
+"""Anthropic Messages wire format: request bodies from domain types, stream events to domain events.
+
+Pure functions and a small stateful decoder; no I/O. Vertex's Claude endpoint reuses all of it with
+a different envelope (see `providers/vertex`).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from provider_gateway.domain import (
+    ChatRequest,
+    CompletionRequest,
+    ContentPart,
+    CountTokensRequest,
+    FinishReason,
+    ImagePart,
+    Message,
+    ModelInfo,
+    ProviderFinish,
+    ReasoningDelta,
+    Role,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    Tool,
+    ToolCallPart,
+    ToolChoiceMode,
+    ToolResultPart,
+    Usage,
+    UsageEvent,
+)
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.vendor_wire import (
+    ToolCallAssembler,
+    arguments_object,
+    malformed,
+    merge_provider_options,
+)
+
+API_VERSION = "2023-06-01"
+VERTEX_VERSION = "vertex-2023-10-16"
+PROMPT_CACHING_BETA = "prompt-caching-2024-07-31"
+TOOL_STREAMING_BETA = "fine-grained-tool-streaming-2025-05-14"
+CONTEXT_1M_BETA = "context-1m-2025-08-07"
+DEFAULT_MAX_TOKENS = 8192
+EPHEMERAL = {"type": "ephemeral"}
+MAX_BREAKPOINTS = 4
+MIN_THINKING_BUDGET = 1024
+
+STOP_REASONS = {
+    "end_turn": FinishReason.STOP,
+    "stop_sequence": FinishReason.STOP,
+    "pause_turn": FinishReason.STOP,
+    "max_tokens": FinishReason.LENGTH,
+    "model_context_window_exceeded": FinishReason.LENGTH,
+    "tool_use": FinishReason.TOOL_CALLS,
+    "refusal": FinishReason.CONTENT_FILTER,
+}
+
+# Anthropic's documented error types (also sent mid-stream in an `error` event).
+ERROR_KINDS = {
+    "invalid_request_error": ErrorKind.INVALID_ARGUMENT,
+    "request_too_large": ErrorKind.INVALID_ARGUMENT,
+    "authentication_error": ErrorKind.UNAUTHENTICATED,
+    "permission_error": ErrorKind.PERMISSION_DENIED,
+    "not_found_error": ErrorKind.NOT_FOUND,
+    "rate_limit_error": ErrorKind.RESOURCE_EXHAUSTED,
+    "api_error": ErrorKind.UNAVAILABLE,
+    "overloaded_error": ErrorKind.UNAVAILABLE,
+    "timeout_error": ErrorKind.UNAVAILABLE,
+}
+
+
+@dataclass(slots=True, frozen=True)
+class AnthropicOptions:
+    """Per-provider settings that shape every request."""
+
+    prompt_caching: bool = True
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    fine_grained_tool_streaming: bool = True
+    context_1m_models: tuple[str, ...] = ()
+    extra_betas: tuple[str, ...] = ()
+
+
+def beta_header(options: AnthropicOptions, model: str) -> str:
+    """The comma-joined `anthropic-beta` value ("" when no beta applies)."""
+    betas: list[str] = []
+    if options.prompt_caching:
+        betas.append(PROMPT_CACHING_BETA)
+    if options.fine_grained_tool_streaming:
+        betas.append(TOOL_STREAMING_BETA)
+    if model in options.context_1m_models:
+        betas.append(CONTEXT_1M_BETA)
+    betas.extend(b for b in options.extra_betas if b not in betas)
+    return ",".join(betas)
+
+
+# --- request --------------------------------------------------------------------------------------
+
+
+def _image_block(part: ImagePart) -> dict[str, Any]:
+    if part.url:
+        return {"type": "image", "source": {"type": "url", "url": part.url}}
+    data = base64.b64encode(part.data).decode("ascii")
+    return {"type": "image", "source": {"type": "base64", "media_type": part.media_type, "data": data}}
+
+
+def _block(part: ContentPart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        return _image_block(part)
+    if isinstance(part, ToolCallPart):
+        call = part.call
+        return {"type": "tool_use", "id": call.id, "name": call.name, "input": arguments_object(call)}
+    if isinstance(part, ToolResultPart):
+        block: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": part.tool_call_id,
+            "content": part.content,
+        }
+        if part.is_error:
+            block["is_error"] = True
+        return block
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+
+
+def _blocks(message: Message) -> list[dict[str, Any]]:
+    blocks = []
+    for part in message.content:
+        if isinstance(part, TextPart) and not part.text:
+            continue  # the API rejects empty text blocks
+        block = _block(part)
+        if part.cache_breakpoint:
+            block["cache_control"] = dict(EPHEMERAL)
+        blocks.append(block)
+    return blocks
+
+
+def convert_messages(messages: list[Message], caching: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    """Domain messages -> (Anthropic messages, system texts).
+
+    Tool results travel in user turns; consecutive turns of one role are merged because the API
+    wants them to alternate. With caching on, the last block of each of the last two user turns gets
+    a breakpoint (the lineage's rule: the newest turn is written, the previous one is read).
+    """
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role is Role.SYSTEM:
+            system.append(message.text)
+            continue
+        role = "assistant" if message.role is Role.ASSISTANT else "user"
+        blocks = _blocks(message)
+        if not blocks:
+            continue
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    if caching:
+        # The API allows four breakpoints; the system block and explicit ones come first.
+        budget = MAX_BREAKPOINTS - bool(system) - sum("cache_control" in b for m in out for b in m["content"])
+        user_turns = [m for m in out if m["role"] == "user"]
+        for turn in reversed(user_turns[-2:]):
+            last = turn["content"][-1]
+            if budget > 0 and "cache_control" not in last and last.get("type") != "thinking":
+                last["cache_control"] = dict(EPHEMERAL)
+                budget -= 1
+    return out, system
+
+
+def _tools(tools: list[Tool]) -> list[dict[str, Any]]:
+    return [{"name": t.name, "description": t.description, "input_schema": dict(t.parameters)} for t in tools]
+
+
+def _thinking_budget(request: ChatRequest, body: Mapping[str, Any]) -> int:
+    """Thinking's documented limits: at least 1024 tokens, below max_tokens, no forced tool use."""
+    choice = request.tool_choice
+    if "tools" in body and choice and choice.mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.TOOL):
+        raise GatewayError(
+            ErrorKind.INVALID_ARGUMENT,
+            "tool_choice: Anthropic rejects a forced tool choice (required or a named tool) with reasoning on; "
+            "use auto or turn reasoning off",
+        )
+    max_tokens = int(body["max_tokens"])
+    requested = request.reasoning.budget_tokens if request.reasoning else 0
+    budget = max(MIN_THINKING_BUDGET, requested or max_tokens // 2)
+    if budget >= max_tokens:
+        raise GatewayError(
+            ErrorKind.INVALID_ARGUMENT,
+            f"max_tokens: must exceed the thinking budget ({budget}; Anthropic's minimum is {MIN_THINKING_BUDGET})",
+        )
+    return budget
+
+
+def build_messages_body(
+    request: ChatRequest, options: AnthropicOptions, *, stream: bool = True
+) -> dict[str, Any]:
+    messages, system = convert_messages(request.messages, options.prompt_caching)
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens or options.max_tokens,
+        "messages": messages,
+    }
+    if system:
+        block: dict[str, Any] = {"type": "text", "text": "\n\n".join(system)}
+        if options.prompt_caching:
+            block["cache_control"] = dict(EPHEMERAL)
+        body["system"] = [block]
+    choice = request.tool_choice
+    if request.tools and not (choice and choice.mode is ToolChoiceMode.NONE):
+        body["tools"] = _tools(request.tools)
+        if choice and choice.mode is ToolChoiceMode.REQUIRED:
+            body["tool_choice"] = {"type": "any"}
+        elif choice and choice.mode is ToolChoiceMode.TOOL:
+            body["tool_choice"] = {"type": "tool", "name": choice.name}
+        else:
+            body["tool_choice"] = {"type": "auto"}
+    reasoning = request.reasoning
+    if reasoning and reasoning.enabled:
+        body["thinking"] = {"type": "enabled", "budget_tokens": _thinking_budget(request, body)}
+        body["temperature"] = 1.0  # the API rejects any other temperature with thinking on
+    elif request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None and "thinking" not in body:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    if stream:
+        body["stream"] = True
+    return merge_provider_options(body, request.provider_options)
+
+
+def build_count_body(request: CountTokensRequest) -> dict[str, Any]:
+    messages = request.messages or [Message(Role.USER, (TextPart(request.text),))]
+    converted, system = convert_messages(messages, caching=False)
+    body: dict[str, Any] = {"model": request.model, "messages": converted}
+    if system:
+        body["system"] = [{"type": "text", "text": "\n\n".join(system)}]
+    if request.tools:
+        body["tools"] = _tools(request.tools)
+    return body
+
+
+def legacy_prompt(prompt: str) -> str:
+    """The Text Completions format the seed calls out for `complete`."""
+    return f"\n\nHuman: {prompt}\n\nAssistant:"
+
+
+def build_complete_body(request: CompletionRequest, options: AnthropicOptions) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": request.model,
+        "prompt": legacy_prompt(request.prompt),
+        "max_tokens_to_sample": request.max_tokens or options.max_tokens,
+        "stream": True,
+    }
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    return merge_provider_options(body, request.provider_options)
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+
+def normalise_usage(raw: Mapping[str, Any]) -> Usage:
+    """Anthropic's `input_tokens` excludes cache reads and writes; ours includes them."""
+    fresh = int(raw.get("input_tokens") or 0)
+    write = int(raw.get("cache_creation_input_tokens") or 0)
+    read = int(raw.get("cache_read_input_tokens") or 0)
+    return Usage(
+        input_tokens=fresh + write + read,
+        output_tokens=int(raw.get("output_tokens") or 0),
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+        raw={k: v for k, v in raw.items() if isinstance(v, int | float | str)},
+    )
+
+
+def error_from_body(body: Any, *, provider: str = "", status: int | None = None) -> GatewayError:
+    """An Anthropic error object ({"type": "error", "error": {"type", "message"}}) as a GatewayError."""
+    error = body.get("error") if isinstance(body, Mapping) else None
+    error = error if isinstance(error, Mapping) else {}
+    error_type = str(error.get("type") or "api_error")
+    message = str(error.get("message") or error_type)
+    kind = ERROR_KINDS.get(error_type, ErrorKind.UNAVAILABLE)
+    if kind is ErrorKind.UNAUTHENTICATED:
+        message = f"{message} (check the provider key)"
+    return GatewayError(
+        kind, f"anthropic {error_type}: {message}", provider=provider, upstream_status=status or error_type
+    )
+
+
+@dataclass(slots=True)
+class MessagesStreamDecoder:
+    """Turns the Messages SSE events into domain events, one event at a time."""
+
+    provider: str = ""
+    usage_raw: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+    response_id: str = ""
+    stop_reason: str = ""
+    finished: bool = False
+    tools: ToolCallAssembler = field(default_factory=ToolCallAssembler)
+
+    def __post_init__(self) -> None:
+        self.tools.provider = self.provider
+
+    def feed(self, data: Any) -> list[StreamEvent]:
+        if not isinstance(data, Mapping):
+            raise malformed(self.provider, "event data is not a JSON object")
+        kind = data.get("type")
+        if kind == "message_start":
+            message = data.get("message") or {}
+            self.model = str(message.get("model") or "")
+            self.response_id = str(message.get("id") or "")
+            self.usage_raw.update(message.get("usage") or {})
+            return []
+        if kind == "content_block_start":
+            return self._start(int(data.get("index", 0)), data.get("content_block") or {})
+        if kind == "content_block_delta":
+            return self._delta(int(data.get("index", 0)), data.get("delta") or {})
+        if kind == "content_block_stop":
+            return self.tools.end(int(data.get("index", 0)))
+        if kind == "message_delta":
+            # output_tokens here is cumulative: replace, never add.
+            self.usage_raw.update(data.get("usage") or {})
+            reason = (data.get("delta") or {}).get("stop_reason")
+            if reason:
+                self.stop_reason = str(reason)
+            return []
+        if kind == "message_stop":
+            self.finished = True
+            return [UsageEvent(normalise_usage(self.usage_raw)), self.finish()]
+        if kind == "error":
+            raise error_from_body(data, provider=self.provider)
+        return []  # ping, and event types added later (the API's versioning policy allows them)
+
+    def _start(self, index: int, block: Mapping[str, Any]) -> list[StreamEvent]:
+        block_type = str(block.get("type") or "")
+        if block_type == "tool_use":
+            return self.tools.start(index, str(block.get("id") or ""), str(block.get("name") or ""))
+        if block_type == "text" and block.get("text"):
+            return [TextDelta(str(block["text"]))]
+        if block_type == "thinking" and block.get("thinking"):
+            return [ReasoningDelta(str(block["thinking"]))]
+        return []
+
+    def _delta(self, index: int, delta: Mapping[str, Any]) -> list[StreamEvent]:
+        delta_type = delta.get("type")
+        if delta_type == "text_delta":
+            return [TextDelta(str(delta.get("text", "")))]
+        if delta_type == "thinking_delta":
+            return [ReasoningDelta(str(delta.get("thinking", "")))]
+        if delta_type == "signature_delta":
+            return [ReasoningDelta("", signature=str(delta.get("signature", "")))]
+        if delta_type == "input_json_delta":
+            return self.tools.delta(index, str(delta.get("partial_json", "")))
+        return []
+
+    def finish(self) -> ProviderFinish:
+        reason = STOP_REASONS.get(
+            self.stop_reason, FinishReason.OTHER if self.stop_reason else FinishReason.STOP
+        )
+        return ProviderFinish(reason, self.stop_reason, self.model, self.response_id)
+
+
+@dataclass(slots=True)
+class CompletionStreamDecoder:
+    """The legacy Text Completions stream: `completion` events carrying text and a stop reason."""
+
+    provider: str = ""
+    model: str = ""
+    stop_reason: str = ""
+    response_id: str = ""
+    finished: bool = False
+
+    def feed(self, data: Any) -> list[StreamEvent]:
+        if not isinstance(data, Mapping):
+            raise malformed(self.provider, "event data is not a JSON object")
+        kind = data.get("type")
+        if kind == "error":
+            raise error_from_body(data, provider=self.provider)
+        if kind != "completion":
+            return []
+        self.model = str(data.get("model") or self.model)
+        self.response_id = str(data.get("id") or self.response_id)
+        if data.get("stop_reason"):
+            self.stop_reason = str(data["stop_reason"])
+            self.finished = True
+        text = str(data.get("completion") or "")
+        return [TextDelta(text)] if text else []
+
+    def finish(self) -> ProviderFinish:
+        reason = STOP_REASONS.get(self.stop_reason, FinishReason.STOP)
+        return ProviderFinish(reason, self.stop_reason, self.model, self.response_id)
+
+
+def parse_models(body: Any) -> list[ModelInfo]:
+    data = body.get("data") if isinstance(body, Mapping) else None
+    models = []
+    for item in data or []:
+        if isinstance(item, Mapping) and item.get("id"):
+            models.append(
+                ModelInfo(
+                    id=str(item["id"]),
+                    display_name=str(item.get("display_name") or item["id"]),
+                    vision=True,
+                    tools=True,
+                    reasoning=True,
+                )
+            )
+    return models

@@ -1,0 +1,249 @@
+"""Cohere v2 Chat wire format: pure, no I/O.
+
+Cohere's stream has its own event names (message-start, content-delta, tool-plan-delta,
+tool-call-start/-delta/-end, message-end). Its `tool_choice` knows only REQUIRED and NONE, so a
+named tool is sent as REQUIRED with just that tool offered.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from provider_gateway.domain import (
+    ChatRequest,
+    EmbedRequest,
+    FinishReason,
+    ImagePart,
+    Message,
+    ModelInfo,
+    ProviderFinish,
+    ReasoningDelta,
+    ResponseFormatType,
+    Role,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCallPart,
+    ToolChoiceMode,
+    ToolResultPart,
+    Usage,
+    UsageEvent,
+)
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.vendor_wire import ToolCallAssembler, malformed, merge_provider_options
+
+FINISH_REASONS = {
+    "COMPLETE": FinishReason.STOP,
+    "STOP_SEQUENCE": FinishReason.STOP,
+    "MAX_TOKENS": FinishReason.LENGTH,
+    "TOOL_CALL": FinishReason.TOOL_CALLS,
+}
+
+
+def _user_content(message: Message) -> str | list[dict[str, Any]]:
+    if all(isinstance(p, TextPart) for p in message.content):
+        return message.text
+    content: list[dict[str, Any]] = []
+    for part in message.content:
+        if isinstance(part, TextPart):
+            content.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            url = part.url or f"data:{part.media_type};base64,{base64.b64encode(part.data).decode('ascii')}"
+            content.append({"type": "image_url", "image_url": {"url": url}})
+    return content
+
+
+def _convert(message: Message) -> list[dict[str, Any]]:
+    if message.role is Role.SYSTEM:
+        return [{"role": "system", "content": message.text}]
+    results = [p for p in message.content if isinstance(p, ToolResultPart)]
+    if results:  # each result is its own `tool` message
+        return [{"role": "tool", "tool_call_id": p.tool_call_id, "content": p.content} for p in results]
+    if message.role is Role.ASSISTANT:
+        calls = [p.call for p in message.content if isinstance(p, ToolCallPart)]
+        out: dict[str, Any] = {"role": "assistant"}
+        if calls:
+            out["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments_json or "{}"},
+                }
+                for c in calls
+            ]
+            if message.text:
+                out["tool_plan"] = message.text
+        else:
+            out["content"] = message.text
+        return [out]
+    return [{"role": "user", "content": _user_content(message)}]
+
+
+def build_chat_body(request: ChatRequest, *, stream: bool = True) -> dict[str, Any]:
+    messages = [m for message in request.messages for m in _convert(message)]
+    body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": stream}
+    choice = request.tool_choice
+    tools = request.tools
+    if tools and not (choice and choice.mode is ToolChoiceMode.NONE):
+        if choice and choice.mode is ToolChoiceMode.TOOL:
+            tools = [t for t in tools if t.name == choice.name]
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {"name": t.name, "description": t.description, "parameters": dict(t.parameters)},
+            }
+            for t in tools
+        ]
+        if choice and choice.mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.TOOL):
+            body["tool_choice"] = "REQUIRED"
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["p"] = request.top_p
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    fmt = request.response_format
+    if fmt and fmt.type is not ResponseFormatType.TEXT:
+        body["response_format"] = {"type": "json_object"}
+        if fmt.type is ResponseFormatType.JSON_SCHEMA and fmt.json_schema:
+            body["response_format"]["json_schema"] = dict(fmt.json_schema)
+    reasoning = request.reasoning
+    if reasoning and reasoning.enabled:
+        thinking: dict[str, Any] = {"type": "enabled"}
+        if reasoning.budget_tokens:
+            thinking["token_budget"] = reasoning.budget_tokens
+        body["thinking"] = thinking
+    return merge_provider_options(body, request.provider_options)
+
+
+def build_embed_body(request: EmbedRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": request.model,
+        "texts": list(request.inputs),
+        "input_type": "search_document",
+        "embedding_types": ["float"],
+    }
+    if request.dimensions:
+        body["output_dimension"] = request.dimensions
+    return body
+
+
+def normalise_usage(raw: Mapping[str, Any]) -> Usage:
+    """Prefer `tokens` (what the model saw) over `billed_units`; `cached_tokens` are part of input."""
+    tokens = raw.get("tokens") or raw.get("billed_units") or {}
+    return Usage(
+        input_tokens=int(tokens.get("input_tokens") or 0),
+        output_tokens=int(tokens.get("output_tokens") or 0),
+        cache_read_tokens=int(raw.get("cached_tokens") or 0),
+        raw=dict(raw),
+    )
+
+
+def error_from_body(body: Any, *, status: int, provider: str = "") -> GatewayError:
+    message = str(body.get("message") if isinstance(body, Mapping) else "") or f"HTTP {status}"
+    kinds = {400: ErrorKind.INVALID_ARGUMENT, 401: ErrorKind.UNAUTHENTICATED, 498: ErrorKind.UNAUTHENTICATED}
+    kinds |= {403: ErrorKind.PERMISSION_DENIED, 404: ErrorKind.NOT_FOUND, 429: ErrorKind.RESOURCE_EXHAUSTED}
+    kind = kinds.get(status, ErrorKind.UNAVAILABLE)
+    if kind is ErrorKind.UNAUTHENTICATED:
+        message = f"{message} (check the provider key)"
+    return GatewayError(kind, f"cohere {status}: {message}", provider=provider, upstream_status=status)
+
+
+@dataclass(slots=True)
+class ChatStreamDecoder:
+    provider: str = ""
+    response_id: str = ""
+    finish_reason: str = ""
+    usage_raw: dict[str, Any] = field(default_factory=dict)
+    finished: bool = False
+    tools: ToolCallAssembler = field(default_factory=ToolCallAssembler)
+
+    def __post_init__(self) -> None:
+        self.tools.provider = self.provider
+
+    def feed(self, data: Any) -> list[StreamEvent]:
+        if not isinstance(data, Mapping):
+            raise malformed(self.provider, "event data is not a JSON object")
+        kind = data.get("type")
+        message = ((data.get("delta") or {}).get("message")) or {}
+        if kind == "message-start":
+            self.response_id = str(data.get("id") or "")
+        elif kind == "content-delta":
+            content = message.get("content") or {}
+            if content.get("thinking"):
+                return [ReasoningDelta(str(content["thinking"]))]
+            if content.get("text"):
+                return [TextDelta(str(content["text"]))]
+        elif kind == "tool-plan-delta":
+            plan = str(message.get("tool_plan") or "")
+            return [ReasoningDelta(plan)] if plan else []
+        elif kind == "tool-call-start":
+            raw = message.get("tool_calls") or {}
+            function = raw.get("function") or {}
+            key = int(data.get("index", 0))
+            return self.tools.start(
+                key,
+                str(raw.get("id") or ""),
+                str(function.get("name") or ""),
+                str(function.get("arguments") or ""),
+            )
+        elif kind == "tool-call-delta":
+            piece = str(((message.get("tool_calls") or {}).get("function") or {}).get("arguments") or "")
+            return self.tools.delta(int(data.get("index", 0)), piece)
+        elif kind == "tool-call-end":
+            return self.tools.end(int(data.get("index", 0)))
+        elif kind == "message-end":
+            return self._end(data.get("delta") or {})
+        return []  # content-start, content-end, citation events
+
+    def _end(self, delta: Mapping[str, Any]) -> list[StreamEvent]:
+        self.finished = True
+        self.finish_reason = str(delta.get("finish_reason") or "")
+        if delta.get("error") or self.finish_reason == "ERROR":
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE,
+                f"cohere stream error: {delta.get('error') or self.finish_reason}",
+                provider=self.provider,
+            )
+        self.usage_raw = dict(delta.get("usage") or {})
+        reason = FINISH_REASONS.get(self.finish_reason, FinishReason.OTHER)
+        return [
+            UsageEvent(normalise_usage(self.usage_raw)),
+            ProviderFinish(reason, self.finish_reason, "", self.response_id),
+        ]
+
+
+def parse_embeddings(body: Any) -> tuple[list[list[float]], Usage]:
+    embeddings = body.get("embeddings") if isinstance(body, Mapping) else None
+    vectors = embeddings.get("float") if isinstance(embeddings, Mapping) else embeddings
+    if not isinstance(vectors, list):
+        raise GatewayError(ErrorKind.UNAVAILABLE, "malformed embed response: no float embeddings")
+    billed = ((body.get("meta") or {}).get("billed_units")) or {}
+    return [list(map(float, v)) for v in vectors], Usage(
+        input_tokens=int(billed.get("input_tokens") or 0), raw=dict(billed)
+    )
+
+
+def parse_models(body: Any) -> list[ModelInfo]:
+    models = []
+    for item in (body.get("models") if isinstance(body, Mapping) else None) or []:
+        if not isinstance(item, Mapping) or not item.get("name"):
+            continue
+        endpoints = item.get("endpoints") or []
+        features = item.get("features") or []
+        models.append(
+            ModelInfo(
+                id=str(item["name"]),
+                display_name=str(item["name"]),
+                context_window=int(item.get("context_length") or 0),
+                vision="vision" in features or bool(item.get("supports_vision")),
+                tools="tools" in features or "tool_use" in features,
+                embeddings="embed" in endpoints,
+            )
+        )
+    return models

@@ -1,0 +1,116 @@
+"""The Gemini (Google AI Studio) adapter: streamGenerateContent over SSE, countTokens, embeddings.
+
+Configuration (`[providers.<name>]`, kind "gemini"):
+  base_url (default https://generativelanguage.googleapis.com), api_key_env (default GEMINI_API_KEY)
+  or api_key_file, connect_timeout_s, first_byte_timeout_s, idle_timeout_s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from provider_gateway.config import Section
+from provider_gateway.domain import (
+    Capabilities,
+    ChatRequest,
+    CountTokensRequest,
+    EmbedRequest,
+    EmbedResult,
+    ModelInfo,
+    StreamEvent,
+    TokenCount,
+    Usage,
+)
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.base import estimate_tokens
+from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.gemini import codec
+from provider_gateway.providers.upstream_io import (
+    TIMEOUT_KEYS,
+    HttpProvider,
+    SseEvent,
+    decode_json_event,
+    sse_events,
+)
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+KEYS = ("kind", "base_url", "api_key_env", "api_key_file", *TIMEOUT_KEYS)
+SSE = {"alt": "sse"}
+
+
+async def decode_generate(events: AsyncIterator[SseEvent], provider: str) -> AsyncIterator[StreamEvent]:
+    """GenerateContentResponse chunks as domain events; a stream without a finishReason is an error."""
+    decoder = codec.GenerateStreamDecoder(provider=provider)
+    async for event in events:
+        for item in decoder.feed(decode_json_event(event.data, provider)):
+            yield item
+    if not decoder.finish_reason:
+        raise GatewayError(
+            ErrorKind.UNAVAILABLE, "upstream stream ended before a finishReason", provider=provider
+        )
+    for item in decoder.end():
+        yield item
+
+
+class GeminiProvider(HttpProvider):
+    kind = "gemini"
+    health_path = "/v1beta/models"
+
+    def __init__(self, name: str, options: Section, context: ProviderContext) -> None:
+        options.reject_unknown(KEYS)
+        api_key = options.secret("api_key", "GEMINI_API_KEY", required=True)
+        base_url = options.string("base_url", DEFAULT_BASE_URL)
+        super().__init__(
+            name, context, base_url, options, headers={"x-goog-api-key": api_key}, secret=api_key
+        )
+
+    @classmethod
+    def from_config(cls, name: str, options: Section, context: ProviderContext) -> GeminiProvider:
+        return cls(name, options, context)
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            max_tokens=65536,
+            tools=True,
+            vision=True,
+            embeddings=True,
+            reasoning=True,
+            json_output=True,
+            exact_token_count=True,
+            completion=True,
+        )
+
+    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        body = codec.build_generate_body(request)
+        path = f"/v1beta/models/{request.model}:streamGenerateContent"
+        async with sse_events(self.upstream(), path, body, params=SSE, model=request.model) as events:
+            async for event in decode_generate(events, self.name):
+                yield event
+
+    async def count_tokens(self, request: CountTokensRequest) -> TokenCount:
+        body = codec.build_count_body(request, f"models/{request.model}")
+        path = f"/v1beta/models/{request.model}:countTokens"
+        answer = await self.upstream().request_json("POST", path, json=body, model=request.model)
+        return TokenCount(
+            input_tokens=int(answer.get("totalTokens") or 0), estimated=False, model=request.model
+        )
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult:
+        body = codec.build_embed_body(request, f"models/{request.model}")
+        path = f"/v1beta/models/{request.model}:batchEmbedContents"
+        answer = await self.upstream().request_json("POST", path, json=body, model=request.model)
+        vectors = [list(map(float, e.get("values") or [])) for e in answer.get("embeddings") or []]
+        if len(vectors) != len(request.inputs):
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE, "embedding count does not match the inputs", provider=self.name
+            )
+        # batchEmbedContents reports no usage: a local estimate, marked as such.
+        usage = Usage(input_tokens=sum(estimate_tokens(t) for t in request.inputs), estimated=True)
+        return EmbedResult(vectors, usage, model=request.model)
+
+    async def list_models(self) -> list[ModelInfo]:
+        answer = await self.upstream().request_json("GET", "/v1beta/models", params={"pageSize": "1000"})
+        return codec.parse_models(answer)
+
+
+from_config = GeminiProvider.from_config

@@ -1,0 +1,382 @@
+"""Gemini `generateContent` wire format (AI Studio and Vertex share it): pure, no I/O.
+
+Gemini's function calls carry no id, so ids are synthesised as `name-N` (N counts calls of that
+name in the response), the lineage's scheme; a tool result names its function, which is found from
+the earlier call with the same id.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from provider_gateway.domain import (
+    ChatRequest,
+    CountTokensRequest,
+    EmbedRequest,
+    FinishReason,
+    ImagePart,
+    Message,
+    ModelInfo,
+    ProviderFinish,
+    ReasoningDelta,
+    ReasoningPart,
+    ResponseFormatType,
+    Role,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallPart,
+    ToolCallStart,
+    ToolChoiceMode,
+    ToolResultPart,
+    Usage,
+    UsageEvent,
+)
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.http.errors import google_retry_delay
+from provider_gateway.providers.vendor_wire import arguments_object, malformed, merge_provider_options
+
+FINISH_REASONS = {
+    "STOP": FinishReason.STOP,
+    "MAX_TOKENS": FinishReason.LENGTH,
+    "SAFETY": FinishReason.CONTENT_FILTER,
+    "RECITATION": FinishReason.CONTENT_FILTER,
+    "BLOCKLIST": FinishReason.CONTENT_FILTER,
+    "PROHIBITED_CONTENT": FinishReason.CONTENT_FILTER,
+    "SPII": FinishReason.CONTENT_FILTER,
+    "IMAGE_SAFETY": FinishReason.CONTENT_FILTER,
+}
+
+# google.rpc.Code names as Gemini reports them in `error.status`.
+STATUS_KINDS = {
+    "INVALID_ARGUMENT": ErrorKind.INVALID_ARGUMENT,
+    "FAILED_PRECONDITION": ErrorKind.FAILED_PRECONDITION,
+    "OUT_OF_RANGE": ErrorKind.INVALID_ARGUMENT,
+    "UNAUTHENTICATED": ErrorKind.UNAUTHENTICATED,
+    "PERMISSION_DENIED": ErrorKind.PERMISSION_DENIED,
+    "NOT_FOUND": ErrorKind.NOT_FOUND,
+    "RESOURCE_EXHAUSTED": ErrorKind.RESOURCE_EXHAUSTED,
+    "UNAVAILABLE": ErrorKind.UNAVAILABLE,
+    "INTERNAL": ErrorKind.UNAVAILABLE,
+    "DEADLINE_EXCEEDED": ErrorKind.DEADLINE_EXCEEDED,
+    "ABORTED": ErrorKind.ABORTED,
+    "CANCELLED": ErrorKind.CANCELLED,
+}
+HTTP_KINDS = {
+    400: ErrorKind.INVALID_ARGUMENT,
+    401: ErrorKind.UNAUTHENTICATED,
+    403: ErrorKind.PERMISSION_DENIED,
+    404: ErrorKind.NOT_FOUND,
+    429: ErrorKind.RESOURCE_EXHAUSTED,
+}
+ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
+# AI Studio answers a bad key with 400 INVALID_ARGUMENT; only ErrorInfo.reason says what it is.
+KEY_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}
+
+
+# --- request --------------------------------------------------------------------------------------
+
+
+def _function_response(part: ToolResultPart, names: Mapping[str, str]) -> dict[str, Any]:
+    name = part.name or names.get(part.tool_call_id) or part.tool_call_id.rsplit("-", 1)[0]
+    try:
+        parsed = json.loads(part.content)
+    except json.JSONDecodeError:
+        parsed = None
+    # `response` must be an object: wrap anything else, the shape Google's SDKs use.
+    response = parsed if isinstance(parsed, dict) else {"content": part.content}
+    if part.is_error:
+        response = {"error": response}
+    return {"functionResponse": {"name": name, "response": response}}
+
+
+def _parts(message: Message, names: dict[str, str]) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    signature = ""
+    for part in message.content:
+        if isinstance(part, TextPart):
+            if part.text:  # an empty part is an error upstream
+                parts.append({"text": part.text})
+        elif isinstance(part, ImagePart):
+            if part.url:
+                parts.append({"fileData": {"mimeType": part.media_type or "image/jpeg", "fileUri": part.url}})
+            else:
+                data = base64.b64encode(part.data).decode("ascii")
+                parts.append({"inlineData": {"mimeType": part.media_type, "data": data}})
+        elif isinstance(part, ToolCallPart):
+            call = part.call
+            names[call.id] = call.name
+            parts.append({"functionCall": {"name": call.name, "args": arguments_object(call)}})
+        elif isinstance(part, ToolResultPart):
+            parts.append(_function_response(part, names))
+        elif isinstance(part, ReasoningPart):
+            signature = signature or part.signature
+            if part.text:
+                parts.append({"text": part.text, "thought": True})
+    if signature:
+        # Gemini wants the signature back on the part it came with: the first function call
+        # (thinking models reject a later turn without it), else the text.
+        target = next((p for p in parts if "functionCall" in p), None) or next(
+            (p for p in parts if "text" in p), None
+        )
+        if target is not None:
+            target["thoughtSignature"] = signature
+    return parts
+
+
+def convert_messages(messages: list[Message]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Domain messages -> (`contents`, `systemInstruction`); the assistant's role is `model`."""
+    names: dict[str, str] = {}
+    system = [m.text for m in messages if m.role is Role.SYSTEM]
+    contents: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role is Role.SYSTEM:
+            continue
+        role = "model" if message.role is Role.ASSISTANT else "user"
+        parts = _parts(message, names)
+        if not parts:
+            continue
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+    instruction = {"parts": [{"text": "\n\n".join(system)}]} if system else None
+    return contents, instruction
+
+
+def _tools(tools: list[Tool]) -> list[dict[str, Any]]:
+    declarations = []
+    for tool in tools:
+        declaration: dict[str, Any] = {"name": tool.name, "description": tool.description}
+        if tool.parameters:
+            declaration["parameters"] = dict(tool.parameters)
+        declarations.append(declaration)
+    return [{"functionDeclarations": declarations}]
+
+
+def _tool_config(request: ChatRequest) -> dict[str, Any] | None:
+    choice = request.tool_choice
+    if choice is None or choice.mode is ToolChoiceMode.AUTO:
+        return None
+    if choice.mode is ToolChoiceMode.NONE:
+        config: dict[str, Any] = {"mode": "NONE"}
+    elif choice.mode is ToolChoiceMode.TOOL:
+        config = {"mode": "ANY", "allowedFunctionNames": [choice.name]}
+    else:
+        config = {"mode": "ANY"}
+    return {"functionCallingConfig": config}
+
+
+def _generation_config(request: ChatRequest) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if request.max_tokens is not None:
+        config["maxOutputTokens"] = request.max_tokens
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.top_p is not None:
+        config["topP"] = request.top_p
+    if request.stop:
+        config["stopSequences"] = list(request.stop)
+    fmt = request.response_format
+    if fmt and fmt.type is not ResponseFormatType.TEXT:
+        config["responseMimeType"] = "application/json"
+        if fmt.type is ResponseFormatType.JSON_SCHEMA and fmt.json_schema:
+            config["responseSchema"] = dict(fmt.json_schema)
+    reasoning = request.reasoning
+    if reasoning and reasoning.enabled:
+        thinking: dict[str, Any] = {"includeThoughts": True}
+        if reasoning.budget_tokens:
+            thinking["thinkingBudget"] = reasoning.budget_tokens
+        config["thinkingConfig"] = thinking
+    return config
+
+
+def build_generate_body(request: ChatRequest) -> dict[str, Any]:
+    contents, system = convert_messages(request.messages)
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = system
+    if request.tools:
+        body["tools"] = _tools(request.tools)
+        tool_config = _tool_config(request)
+        if tool_config:
+            body["toolConfig"] = tool_config
+    config = _generation_config(request)
+    if config:
+        body["generationConfig"] = config
+    return merge_provider_options(body, request.provider_options)
+
+
+def build_count_body(request: CountTokensRequest, model_path: str) -> dict[str, Any]:
+    """`:countTokens` takes bare `contents`, or a whole generate request when system or tools matter."""
+    messages = request.messages or [Message(Role.USER, (TextPart(request.text),))]
+    contents, system = convert_messages(messages)
+    if not system and not request.tools:
+        return {"contents": contents}
+    inner: dict[str, Any] = {"model": model_path, "contents": contents}
+    if system:
+        inner["systemInstruction"] = system
+    if request.tools:
+        inner["tools"] = _tools(request.tools)
+    return {"generateContentRequest": inner}
+
+
+def build_embed_body(request: EmbedRequest, model_path: str) -> dict[str, Any]:
+    requests = []
+    for text in request.inputs:
+        item: dict[str, Any] = {"model": model_path, "content": {"parts": [{"text": text}]}}
+        if request.dimensions:
+            item["outputDimensionality"] = request.dimensions
+        requests.append(item)
+    return {"requests": requests}
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+
+def normalise_usage(raw: Mapping[str, Any]) -> Usage:
+    """`promptTokenCount` already includes cached tokens; thoughts are billed as output, so added."""
+    thoughts = int(raw.get("thoughtsTokenCount") or 0)
+    return Usage(
+        input_tokens=int(raw.get("promptTokenCount") or 0),
+        output_tokens=int(raw.get("candidatesTokenCount") or 0) + thoughts,
+        cache_read_tokens=int(raw.get("cachedContentTokenCount") or 0),
+        reasoning_tokens=thoughts,
+        raw={k: v for k, v in raw.items() if isinstance(v, int | float | str)},
+    )
+
+
+def error_info_reason(body: Any) -> str:
+    """`ErrorInfo.reason` from a google.rpc.Status body ("" when absent)."""
+    return str(_detail(body, ERROR_INFO_TYPE).get("reason") or "")
+
+
+def _detail(body: Any, type_url: str) -> Mapping[str, Any]:
+    error = body.get("error") if isinstance(body, Mapping) else None
+    details = error.get("details") if isinstance(error, Mapping) else None
+    for detail in details or []:
+        if isinstance(detail, Mapping) and detail.get("@type") == type_url:
+            return detail
+    return {}
+
+
+def error_from_body(body: Any, *, status: int | None = None, provider: str = "") -> GatewayError:
+    """A google.rpc.Status error body as a GatewayError, RetryInfo included."""
+    error = body.get("error") if isinstance(body, Mapping) else None
+    error = error if isinstance(error, Mapping) else {}
+    code_name = str(error.get("status") or "")
+    kind = STATUS_KINDS.get(code_name) or HTTP_KINDS.get(status or 0, ErrorKind.UNAVAILABLE)
+    if error_info_reason(body) in KEY_REASONS:
+        kind = ErrorKind.UNAUTHENTICATED
+    message = str(error.get("message") or code_name or f"HTTP {status}")
+    if kind in (ErrorKind.UNAUTHENTICATED, ErrorKind.PERMISSION_DENIED):
+        message = f"{message} (check the provider key or token)"
+    return GatewayError(
+        kind,
+        f"gemini {code_name or status}: {message}",
+        provider=provider,
+        retry_after=google_retry_delay(body),
+        upstream_status=status or code_name,
+    )
+
+
+@dataclass(slots=True)
+class GenerateStreamDecoder:
+    """Each stream chunk is a whole GenerateContentResponse; usage is cumulative (keep the last)."""
+
+    provider: str = ""
+    usage_raw: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+    response_id: str = ""
+    finish_reason: str = ""
+    tool_calls: int = 0
+    _per_name: dict[str, int] = field(default_factory=dict)
+
+    def feed(self, chunk: Any) -> list[StreamEvent]:
+        if not isinstance(chunk, Mapping):
+            raise malformed(self.provider, "event data is not a JSON object")
+        if "error" in chunk:
+            raise error_from_body(chunk, provider=self.provider)
+        self.model = str(chunk.get("modelVersion") or self.model)
+        self.response_id = str(chunk.get("responseId") or self.response_id)
+        if isinstance(chunk.get("usageMetadata"), Mapping):
+            self.usage_raw = dict(chunk["usageMetadata"])
+        blocked = (chunk.get("promptFeedback") or {}).get("blockReason")
+        if blocked:
+            self.finish_reason = str(blocked)
+        events: list[StreamEvent] = []
+        candidates = chunk.get("candidates") or []
+        candidate = candidates[0] if candidates and isinstance(candidates[0], Mapping) else {}
+        for part in (candidate.get("content") or {}).get("parts") or []:
+            events.extend(self._part(part))
+        if candidate.get("finishReason"):
+            self.finish_reason = str(candidate["finishReason"])
+        return events
+
+    def _part(self, part: Mapping[str, Any]) -> list[StreamEvent]:
+        if "functionCall" in part:
+            call = part["functionCall"] or {}
+            name = str(call.get("name") or "")
+            n = self._per_name.get(name, 0)
+            self._per_name[name] = n + 1
+            call_id = str(call.get("id") or f"{name}-{n}")
+            arguments = json.dumps(call.get("args") or {}, separators=(",", ":"))
+            index = self.tool_calls
+            self.tool_calls += 1
+            signed: list[StreamEvent] = []
+            if part.get("thoughtSignature"):
+                signed.append(ReasoningDelta("", signature=str(part["thoughtSignature"])))
+            return [
+                *signed,
+                ToolCallStart(index, call_id, name),
+                ToolCallDelta(index, arguments),
+                ToolCallEnd(index, ToolCall(call_id, name, arguments)),
+            ]
+        text = str(part.get("text") or "")
+        signature = str(part.get("thoughtSignature") or "")
+        if part.get("thought"):
+            return [ReasoningDelta(text, signature=signature)] if text or signature else []
+        events: list[StreamEvent] = [TextDelta(text)] if text else []
+        if signature:  # newer models sign the turn on a text part: keep it for the next request
+            events.append(ReasoningDelta("", signature=signature))
+        return events
+
+    def end(self) -> list[StreamEvent]:
+        reason = FINISH_REASONS.get(self.finish_reason, FinishReason.OTHER)
+        if not self.finish_reason:
+            reason = FinishReason.STOP
+        if self.tool_calls and reason is FinishReason.STOP:
+            reason = FinishReason.TOOL_CALLS  # Gemini says STOP after function calls
+        return [
+            UsageEvent(normalise_usage(self.usage_raw)),
+            ProviderFinish(reason, self.finish_reason, self.model, self.response_id),
+        ]
+
+
+def parse_models(body: Any) -> list[ModelInfo]:
+    models = []
+    for item in (body.get("models") if isinstance(body, Mapping) else None) or []:
+        if not isinstance(item, Mapping) or not item.get("name"):
+            continue
+        methods = item.get("supportedGenerationMethods") or []
+        models.append(
+            ModelInfo(
+                id=str(item["name"]).removeprefix("models/"),
+                display_name=str(item.get("displayName") or ""),
+                context_window=int(item.get("inputTokenLimit") or 0),
+                max_output_tokens=int(item.get("outputTokenLimit") or 0),
+                vision="generateContent" in methods,
+                tools="generateContent" in methods,
+                reasoning=bool(item.get("thinking")),
+                embeddings="embedContent" in methods,
+            )
+        )
+    return models

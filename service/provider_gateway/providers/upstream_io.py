@@ -1,0 +1,135 @@
+"""What the Anthropic, Gemini/Vertex and Cohere adapters add on top of the shared HTTP layer:
+SSE event streams, vendor refinements of the generic error mapping, and a provider base class.
+
+Codecs stay pure; everything that touches the network goes through `provider_gateway.http`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from provider_gateway.config import Section
+from provider_gateway.domain import CompletionRequest, HealthStatus, StreamEvent
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.http import ErrorPolicy, Timeouts, Upstream
+from provider_gateway.http.client import TIMEOUT_KEYS
+from provider_gateway.http.errors import parse_body
+from provider_gateway.providers.base import BaseProvider
+from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.gemini import codec as gemini
+from provider_gateway.providers.http_common import completion_as_chat, probe
+from provider_gateway.wire.sse import SseDecoder, SseEvent
+
+__all__ = ["TIMEOUT_KEYS", "HttpProvider", "SseEvent", "VendorErrors", "decode_json_event", "sse_events"]
+
+
+class VendorErrors(ErrorPolicy):
+    """The generic status mapping, refined by what Anthropic and Google bodies say."""
+
+    def from_response(
+        self, provider: str, response: httpx.Response, raw: bytes, model: str, secrets: tuple[str, ...]
+    ) -> GatewayError:
+        error = super().from_response(provider, response, raw, model, secrets)
+        body = parse_body(raw)
+        detail = body.get("error") if isinstance(body, Mapping) else None
+        if not isinstance(detail, Mapping):
+            return error
+        if body.get("type") == "error" and detail.get("type"):  # Anthropic: name the error type
+            _reword(error, f"{error.message} [{detail['type']}]")
+        reason = gemini.error_info_reason(body)
+        if reason in gemini.KEY_REASONS:  # AI Studio's bad key: 400 INVALID_ARGUMENT, reason in ErrorInfo
+            error.kind, error.retryable = ErrorKind.UNAUTHENTICATED, False
+            _reword(error, f"check the provider key for {provider}: {reason}")
+        return error
+
+
+def _reword(error: GatewayError, message: str) -> None:
+    error.message = message
+    error.args = (message,)
+
+
+@asynccontextmanager
+async def sse_events(
+    upstream: Upstream, path: str, body: Any, *, params: Mapping[str, str] | None = None, model: str = ""
+) -> AsyncIterator[AsyncIterator[SseEvent]]:
+    """POST `body` and read the answer as SSE events, each yielded as soon as it is complete.
+
+    The upstream response is closed when the block exits for any reason, so a client cancel or an
+    abandoned stream closes the upstream connection.
+    """
+    async with upstream.stream("POST", path, json=body, params=params, model=model) as chunks:
+        yield _decode(chunks)
+
+
+async def _decode(chunks: AsyncIterator[bytes]) -> AsyncIterator[SseEvent]:
+    decoder = SseDecoder()
+    async for chunk in chunks:
+        for event in decoder.feed(chunk):
+            yield event
+    for event in decoder.close():
+        yield event
+
+
+def decode_json_event(data: str, provider: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise GatewayError(
+            ErrorKind.UNAVAILABLE, f"malformed upstream event: not JSON: {data[:80]!r}", provider=provider
+        ) from None
+
+
+class HttpProvider(BaseProvider):
+    """A provider that talks to one vendor API through the server's shared HTTP pool."""
+
+    def __init__(
+        self,
+        name: str,
+        context: ProviderContext,
+        base_url: str,
+        options: Section,
+        *,
+        headers: Mapping[str, str],
+        secret: str,
+    ) -> None:
+        super().__init__(name)
+        self.base_url = base_url.rstrip("/")
+        self._host = context.http.host(self.base_url)
+        self._timeouts = Timeouts.from_section(options)
+        self._secret = secret
+        self._headers = dict(headers)
+        self._upstreams: dict[tuple[tuple[str, str], ...], Upstream] = {}
+
+    health_path = ""  # a cheap GET that proves the key and the API work ("" = no probe)
+
+    async def health_check(self) -> HealthStatus:
+        if not self.health_path:
+            return await super().health_check()
+        return await probe(self.upstream(), self.health_path)
+
+    def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Vendors without a completions endpoint answer `complete` as a one-message chat."""
+        return self.chat_stream(completion_as_chat(request))
+
+    def upstream(self, extra_headers: Mapping[str, str] | None = None) -> Upstream:
+        """The upstream with this provider's headers plus per-request ones (e.g. anthropic-beta).
+
+        Upstreams are cheap views of the shared host client; one is kept per header set.
+        """
+        key = tuple(sorted((extra_headers or {}).items()))
+        if key not in self._upstreams:
+            self._upstreams[key] = Upstream(
+                self._host,
+                self.base_url,
+                self.name,
+                headers={**self._headers, **dict(key)},
+                timeouts=self._timeouts,
+                secrets=(self._secret,),
+                errors=VendorErrors(),
+            )
+        return self._upstreams[key]

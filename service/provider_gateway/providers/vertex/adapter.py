@@ -1,0 +1,108 @@
+"""The Vertex AI adapter: Gemini models (`publishers/google`) and Claude (`publishers/anthropic`).
+
+Which publisher serves a request follows from the model id (`claude-*` is Anthropic's). Both use an
+OAuth bearer token; the Gemini and Anthropic codecs do the wire work.
+
+Configuration (`[providers.<name>]`, kind "vertex"):
+  project (required), location (default us-central1), base_url (default the regional endpoint),
+  access_token_env (default VERTEX_ACCESS_TOKEN) or access_token_file (a token minted by e.g.
+  `gcloud auth print-access-token`; refreshing it is the deployment's job), prompt_caching (true),
+  max_tokens (Claude's default max_tokens, 8192), betas (anthropic-beta values for Claude),
+  connect_timeout_s, first_byte_timeout_s, idle_timeout_s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from provider_gateway.config import Section
+from provider_gateway.domain import Capabilities, ChatRequest, CountTokensRequest, StreamEvent, TokenCount
+from provider_gateway.providers.anthropic.adapter import decode_messages, options_from
+from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.gemini import codec as gemini
+from provider_gateway.providers.gemini.adapter import SSE, decode_generate
+from provider_gateway.providers.upstream_io import TIMEOUT_KEYS, HttpProvider, sse_events
+from provider_gateway.providers.vertex import codec
+
+KEYS = (
+    "kind",
+    "project",
+    "location",
+    "base_url",
+    "access_token_env",
+    "access_token_file",
+    "prompt_caching",
+    "max_tokens",
+    "betas",
+    *TIMEOUT_KEYS,
+)
+
+
+class VertexProvider(HttpProvider):
+    kind = "vertex"
+
+    def __init__(self, name: str, options: Section, context: ProviderContext) -> None:
+        options.reject_unknown(KEYS)
+        self.project = options.string("project")
+        if not self.project:
+            raise options.error("project", "required: the Google Cloud project id")
+        self.location = options.string("location", "us-central1")
+        token = options.secret("access_token", "VERTEX_ACCESS_TOKEN", required=True)
+        base_url = options.string("base_url", codec.default_base_url(self.location))
+        super().__init__(
+            name, context, base_url, options, headers={"authorization": f"Bearer {token}"}, secret=token
+        )
+        # Prompt caching is generally available on Vertex: only configured betas are sent.
+        self.claude = options_from(options, tool_streaming=False)
+        self._claude_betas = ",".join(self.claude.extra_betas)
+
+    @classmethod
+    def from_config(cls, name: str, options: Section, context: ProviderContext) -> VertexProvider:
+        return cls(name, options, context)
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            max_tokens=65536,
+            tools=True,
+            vision=True,
+            reasoning=True,
+            json_output=True,
+            exact_token_count=True,
+            completion=True,
+        )
+
+    def _path(self, model: str, action: str) -> str:
+        return codec.model_url("", self.project, self.location, model, action)
+
+    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        model = request.model
+        if codec.is_claude(model):
+            upstream = self.upstream({"anthropic-beta": self._claude_betas} if self._claude_betas else None)
+            body = codec.claude_body(request, self.claude)
+            async with sse_events(
+                upstream, self._path(model, "streamRawPredict"), body, model=model
+            ) as events:
+                async for event in decode_messages(events, self.name):
+                    yield event
+            return
+        body = gemini.build_generate_body(request)
+        path = self._path(model, "streamGenerateContent")
+        async with sse_events(self.upstream(), path, body, params=SSE, model=model) as events:
+            async for event in decode_generate(events, self.name):
+                yield event
+
+    async def count_tokens(self, request: CountTokensRequest) -> TokenCount:
+        if codec.is_claude(request.model):
+            return await super().count_tokens(request)  # documented local estimate
+        # Vertex's CountTokensRequest takes contents, systemInstruction and tools side by side.
+        wrapped = gemini.build_count_body(request, "")
+        body = wrapped.get("generateContentRequest") or wrapped
+        body.pop("model", None)
+        path = self._path(request.model, "countTokens")
+        answer = await self.upstream().request_json("POST", path, json=body, model=request.model)
+        return TokenCount(
+            input_tokens=int(answer.get("totalTokens") or 0), estimated=False, model=request.model
+        )
+
+
+from_config = VertexProvider.from_config

@@ -1,0 +1,250 @@
+"""The Gemini codec alone: request bodies, stream chunks, usage and google.rpc.Status errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from provider_gateway.domain import (
+    ChatRequest,
+    CountTokensRequest,
+    FinishReason,
+    ImagePart,
+    Message,
+    ProviderFinish,
+    ReasoningDelta,
+    ReasoningOptions,
+    ReasoningPart,
+    ResponseFormat,
+    ResponseFormatType,
+    Role,
+    TextDelta,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallPart,
+    ToolCallStart,
+    ToolChoice,
+    ToolChoiceMode,
+    ToolResultPart,
+    UsageEvent,
+)
+from provider_gateway.errors import ErrorKind
+from provider_gateway.providers.gemini import codec
+
+WEATHER = Tool("get_weather", "Weather", {"type": "object"})
+
+
+def test_body_roles_system_instruction_tools_and_function_response_name() -> None:
+    messages = [
+        Message(Role.SYSTEM, (TextPart("Be brief."),)),
+        Message(Role.USER, (TextPart("Hi"), ImagePart(data=b"abc", media_type="image/png"))),
+        Message(
+            Role.ASSISTANT, (ToolCallPart(ToolCall("get_weather-0", "get_weather", '{"city":"Paris"}')),)
+        ),
+        Message(Role.TOOL, (ToolResultPart("get_weather-0", '{"temp":18}'),)),
+        Message(Role.TOOL, (ToolResultPart("get_weather-0", "not json", is_error=True),)),
+    ]
+    request = ChatRequest(
+        "gemini-x",
+        messages,
+        tools=[WEATHER],
+        tool_choice=ToolChoice(ToolChoiceMode.TOOL, "get_weather"),
+        max_tokens=100,
+        temperature=0.3,
+        top_p=0.9,
+        stop=["END"],
+        reasoning=ReasoningOptions(True, budget_tokens=512),
+        response_format=ResponseFormat(ResponseFormatType.JSON_SCHEMA, json_schema={"type": "object"}),
+    )
+    body = codec.build_generate_body(request)
+    assert body["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+    assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
+    assert body["contents"][0]["parts"][1] == {"inlineData": {"mimeType": "image/png", "data": "YWJj"}}
+    assert body["contents"][1]["parts"][0] == {
+        "functionCall": {"name": "get_weather", "args": {"city": "Paris"}}
+    }
+    responses = body["contents"][2]["parts"]
+    assert responses[0] == {"functionResponse": {"name": "get_weather", "response": {"temp": 18}}}
+    assert responses[1]["functionResponse"]["response"] == {"error": {"content": "not json"}}
+    assert body["tools"] == [
+        {
+            "functionDeclarations": [
+                {"name": "get_weather", "description": "Weather", "parameters": {"type": "object"}}
+            ]
+        }
+    ]
+    assert body["toolConfig"] == {
+        "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}
+    }
+    assert body["generationConfig"] == {
+        "maxOutputTokens": 100,
+        "temperature": 0.3,
+        "topP": 0.9,
+        "stopSequences": ["END"],
+        "responseMimeType": "application/json",
+        "responseSchema": {"type": "object"},
+        "thinkingConfig": {"includeThoughts": True, "thinkingBudget": 512},
+    }
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [(ToolChoiceMode.NONE, {"mode": "NONE"}), (ToolChoiceMode.REQUIRED, {"mode": "ANY"})],
+)
+def test_tool_config_modes(mode: ToolChoiceMode, expected: dict[str, str]) -> None:
+    request = ChatRequest(
+        "m", [Message(Role.USER, (TextPart("x"),))], tools=[WEATHER], tool_choice=ToolChoice(mode)
+    )
+    assert codec.build_generate_body(request)["toolConfig"] == {"functionCallingConfig": expected}
+
+
+def test_count_body_wraps_when_system_present() -> None:
+    plain = codec.build_count_body(CountTokensRequest("m", text="hi"), "models/m")
+    assert plain == {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    messages = [Message(Role.SYSTEM, (TextPart("s"),)), Message(Role.USER, (TextPart("u"),))]
+    wrapped = codec.build_count_body(CountTokensRequest("m", messages=messages), "models/m")
+    assert wrapped["generateContentRequest"]["model"] == "models/m"
+    assert wrapped["generateContentRequest"]["systemInstruction"] == {"parts": [{"text": "s"}]}
+
+
+def test_stream_synthesises_stable_ids_and_reports_usage() -> None:
+    decoder = codec.GenerateStreamDecoder()
+    chunks = [
+        {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": "Let me think", "thought": True}]}}
+            ]
+        },
+        {
+            "candidates": [{"content": {"role": "model", "parts": [{"text": "Hello"}]}}],
+            "modelVersion": "gemini-x",
+            "responseId": "r1",
+        },
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "role": "model",
+                        "parts": [
+                            {"functionCall": {"name": "f", "args": {"a": 1}}},
+                            {"functionCall": {"name": "f", "args": {}}},
+                        ],
+                    },
+                    "finishReason": "STOP",
+                }
+            ],
+            "usageMetadata": {
+                "promptTokenCount": 1200,
+                "candidatesTokenCount": 20,
+                "cachedContentTokenCount": 1000,
+                "thoughtsTokenCount": 5,
+            },
+        },
+    ]
+    events = [e for chunk in chunks for e in decoder.feed(chunk)] + decoder.end()
+    assert events[:4] == [
+        ReasoningDelta("Let me think"),
+        TextDelta("Hello"),
+        ToolCallStart(0, "f-0", "f"),
+        ToolCallDelta(0, '{"a":1}'),
+    ]
+    assert events[4] == ToolCallEnd(0, ToolCall("f-0", "f", '{"a":1}'))
+    assert events[5] == ToolCallStart(1, "f-1", "f")
+    usage = events[-2]
+    assert isinstance(usage, UsageEvent)
+    assert (
+        usage.usage.input_tokens,
+        usage.usage.output_tokens,
+        usage.usage.cache_read_tokens,
+        usage.usage.reasoning_tokens,
+    ) == (1200, 25, 1000, 5)
+    assert usage.usage.raw["promptTokenCount"] == 1200
+    assert events[-1] == ProviderFinish(FinishReason.TOOL_CALLS, "STOP", "gemini-x", "r1")
+
+
+def test_finish_reasons() -> None:
+    decoder = codec.GenerateStreamDecoder()
+    decoder.feed({"candidates": [{"finishReason": "MAX_TOKENS"}]})
+    assert decoder.end()[-1].reason is FinishReason.LENGTH  # type: ignore[union-attr]
+    blocked = codec.GenerateStreamDecoder()
+    blocked.feed({"promptFeedback": {"blockReason": "SAFETY"}})
+    assert blocked.end()[-1].reason is FinishReason.CONTENT_FILTER  # type: ignore[union-attr]
+
+
+def test_status_error_with_retry_info() -> None:
+    body = {
+        "error": {
+            "code": 429,
+            "message": "Quota exceeded",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure"},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"},
+            ],
+        }
+    }
+    error = codec.error_from_body(body, status=429)
+    assert (error.kind, error.retry_after, error.retryable) == (ErrorKind.RESOURCE_EXHAUSTED, 7.0, True)
+    assert codec.error_from_body({}, status=404).kind is ErrorKind.NOT_FOUND
+    assert (
+        codec.error_from_body({"error": {"status": "PERMISSION_DENIED", "message": "no"}}, status=403).kind
+        is ErrorKind.PERMISSION_DENIED
+    )
+
+
+def test_parse_models() -> None:
+    body = {
+        "models": [
+            {
+                "name": "models/gemini-x",
+                "displayName": "G",
+                "inputTokenLimit": 10,
+                "outputTokenLimit": 5,
+                "supportedGenerationMethods": ["generateContent", "countTokens"],
+                "thinking": True,
+            }
+        ]
+    }
+    (model,) = codec.parse_models(body)
+    assert (model.id, model.context_window, model.reasoning, model.embeddings) == (
+        "gemini-x",
+        10,
+        True,
+        False,
+    )
+
+
+def test_provider_options_merge_into_the_body() -> None:
+    request = ChatRequest(
+        "m",
+        [Message(Role.USER, (TextPart("x"),))],
+        temperature=0.1,
+        provider_options={
+            "generationConfig": {"topK": 5},
+            "safetySettings": [{"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "BLOCK_NONE"}],
+        },
+    )
+    body = codec.build_generate_body(request)
+    assert body["generationConfig"] == {"temperature": 0.1, "topK": 5}
+    assert body["safetySettings"][0]["threshold"] == "BLOCK_NONE"
+
+
+def test_thought_signature_round_trips_on_the_function_call() -> None:
+    decoder = codec.GenerateStreamDecoder()
+    part = {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2ln"}
+    events = decoder.feed(
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": "plan", "thought": True}, part]}}]}
+    )
+    assert events[:2] == [ReasoningDelta("plan"), ReasoningDelta("", signature="c2ln")]
+    # The client sends the accumulated reasoning back with the call: the signature lands on the call.
+    assistant = Message(
+        Role.ASSISTANT,
+        (ReasoningPart("plan", signature="c2ln"), ToolCallPart(ToolCall("f-0", "f", "{}"))),
+    )
+    contents, _ = codec.convert_messages([Message(Role.USER, (TextPart("q"),)), assistant])
+    assert contents[1]["parts"] == [
+        {"text": "plan", "thought": True},
+        {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2ln"},
+    ]

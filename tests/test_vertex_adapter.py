@@ -1,0 +1,129 @@
+"""The Vertex AI adapter (Gemini and Claude publishers) through the gRPC API against a fake Vertex."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from conftest import run_gateway
+from vendor_cases import (
+    assert_canonical,
+    cancel_mid_stream,
+    chat,
+    chat_error,
+    chat_request,
+    retry_after_ms,
+    weather_tool,
+)
+
+from provider_gateway.fakes import conversation as conv
+from provider_gateway.fakes.vertex import FakeVertex
+from provider_gateway.providers.vertex import codec
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+TOKEN_ENV = "PG_TEST_VERTEX_TOKEN"
+PROJECT_PATH = "/v1/projects/demo-project/locations/europe-west4/publishers"
+
+
+@pytest.fixture
+async def setup(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeVertex, Any]]:
+    async with FakeVertex() as fake:
+        monkeypatch.setenv(TOKEN_ENV, fake.vertex_token)
+        config = f"""
+[providers.vertex]
+kind = "vertex"
+project = "demo-project"
+location = "europe-west4"
+base_url = "{fake.base_url}"
+access_token_env = "{TOKEN_ENV}"
+"""
+        async with run_gateway(config) as gateway:
+            yield fake, gateway.stub
+        assert fake.problems == []
+
+
+def test_default_endpoint_is_regional() -> None:
+    assert codec.default_base_url("us-central1") == "https://us-central1-aiplatform.googleapis.com"
+    assert codec.default_base_url("global") == "https://aiplatform.googleapis.com"
+    url = codec.model_url("https://x", "p", "l", "claude-sonnet-4-5@20250929", "streamRawPredict")
+    assert (
+        url
+        == "https://x/v1/projects/p/locations/l/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict"
+    )
+
+
+async def test_gemini_on_vertex_streams_with_a_bearer_token(setup: Any) -> None:
+    fake, stub = setup
+    summary = await chat(stub, chat_request("vertex/tools", tools=[weather_tool()]))
+    assert_canonical(summary, tools=True)
+    assert summary.tool_ids == [f"{conv.TOOL_NAME}-0"]
+    (request,) = fake.calls
+    assert request.path == f"{PROJECT_PATH}/google/models/tools:streamGenerateContent"
+    assert request.query == {"alt": "sse"}
+    assert request.headers["authorization"] == f"Bearer {fake.vertex_token}"
+    assert "x-goog-api-key" not in {k.lower() for k in request.headers}
+
+
+async def test_claude_on_vertex_reuses_the_messages_format(setup: Any) -> None:
+    fake, stub = setup
+    summary = await chat(stub, chat_request("vertex/claude-tools", tools=[weather_tool()]))
+    assert_canonical(summary, tools=True)
+    (request,) = fake.calls
+    assert request.path == f"{PROJECT_PATH}/anthropic/models/claude-tools:streamRawPredict"
+    assert request.headers["authorization"] == f"Bearer {fake.vertex_token}"
+    assert request.body["anthropic_version"] == "vertex-2023-10-16"
+    assert "model" not in request.body
+    assert request.body["system"][0]["cache_control"] == {"type": "ephemeral"}
+
+
+@pytest.mark.parametrize("model", ["gemini-err", "claude-err"])
+async def test_rate_limit_and_auth_errors(setup: Any, model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, stub = setup
+    publisher_model = "error-429" if model == "gemini-err" else "claude-error-429"
+    error, _ = await chat_error(stub, chat_request(f"vertex/{publisher_model}"))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    monkeypatch.setenv(TOKEN_ENV, "expired")
+    config = f'[providers.vertex]\nkind = "vertex"\nproject = "p"\nbase_url = "{fake.base_url}"\naccess_token_env = "{TOKEN_ENV}"\n'
+    async with run_gateway(config) as gateway:
+        error, _ = await chat_error(
+            gateway.stub, chat_request("vertex/claude-x" if model == "claude-err" else "vertex/text")
+        )
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_gemini_429_retry_info_reaches_the_client(setup: Any) -> None:
+    _, stub = setup
+    error, _ = await chat_error(stub, chat_request("vertex/error-429"))
+    assert retry_after_ms(error) == 7000
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["cut", "claude-cut", "malformed", "claude-malformed", "midstream-error", "claude-midstream-error"],
+)
+async def test_stream_failures(setup: Any, model: str) -> None:
+    _, stub = setup
+    error, seen = await chat_error(stub, chat_request(f"vertex/{model}"))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert [e.text_delta.text for e in seen] == [conv.TEXT_CHUNKS[0]]
+
+
+@pytest.mark.parametrize("model", ["hang", "claude-hang"])
+async def test_client_cancel_closes_the_upstream_connection(setup: Any, model: str) -> None:
+    fake, stub = setup
+    await cancel_mid_stream(stub, chat_request(f"vertex/{model}"), fake)
+
+
+async def test_count_tokens_on_vertex_gemini(setup: Any) -> None:
+    fake, stub = setup
+    counted = await stub.CountTokens(
+        pb.CountTokensRequest(model="vertex/gemini-2.5-pro", text="hello"), timeout=20
+    )
+    assert (counted.input_tokens, counted.estimated) == (42, False)
+    assert fake.calls[-1].path == f"{PROJECT_PATH}/google/models/gemini-2.5-pro:countTokens"
+    claude = await stub.CountTokens(
+        pb.CountTokensRequest(model="vertex/claude-x", text="hello there"), timeout=20
+    )
+    assert claude.estimated
