@@ -18,6 +18,7 @@ ProviderFactory = Callable[[str, Section], Provider]
 # kind -> "module:attribute" of a factory. Add a line here to add an adapter.
 ADAPTERS: dict[str, str] = {
     "mock": "provider_gateway.providers.mock:MockProvider.from_config",
+    "bedrock": "provider_gateway.providers.bedrock.adapter:from_config",
 }
 
 
