@@ -475,14 +475,14 @@ def error_response(error_type: str, message: str) -> web.Response:
     )
 
 
-def count_words(value: Any) -> int:
-    """The fake's token count: the number of words in every string of the input."""
+def count_words(value: Any, key: str = "") -> int:
+    """The fake's token count: the number of words in every `text` field of the input."""
     if isinstance(value, str):
-        return len(value.split())
+        return len(value.split()) if key == "text" else 0
     if isinstance(value, Mapping):
-        return sum(count_words(v) for v in value.values())
+        return sum(count_words(v, k) for k, v in value.items())
     if isinstance(value, list):
-        return sum(count_words(v) for v in value)
+        return sum(count_words(v, key) for v in value)
     return 0
 
 
