@@ -103,6 +103,18 @@ def test_provider_options_split_between_converse_and_model_fields() -> None:
     assert kwargs["additionalModelRequestFields"] == {"top_k": 5}
 
 
+def test_cache_points_are_capped_at_four_keeping_the_latest() -> None:
+    turns = [
+        Message(Role.USER if i % 2 == 0 else Role.ASSISTANT, (TextPart(f"t{i}", cache_breakpoint=True),))
+        for i in range(6)
+    ]
+    system = Message(Role.SYSTEM, (TextPart("sys", cache_breakpoint=True),))
+    system_blocks, messages = codec.converse_messages([system, *turns], prompt_caching=False)
+    assert system_blocks[-1] == codec.CACHE_POINT
+    marked = [m["content"][0]["text"] for m in messages if m["content"][-1] == codec.CACHE_POINT]
+    assert marked == ["t3", "t4", "t5"]
+
+
 def test_data_url_images_are_decoded_and_unknown_types_rejected() -> None:
     block = codec.image_block(ImagePart(url="data:image/jpeg;base64,aGVsbG8="))
     assert block == {"image": {"format": "jpeg", "source": {"bytes": b"hello"}}}

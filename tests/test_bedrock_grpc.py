@@ -600,3 +600,37 @@ async def test_provider_is_listed_healthy_with_credentials(gw: Any) -> None:
     bedrock = next(p for p in response.providers if p.name == "bedrock")
     assert bedrock.kind == "bedrock"
     assert bedrock.health == pb.PROVIDER_HEALTH_SERVING
+
+
+async def test_named_profile_supplies_credentials_and_region(
+    fake: FakeBedrock, gateway_factory: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    credentials, aws_config = tmp_path / "credentials", tmp_path / "config"
+    credentials.write_text(f"[gw]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n")
+    aws_config.write_text("[profile gw]\nregion = ap-northeast-1\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_config))
+    toml = f'[providers.bedrock]\nkind = "bedrock"\nprofile = "gw"\nendpoint_url = "{fake.url}"\ninference_profile = "regional"\n'
+    async with gateway_factory(toml) as gw:
+        await collect(gw.stub.ChatStream(chat()))
+    assert fake.last().model_id == f"jp.{CLAUDE}"
+    assert_signed(fake, "ap-northeast-1")
+
+
+async def test_count_tokens_falls_back_to_the_estimate_when_the_model_cannot_count(
+    gw: Any, fake: FakeBedrock
+) -> None:
+    fake.push(Reply(error=("ValidationException", "The provided model doesn't support counting tokens.")))
+    response = await gw.stub.CountTokens(pb.CountTokensRequest(model=f"bedrock/{CLAUDE}", text="x" * 40))
+    assert (response.input_tokens, response.estimated) == (10, True)
+    assert fake.last().operation == "count-tokens"
+
+
+async def test_missing_region_is_a_config_error_naming_the_key(aws_env: None, gateway_factory: Any) -> None:
+    from provider_gateway.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"providers\.bedrock\.region"):
+        async with gateway_factory('[providers.bedrock]\nkind = "bedrock"\n'):
+            pass

@@ -43,6 +43,7 @@ from provider_gateway.providers.bedrock.models import Family
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 CACHE_POINT: dict[str, Any] = {"cachePoint": {"type": "default"}}
 DEFAULT_THINKING_BUDGET = 4096
+MAX_CACHE_POINTS = 4  # per request, as Bedrock documents for prompt caching
 IMAGE_FORMATS = {
     "image/png": "png",
     "image/jpeg": "jpeg",
@@ -224,6 +225,7 @@ def converse_messages(
             turns.append({"role": role, "content": blocks})
     if prompt_caching:
         _add_cache_points(system, turns)
+    _limit_cache_points(system, turns)
     return system, turns
 
 
@@ -235,6 +237,15 @@ def _add_cache_points(system: list[dict[str, Any]], turns: list[dict[str, Any]])
     for turn in user_turns:
         if "cachePoint" not in turn["content"][-1]:
             turn["content"].append(dict(CACHE_POINT))
+
+
+def _limit_cache_points(system: list[dict[str, Any]], turns: list[dict[str, Any]]) -> None:
+    """Bedrock accepts at most MAX_CACHE_POINTS per request: drop the earliest message ones."""
+    blocks = [t["content"] for t in turns]
+    points = [(c, b) for c in blocks for b in c if "cachePoint" in b]
+    allowed = MAX_CACHE_POINTS - sum(1 for b in system if "cachePoint" in b)
+    for content, block in points[: max(len(points) - allowed, 0)]:
+        content.remove(block)
 
 
 def tool_config(
@@ -465,6 +476,10 @@ def _put(target: dict[str, Any], **values: Any) -> None:
 # --- InvokeModel responses and stream chunks ---------------------------------------------------
 
 
+ANTHROPIC_USAGE = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+NOVA_USAGE = ("inputTokens", "outputTokens", "cacheReadInputTokenCount", "cacheWriteInputTokenCount")
+
+
 class InvokeDecoder:
     """Decodes one family's InvokeModel stream chunks (already JSON-decoded) into events.
 
@@ -522,12 +537,16 @@ class InvokeDecoder:
 
     # Anthropic Messages on Bedrock ------------------------------------------------------------
 
-    def _anthropic_usage(self, raw: Mapping[str, Any]) -> None:
+    def _take_usage(self, raw: Mapping[str, Any], names: tuple[str, str, str, str]) -> None:
+        """Record a usage object; `names` are the family's input, output, cache-read, cache-write keys."""
         self.raw_usage.update(raw)
-        self.input_tokens = _int(raw.get("input_tokens")) or self.input_tokens
-        self.output_tokens = _int(raw.get("output_tokens")) or self.output_tokens
-        self.cache_read = _int(raw.get("cache_read_input_tokens")) or self.cache_read
-        self.cache_write = _int(raw.get("cache_creation_input_tokens")) or self.cache_write
+        self.input_tokens = _int(raw.get(names[0])) or self.input_tokens
+        self.output_tokens = _int(raw.get(names[1])) or self.output_tokens
+        self.cache_read = _int(raw.get(names[2])) or self.cache_read
+        self.cache_write = _int(raw.get(names[3])) or self.cache_write
+
+    def _anthropic_usage(self, raw: Mapping[str, Any]) -> None:
+        self._take_usage(raw, ANTHROPIC_USAGE)
 
     def _anthropic_chunk(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
         kind = _str(chunk.get("type"))
@@ -604,11 +623,7 @@ class InvokeDecoder:
     # Amazon Nova (its stream mirrors ConverseStream's event names) -----------------------------
 
     def _nova_usage(self, raw: Mapping[str, Any]) -> None:
-        self.raw_usage.update(raw)
-        self.input_tokens = _int(raw.get("inputTokens")) or self.input_tokens
-        self.output_tokens = _int(raw.get("outputTokens")) or self.output_tokens
-        self.cache_read = _int(raw.get("cacheReadInputTokenCount")) or self.cache_read
-        self.cache_write = _int(raw.get("cacheWriteInputTokenCount")) or self.cache_write
+        self._take_usage(raw, NOVA_USAGE)
 
     def _nova_chunk(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
         if "contentBlockDelta" in chunk:
