@@ -8,6 +8,13 @@ from typing import Any
 
 import pytest
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +34,7 @@ from provider_gateway.domain import (
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.fakes.bedrock import encode_message, event_frame, exception_frame
 from provider_gateway.providers.bedrock import codec, models
+from provider_gateway.providers.bedrock.errors import translate
 from provider_gateway.providers.bedrock.models import Family
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20241022-v2:0"
@@ -290,3 +298,49 @@ def test_a_corrupted_frame_fails_botocores_crc_check() -> None:
     total, headers_length = struct.unpack("!II", frame[:8])
     assert total == len(frame)
     assert headers_length == len(frame) - 12 - 2 - 4
+
+
+# --- error translation -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (NoCredentialsError(), ErrorKind.UNAUTHENTICATED),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), ErrorKind.UNAVAILABLE),
+        (ReadTimeoutError(endpoint_url="http://x"), ErrorKind.DEADLINE_EXCEEDED),
+        (ParamValidationError(report="modelId too long"), ErrorKind.INVALID_ARGUMENT),
+        (ChecksumMismatch(1, 2), ErrorKind.UNAVAILABLE),
+        (RuntimeError("bug"), ErrorKind.INTERNAL),
+        (
+            ClientError(
+                {
+                    "Error": {"Code": "SomethingNew", "Message": "m"},
+                    "ResponseMetadata": {"HTTPStatusCode": 503},
+                },
+                "Converse",
+            ),
+            ErrorKind.UNAVAILABLE,
+        ),
+        (
+            ClientError(
+                {"Error": {"Code": "", "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": 429}},
+                "Converse",
+            ),
+            ErrorKind.RESOURCE_EXHAUSTED,
+        ),
+        (
+            ClientError({"Error": {"Code": "ExpiredTokenException", "Message": "expired"}}, "Converse"),
+            ErrorKind.UNAUTHENTICATED,
+        ),
+        (
+            ClientError({"Error": {"Code": "modelTimeoutException", "Message": "slow"}}, "ConverseStream"),
+            ErrorKind.DEADLINE_EXCEEDED,
+        ),
+    ],
+)
+def test_translate(exc: Exception, kind: ErrorKind) -> None:
+    error = translate(exc, "bedrock", CLAUDE, "us-east-1")
+    assert error.kind is kind
+    assert error.provider == "bedrock"
+    assert "secret" not in error.message

@@ -634,3 +634,23 @@ async def test_missing_region_is_a_config_error_naming_the_key(aws_env: None, ga
     with pytest.raises(ConfigError, match=r"providers\.bedrock\.region"):
         async with gateway_factory('[providers.bedrock]\nkind = "bedrock"\n'):
             pass
+
+
+async def test_a_passed_deadline_closes_the_bedrock_stream(gw: Any, fake: FakeBedrock) -> None:
+    fake.push(Reply(frames=[event_frame("messageStart", {"role": "assistant"})], hang=True))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await collect(gw.stub.ChatStream(chat(), timeout=1.0))
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await asyncio.wait_for(fake.disconnected.wait(), WAIT_S)
+
+
+async def test_an_unreachable_endpoint_is_unavailable(aws_env: None, gateway_factory: Any) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with gateway_factory(config(f"http://127.0.0.1:{port}")) as gw:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await collect(gw.stub.ChatStream(chat()))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
