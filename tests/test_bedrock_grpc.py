@@ -654,3 +654,14 @@ async def test_an_unreachable_endpoint_is_unavailable(aws_env: None, gateway_fac
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await collect(gw.stub.ChatStream(chat()))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_one_client_and_connection_serve_many_calls(gw: Any, fake: FakeBedrock) -> None:
+    provider = gw.provider("bedrock")
+    client = await provider.client()
+    for _ in range(3):
+        await collect(gw.stub.ChatStream(chat()))
+        await gw.stub.Complete(pb.CompleteRequest(model=f"bedrock/{FAMILY_MODELS['llama']}", prompt="x"))
+    assert await provider.client() is client
+    # Streams read to their end hand the connection back to the pool: one TCP connection for all.
+    assert len({s.client_port for s in fake.seen}) == 1

@@ -279,6 +279,7 @@ class SeenRequest:
     service: str
     signature_valid: bool
     headers: dict[str, str] = field(default_factory=dict)
+    client_port: int = 0  # the client's TCP port: equal ports mean a reused connection
 
 
 class FakeBedrock:
@@ -346,7 +347,9 @@ class FakeBedrock:
             body = json.loads(raw) if raw else {}
         except ValueError:
             body = {"_raw": raw.decode(errors="replace")}
-        seen = SeenRequest(operation, model_id, body, region, service, valid, dict(request.headers))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        port = peer[1] if peer else 0
+        seen = SeenRequest(operation, model_id, body, region, service, valid, dict(request.headers), port)
         self.seen.append(seen)
         return seen
 
