@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import json
 import struct
 from typing import Any
@@ -311,6 +312,7 @@ def test_a_corrupted_frame_fails_botocores_crc_check() -> None:
         (ReadTimeoutError(endpoint_url="http://x"), ErrorKind.DEADLINE_EXCEEDED),
         (ParamValidationError(report="modelId too long"), ErrorKind.INVALID_ARGUMENT),
         (ChecksumMismatch(1, 2), ErrorKind.UNAVAILABLE),
+        (binascii.Error("Incorrect padding"), ErrorKind.UNAVAILABLE),
         (RuntimeError("bug"), ErrorKind.INTERNAL),
         (
             ClientError(

@@ -106,6 +106,16 @@ async def collect_until_error(call: Any) -> tuple[list[pb.StreamEvent], grpc.aio
     raise AssertionError(f"the stream ended cleanly after {len(received)} events")
 
 
+def corrupt(frame: bytes) -> bytearray:
+    damaged = bytearray(frame)
+    damaged[-6] ^= 0xFF  # a payload byte: the message CRC no longer matches
+    return damaged
+
+
+def chunk_frame_raw(payload: bytes) -> bytes:
+    return event_frame("chunk", {"bytes": base64.b64encode(payload).decode()})
+
+
 def kinds(events: list[pb.StreamEvent]) -> list[str]:
     return [e.WhichOneof("event") for e in events]
 
@@ -665,3 +675,22 @@ async def test_one_client_and_connection_serve_many_calls(gw: Any, fake: FakeBed
     assert await provider.client() is client
     # Streams read to their end hand the connection back to the pool: one TCP connection for all.
     assert len({s.client_port for s in fake.seen}) == 1
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        pytest.param([bytes(corrupt(event_frame("messageStart", {"role": "assistant"})))], id="bad-crc"),
+        pytest.param([b"\x00\x00\x00\x40\x00\x00\x00\x00trailing"], id="truncated"),
+        pytest.param([event_frame("chunk", {"bytes": "!!not base64"})], id="bad-base64-chunk"),
+        pytest.param([chunk_frame_raw(b"[1, 2]")], id="chunk-not-an-object"),
+    ],
+)
+async def test_malformed_streams_end_with_unavailable(
+    gw: Any, fake: FakeBedrock, frames: list[bytes]
+) -> None:
+    fake.push(Reply(frames=frames))
+    request = pb.CompleteRequest(model=f"bedrock/{FAMILY_MODELS['llama']}", prompt="x")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await collect(gw.stub.CompleteStream(request))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE

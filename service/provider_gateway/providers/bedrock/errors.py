@@ -7,6 +7,7 @@ raises both as `ClientError` (`EventStreamError` for the stream) with the name i
 from __future__ import annotations
 
 import asyncio
+import binascii
 
 import aiohttp
 from botocore.eventstream import ParserError
@@ -22,6 +23,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
     ResponseStreamingError,
 )
+from botocore.parsers import ResponseParserError
 
 from provider_gateway.errors import ErrorKind, GatewayError
 
@@ -59,10 +61,11 @@ TRANSPORT_ERRORS = (
     EndpointConnectionError,
     ConnectTimeoutError,
     ResponseStreamingError,
-    ParserError,
     aiohttp.ClientError,
     ConnectionError,
 )
+# A response botocore cannot decode: bad CRCs or lengths, bad base64 in a chunk, bad JSON.
+MALFORMED_ERRORS = (ParserError, ResponseParserError, binascii.Error, UnicodeDecodeError)
 
 
 def from_client_error(exc: ClientError, provider: str, model: str, region: str) -> GatewayError:
@@ -112,6 +115,10 @@ def translate(exc: BaseException, provider: str, model: str, region: str) -> Gat
         return GatewayError(ErrorKind.INVALID_ARGUMENT, f"Bedrock request rejected: {exc}", provider=provider)
     if isinstance(exc, ReadTimeoutError | asyncio.TimeoutError):
         return GatewayError(ErrorKind.DEADLINE_EXCEEDED, "Bedrock did not answer in time", provider=provider)
+    if isinstance(exc, MALFORMED_ERRORS):
+        return GatewayError(
+            ErrorKind.UNAVAILABLE, f"malformed response from Bedrock: {type(exc).__name__}", provider=provider
+        )
     if isinstance(exc, TRANSPORT_ERRORS):
         return GatewayError(
             ErrorKind.UNAVAILABLE, f"Bedrock connection failed: {type(exc).__name__}", provider=provider
