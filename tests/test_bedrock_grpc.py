@@ -332,7 +332,8 @@ async def test_reasoning_streams_and_replays_with_signature(gw: Any, fake: FakeB
     assert events[1].reasoning_delta.signature == "sig-1"
     body = fake.last("converse-stream").body
     assert body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
-    assert "inferenceConfig" not in body  # Claude thinking rejects a temperature
+    # Claude thinking rejects a temperature, and needs maxTokens beyond the budget.
+    assert body["inferenceConfig"] == {"maxTokens": 2048 + 4096}
     assert body["messages"][1]["content"] == [
         {"reasoningContent": {"reasoningText": {"text": "Old thought", "signature": "sig-0"}}},
         {"text": "Before."},

@@ -3,7 +3,25 @@
 Clients are long-lived (one per service and region), created on first use and closed with the
 provider. botocore's own retries are off: the gateway's router owns retries and failover.
 Credentials come from the standard AWS chain (environment, shared files and `profile`, SSO,
-container and instance roles); nothing secret is read from the gateway's config file.
+container and instance roles; botocore also honours Bedrock API keys in AWS_BEARER_TOKEN_BEDROCK);
+nothing secret is read from the gateway's config file.
+
+    [providers.bedrock]
+    kind = "bedrock"
+    region = "us-east-1"            # else AWS_REGION / AWS_DEFAULT_REGION / the profile's region
+    profile = "prod"                # a profile of ~/.aws/config; default: the standard chain
+    endpoint_url = ""               # runtime endpoint override (VPC endpoints, tests)
+    control_endpoint_url = ""       # control-plane override; defaults to endpoint_url
+    inference_profile = "none"      # "regional": us./eu./apac./au./jp./us-gov./ca./sa. from the region;
+                                    # "global": global.; ids with a prefix and ARNs are never changed
+    inference_profile_prefix = ""   # force a prefix (e.g. "ug." as the TypeScript lineage sent)
+    prompt_caching = false          # cachePoint after the system prompt and the last two user turns
+    default_max_tokens = 4096       # InvokeModel bodies that require a maximum
+    connect_timeout_s = 10.0
+    read_timeout_s = 300.0          # per read, so a long stream is fine while tokens flow
+    max_connections = 50
+    count_tokens = "api"            # "api": CountTokens for Claude, else the local estimate
+    health_check = "credentials"    # "credentials", "list_models" (a control-plane call) or "none"
 """
 
 from __future__ import annotations
@@ -39,7 +57,7 @@ from provider_gateway.domain import (
     Usage,
 )
 from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
-from provider_gateway.providers.base import BaseProvider, accumulate
+from provider_gateway.providers.base import BaseProvider, accumulate, estimate_tokens
 from provider_gateway.providers.bedrock import codec, models
 from provider_gateway.providers.bedrock.errors import translate
 from provider_gateway.providers.bedrock.models import Family
@@ -383,7 +401,9 @@ class BedrockProvider(BaseProvider):
         if family is Family.COHERE and models.is_embedding_model(model_id):
             body = await self._invoke_json(model_id, codec.cohere_embed_body(request.inputs), request.model)
             vectors = codec.cohere_embed_response(body, len(request.inputs))
-            return EmbedResult(vectors, Usage(estimated=True), model=request.model)
+            # Cohere on Bedrock reports no token counts for embeddings: estimate them.
+            tokens = sum(estimate_tokens(text) for text in request.inputs)
+            return EmbedResult(vectors, Usage(input_tokens=tokens, estimated=True), model=request.model)
         raise invalid_argument(
             f"model: {request.model!r} is not a Bedrock embedding model (use amazon.titan-embed-* or cohere.embed-*)"
         )

@@ -43,6 +43,7 @@ from provider_gateway.providers.bedrock.models import Family
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 CACHE_POINT: dict[str, Any] = {"cachePoint": {"type": "default"}}
 DEFAULT_THINKING_BUDGET = 4096
+THINKING_ANSWER_TOKENS = 4096  # maxTokens = budget + this, when thinking is on and no max is given
 MAX_CACHE_POINTS = 4  # per request, as Bedrock documents for prompt caching
 IMAGE_FORMATS = {
     "image/png": "png",
@@ -287,9 +288,14 @@ def converse_request(
     if system:
         kwargs["system"] = system
     thinking = request.reasoning is not None and request.reasoning.enabled and family is Family.ANTHROPIC
+    budget = 0
+    if thinking and request.reasoning is not None:
+        budget = request.reasoning.budget_tokens or DEFAULT_THINKING_BUDGET
     inference: dict[str, Any] = {}
     if request.max_tokens is not None:
         inference["maxTokens"] = request.max_tokens
+    elif budget:  # Claude needs room for the answer beyond the thinking budget
+        inference["maxTokens"] = budget + THINKING_ANSWER_TOKENS
     if request.temperature is not None and not thinking:  # Claude thinking requires the default
         inference["temperature"] = request.temperature
     if request.top_p is not None and not thinking:
@@ -311,8 +317,7 @@ def converse_request(
     if tools:
         kwargs["toolConfig"] = tools
     extra: dict[str, Any] = {}
-    if thinking and request.reasoning is not None:
-        budget = request.reasoning.budget_tokens or DEFAULT_THINKING_BUDGET
+    if budget:
         extra["thinking"] = {"type": "enabled", "budget_tokens": budget}
     for key, value in request.provider_options.items():
         (kwargs if key in CONVERSE_TOP_LEVEL else extra)[key] = value
