@@ -24,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import tracemalloc
 from typing import Any
 
@@ -51,6 +52,27 @@ def sample(trace: bool) -> int:
     return tracemalloc.get_traced_memory()[0] // 1024 if trace else rss_kib()
 
 
+async def timed_with_loop_stall(work: Any) -> tuple[int, int]:
+    """How long `work` took and the longest the event loop could not run anything else meanwhile."""
+    worst, done = 0.0, False
+
+    async def ticker() -> None:
+        nonlocal worst
+        while not done:
+            started = time.perf_counter()
+            await asyncio.sleep(0.001)
+            worst = max(worst, time.perf_counter() - started - 0.001)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)
+    started = time.perf_counter()
+    await work
+    elapsed = time.perf_counter() - started
+    done = True
+    await task
+    return round(elapsed * 1000), round(worst * 1000)
+
+
 async def child(url: str, trace: bool) -> dict[str, int]:
     if trace:
         tracemalloc.start()
@@ -66,8 +88,9 @@ async def child(url: str, trace: bool) -> dict[str, int]:
     )
     provider = BedrockProvider.from_config("bedrock", options)
     phases["provider"] = sample(trace)
-    await provider.client()
+    created_ms, stall_ms = await timed_with_loop_stall(provider.client())
     phases["client"] = sample(trace)
+    phases["client creation ms"], phases["worst loop stall ms"] = created_ms, stall_ms
     request = ChatRequest("anthropic.claude-3-haiku-20240307-v1:0", [Message(Role.USER, (TextPart("hi"),))])
 
     async def call() -> None:
@@ -118,6 +141,9 @@ def main() -> None:
     print("| phase | RSS KiB | RSS delta KiB | traced KiB | traced delta KiB |")
     print("|---|---:|---:|---:|---:|")
     previous: dict[str, Any] = {}
+    timings = {k: rss.pop(k) for k in ("client creation ms", "worst loop stall ms")}
+    for k in timings:
+        traced.pop(k)
     for phase in rss:
         r, t = rss[phase], traced[phase]
         dr = r - previous.get("r", r)
@@ -127,6 +153,10 @@ def main() -> None:
     print(
         f"\nHeld by Bedrock (import + provider + client + first call): RSS {rss['first call'] - rss['baseline']:,} KiB, "
         f"traced {traced['first call'] - traced['baseline']:,} KiB"
+    )
+    print(
+        f"Creating the bedrock-runtime client took {timings['client creation ms']} ms; the event loop's "
+        f"longest stall meanwhile was {timings['worst loop stall ms']} ms"
     )
 
 
