@@ -695,3 +695,20 @@ async def test_malformed_streams_end_with_unavailable(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await collect(gw.stub.CompleteStream(request))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_without_credentials_the_provider_is_not_serving_and_calls_are_unauthenticated(
+    fake: FakeBedrock, gateway_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    async with gateway_factory(config(fake.url)) as gw:
+        providers = await gw.stub.ListProviders(pb.ListProvidersRequest())
+        bedrock = next(p for p in providers.providers if p.name == "bedrock")
+        assert bedrock.health == pb.PROVIDER_HEALTH_NOT_SERVING
+        assert "credentials" in bedrock.health_message
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await collect(gw.stub.ChatStream(chat()))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "AWS_ACCESS_KEY_ID" in (caught.value.details() or "")
+    assert not fake.seen

@@ -238,8 +238,8 @@ class BedrockProvider(BaseProvider):
                 if credentials is None:
                     return HealthStatus(healthy=False, message="no AWS credentials found")
                 await self.client()  # created at start-up, so the first request does not pay for it
-        except GatewayError as exc:
-            return HealthStatus(healthy=False, message=exc.message)
+        except Exception as exc:  # a probe reports; it never raises
+            return HealthStatus(healthy=False, message=self._error(exc, "").message)
         return HealthStatus(healthy=True, latency_us=(time.perf_counter_ns() - started) // 1000)
 
     # --- chat (Converse) -----------------------------------------------------------------------
@@ -253,12 +253,7 @@ class BedrockProvider(BaseProvider):
     async def chat(self, request: ChatRequest) -> ChatResponse:
         kwargs = self._converse_kwargs(request)
         response = await self._call(request.model, "converse", **kwargs)
-
-        async def events() -> AsyncIterator[StreamEvent]:
-            for event in codec.converse_response_events(response, request.model):
-                yield event
-
-        return await accumulate(events())
+        return await accumulate(replay(codec.converse_response_events(response, request.model)))
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         kwargs = self._converse_kwargs(request)
@@ -288,13 +283,7 @@ class BedrockProvider(BaseProvider):
         kwargs, family = self._invoke_kwargs(request)
         response = await self._call(request.model, "invoke_model", **kwargs)
         body = await self._read_json(response, request.model)
-        decoder = codec.InvokeDecoder(family, request.model)
-
-        async def events() -> AsyncIterator[StreamEvent]:
-            for event in decoder.response(body):
-                yield event
-
-        whole = await accumulate(events())
+        whole = await accumulate(replay(codec.InvokeDecoder(family, request.model).response(body)))
         return CompletionResponse(text=whole.text, usage=whole.usage, finish=whole.finish)
 
     async def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
@@ -410,6 +399,12 @@ class BedrockProvider(BaseProvider):
         raise invalid_argument(
             f"model: {request.model!r} is not a Bedrock embedding model (use amazon.titan-embed-* or cohere.embed-*)"
         )
+
+
+async def replay(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    """A whole response's events as a stream, so unary calls accumulate exactly like streams."""
+    for event in events:
+        yield event
 
 
 def from_config(name: str, options: Section) -> BedrockProvider:
