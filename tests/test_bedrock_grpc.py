@@ -648,9 +648,17 @@ async def test_missing_region_is_a_config_error_naming_the_key(aws_env: None, ga
 
 
 async def test_a_passed_deadline_closes_the_bedrock_stream(gw: Any, fake: FakeBedrock) -> None:
-    fake.push(Reply(frames=[event_frame("messageStart", {"role": "assistant"})], hang=True))
+    fake.push(
+        Reply(
+            frames=[event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "first"}})],
+            hang=True,
+        )
+    )
+    call = gw.stub.ChatStream(chat(), timeout=3.0)
+    first = await call.read()  # the upstream stream is open before the deadline passes
+    assert first.text_delta.text == "first"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await collect(gw.stub.ChatStream(chat(), timeout=1.0))
+        await call.read()
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     await asyncio.wait_for(fake.disconnected.wait(), WAIT_S)
 
