@@ -26,6 +26,7 @@ from provider_gateway.domain import (
     ImagePart,
     Message,
     ProviderFinish,
+    ReasoningOptions,
     Role,
     TextPart,
     Tool,
@@ -99,6 +100,17 @@ def test_tool_choice_and_none_mode() -> None:
     }
     none = ChatRequest(CLAUDE, [user], tools=[tool], tool_choice=ToolChoice(ToolChoiceMode.NONE))
     assert "toolConfig" not in codec.converse_request(none, CLAUDE, Family.ANTHROPIC)
+
+
+def test_nova_reasoning_effort() -> None:
+    user = Message(Role.USER, (TextPart("hi"),))
+    request = ChatRequest("amazon.nova-2-lite-v1:0", [user], reasoning=ReasoningOptions(effort="minimal"))
+    kwargs = codec.converse_request(request, "amazon.nova-2-lite-v1:0", Family.NOVA)
+    assert kwargs["additionalModelRequestFields"] == {
+        "reasoningConfig": {"type": "enabled", "maxReasoningEffort": "low"}
+    }
+    plain = ChatRequest("meta.llama3-8b-instruct-v1:0", [user], reasoning=ReasoningOptions(enabled=True))
+    assert "additionalModelRequestFields" not in codec.converse_request(plain, "m", Family.LLAMA)
 
 
 def test_provider_options_split_between_converse_and_model_fields() -> None:

@@ -18,7 +18,7 @@ nothing secret is read from the gateway's config file.
     prompt_caching = false          # cachePoint after the system prompt and the last two user turns
     default_max_tokens = 4096       # InvokeModel bodies that require a maximum
     connect_timeout_s = 10.0
-    read_timeout_s = 300.0          # per read, so a long stream is fine while tokens flow
+    read_timeout_s = 3600.0         # per read; AWS advises an hour: unary Converse waits for the whole answer
     max_connections = 50
     count_tokens = "api"            # "api": CountTokens for Claude, else the local estimate
     health_check = "credentials"    # "credentials", "list_models" (a control-plane call) or "none"
@@ -94,7 +94,7 @@ class BedrockSettings:
     prompt_caching: bool = False
     default_max_tokens: int = 4096
     connect_timeout_s: float = 10.0
-    read_timeout_s: float = 300.0
+    read_timeout_s: float = 3600.0
     max_connections: int = 50
     count_tokens: str = "api"  # "api" (CountTokens where the model supports it) or "estimate"
     health_check: str = "credentials"  # "credentials", "list_models" or "none"
@@ -130,7 +130,7 @@ class BedrockProvider(BaseProvider):
             prompt_caching=options.flag("prompt_caching", False),
             default_max_tokens=options.integer("default_max_tokens", 4096, minimum=1),
             connect_timeout_s=options.number("connect_timeout_s", 10.0, minimum=0.1),
-            read_timeout_s=options.number("read_timeout_s", 300.0, minimum=0.1),
+            read_timeout_s=options.number("read_timeout_s", 3600.0, minimum=0.1),
             max_connections=options.integer("max_connections", 50, minimum=1),
             count_tokens=options.choice("count_tokens", ("api", "estimate"), "api"),
             health_check=options.choice(

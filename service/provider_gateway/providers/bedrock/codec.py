@@ -32,6 +32,7 @@ from provider_gateway.domain import (
     ToolCallEnd,
     ToolCallPart,
     ToolCallStart,
+    ToolChoice,
     ToolChoiceMode,
     ToolResultPart,
     Usage,
@@ -277,6 +278,20 @@ def tool_config(
     return config
 
 
+def reasoning_fields(request: ChatRequest, family: Family) -> dict[str, Any]:
+    """Model fields that turn reasoning on: Claude's `thinking`, Nova 2's `reasoningConfig`."""
+    options = request.reasoning
+    if options is None or not (options.enabled or options.effort):
+        return {}
+    if family is Family.ANTHROPIC:
+        budget = options.budget_tokens or DEFAULT_THINKING_BUDGET
+        return {"thinking": {"type": "enabled", "budget_tokens": budget}}
+    if family is Family.NOVA:
+        effort = {"": "medium", "minimal": "low"}.get(options.effort, options.effort)
+        return {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": effort}}
+    return {}
+
+
 def converse_request(
     request: ChatRequest, model_id: str, family: Family, *, prompt_caching: bool = False
 ) -> dict[str, Any]:
@@ -287,38 +302,27 @@ def converse_request(
     kwargs: dict[str, Any] = {"modelId": model_id, "messages": messages}
     if system:
         kwargs["system"] = system
-    thinking = request.reasoning is not None and request.reasoning.enabled and family is Family.ANTHROPIC
-    budget = 0
-    if thinking and request.reasoning is not None:
-        budget = request.reasoning.budget_tokens or DEFAULT_THINKING_BUDGET
+    extra = reasoning_fields(request, family)
     inference: dict[str, Any] = {}
     if request.max_tokens is not None:
         inference["maxTokens"] = request.max_tokens
-    elif budget:  # Claude needs room for the answer beyond the thinking budget
-        inference["maxTokens"] = budget + THINKING_ANSWER_TOKENS
-    if request.temperature is not None and not thinking:  # Claude thinking requires the default
-        inference["temperature"] = request.temperature
-    if request.top_p is not None and not thinking:
-        inference["topP"] = request.top_p
+    elif "thinking" in extra:  # Claude needs room for the answer beyond the thinking budget
+        inference["maxTokens"] = extra["thinking"]["budget_tokens"] + THINKING_ANSWER_TOKENS
+    if not extra:  # reasoning models reject sampling settings (Claude) or ignore them (Nova)
+        if request.temperature is not None:
+            inference["temperature"] = request.temperature
+        if request.top_p is not None:
+            inference["topP"] = request.top_p
     if request.stop:
         inference["stopSequences"] = list(request.stop)
     if inference:
         kwargs["inferenceConfig"] = inference
-    choice = request.tool_choice
+    choice = request.tool_choice or ToolChoice()
     has_tool_blocks = any(
         isinstance(p, ToolCallPart | ToolResultPart) for m in request.messages for p in m.content
     )
-    tools = tool_config(
-        request.tools,
-        choice.mode if choice else ToolChoiceMode.AUTO,
-        choice.name if choice else "",
-        has_tool_blocks,
-    )
-    if tools:
+    if tools := tool_config(request.tools, choice.mode, choice.name, has_tool_blocks):
         kwargs["toolConfig"] = tools
-    extra: dict[str, Any] = {}
-    if budget:
-        extra["thinking"] = {"type": "enabled", "budget_tokens": budget}
     for key, value in request.provider_options.items():
         (kwargs if key in CONVERSE_TOP_LEVEL else extra)[key] = value
     if extra:
