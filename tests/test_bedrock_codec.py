@@ -217,10 +217,17 @@ def test_claude_stream_tool_and_thinking_chunks() -> None:
     assert caught.value.kind is ErrorKind.UNAVAILABLE
 
 
+def test_huge_numbers_do_not_escape_as_overflow() -> None:
+    assert codec.titan_embed_response({"embedding": [1, 10**400, 0.5], "inputTextTokenCount": 2**70}) == (
+        [1.0, 0.5],
+        0,
+    )
+
+
 def test_stream_chunk_payload_rejects_non_json() -> None:
     assert codec.stream_chunk_payload({"chunk": {"bytes": b'{"a": 1}'}}) == {"a": 1}
     assert codec.stream_chunk_payload({"internalServerException": {}}) is None
-    for bad in (b"not json", b"[1, 2]", b"\xff\xfe"):
+    for bad in (b"not json", b"[1, 2]", b"\xff\xfe", b"[" * 100_000 + b"]" * 100_000):
         with pytest.raises(GatewayError, match="malformed"):
             codec.stream_chunk_payload({"chunk": {"bytes": bad}})
 

@@ -99,17 +99,21 @@ def _str(value: Any) -> str:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    """A token count: a non-negative int that fits the API's int64, else 0."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    return 0
 
 
 def _floats(value: Any) -> list[float]:
-    return [float(v) for v in _list(value) if isinstance(v, int | float) and not isinstance(v, bool)]
+    numbers = [v for v in _list(value) if isinstance(v, int | float) and not isinstance(v, bool)]
+    return [float(v) for v in numbers if not isinstance(v, int) or abs(v) < 2**1000]
 
 
 def decode_json_object(data: bytes | str, what: str) -> dict[str, Any]:
     try:
         value = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise malformed(what) from None
     if not isinstance(value, dict):
         raise malformed(what)

@@ -64,8 +64,8 @@ TRANSPORT_ERRORS = (
     aiohttp.ClientError,
     ConnectionError,
 )
-# A response botocore cannot decode: bad CRCs or lengths, bad base64 in a chunk, bad JSON.
-MALFORMED_ERRORS = (ParserError, ResponseParserError, binascii.Error, UnicodeDecodeError)
+# A response botocore cannot decode: bad CRCs or lengths, bad base64 in a chunk, bad or too deep JSON.
+MALFORMED_ERRORS = (ParserError, ResponseParserError, binascii.Error, UnicodeDecodeError, RecursionError)
 
 
 def from_client_error(exc: ClientError, provider: str, model: str, region: str) -> GatewayError:
