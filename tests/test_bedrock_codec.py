@@ -98,6 +98,8 @@ def test_tool_choice_and_none_mode() -> None:
     assert kwargs["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"] == {
         "json": {"type": "object", "properties": {}}
     }
+    auto = ChatRequest(CLAUDE, [user], tools=[tool])
+    assert "toolChoice" not in codec.converse_request(auto, CLAUDE, Family.ANTHROPIC)["toolConfig"]
     none = ChatRequest(CLAUDE, [user], tools=[tool], tool_choice=ToolChoice(ToolChoiceMode.NONE))
     assert "toolConfig" not in codec.converse_request(none, CLAUDE, Family.ANTHROPIC)
 

@@ -720,3 +720,18 @@ async def test_without_credentials_the_provider_is_not_serving_and_calls_are_una
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "AWS_ACCESS_KEY_ID" in (caught.value.details() or "")
     assert not fake.seen
+
+
+async def test_completions_for_models_without_a_known_body_go_through_converse(
+    gw: Any, fake: FakeBedrock
+) -> None:
+    arn = "arn:aws:bedrock:us-west-2:123456789012:imported-model/abc123"
+    request = pb.CompleteRequest(model=f"bedrock/{arn}", prompt="Say hi", max_tokens=9)
+    events = await collect(gw.stub.CompleteStream(request))
+    assert text_of(events) == "Hello from Bedrock"
+    response = await gw.stub.Complete(request)
+    assert response.text == "Hello from Bedrock"
+    assert [s.operation for s in fake.seen] == ["converse-stream", "converse"]
+    assert fake.last().model_id == arn
+    assert fake.last().body["messages"] == [{"role": "user", "content": [{"text": "Say hi"}]}]
+    assert fake.last().body["inferenceConfig"] == {"maxTokens": 9}

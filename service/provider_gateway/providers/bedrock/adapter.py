@@ -255,7 +255,7 @@ class BedrockProvider(BaseProvider):
         response = await self._call(request.model, "converse", **kwargs)
         return await accumulate(replay(codec.converse_response_events(response, request.model)))
 
-    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def chat_stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         kwargs = self._converse_kwargs(request)
         response = await self._call(request.model, "converse_stream", **kwargs)
         decoder = codec.ConverseStreamDecoder(request.model)
@@ -279,14 +279,26 @@ class BedrockProvider(BaseProvider):
         }
         return kwargs, family
 
+    def _uses_converse(self, request: CompletionRequest) -> bool:
+        """Models with no known InvokeModel body (imported models, application profile ARNs)."""
+        return models.family(self.model_id(request.model)) is Family.OTHER
+
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
+        if self._uses_converse(request):
+            whole = await self.chat(as_chat(request))
+            return CompletionResponse(text=whole.text, usage=whole.usage, finish=whole.finish)
         kwargs, family = self._invoke_kwargs(request)
         response = await self._call(request.model, "invoke_model", **kwargs)
         body = await self._read_json(response, request.model)
         whole = await accumulate(replay(codec.InvokeDecoder(family, request.model).response(body)))
         return CompletionResponse(text=whole.text, usage=whole.usage, finish=whole.finish)
 
-    async def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+    async def complete_stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
+        if self._uses_converse(request):
+            async with aclosing(self.chat_stream(as_chat(request))) as chat_events:
+                async for event in chat_events:
+                    yield event
+            return
         kwargs, family = self._invoke_kwargs(request)
         response = await self._call(request.model, "invoke_model_with_response_stream", **kwargs)
         decoder = codec.InvokeDecoder(family, request.model)
@@ -399,6 +411,19 @@ class BedrockProvider(BaseProvider):
         raise invalid_argument(
             f"model: {request.model!r} is not a Bedrock embedding model (use amazon.titan-embed-* or cohere.embed-*)"
         )
+
+
+def as_chat(request: CompletionRequest) -> ChatRequest:
+    """A completion as a one-message conversation, for models only Converse knows how to call."""
+    return ChatRequest(
+        model=request.model,
+        messages=[Message(Role.USER, (TextPart(request.prompt),))],
+        temperature=request.temperature,
+        top_p=request.top_p,
+        max_tokens=request.max_tokens,
+        stop=list(request.stop),
+        provider_options=dict(request.provider_options),
+    )
 
 
 async def replay(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:

@@ -277,8 +277,7 @@ def tool_config(
         config["toolChoice"] = {"any": {}}
     elif mode is ToolChoiceMode.TOOL:
         config["toolChoice"] = {"tool": {"name": name}}
-    elif mode is ToolChoiceMode.AUTO:
-        config["toolChoice"] = {"auto": {}}
+    # AUTO is Bedrock's default; leaving `toolChoice` out also suits models that reject the field.
     return config
 
 
@@ -312,7 +311,7 @@ def converse_request(
         inference["maxTokens"] = request.max_tokens
     elif "thinking" in extra:  # Claude needs room for the answer beyond the thinking budget
         inference["maxTokens"] = extra["thinking"]["budget_tokens"] + THINKING_ANSWER_TOKENS
-    if not extra:  # reasoning models reject sampling settings (Claude) or ignore them (Nova)
+    if not extra:  # Claude rejects temperature and top_p while thinking; dropped for Nova 2 alike
         if request.temperature is not None:
             inference["temperature"] = request.temperature
         if request.top_p is not None:
