@@ -735,3 +735,45 @@ async def test_completions_for_models_without_a_known_body_go_through_converse(
     assert fake.last().model_id == arn
     assert fake.last().body["messages"] == [{"role": "user", "content": [{"text": "Say hi"}]}]
     assert fake.last().body["inferenceConfig"] == {"maxTokens": 9}
+
+
+async def test_unary_chat_returns_reasoning_tool_calls_and_cache_usage(gw: Any, fake: FakeBedrock) -> None:
+    fake.push(
+        Reply(
+            body={
+                "output": {
+                    "message": {
+                        "role": "assistant",
+                        "content": [
+                            {
+                                "reasoningContent": {
+                                    "reasoningText": {"text": "Need weather.", "signature": "sig"}
+                                }
+                            },
+                            {"text": "Let me check."},
+                            {
+                                "toolUse": {
+                                    "toolUseId": "t1",
+                                    "name": "get_weather",
+                                    "input": {"city": "Oslo"},
+                                }
+                            },
+                        ],
+                    }
+                },
+                "stopReason": "tool_use",
+                "usage": {"inputTokens": 3, "outputTokens": 8, "cacheReadInputTokens": 100},
+            }
+        )
+    )
+    response = await gw.stub.Chat(chat())
+    assert (response.text, response.reasoning, response.reasoning_signature) == (
+        "Let me check.",
+        "Need weather.",
+        "sig",
+    )
+    assert [(c.id, c.name, json.loads(c.arguments_json)) for c in response.tool_calls] == [
+        ("t1", "get_weather", {"city": "Oslo"})
+    ]
+    assert (response.usage.input_tokens, response.usage.cache_read_tokens) == (103, 100)
+    assert response.finish.reason == pb.FINISH_REASON_TOOL_CALLS
