@@ -777,3 +777,13 @@ async def test_unary_chat_returns_reasoning_tool_calls_and_cache_usage(gw: Any, 
     ]
     assert (response.usage.input_tokens, response.usage.cache_read_tokens) == (103, 100)
     assert response.finish.reason == pb.FINISH_REASON_TOOL_CALLS
+
+
+async def test_a_failed_titan_embedding_call_is_the_status_of_the_whole_embed(
+    gw: Any, fake: FakeBedrock
+) -> None:
+    fake.push(Reply(error=("ThrottlingException", "Too many requests")))
+    request = pb.EmbedRequest(model="bedrock/amazon.titan-embed-text-v2:0", inputs=["a", "b", "c"])
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await gw.stub.Embed(request)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -344,7 +344,7 @@ class BedrockProvider(BaseProvider):
                     id=summary.get("modelId", ""),
                     display_name=f"{summary.get('providerName', '')} {summary.get('modelName', '')}".strip(),
                     vision="IMAGE" in inputs,
-                    tools="TEXT" in outputs,
+                    tools="TEXT" in outputs and can_use_tools(summary.get("modelId", "")),
                     embeddings="EMBEDDING" in outputs,
                 )
             )
@@ -358,7 +358,7 @@ class BedrockProvider(BaseProvider):
                     ModelInfo(
                         id=profile.get("inferenceProfileId", ""),
                         display_name=profile.get("inferenceProfileName", ""),
-                        tools=True,
+                        tools=can_use_tools(profile.get("inferenceProfileId", "")),
                     )
                 )
             token = page.get("nextToken")
@@ -393,15 +393,22 @@ class BedrockProvider(BaseProvider):
         model_id = self.model_id(request.model)
         family = models.family(model_id)
         if family is Family.TITAN and models.is_embedding_model(model_id):
-            vectors, tokens = [], 0
-            for text in request.inputs:  # Titan embeds one text per call
-                body = await self._invoke_json(
-                    model_id, codec.titan_embed_body(text, request.dimensions), request.model
-                )
-                vector, count = codec.titan_embed_response(body)
-                vectors.append(vector)
-                tokens += count
-            return EmbedResult(vectors, Usage(input_tokens=tokens), model=request.model)
+            # Titan embeds one text per call: make the calls concurrently (the pool bounds them).
+            try:
+                async with asyncio.TaskGroup() as group:
+                    calls = [
+                        group.create_task(
+                            self._invoke_json(
+                                model_id, codec.titan_embed_body(text, request.dimensions), request.model
+                            )
+                        )
+                        for text in request.inputs
+                    ]
+            except ExceptionGroup as failed:  # the first failure, as the GatewayError the router expects
+                raise failed.exceptions[0] from None
+            results = [codec.titan_embed_response(call.result()) for call in calls]
+            tokens = sum(count for _, count in results)
+            return EmbedResult([v for v, _ in results], Usage(input_tokens=tokens), model=request.model)
         if family is Family.COHERE and models.is_embedding_model(model_id):
             body = await self._invoke_json(model_id, codec.cohere_embed_body(request.inputs), request.model)
             vectors = codec.cohere_embed_response(body, len(request.inputs))
@@ -411,6 +418,12 @@ class BedrockProvider(BaseProvider):
         raise invalid_argument(
             f"model: {request.model!r} is not a Bedrock embedding model (use amazon.titan-embed-* or cohere.embed-*)"
         )
+
+
+def can_use_tools(model_id: str) -> bool:
+    """Whether Converse tool use is offered: every chat family but Titan text (a coarse guess)."""
+    family = models.family(model_id)
+    return family not in (Family.TITAN, Family.OTHER) and not models.is_embedding_model(model_id)
 
 
 def as_chat(request: CompletionRequest) -> ChatRequest:
