@@ -37,6 +37,7 @@ ADAPTERS: dict[str, str] = {
     "gemini": "provider_gateway.providers.gemini.adapter:from_config",
     "vertex": "provider_gateway.providers.vertex.adapter:from_config",
     "cohere": "provider_gateway.providers.cohere.adapter:from_config",
+    "bedrock": "provider_gateway.providers.bedrock.adapter:from_config",
 }
 
 

@@ -1,0 +1,1 @@
+"""AWS Bedrock: `codec` (pure wire format), `models` (ids and families), `errors`, `adapter` (I/O)."""

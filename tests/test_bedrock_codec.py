@@ -1,0 +1,369 @@
+"""Bedrock's pure parts: model ids and families, the codec's edge cases, and the fake's frames."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import struct
+from typing import Any
+
+import pytest
+from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from provider_gateway.domain import (
+    ChatRequest,
+    CompletionRequest,
+    FinishReason,
+    ImagePart,
+    Message,
+    ProviderFinish,
+    ReasoningOptions,
+    Role,
+    TextPart,
+    Tool,
+    ToolChoice,
+    ToolChoiceMode,
+)
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.fakes.bedrock import encode_message, event_frame, exception_frame
+from provider_gateway.providers.bedrock import codec, models
+from provider_gateway.providers.bedrock.errors import translate
+from provider_gateway.providers.bedrock.models import Family
+
+CLAUDE = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+
+
+@pytest.mark.parametrize(
+    ("region", "prefix"),
+    [
+        ("us-east-1", "us."),
+        ("us-west-2", "us."),
+        ("us-gov-west-1", "us-gov."),
+        ("eu-central-1", "eu."),
+        ("ap-southeast-1", "apac."),
+        ("ap-southeast-2", "au."),
+        ("ap-northeast-1", "jp."),
+        ("ca-central-1", "ca."),
+        ("sa-east-1", "sa."),
+        ("me-central-1", ""),
+    ],
+)
+def test_region_prefixes(region: str, prefix: str) -> None:
+    assert models.region_prefix(region) == prefix
+
+
+def test_inference_model_id_modes() -> None:
+    assert models.inference_model_id(CLAUDE, "eu-west-1", "none") == CLAUDE
+    assert models.inference_model_id(CLAUDE, "eu-west-1", "regional") == f"eu.{CLAUDE}"
+    assert models.inference_model_id(CLAUDE, "us-gov-west-1", "regional", "ug") == f"ug.{CLAUDE}"
+    assert models.inference_model_id(CLAUDE, "eu-west-1", "global") == f"global.{CLAUDE}"
+    assert models.inference_model_id(f"apac.{CLAUDE}", "eu-west-1", "regional") == f"apac.{CLAUDE}"
+    arn = "arn:aws:bedrock:us-east-1:123:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0"
+    assert models.inference_model_id(arn, "us-east-1", "global") == arn
+
+
+@pytest.mark.parametrize(
+    ("model_id", "family"),
+    [
+        (CLAUDE, Family.ANTHROPIC),
+        (f"us.{CLAUDE}", Family.ANTHROPIC),
+        (f"us-gov.{CLAUDE}", Family.ANTHROPIC),
+        ("arn:aws:bedrock:us-east-1::foundation-model/meta.llama3-70b-instruct-v1:0", Family.LLAMA),
+        ("amazon.nova-pro-v1:0", Family.NOVA),
+        ("amazon.titan-text-premier-v1:0", Family.TITAN),
+        ("mistral.mistral-large-2402-v1:0", Family.MISTRAL),
+        ("cohere.command-r-plus-v1:0", Family.COHERE),
+        ("arn:aws:bedrock:us-east-1:123:imported-model/abc", Family.OTHER),
+    ],
+)
+def test_family_detection(model_id: str, family: Family) -> None:
+    assert models.family(model_id) is family
+
+
+def test_tool_choice_and_none_mode() -> None:
+    tool = Tool("lookup", "", {})
+    user = Message(Role.USER, (TextPart("hi"),))
+    named = ChatRequest(CLAUDE, [user], tools=[tool], tool_choice=ToolChoice(ToolChoiceMode.TOOL, "lookup"))
+    kwargs = codec.converse_request(named, CLAUDE, Family.ANTHROPIC)
+    assert kwargs["toolConfig"]["toolChoice"] == {"tool": {"name": "lookup"}}
+    assert kwargs["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"] == {
+        "json": {"type": "object", "properties": {}}
+    }
+    auto = ChatRequest(CLAUDE, [user], tools=[tool])
+    assert "toolChoice" not in codec.converse_request(auto, CLAUDE, Family.ANTHROPIC)["toolConfig"]
+    none = ChatRequest(CLAUDE, [user], tools=[tool], tool_choice=ToolChoice(ToolChoiceMode.NONE))
+    assert "toolConfig" not in codec.converse_request(none, CLAUDE, Family.ANTHROPIC)
+
+
+def test_nova_reasoning_effort() -> None:
+    user = Message(Role.USER, (TextPart("hi"),))
+    request = ChatRequest("amazon.nova-2-lite-v1:0", [user], reasoning=ReasoningOptions(effort="minimal"))
+    kwargs = codec.converse_request(request, "amazon.nova-2-lite-v1:0", Family.NOVA)
+    assert kwargs["additionalModelRequestFields"] == {
+        "reasoningConfig": {"type": "enabled", "maxReasoningEffort": "low"}
+    }
+    plain = ChatRequest("meta.llama3-8b-instruct-v1:0", [user], reasoning=ReasoningOptions(enabled=True))
+    assert "additionalModelRequestFields" not in codec.converse_request(plain, "m", Family.LLAMA)
+
+
+def test_provider_options_split_between_converse_and_model_fields() -> None:
+    request = ChatRequest(
+        CLAUDE,
+        [Message(Role.USER, (TextPart("hi"),))],
+        provider_options={"guardrailConfig": {"guardrailIdentifier": "g"}, "top_k": 5},
+    )
+    kwargs = codec.converse_request(request, CLAUDE, Family.ANTHROPIC)
+    assert kwargs["guardrailConfig"] == {"guardrailIdentifier": "g"}
+    assert kwargs["additionalModelRequestFields"] == {"top_k": 5}
+
+
+def test_cache_points_are_capped_at_four_keeping_the_latest() -> None:
+    turns = [
+        Message(Role.USER if i % 2 == 0 else Role.ASSISTANT, (TextPart(f"t{i}", cache_breakpoint=True),))
+        for i in range(6)
+    ]
+    system = Message(Role.SYSTEM, (TextPart("sys", cache_breakpoint=True),))
+    system_blocks, messages = codec.converse_messages([system, *turns], prompt_caching=False)
+    assert system_blocks[-1] == codec.CACHE_POINT
+    marked = [m["content"][0]["text"] for m in messages if m["content"][-1] == codec.CACHE_POINT]
+    assert marked == ["t3", "t4", "t5"]
+
+
+def test_data_url_images_are_decoded_and_unknown_types_rejected() -> None:
+    block = codec.image_block(ImagePart(url="data:image/jpeg;base64,aGVsbG8="))
+    assert block == {"image": {"format": "jpeg", "source": {"bytes": b"hello"}}}
+    with pytest.raises(GatewayError) as caught:
+        codec.image_block(ImagePart(data=b"x", media_type="image/tiff"))
+    assert caught.value.kind is ErrorKind.INVALID_ARGUMENT
+    assert "media_type" in caught.value.message
+
+
+def test_only_a_system_prompt_is_rejected() -> None:
+    request = ChatRequest(CLAUDE, [Message(Role.SYSTEM, (TextPart("x"),))])
+    with pytest.raises(GatewayError, match="messages"):
+        codec.converse_request(request, CLAUDE, Family.ANTHROPIC)
+
+
+def test_legacy_cohere_command_gets_a_prompt_body() -> None:
+    body = codec.invoke_body(Family.COHERE, CompletionRequest("cohere.command-text-v14", "hi"), 10)
+    assert body == {"prompt": "hi", "max_tokens": 10}
+    with pytest.raises(GatewayError, match="Converse"):
+        codec.invoke_body(Family.OTHER, CompletionRequest("arn:x", "hi"), 10)
+
+
+def test_whole_claude_invoke_response_with_thinking_and_tools() -> None:
+    decoder = codec.InvokeDecoder(Family.ANTHROPIC, CLAUDE)
+    events = decoder.response(
+        {
+            "id": "msg_1",
+            "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "s"},
+                {"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}},
+            ],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 5, "output_tokens": 7, "cache_read_input_tokens": 100},
+        }
+    )
+    finish = events[-1]
+    assert isinstance(finish, ProviderFinish)
+    assert (finish.reason, finish.response_id) == (FinishReason.TOOL_CALLS, "msg_1")
+    usage = events[-2].usage  # type: ignore[union-attr]
+    assert (usage.input_tokens, usage.cache_read_tokens) == (105, 100)
+
+
+def test_claude_stream_tool_and_thinking_chunks() -> None:
+    decoder = codec.InvokeDecoder(Family.ANTHROPIC, CLAUDE)
+    chunks: list[dict[str, Any]] = [
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "ok"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig"}},
+        {
+            "type": "content_block_start",
+            "index": 1,
+            "content_block": {"type": "tool_use", "id": "t", "name": "f"},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": '{"a":'},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": "1}"},
+        },
+        {"type": "content_block_stop", "index": 1},
+    ]
+    events = [e for chunk in chunks for e in decoder.feed(chunk)]
+    names = [type(e).__name__ for e in events]
+    assert names == [
+        "ReasoningDelta",
+        "ReasoningDelta",
+        "ToolCallStart",
+        "ToolCallDelta",
+        "ToolCallDelta",
+        "ToolCallEnd",
+    ]
+    assert events[-1].call.arguments_json == '{"a":1}'  # type: ignore[union-attr]
+    with pytest.raises(GatewayError) as caught:
+        decoder.feed({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+
+
+def test_huge_numbers_do_not_escape_as_overflow() -> None:
+    assert codec.titan_embed_response({"embedding": [1, 10**400, 0.5], "inputTextTokenCount": 2**70}) == (
+        [1.0, 0.5],
+        0,
+    )
+
+
+def test_stream_chunk_payload_rejects_non_json() -> None:
+    assert codec.stream_chunk_payload({"chunk": {"bytes": b'{"a": 1}'}}) == {"a": 1}
+    assert codec.stream_chunk_payload({"internalServerException": {}}) is None
+    for bad in (b"not json", b"[1, 2]", b"\xff\xfe", b"[" * 100_000 + b"]" * 100_000):
+        with pytest.raises(GatewayError, match="malformed"):
+            codec.stream_chunk_payload({"chunk": {"bytes": bad}})
+
+
+# --- robustness: any JSON-shaped input decodes to events or a GatewayError, nothing else ------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+event_keys = st.sampled_from(
+    [
+        "messageStart",
+        "contentBlockStart",
+        "contentBlockDelta",
+        "contentBlockStop",
+        "messageStop",
+        "metadata",
+        "type",
+    ]
+)
+events = st.dictionaries(event_keys, json_values, max_size=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(events, max_size=6))
+def test_converse_decoder_never_raises_anything_but_gateway_errors(stream: list[dict[str, Any]]) -> None:
+    decoder = codec.ConverseStreamDecoder(CLAUDE)
+    try:
+        for event in stream:
+            decoder.feed(event)
+        decoder.end()
+    except GatewayError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(list(Family)[:-1]),
+    st.lists(st.dictionaries(st.text(max_size=20), json_values), max_size=4),
+)
+def test_invoke_decoders_never_raise_anything_but_gateway_errors(
+    family: Family, chunks: list[dict[str, Any]]
+) -> None:
+    decoder = codec.InvokeDecoder(family, "m")
+    try:
+        for chunk in chunks:
+            decoder.feed(chunk)
+        decoder.response(chunks[0] if chunks else {})
+    except GatewayError:
+        pass
+
+
+# --- the fake's eventstream frames decode with botocore's own parser ---------------------------
+
+
+def test_frames_decode_with_botocore() -> None:
+    buffer = EventStreamBuffer()
+    data = event_frame("contentBlockDelta", {"delta": {"text": "hé"}}) + exception_frame(
+        "ThrottlingException", "slow"
+    )
+    # Feed in awkward pieces, as a network would deliver them.
+    messages = []
+    for start in range(0, len(data), 7):
+        buffer.add_data(data[start : start + 7])
+        messages.extend(buffer)
+    first, second = messages
+    assert first.headers == {
+        ":event-type": "contentBlockDelta",
+        ":content-type": "application/json",
+        ":message-type": "event",
+    }
+    assert json.loads(first.payload) == {"delta": {"text": "hé"}}
+    assert second.headers[":exception-type"] == "throttlingException"
+    assert second.to_response_dict()["status_code"] == 400
+
+
+def test_a_corrupted_frame_fails_botocores_crc_check() -> None:
+    frame = bytearray(encode_message({":message-type": "event"}, b"{}"))
+    frame[-6] ^= 0xFF  # flip a payload byte: the message CRC no longer matches
+    buffer = EventStreamBuffer()
+    buffer.add_data(bytes(frame))
+    with pytest.raises(ChecksumMismatch):
+        list(buffer)
+    total, headers_length = struct.unpack("!II", frame[:8])
+    assert total == len(frame)
+    assert headers_length == len(frame) - 12 - 2 - 4
+
+
+# --- error translation -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (NoCredentialsError(), ErrorKind.UNAUTHENTICATED),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), ErrorKind.UNAVAILABLE),
+        (ReadTimeoutError(endpoint_url="http://x"), ErrorKind.DEADLINE_EXCEEDED),
+        (ParamValidationError(report="modelId too long"), ErrorKind.INVALID_ARGUMENT),
+        (ChecksumMismatch(1, 2), ErrorKind.UNAVAILABLE),
+        (binascii.Error("Incorrect padding"), ErrorKind.UNAVAILABLE),
+        (RuntimeError("bug"), ErrorKind.INTERNAL),
+        (
+            ClientError(
+                {
+                    "Error": {"Code": "SomethingNew", "Message": "m"},
+                    "ResponseMetadata": {"HTTPStatusCode": 503},
+                },
+                "Converse",
+            ),
+            ErrorKind.UNAVAILABLE,
+        ),
+        (
+            ClientError(
+                {"Error": {"Code": "", "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": 429}},
+                "Converse",
+            ),
+            ErrorKind.RESOURCE_EXHAUSTED,
+        ),
+        (
+            ClientError({"Error": {"Code": "ExpiredTokenException", "Message": "expired"}}, "Converse"),
+            ErrorKind.UNAUTHENTICATED,
+        ),
+        (
+            ClientError({"Error": {"Code": "modelTimeoutException", "Message": "slow"}}, "ConverseStream"),
+            ErrorKind.DEADLINE_EXCEEDED,
+        ),
+    ],
+)
+def test_translate(exc: Exception, kind: ErrorKind) -> None:
+    error = translate(exc, "bedrock", CLAUDE, "us-east-1")
+    assert error.kind is kind
+    assert error.provider == "bedrock"
+    assert "secret" not in error.message
