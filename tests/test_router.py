@@ -200,3 +200,11 @@ async def test_count_tokens_and_embed_resolve_groups() -> None:
     route, count = await router.count_tokens(CountTokensRequest("a/echo", text="hello"))
     assert route.provider == "a"
     assert count.input_tokens > 0
+
+
+async def test_unary_calls_fail_over_even_after_partial_output() -> None:
+    router = make_router(two_deployments('fault = "error_after_tokens"\nfault_after_tokens = 2'))
+    response, finish = await router.chat(chat("g"), RequestClock())
+    assert finish.provider == "b"
+    assert response.text.count("Mock") == 1  # only b's answer: a's partial output was discarded
+    assert [a.outcome for a in finish.attempts] == ["UNAVAILABLE", "ok"]

@@ -198,8 +198,16 @@ class Router:
     # --- the retry loop ------------------------------------------------------------------------
 
     async def _stream(
-        self, plan: Plan, request: Req, clock: RequestClock, open_stream: OpenStream[Req]
+        self,
+        plan: Plan,
+        request: Req,
+        clock: RequestClock,
+        open_stream: OpenStream[Req],
+        *,
+        buffered: bool = False,
     ) -> AsyncIterator[GatewayEvent]:
+        """The retry loop. `buffered` (unary calls) holds each attempt's events until it succeeds,
+        so that even a failure after some output can fail over: the client has seen nothing yet."""
         settings = plan.settings
         deadline = clock.deadline if clock.deadline is not None else self.clock() + settings.timeout_s
         attempts: list[Attempt] = []
@@ -225,13 +233,21 @@ class Router:
                         retry_after=wait,
                     )
                     continue
+            if not deployment.breaker.available():
+                continue  # another request took the last half-open probe slot while we waited
             sent_content = False
+            held: list[GatewayEvent] = []
             try:
                 async for event in self._attempt(
                     deployment, len(attempts) + 1, request, clock, deadline, open_stream, attempts
                 ):
+                    if buffered:
+                        held.append(event)
+                        continue
                     if isinstance(event, CONTENT_EVENTS):
                         sent_content = True
+                    yield event
+                for event in held:
                     yield event
                 return
             except GatewayError as exc:
@@ -276,17 +292,17 @@ class Router:
             else:
                 return deployment
         if at_capacity:
-            await self._wait_for_capacity(
-                plan, min(deadline, now + plan.settings.queue_timeout_s, now + wait)
-            )
+            give_up = min(deadline, now + plan.settings.queue_timeout_s)
+            await self._wait_for_capacity(plan, min(give_up, now + wait), give_up)
             return None
         if wait > plan.settings.max_retry_wait_s or now + wait >= deadline or wait is math.inf:
             raise _unavailable(plan, last_error, wait)
         await self.sleep(wait)
         return None
 
-    async def _wait_for_capacity(self, plan: Plan, until: float) -> None:
-        """Wait in the group's bounded queue until a deployment frees capacity (or `until`)."""
+    async def _wait_for_capacity(self, plan: Plan, until: float, give_up: float) -> None:
+        """Wait in the group's bounded queue until a deployment frees capacity or becomes ready
+        (`until`); past `give_up` (the deadline or the queue timeout) the request is refused."""
         waiting = self._waiters.get(plan.name, 0)
         if waiting >= plan.settings.max_queue:
             raise GatewayError(
@@ -299,6 +315,8 @@ class Router:
             async with self._capacity:
                 await asyncio.wait_for(self._capacity.wait(), max(until - self.clock(), 0.0))
         except TimeoutError:
+            if until < give_up:
+                return  # another deployment's wait is over: look again
             raise GatewayError(
                 ErrorKind.RESOURCE_EXHAUSTED,
                 f"{plan.name!r} stayed at capacity until the request's deadline",
@@ -416,12 +434,17 @@ class Router:
 
     async def chat(self, request: ChatRequest, clock: RequestClock) -> tuple[ChatResponse, Finish]:
         """Unary calls run the same stream loop, so timeouts, retries and failover are identical."""
-        return await _collect(self.chat_stream(request, clock))
+        plan = self.plan(request.model, request.provider, request.fallbacks)
+        return await _collect(
+            self._stream(plan, request, clock, lambda p, r: p.chat_stream(r), buffered=True)
+        )
 
     async def complete(
         self, request: CompletionRequest, clock: RequestClock
     ) -> tuple[CompletionResponse, Finish]:
-        response, finish = await _collect(self.complete_stream(request, clock))
+        plan = self.plan(request.model, request.provider, request.fallbacks)
+        events = self._stream(plan, request, clock, lambda p, r: p.complete_stream(r), buffered=True)
+        response, finish = await _collect(events)
         return CompletionResponse(text=response.text, usage=response.usage, finish=response.finish), finish
 
     async def list_models(self, provider: str = "") -> list[tuple[str, ModelInfo]]:
