@@ -14,12 +14,14 @@ failure ends the stream with an error status (an honest error beats a silently s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+from contextvars import Token
 from typing import Any, TypeVar
 
 from provider_gateway.domain import (
@@ -205,7 +207,7 @@ class Router:
         open_stream: OpenStream[Req],
         *,
         buffered: bool = False,
-    ) -> AsyncIterator[GatewayEvent]:
+    ) -> AsyncGenerator[GatewayEvent, None]:
         """The retry loop. `buffered` (unary calls) holds each attempt's events until it succeeds,
         so that even a failure after some output can fail over: the client has seen nothing yet."""
         settings = plan.settings
@@ -238,15 +240,19 @@ class Router:
             sent_content = False
             held: list[GatewayEvent] = []
             try:
-                async for event in self._attempt(
+                # aclosing: a client that stops reading closes this attempt (and its upstream) now,
+                # not whenever the garbage collector finalizes the generator.
+                attempt = self._attempt(
                     deployment, len(attempts) + 1, request, clock, deadline, open_stream, attempts
-                ):
-                    if buffered:
-                        held.append(event)
-                        continue
-                    if isinstance(event, CONTENT_EVENTS):
-                        sent_content = True
-                    yield event
+                )
+                async with contextlib.aclosing(attempt):
+                    async for event in attempt:
+                        if buffered:
+                            held.append(event)
+                            continue
+                        if isinstance(event, CONTENT_EVENTS):
+                            sent_content = True
+                        yield event
                 for event in held:
                     yield event
                 return
@@ -338,30 +344,33 @@ class Router:
         deadline: float,
         open_stream: OpenStream[Req],
         attempts: list[Attempt],
-    ) -> AsyncIterator[GatewayEvent]:
+    ) -> AsyncGenerator[GatewayEvent, None]:
         """One try of one deployment: its events, then the Finish; failures judged for breaker and limiter."""
         breaker, limiter, settings = deployment.breaker, deployment.limiter, deployment.settings
         state = breaker.state.value
         breaker.acquire()
         limiter.acquire()
-        attempt_token = CURRENT_ATTEMPT.set(AttemptInfo(number, deployment.key, state))
-        sink_token = RATE_LIMIT_SINK.set(lambda info: self._rate_limit_info(deployment, info))
+        scope = _AttemptScope(
+            AttemptInfo(number, deployment.key, state), lambda info: self._rate_limit_info(deployment, info)
+        )
         started = time.perf_counter_ns()
         stream: AsyncIterator[StreamEvent] | None = None
         sent_content = False
         finish: ProviderFinish | None = None
         verdict = False
         try:
-            stream = open_stream(
-                deployment.provider, dataclasses.replace(request, model=deployment.spec.model)
-            )
+            with scope:
+                stream = open_stream(
+                    deployment.provider, dataclasses.replace(request, model=deployment.spec.model)
+                )
             while True:
                 limit = settings.idle_timeout_s if sent_content else settings.ttft_timeout_s
                 limit = min(limit, max(deadline - self.clock(), 0.0))
                 before = time.perf_counter_ns()
                 try:
                     async with asyncio.timeout(limit):
-                        event = await anext(stream)
+                        with scope:
+                            event = await anext(stream)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
@@ -383,8 +392,6 @@ class Router:
             await self._judge(deployment, exc)
             raise
         finally:
-            CURRENT_ATTEMPT.reset(attempt_token)
-            RATE_LIMIT_SINK.reset(sink_token)
             limiter.release()
             if not verdict:  # cancelled or an unexpected exception: neither success nor failure
                 breaker.release()
@@ -424,11 +431,13 @@ class Router:
 
     # --- public calls --------------------------------------------------------------------------
 
-    def chat_stream(self, request: ChatRequest, clock: RequestClock) -> AsyncIterator[GatewayEvent]:
+    def chat_stream(self, request: ChatRequest, clock: RequestClock) -> AsyncGenerator[GatewayEvent, None]:
         plan = self.plan(request.model, request.provider, request.fallbacks)
         return self._stream(plan, request, clock, lambda p, r: p.chat_stream(r))
 
-    def complete_stream(self, request: CompletionRequest, clock: RequestClock) -> AsyncIterator[GatewayEvent]:
+    def complete_stream(
+        self, request: CompletionRequest, clock: RequestClock
+    ) -> AsyncGenerator[GatewayEvent, None]:
         plan = self.plan(request.model, request.provider, request.fallbacks)
         return self._stream(plan, request, clock, lambda p, r: p.complete_stream(r))
 
@@ -485,6 +494,30 @@ class Router:
 
     async def aclose(self) -> None:
         await self.store.aclose()
+
+
+class _AttemptScope:
+    """Sets the attempt's context variables around each call into the provider.
+
+    Only around calls, never across a `yield`: a generator may be resumed or closed from another
+    task (grpc closes a cancelled stream elsewhere), where a token from here could not be reset.
+    """
+
+    __slots__ = ("info", "sink", "tokens")
+
+    def __init__(self, info: AttemptInfo, sink: Callable[[RateLimitInfo], None]) -> None:
+        self.info, self.sink = info, sink
+        self.tokens: list[
+            tuple[Token[AttemptInfo | None], Token[Callable[[RateLimitInfo], None] | None]]
+        ] = []
+
+    def __enter__(self) -> None:
+        self.tokens.append((CURRENT_ATTEMPT.set(self.info), RATE_LIMIT_SINK.set(self.sink)))
+
+    def __exit__(self, *exc: object) -> None:
+        attempt, sink = self.tokens.pop()
+        CURRENT_ATTEMPT.reset(attempt)
+        RATE_LIMIT_SINK.reset(sink)
 
 
 async def _collect(events: AsyncIterator[GatewayEvent]) -> tuple[ChatResponse, Finish]:
