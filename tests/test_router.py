@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+import grpc
 import pytest
 from routing_support import (
     FakeClock,
@@ -23,6 +24,7 @@ from provider_gateway.providers.mock import MockScript
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
 from provider_gateway.routing.router import RequestClock
 from provider_gateway.routing.settings import RoutingSettings
+from provider_gateway.v1 import provider_service_pb2 as pb
 
 RETRYABLE = ["UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "RESOURCE_EXHAUSTED"]
 FINAL = ["INVALID_ARGUMENT", "NOT_FOUND", "UNAUTHENTICATED", "PERMISSION_DENIED", "FAILED_PRECONDITION"]
@@ -208,3 +210,42 @@ async def test_unary_calls_fail_over_even_after_partial_output() -> None:
     assert finish.provider == "b"
     assert response.text.count("Mock") == 1  # only b's answer: a's partial output was discarded
     assert [a.outcome for a in finish.attempts] == ["UNAVAILABLE", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("primary", "outcome"),
+    [
+        ('fault = "error_before_first_token"', "UNAVAILABLE"),
+        ('fault = "rate_limit"\nretry_after_ms = 30000', "RESOURCE_EXHAUSTED"),
+        ('fault = "hang"', "DEADLINE_EXCEEDED"),
+    ],
+)
+async def test_clients_over_grpc_get_the_fallbacks_answer_when_the_primary_fails_early(
+    gateway_factory,  # type: ignore[no-untyped-def]
+    primary: str,
+    outcome: str,
+) -> None:
+    async with gateway_factory(two_deployments(primary, routing="ttft_timeout_s = 0.1")) as gw:
+        events = [e async for e in gw.stub.ChatStream(_pb_chat("g"))]
+        finish = events[-1].finish
+        assert finish.provider == "b"
+        assert [(a.provider, a.outcome) for a in finish.attempts] == [("a", outcome), ("b", "ok")]
+
+
+async def test_clients_over_grpc_get_an_error_status_when_the_primary_fails_mid_stream(
+    gateway_factory,
+) -> None:  # type: ignore[no-untyped-def]
+    async with gateway_factory(two_deployments('fault = "error_after_tokens"\nfault_after_tokens = 2')) as gw:
+        texts = []
+        with pytest.raises(grpc.aio.AioRpcError) as caught:  # noqa: PT012 - the stream fails while read
+            async for event in gw.stub.ChatStream(_pb_chat("g")):
+                texts.append(event.text_delta.text)
+        assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert len(texts) == 2
+        assert gw.provider("b").stats.started == 0
+
+
+def _pb_chat(model: str) -> pb.ChatRequest:
+    return pb.ChatRequest(
+        model=model, messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="hi")])]
+    )
