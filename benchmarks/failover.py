@@ -26,7 +26,7 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from routing_support import chat  # noqa: E402
+from routing_support import chat, two_deployments  # noqa: E402
 
 from provider_gateway import config as config_module  # noqa: E402
 from provider_gateway.domain import ChatRequest, StreamEvent  # noqa: E402
@@ -73,23 +73,9 @@ def instrument(provider: MockProvider, stamps: Stamps, *, primary: bool) -> None
 
 
 def config(primary: str, routing: str = "") -> str:
-    return f"""
-[providers.a]
-kind = "mock"
-[providers.a.models.m]
-{primary}
-[providers.b]
-kind = "mock"
-[providers.b.models.m]
-tokens = 3
-[routing]
-{routing}
-[routing.breaker]
-consecutive_failures = 1000000
-min_calls = 1000000
-[groups.g]
-deployments = [{{ provider = "a", model = "m", weight = 1 }}, {{ provider = "b", model = "m", weight = 0 }}]
-"""
+    """The tests' group `g` (primary `a`, backup `b`) with breakers that never open on their own."""
+    never_open = "\n[routing.breaker]\nconsecutive_failures = 1000000\nmin_calls = 1000000"
+    return two_deployments(primary, routing=routing + never_open)
 
 
 SCENARIOS = {
@@ -148,7 +134,7 @@ async def measure_open_breakers(runs: int) -> tuple[list[float], list[float]]:
         '\n[providers.c]\nkind = "mock"\n[providers.c.models.m]\nfault = "error_before_first_token"\n'
         '[groups.dead]\ndeployments = [{ provider = "c", model = "m" }]\n'
     )
-    toml_text = toml_text.replace("[routing]\n", "[routing]\nretries = 0\n")
+    toml_text = toml_text.replace("[routing]\n", "[routing]\nretries = 0\n", 1)
     server = GatewayServer(config_module.parse(tomllib.loads(toml_text), "bench.toml"))
     router = server.router
     for model in ("g", "dead"):  # open the breakers of a and c

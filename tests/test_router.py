@@ -249,3 +249,26 @@ def _pb_chat(model: str) -> pb.ChatRequest:
     return pb.ChatRequest(
         model=model, messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="hi")])]
     )
+
+
+async def test_a_passed_client_deadline_is_final_and_does_not_count_against_the_deployment() -> None:
+    router = make_router(two_deployments('fault = "hang"', routing="ttft_timeout_s = 30"))
+    with pytest.raises(GatewayError) as caught:
+        await run_stream(router, chat("g"), RequestClock(deadline=router.clock() + 0.05))
+    assert caught.value.kind is ErrorKind.DEADLINE_EXCEEDED
+    assert not caught.value.retryable
+    assert mock(router, "b").stats.started == 0
+    assert router._deployments["g/a/m"].breaker._consecutive == 0
+
+
+async def test_a_socket_error_from_an_adapter_is_a_retryable_connection_failure() -> None:
+    router = make_router(two_deployments("tokens = 2"))
+
+    async def refused(request):  # type: ignore[no-untyped-def]
+        raise ConnectionRefusedError(111, "refused")
+        yield  # an async generator
+
+    router._deployments["g/a/m"].provider = type("Refusing", (), {"chat_stream": staticmethod(refused)})()  # type: ignore[assignment]
+    finish = finish_of(await run_stream(router, chat("g")))
+    assert [(a.provider, a.outcome) for a in finish.attempts] == [("a", "UNAVAILABLE"), ("b", "ok")]
+    assert "ConnectionRefusedError" in finish.attempts[0].error

@@ -374,7 +374,18 @@ class Router:
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
+                    if self.clock() >= deadline:  # the client's deadline, not the deployment's fault
+                        raise GatewayError(
+                            ErrorKind.DEADLINE_EXCEEDED, "the request's deadline passed", retryable=False
+                        ) from None
                     raise _stalled(deployment, sent_content, limit) from None
+                except OSError as exc:  # an adapter let a socket error through: a connection failure
+                    raise GatewayError(
+                        ErrorKind.UNAVAILABLE,
+                        f"{deployment.key}: connection failed ({type(exc).__name__})",
+                        provider=deployment.spec.provider,
+                        retryable=True,
+                    ) from exc
                 finally:
                     clock.upstream_ns += time.perf_counter_ns() - before
                 if isinstance(event, ProviderFinish):
