@@ -18,6 +18,7 @@ from routing_support import (
     two_deployments,
 )
 
+from provider_gateway import config as config_module
 from provider_gateway.domain import TextDelta
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.mock import MockScript
@@ -272,3 +273,21 @@ async def test_a_socket_error_from_an_adapter_is_a_retryable_connection_failure(
     finish = finish_of(await run_stream(router, chat("g")))
     assert [(a.provider, a.outcome) for a in finish.attempts] == [("a", "UNAVAILABLE"), ("b", "ok")]
     assert "ConnectionRefusedError" in finish.attempts[0].error
+
+
+def test_a_deployment_may_override_provider_options_and_needs_a_distinct_name() -> None:
+    base = '[providers.a]\nkind = "mock"\n[providers.a.models.m]\ntokens = 1\n[groups.g]\ndeployments = ['
+    router = make_router(
+        base + '{ provider = "a", model = "echo" },'
+        ' { provider = "a", model = "echo", name = "sick", options = { healthy = false } }]'
+    )
+    shared, own = router._groups["g"]
+    assert shared.provider is router.registry.get("a")
+    assert own.key == "g/sick"
+    assert own.provider is not shared.provider
+    assert own.provider.healthy is False  # type: ignore[attr-defined]
+    assert "m" in own.provider.models  # type: ignore[attr-defined]  # the provider's own options still apply
+    with pytest.raises(config_module.ConfigError, match="appears twice"):
+        make_router(base + '{ provider = "a", model = "echo" }, { provider = "a", model = "echo" }]')
+    with pytest.raises(config_module.ConfigError, match=r"groups\.g\.deployments\[0\]\.provider"):
+        make_router(base + '{ provider = "nope", model = "echo" }]')

@@ -46,7 +46,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import Provider, accumulate
-from provider_gateway.providers.registry import ProviderRegistry
+from provider_gateway.providers.registry import ProviderRegistry, build_provider
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
 from provider_gateway.routing.breaker import BreakerState
 from provider_gateway.routing.deployments import Deployment, order
@@ -125,10 +125,10 @@ class Router:
         self._waiters: dict[str, int] = {}
         self._capacity = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._own_providers: list[Provider] = []
         for group in self.routing.groups.values():
             self._groups[group.name] = [
-                self._deployment(f"{group.name}/{d.provider}/{d.model}", d, group.settings)
-                for d in group.deployments
+                self._deployment(d.key(group.name), d, group.settings) for d in group.deployments
             ]
 
     # --- deployments and plans -----------------------------------------------------------------
@@ -143,6 +143,9 @@ class Router:
         deployment = self._deployments.get(key)
         if deployment is None:
             provider = self.provider(Route(spec.provider, spec.model))
+            if spec.provider_config is not None:  # its own credentials: its own adapter instance
+                provider = build_provider(spec.provider_config)
+                self._own_providers.append(provider)
             deployment = Deployment(key, spec, provider, settings, self.clock, self._breaker_changed)
             self._deployments[key] = deployment
         return deployment
@@ -504,6 +507,8 @@ class Router:
         raise error
 
     async def aclose(self) -> None:
+        for provider in self._own_providers:
+            await provider.aclose()
         await self.store.aclose()
 
 
