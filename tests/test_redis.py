@@ -162,3 +162,33 @@ async def test_the_gateway_builds_the_store_from_the_redis_table(redis_server: R
     with pytest.raises(config_module.ConfigError, match=r"redis\.url"):
         build_counter_store(config_module.parse({"redis": {"url": "http://x"}}, "test.toml"))
     await asyncio.sleep(0)
+
+
+async def test_two_gateways_on_one_redis_refuse_past_one_shared_budget(
+    redis_server: RedisServer, gateway_factory
+) -> None:  # type: ignore[no-untyped-def]
+    import grpc
+
+    from provider_gateway.v1 import provider_service_pb2 as pb
+
+    config = f"""
+[redis]
+url = "{redis_server.url}"
+prefix = "gw{time.monotonic_ns()}:"
+[providers.a]
+kind = "mock"
+[groups.g]
+deployments = [{{ provider = "a", model = "echo", rpm = 3 }}]
+"""
+    request = pb.ChatRequest(
+        model="g", messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="hi")])]
+    )
+    async with gateway_factory(config) as one, gateway_factory(config) as two:
+        codes = []
+        for gw in (one, two, one, two, one):
+            try:
+                await gw.stub.Chat(request)
+                codes.append("OK")
+            except grpc.aio.AioRpcError as exc:
+                codes.append(exc.code().name)
+        assert codes == ["OK", "OK", "OK", "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"]
