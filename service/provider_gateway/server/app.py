@@ -17,6 +17,8 @@ from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.registry import ProviderRegistry
 from provider_gateway.routing.resolve import RouteResolver
 from provider_gateway.routing.router import Router
+from provider_gateway.routing.settings import parse_routing
+from provider_gateway.routing.shared_state import build_counter_store
 from provider_gateway.server.health import SERVICE_NAME, ProviderHealthBook
 from provider_gateway.server.servicer import ProviderService
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -34,9 +36,10 @@ class GatewayServer:
         self.upstreams = UpstreamPool.from_section(config.section("upstream"))
         self.registry = ProviderRegistry.from_config(config, ProviderContext(http=self.upstreams))
         self.resolver = RouteResolver(self.registry.names(), self.registry.default, config.aliases)
-        self.router = Router(self.registry, self.resolver)
+        self.router = Router(self.registry, self.resolver, parse_routing(config), build_counter_store(config))
         self.health_servicer = HealthServicer()
         self.health = ProviderHealthBook(self.health_servicer, self.registry.names())
+        self.router.on_breaker_change = self.health.breaker_changed
         self.service = ProviderService(self.router, self.health)
         limit = config.server.max_message_bytes
         self.grpc = grpc.aio.server(
@@ -81,6 +84,7 @@ class GatewayServer:
         grace = self.config.server.grace_period_s if grace_s is None else grace_s
         await self.health.enter_shutdown()
         await self.grpc.stop(grace)
+        await self.router.aclose()
         await self.registry.aclose()
         await self.upstreams.aclose()
 

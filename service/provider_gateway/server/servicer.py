@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
@@ -49,6 +51,13 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> 
     )
 
 
+def _clock(context: grpc.aio.ServicerContext[Any, Any]) -> RequestClock:
+    """The request's clock, carrying the client's deadline so retries never outlive it."""
+    remaining = context.time_remaining()
+    upstream_deadline.set_deadline(remaining)  # caps upstream HTTP timeouts too
+    return RequestClock(deadline=None if remaining is None else time.monotonic() + remaining)
+
+
 class ProviderService(pb_grpc.ProviderServiceServicer):
     def __init__(self, router: Router, health: ProviderHealthBook) -> None:
         self.router = router
@@ -66,7 +75,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     async def Chat(
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ChatResponse:
-        clock = RequestClock()
+        clock = _clock(context)
 
         async def work() -> pb.ChatResponse:
             domain_request = convert.chat_request_from_proto(validate.chat(request))
@@ -78,19 +87,19 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     async def ChatStream(
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.StreamEvent]:
-        clock = RequestClock()
-        upstream_deadline.set_deadline(context.time_remaining())
+        clock = _clock(context)
         try:
             events = self.router.chat_stream(convert.chat_request_from_proto(validate.chat(request)), clock)
-            async for event in events:
-                yield convert.event_to_proto(event)
+            async with contextlib.aclosing(events):  # a cancelled call closes the upstream at once
+                async for event in events:
+                    yield convert.event_to_proto(event)
         except Exception as exc:
             await abort(context, exc)
 
     async def Complete(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CompleteResponse:
-        clock = RequestClock()
+        clock = _clock(context)
 
         async def work() -> pb.CompleteResponse:
             domain_request = convert.completion_request_from_proto(validate.complete(request))
@@ -102,12 +111,13 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     async def CompleteStream(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.StreamEvent]:
-        clock = RequestClock()
-        upstream_deadline.set_deadline(context.time_remaining())
+        clock = _clock(context)
         try:
             domain_request = convert.completion_request_from_proto(validate.complete(request))
-            async for event in self.router.complete_stream(domain_request, clock):
-                yield convert.event_to_proto(event)
+            events = self.router.complete_stream(domain_request, clock)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield convert.event_to_proto(event)
         except Exception as exc:
             await abort(context, exc)
 
@@ -171,7 +181,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                     health=health.state,  # type: ignore[arg-type]
                     health_message=health.message,
                     capabilities=convert.capabilities_to_proto(provider.capabilities()),
-                    breaker_state="closed",
+                    breaker_state=self.router.breaker_state(provider.name),
                 )
             )
         return pb.ListProvidersResponse(providers=providers, default_provider=self.router.registry.default)
