@@ -13,8 +13,9 @@ from grpc_reflection.v1alpha import reflection
 
 from provider_gateway.config import GatewayConfig
 from provider_gateway.providers.registry import ProviderRegistry
-from provider_gateway.routing.resolve import RouteResolver
 from provider_gateway.routing.router import Router
+from provider_gateway.server import auth
+from provider_gateway.server.auth import AuthorizingResolver
 from provider_gateway.server.health import SERVICE_NAME, ProviderHealthBook
 from provider_gateway.server.servicer import ProviderService
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -29,20 +30,22 @@ class GatewayServer:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.registry = ProviderRegistry.from_config(config)
-        self.resolver = RouteResolver(self.registry.names(), self.registry.default, config.aliases)
+        # The authorizing resolver checks each route against the caller's key (no-op without [auth]).
+        self.resolver = AuthorizingResolver(self.registry.names(), self.registry.default, config.aliases)
         self.router = Router(self.registry, self.resolver)
         self.health_servicer = HealthServicer()
         self.health = ProviderHealthBook(self.health_servicer, self.registry.names())
         self.service = ProviderService(self.router, self.health)
         limit = config.server.max_message_bytes
         self.grpc = grpc.aio.server(
+            interceptors=auth.interceptors(config),
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ]
+            ],
         )
         pb_grpc.add_ProviderServiceServicer_to_server(self.service, self.grpc)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health_servicer, self.grpc)
