@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from provider_gateway.config import GatewayConfig
 from provider_gateway.providers.registry import ProviderRegistry
 from provider_gateway.routing.router import Router
-from provider_gateway.server import auth
+from provider_gateway.server import auth, validate
 from provider_gateway.server.auth import AuthorizingResolver
 from provider_gateway.server.health import SERVICE_NAME, ProviderHealthBook
 from provider_gateway.server.servicer import ProviderService
@@ -36,6 +36,7 @@ class GatewayServer:
         self.health_servicer = HealthServicer()
         self.health = ProviderHealthBook(self.health_servicer, self.registry.names())
         self.service = ProviderService(self.router, self.health)
+        self.service.limits = validate.Limits.from_config(config)
         limit = config.server.max_message_bytes
         self.grpc = grpc.aio.server(
             interceptors=auth.interceptors(config),
