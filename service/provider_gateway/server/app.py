@@ -16,6 +16,7 @@ from provider_gateway.providers.registry import ProviderRegistry
 from provider_gateway.routing.router import Router
 from provider_gateway.server import auth, validate
 from provider_gateway.server.auth import AuthorizingResolver
+from provider_gateway.server.drain import DrainInterceptor
 from provider_gateway.server.health import SERVICE_NAME, ProviderHealthBook
 from provider_gateway.server.servicer import ProviderService
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -38,8 +39,9 @@ class GatewayServer:
         self.service = ProviderService(self.router, self.health)
         self.service.limits = validate.Limits.from_config(config)
         limit = config.server.max_message_bytes
+        self.drain = DrainInterceptor()
         self.grpc = grpc.aio.server(
-            interceptors=auth.interceptors(config),
+            interceptors=[self.drain, *auth.interceptors(config)],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -77,19 +79,39 @@ class GatewayServer:
         return self.port
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace."""
+        """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace.
+
+        Health first, so that probes and watching balancers stop sending before we refuse; health
+        watches then end (they would otherwise hold the stop for the whole grace); calls still
+        running when the grace ends are cancelled, which closes their upstream requests.
+        """
         grace = self.config.server.grace_period_s if grace_s is None else grace_s
         await self.health.enter_shutdown()
-        await self.grpc.stop(grace)
-        await self.registry.aclose()
+        self.drain.start()
+        try:
+            await self.grpc.stop(grace)
+        finally:
+            await self.registry.aclose()
 
     async def serve_until_signalled(self) -> None:
-        """Serve until SIGTERM or SIGINT, then drain gracefully."""
-        stop = asyncio.Event()
+        """Serve until SIGTERM or SIGINT, then drain gracefully; a second signal stops at once."""
+        signals = asyncio.Queue[int]()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("signal received: draining for up to %.1f s", self.config.server.grace_period_s)
-        await self.stop()
+            loop.add_signal_handler(sig, signals.put_nowait, sig)
+        try:
+            received = await signals.get()
+            grace = self.config.server.grace_period_s
+            log.info("%s received: draining for up to %.1f s", signal.Signals(received).name, grace)
+            drain = asyncio.create_task(self.stop())
+            again = asyncio.create_task(signals.get())
+            await asyncio.wait((drain, again), return_when=asyncio.FIRST_COMPLETED)
+            if not drain.done():
+                log.warning("second signal: cancelling the calls still in flight")
+                await self.grpc.stop(0)
+            again.cancel()
+            await drain
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
         log.info("stopped")

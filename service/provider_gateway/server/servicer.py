@@ -79,7 +79,9 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     ) -> AsyncIterator[pb.StreamEvent]:
         clock = RequestClock()
         try:
-            events = self.router.chat_stream(convert.chat_request_from_proto(validate.chat(request, self.limits)), clock)
+            events = self.router.chat_stream(
+                convert.chat_request_from_proto(validate.chat(request, self.limits)), clock
+            )
             async for event in events:
                 yield convert.event_to_proto(event)
         except Exception as exc:
@@ -140,7 +142,9 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.EmbedResponse:
         async def work() -> pb.EmbedResponse:
-            route, result = await self.router.embed(convert.embed_request_from_proto(validate.embed(request, self.limits)))
+            route, result = await self.router.embed(
+                convert.embed_request_from_proto(validate.embed(request, self.limits))
+            )
             if len(result.vectors) != len(request.inputs):
                 raise GatewayError(
                     ErrorKind.INTERNAL,
