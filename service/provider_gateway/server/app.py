@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from provider_gateway.config import GatewayConfig
 from provider_gateway.providers.registry import ProviderRegistry
 from provider_gateway.routing.router import Router
-from provider_gateway.server import auth, validate
+from provider_gateway.server import auth, tls, validate
 from provider_gateway.server.auth import AuthorizingResolver
 from provider_gateway.server.drain import DrainInterceptor
 from provider_gateway.server.health import SERVICE_NAME, ProviderHealthBook
@@ -40,6 +40,7 @@ class GatewayServer:
         self.service.limits = validate.Limits.from_config(config)
         limit = config.server.max_message_bytes
         self.drain = DrainInterceptor()
+        self.credentials = tls.server_credentials(config)
         self.grpc = grpc.aio.server(
             interceptors=[self.drain, *auth.interceptors(config)],
             options=[
@@ -65,7 +66,10 @@ class GatewayServer:
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         """Bind, probe every provider once, and start serving. Returns the bound port."""
         address = f"{host or self.config.server.host}:{self.config.server.port if port is None else port}"
-        self.port = self.grpc.add_insecure_port(address)
+        if self.credentials is None:
+            self.port = self.grpc.add_insecure_port(address)
+        else:
+            self.port = self.grpc.add_secure_port(address, self.credentials.server_credentials())
         if self.port == 0:
             raise OSError(f"cannot listen on {address}: address in use or not available")
         await self.health.check_all(list(self.registry))
