@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import hashlib
 import json
 import os
 import random
@@ -66,6 +67,18 @@ fault = "rate_limit"
 retry_after_ms = 250
 """
 
+SOAK_KEY = "soak-key-0123456789abcdefghijklmnopqrstuvwxyz"
+# With --auth every call goes through the auth interceptor with quotas and a stream cap set high
+# enough never to refuse, so the run measures their bookkeeping, not their refusals.
+AUTH = f"""
+[[auth.keys]]
+name = "soak"
+sha256 = "{hashlib.sha256(SOAK_KEY.encode()).hexdigest()}"
+models = ["mock/*"]
+requests_per_minute = 100000000
+tokens_per_minute = 1000000000
+max_concurrent_streams = 100000
+"""
 OK = grpc.StatusCode.OK
 # kind -> (share of requests, statuses it may end with)
 MIX: dict[str, tuple[float, frozenset[grpc.StatusCode]]] = {
@@ -96,20 +109,22 @@ REQUESTS = {
 }
 
 
-async def run_one(stub: pb_grpc.ProviderServiceStub, kind: str) -> grpc.StatusCode:
+async def run_one(
+    stub: pb_grpc.ProviderServiceStub, kind: str, metadata: tuple[tuple[str, str], ...]
+) -> grpc.StatusCode:
     request = REQUESTS[kind]
     try:
         if kind in ("unary", "rate_limited"):
-            await stub.Chat(request, timeout=10)
+            await stub.Chat(request, timeout=10, metadata=metadata)
         elif kind == "deadline":
-            await stub.Chat(request, timeout=0.05)
+            await stub.Chat(request, timeout=0.05, metadata=metadata)
         elif kind == "cancel":
-            call = stub.ChatStream(request, timeout=10)
+            call = stub.ChatStream(request, timeout=10, metadata=metadata)
             await call.read()
             call.cancel()
             return await call.code()
         else:
-            call = stub.ChatStream(request, timeout=10)
+            call = stub.ChatStream(request, timeout=10, metadata=metadata)
             async for _ in call:
                 pass
     except grpc.aio.AioRpcError as error:
@@ -156,9 +171,10 @@ def snapshot(port: int) -> dict[str, float]:
 
 
 async def soak(
-    total: int, concurrency: int, max_seconds: float, channels: int, seed: int
+    total: int, concurrency: int, max_seconds: float, channels: int, seed: int, auth: bool
 ) -> dict[str, object]:
-    config = config_module.parse(tomllib.loads(CONFIG), "soak.toml")
+    config = config_module.parse(tomllib.loads(CONFIG + (AUTH if auth else "")), "soak.toml")
+    metadata = (("authorization", f"Bearer {SOAK_KEY}"),) if auth else ()
     server = GatewayServer(config)
     port = await server.start("127.0.0.1", 0)
     mock = server.registry.get("mock")
@@ -176,7 +192,7 @@ async def soak(
                 return
             kind = rng.choices(kinds, weights)[0]
             started = time.perf_counter()
-            code = await run_one(stubs[(index + i) % len(stubs)], kind)
+            code = await run_one(stubs[(index + i) % len(stubs)], kind, metadata)
             elapsed = time.perf_counter() - started
             tally.outcomes[kind][code.name] += 1
             if code not in MIX[kind][1]:
@@ -215,6 +231,7 @@ async def soak(
         "seconds": round(elapsed, 1),
         "rate_per_s": round(tally.done / elapsed, 1),
         "concurrency": concurrency,
+        "auth": auth,
         "channels": channels,
         "outcomes": {k: dict(v) for k, v in sorted(tally.outcomes.items())},
         "unexpected": tally.unexpected,
@@ -240,8 +257,11 @@ def main() -> int:
     parser.add_argument("--channels", type=int, default=4, help="client channels (connections)")
     parser.add_argument("--max-seconds", type=float, default=900, help="stop early after this long")
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--auth", action="store_true", help="authenticate every call (auth interceptor on)")
     args = parser.parse_args()
-    report = asyncio.run(soak(args.requests, args.concurrency, args.max_seconds, args.channels, args.seed))
+    report = asyncio.run(
+        soak(args.requests, args.concurrency, args.max_seconds, args.channels, args.seed, args.auth)
+    )
     print(json.dumps(report, indent=2))
     return 1 if report["unexpected"] else 0
 
