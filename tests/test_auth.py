@@ -33,6 +33,12 @@ token_delay_ms = 20
 [providers.other]
 kind = "mock"
 
+[groups.mixed]
+deployments = [{{ provider = "mock", model = "echo" }}, {{ provider = "other", model = "echo" }}]
+
+[groups.mine]
+deployments = [{{ provider = "mock", model = "echo" }}]
+
 [auth]
 open_health = true
 open_reflection = false
@@ -144,8 +150,9 @@ async def test_closed_health_needs_a_key(gateway_factory: GatewayFactory) -> Non
         (chat("other/echo"), "provider 'other'"),
         (chat("mock/tools"), "model 'mock/tools'"),
         (pb.ChatRequest(model="mock/echo", fallbacks=["other/echo"], messages=chat().messages), "'other'"),
+        (chat("mixed"), "'other'"),
     ],
-    ids=["provider", "model", "fallback"],
+    ids=["provider", "model", "fallback", "group-member"],
 )
 async def test_route_outside_the_key_is_permission_denied(
     request_: pb.ChatRequest, needle: str, gateway_factory: GatewayFactory
@@ -260,3 +267,9 @@ def test_hash_key_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert cli.main(["hash-key"]) == 2
     assert "at least" in capsys.readouterr().err
+
+
+async def test_group_of_allowed_deployments_is_allowed(gateway_factory: GatewayFactory) -> None:
+    async with gateway_factory(CONFIG) as gw:
+        response = await gw.stub.Chat(chat("mine"), metadata=bearer(BOB), timeout=10)
+        assert response.finish.provider == "mock"

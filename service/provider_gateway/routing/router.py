@@ -1,4 +1,11 @@
-"""The router: picks a provider for each request, fails over before output, and times the work.
+"""The router: resolves a model to deployments, balances, retries, fails over, and times the work.
+
+One retry loop for every call, owned here (adapters never retry). Each deployment has a per-request
+"not before" time: a retryable failure sets it to now + max(backoff with full jitter, the delay the
+provider asked for), and the loop takes the first deployment that is ready, so a long wait on one
+deployment sends the request to the next instead of sleeping. It sleeps only when nothing is ready,
+never past the request's deadline nor longer than `max_retry_wait_s` (beyond that it fails at once
+with a retry delay for the client).
 
 Streams fail over only before their first content event: once a client has seen output, a
 failure ends the stream with an error status (an honest error beats a silently spliced answer).
@@ -6,10 +13,14 @@ failure ends the stream with an error status (an honest error beats a silently s
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
+import math
+import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from provider_gateway.domain import (
     CONTENT_EVENTS,
@@ -32,12 +43,21 @@ from provider_gateway.domain import (
     TokenCount,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.providers.base import Provider
+from provider_gateway.providers.base import Provider, accumulate
 from provider_gateway.providers.registry import ProviderRegistry
+from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
+from provider_gateway.routing.breaker import BreakerState
+from provider_gateway.routing.deployments import Deployment, order
+from provider_gateway.routing.limiter import RATE_LIMIT_SINK, RateLimitInfo
 from provider_gateway.routing.resolve import RouteResolver
+from provider_gateway.routing.settings import DeploymentSpec, RoutingConfig, RoutingSettings
+from provider_gateway.routing.shared_state import MemoryCounterStore, SharedState
 
+log = logging.getLogger("provider_gateway.router")
 R = TypeVar("R")
 Req = TypeVar("Req", ChatRequest, CompletionRequest)
+OpenStream = Callable[[Provider, Req], AsyncIterator[StreamEvent]]
+RPM_WINDOW_S = 60.0
 
 
 def _us(ns: int) -> int:
@@ -45,14 +65,18 @@ def _us(ns: int) -> int:
 
 
 class RequestClock:
-    """Timestamps of one request, from its arrival at the gateway (perf_counter_ns)."""
+    """Timestamps of one request, from its arrival at the gateway (perf_counter_ns).
 
-    __slots__ = ("first_token_ns", "received_ns", "upstream_ns")
+    `deadline` is the client's deadline on the time.monotonic() scale, or None.
+    """
 
-    def __init__(self, received_ns: int | None = None) -> None:
+    __slots__ = ("deadline", "first_token_ns", "received_ns", "upstream_ns")
+
+    def __init__(self, received_ns: int | None = None, deadline: float | None = None) -> None:
         self.received_ns = received_ns if received_ns is not None else time.perf_counter_ns()
         self.upstream_ns = 0
         self.first_token_ns = 0
+        self.deadline = deadline
 
     def timing(self) -> Timing:
         total = time.perf_counter_ns() - self.received_ns
@@ -65,10 +89,47 @@ class RequestClock:
         )
 
 
+@dataclasses.dataclass(slots=True)
+class Plan:
+    """The deployments one request may use, best first, and the settings that govern it."""
+
+    name: str
+    deployments: list[Deployment]
+    settings: RoutingSettings
+
+
 class Router:
-    def __init__(self, registry: ProviderRegistry, resolver: RouteResolver) -> None:
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        resolver: RouteResolver,
+        routing: RoutingConfig | None = None,
+        store: SharedState | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
         self.registry = registry
         self.resolver = resolver
+        self.routing = routing or RoutingConfig()
+        self.store: SharedState = store or MemoryCounterStore(clock)
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+        # Called with (provider, aggregated breaker state) whenever a breaker of that provider changes.
+        self.on_breaker_change: Callable[[str, str], None] | None = None
+        self._deployments: dict[str, Deployment] = {}
+        self._groups: dict[str, list[Deployment]] = {}
+        self._waiters: dict[str, int] = {}
+        self._capacity = asyncio.Condition()
+        self._tasks: set[asyncio.Task[None]] = set()
+        for group in self.routing.groups.values():
+            self._groups[group.name] = [
+                self._deployment(f"{group.name}/{d.provider}/{d.model}", d, group.settings)
+                for d in group.deployments
+            ]
+
+    # --- deployments and plans -----------------------------------------------------------------
 
     def provider(self, route: Route) -> Provider:
         provider = self.registry.get(route.provider)
@@ -76,98 +137,292 @@ class Router:
             raise GatewayError(ErrorKind.NOT_FOUND, f"provider {route.provider!r} is not configured")
         return provider
 
-    # --- streams -------------------------------------------------------------------------------
+    def _deployment(self, key: str, spec: DeploymentSpec, settings: RoutingSettings) -> Deployment:
+        deployment = self._deployments.get(key)
+        if deployment is None:
+            provider = self.provider(Route(spec.provider, spec.model))
+            deployment = Deployment(key, spec, provider, settings, self.clock, self._breaker_changed)
+            self._deployments[key] = deployment
+        return deployment
 
-    def chat_stream(self, request: ChatRequest, clock: RequestClock) -> AsyncIterator[GatewayEvent]:
-        routes = self.resolver.candidates(request.model, request.provider, request.fallbacks)
-        return self._stream(routes, request, clock, lambda p, r: p.chat_stream(r))
+    def plan(self, model: str, provider: str = "", fallbacks: list[str] | tuple[str, ...] = ()) -> Plan:
+        """The primary's deployments (balanced), then each fallback's (a group or a model)."""
+        settings = self.routing.defaults
+        deployments: list[Deployment] = []
+        pending = [(model, provider), *((f, "") for f in fallbacks)]
+        seen: set[str] = set()
+        first = True
+        while pending:
+            name, explicit = pending.pop(0)
+            if f"{explicit}/{name}" in seen:
+                continue
+            seen.add(f"{explicit}/{name}")
+            group = self.routing.groups.get(name) if not explicit else None
+            if group is not None:
+                found = order(self._groups[name], group.settings.strategy, self.rng)
+                pending.extend((f, "") for f in group.fallbacks)
+                settings = group.settings if first else settings
+            else:
+                route = self.resolver.resolve(name, explicit)
+                spec = DeploymentSpec(route.provider, route.model)
+                found = [self._deployment(f"{route.provider}/{route.model}", spec, self.routing.defaults)]
+            deployments.extend(d for d in found if d not in deployments)
+            first = False
+        return Plan(model, deployments, settings)
 
-    def complete_stream(self, request: CompletionRequest, clock: RequestClock) -> AsyncIterator[GatewayEvent]:
-        routes = self.resolver.candidates(request.model, request.provider, request.fallbacks)
-        return self._stream(routes, request, clock, lambda p, r: p.complete_stream(r))
+    def breaker_state(self, provider: str) -> str:
+        """`open` while every deployment of the provider is open, `half_open` while some are, else closed."""
+        states = [d.breaker.state for d in self._deployments.values() if d.spec.provider == provider]
+        if states and all(s is BreakerState.OPEN for s in states):
+            return BreakerState.OPEN.value
+        if any(s is not BreakerState.CLOSED for s in states):
+            return BreakerState.HALF_OPEN.value
+        return BreakerState.CLOSED.value
+
+    def _breaker_changed(self, deployment: Deployment, state: BreakerState) -> None:
+        log.warning("breaker of %s is now %s", deployment.key, state.value)
+        if state is BreakerState.OPEN:
+            # Share the ejection with other replicas, and look again when the cool-down ends so
+            # the health service sees the half-open state without waiting for a request.
+            cooldown = deployment.settings.breaker.cooldown_s
+            self._background(self.store.eject(deployment.key, cooldown))
+            asyncio.get_running_loop().call_later(cooldown, lambda: deployment.breaker.state)
+        if self.on_breaker_change is not None:
+            self.on_breaker_change(deployment.spec.provider, self.breaker_state(deployment.spec.provider))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- the retry loop ------------------------------------------------------------------------
 
     async def _stream(
+        self, plan: Plan, request: Req, clock: RequestClock, open_stream: OpenStream[Req]
+    ) -> AsyncIterator[GatewayEvent]:
+        settings = plan.settings
+        deadline = clock.deadline if clock.deadline is not None else self.clock() + settings.timeout_s
+        attempts: list[Attempt] = []
+        failures: dict[str, int] = {}
+        ready_at = {
+            d.key: self.clock() + s
+            for d, s in zip(plan.deployments, await self._ejections(plan), strict=True)
+        }
+        last_error: GatewayError | None = None
+        max_attempts = len(plan.deployments) + settings.retries
+        while len(attempts) < max_attempts:
+            deployment = await self._next_ready(plan, ready_at, deadline, last_error, retrying=bool(attempts))
+            if deployment is None:
+                continue
+            if deployment.spec.rpm:
+                wait = await self.store.hit(f"rpm:{deployment.key}", 1, deployment.spec.rpm, RPM_WINDOW_S)
+                if wait:
+                    ready_at[deployment.key] = self.clock() + wait
+                    last_error = GatewayError(
+                        ErrorKind.RESOURCE_EXHAUSTED,
+                        f"request budget of {deployment.key} ({deployment.spec.rpm}/min) is spent",
+                        provider=deployment.spec.provider,
+                        retry_after=wait,
+                    )
+                    continue
+            sent_content = False
+            try:
+                async for event in self._attempt(
+                    deployment, len(attempts) + 1, request, clock, deadline, open_stream, attempts
+                ):
+                    if isinstance(event, CONTENT_EVENTS):
+                        sent_content = True
+                    yield event
+                return
+            except GatewayError as exc:
+                if sent_content or not exc.retryable:
+                    raise
+                last_error = exc
+                n = failures.get(deployment.key, 0)
+                failures[deployment.key] = n + 1
+                delay = max(self._backoff(n, settings), exc.retry_after or 0.0)
+                ready_at[deployment.key] = self.clock() + delay
+        raise last_error or GatewayError(ErrorKind.UNAVAILABLE, f"no deployment of {plan.name!r} answered")
+
+    async def _ejections(self, plan: Plan) -> list[float]:
+        return await self.store.ejections([d.key for d in plan.deployments])
+
+    def _backoff(self, failures: int, settings: RoutingSettings) -> float:
+        """Exponential backoff with full jitter (AWS architecture blog): uniform in [0, cap)."""
+        cap = min(settings.backoff_max_ms, settings.backoff_base_ms * 2.0**failures) / 1000
+        return self.rng.uniform(0, cap)
+
+    async def _next_ready(
         self,
-        routes: list[Route],
+        plan: Plan,
+        ready_at: dict[str, float],
+        deadline: float,
+        last_error: GatewayError | None,
+        *,
+        retrying: bool,
+    ) -> Deployment | None:
+        """The first deployment that can take the request now; or wait (bounded) and return None."""
+        now = self.clock()
+        wait = math.inf
+        at_capacity = False
+        for deployment in plan.deployments:
+            until = max(ready_at[deployment.key], now + deployment.breaker.open_for())
+            if until > now:
+                wait = min(wait, until - now)
+            elif retrying and now + deployment.ewma_ttft_s >= deadline:
+                continue  # cannot answer before the deadline: do not start it
+            elif not deployment.breaker.available() or not deployment.limiter.has_capacity():
+                at_capacity = True  # probe slots or concurrency taken: a release frees it
+            else:
+                return deployment
+        if at_capacity:
+            await self._wait_for_capacity(
+                plan, min(deadline, now + plan.settings.queue_timeout_s, now + wait)
+            )
+            return None
+        if wait > plan.settings.max_retry_wait_s or now + wait >= deadline or wait is math.inf:
+            raise _unavailable(plan, last_error, wait)
+        await self.sleep(wait)
+        return None
+
+    async def _wait_for_capacity(self, plan: Plan, until: float) -> None:
+        """Wait in the group's bounded queue until a deployment frees capacity (or `until`)."""
+        waiting = self._waiters.get(plan.name, 0)
+        if waiting >= plan.settings.max_queue:
+            raise GatewayError(
+                ErrorKind.RESOURCE_EXHAUSTED,
+                f"{plan.name!r} is at capacity and {waiting} requests are already waiting",
+                retry_after=1.0,
+            )
+        self._waiters[plan.name] = waiting + 1
+        try:
+            async with self._capacity:
+                await asyncio.wait_for(self._capacity.wait(), max(until - self.clock(), 0.0))
+        except TimeoutError:
+            raise GatewayError(
+                ErrorKind.RESOURCE_EXHAUSTED,
+                f"{plan.name!r} stayed at capacity until the request's deadline",
+                retry_after=1.0,
+            ) from None
+        finally:
+            self._waiters[plan.name] -= 1
+
+    async def _notify_capacity(self) -> None:
+        async with self._capacity:
+            self._capacity.notify_all()
+
+    async def _attempt(
+        self,
+        deployment: Deployment,
+        number: int,
         request: Req,
         clock: RequestClock,
-        open_stream: Callable[[Provider, Req], AsyncIterator[StreamEvent]],
+        deadline: float,
+        open_stream: OpenStream[Req],
+        attempts: list[Attempt],
     ) -> AsyncIterator[GatewayEvent]:
-        attempts: list[Attempt] = []
-        for position, route in enumerate(routes):
-            started = time.perf_counter_ns()
-            stream: AsyncIterator[StreamEvent] | None = None
-            sent_content = False
-            finish: ProviderFinish | None = None
-            try:
-                stream = open_stream(self.provider(route), dataclasses.replace(request, model=route.model))
-                while True:
-                    before = time.perf_counter_ns()
-                    try:
-                        event = await anext(stream)
-                    except StopAsyncIteration:
-                        break
-                    finally:
-                        clock.upstream_ns += time.perf_counter_ns() - before
-                    if isinstance(event, ProviderFinish):
-                        finish = event
-                        continue
-                    if not sent_content and isinstance(event, CONTENT_EVENTS):
-                        sent_content = True
-                        clock.first_token_ns = time.perf_counter_ns()
-                    yield event
-            except GatewayError as exc:
-                exc.provider = exc.provider or route.provider
-                attempts.append(_failed(route, exc, started))
-                if sent_content or not exc.retryable or position == len(routes) - 1:
-                    raise
-                continue
-            finally:
-                await _close(stream)
-            attempts.append(
-                Attempt(route.provider, route.model, "ok", "", _us(time.perf_counter_ns() - started))
+        """One try of one deployment: its events, then the Finish; failures judged for breaker and limiter."""
+        breaker, limiter, settings = deployment.breaker, deployment.limiter, deployment.settings
+        state = breaker.state.value
+        breaker.acquire()
+        limiter.acquire()
+        attempt_token = CURRENT_ATTEMPT.set(AttemptInfo(number, deployment.key, state))
+        sink_token = RATE_LIMIT_SINK.set(lambda info: self._rate_limit_info(deployment, info))
+        started = time.perf_counter_ns()
+        stream: AsyncIterator[StreamEvent] | None = None
+        sent_content = False
+        finish: ProviderFinish | None = None
+        verdict = False
+        try:
+            stream = open_stream(
+                deployment.provider, dataclasses.replace(request, model=deployment.spec.model)
             )
-            yield _finish(route, finish, attempts, clock)
-            return
+            while True:
+                limit = settings.idle_timeout_s if sent_content else settings.ttft_timeout_s
+                limit = min(limit, max(deadline - self.clock(), 0.0))
+                before = time.perf_counter_ns()
+                try:
+                    async with asyncio.timeout(limit):
+                        event = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise _stalled(deployment, sent_content, limit) from None
+                finally:
+                    clock.upstream_ns += time.perf_counter_ns() - before
+                if isinstance(event, ProviderFinish):
+                    finish = event
+                    continue
+                if not sent_content and isinstance(event, CONTENT_EVENTS):
+                    sent_content = True
+                    clock.first_token_ns = time.perf_counter_ns()
+                    deployment.record_ttft((clock.first_token_ns - started) / 1e9)
+                yield event
+        except GatewayError as exc:
+            exc.provider = exc.provider or deployment.spec.provider
+            verdict = True
+            attempts.append(_failed(deployment, exc, started))
+            await self._judge(deployment, exc)
+            raise
+        finally:
+            CURRENT_ATTEMPT.reset(attempt_token)
+            RATE_LIMIT_SINK.reset(sink_token)
+            limiter.release()
+            if not verdict:  # cancelled or an unexpected exception: neither success nor failure
+                breaker.release()
+            await _close(stream)
+            await self._notify_capacity()
+        if not sent_content:
+            deployment.record_ttft((time.perf_counter_ns() - started) / 1e9)
+        breaker.record_success()
+        limiter.on_success()
+        attempts.append(
+            Attempt(
+                deployment.spec.provider,
+                deployment.spec.model,
+                "ok",
+                "",
+                _us(time.perf_counter_ns() - started),
+            )
+        )
+        yield _finish(deployment, finish, attempts, clock)
 
-    # --- unary ---------------------------------------------------------------------------------
+    async def _judge(self, deployment: Deployment, exc: GatewayError) -> None:
+        """What a failure says about the deployment: overloaded, broken, or nothing (a bad request)."""
+        if exc.kind is ErrorKind.RESOURCE_EXHAUSTED:
+            deployment.limiter.on_overload()
+            deployment.breaker.release()
+            if exc.retry_after:
+                await self.store.eject(deployment.key, exc.retry_after)
+        elif exc.retryable:
+            deployment.breaker.record_failure()
+        else:
+            deployment.breaker.release()
+
+    def _rate_limit_info(self, deployment: Deployment, info: RateLimitInfo) -> None:
+        deployment.limiter.on_rate_limit_info(info)
+        if info.headroom() == 0.0 and info.reset_s:
+            self._background(self.store.eject(deployment.key, info.reset_s))
+
+    # --- public calls --------------------------------------------------------------------------
+
+    def chat_stream(self, request: ChatRequest, clock: RequestClock) -> AsyncIterator[GatewayEvent]:
+        plan = self.plan(request.model, request.provider, request.fallbacks)
+        return self._stream(plan, request, clock, lambda p, r: p.chat_stream(r))
+
+    def complete_stream(self, request: CompletionRequest, clock: RequestClock) -> AsyncIterator[GatewayEvent]:
+        plan = self.plan(request.model, request.provider, request.fallbacks)
+        return self._stream(plan, request, clock, lambda p, r: p.complete_stream(r))
 
     async def chat(self, request: ChatRequest, clock: RequestClock) -> tuple[ChatResponse, Finish]:
-        routes = self.resolver.candidates(request.model, request.provider, request.fallbacks)
-        return await self._unary(routes, request, clock, lambda p, r: p.chat(r))
+        """Unary calls run the same stream loop, so timeouts, retries and failover are identical."""
+        return await _collect(self.chat_stream(request, clock))
 
     async def complete(
         self, request: CompletionRequest, clock: RequestClock
     ) -> tuple[CompletionResponse, Finish]:
-        routes = self.resolver.candidates(request.model, request.provider, request.fallbacks)
-        return await self._unary(routes, request, clock, lambda p, r: p.complete(r))
-
-    async def _unary(
-        self,
-        routes: list[Route],
-        request: Req,
-        clock: RequestClock,
-        call: Callable[[Provider, Req], Awaitable[R]],
-    ) -> tuple[R, Finish]:
-        attempts: list[Attempt] = []
-        for position, route in enumerate(routes):
-            started = time.perf_counter_ns()
-            try:
-                response = await call(self.provider(route), dataclasses.replace(request, model=route.model))
-            except GatewayError as exc:
-                exc.provider = exc.provider or route.provider
-                attempts.append(_failed(route, exc, started))
-                if not exc.retryable or position == len(routes) - 1:
-                    raise
-                continue
-            finally:
-                clock.upstream_ns += time.perf_counter_ns() - started
-            attempts.append(
-                Attempt(route.provider, route.model, "ok", "", _us(time.perf_counter_ns() - started))
-            )
-            provider_finish: ProviderFinish | None = getattr(response, "finish", None)
-            return response, _finish(route, provider_finish, attempts, clock)
-        raise AssertionError("unreachable: the last route either returns or raises")
+        response, finish = await _collect(self.complete_stream(request, clock))
+        return CompletionResponse(text=response.text, usage=response.usage, finish=response.finish), finish
 
     async def list_models(self, provider: str = "") -> list[tuple[str, ModelInfo]]:
         names = [self.resolver.check_provider(provider)] if provider else self.registry.names()
@@ -177,14 +432,52 @@ class Router:
         return models
 
     async def count_tokens(self, request: CountTokensRequest) -> tuple[Route, TokenCount]:
-        route = self.resolver.resolve(request.model, request.provider)
-        provider = self.provider(route)
-        return route, await provider.count_tokens(dataclasses.replace(request, model=route.model))
+        async def call(d: Deployment) -> TokenCount:
+            return await d.provider.count_tokens(dataclasses.replace(request, model=d.spec.model))
+
+        return await self._simple(self.plan(request.model, request.provider), call)
 
     async def embed(self, request: EmbedRequest) -> tuple[Route, EmbedResult]:
-        route = self.resolver.resolve(request.model, request.provider)
-        provider = self.provider(route)
-        return route, await provider.embed(dataclasses.replace(request, model=route.model))
+        async def call(d: Deployment) -> EmbedResult:
+            return await d.provider.embed(dataclasses.replace(request, model=d.spec.model))
+
+        return await self._simple(self.plan(request.model, request.provider), call)
+
+    async def _simple(self, plan: Plan, call: Callable[[Deployment], Awaitable[R]]) -> tuple[Route, R]:
+        """Cheap calls (counting, embedding): the first available deployment, failover on retryable errors."""
+        error: GatewayError | None = None
+        candidates = [d for d in plan.deployments if d.breaker.available()] or plan.deployments
+        for deployment in candidates:
+            try:
+                result = await call(deployment)
+            except GatewayError as exc:
+                exc.provider = exc.provider or deployment.spec.provider
+                if not exc.retryable:
+                    raise
+                error = exc
+                continue
+            return Route(deployment.spec.provider, deployment.spec.model), result
+        assert error is not None
+        raise error
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
+
+async def _collect(events: AsyncIterator[GatewayEvent]) -> tuple[ChatResponse, Finish]:
+    finish: Finish | None = None
+
+    async def provider_events() -> AsyncIterator[StreamEvent]:
+        nonlocal finish
+        async for event in events:
+            if isinstance(event, Finish):
+                finish = event
+            else:
+                yield event
+
+    response = await accumulate(provider_events())
+    assert finish is not None, "the router ends every successful stream with a Finish"
+    return response, finish
 
 
 async def _close(stream: AsyncIterator[StreamEvent] | None) -> None:
@@ -194,21 +487,53 @@ async def _close(stream: AsyncIterator[StreamEvent] | None) -> None:
         await aclose()
 
 
-def _failed(route: Route, exc: GatewayError, started: int) -> Attempt:
+def _stalled(deployment: Deployment, sent_content: bool, limit: float) -> GatewayError:
+    what = "no event for" if sent_content else "no first token within"
+    return GatewayError(
+        ErrorKind.DEADLINE_EXCEEDED,
+        f"{deployment.key}: {what} {limit:.3g} s; upstream stalled",
+        provider=deployment.spec.provider,
+        retryable=True,
+    )
+
+
+def _unavailable(plan: Plan, last_error: GatewayError | None, wait: float) -> GatewayError:
+    retry_after = None if wait is math.inf else round(wait, 3)
+    if last_error is not None:
+        return GatewayError(
+            last_error.kind,
+            last_error.message,
+            provider=last_error.provider,
+            retry_after=retry_after or last_error.retry_after,
+            retryable=last_error.retryable,
+            upstream_status=last_error.upstream_status,
+        )
+    return GatewayError(
+        ErrorKind.UNAVAILABLE,
+        f"every deployment of {plan.name!r} is unavailable (circuit open or rate limited)",
+        retry_after=retry_after,
+    )
+
+
+def _failed(deployment: Deployment, exc: GatewayError, started: int) -> Attempt:
     return Attempt(
-        route.provider, route.model, exc.kind.value, exc.message, _us(time.perf_counter_ns() - started)
+        deployment.spec.provider,
+        deployment.spec.model,
+        exc.kind.value,
+        exc.message,
+        _us(time.perf_counter_ns() - started),
     )
 
 
 def _finish(
-    route: Route, finish: ProviderFinish | None, attempts: list[Attempt], clock: RequestClock
+    deployment: Deployment, finish: ProviderFinish | None, attempts: list[Attempt], clock: RequestClock
 ) -> Finish:
     finish = finish or ProviderFinish(FinishReason.STOP)
     return Finish(
         reason=finish.reason,
         raw_reason=finish.raw_reason,
-        provider=route.provider,
-        model=finish.model or route.model,
+        provider=deployment.spec.provider,
+        model=finish.model or deployment.spec.model,
         timing=clock.timing(),
         attempts=tuple(attempts),
         response_id=finish.response_id,

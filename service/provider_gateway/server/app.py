@@ -13,9 +13,10 @@ from grpc_reflection.v1alpha import reflection
 
 from provider_gateway.config import GatewayConfig
 from provider_gateway.providers.registry import ProviderRegistry
-from provider_gateway.routing.router import Router
+from provider_gateway.routing.settings import parse_routing
+from provider_gateway.routing.shared_state import build_counter_store
 from provider_gateway.server import auth, tls, validate
-from provider_gateway.server.auth import AuthorizingResolver
+from provider_gateway.server.auth import AuthorizingResolver, AuthorizingRouter
 from provider_gateway.server.drain import DrainInterceptor
 from provider_gateway.server.health import SERVICE_NAME, ProviderHealthBook
 from provider_gateway.server.servicer import ProviderService
@@ -31,18 +32,20 @@ class GatewayServer:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.registry = ProviderRegistry.from_config(config)
-        # The authorizing resolver checks each route against the caller's key (no-op without [auth]).
+        # The authorizing resolver and router check routes against the caller's key (no-op without [auth]).
         self.resolver = AuthorizingResolver(self.registry.names(), self.registry.default, config.aliases)
-        self.router = Router(self.registry, self.resolver)
+        self.counters = build_counter_store(config)  # shared by the router and the per-key quotas
+        self.router = AuthorizingRouter(self.registry, self.resolver, parse_routing(config), self.counters)
         self.health_servicer = HealthServicer()
         self.health = ProviderHealthBook(self.health_servicer, self.registry.names())
+        self.router.on_breaker_change = self.health.breaker_changed
         self.service = ProviderService(self.router, self.health)
         self.service.limits = validate.Limits.from_config(config)
         limit = config.server.max_message_bytes
         self.drain = DrainInterceptor()
         self.credentials = tls.server_credentials(config)
         self.grpc = grpc.aio.server(
-            interceptors=[self.drain, *auth.interceptors(config)],
+            interceptors=[self.drain, *auth.interceptors(config, self.counters)],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -95,6 +98,7 @@ class GatewayServer:
         try:
             await self.grpc.stop(grace)
         finally:
+            await self.router.aclose()
             await self.registry.aclose()
 
     async def serve_until_signalled(self) -> None:

@@ -28,6 +28,7 @@ import hmac
 import inspect
 import logging
 import re
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar, Token
@@ -40,7 +41,8 @@ from provider_gateway.config import ConfigError, GatewayConfig, Section
 from provider_gateway.domain import Route
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.routing.resolve import RouteResolver
-from provider_gateway.server.counters import CounterStore, MemoryCounterStore
+from provider_gateway.routing.router import Plan, Router
+from provider_gateway.routing.shared_state import CounterStore, MemoryCounterStore
 
 log = logging.getLogger("provider_gateway.auth")
 
@@ -92,15 +94,14 @@ class Principal:
 current_principal: ContextVar[Principal | None] = ContextVar("current_principal", default=None)
 
 
-class AuthorizingResolver(RouteResolver):
-    """Checks every resolved route (primary and fallbacks) against the caller's allowed models."""
+def _check_route(route: Route) -> None:
+    principal = current_principal.get()
+    if principal is not None:
+        principal.check_route(route)
 
-    def resolve(self, model: str, provider: str = "") -> Route:
-        route = super().resolve(model, provider)
-        principal = current_principal.get()
-        if principal is not None:
-            principal.check_route(route)
-        return route
+
+class AuthorizingResolver(RouteResolver):
+    """Checks explicit provider names (ListModels) against the caller's allowed providers."""
 
     def check_provider(self, provider: str) -> str:
         name = super().check_provider(provider)
@@ -110,6 +111,20 @@ class AuthorizingResolver(RouteResolver):
                 ErrorKind.PERMISSION_DENIED, f"key {principal.name!r} may not use provider {name!r}"
             )
         return name
+
+
+class AuthorizingRouter(Router):
+    """Checks every deployment a request may use (primary, group members, fallbacks, aliases).
+
+    A plan with any forbidden deployment is refused rather than trimmed, so that a key never
+    silently gets a different model from the one its caller asked for.
+    """
+
+    def plan(self, model: str, provider: str = "", fallbacks: list[str] | tuple[str, ...] = ()) -> Plan:
+        plan = super().plan(model, provider, fallbacks)
+        for deployment in plan.deployments:
+            _check_route(Route(deployment.spec.provider, deployment.spec.model))
+        return plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +232,7 @@ class Quotas:
     async def charge_output(self, principal: Principal, tokens: int) -> None:
         if principal.tokens_per_minute and tokens:
             # Charged after the fact: the answer is already sent, so the next request pays.
-            await self.store.hit(f"auth:{principal.name}:tpm", tokens, float("inf"), 60)
+            await self.store.hit(f"auth:{principal.name}:tpm", tokens, sys.maxsize, 60)
 
     @contextlib.contextmanager
     def stream_slot(self, principal: Principal) -> Any:

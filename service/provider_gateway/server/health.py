@@ -39,6 +39,8 @@ class ProviderHealthBook:
         self.servicer = servicer
         self._health = {name: ProviderHealth() for name in providers}
         self.shutting_down = False
+        self._breakers_open: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def get(self, provider: str) -> ProviderHealth:
         return self._health.get(provider, ProviderHealth())
@@ -49,8 +51,25 @@ class ProviderHealthBook:
         self._health[provider] = ProviderHealth(state, message)
         if previous is None or previous.state != state:
             log.info("provider %s is %s %s", provider, "serving" if healthy else "not serving", message)
-        await self.servicer.set(provider_service_name(provider), SERVING if healthy else NOT_SERVING)
+        await self._publish(provider)
         await self._publish_overall()
+
+    async def _publish(self, provider: str) -> None:
+        if self.shutting_down:
+            return
+        serving = self.get(provider).state != pb.PROVIDER_HEALTH_NOT_SERVING
+        serving = serving and provider not in self._breakers_open
+        await self.servicer.set(provider_service_name(provider), SERVING if serving else NOT_SERVING)
+
+    def breaker_changed(self, provider: str, breaker_state: str) -> None:
+        """The router's breakers: NOT_SERVING while every deployment of the provider is open."""
+        if breaker_state == "open":
+            self._breakers_open.add(provider)
+        else:
+            self._breakers_open.discard(provider)
+        task = asyncio.ensure_future(self._publish(provider))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _publish_overall(self) -> None:
         if self.shutting_down:

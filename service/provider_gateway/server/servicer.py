@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
@@ -48,6 +49,12 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> 
     )
 
 
+def _clock(context: grpc.aio.ServicerContext[Any, Any]) -> RequestClock:
+    """The request's clock, carrying the client's deadline so retries never outlive it."""
+    remaining = context.time_remaining()
+    return RequestClock(deadline=None if remaining is None else time.monotonic() + remaining)
+
+
 class ProviderService(pb_grpc.ProviderServiceServicer):
     def __init__(self, router: Router, health: ProviderHealthBook) -> None:
         self.router = router
@@ -65,7 +72,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     async def Chat(
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ChatResponse:
-        clock = RequestClock()
+        clock = _clock(context)
 
         async def work() -> pb.ChatResponse:
             domain_request = convert.chat_request_from_proto(validate.chat(request, self.limits))
@@ -77,7 +84,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     async def ChatStream(
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.StreamEvent]:
-        clock = RequestClock()
+        clock = _clock(context)
         try:
             events = self.router.chat_stream(
                 convert.chat_request_from_proto(validate.chat(request, self.limits)), clock
@@ -90,7 +97,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     async def Complete(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CompleteResponse:
-        clock = RequestClock()
+        clock = _clock(context)
 
         async def work() -> pb.CompleteResponse:
             domain_request = convert.completion_request_from_proto(validate.complete(request, self.limits))
@@ -102,7 +109,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     async def CompleteStream(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.StreamEvent]:
-        clock = RequestClock()
+        clock = _clock(context)
         try:
             domain_request = convert.completion_request_from_proto(validate.complete(request, self.limits))
             async for event in self.router.complete_stream(domain_request, clock):
@@ -172,7 +179,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                     health=health.state,  # type: ignore[arg-type]
                     health_message=health.message,
                     capabilities=convert.capabilities_to_proto(provider.capabilities()),
-                    breaker_state="closed",
+                    breaker_state=self.router.breaker_state(provider.name),
                 )
             )
         return pb.ListProvidersResponse(providers=providers, default_provider=self.router.registry.default)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# redis-server for the shared-state tests (a real server on a free loopback port). Idempotent, quiet.
+set -euo pipefail
+command -v redis-server >/dev/null 2>&1 && exit 0
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "redis.sh: need root or sudo to install redis-server" >&2; exit 0; }
+  SUDO="sudo -n"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null

@@ -1,0 +1,124 @@
+"""A circuit breaker per deployment: closed -> open -> half-open -> closed.
+
+It opens after `consecutive_failures` failures in a row, or when the failure rate over the last
+`window_s` seconds reaches `failure_rate` with at least `min_calls` calls (so one failure of a
+quiet deployment does not open it). After `cooldown_s` it lets `half_open_probes` requests through;
+a probe's success closes it, a probe's failure opens it again for another cool-down.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(slots=True, frozen=True)
+class BreakerSettings:
+    consecutive_failures: int = 5
+    failure_rate: float = 0.5
+    window_s: float = 30.0
+    min_calls: int = 10
+    cooldown_s: float = 10.0
+    half_open_probes: int = 1
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        settings: BreakerSettings = BreakerSettings(),
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[BreakerState], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._on_change = on_change
+        self._state = BreakerState.CLOSED
+        self._opened_at = 0.0
+        self._consecutive = 0
+        self._calls: deque[tuple[float, bool]] = deque()  # (time, failed) within the window
+        self._probes = 0
+
+    @property
+    def state(self) -> BreakerState:
+        if self._state is BreakerState.OPEN and self._clock() >= self._opened_at + self.settings.cooldown_s:
+            self._set(BreakerState.HALF_OPEN)
+            self._probes = 0
+        return self._state
+
+    def open_for(self) -> float:
+        """Seconds until an open breaker lets a probe through (0.0 when not open)."""
+        if self.state is not BreakerState.OPEN:
+            return 0.0
+        return max(self._opened_at + self.settings.cooldown_s - self._clock(), 0.0)
+
+    def available(self) -> bool:
+        """Whether a request could go through now (without taking a probe slot)."""
+        state = self.state
+        return state is BreakerState.CLOSED or (
+            state is BreakerState.HALF_OPEN and self._probes < self.settings.half_open_probes
+        )
+
+    def acquire(self) -> bool:
+        """Take permission for one call; in half-open this uses one of the limited probe slots."""
+        if not self.available():
+            return False
+        if self._state is BreakerState.HALF_OPEN:
+            self._probes += 1
+        return True
+
+    def release(self) -> None:
+        """A call ended without a verdict (cancelled, or a client error): free its probe slot."""
+        if self._state is BreakerState.HALF_OPEN and self._probes:
+            self._probes -= 1
+
+    def record_success(self) -> None:
+        self._consecutive = 0
+        if self._state is not BreakerState.CLOSED:
+            self._calls.clear()
+            self._set(BreakerState.CLOSED)
+            return
+        self._record(failed=False)
+
+    def record_failure(self) -> None:
+        if self._state is BreakerState.HALF_OPEN:
+            self._trip()
+            return
+        if self._state is BreakerState.OPEN:
+            return
+        self._consecutive += 1
+        self._record(failed=True)
+        failures = sum(failed for _, failed in self._calls)
+        s = self.settings
+        if self._consecutive >= s.consecutive_failures or (
+            len(self._calls) >= s.min_calls and failures / len(self._calls) >= s.failure_rate
+        ):
+            self._trip()
+
+    def _record(self, failed: bool) -> None:
+        now = self._clock()
+        self._calls.append((now, failed))
+        horizon = now - self.settings.window_s
+        while self._calls and self._calls[0][0] < horizon:
+            self._calls.popleft()
+
+    def _trip(self) -> None:
+        self._opened_at = self._clock()
+        self._consecutive = 0
+        self._calls.clear()
+        self._probes = 0
+        self._set(BreakerState.OPEN)
+
+    def _set(self, state: BreakerState) -> None:
+        changed = state is not self._state
+        self._state = state
+        if changed and self._on_change is not None:
+            self._on_change(state)

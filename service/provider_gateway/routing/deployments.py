@@ -1,0 +1,92 @@
+"""Deployments (one provider + model, with its breaker, limiter and latency estimate) and balancing.
+
+`order` returns every deployment of a group, best first, so that failover walks the rest in a
+sensible order: weighted random without replacement, or power of two choices over the expected
+wait (EWMA of time to first token times requests in flight) for the first pick.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+from provider_gateway.providers.base import Provider
+from provider_gateway.routing.breaker import BreakerState, CircuitBreaker
+from provider_gateway.routing.limiter import AdaptiveLimiter
+from provider_gateway.routing.settings import DeploymentSpec, RoutingSettings
+
+EWMA_ALPHA = 0.3  # weight of the newest sample: adapts within a handful of requests
+UNKNOWN_TTFT_S = 0.0  # an unmeasured deployment looks fast, so it gets measured
+
+
+class Deployment:
+    def __init__(
+        self,
+        key: str,
+        spec: DeploymentSpec,
+        provider: Provider,
+        settings: RoutingSettings,
+        clock: Callable[[], float],
+        on_breaker_change: Callable[[Deployment, BreakerState], None],
+    ) -> None:
+        self.key = key
+        self.spec = spec
+        self.provider = provider
+        self.settings = settings
+        self.breaker = CircuitBreaker(settings.breaker, clock, lambda state: on_breaker_change(self, state))
+        self.limiter = AdaptiveLimiter(settings.limiter, clock)
+        self.ewma_ttft_s = UNKNOWN_TTFT_S
+        self._measured = False
+
+    def record_ttft(self, seconds: float) -> None:
+        if not self._measured:
+            self.ewma_ttft_s, self._measured = seconds, True
+        else:
+            self.ewma_ttft_s += EWMA_ALPHA * (seconds - self.ewma_ttft_s)
+
+    def expected_wait(self) -> float:
+        return (self.ewma_ttft_s or 1e-3) * (self.limiter.in_flight + 1)
+
+    def __repr__(self) -> str:
+        return f"Deployment({self.key})"
+
+
+def _weighted_pick(pool: list[Deployment], rng: random.Random) -> Deployment:
+    total = sum(d.spec.weight for d in pool)
+    if total <= 0:
+        return pool[0]
+    point = rng.random() * total
+    for deployment in pool:
+        point -= deployment.spec.weight
+        if point < 0:
+            return deployment
+    return pool[-1]
+
+
+def weighted_order(deployments: Sequence[Deployment], rng: random.Random) -> list[Deployment]:
+    """Weighted random order without replacement; weight-0 deployments are backups, kept last."""
+    pool = [d for d in deployments if d.spec.weight > 0]
+    ordered: list[Deployment] = []
+    while pool:
+        chosen = _weighted_pick(pool, rng)
+        ordered.append(chosen)
+        pool.remove(chosen)
+    return ordered + [d for d in deployments if d.spec.weight <= 0]
+
+
+def latency_order(deployments: Sequence[Deployment], rng: random.Random) -> list[Deployment]:
+    """Power of two choices: of two weighted random picks, the one with the lower expected wait first."""
+    ordered = weighted_order(deployments, rng)
+    primaries = [d for d in ordered if d.spec.weight > 0]
+    if len(primaries) >= 2:
+        first, second = primaries[0], primaries[1]
+        if second.expected_wait() < first.expected_wait():
+            ordered[0], ordered[1] = second, first
+    rest = sorted(ordered[1:], key=lambda d: (d.spec.weight <= 0, d.expected_wait()))
+    return [ordered[0], *rest]
+
+
+def order(deployments: Sequence[Deployment], strategy: str, rng: random.Random) -> list[Deployment]:
+    if len(deployments) <= 1:
+        return list(deployments)
+    return latency_order(deployments, rng) if strategy == "latency" else weighted_order(deployments, rng)

@@ -1,0 +1,101 @@
+"""Adaptive concurrency per deployment (AIMD) and the hook adapters use to report rate-limit headers.
+
+The allowed concurrency grows by one for every `limit` successful calls (additive increase) and is
+halved on a 429 or when the provider says little headroom is left (multiplicative decrease), so the
+gateway slows down before the provider starts refusing and speeds up again as answers come back.
+
+Adapters report what the rate-limit headers say through `report_rate_limit(RateLimitInfo(...))`
+(on success and on failure alike); the router installs the sink for the attempt in progress.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+
+@dataclass(slots=True, frozen=True)
+class RateLimitInfo:
+    """Figures from `x-ratelimit-*` / `anthropic-ratelimit-*` style headers; None when not sent.
+
+    `reset_s` is the number of seconds until the most constrained budget refills.
+    """
+
+    remaining_requests: int | None = None
+    limit_requests: int | None = None
+    remaining_tokens: int | None = None
+    limit_tokens: int | None = None
+    reset_s: float | None = None
+
+    def headroom(self) -> float | None:
+        """The smallest remaining fraction of any budget reported, or None when nothing usable was sent."""
+        fractions = [
+            remaining / limit
+            for remaining, limit in (
+                (self.remaining_requests, self.limit_requests),
+                (self.remaining_tokens, self.limit_tokens),
+            )
+            if remaining is not None and limit
+        ]
+        if self.remaining_requests == 0 or self.remaining_tokens == 0:
+            return 0.0
+        return min(fractions) if fractions else None
+
+
+RATE_LIMIT_SINK: ContextVar[Callable[[RateLimitInfo], None] | None] = ContextVar(
+    "provider_gateway_rate_limit_sink", default=None
+)
+
+
+def report_rate_limit(info: RateLimitInfo) -> None:
+    """Called by adapters after reading a response's rate-limit headers; a no-op outside the router."""
+    sink = RATE_LIMIT_SINK.get()
+    if sink is not None:
+        sink(info)
+
+
+@dataclass(slots=True, frozen=True)
+class LimiterSettings:
+    initial: int = 32
+    minimum: int = 1
+    maximum: int = 256
+    backoff: float = 0.5  # the multiplicative decrease
+    low_headroom: float = 0.1  # decrease when less than this fraction of a budget remains
+    decrease_interval_s: float = 1.0  # at most one decrease per interval: one burst of 429s is one signal
+
+
+class AdaptiveLimiter:
+    def __init__(
+        self, settings: LimiterSettings = LimiterSettings(), clock: Callable[[], float] = time.monotonic
+    ):
+        self.settings = settings
+        self._clock = clock
+        self.limit = float(settings.initial)
+        self.in_flight = 0
+        self._last_decrease = -1e9
+
+    def has_capacity(self) -> bool:
+        return self.in_flight < int(self.limit)
+
+    def acquire(self) -> None:
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight = max(self.in_flight - 1, 0)
+
+    def on_success(self) -> None:
+        self.limit = min(self.limit + 1.0 / max(self.limit, 1.0), float(self.settings.maximum))
+
+    def on_overload(self) -> None:
+        now = self._clock()
+        if now - self._last_decrease < self.settings.decrease_interval_s:
+            return
+        self._last_decrease = now
+        self.limit = max(self.limit * self.settings.backoff, float(self.settings.minimum))
+
+    def on_rate_limit_info(self, info: RateLimitInfo) -> None:
+        headroom = info.headroom()
+        if headroom is not None and headroom < self.settings.low_headroom:
+            self.on_overload()

@@ -1,0 +1,154 @@
+"""The `[routing]` defaults and the `[groups.<name>]` tables: model groups of weighted deployments.
+
+    [routing]                       # defaults for every group and for plain `provider/model` routes
+    strategy = "weighted"           # or "latency": power of two choices over EWMA(TTFT) x in-flight
+    retries = 2                     # attempts beyond one per deployment
+    [routing.breaker]               # consecutive_failures, failure_rate, window_s, min_calls, cooldown_s,
+                                    # half_open_probes
+    [routing.limiter]               # initial, minimum, maximum, backoff, low_headroom
+
+    [groups.smart]                  # a request for model "smart" goes to one of these
+    strategy = "latency"            # any [routing] key may be overridden per group
+    deployments = [
+      { provider = "openai", model = "gpt-4o", weight = 3, rpm = 600 },
+      { provider = "azure", model = "gpt-4o-prod", weight = 1 },
+    ]
+
+A deployment names a configured provider; a second set of credentials for the same vendor is a
+second `[providers.<name>]` entry. `rpm` is a per-deployment request budget shared by all replicas
+when `[redis]` is configured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from provider_gateway.config import GatewayConfig, Section
+from provider_gateway.routing.breaker import BreakerSettings
+from provider_gateway.routing.limiter import LimiterSettings
+
+STRATEGIES = ("weighted", "latency")
+ROUTING_KEYS = (
+    "strategy",
+    "retries",
+    "max_retry_wait_s",
+    "backoff_base_ms",
+    "backoff_max_ms",
+    "ttft_timeout_s",
+    "idle_timeout_s",
+    "timeout_s",
+    "max_queue",
+    "queue_timeout_s",
+    "breaker",
+    "limiter",
+)
+GROUP_KEYS = (*ROUTING_KEYS, "deployments", "fallbacks")
+DEPLOYMENT_KEYS = ("provider", "model", "weight", "rpm")
+
+
+@dataclass(slots=True, frozen=True)
+class RoutingSettings:
+    strategy: str = "weighted"
+    retries: int = 2
+    max_retry_wait_s: float = 2.0  # longer waits fail fast with a retry delay instead of sleeping
+    backoff_base_ms: float = 100.0
+    backoff_max_ms: float = 5000.0
+    ttft_timeout_s: float = 60.0
+    idle_timeout_s: float = 30.0
+    timeout_s: float = 600.0  # the deadline when the client sets none
+    max_queue: int = 100
+    queue_timeout_s: float = 5.0
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    limiter: LimiterSettings = field(default_factory=LimiterSettings)
+
+
+@dataclass(slots=True, frozen=True)
+class DeploymentSpec:
+    provider: str
+    model: str
+    weight: float = 1.0
+    rpm: int = 0  # 0: no request budget
+
+
+@dataclass(slots=True, frozen=True)
+class GroupSpec:
+    name: str
+    deployments: tuple[DeploymentSpec, ...]
+    settings: RoutingSettings
+    fallbacks: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class RoutingConfig:
+    defaults: RoutingSettings = field(default_factory=RoutingSettings)
+    groups: dict[str, GroupSpec] = field(default_factory=dict)
+
+
+def _numbers(section: Section, base: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """Override the fields of a settings dataclass that `section` names, with type checks."""
+    section.reject_unknown(allowed)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(base):
+        if f.name not in section or f.name in ("breaker", "limiter", "strategy"):
+            continue
+        current = getattr(base, f.name)
+        if isinstance(current, int) and not isinstance(current, bool):
+            values[f.name] = section.integer(f.name, current, minimum=0)
+        else:
+            values[f.name] = section.number(f.name, current, minimum=0)
+    return values
+
+
+def parse_settings(
+    section: Section, base: RoutingSettings, allowed: tuple[str, ...] = ROUTING_KEYS
+) -> RoutingSettings:
+    values = _numbers(section, base, allowed)
+    values["strategy"] = section.choice("strategy", STRATEGIES, base.strategy)
+    breaker = section.table("breaker")
+    values["breaker"] = dataclasses.replace(
+        base.breaker,
+        **_numbers(breaker, base.breaker, tuple(f.name for f in dataclasses.fields(BreakerSettings))),
+    )
+    limiter = section.table("limiter")
+    values["limiter"] = dataclasses.replace(
+        base.limiter,
+        **_numbers(limiter, base.limiter, tuple(f.name for f in dataclasses.fields(LimiterSettings))),
+    )
+    if values["limiter"].minimum < 1:
+        raise limiter.error("minimum", "must be at least 1")
+    return dataclasses.replace(base, **values)
+
+
+def parse_routing(config: GatewayConfig) -> RoutingConfig:
+    defaults = parse_settings(config.section("routing"), RoutingSettings())
+    providers = [p.name for p in config.providers]
+    groups_section = config.section("groups")
+    groups: dict[str, GroupSpec] = {}
+    for name in groups_section:
+        table = groups_section.table(name)
+        settings = parse_settings(table, defaults, GROUP_KEYS)
+        deployments = []
+        for i, raw in enumerate(table.array("deployments")):
+            where = f"deployments[{i}]"
+            if not isinstance(raw, dict):
+                raise table.error(where, 'must be a table like { provider = "mock", model = "echo" }')
+            entry = Section(raw, table.source, table.key(where))
+            entry.reject_unknown(DEPLOYMENT_KEYS)
+            provider = entry.string("provider")
+            if provider not in providers:
+                raise entry.error(
+                    "provider", f"{provider!r} is not configured (have: {', '.join(providers)})"
+                )
+            model = entry.string("model")
+            if not model:
+                raise entry.error("model", "is required")
+            weight = entry.number("weight", 1.0, minimum=0)
+            deployments.append(DeploymentSpec(provider, model, weight, entry.integer("rpm", 0, minimum=0)))
+        if not deployments:
+            raise table.error("deployments", "must list at least one { provider, model }")
+        if not any(d.weight > 0 for d in deployments):
+            raise table.error("deployments", "at least one deployment needs a weight above 0")
+        groups[name] = GroupSpec(name, tuple(deployments), settings, tuple(table.strings("fallbacks")))
+    return RoutingConfig(defaults, groups)

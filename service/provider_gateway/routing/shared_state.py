@@ -1,0 +1,210 @@
+"""State shared by gateway replicas: fixed-window counters and deployment ejections.
+
+In-process by default. With `[redis] url`, every replica reads and writes the same keys through
+server-side Lua scripts (atomic check-and-add), every key carries a TTL, and when Redis cannot be
+reached the store falls back to its local twin (logged once per outage) and retries Redis later,
+so a Redis outage degrades limits to per-replica instead of failing requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from provider_gateway.config import GatewayConfig, Section
+
+log = logging.getLogger("provider_gateway.shared_state")
+REDIS_KEYS = ("url", "url_env", "url_file", "prefix", "timeout_ms", "retry_after_s")
+
+
+class CounterStore(Protocol):
+    async def hit(self, key: str, amount: int, limit: int, window_s: float) -> float:
+        """Add `amount` to the fixed-window counter `key` if it stays within `limit`.
+
+        Returns 0.0 when allowed, else the seconds until the window resets.
+        """
+        ...
+
+
+class SharedState(CounterStore, Protocol):
+    """What the router needs besides counters: ejections of deployments that asked us to back off."""
+
+    async def eject(self, key: str, seconds: float) -> None: ...
+
+    async def ejections(self, keys: list[str]) -> list[float]:
+        """Seconds each key stays ejected (0.0 when not ejected)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+Clock = Callable[[], float]
+
+
+class MemoryCounterStore:
+    """The single-replica store; also the fallback of the Redis one."""
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._counters: dict[str, tuple[float, int]] = {}  # key -> (window end, count)
+        self._ejected: dict[str, float] = {}  # key -> ejected until
+
+    async def hit(self, key: str, amount: int, limit: int, window_s: float) -> float:
+        now = self._clock()
+        if len(self._counters) > 10_000:  # drop expired windows so unused keys do not pile up
+            self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
+        ends, count = self._counters.get(key, (0.0, 0))
+        if ends <= now:
+            ends, count = now + window_s, 0
+        if count + amount > limit:
+            self._counters[key] = (ends, count)
+            return max(ends - now, 1e-3)
+        self._counters[key] = (ends, count + amount)
+        return 0.0
+
+    async def eject(self, key: str, seconds: float) -> None:
+        until = self._clock() + seconds
+        self._ejected[key] = max(until, self._ejected.get(key, 0.0))
+
+    async def ejections(self, keys: list[str]) -> list[float]:
+        now = self._clock()
+        return [max(self._ejected.get(k, 0.0) - now, 0.0) for k in keys]
+
+    async def aclose(self) -> None:
+        return None
+
+
+# KEYS[1] counter; ARGV amount, limit, window in ms. Returns 0 when counted, else ms until reset.
+HIT_SCRIPT = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local amount = tonumber(ARGV[1])
+local window = tonumber(ARGV[3])
+if current + amount > tonumber(ARGV[2]) then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then ttl = window end
+  return ttl
+end
+redis.call('INCRBY', KEYS[1], amount)
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], window) end
+return 0
+"""
+# KEYS[1] ejection; ARGV[1] ms. Only ever lengthens an ejection.
+EJECT_SCRIPT = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
+return 0
+"""
+# KEYS ejections. Returns each key's remaining ms (<= 0 when absent).
+EJECTIONS_SCRIPT = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('PTTL', key) end
+return out
+"""
+
+
+class RedisCounterStore:
+    """Counters and ejections in Redis, with a logged local fallback while Redis is away."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "pgw:",
+        timeout_s: float = 0.25,
+        retry_after_s: float = 5.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        import redis.asyncio as aioredis  # imported here: single-replica setups never load it
+
+        self._client: Any = aioredis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
+        )
+        self._prefix = prefix
+        self._retry_after_s = retry_after_s
+        self._clock = clock
+        self.local = MemoryCounterStore(clock)
+        self._down_until = 0.0
+        self._hit = self._client.register_script(HIT_SCRIPT)
+        self._eject = self._client.register_script(EJECT_SCRIPT)
+        self._ejections = self._client.register_script(EJECTIONS_SCRIPT)
+
+    @property
+    def using_redis(self) -> bool:
+        return self._clock() >= self._down_until
+
+    def _failed(self, exc: Exception) -> None:
+        if self.using_redis:
+            log.warning(
+                "redis unavailable (%s); using per-replica state for %.0f s",
+                type(exc).__name__,
+                self._retry_after_s,
+            )
+        self._down_until = self._clock() + self._retry_after_s
+
+    def _recovered(self) -> None:
+        if self._down_until:
+            log.info("redis reachable again; shared state restored")
+            self._down_until = 0.0
+
+    async def hit(self, key: str, amount: int, limit: int, window_s: float) -> float:
+        if self.using_redis:
+            window_ms = max(math.ceil(window_s * 1000), 1)
+            try:
+                wait_ms = await self._hit(keys=[self._prefix + "c:" + key], args=[amount, limit, window_ms])
+            except Exception as exc:  # any Redis failure: keep serving on local state
+                self._failed(exc)
+            else:
+                self._recovered()
+                return max(int(wait_ms), 0) / 1000
+        return await self.local.hit(key, amount, limit, window_s)
+
+    async def eject(self, key: str, seconds: float) -> None:
+        await self.local.eject(key, seconds)  # local too, so a later outage still remembers it
+        if self.using_redis:
+            try:
+                await self._eject(keys=[self._prefix + "e:" + key], args=[max(math.ceil(seconds * 1000), 1)])
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                self._recovered()
+
+    async def ejections(self, keys: list[str]) -> list[float]:
+        if keys and self.using_redis:
+            try:
+                ttls = await self._ejections(keys=[self._prefix + "e:" + k for k in keys])
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                self._recovered()
+                return [max(int(ms), 0) / 1000 for ms in ttls]
+        return await self.local.ejections(keys)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def redis_settings(section: Section) -> dict[str, Any]:
+    section.reject_unknown(REDIS_KEYS)
+    return {
+        # A url with a password belongs in url_env / url_file; a plain one may sit in the file.
+        "url": section.string("url") or section.secret("url"),
+        "prefix": section.string("prefix", "pgw:"),
+        "timeout_s": section.integer("timeout_ms", 250, minimum=1) / 1000,
+        "retry_after_s": section.number("retry_after_s", 5.0, minimum=0),
+    }
+
+
+def build_counter_store(
+    config: GatewayConfig, clock: Clock = time.monotonic
+) -> MemoryCounterStore | RedisCounterStore:
+    """The store `[redis]` asks for: Redis when a url is set, else in-process."""
+    settings = redis_settings(config.section("redis"))
+    url = settings.pop("url")
+    if not url:
+        return MemoryCounterStore(clock)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise config.section("redis").error("url", "must start with redis://, rediss:// or unix://")
+    return RedisCounterStore(url, clock=clock, **settings)
