@@ -80,15 +80,16 @@ tokens_per_minute = 1000000000
 max_concurrent_streams = 100000
 """
 OK = grpc.StatusCode.OK
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE  # also what an open circuit breaker answers
 # kind -> (share of requests, statuses it may end with)
 MIX: dict[str, tuple[float, frozenset[grpc.StatusCode]]] = {
     "unary": (0.35, frozenset({OK})),
     "stream": (0.30, frozenset({OK})),
     "cancel": (0.10, frozenset({grpc.StatusCode.CANCELLED})),
-    "deadline": (0.07, frozenset({grpc.StatusCode.DEADLINE_EXCEEDED})),
-    "fault_before": (0.06, frozenset({grpc.StatusCode.UNAVAILABLE})),
-    "fault_midway": (0.06, frozenset({grpc.StatusCode.INTERNAL})),
-    "rate_limited": (0.06, frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED})),
+    "deadline": (0.07, frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, UNAVAILABLE})),
+    "fault_before": (0.06, frozenset({UNAVAILABLE})),
+    "fault_midway": (0.06, frozenset({grpc.StatusCode.INTERNAL, UNAVAILABLE})),
+    "rate_limited": (0.06, frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, UNAVAILABLE})),
 }
 
 
@@ -200,6 +201,8 @@ async def soak(
             if kind in ("unary", "stream") and code == OK:
                 tally.latencies[kind].append(elapsed)
             tally.done += 1
+            if tally.done % 10_000 == 0:
+                print(f"{tally.done} requests, {tally.unexpected} unexpected", file=sys.stderr, flush=True)
             if tally.done % 1000 == 0 and mock is not None:
                 # The mock keeps every request for tests to inspect; forget them so that the
                 # memory figure is the gateway's (reported as a known mock behaviour).

@@ -14,7 +14,9 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.server import validate
 from provider_gateway.v1 import provider_service_pb2 as pb
 
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 LIMITS = validate.Limits(max_messages=8, max_message_bytes=4096, max_tools=4, max_embed_inputs=4)
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.floats(), st.text(max_size=10))
