@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -143,3 +144,22 @@ async def test_second_signal_stops_at_once(tmp_path: Path) -> None:
         served.process.send_signal(signal.SIGINT)
         async with asyncio.timeout(15):
             assert await served.process.wait() == 0
+
+
+async def test_stop_in_process_ends_watches_and_waits_only_for_streams(gateway_factory: Any) -> None:
+    """The same drain in-process: a watcher must not hold `stop` for the whole grace period."""
+    config = CONFIG.format(grace=30)
+    async with gateway_factory(config) as gw:
+        watch = health_pb2_grpc.HealthStub(gw.channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=30
+        )
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        stream = gw.stub.ChatStream(chat("mock/slow"), timeout=30)
+        assert (await stream.read()).WhichOneof("event") == "text_delta"
+        stopping = asyncio.create_task(gw.server.stop())
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert await watch.read() is grpc.aio.EOF
+        rest = await rest_of(stream)
+        assert rest[-1].WhichOneof("event") == "finish"
+        async with asyncio.timeout(10):  # far less than the 30 s grace
+            await stopping
