@@ -73,7 +73,7 @@ async def faulty(request: pytest.FixtureRequest) -> AsyncIterator[tuple[FaultyUp
         env.setenv(KEY_ENV, "test-key-not-secret")
         async with FaultyUpstream() as upstream:
             table = ADAPTERS[kind][1].format(url=upstream.base_url, env=KEY_ENV)
-            config = f"[providers.up]\n{table}\nbetween_events_timeout_s = 30\n\n[providers.mock]\n"
+            config = f"[providers.up]\n{table}\n\n[providers.mock]\n"
             async with run_gateway(config) as gateway:
                 yield upstream, gateway
 

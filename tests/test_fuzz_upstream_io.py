@@ -1,68 +1,81 @@
-"""Property-based fuzzing of the SSE decoder and the upstream JSON/Retry-After helpers.
-
-The decoder must never raise, and must give the same events however the bytes are split into
-chunks (a TCP read can end anywhere, even inside a UTF-8 character or between CR and LF).
-"""
+"""Property-based fuzzing of the upstream helpers: event JSON decoding and the retry-delay parsers
+that read vendor headers and bodies. Only GatewayError may escape; a delay is never negative.
+Skipped where the helper is not on this branch."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from provider_gateway.errors import GatewayError
 
-upstream_io = pytest.importorskip("provider_gateway.providers.upstream_io")
-
 FUZZ = settings(max_examples=400, deadline=None, derandomize=True)
-# Bytes biased towards SSE syntax so that fields, comments and line ends are all exercised.
-sse_bytes = st.lists(
-    st.one_of(
-        st.sampled_from(
-            [b"data:", b"data: ", b"event:", b"event: x", b":", b"id: 1", b"\n", b"\r", b"\r\n", b"\n\n"]
-        ),
-        st.text(max_size=12).map(str.encode),
-        st.binary(max_size=8),
-    ),
-    max_size=40,
-).map(b"".join)
 
 
-def decode(chunks: list[bytes]) -> list[Any]:
-    decoder = upstream_io.SseDecoder()
-    events: list[Any] = []
-    for chunk in chunks:
-        events.extend(decoder.feed(chunk))
-    return events
-
-
-@FUZZ
-@given(sse_bytes, st.lists(st.integers(min_value=0, max_value=400), max_size=8))
-def test_sse_decoder_never_raises_and_ignores_chunking(data: bytes, cuts: list[int]) -> None:
-    whole = decode([data])
-    points = sorted({min(c, len(data)) for c in cuts})
-    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
-    assert decode(pieces) == whole
-    assert decode([data[i : i + 1] for i in range(len(data))]) == whole
-
-
-@FUZZ
-@given(st.one_of(st.text(max_size=40), st.binary(max_size=40).map(lambda b: b.decode("latin-1"))))
-def test_json_event_raises_only_gateway_errors(data: str) -> None:
-    error: GatewayError | None = None
+def helper(module: str, name: str) -> Any:
     try:
-        upstream_io.decode_json_event(data, "fuzz")
-    except GatewayError as exc:
-        error = exc
-    assert error is None or "malformed" in str(error)
+        found = getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        found = None
+    if found is None:
+        pytest.skip(f"{module}.{name} is not on this branch")
+    return found
 
 
-@FUZZ
-@given(
-    st.dictionaries(st.sampled_from(["retry-after", "retry-after-ms", "x"]), st.text(max_size=30), max_size=3)
+json_text = st.one_of(st.text(max_size=40), st.binary(max_size=40).map(lambda b: b.decode("latin-1")))
+header_values = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(
+        ["1", "-5", "1e309", "nan", "inf", "0.5", "Wed, 21 Oct 2015 07:28:00 GMT", "6m0s", "1h2m3.5s"]
+    ),
 )
-def test_retry_after_never_raises(headers: dict[str, str]) -> None:
-    value = upstream_io.retry_after_seconds(headers, now=0.0)
-    assert value is None or value >= 0
+headers = st.dictionaries(
+    st.sampled_from(
+        ["retry-after", "retry-after-ms", "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens", "x"]
+    ),
+    header_values,
+    max_size=4,
+)
+bodies = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.floats(), st.text(max_size=10), st.sampled_from(["retryDelay", "1.5s"])
+    ),
+    lambda c: st.one_of(
+        st.lists(c, max_size=3),
+        st.dictionaries(st.sampled_from(["error", "details", "@type", "retryDelay", "x"]), c, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+def test_json_event_raises_only_gateway_errors() -> None:
+    decode_json_event = helper("provider_gateway.providers.upstream_io", "decode_json_event")
+
+    @FUZZ
+    @given(json_text)
+    def run(data: str) -> None:
+        with contextlib.suppress(GatewayError):
+            decode_json_event(data, "fuzz")
+
+    run()
+
+
+# Found on issue-3a-http: `Retry-After: nan` gives a NaN delay, which the servicer cannot put in a
+# RetryInfo (int(nan) raises), so the client would get INTERNAL. Strict: remove when fixed.
+@pytest.mark.xfail(strict=True, reason="http.errors.retry_delay returns nan for 'retry-after: NAN'")
+def test_retry_delay_never_raises_or_goes_negative() -> None:
+    retry_delay = helper("provider_gateway.http.errors", "retry_delay")
+
+    @FUZZ
+    @example({"retry-after": "NAN"}, None)
+    @given(headers, bodies)
+    def run(head: dict[str, str], body: Any) -> None:
+        delay = retry_delay(head, body, now=0.0)
+        assert delay is None or 0 <= delay < float("inf")
+
+    run()
