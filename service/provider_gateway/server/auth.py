@@ -280,8 +280,9 @@ def _like(behaviour: Behaviour, before: Callable[[Any, Any], Awaitable[None]]) -
 
         async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
             await before(request, context)
-            async for item in behaviour(request, context):
-                yield item
+            async with contextlib.aclosing(behaviour(request, context)) as items:
+                async for item in items:
+                    yield item
 
         return stream
 
@@ -343,10 +344,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                                 slots.enter_context(quotas.stream_slot(principal))
                         except GatewayError as exc:
                             await abort(context, exc)
+                        # Closed here, not by the garbage collector: a client cancel must run the
+                        # inner stream's cleanup (upstream close, router slots) in this task.
                         try:
-                            async for item in behaviour(request, context):
-                                output += _usage_tokens(item)
-                                yield item
+                            async with contextlib.aclosing(behaviour(request, context)) as items:
+                                async for item in items:
+                                    output += _usage_tokens(item)
+                                    yield item
                         finally:
                             await quotas.charge_output(principal, output)
                 finally:
