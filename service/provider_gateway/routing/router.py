@@ -14,12 +14,14 @@ failure ends the stream with an error status (an honest error beats a silently s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+from contextvars import Token
 from typing import Any, TypeVar
 
 from provider_gateway.domain import (
@@ -44,7 +46,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import Provider, accumulate
-from provider_gateway.providers.registry import ProviderRegistry
+from provider_gateway.providers.registry import ProviderRegistry, build_provider
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
 from provider_gateway.routing.breaker import BreakerState
 from provider_gateway.routing.deployments import Deployment, order
@@ -123,10 +125,10 @@ class Router:
         self._waiters: dict[str, int] = {}
         self._capacity = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._own_providers: list[Provider] = []
         for group in self.routing.groups.values():
             self._groups[group.name] = [
-                self._deployment(f"{group.name}/{d.provider}/{d.model}", d, group.settings)
-                for d in group.deployments
+                self._deployment(d.key(group.name), d, group.settings) for d in group.deployments
             ]
 
     # --- deployments and plans -----------------------------------------------------------------
@@ -141,6 +143,9 @@ class Router:
         deployment = self._deployments.get(key)
         if deployment is None:
             provider = self.provider(Route(spec.provider, spec.model))
+            if spec.provider_config is not None:  # its own credentials: its own adapter instance
+                provider = build_provider(spec.provider_config)
+                self._own_providers.append(provider)
             deployment = Deployment(key, spec, provider, settings, self.clock, self._breaker_changed)
             self._deployments[key] = deployment
         return deployment
@@ -198,8 +203,16 @@ class Router:
     # --- the retry loop ------------------------------------------------------------------------
 
     async def _stream(
-        self, plan: Plan, request: Req, clock: RequestClock, open_stream: OpenStream[Req]
-    ) -> AsyncIterator[GatewayEvent]:
+        self,
+        plan: Plan,
+        request: Req,
+        clock: RequestClock,
+        open_stream: OpenStream[Req],
+        *,
+        buffered: bool = False,
+    ) -> AsyncGenerator[GatewayEvent, None]:
+        """The retry loop. `buffered` (unary calls) holds each attempt's events until it succeeds,
+        so that even a failure after some output can fail over: the client has seen nothing yet."""
         settings = plan.settings
         deadline = clock.deadline if clock.deadline is not None else self.clock() + settings.timeout_s
         attempts: list[Attempt] = []
@@ -225,13 +238,25 @@ class Router:
                         retry_after=wait,
                     )
                     continue
+            if not deployment.breaker.available():
+                continue  # another request took the last half-open probe slot while we waited
             sent_content = False
+            held: list[GatewayEvent] = []
             try:
-                async for event in self._attempt(
+                # aclosing: a client that stops reading closes this attempt (and its upstream) now,
+                # not whenever the garbage collector finalizes the generator.
+                attempt = self._attempt(
                     deployment, len(attempts) + 1, request, clock, deadline, open_stream, attempts
-                ):
-                    if isinstance(event, CONTENT_EVENTS):
-                        sent_content = True
+                )
+                async with contextlib.aclosing(attempt):
+                    async for event in attempt:
+                        if buffered:
+                            held.append(event)
+                            continue
+                        if isinstance(event, CONTENT_EVENTS):
+                            sent_content = True
+                        yield event
+                for event in held:
                     yield event
                 return
             except GatewayError as exc:
@@ -276,17 +301,17 @@ class Router:
             else:
                 return deployment
         if at_capacity:
-            await self._wait_for_capacity(
-                plan, min(deadline, now + plan.settings.queue_timeout_s, now + wait)
-            )
+            give_up = min(deadline, now + plan.settings.queue_timeout_s)
+            await self._wait_for_capacity(plan, min(give_up, now + wait), give_up)
             return None
         if wait > plan.settings.max_retry_wait_s or now + wait >= deadline or wait is math.inf:
             raise _unavailable(plan, last_error, wait)
         await self.sleep(wait)
         return None
 
-    async def _wait_for_capacity(self, plan: Plan, until: float) -> None:
-        """Wait in the group's bounded queue until a deployment frees capacity (or `until`)."""
+    async def _wait_for_capacity(self, plan: Plan, until: float, give_up: float) -> None:
+        """Wait in the group's bounded queue until a deployment frees capacity or becomes ready
+        (`until`); past `give_up` (the deadline or the queue timeout) the request is refused."""
         waiting = self._waiters.get(plan.name, 0)
         if waiting >= plan.settings.max_queue:
             raise GatewayError(
@@ -299,6 +324,8 @@ class Router:
             async with self._capacity:
                 await asyncio.wait_for(self._capacity.wait(), max(until - self.clock(), 0.0))
         except TimeoutError:
+            if until < give_up:
+                return  # another deployment's wait is over: look again
             raise GatewayError(
                 ErrorKind.RESOURCE_EXHAUSTED,
                 f"{plan.name!r} stayed at capacity until the request's deadline",
@@ -320,34 +347,48 @@ class Router:
         deadline: float,
         open_stream: OpenStream[Req],
         attempts: list[Attempt],
-    ) -> AsyncIterator[GatewayEvent]:
+    ) -> AsyncGenerator[GatewayEvent, None]:
         """One try of one deployment: its events, then the Finish; failures judged for breaker and limiter."""
         breaker, limiter, settings = deployment.breaker, deployment.limiter, deployment.settings
         state = breaker.state.value
         breaker.acquire()
         limiter.acquire()
-        attempt_token = CURRENT_ATTEMPT.set(AttemptInfo(number, deployment.key, state))
-        sink_token = RATE_LIMIT_SINK.set(lambda info: self._rate_limit_info(deployment, info))
+        scope = _AttemptScope(
+            AttemptInfo(number, deployment.key, state), lambda info: self._rate_limit_info(deployment, info)
+        )
         started = time.perf_counter_ns()
         stream: AsyncIterator[StreamEvent] | None = None
         sent_content = False
         finish: ProviderFinish | None = None
         verdict = False
         try:
-            stream = open_stream(
-                deployment.provider, dataclasses.replace(request, model=deployment.spec.model)
-            )
+            with scope:
+                stream = open_stream(
+                    deployment.provider, dataclasses.replace(request, model=deployment.spec.model)
+                )
             while True:
                 limit = settings.idle_timeout_s if sent_content else settings.ttft_timeout_s
                 limit = min(limit, max(deadline - self.clock(), 0.0))
                 before = time.perf_counter_ns()
                 try:
                     async with asyncio.timeout(limit):
-                        event = await anext(stream)
+                        with scope:
+                            event = await anext(stream)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
+                    if self.clock() >= deadline:  # the client's deadline, not the deployment's fault
+                        raise GatewayError(
+                            ErrorKind.DEADLINE_EXCEEDED, "the request's deadline passed", retryable=False
+                        ) from None
                     raise _stalled(deployment, sent_content, limit) from None
+                except OSError as exc:  # an adapter let a socket error through: a connection failure
+                    raise GatewayError(
+                        ErrorKind.UNAVAILABLE,
+                        f"{deployment.key}: connection failed ({type(exc).__name__})",
+                        provider=deployment.spec.provider,
+                        retryable=True,
+                    ) from exc
                 finally:
                     clock.upstream_ns += time.perf_counter_ns() - before
                 if isinstance(event, ProviderFinish):
@@ -365,8 +406,6 @@ class Router:
             await self._judge(deployment, exc)
             raise
         finally:
-            CURRENT_ATTEMPT.reset(attempt_token)
-            RATE_LIMIT_SINK.reset(sink_token)
             limiter.release()
             if not verdict:  # cancelled or an unexpected exception: neither success nor failure
                 breaker.release()
@@ -406,22 +445,29 @@ class Router:
 
     # --- public calls --------------------------------------------------------------------------
 
-    def chat_stream(self, request: ChatRequest, clock: RequestClock) -> AsyncIterator[GatewayEvent]:
+    def chat_stream(self, request: ChatRequest, clock: RequestClock) -> AsyncGenerator[GatewayEvent, None]:
         plan = self.plan(request.model, request.provider, request.fallbacks)
         return self._stream(plan, request, clock, lambda p, r: p.chat_stream(r))
 
-    def complete_stream(self, request: CompletionRequest, clock: RequestClock) -> AsyncIterator[GatewayEvent]:
+    def complete_stream(
+        self, request: CompletionRequest, clock: RequestClock
+    ) -> AsyncGenerator[GatewayEvent, None]:
         plan = self.plan(request.model, request.provider, request.fallbacks)
         return self._stream(plan, request, clock, lambda p, r: p.complete_stream(r))
 
     async def chat(self, request: ChatRequest, clock: RequestClock) -> tuple[ChatResponse, Finish]:
         """Unary calls run the same stream loop, so timeouts, retries and failover are identical."""
-        return await _collect(self.chat_stream(request, clock))
+        plan = self.plan(request.model, request.provider, request.fallbacks)
+        return await _collect(
+            self._stream(plan, request, clock, lambda p, r: p.chat_stream(r), buffered=True)
+        )
 
     async def complete(
         self, request: CompletionRequest, clock: RequestClock
     ) -> tuple[CompletionResponse, Finish]:
-        response, finish = await _collect(self.complete_stream(request, clock))
+        plan = self.plan(request.model, request.provider, request.fallbacks)
+        events = self._stream(plan, request, clock, lambda p, r: p.complete_stream(r), buffered=True)
+        response, finish = await _collect(events)
         return CompletionResponse(text=response.text, usage=response.usage, finish=response.finish), finish
 
     async def list_models(self, provider: str = "") -> list[tuple[str, ModelInfo]]:
@@ -461,7 +507,33 @@ class Router:
         raise error
 
     async def aclose(self) -> None:
+        for provider in self._own_providers:
+            await provider.aclose()
         await self.store.aclose()
+
+
+class _AttemptScope:
+    """Sets the attempt's context variables around each call into the provider.
+
+    Only around calls, never across a `yield`: a generator may be resumed or closed from another
+    task (grpc closes a cancelled stream elsewhere), where a token from here could not be reset.
+    """
+
+    __slots__ = ("info", "sink", "tokens")
+
+    def __init__(self, info: AttemptInfo, sink: Callable[[RateLimitInfo], None]) -> None:
+        self.info, self.sink = info, sink
+        self.tokens: list[
+            tuple[Token[AttemptInfo | None], Token[Callable[[RateLimitInfo], None] | None]]
+        ] = []
+
+    def __enter__(self) -> None:
+        self.tokens.append((CURRENT_ATTEMPT.set(self.info), RATE_LIMIT_SINK.set(self.sink)))
+
+    def __exit__(self, *exc: object) -> None:
+        attempt, sink = self.tokens.pop()
+        CURRENT_ATTEMPT.reset(attempt)
+        RATE_LIMIT_SINK.reset(sink)
 
 
 async def _collect(events: AsyncIterator[GatewayEvent]) -> tuple[ChatResponse, Finish]:

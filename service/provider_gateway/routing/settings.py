@@ -14,8 +14,9 @@
       { provider = "azure", model = "gpt-4o-prod", weight = 1 },
     ]
 
-A deployment names a configured provider; a second set of credentials for the same vendor is a
-second `[providers.<name>]` entry. `rpm` is a per-deployment request budget shared by all replicas
+A deployment names a configured provider; `options = { api_key_env = "OPENAI_KEY_2" }` lays
+other provider options (credentials, base_url, region...) over that provider's for this deployment
+alone, and `name` tells apart two deployments of one provider and model. `rpm` is a per-deployment request budget shared by all replicas
 when `[redis]` is configured.
 """
 
@@ -25,7 +26,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from provider_gateway.config import GatewayConfig, Section
+from provider_gateway.config import GatewayConfig, ProviderConfig, Section
 from provider_gateway.routing.breaker import BreakerSettings
 from provider_gateway.routing.limiter import LimiterSettings
 
@@ -45,7 +46,7 @@ ROUTING_KEYS = (
     "limiter",
 )
 GROUP_KEYS = (*ROUTING_KEYS, "deployments", "fallbacks")
-DEPLOYMENT_KEYS = ("provider", "model", "weight", "rpm")
+DEPLOYMENT_KEYS = ("provider", "model", "weight", "rpm", "name", "options")
 
 
 @dataclass(slots=True, frozen=True)
@@ -70,6 +71,13 @@ class DeploymentSpec:
     model: str
     weight: float = 1.0
     rpm: int = 0  # 0: no request budget
+    name: str = ""  # tells apart deployments of one provider and model (e.g. two keys)
+    # The provider's config with this deployment's `options` laid over it (other credentials,
+    # base_url, region...), or None to share the configured provider.
+    provider_config: ProviderConfig | None = field(default=None, compare=False)
+
+    def key(self, group: str) -> str:
+        return f"{group}/{self.name or f'{self.provider}/{self.model}'}"
 
 
 @dataclass(slots=True, frozen=True)
@@ -123,13 +131,14 @@ def parse_settings(
 
 def parse_routing(config: GatewayConfig) -> RoutingConfig:
     defaults = parse_settings(config.section("routing"), RoutingSettings())
-    providers = [p.name for p in config.providers]
+    provider_configs = {p.name: p for p in config.providers}
+    providers = list(provider_configs)
     groups_section = config.section("groups")
     groups: dict[str, GroupSpec] = {}
     for name in groups_section:
         table = groups_section.table(name)
         settings = parse_settings(table, defaults, GROUP_KEYS)
-        deployments = []
+        deployments: list[DeploymentSpec] = []
         for i, raw in enumerate(table.array("deployments")):
             where = f"deployments[{i}]"
             if not isinstance(raw, dict):
@@ -145,7 +154,25 @@ def parse_routing(config: GatewayConfig) -> RoutingConfig:
             if not model:
                 raise entry.error("model", "is required")
             weight = entry.number("weight", 1.0, minimum=0)
-            deployments.append(DeploymentSpec(provider, model, weight, entry.integer("rpm", 0, minimum=0)))
+            overrides = entry.table("options")
+            provider_config = None
+            if overrides.raw():
+                base = provider_configs[provider]
+                merged = Section({**base.options.raw(), **overrides.raw()}, overrides.source, overrides.path)
+                provider_config = ProviderConfig(provider, base.kind, merged)
+            spec = DeploymentSpec(
+                provider,
+                model,
+                weight,
+                entry.integer("rpm", 0, minimum=0),
+                entry.string("name"),
+                provider_config,
+            )
+            if any(d.key(name) == spec.key(name) for d in deployments):
+                raise entry.error(
+                    "name", f"{spec.key(name)!r} appears twice; give each deployment a distinct name"
+                )
+            deployments.append(spec)
         if not deployments:
             raise table.error("deployments", "must list at least one { provider, model }")
         if not any(d.weight > 0 for d in deployments):

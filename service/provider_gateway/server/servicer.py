@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -89,8 +90,9 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
             events = self.router.chat_stream(
                 convert.chat_request_from_proto(validate.chat(request, self.limits)), clock
             )
-            async for event in events:
-                yield convert.event_to_proto(event)
+            async with contextlib.aclosing(events):  # a cancelled call closes the upstream at once
+                async for event in events:
+                    yield convert.event_to_proto(event)
         except Exception as exc:
             await abort(context, exc)
 
@@ -112,8 +114,10 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         clock = _clock(context)
         try:
             domain_request = convert.completion_request_from_proto(validate.complete(request, self.limits))
-            async for event in self.router.complete_stream(domain_request, clock):
-                yield convert.event_to_proto(event)
+            events = self.router.complete_stream(domain_request, clock)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield convert.event_to_proto(event)
         except Exception as exc:
             await abort(context, exc)
 

@@ -1,0 +1,131 @@
+"""The AIMD limiter, the rate-limit header hook, and the bounded wait queue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from routing_support import FakeClock, chat, finish_of, make_router, mock, run_stream, until
+
+from provider_gateway.domain import ChatRequest, StreamEvent
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.routing.limiter import (
+    AdaptiveLimiter,
+    LimiterSettings,
+    RateLimitInfo,
+    report_rate_limit,
+)
+from provider_gateway.routing.router import RequestClock
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+
+def test_limiter_halves_on_overload_once_per_interval_and_recovers_additively() -> None:
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(
+        LimiterSettings(initial=16, minimum=2, maximum=20, decrease_interval_s=1), clock
+    )
+    limiter.on_overload()
+    limiter.on_overload()  # the same burst: one signal
+    assert limiter.limit == 8
+    clock.now += 1
+    for _ in range(3):
+        limiter.on_overload()
+        clock.now += 1
+    assert limiter.limit == 2  # never below the minimum
+    for _ in range(2):
+        limiter.on_success()
+    assert limiter.limit == pytest.approx(2.9)  # about +1 per `limit` successes: 2 + 1/2 + 1/2.5
+    for _ in range(1000):
+        limiter.on_success()
+    assert limiter.limit == 20  # and capped by the maximum
+
+
+def test_rate_limit_headers_with_little_headroom_slow_the_limiter_down() -> None:
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(LimiterSettings(initial=10), clock)
+    limiter.on_rate_limit_info(RateLimitInfo(remaining_requests=500, limit_requests=1000))
+    assert limiter.limit == 10
+    limiter.on_rate_limit_info(
+        RateLimitInfo(remaining_tokens=50, limit_tokens=1000, remaining_requests=900, limit_requests=1000)
+    )
+    assert limiter.limit == 5
+    assert RateLimitInfo(remaining_requests=0).headroom() == 0.0
+    assert RateLimitInfo().headroom() is None
+
+
+async def test_adapters_report_rate_limits_through_the_hook_during_an_attempt() -> None:
+    clock = FakeClock()
+    router = make_router('[providers.a]\nkind = "mock"', clock=clock)
+    provider = mock(router, "a")
+    original = provider.chat_stream
+
+    def reporting(request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        report_rate_limit(RateLimitInfo(remaining_requests=0, limit_requests=100, reset_s=12))
+        return original(request)
+
+    provider.chat_stream = reporting  # type: ignore[method-assign]
+    router.plan("a/echo").deployments[0].provider = provider
+    await run_stream(router, chat("a/echo"))
+    deployment = router._deployments["a/echo"]
+    assert deployment.limiter.limit == pytest.approx(16 + 1 / 16)  # halved from 32, then one success
+    await asyncio.sleep(0)  # the ejection is written by a background task
+    assert (await router.store.ejections(["a/echo"]))[0] == pytest.approx(12)
+    report_rate_limit(RateLimitInfo(remaining_requests=0))  # outside the router: a no-op
+
+
+async def test_requests_beyond_capacity_queue_then_beyond_the_queue_are_refused() -> None:
+    router = make_router(
+        '[providers.a]\nkind = "mock"\n[providers.a.models.slow]\ntokens = 1\nfirst_token_delay_ms = 60000\n'
+        "[routing]\nmax_queue = 1\nttft_timeout_s = 120\n[routing.limiter]\ninitial = 1\nminimum = 1"
+    )
+    a = mock(router, "a")
+    a.set_model("slow", a.models["slow"])
+    first = asyncio.ensure_future(run_stream(router, chat("a/slow")))
+    await until(lambda: a.stats.started >= 1)
+    a.set_model("slow", a.models["echo"])  # later requests answer at once
+    second = asyncio.ensure_future(run_stream(router, chat("a/slow")))
+    await until(lambda: router._waiters.get("a/slow", 0) >= 1)
+    with pytest.raises(GatewayError) as caught:
+        await run_stream(router, chat("a/slow"))
+    assert caught.value.kind is ErrorKind.RESOURCE_EXHAUSTED
+    assert caught.value.retry_after
+    first.cancel()  # frees the slot: the queued request goes through
+    finish = finish_of(await asyncio.wait_for(second, 10))
+    assert [x.outcome for x in finish.attempts] == ["ok"]
+
+
+async def test_a_queued_request_gives_up_at_its_deadline() -> None:
+    router = make_router(
+        '[providers.a]\nkind = "mock"\n[providers.a.models.slow]\nfirst_token_delay_ms = 60000\n'
+        "[routing]\nttft_timeout_s = 120\n[routing.limiter]\ninitial = 1\nminimum = 1"
+    )
+    a = mock(router, "a")
+    first = asyncio.ensure_future(run_stream(router, chat("a/slow")))
+    await until(lambda: a.stats.started >= 1)
+    loop_deadline = asyncio.get_running_loop().time()
+    with pytest.raises(GatewayError) as caught:
+        await run_stream(router, chat("a/slow"), RequestClock(deadline=router.clock() + 0.05))
+    assert caught.value.kind is ErrorKind.RESOURCE_EXHAUSTED
+    assert asyncio.get_running_loop().time() - loop_deadline < 5
+    first.cancel()
+
+
+async def test_resource_exhausted_carries_retry_info_to_grpc_clients(gateway_factory) -> None:  # type: ignore[no-untyped-def]
+    config = (
+        '[providers.a]\nkind = "mock"\n[providers.a.models.m]\nfault = "rate_limit"\nretry_after_ms = 30000'
+    )
+    async with gateway_factory(config) as gw:
+        request = pb.ChatRequest(
+            model="a/m", messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="hi")])]
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await gw.stub.Chat(request)
+        assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        details = dict(caught.value.trailing_metadata() or ())
+        status = status_pb2.Status.FromString(details["grpc-status-details-bin"])
+        info = error_details_pb2.RetryInfo()
+        assert status.details[0].Unpack(info)
+        assert info.retry_delay.seconds == 30

@@ -1,0 +1,194 @@
+"""Shared state in a real redis-server: one limit for several routers, shared ejections, local fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from routing_support import chat, finish_of, make_router, mock, run_stream
+
+from provider_gateway import config as config_module
+from provider_gateway.errors import GatewayError
+from provider_gateway.routing.shared_state import MemoryCounterStore, RedisCounterStore, build_counter_store
+
+REDIS = shutil.which("redis-server")
+pytestmark = pytest.mark.skipif(
+    REDIS is None, reason="redis-server is not installed (scripts/setup.d/redis.sh installs it)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert REDIS is not None
+        self.process = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start within 10 s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def stores(redis_server: RedisServer) -> AsyncIterator[list[RedisCounterStore]]:
+    made = [RedisCounterStore(redis_server.url, prefix=f"t{time.monotonic_ns()}:") for _ in range(2)]
+    made[1]._prefix = made[0]._prefix  # two replicas of one deployment share the key space
+    yield made
+    for store in made:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_hit_counts_within_the_limit_then_reports_the_reset(
+    kind: str, redis_server: RedisServer
+) -> None:
+    store = (
+        MemoryCounterStore()
+        if kind == "memory"
+        else RedisCounterStore(redis_server.url, prefix=f"h{time.monotonic_ns()}:")
+    )
+    assert await store.hit("k", 2, 5, 30) == 0.0
+    assert await store.hit("k", 3, 5, 30) == 0.0
+    wait = await store.hit("k", 1, 5, 30)
+    assert 29 < wait <= 30
+    assert await store.hit("other", 1, 5, 30) == 0.0
+    await store.aclose()
+
+
+async def test_two_routers_on_one_redis_respect_one_request_budget(stores: list[RedisCounterStore]) -> None:
+    text = '[providers.a]\nkind = "mock"\n[groups.g]\ndeployments = [{ provider = "a", model = "echo", rpm = 4 }]'
+    routers = [make_router(text, store=store) for store in stores]
+    outcomes = []
+    for i in range(6):
+        try:
+            await run_stream(routers[i % 2], chat("g"))
+            outcomes.append("ok")
+        except GatewayError as exc:
+            outcomes.append(exc.kind.value if exc.retry_after else "no retry delay")
+    assert outcomes == ["ok"] * 4 + ["RESOURCE_EXHAUSTED"] * 2
+    assert sum(mock(r, "a").stats.started for r in routers) == 4
+
+
+async def test_an_ejection_by_one_router_is_seen_by_the_other(stores: list[RedisCounterStore]) -> None:
+    text = """
+[providers.a]
+kind = "mock"
+[providers.a.models.m]
+fault = "rate_limit"
+retry_after_ms = 30000
+[providers.b]
+kind = "mock"
+[groups.g]
+deployments = [{ provider = "a", model = "m", weight = 1 }, { provider = "b", model = "echo", weight = 0 }]
+"""
+    first, second = (make_router(text, store=store) for store in stores)
+    assert [a.provider for a in finish_of(await run_stream(first, chat("g"))).attempts] == ["a", "b"]
+    assert [a.provider for a in finish_of(await run_stream(second, chat("g"))).attempts] == ["b"]
+    assert mock(second, "a").stats.started == 0
+    assert 29 < (await stores[1].ejections(["g/a/m"]))[0] <= 30
+
+
+async def test_when_redis_goes_away_the_store_falls_back_to_local_state(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = RedisServer()
+    server.start()
+    store = RedisCounterStore(server.url, timeout_s=0.5)
+    try:
+        assert await store.hit("k", 1, 2, 60) == 0.0
+        assert store.using_redis
+        server.stop()
+        with caplog.at_level(logging.WARNING, logger="provider_gateway.shared_state"):
+            assert await store.hit("k", 1, 2, 60) == 0.0  # served from the local twin
+        assert not store.using_redis
+        assert "redis unavailable" in caplog.text
+        assert await store.hit("k", 1, 2, 60) == 0.0
+        assert await store.hit("k", 1, 2, 60) > 0  # the local window still limits
+        await store.eject("d", 5)
+        assert (await store.ejections(["d"]))[0] > 4
+    finally:
+        server.stop()
+        await store.aclose()
+
+
+async def test_the_gateway_builds_the_store_from_the_redis_table(redis_server: RedisServer) -> None:
+    config = config_module.parse({"redis": {"url": redis_server.url}}, "test.toml")
+    store = build_counter_store(config)
+    assert isinstance(store, RedisCounterStore)
+    assert await store.hit(f"b{time.monotonic_ns()}", 1, 1, 1) == 0.0
+    await store.aclose()
+    assert isinstance(build_counter_store(config_module.mock_only()), MemoryCounterStore)
+    with pytest.raises(config_module.ConfigError, match=r"redis\.url"):
+        build_counter_store(config_module.parse({"redis": {"url": "http://x"}}, "test.toml"))
+    await asyncio.sleep(0)
+
+
+async def test_two_gateways_on_one_redis_refuse_past_one_shared_budget(
+    redis_server: RedisServer, gateway_factory
+) -> None:  # type: ignore[no-untyped-def]
+    import grpc
+
+    from provider_gateway.v1 import provider_service_pb2 as pb
+
+    config = f"""
+[redis]
+url = "{redis_server.url}"
+prefix = "gw{time.monotonic_ns()}:"
+[providers.a]
+kind = "mock"
+[groups.g]
+deployments = [{{ provider = "a", model = "echo", rpm = 3 }}]
+"""
+    request = pb.ChatRequest(
+        model="g", messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="hi")])]
+    )
+    async with gateway_factory(config) as one, gateway_factory(config) as two:
+        codes = []
+        for gw in (one, two, one, two, one):
+            try:
+                await gw.stub.Chat(request)
+                codes.append("OK")
+            except grpc.aio.AioRpcError as exc:
+                codes.append(exc.code().name)
+        assert codes == ["OK", "OK", "OK", "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"]

@@ -1,0 +1,293 @@
+"""The router's retry loop: which failures fail over, Retry-After, backoff and deadlines, stalls."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import grpc
+import pytest
+from routing_support import (
+    FakeClock,
+    chat,
+    finish_of,
+    make_router,
+    mock,
+    run_stream,
+    stream_until_error,
+    two_deployments,
+)
+
+from provider_gateway import config as config_module
+from provider_gateway.domain import TextDelta
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.mock import MockScript
+from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
+from provider_gateway.routing.router import RequestClock
+from provider_gateway.routing.settings import RoutingSettings
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+RETRYABLE = ["UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "RESOURCE_EXHAUSTED"]
+FINAL = ["INVALID_ARGUMENT", "NOT_FOUND", "UNAUTHENTICATED", "PERMISSION_DENIED", "FAILED_PRECONDITION"]
+
+
+@pytest.mark.parametrize("kind", RETRYABLE)
+async def test_retryable_failure_before_first_token_fails_over(kind: str) -> None:
+    router = make_router(two_deployments(f'fault = "error_before_first_token"\nfault_status = "{kind}"'))
+    events = await run_stream(router, chat("g"))
+    finish = finish_of(events)
+    assert finish.provider == "b"
+    assert [(a.provider, a.outcome) for a in finish.attempts] == [("a", kind), ("b", "ok")]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+@pytest.mark.parametrize("kind", FINAL)
+async def test_final_failure_is_returned_without_failover(kind: str) -> None:
+    router = make_router(two_deployments(f'fault = "error_before_first_token"\nfault_status = "{kind}"'))
+    with pytest.raises(GatewayError) as caught:
+        await run_stream(router, chat("g"))
+    assert caught.value.kind is ErrorKind(kind)
+    assert mock(router, "b").stats.started == 0
+
+
+async def test_failure_after_first_token_is_an_error_not_a_failover() -> None:
+    router = make_router(two_deployments('fault = "error_after_tokens"\nfault_after_tokens = 2'))
+    seen, error = await stream_until_error(router, chat("g"))
+    assert error.kind is ErrorKind.UNAVAILABLE
+    assert len([e for e in seen if isinstance(e, TextDelta)]) == 2
+    assert mock(router, "b").stats.started == 0
+
+
+async def test_request_fallbacks_are_tried_in_order() -> None:
+    text = two_deployments('fault = "error_before_first_token"')
+    router = make_router(text)
+    finish = finish_of(await run_stream(router, chat("a/m", fallbacks=["b/m"])))
+    assert [a.provider for a in finish.attempts] == ["a", "b"]
+
+
+async def test_unary_chat_uses_the_same_failover_and_reports_attempts() -> None:
+    router = make_router(two_deployments('fault = "error_before_first_token"'))
+    response, finish = await router.chat(chat("g"), RequestClock())
+    assert response.text
+    assert finish.provider == "b"
+    assert [a.outcome for a in finish.attempts] == ["UNAVAILABLE", "ok"]
+
+
+async def test_retry_after_is_honoured_before_retrying_the_same_deployment() -> None:
+    clock = FakeClock()
+    router = make_router('[providers.a]\nkind = "mock"', clock=clock)
+    a = mock(router, "a")
+    a.push(MockScript(error=GatewayError(ErrorKind.RESOURCE_EXHAUSTED, "slow down", retry_after=0.75)))
+    finish = finish_of(await run_stream(router, chat("a/echo")))
+    assert [x.outcome for x in finish.attempts] == ["RESOURCE_EXHAUSTED", "ok"]
+    assert len(clock.sleeps) == 1
+    assert clock.sleeps[0][1] >= 0.75
+
+
+async def test_a_long_retry_after_fails_fast_with_the_delay_for_the_client() -> None:
+    clock = FakeClock()
+    router = make_router('[providers.a]\nkind = "mock"', clock=clock)
+    mock(router, "a").push(
+        MockScript(error=GatewayError(ErrorKind.RESOURCE_EXHAUSTED, "quota", retry_after=30))
+    )
+    with pytest.raises(GatewayError) as caught:
+        await run_stream(router, chat("a/echo"))
+    assert caught.value.kind is ErrorKind.RESOURCE_EXHAUSTED
+    assert caught.value.retry_after == pytest.approx(30, abs=0.01)
+    assert clock.sleeps == []
+
+
+async def test_a_long_wait_on_one_deployment_moves_to_the_next_without_sleeping() -> None:
+    clock = FakeClock()
+    router = make_router(two_deployments('fault = "rate_limit"\nretry_after_ms = 30000'), clock=clock)
+    finish = finish_of(await run_stream(router, chat("g")))
+    assert [a.outcome for a in finish.attempts] == ["RESOURCE_EXHAUSTED", "ok"]
+    assert clock.sleeps == []
+
+
+async def test_backoff_never_sleeps_past_the_deadline() -> None:
+    clock = FakeClock()
+    routing = "retries = 10\nbackoff_base_ms = 50\nmax_retry_wait_s = 5"
+    router = make_router(
+        '[providers.a]\nkind = "mock"\n[providers.a.models.m]\nfault = "error_before_first_token"\n'
+        f"[routing]\n{routing}",
+        clock=clock,
+    )
+    deadline = clock.now + 0.4
+    with pytest.raises(GatewayError) as caught:
+        await run_stream(router, chat("a/m"), RequestClock(deadline=deadline))
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    assert clock.sleeps, "a short backoff within the deadline is taken"
+    assert all(when + wait < deadline for when, wait in clock.sleeps)
+    assert clock.now < deadline
+
+
+def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
+    router = make_router('[providers.a]\nkind = "mock"')
+    router.rng = random.Random(1)
+    settings = RoutingSettings(backoff_base_ms=100, backoff_max_ms=1000)
+    for failures, cap in [(0, 0.1), (1, 0.2), (3, 0.8), (6, 1.0)]:
+        samples = [router._backoff(failures, settings) for _ in range(400)]
+        assert all(0 <= s <= cap for s in samples)
+        assert max(samples) > cap * 0.9  # full jitter spans the whole range
+        assert min(samples) < cap * 0.1
+
+
+async def test_no_first_token_within_the_ttft_timeout_fails_over() -> None:
+    router = make_router(two_deployments('fault = "hang"', routing="ttft_timeout_s = 0.05"))
+    finish = finish_of(await run_stream(router, chat("g")))
+    assert [a.outcome for a in finish.attempts] == ["DEADLINE_EXCEEDED", "ok"]
+    assert "no first token" in finish.attempts[0].error
+    await asyncio.wait_for(mock(router, "a").stats.cancelled_event.wait(), 5)
+
+
+async def test_a_stream_that_stalls_after_output_ends_with_an_error() -> None:
+    router = make_router(
+        two_deployments("tokens = 5\ntoken_delay_ms = 60000", routing="idle_timeout_s = 0.05")
+    )
+    seen, error = await stream_until_error(router, chat("g"))
+    assert error.kind is ErrorKind.DEADLINE_EXCEEDED
+    assert "no event for" in error.message
+    assert len(seen) == 1
+    await asyncio.wait_for(mock(router, "a").stats.cancelled_event.wait(), 5)
+
+
+async def test_every_attempt_is_visible_to_provider_wrappers() -> None:
+    router = make_router(two_deployments('fault = "error_before_first_token"'))
+    seen: list[AttemptInfo | None] = []
+    for name in ("a", "b"):
+        provider = mock(router, name)
+        original = provider.chat_stream
+
+        def spy(request, original=original):  # type: ignore[no-untyped-def]
+            seen.append(CURRENT_ATTEMPT.get())
+            return original(request)
+
+        provider.chat_stream = spy  # type: ignore[method-assign]
+        router._deployments[f"g/{name}/m"].provider = provider
+    await run_stream(router, chat("g"))
+    assert seen == [AttemptInfo(1, "g/a/m", "closed"), AttemptInfo(2, "g/b/m", "closed")]
+    assert CURRENT_ATTEMPT.get() is None
+
+
+def test_weighted_random_follows_the_weights() -> None:
+    router = make_router(
+        '[providers.a]\nkind = "mock"\n[providers.b]\nkind = "mock"\n[groups.g]\n'
+        'deployments = [{ provider = "a", model = "echo", weight = 3 }, { provider = "b", model = "echo", weight = 1 }]'
+    )
+    firsts = [router.plan("g").deployments[0].spec.provider for _ in range(4000)]
+    assert firsts.count("a") / len(firsts) == pytest.approx(0.75, abs=0.03)
+    assert {len(router.plan("g").deployments)} == {2}  # the other stays as failover
+
+
+def test_latency_strategy_prefers_the_faster_deployment() -> None:
+    router = make_router(
+        '[providers.a]\nkind = "mock"\n[providers.b]\nkind = "mock"\n[groups.g]\nstrategy = "latency"\n'
+        'deployments = [{ provider = "a", model = "echo" }, { provider = "b", model = "echo" }]'
+    )
+    router._deployments["g/a/echo"].record_ttft(0.5)
+    router._deployments["g/b/echo"].record_ttft(0.05)
+    firsts = [router.plan("g").deployments[0].spec.provider for _ in range(200)]
+    assert firsts.count("b") == 200  # two choices out of two: the faster always wins
+    router._deployments["g/b/echo"].limiter.in_flight = 20  # ...unless it is crowded
+    assert router.plan("g").deployments[0].spec.provider == "a"
+
+
+async def test_count_tokens_and_embed_resolve_groups() -> None:
+    from provider_gateway.domain import CountTokensRequest, EmbedRequest
+
+    router = make_router(two_deployments("tokens = 2").replace('model = "m"', 'model = "embed"'))
+    route, result = await router.embed(EmbedRequest("g", ["x"]))
+    assert route.provider == "a"
+    assert len(result.vectors) == 1
+    route, count = await router.count_tokens(CountTokensRequest("a/echo", text="hello"))
+    assert route.provider == "a"
+    assert count.input_tokens > 0
+
+
+async def test_unary_calls_fail_over_even_after_partial_output() -> None:
+    router = make_router(two_deployments('fault = "error_after_tokens"\nfault_after_tokens = 2'))
+    response, finish = await router.chat(chat("g"), RequestClock())
+    assert finish.provider == "b"
+    assert response.text.count("Mock") == 1  # only b's answer: a's partial output was discarded
+    assert [a.outcome for a in finish.attempts] == ["UNAVAILABLE", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("primary", "outcome"),
+    [
+        ('fault = "error_before_first_token"', "UNAVAILABLE"),
+        ('fault = "rate_limit"\nretry_after_ms = 30000', "RESOURCE_EXHAUSTED"),
+        ('fault = "hang"', "DEADLINE_EXCEEDED"),
+    ],
+)
+async def test_clients_over_grpc_get_the_fallbacks_answer_when_the_primary_fails_early(
+    gateway_factory,  # type: ignore[no-untyped-def]
+    primary: str,
+    outcome: str,
+) -> None:
+    async with gateway_factory(two_deployments(primary, routing="ttft_timeout_s = 0.1")) as gw:
+        events = [e async for e in gw.stub.ChatStream(_pb_chat("g"))]
+        finish = events[-1].finish
+        assert finish.provider == "b"
+        assert [(a.provider, a.outcome) for a in finish.attempts] == [("a", outcome), ("b", "ok")]
+
+
+async def test_clients_over_grpc_get_an_error_status_when_the_primary_fails_mid_stream(
+    gateway_factory,
+) -> None:  # type: ignore[no-untyped-def]
+    async with gateway_factory(two_deployments('fault = "error_after_tokens"\nfault_after_tokens = 2')) as gw:
+        texts = []
+        with pytest.raises(grpc.aio.AioRpcError) as caught:  # noqa: PT012 - the stream fails while read
+            async for event in gw.stub.ChatStream(_pb_chat("g")):
+                texts.append(event.text_delta.text)
+        assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert len(texts) == 2
+        assert gw.provider("b").stats.started == 0
+
+
+def _pb_chat(model: str) -> pb.ChatRequest:
+    return pb.ChatRequest(
+        model=model, messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="hi")])]
+    )
+
+
+async def test_a_passed_client_deadline_is_final_and_does_not_count_against_the_deployment() -> None:
+    router = make_router(two_deployments('fault = "hang"', routing="ttft_timeout_s = 30"))
+    with pytest.raises(GatewayError) as caught:
+        await run_stream(router, chat("g"), RequestClock(deadline=router.clock() + 0.05))
+    assert caught.value.kind is ErrorKind.DEADLINE_EXCEEDED
+    assert not caught.value.retryable
+    assert mock(router, "b").stats.started == 0
+    assert router._deployments["g/a/m"].breaker._consecutive == 0
+
+
+async def test_a_socket_error_from_an_adapter_is_a_retryable_connection_failure() -> None:
+    router = make_router(two_deployments("tokens = 2"))
+
+    async def refused(request):  # type: ignore[no-untyped-def]
+        raise ConnectionRefusedError(111, "refused")
+        yield  # an async generator
+
+    router._deployments["g/a/m"].provider = type("Refusing", (), {"chat_stream": staticmethod(refused)})()  # type: ignore[assignment]
+    finish = finish_of(await run_stream(router, chat("g")))
+    assert [(a.provider, a.outcome) for a in finish.attempts] == [("a", "UNAVAILABLE"), ("b", "ok")]
+    assert "ConnectionRefusedError" in finish.attempts[0].error
+
+
+def test_a_deployment_may_override_provider_options_and_needs_a_distinct_name() -> None:
+    base = '[providers.a]\nkind = "mock"\n[providers.a.models.m]\ntokens = 1\n[groups.g]\ndeployments = ['
+    router = make_router(
+        base + '{ provider = "a", model = "echo" },'
+        ' { provider = "a", model = "echo", name = "sick", options = { healthy = false } }]'
+    )
+    shared, own = router._groups["g"]
+    assert shared.provider is router.registry.get("a")
+    assert own.key == "g/sick"
+    assert own.provider is not shared.provider
+    assert own.provider.healthy is False  # type: ignore[attr-defined]
+    assert "m" in own.provider.models  # type: ignore[attr-defined]  # the provider's own options still apply
+    with pytest.raises(config_module.ConfigError, match="appears twice"):
+        make_router(base + '{ provider = "a", model = "echo" }, { provider = "a", model = "echo" }]')
+    with pytest.raises(config_module.ConfigError, match=r"groups\.g\.deployments\[0\]\.provider"):
+        make_router(base + '{ provider = "nope", model = "echo" }]')
