@@ -142,6 +142,21 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if status == "SERVING" else 1
 
 
+def _hash_key(args: argparse.Namespace) -> int:
+    from provider_gateway.server.auth import MIN_KEY_LENGTH, hash_key
+
+    key = sys.stdin.readline().strip()
+    if len(key) < MIN_KEY_LENGTH:
+        print(
+            f"provider-gateway: a key needs at least {MIN_KEY_LENGTH} characters; "
+            "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            file=sys.stderr,
+        )
+        return 2
+    print(hash_key(key))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="provider-gateway", description="AI providers behind one gRPC API")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
+
+    commands.add_parser(
+        "hash-key", help="print the sha256 of an API key read from stdin, for [[auth.keys]] in the config"
+    ).set_defaults(func=_hash_key)
 
     def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)

@@ -15,10 +15,11 @@ from provider_gateway.config import GatewayConfig
 from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.registry import ProviderRegistry
-from provider_gateway.routing.resolve import RouteResolver
-from provider_gateway.routing.router import Router
 from provider_gateway.routing.settings import parse_routing
 from provider_gateway.routing.shared_state import build_counter_store
+from provider_gateway.server import auth, tls, validate
+from provider_gateway.server.auth import AuthorizingResolver, AuthorizingRouter
+from provider_gateway.server.drain import DrainInterceptor
 from provider_gateway.server.health import SERVICE_NAME, ProviderHealthBook
 from provider_gateway.server.servicer import ProviderService
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -35,21 +36,27 @@ class GatewayServer:
         # One HTTP client per upstream origin for the server's life; adapters get it via the context.
         self.upstreams = UpstreamPool.from_section(config.section("upstream"))
         self.registry = ProviderRegistry.from_config(config, ProviderContext(http=self.upstreams))
-        self.resolver = RouteResolver(self.registry.names(), self.registry.default, config.aliases)
-        self.router = Router(self.registry, self.resolver, parse_routing(config), build_counter_store(config))
+        # The authorizing resolver and router check routes against the caller's key (no-op without [auth]).
+        self.resolver = AuthorizingResolver(self.registry.names(), self.registry.default, config.aliases)
+        self.counters = build_counter_store(config)  # shared by the router and the per-key quotas
+        self.router = AuthorizingRouter(self.registry, self.resolver, parse_routing(config), self.counters)
         self.health_servicer = HealthServicer()
         self.health = ProviderHealthBook(self.health_servicer, self.registry.names())
         self.router.on_breaker_change = self.health.breaker_changed
         self.service = ProviderService(self.router, self.health)
+        self.service.limits = validate.Limits.from_config(config)
         limit = config.server.max_message_bytes
+        self.drain = DrainInterceptor()
+        self.credentials = tls.server_credentials(config)
         self.grpc = grpc.aio.server(
+            interceptors=[self.drain, *auth.interceptors(config, self.counters)],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ]
+            ],
         )
         pb_grpc.add_ProviderServiceServicer_to_server(self.service, self.grpc)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health_servicer, self.grpc)
@@ -66,7 +73,10 @@ class GatewayServer:
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         """Bind, probe every provider once, and start serving. Returns the bound port."""
         address = f"{host or self.config.server.host}:{self.config.server.port if port is None else port}"
-        self.port = self.grpc.add_insecure_port(address)
+        if self.credentials is None:
+            self.port = self.grpc.add_insecure_port(address)
+        else:
+            self.port = self.grpc.add_secure_port(address, self.credentials.server_credentials())
         if self.port == 0:
             raise OSError(f"cannot listen on {address}: address in use or not available")
         await self.health.check_all(list(self.registry))
@@ -80,21 +90,41 @@ class GatewayServer:
         return self.port
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace."""
+        """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace.
+
+        Health first, so that probes and watching balancers stop sending before we refuse; health
+        watches then end (they would otherwise hold the stop for the whole grace); calls still
+        running when the grace ends are cancelled, which closes their upstream requests.
+        """
         grace = self.config.server.grace_period_s if grace_s is None else grace_s
         await self.health.enter_shutdown()
-        await self.grpc.stop(grace)
-        await self.router.aclose()
-        await self.registry.aclose()
-        await self.upstreams.aclose()
+        self.drain.start()
+        try:
+            await self.grpc.stop(grace)
+        finally:
+            await self.router.aclose()
+            await self.registry.aclose()
+            await self.upstreams.aclose()
 
     async def serve_until_signalled(self) -> None:
-        """Serve until SIGTERM or SIGINT, then drain gracefully."""
-        stop = asyncio.Event()
+        """Serve until SIGTERM or SIGINT, then drain gracefully; a second signal stops at once."""
+        signals = asyncio.Queue[int]()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("signal received: draining for up to %.1f s", self.config.server.grace_period_s)
-        await self.stop()
+            loop.add_signal_handler(sig, signals.put_nowait, sig)
+        try:
+            received = await signals.get()
+            grace = self.config.server.grace_period_s
+            log.info("%s received: draining for up to %.1f s", signal.Signals(received).name, grace)
+            drain = asyncio.create_task(self.stop())
+            again = asyncio.create_task(signals.get())
+            await asyncio.wait((drain, again), return_when=asyncio.FIRST_COMPLETED)
+            if not drain.done():
+                log.warning("second signal: cancelling the calls still in flight")
+                await self.grpc.stop(0)
+            again.cancel()
+            await drain
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
         log.info("stopped")

@@ -62,6 +62,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     def __init__(self, router: Router, health: ProviderHealthBook) -> None:
         self.router = router
         self.health = health
+        self.limits = validate.DEFAULT_LIMITS  # the server sets [limits] from the config
 
     async def _unary(
         self, context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], Awaitable[T]]
@@ -78,7 +79,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         clock = _clock(context)
 
         async def work() -> pb.ChatResponse:
-            domain_request = convert.chat_request_from_proto(validate.chat(request))
+            domain_request = convert.chat_request_from_proto(validate.chat(request, self.limits))
             response, finish = await self.router.chat(domain_request, clock)
             return convert.chat_response_to_proto(response, finish)
 
@@ -89,7 +90,9 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     ) -> AsyncIterator[pb.StreamEvent]:
         clock = _clock(context)
         try:
-            events = self.router.chat_stream(convert.chat_request_from_proto(validate.chat(request)), clock)
+            events = self.router.chat_stream(
+                convert.chat_request_from_proto(validate.chat(request, self.limits)), clock
+            )
             async with contextlib.aclosing(events):  # a cancelled call closes the upstream at once
                 async for event in events:
                     yield convert.event_to_proto(event)
@@ -102,7 +105,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         clock = _clock(context)
 
         async def work() -> pb.CompleteResponse:
-            domain_request = convert.completion_request_from_proto(validate.complete(request))
+            domain_request = convert.completion_request_from_proto(validate.complete(request, self.limits))
             response, finish = await self.router.complete(domain_request, clock)
             return convert.completion_response_to_proto(response, finish)
 
@@ -113,7 +116,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     ) -> AsyncIterator[pb.StreamEvent]:
         clock = _clock(context)
         try:
-            domain_request = convert.completion_request_from_proto(validate.complete(request))
+            domain_request = convert.completion_request_from_proto(validate.complete(request, self.limits))
             events = self.router.complete_stream(domain_request, clock)
             async with contextlib.aclosing(events):
                 async for event in events:
@@ -138,7 +141,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     ) -> pb.CountTokensResponse:
         async def work() -> pb.CountTokensResponse:
             route, count = await self.router.count_tokens(
-                convert.count_request_from_proto(validate.count(request))
+                convert.count_request_from_proto(validate.count(request, self.limits))
             )
             return pb.CountTokensResponse(
                 input_tokens=count.input_tokens,
@@ -153,7 +156,9 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.EmbedResponse:
         async def work() -> pb.EmbedResponse:
-            route, result = await self.router.embed(convert.embed_request_from_proto(validate.embed(request)))
+            route, result = await self.router.embed(
+                convert.embed_request_from_proto(validate.embed(request, self.limits))
+            )
             if len(result.vectors) != len(request.inputs):
                 raise GatewayError(
                     ErrorKind.INTERNAL,

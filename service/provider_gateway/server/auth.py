@@ -1,0 +1,388 @@
+"""Client authentication, per-key permissions and quotas, as a grpc.aio server interceptor.
+
+Keys arrive as `authorization: Bearer <key>` or `x-api-key: <key>` and are stored in the config as
+SHA-256 digests. A salted slow hash (scrypt, argon2) protects guessable passwords; gateway keys
+are long random tokens (`hash-key` refuses short ones), for which a preimage search is hopeless
+anyway, and a fast digest keeps authentication off the latency budget of every call. Digests are
+compared with `hmac.compare_digest` against every configured key, so timing says nothing.
+
+    [auth]
+    open_health = true          # the standard health service needs no key (probes)
+    open_reflection = false
+    [[auth.keys]]
+    name = "billing"
+    sha256 = "<hex from `provider-gateway hash-key`>"
+    models = ["mock/*"]         # provider/model patterns this key may use (default: all)
+    providers = ["mock"]        # providers this key may use (default: all)
+    requests_per_minute = 600
+    tokens_per_minute = 200000
+    max_concurrent_streams = 8
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import hmac
+import inspect
+import logging
+import re
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import grpc
+
+from provider_gateway.config import ConfigError, GatewayConfig, Section
+from provider_gateway.domain import Route
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.routing.resolve import RouteResolver
+from provider_gateway.routing.router import Plan, Router
+from provider_gateway.routing.shared_state import CounterStore, MemoryCounterStore
+
+log = logging.getLogger("provider_gateway.auth")
+
+AUTH_KEYS = ("open_health", "open_reflection", "keys")
+KEY_KEYS = (
+    "name",
+    "sha256",
+    "models",
+    "providers",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "max_concurrent_streams",
+)
+MIN_KEY_LENGTH = 24
+PROVIDER_SERVICE = "/provider_gateway.v1.ProviderService/"
+HEALTH_SERVICE = "/grpc.health.v1.Health/"
+REFLECTION_PREFIX = "/grpc.reflection."
+STREAMING_METHODS = frozenset({"ChatStream", "CompleteStream"})
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: the configured key's name and what it may do."""
+
+    name: str
+    digest: bytes
+    models: tuple[str, ...] = ()
+    providers: tuple[str, ...] = ()
+    requests_per_minute: int = 0
+    tokens_per_minute: int = 0
+    max_concurrent_streams: int = 0
+
+    def check_route(self, route: Route) -> None:
+        if self.providers and route.provider not in self.providers:
+            raise GatewayError(
+                ErrorKind.PERMISSION_DENIED, f"key {self.name!r} may not use provider {route.provider!r}"
+            )
+        target = f"{route.provider}/{route.model}"
+        if self.models and not any(fnmatch.fnmatchcase(target, pattern) for pattern in self.models):
+            raise GatewayError(ErrorKind.PERMISSION_DENIED, f"key {self.name!r} may not use model {target!r}")
+
+
+# The caller of the current RPC; set by the interceptor around each ProviderService call.
+current_principal: ContextVar[Principal | None] = ContextVar("current_principal", default=None)
+
+
+def _check_route(route: Route) -> None:
+    principal = current_principal.get()
+    if principal is not None:
+        principal.check_route(route)
+
+
+class AuthorizingResolver(RouteResolver):
+    """Checks explicit provider names (ListModels) against the caller's allowed providers."""
+
+    def check_provider(self, provider: str) -> str:
+        name = super().check_provider(provider)
+        principal = current_principal.get()
+        if principal is not None and principal.providers and name not in principal.providers:
+            raise GatewayError(
+                ErrorKind.PERMISSION_DENIED, f"key {principal.name!r} may not use provider {name!r}"
+            )
+        return name
+
+
+class AuthorizingRouter(Router):
+    """Checks every deployment a request may use (primary, group members, fallbacks, aliases).
+
+    A plan with any forbidden deployment is refused rather than trimmed, so that a key never
+    silently gets a different model from the one its caller asked for.
+    """
+
+    def plan(self, model: str, provider: str = "", fallbacks: list[str] | tuple[str, ...] = ()) -> Plan:
+        plan = super().plan(model, provider, fallbacks)
+        for deployment in plan.deployments:
+            _check_route(Route(deployment.spec.provider, deployment.spec.model))
+        return plan
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    keys: tuple[Principal, ...]
+    open_health: bool = True
+    open_reflection: bool = False
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> AuthConfig | None:
+        """None when there is no [auth] table: the gateway is open (local development)."""
+        if "auth" not in config.sections:
+            return None
+        section = config.section("auth")
+        section.reject_unknown(AUTH_KEYS)
+        entries = section.array("keys")
+        if not entries:
+            raise section.error("keys", "at least one [[auth.keys]] entry is required when [auth] is present")
+        keys = tuple(_principal(Section(e, section.source, f"auth.keys[{i}]")) for i, e in enumerate(entries))
+        names = Counter(k.name for k in keys)
+        for name, count in names.items():
+            if count > 1:
+                raise section.error("keys", f"key name {name!r} is used {count} times")
+        return cls(keys, section.flag("open_health", True), section.flag("open_reflection", False))
+
+    def find(self, presented: str) -> Principal | None:
+        digest = hashlib.sha256(presented.encode()).digest()
+        found = None
+        for key in self.keys:  # no early exit: the time taken does not depend on which key matched
+            if hmac.compare_digest(digest, key.digest):
+                found = key
+        return found
+
+
+def _principal(section: Section) -> Principal:
+    if not isinstance(section.raw(), dict):
+        raise ConfigError(section.source, section.path, "must be a table")
+    section.reject_unknown(KEY_KEYS)
+    name = section.string("name")
+    if not name:
+        raise section.error("name", "every key needs a name (it appears in logs instead of the key)")
+    digest = section.string("sha256").lower()
+    if not _HEX64.match(digest):
+        raise section.error("sha256", "must be 64 hex digits from `provider-gateway hash-key`")
+    return Principal(
+        name=name,
+        digest=bytes.fromhex(digest),
+        models=tuple(section.strings("models")),
+        providers=tuple(section.strings("providers")),
+        requests_per_minute=section.integer("requests_per_minute", 0, minimum=0),
+        tokens_per_minute=section.integer("tokens_per_minute", 0, minimum=0),
+        max_concurrent_streams=section.integer("max_concurrent_streams", 0, minimum=0),
+    )
+
+
+def presented_key(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    for name, value in metadata or ():
+        text = value.decode(errors="replace") if isinstance(value, bytes) else value
+        if name == "x-api-key" and text:
+            return text.strip()
+        if name == "authorization":
+            scheme, _, token = text.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+def _estimate_tokens(request: Any) -> int:
+    """Input tokens charged before the call: about four bytes a token, enough for a quota."""
+    size = request.ByteSize() if hasattr(request, "ByteSize") else 0
+    return max(1, size // 4)
+
+
+def _usage_tokens(message: Any) -> int:
+    """Output tokens reported in a unary response or a stream's usage event (0 when absent)."""
+    return int(getattr(getattr(message, "usage", None), "output_tokens", 0) or 0)
+
+
+def _reset(token: Token[Principal | None]) -> None:
+    # A stream closed from another context (garbage collection) cannot reset; nothing leaks then,
+    # because every RPC runs in its own task and context.
+    with contextlib.suppress(ValueError):
+        current_principal.reset(token)
+
+
+class Quotas:
+    """Per-key requests/tokens per minute (shared store) and concurrent streams (this process)."""
+
+    def __init__(self, store: CounterStore) -> None:
+        self.store = store
+        self._streams: Counter[str] = Counter()
+
+    async def admit(self, principal: Principal, request: Any) -> None:
+        if principal.requests_per_minute:
+            wait = await self.store.hit(f"auth:{principal.name}:rpm", 1, principal.requests_per_minute, 60)
+            if wait:
+                raise _exhausted(f"key {principal.name!r} is over its requests-per-minute quota", wait)
+        if principal.tokens_per_minute:
+            wait = await self.store.hit(
+                f"auth:{principal.name}:tpm", _estimate_tokens(request), principal.tokens_per_minute, 60
+            )
+            if wait:
+                raise _exhausted(f"key {principal.name!r} is over its tokens-per-minute quota", wait)
+
+    async def charge_output(self, principal: Principal, tokens: int) -> None:
+        if principal.tokens_per_minute and tokens:
+            # Charged after the fact: the answer is already sent, so the next request pays.
+            await self.store.hit(f"auth:{principal.name}:tpm", tokens, sys.maxsize, 60)
+
+    @contextlib.contextmanager
+    def stream_slot(self, principal: Principal) -> Any:
+        limit = principal.max_concurrent_streams
+        if limit and self._streams[principal.name] >= limit:
+            raise GatewayError(
+                ErrorKind.RESOURCE_EXHAUSTED,
+                f"key {principal.name!r} already has {limit} streams open (max_concurrent_streams)",
+                retry_after=1.0,
+            )
+        self._streams[principal.name] += 1
+        try:
+            yield
+        finally:
+            self._streams[principal.name] -= 1
+
+
+def _exhausted(message: str, wait: float) -> GatewayError:
+    return GatewayError(ErrorKind.RESOURCE_EXHAUSTED, message, retry_after=wait)
+
+
+Behaviour = Callable[..., Any]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+def _rebuild(handler: Handler, wrap: Callable[[Behaviour], Behaviour]) -> Handler:
+    """The same handler with its behaviour wrapped, whatever its cardinality."""
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream), **kwargs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary), **kwargs)
+    assert handler.stream_stream is not None
+    return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), **kwargs)
+
+
+def _like(behaviour: Behaviour, before: Callable[[Any, Any], Awaitable[None]]) -> Behaviour:
+    """Wrap `behaviour` keeping its kind (coroutine or async generator): grpc.aio decides by it."""
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            await before(request, context)
+            async with contextlib.aclosing(behaviour(request, context)) as items:
+                async for item in items:
+                    yield item
+
+        return stream
+
+    async def unary(request: Any, context: Any) -> Any:
+        await before(request, context)
+        return await behaviour(request, context)
+
+    return unary
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, config: AuthConfig, store: CounterStore | None = None) -> None:
+        self.config = config
+        self.quotas = Quotas(store or MemoryCounterStore())
+
+    def _is_open(self, method: str) -> bool:
+        if method.startswith(HEALTH_SERVICE):
+            return self.config.open_health
+        if method.startswith(REFLECTION_PREFIX):
+            return self.config.open_reflection
+        return False
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or self._is_open(method):
+            return handler
+        principal = self._authenticate(handler_call_details.invocation_metadata)
+        if principal is None:
+            return _rebuild(handler, lambda b: _like(b, _reject_unauthenticated))
+        if method.startswith(PROVIDER_SERVICE):
+            return _rebuild(
+                handler, lambda b: self._guarded(b, principal, method.removeprefix(PROVIDER_SERVICE))
+            )
+        return handler
+
+    def _authenticate(self, metadata: Any) -> Principal | None:
+        key = presented_key(metadata)
+        return self.config.find(key) if key else None
+
+    def _guarded(self, behaviour: Behaviour, principal: Principal, name: str) -> Behaviour:
+        from provider_gateway.server.servicer import abort  # the servicer owns status mapping
+
+        quotas = self.quotas
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                token = current_principal.set(principal)
+                output = 0
+                try:
+                    with contextlib.ExitStack() as slots:
+                        try:
+                            await quotas.admit(principal, request)
+                            if name in STREAMING_METHODS:
+                                slots.enter_context(quotas.stream_slot(principal))
+                        except GatewayError as exc:
+                            await abort(context, exc)
+                        # Closed here, not by the garbage collector: a client cancel must run the
+                        # inner stream's cleanup (upstream close, router slots) in this task.
+                        try:
+                            async with contextlib.aclosing(behaviour(request, context)) as items:
+                                async for item in items:
+                                    output += _usage_tokens(item)
+                                    yield item
+                        finally:
+                            await quotas.charge_output(principal, output)
+                finally:
+                    _reset(token)
+
+            return stream
+
+        async def unary(request: Any, context: Any) -> Any:
+            token = current_principal.set(principal)
+            try:
+                try:
+                    await quotas.admit(principal, request)
+                except GatewayError as exc:
+                    await abort(context, exc)
+                response = await behaviour(request, context)
+                await quotas.charge_output(principal, _usage_tokens(response))
+                return response
+            finally:
+                _reset(token)
+
+        return unary
+
+
+async def _reject_unauthenticated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    await context.abort(
+        grpc.StatusCode.UNAUTHENTICATED,
+        "missing or unknown API key: send 'authorization: Bearer <key>' or 'x-api-key: <key>'",
+    )
+
+
+def interceptors(
+    config: GatewayConfig, store: CounterStore | None = None
+) -> list[grpc.aio.ServerInterceptor]:
+    auth = AuthConfig.from_config(config)
+    return [AuthInterceptor(auth, store)] if auth else []

@@ -1,0 +1,275 @@
+"""Client authentication, per-key permissions and quotas, through the real gRPC API."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tomllib
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from provider_gateway import cli
+from provider_gateway import config as config_module
+from provider_gateway.server.auth import AuthConfig, hash_key
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+GatewayFactory = Callable[[str], Any]
+
+ALICE = "alice-key-0123456789abcdefghijklmnop"
+BOB = "bob-key-0123456789abcdefghijklmnopqrst"
+CAROL = "carol-key-0123456789abcdefghijklmnopq"
+
+CONFIG = f"""
+[providers.mock.models.slow]
+tokens = 400
+token_delay_ms = 20
+
+[providers.other]
+kind = "mock"
+
+[groups.mixed]
+deployments = [{{ provider = "mock", model = "echo" }}, {{ provider = "other", model = "echo" }}]
+
+[groups.mine]
+deployments = [{{ provider = "mock", model = "echo" }}]
+
+[auth]
+open_health = true
+open_reflection = false
+
+[[auth.keys]]
+name = "alice"
+sha256 = "{hash_key(ALICE)}"
+
+[[auth.keys]]
+name = "bob"
+sha256 = "{hash_key(BOB)}"
+models = ["mock/echo", "mock/slow"]
+providers = ["mock"]
+requests_per_minute = 3
+max_concurrent_streams = 1
+
+[[auth.keys]]
+name = "carol"
+sha256 = "{hash_key(CAROL)}"
+tokens_per_minute = 60
+"""
+
+
+def chat(model: str = "mock/echo", text: str = "hello") -> pb.ChatRequest:
+    return pb.ChatRequest(
+        model=model, messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text=text)])]
+    )
+
+
+def bearer(key: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {key}"),)
+
+
+async def status_of(call: object) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call  # type: ignore[misc]
+    return info.value
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        (),
+        (("authorization", "Bearer wrong-key-0123456789abcdefghijk"),),
+        (("authorization", f"Basic {ALICE}"),),
+        (("authorization", "Bearer "),),
+        (("x-api-key", "nope"),),
+    ],
+    ids=["none", "unknown", "wrong-scheme", "empty-bearer", "unknown-x-api-key"],
+)
+async def test_missing_or_unknown_key_is_unauthenticated(
+    metadata: tuple[tuple[str, str], ...], gateway_factory: GatewayFactory
+) -> None:
+    async with gateway_factory(CONFIG) as gw:
+        error = await status_of(gw.stub.Chat(chat(), metadata=metadata, timeout=10))
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "API key" in (error.details() or "")
+        stream = gw.stub.ChatStream(chat(), metadata=metadata, timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in stream:
+                pass
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_bearer_and_x_api_key_are_accepted(gateway_factory: GatewayFactory) -> None:
+    async with gateway_factory(CONFIG) as gw:
+        response = await gw.stub.Chat(chat(), metadata=bearer(ALICE), timeout=10)
+        assert response.text
+        response = await gw.stub.Chat(chat(), metadata=(("x-api-key", ALICE),), timeout=10)
+        assert response.text
+        events = [e async for e in gw.stub.ChatStream(chat(), metadata=bearer(ALICE), timeout=10)]
+        assert events[-1].WhichOneof("event") == "finish"
+
+
+async def test_health_open_and_reflection_closed_by_config(gateway_factory: GatewayFactory) -> None:
+    async with gateway_factory(CONFIG) as gw:
+        health = health_pb2_grpc.HealthStub(gw.channel)
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+        reflection = reflection_pb2_grpc.ServerReflectionStub(gw.channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in reflection.ServerReflectionInfo(iter([request]), timeout=10):
+                pass
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        replies = [
+            r
+            async for r in reflection.ServerReflectionInfo(
+                iter([request]), metadata=bearer(ALICE), timeout=10
+            )
+        ]
+        assert replies[0].list_services_response.service
+
+
+async def test_closed_health_needs_a_key(gateway_factory: GatewayFactory) -> None:
+    closed = CONFIG.replace("open_health = true", "open_health = false")
+    async with gateway_factory(closed) as gw:
+        health = health_pb2_grpc.HealthStub(gw.channel)
+        error = await status_of(health.Check(health_pb2.HealthCheckRequest(), timeout=10))
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+        reply = await health.Check(health_pb2.HealthCheckRequest(), metadata=bearer(ALICE), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize(
+    ("request_", "needle"),
+    [
+        (chat("other/echo"), "provider 'other'"),
+        (chat("mock/tools"), "model 'mock/tools'"),
+        (pb.ChatRequest(model="mock/echo", fallbacks=["other/echo"], messages=chat().messages), "'other'"),
+        (chat("mixed"), "'other'"),
+    ],
+    ids=["provider", "model", "fallback", "group-member"],
+)
+async def test_route_outside_the_key_is_permission_denied(
+    request_: pb.ChatRequest, needle: str, gateway_factory: GatewayFactory
+) -> None:
+    async with gateway_factory(CONFIG) as gw:
+        error = await status_of(gw.stub.Chat(request_, metadata=bearer(BOB), timeout=10))
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert needle in (error.details() or "")
+        assert "bob" in (error.details() or "")
+        # The unrestricted key may use the same route.
+        assert (await gw.stub.Chat(request_, metadata=bearer(ALICE), timeout=10)).finish.provider
+
+
+async def test_list_models_of_a_forbidden_provider_is_denied(gateway_factory: GatewayFactory) -> None:
+    async with gateway_factory(CONFIG) as gw:
+        error = await status_of(
+            gw.stub.ListModels(pb.ListModelsRequest(provider="other"), metadata=bearer(BOB), timeout=10)
+        )
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def retry_delay_s(error: grpc.aio.AioRpcError) -> float:
+    details = dict(error.trailing_metadata() or ())
+    status = status_pb2.Status.FromString(details["grpc-status-details-bin"])
+    info = error_details_pb2.RetryInfo()
+    assert status.details[0].Unpack(info)
+    return info.retry_delay.ToTimedelta().total_seconds()
+
+
+async def test_requests_per_minute_quota_returns_retry_info(gateway_factory: GatewayFactory) -> None:
+    async with gateway_factory(CONFIG) as gw:
+        for _ in range(3):
+            await gw.stub.Chat(chat(), metadata=bearer(BOB), timeout=10)
+        error = await status_of(gw.stub.Chat(chat(), metadata=bearer(BOB), timeout=10))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "requests-per-minute" in (error.details() or "")
+        assert 0 < retry_delay_s(error) <= 60
+        # Quotas are per key: another key is unaffected.
+        await gw.stub.Chat(chat(), metadata=bearer(ALICE), timeout=10)
+
+
+async def test_tokens_per_minute_quota_counts_input_and_output(gateway_factory: GatewayFactory) -> None:
+    async with gateway_factory(CONFIG) as gw:
+        exhausted = None
+        for _ in range(20):
+            try:
+                await gw.stub.Chat(chat(text="word " * 10), metadata=bearer(CAROL), timeout=10)
+            except grpc.aio.AioRpcError as error:
+                exhausted = error
+                break
+        assert exhausted is not None, "60 tokens a minute must run out within 20 requests"
+        assert exhausted.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "tokens-per-minute" in (exhausted.details() or "")
+
+
+async def test_max_concurrent_streams_per_key(gateway_factory: GatewayFactory) -> None:
+    async with gateway_factory(CONFIG) as gw:
+        first = gw.stub.ChatStream(chat("mock/slow"), metadata=bearer(BOB), timeout=30)
+        assert (await first.read()).WhichOneof("event")  # the stream is open and holds its slot
+        second = gw.stub.ChatStream(chat("mock/slow"), metadata=bearer(BOB), timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await second.read()
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max_concurrent_streams" in (info.value.details() or "")
+        first.cancel()
+        # The slot is released when the cancelled stream's handler ends; wait for it, bounded.
+        async with asyncio.timeout(10):
+            while True:
+                third = gw.stub.ChatStream(chat(), metadata=bearer(BOB), timeout=10)
+                try:
+                    events = [e async for e in third]
+                    break
+                except grpc.aio.AioRpcError as error:
+                    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        raise
+                    await asyncio.sleep(0.02)
+        assert events[-1].WhichOneof("event") == "finish"
+
+
+def parse(text: str) -> config_module.GatewayConfig:
+    return config_module.parse(tomllib.loads(text), "test.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[auth]\n", "auth.keys: at least one"),
+        ('[[auth.keys]]\nname = "a"\nsha256 = "abc"\n', "auth.keys[0].sha256: must be 64 hex"),
+        (f'[[auth.keys]]\nsha256 = "{"0" * 64}"\n', "auth.keys[0].name"),
+        (f'[[auth.keys]]\nname = "a"\nkey = "x"\nsha256 = "{"0" * 64}"\n', "auth.keys[0].key: unknown key"),
+        (
+            f'[[auth.keys]]\nname = "a"\nsha256 = "{"0" * 64}"\n[[auth.keys]]\nname = "a"\nsha256 = "{"1" * 64}"\n',
+            "used 2 times",
+        ),
+        (f'[auth]\nopen_health = 1\n[[auth.keys]]\nname = "a"\nsha256 = "{"0" * 64}"\n', "auth.open_health"),
+    ],
+)
+def test_auth_config_errors_name_the_key(text: str, needle: str) -> None:
+    with pytest.raises(config_module.ConfigError) as info:
+        AuthConfig.from_config(parse(text))
+    assert needle in str(info.value)
+
+
+def test_no_auth_table_means_open() -> None:
+    assert AuthConfig.from_config(parse("")) is None
+
+
+def test_hash_key_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(ALICE + "\n"))
+    assert cli.main(["hash-key"]) == 0
+    assert capsys.readouterr().out.strip() == hash_key(ALICE)
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert cli.main(["hash-key"]) == 2
+    assert "at least" in capsys.readouterr().err
+
+
+async def test_group_of_allowed_deployments_is_allowed(gateway_factory: GatewayFactory) -> None:
+    async with gateway_factory(CONFIG) as gw:
+        response = await gw.stub.Chat(chat("mine"), metadata=bearer(BOB), timeout=10)
+        assert response.finish.provider == "mock"

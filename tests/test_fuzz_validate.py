@@ -1,0 +1,153 @@
+"""Property-based fuzzing of the edge checks: whatever request arrives, validation either passes it
+or raises GatewayError(INVALID_ARGUMENT); nothing else escapes (which would become INTERNAL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import message as proto_message
+from google.protobuf import struct_pb2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.server import validate
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+FUZZ = settings(
+    max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+LIMITS = validate.Limits(max_messages=8, max_message_bytes=4096, max_tools=4, max_embed_inputs=4)
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.floats(), st.text(max_size=10))
+schema_keys = st.sampled_from(
+    ["type", "properties", "required", "items", "anyOf", "oneOf", "allOf", "enum", "description", "x"]
+)
+schemas = st.recursive(
+    st.one_of(json_scalars, st.sampled_from(["object", "string", "array", "integer", "strnig"])),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.one_of(schema_keys, st.text(max_size=5)), children, max_size=5),
+    ),
+    max_leaves=20,
+)
+names = st.one_of(st.sampled_from(["lookup", "f", "", "a b", "x" * 65]), st.text(max_size=10))
+image_bytes = st.one_of(
+    st.binary(max_size=24),
+    st.sampled_from(
+        [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"RIFF\0\0\0\0WEBP", b"RIFF\0\0\0\0WAVE"]
+    ),
+)
+urls = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(
+        ["https://a.b/c.png", "http://", "data:image/png;base64,iVBORw0KGgo=", "data:,", "file:///x"]
+    ),
+)
+
+
+@st.composite
+def parts(draw: Any) -> pb.ContentPart:
+    kind = draw(
+        st.sampled_from(["text", "image_data", "image_url", "tool_call", "tool_result", "reasoning", "none"])
+    )
+    media = draw(
+        st.sampled_from(["", "image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "text/plain"])
+    )
+    if kind == "text":
+        return pb.ContentPart(text=draw(st.text(max_size=20)))
+    if kind == "image_data":
+        return pb.ContentPart(image=pb.Image(data=draw(image_bytes), media_type=media))
+    if kind == "image_url":
+        return pb.ContentPart(image=pb.Image(url=draw(urls), media_type=media))
+    if kind == "tool_call":
+        call = pb.ToolCall(
+            id=draw(st.sampled_from(["c1", "c2", ""])),
+            name=draw(names),
+            arguments_json=draw(st.text(max_size=12)),
+        )
+        return pb.ContentPart(tool_call=call)
+    if kind == "tool_result":
+        return pb.ContentPart(tool_result=pb.ToolResult(tool_call_id=draw(st.sampled_from(["c1", "c2", ""]))))
+    if kind == "reasoning":
+        return pb.ContentPart(reasoning=pb.Reasoning(text=draw(st.text(max_size=5))))
+    return pb.ContentPart()
+
+
+@st.composite
+def chat_requests(draw: Any) -> pb.ChatRequest:
+    request = pb.ChatRequest(model="mock/echo")
+    for _ in range(draw(st.integers(0, 6))):
+        message = request.messages.add(role=draw(st.integers(-1, 7)))  # type: ignore[arg-type]
+        message.content.extend(draw(st.lists(parts(), max_size=3)))
+    for _ in range(draw(st.integers(0, 5))):
+        tool = request.tools.add(name=draw(names))
+        schema = draw(
+            st.one_of(
+                st.none(), st.dictionaries(st.one_of(schema_keys, st.text(max_size=5)), schemas, max_size=4)
+            )
+        )
+        if schema is not None:
+            tool.parameters.CopyFrom(_struct(schema))
+    request.tool_choice.mode = draw(st.integers(-1, 6))  # type: ignore[assignment]
+    request.tool_choice.name = draw(names)
+    request.response_format.type = draw(st.integers(-1, 5))  # type: ignore[assignment]
+    if draw(st.booleans()):
+        request.response_format.json_schema.CopyFrom(
+            _struct(draw(st.dictionaries(schema_keys, schemas, max_size=4)))
+        )
+    request.response_format.schema_name = draw(names)
+    request.reasoning.budget_tokens = draw(st.integers(-(2**31), 2**31 - 1))
+    request.reasoning.effort = draw(st.integers(-1, 6))  # type: ignore[assignment]
+    if draw(st.booleans()):
+        request.temperature = draw(st.floats())
+    if draw(st.booleans()):
+        request.top_p = draw(st.floats())
+    if draw(st.booleans()):
+        request.max_tokens = draw(st.integers(-(2**31), 2**31 - 1))
+    request.stop.extend(draw(st.lists(st.text(max_size=3), max_size=18)))
+    return request
+
+
+def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(value)
+    return struct
+
+
+def only_invalid_argument(check: Any, request: Any) -> None:
+    error: GatewayError | None = None
+    try:
+        check(request, LIMITS)
+    except GatewayError as exc:
+        error = exc
+    if error is not None:
+        assert error.kind is ErrorKind.INVALID_ARGUMENT
+        assert ":" in error.message  # every message starts with the field it names
+
+
+@FUZZ
+@given(chat_requests())
+def test_chat_validation_raises_only_invalid_argument(request: pb.ChatRequest) -> None:
+    only_invalid_argument(validate.chat, request)
+    count = pb.CountTokensRequest(model="m", messages=request.messages, tools=request.tools)
+    only_invalid_argument(validate.count, count)
+
+
+@FUZZ
+@given(
+    st.binary(max_size=300),
+    st.sampled_from([pb.ChatRequest, pb.CompleteRequest, pb.EmbedRequest, pb.CountTokensRequest]),
+)
+def test_validation_of_arbitrary_wire_bytes(data: bytes, kind: Any) -> None:
+    try:
+        request = kind.FromString(data)
+    except proto_message.DecodeError:
+        return
+    check = {
+        pb.ChatRequest: validate.chat,
+        pb.CompleteRequest: validate.complete,
+        pb.EmbedRequest: validate.embed,
+        pb.CountTokensRequest: validate.count,
+    }[kind]
+    only_invalid_argument(check, request)

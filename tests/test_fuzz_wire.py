@@ -1,0 +1,87 @@
+"""Property-based fuzzing of the shared wire decoders (SSE and NDJSON): arbitrary bytes, split
+anywhere, never raise anything but the documented error, and give the same result whatever the
+chunking (a TCP read can end inside a UTF-8 character or between CR and LF)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+sse = pytest.importorskip("provider_gateway.wire.sse")
+ndjson = pytest.importorskip("provider_gateway.wire.ndjson")
+
+FUZZ = settings(max_examples=300, deadline=None, derandomize=True)
+cuts = st.lists(st.integers(min_value=0, max_value=400), max_size=8)
+
+
+def pieces(data: bytes, points: list[int]) -> list[bytes]:
+    marks = sorted({min(p, len(data)) for p in points})
+    return [data[a:b] for a, b in zip([0, *marks], [*marks, len(data)], strict=True)]
+
+
+def syntax(tokens: list[bytes]) -> st.SearchStrategy[bytes]:
+    return st.lists(
+        st.one_of(st.sampled_from(tokens), st.text(max_size=10).map(str.encode), st.binary(max_size=6)),
+        max_size=40,
+    ).map(b"".join)
+
+
+sse_bytes = syntax(
+    [
+        b"data:",
+        b"data: ",
+        b"event: x",
+        b"id: 7",
+        b"id: a\0b",
+        b"retry: 10",
+        b"retry: x",
+        b":",
+        b"\xef\xbb\xbf",
+        b"\n",
+        b"\r",
+        b"\r\n",
+        b"\n\n",
+        "é".encode(),
+    ]
+)
+ndjson_bytes = syntax([b"{", b"}", b"[", b"]", b'"a"', b":", b",", b"1", b"null", b"\n", b"\r\n", b" "])
+
+
+def sse_decode(chunks: list[bytes]) -> list[Any]:
+    decoder = sse.SseDecoder()
+    events = [event for chunk in chunks for event in decoder.feed(chunk)]
+    return [*events, *decoder.close()]
+
+
+@FUZZ
+@given(sse_bytes, cuts)
+def test_sse_never_raises_and_ignores_chunking(data: bytes, points: list[int]) -> None:
+    whole = sse_decode([data])
+    assert sse_decode(pieces(data, points)) == whole
+    assert sse_decode([data[i : i + 1] for i in range(len(data))]) == whole
+
+
+def ndjson_decode(chunks: list[bytes]) -> tuple[list[Any], bool]:
+    """The values, and whether a NdjsonError ended the stream (anything else escapes the test)."""
+    decoder = ndjson.NdjsonDecoder()
+    values: list[Any] = []
+    try:
+        for chunk in chunks:
+            values.extend(decoder.feed(chunk))
+        values.extend(decoder.close())
+    except ndjson.NdjsonError:
+        return values, True
+    return values, False
+
+
+@FUZZ
+@given(ndjson_bytes, cuts)
+def test_ndjson_raises_only_ndjson_error_and_ignores_chunking(data: bytes, points: list[int]) -> None:
+    whole, whole_failed = ndjson_decode([data])
+    split, split_failed = ndjson_decode(pieces(data, points))
+    assert split_failed == whole_failed
+    if not whole_failed:
+        assert split == whole

@@ -1,0 +1,165 @@
+"""Graceful shutdown of a real `provider-gateway serve` process on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from provider_gateway.v1 import provider_service_pb2 as pb
+from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
+
+# 40 tokens at 25 ms: a stream of about one second, well inside the grace period.
+CONFIG = """
+[server]
+grace_period_s = {grace}
+
+[providers.mock.models.slow]
+tokens = 40
+token_delay_ms = 25
+
+[providers.mock.models.endless]
+tokens = 100000
+token_delay_ms = 10
+"""
+
+
+class Served:
+    def __init__(self, process: asyncio.subprocess.Process, target: str) -> None:
+        self.process = process
+        self.target = target
+
+
+@contextlib.asynccontextmanager
+async def serve(tmp_path: Path, grace: float) -> AsyncIterator[Served]:
+    config = tmp_path / "gateway.toml"
+    config.write_text(CONFIG.format(grace=grace))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "provider_gateway.cli",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        "0",
+        "--log-level",
+        "warning",
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(30):
+            line = (await process.stdout.readline()).decode()
+        assert "listening on" in line, line
+        yield Served(process, line.rsplit(" ", 1)[-1].strip())
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def rest_of(call: grpc.aio.UnaryStreamCall[pb.ChatRequest, pb.StreamEvent]) -> list[pb.StreamEvent]:
+    events = []
+    while (event := await call.read()) is not grpc.aio.EOF:
+        events.append(event)
+    return events
+
+
+def chat(model: str) -> pb.ChatRequest:
+    return pb.ChatRequest(
+        model=model, messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="hi")])]
+    )
+
+
+async def test_sigterm_drains_in_flight_stream_and_exits_zero(tmp_path: Path) -> None:
+    async with serve(tmp_path, grace=20) as served, grpc.aio.insecure_channel(served.target) as channel:
+        stub = pb_grpc.ProviderServiceStub(channel)
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=30
+        )
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+
+        stream = stub.ChatStream(chat("mock/slow"), timeout=30)
+        first = await stream.read()
+        assert first.WhichOneof("event") == "text_delta"
+
+        served.process.send_signal(signal.SIGTERM)
+        # Health flips first: the watcher is told NOT_SERVING, then its watch ends cleanly.
+        async with asyncio.timeout(10):
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert await watch.read() is grpc.aio.EOF
+
+        # New calls are refused while the old stream is still being served.
+        async with grpc.aio.insecure_channel(served.target) as fresh:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await pb_grpc.ProviderServiceStub(fresh).Chat(chat("mock/echo"), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+        # The in-flight stream completes with all its tokens and a finish.
+        rest = await rest_of(stream)
+        assert rest[-1].WhichOneof("event") == "finish"
+        texts = [e for e in [first, *rest] if e.WhichOneof("event") == "text_delta"]
+        assert len(texts) == 40
+        assert await stream.code() == grpc.StatusCode.OK
+
+        # And the process exits 0 soon after, not at the end of the 20 s grace.
+        async with asyncio.timeout(10):
+            assert await served.process.wait() == 0
+
+
+async def test_grace_period_cuts_streams_that_run_too_long(tmp_path: Path) -> None:
+    async with serve(tmp_path, grace=0.5) as served, grpc.aio.insecure_channel(served.target) as channel:
+        stream = pb_grpc.ProviderServiceStub(channel).ChatStream(chat("mock/endless"), timeout=60)
+        assert (await stream.read()).WhichOneof("event") == "text_delta"
+        served.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await rest_of(stream)
+        async with asyncio.timeout(15):
+            assert await served.process.wait() == 0
+
+
+async def test_second_signal_stops_at_once(tmp_path: Path) -> None:
+    async with serve(tmp_path, grace=60) as served, grpc.aio.insecure_channel(served.target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=30
+        )
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        stream = pb_grpc.ProviderServiceStub(channel).ChatStream(chat("mock/endless"), timeout=60)
+        assert (await stream.read()).WhichOneof("event") == "text_delta"
+        served.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):  # the drain has begun
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        served.process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(15):
+            assert await served.process.wait() == 0
+
+
+async def test_stop_in_process_ends_watches_and_waits_only_for_streams(gateway_factory: Any) -> None:
+    """The same drain in-process: a watcher must not hold `stop` for the whole grace period."""
+    config = CONFIG.format(grace=30)
+    async with gateway_factory(config) as gw:
+        watch = health_pb2_grpc.HealthStub(gw.channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=30
+        )
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        stream = gw.stub.ChatStream(chat("mock/slow"), timeout=30)
+        assert (await stream.read()).WhichOneof("event") == "text_delta"
+        stopping = asyncio.create_task(gw.server.stop())
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert await watch.read() is grpc.aio.EOF
+        rest = await rest_of(stream)
+        assert rest[-1].WhichOneof("event") == "finish"
+        async with asyncio.timeout(10):  # far less than the 30 s grace
+            await stopping

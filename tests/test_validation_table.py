@@ -1,0 +1,304 @@
+"""Bad requests through the real gRPC API: each gets INVALID_ARGUMENT and a message naming the field."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from conftest import RunningGateway, run_gateway
+from google.protobuf import struct_pb2
+
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+LIMITS = """
+[limits]
+max_messages = 5
+max_message_bytes = 2048
+max_tools = 4
+max_embed_inputs = 3
+"""
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 24
+USER, ASSISTANT, TOOL = pb.ROLE_USER, pb.ROLE_ASSISTANT, pb.ROLE_TOOL
+
+
+def text(value: str = "hi") -> pb.ContentPart:
+    return pb.ContentPart(text=value)
+
+
+def msg(role: int, *parts: pb.ContentPart) -> pb.Message:
+    return pb.Message(role=role, content=list(parts))  # type: ignore[arg-type]
+
+
+def call(id_: str = "c1", name: str = "lookup", args: str = "{}") -> pb.ContentPart:
+    return pb.ContentPart(tool_call=pb.ToolCall(id=id_, name=name, arguments_json=args))
+
+
+def result(id_: str = "c1") -> pb.ContentPart:
+    return pb.ContentPart(tool_result=pb.ToolResult(tool_call_id=id_, content="42"))
+
+
+def image(**fields: Any) -> pb.ContentPart:
+    return pb.ContentPart(image=pb.Image(**fields))
+
+
+def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(value)
+    return s
+
+
+def tool(name: str = "lookup", params: dict[str, Any] | None = None) -> pb.Tool:
+    t = pb.Tool(name=name, description="d")
+    if params is not None:
+        t.parameters.CopyFrom(struct(params))
+    return t
+
+
+def chat(*messages: pb.Message, **fields: Any) -> pb.ChatRequest:
+    return pb.ChatRequest(model="mock/echo", messages=list(messages) or [msg(USER, text())], **fields)
+
+
+def data_url(media: str, payload: bytes) -> str:
+    return f"data:{media};base64,{base64.b64encode(payload).decode()}"
+
+
+CHAT_CASES: list[tuple[str, pb.ChatRequest, str]] = [
+    ("no-messages", pb.ChatRequest(model="mock/echo"), "messages: at least one message"),
+    ("no-model", pb.ChatRequest(messages=[msg(USER, text())]), "model is required"),
+    ("empty-content", chat(msg(USER)), "messages[0].content: a message needs"),
+    ("role-unspecified", chat(msg(pb.ROLE_UNSPECIFIED, text())), "messages[0].role: unknown role"),
+    ("role-unknown-number", chat(msg(42, text())), "messages[0].role: unknown role 42"),
+    ("empty-part", chat(msg(USER, pb.ContentPart())), "messages[0].content[0]: empty content part"),
+    ("tool-result-no-call", chat(msg(TOOL, result())), "messages[0].content[0].tool_result.tool_call_id"),
+    (
+        "tool-result-other-id",
+        chat(msg(USER, text()), msg(ASSISTANT, call("c1")), msg(TOOL, result("c2"))),
+        "messages[2].content[0].tool_result.tool_call_id: no earlier assistant tool call has id 'c2'",
+    ),
+    ("tool-call-from-user", chat(msg(USER, call())), "messages[0].content[0].tool_call: only assistant"),
+    (
+        "tool-result-from-assistant",
+        chat(msg(ASSISTANT, call(), result())),
+        "messages[0].content[1].tool_result: only tool",
+    ),
+    (
+        "tool-call-bad-json",
+        chat(msg(USER, text()), msg(ASSISTANT, call(args="{oops"))),
+        "messages[1].content[0].tool_call.arguments_json: not valid JSON",
+    ),
+    (
+        "tool-call-no-id",
+        chat(msg(USER, text()), msg(ASSISTANT, call(id_=""))),
+        "tool_call.id: must not be empty",
+    ),
+    (
+        "tool-call-bad-name",
+        chat(msg(USER, text()), msg(ASSISTANT, call(name="a b"))),
+        "tool_call.name: must match",
+    ),
+    ("tool-name-space", chat(tools=[tool("get weather")]), "tools[0].name: must match"),
+    ("tool-name-too-long", chat(tools=[tool("x" * 65)]), "tools[0].name: must match"),
+    ("tool-name-empty", chat(tools=[tool("")]), "tools[0].name: must match"),
+    ("tool-duplicate", chat(tools=[tool("f"), tool("f")]), "tools[1].name: 'f' is defined twice"),
+    ("tool-params-not-object", chat(tools=[tool(params={"type": "string"})]), "tools[0].parameters.type"),
+    (
+        "tool-params-bad-type",
+        chat(tools=[tool(params={"type": "object", "properties": {"x": {"type": "strnig"}}})]),
+        "tools[0].parameters.properties.x.type: 'strnig' is not a JSON schema type",
+    ),
+    (
+        "tool-params-properties-list",
+        chat(tools=[tool(params={"type": "object", "properties": ["x"]})]),
+        "tools[0].parameters.properties: must be an object",
+    ),
+    (
+        "tool-params-required-string",
+        chat(tools=[tool(params={"type": "object", "required": "x"})]),
+        "tools[0].parameters.required: must be a list",
+    ),
+    (
+        "tool-params-property-not-schema",
+        chat(tools=[tool(params={"type": "object", "properties": {"x": 3}})]),
+        "tools[0].parameters.properties.x: a schema must be an object",
+    ),
+    ("too-many-tools", chat(tools=[tool(f"t{i}") for i in range(5)]), "tools: at most 4 tools"),
+    (
+        "tool-choice-unknown-tool",
+        chat(tools=[tool("a")], tool_choice=pb.ToolChoice(mode=pb.ToolChoice.MODE_TOOL, name="b")),
+        "tool_choice.name: 'b' is not one of the request's tools",
+    ),
+    (
+        "tool-choice-required-no-tools",
+        chat(tool_choice=pb.ToolChoice(mode=pb.ToolChoice.MODE_REQUIRED)),
+        "tool_choice.mode: requires at least one tool",
+    ),
+    (
+        "response-format-no-schema",
+        chat(response_format=pb.ResponseFormat(type=pb.ResponseFormat.TYPE_JSON_SCHEMA)),
+        "response_format.json_schema: required",
+    ),
+    (
+        "response-format-bad-schema",
+        chat(
+            response_format=pb.ResponseFormat(
+                type=pb.ResponseFormat.TYPE_JSON_SCHEMA, json_schema=struct({"anyOf": []})
+            )
+        ),
+        "response_format.json_schema.anyOf: must be a non-empty list",
+    ),
+    (
+        "response-format-bad-name",
+        chat(
+            response_format=pb.ResponseFormat(
+                type=pb.ResponseFormat.TYPE_JSON_SCHEMA, schema_name="my schema", json_schema=struct({})
+            )
+        ),
+        "response_format.schema_name",
+    ),
+    ("temperature-negative", chat(temperature=-0.1), "temperature: must be between 0 and 2"),
+    ("temperature-high", chat(temperature=2.5), "temperature: must be between 0 and 2"),
+    ("temperature-nan", chat(temperature=float("nan")), "temperature: must be between 0 and 2, got nan"),
+    ("top-p-high", chat(top_p=1.5), "top_p: must be between 0 and 1"),
+    ("max-tokens-zero", chat(max_tokens=0), "max_tokens: must be between 1"),
+    ("max-tokens-huge", chat(max_tokens=2_000_000), "max_tokens: must be between 1 and 1000000"),
+    ("too-many-stops", chat(stop=[str(i) for i in range(17)]), "stop: at most 16"),
+    ("empty-stop", chat(stop=[""]), "stop[0]: a stop sequence must not be empty"),
+    ("too-many-messages", chat(*[msg(USER, text())] * 6), "messages: at most 5 messages"),
+    ("message-too-large", chat(msg(USER, text("x" * 4000))), "messages[0]: "),
+    (
+        "image-bad-media-type",
+        chat(msg(USER, image(data=PNG, media_type="image/bmp"))),
+        "messages[0].content[0].image.media_type: 'image/bmp' is not supported",
+    ),
+    (
+        "image-type-mismatch",
+        chat(msg(USER, image(data=JPEG, media_type="image/png"))),
+        "image.data: declared image/png but the data is image/jpeg",
+    ),
+    (
+        "image-garbage",
+        chat(msg(USER, image(data=b"not an image"))),
+        "image.data: not a PNG, JPEG, GIF or WebP",
+    ),
+    ("image-no-source", chat(msg(USER, image(media_type="image/png"))), "image: set data or url"),
+    (
+        "image-ftp-url",
+        chat(msg(USER, image(url="ftp://example.com/a.png"))),
+        "must be an http(s) or data: URL",
+    ),
+    ("image-file-url", chat(msg(USER, image(url="file:///etc/passwd"))), "must be an http(s) or data: URL"),
+    (
+        "image-data-url-not-base64",
+        chat(msg(USER, image(url="data:image/png;base64,@@@"))),
+        "not valid base64",
+    ),
+    (
+        "image-data-url-mismatch",
+        chat(msg(USER, image(url=data_url("image/gif", PNG)))),
+        "image.url: declared image/gif but the data is image/png",
+    ),
+    (
+        "reasoning-budget-negative",
+        chat(reasoning=pb.ReasoningOptions(budget_tokens=-1)),
+        "reasoning.budget_tokens",
+    ),
+]
+
+OTHER_CASES: list[tuple[str, str, Any, str]] = [
+    ("complete-empty-prompt", "Complete", pb.CompleteRequest(model="mock/echo"), "prompt: must not be empty"),
+    ("complete-top-p", "Complete", pb.CompleteRequest(model="mock/echo", prompt="a", top_p=-1), "top_p"),
+    (
+        "complete-too-large",
+        "Complete",
+        pb.CompleteRequest(model="mock/echo", prompt="x" * 4000),
+        "prompt: exceeds",
+    ),
+    ("embed-no-inputs", "Embed", pb.EmbedRequest(model="mock/embed"), "inputs: at least one"),
+    (
+        "embed-empty-input",
+        "Embed",
+        pb.EmbedRequest(model="mock/embed", inputs=["a", ""]),
+        "inputs[1]: must not",
+    ),
+    ("embed-too-many", "Embed", pb.EmbedRequest(model="mock/embed", inputs=["a"] * 4), "inputs: at most 3"),
+    (
+        "embed-dimensions",
+        "Embed",
+        pb.EmbedRequest(model="mock/embed", inputs=["a"], dimensions=-1),
+        "dimensions",
+    ),
+    ("count-nothing", "CountTokens", pb.CountTokensRequest(model="mock/echo"), "text or messages"),
+    (
+        "count-bad-role",
+        "CountTokens",
+        pb.CountTokensRequest(model="mock/echo", messages=[msg(9, text())]),
+        "messages[0].role",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+async def limited() -> AsyncIterator[RunningGateway]:
+    async with run_gateway(LIMITS) as running:
+        yield running
+
+
+def assert_invalid(error: grpc.aio.AioRpcError, needle: str) -> None:
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert needle in (error.details() or ""), error.details()
+
+
+@pytest.mark.parametrize(("request_", "needle"), [c[1:] for c in CHAT_CASES], ids=[c[0] for c in CHAT_CASES])
+async def test_bad_chat_request(limited: RunningGateway, request_: pb.ChatRequest, needle: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as unary:
+        await limited.stub.Chat(request_, timeout=10)
+    assert_invalid(unary.value, needle)
+    with pytest.raises(grpc.aio.AioRpcError) as stream:
+        async for _ in limited.stub.ChatStream(request_, timeout=10):
+            pass
+    assert_invalid(stream.value, needle)
+
+
+@pytest.mark.parametrize(
+    ("method", "request_", "needle"), [c[1:] for c in OTHER_CASES], ids=[c[0] for c in OTHER_CASES]
+)
+async def test_bad_other_request(limited: RunningGateway, method: str, request_: Any, needle: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await getattr(limited.stub, method)(request_, timeout=10)
+    assert_invalid(info.value, needle)
+
+
+def test_the_table_is_large_enough() -> None:
+    assert len(CHAT_CASES) + len(OTHER_CASES) >= 30
+    assert len({c[0] for c in CHAT_CASES} | {c[0] for c in OTHER_CASES}) == len(CHAT_CASES) + len(OTHER_CASES)
+
+
+async def test_a_rich_valid_request_passes(limited: RunningGateway) -> None:
+    """The checks must not reject what is fine: images, tools, a tool round trip, a schema."""
+    request = chat(
+        msg(
+            USER,
+            text("look"),
+            image(data=PNG, media_type="image/png"),
+            image(url="https://example.com/a.jpg"),
+        ),
+        msg(ASSISTANT, call("c1", "lookup", '{"q": 1}')),
+        msg(TOOL, result("c1")),
+        tools=[tool("lookup", {"type": "object", "properties": {"q": {"type": ["integer", "null"]}}})],
+        tool_choice=pb.ToolChoice(mode=pb.ToolChoice.MODE_TOOL, name="lookup"),
+        response_format=pb.ResponseFormat(
+            type=pb.ResponseFormat.TYPE_JSON_SCHEMA,
+            schema_name="answer",
+            json_schema=struct({"type": "object"}),
+        ),
+        temperature=0.0,
+        top_p=1.0,
+        max_tokens=5,
+    )
+    response = await limited.stub.Chat(request, timeout=10)
+    assert response.finish.provider == "mock"
