@@ -12,6 +12,8 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from provider_gateway.config import GatewayConfig
+from provider_gateway.observability import Telemetry
+from provider_gateway.observability.monitor import HealthMonitor, MonitorSettings
 from provider_gateway.providers.registry import ProviderRegistry
 from provider_gateway.routing.resolve import RouteResolver
 from provider_gateway.routing.router import Router
@@ -26,23 +28,34 @@ log = logging.getLogger("provider_gateway.server")
 class GatewayServer:
     """One gateway process: owns the providers, the router and the grpc.aio server."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, telemetry: Telemetry | None = None) -> None:
         self.config = config
+        self.telemetry = telemetry or Telemetry.from_config(config.section("telemetry"))
         self.registry = ProviderRegistry.from_config(config)
         self.resolver = RouteResolver(self.registry.names(), self.registry.default, config.aliases)
-        self.router = Router(self.registry, self.resolver)
+        self.router = Router(self.telemetry.wrap_registry(self.registry), self.resolver)
         self.health_servicer = HealthServicer()
         self.health = ProviderHealthBook(self.health_servicer, self.registry.names())
+        self.monitor = HealthMonitor(
+            list(self.registry),
+            self.health,
+            MonitorSettings.from_section(config.section("health")),
+            self.telemetry.gauges,
+        )
+        self.telemetry.health = lambda: {
+            n: self.health.get(n).state == pb.PROVIDER_HEALTH_SERVING for n in self.registry.names()
+        }
         self.service = ProviderService(self.router, self.health)
         limit = config.server.max_message_bytes
         self.grpc = grpc.aio.server(
+            interceptors=[*self.telemetry.interceptors()],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ]
+            ],
         )
         pb_grpc.add_ProviderServiceServicer_to_server(self.service, self.grpc)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health_servicer, self.grpc)
@@ -63,7 +76,9 @@ class GatewayServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {address}: address in use or not available")
         await self.health.check_all(list(self.registry))
+        await self.telemetry.start()
         await self.grpc.start()
+        self.monitor.start()
         log.info(
             "serving %s on port %d with providers: %s",
             SERVICE_NAME,
@@ -75,9 +90,11 @@ class GatewayServer:
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace."""
         grace = self.config.server.grace_period_s if grace_s is None else grace_s
+        await self.monitor.stop()
         await self.health.enter_shutdown()
         await self.grpc.stop(grace)
         await self.registry.aclose()
+        await self.telemetry.stop()
 
     async def serve_until_signalled(self) -> None:
         """Serve until SIGTERM or SIGINT, then drain gracefully."""

@@ -1,0 +1,88 @@
+"""Tracing set-up: a TracerProvider per server, exporters chosen by the standard OTEL_* variables.
+
+`OTEL_TRACES_EXPORTER` = `otlp` | `console` | `none` (comma-separated for several),
+`OTEL_EXPORTER_OTLP_PROTOCOL` / `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` = `grpc` (default) | `http/protobuf`;
+endpoint, headers, timeouts, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_TRACES_SAMPLER`
+are read by the SDK and exporters themselves. Imported only when tracing is on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from provider_gateway.observability import propagation
+
+INSTRUMENTATION = "provider_gateway"
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def env_exporters(variable: str) -> list[str]:
+    """The exporter names an OTEL_*_EXPORTER variable lists; [] when unset or `none`."""
+    names = [n.strip().lower() for n in os.environ.get(variable, "").split(",") if n.strip()]
+    return [n for n in names if n != "none"]
+
+
+def otlp_protocol(signal: str) -> str:
+    return (
+        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
+    ).strip()
+
+
+def span_exporter(name: str) -> SpanExporter:
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name != "otlp":
+        raise ValueError(f"OTEL_TRACES_EXPORTER: unsupported exporter {name!r} (use otlp, console or none)")
+    if otlp_protocol("TRACES").startswith("http"):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+        return HttpExporter()
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+    return GrpcExporter()
+
+
+def resource(service_name: str) -> Resource:
+    # Resource.create merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME over our default.
+    return Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service_name})
+
+
+def tracer_provider(service_name: str, processors: Sequence[SpanProcessor] = ()) -> TracerProvider:
+    """A provider with the given processors, or else the exporters OTEL_TRACES_EXPORTER names."""
+    provider = TracerProvider(resource=resource(service_name))
+    chosen = list(processors) or [
+        BatchSpanProcessor(span_exporter(n)) for n in env_exporters("OTEL_TRACES_EXPORTER")
+    ]
+    for processor in chosen:
+        provider.add_span_processor(processor)
+    propagation.enable()
+    return provider
+
+
+def parent_context(metadata: Iterable[tuple[str, str | bytes]] | None) -> Context | None:
+    """The caller's W3C trace context from gRPC metadata (`traceparent`, `tracestate`), if any."""
+    carrier: dict[str, str] = {}
+    for key, value in metadata or ():
+        if key in ("traceparent", "tracestate") and isinstance(value, str):
+            carrier[key] = value
+    return _PROPAGATOR.extract(carrier) if carrier else None
+
+
+def trace_id_hex(span: trace.Span) -> str:
+    context = span.get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else ""
+
+
+def server_attributes(method: str) -> Mapping[str, str]:
+    service, _, name = method.lstrip("/").rpartition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
