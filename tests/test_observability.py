@@ -16,12 +16,12 @@ from contextlib import asynccontextmanager, contextmanager
 
 import grpc
 import pytest
+from conftest import RunningGateway
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from conftest import RunningGateway
 from provider_gateway import config as config_module
 from provider_gateway.observability import Telemetry, TelemetrySettings, logs
 from provider_gateway.server.app import GatewayServer
@@ -107,7 +107,8 @@ async def test_failover_stream_shows_server_span_with_one_child_per_attempt() ->
     attempts = sorted((s for s in spans if s.name == "chat m"), key=lambda s: s.start_time or 0)
     # The caller's traceparent is the parent: same trace id, its span id as our parent.
     assert format(server.context.trace_id, "032x") == TRACE_ID
-    assert server.parent is not None and format(server.parent.span_id, "016x") == PARENT_SPAN
+    assert server.parent is not None
+    assert format(server.parent.span_id, "016x") == PARENT_SPAN
     assert server.attributes["rpc.method"] == "ChatStream"
     assert server.attributes["rpc.grpc.status_code"] == 0
     assert server.attributes["provider_gateway.attempts"] == 2
@@ -118,7 +119,8 @@ async def test_failover_stream_shows_server_span_with_one_child_per_attempt() ->
 
     assert len(attempts) == 2
     for attempt in attempts:
-        assert attempt.parent is not None and attempt.parent.span_id == server.context.span_id
+        assert attempt.parent is not None
+        assert attempt.parent.span_id == server.context.span_id
         assert attempt.context.trace_id == server.context.trace_id
         assert attempt.attributes["gen_ai.operation.name"] == "chat"
         assert attempt.attributes["gen_ai.request.model"] == "m"
@@ -187,9 +189,16 @@ async def test_one_json_log_line_per_request_with_ids_status_latency_and_tokens(
     assert line["level"] == "INFO"
     assert line["request_id"] == "req-42"
     assert line["trace_id"] == TRACE_ID
-    assert (line["rpc"], line["status"], line["provider"], line["model"]) == ("ChatStream", "OK", "backup", "m")
-    assert line["output_tokens"] == 5 and line["input_tokens"] > 0
-    assert line["latency_ms"] > 0 and line["attempts"] == 2
+    assert (line["rpc"], line["status"], line["provider"], line["model"]) == (
+        "ChatStream",
+        "OK",
+        "backup",
+        "m",
+    )
+    assert line["output_tokens"] == 5
+    assert line["input_tokens"] > 0
+    assert line["latency_ms"] > 0
+    assert line["attempts"] == 2
 
 
 async def test_text_logs_on_a_terminal_style_format() -> None:

@@ -127,10 +127,17 @@ class Attempt:
 
             self.span = owner.tracer.start_span(f"{op} {model}", kind=SpanKind.CLIENT, attributes=attributes)
 
-    def first_chunk(self) -> None:
-        self.first_ns = time.perf_counter_ns()
-        if self.span is not None:
-            self.span.add_event("gen_ai.first_chunk")
+    def see(self, event: StreamEvent) -> None:
+        """Note usage, the provider's finish and the first chunk; everything else passes untouched."""
+        if isinstance(event, _NON_CONTENT):
+            if isinstance(event, UsageEvent):
+                self.usage = event.usage
+            else:
+                self.finish = event
+        elif not self.first_ns:
+            self.first_ns = time.perf_counter_ns()
+            if self.span is not None:
+                self.span.add_event("gen_ai.first_chunk")
 
     def failed(self, exc: BaseException) -> None:
         if isinstance(exc, GatewayError):
@@ -293,20 +300,32 @@ class InstrumentedProvider:
         attempt = Attempt(self, op, request.model, request)
         stream: AsyncIterator[StreamEvent] | None = None
         try:
-            stream = open_stream(request)
             span = attempt.span
             if span is None:
+                stream = open_stream(request)
                 async for event in stream:
-                    if isinstance(event, _NON_CONTENT):
-                        if isinstance(event, UsageEvent):
-                            attempt.usage = event.usage
-                        else:
-                            attempt.finish = event
-                    elif not attempt.first_ns:
-                        attempt.first_chunk()
+                    attempt.see(event)
                     yield event
             else:
-                async for event in self._traced(span, attempt, stream):
+                # The attempt span is current only while the adapter runs, so that the headers of its
+                # upstream request carry it (propagation.inject_trace_headers).
+                from opentelemetry import context, trace
+
+                current = trace.set_span_in_context(span)
+                token = context.attach(current)
+                try:
+                    stream = open_stream(request)
+                finally:
+                    context.detach(token)
+                while True:
+                    token = context.attach(current)
+                    try:
+                        event = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        context.detach(token)
+                    attempt.see(event)
                     yield event
         except BaseException as exc:
             attempt.failed(exc)
@@ -318,27 +337,3 @@ class InstrumentedProvider:
                     await aclose()  # a cancelled request stops the upstream at once
             finally:
                 attempt.end()
-
-    async def _traced(
-        self, span: Span, attempt: Attempt, stream: AsyncIterator[StreamEvent]
-    ) -> AsyncIterator[StreamEvent]:
-        """The attempt span is current only while the adapter runs (so its HTTP headers carry it)."""
-        from opentelemetry import context, trace
-
-        span_context = trace.set_span_in_context(span)
-        while True:
-            token = context.attach(span_context)
-            try:
-                event = await anext(stream)
-            except StopAsyncIteration:
-                return
-            finally:
-                context.detach(token)
-            if isinstance(event, _NON_CONTENT):
-                if isinstance(event, UsageEvent):
-                    attempt.usage = event.usage
-                else:
-                    attempt.finish = event
-            elif not attempt.first_ns:
-                attempt.first_chunk()
-            yield event
