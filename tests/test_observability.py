@@ -11,7 +11,7 @@ import io
 import json
 import logging
 import tomllib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import grpc
@@ -87,6 +87,18 @@ def captured_logs(fmt: str = "json") -> Iterator[io.StringIO]:
         root.setLevel(saved[1])
 
 
+async def next_span(
+    gw: Observed, wanted: Callable[[ReadableSpan], bool], within_s: float = 10
+) -> ReadableSpan:
+    """The first finished span that `wanted` accepts, waiting (bounded) for the server to end it."""
+    async with asyncio.timeout(within_s):
+        while True:
+            found = [s for s in gw.finished() if wanted(s)]
+            if found:
+                return found[0]
+            await asyncio.sleep(0.01)
+
+
 def user(text: str) -> pb.Message:
     return pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text=text)])
 
@@ -160,8 +172,8 @@ async def test_failed_rpc_marks_the_server_span_with_its_status() -> None:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await gw.running.stub.Chat(pb.ChatRequest(model="primary/m", messages=[user("hi")]))
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        spans = gw.finished()
-    server = next(s for s in spans if s.name.endswith("/Chat"))
+        # The status reaches the client before the aborted handler unwinds and ends its span.
+        server = await next_span(gw, lambda s: s.name.endswith("/Chat"))
     assert server.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNAVAILABLE.value[0]
     assert not server.status.is_ok
 
@@ -215,11 +227,7 @@ async def test_client_cancel_still_reaches_the_provider_through_the_wrappers() -
         call.cancel()
         await asyncio.wait_for(mock.stats.cancelled_event.wait(), timeout=10)
         # The attempt span ends as cancelled once the servicer unwinds.
-        for _ in range(200):
-            if any(s.name == "chat slow" for s in gw.finished()):
-                break
-            await asyncio.sleep(0.01)
-        attempt = next(s for s in gw.finished() if s.name == "chat slow")
+        attempt = await next_span(gw, lambda s: s.name == "chat slow")
     assert attempt.attributes["provider_gateway.attempt.outcome"] == "CANCELLED"
 
 
