@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from provider_gateway.config import Section
+from provider_gateway.observability import logs
 from provider_gateway.observability.gauges import GaugeSources
 from provider_gateway.providers.base import Provider
 from provider_gateway.providers.registry import ProviderRegistry
@@ -91,6 +92,7 @@ class Telemetry:
         metric_readers: Sequence[MetricReader] = (),
     ) -> None:
         self.settings = settings = settings or TelemetrySettings()
+        logs.register_environment_secrets()  # provider keys from the environment are redacted everywhere
         self.gauges = GaugeSources()
         self.health: Callable[[], Mapping[str, bool]] = dict
         self.tracer_provider: TracerProvider | None = None
