@@ -20,7 +20,10 @@ import orjson
 ACCESS_LOGGER = "provider_gateway.access"
 REDACTED = "[REDACTED]"
 # Environment variables whose values are secrets by their name (provider keys, tokens, passwords).
-SECRET_ENV_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
+# A whole `_`-separated word of the name: OPENAI_API_KEY, AWS_SESSION_TOKEN, but not KEYCLOAK_URL.
+SECRET_ENV_NAME = re.compile(
+    r"(?:^|_)(?:KEY|APIKEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(?:_|$)", re.IGNORECASE
+)
 MIN_SECRET_LENGTH = 8
 # Shapes of secrets worth catching even when we never saw the value: a labelled value keeps its
 # label (`api_key=[REDACTED]`, `Bearer [REDACTED]`), a recognisable key is replaced whole.
@@ -52,10 +55,17 @@ def register_environment_secrets(environ: Mapping[str, str] | None = None) -> No
             register_secret(value)
 
 
+# Substrings (lower case) without which SECRET_PATTERNS cannot match: most lines skip the regex.
+TRIGGERS = ("sk-", "akia", "asia", "aiza", "bearer", "key", "access_token", "access-token", "password")
+
+
 def redact(text: str) -> str:
-    if _known_pattern is not None:
+    if _known_pattern is not None and any(secret in text for secret in _known_secrets):
         text = _known_pattern.sub(REDACTED, text)
-    return SECRET_PATTERNS.sub(_keep_label, text)
+    lowered = text.lower()
+    if any(trigger in lowered for trigger in TRIGGERS):
+        text = SECRET_PATTERNS.sub(_keep_label, text)
+    return text
 
 
 def _keep_label(match: re.Match[str]) -> str:
