@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextvars
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -131,3 +134,30 @@ def test_a_broken_gauge_source_does_not_break_the_rest() -> None:
     gauges.add_connection_source(lambda: {"a": (3, 4)})
     assert gauges.breaker_states() == {"a": "open"}
     assert gauges.connections() == {"a": (4, 6)}
+
+
+def test_the_default_server_imports_no_opentelemetry() -> None:
+    """Tracing and metrics off: the mock-only server loads none of the OpenTelemetry packages."""
+    code = (
+        "import sys\n"
+        "from provider_gateway.config import mock_only\n"
+        "from provider_gateway.server.app import GatewayServer\n"
+        "GatewayServer(mock_only())\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(('opentelemetry', 'prometheus'))}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_providers_with_connection_stats_feed_the_connection_metric() -> None:
+    from provider_gateway.providers.mock import MockProvider
+    from provider_gateway.providers.registry import ProviderRegistry
+
+    class Pooled(MockProvider):
+        def connection_stats(self) -> tuple[int, int]:
+            return (2, 9)
+
+    telemetry = Telemetry(TelemetrySettings(request_log=False))
+    telemetry.wrap_registry(ProviderRegistry([Pooled("pooled"), MockProvider("plain")], "pooled"))
+    assert telemetry.gauges.connections() == {"pooled": (2, 9)}

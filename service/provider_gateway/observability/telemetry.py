@@ -141,7 +141,14 @@ class Telemetry:
         return InstrumentedProvider(provider, self.tracer, self.metrics)
 
     def wrap_registry(self, registry: ProviderRegistry) -> ProviderRegistry:
-        """The registry the router uses: the same providers, each instrumented."""
+        """The registry the router uses: the same providers, each instrumented.
+
+        A provider with a `connection_stats() -> (opened, reused)` method (the shared HTTP layer's
+        counters) is reported in `provider_gateway.http.connections` without further wiring.
+        """
+        counted = [p for p in registry if callable(getattr(p, "connection_stats", None))]
+        if counted:
+            self.gauges.add_connection_source(lambda: {p.name: p.connection_stats() for p in counted})  # type: ignore[attr-defined]
         if not self.active:
             return registry
         return ProviderRegistry([self.wrap(p) for p in registry], registry.default)
