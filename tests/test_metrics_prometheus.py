@@ -133,3 +133,18 @@ async def test_every_metric_on_the_dashboard_is_exported() -> None:
     names = dashboard_metric_names() - {"provider_gateway_retries_total"}
     assert len(names) >= 12
     assert names <= exported, names - exported
+
+
+async def test_the_endpoint_answers_only_get_metrics() -> None:
+    async with observed_gateway(FAILOVER_CONFIG, prometheus_port=0) as gw:
+        endpoint = gw.running.server.telemetry.prometheus
+        assert endpoint is not None
+        async with aiohttp.ClientSession() as session:
+            base = f"http://127.0.0.1:{endpoint.port}"
+            async with session.get(f"{base}/") as response:
+                assert response.status == 404
+            async with session.post(f"{base}/metrics") as response:
+                assert response.status == 405
+            async with session.get(f"{base}/metrics?x=1") as response:
+                assert response.status == 200
+                assert "# TYPE" in await response.text()
