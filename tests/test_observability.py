@@ -238,3 +238,16 @@ async def test_disabled_telemetry_installs_nothing() -> None:
     config = config_module.mock_only()
     server = GatewayServer(config, telemetry)
     assert server.router.registry is server.registry
+
+
+async def test_embeddings_are_an_attempt_span_with_usage() -> None:
+    async with observed_gateway("[providers.mock]\nkind = 'mock'") as gw:
+        response = await gw.running.stub.Embed(pb.EmbedRequest(model="mock/embed", inputs=["a b c", "d"]))
+        assert len(response.embeddings) == 2
+        spans = gw.finished()
+    attempt = next(s for s in spans if s.name == "embeddings embed")
+    assert attempt.attributes["gen_ai.operation.name"] == "embeddings"
+    assert attempt.attributes["gen_ai.usage.input_tokens"] == response.usage.input_tokens
+    server = next(s for s in spans if s.name.endswith("/Embed"))
+    assert attempt.parent is not None
+    assert attempt.parent.span_id == server.context.span_id

@@ -8,6 +8,7 @@ gauges fed through `GaugeSources`. Imported only when metrics are on.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import cast
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -20,7 +21,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
 from provider_gateway.observability.gauges import BREAKER_LEVELS, GaugeSources
-from provider_gateway.observability.tracing import INSTRUMENTATION, env_exporters, otlp_protocol, resource
+from provider_gateway.observability.tracing import INSTRUMENTATION, env_exporters, otlp_exporter, resource
 
 # Seconds: from sub-millisecond gateway overhead up to multi-minute generations.
 DURATION_BUCKETS = (
@@ -51,13 +52,7 @@ def metric_exporter(name: str) -> MetricExporter:
         return ConsoleMetricExporter()
     if name != "otlp":
         raise ValueError(f"OTEL_METRICS_EXPORTER: unsupported exporter {name!r} (use otlp, console, none)")
-    if otlp_protocol("METRICS").startswith("http"):
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Http
-
-        return Http()
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
-
-    return Grpc()
+    return cast(MetricExporter, otlp_exporter("metrics"))
 
 
 def env_readers() -> list[MetricReader]:

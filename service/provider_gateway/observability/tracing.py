@@ -8,8 +8,10 @@ are read by the SDK and exporters themselves. Imported only when tracing is on.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -30,12 +32,18 @@ def env_exporters(variable: str) -> list[str]:
     return [n for n in names if n != "none"]
 
 
-def otlp_protocol(signal: str) -> str:
-    return (
-        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+def otlp_exporter(signal: str) -> Any:
+    """The OTLP exporter of `traces` or `metrics`, over the protocol that
+    OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL names (default grpc)."""
+    protocol = (
+        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
         or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
         or "grpc"
     ).strip()
+    transport = "http" if protocol.startswith("http") else "grpc"
+    kind = "trace" if signal == "traces" else "metric"
+    module = importlib.import_module(f"opentelemetry.exporter.otlp.proto.{transport}.{kind}_exporter")
+    return getattr(module, "OTLPSpanExporter" if signal == "traces" else "OTLPMetricExporter")()
 
 
 def span_exporter(name: str) -> SpanExporter:
@@ -43,13 +51,7 @@ def span_exporter(name: str) -> SpanExporter:
         return ConsoleSpanExporter()
     if name != "otlp":
         raise ValueError(f"OTEL_TRACES_EXPORTER: unsupported exporter {name!r} (use otlp, console or none)")
-    if otlp_protocol("TRACES").startswith("http"):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-
-        return HttpExporter()
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
-    return GrpcExporter()
+    return cast(SpanExporter, otlp_exporter("traces"))
 
 
 def resource(service_name: str) -> Resource:
