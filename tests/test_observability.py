@@ -251,3 +251,17 @@ async def test_embeddings_are_an_attempt_span_with_usage() -> None:
     server = next(s for s in spans if s.name.endswith("/Embed"))
     assert attempt.parent is not None
     assert attempt.parent.span_id == server.context.span_id
+
+
+async def test_a_passed_deadline_is_logged_as_such() -> None:
+    with captured_logs() as output:
+        async with observed_gateway("[providers.mock]\nkind = 'mock'") as gw:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                async for _ in gw.running.stub.ChatStream(
+                    pb.ChatRequest(model="mock/slow", messages=[user("hi")]), timeout=0.1
+                ):
+                    pass
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            server = await next_span(gw, lambda s: s.name.endswith("/ChatStream"))
+    assert server.attributes["rpc.grpc.status_code"] == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+    assert '"status":"DEADLINE_EXCEEDED"' in output.getvalue()

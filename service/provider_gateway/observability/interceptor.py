@@ -44,8 +44,9 @@ def _request_id(metadata: Any) -> str:
 def _status(context: Context, exc: BaseException | None) -> str:
     if exc is None:
         return "OK"
-    if isinstance(exc, asyncio.CancelledError):
-        return "CANCELLED"
+    if isinstance(exc, asyncio.CancelledError):  # the caller went away, or its deadline passed
+        remaining = context.time_remaining()
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
     code = context.code()
     return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
