@@ -42,9 +42,11 @@ class GatewayServer:
             MonitorSettings.from_section(config.section("health")),
             self.telemetry.gauges,
         )
-        self.telemetry.health = lambda: {
-            n: self.health.get(n).state == pb.PROVIDER_HEALTH_SERVING for n in self.registry.names()
-        }
+        self.telemetry.health = self._serving_providers
+        breaker_state = getattr(self.router, "breaker_state", None)  # routers with breakers expose it
+        if callable(breaker_state):
+            names = self.registry.names()
+            self.telemetry.gauges.add_breaker_source(lambda: {n: str(breaker_state(n)) for n in names})
         self.service = ProviderService(self.router, self.health)
         limit = config.server.max_message_bytes
         self.grpc = grpc.aio.server(
@@ -68,6 +70,9 @@ class GatewayServer:
             self.grpc,
         )
         self.port = 0
+
+    def _serving_providers(self) -> dict[str, bool]:
+        return {n: self.health.get(n).state == pb.PROVIDER_HEALTH_SERVING for n in self.registry.names()}
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         """Bind, probe every provider once, and start serving. Returns the bound port."""
