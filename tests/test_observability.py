@@ -7,6 +7,7 @@ on port 0 whose telemetry writes to in-memory exporters.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import io
 import json
 import logging
@@ -23,7 +24,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from provider_gateway import config as config_module
+from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.observability import Telemetry, TelemetrySettings, logs
+from provider_gateway.providers.mock import MockScript
 from provider_gateway.server.app import GatewayServer
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -265,3 +268,40 @@ async def test_a_passed_deadline_is_logged_as_such() -> None:
             server = await next_span(gw, lambda s: s.name.endswith("/ChatStream"))
     assert server.attributes["rpc.grpc.status_code"] == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
     assert '"status":"DEADLINE_EXCEEDED"' in output.getvalue()
+
+
+RETRY_CONFIG = (
+    FAILOVER_CONFIG
+    + """
+[routing]
+retries = 2
+backoff_base_ms = 1
+backoff_max_ms = 2
+"""
+)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("provider_gateway.routing.attempt") is None,
+    reason="the router on this branch fails over but never retries a provider",
+)
+async def test_retry_then_failover_shows_every_attempt_in_order() -> None:
+    async with observed_gateway(RETRY_CONFIG) as gw:
+        backup = gw.running.provider("backup")
+        busy = GatewayError(ErrorKind.UNAVAILABLE, "backup is busy", provider="backup")
+        backup.push(MockScript(error=busy))  # the backup's first attempt fails, a later one answers
+        request = pb.ChatRequest(model="primary/m", fallbacks=["backup/m"], messages=[user("hi")])
+        events = [e async for e in gw.running.stub.ChatStream(request)]
+        assert events[-1].finish.provider == "backup"
+        spans = gw.finished()
+    server = next(s for s in spans if s.name.endswith("/ChatStream"))
+    attempts = sorted((s for s in spans if s.name == "chat m"), key=lambda s: s.start_time or 0)
+    numbers = [a.attributes["provider_gateway.attempt.number"] for a in attempts]
+    assert numbers == list(range(1, len(attempts) + 1))
+    assert len(attempts) >= 3
+    assert [a.attributes["provider_gateway.attempt.outcome"] for a in attempts][-1] == "ok"
+    assert all(a.attributes["provider_gateway.attempt.outcome"] == "UNAVAILABLE" for a in attempts[:-1])
+    assert attempts[-1].attributes["provider_gateway.attempt.retry"] is True
+    assert server.attributes["provider_gateway.retries"] >= 1
+    assert server.attributes["provider_gateway.failovers"] == 1
+    assert all(a.attributes["provider_gateway.breaker.state"] for a in attempts)

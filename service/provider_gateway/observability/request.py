@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # Outcomes a client controls (unknown model, bad argument): their model names are not metric labels,
@@ -31,14 +31,18 @@ class RequestState:
     outcome: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
+    tried: set[str] = field(default_factory=set)
 
     def begin_attempt(self, provider: str) -> tuple[bool, bool]:
-        """Count an attempt; returns (is_retry, is_failover) relative to the previous one."""
+        """Count an attempt: (is_retry, is_failover) — a retry goes back to a provider this request
+        already tried, a failover moves on to one it has not."""
         self.attempts += 1
-        retry = bool(self.provider) and self.provider == provider
-        failover = bool(self.provider) and self.provider != provider
+        tried = self.tried
+        retry = provider in tried
+        failover = bool(tried) and not retry
         self.retries += retry
         self.failovers += failover
+        tried.add(provider)
         self.provider = provider
         return retry, failover
 
