@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextvars
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -161,3 +163,42 @@ def test_providers_with_connection_stats_feed_the_connection_metric() -> None:
     telemetry = Telemetry(TelemetrySettings(request_log=False))
     telemetry.wrap_registry(ProviderRegistry([Pooled("pooled"), MockProvider("plain")], "pooled"))
     assert telemetry.gauges.connections() == {"pooled": (2, 9)}
+
+
+def test_switched_on_without_exporter_variables_means_otlp(monkeypatch: pytest.MonkeyPatch) -> None:
+    from provider_gateway.observability import metrics, tracing
+
+    chosen: list[str] = []
+    real_span, real_metric = tracing.span_exporter, metrics.metric_exporter
+    monkeypatch.setattr(
+        tracing, "span_exporter", lambda name: chosen.append(f"traces:{name}") or real_span("console")
+    )
+    monkeypatch.setattr(
+        metrics, "metric_exporter", lambda name: chosen.append(f"metrics:{name}") or real_metric("console")
+    )
+    telemetry = Telemetry(settings(traces=True, metrics=True))
+    assert chosen == ["traces:otlp", "metrics:otlp"]
+    assert telemetry.tracer_provider is not None
+    assert telemetry.metrics is not None
+    telemetry.tracer_provider.shutdown()
+    telemetry.metrics.shutdown()
+    chosen.clear()
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    with_port = Telemetry(settings(traces=True, prometheus_port=0))
+    assert chosen == []  # `none` is respected, and a Prometheus port needs no OTLP reader
+    assert with_port.metrics is not None
+    with_port.metrics.shutdown()
+
+
+def test_log_lines_inside_a_request_carry_its_ids() -> None:
+    from test_observability import captured_logs
+
+    state = request.RequestState(rpc="Chat", request_id="req-7", trace_id="ab" * 16)
+    token = request.CURRENT.set(state)
+    try:
+        with captured_logs() as output:
+            logging.getLogger("provider_gateway.test").warning("upstream slow")
+    finally:
+        request.CURRENT.reset(token)
+    line = json.loads(output.getvalue())
+    assert (line["msg"], line["request_id"], line["trace_id"]) == ("upstream slow", "req-7", "ab" * 16)

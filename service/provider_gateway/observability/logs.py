@@ -17,6 +17,8 @@ from typing import IO, Any
 
 import orjson
 
+from provider_gateway.observability.request import CURRENT
+
 ACCESS_LOGGER = "provider_gateway.access"
 REDACTED = "[REDACTED]"
 # Environment variables whose values are secrets by their name (provider keys, tokens, passwords).
@@ -73,9 +75,15 @@ def _keep_label(match: re.Match[str]) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Renders each record's message once and redacts it, whatever handler formats it later."""
+    """Renders each record's message once and redacts it, whatever handler formats it later; a record
+    logged while serving an RPC also gets that request's id (and trace id), for correlation."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        state = CURRENT.get()
+        if state is not None and not hasattr(record, "request_id"):
+            record.request_id = state.request_id
+            if state.trace_id:
+                record.trace_id = state.trace_id
         record.msg = redact(record.getMessage())
         record.args = None
         return True

@@ -55,9 +55,10 @@ def metric_exporter(name: str) -> MetricExporter:
     return cast(MetricExporter, otlp_exporter("metrics"))
 
 
-def env_readers() -> list[MetricReader]:
-    """Periodic readers for OTEL_METRICS_EXPORTER (OTEL_METRIC_EXPORT_INTERVAL sets the period)."""
-    names = [n for n in env_exporters("OTEL_METRICS_EXPORTER") if n != "prometheus"]
+def env_readers(default: str) -> list[MetricReader]:
+    """Periodic readers for OTEL_METRICS_EXPORTER, else `default` (OTEL_METRIC_EXPORT_INTERVAL sets the
+    period); `prometheus` is served by the endpoint instead."""
+    names = [n for n in env_exporters("OTEL_METRICS_EXPORTER", default) if n != "prometheus"]
     return [PeriodicExportingMetricReader(metric_exporter(n)) for n in names]
 
 

@@ -109,7 +109,10 @@ class Telemetry:
         if settings.metrics or metric_readers:
             from provider_gateway.observability.metrics import GatewayMetrics, env_readers
 
-            readers = list(metric_readers) or env_readers()
+            # Metrics switched on without a Prometheus port go out over OTLP, the SDK's default.
+            readers = list(metric_readers) or env_readers(
+                "" if settings.prometheus_port is not None else "otlp"
+            )
             if settings.prometheus_port is not None:
                 from provider_gateway.observability.prometheus import PrometheusEndpoint
 

@@ -26,9 +26,10 @@ INSTRUMENTATION = "provider_gateway"
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
-def env_exporters(variable: str) -> list[str]:
-    """The exporter names an OTEL_*_EXPORTER variable lists; [] when unset or `none`."""
-    names = [n.strip().lower() for n in os.environ.get(variable, "").split(",") if n.strip()]
+def env_exporters(variable: str, default: str = "") -> list[str]:
+    """The exporter names an OTEL_*_EXPORTER variable lists ([] for `none`); `default` when unset."""
+    value = os.environ.get(variable)
+    names = [n.strip().lower() for n in (default if value is None else value).split(",") if n.strip()]
     return [n for n in names if n != "none"]
 
 
@@ -60,10 +61,11 @@ def resource(service_name: str) -> Resource:
 
 
 def tracer_provider(service_name: str, processors: Sequence[SpanProcessor] = ()) -> TracerProvider:
-    """A provider with the given processors, or else the exporters OTEL_TRACES_EXPORTER names."""
+    """A provider with the given processors, or else the exporters OTEL_TRACES_EXPORTER names (by
+    default OTLP, as in every OpenTelemetry SDK)."""
     provider = TracerProvider(resource=resource(service_name))
     chosen = list(processors) or [
-        BatchSpanProcessor(span_exporter(n)) for n in env_exporters("OTEL_TRACES_EXPORTER")
+        BatchSpanProcessor(span_exporter(n)) for n in env_exporters("OTEL_TRACES_EXPORTER", "otlp")
     ]
     for processor in chosen:
         provider.add_span_processor(processor)
