@@ -315,3 +315,33 @@ async def test_retry_then_failover_shows_every_attempt_in_order() -> None:
     assert server.attributes["provider_gateway.retries"] == 1
     assert server.attributes["provider_gateway.failovers"] == 1
     assert all(a.attributes["provider_gateway.breaker.state"] for a in attempts)
+
+
+async def test_the_cli_server_logs_json_lines_with_a_request_line() -> None:
+    import os
+    import signal
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "provider_gateway.cli", "serve", "--port", "0", "--log-format", "json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(30):
+            banner = (await process.stdout.readline()).decode()
+        port = int(banner.rsplit(":", 1)[1])
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
+
+            stub = pb_grpc.ProviderServiceStub(channel)
+            await stub.Chat(pb.ChatRequest(model="mock/echo", messages=[user("hi")]), timeout=10)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    lines = [json.loads(line) for line in stderr.decode().splitlines()]
+    access = [line for line in lines if line["logger"] == logs.ACCESS_LOGGER]
+    assert len(access) == 1
+    assert (access[0]["rpc"], access[0]["status"], access[0]["provider"]) == ("Chat", "OK", "mock")
+    assert any("serving" in line["msg"] for line in lines)
