@@ -8,7 +8,7 @@ Two measurements, each interleaved over several rounds so that a busy machine hu
 2. Per streamed event: iterating a provider stream of 1,000 events directly, through the
    InstrumentedProvider with tracing off, and with tracing on (in-memory span exporter).
 
-    .venv/bin/python benchmarks/tracing_overhead.py [--requests 600] [--rounds 5]
+    .venv/bin/python benchmarks/tracing_overhead.py [--requests 600] [--rounds 5] [--breakdown]
 """
 
 from __future__ import annotations
@@ -41,6 +41,14 @@ def telemetry_for(mode: str) -> Telemetry:
         return Telemetry(TelemetrySettings(enabled=False))
     if mode == "default":
         return Telemetry(TelemetrySettings())
+    if mode in ("interceptor", "wrappers"):  # --breakdown: one half of the default mode, no log line
+        telemetry = Telemetry(TelemetrySettings(request_log=False))
+        telemetry.settings = TelemetrySettings()  # active, so that the pieces install
+        if mode == "interceptor":
+            telemetry.wrap_registry = lambda registry: registry  # type: ignore[method-assign]
+        else:
+            telemetry.interceptors = list  # type: ignore[method-assign]
+        return telemetry
     exporter = InMemorySpanExporter()
     return Telemetry(
         TelemetrySettings(traces=True, metrics=True),
@@ -113,12 +121,13 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def main(requests: int, rounds: int) -> None:
+async def main(requests: int, rounds: int, breakdown: bool) -> None:
     # The request log goes through the real JSON formatter into memory, so its cost is counted.
     logs.configure("info", "json", io.StringIO())
-    modes = ("off", "default", "traced")
+    modes = ("off", "interceptor", "wrappers", "default") if breakdown else ("off", "default", "traced")
     e2e: dict[str, list[tuple[float, float, float]]] = {m: [] for m in modes}
-    events: dict[str, list[float]] = {m: [] for m in ("direct", "wrapped", "traced")}
+    event_modes = () if breakdown else ("direct", "wrapped", "traced")
+    events: dict[str, list[float]] = {m: [] for m in event_modes}
     for _ in range(rounds):
         for mode in modes:
             latencies, overheads = await end_to_end(mode, requests)
@@ -129,13 +138,14 @@ async def main(requests: int, rounds: int) -> None:
     print(
         f"ChatStream mock/echo (12 tokens), {requests} sequential requests x {rounds} rounds, median of rounds:"
     )
-    print(f"{'mode':<10}{'p50 us':>10}{'p90 us':>10}{'gateway_overhead_us p50':>26}")
+    print(f"{'mode':<12}{'p50 us':>10}{'p90 us':>10}{'gateway_overhead_us p50':>26}")
     for mode in modes:
         p50 = statistics.median(r[0] for r in e2e[mode])
         p90 = statistics.median(r[1] for r in e2e[mode])
         overhead = statistics.median(r[2] for r in e2e[mode])
-        print(f"{mode:<10}{p50:>10.0f}{p90:>10.0f}{overhead:>26.0f}")
-    print("Per streamed event through the provider layer (best of 20 x 1,000 events, median of rounds):")
+        print(f"{mode:<12}{p50:>10.0f}{p90:>10.0f}{overhead:>26.0f}")
+    if events:
+        print("Per streamed event through the provider layer (best of 20 x 1,000 events, median of rounds):")
     for mode, values in events.items():
         print(f"{mode:<10}{statistics.median(values):>10.0f} ns/event")
 
@@ -144,5 +154,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--breakdown", action="store_true", help="interceptor and wrappers apart, no log")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.rounds))
+    asyncio.run(main(args.requests, args.rounds, args.breakdown))
