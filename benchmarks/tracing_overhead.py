@@ -30,6 +30,7 @@ from provider_gateway import config as config_module
 from provider_gateway.domain import ChatRequest, Message, Role, StreamEvent, TextDelta, TextPart
 from provider_gateway.observability import Telemetry, TelemetrySettings, logs
 from provider_gateway.observability.instrumented import InstrumentedProvider
+from provider_gateway.observability.interceptor import RequestInterceptor
 from provider_gateway.providers.mock import MockProvider
 from provider_gateway.server.app import GatewayServer
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -42,10 +43,10 @@ def telemetry_for(mode: str) -> Telemetry:
     if mode == "default":
         return Telemetry(TelemetrySettings())
     if mode in ("interceptor", "wrappers"):  # --breakdown: one half of the default mode, no log line
-        telemetry = Telemetry(TelemetrySettings(request_log=False))
-        telemetry.settings = TelemetrySettings()  # active, so that the pieces install
+        telemetry = Telemetry(TelemetrySettings())
         if mode == "interceptor":
             telemetry.wrap_registry = lambda registry: registry  # type: ignore[method-assign]
+            telemetry.interceptors = lambda: [RequestInterceptor(None, None, request_log=False)]  # type: ignore[method-assign]
         else:
             telemetry.interceptors = list  # type: ignore[method-assign]
         return telemetry
