@@ -80,8 +80,8 @@ async def test_prometheus_endpoint_shows_the_metrics_after_load() -> None:
     assert sample(text, "provider_gateway_breaker_state", provider="primary") == 2
     assert sample(text, "provider_gateway_breaker_state", provider="backup") == 0
     assert sample(text, "provider_gateway_limiter_capacity", limit="rpm") == 57
-    assert sample(text, "provider_gateway_http_connections_total", provider="backup", state="reused") == 40
-    assert sample(text, "provider_gateway_http_connections_total", provider="backup", state="opened") == 2
+    assert sample(text, "provider_gateway_http_connections_total", upstream="backup", state="reused") == 40
+    assert sample(text, "provider_gateway_http_connections_total", upstream="backup", state="opened") == 2
     assert sample(text, "provider_gateway_provider_up", provider="backup") == 1
     genai = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "mock", "gen_ai_request_model": "m"}
     assert (

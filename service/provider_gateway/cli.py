@@ -13,6 +13,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from provider_gateway import config as config_module
+from provider_gateway.fakes.cli import add_command as add_fake_upstream
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     health = client_command("health", "check the standard gRPC health service")
     health.add_argument("--service", default="", help="entry to check ('' = whole server, provider/<name>)")
     health.set_defaults(func=_health)
+    add_fake_upstream(commands)
     return parser
 
 

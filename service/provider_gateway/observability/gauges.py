@@ -6,6 +6,9 @@ The router registers its circuit breakers and limiters, the HTTP layer its conne
     server.telemetry.gauges.add_limiter_source(lambda: [({"provider": "openai", "limit": "rpm"}, 42.0)])
     server.telemetry.gauges.add_connection_source(lambda: {"openai": (3, 120)})  # (opened, reused)
 
+The shared HTTP pool is wired by `Telemetry.watch_upstreams` (keys are origins, e.g.
+`https://api.openai.com`); a provider with `connection_stats()` is picked up by `wrap_registry`.
+
 Callbacks must be cheap and must not block: they run at each scrape or export, and the health
 monitor reads breaker states at each probe. Registering costs nothing when metrics are off.
 """
@@ -18,7 +21,7 @@ from typing import TypeVar
 
 BreakerSource = Callable[[], Mapping[str, str]]  # provider -> "closed" | "half_open" | "open"
 LimiterSource = Callable[[], Iterable[tuple[Mapping[str, str], float]]]  # (attributes, spare capacity)
-ConnectionSource = Callable[[], Mapping[str, tuple[int, int]]]  # provider -> (opened, reused), cumulative
+ConnectionSource = Callable[[], Mapping[str, tuple[int, int]]]  # upstream -> (opened, reused), cumulative
 BREAKER_LEVELS = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
 log = logging.getLogger("provider_gateway.observability")
 T = TypeVar("T")

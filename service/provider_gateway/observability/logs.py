@@ -42,7 +42,7 @@ _known_pattern: re.Pattern[str] | None = None
 
 
 def register_secret(value: str) -> None:
-    """Redact this exact value everywhere from now on (config secrets register themselves here)."""
+    """Redact this exact value everywhere from now on (`config.Section.secret` registers each secret)."""
     global _known_pattern
     if len(value) >= MIN_SECRET_LENGTH and value not in _known_secrets:
         _known_secrets.add(value)

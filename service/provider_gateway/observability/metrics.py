@@ -136,7 +136,7 @@ class GatewayMetrics:
             "provider_gateway.http.connections",
             [self._connections],
             "{connection}",
-            "Upstream HTTP connections by state: opened (new) or reused",
+            "Upstream HTTP requests by connection: opened (new) or reused, by upstream origin or provider",
         )
         meter.create_observable_gauge(
             "provider_gateway.provider.up", [self._up], "1", "1 while the provider's health entry is SERVING"
@@ -151,9 +151,9 @@ class GatewayMetrics:
             yield Observation(value, dict(attributes))
 
     def _connections(self, options: CallbackOptions) -> Iterable[Observation]:
-        for provider, (opened, reused) in self._gauges.connections().items():
-            yield Observation(opened, {"provider": provider, "state": "opened"})
-            yield Observation(reused, {"provider": provider, "state": "reused"})
+        for upstream, (opened, reused) in self._gauges.connections().items():
+            yield Observation(opened, {"upstream": upstream, "state": "opened"})
+            yield Observation(reused, {"upstream": upstream, "state": "reused"})
 
     def _up(self, options: CallbackOptions) -> Iterable[Observation]:
         for provider, up in self._health().items():

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from provider_gateway.config import Section
 from provider_gateway.observability import logs
 from provider_gateway.observability.gauges import GaugeSources
+from provider_gateway.observability.propagation import inject_trace_headers
 from provider_gateway.providers.base import Provider
 from provider_gateway.providers.registry import ProviderRegistry
 
@@ -43,6 +44,24 @@ TELEMETRY_KEYS = (
     "prometheus_host",
     "service_name",
 )
+
+
+class _ConnectionCounts(Protocol):
+    requests: int
+    connections: int
+
+
+class _Request(Protocol):
+    @property
+    def headers(self) -> MutableMapping[str, str]: ...
+
+
+class UpstreamPoolLike(Protocol):
+    """What the shared HTTP layer's UpstreamPool offers observability."""
+
+    def add_request_hook(self, hook: Callable[[Any], None]) -> None: ...
+
+    def stats(self) -> Mapping[str, _ConnectionCounts]: ...
 
 
 def _env_names(variable: str) -> list[str]:
@@ -142,6 +161,20 @@ class Telemetry:
         from provider_gateway.observability.instrumented import InstrumentedProvider
 
         return InstrumentedProvider(provider, self.tracer, self.metrics)
+
+    def watch_upstreams(self, pool: UpstreamPoolLike) -> None:
+        """The shared HTTP pool: its requests carry our trace context, its counters feed the
+        connection metric (opened = new connections, reused = requests that found one open)."""
+        if self.tracer is not None:
+            pool.add_request_hook(lambda request: inject_trace_headers(request.headers))
+
+        def counts() -> dict[str, tuple[int, int]]:
+            stats = pool.stats()
+            return {
+                origin: (s.connections, max(s.requests - s.connections, 0)) for origin, s in stats.items()
+            }
+
+        self.gauges.add_connection_source(counts)
 
     def wrap_registry(self, registry: ProviderRegistry) -> ProviderRegistry:
         """The registry the router uses: the same providers, each instrumented.

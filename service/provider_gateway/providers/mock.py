@@ -43,6 +43,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError, not_found
 from provider_gateway.providers.base import BaseProvider, estimate_messages, estimate_tokens
+from provider_gateway.providers.context import ProviderContext
 
 FAULTS = ("none", "error_before_first_token", "error_after_tokens", "hang", "rate_limit")
 MODEL_KEYS = (
@@ -152,7 +153,7 @@ class MockProvider(BaseProvider):
         self._scripts: deque[MockScript] = deque()
 
     @classmethod
-    def from_config(cls, name: str, options: Section) -> MockProvider:
+    def from_config(cls, name: str, options: Section, context: ProviderContext | None = None) -> MockProvider:
         options.reject_unknown(PROVIDER_KEYS)
         models_section = options.table("models")
         models = {

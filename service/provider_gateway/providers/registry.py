@@ -1,7 +1,8 @@
 """Which adapter serves each `kind` of provider, and building them from configuration.
 
 Adapters are imported lazily, by dotted path, so a server pays memory only for the kinds its
-configuration uses. Each adapter module exposes `from_config(name, options) -> Provider`.
+configuration uses. Each adapter module exposes `from_config(name, options, context) -> Provider`;
+the `ProviderContext` carries the server's shared resources (the upstream HTTP pool).
 """
 
 from __future__ import annotations
@@ -12,12 +13,26 @@ from typing import cast
 
 from provider_gateway.config import ConfigError, GatewayConfig, ProviderConfig, Section
 from provider_gateway.providers.base import Provider
+from provider_gateway.providers.context import ProviderContext
 
-ProviderFactory = Callable[[str, Section], Provider]
+ProviderFactory = Callable[[str, Section, ProviderContext], Provider]
 
 # kind -> "module:attribute" of a factory. Add a line here to add an adapter.
 ADAPTERS: dict[str, str] = {
     "mock": "provider_gateway.providers.mock:MockProvider.from_config",
+    # The OpenAI family: one adapter, the kind selects a preset (providers/openai/presets.py).
+    "openai": "provider_gateway.providers.openai.adapter:from_config",
+    "groq": "provider_gateway.providers.openai.adapter:from_config",
+    "deepseek": "provider_gateway.providers.openai.adapter:from_config",
+    "xai": "provider_gateway.providers.openai.adapter:from_config",
+    "openrouter": "provider_gateway.providers.openai.adapter:from_config",
+    "together": "provider_gateway.providers.openai.adapter:from_config",
+    "fireworks": "provider_gateway.providers.openai.adapter:from_config",
+    "vllm": "provider_gateway.providers.openai.adapter:from_config",
+    "lmstudio": "provider_gateway.providers.openai.adapter:from_config",
+    "mistral": "provider_gateway.providers.openai.adapter:from_config",
+    "azure": "provider_gateway.providers.openai.adapter:from_config",
+    "ollama": "provider_gateway.providers.ollama.adapter:from_config",
 }
 
 
@@ -29,14 +44,14 @@ def load_factory(kind: str) -> ProviderFactory:
     return cast(ProviderFactory, target)
 
 
-def build_provider(config: ProviderConfig) -> Provider:
+def build_provider(config: ProviderConfig, context: ProviderContext) -> Provider:
     if config.kind not in ADAPTERS:
         raise ConfigError(
             config.options.source,
             config.options.key("kind"),
             f"unknown provider kind {config.kind!r} (known: {', '.join(sorted(ADAPTERS))})",
         )
-    return load_factory(config.kind)(config.name, config.options)
+    return load_factory(config.kind)(config.name, config.options, context)
 
 
 class ProviderRegistry:
@@ -47,8 +62,9 @@ class ProviderRegistry:
         self.default = default
 
     @classmethod
-    def from_config(cls, config: GatewayConfig) -> ProviderRegistry:
-        return cls([build_provider(p) for p in config.providers], config.server.default_provider)
+    def from_config(cls, config: GatewayConfig, context: ProviderContext | None = None) -> ProviderRegistry:
+        context = context or ProviderContext()
+        return cls([build_provider(p, context) for p in config.providers], config.server.default_provider)
 
     def get(self, name: str) -> Provider | None:
         return self._providers.get(name)

@@ -12,8 +12,10 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from provider_gateway.config import GatewayConfig
+from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.observability import Telemetry
 from provider_gateway.observability.monitor import HealthMonitor, MonitorSettings
+from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.registry import ProviderRegistry
 from provider_gateway.routing.resolve import RouteResolver
 from provider_gateway.routing.router import Router
@@ -31,7 +33,10 @@ class GatewayServer:
     def __init__(self, config: GatewayConfig, telemetry: Telemetry | None = None) -> None:
         self.config = config
         self.telemetry = telemetry or Telemetry.from_config(config.section("telemetry"))
-        self.registry = ProviderRegistry.from_config(config)
+        # One HTTP client per upstream origin for the server's life; adapters get it via the context.
+        self.upstreams = UpstreamPool()
+        self.telemetry.watch_upstreams(self.upstreams)  # traceparent out, connection counters in
+        self.registry = ProviderRegistry.from_config(config, ProviderContext(http=self.upstreams))
         self.resolver = RouteResolver(self.registry.names(), self.registry.default, config.aliases)
         self.router = Router(self.telemetry.wrap_registry(self.registry), self.resolver)
         self.health_servicer = HealthServicer()
@@ -99,6 +104,7 @@ class GatewayServer:
         await self.health.enter_shutdown()
         await self.grpc.stop(grace)
         await self.registry.aclose()
+        await self.upstreams.aclose()
         await self.telemetry.stop()
 
     async def serve_until_signalled(self) -> None:

@@ -12,6 +12,7 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.http import deadline as upstream_deadline
 from provider_gateway.routing.router import RequestClock, Router
 from provider_gateway.server import convert, validate
 from provider_gateway.server.health import ProviderHealthBook
@@ -56,6 +57,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     async def _unary(
         self, context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], Awaitable[T]]
     ) -> T:
+        upstream_deadline.set_deadline(context.time_remaining())  # caps upstream HTTP timeouts
         try:
             return await work()
         except Exception as exc:  # every failure becomes a status; the server never crashes
@@ -77,6 +79,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.StreamEvent]:
         clock = RequestClock()
+        upstream_deadline.set_deadline(context.time_remaining())
         try:
             events = self.router.chat_stream(convert.chat_request_from_proto(validate.chat(request)), clock)
             async for event in events:
@@ -100,6 +103,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.StreamEvent]:
         clock = RequestClock()
+        upstream_deadline.set_deadline(context.time_remaining())
         try:
             domain_request = convert.completion_request_from_proto(validate.complete(request))
             async for event in self.router.complete_stream(domain_request, clock):

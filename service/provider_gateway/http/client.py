@@ -1,0 +1,218 @@
+"""An adapter's view of its upstream: requests with timeouts, error mapping and safe streaming.
+
+Three timeouts, each configurable per provider and each capped by the caller's gRPC deadline:
+connect, time to first byte (until the response headers), and idle (between two chunks of a
+stream). A timeout set by the deadline is DEADLINE_EXCEEDED; one set by configuration is
+UNAVAILABLE (retryable: another deployment may answer). Streams are context managers that close
+the response on every exit, so a client cancel closes the upstream connection too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+
+from provider_gateway.config import Section
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.http import deadline
+from provider_gateway.http.errors import error_from_response, redact
+from provider_gateway.http.pool import HostClient
+
+T = TypeVar("T")
+TIMEOUT_KEYS = ("connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s")
+MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(slots=True, frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    first_byte: float = 120.0
+    idle: float = 120.0
+
+    @classmethod
+    def from_section(cls, section: Section) -> Timeouts:
+        return cls(
+            connect=section.number("connect_timeout_s", DEFAULT.connect, minimum=0.001),
+            first_byte=section.number("first_byte_timeout_s", DEFAULT.first_byte, minimum=0.001),
+            idle=section.number("idle_timeout_s", DEFAULT.idle, minimum=0.001),
+        )
+
+
+DEFAULT = Timeouts()
+
+
+class ErrorPolicy:
+    """How an adapter words upstream failures; subclass to add vendor hints (e.g. Ollama's)."""
+
+    def from_response(
+        self, provider: str, response: httpx.Response, raw: bytes, model: str, secrets: tuple[str, ...]
+    ) -> GatewayError:
+        return error_from_response(
+            provider, response.status_code, response.headers, raw, model=model, secrets=secrets
+        )
+
+    def from_transport(self, provider: str, origin: str, error: httpx.TransportError) -> GatewayError:
+        if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout) or _refused(error):
+            what = "connection refused" if _refused(error) else f"cannot connect ({type(error).__name__})"
+            return GatewayError(
+                ErrorKind.UNAVAILABLE, f"{provider} at {origin}: {what}", provider=provider, retryable=True
+            )
+        return GatewayError(
+            ErrorKind.UNAVAILABLE,
+            f"{provider} connection failed: {type(error).__name__}: {error}",
+            provider=provider,
+            retryable=True,
+        )
+
+
+def _refused(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or "Connect call failed" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class Upstream:
+    """One provider's upstream: a shared host client plus this provider's headers and timeouts."""
+
+    def __init__(
+        self,
+        host: HostClient,
+        base_url: str,
+        provider: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        timeouts: Timeouts = DEFAULT,
+        secrets: tuple[str, ...] = (),
+        errors: ErrorPolicy | None = None,
+    ) -> None:
+        self.host = host
+        self.base_url = base_url.rstrip("/")
+        self.provider = provider
+        self.headers = dict(headers or {})
+        self.params = dict(params or {})
+        self.timeouts = timeouts
+        self.secrets = secrets
+        self.errors = errors or ErrorPolicy()
+
+    async def _within(self, work: Awaitable[T], setting: float, what: str) -> T:
+        limit, by_deadline = deadline.cap(setting)
+        try:
+            async with asyncio.timeout(limit):
+                return await work
+        except TimeoutError:
+            if by_deadline:
+                raise GatewayError(
+                    ErrorKind.DEADLINE_EXCEEDED,
+                    f"deadline passed waiting for {what} from {self.provider}",
+                    provider=self.provider,
+                ) from None
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE,
+                f"no {what} from {self.provider} within {setting:g} s",
+                provider=self.provider,
+                retryable=True,
+            ) from None
+        except httpx.TransportError as error:
+            raise self.errors.from_transport(self.provider, self.host.origin, error) from None
+
+    async def _send(
+        self, method: str, path: str, json: Any, params: Mapping[str, str] | None, model: str
+    ) -> httpx.Response:
+        connect, _ = deadline.cap(self.timeouts.connect)
+        request = self.host.client.build_request(
+            method,
+            self.base_url + path,
+            content=None if json is None else orjson.dumps(json),
+            headers={**self.headers, **({"content-type": "application/json"} if json is not None else {})},
+            params={**self.params, **(params or {})} or None,
+            timeout=httpx.Timeout(None, connect=connect),
+        )
+        send = self.host.client.send(self.host.prepare(request), stream=True)
+        response = await self._within(send, self.timeouts.first_byte, "response")
+        if response.status_code < 400:
+            return response
+        try:
+            raw = await self._within(_read_limited(response), self.timeouts.idle, "error body")
+        finally:
+            await response.aclose()
+        raise self.errors.from_response(self.provider, response, raw, model, self.secrets)
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        model: str = "",
+    ) -> Any:
+        """A whole request: JSON in, JSON out, errors mapped."""
+        response = await self._send(method, path, json, params, model)
+        try:
+            raw = await self._within(response.aread(), self.timeouts.idle, "response body")
+        finally:
+            await response.aclose()
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            preview = redact(raw[:120].decode("utf-8", errors="replace"), self.secrets)
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE,
+                f"{self.provider} returned a body that is not JSON: {preview!r}",
+                provider=self.provider,
+                retryable=True,
+            ) from None
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        model: str = "",
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """`async with upstream.stream(...) as chunks`: the body's bytes as they arrive.
+
+        The response is closed when the block exits for any reason (end, error, cancel), which
+        closes an unfinished upstream connection instead of returning it to the pool.
+        """
+        response = await self._send(method, path, json, params, model)
+        try:
+            yield self._chunks(response)
+        finally:
+            await response.aclose()
+
+    async def _chunks(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        raw = response.aiter_raw()
+        while True:
+            try:
+                chunk = await self._within(anext(raw), self.timeouts.idle, "stream data")
+            except StopAsyncIteration:
+                return
+            except GatewayError as error:
+                error.message = f"stream from {self.provider} was cut: {error.message}"
+                error.args = (error.message,)
+                raise
+            if chunk:
+                yield chunk
+
+
+async def _read_limited(response: httpx.Response) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) >= MAX_ERROR_BODY:
+            break
+    return bytes(body)

@@ -1,0 +1,170 @@
+"""Upstream HTTP failures -> GatewayError, with the retry delay the upstream asked for.
+
+The status decides the kind; the body only refines it (context length, quota, the vendor's own
+message). Messages name the provider and never carry a key: vendors echo partial keys in 401
+bodies, so anything key-shaped is masked before it reaches a client or a log.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from provider_gateway.errors import ErrorKind, GatewayError
+
+_KEY_SHAPED = re.compile(
+    r"\b(?:sk|pk|rk|gsk|xai|key|sess|org)[-_][A-Za-z0-9*_\-.]{6,}|\bAIza[0-9A-Za-z_\-]{20,}|\bBearer\s+\S+",
+    re.IGNORECASE,
+)
+_CONTEXT_LENGTH = re.compile(
+    r"context[_ ]length|context window|maximum context|too many tokens|prompt is too long|"
+    r"input is too long|reduce the length|exceeds the (?:model's )?(?:max|context)",
+    re.IGNORECASE,
+)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+MAX_MESSAGE = 400
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return _KEY_SHAPED.sub("***", text)
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds from "7s", "1.5s", "250ms", "6m0s", "1h2m3.5s" or a bare number of seconds."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def _reset_seconds(value: str, now: float) -> float | None:
+    seconds = parse_duration(value)
+    if seconds is None:
+        return None
+    if seconds > 1e12:  # an epoch in milliseconds
+        return seconds / 1000 - now
+    if seconds > 1e9:  # an epoch in seconds
+        return seconds - now
+    return seconds
+
+
+def retry_delay(headers: Mapping[str, str], body: Any = None, now: float | None = None) -> float | None:
+    """The delay in seconds the upstream asked for, or None when it did not say."""
+    now = time.time() if now is None else now
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if (ms := lowered.get("retry-after-ms")) is not None:
+        try:
+            return max(float(ms) / 1000, 0.0)
+        except ValueError:
+            pass
+    if (after := lowered.get("retry-after")) is not None:
+        try:
+            return max(float(after), 0.0)
+        except ValueError:
+            try:
+                return max(email.utils.parsedate_to_datetime(after).timestamp() - now, 0.0)
+            except (TypeError, ValueError):
+                pass
+    resets = [
+        s
+        for name, value in lowered.items()
+        if name.startswith("x-ratelimit-reset") and (s := _reset_seconds(value, now)) is not None
+    ]
+    if resets:
+        return max(max(resets), 0.0)
+    return google_retry_delay(body)
+
+
+def google_retry_delay(body: Any) -> float | None:
+    """`RetryInfo.retryDelay` from a google.rpc.Status body (`{"error": {"details": [...]}}`)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            delay = detail.get("retryDelay")
+            if isinstance(delay, str):
+                return parse_duration(delay)
+            if isinstance(delay, dict):  # the proto JSON of a Duration in some clients
+                return float(delay.get("seconds", 0)) + float(delay.get("nanos", 0)) / 1e9
+    return None
+
+
+def parse_body(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def upstream_message(body: Any, raw: bytes) -> str:
+    """The vendor's own words: `error.message` (OpenAI, Google, Anthropic), `message`, `error`."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            for key in ("message", "msg", "type", "code"):
+                if isinstance(error.get(key), str) and error[key]:
+                    return str(error[key])
+        if isinstance(error, str) and error:
+            return error
+        for key in ("message", "detail", "msg"):
+            if isinstance(body.get(key), str) and body[key]:
+                return str(body[key])
+    return raw[:MAX_MESSAGE].decode("utf-8", errors="replace").strip()
+
+
+def _error_code(body: Any) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return " ".join(str(error.get(k, "")) for k in ("code", "type", "status"))
+    return ""
+
+
+def error_from_response(
+    provider: str,
+    status: int,
+    headers: Mapping[str, str],
+    raw: bytes,
+    *,
+    model: str = "",
+    secrets: Iterable[str] = (),
+) -> GatewayError:
+    """Map an upstream HTTP error response to the gateway's error kinds."""
+    body = parse_body(raw)
+    said = redact(upstream_message(body, raw), secrets)[:MAX_MESSAGE] or f"HTTP {status}"
+    code = _error_code(body)
+    delay = retry_delay(headers, body)
+
+    def error(kind: ErrorKind, message: str, retryable: bool | None = None) -> GatewayError:
+        return GatewayError(
+            kind, message, provider=provider, retry_after=delay, retryable=retryable, upstream_status=status
+        )
+
+    if status == 401:
+        return error(ErrorKind.UNAUTHENTICATED, f"check the provider key for {provider}: {said}")
+    if status == 403:
+        return error(ErrorKind.PERMISSION_DENIED, f"check the provider key for {provider}: {said}")
+    if status == 404:
+        what = f"model {model!r}" if model else "resource"
+        return error(ErrorKind.NOT_FOUND, f"{what} not found at {provider}: {said}")
+    if status == 429:
+        quota = "insufficient_quota" in code or "insufficient_quota" in said
+        return error(ErrorKind.RESOURCE_EXHAUSTED, f"rate limited by {provider}: {said}", not quota)
+    if status in (408, 409) or status >= 500 or "overloaded" in code:
+        return error(ErrorKind.UNAVAILABLE, f"{provider} unavailable (HTTP {status}): {said}", True)
+    if status in (400, 413, 422) and (_CONTEXT_LENGTH.search(said) or "context_length" in code):
+        return error(ErrorKind.INVALID_ARGUMENT, f"the request exceeds the model's context window: {said}")
+    return error(ErrorKind.INVALID_ARGUMENT, f"{provider} rejected the request (HTTP {status}): {said}")

@@ -1,0 +1,18 @@
+"""What a provider factory receives besides its own configuration: the server's shared resources.
+
+Factories are `(name, options, context) -> Provider`. The context is created by the server at
+start and owned by it (no globals), so tests can run several gateways in one process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from provider_gateway.http.pool import UpstreamPool
+
+
+@dataclass(slots=True)
+class ProviderContext:
+    """Shared resources for adapters: the HTTP client pool (one client per upstream origin)."""
+
+    http: UpstreamPool = field(default_factory=UpstreamPool)

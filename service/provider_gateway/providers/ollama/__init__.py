@@ -1,0 +1,1 @@
+"""Ollama through its native API: /api/chat (NDJSON), /api/tags, /api/embed."""

@@ -1,0 +1,157 @@
+"""Ollama's native `/api/chat` format: request bodies from domain types, NDJSON lines to events.
+
+Pure: no I/O. Tool calls arrive whole (arguments as a JSON object) in one line, so each becomes a
+start, one argument delta and an end. Usage comes on the final `done: true` line.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from provider_gateway.domain import (
+    ChatRequest,
+    FinishReason,
+    ImagePart,
+    Message,
+    ProviderFinish,
+    ReasoningDelta,
+    ResponseFormatType,
+    Role,
+    StreamEvent,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallPart,
+    ToolCallStart,
+    ToolResultPart,
+    Usage,
+    UsageEvent,
+)
+from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
+from provider_gateway.providers.openai.codec import function_tools
+from provider_gateway.wire.think import ThinkSplitter
+
+DONE_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
+
+
+def _message(message: Message) -> list[dict[str, Any]]:
+    # Tool results go back as `tool` messages, as Ollama documents (the TypeScript lineage sent
+    # them as `user` messages; the vendor's documentation wins).
+    out: list[dict[str, Any]] = [
+        {"role": "tool", "content": p.content, **({"tool_name": p.name} if p.name else {})}
+        for p in message.content
+        if isinstance(p, ToolResultPart)
+    ]
+    images = []
+    for part in message.content:
+        if isinstance(part, ImagePart):
+            if not part.data:
+                raise invalid_argument("Ollama takes images as bytes (base64), not URLs: send image.data")
+            images.append(base64.b64encode(part.data).decode("ascii"))
+    calls = [p.call for p in message.content if isinstance(p, ToolCallPart)]
+    if message.text or images or calls or not out:
+        entry: dict[str, Any] = {"role": message.role.value if message.role is not Role.TOOL else "user"}
+        entry["content"] = message.text
+        if images:
+            entry["images"] = images
+        if calls:
+            entry["tool_calls"] = [
+                {"function": {"name": c.name, "arguments": orjson.loads(c.arguments_json or "{}")}}
+                for c in calls
+            ]
+        out.append(entry)
+    return out
+
+
+def chat_body(request: ChatRequest, *, stream: bool, keep_alive: str = "") -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": [m for message in request.messages for m in _message(message)],
+        "stream": stream,
+    }
+    options: dict[str, Any] = {}
+    if request.temperature is not None:
+        options["temperature"] = request.temperature
+    if request.top_p is not None:
+        options["top_p"] = request.top_p
+    if request.max_tokens is not None:
+        options["num_predict"] = request.max_tokens
+    if request.stop:
+        options["stop"] = list(request.stop)
+    if options:
+        body["options"] = options
+    if tools := function_tools(request):
+        body["tools"] = tools
+    fmt = request.response_format
+    if fmt and fmt.type is ResponseFormatType.JSON_OBJECT:
+        body["format"] = "json"
+    elif fmt and fmt.type is ResponseFormatType.JSON_SCHEMA:
+        body["format"] = dict(fmt.json_schema or {})
+    if request.reasoning and request.reasoning.enabled:
+        body["think"] = True
+    if keep_alive:
+        body["keep_alive"] = keep_alive
+    body.update(request.provider_options)
+    return body
+
+
+def normalise_usage(line: dict[str, Any]) -> Usage:
+    raw = {k: v for k, v in line.items() if k.endswith(("_count", "_duration"))}
+    return Usage(
+        input_tokens=int(line.get("prompt_eval_count") or 0),
+        output_tokens=int(line.get("eval_count") or 0),
+        raw=raw,
+    )
+
+
+class ChatStreamParser:
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self._think = ThinkSplitter()
+        self._calls = 0
+        self.done = False
+
+    def feed(self, line: Any) -> list[StreamEvent]:
+        if not isinstance(line, dict):
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE,
+                f"malformed line from {self.provider}: {line!r:.80}",
+                provider=self.provider,
+            )
+        if line.get("error"):
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE,
+                f"Ollama error inside the stream: {line['error']}",
+                provider=self.provider,
+            )
+        message = line.get("message") or {}
+        events: list[StreamEvent] = []
+        if isinstance(message.get("thinking"), str) and message["thinking"]:
+            events.append(ReasoningDelta(message["thinking"]))
+        if isinstance(message.get("content"), str) and message["content"]:
+            events.extend(self._think.feed(message["content"]))
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {}
+            index = self._calls
+            self._calls += 1
+            call_id = str(call.get("id") or f"{function.get('name', 'tool')}-{index}")
+            arguments = orjson.dumps(function.get("arguments") or {}).decode()
+            name = str(function.get("name", ""))
+            events += [
+                ToolCallStart(index, call_id, name),
+                ToolCallDelta(index, arguments),
+                ToolCallEnd(index, ToolCall(call_id, name, arguments)),
+            ]
+        if line.get("done"):
+            self.done = True
+            events.extend(self._think.close())
+            events.append(UsageEvent(normalise_usage(line)))
+            raw_reason = str(line.get("done_reason") or "stop")
+            reason = (
+                FinishReason.TOOL_CALLS if self._calls else DONE_REASONS.get(raw_reason, FinishReason.OTHER)
+            )
+            events.append(ProviderFinish(reason, raw_reason, str(line.get("model") or "")))
+        return events

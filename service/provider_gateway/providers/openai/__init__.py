@@ -1,0 +1,1 @@
+"""OpenAI Chat Completions and every host that speaks it (presets), Azure OpenAI and Mistral included."""

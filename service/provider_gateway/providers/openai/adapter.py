@@ -1,0 +1,261 @@
+"""The OpenAI-family adapter (I/O): one class for OpenAI, its compatible hosts, Azure and Mistral.
+
+Configuration (a `[providers.<name>]` table):
+  kind = "openai" | "groq" | "deepseek" | "xai" | "openrouter" | "together" | "fireworks" | "vllm"
+         | "lmstudio" | "mistral" | "azure"          (the preset: base URL and quirks)
+  base_url = "..."                 override the preset's (Azure: the resource endpoint)
+  api_key_env / api_key_file       the key (default variable: the preset's, e.g. OPENAI_API_KEY)
+  organization = "org-..."         OpenAI-Organization header
+  headers = { ... }                extra headers (e.g. OpenRouter's HTTP-Referer, X-Title)
+  stream_usage = true|false        override whether stream_options.include_usage is sent
+  models = ["..."]                 what list_models reports when the host has no /models
+  codestral_base_url = "..."       Mistral: the host for codestral-* models
+  connect_timeout_s, first_byte_timeout_s, idle_timeout_s
+  Azure only: api_version (default 2024-08-01-preview), deployment, deployments = { model = "dep" },
+  api_style = "deployments" | "inference" (Azure AI Inference: /models/chat/completions, 2024-05-01-preview)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from provider_gateway.config import Section
+from provider_gateway.domain import (
+    Capabilities,
+    ChatRequest,
+    CompletionRequest,
+    EmbedRequest,
+    EmbedResult,
+    HealthStatus,
+    ModelInfo,
+    StreamEvent,
+    Usage,
+)
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.http import Timeouts, Upstream
+from provider_gateway.http.client import TIMEOUT_KEYS
+from provider_gateway.providers.base import BaseProvider, estimate_messages, estimate_tokens
+from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.http_common import completion_as_chat, probe
+from provider_gateway.providers.openai import codec
+from provider_gateway.providers.openai.presets import PRESETS, Preset
+from provider_gateway.wire.sse import SseDecoder
+
+KEYS = (
+    "kind",
+    "base_url",
+    "api_key_env",
+    "api_key_file",
+    "organization",
+    "headers",
+    "stream_usage",
+    "models",
+    "api_version",
+    "deployment",
+    "deployments",
+    "api_style",
+    "codestral_base_url",
+    *TIMEOUT_KEYS,
+)
+AZURE_API_VERSION = "2024-08-01-preview"
+AZURE_INFERENCE_API_VERSION = "2024-05-01-preview"
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class AzureRoute:
+    style: str  # "deployments" or "inference"
+    deployment: str
+    deployments: dict[str, str]
+
+    def path(self, model: str, operation: str) -> str:
+        if self.style == "inference":
+            return f"/models/{operation}"
+        return f"/openai/deployments/{self.deployments.get(model) or self.deployment or model}/{operation}"
+
+
+class OpenAIProvider(BaseProvider):
+    kind = "openai"
+
+    def __init__(
+        self,
+        name: str,
+        preset_name: str,
+        preset: Preset,
+        upstream: Upstream,
+        *,
+        codestral: Upstream | None = None,
+        azure: AzureRoute | None = None,
+        models: list[str] | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.kind = preset_name
+        self.preset = preset
+        self.upstream = upstream
+        self.codestral = codestral
+        self.azure = azure
+        self.models = models or []
+
+    @classmethod
+    def from_config(cls, name: str, options: Section, context: ProviderContext) -> OpenAIProvider:
+        options.reject_unknown(KEYS)
+        preset_name = options.choice("kind", PRESETS, "openai")
+        preset = PRESETS[preset_name]
+        if not options.flag("stream_usage", preset.stream_usage):
+            preset = dataclasses.replace(preset, stream_usage=False)
+        elif "stream_usage" in options:
+            preset = dataclasses.replace(preset, stream_usage=True)
+        base_url = options.string("base_url", preset.base_url)
+        if not base_url:
+            raise options.error("base_url", f"required for kind {preset_name!r} (the resource endpoint)")
+        key = options.secret("api_key", preset.key_env, required=preset.requires_key)
+        headers = {k: str(v) for k, v in options.table("headers").raw().items()}
+        if key:
+            headers.update(
+                {"api-key": key} if preset.auth == "api-key" else {"authorization": f"Bearer {key}"}
+            )
+        if organization := options.string("organization"):
+            headers["openai-organization"] = organization
+        azure = None
+        params: dict[str, str] = {}
+        if preset_name == "azure":
+            style = options.choice("api_style", ("deployments", "inference"), "deployments")
+            default_version = AZURE_API_VERSION if style == "deployments" else AZURE_INFERENCE_API_VERSION
+            params["api-version"] = options.string("api_version", default_version)
+            deployments = {k: str(v) for k, v in options.table("deployments").raw().items()}
+            azure = AzureRoute(style, options.string("deployment"), deployments)
+        timeouts = Timeouts.from_section(options)
+
+        def upstream(url: str) -> Upstream:
+            return Upstream(
+                context.http.host(url),
+                url,
+                name,
+                headers=headers,
+                params=params,
+                timeouts=timeouts,
+                secrets=(key,) if key else (),
+            )
+
+        codestral_url = options.string("codestral_base_url", preset.codestral_base_url)
+        codestral = upstream(codestral_url) if codestral_url else None
+        return cls(
+            name,
+            preset_name,
+            preset,
+            upstream(base_url),
+            codestral=codestral,
+            azure=azure,
+            models=options.strings("models"),
+        )
+
+    # --- description -----------------------------------------------------------------------------
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            max_tokens=self.preset.max_tokens,
+            streaming=True,
+            tools=True,
+            vision=self.preset.vision,
+            embeddings=self.preset.embeddings,
+            reasoning=True,
+            json_output=True,
+            exact_token_count=False,  # no count endpoint: BaseProvider's documented local estimate
+            completion=True,  # as a one-message chat
+        )
+
+    def _route(self, model: str, operation: str) -> tuple[Upstream, str]:
+        if self.azure is not None:
+            return self.upstream, self.azure.path(model, operation)
+        if self.codestral is not None and model.startswith("codestral"):
+            return self.codestral, f"/{operation}"
+        return self.upstream, f"/{operation}"
+
+    # --- calls -----------------------------------------------------------------------------------
+
+    def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        return self._chat_stream(request)
+
+    def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        return self._chat_stream(completion_as_chat(request))
+
+    async def _chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        upstream, path = self._route(request.model, "chat/completions")
+        body = codec.chat_body(request, self.preset, stream=True)
+        parser = codec.ChatStreamParser(self.name, self.preset)
+        decoder = SseDecoder()
+        done = False
+        async with upstream.stream("POST", path, json=body, model=request.model) as chunks:
+            async for chunk in chunks:
+                for event in decoder.feed(chunk):
+                    if event.data.strip() == "[DONE]":
+                        done = True
+                        break
+                    for domain_event in parser.feed(self._json(event.data)):
+                        yield domain_event
+                if done:
+                    break
+        if not done:
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE,
+                f"stream from {self.name} ended before data: [DONE]",
+                provider=self.name,
+                retryable=True,
+            )
+        estimate = None if self.preset.stream_reports_usage else self._estimate(request, parser.output_chars)
+        for domain_event in parser.close(estimate):
+            yield domain_event
+
+    def _json(self, data: str) -> dict[str, Any]:
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict):
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE,
+                f"malformed event from {self.name}: {data[:80]!r}",
+                provider=self.name,
+                retryable=True,
+            )
+        return value
+
+    @staticmethod
+    def _estimate(request: ChatRequest, output_chars: int) -> Usage:
+        output = estimate_tokens("x" * output_chars)
+        return Usage(input_tokens=estimate_messages(request.messages), output_tokens=output, estimated=True)
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult:
+        if not self.preset.embeddings:
+            return await super().embed(request)
+        upstream, path = self._route(request.model, "embeddings")
+        body: dict[str, Any] = {"model": request.model, "input": list(request.inputs)}
+        if request.dimensions:
+            body["dimensions"] = request.dimensions
+        answer = await upstream.request_json("POST", path, json=body, model=request.model)
+        rows = sorted(answer.get("data") or [], key=lambda row: row.get("index", 0))
+        usage = answer.get("usage") or {}
+        return EmbedResult(
+            vectors=[[float(x) for x in row["embedding"]] for row in rows],
+            usage=Usage(input_tokens=int(usage.get("prompt_tokens") or 0), raw=dict(usage)),
+            model=str(answer.get("model") or request.model),
+        )
+
+    async def list_models(self) -> list[ModelInfo]:
+        if self.models or self.azure is not None:
+            return [
+                ModelInfo(id=m) for m in self.models or sorted(self.azure.deployments if self.azure else [])
+            ]
+        answer = await self.upstream.request_json("GET", "/models")
+        return [ModelInfo(id=str(row["id"])) for row in answer.get("data") or [] if "id" in row]
+
+    async def health_check(self) -> HealthStatus:
+        if self.azure is not None:
+            return HealthStatus(healthy=True, message="not probed (Azure lists deployments elsewhere)")
+        return await probe(self.upstream, "/models")
+
+
+from_config = OpenAIProvider.from_config

@@ -1,0 +1,1 @@
+"""Wire decoders shared by the HTTP adapters: pure functions of bytes, no I/O."""

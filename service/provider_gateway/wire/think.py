@@ -1,0 +1,62 @@
+"""`<think>...</think>` at the very start of a model's output is reasoning (DeepSeek-R1 style).
+
+Only position 0 counts: a tag later in the text is text. Tags may be split across deltas, so a
+possible partial tag is held back until the next delta settles it.
+"""
+
+from __future__ import annotations
+
+from provider_gateway.domain import ReasoningDelta, TextDelta
+
+OPEN, CLOSE = "<think>", "</think>"
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of `tag`."""
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:size]):
+            return size
+    return 0
+
+
+class ThinkSplitter:
+    __slots__ = ("_buffer", "_state")
+
+    def __init__(self) -> None:
+        self._state = "start"  # start -> thinking -> text, or start -> text
+        self._buffer = ""
+
+    def feed(self, text: str) -> list[TextDelta | ReasoningDelta]:
+        if self._state == "text":
+            return [TextDelta(text)] if text else []
+        self._buffer += text
+        if self._state == "start":
+            if len(self._buffer) < len(OPEN) and OPEN.startswith(self._buffer):
+                return []  # could still become "<think>"
+            if not self._buffer.startswith(OPEN):
+                self._state = "text"
+                return self._flush_text()
+            self._state, self._buffer = "thinking", self._buffer[len(OPEN) :]
+        end = self._buffer.find(CLOSE)
+        if end >= 0:
+            reasoning, rest = self._buffer[:end], self._buffer[end + len(CLOSE) :]
+            self._state, self._buffer = "text", rest
+            out: list[TextDelta | ReasoningDelta] = [ReasoningDelta(reasoning)] if reasoning else []
+            return out + self._flush_text()
+        keep = _partial_suffix(self._buffer, CLOSE)
+        reasoning, self._buffer = (
+            self._buffer[: len(self._buffer) - keep],
+            self._buffer[len(self._buffer) - keep :],
+        )
+        return [ReasoningDelta(reasoning)] if reasoning else []
+
+    def close(self) -> list[TextDelta | ReasoningDelta]:
+        """End of output: whatever is held back is what it looked like."""
+        held, self._buffer = self._buffer, ""
+        if not held:
+            return []
+        return [ReasoningDelta(held)] if self._state == "thinking" else [TextDelta(held)]
+
+    def _flush_text(self) -> list[TextDelta | ReasoningDelta]:
+        text, self._buffer = self._buffer, ""
+        return [TextDelta(text)] if text else []

@@ -1,0 +1,163 @@
+"""The shared HTTP layer against a fake upstream: reuse counting, hooks, timeouts, streams, cancels."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.fakes import FakeUpstream, Reply
+from provider_gateway.http import Timeouts, Upstream, UpstreamPool, deadline
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeUpstream]:
+    async with FakeUpstream() as server:
+        yield server
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+async def pool(request: pytest.FixtureRequest) -> AsyncIterator[UpstreamPool]:
+    upstreams = UpstreamPool(transport=request.param)
+    yield upstreams
+    await upstreams.aclose()
+
+
+def upstream(pool: UpstreamPool, url: str, **kwargs: object) -> Upstream:
+    return Upstream(pool.host(url), url, "acme", headers={"authorization": "Bearer k-123"}, **kwargs)  # type: ignore[arg-type]
+
+
+async def collect(up: Upstream, path: str, into: list[bytes]) -> None:
+    async with up.stream("POST", path, json={}) as chunks:
+        async for chunk in chunks:
+            into.append(chunk)
+
+
+async def test_one_client_per_origin_and_connections_are_reused(
+    pool: UpstreamPool, fake: FakeUpstream
+) -> None:
+    fake.on("GET", "/v1/ping", lambda r: Reply.json({"ok": True}))
+    assert pool.host(fake.url + "/v1") is pool.host(fake.url + "/other")
+    up = upstream(pool, fake.url + "/v1")
+    for _ in range(20):
+        assert await up.request_json("GET", "/ping") == {"ok": True}
+    stats = pool.stats()[fake.url]
+    assert (stats.requests, stats.connections) == (20, 1)
+    assert stats.reuse_ratio == pytest.approx(0.95)
+
+
+async def test_request_hook_adds_headers_to_every_request(pool: UpstreamPool, fake: FakeUpstream) -> None:
+    fake.on("POST", "/x", lambda r: Reply.json({}))
+    pool.add_request_hook(lambda request: request.headers.__setitem__("traceparent", "00-abc-def-01"))
+    await upstream(pool, fake.url).request_json("POST", "/x", json={"a": 1})
+    seen = fake.last("/x")
+    assert seen.headers["traceparent"] == "00-abc-def-01"
+    assert seen.headers["authorization"] == "Bearer k-123"
+    assert seen.json() == {"a": 1}
+
+
+async def test_error_before_first_byte_maps_status_and_retry_after(
+    pool: UpstreamPool, fake: FakeUpstream
+) -> None:
+    fake.script("/x", Reply.error(429, {"error": {"message": "slow down"}}, {"retry-after": "3"}))
+    with pytest.raises(GatewayError) as caught:
+        async with upstream(pool, fake.url).stream("POST", "/x", json={}) as chunks:
+            [c async for c in chunks]
+    assert (caught.value.kind, caught.value.retry_after) == (ErrorKind.RESOURCE_EXHAUSTED, 3.0)
+
+
+async def test_stream_yields_chunks_and_a_cut_is_an_error(pool: UpstreamPool, fake: FakeUpstream) -> None:
+    fake.script("/s", Reply(chunks=[b"one", b"two"], content_type="text/plain"))
+    fake.script("/s", Reply(chunks=[b"one"], content_type="text/plain", then="cut"))
+    up = upstream(pool, fake.url)
+    async with up.stream("POST", "/s", json={}) as chunks:
+        assert b"".join([c async for c in chunks]) == b"onetwo"
+    received: list[bytes] = []
+    with pytest.raises(GatewayError, match="was cut") as caught:
+        await collect(up, "/s", received)
+    assert received == [b"one"]
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    assert caught.value.retryable
+
+
+async def test_cancel_closes_the_upstream_connection(pool: UpstreamPool, fake: FakeUpstream) -> None:
+    fake.script("/s", Reply(chunks=[b"first"], content_type="text/plain", then="hang"))
+    got_first = asyncio.Event()
+
+    async def consume() -> None:
+        async with upstream(pool, fake.url).stream("POST", "/s", json={}) as chunks:
+            async for _ in chunks:
+                got_first.set()
+
+    task = asyncio.create_task(consume())
+    async with asyncio.timeout(10):
+        await got_first.wait()
+    task.cancel()
+    async with asyncio.timeout(10):
+        await fake.disconnected.wait()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_idle_timeout_and_deadline_cap(pool: UpstreamPool, fake: FakeUpstream) -> None:
+    fake.script("/s", Reply(chunks=[b"a"], content_type="text/plain", then="hang"))
+    fake.script("/s", Reply(chunks=[b"a"], content_type="text/plain", then="hang"))
+    up = upstream(pool, fake.url, timeouts=Timeouts(idle=0.2))
+    with pytest.raises(GatewayError) as idle:
+        async with up.stream("POST", "/s", json={}) as chunks:
+            [c async for c in chunks]
+    assert idle.value.kind is ErrorKind.UNAVAILABLE
+    slow = upstream(pool, fake.url, timeouts=Timeouts(idle=60))
+    token = deadline.set_deadline(0.2)
+    try:
+        with pytest.raises(GatewayError) as late:
+            async with slow.stream("POST", "/s", json={}) as chunks:
+                [c async for c in chunks]
+    finally:
+        deadline.reset(token)
+    assert late.value.kind is ErrorKind.DEADLINE_EXCEEDED
+
+
+async def test_connection_refused_is_unavailable(pool: UpstreamPool) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with pytest.raises(GatewayError, match="connection refused") as caught:
+        await upstream(pool, url).request_json("GET", "/")
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    assert caught.value.retryable
+
+
+async def test_non_json_body_is_unavailable(pool: UpstreamPool, fake: FakeUpstream) -> None:
+    fake.script("/x", Reply(body=b"<html>", content_type="text/html"))
+    with pytest.raises(GatewayError, match="not JSON"):
+        await upstream(pool, fake.url).request_json("GET", "/x")
+
+
+def test_unknown_transport_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown HTTP transport"):
+        UpstreamPool(transport="carrier-pigeon")
+    assert isinstance(UpstreamPool().host("http://h:1").client, httpx.AsyncClient)
+
+
+async def test_first_byte_timeout_and_cancel_while_waiting_for_headers(
+    pool: UpstreamPool, fake: FakeUpstream
+) -> None:
+    fake.script("/slow", Reply(stall=True), Reply(stall=True))
+    with pytest.raises(GatewayError, match=r"no response from acme within 0\.2 s") as caught:
+        await upstream(pool, fake.url, timeouts=Timeouts(first_byte=0.2)).request_json("GET", "/slow")
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    assert caught.value.retryable
+    async with asyncio.timeout(10):
+        await fake.disconnected.wait()  # the timed-out request's connection was closed too
+    fake.disconnected.clear()
+    task = asyncio.create_task(upstream(pool, fake.url).request_json("GET", "/slow"))
+    await fake.wait_for_requests(2)
+    task.cancel()
+    async with asyncio.timeout(10):
+        await fake.disconnected.wait()

@@ -1,0 +1,131 @@
+"""Upstream HTTP errors -> gateway errors: kinds, retry delays from every header style, no keys."""
+
+from __future__ import annotations
+
+import email.utils
+
+import orjson
+import pytest
+
+from provider_gateway.errors import ErrorKind
+from provider_gateway.http.errors import error_from_response, parse_duration, redact, retry_delay
+
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"Retry-After": "7"}, 7.0),
+        ({"retry-after": email.utils.formatdate(NOW + 30, usegmt=True)}, 30.0),
+        ({"x-ratelimit-reset-requests": "6m0s", "x-ratelimit-reset-tokens": "20ms"}, 360.0),
+        ({"x-ratelimit-reset": str(int(NOW + 12))}, 12.0),
+        ({"x-ratelimit-reset": str(int((NOW + 3) * 1000))}, 3.0),
+        ({"x-ratelimit-reset": "2"}, 2.0),
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_delay_from_headers(headers: dict[str, str], expected: float | None) -> None:
+    got = retry_delay(headers, None, now=NOW)
+    assert got == pytest.approx(expected, abs=1.0) if expected is not None else got is None
+
+
+def test_retry_delay_from_google_retry_info() -> None:
+    body = {
+        "error": {
+            "code": 429,
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure"},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7.5s"},
+            ],
+        }
+    }
+    assert retry_delay({}, body) == 7.5
+    err = error_from_response("gemini", 429, {}, orjson.dumps(body))
+    assert err.kind is ErrorKind.RESOURCE_EXHAUSTED
+    assert err.retry_after == 7.5
+    assert err.retryable
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("7s", 7.0),
+        ("1.5s", 1.5),
+        ("250ms", 0.25),
+        ("6m0s", 360.0),
+        ("1h2m3s", 3723.0),
+        ("3", 3.0),
+        ("x", None),
+    ],
+)
+def test_parse_duration(text: str, seconds: float | None) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "retryable"),
+    [
+        (
+            401,
+            {"error": {"message": "Incorrect API key provided: sk-proj-abcdEFGH1234****wxyz"}},
+            ErrorKind.UNAUTHENTICATED,
+            False,
+        ),
+        (403, {"error": {"message": "forbidden"}}, ErrorKind.PERMISSION_DENIED, False),
+        (404, {"error": {"message": "The model `gpt-9` does not exist"}}, ErrorKind.NOT_FOUND, False),
+        (
+            400,
+            {
+                "error": {
+                    "message": "This model's maximum context length is 8192 tokens",
+                    "code": "context_length_exceeded",
+                }
+            },
+            ErrorKind.INVALID_ARGUMENT,
+            False,
+        ),
+        (400, {"error": {"message": "bad temperature"}}, ErrorKind.INVALID_ARGUMENT, False),
+        (408, {}, ErrorKind.UNAVAILABLE, True),
+        (409, {}, ErrorKind.UNAVAILABLE, True),
+        (429, {"error": {"message": "slow down"}}, ErrorKind.RESOURCE_EXHAUSTED, True),
+        (
+            429,
+            {"error": {"message": "You exceeded your quota", "code": "insufficient_quota"}},
+            ErrorKind.RESOURCE_EXHAUSTED,
+            False,
+        ),
+        (500, {"error": {"message": "boom"}}, ErrorKind.UNAVAILABLE, True),
+        (
+            529,
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+            ErrorKind.UNAVAILABLE,
+            True,
+        ),
+    ],
+)
+def test_status_mapping(status: int, body: dict[str, object], kind: ErrorKind, retryable: bool) -> None:
+    err = error_from_response("openai", status, {"retry-after": "2"}, orjson.dumps(body), model="gpt-9")
+    assert (err.kind, err.retryable, err.upstream_status) == (kind, retryable, status)
+    assert err.retry_after == 2.0
+    assert "sk-proj" not in err.message
+
+
+def test_auth_message_names_the_provider_and_hides_keys() -> None:
+    raw = (
+        b'{"error": {"message": "Invalid key sk-live-1234567890abcdef and AIzaSyA1234567890123456789012345"}}'
+    )
+    err = error_from_response("groq", 401, {}, raw, secrets=("my-secret-key",))
+    assert err.message.startswith("check the provider key for groq")
+    assert "1234567890" not in err.message
+    assert "my-secret-key" not in redact("echo my-secret-key back", ("my-secret-key",))
+
+
+def test_non_json_body_is_quoted_and_bounded() -> None:
+    err = error_from_response("vllm", 502, {}, b"<html>Bad Gateway</html>" * 100)
+    assert err.kind is ErrorKind.UNAVAILABLE
+    assert "Bad Gateway" in err.message
+    assert len(err.message) < 600

@@ -1,0 +1,65 @@
+"""The fake upstreams as a person uses them (the CLI) and the server's ownership of the HTTP pool."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+import httpx
+from conftest import run_gateway
+
+from provider_gateway.fakes import FakeUpstream, Reply
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+
+async def test_fake_upstream_cli_serves_the_openai_format() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "provider_gateway.cli",
+        "fake-upstream",
+        "openai",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        first = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        url = first.split(" on ", 1)[1].split(" ", 1)[0]
+        assert url.startswith("http://127.0.0.1:")
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            answer = await client.post(
+                "/v1/chat/completions",
+                headers={"authorization": "Bearer x"},
+                json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert answer.json()["choices"][0]["message"]["content"] == "Hello from the fake upstream."
+            unauthorised = await client.post("/v1/chat/completions", json={"model": "m", "messages": []})
+            assert unauthorised.status_code == 401
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 30)
+
+
+async def test_server_creates_one_client_per_origin_and_closes_them_at_stop() -> None:
+    async with FakeUpstream() as fake:
+        fake.on("GET", "/a/models", lambda r: Reply.json({"data": []}))
+        config = (
+            f'[providers.one]\nkind = "vllm"\nbase_url = "{fake.url}/a"\n'
+            f'[providers.two]\nkind = "lmstudio"\nbase_url = "{fake.url}/a"\n'
+        )
+        async with run_gateway(config) as gateway:
+            pool = gateway.server.upstreams
+            assert list(pool.stats()) == [fake.url]  # both providers share the origin's client
+            stats = pool.stats()[fake.url]
+            assert stats.requests == 2  # the two start-up health checks, run concurrently
+            opened = stats.connections
+            assert 1 <= opened <= 2
+            for _ in range(5):
+                await gateway.stub.ListModels(pb.ListModelsRequest(provider="one"), timeout=10)
+            assert (stats.requests, stats.connections) == (7, opened)  # reused, none opened
+        assert pool.stats() == {}

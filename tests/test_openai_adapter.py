@@ -1,0 +1,473 @@
+"""The OpenAI-family adapter through the real gRPC API against a fake upstream.
+
+One fake serves every preset under a distinct base path, so each test scripts the exact reply on
+its provider's path and checks the request the fake received against the documented format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from conftest import RunningGateway, run_gateway
+from upstream_support import assert_cancel_closes_upstream, chat_stream, system, user
+
+from provider_gateway.fakes import FakeUpstream, Reply, kinds
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+KEY = "sk-test-0123456789abcdef"
+BASES = {
+    "oa": ("openai", "/v1"),
+    "ds": ("deepseek", "/deepseek"),
+    "groq": ("groq", "/openai/v1"),
+    "xai": ("xai", "/xai/v1"),
+    "or": ("openrouter", "/api/v1"),
+    "lms": ("lmstudio", "/lmstudio/v1"),
+    "mis": ("mistral", "/mistral/v1"),
+}
+
+
+class Env:
+    def __init__(self, fake: FakeUpstream, gateway: RunningGateway) -> None:
+        self.fake = fake
+        self.gateway = gateway
+        self.stub = gateway.stub
+
+
+@pytest.fixture(scope="module")
+async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
+    key_file = Path(tmp_path_factory.mktemp("keys")) / "key"
+    key_file.write_text(KEY)
+    async with FakeUpstream() as fake:
+        kinds.openai(fake)
+        tables = [
+            f'[providers.{name}]\nkind = "{kind}"\nbase_url = "{fake.url}{path}"\napi_key_file = "{key_file}"\n'
+            for name, (kind, path) in BASES.items()
+        ]
+        tables.append(f'codestral_base_url = "{fake.url}/codestral/v1"\n')  # belongs to [providers.mis]
+        tables.append(
+            f'[providers.az]\nkind = "azure"\nbase_url = "{fake.url}"\napi_key_file = "{key_file}"\n'
+            'deployments = { "gpt-4o" = "prod-4o" }\n'
+        )
+        async with run_gateway("\n".join(tables)) as gateway:
+            yield Env(fake, gateway)
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    } | extra
+
+
+def usage_chunk(usage: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "chatcmpl-1", "model": "m", "choices": [], "usage": usage}
+
+
+async def test_text_streaming_request_format_and_usage(env: Env) -> None:
+    got = await chat_stream(
+        env.stub,
+        pb.ChatRequest(
+            model="oa/gpt-4o", messages=[system("Be brief."), user("Hi")], temperature=0.2, max_tokens=50
+        ),
+    )
+    assert got.error is None, got.error
+    assert got.text == "Hello from the fake upstream."
+    assert got.kinds()[-2:] == ["usage", "finish"]
+    assert (got.usage.input_tokens, got.usage.output_tokens) == (9, 6)
+    assert (got.finish.provider, got.finish.reason) == ("oa", pb.FINISH_REASON_STOP)
+    seen = env.fake.last("/v1/chat/completions")
+    assert seen.method == "POST"
+    assert seen.headers["authorization"] == f"Bearer {KEY}"
+    assert seen.headers["content-type"] == "application/json"
+    assert seen.json() == {
+        "model": "gpt-4o",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        "max_tokens": 50,
+        "temperature": 0.2,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+async def test_tool_call_streaming_by_index(env: Env) -> None:
+    env.fake.script(
+        "/v1/chat/completions",
+        Reply.sse(
+            [
+                chunk({"role": "assistant", "content": None}),
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_a",
+                                "type": "function",
+                                "function": {"name": "get_weather", "arguments": ""},
+                            }
+                        ]
+                    }
+                ),
+                chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]}),
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": 1,
+                                "id": "call_b",
+                                "type": "function",
+                                "function": {"name": "get_time", "arguments": "{}"},
+                            }
+                        ]
+                    }
+                ),
+                chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ty":"Paris"}'}}]}),
+                chunk({}, "tool_calls"),
+                usage_chunk({"prompt_tokens": 20, "completion_tokens": 10}),
+            ]
+        ),
+    )
+    weather = pb.Tool(name="get_weather", description="weather")
+    weather.parameters.update({"type": "object", "properties": {"city": {"type": "string"}}})
+    request = pb.ChatRequest(
+        model="oa/gpt-4o",
+        messages=[user("Weather?")],
+        tools=[weather],
+        tool_choice=pb.ToolChoice(mode=pb.ToolChoice.MODE_REQUIRED),
+    )
+    got = await chat_stream(env.stub, request)
+    assert got.error is None, got.error
+    assert [(s.index, s.id, s.name) for s in got.of("tool_call_start")] == [
+        (0, "call_a", "get_weather"),
+        (1, "call_b", "get_time"),
+    ]
+    assert [(d.index, d.arguments_delta) for d in got.of("tool_call_delta")] == [
+        (0, '{"ci'),
+        (1, "{}"),
+        (0, 'ty":"Paris"}'),
+    ]
+    ends = {e.index: e.call for e in got.of("tool_call_end")}
+    assert ends[0].arguments_json == '{"city":"Paris"}'
+    assert ends[1].name == "get_time"
+    assert got.finish.reason == pb.FINISH_REASON_TOOL_CALLS
+    body = env.fake.last("/v1/chat/completions").json()
+    assert body["tool_choice"] == "required"
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+
+
+async def test_tool_results_and_assistant_calls_are_encoded(env: Env) -> None:
+    call = pb.ContentPart(
+        tool_call=pb.ToolCall(id="call_a", name="get_weather", arguments_json='{"city":"Paris"}')
+    )
+    result = pb.ContentPart(tool_result=pb.ToolResult(tool_call_id="call_a", content="18C"))
+    request = pb.ChatRequest(
+        model="oa/gpt-4o",
+        messages=[
+            user("Weather?"),
+            pb.Message(role=pb.ROLE_ASSISTANT, content=[call]),
+            pb.Message(role=pb.ROLE_TOOL, content=[result]),
+        ],
+    )
+    got = await chat_stream(env.stub, request)
+    assert got.error is None, got.error
+    messages = env.fake.last("/v1/chat/completions").json()["messages"]
+    assert messages[1] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_a",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+            }
+        ],
+    }
+    assert messages[2] == {"role": "tool", "tool_call_id": "call_a", "content": "18C"}
+
+
+async def test_usage_with_cache_and_reasoning_tokens(env: Env) -> None:
+    raw = {
+        "prompt_tokens": 2006,
+        "completion_tokens": 300,
+        "total_tokens": 2306,
+        "prompt_tokens_details": {"cached_tokens": 1920},
+        "completion_tokens_details": {"reasoning_tokens": 128},
+    }
+    env.fake.script(
+        "/v1/chat/completions", Reply.sse([chunk({"content": "ok"}), chunk({}, "stop"), usage_chunk(raw)])
+    )
+    got = await chat_stream(env.stub, pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")]))
+    usage = got.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.reasoning_tokens) == (
+        2006,
+        300,
+        1920,
+        128,
+    )
+    assert usage.raw["prompt_tokens_details"]["cached_tokens"] == 1920
+
+
+async def test_reasoning_model_rules(env: Env) -> None:
+    env.fake.script(
+        "/v1/chat/completions",
+        Reply.sse([chunk({"reasoning_content": "thinking..."}), chunk({"content": "42"}), chunk({}, "stop")]),
+    )
+    request = pb.ChatRequest(
+        model="oa/o3-mini",
+        messages=[system("You are terse."), user("6*7?")],
+        temperature=0.7,
+        max_tokens=500,
+        reasoning=pb.ReasoningOptions(enabled=True, effort=pb.ReasoningOptions.EFFORT_HIGH),
+    )
+    got = await chat_stream(env.stub, request)
+    assert (got.reasoning, got.text) == ("thinking...", "42")
+    body = env.fake.last("/v1/chat/completions").json()
+    assert "temperature" not in body
+    assert "max_tokens" not in body
+    assert body["max_completion_tokens"] == 500
+    assert body["messages"][0] == {"role": "developer", "content": "You are terse."}
+    assert body["reasoning_effort"] == "high"
+
+
+async def test_think_tags_at_position_zero_are_reasoning(env: Env) -> None:
+    env.fake.script(
+        "/openai/v1/chat/completions",
+        Reply.sse(
+            [
+                chunk({"content": "<thi"}),
+                chunk({"content": "nk>step 1</th"}),
+                chunk({"content": "ink>Answer <think>x</think>"}),
+                chunk({}, "stop"),
+            ]
+        ),
+    )
+    got = await chat_stream(
+        env.stub, pb.ChatRequest(model="groq/deepseek-r1-distill-llama-70b", messages=[user("Q")])
+    )
+    assert got.reasoning == "step 1"
+    assert got.text == "Answer <think>x</think>"
+
+
+async def test_deepseek_reasoner_message_rules_and_cache_fields(env: Env) -> None:
+    usage = {
+        "prompt_tokens": 100,
+        "completion_tokens": 5,
+        "prompt_cache_hit_tokens": 64,
+        "prompt_cache_miss_tokens": 36,
+    }
+    env.fake.script(
+        "/deepseek/chat/completions",
+        Reply.sse([chunk({"content": "ok"}), chunk({}, "stop"), usage_chunk(usage)]),
+    )
+    request = pb.ChatRequest(model="ds/deepseek-reasoner", messages=[system("Rules."), user("a"), user("b")])
+    got = await chat_stream(env.stub, request)
+    assert (got.usage.input_tokens, got.usage.cache_read_tokens) == (100, 64)
+    assert got.usage.raw["prompt_cache_miss_tokens"] == 36
+    assert env.fake.last("/deepseek/chat/completions").json()["messages"] == [
+        {"role": "user", "content": "Rules.\n\na\n\nb"}
+    ]
+
+
+async def test_vision_request_encoding(env: Env) -> None:
+    image = pb.Image(data=b"\x89PNG\r\n", media_type="image/png")
+    url_image = pb.Image(url="https://example.com/cat.jpg")
+    got = await chat_stream(
+        env.stub, pb.ChatRequest(model="oa/gpt-4o", messages=[user("What is this?", image, url_image)])
+    )
+    assert got.error is None, got.error
+    content = env.fake.last("/v1/chat/completions").json()["messages"][0]["content"]
+    assert content == [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "code", "words"),
+    [
+        (
+            401,
+            {"error": {"message": f"Incorrect API key provided: {KEY}"}},
+            {},
+            grpc.StatusCode.UNAUTHENTICATED,
+            "check the provider key for oa",
+        ),
+        (
+            404,
+            {"error": {"message": "The model `gpt-9` does not exist", "code": "model_not_found"}},
+            {},
+            grpc.StatusCode.NOT_FOUND,
+            "gpt-9",
+        ),
+        (
+            429,
+            {"error": {"message": "Rate limit reached"}},
+            {"retry-after": "3"},
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "rate limited",
+        ),
+        (500, {"error": {"message": "server error"}}, {}, grpc.StatusCode.UNAVAILABLE, "HTTP 500"),
+        (
+            400,
+            {
+                "error": {
+                    "message": "maximum context length is 128000 tokens",
+                    "code": "context_length_exceeded",
+                }
+            },
+            {},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "context window",
+        ),
+    ],
+)
+async def test_errors_before_first_byte(
+    env: Env, status: int, body: dict[str, Any], headers: dict[str, str], code: grpc.StatusCode, words: str
+) -> None:
+    env.fake.script("/v1/chat/completions", Reply.error(status, body, headers))
+    got = await chat_stream(env.stub, pb.ChatRequest(model="oa/gpt-9", messages=[user("Hi")]))
+    assert got.error is not None
+    assert got.error.code() == code
+    assert words in (got.error.details() or "")
+    assert KEY not in (got.error.details() or "")
+    assert got.events == []
+    if status == 429:
+        assert ("retry-after-ms", "3000") in tuple(got.error.trailing_metadata() or ())
+
+
+async def test_stream_cut_midway_is_an_error_not_a_clean_end(env: Env) -> None:
+    env.fake.script("/v1/chat/completions", Reply.sse([chunk({"content": "partial"})], then="cut"))
+    got = await chat_stream(env.stub, pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")]))
+    assert got.text == "partial"
+    assert got.error is not None
+    assert got.error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "finish" not in got.kinds()
+
+
+async def test_stream_without_done_is_an_error(env: Env) -> None:
+    env.fake.script(
+        "/v1/chat/completions", Reply.sse([chunk({"content": "partial"}), chunk({}, "stop")], done=False)
+    )
+    got = await chat_stream(env.stub, pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")]))
+    assert got.error is not None
+    assert "[DONE]" in (got.error.details() or "")
+
+
+async def test_malformed_event_is_an_error(env: Env) -> None:
+    env.fake.script("/v1/chat/completions", Reply.sse([chunk({"content": "a"}), "data: {not json\n\n"]))
+    got = await chat_stream(env.stub, pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")]))
+    assert got.text == "a"
+    assert got.error is not None
+    assert got.error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "malformed event" in (got.error.details() or "")
+
+
+async def test_client_cancel_closes_the_upstream_connection(env: Env) -> None:
+    env.fake.script("/v1/chat/completions", Reply.sse([chunk({"content": "first"})], then="hang"))
+    request = pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")])
+    await assert_cancel_closes_upstream(env.stub, request, env.fake, "first")
+
+
+async def test_openrouter_error_inside_the_stream(env: Env) -> None:
+    env.fake.script(
+        "/api/v1/chat/completions",
+        Reply.sse(
+            [chunk({"content": "par"}), {"error": {"code": 502, "message": "Provider returned error"}}]
+        ),
+    )
+    got = await chat_stream(env.stub, pb.ChatRequest(model="or/openai/gpt-4o", messages=[user("Hi")]))
+    assert got.text == "par"
+    assert got.error is not None
+    assert got.error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "Provider returned error" in (got.error.details() or "")
+    assert env.fake.last("/api/v1/chat/completions").json()["model"] == "openai/gpt-4o"
+
+
+async def test_xai_gets_no_stream_options_and_lmstudio_usage_is_estimated(env: Env) -> None:
+    got = await chat_stream(env.stub, pb.ChatRequest(model="xai/grok-3", messages=[user("Hi")]))
+    assert got.error is None, got.error
+    assert "stream_options" not in env.fake.last("/xai/v1/chat/completions").json()
+    env.fake.script(
+        "/lmstudio/v1/chat/completions", Reply.sse([chunk({"content": "12345678"}), chunk({}, "stop")])
+    )
+    got = await chat_stream(env.stub, pb.ChatRequest(model="lms/qwen", messages=[user("Hi")]))
+    assert got.usage.estimated
+    assert got.usage.output_tokens == 2
+
+
+async def test_azure_deployment_path_api_key_and_version(env: Env) -> None:
+    got = await chat_stream(env.stub, pb.ChatRequest(model="az/gpt-4o", messages=[user("Hi")]))
+    assert got.error is None, got.error
+    seen = env.fake.last("/openai/deployments/prod-4o/chat/completions")
+    assert seen.query == {"api-version": "2024-08-01-preview"}
+    assert seen.headers["api-key"] == KEY
+    assert "authorization" not in seen.headers
+
+
+async def test_mistral_tool_ids_and_codestral_host(env: Env) -> None:
+    call = pb.ContentPart(tool_call=pb.ToolCall(id="call_abc_123456789", name="f", arguments_json="{}"))
+    result = pb.ContentPart(tool_result=pb.ToolResult(tool_call_id="call_abc_123456789", content="ok"))
+    messages = [
+        user("x"),
+        pb.Message(role=pb.ROLE_ASSISTANT, content=[call]),
+        pb.Message(role=pb.ROLE_TOOL, content=[result]),
+    ]
+    got = await chat_stream(env.stub, pb.ChatRequest(model="mis/mistral-large-latest", messages=messages))
+    assert got.error is None, got.error
+    sent = env.fake.last("/mistral/v1/chat/completions").json()
+    short = sent["messages"][1]["tool_calls"][0]["id"]
+    assert len(short) == 9
+    assert short.isalnum()
+    assert sent["messages"][2]["tool_call_id"] == short
+    assert "stream_options" not in sent
+    got = await chat_stream(env.stub, pb.ChatRequest(model="mis/codestral-latest", messages=[user("def")]))
+    assert got.error is None, got.error
+    assert env.fake.last("/codestral/v1/chat/completions").json()["model"] == "codestral-latest"
+
+
+async def test_list_models_embeddings_and_count_tokens(env: Env) -> None:
+    models = await env.stub.ListModels(pb.ListModelsRequest(provider="oa"), timeout=10)
+    assert [m.id for m in models.models] == ["fake-model"]
+    env.fake.script(
+        "/v1/embeddings",
+        Reply.json(
+            {
+                "data": [{"index": 1, "embedding": [0.5]}, {"index": 0, "embedding": [0.25]}],
+                "model": "e",
+                "usage": {"prompt_tokens": 4},
+            }
+        ),
+    )
+    embedded = await env.stub.Embed(
+        pb.EmbedRequest(model="oa/text-embedding-3-small", inputs=["a", "b"], dimensions=1), timeout=10
+    )
+    assert [list(e.values) for e in embedded.embeddings] == [[0.25], [0.5]]
+    assert env.fake.last("/v1/embeddings").json() == {
+        "model": "text-embedding-3-small",
+        "input": ["a", "b"],
+        "dimensions": 1,
+    }
+    counted = await env.stub.CountTokens(
+        pb.CountTokensRequest(model="oa/gpt-4o", text="12345678"), timeout=10
+    )
+    assert (counted.input_tokens, counted.estimated) == (2, True)
+
+
+async def test_complete_is_a_one_message_chat(env: Env) -> None:
+    answer = await env.stub.Complete(pb.CompleteRequest(model="oa/gpt-4o", prompt="Say hi"), timeout=10)
+    assert answer.text == "Hello from the fake upstream."
+    assert env.fake.last("/v1/chat/completions").json()["messages"] == [{"role": "user", "content": "Say hi"}]

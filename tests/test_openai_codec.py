@@ -1,0 +1,153 @@
+"""The OpenAI-family codec as pure functions: quirks that are easier to pin down without a server."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from provider_gateway.domain import (
+    ChatRequest,
+    Message,
+    ReasoningDelta,
+    ReasoningPart,
+    ResponseFormat,
+    ResponseFormatType,
+    Role,
+    TextDelta,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolCallPart,
+    ToolChoice,
+    ToolChoiceMode,
+    ToolResultPart,
+)
+from provider_gateway.providers.openai.codec import chat_body, is_reasoning_model, short_tool_id
+from provider_gateway.providers.openai.presets import PRESETS
+from provider_gateway.wire.think import ThinkSplitter
+
+
+@pytest.mark.parametrize(
+    ("model", "reasoning"),
+    [
+        ("o1", True),
+        ("o1-mini", True),
+        ("o3-mini-2025-01-31", True),
+        ("o4-mini", True),
+        ("gpt-5", True),
+        ("gpt-5-mini", True),
+        ("openai/o3", True),
+        ("gpt-4o", False),
+        ("o10-model", False),
+        ("gpt-4.1", False),
+    ],
+)
+def test_reasoning_model_detection(model: str, reasoning: bool) -> None:
+    assert is_reasoning_model(model) is reasoning
+
+
+def test_short_tool_ids_are_nine_alphanumerics_stable_and_keep_valid_ids() -> None:
+    assert short_tool_id("abcDEF123") == "abcDEF123"
+    made = short_tool_id("call_PTLP8xhu3uwZk4l3nlnrrJha")
+    assert len(made) == 9
+    assert made.isalnum()
+    assert made == short_tool_id("call_PTLP8xhu3uwZk4l3nlnrrJha")
+    assert made != short_tool_id("call_other")
+
+
+def split(chunks: list[str]) -> tuple[str, str]:
+    splitter = ThinkSplitter()
+    events = [e for c in chunks for e in splitter.feed(c)] + splitter.close()
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    return reasoning, text
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("<think>plan</think>answer", ("plan", "answer")),
+        (" <think>x</think>y", ("", " <think>x</think>y")),  # not at position 0: text
+        ("<thin", ("", "<thin")),  # a prefix that never completes is text
+        ("<think>unfinished", ("unfinished", "")),
+        ("plain", ("", "plain")),
+        ("a<think>b</think>", ("", "a<think>b</think>")),
+    ],
+)
+def test_think_tags_only_at_position_zero(output: str, expected: tuple[str, str]) -> None:
+    assert split([output]) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    output=st.sampled_from(
+        ["<think>plan it</think>The answer", "<think></think>x", "no tags", "<th", "<think>a</th"]
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=40), max_size=6),
+)
+def test_think_split_is_independent_of_chunking(output: str, cuts: list[int]) -> None:
+    points = sorted({c % (len(output) + 1) for c in cuts})
+    chunks = [output[a:b] for a, b in zip([0, *points], [*points, len(output)], strict=True)]
+    assert split(chunks) == split([output])
+
+
+def test_deepseek_reasoner_merges_roles_keeps_tool_turns_and_replays_tool_turn_reasoning() -> None:
+    call = ToolCall("c1", "f", "{}")
+    request = ChatRequest(
+        model="deepseek-reasoner",
+        messages=[
+            Message(Role.SYSTEM, (TextPart("sys"),)),
+            Message(Role.USER, (TextPart("q"),)),
+            Message(Role.ASSISTANT, (ReasoningPart("why"), ToolCallPart(call))),
+            Message(Role.TOOL, (ToolResultPart("c1", "r"),)),
+            Message(Role.ASSISTANT, (ReasoningPart("done thinking"), TextPart("a1"))),
+            Message(Role.ASSISTANT, (TextPart("a2"),)),
+        ],
+    )
+    messages = chat_body(request, PRESETS["deepseek"], stream=True)["messages"]
+    assert messages == [
+        {"role": "user", "content": "sys\n\nq"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+            "reasoning_content": "why",
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "r"},
+        {"role": "assistant", "content": "a1\n\na2"},
+    ]
+    # deepseek-chat keeps the system role and separate messages.
+    request.model = "deepseek-chat"
+    assert chat_body(request, PRESETS["deepseek"], stream=False)["messages"][0] == {
+        "role": "system",
+        "content": "sys",
+    }
+
+
+def test_response_formats_named_tool_choice_and_tool_choice_none() -> None:
+    tool = Tool("lookup", "find", {"type": "object"})
+    request = ChatRequest(
+        model="gpt-4o",
+        messages=[Message(Role.USER, (TextPart("q"),))],
+        tools=[tool],
+        tool_choice=ToolChoice(ToolChoiceMode.TOOL, "lookup"),
+        response_format=ResponseFormat(
+            ResponseFormatType.JSON_SCHEMA, "answer", {"type": "object"}, strict=True
+        ),
+        stop=["END"],
+        provider_options={"seed": 7},
+    )
+    body = chat_body(request, PRESETS["openai"], stream=False)
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": True},
+    }
+    assert (body["stop"], body["seed"]) == (["END"], 7)
+    assert "stream" not in body
+    request.tool_choice = ToolChoice(ToolChoiceMode.NONE)
+    request.response_format = ResponseFormat(ResponseFormatType.JSON_OBJECT)
+    body = chat_body(request, PRESETS["openai"], stream=False)
+    assert "tools" not in body
+    assert body["response_format"] == {"type": "json_object"}

@@ -1,0 +1,84 @@
+"""The SSE decoder: the spec's line and field rules, and the same events for any split of the input."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from provider_gateway.wire.sse import SseDecoder, SseEvent
+
+
+def decode(chunks: list[bytes]) -> list[SseEvent]:
+    decoder = SseDecoder()
+    events = [e for chunk in chunks for e in decoder.feed(chunk)]
+    return events + decoder.close()
+
+
+def test_fields_comments_and_multiline_data() -> None:
+    body = (
+        b"\xef\xbb\xbf: keep-alive\n"
+        b"event: content_block_delta\nid: 7\nretry: 1500\ndata: first\ndata:second\n\n"
+        b'data: {"a": 1}\n\n'
+        b"event: ping\n\n"  # no data: not dispatched
+        b"data\n\n"  # a field with no colon: empty data
+    )
+    assert decode([body]) == [
+        SseEvent("first\nsecond", "content_block_delta", "7", 1500),
+        SseEvent('{"a": 1}', "message", "7", 1500),
+        SseEvent("", "message", "7", 1500),
+    ]
+
+
+def test_every_line_ending_style() -> None:
+    for end in (b"\n", b"\r\n", b"\r"):
+        body = b"data: one" + end + end + b"data: two" + end + end
+        assert [e.data for e in decode([body])] == ["one", "two"], end
+
+
+def test_crlf_split_between_chunks_is_one_line_end() -> None:
+    decoder = SseDecoder()
+    assert decoder.feed(b"data: x\r") == []
+    assert decoder.feed(b"\n\r") == []
+    assert decoder.feed(b"\n") == [SseEvent("x")]
+
+
+def test_event_is_emitted_as_soon_as_its_blank_line_arrives() -> None:
+    decoder = SseDecoder()
+    assert decoder.feed(b"data: a\n") == []
+    assert decoder.feed(b"\n") == [SseEvent("a")]
+    assert not decoder.pending
+
+
+def test_unfinished_event_at_end_is_dropped_and_reported_pending() -> None:
+    decoder = SseDecoder()
+    assert decoder.feed(b"data: complete\n\ndata: cut") == [SseEvent("complete")]
+    assert decoder.pending
+    assert decoder.close() == []
+
+
+def test_invalid_utf8_is_replaced_not_fatal() -> None:
+    assert decode([b"data: \xff\n\n"]) == [SseEvent("\ufffd")]
+
+
+def test_bad_retry_and_nul_id_are_ignored() -> None:
+    assert decode([b"retry: 1a\nid: a\x00b\ndata: x\n\n"]) == [SseEvent("x")]
+
+
+_line = st.one_of(
+    st.sampled_from(["data: é€😀", "data:x", "event: e", "id: 1", ": c", "retry: 10", "", "data"]),
+    st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=12),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(_line, max_size=25),
+    end=st.sampled_from(["\n", "\r\n", "\r"]),
+    cuts=st.lists(st.integers(min_value=0), max_size=12),
+)
+def test_any_split_gives_the_same_events(lines: list[str], end: str, cuts: list[int]) -> None:
+    body = (end.join(lines) + end + end).encode()
+    points = sorted({c % (len(body) + 1) for c in cuts})
+    chunks = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
+    assert decode(chunks) == decode([body])
+    assert decode(chunks) == decode([body[i : i + 1] for i in range(len(body))])
