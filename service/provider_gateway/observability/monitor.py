@@ -6,6 +6,12 @@ result in the `ProviderHealthBook`, which mirrors it into the standard gRPC heal
 `provider/<name>` entry flips, Watch subscribers see it, and the overall entry stays SERVING while
 any provider serves. Probes run one after another per provider, so a slow probe delays the next
 one instead of piling up.
+
+    [health]
+    enabled = true      # false: only the probe at start-up
+    interval_s = 30     # between the end of one probe and the start of the next
+    jitter = 0.1        # each wait is interval_s * (1 ± jitter)
+    timeout_s = 5       # a probe that takes longer counts as not serving
 """
 
 from __future__ import annotations
