@@ -202,3 +202,16 @@ def test_log_lines_inside_a_request_carry_its_ids() -> None:
         request.CURRENT.reset(token)
     line = json.loads(output.getvalue())
     assert (line["msg"], line["request_id"], line["trace_id"]) == ("upstream slow", "req-7", "ab" * 16)
+
+
+def test_model_labels_are_capped() -> None:
+    from provider_gateway.observability.metrics import MAX_MODEL_LABELS
+
+    telemetry = Telemetry(TelemetrySettings(metrics=True, prometheus_port=0))
+    metrics = telemetry.metrics
+    assert metrics is not None
+    labels = [metrics.model_label(f"made-up-{i}") for i in range(MAX_MODEL_LABELS + 5)]
+    assert labels[:MAX_MODEL_LABELS] == [f"made-up-{i}" for i in range(MAX_MODEL_LABELS)]
+    assert set(labels[MAX_MODEL_LABELS:]) == {"_other"}
+    assert metrics.model_label("made-up-0") == "made-up-0"  # a known model keeps its label
+    metrics.shutdown()

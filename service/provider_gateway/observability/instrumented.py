@@ -165,6 +165,7 @@ class Attempt:
                 state.output_tokens += usage.output_tokens
         metrics = self.metrics
         if metrics is not None:
+            model = metrics.model_label(model)
             labels = {"provider": owner.name, "model": model}
             metrics.attempts.add(1, {**labels, "outcome": outcome})
             genai = {
@@ -173,7 +174,7 @@ class Attempt:
                 "gen_ai.request.model": model,
             }
             if outcome == "ok":
-                genai["gen_ai.response.model"] = response_model
+                genai["gen_ai.response.model"] = metrics.model_label(response_model)
             else:
                 genai["error.type"] = outcome
             metrics.genai_duration.record((now - self.started_ns) / 1e9, genai)

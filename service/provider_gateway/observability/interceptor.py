@@ -89,7 +89,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
 
     def _begin(self, method: str, metadata: Any, request: Any) -> tuple[RequestState, Span | None, Any]:
         state = RequestState(rpc=method.rsplit("/", 1)[-1], request_id=_request_id(metadata))
-        state.model = getattr(request, "model", "")
+        state.requested_model = state.model = getattr(request, "model", "")
         if self.tracer is None:
             return state, None, None
         from opentelemetry import context, trace
@@ -118,12 +118,13 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             state.model = "_invalid" if state.model else ""  # never a client-chosen label
         metrics = self.metrics
         if metrics is not None:
-            labels = {"rpc": state.rpc, "provider": state.provider, "model": state.model, "status": status}
+            model = metrics.model_label(state.model)
+            labels = {"rpc": state.rpc, "provider": state.provider, "model": model, "status": status}
             metrics.requests.add(1, labels)
             metrics.duration.record(duration, labels)
             if finish is not None:
                 timing = finish.timing
-                short = {"rpc": state.rpc, "provider": state.provider, "model": state.model}
+                short = {"rpc": state.rpc, "provider": state.provider, "model": model}
                 metrics.overhead.record(
                     timing.gateway_overhead_us / 1e6, {"rpc": state.rpc, "provider": state.provider}
                 )
@@ -138,7 +139,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 grpc.StatusCode[status].value[0] if status in grpc.StatusCode.__members__ else 2,
             )
             span.set_attribute("provider_gateway.provider", state.provider)
-            span.set_attribute("gen_ai.request.model", state.model)
+            span.set_attribute("gen_ai.request.model", state.requested_model)
             span.set_attribute("provider_gateway.attempts", state.attempts)
             span.set_attribute("provider_gateway.retries", state.retries)
             span.set_attribute("provider_gateway.failovers", state.failovers)

@@ -44,6 +44,9 @@ DURATION_BUCKETS = (
     120,
 )
 OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+# Model names come from requests: past this many distinct ones, new names are labelled "_other", so
+# a caller cycling through made-up models cannot grow the metrics without bound.
+MAX_MODEL_LABELS = 200
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
 
 
@@ -89,6 +92,7 @@ class GatewayMetrics:
         )
         meter = self.provider.get_meter(INSTRUMENTATION)
         self._gauges = gauges
+        self._models: set[str] = set()
         self._health = health
         self.requests = meter.create_counter(
             "provider_gateway.requests", "{request}", "RPCs served, by rpc, provider, model and status"
@@ -141,6 +145,15 @@ class GatewayMetrics:
         meter.create_observable_gauge(
             "provider_gateway.provider.up", [self._up], "1", "1 while the provider's health entry is SERVING"
         )
+
+    def model_label(self, model: str) -> str:
+        models = self._models
+        if model in models:
+            return model
+        if len(models) < MAX_MODEL_LABELS:
+            models.add(model)
+            return model
+        return "_other"
 
     def _breakers(self, options: CallbackOptions) -> Iterable[Observation]:
         for provider, state in self._gauges.breaker_states().items():

@@ -22,6 +22,7 @@ class RequestState:
     rpc: str
     request_id: str
     trace_id: str = ""
+    requested_model: str = ""  # as the client wrote it (alias, provider/model...): spans only
     attempts: int = 0
     retries: int = 0
     failovers: int = 0
