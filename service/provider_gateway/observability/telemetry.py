@@ -5,11 +5,16 @@
     request_log = true        # one INFO line per request (logger provider_gateway.access)
     traces = false            # also on when OTEL_TRACES_EXPORTER names an exporter
     metrics = false           # also on with prometheus_port or OTEL_METRICS_EXPORTER
-    prometheus_port = 0       # serve Prometheus text on http://<prometheus_host>:<port>/metrics
+    prometheus_port = 9464    # (unset: no endpoint; 0: any free port) Prometheus text at /metrics
     prometheus_host = "127.0.0.1"
     service_name = "provider-gateway"   # OTEL_SERVICE_NAME wins
 
-OpenTelemetry is imported only when traces or metrics are on, so the default server stays small.
+Exporters follow the standard variables: OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER = otlp (the
+default once switched on), console, none (metrics also prometheus); OTEL_EXPORTER_OTLP_PROTOCOL =
+grpc or http/protobuf; OTEL_EXPORTER_OTLP_ENDPOINT, _HEADERS, OTEL_RESOURCE_ATTRIBUTES,
+OTEL_TRACES_SAMPLER, OTEL_METRIC_EXPORT_INTERVAL as the SDK defines them; OTEL_SDK_DISABLED=true
+switches both off. OpenTelemetry is imported only when traces or metrics are on, so the default
+server stays small.
 """
 
 from __future__ import annotations
