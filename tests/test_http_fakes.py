@@ -49,11 +49,13 @@ async def test_server_creates_one_client_per_origin_and_closes_them_at_stop() ->
     async with FakeUpstream() as fake:
         fake.on("GET", "/a/models", lambda r: Reply.json({"data": []}))
         config = (
+            '[upstream]\ntransport = "httpx"\nmax_connections_per_host = 4\n'
             f'[providers.one]\nkind = "vllm"\nbase_url = "{fake.url}/a"\n'
             f'[providers.two]\nkind = "lmstudio"\nbase_url = "{fake.url}/a"\n'
         )
         async with run_gateway(config) as gateway:
             pool = gateway.server.upstreams
+            assert (pool.transport, pool.max_connections) == ("httpx", 4)
             assert list(pool.stats()) == [fake.url]  # both providers share the origin's client
             stats = pool.stats()[fake.url]
             assert stats.requests == 2  # the two start-up health checks, run concurrently

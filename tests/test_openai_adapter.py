@@ -6,6 +6,7 @@ its provider's path and checks the request the fake received against the documen
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
         tables.append(
             f'[providers.az]\nkind = "azure"\nbase_url = "{fake.url}"\napi_key_file = "{key_file}"\n'
             'deployments = { "gpt-4o" = "prod-4o" }\n'
+        )
+        tables.append(
+            f'[providers.azi]\nkind = "azure"\nbase_url = "{fake.url}/inference"\napi_key_file = "{key_file}"\n'
+            'api_style = "inference"\n'
         )
         async with run_gateway("\n".join(tables)) as gateway:
             yield Env(fake, gateway)
@@ -418,6 +423,14 @@ async def test_azure_deployment_path_api_key_and_version(env: Env) -> None:
     assert "authorization" not in seen.headers
 
 
+async def test_azure_ai_inference_style(env: Env) -> None:
+    got = await chat_stream(env.stub, pb.ChatRequest(model="azi/Phi-4", messages=[user("Hi")]))
+    assert got.error is None, got.error
+    seen = env.fake.last("/inference/models/chat/completions")
+    assert seen.query == {"api-version": "2024-05-01-preview"}
+    assert seen.json()["model"] == "Phi-4"
+
+
 async def test_mistral_tool_ids_and_codestral_host(env: Env) -> None:
     call = pb.ContentPart(tool_call=pb.ToolCall(id="call_abc_123456789", name="f", arguments_json="{}"))
     result = pb.ContentPart(tool_result=pb.ToolResult(tool_call_id="call_abc_123456789", content="ok"))
@@ -471,3 +484,121 @@ async def test_complete_is_a_one_message_chat(env: Env) -> None:
     answer = await env.stub.Complete(pb.CompleteRequest(model="oa/gpt-4o", prompt="Say hi"), timeout=10)
     assert answer.text == "Hello from the fake upstream."
     assert env.fake.last("/v1/chat/completions").json()["messages"] == [{"role": "user", "content": "Say hi"}]
+
+
+async def test_passed_deadline_stops_the_upstream_request(env: Env) -> None:
+    env.fake.disconnected.clear()
+    env.fake.script("/v1/chat/completions", Reply(stall=True))
+    got = await chat_stream(
+        env.stub, pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")]), deadline_s=0.5
+    )
+    assert got.error is not None
+    assert got.error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await asyncio.wait_for(env.fake.disconnected.wait(), 10)
+
+
+# --- the same scenarios on every preset of the adapter ------------------------------------------
+
+CHAT_PATHS = {
+    "oa": "/v1/chat/completions",
+    "ds": "/deepseek/chat/completions",
+    "groq": "/openai/v1/chat/completions",
+    "xai": "/xai/v1/chat/completions",
+    "or": "/api/v1/chat/completions",
+    "lms": "/lmstudio/v1/chat/completions",
+    "mis": "/mistral/v1/chat/completions",
+    "az": "/openai/deployments/prod-4o/chat/completions",
+    "azi": "/inference/models/chat/completions",
+}
+PRESET_NAMES = sorted(CHAT_PATHS)
+
+
+def preset_request(provider: str) -> pb.ChatRequest:
+    image = pb.Image(data=b"img", media_type="image/jpeg")
+    return pb.ChatRequest(model=f"{provider}/gpt-4o", messages=[user("Look", image)])
+
+
+@pytest.mark.parametrize("provider", PRESET_NAMES)
+async def test_every_preset_streams_text_tools_usage_and_encodes_vision(env: Env, provider: str) -> None:
+    path = CHAT_PATHS[provider]
+    env.fake.script(
+        path,
+        Reply.sse(
+            [
+                chunk({"content": "It is"}),
+                chunk({"content": " a cat."}),
+                chunk(
+                    {
+                        "tool_calls": [
+                            {"index": 0, "id": "abcDEF123", "function": {"name": "f", "arguments": '{"x":'}}
+                        ]
+                    }
+                ),
+                chunk({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}),
+                chunk({}, "tool_calls"),
+                usage_chunk(
+                    {
+                        "prompt_tokens": 50,
+                        "completion_tokens": 7,
+                        "prompt_tokens_details": {"cached_tokens": 32},
+                    }
+                ),
+            ]
+        ),
+    )
+    got = await chat_stream(env.stub, preset_request(provider))
+    assert got.error is None, got.error
+    assert got.text == "It is a cat."
+    assert [(e.call.id, e.call.name, e.call.arguments_json) for e in got.of("tool_call_end")] == [
+        ("abcDEF123", "f", '{"x":1}')
+    ]
+    # Reported usage wins everywhere, LM Studio included (it is estimated only when absent).
+    assert (got.usage.input_tokens, got.usage.output_tokens, got.usage.cache_read_tokens) == (50, 7, 32)
+    assert (got.finish.provider, got.finish.reason) == (provider, pb.FINISH_REASON_TOOL_CALLS)
+    content = env.fake.last(path).json()["messages"][0]["content"]
+    assert content[1] == {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,aW1n"}}
+
+
+@pytest.mark.parametrize("provider", PRESET_NAMES)
+@pytest.mark.parametrize(
+    ("status", "headers", "code"),
+    [
+        (401, {}, grpc.StatusCode.UNAUTHENTICATED),
+        (404, {}, grpc.StatusCode.NOT_FOUND),
+        (429, {"retry-after": "2"}, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (500, {}, grpc.StatusCode.UNAVAILABLE),
+    ],
+)
+async def test_every_preset_maps_errors_before_the_first_byte(
+    env: Env, provider: str, status: int, headers: dict[str, str], code: grpc.StatusCode
+) -> None:
+    env.fake.script(
+        CHAT_PATHS[provider], Reply.error(status, {"error": {"message": f"{KEY} says no"}}, headers)
+    )
+    got = await chat_stream(env.stub, preset_request(provider))
+    assert got.error is not None
+    assert got.error.code() == code
+    assert KEY not in (got.error.details() or "")
+    if status == 401:
+        assert f"check the provider key for {provider}" in (got.error.details() or "")
+    if status == 429:
+        assert ("retry-after-ms", "2000") in tuple(got.error.trailing_metadata() or ())
+
+
+@pytest.mark.parametrize("provider", PRESET_NAMES)
+async def test_every_preset_fails_a_cut_or_malformed_stream_and_closes_on_cancel(
+    env: Env, provider: str
+) -> None:
+    path = CHAT_PATHS[provider]
+    env.fake.script(
+        path,
+        Reply.sse([chunk({"content": "par"})], then="cut"),
+        Reply.sse([chunk({"content": "par"}), "data: {oops\n\n"]),
+    )
+    for _ in range(2):
+        got = await chat_stream(env.stub, preset_request(provider))
+        assert got.text == "par"
+        assert got.error is not None
+        assert got.error.code() == grpc.StatusCode.UNAVAILABLE
+    env.fake.script(path, Reply.sse([chunk({"content": "first"})], then="hang"))
+    await assert_cancel_closes_upstream(env.stub, preset_request(provider), env.fake, "first")

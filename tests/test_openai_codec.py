@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from provider_gateway.domain import (
     ChatRequest,
+    FinishReason,
     Message,
+    ProviderFinish,
     ReasoningDelta,
     ReasoningPart,
     ResponseFormat,
@@ -22,8 +24,14 @@ from provider_gateway.domain import (
     ToolChoice,
     ToolChoiceMode,
     ToolResultPart,
+    UsageEvent,
 )
-from provider_gateway.providers.openai.codec import chat_body, is_reasoning_model, short_tool_id
+from provider_gateway.providers.openai.codec import (
+    ChatStreamParser,
+    chat_body,
+    is_reasoning_model,
+    short_tool_id,
+)
 from provider_gateway.providers.openai.presets import PRESETS
 from provider_gateway.wire.think import ThinkSplitter
 
@@ -136,7 +144,7 @@ def test_response_formats_named_tool_choice_and_tool_choice_none() -> None:
             ResponseFormatType.JSON_SCHEMA, "answer", {"type": "object"}, strict=True
         ),
         stop=["END"],
-        provider_options={"seed": 7},
+        provider_options={"seed": 7, "stream": True, "model": "other"},
     )
     body = chat_body(request, PRESETS["openai"], stream=False)
     assert body["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}
@@ -144,10 +152,56 @@ def test_response_formats_named_tool_choice_and_tool_choice_none() -> None:
         "type": "json_schema",
         "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": True},
     }
-    assert (body["stop"], body["seed"]) == (["END"], 7)
+    assert (body["stop"], body["seed"], body["model"]) == (["END"], 7, "gpt-4o")
     assert "stream" not in body
     request.tool_choice = ToolChoice(ToolChoiceMode.NONE)
     request.response_format = ResponseFormat(ResponseFormatType.JSON_OBJECT)
     body = chat_body(request, PRESETS["openai"], stream=False)
     assert "tools" not in body
     assert body["response_format"] == {"type": "json_object"}
+
+
+def test_stream_parser_reasoning_field_cost_length_and_whole_arguments() -> None:
+    parser = ChatStreamParser("or", PRESETS["openrouter"])
+    events = parser.feed(
+        {"id": "gen-1", "model": "x", "choices": [{"index": 0, "delta": {"reasoning": "r"}}]}
+    )
+    events += parser.feed(
+        {
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {"index": 0, "id": "t", "function": {"name": "f", "arguments": '{"a":1}'}}
+                        ]
+                    },
+                },
+                {"index": 1, "delta": {"content": "second choice is ignored"}},
+            ]
+        }
+    )
+    events += parser.feed({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
+    events += parser.feed(
+        {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "cost": 0.0001}}
+    )
+    events += parser.close()
+    assert events[0] == ReasoningDelta("r")
+    assert [type(e).__name__ for e in events[1:]] == [
+        "ToolCallStart",
+        "ToolCallDelta",
+        "ToolCallEnd",
+        "UsageEvent",
+        "ProviderFinish",
+    ]
+    usage, finish = events[-2], events[-1]
+    assert isinstance(usage, UsageEvent)
+    assert usage.usage.raw["cost"] == 0.0001
+    assert isinstance(finish, ProviderFinish)
+    assert (finish.reason, finish.raw_reason, finish.response_id) == (FinishReason.LENGTH, "length", "gen-1")
+
+
+def test_stream_parser_without_finish_reason_is_stop_and_has_no_usage_event() -> None:
+    parser = ChatStreamParser("p", PRESETS["vllm"])
+    events = parser.feed({"choices": [{"index": 0, "delta": {"content": "hi"}}]}) + parser.close()
+    assert events == [TextDelta("hi"), ProviderFinish(FinishReason.STOP, "", "", "")]

@@ -164,7 +164,7 @@ class GatewayConfig:
 DEFAULT_SOURCE = "(built-in defaults)"
 CORE_KEYS = ("server", "providers", "aliases")
 # Feature tables: parsed by their own modules through `GatewayConfig.section(name)`.
-FEATURE_KEYS = ("routing", "groups", "auth", "tls", "telemetry", "redis", "limits", "health")
+FEATURE_KEYS = ("routing", "groups", "auth", "tls", "telemetry", "redis", "limits", "health", "upstream")
 SERVER_KEYS = ("host", "port", "grace_period_s", "max_message_bytes", "default_provider")
 
 

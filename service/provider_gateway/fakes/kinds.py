@@ -125,3 +125,7 @@ def build(kind: str) -> FakeUpstream:
     fake = FakeUpstream()
     KINDS[kind](fake)
     return fake
+
+
+# Where a provider's base_url should point on the fake (the vendors' own base paths).
+BASE_PATHS = {"openai": "/v1", "mistral": "/v1"}

@@ -10,11 +10,12 @@ the response on every exit, so a client cancel closes the upstream connection to
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 import orjson
 
@@ -123,7 +124,15 @@ class Upstream:
                 retryable=True,
             ) from None
         except httpx.TransportError as error:
-            raise self.errors.from_transport(self.provider, self.host.origin, error) from None
+            raise self._transport_error(error) from None
+        except (aiohttp.ClientError, OSError) as error:  # what the aiohttp transport leaves unmapped
+            raise self._transport_error(httpx.TransportError(f"{type(error).__name__}: {error}")) from None
+
+    def _transport_error(self, error: httpx.TransportError) -> GatewayError:
+        mapped = self.errors.from_transport(self.provider, self.host.origin, error)
+        mapped.message = redact(mapped.message, self.secrets)  # library messages may quote URLs
+        mapped.args = (mapped.message,)
+        return mapped
 
     async def _send(
         self, method: str, path: str, json: Any, params: Mapping[str, str] | None, model: str
@@ -189,12 +198,14 @@ class Upstream:
         closes an unfinished upstream connection instead of returning it to the pool.
         """
         response = await self._send(method, path, json, params, model)
+        chunks = self._chunks(response)
         try:
-            yield self._chunks(response)
+            yield chunks
         finally:
+            await chunks.aclose()
             await response.aclose()
 
-    async def _chunks(self, response: httpx.Response) -> AsyncIterator[bytes]:
+    async def _chunks(self, response: httpx.Response) -> AsyncGenerator[bytes, None]:
         raw = response.aiter_raw()
         while True:
             try:

@@ -10,6 +10,7 @@ aiohttp trace hook, or httpcore's `trace` extension), requests where they are se
 
 from __future__ import annotations
 
+import logging
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,12 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from provider_gateway.config import Section
+
 RequestHook = Callable[[httpx.Request], None]
+# httpx logs every request at INFO with its full URL; at a gateway's volume that is noise, and some
+# vendors accept keys in query strings. Observability adds its own, redacted, request telemetry.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 TRANSPORTS = ("aiohttp", "httpx")
 
 
@@ -93,6 +99,15 @@ class UpstreamPool:
         self.max_connections = max_connections
         self._hosts: dict[str, HostClient] = {}
         self._hooks: list[RequestHook] = []
+
+    @classmethod
+    def from_section(cls, section: Section) -> UpstreamPool:
+        """The `[upstream]` table: transport = "aiohttp" | "httpx", max_connections_per_host."""
+        section.reject_unknown(("transport", "max_connections_per_host"))
+        return cls(
+            transport=section.choice("transport", TRANSPORTS, "aiohttp"),
+            max_connections=section.integer("max_connections_per_host", 200, minimum=1),
+        )
 
     def host(self, base_url: str) -> HostClient:
         """The shared client for this URL's origin (scheme, host and port)."""

@@ -34,7 +34,7 @@ class GatewayServer:
         self.config = config
         self.telemetry = telemetry or Telemetry.from_config(config.section("telemetry"))
         # One HTTP client per upstream origin for the server's life; adapters get it via the context.
-        self.upstreams = UpstreamPool()
+        self.upstreams = UpstreamPool.from_section(config.section("upstream"))
         self.telemetry.watch_upstreams(self.upstreams)  # traceparent out, connection counters in
         self.registry = ProviderRegistry.from_config(config, ProviderContext(http=self.upstreams))
         self.resolver = RouteResolver(self.registry.names(), self.registry.default, config.aliases)

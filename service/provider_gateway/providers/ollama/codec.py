@@ -31,7 +31,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
-from provider_gateway.providers.openai.codec import function_tools
+from provider_gateway.providers.openai.codec import function_tools, host_options
 from provider_gateway.wire.think import ThinkSplitter
 
 DONE_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
@@ -94,7 +94,7 @@ def chat_body(request: ChatRequest, *, stream: bool, keep_alive: str = "") -> di
         body["think"] = True
     if keep_alive:
         body["keep_alive"] = keep_alive
-    body.update(request.provider_options)
+    body.update(host_options(request.provider_options))
     return body
 
 

@@ -161,6 +161,15 @@ def _deepseek_reasoner_rules(messages: list[dict[str, Any]]) -> list[dict[str, A
     return merged
 
 
+# Fields the gateway owns: a caller's provider_options may not change what is asked or how it streams.
+RESERVED_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
+
+
+def host_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The caller's escape hatch for host-specific fields (seed, logit_bias...), minus reserved ones."""
+    return {k: v for k, v in options.items() if k not in RESERVED_FIELDS}
+
+
 def function_tools(request: ChatRequest) -> list[dict[str, Any]]:
     """Tool declarations as OpenAI documents them (Ollama takes the same); none for tool_choice none."""
     if request.tool_choice and request.tool_choice.mode is ToolChoiceMode.NONE:
@@ -215,7 +224,8 @@ def chat_body(
         body["stream"] = True
         if preset.stream_usage:
             body["stream_options"] = {"include_usage": True}
-    body.update(request.provider_options)  # the caller's escape hatch for host-specific fields
+    body.update(host_options(request.provider_options))
+
     return body
 
 
