@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -22,11 +21,10 @@ DEFAULT_TARGET = "localhost:50051"
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from provider_gateway.observability import logs
     from provider_gateway.server.app import GatewayServer
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     try:
         config = config_module.load(args.config)
     except config_module.ConfigError as exc:
@@ -168,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, help="port to listen on (default from config, else 50051; 0 = any)"
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-format", default="auto", choices=["auto", "json", "text"], help="auto: text on a terminal"
+    )
     serve.set_defaults(func=_serve)
 
     commands.add_parser(

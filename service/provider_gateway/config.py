@@ -16,6 +16,14 @@ from typing import Any, TypeVar, cast
 T = TypeVar("T")
 
 
+def _redacted_later(secret: str) -> str:
+    """Every secret read is redacted from logs, spans and errors (observability's last line of defence)."""
+    from provider_gateway.observability.logs import register_secret
+
+    register_secret(secret)
+    return secret
+
+
 class ConfigError(Exception):
     """A configuration mistake, located by file and dotted key."""
 
@@ -106,7 +114,7 @@ class Section:
         file_name = self.string(f"{name}_file")
         if file_name:
             try:
-                return Path(file_name).read_text().strip()
+                return _redacted_later(Path(file_name).read_text().strip())
             except OSError as exc:
                 raise self.error(f"{name}_file", f"cannot read {file_name}: {exc.strerror}") from exc
         value = os.environ.get(env_name, "") if env_name else ""
@@ -114,7 +122,7 @@ class Section:
             raise self.error(
                 f"{name}_env", f"environment variable {env_name or '(unset)'} is empty; export the key there"
             )
-        return value
+        return _redacted_later(value)
 
     def reject_unknown(self, allowed: Iterable[str]) -> None:
         known = set(allowed)

@@ -184,6 +184,16 @@ class Router:
             return BreakerState.HALF_OPEN.value
         return BreakerState.CLOSED.value
 
+    def limiter_capacity(self) -> list[tuple[dict[str, str], float]]:
+        """Spare concurrency of each deployment's adaptive limiter (limit minus in flight), for gauges."""
+        return [
+            (
+                {"provider": d.spec.provider, "deployment": d.key},
+                max(d.limiter.limit - d.limiter.in_flight, 0.0),
+            )
+            for d in list(self._deployments.values())
+        ]
+
     def _breaker_changed(self, deployment: Deployment, state: BreakerState) -> None:
         log.warning("breaker of %s is now %s", deployment.key, state.value)
         if state is BreakerState.OPEN:

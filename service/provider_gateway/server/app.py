@@ -13,6 +13,8 @@ from grpc_reflection.v1alpha import reflection
 
 from provider_gateway.config import GatewayConfig
 from provider_gateway.http.pool import UpstreamPool
+from provider_gateway.observability import Telemetry
+from provider_gateway.observability.monitor import HealthMonitor, MonitorSettings
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.registry import ProviderRegistry
 from provider_gateway.routing.settings import parse_routing
@@ -31,25 +33,40 @@ log = logging.getLogger("provider_gateway.server")
 class GatewayServer:
     """One gateway process: owns the providers, the router and the grpc.aio server."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, telemetry: Telemetry | None = None) -> None:
         self.config = config
+        self.telemetry = telemetry or Telemetry.from_config(config.section("telemetry"))
         # One HTTP client per upstream origin for the server's life; adapters get it via the context.
         self.upstreams = UpstreamPool.from_section(config.section("upstream"))
+        self.telemetry.watch_upstreams(self.upstreams)  # traceparent out, connection counters in
         self.registry = ProviderRegistry.from_config(config, ProviderContext(http=self.upstreams))
         # The authorizing resolver and router check routes against the caller's key (no-op without [auth]).
         self.resolver = AuthorizingResolver(self.registry.names(), self.registry.default, config.aliases)
         self.counters = build_counter_store(config)  # shared by the router and the per-key quotas
-        self.router = AuthorizingRouter(self.registry, self.resolver, parse_routing(config), self.counters)
+        self.router = AuthorizingRouter(
+            self.telemetry.wrap_registry(self.registry), self.resolver, parse_routing(config), self.counters
+        )
         self.health_servicer = HealthServicer()
         self.health = ProviderHealthBook(self.health_servicer, self.registry.names())
         self.router.on_breaker_change = self.health.breaker_changed
+        self.monitor = HealthMonitor(
+            list(self.registry),
+            self.health,
+            MonitorSettings.from_section(config.section("health")),
+            self.telemetry.gauges,
+        )
+        self.telemetry.health = self._serving_providers
+        names = self.registry.names()
+        self.telemetry.gauges.add_breaker_source(lambda: {n: self.router.breaker_state(n) for n in names})
+        self.telemetry.gauges.add_limiter_source(self.router.limiter_capacity)
         self.service = ProviderService(self.router, self.health)
         self.service.limits = validate.Limits.from_config(config)
         limit = config.server.max_message_bytes
         self.drain = DrainInterceptor()
         self.credentials = tls.server_credentials(config)
         self.grpc = grpc.aio.server(
-            interceptors=[self.drain, *auth.interceptors(config, self.counters)],
+            # Telemetry outermost, so refused and unauthenticated calls are traced and counted too.
+            interceptors=[*self.telemetry.interceptors(), self.drain, *auth.interceptors(config, self.counters)],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -70,6 +87,9 @@ class GatewayServer:
         )
         self.port = 0
 
+    def _serving_providers(self) -> dict[str, bool]:
+        return {n: self.health.get(n).state == pb.PROVIDER_HEALTH_SERVING for n in self.registry.names()}
+
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         """Bind, probe every provider once, and start serving. Returns the bound port."""
         address = f"{host or self.config.server.host}:{self.config.server.port if port is None else port}"
@@ -80,7 +100,9 @@ class GatewayServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {address}: address in use or not available")
         await self.health.check_all(list(self.registry))
+        await self.telemetry.start()
         await self.grpc.start()
+        self.monitor.start()
         log.info(
             "serving %s on port %d with providers: %s",
             SERVICE_NAME,
@@ -97,6 +119,7 @@ class GatewayServer:
         running when the grace ends are cancelled, which closes their upstream requests.
         """
         grace = self.config.server.grace_period_s if grace_s is None else grace_s
+        await self.monitor.stop()
         await self.health.enter_shutdown()
         self.drain.start()
         try:
@@ -105,6 +128,7 @@ class GatewayServer:
             await self.router.aclose()
             await self.registry.aclose()
             await self.upstreams.aclose()
+            await self.telemetry.stop()
 
     async def serve_until_signalled(self) -> None:
         """Serve until SIGTERM or SIGINT, then drain gracefully; a second signal stops at once."""

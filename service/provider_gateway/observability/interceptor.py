@@ -1,0 +1,206 @@
+"""A grpc.aio server interceptor: per ProviderService RPC, a server span, request metrics and a log line.
+
+Our own small interceptor rather than opentelemetry-instrumentation-grpc: it touches only the
+ProviderService (the health service's `Watch` uses `context.write`, which that instrumentation
+cannot wrap), it closes streaming handlers promptly on cancel, and it costs one assignment per
+streamed message. The caller's W3C `traceparent` metadata becomes the parent of the server span.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
+
+import grpc
+
+from provider_gateway.observability.logs import log_request, redact
+from provider_gateway.observability.request import CURRENT, RequestState
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
+
+    from provider_gateway.observability.metrics import GatewayMetrics
+
+    Handler = grpc.RpcMethodHandler[Any, Any]
+
+SERVICE_PREFIX = "/provider_gateway.v1.ProviderService/"
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _request_id(metadata: Any) -> str:
+    """The caller's `x-request-id` when it is a sane token, else a fresh one."""
+    for key, value in metadata or ():
+        if key == "x-request-id" and isinstance(value, str) and REQUEST_ID.fullmatch(value):
+            return value
+    return uuid.uuid4().hex
+
+
+def _status(context: Context, exc: BaseException | None) -> str:
+    if exc is None:
+        return "OK"
+    if isinstance(exc, asyncio.CancelledError):  # the caller went away, or its deadline passed
+        remaining = context.time_remaining()
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
+def _reset(token: Any) -> None:
+    # A generator finalised from another context (closed by the GC) has nothing to undo.
+    with contextlib.suppress(ValueError):
+        CURRENT.reset(token)
+
+
+class RequestInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, tracer: Tracer | None, metrics: GatewayMetrics | None, request_log: bool) -> None:
+        self.tracer = tracer
+        self.metrics = metrics
+        self.request_log = request_log
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(details)
+        method: str = details.method
+        if handler is None or not method.startswith(SERVICE_PREFIX):
+            return handler
+        metadata = details.invocation_metadata
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(cast(Any, handler.unary_unary), method, metadata),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(cast(Any, handler.unary_stream), method, metadata),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _begin(self, method: str, metadata: Any, request: Any) -> tuple[RequestState, Span | None, Any]:
+        state = RequestState(rpc=method.rsplit("/", 1)[-1], request_id=_request_id(metadata))
+        state.requested_model = state.model = getattr(request, "model", "")
+        if self.tracer is None:
+            return state, None, None
+        from opentelemetry import context, trace
+
+        from provider_gateway.observability import tracing
+
+        span = self.tracer.start_span(
+            method.lstrip("/"),
+            context=tracing.parent_context(metadata),
+            kind=trace.SpanKind.SERVER,
+            attributes={**tracing.server_attributes(method), "provider_gateway.request_id": state.request_id},
+        )
+        state.trace_id = tracing.trace_id_hex(span)
+        return state, span, context.attach(trace.set_span_in_context(span))
+
+    def _end(
+        self, state: RequestState, span: Span | None, token: Any, status: str, started: int, last: Any
+    ) -> None:
+        duration = (time.perf_counter_ns() - started) / 1e9
+        finish = getattr(last, "finish", None) if last is not None else None
+        if finish is not None and not finish.provider:
+            finish = None
+        if finish is not None:
+            state.provider, state.model = finish.provider, finish.model or state.model
+        elif state.attempts == 0 or status in ("INVALID_ARGUMENT", "NOT_FOUND"):
+            state.model = "_invalid" if state.model else ""  # never a client-chosen label
+        metrics = self.metrics
+        if metrics is not None:
+            model = metrics.model_label(state.model)
+            labels = {"rpc": state.rpc, "provider": state.provider, "model": model, "status": status}
+            metrics.requests.add(1, labels)
+            metrics.duration.record(duration, labels)
+            if finish is not None:
+                timing = finish.timing
+                short = {"rpc": state.rpc, "provider": state.provider, "model": model}
+                metrics.overhead.record(
+                    timing.gateway_overhead_us / 1e6, {"rpc": state.rpc, "provider": state.provider}
+                )
+                if timing.time_to_first_token_us:
+                    metrics.ttft.record(timing.time_to_first_token_us / 1e6, short)
+        if span is not None:
+            from opentelemetry import context
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_attribute(
+                "rpc.grpc.status_code",
+                grpc.StatusCode[status].value[0] if status in grpc.StatusCode.__members__ else 2,
+            )
+            span.set_attribute("provider_gateway.provider", state.provider)
+            span.set_attribute("gen_ai.request.model", state.requested_model)
+            span.set_attribute("provider_gateway.attempts", state.attempts)
+            span.set_attribute("provider_gateway.retries", state.retries)
+            span.set_attribute("provider_gateway.failovers", state.failovers)
+            if state.input_tokens or state.output_tokens:
+                span.set_attribute("gen_ai.usage.input_tokens", state.input_tokens)
+                span.set_attribute("gen_ai.usage.output_tokens", state.output_tokens)
+            if finish is not None:
+                timing = finish.timing
+                span.set_attribute("gen_ai.response.model", finish.model)
+                span.set_attribute("provider_gateway.gateway_overhead_us", timing.gateway_overhead_us)
+                span.set_attribute("provider_gateway.time_to_first_token_us", timing.time_to_first_token_us)
+                span.set_attribute("provider_gateway.upstream_us", timing.upstream_us)
+                span.set_attribute("provider_gateway.total_us", timing.total_us)
+            if status != "OK":
+                span.set_status(Status(StatusCode.ERROR, redact(status)))
+            span.end()
+            context.detach(token)
+        if self.request_log:
+            log_request(state, status, duration)
+
+    def _unary(self, behaviour: Callable[[Any, Context], Awaitable[Any]], method: str, metadata: Any) -> Any:
+        async def call(request: Any, context: Context) -> Any:
+            started = time.perf_counter_ns()
+            state, span, token = self._begin(method, metadata, request)
+            reset = CURRENT.set(state)
+            response = None
+            error: BaseException | None = None
+            try:
+                response = await behaviour(request, context)
+                return response
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                _reset(reset)
+                self._end(state, span, token, _status(context, error), started, response)
+
+        return call
+
+    def _stream(
+        self, behaviour: Callable[[Any, Context], AsyncIterator[Any]], method: str, metadata: Any
+    ) -> Any:
+        async def call(request: Any, context: Context) -> AsyncIterator[Any]:
+            started = time.perf_counter_ns()
+            state, span, token = self._begin(method, metadata, request)
+            reset = CURRENT.set(state)
+            messages = behaviour(request, context)
+            last = None
+            error: BaseException | None = None
+            try:
+                async for message in messages:
+                    last = message
+                    yield message
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                try:
+                    await messages.aclose()  # type: ignore[attr-defined]  # stop the work behind it now
+                finally:
+                    _reset(reset)
+                    self._end(state, span, token, _status(context, error), started, last)
+
+        return call

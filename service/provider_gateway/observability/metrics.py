@@ -1,0 +1,176 @@
+"""OpenTelemetry metrics of the gateway, exported by OTLP and/or scraped as Prometheus text.
+
+Request-level instruments are recorded by the interceptor, attempt-level ones by the instrumented
+providers; state-like ones (breakers, limiters, connections, provider health) are observable
+gauges fed through `GaugeSources`. Imported only when metrics are on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import cast
+
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+
+from provider_gateway.observability.gauges import BREAKER_LEVELS, GaugeSources
+from provider_gateway.observability.tracing import INSTRUMENTATION, env_exporters, otlp_exporter, resource
+
+# Seconds: from sub-millisecond gateway overhead up to multi-minute generations.
+DURATION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+)
+OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+# Model names come from requests: past this many distinct ones, new names are labelled "_other", so
+# a caller cycling through made-up models cannot grow the metrics without bound.
+MAX_MODEL_LABELS = 200
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
+
+
+def metric_exporter(name: str) -> MetricExporter:
+    if name == "console":
+        return ConsoleMetricExporter()
+    if name != "otlp":
+        raise ValueError(f"OTEL_METRICS_EXPORTER: unsupported exporter {name!r} (use otlp, console, none)")
+    return cast(MetricExporter, otlp_exporter("metrics"))
+
+
+def env_readers(default: str) -> list[MetricReader]:
+    """Periodic readers for OTEL_METRICS_EXPORTER, else `default` (OTEL_METRIC_EXPORT_INTERVAL sets the
+    period); `prometheus` is served by the endpoint instead."""
+    names = [n for n in env_exporters("OTEL_METRICS_EXPORTER", default) if n != "prometheus"]
+    return [PeriodicExportingMetricReader(metric_exporter(n)) for n in names]
+
+
+def _views() -> list[View]:
+    def buckets(name: str, bounds: Sequence[float]) -> View:
+        return View(instrument_name=name, aggregation=ExplicitBucketHistogramAggregation(boundaries=bounds))
+
+    return [
+        buckets("provider_gateway.request.duration", DURATION_BUCKETS),
+        buckets("provider_gateway.time_to_first_token", DURATION_BUCKETS),
+        buckets("gen_ai.client.operation.duration", DURATION_BUCKETS),
+        buckets("gen_ai.client.operation.time_to_first_chunk", DURATION_BUCKETS),
+        buckets("provider_gateway.gateway_overhead", OVERHEAD_BUCKETS),
+        buckets("gen_ai.client.token.usage", TOKEN_BUCKETS),
+    ]
+
+
+class GatewayMetrics:
+    def __init__(
+        self,
+        service_name: str,
+        readers: Sequence[MetricReader],
+        gauges: GaugeSources,
+        health: Callable[[], Mapping[str, bool]] = dict,
+    ) -> None:
+        self.provider = MeterProvider(
+            metric_readers=list(readers), resource=resource(service_name), views=_views()
+        )
+        meter = self.provider.get_meter(INSTRUMENTATION)
+        self._gauges = gauges
+        self._models: set[str] = set()
+        self._health = health
+        self.requests = meter.create_counter(
+            "provider_gateway.requests", "{request}", "RPCs served, by rpc, provider, model and status"
+        )
+        self.duration = meter.create_histogram(
+            "provider_gateway.request.duration", "s", "RPC duration from arrival to the last message"
+        )
+        self.ttft = meter.create_histogram(
+            "provider_gateway.time_to_first_token", "s", "From arrival to the first content event"
+        )
+        self.overhead = meter.create_histogram(
+            "provider_gateway.gateway_overhead", "s", "The gateway's own time: total minus upstream wait"
+        )
+        self.tokens = meter.create_counter(
+            "provider_gateway.tokens", "{token}", "Tokens in and out, by provider, model and direction"
+        )
+        self.attempts = meter.create_counter(
+            "provider_gateway.attempts", "{attempt}", "Upstream attempts, by provider, model and outcome"
+        )
+        self.retries = meter.create_counter(
+            "provider_gateway.retries", "{attempt}", "Attempts that retried the previous provider"
+        )
+        self.failovers = meter.create_counter(
+            "provider_gateway.failovers", "{attempt}", "Attempts that moved to another provider"
+        )
+        self.genai_duration = meter.create_histogram(
+            "gen_ai.client.operation.duration", "s", "GenAI operation duration (one upstream attempt)"
+        )
+        self.genai_tokens = meter.create_histogram(
+            "gen_ai.client.token.usage", "{token}", "Tokens used per GenAI operation"
+        )
+        self.genai_ttfc = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk", "s", "From sending a request to its first chunk"
+        )
+        meter.create_observable_gauge(
+            "provider_gateway.breaker.state",
+            [self._breakers],
+            "1",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open",
+        )
+        meter.create_observable_gauge(
+            "provider_gateway.limiter.capacity", [self._limiters], "1", "Spare capacity of each limiter"
+        )
+        meter.create_observable_counter(
+            "provider_gateway.http.connections",
+            [self._connections],
+            "{connection}",
+            "Upstream HTTP requests by connection: opened (new) or reused, by upstream origin or provider",
+        )
+        meter.create_observable_gauge(
+            "provider_gateway.provider.up", [self._up], "1", "1 while the provider's health entry is SERVING"
+        )
+
+    def model_label(self, model: str) -> str:
+        models = self._models
+        if model in models:
+            return model
+        if len(models) < MAX_MODEL_LABELS:
+            models.add(model)
+            return model
+        return "_other"
+
+    def _breakers(self, options: CallbackOptions) -> Iterable[Observation]:
+        for provider, state in self._gauges.breaker_states().items():
+            yield Observation(BREAKER_LEVELS.get(state, 2), {"provider": provider, "state": state})
+
+    def _limiters(self, options: CallbackOptions) -> Iterable[Observation]:
+        for attributes, value in self._gauges.limiter_capacity():
+            yield Observation(value, dict(attributes))
+
+    def _connections(self, options: CallbackOptions) -> Iterable[Observation]:
+        for upstream, (opened, reused) in self._gauges.connections().items():
+            yield Observation(opened, {"upstream": upstream, "state": "opened"})
+            yield Observation(reused, {"upstream": upstream, "state": "reused"})
+
+    def _up(self, options: CallbackOptions) -> Iterable[Observation]:
+        for provider, up in self._health().items():
+            yield Observation(int(up), {"provider": provider})
+
+    def shutdown(self) -> None:
+        self.provider.shutdown(timeout_millis=5000)
