@@ -28,6 +28,17 @@ class RunningGateway:
         return self.server.registry.get(name)
 
 
+# Adapter tests check how one upstream answer maps to the client: the router must neither retry
+# it nor let earlier tests' failures open the breaker of a shared gateway.
+ADAPTER_ROUTING = """
+[routing]
+retries = 0
+[routing.breaker]
+consecutive_failures = 1000000
+min_calls = 1000000
+"""
+
+
 @asynccontextmanager
 async def run_gateway(config_text: str = "") -> AsyncIterator[RunningGateway]:
     """Start a gateway from TOML text (empty = mock only) on port 0; stop it afterwards."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+from conftest import ADAPTER_ROUTING
 from google.protobuf import struct_pb2
 
 from provider_gateway.fakes.bedrock import (
@@ -68,7 +69,7 @@ kind = "bedrock"
 region = "{region}"
 endpoint_url = "{url}"
 {extra}
-"""
+{ADAPTER_ROUTING}"""
 
 
 @pytest.fixture

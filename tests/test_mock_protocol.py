@@ -52,9 +52,13 @@ async def test_count_tokens_estimates_every_content_part(gateway) -> None:
         pb.ContentPart(image=pb.Image(url="https://example.com/a.png")),  # a low-detail tile: 85
         pb.ContentPart(reasoning=pb.Reasoning(text="1234")),  # 1
     ]
-    message = pb.Message(role=pb.ROLE_ASSISTANT, content=parts)
-    count = await gateway.stub.CountTokens(pb.CountTokensRequest(model="mock/echo", messages=[message]))
-    assert count.input_tokens == 4 + 2 + 2 + 85 + 1
+    messages = [
+        pb.Message(role=pb.ROLE_USER, content=[parts[2]]),
+        pb.Message(role=pb.ROLE_ASSISTANT, content=[parts[3], parts[0]]),
+        pb.Message(role=pb.ROLE_TOOL, content=[parts[1]]),
+    ]
+    count = await gateway.stub.CountTokens(pb.CountTokensRequest(model="mock/echo", messages=messages))
+    assert count.input_tokens == 3 * 4 + 2 + 2 + 85 + 1  # 4 tokens of framing per message
 
 
 async def test_unary_chat_keeps_the_reasoning_signature(gateway) -> None:

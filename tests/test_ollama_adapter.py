@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import RunningGateway, run_gateway
+from conftest import ADAPTER_ROUTING, RunningGateway, run_gateway
 from upstream_support import assert_cancel_closes_upstream, chat_stream, system, user
 
 from provider_gateway.fakes import FakeUpstream, Reply, kinds
@@ -35,6 +35,7 @@ async def env() -> AsyncIterator[Env]:
         config = (
             f'[providers.ol]\nkind = "ollama"\nbase_url = "{fake.url}"\nkeep_alive = "10m"\n'
             f'[providers.down]\nkind = "ollama"\nbase_url = "http://127.0.0.1:{closed_port()}"\n'
+            + ADAPTER_ROUTING
         )
         async with run_gateway(config) as gateway:
             yield Env(fake, gateway)
@@ -129,14 +130,15 @@ async def test_vision_images_are_base64(env: Env) -> None:
     got = await chat_stream(
         env.stub,
         pb.ChatRequest(
-            model="ol/llama3.2", messages=[user("What?", pb.Image(data=b"\x89PNG", media_type="image/png"))]
+            model="ol/llama3.2",
+            messages=[user("What?", pb.Image(data=b"\x89PNG\r\n\x1a\n", media_type="image/png"))],
         ),
     )
     assert got.error is None, got.error
     assert env.fake.last("/api/chat").json()["messages"][0] == {
         "role": "user",
         "content": "What?",
-        "images": [base64.b64encode(b"\x89PNG").decode()],
+        "images": [base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()],
     }
     got = await chat_stream(
         env.stub,
@@ -172,7 +174,9 @@ async def test_errors_before_first_byte(
     env: Env, status: int, headers: dict[str, str], code: grpc.StatusCode
 ) -> None:
     env.fake.script("/api/chat", Reply.error(status, {"error": "nope"}, headers))
-    got = await chat_stream(env.stub, pb.ChatRequest(model="ol/llama3.2", messages=[user("Hi")]))
+    # A 429 with a retry delay ejects its deployment from routing: give it a model of its own.
+    model = "ol/llama3.2-limited" if status == 429 else "ol/llama3.2"
+    got = await chat_stream(env.stub, pb.ChatRequest(model=model, messages=[user("Hi")]))
     assert got.error is not None
     assert got.error.code() == code
     assert got.events == []

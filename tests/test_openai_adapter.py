@@ -7,19 +7,22 @@ its provider's path and checks the request the fake received against the documen
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from conftest import RunningGateway, run_gateway
+from conftest import ADAPTER_ROUTING, RunningGateway, run_gateway
 from upstream_support import assert_cancel_closes_upstream, chat_stream, system, user
 
 from provider_gateway.fakes import FakeUpstream, Reply, kinds
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 KEY = "sk-test-0123456789abcdef"
+PNG = b"\x89PNG\r\n\x1a\n image bytes"
+JPEG = b"\xff\xd8\xff\xe0 image bytes"
 BASES = {
     "oa": ("openai", "/v1"),
     "ds": ("deepseek", "/deepseek"),
@@ -55,13 +58,13 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
         tables[mistral] += f'codestral_base_url = "{fake.url}/codestral/v1"\n'
         tables.append(
             f'[providers.az]\nkind = "azure"\nbase_url = "{fake.url}"\napi_key_file = "{key_file}"\n'
-            'deployments = { "gpt-4o" = "prod-4o" }\n'
+            'deployments = { "gpt-4o" = "prod-4o", "gpt-limited" = "prod-4o" }\n'
         )
         tables.append(
             f'[providers.azi]\nkind = "azure"\nbase_url = "{fake.url}/inference"\napi_key_file = "{key_file}"\n'
             'api_style = "inference"\n'
         )
-        async with run_gateway("\n".join(tables)) as gateway:
+        async with run_gateway("\n".join([*tables, ADAPTER_ROUTING])) as gateway:
             yield Env(fake, gateway)
 
 
@@ -291,7 +294,7 @@ async def test_deepseek_reasoner_message_rules_and_cache_fields(env: Env) -> Non
 
 
 async def test_vision_request_encoding(env: Env) -> None:
-    image = pb.Image(data=b"\x89PNG\r\n", media_type="image/png")
+    image = pb.Image(data=PNG, media_type="image/png")
     url_image = pb.Image(url="https://example.com/cat.jpg")
     got = await chat_stream(
         env.stub, pb.ChatRequest(model="oa/gpt-4o", messages=[user("What is this?", image, url_image)])
@@ -300,7 +303,10 @@ async def test_vision_request_encoding(env: Env) -> None:
     content = env.fake.last("/v1/chat/completions").json()["messages"][0]["content"]
     assert content == [
         {"type": "text", "text": "What is this?"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}},
+        {
+            "type": "image_url",
+            "image_url": {"url": f"data:image/png;base64,{base64.b64encode(PNG).decode()}"},
+        },
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
     ]
 
@@ -348,7 +354,9 @@ async def test_errors_before_first_byte(
     env: Env, status: int, body: dict[str, Any], headers: dict[str, str], code: grpc.StatusCode, words: str
 ) -> None:
     env.fake.script("/v1/chat/completions", Reply.error(status, body, headers))
-    got = await chat_stream(env.stub, pb.ChatRequest(model="oa/gpt-9", messages=[user("Hi")]))
+    # A 429 with a retry delay ejects its deployment from routing: give it a model of its own.
+    model = "oa/gpt-9-limited" if status == 429 else "oa/gpt-9"
+    got = await chat_stream(env.stub, pb.ChatRequest(model=model, messages=[user("Hi")]))
     assert got.error is not None
     assert got.error.code() == code
     assert words in (got.error.details() or "")
@@ -530,9 +538,9 @@ CHAT_PATHS = {
 PRESET_NAMES = sorted(CHAT_PATHS)
 
 
-def preset_request(provider: str) -> pb.ChatRequest:
-    image = pb.Image(data=b"img", media_type="image/jpeg")
-    return pb.ChatRequest(model=f"{provider}/gpt-4o", messages=[user("Look", image)])
+def preset_request(provider: str, model: str = "gpt-4o") -> pb.ChatRequest:
+    image = pb.Image(data=JPEG, media_type="image/jpeg")
+    return pb.ChatRequest(model=f"{provider}/{model}", messages=[user("Look", image)])
 
 
 @pytest.mark.parametrize("provider", PRESET_NAMES)
@@ -573,7 +581,10 @@ async def test_every_preset_streams_text_tools_usage_and_encodes_vision(env: Env
     assert (got.usage.input_tokens, got.usage.output_tokens, got.usage.cache_read_tokens) == (50, 7, 32)
     assert (got.finish.provider, got.finish.reason) == (provider, pb.FINISH_REASON_TOOL_CALLS)
     content = env.fake.last(path).json()["messages"][0]["content"]
-    assert content[1] == {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,aW1n"}}
+    assert content[1] == {
+        "type": "image_url",
+        "image_url": {"url": f"data:image/jpeg;base64,{base64.b64encode(JPEG).decode()}"},
+    }
 
 
 @pytest.mark.parametrize("provider", PRESET_NAMES)
@@ -592,7 +603,8 @@ async def test_every_preset_maps_errors_before_the_first_byte(
     env.fake.script(
         CHAT_PATHS[provider], Reply.error(status, {"error": {"message": f"{KEY} says no"}}, headers)
     )
-    got = await chat_stream(env.stub, preset_request(provider))
+    # A 429 with a retry delay ejects its deployment from routing: give it a model of its own.
+    got = await chat_stream(env.stub, preset_request(provider, "gpt-limited" if status == 429 else "gpt-4o"))
     assert got.error is not None
     assert got.error.code() == code
     assert KEY not in (got.error.details() or "")

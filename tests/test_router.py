@@ -291,3 +291,22 @@ def test_a_deployment_may_override_provider_options_and_needs_a_distinct_name() 
         make_router(base + '{ provider = "a", model = "echo" }, { provider = "a", model = "echo" }]')
     with pytest.raises(config_module.ConfigError, match=r"groups\.g\.deployments\[0\]\.provider"):
         make_router(base + '{ provider = "nope", model = "echo" }]')
+
+
+async def test_routes_to_ever_new_model_names_keep_a_bounded_state() -> None:
+    """Clients choose `provider/model` names: a client cycling through random ones must not grow
+    the router's memory (breaker, limiter and latency state per name) without bound."""
+    from provider_gateway.routing.router import MAX_ROUTE_DEPLOYMENTS
+
+    router = make_router('[providers.mock]\nkind = "mock"\n')
+    for i in range(MAX_ROUTE_DEPLOYMENTS + 200):
+        router.plan(f"mock/model-{i}")
+    response, finish = await router.chat(chat("mock/echo"), RequestClock())
+    assert finish.model == "echo"
+    assert "hello there" in response.text
+    assert len(router.limiter_capacity()) == 1  # one series per provider, not per name
+    states = router._deployments
+    assert MAX_ROUTE_DEPLOYMENTS <= len(states) <= MAX_ROUTE_DEPLOYMENTS + 1
+    assert "mock/model-0" not in states
+    assert f"mock/model-{MAX_ROUTE_DEPLOYMENTS + 199}" in states
+    await router.aclose()

@@ -25,7 +25,7 @@ def full_request() -> pb.ChatRequest:
                 name="ann",
                 content=[
                     pb.ContentPart(text="What is in these?"),
-                    pb.ContentPart(image=pb.Image(data=b"\x89PNG", media_type="image/png")),
+                    pb.ContentPart(image=pb.Image(data=b"\x89PNG\r\n\x1a\n", media_type="image/png")),
                     pb.ContentPart(image=pb.Image(url="https://example.com/cat.jpg")),
                 ],
             ),
@@ -79,7 +79,7 @@ async def test_a_full_chat_request_reaches_the_provider_intact(gateway) -> None:
         d.Role.USER,
         (
             d.TextPart("What is in these?"),
-            d.ImagePart(data=b"\x89PNG", media_type="image/png"),
+            d.ImagePart(data=b"\x89PNG\r\n\x1a\n", media_type="image/png"),
             d.ImagePart(url="https://example.com/cat.jpg"),
         ),
         name="ann",
@@ -136,8 +136,8 @@ async def test_bad_content_parts_name_the_field(gateway) -> None:
             )
         )
     )
-    assert error.details() == "messages[1].content[0].image: give either data or url"
-    no_type = pb.ContentPart(image=pb.Image(data=b"x"))
+    assert error.details() == "messages[1].content[0].image: set data or url"
+    no_type = pb.ContentPart(image=pb.Image(data=b"\x89PNG\r\n\x1a\n"))
     error = await rpc_error(
         gateway.stub.Chat(
             pb.ChatRequest(model="mock/echo", messages=[pb.Message(role=pb.ROLE_USER, content=[no_type])])

@@ -27,8 +27,10 @@ from provider_gateway.domain import (
     StreamEvent,
     TextDelta,
     TokenCount,
+    ToolCallDelta,
     ToolCallEnd,
     ToolCallPart,
+    ToolCallStart,
     ToolResultPart,
     UsageEvent,
 )
@@ -87,6 +89,25 @@ async def accumulate(events: AsyncIterator[StreamEvent]) -> ChatResponse:
     response.text = "".join(text)
     response.reasoning = "".join(reasoning)
     return response
+
+
+def replay(response: ChatResponse) -> list[StreamEvent]:
+    """A whole response as the events that `accumulate` folds back into it (unary answers relayed
+    through the same loop as streams)."""
+    events: list[StreamEvent] = []
+    if response.reasoning or response.reasoning_signature:
+        events.append(ReasoningDelta(response.reasoning, response.reasoning_signature))
+    if response.text:
+        events.append(TextDelta(response.text))
+    for index, call in enumerate(response.tool_calls):
+        events.append(ToolCallStart(index, call.id, call.name))
+        if call.arguments_json:
+            events.append(ToolCallDelta(index, call.arguments_json))
+        events.append(ToolCallEnd(index, call))
+    events.append(UsageEvent(response.usage))
+    if response.finish is not None:
+        events.append(response.finish)
+    return events
 
 
 # A documented local estimate for providers without a count endpoint: about four characters of

@@ -47,6 +47,10 @@ class Deployment:
     def expected_wait(self) -> float:
         return (self.ewma_ttft_s or 1e-3) * (self.limiter.in_flight + 1)
 
+    def is_idle(self) -> bool:
+        """Nothing in flight and nothing remembered that routing needs (a closed breaker)."""
+        return self.limiter.in_flight == 0 and self.breaker.state is BreakerState.CLOSED
+
     def __repr__(self) -> str:
         return f"Deployment({self.key})"
 

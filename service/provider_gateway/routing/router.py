@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextvars import Token
 from typing import Any, TypeVar
 
+from provider_gateway.config import ProviderConfig
 from provider_gateway.domain import (
     CONTENT_EVENTS,
     Attempt,
@@ -45,7 +46,8 @@ from provider_gateway.domain import (
     TokenCount,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.providers.base import Provider, accumulate
+from provider_gateway.providers.base import Provider, accumulate, replay
+from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.registry import ProviderRegistry, build_provider
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
 from provider_gateway.routing.breaker import BreakerState
@@ -91,6 +93,10 @@ class RequestClock:
         )
 
 
+# Plain-route deployments (breaker, limiter, latency estimate) kept per `provider/model` name.
+MAX_ROUTE_DEPLOYMENTS = 1024
+
+
 @dataclasses.dataclass(slots=True)
 class Plan:
     """The deployments one request may use, best first, and the settings that govern it."""
@@ -110,8 +116,12 @@ class Router:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        build: Callable[[ProviderConfig], Provider] | None = None,
     ) -> None:
         self.registry = registry
+        # Builds the adapter of a deployment with its own credentials (the server passes its shared
+        # HTTP pool and instrumentation through this).
+        self.build = build or (lambda config: build_provider(config, ProviderContext()))
         self.resolver = resolver
         self.routing = routing or RoutingConfig()
         self.store: SharedState = store or MemoryCounterStore(clock)
@@ -122,6 +132,7 @@ class Router:
         self.on_breaker_change: Callable[[str, str], None] | None = None
         self._deployments: dict[str, Deployment] = {}
         self._groups: dict[str, list[Deployment]] = {}
+        self._routes: dict[str, Deployment] = {}  # plain-route deployments, least recently used first
         self._waiters: dict[str, int] = {}
         self._capacity = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -144,10 +155,22 @@ class Router:
         if deployment is None:
             provider = self.provider(Route(spec.provider, spec.model))
             if spec.provider_config is not None:  # its own credentials: its own adapter instance
-                provider = build_provider(spec.provider_config)
+                provider = self.build(spec.provider_config)
                 self._own_providers.append(provider)
             deployment = Deployment(key, spec, provider, settings, self.clock, self._breaker_changed)
             self._deployments[key] = deployment
+        return deployment
+
+    def _route_deployment(self, key: str, spec: DeploymentSpec) -> Deployment:
+        """A plain `provider/model` route's deployment. Clients choose these names, so the idle ones
+        are forgotten beyond a bound (oldest first) rather than kept for every name ever asked."""
+        deployment = self._routes.pop(key, None) or self._deployment(key, spec, self.routing.defaults)
+        self._routes[key] = deployment  # most recently used last
+        if len(self._routes) > MAX_ROUTE_DEPLOYMENTS:
+            for old_key, old in list(self._routes.items()):
+                if old.is_idle():
+                    del self._routes[old_key], self._deployments[old_key]
+                    break
         return deployment
 
     def plan(self, model: str, provider: str = "", fallbacks: list[str] | tuple[str, ...] = ()) -> Plan:
@@ -170,7 +193,7 @@ class Router:
             else:
                 route = self.resolver.resolve(name, explicit)
                 spec = DeploymentSpec(route.provider, route.model)
-                found = [self._deployment(f"{route.provider}/{route.model}", spec, self.routing.defaults)]
+                found = [self._route_deployment(f"{route.provider}/{route.model}", spec)]
             deployments.extend(d for d in found if d not in deployments)
             first = False
         return Plan(model, deployments, settings)
@@ -185,14 +208,13 @@ class Router:
         return BreakerState.CLOSED.value
 
     def limiter_capacity(self) -> list[tuple[dict[str, str], float]]:
-        """Spare concurrency of each deployment's adaptive limiter (limit minus in flight), for gauges."""
-        return [
-            (
-                {"provider": d.spec.provider, "deployment": d.key},
-                max(d.limiter.limit - d.limiter.in_flight, 0.0),
-            )
-            for d in list(self._deployments.values())
-        ]
+        """Spare concurrency of the adaptive limiters (limit minus in flight), summed per provider:
+        a label per deployment would let clients' model names multiply the series."""
+        spare: dict[str, float] = {}
+        for d in list(self._deployments.values()):
+            free = max(d.limiter.limit - d.limiter.in_flight, 0.0)
+            spare[d.spec.provider] = spare.get(d.spec.provider, 0.0) + free
+        return [({"provider": p, "limit": "concurrency"}, value) for p, value in spare.items()]
 
     def _breaker_changed(self, deployment: Deployment, state: BreakerState) -> None:
         log.warning("breaker of %s is now %s", deployment.key, state.value)
@@ -256,7 +278,7 @@ class Router:
                 # aclosing: a client that stops reading closes this attempt (and its upstream) now,
                 # not whenever the garbage collector finalizes the generator.
                 attempt = self._attempt(
-                    deployment, len(attempts) + 1, request, clock, deadline, open_stream, attempts
+                    deployment, len(attempts) + 1, request, clock, deadline, open_stream, attempts, buffered
                 )
                 async with contextlib.aclosing(attempt):
                     async for event in attempt:
@@ -357,8 +379,12 @@ class Router:
         deadline: float,
         open_stream: OpenStream[Req],
         attempts: list[Attempt],
+        unary: bool = False,
     ) -> AsyncGenerator[GatewayEvent, None]:
-        """One try of one deployment: its events, then the Finish; failures judged for breaker and limiter."""
+        """One try of one deployment: its events, then the Finish; failures judged for breaker and limiter.
+
+        A unary call's first event is its whole answer, so only the deadline bounds the wait for it.
+        """
         breaker, limiter, settings = deployment.breaker, deployment.limiter, deployment.settings
         state = breaker.state.value
         breaker.acquire()
@@ -378,7 +404,11 @@ class Router:
                 )
             while True:
                 limit = settings.idle_timeout_s if sent_content else settings.ttft_timeout_s
-                limit = min(limit, max(deadline - self.clock(), 0.0))
+                limit = (
+                    max(deadline - self.clock(), 0.0)
+                    if unary
+                    else min(limit, max(deadline - self.clock(), 0.0))
+                )
                 before = time.perf_counter_ns()
                 try:
                     async with asyncio.timeout(limit):
@@ -466,18 +496,16 @@ class Router:
         return self._stream(plan, request, clock, lambda p, r: p.complete_stream(r))
 
     async def chat(self, request: ChatRequest, clock: RequestClock) -> tuple[ChatResponse, Finish]:
-        """Unary calls run the same stream loop, so timeouts, retries and failover are identical."""
+        """Unary calls run the same loop as streams (retries, failover, breakers are identical) but
+        call the provider's unary endpoint: its whole answer is replayed as one burst of events."""
         plan = self.plan(request.model, request.provider, request.fallbacks)
-        return await _collect(
-            self._stream(plan, request, clock, lambda p, r: p.chat_stream(r), buffered=True)
-        )
+        return await _collect(self._stream(plan, request, clock, _unary_chat, buffered=True))
 
     async def complete(
         self, request: CompletionRequest, clock: RequestClock
     ) -> tuple[CompletionResponse, Finish]:
         plan = self.plan(request.model, request.provider, request.fallbacks)
-        events = self._stream(plan, request, clock, lambda p, r: p.complete_stream(r), buffered=True)
-        response, finish = await _collect(events)
+        response, finish = await _collect(self._stream(plan, request, clock, _unary_complete, buffered=True))
         return CompletionResponse(text=response.text, usage=response.usage, finish=response.finish), finish
 
     async def list_models(self, provider: str = "") -> list[tuple[str, ModelInfo]]:
@@ -544,6 +572,17 @@ class _AttemptScope:
         attempt, sink = self.tokens.pop()
         CURRENT_ATTEMPT.reset(attempt)
         RATE_LIMIT_SINK.reset(sink)
+
+
+async def _unary_chat(provider: Provider, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    for event in replay(await provider.chat(request)):
+        yield event
+
+
+async def _unary_complete(provider: Provider, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+    response = await provider.complete(request)
+    for event in replay(ChatResponse(text=response.text, usage=response.usage, finish=response.finish)):
+        yield event
 
 
 async def _collect(events: AsyncIterator[GatewayEvent]) -> tuple[ChatResponse, Finish]:

@@ -16,7 +16,7 @@ from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.observability import Telemetry
 from provider_gateway.observability.monitor import HealthMonitor, MonitorSettings
 from provider_gateway.providers.context import ProviderContext
-from provider_gateway.providers.registry import ProviderRegistry
+from provider_gateway.providers.registry import ProviderRegistry, build_provider
 from provider_gateway.routing.settings import parse_routing
 from provider_gateway.routing.shared_state import build_counter_store
 from provider_gateway.server import auth, tls, validate
@@ -39,12 +39,17 @@ class GatewayServer:
         # One HTTP client per upstream origin for the server's life; adapters get it via the context.
         self.upstreams = UpstreamPool.from_section(config.section("upstream"))
         self.telemetry.watch_upstreams(self.upstreams)  # traceparent out, connection counters in
-        self.registry = ProviderRegistry.from_config(config, ProviderContext(http=self.upstreams))
+        context = ProviderContext(http=self.upstreams)
+        self.registry = ProviderRegistry.from_config(config, context)
         # The authorizing resolver and router check routes against the caller's key (no-op without [auth]).
         self.resolver = AuthorizingResolver(self.registry.names(), self.registry.default, config.aliases)
         self.counters = build_counter_store(config)  # shared by the router and the per-key quotas
         self.router = AuthorizingRouter(
-            self.telemetry.wrap_registry(self.registry), self.resolver, parse_routing(config), self.counters
+            self.telemetry.wrap_registry(self.registry),
+            self.resolver,
+            parse_routing(config),
+            self.counters,
+            build=lambda provider: self.telemetry.wrap(build_provider(provider, context)),
         )
         self.health_servicer = HealthServicer()
         self.health = ProviderHealthBook(self.health_servicer, self.registry.names())
@@ -66,7 +71,11 @@ class GatewayServer:
         self.credentials = tls.server_credentials(config)
         self.grpc = grpc.aio.server(
             # Telemetry outermost, so refused and unauthenticated calls are traced and counted too.
-            interceptors=[*self.telemetry.interceptors(), self.drain, *auth.interceptors(config, self.counters)],
+            interceptors=[
+                *self.telemetry.interceptors(),
+                self.drain,
+                *auth.interceptors(config, self.counters),
+            ],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
