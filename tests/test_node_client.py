@@ -1,0 +1,128 @@
+"""The Node.js client (clients/node) streams a chat through a live gateway.
+
+The gateway runs in this process on a free loopback port; the Node example runs as a real
+subprocess against it, so the proto loading, service config and stream handling are all real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from provider_gateway.v1 import provider_service_pb2 as pb
+from conftest import RunningGateway
+
+NODE_DIR = Path(__file__).resolve().parent.parent / "clients" / "node"
+NODE = shutil.which("node")
+
+
+async def run_node(*args: str, timeout_s: float = 30.0) -> tuple[int, str, str]:
+    assert NODE, "node is not installed (scripts/setup.d/node.sh installs it)"
+    assert (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir(), "run scripts/setup.d/node.sh"
+    process = await asyncio.create_subprocess_exec(
+        NODE,
+        *args,
+        cwd=NODE_DIR,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+def user_request(prompt: str) -> pb.ChatRequest:
+    return pb.ChatRequest(
+        model="mock/echo", messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text=prompt)])]
+    )
+
+
+async def test_node_example_streams_text_and_ends_with_finish(gateway: RunningGateway) -> None:
+    prompt = "streaming from node"
+    code, out, err = await run_node("examples/chat.js", "--target", gateway.target, "--events", prompt)
+    assert code == 0, err
+
+    events = [json.loads(line) for line in out.splitlines()]
+    kinds = [next(iter(event)) for event in events]
+    assert kinds[-1] == "finish", kinds
+    assert kinds.count("finish") == 1
+    assert "usage" in kinds
+    streamed = "".join(e["text_delta"]["text"] for e in events if "text_delta" in e)
+    assert prompt in streamed
+    # The same request answered by the unary RPC over the Python stub gives the same text.
+    unary = await gateway.stub.Chat(user_request(prompt), timeout=10)
+    assert streamed == unary.text
+
+    finish = events[-1]["finish"]
+    assert finish["reason"] == "FINISH_REASON_STOP"
+    assert (finish["provider"], finish["model"]) == ("mock", "echo")
+    assert finish["attempts"][-1]["outcome"] == "ok"
+
+
+async def test_node_example_human_output(gateway: RunningGateway) -> None:
+    code, out, err = await run_node("examples/chat.js", "--target", gateway.target, "hello", "node")
+    assert code == 0, err
+    assert out.startswith("Mock answer: hello node")
+    assert "[mock/echo FINISH_REASON_STOP" in err
+
+
+async def test_node_example_reports_grpc_errors_by_name(gateway: RunningGateway) -> None:
+    code, _, err = await run_node(
+        "examples/chat.js", "--target", gateway.target, "--model", "mock/no-such-model", "hi"
+    )
+    assert code == 1
+    assert "NOT_FOUND" in err
+    assert "no-such-model" in err
+
+
+NODE_API_SCRIPT = """
+const { GatewayClient, collect } = require('.');
+const client = new GatewayClient(process.argv[1]);
+(async () => {
+  const out = {
+    health: await client.health(''),
+    serviceHealth: await client.health('provider_gateway.v1.ProviderService'),
+    models: (await client.listModels('mock')).map((m) => m.id),
+    providers: (await client.listProviders()).providers.map((p) => p.name),
+    chat: (await client.chat({ model: 'mock/echo', prompt: 'unary' })).text,
+    collected: await collect(client.chatStream({ model: 'mock/tools', prompt: 'weather?',
+      tools: [{ name: 'get_weather', description: 'weather' }] })),
+    count: (await client.countTokens({ model: 'mock/echo', text: 'count these words' })).input_tokens,
+    embed: (await client.embed({ model: 'mock/embed', inputs: ['a', 'b'] })).embeddings.length,
+  };
+  client.close();
+  process.stdout.write(JSON.stringify(out));
+})().catch((error) => { process.stderr.write(String(error)); process.exit(1); });
+"""
+
+
+async def test_node_client_api_covers_unary_calls_and_health(gateway: RunningGateway) -> None:
+    code, out, err = await run_node("-e", NODE_API_SCRIPT, gateway.target)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["health"] == "SERVING"
+    assert result["serviceHealth"] == "SERVING"
+    assert "echo" in result["models"]
+    assert result["providers"] == ["mock"]
+    assert result["chat"].startswith("Mock answer: unary")
+    collected = result["collected"]
+    assert collected["finish"]["reason"] == "FINISH_REASON_TOOL_CALLS"
+    assert [call["name"] for call in collected["toolCalls"]] == ["get_weather"]
+    assert json.loads(collected["toolCalls"][0]["arguments_json"]) == {"city": "Paris", "unit": "celsius"}
+    assert result["count"] > 0
+    assert result["embed"] == 2
+
+
+@pytest.mark.parametrize("path", ["index.js", "index.d.ts", "examples/chat.js", "package-lock.json"])
+def test_node_package_files_are_committed(path: str) -> None:
+    assert (NODE_DIR / path).is_file()
