@@ -32,7 +32,9 @@ class RunningGateway:
 async def run_gateway(config_text: str = "") -> AsyncIterator[RunningGateway]:
     """Start a gateway from TOML text (empty = mock only) on port 0; stop it afterwards."""
     config = (
-        config_module.parse(tomllib.loads(config_text), "test.toml") if config_text else config_module.mock_only()
+        config_module.parse(tomllib.loads(config_text), "test.toml")
+        if config_text
+        else config_module.mock_only()
     )
     server = GatewayServer(config)
     await server.start("127.0.0.1", 0)

@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import RunningGateway
 
 from provider_gateway.v1 import provider_service_pb2 as pb
-from conftest import RunningGateway
 
 NODE_DIR = Path(__file__).resolve().parent.parent / "clients" / "node"
 NODE = shutil.which("node")

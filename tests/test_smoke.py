@@ -10,7 +10,9 @@ def user(text: str) -> pb.Message:
 
 
 async def test_chat_stream_streams_mock_tokens_then_finish(gateway) -> None:
-    events = [e async for e in gateway.stub.ChatStream(pb.ChatRequest(model="mock/echo", messages=[user("Hi")]))]
+    events = [
+        e async for e in gateway.stub.ChatStream(pb.ChatRequest(model="mock/echo", messages=[user("Hi")]))
+    ]
     kinds = [e.WhichOneof("event") for e in events]
     assert kinds.count("text_delta") == 12
     assert kinds[-2:] == ["usage", "finish"]
