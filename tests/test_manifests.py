@@ -111,6 +111,13 @@ def test_termination_grace_covers_prestop_and_drain() -> None:
     assert POD["terminationGracePeriodSeconds"] > pre_stop + grace
 
 
+def test_connections_are_recycled_for_dns_balancing_clients() -> None:
+    server = GATEWAY_CONFIG.server
+    assert server.max_connection_age_s > 0
+    # A stream cut by connection recycling would be as bad as one cut by a drain.
+    assert server.max_connection_age_grace_s >= server.grace_period_s
+
+
 def test_gateway_listens_on_all_interfaces_with_the_mounted_config() -> None:
     args = CONTAINER["args"]
     assert args[0] == "serve"

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import pytest
+from conftest import RunningGateway, run_gateway
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -232,3 +234,39 @@ async def test_draining_replica_finishes_its_stream_while_the_others_take_new_ca
             response = await balanced.Chat(whoami(), timeout=10)
             after[response.finish.provider] += 1
         assert set(after) == {"replica-1", "replica-2"}, after
+
+
+# --- connection recycling: how DNS-balancing clients find new replicas ---------------------------
+
+AGED_CONFIG = """
+[server]
+max_connection_age_s = 0.5
+max_connection_age_grace_s = {grace}
+
+[providers.mock]
+kind = "mock"
+"""
+
+
+async def slow_stream(gateway: RunningGateway) -> list[pb.StreamEvent]:
+    """mock/slow streams 20 tokens over about 1.2 s: longer than the connection's age."""
+    request = whoami("a long answer", model="mock/slow")
+    return [event async for event in gateway.stub.ChatStream(request, timeout=30)]
+
+
+async def test_connection_age_grace_lets_a_longer_stream_finish() -> None:
+    async with run_gateway(AGED_CONFIG.format(grace=30)) as gateway:
+        events = await slow_stream(gateway)
+        assert events[-1].WhichOneof("event") == "finish"
+        assert sum(1 for e in events if e.WhichOneof("event") == "text_delta") == 20
+        # The channel reconnects by itself after the server closed the aged connection.
+        again = await gateway.stub.Chat(whoami(model="mock/echo"), timeout=10)
+        assert again.finish.reason == pb.FINISH_REASON_STOP
+
+
+async def test_connection_age_grace_below_the_stream_cuts_it() -> None:
+    """Why the grace must exceed the longest stream: otherwise the stream is cut mid-answer."""
+    async with run_gateway(AGED_CONFIG.format(grace=0.3)) as gateway:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await slow_stream(gateway)
+        assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
