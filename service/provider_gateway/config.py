@@ -234,4 +234,6 @@ def parse(data: Mapping[str, Any], source: str) -> GatewayConfig:
                 alias, f"must be 'provider/model' with a configured provider (have: {', '.join(names)})"
             )
     sections = {name: root.table(name) for name in FEATURE_KEYS if name in root}
-    return GatewayConfig(source=source, server=server, providers=providers, aliases=aliases, sections=sections)
+    return GatewayConfig(
+        source=source, server=server, providers=providers, aliases=aliases, sections=sections
+    )
