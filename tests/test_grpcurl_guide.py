@@ -19,16 +19,17 @@ import shutil
 import socket
 import sys
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from processes import VENV_BIN, GatewayProcess, run_process, start_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "grpcurl.md"
 GUIDE_ADDRESS = "localhost:50051"
 GUIDE_PORT = 50051
-VENV_BIN = Path(sys.executable).parent
 
 # A ```sh block whose first word is grpcurl, then (after blank lines only) a ```text block: its output.
 EXAMPLE = re.compile(r"```sh\n(grpcurl[^`]*?)```\s*\n```text\n(.*?)```", re.DOTALL)
@@ -79,78 +80,33 @@ class LiveServer:
         return example.command.replace(GUIDE_ADDRESS, self.address)
 
 
-async def start_server(port: int) -> tuple[asyncio.subprocess.Process, int]:
-    """`provider-gateway serve` as the guide starts it; returns the process and its port."""
-    process = await asyncio.create_subprocess_exec(
-        str(VENV_BIN / "provider-gateway"),
-        "serve",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    assert process.stdout is not None
-    async with asyncio.timeout(30):
-        line = (await process.stdout.readline()).decode()
-    match = re.search(r"listening on [\d.]+:(\d+)", line)
-    if not match:
-        process.kill()
-        await process.wait()
-        raise RuntimeError(f"gateway did not start: {line!r}")
-    return process, int(match.group(1))
-
-
-async def stop_server(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.terminate()
-        try:
-            async with asyncio.timeout(15):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+async def start_server(port: int) -> GatewayProcess:
+    """`provider-gateway serve`, as the guide starts it."""
+    return await start_gateway("--port", str(port), "--log-level", "warning")
 
 
 @pytest.fixture(scope="module")
 async def live_server() -> AsyncIterator[LiveServer]:
-    process = None
+    server = None
     if port_free(GUIDE_PORT):
-        try:
-            process, port = await start_server(GUIDE_PORT)
-        except RuntimeError:  # taken between the probe and the bind: another run on this machine
-            process = None
-    verbatim = process is not None
-    if process is None:
-        process, port = await start_server(0)
+        with suppress(RuntimeError):  # taken between the probe and the bind: another run here
+            server = await start_server(GUIDE_PORT)
+    verbatim = server is not None
+    if server is None:
+        server = await start_server(0)
     try:
-        yield LiveServer(GUIDE_ADDRESS if verbatim else f"127.0.0.1:{port}")
+        yield LiveServer(GUIDE_ADDRESS if verbatim else server.address)
     finally:
-        await stop_server(process)
+        await server.stop(graceful=True)
 
 
 async def run(command: str) -> tuple[int, str]:
     """Run a command as a person would in a shell at the repository root, with .venv/bin on PATH."""
     env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    process = await asyncio.create_subprocess_exec(
-        shutil.which("bash") or "/bin/bash",
-        "-c",
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    code, stdout, stderr = await run_process(
+        shutil.which("bash") or "/bin/bash", "-c", command, cwd=ROOT, env=env
     )
-    try:
-        async with asyncio.timeout(30):
-            output, _ = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, output.decode()
+    return code, stdout + stderr  # grpcurl prints errors last, after any output
 
 
 GUIDE_EXAMPLES = examples(GUIDE.read_text())
@@ -189,14 +145,14 @@ async def test_guide_command_prints_the_documented_output(live_server: LiveServe
 async def _update() -> None:
     """Rewrite every pasted output with what the command prints now (server on a free port)."""
     text = GUIDE.read_text()
-    process, port = await start_server(0)
-    server = LiveServer(f"127.0.0.1:{port}")
+    process = await start_server(0)
+    server = LiveServer(process.address)
     try:
         for example in reversed(examples(text)):  # from the end, so earlier offsets stay valid
             _, output = await run(server.command(example))
             text = text[: example.start] + output.rstrip("\n") + "\n" + text[example.end :]
     finally:
-        await stop_server(process)
+        await process.stop(graceful=True)
     GUIDE.write_text(text)
 
 

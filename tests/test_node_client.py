@@ -6,13 +6,13 @@ subprocess against it, so the proto loading, service config and stream handling 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 from conftest import RunningGateway
+from processes import run_process
 
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -23,22 +23,7 @@ NODE = shutil.which("node")
 async def run_node(*args: str, timeout_s: float = 30.0) -> tuple[int, str, str]:
     assert NODE, "node is not installed (scripts/setup.d/node.sh installs it)"
     assert (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir(), "run scripts/setup.d/node.sh"
-    process = await asyncio.create_subprocess_exec(
-        NODE,
-        *args,
-        cwd=NODE_DIR,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(timeout_s):
-            stdout, stderr = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
+    return await run_process(NODE, *args, cwd=NODE_DIR, timeout_s=timeout_s)
 
 
 def user_request(prompt: str) -> pb.ChatRequest:

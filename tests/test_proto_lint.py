@@ -5,11 +5,11 @@ buf comes from the npm package @bufbuild/buf, installed by scripts/setup.d/node.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 
 import pytest
+from processes import run_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BUF = ROOT / "clients" / "node" / "node_modules" / ".bin" / "buf"
@@ -18,18 +18,8 @@ PROTO = ROOT / "proto" / "provider_gateway" / "v1" / "provider_service.proto"
 
 async def buf(*args: str, cwd: Path = ROOT) -> tuple[int, str]:
     assert BUF.exists(), "buf is missing: run scripts/setup.d/node.sh"
-    process = await asyncio.create_subprocess_exec(
-        str(BUF), *args, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    try:
-        async with asyncio.timeout(60):
-            output, _ = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, output.decode()
+    code, stdout, stderr = await run_process(str(BUF), *args, cwd=cwd, timeout_s=60)
+    return code, stdout + stderr
 
 
 async def test_proto_is_lint_clean() -> None:

@@ -11,24 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 from conftest import RunningGateway, run_gateway
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from processes import GatewayProcess, start_gateway
 
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
-GATEWAY = Path(sys.executable).parent / "provider-gateway"
 SERVICE = "provider_gateway.v1.ProviderService"
 ROUND_ROBIN = json.dumps(
     {
@@ -68,59 +66,18 @@ whoami = "replica-{n}/echo"
 @dataclass
 class Replica:
     name: str
-    process: asyncio.subprocess.Process
-    port: int
-    output: list[str] = field(default_factory=list)
-    reader: asyncio.Task[None] | None = None
+    gateway: GatewayProcess
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return self.gateway.address
 
 
 async def start_replica(n: int, folder: Path) -> Replica:
     config = folder / f"replica-{n}.toml"
     config.write_text(REPLICA_CONFIG.format(n=n))
-    process = await asyncio.create_subprocess_exec(
-        str(GATEWAY),
-        "serve",
-        "--config",
-        str(config),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--log-level",
-        "warning",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    assert process.stdout is not None
-    async with asyncio.timeout(30):
-        first = (await process.stdout.readline()).decode()
-    match = re.search(r"listening on [\d.]+:(\d+)", first)
-    if not match:
-        process.kill()
-        await process.wait()
-        raise AssertionError(f"replica-{n} did not start: {first!r}")
-    replica = Replica(f"replica-{n}", process, int(match.group(1)))
-
-    async def keep_reading() -> None:  # a full pipe would block the server's logging
-        assert process.stdout is not None
-        async for line in process.stdout:
-            replica.output.append(line.decode())
-
-    replica.reader = asyncio.create_task(keep_reading())
-    return replica
-
-
-async def stop_replica(replica: Replica) -> None:
-    if replica.process.returncode is None:
-        replica.process.kill()
-    await replica.process.wait()
-    if replica.reader:
-        with suppress(asyncio.CancelledError):
-            await replica.reader
+    serve_args = ("--config", str(config), "--host", "127.0.0.1", "--port", "0", "--log-level", "warning")
+    return Replica(f"replica-{n}", await start_gateway(*serve_args))
 
 
 @asynccontextmanager
@@ -129,7 +86,7 @@ async def three_replicas(folder: Path) -> AsyncIterator[list[Replica]]:
     try:
         yield replicas
     finally:
-        await asyncio.gather(*(stop_replica(r) for r in replicas))
+        await asyncio.gather(*(r.gateway.stop() for r in replicas))
 
 
 def balanced_channel(replicas: list[Replica]) -> grpc.aio.Channel:
@@ -205,7 +162,7 @@ async def test_draining_replica_finishes_its_stream_while_the_others_take_new_ca
             assert first.WhichOneof("event") == "text_delta"
 
             # A rollout's SIGTERM: the replica reports NOT_SERVING, then drains.
-            leaving.process.send_signal(signal.SIGTERM)
+            leaving.gateway.process.send_signal(signal.SIGTERM)
             async with asyncio.timeout(10):
                 assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
             watch.cancel()  # a watch is a call in flight too: end it so the drain can finish
@@ -226,8 +183,8 @@ async def test_draining_replica_finishes_its_stream_while_the_others_take_new_ca
 
         # Drained: the process exits cleanly without waiting for the whole grace period.
         async with asyncio.timeout(20):
-            code = await leaving.process.wait()
-        assert code == 0, "".join(leaving.output)
+            code = await leaving.gateway.process.wait()
+        assert code == 0, "".join(leaving.gateway.output)
 
         after = Counter()
         for _ in range(10):
