@@ -6,12 +6,13 @@ subprocess against it, so the proto loading, service config and stream handling 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import RunningGateway
+from conftest import RunningGateway, run_gateway
 from processes import run_process
 
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -111,3 +112,54 @@ async def test_node_client_api_covers_unary_calls_and_health(gateway: RunningGat
 @pytest.mark.parametrize("path", ["index.js", "index.d.ts", "examples/chat.js", "package-lock.json"])
 def test_node_package_files_are_committed(path: str) -> None:
     assert (NODE_DIR / path).is_file()
+
+
+NODE_CANCEL_SCRIPT = """
+const { GatewayClient } = require('.');
+const client = new GatewayClient(process.argv[1]);
+const abort = new AbortController();
+(async () => {
+  let texts = 0;
+  try {
+    for await (const event of client.chatStream({ model: 'mock/slow', prompt: 'long' }, { signal: abort.signal })) {
+      if (event.event === 'text_delta' && ++texts === 2) abort.abort();
+    }
+    process.stdout.write('ended without cancel');
+  } catch (error) {
+    process.stdout.write(JSON.stringify({ code: error.code, texts }));
+  } finally {
+    client.close();
+  }
+})();
+"""
+
+
+async def test_node_abort_cancels_the_call_and_the_upstream(gateway: RunningGateway) -> None:
+    mock = gateway.provider("mock")
+    code, out, err = await run_node("-e", NODE_CANCEL_SCRIPT, gateway.target)
+    assert code == 0, err
+    assert json.loads(out) == {"code": 1, "texts": 2}  # 1 = grpc.status.CANCELLED
+    async with asyncio.timeout(10):
+        await mock.stats.cancelled_event.wait()
+    assert mock.stats.cancelled == 1
+
+
+NODE_DEADLINE_SCRIPT = """
+const { GatewayClient } = require('.');
+const client = new GatewayClient(process.argv[1], { deadlineMs: 300 });
+client.chat({ model: 'mock/stuck', prompt: 'never answered' })
+  .then(() => process.stdout.write('answered'))
+  .catch((error) => process.stdout.write(String(error.code)))
+  .finally(() => client.close());
+"""
+
+
+async def test_node_deadline_ends_a_hung_call() -> None:
+    async with run_gateway(
+        '[providers.mock]\nkind = "mock"\n[providers.mock.models.stuck]\nfault = "hang"\n'
+    ) as gw:
+        code, out, err = await run_node("-e", NODE_DEADLINE_SCRIPT, gw.target)
+        assert code == 0, err
+        assert out == "4"  # grpc.status.DEADLINE_EXCEEDED
+        async with asyncio.timeout(10):
+            await gw.provider("mock").stats.cancelled_event.wait()
