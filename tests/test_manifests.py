@@ -258,3 +258,12 @@ def test_envoy_does_not_time_out_long_streams() -> None:
     retried = [r for r in routes if r.route.HasField("retry_policy")]
     assert retried
     assert all("Stream" not in r.match.safe_regex.regex for r in retried)
+
+
+def test_only_gateway_pods_reach_redis() -> None:
+    policy = find("NetworkPolicy", "provider-gateway-redis")
+    redis_pods = find("Deployment", "provider-gateway-redis")["spec"]["template"]["metadata"]["labels"]
+    assert redis_pods.items() >= policy["spec"]["podSelector"]["matchLabels"].items()
+    (rule,) = policy["spec"]["ingress"]
+    (source,) = rule["from"]
+    assert selects_gateway_pods(source["podSelector"]["matchLabels"])
