@@ -139,7 +139,10 @@ async def test_guide_command_prints_the_documented_output(live_server: LiveServe
     code, output = await run(live_server.command(example))
     expects_error = "ERROR:" in example.output
     assert (code != 0) == expects_error, output
-    assert normalise(output) == normalise(example.output)
+    assert normalise(output) == normalise(example.output), (
+        "docs/grpcurl.md shows other output than the server now gives: if the change is intended, "
+        "run `uv run python tests/test_grpcurl_guide.py --update` and review the diff"
+    )
 
 
 async def _update() -> None:
