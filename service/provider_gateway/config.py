@@ -145,6 +145,11 @@ class ServerConfig:
     grace_period_s: float = 10.0
     max_message_bytes: int = 8 * 1024 * 1024
     default_provider: str = "mock"
+    # Close each client connection after this long (0 = never) so that clients balancing over DNS
+    # re-resolve and find replicas added by a scale-out; streams open at that moment get
+    # `max_connection_age_grace_s` to finish, so keep that above the longest stream.
+    max_connection_age_s: float = 0.0
+    max_connection_age_grace_s: float = 600.0
 
 
 @dataclass(slots=True)
@@ -165,7 +170,15 @@ DEFAULT_SOURCE = "(built-in defaults)"
 CORE_KEYS = ("server", "providers", "aliases")
 # Feature tables: parsed by their own modules through `GatewayConfig.section(name)`.
 FEATURE_KEYS = ("routing", "groups", "auth", "tls", "telemetry", "redis", "limits", "health", "upstream")
-SERVER_KEYS = ("host", "port", "grace_period_s", "max_message_bytes", "default_provider")
+SERVER_KEYS = (
+    "host",
+    "port",
+    "grace_period_s",
+    "max_message_bytes",
+    "default_provider",
+    "max_connection_age_s",
+    "max_connection_age_grace_s",
+)
 
 
 def mock_only() -> GatewayConfig:
@@ -202,6 +215,8 @@ def parse(data: Mapping[str, Any], source: str) -> GatewayConfig:
         grace_period_s=server_section.number("grace_period_s", 10.0, minimum=0),
         max_message_bytes=server_section.integer("max_message_bytes", 8 * 1024 * 1024, minimum=1024),
         default_provider=server_section.string("default_provider", ""),
+        max_connection_age_s=server_section.number("max_connection_age_s", 0.0, minimum=0),
+        max_connection_age_grace_s=server_section.number("max_connection_age_grace_s", 600.0, minimum=0),
     )
     providers_section = root.table("providers")
     providers = []

@@ -30,6 +30,17 @@ from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 log = logging.getLogger("provider_gateway.server")
 
 
+def connection_age_options(config: GatewayConfig) -> list[tuple[str, int]]:
+    """gRPC options that recycle client connections, so DNS-balancing clients see new replicas."""
+    server = config.server
+    if not server.max_connection_age_s:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", int(server.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(server.max_connection_age_grace_s * 1000)),
+    ]
+
+
 class GatewayServer:
     """One gateway process: owns the providers, the router and the grpc.aio server."""
 
@@ -82,6 +93,7 @@ class GatewayServer:
                 ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                *connection_age_options(config),
             ],
         )
         pb_grpc.add_ProviderServiceServicer_to_server(self.service, self.grpc)  # type: ignore[no-untyped-call]

@@ -1,0 +1,236 @@
+'use strict';
+// Node.js client for provider-gateway, built on @grpc/grpc-js and @grpc/proto-loader.
+//
+// The proto is loaded at run time from the repository's proto/ folder (no generated code), with
+// keepCase so that field names are the proto's own snake_case ones, the same as in every other
+// language's stubs. Types for editors are in index.d.ts.
+
+const path = require('node:path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+
+const SERVICE = 'provider_gateway.v1.ProviderService';
+const DEFAULT_TARGET = 'localhost:50051';
+const DEFAULT_PROTO_ROOT = path.resolve(__dirname, '..', '..', 'proto');
+const HEALTH_PROTO_ROOT = path.join(__dirname, 'proto');
+
+// Unary calls are safe to retry when the server was not reached or refused before doing work
+// (UNAVAILABLE); streams are never retried by the channel, since output may already have been
+// shown. round_robin spreads calls over every address a name resolves to (e.g. a headless
+// Kubernetes Service through `dns:///`).
+const UNARY_METHODS = ['Chat', 'Complete', 'ListModels', 'CountTokens', 'Embed', 'ListProviders'];
+const DEFAULT_SERVICE_CONFIG = Object.freeze({
+  loadBalancingConfig: [{ round_robin: {} }],
+  methodConfig: [
+    {
+      name: UNARY_METHODS.map((method) => ({ service: SERVICE, method })),
+      retryPolicy: {
+        maxAttempts: 4,
+        initialBackoff: '0.1s',
+        maxBackoff: '2s',
+        backoffMultiplier: 2,
+        retryableStatusCodes: ['UNAVAILABLE'],
+      },
+    },
+  ],
+});
+
+// Keepalive pings at most every 30 s; the server allows one every 10 s, so it never answers
+// with GOAWAY "too_many_pings".
+const DEFAULT_CHANNEL_OPTIONS = Object.freeze({
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.max_receive_message_length': 8 * 1024 * 1024,
+});
+
+const LOADER_OPTIONS = Object.freeze({
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+});
+
+function loadPackages(protoRoot) {
+  const definition = protoLoader.loadSync('provider_gateway/v1/provider_service.proto', {
+    ...LOADER_OPTIONS,
+    includeDirs: [protoRoot],
+  });
+  const health = protoLoader.loadSync('grpc/health/v1/health.proto', {
+    ...LOADER_OPTIONS,
+    includeDirs: [HEALTH_PROTO_ROOT],
+  });
+  return {
+    gateway: grpc.loadPackageDefinition(definition).provider_gateway.v1,
+    health: grpc.loadPackageDefinition(health).grpc.health.v1,
+  };
+}
+
+/** A message of the conversation from plain text. */
+function textMessage(role, text) {
+  return { role, content: [{ text }] };
+}
+
+const userMessage = (text) => textMessage('ROLE_USER', text);
+const systemMessage = (text) => textMessage('ROLE_SYSTEM', text);
+const assistantMessage = (text) => textMessage('ROLE_ASSISTANT', text);
+
+/**
+ * Accepts the proto's ChatRequest fields, plus two shortcuts: `prompt` (a user message) and
+ * `system` (a system message before it).
+ */
+function toChatRequest(request) {
+  const { prompt, system, ...fields } = request;
+  const messages = [...(fields.messages || [])];
+  if (system) messages.unshift(systemMessage(system));
+  if (prompt) messages.push(userMessage(prompt));
+  return { ...fields, messages };
+}
+
+class GatewayClient {
+  /**
+   * @param {string} [target] gRPC target: `host:port`, `dns:///name:port`, `ipv4:a:p,b:q`.
+   * @param {import('./index').ClientOptions} [options]
+   */
+  constructor(target = DEFAULT_TARGET, options = {}) {
+    const packages = loadPackages(options.protoRoot || process.env.PROVIDER_GATEWAY_PROTO_ROOT || DEFAULT_PROTO_ROOT);
+    const channelOptions = {
+      ...DEFAULT_CHANNEL_OPTIONS,
+      'grpc.service_config': JSON.stringify(options.serviceConfig || DEFAULT_SERVICE_CONFIG),
+      ...(options.channelOptions || {}),
+    };
+    const credentials = options.credentials || grpc.credentials.createInsecure();
+    this.stub = new packages.gateway.ProviderService(target, credentials, channelOptions);
+    // The health stub shares the gateway stub's channel, so both see the same connections.
+    this.healthStub = new packages.health.Health(target, credentials, {
+      ...channelOptions,
+      channelOverride: this.stub.getChannel(),
+    });
+    this.apiKey = options.apiKey || '';
+    this.defaultDeadlineMs = options.deadlineMs ?? 60_000;
+  }
+
+  _metadata() {
+    const metadata = new grpc.Metadata();
+    if (this.apiKey) metadata.set('authorization', `Bearer ${this.apiKey}`);
+    return metadata;
+  }
+
+  _callOptions(options = {}) {
+    const ms = options.deadlineMs ?? this.defaultDeadlineMs;
+    return ms ? { deadline: Date.now() + ms } : {};
+  }
+
+  _unary(stub, method, request, options) {
+    return new Promise((resolve, reject) => {
+      const call = stub[method](request, this._metadata(), this._callOptions(options), (error, response) =>
+        error ? reject(error) : resolve(response),
+      );
+      cancelOnAbort(call, options && options.signal);
+    });
+  }
+
+  _stream(method, request, options) {
+    const call = this.stub[method](request, this._metadata(), this._callOptions(options));
+    cancelOnAbort(call, options && options.signal);
+    return call;
+  }
+
+  /** Streams a chat answer: an async iterable of StreamEvent; the last event is `finish`. */
+  chatStream(request, options) {
+    return this._stream('ChatStream', toChatRequest(request), options);
+  }
+
+  /** The whole chat answer at once. */
+  chat(request, options) {
+    return this._unary(this.stub, 'Chat', toChatRequest(request), options);
+  }
+
+  completeStream(request, options) {
+    return this._stream('CompleteStream', request, options);
+  }
+
+  complete(request, options) {
+    return this._unary(this.stub, 'Complete', request, options);
+  }
+
+  async listModels(provider = '', options) {
+    const response = await this._unary(this.stub, 'ListModels', { provider }, options);
+    return response.models;
+  }
+
+  listProviders(options) {
+    return this._unary(this.stub, 'ListProviders', {}, options);
+  }
+
+  countTokens(request, options) {
+    return this._unary(this.stub, 'CountTokens', request, options);
+  }
+
+  embed(request, options) {
+    return this._unary(this.stub, 'Embed', request, options);
+  }
+
+  /** Standard gRPC health: '' = whole server, 'provider_gateway.v1.ProviderService', 'provider/<name>'. */
+  async health(service = '', options) {
+    const response = await this._unary(this.healthStub, 'Check', { service }, options);
+    return response.status;
+  }
+
+  close() {
+    this.stub.close();
+  }
+}
+
+function cancelOnAbort(call, signal) {
+  if (!signal) return;
+  if (signal.aborted) {
+    call.cancel();
+    return;
+  }
+  const onAbort = () => call.cancel();
+  signal.addEventListener('abort', onAbort, { once: true });
+  const detach = () => signal.removeEventListener('abort', onAbort);
+  call.on('status', detach);
+}
+
+/** Collects a stream into { text, reasoning, toolCalls, usage, finish }. */
+async function collect(stream) {
+  const result = { text: '', reasoning: '', toolCalls: [], usage: null, finish: null };
+  for await (const event of stream) {
+    switch (event.event) {
+      case 'text_delta':
+        result.text += event.text_delta.text;
+        break;
+      case 'reasoning_delta':
+        result.reasoning += event.reasoning_delta.text;
+        break;
+      case 'tool_call_end':
+        result.toolCalls.push(event.tool_call_end.call);
+        break;
+      case 'usage':
+        result.usage = event.usage;
+        break;
+      case 'finish':
+        result.finish = event.finish;
+        break;
+      default:
+        break;
+    }
+  }
+  return result;
+}
+
+module.exports = {
+  GatewayClient,
+  DEFAULT_SERVICE_CONFIG,
+  DEFAULT_TARGET,
+  SERVICE,
+  collect,
+  userMessage,
+  systemMessage,
+  assistantMessage,
+  toChatRequest,
+  grpc,
+};

@@ -1,0 +1,269 @@
+"""deploy/kubernetes and deploy/envoy: schema-valid, and consistent with each other and the gateway.
+
+Kubernetes manifests are checked in strict mode (unknown fields are errors) against the API schemas
+that PyPI's kubernetes-validate bundles, offline: the oldest supported release (1.30, the first with
+the preStop `sleep` action enabled by default) and the newest bundled one. The Envoy bootstrap is
+parsed into Envoy's own protobuf API (PyPI xds-protos), which rejects unknown or misspelt fields.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from google.protobuf import json_format
+
+from provider_gateway import config as config_module
+
+ROOT = Path(__file__).resolve().parent.parent
+KUBE = ROOT / "deploy" / "kubernetes"
+ENVOY = ROOT / "deploy" / "envoy" / "envoy.yaml"
+KUBE_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
+HEALTH_SERVICE = "provider_gateway.v1.ProviderService"
+
+
+def load_documents() -> list[tuple[str, dict[str, Any]]]:
+    docs = []
+    for path in sorted(KUBE.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        docs += [(path.name, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return docs
+
+
+DOCS = load_documents()
+
+
+def find(kind: str, name: str) -> dict[str, Any]:
+    matches = [d for _, d in DOCS if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} found"
+    return matches[0]
+
+
+def doc_id(entry: tuple[str, dict[str, Any]]) -> str:
+    return f"{entry[0]}:{entry[1]['kind']}/{entry[1]['metadata']['name']}"
+
+
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
+@pytest.mark.parametrize("entry", DOCS, ids=[doc_id(d) for d in DOCS])
+def test_manifest_is_schema_valid(entry: tuple[str, dict[str, Any]], version: str) -> None:
+    try:
+        kubernetes_validate.validate(entry[1], version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        pytest.fail(f"{doc_id(entry)} against {version}: {exc.message} at {list(exc.path)}")
+
+
+def test_validator_rejects_a_misspelt_field() -> None:
+    deployment = yaml.safe_load((KUBE / "deployment.yaml").read_text())
+    deployment["spec"]["template"]["spec"]["terminationGracePeriod"] = 30
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((KUBE / "kustomization.yaml").read_text())
+    files = {p.name for p in KUBE.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files
+
+
+def test_every_resource_is_required_by_the_issue() -> None:
+    kinds = {(d["apiVersion"], d["kind"]) for _, d in DOCS}
+    for required in [
+        ("apps/v1", "Deployment"),
+        ("v1", "Service"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        ("v1", "ConfigMap"),
+        ("v1", "Secret"),
+        ("policy/v1", "PodDisruptionBudget"),
+    ]:
+        assert required in kinds
+
+
+# --- the gateway Deployment ------------------------------------------------------------------
+
+DEPLOYMENT = find("Deployment", "provider-gateway")
+POD = DEPLOYMENT["spec"]["template"]["spec"]
+CONTAINER = POD["containers"][0]
+CONFIG_TEXT = find("ConfigMap", "provider-gateway")["data"]["gateway.toml"]
+GATEWAY_CONFIG = config_module.parse(tomllib.loads(CONFIG_TEXT), "configmap.yaml:gateway.toml")
+
+
+def test_probes_are_native_grpc_health_checks() -> None:
+    port = CONTAINER["ports"][0]["containerPort"]
+    assert CONTAINER["readinessProbe"]["grpc"] == {"port": port, "service": HEALTH_SERVICE}
+    assert CONTAINER["livenessProbe"]["grpc"]["port"] == port
+    assert CONTAINER["startupProbe"]["grpc"]["port"] == port
+
+
+def test_liveness_tolerates_a_whole_drain() -> None:
+    """While draining the server reports NOT_SERVING on purpose; liveness must not kill it then."""
+    liveness = CONTAINER["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] > GATEWAY_CONFIG.server.grace_period_s
+
+
+def test_termination_grace_covers_prestop_and_drain() -> None:
+    pre_stop = CONTAINER["lifecycle"]["preStop"]["sleep"]["seconds"]
+    grace = GATEWAY_CONFIG.server.grace_period_s
+    assert POD["terminationGracePeriodSeconds"] > pre_stop + grace
+
+
+def test_connections_are_recycled_for_dns_balancing_clients() -> None:
+    server = GATEWAY_CONFIG.server
+    assert server.max_connection_age_s > 0
+    # A stream cut by connection recycling would be as bad as one cut by a drain.
+    assert server.max_connection_age_grace_s >= server.grace_period_s
+
+
+def test_gateway_listens_on_all_interfaces_with_the_mounted_config() -> None:
+    args = CONTAINER["args"]
+    assert args[0] == "serve"
+    assert args[args.index("--host") + 1] == "0.0.0.0"
+    assert GATEWAY_CONFIG.server.host == "0.0.0.0"
+    config_path = Path(args[args.index("--config") + 1])
+    mount = next(m for m in CONTAINER["volumeMounts"] if m["name"] == "config")
+    assert str(config_path.parent) == mount["mountPath"]
+    volume = next(v for v in POD["volumes"] if v["name"] == "config")
+    assert volume["configMap"]["name"] == "provider-gateway"
+
+
+def test_runs_as_the_image_user_without_privileges() -> None:
+    dockerfile_user = next(
+        line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("USER ")
+    )
+    assert str(POD["securityContext"]["runAsUser"]) == dockerfile_user.split(":")[0]
+    assert POD["securityContext"]["runAsNonRoot"] is True
+    assert CONTAINER["securityContext"]["allowPrivilegeEscalation"] is False
+    assert CONTAINER["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_resources_are_requested_and_memory_is_bounded() -> None:
+    resources = CONTAINER["resources"]
+    assert {"cpu", "memory"} <= set(resources["requests"])
+    assert "memory" in resources["limits"]
+
+
+def test_every_provider_key_comes_from_the_secret() -> None:
+    secret = find("Secret", "provider-gateway-keys")
+    assert {"secretRef": {"name": "provider-gateway-keys"}} in CONTAINER["envFrom"]
+    key_envs = {p.options.string("api_key_env") for p in GATEWAY_CONFIG.providers} - {""}
+    assert key_envs
+    assert key_envs == set(secret["stringData"])
+    assert all(value == "" for value in secret["stringData"].values()), "no real key is committed"
+
+
+def test_redis_url_names_the_redis_service() -> None:
+    url = GATEWAY_CONFIG.section("redis").string("url")
+    service = find("Service", "provider-gateway-redis")
+    assert url.startswith(f"redis://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}/")
+    redis = find("Deployment", "provider-gateway-redis")
+    assert redis["spec"]["template"]["metadata"]["labels"].items() >= service["spec"]["selector"].items()
+
+
+# --- Services, autoscaling, disruption budget ----------------------------------------------------
+
+
+def selects_gateway_pods(selector: dict[str, str]) -> bool:
+    return DEPLOYMENT["spec"]["template"]["metadata"]["labels"].items() >= selector.items()
+
+
+def test_headless_and_cluster_ip_services_select_the_gateway() -> None:
+    headless = find("Service", "provider-gateway-headless")
+    cluster_ip = find("Service", "provider-gateway")
+    assert headless["spec"]["clusterIP"] == "None"
+    assert cluster_ip["spec"].get("type", "ClusterIP") == "ClusterIP"
+    for service in (headless, cluster_ip):
+        assert selects_gateway_pods(service["spec"]["selector"])
+        assert service["spec"]["ports"][0]["targetPort"] == "grpc"
+        assert service["spec"]["ports"][0]["appProtocol"] == "kubernetes.io/h2c"
+
+
+def test_hpa_scales_the_deployment_from_three() -> None:
+    hpa = find("HorizontalPodAutoscaler", "provider-gateway")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", "provider-gateway")
+    assert hpa["spec"]["minReplicas"] >= 3
+    assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+
+
+def test_pdb_protects_the_gateway() -> None:
+    pdb = find("PodDisruptionBudget", "provider-gateway")
+    assert selects_gateway_pods(pdb["spec"]["selector"]["matchLabels"])
+    assert (
+        pdb["spec"]["maxUnavailable"]
+        < find("HorizontalPodAutoscaler", "provider-gateway")["spec"]["minReplicas"]
+    )
+
+
+# --- Envoy ---------------------------------------------------------------------------------------
+
+
+def envoy_bootstrap() -> Any:
+    # The typed_config messages must be registered before ParseDict can resolve their @type.
+    import envoy.extensions.access_loggers.stream.v3.stream_pb2
+    import envoy.extensions.filters.http.router.v3.router_pb2
+    import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
+    import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
+    import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
+    from envoy.config.bootstrap.v3 import bootstrap_pb2
+
+    return json_format.ParseDict(yaml.safe_load(ENVOY.read_text()), bootstrap_pb2.Bootstrap())
+
+
+ENVOY_CONFIG = envoy_bootstrap()
+
+
+def test_envoy_config_rejects_unknown_fields() -> None:
+    """Proves the parse above is strict, so a misspelt Envoy field fails the suite."""
+    from envoy.config.bootstrap.v3 import bootstrap_pb2
+
+    with pytest.raises(json_format.ParseError):
+        json_format.ParseDict({"static_resources": {"clusterz": []}}, bootstrap_pb2.Bootstrap())
+
+
+def test_envoy_health_checks_the_grpc_health_service() -> None:
+    (cluster,) = ENVOY_CONFIG.static_resources.clusters
+    (check,) = cluster.health_checks
+    assert check.grpc_health_check.service_name == HEALTH_SERVICE
+    address = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address
+    assert address.address.startswith("provider-gateway-headless.")
+    assert address.port_value == 50051
+    assert cluster.type == cluster.STRICT_DNS
+    options = cluster.typed_extension_protocol_options[
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]
+    assert (
+        "http2_protocol_options"
+        in json_format.MessageToDict(options, preserving_proto_field_name=True)["explicit_http_config"]
+    )
+
+
+def test_envoy_does_not_time_out_long_streams() -> None:
+    from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
+
+    (listener,) = ENVOY_CONFIG.static_resources.listeners
+    manager = http_connection_manager_pb2.HttpConnectionManager()
+    listener.filter_chains[0].filters[0].typed_config.Unpack(manager)
+    assert manager.stream_idle_timeout.ToSeconds() == 0
+    assert manager.request_timeout.ToSeconds() == 0
+    routes = manager.route_config.virtual_hosts[0].routes
+    assert routes
+    for route in routes:
+        assert route.route.HasField("timeout")
+        assert route.route.timeout.ToSeconds() == 0
+    # Only unary methods are retried: a stream may already have sent output.
+    retried = [r for r in routes if r.route.HasField("retry_policy")]
+    assert retried
+    assert all("Stream" not in r.match.safe_regex.regex for r in retried)
+
+
+def test_only_gateway_pods_reach_redis() -> None:
+    policy = find("NetworkPolicy", "provider-gateway-redis")
+    redis_pods = find("Deployment", "provider-gateway-redis")["spec"]["template"]["metadata"]["labels"]
+    assert redis_pods.items() >= policy["spec"]["podSelector"]["matchLabels"].items()
+    (rule,) = policy["spec"]["ingress"]
+    (source,) = rule["from"]
+    assert selects_gateway_pods(source["podSelector"]["matchLabels"])

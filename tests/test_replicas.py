@@ -1,0 +1,229 @@
+"""Three gateway processes on loopback behind client-side round robin, and a drain during a stream.
+
+Each replica is a real `provider-gateway serve` process. Besides the shared `mock` provider, replica
+N configures a mock provider named `replica-N` and the alias `whoami = "replica-N/echo"`, so the
+`finish.provider` of a `whoami` call names the process that served it, with no test hook in the
+server. The client is one gRPC channel with an `ipv4:` target listing the three addresses and the
+round_robin policy, as a client of a headless Service gets from `dns:///` (see docs/scaling.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import RunningGateway, run_gateway
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from processes import GatewayProcess, start_gateway
+
+from provider_gateway.v1 import provider_service_pb2 as pb
+from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
+
+SERVICE = "provider_gateway.v1.ProviderService"
+ROUND_ROBIN = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": SERVICE, "method": "Chat"},
+                    {"service": SERVICE, "method": "ListProviders"},
+                ],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+)
+REPLICA_CONFIG = """
+[server]
+grace_period_s = 30
+
+[providers.mock]
+kind = "mock"
+
+[providers.replica-{n}]
+kind = "mock"
+
+[aliases]
+whoami = "replica-{n}/echo"
+"""
+
+
+@dataclass
+class Replica:
+    name: str
+    gateway: GatewayProcess
+
+    @property
+    def address(self) -> str:
+        return self.gateway.address
+
+
+async def start_replica(n: int, folder: Path) -> Replica:
+    config = folder / f"replica-{n}.toml"
+    config.write_text(REPLICA_CONFIG.format(n=n))
+    serve_args = ("--config", str(config), "--host", "127.0.0.1", "--port", "0", "--log-level", "warning")
+    return Replica(f"replica-{n}", await start_gateway(*serve_args))
+
+
+@asynccontextmanager
+async def three_replicas(folder: Path) -> AsyncIterator[list[Replica]]:
+    replicas = list(await asyncio.gather(*(start_replica(n, folder) for n in (1, 2, 3))))
+    try:
+        yield replicas
+    finally:
+        await asyncio.gather(*(r.gateway.stop() for r in replicas))
+
+
+def balanced_channel(replicas: list[Replica]) -> grpc.aio.Channel:
+    target = "ipv4:" + ",".join(r.address for r in replicas)
+    return grpc.aio.insecure_channel(
+        target, options=[("grpc.service_config", ROUND_ROBIN), ("grpc.enable_retries", 1)]
+    )
+
+
+def whoami(prompt: str = "who served this?", model: str = "whoami") -> pb.ChatRequest:
+    return pb.ChatRequest(
+        model=model, messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text=prompt)])]
+    )
+
+
+async def wait_all_connected(channel: grpc.aio.Channel, replicas: list[Replica]) -> None:
+    """round_robin connects to every address; wait until the three each answered once."""
+    stub = pb_grpc.ProviderServiceStub(channel)
+    seen: set[str] = set()
+    async with asyncio.timeout(30):
+        while len(seen) < len(replicas):
+            response = await stub.Chat(whoami(), timeout=10)
+            seen.add(response.finish.provider)
+
+
+async def test_round_robin_spreads_calls_over_three_replicas(tmp_path: Path) -> None:
+    async with three_replicas(tmp_path) as replicas, balanced_channel(replicas) as channel:
+        await wait_all_connected(channel, replicas)
+        stub = pb_grpc.ProviderServiceStub(channel)
+
+        unary = Counter()
+        for _ in range(30):
+            response = await stub.Chat(whoami(), timeout=10)
+            unary[response.finish.provider] += 1
+        assert set(unary) == {r.name for r in replicas}
+        # Round robin over three ready subchannels takes them in turn: an even split.
+        assert all(count == 10 for count in unary.values()), unary
+
+        streamed = Counter()
+        for _ in range(9):
+            events = [event async for event in stub.ChatStream(whoami(), timeout=10)]
+            assert events[-1].WhichOneof("event") == "finish"
+            streamed[events[-1].finish.provider] += 1
+        assert set(streamed) == {r.name for r in replicas}
+        assert max(streamed.values()) - min(streamed.values()) <= 1, streamed
+
+        # Concurrent calls spread the same way.
+        responses = await asyncio.gather(*(stub.Chat(whoami(), timeout=10) for _ in range(30)))
+        concurrent = Counter(r.finish.provider for r in responses)
+        assert set(concurrent) == {r.name for r in replicas}
+
+        # ListProviders shows each replica's own provider set: the replicas share no state.
+        names = set()
+        for _ in range(3):
+            listing = await stub.ListProviders(pb.ListProvidersRequest(), timeout=10)
+            names.add(next(p.name for p in listing.providers if p.name.startswith("replica-")))
+        assert names == {r.name for r in replicas}
+
+
+async def test_draining_replica_finishes_its_stream_while_the_others_take_new_calls(tmp_path: Path) -> None:
+    async with three_replicas(tmp_path) as replicas, balanced_channel(replicas) as channel:
+        await wait_all_connected(channel, replicas)
+        balanced = pb_grpc.ProviderServiceStub(channel)
+        leaving = replicas[2]
+        async with grpc.aio.insecure_channel(leaving.address) as direct:
+            # A long stream (mock/slow: 20 tokens, 50 ms apart) on the replica about to leave.
+            stream = pb_grpc.ProviderServiceStub(direct).ChatStream(
+                whoami("a long answer", model="replica-3/slow"), timeout=30
+            )
+            watch = health_pb2_grpc.HealthStub(direct).Watch(health_pb2.HealthCheckRequest(service=SERVICE))
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            first = await stream.read()
+            assert first.WhichOneof("event") == "text_delta"
+
+            # A rollout's SIGTERM: the replica reports NOT_SERVING, then drains.
+            leaving.gateway.process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(10):
+                assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            watch.cancel()  # a watch is a call in flight too: end it so the drain can finish
+
+            # Meanwhile every new call through the balanced channel succeeds (retried on UNAVAILABLE
+            # if it raced the shutdown).
+            during = await asyncio.gather(*(balanced.Chat(whoami(), timeout=10) for _ in range(12)))
+            assert all(r.finish.reason == pb.FINISH_REASON_STOP for r in during)
+
+            # The stream in flight completes in full, ending with finish.
+            rest = []
+            while (event := await stream.read()) is not grpc.aio.EOF:
+                rest.append(event)
+        events = [first, *rest]
+        assert events[-1].WhichOneof("event") == "finish"
+        assert events[-1].finish.provider == "replica-3"
+        assert sum(1 for e in events if e.WhichOneof("event") == "text_delta") == 20
+
+        # Drained: the process exits cleanly without waiting for the whole grace period.
+        async with asyncio.timeout(20):
+            code = await leaving.gateway.process.wait()
+        assert code == 0, "".join(leaving.gateway.output)
+
+        after = Counter()
+        for _ in range(10):
+            response = await balanced.Chat(whoami(), timeout=10)
+            after[response.finish.provider] += 1
+        assert set(after) == {"replica-1", "replica-2"}, after
+
+
+# --- connection recycling: how DNS-balancing clients find new replicas ---------------------------
+
+AGED_CONFIG = """
+[server]
+max_connection_age_s = 0.5
+max_connection_age_grace_s = {grace}
+
+[providers.mock]
+kind = "mock"
+"""
+
+
+async def slow_stream(gateway: RunningGateway) -> list[pb.StreamEvent]:
+    """mock/slow streams 20 tokens over about 1.2 s: longer than the connection's age."""
+    request = whoami("a long answer", model="mock/slow")
+    return [event async for event in gateway.stub.ChatStream(request, timeout=30)]
+
+
+async def test_connection_age_grace_lets_a_longer_stream_finish() -> None:
+    async with run_gateway(AGED_CONFIG.format(grace=30)) as gateway:
+        events = await slow_stream(gateway)
+        assert events[-1].WhichOneof("event") == "finish"
+        assert sum(1 for e in events if e.WhichOneof("event") == "text_delta") == 20
+        # The channel reconnects by itself after the server closed the aged connection.
+        again = await gateway.stub.Chat(whoami(model="mock/echo"), timeout=10)
+        assert again.finish.reason == pb.FINISH_REASON_STOP
+
+
+async def test_connection_age_grace_below_the_stream_cuts_it() -> None:
+    """Why the grace must exceed the longest stream: otherwise the stream is cut mid-answer."""
+    async with run_gateway(AGED_CONFIG.format(grace=0.3)) as gateway:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await slow_stream(gateway)
+        assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
