@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +26,7 @@ from conftest import RunningGateway, run_gateway
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from processes import GatewayProcess, start_gateway
 
+from provider_gateway.server.auth import hash_key
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
@@ -73,16 +76,16 @@ class Replica:
         return self.gateway.address
 
 
-async def start_replica(n: int, folder: Path) -> Replica:
+async def start_replica(n: int, folder: Path, extra_config: str = "") -> Replica:
     config = folder / f"replica-{n}.toml"
-    config.write_text(REPLICA_CONFIG.format(n=n))
+    config.write_text(REPLICA_CONFIG.format(n=n) + extra_config)
     serve_args = ("--config", str(config), "--host", "127.0.0.1", "--port", "0", "--log-level", "warning")
     return Replica(f"replica-{n}", await start_gateway(*serve_args))
 
 
 @asynccontextmanager
-async def three_replicas(folder: Path) -> AsyncIterator[list[Replica]]:
-    replicas = list(await asyncio.gather(*(start_replica(n, folder) for n in (1, 2, 3))))
+async def three_replicas(folder: Path, extra_config: str = "") -> AsyncIterator[list[Replica]]:
+    replicas = list(await asyncio.gather(*(start_replica(n, folder, extra_config) for n in (1, 2, 3))))
     try:
         yield replicas
     finally:
@@ -102,13 +105,15 @@ def whoami(prompt: str = "who served this?", model: str = "whoami") -> pb.ChatRe
     )
 
 
-async def wait_all_connected(channel: grpc.aio.Channel, replicas: list[Replica]) -> None:
+async def wait_all_connected(
+    channel: grpc.aio.Channel, replicas: list[Replica], metadata: tuple[tuple[str, str], ...] | None = None
+) -> None:
     """round_robin connects to every address; wait until the three each answered once."""
     stub = pb_grpc.ProviderServiceStub(channel)
     seen: set[str] = set()
     async with asyncio.timeout(30):
         while len(seen) < len(replicas):
-            response = await stub.Chat(whoami(), timeout=10)
+            response = await stub.Chat(whoami(), timeout=10, metadata=metadata)
             seen.add(response.finish.provider)
 
 
@@ -227,3 +232,93 @@ async def test_connection_age_grace_below_the_stream_cuts_it() -> None:
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await slow_stream(gateway)
         assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+# --- one per-key quota across the three replicas, through one real Redis ------------------------
+
+REDIS = shutil.which("redis-server")
+TEAM_KEY = "team-key-0123456789abcdef0123456789"
+PROBE_KEY = "probe-key-0123456789abcdef012345678"
+QUOTA = 7
+QUOTA_CONFIG = """
+[redis]
+url = "{redis_url}"
+
+[auth]
+open_health = true
+
+[[auth.keys]]
+name = "team"
+sha256 = "{team}"
+requests_per_minute = {quota}
+
+[[auth.keys]]
+name = "probe"
+sha256 = "{probe}"
+"""
+
+
+@asynccontextmanager
+async def redis_server() -> AsyncIterator[str]:
+    assert REDIS, "redis-server is not installed (scripts/setup.d/redis.sh installs it)"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        REDIS,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    await asyncio.sleep(0.02)  # polling for the port, bounded by the timeout above
+                    continue
+                writer.write(b"PING\r\n")
+                ready = (await reader.readline()).startswith(b"+PONG")
+                writer.close()
+                await writer.wait_closed()
+                if ready:
+                    break
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+def bearer(key: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {key}"),)
+
+
+async def test_per_key_quota_holds_across_three_replicas(tmp_path: Path) -> None:
+    async with redis_server() as redis_url:
+        extra = QUOTA_CONFIG.format(
+            redis_url=redis_url, team=hash_key(TEAM_KEY), probe=hash_key(PROBE_KEY), quota=QUOTA
+        )
+        async with three_replicas(tmp_path, extra) as replicas, balanced_channel(replicas) as channel:
+            await wait_all_connected(channel, replicas, metadata=bearer(PROBE_KEY))
+            stub = pb_grpc.ProviderServiceStub(channel)
+            served: Counter[str] = Counter()
+            refused = []
+            for _ in range(3 * QUOTA):
+                try:
+                    response = await stub.Chat(whoami(), timeout=10, metadata=bearer(TEAM_KEY))
+                    served[response.finish.provider] += 1
+                except grpc.aio.AioRpcError as exc:
+                    refused.append(exc.code())
+            # Each replica alone would have allowed QUOTA calls (3 x QUOTA in all): the shared
+            # counter in Redis let exactly QUOTA through, spread over the three.
+            assert sum(served.values()) == QUOTA, served
+            assert set(served) == {r.name for r in replicas}
+            assert refused == [grpc.StatusCode.RESOURCE_EXHAUSTED] * (2 * QUOTA)
