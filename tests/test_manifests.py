@@ -8,6 +8,8 @@ parsed into Envoy's own protobuf API (PyPI xds-protos), which rejects unknown or
 
 from __future__ import annotations
 
+import json
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from google.protobuf import json_format
 
 from provider_gateway import config as config_module
 
@@ -201,63 +202,59 @@ def test_pdb_protects_the_gateway() -> None:
 # --- Envoy ---------------------------------------------------------------------------------------
 
 
-def envoy_bootstrap() -> Any:
-    # The typed_config messages must be registered before ParseDict can resolve their @type.
-    import envoy.extensions.access_loggers.stream.v3.stream_pb2
-    import envoy.extensions.filters.http.router.v3.router_pb2
-    import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
-    import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
-    import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
-    from envoy.config.bootstrap.v3 import bootstrap_pb2
-
-    return json_format.ParseDict(yaml.safe_load(ENVOY.read_text()), bootstrap_pb2.Bootstrap())
+ENVOY_PYTHON = ROOT / ".venv-envoy" / "bin" / "python"  # scripts/setup.d/envoy.sh
+ENVOY_SCHEMA = ROOT / "tests" / "tools" / "envoy_schema.py"
 
 
-ENVOY_CONFIG = envoy_bootstrap()
+def envoy_schema(*args: str) -> subprocess.CompletedProcess[str]:
+    assert ENVOY_PYTHON.exists(), "run scripts/setup.sh: it installs Envoy's schema into .venv-envoy"
+    return subprocess.run(
+        [str(ENVOY_PYTHON), str(ENVOY_SCHEMA), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def envoy() -> dict[str, Any]:
+    """envoy.yaml parsed strictly into Envoy's Bootstrap message (unknown fields fail), as JSON."""
+    parsed = envoy_schema(str(ENVOY))
+    assert parsed.returncode == 0, parsed.stderr
+    result: dict[str, Any] = json.loads(parsed.stdout)
+    return result
 
 
 def test_envoy_config_rejects_unknown_fields() -> None:
     """Proves the parse above is strict, so a misspelt Envoy field fails the suite."""
-    from envoy.config.bootstrap.v3 import bootstrap_pb2
+    probe = envoy_schema("--reject-probe")
+    assert probe.returncode == 0, probe.stdout
+    assert "clusterz" in probe.stdout
 
-    with pytest.raises(json_format.ParseError):
-        json_format.ParseDict({"static_resources": {"clusterz": []}}, bootstrap_pb2.Bootstrap())
 
-
-def test_envoy_health_checks_the_grpc_health_service() -> None:
-    (cluster,) = ENVOY_CONFIG.static_resources.clusters
-    (check,) = cluster.health_checks
-    assert check.grpc_health_check.service_name == HEALTH_SERVICE
-    address = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address
-    assert address.address.startswith("provider-gateway-headless.")
-    assert address.port_value == 50051
-    assert cluster.type == cluster.STRICT_DNS
-    options = cluster.typed_extension_protocol_options[
+def test_envoy_health_checks_the_grpc_health_service(envoy: dict[str, Any]) -> None:
+    (cluster,) = envoy["bootstrap"]["static_resources"]["clusters"]
+    (check,) = cluster["health_checks"]
+    assert check["grpc_health_check"]["service_name"] == HEALTH_SERVICE
+    address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert address["socket_address"]["address"].startswith("provider-gateway-headless.")
+    assert address["socket_address"]["port_value"] == 50051
+    assert cluster["type"] == "STRICT_DNS"
+    options = cluster["typed_extension_protocol_options"][
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
     ]
-    assert (
-        "http2_protocol_options"
-        in json_format.MessageToDict(options, preserving_proto_field_name=True)["explicit_http_config"]
-    )
+    assert "http2_protocol_options" in options["explicit_http_config"]
 
 
-def test_envoy_does_not_time_out_long_streams() -> None:
-    from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
-
-    (listener,) = ENVOY_CONFIG.static_resources.listeners
-    manager = http_connection_manager_pb2.HttpConnectionManager()
-    listener.filter_chains[0].filters[0].typed_config.Unpack(manager)
-    assert manager.stream_idle_timeout.ToSeconds() == 0
-    assert manager.request_timeout.ToSeconds() == 0
-    routes = manager.route_config.virtual_hosts[0].routes
+def test_envoy_does_not_time_out_long_streams(envoy: dict[str, Any]) -> None:
+    (manager,) = envoy["managers"]
+    assert manager["stream_idle_timeout"] == "0s"
+    assert manager["request_timeout"] == "0s"
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
     assert routes
     for route in routes:
-        assert route.route.HasField("timeout")
-        assert route.route.timeout.ToSeconds() == 0
+        assert route["route"]["timeout"] == "0s"
     # Only unary methods are retried: a stream may already have sent output.
-    retried = [r for r in routes if r.route.HasField("retry_policy")]
+    retried = [r for r in routes if "retry_policy" in r["route"]]
     assert retried
-    assert all("Stream" not in r.match.safe_regex.regex for r in retried)
+    assert all("Stream" not in r["match"]["safe_regex"]["regex"] for r in retried)
 
 
 def test_only_gateway_pods_reach_redis() -> None:

@@ -74,11 +74,13 @@ class RequestClock:
     `deadline` is the client's deadline on the time.monotonic() scale, or None.
     """
 
-    __slots__ = ("deadline", "first_token_ns", "received_ns", "upstream_ns")
+    __slots__ = ("deadline", "downstream_ns", "first_token_ns", "received_ns", "upstream_ns")
 
     def __init__(self, received_ns: int | None = None, deadline: float | None = None) -> None:
         self.received_ns = received_ns if received_ns is not None else time.perf_counter_ns()
         self.upstream_ns = 0
+        # Time a stream spent handing events to the client (gRPC send, flow control): not ours either.
+        self.downstream_ns = 0
         self.first_token_ns = 0
         self.deadline = deadline
 
@@ -86,7 +88,7 @@ class RequestClock:
         total = time.perf_counter_ns() - self.received_ns
         ttft = self.first_token_ns - self.received_ns if self.first_token_ns else 0
         return Timing(
-            gateway_overhead_us=_us(max(total - self.upstream_ns, 0)),
+            gateway_overhead_us=_us(max(total - self.upstream_ns - self.downstream_ns, 0)),
             time_to_first_token_us=_us(ttft),
             total_us=_us(total),
             upstream_us=_us(self.upstream_ns),
@@ -287,7 +289,9 @@ class Router:
                             continue
                         if isinstance(event, CONTENT_EVENTS):
                             sent_content = True
+                        handed = time.perf_counter_ns()
                         yield event
+                        clock.downstream_ns += time.perf_counter_ns() - handed
                 for event in held:
                     yield event
                 return
