@@ -8,7 +8,7 @@ from rpc_util import chat
 from provider_gateway import domain as d
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import BaseProvider, Provider
-from provider_gateway.providers.mock import MockProvider, MockScript
+from provider_gateway.providers.mock import RECENT_REQUESTS, MockProvider, MockScript
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 
@@ -67,3 +67,16 @@ async def test_unary_chat_keeps_the_reasoning_signature(gateway) -> None:
     )
     response = await gateway.stub.Chat(chat("mock/echo"))
     assert (response.reasoning, response.reasoning_signature, response.text) == ("hm", "sig-1", "ok")
+
+
+async def test_mock_remembers_only_recent_requests() -> None:
+    """The mock is the default provider of a long-running server: its request log must not grow."""
+    mock = MockProvider("m")
+    for n in range(RECENT_REQUESTS + 50):
+        message = d.Message(d.Role.USER, (d.TextPart(f"request {n}"),))
+        await mock.chat(d.ChatRequest(model="echo", messages=[message]))
+    assert mock.stats.started == RECENT_REQUESTS + 50
+    assert len(mock.stats.requests) == RECENT_REQUESTS
+    last = mock.stats.requests[-1]
+    assert isinstance(last, d.ChatRequest)
+    assert last.messages[0].content == (d.TextPart(f"request {RECENT_REQUESTS + 49}"),)

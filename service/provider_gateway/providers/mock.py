@@ -131,6 +131,9 @@ class MockScript:
     error_after: int = 0
 
 
+RECENT_REQUESTS = 100
+
+
 @dataclass(slots=True)
 class MockStats:
     """What the mock saw, so tests can prove cancellation reached the provider."""
@@ -138,7 +141,10 @@ class MockStats:
     started: int = 0
     completed: int = 0
     cancelled: int = 0
-    requests: list[ChatRequest | CompletionRequest] = field(default_factory=list)
+    # The most recent requests only: the mock is the default provider of a long-running server.
+    requests: deque[ChatRequest | CompletionRequest] = field(
+        default_factory=lambda: deque(maxlen=RECENT_REQUESTS)
+    )
     cancelled_event: asyncio.Event = field(default_factory=asyncio.Event)
 
 
