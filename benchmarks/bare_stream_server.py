@@ -1,6 +1,6 @@
 """Baseline for relay cost: a bare grpc.aio server-stream of StreamEvent text deltas, no gateway.
 
-    python benchmarks/bare_stream_server.py --tokens 200   # prints `listening on 127.0.0.1:PORT`
+python benchmarks/bare_stream_server.py --tokens 200   # prints `listening on 127.0.0.1:PORT`
 """
 
 from __future__ import annotations

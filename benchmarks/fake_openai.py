@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 
 from aiohttp import web
 
 
 def chunk(text: str | None, finish: str | None = None, usage: dict[str, int] | None = None) -> bytes:
-    choices = [] if usage else [{"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}]
+    choices = (
+        [] if usage else [{"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}]
+    )
     body: dict[str, object] = {
         "id": "chatcmpl-bench",
         "object": "chat.completion.chunk",
@@ -47,7 +50,11 @@ class Upstream:
                 "created": 1,
                 "model": "bench-model",
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": "".join(self.words)}, "finish_reason": "stop"}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(self.words)},
+                        "finish_reason": "stop",
+                    }
                 ],
                 "usage": usage,
             }
@@ -61,7 +68,9 @@ class Upstream:
             if self.delay:
                 await asyncio.sleep(self.delay * self.tokens)
             return web.Response(body=self.json_body, content_type="application/json")
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await response.prepare(request)
         for piece in self.sse_chunks:
             if self.delay:
@@ -102,7 +111,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import json
+import os
 import platform
 import subprocess
 import sys
@@ -27,9 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import litellm_proxy, procs  # noqa: E402
-from harness.load import GatewayPath, HttpPath, Stats, run  # noqa: E402
-from harness.report import write_results  # noqa: E402
+from harness import litellm_proxy, procs
+from harness.load import GatewayPath, HttpPath, Stats, run
+from harness.report import write_results
 
 OPENAI_KEY_ENV = {"BENCH_OPENAI_KEY": "sk-bench"}
 CONCURRENCY = (1, 10, 50, 200)
@@ -134,7 +134,9 @@ async def upstream_stats(port: int, reset: bool = False) -> dict[str, int]:
 
 async def relay_cost(gateway_port: int, quick: bool) -> dict[str, float]:
     """Per-token cost of relaying a stream: the gateway (mock, 200 tokens) vs a bare grpc.aio stream."""
-    bare = procs.start([procs.PYTHON, str(procs.ROOT / "benchmarks" / "bare_stream_server.py"), "--tokens", "200"])
+    bare = procs.start(
+        [procs.PYTHON, str(procs.ROOT / "benchmarks" / "bare_stream_server.py"), "--tokens", "200"]
+    )
     try:
         per_token = {}
         for name, target, model in (
@@ -176,7 +178,9 @@ async def memory(quick: bool) -> dict[str, float]:
     out["providers_tracemalloc_mb"] = tracemalloc_share()
 
     streams = 300 if quick else 1000
-    slow = procs.gateway('[providers.mock]\nkind = "mock"\n[providers.mock.models.long]\ntokens = 40\ntoken_delay_ms = 100\n')
+    slow = procs.gateway(
+        '[providers.mock]\nkind = "mock"\n[providers.mock.models.long]\ntokens = 40\ntoken_delay_ms = 100\n'
+    )
     async with GatewayPath(f"127.0.0.1:{slow.port}", "mock/long") as path:
         task = asyncio.gather(*(path.stream() for _ in range(streams)))
         await asyncio.sleep(2.0)
@@ -200,7 +204,11 @@ def tracemalloc_share() -> float:
         "print(tracemalloc.get_traced_memory()[0] / 1048576)"
     )
     result = subprocess.run(
-        [procs.PYTHON, "-c", code], capture_output=True, text=True, cwd=procs.ROOT, env={**OPENAI_KEY_ENV, "PATH": "/usr/bin"}
+        [procs.PYTHON, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=procs.ROOT,
+        env={**OPENAI_KEY_ENV, "PATH": "/usr/bin"},
     )
     if result.returncode:
         print(result.stderr[-2000:], file=sys.stderr)
@@ -209,7 +217,9 @@ def tracemalloc_share() -> float:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-litellm", action="store_true")
     args = parser.parse_args()
@@ -217,7 +227,7 @@ async def main() -> None:
     started = time.perf_counter()
     results: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {subprocess.getoutput('nproc')} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "versions": {p: metadata.version(p) for p in ("grpcio", "protobuf", "httpx", "aiohttp")},
         "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
     }
@@ -226,8 +236,12 @@ async def main() -> None:
     litellm = None
     async with AsyncExitStack() as stack:
         paths: dict[str, Any] = {
-            "direct": await stack.enter_async_context(HttpPath(f"http://127.0.0.1:{upstream.port}/v1", "bench-model")),
-            "gateway": await stack.enter_async_context(GatewayPath(f"127.0.0.1:{gateway.port}", "openai/bench-model")),
+            "direct": await stack.enter_async_context(
+                HttpPath(f"http://127.0.0.1:{upstream.port}/v1", "bench-model")
+            ),
+            "gateway": await stack.enter_async_context(
+                GatewayPath(f"127.0.0.1:{gateway.port}", "openai/bench-model")
+            ),
         }
         if not args.no_litellm:
             try:
@@ -239,16 +253,22 @@ async def main() -> None:
             except (RuntimeError, subprocess.CalledProcessError) as exc:
                 results["litellm_error"] = str(exc)
         print("sequential latency...", flush=True)
-        results["sequential"] = {name: {k: s.row() for k, s in (await latency(p, n)).items()} for name, p in paths.items()}
+        results["sequential"] = {
+            name: {k: s.row() for k, s in (await latency(p, n)).items()} for name, p in paths.items()
+        }
         print("concurrency sweep...", flush=True)
         results["concurrency"] = {
-            name: {c: s.row() for c, s in (await concurrency_sweep(p, args.quick)).items()} for name, p in paths.items()
+            name: {c: s.row() for c, s in (await concurrency_sweep(p, args.quick)).items()}
+            for name, p in paths.items()
         }
         print("connection reuse...", flush=True)
         await upstream_stats(upstream.port, reset=True)
         await run(paths["gateway"].stream, 500 if args.quick else 3000, 50, warmup=0)
         stats = await upstream_stats(upstream.port)
-        results["connection_reuse"] = {**stats, "reuse_pct": (1 - stats["connections"] / max(stats["requests"], 1)) * 100}
+        results["connection_reuse"] = {
+            **stats,
+            "reuse_pct": (1 - stats["connections"] / max(stats["requests"], 1)) * 100,
+        }
         if litellm is not None:
             results["litellm_rss_mb"] = litellm.rss_mb()
         results["gateway_rss_after_load_mb"] = gateway.rss_mb()

@@ -20,7 +20,15 @@ def ensure_installed() -> Path:
     if not binary.exists():
         subprocess.run(["uv", "venv", "--quiet", "--python", "3.11", str(VENV)], check=True)
         subprocess.run(
-            ["uv", "pip", "install", "--quiet", "--python", str(VENV / "bin" / "python"), f"litellm[proxy]=={VERSION}"],
+            [
+                "uv",
+                "pip",
+                "install",
+                "--quiet",
+                "--python",
+                str(VENV / "bin" / "python"),
+                f"litellm[proxy]=={VERSION}",
+            ],
             check=True,
         )
     return binary
@@ -49,10 +57,24 @@ def start(upstream_port: int, timeout: float = 120.0) -> Proc:
     )
     port = free_port()
     popen = subprocess.Popen(
-        [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+        [
+            str(binary),
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={"PATH": f"{VENV / 'bin'}:/usr/bin:/bin", "LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "true"},
+        env={
+            "PATH": f"{VENV / 'bin'}:/usr/bin:/bin",
+            "LITELLM_LOG": "ERROR",
+            "DISABLE_SCHEMA_UPDATE": "true",
+        },
         cwd=config.parent,
     )
     deadline = time.monotonic() + timeout

@@ -72,7 +72,8 @@ class GatewayPath:
         self.model = model
         self.channel: grpc.aio.Channel | None = None
         self.request = pb.ChatRequest(
-            model=model, messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text=MESSAGES[0]["content"])])]
+            model=model,
+            messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text=MESSAGES[0]["content"])])],
         )
 
     async def __aenter__(self) -> GatewayPath:

@@ -62,7 +62,14 @@ def upstream(tokens: int = 20, delay_ms: float = 0.0) -> Proc:
 
 
 def gateway(config_text: str | None, env: dict[str, str] | None = None) -> Proc:
-    args = [str(ROOT / ".venv" / "bin" / "provider-gateway"), "serve", "--port", "0", "--log-level", "warning"]
+    args = [
+        str(ROOT / ".venv" / "bin" / "provider-gateway"),
+        "serve",
+        "--port",
+        "0",
+        "--log-level",
+        "warning",
+    ]
     if config_text is not None:
         path = ROOT / "benchmarks" / ".run" / f"gateway-{time.monotonic_ns()}.toml"
         path.parent.mkdir(exist_ok=True)

@@ -26,15 +26,60 @@ def headline(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     mem = r["memory"]
     reuse = r["connection_reuse"]["reuse_pct"]
     return [
-        ("added latency p50 <= 1 ms (unary)", f"{added_p50:.2f} ms", f"direct {d['unary']['p50_ms']:.2f} ms", _verdict(added_p50 <= 1)),
-        ("added latency p99 <= 3 ms (unary)", f"{added_p99:.2f} ms", f"direct {d['unary']['p99_ms']:.2f} ms", _verdict(added_p99 <= 3)),
-        ("added TTFT p50 <= 1 ms (stream)", f"{added_ttft:.2f} ms", f"direct {d['stream']['ttft_p50_ms']:.2f} ms", _verdict(added_ttft <= 1)),
-        ("50 streams: >= 30% of direct throughput", f"{c50 * 100:.0f}%", f"direct {r['concurrency']['direct'][50]['throughput']:.0f}/s", _verdict(c50 >= 0.30)),
-        ("relay per token <= 1.5x bare grpc.aio", f"{relay['gateway']:.1f} µs", f"bare {relay['bare_grpc_aio']:.1f} µs = {relay['ratio']:.2f}x", _verdict(relay["ratio"] <= 1.5)),
-        ("all providers <= 8 MB over mock-only", f"{mem['providers_share_mb']:.1f} MB RSS", f"tracemalloc {mem['providers_tracemalloc_mb']:.1f} MB", _verdict(mem["providers_share_mb"] <= 8)),
-        ("idle RSS <= 80 MB", f"{mem['idle_mock_only_mb']:.1f} MB", "mock only", _verdict(mem["idle_mock_only_mb"] <= 80)),
-        ("memory flat (< 5% growth)", f"{mem['growth_pct']:+.1f}%", f"{int(mem['requests_for_growth'])} requests", _verdict(mem["growth_pct"] < 5)),
-        ("connection reuse >= 95%", f"{reuse:.1f}%", f"{r['connection_reuse']['connections']} conns / {r['connection_reuse']['requests']} reqs", _verdict(reuse >= 95)),
+        (
+            "added latency p50 <= 1 ms (unary)",
+            f"{added_p50:.2f} ms",
+            f"direct {d['unary']['p50_ms']:.2f} ms",
+            _verdict(added_p50 <= 1),
+        ),
+        (
+            "added latency p99 <= 3 ms (unary)",
+            f"{added_p99:.2f} ms",
+            f"direct {d['unary']['p99_ms']:.2f} ms",
+            _verdict(added_p99 <= 3),
+        ),
+        (
+            "added TTFT p50 <= 1 ms (stream)",
+            f"{added_ttft:.2f} ms",
+            f"direct {d['stream']['ttft_p50_ms']:.2f} ms",
+            _verdict(added_ttft <= 1),
+        ),
+        (
+            "50 streams: >= 30% of direct throughput",
+            f"{c50 * 100:.0f}%",
+            f"direct {r['concurrency']['direct'][50]['throughput']:.0f}/s",
+            _verdict(c50 >= 0.30),
+        ),
+        (
+            "relay per token <= 1.5x bare grpc.aio",
+            f"{relay['gateway']:.1f} µs",
+            f"bare {relay['bare_grpc_aio']:.1f} µs = {relay['ratio']:.2f}x",
+            _verdict(relay["ratio"] <= 1.5),
+        ),
+        (
+            "all providers <= 8 MB over mock-only",
+            f"{mem['providers_share_mb']:.1f} MB RSS",
+            f"tracemalloc {mem['providers_tracemalloc_mb']:.1f} MB",
+            _verdict(mem["providers_share_mb"] <= 8),
+        ),
+        (
+            "idle RSS <= 80 MB",
+            f"{mem['idle_mock_only_mb']:.1f} MB",
+            "mock only",
+            _verdict(mem["idle_mock_only_mb"] <= 80),
+        ),
+        (
+            "memory flat (< 5% growth)",
+            f"{mem['growth_pct']:+.1f}%",
+            f"{int(mem['requests_for_growth'])} requests",
+            _verdict(mem["growth_pct"] < 5),
+        ),
+        (
+            "connection reuse >= 95%",
+            f"{reuse:.1f}%",
+            f"{r['connection_reuse']['connections']} conns / {r['connection_reuse']['requests']} reqs",
+            _verdict(reuse >= 95),
+        ),
     ]
 
 
@@ -66,7 +111,10 @@ def markdown(r: dict[str, Any]) -> str:
     lines.append("| concurrency | " + " | ".join(f"{p} /s | {p} p99" for p in paths) + " |")
     lines.append("| --- |" + " --- | --- |" * len(paths))
     for c in next(iter(r["concurrency"].values())):
-        cells = " | ".join(f"{r['concurrency'][p][c]['throughput']:.0f} | {r['concurrency'][p][c]['p99_ms']:.1f}" for p in paths)
+        cells = " | ".join(
+            f"{r['concurrency'][p][c]['throughput']:.0f} | {r['concurrency'][p][c]['p99_ms']:.1f}"
+            for p in paths
+        )
         lines.append(f"| {c} | {cells} |")
     mem = r["memory"]
     lines += [
@@ -77,7 +125,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"({mem['growth_seconds']:.0f} s).",
     ]
     if "litellm_rss_mb" in r:
-        lines.append(f"LiteLLM proxy RSS after the same load: {r['litellm_rss_mb']:.1f} MB; gateway: {r['gateway_rss_after_load_mb']:.1f} MB.")
+        lines.append(
+            f"LiteLLM proxy RSS after the same load: {r['litellm_rss_mb']:.1f} MB; gateway: {r['gateway_rss_after_load_mb']:.1f} MB."
+        )
     if "litellm_error" in r:
         lines.append(f"LiteLLM could not be measured: {r['litellm_error']}")
     lines += ["", "![throughput and p99 against concurrency](throughput.png)", END]
