@@ -1,0 +1,175 @@
+"""Turning a run's figures into the table, the plot and the Headline section of RESULTS.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def headline(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(target, measured, baseline/ratio, verdict) rows."""
+    seq = r["sequential"]
+    d, g = seq["direct"], seq["gateway"]
+    added_p50 = g["unary"]["p50_ms"] - d["unary"]["p50_ms"]
+    added_p99 = g["unary"]["p99_ms"] - d["unary"]["p99_ms"]
+    added_ttft = g["stream"]["ttft_p50_ms"] - d["stream"]["ttft_p50_ms"]
+    c50 = r["concurrency"]["gateway"][50]["throughput"] / r["concurrency"]["direct"][50]["throughput"]
+    relay = r["relay_us_per_token"]
+    mem = r["memory"]
+    reuse = r["connection_reuse"]["reuse_pct"]
+    return [
+        (
+            "added latency p50 <= 1 ms (unary)",
+            f"{added_p50:.2f} ms",
+            f"direct {d['unary']['p50_ms']:.2f} ms",
+            _verdict(added_p50 <= 1),
+        ),
+        (
+            "added latency p99 <= 3 ms (unary)",
+            f"{added_p99:.2f} ms",
+            f"direct {d['unary']['p99_ms']:.2f} ms",
+            _verdict(added_p99 <= 3),
+        ),
+        (
+            "added TTFT p50 <= 1 ms (stream)",
+            f"{added_ttft:.2f} ms",
+            f"direct {d['stream']['ttft_p50_ms']:.2f} ms",
+            _verdict(added_ttft <= 1),
+        ),
+        (
+            "50 streams: >= 30% of direct throughput",
+            f"{c50 * 100:.0f}%",
+            f"direct {r['concurrency']['direct'][50]['throughput']:.0f}/s",
+            _verdict(c50 >= 0.30),
+        ),
+        (
+            "relay per token <= 1.5x bare grpc.aio",
+            f"{relay['gateway']:.1f} µs",
+            f"bare {relay['bare_grpc_aio']:.1f} µs = {relay['ratio']:.2f}x",
+            _verdict(relay["ratio"] <= 1.5),
+        ),
+        (
+            "all providers <= 8 MB over mock-only",
+            f"{mem['providers_share_mb']:.1f} MB RSS",
+            f"tracemalloc {mem['providers_tracemalloc_mb']:.1f} MB",
+            _verdict(mem["providers_share_mb"] <= 8),
+        ),
+        (
+            "idle RSS <= 80 MB",
+            f"{mem['idle_mock_only_mb']:.1f} MB",
+            "mock only",
+            _verdict(mem["idle_mock_only_mb"] <= 80),
+        ),
+        (
+            "memory flat (< 5% growth)",
+            f"{mem['growth_pct']:+.1f}%",
+            f"{int(mem['requests_for_growth'])} requests",
+            _verdict(mem["growth_pct"] < 5),
+        ),
+        (
+            "connection reuse >= 95%",
+            f"{reuse:.1f}%",
+            f"{r['connection_reuse']['connections']} conns / {r['connection_reuse']['requests']} reqs",
+            _verdict(reuse >= 95),
+        ),
+    ]
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        BEGIN,
+        "## Headline (benchmarks/run.py)",
+        "",
+        f"Run {r['date']} on {r['machine']}; versions {', '.join(f'{k} {v}' for k, v in r['versions'].items())}.",
+        f"Command: `{r['command']}` ({r['elapsed_s']} s). Upstream: benchmarks/fake_openai.py, 20 tokens, no delay.",
+        "",
+        "| target | measured | baseline (same run) | verdict |",
+        "| --- | --- | --- | --- |",
+        *(f"| {a} | {b} | {c} | {v} |" for a, b, c, v in headline(r)),
+        "",
+        "Sequential (1 client), ms:",
+        "",
+        "| path | unary p50 | unary p99 | stream TTFT p50 | stream TTFT p99 | stream total p50 | stream total p99 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, s in r["sequential"].items():
+        u, st = s["unary"], s["stream"]
+        lines.append(
+            f"| {name} | {u['p50_ms']:.2f} | {u['p99_ms']:.2f} | {st['ttft_p50_ms']:.2f} | {st['ttft_p99_ms']:.2f} "
+            f"| {st['p50_ms']:.2f} | {st['p99_ms']:.2f} |"
+        )
+    lines += ["", "Concurrent streams: throughput (streams/s) and p99 (ms):", ""]
+    paths = list(r["concurrency"])
+    lines.append("| concurrency | " + " | ".join(f"{p} /s | {p} p99" for p in paths) + " |")
+    lines.append("| --- |" + " --- | --- |" * len(paths))
+    for c in next(iter(r["concurrency"].values())):
+        cells = " | ".join(
+            f"{r['concurrency'][p][c]['throughput']:.0f} | {r['concurrency'][p][c]['p99_ms']:.1f}"
+            for p in paths
+        )
+        lines.append(f"| {c} | {cells} |")
+    mem = r["memory"]
+    lines += [
+        "",
+        f"Memory: mock-only idle {mem['idle_mock_only_mb']:.1f} MB; every provider configured {mem['idle_all_providers_mb']:.1f} MB; "
+        f"{int(mem['concurrent_streams'])} concurrent streams {mem['rss_under_streams_mb']:.1f} MB; "
+        f"{mem['after_warmup_mb']:.1f} -> {mem['after_requests_mb']:.1f} MB over {int(mem['requests_for_growth'])} requests "
+        f"({mem['growth_seconds']:.0f} s).",
+    ]
+    if "litellm_rss_mb" in r:
+        lines.append(
+            f"LiteLLM proxy RSS after the same load: {r['litellm_rss_mb']:.1f} MB; gateway: {r['gateway_rss_after_load_mb']:.1f} MB."
+        )
+    if "litellm_error" in r:
+        lines.append(f"LiteLLM could not be measured: {r['litellm_error']}")
+    lines += ["", "![throughput and p99 against concurrency](throughput.png)", END]
+    return "\n".join(lines)
+
+
+def plot(r: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, by_c in r["concurrency"].items():
+        cs = [int(c) for c in by_c]
+        left.plot(cs, [v["throughput"] for v in by_c.values()], marker="o", label=name)
+        right.plot(cs, [v["p99_ms"] for v in by_c.values()], marker="o", label=name)
+    for axis, title in ((left, "streams per second"), (right, "stream p99 (ms)")):
+        axis.set_xscale("log")
+        axis.set_xlabel("concurrent streams")
+        axis.set_title(title)
+        axis.legend()
+    right.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def write_results(r: dict[str, Any]) -> None:
+    (HERE / "results.json").write_text(json.dumps(r, indent=2, default=str))
+    plot(r, HERE / "throughput.png")
+    section = markdown(r)
+    print(section)
+    results_md = HERE / "RESULTS.md"
+    text = results_md.read_text() if results_md.exists() else "# Benchmark results\n"
+    if BEGIN in text and END in text:
+        head, _, rest = text.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        text = head + section + tail
+    else:
+        title, _, body = text.partition("\n")
+        text = f"{title}\n\n{section}\n{body}"
+    results_md.write_text(text)

@@ -1,0 +1,287 @@
+"""The benchmark harness: the gateway against the direct path and LiteLLM, in one run.
+
+    .venv/bin/python benchmarks/run.py            # full run (~6-8 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py --quick    # smaller counts, for a smoke check
+    .venv/bin/python benchmarks/run.py --no-litellm
+
+Every process listens on 127.0.0.1 only, every loop is bounded in count and time. Absolute
+times depend on the machine, so each headline figure is also given as a ratio against a baseline
+measured in the same run. Writes benchmarks/results.json, benchmarks/throughput.png and the
+"Headline" section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+from contextlib import AsyncExitStack
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import litellm_proxy, procs
+from harness.load import GatewayPath, HttpPath, Stats, run
+from harness.report import write_results
+
+OPENAI_KEY_ENV = {"BENCH_OPENAI_KEY": "sk-bench"}
+CONCURRENCY = (1, 10, 50, 200)
+
+
+def openai_config(upstream_port: int, extra: str = "") -> str:
+    return f"""
+[server]
+default_provider = "openai"
+
+[providers.openai]
+kind = "openai"
+base_url = "http://127.0.0.1:{upstream_port}/v1"
+api_key_env = "BENCH_OPENAI_KEY"
+
+[providers.mock]
+kind = "mock"
+
+[providers.mock.models.bench]
+tokens = 200
+{extra}
+"""
+
+
+def all_providers_config(port: int) -> str:
+    """Every adapter kind configured (pointing at a closed loopback port): the memory they hold."""
+    base = f"http://127.0.0.1:{port}"
+    return f"""
+[providers.mock]
+kind = "mock"
+
+[providers.openai]
+kind = "openai"
+base_url = "{base}/v1"
+api_key_env = "BENCH_OPENAI_KEY"
+
+[providers.azure]
+kind = "azure"
+endpoint = "{base}"
+deployment = "gpt-4o"
+api_key_env = "BENCH_OPENAI_KEY"
+
+[providers.anthropic]
+kind = "anthropic"
+base_url = "{base}"
+api_key_env = "BENCH_OPENAI_KEY"
+
+[providers.gemini]
+kind = "gemini"
+base_url = "{base}"
+api_key_env = "BENCH_OPENAI_KEY"
+
+[providers.vertex]
+kind = "vertex"
+base_url = "{base}"
+project = "bench"
+location = "us-central1"
+access_token_env = "BENCH_OPENAI_KEY"
+
+[providers.mistral]
+kind = "mistral"
+base_url = "{base}/v1"
+api_key_env = "BENCH_OPENAI_KEY"
+
+[providers.cohere]
+kind = "cohere"
+base_url = "{base}"
+api_key_env = "BENCH_OPENAI_KEY"
+
+[providers.ollama]
+kind = "ollama"
+base_url = "{base}"
+
+[providers.bedrock]
+kind = "bedrock"
+region = "us-east-1"
+endpoint_url = "{base}"
+"""
+
+
+async def latency(path: Any, n: int) -> dict[str, Stats]:
+    return {"unary": await run(path.unary, n, 1), "stream": await run(path.stream, n, 1)}
+
+
+async def concurrency_sweep(path: Any, quick: bool) -> dict[int, Stats]:
+    out = {}
+    for c in CONCURRENCY:
+        total = max(200, c * (10 if quick else 25))
+        out[c] = await run(path.stream, total, c, warmup=5, max_seconds=6 if quick else 12)
+    return out
+
+
+async def upstream_stats(port: int, reset: bool = False) -> dict[str, int]:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/stats", params={"reset": "1"} if reset else {}) as response,
+    ):
+        return await response.json()  # type: ignore[no-any-return]
+
+
+async def relay_cost(gateway_port: int, quick: bool) -> dict[str, float]:
+    """Per-token cost of relaying a stream: the gateway (mock, 200 tokens) vs a bare grpc.aio stream."""
+    bare = procs.start(
+        [procs.PYTHON, str(procs.ROOT / "benchmarks" / "bare_stream_server.py"), "--tokens", "200"]
+    )
+    try:
+        per_token = {}
+        for name, target, model in (
+            ("bare_grpc_aio", f"127.0.0.1:{bare.port}", "x"),
+            ("gateway", f"127.0.0.1:{gateway_port}", "mock/bench"),
+        ):
+            async with GatewayPath(target, model) as path:
+                stats = await run(path.stream, 30 if quick else 100, 1, warmup=5)
+            per_token[name] = (stats.p50_ms - stats.ttft_p50_ms) / 199 * 1000  # µs per token
+        per_token["ratio"] = per_token["gateway"] / per_token["bare_grpc_aio"]
+        return per_token
+    finally:
+        bare.stop()
+
+
+async def memory(quick: bool) -> dict[str, float]:
+    out: dict[str, float] = {}
+    mock_only = procs.gateway(None)
+    await asyncio.sleep(1.0)
+    out["idle_mock_only_mb"] = mock_only.rss_mb()
+    # Growth: a warm-up, then many unary calls; RSS before and after.
+    total = 20_000 if quick else 100_000
+    async with GatewayPath(f"127.0.0.1:{mock_only.port}", "mock/echo") as path:
+        await run(path.unary, 5_000, 50, warmup=0, max_seconds=60)
+        out["after_warmup_mb"] = mock_only.rss_mb()
+        started = time.perf_counter()
+        stats = await run(path.unary, total, 50, warmup=0, max_seconds=240)
+        out["requests_for_growth"] = stats.count
+        out["growth_seconds"] = time.perf_counter() - started
+    out["after_requests_mb"] = mock_only.rss_mb()
+    out["growth_pct"] = (out["after_requests_mb"] - out["after_warmup_mb"]) / out["after_warmup_mb"] * 100
+    mock_only.stop()
+
+    everything = procs.gateway(all_providers_config(1), env=OPENAI_KEY_ENV)
+    await asyncio.sleep(1.0)
+    out["idle_all_providers_mb"] = everything.rss_mb()
+    everything.stop()
+    out["providers_share_mb"] = out["idle_all_providers_mb"] - out["idle_mock_only_mb"]
+    out["providers_tracemalloc_mb"] = tracemalloc_share()
+
+    streams = 300 if quick else 1000
+    slow = procs.gateway(
+        '[providers.mock]\nkind = "mock"\n[providers.mock.models.long]\ntokens = 40\ntoken_delay_ms = 100\n'
+    )
+    async with GatewayPath(f"127.0.0.1:{slow.port}", "mock/long") as path:
+        task = asyncio.gather(*(path.stream() for _ in range(streams)))
+        await asyncio.sleep(2.0)
+        out["concurrent_streams"] = streams
+        out["rss_under_streams_mb"] = slow.rss_mb()
+        await task
+    slow.stop()
+    return out
+
+
+def tracemalloc_share() -> float:
+    """Python heap the provider layer allocates (imports included) for every provider, in MB."""
+    code = (
+        "import tracemalloc, tomllib, sys; sys.path.insert(0, 'benchmarks');"
+        "from run import all_providers_config;"
+        "from provider_gateway import config;"
+        "from provider_gateway.providers.registry import ProviderRegistry;"
+        "cfg = config.parse(tomllib.loads(all_providers_config(1)), 'bench');"
+        "tracemalloc.start();"
+        "registry = ProviderRegistry.from_config(cfg);"
+        "print(tracemalloc.get_traced_memory()[0] / 1048576)"
+    )
+    result = subprocess.run(
+        [procs.PYTHON, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=procs.ROOT,
+        env={**OPENAI_KEY_ENV, "PATH": "/usr/bin"},
+    )
+    if result.returncode:
+        print(result.stderr[-2000:], file=sys.stderr)
+        return -1.0
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-litellm", action="store_true")
+    args = parser.parse_args()
+    n = 100 if args.quick else 500
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "versions": {p: metadata.version(p) for p in ("grpcio", "protobuf", "httpx", "aiohttp")},
+        "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
+    }
+    upstream = procs.upstream(tokens=20)
+    gateway = procs.gateway(openai_config(upstream.port), env=OPENAI_KEY_ENV)
+    litellm = None
+    async with AsyncExitStack() as stack:
+        paths: dict[str, Any] = {
+            "direct": await stack.enter_async_context(
+                HttpPath(f"http://127.0.0.1:{upstream.port}/v1", "bench-model")
+            ),
+            "gateway": await stack.enter_async_context(
+                GatewayPath(f"127.0.0.1:{gateway.port}", "openai/bench-model")
+            ),
+        }
+        if not args.no_litellm:
+            try:
+                litellm = litellm_proxy.start(upstream.port)
+                results["versions"]["litellm"] = litellm_proxy.VERSION
+                paths["litellm"] = await stack.enter_async_context(
+                    HttpPath(f"http://127.0.0.1:{litellm.port}", "bench-model")
+                )
+            except (RuntimeError, subprocess.CalledProcessError) as exc:
+                results["litellm_error"] = str(exc)
+        print("sequential latency...", flush=True)
+        results["sequential"] = {
+            name: {k: s.row() for k, s in (await latency(p, n)).items()} for name, p in paths.items()
+        }
+        print("concurrency sweep...", flush=True)
+        results["concurrency"] = {
+            name: {c: s.row() for c, s in (await concurrency_sweep(p, args.quick)).items()}
+            for name, p in paths.items()
+        }
+        print("connection reuse...", flush=True)
+        await upstream_stats(upstream.port, reset=True)
+        await run(paths["gateway"].stream, 500 if args.quick else 3000, 50, warmup=0)
+        stats = await upstream_stats(upstream.port)
+        results["connection_reuse"] = {
+            **stats,
+            "reuse_pct": (1 - stats["connections"] / max(stats["requests"], 1)) * 100,
+        }
+        if litellm is not None:
+            results["litellm_rss_mb"] = litellm.rss_mb()
+        results["gateway_rss_after_load_mb"] = gateway.rss_mb()
+    print("relay cost...", flush=True)
+    results["relay_us_per_token"] = await relay_cost(gateway.port, args.quick)
+    for proc in (gateway, upstream, litellm):
+        if proc is not None:
+            proc.stop()
+    print("memory...", flush=True)
+    results["memory"] = await memory(args.quick)
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    write_results(results)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
