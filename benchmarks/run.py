@@ -68,7 +68,7 @@ api_key_env = "BENCH_OPENAI_KEY"
 
 [providers.azure]
 kind = "azure"
-endpoint = "{base}"
+base_url = "{base}"
 deployment = "gpt-4o"
 api_key_env = "BENCH_OPENAI_KEY"
 
