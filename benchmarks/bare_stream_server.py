@@ -1,4 +1,5 @@
-"""Baseline for relay cost: a bare grpc.aio server-stream of StreamEvent text deltas, no gateway.
+"""Baselines: a bare grpc.aio server-stream of StreamEvent text deltas (relay cost), and a bare
+unary Chat answered at once (the floor a gRPC hop costs before any gateway work), no gateway.
 
 python benchmarks/bare_stream_server.py --tokens 200   # prints `listening on 127.0.0.1:PORT`
 """
@@ -19,6 +20,9 @@ from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 class Bare(pb_grpc.ProviderServiceServicer):
     def __init__(self, tokens: int) -> None:
         self.words = [f" tok{i}" for i in range(tokens)]
+
+    async def Chat(self, request: pb.ChatRequest, context: Any) -> pb.ChatResponse:
+        return pb.ChatResponse(text="".join(self.words), finish=pb.Finish(reason=pb.FINISH_REASON_STOP))
 
     async def ChatStream(self, request: pb.ChatRequest, context: Any) -> AsyncIterator[pb.StreamEvent]:
         for word in self.words:  # one message built per token, as the gateway does

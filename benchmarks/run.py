@@ -180,6 +180,8 @@ async def memory(quick: bool) -> dict[str, float]:
     streams = 300 if quick else 1000
     slow = procs.gateway(
         '[providers.mock]\nkind = "mock"\n[providers.mock.models.long]\ntokens = 40\ntoken_delay_ms = 100\n'
+        # One deployment taking every stream at once: lift its concurrency limit above the count.
+        f"[routing.limiter]\ninitial = {streams}\nmaximum = {streams}\n"
     )
     async with GatewayPath(f"127.0.0.1:{slow.port}", "mock/long") as path:
         task = asyncio.gather(*(path.stream() for _ in range(streams)))
@@ -253,9 +255,16 @@ async def main() -> None:
             except (RuntimeError, subprocess.CalledProcessError) as exc:
                 results["litellm_error"] = str(exc)
         print("sequential latency...", flush=True)
+        # The floor of one gRPC hop on this machine: a bare grpc.aio server answering at once.
+        bare = procs.start(
+            [procs.PYTHON, str(procs.ROOT / "benchmarks" / "bare_stream_server.py"), "--tokens", "20"]
+        )
+        floor = await stack.enter_async_context(GatewayPath(f"127.0.0.1:{bare.port}", "x"))
         results["sequential"] = {
-            name: {k: s.row() for k, s in (await latency(p, n)).items()} for name, p in paths.items()
+            name: {k: s.row() for k, s in (await latency(p, n)).items()}
+            for name, p in {**paths, "bare grpc.aio": floor}.items()
         }
+        bare.stop()
         print("concurrency sweep...", flush=True)
         results["concurrency"] = {
             name: {c: s.row() for c, s in (await concurrency_sweep(p, args.quick)).items()}

@@ -11,14 +11,14 @@ from pathlib import Path
 from harness.procs import ROOT, Proc
 
 VENV = ROOT / "benchmarks" / ".venv-litellm"
-VERSION = "1.109.1"
+VERSION = "1.108.7"  # the newest whose [proxy] extra resolves on PyPI (2026-11-24)
 
 
 def ensure_installed() -> Path:
     """Create the venv with uv and install litellm[proxy] into it (once; later runs reuse it)."""
     binary = VENV / "bin" / "litellm"
     if not binary.exists():
-        subprocess.run(["uv", "venv", "--quiet", "--python", "3.11", str(VENV)], check=True)
+        subprocess.run(["uv", "venv", "--clear", "--quiet", "--python", "3.11", str(VENV)], check=True)
         subprocess.run(
             [
                 "uv",

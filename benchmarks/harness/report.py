@@ -25,11 +25,13 @@ def headline(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     relay = r["relay_us_per_token"]
     mem = r["memory"]
     reuse = r["connection_reuse"]["reuse_pct"]
+    grpc_floor = seq.get("bare grpc.aio", {}).get("unary", {}).get("p50_ms")
+    floor = f"; bare grpc.aio hop {grpc_floor:.2f} ms" if grpc_floor is not None else ""
     return [
         (
             "added latency p50 <= 1 ms (unary)",
             f"{added_p50:.2f} ms",
-            f"direct {d['unary']['p50_ms']:.2f} ms",
+            f"direct {d['unary']['p50_ms']:.2f} ms{floor}",
             _verdict(added_p50 <= 1),
         ),
         (

@@ -58,9 +58,11 @@ def report_rate_limit(info: RateLimitInfo) -> None:
 
 @dataclass(slots=True, frozen=True)
 class LimiterSettings:
-    initial: int = 32
+    # Concurrent requests per deployment. Start high: vendors allow hundreds of concurrent streams,
+    # and the limit only needs to fall when the upstream signals overload (429, low headroom).
+    initial: int = 256
     minimum: int = 1
-    maximum: int = 256
+    maximum: int = 2048
     backoff: float = 0.5  # the multiplicative decrease
     low_headroom: float = 0.1  # decrease when less than this fraction of a budget remains
     decrease_interval_s: float = 1.0  # at most one decrease per interval: one burst of 429s is one signal
