@@ -7,7 +7,6 @@ on port 0 whose telemetry writes to in-memory exporters.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import json
 import logging
@@ -291,10 +290,6 @@ tokens = 5
 """
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("provider_gateway.routing.attempt") is None,
-    reason="the router on this branch fails over but never retries a provider",
-)
 async def test_retry_then_failover_shows_every_attempt_in_order() -> None:
     async with observed_gateway(RETRY_CONFIG) as gw:
         backup = gw.running.provider("backup")
