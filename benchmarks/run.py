@@ -114,6 +114,17 @@ async def latency(path: Any, n: int) -> dict[str, Stats]:
     return {"unary": await run(path.unary, n, 1), "stream": await run(path.stream, n, 1)}
 
 
+def dispatch_overhead(path: GatewayPath) -> dict[str, float]:
+    """p50/p99 (ms) of the overhead the gateway reports in each call's Finish."""
+    out = {}
+    for kind, values in path.overheads_us.items():
+        ordered = sorted(values)
+        if ordered:
+            out[f"{kind}_p50_ms"] = ordered[len(ordered) // 2] / 1000
+            out[f"{kind}_p99_ms"] = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1000
+    return out
+
+
 async def concurrency_sweep(path: Any, quick: bool) -> dict[int, Stats]:
     out = {}
     for c in CONCURRENCY:
@@ -260,10 +271,12 @@ async def main() -> None:
             [procs.PYTHON, str(procs.ROOT / "benchmarks" / "bare_stream_server.py"), "--tokens", "20"]
         )
         floor = await stack.enter_async_context(GatewayPath(f"127.0.0.1:{bare.port}", "x"))
+        paths["gateway"].overheads_us = {"unary": [], "stream": []}
         results["sequential"] = {
             name: {k: s.row() for k, s in (await latency(p, n)).items()}
             for name, p in {**paths, "bare grpc.aio": floor}.items()
         }
+        results["dispatch_overhead"] = dispatch_overhead(paths["gateway"])
         bare.stop()
         print("concurrency sweep...", flush=True)
         results["concurrency"] = {

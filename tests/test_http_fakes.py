@@ -65,3 +65,17 @@ async def test_server_creates_one_client_per_origin_and_closes_them_at_stop() ->
                 await gateway.stub.ListModels(pb.ListModelsRequest(provider="one"), timeout=10)
             assert (stats.requests, stats.connections) == (7, opened)  # reused, none opened
         assert pool.stats() == {}
+
+
+def test_the_cli_names_every_fake_kind_without_importing_the_fakes() -> None:
+    """`serve` builds the same parser: it must not load aiohttp's server into every gateway."""
+    import subprocess
+    import sys
+
+    from provider_gateway.fakes import kinds
+    from provider_gateway.fakes.cli import KIND_NAMES
+
+    assert sorted(KIND_NAMES) == sorted(kinds.KINDS)
+    probe = "import sys, provider_gateway.cli; print('provider_gateway.fakes.server' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "False"

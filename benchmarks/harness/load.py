@@ -71,6 +71,9 @@ class GatewayPath:
         self.target = target
         self.model = model
         self.channel: grpc.aio.Channel | None = None
+        # The gateway's own account of each call (Finish.timing.gateway_overhead_us): its dispatch
+        # work, without the upstream's time or the gRPC transport's.
+        self.overheads_us: dict[str, list[int]] = {"unary": [], "stream": []}
         self.request = pb.ChatRequest(
             model=model,
             messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text=MESSAGES[0]["content"])])],
@@ -87,8 +90,9 @@ class GatewayPath:
 
     async def unary(self) -> tuple[float, float]:
         start = time.perf_counter()
-        await self.stub.Chat(self.request, timeout=30)
+        response = await self.stub.Chat(self.request, timeout=30)
         total = time.perf_counter() - start
+        self.overheads_us["unary"].append(response.finish.timing.gateway_overhead_us)
         return total, total
 
     async def stream(self) -> tuple[float, float]:
@@ -97,6 +101,8 @@ class GatewayPath:
         async for event in self.stub.ChatStream(self.request, timeout=30):
             if not ttft and event.HasField("text_delta"):
                 ttft = time.perf_counter() - start
+            elif event.HasField("finish"):
+                self.overheads_us["stream"].append(event.finish.timing.gateway_overhead_us)
         return ttft, time.perf_counter() - start
 
 

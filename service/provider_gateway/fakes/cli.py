@@ -8,19 +8,22 @@ import contextlib
 import signal
 from typing import Any
 
-from provider_gateway.fakes import kinds
+# The kinds `fakes.kinds.KINDS` serves, named here so that building the parser imports no server.
+KIND_NAMES = ("azure", "mistral", "ollama", "openai")
 
 
 def add_command(commands: Any) -> None:
     """Register the subcommand on the main parser's subparsers."""
     fake = commands.add_parser("fake-upstream", help="run a fake vendor API on 127.0.0.1 for manual trials")
-    fake.add_argument("kind", choices=sorted(kinds.KINDS), help="which vendor's wire format to fake")
+    fake.add_argument("kind", choices=KIND_NAMES, help="which vendor's wire format to fake")
     fake.add_argument("--port", type=int, default=0, help="port to listen on (0 = any free port)")
     fake.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     fake.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from provider_gateway.fakes import kinds
+
     async def serve() -> None:
         fake = kinds.build(args.kind)
         url = await fake.start(args.host, args.port)

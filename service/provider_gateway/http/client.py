@@ -104,6 +104,9 @@ class Upstream:
         self.timeouts = timeouts
         self.secrets = secrets
         self.errors = errors or ErrorPolicy()
+        # Built once: the client's defaults (user-agent, accept...) under this provider's headers.
+        plain = {**host.client.headers, **self.headers}
+        self._headers = {False: plain, True: {**plain, "content-type": "application/json"}}
 
     async def _within(self, work: Awaitable[T], setting: float, what: str) -> T:
         limit, by_deadline = deadline.cap(setting)
@@ -138,16 +141,18 @@ class Upstream:
         self, method: str, path: str, json: Any, params: Mapping[str, str] | None, model: str
     ) -> httpx.Response:
         connect, _ = deadline.cap(self.timeouts.connect)
-        request = self.host.client.build_request(
+        request = httpx.Request(
             method,
             self.base_url + path,
             content=None if json is None else orjson.dumps(json),
-            headers={**self.headers, **({"content-type": "application/json"} if json is not None else {})},
-            params={**self.params, **(params or {})} or None,
-            timeout=httpx.Timeout(None, connect=connect),
+            headers=self._headers[json is not None],
+            params={**self.params, **params} if params else self.params or None,
+            extensions={
+                "timeout": {"connect": connect, "read": None, "write": None, "pool": None},
+                "provider_gateway.provider": self.provider,  # for request hooks' labels
+            },
         )
-        request.extensions["provider_gateway.provider"] = self.provider  # for request hooks' labels
-        send = self.host.client.send(self.host.prepare(request), stream=True)
+        send = self.host.send(request)
         response = await self._within(send, self.timeouts.first_byte, "response")
         if response.status_code < 400:
             return response

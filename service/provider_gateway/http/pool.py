@@ -51,14 +51,14 @@ class HostClient:
         self.hooks = hooks  # shared with the pool: a hook added later applies to every client
         self._httpx_transport = transport == "httpx"
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        if self._httpx_transport:
-            self.client = httpx.AsyncClient(base_url=origin, limits=limits, timeout=None)
-        else:
-            self.client = httpx.AsyncClient(
-                base_url=origin,
-                timeout=None,
-                transport=AiohttpTransport(client=lambda: self._aiohttp_session(max_connections)),
-            )
+        self.transport: httpx.AsyncBaseTransport = (
+            httpx.AsyncHTTPTransport(limits=limits)
+            if self._httpx_transport
+            else AiohttpTransport(client=lambda: self._aiohttp_session(max_connections))
+        )
+        # The client owns the transport's life; requests skip its auth, redirect and cookie layers
+        # (see `send`), which a gateway never wants and which cost a third of each request's time.
+        self.client = httpx.AsyncClient(base_url=origin, timeout=None, transport=self.transport)
 
     def _aiohttp_session(self, max_connections: int) -> aiohttp.ClientSession:
         # Created lazily by the transport on first use, inside the running loop, as aiohttp needs.
@@ -84,6 +84,12 @@ class HostClient:
         if self._httpx_transport:
             request.extensions["trace"] = self._on_httpcore_event
         return request
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        """Send straight to the transport: no redirects followed, no cookies kept, no client auth."""
+        response = await self.transport.handle_async_request(self.prepare(request))
+        response.request = request
+        return response
 
     async def aclose(self) -> None:
         await self.client.aclose()
