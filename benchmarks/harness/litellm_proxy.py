@@ -11,6 +11,8 @@ from pathlib import Path
 from harness.procs import ROOT, Proc
 
 VENV = ROOT / "benchmarks" / ".venv-litellm"
+# LiteLLM refuses to start without a master key; the benchmark client sends this one.
+MASTER_KEY = "sk-bench-" + "0123456789abcdef" * 3
 VERSION = "1.108.7"  # the newest whose [proxy] extra resolves on PyPI (2026-11-24)
 
 
@@ -73,6 +75,7 @@ def start(upstream_port: int, timeout: float = 120.0) -> Proc:
         env={
             "PATH": f"{VENV / 'bin'}:/usr/bin:/bin",
             "LITELLM_LOG": "ERROR",
+            "LITELLM_MASTER_KEY": MASTER_KEY,
             "DISABLE_SCHEMA_UPDATE": "true",
         },
         cwd=config.parent,
