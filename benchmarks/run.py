@@ -264,7 +264,9 @@ async def main() -> None:
                 litellm = litellm_proxy.start(upstream.port)
                 results["versions"]["litellm"] = litellm_proxy.VERSION
                 paths["litellm"] = await stack.enter_async_context(
-                    HttpPath(f"http://127.0.0.1:{litellm.port}", "bench-model", api_key=litellm_proxy.MASTER_KEY)
+                    HttpPath(
+                        f"http://127.0.0.1:{litellm.port}", "bench-model", api_key=litellm_proxy.MASTER_KEY
+                    )
                 )
             except (RuntimeError, subprocess.CalledProcessError) as exc:
                 results["litellm_error"] = str(exc)
