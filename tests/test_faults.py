@@ -34,12 +34,17 @@ EXPECTED: dict[str, frozenset[grpc.StatusCode]] = {
     "truncated_json": frozenset({UNAVAILABLE}),
     "empty": frozenset({UNAVAILABLE}),
     "wrong_type": frozenset({UNAVAILABLE}),
-    "status_500_html": frozenset({UNAVAILABLE, grpc.StatusCode.INTERNAL}),
-    # 10 MB in one SSE line: ideally refused as too large (UNAVAILABLE) at once; today's SSE decoder
-    # buffers it (quadratically), so the caller's deadline may come first. Either is bounded.
-    "huge": frozenset({UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, DEADLINE}),
+    "wrong_shape": frozenset({UNAVAILABLE}),
+    "status_500_html": frozenset({UNAVAILABLE}),
+    # 10 MB in one SSE line: refused once the line passes the decoder's 8 MiB bound.
+    "huge": frozenset({UNAVAILABLE}),
     "never_ending": frozenset({DEADLINE}),
     "drip": frozenset({DEADLINE}),
+}
+# fault -> what the status message must tell the operator, where the fault has its own words.
+MESSAGES = {
+    "wrong_shape": "JSON of an unexpected shape",
+    "huge": "line longer than 8388608 bytes",
 }
 # kind -> (module that must exist, provider table lines)
 ADAPTERS = {
@@ -103,6 +108,7 @@ async def test_fault_ends_in_status_within_deadline(
         await stream_status(gateway, f"up/{fault}")
     elapsed = time.monotonic() - started
     assert info.value.code() in EXPECTED[fault], info.value.details()
+    assert MESSAGES.get(fault, "") in (info.value.details() or "")
     assert elapsed < DEADLINE_S + 2, f"{fault} took {elapsed:.1f} s"
     assert upstream.seen.get(fault), "the request reached the faulty upstream"
 

@@ -1,13 +1,11 @@
 """Property-based fuzzing of the vendor stream decoders and error/model parsers: whatever JSON an
-upstream sends, the only exception that escapes is GatewayError (which becomes a gRPC status).
-
-Skipped for a vendor whose codec is not on this branch.
+upstream sends, the only exception that escapes is GatewayError (which becomes a gRPC status and,
+being UNAVAILABLE, lets the router fail over). Any other exception would reach the client as INTERNAL.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Any
 
 import pytest
@@ -98,6 +96,21 @@ VOCABULARY = [
     "arguments",
     "finish_reason",
     "billed_units",
+    # OpenAI Chat Completions and Ollama
+    "choices",
+    "reasoning_content",
+    "prompt_tokens",
+    "completion_tokens",
+    "prompt_tokens_details",
+    "cached_tokens",
+    "embedding",
+    "embeddings",
+    "values",
+    "done",
+    "done_reason",
+    "prompt_eval_count",
+    "eval_count",
+    "totalTokens",
     "tokens",
     "tool-plan-delta",
     "tool_plan",
@@ -125,20 +138,14 @@ events = st.lists(
 FUZZ = settings(
     max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
-# Found by this fuzzer on issue-3b-adapters (non-GatewayError escapes, so the client would get
-# INTERNAL instead of UNAVAILABLE). Strict: when the codec is fixed the test XPASSes and fails,
-# and the entry must be removed here.
-KNOWN_BROKEN = {
-    "gemini": "{'candidates': {...}} or {'promptFeedback': '0'}: AttributeError/TypeError",
-    "cohere": "{'delta': 1}: AttributeError in ChatStreamDecoder.feed",
-    "anthropic-models": "parse_models({'data': True}): TypeError",
-}
-
+# Decoders are built by a factory: the OpenAI parser also takes its host preset.
 DECODERS = {
     "anthropic-messages": ("provider_gateway.providers.anthropic.codec", "MessagesStreamDecoder"),
     "anthropic-complete": ("provider_gateway.providers.anthropic.codec", "CompletionStreamDecoder"),
     "gemini": ("provider_gateway.providers.gemini.codec", "GenerateStreamDecoder"),
     "cohere": ("provider_gateway.providers.cohere.codec", "ChatStreamDecoder"),
+    "openai": ("provider_gateway.providers.openai.codec", "ChatStreamParser"),
+    "ollama": ("provider_gateway.providers.ollama.codec", "ChatStreamParser"),
 }
 PARSERS = {
     "anthropic-error": ("provider_gateway.providers.anthropic.codec", "error_from_body"),
@@ -146,24 +153,33 @@ PARSERS = {
     "cohere-error": ("provider_gateway.providers.cohere.codec", "error_from_body"),
     "anthropic-models": ("provider_gateway.providers.anthropic.codec", "parse_models"),
     "gemini-models": ("provider_gateway.providers.gemini.codec", "parse_models"),
+    "gemini-embeddings": ("provider_gateway.providers.gemini.codec", "parse_embeddings"),
+    "cohere-models": ("provider_gateway.providers.cohere.codec", "parse_models"),
+    "cohere-embeddings": ("provider_gateway.providers.cohere.codec", "parse_embeddings"),
+    "cohere-tokenize": ("provider_gateway.providers.cohere.codec", "parse_token_count"),
+    "openai-models": ("provider_gateway.providers.openai.codec", "parse_models"),
+    "openai-embeddings": ("provider_gateway.providers.openai.codec", "parse_embeddings"),
+    "ollama-models": ("provider_gateway.providers.ollama.codec", "parse_models"),
+    "ollama-embeddings": ("provider_gateway.providers.ollama.codec", "parse_embeddings"),
+    "count-endpoint": ("provider_gateway.providers.shapes", "count_at"),
+}
+# Extra positional arguments some parsers take besides the body.
+PARSER_ARGS: dict[str, tuple[Any, ...]] = {
+    "parse_embeddings": ("model",),
+    "count_at": ("totalTokens",),
 }
 
 
-def present(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def targets(table: dict[str, tuple[str, str]]) -> list[Any]:
-    params = []
-    for label, (module, name) in table.items():
-        marks = [pytest.mark.skipif(not present(module), reason="not on this branch")]
-        if label in KNOWN_BROKEN:
-            marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_BROKEN[label]))
-        params.append(pytest.param(module, name, id=label, marks=marks))
-    return params
+    return [pytest.param(module, name, id=label) for label, (module, name) in table.items()]
+
+
+def decoder_factory(module: str, name: str) -> Any:
+    decoder_class = load(module, name)
+    if module.endswith("openai.codec"):
+        preset = load("provider_gateway.providers.openai.presets", "PRESETS")["openai"]
+        return lambda: decoder_class("fuzz", preset)
+    return lambda: decoder_class(provider="fuzz")
 
 
 def load(module: str, name: str) -> Any:
@@ -172,7 +188,7 @@ def load(module: str, name: str) -> Any:
 
 @pytest.mark.parametrize(("module", "name"), targets(DECODERS))
 def test_stream_decoder_raises_only_gateway_errors(module: str, name: str) -> None:
-    decoder_class = load(module, name)
+    new_decoder = decoder_factory(module, name)
 
     @FUZZ
     @given(events)
@@ -182,11 +198,18 @@ def test_stream_decoder_raises_only_gateway_errors(module: str, name: str) -> No
     @example([{"candidates": [{"content": {"parts": [None]}}]}])
     @example([{"promptFeedback": "0"}])
     @example([{"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta"}}])
+    @example([{"choices": ["x"]}])
+    @example([{"message": {"tool_calls": [1]}, "done": True, "eval_count": "many"}])
+    @example([{"type": "message_stop"}, {"usage": {"input_tokens": float("nan")}}])
     def run(sequence: list[Any]) -> None:
-        decoder = decoder_class(provider="fuzz")
+        decoder = new_decoder()
         try:
             for item in sequence:
                 decoder.feed(item)
+            # The adapters' end-of-stream calls, which read the accumulated usage and reasons.
+            for end in ("end", "close"):
+                if hasattr(decoder, end):
+                    getattr(decoder, end)()
             if getattr(decoder, "finished", True) and hasattr(decoder, "finish"):
                 decoder.finish()
         except GatewayError:
@@ -202,6 +225,9 @@ def test_parser_raises_only_gateway_errors(module: str, name: str) -> None:
     @FUZZ
     @example({"data": True}, None)
     @example({"models": [1]}, None)
+    @example({"data": [{"embedding": ["x"]}]}, None)
+    @example({"tokens": 3}, None)
+    @example({"totalTokens": float("inf")}, None)
     @example({"error": "text"}, 429)
     @given(json_values, st.sampled_from([None, 400, 401, 404, 429, 500, 503, 529]))
     def run(body: Any, status: int | None) -> None:
@@ -212,7 +238,7 @@ def test_parser_raises_only_gateway_errors(module: str, name: str) -> None:
                 )
                 assert isinstance(result, GatewayError)
             else:
-                parse(body)
+                parse(body, *PARSER_ARGS.get(name, ()))
         except GatewayError:
             pass
 

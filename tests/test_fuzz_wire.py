@@ -85,3 +85,55 @@ def test_ndjson_raises_only_ndjson_error_and_ignores_chunking(data: bytes, point
     assert split_failed == whole_failed
     if not whole_failed:
         assert split == whole
+
+
+def outcome(decode: Any, chunks: list[bytes]) -> Any:
+    """The decoded values, or the decoder's own error type when it refused the input."""
+    try:
+        return decode(chunks)
+    except (sse.SseError, ndjson.NdjsonError) as error:
+        return type(error)
+
+
+@FUZZ
+@given(sse_bytes, cuts, st.integers(min_value=1, max_value=24))
+def test_sse_size_bound_holds_whatever_the_chunking(data: bytes, points: list[int], bound: int) -> None:
+    def decode(chunks: list[bytes]) -> list[Any]:
+        decoder = sse.SseDecoder(max_event_bytes=bound)
+        events = [event for chunk in chunks for event in decoder.feed(chunk)]
+        return [*events, *decoder.close(lenient=True)]
+
+    whole = outcome(decode, [data])
+    assert outcome(decode, pieces(data, points)) == whole
+    assert outcome(decode, [data[i : i + 1] for i in range(len(data))]) == whole
+    if whole is not sse.SseError:
+        assert all(len(event.data.encode()) <= bound for event in whole)
+
+
+@FUZZ
+@given(ndjson_bytes, cuts, st.integers(min_value=1, max_value=24))
+def test_ndjson_line_bound_holds_whatever_the_chunking(data: bytes, points: list[int], bound: int) -> None:
+    def decode(chunks: list[bytes]) -> tuple[list[Any], bool]:
+        decoder = ndjson.NdjsonDecoder(max_line_bytes=bound)
+        values: list[Any] = []
+        for chunk in chunks:
+            values.extend(decoder.feed(chunk))
+        return [*values, *decoder.close()], False
+
+    whole = outcome(decode, [data])
+    assert outcome(decode, pieces(data, points)) == whole
+    if any(len(line) > bound for line in data.split(b"\n")):
+        assert whole is ndjson.NdjsonError
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4096, 65536])
+def test_one_endless_line_is_refused_at_the_bound(chunk_size: int) -> None:
+    """A broken upstream's single 2 MB line: refused once the line passes the bound, not buffered."""
+    bound = 1024 * 1024
+    sse_decoder, ndjson_decoder = sse.SseDecoder(max_event_bytes=bound), ndjson.NdjsonDecoder(bound)
+    line = b"data: " + b"x" * (2 * bound)
+    chunks = [line[i : i + chunk_size] for i in range(0, min(len(line), bound + 2 * chunk_size), chunk_size)]
+    with pytest.raises(sse.SseError, match="longer than 1048576 bytes"):
+        [sse_decoder.feed(chunk) for chunk in chunks]
+    with pytest.raises(ndjson.NdjsonError, match="longer than 1048576 bytes"):
+        [list(ndjson_decoder.feed(chunk)) for chunk in chunks]

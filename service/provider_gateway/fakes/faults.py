@@ -14,6 +14,8 @@ Faults:
   huge             200, text/event-stream, 10 MB in one event line that never ends
   drip             200, a valid-looking event, one byte a second
   wrong_type       200, text/html with a login page instead of a stream
+  wrong_shape      200, a well-formed SSE event whose JSON has the wrong shape (a string where an
+                   OpenAI choice belongs, a number where an Anthropic delta belongs)
   empty            200, text/event-stream, no body at all
   status_500_html  500 with an HTML body (a proxy's error page)
 """
@@ -161,6 +163,14 @@ class FaultyUpstream:
             content_type="text/html",
         )
 
+    async def wrong_shape(self, request: web.Request) -> web.StreamResponse:
+        response = await _stream(request)
+        await response.write(
+            b'data: {"type": "content_block_delta", "index": 0, "delta": 1, "choices": ["x"]}\n\n'
+        )
+        await response.write_eof()
+        return response
+
     async def empty(self, request: web.Request) -> web.StreamResponse:
         response = await _stream(request)
         await response.write_eof()
@@ -186,6 +196,7 @@ FAULTS: dict[str, Fault] = {
             "huge",
             "drip",
             "wrong_type",
+            "wrong_shape",
             "empty",
             "status_500_html",
         ),

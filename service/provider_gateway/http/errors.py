@@ -8,6 +8,7 @@ bodies, so anything key-shaped is masked before it reaches a client or a log.
 from __future__ import annotations
 
 import email.utils
+import math
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,8 @@ _CONTEXT_LENGTH = re.compile(
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 MAX_MESSAGE = 400
+# A delay longer than this is a broken header, not advice: waiting a day is already "do not retry".
+MAX_RETRY_DELAY_S = 86_400.0
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -63,20 +66,33 @@ def _reset_seconds(value: str, now: float) -> float | None:
 
 
 def retry_delay(headers: Mapping[str, str], body: Any = None, now: float | None = None) -> float | None:
-    """The delay in seconds the upstream asked for, or None when it did not say."""
-    now = time.time() if now is None else now
+    """The delay in seconds the upstream asked for, or None when it did not say (or said "NaN").
+
+    Always finite, 0 <= delay <= MAX_RETRY_DELAY_S: the router sleeps on it and the servicer
+    puts it in a RetryInfo, and neither can use a NaN or an infinity.
+    """
+    return _bounded(_asked_delay(headers, body, time.time() if now is None else now))
+
+
+def _bounded(delay: float | None) -> float | None:
+    if delay is None or math.isnan(delay):
+        return None
+    return min(max(delay, 0.0), MAX_RETRY_DELAY_S)
+
+
+def _asked_delay(headers: Mapping[str, str], body: Any, now: float) -> float | None:
     lowered = {k.lower(): v for k, v in headers.items()}
     if (ms := lowered.get("retry-after-ms")) is not None:
         try:
-            return max(float(ms) / 1000, 0.0)
+            return float(ms) / 1000
         except ValueError:
             pass
     if (after := lowered.get("retry-after")) is not None:
         try:
-            return max(float(after), 0.0)
+            return float(after)
         except ValueError:
             try:
-                return max(email.utils.parsedate_to_datetime(after).timestamp() - now, 0.0)
+                return email.utils.parsedate_to_datetime(after).timestamp() - now
             except (TypeError, ValueError):
                 pass
     resets = [
@@ -85,12 +101,16 @@ def retry_delay(headers: Mapping[str, str], body: Any = None, now: float | None 
         if name.startswith("x-ratelimit-reset") and (s := _reset_seconds(value, now)) is not None
     ]
     if resets:
-        return max(max(resets), 0.0)
-    return google_retry_delay(body)
+        return max(resets)
+    return _google_delay(body)
 
 
 def google_retry_delay(body: Any) -> float | None:
     """`RetryInfo.retryDelay` from a google.rpc.Status body (`{"error": {"details": [...]}}`)."""
+    return _bounded(_google_delay(body))
+
+
+def _google_delay(body: Any) -> float | None:
     error = body.get("error") if isinstance(body, dict) else None
     details = error.get("details") if isinstance(error, dict) else None
     for detail in details if isinstance(details, list) else []:
@@ -99,7 +119,10 @@ def google_retry_delay(body: Any) -> float | None:
             if isinstance(delay, str):
                 return parse_duration(delay)
             if isinstance(delay, dict):  # the proto JSON of a Duration in some clients
-                return float(delay.get("seconds", 0)) + float(delay.get("nanos", 0)) / 1e9
+                try:
+                    return float(delay.get("seconds", 0)) + float(delay.get("nanos", 0)) / 1e9
+                except (TypeError, ValueError):
+                    return None
     return None
 
 

@@ -23,7 +23,7 @@ from provider_gateway.providers.base import BaseProvider
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
 from provider_gateway.providers.http_common import completion_as_chat, probe
-from provider_gateway.wire.sse import SseDecoder, SseEvent
+from provider_gateway.wire.sse import SseDecoder, SseError, SseEvent
 
 __all__ = ["TIMEOUT_KEYS", "HttpProvider", "SseEvent", "VendorErrors", "decode_json_event", "sse_events"]
 
@@ -63,16 +63,29 @@ async def sse_events(
     abandoned stream closes the upstream connection.
     """
     async with upstream.stream("POST", path, json=body, params=params, model=model) as chunks:
-        yield _decode(chunks)
+        yield _decode(chunks, upstream.provider)
 
 
-async def _decode(chunks: AsyncIterator[bytes]) -> AsyncIterator[SseEvent]:
+async def _decode(chunks: AsyncIterator[bytes], provider: str) -> AsyncIterator[SseEvent]:
     decoder = SseDecoder()
-    async for chunk in chunks:
-        for event in decoder.feed(chunk):
-            yield event
+    try:
+        async for chunk in chunks:
+            for event in decoder.feed(chunk):
+                yield event
+    except SseError as error:
+        raise oversized_event(error, provider) from None
     for event in decoder.close():
         yield event
+
+
+def oversized_event(error: SseError, provider: str) -> GatewayError:
+    """A broken upstream (or proxy) sending one endless event: fail this attempt, retryably."""
+    return GatewayError(
+        ErrorKind.UNAVAILABLE,
+        f"{provider} sent a malformed stream: {error}",
+        provider=provider,
+        retryable=True,
+    )
 
 
 def decode_json_event(data: str, provider: str) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,7 +28,7 @@ T = TypeVar("T")
 
 def _status_details(exc: GatewayError) -> tuple[tuple[str, str | bytes], ...]:
     """Trailing metadata that carries a google.rpc.RetryInfo, which gRPC clients read as details."""
-    if exc.retry_after is None:
+    if exc.retry_after is None or not math.isfinite(exc.retry_after):
         return ()
     delay = duration_pb2.Duration()
     delay.FromMilliseconds(int(exc.retry_after * 1000))

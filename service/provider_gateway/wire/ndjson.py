@@ -1,4 +1,8 @@
-"""An incremental newline-delimited JSON decoder (Ollama's stream format): bytes in, values out."""
+"""An incremental newline-delimited JSON decoder (Ollama's stream format): bytes in, values out.
+
+Work is linear in the bytes fed (only new bytes are scanned for a newline), and a line longer than
+`max_line_bytes` raises NdjsonError, so an upstream that never ends its line costs bounded memory.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,21 @@ from typing import Any
 
 import orjson
 
+MAX_LINE_BYTES = 8 * 1024 * 1024  # far above any real line; Ollama sends a token per line
+
 
 class NdjsonError(ValueError):
-    """A line that is not JSON; the message quotes a short prefix of it."""
+    """A line that is not JSON (the message quotes a short prefix of it), or one that is too long."""
 
 
 class NdjsonDecoder:
     """Feed bytes with `feed`; `close` parses a last line that had no newline."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_buffer", "_max")
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self._max = max_line_bytes
+        self._buffer = bytearray()  # the current partial line
 
     @property
     def pending(self) -> bool:
@@ -27,12 +34,21 @@ class NdjsonDecoder:
     def feed(self, chunk: bytes) -> Iterator[Any]:
         """The complete lines' values. Lines are split now and parsed as iterated, so the values
         before a malformed line are still delivered before its error."""
-        buffer = self._buffer + chunk if self._buffer else chunk
-        *lines, self._buffer = buffer.split(b"\n")
+        end = chunk.rfind(b"\n")
+        if end < 0:  # no line ends here: keep the bytes, scan them once
+            self._buffer += chunk
+            if len(self._buffer) > self._max:
+                raise NdjsonError(f"an NDJSON line longer than {self._max} bytes")
+            return iter(())
+        lines = (bytes(self._buffer) + chunk[:end] if self._buffer else chunk[:end]).split(b"\n")
+        self._buffer[:] = chunk[end + 1 :]
+        if len(self._buffer) > self._max or any(len(line) > self._max for line in lines):
+            raise NdjsonError(f"an NDJSON line longer than {self._max} bytes")
         return (_parse(line) for line in lines if line.strip())
 
     def close(self) -> Iterator[Any]:
-        rest, self._buffer = self._buffer, b""
+        rest = bytes(self._buffer)
+        self._buffer.clear()
         return (_parse(line) for line in [rest] if line.strip())
 
 

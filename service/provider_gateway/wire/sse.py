@@ -4,6 +4,11 @@ Bytes go in as they arrive, complete events come out as soon as their blank line
 token is forwarded the moment its event is complete. Lines end in `\\n`, `\\r\\n` or `\\r`; a `\\r` at
 the end of a chunk is held back until the next byte shows whether a `\\n` follows. Lines are decoded
 as UTF-8 only once complete, so a multi-byte character split across chunks is never damaged.
+
+Work is linear in the bytes fed: a partial line is kept in a growing buffer and only the new bytes
+are scanned. A line, or an event's data, bigger than `max_event_bytes` raises SseError, the
+decoder's one error, whatever the chunking: a broken upstream sending one endless line costs
+bounded memory instead of filling it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,11 @@ from dataclasses import dataclass
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _BOM = "\ufeff"
+MAX_EVENT_BYTES = 8 * 1024 * 1024  # far above any real event; vendors send tokens, not megabytes
+
+
+class SseError(ValueError):
+    """The stream broke the decoder's bound: a line or an event larger than `max_event_bytes`."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -26,11 +36,24 @@ class SseEvent:
 class SseDecoder:
     """Feed bytes with `feed`, call `close` at the end of the body."""
 
-    __slots__ = ("_buffer", "_data", "_event", "_first_line", "_id", "_retry")
+    __slots__ = (
+        "_buffer",
+        "_data",
+        "_data_bytes",
+        "_event",
+        "_first_line",
+        "_id",
+        "_max",
+        "_retry",
+        "_scanned",
+    )
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._max = max_event_bytes
+        self._buffer = bytearray()  # the current partial line
+        self._scanned = 0  # bytes of `_buffer` already known to hold no line end
         self._data: list[str] = []
+        self._data_bytes = 0
         self._event = ""
         self._id: str | None = None  # the last event id persists across events, as the spec says
         self._retry: int | None = None
@@ -42,15 +65,27 @@ class SseDecoder:
         return bool(self._buffer or self._data or self._event)
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
-        buffer = self._buffer + chunk if self._buffer else chunk
+        """The events completed by `chunk`; raises SseError when a line or event outgrows the bound."""
+        if self._buffer:
+            self._buffer += chunk
+            buffer: bytes | bytearray = self._buffer
+        else:
+            buffer = chunk  # the common case: no copy of the chunk
         events: list[SseEvent] = []
         start = 0
-        for match in _LINE_END.finditer(buffer):
+        for match in _LINE_END.finditer(buffer, self._scanned):
             if match.group() == b"\r" and match.end() == len(buffer):
                 break  # maybe the first half of a CRLF split across chunks
-            self._line(buffer[start : match.start()], events)
+            self._line(bytes(buffer[start : match.start()]), events)
             start = match.end()
-        self._buffer = buffer[start:]
+        if buffer is self._buffer:
+            del self._buffer[:start]
+        else:
+            self._buffer[:] = buffer[start:]
+        # Rescan only the last byte next time: it may be a `\r` held back.
+        self._scanned = max(len(self._buffer) - 1, 0)
+        if len(self._buffer) - self._buffer.endswith(b"\r") > self._max:
+            raise SseError(f"a line longer than {self._max} bytes")
         return events
 
     def close(self, *, lenient: bool = False) -> list[SseEvent]:
@@ -59,13 +94,16 @@ class SseDecoder:
         (servers that end with `data: [DONE]` and no newline)."""
         events: list[SseEvent] = []
         if self._buffer.endswith(b"\r") or (lenient and self._buffer):
-            self._line(self._buffer.removesuffix(b"\r"), events)
-            self._buffer = b""
+            self._line(bytes(self._buffer.removesuffix(b"\r")), events)
+            self._buffer.clear()
+            self._scanned = 0
         if lenient:
             self._dispatch(events)
         return events
 
     def _line(self, raw: bytes, events: list[SseEvent]) -> None:
+        if len(raw) > self._max:
+            raise SseError(f"a line longer than {self._max} bytes")
         line = raw.decode("utf-8", errors="replace")
         if self._first_line:
             self._first_line = False
@@ -80,6 +118,9 @@ class SseDecoder:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._data_bytes += len(raw)
+            if self._data_bytes > self._max:
+                raise SseError(f"an event larger than {self._max} bytes")
         elif name == "event":
             self._event = value
         elif name == "id":
@@ -92,4 +133,5 @@ class SseDecoder:
         if self._data:
             events.append(SseEvent("\n".join(self._data), self._event or "message", self._id, self._retry))
         self._data = []
+        self._data_bytes = 0
         self._event = ""

@@ -27,6 +27,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.anthropic import codec
 from provider_gateway.providers.base import estimate_tokens
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.shapes import count_at
 from provider_gateway.providers.upstream_io import (
     TIMEOUT_KEYS,
     HttpProvider,
@@ -141,7 +142,9 @@ class AnthropicProvider(HttpProvider):
             "POST", "/v1/messages/count_tokens", json=body, model=request.model
         )
         return TokenCount(
-            input_tokens=int(answer.get("input_tokens") or 0), estimated=False, model=request.model
+            input_tokens=count_at(answer, "input_tokens", provider=self.name),
+            estimated=False,
+            model=request.model,
         )
 
     async def list_models(self) -> list[ModelInfo]:

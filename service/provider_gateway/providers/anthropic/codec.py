@@ -34,6 +34,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.vendor_wire import (
     ToolCallAssembler,
     arguments_object,
@@ -285,6 +286,7 @@ def normalise_usage(raw: Mapping[str, Any]) -> Usage:
     )
 
 
+@shape_checked
 def error_from_body(body: Any, *, provider: str = "", status: int | None = None) -> GatewayError:
     """An Anthropic error object ({"type": "error", "error": {"type", "message"}}) as a GatewayError."""
     error = body.get("error") if isinstance(body, Mapping) else None
@@ -314,6 +316,7 @@ class MessagesStreamDecoder:
     def __post_init__(self) -> None:
         self.tools.provider = self.provider
 
+    @shape_checked
     def feed(self, data: Any) -> list[StreamEvent]:
         if not isinstance(data, Mapping):
             raise malformed(self.provider, "event data is not a JSON object")
@@ -366,6 +369,7 @@ class MessagesStreamDecoder:
             return self.tools.delta(index, str(delta.get("partial_json", "")))
         return []
 
+    @shape_checked
     def finish(self) -> ProviderFinish:
         reason = STOP_REASONS.get(
             self.stop_reason, FinishReason.OTHER if self.stop_reason else FinishReason.STOP
@@ -383,6 +387,7 @@ class CompletionStreamDecoder:
     response_id: str = ""
     finished: bool = False
 
+    @shape_checked
     def feed(self, data: Any) -> list[StreamEvent]:
         if not isinstance(data, Mapping):
             raise malformed(self.provider, "event data is not a JSON object")
@@ -399,11 +404,13 @@ class CompletionStreamDecoder:
         text = str(data.get("completion") or "")
         return [TextDelta(text)] if text else []
 
+    @shape_checked
     def finish(self) -> ProviderFinish:
         reason = STOP_REASONS.get(self.stop_reason, FinishReason.STOP)
         return ProviderFinish(reason, self.stop_reason, self.model, self.response_id)
 
 
+@shape_checked
 def parse_models(body: Any) -> list[ModelInfo]:
     data = body.get("data") if isinstance(body, Mapping) else None
     models = []

@@ -83,7 +83,7 @@ class CohereProvider(HttpProvider):
             return await super().count_tokens(request)
         body = {"text": text, "model": request.model}
         answer = await self.upstream().request_json("POST", "/v1/tokenize", json=body, model=request.model)
-        count = len(answer.get("tokens") or [])
+        count = codec.parse_token_count(answer, provider=self.name)
         return TokenCount(input_tokens=count, estimated=bool(request.messages), model=request.model)
 
     async def embed(self, request: EmbedRequest) -> EmbedResult:

@@ -33,6 +33,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.vendor_wire import ToolCallAssembler, malformed, merge_provider_options
 
 FINISH_REASONS = {
@@ -144,6 +145,7 @@ def normalise_usage(raw: Mapping[str, Any]) -> Usage:
     )
 
 
+@shape_checked
 def error_from_body(body: Any, *, status: int, provider: str = "") -> GatewayError:
     message = str(body.get("message") if isinstance(body, Mapping) else "") or f"HTTP {status}"
     kinds = {400: ErrorKind.INVALID_ARGUMENT, 401: ErrorKind.UNAUTHENTICATED, 498: ErrorKind.UNAUTHENTICATED}
@@ -166,6 +168,7 @@ class ChatStreamDecoder:
     def __post_init__(self) -> None:
         self.tools.provider = self.provider
 
+    @shape_checked
     def feed(self, data: Any) -> list[StreamEvent]:
         if not isinstance(data, Mapping):
             raise malformed(self.provider, "event data is not a JSON object")
@@ -218,6 +221,7 @@ class ChatStreamDecoder:
         ]
 
 
+@shape_checked
 def parse_embeddings(body: Any) -> tuple[list[list[float]], Usage]:
     embeddings = body.get("embeddings") if isinstance(body, Mapping) else None
     vectors = embeddings.get("float") if isinstance(embeddings, Mapping) else embeddings
@@ -229,6 +233,7 @@ def parse_embeddings(body: Any) -> tuple[list[list[float]], Usage]:
     )
 
 
+@shape_checked
 def parse_models(body: Any) -> list[ModelInfo]:
     models = []
     for item in (body.get("models") if isinstance(body, Mapping) else None) or []:
@@ -247,3 +252,12 @@ def parse_models(body: Any) -> list[ModelInfo]:
             )
         )
     return models
+
+
+@shape_checked
+def parse_token_count(answer: Any, *, provider: str = "") -> int:
+    """`/v1/tokenize` answers the token ids; the count is their number."""
+    tokens = answer.get("tokens") or []
+    if not isinstance(tokens, list):
+        raise TypeError("tokens is not a list")
+    return len(tokens)

@@ -25,6 +25,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import estimate_tokens
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec
+from provider_gateway.providers.shapes import count_at
 from provider_gateway.providers.upstream_io import (
     TIMEOUT_KEYS,
     HttpProvider,
@@ -92,14 +93,16 @@ class GeminiProvider(HttpProvider):
         path = f"/v1beta/models/{request.model}:countTokens"
         answer = await self.upstream().request_json("POST", path, json=body, model=request.model)
         return TokenCount(
-            input_tokens=int(answer.get("totalTokens") or 0), estimated=False, model=request.model
+            input_tokens=count_at(answer, "totalTokens", provider=self.name),
+            estimated=False,
+            model=request.model,
         )
 
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         body = codec.build_embed_body(request, f"models/{request.model}")
         path = f"/v1beta/models/{request.model}:batchEmbedContents"
         answer = await self.upstream().request_json("POST", path, json=body, model=request.model)
-        vectors = [list(map(float, e.get("values") or [])) for e in answer.get("embeddings") or []]
+        vectors = codec.parse_embeddings(answer, provider=self.name)
         if len(vectors) != len(request.inputs):
             raise GatewayError(
                 ErrorKind.UNAVAILABLE, "embedding count does not match the inputs", provider=self.name

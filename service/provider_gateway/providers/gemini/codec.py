@@ -42,6 +42,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.errors import google_retry_delay
+from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.vendor_wire import arguments_object, malformed, merge_provider_options
 
 FINISH_REASONS = {
@@ -268,6 +269,7 @@ def _detail(body: Any, type_url: str) -> Mapping[str, Any]:
     return {}
 
 
+@shape_checked
 def error_from_body(body: Any, *, status: int | None = None, provider: str = "") -> GatewayError:
     """A google.rpc.Status error body as a GatewayError, RetryInfo included."""
     error = body.get("error") if isinstance(body, Mapping) else None
@@ -300,6 +302,7 @@ class GenerateStreamDecoder:
     tool_calls: int = 0
     _per_name: dict[str, int] = field(default_factory=dict)
 
+    @shape_checked
     def feed(self, chunk: Any) -> list[StreamEvent]:
         if not isinstance(chunk, Mapping):
             raise malformed(self.provider, "event data is not a JSON object")
@@ -349,6 +352,7 @@ class GenerateStreamDecoder:
             events.append(ReasoningDelta("", signature=signature))
         return events
 
+    @shape_checked
     def end(self) -> list[StreamEvent]:
         reason = FINISH_REASONS.get(self.finish_reason, FinishReason.OTHER)
         if not self.finish_reason:
@@ -361,6 +365,7 @@ class GenerateStreamDecoder:
         ]
 
 
+@shape_checked
 def parse_models(body: Any) -> list[ModelInfo]:
     models = []
     for item in (body.get("models") if isinstance(body, Mapping) else None) or []:
@@ -380,3 +385,9 @@ def parse_models(body: Any) -> list[ModelInfo]:
             )
         )
     return models
+
+
+@shape_checked
+def parse_embeddings(answer: Any, *, provider: str = "") -> list[list[float]]:
+    """`:batchEmbedContents`: `{"embeddings": [{"values": [...]}, ...]}`, no usage."""
+    return [list(map(float, e.get("values") or [])) for e in answer.get("embeddings") or []]

@@ -25,7 +25,6 @@ from provider_gateway.domain import (
     HealthStatus,
     ModelInfo,
     StreamEvent,
-    Usage,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import ErrorPolicy, Timeouts, Upstream
@@ -143,18 +142,14 @@ class OllamaProvider(BaseProvider):
 
     async def list_models(self) -> list[ModelInfo]:
         answer = await self.upstream.request_json("GET", "/api/tags")
-        return [ModelInfo(id=str(m["name"])) for m in answer.get("models") or [] if "name" in m]
+        return codec.parse_models(answer, provider=self.name)
 
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         body: dict[str, Any] = {"model": request.model, "input": list(request.inputs)}
         if request.dimensions:
             body["dimensions"] = request.dimensions
         answer = await self.upstream.request_json("POST", "/api/embed", json=body, model=request.model)
-        return EmbedResult(
-            vectors=[[float(x) for x in row] for row in answer.get("embeddings") or []],
-            usage=Usage(input_tokens=int(answer.get("prompt_eval_count") or 0)),
-            model=str(answer.get("model") or request.model),
-        )
+        return codec.parse_embeddings(answer, request.model, provider=self.name)
 
     async def health_check(self) -> HealthStatus:
         return await probe(self.upstream, "/api/version")

@@ -13,9 +13,11 @@ import orjson
 
 from provider_gateway.domain import (
     ChatRequest,
+    EmbedResult,
     FinishReason,
     ImagePart,
     Message,
+    ModelInfo,
     ProviderFinish,
     ReasoningDelta,
     ResponseFormatType,
@@ -32,6 +34,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
 from provider_gateway.providers.openai.codec import function_tools, host_options
+from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.wire.think import ThinkSplitter
 
 DONE_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
@@ -114,6 +117,7 @@ class ChatStreamParser:
         self._calls = 0
         self.done = False
 
+    @shape_checked
     def feed(self, line: Any) -> list[StreamEvent]:
         if not isinstance(line, dict):
             raise GatewayError(
@@ -155,3 +159,19 @@ class ChatStreamParser:
             )
             events.append(ProviderFinish(reason, raw_reason, str(line.get("model") or "")))
         return events
+
+
+@shape_checked
+def parse_embeddings(answer: Any, model: str, *, provider: str = "") -> EmbedResult:
+    """`/api/embed`: one vector per input; `prompt_eval_count` is the input token count."""
+    return EmbedResult(
+        vectors=[[float(x) for x in row] for row in answer.get("embeddings") or []],
+        usage=Usage(input_tokens=int(answer.get("prompt_eval_count") or 0)),
+        model=str(answer.get("model") or model),
+    )
+
+
+@shape_checked
+def parse_models(answer: Any, *, provider: str = "") -> list[ModelInfo]:
+    """`/api/tags`: the models pulled on this Ollama host."""
+    return [ModelInfo(id=str(m["name"])) for m in answer.get("models") or [] if "name" in m]

@@ -43,7 +43,8 @@ from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.http_common import completion_as_chat, probe
 from provider_gateway.providers.openai import codec
 from provider_gateway.providers.openai.presets import PRESETS, Preset
-from provider_gateway.wire.sse import SseDecoder
+from provider_gateway.providers.upstream_io import oversized_event
+from provider_gateway.wire.sse import SseDecoder, SseError
 
 KEYS = (
     "kind",
@@ -190,7 +191,11 @@ class OpenAIProvider(BaseProvider):
         done = False
         async with upstream.stream("POST", path, json=body, model=request.model) as chunks:
             async for chunk in chunks:
-                for event in decoder.feed(chunk):
+                try:
+                    events = decoder.feed(chunk)
+                except SseError as error:
+                    raise oversized_event(error, self.name) from None
+                for event in events:
                     if event.data.strip() == "[DONE]":
                         done = True
                         break
@@ -238,13 +243,7 @@ class OpenAIProvider(BaseProvider):
         if request.dimensions:
             body["dimensions"] = request.dimensions
         answer = await upstream.request_json("POST", path, json=body, model=request.model)
-        rows = sorted(answer.get("data") or [], key=lambda row: row.get("index", 0))
-        usage = answer.get("usage") or {}
-        return EmbedResult(
-            vectors=[[float(x) for x in row["embedding"]] for row in rows],
-            usage=Usage(input_tokens=int(usage.get("prompt_tokens") or 0), raw=dict(usage)),
-            model=str(answer.get("model") or request.model),
-        )
+        return codec.parse_embeddings(answer, request.model, provider=self.name)
 
     async def list_models(self) -> list[ModelInfo]:
         if self.models or self.azure is not None:
@@ -252,7 +251,7 @@ class OpenAIProvider(BaseProvider):
                 ModelInfo(id=m) for m in self.models or sorted(self.azure.deployments if self.azure else [])
             ]
         answer = await self.upstream.request_json("GET", "/models")
-        return [ModelInfo(id=str(row["id"])) for row in answer.get("data") or [] if "id" in row]
+        return codec.parse_models(answer, provider=self.name)
 
     async def health_check(self) -> HealthStatus:
         if self.azure is not None:

@@ -17,9 +17,11 @@ import orjson
 
 from provider_gateway.domain import (
     ChatRequest,
+    EmbedResult,
     FinishReason,
     ImagePart,
     Message,
+    ModelInfo,
     ProviderFinish,
     ReasoningDelta,
     ReasoningPart,
@@ -41,6 +43,7 @@ from provider_gateway.domain import (
 from provider_gateway.errors import GatewayError
 from provider_gateway.http.errors import error_from_response
 from provider_gateway.providers.openai.presets import Preset
+from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.wire.think import ThinkSplitter
 
 # o1, o3, o4 families and gpt-5, also behind a vendor prefix ("openai/o3-mini" on OpenRouter).
@@ -275,6 +278,7 @@ class ChatStreamParser:
         self.response_id = ""
         self.output_chars = 0
 
+    @shape_checked
     def feed(self, chunk: dict[str, Any]) -> list[StreamEvent]:
         if chunk.get("error"):
             raise stream_error(self.provider, chunk["error"])
@@ -332,6 +336,7 @@ class ChatStreamParser:
                 )
         return events
 
+    @shape_checked
     def close(self, estimated_usage: Usage | None = None) -> list[StreamEvent]:
         events: list[StreamEvent] = list(self._think.close()) if self._think else []
         events.extend(self._end_calls())
@@ -343,3 +348,20 @@ class ChatStreamParser:
         )
         events.append(ProviderFinish(reason, self.finish_reason, self.model, self.response_id))
         return events
+
+
+@shape_checked
+def parse_embeddings(answer: Any, model: str, *, provider: str = "") -> EmbedResult:
+    """`/embeddings`: rows carry their input's `index`; usage has only `prompt_tokens`."""
+    rows = sorted(answer.get("data") or [], key=lambda row: int(row.get("index", 0)))
+    usage = answer.get("usage") or {}
+    return EmbedResult(
+        vectors=[[float(x) for x in row["embedding"]] for row in rows],
+        usage=Usage(input_tokens=int(usage.get("prompt_tokens") or 0), raw=dict(usage)),
+        model=str(answer.get("model") or model),
+    )
+
+
+@shape_checked
+def parse_models(answer: Any, *, provider: str = "") -> list[ModelInfo]:
+    return [ModelInfo(id=str(row["id"])) for row in answer.get("data") or [] if "id" in row]

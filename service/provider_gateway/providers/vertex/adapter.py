@@ -21,6 +21,7 @@ from provider_gateway.providers.anthropic.adapter import decode_messages, option
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
 from provider_gateway.providers.gemini.adapter import SSE, decode_generate
+from provider_gateway.providers.shapes import count_at
 from provider_gateway.providers.upstream_io import TIMEOUT_KEYS, HttpProvider, sse_events
 from provider_gateway.providers.vertex import codec
 
@@ -101,7 +102,9 @@ class VertexProvider(HttpProvider):
         path = self._path(request.model, "countTokens")
         answer = await self.upstream().request_json("POST", path, json=body, model=request.model)
         return TokenCount(
-            input_tokens=int(answer.get("totalTokens") or 0), estimated=False, model=request.model
+            input_tokens=count_at(answer, "totalTokens", provider=self.name),
+            estimated=False,
+            model=request.model,
         )
 
 
