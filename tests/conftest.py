@@ -66,3 +66,27 @@ async def gateway() -> AsyncIterator[RunningGateway]:
 @pytest.fixture
 def gateway_factory() -> Callable[[str], Any]:
     return run_gateway
+
+
+def use_fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FakeBedrock's credentials from the environment, and nothing that could reach a real AWS service."""
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_BEARER_TOKEN_BEDROCK",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    from provider_gateway.fakes.bedrock import ACCESS_KEY, SECRET_KEY  # the fake loads aiohttp: only here
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")

@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import ADAPTER_ROUTING
+from conftest import ADAPTER_ROUTING, use_fake_aws_credentials
 from google.protobuf import struct_pb2
 
 from provider_gateway.fakes.bedrock import (
@@ -42,24 +42,7 @@ WAIT_S = 20  # generous: eight engineers share this machine
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dummy credentials from the environment, and nothing that could reach a real AWS service."""
-    for name in (
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_BEARER_TOKEN_BEDROCK",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_ROLE_ARN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+    use_fake_aws_credentials(monkeypatch)
 
 
 def config(url: str, region: str = "us-west-2", extra: str = "") -> str:

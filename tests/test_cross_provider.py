@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import run_gateway
+from conftest import run_gateway, use_fake_aws_credentials
 from vendor_cases import (
     WAIT_S,
     Summary,
@@ -24,7 +24,7 @@ from provider_gateway.domain import ChatRequest, Message, Role, TextDelta, TextP
 from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.fakes import conversation as conv
 from provider_gateway.fakes.anthropic import FakeAnthropic
-from provider_gateway.fakes.bedrock import ACCESS_KEY, SECRET_KEY, FakeBedrock, event_frame
+from provider_gateway.fakes.bedrock import FakeBedrock, event_frame
 from provider_gateway.fakes.bedrock import Reply as BedrockReply
 from provider_gateway.fakes.cohere import FakeCohere
 from provider_gateway.fakes.gemini import FakeGemini
@@ -199,28 +199,6 @@ def bedrock_canonical_frames() -> list[bytes]:
         event_frame("messageStop", {"stopReason": "tool_use"}),
         event_frame("metadata", {"usage": usage, "metrics": {"latencyMs": 42}}),
     ]
-
-
-def use_fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """FakeBedrock's credentials from the environment, and nothing that could reach a real AWS service."""
-    for name in (
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_BEARER_TOKEN_BEDROCK",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_ROLE_ARN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
 
 
 def assert_canonical_without_cache(summary: Summary) -> None:
