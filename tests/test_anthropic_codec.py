@@ -73,6 +73,26 @@ def test_body_has_system_blocks_cache_breakpoints_and_default_max_tokens() -> No
     }
 
 
+def test_automatic_cache_breakpoints_go_on_the_last_two_user_turns_only() -> None:
+    """Anthropic allows four breakpoints: the system prompt and the two latest user turns, so the
+    cache written by the previous turn is read by this one; older turns get none."""
+    turns = [
+        Message(Role.USER, (TextPart("one"),)),
+        Message(Role.ASSISTANT, (TextPart("a"),)),
+        Message(Role.USER, (TextPart("two"),)),
+        Message(Role.ASSISTANT, (TextPart("b"),)),
+        Message(Role.USER, (TextPart("three"),)),
+    ]
+    body = codec.build_messages_body(ChatRequest("claude-x", turns), codec.AnthropicOptions())
+    marked = [
+        block["text"]
+        for message in body["messages"]
+        for block in message["content"]
+        if "cache_control" in block
+    ]
+    assert marked == ["two", "three"]
+
+
 def test_no_cache_control_when_caching_is_off_except_explicit_breakpoints() -> None:
     messages = [Message(Role.USER, (TextPart("a", cache_breakpoint=True), TextPart("b")))]
     body = codec.build_messages_body(ChatRequest("m", messages), codec.AnthropicOptions(prompt_caching=False))

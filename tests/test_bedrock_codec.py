@@ -367,3 +367,43 @@ def test_translate(exc: Exception, kind: ErrorKind) -> None:
     assert error.kind is kind
     assert error.provider == "bedrock"
     assert "secret" not in error.message
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "retryable"),
+    [
+        ("ThrottlingException", 429, True),
+        ("ServiceUnavailableException", 503, True),
+        ("ModelNotReadyException", 429, True),
+        ("ValidationException", 400, False),
+        ("AccessDeniedException", 403, False),
+    ],
+)
+def test_router_retries_throttling_but_not_validation(code: str, status: int, retryable: bool) -> None:
+    """The router decides by `retryable`: a throttled call goes to the next try or deployment, a
+    request Bedrock rejected would be rejected again."""
+    exc = ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Converse"
+    )
+    assert translate(exc, "bedrock", CLAUDE, "us-east-1").retryable is retryable
+
+
+def test_automatic_cache_points_after_system_and_the_last_two_user_turns() -> None:
+    turns = [
+        Message(Role.SYSTEM, (TextPart("rules"),)),
+        Message(Role.USER, (TextPart("one"),)),
+        Message(Role.ASSISTANT, (TextPart("a"),)),
+        Message(Role.USER, (TextPart("two"),)),
+        Message(Role.ASSISTANT, (TextPart("b"),)),
+        Message(Role.USER, (TextPart("three"),)),
+    ]
+    system, messages = codec.converse_messages(turns, prompt_caching=True)
+    assert system == [{"text": "rules"}, {"cachePoint": {"type": "default"}}]
+    ends = [(m["role"], m["content"][-1]) for m in messages]
+    assert ends == [
+        ("user", {"text": "one"}),
+        ("assistant", {"text": "a"}),
+        ("user", {"cachePoint": {"type": "default"}}),
+        ("assistant", {"text": "b"}),
+        ("user", {"cachePoint": {"type": "default"}}),
+    ]

@@ -100,6 +100,27 @@ def test_tool_config_modes(mode: ToolChoiceMode, expected: dict[str, str]) -> No
     assert codec.build_generate_body(request)["toolConfig"] == {"functionCallingConfig": expected}
 
 
+@pytest.mark.parametrize("choice", [None, ToolChoice(ToolChoiceMode.AUTO)])
+def test_auto_tool_choice_leaves_gemini_its_default(choice: ToolChoice | None) -> None:
+    """Gemini's default functionCallingConfig mode is AUTO: the body says nothing rather than ANY."""
+    request = ChatRequest("m", [Message(Role.USER, (TextPart("x"),))], tools=[WEATHER], tool_choice=choice)
+    body = codec.build_generate_body(request)
+    assert "toolConfig" not in body
+    assert body["tools"][0]["functionDeclarations"][0]["name"] == WEATHER.name
+
+
+def test_named_tool_choice_is_any_with_allowed_names() -> None:
+    request = ChatRequest(
+        "m",
+        [Message(Role.USER, (TextPart("x"),))],
+        tools=[WEATHER],
+        tool_choice=ToolChoice(ToolChoiceMode.TOOL, WEATHER.name),
+    )
+    assert codec.build_generate_body(request)["toolConfig"] == {
+        "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [WEATHER.name]}
+    }
+
+
 def test_count_body_wraps_when_system_present() -> None:
     plain = codec.build_count_body(CountTokensRequest("m", text="hi"), "models/m")
     assert plain == {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}

@@ -56,6 +56,7 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
         ]
         mistral = list(BASES).index("mis")
         tables[mistral] += f'codestral_base_url = "{fake.url}/codestral/v1"\n'
+        tables[list(BASES).index("oa")] += 'organization = "org-test"\n'
         tables.append(
             f'[providers.az]\nkind = "azure"\nbase_url = "{fake.url}"\napi_key_file = "{key_file}"\n'
             'deployments = { "gpt-4o" = "prod-4o", "gpt-limited" = "prod-4o" }\n'
@@ -95,6 +96,7 @@ async def test_text_streaming_request_format_and_usage(env: Env) -> None:
     seen = env.fake.last("/v1/chat/completions")
     assert seen.method == "POST"
     assert seen.headers["authorization"] == f"Bearer {KEY}"
+    assert seen.headers["openai-organization"] == "org-test"
     assert seen.headers["content-type"] == "application/json"
     assert seen.json() == {
         "model": "gpt-4o",
@@ -424,16 +426,26 @@ async def test_openrouter_error_inside_the_stream(env: Env) -> None:
     assert env.fake.last("/api/v1/chat/completions").json()["model"] == "openai/gpt-4o"
 
 
-async def test_xai_gets_no_stream_options_and_lmstudio_usage_is_estimated(env: Env) -> None:
+@pytest.mark.parametrize(("model", "path"), [("lms/qwen", "/lmstudio"), ("vl/llama", "/vllm")])
+async def test_local_hosts_without_stream_usage_get_an_estimate(env: Env, model: str, path: str) -> None:
+    """LM Studio and vLLM (before include_usage) stream no usage: the client still gets usage,
+    counted locally and marked estimated."""
+    env.fake.script(
+        f"{path}/v1/chat/completions", Reply.sse([chunk({"content": "12345678"}), chunk({}, "stop")])
+    )
+    got = await chat_stream(env.stub, pb.ChatRequest(model=model, messages=[user("Hi")]))
+    assert got.error is None, got.error
+    assert got.usage.estimated
+    assert got.usage.output_tokens == 2
+
+
+async def test_xai_gets_no_stream_options(env: Env) -> None:
     got = await chat_stream(env.stub, pb.ChatRequest(model="xai/grok-3", messages=[user("Hi")]))
     assert got.error is None, got.error
     assert "stream_options" not in env.fake.last("/xai/v1/chat/completions").json()
-    env.fake.script(
-        "/lmstudio/v1/chat/completions", Reply.sse([chunk({"content": "12345678"}), chunk({}, "stop")])
-    )
-    got = await chat_stream(env.stub, pb.ChatRequest(model="lms/qwen", messages=[user("Hi")]))
+    # Not asked, this fake (like the x.ai of that lineage) sends no usage: counted locally instead.
     assert got.usage.estimated
-    assert got.usage.output_tokens == 2
+    assert got.usage.output_tokens > 0
 
 
 async def test_azure_deployment_path_api_key_and_version(env: Env) -> None:

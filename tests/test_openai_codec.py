@@ -205,3 +205,16 @@ def test_stream_parser_without_finish_reason_is_stop_and_has_no_usage_event() ->
     parser = ChatStreamParser("p", PRESETS["vllm"])
     events = parser.feed({"choices": [{"index": 0, "delta": {"content": "hi"}}]}) + parser.close()
     assert events == [TextDelta("hi"), ProviderFinish(FinishReason.STOP, "", "", "")]
+
+
+def test_presets_use_each_hosts_documented_base_path() -> None:
+    """Hosts differ in where the OpenAI-compatible API lives (behaviour page: Groq `/openai/v1`,
+    OpenRouter `/api/v1`, DeepSeek at the root)."""
+    paths = {name: PRESETS[name].base_url for name in ("groq", "openrouter", "deepseek", "fireworks", "xai")}
+    assert paths == {
+        "groq": "https://api.groq.com/openai/v1",
+        "openrouter": "https://openrouter.ai/api/v1",
+        "deepseek": "https://api.deepseek.com",
+        "fireworks": "https://api.fireworks.ai/inference/v1",
+        "xai": "https://api.x.ai/v1",
+    }

@@ -212,7 +212,9 @@ class OpenAIProvider(BaseProvider):
                 provider=self.name,
                 retryable=True,
             )
-        estimate = None if self.preset.stream_reports_usage else self._estimate(request, parser.output_chars)
+        # LM Studio, older vLLM and other local hosts send no usage in streams: count locally, and
+        # say so (`estimated`), rather than report none.
+        estimate = None if parser.usage is not None else self._estimate(request, parser.output_chars)
         for domain_event in parser.close(estimate):
             yield domain_event
 

@@ -15,7 +15,6 @@ class Preset:
     key_env: str
     requires_key: bool = True
     stream_usage: bool = True  # accepts stream_options.include_usage (x.ai in that lineage did not)
-    stream_reports_usage: bool = True  # False: streams carry no usage, so the adapter estimates it
     think_tags: bool = True  # a leading <think>...</think> is reasoning
     deepseek_messages: bool = False  # reasoner: system as first user message, same roles merged
     short_tool_ids: bool = False  # Mistral: tool-call ids are exactly 9 alphanumeric characters
@@ -35,9 +34,7 @@ PRESETS: dict[str, Preset] = {
     "together": Preset("https://api.together.xyz/v1", "TOGETHER_API_KEY", embeddings=True),
     "fireworks": Preset("https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY", embeddings=True),
     "vllm": Preset("http://localhost:8000/v1", "VLLM_API_KEY", requires_key=False, embeddings=True),
-    "lmstudio": Preset(
-        "http://localhost:1234/v1", "LMSTUDIO_API_KEY", requires_key=False, stream_reports_usage=False
-    ),
+    "lmstudio": Preset("http://localhost:1234/v1", "LMSTUDIO_API_KEY", requires_key=False),
     "mistral": Preset(
         "https://api.mistral.ai/v1",
         "MISTRAL_API_KEY",
