@@ -84,7 +84,7 @@ def headline(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         (
             "memory flat (< 5% growth)",
             f"{mem['growth_pct']:+.1f}%",
-            f"{int(mem['requests_for_growth'])} requests",
+            f"{int(mem['requests_for_growth'])} requests after a {mem.get('warmup_requests', 0):.0f}-request warm-up",
             _verdict(mem["growth_pct"] < 5),
         ),
         (
@@ -135,7 +135,9 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Memory: mock-only idle {mem['idle_mock_only_mb']:.1f} MB; every provider configured {mem['idle_all_providers_mb']:.1f} MB; "
         f"{int(mem['concurrent_streams'])} concurrent streams {mem['rss_under_streams_mb']:.1f} MB; "
-        f"{mem['after_warmup_mb']:.1f} -> {mem['after_requests_mb']:.1f} MB over {int(mem['requests_for_growth'])} requests "
+        f"{mem.get('before_warmup_mb', mem['idle_mock_only_mb']):.1f} -> {mem['after_warmup_mb']:.1f} MB over a "
+        f"{mem.get('warmup_requests', 0):.0f}-request warm-up, then {mem['after_warmup_mb']:.1f} -> "
+        f"{mem['after_requests_mb']:.1f} MB over {int(mem['requests_for_growth'])} more requests "
         f"({mem['growth_seconds']:.0f} s).",
     ]
     if "litellm_rss_mb" in r:
