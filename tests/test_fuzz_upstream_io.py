@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from provider_gateway.errors import GatewayError
+from provider_gateway.errors import ErrorKind, GatewayError
 
 FUZZ = settings(max_examples=400, deadline=None, derandomize=True)
 
@@ -70,9 +72,30 @@ def test_retry_delay_is_none_or_finite_and_bounded() -> None:
     @example({"x-ratelimit-reset-requests": "-inf"}, None)
     @example({}, {"error": {"details": [{"@type": "google.rpc.RetryInfo", "retryDelay": "1e999s"}]}})
     @example({}, {"error": {"details": [{"@type": "google.rpc.RetryInfo", "retryDelay": {"seconds": "x"}}]}})
+    @example(
+        {}, {"error": {"details": [{"@type": "google.rpc.RetryInfo", "retryDelay": {"seconds": 10**400}}]}}
+    )
     @given(headers, bodies)
     def run(head: dict[str, str], body: Any) -> None:
         delay = retry_delay(head, body, now=0.0)
         assert delay is None or 0 <= delay <= most
 
     run()
+
+
+async def test_an_oversized_last_event_is_unavailable_not_internal() -> None:
+    """An event over the SSE bound whose last line ends in a lone CR is refused only when the body
+    ends (the CR may have been half of a CRLF until then), and still becomes the retryable
+    UNAVAILABLE every other oversized event gets."""
+    decode = helper("provider_gateway.providers.upstream_io", "_decode")
+    bound = helper("provider_gateway.wire.sse", "MAX_EVENT_BYTES")
+    half = b"x" * (bound // 2 + 16)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"data: " + half + b"\n"
+        yield b"data: " + half + b"\r"  # the body ends here
+
+    with pytest.raises(GatewayError, match="malformed stream: an event larger than") as info:
+        [event async for event in decode(body(), "p")]
+    assert info.value.kind is ErrorKind.UNAVAILABLE
+    assert info.value.retryable

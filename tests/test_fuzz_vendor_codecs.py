@@ -243,3 +243,15 @@ def test_parser_raises_only_gateway_errors(module: str, name: str) -> None:
             pass
 
     run()
+
+
+def test_a_wrong_shape_is_logged_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """The client gets UNAVAILABLE; the operator gets the traceback, which tells a vendor's odd JSON
+    from a bug of ours on the same path."""
+    decoder = load("provider_gateway.providers.anthropic.codec", "MessagesStreamDecoder")(provider="claude")
+    with caplog.at_level("WARNING"), pytest.raises(GatewayError, match="claude answered with JSON") as info:
+        decoder.feed({"type": "content_block_delta", "index": 0, "delta": 1})
+    assert isinstance(info.value.__cause__, AttributeError)
+    (record,) = [r for r in caplog.records if "unexpected upstream JSON shape" in r.getMessage()]
+    assert record.exc_info is not None
+    assert "MessagesStreamDecoder" in record.getMessage()

@@ -121,7 +121,7 @@ def _google_delay(body: Any) -> float | None:
             if isinstance(delay, dict):  # the proto JSON of a Duration in some clients
                 try:
                     return float(delay.get("seconds", 0)) + float(delay.get("nanos", 0)) / 1e9
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
                     return None
     return None
 

@@ -11,6 +11,7 @@ UNAVAILABLE GatewayError, the only exception the codecs document.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -20,6 +21,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 # int()/float() of a string or of NaN/inf, indexing an empty list.
 SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError, OverflowError)
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -36,13 +38,17 @@ def shape_checked(read: Callable[P, R]) -> Callable[P, R]:
             return read(*args, **kwargs)
         except SHAPE_ERRORS as exc:
             provider = str(kwargs.get("provider") or _owner_provider(args))
+            # The traceback tells a vendor's odd JSON from a bug of ours in the same code path.
+            log.warning(
+                "%s: unexpected upstream JSON shape in %s", provider or "upstream", what, exc_info=True
+            )
             raise GatewayError(
                 ErrorKind.UNAVAILABLE,
                 f"{provider or 'the upstream'} answered with JSON of an unexpected shape "
                 f"({what}: {type(exc).__name__}); the provider or a proxy in front of it is misbehaving",
                 provider=provider,
                 retryable=True,
-            ) from None
+            ) from exc
 
     return checked
 

@@ -72,9 +72,10 @@ async def _decode(chunks: AsyncIterator[bytes], provider: str) -> AsyncIterator[
         async for chunk in chunks:
             for event in decoder.feed(chunk):
                 yield event
+        last = decoder.close()
     except SseError as error:
         raise oversized_event(error, provider) from None
-    for event in decoder.close():
+    for event in last:
         yield event
 
 

@@ -37,14 +37,20 @@ class NdjsonDecoder:
         end = chunk.rfind(b"\n")
         if end < 0:  # no line ends here: keep the bytes, scan them once
             self._buffer += chunk
-            if len(self._buffer) > self._max:
+            lines: list[bytes] = []
+        else:
+            lines = (bytes(self._buffer) + chunk[:end] if self._buffer else chunk[:end]).split(b"\n")
+            self._buffer[:] = chunk[end + 1 :]
+        return self._values(lines, rest_too_long=len(self._buffer) > self._max)
+
+    def _values(self, lines: list[bytes], rest_too_long: bool) -> Iterator[Any]:
+        for line in lines:
+            if len(line) > self._max:
                 raise NdjsonError(f"an NDJSON line longer than {self._max} bytes")
-            return iter(())
-        lines = (bytes(self._buffer) + chunk[:end] if self._buffer else chunk[:end]).split(b"\n")
-        self._buffer[:] = chunk[end + 1 :]
-        if len(self._buffer) > self._max or any(len(line) > self._max for line in lines):
+            if line.strip():
+                yield _parse(line)
+        if rest_too_long:
             raise NdjsonError(f"an NDJSON line longer than {self._max} bytes")
-        return (_parse(line) for line in lines if line.strip())
 
     def close(self) -> Iterator[Any]:
         rest = bytes(self._buffer)

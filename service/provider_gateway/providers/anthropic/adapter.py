@@ -148,9 +148,8 @@ class AnthropicProvider(HttpProvider):
         )
 
     async def list_models(self) -> list[ModelInfo]:
-        return codec.parse_models(
-            await self.upstream().request_json("GET", "/v1/models", params={"limit": "1000"})
-        )
+        answer = await self.upstream().request_json("GET", "/v1/models", params={"limit": "1000"})
+        return codec.parse_models(answer, provider=self.name)
 
 
 from_config = AnthropicProvider.from_config

@@ -411,7 +411,7 @@ class CompletionStreamDecoder:
 
 
 @shape_checked
-def parse_models(body: Any) -> list[ModelInfo]:
+def parse_models(body: Any, *, provider: str = "") -> list[ModelInfo]:
     data = body.get("data") if isinstance(body, Mapping) else None
     models = []
     for item in data or []:

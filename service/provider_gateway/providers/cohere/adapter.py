@@ -89,12 +89,12 @@ class CohereProvider(HttpProvider):
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         body = codec.build_embed_body(request)
         answer = await self.upstream().request_json("POST", "/v2/embed", json=body, model=request.model)
-        vectors, usage = codec.parse_embeddings(answer)
+        vectors, usage = codec.parse_embeddings(answer, provider=self.name)
         return EmbedResult(vectors, usage, model=request.model)
 
     async def list_models(self) -> list[ModelInfo]:
         answer = await self.upstream().request_json("GET", "/v1/models", params={"page_size": "1000"})
-        return codec.parse_models(answer)
+        return codec.parse_models(answer, provider=self.name)
 
 
 from_config = CohereProvider.from_config

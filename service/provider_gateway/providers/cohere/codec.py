@@ -222,7 +222,7 @@ class ChatStreamDecoder:
 
 
 @shape_checked
-def parse_embeddings(body: Any) -> tuple[list[list[float]], Usage]:
+def parse_embeddings(body: Any, *, provider: str = "") -> tuple[list[list[float]], Usage]:
     embeddings = body.get("embeddings") if isinstance(body, Mapping) else None
     vectors = embeddings.get("float") if isinstance(embeddings, Mapping) else embeddings
     if not isinstance(vectors, list):
@@ -234,7 +234,7 @@ def parse_embeddings(body: Any) -> tuple[list[list[float]], Usage]:
 
 
 @shape_checked
-def parse_models(body: Any) -> list[ModelInfo]:
+def parse_models(body: Any, *, provider: str = "") -> list[ModelInfo]:
     models = []
     for item in (body.get("models") if isinstance(body, Mapping) else None) or []:
         if not isinstance(item, Mapping) or not item.get("name"):

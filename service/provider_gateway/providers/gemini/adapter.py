@@ -113,7 +113,7 @@ class GeminiProvider(HttpProvider):
 
     async def list_models(self) -> list[ModelInfo]:
         answer = await self.upstream().request_json("GET", "/v1beta/models", params={"pageSize": "1000"})
-        return codec.parse_models(answer)
+        return codec.parse_models(answer, provider=self.name)
 
 
 from_config = GeminiProvider.from_config

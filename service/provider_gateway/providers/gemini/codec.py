@@ -366,7 +366,7 @@ class GenerateStreamDecoder:
 
 
 @shape_checked
-def parse_models(body: Any) -> list[ModelInfo]:
+def parse_models(body: Any, *, provider: str = "") -> list[ModelInfo]:
     models = []
     for item in (body.get("models") if isinstance(body, Mapping) else None) or []:
         if not isinstance(item, Mapping) or not item.get("name"):

@@ -189,22 +189,21 @@ class OpenAIProvider(BaseProvider):
         parser = codec.ChatStreamParser(self.name, self.preset)
         decoder = SseDecoder()
         done = False
-        async with upstream.stream("POST", path, json=body, model=request.model) as chunks:
-            async for chunk in chunks:
-                try:
-                    events = decoder.feed(chunk)
-                except SseError as error:
-                    raise oversized_event(error, self.name) from None
-                for event in events:
-                    if event.data.strip() == "[DONE]":
-                        done = True
+        try:
+            async with upstream.stream("POST", path, json=body, model=request.model) as chunks:
+                async for chunk in chunks:
+                    for event in decoder.feed(chunk):
+                        if event.data.strip() == "[DONE]":
+                            done = True
+                            break
+                        for domain_event in parser.feed(self._json(event.data)):
+                            yield domain_event
+                    if done:
                         break
-                    for domain_event in parser.feed(self._json(event.data)):
-                        yield domain_event
-                if done:
-                    break
-            if not done:  # a last event without its blank line: hosts that end on "data: [DONE]"
-                done = any(event.data.strip() == "[DONE]" for event in decoder.close(lenient=True))
+                if not done:  # a last event without its blank line: hosts that end on "data: [DONE]"
+                    done = any(event.data.strip() == "[DONE]" for event in decoder.close(lenient=True))
+        except SseError as error:
+            raise oversized_event(error, self.name) from None
         if not done:
             raise GatewayError(
                 ErrorKind.UNAVAILABLE,
