@@ -259,5 +259,5 @@ def parse_token_count(answer: Any, *, provider: str = "") -> int:
     """`/v1/tokenize` answers the token ids; the count is their number."""
     tokens = answer.get("tokens") or []
     if not isinstance(tokens, list):
-        raise TypeError("tokens is not a list")
+        raise malformed(provider, "tokenize answer: tokens is not a list")
     return len(tokens)
