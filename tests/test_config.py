@@ -224,3 +224,34 @@ def test_the_example_config_loads_and_builds() -> None:
     mock = providers["mock"]
     assert isinstance(mock, MockProvider)
     assert mock.models["limited"].fault == "rate_limit"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\nport = 70000", "gw.toml: server.port: must be at most 65535, got 70000"),
+        (
+            "[routing.breaker]\nhalf_open_probes = 0",
+            "gw.toml: routing.breaker.half_open_probes: must be at least 1, got 0",
+        ),
+        (
+            "[routing.breaker]\nconsecutive_failures = 0",
+            "gw.toml: routing.breaker.consecutive_failures: must be at least 1, got 0",
+        ),
+        ("[routing.breaker]\nfailure_rate = 1.5", "gw.toml: routing.breaker.failure_rate: must be at most 1"),
+        ("[routing.limiter]\nbackoff = 2", "gw.toml: routing.limiter.backoff: must be at most 1"),
+        (
+            "[routing.limiter]\ninitial = 4096",
+            "gw.toml: routing.limiter.initial: must lie between minimum and maximum (minimum 1, initial 4096,",
+        ),
+        ("[auth]\nkeys = ['abc']", "gw.toml: auth.keys: each entry must be a table"),
+    ],
+)
+def test_values_that_would_break_a_feature_are_refused_at_start(text: str, message: str) -> None:
+    """Accepted before, each of these broke the gateway later: a bind error, a breaker that never
+    closes again, a limit that grows past its maximum, a crash on a list of strings."""
+    from provider_gateway.server.app import GatewayServer
+
+    with pytest.raises(ConfigError) as info:
+        GatewayServer(parse(text))  # refused while being built, before anything is started
+    assert str(info.value).startswith(message)

@@ -8,13 +8,14 @@ import signal
 import sys
 
 import httpx
+import pytest
 from conftest import run_gateway
 
 from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 
-async def test_fake_upstream_cli_serves_the_openai_format() -> None:
+async def test_fake_upstream_cli_serves_the_openai_format(monkeypatch: pytest.MonkeyPatch) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -40,6 +41,18 @@ async def test_fake_upstream_cli_serves_the_openai_format() -> None:
             assert answer.json()["choices"][0]["message"]["content"] == "Hello from the fake upstream."
             unauthorised = await client.post("/v1/chat/completions", json={"model": "m", "messages": []})
             assert unauthorised.status_code == 401
+        # The provider table it prints works as pasted, with the variable it names set to anything.
+        hint = [(await asyncio.wait_for(process.stdout.readline(), 30)).decode().rstrip() for _ in range(6)]
+        table = [line for line in hint if line.startswith("[") or " = " in line]
+        assert table[0] == "[providers.openai]"
+        monkeypatch.setenv("FAKE_UPSTREAM_KEY", "anything")
+        async with run_gateway("\n".join(table) + "\n") as gateway:
+            request = pb.ChatRequest(
+                model="openai/gpt-4o",
+                messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="hi")])],
+            )
+            reply = await gateway.stub.Chat(request, timeout=30)
+        assert reply.text == "Hello from the fake upstream."
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)

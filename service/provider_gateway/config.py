@@ -67,17 +67,25 @@ class Section:
     def string(self, name: str, default: str = "") -> str:
         return self._get(name, default, (str,), "a string")
 
-    def integer(self, name: str, default: int = 0, *, minimum: int | None = None) -> int:
+    def integer(
+        self, name: str, default: int = 0, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
         value = self._get(name, default, (int,), "an integer")
-        if minimum is not None and value < minimum:
-            raise self.error(name, f"must be at least {minimum}, got {value}")
+        self._check_range(name, value, minimum, maximum)
         return value
 
-    def number(self, name: str, default: float = 0.0, *, minimum: float | None = None) -> float:
+    def number(
+        self, name: str, default: float = 0.0, *, minimum: float | None = None, maximum: float | None = None
+    ) -> float:
         value = float(self._get(name, default, (int, float), "a number"))
+        self._check_range(name, value, minimum, maximum)
+        return value
+
+    def _check_range(self, name: str, value: float, minimum: float | None, maximum: float | None) -> None:
         if minimum is not None and value < minimum:
             raise self.error(name, f"must be at least {minimum}, got {value}")
-        return value
+        if maximum is not None and value > maximum:
+            raise self.error(name, f"must be at most {maximum}, got {value}")
 
     def flag(self, name: str, default: bool = False) -> bool:
         return self._get(name, default, (bool,), "true or false")
@@ -211,7 +219,7 @@ def parse(data: Mapping[str, Any], source: str) -> GatewayConfig:
     server_section.reject_unknown(SERVER_KEYS)
     server = ServerConfig(
         host=server_section.string("host", "127.0.0.1"),
-        port=server_section.integer("port", 50051, minimum=0),
+        port=server_section.integer("port", 50051, minimum=0, maximum=65535),
         grace_period_s=server_section.number("grace_period_s", 10.0, minimum=0),
         max_message_bytes=server_section.integer("max_message_bytes", 8 * 1024 * 1024, minimum=1024),
         default_provider=server_section.string("default_provider", ""),

@@ -28,10 +28,7 @@ def _run(args: argparse.Namespace) -> int:
         fake = kinds.build(args.kind)
         url = await fake.start(args.host, args.port)
         print(f"fake {args.kind} upstream listening on {url} (Ctrl-C to stop)", flush=True)
-        print(
-            f'point a provider at it, e.g. [providers.fake]\nkind = "{args.kind}"\nbase_url = "{url}"',
-            flush=True,
-        )
+        print(_provider_hint(args.kind, url + kinds.BASE_PATHS.get(args.kind, "")), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -45,3 +42,19 @@ def _run(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
     return 0
+
+
+def _provider_hint(kind: str, base_url: str) -> str:
+    """A provider table that works against this fake, as the operator would paste it."""
+    lines = [
+        "point a provider at it, e.g.",
+        f"[providers.{kind}]",
+        f'kind = "{kind}"',
+        f'base_url = "{base_url}"',
+    ]
+    if kind != "ollama":  # the fake checks that a key is present, not which one
+        lines += [
+            'api_key_env = "FAKE_UPSTREAM_KEY"',
+            "and start the gateway with FAKE_UPSTREAM_KEY=any-value in its environment",
+        ]
+    return "\n".join(lines)

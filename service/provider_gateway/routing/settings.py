@@ -5,7 +5,7 @@
     retries = 2                     # attempts beyond one per deployment
     [routing.breaker]               # consecutive_failures, failure_rate, window_s, min_calls, cooldown_s,
                                     # half_open_probes
-    [routing.limiter]               # initial, minimum, maximum, backoff, low_headroom
+    [routing.limiter]               # initial, minimum, maximum, backoff, low_headroom, decrease_interval_s
 
     [groups.smart]                  # a request for model "smart" goes to one of these
     strategy = "latency"            # any [routing] key may be overridden per group
@@ -94,18 +94,31 @@ class RoutingConfig:
     groups: dict[str, GroupSpec] = field(default_factory=dict)
 
 
+# (minimum, maximum) where 0 or unbounded would break the feature: a breaker that opens on no
+# failure or never lets a probe through, a "fraction" above 1.
+BOUNDS: dict[str, tuple[float, float | None]] = {
+    "consecutive_failures": (1, None),
+    "half_open_probes": (1, None),
+    "failure_rate": (0, 1),
+    "backoff": (0, 1),
+    "low_headroom": (0, 1),
+}
+
+
 def _numbers(section: Section, base: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
-    """Override the fields of a settings dataclass that `section` names, with type checks."""
+    """Override the fields of a settings dataclass that `section` names, with type and range checks."""
     section.reject_unknown(allowed)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(base):
         if f.name not in section or f.name in ("breaker", "limiter", "strategy"):
             continue
         current = getattr(base, f.name)
+        low, high = BOUNDS.get(f.name, (0, None))
         if isinstance(current, int) and not isinstance(current, bool):
-            values[f.name] = section.integer(f.name, current, minimum=0)
+            top = None if high is None else int(high)
+            values[f.name] = section.integer(f.name, current, minimum=int(low), maximum=top)
         else:
-            values[f.name] = section.number(f.name, current, minimum=0)
+            values[f.name] = section.number(f.name, current, minimum=low, maximum=high)
     return values
 
 
@@ -124,8 +137,15 @@ def parse_settings(
         base.limiter,
         **_numbers(limiter, base.limiter, tuple(f.name for f in dataclasses.fields(LimiterSettings))),
     )
-    if values["limiter"].minimum < 1:
+    bounds = values["limiter"]
+    if bounds.minimum < 1:
         raise limiter.error("minimum", "must be at least 1")
+    if not bounds.minimum <= bounds.initial <= bounds.maximum:
+        raise limiter.error(
+            "initial",
+            f"must lie between minimum and maximum (minimum {bounds.minimum}, "
+            f"initial {bounds.initial}, maximum {bounds.maximum})",
+        )
     return dataclasses.replace(base, **values)
 
 

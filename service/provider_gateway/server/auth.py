@@ -143,6 +143,10 @@ class AuthConfig:
         entries = section.array("keys")
         if not entries:
             raise section.error("keys", "at least one [[auth.keys]] entry is required when [auth] is present")
+        if not all(isinstance(e, dict) for e in entries):
+            raise section.error(
+                "keys", "each entry must be a table: write [[auth.keys]] blocks with name and sha256"
+            )
         keys = tuple(_principal(Section(e, section.source, f"auth.keys[{i}]")) for i, e in enumerate(entries))
         names = Counter(k.name for k in keys)
         for name, count in names.items():
