@@ -245,6 +245,14 @@ def test_the_example_config_loads_and_builds() -> None:
             "gw.toml: routing.limiter.initial: must lie between minimum and maximum (minimum 1, initial 4096,",
         ),
         ("[auth]\nkeys = ['abc']", "gw.toml: auth.keys: each entry must be a table"),
+        (
+            "[aliases]\nfast = 'mock/echo'\n[groups.fast]\ndeployments = [{ provider = 'mock', model = 'echo' }]",
+            "gw.toml: groups.fast: 'fast' is also an alias in [aliases]; rename one of them",
+        ),
+        (
+            "[groups.g]\ndeployments = [{ provider = 'mock', model = 'echo' }]\nfallbacks = ['g']",
+            "gw.toml: groups.g.fallbacks: names the group 'g' itself",
+        ),
     ],
 )
 def test_values_that_would_break_a_feature_are_refused_at_start(text: str, message: str) -> None:

@@ -157,6 +157,8 @@ def parse_routing(config: GatewayConfig) -> RoutingConfig:
     groups: dict[str, GroupSpec] = {}
     for name in groups_section:
         table = groups_section.table(name)
+        if name in config.aliases:  # a request for `name` would silently reach only one of them
+            raise groups_section.error(name, f"{name!r} is also an alias in [aliases]; rename one of them")
         settings = parse_settings(table, defaults, GROUP_KEYS)
         deployments: list[DeploymentSpec] = []
         for i, raw in enumerate(table.array("deployments")):
@@ -197,5 +199,8 @@ def parse_routing(config: GatewayConfig) -> RoutingConfig:
             raise table.error("deployments", "must list at least one { provider, model }")
         if not any(d.weight > 0 for d in deployments):
             raise table.error("deployments", "at least one deployment needs a weight above 0")
-        groups[name] = GroupSpec(name, tuple(deployments), settings, tuple(table.strings("fallbacks")))
+        fallbacks = tuple(table.strings("fallbacks"))
+        if name in fallbacks:
+            raise table.error("fallbacks", f"names the group {name!r} itself")
+        groups[name] = GroupSpec(name, tuple(deployments), settings, fallbacks)
     return RoutingConfig(defaults, groups)
