@@ -85,6 +85,7 @@ async def test_reasoning_and_vision(setup: Any) -> None:
     ("status", "code"),
     [
         (401, grpc.StatusCode.UNAUTHENTICATED),
+        (498, grpc.StatusCode.UNAUTHENTICATED),  # Cohere's invalid token
         (404, grpc.StatusCode.NOT_FOUND),
         (400, grpc.StatusCode.INVALID_ARGUMENT),
         (429, grpc.StatusCode.RESOURCE_EXHAUSTED),

@@ -1,11 +1,12 @@
 """docs/configuration.md stays true: every TOML block loads as the server loads it, and the key tables
-name exactly the keys the code accepts.
+name exactly the keys the code accepts. The TOML blocks of docs/vendor-providers.md load the same way.
 
 Each block goes through `config.parse` and then `GatewayServer(config)`, which runs every feature
 table's parser (routing, auth, TLS, Redis, limits, health, upstream) and builds the providers, so a
 misspelt or unknown key anywhere fails here as it would at start-up. Nothing is started: no port,
 no network. Secrets named by `*_env` are set with monkeypatch; `*_file` paths (secrets and TLS files)
-are pointed at temporary files, TLS ones at a freshly made certificate.
+are pointed at temporary files, TLS ones at a freshly made certificate. Bedrock, which reads the AWS
+environment, gets conftest's fake AWS credentials and no config files.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import use_fake_aws_credentials
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -47,7 +49,16 @@ from provider_gateway.server.validate import LIMIT_KEYS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 TEXT = DOC.read_text()
-BLOCKS = re.findall(r"^```toml\n(.*?)^```", TEXT, flags=re.DOTALL | re.MULTILINE)
+
+
+def _toml_blocks(text: str) -> list[str]:
+    return re.findall(r"^```toml\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
+
+
+BLOCKS = _toml_blocks(TEXT)
+VENDOR_DOC = DOC.parent / "vendor-providers.md"
+VENDOR_BLOCKS = _toml_blocks(VENDOR_DOC.read_text())
+VENDOR_KINDS = {"anthropic", "gemini", "vertex", "cohere", "bedrock"}
 TLS_FILES = ("cert_file", "key_file", "client_ca_file")
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BOGUS = "bogus_key"
@@ -113,11 +124,16 @@ def _provide_secrets(data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.M
                 table[name] = str(file)
 
 
-async def load_like_the_server(data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def load_like_the_server(
+    data: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str = "docs/configuration.md",
+) -> None:
     """Parse and build the server from `data`; raises ConfigError as `serve` would report it."""
     data = copy.deepcopy(data)
     _provide_secrets(data, tmp_path, monkeypatch)
-    config = config_module.parse(data, "docs/configuration.md")
+    config = config_module.parse(data, source)
     # [telemetry] is checked in full, but the server is built without exporters or an endpoint.
     settings = TelemetrySettings.from_section(config.section("telemetry"))
     quiet = dataclasses.replace(settings, traces=False, metrics=False, prometheus_port=None)
@@ -224,6 +240,19 @@ def test_the_document_has_a_complete_example_first() -> None:
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
 async def test_every_toml_block_loads(block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     await load_like_the_server(tomllib.loads(block), tmp_path, monkeypatch)
+
+
+def test_the_vendor_page_has_a_block_for_each_of_its_kinds() -> None:
+    kinds = {p["kind"] for block in VENDOR_BLOCKS for p in tomllib.loads(block).get("providers", {}).values()}
+    assert kinds == VENDOR_KINDS
+
+
+@pytest.mark.parametrize("block", VENDOR_BLOCKS, ids=[f"vendor{i}" for i in range(len(VENDOR_BLOCKS))])
+async def test_every_toml_block_of_the_vendor_page_loads(
+    block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_fake_aws_credentials(monkeypatch)  # Bedrock resolves region and credentials from the environment
+    await load_like_the_server(tomllib.loads(block), tmp_path, monkeypatch, "docs/vendor-providers.md")
 
 
 async def test_an_unknown_key_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -150,7 +150,6 @@ DECODERS = {
 PARSERS = {
     "anthropic-error": ("provider_gateway.providers.anthropic.codec", "error_from_body"),
     "gemini-error": ("provider_gateway.providers.gemini.codec", "error_from_body"),
-    "cohere-error": ("provider_gateway.providers.cohere.codec", "error_from_body"),
     "anthropic-models": ("provider_gateway.providers.anthropic.codec", "parse_models"),
     "gemini-models": ("provider_gateway.providers.gemini.codec", "parse_models"),
     "gemini-embeddings": ("provider_gateway.providers.gemini.codec", "parse_embeddings"),

@@ -176,7 +176,7 @@ def error_from_response(
             kind, message, provider=provider, retry_after=delay, retryable=retryable, upstream_status=status
         )
 
-    if status == 401:
+    if status in (401, 498):  # 498: Cohere's (and some gateways') "invalid token"
         return error(ErrorKind.UNAUTHENTICATED, f"check the provider key for {provider}: {said}")
     if status == 403:
         return error(ErrorKind.PERMISSION_DENIED, f"check the provider key for {provider}: {said}")

@@ -14,7 +14,7 @@ nothing secret is read from the gateway's config file.
     control_endpoint_url = ""       # control-plane override; defaults to endpoint_url
     inference_profile = "none"      # "regional": us./eu./apac./au./jp./us-gov./ca./sa. from the region;
                                     # "global": global.; ids with a prefix and ARNs are never changed
-    inference_profile_prefix = ""   # force a prefix (e.g. "ug." as the TypeScript lineage sent)
+    inference_profile_prefix = ""   # with inference_profile = "regional": this prefix instead of the region's (e.g. "ug.")
     prompt_caching = false          # cachePoint after the system prompt and the last two user turns
     default_max_tokens = 4096       # InvokeModel bodies that require a maximum
     connect_timeout_s = 10.0

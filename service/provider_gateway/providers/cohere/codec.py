@@ -145,17 +145,6 @@ def normalise_usage(raw: Mapping[str, Any]) -> Usage:
     )
 
 
-@shape_checked
-def error_from_body(body: Any, *, status: int, provider: str = "") -> GatewayError:
-    message = str(body.get("message") if isinstance(body, Mapping) else "") or f"HTTP {status}"
-    kinds = {400: ErrorKind.INVALID_ARGUMENT, 401: ErrorKind.UNAUTHENTICATED, 498: ErrorKind.UNAUTHENTICATED}
-    kinds |= {403: ErrorKind.PERMISSION_DENIED, 404: ErrorKind.NOT_FOUND, 429: ErrorKind.RESOURCE_EXHAUSTED}
-    kind = kinds.get(status, ErrorKind.UNAVAILABLE)
-    if kind is ErrorKind.UNAUTHENTICATED:
-        message = f"{message} (check the provider key)"
-    return GatewayError(kind, f"cohere {status}: {message}", provider=provider, upstream_status=status)
-
-
 @dataclass(slots=True)
 class ChatStreamDecoder:
     provider: str = ""
