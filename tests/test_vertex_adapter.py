@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -20,6 +23,7 @@ from vendor_cases import (
 
 from provider_gateway.fakes import conversation as conv
 from provider_gateway.fakes.vertex import FakeVertex
+from provider_gateway.providers.vertex import adapter as vertex_adapter
 from provider_gateway.providers.vertex import codec
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -127,3 +131,26 @@ async def test_count_tokens_on_vertex_gemini(setup: Any) -> None:
         pb.CountTokensRequest(model="vertex/claude-x", text="hello there"), timeout=20
     )
     assert claude.estimated
+
+
+async def test_a_refreshed_token_file_is_used_without_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Access tokens expire within the hour: when a refresher rewrites access_token_file, the next
+    request carries the new token (the file is rechecked at most every TOKEN_RECHECK_S)."""
+    monkeypatch.setattr(vertex_adapter, "TOKEN_RECHECK_S", 0.0)
+    token_file = tmp_path / "token"
+    token_file.write_text("expired-token\n")
+    async with FakeVertex(vertex_token="fresh-token") as fake:
+        config = (
+            f'[providers.vertex]\nkind = "vertex"\nproject = "p"\nbase_url = "{fake.base_url}"\n'
+            f'access_token_file = "{token_file}"\n'
+        )
+        async with run_gateway(config) as gateway:
+            error, _ = await chat_error(gateway.stub, chat_request("vertex/tools"))
+            assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+            token_file.write_text("fresh-token\n")
+            os.utime(token_file, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))  # a new mtime
+            summary = await chat(gateway.stub, chat_request("vertex/tools", tools=[weather_tool()]))
+            assert_canonical(summary, tools=True)
+        assert fake.calls[-1].headers["authorization"] == "Bearer fresh-token"

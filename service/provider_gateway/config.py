@@ -16,11 +16,11 @@ from typing import Any, TypeVar, cast
 T = TypeVar("T")
 
 
-def _redacted_later(secret: str) -> str:
+def register_secret(secret: str) -> str:
     """Every secret read is redacted from logs, spans and errors (observability's last line of defence)."""
-    from provider_gateway.observability.logs import register_secret
+    from provider_gateway.observability import logs
 
-    register_secret(secret)
+    logs.register_secret(secret)
     return secret
 
 
@@ -122,7 +122,7 @@ class Section:
         file_name = self.string(f"{name}_file")
         if file_name:
             try:
-                return _redacted_later(Path(file_name).read_text().strip())
+                return register_secret(Path(file_name).read_text().strip())
             except OSError as exc:
                 raise self.error(f"{name}_file", f"cannot read {file_name}: {exc.strerror}") from exc
         value = os.environ.get(env_name, "") if env_name else ""
@@ -130,7 +130,7 @@ class Section:
             raise self.error(
                 f"{name}_env", f"environment variable {env_name or '(unset)'} is empty; export the key there"
             )
-        return _redacted_later(value)
+        return register_secret(value)
 
     def reject_unknown(self, allowed: Iterable[str]) -> None:
         known = set(allowed)

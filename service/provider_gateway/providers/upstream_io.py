@@ -130,6 +130,12 @@ class HttpProvider(BaseProvider):
         """Vendors without a completions endpoint answer `complete` as a one-message chat."""
         return self.chat_stream(completion_as_chat(request))
 
+    def set_credentials(self, headers: Mapping[str, str], secret: str) -> None:
+        """New credential headers (a rotated token) for every request from now on."""
+        self._headers.update(headers)
+        self._secret = secret
+        self._upstreams.clear()  # they hold the old headers; requests in flight keep theirs
+
     def upstream(self, extra_headers: Mapping[str, str] | None = None) -> Upstream:
         """The upstream with this provider's headers plus per-request ones (e.g. anthropic-beta).
 

@@ -6,17 +6,24 @@ OAuth bearer token; the Gemini and Anthropic codecs do the wire work.
 Configuration (`[providers.<name>]`, kind "vertex"):
   project (required), location (default us-central1), base_url (default the regional endpoint),
   access_token_env (default VERTEX_ACCESS_TOKEN) or access_token_file (a token minted by e.g.
-  `gcloud auth print-access-token`; refreshing it is the deployment's job), prompt_caching (true),
+  `gcloud auth print-access-token`). Access tokens expire within the hour: with access_token_file the
+  adapter notices when the file changes (checked at most every TOKEN_RECHECK_S) and uses the new
+  token from the next request, so a refresher that rewrites the file needs no restart; an env var
+  is read once at start. prompt_caching (true),
   max_tokens (Claude's default max_tokens, 8192), betas (anthropic-beta values for Claude),
   connect_timeout_s, first_byte_timeout_s, idle_timeout_s.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 
-from provider_gateway.config import Section
+from provider_gateway.config import Section, register_secret
 from provider_gateway.domain import Capabilities, ChatRequest, CountTokensRequest, StreamEvent, TokenCount
+from provider_gateway.http import Upstream
 from provider_gateway.providers.anthropic.adapter import decode_messages, options_from
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
@@ -39,6 +46,45 @@ KEYS = (
 )
 
 
+TOKEN_RECHECK_S = 5.0
+
+
+class TokenFile:
+    """The access token in a file a refresher rewrites: re-read when the file's mtime changes."""
+
+    def __init__(self, path: str, token: str, recheck_s: float) -> None:
+        self.path = Path(path)
+        self.token = token
+        self.recheck_s = recheck_s
+        self._mtime = self._stat()
+        self._checked = time.monotonic()
+
+    def _stat(self) -> int:
+        try:
+            return os.stat(self.path).st_mtime_ns
+        except OSError:
+            return -1
+
+    def changed(self) -> bool:
+        """True when a new, non-empty token was read (a missing or empty file keeps the old one)."""
+        now = time.monotonic()
+        if now - self._checked < self.recheck_s:
+            return False
+        self._checked = now
+        mtime = self._stat()
+        if mtime == self._mtime:
+            return False
+        self._mtime = mtime
+        try:
+            token = self.path.read_text().strip()  # a few bytes from a local file, once per rotation
+        except OSError:
+            return False
+        if not token or token == self.token:
+            return False
+        self.token = register_secret(token)
+        return True
+
+
 class VertexProvider(HttpProvider):
     kind = "vertex"
 
@@ -49,6 +95,8 @@ class VertexProvider(HttpProvider):
             raise options.error("project", "required: the Google Cloud project id")
         self.location = options.string("location", "us-central1")
         token = options.secret("access_token", "VERTEX_ACCESS_TOKEN", required=True)
+        token_file = options.string("access_token_file")
+        self._token_file = TokenFile(token_file, token, TOKEN_RECHECK_S) if token_file else None
         base_url = options.string("base_url", codec.default_base_url(self.location))
         super().__init__(
             name, context, base_url, options, headers={"authorization": f"Bearer {token}"}, secret=token
@@ -71,6 +119,13 @@ class VertexProvider(HttpProvider):
             exact_token_count=True,
             completion=True,
         )
+
+    def upstream(self, extra_headers: Mapping[str, str] | None = None) -> Upstream:
+        if self._token_file is not None and self._token_file.changed():
+            self.set_credentials(
+                {"authorization": f"Bearer {self._token_file.token}"}, self._token_file.token
+            )
+        return super().upstream(extra_headers)
 
     def _path(self, model: str, action: str) -> str:
         return codec.model_url("", self.project, self.location, model, action)
