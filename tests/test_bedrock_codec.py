@@ -407,3 +407,40 @@ def test_automatic_cache_points_after_system_and_the_last_two_user_turns() -> No
         ("assistant", {"text": "b"}),
         ("user", {"cachePoint": {"type": "default"}}),
     ]
+
+
+@pytest.mark.parametrize(
+    ("max_tokens", "requested", "budget"),
+    [(None, 0, 4096), (None, 500, 1024), (8000, 0, 4000), (2000, 0, 1024), (8000, 2048, 2048)],
+)
+def test_claude_thinking_budget_follows_the_anthropic_rules(
+    max_tokens: int | None, requested: int, budget: int
+) -> None:
+    """The same request gets the same thinking budget on Bedrock as on Anthropic's own API: half
+    of max_tokens by default, at least 1024; without a maximum (Converse needs none) 4096."""
+    user = Message(Role.USER, (TextPart("x"),))
+    reasoning = ReasoningOptions(enabled=True, budget_tokens=requested)
+    request = ChatRequest(CLAUDE, [user], max_tokens=max_tokens, reasoning=reasoning)
+    fields = codec.reasoning_fields(request, Family.ANTHROPIC)
+    assert fields == {"thinking": {"type": "enabled", "budget_tokens": budget}}
+
+
+@pytest.mark.parametrize(
+    ("max_tokens", "choice", "field"),
+    [(2000, None, "max_tokens"), (None, ToolChoice(ToolChoiceMode.REQUIRED), "tool_choice")],
+)
+def test_claude_thinking_requests_anthropic_refuses_are_refused_before_sending(
+    max_tokens: int | None, choice: ToolChoice | None, field: str
+) -> None:
+    user = Message(Role.USER, (TextPart("x"),))
+    request = ChatRequest(
+        CLAUDE,
+        [user],
+        max_tokens=max_tokens,
+        tools=[Tool("f", "", {"type": "object"})],
+        tool_choice=choice,
+        reasoning=ReasoningOptions(enabled=True, budget_tokens=3000),
+    )
+    with pytest.raises(GatewayError, match=f"^{field}:") as info:
+        codec.converse_request(request, CLAUDE, Family.ANTHROPIC)
+    assert info.value.kind is ErrorKind.INVALID_ARGUMENT

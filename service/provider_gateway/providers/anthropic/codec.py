@@ -180,15 +180,19 @@ def _tools(tools: list[Tool]) -> list[dict[str, Any]]:
 
 
 def _thinking_budget(request: ChatRequest, body: Mapping[str, Any]) -> int:
-    """Thinking's documented limits: at least 1024 tokens, below max_tokens, no forced tool use."""
+    return thinking_budget(request, int(body["max_tokens"]), forced_tool="tools" in body)
+
+
+def thinking_budget(request: ChatRequest, max_tokens: int, *, forced_tool: bool) -> int:
+    """Claude thinking's documented limits (the same on Anthropic, Vertex and Bedrock): at least
+    1024 tokens, below max_tokens (default half of it), and no forced tool use."""
     choice = request.tool_choice
-    if "tools" in body and choice and choice.mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.TOOL):
+    if forced_tool and choice and choice.mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.TOOL):
         raise GatewayError(
             ErrorKind.INVALID_ARGUMENT,
             "tool_choice: Anthropic rejects a forced tool choice (required or a named tool) with reasoning on; "
             "use auto or turn reasoning off",
         )
-    max_tokens = int(body["max_tokens"])
     requested = request.reasoning.budget_tokens if request.reasoning else 0
     budget = max(MIN_THINKING_BUDGET, requested or max_tokens // 2)
     if budget >= max_tokens:

@@ -39,6 +39,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
+from provider_gateway.providers.anthropic.codec import MIN_THINKING_BUDGET, thinking_budget
 from provider_gateway.providers.bedrock.models import Family
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
@@ -287,7 +288,11 @@ def reasoning_fields(request: ChatRequest, family: Family) -> dict[str, Any]:
     if options is None or not (options.enabled or options.effort):
         return {}
     if family is Family.ANTHROPIC:
-        budget = options.budget_tokens or DEFAULT_THINKING_BUDGET
+        # The direct Anthropic API's rules, so that both budget and refuse alike. Converse needs no
+        # maximum: without one the budget is the requested or default one, plus room for the answer.
+        requested = max(MIN_THINKING_BUDGET, options.budget_tokens or DEFAULT_THINKING_BUDGET)
+        max_tokens = request.max_tokens or requested + THINKING_ANSWER_TOKENS
+        budget = thinking_budget(request, max_tokens, forced_tool=bool(request.tools))
         return {"thinking": {"type": "enabled", "budget_tokens": budget}}
     if family is Family.NOVA:
         effort = {"": "medium", "minimal": "low"}.get(options.effort, options.effort)
