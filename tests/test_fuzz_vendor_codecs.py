@@ -111,6 +111,9 @@ VOCABULARY = [
     "prompt_eval_count",
     "eval_count",
     "totalTokens",
+    "predictions",
+    "statistics",
+    "token_count",
     "tokens",
     "tool-plan-delta",
     "tool_plan",
@@ -160,6 +163,7 @@ PARSERS = {
     "openai-embeddings": ("provider_gateway.providers.openai.codec", "parse_embeddings"),
     "ollama-models": ("provider_gateway.providers.ollama.codec", "parse_models"),
     "ollama-embeddings": ("provider_gateway.providers.ollama.codec", "parse_embeddings"),
+    "vertex-predictions": ("provider_gateway.providers.vertex.codec", "parse_predictions"),
     "count-endpoint": ("provider_gateway.providers.shapes", "count_at"),
 }
 # Extra positional arguments some parsers take besides the body.

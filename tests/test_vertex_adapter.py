@@ -154,3 +154,30 @@ async def test_a_refreshed_token_file_is_used_without_a_restart(
             summary = await chat(gateway.stub, chat_request("vertex/tools", tools=[weather_tool()]))
             assert_canonical(summary, tools=True)
         assert fake.calls[-1].headers["authorization"] == "Bearer fresh-token"
+
+
+async def test_embeddings_through_predict(setup: Any) -> None:
+    """Vertex's text embedding models answer `:predict` (instances in, predictions out, token
+    counts in `statistics`); gemini-embedding-* take one input per call, so one call per input."""
+    fake, stub = setup
+    embedded = await stub.Embed(
+        pb.EmbedRequest(model="vertex/text-embedding-005", inputs=["a b", "c"], dimensions=3), timeout=20
+    )
+    assert [list(e.values) for e in embedded.embeddings] == [[0.25] * 3, [0.5] * 3]
+    assert embedded.usage.input_tokens == 3
+    assert not embedded.usage.estimated
+    (call,) = fake.calls
+    assert call.path == f"{PROJECT_PATH}/google/models/text-embedding-005:predict"
+    assert call.body == {
+        "instances": [{"content": "a b"}, {"content": "c"}],
+        "parameters": {"outputDimensionality": 3},
+    }
+    single = await stub.Embed(
+        pb.EmbedRequest(model="vertex/gemini-embedding-001", inputs=["x", "y z"]), timeout=20
+    )
+    assert [len(e.values) for e in single.embeddings] == [4, 4]
+    assert single.usage.input_tokens == 3
+    assert [c.body["instances"] for c in fake.calls[1:]] == [[{"content": "x"}], [{"content": "y z"}]]
+    providers = await stub.ListProviders(pb.ListProvidersRequest(), timeout=20)
+    (vertex,) = [p for p in providers.providers if p.name == "vertex"]
+    assert vertex.capabilities.embeddings

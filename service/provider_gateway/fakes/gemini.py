@@ -179,8 +179,33 @@ class FakeGemini(FakeVendor):
             return json_response(
                 {"embeddings": [{"values": [0.25 * (i + 1)] * dims} for i in range(len(requests or []))]}
             )
+        if action == "predict" and not model_path:  # Vertex's text embedding models
+            return self._predict(body, model)
         self.problems.append(f"unknown action {action!r}")
         return json_response(status_body(404), 404)
+
+    def _predict(self, body: Any, model: str) -> web.Response:
+        instances = body.get("instances") if isinstance(body, dict) else None
+        if not self.check(isinstance(instances, list) and bool(instances), "predict: instances"):
+            return json_response(status_body(400), 400)
+        for item in instances or []:
+            self.check(isinstance(item.get("content"), str), "predict: instances[].content must be text")
+        if model.startswith("gemini-embedding") and len(instances or []) > 1:
+            message = "Unable to submit request because the model supports only 1 instance per request."
+            return json_response(status_body(400, message), 400)
+        unknown = set(body.get("parameters") or {}) - {"outputDimensionality", "autoTruncate"}
+        self.check(not unknown, f"predict: unknown parameters {sorted(unknown)}")
+        dims = int((body.get("parameters") or {}).get("outputDimensionality") or 4)
+        predictions = [
+            {
+                "embeddings": {
+                    "values": [0.25 * (i + 1)] * dims,
+                    "statistics": {"token_count": len(item["content"].split()), "truncated": False},
+                }
+            }
+            for i, item in enumerate(instances or [])
+        ]
+        return json_response({"predictions": predictions, "metadata": {"billableCharacterCount": 10}})
 
     def _check_generate(self, body: Any, where: str) -> None:
         if not self.check_fields(body, {"contents": list}, where):

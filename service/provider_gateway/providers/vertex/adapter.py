@@ -16,13 +16,24 @@ Configuration (`[providers.<name>]`, kind "vertex"):
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from provider_gateway.config import Section, register_secret
-from provider_gateway.domain import Capabilities, ChatRequest, CountTokensRequest, StreamEvent, TokenCount
+from provider_gateway.domain import (
+    Capabilities,
+    ChatRequest,
+    CountTokensRequest,
+    EmbedRequest,
+    EmbedResult,
+    StreamEvent,
+    TokenCount,
+    Usage,
+)
+from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import Upstream
 from provider_gateway.providers.anthropic.adapter import decode_messages, options_from
 from provider_gateway.providers.context import ProviderContext
@@ -118,6 +129,7 @@ class VertexProvider(HttpProvider):
             json_output=True,
             exact_token_count=True,
             completion=True,
+            embeddings=True,
         )
 
     def upstream(self, extra_headers: Mapping[str, str] | None = None) -> Upstream:
@@ -126,6 +138,27 @@ class VertexProvider(HttpProvider):
                 {"authorization": f"Bearer {self._token_file.token}"}, self._token_file.token
             )
         return super().upstream(extra_headers)
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult:
+        if codec.is_claude(request.model):
+            return await super().embed(request)  # Claude has no embeddings
+        path = self._path(request.model, "predict")
+        upstream = self.upstream()
+        bodies = codec.embed_bodies(request.model, list(request.inputs), request.dimensions)
+        answers = await asyncio.gather(
+            *(upstream.request_json("POST", path, json=body, model=request.model) for body in bodies)
+        )
+        vectors: list[list[float]] = []
+        tokens = 0
+        for answer in answers:
+            got, counted = codec.parse_predictions(answer, provider=self.name)
+            vectors += got
+            tokens += counted
+        if len(vectors) != len(request.inputs):
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE, "embedding count does not match the inputs", provider=self.name
+            )
+        return EmbedResult(vectors, Usage(input_tokens=tokens), model=request.model)
 
     def _path(self, model: str, action: str) -> str:
         return codec.model_url("", self.project, self.location, model, action)

@@ -1,7 +1,8 @@
 """Vertex AI envelopes around the Gemini and Anthropic codecs: URLs and the Claude body. Pure.
 
 Gemini on Vertex takes the same `generateContent` body as AI Studio; Claude on Vertex takes the
-Messages body without `model` (it is in the URL) and with `anthropic_version: vertex-2023-10-16`.
+Messages body without `model` (it is in the URL) and with `anthropic_version: vertex-2023-10-16`;
+the text embedding models answer `:predict` with `instances`/`predictions`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from provider_gateway.domain import ChatRequest
 from provider_gateway.providers.anthropic import codec as anthropic
+from provider_gateway.providers.shapes import shape_checked
 
 CLAUDE_PREFIX = "claude"
 
@@ -37,3 +39,30 @@ def claude_body(request: ChatRequest, options: anthropic.AnthropicOptions) -> di
     body = anthropic.build_messages_body(request, options)
     del body["model"]
     return {"anthropic_version": anthropic.VERTEX_VERSION, **body}
+
+
+# gemini-embedding-* on Vertex takes one input per :predict call; the text-embedding models up to 250.
+SINGLE_INPUT_EMBEDDING_PREFIX = "gemini-embedding"
+
+
+def embed_bodies(model: str, texts: list[str], dimensions: int) -> list[dict[str, Any]]:
+    """`:predict` bodies for the text embedding models: `instances` of `{content}`, and
+    `parameters.outputDimensionality` when the request asks for fewer dimensions."""
+    parameters = {"outputDimensionality": dimensions} if dimensions else {}
+    batches = [[t] for t in texts] if model.startswith(SINGLE_INPUT_EMBEDDING_PREFIX) else [texts]
+    return [
+        {"instances": [{"content": t} for t in batch], **({"parameters": parameters} if parameters else {})}
+        for batch in batches
+    ]
+
+
+@shape_checked
+def parse_predictions(answer: Any, *, provider: str = "") -> tuple[list[list[float]], int]:
+    """`predictions[].embeddings.values`, and the input tokens from `statistics.token_count`."""
+    vectors: list[list[float]] = []
+    tokens = 0
+    for prediction in answer.get("predictions") or []:
+        embeddings = prediction["embeddings"]
+        vectors.append([float(x) for x in embeddings["values"]])
+        tokens += int((embeddings.get("statistics") or {}).get("token_count") or 0)
+    return vectors, tokens
