@@ -181,3 +181,13 @@ async def test_embeddings_through_predict(setup: Any) -> None:
     providers = await stub.ListProviders(pb.ListProvidersRequest(), timeout=20)
     (vertex,) = [p for p in providers.providers if p.name == "vertex"]
     assert vertex.capabilities.embeddings
+
+
+async def test_an_embedding_error_maps_like_any_other(setup: Any) -> None:
+    fake, stub = setup
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Embed(
+            pb.EmbedRequest(model="vertex/gemini-embedding-error-429", inputs=["a", "b"]), timeout=20
+        )
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert {c.path.rsplit("/", 1)[-1] for c in fake.calls} == {"gemini-embedding-error-429:predict"}

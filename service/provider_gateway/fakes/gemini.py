@@ -190,6 +190,9 @@ class FakeGemini(FakeVendor):
             return json_response(status_body(400), 400)
         for item in instances or []:
             self.check(isinstance(item.get("content"), str), "predict: instances[].content must be text")
+        status = error_status(scenario_of(model))
+        if status is not None:
+            return json_response(status_body(status), status)
         if model.startswith("gemini-embedding") and len(instances or []) > 1:
             message = "Unable to submit request because the model supports only 1 instance per request."
             return json_response(status_body(400, message), 400)

@@ -145,13 +145,18 @@ class VertexProvider(HttpProvider):
         path = self._path(request.model, "predict")
         upstream = self.upstream()
         bodies = codec.embed_bodies(request.model, list(request.inputs), request.dimensions)
-        answers = await asyncio.gather(
-            *(upstream.request_json("POST", path, json=body, model=request.model) for body in bodies)
-        )
+        try:  # concurrent calls; the first failure cancels the others
+            async with asyncio.TaskGroup() as group:
+                calls = [
+                    group.create_task(upstream.request_json("POST", path, json=body, model=request.model))
+                    for body in bodies
+                ]
+        except ExceptionGroup as failed:  # the first failure, as the GatewayError the router expects
+            raise failed.exceptions[0] from None
         vectors: list[list[float]] = []
         tokens = 0
-        for answer in answers:
-            got, counted = codec.parse_predictions(answer, provider=self.name)
+        for call in calls:
+            got, counted = codec.parse_predictions(call.result(), provider=self.name)
             vectors += got
             tokens += counted
         if len(vectors) != len(request.inputs):
