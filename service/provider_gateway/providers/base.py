@@ -6,9 +6,10 @@ by accumulating the stream, so every provider answers both ways with the same co
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from provider_gateway.domain import (
     Capabilities,
@@ -35,6 +36,8 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import unimplemented
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -108,6 +111,17 @@ def replay(response: ChatResponse) -> list[StreamEvent]:
     if response.finish is not None:
         events.append(response.finish)
     return events
+
+
+async def all_or_first_error(calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run upstream calls concurrently; the first failure cancels the others and is raised as
+    itself (the GatewayError the router expects), not wrapped in an ExceptionGroup."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 # A documented local estimate for providers without a count endpoint: about four characters of

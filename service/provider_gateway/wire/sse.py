@@ -76,14 +76,17 @@ class SseDecoder:
         for match in _LINE_END.finditer(buffer, self._scanned):
             if match.group() == b"\r" and match.end() == len(buffer):
                 break  # maybe the first half of a CRLF split across chunks
-            self._line(bytes(buffer[start : match.start()]), events)
+            self._line(buffer[start : match.start()], events)
             start = match.end()
         if buffer is self._buffer:
             del self._buffer[:start]
-        else:
-            self._buffer[:] = buffer[start:]
+        elif start < len(buffer):
+            self._buffer += buffer[start:]
+        if not self._buffer:  # the common case: the chunk ended on a line end
+            self._scanned = 0
+            return events
         # Rescan only the last byte next time: it may be a `\r` held back.
-        self._scanned = max(len(self._buffer) - 1, 0)
+        self._scanned = len(self._buffer) - 1
         if len(self._buffer) - self._buffer.endswith(b"\r") > self._max:
             raise SseError(f"a line longer than {self._max} bytes")
         return events
@@ -94,14 +97,14 @@ class SseDecoder:
         (servers that end with `data: [DONE]` and no newline)."""
         events: list[SseEvent] = []
         if self._buffer.endswith(b"\r") or (lenient and self._buffer):
-            self._line(bytes(self._buffer.removesuffix(b"\r")), events)
+            self._line(self._buffer.removesuffix(b"\r"), events)
             self._buffer.clear()
             self._scanned = 0
         if lenient:
             self._dispatch(events)
         return events
 
-    def _line(self, raw: bytes, events: list[SseEvent]) -> None:
+    def _line(self, raw: bytes | bytearray, events: list[SseEvent]) -> None:
         if len(raw) > self._max:
             raise SseError(f"a line longer than {self._max} bytes")
         line = raw.decode("utf-8", errors="replace")

@@ -57,7 +57,7 @@ from provider_gateway.domain import (
     Usage,
 )
 from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
-from provider_gateway.providers.base import BaseProvider, accumulate, estimate_tokens
+from provider_gateway.providers.base import BaseProvider, accumulate, all_or_first_error, estimate_tokens
 from provider_gateway.providers.bedrock import codec, models
 from provider_gateway.providers.bedrock.errors import translate
 from provider_gateway.providers.bedrock.models import Family
@@ -395,19 +395,11 @@ class BedrockProvider(BaseProvider):
         family = models.family(model_id)
         if family is Family.TITAN and models.is_embedding_model(model_id):
             # Titan embeds one text per call: make the calls concurrently (the pool bounds them).
-            try:
-                async with asyncio.TaskGroup() as group:
-                    calls = [
-                        group.create_task(
-                            self._invoke_json(
-                                model_id, codec.titan_embed_body(text, request.dimensions), request.model
-                            )
-                        )
-                        for text in request.inputs
-                    ]
-            except ExceptionGroup as failed:  # the first failure, as the GatewayError the router expects
-                raise failed.exceptions[0] from None
-            results = [codec.titan_embed_response(call.result()) for call in calls]
+            bodies = await all_or_first_error(
+                self._invoke_json(model_id, codec.titan_embed_body(text, request.dimensions), request.model)
+                for text in request.inputs
+            )
+            results = [codec.titan_embed_response(body) for body in bodies]
             tokens = sum(count for _, count in results)
             return EmbedResult([v for v, _ in results], Usage(input_tokens=tokens), model=request.model)
         if family is Family.COHERE and models.is_embedding_model(model_id):

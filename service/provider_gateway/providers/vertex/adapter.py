@@ -16,7 +16,6 @@ Configuration (`[providers.<name>]`, kind "vertex"):
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -36,6 +35,7 @@ from provider_gateway.domain import (
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import Upstream
 from provider_gateway.providers.anthropic.adapter import decode_messages, options_from
+from provider_gateway.providers.base import all_or_first_error
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
 from provider_gateway.providers.gemini.adapter import SSE, decode_generate
@@ -145,18 +145,13 @@ class VertexProvider(HttpProvider):
         path = self._path(request.model, "predict")
         upstream = self.upstream()
         bodies = codec.embed_bodies(request.model, list(request.inputs), request.dimensions)
-        try:  # concurrent calls; the first failure cancels the others
-            async with asyncio.TaskGroup() as group:
-                calls = [
-                    group.create_task(upstream.request_json("POST", path, json=body, model=request.model))
-                    for body in bodies
-                ]
-        except ExceptionGroup as failed:  # the first failure, as the GatewayError the router expects
-            raise failed.exceptions[0] from None
+        answers = await all_or_first_error(
+            upstream.request_json("POST", path, json=body, model=request.model) for body in bodies
+        )
         vectors: list[list[float]] = []
         tokens = 0
-        for call in calls:
-            got, counted = codec.parse_predictions(call.result(), provider=self.name)
+        for answer in answers:
+            got, counted = codec.parse_predictions(answer, provider=self.name)
             vectors += got
             tokens += counted
         if len(vectors) != len(request.inputs):
