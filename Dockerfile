@@ -10,7 +10,7 @@
 # runtime dependencies and the gateway. Stage 2 is the slim runtime: that virtualenv, a non-root
 # user, no compilers, no uv, no grpcio-tools.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 # Keep in step with scripts/setup.sh and uv.lock (tests/test_dockerfile.py checks both).

@@ -107,7 +107,7 @@ def test_multi_stage_with_slim_runtime() -> None:
     assert len(STAGES) >= 2
     base = last(RUNTIME, "FROM")
     assert base.startswith("${PYTHON_IMAGE}") or "slim" in base
-    assert "python:3.11-slim" in TEXT
+    assert "python:3.12-slim" in TEXT
     copies = [args for key, args in RUNTIME if key == "COPY"]
     assert copies
     assert all(args.startswith("--from=build") for args in copies), "the runtime copies only the built venv"

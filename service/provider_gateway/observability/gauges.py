@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import TypeVar
 
 BreakerSource = Callable[[], Mapping[str, str]]  # provider -> "closed" | "half_open" | "open"
 LimiterSource = Callable[[], Iterable[tuple[Mapping[str, str], float]]]  # (attributes, spare capacity)
 ConnectionSource = Callable[[], Mapping[str, tuple[int, int]]]  # upstream -> (opened, reused), cumulative
 BREAKER_LEVELS = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
 log = logging.getLogger("provider_gateway.observability")
-T = TypeVar("T")
 
 
 class GaugeSources:
@@ -63,7 +61,7 @@ class GaugeSources:
         return totals
 
 
-def _safely(source: Callable[[], T], default: T) -> T:
+def _safely[T](source: Callable[[], T], default: T) -> T:
     """A broken source must not break a scrape or the health monitor."""
     try:
         return source()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Coroutine, Iterable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from provider_gateway.domain import (
     Capabilities,
@@ -36,8 +36,6 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import unimplemented
-
-T = TypeVar("T")
 
 
 @runtime_checkable
@@ -113,7 +111,7 @@ def replay(response: ChatResponse) -> list[StreamEvent]:
     return events
 
 
-async def all_or_first_error(calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+async def all_or_first_error[T](calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
     """Run upstream calls concurrently; the first failure cancels the others and is raised as
     itself (the GatewayError the router expects), not wrapped in an ExceptionGroup."""
     try:

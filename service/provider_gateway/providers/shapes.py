@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from provider_gateway.errors import ErrorKind, GatewayError
 
@@ -22,11 +22,9 @@ from provider_gateway.errors import ErrorKind, GatewayError
 SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError, OverflowError)
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
-def shape_checked(read: Callable[P, R]) -> Callable[P, R]:
+def shape_checked[**P, R](read: Callable[P, R]) -> Callable[P, R]:
     """Wraps a codec function or decoder method; the provider name comes from `provider=` or
     from the decoder's `provider` attribute."""
 

@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 
 import grpc
 
@@ -259,7 +259,7 @@ def _exhausted(message: str, wait: float) -> GatewayError:
 
 
 Behaviour = Callable[..., Any]
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+type Handler = grpc.RpcMethodHandler[Any, Any]
 
 
 def _rebuild(handler: Handler, wrap: Callable[[Behaviour], Behaviour]) -> Handler:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -19,7 +19,7 @@ WATCH_METHOD = "/grpc.health.v1.Health/Watch"
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # Bound on how long a watch may take to deliver NOT_SERVING before it is ended anyway.
 NOTICE_TIMEOUT_S = 1.0
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+type Handler = grpc.RpcMethodHandler[Any, Any]
 
 
 class _WatchContext:
