@@ -148,7 +148,8 @@ DECODERS = {
     "anthropic-complete": ("provider_gateway.providers.anthropic.codec", "CompletionStreamDecoder"),
     "gemini": ("provider_gateway.providers.gemini.codec", "GenerateStreamDecoder"),
     "cohere": ("provider_gateway.providers.cohere.codec", "ChatStreamDecoder"),
-    "openai": ("provider_gateway.providers.openai.codec", "ChatStreamParser"),
+    "openai": ("provider_gateway.providers.openai.stream", "ChatStreamParser"),
+    "mistral": ("provider_gateway.providers.openai.stream", "ChatStreamParser"),
     "ollama": ("provider_gateway.providers.ollama.codec", "ChatStreamParser"),
 }
 PARSERS = {
@@ -175,15 +176,12 @@ PARSER_ARGS: dict[str, tuple[Any, ...]] = {
 }
 
 
-def targets(table: dict[str, tuple[str, str]]) -> list[Any]:
-    return [pytest.param(module, name, id=label) for label, (module, name) in table.items()]
-
-
-def decoder_factory(module: str, name: str) -> Any:
+def decoder_factory(module: str, name: str, preset: str = "openai") -> Any:
     decoder_class = load(module, name)
-    if module.endswith("openai.codec"):
-        preset = load("provider_gateway.providers.openai.presets", "PRESETS")["openai"]
-        return lambda: decoder_class("fuzz", preset)
+    if module.endswith("openai.stream"):
+        wire_for = load("provider_gateway.providers.openai.wires", "wire_for")
+        presets = load("provider_gateway.providers.openai.presets", "PRESETS")
+        return lambda: decoder_class("fuzz", wire_for(presets[preset]))
     return lambda: decoder_class(provider="fuzz")
 
 
@@ -191,9 +189,10 @@ def load(module: str, name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-@pytest.mark.parametrize(("module", "name"), targets(DECODERS))
-def test_stream_decoder_raises_only_gateway_errors(module: str, name: str) -> None:
-    new_decoder = decoder_factory(module, name)
+@pytest.mark.parametrize("label", sorted(DECODERS))
+def test_stream_decoder_raises_only_gateway_errors(label: str) -> None:
+    module, name = DECODERS[label]
+    new_decoder = decoder_factory(module, name, label if label == "mistral" else "openai")
 
     @FUZZ
     @given(events)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,13 +28,11 @@ from provider_gateway.domain import (
     ToolResultPart,
     UsageEvent,
 )
-from provider_gateway.providers.openai.codec import (
-    ChatStreamParser,
-    chat_body,
-    is_reasoning_model,
-    short_tool_id,
-)
+from provider_gateway.providers.openai.codec import is_reasoning_model
+from provider_gateway.providers.openai.mistral import short_tool_id
 from provider_gateway.providers.openai.presets import PRESETS
+from provider_gateway.providers.openai.stream import ChatStreamParser
+from provider_gateway.providers.openai.wires import wire_for
 from provider_gateway.wire.think import ThinkSplitter
 
 
@@ -62,6 +62,14 @@ def test_short_tool_ids_are_nine_alphanumerics_stable_and_keep_valid_ids() -> No
     assert made.isalnum()
     assert made == short_tool_id("call_PTLP8xhu3uwZk4l3nlnrrJha")
     assert made != short_tool_id("call_other")
+
+
+def chat_body(request: ChatRequest, preset_name: str, *, stream: bool) -> dict[str, Any]:
+    return wire_for(PRESETS[preset_name]).chat_body(request, stream=stream)
+
+
+def parser(provider: str, preset_name: str) -> ChatStreamParser:
+    return ChatStreamParser(provider, wire_for(PRESETS[preset_name]))
 
 
 def split(chunks: list[str]) -> tuple[str, str]:
@@ -113,7 +121,7 @@ def test_deepseek_reasoner_merges_roles_keeps_tool_turns_and_replays_tool_turn_r
             Message(Role.ASSISTANT, (TextPart("a2"),)),
         ],
     )
-    messages = chat_body(request, PRESETS["deepseek"], stream=True)["messages"]
+    messages = chat_body(request, "deepseek", stream=True)["messages"]
     assert messages == [
         {"role": "user", "content": "sys\n\nq"},
         {
@@ -127,7 +135,7 @@ def test_deepseek_reasoner_merges_roles_keeps_tool_turns_and_replays_tool_turn_r
     ]
     # deepseek-chat keeps the system role and separate messages.
     request.model = "deepseek-chat"
-    assert chat_body(request, PRESETS["deepseek"], stream=False)["messages"][0] == {
+    assert chat_body(request, "deepseek", stream=False)["messages"][0] == {
         "role": "system",
         "content": "sys",
     }
@@ -146,7 +154,7 @@ def test_response_formats_named_tool_choice_and_tool_choice_none() -> None:
         stop=["END"],
         provider_options={"seed": 7, "stream": True, "model": "other"},
     )
-    body = chat_body(request, PRESETS["openai"], stream=False)
+    body = chat_body(request, "openai", stream=False)
     assert body["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}
     assert body["response_format"] == {
         "type": "json_schema",
@@ -156,17 +164,17 @@ def test_response_formats_named_tool_choice_and_tool_choice_none() -> None:
     assert "stream" not in body
     request.tool_choice = ToolChoice(ToolChoiceMode.NONE)
     request.response_format = ResponseFormat(ResponseFormatType.JSON_OBJECT)
-    body = chat_body(request, PRESETS["openai"], stream=False)
+    body = chat_body(request, "openai", stream=False)
     assert "tools" not in body
     assert body["response_format"] == {"type": "json_object"}
 
 
 def test_stream_parser_reasoning_field_cost_length_and_whole_arguments() -> None:
-    parser = ChatStreamParser("or", PRESETS["openrouter"])
-    events = parser.feed(
+    stream = parser("or", "openrouter")
+    events = stream.feed(
         {"id": "gen-1", "model": "x", "choices": [{"index": 0, "delta": {"reasoning": "r"}}]}
     )
-    events += parser.feed(
+    events += stream.feed(
         {
             "choices": [
                 {
@@ -181,11 +189,11 @@ def test_stream_parser_reasoning_field_cost_length_and_whole_arguments() -> None
             ]
         }
     )
-    events += parser.feed({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
-    events += parser.feed(
+    events += stream.feed({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
+    events += stream.feed(
         {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "cost": 0.0001}}
     )
-    events += parser.close()
+    events += stream.close()
     assert events[0] == ReasoningDelta("r")
     assert [type(e).__name__ for e in events[1:]] == [
         "ToolCallStart",
@@ -202,8 +210,8 @@ def test_stream_parser_reasoning_field_cost_length_and_whole_arguments() -> None
 
 
 def test_stream_parser_without_finish_reason_is_stop_and_has_no_usage_event() -> None:
-    parser = ChatStreamParser("p", PRESETS["vllm"])
-    events = parser.feed({"choices": [{"index": 0, "delta": {"content": "hi"}}]}) + parser.close()
+    stream = parser("p", "vllm")
+    events = stream.feed({"choices": [{"index": 0, "delta": {"content": "hi"}}]}) + stream.close()
     assert events == [TextDelta("hi"), ProviderFinish(FinishReason.STOP, "", "", "")]
 
 

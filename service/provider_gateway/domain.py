@@ -81,9 +81,19 @@ class ToolResultPart:
 
 @dataclass(slots=True, frozen=True)
 class ReasoningPart:
+    """One reasoning block of an earlier assistant turn, replayed with its opaque provider state.
+
+    `signature` is whatever the provider needs back to trust or resume the block, never read by the
+    gateway: Anthropic's and Bedrock's thinking `signature` (or, with `redacted`, the encrypted
+    `data` of redacted thinking), Gemini's `thoughtSignature`, Mistral's thinking `signature`, or
+    OpenAI Responses' `encrypted_content` (with the item's `id`). See the proto's `Reasoning`.
+    """
+
     text: str
     signature: str = ""
     cache_breakpoint: bool = False
+    redacted: bool = False
+    id: str = ""
 
 
 ContentPart = TextPart | ImagePart | ToolCallPart | ToolResultPart | ReasoningPart
@@ -213,8 +223,26 @@ class TextDelta:
 
 @dataclass(slots=True, frozen=True)
 class ReasoningDelta:
+    """Reasoning text; a delta with opaque state (`signature`, `redacted` or `id`) closes the block
+    that the text before it (since the previous closing delta) belongs to."""
+
     text: str
     signature: str = ""
+    redacted: bool = False
+    id: str = ""
+
+    @property
+    def closes_block(self) -> bool:
+        return bool(self.signature or self.redacted or self.id)
+
+
+@dataclass(slots=True, frozen=True)
+class RawContent:
+    """Output content the gateway has no typed event for (a Mistral `reference` chunk citing
+    documents...), passed on as the provider's JSON rather than dropped."""
+
+    type: str
+    raw: Mapping[str, Any]
 
 
 @dataclass(slots=True, frozen=True)
@@ -282,10 +310,17 @@ class Finish:
 
 
 StreamEvent = (
-    TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | ToolCallEnd | UsageEvent | ProviderFinish
+    TextDelta
+    | ReasoningDelta
+    | ToolCallStart
+    | ToolCallDelta
+    | ToolCallEnd
+    | RawContent
+    | UsageEvent
+    | ProviderFinish
 )
 GatewayEvent = StreamEvent | Finish
-CONTENT_EVENTS = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta, ToolCallEnd)
+CONTENT_EVENTS = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta, ToolCallEnd, RawContent)
 
 
 # --- whole responses -------------------------------------------------------------------------
@@ -296,7 +331,9 @@ class ChatResponse:
     text: str = ""
     reasoning: str = ""
     reasoning_signature: str = ""
+    reasoning_parts: list[ReasoningPart] = field(default_factory=list)  # blocks with their state
     tool_calls: list[ToolCall] = field(default_factory=list)
+    raw_content: list[RawContent] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     finish: ProviderFinish | None = None
 

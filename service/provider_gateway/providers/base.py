@@ -24,7 +24,9 @@ from provider_gateway.domain import (
     Message,
     ModelInfo,
     ProviderFinish,
+    RawContent,
     ReasoningDelta,
+    ReasoningPart,
     StreamEvent,
     TextDelta,
     TokenCount,
@@ -69,35 +71,74 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
-async def accumulate(events: AsyncIterator[StreamEvent]) -> ChatResponse:
-    """Fold a provider's stream into a whole response (the unary call's answer)."""
-    response = ChatResponse()
-    text: list[str] = []
-    reasoning: list[str] = []
-    async for event in events:
+class ResponseBuilder:
+    """Folds events into a whole response: what `accumulate` does for streams, and what a codec
+    does with the events of a unary body (one vocabulary, one normalisation for both)."""
+
+    __slots__ = ("_reasoning", "_text", "response")
+
+    def __init__(self) -> None:
+        self.response = ChatResponse()
+        self._text: list[str] = []
+        self._reasoning: list[str] = []  # the open block's text
+
+    def add(self, event: StreamEvent) -> None:
+        response = self.response
         if isinstance(event, TextDelta):
-            text.append(event.text)
+            self._text.append(event.text)
         elif isinstance(event, ReasoningDelta):
-            reasoning.append(event.text)
-            if event.signature:
-                response.reasoning_signature = event.signature
+            self._reasoning.append(event.text)
+            if event.closes_block:
+                self._close_block(event)
         elif isinstance(event, ToolCallEnd):
             response.tool_calls.append(event.call)
+        elif isinstance(event, RawContent):
+            response.raw_content.append(event)
         elif isinstance(event, UsageEvent):
             response.usage = event.usage
         elif isinstance(event, ProviderFinish):
             response.finish = event
-    response.text = "".join(text)
-    response.reasoning = "".join(reasoning)
-    return response
+
+    def _close_block(self, event: ReasoningDelta) -> None:
+        text, self._reasoning = "".join(self._reasoning), []
+        part = ReasoningPart(text, event.signature, redacted=event.redacted, id=event.id)
+        self.response.reasoning_parts.append(part)
+        if event.signature and not event.redacted:
+            self.response.reasoning_signature = event.signature
+
+    def build(self) -> ChatResponse:
+        response = self.response
+        if any(self._reasoning):  # a last block without state (DeepSeek, <think> tags)
+            response.reasoning_parts.append(ReasoningPart("".join(self._reasoning)))
+            self._reasoning = []
+        response.text = "".join(self._text)
+        response.reasoning = "".join(p.text for p in response.reasoning_parts)
+        return response
+
+
+def fold(events: Iterable[StreamEvent]) -> ChatResponse:
+    builder = ResponseBuilder()
+    for event in events:
+        builder.add(event)
+    return builder.build()
+
+
+async def accumulate(events: AsyncIterator[StreamEvent]) -> ChatResponse:
+    """Fold a provider's stream into a whole response (the unary call's answer)."""
+    builder = ResponseBuilder()
+    async for event in events:
+        builder.add(event)
+    return builder.build()
 
 
 def replay(response: ChatResponse) -> list[StreamEvent]:
     """A whole response as the events that `accumulate` folds back into it (unary answers relayed
     through the same loop as streams)."""
     events: list[StreamEvent] = []
-    if response.reasoning or response.reasoning_signature:
-        events.append(ReasoningDelta(response.reasoning, response.reasoning_signature))
+    parts = response.reasoning_parts
+    if not parts and (response.reasoning or response.reasoning_signature):  # built by hand
+        parts = [ReasoningPart(response.reasoning, response.reasoning_signature)]
+    events.extend(ReasoningDelta(p.text, p.signature, p.redacted, p.id) for p in parts)
     if response.text:
         events.append(TextDelta(response.text))
     for index, call in enumerate(response.tool_calls):
@@ -105,6 +146,7 @@ def replay(response: ChatResponse) -> list[StreamEvent]:
         if call.arguments_json:
             events.append(ToolCallDelta(index, call.arguments_json))
         events.append(ToolCallEnd(index, call))
+    events.extend(response.raw_content)
     events.append(UsageEvent(response.usage))
     if response.finish is not None:
         events.append(response.finish)

@@ -95,7 +95,8 @@ def _part(part: pb.ContentPart, where: str) -> d.ContentPart:
         result = part.tool_result
         return d.ToolResultPart(result.tool_call_id, result.content, result.is_error, result.name, cache)
     if kind == "reasoning":
-        return d.ReasoningPart(part.reasoning.text, part.reasoning.signature, cache)
+        r = part.reasoning
+        return d.ReasoningPart(r.text, r.signature, cache, redacted=r.redacted, id=r.id)
     raise invalid_argument(
         f"{where}: empty content part (set text, image, tool_call, tool_result or reasoning)"
     )
@@ -237,7 +238,11 @@ def event_to_proto(event: d.GatewayEvent) -> pb.StreamEvent:
     if isinstance(event, d.TextDelta):
         return pb.StreamEvent(text_delta=pb.TextDelta(text=event.text))
     if isinstance(event, d.ReasoningDelta):
-        return pb.StreamEvent(reasoning_delta=pb.ReasoningDelta(text=event.text, signature=event.signature))
+        return pb.StreamEvent(
+            reasoning_delta=pb.ReasoningDelta(
+                text=event.text, signature=event.signature, redacted=event.redacted, id=event.id
+            )
+        )
     if isinstance(event, d.ToolCallDelta):
         return pb.StreamEvent(
             tool_call_delta=pb.ToolCallDelta(index=event.index, arguments_delta=event.arguments_delta)
@@ -252,9 +257,19 @@ def event_to_proto(event: d.GatewayEvent) -> pb.StreamEvent:
         )
     if isinstance(event, d.UsageEvent):
         return pb.StreamEvent(usage=usage_to_proto(event.usage))
+    if isinstance(event, d.RawContent):
+        return pb.StreamEvent(raw_content=raw_content_to_proto(event))
     if isinstance(event, d.Finish):
         return pb.StreamEvent(finish=finish_to_proto(event))
     raise TypeError(f"no protobuf form for {type(event).__name__}")  # ProviderFinish never leaves the router
+
+
+def raw_content_to_proto(content: d.RawContent) -> pb.RawContent:
+    return pb.RawContent(type=content.type, raw=dict_to_struct(content.raw))
+
+
+def reasoning_to_proto(part: d.ReasoningPart) -> pb.Reasoning:
+    return pb.Reasoning(text=part.text, signature=part.signature, redacted=part.redacted, id=part.id)
 
 
 def chat_response_to_proto(response: d.ChatResponse, finish: d.Finish) -> pb.ChatResponse:
@@ -262,7 +277,9 @@ def chat_response_to_proto(response: d.ChatResponse, finish: d.Finish) -> pb.Cha
         text=response.text,
         reasoning=response.reasoning,
         reasoning_signature=response.reasoning_signature,
+        reasoning_parts=[reasoning_to_proto(p) for p in response.reasoning_parts],
         tool_calls=[tool_call_to_proto(c) for c in response.tool_calls],
+        raw_content=[raw_content_to_proto(c) for c in response.raw_content],
         usage=usage_to_proto(response.usage),
         finish=finish_to_proto(finish),
     )

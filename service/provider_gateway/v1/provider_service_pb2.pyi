@@ -104,12 +104,16 @@ class ToolResult(_message.Message):
     def __init__(self, tool_call_id: _Optional[str] = ..., content: _Optional[str] = ..., is_error: _Optional[bool] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Reasoning(_message.Message):
-    __slots__ = ("text", "signature")
+    __slots__ = ("text", "signature", "redacted", "id")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    REDACTED_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     text: str
     signature: str
-    def __init__(self, text: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
+    redacted: bool
+    id: str
+    def __init__(self, text: _Optional[str] = ..., signature: _Optional[str] = ..., redacted: _Optional[bool] = ..., id: _Optional[str] = ...) -> None: ...
 
 class Tool(_message.Message):
     __slots__ = ("name", "description", "parameters")
@@ -295,12 +299,24 @@ class TextDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ...) -> None: ...
 
 class ReasoningDelta(_message.Message):
-    __slots__ = ("text", "signature")
+    __slots__ = ("text", "signature", "redacted", "id")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    REDACTED_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     text: str
     signature: str
-    def __init__(self, text: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
+    redacted: bool
+    id: str
+    def __init__(self, text: _Optional[str] = ..., signature: _Optional[str] = ..., redacted: _Optional[bool] = ..., id: _Optional[str] = ...) -> None: ...
+
+class RawContent(_message.Message):
+    __slots__ = ("type", "raw")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    raw: _struct_pb2.Struct
+    def __init__(self, type: _Optional[str] = ..., raw: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class ToolCallStart(_message.Message):
     __slots__ = ("index", "id", "name")
@@ -329,7 +345,7 @@ class ToolCallEnd(_message.Message):
     def __init__(self, index: _Optional[int] = ..., call: _Optional[_Union[ToolCall, _Mapping]] = ...) -> None: ...
 
 class StreamEvent(_message.Message):
-    __slots__ = ("text_delta", "reasoning_delta", "tool_call_start", "tool_call_delta", "tool_call_end", "usage", "finish")
+    __slots__ = ("text_delta", "reasoning_delta", "tool_call_start", "tool_call_delta", "tool_call_end", "usage", "finish", "raw_content")
     TEXT_DELTA_FIELD_NUMBER: _ClassVar[int]
     REASONING_DELTA_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALL_START_FIELD_NUMBER: _ClassVar[int]
@@ -337,6 +353,7 @@ class StreamEvent(_message.Message):
     TOOL_CALL_END_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     FINISH_FIELD_NUMBER: _ClassVar[int]
+    RAW_CONTENT_FIELD_NUMBER: _ClassVar[int]
     text_delta: TextDelta
     reasoning_delta: ReasoningDelta
     tool_call_start: ToolCallStart
@@ -344,23 +361,28 @@ class StreamEvent(_message.Message):
     tool_call_end: ToolCallEnd
     usage: Usage
     finish: Finish
-    def __init__(self, text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call_start: _Optional[_Union[ToolCallStart, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallDelta, _Mapping]] = ..., tool_call_end: _Optional[_Union[ToolCallEnd, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ...) -> None: ...
+    raw_content: RawContent
+    def __init__(self, text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call_start: _Optional[_Union[ToolCallStart, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallDelta, _Mapping]] = ..., tool_call_end: _Optional[_Union[ToolCallEnd, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., raw_content: _Optional[_Union[RawContent, _Mapping]] = ...) -> None: ...
 
 class ChatResponse(_message.Message):
-    __slots__ = ("text", "reasoning", "tool_calls", "usage", "finish", "reasoning_signature")
+    __slots__ = ("text", "reasoning", "tool_calls", "usage", "finish", "reasoning_signature", "reasoning_parts", "raw_content")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     REASONING_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     FINISH_FIELD_NUMBER: _ClassVar[int]
     REASONING_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    REASONING_PARTS_FIELD_NUMBER: _ClassVar[int]
+    RAW_CONTENT_FIELD_NUMBER: _ClassVar[int]
     text: str
     reasoning: str
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
     usage: Usage
     finish: Finish
     reasoning_signature: str
-    def __init__(self, text: _Optional[str] = ..., reasoning: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., reasoning_signature: _Optional[str] = ...) -> None: ...
+    reasoning_parts: _containers.RepeatedCompositeFieldContainer[Reasoning]
+    raw_content: _containers.RepeatedCompositeFieldContainer[RawContent]
+    def __init__(self, text: _Optional[str] = ..., reasoning: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., reasoning_signature: _Optional[str] = ..., reasoning_parts: _Optional[_Iterable[_Union[Reasoning, _Mapping]]] = ..., raw_content: _Optional[_Iterable[_Union[RawContent, _Mapping]]] = ...) -> None: ...
 
 class CompleteRequest(_message.Message):
     __slots__ = ("model", "provider", "fallbacks", "prompt", "temperature", "top_p", "max_tokens", "stop", "provider_options", "metadata")

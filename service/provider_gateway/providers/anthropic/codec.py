@@ -127,6 +127,8 @@ def _block(part: ContentPart) -> dict[str, Any]:
         if part.is_error:
             block["is_error"] = True
         return block
+    if part.redacted:  # the encrypted block goes back as it came
+        return {"type": "redacted_thinking", "data": part.signature}
     return {"type": "thinking", "thinking": part.text, "signature": part.signature}
 
 
@@ -359,6 +361,8 @@ class MessagesStreamDecoder:
             return [TextDelta(str(block["text"]))]
         if block_type == "thinking" and block.get("thinking"):
             return [ReasoningDelta(str(block["thinking"]))]
+        if block_type == "redacted_thinking":  # opaque: kept for the next turn, which needs it
+            return [ReasoningDelta("", signature=str(block.get("data") or ""), redacted=True)]
         return []
 
     def _delta(self, index: int, delta: Mapping[str, Any]) -> list[StreamEvent]:

@@ -27,7 +27,9 @@ from provider_gateway.config import Section
 from provider_gateway.domain import (
     Capabilities,
     ChatRequest,
+    ChatResponse,
     CompletionRequest,
+    CompletionResponse,
     EmbedRequest,
     EmbedResult,
     HealthStatus,
@@ -43,6 +45,8 @@ from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.http_common import completion_as_chat, probe
 from provider_gateway.providers.openai import codec
 from provider_gateway.providers.openai.presets import PRESETS, Preset
+from provider_gateway.providers.openai.stream import ChatStreamParser
+from provider_gateway.providers.openai.wires import wire_for
 from provider_gateway.providers.upstream_io import oversized_event
 from provider_gateway.wire.sse import SseDecoder, SseError
 
@@ -95,6 +99,7 @@ class OpenAIProvider(BaseProvider):
         super().__init__(name)
         self.kind = preset_name
         self.preset = preset
+        self.wire = wire_for(preset)
         self.upstream = upstream
         self.codestral = codestral
         self.azure = azure
@@ -183,10 +188,22 @@ class OpenAIProvider(BaseProvider):
     def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         return self._chat_stream(completion_as_chat(request))
 
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """One non-streaming request, one JSON parse, the stream's normalisation (`stream.py`)."""
+        upstream, path = self._route(request.model, "chat/completions")
+        body = self.wire.chat_body(request, stream=False)
+        answer = await upstream.request_json("POST", path, json=body, model=request.model)
+        parser = ChatStreamParser(self.name, self.wire)
+        return parser.response(answer, lambda chars: self._estimate(request, chars))
+
+    async def complete(self, request: CompletionRequest) -> CompletionResponse:
+        response = await self.chat(completion_as_chat(request))
+        return CompletionResponse(text=response.text, usage=response.usage, finish=response.finish)
+
     async def _chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         upstream, path = self._route(request.model, "chat/completions")
-        body = codec.chat_body(request, self.preset, stream=True)
-        parser = codec.ChatStreamParser(self.name, self.preset)
+        body = self.wire.chat_body(request, stream=True)
+        parser = ChatStreamParser(self.name, self.wire)
         decoder = SseDecoder()
         done = False
         try:

@@ -1,16 +1,15 @@
-"""OpenAI Chat Completions wire format: request bodies from domain types, chunks to domain events.
+"""OpenAI Chat Completions wire format, the family base: request bodies from domain types, and
+what every host's answers share (usage, in-stream errors, embeddings, models).
 
-Pure: no I/O. The same codec serves every preset; the preset's switches select the quirks.
+Pure: no I/O. `ChatWire` serves every preset as OpenAI documents the API, the preset's switches
+selecting the quirks; a host whose API differs in kind subclasses it (`mistral.MistralWire`) and
+overrides only the hooks where it differs.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
-import string
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -18,154 +17,42 @@ import orjson
 from provider_gateway.domain import (
     ChatRequest,
     EmbedResult,
-    FinishReason,
     ImagePart,
     Message,
     ModelInfo,
-    ProviderFinish,
-    ReasoningDelta,
     ReasoningPart,
+    ResponseFormat,
     ResponseFormatType,
     Role,
     StreamEvent,
-    TextDelta,
     TextPart,
-    ToolCall,
-    ToolCallDelta,
-    ToolCallEnd,
     ToolCallPart,
-    ToolCallStart,
     ToolChoiceMode,
     ToolResultPart,
     Usage,
-    UsageEvent,
 )
 from provider_gateway.errors import GatewayError
 from provider_gateway.http.errors import error_from_response
+from provider_gateway.providers.openai.content import family_content
 from provider_gateway.providers.openai.presets import Preset
 from provider_gateway.providers.shapes import shape_checked
-from provider_gateway.wire.think import ThinkSplitter
 
 # o1, o3, o4 families and gpt-5, also behind a vendor prefix ("openai/o3-mini" on OpenRouter).
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o[134](?:$|-)|gpt-5)")
 _DEEPSEEK_REASONER = re.compile(r"deepseek-(?:reasoner|r1)", re.IGNORECASE)
-_ALNUM = string.ascii_letters + string.digits
-FINISH_REASONS = {
-    "stop": FinishReason.STOP,
-    "length": FinishReason.LENGTH,
-    "tool_calls": FinishReason.TOOL_CALLS,
-    "function_call": FinishReason.TOOL_CALLS,
-    "content_filter": FinishReason.CONTENT_FILTER,
-    "model_length": FinishReason.LENGTH,  # Mistral
-}
+# Fields the gateway owns: a caller's provider_options may not change what is asked or how it streams.
+RESERVED_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
 
 
 def is_reasoning_model(model: str) -> bool:
     return bool(_REASONING_MODEL.match(model))
 
 
-def short_tool_id(call_id: str) -> str:
-    """Mistral's rule: exactly 9 alphanumerics. Valid ids pass; others map to a stable hash."""
-    if len(call_id) == 9 and call_id.isascii() and call_id.isalnum():
-        return call_id
-    digest = int.from_bytes(hashlib.sha256(call_id.encode()).digest()[:8], "big")
-    out = []
-    for _ in range(9):
-        digest, digit = divmod(digest, len(_ALNUM))
-        out.append(_ALNUM[digit])
-    return "".join(out)
-
-
-def _image(part: ImagePart) -> dict[str, Any]:
+def image_url(part: ImagePart) -> str:
+    """The image as the URL Chat Completions takes: its own, or the bytes as a data: URL."""
     if part.data:
-        encoded = base64.b64encode(part.data).decode("ascii")
-        url = f"data:{part.media_type or 'image/png'};base64,{encoded}"
-    else:
-        url = part.url
-    return {"type": "image_url", "image_url": {"url": url}}
-
-
-def _messages(request: ChatRequest, preset: Preset) -> list[dict[str, Any]]:
-    reasoning_model = is_reasoning_model(request.model)
-    tool_id: Callable[[str], str] = short_tool_id if preset.short_tool_ids else str
-    out: list[dict[str, Any]] = []
-    for message in request.messages:
-        out.extend(_message(message, reasoning_model, tool_id, preset.deepseek_messages))
-    if preset.deepseek_messages and _DEEPSEEK_REASONER.search(request.model):
-        out = _deepseek_reasoner_rules(out)
-    return out
-
-
-def _message(
-    message: Message, reasoning_model: bool, tool_id: Callable[[str], str], replay_reasoning: bool
-) -> list[dict[str, Any]]:
-    if message.role is Role.SYSTEM:
-        return [{"role": "developer" if reasoning_model else "system", "content": message.text}]
-    results = [p for p in message.content if isinstance(p, ToolResultPart)]
-    out: list[dict[str, Any]] = [
-        {"role": "tool", "tool_call_id": tool_id(p.tool_call_id), "content": p.content} for p in results
-    ]
-    if message.role is Role.ASSISTANT:
-        calls = [p.call for p in message.content if isinstance(p, ToolCallPart)]
-        entry: dict[str, Any] = {"role": "assistant", "content": message.text or None}
-        if calls:
-            entry["tool_calls"] = [
-                {
-                    "id": tool_id(c.id),
-                    "type": "function",
-                    "function": {"name": c.name, "arguments": c.arguments_json},
-                }
-                for c in calls
-            ]
-        # Reasoning is replayed only where required: DeepSeek's thinking mode wants the
-        # reasoning_content of tool-call turns back (400 otherwise) and ignores it elsewhere;
-        # other hosts reject or ignore unknown message fields.
-        reasoning = "".join(p.text for p in message.content if isinstance(p, ReasoningPart))
-        if replay_reasoning and calls and reasoning:
-            entry["reasoning_content"] = reasoning
-        return [*out, entry]
-    parts = [p for p in message.content if isinstance(p, TextPart | ImagePart)]
-    if not parts:
-        return out
-    entry = {"role": "user"}
-    if all(isinstance(p, TextPart) for p in parts):
-        entry["content"] = message.text
-    else:
-        entry["content"] = [
-            {"type": "text", "text": p.text} if isinstance(p, TextPart) else _image(p)
-            for p in parts
-            if isinstance(p, TextPart | ImagePart)
-        ]
-    if message.name:
-        entry["name"] = message.name
-    return [*out, entry]
-
-
-def _deepseek_reasoner_rules(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """System prompt as the first user message; consecutive same-role text messages merged."""
-    merged: list[dict[str, Any]] = []
-    for message in messages:
-        message = dict(message)
-        if message["role"] in ("system", "developer"):
-            message["role"] = "user"
-        previous = merged[-1] if merged else None
-        mergeable = message["role"] in ("user", "assistant") and "tool_calls" not in message
-        if (
-            previous is not None
-            and mergeable
-            and previous["role"] == message["role"]
-            and "tool_calls" not in previous
-            and isinstance(previous.get("content"), str)
-            and isinstance(message.get("content"), str)
-        ):
-            previous["content"] = f"{previous['content']}\n\n{message['content']}"
-        else:
-            merged.append(message)
-    return merged
-
-
-# Fields the gateway owns: a caller's provider_options may not change what is asked or how it streams.
-RESERVED_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
+        return f"data:{part.media_type or 'image/png'};base64,{base64.b64encode(part.data).decode('ascii')}"
+    return part.url
 
 
 def host_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -186,50 +73,13 @@ def function_tools(request: ChatRequest) -> list[dict[str, Any]]:
     ]
 
 
-def chat_body(
-    request: ChatRequest, preset: Preset, *, stream: bool, model: str | None = None
-) -> dict[str, Any]:
-    """The `/chat/completions` body for this request on this host."""
-    reasoning_model = is_reasoning_model(request.model)
-    body: dict[str, Any] = {"model": model or request.model, "messages": _messages(request, preset)}
-    if request.max_tokens is not None:
-        body["max_completion_tokens" if reasoning_model else "max_tokens"] = request.max_tokens
-    if not reasoning_model:
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        if request.top_p is not None:
-            body["top_p"] = request.top_p
-    elif request.reasoning and request.reasoning.effort:
-        body["reasoning_effort"] = request.reasoning.effort
-    if request.stop:
-        body["stop"] = list(request.stop)
-    if tools := function_tools(request):
-        body["tools"] = tools
-        if request.tool_choice:
-            mode = request.tool_choice.mode
-            body["tool_choice"] = (
-                {"type": "function", "function": {"name": request.tool_choice.name}}
-                if mode is ToolChoiceMode.TOOL
-                else mode.value
-            )
-    fmt = request.response_format
-    if fmt and fmt.type is ResponseFormatType.JSON_OBJECT:
-        body["response_format"] = {"type": "json_object"}
-    elif fmt and fmt.type is ResponseFormatType.JSON_SCHEMA:
-        schema: dict[str, Any] = {
-            "name": fmt.schema_name or "response",
-            "schema": dict(fmt.json_schema or {}),
-        }
-        if fmt.strict:
-            schema["strict"] = True
-        body["response_format"] = {"type": "json_schema", "json_schema": schema}
-    if stream:
-        body["stream"] = True
-        if preset.stream_usage:
-            body["stream_options"] = {"include_usage": True}
-    body.update(host_options(request.provider_options))
-
-    return body
+def json_schema_format(fmt: ResponseFormat) -> dict[str, Any]:
+    """`name`, `schema` and `strict` of a JSON-schema format (Chat Completions nests them in
+    `json_schema`, the Responses API puts them in `text.format` directly)."""
+    schema: dict[str, Any] = {"name": fmt.schema_name or "response", "schema": dict(fmt.json_schema or {})}
+    if fmt.strict:
+        schema["strict"] = True
+    return schema
 
 
 def normalise_usage(raw: dict[str, Any]) -> Usage:
@@ -257,97 +107,161 @@ def stream_error(provider: str, error: Any) -> GatewayError:
     return mapped
 
 
-@dataclass(slots=True)
-class _OpenCall:
-    id: str
-    name: str
-    arguments: list[str] = field(default_factory=list)
+class ChatWire:
+    """Chat Completions as OpenAI documents it; each hook is a place where a host may differ."""
 
+    def __init__(self, preset: Preset) -> None:
+        self.preset = preset
 
-class ChatStreamParser:
-    """Chunks in (parsed JSON), domain events out; `close` ends open tool calls and reports."""
+    # --- request -------------------------------------------------------------------------------
 
-    def __init__(self, provider: str, preset: Preset) -> None:
-        self.provider = provider
-        self._think = ThinkSplitter() if preset.think_tags else None
-        self._calls: dict[int, _OpenCall] = {}
-        self._ended: set[int] = set()
-        self.usage: Usage | None = None
-        self.finish_reason = ""
-        self.model = ""
-        self.response_id = ""
-        self.output_chars = 0
-
-    @shape_checked
-    def feed(self, chunk: dict[str, Any]) -> list[StreamEvent]:
-        if chunk.get("error"):
-            raise stream_error(self.provider, chunk["error"])
-        self.model = chunk.get("model") or self.model
-        self.response_id = chunk.get("id") or self.response_id
-        events: list[StreamEvent] = []
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue  # n > 1 is not part of the gateway's contract
-            events.extend(self._delta(choice.get("delta") or choice.get("message") or {}))
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
-                events.extend(self._end_calls())
-        if chunk.get("usage"):
-            self.usage = normalise_usage(chunk["usage"])
-        return events
-
-    def _delta(self, delta: dict[str, Any]) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if isinstance(reasoning, str) and reasoning:
-            events.append(ReasoningDelta(reasoning))
-        content = delta.get("content")
-        if isinstance(content, str) and content:
-            self.output_chars += len(content)
-            events.extend(self._think.feed(content) if self._think else [TextDelta(content)])
-        for position, fragment in enumerate(delta.get("tool_calls") or []):
-            events.extend(self._tool_fragment(fragment, position))
-        return events
-
-    def _tool_fragment(self, fragment: dict[str, Any], position: int) -> list[StreamEvent]:
-        index = int(fragment.get("index", position))
-        function = fragment.get("function") or {}
-        events: list[StreamEvent] = []
-        call = self._calls.get(index)
-        if call is None:
-            call = _OpenCall(fragment.get("id") or f"call_{index}", function.get("name") or "")
-            self._calls[index] = call
-            events.append(ToolCallStart(index, call.id, call.name))
-        arguments = function.get("arguments")
-        if isinstance(arguments, str) and arguments:
-            call.arguments.append(arguments)
-            self.output_chars += len(arguments)
-            events.append(ToolCallDelta(index, arguments))
-        return events
-
-    def _end_calls(self) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        for index in sorted(self._calls):
-            if index not in self._ended:
-                self._ended.add(index)
-                call = self._calls[index]
-                events.append(
-                    ToolCallEnd(index, ToolCall(call.id, call.name, "".join(call.arguments) or "{}"))
+    def chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The `/chat/completions` body for this request on this host."""
+        body: dict[str, Any] = {"model": request.model, "messages": self.messages(request)}
+        self.sampling(request, body)
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if tools := function_tools(request):
+            body["tools"] = tools
+            if request.tool_choice:
+                mode = request.tool_choice.mode
+                body["tool_choice"] = (
+                    {"type": "function", "function": {"name": request.tool_choice.name}}
+                    if mode is ToolChoiceMode.TOOL
+                    else mode.value
                 )
-        return events
+        fmt = request.response_format
+        if fmt and fmt.type is ResponseFormatType.JSON_OBJECT:
+            body["response_format"] = {"type": "json_object"}
+        elif fmt and fmt.type is ResponseFormatType.JSON_SCHEMA:
+            body["response_format"] = {"type": "json_schema", "json_schema": json_schema_format(fmt)}
+        if stream:
+            body["stream"] = True
+            if self.preset.stream_usage:
+                body["stream_options"] = {"include_usage": True}
+        body.update(host_options(request.provider_options))
+        return body
 
-    @shape_checked
-    def close(self, estimated_usage: Usage | None = None) -> list[StreamEvent]:
-        events: list[StreamEvent] = list(self._think.close()) if self._think else []
-        events.extend(self._end_calls())
-        usage = self.usage or estimated_usage
-        if usage is not None:
-            events.append(UsageEvent(usage))
-        reason = FINISH_REASONS.get(
-            self.finish_reason, FinishReason.OTHER if self.finish_reason else FinishReason.STOP
-        )
-        events.append(ProviderFinish(reason, self.finish_reason, self.model, self.response_id))
-        return events
+    def sampling(self, request: ChatRequest, body: dict[str, Any]) -> None:
+        """Token limit, sampling and reasoning: OpenAI's reasoning models take other fields."""
+        reasoning_model = is_reasoning_model(request.model)
+        if request.max_tokens is not None:
+            body["max_completion_tokens" if reasoning_model else "max_tokens"] = request.max_tokens
+        if not reasoning_model:
+            if request.temperature is not None:
+                body["temperature"] = request.temperature
+            if request.top_p is not None:
+                body["top_p"] = request.top_p
+        elif request.reasoning and request.reasoning.effort:
+            body["reasoning_effort"] = request.reasoning.effort
+
+    def messages(self, request: ChatRequest) -> list[dict[str, Any]]:
+        system_role = "developer" if is_reasoning_model(request.model) else "system"
+        out: list[dict[str, Any]] = []
+        for message in request.messages:
+            if message.role is Role.SYSTEM:
+                out.append({"role": system_role, "content": message.text})
+                continue
+            out.extend(
+                {"role": "tool", "tool_call_id": self.tool_id(p.tool_call_id), "content": p.content}
+                for p in message.content
+                if isinstance(p, ToolResultPart)
+            )
+            if message.role is Role.ASSISTANT:
+                out.append(self.assistant(message))
+            elif user := self.user(message):
+                out.append(user)
+        if self.preset.deepseek_messages and _DEEPSEEK_REASONER.search(request.model):
+            out = _deepseek_reasoner_rules(out)
+        return out
+
+    def assistant(self, message: Message) -> dict[str, Any]:
+        calls = [p.call for p in message.content if isinstance(p, ToolCallPart)]
+        entry: dict[str, Any] = {"role": "assistant", "content": self.assistant_content(message)}
+        if calls:
+            entry["tool_calls"] = [
+                {
+                    "id": self.tool_id(c.id),
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments_json},
+                }
+                for c in calls
+            ]
+            # Reasoning is replayed only where required: DeepSeek's thinking mode wants the
+            # reasoning_content of tool-call turns back (400 otherwise) and ignores it elsewhere;
+            # other hosts reject or ignore unknown message fields.
+            reasoning = "".join(p.text for p in message.content if isinstance(p, ReasoningPart))
+            if self.preset.deepseek_messages and reasoning:
+                entry["reasoning_content"] = reasoning
+        return entry
+
+    def assistant_content(self, message: Message) -> Any:
+        return message.text or None
+
+    def user(self, message: Message) -> dict[str, Any] | None:
+        parts = [p for p in message.content if isinstance(p, TextPart | ImagePart)]
+        if not parts:
+            return None
+        entry: dict[str, Any] = {"role": "user"}
+        if all(isinstance(p, TextPart) for p in parts):
+            entry["content"] = message.text
+        else:
+            entry["content"] = [
+                {"type": "text", "text": p.text}
+                if isinstance(p, TextPart)
+                else {"type": "image_url", "image_url": {"url": image_url(p)}}
+                for p in parts
+            ]
+        if message.name:
+            entry["name"] = message.name
+        return entry
+
+    def tool_id(self, call_id: str) -> str:
+        """A tool-call id as this host takes it in requests."""
+        return call_id
+
+    # --- answers -------------------------------------------------------------------------------
+
+    def content(self, value: Any, provider: str) -> list[StreamEvent]:
+        """A delta's or message's `content` as events (text parts still pass the <think> split)."""
+        return family_content(value, provider)
+
+    def arguments(self, value: Any) -> str:
+        """A tool call's `arguments` as JSON text (OpenAI documents a string)."""
+        return value if isinstance(value, str) else ""
+
+    def answer_tool_id(self, call_id: str, index: int) -> str:
+        """A tool-call id from an answer as the client gets it (and sends back)."""
+        return call_id or f"call_{index}"
+
+    def usage(self, raw: dict[str, Any]) -> Usage:
+        return normalise_usage(raw)
+
+    def check_finish(self, reason: str, provider: str) -> None:
+        """Raise for a finish reason that reports a failure rather than an end."""
+
+
+def _deepseek_reasoner_rules(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """System prompt as the first user message; consecutive same-role text messages merged."""
+    merged: list[dict[str, Any]] = []
+    for message in messages:
+        message = dict(message)
+        if message["role"] in ("system", "developer"):
+            message["role"] = "user"
+        previous = merged[-1] if merged else None
+        mergeable = message["role"] in ("user", "assistant") and "tool_calls" not in message
+        if (
+            previous is not None
+            and mergeable
+            and previous["role"] == message["role"]
+            and "tool_calls" not in previous
+            and isinstance(previous.get("content"), str)
+            and isinstance(message.get("content"), str)
+        ):
+            previous["content"] = f"{previous['content']}\n\n{message['content']}"
+        else:
+            merged.append(message)
+    return merged
 
 
 @shape_checked

@@ -1,7 +1,9 @@
-"""OpenAI-compatible hosts as data: base URL, key variable and quirk switches.
+"""OpenAI-compatible hosts as data: base URL, key variable, wire and quirk switches.
 
-A preset is configuration, not code: every host here is served by the same codec and adapter.
-Each switch names a documented difference (see /work/shared/docs/provider-behaviour.md).
+A preset is configuration, not code: every host here is served by the same adapter, and by the
+family's Chat Completions wire (`codec.ChatWire`) or, where a host's API differs in kind, by its
+own wire built on that base (`wire = "mistral"`: `mistral.MistralWire`). Each switch names a
+documented difference (see ../shared/docs/provider-behaviour.md).
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ class Preset:
     stream_usage: bool = True  # accepts stream_options.include_usage (x.ai in that lineage did not)
     think_tags: bool = True  # a leading <think>...</think> is reasoning
     deepseek_messages: bool = False  # reasoner: system as first user message, same roles merged
-    short_tool_ids: bool = False  # Mistral: tool-call ids are exactly 9 alphanumeric characters
+    wire: str = "openai"  # "openai", or "mistral" (content chunks, 9-character tool ids...)
     codestral_base_url: str = ""  # Mistral: codestral-* models are served from their own host
     auth: str = "bearer"  # "bearer" (Authorization) or "api-key" (Azure)
     embeddings: bool = False
     vision: bool = True
+    responses: bool = False  # offers the Responses API (`api = "responses"`)
     max_tokens: int = 16_384
 
 
 PRESETS: dict[str, Preset] = {
-    "openai": Preset("https://api.openai.com/v1", "OPENAI_API_KEY", embeddings=True, think_tags=False),
+    "openai": Preset(
+        "https://api.openai.com/v1", "OPENAI_API_KEY", embeddings=True, think_tags=False, responses=True
+    ),
     "groq": Preset("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
     "deepseek": Preset("https://api.deepseek.com", "DEEPSEEK_API_KEY", deepseek_messages=True, vision=False),
     "xai": Preset("https://api.x.ai/v1", "XAI_API_KEY", stream_usage=False),
@@ -39,10 +44,12 @@ PRESETS: dict[str, Preset] = {
         "https://api.mistral.ai/v1",
         "MISTRAL_API_KEY",
         stream_usage=False,  # Mistral sends usage in its last chunk unasked and rejects unknown fields
-        short_tool_ids=True,
+        wire="mistral",
         codestral_base_url="https://codestral.mistral.ai/v1",
         embeddings=True,
     ),
     # Azure's base URL is the resource endpoint; the adapter adds /openai/deployments/{d}.
-    "azure": Preset("", "AZURE_OPENAI_API_KEY", auth="api-key", embeddings=True, think_tags=False),
+    "azure": Preset(
+        "", "AZURE_OPENAI_API_KEY", auth="api-key", embeddings=True, think_tags=False, responses=True
+    ),
 }

@@ -1,0 +1,159 @@
+"""Chat Completions answers to domain events: stream chunks one at a time, or a unary body whole.
+
+Both go through `ChatStreamParser`, so a `chat.completion` body is normalised exactly as the
+chunks of a stream are (usage with cache and reasoning tokens, tool calls, finish, `<think>` at
+position 0, content chunks): a unary message is read as one chunk whose delta is the message.
+The host's differences come from its wire (`codec.ChatWire` and subclasses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from provider_gateway.domain import (
+    ChatResponse,
+    FinishReason,
+    ProviderFinish,
+    ReasoningDelta,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+    UsageEvent,
+)
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.base import fold
+from provider_gateway.providers.openai.codec import ChatWire, stream_error
+from provider_gateway.providers.shapes import shape_checked
+from provider_gateway.wire.think import ThinkSplitter
+
+FINISH_REASONS = {
+    "stop": FinishReason.STOP,
+    "length": FinishReason.LENGTH,
+    "tool_calls": FinishReason.TOOL_CALLS,
+    "function_call": FinishReason.TOOL_CALLS,
+    "content_filter": FinishReason.CONTENT_FILTER,
+    "model_length": FinishReason.LENGTH,  # Mistral
+}
+
+
+@dataclass(slots=True)
+class _OpenCall:
+    id: str
+    name: str
+    arguments: list[str] = field(default_factory=list)
+
+
+class ChatStreamParser:
+    """Chunks in (parsed JSON), domain events out; `close` ends open tool calls and reports."""
+
+    def __init__(self, provider: str, wire: ChatWire) -> None:
+        self.provider = provider
+        self.wire = wire
+        self._think = ThinkSplitter() if wire.preset.think_tags else None
+        self._calls: dict[int, _OpenCall] = {}
+        self._ended: set[int] = set()
+        self.usage: Usage | None = None
+        self.finish_reason = ""
+        self.model = ""
+        self.response_id = ""
+        self.output_chars = 0
+
+    @shape_checked
+    def feed(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+        if chunk.get("error"):
+            raise stream_error(self.provider, chunk["error"])
+        self.model = chunk.get("model") or self.model
+        self.response_id = chunk.get("id") or self.response_id
+        events: list[StreamEvent] = []
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue  # n > 1 is not part of the gateway's contract
+            events.extend(self._delta(choice.get("delta") or choice.get("message") or {}))
+            if choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+                self.wire.check_finish(self.finish_reason, self.provider)
+                events.extend(self._end_calls())
+        if chunk.get("usage"):
+            self.usage = self.wire.usage(chunk["usage"])
+        return events
+
+    def _delta(self, delta: dict[str, Any]) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            events.append(ReasoningDelta(reasoning))
+        for event in self.wire.content(delta.get("content"), self.provider):
+            events.extend(self._text(event.text) if isinstance(event, TextDelta) else [event])
+        refusal = delta.get("refusal")  # OpenAI: a refusal instead of the content, as text
+        if isinstance(refusal, str) and refusal:
+            events.extend(self._text(refusal))
+        for position, fragment in enumerate(delta.get("tool_calls") or []):
+            events.extend(self._tool_fragment(fragment, position))
+        return events
+
+    def _text(self, text: str) -> list[StreamEvent]:
+        self.output_chars += len(text)
+        return list(self._think.feed(text)) if self._think else [TextDelta(text)]
+
+    def _tool_fragment(self, fragment: dict[str, Any], position: int) -> list[StreamEvent]:
+        index = int(fragment.get("index", position))
+        function = fragment.get("function") or {}
+        events: list[StreamEvent] = []
+        call = self._calls.get(index)
+        if call is None:
+            call_id = self.wire.answer_tool_id(str(fragment.get("id") or ""), index)
+            call = _OpenCall(call_id, str(function.get("name") or ""))
+            self._calls[index] = call
+            events.append(ToolCallStart(index, call.id, call.name))
+        arguments = self.wire.arguments(function.get("arguments"))
+        if arguments:
+            call.arguments.append(arguments)
+            self.output_chars += len(arguments)
+            events.append(ToolCallDelta(index, arguments))
+        return events
+
+    def _end_calls(self) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        for index in sorted(self._calls):
+            if index not in self._ended:
+                self._ended.add(index)
+                call = self._calls[index]
+                events.append(
+                    ToolCallEnd(index, ToolCall(call.id, call.name, "".join(call.arguments) or "{}"))
+                )
+        return events
+
+    @shape_checked
+    def close(self, estimated_usage: Usage | None = None) -> list[StreamEvent]:
+        events: list[StreamEvent] = list(self._think.close()) if self._think else []
+        events.extend(self._end_calls())
+        usage = self.usage or estimated_usage
+        if usage is not None:
+            events.append(UsageEvent(usage))
+        reason = FINISH_REASONS.get(
+            self.finish_reason, FinishReason.OTHER if self.finish_reason else FinishReason.STOP
+        )
+        events.append(ProviderFinish(reason, self.finish_reason, self.model, self.response_id))
+        return events
+
+    @shape_checked
+    def response(self, body: Any, estimate: Callable[[int], Usage]) -> ChatResponse:
+        """A whole `chat.completion` body; `estimate(output_chars)` when it reports no usage."""
+        if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+            if isinstance(body, dict) and body.get("error"):
+                raise stream_error(self.provider, body["error"])
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE,
+                f"{self.provider} answered without choices: {str(body)[:80]!r}",
+                provider=self.provider,
+                retryable=True,
+            )
+        events = self.feed(body)
+        events.extend(self.close(None if self.usage is not None else estimate(self.output_chars)))
+        return fold(events)
