@@ -643,3 +643,26 @@ async def test_every_preset_fails_a_cut_or_malformed_stream_and_closes_on_cancel
         assert got.error.code() == grpc.StatusCode.UNAVAILABLE
     env.fake.script(path, Reply.sse([chunk({"content": "first"})], then="hang"))
     await assert_cancel_closes_upstream(env.stub, preset_request(provider), env.fake, "first")
+
+
+@pytest.mark.parametrize("provider", PRESET_NAMES)
+async def test_every_preset_decodes_list_content_or_fails_never_drops_it(env: Env, provider: str) -> None:
+    """The family's rule: content that is not a string is decoded by the documented chunk types
+    (OpenAI's `text` and `refusal` parts, Mistral's own) or the stream fails naming the type."""
+    path = CHAT_PATHS[provider]
+    text_parts = [{"type": "text", "text": "It is"}, {"type": "text", "text": " a cat."}]
+    env.fake.script(
+        path,
+        Reply.sse([chunk({"content": text_parts}), chunk({}, "stop")]),
+        Reply.sse([chunk({"content": "Seen"}), chunk({"content": [{"type": "hologram", "data": "x"}]})]),
+        Reply.sse([chunk({"content": {"type": "text", "text": "an object"}})]),
+    )
+    got = await chat_stream(env.stub, preset_request(provider))
+    assert got.error is None, got.error
+    assert got.text == "It is a cat."
+    for shown in ("'hologram'", "content of JSON type dict"):
+        got = await chat_stream(env.stub, preset_request(provider))
+        assert got.error is not None, shown
+        assert got.error.code() == grpc.StatusCode.UNAVAILABLE
+        assert shown in (got.error.details() or "")
+        assert "finish" not in got.kinds()

@@ -6,23 +6,14 @@ try a provider by hand; tests script exact replies on top. Add a kind with a lin
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
+from provider_gateway.fakes import chat_completions as cc
+from provider_gateway.fakes import mistral as mistral_wire
 from provider_gateway.fakes.server import FakeUpstream, RecordedRequest, Reply
 
 GREETING = ["Hello", " from", " the", " fake", " upstream", "."]
-
-
-def _openai_chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
 
 
 def _openai_chat(request: RecordedRequest) -> Reply:
@@ -34,28 +25,14 @@ def _openai_chat(request: RecordedRequest) -> Reply:
             400, {"error": {"message": "'messages' is required", "type": "invalid_request_error"}}
         )
     model = str(body.get("model", "fake"))
-    usage = {"prompt_tokens": 9, "completion_tokens": len(GREETING), "total_tokens": 9 + len(GREETING)}
+    usage = cc.usage(9, len(GREETING))
     if not body.get("stream"):
-        return Reply.json(
-            {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion",
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "".join(GREETING)},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": usage,
-            }
-        )
-    events: list[Any] = [_openai_chunk(model, {"role": "assistant", "content": ""})]
-    events += [_openai_chunk(model, {"content": word}) for word in GREETING]
-    events.append(_openai_chunk(model, {}, "stop"))
+        return Reply.json(cc.completion(model, cc.message("".join(GREETING)), "stop", usage))
+    events: list[Any] = [cc.chunk(model, {"role": "assistant", "content": "", "refusal": None})]
+    events += [cc.chunk(model, {"content": word}) for word in GREETING]
+    events.append(cc.chunk(model, {}, "stop"))
     if (body.get("stream_options") or {}).get("include_usage"):
-        events.append({"id": "chatcmpl-fake", "model": model, "choices": [], "usage": usage})
+        events.append(cc.usage_chunk(model, usage))
     reply = Reply.sse(events)
     reply.chunk_delay_s = 0.05
     return reply
@@ -112,11 +89,19 @@ def ollama(fake: FakeUpstream) -> None:
     fake.on("GET", "/api/version", lambda r: Reply.json({"version": "0.0.0-fake"}))
 
 
-# Azure and Mistral speak the OpenAI format (any base path, so Azure's deployment paths work too).
+def mistral(fake: FakeUpstream) -> None:
+    """Mistral's chat API with its content chunks (`fakes.mistral`); models as OpenAI lists them."""
+    fake.on(
+        "POST", "*", lambda r: mistral_wire.serve(r) if r.path.endswith("/chat/completions") else _unknown(r)
+    )
+    fake.on("GET", "*", lambda r: _openai_models(r) if r.path.endswith("/models") else _unknown(r))
+
+
+# Azure speaks the OpenAI format (any base path, so Azure's deployment paths work too).
 KINDS: dict[str, Callable[[FakeUpstream], None]] = {
     "openai": openai,
     "azure": openai,
-    "mistral": openai,
+    "mistral": mistral,
     "ollama": ollama,
 }
 

@@ -5,7 +5,8 @@ As Mistral documents the API (docs.mistral.ai; the `mistralai` SDK's models are 
   and `reference` chunks, with an optional `signature` to replay) is reasoning, `text` is text, and
   the other documented chunks (`reference`, `image_url`, `document_url`, `file`, `input_audio`,
   `tool_reference`) have no typed event, so they reach the client as RawContent;
-- tool-call ids are exactly 9 alphanumerics, in requests and in what the client gets back;
+- tool-call ids are exactly 9 alphanumerics: ids sent are mapped to that form (stably), answers'
+  ids pass as they are, a missing one is made in that form;
 - tool arguments may be a JSON object instead of a string;
 - `reasoning_effort` (`none`...`high`) turns adjustable reasoning on; Magistral models take
   `prompt_mode = "reasoning"` (their reasoning system prompt) when reasoning is asked for;
@@ -158,8 +159,9 @@ class MistralWire(ChatWire):
         return value if isinstance(value, str) else ""
 
     def answer_tool_id(self, call_id: str, index: int) -> str:
-        # "null" is the SDK's default for a missing id; the client gets an id Mistral takes back.
-        return short_tool_id(call_id if call_id and call_id != "null" else f"call_{index}")
+        # Mistral's own ids (9 characters) pass as they are; for a missing one ("null" is the SDK's
+        # default) the client gets an id of the form Mistral takes back.
+        return call_id if call_id and call_id != "null" else short_tool_id(f"call_{index}")
 
     def usage(self, raw: dict[str, Any]) -> Usage:
         usage = normalise_usage(raw)
