@@ -11,6 +11,7 @@ from typing import Any
 
 from provider_gateway.fakes import chat_completions as cc
 from provider_gateway.fakes import mistral as mistral_wire
+from provider_gateway.fakes import openai_responses
 from provider_gateway.fakes.server import FakeUpstream, RecordedRequest, Reply
 
 GREETING = ["Hello", " from", " the", " fake", " upstream", "."]
@@ -44,9 +45,18 @@ def _openai_models(request: RecordedRequest) -> Reply:
     )
 
 
+def _openai_post(request: RecordedRequest) -> Reply:
+    if request.path.endswith("/chat/completions"):
+        return _openai_chat(request)
+    if request.path.endswith("/responses"):
+        return openai_responses.serve(request)
+    return _unknown(request)
+
+
 def openai(fake: FakeUpstream) -> None:
-    """OpenAI Chat Completions and the compatible family (any base path; Azure's deployments too)."""
-    fake.on("POST", "*", lambda r: _openai_chat(r) if r.path.endswith("/chat/completions") else _unknown(r))
+    """OpenAI Chat Completions and the compatible family (any base path; Azure's deployments too),
+    and the Responses API (`/v1/responses`, Azure's `/openai/v1/responses`)."""
+    fake.on("POST", "*", _openai_post)
     fake.on("GET", "*", lambda r: _openai_models(r) if r.path.endswith("/models") else _unknown(r))
 
 

@@ -10,6 +10,8 @@ Configuration (a `[providers.<name>]` table):
   stream_usage = true|false        override whether stream_options.include_usage is sent
   models = ["..."]                 what list_models reports when the host has no /models
   codestral_base_url = "..."       Mistral: the host for codestral-* models
+  api = "chat" | "responses"       OpenAI and Azure: Chat Completions (default) or the Responses API
+  store = true|false               with api = "responses": let OpenAI keep responses (default false)
   connect_timeout_s, first_byte_timeout_s, idle_timeout_s
   Azure only: api_version (default 2024-08-01-preview), deployment, deployments = { model = "dep" },
   api_style = "deployments" | "inference" (Azure AI Inference: /models/chat/completions, 2024-05-01-preview)
@@ -45,6 +47,7 @@ from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.http_common import completion_as_chat, probe
 from provider_gateway.providers.openai import codec
 from provider_gateway.providers.openai.presets import PRESETS, Preset
+from provider_gateway.providers.openai.responses_adapter import ResponsesApi
 from provider_gateway.providers.openai.stream import ChatStreamParser
 from provider_gateway.providers.openai.wires import wire_for
 from provider_gateway.providers.upstream_io import oversized_event
@@ -64,6 +67,8 @@ KEYS = (
     "deployments",
     "api_style",
     "codestral_base_url",
+    "api",
+    "store",
     *TIMEOUT_KEYS,
 )
 AZURE_API_VERSION = "2024-08-01-preview"
@@ -76,10 +81,13 @@ class AzureRoute:
     deployment: str
     deployments: dict[str, str]
 
+    def deployment_for(self, model: str) -> str:
+        return self.deployments.get(model) or self.deployment or model
+
     def path(self, model: str, operation: str) -> str:
         if self.style == "inference":
             return f"/models/{operation}"
-        return f"/openai/deployments/{self.deployments.get(model) or self.deployment or model}/{operation}"
+        return f"/openai/deployments/{self.deployment_for(model)}/{operation}"
 
 
 class OpenAIProvider(BaseProvider):
@@ -95,6 +103,7 @@ class OpenAIProvider(BaseProvider):
         codestral: Upstream | None = None,
         azure: AzureRoute | None = None,
         models: list[str] | None = None,
+        responses: ResponsesApi | None = None,
     ) -> None:
         super().__init__(name)
         self.kind = preset_name
@@ -104,6 +113,7 @@ class OpenAIProvider(BaseProvider):
         self.codestral = codestral
         self.azure = azure
         self.models = models or []
+        self.responses = responses
 
     @classmethod
     def from_config(cls, name: str, options: Section, context: ProviderContext) -> OpenAIProvider:
@@ -135,16 +145,28 @@ class OpenAIProvider(BaseProvider):
             azure = AzureRoute(style, options.string("deployment"), deployments)
         timeouts = Timeouts.from_section(options)
 
-        def upstream(url: str) -> Upstream:
+        def upstream(url: str, query: dict[str, str] = params) -> Upstream:
             return Upstream(
                 context.http.host(url),
                 url,
                 name,
                 headers=headers,
-                params=params,
+                params=query,
                 timeouts=timeouts,
                 secrets=(key,) if key else (),
             )
+
+        responses = None
+        if options.choice("api", ("chat", "responses"), "chat") == "responses":
+            if not preset.responses:
+                raise options.error(
+                    "api", f"kind {preset_name!r} has no Responses API (openai and azure have)"
+                )
+            path = "/openai/v1/responses" if azure is not None else "/responses"
+            # Azure's v1 API takes no api-version.
+            responses = ResponsesApi(name, upstream(base_url, {}), path, options.flag("store", False))
+        elif "store" in options:
+            raise options.error("store", 'only with api = "responses"')
 
         codestral_url = options.string("codestral_base_url", preset.codestral_base_url)
         codestral = upstream(codestral_url) if codestral_url else None
@@ -156,6 +178,7 @@ class OpenAIProvider(BaseProvider):
             codestral=codestral,
             azure=azure,
             models=options.strings("models"),
+            responses=responses,
         )
 
     # --- description -----------------------------------------------------------------------------
@@ -183,13 +206,20 @@ class OpenAIProvider(BaseProvider):
     # --- calls -----------------------------------------------------------------------------------
 
     def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        if self.responses is not None:
+            return self.responses.stream(request, self._responses_model(request.model))
         return self._chat_stream(request)
 
+    def _responses_model(self, model: str) -> str:
+        return self.azure.deployment_for(model) if self.azure is not None else model
+
     def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-        return self._chat_stream(completion_as_chat(request))
+        return self.chat_stream(completion_as_chat(request))
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """One non-streaming request, one JSON parse, the stream's normalisation (`stream.py`)."""
+        if self.responses is not None:
+            return await self.responses.chat(request, self._responses_model(request.model))
         upstream, path = self._route(request.model, "chat/completions")
         body = self.wire.chat_body(request, stream=False)
         answer = await upstream.request_json("POST", path, json=body, model=request.model)
