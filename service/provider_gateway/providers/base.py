@@ -1,7 +1,10 @@
 """The provider protocol (the seed's `AiProvider` trait) and what most adapters share.
 
 An adapter implements `chat_stream` and `complete_stream`; `BaseProvider` derives the unary calls
-by accumulating the stream, so every provider answers both ways with the same content.
+by accumulating the stream, so every provider answers both ways with the same content. Where the
+vendor has a non-streaming endpoint, the adapter overrides `chat` to call it once, and its codec
+reads the whole body into the stream's events and folds them (`fold`), so that both paths share
+one normalisation (see the OpenAI family's `ChatStreamParser.response`).
 """
 
 from __future__ import annotations
