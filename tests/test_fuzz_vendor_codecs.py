@@ -5,6 +5,7 @@ being UNAVAILABLE, lets the router fail over). Any other exception would reach t
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from provider_gateway.domain import Usage
 from provider_gateway.errors import GatewayError
 
 # Keys and type names the decoders look at, so that generated values get past the first checks.
@@ -118,6 +120,36 @@ VOCABULARY = [
     "tokens",
     "tool-plan-delta",
     "tool_plan",
+    # Mistral
+    "reference",
+    "reference_ids",
+    "num_cached_tokens",
+    "prompt_token_details",
+    # OpenAI Responses
+    "output",
+    "output_index",
+    "item",
+    "call_id",
+    "encrypted_content",
+    "summary",
+    "summary_index",
+    "incomplete_details",
+    "reason",
+    "response",
+    "response.created",
+    "response.output_item.added",
+    "response.output_item.done",
+    "response.output_text.delta",
+    "response.reasoning_summary_text.delta",
+    "response.function_call_arguments.delta",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+    "function_call",
+    "reasoning",
+    "output_text",
+    "input_tokens_details",
+    "output_tokens_details",
 ]
 scalars = st.one_of(
     st.none(),
@@ -150,6 +182,7 @@ DECODERS = {
     "cohere": ("provider_gateway.providers.cohere.codec", "ChatStreamDecoder"),
     "openai": ("provider_gateway.providers.openai.stream", "ChatStreamParser"),
     "mistral": ("provider_gateway.providers.openai.stream", "ChatStreamParser"),
+    "openai-responses": ("provider_gateway.providers.openai.responses_stream", "ResponsesStreamDecoder"),
     "ollama": ("provider_gateway.providers.ollama.codec", "ChatStreamParser"),
 }
 PARSERS = {
@@ -218,6 +251,29 @@ def test_stream_decoder_raises_only_gateway_errors(label: str) -> None:
                 decoder.finish()
         except GatewayError:
             pass
+
+    run()
+
+
+@pytest.mark.parametrize("label", ["openai", "mistral", "openai-responses"])
+def test_unary_readers_raise_only_gateway_errors(label: str) -> None:
+    """The unary bodies go through the stream decoders' `response`: the same guard holds."""
+    module, name = DECODERS[label]
+    new_decoder = decoder_factory(module, name, "mistral" if label == "mistral" else "openai")
+
+    def read(decoder: Any, body: Any) -> Any:
+        if label == "openai-responses":
+            return decoder.response(body)
+        return decoder.response(body, lambda chars: Usage(output_tokens=chars))
+
+    @FUZZ
+    @example({"choices": [{"message": {"content": [{"type": "text"}]}}]})
+    @example({"output": [{"type": "function_call"}, {"type": "reasoning", "summary": [1]}]})
+    @example({"output": [], "status": "failed", "error": "x"})
+    @given(st.one_of(json_values, st.dictionaries(st.sampled_from(VOCABULARY), json_values, max_size=6)))
+    def run(body: Any) -> None:
+        with contextlib.suppress(GatewayError):
+            read(new_decoder(), body)
 
     run()
 

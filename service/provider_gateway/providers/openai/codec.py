@@ -33,7 +33,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import GatewayError
 from provider_gateway.http.errors import error_from_response
-from provider_gateway.providers.openai.content import family_content
+from provider_gateway.providers.openai.content import decode_content, family_chunk
 from provider_gateway.providers.openai.presets import Preset
 from provider_gateway.providers.shapes import shape_checked
 
@@ -224,7 +224,7 @@ class ChatWire:
 
     def content(self, value: Any, provider: str) -> list[StreamEvent]:
         """A delta's or message's `content` as events (text parts still pass the <think> split)."""
-        return family_content(value, provider)
+        return decode_content(value, provider, family_chunk)
 
     def arguments(self, value: Any) -> str:
         """A tool call's `arguments` as JSON text (OpenAI documents a string)."""

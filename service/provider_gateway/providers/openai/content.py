@@ -9,7 +9,7 @@ an answer with a piece silently missing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from provider_gateway.domain import StreamEvent, TextDelta
@@ -33,8 +33,11 @@ def chunk_type(chunk: Any, provider: str) -> str:
     return str(chunk["type"])
 
 
-def family_content(value: Any, provider: str) -> list[StreamEvent]:
-    """`content` as OpenAI documents it: a string, null, or a list of `text`/`refusal` parts."""
+def decode_content(
+    value: Any, provider: str, chunk: Callable[[Mapping[str, Any], str, str], list[StreamEvent]]
+) -> list[StreamEvent]:
+    """A string is text; a list is decoded chunk by chunk by `chunk(chunk, type, provider)`;
+    anything else (an object, a number) is undecodable."""
     if value is None or value == "":
         return []
     if isinstance(value, str):
@@ -42,11 +45,14 @@ def family_content(value: Any, provider: str) -> list[StreamEvent]:
     if not isinstance(value, list):
         raise undecodable(provider, f"content of JSON type {type(value).__name__}")
     events: list[StreamEvent] = []
-    for chunk in value:
-        kind = chunk_type(chunk, provider)
-        text = chunk.get("text") if kind == "text" else chunk.get("refusal") if kind == "refusal" else None
-        if not isinstance(text, str):
-            raise undecodable(provider, f"a content chunk of type {kind!r}")
-        if text:
-            events.append(TextDelta(text))
+    for item in value:
+        events.extend(chunk(item, chunk_type(item, provider), provider))
     return events
+
+
+def family_chunk(chunk: Mapping[str, Any], kind: str, provider: str) -> list[StreamEvent]:
+    """OpenAI's documented assistant content parts: `text` and `refusal` (as text)."""
+    text = chunk.get("text") if kind == "text" else chunk.get("refusal") if kind == "refusal" else None
+    if not isinstance(text, str):
+        raise undecodable(provider, f"a content chunk of type {kind!r}")
+    return [TextDelta(text)] if text else []

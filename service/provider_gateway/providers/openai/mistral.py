@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import string
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -38,7 +39,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.openai.codec import ChatWire, normalise_usage
-from provider_gateway.providers.openai.content import chunk_type, undecodable
+from provider_gateway.providers.openai.content import chunk_type, decode_content, undecodable
 
 _ALNUM = string.ascii_letters + string.digits
 # Documented chunk types with no typed event: passed on whole as RawContent.
@@ -108,19 +109,9 @@ class MistralWire(ChatWire):
     # --- answers -------------------------------------------------------------------------------
 
     def content(self, value: Any, provider: str) -> list[StreamEvent]:
-        if value is None or value == "":
-            return []
-        if isinstance(value, str):
-            return [TextDelta(value)]
-        if not isinstance(value, list):
-            raise undecodable(provider, f"content of JSON type {type(value).__name__}")
-        events: list[StreamEvent] = []
-        for chunk in value:
-            events.extend(self._chunk(chunk, provider))
-        return events
+        return decode_content(value, provider, self._chunk)
 
-    def _chunk(self, chunk: Any, provider: str) -> list[StreamEvent]:
-        kind = chunk_type(chunk, provider)
+    def _chunk(self, chunk: Mapping[str, Any], kind: str, provider: str) -> list[StreamEvent]:
         if kind == "text":
             text = chunk.get("text")
             if not isinstance(text, str):
@@ -132,7 +123,7 @@ class MistralWire(ChatWire):
             return [RawContent(kind, dict(chunk))]
         raise undecodable(provider, f"a content chunk of type {kind!r}")
 
-    def _thinking(self, chunk: dict[str, Any], provider: str) -> list[StreamEvent]:
+    def _thinking(self, chunk: Mapping[str, Any], provider: str) -> list[StreamEvent]:
         inner = chunk.get("thinking")
         if isinstance(inner, str):  # not in the schema, but unambiguous
             inner = [{"type": "text", "text": inner}]

@@ -32,10 +32,6 @@ from provider_gateway.domain import (
     ReasoningDelta,
     StreamEvent,
     TextDelta,
-    ToolCall,
-    ToolCallDelta,
-    ToolCallEnd,
-    ToolCallStart,
     Usage,
     UsageEvent,
 )
@@ -43,6 +39,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.errors import error_from_response
 from provider_gateway.providers.base import fold
 from provider_gateway.providers.shapes import shape_checked
+from provider_gateway.providers.vendor_wire import ToolCallAssembler, malformed
 
 TEXT_DELTAS = frozenset({"response.output_text.delta", "response.refusal.delta"})
 REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
@@ -78,14 +75,6 @@ def response_error(provider: str, error: Any, where: str) -> GatewayError:
 
 
 @dataclass(slots=True)
-class _Call:
-    index: int
-    id: str
-    name: str
-    arguments: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class ResponsesStreamDecoder:
     """Feed each event's parsed JSON; `finished` once a terminal event arrived."""
 
@@ -93,18 +82,17 @@ class ResponsesStreamDecoder:
     model: str = ""
     response_id: str = ""
     finished: bool = False
-    _calls: dict[str, _Call] = field(default_factory=dict)  # by item id
+    tools: ToolCallAssembler = field(default_factory=ToolCallAssembler)  # by output_index
+    _with_arguments: set[int] = field(default_factory=set)  # calls whose arguments streamed
     _summary_parts: set[tuple[str, int]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.tools.provider = self.provider
 
     @shape_checked
     def feed(self, data: Any) -> list[StreamEvent]:
         if not isinstance(data, Mapping):
-            raise GatewayError(
-                ErrorKind.UNAVAILABLE,
-                f"malformed event from {self.provider}: not a JSON object",
-                provider=self.provider,
-                retryable=True,
-            )
+            raise malformed(self.provider, "event data is not a JSON object")
         kind = str(data.get("type") or "")
         if kind in TEXT_DELTAS:
             delta = str(data.get("delta") or "")
@@ -112,17 +100,16 @@ class ResponsesStreamDecoder:
         if kind in REASONING_DELTAS:
             return self._reasoning(data)
         if kind == "response.function_call_arguments.delta":
-            call = self._calls.get(str(data.get("item_id") or ""))
-            delta = str(data.get("delta") or "")
-            if call is None or not delta:
-                return []
-            call.arguments.append(delta)
-            return [ToolCallDelta(call.index, delta)]
+            index = int(data.get("output_index") or 0)
+            self._with_arguments.add(index)
+            return self.tools.delta(index, str(data.get("delta") or ""))
         if kind == "response.output_item.added":
             item = data.get("item") or {}
-            return self._start(item) if item.get("type") == "function_call" else []
+            if item.get("type") != "function_call":
+                return []
+            return self._start(int(data.get("output_index") or 0), item)
         if kind == "response.output_item.done":
-            return self._item_done(data.get("item") or {})
+            return self._item_done(int(data.get("output_index") or 0), data.get("item") or {})
         if kind == "response.output_text.annotation.added":
             annotation = data.get("annotation") or {}
             return [RawContent(str(annotation.get("type") or "annotation"), dict(annotation))]
@@ -131,7 +118,7 @@ class ResponsesStreamDecoder:
             return []
         if kind in ("response.completed", "response.incomplete"):
             self.finished = True
-            return self.end(data.get("response") or {})
+            return self._end(data.get("response") or {})
         if kind == "response.failed":
             error = (data.get("response") or {}).get("error") or {}
             raise response_error(self.provider, error, "the response failed")
@@ -150,25 +137,19 @@ class ResponsesStreamDecoder:
         self._summary_parts.add(part)
         return [ReasoningDelta(separator + delta)] if delta or separator else []
 
-    def _start(self, item: Mapping[str, Any]) -> list[StreamEvent]:
-        key = str(item.get("id") or item.get("call_id") or "")
-        call = _Call(len(self._calls), str(item.get("call_id") or key), str(item.get("name") or ""))
-        self._calls[key] = call
-        return [ToolCallStart(call.index, call.id, call.name)]
+    def _start(self, index: int, item: Mapping[str, Any], arguments: str = "") -> list[StreamEvent]:
+        call_id = str(item.get("call_id") or item.get("id") or "")
+        return self.tools.start(index, call_id, str(item.get("name") or ""), arguments)
 
-    def _item_done(self, item: Mapping[str, Any]) -> list[StreamEvent]:
+    def _item_done(self, index: int, item: Mapping[str, Any]) -> list[StreamEvent]:
         kind = item.get("type")
         if kind == "function_call":
-            key = str(item.get("id") or item.get("call_id") or "")
-            events: list[StreamEvent] = []
-            if key not in self._calls:  # no `added` event: the whole call at once
-                events += self._start(item)
-            call = self._calls[key]
-            arguments = str(item.get("arguments") or "".join(call.arguments))
-            if not call.arguments and arguments:
-                events.append(ToolCallDelta(call.index, arguments))
-            events.append(ToolCallEnd(call.index, ToolCall(call.id, call.name, arguments or "{}")))
-            return events
+            arguments = str(item.get("arguments") or "")
+            if not self.tools.is_open(index):  # no `added` event: the whole call at once
+                return [*self._start(index, item, arguments), *self.tools.end(index)]
+            if index not in self._with_arguments:  # arguments only in the finished item
+                return [*self.tools.delta(index, arguments), *self.tools.end(index)]
+            return self.tools.end(index)
         if kind == "reasoning":
             return [
                 ReasoningDelta(
@@ -179,8 +160,7 @@ class ResponsesStreamDecoder:
             return []  # its text came as deltas
         return [RawContent(str(kind or "item"), dict(item))]
 
-    @shape_checked
-    def end(self, response: Mapping[str, Any]) -> list[StreamEvent]:
+    def _end(self, response: Mapping[str, Any]) -> list[StreamEvent]:
         """Usage and finish from the terminal `response` object."""
         self._identify(response)
         events: list[StreamEvent] = []
@@ -190,7 +170,7 @@ class ResponsesStreamDecoder:
         if status == "failed":
             raise response_error(self.provider, response.get("error") or {}, "the response failed")
         raw_reason = status
-        reason = FinishReason.TOOL_CALLS if self._calls else FinishReason.STOP
+        reason = FinishReason.TOOL_CALLS if self.tools.count else FinishReason.STOP
         if status == "incomplete":
             raw_reason = str((response.get("incomplete_details") or {}).get("reason") or status)
             reason = INCOMPLETE.get(raw_reason, FinishReason.OTHER)
@@ -211,12 +191,12 @@ class ResponsesStreamDecoder:
             )
         self._identify(body)
         events: list[StreamEvent] = []
-        for item in body["output"]:
-            events.extend(self._whole_item(item))
-        events.extend(self.end(body))
+        for index, item in enumerate(body["output"]):
+            events.extend(self._whole_item(index, item))
+        events.extend(self._end(body))
         return fold(events)
 
-    def _whole_item(self, item: Mapping[str, Any]) -> list[StreamEvent]:
+    def _whole_item(self, index: int, item: Mapping[str, Any]) -> list[StreamEvent]:
         kind = item.get("type")
         if kind == "message":
             events: list[StreamEvent] = []
@@ -237,4 +217,4 @@ class ResponsesStreamDecoder:
                     id=str(item.get("id") or ""),
                 )
             ]
-        return self._item_done(item)
+        return self._item_done(index, item)
