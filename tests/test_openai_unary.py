@@ -174,6 +174,26 @@ async def test_azure_content_filter_fields_are_passed_over(env: Env) -> None:
     assert env.fake.last(AZURE_PATH).query == {"api-version": AZURE_VERSION}
 
 
+async def test_url_citations_reach_the_client_raw(env: Env) -> None:
+    citation = {
+        "type": "url_citation",
+        "url_citation": {
+            "start_index": 0,
+            "end_index": 5,
+            "title": "Paris",
+            "url": "https://example.com/paris",
+        },
+    }
+    entry = cc.message("Paris is lovely.", annotations=[citation])
+    response, answer = await env.both(
+        "oa", "gpt-4o-search-preview", cc.completion("gpt-4o", entry, "stop", cc.usage(9, 4))
+    )
+    sdk = answer.choices[0].message.annotations[0]
+    assert [(r.type, r.raw["url_citation"]["url"]) for r in response.raw_content] == [
+        (sdk.type, sdk.url_citation.url)
+    ]
+
+
 async def test_a_refusal_reaches_the_client_as_text(env: Env) -> None:
     entry = cc.message(None, refusal="I can't help with that.")
     response, answer = await env.both("oa", "gpt-4o", cc.completion("gpt-4o", entry, "stop", cc.usage(9, 6)))

@@ -16,6 +16,7 @@ from provider_gateway.domain import (
     ChatResponse,
     FinishReason,
     ProviderFinish,
+    RawContent,
     ReasoningDelta,
     StreamEvent,
     TextDelta,
@@ -93,6 +94,8 @@ class ChatStreamParser:
         refusal = delta.get("refusal")  # OpenAI: a refusal instead of the content, as text
         if isinstance(refusal, str) and refusal:
             events.extend(self._text(refusal))
+        for note in delta.get("annotations") or []:  # url_citation of search models: no typed event
+            events.append(RawContent(str(note.get("type") or "annotation"), dict(note)))
         for position, fragment in enumerate(delta.get("tool_calls") or []):
             events.extend(self._tool_fragment(fragment, position))
         return events
