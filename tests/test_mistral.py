@@ -267,3 +267,25 @@ async def test_mistral_usage_fields_and_finish_error(env: Env) -> None:
     assert got.error is not None
     assert got.error.code() == grpc.StatusCode.UNAVAILABLE
     assert "finish" not in got.kinds()
+
+
+async def test_json_schema_response_format_as_mistral_documents_it(env: Env) -> None:
+    fmt = pb.ResponseFormat(type=pb.ResponseFormat.TYPE_JSON_SCHEMA, schema_name="Book", strict=True)
+    fmt.json_schema.update({"type": "object", "properties": {"title": {"type": "string"}}})
+    await env.stub.Chat(
+        pb.ChatRequest(model="mis/mistral-large-latest", messages=[user("A book?")], response_format=fmt),
+        timeout=10,
+    )
+    sent = env.fake.last(PATH).json()
+    assert sent["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "Book",
+            "schema": {"type": "object", "properties": {"title": {"type": "string"}}},
+            "strict": True,
+        },
+    }
+    parsed = mm.ChatCompletionRequest.model_validate(sent).response_format
+    assert parsed is not None
+    assert parsed.json_schema is not None
+    assert (parsed.json_schema.name, parsed.json_schema.strict) == ("Book", True)
