@@ -1,7 +1,7 @@
 """OpenAI-compatible hosts as data: base URL, key variable and quirk switches.
 
 A preset is configuration, not code: every host here is served by the same codec and adapter.
-Each switch names a documented difference (see /work/shared/docs/provider-behaviour.md).
+Each switch names a documented difference (see ../shared/docs/provider-behaviour.md).
 """
 
 from __future__ import annotations
