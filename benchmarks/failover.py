@@ -32,7 +32,7 @@ from provider_gateway import config as config_module  # noqa: E402
 from provider_gateway.domain import ChatRequest, StreamEvent  # noqa: E402
 from provider_gateway.errors import GatewayError  # noqa: E402
 from provider_gateway.providers.mock import MockProvider  # noqa: E402
-from provider_gateway.routing.router import RequestClock  # noqa: E402
+from provider_gateway.routing.timing import RequestClock  # noqa: E402
 from provider_gateway.server.app import GatewayServer  # noqa: E402
 from provider_gateway.v1 import provider_service_pb2 as pb  # noqa: E402
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc  # noqa: E402
@@ -100,7 +100,7 @@ async def measure_failover(toml_text: str, runs: int) -> tuple[list[float], list
     assert isinstance(b, MockProvider)
     instrument(a, stamps, primary=True)
     instrument(b, stamps, primary=False)
-    for d in router._deployments.values():
+    for d in router.planner.deployments.values():
         d.provider = router.registry.get(d.spec.provider)  # type: ignore[assignment]
     failover: list[float] = []
     for _ in range(runs):
@@ -157,7 +157,7 @@ async def measure_open_breakers(runs: int) -> tuple[list[float], list[float]]:
         stream = router.chat_stream(chat("g"), RequestClock())
         original = b.chat_stream
         instrument(b, stamps, primary=False)
-        router._deployments["g/b/m"].provider = b
+        router.planner.deployments["g/b/m"].provider = b
         await anext(stream)
         skip.append((stamps.opened_ns - started) / 1000)
         await stream.aclose()  # type: ignore[attr-defined]

@@ -1,8 +1,8 @@
 """The shared SSE decoder's cost: per event on a normal token stream, and on one endless line.
 
     .venv/bin/python benchmarks/wire_decoders.py
-    git show REV:service/provider_gateway/wire/sse.py > /tmp/sse_rev.py
-    .venv/bin/python benchmarks/wire_decoders.py --sse-file /tmp/sse_rev.py   # an earlier decoder
+    git show REV:service/provider_gateway/wire/sse.py > sse_rev.py
+    .venv/bin/python benchmarks/wire_decoders.py --sse-file sse_rev.py   # an earlier decoder
 
 Per event: 1,000 OpenAI-style chunk events fed in 120-byte and 4 KiB reads (best of 5 rounds of 20
 streams). Endless line: one `data:` line of 8 MB - 100 bytes in 64 KiB reads, then its blank line

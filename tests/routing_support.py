@@ -13,9 +13,10 @@ from provider_gateway.errors import GatewayError
 from provider_gateway.providers.mock import MockProvider
 from provider_gateway.providers.registry import ProviderRegistry
 from provider_gateway.routing.resolve import RouteResolver
-from provider_gateway.routing.router import RequestClock, Router
+from provider_gateway.routing.router import Router
 from provider_gateway.routing.settings import parse_routing
 from provider_gateway.routing.shared_state import MemoryCounterStore, SharedState
+from provider_gateway.routing.timing import RequestClock
 
 
 class FakeClock:
@@ -46,16 +47,15 @@ def make_router(
     kwargs: dict[str, Any] = {"rng": random.Random(seed)}
     if clock is not None:
         kwargs["clock"] = clock
-    router = Router(
+    if isinstance(clock, FakeClock):
+        kwargs["sleep"] = clock.sleep
+    return Router(
         registry,
         resolver,
         parse_routing(config),
         store or MemoryCounterStore(clock or _monotonic()),
         **kwargs,
     )
-    if isinstance(clock, FakeClock):
-        router.sleep = clock.sleep
-    return router
 
 
 def _monotonic() -> Any:

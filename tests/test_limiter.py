@@ -18,7 +18,7 @@ from provider_gateway.routing.limiter import (
     RateLimitInfo,
     report_rate_limit,
 )
-from provider_gateway.routing.router import RequestClock
+from provider_gateway.routing.timing import RequestClock
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 
@@ -69,7 +69,7 @@ async def test_adapters_report_rate_limits_through_the_hook_during_an_attempt() 
     provider.chat_stream = reporting  # type: ignore[method-assign]
     router.plan("a/echo").deployments[0].provider = provider
     await run_stream(router, chat("a/echo"))
-    deployment = router._deployments["a/echo"]
+    deployment = router.planner.deployments["a/echo"]
     initial = LimiterSettings().initial
     halved = initial / 2
     assert deployment.limiter.limit == pytest.approx(halved + 1 / halved)  # halved, then one success
@@ -89,7 +89,7 @@ async def test_requests_beyond_capacity_queue_then_beyond_the_queue_are_refused(
     await until(lambda: a.stats.started >= 1)
     a.set_model("slow", a.models["echo"])  # later requests answer at once
     second = asyncio.ensure_future(run_stream(router, chat("a/slow")))
-    await until(lambda: router._waiters.get("a/slow", 0) >= 1)
+    await until(lambda: router.capacity.waiters.get("a/slow", 0) >= 1)
     with pytest.raises(GatewayError) as caught:
         await run_stream(router, chat("a/slow"))
     assert caught.value.kind is ErrorKind.RESOURCE_EXHAUSTED

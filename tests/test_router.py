@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 
 import grpc
 import pytest
@@ -23,8 +22,8 @@ from provider_gateway.domain import TextDelta
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.mock import MockScript
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
-from provider_gateway.routing.router import RequestClock
 from provider_gateway.routing.settings import RoutingSettings
+from provider_gateway.routing.timing import RequestClock
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 RETRYABLE = ["UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "RESOURCE_EXHAUSTED"]
@@ -123,11 +122,10 @@ async def test_backoff_never_sleeps_past_the_deadline() -> None:
 
 
 def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
-    router = make_router('[providers.a]\nkind = "mock"')
-    router.rng = random.Random(1)
+    router = make_router('[providers.a]\nkind = "mock"', seed=1)
     settings = RoutingSettings(backoff_base_ms=100, backoff_max_ms=1000)
     for failures, cap in [(0, 0.1), (1, 0.2), (3, 0.8), (6, 1.0)]:
-        samples = [router._backoff(failures, settings) for _ in range(400)]
+        samples = [router.retry.backoff(failures, settings) for _ in range(400)]
         assert all(0 <= s <= cap for s in samples)
         assert max(samples) > cap * 0.9  # full jitter spans the whole range
         assert min(samples) < cap * 0.1
@@ -164,7 +162,7 @@ async def test_every_attempt_is_visible_to_provider_wrappers() -> None:
             return original(request)
 
         provider.chat_stream = spy  # type: ignore[method-assign]
-        router._deployments[f"g/{name}/m"].provider = provider
+        router.planner.deployments[f"g/{name}/m"].provider = provider
     await run_stream(router, chat("g"))
     assert seen == [AttemptInfo(1, "g/a/m", "closed"), AttemptInfo(2, "g/b/m", "closed")]
     assert CURRENT_ATTEMPT.get() is None
@@ -185,11 +183,11 @@ def test_latency_strategy_prefers_the_faster_deployment() -> None:
         '[providers.a]\nkind = "mock"\n[providers.b]\nkind = "mock"\n[groups.g]\nstrategy = "latency"\n'
         'deployments = [{ provider = "a", model = "echo" }, { provider = "b", model = "echo" }]'
     )
-    router._deployments["g/a/echo"].record_ttft(0.5)
-    router._deployments["g/b/echo"].record_ttft(0.05)
+    router.planner.deployments["g/a/echo"].record_ttft(0.5)
+    router.planner.deployments["g/b/echo"].record_ttft(0.05)
     firsts = [router.plan("g").deployments[0].spec.provider for _ in range(200)]
     assert firsts.count("b") == 200  # two choices out of two: the faster always wins
-    router._deployments["g/b/echo"].limiter.in_flight = 20  # ...unless it is crowded
+    router.planner.deployments["g/b/echo"].limiter.in_flight = 20  # ...unless it is crowded
     assert router.plan("g").deployments[0].spec.provider == "a"
 
 
@@ -259,7 +257,7 @@ async def test_a_passed_client_deadline_is_final_and_does_not_count_against_the_
     assert caught.value.kind is ErrorKind.DEADLINE_EXCEEDED
     assert not caught.value.retryable
     assert mock(router, "b").stats.started == 0
-    assert router._deployments["g/a/m"].breaker._consecutive == 0
+    assert router.planner.deployments["g/a/m"].breaker._consecutive == 0
 
 
 async def test_a_socket_error_from_an_adapter_is_a_retryable_connection_failure() -> None:
@@ -269,7 +267,9 @@ async def test_a_socket_error_from_an_adapter_is_a_retryable_connection_failure(
         raise ConnectionRefusedError(111, "refused")
         yield  # an async generator
 
-    router._deployments["g/a/m"].provider = type("Refusing", (), {"chat_stream": staticmethod(refused)})()  # type: ignore[assignment]
+    router.planner.deployments["g/a/m"].provider = type(
+        "Refusing", (), {"chat_stream": staticmethod(refused)}
+    )()  # type: ignore[assignment]
     finish = finish_of(await run_stream(router, chat("g")))
     assert [(a.provider, a.outcome) for a in finish.attempts] == [("a", "UNAVAILABLE"), ("b", "ok")]
     assert "ConnectionRefusedError" in finish.attempts[0].error
@@ -281,7 +281,7 @@ def test_a_deployment_may_override_provider_options_and_needs_a_distinct_name() 
         base + '{ provider = "a", model = "echo" },'
         ' { provider = "a", model = "echo", name = "sick", options = { healthy = false } }]'
     )
-    shared, own = router._groups["g"]
+    shared, own = router.planner.groups["g"]
     assert shared.provider is router.registry.get("a")
     assert own.key == "g/sick"
     assert own.provider is not shared.provider
@@ -296,7 +296,7 @@ def test_a_deployment_may_override_provider_options_and_needs_a_distinct_name() 
 async def test_routes_to_ever_new_model_names_keep_a_bounded_state() -> None:
     """Clients choose `provider/model` names: a client cycling through random ones must not grow
     the router's memory (breaker, limiter and latency state per name) without bound."""
-    from provider_gateway.routing.router import MAX_ROUTE_DEPLOYMENTS
+    from provider_gateway.routing.plans import MAX_ROUTE_DEPLOYMENTS
 
     router = make_router('[providers.mock]\nkind = "mock"\n')
     for i in range(MAX_ROUTE_DEPLOYMENTS + 200):
@@ -305,7 +305,7 @@ async def test_routes_to_ever_new_model_names_keep_a_bounded_state() -> None:
     assert finish.model == "echo"
     assert "hello there" in response.text
     assert len(router.limiter_capacity()) == 1  # one series per provider, not per name
-    states = router._deployments
+    states = router.planner.deployments
     assert MAX_ROUTE_DEPLOYMENTS <= len(states) <= MAX_ROUTE_DEPLOYMENTS + 1
     assert "mock/model-0" not in states
     assert f"mock/model-{MAX_ROUTE_DEPLOYMENTS + 199}" in states

@@ -2,9 +2,9 @@
 
 Each provider has one task that sleeps, probes (`health_check` under a timeout), combines the
 answer with the live circuit-breaker state (an open breaker means not serving), and records the
-result in the `ProviderHealthBook`, which mirrors it into the standard gRPC health service: the
-`provider/<name>` entry flips, Watch subscribers see it, and the overall entry stays SERVING while
-any provider serves. Probes run one after another per provider, so a slow probe delays the next
+result in a `HealthRecord` (the server's `ProviderHealthBook`, which mirrors it into the standard
+gRPC health service: the `provider/<name>` entry flips, Watch subscribers see it, and the overall
+entry stays SERVING while any provider serves). Probes run one after another per provider, so a slow probe delays the next
 one instead of piling up.
 
     [health]
@@ -21,15 +21,23 @@ import contextlib
 import logging
 import random
 from dataclasses import dataclass
+from typing import Protocol
 
 from provider_gateway.config import Section
 from provider_gateway.observability.gauges import GaugeSources
 from provider_gateway.providers.base import Provider
-from provider_gateway.server.health import ProviderHealthBook
-from provider_gateway.v1 import provider_service_pb2 as pb
 
 HEALTH_KEYS = ("enabled", "interval_s", "jitter", "timeout_s")
 log = logging.getLogger("provider_gateway.health")
+
+
+class HealthRecord(Protocol):
+    """Where probe results are kept and published. The server implements it (imports run down the
+    layers: this module must not know the server's health service)."""
+
+    def differs(self, provider: str, healthy: bool, message: str) -> bool: ...
+
+    async def set(self, provider: str, healthy: bool, message: str = "") -> None: ...
 
 
 @dataclass(slots=True, frozen=True)
@@ -57,7 +65,7 @@ class HealthMonitor:
     def __init__(
         self,
         providers: list[Provider],
-        book: ProviderHealthBook,
+        book: HealthRecord,
         settings: MonitorSettings,
         gauges: GaugeSources | None = None,
     ) -> None:
@@ -111,7 +119,5 @@ class HealthMonitor:
         if healthy and breaker == "open":
             healthy, message = False, "circuit breaker open"
         self.probes += 1
-        current = self.book.get(provider.name)
-        state = pb.PROVIDER_HEALTH_SERVING if healthy else pb.PROVIDER_HEALTH_NOT_SERVING
-        if current.state != state or current.message != message:
+        if self.book.differs(provider.name, healthy, message):
             await self.book.set(provider.name, healthy, message)

@@ -40,8 +40,9 @@ import grpc
 from provider_gateway.config import ConfigError, GatewayConfig, Section
 from provider_gateway.domain import Route
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.resolve import RouteResolver
-from provider_gateway.routing.router import Plan, Router
+from provider_gateway.routing.router import Router
 from provider_gateway.routing.shared_state import CounterStore, MemoryCounterStore
 
 log = logging.getLogger("provider_gateway.auth")

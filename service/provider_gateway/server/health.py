@@ -45,6 +45,12 @@ class ProviderHealthBook:
     def get(self, provider: str) -> ProviderHealth:
         return self._health.get(provider, ProviderHealth())
 
+    def differs(self, provider: str, healthy: bool, message: str) -> bool:
+        """Whether recording this result would change what is kept for the provider."""
+        current = self.get(provider)
+        state = pb.PROVIDER_HEALTH_SERVING if healthy else pb.PROVIDER_HEALTH_NOT_SERVING
+        return current.state != state or current.message != message
+
     async def set(self, provider: str, healthy: bool, message: str = "") -> None:
         state = pb.PROVIDER_HEALTH_SERVING if healthy else pb.PROVIDER_HEALTH_NOT_SERVING
         previous = self._health.get(provider)

@@ -16,7 +16,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import deadline as upstream_deadline
-from provider_gateway.routing.router import RequestClock, Router
+from provider_gateway.routing.router import Router
+from provider_gateway.routing.timing import RequestClock
 from provider_gateway.server import convert, validate
 from provider_gateway.server.health import ProviderHealthBook
 from provider_gateway.v1 import provider_service_pb2 as pb

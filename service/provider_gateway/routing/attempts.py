@@ -1,0 +1,233 @@
+"""One attempt: one try of one deployment, timed, bounded by the stall limits, and judged.
+
+An attempt yields the provider's events, then a Finish; its failure is judged for the deployment's
+breaker and limiter (overloaded, broken, or a bad request that says nothing about the deployment).
+(`attempt.py` holds the context variable that names the attempt in progress to provider wrappers.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+from contextvars import Token
+from typing import Any, TypeVar
+
+from provider_gateway.domain import (
+    CONTENT_EVENTS,
+    Attempt,
+    ChatRequest,
+    CompletionRequest,
+    Finish,
+    FinishReason,
+    GatewayEvent,
+    ProviderFinish,
+    StreamEvent,
+)
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.base import Provider
+from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
+from provider_gateway.routing.deployments import Deployment
+from provider_gateway.routing.limiter import RATE_LIMIT_SINK, RateLimitInfo
+from provider_gateway.routing.shared_state import SharedState
+from provider_gateway.routing.timing import RequestClock, us
+
+Req = TypeVar("Req", ChatRequest, CompletionRequest)
+OpenStream = Callable[[Provider, Req], AsyncIterator[StreamEvent]]
+
+
+class Attempts:
+    """Runs attempts. `released` is awaited whenever an attempt gives back its concurrency slot,
+    so that requests queued for capacity look again; `background` runs fire-and-forget writes."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        store: SharedState,
+        released: Callable[[], Awaitable[None]],
+        background: Callable[[Coroutine[Any, Any, None]], None],
+    ) -> None:
+        self.clock = clock
+        self.store = store
+        self.released = released
+        self.background = background
+
+    async def run(
+        self,
+        deployment: Deployment,
+        number: int,
+        request: Req,
+        clock: RequestClock,
+        deadline: float,
+        open_stream: OpenStream[Req],
+        attempts: list[Attempt],
+        unary: bool = False,
+    ) -> AsyncGenerator[GatewayEvent, None]:
+        """One try of one deployment: its events, then the Finish; failures judged for breaker and limiter.
+
+        A unary call's first event is its whole answer, so only the deadline bounds the wait for it.
+        """
+        breaker, limiter, settings = deployment.breaker, deployment.limiter, deployment.settings
+        state = breaker.state.value
+        breaker.acquire()
+        limiter.acquire()
+        scope = _AttemptScope(
+            AttemptInfo(number, deployment.key, state), lambda info: self._rate_limit_info(deployment, info)
+        )
+        started = time.perf_counter_ns()
+        stream: AsyncIterator[StreamEvent] | None = None
+        sent_content = False
+        finish: ProviderFinish | None = None
+        verdict = False
+        try:
+            with scope:
+                stream = open_stream(
+                    deployment.provider, dataclasses.replace(request, model=deployment.spec.model)
+                )
+            while True:
+                limit = settings.idle_timeout_s if sent_content else settings.ttft_timeout_s
+                limit = (
+                    max(deadline - self.clock(), 0.0)
+                    if unary
+                    else min(limit, max(deadline - self.clock(), 0.0))
+                )
+                before = time.perf_counter_ns()
+                try:
+                    async with asyncio.timeout(limit):
+                        with scope:
+                            event = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    if self.clock() >= deadline:  # the client's deadline, not the deployment's fault
+                        raise GatewayError(
+                            ErrorKind.DEADLINE_EXCEEDED, "the request's deadline passed", retryable=False
+                        ) from None
+                    raise _stalled(deployment, sent_content, limit) from None
+                except OSError as exc:  # an adapter let a socket error through: a connection failure
+                    raise GatewayError(
+                        ErrorKind.UNAVAILABLE,
+                        f"{deployment.key}: connection failed ({type(exc).__name__})",
+                        provider=deployment.spec.provider,
+                        retryable=True,
+                    ) from exc
+                finally:
+                    clock.upstream_ns += time.perf_counter_ns() - before
+                if isinstance(event, ProviderFinish):
+                    finish = event
+                    continue
+                if not sent_content and isinstance(event, CONTENT_EVENTS):
+                    sent_content = True
+                    clock.first_token_ns = time.perf_counter_ns()
+                    deployment.record_ttft((clock.first_token_ns - started) / 1e9)
+                yield event
+        except GatewayError as exc:
+            exc.provider = exc.provider or deployment.spec.provider
+            verdict = True
+            attempts.append(_failed(deployment, exc, started))
+            await self._judge(deployment, exc)
+            raise
+        finally:
+            limiter.release()
+            if not verdict:  # cancelled or an unexpected exception: neither success nor failure
+                breaker.release()
+            await _close(stream)
+            await self.released()
+        if not sent_content:
+            deployment.record_ttft((time.perf_counter_ns() - started) / 1e9)
+        breaker.record_success()
+        limiter.on_success()
+        attempts.append(
+            Attempt(
+                deployment.spec.provider,
+                deployment.spec.model,
+                "ok",
+                "",
+                us(time.perf_counter_ns() - started),
+            )
+        )
+        yield _finish(deployment, finish, attempts, clock)
+
+    async def _judge(self, deployment: Deployment, exc: GatewayError) -> None:
+        """What a failure says about the deployment: overloaded, broken, or nothing (a bad request)."""
+        if exc.kind is ErrorKind.RESOURCE_EXHAUSTED:
+            deployment.limiter.on_overload()
+            deployment.breaker.release()
+            if exc.retry_after:
+                await self.store.eject(deployment.key, exc.retry_after)
+        elif exc.retryable:
+            deployment.breaker.record_failure()
+        else:
+            deployment.breaker.release()
+
+    def _rate_limit_info(self, deployment: Deployment, info: RateLimitInfo) -> None:
+        deployment.limiter.on_rate_limit_info(info)
+        if info.headroom() == 0.0 and info.reset_s:
+            self.background(self.store.eject(deployment.key, info.reset_s))
+
+
+class _AttemptScope:
+    """Sets the attempt's context variables around each call into the provider.
+
+    Only around calls, never across a `yield`: a generator may be resumed or closed from another
+    task (grpc closes a cancelled stream elsewhere), where a token from here could not be reset.
+    """
+
+    __slots__ = ("info", "sink", "tokens")
+
+    def __init__(self, info: AttemptInfo, sink: Callable[[RateLimitInfo], None]) -> None:
+        self.info, self.sink = info, sink
+        self.tokens: list[
+            tuple[Token[AttemptInfo | None], Token[Callable[[RateLimitInfo], None] | None]]
+        ] = []
+
+    def __enter__(self) -> None:
+        self.tokens.append((CURRENT_ATTEMPT.set(self.info), RATE_LIMIT_SINK.set(self.sink)))
+
+    def __exit__(self, *exc: object) -> None:
+        attempt, sink = self.tokens.pop()
+        CURRENT_ATTEMPT.reset(attempt)
+        RATE_LIMIT_SINK.reset(sink)
+
+
+async def _close(stream: AsyncIterator[StreamEvent] | None) -> None:
+    """Close the provider's stream now, so a cancelled request stops its upstream call at once."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _stalled(deployment: Deployment, sent_content: bool, limit: float) -> GatewayError:
+    what = "no event for" if sent_content else "no first token within"
+    return GatewayError(
+        ErrorKind.DEADLINE_EXCEEDED,
+        f"{deployment.key}: {what} {limit:.3g} s; upstream stalled",
+        provider=deployment.spec.provider,
+        retryable=True,
+    )
+
+
+def _failed(deployment: Deployment, exc: GatewayError, started: int) -> Attempt:
+    return Attempt(
+        deployment.spec.provider,
+        deployment.spec.model,
+        exc.kind.value,
+        exc.message,
+        us(time.perf_counter_ns() - started),
+    )
+
+
+def _finish(
+    deployment: Deployment, finish: ProviderFinish | None, attempts: list[Attempt], clock: RequestClock
+) -> Finish:
+    finish = finish or ProviderFinish(FinishReason.STOP)
+    return Finish(
+        reason=finish.reason,
+        raw_reason=finish.raw_reason,
+        provider=deployment.spec.provider,
+        model=finish.model or deployment.spec.model,
+        timing=clock.timing(),
+        attempts=tuple(attempts),
+        response_id=finish.response_id,
+    )

@@ -1,0 +1,133 @@
+"""Plans: which deployments one request may use, best first, and the deployments' shared state.
+
+The planner owns every deployment the router knows (breaker, limiter, latency estimate): those of
+the configured groups, built once, and those of plain `provider/model` routes, kept within a bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+
+from provider_gateway.config import ProviderConfig
+from provider_gateway.domain import Route
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.base import Provider
+from provider_gateway.providers.registry import ProviderRegistry
+from provider_gateway.routing.breaker import BreakerState
+from provider_gateway.routing.deployments import Deployment, order
+from provider_gateway.routing.resolve import RouteResolver
+from provider_gateway.routing.settings import DeploymentSpec, RoutingConfig, RoutingSettings
+
+# Plain-route deployments (breaker, limiter, latency estimate) kept per `provider/model` name.
+MAX_ROUTE_DEPLOYMENTS = 1024
+
+
+@dataclasses.dataclass(slots=True)
+class Plan:
+    """The deployments one request may use, best first, and the settings that govern it."""
+
+    name: str
+    deployments: list[Deployment]
+    settings: RoutingSettings
+
+
+class Planner:
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        resolver: RouteResolver,
+        routing: RoutingConfig,
+        build: Callable[[ProviderConfig], Provider],
+        clock: Callable[[], float],
+        on_breaker_change: Callable[[Deployment, BreakerState], None],
+        rng: random.Random,
+    ) -> None:
+        self.registry = registry
+        self.resolver = resolver
+        self.routing = routing
+        self.build = build
+        self.clock = clock
+        self.on_breaker_change = on_breaker_change
+        self.rng = rng
+        self.deployments: dict[str, Deployment] = {}
+        self.groups: dict[str, list[Deployment]] = {}
+        self.routes: dict[str, Deployment] = {}  # plain-route deployments, least recently used first
+        self.own_providers: list[Provider] = []  # adapters built for deployments with their own credentials
+        for group in routing.groups.values():
+            self.groups[group.name] = [
+                self._deployment(d.key(group.name), d, group.settings) for d in group.deployments
+            ]
+
+    def provider(self, route: Route) -> Provider:
+        provider = self.registry.get(route.provider)
+        if provider is None:  # the resolver checked; this guards a registry changed under us
+            raise GatewayError(ErrorKind.NOT_FOUND, f"provider {route.provider!r} is not configured")
+        return provider
+
+    def _deployment(self, key: str, spec: DeploymentSpec, settings: RoutingSettings) -> Deployment:
+        deployment = self.deployments.get(key)
+        if deployment is None:
+            provider = self.provider(Route(spec.provider, spec.model))
+            if spec.provider_config is not None:  # its own credentials: its own adapter instance
+                provider = self.build(spec.provider_config)
+                self.own_providers.append(provider)
+            deployment = Deployment(key, spec, provider, settings, self.clock, self.on_breaker_change)
+            self.deployments[key] = deployment
+        return deployment
+
+    def _route_deployment(self, key: str, spec: DeploymentSpec) -> Deployment:
+        """A plain `provider/model` route's deployment. Clients choose these names, so the idle ones
+        are forgotten beyond a bound (oldest first) rather than kept for every name ever asked."""
+        deployment = self.routes.pop(key, None) or self._deployment(key, spec, self.routing.defaults)
+        self.routes[key] = deployment  # most recently used last
+        if len(self.routes) > MAX_ROUTE_DEPLOYMENTS:
+            for old_key, old in list(self.routes.items()):
+                if old.is_idle():
+                    del self.routes[old_key], self.deployments[old_key]
+                    break
+        return deployment
+
+    def plan(self, model: str, provider: str = "", fallbacks: list[str] | tuple[str, ...] = ()) -> Plan:
+        """The primary's deployments (balanced), then each fallback's (a group or a model)."""
+        settings = self.routing.defaults
+        deployments: list[Deployment] = []
+        pending = [(model, provider), *((f, "") for f in fallbacks)]
+        seen: set[str] = set()
+        first = True
+        while pending:
+            name, explicit = pending.pop(0)
+            if f"{explicit}/{name}" in seen:
+                continue
+            seen.add(f"{explicit}/{name}")
+            group = self.routing.groups.get(name) if not explicit else None
+            if group is not None:
+                found = order(self.groups[name], group.settings.strategy, self.rng)
+                pending.extend((f, "") for f in group.fallbacks)
+                settings = group.settings if first else settings
+            else:
+                route = self.resolver.resolve(name, explicit)
+                spec = DeploymentSpec(route.provider, route.model)
+                found = [self._route_deployment(f"{route.provider}/{route.model}", spec)]
+            deployments.extend(d for d in found if d not in deployments)
+            first = False
+        return Plan(model, deployments, settings)
+
+    def breaker_state(self, provider: str) -> str:
+        """`open` while every deployment of the provider is open, `half_open` while some are, else closed."""
+        states = [d.breaker.state for d in self.deployments.values() if d.spec.provider == provider]
+        if states and all(s is BreakerState.OPEN for s in states):
+            return BreakerState.OPEN.value
+        if any(s is not BreakerState.CLOSED for s in states):
+            return BreakerState.HALF_OPEN.value
+        return BreakerState.CLOSED.value
+
+    def limiter_capacity(self) -> list[tuple[dict[str, str], float]]:
+        """Spare concurrency of the adaptive limiters (limit minus in flight), summed per provider:
+        a label per deployment would let clients' model names multiply the series."""
+        spare: dict[str, float] = {}
+        for d in list(self.deployments.values()):
+            free = max(d.limiter.limit - d.limiter.in_flight, 0.0)
+            spare[d.spec.provider] = spare.get(d.spec.provider, 0.0) + free
+        return [({"provider": p, "limit": "concurrency"}, value) for p, value in spare.items()]

@@ -1,0 +1,214 @@
+"""The retry loop: one for every call (adapters never retry), with failover across a plan.
+
+Each deployment has a per-request "not before" time: a retryable failure sets it to now + max(backoff
+with full jitter, the delay the provider asked for), and the loop takes the first deployment that is
+ready, so a long wait on one deployment sends the request to the next instead of sleeping. It sleeps
+only when nothing is ready, never past the request's deadline nor longer than `max_retry_wait_s`
+(beyond that it fails at once with a retry delay for the client).
+
+Streams fail over only before their first content event: once a client has seen output, a failure
+ends the stream with an error status (an honest error beats a silently spliced answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+
+from provider_gateway.domain import CONTENT_EVENTS, Attempt, GatewayEvent
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.routing.attempts import Attempts, OpenStream, Req
+from provider_gateway.routing.deployments import Deployment
+from provider_gateway.routing.plans import Plan
+from provider_gateway.routing.settings import RoutingSettings
+from provider_gateway.routing.shared_state import SharedState
+from provider_gateway.routing.timing import RequestClock
+
+RPM_WINDOW_S = 60.0
+
+
+class CapacityQueue:
+    """The bounded queue of requests waiting for a deployment's concurrency to free up, per plan."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.waiters: dict[str, int] = {}
+        self._capacity = asyncio.Condition()
+
+    async def wait(self, plan: Plan, until: float, give_up: float) -> None:
+        """Wait in the plan's bounded queue until a deployment frees capacity or becomes ready
+        (`until`); past `give_up` (the deadline or the queue timeout) the request is refused."""
+        waiting = self.waiters.get(plan.name, 0)
+        if waiting >= plan.settings.max_queue:
+            raise GatewayError(
+                ErrorKind.RESOURCE_EXHAUSTED,
+                f"{plan.name!r} is at capacity and {waiting} requests are already waiting",
+                retry_after=1.0,
+            )
+        self.waiters[plan.name] = waiting + 1
+        try:
+            async with self._capacity:
+                await asyncio.wait_for(self._capacity.wait(), max(until - self.clock(), 0.0))
+        except TimeoutError:
+            if until < give_up:
+                return  # another deployment's wait is over: look again
+            raise GatewayError(
+                ErrorKind.RESOURCE_EXHAUSTED,
+                f"{plan.name!r} stayed at capacity until the request's deadline",
+                retry_after=1.0,
+            ) from None
+        finally:
+            self.waiters[plan.name] -= 1
+
+    async def notify(self) -> None:
+        async with self._capacity:
+            self._capacity.notify_all()
+
+
+class RetryLoop:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        rng: random.Random,
+        sleep: Callable[[float], Awaitable[object]],
+        store: SharedState,
+        capacity: CapacityQueue,
+        attempts: Attempts,
+    ) -> None:
+        self.clock = clock
+        self.rng = rng
+        self.sleep = sleep
+        self.store = store
+        self.capacity = capacity
+        self.attempts = attempts
+
+    async def run(
+        self,
+        plan: Plan,
+        request: Req,
+        clock: RequestClock,
+        open_stream: OpenStream[Req],
+        *,
+        buffered: bool = False,
+    ) -> AsyncGenerator[GatewayEvent, None]:
+        """The retry loop. `buffered` (unary calls) holds each attempt's events until it succeeds,
+        so that even a failure after some output can fail over: the client has seen nothing yet."""
+        settings = plan.settings
+        deadline = clock.deadline if clock.deadline is not None else self.clock() + settings.timeout_s
+        attempts: list[Attempt] = []
+        failures: dict[str, int] = {}
+        ready_at = {
+            d.key: self.clock() + s
+            for d, s in zip(plan.deployments, await self._ejections(plan), strict=True)
+        }
+        last_error: GatewayError | None = None
+        max_attempts = len(plan.deployments) + settings.retries
+        while len(attempts) < max_attempts:
+            deployment = await self._next_ready(plan, ready_at, deadline, last_error, retrying=bool(attempts))
+            if deployment is None:
+                continue
+            if deployment.spec.rpm:
+                wait = await self.store.hit(f"rpm:{deployment.key}", 1, deployment.spec.rpm, RPM_WINDOW_S)
+                if wait:
+                    ready_at[deployment.key] = self.clock() + wait
+                    last_error = GatewayError(
+                        ErrorKind.RESOURCE_EXHAUSTED,
+                        f"request budget of {deployment.key} ({deployment.spec.rpm}/min) is spent",
+                        provider=deployment.spec.provider,
+                        retry_after=wait,
+                    )
+                    continue
+            if not deployment.breaker.available():
+                continue  # another request took the last half-open probe slot while we waited
+            sent_content = False
+            held: list[GatewayEvent] = []
+            try:
+                # aclosing: a client that stops reading closes this attempt (and its upstream) now,
+                # not whenever the garbage collector finalizes the generator.
+                attempt = self.attempts.run(
+                    deployment, len(attempts) + 1, request, clock, deadline, open_stream, attempts, buffered
+                )
+                async with contextlib.aclosing(attempt):
+                    async for event in attempt:
+                        if buffered:
+                            held.append(event)
+                            continue
+                        if isinstance(event, CONTENT_EVENTS):
+                            sent_content = True
+                        handed = time.perf_counter_ns()
+                        yield event
+                        clock.downstream_ns += time.perf_counter_ns() - handed
+                for event in held:
+                    yield event
+                return
+            except GatewayError as exc:
+                if sent_content or not exc.retryable:
+                    raise
+                last_error = exc
+                n = failures.get(deployment.key, 0)
+                failures[deployment.key] = n + 1
+                delay = max(self.backoff(n, settings), exc.retry_after or 0.0)
+                ready_at[deployment.key] = self.clock() + delay
+        raise last_error or GatewayError(ErrorKind.UNAVAILABLE, f"no deployment of {plan.name!r} answered")
+
+    async def _ejections(self, plan: Plan) -> list[float]:
+        return await self.store.ejections([d.key for d in plan.deployments])
+
+    def backoff(self, failures: int, settings: RoutingSettings) -> float:
+        """Exponential backoff with full jitter (AWS architecture blog): uniform in [0, cap)."""
+        cap = min(settings.backoff_max_ms, settings.backoff_base_ms * 2.0**failures) / 1000
+        return self.rng.uniform(0, cap)
+
+    async def _next_ready(
+        self,
+        plan: Plan,
+        ready_at: dict[str, float],
+        deadline: float,
+        last_error: GatewayError | None,
+        *,
+        retrying: bool,
+    ) -> Deployment | None:
+        """The first deployment that can take the request now; or wait (bounded) and return None."""
+        now = self.clock()
+        wait = math.inf
+        at_capacity = False
+        for deployment in plan.deployments:
+            until = max(ready_at[deployment.key], now + deployment.breaker.open_for())
+            if until > now:
+                wait = min(wait, until - now)
+            elif retrying and now + deployment.ewma_ttft_s >= deadline:
+                continue  # cannot answer before the deadline: do not start it
+            elif not deployment.breaker.available() or not deployment.limiter.has_capacity():
+                at_capacity = True  # probe slots or concurrency taken: a release frees it
+            else:
+                return deployment
+        if at_capacity:
+            give_up = min(deadline, now + plan.settings.queue_timeout_s)
+            await self.capacity.wait(plan, min(give_up, now + wait), give_up)
+            return None
+        if wait > plan.settings.max_retry_wait_s or now + wait >= deadline or wait is math.inf:
+            raise _unavailable(plan, last_error, wait)
+        await self.sleep(wait)
+        return None
+
+
+def _unavailable(plan: Plan, last_error: GatewayError | None, wait: float) -> GatewayError:
+    retry_after = None if wait is math.inf else round(wait, 3)
+    if last_error is not None:
+        return GatewayError(
+            last_error.kind,
+            last_error.message,
+            provider=last_error.provider,
+            retry_after=retry_after or last_error.retry_after,
+            retryable=last_error.retryable,
+            upstream_status=last_error.upstream_status,
+        )
+    return GatewayError(
+        ErrorKind.UNAVAILABLE,
+        f"every deployment of {plan.name!r} is unavailable (circuit open or rate limited)",
+        retry_after=retry_after,
+    )
