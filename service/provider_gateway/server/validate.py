@@ -204,9 +204,7 @@ def _tools(request: pb.ChatRequest | pb.CountTokensRequest, limits: Limits) -> s
     names: set[str] = set()
     for i, tool in enumerate(request.tools):
         if not TOOL_NAME.match(tool.name):
-            raise invalid_argument(
-                f"tools[{i}].name: must match {TOOL_NAME.pattern}, got {shown(tool.name)}"
-            )
+            raise invalid_argument(f"tools[{i}].name: must match {TOOL_NAME.pattern}, got {shown(tool.name)}")
         if tool.name in names:
             raise invalid_argument(f"tools[{i}].name: {tool.name!r} is defined twice")
         names.add(tool.name)
