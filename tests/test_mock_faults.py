@@ -20,6 +20,7 @@ FAULTS = """
 fault = "error_before_first_token"
 fault_status = "UNAVAILABLE"
 fault_message = "upstream is down for maintenance"
+embeddings = true
 
 [providers.mock.models.flaky]
 fault = "error_after_tokens"
@@ -34,10 +35,12 @@ fault_after_tokens = 5
 
 [providers.mock.models.stuck]
 fault = "hang"
+embeddings = true
 
 [providers.mock.models.limited]
 fault = "rate_limit"
 retry_after_ms = 1500
+embeddings = true
 
 [providers.mock.models.dribble]
 tokens = 200

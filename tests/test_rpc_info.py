@@ -91,8 +91,17 @@ async def test_embed_returns_deterministic_unit_vectors(gateway) -> None:
 
 
 async def test_embed_honours_requested_dimensions(gateway) -> None:
-    response = await gateway.stub.Embed(pb.EmbedRequest(model="mock/echo", inputs=["x"], dimensions=3))
+    response = await gateway.stub.Embed(pb.EmbedRequest(model="mock/embed", inputs=["x"], dimensions=3))
     assert len(response.embeddings[0].values) == 3
+
+
+async def test_a_model_without_embeddings_refuses_embed(gateway) -> None:
+    """`mock/echo` declares no embeddings in ListModels, so it must not answer Embed either."""
+    models = await gateway.stub.ListModels(pb.ListModelsRequest(provider="mock"))
+    assert not next(m for m in models.models if m.id == "echo").embeddings
+    error = await rpc_error(gateway.stub.Embed(pb.EmbedRequest(model="mock/echo", inputs=["x"])))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not offer embeddings (embedding models: embed)" in (error.details() or "")
 
 
 async def test_list_providers_reports_health_and_capabilities(gateway_factory) -> None:

@@ -7,6 +7,7 @@ failover without knowing any vendor, and clients see the same status whichever p
 from __future__ import annotations
 
 import enum
+import re
 
 
 class ErrorKind(enum.Enum):
@@ -60,6 +61,50 @@ class GatewayError(Exception):
 
     def __str__(self) -> str:
         return f"{self.provider}: {self.message}" if self.provider else self.message
+
+    def public(self) -> str:
+        """What a client may see: `str(self)` with `public_message`."""
+        message = self.public_message()
+        return f"{self.provider}: {message}" if self.provider else message
+
+    def public_message(self) -> str:
+        """The message a client may see. A failure with no upstream answer (a transport error)
+        names no upstream URL and no internal exception class: those stay in the gateway's log."""
+        if self.upstream_status is not None:
+            return self.message  # the vendor's own words, already redacted
+        text = _AT_URL.sub("", self.message)
+        text = _URL.sub("the upstream", text)
+        for pattern in _CLASS_NAMES:
+            text = pattern.sub("", text)
+        return text.strip().rstrip(":")
+
+
+# URLs (upstream origins, proxies) and exception class names: "(ConnectError)", "ReadError: ...",
+# "failed: EndpointConnectionError", "<aiohttp.ClientPayloadError ...>". Only in errors without an
+# upstream answer, whose text comes from the gateway and its libraries rather than from a vendor.
+_URL_TEXT = r"\b(?:https?|wss?|unix)://[^\s,;)]*[^\s,;):]"
+_AT_URL = re.compile(rf"\s+at {_URL_TEXT}")
+_URL = re.compile(_URL_TEXT)
+_CLASS = r"(?:[A-Za-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Timeout|Exit)"
+_CLASS_NAMES = (
+    re.compile(rf"\s*<{_CLASS}[^>]*>"),
+    re.compile(rf"\s*\({_CLASS}\)"),
+    re.compile(rf":\s*{_CLASS}\s*$"),
+    re.compile(rf"\b{_CLASS}:\s*"),
+)
+
+# The most of one client-supplied value an error message repeats: a whole value could be megabytes,
+# more than gRPC's trailing metadata carries (the client would see RESOURCE_EXHAUSTED instead).
+MAX_ECHO_CHARS = 80
+
+
+def shown(value: object, limit: int = MAX_ECHO_CHARS) -> str:
+    """`repr(value)` for an error message, cut to `limit` characters with the length noted."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:limit]}...{size}"
 
 
 def invalid_argument(message: str) -> GatewayError:

@@ -60,6 +60,7 @@ MODEL_KEYS = (
     "cache_read_tokens",
     "cache_write_tokens",
     "embedding_dimensions",
+    "embeddings",
     "context_window",
 )
 PROVIDER_KEYS = ("kind", "healthy", "models")
@@ -82,6 +83,7 @@ class MockModel:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     embedding_dimensions: int = 8
+    embeddings: bool = False  # answers Embed (and says so in ListModels)
     context_window: int = 128_000
 
     @classmethod
@@ -109,6 +111,7 @@ class MockModel:
             embedding_dimensions=section.integer(
                 "embedding_dimensions", base.embedding_dimensions, minimum=1
             ),
+            embeddings=section.flag("embeddings", base.embeddings),
             context_window=section.integer("context_window", base.context_window, minimum=1),
         )
 
@@ -118,7 +121,7 @@ BUILTIN_MODELS: dict[str, MockModel] = {
     "reasoner": MockModel(reasoning_tokens=6),
     "tools": MockModel(tokens=4, tool_calls=(("get_weather", '{"city":"Paris","unit":"celsius"}'),)),
     "slow": MockModel(tokens=20, token_delay_ms=50, first_token_delay_ms=200),
-    "embed": MockModel(tokens=0, embedding_dimensions=16),
+    "embed": MockModel(tokens=0, embedding_dimensions=16, embeddings=True),
 }
 
 
@@ -132,6 +135,8 @@ class MockScript:
 
 
 RECENT_REQUESTS = 100
+# Embed answers up to this many values are built on the event loop (well under a millisecond).
+INLINE_EMBED_VALUES = 65_536
 
 
 @dataclass(slots=True)
@@ -327,7 +332,7 @@ class MockProvider(BaseProvider):
                 vision=True,
                 tools=bool(m.tool_calls) or name == "echo",
                 reasoning=m.reasoning_tokens > 0,
-                embeddings=name == "embed",
+                embeddings=m.embeddings,
             )
             for name, m in sorted(self.models.items())
         ]
@@ -339,13 +344,23 @@ class MockProvider(BaseProvider):
 
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         behaviour = self._model(request.model)
+        if not behaviour.embeddings:
+            embedders = ", ".join(sorted(n for n, m in self.models.items() if m.embeddings))
+            raise GatewayError(
+                ErrorKind.INVALID_ARGUMENT,
+                f"model {request.model!r} does not offer embeddings (embedding models: {embedders or 'none'})",
+                provider=self.name,
+            )
         try:
             await self._before_answer(behaviour)
+            dims = request.dimensions or behaviour.embedding_dimensions
+            if dims * len(request.inputs) <= INLINE_EMBED_VALUES:
+                vectors = embeddings(request.inputs, dims)
+            else:  # a big answer is built on a worker thread: the event loop keeps serving
+                vectors = await asyncio.to_thread(embeddings, request.inputs, dims)
         except asyncio.CancelledError:
             self._note_cancel()
             raise
-        dims = request.dimensions or behaviour.embedding_dimensions
-        vectors = [embedding(text, dims) for text in request.inputs]
         tokens = sum(estimate_tokens(t) for t in request.inputs)
         return EmbedResult(vectors, Usage(input_tokens=tokens), model=request.model)
 
@@ -372,8 +387,18 @@ def reasoning_words(count: int) -> list[str]:
 
 
 def embedding(text: str, dims: int) -> list[float]:
-    """A unit vector derived from the text's hash: equal texts embed equally."""
+    """A unit vector derived from the text's hash: equal texts embed equally.
+
+    The hash's 32 values repeat along the vector, so it is built by list repetition (C speed),
+    never by a Python loop over the dimensions.
+    """
     digest = hashlib.sha256(text.encode()).digest()
-    raw = [(digest[i % len(digest)] - 127.5) / 127.5 for i in range(dims)]
-    norm = math.sqrt(sum(v * v for v in raw)) or 1.0
-    return [v / norm for v in raw]
+    cycle = [(b - 127.5) / 127.5 for b in digest]
+    whole, rest = divmod(dims, len(cycle))
+    norm = math.sqrt(whole * sum(v * v for v in cycle) + sum(v * v for v in cycle[:rest])) or 1.0
+    unit = [v / norm for v in cycle]
+    return unit * whole + unit[:rest]
+
+
+def embeddings(texts: Sequence[str], dims: int) -> list[list[float]]:
+    return [embedding(text, dims) for text in texts]

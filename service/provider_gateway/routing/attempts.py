@@ -213,7 +213,7 @@ def _failed(deployment: Deployment, exc: GatewayError, started: int) -> Attempt:
         deployment.spec.provider,
         deployment.spec.model,
         exc.kind.value,
-        exc.message,
+        exc.public_message(),  # clients read attempts in the Finish: no upstream URL, no exception class
         us(time.perf_counter_ns() - started),
     )
 

@@ -21,6 +21,7 @@ from provider_gateway.routing.settings import parse_routing
 from provider_gateway.routing.shared_state import build_counter_store
 from provider_gateway.server import auth, tls, validate
 from provider_gateway.server.auth import AuthorizingResolver, AuthorizingRouter
+from provider_gateway.server.decode import DecodeGuard
 from provider_gateway.server.drain import DrainInterceptor
 from provider_gateway.server.health import SERVICE_NAME, ProviderHealthBook
 from provider_gateway.server.servicer import ProviderService
@@ -81,9 +82,11 @@ class GatewayServer:
         self.drain = DrainInterceptor()
         self.credentials = tls.server_credentials(config)
         self.grpc = grpc.aio.server(
-            # Telemetry outermost, so refused and unauthenticated calls are traced and counted too.
+            # Telemetry outermost, so refused and unauthenticated calls are traced and counted too;
+            # then undecodable requests are refused, before they cost any work or quota.
             interceptors=[
                 *self.telemetry.interceptors(),
+                DecodeGuard(),
                 self.drain,
                 *auth.interceptors(config, self.counters),
             ],

@@ -33,7 +33,7 @@ def _status_details(exc: GatewayError) -> tuple[tuple[str, str | bytes], ...]:
         return ()
     delay = duration_pb2.Duration()
     delay.FromMilliseconds(int(exc.retry_after * 1000))
-    status = status_pb2.Status(code=getattr(code_pb2, exc.kind.value), message=str(exc))
+    status = status_pb2.Status(code=getattr(code_pb2, exc.kind.value), message=exc.public())
     status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
     return (
         ("grpc-status-details-bin", status.SerializeToString()),
@@ -45,7 +45,10 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> 
     """End the call with the status that matches `exc`; never leak internals of unknown errors."""
     if isinstance(exc, GatewayError):
         code = grpc.StatusCode[exc.kind.value]
-        await context.abort(code, str(exc), trailing_metadata=_status_details(exc))
+        public = exc.public()
+        if public != str(exc):  # the client is not told the upstream's URL nor our exception classes
+            log.warning("%s: %s", exc.kind.value, exc)
+        await context.abort(code, public, trailing_metadata=_status_details(exc))
     incident = uuid.uuid4().hex[:12]
     log.exception("internal error, incident %s", incident)
     await context.abort(
@@ -130,7 +133,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListModelsResponse:
         async def work() -> pb.ListModelsResponse:
-            models = await self.router.list_models(request.provider)
+            models = await self.router.list_models(validate.list_models(request).provider)
             aliases = self.router.resolver.aliases_for
             return pb.ListModelsResponse(
                 models=[convert.model_to_proto(p, m, aliases(p, m.id)) for p, m in models]

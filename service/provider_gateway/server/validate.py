@@ -1,8 +1,9 @@
 """Request checks at the edge: a bad request is rejected with INVALID_ARGUMENT naming the field.
 
 Checks run on the protobuf message, before any provider sees the request, so that every client
-gets the same clear message whichever vendor would have failed later (and less clearly). Sizes
-are bounded by the `[limits]` table:
+gets the same clear message whichever vendor would have failed later (and less clearly). Every
+size-like field is bounded (`bounds.py`: per-model caps and documented ones), and error messages
+repeat at most a short prefix of a client's value. Conversation sizes come from the `[limits]` table:
 
     [limits]
     max_messages = 1000          # messages in one conversation
@@ -13,33 +14,33 @@ are bounded by the `[limits]` table:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from google.protobuf import json_format
 
 from provider_gateway.config import GatewayConfig
-from provider_gateway.errors import invalid_argument
+from provider_gateway.errors import invalid_argument, shown
+from provider_gateway.server import checks
+from provider_gateway.server.bounds import (
+    MAX_EMBED_VALUES,
+    MAX_FALLBACKS,
+    MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_STOP_CHARS,
+    SizeBounds,
+    bounds_for,
+)
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 LIMIT_KEYS = ("max_messages", "max_message_bytes", "max_tools", "max_embed_inputs")
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-MAX_OUTPUT_TOKENS = 1_000_000
 MAX_STOP_SEQUENCES = 16
-MAX_SCHEMA_DEPTH = 32
-JSON_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
-# What each accepted image type starts with; a declared type must match the bytes.
-IMAGE_MAGIC: dict[str, tuple[bytes, ...]] = {
-    "image/png": (b"\x89PNG\r\n\x1a\n",),
-    "image/jpeg": (b"\xff\xd8\xff",),
-    "image/gif": (b"GIF87a", b"GIF89a"),
-    "image/webp": (b"RIFF",),  # and b"WEBP" at offset 8, checked below
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,20 +69,58 @@ DEFAULT_LIMITS = Limits()
 # --- sampling ------------------------------------------------------------------------------------
 
 
-def _sampling(request: pb.ChatRequest | pb.CompleteRequest) -> None:
+def _sampling(request: pb.ChatRequest | pb.CompleteRequest, bounds: SizeBounds) -> None:
     if request.HasField("temperature") and not 0.0 <= request.temperature <= 2.0:
         raise invalid_argument(f"temperature: must be between 0 and 2, got {request.temperature:g}")
     if request.HasField("top_p") and not 0.0 <= request.top_p <= 1.0:
         raise invalid_argument(f"top_p: must be between 0 and 1, got {request.top_p:g}")
-    if request.HasField("max_tokens") and not 0 < request.max_tokens <= MAX_OUTPUT_TOKENS:
+    if request.HasField("max_tokens") and not 0 < request.max_tokens <= bounds.max_output_tokens:
         raise invalid_argument(
-            f"max_tokens: must be between 1 and {MAX_OUTPUT_TOKENS}, got {request.max_tokens}"
+            f"max_tokens: must be between 1 and {bounds.max_output_tokens}, got {request.max_tokens}"
         )
     if len(request.stop) > MAX_STOP_SEQUENCES:
         raise invalid_argument(f"stop: at most {MAX_STOP_SEQUENCES} stop sequences, got {len(request.stop)}")
     for i, stop in enumerate(request.stop):
         if not stop:
             raise invalid_argument(f"stop[{i}]: a stop sequence must not be empty")
+        if len(stop) > MAX_STOP_CHARS:
+            raise invalid_argument(f"stop[{i}]: at most {MAX_STOP_CHARS} characters, got {len(stop)}")
+
+
+# --- names and tags ------------------------------------------------------------------------------
+
+
+def _name(value: str, where: str) -> None:
+    if len(value) > MAX_NAME_CHARS:
+        raise invalid_argument(f"{where}: at most {MAX_NAME_CHARS} characters, got {len(value)}")
+
+
+def _route(request: Any, *, fallbacks: bool = True) -> SizeBounds:
+    """The model, provider and fallback names: bounded, since errors and logs repeat them."""
+    _name(request.model, "model")
+    _name(request.provider, "provider")
+    if fallbacks:
+        if len(request.fallbacks) > MAX_FALLBACKS:
+            raise invalid_argument(f"fallbacks: at most {MAX_FALLBACKS}, got {len(request.fallbacks)}")
+        for i, fallback in enumerate(request.fallbacks):
+            if not fallback:
+                raise invalid_argument(f"fallbacks[{i}]: must not be empty")
+            _name(fallback, f"fallbacks[{i}]")
+    return bounds_for(request.provider, request.model)
+
+
+def _metadata(metadata: Mapping[str, str]) -> None:
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        raise invalid_argument(f"metadata: at most {MAX_METADATA_ENTRIES} entries, got {len(metadata)}")
+    for key, value in metadata.items():
+        if not key or len(key) > MAX_METADATA_KEY_CHARS:
+            raise invalid_argument(
+                f"metadata: each key needs 1 to {MAX_METADATA_KEY_CHARS} characters, got {shown(key)}"
+            )
+        if len(value) > MAX_METADATA_VALUE_CHARS:
+            raise invalid_argument(
+                f"metadata[{shown(key)}]: at most {MAX_METADATA_VALUE_CHARS} characters, got {len(value)}"
+            )
 
 
 # --- messages ------------------------------------------------------------------------------------
@@ -108,6 +147,11 @@ def _messages(messages: Any, limits: Limits, field: str = "messages") -> None:
             )
         for j, part in enumerate(message.content):
             _part(part, message.role, f"{where}.content[{j}]", call_ids)
+        if message.role == pb.ROLE_TOOL and not any(p.HasField("tool_result") for p in message.content):
+            raise invalid_argument(
+                f"{where}: a tool message carries the tool_result of an earlier assistant tool call; "
+                "send other text as a user message"
+            )
 
 
 def _part(part: pb.ContentPart, role: int, where: str, call_ids: set[str]) -> None:
@@ -117,7 +161,7 @@ def _part(part: pb.ContentPart, role: int, where: str, call_ids: set[str]) -> No
             f"{where}: empty content part; set text, image, tool_call, tool_result or reasoning"
         )
     if kind == "image":
-        _image(part.image, f"{where}.image")
+        checks.image(part.image, f"{where}.image")
     elif kind == "tool_call":
         call = part.tool_call
         if role != pb.ROLE_ASSISTANT:
@@ -126,7 +170,7 @@ def _part(part: pb.ContentPart, role: int, where: str, call_ids: set[str]) -> No
             raise invalid_argument(f"{where}.tool_call.id: must not be empty")
         if not TOOL_NAME.match(call.name):
             raise invalid_argument(
-                f"{where}.tool_call.name: must match {TOOL_NAME.pattern}, got {call.name!r}"
+                f"{where}.tool_call.name: must match {TOOL_NAME.pattern}, got {shown(call.name)}"
             )
         if call.arguments_json:
             _json(call.arguments_json, f"{where}.tool_call.arguments_json")
@@ -137,7 +181,7 @@ def _part(part: pb.ContentPart, role: int, where: str, call_ids: set[str]) -> No
             raise invalid_argument(f"{where}.tool_result: only tool (or user) messages carry tool results")
         if result.tool_call_id not in call_ids:
             raise invalid_argument(
-                f"{where}.tool_result.tool_call_id: no earlier assistant tool call has id {result.tool_call_id!r}"
+                f"{where}.tool_result.tool_call_id: no earlier assistant tool call has id {shown(result.tool_call_id)}"
             )
 
 
@@ -146,100 +190,6 @@ def _json(text: str, where: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise invalid_argument(f"{where}: not valid JSON ({exc})") from None
-
-
-# --- images --------------------------------------------------------------------------------------
-
-
-def _image(image: pb.Image, where: str) -> None:
-    source = image.WhichOneof("source")
-    media_type = image.media_type.lower()
-    if media_type and media_type not in IMAGE_MAGIC:
-        raise invalid_argument(
-            f"{where}.media_type: {image.media_type!r} is not supported (use {', '.join(IMAGE_MAGIC)})"
-        )
-    if source is None:
-        raise invalid_argument(f"{where}: set data or url")
-    if source == "data":
-        _image_bytes(image.data, media_type, f"{where}.data")
-        return
-    url = urlsplit(image.url)
-    if url.scheme == "data":
-        declared, data = _data_url(image.url, f"{where}.url")
-        _image_bytes(data, declared, f"{where}.url")
-    elif url.scheme not in ("http", "https") or not url.netloc:
-        raise invalid_argument(f"{where}.url: must be an http(s) or data: URL, got scheme {url.scheme!r}")
-
-
-def _data_url(url: str, where: str) -> tuple[str, bytes]:
-    header, comma, payload = url[len("data:") :].partition(",")
-    media_type, _, encoding = header.partition(";")
-    if not comma or encoding != "base64":
-        raise invalid_argument(f"{where}: a data URL must look like data:image/png;base64,<data>")
-    if media_type.lower() not in IMAGE_MAGIC:
-        raise invalid_argument(
-            f"{where}: media type {media_type!r} is not supported (use {', '.join(IMAGE_MAGIC)})"
-        )
-    try:
-        return media_type.lower(), base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise invalid_argument(f"{where}: the data is not valid base64") from None
-
-
-def _image_bytes(data: bytes, media_type: str, where: str) -> None:
-    if not data:
-        raise invalid_argument(f"{where}: image data is empty")
-    sniffed = next(
-        (kind for kind, magics in IMAGE_MAGIC.items() if data.startswith(magics) and _webp_ok(kind, data)),
-        None,
-    )
-    if sniffed is None:
-        raise invalid_argument(f"{where}: not a PNG, JPEG, GIF or WebP image")
-    if media_type and sniffed != media_type:
-        raise invalid_argument(f"{where}: declared {media_type} but the data is {sniffed}")
-
-
-def _webp_ok(kind: str, data: bytes) -> bool:
-    return kind != "image/webp" or data[8:12] == b"WEBP"
-
-
-# --- tools and schemas ---------------------------------------------------------------------------
-
-
-def _schema(node: Any, where: str, depth: int = 0) -> None:
-    """A structural check of a JSON schema: enough to catch what every vendor would reject."""
-    if isinstance(node, bool):
-        return
-    if not isinstance(node, dict):
-        raise invalid_argument(f"{where}: a schema must be an object, got {type(node).__name__}")
-    if depth > MAX_SCHEMA_DEPTH:
-        raise invalid_argument(f"{where}: schema nested deeper than {MAX_SCHEMA_DEPTH} levels")
-    kind = node.get("type")
-    kinds = kind if isinstance(kind, list) else [kind] if kind is not None else []
-    for k in kinds:
-        if k not in JSON_TYPES:
-            raise invalid_argument(
-                f"{where}.type: {k!r} is not a JSON schema type ({', '.join(sorted(JSON_TYPES))})"
-            )
-    properties = node.get("properties", {})
-    if not isinstance(properties, dict):
-        raise invalid_argument(f"{where}.properties: must be an object mapping names to schemas")
-    for name, sub in properties.items():
-        _schema(sub, f"{where}.properties.{name}", depth + 1)
-    required = node.get("required", [])
-    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
-        raise invalid_argument(f"{where}.required: must be a list of property names")
-    if "items" in node:
-        _schema(node["items"], f"{where}.items", depth + 1)
-    for key in ("anyOf", "oneOf", "allOf"):
-        if key in node:
-            options = node[key]
-            if not isinstance(options, list) or not options:
-                raise invalid_argument(f"{where}.{key}: must be a non-empty list of schemas")
-            for i, sub in enumerate(options):
-                _schema(sub, f"{where}.{key}[{i}]", depth + 1)
-    if "enum" in node and (not isinstance(node["enum"], list) or not node["enum"]):
-        raise invalid_argument(f"{where}.enum: must be a non-empty list")
 
 
 def _struct(message: Any) -> dict[str, Any]:
@@ -254,7 +204,7 @@ def _tools(request: pb.ChatRequest | pb.CountTokensRequest, limits: Limits) -> s
     names: set[str] = set()
     for i, tool in enumerate(request.tools):
         if not TOOL_NAME.match(tool.name):
-            raise invalid_argument(f"tools[{i}].name: must match {TOOL_NAME.pattern}, got {tool.name!r}")
+            raise invalid_argument(f"tools[{i}].name: must match {TOOL_NAME.pattern}, got {shown(tool.name)}")
         if tool.name in names:
             raise invalid_argument(f"tools[{i}].name: {tool.name!r} is defined twice")
         names.add(tool.name)
@@ -264,7 +214,7 @@ def _tools(request: pb.ChatRequest | pb.CountTokensRequest, limits: Limits) -> s
                 raise invalid_argument(
                     f"tools[{i}].parameters.type: tool parameters must be an object schema"
                 )
-            _schema(schema, f"tools[{i}].parameters")
+            checks.schema(schema, f"tools[{i}].parameters")
     return names
 
 
@@ -277,7 +227,7 @@ def _tool_choice(request: pb.ChatRequest, tools: set[str]) -> None:
         raise invalid_argument("tool_choice.mode: requires at least one tool in tools")
     if mode == pb.ToolChoice.MODE_TOOL and choice.name not in tools:
         raise invalid_argument(
-            f"tool_choice.name: {choice.name!r} is not one of the request's tools ({', '.join(sorted(tools))})"
+            f"tool_choice.name: {shown(choice.name)} is not one of the request's tools ({', '.join(sorted(tools))})"
         )
 
 
@@ -291,13 +241,14 @@ def _response_format(request: pb.ChatRequest) -> None:
         raise invalid_argument("response_format.json_schema: required when type is TYPE_JSON_SCHEMA")
     if fmt.schema_name and not TOOL_NAME.match(fmt.schema_name):
         raise invalid_argument(f"response_format.schema_name: must match {TOOL_NAME.pattern}")
-    _schema(_struct(fmt.json_schema), "response_format.json_schema")
+    checks.schema(_struct(fmt.json_schema), "response_format.json_schema")
 
 
-def _reasoning(request: pb.ChatRequest) -> None:
-    if request.reasoning.budget_tokens < 0:
+def _reasoning(request: pb.ChatRequest, bounds: SizeBounds) -> None:
+    budget = request.reasoning.budget_tokens
+    if not 0 <= budget <= bounds.max_reasoning_budget:
         raise invalid_argument(
-            f"reasoning.budget_tokens: must not be negative, got {request.reasoning.budget_tokens}"
+            f"reasoning.budget_tokens: must be between 0 and {bounds.max_reasoning_budget}, got {budget}"
         )
     if request.reasoning.effort not in pb.ReasoningOptions.Effort.values():
         raise invalid_argument(f"reasoning.effort: unknown effort {request.reasoning.effort}")
@@ -307,37 +258,41 @@ def _reasoning(request: pb.ChatRequest) -> None:
 
 
 def chat(request: pb.ChatRequest, limits: Limits = DEFAULT_LIMITS) -> pb.ChatRequest:
+    bounds = _route(request)
     if not request.messages:
         raise invalid_argument("messages: at least one message is required")
     _messages(request.messages, limits)
     tools = _tools(request, limits)
     _tool_choice(request, tools)
     _response_format(request)
-    _reasoning(request)
-    _sampling(request)
+    _reasoning(request, bounds)
+    _sampling(request, bounds)
+    _metadata(request.metadata)
     return request
 
 
 def complete(request: pb.CompleteRequest, limits: Limits = DEFAULT_LIMITS) -> pb.CompleteRequest:
+    bounds = _route(request)
     if not request.prompt:
         raise invalid_argument("prompt: must not be empty")
-    if len(request.prompt.encode()) > limits.max_message_bytes:
-        raise invalid_argument(
-            f"prompt: exceeds the {limits.max_message_bytes}-byte limit ([limits] max_message_bytes)"
-        )
-    _sampling(request)
+    _text(request.prompt, "prompt", limits)
+    _sampling(request, bounds)
+    _metadata(request.metadata)
     return request
 
 
 def count(request: pb.CountTokensRequest, limits: Limits = DEFAULT_LIMITS) -> pb.CountTokensRequest:
+    _route(request, fallbacks=False)
     if not request.text and not request.messages:
         raise invalid_argument("text or messages: give the text or the conversation to count")
+    _text(request.text, "text", limits)
     _messages(request.messages, limits)
     _tools(request, limits)
     return request
 
 
 def embed(request: pb.EmbedRequest, limits: Limits = DEFAULT_LIMITS) -> pb.EmbedRequest:
+    bounds = _route(request, fallbacks=False)
     if not request.inputs:
         raise invalid_argument("inputs: at least one text to embed is required")
     if len(request.inputs) > limits.max_embed_inputs:
@@ -347,6 +302,28 @@ def embed(request: pb.EmbedRequest, limits: Limits = DEFAULT_LIMITS) -> pb.Embed
     for i, text in enumerate(request.inputs):
         if not text:
             raise invalid_argument(f"inputs[{i}]: must not be empty")
-    if request.dimensions < 0:
-        raise invalid_argument(f"dimensions: must not be negative, got {request.dimensions}")
+        _text(text, f"inputs[{i}]", limits)
+    dimensions = request.dimensions
+    if not 0 <= dimensions <= bounds.max_embed_dimensions:
+        raise invalid_argument(
+            f"dimensions: must be between 0 (the model's default) and {bounds.max_embed_dimensions}, got {dimensions}"
+        )
+    if dimensions * len(request.inputs) > MAX_EMBED_VALUES:
+        raise invalid_argument(
+            f"dimensions: {len(request.inputs)} inputs x {dimensions} dimensions is above the "
+            f"{MAX_EMBED_VALUES} values one answer may carry; send fewer inputs per request"
+        )
     return request
+
+
+def list_models(request: pb.ListModelsRequest) -> pb.ListModelsRequest:
+    _name(request.provider, "provider")
+    return request
+
+
+def _text(text: str, where: str, limits: Limits) -> None:
+    # Characters first: a cheap bound before the encode that measures bytes.
+    if len(text) > limits.max_message_bytes or len(text.encode()) > limits.max_message_bytes:
+        raise invalid_argument(
+            f"{where}: exceeds the {limits.max_message_bytes}-byte limit ([limits] max_message_bytes)"
+        )

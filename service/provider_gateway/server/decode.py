@@ -1,0 +1,109 @@
+"""Requests whose bytes do not decode get INVALID_ARGUMENT, like any other bad request.
+
+grpc.aio calls each method's `request_deserializer` itself; when it raises (bad UTF-8 in a string,
+a corrupt or truncated message, nesting past protobuf's 100 levels), grpc logs a traceback and the
+client gets UNKNOWN "Unexpected <class 'DecodeError'>". This interceptor wraps every method's
+deserializer so that a failure becomes an `Undecodable` request, which the wrapped handler answers
+with INVALID_ARGUMENT before any other work: the access log writes its one line, nothing else does.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+type Handler = grpc.RpcMethodHandler[Any, Any]
+Behaviour = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A request that did not decode, and the decoder's reason (protobuf's own words)."""
+
+    reason: str
+
+
+def _guarded(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # untrusted bytes: any failure to decode them is the client's
+            return Undecodable(str(exc) or type(exc).__name__)
+
+    return deserialize
+
+
+async def _refuse(context: grpc.aio.ServicerContext[Any, Any], request: Undecodable) -> None:
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT, f"the request does not decode as its message type: {request.reason}"
+    )
+
+
+def _unary_request(behaviour: Behaviour) -> Behaviour:
+    """Keep the behaviour's kind (coroutine or async generator): grpc.aio decides by it."""
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            if isinstance(request, Undecodable):
+                await _refuse(context, request)
+            async for item in behaviour(request, context):
+                yield item
+
+        return stream
+
+    async def unary(request: Any, context: Any) -> Any:
+        if isinstance(request, Undecodable):
+            await _refuse(context, request)
+        return await behaviour(request, context)
+
+    return unary
+
+
+def _stream_request(behaviour: Behaviour) -> Behaviour:
+    """Streamed requests: the first undecodable message ends the call."""
+
+    async def checked(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        async for request in requests:
+            if isinstance(request, Undecodable):
+                await _refuse(context, request)
+            yield request
+
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(requests: Any, context: Any) -> AsyncIterator[Any]:
+            async for item in behaviour(checked(requests, context), context):
+                yield item
+
+        return stream
+
+    async def unary(requests: Any, context: Any) -> Any:
+        return await behaviour(checked(requests, context), context)
+
+    return unary
+
+
+class DecodeGuard(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        kwargs: dict[str, Any] = {
+            "request_deserializer": _guarded(handler.request_deserializer),
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(_unary_request(handler.unary_unary), **kwargs)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(_unary_request(handler.unary_stream), **kwargs)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(_stream_request(handler.stream_unary), **kwargs)
+        assert handler.stream_stream is not None
+        return grpc.stream_stream_rpc_method_handler(_stream_request(handler.stream_stream), **kwargs)
