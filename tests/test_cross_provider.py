@@ -4,6 +4,7 @@ same text, tool call and normalised usage, whatever each vendor's wire format.""
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -370,8 +371,8 @@ idle_timeout_s = 0.2
 
 
 @pytest.mark.parametrize("kind", ["anthropic", "gemini", "cohere"])
-async def test_refused_connection_is_unavailable_and_names_the_host(
-    monkeypatch: pytest.MonkeyPatch, kind: str
+async def test_refused_connection_is_unavailable_and_the_log_names_the_host(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
     async with FakeCohere() as fake:  # start and stop a server to get a port nobody listens on
         port = fake.port
@@ -379,10 +380,12 @@ async def test_refused_connection_is_unavailable_and_names_the_host(
     config = (
         f'[providers.p]\nkind = "{kind}"\nbase_url = "http://127.0.0.1:{port}"\napi_key_env = "PG_X_SECRET"\n'
     )
-    async with run_gateway(config) as gateway:
-        error, _ = await chat_error(gateway.stub, chat_request("p/text"))
+    with caplog.at_level(logging.WARNING, logger="provider_gateway.rpc"):
+        async with run_gateway(config) as gateway:
+            error, _ = await chat_error(gateway.stub, chat_request("p/text"))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
-    assert f"127.0.0.1:{port}: connection refused" in (error.details() or "")
+    assert error.details() == "p: connection refused"  # the client is not told where the upstream is
+    assert any(f"http://127.0.0.1:{port}" in r.getMessage() for r in caplog.records)  # the operator is
 
 
 @pytest.mark.parametrize(

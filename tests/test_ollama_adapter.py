@@ -159,7 +159,7 @@ async def test_ollama_down_says_it_is_not_running(env: Env) -> None:
     got = await chat_stream(env.stub, pb.ChatRequest(model="down/llama3.2", messages=[user("Hi")]))
     assert got.error is not None
     assert got.error.code() == grpc.StatusCode.UNAVAILABLE
-    assert "Ollama is not running at http://127.0.0.1:" in (got.error.details() or "")
+    assert got.error.details() == "down: Ollama is not running (start it with `ollama serve`)"
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ failover without knowing any vendor, and clients see the same status whichever p
 from __future__ import annotations
 
 import enum
-import re
 
 
 class ErrorKind(enum.Enum):
@@ -39,6 +38,8 @@ class GatewayError(Exception):
 
     `retry_after` is the delay in seconds the upstream asked for (Retry-After, RetryInfo...), or
     None. `upstream_status` is the HTTP status or vendor code, kept for logs and metrics.
+    `detail` is for the gateway's log only: upstream URLs and library exception classes, which a
+    client must not see but an operator needs.
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class GatewayError(Exception):
         retry_after: float | None = None,
         retryable: bool | None = None,
         upstream_status: int | str | None = None,
+        detail: str = "",
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -58,40 +60,11 @@ class GatewayError(Exception):
         self.retry_after = retry_after
         self.retryable = kind in RETRYABLE_KINDS if retryable is None else retryable
         self.upstream_status = upstream_status
+        self.detail = detail
 
     def __str__(self) -> str:
         return f"{self.provider}: {self.message}" if self.provider else self.message
 
-    def public(self) -> str:
-        """What a client may see: `str(self)` with `public_message`."""
-        message = self.public_message()
-        return f"{self.provider}: {message}" if self.provider else message
-
-    def public_message(self) -> str:
-        """The message a client may see. A failure with no upstream answer (a transport error)
-        names no upstream URL and no internal exception class: those stay in the gateway's log."""
-        if self.upstream_status is not None:
-            return self.message  # the vendor's own words, already redacted
-        text = _AT_URL.sub("", self.message)
-        text = _URL.sub("the upstream", text)
-        for pattern in _CLASS_NAMES:
-            text = pattern.sub("", text)
-        return text.strip().rstrip(":")
-
-
-# URLs (upstream origins, proxies) and exception class names: "(ConnectError)", "ReadError: ...",
-# "failed: EndpointConnectionError", "<aiohttp.ClientPayloadError ...>". Only in errors without an
-# upstream answer, whose text comes from the gateway and its libraries rather than from a vendor.
-_URL_TEXT = r"\b(?:https?|wss?|unix)://[^\s,;)]*[^\s,;):]"
-_AT_URL = re.compile(rf"\s+at {_URL_TEXT}")
-_URL = re.compile(_URL_TEXT)
-_CLASS = r"(?:[A-Za-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Timeout|Exit)"
-_CLASS_NAMES = (
-    re.compile(rf"\s*<{_CLASS}[^>]*>"),
-    re.compile(rf"\s*\({_CLASS}\)"),
-    re.compile(rf":\s*{_CLASS}\s*$"),
-    re.compile(rf"\b{_CLASS}:\s*"),
-)
 
 # The most of one client-supplied value an error message repeats: a whole value could be megabytes,
 # more than gRPC's trailing metadata carries (the client would see RESOURCE_EXHAUSTED instead).

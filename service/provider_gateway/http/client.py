@@ -59,16 +59,14 @@ class ErrorPolicy:
         )
 
     def from_transport(self, provider: str, origin: str, error: httpx.TransportError) -> GatewayError:
+        """A failure with no upstream answer. The client reads what failed; the URL and the library's
+        exception go to `detail`, the gateway's log."""
+        cause = f"{origin}: {type(error).__name__}: {error}"
         if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout) or _refused(error):
-            what = "connection refused" if _refused(error) else f"cannot connect ({type(error).__name__})"
-            return GatewayError(
-                ErrorKind.UNAVAILABLE, f"{provider} at {origin}: {what}", provider=provider, retryable=True
-            )
+            what = "connection refused" if _refused(error) else "cannot connect"
+            return GatewayError(ErrorKind.UNAVAILABLE, what, provider=provider, retryable=True, detail=cause)
         return GatewayError(
-            ErrorKind.UNAVAILABLE,
-            f"{provider} connection failed: {type(error).__name__}: {error}",
-            provider=provider,
-            retryable=True,
+            ErrorKind.UNAVAILABLE, "connection failed", provider=provider, retryable=True, detail=cause
         )
 
 
@@ -133,7 +131,8 @@ class Upstream:
 
     def _transport_error(self, error: httpx.TransportError) -> GatewayError:
         mapped = self.errors.from_transport(self.provider, self.host.origin, error)
-        mapped.message = redact(mapped.message, self.secrets)  # library messages may quote URLs
+        mapped.message = redact(mapped.message, self.secrets)
+        mapped.detail = redact(mapped.detail, self.secrets)  # library messages may quote URLs and keys
         mapped.args = (mapped.message,)
         return mapped
 

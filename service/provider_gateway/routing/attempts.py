@@ -108,9 +108,10 @@ class Attempts:
                 except OSError as exc:  # an adapter let a socket error through: a connection failure
                     raise GatewayError(
                         ErrorKind.UNAVAILABLE,
-                        f"{deployment.key}: connection failed ({type(exc).__name__})",
+                        f"{deployment.key}: connection failed",
                         provider=deployment.spec.provider,
                         retryable=True,
+                        detail=f"{type(exc).__name__}: {exc}",
                     ) from exc
                 finally:
                     clock.upstream_ns += time.perf_counter_ns() - before
@@ -213,7 +214,7 @@ def _failed(deployment: Deployment, exc: GatewayError, started: int) -> Attempt:
         deployment.spec.provider,
         deployment.spec.model,
         exc.kind.value,
-        exc.public_message(),  # clients read attempts in the Finish: no upstream URL, no exception class
+        exc.message,
         us(time.perf_counter_ns() - started),
     )
 

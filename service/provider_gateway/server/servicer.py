@@ -33,7 +33,7 @@ def _status_details(exc: GatewayError) -> tuple[tuple[str, str | bytes], ...]:
         return ()
     delay = duration_pb2.Duration()
     delay.FromMilliseconds(int(exc.retry_after * 1000))
-    status = status_pb2.Status(code=getattr(code_pb2, exc.kind.value), message=exc.public())
+    status = status_pb2.Status(code=getattr(code_pb2, exc.kind.value), message=str(exc))
     status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
     return (
         ("grpc-status-details-bin", status.SerializeToString()),
@@ -45,10 +45,9 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> 
     """End the call with the status that matches `exc`; never leak internals of unknown errors."""
     if isinstance(exc, GatewayError):
         code = grpc.StatusCode[exc.kind.value]
-        public = exc.public()
-        if public != str(exc):  # the client is not told the upstream's URL nor our exception classes
-            log.warning("%s: %s", exc.kind.value, exc)
-        await context.abort(code, public, trailing_metadata=_status_details(exc))
+        if exc.detail:  # the upstream's URL and the library's exception: for operators, not clients
+            log.warning("%s: %s (%s)", exc.kind.value, exc, exc.detail)
+        await context.abort(code, str(exc), trailing_metadata=_status_details(exc))
     incident = uuid.uuid4().hex[:12]
     log.exception("internal error, incident %s", incident)
     await context.abort(

@@ -117,12 +117,19 @@ def translate(exc: BaseException, provider: str, model: str, region: str) -> Gat
         return GatewayError(ErrorKind.DEADLINE_EXCEEDED, "Bedrock did not answer in time", provider=provider)
     if isinstance(exc, MALFORMED_ERRORS):
         return GatewayError(
-            ErrorKind.UNAVAILABLE, f"malformed response from Bedrock: {type(exc).__name__}", provider=provider
+            ErrorKind.UNAVAILABLE, "malformed response from Bedrock", provider=provider, detail=_cause(exc)
         )
     if isinstance(exc, TRANSPORT_ERRORS):
         return GatewayError(
-            ErrorKind.UNAVAILABLE, f"Bedrock connection failed: {type(exc).__name__}", provider=provider
+            ErrorKind.UNAVAILABLE, "Bedrock connection failed", provider=provider, detail=_cause(exc)
         )
     if isinstance(exc, BotoCoreError):
-        return GatewayError(ErrorKind.UNAVAILABLE, f"Bedrock call failed: {exc}", provider=provider)
-    return GatewayError(ErrorKind.INTERNAL, f"Bedrock call failed: {type(exc).__name__}", provider=provider)
+        return GatewayError(
+            ErrorKind.UNAVAILABLE, "Bedrock call failed", provider=provider, detail=_cause(exc)
+        )
+    return GatewayError(ErrorKind.INTERNAL, "Bedrock call failed", provider=provider, detail=_cause(exc))
+
+
+def _cause(exc: BaseException) -> str:
+    """The library's exception, for the gateway's log: it names endpoint URLs a client must not see."""
+    return f"{type(exc).__name__}: {exc}"

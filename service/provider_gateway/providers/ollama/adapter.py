@@ -62,8 +62,9 @@ class OllamaErrors(ErrorPolicy):
     def from_transport(self, provider: str, origin: str, error: httpx.TransportError) -> GatewayError:
         mapped = super().from_transport(provider, origin, error)
         if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout) or "refused" in mapped.message:
-            mapped.message = f"Ollama is not running at {self.base_url} (start it with `ollama serve`)"
+            mapped.message = "Ollama is not running (start it with `ollama serve`)"
             mapped.args = (mapped.message,)
+            mapped.detail = f"Ollama at {self.base_url}: {mapped.detail}"
         return mapped
 
 
