@@ -1,4 +1,5 @@
-# provider-gateway container image.
+# provider-gateway container image (the distribution `provider-gateway-server`; the command stays
+# `provider-gateway`).
 #
 #   docker build -t provider-gateway .
 #   docker run --rm -p 50051:50051 provider-gateway                       # mock provider only

@@ -35,11 +35,11 @@ def read_some(fd: int, timeout_s: float) -> bytes:
 
 
 @contextmanager
-def served(log_dir: Path, *args: str) -> Iterator[str]:
+def served(log_dir: Path, *args: str, cli: str = CLI) -> Iterator[str]:
     """Start the server, yield its `host:port`, stop it with SIGTERM afterwards."""
     log = (log_dir / "server.log").open("w")
     proc = subprocess.Popen(
-        [CLI, "serve", "--port", "0", *args], stdout=subprocess.PIPE, stderr=log, text=True
+        [cli, "serve", "--port", "0", *args], stdout=subprocess.PIPE, stderr=log, text=True
     )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -1,7 +1,9 @@
 'use strict';
 // Node.js client for provider-gateway, built on @grpc/grpc-js and @grpc/proto-loader.
 //
-// The proto is loaded at run time from the repository's proto/ folder (no generated code), with
+// The proto is loaded at run time from the package's proto/ folder, a copy of the repository's that
+// scripts/gen_proto.py keeps in step (a test checks it), so the package installs on its own; no
+// generated code, with
 // keepCase so that field names are the proto's own snake_case ones, the same as in every other
 // language's stubs. Types for editors are in index.d.ts.
 
@@ -11,8 +13,7 @@ const protoLoader = require('@grpc/proto-loader');
 
 const SERVICE = 'provider_gateway.v1.ProviderService';
 const DEFAULT_TARGET = 'localhost:50051';
-const DEFAULT_PROTO_ROOT = path.resolve(__dirname, '..', '..', 'proto');
-const HEALTH_PROTO_ROOT = path.join(__dirname, 'proto');
+const PROTO_ROOT = path.join(__dirname, 'proto');
 
 // Unary calls are safe to retry when the server was not reached or refused before doing work
 // (UNAVAILABLE); streams are never retried by the channel, since output may already have been
@@ -59,7 +60,7 @@ function loadPackages(protoRoot) {
   });
   const health = protoLoader.loadSync('grpc/health/v1/health.proto', {
     ...LOADER_OPTIONS,
-    includeDirs: [HEALTH_PROTO_ROOT],
+    includeDirs: [PROTO_ROOT],
   });
   return {
     gateway: grpc.loadPackageDefinition(definition).provider_gateway.v1,
@@ -94,7 +95,7 @@ class GatewayClient {
    * @param {import('./index').ClientOptions} [options]
    */
   constructor(target = DEFAULT_TARGET, options = {}) {
-    const packages = loadPackages(options.protoRoot || process.env.PROVIDER_GATEWAY_PROTO_ROOT || DEFAULT_PROTO_ROOT);
+    const packages = loadPackages(options.protoRoot || process.env.PROVIDER_GATEWAY_PROTO_ROOT || PROTO_ROOT);
     const channelOptions = {
       ...DEFAULT_CHANNEL_OPTIONS,
       'grpc.service_config': JSON.stringify(options.serviceConfig || DEFAULT_SERVICE_CONFIG),

@@ -9,7 +9,6 @@ Streams yield typed events (`Text`, `Reasoning`, `ToolCallStarted`, `ToolCallArg
 building requests with every field.
 """
 
-from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway_client.client import (
     CHANNEL_OPTIONS,
     SERVICE_CONFIG,
@@ -32,6 +31,7 @@ from provider_gateway_client.events import (
     text_of,
     typed_event,
 )
+from provider_gateway_client.v1 import provider_service_pb2 as pb
 
 __all__ = [
     "CHANNEL_OPTIONS",

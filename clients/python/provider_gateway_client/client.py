@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from provider_gateway.v1 import provider_service_pb2 as pb
-from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
+from provider_gateway_client import health
 from provider_gateway_client.events import Event, Text, typed_event
+from provider_gateway_client.v1 import provider_service_pb2 as pb
+from provider_gateway_client.v1 import provider_service_pb2_grpc as pb_grpc
 
 ROLES = {"system": pb.ROLE_SYSTEM, "user": pb.ROLE_USER, "assistant": pb.ROLE_ASSISTANT, "tool": pb.ROLE_TOOL}
 SERVICE = "provider_gateway.v1.ProviderService"
@@ -115,7 +115,11 @@ class GatewayClient:
             )
         self.channel = channel
         self.stub = pb_grpc.ProviderServiceStub(channel)
-        self.health_stub = health_pb2_grpc.HealthStub(channel)
+        self._health_check = channel.unary_unary(
+            health.CHECK_METHOD,
+            request_serializer=health.HealthCheckRequest.SerializeToString,
+            response_deserializer=health.HealthCheckResponse.FromString,
+        )
         self._options = _Options(api_key, timeout)
 
     async def __aenter__(self) -> GatewayClient:
@@ -191,9 +195,9 @@ class GatewayClient:
 
     async def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The health status name (`SERVING`, `NOT_SERVING`...) of the server or one entry."""
-        request = health_pb2.HealthCheckRequest(service=service)
-        response = await self.health_stub.Check(request, **self._options.call(timeout))
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        request = health.HealthCheckRequest(service=service)
+        response = await self._health_check(request, **self._options.call(timeout))
+        return health.status_name(response)
 
 
 class SyncGatewayClient:
@@ -217,7 +221,11 @@ class SyncGatewayClient:
             )
         self.channel = channel
         self.stub = pb_grpc.ProviderServiceStub(channel)
-        self.health_stub = health_pb2_grpc.HealthStub(channel)
+        self._health_check = channel.unary_unary(
+            health.CHECK_METHOD,
+            request_serializer=health.HealthCheckRequest.SerializeToString,
+            response_deserializer=health.HealthCheckResponse.FromString,
+        )
         self._options = _Options(api_key, timeout)
 
     def __enter__(self) -> SyncGatewayClient:
@@ -290,6 +298,6 @@ class SyncGatewayClient:
         )
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
-        request = health_pb2.HealthCheckRequest(service=service)
-        response = self.health_stub.Check(request, **self._options.call(timeout))
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        request = health.HealthCheckRequest(service=service)
+        response = self._health_check(request, **self._options.call(timeout))
+        return health.status_name(response)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from provider_gateway.v1 import provider_service_pb2 as pb
+from provider_gateway_client.v1 import provider_service_pb2 as pb
 
 
 @dataclass(frozen=True, slots=True)
