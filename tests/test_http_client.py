@@ -168,3 +168,29 @@ async def test_first_byte_timeout_and_cancel_while_waiting_for_headers(
     task.cancel()
     async with asyncio.timeout(10):
         await fake.disconnected.wait()
+
+
+async def test_a_malformed_chunked_body_fails_on_every_transport(pool: UpstreamPool) -> None:
+    """Headers, then bytes where a chunk size belongs, then the end: an error, never a wait."""
+
+    async def broken_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the client holds the body reader when the bad bytes come
+        writer.write(b"ZZZZ\r\nnot a chunk size\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(broken_proxy, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        with pytest.raises(GatewayError) as caught:
+            async with asyncio.timeout(30):  # only so that a regression fails instead of hanging the suite
+                await collect(upstream(pool, url), "/s", [])
+    finally:
+        server.close()
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    assert caught.value.retryable

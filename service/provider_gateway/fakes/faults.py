@@ -10,6 +10,7 @@ Faults:
   garbage          200, text/event-stream, random bytes, then the end
   truncated_json   200, an SSE event whose JSON stops half-way, then the end
   truncated_body   200, application/json that stops half-way (for unary calls)
+  bad_chunked      200 with chunked headers, then bytes that are not a chunk, then the end
   never_ending     200, a comment/ping event every 50 ms, forever (until the client leaves)
   huge             200, text/event-stream, 10 MB in one event line that never ends
   drip             200, a valid-looking event, one byte a second
@@ -134,6 +135,16 @@ class FaultyUpstream:
         await response.write_eof()
         return response
 
+    async def bad_chunked(self, request: web.Request) -> web.StreamResponse:
+        response = await _stream(request)  # chunked: HTTP/1.1 with no content-length
+        await asyncio.sleep(0.05)  # the headers reach the client first, as from a real proxy
+        transport = request.transport
+        if transport is not None:
+            transport.write(b"ZZZZ\r\nnot a chunk size\r\n")
+            await asyncio.sleep(0.05)
+            transport.close()
+        return response
+
     async def never_ending(self, request: web.Request) -> web.StreamResponse:
         response = await _stream(request)
         while True:
@@ -192,6 +203,7 @@ FAULTS: dict[str, Fault] = {
             "garbage",
             "truncated_json",
             "truncated_body",
+            "bad_chunked",
             "never_ending",
             "huge",
             "drip",

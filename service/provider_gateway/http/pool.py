@@ -21,6 +21,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from provider_gateway.config import Section
+from provider_gateway.http.malformed_body import FailFastConnector
 
 RequestHook = Callable[[httpx.Request], None]
 # httpx logs every request at INFO with its full URL; at a gateway's volume that is noise, and some
@@ -64,7 +65,7 @@ class HostClient:
         # Created lazily by the transport on first use, inside the running loop, as aiohttp needs.
         trace = aiohttp.TraceConfig()
         trace.on_connection_create_end.append(self._on_aiohttp_connection)
-        connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=60)
+        connector = FailFastConnector(limit=max_connections, keepalive_timeout=60)
         return aiohttp.ClientSession(connector=connector, trace_configs=[trace])
 
     async def _on_aiohttp_connection(
