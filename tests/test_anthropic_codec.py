@@ -309,10 +309,10 @@ def test_thinking_limits_are_checked_before_sending() -> None:
 
 def test_provider_options_merge_into_the_body() -> None:
     request = ChatRequest(
-        "m", [msg(Role.USER, "x")], provider_options={"top_k": 5, "metadata": {"user_id": "u1"}}
+        "m", [msg(Role.USER, "x")], provider_options={"top_k": 5, "service_tier": "standard_only"}
     )
     body = codec.build_messages_body(request, codec.AnthropicOptions())
-    assert (body["top_k"], body["metadata"]) == (5, {"user_id": "u1"})
+    assert (body["top_k"], body["service_tier"]) == (5, "standard_only")
 
 
 def test_empty_text_parts_are_dropped() -> None:

@@ -11,15 +11,19 @@ from typing import Any
 
 from provider_gateway.domain import StreamEvent, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.owned_options import refuse_owned
 
 
-def merge_provider_options(body: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """The proto's rule: provider-specific fields "merged into the upstream request body as given".
+def merge_provider_options(
+    body: dict[str, Any], options: Mapping[str, Any], owned_fields: frozenset[str]
+) -> dict[str, Any]:
+    """The proto's rule: provider-specific fields "merged into the upstream request body as given",
+    except the ones the wire owns (`owned_fields`, refused: see owned_options.py).
 
     Tables merge one level deep, so `{"generationConfig": {"topK": 5}}` adds to the generated
     `generationConfig` instead of replacing it; any other value replaces the generated one.
     """
-    for key, value in options.items():
+    for key, value in refuse_owned(options, owned_fields).items():
         current = body.get(key)
         body[key] = (
             {**current, **value} if isinstance(current, dict) and isinstance(value, Mapping) else value

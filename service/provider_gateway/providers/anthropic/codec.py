@@ -34,6 +34,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.vendor_wire import (
     ToolCallAssembler,
@@ -205,6 +206,13 @@ def thinking_budget(request: ChatRequest, max_tokens: int, *, forced_tool: bool)
     return budget
 
 
+# Body fields the gateway owns in Messages and legacy Complete bodies (owned_options.py).
+OWNED_FIELDS = owned(
+    "model", "messages", "system", "prompt", "stream", "max_tokens", "max_tokens_to_sample",
+    "temperature", "top_p", "stop_sequences", "thinking", "tools", "tool_choice", "metadata",
+)  # fmt: skip
+
+
 def build_messages_body(
     request: ChatRequest, options: AnthropicOptions, *, stream: bool = True
 ) -> dict[str, Any]:
@@ -240,7 +248,7 @@ def build_messages_body(
         body["stop_sequences"] = list(request.stop)
     if stream:
         body["stream"] = True
-    return merge_provider_options(body, request.provider_options)
+    return merge_provider_options(body, request.provider_options, OWNED_FIELDS)
 
 
 def build_count_body(request: CountTokensRequest) -> dict[str, Any]:
@@ -272,7 +280,7 @@ def build_complete_body(request: CompletionRequest, options: AnthropicOptions) -
         body["top_p"] = request.top_p
     if request.stop:
         body["stop_sequences"] = list(request.stop)
-    return merge_provider_options(body, request.provider_options)
+    return merge_provider_options(body, request.provider_options, OWNED_FIELDS)
 
 
 # --- responses ------------------------------------------------------------------------------------

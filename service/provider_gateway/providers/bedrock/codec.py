@@ -41,6 +41,7 @@ from provider_gateway.domain import (
 from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
 from provider_gateway.providers.anthropic.codec import MIN_THINKING_BUDGET, thinking_budget
 from provider_gateway.providers.bedrock.models import Family
+from provider_gateway.providers.owned_options import owned, refuse_owned
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 CACHE_POINT: dict[str, Any] = {"cachePoint": {"type": "default"}}
@@ -55,6 +56,14 @@ IMAGE_FORMATS = {
     "image/webp": "webp",
 }
 # Converse parameters that provider_options may set directly; other keys are model fields.
+# Fields the gateway owns (owned_options.py), as Converse parameters and as the model fields that
+# additionalModelRequestFields or an InvokeModel body would carry for any model family.
+OWNED_FIELDS = owned(
+    "modelId", "messages", "system", "inferenceConfig", "toolConfig", "prompt", "message",
+    "chat_history", "max_tokens", "max_tokens_to_sample", "max_gen_len", "maxTokenCount",
+    "textGenerationConfig", "n", "num_generations", "temperature", "top_p", "p", "stop",
+    "stop_sequences", "tools", "tool_choice", "response_format", "thinking", "reasoning_config",
+)  # fmt: skip
 CONVERSE_TOP_LEVEL = frozenset(
     {"guardrailConfig", "performanceConfig", "requestMetadata", "additionalModelResponseFieldPaths"}
 )
@@ -331,7 +340,7 @@ def converse_request(
     )
     if tools := tool_config(request.tools, choice.mode, choice.name, has_tool_blocks):
         kwargs["toolConfig"] = tools
-    for key, value in request.provider_options.items():
+    for key, value in refuse_owned(request.provider_options, OWNED_FIELDS).items():
         (kwargs if key in CONVERSE_TOP_LEVEL else extra)[key] = value
     if extra:
         kwargs["additionalModelRequestFields"] = extra
@@ -480,7 +489,7 @@ def invoke_body(family: Family, request: CompletionRequest, default_max_tokens: 
         raise invalid_argument(
             f"model: no InvokeModel body is known for {request.model!r}; use Chat (Converse) instead"
         )
-    body.update(request.provider_options)
+    body.update(refuse_owned(request.provider_options, OWNED_FIELDS))
     return body
 
 

@@ -33,6 +33,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.vendor_wire import ToolCallAssembler, malformed, merge_provider_options
 
@@ -83,6 +84,13 @@ def _convert(message: Message) -> list[dict[str, Any]]:
     return [{"role": "user", "content": _user_content(message)}]
 
 
+# Body fields the gateway owns in v2 Chat bodies (owned_options.py).
+OWNED_FIELDS = owned(
+    "model", "messages", "stream", "max_tokens", "temperature", "p", "stop_sequences",
+    "tools", "tool_choice", "response_format", "thinking",
+)  # fmt: skip
+
+
 def build_chat_body(request: ChatRequest, *, stream: bool = True) -> dict[str, Any]:
     messages = [m for message in request.messages for m in _convert(message)]
     body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": stream}
@@ -119,7 +127,7 @@ def build_chat_body(request: ChatRequest, *, stream: bool = True) -> dict[str, A
         if reasoning.budget_tokens:
             thinking["token_budget"] = reasoning.budget_tokens
         body["thinking"] = thinking
-    return merge_provider_options(body, request.provider_options)
+    return merge_provider_options(body, request.provider_options, OWNED_FIELDS)
 
 
 def build_embed_body(request: EmbedRequest) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.errors import google_retry_delay
+from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.vendor_wire import arguments_object, malformed, merge_provider_options
 
@@ -200,6 +201,17 @@ def _generation_config(request: ChatRequest) -> dict[str, Any]:
     return config
 
 
+# Body fields the gateway owns (owned_options.py), Gemini API and Vertex alike; the API takes
+# snake_case too, which the comparison covers.
+OWNED_FIELDS = owned(
+    "contents", "systemInstruction", "tools", "toolConfig",
+    *(f"generationConfig.{name}" for name in (
+        "maxOutputTokens", "candidateCount", "temperature", "topP", "stopSequences",
+        "responseMimeType", "responseSchema", "responseJsonSchema", "thinkingConfig",
+    )),
+)  # fmt: skip
+
+
 def build_generate_body(request: ChatRequest) -> dict[str, Any]:
     contents, system = convert_messages(request.messages)
     body: dict[str, Any] = {"contents": contents}
@@ -213,7 +225,7 @@ def build_generate_body(request: ChatRequest) -> dict[str, Any]:
     config = _generation_config(request)
     if config:
         body["generationConfig"] = config
-    return merge_provider_options(body, request.provider_options)
+    return merge_provider_options(body, request.provider_options, OWNED_FIELDS)
 
 
 def build_count_body(request: CountTokensRequest, model_path: str) -> dict[str, Any]:

@@ -33,10 +33,17 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
-from provider_gateway.providers.openai.codec import function_tools, host_options
+from provider_gateway.providers.openai.codec import function_tools
+from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
+from provider_gateway.providers.vendor_wire import merge_provider_options
 from provider_gateway.wire.think import ThinkSplitter
 
+# Body fields the gateway owns (owned_options.py): the token limit and sampling live in `options`.
+OWNED_FIELDS = owned(
+    "model", "messages", "prompt", "stream", "tools", "format", "think",
+    "options.num_predict", "options.temperature", "options.top_p", "options.stop",
+)  # fmt: skip
 DONE_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
 
 
@@ -97,7 +104,8 @@ def chat_body(request: ChatRequest, *, stream: bool, keep_alive: str = "") -> di
         body["think"] = True
     if keep_alive:
         body["keep_alive"] = keep_alive
-    body.update(host_options(request.provider_options))
+    # Merged a table deep: `{"options": {"num_ctx": 8192}}` adds to the generated options.
+    merge_provider_options(body, request.provider_options, OWNED_FIELDS)
     return body
 
 

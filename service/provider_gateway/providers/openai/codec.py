@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -35,13 +36,20 @@ from provider_gateway.errors import GatewayError
 from provider_gateway.http.errors import error_from_response
 from provider_gateway.providers.openai.content import decode_content, family_chunk
 from provider_gateway.providers.openai.presets import Preset
+from provider_gateway.providers.owned_options import owned, refuse_owned
 from provider_gateway.providers.shapes import shape_checked
 
 # o1, o3, o4 families and gpt-5, also behind a vendor prefix ("openai/o3-mini" on OpenRouter).
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o[134](?:$|-)|gpt-5)")
 _DEEPSEEK_REASONER = re.compile(r"deepseek-(?:reasoner|r1)", re.IGNORECASE)
-# Fields the gateway owns: a caller's provider_options may not change what is asked or how it streams.
-RESERVED_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
+# Body fields the gateway owns (Chat Completions and legacy Completions, every preset): a caller's
+# provider_options may not change what is asked, how it streams, nor its size (owned_options.py).
+OWNED_FIELDS = owned(
+    "model", "messages", "prompt", "stream", "stream_options",
+    "max_tokens", "max_completion_tokens", "n", "best_of",
+    "temperature", "top_p", "stop", "reasoning_effort",
+    "tools", "tool_choice", "functions", "function_call", "response_format", "user", "metadata",
+)  # fmt: skip
 
 
 def is_reasoning_model(model: str) -> bool:
@@ -55,9 +63,9 @@ def image_url(part: ImagePart) -> str:
     return part.url
 
 
-def host_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The caller's escape hatch for host-specific fields (seed, logit_bias...), minus reserved ones."""
-    return {k: v for k, v in options.items() if k not in RESERVED_FIELDS}
+def host_options(options: dict[str, Any], fields: frozenset[str] = OWNED_FIELDS) -> Mapping[str, Any]:
+    """The caller's escape hatch for host-specific fields (seed, logit_bias...); owned ones refused."""
+    return refuse_owned(options, fields)
 
 
 def function_tools(request: ChatRequest) -> list[dict[str, Any]]:

@@ -34,9 +34,14 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.openai.codec import image_url, is_reasoning_model, json_schema_format
+from provider_gateway.providers.owned_options import owned, refuse_owned
 
-# Fields the gateway owns (provider_options may not change what is asked or how it streams).
-RESERVED_FIELDS = frozenset({"model", "input", "stream"})
+# Body fields the gateway owns: provider_options may not change what is asked, how it streams, how
+# much it costs, nor the reasoning state it keeps (owned_options.py).
+OWNED_FIELDS = owned(
+    "model", "input", "instructions", "stream", "max_output_tokens", "temperature", "top_p",
+    "tools", "tool_choice", "text", "reasoning", "store", "include", "user", "metadata",
+)  # fmt: skip
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 
 
@@ -84,7 +89,7 @@ def responses_body(
         body["include"] = [ENCRYPTED_REASONING]
     if stream:
         body["stream"] = True
-    body.update({k: v for k, v in request.provider_options.items() if k not in RESERVED_FIELDS})
+    body.update(refuse_owned(request.provider_options, OWNED_FIELDS))
     return body
 
 
