@@ -194,6 +194,19 @@ async def test_requests_per_minute_quota_returns_retry_info(gateway_factory: Gat
         await gw.stub.Chat(chat(), metadata=bearer(ALICE), timeout=10)
 
 
+async def test_listing_providers_and_health_cost_no_quota(gateway_factory: GatewayFactory) -> None:
+    """Bob may make 3 requests a minute and Carol 60 tokens: listing and health spend neither."""
+    async with gateway_factory(CONFIG) as gw:
+        health = health_pb2_grpc.HealthStub(gw.channel)
+        for _ in range(10):
+            await gw.stub.ListProviders(pb.ListProvidersRequest(), metadata=bearer(BOB), timeout=10)
+            await gw.stub.ListProviders(pb.ListProvidersRequest(), metadata=bearer(CAROL), timeout=10)
+            await health.Check(health_pb2.HealthCheckRequest(), metadata=bearer(BOB), timeout=10)
+        for _ in range(3):
+            await gw.stub.Chat(chat(), metadata=bearer(BOB), timeout=10)
+        await gw.stub.Chat(chat(), metadata=bearer(CAROL), timeout=10)
+
+
 async def test_tokens_per_minute_quota_counts_input_and_output(gateway_factory: GatewayFactory) -> None:
     async with gateway_factory(CONFIG) as gw:
         exhausted = None

@@ -12,6 +12,7 @@ from routing_support import FakeClock, chat, finish_of, make_router, mock, run_s
 
 from provider_gateway.domain import ChatRequest, StreamEvent
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.routing.attempts import rate_limit_hold
 from provider_gateway.routing.limiter import (
     AdaptiveLimiter,
     LimiterSettings,
@@ -74,7 +75,7 @@ async def test_adapters_report_rate_limits_through_the_hook_during_an_attempt() 
     halved = initial / 2
     assert deployment.limiter.limit == pytest.approx(halved + 1 / halved)  # halved, then one success
     await asyncio.sleep(0)  # the ejection is written by a background task
-    assert (await router.store.ejections(["a/echo"]))[0] == pytest.approx(12)
+    assert (await router.store.ejections([rate_limit_hold("a/echo")]))[0] == pytest.approx(12)
     report_rate_limit(RateLimitInfo(remaining_requests=0))  # outside the router: a no-op
 
 

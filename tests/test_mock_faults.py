@@ -42,6 +42,10 @@ fault = "rate_limit"
 retry_after_ms = 1500
 embeddings = true
 
+[providers.mock.models.held]
+fault = "rate_limit"
+retry_after_ms = 30000
+
 [providers.mock.models.dribble]
 tokens = 200
 token_delay_ms = 100
@@ -121,6 +125,24 @@ async def test_rate_limit_on_a_unary_call_carries_retry_info_too(faulty) -> None
     assert status is not None
     assert status.details[0].Unpack(retry_info)
     assert retry_info.retry_delay.ToMilliseconds() == 1500
+
+
+async def test_a_deployment_held_by_a_429_answers_resource_exhausted_not_unavailable(faulty) -> None:
+    """After a 429 asking for 30 s, the next request finds nothing that can serve it: a wait, with
+    RetryInfo, never UNAVAILABLE (which the bundled clients retry at once: a retry storm)."""
+    first = await rpc_error(faulty.stub.Chat(chat("mock/held")))
+    assert first.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    unary, stream = faulty.stub.Chat(chat("mock/held")), faulty.stub.ChatStream(chat("mock/held"))
+    for call, held in [(unary, await rpc_error(unary)), (stream, (await collect_until_error(stream))[1])]:
+        assert held is not None
+        assert held.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, held.details()
+        assert "rate limit" in held.details()
+        status = await rpc_status.aio.from_call(call)
+        assert status is not None
+        retry_info = error_details_pb2.RetryInfo()
+        assert status.details[0].Unpack(retry_info)
+        assert 25_000 < retry_info.retry_delay.ToMilliseconds() <= 30_000
+    assert faulty.provider("mock").stats.started == 1  # the held deployment was not asked again
 
 
 async def test_errors_without_retry_after_carry_no_retry_metadata(faulty) -> None:

@@ -15,6 +15,7 @@ from routing_support import chat, finish_of, make_router, mock, run_stream
 
 from provider_gateway import config as config_module
 from provider_gateway.errors import GatewayError
+from provider_gateway.routing.attempts import rate_limit_hold
 from provider_gateway.routing.shared_state import MemoryCounterStore, RedisCounterStore, build_counter_store
 
 REDIS = shutil.which("redis-server")
@@ -126,7 +127,7 @@ deployments = [{ provider = "a", model = "m", weight = 1 }, { provider = "b", mo
     assert [a.provider for a in finish_of(await run_stream(first, chat("g"))).attempts] == ["a", "b"]
     assert [a.provider for a in finish_of(await run_stream(second, chat("g"))).attempts] == ["b"]
     assert mock(second, "a").stats.started == 0
-    assert 29 < (await stores[1].ejections(["g/a/m"]))[0] <= 30
+    assert 29 < (await stores[1].ejections([rate_limit_hold("g/a/m")]))[0] <= 30
 
 
 async def test_when_redis_goes_away_the_store_falls_back_to_local_state(

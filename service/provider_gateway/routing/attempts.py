@@ -156,7 +156,7 @@ class Attempts:
             deployment.limiter.on_overload()
             deployment.breaker.release()
             if exc.retry_after:
-                await self.store.eject(deployment.key, exc.retry_after)
+                await self.store.eject(rate_limit_hold(deployment.key), exc.retry_after)
         elif exc.retryable:
             deployment.breaker.record_failure()
         else:
@@ -165,7 +165,7 @@ class Attempts:
     def _rate_limit_info(self, deployment: Deployment, info: RateLimitInfo) -> None:
         deployment.limiter.on_rate_limit_info(info)
         if info.headroom() == 0.0 and info.reset_s:
-            self.background(self.store.eject(deployment.key, info.reset_s))
+            self.background(self.store.eject(rate_limit_hold(deployment.key), info.reset_s))
 
 
 class _AttemptScope:
@@ -197,6 +197,12 @@ async def _close(stream: AsyncIterator[StreamEvent] | None) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+def rate_limit_hold(key: str) -> str:
+    """The ejection a provider's rate limit puts on a deployment, apart from its breaker's, so that a
+    request nothing else can serve is told RESOURCE_EXHAUSTED (wait and retry), not UNAVAILABLE."""
+    return f"{key}#rate-limited"
 
 
 def _stalled(deployment: Deployment, sent_content: bool, limit: float) -> GatewayError:

@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from provider_gateway.domain import CONTENT_EVENTS, Attempt, GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.routing.attempts import Attempts, OpenStream, Req
+from provider_gateway.routing.attempts import Attempts, OpenStream, Req, rate_limit_hold
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.settings import RoutingSettings
@@ -101,14 +101,13 @@ class RetryLoop:
         deadline = clock.deadline if clock.deadline is not None else self.clock() + settings.timeout_s
         attempts: list[Attempt] = []
         failures: dict[str, int] = {}
-        ready_at = {
-            d.key: self.clock() + s
-            for d, s in zip(plan.deployments, await self._ejections(plan), strict=True)
-        }
+        ready_at, limited_until = await self._holds(plan)
         last_error: GatewayError | None = None
         max_attempts = len(plan.deployments) + settings.retries
         while len(attempts) < max_attempts:
-            deployment = await self._next_ready(plan, ready_at, deadline, last_error, retrying=bool(attempts))
+            deployment = await self._next_ready(
+                plan, ready_at, limited_until, deadline, last_error, retrying=bool(attempts)
+            )
             if deployment is None:
                 continue
             if deployment.spec.rpm:
@@ -155,8 +154,17 @@ class RetryLoop:
                 ready_at[deployment.key] = self.clock() + delay
         raise last_error or GatewayError(ErrorKind.UNAVAILABLE, f"no deployment of {plan.name!r} answered")
 
-    async def _ejections(self, plan: Plan) -> list[float]:
-        return await self.store.ejections([d.key for d in plan.deployments])
+    async def _holds(self, plan: Plan) -> tuple[dict[str, float], dict[str, float]]:
+        """When each deployment is ready (after any ejection), and until when a provider's rate
+        limit holds it; one store call for both."""
+        keys = [d.key for d in plan.deployments]
+        held = await self.store.ejections(keys + [rate_limit_hold(k) for k in keys])
+        now = self.clock()
+        limited_until = {k: now + s for k, s in zip(keys, held[len(keys) :], strict=True) if s > 0}
+        ready_at = {
+            k: max(now + s, limited_until.get(k, 0.0)) for k, s in zip(keys, held[: len(keys)], strict=True)
+        }
+        return ready_at, limited_until
 
     def backoff(self, failures: int, settings: RoutingSettings) -> float:
         """Exponential backoff with full jitter (AWS architecture blog): uniform in [0, cap)."""
@@ -167,6 +175,7 @@ class RetryLoop:
         self,
         plan: Plan,
         ready_at: dict[str, float],
+        limited_until: dict[str, float],
         deadline: float,
         last_error: GatewayError | None,
         *,
@@ -176,10 +185,13 @@ class RetryLoop:
         now = self.clock()
         wait = math.inf
         at_capacity = False
+        rate_limited = False  # whether the soonest-ready deployment waits on its provider's limit
         for deployment in plan.deployments:
             until = max(ready_at[deployment.key], now + deployment.breaker.open_for())
             if until > now:
-                wait = min(wait, until - now)
+                if until - now < wait:
+                    wait = until - now
+                    rate_limited = limited_until.get(deployment.key, 0.0) >= until
             elif retrying and now + deployment.ewma_ttft_s >= deadline:
                 continue  # cannot answer before the deadline: do not start it
             elif not deployment.breaker.available() or not deployment.limiter.has_capacity():
@@ -191,12 +203,14 @@ class RetryLoop:
             await self.capacity.wait(plan, min(give_up, now + wait), give_up)
             return None
         if wait > plan.settings.max_retry_wait_s or now + wait >= deadline or wait is math.inf:
-            raise _unavailable(plan, last_error, wait)
+            raise _unavailable(plan, last_error, wait, rate_limited=rate_limited)
         await self.sleep(wait)
         return None
 
 
-def _unavailable(plan: Plan, last_error: GatewayError | None, wait: float) -> GatewayError:
+def _unavailable(
+    plan: Plan, last_error: GatewayError | None, wait: float, *, rate_limited: bool
+) -> GatewayError:
     retry_after = None if wait is math.inf else round(wait, 3)
     if last_error is not None:
         return GatewayError(
@@ -207,8 +221,15 @@ def _unavailable(plan: Plan, last_error: GatewayError | None, wait: float) -> Ga
             retryable=last_error.retryable,
             upstream_status=last_error.upstream_status,
         )
+    if rate_limited:  # a wait, not an outage: clients that retry UNAVAILABLE at once must not
+        return GatewayError(
+            ErrorKind.RESOURCE_EXHAUSTED,
+            f"every deployment of {plan.name!r} is held by its provider's rate limit; retry after "
+            f"{retry_after} s",
+            retry_after=retry_after,
+        )
     return GatewayError(
         ErrorKind.UNAVAILABLE,
-        f"every deployment of {plan.name!r} is unavailable (circuit open or rate limited)",
+        f"every deployment of {plan.name!r} is unavailable (circuit open)",
         retry_after=retry_after,
     )

@@ -62,6 +62,13 @@ PROVIDER_SERVICE = "/provider_gateway.v1.ProviderService/"
 HEALTH_SERVICE = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
 STREAMING_METHODS = frozenset({"ChatStream", "CompleteStream"})
+# What a key's quotas meter: requests that reach a provider count against requests_per_minute, and
+# the ones that make or read tokens against tokens_per_minute too. ListProviders answers from the
+# gateway's own state, and health is its own service: neither costs quota.
+REQUEST_METERED = frozenset(
+    {"Chat", "ChatStream", "Complete", "CompleteStream", "Embed", "CountTokens", "ListModels"}
+)
+TOKEN_METERED = frozenset({"Chat", "ChatStream", "Complete", "CompleteStream", "Embed"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -222,12 +229,12 @@ class Quotas:
         self.store = store
         self._streams: Counter[str] = Counter()
 
-    async def admit(self, principal: Principal, request: Any) -> None:
-        if principal.requests_per_minute:
+    async def admit(self, principal: Principal, request: Any, method: str) -> None:
+        if principal.requests_per_minute and method in REQUEST_METERED:
             wait = await self.store.hit(f"auth:{principal.name}:rpm", 1, principal.requests_per_minute, 60)
             if wait:
                 raise _exhausted(f"key {principal.name!r} is over its requests-per-minute quota", wait)
-        if principal.tokens_per_minute:
+        if principal.tokens_per_minute and method in TOKEN_METERED:
             wait = await self.store.hit(
                 f"auth:{principal.name}:tpm", _estimate_tokens(request), principal.tokens_per_minute, 60
             )
@@ -344,7 +351,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     with contextlib.ExitStack() as slots:
                         try:
-                            await quotas.admit(principal, request)
+                            await quotas.admit(principal, request, name)
                             if name in STREAMING_METHODS:
                                 slots.enter_context(quotas.stream_slot(principal))
                         except GatewayError as exc:
@@ -367,7 +374,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             token = current_principal.set(principal)
             try:
                 try:
-                    await quotas.admit(principal, request)
+                    await quotas.admit(principal, request, name)
                 except GatewayError as exc:
                     await abort(context, exc)
                 response = await behaviour(request, context)
