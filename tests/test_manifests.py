@@ -19,6 +19,8 @@ import pytest
 import yaml
 
 from provider_gateway import config as config_module
+from provider_gateway.config import ServerConfig
+from provider_gateway.server.app import CUT_FLUSH_S
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -109,7 +111,13 @@ def test_liveness_tolerates_a_whole_drain() -> None:
 def test_termination_grace_covers_prestop_and_drain() -> None:
     pre_stop = CONTAINER["lifecycle"]["preStop"]["sleep"]["seconds"]
     grace = GATEWAY_CONFIG.server.grace_period_s
-    assert POD["terminationGracePeriodSeconds"] > pre_stop + grace
+    # ...and the second the cut calls get to send their status before gRPC stops.
+    assert POD["terminationGracePeriodSeconds"] > pre_stop + grace + CUT_FLUSH_S
+
+
+def test_the_default_grace_is_the_manifests_grace() -> None:
+    """A config without grace_period_s drains as long as the manifest's pods may take."""
+    assert GATEWAY_CONFIG.server.grace_period_s == ServerConfig().grace_period_s
 
 
 def test_connections_are_recycled_for_dns_balancing_clients() -> None:

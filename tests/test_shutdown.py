@@ -15,6 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from provider_gateway.server.shutdown_cut import SHUTDOWN_MESSAGE
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
@@ -124,8 +125,11 @@ async def test_grace_period_cuts_streams_that_run_too_long(tmp_path: Path) -> No
         assert (await stream.read()).WhichOneof("event") == "text_delta"
         served.process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
-            with pytest.raises(grpc.aio.AioRpcError):
+            with pytest.raises(grpc.aio.AioRpcError) as cut:
                 await rest_of(stream)
+        # Not a bare "Cancelling all calls": the client is told why, and that it may retry.
+        assert cut.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert cut.value.details() == SHUTDOWN_MESSAGE
         async with asyncio.timeout(15):
             assert await served.process.wait() == 0
 
@@ -143,7 +147,10 @@ async def test_second_signal_stops_at_once(tmp_path: Path) -> None:
             assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
         served.process.send_signal(signal.SIGINT)
         async with asyncio.timeout(15):
+            with pytest.raises(grpc.aio.AioRpcError) as cut:
+                await rest_of(stream)
             assert await served.process.wait() == 0
+        assert (cut.value.code(), cut.value.details()) == (grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
 
 
 async def test_stop_in_process_ends_watches_and_waits_only_for_streams(gateway_factory: Any) -> None:

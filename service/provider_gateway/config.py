@@ -150,7 +150,8 @@ class ProviderConfig:
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 50051
-    grace_period_s: float = 10.0
+    # Long enough for a long generation (a reasoning model can stream for minutes) to finish.
+    grace_period_s: float = 120.0
     max_message_bytes: int = 8 * 1024 * 1024
     default_provider: str = "mock"
     # Close each client connection after this long (0 = never) so that clients balancing over DNS
@@ -220,7 +221,7 @@ def parse(data: Mapping[str, Any], source: str) -> GatewayConfig:
     server = ServerConfig(
         host=server_section.string("host", "127.0.0.1"),
         port=server_section.integer("port", 50051, minimum=0, maximum=65535),
-        grace_period_s=server_section.number("grace_period_s", 10.0, minimum=0),
+        grace_period_s=server_section.number("grace_period_s", 120.0, minimum=0),
         max_message_bytes=server_section.integer("max_message_bytes", 8 * 1024 * 1024, minimum=1024),
         default_provider=server_section.string("default_provider", ""),
         max_connection_age_s=server_section.number("max_connection_age_s", 0.0, minimum=0),

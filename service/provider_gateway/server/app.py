@@ -25,10 +25,13 @@ from provider_gateway.server.decode import DecodeGuard
 from provider_gateway.server.drain import DrainInterceptor
 from provider_gateway.server.health import SERVICE_NAME, ProviderHealthBook
 from provider_gateway.server.servicer import ProviderService
+from provider_gateway.server.shutdown_cut import ShutdownCut
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger("provider_gateway.server")
+# After the grace, the cut calls get this long to send their status before gRPC cancels the rest.
+CUT_FLUSH_S = 1.0
 
 
 def connection_age_options(config: GatewayConfig) -> list[tuple[str, int]]:
@@ -80,6 +83,7 @@ class GatewayServer:
         self.service.limits = validate.Limits.from_config(config)
         limit = config.server.max_message_bytes
         self.drain = DrainInterceptor()
+        self.shutdown_cut = ShutdownCut()
         self.credentials = tls.server_credentials(config)
         self.grpc = grpc.aio.server(
             # Telemetry outermost, so refused and unauthenticated calls are traced and counted too;
@@ -88,6 +92,7 @@ class GatewayServer:
                 *self.telemetry.interceptors(),
                 DecodeGuard(),
                 self.drain,
+                self.shutdown_cut,
                 *auth.interceptors(config, self.counters),
             ],
             options=[
@@ -146,13 +151,20 @@ class GatewayServer:
         await self.monitor.stop()
         await self.health.enter_shutdown()
         self.drain.start()
+        cut = asyncio.get_running_loop().call_later(grace, self._cut)
         try:
-            await self.grpc.stop(grace)
+            # gRPC's own cancel of what is left comes after the cut, as a backstop only.
+            await self.grpc.stop(grace + CUT_FLUSH_S)
         finally:
+            cut.cancel()
             await self.router.aclose()
             await self.registry.aclose()
             await self.upstreams.aclose()
             await self.telemetry.stop()
+
+    def _cut(self) -> None:
+        if cut := self.shutdown_cut.cut():
+            log.warning("drain grace over: %d call(s) still in flight end UNAVAILABLE (may be retried)", cut)
 
     async def serve_until_signalled(self) -> None:
         """Serve until SIGTERM or SIGINT, then drain gracefully; a second signal stops at once."""
@@ -169,7 +181,8 @@ class GatewayServer:
             await asyncio.wait((drain, again), return_when=asyncio.FIRST_COMPLETED)
             if not drain.done():
                 log.warning("second signal: cancelling the calls still in flight")
-                await self.grpc.stop(0)
+                self._cut()
+                await self.grpc.stop(CUT_FLUSH_S)
             again.cancel()
             await drain
         finally:
