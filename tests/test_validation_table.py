@@ -63,6 +63,15 @@ def chat(*messages: pb.Message, **fields: Any) -> pb.ChatRequest:
     return pb.ChatRequest(model="mock/echo", messages=list(messages) or [msg(USER, text())], **fields)
 
 
+def complete(**fields: Any) -> pb.CompleteRequest:
+    fields.setdefault("prompt", "a")
+    return pb.CompleteRequest(model="mock/echo", **fields)
+
+
+def count(**fields: Any) -> pb.CountTokensRequest:
+    return pb.CountTokensRequest(model="mock/echo", **fields)
+
+
 def data_url(media: str, payload: bytes) -> str:
     return f"data:{media};base64,{base64.b64encode(payload).decode()}"
 
@@ -207,6 +216,89 @@ CHAT_CASES: list[tuple[str, pb.ChatRequest, str]] = [
         chat(reasoning=pb.ReasoningOptions(budget_tokens=-1)),
         "reasoning.budget_tokens",
     ),
+    ("model-too-long", pb.ChatRequest(model="m" * 5000, messages=[msg(USER, text())]), "model: at most 256"),
+    ("fallbacks-many", chat(fallbacks=[f"mock/echo{i}" for i in range(40)]), "fallbacks: at most 16"),
+    ("fallback-empty", chat(fallbacks=[""]), "fallbacks[0]: must not be empty"),
+    ("fallback-too-long", chat(fallbacks=["f" * 5000]), "fallbacks[0]: at most 256"),
+    ("metadata-many", chat(metadata={f"k{i}": "v" for i in range(200)}), "metadata: at most 64 entries"),
+    ("metadata-key-long", chat(metadata={"k" * 1000: "v"}), "(1000 characters)"),
+    ("metadata-key-empty", chat(metadata={"": "v"}), "metadata: each key needs 1 to 128"),
+    ("metadata-value-long", chat(metadata={"k": "v" * 10000}), "metadata['k']: at most 1024"),
+    ("stop-too-long", chat(stop=["s" * 2000]), "stop[0]: at most 1000 characters"),
+    ("top-p-negative", chat(top_p=-0.5), "top_p: must be between 0 and 1, got -0.5"),
+    ("top-p-nan", chat(top_p=float("nan")), "top_p: must be between 0 and 1, got nan"),
+    ("temperature-inf", chat(temperature=float("inf")), "temperature: must be between 0 and 2, got inf"),
+    ("max-tokens-negative", chat(max_tokens=-5), "max_tokens: must be between 1 and 1000000, got -5"),
+    ("reasoning-effort-unknown", chat(reasoning=pb.ReasoningOptions(effort=9)), "reasoning.effort: unknown"),  # type: ignore[arg-type]
+    (
+        "reasoning-budget-huge",
+        chat(reasoning=pb.ReasoningOptions(enabled=True, budget_tokens=2_000_000_000)),
+        "reasoning.budget_tokens: must be between 0 and 1000000",
+    ),
+    (
+        "tool-choice-mode-unknown",
+        chat(tools=[tool()], tool_choice=pb.ToolChoice(mode=17)),  # type: ignore[arg-type]
+        "tool_choice.mode: unknown mode 17",
+    ),
+    (
+        "tool-choice-tool-without-name",
+        chat(tools=[tool()], tool_choice=pb.ToolChoice(mode=pb.ToolChoice.MODE_TOOL)),
+        "tool_choice.name: '' is not one of the request's tools",
+    ),
+    (
+        "response-format-type-unknown",
+        chat(response_format=pb.ResponseFormat(type=11)),  # type: ignore[arg-type]
+        "response_format.type: unknown type 11",
+    ),
+    (
+        "schema-name-too-long",
+        chat(
+            response_format=pb.ResponseFormat(
+                type=pb.ResponseFormat.TYPE_JSON_SCHEMA, schema_name="n" * 200, json_schema=struct({})
+            )
+        ),
+        "response_format.schema_name: must match",
+    ),
+    ("tool-too-large", chat(tools=[pb.Tool(name="f", description="d" * 100_000)]), "tools[0]: 100007 bytes"),
+    (
+        "tool-message-text-only",
+        chat(msg(USER, text()), msg(ASSISTANT, call()), msg(TOOL, text("42"))),
+        "messages[2]: a tool message carries the tool_result",
+    ),
+    (
+        "tool-result-empty-id",
+        chat(
+            msg(USER, text()), msg(ASSISTANT, call()), msg(TOOL, pb.ContentPart(tool_result=pb.ToolResult()))
+        ),
+        "tool_result.tool_call_id: no earlier assistant tool call has id ''",
+    ),
+    (
+        "tool-call-id-twice",
+        chat(msg(USER, text()), msg(ASSISTANT, call("c1"), call("c1"))),
+        "messages[1].content[1].tool_call.id: 'c1' is used by an earlier tool call",
+    ),
+    (
+        "tool-call-id-too-long",
+        chat(msg(USER, text()), msg(ASSISTANT, call("i" * 300))),
+        "tool_call.id: at most 256 characters",
+    ),
+    ("image-url-huge", chat(msg(USER, image(url="https://e.com/" + "a" * 100_000))), "max_message_bytes"),
+    (
+        "image-media-type-not-image",
+        chat(msg(USER, image(url="https://e.com/a.png", media_type="text/plain"))),
+        "image.media_type: 'text/plain' is not supported",
+    ),
+    (
+        "message-name-too-long",
+        chat(pb.Message(role=USER, content=[text()], name="n" * 500)),
+        "messages[0].name",
+    ),
+    (
+        "reasoning-from-user",
+        chat(msg(USER, pb.ContentPart(reasoning=pb.Reasoning(text="t")))),
+        "messages[0].content[0].reasoning: only assistant messages",
+    ),
+    ("cache-breakpoint-alone", chat(msg(USER, pb.ContentPart(cache_breakpoint=True))), "empty content part"),
 ]
 
 OTHER_CASES: list[tuple[str, str, Any, str]] = [
@@ -239,6 +331,76 @@ OTHER_CASES: list[tuple[str, str, Any, str]] = [
         pb.CountTokensRequest(model="mock/echo", messages=[msg(9, text())]),
         "messages[0].role",
     ),
+    ("complete-no-model", "Complete", pb.CompleteRequest(prompt="a"), "model is required"),
+    ("complete-temperature", "Complete", complete(temperature=3), "temperature: must be between 0 and 2"),
+    ("complete-max-tokens-zero", "Complete", complete(max_tokens=0), "max_tokens: must be between 1"),
+    ("complete-stops-many", "Complete", complete(stop=["s"] * 17), "stop: at most 16"),
+    ("complete-stop-empty", "Complete", complete(stop=[""]), "stop[0]: a stop sequence must not be empty"),
+    ("complete-fallbacks-many", "Complete", complete(fallbacks=["mock/echo"] * 40), "fallbacks: at most 16"),
+    ("complete-metadata-many", "Complete", complete(metadata={f"k{i}": "v" for i in range(200)}), "metadata"),
+    (
+        "complete-model-too-long",
+        "Complete",
+        pb.CompleteRequest(model="m" * 5000, prompt="a"),
+        "model: at most",
+    ),
+    ("complete-provider-too-long", "Complete", complete(provider="p" * 5000), "provider: at most 256"),
+    (
+        "complete-stream-empty-prompt",
+        "CompleteStream",
+        pb.CompleteRequest(model="mock/echo"),
+        "prompt: must not",
+    ),
+    ("complete-stream-top-p", "CompleteStream", complete(top_p=2), "top_p: must be between 0 and 1"),
+    ("complete-stream-too-large", "CompleteStream", complete(prompt="x" * 4000), "prompt: exceeds"),
+    ("chat-stream-model-too-long", "ChatStream", pb.ChatRequest(model="m" * 5000), "model: at most 256"),
+    (
+        "list-models-provider-too-long",
+        "ListModels",
+        pb.ListModelsRequest(provider="p" * 5000),
+        "provider: at most",
+    ),
+    ("count-no-model", "CountTokens", pb.CountTokensRequest(text="a"), "model is required"),
+    ("count-text-too-large", "CountTokens", count(text="x" * 10_000), "text: exceeds the 2048-byte limit"),
+    ("count-bad-tool", "CountTokens", count(text="a", tools=[tool("a b")]), "tools[0].name: must match"),
+    (
+        "count-empty-message",
+        "CountTokens",
+        count(messages=[msg(USER)]),
+        "messages[0].content: a message needs",
+    ),
+    (
+        "count-model-too-long",
+        "CountTokens",
+        pb.CountTokensRequest(model="m" * 5000, text="a"),
+        "model: at most",
+    ),
+    (
+        "count-too-many-tools",
+        "CountTokens",
+        count(text="a", tools=[tool(f"t{i}") for i in range(5)]),
+        "tools",
+    ),
+    ("embed-no-model", "Embed", pb.EmbedRequest(inputs=["a"]), "model is required"),
+    (
+        "embed-dimensions-huge",
+        "Embed",
+        pb.EmbedRequest(model="mock/embed", inputs=["a"], dimensions=2147483647),
+        "dimensions: must be between 0 (the model's default) and 8192",
+    ),
+    (
+        "embed-input-too-large",
+        "Embed",
+        pb.EmbedRequest(model="mock/embed", inputs=["x" * 10_000]),
+        "inputs[0]",
+    ),
+    (
+        "embed-model-without-embeddings",
+        "Embed",
+        pb.EmbedRequest(model="mock/echo", inputs=["a"]),
+        "model 'echo' does not offer embeddings",
+    ),
+    ("embed-model-too-long", "Embed", pb.EmbedRequest(model="m" * 5000, inputs=["a"]), "model: at most 256"),
 ]
 
 
@@ -269,12 +431,32 @@ async def test_bad_chat_request(limited: RunningGateway, request_: pb.ChatReques
 )
 async def test_bad_other_request(limited: RunningGateway, method: str, request_: Any, needle: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await getattr(limited.stub, method)(request_, timeout=10)
+        await drain(getattr(limited.stub, method)(request_, timeout=10), method)
     assert_invalid(info.value, needle)
 
 
+async def drain(answer: Any, method: str) -> None:
+    if method.endswith("Stream"):
+        async for _ in answer:
+            pass
+    else:
+        await answer
+
+
 def test_the_table_is_large_enough() -> None:
-    assert len(CHAT_CASES) + len(OTHER_CASES) >= 30
+    """At least 100 kinds of bad request, over every RPC that takes fields (ListProviders takes
+    none; chat cases run as Chat and ChatStream both)."""
+    assert len(CHAT_CASES) + len(OTHER_CASES) >= 100
+    methods = {"Chat", "ChatStream"} | {c[1] for c in OTHER_CASES}
+    assert methods == {
+        "Chat",
+        "ChatStream",
+        "Complete",
+        "CompleteStream",
+        "ListModels",
+        "CountTokens",
+        "Embed",
+    }
     assert len({c[0] for c in CHAT_CASES} | {c[0] for c in OTHER_CASES}) == len(CHAT_CASES) + len(OTHER_CASES)
 
 

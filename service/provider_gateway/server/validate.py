@@ -140,6 +140,7 @@ def _messages(messages: Any, limits: Limits, field: str = "messages") -> None:
             )
         if not message.content:
             raise invalid_argument(f"{where}.content: a message needs at least one content part")
+        _name(message.name, f"{where}.name")
         size = message.ByteSize()
         if size > limits.max_message_bytes:
             raise invalid_argument(
@@ -168,6 +169,9 @@ def _part(part: pb.ContentPart, role: int, where: str, call_ids: set[str]) -> No
             raise invalid_argument(f"{where}.tool_call: only assistant messages carry tool calls")
         if not call.id:
             raise invalid_argument(f"{where}.tool_call.id: must not be empty")
+        _name(call.id, f"{where}.tool_call.id")
+        if call.id in call_ids:  # a result could not say which call it answers (Anthropic refuses)
+            raise invalid_argument(f"{where}.tool_call.id: {shown(call.id)} is used by an earlier tool call")
         if not TOOL_NAME.match(call.name):
             raise invalid_argument(
                 f"{where}.tool_call.name: must match {TOOL_NAME.pattern}, got {shown(call.name)}"
@@ -175,6 +179,8 @@ def _part(part: pb.ContentPart, role: int, where: str, call_ids: set[str]) -> No
         if call.arguments_json:
             _json(call.arguments_json, f"{where}.tool_call.arguments_json")
         call_ids.add(call.id)
+    elif kind == "reasoning" and role != pb.ROLE_ASSISTANT:
+        raise invalid_argument(f"{where}.reasoning: only assistant messages carry reasoning")
     elif kind == "tool_result":
         result = part.tool_result
         if role not in (pb.ROLE_TOOL, pb.ROLE_USER):
@@ -208,6 +214,11 @@ def _tools(request: pb.ChatRequest | pb.CountTokensRequest, limits: Limits) -> s
         if tool.name in names:
             raise invalid_argument(f"tools[{i}].name: {tool.name!r} is defined twice")
         names.add(tool.name)
+        size = tool.ByteSize()  # a description or schema is as much prompt as a message is
+        if size > limits.max_message_bytes:
+            raise invalid_argument(
+                f"tools[{i}]: {size} bytes exceeds the {limits.max_message_bytes}-byte limit ([limits] max_message_bytes)"
+            )
         if tool.HasField("parameters"):
             schema = _struct(tool.parameters)
             if schema.get("type", "object") != "object":
