@@ -28,6 +28,7 @@ from provider_gateway.domain import (
     ToolResultPart,
     UsageEvent,
 )
+from provider_gateway.errors import GatewayError
 from provider_gateway.providers.openai.codec import is_reasoning_model
 from provider_gateway.providers.openai.mistral import short_tool_id
 from provider_gateway.providers.openai.presets import PRESETS
@@ -152,7 +153,7 @@ def test_response_formats_named_tool_choice_and_tool_choice_none() -> None:
             ResponseFormatType.JSON_SCHEMA, "answer", {"type": "object"}, strict=True
         ),
         stop=["END"],
-        provider_options={"seed": 7, "stream": True, "model": "other"},
+        provider_options={"seed": 7},
     )
     body = chat_body(request, "openai", stream=False)
     assert body["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}
@@ -162,6 +163,11 @@ def test_response_formats_named_tool_choice_and_tool_choice_none() -> None:
     }
     assert (body["stop"], body["seed"], body["model"]) == (["END"], 7, "gpt-4o")
     assert "stream" not in body
+    # What the gateway owns is refused, not silently overridden nor dropped.
+    request.provider_options = {"seed": 7, "stream": True, "model": "other"}
+    with pytest.raises(GatewayError, match="provider_options 'stream', 'model'"):
+        chat_body(request, "openai", stream=False)
+    request.provider_options = {"seed": 7}
     request.tool_choice = ToolChoice(ToolChoiceMode.NONE)
     request.response_format = ResponseFormat(ResponseFormatType.JSON_OBJECT)
     body = chat_body(request, "openai", stream=False)
