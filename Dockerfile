@@ -53,4 +53,5 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 \
     CMD ["provider-gateway", "health", "--target", "127.0.0.1:50051", "--timeout", "3", "--service", "provider_gateway.v1.ProviderService"]
 ENTRYPOINT ["provider-gateway"]
 # 0.0.0.0: reachable from outside the container (the gateway's own default is loopback only).
-CMD ["serve", "--host", "0.0.0.0", "--port", "50051"]
+# --workers auto: one server process per usable core (the container's CPU limit counts), sharing the port.
+CMD ["serve", "--host", "0.0.0.0", "--port", "50051", "--workers", "auto"]

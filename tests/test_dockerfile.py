@@ -134,6 +134,7 @@ def test_listens_on_all_interfaces_on_50051() -> None:
     command = last(RUNTIME, "CMD")
     assert '"--host", "0.0.0.0"' in command
     assert '"--port", "50051"' in command
+    assert '"--workers", "auto"' in command  # one process per usable core
     assert last(RUNTIME, "ENTRYPOINT") == '["provider-gateway"]'
 
 

@@ -30,6 +30,17 @@ def _serve(args: argparse.Namespace) -> int:
     except config_module.ConfigError as exc:
         print(f"provider-gateway: bad configuration: {exc}", file=sys.stderr)
         return 2
+    if args.workers > 1:
+        from provider_gateway.server.workers import Supervisor, WorkerArgs
+
+        host = args.host or config.server.host
+        port = config.server.port if args.port is None else args.port
+        worker_args = WorkerArgs(args.config, host, port, args.log_level, args.log_format)
+        try:
+            return Supervisor(args.workers, worker_args).run()
+        except OSError as exc:
+            print(f"provider-gateway: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+            return 1
 
     async def run() -> None:
         server = GatewayServer(config)
@@ -51,6 +62,15 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"provider-gateway: cannot listen: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _workers(text: str) -> int:
+    from provider_gateway.server.workers import worker_count
+
+    try:
+        return worker_count(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _stub(args: argparse.Namespace) -> tuple[grpc.Channel, pb_grpc.ProviderServiceStub]:
@@ -164,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default from config, else 127.0.0.1)")
     serve.add_argument(
         "--port", type=int, help="port to listen on (default from config, else 50051; 0 = any)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT): a number, or 'auto' for the usable "
+        "cores (default 1)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(

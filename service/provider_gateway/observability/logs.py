@@ -104,6 +104,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
+            "pid": record.process,  # which of `serve --workers` processes wrote it
         }
         line.update(_fields(record))
         if record.exc_info:

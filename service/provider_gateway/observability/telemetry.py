@@ -20,6 +20,7 @@ server stays small.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -145,8 +146,13 @@ class Telemetry:
             self.metrics = GatewayMetrics(settings.service_name, readers, self.gauges, lambda: self.health())
 
     @classmethod
-    def from_config(cls, section: Section) -> Telemetry:
-        return cls(TelemetrySettings.from_section(section))
+    def from_config(cls, section: Section, worker: int = 0) -> Telemetry:
+        """`worker` (of `serve --workers`) offsets a fixed Prometheus port: worker i serves /metrics
+        on prometheus_port + i, since one port can only be scraped from one process."""
+        settings = TelemetrySettings.from_section(section)
+        if worker and settings.prometheus_port:
+            settings = dataclasses.replace(settings, prometheus_port=settings.prometheus_port + worker)
+        return cls(settings)
 
     @property
     def active(self) -> bool:

@@ -48,9 +48,17 @@ def connection_age_options(config: GatewayConfig) -> list[tuple[str, int]]:
 class GatewayServer:
     """One gateway process: owns the providers, the router and the grpc.aio server."""
 
-    def __init__(self, config: GatewayConfig, telemetry: Telemetry | None = None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        telemetry: Telemetry | None = None,
+        *,
+        reuse_port: bool = False,
+        worker: int = 0,
+    ) -> None:
+        """`reuse_port` and `worker`: one of `serve --workers` processes sharing the port (SO_REUSEPORT)."""
         self.config = config
-        self.telemetry = telemetry or Telemetry.from_config(config.section("telemetry"))
+        self.telemetry = telemetry or Telemetry.from_config(config.section("telemetry"), worker)
         # One HTTP client per upstream origin for the server's life; adapters get it via the context.
         self.upstreams = UpstreamPool.from_section(config.section("upstream"))
         self.telemetry.watch_upstreams(self.upstreams)  # traceparent out, connection counters in
@@ -98,7 +106,8 @@ class GatewayServer:
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
-                ("grpc.so_reuseport", 0),
+                # Off alone, so a second server on a busy port fails instead of sharing it unseen.
+                ("grpc.so_reuseport", int(reuse_port)),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 *connection_age_options(config),

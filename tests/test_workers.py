@@ -1,0 +1,123 @@
+"""`serve --workers N`: N processes share one port; each serves, drains on SIGTERM, and is replaced
+if it dies. The server runs as a user starts it, in child processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from served import CLI, read_line
+
+from provider_gateway.server.workers import usable_cores, worker_count
+from provider_gateway.v1 import provider_service_pb2 as pb
+from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
+
+START_S = 60.0
+
+
+def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str, Path]:
+    log = tmp_path / "server.log"
+    proc = subprocess.Popen(
+        [CLI, "serve", "--port", "0", "--log-format", "json", *args],
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+    )
+    line = read_line(proc.stdout, START_S)
+    assert "listening on" in line, log.read_text()
+    return proc, line.split("listening on", 1)[1].strip(), log
+
+
+def children(pid: int) -> set[int]:
+    """The worker processes of `pid` (multiprocessing's resource tracker is a child too)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return {c for c in found if b"spawn_main" in _cmdline(c)}
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def served_by(log: Path) -> set[int]:
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return {line["pid"] for line in lines if line["logger"] == "provider_gateway.access"}
+
+
+def chat_once(target: str) -> str:
+    request = pb.ChatRequest(
+        model="mock/echo", messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="hi")])]
+    )
+    with grpc.insecure_channel(target) as channel:  # a new connection each time
+        return pb_grpc.ProviderServiceStub(channel).Chat(request, timeout=20).text  # type: ignore[no-untyped-call]
+
+
+def stop(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=60)
+
+
+def test_two_workers_share_the_port_and_both_serve(tmp_path: Path) -> None:
+    proc, target, log = start(tmp_path, "--workers", "2")
+    try:
+        workers = children(proc.pid)
+        assert len(workers) == 2
+        answers = [chat_once(target) for _ in range(24)]
+        assert all("hi" in answer for answer in answers)
+        with grpc.insecure_channel(target) as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        assert stop(proc) == 0
+    # 24 connections hashed over two listeners: both took some (all on one: odds 2 in 16 million).
+    assert served_by(log) == workers
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)  # SIGTERM drained them all
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
+    proc, target, _ = start(tmp_path, "--workers", "2")
+    try:
+        first = children(proc.pid)
+        os.kill(next(iter(first)), signal.SIGKILL)
+        deadline = time.monotonic() + START_S
+        while time.monotonic() < deadline and (len(children(proc.pid)) < 2 or children(proc.pid) == first):
+            time.sleep(0.2)
+        now = children(proc.pid)
+        assert len(now) == 2 and now != first
+        assert "hi" in chat_once(target)
+    finally:
+        assert stop(proc) == 0
+
+
+def test_one_worker_is_the_plain_server(tmp_path: Path) -> None:
+    proc, target, _ = start(tmp_path, "--workers", "1")
+    try:
+        assert children(proc.pid) == set()
+        assert "hi" in chat_once(target)
+    finally:
+        assert stop(proc) == 0
+
+
+def test_worker_counts() -> None:
+    assert worker_count("3") == 3
+    assert worker_count("auto") == usable_cores() >= 1
+    assert usable_cores() <= len(os.sched_getaffinity(0))
+    with pytest.raises(ValueError, match="at least 1"):
+        worker_count("0")
+
+
+def test_a_bad_worker_count_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run([CLI, "serve", "--workers", "zero"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "--workers" in done.stderr
