@@ -94,7 +94,8 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
         while time.monotonic() < deadline and (len(children(proc.pid)) < 2 or children(proc.pid) == first):
             time.sleep(0.2)
         now = children(proc.pid)
-        assert len(now) == 2 and now != first
+        assert len(now) == 2
+        assert now != first
         assert "hi" in chat_once(target)
     finally:
         assert stop(proc) == 0
