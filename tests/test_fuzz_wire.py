@@ -101,7 +101,7 @@ def test_sse_size_bound_holds_whatever_the_chunking(data: bytes, points: list[in
     def decode(chunks: list[bytes]) -> list[Any]:
         decoder = sse.SseDecoder(max_event_bytes=bound)
         events = [event for chunk in chunks for event in decoder.feed(chunk)]
-        return [*events, *decoder.close(lenient=True)]
+        return [*events, *decoder.close()]
 
     whole = outcome(decode, [data])
     assert outcome(decode, pieces(data, points)) == whole

@@ -143,7 +143,10 @@ async def test_invalid_key_400_is_reported_as_unauthenticated(
     async with run_gateway(config(fake.base_url)) as gateway:
         error, _ = await chat_error(gateway.stub, chat_request("gemini/text"))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert "check the provider key" in (error.details() or "")
+    details = error.details() or ""
+    assert "check the provider key for gemini" in details
+    assert "API key not valid. Please pass a valid API key." in details  # Google's own words, kept
+    assert "API_KEY_INVALID" in details
 
 
 @pytest.mark.parametrize("scenario", ["cut", "malformed", "midstream-error"])

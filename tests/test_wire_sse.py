@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+from anthropic._streaming import SSEDecoder as AnthropicSseDecoder
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from openai._streaming import SSEDecoder as OpenAISseDecoder
 
 from provider_gateway.wire.sse import SseDecoder, SseEvent
 
@@ -49,11 +52,14 @@ def test_event_is_emitted_as_soon_as_its_blank_line_arrives() -> None:
     assert not decoder.pending
 
 
-def test_unfinished_event_at_end_is_dropped_and_reported_pending() -> None:
+def test_the_end_of_the_body_ends_the_last_line_and_its_event() -> None:
     decoder = SseDecoder()
-    assert decoder.feed(b"data: complete\n\ndata: cut") == [SseEvent("complete")]
+    assert decoder.feed(b"data: complete\n\ndata: last") == [SseEvent("complete")]
     assert decoder.pending
-    assert decoder.close() == []
+    assert decoder.close() == [SseEvent("last")]
+    dataless = SseDecoder()
+    assert dataless.feed(b"data: a\n\nevent: ping\n") == [SseEvent("a")]
+    assert dataless.close() == []  # no data, no event: as with a blank line
 
 
 def test_invalid_utf8_is_replaced_not_fatal() -> None:
@@ -84,10 +90,28 @@ def test_any_split_gives_the_same_events(lines: list[str], end: str, cuts: list[
     assert decode(chunks) == decode([body[i : i + 1] for i in range(len(body))])
 
 
-def test_lenient_close_dispatches_a_last_unterminated_event() -> None:
-    decoder = SseDecoder()
-    assert decoder.feed(b"data: a\n\ndata: [DONE]") == [SseEvent("a")]
-    assert decoder.close(lenient=True) == [SseEvent("[DONE]")]
-    strict = SseDecoder()
-    strict.feed(b"data: x\n")
-    assert strict.close() == []
+# Bodies whose last event has data but no blank line: vendors' `message_stop` and `[DONE]` endings.
+UNTERMINATED = [
+    b"data: a\n\ndata: b\n",
+    b"data: a\n\ndata: b",
+    b"data: a\r\n\r\ndata: b\r\n",
+    b"data: a\r\rdata: b\r",
+    b"event: e\ndata: a\n\nid: 7\nevent: f\ndata: b\ndata: c\n",
+    b'event: message_stop\ndata: {"type":"message_stop"}',
+    b"data: a\n\n: keep-alive\ndata: [DONE]\n",
+]
+
+
+@pytest.mark.parametrize("body", UNTERMINATED)
+def test_the_sdks_read_the_same_events_and_the_same_last_one(body: bytes) -> None:
+    """The official SDKs' decoders as the oracle: the same events; at the end of the body they
+    hold the same last event (Anthropic's decoder gives it up on one more blank line) and drop it,
+    where the gateway dispatches it."""
+    ours = [(e.event, e.data, e.id) for e in decode([body])]
+    openai_sdk = [(e.event or "message", e.data, e.id) for e in OpenAISseDecoder().iter_bytes(iter([body]))]
+    sdk = AnthropicSseDecoder()
+    anthropic_sdk = [(e.event or "message", e.data, e.id) for e in sdk.iter_bytes(iter([body]))]
+    held = sdk.decode("")
+    assert held is not None
+    assert ours == [*anthropic_sdk, (held.event or "message", held.data, held.id)]
+    assert ours[:-1] == openai_sdk

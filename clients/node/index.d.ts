@@ -23,6 +23,9 @@ export interface ToolCall {
   id: string;
   name: string;
   arguments_json: string;
+  /** Output only: the arguments are not whole (cut by max_tokens, or not valid JSON); they hold
+   * what arrived. Set on `tool_call_end.call` and `ChatResponse.tool_calls`; ignored in requests. */
+  incomplete?: boolean;
 }
 export interface ToolResult {
   tool_call_id: string;

@@ -59,9 +59,12 @@ class ImagePart:
 
 @dataclass(slots=True, frozen=True)
 class ToolCall:
+    """`incomplete` (output only): the arguments are not whole, cut or not JSON; see the proto."""
+
     id: str
     name: str
     arguments_json: str
+    incomplete: bool = False
 
 
 @dataclass(slots=True, frozen=True)

@@ -46,12 +46,14 @@ class ToolCallArguments:
 
 @dataclass(frozen=True, slots=True)
 class ToolCallFinished:
-    """A complete tool call."""
+    """The end of a tool call; every `ToolCallStarted` gets one. `incomplete`: the arguments are
+    not whole (cut by max_tokens, or not valid JSON) and hold what arrived; do not run the tool."""
 
     index: int
     id: str
     name: str
     arguments_json: str
+    incomplete: bool = False
 
     def arguments(self) -> Any:
         return json.loads(self.arguments_json or "{}")
@@ -133,7 +135,8 @@ def typed_event(event: pb.StreamEvent) -> Event | None:
         return ToolCallArguments(event.tool_call_delta.index, event.tool_call_delta.arguments_delta)
     if kind == "tool_call_end":
         end = event.tool_call_end
-        return ToolCallFinished(end.index, end.call.id, end.call.name, end.call.arguments_json)
+        call = end.call
+        return ToolCallFinished(end.index, call.id, call.name, call.arguments_json, call.incomplete)
     if kind == "usage":
         return usage_report(event.usage)
     if kind == "finish":

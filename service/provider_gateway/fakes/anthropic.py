@@ -106,7 +106,8 @@ def message_frames(scenario: str, model: str) -> tuple[list[str], str]:
             return frames, scenario
     frames.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
     stop_reason = "end_turn"
-    if scenario == "tools":
+    if scenario in ("tools", "tools-max-tokens"):
+        cut = scenario == "tools-max-tokens"
         index += 1
         block = {"type": "tool_use", "id": "toolu_fake_1", "name": conv.TOOL_NAME, "input": {}}
         frames.append(
@@ -115,13 +116,15 @@ def message_frames(scenario: str, model: str) -> tuple[list[str], str]:
             )
         )
         half = len(conv.TOOL_ARGS_JSON) // 2
-        for piece in ("", conv.TOOL_ARGS_JSON[:half], conv.TOOL_ARGS_JSON[half:]):
+        pieces = ["", conv.TOOL_ARGS_JSON[:half], conv.TOOL_ARGS_JSON[half:]]
+        for piece in pieces[:2] if cut else pieces:
             delta = {"type": "input_json_delta", "partial_json": piece}
             frames.append(
                 sse({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta")
             )
-        frames.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
-        stop_reason = "tool_use"
+        if not cut:  # max_tokens: the stop reason comes with no content_block_stop
+            frames.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
+        stop_reason = "max_tokens" if cut else "tool_use"
     frames.append(
         sse(
             {

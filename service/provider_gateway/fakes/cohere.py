@@ -49,7 +49,8 @@ def chat_frames(scenario: str) -> tuple[list[str], str]:
             return frames, scenario
     frames.append(event("content-end", index=index))
     finish = "COMPLETE"
-    if scenario == "tools":
+    if scenario in ("tools", "tools-max-tokens"):
+        cut = scenario == "tools-max-tokens"
         start = {
             "id": "fake_call_1",
             "type": "function",
@@ -57,11 +58,13 @@ def chat_frames(scenario: str) -> tuple[list[str], str]:
         }
         frames.append(event("tool-call-start", index=0, delta={"message": {"tool_calls": start}}))
         half = len(conv.TOOL_ARGS_JSON) // 2
-        for piece in (conv.TOOL_ARGS_JSON[:half], conv.TOOL_ARGS_JSON[half:]):
+        pieces = [conv.TOOL_ARGS_JSON[:half], conv.TOOL_ARGS_JSON[half:]]
+        for piece in pieces[:1] if cut else pieces:
             delta = {"message": {"tool_calls": {"function": {"arguments": piece}}}}
             frames.append(event("tool-call-delta", index=0, delta=delta))
-        frames.append(event("tool-call-end", index=0))
-        finish = "TOOL_CALL"
+        if not cut:  # MAX_TOKENS: the message ends with no tool-call-end
+            frames.append(event("tool-call-end", index=0))
+        finish = "MAX_TOKENS" if cut else "TOOL_CALL"
     usage = {
         "billed_units": {
             "input_tokens": conv.INPUT_TOKENS - conv.CACHE_READ_TOKENS,

@@ -61,6 +61,7 @@ def key_invalid_body() -> dict[str, Any]:
             "@type": "type.googleapis.com/google.rpc.ErrorInfo",
             "reason": "API_KEY_INVALID",
             "domain": "googleapis.com",
+            "metadata": {"service": "generativelanguage.googleapis.com"},
         }
     ]
     return body

@@ -8,7 +8,8 @@ stops without its terminal event), malformed (an event that is not JSON), midstr
 vendor's in-stream error after the first text), early-error (Anthropic's in-stream error before
 any content), hang (one event, then wait until the client goes away), error-<status>
 (an error response before the first byte), cut-after-end (a whole stream, then a dropped
-connection instead of a clean close). A model name may also end in a scenario
+connection instead of a clean close), tools-max-tokens (a tool call cut by max_tokens: half its
+arguments, then the stop reason, and no end of the call). A model name may also end in a scenario
 (`claude-tools`, `gemini-error-429`), which Vertex's Claude routing needs.
 
 Trying a provider by hand:
@@ -46,6 +47,7 @@ SCENARIOS = (
     "early-error",
     "hang",
     "cut-after-end",
+    "tools-max-tokens",
 )
 
 

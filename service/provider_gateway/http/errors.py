@@ -149,6 +149,11 @@ def upstream_message(body: Any, raw: bytes) -> str:
     return raw[:MAX_MESSAGE].decode("utf-8", errors="replace").strip()
 
 
+def vendor_said(body: Any, raw: bytes, status: int, secrets: Iterable[str] = ()) -> str:
+    """The vendor's own words as a client may see them: keys masked, length bounded."""
+    return redact(upstream_message(body, raw), secrets)[:MAX_MESSAGE] or f"HTTP {status}"
+
+
 def _error_code(body: Any) -> str:
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
@@ -167,7 +172,7 @@ def error_from_response(
 ) -> GatewayError:
     """Map an upstream HTTP error response to the gateway's error kinds."""
     body = parse_body(raw)
-    said = redact(upstream_message(body, raw), secrets)[:MAX_MESSAGE] or f"HTTP {status}"
+    said = vendor_said(body, raw, status, secrets)
     code = _error_code(body)
     delay = retry_delay(headers, body)
 

@@ -41,6 +41,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import unimplemented
+from provider_gateway.providers.open_calls import OpenCalls
 
 
 @runtime_checkable
@@ -78,15 +79,17 @@ class ResponseBuilder:
     """Folds events into a whole response: what `accumulate` does for streams, and what a codec
     does with the events of a unary body (one vocabulary, one normalisation for both)."""
 
-    __slots__ = ("_reasoning", "_text", "response")
+    __slots__ = ("_calls", "_reasoning", "_text", "response")
 
     def __init__(self) -> None:
         self.response = ChatResponse()
         self._text: list[str] = []
         self._reasoning: list[str] = []  # the open block's text
+        self._calls = OpenCalls()  # a call started and never ended is kept, marked incomplete
 
     def add(self, event: StreamEvent) -> None:
         response = self.response
+        event = self._calls.see(event)
         if isinstance(event, TextDelta):
             self._text.append(event.text)
         elif isinstance(event, ReasoningDelta):
@@ -111,6 +114,7 @@ class ResponseBuilder:
 
     def build(self) -> ChatResponse:
         response = self.response
+        response.tool_calls.extend(end.call for end in self._calls.close())
         if any(self._reasoning):  # a last block without state (DeepSeek, <think> tags)
             response.reasoning_parts.append(ReasoningPart("".join(self._reasoning)))
             self._reasoning = []

@@ -18,7 +18,7 @@ from provider_gateway.domain import CompletionRequest, HealthStatus, StreamEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import ErrorPolicy, Timeouts, Upstream
 from provider_gateway.http.client import TIMEOUT_KEYS
-from provider_gateway.http.errors import parse_body
+from provider_gateway.http.errors import parse_body, vendor_said
 from provider_gateway.providers.base import BaseProvider
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
@@ -44,7 +44,8 @@ class VendorErrors(ErrorPolicy):
         reason = gemini.error_info_reason(body)
         if reason in gemini.KEY_REASONS:  # AI Studio's bad key: 400 INVALID_ARGUMENT, reason in ErrorInfo
             error.kind, error.retryable = ErrorKind.UNAUTHENTICATED, False
-            _reword(error, f"check the provider key for {provider}: {reason}")
+            said = vendor_said(body, raw, response.status_code, secrets)
+            _reword(error, f"check the provider key for {provider}: {said} [{reason}]")  # as a 401 reads
         return error
 
 

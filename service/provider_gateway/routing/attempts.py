@@ -1,7 +1,8 @@
 """One attempt: one try of one deployment, timed, bounded by the stall limits, and judged.
 
-An attempt yields the provider's events, then a Finish; its failure is judged for the deployment's
-breaker and limiter (overloaded, broken, or a bad request that says nothing about the deployment).
+An attempt yields the provider's events, an end for every tool call they started and never ended,
+then a Finish; its failure is judged for the deployment's breaker and limiter (overloaded, broken,
+or a bad request that says nothing about the deployment).
 (`attempt.py` holds the context variable that names the attempt in progress to provider wrappers.)
 """
 
@@ -27,6 +28,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import Provider
+from provider_gateway.providers.open_calls import OpenCalls
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.limiter import RATE_LIMIT_SINK, RateLimitInfo
@@ -76,6 +78,7 @@ class Attempts:
             AttemptInfo(number, deployment.key, state), lambda info: self._rate_limit_info(deployment, info)
         )
         started = time.perf_counter_ns()
+        calls = OpenCalls()  # every tool call the stream starts ends before the Finish
         stream: AsyncIterator[StreamEvent] | None = None
         sent_content = False
         finish: ProviderFinish | None = None
@@ -122,7 +125,7 @@ class Attempts:
                     sent_content = True
                     clock.first_token_ns = time.perf_counter_ns()
                     deployment.record_ttft((clock.first_token_ns - started) / 1e9)
-                yield event
+                yield calls.see(event)
         except GatewayError as exc:
             exc.provider = exc.provider or deployment.spec.provider
             verdict = True
@@ -148,6 +151,8 @@ class Attempts:
                 us(time.perf_counter_ns() - started),
             )
         )
+        for end in calls.close():  # cut by max_tokens, or a vendor that ends none
+            yield end
         yield _finish(deployment, finish, attempts, clock)
 
     async def _judge(self, deployment: Deployment, exc: GatewayError) -> None:

@@ -207,7 +207,9 @@ def usage_to_proto(usage: d.Usage) -> pb.Usage:
 
 
 def tool_call_to_proto(call: d.ToolCall) -> pb.ToolCall:
-    return pb.ToolCall(id=call.id, name=call.name, arguments_json=call.arguments_json)
+    return pb.ToolCall(
+        id=call.id, name=call.name, arguments_json=call.arguments_json, incomplete=call.incomplete
+    )
 
 
 def finish_to_proto(finish: d.Finish) -> pb.Finish:

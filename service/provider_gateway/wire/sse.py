@@ -91,17 +91,19 @@ class SseDecoder:
             raise SseError(f"a line longer than {self._max} bytes")
         return events
 
-    def close(self, *, lenient: bool = False) -> list[SseEvent]:
-        """End of body. A trailing `\\r` ends its line. An event without its blank line is dropped,
-        as the spec says, unless `lenient`: then a last unterminated line and event are dispatched
-        (servers that end with `data: [DONE]` and no newline)."""
+    def close(self) -> list[SseEvent]:
+        """End of body: it ends the last line, as the official SDKs' decoders take it, and the last
+        event, which the spec (and those SDKs) would drop for want of its blank line. The SDKs need
+        no terminal event; the gateway does, to tell a finished stream from a cut one, and vendors
+        do end on `data: {"type":"message_stop"}` or `data: [DONE]` with no blank line. A cut
+        mid-line still fails: its data is not the JSON the codec wants, or the terminal event
+        never came."""
         events: list[SseEvent] = []
-        if self._buffer.endswith(b"\r") or (lenient and self._buffer):
+        if self._buffer:
             self._line(self._buffer.removesuffix(b"\r"), events)
             self._buffer.clear()
             self._scanned = 0
-        if lenient:
-            self._dispatch(events)
+        self._dispatch(events)
         return events
 
     def _line(self, raw: bytes | bytearray, events: list[SseEvent]) -> None:

@@ -247,8 +247,8 @@ class OpenAIProvider(BaseProvider):
                             yield domain_event
                     if done:
                         break
-                if not done:  # a last event without its blank line: hosts that end on "data: [DONE]"
-                    done = any(event.data.strip() == "[DONE]" for event in decoder.close(lenient=True))
+                if not done:  # the body's end dispatches a last event without its blank line
+                    done = any(event.data.strip() == "[DONE]" for event in decoder.close())
         except SseError as error:
             raise oversized_event(error, self.name) from None
         if not done:

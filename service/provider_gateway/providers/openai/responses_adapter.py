@@ -47,7 +47,7 @@ class ResponsesApi:
                             yield domain_event
                     if decoder.finished:
                         return
-                for event in sse.close(lenient=True):  # a last event without its blank line
+                for event in sse.close():  # a last event without its blank line
                     for domain_event in decoder.feed(decode_json_event(event.data, self.provider)):
                         yield domain_event
         except SseError as error:
