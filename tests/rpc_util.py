@@ -28,6 +28,12 @@ def kinds(events: list[pb.StreamEvent]) -> list[str]:
     return [str(e.WhichOneof("event")) for e in events]
 
 
+def runs(names: list[str]) -> list[str]:
+    """`names` with consecutive repeats collapsed: the shape of a stream whatever the server merged
+    (it joins deltas already in hand into one message, server/coalesce.py)."""
+    return [name for i, name in enumerate(names) if i == 0 or names[i - 1] != name]
+
+
 def text_of(events: list[pb.StreamEvent]) -> str:
     return "".join(e.text_delta.text for e in events if e.WhichOneof("event") == "text_delta")
 

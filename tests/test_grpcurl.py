@@ -75,8 +75,9 @@ def test_chat_stream_prints_one_json_object_per_event(target: str) -> None:
     out = grpcurl(target, f"{SERVICE}/ChatStream", data=chat_body("mock/echo"))
     events, rest = json_objects(out)
     assert rest == ""
-    assert [next(iter(e)) for e in events] == ["text_delta"] * 12 + ["usage", "finish"]
-    assert "".join(e["text_delta"]["text"] for e in events[:3]) == "Mock answer: hi"
+    assert {next(iter(e)) for e in events[:-2]} == {"text_delta"}
+    assert [next(iter(e)) for e in events[-2:]] == ["usage", "finish"]
+    assert "".join(e["text_delta"]["text"] for e in events[:-2]).startswith("Mock answer: hi")
     assert events[-1]["finish"]["reason"] == "FINISH_REASON_STOP"
     assert events[-1]["finish"]["provider"] == "mock"
 

@@ -8,7 +8,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from rpc_util import HANG_DEADLINE_S, WAIT_S, chat, collect_until_error, kinds, rpc_error, wait_for
+from rpc_util import HANG_DEADLINE_S, WAIT_S, chat, collect_until_error, kinds, rpc_error, runs, wait_for
 
 from provider_gateway.domain import FinishReason, ProviderFinish, TextDelta, Usage, UsageEvent
 from provider_gateway.errors import ErrorKind, GatewayError
@@ -71,7 +71,9 @@ async def test_error_before_first_token_is_the_configured_status_and_message(fau
 
 async def test_error_after_n_tokens_delivers_n_text_events_then_the_error(faulty) -> None:
     events, error = await collect_until_error(faulty.stub.ChatStream(chat("mock/flaky")))
-    assert kinds(events) == ["text_delta"] * 3  # no usage, no finish: the stream did not end cleanly
+    # The first three tokens (perhaps in one message), no usage, no finish: it did not end cleanly.
+    assert runs(kinds(events)) == ["text_delta"]
+    assert "".join(e.text_delta.text for e in events) == "Mock answer: Hi"
     assert error is not None
     assert error.code() == grpc.StatusCode.INTERNAL
     assert "connection reset mid-answer" in error.details()
@@ -83,7 +85,8 @@ async def test_error_after_n_tokens_delivers_n_text_events_then_the_error(faulty
 
 async def test_error_after_more_tokens_than_the_answer_has_still_fails(faulty) -> None:
     events, error = await collect_until_error(faulty.stub.ChatStream(chat("mock/short_flaky")))
-    assert kinds(events) == ["text_delta"] * 2
+    assert runs(kinds(events)) == ["text_delta"]
+    assert "".join(e.text_delta.text for e in events) == "Mock answer:"
     assert error is not None
     assert error.code() == grpc.StatusCode.UNAVAILABLE
 
@@ -198,7 +201,7 @@ async def test_scripted_error_after_events(gateway) -> None:
     mock.push(MockScript(events=[TextDelta("a"), TextDelta("b"), TextDelta("c")], error=error, error_after=2))
     mock.push(MockScript(events=[TextDelta("only")], error=error, error_after=5))
     events, failure = await collect_until_error(gateway.stub.ChatStream(chat("mock/echo")))
-    assert [e.text_delta.text for e in events] == ["a", "b"]
+    assert "".join(e.text_delta.text for e in events) == "ab"
     assert failure is not None
     assert failure.code() == grpc.StatusCode.PERMISSION_DENIED
     assert failure.details() == "mock: key lacks access"

@@ -240,7 +240,7 @@ async def test_clients_over_grpc_get_an_error_status_when_the_primary_fails_mid_
             async for event in gw.stub.ChatStream(_pb_chat("g")):
                 texts.append(event.text_delta.text)
         assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
-        assert len(texts) == 2
+        assert "".join(texts) == "Mock answer:"  # the two tokens sent (perhaps as one message)
         assert gw.provider("b").stats.started == 0
 
 

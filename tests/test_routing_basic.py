@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from rpc_util import chat, collect_until_error, kinds
+from rpc_util import chat, collect_until_error, kinds, runs
 
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -113,7 +113,7 @@ async def test_no_fallback_once_tokens_were_sent(routed) -> None:
     events, error = await collect_until_error(
         routed.stub.ChatStream(chat("primary/midway", fallbacks=["backup/echo"]))
     )
-    assert kinds(events) == ["text_delta", "text_delta"]
+    assert runs(kinds(events)) == ["text_delta"]  # the two tokens sent, perhaps as one message
     assert error is not None
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert routed.provider("backup").stats.started == 0

@@ -159,6 +159,8 @@ class ServerConfig:
     # `max_connection_age_grace_s` to finish, so keep that above the longest stream.
     max_connection_age_s: float = 0.0
     max_connection_age_grace_s: float = 600.0
+    # Merge stream deltas already in hand into one message (server/coalesce.py); never delays one.
+    coalesce_deltas: bool = True
 
 
 @dataclass(slots=True)
@@ -187,6 +189,7 @@ SERVER_KEYS = (
     "default_provider",
     "max_connection_age_s",
     "max_connection_age_grace_s",
+    "coalesce_deltas",
 )
 
 
@@ -226,6 +229,7 @@ def parse(data: Mapping[str, Any], source: str) -> GatewayConfig:
         default_provider=server_section.string("default_provider", ""),
         max_connection_age_s=server_section.number("max_connection_age_s", 0.0, minimum=0),
         max_connection_age_grace_s=server_section.number("max_connection_age_grace_s", 600.0, minimum=0),
+        coalesce_deltas=server_section.flag("coalesce_deltas", True),
     )
     providers_section = root.table("providers")
     providers = []

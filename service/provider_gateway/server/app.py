@@ -21,6 +21,7 @@ from provider_gateway.routing.settings import parse_routing
 from provider_gateway.routing.shared_state import build_counter_store
 from provider_gateway.server import auth, tls, validate
 from provider_gateway.server.auth import AuthorizingResolver, AuthorizingRouter
+from provider_gateway.server.coalesce import as_they_come
 from provider_gateway.server.decode import DecodeGuard
 from provider_gateway.server.drain import DrainInterceptor
 from provider_gateway.server.health import SERVICE_NAME, ProviderHealthBook
@@ -89,6 +90,8 @@ class GatewayServer:
         self.telemetry.gauges.add_limiter_source(self.router.limiter_capacity)
         self.service = ProviderService(self.router, self.health)
         self.service.limits = validate.Limits.from_config(config)
+        if not config.server.coalesce_deltas:
+            self.service.relay = as_they_come
         limit = config.server.max_message_bytes
         self.drain = DrainInterceptor()
         self.shutdown_cut = ShutdownCut()

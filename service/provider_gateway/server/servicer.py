@@ -7,18 +7,20 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from provider_gateway.domain import GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import deadline as upstream_deadline
 from provider_gateway.routing.router import Router
 from provider_gateway.routing.timing import RequestClock
 from provider_gateway.server import convert, validate
+from provider_gateway.server.coalesce import coalesced
 from provider_gateway.server.health import ProviderHealthBook
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
@@ -67,6 +69,10 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self.router = router
         self.health = health
         self.limits = validate.DEFAULT_LIMITS  # the server sets [limits] from the config
+        # Coalescing relay of stream events; the server sets [server] coalesce_deltas from the config.
+        self.relay: Callable[[AsyncGenerator[GatewayEvent, None]], AsyncGenerator[GatewayEvent, None]] = (
+            coalesced
+        )
 
     async def _unary(
         self, context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], Awaitable[T]]
@@ -94,8 +100,10 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     ) -> AsyncIterator[pb.StreamEvent]:
         clock = _clock(context)
         try:
-            events = self.router.chat_stream(
-                convert.chat_request_from_proto(validate.chat(request, self.limits)), clock
+            events = self.relay(
+                self.router.chat_stream(
+                    convert.chat_request_from_proto(validate.chat(request, self.limits)), clock
+                )
             )
             async with contextlib.aclosing(events):  # a cancelled call closes the upstream at once
                 async for event in events:
@@ -121,7 +129,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         clock = _clock(context)
         try:
             domain_request = convert.completion_request_from_proto(validate.complete(request, self.limits))
-            events = self.router.complete_stream(domain_request, clock)
+            events = self.relay(self.router.complete_stream(domain_request, clock))
             async with contextlib.aclosing(events):
                 async for event in events:
                     yield convert.event_to_proto(event)
