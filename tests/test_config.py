@@ -65,7 +65,10 @@ def test_provider_kind_defaults_to_its_name() -> None:
     ("text", "message"),
     [
         ("colour = 1", "gw.toml: colour: unknown key (expected one of: aliases, "),
-        ("[server]\nprot = 1", "gw.toml: server.prot: unknown key (expected one of: coalesce_deltas, default_provider, "),
+        (
+            "[server]\nprot = 1",
+            "gw.toml: server.prot: unknown key (expected one of: coalesce_deltas, default_provider, ",
+        ),
         ("[server]\nport = 'x'", "gw.toml: server.port: must be an integer, got str 'x'"),
         ("[server]\nport = -1", "gw.toml: server.port: must be at least 0, got -1"),
         ("[server]\nport = true", "gw.toml: server.port: must be an integer, got bool True"),
