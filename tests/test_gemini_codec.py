@@ -84,7 +84,7 @@ def test_body_roles_system_instruction_tools_and_function_response_name() -> Non
         "topP": 0.9,
         "stopSequences": ["END"],
         "responseMimeType": "application/json",
-        "responseSchema": {"type": "object"},
+        "responseJsonSchema": {"type": "object"},
         "thinkingConfig": {"includeThoughts": True, "thinkingBudget": 512},
     }
 

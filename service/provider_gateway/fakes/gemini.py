@@ -37,6 +37,7 @@ GENERATION_KEYS = {
     "stopSequences",
     "responseMimeType",
     "responseSchema",
+    "responseJsonSchema",
     "thinkingConfig",
     "candidateCount",
 }

@@ -22,6 +22,8 @@ from provider_gateway.domain import (
     ModelInfo,
     ProviderFinish,
     ReasoningDelta,
+    ResponseFormat,
+    ResponseFormatType,
     Role,
     StreamEvent,
     TextDelta,
@@ -36,6 +38,7 @@ from provider_gateway.domain import (
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
+from provider_gateway.providers.structured_output import CLAUDE_STRUCTURED, closed_objects, unhonoured
 from provider_gateway.providers.vendor_wire import (
     ToolCallAssembler,
     arguments_object,
@@ -213,6 +216,29 @@ OWNED_FIELDS = owned(
 )  # fmt: skip
 
 
+def output_config(fmt: ResponseFormat | None, model: str) -> dict[str, Any] | None:
+    """Structured outputs as Claude takes them (`output_config.format`, GA; always strict), or a
+    refusal where Claude cannot honour the format: it has no schema-less JSON mode, and models
+    before the 4.5 generation have no structured outputs."""
+    if fmt is None or fmt.type is ResponseFormatType.TEXT:
+        return None
+    if fmt.type is ResponseFormatType.JSON_OBJECT:
+        raise unhonoured(
+            "response_format",
+            "Anthropic",
+            model,
+            "Claude has no JSON mode without a schema; send TYPE_JSON_SCHEMA",
+        )
+    if not CLAUDE_STRUCTURED.search(model):
+        raise unhonoured(
+            "response_format",
+            "Anthropic",
+            model,
+            "structured outputs need Claude Opus/Sonnet 4.5, Haiku 4.5 or later",
+        )
+    return {"format": {"type": "json_schema", "schema": closed_objects(fmt.json_schema or {})}}
+
+
 def build_messages_body(
     request: ChatRequest, options: AnthropicOptions, *, stream: bool = True
 ) -> dict[str, Any]:
@@ -236,6 +262,8 @@ def build_messages_body(
             body["tool_choice"] = {"type": "tool", "name": choice.name}
         else:
             body["tool_choice"] = {"type": "auto"}
+    if output := output_config(request.response_format, request.model):
+        body["output_config"] = output
     reasoning = request.reasoning
     if reasoning and reasoning.enabled:
         body["thinking"] = {"type": "enabled", "budget_tokens": _thinking_budget(request, body)}

@@ -22,6 +22,8 @@ from provider_gateway.domain import (
     ProviderFinish,
     ReasoningDelta,
     ReasoningPart,
+    ResponseFormat,
+    ResponseFormatType,
     Role,
     StreamEvent,
     TextDelta,
@@ -42,6 +44,7 @@ from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
 from provider_gateway.providers.anthropic.codec import MIN_THINKING_BUDGET, thinking_budget
 from provider_gateway.providers.bedrock.models import Family
 from provider_gateway.providers.owned_options import owned, refuse_owned
+from provider_gateway.providers.structured_output import closed_objects, unhonoured
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 CACHE_POINT: dict[str, Any] = {"cachePoint": {"type": "default"}}
@@ -309,6 +312,25 @@ def reasoning_fields(request: ChatRequest, family: Family) -> dict[str, Any]:
     return {}
 
 
+def output_config(fmt: ResponseFormat | None, model_id: str) -> dict[str, Any] | None:
+    """Converse's native structured output (`outputConfig.textFormat`, the schema as a JSON string),
+    or a refusal: Converse has no schema-less JSON mode."""
+    if fmt is None or fmt.type is ResponseFormatType.TEXT:
+        return None
+    if fmt.type is ResponseFormatType.JSON_OBJECT:
+        raise unhonoured(
+            "response_format",
+            "Bedrock",
+            model_id,
+            "Converse has no JSON mode without a schema; send TYPE_JSON_SCHEMA",
+        )
+    schema = {
+        "schema": json.dumps(closed_objects(fmt.json_schema or {})),
+        "name": fmt.schema_name or "response",
+    }
+    return {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": schema}}}
+
+
 def converse_request(
     request: ChatRequest, model_id: str, family: Family, *, prompt_caching: bool = False
 ) -> dict[str, Any]:
@@ -340,6 +362,8 @@ def converse_request(
     )
     if tools := tool_config(request.tools, choice.mode, choice.name, has_tool_blocks):
         kwargs["toolConfig"] = tools
+    if output := output_config(request.response_format, model_id):
+        kwargs["outputConfig"] = output
     for key, value in refuse_owned(request.provider_options, OWNED_FIELDS).items():
         (kwargs if key in CONVERSE_TOP_LEVEL else extra)[key] = value
     if extra:

@@ -191,7 +191,9 @@ def _generation_config(request: ChatRequest) -> dict[str, Any]:
     if fmt and fmt.type is not ResponseFormatType.TEXT:
         config["responseMimeType"] = "application/json"
         if fmt.type is ResponseFormatType.JSON_SCHEMA and fmt.json_schema:
-            config["responseSchema"] = dict(fmt.json_schema)
+            config["responseJsonSchema"] = dict(
+                fmt.json_schema
+            )  # JSON Schema, not the OpenAPI subset of responseSchema
     reasoning = request.reasoning
     if reasoning and reasoning.enabled:
         thinking: dict[str, Any] = {"includeThoughts": True}
