@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -286,3 +287,19 @@ async def test_group_of_allowed_deployments_is_allowed(gateway_factory: GatewayF
     async with gateway_factory(CONFIG) as gw:
         response = await gw.stub.Chat(chat("mine"), metadata=bearer(BOB), timeout=10)
         assert response.finish.provider == "mock"
+
+
+async def test_the_cli_takes_its_key_from_the_environment(gateway_factory: GatewayFactory, tmp_path: Any) -> None:
+    """PROVIDER_GATEWAY_API_KEY, so that the key is not in the command line (ps shows that)."""
+    from processes import run_process
+    from served import CLI
+
+    async with gateway_factory(CONFIG) as gw:
+        env = {**os.environ, "PROVIDER_GATEWAY_API_KEY": ALICE}
+        code, out, err = await run_process(CLI, "models", "--target", gw.target, cwd=tmp_path, env=env)
+        assert code == 0, err
+        assert "mock/echo" in out
+        env.pop("PROVIDER_GATEWAY_API_KEY")
+        code, _, err = await run_process(CLI, "models", "--target", gw.target, cwd=tmp_path, env=env)
+        assert code == 1
+        assert "UNAUTHENTICATED" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from importlib import metadata
 from collections.abc import AsyncIterator
 
 import httpx
@@ -65,6 +66,8 @@ async def test_request_hook_adds_headers_to_every_request(pool: UpstreamPool, fa
     assert seen.headers["traceparent"] == "00-abc-def-01"
     assert seen.headers["authorization"] == "Bearer k-123"
     assert seen.json() == {"a": 1}
+    # The upstream sees the gateway and its version, not the HTTP library.
+    assert seen.headers["user-agent"] == f"provider-gateway/{metadata.version('provider-gateway-server')}"
 
 
 async def test_error_before_first_byte_maps_status_and_retry_after(

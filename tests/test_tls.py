@@ -15,6 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from processes import run_process
+from served import CLI
 
 from provider_gateway import config as config_module
 from provider_gateway.server.tls import TlsConfig
@@ -218,3 +220,26 @@ def test_tls_config_errors_name_the_key(tmp_path: Path, pki: dict[str, Issued]) 
             parse(f'[tls]\ncert_file = "{paths["cert"]}"\nkey_file = "{tmp_path / "other.key"}"\n')
         )
     assert TlsConfig.from_config(parse("")) is None
+
+
+async def test_the_cli_talks_tls_and_mutual_tls(tmp_path: Path, pki: dict[str, Issued]) -> None:
+    paths = write_server_files(tmp_path, pki)
+    (tmp_path / "server-ca.crt").write_bytes(pki["server_ca"].cert)
+    (tmp_path / "client.crt").write_bytes(pki["client"].cert)
+    (tmp_path / "client.key").write_bytes(pki["client"].key)
+    trust = ("--ca-file", str(tmp_path / "server-ca.crt"))
+    client = ("--cert-file", str(tmp_path / "client.crt"), "--key-file", str(tmp_path / "client.key"))
+    async with run_gateway(tls_config(paths, require_client_cert=True)) as gw:
+        code, out, err = await run_process(
+            CLI, "health", "--target", gw.target, *trust, *client, cwd=tmp_path
+        )
+        assert (code, out.strip()) == (0, "SERVING"), err
+        code, out, err = await run_process(
+            CLI, "chat", "--target", gw.target, *trust, *client, "hi", cwd=tmp_path
+        )
+        assert code == 0, err
+        assert "hi" in out
+        refused, _, _ = await run_process(
+            CLI, "health", "--target", gw.target, *trust, cwd=tmp_path, timeout_s=60
+        )
+        assert refused != 0  # no client certificate: mutual TLS refuses it

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,7 @@ from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
 DEFAULT_TARGET = "localhost:50051"
+API_KEY_ENV = "PROVIDER_GATEWAY_API_KEY"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -73,8 +75,30 @@ def _workers(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _channel(args: argparse.Namespace) -> grpc.Channel:
+    """Plaintext, or TLS when asked (`--tls`, or any of the files): system roots unless `--ca-file`,
+    a client certificate for mutual TLS with `--cert-file` and `--key-file`."""
+    if not (args.tls or args.ca_file or args.cert_file):
+        return grpc.insecure_channel(args.target)
+    if bool(args.cert_file) != bool(args.key_file):
+        raise SystemExit("provider-gateway: --cert-file and --key-file go together")
+
+    def read(path: str | None) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as file:
+                return file.read()
+        except OSError as exc:
+            raise SystemExit(f"provider-gateway: cannot read {path}: {exc.strerror}") from None
+
+    credentials = grpc.ssl_channel_credentials(read(args.ca_file), read(args.key_file), read(args.cert_file))
+    options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
+    return grpc.secure_channel(args.target, credentials, options=options)
+
+
 def _stub(args: argparse.Namespace) -> tuple[grpc.Channel, pb_grpc.ProviderServiceStub]:
-    channel = grpc.insecure_channel(args.target)
+    channel = _channel(args)
     return channel, pb_grpc.ProviderServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
@@ -151,9 +175,11 @@ def _providers(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
-    with grpc.insecure_channel(args.target) as channel:
+    with _channel(args) as channel:
         response = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
-            health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            health_pb2.HealthCheckRequest(service=args.service),
+            timeout=args.timeout,
+            metadata=_metadata(args),
         )
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
     print(status)
@@ -208,7 +234,18 @@ def build_parser() -> argparse.ArgumentParser:
             "--target", default=DEFAULT_TARGET, help=f"gateway address (default {DEFAULT_TARGET})"
         )
         sub.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
-        sub.add_argument("--api-key", default=None, help="gateway API key, if the server requires one")
+        sub.add_argument(
+            "--api-key",
+            default=os.environ.get(API_KEY_ENV) or None,
+            help=f"gateway API key, if the server requires one (default ${API_KEY_ENV}; an argument shows in ps)",
+        )
+        sub.add_argument("--tls", action="store_true", help="connect with TLS, trusting the system's CAs")
+        sub.add_argument("--ca-file", help="PEM CA bundle to trust (implies --tls)")
+        sub.add_argument("--cert-file", help="PEM client certificate, for mutual TLS (with --key-file)")
+        sub.add_argument("--key-file", help="PEM private key of --cert-file")
+        sub.add_argument(
+            "--server-name", help="the name the server's certificate must carry, if not the target's"
+        )
         return sub
 
     chat = client_command("chat", "stream a chat answer to the terminal")

@@ -14,6 +14,7 @@ import logging
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 import aiohttp
@@ -28,6 +29,18 @@ RequestHook = Callable[[httpx.Request], None]
 # vendors accept keys in query strings. Observability adds its own, redacted, request telemetry.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 TRANSPORTS = ("aiohttp", "httpx")
+
+
+def _user_agent() -> str:
+    try:
+        version = metadata.version("provider-gateway-server")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        version = "0"
+    return f"provider-gateway/{version}"
+
+
+# Upstreams (and their operators) see who calls, rather than "python-httpx/0.28.1".
+USER_AGENT = _user_agent()
 
 
 @dataclass(slots=True)
@@ -59,7 +72,9 @@ class HostClient:
         )
         # The client owns the transport's life; requests skip its auth, redirect and cookie layers
         # (see `send`), which a gateway never wants and which cost a third of each request's time.
-        self.client = httpx.AsyncClient(base_url=origin, timeout=None, transport=self.transport)
+        self.client = httpx.AsyncClient(
+            base_url=origin, timeout=None, transport=self.transport, headers={"user-agent": USER_AGENT}
+        )
 
     def _aiohttp_session(self, max_connections: int) -> aiohttp.ClientSession:
         # Created lazily by the transport on first use, inside the running loop, as aiohttp needs.
