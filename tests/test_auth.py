@@ -289,7 +289,9 @@ async def test_group_of_allowed_deployments_is_allowed(gateway_factory: GatewayF
         assert response.finish.provider == "mock"
 
 
-async def test_the_cli_takes_its_key_from_the_environment(gateway_factory: GatewayFactory, tmp_path: Any) -> None:
+async def test_the_cli_takes_its_key_from_the_environment(
+    gateway_factory: GatewayFactory, tmp_path: Any
+) -> None:
     """PROVIDER_GATEWAY_API_KEY, so that the key is not in the command line (ps shows that)."""
     from processes import run_process
     from served import CLI
