@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from importlib import metadata
 from collections.abc import AsyncIterator
+from importlib import metadata
 
 import httpx
 import pytest

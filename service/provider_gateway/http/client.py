@@ -24,6 +24,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import deadline
 from provider_gateway.http.errors import error_from_response, redact
 from provider_gateway.http.pool import HostClient
+from provider_gateway.http.rate_limits import announced, report_rate_limit
 
 T = TypeVar("T")
 TIMEOUT_KEYS = ("connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s")
@@ -153,6 +154,8 @@ class Upstream:
         )
         send = self.host.send(request)
         response = await self._within(send, self.timeouts.first_byte, "response")
+        if info := announced(response.headers):  # on successes too: the limiter slows before a 429
+            report_rate_limit(info)
         if response.status_code < 400:
             return response
         try:

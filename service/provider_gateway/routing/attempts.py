@@ -27,11 +27,11 @@ from provider_gateway.domain import (
     StreamEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.http.rate_limits import RATE_LIMIT_SINK, RateLimitInfo
 from provider_gateway.providers.base import Provider
 from provider_gateway.providers.open_calls import OpenCalls
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
 from provider_gateway.routing.deployments import Deployment
-from provider_gateway.routing.limiter import RATE_LIMIT_SINK, RateLimitInfo
 from provider_gateway.routing.shared_state import SharedState
 from provider_gateway.routing.timing import RequestClock, us
 

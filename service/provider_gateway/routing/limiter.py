@@ -4,56 +4,17 @@ The allowed concurrency grows by one for every `limit` successful calls (additiv
 halved on a 429 or when the provider says little headroom is left (multiplicative decrease), so the
 gateway slows down before the provider starts refusing and speeds up again as answers come back.
 
-Adapters report what the rate-limit headers say through `report_rate_limit(RateLimitInfo(...))`
-(on success and on failure alike); the router installs the sink for the attempt in progress.
+The shared HTTP layer reports what every response's rate-limit headers say (http/rate_limits.py),
+on success and on failure alike; the router installs the sink for the attempt in progress.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 
-
-@dataclass(slots=True, frozen=True)
-class RateLimitInfo:
-    """Figures from `x-ratelimit-*` / `anthropic-ratelimit-*` style headers; None when not sent.
-
-    `reset_s` is the number of seconds until the most constrained budget refills.
-    """
-
-    remaining_requests: int | None = None
-    limit_requests: int | None = None
-    remaining_tokens: int | None = None
-    limit_tokens: int | None = None
-    reset_s: float | None = None
-
-    def headroom(self) -> float | None:
-        """The smallest remaining fraction of any budget reported, or None when nothing usable was sent."""
-        fractions = [
-            remaining / limit
-            for remaining, limit in (
-                (self.remaining_requests, self.limit_requests),
-                (self.remaining_tokens, self.limit_tokens),
-            )
-            if remaining is not None and limit
-        ]
-        if self.remaining_requests == 0 or self.remaining_tokens == 0:
-            return 0.0
-        return min(fractions) if fractions else None
-
-
-RATE_LIMIT_SINK: ContextVar[Callable[[RateLimitInfo], None] | None] = ContextVar(
-    "provider_gateway_rate_limit_sink", default=None
-)
-
-
-def report_rate_limit(info: RateLimitInfo) -> None:
-    """Called by adapters after reading a response's rate-limit headers; a no-op outside the router."""
-    sink = RATE_LIMIT_SINK.get()
-    if sink is not None:
-        sink(info)
+from provider_gateway.http.rate_limits import RateLimitInfo
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,0 +1,135 @@
+"""The rate limits a provider announces on its responses, and the hook that carries them to the router.
+
+Every HTTP response (success or error) is read once here, in the shared HTTP layer, so that every
+adapter reports what its vendor announces: OpenAI, Azure and most OpenAI-compatible hosts send
+`x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, Anthropic `anthropic-ratelimit-*` for
+requests, tokens, input tokens and output tokens. The router installs a sink for the attempt in
+progress (a context variable), and its AIMD limiter slows down before the first 429.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from provider_gateway.http.errors import parse_duration
+
+
+@dataclass(slots=True, frozen=True)
+class RateLimitInfo:
+    """Figures from `x-ratelimit-*` / `anthropic-ratelimit-*` style headers; None when not sent.
+
+    `reset_s` is the number of seconds until the most constrained budget refills.
+    """
+
+    remaining_requests: int | None = None
+    limit_requests: int | None = None
+    remaining_tokens: int | None = None
+    limit_tokens: int | None = None
+    reset_s: float | None = None
+
+    def headroom(self) -> float | None:
+        """The smallest remaining fraction of any budget reported, or None when nothing usable was sent."""
+        fractions = [
+            remaining / limit
+            for remaining, limit in (
+                (self.remaining_requests, self.limit_requests),
+                (self.remaining_tokens, self.limit_tokens),
+            )
+            if remaining is not None and limit
+        ]
+        if self.remaining_requests == 0 or self.remaining_tokens == 0:
+            return 0.0
+        return min(fractions) if fractions else None
+
+
+RATE_LIMIT_SINK: ContextVar[Callable[[RateLimitInfo], None] | None] = ContextVar(
+    "provider_gateway_rate_limit_sink", default=None
+)
+
+
+def report_rate_limit(info: RateLimitInfo) -> None:
+    """Pass what a response announced to the attempt in progress; a no-op outside the router."""
+    sink = RATE_LIMIT_SINK.get()
+    if sink is not None:
+        sink(info)
+
+
+@dataclass(slots=True, frozen=True)
+class _Budget:
+    limit: int | None
+    remaining: int | None
+    reset_s: float | None
+
+    @property
+    def fraction(self) -> float:
+        if self.remaining == 0:
+            return 0.0
+        return self.remaining / self.limit if self.remaining is not None and self.limit else 1.0
+
+
+# (limit, remaining, reset) header names of each budget, per vendor family
+_OPENAI_REQUESTS = (
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+)
+_OPENAI_TOKENS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
+_ANTHROPIC_REQUESTS = tuple(f"anthropic-ratelimit-requests-{p}" for p in ("limit", "remaining", "reset"))
+_ANTHROPIC_TOKENS = tuple(
+    tuple(f"anthropic-ratelimit-{family}-{p}" for p in ("limit", "remaining", "reset"))
+    for family in ("tokens", "input-tokens", "output-tokens")
+)
+
+
+def announced(headers: Mapping[str, str], now: float | None = None) -> RateLimitInfo | None:
+    """What `headers` (a case-insensitive mapping, as httpx's) say of the caller's budgets; None when
+    they say nothing. Of several token budgets, the tightest counts."""
+    wall = time.time() if now is None else now
+    requests = _budget(headers, _OPENAI_REQUESTS, wall) or _budget(headers, _ANTHROPIC_REQUESTS, wall)
+    token_budgets = [
+        b for names in (_OPENAI_TOKENS, *_ANTHROPIC_TOKENS) if (b := _budget(headers, names, wall))
+    ]
+    tokens = min(token_budgets, key=lambda b: b.fraction) if token_budgets else None
+    if requests is None and tokens is None:
+        return None
+    tightest = min((b for b in (requests, tokens) if b is not None), key=lambda b: b.fraction)
+    return RateLimitInfo(
+        remaining_requests=requests.remaining if requests else None,
+        limit_requests=requests.limit if requests else None,
+        remaining_tokens=tokens.remaining if tokens else None,
+        limit_tokens=tokens.limit if tokens else None,
+        reset_s=tightest.reset_s,
+    )
+
+
+def _budget(headers: Mapping[str, str], names: tuple[str, ...], now: float) -> _Budget | None:
+    limit, remaining, reset = (headers.get(name) for name in names)
+    if limit is None and remaining is None:
+        return None
+    return _Budget(_integer(limit), _integer(remaining), _seconds_until(reset, now))
+
+
+def _integer(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _seconds_until(text: str | None, now: float) -> float | None:
+    """A reset as OpenAI sends it ("6m0s", "20ms") or as Anthropic does (an RFC 3339 time)."""
+    if text is None:
+        return None
+    if (seconds := parse_duration(text)) is not None:
+        return max(seconds, 0.0)
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return max(moment.timestamp() - now, 0.0)

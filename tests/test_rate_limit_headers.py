@@ -1,0 +1,98 @@
+"""The rate limits providers announce on every response reach the router (issue 16.5): read once in
+the shared HTTP layer, so that every HTTP adapter reports them, on success as on a 429."""
+
+from __future__ import annotations
+
+import datetime
+
+import grpc
+import orjson
+import pytest
+from conftest import run_gateway
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from vendor_cases import chat_request
+
+from provider_gateway.fakes import FakeUpstream, Reply
+from provider_gateway.http.rate_limits import RateLimitInfo, announced
+
+NOW = 1_800_000_000.0
+
+
+def test_openai_headers() -> None:
+    headers = {
+        "x-ratelimit-limit-requests": "500",
+        "x-ratelimit-remaining-requests": "499",
+        "x-ratelimit-reset-requests": "120ms",
+        "x-ratelimit-limit-tokens": "30000",
+        "x-ratelimit-remaining-tokens": "300",
+        "x-ratelimit-reset-tokens": "6m0s",
+    }
+    info = announced(headers, NOW)
+    assert info == RateLimitInfo(499, 500, 300, 30000, reset_s=360.0)  # tokens are the tight budget
+    assert info is not None
+    assert info.headroom() == pytest.approx(0.01)
+
+
+def test_anthropic_headers_take_the_tightest_token_family() -> None:
+    reset = datetime.datetime.fromtimestamp(NOW + 42, datetime.UTC).isoformat().replace("+00:00", "Z")
+    headers = {
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "49",
+        "anthropic-ratelimit-requests-reset": reset,
+        "anthropic-ratelimit-input-tokens-limit": "40000",
+        "anthropic-ratelimit-input-tokens-remaining": "39000",
+        "anthropic-ratelimit-output-tokens-limit": "8000",
+        "anthropic-ratelimit-output-tokens-remaining": "0",
+        "anthropic-ratelimit-output-tokens-reset": reset,
+    }
+    info = announced(headers, NOW)
+    assert info == RateLimitInfo(49, 50, 0, 8000, reset_s=pytest.approx(42.0))
+    assert info is not None
+    assert info.headroom() == 0.0
+
+
+def test_no_rate_limit_headers_say_nothing() -> None:
+    assert announced({"content-type": "application/json", "x-request-id": "r"}, NOW) is None
+    assert announced({"x-ratelimit-remaining-requests": "soon"}, NOW) == RateLimitInfo()
+
+
+def sse_answer() -> bytes:
+    chunks = [
+        {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]},
+        {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
+async def test_a_spent_budget_announced_on_success_holds_the_deployment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The answer succeeded but said no requests remain for 30 s: the next request is not sent, and
+    the client is told to wait (RESOURCE_EXHAUSTED with RetryInfo), before any 429."""
+    monkeypatch.setenv("PG_X_KEY", "k")
+    spent = {
+        "x-ratelimit-limit-requests": "100",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "30s",
+    }
+    async with FakeUpstream() as fake:
+        fake.script(
+            "/v1/chat/completions",
+            Reply(chunks=[sse_answer()], content_type="text/event-stream", headers=spent),
+        )
+        config = f'[providers.o]\nkind = "openai"\nbase_url = "{fake.url}/v1"\napi_key_env = "PG_X_KEY"\n'
+        async with run_gateway(config) as gateway:
+            first = [e async for e in gateway.stub.ChatStream(chat_request("o/m"), timeout=20)]
+            assert "".join(e.text_delta.text for e in first) == "hi"
+            call = gateway.stub.Chat(chat_request("o/m"), timeout=20)
+            with pytest.raises(grpc.aio.AioRpcError) as held:
+                await call
+            assert held.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            status = await rpc_status.aio.from_call(call)
+            assert status is not None
+            retry = error_details_pb2.RetryInfo()
+            assert status.details[0].Unpack(retry)
+            assert 25 < retry.retry_delay.ToTimedelta().total_seconds() <= 30
+        chats = [r for r in fake.requests if r.path == "/v1/chat/completions"]
+        assert len(chats) == 1  # the held request never reached the provider
