@@ -15,6 +15,7 @@ from vendor_cases import chat_request
 
 from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.http.rate_limits import RateLimitInfo, announced
+from provider_gateway.v1 import provider_service_pb2 as pb
 
 NOW = 1_800_000_000.0
 
@@ -94,5 +95,10 @@ async def test_a_spent_budget_announced_on_success_holds_the_deployment(
             retry = error_details_pb2.RetryInfo()
             assert status.details[0].Unpack(retry)
             assert 25 < retry.retry_delay.ToTimedelta().total_seconds() <= 30
+            # ListProviders shows what the provider announced (nothing was configured).
+            listed = await gateway.stub.ListProviders(pb.ListProvidersRequest(), timeout=20)
+            limits = next(p for p in listed.providers if p.name == "o").capabilities.rate_limits
+            assert limits.requests_per_minute == 100
+            assert limits.max_concurrent >= 1  # the adaptive limiter's current allowance
         chats = [r for r in fake.requests if r.path == "/v1/chat/completions"]
         assert len(chats) == 1  # the held request never reached the provider

@@ -36,6 +36,7 @@ class AdaptiveLimiter:
         self.settings = settings
         self._clock = clock
         self.limit = float(settings.initial)
+        self.announced: RateLimitInfo | None = None
         self.in_flight = 0
         self._last_decrease = -1e9
 
@@ -59,6 +60,7 @@ class AdaptiveLimiter:
         self.limit = max(self.limit * self.settings.backoff, float(self.settings.minimum))
 
     def on_rate_limit_info(self, info: RateLimitInfo) -> None:
+        self.announced = info  # the provider's own figures, shown by ListProviders
         headroom = info.headroom()
         if headroom is not None and headroom < self.settings.low_headroom:
             self.on_overload()

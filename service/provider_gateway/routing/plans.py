@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable
 
 from provider_gateway.config import ProviderConfig
-from provider_gateway.domain import Route
+from provider_gateway.domain import RateLimits, Route
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import Provider
 from provider_gateway.providers.registry import ProviderRegistry
@@ -122,6 +122,17 @@ class Planner:
         if any(s is not BreakerState.CLOSED for s in states):
             return BreakerState.HALF_OPEN.value
         return BreakerState.CLOSED.value
+
+    def observed_rate_limits(self, provider: str) -> RateLimits:
+        """The budgets the provider last announced (largest over its deployments: each key has its
+        own), and the concurrency the adaptive limiters allow it now."""
+        deployments = [d for d in self.deployments.values() if d.spec.provider == provider]
+        announced = [d.limiter.announced for d in deployments if d.limiter.announced is not None]
+        return RateLimits(
+            requests_per_minute=max((a.limit_requests or 0 for a in announced), default=0),
+            tokens_per_minute=max((a.limit_tokens or 0 for a in announced), default=0),
+            max_concurrent=sum(int(d.limiter.limit) for d in deployments),
+        )
 
     def limiter_capacity(self) -> list[tuple[dict[str, str], float]]:
         """Spare concurrency of the adaptive limiters (limit minus in flight), summed per provider:

@@ -28,6 +28,7 @@ from provider_gateway.domain import (
     Finish,
     GatewayEvent,
     ModelInfo,
+    RateLimits,
     Route,
     StreamEvent,
     TokenCount,
@@ -86,6 +87,9 @@ class Router:
 
     def breaker_state(self, provider: str) -> str:
         return self.planner.breaker_state(provider)
+
+    def observed_rate_limits(self, provider: str) -> RateLimits:
+        return self.planner.observed_rate_limits(provider)
 
     def limiter_capacity(self) -> list[tuple[dict[str, str], float]]:
         return self.planner.limiter_capacity()
