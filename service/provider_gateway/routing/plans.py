@@ -125,13 +125,14 @@ class Planner:
 
     def observed_rate_limits(self, provider: str) -> RateLimits:
         """The budgets the provider last announced (largest over its deployments: each key has its
-        own), and the concurrency the adaptive limiters allow it now."""
-        deployments = [d for d in self.deployments.values() if d.spec.provider == provider]
-        announced = [d.limiter.announced for d in deployments if d.limiter.announced is not None]
+        own), and the concurrency the adaptive limiters of those deployments allow now; zeros for a
+        provider that announces nothing."""
+        heard = [d for d in self.deployments.values() if d.spec.provider == provider and d.limiter.announced]
+        announced = [d.limiter.announced for d in heard if d.limiter.announced is not None]
         return RateLimits(
             requests_per_minute=max((a.limit_requests or 0 for a in announced), default=0),
             tokens_per_minute=max((a.limit_tokens or 0 for a in announced), default=0),
-            max_concurrent=sum(int(d.limiter.limit) for d in deployments),
+            max_concurrent=sum(int(d.limiter.limit) for d in heard),
         )
 
     def limiter_capacity(self) -> list[tuple[dict[str, str], float]]:
