@@ -80,10 +80,11 @@ def test_every_resource_is_required_by_the_issue() -> None:
         ("v1", "Service"),
         ("autoscaling/v2", "HorizontalPodAutoscaler"),
         ("v1", "ConfigMap"),
-        ("v1", "Secret"),
         ("policy/v1", "PodDisruptionBudget"),
     ]:
         assert required in kinds
+    # The keys' Secret is created apart: a bundle that owned it would wipe real keys on re-apply.
+    assert ("v1", "Secret") not in kinds
 
 
 # --- the gateway Deployment ------------------------------------------------------------------
@@ -157,12 +158,19 @@ def test_resources_are_requested_and_memory_is_bounded() -> None:
 
 
 def test_every_provider_key_comes_from_the_secret() -> None:
-    secret = find("Secret", "provider-gateway-keys")
-    assert {"secretRef": {"name": "provider-gateway-keys"}} in CONTAINER["envFrom"]
+    secret = yaml.safe_load((KUBE / "examples" / "secret.yaml").read_text())
+    assert secret["metadata"]["name"] == "provider-gateway-keys"
+    # Optional: a missing Secret leaves the pod unready (and says why) instead of crash-looping.
+    assert {"secretRef": {"name": "provider-gateway-keys", "optional": True}} in CONTAINER["envFrom"]
     key_envs = {p.options.string("api_key_env") for p in GATEWAY_CONFIG.providers} - {""}
     assert key_envs
     assert key_envs == set(secret["stringData"])
     assert all(value == "" for value in secret["stringData"].values()), "no real key is committed"
+
+
+def test_the_production_config_has_no_mock_provider() -> None:
+    """Readiness must mean that a real provider can serve, and mock/* is no model for production."""
+    assert "mock" not in {p.kind for p in GATEWAY_CONFIG.providers}
 
 
 def test_redis_url_names_the_redis_service() -> None:
@@ -273,3 +281,37 @@ def test_only_gateway_pods_reach_redis() -> None:
     (rule,) = policy["spec"]["ingress"]
     (source,) = rule["from"]
     assert selects_gateway_pods(source["podSelector"]["matchLabels"])
+
+
+async def test_the_shipped_config_serves_on_fake_upstreams_and_waits_for_its_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rendered ConfigMap, its providers pointed at local fakes (nothing reaches a real host):
+    without the Secret it is up but NOT_SERVING; with the keys it serves and reports SERVING."""
+    from conftest import run_gateway
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from vendor_cases import chat_request
+
+    from provider_gateway.fakes import FakeUpstream, Reply
+    from provider_gateway.fakes.anthropic import FakeAnthropic
+
+    async with FakeUpstream() as openai, FakeAnthropic() as anthropic:
+        openai.on("GET", "/v1/models", lambda _: Reply.json({"object": "list", "data": []}))
+        text = CONFIG_TEXT.replace(
+            "[providers.openai]\n", f'[providers.openai]\nbase_url = "{openai.url}/v1"\n'
+        ).replace("[providers.anthropic]\n", f'[providers.anthropic]\nbase_url = "{anthropic.base_url}"\n')
+        for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+            monkeypatch.delenv(name, raising=False)
+        async with run_gateway(text) as gateway:
+            health = health_pb2_grpc.HealthStub(gateway.channel)
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("ANTHROPIC_API_KEY", anthropic.api_key)
+        async with run_gateway(text) as gateway:
+            health = health_pb2_grpc.HealthStub(gateway.channel)
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            answer = await gateway.stub.Chat(chat_request("smart"), timeout=20)  # the alias to Claude
+            assert answer.text
+            assert answer.finish.provider == "anthropic"

@@ -32,6 +32,11 @@ class ConfigError(Exception):
         self.source, self.key, self.problem = source, key, problem
 
 
+class MissingSecret(ConfigError):
+    """A required secret whose environment variable is empty: the deployment's business (a Secret
+    not mounted yet), not a mistake in the file, so the provider is kept and reported unready."""
+
+
 class Section:
     """A typed view of one table of the config file that knows where it came from."""
 
@@ -127,8 +132,10 @@ class Section:
                 raise self.error(f"{name}_file", f"cannot read {file_name}: {exc.strerror}") from exc
         value = os.environ.get(env_name, "") if env_name else ""
         if required and not value:
-            raise self.error(
-                f"{name}_env", f"environment variable {env_name or '(unset)'} is empty; export the key there"
+            raise MissingSecret(
+                self.source,
+                self.key(f"{name}_env"),
+                f"environment variable {env_name or '(unset)'} is empty; export the key there",
             )
         return register_secret(value)
 

@@ -8,12 +8,16 @@ the `ProviderContext` carries the server's shared resources (the upstream HTTP p
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable, Iterator
 from typing import cast
 
-from provider_gateway.config import ConfigError, GatewayConfig, ProviderConfig, Section
+from provider_gateway.config import ConfigError, GatewayConfig, MissingSecret, ProviderConfig, Section
 from provider_gateway.providers.base import Provider
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.unconfigured import UnconfiguredProvider
+
+log = logging.getLogger("provider_gateway.providers")
 
 ProviderFactory = Callable[[str, Section, ProviderContext], Provider]
 
@@ -56,7 +60,11 @@ def build_provider(config: ProviderConfig, context: ProviderContext) -> Provider
             config.options.key("kind"),
             f"unknown provider kind {config.kind!r} (known: {', '.join(sorted(ADAPTERS))})",
         )
-    return load_factory(config.kind)(config.name, config.options, context)
+    try:
+        return load_factory(config.kind)(config.name, config.options, context)
+    except MissingSecret as exc:
+        log.error("provider %r is not usable until its secret is set: %s", config.name, exc)
+        return UnconfiguredProvider(config.name, config.kind, str(exc))
 
 
 class ProviderRegistry:
