@@ -67,7 +67,7 @@ def test_provider_kind_defaults_to_its_name() -> None:
         ("colour = 1", "gw.toml: colour: unknown key (expected one of: aliases, "),
         (
             "[server]\nprot = 1",
-            "gw.toml: server.prot: unknown key (expected one of: coalesce_deltas, default_provider, ",
+            "gw.toml: server.prot: unknown key (did you mean 'port'? expected one of: coalesce_deltas, ",
         ),
         ("[server]\nport = 'x'", "gw.toml: server.port: must be an integer, got str 'x'"),
         ("[server]\nport = -1", "gw.toml: server.port: must be at least 0, got -1"),
@@ -84,6 +84,11 @@ def test_provider_kind_defaults_to_its_name() -> None:
         ),
         ("[aliases]\nfast = 'nope/echo'", "gw.toml: aliases.fast: must be 'provider/model'"),
         ("[aliases]\nfast = 3", "gw.toml: aliases.fast: must be a string, got int 3"),
+        ("[aliases]\nmock = 'mock/echo'", "gw.toml: aliases.mock: an alias may not be a provider's name"),
+        (
+            '[aliases]\n"mock/fast" = "mock/echo"',
+            "gw.toml: aliases.mock/fast: an alias may not be a provider's name",
+        ),
     ],
 )
 def test_bad_core_config_names_file_key_and_problem(text: str, message: str) -> None:
@@ -196,8 +201,14 @@ def test_secrets_come_from_env_or_file_never_the_file_itself(tmp_path: Path, mon
     with pytest.raises(ConfigError) as info:
         Section({"api_key_env": "GW_TEST_UNSET"}, "gw.toml", "providers.x").secret("api_key", required=True)
     assert str(info.value) == (
-        "gw.toml: providers.x.api_key_env: environment variable GW_TEST_UNSET is empty; export the key there"
+        "gw.toml: providers.x.api_key_env: environment variable GW_TEST_UNSET is not set; export the key there"
     )
+    with pytest.MonkeyPatch.context() as patch:  # mounted, but without a value: told apart
+        patch.setenv("GW_TEST_EMPTY", "")
+        with pytest.raises(ConfigError, match="environment variable GW_TEST_EMPTY is empty"):
+            Section({"api_key_env": "GW_TEST_EMPTY"}, "gw.toml", "providers.x").secret(
+                "api_key", required=True
+            )
     with pytest.raises(ConfigError) as info:
         Section({"api_key_file": str(tmp_path / "none")}, "gw.toml", "p").secret("api_key")
     assert str(info.value).startswith("gw.toml: p.api_key_file: cannot read ")

@@ -29,7 +29,7 @@ async def test_a_missing_key_leaves_the_provider_unready_not_the_server_down(
         listed = await gateway.stub.ListProviders(pb.ListProvidersRequest(), timeout=10)
         (openai,) = listed.providers
         assert openai.health == pb.PROVIDER_HEALTH_NOT_SERVING
-        assert "PG_TEST_NOT_SET is empty" in openai.health_message
+        assert "PG_TEST_NOT_SET is not set" in openai.health_message
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await gateway.stub.Chat(chat_request("openai/gpt-4o"), timeout=10)
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION

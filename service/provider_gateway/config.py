@@ -6,6 +6,7 @@ No file means the embedded mock provider alone. Every mistake is reported at sta
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
@@ -132,10 +133,13 @@ class Section:
                 raise self.error(f"{name}_file", f"cannot read {file_name}: {exc.strerror}") from exc
         value = os.environ.get(env_name, "") if env_name else ""
         if required and not value:
+            # "Not set" (a Secret not mounted, a typo in the name) reads differently from "empty"
+            # (mounted, but the key has no value).
+            state = "is empty" if env_name and env_name in os.environ else "is not set"
             raise MissingSecret(
                 self.source,
                 self.key(f"{name}_env"),
-                f"environment variable {env_name or '(unset)'} is empty; export the key there",
+                f"environment variable {env_name or '(none named)'} {state}; export the key there",
             )
         return register_secret(value)
 
@@ -143,7 +147,9 @@ class Section:
         known = set(allowed)
         for name in self._data:
             if name not in known:
-                raise self.error(name, f"unknown key (expected one of: {', '.join(sorted(known))})")
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise self.error(name, f"unknown key ({hint}expected one of: {', '.join(sorted(known))})")
 
 
 @dataclass(slots=True)
@@ -256,6 +262,10 @@ def parse(data: Mapping[str, Any], source: str) -> GatewayConfig:
     aliases_section = root.table("aliases")
     aliases = {alias: aliases_section.string(alias) for alias in aliases_section}
     for alias, target in aliases.items():
+        if alias in names or alias.split("/", 1)[0] in names:  # it would hide that provider's models
+            raise aliases_section.error(
+                alias, f"an alias may not be a provider's name or start with one ({alias!r})"
+            )
         provider = target.split("/", 1)[0]
         if "/" not in target or provider not in names:
             raise aliases_section.error(
