@@ -340,3 +340,39 @@ async def test_the_cli_server_logs_json_lines_with_a_request_line() -> None:
     assert len(access) == 1
     assert (access[0]["rpc"], access[0]["status"], access[0]["provider"]) == ("Chat", "OK", "mock")
     assert any("serving" in line["msg"] for line in lines)
+
+
+async def test_upstream_spans_carry_the_server_address_and_one_model_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An HTTP provider's attempt span says where it went (server.address, server.port), and the
+    server span names the model as the attempt does, with what the client wrote kept apart."""
+    import orjson
+
+    from provider_gateway.fakes import FakeUpstream, Reply
+
+    monkeypatch.setenv("PG_X_KEY", "k")
+    chunk = {
+        "id": "c",
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
+    }
+    body = b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
+    async with FakeUpstream() as fake:
+        fake.script("/v1/chat/completions", Reply(chunks=[body], content_type="text/event-stream"))
+        config = (
+            f'[providers.o]\nkind = "openai"\nbase_url = "{fake.url}/v1"\napi_key_env = "PG_X_KEY"\n'
+            '[aliases]\nquick = "o/gpt-4o"\n'
+        )
+        async with observed_gateway(config) as gw:
+            request = pb.ChatRequest(model="quick", messages=[user("hi")])
+            [e async for e in gw.running.stub.ChatStream(request)]
+            spans = gw.finished()
+    attempt = next(s for s in spans if s.name == "chat gpt-4o")
+    server = next(s for s in spans if s.name == "provider_gateway.v1.ProviderService/ChatStream")
+    assert (attempt.attributes["server.address"], attempt.attributes["server.port"]) == (
+        "127.0.0.1",
+        fake.port,
+    )
+    assert server.attributes["gen_ai.request.model"] == attempt.attributes["gen_ai.request.model"] == "gpt-4o"
+    assert server.attributes["provider_gateway.requested_model"] == "quick"

@@ -139,7 +139,10 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 grpc.StatusCode[status].value[0] if status in grpc.StatusCode.__members__ else 2,
             )
             span.set_attribute("provider_gateway.provider", state.provider)
-            span.set_attribute("gen_ai.request.model", state.requested_model)
+            # The model named as the attempt spans name it (the id sent upstream); what the client
+            # wrote (an alias, "provider/model") is kept apart.
+            span.set_attribute("gen_ai.request.model", state.model or state.requested_model)
+            span.set_attribute("provider_gateway.requested_model", state.requested_model)
             span.set_attribute("provider_gateway.attempts", state.attempts)
             span.set_attribute("provider_gateway.retries", state.retries)
             span.set_attribute("provider_gateway.failovers", state.failovers)

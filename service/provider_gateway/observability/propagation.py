@@ -8,6 +8,7 @@ for the current span, i.e. the attempt span of instrumented.py.
 from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
+from typing import Any
 
 _inject: Callable[[MutableMapping[str, str]], None] | None = None
 
@@ -15,6 +16,19 @@ _inject: Callable[[MutableMapping[str, str]], None] | None = None
 def inject_trace_headers(headers: MutableMapping[str, str]) -> None:
     if _inject is not None:
         _inject(headers)
+
+
+def annotate_upstream_request(request: Any) -> None:
+    """An upstream HTTP request (httpx's) as the current attempt span sees it: trace headers out,
+    and `server.address` / `server.port` (OpenTelemetry's HTTP client attributes) on the span."""
+    inject_trace_headers(request.headers)
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    if span.is_recording():
+        url = request.url
+        span.set_attribute("server.address", url.host)
+        span.set_attribute("server.port", url.port or (443 if url.scheme == "https" else 80))
 
 
 def enable() -> None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from provider_gateway.config import Section
 from provider_gateway.observability import logs
 from provider_gateway.observability.gauges import GaugeSources
-from provider_gateway.observability.propagation import inject_trace_headers
+from provider_gateway.observability.propagation import annotate_upstream_request
 from provider_gateway.providers.base import Provider
 from provider_gateway.providers.registry import ProviderRegistry
 
@@ -177,7 +177,7 @@ class Telemetry:
         """The shared HTTP pool: its requests carry our trace context, its counters feed the
         connection metric (opened = new connections, reused = requests that found one open)."""
         if self.tracer is not None:
-            pool.add_request_hook(lambda request: inject_trace_headers(request.headers))
+            pool.add_request_hook(annotate_upstream_request)
 
         def counts() -> dict[str, tuple[int, int]]:
             stats = pool.stats()
