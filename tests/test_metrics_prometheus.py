@@ -148,3 +148,32 @@ async def test_the_endpoint_answers_only_get_metrics() -> None:
             async with session.get(f"{base}/metrics?x=1") as response:
                 assert response.status == 200
                 assert "# TYPE" in await response.text()
+
+
+def points(data: object, name: str) -> list[object]:
+    metrics = [
+        m
+        for rm in data.resource_metrics  # type: ignore[attr-defined]
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == name
+    ]
+    return [p for m in metrics for p in m.data.data_points]
+
+
+async def test_streams_in_flight_and_process_metrics() -> None:
+    async with observed_gateway(FAILOVER_CONFIG) as gw:
+        stream = gw.running.stub.ChatStream(pb.ChatRequest(model="backup/slow", messages=[user("hi")]))
+        await stream.read()  # the stream is open and delivering
+        during = gw.reader.get_metrics_data()
+        while await stream.read() != grpc.aio.EOF:
+            pass
+        after = gw.reader.get_metrics_data()
+    (open_now,) = [p.value for p in points(during, "provider_gateway.streams.active")]  # type: ignore[attr-defined]
+    (closed,) = [p.value for p in points(after, "provider_gateway.streams.active")]  # type: ignore[attr-defined]
+    assert (open_now, closed) == (1, 0)
+    (memory,) = [p.value for p in points(after, "process.memory.usage")]  # type: ignore[attr-defined]
+    assert memory > 10 * 1024 * 1024  # a Python server with gRPC: tens of megabytes resident
+    modes = {p.attributes["cpu.mode"]: p.value for p in points(after, "process.cpu.time")}  # type: ignore[attr-defined]
+    assert modes["user"] > 0
+    assert next(p.value for p in points(after, "process.thread.count")) >= 1  # type: ignore[attr-defined]

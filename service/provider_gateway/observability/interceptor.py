@@ -189,6 +189,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter_ns()
             state, span, token = self._begin(method, metadata, request)
             reset = CURRENT.set(state)
+            metrics = self.metrics
+            if metrics is not None:
+                metrics.active_streams.add(1, {"rpc": state.rpc})
             messages = behaviour(request, context)
             last = None
             error: BaseException | None = None
@@ -204,6 +207,8 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                     await messages.aclose()  # type: ignore[attr-defined]  # stop the work behind it now
                 finally:
                     _reset(reset)
+                    if metrics is not None:
+                        metrics.active_streams.add(-1, {"rpc": state.rpc})
                     self._end(state, span, token, _status(context, error), started, last)
 
         return call

@@ -7,7 +7,10 @@ gauges fed through `GaugeSources`. Imported only when metrics are on.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import cast
 
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -145,6 +148,23 @@ class GatewayMetrics:
         meter.create_observable_gauge(
             "provider_gateway.provider.up", [self._up], "1", "1 while the provider's health entry is SERVING"
         )
+        self.active_streams = meter.create_up_down_counter(
+            "provider_gateway.streams.active", "{stream}", "Streaming RPCs in flight, by rpc"
+        )
+        # Process metrics under OpenTelemetry's semantic-convention names (a worker of
+        # `serve --workers` reports its own process).
+        meter.create_observable_gauge(
+            "process.memory.usage", [self._memory], "By", "Resident memory of the server process"
+        )
+        meter.create_observable_counter(
+            "process.cpu.time", [self._cpu], "s", "CPU time of the server process, by cpu.mode"
+        )
+        meter.create_observable_gauge(
+            "process.thread.count",
+            [self._threads],
+            "{thread}",
+            "Threads of the server process (gRPC's included)",
+        )
 
     def model_label(self, model: str) -> str:
         models = self._models
@@ -171,6 +191,21 @@ class GatewayMetrics:
     def _up(self, options: CallbackOptions) -> Iterable[Observation]:
         for provider, up in self._health().items():
             yield Observation(int(up), {"provider": provider})
+
+    def _memory(self, options: CallbackOptions) -> Iterable[Observation]:
+        try:
+            resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+        except (OSError, IndexError, ValueError):  # not Linux: no figure rather than a wrong one
+            return
+        yield Observation(resident_pages * os.sysconf("SC_PAGE_SIZE"))
+
+    def _cpu(self, options: CallbackOptions) -> Iterable[Observation]:
+        times = os.times()
+        yield Observation(times.user, {"cpu.mode": "user"})
+        yield Observation(times.system, {"cpu.mode": "system"})
+
+    def _threads(self, options: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(threading.active_count())
 
     def shutdown(self) -> None:
         self.provider.shutdown(timeout_millis=5000)
