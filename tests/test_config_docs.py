@@ -33,6 +33,7 @@ from provider_gateway.config import ConfigError, Section
 from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.observability.monitor import HEALTH_KEYS
 from provider_gateway.observability.telemetry import TELEMETRY_KEYS, Telemetry, TelemetrySettings
+from provider_gateway.pricing import PRICE_KEYS
 from provider_gateway.providers.anthropic.adapter import KEYS as ANTHROPIC_KEYS
 from provider_gateway.providers.cohere.adapter import KEYS as COHERE_KEYS
 from provider_gateway.providers.gemini.adapter import KEYS as GEMINI_KEYS
@@ -152,7 +153,11 @@ def _normalise(path: tuple[str | int, ...]) -> str:
             out += "[]"
             continue
         parent = path[i - 1] if i == 1 else None
-        name = {"providers": "<name>", "groups": "<name>", "aliases": "<alias>"}.get(str(parent), part)
+        name = {"providers": "<name>", "groups": "<name>", "aliases": "<alias>", "prices": "<kind>"}.get(
+            str(parent), part
+        )
+        if i == 2 and path[0] == "prices":
+            name = '"<model>"'  # [prices.<kind>."<model>"]
         out += f".{name}" if out else name
     return out
 
@@ -223,6 +228,7 @@ CODE_KEYS: dict[str, frozenset[str]] = {
     "health": frozenset(HEALTH_KEYS),
     "telemetry": frozenset(TELEMETRY_KEYS),
     "upstream": _upstream_keys(),
+    'prices.<kind>."<model>"': frozenset(PRICE_KEYS),
 }
 
 

@@ -10,6 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "service" / "provider_gateway"
 RANK = {
     "domain": 0,
     "errors": 0,
+    "pricing": 0,
     "wire": 1,
     "http": 1,
     "providers": 2,

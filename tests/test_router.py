@@ -268,7 +268,7 @@ async def test_a_socket_error_from_an_adapter_is_a_retryable_connection_failure(
         yield  # an async generator
 
     router.planner.deployments["g/a/m"].provider = type(
-        "Refusing", (), {"chat_stream": staticmethod(refused)}
+        "Refusing", (), {"chat_stream": staticmethod(refused), "kind": "mock"}
     )()  # type: ignore[assignment]
     finish = finish_of(await run_stream(router, chat("g")))
     assert [(a.provider, a.outcome) for a in finish.attempts] == [("a", "UNAVAILABLE"), ("b", "ok")]

@@ -193,7 +193,9 @@ class GatewayConfig:
 DEFAULT_SOURCE = "(built-in defaults)"
 CORE_KEYS = ("server", "providers", "aliases")
 # Feature tables: parsed by their own modules through `GatewayConfig.section(name)`.
-FEATURE_KEYS = ("routing", "groups", "auth", "tls", "telemetry", "redis", "limits", "health", "upstream")
+FEATURE_KEYS = (
+    "routing", "groups", "auth", "tls", "telemetry", "redis", "limits", "health", "upstream", "prices",
+)  # fmt: skip
 SERVER_KEYS = (
     "host",
     "port",

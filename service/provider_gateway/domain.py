@@ -283,12 +283,26 @@ class ProviderFinish:
 
 
 @dataclass(slots=True, frozen=True)
+class Cost:
+    """What usage cost by the price table: micro-USD; `known` False when the model has no price
+    (the amount is then unknown, not 0). `usage_source`: "provider", "estimated" or "none"."""
+
+    amount_micros: int
+    known: bool
+    usage_source: str
+
+
+UNKNOWN_COST = Cost(0, known=False, usage_source="none")
+
+
+@dataclass(slots=True, frozen=True)
 class Attempt:
     provider: str
     model: str
     outcome: str  # "ok" or a status code name
     error: str
     latency_us: int
+    cost: Cost = UNKNOWN_COST
 
 
 @dataclass(slots=True, frozen=True)
@@ -310,6 +324,7 @@ class Finish:
     timing: Timing
     attempts: tuple[Attempt, ...]
     response_id: str = ""
+    cost: Cost = UNKNOWN_COST  # every attempt's, failed-over ones included
 
 
 StreamEvent = (

@@ -114,6 +114,8 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             finish = None
         if finish is not None:
             state.provider, state.model = finish.provider, finish.model or state.model
+            if finish.cost.known:
+                state.cost_micros = finish.cost.amount_micros
         elif state.attempts == 0 or status in ("INVALID_ARGUMENT", "NOT_FOUND"):
             state.model = "_invalid" if state.model else ""  # never a client-chosen label
         metrics = self.metrics
@@ -122,6 +124,8 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             labels = {"rpc": state.rpc, "provider": state.provider, "model": model, "status": status}
             metrics.requests.add(1, labels)
             metrics.duration.record(duration, labels)
+            if state.cost_micros:
+                metrics.cost.add(state.cost_micros, {"provider": state.provider, "model": model})
             if finish is not None:
                 timing = finish.timing
                 short = {"rpc": state.rpc, "provider": state.provider, "model": model}
@@ -149,6 +153,8 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             if state.input_tokens or state.output_tokens:
                 span.set_attribute("gen_ai.usage.input_tokens", state.input_tokens)
                 span.set_attribute("gen_ai.usage.output_tokens", state.output_tokens)
+            if state.cost_micros is not None:
+                span.set_attribute("provider_gateway.cost_usd_micros", state.cost_micros)
             if finish is not None:
                 timing = finish.timing
                 span.set_attribute("gen_ai.response.model", finish.model)

@@ -162,5 +162,6 @@ def log_request(state: Any, status: str, duration_s: float) -> None:
             "input_tokens": state.input_tokens,
             "output_tokens": state.output_tokens,
             "attempts": state.attempts,
+            "cost_usd_micros": state.cost_micros,  # null: no price known for the model
         },
     )

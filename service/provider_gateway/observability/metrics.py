@@ -109,6 +109,9 @@ class GatewayMetrics:
         self.overhead = meter.create_histogram(
             "provider_gateway.gateway_overhead", "s", "The gateway's own time: total minus upstream wait"
         )
+        self.cost = meter.create_counter(
+            "provider_gateway.cost", "{usd_micro}", "What requests cost by the price table, in micro-USD"
+        )
         self.tokens = meter.create_counter(
             "provider_gateway.tokens", "{token}", "Tokens in and out, by provider, model and direction"
         )

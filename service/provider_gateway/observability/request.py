@@ -32,6 +32,7 @@ class RequestState:
     outcome: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
+    cost_micros: int | None = None  # the request's cost (micro-USD) when known
     tried: set[str] = field(default_factory=set)
 
     def begin_attempt(self, provider: str) -> tuple[bool, bool]:

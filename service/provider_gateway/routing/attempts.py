@@ -20,14 +20,18 @@ from provider_gateway.domain import (
     Attempt,
     ChatRequest,
     CompletionRequest,
+    Cost,
     Finish,
     FinishReason,
     GatewayEvent,
     ProviderFinish,
     StreamEvent,
+    Usage,
+    UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.rate_limits import RATE_LIMIT_SINK, RateLimitInfo
+from provider_gateway.pricing import PriceTable, total
 from provider_gateway.providers.base import Provider
 from provider_gateway.providers.open_calls import OpenCalls
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
@@ -49,11 +53,13 @@ class Attempts:
         store: SharedState,
         released: Callable[[], Awaitable[None]],
         background: Callable[[Coroutine[Any, Any, None]], None],
+        prices: PriceTable,
     ) -> None:
         self.clock = clock
         self.store = store
         self.released = released
         self.background = background
+        self.prices = prices
 
     async def run(
         self,
@@ -82,6 +88,7 @@ class Attempts:
         stream: AsyncIterator[StreamEvent] | None = None
         sent_content = False
         finish: ProviderFinish | None = None
+        usage: Usage | None = None  # what the provider reported, for the attempt's cost
         verdict = False
         try:
             with scope:
@@ -121,6 +128,8 @@ class Attempts:
                 if isinstance(event, ProviderFinish):
                     finish = event
                     continue
+                if isinstance(event, UsageEvent):
+                    usage = event.usage
                 if not sent_content and isinstance(event, CONTENT_EVENTS):
                     sent_content = True
                     clock.first_token_ns = time.perf_counter_ns()
@@ -129,7 +138,7 @@ class Attempts:
         except GatewayError as exc:
             exc.provider = exc.provider or deployment.spec.provider
             verdict = True
-            attempts.append(_failed(deployment, exc, started))
+            attempts.append(_failed(deployment, exc, started, self._cost(deployment, None, usage)))
             await self._judge(deployment, exc)
             raise
         finally:
@@ -149,11 +158,16 @@ class Attempts:
                 "ok",
                 "",
                 us(time.perf_counter_ns() - started),
+                self._cost(deployment, finish, usage),
             )
         )
         for end in calls.close():  # cut by max_tokens, or a vendor that ends none
             yield end
         yield _finish(deployment, finish, attempts, clock)
+
+    def _cost(self, deployment: Deployment, finish: ProviderFinish | None, usage: Usage | None) -> Cost:
+        model = (finish.model if finish else "") or deployment.spec.model
+        return self.prices.cost(deployment.provider.kind, model, usage)
 
     async def _judge(self, deployment: Deployment, exc: GatewayError) -> None:
         """What a failure says about the deployment: overloaded, broken, or nothing (a bad request)."""
@@ -220,13 +234,14 @@ def _stalled(deployment: Deployment, sent_content: bool, limit: float) -> Gatewa
     )
 
 
-def _failed(deployment: Deployment, exc: GatewayError, started: int) -> Attempt:
+def _failed(deployment: Deployment, exc: GatewayError, started: int, cost: Cost) -> Attempt:
     return Attempt(
         deployment.spec.provider,
         deployment.spec.model,
         exc.kind.value,
         exc.message,
         us(time.perf_counter_ns() - started),
+        cost,
     )
 
 
@@ -242,4 +257,5 @@ def _finish(
         timing=clock.timing(),
         attempts=tuple(attempts),
         response_id=finish.response_id,
+        cost=total([a.cost for a in attempts]),
     )

@@ -34,6 +34,7 @@ from provider_gateway.domain import (
     TokenCount,
 )
 from provider_gateway.errors import GatewayError
+from provider_gateway.pricing import PriceTable
 from provider_gateway.providers.base import Provider, accumulate, replay
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.registry import ProviderRegistry, build_provider
@@ -63,6 +64,7 @@ class Router:
         rng: random.Random | None = None,
         build: Callable[[ProviderConfig], Provider] | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        prices: PriceTable | None = None,
     ) -> None:
         self.registry = registry
         self.resolver = resolver
@@ -78,7 +80,9 @@ class Router:
         build = build or (lambda config: build_provider(config, ProviderContext()))
         self.planner = Planner(registry, resolver, self.routing, build, clock, self._breaker_changed, rng)
         self.capacity = CapacityQueue(clock)
-        attempts = Attempts(clock, self.store, self.capacity.notify, self._background)
+        attempts = Attempts(
+            clock, self.store, self.capacity.notify, self._background, prices or PriceTable.builtin()
+        )
         self.retry = RetryLoop(clock, rng, sleep, self.store, self.capacity, attempts)
 
     def plan(self, model: str, provider: str = "", fallbacks: list[str] | tuple[str, ...] = ()) -> Plan:

@@ -15,6 +15,7 @@ from provider_gateway.config import GatewayConfig
 from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.observability import Telemetry
 from provider_gateway.observability.monitor import HealthMonitor, MonitorSettings
+from provider_gateway.pricing import PriceTable
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.registry import ProviderRegistry, build_provider
 from provider_gateway.routing.settings import parse_routing
@@ -74,6 +75,7 @@ class GatewayServer:
             parse_routing(config),
             self.counters,
             build=lambda provider: self.telemetry.wrap(build_provider(provider, context)),
+            prices=PriceTable.from_config(config.section("prices")),
         )
         self.health_servicer = HealthServicer()
         self.health = ProviderHealthBook(self.health_servicer, self.registry.names())

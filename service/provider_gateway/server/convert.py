@@ -227,11 +227,23 @@ def finish_to_proto(finish: d.Finish) -> pb.Finish:
         ),
         attempts=[
             pb.Attempt(
-                provider=a.provider, model=a.model, outcome=a.outcome, error=a.error, latency_us=a.latency_us
+                provider=a.provider,
+                model=a.model,
+                outcome=a.outcome,
+                error=a.error,
+                latency_us=a.latency_us,
+                cost=cost_to_proto(a.cost),
             )
             for a in finish.attempts
         ],
         response_id=finish.response_id,
+        cost=cost_to_proto(finish.cost),
+    )
+
+
+def cost_to_proto(cost: d.Cost) -> pb.Cost:
+    return pb.Cost(
+        amount_micros=cost.amount_micros, currency="USD", known=cost.known, usage_source=cost.usage_source
     )
 
 

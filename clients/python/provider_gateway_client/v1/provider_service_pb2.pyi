@@ -263,21 +263,35 @@ class Timing(_message.Message):
     def __init__(self, gateway_overhead_us: _Optional[int] = ..., time_to_first_token_us: _Optional[int] = ..., total_us: _Optional[int] = ..., upstream_us: _Optional[int] = ...) -> None: ...
 
 class Attempt(_message.Message):
-    __slots__ = ("provider", "model", "outcome", "error", "latency_us")
+    __slots__ = ("provider", "model", "outcome", "error", "latency_us", "cost")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LATENCY_US_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
     provider: str
     model: str
     outcome: str
     error: str
     latency_us: int
-    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., outcome: _Optional[str] = ..., error: _Optional[str] = ..., latency_us: _Optional[int] = ...) -> None: ...
+    cost: Cost
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., outcome: _Optional[str] = ..., error: _Optional[str] = ..., latency_us: _Optional[int] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ...) -> None: ...
+
+class Cost(_message.Message):
+    __slots__ = ("amount_micros", "currency", "known", "usage_source")
+    AMOUNT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    USAGE_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    amount_micros: int
+    currency: str
+    known: bool
+    usage_source: str
+    def __init__(self, amount_micros: _Optional[int] = ..., currency: _Optional[str] = ..., known: _Optional[bool] = ..., usage_source: _Optional[str] = ...) -> None: ...
 
 class Finish(_message.Message):
-    __slots__ = ("reason", "raw_finish_reason", "provider", "model", "timing", "attempts", "response_id")
+    __slots__ = ("reason", "raw_finish_reason", "provider", "model", "timing", "attempts", "response_id", "cost")
     REASON_FIELD_NUMBER: _ClassVar[int]
     RAW_FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -285,6 +299,7 @@ class Finish(_message.Message):
     TIMING_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
     reason: FinishReason
     raw_finish_reason: str
     provider: str
@@ -292,7 +307,8 @@ class Finish(_message.Message):
     timing: Timing
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
     response_id: str
-    def __init__(self, reason: _Optional[_Union[FinishReason, str]] = ..., raw_finish_reason: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., response_id: _Optional[str] = ...) -> None: ...
+    cost: Cost
+    def __init__(self, reason: _Optional[_Union[FinishReason, str]] = ..., raw_finish_reason: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., response_id: _Optional[str] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ...) -> None: ...
 
 class TextDelta(_message.Message):
     __slots__ = ("text",)
