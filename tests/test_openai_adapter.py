@@ -550,14 +550,33 @@ CHAT_PATHS = {
 PRESET_NAMES = sorted(CHAT_PATHS)
 
 
-def preset_request(provider: str, model: str = "gpt-4o") -> pb.ChatRequest:
-    image = pb.Image(data=JPEG, media_type="image/jpeg")
-    return pb.ChatRequest(model=f"{provider}/{model}", messages=[user("Look", image)])
+# Presets whose models take no images: an image to them is refused (tests/test_capabilities.py).
+TEXT_ONLY = {"ds"}
+
+
+def preset_request(provider: str, model: str = "gpt-4o", *, image: bool = True) -> pb.ChatRequest:
+    if not image or provider in TEXT_ONLY:
+        return pb.ChatRequest(model=f"{provider}/{model}", messages=[user("Look")])
+    return pb.ChatRequest(
+        model=f"{provider}/{model}", messages=[user("Look", pb.Image(data=JPEG, media_type="image/jpeg"))]
+    )
 
 
 @pytest.mark.parametrize("provider", PRESET_NAMES)
 async def test_every_preset_streams_text_tools_usage_and_encodes_vision(env: Env, provider: str) -> None:
     path = CHAT_PATHS[provider]
+    if not env.gateway.provider(provider).capabilities().vision:  # DeepSeek's chat models take no images
+        assert provider in TEXT_ONLY
+        sent = len(env.fake.requests)
+        image = pb.Image(data=JPEG, media_type="image/jpeg")
+        refused = await chat_stream(
+            env.stub, pb.ChatRequest(model=f"{provider}/m", messages=[user("Look", image)])
+        )
+        assert refused.error is not None
+        assert refused.error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "messages[0].content[1].image" in (refused.error.details() or "")
+        assert len(env.fake.requests) == sent  # refused, not sent without the image
+        return
     env.fake.script(
         path,
         Reply.sse(

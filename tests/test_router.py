@@ -18,7 +18,7 @@ from routing_support import (
 )
 
 from provider_gateway import config as config_module
-from provider_gateway.domain import TextDelta
+from provider_gateway.domain import Capabilities, TextDelta
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.mock import MockScript
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
@@ -268,7 +268,9 @@ async def test_a_socket_error_from_an_adapter_is_a_retryable_connection_failure(
         yield  # an async generator
 
     router.planner.deployments["g/a/m"].provider = type(
-        "Refusing", (), {"chat_stream": staticmethod(refused), "kind": "mock"}
+        "Refusing",
+        (),
+        {"chat_stream": staticmethod(refused), "kind": "mock", "capabilities": staticmethod(Capabilities)},
     )()  # type: ignore[assignment]
     finish = finish_of(await run_stream(router, chat("g")))
     assert [(a.provider, a.outcome) for a in finish.attempts] == [("a", "UNAVAILABLE"), ("b", "ok")]

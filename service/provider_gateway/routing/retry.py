@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -22,6 +23,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from provider_gateway.domain import CONTENT_EVENTS, Attempt, GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.routing.attempts import Attempts, OpenStream, Req, rate_limit_hold
+from provider_gateway.routing.capabilities import honouring
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.settings import RoutingSettings
@@ -97,6 +99,7 @@ class RetryLoop:
     ) -> AsyncGenerator[GatewayEvent, None]:
         """The retry loop. `buffered` (unary calls) holds each attempt's events until it succeeds,
         so that even a failure after some output can fail over: the client has seen nothing yet."""
+        plan = dataclasses.replace(plan, deployments=honouring(request, plan.deployments))
         settings = plan.settings
         deadline = clock.deadline if clock.deadline is not None else self.clock() + settings.timeout_s
         attempts: list[Attempt] = []
