@@ -29,6 +29,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.anthropic import codec
+from provider_gateway.providers.base import fold
 
 WEATHER = Tool(
     "get_weather", "Weather for a city", {"type": "object", "properties": {"city": {"type": "string"}}}
@@ -333,3 +334,92 @@ def test_invalid_tool_arguments_are_a_clear_invalid_argument() -> None:
     with pytest.raises(GatewayError, match="tool call 't1': arguments_json is not valid JSON") as info:
         codec.build_messages_body(ChatRequest("m", messages), codec.AnthropicOptions())
     assert info.value.kind is ErrorKind.INVALID_ARGUMENT
+
+
+# The whole Message that STREAM streams, plus a redacted block (which streams whole too).
+REDACTED = {"type": "redacted_thinking", "data": "EncryptedBlob"}
+MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-x",
+    "content": [
+        {"type": "thinking", "thinking": "Hmm", "signature": "sig"},
+        REDACTED,
+        {"type": "text", "text": "Hi"},
+        {"type": "tool_use", "id": "toolu_9", "name": "f", "input": {"a": 1}},
+    ],
+    "stop_reason": "tool_use",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 10,
+        "cache_creation_input_tokens": 100,
+        "cache_read_input_tokens": 1000,
+        "output_tokens": 7,
+        "service_tier": "standard",
+    },
+}
+
+
+def test_a_unary_message_reads_as_its_stream_folds() -> None:
+    redacted_stream = [
+        {"type": "content_block_start", "index": 5, "content_block": REDACTED},
+        {"type": "content_block_stop", "index": 5},
+    ]
+    stream = [*STREAM[:5], *redacted_stream, *STREAM[5:]]
+    streamed = fold(decode(stream))  # type: ignore[arg-type]
+    unary = codec.MessagesStreamDecoder(provider="a").response(MESSAGE)
+    assert unary.usage.raw.pop("service_tier") == "standard"  # a string: kept raw, as streams keep it
+    assert unary == streamed
+    assert [(p.text, p.signature, p.redacted) for p in unary.reasoning_parts] == [
+        ("Hmm", "sig", False),
+        ("", "EncryptedBlob", True),
+    ]
+    assert (unary.usage.input_tokens, unary.usage.cache_write_tokens, unary.usage.cache_read_tokens) == (
+        1110,
+        100,
+        1000,
+    )
+
+
+def test_a_unary_message_cut_by_max_tokens_leaves_its_last_tool_call_incomplete() -> None:
+    cut = {**MESSAGE, "content": MESSAGE["content"][2:], "stop_reason": "max_tokens"}  # type: ignore[index]
+    (call,) = codec.MessagesStreamDecoder(provider="a").response(cut).tool_calls
+    assert (call.arguments_json, call.incomplete) == ('{"a":1}', True)
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "words"),
+    [
+        (
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+            ErrorKind.UNAVAILABLE,
+            "overloaded_error",
+        ),
+        (
+            {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+            ErrorKind.RESOURCE_EXHAUSTED,
+            "rate_limit_error",
+        ),
+        ({"type": "message", "content": "Hi"}, ErrorKind.UNAVAILABLE, "without content"),
+        ([1, 2], ErrorKind.UNAVAILABLE, "without content"),
+    ],
+)
+def test_errors_in_a_200_unary_body_map_as_in_a_stream(body: object, kind: ErrorKind, words: str) -> None:
+    with pytest.raises(GatewayError) as info:
+        codec.MessagesStreamDecoder(provider="a").response(body)
+    assert info.value.kind is kind
+    assert words in info.value.message
+
+
+def test_a_unary_legacy_completion() -> None:
+    body = {
+        "type": "completion",
+        "id": "c1",
+        "completion": " Hello!",
+        "stop_reason": "stop_sequence",
+        "model": "claude-2.1",
+    }
+    response = codec.CompletionStreamDecoder(provider="a").response(body, "\n\nHuman: hi\n\nAssistant:")
+    assert (response.text, response.usage.estimated, response.usage.output_tokens) == (" Hello!", True, 2)
+    assert response.finish == ProviderFinish(FinishReason.STOP, "stop_sequence", "claude-2.1", "c1")

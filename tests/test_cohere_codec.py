@@ -26,7 +26,8 @@ from provider_gateway.domain import (
     ToolResultPart,
     UsageEvent,
 )
-from provider_gateway.errors import GatewayError
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.base import fold
 from provider_gateway.providers.cohere import codec
 
 TOOLS = [Tool("a", "A", {"type": "object"}), Tool("b", "B", {"type": "object"})]
@@ -176,3 +177,50 @@ def test_provider_options_merge_into_the_body() -> None:
         ChatRequest("m", [Message(Role.USER, (TextPart("x"),))], provider_options={"safety_mode": "OFF"})
     )
     assert body["safety_mode"] == "OFF"
+
+
+def test_a_unary_answer_reads_as_its_stream_folds() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
+    usage = {"tokens": {"input_tokens": 10, "output_tokens": 4}, "cached_tokens": 6}
+    stream = [
+        {"type": "message-start", "id": "r1"},
+        {"type": "content-delta", "delta": {"message": {"content": {"thinking": "Think. "}}}},
+        {"type": "tool-plan-delta", "delta": {"message": {"tool_plan": "Plan."}}},
+        {"type": "tool-call-start", "index": 0, "delta": {"message": {"tool_calls": call}}},
+        {"type": "tool-call-end", "index": 0},
+        {"type": "message-end", "delta": {"finish_reason": "TOOL_CALL", "usage": usage}},
+    ]
+    decoder = codec.ChatStreamDecoder(provider="c", model="command-a")
+    streamed = fold([e for data in stream for e in decoder.feed(data)])
+    message = {"role": "assistant", "content": [{"type": "thinking", "thinking": "Think. "}]}
+    body = {"id": "r1", "finish_reason": "TOOL_CALL", "usage": usage,
+            "message": {**message, "tool_plan": "Plan.", "tool_calls": [call]}}  # fmt: skip
+    unary = codec.ChatStreamDecoder(provider="c", model="command-a").response(body)
+    assert unary == streamed
+    assert (unary.reasoning, unary.usage.cache_read_tokens, unary.finish.model) == (  # type: ignore[union-attr]
+        "Think. Plan.",
+        6,
+        "command-a",
+    )
+
+
+def test_a_unary_answer_cut_by_max_tokens_leaves_its_last_call_incomplete() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
+    body = {"id": "r1", "finish_reason": "MAX_TOKENS", "message": {"tool_calls": [call]}}
+    (got,) = codec.ChatStreamDecoder(provider="c").response(body).tool_calls
+    assert (got.arguments_json, got.incomplete) == ('{"a":1}', True)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"id": "r1", "finish_reason": "ERROR", "message": {}}, "generation error"),
+        ({"message": "internal server error"}, "internal server error"),
+        ([1], "without a finish_reason"),
+    ],
+)
+def test_errors_in_a_200_unary_body_are_unavailable(body: object, words: str) -> None:
+    with pytest.raises(GatewayError) as info:
+        codec.ChatStreamDecoder(provider="c").response(body)
+    assert info.value.kind is ErrorKind.UNAVAILABLE
+    assert words in info.value.message

@@ -255,21 +255,26 @@ def test_stream_decoder_raises_only_gateway_errors(label: str) -> None:
     run()
 
 
-@pytest.mark.parametrize("label", ["openai", "mistral", "openai-responses"])
+@pytest.mark.parametrize("label", sorted(DECODERS))
 def test_unary_readers_raise_only_gateway_errors(label: str) -> None:
     """The unary bodies go through the stream decoders' `response`: the same guard holds."""
     module, name = DECODERS[label]
     new_decoder = decoder_factory(module, name, "mistral" if label == "mistral" else "openai")
 
     def read(decoder: Any, body: Any) -> Any:
-        if label == "openai-responses":
-            return decoder.response(body)
-        return decoder.response(body, lambda chars: Usage(output_tokens=chars))
+        if label in ("openai", "mistral"):
+            return decoder.response(body, lambda chars: Usage(output_tokens=chars))
+        if label == "anthropic-complete":
+            return decoder.response(body, "\n\nHuman: hi\n\nAssistant:")
+        return decoder.response(body)
 
     @FUZZ
     @example({"choices": [{"message": {"content": [{"type": "text"}]}}]})
     @example({"output": [{"type": "function_call"}, {"type": "reasoning", "summary": [1]}]})
     @example({"output": [], "status": "failed", "error": "x"})
+    @example({"content": [{"type": "tool_use", "input": 1}], "stop_reason": "max_tokens"})
+    @example({"finish_reason": "TOOL_CALL", "message": {"tool_calls": [{"function": 1}]}})
+    @example({"done": True, "message": {"tool_calls": [{}]}})
     @given(st.one_of(json_values, st.dictionaries(st.sampled_from(VOCABULARY), json_values, max_size=6)))
     def run(body: Any) -> None:
         with contextlib.suppress(GatewayError):

@@ -30,7 +30,8 @@ from provider_gateway.domain import (
     ToolResultPart,
     UsageEvent,
 )
-from provider_gateway.errors import ErrorKind
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.base import fold
 from provider_gateway.providers.gemini import codec
 
 WEATHER = Tool("get_weather", "Weather", {"type": "object"})
@@ -269,3 +270,71 @@ def test_thought_signature_round_trips_on_the_function_call() -> None:
         {"text": "plan", "thought": True},
         {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2ln"},
     ]
+
+
+def _fold_stream(chunks: list[dict[str, object]]) -> object:
+    decoder = codec.GenerateStreamDecoder(provider="g")
+    events = [e for chunk in chunks for e in decoder.feed(chunk)]
+    return fold([*events, *decoder.end()])
+
+
+SIGNED_CALL = {"functionCall": {"name": "f", "args": {"a": 1}}, "thoughtSignature": "sig"}
+USAGE_METADATA = {
+    "promptTokenCount": 100,
+    "cachedContentTokenCount": 60,
+    "candidatesTokenCount": 5,
+    "thoughtsTokenCount": 3,
+    "totalTokenCount": 108,
+}
+
+
+def test_a_unary_answer_reads_as_its_stream_folds() -> None:
+    def chunk(parts: list[dict[str, object]], finish: str = "") -> dict[str, object]:
+        candidate: dict[str, object] = {"content": {"role": "model", "parts": parts}}
+        if finish:
+            candidate["finishReason"] = finish
+        return {
+            "candidates": [candidate],
+            "usageMetadata": USAGE_METADATA,
+            "modelVersion": "m",
+            "responseId": "r",
+        }
+
+    thought = {"text": "Hmm", "thought": True}
+    stream = [chunk([thought]), chunk([{"text": "Hi "}]), chunk([{"text": "there"}, SIGNED_CALL], "STOP")]
+    whole = chunk([thought, {"text": "Hi there"}, SIGNED_CALL], "STOP")
+    unary = codec.GenerateStreamDecoder(provider="g").response(whole)
+    assert unary == _fold_stream(stream)
+    assert (unary.reasoning, unary.reasoning_signature, unary.finish.reason) == (
+        "Hmm",
+        "sig",
+        FinishReason.TOOL_CALLS,
+    )  # type: ignore[union-attr]
+    assert (unary.usage.input_tokens, unary.usage.output_tokens, unary.usage.reasoning_tokens) == (100, 8, 3)
+
+
+def test_a_blocked_prompt_answers_with_its_block_reason() -> None:
+    body = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 4}}
+    unary = codec.GenerateStreamDecoder(provider="g").response(body)
+    assert (unary.text, unary.finish) == ("", ProviderFinish(FinishReason.CONTENT_FILTER, "SAFETY"))
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ({"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}}, ErrorKind.UNAVAILABLE),
+        (
+            {"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}},
+            ErrorKind.RESOURCE_EXHAUSTED,
+        ),
+        (
+            {"candidates": [{"content": {"parts": [{"text": "half"}]}}]},
+            ErrorKind.UNAVAILABLE,
+        ),  # no finishReason
+        ([{"candidates": []}], ErrorKind.UNAVAILABLE),
+    ],
+)
+def test_errors_in_a_200_unary_body_map_as_in_a_stream(body: object, kind: ErrorKind) -> None:
+    with pytest.raises(GatewayError) as info:
+        codec.GenerateStreamDecoder(provider="g").response(body)
+    assert info.value.kind is kind

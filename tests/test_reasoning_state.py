@@ -19,6 +19,7 @@ from provider_gateway.v1 import provider_service_pb2 as pb
 
 ANTHROPIC_PATH = "/v1/messages"
 GEMINI_PATH = "/v1beta/models/gemini-2.5-pro:streamGenerateContent"
+GEMINI_UNARY_PATH = "/v1beta/models/gemini-2.5-pro:generateContent"
 
 
 def blocks(got: Collected) -> list[pb.Reasoning]:
@@ -199,7 +200,8 @@ async def test_gemini_thought_signature_round_trips_through_a_unary_answer(
         "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "thoughtsTokenCount": 7},
         "modelVersion": "gemini-2.5-pro",
     }
-    fake.script(GEMINI_PATH, Reply.sse([chunk], done=False), Reply.sse([chunk], done=False))
+    fake.script(GEMINI_UNARY_PATH, Reply.json(chunk))  # a unary answer is one whole chunk
+    fake.script(GEMINI_PATH, Reply.sse([chunk], done=False))
     request = pb.ChatRequest(
         model="gem/gemini-2.5-pro", messages=[user("Weather?")], reasoning=pb.ReasoningOptions(enabled=True)
     )
@@ -210,12 +212,12 @@ async def test_gemini_thought_signature_round_trips_through_a_unary_answer(
     assert response.reasoning_signature == "CiQBthought"
     got = await chat_stream(grpc_stub, request)
     assert [(p.text, p.signature) for p in blocks(got)] == [("Checking the weather.", "CiQBthought")]
-    fake.script(GEMINI_PATH, Reply.sse([chunk], done=False))
+    fake.script(GEMINI_UNARY_PATH, Reply.json(chunk))
     await grpc_stub.Chat(
         pb.ChatRequest(model="gem/gemini-2.5-pro", messages=next_turn(got, list(response.reasoning_parts))),
         timeout=10,
     )
-    model_turn = fake.last(GEMINI_PATH).json()["contents"][1]
+    model_turn = fake.last(GEMINI_UNARY_PATH).json()["contents"][1]
     assert model_turn["parts"] == [
         {"text": "Checking the weather.", "thought": True},
         {

@@ -10,6 +10,7 @@ the same bytes from the same fakes, are the oracle for what the call and its arg
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from provider_gateway.domain import (
 from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.fakes import chat_completions as cc
 from provider_gateway.fakes import conversation as conv
-from provider_gateway.fakes.anthropic import FakeAnthropic
+from provider_gateway.fakes.anthropic import FakeAnthropic, message_body
 from provider_gateway.fakes.cohere import FakeCohere
 from provider_gateway.providers.mock import MockScript
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -99,8 +100,13 @@ def assert_cut_call(call: pb.ToolCall, call_id: str, arguments: str) -> None:
     assert call.incomplete
 
 
-@pytest.mark.parametrize(("provider", "call_id"), [("claude", "toolu_fake_1"), ("cohere", "fake_call_1")])
-async def test_call_the_vendor_never_ended(env: Env, provider: str, call_id: str) -> None:
+# The unary bodies carry what was generated: Cohere the half arguments string, Anthropic the input
+# object as far as it got (valid JSON, yet cut: the stop reason says so).
+@pytest.mark.parametrize(
+    ("provider", "call_id", "unary_args"),
+    [("claude", "toolu_fake_1", '{"city":"Paris"}'), ("cohere", "fake_call_1", HALF_ARGS)],
+)
+async def test_call_the_vendor_never_ended(env: Env, provider: str, call_id: str, unary_args: str) -> None:
     got = await chat_stream(env.stub, tools_request(f"{provider}/tools-max-tokens"))
     (call,) = ends_before_finish(got)
     assert_cut_call(call, call_id, HALF_ARGS)  # what arrived, flagged: not valid JSON, never ended
@@ -108,8 +114,19 @@ async def test_call_the_vendor_never_ended(env: Env, provider: str, call_id: str
 
     answer = await env.stub.Chat(tools_request(f"{provider}/tools-max-tokens"), timeout=20)
     (unary,) = answer.tool_calls
-    assert_cut_call(unary, call_id, HALF_ARGS)
+    assert_cut_call(unary, call_id, unary_args)
     assert answer.finish.reason == pb.FINISH_REASON_LENGTH
+
+
+async def test_anthropic_sdk_reads_the_same_cut_call_in_a_unary_message(env: Env) -> None:
+    answer = await env.stub.Chat(tools_request("claude/tools-max-tokens"), timeout=20)
+    assert env.anthropic.calls[-1].body.get("stream") is None
+    message = anthropic.types.Message.model_validate(message_body("tools-max-tokens", "tools-max-tokens"))
+    (block,) = [b for b in message.content if b.type == "tool_use"]
+    (call,) = answer.tool_calls
+    assert (call.id, call.name, json.loads(call.arguments_json)) == (block.id, block.name, block.input)
+    assert call.incomplete
+    assert answer.finish.raw_finish_reason == message.stop_reason == "max_tokens"
 
 
 async def test_anthropic_sdk_reads_the_same_cut_call(env: Env) -> None:

@@ -125,3 +125,33 @@ async def cancel_mid_stream(stub: Any, request: pb.ChatRequest, fake: FakeVendor
     await asyncio.wait_for(fake.hanging.wait(), WAIT_S)
     call.cancel()
     await asyncio.wait_for(fake.disconnected.wait(), WAIT_S)
+
+
+async def unary_error(stub: Any, request: pb.ChatRequest) -> grpc.aio.AioRpcError:
+    try:
+        await stub.Chat(request, timeout=WAIT_S)
+    except grpc.aio.AioRpcError as exc:
+        return exc
+    raise AssertionError("Chat did not fail")
+
+
+def assert_unary_matches_stream(answer: pb.ChatResponse, summary: Summary) -> None:
+    """A unary answer says what the stream of the same conversation said: text, reasoning and its
+    signature, tool calls, usage (raw figures too), finish."""
+    assert (answer.text, answer.reasoning, answer.reasoning_signature) == (
+        summary.text,
+        summary.reasoning,
+        summary.signature,
+    )
+    calls = [(c.id, c.name, json.loads(c.arguments_json), c.incomplete) for c in answer.tool_calls]
+    assert calls == [(i, n, a, False) for i, (n, a) in zip(summary.tool_ids, summary.tool_calls, strict=True)]
+    assert answer.usage == summary.usage
+    assert summary.finish is not None
+    got, streamed = answer.finish, summary.finish
+    assert (got.reason, got.raw_finish_reason, got.provider, got.model, got.response_id) == (
+        streamed.reason,
+        streamed.raw_finish_reason,
+        streamed.provider,
+        streamed.model,
+        streamed.response_id,
+    )

@@ -37,6 +37,43 @@ def error_body(status: int, message: str = "") -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": message or f"fake {kind}"}}
 
 
+def _usage(output_tokens: int) -> dict[str, int]:
+    return {
+        "input_tokens": conv.INPUT_TOKENS - conv.CACHE_READ_TOKENS,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": conv.CACHE_READ_TOKENS,
+        "output_tokens": output_tokens,
+    }
+
+
+def message_body(scenario: str, model: str) -> dict[str, Any]:
+    """The documented unary Message (`stream: false`) for the conversation `message_frames` streams."""
+    content: list[dict[str, Any]] = []
+    if scenario == "reasoning":
+        thinking = "".join(conv.REASONING_CHUNKS)
+        content.append({"type": "thinking", "thinking": thinking, "signature": "fake-signature"})
+    content.append({"type": "text", "text": "".join(conv.TEXT_CHUNKS)})
+    stop_reason = "end_turn"
+    if scenario in ("tools", "tools-max-tokens"):
+        cut = scenario == "tools-max-tokens"
+        # max_tokens: the input as far as it was generated (the stream's half arguments)
+        tool_input = {"city": conv.TOOL_ARGS["city"]} if cut else conv.TOOL_ARGS
+        content.append(
+            {"type": "tool_use", "id": "toolu_fake_1", "name": conv.TOOL_NAME, "input": tool_input}
+        )
+        stop_reason = "max_tokens" if cut else "tool_use"
+    return {
+        "id": "msg_fake_1",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": _usage(conv.OUTPUT_TOKENS),
+    }
+
+
 def message_frames(scenario: str, model: str) -> tuple[list[str], str]:
     """SSE frames for one scenario, and how the stream ends."""
     start = {
@@ -48,12 +85,8 @@ def message_frames(scenario: str, model: str) -> tuple[list[str], str]:
             "model": model,
             "content": [],
             "stop_reason": None,
-            "usage": {
-                "input_tokens": conv.INPUT_TOKENS - conv.CACHE_READ_TOKENS,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": conv.CACHE_READ_TOKENS,
-                "output_tokens": 1,
-            },
+            "stop_sequence": None,
+            "usage": _usage(1),
         },
     }
     frames = [sse(start, "message_start")]
@@ -231,12 +264,15 @@ class FakeAnthropic(FakeVendor):
                 f"{where}: unknown block {kind}",
             )
 
-    async def _respond(self, request: web.Request, model: str) -> web.StreamResponse:
+    async def _respond(self, request: web.Request, model: str, *, stream: bool) -> web.StreamResponse:
         scenario = scenario_of(model)
         status = error_status(scenario)
         if status is not None:
             headers = {"retry-after": RETRY_AFTER_S} if status == 429 else None
             return json_response(error_body(status), status, headers)
+        if not stream:
+            overloaded = json_response(error_body(529, "Overloaded"), 529)
+            return await self.whole(request, message_body(scenario, model), scenario, overloaded)
         frames, ending = message_frames(scenario, model)
         return await self.stream(request, frames, ending=ending)
 
@@ -250,10 +286,13 @@ class FakeAnthropic(FakeVendor):
             isinstance(body, dict) and isinstance(body.get("model"), str), "/v1/messages: model missing"
         )
         self.check(
-            isinstance(body, dict) and body.get("stream") is True,
-            "/v1/messages: the fake serves streams only",
+            isinstance(body, dict) and body.get("stream", False) in (True, False),
+            "/v1/messages: stream must be a boolean",
         )
-        return await self._respond(request, str(body.get("model", "")) if isinstance(body, dict) else "")
+        model = str(body.get("model", "")) if isinstance(body, dict) else ""
+        return await self._respond(
+            request, model, stream=isinstance(body, dict) and body.get("stream") is True
+        )
 
     async def vertex_raw_predict(self, request: web.Request) -> web.StreamResponse:
         recorded = await self.record(request)
@@ -263,16 +302,16 @@ class FakeAnthropic(FakeVendor):
                 {"error": {"code": 401, "message": "bad token", "status": "UNAUTHENTICATED"}}, 401
             )
         body = recorded.body
-        self.check(
-            action == "streamRawPredict", f"vertex claude: action must be streamRawPredict, got {action}"
-        )
+        stream = isinstance(body, dict) and body.get("stream") is True
+        expected = "streamRawPredict" if stream else "rawPredict"
+        self.check(action == expected, f"vertex claude: action must be {expected}, got {action}")
         self._check_messages_body(body, "vertex claude")
         if isinstance(body, dict):
             self.check(
                 body.get("anthropic_version") == "vertex-2023-10-16", "vertex claude: anthropic_version"
             )
             self.check("model" not in body, "vertex claude: the model goes in the URL, not the body")
-        return await self._respond(request, model)
+        return await self._respond(request, model, stream=stream)
 
     async def complete(self, request: web.Request) -> web.StreamResponse:
         recorded = await self.record(request)
@@ -288,6 +327,16 @@ class FakeAnthropic(FakeVendor):
             prompt.startswith("\n\nHuman: ") and prompt.endswith("\n\nAssistant:"),
             "/v1/complete: prompt must be '\\n\\nHuman: ...\\n\\nAssistant:'",
         )
+        if body.get("stream") is not True:  # the documented unary completion
+            return json_response(
+                {
+                    "type": "completion",
+                    "id": "compl_fake_1",
+                    "completion": "".join(conv.TEXT_CHUNKS),
+                    "stop_reason": "stop_sequence",
+                    "model": body["model"],
+                }
+            )
         frames = [
             sse(
                 {"type": "completion", "completion": chunk, "stop_reason": None, "model": body["model"]},

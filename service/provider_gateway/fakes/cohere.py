@@ -16,6 +16,14 @@ from provider_gateway.fakes import conversation as conv
 from provider_gateway.fakes.vendor_base import FakeVendor, error_status, json_response, scenario_of, sse
 
 RETRY_AFTER_S = "2"
+USAGE = {
+    "billed_units": {
+        "input_tokens": conv.INPUT_TOKENS - conv.CACHE_READ_TOKENS,
+        "output_tokens": conv.OUTPUT_TOKENS,
+    },
+    "tokens": {"input_tokens": conv.INPUT_TOKENS, "output_tokens": conv.OUTPUT_TOKENS},
+    "cached_tokens": conv.CACHE_READ_TOKENS,
+}
 
 
 def chat_frames(scenario: str) -> tuple[list[str], str]:
@@ -65,16 +73,25 @@ def chat_frames(scenario: str) -> tuple[list[str], str]:
         if not cut:  # MAX_TOKENS: the message ends with no tool-call-end
             frames.append(event("tool-call-end", index=0))
         finish = "MAX_TOKENS" if cut else "TOOL_CALL"
-    usage = {
-        "billed_units": {
-            "input_tokens": conv.INPUT_TOKENS - conv.CACHE_READ_TOKENS,
-            "output_tokens": conv.OUTPUT_TOKENS,
-        },
-        "tokens": {"input_tokens": conv.INPUT_TOKENS, "output_tokens": conv.OUTPUT_TOKENS},
-        "cached_tokens": conv.CACHE_READ_TOKENS,
-    }
-    frames.append(event("message-end", delta={"finish_reason": finish, "usage": usage}))
+    frames.append(event("message-end", delta={"finish_reason": finish, "usage": USAGE}))
     return frames, "cut" if scenario == "cut-after-end" else ""
+
+
+def chat_body(scenario: str) -> dict[str, Any]:
+    """The documented unary v2 chat answer for the conversation `chat_frames` streams."""
+    content: list[dict[str, Any]] = []
+    if scenario == "reasoning":
+        content.append({"type": "thinking", "thinking": "".join(conv.REASONING_CHUNKS)})
+    content.append({"type": "text", "text": "".join(conv.TEXT_CHUNKS)})
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    finish = "COMPLETE"
+    if scenario in ("tools", "tools-max-tokens"):
+        cut = scenario == "tools-max-tokens"
+        arguments = conv.TOOL_ARGS_JSON[: len(conv.TOOL_ARGS_JSON) // 2] if cut else conv.TOOL_ARGS_JSON
+        function = {"name": conv.TOOL_NAME, "arguments": arguments}
+        message["tool_calls"] = [{"id": "fake_call_1", "type": "function", "function": function}]
+        finish = "MAX_TOKENS" if cut else "TOOL_CALL"
+    return {"id": "fake-cohere-1", "finish_reason": finish, "message": message, "usage": USAGE}
 
 
 class FakeCohere(FakeVendor):
@@ -102,7 +119,7 @@ class FakeCohere(FakeVendor):
         body = recorded.body
         if not self.check_fields(body, {"model": str, "messages": list}, "/v2/chat"):
             return json_response({"message": "bad request"}, 400)
-        self.check(body.get("stream") is True, "/v2/chat: the fake serves streams only")
+        self.check(body.get("stream") in (None, True, False), "/v2/chat: stream must be a boolean")
         for message in body["messages"]:
             role = message.get("role")
             self.check(role in ("system", "user", "assistant", "tool"), f"/v2/chat: role {role}")
@@ -135,6 +152,9 @@ class FakeCohere(FakeVendor):
         if status is not None:
             headers = {"retry-after": RETRY_AFTER_S} if status == 429 else None
             return json_response({"id": "fake", "message": f"fake error {status}"}, status, headers)
+        if body.get("stream") is not True:
+            failed = {"id": "fake-cohere-1", "finish_reason": "ERROR", "message": {"role": "assistant"}}
+            return await self.whole(request, chat_body(scenario), scenario, json_response(failed))
         frames, ending = chat_frames(scenario)
         return await self.stream(request, frames, ending=ending)
 

@@ -114,6 +114,17 @@ def frames_for(scenario: str, model: str) -> tuple[list[str], str]:
     return frames, ""
 
 
+def generate_body(scenario: str, model: str) -> dict[str, Any]:
+    """The documented unary GenerateContentResponse for the conversation `frames_for` streams."""
+    parts: list[dict[str, Any]] = []
+    if scenario == "reasoning":
+        parts.append({"text": "".join(conv.REASONING_CHUNKS), "thought": True})
+    parts.append({"text": "".join(conv.TEXT_CHUNKS)})
+    if scenario == "tools":
+        parts.append({"functionCall": {"name": conv.TOOL_NAME, "args": conv.TOOL_ARGS}})
+    return _chunk(parts, model, finish="STOP", usage="reasoning" if scenario == "reasoning" else "final")
+
+
 class FakeGemini(FakeVendor):
     def __init__(self, api_key: str = "test-gemini-key", vertex_token: str = "test-vertex-token") -> None:
         super().__init__()
@@ -154,9 +165,11 @@ class FakeGemini(FakeVendor):
             status = error_status(scenario)
             if status is not None:
                 return json_response(status_body(status), status)
-            frames, ending = frames_for(scenario, model)
             if action == "generateContent":
-                return json_response(json.loads(frames[-1].removeprefix("data: ")))
+                self.check("alt" not in request.query, "generateContent: no alt=sse")
+                overloaded = json_response(status_body(503, "The model is overloaded."), 503)
+                return await self.whole(request, generate_body(scenario, model), scenario, overloaded)
+            frames, ending = frames_for(scenario, model)
             self.check(request.query.get("alt") == "sse", "streamGenerateContent: alt=sse expected")
             return await self.stream(request, frames, ending=ending)
         if action == "countTokens":

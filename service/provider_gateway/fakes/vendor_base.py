@@ -9,7 +9,9 @@ vendor's in-stream error after the first text), early-error (Anthropic's in-stre
 any content), hang (one event, then wait until the client goes away), error-<status>
 (an error response before the first byte), cut-after-end (a whole stream, then a dropped
 connection instead of a clean close), tools-max-tokens (a tool call cut by max_tokens: half its
-arguments, then the stop reason, and no end of the call). A model name may also end in a scenario
+arguments, then the stop reason, and no end of the call). A non-streaming request gets the vendor's
+documented unary body for the same conversation (`whole`), or the failure a unary call meets where
+a stream would fail midway. A model name may also end in a scenario
 (`claude-tools`, `gemini-error-429`), which Vertex's Claude routing needs.
 
 Trying a provider by hand:
@@ -187,6 +189,22 @@ class FakeVendor:
                 self.disconnected.set()
         await response.write_eof()
         return response
+
+    async def whole(
+        self, request: web.Request, body: Any, scenario: str, failed: web.Response
+    ) -> web.StreamResponse:
+        """A unary answer: `body`, or for the failure scenarios a body that is not JSON (malformed),
+        half a body then a dropped connection (cut) or a wait (hang), and `failed`, what the vendor
+        answers where its stream would fail midway (midstream-error, early-error)."""
+        if scenario == "malformed":
+            return web.Response(body=b"{not json", content_type="application/json")
+        if scenario in ("midstream-error", "early-error"):
+            return failed
+        if scenario in ("cut", "hang"):
+            payload = json.dumps(body)
+            half = [payload[: len(payload) // 2]]
+            return await self.stream(request, half, ending=scenario, content_type="application/json")
+        return json_response(body)
 
 
 def sse(data: Any, event: str = "") -> str:

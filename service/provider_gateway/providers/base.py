@@ -130,6 +130,10 @@ def fold(events: Iterable[StreamEvent]) -> ChatResponse:
     return builder.build()
 
 
+def completion_of(response: ChatResponse) -> CompletionResponse:
+    return CompletionResponse(text=response.text, usage=response.usage, finish=response.finish)
+
+
 async def accumulate(events: AsyncIterator[StreamEvent]) -> ChatResponse:
     """Fold a provider's stream into a whole response (the unary call's answer)."""
     builder = ResponseBuilder()
@@ -225,8 +229,7 @@ class BaseProvider:
         return await accumulate(self.chat_stream(request))
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        response = await accumulate(self.complete_stream(request))
-        return CompletionResponse(text=response.text, usage=response.usage, finish=response.finish)
+        return completion_of(await accumulate(self.complete_stream(request)))
 
     async def list_models(self) -> list[ModelInfo]:
         return []

@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 
 from provider_gateway.config import Section
-from provider_gateway.domain import CompletionRequest, HealthStatus, StreamEvent
+from provider_gateway.domain import CompletionRequest, CompletionResponse, HealthStatus, StreamEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import ErrorPolicy, Timeouts, Upstream
 from provider_gateway.http.client import TIMEOUT_KEYS
 from provider_gateway.http.errors import parse_body, vendor_said
-from provider_gateway.providers.base import BaseProvider
+from provider_gateway.providers.base import BaseProvider, completion_of
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
 from provider_gateway.providers.http_common import completion_as_chat, probe
@@ -130,6 +130,10 @@ class HttpProvider(BaseProvider):
     def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Vendors without a completions endpoint answer `complete` as a one-message chat."""
         return self.chat_stream(completion_as_chat(request))
+
+    async def complete(self, request: CompletionRequest) -> CompletionResponse:
+        """Likewise unary: through `chat`, which is one unary upstream call where the vendor has one."""
+        return completion_of(await self.chat(completion_as_chat(request)))
 
     def set_credentials(self, headers: Mapping[str, str], secret: str) -> None:
         """New credential headers (a rotated token) for every request from now on."""

@@ -1,4 +1,5 @@
-"""The Anthropic adapter: Messages streaming, legacy Text Completions, token counting, models.
+"""The Anthropic adapter: Messages (streamed, or one `stream: false` call for unary Chat), legacy
+Text Completions (likewise), token counting, models.
 
 Configuration (`[providers.<name>]`, kind "anthropic"):
   base_url (default https://api.anthropic.com), api_key_env (default ANTHROPIC_API_KEY) or
@@ -15,17 +16,18 @@ from provider_gateway.config import Section
 from provider_gateway.domain import (
     Capabilities,
     ChatRequest,
+    ChatResponse,
     CompletionRequest,
+    CompletionResponse,
     CountTokensRequest,
     ModelInfo,
     StreamEvent,
     TokenCount,
-    Usage,
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.anthropic import codec
-from provider_gateway.providers.base import estimate_tokens
+from provider_gateway.providers.base import completion_of
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.shapes import count_at
 from provider_gateway.providers.upstream_io import (
@@ -115,14 +117,21 @@ class AnthropicProvider(HttpProvider):
             async for event in decode_messages(events, self.name):
                 yield event
 
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """One `stream: false` request, read by the stream's decoder (`MessagesStreamDecoder.response`)."""
+        body = codec.build_messages_body(request, self.options, stream=False)
+        upstream = self.upstream(self._for(request.model))
+        answer = await upstream.request_json("POST", "/v1/messages", json=body, model=request.model)
+        return codec.MessagesStreamDecoder(provider=self.name).response(answer)
+
     async def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         body = codec.build_complete_body(request, self.options)
         decoder = codec.CompletionStreamDecoder(provider=self.name)
-        output = 0
+        output: list[str] = []
         async with sse_events(self.upstream(), "/v1/complete", body, model=request.model) as events:
             async for event in events:
                 for item in decoder.feed(decode_json_event(event.data, self.name)):
-                    output += estimate_tokens(getattr(item, "text", ""))
+                    output.append(getattr(item, "text", ""))
                     yield item
                 if decoder.finished:
                     break
@@ -130,11 +139,14 @@ class AnthropicProvider(HttpProvider):
             raise GatewayError(
                 ErrorKind.UNAVAILABLE, "upstream stream ended without a stop_reason", provider=self.name
             )
-        # Text Completions report no usage: a documented local estimate, marked as such.
-        yield UsageEvent(
-            Usage(input_tokens=estimate_tokens(body["prompt"]), output_tokens=output, estimated=True)
-        )
+        yield UsageEvent(codec.completion_usage(body["prompt"], "".join(output)))
         yield decoder.finish()
+
+    async def complete(self, request: CompletionRequest) -> CompletionResponse:
+        body = codec.build_complete_body(request, self.options, stream=False)
+        answer = await self.upstream().request_json("POST", "/v1/complete", json=body, model=request.model)
+        decoder = codec.CompletionStreamDecoder(provider=self.name)
+        return completion_of(decoder.response(answer, body["prompt"]))
 
     async def count_tokens(self, request: CountTokensRequest) -> TokenCount:
         body = codec.build_count_body(request)

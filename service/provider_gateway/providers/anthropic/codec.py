@@ -1,18 +1,22 @@
 """Anthropic Messages wire format: request bodies from domain types, stream events to domain events.
 
-Pure functions and a small stateful decoder; no I/O. Vertex's Claude endpoint reuses all of it with
-a different envelope (see `providers/vertex`).
+Pure functions and a small stateful decoder; no I/O. A whole (`stream: false`) Message is read by the
+same decoder, block by block as its stream would carry it, and folded (`response`), so unary and
+streamed answers share one normalisation. Vertex's Claude endpoint reuses all of it with a different
+envelope (see `providers/vertex`).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from provider_gateway.domain import (
     ChatRequest,
+    ChatResponse,
     CompletionRequest,
     ContentPart,
     CountTokensRequest,
@@ -36,6 +40,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.base import estimate_tokens, fold
 from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.structured_output import CLAUDE_STRUCTURED, closed_objects, unhonoured
@@ -295,13 +300,16 @@ def legacy_prompt(prompt: str) -> str:
     return f"\n\nHuman: {prompt}\n\nAssistant:"
 
 
-def build_complete_body(request: CompletionRequest, options: AnthropicOptions) -> dict[str, Any]:
+def build_complete_body(
+    request: CompletionRequest, options: AnthropicOptions, *, stream: bool = True
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": request.model,
         "prompt": legacy_prompt(request.prompt),
         "max_tokens_to_sample": request.max_tokens or options.max_tokens,
-        "stream": True,
     }
+    if stream:
+        body["stream"] = True
     if request.temperature is not None:
         body["temperature"] = request.temperature
     if request.top_p is not None:
@@ -420,6 +428,34 @@ class MessagesStreamDecoder:
         )
         return ProviderFinish(reason, self.stop_reason, self.model, self.response_id)
 
+    @shape_checked
+    def response(self, body: Any) -> ChatResponse:
+        """A whole Message (`stream: false`): its blocks as the events their stream would carry."""
+        if isinstance(body, Mapping) and body.get("type") == "error":
+            raise error_from_body(body, provider=self.provider)
+        if not isinstance(body, Mapping) or not isinstance(body.get("content"), list):
+            raise malformed(self.provider, f"a message without content: {str(body)[:80]!r}")
+        self.feed({"type": "message_start", "message": body})
+        self.stop_reason = str(body.get("stop_reason") or "")
+        blocks = body["content"]
+        events: list[StreamEvent] = []
+        for index, block in enumerate(blocks):
+            # max_tokens cut the last block: a tool call there is left open (incomplete), as in a stream
+            cut = self.stop_reason == "max_tokens" and index == len(blocks) - 1
+            events.extend(self._whole_block(index, block, cut=cut))
+        events.extend(self.feed({"type": "message_stop"}))
+        return fold(events)
+
+    def _whole_block(self, index: int, block: Mapping[str, Any], *, cut: bool) -> list[StreamEvent]:
+        if block.get("type") == "tool_use":
+            arguments = json.dumps(block.get("input") or {}, separators=(",", ":"))
+            started = self.tools.start(index, str(block.get("id") or ""), str(block.get("name") or ""))
+            return [*started, *self.tools.delta(index, arguments), *([] if cut else self.tools.end(index))]
+        events = self._start(index, block)
+        if block.get("type") == "thinking" and block.get("signature"):
+            events.extend(self._delta(index, {"type": "signature_delta", "signature": block["signature"]}))
+        return events
+
 
 @dataclass(slots=True)
 class CompletionStreamDecoder:
@@ -452,6 +488,20 @@ class CompletionStreamDecoder:
     def finish(self) -> ProviderFinish:
         reason = STOP_REASONS.get(self.stop_reason, FinishReason.STOP)
         return ProviderFinish(reason, self.stop_reason, self.model, self.response_id)
+
+    @shape_checked
+    def response(self, body: Any, prompt: str) -> ChatResponse:
+        """A whole completion (`stream: false`): one `completion` object, as the stream's last event."""
+        events = self.feed(body)
+        if not self.finished:
+            raise malformed(self.provider, f"a completion without a stop_reason: {str(body)[:80]!r}")
+        output = "".join(e.text for e in events if isinstance(e, TextDelta))
+        return fold([*events, UsageEvent(completion_usage(prompt, output)), self.finish()])
+
+
+def completion_usage(prompt: str, output: str) -> Usage:
+    """Text Completions report no usage: a documented local estimate of the whole texts."""
+    return Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(output), estimated=True)
 
 
 @shape_checked

@@ -1,4 +1,5 @@
-"""The Cohere adapter: v2 chat streaming, v2 embed, v1 models and v1 tokenize.
+"""The Cohere adapter: v2 chat (streamed, or one `stream: false` call for unary Chat), v2 embed,
+v1 models and v1 tokenize.
 
 Token counting uses `/v1/tokenize`: exact for plain text; for a conversation the message texts are
 tokenized together (the chat template's few framing tokens are not), so the count is marked
@@ -12,17 +13,16 @@ Configuration (`[providers.<name>]`, kind "cohere"):
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 from provider_gateway.config import Section
 from provider_gateway.domain import (
     Capabilities,
     ChatRequest,
+    ChatResponse,
     CountTokensRequest,
     EmbedRequest,
     EmbedResult,
     ModelInfo,
-    ProviderFinish,
     StreamEvent,
     TokenCount,
 )
@@ -63,14 +63,18 @@ class CohereProvider(HttpProvider):
             completion=True,
         )
 
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        body = codec.build_chat_body(request, stream=False)
+        answer = await self.upstream().request_json("POST", "/v2/chat", json=body, model=request.model)
+        return codec.ChatStreamDecoder(provider=self.name, model=request.model).response(answer)
+
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = codec.build_chat_body(request)
-        decoder = codec.ChatStreamDecoder(provider=self.name)
+        decoder = codec.ChatStreamDecoder(provider=self.name, model=request.model)
         async with sse_events(self.upstream(), "/v2/chat", body, model=request.model) as events:
             async for event in events:
                 for item in decoder.feed(decode_json_event(event.data, self.name)):
-                    # message-end names no model: report the one asked for.
-                    yield replace(item, model=request.model) if isinstance(item, ProviderFinish) else item
+                    yield item
                 if decoder.finished:
                     return  # message-end is the last event
         raise GatewayError(

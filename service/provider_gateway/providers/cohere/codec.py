@@ -2,7 +2,8 @@
 
 Cohere's stream has its own event names (message-start, content-delta, tool-plan-delta,
 tool-call-start/-delta/-end, message-end). Its `tool_choice` knows only REQUIRED and NONE, so a
-named tool is sent as REQUIRED with just that tool offered.
+named tool is sent as REQUIRED with just that tool offered. A whole (`stream: false`) answer is read
+by the stream's decoder as the events its stream would carry (`response`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from provider_gateway.domain import (
     ChatRequest,
+    ChatResponse,
     EmbedRequest,
     FinishReason,
     ImagePart,
@@ -33,6 +35,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.base import fold
 from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.vendor_wire import ToolCallAssembler, malformed, merge_provider_options
@@ -156,6 +159,7 @@ def normalise_usage(raw: Mapping[str, Any]) -> Usage:
 @dataclass(slots=True)
 class ChatStreamDecoder:
     provider: str = ""
+    model: str = ""  # the one asked for: Cohere's answers name none
     response_id: str = ""
     finish_reason: str = ""
     usage_raw: dict[str, Any] = field(default_factory=dict)
@@ -207,15 +211,43 @@ class ChatStreamDecoder:
         if delta.get("error") or self.finish_reason == "ERROR":
             raise GatewayError(
                 ErrorKind.UNAVAILABLE,
-                f"cohere stream error: {delta.get('error') or self.finish_reason}",
+                f"cohere generation error: {delta.get('error') or self.finish_reason}",
                 provider=self.provider,
             )
         self.usage_raw = dict(delta.get("usage") or {})
         reason = FINISH_REASONS.get(self.finish_reason, FinishReason.OTHER)
         return [
             UsageEvent(normalise_usage(self.usage_raw)),
-            ProviderFinish(reason, self.finish_reason, "", self.response_id),
+            ProviderFinish(reason, self.finish_reason, self.model, self.response_id),
         ]
+
+    @shape_checked
+    def response(self, body: Any) -> ChatResponse:
+        """A whole v2 chat answer: `message` content, tool plan and calls, then the end."""
+        if not isinstance(body, Mapping) or not body.get("finish_reason"):
+            said = body.get("message") if isinstance(body, Mapping) else None
+            detail = said if isinstance(said, str) else str(body)[:80]
+            raise malformed(self.provider, f"an answer without a finish_reason: {detail!r}")
+        self.response_id = str(body.get("id") or "")
+        message = body.get("message") or {}
+        events: list[StreamEvent] = []
+        for item in message.get("content") or []:
+            if item.get("type") == "thinking" and item.get("thinking"):
+                events.append(ReasoningDelta(str(item["thinking"])))
+            elif item.get("type") == "text" and item.get("text"):
+                events.append(TextDelta(str(item["text"])))
+        if message.get("tool_plan"):
+            events.append(ReasoningDelta(str(message["tool_plan"])))
+        calls = message.get("tool_calls") or []
+        for index, call in enumerate(calls):
+            function = call.get("function") or {}
+            call_id, name = str(call.get("id") or ""), str(function.get("name") or "")
+            events += self.tools.start(index, call_id, name, str(function.get("arguments") or ""))
+            # MAX_TOKENS cut the last call: left open (incomplete), as its stream leaves it
+            if not (body["finish_reason"] == "MAX_TOKENS" and index == len(calls) - 1):
+                events += self.tools.end(index)
+        events += self._end(body)
+        return fold(events)
 
 
 @shape_checked

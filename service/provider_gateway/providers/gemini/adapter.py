@@ -13,6 +13,7 @@ from provider_gateway.config import Section
 from provider_gateway.domain import (
     Capabilities,
     ChatRequest,
+    ChatResponse,
     CountTokensRequest,
     EmbedRequest,
     EmbedResult,
@@ -87,6 +88,12 @@ class GeminiProvider(HttpProvider):
         async with sse_events(self.upstream(), path, body, params=SSE, model=request.model) as events:
             async for event in decode_generate(events, self.name):
                 yield event
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        body = codec.build_generate_body(request)
+        path = f"/v1beta/models/{request.model}:generateContent"
+        answer = await self.upstream().request_json("POST", path, json=body, model=request.model)
+        return codec.GenerateStreamDecoder(provider=self.name).response(answer)
 
     async def count_tokens(self, request: CountTokensRequest) -> TokenCount:
         body = codec.build_count_body(request, f"models/{request.model}")

@@ -1,5 +1,8 @@
 """Gemini `generateContent` wire format (AI Studio and Vertex share it): pure, no I/O.
 
+A stream's chunks and the unary answer are the same GenerateContentResponse, so the stream's
+decoder reads a whole `generateContent` answer as its one chunk (`response`).
+
 Gemini's function calls carry no id, so ids are synthesised as `name-N` (N counts calls of that
 name in the response), the lineage's scheme; a tool result names its function, which is found from
 the earlier call with the same id.
@@ -15,6 +18,7 @@ from typing import Any
 
 from provider_gateway.domain import (
     ChatRequest,
+    ChatResponse,
     CountTokensRequest,
     EmbedRequest,
     FinishReason,
@@ -42,6 +46,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.errors import google_retry_delay
+from provider_gateway.providers.base import fold
 from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.vendor_wire import arguments_object, malformed, merge_provider_options
@@ -365,6 +370,14 @@ class GenerateStreamDecoder:
         if signature:  # newer models sign the turn on a text part: keep it for the next request
             events.append(ReasoningDelta("", signature=signature))
         return events
+
+    @shape_checked
+    def response(self, body: Any) -> ChatResponse:
+        """A whole `generateContent` answer: one chunk, then the stream's end."""
+        events = self.feed(body)
+        if not self.finish_reason:
+            raise malformed(self.provider, "an answer without a finishReason")
+        return fold([*events, *self.end()])
 
     @shape_checked
     def end(self) -> list[StreamEvent]:

@@ -1,4 +1,5 @@
-"""The Ollama adapter (I/O) over the native API.
+"""The Ollama adapter (I/O) over the native API: `/api/chat` streamed (NDJSON), or one
+`"stream": false` call for unary Chat and Complete.
 
 Configuration (`[providers.<name>]`, kind = "ollama"):
   base_url = "http://localhost:11434"   where Ollama listens
@@ -19,7 +20,9 @@ from provider_gateway.config import Section
 from provider_gateway.domain import (
     Capabilities,
     ChatRequest,
+    ChatResponse,
     CompletionRequest,
+    CompletionResponse,
     EmbedRequest,
     EmbedResult,
     HealthStatus,
@@ -30,7 +33,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import ErrorPolicy, Timeouts, Upstream
 from provider_gateway.http.client import TIMEOUT_KEYS
 from provider_gateway.http.errors import parse_body, upstream_message
-from provider_gateway.providers.base import BaseProvider
+from provider_gateway.providers.base import BaseProvider, completion_of
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.http_common import completion_as_chat, probe
 from provider_gateway.providers.ollama import codec
@@ -110,6 +113,14 @@ class OllamaProvider(BaseProvider):
 
     def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         return self._chat_stream(completion_as_chat(request))
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        body = codec.chat_body(request, stream=False, keep_alive=self.keep_alive)
+        answer = await self.upstream.request_json("POST", "/api/chat", json=body, model=request.model)
+        return codec.ChatStreamParser(self.name).response(answer)
+
+    async def complete(self, request: CompletionRequest) -> CompletionResponse:
+        return completion_of(await self.chat(completion_as_chat(request)))
 
     async def _chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = codec.chat_body(request, stream=True, keep_alive=self.keep_alive)

@@ -1,7 +1,8 @@
 """Ollama's native `/api/chat` format: request bodies from domain types, NDJSON lines to events.
 
 Pure: no I/O. Tool calls arrive whole (arguments as a JSON object) in one line, so each becomes a
-start, one argument delta and an end. Usage comes on the final `done: true` line.
+start, one argument delta and an end. Usage comes on the final `done: true` line; a non-streaming
+answer is that line with the whole message, read by the same parser (`response`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import orjson
 
 from provider_gateway.domain import (
     ChatRequest,
+    ChatResponse,
     EmbedResult,
     FinishReason,
     ImagePart,
@@ -33,6 +35,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
+from provider_gateway.providers.base import fold
 from provider_gateway.providers.openai.codec import function_tools
 from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
@@ -167,6 +170,19 @@ class ChatStreamParser:
             )
             events.append(ProviderFinish(reason, raw_reason, str(line.get("model") or "")))
         return events
+
+    @shape_checked
+    def response(self, body: Any) -> ChatResponse:
+        """A whole `"stream": false` answer: the done line, carrying the whole message."""
+        events = self.feed(body)
+        if not self.done:
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE,
+                f"{self.provider} answered without done: {str(body)[:80]!r}",
+                provider=self.provider,
+                retryable=True,
+            )
+        return fold(events)
 
 
 @shape_checked

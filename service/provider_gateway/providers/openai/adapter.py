@@ -42,7 +42,7 @@ from provider_gateway.domain import (
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import Timeouts, Upstream
 from provider_gateway.http.client import TIMEOUT_KEYS
-from provider_gateway.providers.base import BaseProvider, estimate_messages, estimate_tokens
+from provider_gateway.providers.base import BaseProvider, completion_of, estimate_messages, estimate_tokens
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.http_common import completion_as_chat, probe
 from provider_gateway.providers.openai import codec
@@ -227,8 +227,7 @@ class OpenAIProvider(BaseProvider):
         return parser.response(answer, lambda chars: self._estimate(request, chars))
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        response = await self.chat(completion_as_chat(request))
-        return CompletionResponse(text=response.text, usage=response.usage, finish=response.finish)
+        return completion_of(await self.chat(completion_as_chat(request)))
 
     async def _chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         upstream, path = self._route(request.model, "chat/completions")

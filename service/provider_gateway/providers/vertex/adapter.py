@@ -25,6 +25,7 @@ from provider_gateway.config import Section, register_secret
 from provider_gateway.domain import (
     Capabilities,
     ChatRequest,
+    ChatResponse,
     CountTokensRequest,
     EmbedRequest,
     EmbedResult,
@@ -34,6 +35,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import Upstream
+from provider_gateway.providers.anthropic import codec as anthropic
 from provider_gateway.providers.anthropic.adapter import decode_messages, options_from
 from provider_gateway.providers.base import all_or_first_error
 from provider_gateway.providers.context import ProviderContext
@@ -163,10 +165,26 @@ class VertexProvider(HttpProvider):
     def _path(self, model: str, action: str) -> str:
         return codec.model_url("", self.project, self.location, model, action)
 
+    def _claude_upstream(self) -> Upstream:
+        return self.upstream({"anthropic-beta": self._claude_betas} if self._claude_betas else None)
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """One unary call: `rawPredict` (a whole Message) or `generateContent`, read by the stream's decoder."""
+        model = request.model
+        if codec.is_claude(model):
+            body = codec.claude_body(request, self.claude, stream=False)
+            path = self._path(model, "rawPredict")
+            answer = await self._claude_upstream().request_json("POST", path, json=body, model=model)
+            return anthropic.MessagesStreamDecoder(provider=self.name).response(answer)
+        path = self._path(model, "generateContent")
+        body = gemini.build_generate_body(request)
+        answer = await self.upstream().request_json("POST", path, json=body, model=model)
+        return gemini.GenerateStreamDecoder(provider=self.name).response(answer)
+
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         model = request.model
         if codec.is_claude(model):
-            upstream = self.upstream({"anthropic-beta": self._claude_betas} if self._claude_betas else None)
+            upstream = self._claude_upstream()
             body = codec.claude_body(request, self.claude)
             async with sse_events(
                 upstream, self._path(model, "streamRawPredict"), body, model=model

@@ -2,7 +2,8 @@
 
 Gemini on Vertex takes the same `generateContent` body as AI Studio; Claude on Vertex takes the
 Messages body without `model` (it is in the URL) and with `anthropic_version: vertex-2023-10-16`;
-the text embedding models answer `:predict` with `instances`/`predictions`.
+the text embedding models answer `:predict` with `instances`/`predictions`. Unary calls go to
+`generateContent` and `rawPredict`, which answer what the direct APIs' unary calls answer.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ def model_url(base_url: str, project: str, location: str, model: str, action: st
     )
 
 
-def claude_body(request: ChatRequest, options: anthropic.AnthropicOptions) -> dict[str, Any]:
-    body = anthropic.build_messages_body(request, options)
+def claude_body(
+    request: ChatRequest, options: anthropic.AnthropicOptions, *, stream: bool = True
+) -> dict[str, Any]:
+    body = anthropic.build_messages_body(request, options, stream=stream)
     del body["model"]
     return {"anthropic_version": anthropic.VERTEX_VERSION, **body}
 
