@@ -5,6 +5,9 @@ cancellation. The server calls `cut()` at the end of its grace instead: each Pro
 still in flight is cancelled from inside, and ends UNAVAILABLE with a message that tells the
 client the request may be retried (another replica will take it). gRPC's own stop comes a moment
 later, only as a backstop.
+
+A stream is never cancelled while gRPC writes one of its messages (the cancel would land in gRPC's
+own code and end the call without our status): one caught writing is cut when the write is done.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ type Handler = grpc.RpcMethodHandler[Any, Any]
 class ShutdownCut(grpc.aio.ServerInterceptor):
     def __init__(self) -> None:
         self._calls: set[asyncio.Task[Any]] = set()  # the tasks of ProviderService calls in flight
+        self._writing: set[asyncio.Task[Any]] = set()  # streams whose message gRPC is writing now
         self._cutting = False
 
     def cut(self) -> int:
         """Cut every call still in flight; returns how many."""
         self._cutting = True
-        for task in self._calls:
+        for task in self._calls - self._writing:  # the writing ones cut themselves after the write
             task.cancel()
         return len(self._calls)
 
@@ -50,7 +54,7 @@ class ShutdownCut(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or not handler_call_details.method.startswith(PROVIDER_SERVICE):
             return handler
-        calls = self._calls
+        calls, writing = self._calls, self._writing
         if handler.unary_stream is not None:
             # Every ProviderService stream is an async generator (grpc's stubs type it as sync).
             streamed = cast("Callable[..., AsyncGenerator[Any, None]]", handler.unary_stream)
@@ -62,7 +66,13 @@ class ShutdownCut(grpc.aio.ServerInterceptor):
                 try:
                     async with contextlib.aclosing(streamed(request, context)) as items:
                         async for item in items:
-                            yield item
+                            writing.add(task)
+                            try:
+                                yield item
+                            finally:
+                                writing.discard(task)
+                            if self._cutting:  # the cut came while gRPC wrote this message
+                                await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
                 except asyncio.CancelledError:
                     await self._ended_by_cut(task, context)
                 finally:
