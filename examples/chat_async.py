@@ -1,16 +1,16 @@
-"""Stream a chat answer with the async client: `python examples/chat_async.py "Hello there"`."""
+"""Stream a chat answer with the async client: `python examples/chat_async.py "Hello there"`.
+
+Connects to PROVIDER_GATEWAY_TARGET, else localhost:50051 (`provider-gateway serve`).
+"""
 
 import asyncio
-import os
 import sys
 
 from provider_gateway_client import Finished, GatewayClient, Reasoning, Text, ToolCallFinished, UsageReport
 
-TARGET = os.environ.get("GATEWAY_TARGET", "localhost:50051")
-
 
 async def main(prompt: str) -> None:
-    async with GatewayClient(TARGET, timeout=30) as gateway:
+    async with GatewayClient(timeout=30) as gateway:
         async for event in gateway.chat_stream("mock/reasoner", prompt, max_tokens=20):
             match event:
                 case Reasoning(text=text):

@@ -43,7 +43,7 @@ async def test_node_example_streams_text_and_ends_with_finish(gateway: RunningGa
     assert kinds[-1] == "finish", kinds
     assert kinds.count("finish") == 1
     assert "usage" in kinds
-    streamed = "".join(e["text_delta"]["text"] for e in events if "text_delta" in e)
+    streamed = "".join(e["textDelta"]["text"] for e in events if "textDelta" in e)
     assert prompt in streamed
     # The same request answered by the unary RPC over the Python stub gives the same text.
     unary = await gateway.stub.Chat(user_request(prompt), timeout=10)
@@ -83,7 +83,7 @@ const client = new GatewayClient(process.argv[1]);
     chat: (await client.chat({ model: 'mock/echo', prompt: 'unary' })).text,
     collected: await collect(client.chatStream({ model: 'mock/tools', prompt: 'weather?',
       tools: [{ name: 'get_weather', description: 'weather' }] })),
-    count: (await client.countTokens({ model: 'mock/echo', text: 'count these words' })).input_tokens,
+    count: (await client.countTokens({ model: 'mock/echo', text: 'count these words' })).inputTokens,
     embed: (await client.embed({ model: 'mock/embed', inputs: ['a', 'b'] })).embeddings.length,
   };
   client.close();
@@ -104,12 +104,14 @@ async def test_node_client_api_covers_unary_calls_and_health(gateway: RunningGat
     collected = result["collected"]
     assert collected["finish"]["reason"] == "FINISH_REASON_TOOL_CALLS"
     assert [call["name"] for call in collected["toolCalls"]] == ["get_weather"]
-    assert json.loads(collected["toolCalls"][0]["arguments_json"]) == {"city": "Paris", "unit": "celsius"}
+    assert json.loads(collected["toolCalls"][0]["argumentsJson"]) == {"city": "Paris", "unit": "celsius"}
     assert result["count"] > 0
     assert result["embed"] == 2
 
 
-@pytest.mark.parametrize("path", ["index.js", "index.d.ts", "examples/chat.js", "package-lock.json"])
+@pytest.mark.parametrize(
+    "path", ["index.js", "errors.js", "convert.js", "index.d.ts", "examples/chat.js", "package-lock.json"]
+)
 def test_node_package_files_are_committed(path: str) -> None:
     assert (NODE_DIR / path).is_file()
 
@@ -122,11 +124,11 @@ const abort = new AbortController();
   let texts = 0;
   try {
     for await (const event of client.chatStream({ model: 'mock/slow', prompt: 'long' }, { signal: abort.signal })) {
-      if (event.event === 'text_delta' && ++texts === 2) abort.abort();
+      if (event.event === 'textDelta' && ++texts === 2) abort.abort();
     }
     process.stdout.write('ended without cancel');
   } catch (error) {
-    process.stdout.write(JSON.stringify({ code: error.code, texts }));
+    process.stdout.write(JSON.stringify({ code: error.code, name: error.name, texts }));
   } finally {
     client.close();
   }
@@ -138,7 +140,7 @@ async def test_node_abort_cancels_the_call_and_the_upstream(gateway: RunningGate
     mock = gateway.provider("mock")
     code, out, err = await run_node("-e", NODE_CANCEL_SCRIPT, gateway.target)
     assert code == 0, err
-    assert json.loads(out) == {"code": 1, "texts": 2}  # 1 = grpc.status.CANCELLED
+    assert json.loads(out) == {"code": 1, "name": "GatewayError", "texts": 2}  # 1 = grpc.status.CANCELLED
     async with asyncio.timeout(10):
         await mock.stats.cancelled_event.wait()
     assert mock.stats.cancelled == 1
@@ -149,7 +151,7 @@ const { GatewayClient } = require('.');
 const client = new GatewayClient(process.argv[1], { deadlineMs: 300 });
 client.chat({ model: 'mock/stuck', prompt: 'never answered' })
   .then(() => process.stdout.write('answered'))
-  .catch((error) => process.stdout.write(String(error.code)))
+  .catch((error) => process.stdout.write(`${error.code} ${error.name}`))
   .finally(() => client.close());
 """
 
@@ -160,6 +162,6 @@ async def test_node_deadline_ends_a_hung_call() -> None:
     ) as gw:
         code, out, err = await run_node("-e", NODE_DEADLINE_SCRIPT, gw.target)
         assert code == 0, err
-        assert out == "4"  # grpc.status.DEADLINE_EXCEEDED
+        assert out == "4 DeadlineExceededError"  # 4 = grpc.status.DEADLINE_EXCEEDED
         async with asyncio.timeout(10):
             await gw.provider("mock").stats.cancelled_event.wait()

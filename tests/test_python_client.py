@@ -16,8 +16,10 @@ import pytest
 from rpc_util import HANG_DEADLINE_S, wait_for
 
 from provider_gateway_client import (
+    DeadlineExceededError,
     Finished,
     GatewayClient,
+    RateLimitError,
     Reasoning,
     SyncGatewayClient,
     Text,
@@ -103,9 +105,10 @@ async def test_async_unary_calls(gateway) -> None:
 
 async def test_async_per_call_deadline(gateway_factory) -> None:
     async with gateway_factory(FAULTS) as gw, GatewayClient(gw.target, timeout=30) as client:
-        with pytest.raises(grpc.aio.AioRpcError) as info:
+        with pytest.raises(DeadlineExceededError) as info:
             await client.chat("mock/stuck", "x", timeout=HANG_DEADLINE_S)
-        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert isinstance(info.value.__cause__, grpc.aio.AioRpcError)
         await wait_for(gw.provider("mock").stats.cancelled_event)
 
 
@@ -121,11 +124,11 @@ async def test_async_break_cancels_the_providers_work(gateway_factory) -> None:
 
 
 async def test_retry_after_from_a_rate_limited_call(gateway_factory) -> None:
-    async with gateway_factory(FAULTS) as gw, GatewayClient(gw.target) as client:
-        with pytest.raises(grpc.aio.AioRpcError) as info:
+    async with gateway_factory(FAULTS) as gw, GatewayClient(gw.target, max_retries=0) as client:
+        with pytest.raises(RateLimitError) as info:
             await client.chat("mock/limited", "x")
-    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert retry_after(info.value) == 0.7
+    assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert info.value.retry_after == retry_after(info.value) == 0.7
 
 
 async def test_sync_client_against_a_real_server(gateway) -> None:
@@ -226,28 +229,27 @@ def test_sync_stream_left_early_cancels_the_call(fake_channel) -> None:
 
 
 def test_sync_error_keeps_status_and_retry_after(fake_channel) -> None:
-    client = SyncGatewayClient(channel=fake_channel)
+    client = SyncGatewayClient(channel=fake_channel, max_retries=0)
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(client.complete, "m", "p")
         _, request, rpc = fake_channel.take_unary_unary(SERVICE.methods_by_name["Complete"])
         rpc.terminate(None, (("retry-after-ms", "2500"),), grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down")
-        with pytest.raises(grpc.RpcError) as info:
+        with pytest.raises(RateLimitError) as info:
             future.result(timeout=10)
     assert request.prompt == "p"
-    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert retry_after(info.value) == 2.5
+    assert (info.value.code, info.value.details) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down")
+    assert info.value.retry_after == 2.5
+    assert isinstance(info.value.__cause__, grpc.RpcError)
 
 
-def test_default_service_config_retries_unary_calls_only() -> None:
+def test_default_service_config_balances_and_leaves_retries_to_the_client() -> None:
     import json
 
     from provider_gateway_client import CHANNEL_OPTIONS, SERVICE_CONFIG
 
     config = json.loads(SERVICE_CONFIG)
-    (method_config,) = config["methodConfig"]
-    methods = {n["method"] for n in method_config["name"]}
-    assert methods == {"Chat", "Complete", "ListModels", "CountTokens", "Embed", "ListProviders"}
-    assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert config["loadBalancingConfig"] == [{"round_robin": {}}]
+    assert "methodConfig" not in config  # one retry layer only: max_retries (test_python_retries.py)
     assert ("grpc.service_config", SERVICE_CONFIG) in CHANNEL_OPTIONS
 
 
@@ -268,7 +270,7 @@ async def test_examples_run_against_a_gateway(gateway, script: str, expected: st
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(EXAMPLES / script),
-        env={**os.environ, "GATEWAY_TARGET": gateway.target},
+        env={**os.environ, "PROVIDER_GATEWAY_TARGET": gateway.target},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

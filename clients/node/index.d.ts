@@ -1,5 +1,6 @@
-// Types for the provider-gateway Node.js client. Field names are the proto's snake_case names;
-// enums are their value names as strings; int64 fields are numbers.
+// Types for the provider-gateway Node.js client. Field names are camelCase (the proto's snake_case
+// stays on the wire); enums are their value names as strings; int64 fields are numbers; Struct
+// fields (tool parameters, JSON schemas, provider options, raw usage) are plain JSON objects.
 import type { ChannelCredentials, ChannelOptions, ClientReadableStream, ServiceError } from '@grpc/grpc-js';
 
 export * as grpc from '@grpc/grpc-js';
@@ -14,37 +15,33 @@ export type FinishReason =
   | 'FINISH_REASON_OTHER';
 export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 export type JsonObject = { [key: string]: unknown };
-/** google.protobuf.Struct as proto-loader represents it. */
-export interface Struct {
-  fields: { [key: string]: unknown };
-}
 
 export interface ToolCall {
   id: string;
   name: string;
-  arguments_json: string;
+  argumentsJson: string;
   /** Output only: the arguments are not whole (cut by max_tokens, or not valid JSON); they hold
    * what arrived. Set on `tool_call_end.call` and `ChatResponse.tool_calls`; ignored in requests. */
   incomplete?: boolean;
 }
 export interface ToolResult {
-  tool_call_id: string;
+  toolCallId: string;
   content: string;
-  is_error?: boolean;
+  isError?: boolean;
   name?: string;
 }
 export interface Image {
   data?: Uint8Array;
   url?: string;
-  media_type?: string;
+  mediaType?: string;
 }
 export interface ContentPart {
   text?: string;
   image?: Image;
-  tool_call?: ToolCall;
-  tool_result?: ToolResult;
+  toolCall?: ToolCall;
+  toolResult?: ToolResult;
   reasoning?: { text: string; signature?: string };
-  cache_breakpoint?: boolean;
+  cacheBreakpoint?: boolean;
 }
 export interface Message {
   role: Role;
@@ -54,7 +51,7 @@ export interface Message {
 export interface Tool {
   name: string;
   description?: string;
-  parameters?: Struct;
+  parameters?: JsonObject;
 }
 
 export interface ChatRequest {
@@ -63,26 +60,26 @@ export interface ChatRequest {
   fallbacks?: string[];
   messages?: Message[];
   tools?: Tool[];
-  tool_choice?: {
+  toolChoice?: {
     mode?: 'MODE_UNSPECIFIED' | 'MODE_AUTO' | 'MODE_NONE' | 'MODE_REQUIRED' | 'MODE_TOOL';
     name?: string;
   };
   temperature?: number;
-  top_p?: number;
-  max_tokens?: number;
+  topP?: number;
+  maxTokens?: number;
   stop?: string[];
   reasoning?: {
     enabled?: boolean;
     effort?: 'EFFORT_UNSPECIFIED' | 'EFFORT_MINIMAL' | 'EFFORT_LOW' | 'EFFORT_MEDIUM' | 'EFFORT_HIGH';
-    budget_tokens?: number;
+    budgetTokens?: number;
   };
-  response_format?: {
+  responseFormat?: {
     type?: 'TYPE_UNSPECIFIED' | 'TYPE_TEXT' | 'TYPE_JSON_OBJECT' | 'TYPE_JSON_SCHEMA';
-    schema_name?: string;
-    json_schema?: Struct;
+    schemaName?: string;
+    jsonSchema?: JsonObject;
     strict?: boolean;
   };
-  provider_options?: Struct;
+  providerOptions?: JsonObject;
   metadata?: { [key: string]: string };
   /** Shortcut: appended as a user message. */
   prompt?: string;
@@ -96,63 +93,65 @@ export interface CompleteRequest {
   fallbacks?: string[];
   prompt: string;
   temperature?: number;
-  top_p?: number;
-  max_tokens?: number;
+  topP?: number;
+  maxTokens?: number;
   stop?: string[];
-  provider_options?: Struct;
+  providerOptions?: JsonObject;
   metadata?: { [key: string]: string };
 }
 
 export interface Usage {
-  input_tokens: number;
-  output_tokens: number;
-  cache_read_tokens: number;
-  cache_write_tokens: number;
-  reasoning_tokens: number;
-  total_tokens: number;
-  raw: Struct | null;
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens: number;
+  cacheWriteTokens: number;
+  reasoningTokens: number;
+  totalTokens: number;
+  raw: JsonObject | null;
   estimated: boolean;
 }
 export interface Timing {
-  gateway_overhead_us: number;
-  time_to_first_token_us: number;
-  total_us: number;
-  upstream_us: number;
+  gatewayOverheadUs: number;
+  timeToFirstTokenUs: number;
+  totalUs: number;
+  upstreamUs: number;
 }
 export interface Attempt {
   provider: string;
   model: string;
   outcome: string;
   error: string;
-  latency_us: number;
+  latencyUs: number;
 }
 export interface Finish {
   reason: FinishReason;
-  raw_finish_reason: string;
+  rawFinishReason: string;
   provider: string;
   model: string;
   timing: Timing | null;
   attempts: Attempt[];
-  response_id: string;
+  responseId: string;
 }
 
 /** One streamed event; `event` names the field that is set. */
 export type StreamEvent =
-  | { event: 'text_delta'; text_delta: { text: string } }
-  | { event: 'reasoning_delta'; reasoning_delta: { text: string; signature: string } }
-  | { event: 'tool_call_start'; tool_call_start: { index: number; id: string; name: string } }
-  | { event: 'tool_call_delta'; tool_call_delta: { index: number; arguments_delta: string } }
-  | { event: 'tool_call_end'; tool_call_end: { index: number; call: ToolCall } }
+  | { event: 'text_delta'; textDelta: { text: string } }
+  | { event: 'reasoning_delta'; reasoningDelta: { text: string; signature: string } }
+  | { event: 'tool_call_start'; toolCallStart: { index: number; id: string; name: string } }
+  | { event: 'tool_call_delta'; toolCallDelta: { index: number; argumentsDelta: string } }
+  | { event: 'tool_call_end'; toolCallEnd: { index: number; call: ToolCall } }
   | { event: 'usage'; usage: Usage }
   | { event: 'finish'; finish: Finish };
 
 export interface ChatResponse {
   text: string;
   reasoning: string;
-  tool_calls: ToolCall[];
+  toolCalls: ToolCall[];
   usage: Usage | null;
   finish: Finish | null;
-  reasoning_signature: string;
+  reasoningSignature: string;
+  reasoningParts: { text: string; signature: string; redacted: boolean; id: string }[];
+  rawContent: { type: string; raw: JsonObject | null }[];
 }
 export interface CompleteResponse {
   text: string;
@@ -162,9 +161,9 @@ export interface CompleteResponse {
 export interface ModelInfo {
   id: string;
   provider: string;
-  display_name: string;
-  context_window: number;
-  max_output_tokens: number;
+  displayName: string;
+  contextWindow: number;
+  maxOutputTokens: number;
   vision: boolean;
   tools: boolean;
   reasoning: boolean;
@@ -179,7 +178,7 @@ export interface CountTokensRequest {
   tools?: Tool[];
 }
 export interface CountTokensResponse {
-  input_tokens: number;
+  inputTokens: number;
   estimated: boolean;
   provider: string;
   model: string;
@@ -200,19 +199,20 @@ export interface ProviderInfo {
   name: string;
   kind: string;
   health: 'PROVIDER_HEALTH_UNSPECIFIED' | 'PROVIDER_HEALTH_SERVING' | 'PROVIDER_HEALTH_NOT_SERVING';
-  health_message: string;
+  healthMessage: string;
   capabilities: JsonObject | null;
-  breaker_state: string;
+  breakerState: string;
 }
 export interface ListProvidersResponse {
   providers: ProviderInfo[];
-  default_provider: string;
+  defaultProvider: string;
 }
 
 export interface ClientOptions {
   /** Default: insecure (plaintext). Use grpc.credentials.createSsl() for TLS. */
   credentials?: ChannelCredentials;
-  /** Sent as `authorization: Bearer <key>` when the server requires gateway keys. */
+  /** Sent as `authorization: Bearer <key>` when the server requires gateway keys; default
+   * PROVIDER_GATEWAY_API_KEY. */
   apiKey?: string;
   /** Deadline of each call in milliseconds unless the call sets its own; 0 = none. Default 60000. */
   deadlineMs?: number;
@@ -239,13 +239,11 @@ export interface Collected {
 }
 
 export class GatewayClient {
+  /** `target` defaults to PROVIDER_GATEWAY_TARGET, else localhost:50051. */
   constructor(target?: string, options?: ClientOptions);
-  chatStream(request: ChatRequest, options?: CallOptions): ClientReadableStream<StreamEvent> & AsyncIterable<StreamEvent>;
+  chatStream(request: ChatRequest, options?: CallOptions): EventStream;
   chat(request: ChatRequest, options?: CallOptions): Promise<ChatResponse>;
-  completeStream(
-    request: CompleteRequest,
-    options?: CallOptions,
-  ): ClientReadableStream<StreamEvent> & AsyncIterable<StreamEvent>;
+  completeStream(request: CompleteRequest, options?: CallOptions): EventStream;
   complete(request: CompleteRequest, options?: CallOptions): Promise<CompleteResponse>;
   listModels(provider?: string, options?: CallOptions): Promise<ModelInfo[]>;
   listProviders(options?: CallOptions): Promise<ListProvidersResponse>;
@@ -255,8 +253,34 @@ export class GatewayClient {
   close(): void;
 }
 
-/** Errors are grpc-js ServiceErrors: `code` is a grpc.status number, `details` the message. */
-export type GatewayError = ServiceError;
+/** What every failed call rejects with (and a failed stream throws). */
+export class GatewayError extends Error {
+  /** The grpc.status number (e.g. 5 for NOT_FOUND). */
+  code: number;
+  /** The status name: 'NOT_FOUND', 'RESOURCE_EXHAUSTED'... */
+  codeName: string;
+  /** The gateway's message. */
+  details: string;
+  /** Seconds the gateway asked to wait before trying again (RetryInfo), or null. */
+  retryAfter: number | null;
+  /** The grpc-js ServiceError. */
+  cause: ServiceError;
+}
+/** RESOURCE_EXHAUSTED: a rate limit or quota; see `retryAfter`. */
+export class RateLimitError extends GatewayError {}
+/** NOT_FOUND: no such model or provider. */
+export class NotFoundError extends GatewayError {}
+/** PERMISSION_DENIED: the key may not use this model or provider. */
+export class PermissionDeniedError extends GatewayError {}
+/** UNAUTHENTICATED: no gateway key, or a wrong one. */
+export class AuthenticationError extends GatewayError {}
+/** INVALID_ARGUMENT or FAILED_PRECONDITION. */
+export class InvalidRequestError extends GatewayError {}
+/** UNAVAILABLE. */
+export class UnavailableError extends GatewayError {}
+/** DEADLINE_EXCEEDED: `deadlineMs` passed. */
+export class DeadlineExceededError extends GatewayError {}
+export function gatewayError(error: ServiceError): GatewayError;
 
 export const DEFAULT_SERVICE_CONFIG: JsonObject;
 export const DEFAULT_TARGET: string;
@@ -266,3 +290,5 @@ export function userMessage(text: string): Message;
 export function systemMessage(text: string): Message;
 export function assistantMessage(text: string): Message;
 export function toChatRequest(request: ChatRequest): ChatRequest;
+export function toStruct(object: JsonObject): unknown;
+export function fromStruct(struct: unknown): JsonObject | null;

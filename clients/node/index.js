@@ -3,13 +3,15 @@
 //
 // The proto is loaded at run time from the package's proto/ folder, a copy of the repository's that
 // scripts/gen_proto.py keeps in step (a test checks it), so the package installs on its own; no
-// generated code, with
-// keepCase so that field names are the proto's own snake_case ones, the same as in every other
-// language's stubs. Types for editors are in index.d.ts.
+// generated code. The public surface is camelCase with plain JSON objects (proto-loader renames the
+// fields; convert.js turns Structs into objects); the wire's snake_case stays inside. Failures are
+// typed errors (errors.js). Types for editors are in index.d.ts.
 
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
+const errors = require('./errors');
+const { requestToWire, responseFromWire, eventFromWire, toStruct, fromStruct } = require('./convert');
 
 const SERVICE = 'provider_gateway.v1.ProviderService';
 const DEFAULT_TARGET = 'localhost:50051';
@@ -46,7 +48,7 @@ const DEFAULT_CHANNEL_OPTIONS = Object.freeze({
 });
 
 const LOADER_OPTIONS = Object.freeze({
-  keepCase: true,
+  keepCase: false,
   longs: Number,
   enums: String,
   defaults: true,
@@ -86,15 +88,17 @@ function toChatRequest(request) {
   const messages = [...(fields.messages || [])];
   if (system) messages.unshift(systemMessage(system));
   if (prompt) messages.push(userMessage(prompt));
-  return { ...fields, messages };
+  return requestToWire({ ...fields, messages });
 }
 
 class GatewayClient {
   /**
-   * @param {string} [target] gRPC target: `host:port`, `dns:///name:port`, `ipv4:a:p,b:q`.
+   * @param {string} [target] gRPC target: `host:port`, `dns:///name:port`, `ipv4:a:p,b:q`; default
+   *   PROVIDER_GATEWAY_TARGET, else localhost:50051.
    * @param {import('./index').ClientOptions} [options]
    */
-  constructor(target = DEFAULT_TARGET, options = {}) {
+  constructor(target = undefined, options = {}) {
+    target = target || process.env.PROVIDER_GATEWAY_TARGET || DEFAULT_TARGET;
     const packages = loadPackages(options.protoRoot || process.env.PROVIDER_GATEWAY_PROTO_ROOT || PROTO_ROOT);
     const channelOptions = {
       ...DEFAULT_CHANNEL_OPTIONS,
@@ -108,7 +112,7 @@ class GatewayClient {
       ...channelOptions,
       channelOverride: this.stub.getChannel(),
     });
-    this.apiKey = options.apiKey || '';
+    this.apiKey = options.apiKey || process.env.PROVIDER_GATEWAY_API_KEY || '';
     this.defaultDeadlineMs = options.deadlineMs ?? 60_000;
   }
 
@@ -126,7 +130,7 @@ class GatewayClient {
   _unary(stub, method, request, options) {
     return new Promise((resolve, reject) => {
       const call = stub[method](request, this._metadata(), this._callOptions(options), (error, response) =>
-        error ? reject(error) : resolve(response),
+        error ? reject(errors.gatewayError(error)) : resolve(response),
       );
       cancelOnAbort(call, options && options.signal);
     });
@@ -135,7 +139,7 @@ class GatewayClient {
   _stream(method, request, options) {
     const call = this.stub[method](request, this._metadata(), this._callOptions(options));
     cancelOnAbort(call, options && options.signal);
-    return call;
+    return typedEvents(call);
   }
 
   /** Streams a chat answer: an async iterable of StreamEvent; the last event is `finish`. */
@@ -144,16 +148,16 @@ class GatewayClient {
   }
 
   /** The whole chat answer at once. */
-  chat(request, options) {
-    return this._unary(this.stub, 'Chat', toChatRequest(request), options);
+  async chat(request, options) {
+    return responseFromWire(await this._unary(this.stub, 'Chat', toChatRequest(request), options));
   }
 
   completeStream(request, options) {
-    return this._stream('CompleteStream', request, options);
+    return this._stream('CompleteStream', requestToWire(request), options);
   }
 
-  complete(request, options) {
-    return this._unary(this.stub, 'Complete', request, options);
+  async complete(request, options) {
+    return responseFromWire(await this._unary(this.stub, 'Complete', requestToWire(request), options));
   }
 
   async listModels(provider = '', options) {
@@ -169,8 +173,8 @@ class GatewayClient {
     return this._unary(this.stub, 'CountTokens', request, options);
   }
 
-  embed(request, options) {
-    return this._unary(this.stub, 'Embed', request, options);
+  async embed(request, options) {
+    return responseFromWire(await this._unary(this.stub, 'Embed', request, options));
   }
 
   /** Standard gRPC health: '' = whole server, 'provider_gateway.v1.ProviderService', 'provider/<name>'. */
@@ -182,6 +186,27 @@ class GatewayClient {
   close() {
     this.stub.close();
   }
+}
+
+/**
+ * The call's events as an async iterable of plain events that throws typed errors; leaving a
+ * `for await` early cancels the call (the gateway then stops the provider's work). `cancel()`
+ * cancels it too, and `call` is the grpc-js stream.
+ */
+function typedEvents(call) {
+  async function* events() {
+    try {
+      for await (const event of call) yield eventFromWire(event);
+    } catch (error) {
+      throw errors.gatewayError(error);
+    } finally {
+      call.cancel(); // a no-op after a clean end
+    }
+  }
+  const iterable = events();
+  iterable.cancel = () => call.cancel();
+  iterable.call = call;
+  return iterable;
 }
 
 function cancelOnAbort(call, signal) {
@@ -201,14 +226,14 @@ async function collect(stream) {
   const result = { text: '', reasoning: '', toolCalls: [], usage: null, finish: null };
   for await (const event of stream) {
     switch (event.event) {
-      case 'text_delta':
-        result.text += event.text_delta.text;
+      case 'textDelta':
+        result.text += event.textDelta.text;
         break;
-      case 'reasoning_delta':
-        result.reasoning += event.reasoning_delta.text;
+      case 'reasoningDelta':
+        result.reasoning += event.reasoningDelta.text;
         break;
-      case 'tool_call_end':
-        result.toolCalls.push(event.tool_call_end.call);
+      case 'toolCallEnd':
+        result.toolCalls.push(event.toolCallEnd.call);
         break;
       case 'usage':
         result.usage = event.usage;
@@ -224,6 +249,7 @@ async function collect(stream) {
 }
 
 module.exports = {
+  ...errors,
   GatewayClient,
   DEFAULT_SERVICE_CONFIG,
   DEFAULT_TARGET,
@@ -233,5 +259,7 @@ module.exports = {
   systemMessage,
   assistantMessage,
   toChatRequest,
+  toStruct,
+  fromStruct,
   grpc,
 };

@@ -1,22 +1,26 @@
 """Typed async and sync clients for provider-gateway's `ProviderService`.
 
     from provider_gateway_client import SyncGatewayClient
-    with SyncGatewayClient("localhost:50051") as gateway:
+    with SyncGatewayClient() as gateway:          # PROVIDER_GATEWAY_TARGET, else localhost:50051
         print(gateway.chat("mock/echo", "Hello").text)
 
-Streams yield typed events (`Text`, `Reasoning`, `ToolCallStarted`, `ToolCallArguments`,
-`ToolCallFinished`, `UsageReport`, `Finished`); `pb` is the generated protobuf module for
-building requests with every field.
+`chat` returns a `ChatResult`; `chat_stream` a stream of typed events (`Text`, `Reasoning`,
+`ToolCallStarted`, `ToolCallArguments`, `ToolCallFinished`, `UsageReport`, `Finished`) with
+`text_stream` and `final()`; failures raise `GatewayError` subclasses. `pb` is the generated
+protobuf module for building requests with every field.
 """
 
-from provider_gateway_client.client import (
-    CHANNEL_OPTIONS,
-    SERVICE_CONFIG,
-    GatewayClient,
-    SyncGatewayClient,
-    chat_request,
-    complete_request,
-    message,
+from provider_gateway_client.client import GatewayClient
+from provider_gateway_client.config import CHANNEL_OPTIONS, DEFAULT_TARGET, SERVICE_CONFIG
+from provider_gateway_client.errors import (
+    AuthenticationError,
+    DeadlineExceededError,
+    GatewayError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnavailableError,
     retry_after,
 )
 from provider_gateway_client.events import (
@@ -31,20 +35,37 @@ from provider_gateway_client.events import (
     text_of,
     typed_event,
 )
+from provider_gateway_client.requests import chat_request, complete_request, message
+from provider_gateway_client.results import ChatResult, ToolCall, tool_result
+from provider_gateway_client.streams import AsyncChatStream, ChatStream
+from provider_gateway_client.sync_client import SyncGatewayClient
 from provider_gateway_client.v1 import provider_service_pb2 as pb
 
 __all__ = [
     "CHANNEL_OPTIONS",
+    "DEFAULT_TARGET",
     "SERVICE_CONFIG",
+    "AsyncChatStream",
+    "AuthenticationError",
+    "ChatResult",
+    "ChatStream",
+    "DeadlineExceededError",
     "Event",
     "Finished",
     "GatewayClient",
+    "GatewayError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
     "Reasoning",
     "SyncGatewayClient",
     "Text",
+    "ToolCall",
     "ToolCallArguments",
     "ToolCallFinished",
     "ToolCallStarted",
+    "UnavailableError",
     "UsageReport",
     "chat_request",
     "complete_request",
@@ -52,5 +73,6 @@ __all__ = [
     "pb",
     "retry_after",
     "text_of",
+    "tool_result",
     "typed_event",
 ]

@@ -1,0 +1,261 @@
+"""The Python client as an SDK: typed errors, typed results, the stream helper and configuration
+from the environment, against a real server (grpc_testing only where the wire must be exact)."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import grpc_testing
+import pytest
+from conftest import run_gateway
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from rpc_util import wait_for
+from test_tls import issue, make_ca, tls_config, write_server_files
+
+from provider_gateway.domain import TextDelta
+from provider_gateway.errors import ErrorKind
+from provider_gateway.errors import GatewayError as ServerError
+from provider_gateway.providers.mock import MockScript
+from provider_gateway.server.auth import hash_key
+from provider_gateway_client import (
+    AuthenticationError,
+    ChatResult,
+    GatewayClient,
+    GatewayError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    SyncGatewayClient,
+    Text,
+    ToolCall,
+    ToolCallFinished,
+    pb,
+)
+from provider_gateway_client.results import Accumulator
+
+WEATHER = pb.Tool(name="get_weather")
+KEY = "sdk-key-0123456789abcdefghijklmnopqrstu"
+AUTH = f"""
+[auth]
+[[auth.keys]]
+name = "echo-only"
+sha256 = "{hash_key(KEY)}"
+models = ["mock/echo"]
+"""
+ENV_NAMES = ("TARGET", "API_KEY", "TLS", "CA_FILE", "CERT_FILE", "KEY_FILE")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_NAMES:
+        monkeypatch.delenv(f"PROVIDER_GATEWAY_{name}", raising=False)
+
+
+# --- typed errors --------------------------------------------------------------------------------
+
+
+async def test_unknown_model_is_not_found_on_unary_calls_and_streams(gateway) -> None:
+    async with GatewayClient(gateway.target) as client:
+        with pytest.raises(NotFoundError) as unary:
+            await client.chat("mock/no-such-model", "Hi")
+        with pytest.raises(NotFoundError) as streamed:
+            async with client.chat_stream("mock/no-such-model", "Hi") as stream:
+                await stream.final()
+    for error in (unary.value, streamed.value):
+        assert error.code == grpc.StatusCode.NOT_FOUND
+        assert "no-such-model" in error.details
+        assert error.retry_after is None
+        assert isinstance(error.__cause__, grpc.RpcError)  # the original, for whoever needs it
+
+
+async def test_a_request_without_messages_is_an_invalid_request(gateway) -> None:
+    async with GatewayClient(gateway.target) as client:
+        with pytest.raises(InvalidRequestError) as info:
+            await client.chat("mock/echo", [])
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_keys_missing_or_not_allowed_are_authentication_and_permission_errors(gateway_factory) -> None:
+    async with gateway_factory(AUTH) as gw:
+        async with GatewayClient(gw.target) as anonymous:
+            with pytest.raises(AuthenticationError):
+                await anonymous.chat("mock/echo", "Hi")
+        async with GatewayClient(gw.target, api_key=KEY) as keyed:
+            assert (await keyed.chat("mock/echo", "Hi")).text.startswith("Mock answer: Hi")
+            with pytest.raises(PermissionDeniedError):
+                await keyed.chat("mock/reasoner", "Hi")
+
+
+async def test_an_error_after_output_is_typed_and_the_output_kept(gateway) -> None:
+    denied = ServerError(ErrorKind.PERMISSION_DENIED, "key lacks access", provider="mock")
+    gateway.provider("mock").push(
+        MockScript(events=[TextDelta("a"), TextDelta("b")], error=denied, error_after=2)
+    )
+    seen: list[str] = []
+
+    async def read(client: GatewayClient) -> None:
+        async for text in client.stream_text("mock/echo", "Hi"):
+            seen.append(text)
+
+    async with GatewayClient(gateway.target) as client:
+        with pytest.raises(PermissionDeniedError, match="key lacks access"):
+            await read(client)
+    assert "".join(seen) == "ab"
+
+
+def test_retry_after_is_read_from_retry_info_in_the_status_details() -> None:
+    service = pb.DESCRIPTOR.services_by_name["ProviderService"]
+    channel = grpc_testing.channel([service], grpc_testing.strict_real_time())
+    delay = duration_pb2.Duration(seconds=3, nanos=250_000_000)
+    status = status_pb2.Status(code=8, message="slow down")
+    status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    client = SyncGatewayClient(channel=channel, max_retries=0)
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(client.chat, "m", "Hi")
+        _, _, rpc = channel.take_unary_unary(service.methods_by_name["Chat"])
+        trailers = (("grpc-status-details-bin", status.SerializeToString()),)  # no retry-after-ms
+        rpc.terminate(None, trailers, grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down")
+        with pytest.raises(RateLimitError) as info:
+            future.result(timeout=10)
+    assert info.value.retry_after == 3.25
+    assert isinstance(info.value, GatewayError)
+
+
+# --- typed results and the stream helper ---------------------------------------------------------
+
+
+async def test_chat_returns_a_typed_result_with_the_protobuf_beside_it(gateway) -> None:
+    async with GatewayClient(gateway.target) as client:
+        thought = await client.chat("mock/reasoner", "Why", max_tokens=3)
+        tools = await client.chat("mock/tools", "Paris?", tools=[WEATHER])
+    assert isinstance(thought, ChatResult)
+    assert thought.text == "Mock answer: Why"
+    assert thought.reasoning.startswith("Thinking")
+    assert thought.usage is not None
+    assert (thought.usage.output_tokens, thought.usage.reasoning_tokens) == (9, 6)
+    assert thought.finish is not None
+    assert (thought.finish.reason, thought.finish.provider, thought.finish.model) == (
+        "length",
+        "mock",
+        "reasoner",
+    )
+    assert thought.finish.attempts == (("mock", "reasoner", "ok"),)
+    assert thought.finish.response_id
+    assert isinstance(thought.raw, pb.ChatResponse)
+    assert thought.raw.text == thought.text
+    (call,) = tools.tool_calls
+    assert call == ToolCall(
+        "call_mock_0", "get_weather", {"city": "Paris", "unit": "celsius"}, call.arguments_json
+    )
+    assert not call.incomplete
+
+
+async def test_stream_final_gives_what_the_unary_call_gives(gateway) -> None:
+    async with GatewayClient(gateway.target) as client:
+        unary = await client.chat("mock/tools", "Paris?", tools=[WEATHER])
+        async with client.chat_stream("mock/tools", "Paris?", tools=[WEATHER]) as stream:
+            texts = [text async for text in stream.text_stream]
+            final = await stream.get_final_message()
+        reasoned = await client.chat_stream("mock/reasoner", "Why", max_tokens=3).final()
+    assert "".join(texts) == final.text == unary.text
+    assert final.tool_calls == unary.tool_calls
+    assert final.usage == unary.usage
+    assert final.finish is not None
+    assert unary.finish is not None
+    assert (final.finish.reason, final.finish.attempts) == (unary.finish.reason, unary.finish.attempts)
+    assert final.raw is None  # built from events, not from one protobuf answer
+    assert reasoned.reasoning.startswith("Thinking")
+    assert reasoned.text == "Mock answer: Why"
+
+
+async def test_sync_stream_block_and_leaving_it_early_cancels(gateway_factory) -> None:
+    async with gateway_factory("[providers.mock.models.dribble]\ntokens = 200\ntoken_delay_ms = 100\n") as gw:
+
+        def use() -> tuple[str, str]:
+            with SyncGatewayClient(gw.target) as client:
+                with client.chat_stream("mock/echo", "Hi", max_tokens=3) as stream:
+                    whole = stream.final().text
+                with client.chat_stream("mock/dribble", "Hi") as stream:
+                    first = next(iter(stream.text_stream))
+            return whole, first
+
+        whole, first = await asyncio.to_thread(use)
+        assert whole == "Mock answer: Hi"
+        assert first.startswith("Mock")
+        await wait_for(gw.provider("mock").stats.cancelled_event)
+        assert gw.provider("mock").stats.completed == 1  # the echo; the dribble was cut off
+
+
+def test_cut_tool_calls_have_no_arguments_to_run() -> None:
+    accumulator = Accumulator()
+    accumulator.add(ToolCallFinished(0, "c1", "f", '{"city": "Par', incomplete=True))
+    accumulator.add(ToolCallFinished(1, "c2", "g", "[1, 2]"))  # JSON, but not an object
+    accumulator.add(Text("x"))
+    cut, odd = accumulator.result().tool_calls
+    assert (cut.arguments, cut.arguments_json, cut.incomplete) == ({}, '{"city": "Par', True)
+    assert (odd.arguments, odd.incomplete) == ({}, True)
+
+
+async def test_result_message_and_tool_result_make_the_next_turn(gateway) -> None:
+    from provider_gateway_client import message, tool_result
+
+    async with GatewayClient(gateway.target) as client:
+        conversation = [message("user", "Paris?")]
+        answer = await client.chat("mock/tools", conversation, tools=[WEATHER])
+        conversation += [answer.message(), tool_result(answer.tool_calls[0], '{"celsius": 18}')]
+        follow_up = await client.chat("mock/tools", conversation, tools=[WEATHER])
+    turn = conversation[1]
+    assert turn.role == pb.ROLE_ASSISTANT
+    assert [p.tool_call.name for p in turn.content if p.HasField("tool_call")] == ["get_weather"]
+    assert conversation[2].content[0].tool_result.tool_call_id == "call_mock_0"
+    assert follow_up.finish is not None
+
+
+# --- configuration from the environment ----------------------------------------------------------
+
+
+async def test_target_and_api_key_from_the_environment_and_arguments_win(
+    gateway_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with gateway_factory(AUTH) as gw:
+        monkeypatch.setenv("PROVIDER_GATEWAY_TARGET", gw.target)
+        monkeypatch.setenv("PROVIDER_GATEWAY_API_KEY", KEY)
+        async with GatewayClient() as client:
+            assert (await client.chat("mock/echo", "from env")).text.startswith("Mock answer: from env")
+        async with GatewayClient(api_key="wrong-key-0123456789abcdefghijklmnopq") as client:
+            with pytest.raises(AuthenticationError):
+                await client.chat("mock/echo", "Hi")
+        monkeypatch.setenv("PROVIDER_GATEWAY_TARGET", "127.0.0.1:1")  # nothing listens there
+        async with GatewayClient(gw.target) as client:
+            assert await client.health() == "SERVING"
+
+
+async def test_tls_and_mutual_tls_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server_ca, client_ca = make_ca("server-ca"), make_ca("client-ca")
+    pki = {"server": issue(server_ca, "gateway", server=True), "client_ca": client_ca[0]}
+    client = issue(client_ca, "sdk", server=False)
+    files = {"ca": tmp_path / "ca.crt", "cert": tmp_path / "client.crt", "key": tmp_path / "client.key"}
+    files["ca"].write_bytes(server_ca[0].cert)
+    files["cert"].write_bytes(client.cert)
+    files["key"].write_bytes(client.key)
+    paths = write_server_files(tmp_path, pki)
+    async with run_gateway(tls_config(paths, require_client_cert=True)) as gw:
+        monkeypatch.setenv("PROVIDER_GATEWAY_TARGET", gw.target)
+        monkeypatch.setenv("PROVIDER_GATEWAY_CA_FILE", str(files["ca"]))  # implies TLS
+        async with GatewayClient(max_retries=0, timeout=10) as no_certificate:
+            with pytest.raises(GatewayError):
+                await no_certificate.chat("mock/echo", "Hi")
+        monkeypatch.setenv("PROVIDER_GATEWAY_CERT_FILE", str(files["cert"]))
+        monkeypatch.setenv("PROVIDER_GATEWAY_KEY_FILE", str(files["key"]))
+        async with GatewayClient(timeout=10) as mutual:
+            assert (await mutual.chat("mock/echo", "over mTLS")).text.startswith("Mock answer: over mTLS")
+        async with GatewayClient(tls=False, max_retries=0, timeout=10) as plaintext:
+            with pytest.raises(GatewayError):
+                await plaintext.chat("mock/echo", "Hi")
