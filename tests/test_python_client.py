@@ -80,7 +80,7 @@ async def test_async_stream_yields_typed_events(gateway) -> None:
     assert tools[-1] == Finished(
         "tool_calls", "mock", "tools", tools[-1].response_id, "tool_calls",
         tools[-1].gateway_overhead_us, tools[-1].time_to_first_token_us, tools[-1].total_us,
-        (("mock", "tools", "ok"),),
+        (("mock", "tools", "ok"),), 0,  # the mock's known price: nothing
     )  # fmt: skip
 
 

@@ -116,12 +116,20 @@ export interface Timing {
   totalUs: number;
   upstreamUs: number;
 }
+/** What usage cost by the gateway's price table: `known` false means unknown, never 0. */
+export interface Cost {
+  amountMicros: number;
+  currency: string;
+  known: boolean;
+  usageSource: string;
+}
 export interface Attempt {
   provider: string;
   model: string;
   outcome: string;
   error: string;
   latencyUs: number;
+  cost: Cost | null;
 }
 export interface Finish {
   reason: FinishReason;
@@ -131,6 +139,8 @@ export interface Finish {
   timing: Timing | null;
   attempts: Attempt[];
   responseId: string;
+  /** The request's cost: its attempts' together. */
+  cost: Cost | null;
 }
 
 /** One streamed event; `event` names the field that is set. */

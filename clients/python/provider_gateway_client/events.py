@@ -85,6 +85,9 @@ class Finished:
     time_to_first_token_us: int = 0
     total_us: int = 0
     attempts: tuple[tuple[str, str, str], ...] = ()  # (provider, model, outcome) in order
+    # What the request cost by the gateway's price table, in micro-USD; None when unknown (a model
+    # without a price), which is never the same as 0.
+    cost_usd_micros: int | None = None
 
 
 Event = Text | Reasoning | ToolCallStarted | ToolCallArguments | ToolCallFinished | UsageReport | Finished
@@ -118,6 +121,7 @@ def finished(finish: pb.Finish) -> Finished:
         time_to_first_token_us=finish.timing.time_to_first_token_us,
         total_us=finish.timing.total_us,
         attempts=tuple((a.provider, a.model, a.outcome) for a in finish.attempts),
+        cost_usd_micros=finish.cost.amount_micros if finish.cost.known else None,
     )
 
 
