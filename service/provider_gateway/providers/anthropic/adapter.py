@@ -102,6 +102,7 @@ class AnthropicProvider(HttpProvider):
             tools=True,
             vision=True,
             reasoning=True,
+            json_output=True,  # structured outputs (JSON schema); what a model lacks, the codec refuses
             exact_token_count=True,
             completion=True,
         )

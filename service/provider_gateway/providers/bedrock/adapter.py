@@ -221,7 +221,7 @@ class BedrockProvider(BaseProvider):
             vision=True,
             embeddings=True,
             reasoning=True,
-            json_output=False,
+            json_output=True,  # Converse outputConfig (JSON schema); schema-less JSON is refused by the codec
             exact_token_count=self.settings.count_tokens == "api",
             completion=True,
         )
