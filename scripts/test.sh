@@ -8,4 +8,6 @@ echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy (strict on service/)"; .venv/bin/mypy
 echo "== pytest"
 # Coverage of the provider layer is reported so that gaps in the mock's protocol coverage show.
-.venv/bin/pytest -p no:cacheprovider --cov=provider_gateway --cov-report=term:skip-covered "$@"
+# One test process per core (pytest-xdist): serially the suite passed five minutes on 2 cores
+# (measured 2026-12-03: 3m39s with -n 2 and coverage; 4m41s in one process even without coverage).
+.venv/bin/pytest -p no:cacheprovider -n auto --cov=provider_gateway --cov-report=term:skip-covered "$@"
