@@ -1,5 +1,6 @@
-"""50 concurrent streams through `serve --workers 1` and `--workers 2`, beside the direct client,
-with the CPU split between the gateway, the load client and the upstream (they share the cores).
+"""50 concurrent streams through `serve --workers 1` and `--workers 2`, each on asyncio's event loop
+and on uvloop (`--loop`), beside the direct client, with the CPU split between the gateway, the
+load client and the upstream (they share the cores).
 
     .venv/bin/python benchmarks/workers.py [--quick]
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import itertools
 import json
 import os
@@ -66,7 +68,7 @@ class SpreadPath:
         return await next(self.turn).stream()
 
 
-async def measure(upstream: procs.Proc, workers: int, quick: bool) -> dict[str, Any]:
+async def measure(upstream: procs.Proc, workers: int, quick: bool, loop: str = "asyncio") -> dict[str, Any]:
     config = procs.ROOT / "benchmarks" / ".run" / f"workers-{time.monotonic_ns()}.toml"
     config.parent.mkdir(exist_ok=True)
     config.write_text(openai_config(upstream.port))
@@ -82,6 +84,8 @@ async def measure(upstream: procs.Proc, workers: int, quick: bool) -> dict[str, 
             str(config),
             "--workers",
             str(workers),
+            "--loop",
+            loop,
         ],
         env=OPENAI_KEY_ENV,
     )
@@ -115,10 +119,11 @@ async def main() -> None:
             "direct_streams_per_s": round(direct.throughput, 1),
             "cores": os.cpu_count(),
         }
-        for workers in (1, 2):
-            row = await measure(upstream, workers, args.quick)
+        loops = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])  # an optional extra
+        for workers, loop in itertools.product((1, 2), loops):
+            row = await measure(upstream, workers, args.quick, loop)
             row["share_of_direct"] = round(row["streams_per_s"] / direct.throughput, 3)
-            results[f"workers={workers}"] = row
+            results[f"workers={workers} loop={loop}"] = row
     finally:
         upstream.stop()
     print(json.dumps(results, indent=1))

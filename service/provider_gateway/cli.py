@@ -25,6 +25,7 @@ API_KEY_ENV = "PROVIDER_GATEWAY_API_KEY"
 def _serve(args: argparse.Namespace) -> int:
     from provider_gateway.observability import logs
     from provider_gateway.server.app import GatewayServer
+    from provider_gateway.server.event_loop import loop_factory
 
     logs.configure(args.log_level, args.log_format)
     try:
@@ -37,7 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         host = args.host or config.server.host
         port = config.server.port if args.port is None else args.port
-        worker_args = WorkerArgs(args.config, host, port, args.log_level, args.log_format)
+        worker_args = WorkerArgs(args.config, host, port, args.log_level, args.log_format, args.loop)
         try:
             return Supervisor(args.workers, worker_args).run()
         except OSError as exc:
@@ -51,7 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
         await server.serve_until_signalled()
 
     try:
-        asyncio.run(run())
+        asyncio.run(run(), loop_factory=loop_factory(args.loop))
     except config_module.ConfigError as exc:
         print(f"provider-gateway: bad configuration: {exc}", file=sys.stderr)
         return 2
@@ -217,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="server processes sharing the port (SO_REUSEPORT): a number, or 'auto' for the usable "
         "cores (default 1)",
+    )
+    serve.add_argument(
+        "--loop", default="asyncio", choices=["asyncio", "uvloop"], help="event loop (default asyncio)"
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(

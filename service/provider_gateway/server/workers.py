@@ -60,6 +60,7 @@ class WorkerArgs:
     port: int
     log_level: str
     log_format: str
+    loop: str = "asyncio"
 
 
 def _run_worker(index: int, args: WorkerArgs, ready: Connection) -> None:
@@ -69,6 +70,7 @@ def _run_worker(index: int, args: WorkerArgs, ready: Connection) -> None:
     from provider_gateway import config as config_module
     from provider_gateway.observability import logs
     from provider_gateway.server.app import GatewayServer
+    from provider_gateway.server.event_loop import loop_factory
 
     os.setpgrp()  # a terminal's Ctrl-C reaches the parent alone, which passes it on once
     logs.configure(args.log_level, args.log_format)
@@ -79,7 +81,7 @@ def _run_worker(index: int, args: WorkerArgs, ready: Connection) -> None:
         ready.send(await server.start(args.host, args.port))
         await server.serve_until_signalled()
 
-    asyncio.run(run())
+    asyncio.run(run(), loop_factory=loop_factory(args.loop))
 
 
 def _reserved_port(host: str, port: int) -> tuple[socket.socket, int]:
