@@ -129,3 +129,15 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert (root / "scripts" / "setup.sh").is_file()
     assert (root / "scripts" / "test.sh").is_file()
     assert Path(CLI).name == "provider-gateway"
+
+
+def test_serve_on_uvloop_without_the_extra_says_how_to_get_it() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("uvloop") is not None:
+        pytest.skip("uvloop is installed here")
+    done = subprocess.run(
+        [CLI, "serve", "--loop", "uvloop", "--port", "0"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "pip install 'provider-gateway-server[uvloop]'" in done.stderr
