@@ -289,7 +289,7 @@ async def test_group_of_allowed_deployments_is_allowed(gateway_factory: GatewayF
         assert response.finish.provider == "mock"
 
 
-async def test_the_cli_takes_its_key_from_the_environment(
+async def test_the_cli_takes_its_key_from_the_environment_or_a_file(
     gateway_factory: GatewayFactory, tmp_path: Any
 ) -> None:
     """PROVIDER_GATEWAY_API_KEY, so that the key is not in the command line (ps shows that)."""
@@ -305,3 +305,16 @@ async def test_the_cli_takes_its_key_from_the_environment(
         code, _, err = await run_process(CLI, "models", "--target", gw.target, cwd=tmp_path, env=env)
         assert code == 1
         assert "UNAUTHENTICATED" in err
+        (tmp_path / "key").write_text(ALICE + "\n")  # a mounted secret file, newline and all
+        code, out, err = await run_process(
+            CLI,
+            "models",
+            "--target",
+            gw.target,
+            "--api-key-file",
+            str(tmp_path / "key"),
+            cwd=tmp_path,
+            env=env,
+        )
+        assert code == 0, err
+        assert "mock/echo" in out

@@ -104,7 +104,14 @@ def _stub(args: argparse.Namespace) -> tuple[grpc.Channel, pb_grpc.ProviderServi
 
 
 def _metadata(args: argparse.Namespace) -> list[tuple[str, str]] | None:
-    return [("authorization", f"Bearer {args.api_key}")] if args.api_key else None
+    key = args.api_key
+    if args.api_key_file:  # a mounted secret: neither the command line nor the environment shows it
+        try:
+            with open(args.api_key_file) as file:
+                key = file.read().strip()
+        except OSError as exc:
+            raise SystemExit(f"provider-gateway: cannot read {args.api_key_file}: {exc.strerror}") from None
+    return [("authorization", f"Bearer {key}")] if key else None
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -243,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
             default=os.environ.get(API_KEY_ENV) or None,
             help=f"gateway API key, if the server requires one (default ${API_KEY_ENV}; an argument shows in ps)",
         )
+        sub.add_argument("--api-key-file", help="read the gateway API key from this file")
         sub.add_argument("--tls", action="store_true", help="connect with TLS, trusting the system's CAs")
         sub.add_argument("--ca-file", help="PEM CA bundle to trust (implies --tls)")
         sub.add_argument("--cert-file", help="PEM client certificate, for mutual TLS (with --key-file)")
