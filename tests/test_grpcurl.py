@@ -59,7 +59,12 @@ def json_objects(text: str) -> tuple[list[dict[str, Any]], str]:
 
 def test_list_shows_the_services(target: str) -> None:
     services = set(grpcurl(target, "list").split())
-    assert {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", SERVICE} <= services
+    assert {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+        SERVICE,
+    } <= services
 
 
 def test_describe_shows_every_method(target: str) -> None:

@@ -9,7 +9,6 @@ import signal
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from provider_gateway.config import GatewayConfig
 from provider_gateway.http.pool import UpstreamPool
@@ -20,7 +19,7 @@ from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.registry import ProviderRegistry, build_provider
 from provider_gateway.routing.settings import parse_routing
 from provider_gateway.routing.shared_state import build_counter_store
-from provider_gateway.server import auth, tls, validate
+from provider_gateway.server import auth, reflection, tls, validate
 from provider_gateway.server.auth import AuthorizingResolver, AuthorizingRouter
 from provider_gateway.server.coalesce import as_they_come
 from provider_gateway.server.decode import DecodeGuard
@@ -120,13 +119,12 @@ class GatewayServer:
         )
         pb_grpc.add_ProviderServiceServicer_to_server(self.service, self.grpc)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health_servicer, self.grpc)
-        reflection.enable_server_reflection(
+        reflection.enable(
+            self.grpc,
             (
                 pb.DESCRIPTOR.services_by_name["ProviderService"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
             ),
-            self.grpc,
         )
         self.port = 0
 
