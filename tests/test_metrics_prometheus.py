@@ -161,7 +161,7 @@ def points(data: object, name: str) -> list[object]:
     return [p for m in metrics for p in m.data.data_points]
 
 
-async def test_streams_in_flight_and_process_metrics() -> None:
+async def test_streams_in_flight_rpc_and_process_metrics() -> None:
     async with observed_gateway(FAILOVER_CONFIG) as gw:
         stream = gw.running.stub.ChatStream(pb.ChatRequest(model="backup/slow", messages=[user("hi")]))
         await stream.read()  # the stream is open and delivering
@@ -172,6 +172,10 @@ async def test_streams_in_flight_and_process_metrics() -> None:
     (open_now,) = [p.value for p in points(during, "provider_gateway.streams.active")]  # type: ignore[attr-defined]
     (closed,) = [p.value for p in points(after, "provider_gateway.streams.active")]  # type: ignore[attr-defined]
     assert (open_now, closed) == (1, 0)
+    rpc = [p for p in points(after, "rpc.server.duration") if p.attributes["rpc.method"] == "ChatStream"]  # type: ignore[attr-defined]
+    assert rpc[0].attributes["rpc.grpc.status_code"] == 0  # type: ignore[attr-defined]
+    assert rpc[0].attributes["rpc.service"] == "provider_gateway.v1.ProviderService"  # type: ignore[attr-defined]
+    assert rpc[0].count == 1  # type: ignore[attr-defined]
     (memory,) = [p.value for p in points(after, "process.memory.usage")]  # type: ignore[attr-defined]
     assert memory > 10 * 1024 * 1024  # a Python server with gRPC: tens of megabytes resident
     modes = {p.attributes["cpu.mode"]: p.value for p in points(after, "process.cpu.time")}  # type: ignore[attr-defined]

@@ -124,6 +124,16 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             labels = {"rpc": state.rpc, "provider": state.provider, "model": model, "status": status}
             metrics.requests.add(1, labels)
             metrics.duration.record(duration, labels)
+            # OpenTelemetry's RPC semantic conventions, for dashboards built on them.
+            metrics.rpc_duration.record(
+                duration,
+                {
+                    "rpc.system": "grpc",
+                    "rpc.service": SERVICE_PREFIX.strip("/"),
+                    "rpc.method": state.rpc,
+                    "rpc.grpc.status_code": _status_number(status),
+                },
+            )
             if state.cost_micros:
                 metrics.cost.add(state.cost_micros, {"provider": state.provider, "model": model})
             if finish is not None:
@@ -138,10 +148,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             from opentelemetry import context
             from opentelemetry.trace import Status, StatusCode
 
-            span.set_attribute(
-                "rpc.grpc.status_code",
-                grpc.StatusCode[status].value[0] if status in grpc.StatusCode.__members__ else 2,
-            )
+            span.set_attribute("rpc.grpc.status_code", _status_number(status))
             span.set_attribute("provider_gateway.provider", state.provider)
             # The model named as the attempt spans name it (the id sent upstream); what the client
             # wrote (an alias, "provider/model") is kept apart.
@@ -218,3 +225,8 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                     self._end(state, span, token, _status(context, error), started, last)
 
         return call
+
+
+def _status_number(status: str) -> int:
+    """`UNAVAILABLE` -> 14; UNKNOWN (2) for a name gRPC does not have."""
+    return grpc.StatusCode[status].value[0] if status in grpc.StatusCode.__members__ else 2

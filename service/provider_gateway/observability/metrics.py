@@ -74,6 +74,7 @@ def _views() -> list[View]:
 
     return [
         buckets("provider_gateway.request.duration", DURATION_BUCKETS),
+        buckets("rpc.server.duration", DURATION_BUCKETS),
         buckets("provider_gateway.time_to_first_token", DURATION_BUCKETS),
         buckets("gen_ai.client.operation.duration", DURATION_BUCKETS),
         buckets("gen_ai.client.operation.time_to_first_chunk", DURATION_BUCKETS),
@@ -102,6 +103,9 @@ class GatewayMetrics:
         )
         self.duration = meter.create_histogram(
             "provider_gateway.request.duration", "s", "RPC duration from arrival to the last message"
+        )
+        self.rpc_duration = meter.create_histogram(
+            "rpc.server.duration", "s", "gRPC server call duration (OpenTelemetry RPC semantic conventions)"
         )
         self.ttft = meter.create_histogram(
             "provider_gateway.time_to_first_token", "s", "From arrival to the first content event"
