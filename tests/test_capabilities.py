@@ -65,9 +65,11 @@ def request(**fields: Any) -> ChatRequest:
 def test_each_declared_lack_names_the_field(
     fields: dict[str, Any], caps: dict[str, bool], field: str
 ) -> None:
-    assert unhonoured(request(**fields), deployment(**caps)).startswith(f"{field}: ")
+    refusal = unhonoured(request(**fields), deployment(**caps))
+    assert refusal is not None
+    assert (refusal.kind, refusal.field) == (ErrorKind.FAILED_PRECONDITION, field)
     full = {"vision": True, "tools": True, "json_output": True, "reasoning": True}
-    assert unhonoured(request(**fields), deployment(**full)) == ""
+    assert unhonoured(request(**fields), deployment(**full)) is None
     with pytest.raises(GatewayError) as refused:
         honouring(request(**fields), [deployment("deepseek", "deepseek-chat", **caps)])
     assert refused.value.kind is ErrorKind.FAILED_PRECONDITION
@@ -121,3 +123,61 @@ async def test_an_image_to_a_text_only_provider_is_refused_and_a_fallback_serves
             events = [e async for e in call]
     assert "".join(e.text_delta.text for e in events) == "A cat."
     assert [a.provider for a in events[-1].finish.attempts] == ["oa"]  # DeepSeek skipped, not failed
+
+
+# --- the model catalog (issue 17.4) -----------------------------------------------------------------
+
+
+def test_the_catalog_finds_dated_ids_and_the_config_adds_rows() -> None:
+    import tomllib
+
+    from provider_gateway.catalog import Catalog
+    from provider_gateway.config import Section
+
+    catalog = Catalog.builtin()
+    assert catalog.version
+    entry = catalog.entry("openai", "gpt-4o-2024-08-06")
+    assert entry is not None
+    assert (entry.max_output, "image" in entry.input) == (16384, True)
+    assert catalog.entry("openai", "gpt-99") is None  # unknown models pass with the provider's defaults
+    text = '[groq."llama-3.3-70b-versatile"]\ncontext_window = 131072\nmax_output = 32768\ntools = true\n'
+    added = Catalog.from_config(Section(tomllib.loads(text), "gw.toml", "catalog")).entry(
+        "groq", "llama-3.3-70b-versatile"
+    )
+    assert added is not None
+    assert (added.max_output, added.input, added.tools) == (32768, ("text",), True)
+
+
+async def test_the_catalog_bounds_max_tokens_and_modalities_before_dispatch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PG_X_KEY", "k")
+    async with FakeUpstream() as fake:
+        fake.on("GET", "/v1/models", lambda _: Reply.json({"object": "list", "data": [{"id": "gpt-4o"}]}))
+        config = (
+            f'[providers.oa]\nkind = "openai"\nbase_url = "{fake.url}/v1"\napi_key_env = "PG_X_KEY"\n'
+            '[catalog.openai."house-text-model"]\nmax_output = 4096\ninput = ["text"]\ntools = true\n'
+        )
+        async with run_gateway(config) as gateway:
+            hi = [pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="hi")])]
+            with pytest.raises(grpc.aio.AioRpcError) as too_many:
+                await gateway.stub.Chat(
+                    pb.ChatRequest(model="oa/gpt-4o", max_tokens=20000, messages=hi), timeout=20
+                )
+            assert too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "max_tokens: provider 'oa' model 'gpt-4o' cannot honour it: at most 16384, got 20000" in (
+                too_many.value.details() or ""
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as no_images:  # a row the configuration added
+                await gateway.stub.Chat(image_request("oa/house-text-model"), timeout=20)
+            assert no_images.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "messages[0].content[1].image" in (no_images.value.details() or "")
+            listed = await gateway.stub.ListModels(pb.ListModelsRequest(provider="oa"), timeout=20)
+        assert not [r for r in fake.requests if r.path == "/v1/chat/completions"]  # nothing went out
+    (model,) = listed.models  # the provider's listing, with the catalog's figures
+    assert (model.max_output_tokens, model.context_window, model.vision, model.tools) == (
+        16384,
+        128000,
+        True,
+        True,
+    )

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from provider_gateway import config as config_module
+from provider_gateway.catalog import CATALOG_KEYS
 from provider_gateway.config import ConfigError, Section
 from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.observability.monitor import HEALTH_KEYS
@@ -153,11 +154,11 @@ def _normalise(path: tuple[str | int, ...]) -> str:
             out += "[]"
             continue
         parent = path[i - 1] if i == 1 else None
-        name = {"providers": "<name>", "groups": "<name>", "aliases": "<alias>", "prices": "<kind>"}.get(
-            str(parent), part
-        )
-        if i == 2 and path[0] == "prices":
-            name = '"<model>"'  # [prices.<kind>."<model>"]
+        name = {
+            "providers": "<name>", "groups": "<name>", "aliases": "<alias>", "prices": "<kind>", "catalog": "<kind>",
+        }.get(str(parent), part)  # fmt: skip
+        if i == 2 and path[0] in ("prices", "catalog"):
+            name = '"<model>"'  # [prices.<kind>."<model>"], [catalog.<kind>."<model>"]
         out += f".{name}" if out else name
     return out
 
@@ -229,6 +230,7 @@ CODE_KEYS: dict[str, frozenset[str]] = {
     "telemetry": frozenset(TELEMETRY_KEYS),
     "upstream": _upstream_keys(),
     'prices.<kind>."<model>"': frozenset(PRICE_KEYS),
+    'catalog.<kind>."<model>"': frozenset(CATALOG_KEYS),
 }
 
 

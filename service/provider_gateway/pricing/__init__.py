@@ -8,7 +8,6 @@ is exactly micro-dollars per token, so the sums are exact.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -16,12 +15,9 @@ from typing import Any
 
 from provider_gateway.config import Section
 from provider_gateway.domain import Cost, Usage
+from provider_gateway.model_ids import row_for
 
 PRICE_KEYS = ("input", "output", "cache_read", "cache_write", "source", "date")
-# A dated or versioned id of a priced model: "-2024-08-06", "@20250929", "-v1:0", ":0".
-_VERSION_SUFFIX = re.compile(r"(?:[-@:]v?\d[\w.:@-]*)?")
-# Bedrock's cross-region inference profiles prefix the model id: "us.", "eu.", "apac.", "global.".
-_PROFILE_PREFIX = re.compile(r"^(?:us|eu|apac|global|us-gov)\.")
 
 
 @dataclass(slots=True, frozen=True)
@@ -69,16 +65,7 @@ class PriceTable:
         return table
 
     def price(self, kind: str, model: str) -> Price | None:
-        models = self.rows.get(kind, {})
-        if (exact := models.get(model)) is not None:
-            return exact
-        bare = _PROFILE_PREFIX.sub("", model)
-        matches = [
-            key for key in models if bare.startswith(key) and _VERSION_SUFFIX.fullmatch(bare[len(key) :])
-        ]
-        if matches:
-            return models[max(matches, key=len)]
-        return models.get("*")
+        return row_for(self.rows.get(kind, {}), model)
 
     def cost(self, kind: str, model: str, usage: Usage | None) -> Cost:
         """The cost of `usage` on `model`; unknown without a price (or without usage)."""

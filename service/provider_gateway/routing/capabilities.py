@@ -1,56 +1,81 @@
-"""What a deployment's provider cannot honour is refused before dispatch, never silently dropped.
+"""What a deployment cannot honour is refused before dispatch, never silently dropped.
 
-Providers declare their capabilities as data (`Capabilities`: vision, tools, reasoning, JSON
-output). A request that needs one a deployment lacks skips that deployment (a fallback may have
-it); when none of the plan's deployments can honour it, the request fails FAILED_PRECONDITION
-naming the field, the provider and the model.
+Two sources say what a deployment can do: its provider's `Capabilities` (vision, tools, reasoning,
+JSON output, declared as data by each adapter) and, per model, the catalog (catalog/models.toml:
+output limit, input modalities, tools, structured output, reasoning). A request that needs what a
+deployment lacks skips that deployment (a fallback may have it); when none of the plan's
+deployments can honour it, the request fails, naming the field, the provider and the model:
+INVALID_ARGUMENT for a value out of the model's range (max_tokens), FAILED_PRECONDITION for a
+feature it does not have. Models missing from the catalog pass with the provider's defaults.
 """
 
 from __future__ import annotations
 
-from provider_gateway.domain import (
-    ChatRequest,
-    CompletionRequest,
-    ImagePart,
-    ResponseFormatType,
-)
+from dataclasses import dataclass
+
+from provider_gateway.catalog import Catalog
+from provider_gateway.domain import ChatRequest, CompletionRequest, ImagePart, ResponseFormatType
 from provider_gateway.errors import ErrorKind, GatewayError, shown
 from provider_gateway.routing.deployments import Deployment
 
 
-def unhonoured(request: ChatRequest | CompletionRequest, deployment: Deployment) -> str:
-    """The first request field `deployment` cannot honour, as "field: why"; "" when it can."""
+@dataclass(slots=True, frozen=True)
+class Refusal:
+    kind: ErrorKind
+    field: str
+    why: str
+
+
+def unhonoured(
+    request: ChatRequest | CompletionRequest, deployment: Deployment, catalog: Catalog | None = None
+) -> Refusal | None:
+    """The first request field `deployment` cannot honour; None when it can."""
+    entry = catalog.entry(deployment.provider.kind, deployment.spec.model) if catalog else None
+    limit = entry.max_output if entry else 0
+    if limit and request.max_tokens is not None and request.max_tokens > limit:
+        return Refusal(ErrorKind.INVALID_ARGUMENT, "max_tokens", f"at most {limit}, got {request.max_tokens}")
     if not isinstance(request, ChatRequest):
-        return ""
+        return None
     caps = deployment.provider.capabilities()
-    if not caps.vision:
+    takes_images = caps.vision and (entry is None or "image" in entry.input)
+    if not takes_images:
         for i, message in enumerate(request.messages):
             for j, part in enumerate(message.content):
                 if isinstance(part, ImagePart):
-                    return f"messages[{i}].content[{j}].image: it takes no images"
-    if request.tools and not caps.tools:
-        return "tools: it has no tool calling"
+                    return _lacks(f"messages[{i}].content[{j}].image", "it takes no images")
+    if request.tools and not (caps.tools and (entry is None or entry.tools)):
+        return _lacks("tools", "it has no tool calling")
     fmt = request.response_format
-    if fmt is not None and fmt.type is not ResponseFormatType.TEXT and not caps.json_output:
-        return "response_format: it has no JSON output"
-    if request.reasoning is not None and request.reasoning.enabled and not caps.reasoning:
-        return "reasoning: it has no reasoning"
-    return ""
+    if fmt is not None and fmt.type is not ResponseFormatType.TEXT:
+        if not caps.json_output:
+            return _lacks("response_format", "it has no JSON output")
+        if fmt.type is ResponseFormatType.JSON_SCHEMA and entry is not None and not entry.structured_output:
+            return _lacks("response_format", "it has no structured output")
+    reasons = caps.reasoning and (entry is None or entry.reasoning)
+    if request.reasoning is not None and request.reasoning.enabled and not reasons:
+        return _lacks("reasoning", "it has no reasoning")
+    return None
 
 
-def honouring(request: ChatRequest | CompletionRequest, deployments: list[Deployment]) -> list[Deployment]:
-    """The deployments that can honour `request`, in order; FAILED_PRECONDITION when none can."""
-    reasons = [(d, unhonoured(request, d)) for d in deployments]
-    usable = [d for d, reason in reasons if not reason]
+def _lacks(field: str, why: str) -> Refusal:
+    return Refusal(ErrorKind.FAILED_PRECONDITION, field, why)
+
+
+def honouring(
+    request: ChatRequest | CompletionRequest, deployments: list[Deployment], catalog: Catalog | None = None
+) -> list[Deployment]:
+    """The deployments that can honour `request`, in order; the first one's refusal when none can."""
+    refusals = [(d, unhonoured(request, d, catalog)) for d in deployments]
+    usable = [d for d, refusal in refusals if refusal is None]
     if usable or not deployments:
         return usable
-    first, reason = reasons[0]
-    field, why = reason.split(": ", 1)
+    first, refusal = refusals[0]
+    assert refusal is not None
+    others = f" (nor can the {len(deployments) - 1} other deployment(s))" if len(deployments) > 1 else ""
     raise GatewayError(
-        ErrorKind.FAILED_PRECONDITION,
-        f"{field}: provider {shown(first.spec.provider)} model {shown(first.spec.model)} cannot honour it: "
-        f"{why}"
-        + (f" (nor can the {len(deployments) - 1} other deployment(s))" if len(deployments) > 1 else ""),
+        refusal.kind,
+        f"{refusal.field}: provider {shown(first.spec.provider)} model {shown(first.spec.model)} "
+        f"cannot honour it: {refusal.why}{others}",
         provider=first.spec.provider,
         retryable=False,
     )

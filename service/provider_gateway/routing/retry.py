@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
+from provider_gateway.catalog import Catalog
 from provider_gateway.domain import CONTENT_EVENTS, Attempt, GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.routing.attempts import Attempts, OpenStream, Req, rate_limit_hold
@@ -80,7 +81,9 @@ class RetryLoop:
         store: SharedState,
         capacity: CapacityQueue,
         attempts: Attempts,
+        catalog: Catalog | None = None,
     ) -> None:
+        self.catalog = catalog
         self.clock = clock
         self.rng = rng
         self.sleep = sleep
@@ -99,7 +102,7 @@ class RetryLoop:
     ) -> AsyncGenerator[GatewayEvent, None]:
         """The retry loop. `buffered` (unary calls) holds each attempt's events until it succeeds,
         so that even a failure after some output can fail over: the client has seen nothing yet."""
-        plan = dataclasses.replace(plan, deployments=honouring(request, plan.deployments))
+        plan = dataclasses.replace(plan, deployments=honouring(request, plan.deployments, self.catalog))
         settings = plan.settings
         deadline = clock.deadline if clock.deadline is not None else self.clock() + settings.timeout_s
         attempts: list[Attempt] = []

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from provider_gateway.catalog import Catalog
 from provider_gateway.config import ProviderConfig
 from provider_gateway.domain import (
     ChatRequest,
@@ -65,6 +66,7 @@ class Router:
         build: Callable[[ProviderConfig], Provider] | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         prices: PriceTable | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         self.registry = registry
         self.resolver = resolver
@@ -83,7 +85,8 @@ class Router:
         attempts = Attempts(
             clock, self.store, self.capacity.notify, self._background, prices or PriceTable.builtin()
         )
-        self.retry = RetryLoop(clock, rng, sleep, self.store, self.capacity, attempts)
+        self.catalog = catalog or Catalog.builtin()
+        self.retry = RetryLoop(clock, rng, sleep, self.store, self.capacity, attempts, self.catalog)
 
     def plan(self, model: str, provider: str = "", fallbacks: list[str] | tuple[str, ...] = ()) -> Plan:
         """The primary's deployments (balanced), then each fallback's (a group or a model)."""
@@ -145,7 +148,10 @@ class Router:
         names = [self.resolver.check_provider(provider)] if provider else self.registry.names()
         models: list[tuple[str, ModelInfo]] = []
         for name in names:
-            models.extend((name, m) for m in await self.planner.provider(Route(name, "")).list_models())
+            adapter = self.planner.provider(Route(name, ""))
+            for model in await adapter.list_models():
+                entry = self.catalog.entry(adapter.kind, model.id)  # the provider's own figures win
+                models.append((name, entry.filled(model) if entry else model))
         return models
 
     async def count_tokens(self, request: CountTokensRequest) -> tuple[Route, TokenCount]:

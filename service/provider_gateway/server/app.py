@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
+from provider_gateway.catalog import Catalog
 from provider_gateway.config import GatewayConfig
 from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.observability import Telemetry
@@ -75,6 +76,7 @@ class GatewayServer:
             self.counters,
             build=lambda provider: self.telemetry.wrap(build_provider(provider, context)),
             prices=PriceTable.from_config(config.section("prices")),
+            catalog=Catalog.from_config(config.section("catalog")),
         )
         self.health_servicer = HealthServicer()
         self.health = ProviderHealthBook(self.health_servicer, self.registry.names())
