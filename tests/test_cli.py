@@ -141,3 +141,28 @@ def test_serve_on_uvloop_without_the_extra_says_how_to_get_it() -> None:
     )
     assert done.returncode != 0
     assert "pip install 'provider-gateway-server[uvloop]'" in done.stderr
+
+
+def test_models_and_providers_as_json_for_scripts(target: str) -> None:
+    import json
+
+    models = cli("models", "--target", target, "--json")
+    assert models.returncode == 0, models.stderr
+    ids = {(m["provider"], m["id"]) for m in json.loads(models.stdout)["models"]}
+    assert ("mock", "echo") in ids
+    providers = cli("providers", "--target", target, "--json")
+    assert providers.returncode == 0, providers.stderr
+    listed = json.loads(providers.stdout)
+    assert listed["defaultProvider"] == "mock"
+    assert [p["name"] for p in listed["providers"]] == ["mock"]
+
+
+def test_models_show_their_aliases(tmp_path: Path) -> None:
+    config = tmp_path / "gw.toml"
+    config.write_text('[providers.mock]\nkind = "mock"\n[aliases]\nquick = "mock/echo"\n')
+    with served(tmp_path, "--config", str(config)) as aliased:
+        result = cli("models", "--target", aliased)
+    assert result.returncode == 0, result.stderr
+    assert any(
+        line.startswith("mock/echo\t") and "(alias: quick)" in line for line in result.stdout.splitlines()
+    )

@@ -163,9 +163,13 @@ def _models(args: argparse.Namespace) -> int:
         response = stub.ListModels(
             pb.ListModelsRequest(provider=args.provider), timeout=args.timeout, metadata=_metadata(args)
         )
+    if args.json:
+        _print_json(response)
+        return 0
     for model in response.models:
         flags = [name for name in ("vision", "tools", "reasoning", "embeddings") if getattr(model, name)]
-        print(f"{model.provider}/{model.id}\t{model.context_window or '-'}\t{','.join(flags)}")
+        aliases = f"\t(alias: {', '.join(model.aliases)})" if model.aliases else ""
+        print(f"{model.provider}/{model.id}\t{model.context_window or '-'}\t{','.join(flags)}{aliases}")
     return 0
 
 
@@ -175,6 +179,9 @@ def _providers(args: argparse.Namespace) -> int:
         response = stub.ListProviders(
             pb.ListProvidersRequest(), timeout=args.timeout, metadata=_metadata(args)
         )
+    if args.json:
+        _print_json(response)
+        return 0
     for provider in response.providers:
         health = pb.ProviderHealth.Name(provider.health).removeprefix("PROVIDER_HEALTH_")
         default = " (default)" if provider.name == response.default_provider else ""
@@ -269,11 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--verbose", "-v", action="store_true", help="print who answered and the overhead")
     chat.set_defaults(func=_chat)
 
-    models = client_command("models", "list models")
+    models = client_command("models", "list models, with their aliases")
     models.add_argument("--provider", default="", help="only this provider's models")
+    models.add_argument("--json", action="store_true", help="print the answer as JSON")
     models.set_defaults(func=_models)
 
-    client_command("providers", "list providers with health").set_defaults(func=_providers)
+    providers = client_command("providers", "list providers with health")
+    providers.add_argument("--json", action="store_true", help="print the answer as JSON")
+    providers.set_defaults(func=_providers)
 
     health = client_command("health", "check the standard gRPC health service")
     health.add_argument("--service", default="", help="entry to check ('' = whole server, provider/<name>)")
