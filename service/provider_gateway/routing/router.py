@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from provider_gateway.catalog import Catalog
 from provider_gateway.config import ProviderConfig
 from provider_gateway.domain import (
+    Capabilities,
     ChatRequest,
     ChatResponse,
     CompletionRequest,
@@ -95,8 +96,19 @@ class Router:
     def breaker_state(self, provider: str) -> str:
         return self.planner.breaker_state(provider)
 
-    def observed_rate_limits(self, provider: str) -> RateLimits:
-        return self.planner.observed_rate_limits(provider)
+    def capabilities(self, provider: Provider) -> Capabilities:
+        """What `provider` declares, with the rate limits it announced and the concurrency the
+        adaptive limiter allows now where the config declares none (0 before any answer)."""
+        caps = provider.capabilities()
+        declared, observed = caps.rate_limits, self.planner.observed_rate_limits(provider.name)
+        return dataclasses.replace(
+            caps,
+            rate_limits=RateLimits(
+                requests_per_minute=declared.requests_per_minute or observed.requests_per_minute,
+                tokens_per_minute=declared.tokens_per_minute or observed.tokens_per_minute,
+                max_concurrent=declared.max_concurrent or observed.max_concurrent,
+            ),
+        )
 
     def limiter_capacity(self) -> list[tuple[dict[str, str], float]]:
         return self.planner.limiter_capacity()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import time
@@ -15,7 +14,7 @@ import grpc
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from provider_gateway.domain import Capabilities, GatewayEvent, RateLimits
+from provider_gateway.domain import GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import deadline as upstream_deadline
 from provider_gateway.routing.router import Router
@@ -63,20 +62,6 @@ def _clock(context: grpc.aio.ServicerContext[Any, Any]) -> RequestClock:
     remaining = context.time_remaining()
     upstream_deadline.set_deadline(remaining)  # caps upstream HTTP timeouts too
     return RequestClock(deadline=None if remaining is None else time.monotonic() + remaining)
-
-
-def _with_observed(caps: Capabilities, observed: RateLimits) -> Capabilities:
-    """Declared limits where the config gave them, else what the provider announced and the
-    adaptive limiter allows now (0 before any answer)."""
-    declared = caps.rate_limits
-    return dataclasses.replace(
-        caps,
-        rate_limits=RateLimits(
-            requests_per_minute=declared.requests_per_minute or observed.requests_per_minute,
-            tokens_per_minute=declared.tokens_per_minute or observed.tokens_per_minute,
-            max_concurrent=declared.max_concurrent or observed.max_concurrent,
-        ),
-    )
 
 
 class ProviderService(pb_grpc.ProviderServiceServicer):
@@ -212,11 +197,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                     kind=provider.kind,
                     health=health.state,  # type: ignore[arg-type]
                     health_message=health.message,
-                    capabilities=convert.capabilities_to_proto(
-                        _with_observed(
-                            provider.capabilities(), self.router.observed_rate_limits(provider.name)
-                        )
-                    ),
+                    capabilities=convert.capabilities_to_proto(self.router.capabilities(provider)),
                     breaker_state=self.router.breaker_state(provider.name),
                 )
             )
