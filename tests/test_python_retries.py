@@ -138,6 +138,8 @@ def test_the_policy_retries_only_what_is_safe() -> None:
     assert policy.wait_before(0, missing, None) is None
     assert policy.wait_before(0, GatewayError(grpc.StatusCode.INTERNAL, "x"), None) is None
     assert policy.wait_before(0, GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, "x", 3600), None) is None
+    too_large = GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max (9 vs. 4)")
+    assert policy.wait_before(0, too_large, None) is None  # not a rate limit: it would fail again
     waits = [policy.wait_before(1, down, None) for _ in range(50)]
     assert all(w is not None and 0.5 <= w <= 1.0 for w in waits)  # 2nd retry: 1 s, halved at most
     assert len(set(waits)) > 1  # jitter: clients that failed together do not retry together

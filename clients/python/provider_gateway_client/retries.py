@@ -17,6 +17,8 @@ import grpc
 from provider_gateway_client.errors import GatewayError
 
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+# gRPC core's wording when a message passes the size limit, which it reports as RESOURCE_EXHAUSTED.
+TOO_LARGE = "larger than max"
 DEFAULT_MAX_RETRIES = 2
 INITIAL_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 8.0
@@ -39,6 +41,8 @@ class RetryPolicy:
         """Seconds to wait before retry number `retry` (0 first), or None to raise `error` now."""
         if retry >= self.max_retries or error.code not in RETRYABLE:
             return None
+        if error.code is grpc.StatusCode.RESOURCE_EXHAUSTED and TOO_LARGE in error.details:
+            return None  # gRPC's own "message larger than max": the same request fails the same way
         if error.retry_after is not None:
             if error.retry_after > MAX_RETRY_AFTER_S:
                 return None
