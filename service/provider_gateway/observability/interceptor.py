@@ -20,6 +20,7 @@ import grpc
 
 from provider_gateway.observability.logs import log_request, redact
 from provider_gateway.observability.request import CURRENT, RequestState
+from provider_gateway.routing.consumption import watching
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
@@ -184,7 +185,8 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             response = None
             error: BaseException | None = None
             try:
-                response = await behaviour(request, context)
+                with watching(state.add_estimate):
+                    response = await behaviour(request, context)
                 return response
             except BaseException as exc:
                 error = exc
@@ -209,9 +211,10 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             last = None
             error: BaseException | None = None
             try:
-                async for message in messages:
-                    last = message
-                    yield message
+                with watching(state.add_estimate):
+                    async for message in messages:
+                        last = message
+                        yield message
             except BaseException as exc:
                 error = exc
                 raise

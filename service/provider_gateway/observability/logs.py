@@ -163,5 +163,6 @@ def log_request(state: Any, status: str, duration_s: float) -> None:
             "output_tokens": state.output_tokens,
             "attempts": state.attempts,
             "cost_usd_micros": state.cost_micros,  # null: no price known for the model
+            "usage_estimated": state.usage_estimated,
         },
     )

@@ -33,7 +33,14 @@ class RequestState:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_micros: int | None = None  # the request's cost (micro-USD) when known
+    usage_estimated: bool = False  # some tokens counted were estimated: an attempt ended without usage
     tried: set[str] = field(default_factory=set)
+
+    def add_estimate(self, consumed: Any) -> None:
+        """A `routing.consumption.Consumed`: an attempt that ended without the provider's usage."""
+        self.input_tokens += consumed.usage.input_tokens
+        self.output_tokens += consumed.usage.output_tokens
+        self.usage_estimated = True
 
     def begin_attempt(self, provider: str) -> tuple[bool, bool]:
         """Count an attempt: (is_retry, is_failover) — a retry goes back to a provider this request

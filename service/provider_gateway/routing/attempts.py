@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from contextvars import Token
@@ -25,16 +26,20 @@ from provider_gateway.domain import (
     FinishReason,
     GatewayEvent,
     ProviderFinish,
+    ReasoningDelta,
     StreamEvent,
+    TextDelta,
+    ToolCallDelta,
     Usage,
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.rate_limits import RATE_LIMIT_SINK, RateLimitInfo
 from provider_gateway.pricing import PriceTable, total
-from provider_gateway.providers.base import Provider
+from provider_gateway.providers.base import CHARS_PER_TOKEN, Provider, estimate_messages, estimate_tokens
 from provider_gateway.providers.open_calls import OpenCalls
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
+from provider_gateway.routing.consumption import Consumed, report
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.shared_state import SharedState
 from provider_gateway.routing.timing import RequestClock, us
@@ -89,6 +94,7 @@ class Attempts:
         sent_content = False
         finish: ProviderFinish | None = None
         usage: Usage | None = None  # what the provider reported, for the attempt's cost
+        relayed = 0  # characters of content passed on, to estimate the output when usage is missing
         verdict = False
         try:
             with scope:
@@ -130,6 +136,10 @@ class Attempts:
                     continue
                 if isinstance(event, UsageEvent):
                     usage = event.usage
+                elif isinstance(event, TextDelta | ReasoningDelta):
+                    relayed += len(event.text)
+                elif isinstance(event, ToolCallDelta):
+                    relayed += len(event.arguments_delta)
                 if not sent_content and isinstance(event, CONTENT_EVENTS):
                     sent_content = True
                     clock.first_token_ns = time.perf_counter_ns()
@@ -138,13 +148,24 @@ class Attempts:
         except GatewayError as exc:
             exc.provider = exc.provider or deployment.spec.provider
             verdict = True
-            attempts.append(_failed(deployment, exc, started, self._cost(deployment, None, usage)))
+            consumed = usage or _estimate(request, relayed)
+            attempts.append(_failed(deployment, exc, started, self._cost(deployment, None, consumed)))
             await self._judge(deployment, exc)
             raise
         finally:
             limiter.release()
             if not verdict:  # cancelled or an unexpected exception: neither success nor failure
                 breaker.release()
+            if usage is None and stream is not None:  # every ending, a cancel included
+                estimate = _estimate(request, relayed)
+                report(
+                    Consumed(
+                        deployment.spec.provider,
+                        deployment.spec.model,
+                        estimate,
+                        self._cost(deployment, finish, estimate),
+                    )
+                )
             await _close(stream)
             await self.released()
         if not sent_content:
@@ -158,7 +179,7 @@ class Attempts:
                 "ok",
                 "",
                 us(time.perf_counter_ns() - started),
-                self._cost(deployment, finish, usage),
+                self._cost(deployment, finish, usage or _estimate(request, relayed)),
             )
         )
         for end in calls.close():  # cut by max_tokens, or a vendor that ends none
@@ -216,6 +237,18 @@ async def _close(stream: AsyncIterator[StreamEvent] | None) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+def _estimate(request: ChatRequest | CompletionRequest, relayed_chars: int) -> Usage:
+    """What an attempt consumed when its provider did not say: the prompt, and what was relayed."""
+    prompt = (
+        estimate_messages(request.messages)
+        if isinstance(request, ChatRequest)
+        else estimate_tokens(request.prompt)
+    )
+    return Usage(
+        input_tokens=prompt, output_tokens=math.ceil(relayed_chars / CHARS_PER_TOKEN), estimated=True
+    )
 
 
 def rate_limit_hold(key: str) -> str:

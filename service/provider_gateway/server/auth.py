@@ -40,6 +40,7 @@ import grpc
 from provider_gateway.config import ConfigError, GatewayConfig, Section
 from provider_gateway.domain import Route
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.routing.consumption import watching
 from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.resolve import RouteResolver
 from provider_gateway.routing.router import Router
@@ -348,6 +349,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
                 token = current_principal.set(principal)
                 output = 0
+                estimated: list[int] = []  # output of attempts that ended without the provider's usage
                 try:
                     with contextlib.ExitStack() as slots:
                         try:
@@ -359,12 +361,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                         # Closed here, not by the garbage collector: a client cancel must run the
                         # inner stream's cleanup (upstream close, router slots) in this task.
                         try:
-                            async with contextlib.aclosing(behaviour(request, context)) as items:
-                                async for item in items:
-                                    output += _usage_tokens(item)
-                                    yield item
-                        finally:
-                            await quotas.charge_output(principal, output)
+                            with watching(lambda consumed: estimated.append(consumed.usage.output_tokens)):
+                                async with contextlib.aclosing(behaviour(request, context)) as items:
+                                    async for item in items:
+                                        output += _usage_tokens(item)
+                                        yield item
+                        finally:  # a cancelled or cut stream is charged what it consumed too
+                            await quotas.charge_output(principal, output + sum(estimated))
                 finally:
                     _reset(token)
 

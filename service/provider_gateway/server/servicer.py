@@ -17,6 +17,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from provider_gateway.domain import GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import deadline as upstream_deadline
+from provider_gateway.routing.consumption import Consumed, watching
 from provider_gateway.routing.router import Router
 from provider_gateway.routing.timing import RequestClock
 from provider_gateway.server import convert, validate
@@ -43,13 +44,31 @@ def _status_details(exc: GatewayError) -> tuple[tuple[str, str | bytes], ...]:
     )
 
 
-async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> NoReturn:
-    """End the call with the status that matches `exc`; never leak internals of unknown errors."""
+def _consumed_trailers(consumed: list[Consumed]) -> tuple[tuple[str, str], ...]:
+    """What a failed request consumed where its providers did not say (estimated), for the client."""
+    if not consumed:
+        return ()
+    trailers = [
+        ("usage-input-tokens", str(sum(c.usage.input_tokens for c in consumed))),
+        ("usage-output-tokens", str(sum(c.usage.output_tokens for c in consumed))),
+        ("usage-estimated", "true"),
+    ]
+    if all(c.cost.known for c in consumed):
+        trailers.append(("cost-usd-micros", str(sum(c.cost.amount_micros for c in consumed))))
+    return tuple(trailers)
+
+
+async def abort(
+    context: grpc.aio.ServicerContext[Any, Any], exc: Exception, consumed: list[Consumed] | None = None
+) -> NoReturn:
+    """End the call with the status that matches `exc`; never leak internals of unknown errors.
+    `consumed`: estimates of what the request used before it failed, sent as trailing metadata."""
     if isinstance(exc, GatewayError):
         code = grpc.StatusCode[exc.kind.value]
         if exc.detail:  # the upstream's URL and the library's exception: for operators, not clients
             log.warning("%s: %s (%s)", exc.kind.value, exc, exc.detail)
-        await context.abort(code, str(exc), trailing_metadata=_status_details(exc))
+        trailers = _status_details(exc) + _consumed_trailers(consumed or [])
+        await context.abort(code, str(exc), trailing_metadata=trailers)
     incident = uuid.uuid4().hex[:12]
     log.exception("internal error, incident %s", incident)
     await context.abort(
@@ -78,10 +97,12 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self, context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], Awaitable[T]]
     ) -> T:
         upstream_deadline.set_deadline(context.time_remaining())  # caps upstream HTTP timeouts
+        consumed: list[Consumed] = []
         try:
-            return await work()
+            with watching(consumed.append):
+                return await work()
         except Exception as exc:  # every failure becomes a status; the server never crashes
-            await abort(context, exc)
+            await abort(context, exc, consumed)
 
     async def Chat(
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -99,17 +120,19 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.StreamEvent]:
         clock = _clock(context)
+        consumed: list[Consumed] = []
         try:
-            events = self.relay(
-                self.router.chat_stream(
-                    convert.chat_request_from_proto(validate.chat(request, self.limits)), clock
+            with watching(consumed.append):
+                events = self.relay(
+                    self.router.chat_stream(
+                        convert.chat_request_from_proto(validate.chat(request, self.limits)), clock
+                    )
                 )
-            )
-            async with contextlib.aclosing(events):  # a cancelled call closes the upstream at once
-                async for event in events:
-                    yield convert.event_to_proto(event)
+                async with contextlib.aclosing(events):  # a cancelled call closes the upstream at once
+                    async for event in events:
+                        yield convert.event_to_proto(event)
         except Exception as exc:
-            await abort(context, exc)
+            await abort(context, exc, consumed)
 
     async def Complete(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -127,14 +150,18 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.StreamEvent]:
         clock = _clock(context)
+        consumed: list[Consumed] = []
         try:
-            domain_request = convert.completion_request_from_proto(validate.complete(request, self.limits))
-            events = self.relay(self.router.complete_stream(domain_request, clock))
-            async with contextlib.aclosing(events):
-                async for event in events:
-                    yield convert.event_to_proto(event)
+            with watching(consumed.append):
+                domain_request = convert.completion_request_from_proto(
+                    validate.complete(request, self.limits)
+                )
+                events = self.relay(self.router.complete_stream(domain_request, clock))
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        yield convert.event_to_proto(event)
         except Exception as exc:
-            await abort(context, exc)
+            await abort(context, exc, consumed)
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]

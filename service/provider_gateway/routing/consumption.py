@@ -1,0 +1,48 @@
+"""What an attempt consumed when its provider did not say: reported on every ending.
+
+A stream cut by a failure, a passed deadline or a client that cancels still consumed tokens, and the
+provider bills them. When an attempt ends without the provider's usage, the router estimates it
+(the request's prompt, and the content it relayed, at about four characters a token) and reports
+it here, to whoever watches the request: the server's trailers, the request log and metrics, the
+key's quota. A context variable carries the watchers, as the rate-limit sink does, so that the
+router needs none of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from provider_gateway.domain import Cost, Usage
+
+
+@dataclass(slots=True, frozen=True)
+class Consumed:
+    provider: str
+    model: str
+    usage: Usage  # estimated: the provider reported none for this attempt
+    cost: Cost
+
+
+type Watcher = Callable[[Consumed], None]
+WATCHERS: ContextVar[tuple[Watcher, ...]] = ContextVar("provider_gateway_consumption", default=())
+
+
+@contextlib.contextmanager
+def watching(watcher: Watcher) -> Iterator[None]:
+    """Call `watcher` for each estimate reported while the block runs (and in tasks it starts)."""
+    token = WATCHERS.set((*WATCHERS.get(), watcher))
+    try:
+        yield
+    finally:
+        # A stream closed from another context (the garbage collector) cannot reset; its task's
+        # context ends with it, so nothing is left behind.
+        with contextlib.suppress(ValueError):
+            WATCHERS.reset(token)
+
+
+def report(consumed: Consumed) -> None:
+    for watcher in WATCHERS.get():
+        watcher(consumed)
