@@ -13,10 +13,10 @@ not depend on: the few fields read here are declared in a private descriptor poo
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
+
+from provider_gateway_client.private_pool import message_classes
 
 RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
 
@@ -101,14 +101,7 @@ def _status_file() -> descriptor_pb2.FileDescriptorProto:
     return proto
 
 
-_pool = descriptor_pool.DescriptorPool()
-_pool.Add(_status_file())
-_Status: Any = message_factory.GetMessageClass(
-    _pool.FindMessageTypeByName("provider_gateway_client.rpc.Status")
-)
-_RetryInfo: Any = message_factory.GetMessageClass(
-    _pool.FindMessageTypeByName("provider_gateway_client.rpc.RetryInfo")
-)
+_Status, _RetryInfo = message_classes(_status_file(), "Status", "RetryInfo")
 
 
 def _trailers(error: grpc.RpcError) -> dict[str, str | bytes]:

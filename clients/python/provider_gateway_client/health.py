@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
+
+from provider_gateway_client.private_pool import message_classes
 
 CHECK_METHOD = "/grpc.health.v1.Health/Check"
 SERVING_STATUSES = ("UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN")
@@ -36,13 +38,8 @@ def _health_file() -> descriptor_pb2.FileDescriptorProto:
     return proto
 
 
-_pool = descriptor_pool.DescriptorPool()
-_pool.Add(_health_file())
-HealthCheckRequest: Any = message_factory.GetMessageClass(
-    _pool.FindMessageTypeByName("grpc.health.v1.HealthCheckRequest")
-)
-HealthCheckResponse: Any = message_factory.GetMessageClass(
-    _pool.FindMessageTypeByName("grpc.health.v1.HealthCheckResponse")
+HealthCheckRequest, HealthCheckResponse = message_classes(
+    _health_file(), "HealthCheckRequest", "HealthCheckResponse"
 )
 
 
