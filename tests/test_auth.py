@@ -318,3 +318,37 @@ async def test_the_cli_takes_its_key_from_the_environment_or_a_file(
         )
         assert code == 0, err
         assert "mock/echo" in out
+
+
+async def test_a_cancelled_stream_charges_what_it_consumed(gateway_factory: GatewayFactory) -> None:
+    """The client leaves a stream after a dozen tokens: the key pays for them (estimated, as the
+    provider never reported usage), so its next request is over a small tokens-per-minute quota."""
+    config = f"""
+[providers.mock.models.slow]
+tokens = 400
+token_delay_ms = 20
+
+[[auth.keys]]
+name = "dave"
+sha256 = "{hash_key(ALICE)}"
+tokens_per_minute = 14
+"""
+    async with gateway_factory(config) as gw:
+        stream = gw.stub.ChatStream(chat("mock/slow", "tell me"), metadata=bearer(ALICE), timeout=10)
+        relayed = ""
+        while len(relayed) < 60:  # about fifteen tokens' worth
+            relayed += (await stream.read()).text_delta.text
+        stream.cancel()
+        # Probes that are admitted (and charged about 2 tokens each) but fail validation, so they
+        # consume no output: the prompt and three probes stay under 14 tokens unless the relayed
+        # tokens were charged too.
+        probe = pb.ChatRequest(model="mock/echo")
+        for _ in range(3):
+            await asyncio.sleep(0.5)  # bounded: the charge is made as the cancelled handler unwinds
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await gw.stub.Chat(probe, metadata=bearer(ALICE), timeout=10)
+            if refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                assert "tokens-per-minute" in (refused.value.details() or "")
+                return
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        raise AssertionError("the relayed tokens were never charged")
