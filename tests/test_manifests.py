@@ -1,9 +1,13 @@
-"""deploy/kubernetes and deploy/envoy: schema-valid, and consistent with each other and the gateway.
+"""deploy/kubernetes and deploy/envoy: rendered, schema-valid, consistent with each other and the gateway.
 
-Kubernetes manifests are checked in strict mode (unknown fields are errors) against the API schemas
+The bundle is rendered by `kubectl kustomize` (tests/kustomize_support.py), as `kubectl apply -k`
+renders it: the base alone and deploy/overlays/production (the base with both optional components).
+Every rendered object is checked in strict mode (unknown fields are errors) against the API schemas
 that PyPI's kubernetes-validate bundles, offline: the oldest supported release (1.30, the first with
-the preStop `sleep` action enabled by default) and the newest bundled one. The Envoy bootstrap is
-parsed into Envoy's own protobuf API (PyPI xds-protos), which rejects unknown or misspelt fields.
+the preStop `sleep` action enabled by default) and the newest bundled one. The ServiceMonitor is a
+custom resource whose schema no registry package ships: its fields are checked one by one below.
+The Envoy bootstrap is parsed into Envoy's own protobuf API (PyPI xds-protos), which rejects unknown
+or misspelt fields.
 """
 
 from __future__ import annotations
@@ -17,47 +21,43 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from kustomize_support import BASE, PRODUCTION, render
 
 from provider_gateway import config as config_module
 from provider_gateway.config import ServerConfig
 from provider_gateway.server.app import CUT_FLUSH_S
 
 ROOT = Path(__file__).resolve().parent.parent
-KUBE = ROOT / "deploy" / "kubernetes"
+KUBE = BASE
 ENVOY = ROOT / "deploy" / "envoy" / "envoy.yaml"
 KUBE_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 HEALTH_SERVICE = "provider_gateway.v1.ProviderService"
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+BASE_DOCS = render(BASE)
+DOCS = render(PRODUCTION)  # the base and every component
 
 
-def load_documents() -> list[tuple[str, dict[str, Any]]]:
-    docs = []
-    for path in sorted(KUBE.glob("*.yaml")):
-        if path.name == "kustomization.yaml":
-            continue
-        docs += [(path.name, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
-    return docs
-
-
-DOCS = load_documents()
-
-
-def find(kind: str, name: str) -> dict[str, Any]:
-    matches = [d for _, d in DOCS if d["kind"] == kind and d["metadata"]["name"] == name]
+def find(kind: str, name: str, docs: list[dict[str, Any]] = DOCS) -> dict[str, Any]:
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(matches) == 1, f"{kind}/{name}: {len(matches)} found"
     return matches[0]
 
 
-def doc_id(entry: tuple[str, dict[str, Any]]) -> str:
-    return f"{entry[0]}:{entry[1]['kind']}/{entry[1]['metadata']['name']}"
+def doc_id(doc: dict[str, Any]) -> str:
+    return f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+BUILT_IN = [d for d in DOCS if (d["apiVersion"], d["kind"]) not in CUSTOM_KINDS]
 
 
 @pytest.mark.parametrize("version", KUBE_VERSIONS)
-@pytest.mark.parametrize("entry", DOCS, ids=[doc_id(d) for d in DOCS])
-def test_manifest_is_schema_valid(entry: tuple[str, dict[str, Any]], version: str) -> None:
+@pytest.mark.parametrize("doc", BUILT_IN, ids=[doc_id(d) for d in BUILT_IN])
+def test_rendered_object_is_schema_valid(doc: dict[str, Any], version: str) -> None:
     try:
-        kubernetes_validate.validate(entry[1], version, strict=True)
+        kubernetes_validate.validate(doc, version, strict=True)
     except kubernetes_validate.ValidationError as exc:
-        pytest.fail(f"{doc_id(entry)} against {version}: {exc.message} at {list(exc.path)}")
+        pytest.fail(f"{doc_id(doc)} against {version}: {exc.message} at {list(exc.path)}")
 
 
 def test_validator_rejects_a_misspelt_field() -> None:
@@ -67,14 +67,27 @@ def test_validator_rejects_a_misspelt_field() -> None:
         kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
 
 
-def test_kustomization_lists_every_manifest() -> None:
-    kustomization = yaml.safe_load((KUBE / "kustomization.yaml").read_text())
-    files = {p.name for p in KUBE.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(kustomization["resources"]) == files
+def file_objects(path: Path) -> set[tuple[str, str]]:
+    return {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(path.read_text()) if d}
+
+
+def test_every_manifest_file_is_rendered() -> None:
+    """No file under deploy/kubernetes is left out of the bundle (examples/ and patches aside)."""
+    rendered = {(d["kind"], d["metadata"]["name"]) for d in DOCS}
+    patches = {KUBE / "components" / "redis" / "gateway-env.yaml"}
+    for path in KUBE.rglob("*.yaml"):
+        if path.name == "kustomization.yaml" or "examples" in path.parts or path in patches:
+            continue
+        assert file_objects(path) <= rendered, path.relative_to(ROOT)
+
+
+def test_every_object_is_labelled_part_of_the_gateway() -> None:
+    for doc in DOCS:
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "provider-gateway", doc_id(doc)
 
 
 def test_every_resource_is_required_by_the_issue() -> None:
-    kinds = {(d["apiVersion"], d["kind"]) for _, d in DOCS}
+    kinds = {(d["apiVersion"], d["kind"]) for d in BASE_DOCS}
     for required in [
         ("apps/v1", "Deployment"),
         ("v1", "Service"),
@@ -84,7 +97,18 @@ def test_every_resource_is_required_by_the_issue() -> None:
     ]:
         assert required in kinds
     # The keys' Secret is created apart: a bundle that owned it would wipe real keys on re-apply.
-    assert ("v1", "Secret") not in kinds
+    assert ("v1", "Secret") not in {(d["apiVersion"], d["kind"]) for d in DOCS}
+
+
+def test_redis_and_the_service_monitor_are_optional() -> None:
+    """The base needs neither the Prometheus Operator's CRD nor a Redis: both are components."""
+    base = {(d["kind"], d["metadata"]["name"]) for d in BASE_DOCS}
+    assert ("ServiceMonitor", "provider-gateway") not in base
+    assert ("Deployment", "provider-gateway-redis") not in base
+    env = find("Deployment", "provider-gateway", BASE_DOCS)["spec"]["template"]["spec"]["containers"][0][
+        "env"
+    ]
+    assert "PROVIDER_GATEWAY_REDIS_URL" not in {e["name"] for e in env}
 
 
 # --- the gateway Deployment ------------------------------------------------------------------
@@ -173,12 +197,66 @@ def test_the_production_config_has_no_mock_provider() -> None:
     assert "mock" not in {p.kind for p in GATEWAY_CONFIG.providers}
 
 
-def test_redis_url_names_the_redis_service() -> None:
-    url = GATEWAY_CONFIG.section("redis").string("url")
+def redis_component_url() -> str:
+    env = {e["name"]: e.get("value") for e in CONTAINER.get("env", [])}
+    return str(env[GATEWAY_CONFIG.section("redis").string("url_env")])
+
+
+def test_the_redis_component_points_the_gateway_at_its_service() -> None:
+    """The ConfigMap names an environment variable (unset in the base: per-replica counting); the
+    component sets it to its own Service."""
     service = find("Service", "provider-gateway-redis")
-    assert url.startswith(f"redis://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}/")
+    port = service["spec"]["ports"][0]["port"]
+    assert redis_component_url().startswith(f"redis://{service['metadata']['name']}:{port}/")
     redis = find("Deployment", "provider-gateway-redis")
     assert redis["spec"]["template"]["metadata"]["labels"].items() >= service["spec"]["selector"].items()
+
+
+# --- metrics ---------------------------------------------------------------------------------------
+
+
+def workers() -> int:
+    args = CONTAINER["args"]
+    return int(args[args.index("--workers") + 1])
+
+
+def test_every_worker_has_a_declared_metrics_port() -> None:
+    """Worker i serves /metrics on prometheus_port + i: one named container port for each."""
+    telemetry = GATEWAY_CONFIG.section("telemetry")
+    assert telemetry.string("prometheus_host") == "0.0.0.0"
+    first = telemetry.integer("prometheus_port")
+    ports = {p["name"]: p["containerPort"] for p in CONTAINER["ports"]}
+    assert {f"metrics-{i}": first + i for i in range(workers())}.items() <= ports.items()
+
+
+def test_the_metrics_service_is_annotated_for_scraping_every_worker() -> None:
+    service = find("Service", "provider-gateway-metrics")
+    assert selects_gateway_pods(service["spec"]["selector"])
+    annotations = service["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    # No prometheus.io/port: the scrape job then takes every port of the Service, one per worker.
+    assert "prometheus.io/port" not in annotations
+    container_ports = {p["name"] for p in CONTAINER["ports"]}
+    targets = [p["targetPort"] for p in service["spec"]["ports"]]
+    assert targets == [f"metrics-{i}" for i in range(workers())]
+    assert set(targets) <= container_ports
+
+
+def test_the_service_monitor_scrapes_the_metrics_service_only() -> None:
+    monitor = find("ServiceMonitor", "provider-gateway")
+    assert set(monitor) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(monitor["spec"]) == {"selector", "endpoints"}
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    selected = [
+        d for d in DOCS if d["kind"] == "Service" and d["metadata"]["labels"].items() >= selector.items()
+    ]
+    assert [d["metadata"]["name"] for d in selected] == ["provider-gateway-metrics"]
+    port_names = [p["name"] for p in selected[0]["spec"]["ports"]]
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout"}  # fields of the CRD we use
+        assert endpoint["path"] == "/metrics"
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == port_names
 
 
 # --- Services, autoscaling, disruption budget ----------------------------------------------------
