@@ -1,0 +1,192 @@
+"""The rendered Kubernetes bundle serves: `provider-gateway serve` started as the Deployment starts it
+(its args, its environment, the rendered ConfigMap), every provider pointed at a local fake upstream.
+
+It reports SERVING, answers through both configured providers, serves /metrics on every port the
+Deployment declares, exports every metric the Grafana dashboard queries, and says in its log when
+the Redis of the Redis component cannot be reached (here: a closed local port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from kustomize_support import PRODUCTION, find, render
+from processes import GatewayProcess, start_gateway
+from promql_names import metric_names
+from vendor_cases import chat_request
+
+from provider_gateway.fakes import FakeUpstream, Reply, kinds
+from provider_gateway.fakes.anthropic import FakeAnthropic
+from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD = ROOT / "deploy" / "grafana" / "provider-gateway.json"
+HEALTH_SERVICE = "provider_gateway.v1.ProviderService"
+DOCS = render(PRODUCTION)
+CONTAINER = find(DOCS, "Deployment", "provider-gateway")["spec"]["template"]["spec"]["containers"][0]
+CONFIG_TEXT = find(DOCS, "ConfigMap", "provider-gateway")["data"]["gateway.toml"]
+METRICS_PORTS = [p["containerPort"] for p in CONTAINER["ports"] if p["name"].startswith("metrics-")]
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def free_port_run(count: int) -> int:
+    """A port p such that p .. p+count-1 are free now (the workers' metrics ports)."""
+    for _ in range(50):
+        first = closed_port()
+        try:
+            held = []
+            for port in range(first, first + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+        return first
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
+def local_config(openai: str, anthropic: str, metrics_port: int) -> str:
+    """The rendered gateway.toml with the only changes a test here needs: providers at the fakes,
+    and the metrics port moved off the one in the manifest (which may be taken on this machine)."""
+    text = CONFIG_TEXT.replace("[providers.openai]\n", f'[providers.openai]\nbase_url = "{openai}/v1"\n')
+    text = text.replace("[providers.anthropic]\n", f'[providers.anthropic]\nbase_url = "{anthropic}"\n')
+    manifest_port = f"prometheus_port = {METRICS_PORTS[0]}\n"
+    assert manifest_port in text
+    return text.replace(manifest_port, f"prometheus_port = {metrics_port}\n")
+
+
+def local_args(config_path: Path) -> list[str]:
+    """The container's args after `serve`, on this machine's loopback and a free port."""
+    args = list(CONTAINER["args"])
+    assert args[0] == "serve"
+    for flag, value in (("--config", str(config_path)), ("--host", "127.0.0.1"), ("--port", "0")):
+        args[args.index(flag) + 1] = value
+    return args[1:]
+
+
+def container_env(redis_url: str, keys: dict[str, str]) -> dict[str, str]:
+    """The Deployment's environment: its plain values, the Secret's keys, the Redis URL redirected."""
+    env = {e["name"]: e["value"] for e in CONTAINER["env"] if "value" in e}
+    env["PROVIDER_GATEWAY_REDIS_URL"] = redis_url
+    env["POD_NAME"] = "provider-gateway-test"
+    return env | keys
+
+
+@pytest.fixture(scope="module")
+async def bundle(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Any]]:
+    async with FakeUpstream() as openai, FakeAnthropic() as anthropic:
+        kinds.openai(openai)
+        metrics_port = free_port_run(len(METRICS_PORTS))
+        config = tmp_path_factory.mktemp("bundle") / "gateway.toml"
+        config.write_text(local_config(openai.url, anthropic.base_url, metrics_port))
+        keys = {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": anthropic.api_key}
+        env = container_env(f"redis://127.0.0.1:{closed_port()}/0", keys)
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            gateway = await start_gateway(*local_args(config), "--log-level", "warning")
+        try:
+            yield {"gateway": gateway, "openai": openai, "metrics_port": metrics_port}
+        finally:
+            await gateway.stop(graceful=True)
+
+
+async def traffic(gateway: GatewayProcess, openai: FakeUpstream) -> dict[str, Any]:
+    """Calls through each provider, a retry and a failover: every dashboard panel then has data."""
+    seen: dict[str, Any] = {"providers": []}
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=10)
+        seen["health"] = reply.status
+        stub = pb_grpc.ProviderServiceStub(channel)
+        openai.script("/v1/chat/completions", Reply.error(503, {"error": {"message": "overloaded"}}))
+        for alias in ("fast", "smart"):  # fast's first answer is the 503: the router retries it
+            answer = await stub.Chat(chat_request(alias), timeout=30)
+            events = [e async for e in stub.ChatStream(chat_request(alias), timeout=30)]
+            seen["providers"].append(
+                (alias, answer.text != "", answer.finish.provider, events[-1].finish.provider)
+            )
+        # A 429 with a retry delay holds OpenAI for a second: the call fails over to the fallback.
+        limited = Reply.error(429, {"error": {"message": "slow down"}}, headers={"retry-after": "1"})
+        openai.script("/v1/chat/completions", limited)
+        failover = await stub.Chat(chat_request("fast", fallbacks=["smart"]), timeout=30)
+        seen["failover"] = [(a.provider, a.outcome) for a in failover.finish.attempts]
+    return seen
+
+
+@pytest.fixture(scope="module")
+async def served(bundle: dict[str, Any]) -> dict[str, Any]:
+    return await traffic(bundle["gateway"], bundle["openai"])
+
+
+async def test_the_bundle_reports_serving_and_answers_through_each_provider(served: dict[str, Any]) -> None:
+    assert served["health"] == health_pb2.HealthCheckResponse.SERVING
+    assert served["providers"] == [
+        ("fast", True, "openai", "openai"),
+        ("smart", True, "anthropic", "anthropic"),
+    ]
+    assert served["failover"][0][0] == "openai"
+    assert served["failover"][-1] == ("anthropic", "ok")
+
+
+async def scrape(port: int) -> str:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        assert response.status == 200
+        return await response.text()
+
+
+def dashboard_exprs(panels: list[dict[str, Any]]) -> list[str]:
+    exprs = []
+    for panel in panels:
+        exprs += [t["expr"] for t in panel.get("targets", []) if "expr" in t]
+        exprs += dashboard_exprs(panel.get("panels", []))  # a collapsed row holds its panels
+    return exprs
+
+
+async def test_every_worker_serves_metrics_with_every_dashboard_metric(
+    bundle: dict[str, Any], served: dict[str, Any]
+) -> None:
+    first: int = bundle["metrics_port"]
+    texts = [await scrape(first + i) for i in range(len(METRICS_PORTS))]
+    exported = {name for text in texts for name in re.findall(r"^([a-zA-Z_:][\w:]*)[{ ]", text, re.MULTILINE)}
+    exprs = dashboard_exprs(json.loads(DASHBOARD.read_text())["panels"])
+    assert len(exprs) >= 12
+    wanted = {name for expr in exprs for name in metric_names(expr)}
+    assert wanted, "no metric name found in the dashboard"
+    assert wanted <= exported, (
+        f"the dashboard queries metrics the gateway does not export: {wanted - exported}"
+    )
+
+
+async def test_an_unreachable_redis_is_logged_and_calls_still_serve(
+    bundle: dict[str, Any], served: dict[str, Any]
+) -> None:
+    gateway: GatewayProcess = bundle["gateway"]
+    assert all(answered for _, answered, _, _ in served["providers"])
+    for _ in range(100):
+        if any("redis unavailable" in line for line in gateway.output):
+            break
+        await asyncio.sleep(0.05)
+    warning = next(line for line in gateway.output if "redis unavailable" in line)
+    assert "per-replica" in warning
