@@ -393,3 +393,59 @@ async def test_the_shipped_config_serves_on_fake_upstreams_and_waits_for_its_key
             answer = await gateway.stub.Chat(chat_request("smart"), timeout=20)  # the alias to Claude
             assert answer.text
             assert answer.finish.provider == "anthropic"
+
+
+# Readiness (the ProviderService entry) as the shipped config defines it: SERVING while at least one
+# real provider can serve; a provider without its key, or whose upstream is down, does not count.
+READINESS_CASES = [
+    # (OpenAI key set, OpenAI reachable, Anthropic key set, readiness)
+    (True, True, False, "SERVING"),
+    (False, True, True, "SERVING"),
+    (True, False, True, "SERVING"),
+    (True, False, False, "NOT_SERVING"),
+    (False, True, False, "NOT_SERVING"),
+]
+
+
+@pytest.mark.parametrize(("openai_key", "openai_up", "anthropic_key", "ready"), READINESS_CASES)
+async def test_readiness_means_one_real_provider_can_serve(
+    monkeypatch: pytest.MonkeyPatch, openai_key: bool, openai_up: bool, anthropic_key: bool, ready: str
+) -> None:
+    import socket
+
+    from conftest import run_gateway
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from provider_gateway.fakes import FakeUpstream, kinds
+    from provider_gateway.fakes.anthropic import FakeAnthropic
+
+    with socket.socket() as probe:  # a port nothing listens on: an upstream that is down
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    async with FakeUpstream() as openai, FakeAnthropic() as anthropic:
+        kinds.openai(openai)
+        openai_url = openai.url if openai_up else closed
+        text = CONFIG_TEXT.replace(
+            "[providers.openai]\n", f'[providers.openai]\nbase_url = "{openai_url}/v1"\n'
+        ).replace("[providers.anthropic]\n", f'[providers.anthropic]\nbase_url = "{anthropic.base_url}"\n')
+        for name, value, wanted in (
+            ("OPENAI_API_KEY", "sk-test", openai_key),
+            ("ANTHROPIC_API_KEY", anthropic.api_key, anthropic_key),
+        ):
+            if wanted:
+                monkeypatch.setenv(name, value)
+            else:
+                monkeypatch.delenv(name, raising=False)
+        async with run_gateway(text) as gateway:
+            health = health_pb2_grpc.HealthStub(gateway.channel)
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=10)
+            assert health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status) == ready
+            each = {
+                name: await health.Check(
+                    health_pb2.HealthCheckRequest(service=f"provider/{name}"), timeout=10
+                )
+                for name in ("openai", "anthropic")
+            }
+            serving = health_pb2.HealthCheckResponse.SERVING
+            assert (each["openai"].status == serving) == (openai_key and openai_up)
+            assert (each["anthropic"].status == serving) == anthropic_key
