@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,10 +103,10 @@ def session_steps(block: Block) -> list[Step]:
     return steps
 
 
-def symlink_farm(target: Path) -> Path:
-    """A copy of the repository made of symlinks, so that commands run verbatim from its root can
-    write (generated code, scratch files) without touching the checkout. Directories are real, files
-    are links; environments and installed packages are linked whole."""
+def scratch_copy(target: Path) -> Path:
+    """A copy of the repository, so that commands run verbatim from its root can write (generated
+    code, scratch files) without touching the checkout. Files are copied (kustomize refuses to read
+    through symlinks); environments, installed packages and .git are linked whole."""
     linked_whole = {".git", ".venv", ".venv-envoy", "node_modules"}
     skipped = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".run"}
     for directory, subdirs, files in os.walk(ROOT):
@@ -118,5 +119,5 @@ def symlink_farm(target: Path) -> Path:
             if name in linked_whole or name in skipped or name.startswith(".venv-"):
                 subdirs.remove(name)
         for name in files:
-            (mirror / name).symlink_to(here / name)
+            shutil.copy2(here / name, mirror / name, follow_symlinks=False)
     return target

@@ -31,6 +31,7 @@ from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "provider-gateway.json"
+README = ROOT / "deploy" / "kubernetes" / "README.md"
 HEALTH_SERVICE = "provider_gateway.v1.ProviderService"
 DOCS = render(PRODUCTION)
 CONTAINER = find(DOCS, "Deployment", "provider-gateway")["spec"]["template"]["spec"]["containers"][0]
@@ -188,5 +189,8 @@ async def test_an_unreachable_redis_is_logged_and_calls_still_serve(
         if any("redis unavailable" in line for line in gateway.output):
             break
         await asyncio.sleep(0.05)
-    warning = next(line for line in gateway.output if "redis unavailable" in line)
-    assert "per-replica" in warning
+    warning = json.loads(next(line for line in gateway.output if "redis unavailable" in line))
+    assert warning["level"] == "WARNING"
+    # The line deploy/kubernetes/README.md shows operators.
+    (documented,) = re.findall(r"```text\n(redis unavailable.*)\n```", README.read_text())
+    assert warning["msg"] == documented

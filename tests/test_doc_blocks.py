@@ -13,7 +13,7 @@ is run or checked, read from the files as they are at test time (tests/doc_block
   reason and what is checked instead in docs/docs-as-code.md; the test keeps that table and this
   file's handlers in step.
 
-Everything runs from the root of a symlink copy of the repository (files written there stay out of the
+Everything runs from the root of a copy of the repository (files written there stay out of the
 checkout) against one `provider-gateway serve` on localhost:50051 (mock provider only), started once
 for the module. If that port is taken, the server gets a free one and commands are pointed at it:
 `localhost:50051` is replaced, `--target` is added to the CLI's client commands, and
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from doc_blocks import ROOT, Block, all_blocks, logical_lines, session_steps, symlink_farm
+from doc_blocks import ROOT, Block, all_blocks, logical_lines, scratch_copy, session_steps
 from kustomize_support import BASE, find, render
 from processes import VENV_BIN, GatewayProcess, run_process, start_gateway
 from test_grpcurl_guide import GUIDE_EXAMPLES, normalise, port_free
@@ -55,7 +55,7 @@ BLOCKS = all_blocks()
 
 @dataclass
 class Live:
-    """Where the commands run: the docs' server and a symlink copy of the repository."""
+    """Where the commands run: the docs' server and a copy of the repository."""
 
     address: str
     farm: Path
@@ -90,7 +90,7 @@ class Live:
 
 @pytest.fixture(scope="module")
 async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:
-    farm = symlink_farm(tmp_path_factory.mktemp("repository"))
+    farm = scratch_copy(tmp_path_factory.mktemp("repository"))
     server: GatewayProcess | None = None
     if port_free(DOCS_PORT):
         with suppress(RuntimeError):  # taken between the probe and the bind
@@ -134,9 +134,8 @@ async def dry_run_secret(live: Live, command: str) -> None:
 
 
 async def rendered_not_applied(live: Live, command: str) -> None:
-    """`kubectl apply -k DIR` renders DIR first: rendered here (tests/test_manifests.py validates).
-    In the checkout itself: kustomize does not follow the symlink copy's links (it only reads)."""
-    code, out, err = await live.bash(command.replace("kubectl apply -k", "kubectl kustomize", 1), cwd=ROOT)
+    """`kubectl apply -k DIR` renders DIR first: rendered here (tests/test_manifests.py validates)."""
+    code, out, err = await live.bash(command.replace("kubectl apply -k", "kubectl kustomize", 1))
     assert code == 0, err
     assert [d for d in yaml.safe_load_all(out) if d]
 
