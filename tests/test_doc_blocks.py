@@ -272,7 +272,7 @@ async def check_python(live: Live, block: Block) -> None:
     expected = following_output(block)
     assert expected is not None, f"{block.id}: a python block shows its output in the next block"
     code, out, err = await run_process(
-        sys.executable, "-c", block.body, cwd=live.farm, env=live.env(), timeout_s=60
+        sys.executable, "-c", live.point(block.body), cwd=live.farm, env=live.env(), timeout_s=60
     )
     assert code == 0, err
     assert masked(out) == masked(expected)
