@@ -20,7 +20,7 @@ import aiohttp
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from kustomize_support import PRODUCTION, find, render
+from kustomize_support import PRODUCTION, find, on_loopback, render
 from processes import GatewayProcess, start_gateway
 from promql_names import metric_names
 from vendor_cases import chat_request
@@ -64,16 +64,6 @@ def free_port_run(count: int) -> int:
     raise AssertionError(f"no {count} consecutive free ports")
 
 
-def local_config(openai: str, anthropic: str, metrics_port: int) -> str:
-    """The rendered gateway.toml with the only changes a test here needs: providers at the fakes,
-    and the metrics port moved off the one in the manifest (which may be taken on this machine)."""
-    text = CONFIG_TEXT.replace("[providers.openai]\n", f'[providers.openai]\nbase_url = "{openai}/v1"\n')
-    text = text.replace("[providers.anthropic]\n", f'[providers.anthropic]\nbase_url = "{anthropic}"\n')
-    manifest_port = f"prometheus_port = {METRICS_PORTS[0]}\n"
-    assert manifest_port in text
-    return text.replace(manifest_port, f"prometheus_port = {metrics_port}\n")
-
-
 def local_args(config_path: Path) -> list[str]:
     """The container's args after `serve`, on this machine's loopback and a free port."""
     args = list(CONTAINER["args"])
@@ -97,7 +87,14 @@ async def bundle(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict
         kinds.openai(openai)
         metrics_port = free_port_run(len(METRICS_PORTS))
         config = tmp_path_factory.mktemp("bundle") / "gateway.toml"
-        config.write_text(local_config(openai.url, anthropic.base_url, metrics_port))
+        config.write_text(
+            on_loopback(
+                CONFIG_TEXT,
+                openai_url=openai.url,
+                anthropic_url=anthropic.base_url,
+                metrics_port=metrics_port,
+            )
+        )
         keys = {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": anthropic.api_key}
         env = container_env(f"redis://127.0.0.1:{closed_port()}/0", keys)
         with pytest.MonkeyPatch.context() as patch:

@@ -21,7 +21,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from kustomize_support import BASE, PRODUCTION, render
+from kustomize_support import BASE, PRODUCTION, on_loopback, render
 
 from provider_gateway import config as config_module
 from provider_gateway.config import ServerConfig
@@ -375,9 +375,7 @@ async def test_the_shipped_config_serves_on_fake_upstreams_and_waits_for_its_key
 
     async with FakeUpstream() as openai, FakeAnthropic() as anthropic:
         openai.on("GET", "/v1/models", lambda _: Reply.json({"object": "list", "data": []}))
-        text = CONFIG_TEXT.replace(
-            "[providers.openai]\n", f'[providers.openai]\nbase_url = "{openai.url}/v1"\n'
-        ).replace("[providers.anthropic]\n", f'[providers.anthropic]\nbase_url = "{anthropic.base_url}"\n')
+        text = on_loopback(CONFIG_TEXT, openai_url=openai.url, anthropic_url=anthropic.base_url)
         for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
             monkeypatch.delenv(name, raising=False)
         async with run_gateway(text) as gateway:
@@ -425,9 +423,7 @@ async def test_readiness_means_one_real_provider_can_serve(
     async with FakeUpstream() as openai, FakeAnthropic() as anthropic:
         kinds.openai(openai)
         openai_url = openai.url if openai_up else closed
-        text = CONFIG_TEXT.replace(
-            "[providers.openai]\n", f'[providers.openai]\nbase_url = "{openai_url}/v1"\n'
-        ).replace("[providers.anthropic]\n", f'[providers.anthropic]\nbase_url = "{anthropic.base_url}"\n')
+        text = on_loopback(CONFIG_TEXT, openai_url=openai_url, anthropic_url=anthropic.base_url)
         for name, value, wanted in (
             ("OPENAI_API_KEY", "sk-test", openai_key),
             ("ANTHROPIC_API_KEY", anthropic.api_key, anthropic_key),
