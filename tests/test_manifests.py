@@ -120,11 +120,12 @@ CONFIG_TEXT = find("ConfigMap", "provider-gateway")["data"]["gateway.toml"]
 GATEWAY_CONFIG = config_module.parse(tomllib.loads(CONFIG_TEXT), "configmap.yaml:gateway.toml")
 
 
-def test_probes_are_native_grpc_health_checks() -> None:
-    port = CONTAINER["ports"][0]["containerPort"]
-    assert CONTAINER["readinessProbe"]["grpc"] == {"port": port, "service": HEALTH_SERVICE}
-    assert CONTAINER["livenessProbe"]["grpc"]["port"] == port
-    assert CONTAINER["startupProbe"]["grpc"]["port"] == port
+def test_readiness_is_the_grpc_health_of_the_api_and_the_others_only_ask_if_it_is_up() -> None:
+    port = CONTAINER["ports"][0]
+    assert CONTAINER["readinessProbe"]["grpc"] == {"port": port["containerPort"], "service": HEALTH_SERVICE}
+    # A provider outage or a missing key must not restart the pod (a crash loop cures neither).
+    assert CONTAINER["livenessProbe"]["tcpSocket"] == {"port": port["name"]}
+    assert CONTAINER["startupProbe"]["tcpSocket"] == {"port": port["name"]}
 
 
 def test_liveness_tolerates_a_whole_drain() -> None:
@@ -393,6 +394,28 @@ async def test_the_shipped_config_serves_on_fake_upstreams_and_waits_for_its_key
             assert answer.finish.provider == "anthropic"
 
 
+async def kubelet_probe(probe: dict[str, Any], port: int) -> bool:
+    """Run a Deployment probe as the kubelet does, against a gateway listening on `port` (the
+    probe's container port mapped to it): a TCP connect, or a gRPC health check."""
+    import asyncio
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    if "tcpSocket" in probe:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+        except OSError:
+            return False
+        writer.close()
+        await writer.wait_closed()
+        return True
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        request = health_pb2.HealthCheckRequest(service=probe["grpc"].get("service", ""))
+        reply = await health_pb2_grpc.HealthStub(channel).Check(request, timeout=5)
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
 # Readiness (the ProviderService entry) as the shipped config defines it: SERVING while at least one
 # real provider can serve; a provider without its key, or whose upstream is down, does not count.
 READINESS_CASES = [
@@ -445,3 +468,11 @@ async def test_readiness_means_one_real_provider_can_serve(
             serving = health_pb2.HealthCheckResponse.SERVING
             assert (each["openai"].status == serving) == (openai_key and openai_up)
             assert (each["anthropic"].status == serving) == anthropic_key
+            # What the kubelet would conclude from the Deployment's own probes: ready as above, and
+            # started and alive in every case, so no provider state ever restarts the pod.
+            for probe, passes in (
+                ("readinessProbe", ready == "SERVING"),
+                ("startupProbe", True),
+                ("livenessProbe", True),
+            ):
+                assert await kubelet_probe(CONTAINER[probe], gateway.server.port) == passes, probe
