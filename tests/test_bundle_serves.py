@@ -191,3 +191,13 @@ async def test_an_unreachable_redis_is_logged_and_calls_still_serve(
     # The line deploy/kubernetes/README.md shows operators.
     (documented,) = re.findall(r"```text\n(redis unavailable.*)\n```", README.read_text())
     assert warning["msg"] == documented
+
+
+def test_the_promql_reader_finds_metric_names_and_nothing_else() -> None:
+    """What the dashboard check relies on: functions, groupings, label matchers (even with braces
+    or names inside their strings), ranges and keywords are not metric names."""
+    expr = (
+        'histogram_quantile(0.9, sum by (le, provider) (rate(a_seconds_bucket{job=~"x{1}", m="b_total"}'
+        "[$__rate_interval]))) / on (job) group_left (provider) b_total offset 5m > bool 0 or c_up"
+    )
+    assert metric_names(expr) == {"a_seconds_bucket", "b_total", "c_up"}
