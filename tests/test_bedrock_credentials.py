@@ -345,3 +345,10 @@ async def test_metadata_disabled_is_never_asked(
     assert "none found" in error.message
     assert "AWS_ACCESS_KEY_ID" in error.message
     assert fake.calls("imds") == []
+
+
+def test_every_credential_key_is_documented_on_the_vendor_page() -> None:
+    from provider_gateway.providers.bedrock.credentials import CREDENTIAL_KEYS
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "vendor-providers.md").read_text()
+    assert [key for key in CREDENTIAL_KEYS if key not in page] == []
