@@ -267,6 +267,20 @@ async def test_a_container_5xx_is_tried_again(
     await resolver.aclose()
 
 
+def test_ecs_relative_uri_goes_to_the_agent_and_wins_over_full_uri() -> None:
+    from provider_gateway.providers.bedrock.credentials.container import container_url
+
+    both = {
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/task-1",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9/creds",
+    }
+    assert container_url(both) == "http://169.254.170.2/v2/credentials/task-1"
+    assert container_url({"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/v1/credentials"}) == (
+        "http://169.254.170.23/v1/credentials"
+    )
+    assert container_url({}) == ""
+
+
 async def test_a_full_uri_to_a_foreign_http_host_is_refused_before_any_request(
     tmp_path: Path, pool: UpstreamPool
 ) -> None:

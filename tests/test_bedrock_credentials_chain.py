@@ -106,6 +106,23 @@ async def test_a_rejected_token_is_unauthenticated_with_sts_code_and_no_token(
     assert "an-expired-oidc-token-value" not in str(error)
 
 
+async def test_each_refresh_reads_the_rotated_token_file(
+    tmp_path: Path, pool: UpstreamPool, fake: FakeAwsMetadata
+) -> None:
+    clock = Clock()
+    env = irsa_env(tmp_path, fake)
+    resolver = CredentialResolver(credential_chain(table(), env, pool), clock=clock)
+    first = await resolver.get()
+    assert first.expiration is not None
+    fake.sts_token = "rotated-oidc-token-eyJhbGciOi"
+    (tmp_path / "web-identity-token").write_text(fake.sts_token)
+    clock.now = first.expiration - timedelta(minutes=9)
+    second = await resolver.get()
+    assert second.access_key_id == fake.issued[-1].access_key_id != first.access_key_id
+    assert sts_form(fake.calls("sts")[-1])["WebIdentityToken"] == "rotated-oidc-token-eyJhbGciOi"
+    await resolver.aclose()
+
+
 async def test_an_sts_outage_is_unavailable(
     tmp_path: Path, pool: UpstreamPool, fake: FakeAwsMetadata
 ) -> None:
@@ -266,6 +283,22 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_shared_refresh(
     fake.release()
     assert (await patient).access_key_id == fake.issued[0].access_key_id
     assert impatient.cancelled()
+    await resolver.aclose()
+
+
+async def test_aclose_stops_a_refresh_in_flight(
+    tmp_path: Path, pool: UpstreamPool, fake: FakeAwsMetadata
+) -> None:
+    resolver = imds_resolver(tmp_path, fake, pool, Clock())
+    fake.hold()
+    waiting = asyncio.create_task(resolver.get())
+    await asyncio.sleep(0.05)
+    await resolver.aclose()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    fake.release()
+    # Nothing is left half-done: the next caller resolves afresh.
+    assert (await resolver.get()).access_key_id == fake.issued[-1].access_key_id
     await resolver.aclose()
 
 

@@ -39,7 +39,9 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         value = float(env.get(name) or default)
     except ValueError:
-        raise credentials_error(ErrorKind.UNAUTHENTICATED, f"{name} must be a number of seconds") from None
+        raise credentials_error(
+            ErrorKind.UNAUTHENTICATED, f"{name} must be a number, got {env.get(name)!r}"
+        ) from None
     return value if value > 0 else default
 
 
