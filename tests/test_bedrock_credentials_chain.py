@@ -17,6 +17,7 @@ from provider_gateway.errors import ErrorKind
 from provider_gateway.fakes.aws_metadata import FakeAwsMetadata, sts_form
 from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.providers.bedrock.credentials import (
+    AwsCredentials,
     CredentialResolver,
     credential_chain,
     resolver_from_config,
@@ -255,14 +256,21 @@ async def test_a_failed_refresh_keeps_valid_credentials_and_fails_once_they_expi
     assert "HTTP 500" in error.message
 
 
+async def held_callers(
+    resolver: CredentialResolver, fake: FakeAwsMetadata, count: int
+) -> list[asyncio.Task[AwsCredentials]]:
+    """`count` callers of `get()`, started while the fake holds its answers, once a request waits."""
+    fake.hold()
+    callers = [asyncio.create_task(resolver.get()) for _ in range(count)]
+    await fake.until_held()
+    return callers
+
+
 async def test_concurrent_callers_share_one_refresh(
     tmp_path: Path, pool: UpstreamPool, fake: FakeAwsMetadata
 ) -> None:
-    clock = Clock()
-    resolver = imds_resolver(tmp_path, fake, pool, clock)
-    fake.hold()
-    callers = [asyncio.create_task(resolver.get()) for _ in range(20)]
-    await asyncio.sleep(0.05)
+    resolver = imds_resolver(tmp_path, fake, pool, Clock())
+    callers = await held_callers(resolver, fake, 20)
     fake.release()
     results = await asyncio.gather(*callers)
     assert len(fake.issued) == 1
@@ -271,14 +279,26 @@ async def test_concurrent_callers_share_one_refresh(
     await resolver.aclose()
 
 
+async def test_in_the_advisory_window_only_one_caller_waits_for_the_refresh(
+    tmp_path: Path, pool: UpstreamPool, fake: FakeAwsMetadata
+) -> None:
+    clock = Clock()
+    resolver = imds_resolver(tmp_path, fake, pool, clock)
+    first = await resolver.get()
+    assert first.expiration is not None
+    clock.now = first.expiration - timedelta(minutes=12)
+    (refreshing,) = await held_callers(resolver, fake, 1)
+    assert await resolver.get() is first  # does not wait for the held refresh
+    fake.release()
+    assert (await refreshing).access_key_id == fake.issued[-1].access_key_id != first.access_key_id
+    await resolver.aclose()
+
+
 async def test_a_caller_that_gives_up_does_not_cancel_the_shared_refresh(
     tmp_path: Path, pool: UpstreamPool, fake: FakeAwsMetadata
 ) -> None:
     resolver = imds_resolver(tmp_path, fake, pool, Clock())
-    fake.hold()
-    impatient = asyncio.create_task(resolver.get())
-    patient = asyncio.create_task(resolver.get())
-    await asyncio.sleep(0.05)
+    impatient, patient = await held_callers(resolver, fake, 2)
     impatient.cancel()
     fake.release()
     assert (await patient).access_key_id == fake.issued[0].access_key_id
@@ -290,9 +310,7 @@ async def test_aclose_stops_a_refresh_in_flight(
     tmp_path: Path, pool: UpstreamPool, fake: FakeAwsMetadata
 ) -> None:
     resolver = imds_resolver(tmp_path, fake, pool, Clock())
-    fake.hold()
-    waiting = asyncio.create_task(resolver.get())
-    await asyncio.sleep(0.05)
+    (waiting,) = await held_callers(resolver, fake, 1)
     await resolver.aclose()
     with pytest.raises(asyncio.CancelledError):
         await waiting

@@ -65,6 +65,7 @@ class FakeAwsMetadata(FakeUpstream):
         self.issued: list[Issued] = []
         self._failures: dict[str, deque[int]] = defaultdict(deque)
         self._held: asyncio.Event | None = None
+        self._holding = asyncio.Event()
         self.on("PUT", "/latest/api/token", self._imds_token)
         self.on("GET", ROLES_PATH, self._imds_role_name)
         self.on("GET", ROLES_PATH + "*", self._imds_credentials)
@@ -78,6 +79,12 @@ class FakeAwsMetadata(FakeUpstream):
 
     def hold(self) -> None:
         self._held = asyncio.Event()
+        self._holding = asyncio.Event()
+
+    async def until_held(self, within_s: float = 10.0) -> None:
+        """Until a request is waiting for `release()`."""
+        async with asyncio.timeout(within_s):
+            await self._holding.wait()
 
     def release(self) -> None:
         if self._held is not None:
@@ -88,6 +95,7 @@ class FakeAwsMetadata(FakeUpstream):
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self._held is not None:
+            self._holding.set()
             await self._held.wait()
         return await super()._handle(request)
 
