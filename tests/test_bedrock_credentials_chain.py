@@ -221,18 +221,26 @@ def imds_resolver(home: Path, fake: FakeAwsMetadata, pool: UpstreamPool, clock: 
     return CredentialResolver(credential_chain(table(), env, pool), clock=clock)
 
 
+async def resolved_once(
+    home: Path, fake: FakeAwsMetadata, pool: UpstreamPool
+) -> tuple[CredentialResolver, Clock, AwsCredentials, datetime]:
+    """A resolver on IMDS with a clock the test moves, its first credentials and their expiry."""
+    clock = Clock()
+    resolver = imds_resolver(home, fake, pool, clock)
+    first = await resolver.get()
+    assert first.expiration is not None
+    return resolver, clock, first, first.expiration
+
+
 async def test_credentials_are_cached_then_refreshed_in_the_advisory_window(
     tmp_path: Path, pool: UpstreamPool, fake: FakeAwsMetadata
 ) -> None:
-    clock = Clock()
-    resolver = imds_resolver(tmp_path, fake, pool, clock)
-    first = await resolver.get()
-    assert first.expiration is not None
+    resolver, clock, first, expiry = await resolved_once(tmp_path, fake, pool)
     assert await resolver.get() is first
     assert len(fake.issued) == 1
-    clock.now = first.expiration - timedelta(minutes=16)
+    clock.now = expiry - timedelta(minutes=16)
     assert await resolver.get() is first
-    clock.now = first.expiration - timedelta(minutes=14)
+    clock.now = expiry - timedelta(minutes=14)
     second = await resolver.get()
     assert second.access_key_id == fake.issued[-1].access_key_id != first.access_key_id
     await resolver.aclose()
@@ -241,16 +249,13 @@ async def test_credentials_are_cached_then_refreshed_in_the_advisory_window(
 async def test_a_failed_refresh_keeps_valid_credentials_and_fails_once_they_expire(
     tmp_path: Path, pool: UpstreamPool, fake: FakeAwsMetadata, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = Clock()
-    resolver = imds_resolver(tmp_path, fake, pool, clock)
-    first = await resolver.get()
-    assert first.expiration is not None
+    resolver, clock, first, expiry = await resolved_once(tmp_path, fake, pool)
     fake.fail("imds", 500, 500)
-    clock.now = first.expiration - timedelta(minutes=5)  # mandatory window, still valid
+    clock.now = expiry - timedelta(minutes=5)  # mandatory window, still valid
     assert await resolver.get() is first
     assert "refreshing AWS credentials" in caplog.text
     assert first.secret_access_key not in caplog.text
-    clock.now = first.expiration + timedelta(seconds=1)
+    clock.now = expiry + timedelta(seconds=1)
     error = await failure(resolver)
     assert error.kind is ErrorKind.UNAVAILABLE
     assert "HTTP 500" in error.message
@@ -282,11 +287,8 @@ async def test_concurrent_callers_share_one_refresh(
 async def test_in_the_advisory_window_only_one_caller_waits_for_the_refresh(
     tmp_path: Path, pool: UpstreamPool, fake: FakeAwsMetadata
 ) -> None:
-    clock = Clock()
-    resolver = imds_resolver(tmp_path, fake, pool, clock)
-    first = await resolver.get()
-    assert first.expiration is not None
-    clock.now = first.expiration - timedelta(minutes=12)
+    resolver, clock, first, expiry = await resolved_once(tmp_path, fake, pool)
+    clock.now = expiry - timedelta(minutes=12)
     (refreshing,) = await held_callers(resolver, fake, 1)
     assert await resolver.get() is first  # does not wait for the held refresh
     fake.release()
