@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aws_credentials_support import failure, fake, isolated_env, pool, resolve, table
 
-from provider_gateway.errors import ErrorKind
+from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.fakes.aws_metadata import FakeAwsMetadata, sts_form
 from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.providers.bedrock.credentials import (
@@ -378,3 +378,17 @@ async def test_a_credential_process_profile_goes_through_botocore(tmp_path: Path
     (tmp_path / "config").write_text(f"[profile tool]\ncredential_process = {sys.executable} {script}\n")
     output = await asyncio.to_thread(run_probe, {**isolated_env(tmp_path), "PROBE_PROFILE": "tool"})
     assert output == "AKIDPROCESS aiobotocore,botocore"
+
+
+async def test_callers_sharing_a_failed_refresh_each_get_their_own_error(
+    tmp_path: Path, pool: UpstreamPool, fake: FakeAwsMetadata
+) -> None:
+    fake.fail("imds", 503)
+    resolver = imds_resolver(tmp_path, fake, pool, Clock())
+    callers = await held_callers(resolver, fake, 3)
+    fake.release()
+    errors = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(e, GatewayError) and e.kind is ErrorKind.UNAVAILABLE for e in errors)
+    assert len({id(e) for e in errors}) == 3
+    assert len(fake.calls("imds")) == 1  # one refresh for the three
+    await resolver.aclose()

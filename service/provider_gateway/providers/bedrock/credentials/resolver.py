@@ -68,8 +68,14 @@ class CredentialResolver:
         if self._refresh is None:
             self._refresh = asyncio.create_task(self._renew())
             self._refresh.add_done_callback(self._refresh_done)
-        # Shielded: a caller that gives up does not cancel the refresh the others wait for.
-        return await asyncio.shield(self._refresh)
+        try:
+            # Shielded: a caller that gives up does not cancel the refresh the others wait for.
+            return await asyncio.shield(self._refresh)
+        except GatewayError as error:
+            # A copy per caller: callers annotate errors in place, and many may share this one.
+            raise GatewayError(
+                error.kind, error.message, retryable=error.retryable, detail=error.detail
+            ) from None
 
     def _refresh_done(self, task: asyncio.Task[AwsCredentials]) -> None:
         if self._refresh is task:
