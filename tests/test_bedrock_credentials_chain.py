@@ -392,3 +392,18 @@ async def test_callers_sharing_a_failed_refresh_each_get_their_own_error(
     assert len({id(e) for e in errors}) == 3
     assert len(fake.calls("imds")) == 1  # one refresh for the three
     await resolver.aclose()
+
+
+async def test_an_assume_role_profile_goes_through_botocore_to_sts(
+    tmp_path: Path, fake: FakeAwsMetadata
+) -> None:
+    (tmp_path / "credentials").write_text("[base]\naws_access_key_id = AKIDBASE\naws_secret_access_key = s\n")
+    (tmp_path / "config").write_text(f"[profile chained]\nrole_arn = {ROLE}\nsource_profile = base\n")
+    env = isolated_env(
+        tmp_path, AWS_ENDPOINT_URL_STS=fake.url, AWS_REGION="us-east-1", PROBE_PROFILE="chained"
+    )
+    output = await asyncio.to_thread(run_probe, env)
+    assert output == f"{fake.issued[-1].access_key_id} aiobotocore,botocore"
+    sent = fake.calls("sts")[-1]
+    assert sts_form(sent)["Action"] == "AssumeRole"
+    assert sent.headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDBASE/")

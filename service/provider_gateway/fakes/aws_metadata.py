@@ -1,13 +1,14 @@
 """Fake AWS credential endpoints on 127.0.0.1: EC2 instance metadata (IMDSv2), the ECS/EKS container
-endpoint and STS AssumeRoleWithWebIdentity, in one server, speaking each wire format as AWS documents it.
+endpoint and STS (AssumeRoleWithWebIdentity, AssumeRole), in one server, speaking each wire format as AWS documents it.
 
 - IMDS: `PUT /latest/api/token` (needs `x-aws-ec2-metadata-token-ttl-seconds`, else 400) answers a
   token; `GET /latest/meta-data/iam/security-credentials/` the role's name and `.../<role>` its
   credentials JSON, both only with that token (else 401). `imds_role = None` is an instance with no
   role (404); `imds_put_hangs` drops the token's answer, as a hop limit of 1 does in a container.
 - Container: `GET /v1/credentials` (any path), checking `Authorization` against `container_token`.
-- STS: `POST /` with the query protocol's form; an XML AssumeRoleWithWebIdentityResponse, or an
-  XML ErrorResponse (InvalidIdentityToken for a token other than `sts_token`).
+- STS: `POST /` with the query protocol's form; an XML `<Action>Response`, or an XML ErrorResponse
+  (InvalidIdentityToken for a token other than `sts_token`; AssumeRole must carry a SigV4
+  `Authorization`, whose signature is not checked).
 
 Every answer hands out new credentials (`ASIAFAKE000000000001`, ...) that expire after `lifetime`.
 `fail(route, status, ...)` scripts the next answers of a route ("imds", "container", "sts");
@@ -29,6 +30,8 @@ from aiohttp import web
 from provider_gateway.fakes.server import FakeUpstream, RecordedRequest, Reply
 
 STS_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
+# The STS actions served, with the parameters each needs besides RoleArn and RoleSessionName.
+STS_ACTIONS = {"AssumeRoleWithWebIdentity": ("WebIdentityToken",), "AssumeRole": ()}
 SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")  # STS's documented RoleSessionName pattern
 IMDS_TOKEN = "fake-imds-session-token-AQAEAK"
 ROLES_PATH = "/latest/meta-data/iam/security-credentials/"
@@ -176,23 +179,27 @@ class FakeAwsMetadata(FakeUpstream):
 
     def _sts(self, request: RecordedRequest) -> Reply:
         form = sts_form(request)
-        if form.get("Action") != "AssumeRoleWithWebIdentity" or form.get("Version") != "2011-06-15":
+        action = form.get("Action", "")
+        if action not in STS_ACTIONS or form.get("Version") != "2011-06-15":
             return sts_error(400, "InvalidAction", "Could not find operation for this Action and Version")
-        for name in ("RoleArn", "RoleSessionName", "WebIdentityToken"):
+        for name in ("RoleArn", "RoleSessionName", *STS_ACTIONS[action]):
             if not form.get(name):
                 return sts_error(400, "MissingParameter", f"The request must contain the parameter {name}")
         if not SESSION_NAME.fullmatch(form["RoleSessionName"]):
             return sts_error(
                 400, "ValidationError", "1 validation error detected: Value at 'roleSessionName' failed"
             )
-        if form["WebIdentityToken"] != self.sts_token:
+        if action == "AssumeRole":  # signed by the caller's credentials (the signature is not checked)
+            if not request.headers.get("authorization", "").startswith("AWS4-HMAC-SHA256 Credential="):
+                return sts_error(403, "MissingAuthenticationToken", "Request is missing Authentication Token")
+        elif form["WebIdentityToken"] != self.sts_token:
             return sts_error(
                 400, "InvalidIdentityToken", "Couldn't retrieve verification key from your identity provider"
             )
         if (status := self._scripted("sts")) is not None:
             code = "IDPCommunicationError" if status == 400 else "ServiceUnavailable"
             return sts_error(status, code, "scripted failure")
-        return sts_reply(self._issue("sts"), form["RoleArn"], form["RoleSessionName"])
+        return sts_reply(action, self._issue("sts"), form["RoleArn"], form["RoleSessionName"])
 
 
 def sts_form(request: RecordedRequest) -> dict[str, str]:
@@ -206,15 +213,20 @@ def text_reply(text: str, status: int = 200) -> Reply:
     return Reply(status=status, body=text.encode(), content_type="text/plain")
 
 
-def sts_reply(issued: Issued, role_arn: str, session: str) -> Reply:
+def sts_reply(action: str, issued: Issued, role_arn: str, session: str) -> Reply:
     role = role_arn.rsplit("/", 1)[-1]
     assumed = f"arn:aws:sts::123456789012:assumed-role/{escape(role)}/{escape(session)}"
+    web_identity = action == "AssumeRoleWithWebIdentity"
     body = (
-        f'<AssumeRoleWithWebIdentityResponse xmlns="{STS_NAMESPACE}">\n'
-        "  <AssumeRoleWithWebIdentityResult>\n"
-        "    <SubjectFromWebIdentityToken>system:serviceaccount:default:gateway</SubjectFromWebIdentityToken>\n"
-        "    <Audience>sts.amazonaws.com</Audience>\n"
-        f"    <AssumedRoleUser><Arn>{assumed}</Arn><AssumedRoleId>AROAFAKE:{escape(session)}</AssumedRoleId>"
+        f'<{action}Response xmlns="{STS_NAMESPACE}">\n'
+        f"  <{action}Result>\n"
+        + (
+            "    <SubjectFromWebIdentityToken>system:serviceaccount:default:gateway</SubjectFromWebIdentityToken>\n"
+            "    <Audience>sts.amazonaws.com</Audience>\n"
+            if web_identity
+            else ""
+        )
+        + f"    <AssumedRoleUser><Arn>{assumed}</Arn><AssumedRoleId>AROAFAKE:{escape(session)}</AssumedRoleId>"
         "</AssumedRoleUser>\n"
         "    <Credentials>\n"
         f"      <SessionToken>{issued.session_token}</SessionToken>\n"
@@ -222,10 +234,14 @@ def sts_reply(issued: Issued, role_arn: str, session: str) -> Reply:
         f"      <Expiration>{issued.expiration_text}</Expiration>\n"
         f"      <AccessKeyId>{issued.access_key_id}</AccessKeyId>\n"
         "    </Credentials>\n"
-        "    <Provider>arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/FAKE</Provider>\n"
-        "  </AssumeRoleWithWebIdentityResult>\n"
+        + (
+            "    <Provider>arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/FAKE</Provider>\n"
+            if web_identity
+            else ""
+        )
+        + f"  </{action}Result>\n"
         "  <ResponseMetadata><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ResponseMetadata>\n"
-        "</AssumeRoleWithWebIdentityResponse>\n"
+        f"</{action}Response>\n"
     )
     return Reply(body=body.encode(), content_type="text/xml")
 

@@ -17,19 +17,23 @@ from provider_gateway.providers.bedrock.credentials.model import AwsCredentials,
 from provider_gateway.providers.bedrock.credentials.shared_files import SharedFiles
 
 
-def _botocore_credentials_session(profile: str | None) -> Any:
+def _botocore_credentials_session(profile: str | None, region: str) -> Any:
     """Blocking (imports and reads botocore's data): run off the loop."""
     from aiobotocore.session import AioSession
 
-    return AioSession(profile=profile)
+    session = AioSession(profile=profile)
+    if region:  # the provider's region, for the STS and SSO clients botocore creates
+        session.set_config_variable("region", region)
+    return session
 
 
 class BotocoreProfileSource:
     """Stands at the chain's place for `feature` ("assume-role", "SSO" or "credential_process")."""
 
-    def __init__(self, files: SharedFiles, feature: str) -> None:
+    def __init__(self, files: SharedFiles, feature: str, region: str) -> None:
         self.files = files
         self.feature = feature
+        self.region = region
         self.name = f"the profile's {feature} (through botocore)"
         self._credentials: Any = None
 
@@ -40,7 +44,7 @@ class BotocoreProfileSource:
         try:
             if self._credentials is None:
                 session = await asyncio.to_thread(
-                    _botocore_credentials_session, profile.name if profile.explicit else None
+                    _botocore_credentials_session, profile.name if profile.explicit else None, self.region
                 )
                 self._credentials = await session.get_credentials()
                 if self._credentials is None:

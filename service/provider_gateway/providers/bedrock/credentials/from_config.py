@@ -80,11 +80,11 @@ def credential_chain(section: Section, env: Mapping[str, str], http: UpstreamPoo
     region = section.string("region") or env.get("AWS_REGION", "") or env.get("AWS_DEFAULT_REGION", "")
     chain: list[CredentialSource] = [] if profile_option else [EnvironmentSource(env)]
     chain += [
-        BotocoreProfileSource(files, "assume-role"),
+        BotocoreProfileSource(files, "assume-role", region),
         WebIdentitySource(env, files, region, http),
-        BotocoreProfileSource(files, "SSO"),
+        BotocoreProfileSource(files, "SSO", region),
         ProfileKeysSource(files, config_file=False),
-        BotocoreProfileSource(files, "credential_process"),
+        BotocoreProfileSource(files, "credential_process", region),
         ProfileKeysSource(files, config_file=True),
         ContainerSource(env, http),
         InstanceMetadataSource(env, http),
