@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from importlib import metadata
 
