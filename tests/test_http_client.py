@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from importlib import metadata
 
@@ -197,3 +198,17 @@ async def test_a_malformed_chunked_body_fails_on_every_transport(pool: UpstreamP
         server.close()
     assert caught.value.kind is ErrorKind.UNAVAILABLE
     assert caught.value.retryable
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_every_origin_shares_one_tls_context(transport: str) -> None:
+    # Loading the CA bundle stalls the event loop for 60-130 ms; a new upstream host met while
+    # serving (a Bedrock region, STS, a credentials endpoint) must not pay it again.
+    pool = UpstreamPool(transport=transport)
+    contexts = set()
+    for host in ("https://a.test", "https://b.test:8443", "http://c.test"):
+        transport_ = pool.host(host).transport
+        pool_ = getattr(transport_, "_pool", None)
+        contexts.add(id(getattr(transport_, "ssl_context", None) or pool_._ssl_context))  # type: ignore[union-attr]
+    assert len(contexts) == 1
+    assert pool.tls.verify_mode is ssl.CERT_REQUIRED

@@ -11,6 +11,7 @@ aiohttp trace hook, or httpcore's `trace` extension), requests where they are se
 from __future__ import annotations
 
 import logging
+import ssl
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,16 +60,24 @@ class ConnectionStats:
 class HostClient:
     """The httpx client for one origin plus its counters."""
 
-    def __init__(self, origin: str, transport: str, max_connections: int, hooks: list[RequestHook]) -> None:
+    def __init__(
+        self,
+        origin: str,
+        transport: str,
+        max_connections: int,
+        hooks: list[RequestHook],
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.origin = origin
         self.stats = ConnectionStats()
         self.hooks = hooks  # shared with the pool: a hook added later applies to every client
         self._httpx_transport = transport == "httpx"
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        verify: ssl.SSLContext | bool = tls if tls is not None else True
         self.transport: httpx.AsyncBaseTransport = (
-            httpx.AsyncHTTPTransport(limits=limits)
+            httpx.AsyncHTTPTransport(limits=limits, verify=verify)
             if self._httpx_transport
-            else AiohttpTransport(client=lambda: self._aiohttp_session(max_connections))
+            else AiohttpTransport(verify=verify, client=lambda: self._aiohttp_session(max_connections))
         )
         # The client owns the transport's life; requests skip its auth, redirect and cookie layers
         # (see `send`), which a gateway never wants and which cost a third of each request's time.
@@ -121,6 +130,16 @@ class UpstreamPool:
         self.max_connections = max_connections
         self._hosts: dict[str, HostClient] = {}
         self._hooks: list[RequestHook] = []
+        self._tls: ssl.SSLContext | None = None
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        """One TLS context for every origin, made on first need: loading the CA bundle costs 60-130 ms
+        of event-loop time, which a context per origin paid again for each new host (a Bedrock
+        region, STS, a container credentials endpoint) in the middle of serving."""
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context()
+        return self._tls
 
     @classmethod
     def from_section(cls, section: Section) -> UpstreamPool:
@@ -136,7 +155,9 @@ class UpstreamPool:
         url = httpx.URL(base_url)
         origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
         if origin not in self._hosts:
-            self._hosts[origin] = HostClient(origin, self.transport, self.max_connections, self._hooks)
+            self._hosts[origin] = HostClient(
+                origin, self.transport, self.max_connections, self._hooks, self.tls
+            )
         return self._hosts[origin]
 
     def add_request_hook(self, hook: RequestHook) -> None:
