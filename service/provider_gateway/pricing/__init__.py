@@ -67,9 +67,13 @@ class PriceTable:
     def price(self, kind: str, model: str) -> Price | None:
         return row_for(self.rows.get(kind, {}), model)
 
-    def cost(self, kind: str, model: str, usage: Usage | None) -> Cost:
-        """The cost of `usage` on `model`; unknown without a price (or without usage)."""
-        source = "none" if usage is None else "estimated" if usage.estimated else "provider"
+    def cost(self, kind: str, model: str, usage: Usage | None, source: str = "") -> Cost:
+        """The cost of `usage` on `model`; unknown without a price (or without usage). `source`:
+        where the usage comes from ("provider", "partial", "estimated"); by default, as it says."""
+        if usage is None:
+            source = "none"
+        elif not source:
+            source = "estimated" if usage.estimated else "provider"
         price = self.price(kind, model)
         if usage is None or price is None:
             return Cost(0, known=False, usage_source=source)
@@ -102,5 +106,6 @@ def total(costs: list[Cost]) -> Cost:
     if not costs:
         return Cost(0, known=False, usage_source="none")
     sources = {c.usage_source for c in costs if c.usage_source != "none"}
-    source = "provider" if sources == {"provider"} else "estimated" if sources else "none"
+    # The least certain source names the whole: one estimate makes the total an estimate.
+    source = next((s for s in ("estimated", "partial", "provider") if s in sources), "none")
     return Cost(sum(c.amount_micros for c in costs), known=all(c.known for c in costs), usage_source=source)

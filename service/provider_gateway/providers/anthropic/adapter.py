@@ -29,6 +29,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.anthropic import codec
 from provider_gateway.providers.base import completion_of
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.reported_usage import report_partial_usage
 from provider_gateway.providers.shapes import count_at
 from provider_gateway.providers.upstream_io import (
     TIMEOUT_KEYS,
@@ -39,6 +40,7 @@ from provider_gateway.providers.upstream_io import (
 )
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
+USAGE_EVENTS = ("message_start", "message_delta")  # the events that carry usage (cumulative)
 KEYS = (
     "kind",
     "base_url",
@@ -67,7 +69,12 @@ async def decode_messages(events: AsyncIterator[SseEvent], provider: str) -> Asy
     """The Messages SSE stream as domain events; a stream without `message_stop` is an error."""
     decoder = codec.MessagesStreamDecoder(provider=provider)
     async for event in events:
-        for item in decoder.feed(decode_json_event(event.data, provider)):
+        data = decode_json_event(event.data, provider)
+        items = decoder.feed(data)
+        if isinstance(data, dict) and data.get("type") in USAGE_EVENTS:
+            # Heard before the end: charged (as partial) if the stream is cut before message_stop.
+            report_partial_usage(codec.normalise_usage(decoder.usage_raw))
+        for item in items:
             yield item
         if decoder.finished:
             return  # message_stop is the last event: do not wait for the server to close
