@@ -194,7 +194,7 @@ class Attempts:
     async def _judge(self, deployment: Deployment, exc: GatewayError) -> None:
         """What a failure says about the deployment: overloaded, broken, or nothing (a bad request)."""
         if exc.kind is ErrorKind.RESOURCE_EXHAUSTED:
-            deployment.limiter.on_overload()
+            deployment.limiter.on_rate_limited(exc.retry_after)
             deployment.breaker.release()
             if exc.retry_after:
                 await self.store.eject(rate_limit_hold(deployment.key), exc.retry_after)

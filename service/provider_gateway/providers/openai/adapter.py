@@ -155,6 +155,7 @@ class OpenAIProvider(BaseProvider):
                 params=query,
                 timeouts=timeouts,
                 secrets=(key,) if key else (),
+                requests_window_s=preset.requests_window_s,
             )
 
         responses = None
