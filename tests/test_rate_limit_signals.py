@@ -10,10 +10,12 @@ import datetime
 import grpc
 import orjson
 import pytest
-from conftest import run_gateway
+from conftest import ADAPTER_ROUTING, run_gateway, use_fake_aws_credentials
 from vendor_cases import chat_error, chat_request, retry_after_ms
 
 from provider_gateway.fakes import FakeUpstream, Reply
+from provider_gateway.fakes.bedrock import FakeBedrock
+from provider_gateway.fakes.bedrock import Reply as BedrockReply
 from provider_gateway.fakes.gemini import FakeGemini
 from provider_gateway.http.rate_limits import RateLimitInfo, announced
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -248,3 +250,19 @@ async def test_the_deployment_low_on_headroom_goes_after_the_one_with_room(
                 pytest.fail("the balancer never chose left")
             after = [await served_by() for _ in range(12)]
     assert after == ["right"] * 12
+
+
+async def test_bedrock_throttling_is_heard_as_a_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bedrock announces no budgets and names no wait: its ThrottlingException (HTTP 429) reaches the
+    router as RESOURCE_EXHAUSTED, which slows the deployment's limiter (seen in ListProviders)."""
+    use_fake_aws_credentials(monkeypatch)
+    async with FakeBedrock() as fake:
+        fake.push(BedrockReply(error=("ThrottlingException", "Too many requests, please wait")))
+        config = f'[providers.bedrock]\nkind = "bedrock"\nregion = "us-west-2"\nendpoint_url = "{fake.url}"\n'
+        async with run_gateway(config + ADAPTER_ROUTING) as gateway:
+            error, _ = await chat_error(
+                gateway.stub, chat_request("bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0")
+            )
+            limits = await limits_of(gateway, "bedrock")
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert limits.max_concurrent == 128
