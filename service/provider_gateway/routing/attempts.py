@@ -25,6 +25,7 @@ from provider_gateway.domain import (
     Finish,
     FinishReason,
     GatewayEvent,
+    ImagePart,
     ProviderFinish,
     ReasoningDelta,
     StreamEvent,
@@ -153,7 +154,8 @@ class Attempts:
             exc.provider = exc.provider or deployment.spec.provider
             verdict = True
             consumed, source = (usage, "provider") if usage else _unreported(request, relayed, heard)
-            attempts.append(_failed(deployment, exc, started, self._cost(deployment, None, consumed, source)))
+            cost = self._cost(deployment, request, None, consumed, source)
+            attempts.append(_failed(deployment, exc, started, cost))
             await self._judge(deployment, exc)
             raise
         finally:
@@ -162,7 +164,7 @@ class Attempts:
                 breaker.release()
             if usage is None and stream is not None:  # every ending, a cancel included
                 consumed, source = _unreported(request, relayed, heard)
-                cost = self._cost(deployment, finish, consumed, source)
+                cost = self._cost(deployment, request, finish, consumed, source)
                 report(Consumed(deployment.spec.provider, deployment.spec.model, consumed, cost, source))
             await _close(stream)
             await self.released()
@@ -178,7 +180,7 @@ class Attempts:
                 "ok",
                 "",
                 us(time.perf_counter_ns() - started),
-                self._cost(deployment, finish, consumed, source),
+                self._cost(deployment, request, finish, consumed, source),
             )
         )
         for end in calls.close():  # cut by max_tokens, or a vendor that ends none
@@ -186,10 +188,16 @@ class Attempts:
         yield _finish(deployment, finish, attempts, clock)
 
     def _cost(
-        self, deployment: Deployment, finish: ProviderFinish | None, usage: Usage | None, source: str
+        self,
+        deployment: Deployment,
+        request: ChatRequest | CompletionRequest,
+        finish: ProviderFinish | None,
+        usage: Usage | None,
+        source: str,
     ) -> Cost:
         model = (finish.model if finish else "") or deployment.spec.model
-        return self.prices.cost(deployment.provider.kind, model, usage, source)
+        images = _images(request) if isinstance(request, ChatRequest) else 0
+        return self.prices.cost(deployment.provider.kind, model, usage, source, images)
 
     async def _judge(self, deployment: Deployment, exc: GatewayError) -> None:
         """What a failure says about the deployment: overloaded, broken, or nothing (a bad request)."""
@@ -261,6 +269,11 @@ def _estimate(request: ChatRequest | CompletionRequest, relayed_chars: int) -> U
     return Usage(
         input_tokens=prompt, output_tokens=math.ceil(relayed_chars / CHARS_PER_TOKEN), estimated=True
     )
+
+
+def _images(request: ChatRequest) -> int:
+    """Input images, for the vendors that price them apart from tokens."""
+    return sum(isinstance(part, ImagePart) for message in request.messages for part in message.content)
 
 
 def _unreported(
