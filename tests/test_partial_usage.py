@@ -194,3 +194,26 @@ async def test_the_cost_metric_is_labelled_by_the_keys_name_and_counts_failed_ca
     assert points[("mock", "echo", "team-a")] == ok[-1].finish.cost.amount_micros > 0
     assert points[("mock", "flaky", "team-a")] == int(trailers["cost-usd-micros"]) > 0
     assert not any(TEAM_KEY in label for labels in points for label in labels)
+
+
+async def test_a_gemini_stream_cut_after_a_chunk_with_usage_metadata_charges_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Gemini repeats usageMetadata (cumulative) in its chunks: the last one heard is charged."""
+    monkeypatch.setenv("PG_X_KEY", "k")
+    chunk = {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "Mild and"}]}, "index": 0}],
+        "usageMetadata": {"promptTokenCount": 30_000, "candidatesTokenCount": 3, "totalTokenCount": 30_003},
+        "modelVersion": "gemini-2.5-flash",
+    }
+    async with FakeUpstream() as fake:
+        fake.script("/v1beta/models/gemini-2.5-flash:streamGenerateContent", Reply.sse([chunk], then="cut"))
+        config = f'[providers.g]\nkind = "gemini"\nbase_url = "{fake.url}"\napi_key_env = "PG_X_KEY"\n'
+        async with run_gateway(config + "[routing]\nretries = 0\n") as gateway:
+            call = gateway.stub.ChatStream(chat_request("g/gemini-2.5-flash"), timeout=20)
+            _, error = await collect_until_error(call)
+            trailers = dict(await call.trailing_metadata())
+    assert error is not None
+    assert trailers["usage-source"] == "partial"
+    assert (int(trailers["usage-input-tokens"]), int(trailers["usage-output-tokens"])) == (30_000, 3)
+    assert int(trailers["cost-usd-micros"]) == round(30_000 * 0.30 + 3 * 2.50)  # $0.30 in, $2.50 out
