@@ -91,6 +91,24 @@ async def test_a_claude_stream_cut_after_message_start_charges_the_reported_prom
     assert line.cost_usd_micros == round(PROMPT_MICROS + output * 15)  # type: ignore[attr-defined]
 
 
+async def cut_call(
+    kind: str, base_path: str, path: str, reply: Reply, model: str
+) -> tuple[grpc.aio.AioRpcError, dict[str, str]]:
+    """One stream through the gateway to a `kind` provider whose upstream answers `reply` (no
+    retry): the error it ends with, and its trailing metadata."""
+    async with FakeUpstream() as fake:
+        fake.script(path, reply)
+        config = (
+            f'[providers.p]\nkind = "{kind}"\nbase_url = "{fake.url}{base_path}"\napi_key_env = "PG_X_KEY"\n'
+        )
+        async with run_gateway(config + "[routing]\nretries = 0\n") as gateway:
+            call = gateway.stub.ChatStream(chat_request(f"p/{model}"), timeout=20)
+            _, error = await collect_until_error(call)
+            trailers = dict(await call.trailing_metadata())
+    assert error is not None
+    return error, {k: str(v) for k, v in trailers.items()}
+
+
 async def test_an_openai_usage_chunk_before_a_missing_done_is_charged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -105,14 +123,8 @@ async def test_an_openai_usage_chunk_before_a_missing_done_is_charged(
             "usage": {"prompt_tokens": 4_321, "completion_tokens": 7},
         },
     ]
-    async with FakeUpstream() as fake:
-        fake.script("/v1/chat/completions", Reply.sse(chunks, then="cut"))  # no data: [DONE]
-        config = f'[providers.o]\nkind = "openai"\nbase_url = "{fake.url}/v1"\napi_key_env = "PG_X_KEY"\n'
-        async with run_gateway(config + "[routing]\nretries = 0\n") as gateway:
-            call = gateway.stub.ChatStream(chat_request("o/gpt-4o"), timeout=20)
-            _, error = await collect_until_error(call)
-            trailers = dict(await call.trailing_metadata())
-    assert error is not None
+    reply = Reply.sse(chunks, then="cut")  # no data: [DONE]
+    error, trailers = await cut_call("openai", "/v1", "/v1/chat/completions", reply, "gpt-4o")
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert trailers["usage-source"] == "partial"
     assert (int(trailers["usage-input-tokens"]), int(trailers["usage-output-tokens"])) == (4_321, 7)
@@ -206,14 +218,9 @@ async def test_a_gemini_stream_cut_after_a_chunk_with_usage_metadata_charges_it(
         "usageMetadata": {"promptTokenCount": 30_000, "candidatesTokenCount": 3, "totalTokenCount": 30_003},
         "modelVersion": "gemini-2.5-flash",
     }
-    async with FakeUpstream() as fake:
-        fake.script("/v1beta/models/gemini-2.5-flash:streamGenerateContent", Reply.sse([chunk], then="cut"))
-        config = f'[providers.g]\nkind = "gemini"\nbase_url = "{fake.url}"\napi_key_env = "PG_X_KEY"\n'
-        async with run_gateway(config + "[routing]\nretries = 0\n") as gateway:
-            call = gateway.stub.ChatStream(chat_request("g/gemini-2.5-flash"), timeout=20)
-            _, error = await collect_until_error(call)
-            trailers = dict(await call.trailing_metadata())
-    assert error is not None
+    path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    error, trailers = await cut_call("gemini", "", path, Reply.sse([chunk], then="cut"), "gemini-2.5-flash")
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert trailers["usage-source"] == "partial"
     assert (int(trailers["usage-input-tokens"]), int(trailers["usage-output-tokens"])) == (30_000, 3)
     assert int(trailers["cost-usd-micros"]) == round(30_000 * 0.30 + 3 * 2.50)  # $0.30 in, $2.50 out
