@@ -87,11 +87,11 @@ class Attempts:
         state = breaker.state.value
         breaker.acquire()
         limiter.acquire()
-        heard: list[Usage] = []  # usage the provider reported before its end (cumulative: the last counts)
+        heard = _Heard()  # the usage the provider reported before its end
         scope = _AttemptScope(
             AttemptInfo(number, deployment.key, state),
             lambda info: self._rate_limit_info(deployment, info),
-            heard.append,
+            heard,
         )
         started = time.perf_counter_ns()
         calls = OpenCalls()  # every tool call the stream starts ends before the Finish
@@ -153,7 +153,7 @@ class Attempts:
         except GatewayError as exc:
             exc.provider = exc.provider or deployment.spec.provider
             verdict = True
-            consumed, source = (usage, "provider") if usage else _unreported(request, relayed, heard)
+            consumed, source = _consumed(usage, request, relayed, heard)
             cost = self._cost(deployment, request, None, consumed, source)
             attempts.append(_failed(deployment, exc, started, cost))
             await self._judge(deployment, exc)
@@ -163,7 +163,7 @@ class Attempts:
             if not verdict:  # cancelled or an unexpected exception: neither success nor failure
                 breaker.release()
             if usage is None and stream is not None:  # every ending, a cancel included
-                consumed, source = _unreported(request, relayed, heard)
+                consumed, source = _consumed(None, request, relayed, heard)
                 cost = self._cost(deployment, request, finish, consumed, source)
                 report(Consumed(deployment.spec.provider, deployment.spec.model, consumed, cost, source))
             await _close(stream)
@@ -172,7 +172,7 @@ class Attempts:
             deployment.record_ttft((time.perf_counter_ns() - started) / 1e9)
         breaker.record_success()
         limiter.on_success()
-        consumed, source = (usage, "provider") if usage else _unreported(request, relayed, heard)
+        consumed, source = _consumed(usage, request, relayed, heard)
         attempts.append(
             Attempt(
                 deployment.spec.provider,
@@ -276,19 +276,32 @@ def _images(request: ChatRequest) -> int:
     return sum(isinstance(part, ImagePart) for message in request.messages for part in message.content)
 
 
-def _unreported(
-    request: ChatRequest | CompletionRequest, relayed_chars: int, heard: list[Usage]
+class _Heard:
+    """The partial-usage sink of one attempt: keeps the last report (reports are cumulative)."""
+
+    __slots__ = ("usage",)
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+
+    def __call__(self, usage: Usage) -> None:
+        self.usage = usage
+
+
+def _consumed(
+    usage: Usage | None, request: ChatRequest | CompletionRequest, relayed_chars: int, heard: _Heard
 ) -> tuple[Usage, str]:
-    """What an attempt consumed when its provider's whole usage never came, and where that figure
-    comes from: what the provider did report before the end ("partial": Anthropic's prompt tokens
-    at message_start, an OpenAI usage chunk before a missing [DONE]), its output no less than what
-    was relayed; else an estimate ("estimated")."""
+    """What an attempt consumed, and where that figure comes from: the provider's whole usage
+    ("provider"); else what it did report before the end ("partial": Anthropic's prompt tokens at
+    message_start, an OpenAI usage chunk before a missing [DONE]), its output no less than what was
+    relayed; else an estimate ("estimated")."""
+    if usage is not None:
+        return usage, "provider"
     estimate = _estimate(request, relayed_chars)
-    if not heard:
+    if heard.usage is None:
         return estimate, "estimated"
-    partial = heard[-1]
-    output = max(partial.output_tokens, estimate.output_tokens)
-    return dataclasses.replace(partial, output_tokens=output), "partial"
+    output = max(heard.usage.output_tokens, estimate.output_tokens)
+    return dataclasses.replace(heard.usage, output_tokens=output), "partial"
 
 
 def rate_limit_hold(key: str) -> str:
