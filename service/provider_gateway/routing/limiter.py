@@ -82,14 +82,15 @@ class AdaptiveLimiter:
     def on_rate_limit_info(self, info: RateLimitInfo) -> None:
         self.announced = info  # the provider's own figures, shown by ListProviders
         self._announced_at = self._clock()
-        if self.low_on_headroom():
+        if self._announced_low():
             self.on_overload()
 
     def low_on_headroom(self) -> bool:
         """Whether the provider last said that little of a budget remains, and that budget has not
         refilled since (by the reset it announced), or refused for rate within the wait it named."""
-        if self._clock() < self._refused_until:
-            return True
+        return self._clock() < self._refused_until or self._announced_low()
+
+    def _announced_low(self) -> bool:
         info = self.announced
         if info is None:
             return False
