@@ -9,12 +9,13 @@ from pathlib import Path
 import orjson
 import pytest
 from conftest import run_gateway
-from vendor_cases import chat_request
+from vendor_cases import PNG, chat_request, user
 
 from provider_gateway.config import ConfigError, Section
 from provider_gateway.domain import Cost, Usage
 from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.pricing import PriceTable
+from provider_gateway.v1 import provider_service_pb2 as pb
 
 # A Claude stream as the API sends it, with a cache read and a cache write (5-minute breakpoint).
 UNCACHED, CACHE_READ, CACHE_WRITE, OUTPUT = 212, 6_000, 1_500, 87
@@ -233,3 +234,15 @@ def test_every_model_the_gateway_names_has_a_price(kind: str, model: str) -> Non
     assert price is not None, f"no price row for {kind}/{model}"
     assert price.source
     assert price.date
+
+
+async def test_images_and_requests_priced_apart_reach_the_finish() -> None:
+    config = (
+        "[providers.mock]\nkind = 'mock'\n"
+        '[prices.mock."echo"]\ninput = 0.0\noutput = 0.0\nper_image = 0.01\nper_request = 0.001\n'
+    )
+    picture = pb.ContentPart(image=pb.Image(data=PNG, media_type="image/png"))
+    request = chat_request("mock/echo", messages=[user("Compare these.", picture, picture)])
+    async with run_gateway(config) as gateway:
+        answer = await gateway.stub.Chat(request, timeout=20)
+    assert answer.finish.cost.amount_micros == 2 * 10_000 + 1_000  # two images at $0.01, one request
