@@ -13,7 +13,7 @@ import grpc
 import orjson
 import pytest
 from conftest import run_gateway
-from rpc_util import collect_until_error
+from rpc_util import access_line, collect_until_error
 from test_observability import observed_gateway
 from vendor_cases import chat_request
 
@@ -72,10 +72,7 @@ async def test_a_claude_stream_cut_after_message_start_charges_the_reported_prom
                 call = gateway.stub.ChatStream(chat_request(f"a/{MODEL}"), timeout=20)
                 events, error = await collect_until_error(call)
                 trailers = dict(await call.trailing_metadata())
-                for _ in range(200):  # bounded: the server logs the call once its handler unwinds
-                    if any(r.name == "provider_gateway.access" for r in caplog.records):
-                        break
-                    await asyncio.sleep(0.05)
+                line = await access_line(caplog)
     assert error is not None
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert "".join(e.text_delta.text for e in events) == relayed
@@ -85,7 +82,6 @@ async def test_a_claude_stream_cut_after_message_start_charges_the_reported_prom
     assert int(trailers["usage-input-tokens"]) == FRESH + WRITE + READ  # the provider's, not a guess
     assert int(trailers["usage-output-tokens"]) == output
     assert int(trailers["cost-usd-micros"]) == round(PROMPT_MICROS + output * 15)
-    (line,) = [r for r in caplog.records if r.name == "provider_gateway.access"]
     assert line.usage_source == "partial"  # type: ignore[attr-defined]
     assert line.input_tokens == FRESH + WRITE + READ  # type: ignore[attr-defined]
     assert line.cost_usd_micros == round(PROMPT_MICROS + output * 15)  # type: ignore[attr-defined]
@@ -224,3 +220,24 @@ async def test_a_gemini_stream_cut_after_a_chunk_with_usage_metadata_charges_it(
     assert trailers["usage-source"] == "partial"
     assert (int(trailers["usage-input-tokens"]), int(trailers["usage-output-tokens"])) == (30_000, 3)
     assert int(trailers["cost-usd-micros"]) == round(30_000 * 0.30 + 3 * 2.50)  # $0.30 in, $2.50 out
+
+
+async def test_a_cancelled_claude_stream_is_logged_with_the_prompt_claude_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PG_X_KEY", "k")
+    hanging = Reply(
+        chunks=[claude_start(), *claude_text("Mild")], content_type="text/event-stream", then="hang"
+    )
+    async with FakeUpstream() as fake:
+        fake.script("/v1/messages", hanging)
+        async with run_gateway(anthropic_config(fake.url)) as gateway:
+            with caplog.at_level(logging.INFO, logger="provider_gateway.access"):
+                call = gateway.stub.ChatStream(chat_request(f"a/{MODEL}"), timeout=20)
+                first = await call.read()
+                assert first.text_delta.text == "Mild"
+                call.cancel()
+                line = await access_line(caplog)
+    assert line.usage_source == "partial"  # type: ignore[attr-defined]
+    assert line.input_tokens == FRESH + WRITE + READ  # type: ignore[attr-defined]
+    assert line.cost_usd_micros == round(PROMPT_MICROS + 1 * 15)  # type: ignore[attr-defined]
