@@ -266,3 +266,17 @@ async def test_bedrock_throttling_is_heard_as_a_rate_limit(monkeypatch: pytest.M
             limits = await limits_of(gateway, "bedrock")
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert limits.max_concurrent == 128
+
+
+def test_mistrals_per_minute_request_and_token_budgets() -> None:
+    headers = {
+        "x-ratelimit-limit-tokens-minute": "5000000",
+        "x-ratelimit-remaining-tokens-minute": "4999911",
+        "x-ratelimit-tokens-query-cost": "52",
+        "x-ratelimit-limit-req-minute": "720",
+        "x-ratelimit-remaining-req-minute": "36",
+    }
+    info = announced(headers, NOW)
+    assert info == RateLimitInfo(36, 720, 4999911, 5000000)
+    assert info is not None
+    assert info.headroom() == pytest.approx(0.05)  # requests are the tight budget

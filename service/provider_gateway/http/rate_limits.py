@@ -7,7 +7,9 @@ adapter reports what its vendor announces (../shared/docs/wire-reference-2.md se
 - Anthropic: `anthropic-ratelimit-*` for requests, tokens, input tokens and output tokens;
 - OpenRouter (on its 429s) and Together: unsuffixed `x-ratelimit-{limit,remaining,reset}`, a
   request budget whose reset may be an epoch time (OpenRouter's, in milliseconds);
-- Fireworks: `x-ratelimit-limit-tokens-{prompt,generated}` (and remaining figures where sent).
+- Fireworks: `x-ratelimit-limit-tokens-{prompt,generated}` (and remaining figures where sent);
+- Mistral: `x-ratelimit-{limit,remaining}-{req,tokens}-minute` (as mistralai/client-ts#169 shows
+  them; no reset header seen).
 Resets are durations ("6m0s"), RFC 3339 times or epoch times. A host whose request budget is not
 per minute (Groq's is per day) says so through `requests_window_s`, so that ListProviders does not
 show it as requests per minute. Gemini and Vertex announce nothing on success; their 429's
@@ -90,6 +92,8 @@ _OPENAI_REQUESTS = (
 )
 _OPENAI_TOKENS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
 _UNSUFFIXED_REQUESTS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+_MISTRAL_REQUESTS = ("x-ratelimit-limit-req-minute", "x-ratelimit-remaining-req-minute", "")
+_MISTRAL_TOKENS = ("x-ratelimit-limit-tokens-minute", "x-ratelimit-remaining-tokens-minute", "")
 _FIREWORKS_TOKENS = tuple(
     tuple(f"x-ratelimit-{p}-tokens-{family}" for p in ("limit", "remaining", "reset"))
     for family in ("prompt", "generated")
@@ -110,14 +114,14 @@ def announced(
     requests = next(
         (
             b
-            for names in (_OPENAI_REQUESTS, _ANTHROPIC_REQUESTS, _UNSUFFIXED_REQUESTS)
+            for names in (_OPENAI_REQUESTS, _ANTHROPIC_REQUESTS, _MISTRAL_REQUESTS, _UNSUFFIXED_REQUESTS)
             if (b := _budget(headers, names, wall))
         ),
         None,
     )
     token_budgets = [
         b
-        for names in (_OPENAI_TOKENS, *_ANTHROPIC_TOKENS, *_FIREWORKS_TOKENS)
+        for names in (_OPENAI_TOKENS, *_ANTHROPIC_TOKENS, _MISTRAL_TOKENS, *_FIREWORKS_TOKENS)
         if (b := _budget(headers, names, wall))
     ]
     tokens = min(token_budgets, key=lambda b: b.fraction) if token_budgets else None
@@ -135,7 +139,7 @@ def announced(
 
 
 def _budget(headers: Mapping[str, str], names: tuple[str, ...], now: float) -> _Budget | None:
-    limit, remaining, reset = (headers.get(name) for name in names)
+    limit, remaining, reset = (headers.get(name) if name else None for name in names)
     if limit is None and remaining is None:
         return None
     return _Budget(_integer(limit), _integer(remaining), _seconds_until(reset, now))
