@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import grpc
@@ -66,3 +67,15 @@ async def rpc_error(call: Any) -> grpc.aio.AioRpcError:
     except grpc.aio.AioRpcError as exc:
         return exc
     raise AssertionError("the call succeeded; an error status was expected")
+
+
+async def access_line(caplog: Any) -> logging.LogRecord:
+    """The one request-log line (caplog at INFO on provider_gateway.access), waiting for it (bounded):
+    the server logs a call once its handler unwinds, after the client has seen the end."""
+    for _ in range(200):
+        lines = [r for r in caplog.records if r.name == "provider_gateway.access"]
+        if lines:
+            (line,) = lines
+            return line
+        await asyncio.sleep(0.05)
+    raise AssertionError("no request log line")

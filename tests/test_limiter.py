@@ -128,3 +128,19 @@ async def test_resource_exhausted_carries_retry_info_to_grpc_clients(gateway_fac
         info = error_details_pb2.RetryInfo()
         assert status.details[0].Unpack(info)
         assert info.retry_delay.seconds == 30
+
+
+def test_low_headroom_steers_balancing_until_the_announced_reset_or_the_refusals_wait() -> None:
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(LimiterSettings(initial=10), clock)
+    limiter.on_rate_limit_info(RateLimitInfo(remaining_tokens=50, limit_tokens=1000, reset_s=30.0))
+    assert limiter.low_on_headroom()
+    clock.now += 31  # the budget the provider announced has refilled
+    assert not limiter.low_on_headroom()
+    limiter.on_rate_limited(None)  # a 429 that names no wait (Bedrock's ThrottlingException)
+    assert limiter.low_on_headroom()
+    clock.now += 11
+    assert not limiter.low_on_headroom()
+    limiter.on_rate_limited(60.0)  # one that does (RetryInfo, retry-after)
+    clock.now += 59
+    assert limiter.low_on_headroom()

@@ -4,31 +4,38 @@ unknown (never 0) without a price, and overridable from the configuration."""
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import orjson
 import pytest
 from conftest import run_gateway
-from vendor_cases import chat_request
+from vendor_cases import PNG, chat_request, user
 
-from provider_gateway.config import Section
+from provider_gateway.config import ConfigError, Section
 from provider_gateway.domain import Cost, Usage
 from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.pricing import PriceTable
+from provider_gateway.v1 import provider_service_pb2 as pb
 
 # A Claude stream as the API sends it, with a cache read and a cache write (5-minute breakpoint).
 UNCACHED, CACHE_READ, CACHE_WRITE, OUTPUT = 212, 6_000, 1_500, 87
 
 
-def anthropic_stream(model: str) -> bytes:
+def anthropic_stream(model: str, one_hour_writes: int = 0) -> bytes:
     def frame(kind: str, data: dict[str, object]) -> bytes:
         return f"event: {kind}\ndata: ".encode() + orjson.dumps({"type": kind, **data}) + b"\n\n"
 
-    usage = {
+    usage: dict[str, object] = {
         "input_tokens": UNCACHED,
         "cache_creation_input_tokens": CACHE_WRITE,
         "cache_read_input_tokens": CACHE_READ,
         "output_tokens": 1,
     }
+    if one_hour_writes:  # the API names the writes per TTL (the anthropic SDK's CacheCreation)
+        usage["cache_creation"] = {
+            "ephemeral_5m_input_tokens": CACHE_WRITE - one_hour_writes,
+            "ephemeral_1h_input_tokens": one_hour_writes,
+        }
     message = {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": []}
     return b"".join(
         [
@@ -108,3 +115,134 @@ def test_every_builtin_row_names_its_source_and_date() -> None:
         for price in models.values():
             assert price.source
             assert price.date
+
+
+async def test_one_hour_cache_writes_cost_their_own_price(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Of the 1,500 tokens written, the API says 1,000 were for a 1-hour breakpoint: $6 per million
+    for those, $3.75 for the 500 of 5 minutes (Claude Sonnet 4.5)."""
+    monkeypatch.setenv("PG_X_KEY", "k")
+    model = "claude-sonnet-4-5-20250929"
+    stream = anthropic_stream(model, one_hour_writes=1_000)
+    async with FakeUpstream() as fake:
+        fake.script("/v1/messages", Reply(chunks=[stream], content_type="text/event-stream"))
+        config = f'[providers.a]\nkind = "anthropic"\nbase_url = "{fake.url}"\napi_key_env = "PG_X_KEY"\n'
+        async with run_gateway(config) as gateway:
+            events = [e async for e in gateway.stub.ChatStream(chat_request(f"a/{model}"), timeout=20)]
+    usage = next(e.usage for e in events if e.WhichOneof("event") == "usage")
+    assert usage.cache_write_tokens == CACHE_WRITE
+    expected = UNCACHED * 3 + CACHE_READ * 0.30 + 500 * 3.75 + 1_000 * 6 + OUTPUT * 15
+    assert events[-1].finish.cost.amount_micros == round(expected) == 11_616
+
+
+@pytest.mark.parametrize(
+    ("kind", "model", "base", "long"),
+    [
+        ("gemini", "gemini-2.5-pro", (1.25, 10.0), (2.50, 15.0)),
+        ("vertex", "gemini-2.5-pro", (1.25, 10.0), (2.50, 15.0)),
+        ("anthropic", "claude-sonnet-4-5", (3.0, 15.0), (6.0, 22.5)),
+        ("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", (3.0, 15.0), (6.0, 22.5)),
+    ],
+)
+def test_a_prompt_past_200k_tokens_is_billed_whole_at_the_long_context_tier(
+    kind: str, model: str, base: tuple[float, float], long: tuple[float, float]
+) -> None:
+    table = PriceTable.builtin()
+    at_limit = table.cost(kind, model, Usage(input_tokens=200_000, output_tokens=1_000))
+    past = table.cost(kind, model, Usage(input_tokens=200_001, output_tokens=1_000))
+    assert at_limit.amount_micros == round(200_000 * base[0] + 1_000 * base[1])
+    assert past.amount_micros == round(200_001 * long[0] + 1_000 * long[1])
+
+
+def test_cache_tokens_count_towards_the_long_context_threshold() -> None:
+    """150K read from the cache and 60K fresh: 210K of prompt, so every token takes the long tier."""
+    usage = Usage(input_tokens=210_000, output_tokens=0, cache_read_tokens=150_000)
+    cost = PriceTable.builtin().cost("anthropic", "claude-sonnet-4-5", usage)
+    assert cost.amount_micros == round(60_000 * 6.0 + 150_000 * 0.60)
+
+
+def test_reasoning_images_and_requests_priced_apart_where_a_row_says_so() -> None:
+    text = """
+[custom."thinker"]
+input = 1.0
+output = 2.0
+reasoning = 5.0
+per_image = 0.002
+per_request = 0.0005
+source = "a contract"
+"""
+    table = PriceTable.from_config(Section(tomllib.loads(text), "gw.toml", "prices"))
+    usage = Usage(input_tokens=1_000, output_tokens=300, reasoning_tokens=200)
+    cost = table.cost("custom", "thinker", usage, images=3)
+    # 1,000 in; 100 answer tokens at $2 and 200 reasoning at $5; 3 images at $0.002; one request.
+    assert cost.amount_micros == 1_000 + 100 * 2 + 200 * 5 + 3 * 2_000 + 500
+
+
+def test_a_long_context_tier_needs_its_prices() -> None:
+    text = '[openai."m"]\ninput = 1.0\noutput = 1.0\nlong_context_tokens = 1000\nlong_context_input = 2.0\n'
+    with pytest.raises(ConfigError, match="long_context_output"):
+        PriceTable.from_config(Section(tomllib.loads(text), "gw.toml", "prices"))
+
+
+CATALOG = Path(__file__).resolve().parents[1] / "service" / "provider_gateway" / "catalog" / "models.toml"
+# Model ids the presets, fakes and docs examples use (grep docs/, README.md, examples/, fakes/ and the
+# adapters for model ids); the fakes' made-up ids ("fake-model", "claude-tools", "gemini-error-429")
+# are not models.
+USED = [
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-4o-mini"),
+    ("openai", "gpt-4o-2024-08-06"),
+    ("openai", "gpt-5"),
+    ("openai", "o3"),
+    ("openai", "o3-mini"),
+    ("openai", "o4-mini"),
+    ("azure", "gpt-4o"),
+    ("anthropic", "claude-sonnet-4-5"),
+    ("anthropic", "claude-sonnet-4-5-20250929"),
+    ("anthropic", "claude-haiku-4-5"),
+    ("vertex", "claude-sonnet-4-5@20250929"),
+    ("vertex", "gemini-2.5-flash"),
+    ("vertex", "text-embedding-005"),
+    ("vertex", "text-multilingual-embedding-002"),
+    ("vertex", "gemini-embedding-001"),
+    ("gemini", "gemini-2.5-flash"),
+    ("gemini", "gemini-embedding-001"),
+    ("deepseek", "deepseek-reasoner"),
+    ("groq", "llama-3.3-70b-versatile"),
+    ("mistral", "mistral-small-latest"),
+    ("mistral", "mistral-large-latest"),
+    ("cohere", "command-a-03-2025"),
+    ("cohere", "embed-v4.0"),
+    ("bedrock", "anthropic.claude-3-5-sonnet-20241022-v2:0"),
+    ("bedrock", "us.anthropic.claude-3-5-sonnet-20241022-v2:0"),
+    ("bedrock", "anthropic.claude-opus-4-1-20250805-v1:0"),
+    ("bedrock", "amazon.titan-embed-text-v2:0"),
+    ("bedrock", "cohere.embed-english-v3"),
+    ("bedrock", "amazon.nova-pro-v1:0"),
+    ("ollama", "llama3.2:latest"),
+    ("mock", "echo"),
+]
+
+
+def catalog_models() -> list[tuple[str, str]]:
+    catalog = tomllib.loads(CATALOG.read_text())
+    return [(kind, model) for kind, rows in catalog.items() if isinstance(rows, dict) for model in rows]
+
+
+@pytest.mark.parametrize(("kind", "model"), USED + catalog_models())
+def test_every_model_the_gateway_names_has_a_price(kind: str, model: str) -> None:
+    price = PriceTable.builtin().price(kind, model)
+    assert price is not None, f"no price row for {kind}/{model}"
+    assert price.source
+    assert price.date
+
+
+async def test_images_and_requests_priced_apart_reach_the_finish() -> None:
+    config = (
+        "[providers.mock]\nkind = 'mock'\n"
+        '[prices.mock."echo"]\ninput = 0.0\noutput = 0.0\nper_image = 0.01\nper_request = 0.001\n'
+    )
+    picture = pb.ContentPart(image=pb.Image(data=PNG, media_type="image/png"))
+    request = chat_request("mock/echo", messages=[user("Compare these.", picture, picture)])
+    async with run_gateway(config) as gateway:
+        answer = await gateway.stub.Chat(request, timeout=20)
+    assert answer.finish.cost.amount_micros == 2 * 10_000 + 1_000  # two images at $0.01, one request

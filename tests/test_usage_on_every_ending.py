@@ -4,12 +4,11 @@ in the failed call's trailers, the request log line and the key's quota."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import grpc
 import pytest
-from rpc_util import WAIT_S, chat, collect_until_error
+from rpc_util import WAIT_S, access_line, chat, collect_until_error
 
 FLAKY = """
 [providers.mock.models.flaky]
@@ -43,11 +42,7 @@ async def test_a_cancelled_stream_is_logged_with_what_it_consumed(
             first = await call.read()
             assert first.text_delta.text
             call.cancel()
-            for _ in range(200):  # bounded: the server logs the call once its handler unwinds
-                if any(r.name == "provider_gateway.access" for r in caplog.records):
-                    break
-                await asyncio.sleep(0.05)
-    (line,) = [r for r in caplog.records if r.name == "provider_gateway.access"]
+            line = await access_line(caplog)
     assert line.usage_estimated is True  # type: ignore[attr-defined]
     assert line.output_tokens >= 1  # type: ignore[attr-defined]
     assert line.input_tokens >= 1  # type: ignore[attr-defined]

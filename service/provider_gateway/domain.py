@@ -285,7 +285,7 @@ class ProviderFinish:
 @dataclass(slots=True, frozen=True)
 class Cost:
     """What usage cost by the price table: micro-USD; `known` False when the model has no price
-    (the amount is then unknown, not 0). `usage_source`: "provider", "estimated" or "none"."""
+    (the amount is then unknown, not 0). `usage_source`: "provider", "partial", "estimated" or "none"."""
 
     amount_micros: int
     known: bool

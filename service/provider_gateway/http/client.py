@@ -94,8 +94,10 @@ class Upstream:
         timeouts: Timeouts = DEFAULT,
         secrets: tuple[str, ...] = (),
         errors: ErrorPolicy | None = None,
+        requests_window_s: float = 60.0,
     ) -> None:
         self.host = host
+        self.requests_window_s = requests_window_s  # of the host's request budget (Groq's: a day)
         self.base_url = base_url.rstrip("/")
         self.provider = provider
         self.headers = dict(headers or {})
@@ -154,7 +156,9 @@ class Upstream:
         )
         send = self.host.send(request)
         response = await self._within(send, self.timeouts.first_byte, "response")
-        if info := announced(response.headers):  # on successes too: the limiter slows before a 429
+        if info := announced(
+            response.headers, requests_window_s=self.requests_window_s
+        ):  # on successes too: the limiter slows before a 429
             report_rate_limit(info)
         if response.status_code < 400:
             return response

@@ -54,7 +54,8 @@ def parse_duration(text: str) -> float | None:
     return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
-def _reset_seconds(value: str, now: float) -> float | None:
+def seconds_until_reset(value: str, now: float) -> float | None:
+    """A reset header: a duration, or an epoch time in seconds or milliseconds."""
     seconds = parse_duration(value)
     if seconds is None:
         return None
@@ -98,7 +99,7 @@ def _asked_delay(headers: Mapping[str, str], body: Any, now: float) -> float | N
     resets = [
         s
         for name, value in lowered.items()
-        if name.startswith("x-ratelimit-reset") and (s := _reset_seconds(value, now)) is not None
+        if name.startswith("x-ratelimit-reset") and (s := seconds_until_reset(value, now)) is not None
     ]
     if resets:
         return max(resets)

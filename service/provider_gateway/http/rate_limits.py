@@ -1,10 +1,21 @@
 """The rate limits a provider announces on its responses, and the hook that carries them to the router.
 
 Every HTTP response (success or error) is read once here, in the shared HTTP layer, so that every
-adapter reports what its vendor announces: OpenAI, Azure and most OpenAI-compatible hosts send
-`x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, Anthropic `anthropic-ratelimit-*` for
-requests, tokens, input tokens and output tokens. The router installs a sink for the attempt in
-progress (a context variable), and its AIMD limiter slows down before the first 429.
+adapter reports what its vendor announces (../shared/docs/wire-reference-2.md section 1):
+- OpenAI, Azure, Groq and most OpenAI-compatible hosts: `x-ratelimit-{limit,remaining,reset}-
+  {requests,tokens}` (Azure may send only the remaining figures, and -1 for "no limit");
+- Anthropic: `anthropic-ratelimit-*` for requests, tokens, input tokens and output tokens;
+- OpenRouter (on its 429s) and Together: unsuffixed `x-ratelimit-{limit,remaining,reset}`, a
+  request budget whose reset may be an epoch time (OpenRouter's, in milliseconds);
+- Fireworks: `x-ratelimit-limit-tokens-{prompt,generated}` (and remaining figures where sent);
+- Mistral: `x-ratelimit-{limit,remaining}-{req,tokens}-minute` (as mistralai/client-ts#169 shows
+  them; no reset header seen).
+Resets are durations ("6m0s"), RFC 3339 times or epoch times. A host whose request budget is not
+per minute (Groq's is per day) says so through `requests_window_s`, so that ListProviders does not
+show it as requests per minute. Gemini and Vertex announce nothing on success; their 429's
+google.rpc.RetryInfo is read with the error (http/errors.py), as Bedrock's ThrottlingException is by
+its adapter: the router hears both as RESOURCE_EXHAUSTED. The router installs a sink for the
+attempt in progress (a context variable), and its AIMD limiter slows down before the first 429.
 """
 
 from __future__ import annotations
@@ -15,14 +26,15 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from provider_gateway.http.errors import parse_duration
+from provider_gateway.http.errors import seconds_until_reset
 
 
 @dataclass(slots=True, frozen=True)
 class RateLimitInfo:
     """Figures from `x-ratelimit-*` / `anthropic-ratelimit-*` style headers; None when not sent.
 
-    `reset_s` is the number of seconds until the most constrained budget refills.
+    `reset_s` is the number of seconds until the most constrained budget refills;
+    `requests_window_s` the window of the request budget (tokens are per minute everywhere).
     """
 
     remaining_requests: int | None = None
@@ -30,6 +42,7 @@ class RateLimitInfo:
     remaining_tokens: int | None = None
     limit_tokens: int | None = None
     reset_s: float | None = None
+    requests_window_s: float = 60.0
 
     def headroom(self) -> float | None:
         """The smallest remaining fraction of any budget reported, or None when nothing usable was sent."""
@@ -78,6 +91,13 @@ _OPENAI_REQUESTS = (
     "x-ratelimit-reset-requests",
 )
 _OPENAI_TOKENS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
+_UNSUFFIXED_REQUESTS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+_MISTRAL_REQUESTS = ("x-ratelimit-limit-req-minute", "x-ratelimit-remaining-req-minute", "")
+_MISTRAL_TOKENS = ("x-ratelimit-limit-tokens-minute", "x-ratelimit-remaining-tokens-minute", "")
+_FIREWORKS_TOKENS = tuple(
+    tuple(f"x-ratelimit-{p}-tokens-{family}" for p in ("limit", "remaining", "reset"))
+    for family in ("prompt", "generated")
+)
 _ANTHROPIC_REQUESTS = tuple(f"anthropic-ratelimit-requests-{p}" for p in ("limit", "remaining", "reset"))
 _ANTHROPIC_TOKENS = tuple(
     tuple(f"anthropic-ratelimit-{family}-{p}" for p in ("limit", "remaining", "reset"))
@@ -85,13 +105,24 @@ _ANTHROPIC_TOKENS = tuple(
 )
 
 
-def announced(headers: Mapping[str, str], now: float | None = None) -> RateLimitInfo | None:
+def announced(
+    headers: Mapping[str, str], now: float | None = None, requests_window_s: float = 60.0
+) -> RateLimitInfo | None:
     """What `headers` (a case-insensitive mapping, as httpx's) say of the caller's budgets; None when
     they say nothing. Of several token budgets, the tightest counts."""
     wall = time.time() if now is None else now
-    requests = _budget(headers, _OPENAI_REQUESTS, wall) or _budget(headers, _ANTHROPIC_REQUESTS, wall)
+    requests = next(
+        (
+            b
+            for names in (_OPENAI_REQUESTS, _ANTHROPIC_REQUESTS, _MISTRAL_REQUESTS, _UNSUFFIXED_REQUESTS)
+            if (b := _budget(headers, names, wall))
+        ),
+        None,
+    )
     token_budgets = [
-        b for names in (_OPENAI_TOKENS, *_ANTHROPIC_TOKENS) if (b := _budget(headers, names, wall))
+        b
+        for names in (_OPENAI_TOKENS, *_ANTHROPIC_TOKENS, _MISTRAL_TOKENS, *_FIREWORKS_TOKENS)
+        if (b := _budget(headers, names, wall))
     ]
     tokens = min(token_budgets, key=lambda b: b.fraction) if token_budgets else None
     if requests is None and tokens is None:
@@ -103,28 +134,32 @@ def announced(headers: Mapping[str, str], now: float | None = None) -> RateLimit
         remaining_tokens=tokens.remaining if tokens else None,
         limit_tokens=tokens.limit if tokens else None,
         reset_s=tightest.reset_s,
+        requests_window_s=requests_window_s,
     )
 
 
 def _budget(headers: Mapping[str, str], names: tuple[str, ...], now: float) -> _Budget | None:
-    limit, remaining, reset = (headers.get(name) for name in names)
+    limit, remaining, reset = (headers.get(name) if name else None for name in names)
     if limit is None and remaining is None:
         return None
     return _Budget(_integer(limit), _integer(remaining), _seconds_until(reset, now))
 
 
 def _integer(text: str | None) -> int | None:
+    """A budget figure; None when absent, unreadable or negative (Azure's -1: no figure)."""
     try:
-        return int(text) if text is not None else None
+        value = int(text) if text is not None else None
     except ValueError:
         return None
+    return value if value is None or value >= 0 else None
 
 
 def _seconds_until(text: str | None, now: float) -> float | None:
-    """A reset as OpenAI sends it ("6m0s", "20ms") or as Anthropic does (an RFC 3339 time)."""
+    """A reset as OpenAI sends it ("6m0s", "20ms"), as an epoch time (OpenRouter's, in ms) or as
+    Anthropic does (an RFC 3339 time)."""
     if text is None:
         return None
-    if (seconds := parse_duration(text)) is not None:
+    if (seconds := seconds_until_reset(text, now)) is not None:
         return max(seconds, 0.0)
     try:
         moment = datetime.datetime.fromisoformat(text)

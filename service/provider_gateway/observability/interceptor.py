@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import grpc
 
 from provider_gateway.observability.logs import log_request, redact
-from provider_gateway.observability.request import CURRENT, RequestState
+from provider_gateway.observability.request import CURRENT, UNTRUSTED_OUTCOMES, RequestState
 from provider_gateway.routing.consumption import watching
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
 
 SERVICE_PREFIX = "/provider_gateway.v1.ProviderService/"
+NO_KEY = "_none"  # the cost metric's key label when the gateway has no API keys configured
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -117,8 +118,11 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             state.provider, state.model = finish.provider, finish.model or state.model
             if finish.cost.known:
                 state.cost_micros = finish.cost.amount_micros
-        elif state.attempts == 0 or status in ("INVALID_ARGUMENT", "NOT_FOUND"):
-            state.model = "_invalid" if state.model else ""  # never a client-chosen label
+        else:
+            # A failed request: what its attempts consumed (the Finish would have summed them).
+            state.cost_micros = state.unreported_cost()
+            if state.attempts == 0 or status in ("INVALID_ARGUMENT", "NOT_FOUND"):
+                state.model = "_invalid" if state.model else ""  # never a client-chosen label
         metrics = self.metrics
         if metrics is not None:
             model = metrics.model_label(state.model)
@@ -136,7 +140,14 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 },
             )
             if state.cost_micros:
-                metrics.cost.add(state.cost_micros, {"provider": state.provider, "model": model})
+                key = state.key or NO_KEY  # configured names only: cardinality is the config's
+                metrics.cost.add(state.cost_micros, {"provider": state.provider, "model": model, "key": key})
+            for consumed in state.unreported:  # attempts whose provider never reported it all
+                trusted = status not in UNTRUSTED_OUTCOMES  # else the model is the client's text
+                label = metrics.model_label(consumed.model) if trusted else "_invalid"
+                labels = {"provider": consumed.provider, "model": label}
+                metrics.tokens.add(consumed.usage.input_tokens, {**labels, "direction": "input"})
+                metrics.tokens.add(consumed.usage.output_tokens, {**labels, "direction": "output"})
             if finish is not None:
                 timing = finish.timing
                 short = {"rpc": state.rpc, "provider": state.provider, "model": model}

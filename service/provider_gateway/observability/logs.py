@@ -164,5 +164,7 @@ def log_request(state: Any, status: str, duration_s: float) -> None:
             "attempts": state.attempts,
             "cost_usd_micros": state.cost_micros,  # null: no price known for the model
             "usage_estimated": state.usage_estimated,
+            "usage_source": state.usage_source if state.attempts else "none",
+            "api_key_name": state.key,  # the configured name, never the key
         },
     )

@@ -34,13 +34,27 @@ class RequestState:
     output_tokens: int = 0
     cost_micros: int | None = None  # the request's cost (micro-USD) when known
     usage_estimated: bool = False  # some tokens counted were estimated: an attempt ended without usage
+    usage_source: str = "provider"  # the least certain: "provider", "partial" or "estimated"
+    key: str = ""  # the caller's API key's configured name (never the key), when keys are configured
+    unreported: list[Any] = field(default_factory=list)  # the attempts' `Consumed`, for the metrics
     tried: set[str] = field(default_factory=set)
 
     def add_estimate(self, consumed: Any) -> None:
-        """A `routing.consumption.Consumed`: an attempt that ended without the provider's usage."""
+        """A `routing.consumption.Consumed`: an attempt that ended without the provider's whole usage
+        (partial: what it reported before the end; else estimated)."""
         self.input_tokens += consumed.usage.input_tokens
         self.output_tokens += consumed.usage.output_tokens
-        self.usage_estimated = True
+        self.unreported.append(consumed)
+        if consumed.source == "estimated":
+            self.usage_estimated = True
+            self.usage_source = "estimated"
+        elif self.usage_source == "provider":
+            self.usage_source = "partial"
+
+    def unreported_cost(self) -> int | None:
+        """What the attempts that ended without the provider's whole usage cost, when each is known."""
+        costs = [c.cost for c in self.unreported]
+        return sum(c.amount_micros for c in costs) if costs and all(c.known for c in costs) else None
 
     def begin_attempt(self, provider: str) -> tuple[bool, bool]:
         """Count an attempt: (is_retry, is_failover) — a retry goes back to a provider this request

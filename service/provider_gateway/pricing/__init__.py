@@ -4,32 +4,28 @@ The table ships with the package (prices.toml, versioned, each row with its sour
 the configuration's `[prices.<kind>."<model>"]` rows override or add to it. A model with no row
 has an unknown cost, never 0. Amounts are integer micro-units of USD: a price per million tokens
 is exactly micro-dollars per token, so the sums are exact.
+
+What is priced apart, where the row says so: cache writes by TTL (Anthropic's 1-hour writes cost
+more than its 5-minute ones; the provider's usage names them), reasoning tokens, input images and
+requests; and a prompt past a long-context threshold is billed whole at the long-context tier.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from provider_gateway.config import Section
 from provider_gateway.domain import Cost, Usage
 from provider_gateway.model_ids import row_for
+from provider_gateway.pricing.price import NUMBER_KEYS, PRICE_KEYS, Price, TokenPrices, price_from
 
-PRICE_KEYS = ("input", "output", "cache_read", "cache_write", "source", "date")
+__all__ = ["PRICE_KEYS", "Price", "PriceTable", "TokenPrices", "one_hour_cache_writes", "total"]
 
-
-@dataclass(slots=True, frozen=True)
-class Price:
-    """USD per million tokens (= micro-USD per token)."""
-
-    input: float
-    output: float
-    cache_read: float | None = None  # None: billed as input
-    cache_write: float | None = None
-    source: str = ""
-    date: str = ""
+# What Anthropic's usage calls its 1-hour cache writes: `cache_creation.ephemeral_1h_input_tokens`,
+# flattened into Usage.raw by the adapter as `cache_creation.ephemeral_1h_input_tokens`.
+ONE_HOUR_WRITES = "cache_creation.ephemeral_1h_input_tokens"
 
 
 class PriceTable:
@@ -42,7 +38,7 @@ class PriceTable:
         data = tomllib.loads(resources.files(__package__).joinpath("prices.toml").read_text())
         version = str(data.pop("version", ""))
         return cls(
-            {kind: {m: _price(v) for m, v in models.items()} for kind, models in data.items()}, version
+            {kind: {m: price_from(v) for m, v in models.items()} for kind, models in data.items()}, version
         )
 
     @classmethod
@@ -54,47 +50,57 @@ class PriceTable:
             for model in models:
                 row = models.table(model)
                 row.reject_unknown(PRICE_KEYS)
-                table.rows.setdefault(kind, {})[model] = Price(
-                    input=row.number("input", 0.0, minimum=0),
-                    output=row.number("output", 0.0, minimum=0),
-                    cache_read=row.number("cache_read", 0.0, minimum=0) if "cache_read" in row else None,
-                    cache_write=row.number("cache_write", 0.0, minimum=0) if "cache_write" in row else None,
-                    source=row.string("source", "configuration"),
-                    date=row.string("date", ""),
-                )
+                for key in NUMBER_KEYS:
+                    if key in row:
+                        row.number(key, 0.0, minimum=0)  # checked here, with the key named
+                if "long_context_tokens" in row:
+                    for key in ("long_context_input", "long_context_output"):
+                        if key not in row:
+                            raise row.error(key, "required with long_context_tokens")
+                table.rows.setdefault(kind, {})[model] = price_from(row.raw(), "configuration")
         return table
 
     def price(self, kind: str, model: str) -> Price | None:
         return row_for(self.rows.get(kind, {}), model)
 
-    def cost(self, kind: str, model: str, usage: Usage | None) -> Cost:
-        """The cost of `usage` on `model`; unknown without a price (or without usage)."""
-        source = "none" if usage is None else "estimated" if usage.estimated else "provider"
+    def cost(self, kind: str, model: str, usage: Usage | None, source: str = "", images: int = 0) -> Cost:
+        """The cost of `usage` on `model` (and of `images` input images); unknown without a price (or
+        without usage). `source`: where the usage comes from ("provider", "partial", "estimated");
+        by default, as it says."""
+        if usage is None:
+            source = "none"
+        elif not source:
+            source = "estimated" if usage.estimated else "provider"
         price = self.price(kind, model)
         if usage is None or price is None:
             return Cost(0, known=False, usage_source=source)
-        cached = usage.cache_read_tokens + usage.cache_write_tokens
-        uncached = max(usage.input_tokens - cached, 0)  # input_tokens includes the cache's, normalised
-        read = price.input if price.cache_read is None else price.cache_read
-        write = price.input if price.cache_write is None else price.cache_write
-        micros = (
-            uncached * price.input
-            + usage.cache_read_tokens * read
-            + usage.cache_write_tokens * write
-            + usage.output_tokens * price.output
-        )
+        micros = _token_micros(price.tier(usage.input_tokens), usage)
+        micros += (images * price.per_image + price.per_request) * 1e6
         return Cost(round(micros), known=True, usage_source=source)
 
 
-def _price(row: dict[str, Any]) -> Price:
-    return Price(
-        input=float(row["input"]),
-        output=float(row["output"]),
-        cache_read=float(row["cache_read"]) if "cache_read" in row else None,
-        cache_write=float(row["cache_write"]) if "cache_write" in row else None,
-        source=str(row.get("source", "")),
-        date=str(row.get("date", "")),
+def _token_micros(prices: TokenPrices, usage: Usage) -> float:
+    cached = usage.cache_read_tokens + usage.cache_write_tokens
+    uncached = max(usage.input_tokens - cached, 0)  # input_tokens includes the cache's, normalised
+    read = prices.input if prices.cache_read is None else prices.cache_read
+    write = prices.input if prices.cache_write is None else prices.cache_write
+    write_1h = write if prices.cache_write_1h is None else prices.cache_write_1h
+    long_writes = min(one_hour_cache_writes(usage), usage.cache_write_tokens)
+    reasoning = min(usage.reasoning_tokens, usage.output_tokens) if prices.reasoning is not None else 0
+    return (
+        uncached * prices.input
+        + usage.cache_read_tokens * read
+        + (usage.cache_write_tokens - long_writes) * write
+        + long_writes * write_1h
+        + (usage.output_tokens - reasoning) * prices.output
+        + reasoning * (prices.reasoning or 0.0)
     )
+
+
+def one_hour_cache_writes(usage: Usage) -> int:
+    """The cache writes the provider says were for one hour (priced apart); 0 when it does not say."""
+    value: Any = usage.raw.get(ONE_HOUR_WRITES, 0)
+    return int(value) if isinstance(value, int | float) else 0
 
 
 def total(costs: list[Cost]) -> Cost:
@@ -102,5 +108,6 @@ def total(costs: list[Cost]) -> Cost:
     if not costs:
         return Cost(0, known=False, usage_source="none")
     sources = {c.usage_source for c in costs if c.usage_source != "none"}
-    source = "provider" if sources == {"provider"} else "estimated" if sources else "none"
+    # The least certain source names the whole: one estimate makes the total an estimate.
+    source = next((s for s in ("estimated", "partial", "provider") if s in sources), "none")
     return Cost(sum(c.amount_micros for c in costs), known=all(c.known for c in costs), usage_source=source)

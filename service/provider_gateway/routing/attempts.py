@@ -25,6 +25,7 @@ from provider_gateway.domain import (
     Finish,
     FinishReason,
     GatewayEvent,
+    ImagePart,
     ProviderFinish,
     ReasoningDelta,
     StreamEvent,
@@ -38,6 +39,7 @@ from provider_gateway.http.rate_limits import RATE_LIMIT_SINK, RateLimitInfo
 from provider_gateway.pricing import PriceTable, total
 from provider_gateway.providers.base import CHARS_PER_TOKEN, Provider, estimate_messages, estimate_tokens
 from provider_gateway.providers.open_calls import OpenCalls
+from provider_gateway.providers.reported_usage import PARTIAL_USAGE_SINK
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
 from provider_gateway.routing.consumption import Consumed, report
 from provider_gateway.routing.deployments import Deployment
@@ -85,8 +87,11 @@ class Attempts:
         state = breaker.state.value
         breaker.acquire()
         limiter.acquire()
+        heard = _Heard()  # the usage the provider reported before its end
         scope = _AttemptScope(
-            AttemptInfo(number, deployment.key, state), lambda info: self._rate_limit_info(deployment, info)
+            AttemptInfo(number, deployment.key, state),
+            lambda info: self._rate_limit_info(deployment, info),
+            heard,
         )
         started = time.perf_counter_ns()
         calls = OpenCalls()  # every tool call the stream starts ends before the Finish
@@ -148,8 +153,9 @@ class Attempts:
         except GatewayError as exc:
             exc.provider = exc.provider or deployment.spec.provider
             verdict = True
-            consumed = usage or _estimate(request, relayed)
-            attempts.append(_failed(deployment, exc, started, self._cost(deployment, None, consumed)))
+            consumed, source = _consumed(usage, request, relayed, heard)
+            cost = self._cost(deployment, request, None, consumed, source)
+            attempts.append(_failed(deployment, exc, started, cost))
             await self._judge(deployment, exc)
             raise
         finally:
@@ -157,21 +163,16 @@ class Attempts:
             if not verdict:  # cancelled or an unexpected exception: neither success nor failure
                 breaker.release()
             if usage is None and stream is not None:  # every ending, a cancel included
-                estimate = _estimate(request, relayed)
-                report(
-                    Consumed(
-                        deployment.spec.provider,
-                        deployment.spec.model,
-                        estimate,
-                        self._cost(deployment, finish, estimate),
-                    )
-                )
+                consumed, source = _consumed(None, request, relayed, heard)
+                cost = self._cost(deployment, request, finish, consumed, source)
+                report(Consumed(deployment.spec.provider, deployment.spec.model, consumed, cost, source))
             await _close(stream)
             await self.released()
         if not sent_content:
             deployment.record_ttft((time.perf_counter_ns() - started) / 1e9)
         breaker.record_success()
         limiter.on_success()
+        consumed, source = _consumed(usage, request, relayed, heard)
         attempts.append(
             Attempt(
                 deployment.spec.provider,
@@ -179,21 +180,29 @@ class Attempts:
                 "ok",
                 "",
                 us(time.perf_counter_ns() - started),
-                self._cost(deployment, finish, usage or _estimate(request, relayed)),
+                self._cost(deployment, request, finish, consumed, source),
             )
         )
         for end in calls.close():  # cut by max_tokens, or a vendor that ends none
             yield end
         yield _finish(deployment, finish, attempts, clock)
 
-    def _cost(self, deployment: Deployment, finish: ProviderFinish | None, usage: Usage | None) -> Cost:
+    def _cost(
+        self,
+        deployment: Deployment,
+        request: ChatRequest | CompletionRequest,
+        finish: ProviderFinish | None,
+        usage: Usage | None,
+        source: str,
+    ) -> Cost:
         model = (finish.model if finish else "") or deployment.spec.model
-        return self.prices.cost(deployment.provider.kind, model, usage)
+        images = _images(request) if isinstance(request, ChatRequest) else 0
+        return self.prices.cost(deployment.provider.kind, model, usage, source, images)
 
     async def _judge(self, deployment: Deployment, exc: GatewayError) -> None:
         """What a failure says about the deployment: overloaded, broken, or nothing (a bad request)."""
         if exc.kind is ErrorKind.RESOURCE_EXHAUSTED:
-            deployment.limiter.on_overload()
+            deployment.limiter.on_rate_limited(exc.retry_after)
             deployment.breaker.release()
             if exc.retry_after:
                 await self.store.eject(rate_limit_hold(deployment.key), exc.retry_after)
@@ -209,27 +218,38 @@ class Attempts:
 
 
 class _AttemptScope:
-    """Sets the attempt's context variables around each call into the provider.
+    """Sets the attempt's context variables around each call into the provider: its identity, and
+    the sinks for the rate limits and the partial usage the provider reports.
 
     Only around calls, never across a `yield`: a generator may be resumed or closed from another
     task (grpc closes a cancelled stream elsewhere), where a token from here could not be reset.
     """
 
-    __slots__ = ("info", "sink", "tokens")
+    __slots__ = ("info", "rate_limits", "tokens", "usage")
 
-    def __init__(self, info: AttemptInfo, sink: Callable[[RateLimitInfo], None]) -> None:
-        self.info, self.sink = info, sink
-        self.tokens: list[
-            tuple[Token[AttemptInfo | None], Token[Callable[[RateLimitInfo], None] | None]]
-        ] = []
+    def __init__(
+        self,
+        info: AttemptInfo,
+        rate_limits: Callable[[RateLimitInfo], None],
+        usage: Callable[[Usage], None],
+    ) -> None:
+        self.info, self.rate_limits, self.usage = info, rate_limits, usage
+        self.tokens: list[tuple[Token[Any], Token[Any], Token[Any]]] = []
 
     def __enter__(self) -> None:
-        self.tokens.append((CURRENT_ATTEMPT.set(self.info), RATE_LIMIT_SINK.set(self.sink)))
+        self.tokens.append(
+            (
+                CURRENT_ATTEMPT.set(self.info),
+                RATE_LIMIT_SINK.set(self.rate_limits),
+                PARTIAL_USAGE_SINK.set(self.usage),
+            )
+        )
 
     def __exit__(self, *exc: object) -> None:
-        attempt, sink = self.tokens.pop()
+        attempt, rate_limits, usage = self.tokens.pop()
         CURRENT_ATTEMPT.reset(attempt)
-        RATE_LIMIT_SINK.reset(sink)
+        RATE_LIMIT_SINK.reset(rate_limits)
+        PARTIAL_USAGE_SINK.reset(usage)
 
 
 async def _close(stream: AsyncIterator[StreamEvent] | None) -> None:
@@ -249,6 +269,39 @@ def _estimate(request: ChatRequest | CompletionRequest, relayed_chars: int) -> U
     return Usage(
         input_tokens=prompt, output_tokens=math.ceil(relayed_chars / CHARS_PER_TOKEN), estimated=True
     )
+
+
+def _images(request: ChatRequest) -> int:
+    """Input images, for the vendors that price them apart from tokens."""
+    return sum(isinstance(part, ImagePart) for message in request.messages for part in message.content)
+
+
+class _Heard:
+    """The partial-usage sink of one attempt: keeps the last report (reports are cumulative)."""
+
+    __slots__ = ("usage",)
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+
+    def __call__(self, usage: Usage) -> None:
+        self.usage = usage
+
+
+def _consumed(
+    usage: Usage | None, request: ChatRequest | CompletionRequest, relayed_chars: int, heard: _Heard
+) -> tuple[Usage, str]:
+    """What an attempt consumed, and where that figure comes from: the provider's whole usage
+    ("provider"); else what it did report before the end ("partial": Anthropic's prompt tokens at
+    message_start, an OpenAI usage chunk before a missing [DONE]), its output no less than what was
+    relayed; else an estimate ("estimated")."""
+    if usage is not None:
+        return usage, "provider"
+    estimate = _estimate(request, relayed_chars)
+    if heard.usage is None:
+        return estimate, "estimated"
+    output = max(heard.usage.output_tokens, estimate.output_tokens)
+    return dataclasses.replace(heard.usage, output_tokens=output), "partial"
 
 
 def rate_limit_hold(key: str) -> str:

@@ -1,9 +1,10 @@
-"""What an attempt consumed when its provider did not say: reported on every ending.
+"""What an attempt consumed when its provider did not say it all: reported on every ending.
 
 A stream cut by a failure, a passed deadline or a client that cancels still consumed tokens, and the
-provider bills them. When an attempt ends without the provider's usage, the router estimates it
-(the request's prompt, and the content it relayed, at about four characters a token) and reports
-it here, to whoever watches the request: the server's trailers, the request log and metrics, the
+provider bills them. When an attempt ends without the provider's whole usage, the router takes what
+the provider did report before the end (partial: Anthropic's prompt tokens at message_start, an
+OpenAI usage chunk before a missing [DONE]), else estimates it (the request's prompt, and the
+content it relayed, at about four characters a token), and reports it here, to whoever watches the request: the server's trailers, the request log and metrics, the
 key's quota. A context variable carries the watchers, as the rate-limit sink does, so that the
 router needs none of them.
 """
@@ -22,8 +23,9 @@ from provider_gateway.domain import Cost, Usage
 class Consumed:
     provider: str
     model: str
-    usage: Usage  # estimated: the provider reported none for this attempt
+    usage: Usage  # the provider's whole usage never came for this attempt
     cost: Cost
+    source: str = "estimated"  # "partial": what the provider reported before the end, else an estimate
 
 
 type Watcher = Callable[[Consumed], None]

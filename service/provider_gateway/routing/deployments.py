@@ -2,7 +2,9 @@
 
 `order` returns every deployment of a group, best first, so that failover walks the rest in a
 sensible order: weighted random without replacement, or power of two choices over the expected
-wait (EWMA of time to first token times requests in flight) for the first pick.
+wait (EWMA of time to first token times requests in flight) for the first pick. Either way, a
+deployment whose provider announced that little of its budget remains goes after those with room
+(backups stay last), so load moves away before the provider starts answering 429.
 """
 
 from __future__ import annotations
@@ -90,7 +92,14 @@ def latency_order(deployments: Sequence[Deployment], rng: random.Random) -> list
     return [ordered[0], *rest]
 
 
+def prefer_headroom(ordered: list[Deployment]) -> list[Deployment]:
+    """`ordered` with the deployments low on announced headroom after the others (a stable sort:
+    the balancing order holds within each part); backups (weight 0) stay last."""
+    return sorted(ordered, key=lambda d: (d.spec.weight <= 0, d.limiter.low_on_headroom()))
+
+
 def order(deployments: Sequence[Deployment], strategy: str, rng: random.Random) -> list[Deployment]:
     if len(deployments) <= 1:
         return list(deployments)
-    return latency_order(deployments, rng) if strategy == "latency" else weighted_order(deployments, rng)
+    ordered = latency_order(deployments, rng) if strategy == "latency" else weighted_order(deployments, rng)
+    return prefer_headroom(ordered)

@@ -125,12 +125,19 @@ class Planner:
 
     def observed_rate_limits(self, provider: str) -> RateLimits:
         """The budgets the provider last announced (largest over its deployments: each key has its
-        own), and the concurrency the adaptive limiters of those deployments allow now; zeros for a
+        own; a request budget over another window than a minute, such as Groq's daily one, is not
+        shown as requests per minute), and the concurrency the adaptive limiters of those deployments allow now; zeros for a
         provider that announces nothing."""
-        heard = [d for d in self.deployments.values() if d.spec.provider == provider and d.limiter.announced]
+        heard = [
+            d
+            for d in self.deployments.values()
+            if d.spec.provider == provider and (d.limiter.announced or d.limiter.rate_limited)
+        ]
         announced = [d.limiter.announced for d in heard if d.limiter.announced is not None]
         return RateLimits(
-            requests_per_minute=max((a.limit_requests or 0 for a in announced), default=0),
+            requests_per_minute=max(
+                (a.limit_requests or 0 for a in announced if a.requests_window_s == 60.0), default=0
+            ),
             tokens_per_minute=max((a.limit_tokens or 0 for a in announced), default=0),
             max_concurrent=sum(int(d.limiter.limit) for d in heard),
         )

@@ -17,10 +17,12 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from provider_gateway.domain import GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import deadline as upstream_deadline
+from provider_gateway.observability.request import CURRENT
 from provider_gateway.routing.consumption import Consumed, watching
 from provider_gateway.routing.router import Router
 from provider_gateway.routing.timing import RequestClock
 from provider_gateway.server import convert, validate
+from provider_gateway.server.auth import current_principal
 from provider_gateway.server.coalesce import coalesced
 from provider_gateway.server.health import ProviderHealthBook
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -45,13 +47,17 @@ def _status_details(exc: GatewayError) -> tuple[tuple[str, str | bytes], ...]:
 
 
 def _consumed_trailers(consumed: list[Consumed]) -> tuple[tuple[str, str], ...]:
-    """What a failed request consumed where its providers did not say (estimated), for the client."""
+    """What a failed request consumed where its providers did not say it all, for the client:
+    `usage-source` "partial" when every figure started from what the provider reported before the
+    cut, else "estimated" (and `usage-estimated` true)."""
     if not consumed:
         return ()
+    estimated = any(c.source == "estimated" for c in consumed)
     trailers = [
         ("usage-input-tokens", str(sum(c.usage.input_tokens for c in consumed))),
         ("usage-output-tokens", str(sum(c.usage.output_tokens for c in consumed))),
-        ("usage-estimated", "true"),
+        ("usage-estimated", "true" if estimated else "false"),
+        ("usage-source", "estimated" if estimated else "partial"),
     ]
     if all(c.cost.known for c in consumed):
         trailers.append(("cost-usd-micros", str(sum(c.cost.amount_micros for c in consumed))))
@@ -80,7 +86,16 @@ def _clock(context: grpc.aio.ServicerContext[Any, Any]) -> RequestClock:
     """The request's clock, carrying the client's deadline so retries never outlive it."""
     remaining = context.time_remaining()
     upstream_deadline.set_deadline(remaining)  # caps upstream HTTP timeouts too
+    _name_the_key()
     return RequestClock(deadline=None if remaining is None else time.monotonic() + remaining)
+
+
+def _name_the_key() -> None:
+    """Tell the request's telemetry which configured key calls (its name, never the key): the cost
+    metric and the request log are labelled by it."""
+    state, principal = CURRENT.get(), current_principal.get()
+    if state is not None and principal is not None:
+        state.key = principal.name
 
 
 class ProviderService(pb_grpc.ProviderServiceServicer):

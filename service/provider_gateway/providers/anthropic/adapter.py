@@ -10,7 +10,9 @@ Configuration (`[providers.<name>]`, kind "anthropic"):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from provider_gateway.config import Section
 from provider_gateway.domain import (
@@ -23,12 +25,14 @@ from provider_gateway.domain import (
     ModelInfo,
     StreamEvent,
     TokenCount,
+    Usage,
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.anthropic import codec
 from provider_gateway.providers.base import completion_of
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.reported_usage import report_partial_usage
 from provider_gateway.providers.shapes import count_at
 from provider_gateway.providers.upstream_io import (
     TIMEOUT_KEYS,
@@ -39,6 +43,7 @@ from provider_gateway.providers.upstream_io import (
 )
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
+USAGE_EVENTS = ("message_start", "message_delta")  # the events that carry usage (cumulative)
 KEYS = (
     "kind",
     "base_url",
@@ -67,11 +72,31 @@ async def decode_messages(events: AsyncIterator[SseEvent], provider: str) -> Asy
     """The Messages SSE stream as domain events; a stream without `message_stop` is an error."""
     decoder = codec.MessagesStreamDecoder(provider=provider)
     async for event in events:
-        for item in decoder.feed(decode_json_event(event.data, provider)):
-            yield item
+        data = decode_json_event(event.data, provider)
+        items = decoder.feed(data)
+        if isinstance(data, dict) and data.get("type") in USAGE_EVENTS:
+            # Heard before the end: charged (as partial) if the stream is cut before message_stop.
+            report_partial_usage(with_cache_ttls(codec.normalise_usage(decoder.usage_raw), decoder.usage_raw))
+        for item in items:
+            yield (
+                UsageEvent(with_cache_ttls(item.usage, decoder.usage_raw))
+                if isinstance(item, UsageEvent)
+                else item
+            )
         if decoder.finished:
             return  # message_stop is the last event: do not wait for the server to close
     raise GatewayError(ErrorKind.UNAVAILABLE, "upstream stream ended before message_stop", provider=provider)
+
+
+def with_cache_ttls(usage: Usage, raw: Mapping[str, Any]) -> Usage:
+    """`usage` with the cache writes per TTL that Anthropic reports in `cache_creation`
+    (`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`) kept in its raw figures, flattened
+    (`cache_creation.ephemeral_1h_input_tokens`), so that the 1-hour writes get their own price."""
+    creation = raw.get("cache_creation")
+    if not isinstance(creation, Mapping):
+        return usage
+    ttls = {f"cache_creation.{k}": v for k, v in creation.items() if isinstance(v, int)}
+    return dataclasses.replace(usage, raw={**usage.raw, **ttls}) if ttls else usage
 
 
 class AnthropicProvider(HttpProvider):
@@ -123,7 +148,11 @@ class AnthropicProvider(HttpProvider):
         body = codec.build_messages_body(request, self.options, stream=False)
         upstream = self.upstream(self._for(request.model))
         answer = await upstream.request_json("POST", "/v1/messages", json=body, model=request.model)
-        return codec.MessagesStreamDecoder(provider=self.name).response(answer)
+        response = codec.MessagesStreamDecoder(provider=self.name).response(answer)
+        raw = answer.get("usage") if isinstance(answer, Mapping) else None
+        if not isinstance(raw, Mapping):
+            return response
+        return dataclasses.replace(response, usage=with_cache_ttls(response.usage, raw))
 
     async def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         body = codec.build_complete_body(request, self.options)

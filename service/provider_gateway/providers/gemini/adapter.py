@@ -26,6 +26,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import estimate_tokens
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec
+from provider_gateway.providers.reported_usage import report_partial_usage
 from provider_gateway.providers.shapes import count_at
 from provider_gateway.providers.upstream_io import (
     TIMEOUT_KEYS,
@@ -44,7 +45,12 @@ async def decode_generate(events: AsyncIterator[SseEvent], provider: str) -> Asy
     """GenerateContentResponse chunks as domain events; a stream without a finishReason is an error."""
     decoder = codec.GenerateStreamDecoder(provider=provider)
     async for event in events:
-        for item in decoder.feed(decode_json_event(event.data, provider)):
+        chunk = decode_json_event(event.data, provider)
+        items = decoder.feed(chunk)
+        if isinstance(chunk, dict) and chunk.get("usageMetadata"):
+            # Cumulative in every chunk: charged (as partial) if the stream is cut before its end.
+            report_partial_usage(codec.normalise_usage(decoder.usage_raw))
+        for item in items:
             yield item
     if not decoder.finish_reason:
         raise GatewayError(

@@ -50,6 +50,7 @@ from provider_gateway.providers.openai.presets import PRESETS, Preset
 from provider_gateway.providers.openai.responses_adapter import ResponsesApi
 from provider_gateway.providers.openai.stream import ChatStreamParser
 from provider_gateway.providers.openai.wires import wire_for
+from provider_gateway.providers.reported_usage import report_partial_usage
 from provider_gateway.providers.upstream_io import oversized_event
 from provider_gateway.wire.sse import SseDecoder, SseError
 
@@ -154,6 +155,7 @@ class OpenAIProvider(BaseProvider):
                 params=query,
                 timeouts=timeouts,
                 secrets=(key,) if key else (),
+                requests_window_s=preset.requests_window_s,
             )
 
         responses = None
@@ -242,8 +244,11 @@ class OpenAIProvider(BaseProvider):
                         if event.data.strip() == "[DONE]":
                             done = True
                             break
-                        for domain_event in parser.feed(self._json(event.data)):
+                        data = self._json(event.data)
+                        for domain_event in parser.feed(data):
                             yield domain_event
+                        if data.get("usage") and parser.usage is not None:
+                            report_partial_usage(parser.usage)  # charged if [DONE] never comes
                     if done:
                         break
                 if not done:  # the body's end dispatches a last event without its blank line

@@ -26,13 +26,15 @@ class Preset:
     vision: bool = True
     responses: bool = False  # offers the Responses API (`api = "responses"`)
     max_tokens: int = 16_384
+    requests_window_s: float = 60.0  # the window of its x-ratelimit-*-requests budget
 
 
 PRESETS: dict[str, Preset] = {
     "openai": Preset(
         "https://api.openai.com/v1", "OPENAI_API_KEY", embeddings=True, think_tags=False, responses=True
     ),
-    "groq": Preset("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    # Groq's x-ratelimit-*-requests count requests per day (its -tokens, per minute).
+    "groq": Preset("https://api.groq.com/openai/v1", "GROQ_API_KEY", requests_window_s=86_400.0),
     "deepseek": Preset("https://api.deepseek.com", "DEEPSEEK_API_KEY", deepseek_messages=True, vision=False),
     "xai": Preset("https://api.x.ai/v1", "XAI_API_KEY", stream_usage=False),
     "openrouter": Preset("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),

@@ -1,0 +1,27 @@
+"""Usage a provider reported before its answer was complete, carried to the attempt in progress.
+
+Vendors report some usage early: Anthropic's `message_start` carries the prompt's tokens (cache
+reads and writes included) and `message_delta` the output so far; an OpenAI-compatible host may
+send its usage chunk and then drop the connection before `[DONE]`. An adapter reports what it has
+heard as soon as it hears it; if the stream is then cut, cancelled or timed out, the router charges
+these figures (marked partial) instead of an estimate. The router installs the sink for the attempt
+(a context variable, as for rate limits), so adapters need no router.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+
+from provider_gateway.domain import Usage
+
+PARTIAL_USAGE_SINK: ContextVar[Callable[[Usage], None] | None] = ContextVar(
+    "provider_gateway_partial_usage_sink", default=None
+)
+
+
+def report_partial_usage(usage: Usage) -> None:
+    """The usage heard so far (cumulative: each report replaces the last); a no-op outside the router."""
+    sink = PARTIAL_USAGE_SINK.get()
+    if sink is not None:
+        sink(usage)
