@@ -149,12 +149,40 @@ def test_node_package_is_publishable_with_its_proto() -> None:
     assert {"index.js", "errors.js", "convert.js", "index.d.ts", "proto/"} <= set(package["files"])
 
 
-async def test_node_readme_block_runs_from_the_repository_root(gateway: RunningGateway) -> None:
-    readme = (NODE_DIR / "README.md").read_text()
-    (block,) = re.findall(r"```js\n(.*?)```", readme, re.DOTALL)
+def js_blocks() -> list[tuple[str, str | None]]:
+    """(code, the `text` block right after it or None) for each js block of the README, in order."""
+    blocks = re.findall(r"```(\w+)\n(.*?)```", (NODE_DIR / "README.md").read_text(), re.DOTALL)
+    found = []
+    for i, (language, body) in enumerate(blocks):
+        if language == "js":
+            after = blocks[i + 1] if i + 1 < len(blocks) else None
+            found.append((body, after[1] if after and after[0] == "text" else None))
+    return found
+
+
+async def run_block(block: str, target: str) -> tuple[int, str, str]:
+    """A README block as a user runs it: from the repository root, the target from the environment."""
     assert NODE
-    env = {**os.environ, "PROVIDER_GATEWAY_TARGET": gateway.target}
-    code, out, err = await run_process(NODE, "-e", block, cwd=NODE_DIR.parent.parent, env=env, timeout_s=30)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVIDER_GATEWAY_")}
+    env["PROVIDER_GATEWAY_TARGET"] = target
+    return await run_process(NODE, "-e", block, cwd=NODE_DIR.parent.parent, env=env, timeout_s=30)
+
+
+async def test_node_readme_blocks_print_what_the_readme_says(gateway: RunningGateway) -> None:
+    checked = [(code, expected) for code, expected in js_blocks() if expected]
+    assert len(checked) >= 1
+    for block, expected in checked:
+        code, out, err = await run_block(block, gateway.target)
+        assert code == 0, err
+        lines = out.splitlines()
+        for want in expected.splitlines():
+            assert want in lines, f"{want!r} not in the output:\n{out}"
+            lines = lines[lines.index(want) + 1 :]
+
+
+async def test_node_readme_block_runs_from_the_repository_root(gateway: RunningGateway) -> None:
+    block = js_blocks()[0][0]
+    code, out, err = await run_block(block, gateway.target)
     assert code == 0, err
     assert out.startswith("Mock answer: Hello")
     assert "mock/echo FINISH_REASON_STOP" in out

@@ -318,20 +318,26 @@ async def test_sync_catalogue_calls_are_typed_too(gateway) -> None:
 
 # --- reasoning blocks ----------------------------------------------------------------------------
 
+# A signed block, a redacted one (encrypted data only) and one closed by an item id, then text.
+REASONING_BLOCKS = (
+    ReasoningDelta("First "),
+    ReasoningDelta("thought", signature="sig-1"),
+    ReasoningDelta("", signature="ENCRYPTED", redacted=True),
+    ReasoningDelta("summary", id="rs_1"),
+    TextDelta("answer"),
+)
+
+
+def push_reasoning_blocks(gateway, times: int) -> None:
+    """The mock's next `times` answers are REASONING_BLOCKS (a unary and a streamed one, say)."""
+    for _ in range(times):
+        gateway.provider("mock").push(MockScript(events=REASONING_BLOCKS))
+
 
 async def test_a_streams_reasoning_blocks_keep_signature_redacted_and_id_as_the_unary_answer(gateway) -> None:
     """Each block's opaque state must reach the next turn unchanged, whether the answer was streamed
     or not: a signed block, a redacted one (encrypted data only) and one closed by an item id."""
-    events = [
-        ReasoningDelta("First "),
-        ReasoningDelta("thought", signature="sig-1"),
-        ReasoningDelta("", signature="ENCRYPTED", redacted=True),
-        ReasoningDelta("summary", id="rs_1"),
-        TextDelta("answer"),
-    ]
-    mock = gateway.provider("mock")
-    mock.push(MockScript(events=events))
-    mock.push(MockScript(events=events))
+    push_reasoning_blocks(gateway, times=2)
     async with GatewayClient(gateway.target) as client:
         unary = await client.chat("mock/echo", "Hi")
         streamed = await client.chat_stream("mock/echo", "Hi").final()
