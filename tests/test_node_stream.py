@@ -134,6 +134,30 @@ async def test_leaving_text_stream_early_or_cancel_stops_the_providers_work(gate
         assert stats.completed == 0
 
 
+SHARED_SIGNAL_SCRIPT = """
+const { getEventListeners } = require('node:events');
+const { GatewayClient } = require('.');
+const client = new GatewayClient(process.argv[1]);
+const shutdown = new AbortController(); // one signal for every call, as a server passes its own
+(async () => {
+  for (let i = 0; i < 20; i++) {
+    await client.chatStream({ model: 'mock/echo', prompt: 'Hi', maxTokens: 1 }, { signal: shutdown.signal }).finalText();
+    await client.chat({ model: 'mock/echo', prompt: 'Hi', maxTokens: 1 }, { signal: shutdown.signal });
+  }
+  for await (const _ of client.chatStream({ model: 'mock/echo', prompt: 'Hi' }, { signal: shutdown.signal })) break;
+  client.close();
+  process.stdout.write(String(getEventListeners(shutdown.signal, 'abort').length));
+})().catch((error) => { process.stderr.write(String(error.stack)); process.exit(1); });
+"""
+
+
+async def test_a_signal_shared_by_many_calls_keeps_no_listeners_after_them(gateway) -> None:
+    code, out, err = await run_node("-e", SHARED_SIGNAL_SCRIPT, gateway.target)
+    assert code == 0, err
+    assert out == "0"
+    assert "MaxListenersExceededWarning" not in err
+
+
 TYPED_USE = """
 import {
   GatewayClient, ChatStream, FinalMessage, RateLimitError, RetryPolicy, assistantTurn, collect,
@@ -149,6 +173,8 @@ async function main(): Promise<void> {
     if (event.event === 'textDelta') console.log(event.textDelta.text);
     if (event.event === 'reasoningDelta') console.log(event.reasoningDelta.redacted);
   }
+  const providers = await gateway.listProviders();
+  console.log(providers.providers[0].capabilities?.rateLimits?.requestsPerMinute);
   const final: FinalMessage = await stream.finalMessage();
   const next = assistantTurn(final);
   console.log(next.role, final.usage?.totalTokens, final.finish?.reason, (await collect(stream)).text);

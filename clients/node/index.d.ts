@@ -225,12 +225,24 @@ export interface EmbedResponse {
   provider: string;
   model: string;
 }
+export interface Capabilities {
+  maxTokens: number;
+  streaming: boolean;
+  tools: boolean;
+  vision: boolean;
+  embeddings: boolean;
+  reasoning: boolean;
+  jsonOutput: boolean;
+  exactTokenCount: boolean;
+  rateLimits: { requestsPerMinute: number; tokensPerMinute: number; maxConcurrent: number } | null;
+  completion: boolean;
+}
 export interface ProviderInfo {
   name: string;
   kind: string;
   health: 'PROVIDER_HEALTH_UNSPECIFIED' | 'PROVIDER_HEALTH_SERVING' | 'PROVIDER_HEALTH_NOT_SERVING';
   healthMessage: string;
-  capabilities: JsonObject | null;
+  capabilities: Capabilities | null;
   breakerState: string;
 }
 export interface ListProvidersResponse {

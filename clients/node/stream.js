@@ -142,9 +142,13 @@ class ChatStream {
    */
   constructor(start, policy, deadline, signal) {
     this._abort = new AbortController();
-    if (signal) {
-      if (signal.aborted) this._abort.abort();
-      else signal.addEventListener('abort', () => this._abort.abort(), { once: true });
+    this._detach = () => {};
+    if (signal && signal.aborted) this._abort.abort();
+    else if (signal) {
+      const forward = () => this._abort.abort();
+      signal.addEventListener('abort', forward, { once: true });
+      // Removed when the stream ends: a signal shared by many calls must not collect listeners.
+      this._detach = () => signal.removeEventListener('abort', forward);
     }
     this._accumulator = new Accumulator();
     this._listeners = new Map();
@@ -172,6 +176,7 @@ class ChatStream {
       }
     } finally {
       if (!this._done) await this._events.return(); // left early: cancels the call
+      this._detach();
     }
   }
 
