@@ -19,8 +19,8 @@ from provider_gateway.server.auth import hash_key
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("PROVIDER_GATEWAY_")}
 
 
-@pytest.fixture(scope="module")
-def pki() -> dict[str, Issued]:
+def make_pki() -> dict[str, Issued]:
+    """A server certificate (for localhost and 127.0.0.1) and a client one, from two CAs."""
     server_ca, client_ca = make_ca("server-ca"), make_ca("client-ca")
     return {
         "server_ca": server_ca[0],
@@ -28,6 +28,11 @@ def pki() -> dict[str, Issued]:
         "server": issue(server_ca, "gateway", server=True),
         "client": issue(client_ca, "billing", server=False),
     }
+
+
+@pytest.fixture(scope="module")
+def pki() -> dict[str, Issued]:
+    return make_pki()
 
 
 def trust_files(tmp_path: Path, pki: dict[str, Issued]) -> dict[str, str]:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
+import pytest
 from conftest import RunningGateway, run_gateway
 from processes import run_process
+from test_cli_options import make_pki, trust_files
 from test_node_client import NODE, NODE_DIR, run_node
+from test_tls import Issued, tls_config, write_server_files
 
 from provider_gateway.server.auth import hash_key
 
@@ -201,3 +205,45 @@ async def test_node_example_takes_its_target_from_the_environment(gateway: Runni
     )
     assert code == 0, err
     assert out.startswith("Mock answer: hello from env")
+
+
+TLS_SCRIPT = """
+const { GatewayClient } = require('.');
+const [target, ca, cert, key] = process.argv.slice(1);
+const fromEnv = new GatewayClient(target, { maxRetries: 0 }); // PROVIDER_GATEWAY_CA_FILE, _CERT_FILE, _KEY_FILE
+const fromOptions = new GatewayClient(target, { caFile: ca, certFile: cert, keyFile: key, maxRetries: 0 });
+const plain = new GatewayClient(target, { tls: false, maxRetries: 0, deadlineMs: 5000 });
+const outcome = (promise) => promise.then((r) => r.text || r, (error) => error.codeName);
+(async () => {
+  const out = {
+    fromEnv: await outcome(fromEnv.chat({ model: 'mock/echo', prompt: 'Hi', maxTokens: 3 })),
+    fromOptions: await outcome(fromOptions.health()),
+    plain: await outcome(plain.health()),
+  };
+  [fromEnv, fromOptions, plain].forEach((client) => client.close());
+  process.stdout.write(JSON.stringify(out));
+})().catch((error) => { process.stderr.write(String(error.stack)); process.exit(1); });
+"""
+
+
+@pytest.fixture(scope="module")
+def pki() -> dict[str, Issued]:
+    return make_pki()
+
+
+async def test_node_tls_and_mutual_tls_from_the_environment_or_options(tmp_path: Path, pki) -> None:
+    files = trust_files(tmp_path, pki)
+    ca, cert, key = files["server-ca.crt"], files["client.crt"], files["client.key"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVIDER_GATEWAY_")}
+    env |= {
+        "PROVIDER_GATEWAY_CA_FILE": ca,
+        "PROVIDER_GATEWAY_CERT_FILE": cert,
+        "PROVIDER_GATEWAY_KEY_FILE": key,
+    }
+    assert NODE
+    async with run_gateway(tls_config(write_server_files(tmp_path, pki), require_client_cert=True)) as gw:
+        code, out, err = await run_process(
+            NODE, "-e", TLS_SCRIPT, gw.target, ca, cert, key, cwd=NODE_DIR, env=env, timeout_s=60
+        )
+    assert code == 0, err
+    assert json.loads(out) == {"fromEnv": "Mock answer: Hi", "fromOptions": "SERVING", "plain": "UNAVAILABLE"}

@@ -251,8 +251,17 @@ export interface ListProvidersResponse {
 }
 
 export interface ClientOptions {
-  /** Default: insecure (plaintext). Use grpc.credentials.createSsl() for TLS. */
+  /** Wins over the TLS options below; e.g. grpc.credentials.createSsl(...). */
   credentials?: ChannelCredentials;
+  /** TLS trusting the system's CAs; default PROVIDER_GATEWAY_TLS (1/true/yes/on), else on when a CA
+   * or certificate file is set, else plaintext. */
+  tls?: boolean;
+  /** PEM CA bundle to trust (implies TLS); default PROVIDER_GATEWAY_CA_FILE. */
+  caFile?: string;
+  /** PEM client certificate for mutual TLS, with `keyFile`; default PROVIDER_GATEWAY_CERT_FILE. */
+  certFile?: string;
+  /** PEM private key of `certFile`; default PROVIDER_GATEWAY_KEY_FILE. */
+  keyFile?: string;
   /** Sent as `authorization: Bearer <key>` when the server requires gateway keys; default
    * PROVIDER_GATEWAY_API_KEY. */
   apiKey?: string;

@@ -8,6 +8,7 @@
 // typed errors (errors.js); `maxRetries` retries what is safe to repeat (retries.js); streams are
 // ChatStreams with `textStream` and `finalMessage()` (stream.js). Types for editors are in index.d.ts.
 
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -57,6 +58,27 @@ function loadPackages(protoRoot) {
   };
 }
 
+const TRUE_WORDS = new Set(['1', 'true', 'yes', 'on']);
+const env = (name) => process.env[`PROVIDER_GATEWAY_${name}`] || undefined;
+
+/**
+ * Plaintext, or TLS as the Python client configures it: `tls` (PROVIDER_GATEWAY_TLS) trusts the
+ * system's CAs, `caFile` (PROVIDER_GATEWAY_CA_FILE) a PEM bundle instead and implies TLS, `certFile`
+ * and `keyFile` (PROVIDER_GATEWAY_CERT_FILE, _KEY_FILE) are the client certificate for mutual TLS.
+ */
+function channelCredentials(options) {
+  const caFile = options.caFile || env('CA_FILE');
+  const certFile = options.certFile || env('CERT_FILE');
+  const keyFile = options.keyFile || env('KEY_FILE');
+  const tls = options.tls ?? (TRUE_WORDS.has((env('TLS') || '').toLowerCase()) || Boolean(caFile || certFile));
+  if (!tls) return grpc.credentials.createInsecure();
+  if (Boolean(certFile) !== Boolean(keyFile)) {
+    throw new Error('mutual TLS needs both a client certificate file and its key file');
+  }
+  const read = (file) => (file ? fs.readFileSync(file) : null);
+  return grpc.credentials.createSsl(read(caFile), read(keyFile), read(certFile));
+}
+
 /** A message of the conversation from plain text. */
 function textMessage(role, text) {
   return { role, content: [{ text }] };
@@ -92,7 +114,7 @@ class GatewayClient {
       'grpc.service_config': JSON.stringify(options.serviceConfig || DEFAULT_SERVICE_CONFIG),
       ...(options.channelOptions || {}),
     };
-    const credentials = options.credentials || grpc.credentials.createInsecure();
+    const credentials = options.credentials || channelCredentials(options);
     this.stub = new packages.gateway.ProviderService(target, credentials, channelOptions);
     // The health stub shares the gateway stub's channel, so both see the same connections.
     this.healthStub = new packages.health.Health(target, credentials, {
