@@ -247,3 +247,30 @@ async def test_node_tls_and_mutual_tls_from_the_environment_or_options(tmp_path:
         )
     assert code == 0, err
     assert json.loads(out) == {"fromEnv": "Mock answer: Hi", "fromOptions": "SERVING", "plain": "UNAVAILABLE"}
+
+
+KEY_FILE_SCRIPT = """
+const { GatewayClient } = require('.');
+const client = new GatewayClient(process.argv[1]); // PROVIDER_GATEWAY_API_KEY_FILE
+client.chat({ model: 'mock/echo', prompt: 'from a file', maxTokens: 5 })
+  .then((answer) => answer.text, (error) => error.codeName)
+  .then((out) => { client.close(); process.stdout.write(out); });
+"""
+
+
+async def test_node_key_from_a_file_named_in_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text(KEY + "\n")  # a mounted secret, newline and all
+    (tmp_path / "empty").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVIDER_GATEWAY_")}
+    assert NODE
+    async with run_gateway(CONFIG) as gw:
+        with_key = {**env, "PROVIDER_GATEWAY_API_KEY_FILE": str(tmp_path / "key")}
+        code, out, err = await run_process(NODE, "-e", KEY_FILE_SCRIPT, gw.target, cwd=NODE_DIR, env=with_key)
+        assert (code, out) == (0, "Mock answer: from a file"), err
+        code, out, err = await run_process(NODE, "-e", KEY_FILE_SCRIPT, gw.target, cwd=NODE_DIR, env=env)
+        assert (code, out) == (0, "UNAUTHENTICATED"), err  # the key came from the file
+        empty = {**env, "PROVIDER_GATEWAY_API_KEY_FILE": str(tmp_path / "empty")}
+        code, out, err = await run_process(NODE, "-e", KEY_FILE_SCRIPT, gw.target, cwd=NODE_DIR, env=empty)
+        assert code != 0
+        assert "API key file" in err
+        assert "is empty" in err

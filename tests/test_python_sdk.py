@@ -51,7 +51,7 @@ name = "echo-only"
 sha256 = "{hash_key(KEY)}"
 models = ["mock/echo"]
 """
-ENV_NAMES = ("TARGET", "API_KEY", "TLS", "CA_FILE", "CERT_FILE", "KEY_FILE")
+ENV_NAMES = ("TARGET", "API_KEY", "API_KEY_FILE", "TLS", "CA_FILE", "CERT_FILE", "KEY_FILE")
 
 
 @pytest.fixture(autouse=True)
@@ -237,6 +237,20 @@ async def test_target_and_api_key_from_the_environment_and_arguments_win(
         monkeypatch.setenv("PROVIDER_GATEWAY_TARGET", "127.0.0.1:1")  # nothing listens there
         async with GatewayClient(gw.target) as client:
             assert await client.health() == "SERVING"
+
+
+async def test_api_key_from_a_file_named_in_the_environment(
+    gateway_factory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "key").write_text(KEY + "\n")  # a mounted secret, newline and all
+    (tmp_path / "empty").write_text("")
+    async with gateway_factory(AUTH) as gw:
+        monkeypatch.setenv("PROVIDER_GATEWAY_API_KEY_FILE", str(tmp_path / "key"))
+        async with GatewayClient(gw.target) as client:
+            assert (await client.chat("mock/echo", "from a file")).text.startswith("Mock answer: from a file")
+        monkeypatch.setenv("PROVIDER_GATEWAY_API_KEY_FILE", str(tmp_path / "empty"))
+        with pytest.raises(ValueError, match=r"API key file .*empty"):
+            GatewayClient(gw.target)
 
 
 async def test_tls_and_mutual_tls_from_the_environment(

@@ -263,7 +263,7 @@ export interface ClientOptions {
   /** PEM private key of `certFile`; default PROVIDER_GATEWAY_KEY_FILE. */
   keyFile?: string;
   /** Sent as `authorization: Bearer <key>` when the server requires gateway keys; default
-   * PROVIDER_GATEWAY_API_KEY. */
+   * PROVIDER_GATEWAY_API_KEY, else the file named by PROVIDER_GATEWAY_API_KEY_FILE. */
   apiKey?: string;
   /** Deadline of each call in milliseconds unless the call sets its own; 0 = none. Default 60000. */
   deadlineMs?: number;

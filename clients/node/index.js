@@ -79,6 +79,15 @@ function channelCredentials(options) {
   return grpc.credentials.createSsl(read(caFile), read(keyFile), read(certFile));
 }
 
+/** The key in a secret file (PROVIDER_GATEWAY_API_KEY_FILE), surrounding whitespace stripped; '' for none. */
+function keyFromFile(file) {
+  if (!file) return '';
+  const key = fs.readFileSync(file, 'utf8').trim();
+  // Sending no key would fail later as UNAUTHENTICATED, far from the cause.
+  if (!key) throw new Error(`the API key file ${file} (PROVIDER_GATEWAY_API_KEY_FILE) is empty`);
+  return key;
+}
+
 /** A message of the conversation from plain text. */
 function textMessage(role, text) {
   return { role, content: [{ text }] };
@@ -121,7 +130,7 @@ class GatewayClient {
       ...channelOptions,
       channelOverride: this.stub.getChannel(),
     });
-    this.apiKey = options.apiKey || process.env.PROVIDER_GATEWAY_API_KEY || '';
+    this.apiKey = options.apiKey || env('API_KEY') || keyFromFile(env('API_KEY_FILE'));
     this.defaultDeadlineMs = options.deadlineMs ?? 60_000;
     this.retryPolicy = new RetryPolicy({ maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES });
   }
