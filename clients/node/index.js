@@ -116,7 +116,11 @@ class GatewayClient {
    * @param {import('./index').ClientOptions} [options]
    */
   constructor(target = undefined, options = {}) {
-    target = target || process.env.PROVIDER_GATEWAY_TARGET || DEFAULT_TARGET;
+    target = target || env('TARGET') || DEFAULT_TARGET;
+    // Settings that can fail (a bad maxRetries, an empty key file) are read before the channel opens.
+    this.apiKey = options.apiKey || env('API_KEY') || keyFromFile(env('API_KEY_FILE'));
+    this.defaultDeadlineMs = options.deadlineMs ?? 60_000;
+    this.retryPolicy = new RetryPolicy({ maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES });
     const packages = loadPackages(options.protoRoot || process.env.PROVIDER_GATEWAY_PROTO_ROOT || PROTO_ROOT);
     const channelOptions = {
       ...DEFAULT_CHANNEL_OPTIONS,
@@ -130,9 +134,6 @@ class GatewayClient {
       ...channelOptions,
       channelOverride: this.stub.getChannel(),
     });
-    this.apiKey = options.apiKey || env('API_KEY') || keyFromFile(env('API_KEY_FILE'));
-    this.defaultDeadlineMs = options.deadlineMs ?? 60_000;
-    this.retryPolicy = new RetryPolicy({ maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES });
   }
 
   _metadata() {
