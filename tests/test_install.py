@@ -178,12 +178,16 @@ def test_the_node_client_installs_from_its_tarball_alone(tmp_path: Path) -> None
     script = (
         "const { GatewayClient } = require('@provider-gateway/client');\n"
         "const client = new GatewayClient(process.argv[1]);\n"
-        "client.health().then((status) => { console.log(status); client.close(); })\n"
-        "  .catch((error) => { console.error(error); process.exit(1); });\n"
+        "(async () => {\n"
+        "  console.log(await client.health());\n"
+        "  const stream = client.chatStream({ model: 'mock/echo', prompt: 'Hi', maxTokens: 3 });\n"
+        "  console.log(await stream.finalText());\n"
+        "  client.close();\n"
+        "})().catch((error) => { console.error(error); process.exit(1); });\n"
     )
     with served(tmp_path) as target:
         done = subprocess.run(
             ["node", "-e", script, target], cwd=project, capture_output=True, text=True, timeout=60
         )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "SERVING"
+    assert done.stdout.splitlines() == ["SERVING", "Mock answer: Hi"]  # the stream helper is packaged

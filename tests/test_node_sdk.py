@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
+import pytest
 from conftest import RunningGateway, run_gateway
 from processes import run_process
+from test_cli_options import make_pki, trust_files
 from test_node_client import NODE, NODE_DIR, run_node
+from test_tls import Issued, tls_config, write_server_files
 
 from provider_gateway.server.auth import hash_key
 
@@ -149,12 +153,40 @@ def test_node_package_is_publishable_with_its_proto() -> None:
     assert {"index.js", "errors.js", "convert.js", "index.d.ts", "proto/"} <= set(package["files"])
 
 
-async def test_node_readme_block_runs_from_the_repository_root(gateway: RunningGateway) -> None:
-    readme = (NODE_DIR / "README.md").read_text()
-    (block,) = re.findall(r"```js\n(.*?)```", readme, re.DOTALL)
+def js_blocks() -> list[tuple[str, str | None]]:
+    """(code, the `text` block right after it or None) for each js block of the README, in order."""
+    blocks = re.findall(r"```(\w+)\n(.*?)```", (NODE_DIR / "README.md").read_text(), re.DOTALL)
+    found = []
+    for i, (language, body) in enumerate(blocks):
+        if language == "js":
+            after = blocks[i + 1] if i + 1 < len(blocks) else None
+            found.append((body, after[1] if after and after[0] == "text" else None))
+    return found
+
+
+async def run_block(block: str, target: str) -> tuple[int, str, str]:
+    """A README block as a user runs it: from the repository root, the target from the environment."""
     assert NODE
-    env = {**os.environ, "PROVIDER_GATEWAY_TARGET": gateway.target}
-    code, out, err = await run_process(NODE, "-e", block, cwd=NODE_DIR.parent.parent, env=env, timeout_s=30)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVIDER_GATEWAY_")}
+    env["PROVIDER_GATEWAY_TARGET"] = target
+    return await run_process(NODE, "-e", block, cwd=NODE_DIR.parent.parent, env=env, timeout_s=30)
+
+
+async def test_node_readme_blocks_print_what_the_readme_says(gateway: RunningGateway) -> None:
+    checked = [(code, expected) for code, expected in js_blocks() if expected]
+    assert len(checked) >= 1
+    for block, expected in checked:
+        code, out, err = await run_block(block, gateway.target)
+        assert code == 0, err
+        lines = out.splitlines()
+        for want in expected.splitlines():
+            assert want in lines, f"{want!r} not in the output:\n{out}"
+            lines = lines[lines.index(want) + 1 :]
+
+
+async def test_node_readme_block_runs_from_the_repository_root(gateway: RunningGateway) -> None:
+    block = js_blocks()[0][0]
+    code, out, err = await run_block(block, gateway.target)
     assert code == 0, err
     assert out.startswith("Mock answer: Hello")
     assert "mock/echo FINISH_REASON_STOP" in out
@@ -173,3 +205,72 @@ async def test_node_example_takes_its_target_from_the_environment(gateway: Runni
     )
     assert code == 0, err
     assert out.startswith("Mock answer: hello from env")
+
+
+TLS_SCRIPT = """
+const { GatewayClient } = require('.');
+const [target, ca, cert, key] = process.argv.slice(1);
+const fromEnv = new GatewayClient(target, { maxRetries: 0 }); // PROVIDER_GATEWAY_CA_FILE, _CERT_FILE, _KEY_FILE
+const fromOptions = new GatewayClient(target, { caFile: ca, certFile: cert, keyFile: key, maxRetries: 0 });
+const plain = new GatewayClient(target, { tls: false, maxRetries: 0, deadlineMs: 5000 });
+const outcome = (promise) => promise.then((r) => r.text || r, (error) => error.codeName);
+(async () => {
+  const out = {
+    fromEnv: await outcome(fromEnv.chat({ model: 'mock/echo', prompt: 'Hi', maxTokens: 3 })),
+    fromOptions: await outcome(fromOptions.health()),
+    plain: await outcome(plain.health()),
+  };
+  [fromEnv, fromOptions, plain].forEach((client) => client.close());
+  process.stdout.write(JSON.stringify(out));
+})().catch((error) => { process.stderr.write(String(error.stack)); process.exit(1); });
+"""
+
+
+@pytest.fixture(scope="module")
+def pki() -> dict[str, Issued]:
+    return make_pki()
+
+
+async def test_node_tls_and_mutual_tls_from_the_environment_or_options(tmp_path: Path, pki) -> None:
+    files = trust_files(tmp_path, pki)
+    ca, cert, key = files["server-ca.crt"], files["client.crt"], files["client.key"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVIDER_GATEWAY_")}
+    env |= {
+        "PROVIDER_GATEWAY_CA_FILE": ca,
+        "PROVIDER_GATEWAY_CERT_FILE": cert,
+        "PROVIDER_GATEWAY_KEY_FILE": key,
+    }
+    assert NODE
+    async with run_gateway(tls_config(write_server_files(tmp_path, pki), require_client_cert=True)) as gw:
+        code, out, err = await run_process(
+            NODE, "-e", TLS_SCRIPT, gw.target, ca, cert, key, cwd=NODE_DIR, env=env, timeout_s=60
+        )
+    assert code == 0, err
+    assert json.loads(out) == {"fromEnv": "Mock answer: Hi", "fromOptions": "SERVING", "plain": "UNAVAILABLE"}
+
+
+KEY_FILE_SCRIPT = """
+const { GatewayClient } = require('.');
+const client = new GatewayClient(process.argv[1]); // PROVIDER_GATEWAY_API_KEY_FILE
+client.chat({ model: 'mock/echo', prompt: 'from a file', maxTokens: 5 })
+  .then((answer) => answer.text, (error) => error.codeName)
+  .then((out) => { client.close(); process.stdout.write(out); });
+"""
+
+
+async def test_node_key_from_a_file_named_in_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text(KEY + "\n")  # a mounted secret, newline and all
+    (tmp_path / "empty").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVIDER_GATEWAY_")}
+    assert NODE
+    async with run_gateway(CONFIG) as gw:
+        with_key = {**env, "PROVIDER_GATEWAY_API_KEY_FILE": str(tmp_path / "key")}
+        code, out, err = await run_process(NODE, "-e", KEY_FILE_SCRIPT, gw.target, cwd=NODE_DIR, env=with_key)
+        assert (code, out) == (0, "Mock answer: from a file"), err
+        code, out, err = await run_process(NODE, "-e", KEY_FILE_SCRIPT, gw.target, cwd=NODE_DIR, env=env)
+        assert (code, out) == (0, "UNAUTHENTICATED"), err  # the key came from the file
+        empty = {**env, "PROVIDER_GATEWAY_API_KEY_FILE": str(tmp_path / "empty")}
+        code, out, err = await run_process(NODE, "-e", KEY_FILE_SCRIPT, gw.target, cwd=NODE_DIR, env=empty)
+        assert code != 0
+        assert "API key file" in err
+        assert "is empty" in err

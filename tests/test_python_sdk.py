@@ -16,7 +16,7 @@ from google.rpc import error_details_pb2, status_pb2
 from rpc_util import wait_for
 from test_tls import issue, make_ca, tls_config, write_server_files
 
-from provider_gateway.domain import TextDelta
+from provider_gateway.domain import ReasoningDelta, TextDelta
 from provider_gateway.errors import ErrorKind
 from provider_gateway.errors import GatewayError as ServerError
 from provider_gateway.providers.mock import MockScript
@@ -24,14 +24,18 @@ from provider_gateway.server.auth import hash_key
 from provider_gateway_client import (
     AuthenticationError,
     ChatResult,
+    Embeddings,
     GatewayClient,
     GatewayError,
     InvalidRequestError,
+    ModelInfo,
     NotFoundError,
     PermissionDeniedError,
+    Providers,
     RateLimitError,
     SyncGatewayClient,
     Text,
+    TokenCount,
     ToolCall,
     ToolCallFinished,
     pb,
@@ -47,7 +51,7 @@ name = "echo-only"
 sha256 = "{hash_key(KEY)}"
 models = ["mock/echo"]
 """
-ENV_NAMES = ("TARGET", "API_KEY", "TLS", "CA_FILE", "CERT_FILE", "KEY_FILE")
+ENV_NAMES = ("TARGET", "API_KEY", "API_KEY_FILE", "TLS", "CA_FILE", "CERT_FILE", "KEY_FILE")
 
 
 @pytest.fixture(autouse=True)
@@ -235,6 +239,20 @@ async def test_target_and_api_key_from_the_environment_and_arguments_win(
             assert await client.health() == "SERVING"
 
 
+async def test_api_key_from_a_file_named_in_the_environment(
+    gateway_factory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "key").write_text(KEY + "\n")  # a mounted secret, newline and all
+    (tmp_path / "empty").write_text("")
+    async with gateway_factory(AUTH) as gw:
+        monkeypatch.setenv("PROVIDER_GATEWAY_API_KEY_FILE", str(tmp_path / "key"))
+        async with GatewayClient(gw.target) as client:
+            assert (await client.chat("mock/echo", "from a file")).text.startswith("Mock answer: from a file")
+        monkeypatch.setenv("PROVIDER_GATEWAY_API_KEY_FILE", str(tmp_path / "empty"))
+        with pytest.raises(ValueError, match=r"API key file .*empty"):
+            GatewayClient(gw.target)
+
+
 async def test_tls_and_mutual_tls_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,3 +277,90 @@ async def test_tls_and_mutual_tls_from_the_environment(
         async with GatewayClient(tls=False, max_retries=0, timeout=10) as plaintext:
             with pytest.raises(GatewayError):
                 await plaintext.chat("mock/echo", "Hi")
+
+
+# --- typed catalogue results ---------------------------------------------------------------------
+
+
+async def test_catalogue_calls_return_typed_results_with_the_protobuf_beside_them(gateway_factory) -> None:
+    async with (
+        gateway_factory('[providers.mock]\nkind = "mock"\n[aliases]\nquick = "mock/echo"\n') as gw,
+        GatewayClient(gw.target) as client,
+    ):
+        models = await client.list_models("mock")
+        listed = await client.list_providers()
+        count = await client.count_tokens("mock/echo", "12345678")
+        embedded = await client.embed("mock/embed", ["first", "second"], dimensions=4)
+    echo = next(m for m in models if m.id == "echo")
+    assert isinstance(echo, ModelInfo)
+    assert (echo.name, echo.aliases, echo.context_window, echo.tools) == (
+        "mock/echo",
+        ("quick",),
+        128_000,
+        True,
+    )
+    assert isinstance(echo.raw, pb.ModelInfo)
+    assert next(m for m in models if m.id == "embed").embeddings
+    assert isinstance(listed, Providers)
+    (mock,) = listed.providers
+    assert (listed.default_provider, mock.name, mock.kind, mock.health) == ("mock", "mock", "mock", "serving")
+    assert mock.capabilities.streaming
+    assert isinstance(mock.raw, pb.ProviderInfo)
+    assert isinstance(listed.raw, pb.ListProvidersResponse)
+    assert count == TokenCount(2, count.estimated, "mock", "echo")
+    assert isinstance(count.raw, pb.CountTokensResponse)
+    assert isinstance(embedded, Embeddings)
+    assert [e.index for e in embedded.embeddings] == [0, 1]
+    assert [len(v) for v in embedded.vectors] == [4, 4]
+    assert embedded.vectors[0] != embedded.vectors[1]  # each input its own vector, in input order
+    assert embedded.usage is not None
+    assert embedded.usage.input_tokens > 0
+    assert embedded.raw is not None
+    assert list(embedded.raw.embeddings[1].values) == list(embedded.vectors[1])
+
+
+async def test_sync_catalogue_calls_are_typed_too(gateway) -> None:
+    def use() -> None:
+        with SyncGatewayClient(gateway.target) as client:
+            assert {m.name for m in client.list_models()} >= {"mock/echo", "mock/reasoner"}
+            assert client.list_providers().providers[0].health == "serving"
+            assert client.count_tokens("mock/echo", "abcd").input_tokens == 1
+            assert len(client.embed("mock/embed", ["a"]).vectors[0]) == 16
+
+    await asyncio.to_thread(use)
+
+
+# --- reasoning blocks ----------------------------------------------------------------------------
+
+# A signed block, a redacted one (encrypted data only) and one closed by an item id, then text.
+REASONING_BLOCKS = (
+    ReasoningDelta("First "),
+    ReasoningDelta("thought", signature="sig-1"),
+    ReasoningDelta("", signature="ENCRYPTED", redacted=True),
+    ReasoningDelta("summary", id="rs_1"),
+    TextDelta("answer"),
+)
+
+
+def push_reasoning_blocks(gateway, times: int) -> None:
+    """The mock's next `times` answers are REASONING_BLOCKS (a unary and a streamed one, say)."""
+    for _ in range(times):
+        gateway.provider("mock").push(MockScript(events=REASONING_BLOCKS))
+
+
+async def test_a_streams_reasoning_blocks_keep_signature_redacted_and_id_as_the_unary_answer(gateway) -> None:
+    """Each block's opaque state must reach the next turn unchanged, whether the answer was streamed
+    or not: a signed block, a redacted one (encrypted data only) and one closed by an item id."""
+    push_reasoning_blocks(gateway, times=2)
+    async with GatewayClient(gateway.target) as client:
+        unary = await client.chat("mock/echo", "Hi")
+        streamed = await client.chat_stream("mock/echo", "Hi").final()
+    expected = [
+        ("First thought", "sig-1", False, ""),
+        ("", "ENCRYPTED", True, ""),
+        ("summary", "", False, "rs_1"),
+    ]
+    assert [(p.text, p.signature, p.redacted, p.id) for p in unary.reasoning_parts] == expected
+    assert list(streamed.reasoning_parts) == list(unary.reasoning_parts)
+    assert streamed.reasoning == unary.reasoning == "First thoughtsummary"
+    assert streamed.message() == unary.message()  # the next turn is the same either way

@@ -40,8 +40,17 @@ export interface ContentPart {
   image?: Image;
   toolCall?: ToolCall;
   toolResult?: ToolResult;
-  reasoning?: { text: string; signature?: string };
+  reasoning?: ReasoningPart;
   cacheBreakpoint?: boolean;
+}
+/** One reasoning block with the provider's opaque state, replayed in the next turn unchanged. */
+export interface ReasoningPart {
+  text: string;
+  signature?: string;
+  /** The provider returned the block only encrypted: `text` is empty, `signature` holds the data. */
+  redacted?: boolean;
+  /** The provider's id of the reasoning item (OpenAI Responses). */
+  id?: string;
 }
 export interface Message {
   role: Role;
@@ -145,13 +154,24 @@ export interface Finish {
 
 /** One streamed event; `event` names the field that is set. */
 export type StreamEvent =
-  | { event: 'text_delta'; textDelta: { text: string } }
-  | { event: 'reasoning_delta'; reasoningDelta: { text: string; signature: string } }
-  | { event: 'tool_call_start'; toolCallStart: { index: number; id: string; name: string } }
-  | { event: 'tool_call_delta'; toolCallDelta: { index: number; argumentsDelta: string } }
-  | { event: 'tool_call_end'; toolCallEnd: { index: number; call: ToolCall } }
+  | { event: 'textDelta'; textDelta: { text: string } }
+  | {
+      event: 'reasoningDelta';
+      /** A delta with `signature`, `redacted` or `id` closes a reasoning block. */
+      reasoningDelta: { text: string; signature: string; redacted: boolean; id: string };
+    }
+  | { event: 'toolCallStart'; toolCallStart: { index: number; id: string; name: string } }
+  | { event: 'toolCallDelta'; toolCallDelta: { index: number; argumentsDelta: string } }
+  | { event: 'toolCallEnd'; toolCallEnd: { index: number; call: ToolCall } }
   | { event: 'usage'; usage: Usage }
-  | { event: 'finish'; finish: Finish };
+  | { event: 'finish'; finish: Finish }
+  | { event: 'rawContent'; rawContent: RawContent };
+
+/** Provider output with no typed field yet, as the provider sent it. */
+export interface RawContent {
+  type: string;
+  raw: JsonObject | null;
+}
 
 export interface ChatResponse {
   text: string;
@@ -160,8 +180,8 @@ export interface ChatResponse {
   usage: Usage | null;
   finish: Finish | null;
   reasoningSignature: string;
-  reasoningParts: { text: string; signature: string; redacted: boolean; id: string }[];
-  rawContent: { type: string; raw: JsonObject | null }[];
+  reasoningParts: Required<ReasoningPart>[];
+  rawContent: RawContent[];
 }
 export interface CompleteResponse {
   text: string;
@@ -205,12 +225,24 @@ export interface EmbedResponse {
   provider: string;
   model: string;
 }
+export interface Capabilities {
+  maxTokens: number;
+  streaming: boolean;
+  tools: boolean;
+  vision: boolean;
+  embeddings: boolean;
+  reasoning: boolean;
+  jsonOutput: boolean;
+  exactTokenCount: boolean;
+  rateLimits: { requestsPerMinute: number; tokensPerMinute: number; maxConcurrent: number } | null;
+  completion: boolean;
+}
 export interface ProviderInfo {
   name: string;
   kind: string;
   health: 'PROVIDER_HEALTH_UNSPECIFIED' | 'PROVIDER_HEALTH_SERVING' | 'PROVIDER_HEALTH_NOT_SERVING';
   healthMessage: string;
-  capabilities: JsonObject | null;
+  capabilities: Capabilities | null;
   breakerState: string;
 }
 export interface ListProvidersResponse {
@@ -219,14 +251,27 @@ export interface ListProvidersResponse {
 }
 
 export interface ClientOptions {
-  /** Default: insecure (plaintext). Use grpc.credentials.createSsl() for TLS. */
+  /** Wins over the TLS options below; e.g. grpc.credentials.createSsl(...). */
   credentials?: ChannelCredentials;
+  /** TLS trusting the system's CAs; default PROVIDER_GATEWAY_TLS (1/true/yes/on), else on when a CA
+   * or certificate file is set, else plaintext. */
+  tls?: boolean;
+  /** PEM CA bundle to trust (implies TLS); default PROVIDER_GATEWAY_CA_FILE. */
+  caFile?: string;
+  /** PEM client certificate for mutual TLS, with `keyFile`; default PROVIDER_GATEWAY_CERT_FILE. */
+  certFile?: string;
+  /** PEM private key of `certFile`; default PROVIDER_GATEWAY_KEY_FILE. */
+  keyFile?: string;
   /** Sent as `authorization: Bearer <key>` when the server requires gateway keys; default
-   * PROVIDER_GATEWAY_API_KEY. */
+   * PROVIDER_GATEWAY_API_KEY, else the file named by PROVIDER_GATEWAY_API_KEY_FILE. */
   apiKey?: string;
   /** Deadline of each call in milliseconds unless the call sets its own; 0 = none. Default 60000. */
   deadlineMs?: number;
-  /** Replaces DEFAULT_SERVICE_CONFIG (round robin, retry UNAVAILABLE on unary calls). */
+  /** Retries of a call that failed with UNAVAILABLE or a rate limit (RESOURCE_EXHAUSTED), waiting
+   * with jittered exponential backoff, or at least the RetryInfo delay; a stream only before its
+   * first event. The call's deadline bounds all its attempts. Default 2; 0 turns retrying off. */
+  maxRetries?: number;
+  /** Replaces DEFAULT_SERVICE_CONFIG (round robin; no channel retries, `maxRetries` does them). */
   serviceConfig?: JsonObject;
   /** Extra or overriding channel options. */
   channelOptions?: ChannelOptions;
@@ -235,25 +280,65 @@ export interface ClientOptions {
 }
 
 export interface CallOptions {
+  /** Deadline of the whole call, its retries included. */
   deadlineMs?: number;
-  /** Aborting cancels the call; the gateway then stops the upstream request. */
+  /** Aborting cancels the call (or the wait before a retry); the gateway then stops the upstream request. */
   signal?: AbortSignal;
 }
 
-export interface Collected {
+/** A tool call of a streamed answer, its arguments parsed. `incomplete`: cut by max_tokens or not a
+ * JSON object; `arguments` is then `{}` and `argumentsJson` holds what arrived: do not run the tool. */
+export interface ParsedToolCall {
+  id: string;
+  name: string;
+  argumentsJson: string;
+  incomplete: boolean;
+  arguments: JsonObject;
+}
+
+/** A stream's whole answer, as `finalMessage()` and `collect()` build it: the unary ChatResponse's
+ * fields, tool calls with parsed arguments. */
+export interface FinalMessage {
   text: string;
   reasoning: string;
-  toolCalls: ToolCall[];
+  reasoningParts: Required<ReasoningPart>[];
+  toolCalls: ParsedToolCall[];
   usage: Usage | null;
   finish: Finish | null;
+  rawContent: RawContent[];
+}
+/** @deprecated the name of `FinalMessage` before the stream helper. */
+export type Collected = FinalMessage;
+
+export interface ChatStreamListeners {
+  event: (event: StreamEvent) => void;
+  text: (delta: string, textSoFar: string) => void;
+  reasoning: (delta: string, reasoningSoFar: string) => void;
+  toolCall: (call: ParsedToolCall) => void;
+}
+
+/** What `chatStream` and `completeStream` return. Leaving a `for await` early, `cancel()` or the
+ * call's AbortSignal cancels the call; a failed stream throws a GatewayError. */
+export class ChatStream implements AsyncIterable<StreamEvent> {
+  [Symbol.asyncIterator](): AsyncGenerator<StreamEvent, void, undefined>;
+  /** Only the answer text, piece by piece (the other events still count for `finalMessage()`). */
+  readonly textStream: AsyncGenerator<string, void, undefined>;
+  /** Called as events pass, whoever reads the stream. */
+  on<K extends keyof ChatStreamListeners>(name: K, listener: ChatStreamListeners[K]): this;
+  /** Reads the rest of the stream; the whole answer. */
+  finalMessage(): Promise<FinalMessage>;
+  finalText(): Promise<string>;
+  cancel(): void;
+  /** The grpc-js stream of the current attempt (null before the first). */
+  readonly call: ClientReadableStream<unknown> | null;
 }
 
 export class GatewayClient {
   /** `target` defaults to PROVIDER_GATEWAY_TARGET, else localhost:50051. */
   constructor(target?: string, options?: ClientOptions);
-  chatStream(request: ChatRequest, options?: CallOptions): EventStream;
+  chatStream(request: ChatRequest, options?: CallOptions): ChatStream;
   chat(request: ChatRequest, options?: CallOptions): Promise<ChatResponse>;
-  completeStream(request: CompleteRequest, options?: CallOptions): EventStream;
+  completeStream(request: CompleteRequest, options?: CallOptions): ChatStream;
   complete(request: CompleteRequest, options?: CallOptions): Promise<CompleteResponse>;
   listModels(provider?: string, options?: CallOptions): Promise<ModelInfo[]>;
   listProviders(options?: CallOptions): Promise<ListProvidersResponse>;
@@ -295,7 +380,23 @@ export function gatewayError(error: ServiceError): GatewayError;
 export const DEFAULT_SERVICE_CONFIG: JsonObject;
 export const DEFAULT_TARGET: string;
 export const SERVICE: string;
-export function collect(stream: AsyncIterable<StreamEvent>): Promise<Collected>;
+export function collect(stream: AsyncIterable<StreamEvent>): Promise<FinalMessage>;
+/** An answer (`chat()`'s or `finalMessage()`'s) as the assistant turn of the next request:
+ * reasoning blocks, text, tool calls. */
+export function assistantTurn(answer: {
+  text: string;
+  reasoningParts?: ReasoningPart[];
+  toolCalls?: ToolCall[];
+}): Message;
+
+export const DEFAULT_MAX_RETRIES: number;
+/** The retry policy `maxRetries` configures (exported for tests and custom loops). */
+export class RetryPolicy {
+  constructor(options?: { maxRetries?: number; initialBackoffMs?: number; maxBackoffMs?: number });
+  maxRetries: number;
+  /** Milliseconds to wait before retry number `retry` (0 first), or null to give up. */
+  waitBeforeMs(retry: number, error: GatewayError, deadline: number | null): number | null;
+}
 export function userMessage(text: string): Message;
 export function systemMessage(text: string): Message;
 export function assistantMessage(text: string): Message;

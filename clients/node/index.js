@@ -5,38 +5,26 @@
 // scripts/gen_proto.py keeps in step (a test checks it), so the package installs on its own; no
 // generated code. The public surface is camelCase with plain JSON objects (proto-loader renames the
 // fields; convert.js turns Structs into objects); the wire's snake_case stays inside. Failures are
-// typed errors (errors.js). Types for editors are in index.d.ts.
+// typed errors (errors.js); `maxRetries` retries what is safe to repeat (retries.js); streams are
+// ChatStreams with `textStream` and `finalMessage()` (stream.js). Types for editors are in index.d.ts.
 
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const errors = require('./errors');
-const { requestToWire, responseFromWire, eventFromWire, toStruct, fromStruct } = require('./convert');
+const { requestToWire, responseFromWire, toStruct, fromStruct } = require('./convert');
+const { RetryPolicy, DEFAULT_MAX_RETRIES, sleep } = require('./retries');
+const { ChatStream, assistantTurn, collect } = require('./stream');
 
 const SERVICE = 'provider_gateway.v1.ProviderService';
 const DEFAULT_TARGET = 'localhost:50051';
 const PROTO_ROOT = path.join(__dirname, 'proto');
 
-// Unary calls are safe to retry when the server was not reached or refused before doing work
-// (UNAVAILABLE); streams are never retried by the channel, since output may already have been
-// shown. round_robin spreads calls over every address a name resolves to (e.g. a headless
-// Kubernetes Service through `dns:///`).
-const UNARY_METHODS = ['Chat', 'Complete', 'ListModels', 'CountTokens', 'Embed', 'ListProviders'];
-const DEFAULT_SERVICE_CONFIG = Object.freeze({
-  loadBalancingConfig: [{ round_robin: {} }],
-  methodConfig: [
-    {
-      name: UNARY_METHODS.map((method) => ({ service: SERVICE, method })),
-      retryPolicy: {
-        maxAttempts: 4,
-        initialBackoff: '0.1s',
-        maxBackoff: '2s',
-        backoffMultiplier: 2,
-        retryableStatusCodes: ['UNAVAILABLE'],
-      },
-    },
-  ],
-});
+// round_robin spreads calls over every address a name resolves to (e.g. a headless Kubernetes
+// Service through `dns:///`). No retryPolicy: the client retries itself (`maxRetries`, retries.js),
+// honouring RetryInfo, and a second layer in the channel would multiply the attempts.
+const DEFAULT_SERVICE_CONFIG = Object.freeze({ loadBalancingConfig: [{ round_robin: {} }] });
 
 // Keepalive pings at most every 30 s; the server allows one every 10 s, so it never answers
 // with GOAWAY "too_many_pings".
@@ -70,6 +58,36 @@ function loadPackages(protoRoot) {
   };
 }
 
+const TRUE_WORDS = new Set(['1', 'true', 'yes', 'on']);
+const env = (name) => process.env[`PROVIDER_GATEWAY_${name}`] || undefined;
+
+/**
+ * Plaintext, or TLS as the Python client configures it: `tls` (PROVIDER_GATEWAY_TLS) trusts the
+ * system's CAs, `caFile` (PROVIDER_GATEWAY_CA_FILE) a PEM bundle instead and implies TLS, `certFile`
+ * and `keyFile` (PROVIDER_GATEWAY_CERT_FILE, _KEY_FILE) are the client certificate for mutual TLS.
+ */
+function channelCredentials(options) {
+  const caFile = options.caFile || env('CA_FILE');
+  const certFile = options.certFile || env('CERT_FILE');
+  const keyFile = options.keyFile || env('KEY_FILE');
+  const tls = options.tls ?? (TRUE_WORDS.has((env('TLS') || '').toLowerCase()) || Boolean(caFile || certFile));
+  if (!tls) return grpc.credentials.createInsecure();
+  if (Boolean(certFile) !== Boolean(keyFile)) {
+    throw new Error('mutual TLS needs both a client certificate file and its key file');
+  }
+  const read = (file) => (file ? fs.readFileSync(file) : null);
+  return grpc.credentials.createSsl(read(caFile), read(keyFile), read(certFile));
+}
+
+/** The key in a secret file (PROVIDER_GATEWAY_API_KEY_FILE), surrounding whitespace stripped; '' for none. */
+function keyFromFile(file) {
+  if (!file) return '';
+  const key = fs.readFileSync(file, 'utf8').trim();
+  // Sending no key would fail later as UNAUTHENTICATED, far from the cause.
+  if (!key) throw new Error(`the API key file ${file} (PROVIDER_GATEWAY_API_KEY_FILE) is empty`);
+  return key;
+}
+
 /** A message of the conversation from plain text. */
 function textMessage(role, text) {
   return { role, content: [{ text }] };
@@ -98,22 +116,24 @@ class GatewayClient {
    * @param {import('./index').ClientOptions} [options]
    */
   constructor(target = undefined, options = {}) {
-    target = target || process.env.PROVIDER_GATEWAY_TARGET || DEFAULT_TARGET;
+    target = target || env('TARGET') || DEFAULT_TARGET;
+    // Settings that can fail (a bad maxRetries, an empty key file) are read before the channel opens.
+    this.apiKey = options.apiKey || env('API_KEY') || keyFromFile(env('API_KEY_FILE'));
+    this.defaultDeadlineMs = options.deadlineMs ?? 60_000;
+    this.retryPolicy = new RetryPolicy({ maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES });
     const packages = loadPackages(options.protoRoot || process.env.PROVIDER_GATEWAY_PROTO_ROOT || PROTO_ROOT);
     const channelOptions = {
       ...DEFAULT_CHANNEL_OPTIONS,
       'grpc.service_config': JSON.stringify(options.serviceConfig || DEFAULT_SERVICE_CONFIG),
       ...(options.channelOptions || {}),
     };
-    const credentials = options.credentials || grpc.credentials.createInsecure();
+    const credentials = options.credentials || channelCredentials(options);
     this.stub = new packages.gateway.ProviderService(target, credentials, channelOptions);
     // The health stub shares the gateway stub's channel, so both see the same connections.
     this.healthStub = new packages.health.Health(target, credentials, {
       ...channelOptions,
       channelOverride: this.stub.getChannel(),
     });
-    this.apiKey = options.apiKey || process.env.PROVIDER_GATEWAY_API_KEY || '';
-    this.defaultDeadlineMs = options.deadlineMs ?? 60_000;
   }
 
   _metadata() {
@@ -122,27 +142,46 @@ class GatewayClient {
     return metadata;
   }
 
-  _callOptions(options = {}) {
+  /** The call's absolute deadline (ms since the epoch), shared by all its attempts; null for none. */
+  _deadline(options = {}) {
     const ms = options.deadlineMs ?? this.defaultDeadlineMs;
-    return ms ? { deadline: Date.now() + ms } : {};
+    return ms ? Date.now() + ms : null;
   }
 
-  _unary(stub, method, request, options) {
+  _attempt(stub, method, request, deadline, signal) {
     return new Promise((resolve, reject) => {
-      const call = stub[method](request, this._metadata(), this._callOptions(options), (error, response) =>
+      const callOptions = deadline ? { deadline } : {};
+      const call = stub[method](request, this._metadata(), callOptions, (error, response) =>
         error ? reject(errors.gatewayError(error)) : resolve(response),
       );
-      cancelOnAbort(call, options && options.signal);
+      cancelOnAbort(call, signal);
     });
   }
 
-  _stream(method, request, options) {
-    const call = this.stub[method](request, this._metadata(), this._callOptions(options));
-    cancelOnAbort(call, options && options.signal);
-    return typedEvents(call);
+  async _unary(stub, method, request, options = {}) {
+    const deadline = this._deadline(options);
+    for (let retry = 0; ; retry++) {
+      try {
+        return await this._attempt(stub, method, request, deadline, options.signal);
+      } catch (error) {
+        const wait = this.retryPolicy.waitBeforeMs(retry, error, deadline);
+        if (wait === null) throw error;
+        await sleep(wait, options.signal);
+      }
+    }
   }
 
-  /** Streams a chat answer: an async iterable of StreamEvent; the last event is `finish`. */
+  _stream(method, request, options = {}) {
+    const deadline = this._deadline(options);
+    const start = (signal) => {
+      const call = this.stub[method](request, this._metadata(), deadline ? { deadline } : {});
+      cancelOnAbort(call, signal);
+      return call;
+    };
+    return new ChatStream(start, this.retryPolicy, deadline, options.signal);
+  }
+
+  /** Streams a chat answer: a ChatStream (an async iterable of events, the last `finish`). */
   chatStream(request, options) {
     return this._stream('ChatStream', toChatRequest(request), options);
   }
@@ -188,27 +227,6 @@ class GatewayClient {
   }
 }
 
-/**
- * The call's events as an async iterable of plain events that throws typed errors; leaving a
- * `for await` early cancels the call (the gateway then stops the provider's work). `cancel()`
- * cancels it too, and `call` is the grpc-js stream.
- */
-function typedEvents(call) {
-  async function* events() {
-    try {
-      for await (const event of call) yield eventFromWire(event);
-    } catch (error) {
-      throw errors.gatewayError(error);
-    } finally {
-      call.cancel(); // a no-op after a clean end
-    }
-  }
-  const iterable = events();
-  iterable.cancel = () => call.cancel();
-  iterable.call = call;
-  return iterable;
-}
-
 function cancelOnAbort(call, signal) {
   if (!signal) return;
   if (signal.aborted) {
@@ -221,40 +239,17 @@ function cancelOnAbort(call, signal) {
   call.on('status', detach);
 }
 
-/** Collects a stream into { text, reasoning, toolCalls, usage, finish }. */
-async function collect(stream) {
-  const result = { text: '', reasoning: '', toolCalls: [], usage: null, finish: null };
-  for await (const event of stream) {
-    switch (event.event) {
-      case 'textDelta':
-        result.text += event.textDelta.text;
-        break;
-      case 'reasoningDelta':
-        result.reasoning += event.reasoningDelta.text;
-        break;
-      case 'toolCallEnd':
-        result.toolCalls.push(event.toolCallEnd.call);
-        break;
-      case 'usage':
-        result.usage = event.usage;
-        break;
-      case 'finish':
-        result.finish = event.finish;
-        break;
-      default:
-        break;
-    }
-  }
-  return result;
-}
-
 module.exports = {
   ...errors,
   GatewayClient,
+  ChatStream,
+  RetryPolicy,
+  DEFAULT_MAX_RETRIES,
   DEFAULT_SERVICE_CONFIG,
   DEFAULT_TARGET,
   SERVICE,
   collect,
+  assistantTurn,
   userMessage,
   systemMessage,
   assistantMessage,

@@ -19,7 +19,14 @@ from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
 DEFAULT_TARGET = "localhost:50051"
-API_KEY_ENV = "PROVIDER_GATEWAY_API_KEY"
+# The client commands read the variables the Python and Node clients read (clients/python/README.md).
+ENV_PREFIX = "PROVIDER_GATEWAY_"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+
+
+def _env(name: str) -> str | None:
+    """A PROVIDER_GATEWAY_* variable; set but empty counts as unset, as in the clients."""
+    return os.environ.get(ENV_PREFIX + name) or None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -111,6 +118,8 @@ def _metadata(args: argparse.Namespace) -> list[tuple[str, str]] | None:
                 key = file.read().strip()
         except OSError as exc:
             raise SystemExit(f"provider-gateway: cannot read {args.api_key_file}: {exc.strerror}") from None
+        if not key:  # sending no key would fail later as UNAUTHENTICATED, far from the cause
+            raise SystemExit(f"provider-gateway: the API key file {args.api_key_file} is empty")
     return [("authorization", f"Bearer {key}")] if key else None
 
 
@@ -127,6 +136,9 @@ def _chat(args: argparse.Namespace) -> int:
     reasoning_shown = False
     with channel:
         for event in stub.ChatStream(request, timeout=args.timeout, metadata=_metadata(args)):
+            if args.json:  # one JSON object a line, as each event arrives
+                print(json.dumps(json_format.MessageToDict(event), separators=(",", ":")), flush=True)
+                continue
             kind = event.WhichOneof("event")
             if reasoning_shown and kind != "reasoning_delta":
                 sys.stderr.write("\n")  # end the reasoning line before the answer starts
@@ -143,6 +155,8 @@ def _chat(args: argparse.Namespace) -> int:
                 sys.stdout.write(f"\n[tool call {call.name}({call.arguments_json}) id={call.id}]")
             elif kind == "finish":
                 finish = event.finish
+    if args.json:
+        return 0
     sys.stdout.write("\n")
     if finish is not None and args.verbose:
         reason = pb.FinishReason.Name(finish.reason)
@@ -197,7 +211,7 @@ def _health(args: argparse.Namespace) -> int:
             metadata=_metadata(args),
         )
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-    print(status)
+    print(json.dumps({"status": status}) if args.json else status)
     return 0 if status == "SERVING" else 1
 
 
@@ -248,20 +262,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
+
+        def from_env(flag: str, variable: str, help_text: str) -> None:
+            """An option whose default is the PROVIDER_GATEWAY_* variable the clients read."""
+            sub.add_argument(
+                flag, default=_env(variable), help=f"{help_text} (default ${ENV_PREFIX}{variable})"
+            )
+
         sub.add_argument(
-            "--target", default=DEFAULT_TARGET, help=f"gateway address (default {DEFAULT_TARGET})"
+            "--target",
+            default=_env("TARGET") or DEFAULT_TARGET,
+            help=f"gateway address (default ${ENV_PREFIX}TARGET, else {DEFAULT_TARGET})",
         )
         sub.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
-        sub.add_argument(
-            "--api-key",
-            default=os.environ.get(API_KEY_ENV) or None,
-            help=f"gateway API key, if the server requires one (default ${API_KEY_ENV}; an argument shows in ps)",
+        from_env(
+            "--api-key", "API_KEY", "gateway API key, if the server requires one; an argument shows in ps"
         )
-        sub.add_argument("--api-key-file", help="read the gateway API key from this file")
-        sub.add_argument("--tls", action="store_true", help="connect with TLS, trusting the system's CAs")
-        sub.add_argument("--ca-file", help="PEM CA bundle to trust (implies --tls)")
-        sub.add_argument("--cert-file", help="PEM client certificate, for mutual TLS (with --key-file)")
-        sub.add_argument("--key-file", help="PEM private key of --cert-file")
+        from_env("--api-key-file", "API_KEY_FILE", "read the gateway API key from this file")
+        sub.add_argument(
+            "--tls",
+            action="store_true",
+            default=(_env("TLS") or "").lower() in TRUE_WORDS,
+            help=f"connect with TLS, trusting the system's CAs (default ${ENV_PREFIX}TLS)",
+        )
+        from_env("--ca-file", "CA_FILE", "PEM CA bundle to trust, implies --tls")
+        from_env("--cert-file", "CERT_FILE", "PEM client certificate, for mutual TLS with --key-file")
+        from_env("--key-file", "KEY_FILE", "PEM private key of --cert-file")
         sub.add_argument(
             "--server-name", help="the name the server's certificate must carry, if not the target's"
         )
@@ -274,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int, default=0)
     chat.add_argument("--show-reasoning", action="store_true", help="print reasoning to stderr")
     chat.add_argument("--verbose", "-v", action="store_true", help="print who answered and the overhead")
+    chat.add_argument("--json", action="store_true", help="print each stream event as one line of JSON")
     chat.set_defaults(func=_chat)
 
     models = client_command("models", "list models, with their aliases")
@@ -287,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = client_command("health", "check the standard gRPC health service")
     health.add_argument("--service", default="", help="entry to check ('' = whole server, provider/<name>)")
+    health.add_argument("--json", action="store_true", help='print {"status": ...} as JSON')
     health.set_defaults(func=_health)
     add_fake_upstream(commands)
     return parser

@@ -6,8 +6,9 @@
 
 `chat` returns a `ChatResult`; `chat_stream` a stream of typed events (`Text`, `Reasoning`,
 `ToolCallStarted`, `ToolCallArguments`, `ToolCallFinished`, `UsageReport`, `Finished`) with
-`text_stream` and `final()`; failures raise `GatewayError` subclasses. `pb` is the generated
-protobuf module for building requests with every field.
+`text_stream` and `final()`; `list_models`, `list_providers`, `count_tokens` and `embed` return
+`ModelInfo`s, `Providers`, `TokenCount` and `Embeddings`; failures raise `GatewayError`
+subclasses. `pb` is the generated protobuf module for building requests with every field.
 """
 
 from provider_gateway_client.client import GatewayClient
@@ -35,6 +36,16 @@ from provider_gateway_client.events import (
     text_of,
     typed_event,
 )
+from provider_gateway_client.info import (
+    Capabilities,
+    Embedding,
+    Embeddings,
+    ModelInfo,
+    ProviderInfo,
+    Providers,
+    RateLimits,
+    TokenCount,
+)
 from provider_gateway_client.requests import chat_request, complete_request, message
 from provider_gateway_client.results import ChatResult, ToolCall, tool_result
 from provider_gateway_client.streams import AsyncChatStream, ChatStream
@@ -47,20 +58,28 @@ __all__ = [
     "SERVICE_CONFIG",
     "AsyncChatStream",
     "AuthenticationError",
+    "Capabilities",
     "ChatResult",
     "ChatStream",
     "DeadlineExceededError",
+    "Embedding",
+    "Embeddings",
     "Event",
     "Finished",
     "GatewayClient",
     "GatewayError",
     "InvalidRequestError",
+    "ModelInfo",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProviderInfo",
+    "Providers",
     "RateLimitError",
+    "RateLimits",
     "Reasoning",
     "SyncGatewayClient",
     "Text",
+    "TokenCount",
     "ToolCall",
     "ToolCallArguments",
     "ToolCallFinished",

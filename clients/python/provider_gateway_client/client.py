@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from provider_gateway_client import health
+from provider_gateway_client import health, info
 from provider_gateway_client.config import (
     CHANNEL_OPTIONS,
     DEFAULT_TIMEOUT_S,
@@ -22,6 +22,7 @@ from provider_gateway_client.config import (
     settings,
 )
 from provider_gateway_client.errors import gateway_error, retry_after
+from provider_gateway_client.info import Embeddings, ModelInfo, Providers, TokenCount
 from provider_gateway_client.requests import Prompt, chat_request, complete_request, message
 from provider_gateway_client.results import ChatResult, chat_result
 from provider_gateway_client.retries import DEFAULT_MAX_RETRIES, RetryPolicy, deadline_of, remaining
@@ -143,24 +144,24 @@ class GatewayClient:
     ) -> AsyncChatStream:
         return self._stream(self.stub.CompleteStream, complete_request(model, prompt, **fields), timeout)
 
-    async def list_models(self, provider: str = "", *, timeout: float | None = None) -> list[pb.ModelInfo]:
+    async def list_models(self, provider: str = "", *, timeout: float | None = None) -> list[ModelInfo]:
         response = await self._unary(self.stub.ListModels, pb.ListModelsRequest(provider=provider), timeout)
-        return list(response.models)
+        return info.models(response)
 
-    async def list_providers(self, *, timeout: float | None = None) -> pb.ListProvidersResponse:
-        return await self._unary(self.stub.ListProviders, pb.ListProvidersRequest(), timeout)
+    async def list_providers(self, *, timeout: float | None = None) -> Providers:
+        return info.providers(await self._unary(self.stub.ListProviders, pb.ListProvidersRequest(), timeout))
 
     async def count_tokens(
         self, model: str, text: str = "", *, timeout: float | None = None, **fields: Any
-    ) -> pb.CountTokensResponse:
+    ) -> TokenCount:
         request = pb.CountTokensRequest(model=model, text=text, **fields)
-        return await self._unary(self.stub.CountTokens, request, timeout)
+        return info.token_count(await self._unary(self.stub.CountTokens, request, timeout))
 
     async def embed(
         self, model: str, inputs: list[str] | tuple[str, ...], *, timeout: float | None = None, **fields: Any
-    ) -> pb.EmbedResponse:
+    ) -> Embeddings:
         request = pb.EmbedRequest(model=model, inputs=list(inputs), **fields)
-        return await self._unary(self.stub.Embed, request, timeout)
+        return info.embeddings(await self._unary(self.stub.Embed, request, timeout))
 
     async def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The health status name (`SERVING`, `NOT_SERVING`...) of the server or one entry."""

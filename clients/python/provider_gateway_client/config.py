@@ -2,6 +2,7 @@
 
 PROVIDER_GATEWAY_TARGET     host:port or any gRPC target (default localhost:50051)
 PROVIDER_GATEWAY_API_KEY    sent as `authorization: Bearer ...` (the server's CLI reads it too)
+PROVIDER_GATEWAY_API_KEY_FILE  a file holding the key (a mounted secret), when the key is not set
 PROVIDER_GATEWAY_TLS        1/true: TLS trusting the system's CAs
 PROVIDER_GATEWAY_CA_FILE    PEM CA bundle to trust (implies TLS)
 PROVIDER_GATEWAY_CERT_FILE  PEM client certificate, for mutual TLS (with the key file)
@@ -76,15 +77,26 @@ def settings(
     def env(name: str) -> str | None:
         return environ.get(ENV_PREFIX + name) or None
 
+    api_key = api_key or env("API_KEY") or _key_from_file(env("API_KEY_FILE"))
     ca_file = ca_file or env("CA_FILE")
     cert_file = cert_file or env("CERT_FILE")
     if tls is None:
         tls = (env("TLS") or "").lower() in TRUE_WORDS or bool(ca_file or cert_file)
     return Settings(
         target=target or env("TARGET") or DEFAULT_TARGET,
-        api_key=api_key or env("API_KEY"),
+        api_key=api_key,
         tls=tls,
         ca_file=ca_file,
         cert_file=cert_file,
         key_file=key_file or env("KEY_FILE"),
     )
+
+
+def _key_from_file(path: str | None) -> str | None:
+    """The key in a secret file, surrounding whitespace (a trailing newline) stripped."""
+    if path is None:
+        return None
+    key = Path(path).read_text().strip()
+    if not key:  # sending no key would fail later as UNAUTHENTICATED, far from the cause
+        raise ValueError(f"the API key file {path} (PROVIDER_GATEWAY_API_KEY_FILE) is empty")
+    return key

@@ -23,10 +23,18 @@ class Text:
 
 @dataclass(frozen=True, slots=True)
 class Reasoning:
-    """A piece of the model's visible reasoning (and its signature, for providers that sign it)."""
+    """A piece of the model's reasoning. A piece with `signature`, `redacted` or `id` closes a block
+    (the provider's opaque state, which the next turn sends back): `redacted` marks a block the
+    provider gave only encrypted (`text` empty, `signature` its data), `id` is the provider's item id."""
 
     text: str
     signature: str = ""
+    redacted: bool = False
+    id: str = ""
+
+    @property
+    def closes_block(self) -> bool:
+        return bool(self.signature or self.redacted or self.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +139,8 @@ def typed_event(event: pb.StreamEvent) -> Event | None:
     if kind == "text_delta":
         return Text(event.text_delta.text)
     if kind == "reasoning_delta":
-        return Reasoning(event.reasoning_delta.text, event.reasoning_delta.signature)
+        delta = event.reasoning_delta
+        return Reasoning(delta.text, delta.signature, delta.redacted, delta.id)
     if kind == "tool_call_start":
         start = event.tool_call_start
         return ToolCallStarted(start.index, start.id, start.name)

@@ -111,11 +111,16 @@ class Accumulator:
         match event:
             case Text(text=text):
                 self.text.append(text)
-            case Reasoning(text=text, signature=signature):
+            case Reasoning(text=text):
                 self.reasoning.append(text)
                 self.block.append(text)
-                if signature:
-                    self.parts.append(pb.Reasoning(text="".join(self.block), signature=signature))
+                if event.closes_block:  # as the gateway folds a unary answer's reasoning_parts
+                    block = "".join(self.block)
+                    self.parts.append(
+                        pb.Reasoning(
+                            text=block, signature=event.signature, redacted=event.redacted, id=event.id
+                        )
+                    )
                     self.block = []
             case ToolCallStarted(index=index):
                 self.arguments[index] = []

@@ -8,9 +8,10 @@ from typing import Any, TypeVar
 
 import grpc
 
-from provider_gateway_client import health
+from provider_gateway_client import health, info
 from provider_gateway_client.config import CHANNEL_OPTIONS, DEFAULT_TIMEOUT_S, Settings, settings
 from provider_gateway_client.errors import gateway_error
+from provider_gateway_client.info import Embeddings, ModelInfo, Providers, TokenCount
 from provider_gateway_client.requests import Prompt, chat_request, complete_request
 from provider_gateway_client.results import ChatResult, chat_result
 from provider_gateway_client.retries import DEFAULT_MAX_RETRIES, RetryPolicy, deadline_of, remaining
@@ -112,25 +113,25 @@ class SyncGatewayClient:
     ) -> ChatStream:
         return self._stream(self.stub.CompleteStream, complete_request(model, prompt, **fields), timeout)
 
-    def list_models(self, provider: str = "", *, timeout: float | None = None) -> list[pb.ModelInfo]:
-        return list(
-            self._unary(self.stub.ListModels, pb.ListModelsRequest(provider=provider), timeout).models
+    def list_models(self, provider: str = "", *, timeout: float | None = None) -> list[ModelInfo]:
+        return info.models(
+            self._unary(self.stub.ListModels, pb.ListModelsRequest(provider=provider), timeout)
         )
 
-    def list_providers(self, *, timeout: float | None = None) -> pb.ListProvidersResponse:
-        return self._unary(self.stub.ListProviders, pb.ListProvidersRequest(), timeout)
+    def list_providers(self, *, timeout: float | None = None) -> Providers:
+        return info.providers(self._unary(self.stub.ListProviders, pb.ListProvidersRequest(), timeout))
 
     def count_tokens(
         self, model: str, text: str = "", *, timeout: float | None = None, **fields: Any
-    ) -> pb.CountTokensResponse:
+    ) -> TokenCount:
         request = pb.CountTokensRequest(model=model, text=text, **fields)
-        return self._unary(self.stub.CountTokens, request, timeout)
+        return info.token_count(self._unary(self.stub.CountTokens, request, timeout))
 
     def embed(
         self, model: str, inputs: list[str] | tuple[str, ...], *, timeout: float | None = None, **fields: Any
-    ) -> pb.EmbedResponse:
+    ) -> Embeddings:
         request = pb.EmbedRequest(model=model, inputs=list(inputs), **fields)
-        return self._unary(self.stub.Embed, request, timeout)
+        return info.embeddings(self._unary(self.stub.Embed, request, timeout))
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         request = health.HealthCheckRequest(service=service)
