@@ -664,11 +664,12 @@ async def test_an_unreachable_endpoint_is_unavailable(aws_env: None, gateway_fac
 
 async def test_one_client_and_connection_serve_many_calls(gw: Any, fake: FakeBedrock) -> None:
     provider = gw.provider("bedrock")
-    client = await provider.client()
+    host = provider.runtime.host  # the shared pool's client for the endpoint's origin
     for _ in range(3):
         await collect(gw.stub.ChatStream(chat()))
         await gw.stub.Complete(pb.CompleteRequest(model=f"bedrock/{FAMILY_MODELS['llama']}", prompt="x"))
-    assert await provider.client() is client
+    assert provider.runtime.host is host
+    assert host.stats.requests == 6
     # Streams read to their end hand the connection back to the pool: one TCP connection for all.
     assert len({s.client_port for s in fake.seen}) == 1
 

@@ -3,8 +3,9 @@
 It answers the real REST routes with the real wire formats, so botocore's own serializers and
 parsers run unchanged: JSON bodies, AWS JSON errors with `x-amzn-ErrorType`, and binary
 `application/vnd.amazon.eventstream` frames (prelude, headers, payload, both CRC32s). Every
-request's SigV4 signature is recomputed with botocore's signer for the fake's credentials;
-a bad signature gets the 403 Bedrock would send.
+request's SigV4 signature is recomputed with botocore's signer for the fake's credentials (an
+implementation independent of the gateway's aws-sdk-signers); a Bedrock API key (`Authorization:
+Bearer`) is compared with the one the fake was given. A bad signature or key gets Bedrock's 403.
 
 Tests script replies with `push`; without a script the fake answers plausibly per model family,
 and rejects InvokeModel bodies that lack the fields each family requires.
@@ -259,7 +260,7 @@ def invoke_stream_chunks(family: str, pieces: Sequence[str]) -> list[dict[str, A
 class Reply:
     """A scripted answer to the next runtime request.
 
-    `error` = (exception type, message) answers with an AWS JSON error. `frames` answers a
+    `error` = (exception type, message) answers with an AWS JSON error. `headers` adds response headers. `frames` answers a
     streaming route with these eventstream frames; `hang` then keeps the stream open until the
     client disconnects. `body` answers a unary route with this JSON.
     """
@@ -268,6 +269,7 @@ class Reply:
     frames: Sequence[bytes] | None = None
     body: Mapping[str, Any] | None = None
     hang: bool = False
+    headers: Mapping[str, str] | None = None  # extra response headers (InvokeModel's token counts)
 
 
 @dataclass(slots=True)
@@ -285,8 +287,11 @@ class SeenRequest:
 class FakeBedrock:
     """Runs on 127.0.0.1 and a free port; use as `async with FakeBedrock() as fake: fake.url`."""
 
-    def __init__(self, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> None:
+    def __init__(
+        self, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, bearer_token: str = ""
+    ) -> None:
         self.credentials = Credentials(access_key, secret_key)
+        self.bearer_token = bearer_token  # a Bedrock API key this fake accepts instead of SigV4
         self.replies: deque[Reply] = deque()
         self.seen: list[SeenRequest] = []
         self.disconnected = asyncio.Event()
@@ -322,7 +327,11 @@ class FakeBedrock:
     # --- signature -----------------------------------------------------------------------------
 
     def _check_signature(self, request: web.Request, body: bytes) -> tuple[bool, str, str]:
-        match = AUTHORIZATION.match(request.headers.get("Authorization", ""))
+        """(valid, region, service): SigV4 recomputed with the secret, or the API key compared."""
+        authorization = request.headers.get("Authorization", "")
+        if authorization.startswith("Bearer "):
+            return bool(self.bearer_token) and authorization == f"Bearer {self.bearer_token}", "", ""
+        match = AUTHORIZATION.match(authorization)
         if match is None or match["key"] != self.credentials.access_key:
             return False, "", ""
         region, service = match["region"], match["service"]
@@ -378,7 +387,7 @@ class FakeBedrock:
             )
             return await self._stream(request, frames, hang=reply is not None and reply.hang)
         if reply is not None and reply.body is not None:
-            return web.json_response(dict(reply.body))
+            return web.json_response(dict(reply.body), headers=dict(reply.headers or {}))
         return self._default_unary(operation, family, seen)
 
     def _default_unary(self, operation: str, family: str, seen: SeenRequest) -> web.Response:
@@ -408,7 +417,9 @@ class FakeBedrock:
             )
         if problem := invoke_problem(family, seen.body):
             return error_response("ValidationException", problem)
-        return web.json_response(invoke_response(family, f"Hello from {family}"))
+        # Bedrock reports InvokeModel's token counts in headers too (the fake's are the body's).
+        counts = {"X-Amzn-Bedrock-Input-Token-Count": "9", "X-Amzn-Bedrock-Output-Token-Count": "4"}
+        return web.json_response(invoke_response(family, f"Hello from {family}"), headers=counts)
 
     async def _stream(
         self, request: web.Request, frames: Sequence[bytes], *, hang: bool
