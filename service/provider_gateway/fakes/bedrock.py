@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 from botocore.auth import SigV4Auth
@@ -282,6 +283,8 @@ class SeenRequest:
     signature_valid: bool
     headers: dict[str, str] = field(default_factory=dict)
     client_port: int = 0  # the client's TCP port: equal ports mean a reused connection
+    request_line: str = ""  # method and path as sent (before any decoding)
+    raw_body: bytes = b""
 
 
 class FakeBedrock:
@@ -338,7 +341,14 @@ class FakeBedrock:
         signed = match["signed"].split(";")
         if any(name not in request.headers for name in signed):
             return False, region, service
-        url = f"http://{request.headers['Host']}{request.raw_path}"
+        # botocore's signer takes the query as already canonically encoded (its serializer's form);
+        # AWS re-encodes what it receives, so do the same: a client may send `/` or `%2F` alike.
+        path, _, query = request.raw_path.partition("?")
+        pairs = sorted(p.partition("=")[::2] for p in query.split("&")) if query else []
+        canonical = "&".join(
+            f"{quote(unquote(k), safe='-_.~')}={quote(unquote(v), safe='-_.~')}" for k, v in pairs
+        )
+        url = f"http://{request.headers['Host']}{path}" + (f"?{canonical}" if canonical else "")
         aws_request = AWSRequest(
             method=request.method, url=url, data=body, headers={h: request.headers[h] for h in signed}
         )
@@ -358,7 +368,18 @@ class FakeBedrock:
             body = {"_raw": raw.decode(errors="replace")}
         peer = request.transport.get_extra_info("peername") if request.transport else None
         port = peer[1] if peer else 0
-        seen = SeenRequest(operation, model_id, body, region, service, valid, dict(request.headers), port)
+        seen = SeenRequest(
+            operation,
+            model_id,
+            body,
+            region,
+            service,
+            valid,
+            dict(request.headers),
+            port,
+            f"{request.method} {request.raw_path}",
+            raw,
+        )
         self.seen.append(seen)
         return seen
 
