@@ -28,7 +28,6 @@ sent as `Authorization: Bearer`); nothing secret is read from the gateway's conf
 from __future__ import annotations
 
 import base64
-import configparser
 import json
 import os
 import time
@@ -477,6 +476,8 @@ def _header_int(headers: httpx.Headers, name: str) -> int:
 
 def profile_region(env: Mapping[str, str], profile: str) -> str:
     """The `region` of a profile in the AWS config file (AWS_CONFIG_FILE, else ~/.aws/config)."""
+    import configparser  # only when no region is configured (~160 KiB of heap otherwise held)
+
     path = Path(env.get("AWS_CONFIG_FILE") or Path.home() / ".aws" / "config").expanduser()
     parser = configparser.RawConfigParser()
     try:
