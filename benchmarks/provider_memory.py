@@ -11,7 +11,7 @@ then reads the gateway's RSS:
 
 Rounds alternate the three (the machine is shared); medians are reported, with each round's figures.
 
-    .venv/bin/python benchmarks/provider_memory.py [--rounds 3]
+    .venv/bin/python benchmarks/provider_memory.py [--rounds 3] [--per-kind]
 """
 
 from __future__ import annotations
@@ -123,6 +123,13 @@ api_key_env = "PG_BENCH_COHERE"
     )
 
 
+def kind_section(config: str, kind: str) -> str:
+    """One provider's table out of the every-kind configuration."""
+    start = config.index(f"[providers.{kind}]")
+    end = config.find("[providers.", start + 1)
+    return config[start : end if end > 0 else None]
+
+
 MODELS = {
     "mock": "mock/echo",
     "openai": "openai/gpt-4o",
@@ -163,6 +170,7 @@ def measure(config: str, providers: list[str], env: dict[str, str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--per-kind", action="store_true", help="also mock + each kind alone")
     args = parser.parse_args()
     fakes = subprocess.Popen([sys.executable, "-c", FAKES], stdout=subprocess.PIPE, text=True)
     try:
@@ -183,6 +191,10 @@ def main() -> None:
             "mock + bedrock": (MOCK + bedrock_section(urls), ["mock", "bedrock"]),
             "every kind": (every_kind(urls), list(MODELS)),
         }
+        if args.per_kind:
+            for kind in MODELS:
+                if kind not in ("mock", "bedrock"):
+                    cases[f"mock + {kind}"] = (MOCK + kind_section(every_kind(urls), kind), ["mock", kind])
         rss: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.rounds):
             for name, (config, providers) in cases.items():

@@ -58,8 +58,8 @@ async def fake(aws_env: None) -> AsyncIterator[FakeBedrock]:
         yield running
 
 
-def config(url: str) -> str:
-    return f'[providers.bedrock]\nkind = "bedrock"\nregion = "{REGION}"\nendpoint_url = "{url}"\n{ADAPTER_ROUTING}'
+def config(url: str, extra: str = "") -> str:
+    return f'[providers.bedrock]\nkind = "bedrock"\nregion = "{REGION}"\nendpoint_url = "{url}"\n{extra}\n{ADAPTER_ROUTING}'
 
 
 @pytest.fixture
@@ -431,3 +431,23 @@ async def test_serving_bedrock_with_environment_credentials_loads_no_botocore(fa
     assert "LOADED []" in result.stdout
     assert {seen.operation for seen in fake.seen} == {"converse-stream", "invoke"}
     assert all(seen.signature_valid for seen in fake.seen)
+
+
+# --- max_connections ----------------------------------------------------------------------------
+
+
+async def test_max_connections_bounds_the_calls_open_at_once(fake: FakeBedrock, gateway_factory: Any) -> None:
+    opening = [event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "first"}})]
+    fake.push(Reply(frames=opening, hang=True))
+    async with gateway_factory(config(fake.url, "max_connections = 1")) as gw:
+        request = pb.ChatRequest(model=f"bedrock/{CLAUDE}", messages=[user("Hi")])
+        holding = gw.stub.ChatStream(request)
+        assert (await holding.read()).text_delta.text == "first"
+        # The one slot is taken by the open stream: a second call waits for it until its deadline.
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await gw.stub.Chat(request, timeout=1.0)
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert [seen.operation for seen in fake.seen] == ["converse-stream"]
+        holding.cancel()  # closing the stream frees the slot
+        response = await gw.stub.Chat(request, timeout=20)
+    assert response.text == "Hello from Bedrock"

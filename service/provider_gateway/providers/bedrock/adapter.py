@@ -20,7 +20,7 @@ sent as `Authorization: Bearer`); nothing secret is read from the gateway's conf
     default_max_tokens = 4096       # InvokeModel bodies that require a maximum
     connect_timeout_s = 10.0
     read_timeout_s = 3600.0         # per read; AWS advises an hour: unary Converse waits for the whole answer
-    max_connections = 50            # accepted for old configs; the shared pool's per-host limit applies
+    max_connections = 50            # calls open at once per endpoint (runtime, control); more wait
     count_tokens = "api"            # "api": CountTokens for Claude, else the local estimate
     health_check = "credentials"    # "credentials", "list_models" (a control-plane call) or "none"
 """
@@ -156,6 +156,7 @@ class BedrockProvider(BaseProvider):
                 bearer=bearer,
                 timeouts=timeouts,
                 errors=BedrockErrorPolicy(settings.region),
+                max_in_flight=settings.max_connections,
             )
 
         self.runtime = upstream(settings.runtime_url)

@@ -8,6 +8,7 @@ follow what botocore sends for the same call, minus its SDK telemetry (`amz-sdk-
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class SignedUpstream(Upstream):
         bearer: str | None,
         timeouts: Timeouts,
         errors: ErrorPolicy,
+        max_in_flight: int = 50,
     ) -> None:
         super().__init__(
             pool.host(base_url),
@@ -69,6 +71,9 @@ class SignedUpstream(Upstream):
         self.credentials = credentials
         self.bearer = bearer
         self._sent_headers = {"user-agent": self._headers[False]["user-agent"], **self.headers}
+        # The provider's `max_connections`: botocore's pool size, now the calls this endpoint has open
+        # at once (a stream counts until it is closed); more wait, as they waited for a connection.
+        self._in_flight = asyncio.Semaphore(max_in_flight)
 
     async def authenticate(
         self, method: str, url: httpx.URL, headers: Mapping[str, str], body: bytes
@@ -107,16 +112,17 @@ class SignedUpstream(Upstream):
         model: str = "",
     ) -> tuple[bytes, httpx.Headers]:
         """A whole response's body and headers (InvokeModel reports token counts in headers)."""
-        response = await self._send(method, path, payload, params, model)
-        try:
-            raw = await self._within(response.aread(), self.timeouts.idle, "response body")
-        finally:
-            await response.aclose()
+        async with self._in_flight:
+            response = await self._send(method, path, payload, params, model)
+            try:
+                raw = await self._within(response.aread(), self.timeouts.idle, "response body")
+            finally:
+                await response.aclose()
         return raw, response.headers
 
     @asynccontextmanager
     async def stream_bytes(
         self, path: str, payload: Payload, *, model: str = ""
     ) -> AsyncIterator[AsyncIterator[bytes]]:
-        async with self.stream("POST", path, json=payload, model=model) as chunks:
+        async with self._in_flight, self.stream("POST", path, json=payload, model=model) as chunks:
             yield chunks
