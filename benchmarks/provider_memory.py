@@ -8,6 +8,7 @@ then reads the gateway's RSS:
   mock + bedrock   Bedrock alone (target: at most 2 MB over mock only)
   every kind       mock, openai, azure, mistral, ollama, anthropic, gemini, vertex, cohere, bedrock
                    (target: at most 8 MB over mock only)
+  every kind but bedrock   what Bedrock adds to a gateway that already has the HTTP adapters
 
 Rounds alternate the three (the machine is shared); medians are reported, with each round's figures.
 
@@ -190,6 +191,10 @@ def main() -> None:
             "mock only": (MOCK, ["mock"]),
             "mock + bedrock": (MOCK + bedrock_section(urls), ["mock", "bedrock"]),
             "every kind": (every_kind(urls), list(MODELS)),
+            "every kind but bedrock": (
+                every_kind(urls).replace(bedrock_section(urls), ""),
+                [kind for kind in MODELS if kind != "bedrock"],
+            ),
         }
         if args.per_kind:
             for kind in MODELS:
