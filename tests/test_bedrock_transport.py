@@ -451,3 +451,21 @@ async def test_max_connections_bounds_the_calls_open_at_once(fake: FakeBedrock, 
         holding.cancel()  # closing the stream frees the slot
         response = await gw.stub.Chat(request, timeout=20)
     assert response.text == "Hello from Bedrock"
+
+
+async def test_inference_profiles_are_followed_page_by_page_with_signed_tokens(
+    gw: Any, fake: FakeBedrock
+) -> None:
+    fake.profile_pages = [
+        [
+            {"inferenceProfileId": f"us.anthropic.claude-{page}-{i}", "inferenceProfileName": "p"}
+            for i in range(2)
+        ]
+        for page in range(3)
+    ]
+    response = await gw.stub.ListModels(pb.ListModelsRequest())
+    ids = {model.id for model in response.models}
+    assert {f"us.anthropic.claude-{page}-{i}" for page in range(3) for i in range(2)} <= ids
+    pages = [seen for seen in fake.seen if seen.operation == "list-inference-profiles"]
+    assert len(pages) == 3
+    assert all(seen.signature_valid for seen in pages)  # the tokens' `/ + =` signed as sent

@@ -33,6 +33,8 @@ from botocore.credentials import Credentials
 ACCESS_KEY = "AKIDFAKEBEDROCK"
 SECRET_KEY = "fake-secret-key-for-tests"  # a dummy: the fake signs nothing, it only checks
 EVENTSTREAM = "application/vnd.amazon.eventstream"
+# Bedrock's tokens are opaque base64: `/`, `+` and `=` test the query's encoding and its signature.
+PAGE_TOKEN = "eyJwYWdlIjo/+="
 ERROR_STATUS = {
     "ThrottlingException": 429,
     "ModelNotReadyException": 429,
@@ -295,6 +297,7 @@ class FakeBedrock:
     ) -> None:
         self.credentials = Credentials(access_key, secret_key)
         self.bearer_token = bearer_token  # a Bedrock API key this fake accepts instead of SigV4
+        self.profile_pages: list[list[dict[str, Any]]] = []  # ListInferenceProfiles pages, when set
         self.replies: deque[Reply] = deque()
         self.seen: list[SeenRequest] = []
         self.disconnected = asyncio.Event()
@@ -485,7 +488,17 @@ class FakeBedrock:
         return web.json_response({"modelSummaries": summaries})
 
     async def _inference_profiles(self, request: web.Request) -> web.Response:
-        await self._record(request, "list-inference-profiles", "")
+        seen = await self._record(request, "list-inference-profiles", "")
+        if not seen.signature_valid:
+            return error_response(
+                "InvalidSignatureException", "The request signature we calculated does not match"
+            )
+        if self.profile_pages:  # paged: page i's nextToken names page i + 1
+            index = int(request.query.get("nextToken", PAGE_TOKEN + "0").removeprefix(PAGE_TOKEN))
+            page: dict[str, Any] = {"inferenceProfileSummaries": self.profile_pages[index]}
+            if index + 1 < len(self.profile_pages):
+                page["nextToken"] = f"{PAGE_TOKEN}{index + 1}"
+            return web.json_response(page)
         profile = {
             "inferenceProfileId": "us.anthropic.claude-3-5-sonnet-20241022-v2:0",
             "inferenceProfileName": "US Claude 3.5 Sonnet v2",

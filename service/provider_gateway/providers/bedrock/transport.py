@@ -87,7 +87,9 @@ class SignedUpstream(Upstream):
         self, method: str, path: str, json: Any, params: Mapping[str, str] | None, model: str
     ) -> httpx.Response:
         payload: Payload = json if isinstance(json, Payload) else Payload()
-        url = httpx.URL(self.base_url + path, params=params or None)
+        url = httpx.URL(self.base_url + path)  # `params=None` would drop the path's own query
+        if params:
+            url = url.copy_merge_params(params)
         signed = await self.authenticate(method, url, payload.headers, payload.content)
         connect, _ = deadline.cap(self.timeouts.connect)
         request = httpx.Request(
