@@ -1,7 +1,9 @@
-"""Bedrock end to end: the real gRPC API -> the gateway -> aiobotocore -> a fake Bedrock endpoint.
+"""Bedrock end to end: the real gRPC API -> the gateway (its own SigV4 transport on the shared HTTP
+pool) -> a fake Bedrock endpoint.
 
 The fake speaks the real wire formats (JSON, AWS JSON errors, binary eventstream frames) and checks
-every request's SigV4 signature, so these tests run botocore's own serializers, signer and parsers.
+every request's SigV4 signature with botocore's signer; tests/test_bedrock_transport.py compares the
+gateway's requests and decoding with botocore's own client.
 """
 
 from __future__ import annotations
@@ -448,7 +450,7 @@ async def test_http_errors_map_to_statuses(
         await collect(gw.stub.ChatStream(chat()))
     assert caught.value.code() == status
     assert "upstream says no" in caught.value.details()
-    assert len(fake.seen) == 1  # botocore's own retries are off: the router owns retries
+    assert len(fake.seen) == 1  # the adapter does not retry: the router owns retries
 
 
 async def test_access_denied_names_the_model(gw: Any, fake: FakeBedrock) -> None:
