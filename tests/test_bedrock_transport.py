@@ -295,27 +295,53 @@ async def test_botocore_decodes_the_same_converse_stream_to_what_the_gateway_rep
     assert ours[1] == [("tooluse_1", "get_weather", '{"city":"Paris"}')]
 
 
+INVOKE_MODELS = {
+    "anthropic": "anthropic.claude-3-haiku-20240307-v1:0",
+    "nova": "amazon.nova-lite-v1:0",
+    "titan": "amazon.titan-text-express-v1",
+    "llama": LLAMA,
+    "mistral": "mistral.mistral-7b-instruct-v0:2",
+    "cohere": "cohere.command-r-v1:0",
+}
+
+
+def chunk_text(family: str, chunk: dict[str, Any]) -> str:
+    """The text in one chunk, read the way each family documents it (botocore gives raw chunks)."""
+    if family == "anthropic":
+        return str(chunk["delta"]["text"]) if chunk["type"] == "content_block_delta" else ""
+    if family == "nova":
+        return str(chunk["contentBlockDelta"]["delta"]["text"]) if "contentBlockDelta" in chunk else ""
+    if family == "titan":
+        return str(chunk["outputText"])
+    if family == "llama":
+        return str(chunk["generation"])
+    if family == "mistral":
+        return str(chunk["outputs"][0]["text"])
+    return str(chunk["text"]) if chunk["event_type"] == "text-generation" else ""
+
+
+@pytest.mark.parametrize("family", list(INVOKE_MODELS))
 async def test_botocore_decodes_the_same_invoke_stream_to_what_the_gateway_reports(
-    gw: Any, fake: FakeBedrock
+    gw: Any, fake: FakeBedrock, family: str
 ) -> None:
-    frames = [chunk_frame(chunk) for chunk in invoke_stream_chunks("anthropic", ["Hel", "lo ", "there"])]
-    claude = "anthropic.claude-3-haiku-20240307-v1:0"
+    frames = [chunk_frame(chunk) for chunk in invoke_stream_chunks(family, ["Hel", "lo ", "there"])]
+    model = INVOKE_MODELS[family]
     fake.push(Reply(frames=frames))
-    events = [
-        e async for e in gw.stub.CompleteStream(pb.CompleteRequest(model=f"bedrock/{claude}", prompt="x"))
-    ]
+    request = pb.CompleteRequest(model=f"bedrock/{model}", prompt="x")
+    events = [e async for e in gw.stub.CompleteStream(request)]
     fake.push(Reply(frames=frames))
     sent = fake.last("invoke-with-response-stream").raw_body
 
     def call(client: Any) -> list[dict[str, Any]]:
-        stream = client.invoke_model_with_response_stream(modelId=claude, body=sent)
+        stream = client.invoke_model_with_response_stream(modelId=model, body=sent)
         return [json.loads(event["chunk"]["bytes"]) for event in stream["body"]]
 
     chunks = await with_botocore(fake, "bedrock-runtime", call)
-    text = "".join(c["delta"]["text"] for c in chunks if c["type"] == "content_block_delta")
-    metrics = chunks[-1]["amazon-bedrock-invocationMetrics"]
+    text = "".join(chunk_text(family, chunk) for chunk in chunks)
+    metrics = chunks[-1]["amazon-bedrock-invocationMetrics"]  # Bedrock's own counts, every family
     usage = next(e.usage for e in events if e.HasField("usage"))
-    assert "".join(e.text_delta.text for e in events) == text == "Hello there"
+    assert "".join(e.text_delta.text for e in events) == text
+    assert text.endswith("there")
     assert (usage.input_tokens, usage.output_tokens) == (
         metrics["inputTokenCount"],
         metrics["outputTokenCount"],
@@ -345,6 +371,19 @@ async def test_a_body_with_usage_keeps_its_own_counts(gw: Any, fake: FakeBedrock
     assert (response.usage.input_tokens, response.usage.output_tokens) == (9, 4)
 
 
+async def test_a_session_token_is_sent_and_signed(
+    fake: FakeBedrock, gateway_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token-from-a-role")
+    async with gateway_factory(config(fake.url)) as gw:
+        await gw.stub.Chat(pb.ChatRequest(model=f"bedrock/{CLAUDE}", messages=[user("Hi")]))
+    seen = fake.last("converse")
+    assert seen.signature_valid
+    headers = {name.lower(): value for name, value in seen.headers.items()}
+    assert headers["x-amz-security-token"] == "session-token-from-a-role"
+    assert "x-amz-security-token" in headers["authorization"]
+
+
 # --- Bedrock API keys -----------------------------------------------------------------------------
 
 
@@ -370,7 +409,7 @@ async def test_a_bedrock_api_key_is_sent_as_a_bearer_token_instead_of_sigv4(
     for seen in fake.seen:
         assert seen.signature_valid
         assert seen.headers["Authorization"] == "Bearer bedrock-api-key-abc123"
-        assert "X-Amz-Date" not in seen.headers
+        assert "x-amz-date" not in {name.lower() for name in seen.headers}
 
 
 async def test_a_wrong_api_key_is_unauthenticated_and_never_echoed(
