@@ -81,7 +81,8 @@ def decode_frame(frame: bytes) -> tuple[dict[str, HeaderValue], bytes]:
             raise malformed("a frame whose CRC does not match")
         end = PRELUDE + headers_length
         return decode_headers(frame, PRELUDE, end), frame[end:-4]
-    except (struct.error, IndexError, UnicodeDecodeError, ValueError) as exc:
+    except (struct.error, IndexError, UnicodeDecodeError, ValueError, OverflowError, OSError) as exc:
+        # OverflowError, OSError: a timestamp header beyond what datetime holds
         raise malformed(type(exc).__name__) from None
 
 
