@@ -86,7 +86,10 @@ class SignedUpstream(Upstream):
     async def _send(
         self, method: str, path: str, json: Any, params: Mapping[str, str] | None, model: str
     ) -> httpx.Response:
-        payload: Payload = json if isinstance(json, Payload) else Payload()
+        """The base class's `json` is a `Payload` here: bytes already serialised, so signed as sent."""
+        if json is not None and not isinstance(json, Payload):
+            raise TypeError("SignedUpstream sends a Payload (serialised bytes), not a JSON value")
+        payload = json or Payload()
         url = httpx.URL(self.base_url + path)  # `params=None` would drop the path's own query
         if params:
             url = url.copy_merge_params(params)
