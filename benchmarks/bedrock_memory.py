@@ -1,27 +1,27 @@
-"""Memory held by the Bedrock provider: imports, the aiobotocore session and client, calls.
+"""Memory held by the Bedrock provider, and the event loop's longest stall during its first call.
 
 Runs the fake Bedrock endpoint in its own process, then measures in fresh processes (one for RSS,
 one for tracemalloc, since tracing inflates RSS) after each phase:
 
-  baseline        provider_gateway's core imported
-  import          the Bedrock adapter imported (aiobotocore, botocore, aiohttp)
-  provider        BedrockProvider built from config (an AioSession)
-  client          the bedrock-runtime client created (service model loaded, endpoint resolved)
-  first call      one ConverseStream call streamed to the end
+  baseline        provider_gateway's core, grpc and the shared HTTP pool (httpx, aiohttp) imported
+  import          the Bedrock adapter imported (signer, frame decoder, codec)
+  provider        the provider built from config on the shared pool (environment credentials)
+  first call      one ConverseStream call streamed to the end (timed, with the loop's longest stall)
   100 calls       100 more calls (steady state: growth here would be a leak)
-  2nd region      a bedrock-runtime client for another region (the service model is cached)
-  control plane   the `bedrock` client that list_models uses
-  closed          provider closed
+  control plane   ListModels (ListFoundationModels and ListInferenceProfiles)
+  closed          provider and pool closed
 
-Usage: .venv/bin/python benchmarks/bedrock_memory.py   (prints a Markdown table)
+Usage: .venv/bin/python benchmarks/bedrock_memory.py [--repeat 5]   (prints a Markdown table)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -52,6 +52,36 @@ def sample(trace: bool) -> int:
     return tracemalloc.get_traced_memory()[0] // 1024 if trace else rss_kib()
 
 
+class LongestCallback:
+    """The longest single event-loop callback (task step, I/O callback) while active, in wall and in
+    thread CPU time: CPU time is what the loop itself spent, whatever the shared machine's scheduler
+    did meanwhile (a busy neighbour stretches wall time, not this thread's CPU time)."""
+
+    def __init__(self) -> None:
+        self.wall_us = self.cpu_us = 0
+        self._original = asyncio.events.Handle._run
+        self._ended: tuple[float, float] | None = (
+            None  # the clocks at exit: a step running then counts until it
+        )
+
+    def __enter__(self) -> LongestCallback:
+        original, timer = self._original, self
+
+        def timed_run(handle: asyncio.events.Handle) -> None:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            original(handle)
+            end_wall, end_cpu = timer._ended or (time.perf_counter(), time.thread_time())
+            timer.wall_us = max(timer.wall_us, round((end_wall - wall) * 1e6))
+            timer.cpu_us = max(timer.cpu_us, round((end_cpu - cpu) * 1e6))
+
+        asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._ended = (time.perf_counter(), time.thread_time())
+        asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
+
+
 async def timed_with_loop_stall(work: Any) -> tuple[int, int]:
     """How long `work` took and the longest the event loop could not run anything else meanwhile."""
     worst, done = 0.0, False
@@ -70,44 +100,56 @@ async def timed_with_loop_stall(work: Any) -> tuple[int, int]:
     elapsed = time.perf_counter() - started
     done = True
     await task
-    return round(elapsed * 1000), round(worst * 1000)
+    return round(elapsed * 1e6), round(worst * 1e6)  # microseconds
 
 
 async def child(url: str, trace: bool) -> dict[str, int]:
     if trace:
         tracemalloc.start()
+    import grpc  # noqa: F401  (a gateway has it loaded before any provider)
+
     from provider_gateway.config import Section
     from provider_gateway.domain import ChatRequest, Message, Role, TextPart
+    from provider_gateway.http.pool import UpstreamPool
+    from provider_gateway.providers.context import ProviderContext
 
     phases = {"baseline": sample(trace)}
-    from provider_gateway.providers.bedrock.adapter import BedrockProvider
+    from provider_gateway.providers.bedrock.adapter import from_config
 
     phases["import"] = sample(trace)
     options = Section(
         {"kind": "bedrock", "region": "us-east-1", "endpoint_url": url}, "bench.toml", "providers.b"
     )
-    provider = BedrockProvider.from_config("bedrock", options)
+    pool = UpstreamPool()
+    provider = from_config("bedrock", options, ProviderContext(pool))
     phases["provider"] = sample(trace)
-    created_ms, stall_ms = await timed_with_loop_stall(provider.client())
-    phases["client"] = sample(trace)
-    phases["client creation ms"], phases["worst loop stall ms"] = created_ms, stall_ms
     request = ChatRequest("anthropic.claude-3-haiku-20240307-v1:0", [Message(Role.USER, (TextPart("hi"),))])
 
     async def call() -> None:
         async for _ in provider.chat_stream(request):
             pass
 
-    await call()
+    with LongestCallback() as longest:
+        first_us, stall_us = await timed_with_loop_stall(call())
     phases["first call"] = sample(trace)
+    # The same probe over an idle loop for as long: what the shared machine alone delays it by.
+    _, idle_us = await timed_with_loop_stall(asyncio.sleep(first_us / 1e6))
+    phases["first call us"], phases["worst loop stall us"], phases["idle stall us"] = (
+        first_us,
+        stall_us,
+        idle_us,
+    )
+    phases["longest callback us"], phases["longest callback cpu us"] = longest.wall_us, longest.cpu_us
     for _ in range(100):
         await call()
     phases["100 calls"] = sample(trace)
-    await provider.client(region="eu-west-1")
-    phases["2nd region client"] = sample(trace)
-    await provider.client("bedrock")
-    phases["control-plane client"] = sample(trace)
+    await provider.list_models()
+    phases["control plane (list_models)"] = sample(trace)
     await provider.aclose()
+    await pool.aclose()
     phases["closed"] = sample(trace)
+    loaded = [m for m in sys.modules if m.split(".")[0] in ("botocore", "aiobotocore")]
+    assert not loaded, loaded
     return phases
 
 
@@ -119,7 +161,19 @@ def run_child(url: str, mode: str) -> dict[str, int]:
     return result
 
 
+TIMINGS = (
+    "first call us",
+    "worst loop stall us",
+    "idle stall us",
+    "longest callback us",
+    "longest callback cpu us",
+)
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=5, help="fresh processes measuring RSS and stalls")
+    args = parser.parse_args()
     env = os.environ | {
         "AWS_ACCESS_KEY_ID": "AKIDFAKEBEDROCK",
         "AWS_SECRET_ACCESS_KEY": "fake-secret-key-for-tests",
@@ -132,32 +186,42 @@ def main() -> None:
     try:
         assert fake.stdout is not None
         url = fake.stdout.readline().strip()
-        rss = run_child(url, "rss")
+        runs = [run_child(url, "rss") for _ in range(args.repeat)]
         traced = run_child(url, "trace")
     finally:
         fake.terminate()
         fake.wait()
-    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    rss = {phase: int(statistics.median(run[phase] for run in runs)) for phase in runs[0]}
+    timings = {k: [run[k] for run in runs] for k in TIMINGS}
+    for k in TIMINGS:
+        rss.pop(k)
+        traced.pop(k)
+    print(
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; RSS: median of {args.repeat} processes"
+    )
     print("| phase | RSS KiB | RSS delta KiB | traced KiB | traced delta KiB |")
     print("|---|---:|---:|---:|---:|")
     previous: dict[str, Any] = {}
-    timings = {k: rss.pop(k) for k in ("client creation ms", "worst loop stall ms")}
-    for k in timings:
-        traced.pop(k)
     for phase in rss:
         r, t = rss[phase], traced[phase]
         dr = r - previous.get("r", r)
         dt = t - previous.get("t", t)
         print(f"| {phase} | {r:,} | {dr:+,} | {t:,} | {dt:+,} |")
         previous = {"r": r, "t": t}
+    held = [run["first call"] - run["baseline"] for run in runs]
     print(
-        f"\nHeld by Bedrock (import + provider + client + first call): RSS {rss['first call'] - rss['baseline']:,} KiB, "
-        f"traced {traced['first call'] - traced['baseline']:,} KiB"
+        f"\nHeld by Bedrock (import + provider + first call): RSS median {statistics.median(held):,.0f} KiB "
+        f"(runs: {', '.join(f'{h:,}' for h in held)}), traced {traced['first call'] - traced['baseline']:,} KiB"
     )
-    print(
-        f"Creating the bedrock-runtime client took {timings['client creation ms']} ms; the event loop's "
-        f"longest stall meanwhile was {timings['worst loop stall ms']} ms"
-    )
+
+    def ms(values: list[int]) -> str:
+        return f"median {statistics.median(values) / 1000:.1f} ms (runs: {', '.join(f'{v / 1000:.1f}' for v in values)})"
+
+    print(f"First ConverseStream call: {ms(timings['first call us'])}")
+    print(f"Longest event-loop stall during it: {ms(timings['worst loop stall us'])}")
+    print(f"Longest stall of the same probe on an idle loop, as long: {ms(timings['idle stall us'])}")
+    print(f"Longest single loop callback during it, wall: {ms(timings['longest callback us'])}")
+    print(f"Longest single loop callback during it, thread CPU: {ms(timings['longest callback cpu us'])}")
 
 
 if __name__ == "__main__":

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import binascii
 import json
 import struct
 from typing import Any
 
 import pytest
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
-from botocore.exceptions import (
-    ClientError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ParamValidationError,
-    ReadTimeoutError,
-)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,9 +26,10 @@ from provider_gateway.domain import (
     ToolChoiceMode,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.fakes.bedrock import encode_message, event_frame, exception_frame
+from provider_gateway.fakes.bedrock import chunk_frame, encode_message, event_frame, exception_frame
 from provider_gateway.providers.bedrock import codec, models
-from provider_gateway.providers.bedrock.errors import translate
+from provider_gateway.providers.bedrock.errors import AwsError, translate
+from provider_gateway.providers.bedrock.event_stream import FrameReader
 from provider_gateway.providers.bedrock.models import Family
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20241022-v2:0"
@@ -322,44 +315,66 @@ def test_a_corrupted_frame_fails_botocores_crc_check() -> None:
     assert headers_length == len(frame) - 12 - 2 - 4
 
 
+# --- the gateway's own frame reader agrees with botocore's ------------------------------------
+
+
+def test_frame_reader_reads_the_same_events_as_botocore_in_any_pieces() -> None:
+    data = event_frame("contentBlockDelta", {"delta": {"text": "hé"}}) + chunk_frame({"outputText": "x"})
+    reader = FrameReader()
+    events = [event for start in range(0, len(data), 5) for event in reader.feed(data[start : start + 5])]
+    reader.end()
+    assert events == [
+        {"contentBlockDelta": {"delta": {"text": "hé"}}},
+        {"chunk": {"bytes": b'{"outputText": "x"}'}},
+    ]
+
+
+def test_frame_reader_delivers_events_before_an_exception_frame_then_raises_it() -> None:
+    reader = FrameReader()
+    frames = reader.feed(
+        event_frame("messageStart", {"role": "assistant"}) + exception_frame("ThrottlingException", "slow")
+    )
+    assert next(frames) == {"messageStart": {"role": "assistant"}}
+    with pytest.raises(AwsError) as caught:
+        next(frames)
+    error = translate(caught.value, "bedrock", CLAUDE, "us-east-1")
+    assert (error.kind, error.retryable) == (ErrorKind.RESOURCE_EXHAUSTED, True)
+    assert "slow" in error.message
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(bytes(encode_message({":message-type": "event"}, b"{}"))[:-1] + b"\x00", id="bad-crc"),
+        pytest.param(b"\xff\xff\xff\xff" + b"\x00" * 12, id="absurd-length"),
+        pytest.param(event_frame("chunk", {"bytes": "!!"}), id="bad-base64"),
+    ],
+)
+def test_frame_reader_refuses_malformed_frames_as_unavailable(data: bytes) -> None:
+    with pytest.raises(GatewayError) as caught:
+        list(FrameReader().feed(data))
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+
+
+def test_a_stream_that_stops_inside_a_frame_is_cut() -> None:
+    reader = FrameReader()
+    assert list(reader.feed(event_frame("messageStop", {"stopReason": "end_turn"})[:-3])) == []
+    with pytest.raises(GatewayError, match="inside a frame"):
+        reader.end()
+
+
 # --- error translation -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("exc", "kind"),
     [
-        (NoCredentialsError(), ErrorKind.UNAUTHENTICATED),
-        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), ErrorKind.UNAVAILABLE),
-        (ReadTimeoutError(endpoint_url="http://x"), ErrorKind.DEADLINE_EXCEEDED),
-        (ParamValidationError(report="modelId too long"), ErrorKind.INVALID_ARGUMENT),
-        (ChecksumMismatch(1, 2), ErrorKind.UNAVAILABLE),
-        (binascii.Error("Incorrect padding"), ErrorKind.UNAVAILABLE),
         (RuntimeError("bug"), ErrorKind.INTERNAL),
-        (
-            ClientError(
-                {
-                    "Error": {"Code": "SomethingNew", "Message": "m"},
-                    "ResponseMetadata": {"HTTPStatusCode": 503},
-                },
-                "Converse",
-            ),
-            ErrorKind.UNAVAILABLE,
-        ),
-        (
-            ClientError(
-                {"Error": {"Code": "", "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": 429}},
-                "Converse",
-            ),
-            ErrorKind.RESOURCE_EXHAUSTED,
-        ),
-        (
-            ClientError({"Error": {"Code": "ExpiredTokenException", "Message": "expired"}}, "Converse"),
-            ErrorKind.UNAUTHENTICATED,
-        ),
-        (
-            ClientError({"Error": {"Code": "modelTimeoutException", "Message": "slow"}}, "ConverseStream"),
-            ErrorKind.DEADLINE_EXCEEDED,
-        ),
+        (AwsError("SomethingNew", "m", 503), ErrorKind.UNAVAILABLE),
+        (AwsError("", "", 429), ErrorKind.RESOURCE_EXHAUSTED),
+        (AwsError("ExpiredTokenException", "expired", 403), ErrorKind.UNAUTHENTICATED),
+        (AwsError("modelTimeoutException", "slow"), ErrorKind.DEADLINE_EXCEEDED),  # a stream member
+        (AwsError("ValidationException", "modelId too long", 400), ErrorKind.INVALID_ARGUMENT),
     ],
 )
 def test_translate(exc: Exception, kind: ErrorKind) -> None:
@@ -382,10 +397,7 @@ def test_translate(exc: Exception, kind: ErrorKind) -> None:
 def test_router_retries_throttling_but_not_validation(code: str, status: int, retryable: bool) -> None:
     """The router decides by `retryable`: a throttled call goes to the next try or deployment, a
     request Bedrock rejected would be rejected again."""
-    exc = ClientError(
-        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Converse"
-    )
-    assert translate(exc, "bedrock", CLAUDE, "us-east-1").retryable is retryable
+    assert translate(AwsError(code, "m", status), "bedrock", CLAUDE, "us-east-1").retryable is retryable
 
 
 def test_automatic_cache_points_after_system_and_the_last_two_user_turns() -> None:

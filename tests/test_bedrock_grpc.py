@@ -1,7 +1,9 @@
-"""Bedrock end to end: the real gRPC API -> the gateway -> aiobotocore -> a fake Bedrock endpoint.
+"""Bedrock end to end: the real gRPC API -> the gateway (its own SigV4 transport on the shared HTTP
+pool) -> a fake Bedrock endpoint.
 
 The fake speaks the real wire formats (JSON, AWS JSON errors, binary eventstream frames) and checks
-every request's SigV4 signature, so these tests run botocore's own serializers, signer and parsers.
+every request's SigV4 signature with botocore's signer; tests/test_bedrock_transport.py compares the
+gateway's requests and decoding with botocore's own client.
 """
 
 from __future__ import annotations
@@ -448,7 +450,7 @@ async def test_http_errors_map_to_statuses(
         await collect(gw.stub.ChatStream(chat()))
     assert caught.value.code() == status
     assert "upstream says no" in caught.value.details()
-    assert len(fake.seen) == 1  # botocore's own retries are off: the router owns retries
+    assert len(fake.seen) == 1  # the adapter does not retry: the router owns retries
 
 
 async def test_access_denied_names_the_model(gw: Any, fake: FakeBedrock) -> None:
@@ -664,11 +666,12 @@ async def test_an_unreachable_endpoint_is_unavailable(aws_env: None, gateway_fac
 
 async def test_one_client_and_connection_serve_many_calls(gw: Any, fake: FakeBedrock) -> None:
     provider = gw.provider("bedrock")
-    client = await provider.client()
+    host = provider.runtime.host  # the shared pool's client for the endpoint's origin
     for _ in range(3):
         await collect(gw.stub.ChatStream(chat()))
         await gw.stub.Complete(pb.CompleteRequest(model=f"bedrock/{FAMILY_MODELS['llama']}", prompt="x"))
-    assert await provider.client() is client
+    assert provider.runtime.host is host
+    assert host.stats.requests == 6
     # Streams read to their end hand the connection back to the pool: one TCP connection for all.
     assert len({s.client_port for s in fake.seen}) == 1
 

@@ -3,8 +3,9 @@
 It answers the real REST routes with the real wire formats, so botocore's own serializers and
 parsers run unchanged: JSON bodies, AWS JSON errors with `x-amzn-ErrorType`, and binary
 `application/vnd.amazon.eventstream` frames (prelude, headers, payload, both CRC32s). Every
-request's SigV4 signature is recomputed with botocore's signer for the fake's credentials;
-a bad signature gets the 403 Bedrock would send.
+request's SigV4 signature is recomputed with botocore's signer for the fake's credentials (an
+implementation independent of the gateway's aws-sdk-signers); a Bedrock API key (`Authorization:
+Bearer`) is compared with the one the fake was given. A bad signature or key gets Bedrock's 403.
 
 Tests script replies with `push`; without a script the fake answers plausibly per model family,
 and rejects InvokeModel bodies that lack the fields each family requires.
@@ -22,6 +23,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 from botocore.auth import SigV4Auth
@@ -31,6 +33,8 @@ from botocore.credentials import Credentials
 ACCESS_KEY = "AKIDFAKEBEDROCK"
 SECRET_KEY = "fake-secret-key-for-tests"  # a dummy: the fake signs nothing, it only checks
 EVENTSTREAM = "application/vnd.amazon.eventstream"
+# Bedrock's tokens are opaque base64: `/`, `+` and `=` test the query's encoding and its signature.
+PAGE_TOKEN = "eyJwYWdlIjo/+="
 ERROR_STATUS = {
     "ThrottlingException": 429,
     "ModelNotReadyException": 429,
@@ -259,7 +263,7 @@ def invoke_stream_chunks(family: str, pieces: Sequence[str]) -> list[dict[str, A
 class Reply:
     """A scripted answer to the next runtime request.
 
-    `error` = (exception type, message) answers with an AWS JSON error. `frames` answers a
+    `error` = (exception type, message) answers with an AWS JSON error. `headers` adds response headers. `frames` answers a
     streaming route with these eventstream frames; `hang` then keeps the stream open until the
     client disconnects. `body` answers a unary route with this JSON.
     """
@@ -268,6 +272,7 @@ class Reply:
     frames: Sequence[bytes] | None = None
     body: Mapping[str, Any] | None = None
     hang: bool = False
+    headers: Mapping[str, str] | None = None  # extra response headers (InvokeModel's token counts)
 
 
 @dataclass(slots=True)
@@ -280,13 +285,19 @@ class SeenRequest:
     signature_valid: bool
     headers: dict[str, str] = field(default_factory=dict)
     client_port: int = 0  # the client's TCP port: equal ports mean a reused connection
+    request_line: str = ""  # method and path as sent (before any decoding)
+    raw_body: bytes = b""
 
 
 class FakeBedrock:
     """Runs on 127.0.0.1 and a free port; use as `async with FakeBedrock() as fake: fake.url`."""
 
-    def __init__(self, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> None:
+    def __init__(
+        self, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, bearer_token: str = ""
+    ) -> None:
         self.credentials = Credentials(access_key, secret_key)
+        self.bearer_token = bearer_token  # a Bedrock API key this fake accepts instead of SigV4
+        self.profile_pages: list[list[dict[str, Any]]] = []  # ListInferenceProfiles pages, when set
         self.replies: deque[Reply] = deque()
         self.seen: list[SeenRequest] = []
         self.disconnected = asyncio.Event()
@@ -322,14 +333,25 @@ class FakeBedrock:
     # --- signature -----------------------------------------------------------------------------
 
     def _check_signature(self, request: web.Request, body: bytes) -> tuple[bool, str, str]:
-        match = AUTHORIZATION.match(request.headers.get("Authorization", ""))
+        """(valid, region, service): SigV4 recomputed with the secret, or the API key compared."""
+        authorization = request.headers.get("Authorization", "")
+        if authorization.startswith("Bearer "):
+            return bool(self.bearer_token) and authorization == f"Bearer {self.bearer_token}", "", ""
+        match = AUTHORIZATION.match(authorization)
         if match is None or match["key"] != self.credentials.access_key:
             return False, "", ""
         region, service = match["region"], match["service"]
         signed = match["signed"].split(";")
         if any(name not in request.headers for name in signed):
             return False, region, service
-        url = f"http://{request.headers['Host']}{request.raw_path}"
+        # botocore's signer takes the query as already canonically encoded (its serializer's form);
+        # AWS re-encodes what it receives, so do the same: a client may send `/` or `%2F` alike.
+        path, _, query = request.raw_path.partition("?")
+        pairs = sorted(p.partition("=")[::2] for p in query.split("&")) if query else []
+        canonical = "&".join(
+            f"{quote(unquote(k), safe='-_.~')}={quote(unquote(v), safe='-_.~')}" for k, v in pairs
+        )
+        url = f"http://{request.headers['Host']}{path}" + (f"?{canonical}" if canonical else "")
         aws_request = AWSRequest(
             method=request.method, url=url, data=body, headers={h: request.headers[h] for h in signed}
         )
@@ -349,7 +371,18 @@ class FakeBedrock:
             body = {"_raw": raw.decode(errors="replace")}
         peer = request.transport.get_extra_info("peername") if request.transport else None
         port = peer[1] if peer else 0
-        seen = SeenRequest(operation, model_id, body, region, service, valid, dict(request.headers), port)
+        seen = SeenRequest(
+            operation,
+            model_id,
+            body,
+            region,
+            service,
+            valid,
+            dict(request.headers),
+            port,
+            f"{request.method} {request.raw_path}",
+            raw,
+        )
         self.seen.append(seen)
         return seen
 
@@ -378,7 +411,7 @@ class FakeBedrock:
             )
             return await self._stream(request, frames, hang=reply is not None and reply.hang)
         if reply is not None and reply.body is not None:
-            return web.json_response(dict(reply.body))
+            return web.json_response(dict(reply.body), headers=dict(reply.headers or {}))
         return self._default_unary(operation, family, seen)
 
     def _default_unary(self, operation: str, family: str, seen: SeenRequest) -> web.Response:
@@ -408,7 +441,9 @@ class FakeBedrock:
             )
         if problem := invoke_problem(family, seen.body):
             return error_response("ValidationException", problem)
-        return web.json_response(invoke_response(family, f"Hello from {family}"))
+        # Bedrock reports InvokeModel's token counts in headers too (the fake's are the body's).
+        counts = {"X-Amzn-Bedrock-Input-Token-Count": "9", "X-Amzn-Bedrock-Output-Token-Count": "4"}
+        return web.json_response(invoke_response(family, f"Hello from {family}"), headers=counts)
 
     async def _stream(
         self, request: web.Request, frames: Sequence[bytes], *, hang: bool
@@ -453,7 +488,17 @@ class FakeBedrock:
         return web.json_response({"modelSummaries": summaries})
 
     async def _inference_profiles(self, request: web.Request) -> web.Response:
-        await self._record(request, "list-inference-profiles", "")
+        seen = await self._record(request, "list-inference-profiles", "")
+        if not seen.signature_valid:
+            return error_response(
+                "InvalidSignatureException", "The request signature we calculated does not match"
+            )
+        if self.profile_pages:  # paged: page i's nextToken names page i + 1
+            index = int(request.query.get("nextToken", PAGE_TOKEN + "0").removeprefix(PAGE_TOKEN))
+            page: dict[str, Any] = {"inferenceProfileSummaries": self.profile_pages[index]}
+            if index + 1 < len(self.profile_pages):
+                page["nextToken"] = f"{PAGE_TOKEN}{index + 1}"
+            return web.json_response(page)
         profile = {
             "inferenceProfileId": "us.anthropic.claude-3-5-sonnet-20241022-v2:0",
             "inferenceProfileName": "US Claude 3.5 Sonnet v2",

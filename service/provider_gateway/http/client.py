@@ -154,6 +154,10 @@ class Upstream:
                 "provider_gateway.provider": self.provider,  # for request hooks' labels
             },
         )
+        return await self._deliver(request, model)
+
+    async def _deliver(self, request: httpx.Request, model: str) -> httpx.Response:
+        """Send a built request; an error status is read (bounded) and raised as a GatewayError."""
         send = self.host.send(request)
         response = await self._within(send, self.timeouts.first_byte, "response")
         if info := announced(

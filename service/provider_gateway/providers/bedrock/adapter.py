@@ -1,10 +1,11 @@
-"""The AWS Bedrock provider: aiobotocore clients, Converse for chat, InvokeModel for completions.
+"""The AWS Bedrock provider: Converse for chat, InvokeModel for completions, over the shared HTTP pool.
 
-Clients are long-lived (one per service and region), created on first use and closed with the
-provider. botocore's own retries are off: the gateway's router owns retries and failover.
-Credentials come from the standard AWS chain (environment, shared files and `profile`, SSO,
-container and instance roles; botocore also honours Bedrock API keys in AWS_BEARER_TOKEN_BEDROCK);
-nothing secret is read from the gateway's config file.
+Requests are built, signed (SigV4, with AWS's standalone signer) and sent by the gateway itself
+(`transport.py`); event streams are decoded by `event_stream.py`. No AWS SDK is loaded for this:
+botocore costs ~38 MB of RSS and stalls the event loop while it loads its service models. Nothing
+is retried here: the router owns retries and failover. Credentials come from
+`credentials/` (environment, profiles and roles; Bedrock API keys from AWS_BEARER_TOKEN_BEDROCK,
+sent as `Authorization: Bearer`); nothing secret is read from the gateway's config file.
 
     [providers.bedrock]
     kind = "bedrock"
@@ -19,23 +20,27 @@ nothing secret is read from the gateway's config file.
     default_max_tokens = 4096       # InvokeModel bodies that require a maximum
     connect_timeout_s = 10.0
     read_timeout_s = 3600.0         # per read; AWS advises an hour: unary Converse waits for the whole answer
-    max_connections = 50
+    max_connections = 50            # calls open at once per endpoint (runtime, control); more wait
     count_tokens = "api"            # "api": CountTokens for Claude, else the local estimate
     health_check = "credentials"    # "credentials", "list_models" (a control-plane call) or "none"
+    access_key_id_env = ""          # credentials by a variable's name or a file (`*_file`), never the
+    secret_access_key_env = ""      # value; likewise session_token_* and bearer_token_*; unset: the
+                                    # AWS chain (docs/vendor-providers.md, "Bedrock credentials")
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import json
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from contextlib import AsyncExitStack, aclosing
+from contextlib import aclosing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession
+import httpx
 
 from provider_gateway.config import Section
 from provider_gateway.domain import (
@@ -55,12 +60,23 @@ from provider_gateway.domain import (
     TextPart,
     TokenCount,
     Usage,
+    UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
+from provider_gateway.http.client import Timeouts
+from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.providers.base import BaseProvider, accumulate, all_or_first_error, estimate_tokens
-from provider_gateway.providers.bedrock import codec, models
-from provider_gateway.providers.bedrock.errors import translate
+from provider_gateway.providers.bedrock import codec, control, models
+from provider_gateway.providers.bedrock.credentials import (
+    CREDENTIAL_KEYS,
+    CredentialResolver,
+    bearer_token,
+    resolver_from_config,
+)
+from provider_gateway.providers.bedrock.errors import BedrockErrorPolicy, translate
+from provider_gateway.providers.bedrock.event_stream import FrameReader
 from provider_gateway.providers.bedrock.models import Family
+from provider_gateway.providers.bedrock.transport import JSON, Payload, SignedUpstream, model_path
 from provider_gateway.providers.context import ProviderContext
 
 OPTION_KEYS = (
@@ -80,8 +96,10 @@ OPTION_KEYS = (
     "health_check",
 )
 INFERENCE_PROFILE_MODES = ("none", "regional", "global")
-RUNTIME, CONTROL = "bedrock-runtime", "bedrock"
-MAX_LIST_PAGES = 20
+INPUT_TOKENS_HEADER, OUTPUT_TOKENS_HEADER = (
+    "X-Amzn-Bedrock-Input-Token-Count",
+    "X-Amzn-Bedrock-Output-Token-Count",
+)
 
 
 @dataclass(slots=True, frozen=True)
@@ -100,25 +118,63 @@ class BedrockSettings:
     count_tokens: str = "api"  # "api" (CountTokens where the model supports it) or "estimate"
     health_check: str = "credentials"  # "credentials", "list_models" or "none"
 
+    @property
+    def runtime_url(self) -> str:
+        return self.endpoint_url or f"https://bedrock-runtime.{self.region}.amazonaws.com"
+
+    @property
+    def control_url(self) -> str:
+        return (
+            self.control_endpoint_url or self.endpoint_url or f"https://bedrock.{self.region}.amazonaws.com"
+        )
+
 
 class BedrockProvider(BaseProvider):
     kind = "bedrock"
 
-    def __init__(self, name: str, settings: BedrockSettings, session: AioSession | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: BedrockSettings,
+        http: UpstreamPool,
+        credentials: CredentialResolver,
+        bearer: str | None = None,
+    ) -> None:
         super().__init__(name)
         self.settings = settings
-        self._session = session or AioSession(profile=settings.profile or None)
-        self._clients: dict[tuple[str, str], Any] = {}
-        self._exit = AsyncExitStack()
-        self._lock = asyncio.Lock()
+        self.credentials = credentials
+        self.bearer = bearer
+        timeouts = Timeouts(
+            connect=settings.connect_timeout_s,
+            first_byte=settings.read_timeout_s,
+            idle=settings.read_timeout_s,
+        )
+
+        def upstream(url: str) -> SignedUpstream:
+            return SignedUpstream(
+                http,
+                url,
+                name,
+                region=settings.region,
+                credentials=credentials,
+                bearer=bearer,
+                timeouts=timeouts,
+                errors=BedrockErrorPolicy(settings.region),
+                max_in_flight=settings.max_connections,
+            )
+
+        self.runtime = upstream(settings.runtime_url)
+        self.control = upstream(settings.control_url)
 
     @classmethod
-    def from_config(cls, name: str, options: Section) -> BedrockProvider:
-        options.reject_unknown(OPTION_KEYS)
+    def from_config(
+        cls, name: str, options: Section, http: UpstreamPool, env: Mapping[str, str]
+    ) -> BedrockProvider:
+        options.reject_unknown(OPTION_KEYS + CREDENTIAL_KEYS)
         profile = options.string("profile")
-        session = AioSession(profile=profile or None)
         # The standard chain: the option, then AWS_REGION / AWS_DEFAULT_REGION / the profile's region.
-        region = options.string("region") or session.get_config_variable("region") or ""
+        region = options.string("region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        region = region or profile_region(env, profile or env.get("AWS_PROFILE", ""))
         if not region:
             raise options.error("region", "no AWS region: set `region` here or AWS_REGION in the environment")
         settings = BedrockSettings(
@@ -138,41 +194,11 @@ class BedrockProvider(BaseProvider):
                 "health_check", ("credentials", "list_models", "none"), "credentials"
             ),
         )
-        return cls(name, settings, session)
-
-    # --- clients -------------------------------------------------------------------------------
-
-    async def client(self, service: str = RUNTIME, region: str = "") -> Any:
-        """The long-lived client for a service and region, created on first use."""
-        key = (service, region or self.settings.region)
-        client = self._clients.get(key)
-        if client is not None:
-            return client
-        async with self._lock:
-            if key not in self._clients:
-                endpoint = self.settings.endpoint_url
-                if service == CONTROL:
-                    endpoint = self.settings.control_endpoint_url or endpoint
-                config = AioConfig(
-                    connect_timeout=self.settings.connect_timeout_s,
-                    read_timeout=self.settings.read_timeout_s,
-                    max_pool_connections=self.settings.max_connections,
-                    retries={"total_max_attempts": 1, "mode": "standard"},
-                    user_agent_extra="provider-gateway",
-                    # Parse the service model JSON in a thread: the event loop stalls ~15 ms, not ~70.
-                    warm_up_loader_caches=True,
-                )
-                creator = self._session.create_client(
-                    service, region_name=key[1], endpoint_url=endpoint or None, config=config
-                )
-                self._clients[key] = await self._exit.enter_async_context(creator)
-        return self._clients[key]
+        credentials = resolver_from_config(options, env, http)
+        return cls(name, settings, http, credentials, bearer_token(options, env))
 
     async def aclose(self) -> None:
-        clients, self._clients = self._clients, {}
-        if clients:
-            await self._exit.aclose()
-            self._exit = AsyncExitStack()
+        await self.credentials.aclose()  # the pool's connections belong to the server
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -182,34 +208,47 @@ class BedrockProvider(BaseProvider):
         s = self.settings
         return models.inference_model_id(model, s.region, s.inference_profile, s.inference_profile_prefix)
 
-    def _error(self, exc: Exception, model: str) -> GatewayError:
+    def _error(self, exc: BaseException, model: str) -> GatewayError:
         return translate(exc, self.name, model, self.settings.region)
 
-    async def _call(self, model: str, operation: str, service: str = RUNTIME, **kwargs: Any) -> Any:
+    async def _post(
+        self, model: str, model_id: str, operation: str, body: bytes, accept: bool = False
+    ) -> tuple[dict[str, Any], httpx.Headers]:
+        """A unary runtime call: its JSON object and the response headers."""
+        headers = {"Content-Type": JSON, **({"Accept": JSON} if accept else {})}
         try:
-            client = await self.client(service)
-            return await getattr(client, operation)(**kwargs)
+            raw, response_headers = await self.runtime.fetch(
+                "POST", model_path(model_id, operation), Payload(body, headers), model=model
+            )
         except Exception as exc:
             raise self._error(exc, model) from exc
+        return codec.decode_json_object(raw, f"Bedrock {operation} response"), response_headers
 
     async def _events(
         self,
         model: str,
-        stream: Any,
-        decode: Callable[[Any], list[StreamEvent]],
+        model_id: str,
+        operation: str,
+        payload: Payload,
+        decode: Callable[[dict[str, Any]], list[StreamEvent]],
         end: Callable[[], list[StreamEvent]],
     ) -> AsyncGenerator[StreamEvent, None]:
-        """Decode a botocore event stream; always close its HTTP response (cancel included)."""
+        """POST, then decode the event stream; the response is closed on every exit (cancel too),
+        which drops an unfinished connection: Bedrock stops generating."""
+        frames = FrameReader()
         try:
-            async for event in stream:
-                for decoded in decode(event):
-                    yield decoded
+            async with self.runtime.stream_bytes(
+                model_path(model_id, operation), payload, model=model
+            ) as chunks:
+                async for chunk in chunks:
+                    for event in frames.feed(chunk):
+                        for decoded in decode(event):
+                            yield decoded
+            frames.end()
             for decoded in end():
                 yield decoded
         except Exception as exc:
             raise self._error(exc, model) from exc
-        finally:
-            stream.close()  # drops the connection if the stream did not finish: Bedrock stops
 
     # --- capabilities and health ---------------------------------------------------------------
 
@@ -233,12 +272,9 @@ class BedrockProvider(BaseProvider):
             return HealthStatus(healthy=True)
         try:
             if mode == "list_models":
-                await self._call("", "list_foundation_models", CONTROL)
-            else:
-                credentials = await self._session.get_credentials()
-                if credentials is None:
-                    return HealthStatus(healthy=False, message="no AWS credentials found")
-                await self.client()  # created at start-up, so the first request does not pay for it
+                await control.foundation_models(self.control)
+            elif not self.bearer:
+                await self.credentials.get()
         except Exception as exc:  # a probe reports; it never raises
             return HealthStatus(healthy=False, message=self._error(exc, "").message)
         return HealthStatus(healthy=True, latency_us=(time.perf_counter_ns() - started) // 1000)
@@ -253,32 +289,27 @@ class BedrockProvider(BaseProvider):
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         kwargs = self._converse_kwargs(request)
-        response = await self._call(request.model, "converse", **kwargs)
+        response, _ = await self._post(request.model, kwargs["modelId"], "converse", json_body(kwargs))
         return await accumulate(replay(codec.converse_response_events(response, request.model)))
 
     async def chat_stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         kwargs = self._converse_kwargs(request)
-        response = await self._call(request.model, "converse_stream", **kwargs)
+        payload = Payload(json_body(kwargs), {"Content-Type": JSON})
         decoder = codec.ConverseStreamDecoder(request.model)
-        async with aclosing(
-            self._events(request.model, response["stream"], decoder.feed, decoder.end)
-        ) as events:
-            async for event in events:
+        events = self._events(
+            request.model, kwargs["modelId"], "converse-stream", payload, decoder.feed, decoder.end
+        )
+        async with aclosing(events) as stream:
+            async for event in stream:
                 yield event
 
     # --- completions (InvokeModel with the family's body) --------------------------------------
 
-    def _invoke_kwargs(self, request: CompletionRequest) -> tuple[dict[str, Any], Family]:
+    def _invoke_body(self, request: CompletionRequest) -> tuple[str, bytes, Family]:
         model_id = self.model_id(request.model)
         family = models.family(model_id)
         body = codec.invoke_body(family, request, self.settings.default_max_tokens)
-        kwargs = {
-            "modelId": model_id,
-            "body": json.dumps(body).encode(),
-            "contentType": "application/json",
-            "accept": "application/json",
-        }
-        return kwargs, family
+        return model_id, json.dumps(body).encode(), family
 
     def _uses_converse(self, request: CompletionRequest) -> bool:
         """Models with no known InvokeModel body (imported models, application profile ARNs)."""
@@ -288,10 +319,10 @@ class BedrockProvider(BaseProvider):
         if self._uses_converse(request):
             whole = await self.chat(as_chat(request))
             return CompletionResponse(text=whole.text, usage=whole.usage, finish=whole.finish)
-        kwargs, family = self._invoke_kwargs(request)
-        response = await self._call(request.model, "invoke_model", **kwargs)
-        body = await self._read_json(response, request.model)
-        whole = await accumulate(replay(codec.InvokeDecoder(family, request.model).response(body)))
+        model_id, body, family = self._invoke_body(request)
+        response, headers = await self._post(request.model, model_id, "invoke", body, accept=True)
+        events = with_header_usage(codec.InvokeDecoder(family, request.model).response(response), headers)
+        whole = await accumulate(replay(events))
         return CompletionResponse(text=whole.text, usage=whole.usage, finish=whole.finish)
 
     async def complete_stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
@@ -300,45 +331,36 @@ class BedrockProvider(BaseProvider):
                 async for event in chat_events:
                     yield event
             return
-        kwargs, family = self._invoke_kwargs(request)
-        response = await self._call(request.model, "invoke_model_with_response_stream", **kwargs)
+        model_id, body, family = self._invoke_body(request)
+        # botocore's headers for this call: the body's type, and the type wanted inside the chunks.
+        payload = Payload(body, {"Content-Type": JSON, "X-Amzn-Bedrock-Accept": JSON})
         decoder = codec.InvokeDecoder(family, request.model)
 
-        def decode(event: Any) -> list[StreamEvent]:
+        def decode(event: dict[str, Any]) -> list[StreamEvent]:
             chunk = codec.stream_chunk_payload(event)
             return decoder.feed(chunk) if chunk is not None else []
 
-        async with aclosing(self._events(request.model, response["body"], decode, decoder.end)) as events:
-            async for event in events:
+        events = self._events(
+            request.model, model_id, "invoke-with-response-stream", payload, decode, decoder.end
+        )
+        async with aclosing(events) as stream:
+            async for event in stream:
                 yield event
 
-    async def _read_json(self, response: Mapping[str, Any], model: str) -> dict[str, Any]:
-        body = response["body"]
-        try:
-            data = await body.read()
-        except Exception as exc:
-            raise self._error(exc, model) from exc
-        finally:
-            body.close()
-        return codec.decode_json_object(data, "InvokeModel response")
-
     async def _invoke_json(self, model_id: str, body: dict[str, Any], model: str) -> dict[str, Any]:
-        response = await self._call(
-            model,
-            "invoke_model",
-            modelId=model_id,
-            body=json.dumps(body).encode(),
-            contentType="application/json",
-            accept="application/json",
-        )
-        return await self._read_json(response, model)
+        response, _ = await self._post(model, model_id, "invoke", json.dumps(body).encode(), accept=True)
+        return response
 
     # --- models, tokens, embeddings ------------------------------------------------------------
 
     async def list_models(self) -> list[ModelInfo]:
-        found = await self._call("", "list_foundation_models", CONTROL)
+        try:
+            summaries = await control.foundation_models(self.control)
+            profiles = await control.inference_profiles(self.control)
+        except Exception as exc:
+            raise self._error(exc, "") from exc
         result: list[ModelInfo] = []
-        for summary in found.get("modelSummaries", []):
+        for summary in summaries:
             inputs, outputs = summary.get("inputModalities", []), summary.get("outputModalities", [])
             result.append(
                 ModelInfo(
@@ -349,22 +371,14 @@ class BedrockProvider(BaseProvider):
                     embeddings="EMBEDDING" in outputs,
                 )
             )
-        token: str | None = None
-        for _ in range(MAX_LIST_PAGES):
-            page = await self._call(
-                "", "list_inference_profiles", CONTROL, **({"nextToken": token} if token else {})
-            )
-            for profile in page.get("inferenceProfileSummaries", []):
-                result.append(
-                    ModelInfo(
-                        id=profile.get("inferenceProfileId", ""),
-                        display_name=profile.get("inferenceProfileName", ""),
-                        tools=can_use_tools(profile.get("inferenceProfileId", "")),
-                    )
+        for profile in profiles:
+            result.append(
+                ModelInfo(
+                    id=profile.get("inferenceProfileId", ""),
+                    display_name=profile.get("inferenceProfileName", ""),
+                    tools=can_use_tools(profile.get("inferenceProfileId", "")),
                 )
-            token = page.get("nextToken")
-            if not token:
-                break
+            )
         return result
 
     async def count_tokens(self, request: CountTokensRequest) -> TokenCount:
@@ -374,14 +388,10 @@ class BedrockProvider(BaseProvider):
         messages = request.messages or [Message(Role.USER, (TextPart(request.text or " "),))]
         chat = ChatRequest(model=request.model, messages=messages, tools=request.tools)
         kwargs = self._converse_kwargs(chat)
+        body = json_body({"input": codec.count_tokens_input(kwargs)})
         try:
             # CountTokens takes the foundation model id, not an inference profile.
-            counted = await self._call(
-                request.model,
-                "count_tokens",
-                modelId=models.strip_profile(model_id),
-                input=codec.count_tokens_input(kwargs),
-            )
+            counted, _ = await self._post(request.model, models.strip_profile(model_id), "count-tokens", body)
         except GatewayError as exc:
             if exc.kind is ErrorKind.INVALID_ARGUMENT:  # the model does not support counting
                 return await super().count_tokens(request)
@@ -438,7 +448,50 @@ async def replay(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
         yield event
 
 
+def json_body(kwargs: Mapping[str, Any]) -> bytes:
+    """A Converse-style request body as botocore serialises it: the members but `modelId` (it is in
+    the path), `json.dumps` with its defaults, and bytes (images) as base64."""
+    return json.dumps({k: v for k, v in kwargs.items() if k != "modelId"}, default=_base64).encode()
+
+
+def _base64(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def with_header_usage(events: list[StreamEvent], headers: httpx.Headers) -> list[StreamEvent]:
+    """InvokeModel's token counts from its response headers where the body reported none."""
+    counted = (_header_int(headers, INPUT_TOKENS_HEADER), _header_int(headers, OUTPUT_TOKENS_HEADER))
+    if counted == (0, 0):
+        return events
+    fixed: list[StreamEvent] = []
+    for event in events:
+        if isinstance(event, UsageEvent) and not event.usage.input_tokens and not event.usage.output_tokens:
+            raw = {**event.usage.raw, INPUT_TOKENS_HEADER: counted[0], OUTPUT_TOKENS_HEADER: counted[1]}
+            event = UsageEvent(Usage(input_tokens=counted[0], output_tokens=counted[1], raw=raw))
+        fixed.append(event)
+    return fixed
+
+
+def _header_int(headers: httpx.Headers, name: str) -> int:
+    value = headers.get(name, "").strip()
+    return int(value) if value.isdigit() else 0
+
+
+def profile_region(env: Mapping[str, str], profile: str) -> str:
+    """The `region` of a profile in the AWS config file (AWS_CONFIG_FILE, else ~/.aws/config)."""
+    import configparser  # only when no region is configured (~160 KiB of heap otherwise held)
+
+    path = Path(env.get("AWS_CONFIG_FILE") or Path.home() / ".aws" / "config").expanduser()
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(path)  # at start-up, before the loop serves anything
+    except configparser.Error:
+        return ""
+    section = f"profile {profile}" if profile and profile != "default" else "default"
+    return parser.get(section, "region", fallback="")
+
+
 def from_config(name: str, options: Section, context: ProviderContext) -> BedrockProvider:
-    # Bedrock speaks through aiobotocore's own connection pool, not the shared HTTP pool.
-    del context
-    return BedrockProvider.from_config(name, options)
+    return BedrockProvider.from_config(name, options, context.http, os.environ)

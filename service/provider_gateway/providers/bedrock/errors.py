@@ -1,31 +1,18 @@
-"""botocore failures -> GatewayError, with statuses a caller can act on.
+"""Bedrock failures -> GatewayError, with statuses a caller can act on.
 
-Bedrock names its errors (`x-amzn-ErrorType`, or `:exception-type` inside an event stream); botocore
-raises both as `ClientError` (`EventStreamError` for the stream) with the name in `Error.Code`.
+Bedrock names its errors: `x-amzn-ErrorType` on an HTTP error (the body's `message` explains), or
+`:exception-type` inside an event stream, where the name is the stream member's (`throttlingException`).
+Transport failures and timeouts are mapped by the shared HTTP client (`http/client.py`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import binascii
-
-import aiohttp
-from botocore.eventstream import ParserError
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    NoRegionError,
-    ParamValidationError,
-    PartialCredentialsError,
-    ReadTimeoutError,
-    ResponseStreamingError,
-)
-from botocore.parsers import ResponseParserError
+import httpx
+import orjson
 
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.http.client import ErrorPolicy
+from provider_gateway.http.errors import redact
 
 CODES: dict[str, ErrorKind] = {
     "ThrottlingException": ErrorKind.RESOURCE_EXHAUSTED,
@@ -56,33 +43,30 @@ BY_HTTP_STATUS = {
     429: ErrorKind.RESOURCE_EXHAUSTED,
 }
 
-# Failures that say nothing about the request, only about the link: worth another try elsewhere.
-TRANSPORT_ERRORS = (
-    EndpointConnectionError,
-    ConnectTimeoutError,
-    ResponseStreamingError,
-    aiohttp.ClientError,
-    ConnectionError,
-)
-# A response botocore cannot decode: bad CRCs or lengths, bad base64 in a chunk, bad or too deep JSON.
-MALFORMED_ERRORS = (ParserError, ResponseParserError, binascii.Error, UnicodeDecodeError, RecursionError)
+
+class AwsError(Exception):
+    """An error Bedrock named (an HTTP error or an exception frame), before it has a gRPC status."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.status = code, message, status
 
 
-def from_client_error(exc: ClientError, provider: str, model: str, region: str) -> GatewayError:
-    error = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
-    code = str(error.get("Code") or "")
-    # Inside an event stream the code is the stream member's name: `throttlingException`.
-    code = code[:1].upper() + code[1:]
-    message = str(error.get("Message") or "") or code or "unknown error"
-    status = (
-        exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if isinstance(exc.response, dict)
-        else None
-    )
+def error_code(header: str, body: object) -> str:
+    """`ThrottlingException` from `ThrottlingException:http://internal...` or the body's `__type`."""
+    raw = header or (str(body.get("__type") or body.get("code") or "") if isinstance(body, dict) else "")
+    code = raw.split(":", 1)[0].rsplit("#", 1)[-1]
+    return code[:1].upper() + code[1:]  # stream members are camelCase: `throttlingException`
+
+
+def from_aws_error(error: AwsError, provider: str, model: str, region: str) -> GatewayError:
+    code = error_code(error.code, None)
+    message = error.message or code or "unknown error"
     kind = CODES.get(code)
     if kind is None:
+        status = error.status or 0
         kind = BY_HTTP_STATUS.get(
-            status or 0, ErrorKind.UNAVAILABLE if (status or 500) >= 500 else ErrorKind.INTERNAL
+            status, ErrorKind.UNAVAILABLE if (status or 500) >= 500 else ErrorKind.INTERNAL
         )
     if kind is ErrorKind.PERMISSION_DENIED:
         message = (
@@ -92,44 +76,38 @@ def from_client_error(exc: ClientError, provider: str, model: str, region: str) 
     elif kind is ErrorKind.RESOURCE_EXHAUSTED:
         message = f"Bedrock throttled the request for {model!r}: {message}"
     else:
-        message = f"Bedrock {code or status}: {message}"
-    return GatewayError(kind, message, provider=provider, upstream_status=code or status)
+        message = f"Bedrock {code or error.status}: {message}"
+    return GatewayError(kind, message, provider=provider, upstream_status=code or error.status)
+
+
+class BedrockErrorPolicy(ErrorPolicy):
+    """HTTP error responses in AWS's JSON error shape."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+
+    def from_response(
+        self, provider: str, response: httpx.Response, raw: bytes, model: str, secrets: tuple[str, ...]
+    ) -> GatewayError:
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            body = {"message": raw[:400].decode("utf-8", errors="replace")}
+        code = error_code(response.headers.get("x-amzn-ErrorType", ""), body)
+        text = str(body.get("message") or body.get("Message") or "") if isinstance(body, dict) else ""
+        return from_aws_error(
+            AwsError(code, redact(text, secrets), response.status_code), provider, model, self.region
+        )
 
 
 def translate(exc: BaseException, provider: str, model: str, region: str) -> GatewayError:
     """Any failure of a Bedrock call as a GatewayError; unknown exceptions become INTERNAL."""
     if isinstance(exc, GatewayError):
+        if not exc.provider:
+            exc.provider = provider
         return exc
-    if isinstance(exc, ClientError):
-        return from_client_error(exc, provider, model, region)
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return GatewayError(
-            ErrorKind.UNAUTHENTICATED,
-            "no usable AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE "
-            "(or the provider's `profile`), or run with an instance or task role",
-            provider=provider,
-        )
-    if isinstance(exc, NoRegionError):
-        return GatewayError(ErrorKind.FAILED_PRECONDITION, "no AWS region configured", provider=provider)
-    if isinstance(exc, ParamValidationError):
-        return GatewayError(ErrorKind.INVALID_ARGUMENT, f"Bedrock request rejected: {exc}", provider=provider)
-    if isinstance(exc, ReadTimeoutError | asyncio.TimeoutError):
-        return GatewayError(ErrorKind.DEADLINE_EXCEEDED, "Bedrock did not answer in time", provider=provider)
-    if isinstance(exc, MALFORMED_ERRORS):
-        return GatewayError(
-            ErrorKind.UNAVAILABLE, "malformed response from Bedrock", provider=provider, detail=_cause(exc)
-        )
-    if isinstance(exc, TRANSPORT_ERRORS):
-        return GatewayError(
-            ErrorKind.UNAVAILABLE, "Bedrock connection failed", provider=provider, detail=_cause(exc)
-        )
-    if isinstance(exc, BotoCoreError):
-        return GatewayError(
-            ErrorKind.UNAVAILABLE, "Bedrock call failed", provider=provider, detail=_cause(exc)
-        )
-    return GatewayError(ErrorKind.INTERNAL, "Bedrock call failed", provider=provider, detail=_cause(exc))
-
-
-def _cause(exc: BaseException) -> str:
-    """The library's exception, for the gateway's log: it names endpoint URLs a client must not see."""
-    return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, AwsError):
+        return from_aws_error(exc, provider, model, region)
+    return GatewayError(
+        ErrorKind.INTERNAL, "Bedrock call failed", provider=provider, detail=f"{type(exc).__name__}: {exc}"
+    )
