@@ -292,7 +292,7 @@ class BedrockProvider(BaseProvider):
         response = await self._call(request.model, "invoke_model", **kwargs)
         body = await self._read_json(response, request.model)
         whole = await accumulate(replay(codec.InvokeDecoder(family, request.model).response(body)))
-        return CompletionResponse(text=whole.text, usage=whole.usage, finish=whole.finish)
+        return codec.completion(whole, request.model)
 
     async def complete_stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
         if self._uses_converse(request):
