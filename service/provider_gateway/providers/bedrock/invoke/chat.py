@@ -59,7 +59,7 @@ class ChatCompletionsCodec(FamilyCodec):
     def _choices(self, payload: Mapping[str, Any], part: str) -> list[StreamEvent]:
         choices = [obj(c) for c in items(payload.get("choices"))]
         if not isinstance(payload.get("choices"), list) or not all(
-            isinstance(c.get(part), Mapping) or self.stop_key in c for c in choices
+            isinstance(c.get(part), Mapping) for c in choices
         ):
             raise self.unreadable(f"no choices[].{part}")
         self.response_id = text(payload.get("id")) or self.response_id

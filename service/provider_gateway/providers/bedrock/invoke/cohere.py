@@ -41,8 +41,8 @@ class CohereCommandCodec(FamilyCodec):
     def chunk(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
         if "generations" in chunk:
             return self.body(chunk)
-        if "text" not in chunk and "is_finished" not in chunk:
-            raise self.unreadable("no text and no is_finished")
+        if "event_type" in chunk or ("text" not in chunk and "is_finished" not in chunk):
+            raise self.unreadable("no text and no is_finished (an event_type is Command R's stream)")
         self.stop(chunk.get("finish_reason"))
         if chunk.get("is_finished") is True:
             self.finished = True
