@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from provider_gateway.domain import Usage
-from provider_gateway.errors import GatewayError
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.bedrock.invoke import InvokeDecoder
+from provider_gateway.providers.bedrock.models import Family
 
 # Keys and type names the decoders look at, so that generated values get past the first checks.
 VOCABULARY = [
@@ -261,13 +263,6 @@ def test_unary_readers_raise_only_gateway_errors(label: str) -> None:
     module, name = DECODERS[label]
     new_decoder = decoder_factory(module, name, "mistral" if label == "mistral" else "openai")
 
-    def read(decoder: Any, body: Any) -> Any:
-        if label in ("openai", "mistral"):
-            return decoder.response(body, lambda chars: Usage(output_tokens=chars))
-        if label == "anthropic-complete":
-            return decoder.response(body, "\n\nHuman: hi\n\nAssistant:")
-        return decoder.response(body)
-
     @FUZZ
     @example({"choices": [{"message": {"content": [{"type": "text"}]}}]})
     @example({"output": [{"type": "function_call"}, {"type": "reasoning", "summary": [1]}]})
@@ -278,9 +273,47 @@ def test_unary_readers_raise_only_gateway_errors(label: str) -> None:
     @given(st.one_of(json_values, st.dictionaries(st.sampled_from(VOCABULARY), json_values, max_size=6)))
     def run(body: Any) -> None:
         with contextlib.suppress(GatewayError):
-            read(new_decoder(), body)
+            read_body(label, new_decoder(), body)
 
     run()
+
+
+def read_body(label: str, decoder: Any, body: Any) -> Any:
+    """A unary body through the decoder's `response`, with the arguments each one takes."""
+    if label in ("openai", "mistral"):
+        return decoder.response(body, lambda chars: Usage(output_tokens=chars))
+    if label == "anthropic-complete":
+        return decoder.response(body, "\n\nHuman: hi\n\nAssistant:")
+    return decoder.response(body)
+
+
+# Bodies with no text and no stop field any decoder knows: empty, unknown, and another vendor's.
+UNREADABLE_BODIES = [
+    {},
+    {"unknown": 1},
+    {"generation": "", "prompt_token_count": 3},  # Bedrock Llama's shape, without its stop_reason
+    {"outputs": []},  # Bedrock Mistral's list, empty
+]
+BEDROCK_FAMILIES = [f for f in Family if f is not Family.OTHER]
+
+
+@pytest.mark.parametrize("label", sorted(DECODERS) + [f"bedrock-{f.value}" for f in BEDROCK_FAMILIES])
+@pytest.mark.parametrize("body", UNREADABLE_BODIES, ids=repr)
+def test_an_unreadable_body_is_unavailable_never_an_empty_success(label: str, body: dict[str, Any]) -> None:
+    """Issue 20.3, for every provider: a body a codec cannot read fails over as UNAVAILABLE; it
+    never becomes an answer with no text, no finish reason and no usage."""
+    if label.startswith("bedrock-"):
+        model = "vendor.some-model-v1:0"
+        decoder = InvokeDecoder(Family(label.removeprefix("bedrock-")), model)
+        with pytest.raises(GatewayError) as caught:
+            decoder.response(body)
+        assert model in caught.value.message  # names the model
+    else:
+        module, name = DECODERS[label]
+        decoder = decoder_factory(module, name, "mistral" if label == "mistral" else "openai")()
+        with pytest.raises(GatewayError) as caught:
+            read_body(label, decoder, body)
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
 
 
 @pytest.mark.parametrize("label", sorted(PARSERS))
