@@ -26,6 +26,7 @@ from provider_gateway.domain import (
     ImagePart,
     Message,
     ProviderFinish,
+    ReasoningDelta,
     ReasoningOptions,
     Role,
     TextDelta,
@@ -578,3 +579,25 @@ def test_claude_skips_event_types_it_does_not_know() -> None:
     assert decoder.feed({"type": "some_future_event", "data": 1}) == []
     with pytest.raises(GatewayError, match="without a type"):
         decoder.feed({"generation": "hi"})
+
+
+@pytest.mark.parametrize(
+    ("pieces", "reasoning", "answer"),
+    [
+        (["<reasoning>Think.</reasoning>Hi"], "Think.", "Hi"),
+        (["<", "reasoning>A", "B</", "reasoning>", "Hi"], "AB", "Hi"),
+        (["  <reasoning>x</reasoning>y"], "x", "y"),
+        (["Hi <reasoning>not a prefix</reasoning>"], "", "Hi <reasoning>not a prefix</reasoning>"),
+        (["<reas", "on>"], "", "<reason>"),
+        (["<reasoning>never closed"], "never closed", ""),
+    ],
+)
+def test_gpt_oss_reasoning_tags_are_split_across_chunks(
+    pieces: list[str], reasoning: str, answer: str
+) -> None:
+    decoder = codec.InvokeDecoder(Family.GPT_OSS, "openai.gpt-oss-20b-1:0")
+    chunks = [{"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces]
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events = [e for c in chunks for e in decoder.feed(c)] + decoder.end()
+    assert "".join(e.text for e in events if isinstance(e, ReasoningDelta)) == reasoning
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == answer

@@ -268,10 +268,12 @@ class BedrockProvider(BaseProvider):
 
     # --- completions (InvokeModel with the family's body) --------------------------------------
 
-    def _invoke_kwargs(self, request: CompletionRequest) -> tuple[dict[str, Any], Family]:
+    def _invoke_kwargs(
+        self, request: CompletionRequest, stream: bool = False
+    ) -> tuple[dict[str, Any], Family]:
         model_id = self.model_id(request.model)
         family = models.family(model_id)
-        body = codec.invoke_body(family, request, self.settings.default_max_tokens)
+        body = codec.invoke_body(family, request, self.settings.default_max_tokens, stream=stream)
         kwargs = {
             "modelId": model_id,
             "body": json.dumps(body).encode(),
@@ -300,7 +302,7 @@ class BedrockProvider(BaseProvider):
                 async for event in chat_events:
                     yield event
             return
-        kwargs, family = self._invoke_kwargs(request)
+        kwargs, family = self._invoke_kwargs(request, stream=True)
         response = await self._call(request.model, "invoke_model_with_response_stream", **kwargs)
         decoder = codec.InvokeDecoder(family, request.model)
 

@@ -80,9 +80,15 @@ def codec_for(family: Family, model: str) -> FamilyCodec:
     return codec(model)
 
 
-def invoke_body(family: Family, request: CompletionRequest, default_max_tokens: int) -> dict[str, Any]:
+def invoke_body(
+    family: Family, request: CompletionRequest, default_max_tokens: int, *, stream: bool = False
+) -> dict[str, Any]:
     """The InvokeModel JSON body the family documents, for a plain prompt completion."""
-    return codec_for(family, request.model).request(request, request.max_tokens or default_max_tokens)
+    codec = codec_for(family, request.model)
+    body = codec.request(request, request.max_tokens or default_max_tokens)
+    if stream and codec.stream_flag:
+        body[codec.stream_flag] = True
+    return body
 
 
 class InvokeDecoder:

@@ -32,6 +32,7 @@ class FamilyCodec:
     label: ClassVar[str] = ""  # the family as Bedrock's documentation names it
     stop_field: ClassVar[str] = ""  # the field that says why the model stopped
     end_marker: ClassVar[str] = ""  # the stream's final message
+    stream_flag: ClassVar[str] = ""  # a body field that must say `true` for a stream, where one must
 
     def __init__(self, model: str) -> None:
         self.model = model

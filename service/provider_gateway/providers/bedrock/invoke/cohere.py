@@ -20,6 +20,7 @@ class CohereCommandCodec(FamilyCodec):
     label = "Cohere Command"
     stop_field = "generations[].finish_reason"
     end_marker = "a chunk with is_finished true"
+    stream_flag = "stream"  # "Required to support streaming", as the Command page says
 
     def request(self, request: CompletionRequest, max_tokens: int) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": request.prompt, "max_tokens": max_tokens}
