@@ -601,3 +601,10 @@ def test_gpt_oss_reasoning_tags_are_split_across_chunks(
     events = [e for c in chunks for e in decoder.feed(c)] + decoder.end()
     assert "".join(e.text for e in events if isinstance(e, ReasoningDelta)) == reasoning
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == answer
+
+
+def test_the_configured_default_max_tokens_is_capped_at_llamas_documented_maximum() -> None:
+    request = CompletionRequest("meta.llama3-8b-instruct-v1:0", "hi")
+    assert codec.invoke_body(Family.LLAMA, request, 4096)["max_gen_len"] == 2048
+    request.max_tokens = 3000  # the caller's own value goes as given: Bedrock's validation answers
+    assert codec.invoke_body(Family.LLAMA, request, 4096)["max_gen_len"] == 3000

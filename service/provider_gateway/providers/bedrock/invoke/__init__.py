@@ -85,7 +85,8 @@ def invoke_body(
 ) -> dict[str, Any]:
     """The InvokeModel JSON body the family documents, for a plain prompt completion."""
     codec = codec_for(family, request.model)
-    body = codec.request(request, request.max_tokens or default_max_tokens)
+    default = min(default_max_tokens, codec.max_tokens_limit or default_max_tokens)
+    body = codec.request(request, request.max_tokens or default)
     if stream and codec.stream_flag:
         body[codec.stream_flag] = True
     return body

@@ -33,6 +33,9 @@ class FamilyCodec:
     stop_field: ClassVar[str] = ""  # the field that says why the model stopped
     end_marker: ClassVar[str] = ""  # the stream's final message
     stream_flag: ClassVar[str] = ""  # a body field that must say `true` for a stream, where one must
+    # The most the body documents for its maximum, where below common defaults: the configured
+    # `default_max_tokens` is capped to it (a caller's own max_tokens goes to Bedrock as given).
+    max_tokens_limit: ClassVar[int] = 0
 
     def __init__(self, model: str) -> None:
         self.model = model

@@ -59,6 +59,7 @@ class LlamaCodec(FamilyCodec):
     label = "Meta Llama"
     stop_field = "stop_reason"
     end_marker = "a chunk with stop_reason"
+    max_tokens_limit = 2048  # max_gen_len: "Maximum 2048" on the Llama page
 
     def request(self, request: CompletionRequest, max_tokens: int) -> dict[str, Any]:
         self.refuse_stop(request)
