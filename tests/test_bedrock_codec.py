@@ -16,7 +16,7 @@ from botocore.exceptions import (
     ParamValidationError,
     ReadTimeoutError,
 )
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from provider_gateway.domain import (
@@ -297,6 +297,12 @@ def test_converse_decoder_never_raises_anything_but_gateway_errors(stream: list[
     st.sampled_from(list(Family)[:-1]),
     st.lists(st.dictionaries(st.text(max_size=20), json_values), max_size=4),
 )
+# Block and call indexes that are not hashable, which once escaped as TypeError.
+@example(
+    Family.ANTHROPIC, [{"type": "content_block_start", "index": [1], "content_block": {"type": "tool_use"}}]
+)
+@example(Family.NOVA, [{"contentBlockStart": {"contentBlockIndex": {}, "start": {"toolUse": {"name": "f"}}}}])
+@example(Family.GPT_OSS, [{"choices": [{"delta": {"tool_calls": [{"index": [0], "function": {}}]}}]}])
 def test_invoke_decoders_never_raise_anything_but_gateway_errors(
     family: Family, chunks: list[dict[str, Any]]
 ) -> None:

@@ -95,6 +95,11 @@ def put(target: dict[str, Any], **values: Any) -> None:
             target[key] = list(value) if isinstance(value, list) else value
 
 
+def hashable(key: Any) -> Any:
+    """A block or call index as a dict key: the upstream's JSON may put a list or object there."""
+    return key if isinstance(key, int | str) else repr(key)
+
+
 class ToolCalls:
     """Tool calls as they stream: keyed by the family's block or call index, numbered from 0."""
 
@@ -103,15 +108,18 @@ class ToolCalls:
         self._count = 0
 
     def start(self, key: Any, call_id: str, name: str) -> list[StreamEvent]:
+        key = hashable(key)
         index = self._count
         self._count += 1
         self._open[key] = (index, call_id, name, [])
         return [ToolCallStart(index, call_id, name)]
 
     def is_open(self, key: Any) -> bool:
+        key = hashable(key)
         return key in self._open
 
     def delta(self, key: Any, piece: str) -> list[StreamEvent]:
+        key = hashable(key)
         call = self._open.get(key)
         if call is None or not piece:
             return []
@@ -119,6 +127,7 @@ class ToolCalls:
         return [ToolCallDelta(call[0], piece)]
 
     def end(self, key: Any) -> list[StreamEvent]:
+        key = hashable(key)
         call = self._open.pop(key, None)
         if call is None:
             return []
