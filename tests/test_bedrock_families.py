@@ -5,6 +5,7 @@ chunks. botocore decodes the fake's event-stream frames as the oracle for what t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Callable
@@ -284,3 +285,31 @@ async def test_cohere_command_asks_for_a_stream_only_when_streaming(gw: Any, fak
     await gw.stub.Complete(complete("cohere-command"), timeout=WAIT_S)
     assert fake.last("invoke-with-response-stream").body["stream"] is True
     assert "stream" not in fake.last("invoke").body
+
+
+def botocore_stream_text(url: str, family: str) -> tuple[str, dict[str, Any]]:
+    """botocore's own bedrock-runtime client against the fake: the stream's text, read per the
+    family's documented chunk fields, and the last chunk's invocation metrics."""
+    import botocore.session
+
+    client = botocore.session.get_session().create_client(
+        "bedrock-runtime", region_name="us-west-2", endpoint_url=url
+    )
+    # Every family's required keys at once: the fake answers each model with its family's stream.
+    body = json.dumps({"prompt": "Say hi", "messages": [], "inputText": "Say hi", "anthropic_version": "bedrock-2023-05-31", "max_tokens": 8, "message": "Say hi"})  # fmt: skip
+    response = client.invoke_model_with_response_stream(modelId=MODELS[family], body=body)
+    chunks = [json.loads(event["chunk"]["bytes"]) for event in response["body"] if "chunk" in event]
+    return "".join(CHUNK_TEXT[family](c) for c in chunks), chunks[-1]["amazon-bedrock-invocationMetrics"]
+
+
+@pytest.mark.parametrize("family", sorted(MODELS))
+async def test_botocores_client_reads_the_same_stream_as_the_gateway(
+    gw: Any, fake: FakeBedrock, family: str
+) -> None:
+    oracle_text, metrics = await asyncio.to_thread(botocore_stream_text, fake.url, family)
+    events = await collect(gw.stub.CompleteStream(complete(family), timeout=WAIT_S))
+    assert text_of(events) == oracle_text
+    assert (events[-2].usage.input_tokens, events[-2].usage.output_tokens) == (
+        metrics["inputTokenCount"],
+        metrics["outputTokenCount"],
+    )
