@@ -614,3 +614,24 @@ def test_the_configured_default_max_tokens_is_capped_at_llamas_documented_maximu
     assert codec.invoke_body(Family.LLAMA, request, 4096)["max_gen_len"] == 2048
     request.max_tokens = 3000  # the caller's own value goes as given: Bedrock's validation answers
     assert codec.invoke_body(Family.LLAMA, request, 4096)["max_gen_len"] == 3000
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("FINISH", FinishReason.STOP),  # Titan
+        ("STOP_CRITERIA_MET", FinishReason.STOP),
+        ("LENGTH", FinishReason.LENGTH),
+        ("CONTENT_FILTERED", FinishReason.CONTENT_FILTER),
+        ("COMPLETE", FinishReason.STOP),  # Cohere
+        ("MAX_TOKENS", FinishReason.LENGTH),
+        ("ERROR_LIMIT", FinishReason.LENGTH),
+        ("ERROR_TOXIC", FinishReason.CONTENT_FILTER),
+        ("TOOL_CALL", FinishReason.TOOL_CALLS),
+        ("tool_calls", FinishReason.TOOL_CALLS),  # Mistral chat, gpt-oss, Jamba
+        ("content_filter", FinishReason.CONTENT_FILTER),
+        ("RAG_QUERY_WHEN_RAG_DISABLED", FinishReason.OTHER),
+    ],
+)
+def test_every_familys_stop_values(raw: str, reason: FinishReason) -> None:
+    assert codec.finish_reason(raw) is reason

@@ -36,6 +36,7 @@ STOP_REASONS = {
     "max_tokens": FinishReason.LENGTH,
     "length": FinishReason.LENGTH,
     "model_context_window_exceeded": FinishReason.LENGTH,
+    "error_limit": FinishReason.LENGTH,  # Cohere: the context limit was reached
     "tool_use": FinishReason.TOOL_CALLS,
     "tool_call": FinishReason.TOOL_CALLS,
     "tool_calls": FinishReason.TOOL_CALLS,
