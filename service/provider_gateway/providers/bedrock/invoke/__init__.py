@@ -105,6 +105,8 @@ class InvokeDecoder:
         self.metrics: dict[str, int] = {}
 
     def feed(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
+        if not isinstance(chunk, Mapping):
+            raise self.codec.unreadable("a stream chunk that is not a JSON object")
         metrics = obj(chunk.get(INVOCATION_METRICS))
         if metrics:  # Bedrock's own counts, on the last chunk of every family
             self.codec.raw_usage[INVOCATION_METRICS] = dict(metrics)
@@ -122,6 +124,8 @@ class InvokeDecoder:
         return self._close()
 
     def response(self, body: Mapping[str, Any]) -> list[StreamEvent]:
+        if not isinstance(body, Mapping):
+            raise self.codec.unreadable("an InvokeModel response that is not a JSON object")
         events = self.codec.body(body)
         if self.codec.stop_reason is None:
             raise self.codec.unreadable(f"the InvokeModel response has no {self.codec.stop_field}")
