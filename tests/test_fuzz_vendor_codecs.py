@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from provider_gateway.domain import Usage
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.bedrock.invoke.nova import EVENTS as NOVA_EVENTS
 from provider_gateway.providers.bedrock.models import Family
 
 # Keys and type names the decoders look at, so that generated values get past the first checks.
@@ -168,12 +169,7 @@ VOCABULARY = [
     "text-generation",
     "tool-calls-generation",
     "parameters",
-    "messageStart",
-    "contentBlockStart",
-    "contentBlockDelta",
-    "contentBlockStop",
-    "messageStop",
-    "metadata",
+    *NOVA_EVENTS,
     "stopReason",
     "toolUse",
     "toolUseId",
