@@ -66,10 +66,6 @@ METRICS = {
 }
 
 
-def has_codec(family: Family) -> bool:
-    return family in CODECS
-
-
 def codec_for(family: Family, model: str) -> FamilyCodec:
     codec = CODECS.get(family)
     if codec is None:
