@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from provider_gateway.domain import (
@@ -18,15 +18,27 @@ from provider_gateway.domain import (
     ImagePart,
     Message,
     ProviderFinish,
+    ReasoningDelta,
     ReasoningOptions,
     Role,
+    TextDelta,
     TextPart,
     Tool,
+    ToolCallEnd,
     ToolChoice,
     ToolChoiceMode,
+    UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.fakes.bedrock import chunk_frame, encode_message, event_frame, exception_frame
+from provider_gateway.fakes import bedrock_invoke_bodies
+from provider_gateway.fakes.bedrock import (
+    chunk_frame,
+    encode_message,
+    event_frame,
+    exception_frame,
+    invoke_response,
+    invoke_stream_chunks,
+)
 from provider_gateway.providers.bedrock import codec, models
 from provider_gateway.providers.bedrock.errors import AwsError, translate
 from provider_gateway.providers.bedrock.event_stream import FrameReader
@@ -74,7 +86,19 @@ def test_inference_model_id_modes() -> None:
         ("amazon.nova-pro-v1:0", Family.NOVA),
         ("amazon.titan-text-premier-v1:0", Family.TITAN),
         ("mistral.mistral-large-2402-v1:0", Family.MISTRAL),
-        ("cohere.command-r-plus-v1:0", Family.COHERE),
+        ("mistral.mistral-7b-instruct-v0:2", Family.MISTRAL),
+        ("mistral.mistral-large-2407-v1:0", Family.MISTRAL_CHAT),
+        ("us.mistral.pixtral-large-2502-v1:0", Family.MISTRAL_CHAT),
+        ("cohere.command-r-plus-v1:0", Family.COHERE_CHAT),
+        ("cohere.command-text-v14", Family.COHERE),
+        ("cohere.embed-english-v3", Family.COHERE),
+        ("ai21.jamba-1-5-large-v1:0", Family.JAMBA),
+        ("openai.gpt-oss-120b-1:0", Family.GPT_OSS),
+        ("us.deepseek.r1-v1:0", Family.DEEPSEEK),
+        ("deepseek.v3-v1:0", Family.OTHER),
+        ("us.writer.palmyra-x5-v1:0", Family.WRITER),
+        ("qwen.qwen3-32b-v1:0", Family.OTHER),
+        ("us.meta.llama4-maverick-17b-instruct-v1:0", Family.LLAMA),
         ("arn:aws:bedrock:us-east-1:123:imported-model/abc", Family.OTHER),
     ],
 )
@@ -267,6 +291,12 @@ def test_converse_decoder_never_raises_anything_but_gateway_errors(stream: list[
     st.sampled_from(list(Family)[:-1]),
     st.lists(st.dictionaries(st.text(max_size=20), json_values), max_size=4),
 )
+# Block and call indexes that are not hashable, which once escaped as TypeError.
+@example(
+    Family.ANTHROPIC, [{"type": "content_block_start", "index": [1], "content_block": {"type": "tool_use"}}]
+)
+@example(Family.NOVA, [{"contentBlockStart": {"contentBlockIndex": {}, "start": {"toolUse": {"name": "f"}}}}])
+@example(Family.GPT_OSS, [{"choices": [{"delta": {"tool_calls": [{"index": [0], "function": {}}]}}]}])
 def test_invoke_decoders_never_raise_anything_but_gateway_errors(
     family: Family, chunks: list[dict[str, Any]]
 ) -> None:
@@ -456,3 +486,165 @@ def test_claude_thinking_requests_anthropic_refuses_are_refused_before_sending(
     with pytest.raises(GatewayError, match=f"^{field}:") as info:
         codec.converse_request(request, CLAUDE, Family.ANTHROPIC)
     assert info.value.kind is ErrorKind.INVALID_ARGUMENT
+
+
+# --- every InvokeModel family against every other family's payloads (issue 20.3) --------------
+
+# The fake's family names -> the gateway's families.
+FAKE_FAMILIES = {
+    "anthropic": Family.ANTHROPIC,
+    "nova": Family.NOVA,
+    "titan": Family.TITAN,
+    "llama": Family.LLAMA,
+    "mistral": Family.MISTRAL,
+    "mistral-chat": Family.MISTRAL_CHAT,
+    "cohere": Family.COHERE_CHAT,
+    "cohere-command": Family.COHERE,
+    "jamba": Family.JAMBA,
+    "gpt-oss": Family.GPT_OSS,
+    "deepseek": Family.DEEPSEEK,
+    "writer": Family.WRITER,
+}
+# Families whose Bedrock pages document the same response body (OpenAI's chat completion object).
+SAME_SHAPE = set(bedrock_invoke_bodies.CHAT_COMPLETIONS)
+FOREIGN_PAIRS = [
+    (mine, theirs)
+    for mine in FAKE_FAMILIES
+    for theirs in FAKE_FAMILIES
+    if mine != theirs and not {mine, theirs} <= SAME_SHAPE
+]
+MODEL = "us.vendor.model-v1:0"
+
+
+def test_every_family_is_covered() -> None:
+    with_codec = {f for f in Family if f is not Family.OTHER}
+    assert set(FAKE_FAMILIES.values()) == with_codec
+
+
+@pytest.mark.parametrize(("mine", "theirs"), FOREIGN_PAIRS)
+def test_a_body_of_another_family_is_unavailable_never_an_empty_success(mine: str, theirs: str) -> None:
+    decoder = codec.InvokeDecoder(FAKE_FAMILIES[mine], MODEL)
+    with pytest.raises(GatewayError) as caught:
+        decoder.response(invoke_response(theirs, "Hello"))
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    assert MODEL in caught.value.message
+
+
+@pytest.mark.parametrize(("mine", "theirs"), FOREIGN_PAIRS)
+def test_a_stream_of_another_family_is_unavailable_never_a_clean_end(mine: str, theirs: str) -> None:
+    decoder = codec.InvokeDecoder(FAKE_FAMILIES[mine], MODEL)
+    with pytest.raises(GatewayError) as caught:
+        feed_all(decoder, invoke_stream_chunks(theirs, ["Hello", " there"]))
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    assert MODEL in caught.value.message
+
+
+def feed_all(decoder: codec.InvokeDecoder, chunks: list[dict[str, Any]]) -> None:
+    for chunk in chunks:
+        decoder.feed(chunk)
+    decoder.end()
+
+
+@pytest.mark.parametrize("family", sorted(FAKE_FAMILIES))
+def test_each_family_reads_its_own_payloads(family: str) -> None:
+    whole = codec.InvokeDecoder(FAKE_FAMILIES[family], MODEL).response(invoke_response(family, "Hello"))
+    assert [e.text for e in whole if isinstance(e, TextDelta)] == ["Hello"]
+    decoder = codec.InvokeDecoder(FAKE_FAMILIES[family], MODEL)
+    streamed = [e for c in invoke_stream_chunks(family, ["Hello", " there"]) for e in decoder.feed(c)]
+    ending = decoder.end()
+    assert "".join(e.text for e in streamed if isinstance(e, TextDelta)) == "Hello there"
+    assert isinstance(ending[-1], ProviderFinish)
+    assert ending[-1].reason is FinishReason.STOP
+
+
+@pytest.mark.parametrize("family", sorted(FAKE_FAMILIES))
+def test_an_empty_or_unknown_body_is_unavailable_naming_what_is_missing(family: str) -> None:
+    for body in ({}, {"unknown": 1}):
+        decoder = codec.InvokeDecoder(FAKE_FAMILIES[family], MODEL)
+        with pytest.raises(GatewayError) as caught:
+            decoder.response(body)
+        assert caught.value.kind is ErrorKind.UNAVAILABLE
+        assert MODEL in caught.value.message
+        assert "no " in caught.value.message  # names what was missing
+
+
+def test_metrics_win_over_the_models_own_counts_and_both_stay_in_raw() -> None:
+    decoder = codec.InvokeDecoder(Family.ANTHROPIC, CLAUDE)
+    for chunk in bedrock_invoke_bodies.claude_disagreeing_chunks(130, 98):
+        decoder.feed(chunk)
+    usage_event = decoder.end()[-2]
+    assert isinstance(usage_event, UsageEvent)
+    assert (usage_event.usage.input_tokens, usage_event.usage.output_tokens) == (25, 98)
+    assert usage_event.usage.raw["output_tokens"] == 130
+    assert usage_event.usage.raw["amazon-bedrock-invocationMetrics"]["outputTokenCount"] == 98
+
+
+def test_a_recorded_nova_tool_use_body_keeps_its_tool_call() -> None:
+    events = codec.InvokeDecoder(Family.NOVA, "amazon.nova-pro-v1:0").response(
+        bedrock_invoke_bodies.NOVA_TOOL_USE
+    )
+    (end,) = [e for e in events if isinstance(e, ToolCallEnd)]
+    assert (end.call.id, end.call.name, json.loads(end.call.arguments_json)) == (
+        "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q",
+        "get_weather",
+        {"city": "Paris"},
+    )
+    assert isinstance(events[-1], ProviderFinish)
+    assert events[-1].reason is FinishReason.TOOL_CALLS
+
+
+def test_claude_skips_event_types_it_does_not_know() -> None:
+    decoder = codec.InvokeDecoder(Family.ANTHROPIC, CLAUDE)
+    assert decoder.feed({"type": "some_future_event", "data": 1}) == []
+    with pytest.raises(GatewayError, match="without a type"):
+        decoder.feed({"generation": "hi"})
+
+
+@pytest.mark.parametrize(
+    ("pieces", "reasoning", "answer"),
+    [
+        (["<reasoning>Think.</reasoning>Hi"], "Think.", "Hi"),
+        (["<", "reasoning>A", "B</", "reasoning>", "Hi"], "AB", "Hi"),
+        (["  <reasoning>x</reasoning>y"], "x", "y"),
+        (["Hi <reasoning>not a prefix</reasoning>"], "", "Hi <reasoning>not a prefix</reasoning>"),
+        (["<reas", "on>"], "", "<reason>"),
+        (["<reasoning>never closed"], "never closed", ""),
+    ],
+)
+def test_gpt_oss_reasoning_tags_are_split_across_chunks(
+    pieces: list[str], reasoning: str, answer: str
+) -> None:
+    decoder = codec.InvokeDecoder(Family.GPT_OSS, "openai.gpt-oss-20b-1:0")
+    chunks = [{"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces]
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events = [e for c in chunks for e in decoder.feed(c)] + decoder.end()
+    assert "".join(e.text for e in events if isinstance(e, ReasoningDelta)) == reasoning
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == answer
+
+
+def test_the_configured_default_max_tokens_is_capped_at_llamas_documented_maximum() -> None:
+    request = CompletionRequest("meta.llama3-8b-instruct-v1:0", "hi")
+    assert codec.invoke_body(Family.LLAMA, request, 4096)["max_gen_len"] == 2048
+    request.max_tokens = 3000  # the caller's own value goes as given: Bedrock's validation answers
+    assert codec.invoke_body(Family.LLAMA, request, 4096)["max_gen_len"] == 3000
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("FINISH", FinishReason.STOP),  # Titan
+        ("STOP_CRITERIA_MET", FinishReason.STOP),
+        ("LENGTH", FinishReason.LENGTH),
+        ("CONTENT_FILTERED", FinishReason.CONTENT_FILTER),
+        ("COMPLETE", FinishReason.STOP),  # Cohere
+        ("MAX_TOKENS", FinishReason.LENGTH),
+        ("ERROR_LIMIT", FinishReason.LENGTH),
+        ("ERROR_TOXIC", FinishReason.CONTENT_FILTER),
+        ("TOOL_CALL", FinishReason.TOOL_CALLS),
+        ("tool_calls", FinishReason.TOOL_CALLS),  # Mistral chat, gpt-oss, Jamba
+        ("content_filter", FinishReason.CONTENT_FILTER),
+        ("RAG_QUERY_WHEN_RAG_DISABLED", FinishReason.OTHER),
+    ],
+)
+def test_every_familys_stop_values(raw: str, reason: FinishReason) -> None:
+    assert codec.finish_reason(raw) is reason

@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from provider_gateway.domain import Usage
-from provider_gateway.errors import GatewayError
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.bedrock.invoke.nova import EVENTS as NOVA_EVENTS
+from provider_gateway.providers.bedrock.models import Family
 
 # Keys and type names the decoders look at, so that generated values get past the first checks.
 VOCABULARY = [
@@ -150,6 +152,28 @@ VOCABULARY = [
     "output_text",
     "input_tokens_details",
     "output_tokens_details",
+    # Bedrock InvokeModel families
+    "amazon-bedrock-invocationMetrics",
+    "inputTokenCount",
+    "outputTokenCount",
+    "outputText",
+    "results",
+    "completionReason",
+    "totalOutputTextTokenCount",
+    "generation",
+    "generation_token_count",
+    "outputs",
+    "generations",
+    "is_finished",
+    "stream-end",
+    "text-generation",
+    "tool-calls-generation",
+    "parameters",
+    *NOVA_EVENTS,
+    "stopReason",
+    "toolUse",
+    "toolUseId",
+    "contentBlockIndex",
 ]
 scalars = st.one_of(
     st.none(),
@@ -184,6 +208,12 @@ DECODERS = {
     "mistral": ("provider_gateway.providers.openai.stream", "ChatStreamParser"),
     "openai-responses": ("provider_gateway.providers.openai.responses_stream", "ResponsesStreamDecoder"),
     "ollama": ("provider_gateway.providers.ollama.codec", "ChatStreamParser"),
+    # Bedrock InvokeModel: one codec per model family, behind one decoder.
+    **{
+        f"bedrock-{family.value}": ("provider_gateway.providers.bedrock.invoke", "InvokeDecoder")
+        for family in Family
+        if family is not Family.OTHER
+    },
 }
 PARSERS = {
     "anthropic-error": ("provider_gateway.providers.anthropic.codec", "error_from_body"),
@@ -209,6 +239,14 @@ PARSER_ARGS: dict[str, tuple[Any, ...]] = {
 }
 
 
+def decoder_for(label: str) -> Any:
+    module, name = DECODERS[label]
+    if label.startswith("bedrock-"):
+        family = Family(label.removeprefix("bedrock-"))
+        return lambda: load(module, name)(family, "fuzz-model")
+    return decoder_factory(module, name, "mistral" if label == "mistral" else "openai")
+
+
 def decoder_factory(module: str, name: str, preset: str = "openai") -> Any:
     decoder_class = load(module, name)
     if module.endswith("openai.stream"):
@@ -224,8 +262,7 @@ def load(module: str, name: str) -> Any:
 
 @pytest.mark.parametrize("label", sorted(DECODERS))
 def test_stream_decoder_raises_only_gateway_errors(label: str) -> None:
-    module, name = DECODERS[label]
-    new_decoder = decoder_factory(module, name, label if label == "mistral" else "openai")
+    new_decoder = decoder_for(label)
 
     @FUZZ
     @given(events)
@@ -258,15 +295,7 @@ def test_stream_decoder_raises_only_gateway_errors(label: str) -> None:
 @pytest.mark.parametrize("label", sorted(DECODERS))
 def test_unary_readers_raise_only_gateway_errors(label: str) -> None:
     """The unary bodies go through the stream decoders' `response`: the same guard holds."""
-    module, name = DECODERS[label]
-    new_decoder = decoder_factory(module, name, "mistral" if label == "mistral" else "openai")
-
-    def read(decoder: Any, body: Any) -> Any:
-        if label in ("openai", "mistral"):
-            return decoder.response(body, lambda chars: Usage(output_tokens=chars))
-        if label == "anthropic-complete":
-            return decoder.response(body, "\n\nHuman: hi\n\nAssistant:")
-        return decoder.response(body)
+    new_decoder = decoder_for(label)
 
     @FUZZ
     @example({"choices": [{"message": {"content": [{"type": "text"}]}}]})
@@ -278,9 +307,39 @@ def test_unary_readers_raise_only_gateway_errors(label: str) -> None:
     @given(st.one_of(json_values, st.dictionaries(st.sampled_from(VOCABULARY), json_values, max_size=6)))
     def run(body: Any) -> None:
         with contextlib.suppress(GatewayError):
-            read(new_decoder(), body)
+            read_body(label, new_decoder(), body)
 
     run()
+
+
+def read_body(label: str, decoder: Any, body: Any) -> Any:
+    """A unary body through the decoder's `response`, with the arguments each one takes."""
+    if label in ("openai", "mistral"):
+        return decoder.response(body, lambda chars: Usage(output_tokens=chars))
+    if label == "anthropic-complete":
+        return decoder.response(body, "\n\nHuman: hi\n\nAssistant:")
+    return decoder.response(body)
+
+
+# Bodies with no text and no stop field any decoder knows: empty, unknown, and another vendor's.
+UNREADABLE_BODIES = [
+    {},
+    {"unknown": 1},
+    {"generation": "", "prompt_token_count": 3},  # Bedrock Llama's shape, without its stop_reason
+    {"outputs": []},  # Bedrock Mistral's list, empty
+]
+
+
+@pytest.mark.parametrize("label", sorted(DECODERS))
+@pytest.mark.parametrize("body", UNREADABLE_BODIES, ids=repr)
+def test_an_unreadable_body_is_unavailable_never_an_empty_success(label: str, body: dict[str, Any]) -> None:
+    """Issue 20.3, for every provider: a body a codec cannot read fails over as UNAVAILABLE; it
+    never becomes an answer with no text, no finish reason and no usage."""
+    with pytest.raises(GatewayError) as caught:
+        read_body(label, decoder_for(label)(), body)
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    if label.startswith("bedrock-"):
+        assert "fuzz-model" in caught.value.message  # Bedrock's name the model
 
 
 @pytest.mark.parametrize("label", sorted(PARSERS))

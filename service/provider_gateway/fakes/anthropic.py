@@ -345,6 +345,8 @@ class FakeAnthropic(FakeVendor):
             for chunk in conv.TEXT_CHUNKS
         ]
         frames.insert(1, sse({"type": "ping"}, "ping"))
+        if scenario_of(body["model"]) == "cut":  # the first piece, then the connection drops
+            return await self.stream(request, frames[:2], ending="cut")
         frames.append(
             sse(
                 {

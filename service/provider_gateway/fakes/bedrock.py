@@ -30,6 +30,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from provider_gateway.fakes import bedrock_invoke_bodies as more_families
+
 ACCESS_KEY = "AKIDFAKEBEDROCK"
 SECRET_KEY = "fake-secret-key-for-tests"  # a dummy: the fake signs nothing, it only checks
 EVENTSTREAM = "application/vnd.amazon.eventstream"
@@ -119,6 +121,8 @@ def converse_text_frames(
 
 def model_family(model_id: str) -> str:
     base = model_id.rsplit("/", 1)[-1]
+    if family := more_families.family_of(base):
+        return family
     for vendor, family in (
         ("anthropic.", "anthropic"),
         ("amazon.nova", "nova"),
@@ -138,6 +142,7 @@ REQUIRED_FIELDS = {
     "titan": ("inputText",),
     "llama": ("prompt",),
     "mistral": ("prompt",),
+    **more_families.REQUIRED_FIELDS,
 }
 
 
@@ -157,6 +162,8 @@ def invoke_problem(family: str, body: Mapping[str, Any]) -> str:
 
 def invoke_response(family: str, text: str) -> dict[str, Any]:
     """A whole InvokeModel response in the family's documented shape."""
+    if family in more_families.REQUIRED_FIELDS:
+        return more_families.response(family, text)
     if family == "anthropic":
         return {
             "id": "msg_fake",
@@ -191,6 +198,8 @@ def invoke_response(family: str, text: str) -> dict[str, Any]:
 
 def invoke_stream_chunks(family: str, pieces: Sequence[str]) -> list[dict[str, Any]]:
     """InvokeModelWithResponseStream chunks in the family's documented shape."""
+    if family in more_families.REQUIRED_FIELDS:
+        return more_families.stream_chunks(family, pieces)
     metrics = {"amazon-bedrock-invocationMetrics": {"inputTokenCount": 9, "outputTokenCount": len(pieces)}}
     if family == "anthropic":
         return [

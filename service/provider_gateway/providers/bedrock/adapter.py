@@ -305,10 +305,10 @@ class BedrockProvider(BaseProvider):
 
     # --- completions (InvokeModel with the family's body) --------------------------------------
 
-    def _invoke_body(self, request: CompletionRequest) -> tuple[str, bytes, Family]:
+    def _invoke_body(self, request: CompletionRequest, stream: bool = False) -> tuple[str, bytes, Family]:
         model_id = self.model_id(request.model)
         family = models.family(model_id)
-        body = codec.invoke_body(family, request, self.settings.default_max_tokens)
+        body = codec.invoke_body(family, request, self.settings.default_max_tokens, stream=stream)
         return model_id, json.dumps(body).encode(), family
 
     def _uses_converse(self, request: CompletionRequest) -> bool:
@@ -323,7 +323,7 @@ class BedrockProvider(BaseProvider):
         response, headers = await self._post(request.model, model_id, "invoke", body, accept=True)
         events = with_header_usage(codec.InvokeDecoder(family, request.model).response(response), headers)
         whole = await accumulate(replay(events))
-        return CompletionResponse(text=whole.text, usage=whole.usage, finish=whole.finish)
+        return codec.completion(whole, request.model)
 
     async def complete_stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
         if self._uses_converse(request):
@@ -331,7 +331,7 @@ class BedrockProvider(BaseProvider):
                 async for event in chat_events:
                     yield event
             return
-        model_id, body, family = self._invoke_body(request)
+        model_id, body, family = self._invoke_body(request, stream=True)
         # botocore's headers for this call: the body's type, and the type wanted inside the chunks.
         payload = Payload(body, {"Content-Type": JSON, "X-Amzn-Bedrock-Accept": JSON})
         decoder = codec.InvokeDecoder(family, request.model)

@@ -1,4 +1,5 @@
-"""Bedrock wire codec: domain requests to Converse / InvokeModel bodies, and responses to events.
+"""Bedrock wire codec: domain requests to Converse bodies, and responses to events (InvokeModel's
+family codecs are in `invoke/`).
 
 Pure functions and small state machines, no I/O. Parsing is tolerant of missing or mistyped
 fields (an absent field reads as empty) and raises `GatewayError(UNAVAILABLE)` for payloads that
@@ -15,8 +16,6 @@ from typing import Any
 
 from provider_gateway.domain import (
     ChatRequest,
-    CompletionRequest,
-    FinishReason,
     ImagePart,
     Message,
     ProviderFinish,
@@ -42,8 +41,21 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
 from provider_gateway.providers.anthropic.codec import MIN_THINKING_BUDGET, thinking_budget
+from provider_gateway.providers.bedrock.common import (
+    OWNED_FIELDS,
+    decode_json_object,
+    finish_reason,
+    malformed,
+    usage,
+)
+from provider_gateway.providers.bedrock.common import count as _int
+from provider_gateway.providers.bedrock.common import floats as _floats
+from provider_gateway.providers.bedrock.common import items as _list
+from provider_gateway.providers.bedrock.common import obj as _obj
+from provider_gateway.providers.bedrock.common import text as _str
+from provider_gateway.providers.bedrock.invoke import InvokeDecoder, completion, invoke_body
 from provider_gateway.providers.bedrock.models import Family
-from provider_gateway.providers.owned_options import owned, refuse_owned
+from provider_gateway.providers.owned_options import refuse_owned
 from provider_gateway.providers.structured_output import closed_objects, unhonoured
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
@@ -59,94 +71,14 @@ IMAGE_FORMATS = {
     "image/webp": "webp",
 }
 # Converse parameters that provider_options may set directly; other keys are model fields.
-# Fields the gateway owns (owned_options.py), as Converse parameters and as the model fields that
-# additionalModelRequestFields or an InvokeModel body would carry for any model family.
-OWNED_FIELDS = owned(
-    "modelId", "messages", "system", "inferenceConfig", "toolConfig", "prompt", "message",
-    "chat_history", "max_tokens", "max_tokens_to_sample", "max_gen_len", "maxTokenCount",
-    "textGenerationConfig", "n", "num_generations", "temperature", "top_p", "p", "stop",
-    "stop_sequences", "tools", "tool_choice", "response_format", "thinking", "reasoning_config",
-)  # fmt: skip
 CONVERSE_TOP_LEVEL = frozenset(
     {"guardrailConfig", "performanceConfig", "requestMetadata", "additionalModelResponseFieldPaths"}
 )
-
-STOP_REASONS = {
-    "end_turn": FinishReason.STOP,
-    "stop_sequence": FinishReason.STOP,
-    "stop": FinishReason.STOP,
-    "finish": FinishReason.STOP,
-    "complete": FinishReason.STOP,
-    "max_tokens": FinishReason.LENGTH,
-    "length": FinishReason.LENGTH,
-    "model_context_window_exceeded": FinishReason.LENGTH,
-    "tool_use": FinishReason.TOOL_CALLS,
-    "tool_call": FinishReason.TOOL_CALLS,
-    "guardrail_intervened": FinishReason.CONTENT_FILTER,
-    "content_filtered": FinishReason.CONTENT_FILTER,
-    "error_toxic": FinishReason.CONTENT_FILTER,
-}
-
-
-def finish_reason(raw: str) -> FinishReason:
-    return STOP_REASONS.get(raw.lower(), FinishReason.OTHER) if raw else FinishReason.UNSPECIFIED
-
-
-def malformed(what: str) -> GatewayError:
-    return GatewayError(ErrorKind.UNAVAILABLE, f"malformed {what} from Bedrock")
-
-
-# --- tolerant readers --------------------------------------------------------------------------
-
-
-def _obj(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _int(value: Any) -> int:
-    """A token count: a non-negative int that fits the API's int64, else 0."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
-        return value
-    return 0
-
-
-def _floats(value: Any) -> list[float]:
-    numbers = [v for v in _list(value) if isinstance(v, int | float) and not isinstance(v, bool)]
-    return [float(v) for v in numbers if not isinstance(v, int) or abs(v) < 2**1000]
-
-
-def decode_json_object(data: bytes | str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        raise malformed(what) from None
-    if not isinstance(value, dict):
-        raise malformed(what)
-    return value
+# Re-exported for the adapter: InvokeModel's family codecs live in `invoke/`.
+__all__ = ["InvokeDecoder", "completion", "decode_json_object", "finish_reason", "invoke_body", "malformed"]
 
 
 # --- usage -------------------------------------------------------------------------------------
-
-
-def usage(
-    input_tokens: int, output_tokens: int, cache_read: int, cache_write: int, raw: Mapping[str, Any]
-) -> Usage:
-    """Normalised usage: Bedrock reports input without cache; the gateway's input includes it."""
-    return Usage(
-        input_tokens=input_tokens + cache_read + cache_write,
-        output_tokens=output_tokens,
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        raw=dict(raw),
-    )
 
 
 def converse_usage(raw_usage: Any, metrics: Any = None) -> Usage:
@@ -470,281 +402,7 @@ def converse_response_events(response: Mapping[str, Any], model: str) -> list[St
     return events
 
 
-# --- InvokeModel bodies ------------------------------------------------------------------------
-
-
-def invoke_body(family: Family, request: CompletionRequest, default_max_tokens: int) -> dict[str, Any]:
-    """The InvokeModel JSON body each family documents, for a plain prompt completion."""
-    prompt, max_tokens = request.prompt, request.max_tokens or default_max_tokens
-    temperature, top_p, stop = request.temperature, request.top_p, list(request.stop)
-    body: dict[str, Any]
-    if family is Family.ANTHROPIC:
-        body = {
-            "anthropic_version": ANTHROPIC_VERSION,
-            "max_tokens": max_tokens,
-            "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}],
-        }
-        _put(body, temperature=temperature, top_p=top_p, stop_sequences=stop)
-    elif family is Family.NOVA:
-        config: dict[str, Any] = {"maxTokens": max_tokens}
-        _put(config, temperature=temperature, topP=top_p, stopSequences=stop)
-        body = {
-            "schemaVersion": "messages-v1",
-            "messages": [{"role": "user", "content": [{"text": prompt}]}],
-            "inferenceConfig": config,
-        }
-    elif family is Family.TITAN:
-        config = {"maxTokenCount": max_tokens}
-        _put(config, temperature=temperature, topP=top_p, stopSequences=stop)
-        body = {"inputText": prompt, "textGenerationConfig": config}
-    elif family is Family.LLAMA:
-        body = {"prompt": prompt, "max_gen_len": max_tokens}
-        _put(body, temperature=temperature, top_p=top_p)
-    elif family is Family.MISTRAL:
-        body = {"prompt": prompt, "max_tokens": max_tokens}
-        _put(body, temperature=temperature, top_p=top_p, stop=stop)
-    elif family is Family.COHERE:
-        # Command R and later take `message` (+ `chat_history`); legacy Command takes `prompt`.
-        is_legacy = "command-r" not in request.model
-        body = {"prompt": prompt} if is_legacy else {"message": prompt, "chat_history": []}
-        body["max_tokens"] = max_tokens
-        _put(body, temperature=temperature, p=top_p, stop_sequences=stop)
-    else:
-        raise invalid_argument(
-            f"model: no InvokeModel body is known for {request.model!r}; use Chat (Converse) instead"
-        )
-    body.update(refuse_owned(request.provider_options, OWNED_FIELDS))
-    return body
-
-
-def _put(target: dict[str, Any], **values: Any) -> None:
-    for key, value in values.items():
-        if value is not None and value != []:
-            target[key] = value
-
-
-# --- InvokeModel responses and stream chunks ---------------------------------------------------
-
-
-ANTHROPIC_USAGE = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-NOVA_USAGE = ("inputTokens", "outputTokens", "cacheReadInputTokenCount", "cacheWriteInputTokenCount")
-
-
-class InvokeDecoder:
-    """Decodes one family's InvokeModel stream chunks (already JSON-decoded) into events.
-
-    `feed` takes a chunk; `end` returns usage and finish. A whole InvokeModel response goes
-    through `response`, which reuses the chunk logic where the shapes agree.
-    """
-
-    def __init__(self, family: Family, model: str) -> None:
-        self.family = family
-        self.model = model
-        self.stop_reason = ""
-        self.response_id = ""
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.cache_read = 0
-        self.cache_write = 0
-        self.raw_usage: dict[str, Any] = {}
-        self._tool_index = -1
-        self._anthropic_tools: dict[int, tuple[int, str, str, list[str]]] = {}
-
-    def feed(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
-        metrics = _obj(chunk.get("amazon-bedrock-invocationMetrics"))
-        if metrics:  # Bedrock's own counts, on the last chunk of every family
-            self.raw_usage["amazon-bedrock-invocationMetrics"] = dict(metrics)
-            self.input_tokens = self.input_tokens or _int(metrics.get("inputTokenCount"))
-            self.output_tokens = self.output_tokens or _int(metrics.get("outputTokenCount"))
-        handler = getattr(self, f"_{self.family.value}_chunk")
-        events: list[StreamEvent] = handler(chunk)
-        return events
-
-    def end(self) -> list[StreamEvent]:
-        used = usage(self.input_tokens, self.output_tokens, self.cache_read, self.cache_write, self.raw_usage)
-        finish = ProviderFinish(
-            finish_reason(self.stop_reason), self.stop_reason, model=self.model, response_id=self.response_id
-        )
-        return [UsageEvent(used), finish]
-
-    def response(self, body: Mapping[str, Any]) -> list[StreamEvent]:
-        if self.family is Family.ANTHROPIC:
-            events = self._anthropic_message(body)
-        elif self.family is Family.NOVA:
-            events = self._nova_message(body)
-        elif self.family is Family.TITAN:
-            self.input_tokens = _int(body.get("inputTextTokenCount"))
-            events = []
-            for result in _list(body.get("results")):
-                events += self._titan_chunk(_obj(result))
-        elif self.family is Family.COHERE and "generations" in body:
-            events = []
-            for generation in _list(body.get("generations")):
-                events += self._cohere_chunk(_obj(generation))
-        else:
-            events = self.feed(body)
-        return events + self.end()
-
-    # Anthropic Messages on Bedrock ------------------------------------------------------------
-
-    def _take_usage(self, raw: Mapping[str, Any], names: tuple[str, str, str, str]) -> None:
-        """Record a usage object; `names` are the family's input, output, cache-read, cache-write keys."""
-        self.raw_usage.update(raw)
-        self.input_tokens = _int(raw.get(names[0])) or self.input_tokens
-        self.output_tokens = _int(raw.get(names[1])) or self.output_tokens
-        self.cache_read = _int(raw.get(names[2])) or self.cache_read
-        self.cache_write = _int(raw.get(names[3])) or self.cache_write
-
-    def _anthropic_usage(self, raw: Mapping[str, Any]) -> None:
-        self._take_usage(raw, ANTHROPIC_USAGE)
-
-    def _anthropic_chunk(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
-        kind = _str(chunk.get("type"))
-        if kind == "message_start":
-            message = _obj(chunk.get("message"))
-            self.response_id = _str(message.get("id"))
-            self._anthropic_usage(_obj(message.get("usage")))
-        elif kind == "content_block_start":
-            block = _obj(chunk.get("content_block"))
-            if _str(block.get("type")) == "tool_use":
-                self._tool_index += 1
-                call_id, name = _str(block.get("id")), _str(block.get("name"))
-                self._anthropic_tools[_int(chunk.get("index"))] = (self._tool_index, call_id, name, [])
-                return [ToolCallStart(self._tool_index, call_id, name)]
-            if text := _str(block.get("text")):
-                return [TextDelta(text)]
-        elif kind == "content_block_delta":
-            return self._anthropic_delta(_int(chunk.get("index")), _obj(chunk.get("delta")))
-        elif kind == "content_block_stop":
-            tool = self._anthropic_tools.pop(_int(chunk.get("index")), None)
-            if tool is not None:
-                return [ToolCallEnd(tool[0], ToolCall(tool[1], tool[2], "".join(tool[3]) or "{}"))]
-        elif kind == "message_delta":
-            self.stop_reason = _str(_obj(chunk.get("delta")).get("stop_reason")) or self.stop_reason
-            self._anthropic_usage(_obj(chunk.get("usage")))
-        elif kind == "error":
-            error = _obj(chunk.get("error"))
-            raise GatewayError(
-                ErrorKind.UNAVAILABLE,
-                f"Bedrock Claude stream error {_str(error.get('type'))}: {_str(error.get('message'))}",
-            )
-        return []
-
-    def _anthropic_delta(self, block: int, delta: Mapping[str, Any]) -> list[StreamEvent]:
-        kind = _str(delta.get("type"))
-        if kind == "text_delta":
-            text = _str(delta.get("text"))
-            return [TextDelta(text)] if text else []
-        if kind == "thinking_delta":
-            return [ReasoningDelta(_str(delta.get("thinking")))]
-        if kind == "signature_delta":
-            return [ReasoningDelta("", _str(delta.get("signature")))]
-        if kind == "input_json_delta":
-            tool = self._anthropic_tools.get(block)
-            piece = _str(delta.get("partial_json"))
-            if tool is None or not piece:
-                return []
-            tool[3].append(piece)
-            return [ToolCallDelta(tool[0], piece)]
-        return []
-
-    def _anthropic_message(self, body: Mapping[str, Any]) -> list[StreamEvent]:
-        self.response_id = _str(body.get("id"))
-        self.stop_reason = _str(body.get("stop_reason"))
-        self._anthropic_usage(_obj(body.get("usage")))
-        events: list[StreamEvent] = []
-        for block in map(_obj, _list(body.get("content"))):
-            kind = _str(block.get("type"))
-            if kind == "text" and (text := _str(block.get("text"))):
-                events.append(TextDelta(text))
-            elif kind == "thinking":
-                events.append(ReasoningDelta(_str(block.get("thinking")), _str(block.get("signature"))))
-            elif kind == "tool_use":
-                self._tool_index += 1
-                call = ToolCall(
-                    _str(block.get("id")), _str(block.get("name")), json.dumps(block.get("input"))
-                )
-                events += [
-                    ToolCallStart(self._tool_index, call.id, call.name),
-                    ToolCallEnd(self._tool_index, call),
-                ]
-        return events
-
-    # Amazon Nova (its stream mirrors ConverseStream's event names) -----------------------------
-
-    def _nova_usage(self, raw: Mapping[str, Any]) -> None:
-        self._take_usage(raw, NOVA_USAGE)
-
-    def _nova_chunk(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
-        if "contentBlockDelta" in chunk:
-            delta = _obj(_obj(chunk["contentBlockDelta"]).get("delta"))
-            if text := _str(delta.get("text")):
-                return [TextDelta(text)]
-            reasoning = _obj(delta.get("reasoningContent"))
-            if reasoning_text := _str(reasoning.get("text")):
-                return [ReasoningDelta(reasoning_text)]
-        elif "messageStop" in chunk:
-            self.stop_reason = _str(_obj(chunk["messageStop"]).get("stopReason"))
-        elif "metadata" in chunk:
-            self._nova_usage(_obj(_obj(chunk["metadata"]).get("usage")))
-        return []
-
-    def _nova_message(self, body: Mapping[str, Any]) -> list[StreamEvent]:
-        self.stop_reason = _str(body.get("stopReason"))
-        self._nova_usage(_obj(body.get("usage")))
-        message = _obj(_obj(body.get("output")).get("message"))
-        texts = [_str(_obj(block).get("text")) for block in _list(message.get("content"))]
-        return [TextDelta(t) for t in texts if t]
-
-    # Titan, Llama, Mistral, Cohere: flat chunks -----------------------------------------------
-
-    def _titan_chunk(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
-        self.input_tokens = _int(chunk.get("inputTextTokenCount")) or self.input_tokens
-        count = _int(chunk.get("totalOutputTextTokenCount")) or _int(chunk.get("tokenCount"))
-        self.output_tokens = count or self.output_tokens
-        self.stop_reason = _str(chunk.get("completionReason")) or self.stop_reason
-        self._raw(chunk, "inputTextTokenCount", "totalOutputTextTokenCount", "tokenCount")
-        text = _str(chunk.get("outputText"))
-        return [TextDelta(text)] if text else []
-
-    def _llama_chunk(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
-        self.input_tokens = _int(chunk.get("prompt_token_count")) or self.input_tokens
-        self.output_tokens = _int(chunk.get("generation_token_count")) or self.output_tokens
-        self.stop_reason = _str(chunk.get("stop_reason")) or self.stop_reason
-        self._raw(chunk, "prompt_token_count", "generation_token_count")
-        text = _str(chunk.get("generation"))
-        return [TextDelta(text)] if text else []
-
-    def _mistral_chunk(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        for output in map(_obj, _list(chunk.get("outputs"))):
-            if text := _str(output.get("text")):
-                events.append(TextDelta(text))
-            self.stop_reason = _str(output.get("stop_reason")) or self.stop_reason
-        return events
-
-    def _cohere_chunk(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
-        self.stop_reason = _str(chunk.get("finish_reason")) or self.stop_reason
-        self.response_id = _str(chunk.get("generation_id")) or self.response_id
-        if chunk.get("is_finished") is True or _str(chunk.get("event_type")) == "stream-end":
-            meta = _obj(_obj(_obj(chunk.get("response")).get("meta")).get("billed_units"))
-            self.input_tokens = _int(meta.get("input_tokens")) or self.input_tokens
-            self.output_tokens = _int(meta.get("output_tokens")) or self.output_tokens
-            return []
-        events: list[StreamEvent] = []
-        if text := _str(chunk.get("text")):
-            events.append(TextDelta(text))
-        for generation in map(_obj, _list(chunk.get("generations"))):  # legacy Command stream
-            if generation_text := _str(generation.get("text")):
-                events.append(TextDelta(generation_text))
-            self.stop_reason = _str(generation.get("finish_reason")) or self.stop_reason
-        return events
-
-    def _other_chunk(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
-        raise invalid_argument(f"model: no InvokeModel stream parser is known for {self.model!r}")
-
-    def _raw(self, chunk: Mapping[str, Any], *keys: str) -> None:
-        self.raw_usage.update({k: chunk[k] for k in keys if chunk.get(k) is not None})
+# --- InvokeModel stream events -------------------------------------------------------------
 
 
 def stream_chunk_payload(event: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -11,13 +11,25 @@ import enum
 
 
 class Family(enum.Enum):
-    ANTHROPIC = "anthropic"
-    NOVA = "nova"
-    TITAN = "titan"
-    LLAMA = "llama"
-    MISTRAL = "mistral"
-    COHERE = "cohere"
-    OTHER = "other"
+    """The InvokeModel body a model takes, as its provider's Bedrock page documents it."""
+
+    ANTHROPIC = "anthropic"  # Claude Messages
+    NOVA = "nova"  # Amazon Nova messages-v1
+    TITAN = "titan"  # Amazon Titan Text (and Titan embeddings)
+    LLAMA = "llama"  # Meta Llama 2, 3, 4
+    MISTRAL = "mistral"  # Mistral AI text completion
+    MISTRAL_CHAT = "mistral_chat"  # Mistral AI chat completion (Mistral Large 24.07+, Pixtral)
+    COHERE = "cohere"  # Cohere Command (legacy) and Cohere embeddings
+    COHERE_CHAT = "cohere_chat"  # Cohere Command R and R+
+    JAMBA = "jamba"  # AI21 Labs Jamba
+    GPT_OSS = "gpt_oss"  # OpenAI gpt-oss (Chat Completions body)
+    DEEPSEEK = "deepseek"  # DeepSeek-R1 (text completion)
+    WRITER = "writer"  # Writer Palmyra
+    OTHER = "other"  # no documented InvokeModel body: Converse only
+
+
+# Mistral models that take the text-completion body; the others take chat completion.
+MISTRAL_TEXT_MODELS = ("mistral-7b", "mixtral-8x7b", "mistral-large-2402", "mistral-small-2402")
 
 
 # Geographic prefixes of system-defined cross-region inference profiles.
@@ -58,17 +70,22 @@ def family(model_id: str) -> Family:
     """The model family, from the vendor segment of the id; ARNs of custom models are OTHER."""
     base = strip_profile(model_id).lower()
     vendor, _, name = base.partition(".")
-    if vendor == "anthropic":
-        return Family.ANTHROPIC
     if vendor == "amazon":
         return Family.NOVA if name.startswith("nova") else Family.TITAN
-    if vendor == "meta":
-        return Family.LLAMA
     if vendor == "mistral":
-        return Family.MISTRAL
+        return Family.MISTRAL if name.startswith(MISTRAL_TEXT_MODELS) else Family.MISTRAL_CHAT
     if vendor == "cohere":
-        return Family.COHERE
-    return Family.OTHER
+        return Family.COHERE_CHAT if name.startswith("command-r") else Family.COHERE
+    if vendor == "ai21":
+        return Family.JAMBA if name.startswith("jamba") else Family.OTHER
+    if vendor == "deepseek":
+        return Family.DEEPSEEK if name.startswith("r1") else Family.OTHER  # V3 documents no body
+    if vendor == "openai":
+        return Family.GPT_OSS if name.startswith("gpt-oss") else Family.OTHER
+    return VENDOR_FAMILIES.get(vendor, Family.OTHER)
+
+
+VENDOR_FAMILIES = {"anthropic": Family.ANTHROPIC, "meta": Family.LLAMA, "writer": Family.WRITER}
 
 
 def is_embedding_model(model_id: str) -> bool:
