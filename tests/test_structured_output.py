@@ -169,11 +169,6 @@ async def test_bedrock_sends_converse_output_config(setup: Any) -> None:
 @pytest.mark.parametrize(
     ("model", "kind", "needle"),
     [
-        (
-            "anthropic/claude-3-5-sonnet-20241022",
-            pb.ResponseFormat.TYPE_JSON_SCHEMA,
-            "structured outputs need",
-        ),
         ("anthropic/claude-sonnet-4-5", pb.ResponseFormat.TYPE_JSON_OBJECT, "no JSON mode without a schema"),
         (
             "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",

@@ -49,7 +49,9 @@ def unhonoured(
     if fmt is not None and fmt.type is not ResponseFormatType.TEXT:
         if not caps.json_output:
             return _lacks("response_format", "it has no JSON output")
-        if fmt.type is ResponseFormatType.JSON_SCHEMA and entry is not None and not entry.structured_output:
+        native = entry is None or entry.structured_output
+        emulated = caps.schema_by_forced_tool and entry is not None and entry.tools
+        if fmt.type is ResponseFormatType.JSON_SCHEMA and not (native or emulated):
             return _lacks("response_format", "it has no structured output")
     reasons = caps.reasoning and (entry is None or entry.reasoning)
     if request.reasoning is not None and request.reasoning.enabled and not reasons:
