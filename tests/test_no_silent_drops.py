@@ -1,0 +1,284 @@
+"""Every ChatRequest field against every provider kind, through the real gRPC server on the fakes
+(issue 17.3): a field either reaches the upstream request (the body differs from the same request
+without it), or is emulated (Finish.emulated names it), or is refused with FAILED_PRECONDITION
+naming it, never silently dropped. The outcome must also be the one catalog/features.toml (and so
+docs/capabilities.md) promises for the kind.
+
+Fields not walked, by design: model, provider, fallbacks (routing), metadata (never sent upstream,
+as the proto says), provider_options (merged into the body as given, tests/test_owned_options.py),
+and the per-part hints the proto documents as best effort (`Message.name`, `cache_breakpoint`).
+The mock kind has no upstream and is left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from conftest import RunningGateway, run_gateway, use_fake_aws_credentials
+from google.protobuf import struct_pb2
+from vendor_cases import PNG, chat_request, user, weather_tool
+
+from provider_gateway.catalog.features import FeatureTable
+from provider_gateway.fakes import FakeUpstream, kinds
+from provider_gateway.fakes.anthropic import FakeAnthropic
+from provider_gateway.fakes.bedrock import FakeBedrock
+from provider_gateway.fakes.cohere import FakeCohere
+from provider_gateway.fakes.gemini import FakeGemini
+from provider_gateway.fakes.vertex import FakeVertex
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+OPENAI_HOSTS = (
+    "openai",
+    "azure",
+    "groq",
+    "deepseek",
+    "xai",
+    "openrouter",
+    "together",
+    "fireworks",
+    "vllm",
+    "lmstudio",
+)
+# provider name -> (kind, model): every kind, OpenAI and Azure on both of their APIs, Vertex with
+# both publishers. Models not in the catalog where its row would refuse before the codec is reached.
+PROVIDERS = {
+    **{host: (host, "deepseek-chat" if host == "deepseek" else "gpt-4-turbo") for host in OPENAI_HOSTS},
+    "openai-responses": ("openai", "gpt-4-turbo"),
+    "mistral": ("mistral", "mistral-large-latest"),
+    "ollama": ("ollama", "llama3.2"),
+    "anthropic": ("anthropic", "claude-sonnet-4-5"),
+    "gemini": ("gemini", "gemini-2.5-flash"),
+    "vertex": ("vertex", "gemini-2.5-flash"),
+    "vertex-claude": ("vertex", "claude-sonnet-4-5@20250929"),
+    "cohere": ("cohere", "command-a-03-2025"),
+    "bedrock": ("bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0"),
+}
+
+
+def schema(strict: bool = False) -> pb.ResponseFormat:
+    struct = struct_pb2.Struct()
+    struct.update({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+    return pb.ResponseFormat(
+        type=pb.ResponseFormat.TYPE_JSON_SCHEMA, schema_name="w", json_schema=struct, strict=strict
+    )
+
+
+def picture() -> list[pb.Message]:
+    return [
+        user("What is in this picture?", pb.ContentPart(image=pb.Image(data=PNG, media_type="image/png")))
+    ]
+
+
+def choice(mode: int) -> pb.ToolChoice:
+    return pb.ToolChoice(mode=mode, name=weather_tool().name if mode == pb.ToolChoice.MODE_TOOL else "")  # type: ignore[arg-type]
+
+
+THINK = {"max_tokens": 8000}
+ON = pb.ReasoningOptions(enabled=True)
+
+
+@dataclass(frozen=True)
+class Variant:
+    field: str  # as the refusal and Finish.emulated name it
+    feature: str  # its column in features.toml ("" for fields every kind takes)
+    fields: Callable[[], dict[str, Any]]
+    baseline: Callable[[], dict[str, Any]] = dict
+
+
+VARIANTS = {
+    "temperature": Variant("temperature", "temperature", lambda: {"temperature": 0.3}),
+    "top_p": Variant("top_p", "top_p", lambda: {"top_p": 0.5}),
+    "max_tokens": Variant("max_tokens", "", lambda: {"max_tokens": 77}),
+    "stop": Variant("stop", "stop", lambda: {"stop": ["END"]}),
+    "tools": Variant("tools", "tools", lambda: {"tools": [weather_tool()]}),
+    **{
+        f"tool_choice-{name}": Variant(
+            "tool_choice",
+            f"tool_choice_{name}",
+            lambda mode=mode: {"tools": [weather_tool()], "tool_choice": choice(mode)},
+            lambda: {"tools": [weather_tool()]},
+        )
+        for name, mode in (
+            ("none", pb.ToolChoice.MODE_NONE),
+            ("required", pb.ToolChoice.MODE_REQUIRED),
+            ("named", pb.ToolChoice.MODE_TOOL),
+        )
+    },
+    "image": Variant("image", "vision", lambda: {"messages": picture()}, lambda: {"messages": [user("Hi")]}),
+    "reasoning.enabled": Variant("reasoning", "reasoning", lambda: {"reasoning": ON, **THINK}, lambda: THINK),
+    "reasoning.effort": Variant(
+        "reasoning.effort",
+        "reasoning_effort",
+        lambda: {"reasoning": pb.ReasoningOptions(effort=pb.ReasoningOptions.EFFORT_HIGH)},
+    ),
+    "reasoning.budget_tokens": Variant(
+        "reasoning.budget_tokens",
+        "reasoning_budget",
+        lambda: {"reasoning": pb.ReasoningOptions(enabled=True, budget_tokens=2048), **THINK},
+        lambda: {"reasoning": ON, **THINK},
+    ),
+    "json_object": Variant(
+        "response_format",
+        "json_mode",
+        lambda: {"response_format": pb.ResponseFormat(type=pb.ResponseFormat.TYPE_JSON_OBJECT)},
+    ),
+    "json_schema": Variant("response_format", "json_schema", lambda: {"response_format": schema()}),
+    "strict": Variant(
+        "response_format",
+        "strict",
+        lambda: {"response_format": schema(strict=True)},
+        lambda: {"response_format": schema()},
+    ),
+}
+
+
+class Fakes:
+    async def open(self, stack: AsyncExitStack) -> None:
+        enter = stack.enter_async_context
+        self.openai = await enter(kinds.build("openai"))
+        self.mistral = await enter(kinds.build("mistral"))
+        self.ollama = await enter(kinds.build("ollama"))
+        self.anthropic = await enter(FakeAnthropic())
+        self.gemini = await enter(FakeGemini())
+        self.vertex = await enter(FakeVertex())
+        self.cohere = await enter(FakeCohere())
+        self.bedrock = await enter(FakeBedrock())
+
+    def config(self) -> str:
+        hosts = "".join(
+            f'[providers.{host}]\nbase_url = "{self.openai.url}/v1"\napi_key_env = "PG_ND_KEY"\n'
+            for host in OPENAI_HOSTS
+        ).replace('base_url = "', 'kind = "KIND"\nbase_url = "')
+        for host in OPENAI_HOSTS:
+            hosts = hosts.replace(
+                f'[providers.{host}]\nkind = "KIND"', f'[providers.{host}]\nkind = "{host}"'
+            )
+        return (
+            hosts
+            + f"""
+[providers.openai-responses]
+kind = "openai"
+api = "responses"
+base_url = "{self.openai.url}/v1"
+api_key_env = "PG_ND_KEY"
+[providers.mistral]
+kind = "mistral"
+base_url = "{self.mistral.url}/v1"
+api_key_env = "PG_ND_KEY"
+[providers.ollama]
+kind = "ollama"
+base_url = "{self.ollama.url}"
+[providers.anthropic]
+kind = "anthropic"
+base_url = "{self.anthropic.base_url}"
+api_key_env = "PG_ND_ANTHROPIC"
+[providers.gemini]
+kind = "gemini"
+base_url = "{self.gemini.base_url}"
+api_key_env = "PG_ND_GEMINI"
+[providers.vertex]
+kind = "vertex"
+project = "p"
+location = "us-east5"
+base_url = "{self.vertex.base_url}"
+access_token_env = "PG_ND_VERTEX"
+[providers.vertex-claude]
+kind = "vertex"
+project = "p"
+location = "us-east5"
+base_url = "{self.vertex.base_url}"
+access_token_env = "PG_ND_VERTEX"
+[providers.cohere]
+kind = "cohere"
+base_url = "{self.cohere.base_url}"
+api_key_env = "PG_ND_COHERE"
+[providers.bedrock]
+kind = "bedrock"
+region = "us-west-2"
+endpoint_url = "{self.bedrock.url}"
+"""
+        )
+
+    def last_body(self, provider: str) -> Any:
+        """The body of the last request the provider's fake received (None before any)."""
+        if provider in OPENAI_HOSTS or provider in ("openai-responses", "mistral", "ollama"):
+            fake: FakeUpstream = {"mistral": self.mistral, "ollama": self.ollama}.get(provider, self.openai)
+            posts = [r for r in fake.requests if r.method == "POST"]
+            return posts[-1].json() if posts else None
+        if provider == "bedrock":
+            return self.bedrock.seen[-1].body if self.bedrock.seen else None
+        vendor = {
+            "anthropic": self.anthropic,
+            "gemini": self.gemini,
+            "vertex": self.vertex,
+            "vertex-claude": self.vertex,
+            "cohere": self.cohere,
+        }[provider]
+        return vendor.calls[-1].body if vendor.calls else None
+
+
+@pytest.fixture(scope="module")
+async def setup() -> AsyncIterator[tuple[RunningGateway, Fakes]]:
+    async with AsyncExitStack() as stack:
+        fakes = Fakes()
+        await fakes.open(stack)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PG_ND_KEY", "k")
+            patch.setenv("PG_ND_ANTHROPIC", fakes.anthropic.api_key)
+            patch.setenv("PG_ND_GEMINI", fakes.gemini.api_key)
+            patch.setenv("PG_ND_VERTEX", fakes.vertex.vertex_token)
+            patch.setenv("PG_ND_COHERE", fakes.cohere.api_key)
+            use_fake_aws_credentials(patch)
+            gateway = await stack.enter_async_context(run_gateway(fakes.config()))
+            yield gateway, fakes
+
+
+@dataclass
+class Outcome:
+    body: Any = None
+    emulated: tuple[str, ...] = ()
+    error: grpc.aio.AioRpcError | None = None
+
+
+async def run(gateway: RunningGateway, fakes: Fakes, provider: str, fields: dict[str, Any]) -> Outcome:
+    before = fakes.last_body(provider)
+    request = chat_request(f"{provider}/{PROVIDERS[provider][1]}", **fields)
+    try:
+        response = await gateway.stub.Chat(request, timeout=20)
+    except grpc.aio.AioRpcError as error:
+        return Outcome(error=error)
+    body = fakes.last_body(provider)
+    assert body is not before, "the gateway answered without calling the upstream"
+    return Outcome(body, tuple(response.finish.emulated))
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("provider", list(PROVIDERS))
+async def test_a_field_is_sent_emulated_or_refused(setup: Any, provider: str, variant: str) -> None:
+    gateway, fakes = setup
+    case = VARIANTS[variant]
+    kind, model = PROVIDERS[provider]
+    baseline = await run(gateway, fakes, provider, case.baseline())
+    got = await run(gateway, fakes, provider, case.fields())
+    cell = FeatureTable.builtin().cell(kind, case.feature) if case.feature else None
+    if got.error is not None:
+        details = got.error.details() or ""
+        assert got.error.code() == grpc.StatusCode.FAILED_PRECONDITION, details
+        assert case.field.split(".")[0] in details, details  # names the field...
+        assert model in details, details  # ...and the model
+        return
+    assert cell is None or cell.status != "refused", f"{kind} should refuse {variant}: {cell}"
+    assert baseline.error is None, baseline.error.details() if baseline.error else ""
+    if cell is not None and cell.status == "emulated":
+        assert case.field in got.emulated, f"{variant} on {provider}: Finish.emulated {got.emulated}"
+    elif cell is not None and cell.how.startswith("always"):
+        pass  # the provider always does it, with no field to send (strict constrained decoding)
+    elif case.field not in got.emulated:
+        assert got.body != baseline.body, (
+            f"{variant} on {provider} ({kind}) was dropped: the body did not change"
+        )
