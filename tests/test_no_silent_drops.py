@@ -19,44 +19,28 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import RunningGateway, run_gateway, use_fake_aws_credentials
+from conftest import RunningGateway, run_gateway
+from every_kind import OPENAI_HOSTS, EveryKind
 from google.protobuf import struct_pb2
 from vendor_cases import PNG, chat_request, user, weather_tool
 
 from provider_gateway.catalog.features import FeatureTable
-from provider_gateway.fakes import FakeUpstream, kinds
-from provider_gateway.fakes.anthropic import FakeAnthropic
-from provider_gateway.fakes.bedrock import FakeBedrock
-from provider_gateway.fakes.cohere import FakeCohere
-from provider_gateway.fakes.gemini import FakeGemini
-from provider_gateway.fakes.vertex import FakeVertex
+from provider_gateway.fakes import kinds
 from provider_gateway.v1 import provider_service_pb2 as pb
 
-OPENAI_HOSTS = (
-    "openai",
-    "azure",
-    "groq",
-    "deepseek",
-    "xai",
-    "openrouter",
-    "together",
-    "fireworks",
-    "vllm",
-    "lmstudio",
-)
-# provider name -> (kind, model): every kind, OpenAI and Azure on both of their APIs, Vertex with
-# both publishers. Models not in the catalog where its row would refuse before the codec is reached.
+# case -> (provider, kind, model): every kind, OpenAI on both of its APIs, Vertex with both
+# publishers. Models not in the catalog where its row would refuse before the codec is reached.
 PROVIDERS = {
-    **{host: (host, "deepseek-chat" if host == "deepseek" else "gpt-4-turbo") for host in OPENAI_HOSTS},
-    "openai-responses": ("openai", "gpt-4-turbo"),
-    "mistral": ("mistral", "mistral-large-latest"),
-    "ollama": ("ollama", "llama3.2"),
-    "anthropic": ("anthropic", "claude-sonnet-4-5"),
-    "gemini": ("gemini", "gemini-2.5-flash"),
-    "vertex": ("vertex", "gemini-2.5-flash"),
-    "vertex-claude": ("vertex", "claude-sonnet-4-5@20250929"),
-    "cohere": ("cohere", "command-a-03-2025"),
-    "bedrock": ("bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0"),
+    **{host: (host, host, "deepseek-chat" if host == "deepseek" else "gpt-4-turbo") for host in OPENAI_HOSTS},
+    "openai-responses": ("openai-responses", "openai", "gpt-4-turbo"),
+    "mistral": ("mistral", "mistral", "mistral-large-latest"),
+    "ollama": ("ollama", "ollama", "llama3.2"),
+    "anthropic": ("anthropic", "anthropic", "claude-sonnet-4-5"),
+    "gemini": ("gemini", "gemini", "gemini-2.5-flash"),
+    "vertex": ("vertex", "vertex", "gemini-2.5-flash"),
+    "vertex-claude": ("vertex", "vertex", "claude-sonnet-4-5@20250929"),
+    "cohere": ("cohere", "cohere", "command-a-03-2025"),
+    "bedrock": ("bedrock", "bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0"),
 }
 
 
@@ -137,103 +121,12 @@ VARIANTS = {
 }
 
 
-class Fakes:
-    async def open(self, stack: AsyncExitStack) -> None:
-        enter = stack.enter_async_context
-        self.openai = await enter(kinds.build("openai"))
-        self.mistral = await enter(kinds.build("mistral"))
-        self.ollama = await enter(kinds.build("ollama"))
-        self.anthropic = await enter(FakeAnthropic())
-        self.gemini = await enter(FakeGemini())
-        self.vertex = await enter(FakeVertex())
-        self.cohere = await enter(FakeCohere())
-        self.bedrock = await enter(FakeBedrock())
-
-    def config(self) -> str:
-        hosts = "".join(
-            f'[providers.{host}]\nbase_url = "{self.openai.url}/v1"\napi_key_env = "PG_ND_KEY"\n'
-            for host in OPENAI_HOSTS
-        ).replace('base_url = "', 'kind = "KIND"\nbase_url = "')
-        for host in OPENAI_HOSTS:
-            hosts = hosts.replace(
-                f'[providers.{host}]\nkind = "KIND"', f'[providers.{host}]\nkind = "{host}"'
-            )
-        return (
-            hosts
-            + f"""
-[providers.openai-responses]
-kind = "openai"
-api = "responses"
-base_url = "{self.openai.url}/v1"
-api_key_env = "PG_ND_KEY"
-[providers.mistral]
-kind = "mistral"
-base_url = "{self.mistral.url}/v1"
-api_key_env = "PG_ND_KEY"
-[providers.ollama]
-kind = "ollama"
-base_url = "{self.ollama.url}"
-[providers.anthropic]
-kind = "anthropic"
-base_url = "{self.anthropic.base_url}"
-api_key_env = "PG_ND_ANTHROPIC"
-[providers.gemini]
-kind = "gemini"
-base_url = "{self.gemini.base_url}"
-api_key_env = "PG_ND_GEMINI"
-[providers.vertex]
-kind = "vertex"
-project = "p"
-location = "us-east5"
-base_url = "{self.vertex.base_url}"
-access_token_env = "PG_ND_VERTEX"
-[providers.vertex-claude]
-kind = "vertex"
-project = "p"
-location = "us-east5"
-base_url = "{self.vertex.base_url}"
-access_token_env = "PG_ND_VERTEX"
-[providers.cohere]
-kind = "cohere"
-base_url = "{self.cohere.base_url}"
-api_key_env = "PG_ND_COHERE"
-[providers.bedrock]
-kind = "bedrock"
-region = "us-west-2"
-endpoint_url = "{self.bedrock.url}"
-"""
-        )
-
-    def last_body(self, provider: str) -> Any:
-        """The body of the last request the provider's fake received (None before any)."""
-        if provider in OPENAI_HOSTS or provider in ("openai-responses", "mistral", "ollama"):
-            fake: FakeUpstream = {"mistral": self.mistral, "ollama": self.ollama}.get(provider, self.openai)
-            posts = [r for r in fake.requests if r.method == "POST"]
-            return posts[-1].json() if posts else None
-        if provider == "bedrock":
-            return self.bedrock.seen[-1].body if self.bedrock.seen else None
-        vendor = {
-            "anthropic": self.anthropic,
-            "gemini": self.gemini,
-            "vertex": self.vertex,
-            "vertex-claude": self.vertex,
-            "cohere": self.cohere,
-        }[provider]
-        return vendor.calls[-1].body if vendor.calls else None
-
-
 @pytest.fixture(scope="module")
-async def setup() -> AsyncIterator[tuple[RunningGateway, Fakes]]:
+async def setup() -> AsyncIterator[tuple[RunningGateway, EveryKind]]:
     async with AsyncExitStack() as stack:
-        fakes = Fakes()
-        await fakes.open(stack)
+        fakes = EveryKind(kinds.build("openai"), kinds.build("mistral"), kinds.build("ollama"))
         with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("PG_ND_KEY", "k")
-            patch.setenv("PG_ND_ANTHROPIC", fakes.anthropic.api_key)
-            patch.setenv("PG_ND_GEMINI", fakes.gemini.api_key)
-            patch.setenv("PG_ND_VERTEX", fakes.vertex.vertex_token)
-            patch.setenv("PG_ND_COHERE", fakes.cohere.api_key)
-            use_fake_aws_credentials(patch)
+            await fakes.open(stack, patch)
             gateway = await stack.enter_async_context(run_gateway(fakes.config()))
             yield gateway, fakes
 
@@ -245,9 +138,10 @@ class Outcome:
     error: grpc.aio.AioRpcError | None = None
 
 
-async def run(gateway: RunningGateway, fakes: Fakes, provider: str, fields: dict[str, Any]) -> Outcome:
+async def run(gateway: RunningGateway, fakes: EveryKind, case: str, fields: dict[str, Any]) -> Outcome:
+    provider, _, model = PROVIDERS[case]
     before = fakes.last_body(provider)
-    request = chat_request(f"{provider}/{PROVIDERS[provider][1]}", **fields)
+    request = chat_request(f"{provider}/{model}", **fields)
     try:
         response = await gateway.stub.Chat(request, timeout=20)
     except grpc.aio.AioRpcError as error:
@@ -262,7 +156,7 @@ async def run(gateway: RunningGateway, fakes: Fakes, provider: str, fields: dict
 async def test_a_field_is_sent_emulated_or_refused(setup: Any, provider: str, variant: str) -> None:
     gateway, fakes = setup
     case = VARIANTS[variant]
-    kind, model = PROVIDERS[provider]
+    _, kind, model = PROVIDERS[provider]
     baseline = await run(gateway, fakes, provider, case.baseline())
     got = await run(gateway, fakes, provider, case.fields())
     cell = FeatureTable.builtin().cell(kind, case.feature) if case.feature else None
