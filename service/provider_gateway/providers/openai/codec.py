@@ -174,8 +174,8 @@ class ChatWire:
         style = self.preset.reasoning
         if style == "openai" and not reasoning_model:
             raise unhonoured(field, "OpenAI", request.model, "only reasoning models (o-series, gpt-5) reason")
-        if style == "model" and "reasoner" not in request.model:
-            raise unhonoured(field, "DeepSeek", request.model, "only deepseek-reasoner reasons")
+        if style == "model" and not _DEEPSEEK_REASONER.search(request.model):
+            raise unhonoured(field, "DeepSeek", request.model, "only deepseek-reasoner (R1) reasons")
         if style == "effort" or options.effort:
             body["reasoning_effort"] = options.effort or "medium"
 
