@@ -99,12 +99,15 @@ async def test_unary_answers_the_forced_tools_input_as_text(setup: Any, model: s
     assert forced_tool_of(sent) == SCHEMA
 
 
-async def test_native_structured_output_is_not_flagged(setup: Any) -> None:
-    gateway, anthropic, _ = setup
-    response = await gateway.stub.Chat(schema_request("anthropic/claude-sonnet-4-5"), timeout=20)
+@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-5", "vertex/claude-sonnet-4-5@20250929"])
+async def test_native_structured_output_is_not_flagged(setup: Any, model: str) -> None:
+    gateway, anthropic, vertex = setup
+    response = await gateway.stub.Chat(schema_request(model), timeout=20)
     assert json.loads(response.text) == EXPECTED
     assert list(response.finish.emulated) == []
-    assert "tool_choice" not in anthropic.calls[-1].body
+    sent = (anthropic if model.startswith("anthropic/") else vertex).calls[-1].body
+    assert sent["output_config"]["format"]["type"] == "json_schema"
+    assert "tool_choice" not in sent
 
 
 @pytest.mark.parametrize(
