@@ -215,6 +215,19 @@ def thinking_budget(request: ChatRequest, max_tokens: int, *, forced_tool: bool)
     return budget
 
 
+MIN_TOP_P_WITH_THINKING = 0.95
+
+
+def _refuse_sampling_with_thinking(request: ChatRequest) -> None:
+    """Claude thinking takes only temperature 1 and top_p from 0.95 to 1 (Anthropic's extended
+    thinking docs): other values are refused, not replaced."""
+    if request.temperature is not None and request.temperature != 1:
+        raise unhonoured("temperature", "Anthropic", request.model, "with thinking on only 1 is allowed")
+    if request.top_p is not None and request.top_p < MIN_TOP_P_WITH_THINKING:
+        why = f"with thinking on it must be {MIN_TOP_P_WITH_THINKING} to 1"
+        raise unhonoured("top_p", "Anthropic", request.model, why)
+
+
 # Body fields the gateway owns in Messages and legacy Complete bodies (owned_options.py).
 OWNED_FIELDS = owned(
     "model", "messages", "system", "prompt", "stream", "max_tokens", "max_tokens_to_sample",
@@ -276,10 +289,11 @@ def build_messages_body(
     reasoning = request.reasoning
     if reasoning and reasoning.enabled:
         body["thinking"] = {"type": "enabled", "budget_tokens": _thinking_budget(request, body)}
+        _refuse_sampling_with_thinking(request)
         body["temperature"] = 1.0  # the API rejects any other temperature with thinking on
     elif request.temperature is not None:
         body["temperature"] = request.temperature
-    if request.top_p is not None and "thinking" not in body:
+    if request.top_p is not None:
         body["top_p"] = request.top_p
     if request.stop:
         body["stop_sequences"] = list(request.stop)
