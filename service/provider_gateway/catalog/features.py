@@ -63,11 +63,12 @@ class FeatureTable:
 
     def markdown(self) -> str:
         """The table as docs/capabilities.md shows it: a row per kind, a column per feature (the
-        status, with the how of emulations), then every cell's how, kind by kind."""
+        status, with the how of cells that emulate, on some models or all), then every cell's how,
+        kind by kind."""
         header = ["provider kind", *self.features.values()]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for kind, cells in self.rows.items():
-            shown = [str(c) if c.status == "emulated" else c.status for c in cells.values()]
+            shown = [str(c) if "emulated" in str(c) else c.status for c in cells.values()]
             lines.append("| " + " | ".join([f"`{kind}`", *shown]) + " |")
         for kind, cells in self.rows.items():
             lines += ["", f"### `{kind}`", ""]
