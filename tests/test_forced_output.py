@@ -10,13 +10,20 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
 
+import anthropic
 import grpc
+import pydantic
 import pytest
 from conftest import RunningGateway, run_gateway
 from google.protobuf import struct_pb2
 from vendor_cases import chat_error, chat_request, weather_tool
 
-from provider_gateway.fakes.anthropic import FakeAnthropic
+from provider_gateway.fakes.anthropic import (
+    FakeAnthropic,
+    structured_answer,
+    structured_frames,
+    structured_message,
+)
 from provider_gateway.fakes.vertex import FakeVertex
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -129,3 +136,27 @@ async def test_what_the_forced_tool_cannot_combine_with_is_refused(
     details = error.details() or ""
     assert f"{field}: Anthropic model 'claude-3-7-sonnet-20250219'" in details
     assert len(anthropic.calls) == before  # nothing was sent
+
+
+def test_the_fakes_forced_tool_answer_reads_as_the_sdk_reads_it() -> None:
+    """The Anthropic SDK (the oracle) reads the fake's answer to a forced tool as one tool_use
+    block whose input is the schema's instance, unary and streamed, so what the gateway turns into
+    text is what Claude sends."""
+    forced = {
+        "tool_choice": {"type": "tool", "name": "forecast"},
+        "tools": [{"name": "forecast", "input_schema": SCHEMA}],
+    }
+    block = structured_answer(forced)
+    assert block is not None
+    message = anthropic.types.Message.model_validate(structured_message(block, "claude-3-5-haiku"))
+    (tool_use,) = message.content
+    assert tool_use.type == "tool_use"
+    assert (tool_use.name, tool_use.input, message.stop_reason) == ("forecast", EXPECTED, "tool_use")
+    events = pydantic.TypeAdapter(anthropic.types.RawMessageStreamEvent)
+    parsed = [events.validate_json(frame.split("data: ", 1)[1]) for frame in structured_frames(block, "m")]
+    pieces = [
+        e.delta.partial_json
+        for e in parsed
+        if e.type == "content_block_delta" and e.delta.type == "input_json_delta"
+    ]
+    assert json.loads("".join(pieces)) == EXPECTED
