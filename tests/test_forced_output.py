@@ -92,6 +92,15 @@ async def test_stream_answers_the_forced_tools_input_as_text(setup: Any, model: 
     assert forced_tool_of(fake.calls[-1].body) == SCHEMA
 
 
+@pytest.mark.parametrize("model", ["anthropic/claude-3-5-haiku-cut", "vertex/claude-3-5-haiku-cut"])
+async def test_a_forced_tool_answer_cut_short_is_an_error(setup: Any, model: str) -> None:
+    gateway, _, _ = setup
+    error, seen = await chat_error(gateway.stub, schema_request(model))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE  # never a clean end of half a JSON document
+    assert "".join(e.text_delta.text for e in seen) == json.dumps(EXPECTED)[:5]
+    assert not any(e.HasField("finish") for e in seen)
+
+
 @pytest.mark.parametrize("model", [OLD_CLAUDE, OLD_CLAUDE_ON_VERTEX])
 async def test_unary_answers_the_forced_tools_input_as_text(setup: Any, model: str) -> None:
     gateway, anthropic, vertex = setup

@@ -331,7 +331,10 @@ class FakeAnthropic(FakeVendor):
         if (block := structured_answer(body)) is not None:
             if not stream:
                 return json_response(structured_message(block, model))
-            return await self.stream(request, structured_frames(block, model))
+            frames = structured_frames(block, model)
+            if scenario == "cut":  # the connection drops after the first half of the JSON
+                return await self.stream(request, frames[:3], ending="cut")
+            return await self.stream(request, frames)
         if not stream:
             overloaded = json_response(error_body(529, "Overloaded"), 529)
             return await self.whole(request, message_body(scenario, model), scenario, overloaded)
