@@ -3,11 +3,16 @@ data, so the two cannot drift; every kind the gateway serves has a row, every ce
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
+from conftest import RunningGateway, run_gateway
+from every_kind import EveryKind
 
 from provider_gateway.catalog.features import Cell, FeatureTable
+from provider_gateway.fakes import kinds
 from provider_gateway.providers.registry import ADAPTERS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "capabilities.md"
@@ -54,3 +59,34 @@ def test_like_rows_inherit_and_override() -> None:
     assert table.cell("y", "b") == Cell("emulated", "y b")
     with pytest.raises(ValueError, match="lacks"):
         FeatureTable.parse({"features": features, "kinds": {"z": {"a": "native: z"}}})
+
+
+@pytest.fixture(scope="module")
+async def every_kind() -> AsyncIterator[RunningGateway]:
+    async with AsyncExitStack() as stack:
+        fakes = EveryKind(kinds.build("openai"), kinds.build("mistral"), kinds.build("ollama"))
+        with pytest.MonkeyPatch.context() as patch:
+            await fakes.open(stack, patch)
+            yield await stack.enter_async_context(
+                run_gateway(fakes.config() + '[providers.mock]\nkind = "mock"\n')
+            )
+
+
+# Capabilities flag -> the table's feature: what an adapter declares must match the data.
+FLAG_FEATURES = {"tools": "tools", "vision": "vision", "reasoning": "reasoning", "embeddings": "embeddings"}
+
+
+async def test_each_adapters_declared_capabilities_agree_with_the_table(every_kind: RunningGateway) -> None:
+    table = FeatureTable.builtin()
+    for name in every_kind.server.registry.names():
+        provider = every_kind.provider(name)
+        capabilities = provider.capabilities()
+        for flag, feature in FLAG_FEATURES.items():
+            cell = table.cell(provider.kind, feature)
+            assert cell is not None
+            assert getattr(capabilities, flag) == (cell.status != "refused"), (
+                f"{name} ({provider.kind}) {flag}: {cell}"
+            )
+        schema = table.cell(provider.kind, "json_schema")
+        assert schema is not None
+        assert capabilities.json_output == (schema.status != "refused"), name
