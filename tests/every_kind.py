@@ -4,13 +4,14 @@ and Bedrock, each provider named after its kind. The tests that walk every kind 
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
-from conftest import use_fake_aws_credentials
+from conftest import RunningGateway, run_gateway, use_fake_aws_credentials
 
-from provider_gateway.fakes import FakeUpstream
+from provider_gateway.fakes import FakeUpstream, kinds
 from provider_gateway.fakes.anthropic import FakeAnthropic
 from provider_gateway.fakes.bedrock import FakeBedrock
 from provider_gateway.fakes.cohere import FakeCohere
@@ -106,3 +107,13 @@ endpoint_url = "{self.bedrock.url}"
 
     def problems(self) -> list[str]:
         return [*self.anthropic.problems, *self.gemini.problems, *self.vertex.problems, *self.cohere.problems]
+
+
+@asynccontextmanager
+async def default_fakes_gateway(extra_config: str = "") -> AsyncIterator[tuple[RunningGateway, EveryKind]]:
+    """A gateway over every kind's fake answering as the fakes do by default."""
+    async with AsyncExitStack() as stack:
+        fakes = EveryKind(kinds.build("openai"), kinds.build("mistral"), kinds.build("ollama"))
+        with pytest.MonkeyPatch.context() as patch:
+            await fakes.open(stack, patch)
+            yield await stack.enter_async_context(run_gateway(fakes.config() + extra_config)), fakes

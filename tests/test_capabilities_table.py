@@ -4,15 +4,13 @@ data, so the two cannot drift; every kind the gateway serves has a row, every ce
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
-from conftest import RunningGateway, run_gateway
-from every_kind import EveryKind
+from conftest import RunningGateway
+from every_kind import default_fakes_gateway
 
 from provider_gateway.catalog.features import Cell, FeatureTable
-from provider_gateway.fakes import kinds
 from provider_gateway.providers.registry import ADAPTERS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "capabilities.md"
@@ -63,13 +61,8 @@ def test_like_rows_inherit_and_override() -> None:
 
 @pytest.fixture(scope="module")
 async def every_kind() -> AsyncIterator[RunningGateway]:
-    async with AsyncExitStack() as stack:
-        fakes = EveryKind(kinds.build("openai"), kinds.build("mistral"), kinds.build("ollama"))
-        with pytest.MonkeyPatch.context() as patch:
-            await fakes.open(stack, patch)
-            yield await stack.enter_async_context(
-                run_gateway(fakes.config() + '[providers.mock]\nkind = "mock"\n')
-            )
+    async with default_fakes_gateway('[providers.mock]\nkind = "mock"\n') as (running, _):
+        yield running
 
 
 # Capabilities flag -> the table's feature: what an adapter declares must match the data.

@@ -5,15 +5,13 @@ embeddings) comes from catalog/models.toml, and every fake's models have a row."
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from conftest import RunningGateway, run_gateway
-from every_kind import EveryKind
+from conftest import RunningGateway
+from every_kind import default_fakes_gateway
 
 from provider_gateway.catalog import Catalog
-from provider_gateway.fakes import kinds
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 # provider -> (kind, a model its fake lists without the figures; a provider's own figures win)
@@ -26,11 +24,8 @@ LISTED = {
 
 @pytest.fixture(scope="module")
 async def gateway() -> AsyncIterator[RunningGateway]:
-    async with AsyncExitStack() as stack:
-        fakes = EveryKind(kinds.build("openai"), kinds.build("mistral"), kinds.build("ollama"))
-        with pytest.MonkeyPatch.context() as patch:
-            await fakes.open(stack, patch)
-            yield await stack.enter_async_context(run_gateway(fakes.config()))
+    async with default_fakes_gateway() as (running, _):
+        yield running
 
 
 @pytest.mark.parametrize("provider", list(LISTED))

@@ -13,19 +13,17 @@ The mock kind has no upstream and is left out.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest
-from conftest import RunningGateway, run_gateway
-from every_kind import OPENAI_HOSTS, EveryKind
+from conftest import RunningGateway
+from every_kind import OPENAI_HOSTS, EveryKind, default_fakes_gateway
 from google.protobuf import struct_pb2
 from vendor_cases import PNG, chat_request, user, weather_tool
 
 from provider_gateway.catalog.features import FeatureTable
-from provider_gateway.fakes import kinds
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 # case -> (provider, kind, model): every kind, OpenAI on both of its APIs, Vertex with both
@@ -123,12 +121,8 @@ VARIANTS = {
 
 @pytest.fixture(scope="module")
 async def setup() -> AsyncIterator[tuple[RunningGateway, EveryKind]]:
-    async with AsyncExitStack() as stack:
-        fakes = EveryKind(kinds.build("openai"), kinds.build("mistral"), kinds.build("ollama"))
-        with pytest.MonkeyPatch.context() as patch:
-            await fakes.open(stack, patch)
-            gateway = await stack.enter_async_context(run_gateway(fakes.config()))
-            yield gateway, fakes
+    async with default_fakes_gateway() as running:
+        yield running
 
 
 @dataclass
