@@ -5,9 +5,9 @@ Three sources say what a deployment can do: the feature table per provider kind
 `Capabilities` (vision, tools, reasoning, JSON output, declared as data by each adapter) and, per
 model, the catalog (catalog/models.toml: output limit, input modalities, tools, structured output,
 reasoning). A request that needs what a deployment lacks skips that deployment (a fallback may have
-it); when none of the plan's deployments can honour it, the request fails, naming the field, the provider and the model:
-INVALID_ARGUMENT for a value out of the model's range (max_tokens), FAILED_PRECONDITION for a
-feature it does not have. Models missing from the catalog pass with the provider's defaults.
+it); when none of the plan's deployments can honour it, the request fails, naming the field, the
+provider and the model: INVALID_ARGUMENT for a value out of the model's range (max_tokens),
+FAILED_PRECONDITION for a feature it does not have. Models missing from the catalog pass with the provider's defaults.
 """
 
 from __future__ import annotations
