@@ -83,7 +83,7 @@ async def test_tool_call_stream_and_cache_usage(setup: Any) -> None:
 async def test_reasoning_with_signature_and_thinking_body(setup: Any) -> None:
     fake, stub = setup
     request = chat_request(
-        "claude/reasoning", temperature=0.2, reasoning=pb.ReasoningOptions(enabled=True, budget_tokens=2048)
+        "claude/reasoning", temperature=1, reasoning=pb.ReasoningOptions(enabled=True, budget_tokens=2048)
     )
     summary = await chat(stub, request)
     assert summary.reasoning == "".join(conv.REASONING_CHUNKS)

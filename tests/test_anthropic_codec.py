@@ -128,18 +128,18 @@ def test_tool_choice_none_omits_tools() -> None:
     assert "tool_choice" not in body
 
 
-def test_thinking_forces_temperature_one() -> None:
-    request = ChatRequest(
-        "m",
-        [msg(Role.USER, "x")],
-        temperature=0.2,
-        top_p=0.5,
-        reasoning=ReasoningOptions(True, budget_tokens=2048),
-    )
+def test_thinking_sends_temperature_one_and_refuses_other_sampling() -> None:
+    thinking = ReasoningOptions(True, budget_tokens=2048)
+    request = ChatRequest("m", [msg(Role.USER, "x")], top_p=0.97, reasoning=thinking)
     body = codec.build_messages_body(request, codec.AnthropicOptions())
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
-    assert body["temperature"] == 1.0
-    assert "top_p" not in body
+    assert (body["temperature"], body["top_p"]) == (1.0, 0.97)
+    for field, value in (("temperature", 0.2), ("top_p", 0.5)):
+        wrong = ChatRequest("m", [msg(Role.USER, "x")], reasoning=thinking, **{field: value})
+        with pytest.raises(GatewayError) as refused:
+            codec.build_messages_body(wrong, codec.AnthropicOptions())
+        assert refused.value.kind is ErrorKind.FAILED_PRECONDITION
+        assert refused.value.message.startswith(f"{field}: Anthropic model 'm' cannot honour it")
 
 
 def test_beta_header() -> None:

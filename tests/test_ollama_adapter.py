@@ -130,7 +130,7 @@ async def test_vision_images_are_base64(env: Env) -> None:
     got = await chat_stream(
         env.stub,
         pb.ChatRequest(
-            model="ol/llama3.2",
+            model="ol/fake-llava",  # llama3.2 itself takes no images (catalog)
             messages=[user("What?", pb.Image(data=b"\x89PNG\r\n\x1a\n", media_type="image/png"))],
         ),
     )
@@ -142,7 +142,7 @@ async def test_vision_images_are_base64(env: Env) -> None:
     }
     got = await chat_stream(
         env.stub,
-        pb.ChatRequest(model="ol/llama3.2", messages=[user("What?", pb.Image(url="https://x/y.png"))]),
+        pb.ChatRequest(model="ol/fake-llava", messages=[user("What?", pb.Image(url="https://x/y.png"))]),
     )
     assert got.error is not None
     assert got.error.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -242,7 +242,6 @@ async def test_reasoning_model_rules(env: Env) -> None:
     request = pb.ChatRequest(
         model="oa/o3-mini",
         messages=[system("You are terse."), user("6*7?")],
-        temperature=0.7,
         max_tokens=500,
         reasoning=pb.ReasoningOptions(enabled=True, effort=pb.ReasoningOptions.EFFORT_HIGH),
     )
@@ -254,6 +253,31 @@ async def test_reasoning_model_rules(env: Env) -> None:
     assert body["max_completion_tokens"] == 500
     assert body["messages"][0] == {"role": "developer", "content": "You are terse."}
     assert body["reasoning_effort"] == "high"
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "field"),
+    [
+        ("oa/o3-mini", {"temperature": 0.7}, "temperature"),
+        ("oa/o3-mini", {"top_p": 0.5}, "top_p"),
+        ("oa/gpt-4-turbo", {"reasoning": pb.ReasoningOptions(enabled=True)}, "reasoning.enabled"),
+        (
+            "oa/gpt-4o",
+            {"reasoning": pb.ReasoningOptions(effort=pb.ReasoningOptions.EFFORT_LOW)},
+            "reasoning.effort",
+        ),
+    ],
+)
+async def test_what_the_model_cannot_honour_is_refused_not_dropped(
+    env: Env, model: str, fields: dict[str, Any], field: str
+) -> None:
+    before = len(env.fake.requests)
+    request = pb.ChatRequest(model=model, messages=[user("6*7?")], **fields)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.stub.Chat(request, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"{field}: OpenAI model '{model.split('/')[1]}' cannot honour it" in (caught.value.details() or "")
+    assert len(env.fake.requests) == before  # nothing was sent
 
 
 async def test_think_tags_at_position_zero_are_reasoning(env: Env) -> None:

@@ -217,7 +217,6 @@ async def test_request_mapping(env: Env) -> None:
             "rs",
             messages=[system("Be brief."), user("Look", image)],
             max_tokens=300,
-            temperature=0.5,
             reasoning=pb.ReasoningOptions(effort=pb.ReasoningOptions.EFFORT_LOW),
             tool_choice=pb.ToolChoice(mode=pb.ToolChoice.MODE_TOOL, name="get_weather"),
             response_format=schema,

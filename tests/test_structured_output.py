@@ -1,30 +1,43 @@
-"""A JSON-schema request sends each provider kind's own schema field, through the real gRPC API, and
-what a provider cannot honour is refused (FAILED_PRECONDITION), never silently dropped (issue 17.2)."""
+"""A JSON-schema request sends each provider kind's own schema field, and its stream comes back as
+the schema's JSON text, through the real gRPC API on every kind's fake (issue 17.2); what a
+provider cannot honour is refused (FAILED_PRECONDITION), never silently dropped.
+
+The vendor fakes (Anthropic, Gemini, Vertex, Cohere) answer a structured request with an instance
+of the schema they were sent; the OpenAI family, Mistral and Ollama fakes here do the same in their
+wire formats; Bedrock is scripted with the answer. The mock kind answers its script and is left out.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import orjson
 import pytest
-from conftest import RunningGateway, run_gateway, use_fake_aws_credentials
+from conftest import RunningGateway, run_gateway
+from every_kind import OPENAI_HOSTS, EveryKind
 from google.protobuf import struct_pb2
 from vendor_cases import chat_error, chat_request
 
 from provider_gateway.fakes import FakeUpstream, Reply
-from provider_gateway.fakes.anthropic import FakeAnthropic
-from provider_gateway.fakes.bedrock import FakeBedrock
-from provider_gateway.fakes.cohere import FakeCohere
-from provider_gateway.fakes.gemini import FakeGemini
+from provider_gateway.fakes import chat_completions as cc
+from provider_gateway.fakes.bedrock import Reply as BedrockReply
+from provider_gateway.fakes.bedrock import converse_text_frames
+from provider_gateway.fakes.openai_responses import Script
+from provider_gateway.fakes.server import RecordedRequest
+from provider_gateway.fakes.structured import instance_of
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-CLOSED = {**SCHEMA, "additionalProperties": False}
-ANSWER = '{"city": "Paris"}'
+CLOSED = {**SCHEMA, "additionalProperties": False}  # what Claude's structured outputs require
+ANSWER = {"city": "Paris"}  # the fakes' instance of SCHEMA
+CHAT_COMPLETIONS_FIELD = {
+    "type": "json_schema",
+    "json_schema": {"name": "weather", "schema": SCHEMA, "strict": True},
+}
 
 
 def schema_format(kind: int = pb.ResponseFormat.TYPE_JSON_SCHEMA) -> pb.ResponseFormat:
@@ -35,145 +48,146 @@ def schema_format(kind: int = pb.ResponseFormat.TYPE_JSON_SCHEMA) -> pb.Response
     return pb.ResponseFormat(type=kind, schema_name="weather", json_schema=struct, strict=True)  # type: ignore[arg-type]
 
 
-def openai_sse(text: str) -> bytes:
-    chunks = [
-        {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": piece}}]}
-        for piece in (text[:5], text[5:])
-    ]
-    chunks.append({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
-
-
-class Upstreams:
-    def __init__(self, stack: AsyncExitStack) -> None:
-        self.stack = stack
-
-    async def open(self) -> None:
-        enter = self.stack.enter_async_context
-        self.openai, self.mistral, self.ollama = [await enter(FakeUpstream()) for _ in range(3)]
-        for fake, path in ((self.openai, "/v1/chat/completions"), (self.mistral, "/v1/chat/completions")):
-            for _ in range(4):
-                fake.script(path, Reply(chunks=[openai_sse(ANSWER)], content_type="text/event-stream"))
-        line = {
-            "model": "m",
-            "message": {"role": "assistant", "content": ANSWER},
+def structured_reply(request: RecordedRequest) -> Reply:
+    """Chat Completions (every OpenAI-family host and Mistral), the Responses API and Ollama's chat,
+    answering with an instance of the schema each request carries in its own field."""
+    body = request.json()
+    if request.path.endswith("/responses"):
+        text = json.dumps(instance_of(body["text"]["format"]["schema"]))
+        return Script(model=body["model"], text=(text[:5], text[5:])).stream_reply()
+    if request.path == "/api/chat":
+        text = json.dumps(instance_of(body["format"]))
+        lines = [
+            {"model": body["model"], "message": {"role": "assistant", "content": p}, "done": False}
+            for p in (text[:5], text[5:])
+        ]
+        end = {
+            "model": body["model"],
+            "message": {"role": "assistant", "content": ""},
             "done": True,
             "done_reason": "stop",
         }
-        self.ollama.script(
-            "/api/chat", Reply(chunks=[orjson.dumps(line) + b"\n"], content_type="application/x-ndjson")
-        )
-        self.anthropic = await enter(FakeAnthropic())
-        self.gemini = await enter(FakeGemini())
-        self.cohere = await enter(FakeCohere())
-        self.bedrock = await enter(FakeBedrock())
+        return Reply.ndjson([*lines, end])
+    text = json.dumps(instance_of(body["response_format"]["json_schema"]["schema"]))
+    chunks = [cc.chunk(body["model"], {"content": piece}) for piece in (text[:5], text[5:])]
+    return Reply.sse([*chunks, cc.chunk(body["model"], {}, "stop")])
 
-    def config(self) -> str:
-        return f"""
-[providers.openai]
-base_url = "{self.openai.url}/v1"
-api_key_env = "PG_X_KEY"
-[providers.mistral]
-kind = "mistral"
-base_url = "{self.mistral.url}/v1"
-api_key_env = "PG_X_KEY"
-[providers.ollama]
-kind = "ollama"
-base_url = "{self.ollama.url}"
-[providers.anthropic]
-base_url = "{self.anthropic.base_url}"
-api_key_env = "PG_X_ANTHROPIC"
-[providers.gemini]
-base_url = "{self.gemini.base_url}"
-api_key_env = "PG_X_GEMINI"
-[providers.cohere]
-base_url = "{self.cohere.base_url}"
-api_key_env = "PG_X_COHERE"
-[providers.bedrock]
-kind = "bedrock"
-region = "us-west-2"
-endpoint_url = "{self.bedrock.url}"
-"""
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    sent: Callable[[EveryKind], Any]  # the upstream body's schema field
+    expected: Any  # ...as the vendor documents it
+    emulated: tuple[str, ...] = ()
+
+
+def last_post(up: EveryKind) -> Any:
+    return up.last_body("openai")
+
+
+CASES = {
+    **{
+        host: Case(f"{host}/m", lambda up: last_post(up)["response_format"], CHAT_COMPLETIONS_FIELD)
+        for host in OPENAI_HOSTS
+    },
+    "openai-responses": Case(
+        "openai-responses/gpt-4.1",
+        lambda up: last_post(up)["text"]["format"],
+        {"type": "json_schema", "name": "weather", "schema": SCHEMA, "strict": True},
+    ),
+    "mistral": Case(
+        "mistral/mistral-large-latest", lambda up: last_post(up)["response_format"], CHAT_COMPLETIONS_FIELD
+    ),
+    "ollama": Case("ollama/llama3.2", lambda up: last_post(up)["format"], SCHEMA),
+    "anthropic": Case(
+        "anthropic/claude-sonnet-4-5",
+        lambda up: up.anthropic.calls[-1].body["output_config"],
+        {"format": {"type": "json_schema", "schema": CLOSED}},
+    ),
+    "anthropic-forced-tool": Case(
+        "anthropic/claude-3-5-haiku-20241022",
+        lambda up: (
+            up.anthropic.calls[-1].body["tool_choice"],
+            up.anthropic.calls[-1].body["tools"][0]["input_schema"],
+        ),
+        ({"type": "tool", "name": "weather"}, SCHEMA),
+        emulated=("response_format",),
+    ),
+    "gemini": Case(
+        "gemini/gemini-2.5-flash",
+        lambda up: {
+            k: up.gemini.calls[-1].body["generationConfig"].get(k)
+            for k in ("responseMimeType", "responseJsonSchema", "responseSchema")
+        },
+        {"responseMimeType": "application/json", "responseJsonSchema": SCHEMA, "responseSchema": None},
+    ),
+    "vertex-gemini": Case(
+        "vertex/gemini-2.5-flash",
+        lambda up: up.vertex.calls[-1].body["generationConfig"]["responseJsonSchema"],
+        SCHEMA,
+    ),
+    "vertex-claude": Case(
+        "vertex/claude-sonnet-4-5@20250929",
+        lambda up: up.vertex.calls[-1].body["output_config"],
+        {"format": {"type": "json_schema", "schema": CLOSED}},
+    ),
+    "vertex-claude-forced-tool": Case(
+        "vertex/claude-3-5-haiku@20241022",
+        lambda up: up.vertex.calls[-1].body["tool_choice"],
+        {"type": "tool", "name": "weather"},
+        emulated=("response_format",),
+    ),
+    "cohere": Case(
+        "cohere/command-a-03-2025",
+        lambda up: up.cohere.calls[-1].body["response_format"],
+        {"type": "json_object", "json_schema": SCHEMA},
+    ),
+    "bedrock": Case(
+        "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
+        lambda up: bedrock_format(up.bedrock.last("converse-stream").body),
+        ("json_schema", CLOSED, "weather"),
+    ),
+}
+
+
+def bedrock_format(body: dict[str, Any]) -> tuple[str, Any, str]:
+    text_format = body["outputConfig"]["textFormat"]
+    structure = text_format["structure"]["jsonSchema"]
+    return text_format["type"], json.loads(structure["schema"]), structure["name"]
 
 
 @pytest.fixture(scope="module")
-async def setup() -> AsyncIterator[tuple[RunningGateway, Upstreams]]:
+async def setup() -> AsyncIterator[tuple[RunningGateway, EveryKind]]:
     async with AsyncExitStack() as stack:
-        upstreams = Upstreams(stack)
-        await upstreams.open()
+        openai = FakeUpstream()
+        openai.on("POST", "*", structured_reply)
+        upstreams = EveryKind(openai, openai, openai)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("PG_X_KEY", "k")
-            patch.setenv("PG_X_ANTHROPIC", upstreams.anthropic.api_key)
-            patch.setenv("PG_X_GEMINI", upstreams.gemini.api_key)
-            patch.setenv("PG_X_COHERE", upstreams.cohere.api_key)
-            use_fake_aws_credentials(patch)
+            await upstreams.open(stack, patch)
             gateway = await stack.enter_async_context(run_gateway(upstreams.config()))
             yield gateway, upstreams
+        assert upstreams.problems() == []
 
 
-async def text_of(gateway: RunningGateway, model: str) -> str:
-    request = chat_request(model, response_format=schema_format())
+@pytest.mark.parametrize("name", list(CASES))
+async def test_each_kind_sends_its_own_schema_field_and_streams_the_json(setup: Any, name: str) -> None:
+    gateway, up = setup
+    case = CASES[name]
+    if name == "bedrock":  # the Converse answer, scripted: the fake's default is plain text
+        text = json.dumps(ANSWER)
+        up.bedrock.push(BedrockReply(frames=converse_text_frames([text[:5], text[5:]])))
+    request = chat_request(case.model, response_format=schema_format())
     events = [e async for e in gateway.stub.ChatStream(request, timeout=20)]
-    return "".join(e.text_delta.text for e in events)
-
-
-async def test_openai_family_sends_response_format_and_streams_the_json(setup: Any) -> None:
-    gateway, up = setup
-    for provider, fake in (("openai", up.openai), ("mistral", up.mistral)):
-        text = await text_of(gateway, f"{provider}/m")
-        assert json.loads(text) == {"city": "Paris"}  # the schema's JSON, as the client reads it
-        sent = fake.last("/v1/chat/completions").json()
-        assert sent["response_format"] == {
-            "type": "json_schema",
-            "json_schema": {"name": "weather", "schema": SCHEMA, "strict": True},
-        }, provider
-
-
-async def test_ollama_sets_format_to_the_schema(setup: Any) -> None:
-    gateway, up = setup
-    assert json.loads(await text_of(gateway, "ollama/llama3.2")) == {"city": "Paris"}
-    assert up.ollama.last("/api/chat").json()["format"] == SCHEMA
-
-
-async def test_anthropic_sends_output_config_with_closed_objects(setup: Any) -> None:
-    gateway, up = setup
-    await text_of(gateway, "anthropic/claude-sonnet-4-5")
-    body = up.anthropic.calls[-1].body
-    assert body["output_config"] == {"format": {"type": "json_schema", "schema": CLOSED}}
-    assert up.anthropic.problems == []
-
-
-async def test_gemini_sends_response_json_schema(setup: Any) -> None:
-    gateway, up = setup
-    await text_of(gateway, "gemini/gemini-2.5-flash")
-    config = up.gemini.calls[-1].body["generationConfig"]
-    assert (config["responseMimeType"], config["responseJsonSchema"]) == ("application/json", SCHEMA)
-    assert "responseSchema" not in config  # that one takes an OpenAPI subset, not JSON Schema
-
-
-async def test_cohere_sends_json_object_with_the_schema(setup: Any) -> None:
-    gateway, up = setup
-    await text_of(gateway, "cohere/command-a-03-2025")
-    assert up.cohere.calls[-1].body["response_format"] == {"type": "json_object", "json_schema": SCHEMA}
-
-
-async def test_bedrock_sends_converse_output_config(setup: Any) -> None:
-    gateway, up = setup
-    await text_of(gateway, "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0")
-    sent = up.bedrock.last("converse-stream").body
-    structure = sent["outputConfig"]["textFormat"]["structure"]["jsonSchema"]
-    assert sent["outputConfig"]["textFormat"]["type"] == "json_schema"
-    assert (json.loads(structure["schema"]), structure["name"]) == (CLOSED, "weather")
+    assert json.loads("".join(e.text_delta.text for e in events)) == ANSWER  # the client's text is the JSON
+    assert not any(e.HasField("tool_call_start") for e in events)
+    finish = events[-1].finish
+    assert (finish.reason, tuple(finish.emulated)) == (pb.FINISH_REASON_STOP, case.emulated)
+    assert case.sent(up) == case.expected
 
 
 @pytest.mark.parametrize(
     ("model", "kind", "needle"),
     [
-        (
-            "anthropic/claude-3-5-sonnet-20241022",
-            pb.ResponseFormat.TYPE_JSON_SCHEMA,
-            "structured outputs need",
-        ),
         ("anthropic/claude-sonnet-4-5", pb.ResponseFormat.TYPE_JSON_OBJECT, "no JSON mode without a schema"),
         (
             "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",

@@ -280,6 +280,7 @@ class ProviderFinish:
     raw_reason: str = ""
     model: str = ""
     response_id: str = ""
+    emulated: tuple[str, ...] = ()  # request fields the codec emulated (docs/capabilities.md)
 
 
 @dataclass(slots=True, frozen=True)
@@ -325,6 +326,7 @@ class Finish:
     attempts: tuple[Attempt, ...]
     response_id: str = ""
     cost: Cost = UNKNOWN_COST  # every attempt's, failed-over ones included
+    emulated: tuple[str, ...] = ()
 
 
 StreamEvent = (
@@ -410,6 +412,9 @@ class Capabilities:
     embeddings: bool = False
     reasoning: bool = False
     json_output: bool = False
+    # A JSON schema on a model without native structured output (catalog) is answered through a
+    # forced tool (Anthropic's documented fallback), for models with tools.
+    schema_by_forced_tool: bool = False
     exact_token_count: bool = False
     completion: bool = True
     rate_limits: RateLimits = RateLimits()

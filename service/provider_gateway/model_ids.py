@@ -1,7 +1,8 @@
 """Finding a model's row in a per-model table (prices, the model catalog) from the id a request used.
 
 A dated or versioned id uses its model's row ("gpt-4o-2024-08-06", "claude-sonnet-4-5@20250929",
-"amazon.nova-pro-v1:0"), a Bedrock cross-region profile drops its prefix ("us.anthropic...."), and
+"amazon.nova-pro-v1:0"), a Bedrock cross-region profile drops its prefix ("us.anthropic...."), an
+Ollama id its default tag ("llama3.2:latest" is "llama3.2"), and
 another model of the family does not ("o4-mini-deep-research" is not "o4-mini").
 """
 
@@ -19,7 +20,7 @@ def row_for[T](rows: Mapping[str, T], model: str) -> T | None:
     else the table's "*" row; None when none applies."""
     if (exact := rows.get(model)) is not None:
         return exact
-    bare = _PROFILE_PREFIX.sub("", model)
+    bare = _PROFILE_PREFIX.sub("", model).removesuffix(":latest")  # Ollama's default tag: the same model
     matches = [key for key in rows if bare.startswith(key) and _VERSION_SUFFIX.fullmatch(bare[len(key) :])]
     if matches:
         return rows[max(matches, key=len)]

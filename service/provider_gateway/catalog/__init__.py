@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from provider_gateway.catalog.features import FeatureTable
 from provider_gateway.config import Section
 from provider_gateway.domain import ModelInfo
 from provider_gateway.model_ids import row_for
@@ -44,9 +45,12 @@ class ModelEntry:
 
 
 class Catalog:
-    def __init__(self, rows: dict[str, dict[str, ModelEntry]], version: str = "") -> None:
+    def __init__(
+        self, rows: dict[str, dict[str, ModelEntry]], version: str = "", features: FeatureTable | None = None
+    ) -> None:
         self.rows = rows
         self.version = version
+        self.features = features or FeatureTable.builtin()  # per kind (features.toml)
 
     @classmethod
     def builtin(cls) -> Catalog:

@@ -12,11 +12,13 @@ import asyncio
 import base64
 import binascii
 import itertools
+import json
 from typing import Any
 
 from aiohttp import web
 
 from provider_gateway.fakes import conversation as conv
+from provider_gateway.fakes.structured import instance_of
 from provider_gateway.fakes.vendor_base import FakeVendor, error_status, json_response, scenario_of, sse
 
 ERROR_TYPES = {
@@ -72,6 +74,60 @@ def message_body(scenario: str, model: str) -> dict[str, Any]:
         "stop_sequence": None,
         "usage": _usage(conv.OUTPUT_TOKENS),
     }
+
+
+def structured_answer(body: Any) -> dict[str, Any] | None:
+    """The one content block Claude answers a structured request with: JSON text for
+    `output_config.format`, or, for a `tool_choice` forcing a tool, only that tool's call."""
+    output = (body.get("output_config") or {}).get("format") if isinstance(body, dict) else None
+    if isinstance(output, dict) and output.get("type") == "json_schema":
+        return {"type": "text", "text": json.dumps(instance_of(output.get("schema")))}
+    choice = body.get("tool_choice") if isinstance(body, dict) else None
+    if isinstance(choice, dict) and choice.get("type") == "tool":
+        tools: list[dict[str, Any]] = body.get("tools") or []
+        tool = next((t for t in tools if t.get("name") == choice.get("name")), {})
+        arguments = instance_of(tool.get("input_schema"))
+        return {"type": "tool_use", "id": "toolu_fake_forced", "name": choice.get("name"), "input": arguments}
+    return None
+
+
+def structured_message(block: dict[str, Any], model: str) -> dict[str, Any]:
+    stop_reason = "tool_use" if block["type"] == "tool_use" else "end_turn"
+    return {
+        "id": "msg_fake_1",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [block],
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": _usage(conv.OUTPUT_TOKENS),
+    }
+
+
+def structured_frames(block: dict[str, Any], model: str) -> list[str]:
+    """The stream of `structured_message`: the block's JSON in two deltas."""
+    message = structured_message(block, model)
+    tool = block["type"] == "tool_use"
+    text = json.dumps(block["input"]) if tool else block["text"]
+    opened = {**block, "input": {}} if tool else {**block, "text": ""}
+    kind = "input_json_delta" if tool else "text_delta"
+    field = "partial_json" if tool else "text"
+    start = {**message, "content": [], "stop_reason": None, "usage": _usage(1)}
+    frames = [
+        sse({"type": "message_start", "message": start}, "message_start"),
+        sse({"type": "content_block_start", "index": 0, "content_block": opened}, "content_block_start"),
+    ]
+    for piece in (text[:5], text[5:]):
+        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": kind, field: piece}}
+        frames.append(sse(delta, "content_block_delta"))
+    stop = {"stop_reason": message["stop_reason"], "stop_sequence": None}
+    return [
+        *frames,
+        sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+        sse({"type": "message_delta", "delta": stop, "usage": {"output_tokens": 5}}, "message_delta"),
+        sse({"type": "message_stop"}, "message_stop"),
+    ]
 
 
 def message_frames(scenario: str, model: str) -> tuple[list[str], str]:
@@ -264,12 +320,21 @@ class FakeAnthropic(FakeVendor):
                 f"{where}: unknown block {kind}",
             )
 
-    async def _respond(self, request: web.Request, model: str, *, stream: bool) -> web.StreamResponse:
+    async def _respond(
+        self, request: web.Request, model: str, body: Any, *, stream: bool
+    ) -> web.StreamResponse:
         scenario = scenario_of(model)
         status = error_status(scenario)
         if status is not None:
             headers = {"retry-after": RETRY_AFTER_S} if status == 429 else None
             return json_response(error_body(status), status, headers)
+        if (block := structured_answer(body)) is not None:
+            if not stream:
+                return json_response(structured_message(block, model))
+            frames = structured_frames(block, model)
+            if scenario == "cut":  # the connection drops after the first half of the JSON
+                return await self.stream(request, frames[:3], ending="cut")
+            return await self.stream(request, frames)
         if not stream:
             overloaded = json_response(error_body(529, "Overloaded"), 529)
             return await self.whole(request, message_body(scenario, model), scenario, overloaded)
@@ -291,7 +356,7 @@ class FakeAnthropic(FakeVendor):
         )
         model = str(body.get("model", "")) if isinstance(body, dict) else ""
         return await self._respond(
-            request, model, stream=isinstance(body, dict) and body.get("stream") is True
+            request, model, body, stream=isinstance(body, dict) and body.get("stream") is True
         )
 
     async def vertex_raw_predict(self, request: web.Request) -> web.StreamResponse:
@@ -311,7 +376,7 @@ class FakeAnthropic(FakeVendor):
                 body.get("anthropic_version") == "vertex-2023-10-16", "vertex claude: anthropic_version"
             )
             self.check("model" not in body, "vertex claude: the model goes in the URL, not the body")
-        return await self._respond(request, model, stream=stream)
+        return await self._respond(request, model, body, stream=stream)
 
     async def complete(self, request: web.Request) -> web.StreamResponse:
         recorded = await self.record(request)

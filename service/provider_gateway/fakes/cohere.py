@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from typing import Any
 
 from aiohttp import web
 
 from provider_gateway.fakes import conversation as conv
+from provider_gateway.fakes.structured import instance_of
 from provider_gateway.fakes.vendor_base import FakeVendor, error_status, json_response, scenario_of, sse
 
 RETRY_AFTER_S = "2"
@@ -26,7 +28,17 @@ USAGE = {
 }
 
 
-def chat_frames(scenario: str) -> tuple[list[str], str]:
+def structured_text(body: Any) -> str | None:
+    """What Cohere answers a `response_format` with a `json_schema` with: JSON matching it."""
+    fmt = body.get("response_format") if isinstance(body, dict) else None
+    if isinstance(fmt, dict) and "json_schema" in fmt:
+        return json.dumps(instance_of(fmt["json_schema"]))
+    return None
+
+
+def chat_frames(scenario: str, text: str | None = None) -> tuple[list[str], str]:
+    """SSE events for one scenario, or for `text` (a structured answer) in two deltas."""
+
     def event(kind: str, **fields: Any) -> str:
         return sse({"type": kind, **fields}, kind)
 
@@ -46,7 +58,8 @@ def chat_frames(scenario: str) -> tuple[list[str], str]:
     frames.append(
         event("content-start", index=index, delta={"message": {"content": {"type": "text", "text": ""}}})
     )
-    for i, text in enumerate(conv.TEXT_CHUNKS):
+    chunks = conv.TEXT_CHUNKS if text is None else (text[:5], text[5:])
+    for i, text in enumerate(chunks):
         frames.append(event("content-delta", index=index, delta={"message": {"content": {"text": text}}}))
         if i == 0 and scenario == "malformed":
             return [*frames, "event: content-delta\ndata: {not json\n\n"], ""
@@ -77,12 +90,12 @@ def chat_frames(scenario: str) -> tuple[list[str], str]:
     return frames, "cut" if scenario == "cut-after-end" else ""
 
 
-def chat_body(scenario: str) -> dict[str, Any]:
+def chat_body(scenario: str, text: str | None = None) -> dict[str, Any]:
     """The documented unary v2 chat answer for the conversation `chat_frames` streams."""
     content: list[dict[str, Any]] = []
     if scenario == "reasoning":
         content.append({"type": "thinking", "thinking": "".join(conv.REASONING_CHUNKS)})
-    content.append({"type": "text", "text": "".join(conv.TEXT_CHUNKS)})
+    content.append({"type": "text", "text": "".join(conv.TEXT_CHUNKS) if text is None else text})
     message: dict[str, Any] = {"role": "assistant", "content": content}
     finish = "COMPLETE"
     if scenario in ("tools", "tools-max-tokens"):
@@ -154,8 +167,9 @@ class FakeCohere(FakeVendor):
             return json_response({"id": "fake", "message": f"fake error {status}"}, status, headers)
         if body.get("stream") is not True:
             failed = {"id": "fake-cohere-1", "finish_reason": "ERROR", "message": {"role": "assistant"}}
-            return await self.whole(request, chat_body(scenario), scenario, json_response(failed))
-        frames, ending = chat_frames(scenario)
+            answer = chat_body(scenario, structured_text(body))
+            return await self.whole(request, answer, scenario, json_response(failed))
+        frames, ending = chat_frames(scenario, structured_text(body))
         return await self.stream(request, frames, ending=ending)
 
     async def embed(self, request: web.Request) -> web.Response:

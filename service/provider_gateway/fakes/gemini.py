@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from provider_gateway.fakes import conversation as conv
+from provider_gateway.fakes.structured import instance_of
 from provider_gateway.fakes.vendor_base import FakeVendor, error_status, json_response, scenario_of
 
 STATUS_NAMES = {
@@ -90,14 +91,25 @@ def _chunk(parts: list[dict[str, Any]], model: str, finish: str = "", usage: str
     return chunk
 
 
-def frames_for(scenario: str, model: str) -> tuple[list[str], str]:
+def structured_text(body: Any) -> str | None:
+    """What Gemini answers a `responseJsonSchema` request with: JSON text matching the schema."""
+    config = body.get("generationConfig") if isinstance(body, dict) else None
+    if isinstance(config, dict) and "responseJsonSchema" in config:
+        return json.dumps(instance_of(config["responseJsonSchema"]))
+    return None
+
+
+def frames_for(scenario: str, model: str, text: str | None = None) -> tuple[list[str], str]:
+    """SSE frames for one scenario, or for `text` (a structured answer) in two chunks."""
+
     def frame(data: Any) -> str:
         return f"data: {data if isinstance(data, str) else json.dumps(data)}\r\n\r\n"
 
     frames: list[str] = []
     if scenario == "reasoning":
         frames += [frame(_chunk([{"text": c, "thought": True}], model)) for c in conv.REASONING_CHUNKS]
-    for i, text in enumerate(conv.TEXT_CHUNKS):
+    chunks = conv.TEXT_CHUNKS if text is None else (text[:5], text[5:])
+    for i, text in enumerate(chunks):
         frames.append(frame(_chunk([{"text": text}], model)))
         if i == 0 and scenario == "malformed":
             return [*frames, "data: {not json\r\n\r\n"], ""
@@ -114,12 +126,12 @@ def frames_for(scenario: str, model: str) -> tuple[list[str], str]:
     return frames, ""
 
 
-def generate_body(scenario: str, model: str) -> dict[str, Any]:
+def generate_body(scenario: str, model: str, text: str | None = None) -> dict[str, Any]:
     """The documented unary GenerateContentResponse for the conversation `frames_for` streams."""
     parts: list[dict[str, Any]] = []
     if scenario == "reasoning":
         parts.append({"text": "".join(conv.REASONING_CHUNKS), "thought": True})
-    parts.append({"text": "".join(conv.TEXT_CHUNKS)})
+    parts.append({"text": "".join(conv.TEXT_CHUNKS) if text is None else text})
     if scenario == "tools":
         parts.append({"functionCall": {"name": conv.TOOL_NAME, "args": conv.TOOL_ARGS}})
     return _chunk(parts, model, finish="STOP", usage="reasoning" if scenario == "reasoning" else "final")
@@ -168,8 +180,9 @@ class FakeGemini(FakeVendor):
             if action == "generateContent":
                 self.check("alt" not in request.query, "generateContent: no alt=sse")
                 overloaded = json_response(status_body(503, "The model is overloaded."), 503)
-                return await self.whole(request, generate_body(scenario, model), scenario, overloaded)
-            frames, ending = frames_for(scenario, model)
+                answer = generate_body(scenario, model, structured_text(body))
+                return await self.whole(request, answer, scenario, overloaded)
+            frames, ending = frames_for(scenario, model, structured_text(body))
             self.check(request.query.get("alt") == "sse", "streamGenerateContent: alt=sse expected")
             return await self.stream(request, frames, ending=ending)
         if action == "countTokens":

@@ -344,4 +344,5 @@ def _finish(
         attempts=tuple(attempts),
         response_id=finish.response_id,
         cost=total([a.cost for a in attempts]),
+        emulated=finish.emulated,
     )

@@ -1,12 +1,13 @@
 """What a deployment cannot honour is refused before dispatch, never silently dropped.
 
-Two sources say what a deployment can do: its provider's `Capabilities` (vision, tools, reasoning,
-JSON output, declared as data by each adapter) and, per model, the catalog (catalog/models.toml:
-output limit, input modalities, tools, structured output, reasoning). A request that needs what a
-deployment lacks skips that deployment (a fallback may have it); when none of the plan's
-deployments can honour it, the request fails, naming the field, the provider and the model:
-INVALID_ARGUMENT for a value out of the model's range (max_tokens), FAILED_PRECONDITION for a
-feature it does not have. Models missing from the catalog pass with the provider's defaults.
+Three sources say what a deployment can do: the feature table per provider kind
+(catalog/features.toml: each ChatRequest feature native, emulated or refused), its provider's
+`Capabilities` (vision, tools, reasoning, JSON output, declared as data by each adapter) and, per
+model, the catalog (catalog/models.toml: output limit, input modalities, tools, structured output,
+reasoning). A request that needs what a deployment lacks skips that deployment (a fallback may have
+it); when none of the plan's deployments can honour it, the request fails, naming the field, the
+provider and the model: INVALID_ARGUMENT for a value out of the model's range (max_tokens),
+FAILED_PRECONDITION for a feature it does not have. Models missing from the catalog pass with the provider's defaults.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from provider_gateway.catalog import Catalog
-from provider_gateway.domain import ChatRequest, CompletionRequest, ImagePart, ResponseFormatType
+from provider_gateway.domain import (
+    ChatRequest,
+    CompletionRequest,
+    ImagePart,
+    ResponseFormatType,
+    ToolChoiceMode,
+)
 from provider_gateway.errors import ErrorKind, GatewayError, shown
 from provider_gateway.routing.deployments import Deployment
 
@@ -36,6 +43,8 @@ def unhonoured(
         return Refusal(ErrorKind.INVALID_ARGUMENT, "max_tokens", f"at most {limit}, got {request.max_tokens}")
     if not isinstance(request, ChatRequest):
         return None
+    if catalog is not None and (refusal := _refused_by_kind(request, deployment.provider.kind, catalog)):
+        return refusal
     caps = deployment.provider.capabilities()
     takes_images = caps.vision and (entry is None or "image" in entry.input)
     if not takes_images:
@@ -49,11 +58,59 @@ def unhonoured(
     if fmt is not None and fmt.type is not ResponseFormatType.TEXT:
         if not caps.json_output:
             return _lacks("response_format", "it has no JSON output")
-        if fmt.type is ResponseFormatType.JSON_SCHEMA and entry is not None and not entry.structured_output:
+        native = entry is None or entry.structured_output
+        emulated = caps.schema_by_forced_tool and entry is not None and entry.tools
+        if fmt.type is ResponseFormatType.JSON_SCHEMA and not (native or emulated):
             return _lacks("response_format", "it has no structured output")
     reasons = caps.reasoning and (entry is None or entry.reasoning)
     if request.reasoning is not None and request.reasoning.enabled and not reasons:
         return _lacks("reasoning", "it has no reasoning")
+    return None
+
+
+TOOL_CHOICE_FEATURES = {
+    ToolChoiceMode.AUTO: "tool_choice_auto",
+    ToolChoiceMode.NONE: "tool_choice_none",
+    ToolChoiceMode.REQUIRED: "tool_choice_required",
+    ToolChoiceMode.TOOL: "tool_choice_named",
+}
+
+
+def features_used(request: ChatRequest) -> list[tuple[str, str]]:
+    """(feature of features.toml, the ChatRequest field that asks for it), for each one asked."""
+    used: list[tuple[str, str]] = []
+    fmt = request.response_format
+    if fmt is not None and fmt.type is ResponseFormatType.JSON_OBJECT:
+        used.append(("json_mode", "response_format"))
+    if fmt is not None and fmt.type is ResponseFormatType.JSON_SCHEMA:
+        used.append(("json_schema", "response_format"))
+    if fmt is not None and fmt.type is not ResponseFormatType.TEXT and fmt.strict:
+        used.append(("strict", "response_format.strict"))
+    if request.tools:
+        used.append(("tools", "tools"))
+        if request.tool_choice is not None:
+            used.append((TOOL_CHOICE_FEATURES[request.tool_choice.mode], "tool_choice"))
+    reasoning = request.reasoning
+    if reasoning is not None and reasoning.enabled:
+        used.append(("reasoning", "reasoning.enabled"))
+    if reasoning is not None and reasoning.effort:
+        used.append(("reasoning_effort", "reasoning.effort"))
+    if reasoning is not None and reasoning.budget_tokens:
+        used.append(("reasoning_budget", "reasoning.budget_tokens"))
+    if request.stop:
+        used.append(("stop", "stop"))
+    if request.temperature is not None:
+        used.append(("temperature", "temperature"))
+    if request.top_p is not None:
+        used.append(("top_p", "top_p"))
+    return used
+
+
+def _refused_by_kind(request: ChatRequest, kind: str, catalog: Catalog) -> Refusal | None:
+    for feature, field in features_used(request):
+        cell = catalog.features.cell(kind, feature)
+        if cell is not None and cell.status == "refused":
+            return _lacks(field, cell.how)
     return None
 
 

@@ -238,6 +238,7 @@ def finish_to_proto(finish: d.Finish) -> pb.Finish:
         ],
         response_id=finish.response_id,
         cost=cost_to_proto(finish.cost),
+        emulated=finish.emulated,
     )
 
 

@@ -291,7 +291,7 @@ class Cost(_message.Message):
     def __init__(self, amount_micros: _Optional[int] = ..., currency: _Optional[str] = ..., known: _Optional[bool] = ..., usage_source: _Optional[str] = ...) -> None: ...
 
 class Finish(_message.Message):
-    __slots__ = ("reason", "raw_finish_reason", "provider", "model", "timing", "attempts", "response_id", "cost")
+    __slots__ = ("reason", "raw_finish_reason", "provider", "model", "timing", "attempts", "response_id", "cost", "emulated")
     REASON_FIELD_NUMBER: _ClassVar[int]
     RAW_FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -300,6 +300,7 @@ class Finish(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
+    EMULATED_FIELD_NUMBER: _ClassVar[int]
     reason: FinishReason
     raw_finish_reason: str
     provider: str
@@ -308,7 +309,8 @@ class Finish(_message.Message):
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
     response_id: str
     cost: Cost
-    def __init__(self, reason: _Optional[_Union[FinishReason, str]] = ..., raw_finish_reason: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., response_id: _Optional[str] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ...) -> None: ...
+    emulated: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, reason: _Optional[_Union[FinishReason, str]] = ..., raw_finish_reason: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., response_id: _Optional[str] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., emulated: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TextDelta(_message.Message):
     __slots__ = ("text",)

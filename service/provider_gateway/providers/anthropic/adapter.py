@@ -30,6 +30,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.anthropic import codec
+from provider_gateway.providers.anthropic.forced_output import output_tool_name
 from provider_gateway.providers.base import completion_of
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.reported_usage import report_partial_usage
@@ -68,9 +69,11 @@ def options_from(options: Section, *, tool_streaming: bool = True) -> codec.Anth
     )
 
 
-async def decode_messages(events: AsyncIterator[SseEvent], provider: str) -> AsyncIterator[StreamEvent]:
+async def decode_messages(
+    events: AsyncIterator[SseEvent], provider: str, request: ChatRequest
+) -> AsyncIterator[StreamEvent]:
     """The Messages SSE stream as domain events; a stream without `message_stop` is an error."""
-    decoder = codec.MessagesStreamDecoder(provider=provider)
+    decoder = codec.MessagesStreamDecoder(provider=provider, output_tool=output_tool_name(request))
     async for event in events:
         data = decode_json_event(event.data, provider)
         items = decoder.feed(data)
@@ -128,6 +131,7 @@ class AnthropicProvider(HttpProvider):
             vision=True,
             reasoning=True,
             json_output=True,  # structured outputs (JSON schema); what a model lacks, the codec refuses
+            schema_by_forced_tool=True,
             exact_token_count=True,
             completion=True,
         )
@@ -140,7 +144,7 @@ class AnthropicProvider(HttpProvider):
         body = codec.build_messages_body(request, self.options)
         upstream = self.upstream(self._for(request.model))
         async with sse_events(upstream, "/v1/messages", body, model=request.model) as events:
-            async for event in decode_messages(events, self.name):
+            async for event in decode_messages(events, self.name, request):
                 yield event
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
@@ -148,7 +152,8 @@ class AnthropicProvider(HttpProvider):
         body = codec.build_messages_body(request, self.options, stream=False)
         upstream = self.upstream(self._for(request.model))
         answer = await upstream.request_json("POST", "/v1/messages", json=body, model=request.model)
-        response = codec.MessagesStreamDecoder(provider=self.name).response(answer)
+        decoder = codec.MessagesStreamDecoder(provider=self.name, output_tool=output_tool_name(request))
+        response = decoder.response(answer)
         raw = answer.get("usage") if isinstance(answer, Mapping) else None
         if not isinstance(raw, Mapping):
             return response

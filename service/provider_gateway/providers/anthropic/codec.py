@@ -40,6 +40,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.anthropic import forced_output
 from provider_gateway.providers.base import estimate_tokens, fold
 from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
@@ -214,6 +215,19 @@ def thinking_budget(request: ChatRequest, max_tokens: int, *, forced_tool: bool)
     return budget
 
 
+MIN_TOP_P_WITH_THINKING = 0.95
+
+
+def _refuse_sampling_with_thinking(request: ChatRequest) -> None:
+    """Claude thinking takes only temperature 1 and top_p from 0.95 to 1 (Anthropic's extended
+    thinking docs): other values are refused, not replaced."""
+    if request.temperature is not None and request.temperature != 1:
+        raise unhonoured("temperature", "Anthropic", request.model, "with thinking on only 1 is allowed")
+    if request.top_p is not None and request.top_p < MIN_TOP_P_WITH_THINKING:
+        why = f"with thinking on it must be {MIN_TOP_P_WITH_THINKING} to 1"
+        raise unhonoured("top_p", "Anthropic", request.model, why)
+
+
 # Body fields the gateway owns in Messages and legacy Complete bodies (owned_options.py).
 OWNED_FIELDS = owned(
     "model", "messages", "system", "prompt", "stream", "max_tokens", "max_tokens_to_sample",
@@ -223,8 +237,9 @@ OWNED_FIELDS = owned(
 
 def output_config(fmt: ResponseFormat | None, model: str) -> dict[str, Any] | None:
     """Structured outputs as Claude takes them (`output_config.format`, GA; always strict), or a
-    refusal where Claude cannot honour the format: it has no schema-less JSON mode, and models
-    before the 4.5 generation have no structured outputs."""
+    refusal where Claude cannot honour the format: it has no schema-less JSON mode. Models before
+    the 4.5 generation have no structured outputs: `build_messages_body` forces a tool instead
+    (forced_output.py), so this refuses them only when called on its own."""
     if fmt is None or fmt.type is ResponseFormatType.TEXT:
         return None
     if fmt.type is ResponseFormatType.JSON_OBJECT:
@@ -259,7 +274,9 @@ def build_messages_body(
             block["cache_control"] = dict(EPHEMERAL)
         body["system"] = [block]
     choice = request.tool_choice
-    if request.tools and not (choice and choice.mode is ToolChoiceMode.NONE):
+    if output_tool := forced_output.output_tool_name(request):
+        body.update(forced_output.forced_tool_fields(request, output_tool))
+    elif request.tools and not (choice and choice.mode is ToolChoiceMode.NONE):
         body["tools"] = _tools(request.tools)
         if choice and choice.mode is ToolChoiceMode.REQUIRED:
             body["tool_choice"] = {"type": "any"}
@@ -267,15 +284,16 @@ def build_messages_body(
             body["tool_choice"] = {"type": "tool", "name": choice.name}
         else:
             body["tool_choice"] = {"type": "auto"}
-    if output := output_config(request.response_format, request.model):
+    if not output_tool and (output := output_config(request.response_format, request.model)):
         body["output_config"] = output
     reasoning = request.reasoning
     if reasoning and reasoning.enabled:
         body["thinking"] = {"type": "enabled", "budget_tokens": _thinking_budget(request, body)}
+        _refuse_sampling_with_thinking(request)
         body["temperature"] = 1.0  # the API rejects any other temperature with thinking on
     elif request.temperature is not None:
         body["temperature"] = request.temperature
-    if request.top_p is not None and "thinking" not in body:
+    if request.top_p is not None:
         body["top_p"] = request.top_p
     if request.stop:
         body["stop_sequences"] = list(request.stop)
@@ -353,9 +371,13 @@ def error_from_body(body: Any, *, provider: str = "", status: int | None = None)
 
 @dataclass(slots=True)
 class MessagesStreamDecoder:
-    """Turns the Messages SSE events into domain events, one event at a time."""
+    """Turns the Messages SSE events into domain events, one event at a time. With `output_tool`
+    (forced_output.output_tool_name of the request), that tool's input is the answer: its JSON
+    comes out as text deltas and the tool_use stop as a plain stop flagged emulated."""
 
     provider: str = ""
+    output_tool: str = ""
+    _output_block: int | None = None
     usage_raw: dict[str, Any] = field(default_factory=dict)
     model: str = ""
     response_id: str = ""
@@ -382,7 +404,8 @@ class MessagesStreamDecoder:
         if kind == "content_block_delta":
             return self._delta(int(data.get("index", 0)), data.get("delta") or {})
         if kind == "content_block_stop":
-            return self.tools.end(int(data.get("index", 0)))
+            index = int(data.get("index", 0))
+            return [] if index == self._output_block else self.tools.end(index)
         if kind == "message_delta":
             # output_tokens here is cumulative: replace, never add.
             self.usage_raw.update(data.get("usage") or {})
@@ -399,6 +422,9 @@ class MessagesStreamDecoder:
 
     def _start(self, index: int, block: Mapping[str, Any]) -> list[StreamEvent]:
         block_type = str(block.get("type") or "")
+        if block_type == "tool_use" and self.output_tool and block.get("name") == self.output_tool:
+            self._output_block = index
+            return []
         if block_type == "tool_use":
             return self.tools.start(index, str(block.get("id") or ""), str(block.get("name") or ""))
         if block_type == "text" and block.get("text"):
@@ -417,6 +443,9 @@ class MessagesStreamDecoder:
             return [ReasoningDelta(str(delta.get("thinking", "")))]
         if delta_type == "signature_delta":
             return [ReasoningDelta("", signature=str(delta.get("signature", "")))]
+        if delta_type == "input_json_delta" and index == self._output_block:
+            piece = str(delta.get("partial_json", ""))
+            return [TextDelta(piece)] if piece else []
         if delta_type == "input_json_delta":
             return self.tools.delta(index, str(delta.get("partial_json", "")))
         return []
@@ -426,7 +455,12 @@ class MessagesStreamDecoder:
         reason = STOP_REASONS.get(
             self.stop_reason, FinishReason.OTHER if self.stop_reason else FinishReason.STOP
         )
-        return ProviderFinish(reason, self.stop_reason, self.model, self.response_id)
+        if not self.output_tool:
+            return ProviderFinish(reason, self.stop_reason, self.model, self.response_id)
+        if reason is FinishReason.TOOL_CALLS and self._output_block is not None:
+            reason = FinishReason.STOP  # the forced tool's input was the answer, not a call to run
+        emulated = (forced_output.EMULATED_FIELD,)
+        return ProviderFinish(reason, self.stop_reason, self.model, self.response_id, emulated)
 
     @shape_checked
     def response(self, body: Any) -> ChatResponse:
@@ -448,7 +482,10 @@ class MessagesStreamDecoder:
 
     def _whole_block(self, index: int, block: Mapping[str, Any], *, cut: bool) -> list[StreamEvent]:
         if block.get("type") == "tool_use":
-            arguments = json.dumps(block.get("input") or {}, separators=(",", ":"))
+            arguments = json.dumps(block.get("input") or {}, separators=(",", ":"), ensure_ascii=False)
+            if self.output_tool and block.get("name") == self.output_tool:
+                self._output_block = index
+                return [TextDelta(arguments)]
             started = self.tools.start(index, str(block.get("id") or ""), str(block.get("name") or ""))
             return [*started, *self.tools.delta(index, arguments), *([] if cut else self.tools.end(index))]
         events = self._start(index, block)

@@ -66,11 +66,15 @@ class CohereProvider(HttpProvider):
     async def chat(self, request: ChatRequest) -> ChatResponse:
         body = codec.build_chat_body(request, stream=False)
         answer = await self.upstream().request_json("POST", "/v2/chat", json=body, model=request.model)
-        return codec.ChatStreamDecoder(provider=self.name, model=request.model).response(answer)
+        return codec.ChatStreamDecoder(
+            provider=self.name, model=request.model, emulated=codec.emulated_fields(request)
+        ).response(answer)
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = codec.build_chat_body(request)
-        decoder = codec.ChatStreamDecoder(provider=self.name, model=request.model)
+        decoder = codec.ChatStreamDecoder(
+            provider=self.name, model=request.model, emulated=codec.emulated_fields(request)
+        )
         async with sse_events(self.upstream(), "/v2/chat", body, model=request.model) as events:
             async for event in events:
                 for item in decoder.feed(decode_json_event(event.data, self.name)):

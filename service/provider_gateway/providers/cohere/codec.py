@@ -94,6 +94,13 @@ OWNED_FIELDS = owned(
 )  # fmt: skip
 
 
+def emulated_fields(request: ChatRequest) -> tuple[str, ...]:
+    """What `build_chat_body` emulates: a named tool choice (only that tool, REQUIRED)."""
+    choice = request.tool_choice
+    named = request.tools and choice is not None and choice.mode is ToolChoiceMode.TOOL
+    return ("tool_choice",) if named else ()
+
+
 def build_chat_body(request: ChatRequest, *, stream: bool = True) -> dict[str, Any]:
     messages = [m for message in request.messages for m in _convert(message)]
     body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": stream}
@@ -160,6 +167,7 @@ def normalise_usage(raw: Mapping[str, Any]) -> Usage:
 class ChatStreamDecoder:
     provider: str = ""
     model: str = ""  # the one asked for: Cohere's answers name none
+    emulated: tuple[str, ...] = ()  # `emulated_fields` of the request, for the finish
     response_id: str = ""
     finish_reason: str = ""
     usage_raw: dict[str, Any] = field(default_factory=dict)
@@ -218,7 +226,7 @@ class ChatStreamDecoder:
         reason = FINISH_REASONS.get(self.finish_reason, FinishReason.OTHER)
         return [
             UsageEvent(normalise_usage(self.usage_raw)),
-            ProviderFinish(reason, self.finish_reason, self.model, self.response_id),
+            ProviderFinish(reason, self.finish_reason, self.model, self.response_id, self.emulated),
         ]
 
     @shape_checked

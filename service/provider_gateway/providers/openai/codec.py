@@ -38,6 +38,7 @@ from provider_gateway.providers.openai.content import decode_content, family_chu
 from provider_gateway.providers.openai.presets import Preset
 from provider_gateway.providers.owned_options import owned, refuse_owned
 from provider_gateway.providers.shapes import shape_checked
+from provider_gateway.providers.structured_output import unhonoured
 
 # o1, o3, o4 families and gpt-5, also behind a vendor prefix ("openai/o3-mini" on OpenRouter).
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o[134](?:$|-)|gpt-5)")
@@ -151,17 +152,32 @@ class ChatWire:
         return body
 
     def sampling(self, request: ChatRequest, body: dict[str, Any]) -> None:
-        """Token limit, sampling and reasoning: OpenAI's reasoning models take other fields."""
+        """Token limit, sampling and reasoning: OpenAI's reasoning models take other fields, and
+        refuse sampling (FAILED_PRECONDITION here rather than the host's 400 or a silent drop)."""
         reasoning_model = is_reasoning_model(request.model)
         if request.max_tokens is not None:
             body["max_completion_tokens" if reasoning_model else "max_tokens"] = request.max_tokens
-        if not reasoning_model:
-            if request.temperature is not None:
-                body["temperature"] = request.temperature
-            if request.top_p is not None:
-                body["top_p"] = request.top_p
-        elif request.reasoning and request.reasoning.effort:
-            body["reasoning_effort"] = request.reasoning.effort
+        for field, value in (("temperature", request.temperature), ("top_p", request.top_p)):
+            if value is not None and reasoning_model:
+                raise unhonoured(field, "OpenAI", request.model, "reasoning models take no sampling settings")
+            if value is not None:
+                body[field] = value
+        self.reasoning(request, body, reasoning_model)
+
+    def reasoning(self, request: ChatRequest, body: dict[str, Any], reasoning_model: bool) -> None:
+        """`reasoning_effort` as the preset's host takes it (Preset.reasoning); a model that cannot
+        reason is refused."""
+        options = request.reasoning
+        if options is None or not (options.enabled or options.effort):
+            return
+        field = "reasoning.effort" if options.effort else "reasoning.enabled"
+        style = self.preset.reasoning
+        if style == "openai" and not reasoning_model:
+            raise unhonoured(field, "OpenAI", request.model, "only reasoning models (o-series, gpt-5) reason")
+        if style == "model" and not _DEEPSEEK_REASONER.search(request.model):
+            raise unhonoured(field, "DeepSeek", request.model, "only deepseek-reasoner (R1) reasons")
+        if style == "effort" or options.effort:
+            body["reasoning_effort"] = options.effort or "medium"
 
     def messages(self, request: ChatRequest) -> list[dict[str, Any]]:
         system_role = "developer" if is_reasoning_model(request.model) else "system"

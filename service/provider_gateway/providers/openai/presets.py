@@ -25,17 +25,31 @@ class Preset:
     embeddings: bool = False
     vision: bool = True
     responses: bool = False  # offers the Responses API (`api = "responses"`)
+    # How reasoning is asked for: "effort" (`reasoning_effort`, default medium), "openai" (only
+    # reasoning models reason, and take only an effort), "model" (the model reasons or not: DeepSeek)
+    reasoning: str = "effort"
     max_tokens: int = 16_384
     requests_window_s: float = 60.0  # the window of its x-ratelimit-*-requests budget
 
 
 PRESETS: dict[str, Preset] = {
     "openai": Preset(
-        "https://api.openai.com/v1", "OPENAI_API_KEY", embeddings=True, think_tags=False, responses=True
+        "https://api.openai.com/v1",
+        "OPENAI_API_KEY",
+        embeddings=True,
+        think_tags=False,
+        responses=True,
+        reasoning="openai",
     ),
     # Groq's x-ratelimit-*-requests count requests per day (its -tokens, per minute).
     "groq": Preset("https://api.groq.com/openai/v1", "GROQ_API_KEY", requests_window_s=86_400.0),
-    "deepseek": Preset("https://api.deepseek.com", "DEEPSEEK_API_KEY", deepseek_messages=True, vision=False),
+    "deepseek": Preset(
+        "https://api.deepseek.com",
+        "DEEPSEEK_API_KEY",
+        deepseek_messages=True,
+        vision=False,
+        reasoning="model",
+    ),
     "xai": Preset("https://api.x.ai/v1", "XAI_API_KEY", stream_usage=False),
     "openrouter": Preset("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
     "together": Preset("https://api.together.xyz/v1", "TOGETHER_API_KEY", embeddings=True),
@@ -52,6 +66,12 @@ PRESETS: dict[str, Preset] = {
     ),
     # Azure's base URL is the resource endpoint; the adapter adds /openai/deployments/{d}.
     "azure": Preset(
-        "", "AZURE_OPENAI_API_KEY", auth="api-key", embeddings=True, think_tags=False, responses=True
+        "",
+        "AZURE_OPENAI_API_KEY",
+        auth="api-key",
+        embeddings=True,
+        think_tags=False,
+        responses=True,
+        reasoning="openai",
     ),
 }

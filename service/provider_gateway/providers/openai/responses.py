@@ -35,6 +35,7 @@ from provider_gateway.domain import (
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.openai.codec import image_url, is_reasoning_model, json_schema_format
 from provider_gateway.providers.owned_options import owned, refuse_owned
+from provider_gateway.providers.structured_output import unhonoured
 
 # Body fields the gateway owns: provider_options may not change what is asked, how it streams, how
 # much it costs, nor the reasoning state it keeps (owned_options.py).
@@ -61,11 +62,11 @@ def responses_body(
     body: dict[str, Any] = {"model": model, "input": input_items(request.messages, reasoning_model)}
     if request.max_tokens is not None:
         body["max_output_tokens"] = request.max_tokens
-    if not reasoning_model:
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        if request.top_p is not None:
-            body["top_p"] = request.top_p
+    for field, value in (("temperature", request.temperature), ("top_p", request.top_p)):
+        if value is not None and reasoning_model:
+            raise unhonoured(field, "OpenAI", request.model, "reasoning models take no sampling settings")
+        if value is not None:
+            body[field] = value
     reasoning = request.reasoning
     wants_reasoning = bool(reasoning and (reasoning.enabled or reasoning.effort))
     if wants_reasoning and reasoning is not None:

@@ -37,6 +37,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import Upstream
 from provider_gateway.providers.anthropic import codec as anthropic
 from provider_gateway.providers.anthropic.adapter import decode_messages, options_from
+from provider_gateway.providers.anthropic.forced_output import output_tool_name
 from provider_gateway.providers.base import all_or_first_error
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
@@ -129,6 +130,7 @@ class VertexProvider(HttpProvider):
             vision=True,
             reasoning=True,
             json_output=True,
+            schema_by_forced_tool=True,
             exact_token_count=True,
             completion=True,
             embeddings=True,
@@ -175,7 +177,10 @@ class VertexProvider(HttpProvider):
             body = codec.claude_body(request, self.claude, stream=False)
             path = self._path(model, "rawPredict")
             answer = await self._claude_upstream().request_json("POST", path, json=body, model=model)
-            return anthropic.MessagesStreamDecoder(provider=self.name).response(answer)
+            decoder = anthropic.MessagesStreamDecoder(
+                provider=self.name, output_tool=output_tool_name(request)
+            )
+            return decoder.response(answer)
         path = self._path(model, "generateContent")
         body = gemini.build_generate_body(request)
         answer = await self.upstream().request_json("POST", path, json=body, model=model)
@@ -189,7 +194,7 @@ class VertexProvider(HttpProvider):
             async with sse_events(
                 upstream, self._path(model, "streamRawPredict"), body, model=model
             ) as events:
-                async for event in decode_messages(events, self.name):
+                async for event in decode_messages(events, self.name, request):
                     yield event
             return
         body = gemini.build_generate_body(request)

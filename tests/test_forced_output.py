@@ -1,0 +1,171 @@
+"""A JSON schema on a Claude model without native structured outputs (before 4.5) is emulated with a
+forced tool, as Anthropic documents JSON output through tools: the tool's input comes back as the
+client's text, streamed and unary, on Anthropic and on Claude on Vertex, and Finish says
+`response_format` was emulated (issue 17.2). What the emulation cannot combine is refused."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anthropic
+import grpc
+import pydantic
+import pytest
+from conftest import RunningGateway, run_gateway
+from google.protobuf import struct_pb2
+from vendor_cases import chat_error, chat_request, weather_tool
+
+from provider_gateway.fakes.anthropic import (
+    FakeAnthropic,
+    structured_answer,
+    structured_frames,
+    structured_message,
+)
+from provider_gateway.fakes.vertex import FakeVertex
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+    "required": ["city", "days"],
+}
+EXPECTED = {"city": "Paris", "days": 1}  # the fakes' instance of SCHEMA
+OLD_CLAUDE = "anthropic/claude-3-5-haiku-20241022"
+OLD_CLAUDE_ON_VERTEX = "vertex/claude-3-5-haiku@20241022"
+
+
+def schema_request(model: str, **fields: Any) -> pb.ChatRequest:
+    struct = struct_pb2.Struct()
+    struct.update(SCHEMA)
+    fmt = pb.ResponseFormat(
+        type=pb.ResponseFormat.TYPE_JSON_SCHEMA, schema_name="forecast", json_schema=struct, strict=True
+    )
+    return chat_request(model, response_format=fmt, **fields)
+
+
+@pytest.fixture(scope="module")
+async def setup() -> AsyncIterator[tuple[RunningGateway, FakeAnthropic, FakeVertex]]:
+    async with AsyncExitStack() as stack:
+        anthropic = await stack.enter_async_context(FakeAnthropic())
+        vertex = await stack.enter_async_context(FakeVertex())
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PG_FO_ANTHROPIC", anthropic.api_key)
+            patch.setenv("PG_FO_VERTEX", vertex.vertex_token)
+            config = f"""
+[providers.anthropic]
+base_url = "{anthropic.base_url}"
+api_key_env = "PG_FO_ANTHROPIC"
+[providers.vertex]
+kind = "vertex"
+project = "p"
+location = "us-east5"
+base_url = "{vertex.base_url}"
+access_token_env = "PG_FO_VERTEX"
+"""
+            gateway = await stack.enter_async_context(run_gateway(config))
+            yield gateway, anthropic, vertex
+        assert anthropic.problems == []
+        assert vertex.problems == []
+
+
+def forced_tool_of(body: dict[str, Any]) -> dict[str, Any]:
+    assert body["tool_choice"] == {"type": "tool", "name": "forecast"}
+    assert "output_config" not in body  # this model has no native structured outputs
+    (tool,) = body["tools"]
+    assert tool["name"] == "forecast"
+    return dict(tool["input_schema"])
+
+
+@pytest.mark.parametrize("model", [OLD_CLAUDE, OLD_CLAUDE_ON_VERTEX])
+async def test_stream_answers_the_forced_tools_input_as_text(setup: Any, model: str) -> None:
+    gateway, anthropic, vertex = setup
+    events = [e async for e in gateway.stub.ChatStream(schema_request(model), timeout=20)]
+    kinds = {e.WhichOneof("event") for e in events}
+    assert not kinds & {"tool_call_start", "tool_call_delta", "tool_call_end"}  # no call to run
+    assert json.loads("".join(e.text_delta.text for e in events)) == EXPECTED
+    finish = events[-1].finish
+    assert (finish.reason, list(finish.emulated)) == (pb.FINISH_REASON_STOP, ["response_format"])
+    fake = anthropic if model == OLD_CLAUDE else vertex
+    assert forced_tool_of(fake.calls[-1].body) == SCHEMA
+
+
+@pytest.mark.parametrize("model", ["anthropic/claude-3-5-haiku-cut", "vertex/claude-3-5-haiku-cut"])
+async def test_a_forced_tool_answer_cut_short_is_an_error(setup: Any, model: str) -> None:
+    gateway, _, _ = setup
+    error, seen = await chat_error(gateway.stub, schema_request(model))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE  # never a clean end of half a JSON document
+    assert "".join(e.text_delta.text for e in seen) == json.dumps(EXPECTED)[:5]
+    assert not any(e.HasField("finish") for e in seen)
+
+
+@pytest.mark.parametrize("model", [OLD_CLAUDE, OLD_CLAUDE_ON_VERTEX])
+async def test_unary_answers_the_forced_tools_input_as_text(setup: Any, model: str) -> None:
+    gateway, anthropic, vertex = setup
+    response = await gateway.stub.Chat(schema_request(model), timeout=20)
+    assert json.loads(response.text) == EXPECTED
+    assert list(response.tool_calls) == []
+    assert list(response.finish.emulated) == ["response_format"]
+    assert response.finish.reason == pb.FINISH_REASON_STOP
+    fake = anthropic if model == OLD_CLAUDE else vertex
+    sent = fake.calls[-1].body
+    assert sent.get("stream", False) is False
+    assert forced_tool_of(sent) == SCHEMA
+
+
+@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-5", "vertex/claude-sonnet-4-5@20250929"])
+async def test_native_structured_output_is_not_flagged(setup: Any, model: str) -> None:
+    gateway, anthropic, vertex = setup
+    response = await gateway.stub.Chat(schema_request(model), timeout=20)
+    assert json.loads(response.text) == EXPECTED
+    assert list(response.finish.emulated) == []
+    sent = (anthropic if model.startswith("anthropic/") else vertex).calls[-1].body
+    assert sent["output_config"]["format"]["type"] == "json_schema"
+    assert "tool_choice" not in sent
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"tools": [weather_tool()]}, "tools"),
+        ({"reasoning": pb.ReasoningOptions(enabled=True), "max_tokens": 4096}, "reasoning"),
+    ],
+)
+async def test_what_the_forced_tool_cannot_combine_with_is_refused(
+    setup: Any, fields: dict[str, Any], field: str
+) -> None:
+    gateway, anthropic, _ = setup
+    before = len(anthropic.calls)
+    error, _ = await chat_error(
+        gateway.stub, schema_request("anthropic/claude-3-7-sonnet-20250219", **fields)
+    )
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = error.details() or ""
+    assert f"{field}: Anthropic model 'claude-3-7-sonnet-20250219'" in details
+    assert len(anthropic.calls) == before  # nothing was sent
+
+
+def test_the_fakes_forced_tool_answer_reads_as_the_sdk_reads_it() -> None:
+    """The Anthropic SDK (the oracle) reads the fake's answer to a forced tool as one tool_use
+    block whose input is the schema's instance, unary and streamed, so what the gateway turns into
+    text is what Claude sends."""
+    forced = {
+        "tool_choice": {"type": "tool", "name": "forecast"},
+        "tools": [{"name": "forecast", "input_schema": SCHEMA}],
+    }
+    block = structured_answer(forced)
+    assert block is not None
+    message = anthropic.types.Message.model_validate(structured_message(block, "claude-3-5-haiku"))
+    (tool_use,) = message.content
+    assert tool_use.type == "tool_use"
+    assert (tool_use.name, tool_use.input, message.stop_reason) == ("forecast", EXPECTED, "tool_use")
+    events = pydantic.TypeAdapter(anthropic.types.RawMessageStreamEvent)
+    parsed = [events.validate_json(frame.split("data: ", 1)[1]) for frame in structured_frames(block, "m")]
+    pieces = [
+        e.delta.partial_json
+        for e in parsed
+        if e.type == "content_block_delta" and e.delta.type == "input_json_delta"
+    ]
+    assert json.loads("".join(pieces)) == EXPECTED
