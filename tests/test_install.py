@@ -12,11 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from served import served
 
 ROOT = Path(__file__).resolve().parent.parent
 OUR_NAMES = {"provider-gateway", "provider-gateway-server", "provider-gateway-client"}
 INSTALL_TIMEOUT_S = 300
+# A clean venv, a pip install and a server start: the suite's 60 s default is too short for that on a
+# loaded 2-core machine; the subprocesses keep their own bounds.
+pytestmark = pytest.mark.timeout(2 * INSTALL_TIMEOUT_S)
 
 # Run inside the venv: every installed distribution, and the closure of what the named ones require
 # (markers evaluated for this interpreter, as pip did).
