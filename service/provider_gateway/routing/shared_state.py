@@ -156,10 +156,14 @@ class RedisCounterStore:
             )
         self._down_until = self._clock() + self._retry_after_s
 
-    def _recovered(self) -> None:
-        if self._down_until:
+    def _recovered(self) -> bool:
+        """After an answer from Redis: True when it ends an outage. An answer to a call made
+        before the outage began (concurrent with the failure) ends nothing."""
+        if self._down_until and self._clock() >= self._down_until:
             log.info("redis reachable again; shared state restored")
             self._down_until = 0.0
+            return True
+        return False
 
     async def hit(self, key: str, amount: int, limit: int, window_s: float) -> float:
         if self.using_redis:
@@ -226,8 +230,8 @@ class RedisMeters:
             except Exception as exc:  # any Redis failure: the configured outage behaviour
                 self.store._failed(exc)
             else:
-                self.store._recovered()
-                self._refusing = False
+                if self.store._recovered():
+                    self._refusing = False
                 return Refusal(int(index) - 1, max(int(wait_us), 1) / US) if int(index) else None
         if check and self.fail_closed:
             raise self._unavailable()
