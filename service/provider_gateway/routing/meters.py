@@ -20,12 +20,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import resources
 from typing import Literal, Protocol
 
 type MeterKind = Literal["rate", "window"]
 WINDOWS = ("minute", "hour", "day", "month")
+_LENGTHS = {"minute": 60, "hour": 3600, "day": 86400}
 US = 1_000_000
 
 
@@ -65,15 +65,19 @@ def script(name: str) -> str:
 
 def calendar_window(window: str, now: float) -> tuple[str, float]:
     """The UTC calendar window `now` falls in: its name (part of a key) and the seconds left in it."""
-    moment = datetime.fromtimestamp(now, UTC)
+    t = time.gmtime(now)
     if window == "month":
-        days = calendar.monthrange(moment.year, moment.month)[1]
-        start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        return f"M{moment:%Y%m}", start.timestamp() + days * 86400 - now
-    length = {"minute": 60, "hour": 3600, "day": 86400}[window]
-    start_s = math.floor(now / length) * length
-    name = {"minute": "m%Y%m%d%H%M", "hour": "h%Y%m%d%H", "day": "d%Y%m%d"}[window]
-    return datetime.fromtimestamp(start_s, UTC).strftime(name), start_s + length - now
+        start = calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0))
+        days = calendar.monthrange(t.tm_year, t.tm_mon)[1]
+        return f"M{t.tm_year:04d}{t.tm_mon:02d}", start + days * 86400 - now
+    length = _LENGTHS[window]
+    day = f"{t.tm_year:04d}{t.tm_mon:02d}{t.tm_mday:02d}"
+    name = {
+        "day": f"d{day}",
+        "hour": f"h{day}{t.tm_hour:02d}",
+        "minute": f"m{day}{t.tm_hour:02d}{t.tm_min:02d}",
+    }
+    return name[window], (math.floor(now / length) + 1) * length - now
 
 
 class MemoryMeters:

@@ -267,10 +267,11 @@ class Budgets:
         self, tag: str, holders: list[Holder], tokens: int, micros: int
     ) -> list[tuple[Meter, Label]]:
         now = self.clock()
+        windows = {b.window: calendar_window(b.window, now) for h in holders for b in h.limits.budgets}
         found = []
         for h in holders:
             for b in h.limits.budgets:
-                name, left_s = calendar_window(b.window, now)
+                name, left_s = windows[b.window]
                 amount = micros if b.metric == "usd_micros" else tokens
                 meter = Meter(
                     f"{{{tag}}}:{h.scope}:{h.name}:{b.metric}:{name}", "window", amount, b.limit, left_s
