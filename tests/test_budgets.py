@@ -15,6 +15,7 @@ from rpc_util import WAIT_S, chat
 from provider_gateway.routing.meters import MemoryMeters, Meter, calendar_window
 from provider_gateway.server.auth import hash_key
 from provider_gateway.v1 import provider_service_pb2 as pb
+from provider_gateway_client import GatewayClient
 
 ALICE = "alice-key-0123456789abcdefghijklmnop"
 BOB = "bob-key-0123456789abcdefghijklmnopqrst"
@@ -128,8 +129,9 @@ team = "research"
         assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         (violation,) = details(refused)["QuotaFailure"].violations
         assert violation.subject == "team:research"
-        for key in (ALICE, BOB):  # the same team meter, seen by both keys
-            report = await gw.stub.GetSpend(pb.GetSpendRequest(), metadata=bearer(key), timeout=WAIT_S)
+        for key in (ALICE, BOB):  # the same team meter, seen by both keys (through the Python client)
+            async with GatewayClient(gw.target, api_key=key) as client:
+                report = await client.get_spend()
             assert report.team == "research"
             team = limit_of(report, pb.SPEND_SCOPE_TEAM, pb.SPEND_METRIC_TOKENS, pb.SPEND_WINDOW_DAY)
             assert team.name == "research"
