@@ -7,6 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
+import shutil
+import socket
+import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -39,6 +43,96 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def cluster_port() -> int:
+    """A free port below 55536 whose port + 10000 (the cluster bus) is free too."""
+    for _ in range(1000):
+        port = random.randrange(20000, 55000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no free port pair for a cluster node")
+
+
+class RedisCluster:
+    """Three redis-server nodes with cluster mode on, their 16384 slots spread by redis-cli."""
+
+    def __init__(self, folder: Path) -> None:
+        self.nodes = [RedisServer() for _ in range(3)]
+        for node in self.nodes:  # each node also listens on port + 10000, its cluster bus
+            node.port = cluster_port()
+            node.url = f"redis://127.0.0.1:{node.port}/0"
+        self.folder = folder
+
+    def start(self) -> None:
+        cli = shutil.which("redis-cli")
+        assert cli is not None
+        for node in self.nodes:
+            node.start(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(self.folder / f"nodes-{node.port}.conf"),
+            )
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 30
+        while (
+            b"cluster_state:ok"
+            not in subprocess.run(
+                [cli, "-p", str(self.nodes[0].port), "cluster", "info"], capture_output=True, timeout=10
+            ).stdout
+        ):
+            assert time.monotonic() < deadline, "the cluster did not reach cluster_state:ok in 30 s"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    if shutil.which("redis-cli") is None:
+        pytest.skip("redis-cli is not installed (it comes with redis-server)")
+    cluster = RedisCluster(tmp_path)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def test_meters_counters_and_ejections_work_on_a_redis_cluster(redis_cluster: RedisCluster) -> None:
+    """Every script's keys share one slot (hash tags), so a three-node cluster runs them all."""
+    store = RedisCounterStore(f"redis://127.0.0.1:{redis_cluster.nodes[0].port}/0", cluster=True)
+    meters = RedisMeters(store, fail_closed=True)  # a CROSSSLOT error would surface, not fall back
+    name, left = calendar_window("month", time.time())
+    for tag in ("{team:a}", "{team:b}", "{key:c}", "{key:d}"):  # tags land on different nodes
+        rpm = Meter(f"{tag}:key:k:rpm", "rate", 1, 2, 60)
+        money = Meter(f"{tag}:team:t:usd_micros:{name}", "window", 10, 25, left)
+        assert await meters.meter([rpm, money], check=True) is None
+        assert await meters.meter([rpm, money], check=True) is None
+        refusal = await meters.meter([rpm, money], check=True)
+        assert refusal is not None
+        assert [r.used for r in await meters.read([rpm, money])] == [2, 20]
+    await store.eject("deployment-1", 30)
+    await store.eject("deployment-2", 30)
+    assert [round(s) for s in await store.ejections(["deployment-1", "deployment-2", "other"])] == [30, 30, 0]
+    assert await store.hit("counter", 1, 1, 30) == 0.0
+    assert await store.hit("counter", 1, 1, 30) > 0
+    assert store.using_redis  # nothing fell back to per-process state
+    await store.aclose()
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])

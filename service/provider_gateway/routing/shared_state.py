@@ -29,7 +29,10 @@ from provider_gateway.routing.meters import (
 )
 
 log = logging.getLogger("provider_gateway.shared_state")
-REDIS_KEYS = ("url", "url_env", "url_file", "prefix", "timeout_ms", "retry_after_s")
+REDIS_KEYS = ("url", "url_env", "url_file", "prefix", "timeout_ms", "retry_after_s", "cluster")
+# Every ejection shares one hash tag: `ejections` reads several in one script, which Redis Cluster
+# runs only on keys of one slot. (Counters are one key a script; meters carry their caller's tag.)
+EJECTION_TAG = "{ejections}:"
 
 
 class CounterStore(Protocol):
@@ -128,11 +131,17 @@ class RedisCounterStore:
         timeout_s: float = 0.25,
         retry_after_s: float = 5.0,
         clock: Clock = time.monotonic,
+        cluster: bool = False,
     ) -> None:
+        """`cluster`: `url` is one node of a Redis (or Valkey) Cluster; commands follow its slots."""
         import redis.asyncio as aioredis  # imported here: single-replica setups never load it
+        from redis.asyncio.cluster import RedisCluster
 
-        self._client: Any = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
+        timeouts: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+        self._client: Any = (
+            RedisCluster.from_url(url, **timeouts)
+            if cluster
+            else aioredis.Redis.from_url(url, retry_on_timeout=False, **timeouts)
         )
         self._prefix = prefix
         self._retry_after_s = retry_after_s
@@ -181,7 +190,9 @@ class RedisCounterStore:
         await self.local.eject(key, seconds)  # local too, so a later outage still remembers it
         if self.using_redis:
             try:
-                await self._eject(keys=[self._prefix + "e:" + key], args=[max(math.ceil(seconds * 1000), 1)])
+                await self._eject(
+                    keys=[self._prefix + EJECTION_TAG + key], args=[max(math.ceil(seconds * 1000), 1)]
+                )
             except Exception as exc:
                 self._failed(exc)
             else:
@@ -190,7 +201,7 @@ class RedisCounterStore:
     async def ejections(self, keys: list[str]) -> list[float]:
         if keys and self.using_redis:
             try:
-                ttls = await self._ejections(keys=[self._prefix + "e:" + k for k in keys])
+                ttls = await self._ejections(keys=[self._prefix + EJECTION_TAG + k for k in keys])
             except Exception as exc:
                 self._failed(exc)
             else:
@@ -279,6 +290,7 @@ def redis_settings(section: Section) -> dict[str, Any]:
         "prefix": section.string("prefix", "pgw:"),
         "timeout_s": section.integer("timeout_ms", 250, minimum=1) / 1000,
         "retry_after_s": section.number("retry_after_s", 5.0, minimum=0),
+        "cluster": section.flag("cluster", False),
     }
 
 
