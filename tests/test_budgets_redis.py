@@ -118,7 +118,7 @@ async def test_meters_counters_and_ejections_work_on_a_redis_cluster(redis_clust
     store = RedisCounterStore(f"redis://127.0.0.1:{redis_cluster.nodes[0].port}/0", cluster=True)
     meters = RedisMeters(store, fail_closed=True)  # a CROSSSLOT error would surface, not fall back
     name, left = calendar_window("month", time.time())
-    for tag in ("{team:a}", "{team:b}", "{key:c}", "{key:d}"):  # tags land on different nodes
+    for tag in ("{team:a}", "{team:c}", "{key:b}", "{key:d}"):  # slots 6451, 14705, 12439, 4177: all 3 nodes
         rpm = Meter(f"{tag}:key:k:rpm", "rate", 1, 2, 60)
         money = Meter(f"{tag}:team:t:usd_micros:{name}", "window", 10, 25, left)
         assert await meters.meter([rpm, money], check=True) is None
