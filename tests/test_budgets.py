@@ -35,6 +35,11 @@ output = 5.0
 """
 
 
+def alice_key(limits: str) -> str:
+    """The [[auth.keys]] block of the key ALICE, named "alice", with `limits` (TOML lines)."""
+    return f'\n[[auth.keys]]\nname = "alice"\nsha256 = "{hash_key(ALICE)}"\n{limits}'
+
+
 def bearer(key: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {key}"),)
 
@@ -58,15 +63,7 @@ def limit_of(spend: pb.GetSpendResponse, scope: int, metric: int, window: int) -
 
 
 async def test_a_money_budget_admits_until_spent_then_refuses_with_quota_failure(gateway_factory) -> None:  # type: ignore[no-untyped-def]
-    config = (
-        PRICED_MOCK
-        + f"""
-[[auth.keys]]
-name = "alice"
-sha256 = "{hash_key(ALICE)}"
-usd_micros_per_day = 200
-"""
-    )
+    config = PRICED_MOCK + alice_key("usd_micros_per_day = 200")
     async with gateway_factory(config) as gw:
         spent, refused = 0, None
         for _ in range(20):
@@ -141,16 +138,10 @@ team = "research"
 async def test_a_cancelled_streams_usage_is_in_the_keys_spend(gateway_factory) -> None:  # type: ignore[no-untyped-def]
     """The client leaves a stream after some tokens: the key is charged what was relayed
     (estimated: the provider never reported usage) and the rest of its reservation comes back."""
-    config = (
-        PRICED_MOCK
-        + f"""
-[[auth.keys]]
-name = "alice"
-sha256 = "{hash_key(ALICE)}"
+    config = PRICED_MOCK + alice_key("""
 tokens_per_day = 100000
 usd_micros_per_day = 100000
-"""
-    )
+""")
     async with gateway_factory(config) as gw:
         request = chat("mock/slow", "tell me", max_tokens=400)
         stream = gw.stub.ChatStream(request, metadata=bearer(ALICE), timeout=WAIT_S)
@@ -171,12 +162,7 @@ usd_micros_per_day = 100000
 
 
 async def test_requests_without_a_worst_case_are_refused_clearly(gateway_factory) -> None:  # type: ignore[no-untyped-def]
-    config = f"""
-[[auth.keys]]
-name = "alice"
-sha256 = "{hash_key(ALICE)}"
-tokens_per_day = 100000
-"""
+    config = alice_key("tokens_per_day = 100000")
     async with gateway_factory(config) as gw:
         with pytest.raises(grpc.aio.AioRpcError) as unbounded:
             await gw.stub.Chat(chat("mock/echo", "hi"), metadata=bearer(ALICE), timeout=WAIT_S)
@@ -193,12 +179,7 @@ tokens_per_day = 100000
 
 
 async def test_get_spend_reports_rolling_quotas_and_needs_auth(gateway_factory) -> None:  # type: ignore[no-untyped-def]
-    config = f"""
-[[auth.keys]]
-name = "alice"
-sha256 = "{hash_key(ALICE)}"
-requests_per_minute = 10
-"""
+    config = alice_key("requests_per_minute = 10")
     async with gateway_factory(config) as gw:
         for _ in range(3):
             await gw.stub.Chat(chat("mock/echo", "hi"), metadata=bearer(ALICE), timeout=WAIT_S)

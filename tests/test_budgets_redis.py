@@ -21,12 +21,11 @@ import grpc
 import pytest
 from processes import GatewayProcess, start_gateway
 from rpc_util import WAIT_S, chat
-from test_budgets import ALICE, PRICED_MOCK, bearer, details, limit_of
+from test_budgets import ALICE, PRICED_MOCK, alice_key, bearer, details, limit_of
 from test_redis import REDIS, RedisServer
 
 from provider_gateway.routing.meters import MemoryMeters, Meter, calendar_window
 from provider_gateway.routing.shared_state import RedisCounterStore, RedisMeters
-from provider_gateway.server.auth import hash_key
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
@@ -168,11 +167,8 @@ def race_config(redis_url: str, limit: int) -> str:
 url = "{redis_url}"
 prefix = "race:"
 
-[[auth.keys]]
-name = "alice"
-sha256 = "{hash_key(ALICE)}"
-usd_micros_per_day = {limit}
 """
+        + alice_key(f"usd_micros_per_day = {limit}")
     )
 
 
@@ -258,12 +254,8 @@ retry_after_s = 30
 [auth]
 on_redis_down = "{mode}"
 
-[[auth.keys]]
-name = "alice"
-sha256 = "{hash_key(ALICE)}"
-requests_per_minute = 100000
-usd_micros_per_day = 100000000
 """
+        + alice_key("requests_per_minute = 100000\nusd_micros_per_day = 100000000")
     )
     async with gateway_factory(config) as gw:
         before, after = Counter[str](), Counter[str]()
