@@ -115,7 +115,6 @@ class Ticket:
     """A request's reservation, settled when it ends."""
 
     holders: list[Holder]
-    tag: str
     budget_meters: list[tuple[Meter, Label]] = field(default_factory=list)
     tpm_keys: list[tuple[str, int]] = field(default_factory=list)  # (meter key, limit) per holder
     reserved_tokens: int = 0
@@ -281,7 +280,7 @@ class Budgets:
 
     async def admit(self, key: str, limits: Limits, team: str, request: Any, method: str) -> Ticket:
         holders, tag = self.holders(key, limits, team)
-        ticket = Ticket(holders, tag)
+        ticket = Ticket(holders)
         prompt = estimate_tokens(request)
         metered = self._rate_meters(tag, holders, method, prompt)
         ticket.tpm_keys = [(m.key, m.limit) for m, label in metered if label.metric == "tokens"]
