@@ -18,7 +18,7 @@ compared with `hmac.compare_digest` against every configured key, so timing says
     tokens_per_minute = 200000
     max_concurrent_streams = 8
     team = "research"           # shares the [[auth.teams]] limits of that name
-    usd_micros_per_day = 5000000  # budgets: usd_micros_ / tokens_ per_minute|hour|day|month
+    usd_micros_per_day = 5000000  # budgets: usd_micros_per_minute|hour|day|month, tokens_per_hour|day|month
 
 Budgets and the rolling quotas live in server/budgets.py, on routing/meters.py.
 """
