@@ -46,6 +46,7 @@ from provider_gateway.routing.settings import DEPLOYMENT_KEYS, GROUP_KEYS, ROUTI
 from provider_gateway.routing.shared_state import REDIS_KEYS
 from provider_gateway.server.app import GatewayServer
 from provider_gateway.server.auth import AUTH_KEYS, KEY_KEYS
+from provider_gateway.server.budgets import TEAM_KEYS
 from provider_gateway.server.tls import TLS_KEYS
 from provider_gateway.server.validate import LIMIT_KEYS
 
@@ -223,6 +224,7 @@ CODE_KEYS: dict[str, frozenset[str]] = {
     "groups.<name>.deployments[]": frozenset(DEPLOYMENT_KEYS),
     "auth": frozenset(AUTH_KEYS),
     "auth.keys[]": frozenset(KEY_KEYS),
+    "auth.teams[]": frozenset(TEAM_KEYS),
     "tls": frozenset(TLS_KEYS),
     "redis": frozenset(REDIS_KEYS),
     "limits": frozenset(LIMIT_KEYS),

@@ -151,6 +151,10 @@ class GatewayClient:
     async def list_providers(self, *, timeout: float | None = None) -> Providers:
         return info.providers(await self._unary(self.stub.ListProviders, pb.ListProvidersRequest(), timeout))
 
+    async def get_spend(self, *, timeout: float | None = None) -> pb.GetSpendResponse:
+        """What this client's key and its team have spent and have left, per limit and window."""
+        return await self._unary(self.stub.GetSpend, pb.GetSpendRequest(), timeout)
+
     async def count_tokens(
         self, model: str, text: str = "", *, timeout: float | None = None, **fields: Any
     ) -> TokenCount:

@@ -1,9 +1,10 @@
-"""State shared by gateway replicas: fixed-window counters and deployment ejections.
+"""State shared by gateway replicas: fixed-window counters, deployment ejections, callers' meters.
 
 In-process by default. With `[redis] url`, every replica reads and writes the same keys through
 server-side Lua scripts (atomic check-and-add), every key carries a TTL, and when Redis cannot be
 reached the store falls back to its local twin (logged once per outage) and retries Redis later,
-so a Redis outage degrades limits to per-replica instead of failing requests.
+so a Redis outage degrades limits to per-replica instead of failing requests. The callers' meters
+(quotas and budgets, `meters.py`) may instead fail closed: refuse what they meter while Redis is away.
 """
 
 from __future__ import annotations
@@ -15,9 +16,23 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from provider_gateway.config import GatewayConfig, Section
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.routing.meters import (
+    US,
+    MemoryMeters,
+    Meter,
+    Reading,
+    Refusal,
+    readings,
+    script,
+    script_args,
+)
 
 log = logging.getLogger("provider_gateway.shared_state")
-REDIS_KEYS = ("url", "url_env", "url_file", "prefix", "timeout_ms", "retry_after_s")
+REDIS_KEYS = ("url", "url_env", "url_file", "prefix", "timeout_ms", "retry_after_s", "cluster")
+# Every ejection shares one hash tag: `ejections` reads several in one script, which Redis Cluster
+# runs only on keys of one slot. (Counters are one key a script; meters carry their caller's tag.)
+EJECTION_TAG = "{ejections}:"
 
 
 class CounterStore(Protocol):
@@ -116,11 +131,17 @@ class RedisCounterStore:
         timeout_s: float = 0.25,
         retry_after_s: float = 5.0,
         clock: Clock = time.monotonic,
+        cluster: bool = False,
     ) -> None:
+        """`cluster`: `url` is one node of a Redis (or Valkey) Cluster; commands follow its slots."""
         import redis.asyncio as aioredis  # imported here: single-replica setups never load it
+        from redis.asyncio.cluster import RedisCluster
 
-        self._client: Any = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
+        timeouts: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+        self._client: Any = (
+            RedisCluster.from_url(url, **timeouts)
+            if cluster
+            else aioredis.Redis.from_url(url, retry_on_timeout=False, **timeouts)
         )
         self._prefix = prefix
         self._retry_after_s = retry_after_s
@@ -144,10 +165,14 @@ class RedisCounterStore:
             )
         self._down_until = self._clock() + self._retry_after_s
 
-    def _recovered(self) -> None:
-        if self._down_until:
+    def _recovered(self) -> bool:
+        """After an answer from Redis: True when it ends an outage. An answer to a call made
+        before the outage began (concurrent with the failure) ends nothing."""
+        if self._down_until and self._clock() >= self._down_until:
             log.info("redis reachable again; shared state restored")
             self._down_until = 0.0
+            return True
+        return False
 
     async def hit(self, key: str, amount: int, limit: int, window_s: float) -> float:
         if self.using_redis:
@@ -165,7 +190,9 @@ class RedisCounterStore:
         await self.local.eject(key, seconds)  # local too, so a later outage still remembers it
         if self.using_redis:
             try:
-                await self._eject(keys=[self._prefix + "e:" + key], args=[max(math.ceil(seconds * 1000), 1)])
+                await self._eject(
+                    keys=[self._prefix + EJECTION_TAG + key], args=[max(math.ceil(seconds * 1000), 1)]
+                )
             except Exception as exc:
                 self._failed(exc)
             else:
@@ -174,7 +201,7 @@ class RedisCounterStore:
     async def ejections(self, keys: list[str]) -> list[float]:
         if keys and self.using_redis:
             try:
-                ttls = await self._ejections(keys=[self._prefix + "e:" + k for k in keys])
+                ttls = await self._ejections(keys=[self._prefix + EJECTION_TAG + k for k in keys])
             except Exception as exc:
                 self._failed(exc)
             else:
@@ -186,6 +213,75 @@ class RedisCounterStore:
         await self._client.aclose()
 
 
+class RedisMeters:
+    """Callers' meters in Redis (lua/meters.lua), on the store's connection and outage clock.
+
+    While Redis is away they fail open (per-process meters, which start empty: each replica then
+    admits up to the full limits) or closed (every check is refused UNAVAILABLE with a retry
+    delay). Spends after the fact always go to the per-process meters then: what was spent is spent.
+    """
+
+    def __init__(self, store: RedisCounterStore, *, fail_closed: bool) -> None:
+        self.store = store
+        self.fail_closed = fail_closed
+        self.local = MemoryMeters()
+        self._meter = store._client.register_script(script("meters.lua"))
+        self._read = store._client.register_script(script("meters_read.lua"))
+        self._refusing = False
+
+    def _keys(self, meters: list[Meter]) -> list[str]:
+        return [self.store._prefix + "m:" + m.key for m in meters]
+
+    async def meter(self, meters: list[Meter], *, check: bool) -> Refusal | None:
+        if self.store.using_redis:
+            try:
+                index, wait_us = await self._meter(
+                    keys=self._keys(meters), args=script_args(meters, check=check)
+                )
+            except Exception as exc:  # any Redis failure: the configured outage behaviour
+                self.store._failed(exc)
+            else:
+                if self.store._recovered():
+                    self._refusing = False
+                return Refusal(int(index) - 1, max(int(wait_us), 1) / US) if int(index) else None
+        if check and self.fail_closed:
+            raise self._unavailable()
+        return await self.local.meter(meters, check=check)
+
+    async def read(self, meters: list[Meter]) -> list[Reading]:
+        if self.store.using_redis:
+            try:
+                raw = await self._read(keys=self._keys(meters))
+            except Exception as exc:
+                self.store._failed(exc)
+            else:
+                self.store._recovered()
+                return readings(meters, [int(v) for v in raw])
+        if self.fail_closed:
+            raise self._unavailable()
+        return await self.local.read(meters)
+
+    def _unavailable(self) -> GatewayError:
+        if not self._refusing:
+            self._refusing = True
+            log.error(
+                "redis unavailable: refusing metered requests until it is back (on_redis_down = closed)"
+            )
+        return GatewayError(
+            ErrorKind.UNAVAILABLE,
+            "quotas and budgets are kept in Redis, which is unreachable; this gateway refuses "
+            "metered requests until it is back (on_redis_down = closed)",
+            retry_after=max(self.store._retry_after_s, 1.0),
+        )
+
+
+def meters_for(store: object, *, fail_closed: bool) -> MemoryMeters | RedisMeters:
+    """Callers' meters beside `store`: in Redis when the store is, else in this process."""
+    if isinstance(store, RedisCounterStore):
+        return RedisMeters(store, fail_closed=fail_closed)
+    return MemoryMeters()
+
+
 def redis_settings(section: Section) -> dict[str, Any]:
     section.reject_unknown(REDIS_KEYS)
     return {
@@ -194,6 +290,7 @@ def redis_settings(section: Section) -> dict[str, Any]:
         "prefix": section.string("prefix", "pgw:"),
         "timeout_s": section.integer("timeout_ms", 250, minimum=1) / 1000,
         "retry_after_s": section.number("retry_after_s", 5.0, minimum=0),
+        "cluster": section.flag("cluster", False),
     }
 
 

@@ -69,13 +69,14 @@ class GatewayServer:
         # The authorizing resolver and router check routes against the caller's key (no-op without [auth]).
         self.resolver = AuthorizingResolver(self.registry.names(), self.registry.default, config.aliases)
         self.counters = build_counter_store(config)  # shared by the router and the per-key quotas
+        prices = PriceTable.from_config(config.section("prices"))
         self.router = AuthorizingRouter(
             self.telemetry.wrap_registry(self.registry),
             self.resolver,
             parse_routing(config),
             self.counters,
             build=lambda provider: self.telemetry.wrap(build_provider(provider, context)),
-            prices=PriceTable.from_config(config.section("prices")),
+            prices=prices,
             catalog=Catalog.from_config(config.section("catalog")),
         )
         self.health_servicer = HealthServicer()
@@ -92,6 +93,9 @@ class GatewayServer:
         self.telemetry.gauges.add_breaker_source(lambda: {n: self.router.breaker_state(n) for n in names})
         self.telemetry.gauges.add_limiter_source(self.router.limiter_capacity)
         self.service = ProviderService(self.router, self.health)
+        self.auth = auth.interceptors(config, self.counters, self.router, prices)
+        if self.auth:
+            self.service.spend = self.auth[0].spend
         self.service.limits = validate.Limits.from_config(config)
         if not config.server.coalesce_deltas:
             self.service.relay = as_they_come
@@ -107,7 +111,7 @@ class GatewayServer:
                 DecodeGuard(),
                 self.drain,
                 self.shutdown_cut,
-                *auth.interceptors(config, self.counters),
+                *self.auth,
             ],
             options=[
                 ("grpc.max_receive_message_length", limit),

@@ -14,9 +14,13 @@ compared with `hmac.compare_digest` against every configured key, so timing says
     sha256 = "<hex from `provider-gateway hash-key`>"
     models = ["mock/*"]         # provider/model patterns this key may use (default: all)
     providers = ["mock"]        # providers this key may use (default: all)
-    requests_per_minute = 600
+    requests_per_minute = 600   # rolling (GCRA), shared by replicas with [redis]
     tokens_per_minute = 200000
     max_concurrent_streams = 8
+    team = "research"           # shares the [[auth.teams]] limits of that name
+    usd_micros_per_day = 5000000  # budgets: usd_micros_per_minute|hour|day|month, tokens_per_hour|day|month
+
+Budgets and the rolling quotas live in server/budgets.py, on routing/meters.py.
 """
 
 from __future__ import annotations
@@ -28,11 +32,10 @@ import hmac
 import inspect
 import logging
 import re
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -40,15 +43,26 @@ import grpc
 from provider_gateway.config import ConfigError, GatewayConfig, Section
 from provider_gateway.domain import Route
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.pricing import PriceTable
 from provider_gateway.routing.consumption import watching
 from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.resolve import RouteResolver
 from provider_gateway.routing.router import Router
-from provider_gateway.routing.shared_state import CounterStore, MemoryCounterStore
+from provider_gateway.routing.shared_state import meters_for
+from provider_gateway.server.budgets import (
+    BUDGET_KEYS,
+    TEAM_KEYS,
+    Budgets,
+    Limits,
+    Outcome,
+    QuotaExceeded,
+    Ticket,
+    WorstCase,
+)
 
 log = logging.getLogger("provider_gateway.auth")
 
-AUTH_KEYS = ("open_health", "open_reflection", "keys")
+AUTH_KEYS = ("open_health", "open_reflection", "keys", "teams", "on_redis_down")
 KEY_KEYS = (
     "name",
     "sha256",
@@ -57,19 +71,14 @@ KEY_KEYS = (
     "requests_per_minute",
     "tokens_per_minute",
     "max_concurrent_streams",
+    "team",
+    *BUDGET_KEYS,
 )
 MIN_KEY_LENGTH = 24
 PROVIDER_SERVICE = "/provider_gateway.v1.ProviderService/"
 HEALTH_SERVICE = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
 STREAMING_METHODS = frozenset({"ChatStream", "CompleteStream"})
-# What a key's quotas meter: requests that reach a provider count against requests_per_minute, and
-# the ones that make or read tokens against tokens_per_minute too. ListProviders answers from the
-# gateway's own state, and health is its own service: neither costs quota.
-REQUEST_METERED = frozenset(
-    {"Chat", "ChatStream", "Complete", "CompleteStream", "Embed", "CountTokens", "ListModels"}
-)
-TOKEN_METERED = frozenset({"Chat", "ChatStream", "Complete", "CompleteStream", "Embed"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -85,9 +94,9 @@ class Principal:
     digest: bytes
     models: tuple[str, ...] = ()
     providers: tuple[str, ...] = ()
-    requests_per_minute: int = 0
-    tokens_per_minute: int = 0
+    limits: Limits = field(default_factory=Limits)  # rpm, tpm and budgets (server/budgets.py)
     max_concurrent_streams: int = 0
+    team: str = ""
 
     def check_route(self, route: Route) -> None:
         if self.providers and route.provider not in self.providers:
@@ -141,6 +150,8 @@ class AuthConfig:
     keys: tuple[Principal, ...]
     open_health: bool = True
     open_reflection: bool = False
+    teams: tuple[tuple[str, Limits], ...] = ()
+    fail_closed: bool = False  # on_redis_down = "closed": refuse metered calls while Redis is away
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> AuthConfig | None:
@@ -161,7 +172,22 @@ class AuthConfig:
         for name, count in names.items():
             if count > 1:
                 raise section.error("keys", f"key name {name!r} is used {count} times")
-        return cls(keys, section.flag("open_health", True), section.flag("open_reflection", False))
+        teams = _teams(section)
+        for key in keys:
+            if key.team and key.team not in teams:
+                raise section.error(
+                    "keys", f"key {key.name!r} names team {key.team!r}, which no [[auth.teams]] defines"
+                )
+        on_down = section.string("on_redis_down", "open")
+        if on_down not in ("open", "closed"):
+            raise section.error("on_redis_down", 'must be "open" (per-replica limits) or "closed" (refuse)')
+        return cls(
+            keys,
+            section.flag("open_health", True),
+            section.flag("open_reflection", False),
+            tuple(teams.items()),
+            on_down == "closed",
+        )
 
     def find(self, presented: str) -> Principal | None:
         digest = hashlib.sha256(presented.encode()).digest()
@@ -170,6 +196,22 @@ class AuthConfig:
             if hmac.compare_digest(digest, key.digest):
                 found = key
         return found
+
+
+def _teams(section: Section) -> dict[str, Limits]:
+    teams: dict[str, Limits] = {}
+    for i, entry in enumerate(section.array("teams")):
+        if not isinstance(entry, dict):
+            raise section.error(
+                "teams", "each entry must be a table: write [[auth.teams]] blocks with a name"
+            )
+        team = Section(entry, section.source, f"auth.teams[{i}]")
+        team.reject_unknown(TEAM_KEYS)
+        name = team.string("name")
+        if not name or name in teams:
+            raise team.error("name", f"every team needs a name of its own ({name!r})")
+        teams[name] = Limits.from_section(team)
+    return teams
 
 
 def _principal(section: Section) -> Principal:
@@ -187,9 +229,9 @@ def _principal(section: Section) -> Principal:
         digest=bytes.fromhex(digest),
         models=tuple(section.strings("models")),
         providers=tuple(section.strings("providers")),
-        requests_per_minute=section.integer("requests_per_minute", 0, minimum=0),
-        tokens_per_minute=section.integer("tokens_per_minute", 0, minimum=0),
+        limits=Limits.from_section(section),
         max_concurrent_streams=section.integer("max_concurrent_streams", 0, minimum=0),
+        team=section.string("team"),
     )
 
 
@@ -205,17 +247,6 @@ def presented_key(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | N
     return None
 
 
-def _estimate_tokens(request: Any) -> int:
-    """Input tokens charged before the call: about four bytes a token, enough for a quota."""
-    size = request.ByteSize() if hasattr(request, "ByteSize") else 0
-    return max(1, size // 4)
-
-
-def _usage_tokens(message: Any) -> int:
-    """Output tokens reported in a unary response or a stream's usage event (0 when absent)."""
-    return int(getattr(getattr(message, "usage", None), "output_tokens", 0) or 0)
-
-
 def _reset(token: Token[Principal | None]) -> None:
     # A stream closed from another context (garbage collection) cannot reset; nothing leaks then,
     # because every RPC runs in its own task and context.
@@ -224,28 +255,20 @@ def _reset(token: Token[Principal | None]) -> None:
 
 
 class Quotas:
-    """Per-key requests/tokens per minute (shared store) and concurrent streams (this process)."""
+    """Per-key and per-team rates and budgets (shared meters) and concurrent streams (this process)."""
 
-    def __init__(self, store: CounterStore) -> None:
-        self.store = store
+    def __init__(self, budgets: Budgets) -> None:
+        self.budgets = budgets
         self._streams: Counter[str] = Counter()
 
-    async def admit(self, principal: Principal, request: Any, method: str) -> None:
-        if principal.requests_per_minute and method in REQUEST_METERED:
-            wait = await self.store.hit(f"auth:{principal.name}:rpm", 1, principal.requests_per_minute, 60)
-            if wait:
-                raise _exhausted(f"key {principal.name!r} is over its requests-per-minute quota", wait)
-        if principal.tokens_per_minute and method in TOKEN_METERED:
-            wait = await self.store.hit(
-                f"auth:{principal.name}:tpm", _estimate_tokens(request), principal.tokens_per_minute, 60
-            )
-            if wait:
-                raise _exhausted(f"key {principal.name!r} is over its tokens-per-minute quota", wait)
+    async def admit(self, principal: Principal, request: Any, method: str) -> Ticket:
+        return await self.budgets.admit(principal.name, principal.limits, principal.team, request, method)
 
-    async def charge_output(self, principal: Principal, tokens: int) -> None:
-        if principal.tokens_per_minute and tokens:
-            # Charged after the fact: the answer is already sent, so the next request pays.
-            await self.store.hit(f"auth:{principal.name}:tpm", tokens, sys.maxsize, 60)
+    async def settle(self, ticket: Ticket, outcome: Outcome) -> None:
+        try:
+            await self.budgets.settle(ticket, outcome)
+        except Exception:  # the answer is already sent; a lost charge is logged, never raised
+            log.exception("could not settle the spend of a request by %s", ticket.holders[0].name)
 
     @contextlib.contextmanager
     def stream_slot(self, principal: Principal) -> Any:
@@ -261,10 +284,6 @@ class Quotas:
             yield
         finally:
             self._streams[principal.name] -= 1
-
-
-def _exhausted(message: str, wait: float) -> GatewayError:
-    return GatewayError(ErrorKind.RESOURCE_EXHAUSTED, message, retry_after=wait)
 
 
 Behaviour = Callable[..., Any]
@@ -307,9 +326,11 @@ def _like(behaviour: Behaviour, before: Callable[[Any, Any], Awaitable[None]]) -
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, config: AuthConfig, store: CounterStore | None = None) -> None:
+    def __init__(self, config: AuthConfig, budgets: Budgets | None = None) -> None:
         self.config = config
-        self.quotas = Quotas(store or MemoryCounterStore())
+        self.quotas = Quotas(
+            budgets or Budgets(meters_for(None, fail_closed=False), dict(config.teams), None)
+        )
 
     def _is_open(self, method: str) -> bool:
         if method.startswith(HEALTH_SERVICE):
@@ -340,34 +361,49 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         key = presented_key(metadata)
         return self.config.find(key) if key else None
 
+    async def spend(self) -> Any:
+        """GetSpend: the calling key's and its team's limits, spent and remaining."""
+        principal = current_principal.get()
+        assert principal is not None, "GetSpend runs behind the interceptor, which sets the caller"
+        return await self.quotas.budgets.report(principal.name, principal.limits, principal.team)
+
     def _guarded(self, behaviour: Behaviour, principal: Principal, name: str) -> Behaviour:
         from provider_gateway.server.servicer import abort  # the servicer owns status mapping
 
         quotas = self.quotas
+
+        async def admitted(request: Any, context: Any) -> Ticket:
+            try:
+                return await quotas.admit(principal, request, name)
+            except QuotaExceeded as exc:
+                await abort(context, exc, details=exc.details)
+            except GatewayError as exc:
+                await abort(context, exc)
+
         if inspect.isasyncgenfunction(behaviour):
 
             async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
                 token = current_principal.set(principal)
-                output = 0
-                estimated: list[int] = []  # output of attempts that ended without the provider's usage
+                outcome = Outcome()
                 try:
                     with contextlib.ExitStack() as slots:
-                        try:
-                            await quotas.admit(principal, request, name)
-                            if name in STREAMING_METHODS:
+                        ticket = await admitted(request, context)
+                        if name in STREAMING_METHODS:
+                            try:
                                 slots.enter_context(quotas.stream_slot(principal))
-                        except GatewayError as exc:
-                            await abort(context, exc)
+                            except GatewayError as exc:
+                                await quotas.settle(ticket, outcome)  # nothing ran: all refunded
+                                await abort(context, exc)
                         # Closed here, not by the garbage collector: a client cancel must run the
                         # inner stream's cleanup (upstream close, router slots) in this task.
                         try:
-                            with watching(lambda consumed: estimated.append(consumed.usage.output_tokens)):
+                            with watching(outcome.consumed.append):
                                 async with contextlib.aclosing(behaviour(request, context)) as items:
                                     async for item in items:
-                                        output += _usage_tokens(item)
+                                        outcome.see(item)
                                         yield item
                         finally:  # a cancelled or cut stream is charged what it consumed too
-                            await quotas.charge_output(principal, output + sum(estimated))
+                            await quotas.settle(ticket, outcome)
                 finally:
                     _reset(token)
 
@@ -375,14 +411,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         async def unary(request: Any, context: Any) -> Any:
             token = current_principal.set(principal)
+            outcome = Outcome()
             try:
+                ticket = await admitted(request, context)
                 try:
-                    await quotas.admit(principal, request, name)
-                except GatewayError as exc:
-                    await abort(context, exc)
-                response = await behaviour(request, context)
-                await quotas.charge_output(principal, _usage_tokens(response))
-                return response
+                    with watching(outcome.consumed.append):
+                        response = await behaviour(request, context)
+                    outcome.see(response)
+                    return response
+                finally:
+                    await quotas.settle(ticket, outcome)
             finally:
                 _reset(token)
 
@@ -397,7 +435,16 @@ async def _reject_unauthenticated(request: Any, context: grpc.aio.ServicerContex
 
 
 def interceptors(
-    config: GatewayConfig, store: CounterStore | None = None
-) -> list[grpc.aio.ServerInterceptor]:
+    config: GatewayConfig,
+    store: object = None,
+    router: Router | None = None,
+    prices: PriceTable | None = None,
+) -> list[AuthInterceptor]:
+    """The auth interceptor `[auth]` asks for (none without it), its meters beside `store`, and the
+    worst case of requests priced from `router`'s plans (budgets need it)."""
     auth = AuthConfig.from_config(config)
-    return [AuthInterceptor(auth, store)] if auth else []
+    if auth is None:
+        return []
+    meters = meters_for(store, fail_closed=auth.fail_closed)
+    worst_case = WorstCase(router, prices or PriceTable.builtin()) if router is not None else None
+    return [AuthInterceptor(auth, Budgets(meters, dict(auth.teams), worst_case))]

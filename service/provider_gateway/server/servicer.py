@@ -7,11 +7,12 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from provider_gateway.domain import GatewayEvent
@@ -32,18 +33,24 @@ log = logging.getLogger("provider_gateway.rpc")
 T = TypeVar("T")
 
 
-def _status_details(exc: GatewayError) -> tuple[tuple[str, str | bytes], ...]:
-    """Trailing metadata that carries a google.rpc.RetryInfo, which gRPC clients read as details."""
-    if exc.retry_after is None or not math.isfinite(exc.retry_after):
+def _status_details(
+    exc: GatewayError, details: Sequence[Message] = ()
+) -> tuple[tuple[str, str | bytes], ...]:
+    """Trailing metadata that carries a google.rpc.RetryInfo and `details` (e.g. a QuotaFailure),
+    which gRPC clients read as the status's details."""
+    waits = exc.retry_after is not None and math.isfinite(exc.retry_after)
+    if not waits and not details:
         return ()
-    delay = duration_pb2.Duration()
-    delay.FromMilliseconds(int(exc.retry_after * 1000))
     status = status_pb2.Status(code=getattr(code_pb2, exc.kind.value), message=str(exc))
-    status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-    return (
-        ("grpc-status-details-bin", status.SerializeToString()),
-        ("retry-after-ms", str(int(exc.retry_after * 1000))),
-    )
+    trailers: tuple[tuple[str, str | bytes], ...] = ()
+    if exc.retry_after is not None and waits:  # first: clients read details[0] as the retry delay
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(int(exc.retry_after * 1000))
+        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        trailers = (("retry-after-ms", str(int(exc.retry_after * 1000))),)
+    for detail in details:
+        status.details.add().Pack(detail)
+    return (("grpc-status-details-bin", status.SerializeToString()), *trailers)
 
 
 def _consumed_trailers(consumed: list[Consumed]) -> tuple[tuple[str, str], ...]:
@@ -65,15 +72,19 @@ def _consumed_trailers(consumed: list[Consumed]) -> tuple[tuple[str, str], ...]:
 
 
 async def abort(
-    context: grpc.aio.ServicerContext[Any, Any], exc: Exception, consumed: list[Consumed] | None = None
+    context: grpc.aio.ServicerContext[Any, Any],
+    exc: Exception,
+    consumed: list[Consumed] | None = None,
+    details: Sequence[Message] = (),
 ) -> NoReturn:
     """End the call with the status that matches `exc`; never leak internals of unknown errors.
-    `consumed`: estimates of what the request used before it failed, sent as trailing metadata."""
+    `consumed`: estimates of what the request used before it failed, sent as trailing metadata.
+    `details`: google.rpc messages for the status's details besides RetryInfo."""
     if isinstance(exc, GatewayError):
         code = grpc.StatusCode[exc.kind.value]
         if exc.detail:  # the upstream's URL and the library's exception: for operators, not clients
             log.warning("%s: %s (%s)", exc.kind.value, exc, exc.detail)
-        trailers = _status_details(exc) + _consumed_trailers(consumed or [])
+        trailers = _status_details(exc, details) + _consumed_trailers(consumed or [])
         await context.abort(code, str(exc), trailing_metadata=trailers)
     incident = uuid.uuid4().hex[:12]
     log.exception("internal error, incident %s", incident)
@@ -107,6 +118,8 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self.relay: Callable[[AsyncGenerator[GatewayEvent, None]], AsyncGenerator[GatewayEvent, None]] = (
             coalesced
         )
+        # GetSpend's answer for the calling key; the server sets it when [auth] is configured.
+        self.spend: Callable[[], Awaitable[pb.GetSpendResponse]] | None = None
 
     async def _unary(
         self, context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], Awaitable[T]]
@@ -244,3 +257,14 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                 )
             )
         return pb.ListProvidersResponse(providers=providers, default_provider=self.router.registry.default)
+
+    async def GetSpend(
+        self, request: pb.GetSpendRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetSpendResponse:
+        spend = self.spend
+        if spend is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this gateway has no [auth]: there is no key, so no spend to report",
+            )
+        return await self._unary(context, spend)

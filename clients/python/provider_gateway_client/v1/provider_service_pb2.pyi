@@ -30,6 +30,28 @@ class ProviderHealth(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROVIDER_HEALTH_UNSPECIFIED: _ClassVar[ProviderHealth]
     PROVIDER_HEALTH_SERVING: _ClassVar[ProviderHealth]
     PROVIDER_HEALTH_NOT_SERVING: _ClassVar[ProviderHealth]
+
+class SpendScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SPEND_SCOPE_UNSPECIFIED: _ClassVar[SpendScope]
+    SPEND_SCOPE_KEY: _ClassVar[SpendScope]
+    SPEND_SCOPE_TEAM: _ClassVar[SpendScope]
+
+class SpendMetric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SPEND_METRIC_UNSPECIFIED: _ClassVar[SpendMetric]
+    SPEND_METRIC_REQUESTS: _ClassVar[SpendMetric]
+    SPEND_METRIC_TOKENS: _ClassVar[SpendMetric]
+    SPEND_METRIC_USD_MICROS: _ClassVar[SpendMetric]
+
+class SpendWindow(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SPEND_WINDOW_UNSPECIFIED: _ClassVar[SpendWindow]
+    SPEND_WINDOW_ROLLING_MINUTE: _ClassVar[SpendWindow]
+    SPEND_WINDOW_MINUTE: _ClassVar[SpendWindow]
+    SPEND_WINDOW_HOUR: _ClassVar[SpendWindow]
+    SPEND_WINDOW_DAY: _ClassVar[SpendWindow]
+    SPEND_WINDOW_MONTH: _ClassVar[SpendWindow]
 ROLE_UNSPECIFIED: Role
 ROLE_SYSTEM: Role
 ROLE_USER: Role
@@ -44,6 +66,19 @@ FINISH_REASON_OTHER: FinishReason
 PROVIDER_HEALTH_UNSPECIFIED: ProviderHealth
 PROVIDER_HEALTH_SERVING: ProviderHealth
 PROVIDER_HEALTH_NOT_SERVING: ProviderHealth
+SPEND_SCOPE_UNSPECIFIED: SpendScope
+SPEND_SCOPE_KEY: SpendScope
+SPEND_SCOPE_TEAM: SpendScope
+SPEND_METRIC_UNSPECIFIED: SpendMetric
+SPEND_METRIC_REQUESTS: SpendMetric
+SPEND_METRIC_TOKENS: SpendMetric
+SPEND_METRIC_USD_MICROS: SpendMetric
+SPEND_WINDOW_UNSPECIFIED: SpendWindow
+SPEND_WINDOW_ROLLING_MINUTE: SpendWindow
+SPEND_WINDOW_MINUTE: SpendWindow
+SPEND_WINDOW_HOUR: SpendWindow
+SPEND_WINDOW_DAY: SpendWindow
+SPEND_WINDOW_MONTH: SpendWindow
 
 class Message(_message.Message):
     __slots__ = ("role", "content", "name")
@@ -600,3 +635,37 @@ class ListProvidersResponse(_message.Message):
     providers: _containers.RepeatedCompositeFieldContainer[ProviderInfo]
     default_provider: str
     def __init__(self, providers: _Optional[_Iterable[_Union[ProviderInfo, _Mapping]]] = ..., default_provider: _Optional[str] = ...) -> None: ...
+
+class GetSpendRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetSpendResponse(_message.Message):
+    __slots__ = ("key", "team", "limits")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    team: str
+    limits: _containers.RepeatedCompositeFieldContainer[SpendLimit]
+    def __init__(self, key: _Optional[str] = ..., team: _Optional[str] = ..., limits: _Optional[_Iterable[_Union[SpendLimit, _Mapping]]] = ...) -> None: ...
+
+class SpendLimit(_message.Message):
+    __slots__ = ("scope", "name", "metric", "window", "limit", "spent", "remaining", "resets_in_ms")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SPENT_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    RESETS_IN_MS_FIELD_NUMBER: _ClassVar[int]
+    scope: SpendScope
+    name: str
+    metric: SpendMetric
+    window: SpendWindow
+    limit: int
+    spent: int
+    remaining: int
+    resets_in_ms: int
+    def __init__(self, scope: _Optional[_Union[SpendScope, str]] = ..., name: _Optional[str] = ..., metric: _Optional[_Union[SpendMetric, str]] = ..., window: _Optional[_Union[SpendWindow, str]] = ..., limit: _Optional[int] = ..., spent: _Optional[int] = ..., remaining: _Optional[int] = ..., resets_in_ms: _Optional[int] = ...) -> None: ...

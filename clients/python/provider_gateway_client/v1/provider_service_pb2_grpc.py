@@ -80,6 +80,11 @@ class ProviderServiceStub:
                 request_serializer=provider__gateway_dot_v1_dot_provider__service__pb2.ListProvidersRequest.SerializeToString,
                 response_deserializer=provider__gateway_dot_v1_dot_provider__service__pb2.ListProvidersResponse.FromString,
                 _registered_method=True)
+        self.GetSpend = channel.unary_unary(
+                '/provider_gateway.v1.ProviderService/GetSpend',
+                request_serializer=provider__gateway_dot_v1_dot_provider__service__pb2.GetSpendRequest.SerializeToString,
+                response_deserializer=provider__gateway_dot_v1_dot_provider__service__pb2.GetSpendResponse.FromString,
+                _registered_method=True)
 
 
 class ProviderServiceServicer:
@@ -149,6 +154,14 @@ class ProviderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSpend(self, request, context):
+        """GetSpend tells the calling key what it and its team have spent and what remains, per limit
+        and window (docs/budgets.md). Free: it spends no quota. FAILED_PRECONDITION without [auth].
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProviderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +204,11 @@ def add_ProviderServiceServicer_to_server(servicer, server):
                     servicer.ListProviders,
                     request_deserializer=provider__gateway_dot_v1_dot_provider__service__pb2.ListProvidersRequest.FromString,
                     response_serializer=provider__gateway_dot_v1_dot_provider__service__pb2.ListProvidersResponse.SerializeToString,
+            ),
+            'GetSpend': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSpend,
+                    request_deserializer=provider__gateway_dot_v1_dot_provider__service__pb2.GetSpendRequest.FromString,
+                    response_serializer=provider__gateway_dot_v1_dot_provider__service__pb2.GetSpendResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -415,6 +433,33 @@ class ProviderService:
             '/provider_gateway.v1.ProviderService/ListProviders',
             provider__gateway_dot_v1_dot_provider__service__pb2.ListProvidersRequest.SerializeToString,
             provider__gateway_dot_v1_dot_provider__service__pb2.ListProvidersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSpend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/provider_gateway.v1.ProviderService/GetSpend',
+            provider__gateway_dot_v1_dot_provider__service__pb2.GetSpendRequest.SerializeToString,
+            provider__gateway_dot_v1_dot_provider__service__pb2.GetSpendResponse.FromString,
             options,
             channel_credentials,
             insecure,

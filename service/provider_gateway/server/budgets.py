@@ -1,0 +1,353 @@
+"""Per-key and per-team limits: rpm/tpm (rolling, GCRA) and budgets in money and tokens (calendar).
+
+A request is checked before dispatch against its worst case: the prompt (about four bytes a token)
+plus its max_tokens (else the catalog's largest output for the model), priced with the price table
+at the dearest deployment the plan may use. Every limit of the key and its team is checked and
+reserved in one atomic call (`routing/meters.py`). When the request ends, however it ends, the
+reservation is settled with what it really consumed: the Finish's cost, or the consumption records
+of attempts cut short (cancelled, past the deadline, failed), so the difference is refunded.
+
+A key and its team keep their meters under one hash tag (`{team:<name>}`, or `{key:<name>}` for a
+key without a team), so one Lua script touches one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
+
+from provider_gateway.config import Section
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.pricing import PriceTable
+from provider_gateway.routing.consumption import Consumed
+from provider_gateway.routing.meters import WINDOWS, Meter, Meters, Reading, calendar_window
+from provider_gateway.routing.router import Router
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+type Metric = Literal["usd_micros", "tokens"]
+# Tokens per minute is the rolling quota (tokens_per_minute); budgets count calendar windows.
+BUDGET_KEYS = (
+    *(f"usd_micros_per_{window}" for window in WINDOWS),
+    *(f"tokens_per_{window}" for window in WINDOWS[1:]),
+)
+RATE_KEYS = ("requests_per_minute", "tokens_per_minute")
+TEAM_KEYS = ("name", *RATE_KEYS, *BUDGET_KEYS)
+# What each method costs: requests reach a provider (rpm); these make or read tokens (tpm, budgets).
+REQUEST_METERED = frozenset(
+    {"Chat", "ChatStream", "Complete", "CompleteStream", "Embed", "CountTokens", "ListModels"}
+)
+TOKEN_METERED = frozenset({"Chat", "ChatStream", "Complete", "CompleteStream", "Embed"})
+_WINDOW_PB = {
+    "minute": pb.SPEND_WINDOW_MINUTE,
+    "hour": pb.SPEND_WINDOW_HOUR,
+    "day": pb.SPEND_WINDOW_DAY,
+    "month": pb.SPEND_WINDOW_MONTH,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    metric: Metric
+    window: str  # minute, hour, day or month (calendar, UTC)
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one key, or one team together, may spend; 0 or absent means no limit."""
+
+    requests_per_minute: int = 0
+    tokens_per_minute: int = 0
+    budgets: tuple[Budget, ...] = ()
+
+    @classmethod
+    def from_section(cls, section: Section) -> Limits:
+        budgets = []
+        for name in BUDGET_KEYS:
+            if limit := section.integer(name, 0, minimum=0):
+                metric, _, window = name.partition("_per_")
+                budgets.append(Budget("usd_micros" if metric == "usd_micros" else "tokens", window, limit))
+        return cls(
+            section.integer("requests_per_minute", 0, minimum=0),
+            section.integer("tokens_per_minute", 0, minimum=0),
+            tuple(budgets),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A key or a team, with its limits, as one request sees it."""
+
+    scope: Literal["key", "team"]
+    name: str
+    limits: Limits
+
+
+def _holders(key: str, limits: Limits, team: Holder | None) -> list[Holder]:
+    return [Holder("key", key, limits), *([team] if team else [])]
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """Which limit a meter stands for, to say so in a refusal and in GetSpend."""
+
+    holder: Holder
+    metric: Literal["requests", "tokens", "usd_micros"]
+    window: str  # "rolling_minute" or a calendar window
+    limit: int
+
+    def violation(self) -> error_details_pb2.QuotaFailure.Violation:
+        per = "per rolling minute" if self.window == "rolling_minute" else f"per calendar {self.window} (UTC)"
+        return error_details_pb2.QuotaFailure.Violation(
+            subject=f"{self.holder.scope}:{self.holder.name}",
+            description=f"{self.metric} {per}: limit {self.limit}",
+        )
+
+
+@dataclass(slots=True)
+class Ticket:
+    """A request's reservation, settled when it ends."""
+
+    holders: list[Holder]
+    budget_meters: list[tuple[Meter, Label]] = field(default_factory=list)
+    tpm_keys: list[tuple[str, int]] = field(default_factory=list)  # (meter key, limit) per holder
+    reserved_tokens: int = 0
+    reserved_micros: int = 0
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a request really consumed, gathered from what it sent and the consumption records."""
+
+    tokens: int = 0  # input and output of every usage the client saw
+    output_tokens: int = 0
+    finish_cost: Any = None  # the proto Cost of the Finish, when one was sent
+    consumed: list[Consumed] = field(default_factory=list)
+
+    def see(self, message: Any) -> None:
+        usage = getattr(message, "usage", None)
+        if usage is not None:
+            self.tokens += int(usage.input_tokens) + int(usage.output_tokens)
+            self.output_tokens += int(usage.output_tokens)
+        finish = getattr(message, "finish", None)
+        if finish is not None and finish.HasField("cost"):
+            self.finish_cost = finish.cost
+
+    def all_tokens(self) -> int:
+        return self.tokens + sum(c.usage.input_tokens + c.usage.output_tokens for c in self.consumed)
+
+    def all_output(self) -> int:
+        return self.output_tokens + sum(c.usage.output_tokens for c in self.consumed)
+
+    def micros(self) -> int | None:
+        """The request's cost; None when unknown (the reservation then stands)."""
+        if self.finish_cost is not None:
+            return int(self.finish_cost.amount_micros) if self.finish_cost.known else None
+        if all(c.cost.known for c in self.consumed) and (self.consumed or not self.tokens):
+            return sum(c.cost.amount_micros for c in self.consumed)  # cut short, or never dispatched
+        return None
+
+
+class QuotaExceeded(GatewayError):
+    """RESOURCE_EXHAUSTED naming the limit (google.rpc.QuotaFailure) and the wait (RetryInfo)."""
+
+    def __init__(self, label: Label, wait_s: float) -> None:
+        super().__init__(
+            ErrorKind.RESOURCE_EXHAUSTED,
+            f"{label.holder.scope} {label.holder.name!r} is over its {_describe(label)}",
+            retry_after=wait_s,
+        )
+        self.details: tuple[Message, ...] = (error_details_pb2.QuotaFailure(violations=[label.violation()]),)
+
+
+def _describe(label: Label) -> str:
+    if label.window == "rolling_minute":
+        return f"{label.metric.replace('_', '-')}-per-minute quota"
+    return f"{label.metric} budget per {label.window}"
+
+
+def estimate_tokens(request: Any) -> int:
+    """Input tokens before the call: about four bytes a token, enough for a quota."""
+    size = request.ByteSize() if hasattr(request, "ByteSize") else 0
+    return max(1, size // 4)
+
+
+class WorstCase:
+    """The most a request may consume: its prompt and max_tokens, at the dearest deployment it may use."""
+
+    def __init__(self, router: Router, prices: PriceTable) -> None:
+        self.router = router
+        self.prices = prices
+
+    def of(self, request: Any, method: str, *, money: bool) -> tuple[int, int]:
+        """(tokens, micro-USD); refuses what has no worst case: no price, or no output limit."""
+        prompt = estimate_tokens(request)
+        fallbacks = tuple(getattr(request, "fallbacks", ()))
+        plan = self.router.plan(request.model, request.provider, fallbacks)
+        outputs, micros = [], []
+        for deployment in plan.deployments:
+            kind, model = deployment.provider.kind, deployment.spec.model
+            output = 0
+            if method != "Embed":
+                output = int(request.max_tokens) if request.HasField("max_tokens") else 0
+                if not output:
+                    entry = self.router.catalog.entry(kind, model)
+                    output = entry.max_output if entry else 0
+                if not output:
+                    raise GatewayError(
+                        ErrorKind.INVALID_ARGUMENT,
+                        f"set max_tokens: this key has a budget, and the largest output of "
+                        f"{deployment.spec.provider}/{model} is unknown, so its worst case is too",
+                    )
+            outputs.append(output)
+            if money:
+                price = self.prices.price(kind, model)
+                if price is None:
+                    raise GatewayError(
+                        ErrorKind.FAILED_PRECONDITION,
+                        f"{deployment.spec.provider}/{model} has no price, and this key has a money "
+                        f'budget: add a [prices.{kind}."{model}"] row to the configuration',
+                    )
+                # The worst case at the tier this prompt selects: every prompt token at the dearest
+                # of input and cache writes, every output token at the dearer of output and reasoning.
+                tier = price.tier(prompt)
+                dearest_input = max(tier.input, tier.cache_write or 0.0, tier.cache_write_1h or 0.0)
+                dearest_output = max(tier.output, tier.reasoning or 0.0)
+                per_call = price.per_request * 1_000_000
+                micros.append(math.ceil(prompt * dearest_input + output * dearest_output + per_call))
+        return prompt + max(outputs, default=0), max(micros, default=0)
+
+
+class Budgets:
+    """Checks, reserves and settles the limits of keys and teams on shared meters."""
+
+    def __init__(
+        self,
+        meters: Meters,
+        teams: dict[str, Limits],
+        worst_case: WorstCase | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.meters = meters
+        self.teams = teams
+        self.worst_case = worst_case
+        self.clock = clock
+
+    def holders(self, key: str, limits: Limits, team: str) -> tuple[list[Holder], str]:
+        team_holder = Holder("team", team, self.teams[team]) if team else None
+        return _holders(key, limits, team_holder), f"team:{team}" if team else f"key:{key}"
+
+    def _rate_meters(
+        self, tag: str, holders: list[Holder], method: str, prompt: int
+    ) -> list[tuple[Meter, Label]]:
+        found = []
+        for h in holders:
+            base = f"{{{tag}}}:{h.scope}:{h.name}"
+            if h.limits.requests_per_minute and method in REQUEST_METERED:
+                limit = h.limits.requests_per_minute
+                found.append(
+                    (
+                        Meter(f"{base}:rpm", "rate", 1, limit, 60),
+                        Label(h, "requests", "rolling_minute", limit),
+                    )
+                )
+            if h.limits.tokens_per_minute and method in TOKEN_METERED:
+                limit = h.limits.tokens_per_minute
+                found.append(
+                    (
+                        Meter(f"{base}:tpm", "rate", prompt, limit, 60),
+                        Label(h, "tokens", "rolling_minute", limit),
+                    )
+                )
+        return found
+
+    def _budget_meters(
+        self, tag: str, holders: list[Holder], tokens: int, micros: int
+    ) -> list[tuple[Meter, Label]]:
+        now = self.clock()
+        windows = {b.window: calendar_window(b.window, now) for h in holders for b in h.limits.budgets}
+        found = []
+        for h in holders:
+            for b in h.limits.budgets:
+                name, left_s = windows[b.window]
+                amount = micros if b.metric == "usd_micros" else tokens
+                meter = Meter(
+                    f"{{{tag}}}:{h.scope}:{h.name}:{b.metric}:{name}", "window", amount, b.limit, left_s
+                )
+                found.append((meter, Label(h, b.metric, b.window, b.limit)))
+        return found
+
+    async def admit(self, key: str, limits: Limits, team: str, request: Any, method: str) -> Ticket:
+        holders, tag = self.holders(key, limits, team)
+        ticket = Ticket(holders)
+        prompt = estimate_tokens(request)
+        metered = self._rate_meters(tag, holders, method, prompt)
+        ticket.tpm_keys = [(m.key, m.limit) for m, label in metered if label.metric == "tokens"]
+        budgets = [b for h in holders for b in h.limits.budgets]
+        if budgets and method in TOKEN_METERED and self.worst_case is not None:
+            money = any(b.metric == "usd_micros" for b in budgets)
+            ticket.reserved_tokens, ticket.reserved_micros = self.worst_case.of(request, method, money=money)
+            ticket.budget_meters = self._budget_meters(
+                tag, holders, ticket.reserved_tokens, ticket.reserved_micros
+            )
+            metered += ticket.budget_meters
+        if not metered:
+            return ticket
+        for meter, label in metered:
+            if meter.amount > meter.limit:  # could never pass: say so instead of "retry later"
+                raise GatewayError(
+                    ErrorKind.RESOURCE_EXHAUSTED,
+                    f"this request needs {meter.amount} against a {_describe(label)} of {meter.limit} "
+                    f"({label.holder.scope} {label.holder.name!r}): lower max_tokens or the prompt",
+                )
+        refusal = await self.meters.meter([m for m, _ in metered], check=True)
+        if refusal is not None:
+            raise QuotaExceeded(metered[refusal.meter][1], refusal.wait_s)
+        return ticket
+
+    async def settle(self, ticket: Ticket, outcome: Outcome) -> None:
+        """Charge what the request really consumed; refund the rest of its reservation."""
+        changes = [Meter(key, "rate", outcome.all_output(), limit, 60) for key, limit in ticket.tpm_keys]
+        micros = outcome.micros()
+        for meter, label in ticket.budget_meters:
+            if label.metric == "usd_micros":
+                delta = 0 if micros is None else micros - ticket.reserved_micros
+            else:
+                delta = outcome.all_tokens() - ticket.reserved_tokens
+            changes.append(Meter(meter.key, "window", delta, meter.limit, meter.window_s))
+        changes = [m for m in changes if m.amount]
+        if changes:
+            await self.meters.meter(changes, check=False)
+
+    async def report(self, key: str, limits: Limits, team: str) -> pb.GetSpendResponse:
+        holders, tag = self.holders(key, limits, team)
+        labelled = self._rate_meters(tag, holders, "Chat", 0) + self._budget_meters(tag, holders, 0, 0)
+        states = await self.meters.read([m for m, _ in labelled]) if labelled else []
+        return pb.GetSpendResponse(
+            key=key,
+            team=team,
+            limits=[_spend_limit(label, state) for (_, label), state in zip(labelled, states, strict=True)],
+        )
+
+
+def _spend_limit(label: Label, state: Reading) -> pb.SpendLimit:
+    return pb.SpendLimit(
+        scope=pb.SPEND_SCOPE_KEY if label.holder.scope == "key" else pb.SPEND_SCOPE_TEAM,
+        name=label.holder.name,
+        metric={
+            "requests": pb.SPEND_METRIC_REQUESTS,
+            "tokens": pb.SPEND_METRIC_TOKENS,
+            "usd_micros": pb.SPEND_METRIC_USD_MICROS,
+        }[label.metric],
+        window=_WINDOW_PB.get(label.window, pb.SPEND_WINDOW_ROLLING_MINUTE),
+        limit=label.limit,
+        spent=state.used,
+        remaining=max(label.limit - state.used, 0),
+        resets_in_ms=math.ceil(state.resets_in_s * 1000),
+    )

@@ -1,0 +1,288 @@
+"""Budgets shared in a real redis-server: the Lua meters match the in-process ones, three replicas
+of `serve --workers 2` racing for the last unit of a budget overspend it by at most one request's
+worst case, and stopping Redis in the middle of load fails open or closed as configured."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import shutil
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+from processes import GatewayProcess, start_gateway
+from rpc_util import WAIT_S, chat
+from test_budgets import ALICE, PRICED_MOCK, alice_key, bearer, details, limit_of
+from test_redis import REDIS, RedisServer
+
+from provider_gateway.routing.meters import MemoryMeters, Meter, calendar_window
+from provider_gateway.routing.shared_state import RedisCounterStore, RedisMeters
+from provider_gateway.v1 import provider_service_pb2 as pb
+from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.skipif(
+    REDIS is None, reason="redis-server is not installed (scripts/setup.d/redis.sh installs it)"
+)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def cluster_port() -> int:
+    """A free port below 55536 whose port + 10000 (the cluster bus) is free too."""
+    for _ in range(1000):
+        port = random.randrange(20000, 55000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no free port pair for a cluster node")
+
+
+class RedisCluster:
+    """Three redis-server nodes with cluster mode on, their 16384 slots spread by redis-cli."""
+
+    def __init__(self, folder: Path) -> None:
+        self.nodes = [RedisServer() for _ in range(3)]
+        for node in self.nodes:  # each node also listens on port + 10000, its cluster bus
+            node.port = cluster_port()
+            node.url = f"redis://127.0.0.1:{node.port}/0"
+        self.folder = folder
+
+    def start(self) -> None:
+        cli = shutil.which("redis-cli")
+        assert cli is not None
+        for node in self.nodes:
+            node.start(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(self.folder / f"nodes-{node.port}.conf"),
+            )
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 30
+        while (
+            b"cluster_state:ok"
+            not in subprocess.run(
+                [cli, "-p", str(self.nodes[0].port), "cluster", "info"], capture_output=True, timeout=10
+            ).stdout
+        ):
+            assert time.monotonic() < deadline, "the cluster did not reach cluster_state:ok in 30 s"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    if shutil.which("redis-cli") is None:
+        pytest.skip("redis-cli is not installed (it comes with redis-server)")
+    cluster = RedisCluster(tmp_path)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def test_meters_counters_and_ejections_work_on_a_redis_cluster(redis_cluster: RedisCluster) -> None:
+    """Every script's keys share one slot (hash tags), so a three-node cluster runs them all."""
+    store = RedisCounterStore(f"redis://127.0.0.1:{redis_cluster.nodes[0].port}/0", cluster=True)
+    meters = RedisMeters(store, fail_closed=True)  # a CROSSSLOT error would surface, not fall back
+    name, left = calendar_window("month", time.time())
+    for tag in ("{team:a}", "{team:c}", "{key:b}", "{key:d}"):  # slots 6451, 14705, 12439, 4177: all 3 nodes
+        rpm = Meter(f"{tag}:key:k:rpm", "rate", 1, 2, 60)
+        money = Meter(f"{tag}:team:t:usd_micros:{name}", "window", 10, 25, left)
+        assert await meters.meter([rpm, money], check=True) is None
+        assert await meters.meter([rpm, money], check=True) is None
+        refusal = await meters.meter([rpm, money], check=True)
+        assert refusal is not None
+        assert [r.used for r in await meters.read([rpm, money])] == [2, 20]
+    await store.eject("deployment-1", 30)
+    await store.eject("deployment-2", 30)
+    assert [round(s) for s in await store.ejections(["deployment-1", "deployment-2", "other"])] == [30, 30, 0]
+    assert await store.hit("counter", 1, 1, 30) == 0.0
+    assert await store.hit("counter", 1, 1, 30) > 0
+    assert store.using_redis  # nothing fell back to per-process state
+    await store.aclose()
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_the_lua_meters_behave_as_the_in_process_ones(kind: str, redis_server: RedisServer) -> None:
+    store = RedisCounterStore(redis_server.url, prefix=f"p{time.monotonic_ns()}:")
+    meters = MemoryMeters() if kind == "memory" else RedisMeters(store, fail_closed=True)
+    name, left = calendar_window("day", time.time())
+    tag = "{team:t}"
+    rpm = Meter(f"{tag}:key:k:rpm", "rate", 1, 3, 60)
+    budget = Meter(f"{tag}:team:t:usd_micros:{name}", "window", 40, 100, left)
+    assert await meters.meter([rpm, budget], check=True) is None
+    assert await meters.meter([rpm, budget], check=True) is None
+    refusal = await meters.meter([rpm, budget], check=True)  # 120 > 100: refused, nothing added
+    assert refusal is not None
+    assert refusal.meter == 1
+    assert left - 5 < refusal.wait_s <= left + 1
+    await meters.meter([Meter(budget.key, "window", -30, 100, left)], check=False)  # a refund
+    assert await meters.meter([rpm, budget], check=True) is None  # 50 + 40 fits now
+    refusal = await meters.meter([rpm], check=True)  # the burst of 3 is spent: one every 20 s
+    assert refusal is not None
+    assert 19 < refusal.wait_s <= 20
+    used = await meters.read([rpm, budget])
+    assert [u.used for u in used] == [3, 90]
+    assert 59 < used[0].resets_in_s <= 60
+    await store.aclose()
+
+
+def race_config(redis_url: str, limit: int) -> str:
+    return (
+        PRICED_MOCK
+        + f"""
+[redis]
+url = "{redis_url}"
+prefix = "race:"
+
+"""
+        + alice_key(f"usd_micros_per_day = {limit}")
+    )
+
+
+@asynccontextmanager
+async def replicas_with_workers(
+    folder: Path, redis_url: str, limit: int
+) -> AsyncIterator[list[GatewayProcess]]:
+    config = folder / "replica.toml"
+    config.write_text(race_config(redis_url, limit))
+    started: list[GatewayProcess] = []
+    try:
+        for _ in range(3):  # one after another: each start is bounded, and the machine is shared
+            args = ("--config", str(config), "--host", "127.0.0.1", "--port", "0", "--log-level", "warning")
+            args += ("--workers", "2")
+            started.append(await start_gateway(*args))
+        yield started
+    finally:
+        await asyncio.gather(
+            *(g.stop(graceful=True) for g in started)
+        )  # SIGTERM: the supervisor stops its workers
+
+
+@pytest.mark.timeout(180)  # nine gateway processes start on a shared two-core machine
+async def test_three_replicas_with_workers_race_for_the_last_unit_of_a_budget(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    request = chat("mock/echo", "hi", max_tokens=3)
+    worst = math.ceil(max(1, request.ByteSize() // 4) * 2.0 + 3 * 5.0)  # prompt estimate + max_tokens
+    limit = 12 * worst + worst // 2  # the last request's worst case does not fit whole
+    async with replicas_with_workers(tmp_path, redis_server.url, limit) as gateways:
+        channels = [grpc.aio.insecure_channel(g.address) for g in gateways for _ in range(4)]
+        stubs = [pb_grpc.ProviderServiceStub(c) for c in channels]
+        try:
+            outcomes = await asyncio.gather(
+                *(stubs[i % len(stubs)].Chat(request, metadata=bearer(ALICE), timeout=30) for i in range(60)),
+                return_exceptions=True,
+            )
+            report = await stubs[0].GetSpend(pb.GetSpendRequest(), metadata=bearer(ALICE), timeout=WAIT_S)
+        finally:
+            await asyncio.gather(*(c.close() for c in channels))
+    answered = [o for o in outcomes if isinstance(o, pb.ChatResponse)]
+    refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert len(answered) + len(refused) == 60, [
+        o for o in outcomes if not isinstance(o, pb.ChatResponse | grpc.aio.AioRpcError)
+    ]
+    assert {e.code() for e in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert all("QuotaFailure" in details(e) for e in refused)
+    spent = sum(r.finish.cost.amount_micros for r in answered)
+    day = limit_of(report, pb.SPEND_SCOPE_KEY, pb.SPEND_METRIC_USD_MICROS, pb.SPEND_WINDOW_DAY)
+    assert day.spent == spent  # every replica and worker settled into the one shared meter
+    assert spent <= limit + worst  # overspend at most one request's worst case
+    assert len(answered) >= 12  # the budget was not lost to races either: twelve worst cases fit
+
+
+async def load(
+    stub: pb_grpc.ProviderServiceStub, outcomes: Counter[str], enough: asyncio.Event, count: int
+) -> None:
+    """Chat until cancelled, counting outcomes by status; `enough` is set once there are `count`."""
+    while True:
+        try:
+            await stub.Chat(chat("mock/echo", "hi", max_tokens=3), metadata=bearer(ALICE), timeout=WAIT_S)
+            outcomes["ok"] += 1
+        except grpc.aio.AioRpcError as error:
+            refused_for = details(error)["RetryInfo"].retry_delay.ToTimedelta().total_seconds()
+            outcomes[error.code().name if refused_for > 0 else "no retry delay"] += 1
+            await asyncio.sleep(0.01)
+        if outcomes.total() >= count:
+            enough.set()
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+async def test_stopping_redis_under_load_fails_open_or_closed_as_configured(
+    mode: str, gateway_factory, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    config = (
+        PRICED_MOCK
+        + f"""
+[redis]
+url = "{redis_server.url}"
+prefix = "down{time.monotonic_ns()}:"
+retry_after_s = 30
+
+[auth]
+on_redis_down = "{mode}"
+
+"""
+        + alice_key("requests_per_minute = 100000\nusd_micros_per_day = 100000000")
+    )
+    async with gateway_factory(config) as gw:
+        before, after = Counter[str](), Counter[str]()
+        with caplog.at_level(logging.WARNING, logger="provider_gateway"):
+            enough = asyncio.Event()
+            clients = [asyncio.create_task(load(gw.stub, before, enough, 20)) for _ in range(4)]
+            async with asyncio.timeout(WAIT_S):
+                await enough.wait()
+            redis_server.stop()  # in the middle of load
+            enough.clear()
+            clients += [asyncio.create_task(load(gw.stub, after, enough, 40)) for _ in range(4)]
+            for task in clients[:4]:
+                task.cancel()
+            try:
+                async with asyncio.timeout(WAIT_S):
+                    await enough.wait()
+            finally:
+                for task in clients:
+                    task.cancel()
+                await asyncio.gather(*clients, return_exceptions=True)
+    assert set(before) == {"ok"}
+    outages = [r for r in caplog.records if "redis unavailable" in r.getMessage()]
+    if mode == "open":
+        assert set(after) == {"ok"}  # served on per-process meters
+        assert len(outages) == 1  # logged once, not per request
+    else:
+        assert set(after) == {"UNAVAILABLE"}  # refused, with a retry delay (checked in load)
+        refusing = [r for r in outages if r.levelno == logging.ERROR]
+        assert len(refusing) == 1
+        assert "on_redis_down = closed" in refusing[0].getMessage()
