@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -451,6 +452,24 @@ async def test_http_errors_map_to_statuses(
     assert caught.value.code() == status
     assert "upstream says no" in caught.value.details()
     assert len(fake.seen) == 1  # the adapter does not retry: the router owns retries
+
+
+@pytest.mark.parametrize("skew_minutes", [7, -7])
+async def test_a_clock_off_by_more_than_five_minutes_is_named_as_the_cause(
+    aws_env: None, gateway_factory: Any, skew_minutes: int
+) -> None:
+    """Bedrock rejects a signature dated more than 5 minutes from its own clock with a 403
+    InvalidSignatureException; the caller must learn that the host's clock is the problem, not
+    the credentials (botocore does not correct the skew either)."""
+    skewed = FakeBedrock(clock_offset=datetime.timedelta(minutes=skew_minutes))
+    async with skewed as fake, gateway_factory(config(fake.url)) as gw:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await collect(gw.stub.ChatStream(chat()))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    details = caught.value.details() or ""
+    assert "clock differs from AWS's by more than 5 minutes" in details
+    assert "NTP" in details
+    assert "Signature expired" in details or "Signature not yet current" in details
 
 
 async def test_access_denied_names_the_model(gw: Any, fake: FakeBedrock) -> None:
