@@ -94,6 +94,18 @@ async def test_stream_answers_the_forced_tools_input_as_text(setup: Any, model: 
     assert forced_tool_of(fake.calls[-1].body) == SCHEMA
 
 
+@pytest.mark.parametrize("model", ["claude-sonnet-4-20250514", "claude-opus-4-20250514"])
+async def test_claude_4_before_4_5_is_emulated_by_its_dated_id(setup: Any, model: str) -> None:
+    """Claude Sonnet 4 and Opus 4 (ids `claude-<family>-4-<date>`) have no structured outputs:
+    the API refuses `output_config.format` from them, so the schema goes through the forced tool.
+    The `4-` of those ids is followed by the date's digits, not by a minor version of 4.5+."""
+    gateway, anthropic, _ = setup
+    response = await gateway.stub.Chat(schema_request(f"anthropic/{model}"), timeout=20)
+    assert json.loads(response.text) == EXPECTED
+    assert list(response.finish.emulated) == ["response_format"]
+    assert forced_tool_of(anthropic.calls[-1].body) == SCHEMA
+
+
 @pytest.mark.parametrize("model", ["anthropic/claude-3-5-haiku-cut", "vertex/claude-3-5-haiku-cut"])
 async def test_a_forced_tool_answer_cut_short_is_an_error(setup: Any, model: str) -> None:
     gateway, _, _ = setup
