@@ -396,6 +396,16 @@ class FakeBedrock:
             return f"Signature not yet current: {signed} is still later than {(now + SKEW_ALLOWED):{AMZ_DATE}} ({now:{AMZ_DATE}} + 5 min.)"
         return ""
 
+    def _refusal(self, request: web.Request, seen: SeenRequest) -> web.Response | None:
+        """Bedrock's 403 for a request dated out of its window or signed wrongly, else None."""
+        if stale := self._stale_date(request):
+            return error_response("InvalidSignatureException", stale)
+        if not seen.signature_valid:
+            return error_response(
+                "InvalidSignatureException", "The request signature we calculated does not match"
+            )
+        return None
+
     async def _record(self, request: web.Request, operation: str, model_id: str) -> SeenRequest:
         raw = await request.read()
         valid, region, service = self._check_signature(request, raw)
@@ -425,12 +435,8 @@ class FakeBedrock:
     async def _runtime(self, request: web.Request) -> web.StreamResponse:
         operation, model_id = request.match_info["operation"], request.match_info["model_id"]
         seen = await self._record(request, operation, model_id)
-        if stale := self._stale_date(request):
-            return error_response("InvalidSignatureException", stale)
-        if not seen.signature_valid:
-            return error_response(
-                "InvalidSignatureException", "The request signature we calculated does not match"
-            )
+        if (refused := self._refusal(request, seen)) is not None:
+            return refused
         reply = self.replies.popleft() if self.replies else None
         if reply is not None and reply.error is not None:
             return error_response(*reply.error)
@@ -503,7 +509,9 @@ class FakeBedrock:
         return response
 
     async def _foundation_models(self, request: web.Request) -> web.Response:
-        await self._record(request, "list-foundation-models", "")
+        seen = await self._record(request, "list-foundation-models", "")
+        if (refused := self._refusal(request, seen)) is not None:
+            return refused
         summaries = [
             {
                 "modelId": "anthropic.claude-3-5-sonnet-20241022-v2:0",
@@ -525,12 +533,8 @@ class FakeBedrock:
 
     async def _inference_profiles(self, request: web.Request) -> web.Response:
         seen = await self._record(request, "list-inference-profiles", "")
-        if stale := self._stale_date(request):
-            return error_response("InvalidSignatureException", stale)
-        if not seen.signature_valid:
-            return error_response(
-                "InvalidSignatureException", "The request signature we calculated does not match"
-            )
+        if (refused := self._refusal(request, seen)) is not None:
+            return refused
         if self.profile_pages:  # paged: page i's nextToken names page i + 1
             index = int(request.query.get("nextToken", PAGE_TOKEN + "0").removeprefix(PAGE_TOKEN))
             page: dict[str, Any] = {"inferenceProfileSummaries": self.profile_pages[index]}
