@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
+import datetime
 import json
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -453,6 +456,24 @@ async def test_http_errors_map_to_statuses(
     assert len(fake.seen) == 1  # the adapter does not retry: the router owns retries
 
 
+@pytest.mark.parametrize("skew_minutes", [7, -7])
+async def test_a_clock_off_by_more_than_five_minutes_is_named_as_the_cause(
+    aws_env: None, gateway_factory: Any, skew_minutes: int
+) -> None:
+    """Bedrock rejects a signature dated more than 5 minutes from its own clock with a 403
+    InvalidSignatureException; the caller must learn that the host's clock is the problem, not
+    the credentials (botocore does not correct the skew either)."""
+    skewed = FakeBedrock(clock_offset=datetime.timedelta(minutes=skew_minutes))
+    async with skewed as fake, gateway_factory(config(fake.url)) as gw:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await collect(gw.stub.ChatStream(chat()))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    details = caught.value.details() or ""
+    assert "clock differs from AWS's by more than 5 minutes" in details
+    assert "NTP" in details
+    assert "Signature expired" in details or "Signature not yet current" in details
+
+
 async def test_access_denied_names_the_model(gw: Any, fake: FakeBedrock) -> None:
     fake.push(
         Reply(
@@ -693,6 +714,23 @@ async def test_malformed_streams_end_with_unavailable(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await collect(gw.stub.CompleteStream(request))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_corrupt_prelude_fails_the_stream_at_once_not_after_buffering_its_length(
+    gw: Any, fake: FakeBedrock
+) -> None:
+    """A prelude whose CRC does not match declares a length nobody can trust (here 15 MB, within
+    the format's bound); botocore refuses it as soon as the 12 bytes are read. Waiting for that
+    many bytes instead, while the connection stays open, leaves the caller hanging until its
+    deadline (or the 120 s idle timeout)."""
+    prelude = struct.pack("!II", 15 * 1024 * 1024, 0)
+    damaged = prelude + struct.pack("!I", binascii.crc32(prelude) ^ 1) + b"{}"
+    fake.push(Reply(frames=[event_frame("messageStart", {"role": "assistant"}), damaged], hang=True))
+    events, error = await collect_until_error(gw.stub.ChatStream(chat(), timeout=WAIT_S))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "prelude CRC" in (error.details() or "")
+    assert not any(e.HasField("finish") for e in events)
+    await asyncio.wait_for(fake.disconnected.wait(), WAIT_S)  # the upstream request was closed
 
 
 async def test_without_credentials_the_provider_is_not_serving_and_calls_are_unauthenticated(

@@ -384,6 +384,19 @@ async def test_a_session_token_is_sent_and_signed(
     assert "x-amz-security-token" in headers["authorization"]
 
 
+@pytest.mark.parametrize("model", ["custom=model@v1:0", "imported(model)!v2,x;y", "it's*$&"])
+async def test_a_model_id_with_reserved_characters_is_signed_as_sent(
+    gw: Any, fake: FakeBedrock, model: str
+) -> None:
+    """The pool's transport (aiohttp) sends `@ = , ; ( ) ! * $ & '` decoded in a path; a signature
+    over the percent-encoded form does not match what arrives, and Bedrock would answer a
+    signature error (UNAUTHENTICATED: "check your credentials") instead of judging the model id."""
+    response = await gw.stub.Chat(pb.ChatRequest(model=f"bedrock/{model}", messages=[user("Hi")]))
+    assert response.text == "Hello from Bedrock"
+    seen = fake.last("converse")
+    assert (seen.model_id, seen.signature_valid) == (model, True)
+
+
 # --- Bedrock API keys -----------------------------------------------------------------------------
 
 

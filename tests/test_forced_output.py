@@ -18,12 +18,14 @@ from conftest import RunningGateway, run_gateway
 from google.protobuf import struct_pb2
 from vendor_cases import chat_error, chat_request, weather_tool
 
+from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.fakes.anthropic import (
     FakeAnthropic,
     structured_answer,
     structured_frames,
     structured_message,
 )
+from provider_gateway.fakes.vendor_base import sse
 from provider_gateway.fakes.vertex import FakeVertex
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -72,7 +74,7 @@ access_token_env = "PG_FO_VERTEX"
 
 
 def forced_tool_of(body: dict[str, Any]) -> dict[str, Any]:
-    assert body["tool_choice"] == {"type": "tool", "name": "forecast"}
+    assert body["tool_choice"] == {"type": "tool", "name": "forecast", "disable_parallel_tool_use": True}
     assert "output_config" not in body  # this model has no native structured outputs
     (tool,) = body["tools"]
     assert tool["name"] == "forecast"
@@ -90,6 +92,18 @@ async def test_stream_answers_the_forced_tools_input_as_text(setup: Any, model: 
     assert (finish.reason, list(finish.emulated)) == (pb.FINISH_REASON_STOP, ["response_format"])
     fake = anthropic if model == OLD_CLAUDE else vertex
     assert forced_tool_of(fake.calls[-1].body) == SCHEMA
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-20250514", "claude-opus-4-20250514"])
+async def test_claude_4_before_4_5_is_emulated_by_its_dated_id(setup: Any, model: str) -> None:
+    """Claude Sonnet 4 and Opus 4 (ids `claude-<family>-4-<date>`) have no structured outputs:
+    the API refuses `output_config.format` from them, so the schema goes through the forced tool.
+    The `4-` of those ids is followed by the date's digits, not by a minor version of 4.5+."""
+    gateway, anthropic, _ = setup
+    response = await gateway.stub.Chat(schema_request(f"anthropic/{model}"), timeout=20)
+    assert json.loads(response.text) == EXPECTED
+    assert list(response.finish.emulated) == ["response_format"]
+    assert forced_tool_of(anthropic.calls[-1].body) == SCHEMA
 
 
 @pytest.mark.parametrize("model", ["anthropic/claude-3-5-haiku-cut", "vertex/claude-3-5-haiku-cut"])
@@ -169,3 +183,77 @@ def test_the_fakes_forced_tool_answer_reads_as_the_sdk_reads_it() -> None:
         if e.type == "content_block_delta" and e.delta.type == "input_json_delta"
     ]
     assert json.loads("".join(pieces)) == EXPECTED
+
+
+def two_forced_calls(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Claude's answer when it calls the forced tool twice in one turn (parallel tool use)."""
+    name = body["tool_choice"]["name"]
+    return [
+        {"type": "tool_use", "id": f"toolu_{i}", "name": name, "input": {"city": city, "days": i + 1}}
+        for i, city in enumerate(("Paris", "Lyon"))
+    ]
+
+
+def two_calls_stream(body: dict[str, Any]) -> Reply:
+    blocks = two_forced_calls(body)
+    start = {"id": "msg_2", "type": "message", "role": "assistant", "model": "m", "content": []}
+    events = [
+        sse({"type": "message_start", "message": {**start, "usage": {"input_tokens": 3}}}, "message_start")
+    ]
+    for index, block in enumerate(blocks):
+        opened = {**block, "input": {}}
+        delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+        events += [
+            sse(
+                {"type": "content_block_start", "index": index, "content_block": opened},
+                "content_block_start",
+            ),
+            sse({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta"),
+            sse({"type": "content_block_stop", "index": index}, "content_block_stop"),
+        ]
+    stop = {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}}
+    events += [sse(stop, "message_delta"), sse({"type": "message_stop"}, "message_stop")]
+    return Reply.sse(events, done=False)
+
+
+def two_calls_message(body: dict[str, Any]) -> Reply:
+    message = {"id": "msg_2", "type": "message", "role": "assistant", "model": "m", "stop_reason": "tool_use"}
+    usage = {"input_tokens": 3, "output_tokens": 9}
+    return Reply.json({**message, "content": two_forced_calls(body), "stop_sequence": None, "usage": usage})
+
+
+@pytest.fixture(scope="module")
+async def parallel_claude() -> AsyncIterator[tuple[RunningGateway, FakeUpstream]]:
+    """A Claude that calls the forced tool twice when the request lets it (parallel tool use)."""
+    async with FakeUpstream() as claude:
+        claude.on(
+            "POST",
+            "/v1/messages",
+            lambda r: two_calls_stream(r.json()) if r.json().get("stream") else two_calls_message(r.json()),
+        )
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PG_FO_PARALLEL", "k")
+            config = f"""
+[providers.claude]
+kind = "anthropic"
+base_url = "{claude.url}"
+api_key_env = "PG_FO_PARALLEL"
+"""
+            async with run_gateway(config) as gateway:
+                yield gateway, claude
+
+
+async def test_a_forced_tool_called_twice_still_answers_one_json_document(
+    parallel_claude: tuple[RunningGateway, FakeUpstream],
+) -> None:
+    """Claude may call a forced tool more than once unless parallel tool use is disabled; the
+    client asked for one JSON document and must get exactly one, streamed and unary."""
+    gateway, claude = parallel_claude
+    model = "claude/claude-3-5-haiku-20241022"
+    events = [e async for e in gateway.stub.ChatStream(schema_request(model), timeout=20)]
+    assert json.loads("".join(e.text_delta.text for e in events)) == {"city": "Paris", "days": 1}
+    assert claude.last("/v1/messages").json()["tool_choice"]["disable_parallel_tool_use"] is True
+    response = await gateway.stub.Chat(schema_request(model), timeout=20)
+    assert json.loads(response.text) == {"city": "Paris", "days": 1}
+    assert list(response.tool_calls) == []
+    assert response.finish.reason == pb.FINISH_REASON_STOP

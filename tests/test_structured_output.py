@@ -110,7 +110,7 @@ CASES = {
             up.anthropic.calls[-1].body["tool_choice"],
             up.anthropic.calls[-1].body["tools"][0]["input_schema"],
         ),
-        ({"type": "tool", "name": "weather"}, SCHEMA),
+        ({"type": "tool", "name": "weather", "disable_parallel_tool_use": True}, SCHEMA),
         emulated=("response_format",),
     ),
     "gemini": Case(
@@ -134,7 +134,7 @@ CASES = {
     "vertex-claude-forced-tool": Case(
         "vertex/claude-3-5-haiku@20241022",
         lambda up: up.vertex.calls[-1].body["tool_choice"],
-        {"type": "tool", "name": "weather"},
+        {"type": "tool", "name": "weather", "disable_parallel_tool_use": True},
         emulated=("response_format",),
     ),
     "cohere": Case(

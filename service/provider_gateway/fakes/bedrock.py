@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime
 import json
 import re
 import struct
@@ -35,6 +36,8 @@ from provider_gateway.fakes import bedrock_invoke_bodies as more_families
 ACCESS_KEY = "AKIDFAKEBEDROCK"
 SECRET_KEY = "fake-secret-key-for-tests"  # a dummy: the fake signs nothing, it only checks
 EVENTSTREAM = "application/vnd.amazon.eventstream"
+AMZ_DATE = "%Y%m%dT%H%M%SZ"
+SKEW_ALLOWED = datetime.timedelta(minutes=5)  # Bedrock's window around its clock for X-Amz-Date
 # Bedrock's tokens are opaque base64: `/`, `+` and `=` test the query's encoding and its signature.
 PAGE_TOKEN = "eyJwYWdlIjo/+="
 ERROR_STATUS = {
@@ -302,9 +305,15 @@ class FakeBedrock:
     """Runs on 127.0.0.1 and a free port; use as `async with FakeBedrock() as fake: fake.url`."""
 
     def __init__(
-        self, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, bearer_token: str = ""
+        self,
+        *,
+        access_key: str = ACCESS_KEY,
+        secret_key: str = SECRET_KEY,
+        bearer_token: str = "",
+        clock_offset: datetime.timedelta = datetime.timedelta(0),
     ) -> None:
         self.credentials = Credentials(access_key, secret_key)
+        self.clock_offset = clock_offset  # AWS's clock minus this host's: a skewed client's view
         self.bearer_token = bearer_token  # a Bedrock API key this fake accepts instead of SigV4
         self.profile_pages: list[list[dict[str, Any]]] = []  # ListInferenceProfiles pages, when set
         self.replies: deque[Reply] = deque()
@@ -371,6 +380,32 @@ class FakeBedrock:
         )
         return expected == match["signature"], region, service
 
+    def _stale_date(self, request: web.Request) -> str:
+        """Bedrock's message for an X-Amz-Date more than 5 minutes from its clock, else ""."""
+        signed = request.headers.get("X-Amz-Date", "")
+        if not signed or request.headers.get("Authorization", "").startswith("Bearer "):
+            return ""
+        try:
+            when = datetime.datetime.strptime(signed, AMZ_DATE).replace(tzinfo=datetime.UTC)
+        except ValueError:
+            return ""
+        now = datetime.datetime.now(datetime.UTC) + self.clock_offset
+        if when < now - SKEW_ALLOWED:
+            return f"Signature expired: {signed} is now earlier than {(now - SKEW_ALLOWED):{AMZ_DATE}} ({now:{AMZ_DATE}} - 5 min.)"
+        if when > now + SKEW_ALLOWED:
+            return f"Signature not yet current: {signed} is still later than {(now + SKEW_ALLOWED):{AMZ_DATE}} ({now:{AMZ_DATE}} + 5 min.)"
+        return ""
+
+    def _refusal(self, request: web.Request, seen: SeenRequest) -> web.Response | None:
+        """Bedrock's 403 for a request dated out of its window or signed wrongly, else None."""
+        if stale := self._stale_date(request):
+            return error_response("InvalidSignatureException", stale)
+        if not seen.signature_valid:
+            return error_response(
+                "InvalidSignatureException", "The request signature we calculated does not match"
+            )
+        return None
+
     async def _record(self, request: web.Request, operation: str, model_id: str) -> SeenRequest:
         raw = await request.read()
         valid, region, service = self._check_signature(request, raw)
@@ -400,10 +435,8 @@ class FakeBedrock:
     async def _runtime(self, request: web.Request) -> web.StreamResponse:
         operation, model_id = request.match_info["operation"], request.match_info["model_id"]
         seen = await self._record(request, operation, model_id)
-        if not seen.signature_valid:
-            return error_response(
-                "InvalidSignatureException", "The request signature we calculated does not match"
-            )
+        if (refused := self._refusal(request, seen)) is not None:
+            return refused
         reply = self.replies.popleft() if self.replies else None
         if reply is not None and reply.error is not None:
             return error_response(*reply.error)
@@ -476,7 +509,9 @@ class FakeBedrock:
         return response
 
     async def _foundation_models(self, request: web.Request) -> web.Response:
-        await self._record(request, "list-foundation-models", "")
+        seen = await self._record(request, "list-foundation-models", "")
+        if (refused := self._refusal(request, seen)) is not None:
+            return refused
         summaries = [
             {
                 "modelId": "anthropic.claude-3-5-sonnet-20241022-v2:0",
@@ -498,10 +533,8 @@ class FakeBedrock:
 
     async def _inference_profiles(self, request: web.Request) -> web.Response:
         seen = await self._record(request, "list-inference-profiles", "")
-        if not seen.signature_valid:
-            return error_response(
-                "InvalidSignatureException", "The request signature we calculated does not match"
-            )
+        if (refused := self._refusal(request, seen)) is not None:
+            return refused
         if self.profile_pages:  # paged: page i's nextToken names page i + 1
             index = int(request.query.get("nextToken", PAGE_TOKEN + "0").removeprefix(PAGE_TOKEN))
             page: dict[str, Any] = {"inferenceProfileSummaries": self.profile_pages[index]}

@@ -10,8 +10,9 @@ from typing import Any
 from provider_gateway.errors import ErrorKind, GatewayError, shown
 
 # Claude models with native structured outputs (output_config.format): Opus and Sonnet 4.5 and later,
-# Haiku 4.5, on the Claude API, Bedrock and Vertex alike (wire-reference-2 §3).
-CLAUDE_STRUCTURED = re.compile(r"claude-(?:opus|sonnet|haiku)-4-(?:[5-9]|\d\d)")
+# Haiku 4.5, on the Claude API, Bedrock and Vertex alike (wire-reference-2 §3). A minor version
+# is one or two digits: in `claude-sonnet-4-20250514` (Claude Sonnet 4) the date follows the `4-`.
+CLAUDE_STRUCTURED = re.compile(r"claude-(?:opus|sonnet|haiku)-4-(?:[5-9]|[1-9]\d)(?!\d)")
 
 
 def closed_objects(schema: Mapping[str, Any]) -> dict[str, Any]:

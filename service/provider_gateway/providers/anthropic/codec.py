@@ -378,6 +378,7 @@ class MessagesStreamDecoder:
     provider: str = ""
     output_tool: str = ""
     _output_block: int | None = None
+    _extra_output_blocks: set[int] = field(default_factory=set)
     usage_raw: dict[str, Any] = field(default_factory=dict)
     model: str = ""
     response_id: str = ""
@@ -405,7 +406,7 @@ class MessagesStreamDecoder:
             return self._delta(int(data.get("index", 0)), data.get("delta") or {})
         if kind == "content_block_stop":
             index = int(data.get("index", 0))
-            return [] if index == self._output_block else self.tools.end(index)
+            return [] if self._is_output(index) else self.tools.end(index)
         if kind == "message_delta":
             # output_tokens here is cumulative: replace, never add.
             self.usage_raw.update(data.get("usage") or {})
@@ -423,7 +424,10 @@ class MessagesStreamDecoder:
     def _start(self, index: int, block: Mapping[str, Any]) -> list[StreamEvent]:
         block_type = str(block.get("type") or "")
         if block_type == "tool_use" and self.output_tool and block.get("name") == self.output_tool:
-            self._output_block = index
+            if self._output_block is None:
+                self._output_block = index
+            else:  # a second call, though the request disables parallel calls: one document only
+                self._extra_output_blocks.add(index)
             return []
         if block_type == "tool_use":
             return self.tools.start(index, str(block.get("id") or ""), str(block.get("name") or ""))
@@ -443,12 +447,15 @@ class MessagesStreamDecoder:
             return [ReasoningDelta(str(delta.get("thinking", "")))]
         if delta_type == "signature_delta":
             return [ReasoningDelta("", signature=str(delta.get("signature", "")))]
-        if delta_type == "input_json_delta" and index == self._output_block:
-            piece = str(delta.get("partial_json", ""))
+        if delta_type == "input_json_delta" and self._is_output(index):
+            piece = str(delta.get("partial_json", "")) if index == self._output_block else ""
             return [TextDelta(piece)] if piece else []
         if delta_type == "input_json_delta":
             return self.tools.delta(index, str(delta.get("partial_json", "")))
         return []
+
+    def _is_output(self, index: int) -> bool:
+        return index == self._output_block or index in self._extra_output_blocks
 
     @shape_checked
     def finish(self) -> ProviderFinish:
@@ -484,6 +491,8 @@ class MessagesStreamDecoder:
         if block.get("type") == "tool_use":
             arguments = json.dumps(block.get("input") or {}, separators=(",", ":"), ensure_ascii=False)
             if self.output_tool and block.get("name") == self.output_tool:
+                if self._output_block is not None:
+                    return []  # a second call (see `_start`): the first one is the document
                 self._output_block = index
                 return [TextDelta(arguments)]
             started = self.tools.start(index, str(block.get("id") or ""), str(block.get("name") or ""))

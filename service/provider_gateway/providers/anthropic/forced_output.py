@@ -48,4 +48,6 @@ def forced_tool_fields(request: ChatRequest, name: str) -> dict[str, Any]:
         raise unhonoured("response_format", "Anthropic", model, f"{why} takes an object schema only")
     description = f"Answer with the {fmt.schema_name or 'requested'} JSON object."
     tool = {"name": name, "description": description, "input_schema": {"type": "object", **schema}}
-    return {"tools": [tool], "tool_choice": {"type": "tool", "name": name}}
+    # Without disable_parallel_tool_use Claude may call the tool twice: two documents, no valid JSON.
+    choice = {"type": "tool", "name": name, "disable_parallel_tool_use": True}
+    return {"tools": [tool], "tool_choice": choice}

@@ -34,6 +34,10 @@ CODES: dict[str, ErrorKind] = {
     "MissingAuthenticationTokenException": ErrorKind.UNAUTHENTICATED,
 }
 
+# How AWS words a signature dated more than 5 minutes from its clock (X-Amz-Date): new credentials
+# do not help, a synchronised clock does. botocore does not correct the skew either.
+CLOCK_SKEW_MESSAGES = ("Signature expired", "Signature not yet current")
+
 BY_HTTP_STATUS = {
     400: ErrorKind.INVALID_ARGUMENT,
     401: ErrorKind.UNAUTHENTICATED,
@@ -72,6 +76,11 @@ def from_aws_error(error: AwsError, provider: str, model: str, region: str) -> G
         message = (
             f"access to Bedrock model {model!r} in {region} is denied: enable the model under "
             f"'Model access' in the Bedrock console and allow bedrock:InvokeModel for it ({message})"
+        )
+    elif code == "InvalidSignatureException" and message.startswith(CLOCK_SKEW_MESSAGES):
+        message = (
+            f"Bedrock rejected the request's signing time: this host's clock differs from AWS's by "
+            f"more than 5 minutes; synchronise it (NTP) ({message})"
         )
     elif kind is ErrorKind.RESOURCE_EXHAUSTED:
         message = f"Bedrock throttled the request for {model!r}: {message}"

@@ -56,6 +56,7 @@ class FrameReader:
                 if not 16 <= total <= MAX_FRAME:  # checked before buffering a frame that size
                     raise malformed(f"a frame of {total} bytes")
                 if len(buffer) - at < total:
+                    check_prelude(buffer, at)  # before waiting for a length it declares
                     break
                 frame = bytes(buffer[at : at + total])
                 at += total
@@ -69,13 +70,22 @@ class FrameReader:
             raise malformed(f"the stream ended inside a frame ({len(self._buffer)} bytes left)")
 
 
+def check_prelude(buffer: bytes | bytearray, at: int) -> tuple[int, int]:
+    """The frame's (total, headers) lengths from its prelude at `at`, once the prelude CRC and the
+    headers length are checked: as botocore does, before a declared length is trusted."""
+    total, headers_length, prelude_crc = struct.unpack_from("!III", buffer, at)
+    if binascii.crc32(buffer[at : at + 8]) != prelude_crc:
+        raise malformed("a frame whose prelude CRC does not match")
+    if headers_length > min(MAX_HEADERS_LENGTH, total - 16):
+        raise malformed("a frame whose lengths do not add up")
+    return total, headers_length
+
+
 def decode_frame(frame: bytes) -> tuple[dict[str, HeaderValue], bytes]:
     """One whole frame's headers and payload; both CRCs and every length checked."""
     try:
-        total, headers_length, prelude_crc = struct.unpack_from("!III", frame)
-        if binascii.crc32(frame[:8]) != prelude_crc:
-            raise malformed("a frame whose prelude CRC does not match")
-        if total != len(frame) or headers_length > min(MAX_HEADERS_LENGTH, total - 16):
+        total, headers_length = check_prelude(frame, 0)
+        if total != len(frame):
             raise malformed("a frame whose lengths do not add up")
         if binascii.crc32(frame[:-4]) != struct.unpack_from("!I", frame, total - 4)[0]:
             raise malformed("a frame whose CRC does not match")

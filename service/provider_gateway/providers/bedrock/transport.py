@@ -34,13 +34,19 @@ class Payload:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def model_path(model_id: str, operation: str) -> str:
-    """`/model/<id>/<operation>`, the id percent-encoded but for `:`.
+# What a path may hold unencoded besides unreserved characters (RFC 3986 pchar), and what aiohttp
+# (yarl) therefore decodes before sending: `%3A` and `%3D` go out as `:` and `=`.
+PATH_SAFE = ":@!$&'()*,;="
 
-    botocore sends `%3A`; aiohttp (the pool's transport) rewrites it to `:` before sending, and a
-    signature must cover the path as sent, so `:` is left as is (equivalent in a path, RFC 3986).
-    A `/` (in ARNs) stays `%2F` in every transport."""
-    return f"/model/{quote(model_id, safe=':')}/{operation}"
+
+def model_path(model_id: str, operation: str) -> str:
+    """`/model/<id>/<operation>`, the id percent-encoded but for what a path allows as is.
+
+    botocore sends `%3A`; aiohttp (the pool's transport) rewrites `%3A` (and every `PATH_SAFE`
+    escape) to the character before sending, and a signature must cover the path as sent, so those
+    are left as is (equivalent in a path, RFC 3986); httpx's own transport sends them unchanged.
+    `+` is not among them: a server could read it as a space. A `/` (in ARNs) stays `%2F`."""
+    return f"/model/{quote(model_id, safe=PATH_SAFE)}/{operation}"
 
 
 class SignedUpstream(Upstream):
