@@ -163,3 +163,28 @@ async def test_models_json_carries_the_aliases(tmp_path: Path) -> None:
     assert code == 0, err
     echo = next(m for m in json.loads(out)["models"] if m["id"] == "echo")
     assert echo["aliases"] == ["quick"]
+
+
+async def test_an_api_key_given_wins_over_a_key_file_from_the_environment(tmp_path: Path) -> None:
+    """The clients' order (clients/python config.py): an argument beats a variable, and the key beats
+    the key file; a key given on the command line is never silently replaced by a stale mounted one."""
+    (tmp_path / "stale").write_text("pgw_stale_key_0000\n")
+    (tmp_path / "key").write_text(KEY + "\n")
+    async with run_gateway(AUTH) as gw:
+        env = {**CLEAN_ENV, "PROVIDER_GATEWAY_TARGET": gw.target}
+        stale_file = {**env, "PROVIDER_GATEWAY_API_KEY_FILE": str(tmp_path / "stale")}
+        code, out, err = await run_process(CLI, "models", "--api-key", KEY, cwd=tmp_path, env=stale_file)
+        assert code == 0, err
+        assert "mock/echo" in out
+        both_variables = {**stale_file, "PROVIDER_GATEWAY_API_KEY": KEY}
+        code, out, err = await run_process(CLI, "models", cwd=tmp_path, env=both_variables)
+        assert code == 0, err
+        assert "mock/echo" in out
+        stale_key = {**env, "PROVIDER_GATEWAY_API_KEY": "pgw_stale_key_0000"}
+        key_file = ("--api-key-file", str(tmp_path / "key"))
+        code, out, err = await run_process(CLI, "models", *key_file, cwd=tmp_path, env=stale_key)
+        assert code == 0, err
+        # Both on the command line: which one was meant is not guessed.
+        code, out, err = await run_process(CLI, "models", "--api-key", KEY, *key_file, cwd=tmp_path, env=env)
+        assert (code, out) == (1, "")
+        assert "not both" in err
