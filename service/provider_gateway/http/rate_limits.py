@@ -21,12 +21,13 @@ attempt in progress (a context variable), and its AIMD limiter slows down before
 from __future__ import annotations
 
 import datetime
+import math
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from provider_gateway.http.errors import seconds_until_reset
+from provider_gateway.http.errors import MAX_RETRY_DELAY_S, seconds_until_reset
 
 
 @dataclass(slots=True, frozen=True)
@@ -156,15 +157,18 @@ def _integer(text: str | None) -> int | None:
 
 def _seconds_until(text: str | None, now: float) -> float | None:
     """A reset as OpenAI sends it ("6m0s", "20ms"), as an epoch time (OpenRouter's, in ms) or as
-    Anthropic does (an RFC 3339 time)."""
+    Anthropic does (an RFC 3339 time). None when unreadable ("nan", "inf"); at most a day, as a
+    retry delay: the limiter believes an announcement until its reset, and must not for ever."""
     if text is None:
         return None
-    if (seconds := seconds_until_reset(text, now)) is not None:
-        return max(seconds, 0.0)
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
+    if (seconds := seconds_until_reset(text, now)) is None:
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        seconds = moment.timestamp() - now
+    if math.isnan(seconds) or math.isinf(seconds):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return max(moment.timestamp() - now, 0.0)
+    return min(max(seconds, 0.0), MAX_RETRY_DELAY_S)
