@@ -435,3 +435,23 @@ async def test_rotated_secrets_are_redacted_while_current_and_the_redaction_set_
     )
     assert fresh.secret_access_key not in logs.redact(f"secret {fresh.secret_access_key}")
     await resolver.aclose()
+
+
+class NeverAnswers:
+    """A source stuck for good: a credential_process that hangs, botocore's STS retries on a black hole."""
+
+    name = "a source that never answers"
+
+    async def load(self) -> AwsCredentials | None:
+        await asyncio.Event().wait()
+        return None
+
+
+async def test_a_source_that_never_answers_fails_the_refresh_instead_of_hanging_every_caller() -> None:
+    """The shared refresh had no time limit: one hung source held every later caller (in the
+    mandatory window, or before the first credentials) until its own deadline, for good."""
+    resolver = CredentialResolver([NeverAnswers()], load_timeout_s=0.05)
+    for _ in range(2):  # the next caller starts a new refresh: nothing stays stuck
+        error = await asyncio.wait_for(failure(resolver), timeout=10)
+        assert error.kind is ErrorKind.UNAVAILABLE
+        assert "no answer within 0.05 s" in error.message
