@@ -188,3 +188,21 @@ async def test_an_api_key_given_wins_over_a_key_file_from_the_environment(tmp_pa
         code, out, err = await run_process(CLI, "models", "--api-key", KEY, *key_file, cwd=tmp_path, env=env)
         assert (code, out) == (1, "")
         assert "not both" in err
+
+
+async def test_tls_options_that_cannot_apply_are_refused_not_ignored(gateway, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A key file without its certificate, or a certificate name to check without TLS, connected in
+    plaintext as if they had not been given."""
+    env = {**CLEAN_ENV, "PROVIDER_GATEWAY_TARGET": gateway.target}
+    (tmp_path / "client.key").write_text("not used\n")
+    for args, problem in (
+        (("--key-file", str(tmp_path / "client.key")), "--cert-file and --key-file go together"),
+        (("--server-name", "gateway.example.com"), "--server-name needs TLS"),
+    ):
+        code, out, err = await run_process(CLI, "health", *args, cwd=tmp_path, env=env)
+        assert (code, out) == (1, ""), args
+        assert problem in err
+    key_from_env = {**env, "PROVIDER_GATEWAY_KEY_FILE": str(tmp_path / "client.key")}
+    code, out, err = await run_process(CLI, "health", cwd=tmp_path, env=key_from_env)
+    assert (code, out) == (1, "")
+    assert "go together" in err

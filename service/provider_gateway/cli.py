@@ -86,10 +86,13 @@ def _workers(text: str) -> int:
 def _channel(args: argparse.Namespace) -> grpc.Channel:
     """Plaintext, or TLS when asked (`--tls`, or any of the files): system roots unless `--ca-file`,
     a client certificate for mutual TLS with `--cert-file` and `--key-file`."""
-    if not (args.tls or args.ca_file or args.cert_file):
-        return grpc.insecure_channel(args.target)
+    # Checked before choosing plaintext: a TLS option given alone is refused, never ignored.
     if bool(args.cert_file) != bool(args.key_file):
         raise SystemExit("provider-gateway: --cert-file and --key-file go together")
+    if not (args.tls or args.ca_file or args.cert_file):
+        if args.server_name:
+            raise SystemExit("provider-gateway: --server-name needs TLS (--tls or --ca-file)")
+        return grpc.insecure_channel(args.target)
 
     def read(path: str | None) -> bytes | None:
         if path is None:
