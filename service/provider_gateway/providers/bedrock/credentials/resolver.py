@@ -97,7 +97,7 @@ class CredentialResolver:
 
     async def _renew(self) -> AwsCredentials:
         try:
-            fresh = await self._load_in_time()
+            fresh = self._unexpired(await self._load_in_time())
         except GatewayError as error:
             current, now = self._current, self._clock()
             if current is None or current.expiration is None or current.expiration <= now:
@@ -113,6 +113,17 @@ class CredentialResolver:
         self._quiet_until = now + RETRY_QUIET if soon else None
         replaced(self._current, fresh)
         self._current = fresh
+        return fresh
+
+    def _unexpired(self, fresh: AwsCredentials) -> AwsCredentials:
+        """As botocore: credentials a source hands out already expired are an error, not a signature
+        Bedrock refuses (stale exported variables, a host clock far off)."""
+        if fresh.expiration is not None and fresh.expiration <= self._clock():
+            raise credentials_error(
+                ErrorKind.UNAUTHENTICATED,
+                f"{self.source} gave credentials that expired at {fresh.expiration.isoformat()}; "
+                "renew them (or check this host's clock)",
+            )
         return fresh
 
     async def _load_in_time(self) -> AwsCredentials:
