@@ -160,3 +160,21 @@ def test_an_unreadable_or_absurd_reset_does_not_keep_a_deployment_behind_forever
     assert limiter.low_on_headroom()
     clock.now += 86_401
     assert not limiter.low_on_headroom()
+
+
+def test_a_daily_request_budget_running_low_moves_traffic_but_does_not_throttle_concurrency() -> None:
+    """Groq announces its requests per day: with under a tenth left (still a thousand requests), the
+    limiter halved on every response down to one request at a time, queueing and refusing bursts the
+    provider would serve. The budget refills at its hour whatever the concurrency: the deployment
+    goes after those with room, and its concurrency stays."""
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(LimiterSettings(initial=64), clock)
+    daily = RateLimitInfo(remaining_requests=1_000, limit_requests=14_400, requests_window_s=86_400.0)
+    for _ in range(10):
+        limiter.on_rate_limit_info(daily)
+        clock.now += 2
+    assert limiter.limit == 64
+    assert limiter.low_on_headroom()  # still ordered after the deployments with room
+    per_minute = RateLimitInfo(remaining_requests=10, limit_requests=1_000)
+    limiter.on_rate_limit_info(per_minute)
+    assert limiter.limit == 32  # a per-minute budget running low still slows it down

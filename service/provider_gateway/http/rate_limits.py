@@ -20,6 +20,7 @@ attempt in progress (a context variable), and its AIMD limiter slows down before
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import time
@@ -58,6 +59,14 @@ class RateLimitInfo:
         if self.remaining_requests == 0 or self.remaining_tokens == 0:
             return 0.0
         return min(fractions) if fractions else None
+
+    def minute_headroom(self) -> float | None:
+        """`headroom()` of the budgets that refill within a minute. A request budget per day (Groq's)
+        running low is a reason to prefer other deployments, not to serve fewer requests at once:
+        it refills at its hour whatever the concurrency."""
+        if self.requests_window_s <= 60.0:
+            return self.headroom()
+        return dataclasses.replace(self, remaining_requests=None, limit_requests=None).headroom()
 
 
 RATE_LIMIT_SINK: ContextVar[Callable[[RateLimitInfo], None] | None] = ContextVar(
