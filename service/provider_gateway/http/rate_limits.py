@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import math
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -178,6 +177,4 @@ def _seconds_until(text: str | None, now: float) -> float | None:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=datetime.UTC)
         seconds = moment.timestamp() - now
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
     return min(max(seconds, 0.0), MAX_RETRY_DELAY_S)
