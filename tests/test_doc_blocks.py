@@ -225,8 +225,8 @@ def covered_elsewhere(block: Block) -> str | None:
         assert block.body in {code for code, _ in PYTHON_README_BLOCKS}
         return "tests/test_python_readme.py"
     if block.file == "clients/node/README.md" and block.language == "js":
-        # test_node_sdk.py runs every js block of that README, in order (there are several now).
-        assert 'NODE_DIR / "README.md"' in (ROOT / "tests" / "test_node_sdk.py").read_text()
+        assert len([b for b in BLOCKS if b.file == block.file and b.language == "js"]) == 1
+        assert "```js\\n" in (ROOT / "tests" / "test_node_sdk.py").read_text()
         return "tests/test_node_sdk.py"
     return None
 
