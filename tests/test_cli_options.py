@@ -89,6 +89,10 @@ async def test_tls_from_the_environment_refuses_a_plaintext_gateway(gateway, tmp
     env["PROVIDER_GATEWAY_TLS"] = "0"
     code, out, err = await run_process(CLI, "health", cwd=tmp_path, env=env)
     assert (code, out.strip()) == (0, "SERVING"), err
+    # The variable is a default: --no-tls overrides it for one command, as --tls does the other way.
+    env["PROVIDER_GATEWAY_TLS"] = "1"
+    code, out, err = await run_process(CLI, "health", "--no-tls", cwd=tmp_path, env=env)
+    assert (code, out.strip()) == (0, "SERVING"), err
 
 
 KEY = "cli-key-0123456789abcdefghijklmnopqrstu"

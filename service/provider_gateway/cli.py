@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument(
             "--tls",
-            action="store_true",
+            action=argparse.BooleanOptionalAction,  # --no-tls overrides the variable
             default=(_env("TLS") or "").lower() in TRUE_WORDS,
             help=f"connect with TLS, trusting the system's CAs (default ${ENV_PREFIX}TLS)",
         )
