@@ -50,6 +50,28 @@ async def test_environment_variables_with_session_token_and_expiration(
     assert source == "environment variables"
 
 
+async def test_credentials_that_are_already_expired_are_refused_as_botocore_refuses_them(
+    tmp_path: Path, pool: UpstreamPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exported credentials past their AWS_CREDENTIAL_EXPIRATION were signed with anyway (each
+    request then failing at Bedrock as an expired token, after asking the source again)."""
+    env = isolated_env(
+        tmp_path,
+        AWS_ACCESS_KEY_ID="AKIDSTALE",
+        AWS_SECRET_ACCESS_KEY="stale-secret-value",
+        AWS_SESSION_TOKEN="stale-session-token",
+        AWS_CREDENTIAL_EXPIRATION="2020-01-02T03:04:05Z",
+    )
+    with pytest.raises(RuntimeError, match="still expired"):  # the oracle
+        botocore_reads(env, None, monkeypatch)
+    error = await failure(resolver_from_config(table(), env, pool))
+    assert error.kind is ErrorKind.UNAUTHENTICATED
+    assert "environment variables" in error.message
+    assert "expired at 2020-01-02T03:04:05" in error.message
+    assert "stale-secret-value" not in str(error)
+    assert "stale-session-token" not in str(error)
+
+
 async def test_half_set_environment_names_the_missing_variable_without_the_secret(
     tmp_path: Path, pool: UpstreamPool
 ) -> None:

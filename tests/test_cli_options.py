@@ -89,6 +89,10 @@ async def test_tls_from_the_environment_refuses_a_plaintext_gateway(gateway, tmp
     env["PROVIDER_GATEWAY_TLS"] = "0"
     code, out, err = await run_process(CLI, "health", cwd=tmp_path, env=env)
     assert (code, out.strip()) == (0, "SERVING"), err
+    # The variable is a default: --no-tls overrides it for one command, as --tls does the other way.
+    env["PROVIDER_GATEWAY_TLS"] = "1"
+    code, out, err = await run_process(CLI, "health", "--no-tls", cwd=tmp_path, env=env)
+    assert (code, out.strip()) == (0, "SERVING"), err
 
 
 KEY = "cli-key-0123456789abcdefghijklmnopqrstu"
@@ -163,3 +167,46 @@ async def test_models_json_carries_the_aliases(tmp_path: Path) -> None:
     assert code == 0, err
     echo = next(m for m in json.loads(out)["models"] if m["id"] == "echo")
     assert echo["aliases"] == ["quick"]
+
+
+async def test_an_api_key_given_wins_over_a_key_file_from_the_environment(tmp_path: Path) -> None:
+    """The clients' order (clients/python config.py): an argument beats a variable, and the key beats
+    the key file; a key given on the command line is never silently replaced by a stale mounted one."""
+    (tmp_path / "stale").write_text("pgw_stale_key_0000\n")
+    (tmp_path / "key").write_text(KEY + "\n")
+    async with run_gateway(AUTH) as gw:
+        env = {**CLEAN_ENV, "PROVIDER_GATEWAY_TARGET": gw.target}
+        stale_file = {**env, "PROVIDER_GATEWAY_API_KEY_FILE": str(tmp_path / "stale")}
+        code, out, err = await run_process(CLI, "models", "--api-key", KEY, cwd=tmp_path, env=stale_file)
+        assert code == 0, err
+        assert "mock/echo" in out
+        both_variables = {**stale_file, "PROVIDER_GATEWAY_API_KEY": KEY}
+        code, out, err = await run_process(CLI, "models", cwd=tmp_path, env=both_variables)
+        assert code == 0, err
+        assert "mock/echo" in out
+        stale_key = {**env, "PROVIDER_GATEWAY_API_KEY": "pgw_stale_key_0000"}
+        key_file = ("--api-key-file", str(tmp_path / "key"))
+        code, out, err = await run_process(CLI, "models", *key_file, cwd=tmp_path, env=stale_key)
+        assert code == 0, err
+        # Both on the command line: which one was meant is not guessed.
+        code, out, err = await run_process(CLI, "models", "--api-key", KEY, *key_file, cwd=tmp_path, env=env)
+        assert (code, out) == (1, "")
+        assert "not both" in err
+
+
+async def test_tls_options_that_cannot_apply_are_refused_not_ignored(gateway, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A key file without its certificate, or a certificate name to check without TLS, connected in
+    plaintext as if they had not been given."""
+    env = {**CLEAN_ENV, "PROVIDER_GATEWAY_TARGET": gateway.target}
+    (tmp_path / "client.key").write_text("not used\n")
+    for args, problem in (
+        (("--key-file", str(tmp_path / "client.key")), "--cert-file and --key-file go together"),
+        (("--server-name", "gateway.example.com"), "--server-name needs TLS"),
+    ):
+        code, out, err = await run_process(CLI, "health", *args, cwd=tmp_path, env=env)
+        assert (code, out) == (1, ""), args
+        assert problem in err
+    key_from_env = {**env, "PROVIDER_GATEWAY_KEY_FILE": str(tmp_path / "client.key")}
+    code, out, err = await run_process(CLI, "health", cwd=tmp_path, env=key_from_env)
+    assert (code, out) == (1, "")
+    assert "go together" in err

@@ -129,3 +129,11 @@ def test_non_json_body_is_quoted_and_bounded() -> None:
     assert err.kind is ErrorKind.UNAVAILABLE
     assert "Bad Gateway" in err.message
     assert len(err.message) < 600
+
+
+def test_an_unreadable_reset_does_not_hide_the_delay_another_header_asks_for() -> None:
+    """ "nan" (which float() reads) made max() of the resets NaN, so the 5 s the token budget asked
+    for was dropped and the router retried at once; "inf" asked for the day-long maximum."""
+    for unreadable in ("nan", "inf"):
+        headers = {"x-ratelimit-reset-requests": unreadable, "x-ratelimit-reset-tokens": "5s"}
+        assert retry_delay(headers, now=1_800_000_000.0) == 5.0

@@ -12,7 +12,7 @@ from routing_support import FakeClock, chat, finish_of, make_router, mock, run_s
 
 from provider_gateway.domain import ChatRequest, StreamEvent
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.http.rate_limits import RateLimitInfo, report_rate_limit
+from provider_gateway.http.rate_limits import RateLimitInfo, announced, report_rate_limit
 from provider_gateway.routing.attempts import rate_limit_hold
 from provider_gateway.routing.limiter import AdaptiveLimiter, LimiterSettings
 from provider_gateway.routing.timing import RequestClock
@@ -144,3 +144,37 @@ def test_low_headroom_steers_balancing_until_the_announced_reset_or_the_refusals
     limiter.on_rate_limited(60.0)  # one that does (RetryInfo, retry-after)
     clock.now += 59
     assert limiter.low_on_headroom()
+
+
+@pytest.mark.parametrize("reset", ["nan", "inf", "-inf", "1e400", "99999999"])
+def test_an_unreadable_or_absurd_reset_does_not_keep_a_deployment_behind_forever(reset: str) -> None:
+    """A reset header of "nan" or "inf" (or years away) was believed for ever: the deployment went
+    after every other one until it happened to be picked again. Unreadable is "no reset named" (a
+    minute), and no announcement is believed for more than a day."""
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(LimiterSettings(initial=10), clock)
+    headers = {"x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "0"}
+    info = announced({**headers, "x-ratelimit-reset-tokens": reset}, now=1_800_000_000.0)
+    assert info is not None
+    limiter.on_rate_limit_info(info)
+    assert limiter.low_on_headroom()
+    clock.now += 86_401
+    assert not limiter.low_on_headroom()
+
+
+def test_a_daily_request_budget_running_low_moves_traffic_but_does_not_throttle_concurrency() -> None:
+    """Groq announces its requests per day: with under a tenth left (still a thousand requests), the
+    limiter halved on every response down to one request at a time, queueing and refusing bursts the
+    provider would serve. The budget refills at its hour whatever the concurrency: the deployment
+    goes after those with room, and its concurrency stays."""
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(LimiterSettings(initial=64), clock)
+    daily = RateLimitInfo(remaining_requests=1_000, limit_requests=14_400, requests_window_s=86_400.0)
+    for _ in range(10):
+        limiter.on_rate_limit_info(daily)
+        clock.now += 2
+    assert limiter.limit == 64
+    assert limiter.low_on_headroom()  # still ordered after the deployments with room
+    per_minute = RateLimitInfo(remaining_requests=10, limit_requests=1_000)
+    limiter.on_rate_limit_info(per_minute)
+    assert limiter.limit == 32  # a per-minute budget running low still slows it down

@@ -274,3 +274,31 @@ async def test_node_key_from_a_file_named_in_the_environment(tmp_path: Path) -> 
         assert code != 0
         assert "API key file" in err
         assert "is empty" in err
+
+
+HALF_MTLS_SCRIPT = """
+const { GatewayClient } = require('.');
+try {
+  new GatewayClient(process.argv[1], process.argv[2] ? { keyFile: process.argv[2] } : {}).close();
+  process.stdout.write('connected');
+} catch (error) {
+  process.stdout.write(error.message);
+}
+"""
+
+
+async def test_node_key_file_without_its_certificate_is_refused_not_ignored(tmp_path: Path) -> None:
+    """A key file alone (option or PROVIDER_GATEWAY_KEY_FILE) made a plaintext channel: mutual TLS
+    asked for, silently skipped."""
+    (tmp_path / "client.key").write_text("a key\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVIDER_GATEWAY_")}
+    assert NODE
+    refused = "mutual TLS needs both a client certificate file and its key file"
+    for args, run_env in (
+        ((str(tmp_path / "client.key"),), env),
+        ((), {**env, "PROVIDER_GATEWAY_KEY_FILE": str(tmp_path / "client.key")}),
+    ):
+        code, out, err = await run_process(
+            NODE, "-e", HALF_MTLS_SCRIPT, "127.0.0.1:1", *args, cwd=NODE_DIR, env=run_env
+        )
+        assert (code, out) == (0, refused), err

@@ -241,3 +241,32 @@ async def test_a_cancelled_claude_stream_is_logged_with_the_prompt_claude_report
     assert line.usage_source == "partial"  # type: ignore[attr-defined]
     assert line.input_tokens == FRESH + WRITE + READ  # type: ignore[attr-defined]
     assert line.cost_usd_micros == round(PROMPT_MICROS + 1 * 15)  # type: ignore[attr-defined]
+
+
+async def test_an_attempt_the_provider_refused_with_an_http_error_is_not_charged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 429 (or any HTTP error answer) is a refusal: the vendor processed and bills nothing. The
+    failed-over request's cost is the fallback's alone, and a request that fails so carries no
+    usage trailers (they fed the key's token quota and the cost metric with a phantom prompt)."""
+    monkeypatch.setenv("PG_X_KEY", "k")
+    refusal = orjson.dumps({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}})
+    async with FakeUpstream() as fake:
+        fake.script("/v1/messages", Reply(status=429, body=refusal), Reply(status=429, body=refusal))
+        config = anthropic_config(fake.url, "[providers.mock]\nkind = 'mock'\n[routing]\nretries = 0\n")
+        async with run_gateway(config) as gateway:
+            request = chat_request(f"a/{MODEL}", fallbacks=["mock/echo"])
+            events = [e async for e in gateway.stub.ChatStream(request, timeout=20)]
+            alone = gateway.stub.ChatStream(chat_request(f"a/{MODEL}"), timeout=20)
+            _, error = await collect_until_error(alone)
+        assert len([r for r in fake.requests if r.path == "/v1/messages"]) == 2  # both refused there
+    finish = events[-1].finish
+    first, second = finish.attempts
+    assert (first.provider, first.outcome, second.provider) == ("a", "RESOURCE_EXHAUSTED", "mock")
+    assert first.cost.amount_micros == 0
+    assert finish.cost.amount_micros == second.cost.amount_micros
+    assert error is not None
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    trailers = dict(error.trailing_metadata() or ())
+    assert "usage-input-tokens" not in trailers
+    assert "cost-usd-micros" not in trailers

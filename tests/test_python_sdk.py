@@ -364,3 +364,18 @@ async def test_a_streams_reasoning_blocks_keep_signature_redacted_and_id_as_the_
     assert list(streamed.reasoning_parts) == list(unary.reasoning_parts)
     assert streamed.reasoning == unary.reasoning == "First thoughtsummary"
     assert streamed.message() == unary.message()  # the next turn is the same either way
+
+
+async def test_a_client_key_without_its_certificate_is_refused_not_ignored(
+    gateway, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A key file alone (argument or PROVIDER_GATEWAY_KEY_FILE) connected in plaintext, as if it had
+    not been given: mutual TLS was asked for and silently not done."""
+    for name in ("TLS", "CA_FILE", "CERT_FILE", "KEY_FILE"):
+        monkeypatch.delenv(f"PROVIDER_GATEWAY_{name}", raising=False)
+    (tmp_path / "client.key").write_text("a key\n")
+    with pytest.raises(ValueError, match="both a client certificate file and its key file"):
+        GatewayClient(gateway.target, key_file=str(tmp_path / "client.key"))
+    monkeypatch.setenv("PROVIDER_GATEWAY_KEY_FILE", str(tmp_path / "client.key"))
+    with pytest.raises(ValueError, match="both a client certificate file and its key file"):
+        SyncGatewayClient(gateway.target)

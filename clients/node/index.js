@@ -71,10 +71,11 @@ function channelCredentials(options) {
   const certFile = options.certFile || env('CERT_FILE');
   const keyFile = options.keyFile || env('KEY_FILE');
   const tls = options.tls ?? (TRUE_WORDS.has((env('TLS') || '').toLowerCase()) || Boolean(caFile || certFile));
-  if (!tls) return grpc.credentials.createInsecure();
+  // Checked before plaintext is chosen: a key file alone asks for mutual TLS, never silently skipped.
   if (Boolean(certFile) !== Boolean(keyFile)) {
     throw new Error('mutual TLS needs both a client certificate file and its key file');
   }
+  if (!tls) return grpc.credentials.createInsecure();
   const read = (file) => (file ? fs.readFileSync(file) : null);
   return grpc.credentials.createSsl(read(caFile), read(keyFile), read(certFile));
 }

@@ -86,10 +86,13 @@ def _workers(text: str) -> int:
 def _channel(args: argparse.Namespace) -> grpc.Channel:
     """Plaintext, or TLS when asked (`--tls`, or any of the files): system roots unless `--ca-file`,
     a client certificate for mutual TLS with `--cert-file` and `--key-file`."""
-    if not (args.tls or args.ca_file or args.cert_file):
-        return grpc.insecure_channel(args.target)
+    # Checked before choosing plaintext: a TLS option given alone is refused, never ignored.
     if bool(args.cert_file) != bool(args.key_file):
         raise SystemExit("provider-gateway: --cert-file and --key-file go together")
+    if not (args.tls or args.ca_file or args.cert_file):
+        if args.server_name:
+            raise SystemExit("provider-gateway: --server-name needs TLS (--tls or --ca-file)")
+        return grpc.insecure_channel(args.target)
 
     def read(path: str | None) -> bytes | None:
         if path is None:
@@ -111,15 +114,19 @@ def _stub(args: argparse.Namespace) -> tuple[grpc.Channel, pb_grpc.ProviderServi
 
 
 def _metadata(args: argparse.Namespace) -> list[tuple[str, str]] | None:
-    key = args.api_key
-    if args.api_key_file:  # a mounted secret: neither the command line nor the environment shows it
+    """The key as the clients choose it: an argument before a variable, a key before a key file."""
+    if args.api_key and args.api_key_file:
+        raise SystemExit("provider-gateway: give --api-key or --api-key-file, not both")
+    key = args.api_key or (None if args.api_key_file else _env("API_KEY"))
+    key_file = args.api_key_file or (None if key else _env("API_KEY_FILE"))
+    if key_file:  # a mounted secret: neither the command line nor the environment shows it
         try:
-            with open(args.api_key_file) as file:
+            with open(key_file) as file:
                 key = file.read().strip()
         except OSError as exc:
-            raise SystemExit(f"provider-gateway: cannot read {args.api_key_file}: {exc.strerror}") from None
+            raise SystemExit(f"provider-gateway: cannot read {key_file}: {exc.strerror}") from None
         if not key:  # sending no key would fail later as UNAUTHENTICATED, far from the cause
-            raise SystemExit(f"provider-gateway: the API key file {args.api_key_file} is empty")
+            raise SystemExit(f"provider-gateway: the API key file {key_file} is empty")
     return [("authorization", f"Bearer {key}")] if key else None
 
 
@@ -275,13 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"gateway address (default ${ENV_PREFIX}TARGET, else {DEFAULT_TARGET})",
         )
         sub.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
-        from_env(
-            "--api-key", "API_KEY", "gateway API key, if the server requires one; an argument shows in ps"
+        # No argparse default: given on the command line, either beats both variables (_metadata).
+        sub.add_argument(
+            "--api-key",
+            help=f"gateway API key, if the server requires one (default ${ENV_PREFIX}API_KEY); "
+            "an argument shows in ps",
         )
-        from_env("--api-key-file", "API_KEY_FILE", "read the gateway API key from this file")
+        sub.add_argument(
+            "--api-key-file",
+            help=f"read the gateway API key from this file (default ${ENV_PREFIX}API_KEY_FILE)",
+        )
         sub.add_argument(
             "--tls",
-            action="store_true",
+            action=argparse.BooleanOptionalAction,  # --no-tls overrides the variable
             default=(_env("TLS") or "").lower() in TRUE_WORDS,
             help=f"connect with TLS, trusting the system's CAs (default ${ENV_PREFIX}TLS)",
         )

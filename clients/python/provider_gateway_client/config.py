@@ -46,11 +46,12 @@ class Settings:
     key_file: str | None
 
     def credentials(self) -> grpc.ChannelCredentials | None:
-        """TLS credentials from the files, or None for plaintext."""
-        if not self.tls:
-            return None
+        """TLS credentials from the files, or None for plaintext. A certificate or key file alone is
+        refused even in plaintext: mutual TLS was asked for and must not be silently skipped."""
         if bool(self.cert_file) != bool(self.key_file):
             raise ValueError("mutual TLS needs both a client certificate file and its key file")
+        if not self.tls:
+            return None
         read = lambda path: Path(path).read_bytes() if path else None  # noqa: E731
         return grpc.ssl_channel_credentials(
             root_certificates=read(self.ca_file),

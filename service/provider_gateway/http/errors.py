@@ -55,9 +55,10 @@ def parse_duration(text: str) -> float | None:
 
 
 def seconds_until_reset(value: str, now: float) -> float | None:
-    """A reset header: a duration, or an epoch time in seconds or milliseconds."""
+    """A reset header: a duration, or an epoch time in seconds or milliseconds; None when unreadable
+    ("nan" and "inf" included, which float() reads)."""
     seconds = parse_duration(value)
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return None
     if seconds > 1e12:  # an epoch in milliseconds
         return seconds / 1000 - now

@@ -20,13 +20,14 @@ attempt in progress (a context variable), and its AIMD limiter slows down before
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from provider_gateway.http.errors import seconds_until_reset
+from provider_gateway.http.errors import MAX_RETRY_DELAY_S, seconds_until_reset
 
 
 @dataclass(slots=True, frozen=True)
@@ -57,6 +58,14 @@ class RateLimitInfo:
         if self.remaining_requests == 0 or self.remaining_tokens == 0:
             return 0.0
         return min(fractions) if fractions else None
+
+    def minute_headroom(self) -> float | None:
+        """`headroom()` of the budgets that refill within a minute. A request budget per day (Groq's)
+        running low is a reason to prefer other deployments, not to serve fewer requests at once:
+        it refills at its hour whatever the concurrency."""
+        if self.requests_window_s <= 60.0:
+            return self.headroom()
+        return dataclasses.replace(self, remaining_requests=None, limit_requests=None).headroom()
 
 
 RATE_LIMIT_SINK: ContextVar[Callable[[RateLimitInfo], None] | None] = ContextVar(
@@ -156,15 +165,16 @@ def _integer(text: str | None) -> int | None:
 
 def _seconds_until(text: str | None, now: float) -> float | None:
     """A reset as OpenAI sends it ("6m0s", "20ms"), as an epoch time (OpenRouter's, in ms) or as
-    Anthropic does (an RFC 3339 time)."""
+    Anthropic does (an RFC 3339 time). None when unreadable ("nan", "inf"); at most a day, as a
+    retry delay: the limiter believes an announcement until its reset, and must not for ever."""
     if text is None:
         return None
-    if (seconds := seconds_until_reset(text, now)) is not None:
-        return max(seconds, 0.0)
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return max(moment.timestamp() - now, 0.0)
+    if (seconds := seconds_until_reset(text, now)) is None:
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        seconds = moment.timestamp() - now
+    return min(max(seconds, 0.0), MAX_RETRY_DELAY_S)

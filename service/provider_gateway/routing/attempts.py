@@ -101,6 +101,8 @@ class Attempts:
         usage: Usage | None = None  # what the provider reported, for the attempt's cost
         relayed = 0  # characters of content passed on, to estimate the output when usage is missing
         verdict = False
+        answered = False  # the provider's stream gave at least one event
+        refused = False  # an HTTP error answer before any event: the vendor billed nothing
         try:
             with scope:
                 stream = open_stream(
@@ -136,6 +138,7 @@ class Attempts:
                     ) from exc
                 finally:
                     clock.upstream_ns += time.perf_counter_ns() - before
+                answered = True
                 if isinstance(event, ProviderFinish):
                     finish = event
                     continue
@@ -153,8 +156,12 @@ class Attempts:
         except GatewayError as exc:
             exc.provider = exc.provider or deployment.spec.provider
             verdict = True
-            consumed, source = _consumed(usage, request, relayed, heard)
-            cost = self._cost(deployment, request, None, consumed, source)
+            refused = not answered and heard.usage is None and _http_refusal(exc)
+            if refused:
+                cost = NOTHING_CONSUMED
+            else:
+                consumed, source = _consumed(usage, request, relayed, heard)
+                cost = self._cost(deployment, request, None, consumed, source)
             attempts.append(_failed(deployment, exc, started, cost))
             await self._judge(deployment, exc)
             raise
@@ -162,7 +169,7 @@ class Attempts:
             limiter.release()
             if not verdict:  # cancelled or an unexpected exception: neither success nor failure
                 breaker.release()
-            if usage is None and stream is not None:  # every ending, a cancel included
+            if usage is None and stream is not None and not refused:  # every ending, a cancel included
                 consumed, source = _consumed(None, request, relayed, heard)
                 cost = self._cost(deployment, request, finish, consumed, source)
                 report(Consumed(deployment.spec.provider, deployment.spec.model, consumed, cost, source))
@@ -318,6 +325,18 @@ def _stalled(deployment: Deployment, sent_content: bool, limit: float) -> Gatewa
         provider=deployment.spec.provider,
         retryable=True,
     )
+
+
+# A refused attempt's cost: a known zero, from no usage.
+NOTHING_CONSUMED = Cost(0, known=True, usage_source="none")
+
+
+def _http_refusal(exc: GatewayError) -> bool:
+    """Whether the provider answered the request with an HTTP error status (a 429, 401, 400, 5xx):
+    it refused before processing it, so nothing was consumed. A vendor code (a string) may come from
+    inside a stream that was already billed: not a refusal."""
+    status = exc.upstream_status
+    return isinstance(status, int) and not isinstance(status, bool) and status >= 400
 
 
 def _failed(deployment: Deployment, exc: GatewayError, started: int, cost: Cost) -> Attempt:

@@ -1,8 +1,9 @@
 """Adaptive concurrency per deployment (AIMD) and the hook adapters use to report rate-limit headers.
 
 The allowed concurrency grows by one for every `limit` successful calls (additive increase) and is
-halved on a 429 or when the provider says little headroom is left (multiplicative decrease), so the
-gateway slows down before the provider starts refusing and speeds up again as answers come back.
+halved on a 429 or when the provider says little of a per-minute budget is left (multiplicative
+decrease; a daily budget only reorders deployments), so the gateway slows down before the provider
+starts refusing and speeds up again as answers come back.
 
 The shared HTTP layer reports what every response's rate-limit headers say (http/rate_limits.py),
 on success and on failure alike; the router installs the sink for the attempt in progress. What a
@@ -82,7 +83,7 @@ class AdaptiveLimiter:
     def on_rate_limit_info(self, info: RateLimitInfo) -> None:
         self.announced = info  # the provider's own figures, shown by ListProviders
         self._announced_at = self._clock()
-        if self._announced_low():
+        if self._low(info.minute_headroom()):  # a daily budget only reorders (low_on_headroom)
             self.on_overload()
 
     def low_on_headroom(self) -> bool:
@@ -97,5 +98,7 @@ class AdaptiveLimiter:
         believed_for = ANNOUNCEMENT_TTL_S if info.reset_s is None else info.reset_s
         if self._clock() - self._announced_at > believed_for:
             return False
-        headroom = info.headroom()
+        return self._low(info.headroom())
+
+    def _low(self, headroom: float | None) -> bool:
         return headroom is not None and headroom < self.settings.low_headroom

@@ -22,11 +22,16 @@ from provider_gateway.providers.bedrock.credentials.model import (
     CredentialSource,
     NotSetUp,
     credentials_error,
+    replaced,
 )
 
 ADVISORY_REFRESH = timedelta(minutes=15)
 MANDATORY_REFRESH = timedelta(minutes=10)
 RETRY_QUIET = timedelta(seconds=10)
+# A refresh that takes longer fails (UNAVAILABLE): past every source's own bounds (the container
+# endpoint's 3 tries of 2 s, STS's 10 s), short of a hung credential_process or botocore's minutes
+# of retries, which would otherwise hold every caller of the shared refresh for good.
+LOAD_TIMEOUT_S = 60.0
 NONE_FOUND = (
     "none found. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, name a profile of the shared files "
     "(`profile` or AWS_PROFILE), or run with a role (web identity, container or instance)"
@@ -41,9 +46,16 @@ def _now() -> datetime:
 class CredentialResolver:
     """One per Bedrock provider: `await get()` before signing; `aclose()` when the provider stops."""
 
-    def __init__(self, chain: Sequence[CredentialSource], *, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self,
+        chain: Sequence[CredentialSource],
+        *,
+        clock: Callable[[], datetime] = _now,
+        load_timeout_s: float = LOAD_TIMEOUT_S,
+    ) -> None:
         self.chain = tuple(chain)
         self._clock = clock
+        self.load_timeout_s = load_timeout_s
         self._current: AwsCredentials | None = None
         self._source: CredentialSource | None = None
         self._refresh: asyncio.Task[AwsCredentials] | None = None
@@ -85,7 +97,7 @@ class CredentialResolver:
 
     async def _renew(self) -> AwsCredentials:
         try:
-            fresh = await self._load()
+            fresh = self._unexpired(await self._load_in_time())
         except GatewayError as error:
             current, now = self._current, self._clock()
             if current is None or current.expiration is None or current.expiration <= now:
@@ -99,8 +111,30 @@ class CredentialResolver:
         now = self._clock()
         soon = fresh.expiration is not None and fresh.expiration - now <= ADVISORY_REFRESH
         self._quiet_until = now + RETRY_QUIET if soon else None
+        replaced(self._current, fresh)
         self._current = fresh
         return fresh
+
+    def _unexpired(self, fresh: AwsCredentials) -> AwsCredentials:
+        """As botocore: credentials a source hands out already expired are an error, not a signature
+        Bedrock refuses (stale exported variables, a host clock far off)."""
+        if fresh.expiration is not None and fresh.expiration <= self._clock():
+            raise credentials_error(
+                ErrorKind.UNAUTHENTICATED,
+                f"{self.source} gave credentials that expired at {fresh.expiration.isoformat()}; "
+                "renew them (or check this host's clock)",
+            )
+        return fresh
+
+    async def _load_in_time(self) -> AwsCredentials:
+        try:
+            async with asyncio.timeout(self.load_timeout_s):
+                return await self._load()
+        except TimeoutError:
+            where = self.source or ", ".join(source.name for source in self.chain)
+            raise credentials_error(
+                ErrorKind.UNAVAILABLE, f"no answer within {self.load_timeout_s:g} s from {where}"
+            ) from None
 
     async def _load(self) -> AwsCredentials:
         if self._source is not None:
