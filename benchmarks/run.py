@@ -335,7 +335,7 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-litellm", action="store_true")
     args = parser.parse_args()
-    n = 50 if args.quick else 500
+    n = 30 if args.quick else 500
     started = time.perf_counter()
     results: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
