@@ -1,7 +1,7 @@
 """The benchmark harness: the gateway against the direct path and LiteLLM, in one run.
 
     .venv/bin/python benchmarks/run.py            # full run (~8-10 minutes on 2 cores)
-    .venv/bin/python benchmarks/run.py --quick    # about a minute: smaller counts, a smoke check
+    .venv/bin/python benchmarks/run.py --quick    # 1-2 minutes (LiteLLM start-up included): a smoke check
     .venv/bin/python benchmarks/run.py --no-litellm
 
 Every process listens on 127.0.0.1 only, every loop is bounded in count and time. Absolute
@@ -262,14 +262,14 @@ async def memory(quick: bool) -> dict[str, float]:
     await asyncio.sleep(1.0)
     out["idle_mock_only_mb"] = mock_only.rss_mb()
     # Growth: a warm-up, then many unary calls; RSS before and after.
-    total = 3_000 if quick else 100_000
+    total = 1_000 if quick else 100_000
     out["before_warmup_mb"] = mock_only.rss_mb()
     async with GatewayPath(f"127.0.0.1:{mock_only.port}", "mock/echo") as path:
         # Warm up until the allocator and grpc core's buffers reach their working size. At 50
         # concurrent calls RSS rises ~4.5 MB over the first ~100,000 calls and then stays level:
         # 58.4 idle, 61.4, 62.9, 63.1, 63.2, 63.4, 63.4, 63.3, 63.4 MB every 50k up to 400k
         # (2026-11-30). Both figures are reported: the warm-up rise and the growth after it.
-        warm = await run(path.unary, 2_000 if quick else 100_000, 50, warmup=0, max_seconds=180)
+        warm = await run(path.unary, 1_000 if quick else 100_000, 50, warmup=0, max_seconds=180)
         out["warmup_requests"] = warm.count
         out["after_warmup_mb"] = mock_only.rss_mb()
         started = time.perf_counter()
@@ -287,7 +287,7 @@ async def memory(quick: bool) -> dict[str, float]:
     out["providers_share_mb"] = out["idle_all_providers_mb"] - out["idle_mock_only_mb"]
     out["providers_tracemalloc_mb"] = tracemalloc_share()
 
-    streams = 200 if quick else 1000
+    streams = 100 if quick else 1000
     slow = procs.gateway(
         '[providers.mock]\nkind = "mock"\n[providers.mock.models.long]\ntokens = 40\ntoken_delay_ms = 100\n'
         # One deployment taking every stream at once: lift its concurrency limit above the count.
@@ -328,6 +328,10 @@ def tracemalloc_share() -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
+def progress(step: str, started: float) -> None:
+    print(f"[{time.perf_counter() - started:5.1f} s] {step}", flush=True)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -366,7 +370,7 @@ async def main() -> None:
                 )
             except (RuntimeError, subprocess.CalledProcessError) as exc:
                 results["litellm_error"] = str(exc)
-        print("sequential latency...", flush=True)
+        progress("sequential latency...", started)
         # The floor of one gRPC hop on this machine: a bare grpc.aio server answering at once.
         bare = procs.start(
             [procs.PYTHON, str(procs.ROOT / "benchmarks" / "bare_stream_server.py"), "--tokens", "20"]
@@ -377,12 +381,12 @@ async def main() -> None:
         results["added_ratios"] = added_ratios(results["sequential"])
         results["dispatch_overhead"] = dispatch_overhead(paths["gateway"])
         bare.stop()
-        print("concurrency sweep...", flush=True)
+        progress("concurrency sweep...", started)
         results["concurrency"] = {
             name: {c: s.row() for c, s in (await concurrency_sweep(p, args.quick)).items()}
             for name, p in paths.items()
         }
-        print("connection reuse...", flush=True)
+        progress("connection reuse...", started)
         await upstream_stats(upstream.port, reset=True)
         await run(paths["gateway"].stream, 500 if args.quick else 3000, 50, warmup=0)
         stats = await upstream_stats(upstream.port)
@@ -393,15 +397,15 @@ async def main() -> None:
         if litellm is not None:
             results["litellm_rss_mb"] = litellm.rss_mb()
         results["gateway_rss_after_load_mb"] = gateway.rss_mb()
-    print("relay cost...", flush=True)
+    progress("relay cost...", started)
     results["relay_us_per_token"] = await relay_cost(gateway, args.quick)
     for proc in (gateway, litellm):
         if proc is not None:
             proc.stop()
-    print("workers...", flush=True)
+    progress("workers...", started)
     results["workers"] = await worker_split(upstream, results["concurrency"]["direct"][50], args.quick)
     upstream.stop()
-    print("memory, and allocations per token beside it...", flush=True)
+    progress("memory, and allocations per token beside it...", started)
     # Allocation counts do not depend on load, and memory reads RSS, not time: they can share the cores.
     counting = asyncio.get_running_loop().run_in_executor(None, allocations_per_token)
     results["memory"] = await memory(args.quick)
