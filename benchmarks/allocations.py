@@ -1,6 +1,7 @@
 """Heap allocations per relayed token on the streaming hot path, stage by stage (issue 15, point 5).
 
     .venv/bin/python benchmarks/allocations.py [--tokens 1000] [--streams 10] [--json]
+    .venv/bin/python benchmarks/allocations.py --cpu --streams 5   # CPU time per token instead
 
 Each stage adds one layer to the one before, in the order a token crosses the gateway:
 
@@ -30,9 +31,11 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -238,9 +241,22 @@ def main() -> None:
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, cumulative order")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--cpu", action="store_true", help="instead: CPU µs per token of the whole path, median of 3 rounds"
+    )
     args = parser.parse_args()
     if args.child:
         child(tuple(args.child.split(",")), args.tokens, args.streams)
+        return
+    if args.cpu:
+        os.environ.setdefault("BENCH_OPENAI_KEY", "sk-bench")
+        body = frames(args.tokens)
+        rounds = [
+            asyncio.run(relay("serialize", body, args.streams, time.process_time_ns)) / 1000 for _ in range(3)
+        ]
+        print(
+            f"CPU per relayed token, whole path: {statistics.median(rounds) / (args.streams * args.tokens):.2f} µs"
+        )
         return
     stages = tuple(s for s in STAGES if s in args.stages.split(","))
     figures = measure(args.tokens, args.streams, stages)
