@@ -1,13 +1,16 @@
 """The benchmark harness: the gateway against the direct path and LiteLLM, in one run.
 
-    .venv/bin/python benchmarks/run.py            # full run (~6-8 minutes on 2 cores)
-    .venv/bin/python benchmarks/run.py --quick    # smaller counts, for a smoke check
+    .venv/bin/python benchmarks/run.py            # full run (~8-10 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py --quick    # 1-2 minutes (LiteLLM start-up included): a smoke check
     .venv/bin/python benchmarks/run.py --no-litellm
 
 Every process listens on 127.0.0.1 only, every loop is bounded in count and time. Absolute
 times depend on the machine, so each headline figure is also given as a ratio against a baseline
-measured in the same run. Writes benchmarks/results.json, benchmarks/throughput.png and the
-"Headline" section of benchmarks/RESULTS.md.
+measured in the same run: sequential latency is measured in 3 interleaved rounds (direct, gateway,
+LiteLLM, bare grpc.aio in turn) and each figure is the median of the rounds' figures. The full run
+writes benchmarks/results.json, benchmarks/throughput.png and the "Headline" section of
+benchmarks/RESULTS.md; `--quick` writes only benchmarks/results-quick.json (and prints the section),
+so a smoke check never replaces the headline.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from harness.report import write_results
 
 OPENAI_KEY_ENV = {"BENCH_OPENAI_KEY": "sk-bench"}
 CONCURRENCY = (1, 10, 50, 200)
+QUICK_CONCURRENCY = (1, 50)
+ROUNDS = 3
+RELAY_TOKENS = 200
 
 
 def openai_config(upstream_port: int, extra: str = "") -> str:
@@ -115,6 +121,42 @@ async def latency(path: Any, n: int) -> dict[str, Stats]:
     return {"unary": await run(path.unary, n, 1), "stream": await run(path.stream, n, 1)}
 
 
+async def latency_rounds(paths: dict[str, Any], n: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Sequential latency of every path in `ROUNDS` interleaved rounds; each figure is the median
+    of the rounds' figures, so a minute in which the shared machine is slow weighs on every path
+    alike instead of on whichever path it happened to fall."""
+    rounds: dict[str, dict[str, list[dict[str, float]]]] = {
+        name: {"unary": [], "stream": []} for name in paths
+    }
+    for _ in range(ROUNDS):
+        for name, path in paths.items():
+            for kind, stats in (await latency(path, n)).items():
+                rounds[name][kind].append(stats.row())
+    return {
+        name: {
+            kind: {field: statistics.median(row[field] for row in rows) for field in rows[0]}
+            for kind, rows in kinds.items()
+        }
+        for name, kinds in rounds.items()
+    }
+
+
+def added_ratios(seq: dict[str, Any]) -> dict[str, float]:
+    """Issue 15's done-when: the gateway against the two hops it is made of (the direct upstream
+    call plus a bare grpc.aio hop), all measured in the same run."""
+    direct, gateway, bare = seq["direct"], seq["gateway"], seq["bare grpc.aio"]
+    unary_sum = direct["unary"]["p50_ms"] + bare["unary"]["p50_ms"]
+    ttft_sum = direct["stream"]["ttft_p50_ms"] + bare["stream"]["ttft_p50_ms"]
+    return {
+        "unary_sum_ms": unary_sum,
+        "unary_p50_ratio": gateway["unary"]["p50_ms"] / unary_sum,
+        "unary_p99_ratio": gateway["unary"]["p99_ms"] / unary_sum,
+        "ttft_sum_ms": ttft_sum,
+        "ttft_p50_ratio": gateway["stream"]["ttft_p50_ms"] / ttft_sum,
+        "ttft_p99_ratio": gateway["stream"]["ttft_p99_ms"] / ttft_sum,
+    }
+
+
 def dispatch_overhead(path: GatewayPath) -> dict[str, float]:
     """p50/p99 (ms) of the overhead the gateway reports in each call's Finish."""
     out = {}
@@ -128,10 +170,34 @@ def dispatch_overhead(path: GatewayPath) -> dict[str, float]:
 
 async def concurrency_sweep(path: Any, quick: bool) -> dict[int, Stats]:
     out = {}
-    for c in CONCURRENCY:
+    for c in QUICK_CONCURRENCY if quick else CONCURRENCY:
         total = max(200, c * (10 if quick else 25))
-        out[c] = await run(path.stream, total, c, warmup=5, max_seconds=6 if quick else 12)
+        out[c] = await run(path.stream, total, c, warmup=5, max_seconds=3 if quick else 12)
     return out
+
+
+async def worker_split(upstream: procs.Proc, direct: dict[str, float], quick: bool) -> dict[str, Any]:
+    """50 streams through `serve --workers 1` and `--workers 2` (benchmarks/workers.py), with the
+    CPU split between gateway, upstream and load client, against the direct client's rate at 50."""
+    from workers import measure
+
+    out: dict[str, Any] = {}
+    for count in (1, 2):
+        row = await measure(upstream, count, quick)
+        row["share_of_direct"] = row["streams_per_s"] / direct["throughput"]
+        out[str(count)] = row
+    return out
+
+
+def allocations_per_token() -> dict[str, Any]:
+    """Heap blocks allocated per relayed token on the whole hot path (benchmarks/allocations.py)."""
+    from allocations import measure
+
+    try:
+        return measure(tokens=1000, streams=10, stages=("serialize",))  # seconds, not minutes
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return {}
 
 
 async def upstream_stats(port: int, reset: bool = False) -> dict[str, int]:
@@ -144,11 +210,23 @@ async def upstream_stats(port: int, reset: bool = False) -> dict[str, int]:
         return await response.json()  # type: ignore[no-any-return]
 
 
-async def relay_cost(gateway_port: int, quick: bool) -> dict[str, float]:
-    """Per-token cost of relaying a stream: the gateway (mock, 200 tokens) vs a bare grpc.aio stream."""
+async def relay_cost(gateway: procs.Proc, quick: bool) -> dict[str, float]:
+    """Per-token cost of relaying a stream: the gateway (mock, 200 tokens) vs a bare grpc.aio stream
+    (200 messages): wall time per token at one client, and the server process's CPU time per relayed
+    token (the gateway) or per message (bare), which the machine's load moves far less."""
+    from workers import cpu_s
+
     bare = procs.start(
-        [procs.PYTHON, str(procs.ROOT / "benchmarks" / "bare_stream_server.py"), "--tokens", "200"]
+        [
+            procs.PYTHON,
+            str(procs.ROOT / "benchmarks" / "bare_stream_server.py"),
+            "--tokens",
+            str(RELAY_TOKENS),
+        ]
     )
+    servers = {"bare_grpc_aio": bare, "gateway": gateway}
+    cpu: dict[str, float] = {"bare_grpc_aio": 0.0, "gateway": 0.0}
+    streams: dict[str, int] = {"bare_grpc_aio": 0, "gateway": 0}
     # Interleaved rounds, median of each: on a shared 2-core VM the per-message cost of the same
     # server jumps between ~55 and ~110 µs from one minute to the next (scheduling of client and
     # server on one or two cores), so one long measurement of each side compares different machines.
@@ -156,16 +234,24 @@ async def relay_cost(gateway_port: int, quick: bool) -> dict[str, float]:
     try:
         async with (
             GatewayPath(f"127.0.0.1:{bare.port}", "x") as bare_path,
-            GatewayPath(f"127.0.0.1:{gateway_port}", "mock/bench") as gateway_path,
+            GatewayPath(f"127.0.0.1:{gateway.port}", "mock/bench") as gateway_path,
         ):
             for _ in range(3 if quick else 7):
                 round_us = {}
                 for name, path in (("bare_grpc_aio", bare_path), ("gateway", gateway_path)):
+                    before = cpu_s(servers[name].pid)
                     stats = await run(path.stream, 10 if quick else 20, 1, warmup=2)
-                    round_us[name] = (stats.p50_ms - stats.ttft_p50_ms) / 199 * 1000  # µs per token
+                    cpu[name] += cpu_s(servers[name].pid) - before
+                    streams[name] += stats.count + 2
+                    # µs per token
+                    round_us[name] = (stats.p50_ms - stats.ttft_p50_ms) / (RELAY_TOKENS - 1) * 1000
                     samples[name].append(round_us[name])
                 samples["ratio"].append(round_us["gateway"] / round_us["bare_grpc_aio"])
-        return {name: statistics.median(values) for name, values in samples.items()}
+        out = {name: statistics.median(values) for name, values in samples.items()}
+        for name in cpu:  # clock ticks are 10 ms: summed over every round, not per round
+            out[f"{name}_cpu_us"] = cpu[name] / (streams[name] * RELAY_TOKENS) * 1e6
+        out["cpu_ratio"] = out["gateway_cpu_us"] / out["bare_grpc_aio_cpu_us"]
+        return out
     finally:
         bare.stop()
 
@@ -176,14 +262,14 @@ async def memory(quick: bool) -> dict[str, float]:
     await asyncio.sleep(1.0)
     out["idle_mock_only_mb"] = mock_only.rss_mb()
     # Growth: a warm-up, then many unary calls; RSS before and after.
-    total = 20_000 if quick else 100_000
+    total = 1_000 if quick else 100_000
     out["before_warmup_mb"] = mock_only.rss_mb()
     async with GatewayPath(f"127.0.0.1:{mock_only.port}", "mock/echo") as path:
         # Warm up until the allocator and grpc core's buffers reach their working size. At 50
         # concurrent calls RSS rises ~4.5 MB over the first ~100,000 calls and then stays level:
         # 58.4 idle, 61.4, 62.9, 63.1, 63.2, 63.4, 63.4, 63.3, 63.4 MB every 50k up to 400k
         # (2026-11-30). Both figures are reported: the warm-up rise and the growth after it.
-        warm = await run(path.unary, 5_000 if quick else 100_000, 50, warmup=0, max_seconds=180)
+        warm = await run(path.unary, 1_000 if quick else 100_000, 50, warmup=0, max_seconds=180)
         out["warmup_requests"] = warm.count
         out["after_warmup_mb"] = mock_only.rss_mb()
         started = time.perf_counter()
@@ -201,7 +287,7 @@ async def memory(quick: bool) -> dict[str, float]:
     out["providers_share_mb"] = out["idle_all_providers_mb"] - out["idle_mock_only_mb"]
     out["providers_tracemalloc_mb"] = tracemalloc_share()
 
-    streams = 300 if quick else 1000
+    streams = 100 if quick else 1000
     slow = procs.gateway(
         '[providers.mock]\nkind = "mock"\n[providers.mock.models.long]\ntokens = 40\ntoken_delay_ms = 100\n'
         # One deployment taking every stream at once: lift its concurrency limit above the count.
@@ -242,6 +328,10 @@ def tracemalloc_share() -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
+def progress(step: str, started: float) -> None:
+    print(f"[{time.perf_counter() - started:5.1f} s] {step}", flush=True)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -249,7 +339,7 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-litellm", action="store_true")
     args = parser.parse_args()
-    n = 100 if args.quick else 500
+    n = 30 if args.quick else 500
     started = time.perf_counter()
     results: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -280,25 +370,23 @@ async def main() -> None:
                 )
             except (RuntimeError, subprocess.CalledProcessError) as exc:
                 results["litellm_error"] = str(exc)
-        print("sequential latency...", flush=True)
+        progress("sequential latency...", started)
         # The floor of one gRPC hop on this machine: a bare grpc.aio server answering at once.
         bare = procs.start(
             [procs.PYTHON, str(procs.ROOT / "benchmarks" / "bare_stream_server.py"), "--tokens", "20"]
         )
         floor = await stack.enter_async_context(GatewayPath(f"127.0.0.1:{bare.port}", "x"))
         paths["gateway"].overheads_us = {"unary": [], "stream": []}
-        results["sequential"] = {
-            name: {k: s.row() for k, s in (await latency(p, n)).items()}
-            for name, p in {**paths, "bare grpc.aio": floor}.items()
-        }
+        results["sequential"] = await latency_rounds({**paths, "bare grpc.aio": floor}, n)
+        results["added_ratios"] = added_ratios(results["sequential"])
         results["dispatch_overhead"] = dispatch_overhead(paths["gateway"])
         bare.stop()
-        print("concurrency sweep...", flush=True)
+        progress("concurrency sweep...", started)
         results["concurrency"] = {
             name: {c: s.row() for c, s in (await concurrency_sweep(p, args.quick)).items()}
             for name, p in paths.items()
         }
-        print("connection reuse...", flush=True)
+        progress("connection reuse...", started)
         await upstream_stats(upstream.port, reset=True)
         await run(paths["gateway"].stream, 500 if args.quick else 3000, 50, warmup=0)
         stats = await upstream_stats(upstream.port)
@@ -309,15 +397,21 @@ async def main() -> None:
         if litellm is not None:
             results["litellm_rss_mb"] = litellm.rss_mb()
         results["gateway_rss_after_load_mb"] = gateway.rss_mb()
-    print("relay cost...", flush=True)
-    results["relay_us_per_token"] = await relay_cost(gateway.port, args.quick)
-    for proc in (gateway, upstream, litellm):
+    progress("relay cost...", started)
+    results["relay_us_per_token"] = await relay_cost(gateway, args.quick)
+    for proc in (gateway, litellm):
         if proc is not None:
             proc.stop()
-    print("memory...", flush=True)
+    progress("workers...", started)
+    results["workers"] = await worker_split(upstream, results["concurrency"]["direct"][50], args.quick)
+    upstream.stop()
+    progress("memory, and allocations per token beside it...", started)
+    # Allocation counts do not depend on load, and memory reads RSS, not time: they can share the cores.
+    counting = asyncio.get_running_loop().run_in_executor(None, allocations_per_token)
     results["memory"] = await memory(args.quick)
+    results["allocations"] = await counting
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
-    write_results(results)
+    write_results(results, headline=not args.quick)
 
 
 if __name__ == "__main__":

@@ -92,9 +92,7 @@ async def measure(upstream: procs.Proc, workers: int, quick: bool, loop: str = "
     try:
         async with SpreadPath(f"127.0.0.1:{gateway.port}", "openai/bench-model") as path:
             before = (cpu_s(gateway.pid), cpu_s(upstream.pid), time.process_time())
-            stats = await run(
-                path.stream, STREAMS * (10 if quick else 40), STREAMS, warmup=20, max_seconds=20
-            )
+            stats = await run(path.stream, STREAMS * (4 if quick else 40), STREAMS, warmup=20, max_seconds=20)
             after = (cpu_s(gateway.pid), cpu_s(upstream.pid), time.process_time())
     finally:
         gateway.stop()

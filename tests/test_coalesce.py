@@ -104,3 +104,19 @@ async def test_a_token_is_never_held_back_while_the_upstream_pauses(monkeypatch)
             event = await asyncio.wait_for(call.read(), WAIT_S)  # bounded: a held token fails, not hangs
             assert event.text_delta.text == "Hello"
             call.cancel()
+
+
+async def test_each_message_carries_its_own_token(monkeypatch) -> None:
+    """Text deltas are written into one reused StreamEvent (server/convert.py StreamMessages): each
+    message the client receives still holds its own token, in order, never a later one."""
+    monkeypatch.setenv("PG_X_KEY", "k")
+    tokens = [f"t{i} " for i in range(40)]
+    chunks = [{"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": t}}]} for t in tokens]
+    chunks.append({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    pieces = [sse([c]).removesuffix(b"data: [DONE]\n\n") for c in chunks] + [b"data: [DONE]\n\n"]
+    async with FakeUpstream() as fake:
+        fake.script("/v1/chat/completions", Reply(chunks=pieces, content_type="text/event-stream"))
+        table = f'[providers.o]\nkind = "openai"\nbase_url = "{fake.url}/v1"\napi_key_env = "PG_X_KEY"\n'
+        events = await streamed("[server]\ncoalesce_deltas = false\n" + table, chat_request("o/m"))
+    assert [e.text_delta.text for e in events if e.WhichOneof("event") == "text_delta"] == tokens
+    assert events[-1].finish.reason == pb.FINISH_REASON_STOP

@@ -133,6 +133,24 @@ async def test_idle_timeout_and_deadline_cap(pool: UpstreamPool, fake: FakeUpstr
     assert late.value.kind is ErrorKind.DEADLINE_EXCEEDED
 
 
+async def test_idle_timeout_is_per_read_not_per_stream(pool: UpstreamPool, fake: FakeUpstream) -> None:
+    # Gaps under the idle timeout never end a stream, however long it runs in total; and time the
+    # consumer spends with a chunk (a slow gRPC client) is not upstream idleness.
+    pieces = [b"a", b"b", b"c", b"d", b"e"]
+    fake.script("/s", Reply(chunks=pieces, content_type="text/plain", chunk_delay_s=0.3))
+    fake.script("/s", Reply(chunks=pieces, content_type="text/plain"))
+    up = upstream(pool, fake.url, timeouts=Timeouts(idle=1.0))
+    async with up.stream("POST", "/s", json={}) as chunks:
+        assert b"".join([c async for c in chunks]) == b"abcde"
+    eager = upstream(pool, fake.url, timeouts=Timeouts(idle=0.2))
+    received = b""
+    async with eager.stream("POST", "/s", json={}) as chunks:
+        async for chunk in chunks:
+            received += chunk
+            await asyncio.sleep(0.3)
+    assert received == b"abcde"
+
+
 async def test_connection_refused_is_unavailable(pool: UpstreamPool) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -38,6 +38,28 @@ def headline(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _verdict(max(dispatch["unary_p50_ms"], dispatch["stream_p50_ms"]) < 1),
             )
         )
+    if ratios := r.get("added_ratios"):
+        unary_sum, ttft_sum = ratios["unary_sum_ms"], ratios["ttft_sum_ms"]
+        rows += [
+            (
+                "unary p50 <= 1.3x (direct + bare grpc.aio p50)",
+                f"{g['unary']['p50_ms']:.2f} ms = {ratios['unary_p50_ratio']:.2f}x",
+                f"sum {unary_sum:.2f} ms",
+                _verdict(ratios["unary_p50_ratio"] <= 1.3),
+            ),
+            (
+                "TTFT p50 <= 1.3x (direct + bare grpc.aio TTFT p50)",
+                f"{g['stream']['ttft_p50_ms']:.2f} ms = {ratios['ttft_p50_ratio']:.2f}x",
+                f"sum {ttft_sum:.2f} ms",
+                _verdict(ratios["ttft_p50_ratio"] <= 1.3),
+            ),
+            (
+                "unary p99 <= 2x (direct + bare grpc.aio p50)",
+                f"{g['unary']['p99_ms']:.2f} ms = {ratios['unary_p99_ratio']:.2f}x",
+                f"sum {unary_sum:.2f} ms",
+                _verdict(ratios["unary_p99_ratio"] <= 2),
+            ),
+        ]
     rows += [
         (
             "added latency p50 <= 1 ms (unary)",
@@ -109,7 +131,7 @@ def markdown(r: dict[str, Any]) -> str:
         "| --- | --- | --- | --- |",
         *(f"| {a} | {b} | {c} | {v} |" for a, b, c, v in headline(r)),
         "",
-        "Sequential (1 client), ms:",
+        "Sequential (1 client), ms, medians of 3 interleaved rounds:",
         "",
         "| path | unary p50 | unary p99 | stream TTFT p50 | stream TTFT p99 | stream total p50 | stream total p99 |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -130,6 +152,7 @@ def markdown(r: dict[str, Any]) -> str:
             for p in paths
         )
         lines.append(f"| {c} | {cells} |")
+    lines += _done_when_details(r)
     mem = r["memory"]
     lines += [
         "",
@@ -148,6 +171,39 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"LiteLLM could not be measured: {r['litellm_error']}")
     lines += ["", "![throughput and p99 against concurrency](throughput.png)", END]
     return "\n".join(lines)
+
+
+def _done_when_details(r: dict[str, Any]) -> list[str]:
+    """Issue 15's done-when figures beyond the table: workers, CPU per token, allocations."""
+    lines: list[str] = []
+    if workers := r.get("workers"):
+        lines += [
+            "",
+            "50 streams through `serve --workers N` (gateway, upstream and load client share the cores):",
+            "",
+            "| workers | streams/s | share of direct | TTFT p50 ms | CPU s: gateway | upstream | load client |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for count, row in workers.items():
+            cpu = row["cpu_s"]
+            lines.append(
+                f"| {count} | {row['streams_per_s']:.0f} | {row['share_of_direct'] * 100:.1f}% | "
+                f"{row['ttft_p50_ms']:.1f} | {cpu['gateway']:.2f} | {cpu['upstream']:.2f} | {cpu['load client']:.2f} |"
+            )
+    relay = r["relay_us_per_token"]
+    if "cpu_ratio" in relay:
+        lines += [
+            "",
+            f"Server CPU time: gateway {relay['gateway_cpu_us']:.1f} µs per relayed token (mock, 200 tokens a stream) "
+            f"against bare grpc.aio {relay['bare_grpc_aio_cpu_us']:.1f} µs per message = {relay['cpu_ratio']:.2f}x.",
+        ]
+    if alloc := r.get("allocations"):
+        lines += [
+            "",
+            f"Allocations: {alloc['cumulative']['serialize']:.1f} heap blocks per relayed token, SSE bytes to "
+            f"serialized StreamEvent (benchmarks/allocations.py, {alloc['tokens']} tokens, counted by a preloaded malloc counter).",
+        ]
+    return lines
 
 
 def plot(r: dict[str, Any], path: Path) -> bool:
@@ -174,11 +230,16 @@ def plot(r: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def write_results(r: dict[str, Any]) -> None:
-    (HERE / "results.json").write_text(json.dumps(r, indent=2, default=str))
-    plot(r, HERE / "throughput.png")
+def write_results(r: dict[str, Any], headline: bool = True) -> None:
+    """Print the section; with `headline`, also write results.json, the plot and RESULTS.md's
+    headline, else only results-quick.json (a smoke run never replaces the headline)."""
     section = markdown(r)
     print(section)
+    if not headline:
+        (HERE / "results-quick.json").write_text(json.dumps(r, indent=2, default=str))
+        return
+    (HERE / "results.json").write_text(json.dumps(r, indent=2, default=str))
+    plot(r, HERE / "throughput.png")
     results_md = HERE / "RESULTS.md"
     text = results_md.read_text() if results_md.exists() else "# Benchmark results\n"
     if BEGIN in text and END in text:

@@ -23,6 +23,11 @@ def reset(token: Token[float | None]) -> None:
     _deadline.reset(token)
 
 
+def absolute() -> float | None:
+    """The deadline as a `time.monotonic()` instant (None: no deadline)."""
+    return _deadline.get()
+
+
 def remaining() -> float | None:
     deadline = _deadline.get()
     return None if deadline is None else max(deadline - time.monotonic(), 0.0)

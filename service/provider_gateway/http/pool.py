@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import ssl
 import types
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -118,6 +118,16 @@ class HostClient:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def raw_body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """A response body's bytes as they arrive. Under the aiohttp transport, straight from aiohttp's
+    stream: httpx's byte-stream wrappers (its raw iterator, then httpx-aiohttp's, which re-maps
+    errors the caller maps anyway) cost an async generator hop each per chunk."""
+    native = getattr(response.stream, "_aiohttp_response", None)  # httpx-aiohttp's response stream
+    if isinstance(native, aiohttp.ClientResponse):
+        return native.content.iter_any()
+    return response.aiter_raw()
 
 
 class UpstreamPool:

@@ -64,7 +64,11 @@ async def coalesced(events: AsyncGenerator[GatewayEvent, None]) -> AsyncGenerato
     reader = asyncio.ensure_future(read())
     try:
         while True:
-            batch = [await queue.get()]
+            first = await queue.get()
+            if queue.empty() and first is not _END and not isinstance(first, Exception):
+                yield cast(GatewayEvent, first)  # a lone event, the light-load case: nothing to merge
+                continue
+            batch = [first]
             while not queue.empty():
                 batch.append(queue.get_nowait())
             ended = batch[-1] is _END or isinstance(batch[-1], Exception)

@@ -156,9 +156,10 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                         convert.chat_request_from_proto(validate.chat(request, self.limits)), clock
                     )
                 )
+                messages = convert.StreamMessages()
                 async with contextlib.aclosing(events):  # a cancelled call closes the upstream at once
                     async for event in events:
-                        yield convert.event_to_proto(event)
+                        yield messages.to_proto(event)
         except Exception as exc:
             await abort(context, exc, consumed)
 
@@ -185,9 +186,10 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                     validate.complete(request, self.limits)
                 )
                 events = self.relay(self.router.complete_stream(domain_request, clock))
+                messages = convert.StreamMessages()
                 async with contextlib.aclosing(events):
                     async for event in events:
-                        yield convert.event_to_proto(event)
+                        yield messages.to_proto(event)
         except Exception as exc:
             await abort(context, exc, consumed)
 

@@ -73,11 +73,18 @@ class SseDecoder:
             buffer = chunk  # the common case: no copy of the chunk
         events: list[SseEvent] = []
         start = 0
-        for match in _LINE_END.finditer(buffer, self._scanned):
-            if match.group() == b"\r" and match.end() == len(buffer):
-                break  # maybe the first half of a CRLF split across chunks
-            self._line(buffer[start : match.start()], events)
-            start = match.end()
+        if b"\r" in buffer:
+            for match in _LINE_END.finditer(buffer, self._scanned):
+                if match.group() == b"\r" and match.end() == len(buffer):
+                    break  # maybe the first half of a CRLF split across chunks
+                self._line(buffer, start, match.start(), events)
+                start = match.end()
+        else:  # the common case, `\n` line ends only: no regex match objects
+            end = buffer.find(b"\n", self._scanned)
+            while end >= 0:
+                self._line(buffer, start, end, events)
+                start = end + 1
+                end = buffer.find(b"\n", start)
         if buffer is self._buffer:
             del self._buffer[:start]
         elif start < len(buffer):
@@ -100,16 +107,25 @@ class SseDecoder:
         never came."""
         events: list[SseEvent] = []
         if self._buffer:
-            self._line(self._buffer.removesuffix(b"\r"), events)
+            self._line(self._buffer, 0, len(self._buffer) - self._buffer.endswith(b"\r"), events)
             self._buffer.clear()
             self._scanned = 0
         self._dispatch(events)
         return events
 
-    def _line(self, raw: bytes | bytearray, events: list[SseEvent]) -> None:
-        if len(raw) > self._max:
+    def _line(self, buffer: bytes | bytearray, start: int, end: int, events: list[SseEvent]) -> None:
+        """The line `buffer[start:end]` (its line end excluded)."""
+        if end - start > self._max:
             raise SseError(f"a line longer than {self._max} bytes")
-        line = raw.decode("utf-8", errors="replace")
+        if not self._first_line and buffer.startswith(b"data:", start, end):
+            # Nearly every line of a token stream: decoded without the generic split below.
+            begin = start + 6 if buffer.startswith(b" ", start + 5, end) else start + 5
+            self._add_data(buffer[begin:end].decode("utf-8", errors="replace"), end - start)
+            return
+        if start == end and not self._first_line:
+            self._dispatch(events)  # the blank line that ends an event
+            return
+        line = buffer[start:end].decode("utf-8", errors="replace")
         if self._first_line:
             self._first_line = False
             line = line.removeprefix(_BOM)
@@ -122,10 +138,7 @@ class SseDecoder:
         if colon and value.startswith(" "):
             value = value[1:]
         if name == "data":
-            self._data.append(value)
-            self._data_bytes += len(raw)
-            if self._data_bytes > self._max:
-                raise SseError(f"an event larger than {self._max} bytes")
+            self._add_data(value, end - start)
         elif name == "event":
             self._event = value
         elif name == "id":
@@ -133,6 +146,12 @@ class SseDecoder:
                 self._id = value
         elif name == "retry" and value.isascii() and value.isdigit():
             self._retry = int(value)
+
+    def _add_data(self, value: str, size: int) -> None:
+        self._data.append(value)
+        self._data_bytes += size
+        if self._data_bytes > self._max:
+            raise SseError(f"an event larger than {self._max} bytes")
 
     def _dispatch(self, events: list[SseEvent]) -> None:
         if self._data:
