@@ -21,8 +21,10 @@ from vendor_cases import (
     weather_tool,
 )
 
+from provider_gateway.config import register_secret
 from provider_gateway.fakes import conversation as conv
 from provider_gateway.fakes.vertex import FakeVertex
+from provider_gateway.observability import logs
 from provider_gateway.providers.vertex import adapter as vertex_adapter
 from provider_gateway.providers.vertex import codec
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -191,3 +193,24 @@ async def test_an_embedding_error_maps_like_any_other(setup: Any) -> None:
         )
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert {c.path.rsplit("/", 1)[-1] for c in fake.calls} == {"gemini-embedding-error-429:predict"}
+
+
+def test_rotated_token_files_leave_the_redaction_set_bounded(tmp_path: Path) -> None:
+    """A refresher rewrites the token file every hour for months: each new token is redacted from
+    logs and errors, the ones it replaced are forgotten (each one recompiles the redaction pattern
+    on the event loop), and the configured token stays redacted."""
+    token_file = tmp_path / "token"
+    token_file.write_text("configured-token-0123456789\n")
+    configured = register_secret("configured-token-0123456789")  # as options.secret registers it
+    tokens = vertex_adapter.TokenFile(str(token_file), configured, recheck_s=0.0)
+    before = len(logs.known_secrets())
+    for hour in range(1, 6):
+        token_file.write_text(f"rotated-token-{hour:02d}-abcdefghij\n")
+        os.utime(token_file, ns=(time.time_ns(), time.time_ns() + hour * 1_000_000_000))
+        assert tokens.changed()
+        assert tokens.token in logs.known_secrets()
+    known = logs.known_secrets()
+    assert "rotated-token-05-abcdefghij" in known
+    assert not {f"rotated-token-{hour:02d}-abcdefghij" for hour in range(1, 5)} & known
+    assert configured in known
+    assert len(known) <= before + 1

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
-from provider_gateway.config import Section, register_secret
+from provider_gateway.config import Section, forget_secret, register_secret
 from provider_gateway.domain import (
     Capabilities,
     ChatRequest,
@@ -72,6 +72,7 @@ class TokenFile:
         self.recheck_s = recheck_s
         self._mtime = self._stat()
         self._checked = time.monotonic()
+        self._read_token = ""  # the last token read from the file (not the configured one)
 
     def _stat(self) -> int:
         try:
@@ -95,7 +96,10 @@ class TokenFile:
             return False
         if not token or token == self.token:
             return False
-        self.token = register_secret(token)
+        replaced, self.token = self._read_token, register_secret(token)
+        if replaced:  # a token this file gave before, now expired: keep the redaction set bounded
+            forget_secret(replaced)
+        self._read_token = token
         return True
 
 
