@@ -30,6 +30,7 @@ from provider_gateway.fakes.bedrock import (
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+CLAUDE_THINKING = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 FAMILY_MODELS = {
     "anthropic": "anthropic.claude-3-haiku-20240307-v1:0",
     "nova": "amazon.nova-lite-v1:0",
@@ -307,12 +308,11 @@ async def test_reasoning_streams_and_replays_with_signature(gw: Any, fake: FakeB
         ],
     )
     request = chat(
-        CLAUDE,
+        CLAUDE_THINKING,
         user("Q1"),
         earlier,
         user("Q2"),
         reasoning=pb.ReasoningOptions(enabled=True, budget_tokens=2048),
-        temperature=0.3,
     )
     events = await collect(gw.stub.ChatStream(request))
     assert kinds(events) == ["reasoning_delta", "text_delta", "finish"]
@@ -321,7 +321,7 @@ async def test_reasoning_streams_and_replays_with_signature(gw: Any, fake: FakeB
     assert reasoning[-1].signature == "sig-1"  # the block's closing delta
     body = fake.last("converse-stream").body
     assert body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
-    # Claude thinking rejects a temperature, and needs maxTokens beyond the budget.
+    # Claude thinking needs maxTokens beyond the budget.
     assert body["inferenceConfig"] == {"maxTokens": 2048 + 4096}
     assert body["messages"][1]["content"] == [
         {"reasoningContent": {"reasoningText": {"text": "Old thought", "signature": "sig-0"}}},
@@ -777,3 +777,138 @@ async def test_a_failed_titan_embedding_call_is_the_status_of_the_whole_embed(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await gw.stub.Embed(request)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+# --- no silent drops (issue 17.3): what Converse cannot take is refused or emulated, never dropped ---
+
+
+def weather_history() -> list[pb.Message]:
+    call = pb.ToolCall(id="tooluse_0", name="get_weather", arguments_json='{"city":"Rome"}')
+    return [
+        user("Weather in Rome?"),
+        pb.Message(role=pb.ROLE_ASSISTANT, content=[pb.ContentPart(tool_call=call)]),
+        pb.Message(
+            role=pb.ROLE_TOOL,
+            content=[pb.ContentPart(tool_result=pb.ToolResult(tool_call_id="tooluse_0", content="18C"))],
+        ),
+        user("Thanks. Any advice?"),
+    ]
+
+
+WEATHER_TOOL = pb.Tool(name="get_weather", description="Weather by city")
+
+
+async def test_tool_choice_none_over_a_tool_history_sends_no_tools_and_is_flagged_emulated(
+    gw: Any, fake: FakeBedrock
+) -> None:
+    """Converse takes tool blocks only with a toolConfig, which would let the model call the tools:
+    the tools are left out and the history's calls and results go as text, flagged emulated."""
+    none = pb.ToolChoice(mode=pb.ToolChoice.MODE_NONE)
+    for call in (gw.stub.Chat, gw.stub.ChatStream):
+        request = chat(CLAUDE, *weather_history(), tools=[WEATHER_TOOL], tool_choice=none)
+        result = call(request, timeout=WAIT_S)
+        finish = (await result).finish if call is gw.stub.Chat else (await collect(result))[-1].finish
+        assert list(finish.emulated) == ["tool_choice"]
+        body = fake.seen[-1].body
+        assert "toolConfig" not in body
+        texts = [b["text"] for m in body["messages"] for b in m["content"]]
+        assert texts == [
+            "Weather in Rome?",
+            '[called tool get_weather (id tooluse_0) with {"city":"Rome"}]',
+            "[tool result for id tooluse_0: 18C]",
+            "Thanks. Any advice?",
+        ]
+    # Without tool_choice none the history keeps its tool blocks and nothing is emulated.
+    response = await gw.stub.Chat(chat(CLAUDE, *weather_history(), tools=[WEATHER_TOOL]), timeout=WAIT_S)
+    assert list(response.finish.emulated) == []
+    assert "toolConfig" in fake.seen[-1].body
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"temperature": 0.3}, "temperature"),
+        ({"top_p": 0.5}, "top_p"),
+        (
+            {"reasoning": pb.ReasoningOptions(enabled=True, effort=pb.ReasoningOptions.EFFORT_HIGH)},
+            "reasoning",
+        ),
+    ],
+)
+async def test_what_claude_thinking_cannot_take_is_refused_not_dropped(
+    gw: Any, fake: FakeBedrock, fields: dict[str, Any], field: str
+) -> None:
+    """As on Anthropic's API: with thinking only temperature 1 and top_p 0.95-1, and a budget, not
+    an effort."""
+    request = chat(CLAUDE_THINKING, **{"reasoning": pb.ReasoningOptions(enabled=True), **fields})
+    sent = len(fake.seen)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await gw.stub.Chat(request, timeout=WAIT_S)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (refused.value.details() or "").startswith(f"bedrock: {field}")
+    assert CLAUDE_THINKING in (refused.value.details() or "")
+    assert len(fake.seen) == sent  # nothing went upstream
+
+
+async def test_claude_thinking_sends_the_sampling_it_accepts(gw: Any, fake: FakeBedrock) -> None:
+    thinking = pb.ReasoningOptions(enabled=True)
+    await gw.stub.Chat(chat(CLAUDE_THINKING, reasoning=thinking, temperature=1, top_p=0.97), timeout=WAIT_S)
+    inference = fake.seen[-1].body["inferenceConfig"]
+    assert (inference["temperature"], inference["topP"]) == (1, pytest.approx(0.97))
+
+
+async def test_nova_2_sends_sampling_with_reasoning_and_refuses_a_budget(gw: Any, fake: FakeBedrock) -> None:
+    nova = "amazon.nova-2-lite-v1:0"
+    effort = pb.ReasoningOptions(effort=pb.ReasoningOptions.EFFORT_LOW)
+    await gw.stub.Chat(chat(nova, reasoning=effort, temperature=0.2), timeout=WAIT_S)
+    body = fake.seen[-1].body
+    assert body["additionalModelRequestFields"]["reasoningConfig"]["maxReasoningEffort"] == "low"
+    assert body["inferenceConfig"]["temperature"] == pytest.approx(0.2)
+    budget = pb.ReasoningOptions(enabled=True, budget_tokens=2048)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await gw.stub.Chat(chat(nova, reasoning=budget), timeout=WAIT_S)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "reasoning.budget_tokens" in (refused.value.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "field"),
+    [
+        ("meta.llama3-8b-instruct-v1:0", {"tools": [WEATHER_TOOL]}, "tools"),
+        ("amazon.titan-text-express-v1", {"tools": [WEATHER_TOOL]}, "tools"),
+        ("mistral.mistral-large-2407-v1:0", {"reasoning": pb.ReasoningOptions(enabled=True)}, "reasoning"),
+        (
+            "deepseek.r1-v1:0",
+            {"reasoning": pb.ReasoningOptions(effort=pb.ReasoningOptions.EFFORT_LOW)},
+            "reasoning.effort",
+        ),
+        (
+            "amazon.nova-micro-v1:0",
+            {
+                "messages": [
+                    pb.Message(
+                        role=pb.ROLE_USER,
+                        content=[
+                            pb.ContentPart(
+                                image=pb.Image(data=b"\x89PNG\r\n\x1a\nfake-image", media_type="image/png")
+                            )
+                        ],
+                    )
+                ]
+            },
+            "image",
+        ),
+    ],
+)
+async def test_what_a_family_lacks_is_refused_before_sending(
+    gw: Any, fake: FakeBedrock, model: str, fields: dict[str, Any], field: str
+) -> None:
+    sent = len(fake.seen)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await gw.stub.Chat(
+            pb.ChatRequest(model=f"bedrock/{model}", **{"messages": [user("Hi")], **fields}), timeout=WAIT_S
+        )
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (refused.value.details() or "").startswith(f"bedrock: {field}")
+    assert model in (refused.value.details() or "")
+    assert len(fake.seen) == sent

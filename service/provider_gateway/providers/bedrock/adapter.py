@@ -283,19 +283,18 @@ class BedrockProvider(BaseProvider):
 
     def _converse_kwargs(self, request: ChatRequest) -> dict[str, Any]:
         model_id = self.model_id(request.model)
-        return codec.converse_request(
-            request, model_id, models.family(model_id), prompt_caching=self.settings.prompt_caching
-        )
+        return codec.converse_request(request, model_id, prompt_caching=self.settings.prompt_caching)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         kwargs = self._converse_kwargs(request)
         response, _ = await self._post(request.model, kwargs["modelId"], "converse", json_body(kwargs))
-        return await accumulate(replay(codec.converse_response_events(response, request.model)))
+        emulated = codec.emulated_fields(request)
+        return await accumulate(replay(codec.converse_response_events(response, request.model, emulated)))
 
     async def chat_stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         kwargs = self._converse_kwargs(request)
         payload = Payload(json_body(kwargs), {"Content-Type": JSON})
-        decoder = codec.ConverseStreamDecoder(request.model)
+        decoder = codec.ConverseStreamDecoder(request.model, codec.emulated_fields(request))
         events = self._events(
             request.model, kwargs["modelId"], "converse-stream", payload, decoder.feed, decoder.end
         )

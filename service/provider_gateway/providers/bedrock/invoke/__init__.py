@@ -25,7 +25,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.bedrock.common import INVOCATION_METRICS, count, finish_reason, obj, usage
-from provider_gateway.providers.bedrock.invoke.base import FamilyCodec
+from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures, FamilyCodec
 from provider_gateway.providers.bedrock.invoke.chat import (
     GptOssCodec,
     JambaCodec,
@@ -41,7 +41,7 @@ from provider_gateway.providers.bedrock.invoke.flat import (
     TitanCodec,
 )
 from provider_gateway.providers.bedrock.invoke.nova import NovaCodec
-from provider_gateway.providers.bedrock.models import Family
+from provider_gateway.providers.bedrock.models import Family, family, is_embedding_model, strip_profile
 
 CODECS: dict[Family, type[FamilyCodec]] = {
     Family.ANTHROPIC: ClaudeCodec,
@@ -64,6 +64,17 @@ METRICS = {
     "cacheReadInputTokenCount": "cache_read",
     "cacheWriteInputTokenCount": "cache_write",
 }
+
+
+def converse_features(model_id: str) -> ConverseFeatures | None:
+    """What Converse offers `model_id`, as its family's codec knows it; None for a model of no
+    known family (imported and custom models, Qwen...), which are sent as asked."""
+    codec = CODECS.get(family(model_id))
+    if codec is None:
+        return None
+    if is_embedding_model(model_id):
+        return ConverseFeatures()  # Titan and Cohere embeddings: no chat at all
+    return codec.features(strip_profile(model_id).lower().partition(".")[2])
 
 
 def codec_for(family: Family, model: str) -> FamilyCodec:
