@@ -78,6 +78,7 @@ from provider_gateway.providers.bedrock.event_stream import FrameReader
 from provider_gateway.providers.bedrock.models import Family
 from provider_gateway.providers.bedrock.transport import JSON, Payload, SignedUpstream, model_path
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.reported_usage import report_partial_usage
 
 OPTION_KEYS = (
     "kind",
@@ -243,6 +244,8 @@ class BedrockProvider(BaseProvider):
                 async for chunk in chunks:
                     for event in frames.feed(chunk):
                         for decoded in decode(event):
+                            if isinstance(decoded, UsageEvent):  # ConverseStream's `metadata`
+                                report_partial_usage(decoded.usage)  # charged if the stream is cut
                             yield decoded
             frames.end()
             for decoded in end():
@@ -337,7 +340,12 @@ class BedrockProvider(BaseProvider):
 
         def decode(event: dict[str, Any]) -> list[StreamEvent]:
             chunk = codec.stream_chunk_payload(event)
-            return decoder.feed(chunk) if chunk is not None else []
+            if chunk is None:
+                return []
+            events = decoder.feed(chunk)
+            if (heard := decoder.heard()) is not None:
+                report_partial_usage(heard)  # charged if the stream is cut before its end
+            return events
 
         events = self._events(
             request.model, model_id, "invoke-with-response-stream", payload, decode, decoder.end

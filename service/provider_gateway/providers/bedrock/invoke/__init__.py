@@ -21,6 +21,7 @@ from provider_gateway.domain import (
     CompletionResponse,
     ProviderFinish,
     StreamEvent,
+    Usage,
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
@@ -110,6 +111,7 @@ class InvokeDecoder:
         self.codec = codec_for(family, model)
         self.model = model
         self.metrics: dict[str, int] = {}
+        self._heard: dict[str, int] = {}  # the counts `heard` last returned
 
     def feed(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
         if not isinstance(chunk, Mapping):
@@ -138,15 +140,30 @@ class InvokeDecoder:
             raise self.codec.unreadable(f"the InvokeModel response has no {self.codec.stop_field}")
         return events + self._close()
 
-    def _close(self) -> list[StreamEvent]:
-        counts = {**self.codec.model_usage, **self.metrics}
-        used = usage(
+    def heard(self) -> Usage | None:
+        """The usage reported so far (Claude's `message_start` and `message_delta`, Llama's counts,
+        the invocation metrics...), when the last chunk changed it; None otherwise. A stream cut
+        after it is charged these figures (providers/reported_usage.py)."""
+        counts = self._counts()
+        if not counts or counts == self._heard:
+            return None
+        self._heard = counts
+        return self._usage(counts)
+
+    def _counts(self) -> dict[str, int]:
+        return {**self.codec.model_usage, **self.metrics}
+
+    def _usage(self, counts: Mapping[str, int]) -> Usage:
+        return usage(
             counts.get("input", 0),
             counts.get("output", 0),
             counts.get("cache_read", 0),
             counts.get("cache_write", 0),
-            self.codec.raw_usage,
+            dict(self.codec.raw_usage),
         )
+
+    def _close(self) -> list[StreamEvent]:
+        used = self._usage(self._counts())
         stop = self.codec.stop_reason or ""
         finish = ProviderFinish(
             finish_reason(stop), stop, model=self.model, response_id=self.codec.response_id
