@@ -912,3 +912,29 @@ async def test_what_a_family_lacks_is_refused_before_sending(
     assert (refused.value.details() or "").startswith(f"bedrock: {field}")
     assert model in (refused.value.details() or "")
     assert len(fake.seen) == sent
+
+
+async def test_list_models_reports_what_converse_offers_each_family(gw: Any, fake: FakeBedrock) -> None:
+    """Tools, images and reasoning as each family's codec knows them per model, not one guess for
+    all: Llama 3 8B calls no tools, Nova Micro reads no images, DeepSeek-R1 reasons but calls none."""
+    ids = [
+        "us.meta.llama3-8b-instruct-v1:0",
+        "us.meta.llama3-2-90b-instruct-v1:0",
+        "us.amazon.nova-micro-v1:0",
+        "us.amazon.nova-2-lite-v1:0",
+        "us.deepseek.r1-v1:0",
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "us.qwen.qwen3-32b-v1:0",  # no known family: nothing vouched for
+    ]
+    fake.profile_pages = [[{"inferenceProfileId": i, "inferenceProfileName": i} for i in ids]]
+    response = await gw.stub.ListModels(pb.ListModelsRequest(provider="bedrock"), timeout=WAIT_S)
+    offered = {m.id: (m.tools, m.vision, m.reasoning) for m in response.models if m.id in ids}
+    assert offered == {
+        "us.meta.llama3-8b-instruct-v1:0": (False, False, False),
+        "us.meta.llama3-2-90b-instruct-v1:0": (True, True, False),
+        "us.amazon.nova-micro-v1:0": (True, False, False),
+        "us.amazon.nova-2-lite-v1:0": (True, True, True),
+        "us.deepseek.r1-v1:0": (False, False, True),
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0": (True, True, True),
+        "us.qwen.qwen3-32b-v1:0": (False, False, False),
+    }

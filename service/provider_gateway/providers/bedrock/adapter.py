@@ -75,6 +75,8 @@ from provider_gateway.providers.bedrock.credentials import (
 )
 from provider_gateway.providers.bedrock.errors import BedrockErrorPolicy, translate
 from provider_gateway.providers.bedrock.event_stream import FrameReader
+from provider_gateway.providers.bedrock.invoke import converse_features
+from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures
 from provider_gateway.providers.bedrock.models import Family
 from provider_gateway.providers.bedrock.transport import JSON, Payload, SignedUpstream, model_path
 from provider_gateway.providers.context import ProviderContext
@@ -97,6 +99,8 @@ OPTION_KEYS = (
     "health_check",
 )
 INFERENCE_PROFILE_MODES = ("none", "regional", "global")
+# What ListModels reports for a model of no known family (imported, custom): nothing it cannot vouch for.
+UNKNOWN_FEATURES = ConverseFeatures()
 INPUT_TOKENS_HEADER, OUTPUT_TOKENS_HEADER = (
     "X-Amzn-Bedrock-Input-Token-Count",
     "X-Amzn-Bedrock-Output-Token-Count",
@@ -369,21 +373,28 @@ class BedrockProvider(BaseProvider):
         result: list[ModelInfo] = []
         for summary in summaries:
             inputs, outputs = summary.get("inputModalities", []), summary.get("outputModalities", [])
+            model_id = str(summary.get("modelId", ""))
+            offered = converse_features(model_id) or UNKNOWN_FEATURES
             result.append(
                 ModelInfo(
-                    id=summary.get("modelId", ""),
+                    id=model_id,
                     display_name=f"{summary.get('providerName', '')} {summary.get('modelName', '')}".strip(),
                     vision="IMAGE" in inputs,
-                    tools="TEXT" in outputs and can_use_tools(summary.get("modelId", "")),
+                    tools="TEXT" in outputs and offered.tools,
+                    reasoning=bool(offered.reasoning),
                     embeddings="EMBEDDING" in outputs,
                 )
             )
         for profile in profiles:
+            model_id = str(profile.get("inferenceProfileId", ""))
+            offered = converse_features(model_id) or UNKNOWN_FEATURES
             result.append(
                 ModelInfo(
-                    id=profile.get("inferenceProfileId", ""),
+                    id=model_id,
                     display_name=profile.get("inferenceProfileName", ""),
-                    tools=can_use_tools(profile.get("inferenceProfileId", "")),
+                    vision=offered.vision,
+                    tools=offered.tools,
+                    reasoning=bool(offered.reasoning),
                 )
             )
         return result
@@ -428,12 +439,6 @@ class BedrockProvider(BaseProvider):
         raise invalid_argument(
             f"model: {request.model!r} is not a Bedrock embedding model (use amazon.titan-embed-* or cohere.embed-*)"
         )
-
-
-def can_use_tools(model_id: str) -> bool:
-    """Whether Converse tool use is offered: every chat family but Titan text (a coarse guess)."""
-    family = models.family(model_id)
-    return family not in (Family.TITAN, Family.OTHER) and not models.is_embedding_model(model_id)
 
 
 def as_chat(request: CompletionRequest) -> ChatRequest:
