@@ -42,7 +42,7 @@ from provider_gateway.fakes.bedrock import (
 from provider_gateway.providers.bedrock import codec, models
 from provider_gateway.providers.bedrock.errors import AwsError, translate
 from provider_gateway.providers.bedrock.event_stream import FrameReader
-from provider_gateway.providers.bedrock.invoke import converse_features
+from provider_gateway.providers.bedrock.invoke import CODECS, converse_features
 from provider_gateway.providers.bedrock.models import Family
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20241022-v2:0"
@@ -653,3 +653,25 @@ def test_the_configured_default_max_tokens_is_capped_at_llamas_documented_maximu
 )
 def test_every_familys_stop_values(raw: str, reason: FinishReason) -> None:
     assert codec.finish_reason(raw) is reason
+
+
+# --- no silent drops on InvokeModel (issue 17.3): every CompleteRequest field reaches the body -----
+
+
+@pytest.mark.parametrize("family", sorted(CODECS, key=lambda f: f.value))
+@pytest.mark.parametrize(
+    "fields", [{"temperature": 0.3}, {"top_p": 0.5}, {"max_tokens": 77}, {"stop": ["END"]}], ids=str
+)
+def test_every_complete_request_field_reaches_each_familys_body_or_is_refused(
+    family: Family, fields: dict[str, Any]
+) -> None:
+    model = f"model-of-{family.value}"
+    baseline = codec.invoke_body(family, CompletionRequest(model, "hi"), 100)
+    request = CompletionRequest(model, "hi", **fields)
+    if family in (Family.LLAMA, Family.MISTRAL_CHAT) and "stop" in fields:  # no stop field documented
+        with pytest.raises(GatewayError, match=rf"^stop: Bedrock model '{model}'") as refused:
+            codec.invoke_body(family, request, 100)
+        assert refused.value.kind is ErrorKind.FAILED_PRECONDITION
+        return
+    body = codec.invoke_body(family, request, 100)
+    assert body != baseline, f"{fields} was dropped from the {family.value} body"

@@ -19,9 +19,10 @@ from provider_gateway.domain import (
     ToolCallEnd,
     ToolCallStart,
 )
-from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
+from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.bedrock.common import OWNED_FIELDS, count
 from provider_gateway.providers.owned_options import refuse_owned
+from provider_gateway.providers.structured_output import unhonoured
 
 # The model's own usage: input, output, cache read, cache write (Bedrock excludes cache from input).
 USAGE_KEYS = ("input", "output", "cache_read", "cache_write")
@@ -100,8 +101,9 @@ class FamilyCodec:
                 self.model_usage[key] = value
 
     def refuse_stop(self, request: CompletionRequest) -> None:
+        """Stop sequences the family's body has no field for: refused, never dropped (issue 17.3)."""
         if request.stop:
-            raise invalid_argument(f"stop: {self.label} on Bedrock takes no stop sequences ({self.model})")
+            raise unhonoured("stop", "Bedrock", self.model, f"the {self.label} body takes no stop sequences")
 
     def finish_body(self, body: dict[str, Any], request: CompletionRequest) -> dict[str, Any]:
         """The body with the caller's provider_options merged in (fields the gateway owns refused)."""
