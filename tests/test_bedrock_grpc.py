@@ -938,3 +938,58 @@ async def test_list_models_reports_what_converse_offers_each_family(gw: Any, fak
         "us.anthropic.claude-sonnet-4-5-20250929-v1:0": (True, True, True),
         "us.qwen.qwen3-32b-v1:0": (False, False, False),
     }
+
+
+async def test_redacted_reasoning_comes_back_redacted_and_is_replayed_as_redacted_content(
+    gw: Any, fake: FakeBedrock
+) -> None:
+    """Claude's redacted thinking reaches Converse as `reasoningContent.redactedContent` (a blob,
+    base64 in the JSON): relayed as a redacted reasoning part, and sent back as Bedrock gave it,
+    never as a signed text block."""
+    encrypted = base64.b64encode(b"encrypted-thinking").decode()
+    fake.push(
+        Reply(
+            frames=[
+                event_frame("messageStart", {"role": "assistant"}),
+                event_frame(
+                    "contentBlockDelta",
+                    {"contentBlockIndex": 0, "delta": {"reasoningContent": {"redactedContent": encrypted}}},
+                ),
+                event_frame("contentBlockStop", {"contentBlockIndex": 0}),
+                event_frame("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "42"}}),
+                event_frame("contentBlockStop", {"contentBlockIndex": 1}),
+                event_frame("messageStop", {"stopReason": "end_turn"}),
+            ]
+        )
+    )
+    thinking = pb.ReasoningOptions(enabled=True)
+    events = await collect(gw.stub.ChatStream(chat(CLAUDE_THINKING, reasoning=thinking)))
+    (delta,) = [e.reasoning_delta for e in events if e.HasField("reasoning_delta")]
+    assert (delta.text, delta.signature, delta.redacted) == ("", encrypted, True)
+    fake.push(
+        Reply(
+            body={
+                "output": {
+                    "message": {
+                        "role": "assistant",
+                        "content": [{"reasoningContent": {"redactedContent": encrypted}}, {"text": "42"}],
+                    }
+                },
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": 5, "outputTokens": 2},
+            }
+        )
+    )
+    response = await gw.stub.Chat(chat(CLAUDE_THINKING, reasoning=thinking), timeout=WAIT_S)
+    (part,) = response.reasoning_parts
+    assert (part.text, part.signature, part.redacted) == ("", encrypted, True)
+    earlier = pb.Message(
+        role=pb.ROLE_ASSISTANT, content=[pb.ContentPart(reasoning=part), pb.ContentPart(text="42")]
+    )
+    await gw.stub.Chat(
+        chat(CLAUDE_THINKING, user("Q1"), earlier, user("Q2"), reasoning=thinking), timeout=WAIT_S
+    )
+    assert fake.seen[-1].body["messages"][1]["content"] == [
+        {"reasoningContent": {"redactedContent": encrypted}},
+        {"text": "42"},
+    ]

@@ -155,6 +155,8 @@ def content_blocks(message: Message) -> list[dict[str, Any]]:
                 "status": "error" if part.is_error else "success",
             }
             blocks.append({"toolResult": result})
+        elif part.redacted:  # the encrypted block, sent back as Bedrock gave it (base64)
+            blocks.append({"reasoningContent": {"redactedContent": part.signature}})
         else:
             reasoning: dict[str, Any] = {"text": part.text}
             if part.signature:
@@ -446,6 +448,8 @@ class ConverseStreamDecoder:
             return [ToolCallDelta(tool_state[0], piece)]
         if "reasoningContent" in delta:
             reasoning = _obj(delta["reasoningContent"])
+            if redacted := _str(reasoning.get("redactedContent")):
+                return [ReasoningDelta("", redacted, redacted=True)]
             text, signature = _str(reasoning.get("text")), _str(reasoning.get("signature"))
             return [ReasoningDelta(text, signature)] if text or signature else []
         return []
@@ -471,7 +475,11 @@ def converse_response_events(
             if text := _str(block["text"]):
                 events.append(TextDelta(text))
         elif "reasoningContent" in block:
-            reasoning = _obj(_obj(block["reasoningContent"]).get("reasoningText"))
+            content = _obj(block["reasoningContent"])
+            if redacted := _str(content.get("redactedContent")):
+                events.append(ReasoningDelta("", redacted, redacted=True))
+                continue
+            reasoning = _obj(content.get("reasoningText"))
             events.append(ReasoningDelta(_str(reasoning.get("text")), _str(reasoning.get("signature"))))
         elif "toolUse" in block:
             tool = _obj(block["toolUse"])
