@@ -280,26 +280,25 @@ async def test_image_url_is_rejected_with_the_field_named(gw: Any, fake: FakeBed
     assert not fake.seen
 
 
+def reasoning_then_answer(*reasoning: dict[str, str]) -> list[bytes]:
+    """A ConverseStream whose block 0 is reasoning (these `reasoningContent` deltas) and block 1
+    the answer "42"."""
+    deltas = [
+        event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": r}})
+        for r in reasoning
+    ]
+    return [
+        event_frame("messageStart", {"role": "assistant"}),
+        *deltas,
+        event_frame("contentBlockStop", {"contentBlockIndex": 0}),
+        event_frame("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "42"}}),
+        event_frame("contentBlockStop", {"contentBlockIndex": 1}),
+        event_frame("messageStop", {"stopReason": "end_turn"}),
+    ]
+
+
 async def test_reasoning_streams_and_replays_with_signature(gw: Any, fake: FakeBedrock) -> None:
-    fake.push(
-        Reply(
-            frames=[
-                event_frame("messageStart", {"role": "assistant"}),
-                event_frame(
-                    "contentBlockDelta",
-                    {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Let me think."}}},
-                ),
-                event_frame(
-                    "contentBlockDelta",
-                    {"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "sig-1"}}},
-                ),
-                event_frame("contentBlockStop", {"contentBlockIndex": 0}),
-                event_frame("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "42"}}),
-                event_frame("contentBlockStop", {"contentBlockIndex": 1}),
-                event_frame("messageStop", {"stopReason": "end_turn"}),
-            ]
-        )
-    )
+    fake.push(Reply(frames=reasoning_then_answer({"text": "Let me think."}, {"signature": "sig-1"})))
     earlier = pb.Message(
         role=pb.ROLE_ASSISTANT,
         content=[
@@ -947,39 +946,14 @@ async def test_redacted_reasoning_comes_back_redacted_and_is_replayed_as_redacte
     base64 in the JSON): relayed as a redacted reasoning part, and sent back as Bedrock gave it,
     never as a signed text block."""
     encrypted = base64.b64encode(b"encrypted-thinking").decode()
-    fake.push(
-        Reply(
-            frames=[
-                event_frame("messageStart", {"role": "assistant"}),
-                event_frame(
-                    "contentBlockDelta",
-                    {"contentBlockIndex": 0, "delta": {"reasoningContent": {"redactedContent": encrypted}}},
-                ),
-                event_frame("contentBlockStop", {"contentBlockIndex": 0}),
-                event_frame("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "42"}}),
-                event_frame("contentBlockStop", {"contentBlockIndex": 1}),
-                event_frame("messageStop", {"stopReason": "end_turn"}),
-            ]
-        )
-    )
+    fake.push(Reply(frames=reasoning_then_answer({"redactedContent": encrypted})))
     thinking = pb.ReasoningOptions(enabled=True)
     events = await collect(gw.stub.ChatStream(chat(CLAUDE_THINKING, reasoning=thinking)))
     (delta,) = [e.reasoning_delta for e in events if e.HasField("reasoning_delta")]
     assert (delta.text, delta.signature, delta.redacted) == ("", encrypted, True)
-    fake.push(
-        Reply(
-            body={
-                "output": {
-                    "message": {
-                        "role": "assistant",
-                        "content": [{"reasoningContent": {"redactedContent": encrypted}}, {"text": "42"}],
-                    }
-                },
-                "stopReason": "end_turn",
-                "usage": {"inputTokens": 5, "outputTokens": 2},
-            }
-        )
-    )
+    content = [{"reasoningContent": {"redactedContent": encrypted}}, {"text": "42"}]
+    answer = {"role": "assistant", "content": content}
+    fake.push(Reply(body={"output": {"message": answer}, "stopReason": "end_turn"}))
     response = await gw.stub.Chat(chat(CLAUDE_THINKING, reasoning=thinking), timeout=WAIT_S)
     (part,) = response.reasoning_parts
     assert (part.text, part.signature, part.redacted) == ("", encrypted, True)
