@@ -18,6 +18,7 @@ import grpc
 import pytest
 from conftest import ADAPTER_ROUTING, use_fake_aws_credentials
 from google.protobuf import struct_pb2
+from test_bedrock_transport import with_botocore
 
 from provider_gateway.fakes.bedrock import (
     ACCESS_KEY,
@@ -967,3 +968,36 @@ async def test_redacted_reasoning_comes_back_redacted_and_is_replayed_as_redacte
         {"reasoningContent": {"redactedContent": encrypted}},
         {"text": "42"},
     ]
+
+
+async def test_botocore_reads_and_writes_redacted_thinking_as_the_gateway_does(
+    gw: Any, fake: FakeBedrock
+) -> None:
+    """The oracle: botocore decodes the fake's `redactedContent` to the encrypted bytes, and
+    serialises those bytes, replayed, to the very message the gateway sends back."""
+    secret = b"encrypted-thinking"
+    encrypted = base64.b64encode(secret).decode()
+    fake.push(Reply(frames=reasoning_then_answer({"redactedContent": encrypted})))
+    question = [{"role": "user", "content": [{"text": "Q1"}]}]
+    events = await with_botocore(
+        fake,
+        "bedrock-runtime",
+        lambda client: list(client.converse_stream(modelId=CLAUDE_THINKING, messages=question)["stream"]),
+    )
+    deltas = [e["contentBlockDelta"]["delta"] for e in events if "contentBlockDelta" in e]
+    assert [d["reasoningContent"] for d in deltas if "reasoningContent" in d] == [{"redactedContent": secret}]
+    replayed = [
+        *question,
+        {"role": "assistant", "content": [{"reasoningContent": {"redactedContent": secret}}, {"text": "42"}]},
+        {"role": "user", "content": [{"text": "Q2"}]},
+    ]
+    await with_botocore(
+        fake, "bedrock-runtime", lambda client: client.converse(modelId=CLAUDE_THINKING, messages=replayed)
+    )
+    theirs = fake.seen[-1].body["messages"]
+    part = pb.Reasoning(signature=encrypted, redacted=True)
+    earlier = pb.Message(
+        role=pb.ROLE_ASSISTANT, content=[pb.ContentPart(reasoning=part), pb.ContentPart(text="42")]
+    )
+    await gw.stub.Chat(chat(CLAUDE_THINKING, user("Q1"), earlier, user("Q2")), timeout=WAIT_S)
+    assert fake.seen[-1].body["messages"] == theirs
