@@ -25,13 +25,6 @@ def register_secret(secret: str) -> str:
     return secret
 
 
-def forget_secret(secret: str) -> None:
-    """Stop redacting a secret a newer one replaced (rotated credentials): the set stays bounded."""
-    from provider_gateway.observability import logs
-
-    logs.forget_secret(secret)
-
-
 class ConfigError(Exception):
     """A configuration mistake, located by file and dotted key."""
 

@@ -43,29 +43,11 @@ _known_pattern: re.Pattern[str] | None = None
 
 def register_secret(value: str) -> None:
     """Redact this exact value everywhere from now on (`config.Section.secret` registers each secret)."""
+    global _known_pattern
     if len(value) >= MIN_SECRET_LENGTH and value not in _known_secrets:
         _known_secrets.add(value)
-        _compile_known()
-
-
-def forget_secret(value: str) -> None:
-    """Stop redacting a value a newer one replaced (rotated credentials and tokens), so that the set
-    stays bounded on a server that refreshes credentials for months: each change recompiles one
-    pattern of every known secret, on the event loop."""
-    if value in _known_secrets:
-        _known_secrets.discard(value)
-        _compile_known()
-
-
-def known_secrets() -> frozenset[str]:
-    """The values redacted now."""
-    return frozenset(_known_secrets)
-
-
-def _compile_known() -> None:
-    global _known_pattern
-    ordered = sorted(_known_secrets, key=len, reverse=True)
-    _known_pattern = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
+        ordered = sorted(_known_secrets, key=len, reverse=True)
+        _known_pattern = re.compile("|".join(re.escape(s) for s in ordered))
 
 
 def register_environment_secrets(environ: Mapping[str, str] | None = None) -> None:

@@ -18,15 +18,11 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from provider_gateway.config import register_secret
 from provider_gateway.errors import ErrorKind
 from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.providers.bedrock.credentials.fetch import Unreachable, fetch
-from provider_gateway.providers.bedrock.credentials.model import (
-    AwsCredentials,
-    RotatingSecret,
-    credentials_error,
-    from_json,
-)
+from provider_gateway.providers.bedrock.credentials.model import AwsCredentials, credentials_error, from_json
 
 ECS_AGENT = "http://169.254.170.2"
 ALLOWED_HOSTS = frozenset({"169.254.170.2", "169.254.170.23", "fd00:ec2::23", "localhost"})
@@ -69,7 +65,6 @@ class ContainerSource:
         self.env = env
         self.pool = pool
         self.attempts, self.pause_s, self.timeout_s = ATTEMPTS, PAUSE_S, TIMEOUT_S
-        self._token = RotatingSecret()  # EKS rotates the token file
 
     async def _authorization(self) -> dict[str, str]:
         token_file = self.env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "")
@@ -90,7 +85,7 @@ class ContainerSource:
                 ErrorKind.UNAUTHENTICATED,
                 "the container authorization token holds a line break; fix the token",
             )
-        return {"authorization": self._token.replace(token)}
+        return {"authorization": register_secret(token)}
 
     async def load(self) -> AwsCredentials | None:
         url = container_url(self.env)

@@ -14,13 +14,13 @@ from collections.abc import Mapping
 
 import orjson
 
+from provider_gateway.config import register_secret
 from provider_gateway.errors import ErrorKind
 from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.providers.bedrock.credentials.fetch import Reply, Unreachable, fetch
 from provider_gateway.providers.bedrock.credentials.model import (
     AwsCredentials,
     NotSetUp,
-    RotatingSecret,
     credentials_error,
     from_json,
 )
@@ -52,7 +52,6 @@ class InstanceMetadataSource:
         self.env = env
         self.pool = pool
         self._worked = False
-        self._token = RotatingSecret()  # a new IMDSv2 session token at each load
 
     @property
     def disabled(self) -> bool:
@@ -99,7 +98,7 @@ class InstanceMetadataSource:
                 f"the instance metadata service refused an IMDSv2 token (HTTP {reply.status}); "
                 "IMDSv1 is not used: allow IMDSv2 on the instance",
             )
-        token = self._token.replace(reply.body.decode("ascii", errors="replace").strip())
+        token = register_secret(reply.body.decode("ascii", errors="replace").strip())
         authorized = {"x-aws-ec2-metadata-token": token}
         reply = await self._call("GET", ROLES_PATH, authorized)
         role = (

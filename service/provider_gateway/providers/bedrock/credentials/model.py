@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from provider_gateway.config import forget_secret, register_secret
+from provider_gateway.config import register_secret
 from provider_gateway.errors import ErrorKind, GatewayError
 
 
@@ -79,35 +79,6 @@ def from_json(document: Any, where: str) -> AwsCredentials:
         token if isinstance(token, str) else None,
         parse_expiration(document.get("Expiration"), where),
     )
-
-
-class RotatingSecret:
-    """A secret that a newer one replaces (a token read again at each refresh): redacted while it
-    is current, forgotten once replaced, so that months of refreshes do not grow the redaction set."""
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = ""
-
-    def replace(self, new: str) -> str:
-        register_secret(new)
-        if self.value and self.value != new:
-            forget_secret(self.value)
-        self.value = new
-        return new
-
-
-def replaced(old: AwsCredentials | None, new: AwsCredentials) -> None:
-    """Forget the secret parts of credentials that `new` replaces (registered by `issued`)."""
-    if old is None:
-        return
-    for stale, fresh in (
-        (old.secret_access_key, new.secret_access_key),
-        (old.session_token, new.session_token),
-    ):
-        if stale and stale != fresh:
-            forget_secret(stale)
 
 
 def issued(

@@ -22,7 +22,6 @@ from provider_gateway.providers.bedrock.credentials.model import (
     CredentialSource,
     NotSetUp,
     credentials_error,
-    replaced,
 )
 
 ADVISORY_REFRESH = timedelta(minutes=15)
@@ -100,7 +99,6 @@ class CredentialResolver:
         now = self._clock()
         soon = fresh.expiration is not None and fresh.expiration - now <= ADVISORY_REFRESH
         self._quiet_until = now + RETRY_QUIET if soon else None
-        replaced(self._current, fresh)
         self._current = fresh
         return fresh
 

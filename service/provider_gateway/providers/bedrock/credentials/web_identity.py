@@ -17,13 +17,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlencode
 
+from provider_gateway.config import register_secret
 from provider_gateway.errors import ErrorKind
 from provider_gateway.http.errors import redact
 from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.providers.bedrock.credentials.fetch import Unreachable, fetch
 from provider_gateway.providers.bedrock.credentials.model import (
     AwsCredentials,
-    RotatingSecret,
     credentials_error,
     issued,
     parse_expiration,
@@ -67,7 +67,6 @@ class WebIdentitySource:
         self.files = files
         self.region = region
         self.pool = pool
-        self._token = RotatingSecret()  # the cluster rotates the token file
 
     async def _setting(self, env_name: str, profile_key: str) -> str:
         if value := self.env.get(env_name, ""):
@@ -97,7 +96,7 @@ class WebIdentitySource:
             raise credentials_error(
                 ErrorKind.UNAUTHENTICATED, f"the web identity token file {token_file} is empty"
             )
-        self._token.replace(token)
+        register_secret(token)
         region = self.region or (await self.files.profile()).merged.get("region", "")
         return await self._assume(sts_endpoint(self.env, region), role_arn, session_name, token)
 
