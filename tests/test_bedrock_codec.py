@@ -42,9 +42,11 @@ from provider_gateway.fakes.bedrock import (
 from provider_gateway.providers.bedrock import codec, models
 from provider_gateway.providers.bedrock.errors import AwsError, translate
 from provider_gateway.providers.bedrock.event_stream import FrameReader
+from provider_gateway.providers.bedrock.invoke import CODECS, converse_features
 from provider_gateway.providers.bedrock.models import Family
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+CLAUDE_THINKING = "anthropic.claude-sonnet-4-5-20250929-v1:0"  # extended thinking came with 3.7
 
 
 @pytest.mark.parametrize(
@@ -110,26 +112,29 @@ def test_tool_choice_and_none_mode() -> None:
     tool = Tool("lookup", "", {})
     user = Message(Role.USER, (TextPart("hi"),))
     named = ChatRequest(CLAUDE, [user], tools=[tool], tool_choice=ToolChoice(ToolChoiceMode.TOOL, "lookup"))
-    kwargs = codec.converse_request(named, CLAUDE, Family.ANTHROPIC)
+    kwargs = codec.converse_request(named, CLAUDE)
     assert kwargs["toolConfig"]["toolChoice"] == {"tool": {"name": "lookup"}}
     assert kwargs["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"] == {
         "json": {"type": "object", "properties": {}}
     }
     auto = ChatRequest(CLAUDE, [user], tools=[tool])
-    assert "toolChoice" not in codec.converse_request(auto, CLAUDE, Family.ANTHROPIC)["toolConfig"]
+    assert "toolChoice" not in codec.converse_request(auto, CLAUDE)["toolConfig"]
     none = ChatRequest(CLAUDE, [user], tools=[tool], tool_choice=ToolChoice(ToolChoiceMode.NONE))
-    assert "toolConfig" not in codec.converse_request(none, CLAUDE, Family.ANTHROPIC)
+    assert "toolConfig" not in codec.converse_request(none, CLAUDE)
 
 
 def test_nova_reasoning_effort() -> None:
     user = Message(Role.USER, (TextPart("hi"),))
     request = ChatRequest("amazon.nova-2-lite-v1:0", [user], reasoning=ReasoningOptions(effort="minimal"))
-    kwargs = codec.converse_request(request, "amazon.nova-2-lite-v1:0", Family.NOVA)
+    kwargs = codec.converse_request(request, "amazon.nova-2-lite-v1:0")
     assert kwargs["additionalModelRequestFields"] == {
         "reasoningConfig": {"type": "enabled", "maxReasoningEffort": "low"}
     }
-    plain = ChatRequest("meta.llama3-8b-instruct-v1:0", [user], reasoning=ReasoningOptions(enabled=True))
-    assert "additionalModelRequestFields" not in codec.converse_request(plain, "m", Family.LLAMA)
+    llama = "meta.llama3-8b-instruct-v1:0"
+    plain = ChatRequest(llama, [user], reasoning=ReasoningOptions(enabled=True))
+    with pytest.raises(GatewayError, match=r"^reasoning\.enabled: Bedrock model") as refused:
+        codec.converse_request(plain, llama)  # never sent without it
+    assert refused.value.kind is ErrorKind.FAILED_PRECONDITION
 
 
 def test_provider_options_split_between_converse_and_model_fields() -> None:
@@ -138,7 +143,7 @@ def test_provider_options_split_between_converse_and_model_fields() -> None:
         [Message(Role.USER, (TextPart("hi"),))],
         provider_options={"guardrailConfig": {"guardrailIdentifier": "g"}, "top_k": 5},
     )
-    kwargs = codec.converse_request(request, CLAUDE, Family.ANTHROPIC)
+    kwargs = codec.converse_request(request, CLAUDE)
     assert kwargs["guardrailConfig"] == {"guardrailIdentifier": "g"}
     assert kwargs["additionalModelRequestFields"] == {"top_k": 5}
 
@@ -167,7 +172,7 @@ def test_data_url_images_are_decoded_and_unknown_types_rejected() -> None:
 def test_only_a_system_prompt_is_rejected() -> None:
     request = ChatRequest(CLAUDE, [Message(Role.SYSTEM, (TextPart("x"),))])
     with pytest.raises(GatewayError, match="messages"):
-        codec.converse_request(request, CLAUDE, Family.ANTHROPIC)
+        codec.converse_request(request, CLAUDE)
 
 
 def test_legacy_cohere_command_gets_a_prompt_body() -> None:
@@ -462,8 +467,8 @@ def test_claude_thinking_budget_follows_the_anthropic_rules(
     of max_tokens by default, at least 1024; without a maximum (Converse needs none) 4096."""
     user = Message(Role.USER, (TextPart("x"),))
     reasoning = ReasoningOptions(enabled=True, budget_tokens=requested)
-    request = ChatRequest(CLAUDE, [user], max_tokens=max_tokens, reasoning=reasoning)
-    fields = codec.reasoning_fields(request, Family.ANTHROPIC)
+    request = ChatRequest(CLAUDE_THINKING, [user], max_tokens=max_tokens, reasoning=reasoning)
+    fields = codec.reasoning_fields(request, converse_features(CLAUDE_THINKING))
     assert fields == {"thinking": {"type": "enabled", "budget_tokens": budget}}
 
 
@@ -476,7 +481,7 @@ def test_claude_thinking_requests_anthropic_refuses_are_refused_before_sending(
 ) -> None:
     user = Message(Role.USER, (TextPart("x"),))
     request = ChatRequest(
-        CLAUDE,
+        CLAUDE_THINKING,
         [user],
         max_tokens=max_tokens,
         tools=[Tool("f", "", {"type": "object"})],
@@ -484,7 +489,7 @@ def test_claude_thinking_requests_anthropic_refuses_are_refused_before_sending(
         reasoning=ReasoningOptions(enabled=True, budget_tokens=3000),
     )
     with pytest.raises(GatewayError, match=f"^{field}:") as info:
-        codec.converse_request(request, CLAUDE, Family.ANTHROPIC)
+        codec.converse_request(request, CLAUDE_THINKING)
     assert info.value.kind is ErrorKind.INVALID_ARGUMENT
 
 
@@ -648,3 +653,25 @@ def test_the_configured_default_max_tokens_is_capped_at_llamas_documented_maximu
 )
 def test_every_familys_stop_values(raw: str, reason: FinishReason) -> None:
     assert codec.finish_reason(raw) is reason
+
+
+# --- no silent drops on InvokeModel (issue 17.3): every CompleteRequest field reaches the body -----
+
+
+@pytest.mark.parametrize("family", sorted(CODECS, key=lambda f: f.value))
+@pytest.mark.parametrize(
+    "fields", [{"temperature": 0.3}, {"top_p": 0.5}, {"max_tokens": 77}, {"stop": ["END"]}], ids=str
+)
+def test_every_complete_request_field_reaches_each_familys_body_or_is_refused(
+    family: Family, fields: dict[str, Any]
+) -> None:
+    model = f"model-of-{family.value}"
+    baseline = codec.invoke_body(family, CompletionRequest(model, "hi"), 100)
+    request = CompletionRequest(model, "hi", **fields)
+    if family in (Family.LLAMA, Family.MISTRAL_CHAT) and "stop" in fields:  # no stop field documented
+        with pytest.raises(GatewayError, match=rf"^stop: Bedrock model '{model}'") as refused:
+            codec.invoke_body(family, request, 100)
+        assert refused.value.kind is ErrorKind.FAILED_PRECONDITION
+        return
+    body = codec.invoke_body(family, request, 100)
+    assert body != baseline, f"{fields} was dropped from the {family.value} body"

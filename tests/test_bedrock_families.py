@@ -265,8 +265,9 @@ async def test_stop_sequences_a_family_cannot_honour_are_refused(
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await gw.stub.Complete(complete(family, stop=["END"]), timeout=WAIT_S)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "stop" in (caught.value.details() or "")
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # well formed, not honourable
+    assert (caught.value.details() or "").startswith("bedrock: stop: Bedrock model")
+    assert MODELS[family] in (caught.value.details() or "")
     assert not fake.seen
 
 

@@ -21,6 +21,7 @@ import grpc
 import pytest
 from conftest import ADAPTER_ROUTING, use_fake_aws_credentials
 from google.protobuf import struct_pb2
+from test_bedrock_transport import with_botocore
 
 from provider_gateway.fakes.bedrock import (
     ACCESS_KEY,
@@ -33,6 +34,7 @@ from provider_gateway.fakes.bedrock import (
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+CLAUDE_THINKING = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 FAMILY_MODELS = {
     "anthropic": "anthropic.claude-3-haiku-20240307-v1:0",
     "nova": "amazon.nova-lite-v1:0",
@@ -282,26 +284,25 @@ async def test_image_url_is_rejected_with_the_field_named(gw: Any, fake: FakeBed
     assert not fake.seen
 
 
+def reasoning_then_answer(*reasoning: dict[str, str]) -> list[bytes]:
+    """A ConverseStream whose block 0 is reasoning (these `reasoningContent` deltas) and block 1
+    the answer "42"."""
+    deltas = [
+        event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": r}})
+        for r in reasoning
+    ]
+    return [
+        event_frame("messageStart", {"role": "assistant"}),
+        *deltas,
+        event_frame("contentBlockStop", {"contentBlockIndex": 0}),
+        event_frame("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "42"}}),
+        event_frame("contentBlockStop", {"contentBlockIndex": 1}),
+        event_frame("messageStop", {"stopReason": "end_turn"}),
+    ]
+
+
 async def test_reasoning_streams_and_replays_with_signature(gw: Any, fake: FakeBedrock) -> None:
-    fake.push(
-        Reply(
-            frames=[
-                event_frame("messageStart", {"role": "assistant"}),
-                event_frame(
-                    "contentBlockDelta",
-                    {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Let me think."}}},
-                ),
-                event_frame(
-                    "contentBlockDelta",
-                    {"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "sig-1"}}},
-                ),
-                event_frame("contentBlockStop", {"contentBlockIndex": 0}),
-                event_frame("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "42"}}),
-                event_frame("contentBlockStop", {"contentBlockIndex": 1}),
-                event_frame("messageStop", {"stopReason": "end_turn"}),
-            ]
-        )
-    )
+    fake.push(Reply(frames=reasoning_then_answer({"text": "Let me think."}, {"signature": "sig-1"})))
     earlier = pb.Message(
         role=pb.ROLE_ASSISTANT,
         content=[
@@ -310,12 +311,11 @@ async def test_reasoning_streams_and_replays_with_signature(gw: Any, fake: FakeB
         ],
     )
     request = chat(
-        CLAUDE,
+        CLAUDE_THINKING,
         user("Q1"),
         earlier,
         user("Q2"),
         reasoning=pb.ReasoningOptions(enabled=True, budget_tokens=2048),
-        temperature=0.3,
     )
     events = await collect(gw.stub.ChatStream(request))
     assert kinds(events) == ["reasoning_delta", "text_delta", "finish"]
@@ -324,7 +324,7 @@ async def test_reasoning_streams_and_replays_with_signature(gw: Any, fake: FakeB
     assert reasoning[-1].signature == "sig-1"  # the block's closing delta
     body = fake.last("converse-stream").body
     assert body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
-    # Claude thinking rejects a temperature, and needs maxTokens beyond the budget.
+    # Claude thinking needs maxTokens beyond the budget.
     assert body["inferenceConfig"] == {"maxTokens": 2048 + 4096}
     assert body["messages"][1]["content"] == [
         {"reasoningContent": {"reasoningText": {"text": "Old thought", "signature": "sig-0"}}},
@@ -815,3 +815,227 @@ async def test_a_failed_titan_embedding_call_is_the_status_of_the_whole_embed(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await gw.stub.Embed(request)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+# --- no silent drops (issue 17.3): what Converse cannot take is refused or emulated, never dropped ---
+
+
+def weather_history() -> list[pb.Message]:
+    call = pb.ToolCall(id="tooluse_0", name="get_weather", arguments_json='{"city":"Rome"}')
+    return [
+        user("Weather in Rome?"),
+        pb.Message(role=pb.ROLE_ASSISTANT, content=[pb.ContentPart(tool_call=call)]),
+        pb.Message(
+            role=pb.ROLE_TOOL,
+            content=[pb.ContentPart(tool_result=pb.ToolResult(tool_call_id="tooluse_0", content="18C"))],
+        ),
+        user("Thanks. Any advice?"),
+    ]
+
+
+WEATHER_TOOL = pb.Tool(name="get_weather", description="Weather by city")
+
+
+async def test_tool_choice_none_over_a_tool_history_sends_no_tools_and_is_flagged_emulated(
+    gw: Any, fake: FakeBedrock
+) -> None:
+    """Converse takes tool blocks only with a toolConfig, which would let the model call the tools:
+    the tools are left out and the history's calls and results go as text, flagged emulated."""
+    none = pb.ToolChoice(mode=pb.ToolChoice.MODE_NONE)
+    for call in (gw.stub.Chat, gw.stub.ChatStream):
+        request = chat(CLAUDE, *weather_history(), tools=[WEATHER_TOOL], tool_choice=none)
+        result = call(request, timeout=WAIT_S)
+        finish = (await result).finish if call is gw.stub.Chat else (await collect(result))[-1].finish
+        assert list(finish.emulated) == ["tool_choice"]
+        body = fake.seen[-1].body
+        assert "toolConfig" not in body
+        texts = [b["text"] for m in body["messages"] for b in m["content"]]
+        assert texts == [
+            "Weather in Rome?",
+            '[called tool get_weather (id tooluse_0) with {"city":"Rome"}]',
+            "[tool result for id tooluse_0: 18C]",
+            "Thanks. Any advice?",
+        ]
+    # Without tool_choice none the history keeps its tool blocks and nothing is emulated.
+    response = await gw.stub.Chat(chat(CLAUDE, *weather_history(), tools=[WEATHER_TOOL]), timeout=WAIT_S)
+    assert list(response.finish.emulated) == []
+    assert "toolConfig" in fake.seen[-1].body
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"temperature": 0.3}, "temperature"),
+        ({"top_p": 0.5}, "top_p"),
+        (
+            {"reasoning": pb.ReasoningOptions(enabled=True, effort=pb.ReasoningOptions.EFFORT_HIGH)},
+            "reasoning",
+        ),
+    ],
+)
+async def test_what_claude_thinking_cannot_take_is_refused_not_dropped(
+    gw: Any, fake: FakeBedrock, fields: dict[str, Any], field: str
+) -> None:
+    """As on Anthropic's API: with thinking only temperature 1 and top_p 0.95-1, and a budget, not
+    an effort."""
+    request = chat(CLAUDE_THINKING, **{"reasoning": pb.ReasoningOptions(enabled=True), **fields})
+    sent = len(fake.seen)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await gw.stub.Chat(request, timeout=WAIT_S)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (refused.value.details() or "").startswith(f"bedrock: {field}")
+    assert CLAUDE_THINKING in (refused.value.details() or "")
+    assert len(fake.seen) == sent  # nothing went upstream
+
+
+async def test_claude_thinking_sends_the_sampling_it_accepts(gw: Any, fake: FakeBedrock) -> None:
+    thinking = pb.ReasoningOptions(enabled=True)
+    await gw.stub.Chat(chat(CLAUDE_THINKING, reasoning=thinking, temperature=1, top_p=0.97), timeout=WAIT_S)
+    inference = fake.seen[-1].body["inferenceConfig"]
+    assert (inference["temperature"], inference["topP"]) == (1, pytest.approx(0.97))
+
+
+async def test_nova_2_sends_sampling_with_reasoning_and_refuses_a_budget(gw: Any, fake: FakeBedrock) -> None:
+    nova = "amazon.nova-2-lite-v1:0"
+    effort = pb.ReasoningOptions(effort=pb.ReasoningOptions.EFFORT_LOW)
+    await gw.stub.Chat(chat(nova, reasoning=effort, temperature=0.2), timeout=WAIT_S)
+    body = fake.seen[-1].body
+    assert body["additionalModelRequestFields"]["reasoningConfig"]["maxReasoningEffort"] == "low"
+    assert body["inferenceConfig"]["temperature"] == pytest.approx(0.2)
+    budget = pb.ReasoningOptions(enabled=True, budget_tokens=2048)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await gw.stub.Chat(chat(nova, reasoning=budget), timeout=WAIT_S)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "reasoning.budget_tokens" in (refused.value.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "field"),
+    [
+        ("meta.llama3-8b-instruct-v1:0", {"tools": [WEATHER_TOOL]}, "tools"),
+        ("amazon.titan-text-express-v1", {"tools": [WEATHER_TOOL]}, "tools"),
+        ("mistral.mistral-large-2407-v1:0", {"reasoning": pb.ReasoningOptions(enabled=True)}, "reasoning"),
+        (
+            "deepseek.r1-v1:0",
+            {"reasoning": pb.ReasoningOptions(effort=pb.ReasoningOptions.EFFORT_LOW)},
+            "reasoning.effort",
+        ),
+        (
+            "amazon.nova-micro-v1:0",
+            {
+                "messages": [
+                    pb.Message(
+                        role=pb.ROLE_USER,
+                        content=[
+                            pb.ContentPart(
+                                image=pb.Image(data=b"\x89PNG\r\n\x1a\nfake-image", media_type="image/png")
+                            )
+                        ],
+                    )
+                ]
+            },
+            "image",
+        ),
+    ],
+)
+async def test_what_a_family_lacks_is_refused_before_sending(
+    gw: Any, fake: FakeBedrock, model: str, fields: dict[str, Any], field: str
+) -> None:
+    sent = len(fake.seen)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await gw.stub.Chat(
+            pb.ChatRequest(model=f"bedrock/{model}", **{"messages": [user("Hi")], **fields}), timeout=WAIT_S
+        )
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (refused.value.details() or "").startswith(f"bedrock: {field}")
+    assert model in (refused.value.details() or "")
+    assert len(fake.seen) == sent
+
+
+async def test_list_models_reports_what_converse_offers_each_family(gw: Any, fake: FakeBedrock) -> None:
+    """Tools, images and reasoning as each family's codec knows them per model, not one guess for
+    all: Llama 3 8B calls no tools, Nova Micro reads no images, DeepSeek-R1 reasons but calls none."""
+    ids = [
+        "us.meta.llama3-8b-instruct-v1:0",
+        "us.meta.llama3-2-90b-instruct-v1:0",
+        "us.amazon.nova-micro-v1:0",
+        "us.amazon.nova-2-lite-v1:0",
+        "us.deepseek.r1-v1:0",
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "us.qwen.qwen3-32b-v1:0",  # no known family: nothing vouched for
+    ]
+    fake.profile_pages = [[{"inferenceProfileId": i, "inferenceProfileName": i} for i in ids]]
+    response = await gw.stub.ListModels(pb.ListModelsRequest(provider="bedrock"), timeout=WAIT_S)
+    offered = {m.id: (m.tools, m.vision, m.reasoning) for m in response.models if m.id in ids}
+    assert offered == {
+        "us.meta.llama3-8b-instruct-v1:0": (False, False, False),
+        "us.meta.llama3-2-90b-instruct-v1:0": (True, True, False),
+        "us.amazon.nova-micro-v1:0": (True, False, False),
+        "us.amazon.nova-2-lite-v1:0": (True, True, True),
+        "us.deepseek.r1-v1:0": (False, False, True),
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0": (True, True, True),
+        "us.qwen.qwen3-32b-v1:0": (False, False, False),
+    }
+
+
+async def test_redacted_reasoning_comes_back_redacted_and_is_replayed_as_redacted_content(
+    gw: Any, fake: FakeBedrock
+) -> None:
+    """Claude's redacted thinking reaches Converse as `reasoningContent.redactedContent` (a blob,
+    base64 in the JSON): relayed as a redacted reasoning part, and sent back as Bedrock gave it,
+    never as a signed text block."""
+    encrypted = base64.b64encode(b"encrypted-thinking").decode()
+    fake.push(Reply(frames=reasoning_then_answer({"redactedContent": encrypted})))
+    thinking = pb.ReasoningOptions(enabled=True)
+    events = await collect(gw.stub.ChatStream(chat(CLAUDE_THINKING, reasoning=thinking)))
+    (delta,) = [e.reasoning_delta for e in events if e.HasField("reasoning_delta")]
+    assert (delta.text, delta.signature, delta.redacted) == ("", encrypted, True)
+    content = [{"reasoningContent": {"redactedContent": encrypted}}, {"text": "42"}]
+    answer = {"role": "assistant", "content": content}
+    fake.push(Reply(body={"output": {"message": answer}, "stopReason": "end_turn"}))
+    response = await gw.stub.Chat(chat(CLAUDE_THINKING, reasoning=thinking), timeout=WAIT_S)
+    (part,) = response.reasoning_parts
+    assert (part.text, part.signature, part.redacted) == ("", encrypted, True)
+    earlier = pb.Message(
+        role=pb.ROLE_ASSISTANT, content=[pb.ContentPart(reasoning=part), pb.ContentPart(text="42")]
+    )
+    await gw.stub.Chat(
+        chat(CLAUDE_THINKING, user("Q1"), earlier, user("Q2"), reasoning=thinking), timeout=WAIT_S
+    )
+    assert fake.seen[-1].body["messages"][1]["content"] == [
+        {"reasoningContent": {"redactedContent": encrypted}},
+        {"text": "42"},
+    ]
+
+
+async def test_botocore_reads_and_writes_redacted_thinking_as_the_gateway_does(
+    gw: Any, fake: FakeBedrock
+) -> None:
+    """The oracle: botocore decodes the fake's `redactedContent` to the encrypted bytes, and
+    serialises those bytes, replayed, to the very message the gateway sends back."""
+    secret = b"encrypted-thinking"
+    encrypted = base64.b64encode(secret).decode()
+    fake.push(Reply(frames=reasoning_then_answer({"redactedContent": encrypted})))
+    question = [{"role": "user", "content": [{"text": "Q1"}]}]
+    events = await with_botocore(
+        fake,
+        "bedrock-runtime",
+        lambda client: list(client.converse_stream(modelId=CLAUDE_THINKING, messages=question)["stream"]),
+    )
+    deltas = [e["contentBlockDelta"]["delta"] for e in events if "contentBlockDelta" in e]
+    assert [d["reasoningContent"] for d in deltas if "reasoningContent" in d] == [{"redactedContent": secret}]
+    replayed = [
+        *question,
+        {"role": "assistant", "content": [{"reasoningContent": {"redactedContent": secret}}, {"text": "42"}]},
+        {"role": "user", "content": [{"text": "Q2"}]},
+    ]
+    await with_botocore(
+        fake, "bedrock-runtime", lambda client: client.converse(modelId=CLAUDE_THINKING, messages=replayed)
+    )
+    theirs = fake.seen[-1].body["messages"]
+    part = pb.Reasoning(signature=encrypted, redacted=True)
+    earlier = pb.Message(
+        role=pb.ROLE_ASSISTANT, content=[pb.ContentPart(reasoning=part), pb.ContentPart(text="42")]
+    )
+    await gw.stub.Chat(chat(CLAUDE_THINKING, user("Q1"), earlier, user("Q2")), timeout=WAIT_S)
+    assert fake.seen[-1].body["messages"] == theirs

@@ -39,6 +39,24 @@ PROVIDERS = {
     "vertex-claude": ("vertex", "vertex", "claude-sonnet-4-5@20250929"),
     "cohere": ("cohere", "cohere", "command-a-03-2025"),
     "bedrock": ("bedrock", "bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0"),
+    # Converse serves every family; what each model offers is its codec's (ConverseFeatures).
+    # gpt-oss and DeepSeek-R1, which reason unasked (nothing to send for `reasoning.enabled`), aside.
+    **{
+        f"bedrock-{family}": ("bedrock", "bedrock", model)
+        for family, model in (
+            ("claude-3-5", "anthropic.claude-3-5-sonnet-20241022-v2:0"),
+            ("nova-2", "amazon.nova-2-lite-v1:0"),
+            ("nova-micro", "amazon.nova-micro-v1:0"),
+            ("titan", "amazon.titan-text-express-v1"),
+            ("llama", "meta.llama3-1-70b-instruct-v1:0"),
+            ("llama-vision", "us.meta.llama3-2-90b-instruct-v1:0"),
+            ("mistral", "mistral.mistral-large-2407-v1:0"),
+            ("mixtral", "mistral.mixtral-8x7b-instruct-v0:1"),
+            ("cohere", "cohere.command-r-plus-v1:0"),
+            ("jamba", "ai21.jamba-1-5-large-v1:0"),
+            ("writer", "writer.palmyra-x5-v1:0"),
+        )
+    },
 }
 
 
@@ -157,6 +175,11 @@ async def test_a_field_is_sent_emulated_or_refused(setup: Any, provider: str, va
     if got.error is not None:
         details = got.error.details() or ""
         assert got.error.code() == grpc.StatusCode.FAILED_PRECONDITION, details
+        if baseline.error is not None and case.field.split(".")[0] not in details:
+            # What the variant builds on is itself refused (tools on a model without tool use):
+            # the field walked is never reached, and the refusal is the baseline's own.
+            assert details == baseline.error.details()
+            return
         assert case.field.split(".")[0] in details, details  # names the field...
         assert model in details, details  # ...and the model
         return

@@ -178,6 +178,8 @@ async function main(): Promise<void> {
   const final: FinalMessage = await stream.finalMessage();
   const next = assistantTurn(final);
   console.log(next.role, final.usage?.totalTokens, final.finish?.reason, (await collect(stream)).text);
+  const emulated: string[] = final.finish?.emulated ?? [];
+  console.log(emulated.includes('response_format'));
   try {
     await gateway.chat({ model: 'mock/echo' });
   } catch (error) {

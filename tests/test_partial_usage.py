@@ -12,13 +12,16 @@ from typing import Any
 import grpc
 import orjson
 import pytest
-from conftest import run_gateway
+from conftest import ADAPTER_ROUTING, run_gateway, use_fake_aws_credentials
 from rpc_util import access_line, collect_until_error
 from test_observability import observed_gateway
 from vendor_cases import chat_request
 
 from provider_gateway.fakes import FakeUpstream, Reply
+from provider_gateway.fakes.bedrock import FakeBedrock, chunk_frame, converse_text_frames
+from provider_gateway.fakes.bedrock import Reply as BedrockReply
 from provider_gateway.server.auth import hash_key
+from provider_gateway.v1 import provider_service_pb2 as pb
 
 # The prompt's tokens as Claude reports them at message_start: fresh, cache write, cache read.
 FRESH, WRITE, READ = 1_200, 4_000, 10_000
@@ -270,3 +273,66 @@ async def test_an_attempt_the_provider_refused_with_an_http_error_is_not_charged
     trailers = dict(error.trailing_metadata() or ())
     assert "usage-input-tokens" not in trailers
     assert "cost-usd-micros" not in trailers
+
+
+# --- Bedrock: ConverseStream's `metadata` and InvokeModel's chunk usage, reported as they arrive ---
+
+
+async def bedrock_cut(
+    frames: list[bytes], call: str, model: str, caplog: pytest.LogCaptureFixture
+) -> tuple[dict[str, str], Any]:
+    """One Bedrock stream (ChatStream or CompleteStream) whose fake sends `frames` then ends, cut:
+    its trailing metadata and its access log line."""
+    with pytest.MonkeyPatch.context() as patch:
+        use_fake_aws_credentials(patch)
+        async with FakeBedrock() as fake:
+            fake.push(BedrockReply(frames=frames))
+            config = f'[providers.b]\nkind = "bedrock"\nregion = "us-west-2"\nendpoint_url = "{fake.url}"\n'
+            async with run_gateway(config + ADAPTER_ROUTING) as gateway:
+                with caplog.at_level(logging.INFO, logger="provider_gateway.access"):
+                    if call == "chat":
+                        stream = gateway.stub.ChatStream(chat_request(f"b/{model}"), timeout=20)
+                    else:
+                        request = pb.CompleteRequest(model=f"b/{model}", prompt="Weather?")
+                        stream = gateway.stub.CompleteStream(request, timeout=20)
+                    _, error = await collect_until_error(stream)
+                    trailers = dict(await stream.trailing_metadata())
+                    line = await access_line(caplog)
+    assert error is not None
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    return {k: str(v) for k, v in trailers.items()}, line
+
+
+async def test_a_converse_stream_cut_after_its_metadata_charges_bedrocks_usage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    usage = {"inputTokens": 2_345, "outputTokens": 6, "totalTokens": 2_351}
+    frames = converse_text_frames(["Mild."], usage=usage)
+    cut = frames[0][:7]  # the connection drops inside the next frame
+    _, line = await bedrock_cut([*frames, cut], "chat", "anthropic.claude-3-5-sonnet-20241022-v2:0", caplog)
+    assert (line.input_tokens, line.output_tokens) == (2_345, 6)  # Bedrock's figures, not a guess
+    assert line.usage_source in ("provider", "partial")
+
+
+async def test_an_invoke_model_claude_stream_cut_after_message_start_charges_its_prompt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    start = {
+        "type": "message_start",
+        "message": {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "usage": {"input_tokens": FRESH, "cache_read_input_tokens": READ, "output_tokens": 1},
+        },
+    }
+    text = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Mild."}}
+    frames = [chunk_frame(start), chunk_frame(text)]  # no message_stop
+    trailers, line = await bedrock_cut(
+        frames, "complete", "anthropic.claude-3-5-sonnet-20241022-v2:0", caplog
+    )
+    assert trailers["usage-source"] == "partial"
+    assert trailers["usage-estimated"] == "false"
+    assert int(trailers["usage-input-tokens"]) == FRESH + READ  # Claude's own count, cache included
+    assert (line.usage_source, line.input_tokens) == ("partial", FRESH + READ)

@@ -150,6 +150,9 @@ export interface Finish {
   responseId: string;
   /** The request's cost: its attempts' together. */
   cost: Cost | null;
+  /** The request fields the provider could not honour natively and the gateway emulated, named as
+   * in ChatRequest (e.g. `response_format`); empty when all were honoured natively. */
+  emulated: string[];
 }
 
 /** One streamed event; `event` names the field that is set. */

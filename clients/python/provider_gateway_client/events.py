@@ -96,6 +96,9 @@ class Finished:
     # What the request cost by the gateway's price table, in micro-USD; None when unknown (a model
     # without a price), which is never the same as 0.
     cost_usd_micros: int | None = None
+    # The request fields the provider could not honour natively and the gateway emulated (named
+    # as in ChatRequest, e.g. "response_format"); empty when all were honoured natively.
+    emulated: tuple[str, ...] = ()
 
 
 Event = Text | Reasoning | ToolCallStarted | ToolCallArguments | ToolCallFinished | UsageReport | Finished
@@ -130,6 +133,7 @@ def finished(finish: pb.Finish) -> Finished:
         total_us=finish.timing.total_us,
         attempts=tuple((a.provider, a.model, a.outcome) for a in finish.attempts),
         cost_usd_micros=finish.cost.amount_micros if finish.cost.known else None,
+        emulated=tuple(finish.emulated),
     )
 
 

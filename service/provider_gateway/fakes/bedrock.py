@@ -119,6 +119,14 @@ def converse_text_frames(
     return frames
 
 
+def converse_problem(body: Mapping[str, Any]) -> str:
+    """What Bedrock's Converse rejects in a body that the fake checks: tool blocks without tools."""
+    blocks = [b for m in body.get("messages", []) for b in m.get("content", []) if isinstance(b, dict)]
+    if "toolConfig" not in body and any("toolUse" in b or "toolResult" in b for b in blocks):
+        return "The toolConfig field must be defined when using toolUse and toolResult content blocks."
+    return ""
+
+
 # --- family bodies -----------------------------------------------------------------------------
 
 
@@ -440,6 +448,8 @@ class FakeBedrock:
         reply = self.replies.popleft() if self.replies else None
         if reply is not None and reply.error is not None:
             return error_response(*reply.error)
+        if operation in ("converse", "converse-stream") and (problem := converse_problem(seen.body)):
+            return error_response("ValidationException", problem)
         family = model_family(model_id)
         scripted = reply is not None and reply.frames is not None
         problem = invoke_problem(family, seen.body) if operation == "invoke-with-response-stream" else ""

@@ -75,9 +75,12 @@ from provider_gateway.providers.bedrock.credentials import (
 )
 from provider_gateway.providers.bedrock.errors import BedrockErrorPolicy, translate
 from provider_gateway.providers.bedrock.event_stream import FrameReader
+from provider_gateway.providers.bedrock.invoke import converse_features
+from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures
 from provider_gateway.providers.bedrock.models import Family
 from provider_gateway.providers.bedrock.transport import JSON, Payload, SignedUpstream, model_path
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.reported_usage import report_partial_usage
 
 OPTION_KEYS = (
     "kind",
@@ -96,6 +99,8 @@ OPTION_KEYS = (
     "health_check",
 )
 INFERENCE_PROFILE_MODES = ("none", "regional", "global")
+# What ListModels reports for a model of no known family (imported, custom): nothing it cannot vouch for.
+UNKNOWN_FEATURES = ConverseFeatures()
 INPUT_TOKENS_HEADER, OUTPUT_TOKENS_HEADER = (
     "X-Amzn-Bedrock-Input-Token-Count",
     "X-Amzn-Bedrock-Output-Token-Count",
@@ -243,6 +248,8 @@ class BedrockProvider(BaseProvider):
                 async for chunk in chunks:
                     for event in frames.feed(chunk):
                         for decoded in decode(event):
+                            if isinstance(decoded, UsageEvent):  # ConverseStream's `metadata`
+                                report_partial_usage(decoded.usage)  # charged if the stream is cut
                             yield decoded
             frames.end()
             for decoded in end():
@@ -283,19 +290,18 @@ class BedrockProvider(BaseProvider):
 
     def _converse_kwargs(self, request: ChatRequest) -> dict[str, Any]:
         model_id = self.model_id(request.model)
-        return codec.converse_request(
-            request, model_id, models.family(model_id), prompt_caching=self.settings.prompt_caching
-        )
+        return codec.converse_request(request, model_id, prompt_caching=self.settings.prompt_caching)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         kwargs = self._converse_kwargs(request)
         response, _ = await self._post(request.model, kwargs["modelId"], "converse", json_body(kwargs))
-        return await accumulate(replay(codec.converse_response_events(response, request.model)))
+        emulated = codec.emulated_fields(request)
+        return await accumulate(replay(codec.converse_response_events(response, request.model, emulated)))
 
     async def chat_stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         kwargs = self._converse_kwargs(request)
         payload = Payload(json_body(kwargs), {"Content-Type": JSON})
-        decoder = codec.ConverseStreamDecoder(request.model)
+        decoder = codec.ConverseStreamDecoder(request.model, codec.emulated_fields(request))
         events = self._events(
             request.model, kwargs["modelId"], "converse-stream", payload, decoder.feed, decoder.end
         )
@@ -338,7 +344,12 @@ class BedrockProvider(BaseProvider):
 
         def decode(event: dict[str, Any]) -> list[StreamEvent]:
             chunk = codec.stream_chunk_payload(event)
-            return decoder.feed(chunk) if chunk is not None else []
+            if chunk is None:
+                return []
+            events = decoder.feed(chunk)
+            if (heard := decoder.heard()) is not None:
+                report_partial_usage(heard)  # charged if the stream is cut before its end
+            return events
 
         events = self._events(
             request.model, model_id, "invoke-with-response-stream", payload, decode, decoder.end
@@ -362,21 +373,28 @@ class BedrockProvider(BaseProvider):
         result: list[ModelInfo] = []
         for summary in summaries:
             inputs, outputs = summary.get("inputModalities", []), summary.get("outputModalities", [])
+            model_id = str(summary.get("modelId", ""))
+            offered = converse_features(model_id) or UNKNOWN_FEATURES
             result.append(
                 ModelInfo(
-                    id=summary.get("modelId", ""),
+                    id=model_id,
                     display_name=f"{summary.get('providerName', '')} {summary.get('modelName', '')}".strip(),
                     vision="IMAGE" in inputs,
-                    tools="TEXT" in outputs and can_use_tools(summary.get("modelId", "")),
+                    tools="TEXT" in outputs and offered.tools,
+                    reasoning=bool(offered.reasoning),
                     embeddings="EMBEDDING" in outputs,
                 )
             )
         for profile in profiles:
+            model_id = str(profile.get("inferenceProfileId", ""))
+            offered = converse_features(model_id) or UNKNOWN_FEATURES
             result.append(
                 ModelInfo(
-                    id=profile.get("inferenceProfileId", ""),
+                    id=model_id,
                     display_name=profile.get("inferenceProfileName", ""),
-                    tools=can_use_tools(profile.get("inferenceProfileId", "")),
+                    vision=offered.vision,
+                    tools=offered.tools,
+                    reasoning=bool(offered.reasoning),
                 )
             )
         return result
@@ -421,12 +439,6 @@ class BedrockProvider(BaseProvider):
         raise invalid_argument(
             f"model: {request.model!r} is not a Bedrock embedding model (use amazon.titan-embed-* or cohere.embed-*)"
         )
-
-
-def can_use_tools(model_id: str) -> bool:
-    """Whether Converse tool use is offered: every chat family but Titan text (a coarse guess)."""
-    family = models.family(model_id)
-    return family not in (Family.TITAN, Family.OTHER) and not models.is_embedding_model(model_id)
 
 
 def as_chat(request: CompletionRequest) -> ChatRequest:
@@ -480,13 +492,23 @@ def _header_int(headers: httpx.Headers, name: str) -> int:
 
 
 def profile_region(env: Mapping[str, str], profile: str) -> str:
-    """The `region` of a profile in the AWS config file (AWS_CONFIG_FILE, else ~/.aws/config)."""
+    """The `region` of a profile in the AWS config file (AWS_CONFIG_FILE, else ~/.aws/config).
+
+    A synchronous read, on purpose: the region names the endpoints and signs every request, and a
+    missing one must fail the configuration at start-up. It runs only when neither `region` nor
+    AWS_REGION / AWS_DEFAULT_REGION is set, once, while the server is built (providers, and routing
+    groups' own-credential deployments, are all built then; there is no configuration reload):
+    before the port is bound, so no request can be waiting on the loop. Measured on a 22-profile
+    file: 3.2 ms for the first read (configparser's import included), 0.5 ms (median) after;
+    0.13 ms when the file is absent. The credential chain's own reads of the same files run in a
+    thread (credentials/shared_files.py).
+    """
     import configparser  # only when no region is configured (~160 KiB of heap otherwise held)
 
     path = Path(env.get("AWS_CONFIG_FILE") or Path.home() / ".aws" / "config").expanduser()
     parser = configparser.RawConfigParser()
     try:
-        parser.read(path)  # at start-up, before the loop serves anything
+        parser.read(path)  # at start-up, before the port is bound (see above)
     except configparser.Error:
         return ""
     section = f"profile {profile}" if profile and profile != "default" else "default"

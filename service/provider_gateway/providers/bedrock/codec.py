@@ -40,7 +40,11 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
-from provider_gateway.providers.anthropic.codec import MIN_THINKING_BUDGET, thinking_budget
+from provider_gateway.providers.anthropic.codec import (
+    MIN_THINKING_BUDGET,
+    MIN_TOP_P_WITH_THINKING,
+    thinking_budget,
+)
 from provider_gateway.providers.bedrock.common import (
     OWNED_FIELDS,
     decode_json_object,
@@ -53,8 +57,13 @@ from provider_gateway.providers.bedrock.common import floats as _floats
 from provider_gateway.providers.bedrock.common import items as _list
 from provider_gateway.providers.bedrock.common import obj as _obj
 from provider_gateway.providers.bedrock.common import text as _str
-from provider_gateway.providers.bedrock.invoke import InvokeDecoder, completion, invoke_body
-from provider_gateway.providers.bedrock.models import Family
+from provider_gateway.providers.bedrock.invoke import (
+    InvokeDecoder,
+    completion,
+    converse_features,
+    invoke_body,
+)
+from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures
 from provider_gateway.providers.owned_options import refuse_owned
 from provider_gateway.providers.structured_output import closed_objects, unhonoured
 
@@ -146,6 +155,8 @@ def content_blocks(message: Message) -> list[dict[str, Any]]:
                 "status": "error" if part.is_error else "success",
             }
             blocks.append({"toolResult": result})
+        elif part.redacted:  # the encrypted block, sent back as Bedrock gave it (base64)
+            blocks.append({"reasoningContent": {"redactedContent": part.signature}})
         else:
             reasoning: dict[str, Any] = {"text": part.text}
             if part.signature:
@@ -199,12 +210,9 @@ def _limit_cache_points(system: list[dict[str, Any]], turns: list[dict[str, Any]
         content.remove(block)
 
 
-def tool_config(
-    tools: list[Tool], mode: ToolChoiceMode, name: str, history_has_tools: bool
-) -> dict[str, Any] | None:
-    # Converse has no "none" choice: leave tools out, unless the history holds tool blocks, which
-    # Bedrock accepts only with a toolConfig present.
-    if not tools or (mode is ToolChoiceMode.NONE and not history_has_tools):
+def tool_config(tools: list[Tool], mode: ToolChoiceMode, name: str) -> dict[str, Any] | None:
+    # Converse has no "none" choice: the tools are left out (see `tool_history_as_text`).
+    if not tools or mode is ToolChoiceMode.NONE:
         return None
     config: dict[str, Any] = {
         "tools": [
@@ -226,22 +234,103 @@ def tool_config(
     return config
 
 
-def reasoning_fields(request: ChatRequest, family: Family) -> dict[str, Any]:
-    """Model fields that turn reasoning on: Claude's `thinking`, Nova 2's `reasoningConfig`."""
+def has_tool_blocks(messages: Iterable[Message]) -> bool:
+    return any(isinstance(p, ToolCallPart | ToolResultPart) for m in messages for p in m.content)
+
+
+def emulated_fields(request: ChatRequest) -> tuple[str, ...]:
+    """What `converse_request` emulates: tool_choice none over a history with tool blocks."""
+    choice = request.tool_choice
+    none = bool(request.tools) and choice is not None and choice.mode is ToolChoiceMode.NONE
+    return ("tool_choice",) if none and has_tool_blocks(request.messages) else ()
+
+
+def tool_history_as_text(messages: Iterable[Message]) -> list[Message]:
+    """The history with its tool calls and results as text. Converse rejects tool blocks without a
+    toolConfig, and a toolConfig lets the model call its tools: with tool_choice none the tools are
+    left out and the earlier calls and results are told as text, so the model still sees them."""
+    shown: list[Message] = []
+    for message in messages:
+        parts: list[Any] = []
+        for part in message.content:
+            if isinstance(part, ToolCallPart):
+                call = part.call
+                parts.append(TextPart(f"[called tool {call.name} (id {call.id}) with {call.arguments_json}]"))
+            elif isinstance(part, ToolResultPart):
+                status = "error" if part.is_error else "result"
+                parts.append(TextPart(f"[tool {status} for id {part.tool_call_id}: {part.content}]"))
+            else:
+                parts.append(part)
+        shown.append(Message(message.role, tuple(parts)))
+    return shown
+
+
+def reasoning_fields(request: ChatRequest, features: ConverseFeatures | None) -> dict[str, Any]:
+    """Model fields that turn reasoning on (Claude's `thinking`, Nova 2's `reasoningConfig`), or
+    a refusal of what the model cannot take; a model of no known family gets none."""
     options = request.reasoning
-    if options is None or not (options.enabled or options.effort):
+    if options is None or not (options.enabled or options.effort or options.budget_tokens):
         return {}
-    if family is Family.ANTHROPIC:
-        # The direct Anthropic API's rules, so that both budget and refuse alike. Converse needs no
-        # maximum: without one the budget is the requested or default one, plus room for the answer.
+    style = features.reasoning if features is not None else "unknown"
+    if style == "budget":  # Claude: the direct Anthropic API's rules, so that both refuse alike
+        if options.effort:
+            raise _refused(request, "reasoning.effort", "Claude thinking takes a budget, not an effort")
+        if not options.enabled:
+            raise _refused(request, "reasoning.budget_tokens", "set reasoning.enabled to turn thinking on")
+        # Converse needs no maximum: without one the budget is the requested or default one, plus
+        # room for the answer.
         requested = max(MIN_THINKING_BUDGET, options.budget_tokens or DEFAULT_THINKING_BUDGET)
         max_tokens = request.max_tokens or requested + THINKING_ANSWER_TOKENS
         budget = thinking_budget(request, max_tokens, forced_tool=bool(request.tools))
         return {"thinking": {"type": "enabled", "budget_tokens": budget}}
-    if family is Family.NOVA:
+    if style == "effort":  # Nova 2
+        if options.budget_tokens:
+            raise _refused(
+                request, "reasoning.budget_tokens", "Nova 2 reasoning takes an effort, not a budget"
+            )
         effort = {"": "medium", "minimal": "low"}.get(options.effort, options.effort)
         return {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": effort}}
-    return {}
+    if style == "always" and not (options.effort or options.budget_tokens):
+        return {}  # it reasons unasked: `enabled` is honoured as it is
+    # Name what the model cannot take: any reasoning at all, or only the setting.
+    settings = (("enabled", style != "always" and options.enabled), ("effort", options.effort))
+    asked = [name for name, on in settings if on]
+    field = "reasoning." + (asked[0] if asked else "budget_tokens")
+    why = {
+        "always": "the model reasons unasked and takes no reasoning setting",
+        "unknown": "no reasoning setting is documented for this model on Bedrock",
+    }.get(style, "the model has no reasoning on Bedrock")
+    raise _refused(request, field, why)
+
+
+def _refused(request: ChatRequest, field: str, why: str) -> GatewayError:
+    return unhonoured(field, "Bedrock", request.model, why)
+
+
+def sampling(request: ChatRequest, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """temperature and topP. Claude thinking takes only temperature 1 and top_p from 0.95 to 1
+    (as on the Anthropic API): other values are refused, never dropped."""
+    if "thinking" in extra:
+        if request.temperature is not None and request.temperature != 1:
+            raise _refused(request, "temperature", "with thinking on only 1 is allowed")
+        if request.top_p is not None and request.top_p < MIN_TOP_P_WITH_THINKING:
+            raise _refused(request, "top_p", f"with thinking on it must be {MIN_TOP_P_WITH_THINKING} to 1")
+    config: dict[str, Any] = {}
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.top_p is not None:
+        config["topP"] = request.top_p
+    return config
+
+
+def refuse_unoffered(request: ChatRequest, features: ConverseFeatures | None) -> None:
+    """Tools and images on a model whose family says Converse offers it none."""
+    if features is None:
+        return
+    if request.tools and not features.tools:
+        raise _refused(request, "tools", "Converse offers this model no tool use")
+    if not features.vision and any(isinstance(p, ImagePart) for m in request.messages for p in m.content):
+        raise _refused(request, "image", "the model takes no images")
 
 
 def output_config(fmt: ResponseFormat | None, model_id: str) -> dict[str, Any] | None:
@@ -263,36 +352,30 @@ def output_config(fmt: ResponseFormat | None, model_id: str) -> dict[str, Any] |
     return {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": schema}}}
 
 
-def converse_request(
-    request: ChatRequest, model_id: str, family: Family, *, prompt_caching: bool = False
-) -> dict[str, Any]:
+def converse_request(request: ChatRequest, model_id: str, *, prompt_caching: bool = False) -> dict[str, Any]:
     """Keyword arguments for `converse` / `converse_stream`."""
-    system, messages = converse_messages(request.messages, prompt_caching)
+    features = converse_features(model_id)
+    refuse_unoffered(request, features)
+    history = tool_history_as_text(request.messages) if emulated_fields(request) else request.messages
+    system, messages = converse_messages(history, prompt_caching)
     if not messages:
         raise invalid_argument("messages: Bedrock needs at least one user or assistant message")
     kwargs: dict[str, Any] = {"modelId": model_id, "messages": messages}
     if system:
         kwargs["system"] = system
-    extra = reasoning_fields(request, family)
+    extra = reasoning_fields(request, features)
     inference: dict[str, Any] = {}
     if request.max_tokens is not None:
         inference["maxTokens"] = request.max_tokens
     elif "thinking" in extra:  # Claude needs room for the answer beyond the thinking budget
         inference["maxTokens"] = extra["thinking"]["budget_tokens"] + THINKING_ANSWER_TOKENS
-    if not extra:  # Claude rejects temperature and top_p while thinking; dropped for Nova 2 alike
-        if request.temperature is not None:
-            inference["temperature"] = request.temperature
-        if request.top_p is not None:
-            inference["topP"] = request.top_p
+    inference.update(sampling(request, extra))
     if request.stop:
         inference["stopSequences"] = list(request.stop)
     if inference:
         kwargs["inferenceConfig"] = inference
     choice = request.tool_choice or ToolChoice()
-    has_tool_blocks = any(
-        isinstance(p, ToolCallPart | ToolResultPart) for m in request.messages for p in m.content
-    )
-    if tools := tool_config(request.tools, choice.mode, choice.name, has_tool_blocks):
+    if tools := tool_config(request.tools, choice.mode, choice.name):
         kwargs["toolConfig"] = tools
     if output := output_config(request.response_format, model_id):
         kwargs["outputConfig"] = output
@@ -315,8 +398,9 @@ def count_tokens_input(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 class ConverseStreamDecoder:
     """Turns ConverseStream events (botocore-parsed dicts) into domain events."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, emulated: tuple[str, ...] = ()) -> None:
         self.model = model
+        self.emulated = emulated  # request fields the request emulated, for the finish
         self.stop_reason: str | None = None
         self._tools: dict[int, tuple[int, str, str, list[str]]] = {}  # block -> (index, id, name, args)
         self._tool_count = 0
@@ -364,6 +448,8 @@ class ConverseStreamDecoder:
             return [ToolCallDelta(tool_state[0], piece)]
         if "reasoningContent" in delta:
             reasoning = _obj(delta["reasoningContent"])
+            if redacted := _str(reasoning.get("redactedContent")):
+                return [ReasoningDelta("", redacted, redacted=True)]
             text, signature = _str(reasoning.get("text")), _str(reasoning.get("signature"))
             return [ReasoningDelta(text, signature)] if text or signature else []
         return []
@@ -372,10 +458,13 @@ class ConverseStreamDecoder:
         """Call when the stream ends: the finish, or an error if Bedrock never said it stopped."""
         if self.stop_reason is None:
             raise GatewayError(ErrorKind.UNAVAILABLE, "Bedrock stream ended before messageStop")
-        return [ProviderFinish(finish_reason(self.stop_reason), self.stop_reason, model=self.model)]
+        reason = finish_reason(self.stop_reason)
+        return [ProviderFinish(reason, self.stop_reason, model=self.model, emulated=self.emulated)]
 
 
-def converse_response_events(response: Mapping[str, Any], model: str) -> list[StreamEvent]:
+def converse_response_events(
+    response: Mapping[str, Any], model: str, emulated: tuple[str, ...] = ()
+) -> list[StreamEvent]:
     """A whole Converse response as the events its stream would have carried."""
     message = _obj(_obj(response.get("output")).get("message"))
     events: list[StreamEvent] = []
@@ -386,7 +475,11 @@ def converse_response_events(response: Mapping[str, Any], model: str) -> list[St
             if text := _str(block["text"]):
                 events.append(TextDelta(text))
         elif "reasoningContent" in block:
-            reasoning = _obj(_obj(block["reasoningContent"]).get("reasoningText"))
+            content = _obj(block["reasoningContent"])
+            if redacted := _str(content.get("redactedContent")):
+                events.append(ReasoningDelta("", redacted, redacted=True))
+                continue
+            reasoning = _obj(content.get("reasoningText"))
             events.append(ReasoningDelta(_str(reasoning.get("text")), _str(reasoning.get("signature"))))
         elif "toolUse" in block:
             tool = _obj(block["toolUse"])
@@ -398,7 +491,7 @@ def converse_response_events(response: Mapping[str, Any], model: str) -> list[St
     if "usage" in response:
         events.append(UsageEvent(converse_usage(response.get("usage"), response.get("metrics"))))
     stop = _str(response.get("stopReason"))
-    events.append(ProviderFinish(finish_reason(stop), stop, model=model))
+    events.append(ProviderFinish(finish_reason(stop), stop, model=model, emulated=emulated))
     return events
 
 

@@ -21,11 +21,12 @@ from provider_gateway.domain import (
     CompletionResponse,
     ProviderFinish,
     StreamEvent,
+    Usage,
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.bedrock.common import INVOCATION_METRICS, count, finish_reason, obj, usage
-from provider_gateway.providers.bedrock.invoke.base import FamilyCodec
+from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures, FamilyCodec
 from provider_gateway.providers.bedrock.invoke.chat import (
     GptOssCodec,
     JambaCodec,
@@ -41,7 +42,7 @@ from provider_gateway.providers.bedrock.invoke.flat import (
     TitanCodec,
 )
 from provider_gateway.providers.bedrock.invoke.nova import NovaCodec
-from provider_gateway.providers.bedrock.models import Family
+from provider_gateway.providers.bedrock.models import Family, family, is_embedding_model, strip_profile
 
 CODECS: dict[Family, type[FamilyCodec]] = {
     Family.ANTHROPIC: ClaudeCodec,
@@ -64,6 +65,17 @@ METRICS = {
     "cacheReadInputTokenCount": "cache_read",
     "cacheWriteInputTokenCount": "cache_write",
 }
+
+
+def converse_features(model_id: str) -> ConverseFeatures | None:
+    """What Converse offers `model_id`, as its family's codec knows it; None for a model of no
+    known family (imported and custom models, Qwen...), which are sent as asked."""
+    codec = CODECS.get(family(model_id))
+    if codec is None:
+        return None
+    if is_embedding_model(model_id):
+        return ConverseFeatures()  # Titan and Cohere embeddings: no chat at all
+    return codec.features(strip_profile(model_id).lower().partition(".")[2])
 
 
 def codec_for(family: Family, model: str) -> FamilyCodec:
@@ -99,6 +111,7 @@ class InvokeDecoder:
         self.codec = codec_for(family, model)
         self.model = model
         self.metrics: dict[str, int] = {}
+        self._heard: dict[str, int] = {}  # the counts `heard` last returned
 
     def feed(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
         if not isinstance(chunk, Mapping):
@@ -127,15 +140,30 @@ class InvokeDecoder:
             raise self.codec.unreadable(f"the InvokeModel response has no {self.codec.stop_field}")
         return events + self._close()
 
-    def _close(self) -> list[StreamEvent]:
-        counts = {**self.codec.model_usage, **self.metrics}
-        used = usage(
+    def heard(self) -> Usage | None:
+        """The usage reported so far (Claude's `message_start` and `message_delta`, Llama's counts,
+        the invocation metrics...), when the last chunk changed it; None otherwise. A stream cut
+        after it is charged these figures (providers/reported_usage.py)."""
+        counts = self._counts()
+        if not counts or counts == self._heard:
+            return None
+        self._heard = counts
+        return self._usage(counts)
+
+    def _counts(self) -> dict[str, int]:
+        return {**self.codec.model_usage, **self.metrics}
+
+    def _usage(self, counts: Mapping[str, int]) -> Usage:
+        return usage(
             counts.get("input", 0),
             counts.get("output", 0),
             counts.get("cache_read", 0),
             counts.get("cache_write", 0),
-            self.codec.raw_usage,
+            dict(self.codec.raw_usage),
         )
+
+    def _close(self) -> list[StreamEvent]:
+        used = self._usage(self._counts())
         stop = self.codec.stop_reason or ""
         finish = ProviderFinish(
             finish_reason(stop), stop, model=self.model, response_id=self.codec.response_id

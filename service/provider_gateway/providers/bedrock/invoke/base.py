@@ -8,6 +8,7 @@ stream's final message arrived (`finished`) and the model's own token counts (`m
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from provider_gateway.domain import (
@@ -18,12 +19,26 @@ from provider_gateway.domain import (
     ToolCallEnd,
     ToolCallStart,
 )
-from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
+from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.bedrock.common import OWNED_FIELDS, count
 from provider_gateway.providers.owned_options import refuse_owned
+from provider_gateway.providers.structured_output import unhonoured
 
 # The model's own usage: input, output, cache read, cache write (Bedrock excludes cache from input).
 USAGE_KEYS = ("input", "output", "cache_read", "cache_write")
+
+
+@dataclass(slots=True, frozen=True)
+class ConverseFeatures:
+    """What Converse offers one model of a family, per AWS's "Supported models and model features"
+    table and the model providers' Bedrock pages: what the codecs refuse before sending, and what
+    ListModels reports."""
+
+    tools: bool = False
+    vision: bool = False
+    # "": none; "budget": Claude `thinking`; "effort": Nova 2 `reasoningConfig`; "always": the
+    # model reasons unasked and takes no reasoning setting.
+    reasoning: str = ""
 
 
 class FamilyCodec:
@@ -36,6 +51,13 @@ class FamilyCodec:
     # The most the body documents for its maximum, where below common defaults: the configured
     # `default_max_tokens` is capped to it (a caller's own max_tokens goes to Bedrock as given).
     max_tokens_limit: ClassVar[int] = 0
+    # What Converse offers the family's models, unless `features` tells them apart.
+    converse: ClassVar[ConverseFeatures] = ConverseFeatures()
+
+    @classmethod
+    def features(cls, name: str) -> ConverseFeatures:
+        """What Converse offers the model `name` (the id without vendor and profile prefix)."""
+        return cls.converse
 
     def __init__(self, model: str) -> None:
         self.model = model
@@ -79,8 +101,9 @@ class FamilyCodec:
                 self.model_usage[key] = value
 
     def refuse_stop(self, request: CompletionRequest) -> None:
+        """Stop sequences the family's body has no field for: refused, never dropped (issue 17.3)."""
         if request.stop:
-            raise invalid_argument(f"stop: {self.label} on Bedrock takes no stop sequences ({self.model})")
+            raise unhonoured("stop", "Bedrock", self.model, f"the {self.label} body takes no stop sequences")
 
     def finish_body(self, body: dict[str, Any], request: CompletionRequest) -> dict[str, Any]:
         """The body with the caller's provider_options merged in (fields the gateway owns refused)."""

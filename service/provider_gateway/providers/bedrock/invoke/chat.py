@@ -13,7 +13,7 @@ from typing import Any
 
 from provider_gateway.domain import CompletionRequest, ReasoningDelta, StreamEvent, TextDelta
 from provider_gateway.providers.bedrock.common import items, obj, text
-from provider_gateway.providers.bedrock.invoke.base import FamilyCodec, put
+from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures, FamilyCodec, put
 
 USAGE_NAMES = ("prompt_tokens", "completion_tokens")
 OPEN_TAG, CLOSE_TAG = "<reasoning>", "</reasoning>"
@@ -88,14 +88,20 @@ class ChatCompletionsCodec(FamilyCodec):
 class GptOssCodec(ChatCompletionsCodec):
     label = "OpenAI gpt-oss"
     max_tokens_field = "max_completion_tokens"
+    converse = ConverseFeatures(tools=True, reasoning="always")
 
 
 class JambaCodec(ChatCompletionsCodec):
     label = "AI21 Labs Jamba"
 
+    @classmethod
+    def features(cls, name: str) -> ConverseFeatures:
+        return ConverseFeatures(tools=not name.startswith("jamba-instruct"))  # Jamba 1.5 calls tools
+
 
 class WriterCodec(ChatCompletionsCodec):
     label = "Writer Palmyra"
+    converse = ConverseFeatures(tools=True)
 
     def user_message(self, prompt: str) -> dict[str, Any]:
         # As Bedrock's Palmyra X4/X5 pages show the body: the content is a {"text": ...} object.
@@ -107,6 +113,10 @@ class MistralChatCodec(ChatCompletionsCodec):
     stop_field = "choices[].stop_reason"
     end_marker = "a chunk with stop_reason"
     stop_key = "stop_reason"
+
+    @classmethod
+    def features(cls, name: str) -> ConverseFeatures:
+        return ConverseFeatures(tools=True, vision=name.startswith("pixtral"))
 
     def request(self, request: CompletionRequest, max_tokens: int) -> dict[str, Any]:
         self.refuse_stop(request)  # the chat completion body documents no stop sequences

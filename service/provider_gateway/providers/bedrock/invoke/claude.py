@@ -6,22 +6,32 @@ The stream is Anthropic's own event sequence; its final message is `message_stop
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from provider_gateway.domain import CompletionRequest, ReasoningDelta, StreamEvent, TextDelta
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.bedrock.common import items, obj, text
-from provider_gateway.providers.bedrock.invoke.base import FamilyCodec, put
+from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures, FamilyCodec, put
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 USAGE_NAMES = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+# Claude 2 and Instant have no tool use or images; extended thinking came with Claude 3.7 Sonnet.
+LEGACY_CLAUDE = ("claude-v2", "claude-instant")
+THINKING_CLAUDE = re.compile(r"claude-(3-7-sonnet|(opus|sonnet|haiku)-[4-9])")
 
 
 class ClaudeCodec(FamilyCodec):
     label = "Anthropic Claude Messages"
     stop_field = "stop_reason"
     end_marker = "message_stop"
+
+    @classmethod
+    def features(cls, name: str) -> ConverseFeatures:
+        if name.startswith(LEGACY_CLAUDE):
+            return ConverseFeatures()
+        return ConverseFeatures(True, True, "budget" if THINKING_CLAUDE.match(name) else "")
 
     def request(self, request: CompletionRequest, max_tokens: int) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -11,7 +11,7 @@ from typing import Any
 
 from provider_gateway.domain import CompletionRequest, StreamEvent, TextDelta
 from provider_gateway.providers.bedrock.common import items, obj, text
-from provider_gateway.providers.bedrock.invoke.base import FamilyCodec, put
+from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures, FamilyCodec, put
 
 BILLED = ("input_tokens", "output_tokens")
 
@@ -55,6 +55,7 @@ class CohereCommandCodec(FamilyCodec):
 
 class CohereChatCodec(FamilyCodec):
     label = "Cohere Command R"
+    converse = ConverseFeatures(tools=True)
     stop_field = "finish_reason"
     end_marker = "the stream-end event"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from provider_gateway.domain import CompletionRequest, StreamEvent, TextDelta
 from provider_gateway.providers.bedrock.common import count, items, obj, text
-from provider_gateway.providers.bedrock.invoke.base import FamilyCodec, put
+from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures, FamilyCodec, put
 
 TITAN_COUNTS = ("inputTextTokenCount", "totalOutputTextTokenCount", "tokenCount")
 
@@ -19,6 +19,7 @@ class TitanCodec(FamilyCodec):
     label = "Amazon Titan Text"
     stop_field = "completionReason"
     end_marker = "a chunk with completionReason"
+    converse = ConverseFeatures()  # Titan Text: no tool use, no images, no reasoning
 
     def request(self, request: CompletionRequest, max_tokens: int) -> dict[str, Any]:
         config: dict[str, Any] = {"maxTokenCount": max_tokens}
@@ -60,6 +61,13 @@ class LlamaCodec(FamilyCodec):
     stop_field = "stop_reason"
     end_marker = "a chunk with stop_reason"
     max_tokens_limit = 2048  # max_gen_len: "Maximum 2048" on the Llama page
+
+    @classmethod
+    def features(cls, name: str) -> ConverseFeatures:
+        # Tool use from Llama 3.1 on (not Llama 2 or 3.0); images on Llama 3.2 11B/90B and Llama 4.
+        tools = name.startswith(("llama3-1", "llama3-2", "llama3-3", "llama4"))
+        vision = name.startswith(("llama3-2-11b", "llama3-2-90b", "llama4"))
+        return ConverseFeatures(tools=tools, vision=vision)
 
     def request(self, request: CompletionRequest, max_tokens: int) -> dict[str, Any]:
         self.refuse_stop(request)
@@ -115,6 +123,11 @@ class MistralTextCodec(ChoicesTextCodec):
     end_marker = "a chunk with stop_reason"
     list_field = "outputs"
 
+    @classmethod
+    def features(cls, name: str) -> ConverseFeatures:
+        # Mistral Large and Small (24.02) call tools; Mistral 7B and Mixtral 8x7B do not.
+        return ConverseFeatures(tools=name.startswith(("mistral-large", "mistral-small")))
+
 
 class DeepSeekCodec(ChoicesTextCodec):
     """DeepSeek-R1: text completion; the reasoning is part of the text, as the model writes it."""
@@ -123,3 +136,4 @@ class DeepSeekCodec(ChoicesTextCodec):
     stop_field = "choices[].stop_reason"
     end_marker = "a chunk with stop_reason"
     list_field = "choices"
+    converse = ConverseFeatures(reasoning="always")  # no tool use; reasons unasked

@@ -12,7 +12,7 @@ from typing import Any
 
 from provider_gateway.domain import CompletionRequest, ReasoningDelta, StreamEvent, TextDelta
 from provider_gateway.providers.bedrock.common import items, obj, text
-from provider_gateway.providers.bedrock.invoke.base import FamilyCodec, put
+from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures, FamilyCodec, put
 
 USAGE_NAMES = ("inputTokens", "outputTokens", "cacheReadInputTokenCount", "cacheWriteInputTokenCount")
 EVENTS = (
@@ -29,6 +29,12 @@ class NovaCodec(FamilyCodec):
     label = "Amazon Nova"
     stop_field = "stopReason"
     end_marker = "messageStop"
+
+    @classmethod
+    def features(cls, name: str) -> ConverseFeatures:
+        # Every Nova calls tools; Micro reads no images; Nova 2 reasons with an effort.
+        vision = not name.startswith("nova-micro")
+        return ConverseFeatures(True, vision, "effort" if name.startswith("nova-2") else "")
 
     def request(self, request: CompletionRequest, max_tokens: int) -> dict[str, Any]:
         config: dict[str, Any] = {"maxTokens": max_tokens}
