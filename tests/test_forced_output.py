@@ -16,6 +16,7 @@ import pydantic
 import pytest
 from conftest import RunningGateway, run_gateway
 from google.protobuf import struct_pb2
+from rpc_util import rpc_error
 from vendor_cases import chat_error, chat_request, weather_tool
 
 from provider_gateway.fakes import FakeUpstream, Reply
@@ -39,11 +40,11 @@ OLD_CLAUDE = "anthropic/claude-3-5-haiku-20241022"
 OLD_CLAUDE_ON_VERTEX = "vertex/claude-3-5-haiku@20241022"
 
 
-def schema_request(model: str, **fields: Any) -> pb.ChatRequest:
+def schema_request(model: str, strict: bool = False, **fields: Any) -> pb.ChatRequest:
     struct = struct_pb2.Struct()
     struct.update(SCHEMA)
     fmt = pb.ResponseFormat(
-        type=pb.ResponseFormat.TYPE_JSON_SCHEMA, schema_name="forecast", json_schema=struct, strict=True
+        type=pb.ResponseFormat.TYPE_JSON_SCHEMA, schema_name="forecast", json_schema=struct, strict=strict
     )
     return chat_request(model, response_format=fmt, **fields)
 
@@ -132,12 +133,32 @@ async def test_unary_answers_the_forced_tools_input_as_text(setup: Any, model: s
 @pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-5", "vertex/claude-sonnet-4-5@20250929"])
 async def test_native_structured_output_is_not_flagged(setup: Any, model: str) -> None:
     gateway, anthropic, vertex = setup
-    response = await gateway.stub.Chat(schema_request(model), timeout=20)
+    response = await gateway.stub.Chat(schema_request(model, strict=True), timeout=20)
     assert json.loads(response.text) == EXPECTED
     assert list(response.finish.emulated) == []
     sent = (anthropic if model.startswith("anthropic/") else vertex).calls[-1].body
     assert sent["output_config"]["format"]["type"] == "json_schema"
     assert "tool_choice" not in sent
+
+
+@pytest.mark.parametrize("model", [OLD_CLAUDE, OLD_CLAUDE_ON_VERTEX])
+@pytest.mark.parametrize("rpc", ["Chat", "ChatStream"])
+async def test_strict_is_refused_on_the_forced_tool(setup: Any, model: str, rpc: str) -> None:
+    """A forced tool steers Claude but does not constrain it, and Anthropic documents strict tool
+    use only for the models that have structured outputs: `strict` is refused, never dropped."""
+    gateway, anthropic, vertex = setup
+    fake = anthropic if model == OLD_CLAUDE else vertex
+    before = len(fake.calls)
+    request = schema_request(model, strict=True)
+    if rpc == "Chat":
+        error = await rpc_error(gateway.stub.Chat(request, timeout=20))
+    else:
+        error, _ = await chat_error(gateway.stub, request)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = error.details() or ""
+    provider, name = model.split("/", 1)
+    assert details.startswith(f"{provider}: response_format.strict: Anthropic model {name!r}"), details
+    assert len(fake.calls) == before  # nothing was sent
 
 
 @pytest.mark.parametrize(
