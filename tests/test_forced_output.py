@@ -6,8 +6,8 @@ client's text, streamed and unary, on Anthropic and on Claude on Vertex, and Fin
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anthropic
@@ -16,6 +16,7 @@ import pydantic
 import pytest
 from conftest import RunningGateway, run_gateway
 from google.protobuf import struct_pb2
+from rpc_util import rpc_error
 from vendor_cases import chat_error, chat_request, weather_tool
 
 from provider_gateway.fakes import FakeUpstream, Reply
@@ -39,11 +40,11 @@ OLD_CLAUDE = "anthropic/claude-3-5-haiku-20241022"
 OLD_CLAUDE_ON_VERTEX = "vertex/claude-3-5-haiku@20241022"
 
 
-def schema_request(model: str, **fields: Any) -> pb.ChatRequest:
+def schema_request(model: str, strict: bool = False, **fields: Any) -> pb.ChatRequest:
     struct = struct_pb2.Struct()
     struct.update(SCHEMA)
     fmt = pb.ResponseFormat(
-        type=pb.ResponseFormat.TYPE_JSON_SCHEMA, schema_name="forecast", json_schema=struct, strict=True
+        type=pb.ResponseFormat.TYPE_JSON_SCHEMA, schema_name="forecast", json_schema=struct, strict=strict
     )
     return chat_request(model, response_format=fmt, **fields)
 
@@ -125,19 +126,39 @@ async def test_unary_answers_the_forced_tools_input_as_text(setup: Any, model: s
     assert response.finish.reason == pb.FINISH_REASON_STOP
     fake = anthropic if model == OLD_CLAUDE else vertex
     sent = fake.calls[-1].body
-    assert sent.get("stream", False) is False
+    assert sent["stream"] is True  # read from the stream: see the max_tokens cut below
     assert forced_tool_of(sent) == SCHEMA
 
 
 @pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-5", "vertex/claude-sonnet-4-5@20250929"])
 async def test_native_structured_output_is_not_flagged(setup: Any, model: str) -> None:
     gateway, anthropic, vertex = setup
-    response = await gateway.stub.Chat(schema_request(model), timeout=20)
+    response = await gateway.stub.Chat(schema_request(model, strict=True), timeout=20)
     assert json.loads(response.text) == EXPECTED
     assert list(response.finish.emulated) == []
     sent = (anthropic if model.startswith("anthropic/") else vertex).calls[-1].body
     assert sent["output_config"]["format"]["type"] == "json_schema"
     assert "tool_choice" not in sent
+
+
+@pytest.mark.parametrize("model", [OLD_CLAUDE, OLD_CLAUDE_ON_VERTEX])
+@pytest.mark.parametrize("rpc", ["Chat", "ChatStream"])
+async def test_strict_is_refused_on_the_forced_tool(setup: Any, model: str, rpc: str) -> None:
+    """A forced tool steers Claude but does not constrain it, and Anthropic documents strict tool
+    use only for the models that have structured outputs: `strict` is refused, never dropped."""
+    gateway, anthropic, vertex = setup
+    fake = anthropic if model == OLD_CLAUDE else vertex
+    before = len(fake.calls)
+    request = schema_request(model, strict=True)
+    if rpc == "Chat":
+        error = await rpc_error(gateway.stub.Chat(request, timeout=20))
+    else:
+        error, _ = await chat_error(gateway.stub, request)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = error.details() or ""
+    provider, name = model.split("/", 1)
+    assert details.startswith(f"{provider}: response_format.strict: Anthropic model {name!r}"), details
+    assert len(fake.calls) == before  # nothing was sent
 
 
 @pytest.mark.parametrize(
@@ -222,25 +243,37 @@ def two_calls_message(body: dict[str, Any]) -> Reply:
     return Reply.json({**message, "content": two_forced_calls(body), "stop_sequence": None, "usage": usage})
 
 
-@pytest.fixture(scope="module")
-async def parallel_claude() -> AsyncIterator[tuple[RunningGateway, FakeUpstream]]:
-    """A Claude that calls the forced tool twice when the request lets it (parallel tool use)."""
+@asynccontextmanager
+async def scripted_claude(
+    streamed: Callable[[dict[str, Any]], Reply], whole: Callable[[dict[str, Any]], Reply]
+) -> AsyncIterator[tuple[RunningGateway, FakeUpstream]]:
+    """A gateway whose `claude` (Claude API) and `vertex` (Claude on Vertex) providers reach one
+    fake that answers `streamed(body)` to a stream request and `whole(body)` to a unary one."""
     async with FakeUpstream() as claude:
-        claude.on(
-            "POST",
-            "/v1/messages",
-            lambda r: two_calls_stream(r.json()) if r.json().get("stream") else two_calls_message(r.json()),
-        )
+        claude.on("POST", "*", lambda r: streamed(r.json()) if r.json().get("stream") else whole(r.json()))
         with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("PG_FO_PARALLEL", "k")
+            patch.setenv("PG_FO_SCRIPTED", "k")
             config = f"""
 [providers.claude]
 kind = "anthropic"
 base_url = "{claude.url}"
-api_key_env = "PG_FO_PARALLEL"
+api_key_env = "PG_FO_SCRIPTED"
+[providers.vertex]
+kind = "vertex"
+project = "p"
+location = "us-east5"
+base_url = "{claude.url}"
+access_token_env = "PG_FO_SCRIPTED"
 """
             async with run_gateway(config) as gateway:
                 yield gateway, claude
+
+
+@pytest.fixture(scope="module")
+async def parallel_claude() -> AsyncIterator[tuple[RunningGateway, FakeUpstream]]:
+    """A Claude that calls the forced tool twice when the request lets it (parallel tool use)."""
+    async with scripted_claude(two_calls_stream, two_calls_message) as running:
+        yield running
 
 
 async def test_a_forced_tool_called_twice_still_answers_one_json_document(
@@ -257,3 +290,59 @@ async def test_a_forced_tool_called_twice_still_answers_one_json_document(
     assert json.loads(response.text) == {"city": "Paris", "days": 1}
     assert list(response.tool_calls) == []
     assert response.finish.reason == pb.FINISH_REASON_STOP
+
+
+# Claude's forced-tool answer cut by max_tokens: the stream carries the input's JSON as generated
+# (no content_block_stop, stop_reason max_tokens); a whole Message carries only the input object
+# as far as Anthropic could parse it, which is valid JSON and says nothing of where the cut fell.
+CUT_JSON = '{"city": "Paris", "da'
+
+
+def cut_stream(body: dict[str, Any]) -> Reply:
+    name = body["tool_choice"]["name"]
+    start = {"id": "msg_3", "type": "message", "role": "assistant", "model": "m", "content": []}
+    opened = {"type": "tool_use", "id": "toolu_3", "name": name, "input": {}}
+    stop = {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 8}}
+    events = [
+        sse({"type": "message_start", "message": {**start, "usage": {"input_tokens": 3}}}, "message_start"),
+        sse({"type": "content_block_start", "index": 0, "content_block": opened}, "content_block_start"),
+    ]
+    for piece in (CUT_JSON[:9], CUT_JSON[9:]):
+        delta = {"type": "input_json_delta", "partial_json": piece}
+        events.append(sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta"))
+    events += [sse(stop, "message_delta"), sse({"type": "message_stop"}, "message_stop")]
+    return Reply.sse(events, done=False)
+
+
+def cut_message(body: dict[str, Any]) -> Reply:
+    block = {
+        "type": "tool_use",
+        "id": "toolu_3",
+        "name": body["tool_choice"]["name"],
+        "input": {"city": "Paris"},
+    }
+    message = {"id": "msg_3", "type": "message", "role": "assistant", "model": "m", "content": [block]}
+    usage = {"input_tokens": 3, "output_tokens": 8}
+    return Reply.json({**message, "stop_reason": "max_tokens", "stop_sequence": None, "usage": usage})
+
+
+@pytest.fixture(scope="module")
+async def cut_claude() -> AsyncIterator[RunningGateway]:
+    """A Claude (on the Claude API and on Vertex) whose forced-tool answers max_tokens cuts."""
+    async with scripted_claude(cut_stream, cut_message) as (gateway, _):
+        yield gateway
+
+
+@pytest.mark.parametrize("model", ["claude/claude-3-5-haiku-20241022", "vertex/claude-3-5-haiku@20241022"])
+async def test_a_forced_tool_answer_cut_by_max_tokens_is_the_same_text_unary_and_streamed(
+    cut_claude: RunningGateway, model: str
+) -> None:
+    """Both relay the JSON as Claude generated it, cut where it was cut, with finish LENGTH: a
+    client can tell the document is incomplete, and Chat and ChatStream never disagree."""
+    request = schema_request(model, max_tokens=8)
+    events = [e async for e in cut_claude.stub.ChatStream(request, timeout=20)]
+    response = await cut_claude.stub.Chat(request, timeout=20)
+    assert "".join(e.text_delta.text for e in events) == CUT_JSON
+    assert response.text == CUT_JSON
+    for finish in (events[-1].finish, response.finish):
+        assert (finish.reason, list(finish.emulated)) == (pb.FINISH_REASON_LENGTH, ["response_format"])

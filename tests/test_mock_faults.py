@@ -182,7 +182,11 @@ async def test_scripted_responses_are_served_in_order_then_behaviour_resumes(gat
     )
     mock.push(
         MockScript(
-            events=[TextDelta("two"), UsageEvent(Usage(input_tokens=7, output_tokens=1))],
+            events=[
+                TextDelta("two"),
+                UsageEvent(Usage(input_tokens=7, output_tokens=1)),
+                ProviderFinish(FinishReason.STOP),
+            ],
         )
     )
     first = await gateway.stub.Chat(chat("mock/echo"))

@@ -63,7 +63,13 @@ async def test_count_tokens_estimates_every_content_part(gateway) -> None:
 
 async def test_unary_chat_keeps_the_reasoning_signature(gateway) -> None:
     gateway.provider("mock").push(
-        MockScript(events=[d.ReasoningDelta("hm", signature="sig-1"), d.TextDelta("ok")])
+        MockScript(
+            events=[
+                d.ReasoningDelta("hm", signature="sig-1"),
+                d.TextDelta("ok"),
+                d.ProviderFinish(d.FinishReason.STOP),
+            ]
+        )
     )
     response = await gateway.stub.Chat(chat("mock/echo"))
     assert (response.reasoning, response.reasoning_signature, response.text) == ("hm", "sig-1", "ok")

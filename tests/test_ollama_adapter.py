@@ -126,6 +126,45 @@ async def test_usage_raw_figures_and_reasoning(env: Env) -> None:
     assert env.fake.last("/api/chat").json()["think"] is True
 
 
+@pytest.mark.parametrize(
+    ("effort", "think"),
+    [
+        (pb.ReasoningOptions.EFFORT_LOW, "low"),
+        (pb.ReasoningOptions.EFFORT_MEDIUM, "medium"),
+        (pb.ReasoningOptions.EFFORT_HIGH, "high"),
+    ],
+)
+async def test_gpt_oss_takes_the_effort_as_its_think_level(env: Env, effort: int, think: str) -> None:
+    """Ollama documents `think: "low" | "medium" | "high"` for gpt-oss (which ignores true/false)."""
+    env.fake.script("/api/chat", Reply.ndjson([line(thinking="plan"), line("Yes"), done()]))
+    reasoning = pb.ReasoningOptions(enabled=True, effort=effort)  # type: ignore[arg-type]
+    request = pb.ChatRequest(model="ol/gpt-oss:20b", messages=[user("?")], reasoning=reasoning)
+    got = await chat_stream(env.stub, request)
+    assert got.error is None
+    assert (got.reasoning, got.text) == ("plan", "Yes")
+    assert env.fake.last("/api/chat").json()["think"] == think
+
+
+@pytest.mark.parametrize(
+    ("model", "effort"),
+    [
+        ("llama3.2", pb.ReasoningOptions.EFFORT_HIGH),  # thinks on or off, at no level
+        ("qwen3", pb.ReasoningOptions.EFFORT_LOW),
+        ("gpt-oss:20b", pb.ReasoningOptions.EFFORT_MINIMAL),  # not one of gpt-oss's levels
+    ],
+)
+async def test_an_effort_ollama_cannot_send_is_refused(env: Env, model: str, effort: int) -> None:
+    sent = len(env.fake.requests)
+    reasoning = pb.ReasoningOptions(effort=effort)  # type: ignore[arg-type]
+    request = pb.ChatRequest(model=f"ol/{model}", messages=[user("?")], reasoning=reasoning)
+    got = await chat_stream(env.stub, request)
+    assert got.error is not None
+    assert got.error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = got.error.details() or ""
+    assert details.startswith(f"ol: reasoning.effort: Ollama model {model!r} cannot honour it"), details
+    assert len(env.fake.requests) == sent  # nothing was sent
+
+
 async def test_vision_images_are_base64(env: Env) -> None:
     got = await chat_stream(
         env.stub,

@@ -16,7 +16,7 @@ from google.rpc import error_details_pb2, status_pb2
 from rpc_util import wait_for
 from test_tls import issue, make_ca, tls_config, write_server_files
 
-from provider_gateway.domain import ReasoningDelta, TextDelta
+from provider_gateway.domain import FinishReason, ProviderFinish, ReasoningDelta, TextDelta
 from provider_gateway.errors import ErrorKind
 from provider_gateway.errors import GatewayError as ServerError
 from provider_gateway.providers.mock import MockScript
@@ -339,6 +339,7 @@ REASONING_BLOCKS = (
     ReasoningDelta("", signature="ENCRYPTED", redacted=True),
     ReasoningDelta("summary", id="rs_1"),
     TextDelta("answer"),
+    ProviderFinish(FinishReason.STOP),
 )
 
 

@@ -23,7 +23,6 @@ from provider_gateway.domain import (
     CompletionRequest,
     Cost,
     Finish,
-    FinishReason,
     GatewayEvent,
     ImagePart,
     ProviderFinish,
@@ -153,6 +152,8 @@ class Attempts:
                     clock.first_token_ns = time.perf_counter_ns()
                     deployment.record_ttft((clock.first_token_ns - started) / 1e9)
                 yield calls.see(event)
+            if finish is None:  # the adapters check their vendor's end marker; this catches the rest
+                raise _unfinished(deployment)
         except GatewayError as exc:
             exc.provider = exc.provider or deployment.spec.provider
             verdict = True
@@ -339,6 +340,17 @@ def _http_refusal(exc: GatewayError) -> bool:
     return isinstance(status, int) and not isinstance(status, bool) and status >= 400
 
 
+def _unfinished(deployment: Deployment) -> GatewayError:
+    """A stream that just stopped may be cut anywhere: never a clean STOP. Retryable: the router
+    retries it only while nothing was relayed."""
+    return GatewayError(
+        ErrorKind.UNAVAILABLE,
+        f"{deployment.key}: upstream stream ended without a finish",
+        provider=deployment.spec.provider,
+        retryable=True,
+    )
+
+
 def _failed(deployment: Deployment, exc: GatewayError, started: int, cost: Cost) -> Attempt:
     return Attempt(
         deployment.spec.provider,
@@ -351,9 +363,8 @@ def _failed(deployment: Deployment, exc: GatewayError, started: int, cost: Cost)
 
 
 def _finish(
-    deployment: Deployment, finish: ProviderFinish | None, attempts: list[Attempt], clock: RequestClock
+    deployment: Deployment, finish: ProviderFinish, attempts: list[Attempt], clock: RequestClock
 ) -> Finish:
-    finish = finish or ProviderFinish(FinishReason.STOP)
     return Finish(
         reason=finish.reason,
         raw_reason=finish.raw_reason,

@@ -31,7 +31,7 @@ from provider_gateway.domain import (
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.anthropic import codec
 from provider_gateway.providers.anthropic.forced_output import output_tool_name
-from provider_gateway.providers.base import completion_of
+from provider_gateway.providers.base import accumulate, completion_of
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.reported_usage import report_partial_usage
 from provider_gateway.providers.shapes import count_at
@@ -148,12 +148,17 @@ class AnthropicProvider(HttpProvider):
                 yield event
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        """One `stream: false` request, read by the stream's decoder (`MessagesStreamDecoder.response`)."""
+        """One `stream: false` request, read by the stream's decoder (`MessagesStreamDecoder.response`).
+
+        A forced-tool structured output (forced_output.py) is read from the stream instead: a whole
+        Message gives a tool input that max_tokens cut only as far as Anthropic could parse it
+        (valid JSON, maybe `{}`), so Chat would disagree with the text ChatStream relays."""
+        if output_tool_name(request):
+            return await accumulate(self.chat_stream(request))
         body = codec.build_messages_body(request, self.options, stream=False)
         upstream = self.upstream(self._for(request.model))
         answer = await upstream.request_json("POST", "/v1/messages", json=body, model=request.model)
-        decoder = codec.MessagesStreamDecoder(provider=self.name, output_tool=output_tool_name(request))
-        response = decoder.response(answer)
+        response = codec.MessagesStreamDecoder(provider=self.name).response(answer)
         raw = answer.get("usage") if isinstance(answer, Mapping) else None
         if not isinstance(raw, Mapping):
             return response

@@ -373,7 +373,8 @@ def error_from_body(body: Any, *, provider: str = "", status: int | None = None)
 class MessagesStreamDecoder:
     """Turns the Messages SSE events into domain events, one event at a time. With `output_tool`
     (forced_output.output_tool_name of the request), that tool's input is the answer: its JSON
-    comes out as text deltas and the tool_use stop as a plain stop flagged emulated."""
+    comes out as text deltas, exactly as generated (cut where max_tokens cut it), and the tool_use
+    stop as a plain stop flagged emulated."""
 
     provider: str = ""
     output_tool: str = ""
@@ -471,7 +472,10 @@ class MessagesStreamDecoder:
 
     @shape_checked
     def response(self, body: Any) -> ChatResponse:
-        """A whole Message (`stream: false`): its blocks as the events their stream would carry."""
+        """A whole Message (`stream: false`): its blocks as the events their stream would carry.
+        Not for a forced-tool output (`output_tool`): the adapters read those from the stream,
+        whose raw JSON text a whole Message cannot give back once max_tokens cut it."""
+        assert not self.output_tool, "forced-tool output is read from the stream"
         if isinstance(body, Mapping) and body.get("type") == "error":
             raise error_from_body(body, provider=self.provider)
         if not isinstance(body, Mapping) or not isinstance(body.get("content"), list):
@@ -490,11 +494,6 @@ class MessagesStreamDecoder:
     def _whole_block(self, index: int, block: Mapping[str, Any], *, cut: bool) -> list[StreamEvent]:
         if block.get("type") == "tool_use":
             arguments = json.dumps(block.get("input") or {}, separators=(",", ":"), ensure_ascii=False)
-            if self.output_tool and block.get("name") == self.output_tool:
-                if self._output_block is not None:
-                    return []  # a second call (see `_start`): the first one is the document
-                self._output_block = index
-                return [TextDelta(arguments)]
             started = self.tools.start(index, str(block.get("id") or ""), str(block.get("name") or ""))
             return [*started, *self.tools.delta(index, arguments), *([] if cut else self.tools.end(index))]
         events = self._start(index, block)

@@ -3,8 +3,9 @@ generation), emulated the way Anthropic documents JSON output through tools: one
 `input_schema` is the requested schema, forced with `tool_choice`. The decoder turns that tool's
 input back into plain text (`MessagesStreamDecoder.output_tool`), so the client reads the JSON
 document as it would from a native structured answer, and Finish names `response_format` as
-emulated. Unlike native structured outputs, the model is not constrained to the schema (no
-`strict`).
+emulated. Unlike native structured outputs, the model is not constrained to the schema, and
+Anthropic documents strict tool use (`strict: true`) only for the models that have structured
+outputs: `strict` is refused here, never dropped.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def forced_tool_fields(request: ChatRequest, name: str) -> dict[str, Any]:
     schema = dict(fmt.json_schema or {})
     model = request.model
     why = "a JSON schema on this model is answered through a forced tool, which"
+    if fmt.strict:  # Anthropic documents strict tool use only for the models with structured outputs
+        raise unhonoured(
+            "response_format.strict", "Anthropic", model, f"{why} steers the model but cannot constrain it"
+        )
     if request.tools and not (request.tool_choice and request.tool_choice.mode is ToolChoiceMode.NONE):
         raise unhonoured("tools", "Anthropic", model, f"{why} leaves no room for other tools")
     if request.reasoning is not None and request.reasoning.enabled:

@@ -8,6 +8,7 @@ answer is that line with the whole message, read by the same parser (`response`)
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import orjson
@@ -39,6 +40,7 @@ from provider_gateway.providers.base import fold
 from provider_gateway.providers.openai.codec import function_tools
 from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
+from provider_gateway.providers.structured_output import unhonoured
 from provider_gateway.providers.vendor_wire import merge_provider_options
 from provider_gateway.wire.think import ThinkSplitter
 
@@ -48,6 +50,10 @@ OWNED_FIELDS = owned(
     "options.num_predict", "options.temperature", "options.top_p", "options.stop",
 )  # fmt: skip
 DONE_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
+# Ollama documents `think` levels ("low" | "medium" | "high") for gpt-oss only (`gpt-oss:20b`,
+# `gpt-oss:120b`...); other thinking models take true or false.
+THINK_LEVEL_MODELS = re.compile(r"(?<![a-z0-9])gpt-oss(?![a-z0-9])", re.IGNORECASE)
+THINK_LEVELS = ("low", "medium", "high")
 
 
 def _message(message: Message) -> list[dict[str, Any]]:
@@ -103,13 +109,30 @@ def chat_body(request: ChatRequest, *, stream: bool, keep_alive: str = "") -> di
         body["format"] = "json"
     elif fmt and fmt.type is ResponseFormatType.JSON_SCHEMA:
         body["format"] = dict(fmt.json_schema or {})
-    if request.reasoning and request.reasoning.enabled:
-        body["think"] = True
+    if (think := _think(request)) is not None:
+        body["think"] = think
     if keep_alive:
         body["keep_alive"] = keep_alive
     # Merged a table deep: `{"options": {"num_ctx": 8192}}` adds to the generated options.
     merge_provider_options(body, request.provider_options, OWNED_FIELDS)
     return body
+
+
+def _think(request: ChatRequest) -> bool | str | None:
+    """`think`: the effort as a level where Ollama documents levels, else true when reasoning is on;
+    an effort it cannot take is refused, never dropped."""
+    reasoning = request.reasoning
+    if reasoning is None:
+        return None
+    if reasoning.effort:
+        if not THINK_LEVEL_MODELS.search(request.model):
+            why = "Ollama's `think` takes an effort level on gpt-oss models only (others: on or off)"
+            raise unhonoured("reasoning.effort", "Ollama", request.model, why)
+        if reasoning.effort not in THINK_LEVELS:
+            why = f"gpt-oss's `think` levels are {', '.join(THINK_LEVELS)}"
+            raise unhonoured("reasoning.effort", "Ollama", request.model, why)
+        return reasoning.effort
+    return True if reasoning.enabled else None
 
 
 def normalise_usage(line: dict[str, Any]) -> Usage:

@@ -38,7 +38,7 @@ from provider_gateway.http import Upstream
 from provider_gateway.providers.anthropic import codec as anthropic
 from provider_gateway.providers.anthropic.adapter import decode_messages, options_from
 from provider_gateway.providers.anthropic.forced_output import output_tool_name
-from provider_gateway.providers.base import all_or_first_error
+from provider_gateway.providers.base import accumulate, all_or_first_error
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
 from provider_gateway.providers.gemini.adapter import SSE, decode_generate
@@ -177,14 +177,13 @@ class VertexProvider(HttpProvider):
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """One unary call: `rawPredict` (a whole Message) or `generateContent`, read by the stream's decoder."""
         model = request.model
+        if codec.is_claude(model) and output_tool_name(request):  # as the Claude API adapter does
+            return await accumulate(self.chat_stream(request))
         if codec.is_claude(model):
             body = codec.claude_body(request, self.claude, stream=False)
             path = self._path(model, "rawPredict")
             answer = await self._claude_upstream().request_json("POST", path, json=body, model=model)
-            decoder = anthropic.MessagesStreamDecoder(
-                provider=self.name, output_tool=output_tool_name(request)
-            )
-            return decoder.response(answer)
+            return anthropic.MessagesStreamDecoder(provider=self.name).response(answer)
         path = self._path(model, "generateContent")
         body = gemini.build_generate_body(request)
         answer = await self.upstream().request_json("POST", path, json=body, model=model)
