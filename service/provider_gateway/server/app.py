@@ -175,6 +175,8 @@ class GatewayServer:
             await self.grpc.stop(grace + CUT_FLUSH_S)
         finally:
             cut.cancel()
+            for interceptor in self.auth:  # settlements still under way, before Redis closes
+                await interceptor.quotas.drain()
             await self.router.aclose()
             await self.registry.aclose()
             await self.upstreams.aclose()
