@@ -1,4 +1,4 @@
-"""State shared by gateway replicas: fixed-window counters, deployment ejections, callers' meters.
+"""State shared by gateway replicas: deployments' request rates, their ejections, callers' meters.
 
 In-process by default. With `[redis] url`, every replica reads and writes the same keys through
 server-side Lua scripts (atomic check-and-add), every key carries a TTL, and when Redis cannot be
@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from provider_gateway.config import GatewayConfig, Section
 from provider_gateway.errors import ErrorKind, GatewayError
@@ -37,9 +38,9 @@ EJECTION_TAG = "{ejections}:"
 
 class CounterStore(Protocol):
     async def hit(self, key: str, amount: int, limit: int, window_s: float) -> float:
-        """Add `amount` to the fixed-window counter `key` if it stays within `limit`.
+        """Add `amount` to the rate `key` (GCRA, `limit` per `window_s`, meters.py) if it fits.
 
-        Returns 0.0 when allowed, else the seconds until the window resets.
+        Returns 0.0 when allowed, else the seconds until it would fit.
         """
         ...
 
@@ -64,21 +65,12 @@ class MemoryCounterStore:
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self._clock = clock
-        self._counters: dict[str, tuple[float, int]] = {}  # key -> (window end, count)
+        self._rates = MemoryMeters(clock)
         self._ejected: dict[str, float] = {}  # key -> ejected until
 
     async def hit(self, key: str, amount: int, limit: int, window_s: float) -> float:
-        now = self._clock()
-        if len(self._counters) > 10_000:  # drop expired windows so unused keys do not pile up
-            self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
-        ends, count = self._counters.get(key, (0.0, 0))
-        if ends <= now:
-            ends, count = now + window_s, 0
-        if count + amount > limit:
-            self._counters[key] = (ends, count)
-            return max(ends - now, 1e-3)
-        self._counters[key] = (ends, count + amount)
-        return 0.0
+        refusal = await self._rates.meter([Meter(key, "rate", amount, limit, window_s)], check=True)
+        return 0.0 if refusal is None else refusal.wait_s
 
     async def eject(self, key: str, seconds: float) -> None:
         until = self._clock() + seconds
@@ -92,20 +84,6 @@ class MemoryCounterStore:
         return None
 
 
-# KEYS[1] counter; ARGV amount, limit, window in ms. Returns 0 when counted, else ms until reset.
-HIT_SCRIPT = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local amount = tonumber(ARGV[1])
-local window = tonumber(ARGV[3])
-if current + amount > tonumber(ARGV[2]) then
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl < 0 then ttl = window end
-  return ttl
-end
-redis.call('INCRBY', KEYS[1], amount)
-if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], window) end
-return 0
-"""
 # KEYS[1] ejection; ARGV[1] ms. Only ever lengthens an ejection.
 EJECT_SCRIPT = """
 local ttl = redis.call('PTTL', KEYS[1])
@@ -143,12 +121,13 @@ class RedisCounterStore:
             if cluster
             else aioredis.Redis.from_url(url, retry_on_timeout=False, **timeouts)
         )
+        self.where = redis_address(url)
         self._prefix = prefix
         self._retry_after_s = retry_after_s
         self._clock = clock
         self.local = MemoryCounterStore(clock)
         self._down_until = 0.0
-        self._hit = self._client.register_script(HIT_SCRIPT)
+        self._hit = self._client.register_script(script("meters.lua"))  # one GCRA meter a call
         self._eject = self._client.register_script(EJECT_SCRIPT)
         self._ejections = self._client.register_script(EJECTIONS_SCRIPT)
 
@@ -156,11 +135,24 @@ class RedisCounterStore:
     def using_redis(self) -> bool:
         return self._clock() >= self._down_until
 
-    def _failed(self, exc: Exception) -> None:
+    async def probe(self) -> bool:
+        """At start-up: one PING, so that an unreachable Redis is logged before the first request
+        needs it (then the store starts on its local twin, and tries Redis again later)."""
+        try:
+            await self._client.ping()
+        except Exception as exc:
+            self._failed(exc, "at start-up")
+            return False
+        log.info("redis at %s reachable: limits and budgets are shared", self.where)
+        return True
+
+    def _failed(self, exc: Exception, when: str = "") -> None:
         if self.using_redis:
             log.warning(
-                "redis unavailable (%s); using per-replica state for %.0f s",
+                "redis unavailable at %s (%s%s); using per-replica state for %.0f s",
+                self.where,
                 type(exc).__name__,
+                f", {when}" if when else "",
                 self._retry_after_s,
             )
         self._down_until = self._clock() + self._retry_after_s
@@ -169,21 +161,23 @@ class RedisCounterStore:
         """After an answer from Redis: True when it ends an outage. An answer to a call made
         before the outage began (concurrent with the failure) ends nothing."""
         if self._down_until and self._clock() >= self._down_until:
-            log.info("redis reachable again; shared state restored")
+            log.warning("redis reachable again at %s; shared state restored", self.where)
             self._down_until = 0.0
             return True
         return False
 
     async def hit(self, key: str, amount: int, limit: int, window_s: float) -> float:
         if self.using_redis:
-            window_ms = max(math.ceil(window_s * 1000), 1)
+            rate = [Meter(key, "rate", amount, limit, window_s)]
             try:
-                wait_ms = await self._hit(keys=[self._prefix + "c:" + key], args=[amount, limit, window_ms])
+                refused, wait_us = await self._hit(
+                    keys=[self._prefix + "c:" + key], args=script_args(rate, check=True)
+                )
             except Exception as exc:  # any Redis failure: keep serving on local state
                 self._failed(exc)
             else:
                 self._recovered()
-                return max(int(wait_ms), 0) / 1000
+                return max(int(wait_us), 1) / US if int(refused) else 0.0
         return await self.local.hit(key, amount, limit, window_s)
 
     async def eject(self, key: str, seconds: float) -> None:
@@ -280,6 +274,15 @@ def meters_for(store: object, *, fail_closed: bool) -> MemoryMeters | RedisMeter
     if isinstance(store, RedisCounterStore):
         return RedisMeters(store, fail_closed=fail_closed)
     return MemoryMeters()
+
+
+def redis_address(url: str) -> str:
+    """Where a Redis url points, for a log line: host and port (or the socket's path), never the
+    user name or password it may carry."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
 
 
 def redis_settings(section: Section) -> dict[str, Any]:
