@@ -246,3 +246,16 @@ async def test_a_deployments_rpm_is_a_rolling_rate_not_a_window_that_resets() ->
         except GatewayError as exc:
             outcomes.append(f"wait {exc.retry_after:.0f}" if exc.retry_after else "no retry delay")
     assert outcomes == ["ok", "ok", "wait 30", "ok", "wait 30", "ok", "ok", "wait 30"]
+
+
+async def test_scripts_are_sent_again_when_redis_has_forgotten_them(redis_server: RedisServer) -> None:
+    """EVALSHA alone would fail NOSCRIPT after a Redis restart or failover: the script is resent."""
+    store = RedisCounterStore(redis_server.url, prefix=f"f{time.monotonic_ns()}:")
+    try:
+        assert await store.hit("k", 1, 2, 60) == 0.0
+        await store._client.script_flush()
+        assert await store.hit("k", 1, 2, 60) == 0.0
+        assert await store.hit("k", 1, 2, 60) > 0  # the same rate, still in Redis
+        assert store.using_redis
+    finally:
+        await store.aclose()

@@ -155,8 +155,7 @@ def readings(meters: list[Meter], raw: list[int]) -> list[Reading]:
     return found
 
 
-def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
-    args: list[str | int] = ["check" if check else "force"]
-    for m in meters:
-        args += [m.kind, m.amount, m.limit, max(math.ceil(m.window_s * US), 1)]
-    return args
+def script_args(meters: list[Meter], *, check: bool) -> list[str]:
+    """lua/meters.lua's two arguments: the mode, then every meter's four values in one string."""
+    spec = " ".join(f"{m.kind} {m.amount} {m.limit} {max(math.ceil(m.window_s * US), 1)}" for m in meters)
+    return ["check" if check else "force", spec]

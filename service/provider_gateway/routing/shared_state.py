@@ -9,10 +9,11 @@ so a Redis outage degrades limits to per-replica instead of failing requests. Th
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -98,6 +99,26 @@ return out
 """
 
 
+class LuaScript:
+    """A server-side script called by its SHA1 (EVALSHA), sent whole (EVAL, which also caches it)
+    when the server lacks it: after a restart or a failover. Not redis-py's Script, whose extra
+    layer cost about 35 µs a call here (benchmarks/budget_check.py, issue 16.4)."""
+
+    def __init__(self, client: Any, text: str) -> None:
+        from redis.exceptions import NoScriptError  # with the client: only setups with Redis load it
+
+        self._client = client
+        self._text = text
+        self._sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+        self._missing = NoScriptError
+
+    async def __call__(self, keys: list[str], args: Sequence[Any] = ()) -> Any:
+        try:
+            return await self._client.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        except self._missing:
+            return await self._client.execute_command("EVAL", self._text, len(keys), *keys, *args)
+
+
 class RedisCounterStore:
     """Counters and ejections in Redis, with a logged local fallback while Redis is away."""
 
@@ -127,9 +148,9 @@ class RedisCounterStore:
         self._clock = clock
         self.local = MemoryCounterStore(clock)
         self._down_until = 0.0
-        self._hit = self._client.register_script(script("meters.lua"))  # one GCRA meter a call
-        self._eject = self._client.register_script(EJECT_SCRIPT)
-        self._ejections = self._client.register_script(EJECTIONS_SCRIPT)
+        self._hit = LuaScript(self._client, script("meters.lua"))  # one GCRA meter a call
+        self._eject = LuaScript(self._client, EJECT_SCRIPT)
+        self._ejections = LuaScript(self._client, EJECTIONS_SCRIPT)
 
     @property
     def using_redis(self) -> bool:
@@ -219,8 +240,8 @@ class RedisMeters:
         self.store = store
         self.fail_closed = fail_closed
         self.local = MemoryMeters()
-        self._meter = store._client.register_script(script("meters.lua"))
-        self._read = store._client.register_script(script("meters_read.lua"))
+        self._meter = LuaScript(store._client, script("meters.lua"))
+        self._read = LuaScript(store._client, script("meters_read.lua"))
         self._refusing = False
 
     def _keys(self, meters: list[Meter]) -> list[str]:
