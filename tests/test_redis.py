@@ -31,16 +31,18 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    def __init__(self, binary: str | None = REDIS) -> None:
+        """`binary`: redis-server, or a Redis-compatible one (valkey-server)."""
+        self.binary = binary
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *options: str) -> None:
-        assert REDIS is not None
+        assert self.binary is not None
         self.process = subprocess.Popen(
             [
-                REDIS,
+                self.binary,
                 "--port",
                 str(self.port),
                 "--bind",
