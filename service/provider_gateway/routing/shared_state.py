@@ -9,6 +9,7 @@ so a Redis outage degrades limits to per-replica instead of failing requests. Th
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -148,6 +149,7 @@ class RedisCounterStore:
         self._clock = clock
         self.local = MemoryCounterStore(clock)
         self._down_until = 0.0
+        self._watch: asyncio.Task[None] | None = None
         self._hit = LuaScript(self._client, script("meters.lua"))  # one GCRA meter a call
         self._eject = LuaScript(self._client, EJECT_SCRIPT)
         self._ejections = LuaScript(self._client, EJECTIONS_SCRIPT)
@@ -176,7 +178,21 @@ class RedisCounterStore:
                 f", {when}" if when else "",
                 self._retry_after_s,
             )
+            if self._watch is None or self._watch.done():
+                self._watch = asyncio.get_running_loop().create_task(self._until_back())
         self._down_until = self._clock() + self._retry_after_s
+
+    async def _until_back(self) -> None:
+        """PING every retry_after_s while Redis is away, so that its return is logged (and used)
+        even when no request needs Redis meanwhile."""
+        while self._down_until:
+            await asyncio.sleep(max(self._retry_after_s, 0.1))
+            try:
+                await self._client.ping()
+            except Exception:  # still away: the outage was logged when it began
+                self._down_until = max(self._down_until, self._clock() + self._retry_after_s)
+            else:
+                self._recovered()
 
     def _recovered(self) -> bool:
         """After an answer from Redis: True when it ends an outage. An answer to a call made
@@ -225,6 +241,8 @@ class RedisCounterStore:
         return await self.local.ejections(keys)
 
     async def aclose(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         await self._client.aclose()
 
 
@@ -256,8 +274,8 @@ class RedisMeters:
             except Exception as exc:  # any Redis failure: the configured outage behaviour
                 self.store._failed(exc)
             else:
-                if self.store._recovered():
-                    self._refusing = False
+                self.store._recovered()
+                self._refusing = False  # Redis answers (the store may have seen it come back first)
                 return Refusal(int(index) - 1, max(int(wait_us), 1) / US) if int(index) else None
         if check and self.fail_closed:
             raise self._unavailable()
