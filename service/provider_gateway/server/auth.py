@@ -284,9 +284,10 @@ class Quotas:
         task.add_done_callback(self._settling.discard)
 
     async def drain(self) -> None:
-        """Wait for every settlement under way (before a spend report, and at shutdown)."""
+        """Wait for every settlement under way (before a spend report, and at shutdown). With
+        asyncio.wait, not gather: a waiter cancelled (a client leaving GetSpend) cancels none."""
         while self._settling:
-            await asyncio.gather(*self._settling)
+            await asyncio.wait(set(self._settling))
 
     @contextlib.contextmanager
     def stream_slot(self, principal: Principal) -> Any:
