@@ -2,16 +2,20 @@
 
 Builds the gateway's own auth interceptor from a config (no server started), then times, per
 request, the check before dispatch (`Budgets.admit`: the worst case priced from the router's plan,
-then one atomic Lua call over every meter of the key and its team) and the settlement after it
-(`Budgets.settle`: one forced Lua call), each alone, sequentially, on one event loop:
+then one atomic Lua call over every meter of the key and its team: one round trip) and the
+settlement (`Budgets.settle`: one forced Lua call, which the gateway runs after the answer is sent,
+so it adds nothing to the answer's latency), each alone, sequentially, on one event loop:
 
   none       a key without limits (the floor: what the interceptor does for every key)
   quotas     requests_per_minute and tokens_per_minute (two GCRA meters)
   budgets    rpm/tpm plus money and token budgets of the key and its team (9 meters in one call)
-  PING alone a bare Redis PING on the same connection: the floor of any check kept in Redis
+  PING       a bare Redis PING on the same connection pool: the floor of any check kept in Redis
 
-Each row runs against the in-process meters and against a redis-server started on 127.0.0.1.
-Usage: .venv/bin/python benchmarks/budget_check.py [--requests 2000]   (prints a Markdown table)
+In one run: the in-process meters (the baseline), then a redis-server started on 127.0.0.1, read
+with hiredis (the optional extra `redis`; skipped when not installed) and with redis-py's own
+parser. The table has the medians over `--runs` runs of each figure, and the check's p50 minus the
+PING's and minus the in-process one.
+Usage: .venv/bin/python benchmarks/budget_check.py [--requests 2000] [--runs 5]   (a Markdown table)
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ import subprocess
 import time
 import tomllib
 from typing import Any
+
+from redis.asyncio.connection import _AsyncHiredisParser, _AsyncRESP2Parser
+from redis.utils import HIREDIS_AVAILABLE
 
 from provider_gateway import config as config_module
 from provider_gateway.server.app import GatewayServer
@@ -107,39 +114,73 @@ async def round_trips(store: Any, requests: int) -> list[float]:
     return times
 
 
-def row(store: str, key: str, admits: list[float], settles: list[float]) -> str:
-    def p(values: list[float], q: int) -> str:
-        return f"{statistics.quantiles(values, n=100)[q - 1]:.1f}"
-
-    return (
-        f"| {store} | {key} | {statistics.median(admits):.1f} | {p(admits, 99)} "
-        f"| {statistics.median(settles):.1f} | {p(settles, 99)} |"
-    )
+def p50_p99(values: list[float]) -> tuple[float, float]:
+    return statistics.median(values), statistics.quantiles(values, n=100)[98]
 
 
-async def main(requests: int) -> None:
+# Each store: its Redis url ("" for the in-process meters) and the reply parser redis-py uses.
+STORES: dict[str, tuple[str, Any]] = {
+    "memory": ("", None),
+    "redis+hiredis": ("url", _AsyncHiredisParser),
+    "redis+python": ("url", _AsyncRESP2Parser),
+}
+
+
+async def one_run(url: str, requests: int) -> dict[tuple[str, str], tuple[float, float, float, float]]:
+    """(store, key) -> check p50, check p99, settle p50, settle p99 (µs); key "PING" is the floor."""
+    found = {}
+    for store, (redis_url, parser) in STORES.items():
+        if parser is _AsyncHiredisParser and not HIREDIS_AVAILABLE:
+            continue  # hiredis is the optional extra `redis`: uv sync --extra redis
+        config = config_module.parse(tomllib.loads(config_text(url if redis_url else "")), "bench.toml")
+        server = GatewayServer(config)
+        if parser is not None:  # before the pool's first connection
+            server.counters._client.connection_pool.connection_kwargs["parser_class"] = parser
+        interceptor = server.auth[0]
+        for key in KEYS:
+            admits, settles = await measure(interceptor, key, requests)
+            found[store, key] = (*p50_p99(admits), *p50_p99(settles))
+        if parser is not None:  # the floor: one bare round trip on the same connection pool
+            pings = p50_p99(await round_trips(server.counters, requests))
+            found[store, "PING"] = (*pings, *pings)
+        await server.router.aclose()
+    return found
+
+
+async def main(requests: int, runs: int) -> None:
     redis, url = start_redis()
     try:
-        print("| meters | key | check p50 µs | check p99 µs | settle p50 µs | settle p99 µs |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for store, redis_url in (("memory", ""), ("redis", url)):
-            config = config_module.parse(tomllib.loads(config_text(redis_url)), "bench.toml")
-            server = GatewayServer(config)
-            interceptor = server.auth[0]
-            for key in KEYS:
-                admits, settles = await measure(interceptor, key, requests)
-                print(row(store, key, admits, settles), flush=True)
-            if redis_url:  # the floor: one bare round trip on the same connection pool
-                pings = await round_trips(server.counters, requests)
-                print(row(store, "PING alone", pings, pings), flush=True)
-            await server.router.aclose()
+        results = [await one_run(url, requests) for _ in range(runs)]
     finally:
         redis.terminate()
         redis.wait(10)
+
+    def median(store: str, key: str, column: int) -> float:
+        return statistics.median(r[store, key][column] for r in results)
+
+    print(f"Medians of {runs} runs of {requests} requests each (after a tenth more of warm-up).\n")
+    print(
+        "| meters | key | check p50 µs | check p99 µs | p50 minus PING's | p99 minus PING's "
+        "| p50 minus in-process | settle p50 µs (off the answer's path) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for store, (redis_url, _) in STORES.items():
+        if (store, "none") not in results[0]:
+            continue
+        for key in (*KEYS, *(("PING",) if redis_url else ())):
+            p50, p99 = median(store, key, 0), median(store, key, 1)
+            compared = redis_url and key not in ("PING", "none")
+            ping = ["", ""]
+            if compared:
+                ping = [f"{p50 - median(store, 'PING', 0):.1f}", f"{p99 - median(store, 'PING', 1):.1f}"]
+            local = f"{p50 - median('memory', key, 0):.1f}" if compared else ""
+            settle = f"{median(store, key, 2):.1f}" if key != "PING" else ""
+            print(f"| {store} | {key} | {p50:.1f} | {p99:.1f} | {' | '.join(ping)} | {local} | {settle} |")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=5)
     args: Any = parser.parse_args()
-    asyncio.run(main(args.requests))
+    asyncio.run(main(args.requests, args.runs))

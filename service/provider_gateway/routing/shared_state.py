@@ -1,4 +1,4 @@
-"""State shared by gateway replicas: fixed-window counters, deployment ejections, callers' meters.
+"""State shared by gateway replicas: deployments' request rates, their ejections, callers' meters.
 
 In-process by default. With `[redis] url`, every replica reads and writes the same keys through
 server-side Lua scripts (atomic check-and-add), every key carries a TTL, and when Redis cannot be
@@ -9,11 +9,14 @@ so a Redis outage degrades limits to per-replica instead of failing requests. Th
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from provider_gateway.config import GatewayConfig, Section
 from provider_gateway.errors import ErrorKind, GatewayError
@@ -37,9 +40,9 @@ EJECTION_TAG = "{ejections}:"
 
 class CounterStore(Protocol):
     async def hit(self, key: str, amount: int, limit: int, window_s: float) -> float:
-        """Add `amount` to the fixed-window counter `key` if it stays within `limit`.
+        """Add `amount` to the rate `key` (GCRA, `limit` per `window_s`, meters.py) if it fits.
 
-        Returns 0.0 when allowed, else the seconds until the window resets.
+        Returns 0.0 when allowed, else the seconds until it would fit.
         """
         ...
 
@@ -64,21 +67,12 @@ class MemoryCounterStore:
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self._clock = clock
-        self._counters: dict[str, tuple[float, int]] = {}  # key -> (window end, count)
+        self._rates = MemoryMeters(clock)
         self._ejected: dict[str, float] = {}  # key -> ejected until
 
     async def hit(self, key: str, amount: int, limit: int, window_s: float) -> float:
-        now = self._clock()
-        if len(self._counters) > 10_000:  # drop expired windows so unused keys do not pile up
-            self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
-        ends, count = self._counters.get(key, (0.0, 0))
-        if ends <= now:
-            ends, count = now + window_s, 0
-        if count + amount > limit:
-            self._counters[key] = (ends, count)
-            return max(ends - now, 1e-3)
-        self._counters[key] = (ends, count + amount)
-        return 0.0
+        refusal = await self._rates.meter([Meter(key, "rate", amount, limit, window_s)], check=True)
+        return 0.0 if refusal is None else refusal.wait_s
 
     async def eject(self, key: str, seconds: float) -> None:
         until = self._clock() + seconds
@@ -92,20 +86,6 @@ class MemoryCounterStore:
         return None
 
 
-# KEYS[1] counter; ARGV amount, limit, window in ms. Returns 0 when counted, else ms until reset.
-HIT_SCRIPT = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local amount = tonumber(ARGV[1])
-local window = tonumber(ARGV[3])
-if current + amount > tonumber(ARGV[2]) then
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl < 0 then ttl = window end
-  return ttl
-end
-redis.call('INCRBY', KEYS[1], amount)
-if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], window) end
-return 0
-"""
 # KEYS[1] ejection; ARGV[1] ms. Only ever lengthens an ejection.
 EJECT_SCRIPT = """
 local ttl = redis.call('PTTL', KEYS[1])
@@ -118,6 +98,26 @@ local out = {}
 for i, key in ipairs(KEYS) do out[i] = redis.call('PTTL', key) end
 return out
 """
+
+
+class LuaScript:
+    """A server-side script called by its SHA1 (EVALSHA), sent whole (EVAL, which also caches it)
+    when the server lacks it: after a restart or a failover. Not redis-py's Script, whose extra
+    layer cost about 35 µs a call here (benchmarks/budget_check.py, issue 16.4)."""
+
+    def __init__(self, client: Any, text: str) -> None:
+        from redis.exceptions import NoScriptError  # with the client: only setups with Redis load it
+
+        self._client = client
+        self._text = text
+        self._sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+        self._missing = NoScriptError
+
+    async def __call__(self, keys: list[str], args: Sequence[Any] = ()) -> Any:
+        try:
+            return await self._client.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        except self._missing:
+            return await self._client.execute_command("EVAL", self._text, len(keys), *keys, *args)
 
 
 class RedisCounterStore:
@@ -143,47 +143,78 @@ class RedisCounterStore:
             if cluster
             else aioredis.Redis.from_url(url, retry_on_timeout=False, **timeouts)
         )
+        self.where = redis_address(url)
         self._prefix = prefix
         self._retry_after_s = retry_after_s
         self._clock = clock
         self.local = MemoryCounterStore(clock)
         self._down_until = 0.0
-        self._hit = self._client.register_script(HIT_SCRIPT)
-        self._eject = self._client.register_script(EJECT_SCRIPT)
-        self._ejections = self._client.register_script(EJECTIONS_SCRIPT)
+        self._watch: asyncio.Task[None] | None = None
+        self._hit = LuaScript(self._client, script("meters.lua"))  # one GCRA meter a call
+        self._eject = LuaScript(self._client, EJECT_SCRIPT)
+        self._ejections = LuaScript(self._client, EJECTIONS_SCRIPT)
 
     @property
     def using_redis(self) -> bool:
         return self._clock() >= self._down_until
 
-    def _failed(self, exc: Exception) -> None:
+    async def probe(self) -> bool:
+        """At start-up: one PING, so that an unreachable Redis is logged before the first request
+        needs it (then the store starts on its local twin, and tries Redis again later)."""
+        try:
+            await self._client.ping()
+        except Exception as exc:
+            self._failed(exc, "at start-up")
+            return False
+        log.info("redis at %s reachable: limits and budgets are shared", self.where)
+        return True
+
+    def _failed(self, exc: Exception, when: str = "") -> None:
         if self.using_redis:
             log.warning(
-                "redis unavailable (%s); using per-replica state for %.0f s",
+                "redis unavailable at %s (%s%s); using per-replica state for %.0f s",
+                self.where,
                 type(exc).__name__,
+                f", {when}" if when else "",
                 self._retry_after_s,
             )
+            if self._watch is None or self._watch.done():
+                self._watch = asyncio.get_running_loop().create_task(self._until_back())
         self._down_until = self._clock() + self._retry_after_s
+
+    async def _until_back(self) -> None:
+        """PING every retry_after_s while Redis is away, so that its return is logged (and used)
+        even when no request needs Redis meanwhile."""
+        while self._down_until:
+            await asyncio.sleep(max(self._retry_after_s, 0.1))
+            try:
+                await self._client.ping()
+            except Exception:  # still away: the outage was logged when it began
+                self._down_until = max(self._down_until, self._clock() + self._retry_after_s)
+            else:
+                self._recovered()
 
     def _recovered(self) -> bool:
         """After an answer from Redis: True when it ends an outage. An answer to a call made
         before the outage began (concurrent with the failure) ends nothing."""
         if self._down_until and self._clock() >= self._down_until:
-            log.info("redis reachable again; shared state restored")
+            log.warning("redis reachable again at %s; shared state restored", self.where)
             self._down_until = 0.0
             return True
         return False
 
     async def hit(self, key: str, amount: int, limit: int, window_s: float) -> float:
         if self.using_redis:
-            window_ms = max(math.ceil(window_s * 1000), 1)
+            rate = [Meter(key, "rate", amount, limit, window_s)]
             try:
-                wait_ms = await self._hit(keys=[self._prefix + "c:" + key], args=[amount, limit, window_ms])
+                refused, wait_us = await self._hit(
+                    keys=[self._prefix + "c:" + key], args=script_args(rate, check=True)
+                )
             except Exception as exc:  # any Redis failure: keep serving on local state
                 self._failed(exc)
             else:
                 self._recovered()
-                return max(int(wait_ms), 0) / 1000
+                return max(int(wait_us), 1) / US if int(refused) else 0.0
         return await self.local.hit(key, amount, limit, window_s)
 
     async def eject(self, key: str, seconds: float) -> None:
@@ -210,6 +241,8 @@ class RedisCounterStore:
         return await self.local.ejections(keys)
 
     async def aclose(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         await self._client.aclose()
 
 
@@ -225,8 +258,8 @@ class RedisMeters:
         self.store = store
         self.fail_closed = fail_closed
         self.local = MemoryMeters()
-        self._meter = store._client.register_script(script("meters.lua"))
-        self._read = store._client.register_script(script("meters_read.lua"))
+        self._meter = LuaScript(store._client, script("meters.lua"))
+        self._read = LuaScript(store._client, script("meters_read.lua"))
         self._refusing = False
 
     def _keys(self, meters: list[Meter]) -> list[str]:
@@ -241,8 +274,8 @@ class RedisMeters:
             except Exception as exc:  # any Redis failure: the configured outage behaviour
                 self.store._failed(exc)
             else:
-                if self.store._recovered():
-                    self._refusing = False
+                self.store._recovered()
+                self._refusing = False  # Redis answers (the store may have seen it come back first)
                 return Refusal(int(index) - 1, max(int(wait_us), 1) / US) if int(index) else None
         if check and self.fail_closed:
             raise self._unavailable()
@@ -280,6 +313,15 @@ def meters_for(store: object, *, fail_closed: bool) -> MemoryMeters | RedisMeter
     if isinstance(store, RedisCounterStore):
         return RedisMeters(store, fail_closed=fail_closed)
     return MemoryMeters()
+
+
+def redis_address(url: str) -> str:
+    """Where a Redis url points, for a log line: host and port (or the socket's path), never the
+    user name or password it may carry."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
 
 
 def redis_settings(section: Section) -> dict[str, Any]:

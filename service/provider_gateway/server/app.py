@@ -19,7 +19,7 @@ from provider_gateway.pricing import PriceTable
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.registry import ProviderRegistry, build_provider
 from provider_gateway.routing.settings import parse_routing
-from provider_gateway.routing.shared_state import build_counter_store
+from provider_gateway.routing.shared_state import RedisCounterStore, build_counter_store
 from provider_gateway.server import auth, reflection, tls, validate
 from provider_gateway.server.auth import AuthorizingResolver, AuthorizingRouter
 from provider_gateway.server.coalesce import as_they_come
@@ -146,6 +146,8 @@ class GatewayServer:
             self.port = self.grpc.add_secure_port(address, self.credentials.server_credentials())
         if self.port == 0:
             raise OSError(f"cannot listen on {address}: address in use or not available")
+        if isinstance(self.counters, RedisCounterStore):
+            await self.counters.probe()  # an unreachable Redis is logged now, not at first use
         await self.health.check_all(list(self.registry))
         await self.telemetry.start()
         await self.grpc.start()
@@ -175,6 +177,8 @@ class GatewayServer:
             await self.grpc.stop(grace + CUT_FLUSH_S)
         finally:
             cut.cancel()
+            for interceptor in self.auth:  # settlements still under way, before Redis closes
+                await interceptor.quotas.drain()
             await self.router.aclose()
             await self.registry.aclose()
             await self.upstreams.aclose()

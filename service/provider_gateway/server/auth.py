@@ -25,6 +25,7 @@ Budgets and the rolling quotas live in server/budgets.py, on routing/meters.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fnmatch
 import hashlib
@@ -260,6 +261,7 @@ class Quotas:
     def __init__(self, budgets: Budgets) -> None:
         self.budgets = budgets
         self._streams: Counter[str] = Counter()
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def admit(self, principal: Principal, request: Any, method: str) -> Ticket:
         return await self.budgets.admit(principal.name, principal.limits, principal.team, request, method)
@@ -269,6 +271,23 @@ class Quotas:
             await self.budgets.settle(ticket, outcome)
         except Exception:  # the answer is already sent; a lost charge is logged, never raised
             log.exception("could not settle the spend of a request by %s", ticket.holders[0].name)
+
+    def settle_later(self, ticket: Ticket, outcome: Outcome) -> None:
+        """Settle in a task of its own, off the answer's path: the answer (or the status of a
+        cancelled call) goes out without waiting for the meters' round trip. The task is kept
+        until done and `drain` awaits it, so a charge is never lost, and a cancel of the call
+        cannot cancel it."""
+        if not ticket.budget_meters and not ticket.tpm_keys:
+            return  # nothing to settle (rpm only, or no limits)
+        task = asyncio.get_running_loop().create_task(self.settle(ticket, outcome))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def drain(self) -> None:
+        """Wait for every settlement under way (before a spend report, and at shutdown). With
+        asyncio.wait, not gather: a waiter cancelled (a client leaving GetSpend) cancels none."""
+        while self._settling:
+            await asyncio.wait(set(self._settling))
 
     @contextlib.contextmanager
     def stream_slot(self, principal: Principal) -> Any:
@@ -365,6 +384,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         """GetSpend: the calling key's and its team's limits, spent and remaining."""
         principal = current_principal.get()
         assert principal is not None, "GetSpend runs behind the interceptor, which sets the caller"
+        await self.quotas.drain()  # this process's own settlements are in the report
         return await self.quotas.budgets.report(principal.name, principal.limits, principal.team)
 
     def _guarded(self, behaviour: Behaviour, principal: Principal, name: str) -> Behaviour:
@@ -403,7 +423,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                                         outcome.see(item)
                                         yield item
                         finally:  # a cancelled or cut stream is charged what it consumed too
-                            await quotas.settle(ticket, outcome)
+                            quotas.settle_later(ticket, outcome)
                 finally:
                     _reset(token)
 
@@ -420,7 +440,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     outcome.see(response)
                     return response
                 finally:
-                    await quotas.settle(ticket, outcome)
+                    quotas.settle_later(ticket, outcome)
             finally:
                 _reset(token)
 

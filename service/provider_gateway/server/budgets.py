@@ -271,7 +271,7 @@ class Budgets:
         self, tag: str, holders: list[Holder], tokens: int, micros: int
     ) -> list[tuple[Meter, Label]]:
         now = self.clock()
-        windows = {b.window: calendar_window(b.window, now) for h in holders for b in h.limits.budgets}
+        windows = {w: calendar_window(w, now) for w in {b.window for h in holders for b in h.limits.budgets}}
         found = []
         for h in holders:
             for b in h.limits.budgets:

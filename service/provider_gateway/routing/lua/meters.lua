@@ -2,7 +2,8 @@
 -- script runs on one node of a Redis Cluster (and on Valkey) unchanged.
 --
 -- KEYS: the meters. ARGV[1]: "check" (all or nothing) or "force" (add without checking: what was
--- spent is spent). Then four values per key: kind, amount, limit, window in microseconds.
+-- spent is spent). ARGV[2]: four values per key, separated by spaces: kind, amount, limit, window
+-- in microseconds (one argument, not 4 per key: each argument costs the client and the server).
 --   kind "rate": GCRA. The key holds the theoretical arrival time (µs, Redis's clock); each unit
 --     moves it by window/limit, and a request passes while it stays within one window of now.
 --   kind "window": a calendar window (the key's name says which). The key holds what was spent;
@@ -11,11 +12,13 @@
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
 local check = ARGV[1] == 'check'
+local spec = {}
+for value in string.gmatch(ARGV[2], '%S+') do spec[#spec + 1] = value end
 local planned = {}
 for i, key in ipairs(KEYS) do
-  local base = 2 + (i - 1) * 4
-  local kind, amount = ARGV[base], tonumber(ARGV[base + 1])
-  local limit, window = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+  local base = 1 + (i - 1) * 4
+  local kind, amount = spec[base], tonumber(spec[base + 1])
+  local limit, window = tonumber(spec[base + 2]), tonumber(spec[base + 3])
   if kind == 'rate' then
     local tat = tonumber(redis.call('GET', key) or '0')
     if tat < now then tat = now end
@@ -32,8 +35,8 @@ for i, key in ipairs(KEYS) do
   end
 end
 for i, key in ipairs(KEYS) do
-  local base = 2 + (i - 1) * 4
-  local amount, window = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 3])
+  local base = 1 + (i - 1) * 4
+  local amount, window = tonumber(spec[base + 1]), tonumber(spec[base + 3])
   if planned[i] then
     local ttl_ms = math.ceil((planned[i] - now) / 1000) + 1
     redis.call('SET', key, string.format('%.0f', planned[i]), 'PX', ttl_ms)
