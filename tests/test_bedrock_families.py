@@ -16,6 +16,7 @@ import pytest
 from botocore.eventstream import EventStreamBuffer
 from conftest import ADAPTER_ROUTING, use_fake_aws_credentials
 from google.protobuf import json_format
+from rpc_util import collect_until_error, text_of
 
 from provider_gateway.fakes import bedrock_invoke_bodies as bodies
 from provider_gateway.fakes.bedrock import (
@@ -110,16 +111,6 @@ async def collect(call: Any) -> list[pb.StreamEvent]:
     return [event async for event in call]
 
 
-async def stream_error(call: Any) -> tuple[list[pb.StreamEvent], grpc.aio.AioRpcError]:
-    received: list[pb.StreamEvent] = []
-    try:
-        async for event in call:
-            received.append(event)
-    except grpc.aio.AioRpcError as error:
-        return received, error
-    raise AssertionError(f"the stream ended cleanly after {len(received)} events")
-
-
 def botocore_chunks(frames: list[bytes]) -> list[dict[str, Any]]:
     """botocore's reading of the frames: each `chunk` event's payload, base64 and JSON decoded."""
     buffer = EventStreamBuffer()
@@ -130,10 +121,6 @@ def botocore_chunks(frames: list[bytes]) -> list[dict[str, Any]]:
         assert message.headers[":event-type"] == "chunk"
         chunks.append(json.loads(base64.b64decode(json.loads(message.payload)["bytes"])))
     return chunks
-
-
-def text_of(events: list[pb.StreamEvent]) -> str:
-    return "".join(e.text_delta.text for e in events)
 
 
 @pytest.mark.parametrize("family", sorted(MODELS))
@@ -216,7 +203,8 @@ async def test_a_stream_cut_before_the_familys_final_message_is_unavailable(
     chunks = invoke_stream_chunks(family, ["Hello", " from", " cut"])
     cut = chunks[: -FINAL_FROM_END.get(family, 1)]
     fake.push(Reply(frames=[chunk_frame(c) for c in cut]))
-    received, error = await stream_error(gw.stub.CompleteStream(complete(family), timeout=WAIT_S))
+    received, error = await collect_until_error(gw.stub.CompleteStream(complete(family), timeout=WAIT_S))
+    assert error is not None, f"the stream ended cleanly after {len(received)} events"
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert MODELS[family] in (error.details() or "")
     assert not any(e.HasField("finish") for e in received)
