@@ -6,6 +6,10 @@ send its usage chunk and then drop the connection before `[DONE]`. An adapter re
 heard as soon as it hears it; if the stream is then cut, cancelled or timed out, the router charges
 these figures (marked partial) instead of an estimate. The router installs the sink for the attempt
 (a context variable, as for rate limits), so adapters need no router.
+
+A vendor that repeats its cumulative usage in every chunk (Gemini, Bedrock's InvokeModel families)
+reports once a function that reads its decoder's latest figures: the router calls it only if the
+stream is cut, so no chunk pays for building a Usage that is almost never read.
 """
 
 from __future__ import annotations
@@ -15,13 +19,17 @@ from contextvars import ContextVar
 
 from provider_gateway.domain import Usage
 
-PARTIAL_USAGE_SINK: ContextVar[Callable[[Usage], None] | None] = ContextVar(
+# What was heard: the figures themselves, or a function that reads the latest (None: nothing yet).
+Heard = Usage | Callable[[], Usage | None]
+
+PARTIAL_USAGE_SINK: ContextVar[Callable[[Heard], None] | None] = ContextVar(
     "provider_gateway_partial_usage_sink", default=None
 )
 
 
-def report_partial_usage(usage: Usage) -> None:
-    """The usage heard so far (cumulative: each report replaces the last); a no-op outside the router."""
+def report_partial_usage(usage: Heard) -> None:
+    """The usage heard so far (cumulative: each report replaces the last), or a function that reads
+    it when asked; a no-op outside the router."""
     sink = PARTIAL_USAGE_SINK.get()
     if sink is not None:
         sink(usage)

@@ -38,7 +38,7 @@ from provider_gateway.http.rate_limits import RATE_LIMIT_SINK, RateLimitInfo
 from provider_gateway.pricing import PriceTable, total
 from provider_gateway.providers.base import CHARS_PER_TOKEN, Provider, estimate_messages, estimate_tokens
 from provider_gateway.providers.open_calls import OpenCalls
-from provider_gateway.providers.reported_usage import PARTIAL_USAGE_SINK
+from provider_gateway.providers.reported_usage import PARTIAL_USAGE_SINK, Heard
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
 from provider_gateway.routing.consumption import Consumed, report
 from provider_gateway.routing.deployments import Deployment
@@ -239,7 +239,7 @@ class _AttemptScope:
         self,
         info: AttemptInfo,
         rate_limits: Callable[[RateLimitInfo], None],
-        usage: Callable[[Usage], None],
+        usage: Callable[[Heard], None],
     ) -> None:
         self.info, self.rate_limits, self.usage = info, rate_limits, usage
         self.tokens: list[tuple[Token[Any], Token[Any], Token[Any]]] = []
@@ -285,15 +285,21 @@ def _images(request: ChatRequest) -> int:
 
 
 class _Heard:
-    """The partial-usage sink of one attempt: keeps the last report (reports are cumulative)."""
+    """The partial-usage sink of one attempt: keeps the last report (reports are cumulative), read
+    only when the attempt ends without its provider's whole usage."""
 
-    __slots__ = ("usage",)
+    __slots__ = ("_report",)
 
     def __init__(self) -> None:
-        self.usage: Usage | None = None
+        self._report: Heard | None = None
 
-    def __call__(self, usage: Usage) -> None:
-        self.usage = usage
+    def __call__(self, report: Heard) -> None:
+        self._report = report
+
+    @property
+    def usage(self) -> Usage | None:
+        report = self._report
+        return report() if callable(report) else report
 
 
 def _consumed(
@@ -306,10 +312,11 @@ def _consumed(
     if usage is not None:
         return usage, "provider"
     estimate = _estimate(request, relayed_chars)
-    if heard.usage is None:
+    reported = heard.usage
+    if reported is None:
         return estimate, "estimated"
-    output = max(heard.usage.output_tokens, estimate.output_tokens)
-    return dataclasses.replace(heard.usage, output_tokens=output), "partial"
+    output = max(reported.output_tokens, estimate.output_tokens)
+    return dataclasses.replace(reported, output_tokens=output), "partial"
 
 
 def rate_limit_hold(key: str) -> str:

@@ -341,15 +341,12 @@ class BedrockProvider(BaseProvider):
         # botocore's headers for this call: the body's type, and the type wanted inside the chunks.
         payload = Payload(body, {"Content-Type": JSON, "X-Amzn-Bedrock-Accept": JSON})
         decoder = codec.InvokeDecoder(family, request.model)
+        # Read only if the stream is cut before its end: what the chunks reported until then.
+        report_partial_usage(decoder.heard)
 
         def decode(event: dict[str, Any]) -> list[StreamEvent]:
             chunk = codec.stream_chunk_payload(event)
-            if chunk is None:
-                return []
-            events = decoder.feed(chunk)
-            if (heard := decoder.heard()) is not None:
-                report_partial_usage(heard)  # charged if the stream is cut before its end
-            return events
+            return [] if chunk is None else decoder.feed(chunk)
 
         events = self._events(
             request.model, model_id, "invoke-with-response-stream", payload, decode, decoder.end

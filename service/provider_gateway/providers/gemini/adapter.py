@@ -44,12 +44,15 @@ SSE = {"alt": "sse"}
 async def decode_generate(events: AsyncIterator[SseEvent], provider: str) -> AsyncIterator[StreamEvent]:
     """GenerateContentResponse chunks as domain events; a stream without a finishReason is an error."""
     decoder = codec.GenerateStreamDecoder(provider=provider)
+    reported = False
     async for event in events:
         chunk = decode_json_event(event.data, provider)
         items = decoder.feed(chunk)
-        if isinstance(chunk, dict) and chunk.get("usageMetadata"):
-            # Cumulative in every chunk: charged (as partial) if the stream is cut before its end.
-            report_partial_usage(codec.normalise_usage(decoder.usage_raw))
+        if not reported and isinstance(chunk, dict) and chunk.get("usageMetadata"):
+            # Cumulative in every chunk: the latest is read, and charged as partial, only if the
+            # stream is cut before its end.
+            report_partial_usage(lambda: codec.normalise_usage(decoder.usage_raw))
+            reported = True
         for item in items:
             yield item
     if not decoder.finish_reason:

@@ -111,7 +111,6 @@ class InvokeDecoder:
         self.codec = codec_for(family, model)
         self.model = model
         self.metrics: dict[str, int] = {}
-        self._heard: dict[str, int] = {}  # the counts `heard` last returned
 
     def feed(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
         if not isinstance(chunk, Mapping):
@@ -142,13 +141,10 @@ class InvokeDecoder:
 
     def heard(self) -> Usage | None:
         """The usage reported so far (Claude's `message_start` and `message_delta`, Llama's counts,
-        the invocation metrics...), when the last chunk changed it; None otherwise. A stream cut
-        after it is charged these figures (providers/reported_usage.py)."""
+        the invocation metrics...), None before any. A stream cut after it is charged these figures
+        (providers/reported_usage.py)."""
         counts = self._counts()
-        if not counts or counts == self._heard:
-            return None
-        self._heard = counts
-        return self._usage(counts)
+        return self._usage(counts) if counts else None
 
     def _counts(self) -> dict[str, int]:
         return {**self.codec.model_usage, **self.metrics}
