@@ -7,8 +7,10 @@
 Every process listens on 127.0.0.1 only, every loop is bounded in count and time. Absolute
 times depend on the machine, so each headline figure is also given as a ratio against a baseline
 measured in the same run: sequential latency is measured in 3 interleaved rounds (direct, gateway,
-LiteLLM, bare grpc.aio in turn) and each figure is the median of the rounds' figures. The full run
-writes benchmarks/results.json, benchmarks/throughput.png and the "Headline" section of
+LiteLLM, bare grpc.aio, minimal relay in turn) and each figure is the median of the rounds' figures.
+The minimal relay (benchmarks/minimal_relay.py) is grpc.aio relaying the same upstream through one
+aiohttp session with no gateway work at all: the floor of this stack, reported beside each target.
+The full run writes benchmarks/results.json, benchmarks/throughput.png and the "Headline" section of
 benchmarks/RESULTS.md; `--quick` writes only benchmarks/results-quick.json (and prints the section),
 so a smoke check never replaces the headline.
 """
@@ -40,6 +42,7 @@ CONCURRENCY = (1, 10, 50, 200)
 QUICK_CONCURRENCY = (1, 50)
 ROUNDS = 3
 RELAY_TOKENS = 200
+MINIMAL = "minimal relay"  # benchmarks/minimal_relay.py: the stack's floor, no gateway work
 
 
 def openai_config(upstream_port: int, extra: str = "") -> str:
@@ -147,14 +150,15 @@ def added_ratios(seq: dict[str, Any]) -> dict[str, float]:
     direct, gateway, bare = seq["direct"], seq["gateway"], seq["bare grpc.aio"]
     unary_sum = direct["unary"]["p50_ms"] + bare["unary"]["p50_ms"]
     ttft_sum = direct["stream"]["ttft_p50_ms"] + bare["stream"]["ttft_p50_ms"]
-    return {
-        "unary_sum_ms": unary_sum,
-        "unary_p50_ratio": gateway["unary"]["p50_ms"] / unary_sum,
-        "unary_p99_ratio": gateway["unary"]["p99_ms"] / unary_sum,
-        "ttft_sum_ms": ttft_sum,
-        "ttft_p50_ratio": gateway["stream"]["ttft_p50_ms"] / ttft_sum,
-        "ttft_p99_ratio": gateway["stream"]["ttft_p99_ms"] / ttft_sum,
-    }
+    out = {"unary_sum_ms": unary_sum, "ttft_sum_ms": ttft_sum}
+    # The same ratios for the minimal relay: how far below the targets the stack itself lands.
+    for prefix, path in (("", gateway), ("minimal_", seq.get(MINIMAL))):
+        if path is not None:
+            out[f"{prefix}unary_p50_ratio"] = path["unary"]["p50_ms"] / unary_sum
+            out[f"{prefix}unary_p99_ratio"] = path["unary"]["p99_ms"] / unary_sum
+            out[f"{prefix}ttft_p50_ratio"] = path["stream"]["ttft_p50_ms"] / ttft_sum
+            out[f"{prefix}ttft_p99_ratio"] = path["stream"]["ttft_p99_ms"] / ttft_sum
+    return out
 
 
 def dispatch_overhead(path: GatewayPath) -> dict[str, float]:
@@ -349,6 +353,15 @@ async def main() -> None:
     }
     upstream = procs.upstream(tokens=20)
     gateway = procs.gateway(openai_config(upstream.port), env=OPENAI_KEY_ENV)
+    # The floor of this stack: grpc.aio relaying the same upstream through one aiohttp session.
+    relay = procs.start(
+        [
+            procs.PYTHON,
+            str(procs.ROOT / "benchmarks" / "minimal_relay.py"),
+            "--upstream",
+            f"http://127.0.0.1:{upstream.port}/v1",
+        ]
+    )
     litellm = None
     async with AsyncExitStack() as stack:
         paths: dict[str, Any] = {
@@ -358,6 +371,7 @@ async def main() -> None:
             "gateway": await stack.enter_async_context(
                 GatewayPath(f"127.0.0.1:{gateway.port}", "openai/bench-model")
             ),
+            MINIMAL: await stack.enter_async_context(GatewayPath(f"127.0.0.1:{relay.port}", "bench-model")),
         }
         if not args.no_litellm:
             try:
@@ -399,7 +413,7 @@ async def main() -> None:
         results["gateway_rss_after_load_mb"] = gateway.rss_mb()
     progress("relay cost...", started)
     results["relay_us_per_token"] = await relay_cost(gateway, args.quick)
-    for proc in (gateway, litellm):
+    for proc in (gateway, relay, litellm):
         if proc is not None:
             proc.stop()
     progress("workers...", started)

@@ -1,0 +1,93 @@
+"""Baseline: the least a Python gRPC gateway can do. A bare grpc.aio server relaying an OpenAI-style
+upstream through one aiohttp session, with no validation, routing, retries, limits, telemetry, logs
+or error mapping: Chat makes one JSON request, ChatStream relays each read's deltas as one message.
+
+It is the floor of this stack (grpcio's asyncio server plus aiohttp on one event loop) on the
+machine at hand; benchmarks/run.py measures the gateway beside it, so the gateway's own cost is
+the difference, and a target below this floor is a target for another stack, not for the code.
+
+    python benchmarks/minimal_relay.py --upstream http://127.0.0.1:PORT/v1
+prints `listening on 127.0.0.1:PORT` once ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import grpc
+import orjson
+
+from provider_gateway.v1 import provider_service_pb2 as pb
+from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
+
+HEADERS = {"authorization": "Bearer sk-bench", "content-type": "application/json"}
+
+
+class MinimalRelay(pb_grpc.ProviderServiceServicer):
+    def __init__(self, upstream: str) -> None:
+        self.url = upstream.rstrip("/") + "/chat/completions"
+        self.session: aiohttp.ClientSession | None = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self.session is None:  # made inside the running loop, as aiohttp needs
+            self.session = aiohttp.ClientSession()
+        return self.session
+
+    @staticmethod
+    def _body(request: pb.ChatRequest, stream: bool) -> bytes:
+        messages = [{"role": "user", "content": m.content[0].text} for m in request.messages]
+        return orjson.dumps({"model": request.model, "messages": messages, "stream": stream})
+
+    async def Chat(self, request: pb.ChatRequest, context: Any) -> pb.ChatResponse:
+        async with self._session().post(
+            self.url, data=self._body(request, False), headers=HEADERS
+        ) as response:
+            body = orjson.loads(await response.read())
+        usage = body["usage"]
+        return pb.ChatResponse(
+            text=body["choices"][0]["message"]["content"],
+            usage=pb.Usage(input_tokens=usage["prompt_tokens"], output_tokens=usage["completion_tokens"]),
+            finish=pb.Finish(reason=pb.FINISH_REASON_STOP),
+        )
+
+    async def ChatStream(self, request: pb.ChatRequest, context: Any) -> AsyncIterator[pb.StreamEvent]:
+        usage = pb.Usage()
+        async with self._session().post(
+            self.url, data=self._body(request, True), headers=HEADERS
+        ) as response:
+            async for chunk in response.content.iter_any():
+                texts = []
+                for line in chunk.split(b"\n"):
+                    if not line.startswith(b"data: {"):
+                        continue
+                    data = orjson.loads(line[6:])
+                    if data.get("usage"):
+                        usage.input_tokens = data["usage"]["prompt_tokens"]
+                        usage.output_tokens = data["usage"]["completion_tokens"]
+                    for choice in data["choices"]:
+                        if text := choice["delta"].get("content"):
+                            texts.append(text)
+                if texts:
+                    yield pb.StreamEvent(text_delta=pb.TextDelta(text="".join(texts)))
+        yield pb.StreamEvent(usage=usage)  # as the gateway sends it: its own message, then the finish
+        yield pb.StreamEvent(finish=pb.Finish(reason=pb.FINISH_REASON_STOP))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--upstream", required=True, help="the upstream's base URL, .../v1")
+    args = parser.parse_args()
+    server = grpc.aio.server()
+    pb_grpc.add_ProviderServiceServicer_to_server(MinimalRelay(args.upstream), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"listening on 127.0.0.1:{port}", flush=True)
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
