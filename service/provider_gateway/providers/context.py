@@ -13,6 +13,8 @@ from provider_gateway.http.pool import UpstreamPool
 
 @dataclass(slots=True)
 class ProviderContext:
-    """Shared resources for adapters: the HTTP client pool (one client per upstream origin)."""
+    """Shared resources for adapters: the HTTP client pool (one client per upstream origin), and
+    whether the deltas of one upstream read go on merged ([server] coalesce_deltas)."""
 
     http: UpstreamPool = field(default_factory=UpstreamPool)
+    merge_reads: bool = True

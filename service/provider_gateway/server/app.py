@@ -64,7 +64,7 @@ class GatewayServer:
         # One HTTP client per upstream origin for the server's life; adapters get it via the context.
         self.upstreams = UpstreamPool.from_section(config.section("upstream"))
         self.telemetry.watch_upstreams(self.upstreams)  # traceparent out, connection counters in
-        context = ProviderContext(http=self.upstreams)
+        context = ProviderContext(http=self.upstreams, merge_reads=config.server.coalesce_deltas)
         self.registry = ProviderRegistry.from_config(config, context)
         # The authorizing resolver and router check routes against the caller's key (no-op without [auth]).
         self.resolver = AuthorizingResolver(self.registry.names(), self.registry.default, config.aliases)

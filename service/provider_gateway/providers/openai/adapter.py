@@ -52,6 +52,7 @@ from provider_gateway.providers.openai.stream import ChatStreamParser
 from provider_gateway.providers.openai.wires import wire_for
 from provider_gateway.providers.reported_usage import report_partial_usage
 from provider_gateway.providers.upstream_io import oversized_event
+from provider_gateway.wire.merge import merge_deltas
 from provider_gateway.wire.sse import SseDecoder, SseError
 
 KEYS = (
@@ -105,6 +106,7 @@ class OpenAIProvider(BaseProvider):
         azure: AzureRoute | None = None,
         models: list[str] | None = None,
         responses: ResponsesApi | None = None,
+        merge_reads: bool = True,
     ) -> None:
         super().__init__(name)
         self.kind = preset_name
@@ -115,6 +117,8 @@ class OpenAIProvider(BaseProvider):
         self.azure = azure
         self.models = models or []
         self.responses = responses
+        # Deltas of one upstream read pass the layers above as one event ([server] coalesce_deltas).
+        self.merge_reads = merge_reads
 
     @classmethod
     def from_config(cls, name: str, options: Section, context: ProviderContext) -> OpenAIProvider:
@@ -181,6 +185,7 @@ class OpenAIProvider(BaseProvider):
             azure=azure,
             models=options.strings("models"),
             responses=responses,
+            merge_reads=context.merge_reads,
         )
 
     # --- description -----------------------------------------------------------------------------
@@ -240,15 +245,23 @@ class OpenAIProvider(BaseProvider):
         try:
             async with upstream.stream("POST", path, json=body, model=request.model) as chunks:
                 async for chunk in chunks:
-                    for event in decoder.feed(chunk):
-                        if event.data.strip() == "[DONE]":
-                            done = True
-                            break
-                        data = self._json(event.data)
-                        for domain_event in parser.feed(data):
-                            yield domain_event
-                        if data.get("usage") and parser.usage is not None:
-                            report_partial_usage(parser.usage)  # charged if [DONE] never comes
+                    in_hand: list[StreamEvent] = []  # the events of one read go on merged
+                    failed: Exception | None = None
+                    try:
+                        for event in decoder.feed(chunk):
+                            if event.data.strip() == "[DONE]":
+                                done = True
+                                break
+                            data = self._json(event.data)
+                            in_hand += parser.feed(data)
+                            if data.get("usage") and parser.usage is not None:
+                                report_partial_usage(parser.usage)  # charged if [DONE] never comes
+                    except Exception as error:  # raised after the events that came before it
+                        failed = error
+                    for domain_event in merge_deltas(in_hand) if self.merge_reads else in_hand:
+                        yield domain_event
+                    if failed is not None:
+                        raise failed
                     if done:
                         break
                 if not done:  # the body's end dispatches a last event without its blank line

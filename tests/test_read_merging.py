@@ -1,0 +1,114 @@
+"""The deltas of one upstream read go on as one event from the adapter itself (wire/merge.py), so a
+burst of tokens crosses the router and telemetry layers once instead of once per token; with
+`[server] coalesce_deltas = false` every upstream delta stays its own event. What a client
+accumulates is the same, and an error in a read comes after the events that preceded it."""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Any
+
+import grpc
+import orjson
+import pytest
+from conftest import run_gateway
+from test_cross_provider import openai_canonical_chunks
+from upstream_support import chat_stream, user
+
+from provider_gateway import config as config_module
+from provider_gateway.domain import (
+    ChatRequest,
+    Message,
+    Role,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    UsageEvent,
+)
+from provider_gateway.fakes import FakeUpstream, Reply
+from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.registry import ProviderRegistry
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+
+def one_read(chunks: list[dict[str, Any]]) -> Reply:
+    """The whole stream in one write, as an upstream that answers faster than it is read."""
+    body = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    return Reply(chunks=[body], content_type="text/event-stream")
+
+
+async def provider_events(fake: FakeUpstream, merge_reads: bool) -> list[StreamEvent]:
+    table = f'[providers.o]\nkind = "openai"\nbase_url = "{fake.url}/v1"\napi_key_env = "PG_X_KEY"\n'
+    config = config_module.parse(tomllib.loads(table), "test.toml")
+    registry = ProviderRegistry.from_config(config, ProviderContext(merge_reads=merge_reads))
+    provider = registry.get("o")
+    assert provider is not None
+    request = ChatRequest("gpt-4o", [Message(Role.USER, (TextPart("What is the weather?"),))])
+    try:
+        return [event async for event in provider.chat_stream(request)]
+    finally:
+        await registry.aclose()
+
+
+@pytest.mark.parametrize("merge_reads", [True, False])
+async def test_one_read_of_many_frames_leaves_the_adapter_as_one_delta_per_run(
+    merge_reads: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PG_X_KEY", "k")
+    async with FakeUpstream() as fake:
+        fake.script("/v1/chat/completions", one_read(openai_canonical_chunks("gpt-4o")))
+        events = await provider_events(fake, merge_reads)
+    texts = [e for e in events if isinstance(e, TextDelta)]
+    arguments = [e for e in events if isinstance(e, ToolCallDelta)]
+    if merge_reads:
+        assert (len(texts), len(arguments)) == (1, 1)
+    else:
+        assert len(texts) > 1  # one per upstream frame
+        assert len(arguments) > 1
+    calls = [e.call for e in events if isinstance(e, ToolCallEnd)]
+    assert len(calls) == 1
+    assert calls[0].arguments_json == "".join(a.arguments_delta for a in arguments)
+    assert "".join(t.text for t in texts)
+    assert any(isinstance(e, UsageEvent) for e in events)
+
+
+async def test_merged_or_not_the_adapter_gives_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PG_X_KEY", "k")
+    async with FakeUpstream() as fake:
+        for _ in range(2):
+            fake.script("/v1/chat/completions", one_read(openai_canonical_chunks("gpt-4o")))
+        merged, apart = await provider_events(fake, True), await provider_events(fake, False)
+
+    def answer(events: list[StreamEvent]) -> tuple[str, list[ToolCall], list[Any]]:
+        text = "".join(e.text for e in events if isinstance(e, TextDelta))
+        calls = [e.call for e in events if isinstance(e, ToolCallEnd)]
+        others = [e for e in events if not isinstance(e, TextDelta | ToolCallDelta)]
+        return text, calls, others
+
+    assert answer(merged) == answer(apart)
+
+
+async def test_an_error_in_the_same_read_comes_after_the_text_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OpenRouter reports a failure inside the stream: the text before it still reaches the
+    client, then UNAVAILABLE, even when both arrive in one read."""
+    monkeypatch.setenv("PG_X_KEY", "k")
+    frames = [
+        {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": part}}]}
+        for part in ("Hel", "lo")
+    ]
+    body = b"".join(b"data: " + orjson.dumps(f) + b"\n\n" for f in frames)
+    body += b'data: {"error": {"code": 502, "message": "Provider returned error"}}\n\n'
+    async with FakeUpstream() as fake:
+        fake.script("/v1/chat/completions", Reply(chunks=[body], content_type="text/event-stream"))
+        table = f'[providers.o]\nkind = "openai"\nbase_url = "{fake.url}/v1"\napi_key_env = "PG_X_KEY"\n'
+        async with run_gateway(table) as gateway:
+            got = await chat_stream(gateway.stub, pb.ChatRequest(model="o/gpt-4o", messages=[user("Hi")]))
+    assert got.text == "Hello"
+    assert got.error is not None
+    assert got.error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "Provider returned error" in (got.error.details() or "")
