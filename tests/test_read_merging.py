@@ -19,6 +19,7 @@ from provider_gateway import config as config_module
 from provider_gateway.domain import (
     ChatRequest,
     Message,
+    ReasoningDelta,
     Role,
     StreamEvent,
     TextDelta,
@@ -29,6 +30,9 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.fakes import FakeUpstream, Reply
+from provider_gateway.fakes.anthropic import message_frames as anthropic_frames
+from provider_gateway.fakes.cohere import chat_frames as cohere_frames
+from provider_gateway.fakes.gemini import frames_for as gemini_frames
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.registry import ProviderRegistry
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -112,3 +116,54 @@ async def test_an_error_in_the_same_read_comes_after_the_text_before_it(
     assert got.error is not None
     assert got.error.code() == grpc.StatusCode.UNAVAILABLE
     assert "Provider returned error" in (got.error.details() or "")
+
+
+def vendor_stream(kind: str, model: str) -> tuple[str, str, list[str]]:
+    """(provider table line, path, SSE frames) of a reasoning-then-text answer for each SSE vendor."""
+    if kind == "anthropic":
+        return 'kind = "anthropic"', "/v1/messages", anthropic_frames("reasoning", model)[0]
+    if kind == "gemini":
+        path = f"/v1beta/models/{model}:streamGenerateContent"
+        return 'kind = "gemini"', path, gemini_frames("reasoning", model)[0]
+    return 'kind = "cohere"', "/v2/chat", cohere_frames("reasoning")[0]
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "gemini", "cohere"])
+async def test_sse_vendors_merge_one_read_and_keep_the_answer(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PG_X_KEY", "k")
+    model = {"anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash", "cohere": "command-a-03-2025"}[
+        kind
+    ]
+    line, path, frames = vendor_stream(kind, model)
+    body = "".join(frames).encode()
+    answers = {}
+    async with FakeUpstream() as fake:
+        for merge_reads in (True, False):
+            fake.script(path, Reply(chunks=[body], content_type="text/event-stream"))
+            table = f'[providers.v]\n{line}\nbase_url = "{fake.url}"\napi_key_env = "PG_X_KEY"\n'
+            config = config_module.parse(tomllib.loads(table), "test.toml")
+            registry = ProviderRegistry.from_config(config, ProviderContext(merge_reads=merge_reads))
+            provider = registry.get("v")
+            assert provider is not None
+            request = ChatRequest(model, [Message(Role.USER, (TextPart("Think, then answer."),))])
+            try:
+                answers[merge_reads] = [event async for event in provider.chat_stream(request)]
+            finally:
+                await registry.aclose()
+    merged, apart = answers[True], answers[False]
+    for events in (merged, apart):
+        assert any(isinstance(e, TextDelta) for e in events)
+        assert any(isinstance(e, ReasoningDelta) for e in events)
+    assert len([e for e in merged if isinstance(e, TextDelta)]) == 1
+    assert len([e for e in apart if isinstance(e, TextDelta)]) > 1
+
+    def joined(events: list[StreamEvent], kind: type) -> str:
+        return "".join(getattr(e, "text", "") for e in events if isinstance(e, kind))
+
+    assert joined(merged, TextDelta) == joined(apart, TextDelta)
+    assert joined(merged, ReasoningDelta) == joined(apart, ReasoningDelta)
+    assert [e for e in merged if not isinstance(e, TextDelta | ReasoningDelta)] == [
+        e for e in apart if not isinstance(e, TextDelta | ReasoningDelta)
+    ]

@@ -7,7 +7,7 @@ Codecs stay pure; everything that touches the network goes through `provider_gat
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,9 +23,18 @@ from provider_gateway.providers.base import BaseProvider, completion_of
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
 from provider_gateway.providers.http_common import completion_as_chat, probe
+from provider_gateway.wire.merge import merge_deltas
 from provider_gateway.wire.sse import SseDecoder, SseError, SseEvent
 
-__all__ = ["TIMEOUT_KEYS", "HttpProvider", "SseEvent", "VendorErrors", "decode_json_event", "sse_events"]
+__all__ = [
+    "TIMEOUT_KEYS",
+    "HttpProvider",
+    "SseEvent",
+    "VendorErrors",
+    "decode_json_event",
+    "relay_reads",
+    "sse_reads",
+]
 
 
 class VendorErrors(ErrorPolicy):
@@ -55,10 +64,11 @@ def _reword(error: GatewayError, message: str) -> None:
 
 
 @asynccontextmanager
-async def sse_events(
+async def sse_reads(
     upstream: Upstream, path: str, body: Any, *, params: Mapping[str, str] | None = None, model: str = ""
-) -> AsyncIterator[AsyncIterator[SseEvent]]:
-    """POST `body` and read the answer as SSE events, each yielded as soon as it is complete.
+) -> AsyncIterator[AsyncIterator[list[SseEvent]]]:
+    """POST `body` and read the answer as SSE events: the events each read completed, as soon as
+    it completes them (see `relay_reads`).
 
     The upstream response is closed when the block exits for any reason, so a client cancel or an
     abandoned stream closes the upstream connection.
@@ -67,17 +77,45 @@ async def sse_events(
         yield _decode(chunks, upstream.provider)
 
 
-async def _decode(chunks: AsyncIterator[bytes], provider: str) -> AsyncIterator[SseEvent]:
+async def _decode(chunks: AsyncIterator[bytes], provider: str) -> AsyncIterator[list[SseEvent]]:
     decoder = SseDecoder()
     try:
         async for chunk in chunks:
-            for event in decoder.feed(chunk):
-                yield event
+            if events := decoder.feed(chunk):
+                yield events
         last = decoder.close()
     except SseError as error:
         raise oversized_event(error, provider) from None
-    for event in last:
-        yield event
+    if last:
+        yield last
+
+
+async def relay_reads(
+    reads: AsyncIterator[list[SseEvent]],
+    step: Callable[[SseEvent], Iterable[StreamEvent]],
+    *,
+    merge: bool,
+    finished: Callable[[], bool],
+) -> AsyncIterator[StreamEvent]:
+    """Each read's events decoded by `step`, deltas merged when `merge` ([server] coalesce_deltas):
+    a burst crosses the layers above once, while a lone token still goes on at once. An error
+    raised by `step` comes after the events before it; reading ends once `finished()`."""
+    async for read in reads:
+        in_hand: list[StreamEvent] = []
+        failed: Exception | None = None
+        try:
+            for event in read:
+                in_hand += step(event)
+                if finished():
+                    break
+        except Exception as error:
+            failed = error
+        for item in merge_deltas(in_hand) if merge else in_hand:
+            yield item
+        if failed is not None:
+            raise failed
+        if finished():
+            return
 
 
 def oversized_event(error: SseError, provider: str) -> GatewayError:
@@ -114,6 +152,7 @@ class HttpProvider(BaseProvider):
     ) -> None:
         super().__init__(name)
         self.base_url = base_url.rstrip("/")
+        self.merge_reads = context.merge_reads  # see relay_reads
         self._host = context.http.host(self.base_url)
         self._timeouts = Timeouts.from_section(options)
         self._secret = secret

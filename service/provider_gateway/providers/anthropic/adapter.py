@@ -40,7 +40,8 @@ from provider_gateway.providers.upstream_io import (
     HttpProvider,
     SseEvent,
     decode_json_event,
-    sse_events,
+    relay_reads,
+    sse_reads,
 )
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -70,25 +71,31 @@ def options_from(options: Section, *, tool_streaming: bool = True) -> codec.Anth
 
 
 async def decode_messages(
-    events: AsyncIterator[SseEvent], provider: str, request: ChatRequest
+    reads: AsyncIterator[list[SseEvent]], provider: str, request: ChatRequest, *, merge: bool
 ) -> AsyncIterator[StreamEvent]:
     """The Messages SSE stream as domain events; a stream without `message_stop` is an error."""
     decoder = codec.MessagesStreamDecoder(provider=provider, output_tool=output_tool_name(request))
-    async for event in events:
+
+    def step(event: SseEvent) -> list[StreamEvent]:
         data = decode_json_event(event.data, provider)
         items = decoder.feed(data)
         if isinstance(data, dict) and data.get("type") in USAGE_EVENTS:
             # Heard before the end: charged (as partial) if the stream is cut before message_stop.
             report_partial_usage(with_cache_ttls(codec.normalise_usage(decoder.usage_raw), decoder.usage_raw))
-        for item in items:
-            yield (
-                UsageEvent(with_cache_ttls(item.usage, decoder.usage_raw))
-                if isinstance(item, UsageEvent)
-                else item
-            )
-        if decoder.finished:
-            return  # message_stop is the last event: do not wait for the server to close
-    raise GatewayError(ErrorKind.UNAVAILABLE, "upstream stream ended before message_stop", provider=provider)
+        return [
+            UsageEvent(with_cache_ttls(item.usage, decoder.usage_raw))
+            if isinstance(item, UsageEvent)
+            else item
+            for item in items
+        ]
+
+    # message_stop is the last event: reading stops there, without waiting for the server to close.
+    async for item in relay_reads(reads, step, merge=merge, finished=lambda: decoder.finished):
+        yield item
+    if not decoder.finished:
+        raise GatewayError(
+            ErrorKind.UNAVAILABLE, "upstream stream ended before message_stop", provider=provider
+        )
 
 
 def with_cache_ttls(usage: Usage, raw: Mapping[str, Any]) -> Usage:
@@ -143,8 +150,8 @@ class AnthropicProvider(HttpProvider):
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = codec.build_messages_body(request, self.options)
         upstream = self.upstream(self._for(request.model))
-        async with sse_events(upstream, "/v1/messages", body, model=request.model) as events:
-            async for event in decode_messages(events, self.name, request):
+        async with sse_reads(upstream, "/v1/messages", body, model=request.model) as reads:
+            async for event in decode_messages(reads, self.name, request, merge=self.merge_reads):
                 yield event
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
@@ -168,13 +175,17 @@ class AnthropicProvider(HttpProvider):
         body = codec.build_complete_body(request, self.options)
         decoder = codec.CompletionStreamDecoder(provider=self.name)
         output: list[str] = []
-        async with sse_events(self.upstream(), "/v1/complete", body, model=request.model) as events:
-            async for event in events:
-                for item in decoder.feed(decode_json_event(event.data, self.name)):
-                    output.append(getattr(item, "text", ""))
-                    yield item
-                if decoder.finished:
-                    break
+
+        def step(event: SseEvent) -> list[StreamEvent]:
+            items = decoder.feed(decode_json_event(event.data, self.name))
+            output.extend(getattr(item, "text", "") for item in items)
+            return items
+
+        async with sse_reads(self.upstream(), "/v1/complete", body, model=request.model) as reads:
+            async for item in relay_reads(
+                reads, step, merge=self.merge_reads, finished=lambda: decoder.finished
+            ):
+                yield item
         if not decoder.finished:
             raise GatewayError(
                 ErrorKind.UNAVAILABLE, "upstream stream ended without a stop_reason", provider=self.name

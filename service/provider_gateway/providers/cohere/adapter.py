@@ -29,7 +29,14 @@ from provider_gateway.domain import (
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.cohere import codec
 from provider_gateway.providers.context import ProviderContext
-from provider_gateway.providers.upstream_io import TIMEOUT_KEYS, HttpProvider, decode_json_event, sse_events
+from provider_gateway.providers.upstream_io import (
+    TIMEOUT_KEYS,
+    HttpProvider,
+    SseEvent,
+    decode_json_event,
+    relay_reads,
+    sse_reads,
+)
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
 KEYS = ("kind", "base_url", "api_key_env", "api_key_file", *TIMEOUT_KEYS)
@@ -75,12 +82,18 @@ class CohereProvider(HttpProvider):
         decoder = codec.ChatStreamDecoder(
             provider=self.name, model=request.model, emulated=codec.emulated_fields(request)
         )
-        async with sse_events(self.upstream(), "/v2/chat", body, model=request.model) as events:
-            async for event in events:
-                for item in decoder.feed(decode_json_event(event.data, self.name)):
-                    yield item
-                if decoder.finished:
-                    return  # message-end is the last event
+
+        def step(event: SseEvent) -> list[StreamEvent]:
+            return decoder.feed(decode_json_event(event.data, self.name))
+
+        async with sse_reads(self.upstream(), "/v2/chat", body, model=request.model) as reads:
+            # message-end is the last event: reading stops there.
+            async for item in relay_reads(
+                reads, step, merge=self.merge_reads, finished=lambda: decoder.finished
+            ):
+                yield item
+        if decoder.finished:
+            return
         raise GatewayError(
             ErrorKind.UNAVAILABLE, "upstream stream ended before message-end", provider=self.name
         )

@@ -33,7 +33,8 @@ from provider_gateway.providers.upstream_io import (
     HttpProvider,
     SseEvent,
     decode_json_event,
-    sse_events,
+    relay_reads,
+    sse_reads,
 )
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -41,11 +42,15 @@ KEYS = ("kind", "base_url", "api_key_env", "api_key_file", *TIMEOUT_KEYS)
 SSE = {"alt": "sse"}
 
 
-async def decode_generate(events: AsyncIterator[SseEvent], provider: str) -> AsyncIterator[StreamEvent]:
+async def decode_generate(
+    reads: AsyncIterator[list[SseEvent]], provider: str, *, merge: bool
+) -> AsyncIterator[StreamEvent]:
     """GenerateContentResponse chunks as domain events; a stream without a finishReason is an error."""
     decoder = codec.GenerateStreamDecoder(provider=provider)
     reported = False
-    async for event in events:
+
+    def step(event: SseEvent) -> list[StreamEvent]:
+        nonlocal reported
         chunk = decode_json_event(event.data, provider)
         items = decoder.feed(chunk)
         if not reported and isinstance(chunk, dict) and chunk.get("usageMetadata"):
@@ -53,8 +58,11 @@ async def decode_generate(events: AsyncIterator[SseEvent], provider: str) -> Asy
             # stream is cut before its end.
             report_partial_usage(lambda: codec.normalise_usage(decoder.usage_raw))
             reported = True
-        for item in items:
-            yield item
+        return items
+
+    # Gemini's last chunk carries the finishReason, and the server closes the stream after it.
+    async for item in relay_reads(reads, step, merge=merge, finished=lambda: False):
+        yield item
     if not decoder.finish_reason:
         raise GatewayError(
             ErrorKind.UNAVAILABLE, "upstream stream ended before a finishReason", provider=provider
@@ -94,8 +102,8 @@ class GeminiProvider(HttpProvider):
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = codec.build_generate_body(request)
         path = f"/v1beta/models/{request.model}:streamGenerateContent"
-        async with sse_events(self.upstream(), path, body, params=SSE, model=request.model) as events:
-            async for event in decode_generate(events, self.name):
+        async with sse_reads(self.upstream(), path, body, params=SSE, model=request.model) as reads:
+            async for event in decode_generate(reads, self.name, merge=self.merge_reads):
                 yield event
 
     async def chat(self, request: ChatRequest) -> ChatResponse:

@@ -43,7 +43,7 @@ from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
 from provider_gateway.providers.gemini.adapter import SSE, decode_generate
 from provider_gateway.providers.shapes import count_at
-from provider_gateway.providers.upstream_io import TIMEOUT_KEYS, HttpProvider, sse_events
+from provider_gateway.providers.upstream_io import TIMEOUT_KEYS, HttpProvider, sse_reads
 from provider_gateway.providers.vertex import codec
 
 KEYS = (
@@ -194,16 +194,14 @@ class VertexProvider(HttpProvider):
         if codec.is_claude(model):
             upstream = self._claude_upstream()
             body = codec.claude_body(request, self.claude)
-            async with sse_events(
-                upstream, self._path(model, "streamRawPredict"), body, model=model
-            ) as events:
-                async for event in decode_messages(events, self.name, request):
+            async with sse_reads(upstream, self._path(model, "streamRawPredict"), body, model=model) as reads:
+                async for event in decode_messages(reads, self.name, request, merge=self.merge_reads):
                     yield event
             return
         body = gemini.build_generate_body(request)
         path = self._path(model, "streamGenerateContent")
-        async with sse_events(self.upstream(), path, body, params=SSE, model=model) as events:
-            async for event in decode_generate(events, self.name):
+        async with sse_reads(self.upstream(), path, body, params=SSE, model=model) as reads:
+            async for event in decode_generate(reads, self.name, merge=self.merge_reads):
                 yield event
 
     async def count_tokens(self, request: CountTokensRequest) -> TokenCount:
