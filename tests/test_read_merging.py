@@ -11,8 +11,13 @@ from typing import Any
 import grpc
 import orjson
 import pytest
-from conftest import run_gateway
-from test_cross_provider import openai_canonical_chunks
+from conftest import run_gateway, use_fake_aws_credentials
+from test_cross_provider import (
+    BEDROCK_MODEL,
+    bedrock_canonical_frames,
+    ollama_canonical_reply,
+    openai_canonical_chunks,
+)
 from upstream_support import chat_stream, user
 
 from provider_gateway import config as config_module
@@ -31,6 +36,8 @@ from provider_gateway.domain import (
 )
 from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.fakes.anthropic import message_frames as anthropic_frames
+from provider_gateway.fakes.bedrock import FakeBedrock
+from provider_gateway.fakes.bedrock import Reply as BedrockReply
 from provider_gateway.fakes.cohere import chat_frames as cohere_frames
 from provider_gateway.fakes.gemini import frames_for as gemini_frames
 from provider_gateway.providers.context import ProviderContext
@@ -45,16 +52,8 @@ def one_read(chunks: list[dict[str, Any]]) -> Reply:
 
 
 async def provider_events(fake: FakeUpstream, merge_reads: bool) -> list[StreamEvent]:
-    table = f'[providers.o]\nkind = "openai"\nbase_url = "{fake.url}/v1"\napi_key_env = "PG_X_KEY"\n'
-    config = config_module.parse(tomllib.loads(table), "test.toml")
-    registry = ProviderRegistry.from_config(config, ProviderContext(merge_reads=merge_reads))
-    provider = registry.get("o")
-    assert provider is not None
-    request = ChatRequest("gpt-4o", [Message(Role.USER, (TextPart("What is the weather?"),))])
-    try:
-        return [event async for event in provider.chat_stream(request)]
-    finally:
-        await registry.aclose()
+    table = f'[providers.v]\nkind = "openai"\nbase_url = "{fake.url}/v1"\napi_key_env = "PG_X_KEY"\n'
+    return await registry_events(table, merge_reads, "gpt-4o")
 
 
 @pytest.mark.parametrize("merge_reads", [True, False])
@@ -143,15 +142,7 @@ async def test_sse_vendors_merge_one_read_and_keep_the_answer(
         for merge_reads in (True, False):
             fake.script(path, Reply(chunks=[body], content_type="text/event-stream"))
             table = f'[providers.v]\n{line}\nbase_url = "{fake.url}"\napi_key_env = "PG_X_KEY"\n'
-            config = config_module.parse(tomllib.loads(table), "test.toml")
-            registry = ProviderRegistry.from_config(config, ProviderContext(merge_reads=merge_reads))
-            provider = registry.get("v")
-            assert provider is not None
-            request = ChatRequest(model, [Message(Role.USER, (TextPart("Think, then answer."),))])
-            try:
-                answers[merge_reads] = [event async for event in provider.chat_stream(request)]
-            finally:
-                await registry.aclose()
+            answers[merge_reads] = await registry_events(table, merge_reads, model)
     merged, apart = answers[True], answers[False]
     for events in (merged, apart):
         assert any(isinstance(e, TextDelta) for e in events)
@@ -167,3 +158,50 @@ async def test_sse_vendors_merge_one_read_and_keep_the_answer(
     assert [e for e in merged if not isinstance(e, TextDelta | ReasoningDelta)] == [
         e for e in apart if not isinstance(e, TextDelta | ReasoningDelta)
     ]
+
+
+async def registry_events(table: str, merge_reads: bool, model: str) -> list[StreamEvent]:
+    config = config_module.parse(tomllib.loads(table), "test.toml")
+    registry = ProviderRegistry.from_config(config, ProviderContext(merge_reads=merge_reads))
+    provider = registry.get("v")
+    assert provider is not None
+    request = ChatRequest(model, [Message(Role.USER, (TextPart("What is the weather?"),))])
+    try:
+        return [event async for event in provider.chat_stream(request)]
+    finally:
+        await registry.aclose()
+
+
+def assert_merged_and_same(merged: list[StreamEvent], apart: list[StreamEvent]) -> None:
+    """One text delta and one run of arguments merged, several apart, and the same answer."""
+    assert len([e for e in merged if isinstance(e, TextDelta)]) == 1
+    assert len([e for e in apart if isinstance(e, TextDelta)]) > 1
+    assert "".join(e.text for e in merged if isinstance(e, TextDelta)) == "".join(
+        e.text for e in apart if isinstance(e, TextDelta)
+    )
+    assert [e for e in merged if not isinstance(e, TextDelta | ToolCallDelta)] == [
+        e for e in apart if not isinstance(e, TextDelta | ToolCallDelta)
+    ]
+    assert any(isinstance(e, ToolCallEnd) for e in merged)
+
+
+async def test_ollama_ndjson_lines_of_one_read_merge() -> None:
+    body = b"".join(ollama_canonical_reply().chunks)
+    answers = {}
+    async with FakeUpstream() as fake:
+        for merge_reads in (True, False):
+            fake.script("/api/chat", Reply(chunks=[body], content_type="application/x-ndjson"))
+            table = f'[providers.v]\nkind = "ollama"\nbase_url = "{fake.url}"\n'
+            answers[merge_reads] = await registry_events(table, merge_reads, "llama3.2")
+    assert_merged_and_same(answers[True], answers[False])
+
+
+async def test_bedrock_event_stream_frames_of_one_read_merge(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake_aws_credentials(monkeypatch)
+    answers = {}
+    async with FakeBedrock() as bedrock:
+        for merge_reads in (True, False):
+            bedrock.push(BedrockReply(frames=[b"".join(bedrock_canonical_frames())]))  # one write
+            table = f'[providers.v]\nkind = "bedrock"\nregion = "us-west-2"\nendpoint_url = "{bedrock.url}"\n'
+            answers[merge_reads] = await registry_events(table, merge_reads, BEDROCK_MODEL)
+    assert_merged_and_same(answers[True], answers[False])

@@ -7,7 +7,7 @@ Codecs stay pure; everything that touches the network goes through `provider_gat
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ from provider_gateway.providers.base import BaseProvider, completion_of
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
 from provider_gateway.providers.http_common import completion_as_chat, probe
-from provider_gateway.wire.merge import merge_deltas
+from provider_gateway.providers.relay import batches, relay_reads
 from provider_gateway.wire.sse import SseDecoder, SseError, SseEvent
 
 __all__ = [
@@ -66,7 +66,7 @@ def _reword(error: GatewayError, message: str) -> None:
 @asynccontextmanager
 async def sse_reads(
     upstream: Upstream, path: str, body: Any, *, params: Mapping[str, str] | None = None, model: str = ""
-) -> AsyncIterator[AsyncIterator[list[SseEvent]]]:
+) -> AsyncIterator[AsyncIterator[Iterable[SseEvent]]]:
     """POST `body` and read the answer as SSE events: the events each read completed, as soon as
     it completes them (see `relay_reads`).
 
@@ -77,45 +77,16 @@ async def sse_reads(
         yield _decode(chunks, upstream.provider)
 
 
-async def _decode(chunks: AsyncIterator[bytes], provider: str) -> AsyncIterator[list[SseEvent]]:
+async def _decode(chunks: AsyncIterator[bytes], provider: str) -> AsyncIterator[Iterable[SseEvent]]:
     decoder = SseDecoder()
     try:
-        async for chunk in chunks:
-            if events := decoder.feed(chunk):
-                yield events
+        async for events in batches(chunks, decoder.feed):
+            yield events
         last = decoder.close()
     except SseError as error:
         raise oversized_event(error, provider) from None
     if last:
         yield last
-
-
-async def relay_reads(
-    reads: AsyncIterator[list[SseEvent]],
-    step: Callable[[SseEvent], Iterable[StreamEvent]],
-    *,
-    merge: bool,
-    finished: Callable[[], bool],
-) -> AsyncIterator[StreamEvent]:
-    """Each read's events decoded by `step`, deltas merged when `merge` ([server] coalesce_deltas):
-    a burst crosses the layers above once, while a lone token still goes on at once. An error
-    raised by `step` comes after the events before it; reading ends once `finished()`."""
-    async for read in reads:
-        in_hand: list[StreamEvent] = []
-        failed: Exception | None = None
-        try:
-            for event in read:
-                in_hand += step(event)
-                if finished():
-                    break
-        except Exception as error:
-            failed = error
-        for item in merge_deltas(in_hand) if merge else in_hand:
-            yield item
-        if failed is not None:
-            raise failed
-        if finished():
-            return
 
 
 def oversized_event(error: SseError, provider: str) -> GatewayError:

@@ -11,7 +11,7 @@ Configuration (`[providers.<name>]`, kind "anthropic"):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from provider_gateway.config import Section
@@ -71,7 +71,7 @@ def options_from(options: Section, *, tool_streaming: bool = True) -> codec.Anth
 
 
 async def decode_messages(
-    reads: AsyncIterator[list[SseEvent]], provider: str, request: ChatRequest, *, merge: bool
+    reads: AsyncIterator[Iterable[SseEvent]], provider: str, request: ChatRequest, *, merge: bool
 ) -> AsyncIterator[StreamEvent]:
     """The Messages SSE stream as domain events; a stream without `message_stop` is an error."""
     decoder = codec.MessagesStreamDecoder(provider=provider, output_tool=output_tool_name(request))

@@ -80,6 +80,7 @@ from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures
 from provider_gateway.providers.bedrock.models import Family
 from provider_gateway.providers.bedrock.transport import JSON, Payload, SignedUpstream, model_path
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.relay import batches, relay_reads
 from provider_gateway.providers.reported_usage import report_partial_usage
 
 OPTION_KEYS = (
@@ -144,8 +145,11 @@ class BedrockProvider(BaseProvider):
         http: UpstreamPool,
         credentials: CredentialResolver,
         bearer: str | None = None,
+        *,
+        merge_reads: bool = True,
     ) -> None:
         super().__init__(name)
+        self.merge_reads = merge_reads  # the deltas of one read go on merged (providers/relay.py)
         self.settings = settings
         self.credentials = credentials
         self.bearer = bearer
@@ -173,7 +177,13 @@ class BedrockProvider(BaseProvider):
 
     @classmethod
     def from_config(
-        cls, name: str, options: Section, http: UpstreamPool, env: Mapping[str, str]
+        cls,
+        name: str,
+        options: Section,
+        http: UpstreamPool,
+        env: Mapping[str, str],
+        *,
+        merge_reads: bool = True,
     ) -> BedrockProvider:
         options.reject_unknown(OPTION_KEYS + CREDENTIAL_KEYS)
         profile = options.string("profile")
@@ -200,7 +210,7 @@ class BedrockProvider(BaseProvider):
             ),
         )
         credentials = resolver_from_config(options, env, http)
-        return cls(name, settings, http, credentials, bearer_token(options, env))
+        return cls(name, settings, http, credentials, bearer_token(options, env), merge_reads=merge_reads)
 
     async def aclose(self) -> None:
         await self.credentials.aclose()  # the pool's connections belong to the server
@@ -241,16 +251,20 @@ class BedrockProvider(BaseProvider):
         """POST, then decode the event stream; the response is closed on every exit (cancel too),
         which drops an unfinished connection: Bedrock stops generating."""
         frames = FrameReader()
+
+        def step(event: dict[str, Any]) -> list[StreamEvent]:
+            decoded = decode(event)
+            for item in decoded:
+                if isinstance(item, UsageEvent):  # ConverseStream's `metadata`
+                    report_partial_usage(item.usage)  # charged if the stream is cut
+            return decoded
+
         try:
             async with self.runtime.stream_bytes(
                 model_path(model_id, operation), payload, model=model
             ) as chunks:
-                async for chunk in chunks:
-                    for event in frames.feed(chunk):
-                        for decoded in decode(event):
-                            if isinstance(decoded, UsageEvent):  # ConverseStream's `metadata`
-                                report_partial_usage(decoded.usage)  # charged if the stream is cut
-                            yield decoded
+                async for decoded in relay_reads(batches(chunks, frames.feed), step, merge=self.merge_reads):
+                    yield decoded
             frames.end()
             for decoded in end():
                 yield decoded
@@ -513,4 +527,6 @@ def profile_region(env: Mapping[str, str], profile: str) -> str:
 
 
 def from_config(name: str, options: Section, context: ProviderContext) -> BedrockProvider:
-    return BedrockProvider.from_config(name, options, context.http, os.environ)
+    return BedrockProvider.from_config(
+        name, options, context.http, os.environ, merge_reads=context.merge_reads
+    )

@@ -37,6 +37,7 @@ from provider_gateway.providers.base import BaseProvider, completion_of
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.http_common import completion_as_chat, probe
 from provider_gateway.providers.ollama import codec
+from provider_gateway.providers.relay import batches, relay_reads
 from provider_gateway.wire.ndjson import NdjsonDecoder, NdjsonError
 
 DEFAULT_URL = "http://localhost:11434"
@@ -74,10 +75,13 @@ class OllamaErrors(ErrorPolicy):
 class OllamaProvider(BaseProvider):
     kind = "ollama"
 
-    def __init__(self, name: str, upstream: Upstream, keep_alive: str = "") -> None:
+    def __init__(
+        self, name: str, upstream: Upstream, keep_alive: str = "", *, merge_reads: bool = True
+    ) -> None:
         super().__init__(name)
         self.upstream = upstream
         self.keep_alive = keep_alive
+        self.merge_reads = merge_reads  # the deltas of one read go on merged (providers/relay.py)
 
     @classmethod
     def from_config(cls, name: str, options: Section, context: ProviderContext) -> OllamaProvider:
@@ -93,7 +97,7 @@ class OllamaProvider(BaseProvider):
             secrets=(key,) if key else (),
             errors=OllamaErrors(base_url),
         )
-        return cls(name, upstream, options.string("keep_alive"))
+        return cls(name, upstream, options.string("keep_alive"), merge_reads=context.merge_reads)
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -128,15 +132,16 @@ class OllamaProvider(BaseProvider):
         decoder = NdjsonDecoder()
         try:
             async with self.upstream.stream("POST", "/api/chat", json=body, model=request.model) as chunks:
-                async for chunk in chunks:
-                    for line in decoder.feed(chunk):
+                reads = batches(chunks, decoder.feed)
+                # The done line ends the answer: the rest of the body is not awaited.
+                async for event in relay_reads(
+                    reads, parser.feed, merge=self.merge_reads, finished=lambda: parser.done
+                ):
+                    yield event
+                if not parser.done:  # a last line without its newline
+                    for line in decoder.close():
                         for event in parser.feed(line):
                             yield event
-                    if parser.done:
-                        break
-                for line in decoder.close():
-                    for event in parser.feed(line):
-                        yield event
         except NdjsonError as error:
             raise GatewayError(
                 ErrorKind.UNAVAILABLE,

@@ -50,10 +50,10 @@ from provider_gateway.providers.openai.presets import PRESETS, Preset
 from provider_gateway.providers.openai.responses_adapter import ResponsesApi
 from provider_gateway.providers.openai.stream import ChatStreamParser
 from provider_gateway.providers.openai.wires import wire_for
+from provider_gateway.providers.relay import batches, relay_reads
 from provider_gateway.providers.reported_usage import report_partial_usage
 from provider_gateway.providers.upstream_io import oversized_event
-from provider_gateway.wire.merge import merge_deltas
-from provider_gateway.wire.sse import SseDecoder, SseError
+from provider_gateway.wire.sse import SseDecoder, SseError, SseEvent
 
 KEYS = (
     "kind",
@@ -170,7 +170,9 @@ class OpenAIProvider(BaseProvider):
                 )
             path = "/openai/v1/responses" if azure is not None else "/responses"
             # Azure's v1 API takes no api-version.
-            responses = ResponsesApi(name, upstream(base_url, {}), path, options.flag("store", False))
+            responses = ResponsesApi(
+                name, upstream(base_url, {}), path, options.flag("store", False), context.merge_reads
+            )
         elif "store" in options:
             raise options.error("store", 'only with api = "responses"')
 
@@ -242,28 +244,23 @@ class OpenAIProvider(BaseProvider):
         parser = ChatStreamParser(self.name, self.wire)
         decoder = SseDecoder()
         done = False
+
+        def step(event: SseEvent) -> list[StreamEvent]:
+            nonlocal done
+            if event.data.strip() == "[DONE]":
+                done = True
+                return []
+            data = self._json(event.data)
+            events = parser.feed(data)
+            if data.get("usage") and parser.usage is not None:
+                report_partial_usage(parser.usage)  # charged if [DONE] never comes
+            return events
+
         try:
             async with upstream.stream("POST", path, json=body, model=request.model) as chunks:
-                async for chunk in chunks:
-                    in_hand: list[StreamEvent] = []  # the events of one read go on merged
-                    failed: Exception | None = None
-                    try:
-                        for event in decoder.feed(chunk):
-                            if event.data.strip() == "[DONE]":
-                                done = True
-                                break
-                            data = self._json(event.data)
-                            in_hand += parser.feed(data)
-                            if data.get("usage") and parser.usage is not None:
-                                report_partial_usage(parser.usage)  # charged if [DONE] never comes
-                    except Exception as error:  # raised after the events that came before it
-                        failed = error
-                    for domain_event in merge_deltas(in_hand) if self.merge_reads else in_hand:
-                        yield domain_event
-                    if failed is not None:
-                        raise failed
-                    if done:
-                        break
+                reads = batches(chunks, decoder.feed)
+                async for event in relay_reads(reads, step, merge=self.merge_reads, finished=lambda: done):
+                    yield event
                 if not done:  # the body's end dispatches a last event without its blank line
                     done = any(event.data.strip() == "[DONE]" for event in decoder.close())
         except SseError as error:

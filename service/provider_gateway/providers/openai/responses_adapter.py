@@ -16,8 +16,8 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import Upstream
 from provider_gateway.providers.openai.responses import responses_body
 from provider_gateway.providers.openai.responses_stream import ResponsesStreamDecoder
-from provider_gateway.providers.upstream_io import decode_json_event, oversized_event
-from provider_gateway.wire.sse import SseDecoder, SseError
+from provider_gateway.providers.relay import relay_reads
+from provider_gateway.providers.upstream_io import SseEvent, decode_json_event, sse_reads
 
 
 @dataclass(slots=True, frozen=True)
@@ -26,6 +26,7 @@ class ResponsesApi:
     upstream: Upstream
     path: str  # "/responses" or Azure's "/openai/v1/responses"
     store: bool
+    merge_reads: bool = True  # the deltas of one read go on merged (providers/relay.py)
 
     def _body(self, request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
         return responses_body(request, stream=stream, store=self.store, model=model, provider=self.provider)
@@ -38,20 +39,16 @@ class ResponsesApi:
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
         body = self._body(request, model, stream=True)
         decoder = ResponsesStreamDecoder(self.provider)
-        sse = SseDecoder()
-        try:
-            async with self.upstream.stream("POST", self.path, json=body, model=request.model) as chunks:
-                async for chunk in chunks:
-                    for event in sse.feed(chunk):
-                        for domain_event in decoder.feed(decode_json_event(event.data, self.provider)):
-                            yield domain_event
-                    if decoder.finished:
-                        return
-                for event in sse.close():  # a last event without its blank line
-                    for domain_event in decoder.feed(decode_json_event(event.data, self.provider)):
-                        yield domain_event
-        except SseError as error:
-            raise oversized_event(error, self.provider) from None
+
+        def step(event: SseEvent) -> list[StreamEvent]:
+            return decoder.feed(decode_json_event(event.data, self.provider))
+
+        async with sse_reads(self.upstream, self.path, body, model=request.model) as reads:
+            # response.completed (or failed, incomplete) ends it: the rest of the body is not awaited.
+            async for event in relay_reads(
+                reads, step, merge=self.merge_reads, finished=lambda: decoder.finished
+            ):
+                yield event
         if not decoder.finished:
             raise GatewayError(
                 ErrorKind.UNAVAILABLE,

@@ -1,0 +1,54 @@
+"""Relaying a stream read by read: the frames one upstream read completed (SSE events, NDJSON lines,
+AWS event-stream messages) are decoded together and their deltas merged (wire/merge.py), so a burst
+of tokens crosses the router and telemetry layers once instead of once per token. Nothing waits
+for more data: a read that completes one frame relays it at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+
+from provider_gateway.domain import StreamEvent
+from provider_gateway.wire.merge import merge_deltas
+
+
+def never() -> bool:
+    return False
+
+
+async def relay_reads[F](
+    reads: AsyncIterator[Iterable[F]],
+    step: Callable[[F], Iterable[StreamEvent]],
+    *,
+    merge: bool,
+    finished: Callable[[], bool] = never,
+) -> AsyncIterator[StreamEvent]:
+    """Each read's frames decoded by `step`; deltas merged when `merge` ([server] coalesce_deltas).
+    An error raised by `step` comes after the events before it; reading stops once `finished()`
+    (a vendor's last event: the rest of the body is not waited for)."""
+    async for read in reads:
+        in_hand: list[StreamEvent] = []
+        failed: Exception | None = None
+        try:
+            for frame in read:
+                in_hand += step(frame)
+                if finished():
+                    break
+        except Exception as error:
+            failed = error
+        for event in merge_deltas(in_hand) if merge else in_hand:
+            yield event
+        if failed is not None:
+            raise failed
+        if finished():
+            return
+
+
+async def batches[F](
+    chunks: AsyncIterator[bytes], feed: Callable[[bytes], Iterable[F]]
+) -> AsyncIterator[Iterable[F]]:
+    """The frames each chunk completes, `feed` being a framing decoder's; a lazy `feed` raises, in
+    `relay_reads`, after the frames before its error."""
+    async for chunk in chunks:
+        if frames := feed(chunk):
+            yield frames
