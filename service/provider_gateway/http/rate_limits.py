@@ -158,10 +158,11 @@ def announced(
 
 
 def _budget(limits: dict[str, str], names: tuple[str, ...], now: float) -> _Budget | None:
-    limit, remaining, reset = (limits.get(name) if name else None for name in names)
+    limit_name, remaining_name, reset_name = names  # reset_name "" (none sent) is never a key
+    limit, remaining = limits.get(limit_name), limits.get(remaining_name)
     if limit is None and remaining is None:
         return None
-    return _Budget(_integer(limit), _integer(remaining), _seconds_until(reset, now))
+    return _Budget(_integer(limit), _integer(remaining), _seconds_until(limits.get(reset_name), now))
 
 
 def _integer(text: str | None) -> int | None:
