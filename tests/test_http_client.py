@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -148,6 +149,27 @@ async def test_idle_timeout_is_per_read_not_per_stream(pool: UpstreamPool, fake:
             received += chunk
             await asyncio.sleep(0.3)
     assert received == b"abcde"
+
+
+async def test_compressed_bodies_arrive_decoded(pool: UpstreamPool, fake: FakeUpstream) -> None:
+    # The gateway accepts gzip (as httpx's client did): a stream and an error body are decoded
+    # too, not only whole bodies, so a compressed SSE stream relays and a 429 says why.
+    events = b'data: {"text":"hi"}\n\n' * 40
+    packed = gzip.compress(events)
+    gzipped = {"content-encoding": "gzip"}
+    fake.script(
+        "/s", Reply(chunks=[packed[:30], packed[30:]], content_type="text/event-stream", headers=gzipped)
+    )
+    fake.script(
+        "/x", Reply(status=429, body=gzip.compress(b'{"error":{"message":"slow down"}}'), headers=gzipped)
+    )
+    fake.script("/j", Reply(body=gzip.compress(b'{"ok":true}'), headers=gzipped))
+    up = upstream(pool, fake.url)
+    async with up.stream("POST", "/s", json={}) as chunks:
+        assert b"".join([c async for c in chunks]) == events
+    with pytest.raises(GatewayError, match="rate limited by acme: slow down"):
+        await up.request_json("POST", "/x", json={})
+    assert await up.request_json("GET", "/j") == {"ok": True}
 
 
 async def test_connection_refused_is_unavailable(pool: UpstreamPool) -> None:
