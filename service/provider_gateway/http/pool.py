@@ -89,8 +89,9 @@ class _CountingConnector(FailFastConnector):
 class HostClient:
     """One origin's aiohttp session plus its counters.
 
-    `send` runs the request hooks and sends: no redirects followed, no cookies kept, no client auth,
-    which a gateway never wants."""
+    `send` runs the request hooks and sends, following no redirect (a gateway never wants one).
+    The session's cookie jar keeps what an origin sets, as it did behind httpx-aiohttp; httpx's
+    transport keeps none."""
 
     def __init__(self, origin: str, max_connections: int, hooks: list[RequestHook]) -> None:
         self.origin = origin
