@@ -52,6 +52,22 @@ async def test_one_client_per_origin_and_connections_are_reused(
     assert stats.reuse_ratio == pytest.approx(0.95)
 
 
+async def test_a_connection_the_upstream_closed_is_counted_again(
+    pool: UpstreamPool, fake: FakeUpstream
+) -> None:
+    fake.on("GET", "/ping", lambda r: Reply.json({"ok": True}))
+    fake.script("/s", Reply(chunks=[b"one"], content_type="text/plain", then="cut"))
+    up = upstream(pool, fake.url)
+    await up.request_json("GET", "/ping")
+    with pytest.raises(GatewayError, match="was cut"):
+        await collect(up, "/s", [])
+    await up.request_json("GET", "/ping")
+    await up.request_json("GET", "/ping")
+    stats = pool.stats()[fake.url]
+    assert (stats.requests, stats.connections) == (4, 2)  # the cut one's connection is not reused
+    assert stats.reuse_ratio == pytest.approx(0.5)
+
+
 async def test_request_hook_adds_headers_to_every_request(pool: UpstreamPool, fake: FakeUpstream) -> None:
     fake.on("POST", "/x", lambda r: Reply.json({}))
     seen_by_hook: list[str] = []
