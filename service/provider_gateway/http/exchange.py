@@ -1,9 +1,10 @@
 """One upstream request and its response, as the HTTP layer's callers see them whichever library sends.
 
 The hot path sends with aiohttp directly: building an `httpx.Request` and an `httpx.Response` around
-each aiohttp call, and reading headers through httpx's case-insensitive `Headers`, was about a fifth
-of the upstream leg's Python work (benchmarks/RESULTS.md, issue 15). What callers rely on stays: a
-request hooks may add headers to, a status code, case-insensitive headers, the body as it arrives.
+each aiohttp call, and reading headers through httpx's case-insensitive `Headers`, was nearly half
+of the HTTP layer's CPU per unary request (benchmarks/RESULTS.md, issue 15). What callers rely on
+stays: a request that hooks may add headers to, a status code, case-insensitive headers, the body
+as it arrives.
 """
 
 from __future__ import annotations

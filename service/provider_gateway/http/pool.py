@@ -2,8 +2,8 @@
 
 The server owns an `UpstreamPool` (no global): adapters ask it for their origin's client through
 their factory's `ProviderContext`. Requests go straight to an aiohttp session per origin (measured
-5-7x the throughput of httpx's own pool at 100 concurrent requests, and a fifth less Python work
-per request than going through httpx's models to the same aiohttp: benchmarks/RESULTS.md); httpx's
+5-7x the throughput of httpx's own pool at 100 concurrent requests, and nearly half the CPU per
+request of going through httpx's models to the same aiohttp: benchmarks/RESULTS.md); httpx's
 own transport stays selectable. Connections are counted where they are opened (the aiohttp
 connector's connection factory, or httpcore's `trace` extension), requests where they are sent, so
 `reuse_ratio` is 1 - new connections / requests.
