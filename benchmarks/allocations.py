@@ -127,6 +127,8 @@ async def relay(stage: str, body: list[bytes], streams: int, count: Callable[[],
 
     from provider_gateway import config as config_module
     from provider_gateway.domain import ChatRequest, Message, Role, TextPart
+    from provider_gateway.http import UpstreamPool
+    from provider_gateway.providers.context import ProviderContext
     from provider_gateway.providers.registry import ProviderRegistry
     from provider_gateway.routing.resolve import RouteResolver
     from provider_gateway.routing.router import Router
@@ -137,7 +139,8 @@ async def relay(stage: str, body: list[bytes], streams: int, count: Callable[[],
     from provider_gateway.server.coalesce import coalesced
 
     config = config_module.parse(tomllib.loads(CONFIG), "bench.toml")
-    registry = ProviderRegistry.from_config(config)
+    # httpx's transport, the one a canned httpx transport can stand in for
+    registry = ProviderRegistry.from_config(config, ProviderContext(UpstreamPool(transport="httpx")))
     provider = registry.get("openai")
     host = provider.upstream.host  # type: ignore[attr-defined]
     host.transport = canned_transport(body)

@@ -83,9 +83,7 @@ def main() -> None:
     server = multiprocessing.Process(target=_serve, args=(ports,), daemon=True)
     server.start()
     url = f"http://127.0.0.1:{ports.get(timeout=30)}"
-    versions = ", ".join(
-        f"{p} {metadata.version(p)}" for p in ("httpx", "httpcore", "aiohttp", "httpx-aiohttp")
-    )
+    versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("httpx", "httpcore", "aiohttp"))
     print(
         f"# {platform.python_version()} on {platform.machine()}, {multiprocessing.cpu_count()} CPUs; {versions}"
     )

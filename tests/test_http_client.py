@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 import ssl
 from collections.abc import AsyncIterator
 from importlib import metadata
 
-import httpx
 import pytest
 
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.fakes import FakeUpstream, Reply
-from provider_gateway.http import Timeouts, Upstream, UpstreamPool, deadline
+from provider_gateway.http import HostClient, OutgoingRequest, Timeouts, Upstream, UpstreamPool, deadline
 
 
 @pytest.fixture
@@ -52,13 +52,29 @@ async def test_one_client_per_origin_and_connections_are_reused(
     assert stats.reuse_ratio == pytest.approx(0.95)
 
 
+async def test_a_connection_the_upstream_closed_is_counted_again(
+    pool: UpstreamPool, fake: FakeUpstream
+) -> None:
+    fake.on("GET", "/ping", lambda r: Reply.json({"ok": True}))
+    fake.script("/s", Reply(chunks=[b"one"], content_type="text/plain", then="cut"))
+    up = upstream(pool, fake.url)
+    await up.request_json("GET", "/ping")
+    with pytest.raises(GatewayError, match="was cut"):
+        await collect(up, "/s", [])
+    await up.request_json("GET", "/ping")
+    await up.request_json("GET", "/ping")
+    stats = pool.stats()[fake.url]
+    assert (stats.requests, stats.connections) == (4, 2)  # the cut one's connection is not reused
+    assert stats.reuse_ratio == pytest.approx(0.5)
+
+
 async def test_request_hook_adds_headers_to_every_request(pool: UpstreamPool, fake: FakeUpstream) -> None:
     fake.on("POST", "/x", lambda r: Reply.json({}))
     seen_by_hook: list[str] = []
 
-    def hook(request: httpx.Request) -> None:
+    def hook(request: OutgoingRequest) -> None:
         request.headers["traceparent"] = "00-abc-def-01"
-        seen_by_hook.append(request.extensions["provider_gateway.provider"])
+        seen_by_hook.append(request.provider)
 
     pool.add_request_hook(hook)
     await upstream(pool, fake.url).request_json("POST", "/x", json={"a": 1})
@@ -151,6 +167,27 @@ async def test_idle_timeout_is_per_read_not_per_stream(pool: UpstreamPool, fake:
     assert received == b"abcde"
 
 
+async def test_compressed_bodies_arrive_decoded(pool: UpstreamPool, fake: FakeUpstream) -> None:
+    # The gateway accepts gzip (as httpx's client did): a stream and an error body are decoded
+    # too, not only whole bodies, so a compressed SSE stream relays and a 429 says why.
+    events = b'data: {"text":"hi"}\n\n' * 40
+    packed = gzip.compress(events)
+    gzipped = {"content-encoding": "gzip"}
+    fake.script(
+        "/s", Reply(chunks=[packed[:30], packed[30:]], content_type="text/event-stream", headers=gzipped)
+    )
+    fake.script(
+        "/x", Reply(status=429, body=gzip.compress(b'{"error":{"message":"slow down"}}'), headers=gzipped)
+    )
+    fake.script("/j", Reply(body=gzip.compress(b'{"ok":true}'), headers=gzipped))
+    up = upstream(pool, fake.url)
+    async with up.stream("POST", "/s", json={}) as chunks:
+        assert b"".join([c async for c in chunks]) == events
+    with pytest.raises(GatewayError, match="rate limited by acme: slow down"):
+        await up.request_json("POST", "/x", json={})
+    assert await up.request_json("GET", "/j") == {"ok": True}
+
+
 async def test_connection_refused_is_unavailable(pool: UpstreamPool) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -171,7 +208,7 @@ async def test_non_json_body_is_unavailable(pool: UpstreamPool, fake: FakeUpstre
 def test_unknown_transport_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown HTTP transport"):
         UpstreamPool(transport="carrier-pigeon")
-    assert isinstance(UpstreamPool().host("http://h:1").client, httpx.AsyncClient)
+    assert type(UpstreamPool().host("http://h:1")) is HostClient  # aiohttp's, the default
 
 
 async def test_first_byte_timeout_and_cancel_while_waiting_for_headers(
@@ -218,15 +255,14 @@ async def test_a_malformed_chunked_body_fails_on_every_transport(pool: UpstreamP
     assert caught.value.retryable
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
-def test_every_origin_shares_one_tls_context(transport: str) -> None:
+def test_every_origin_shares_one_tls_context() -> None:
     # Loading the CA bundle stalls the event loop for 60-130 ms; a new upstream host met while
-    # serving (a Bedrock region, STS, a credentials endpoint) must not pay it again.
-    pool = UpstreamPool(transport=transport)
+    # serving (a Bedrock region, STS, a credentials endpoint) must not pay it again. (The aiohttp
+    # transport loads none: it uses aiohttp's verified context, made once when aiohttp is imported.)
+    pool = UpstreamPool(transport="httpx")
     contexts = set()
     for host in ("https://a.test", "https://b.test:8443", "http://c.test"):
-        transport_ = pool.host(host).transport
-        pool_ = getattr(transport_, "_pool", None)
-        contexts.add(id(getattr(transport_, "ssl_context", None) or pool_._ssl_context))  # type: ignore[union-attr]
+        transport = pool.host(host).transport  # type: ignore[attr-defined]
+        contexts.add(id(transport._pool._ssl_context))
     assert len(contexts) == 1
     assert pool.tls.verify_mode is ssl.CERT_REQUIRED

@@ -18,13 +18,15 @@ from typing import Any, TypeVar
 import aiohttp
 import httpx
 import orjson
+from yarl import URL
 
 from provider_gateway.config import Section
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import deadline
 from provider_gateway.http.errors import error_from_response, redact
+from provider_gateway.http.exchange import OutgoingRequest, UpstreamResponse, merged_headers
 from provider_gateway.http.idle import IdleWatch
-from provider_gateway.http.pool import HostClient, raw_body
+from provider_gateway.http.pool import HostClient
 from provider_gateway.http.rate_limits import announced, report_rate_limit
 
 T = TypeVar("T")
@@ -55,7 +57,7 @@ class ErrorPolicy:
     """How an adapter words upstream failures; subclass to add vendor hints (e.g. Ollama's)."""
 
     def from_response(
-        self, provider: str, response: httpx.Response, raw: bytes, model: str, secrets: tuple[str, ...]
+        self, provider: str, response: UpstreamResponse, raw: bytes, model: str, secrets: tuple[str, ...]
     ) -> GatewayError:
         return error_from_response(
             provider, response.status_code, response.headers, raw, model=model, secrets=secrets
@@ -108,18 +110,20 @@ class Upstream:
         self.secrets = secrets
         self.errors = errors or ErrorPolicy()
         # Built once: the client's defaults (user-agent, accept...) under this provider's headers.
-        plain = {**host.client.headers, **self.headers}
-        self._headers = {False: plain, True: {**plain, "content-type": "application/json"}}
-        self._urls: dict[str, httpx.URL] = {}
+        plain = merged_headers(host.headers, self.headers)
+        self._headers = {False: plain, True: merged_headers(plain, {"content-type": "application/json"})}
+        self._urls: dict[str, URL] = {}
 
-    def _url(self, path: str) -> httpx.URL:
-        """The parsed URL of `path` with the provider's query parameters. Parsing and validating a
-        URL cost about a tenth of the upstream leg's Python work per request, so each path is parsed
-        once; the cache is bounded, as paths can name models."""
-        url = self._urls.get(path)
+    def _url(self, path: str, params: Mapping[str, str] | None) -> URL:
+        """The parsed URL of `path` with the provider's query parameters, and `params` over them.
+        Parsing and validating a URL cost about a tenth of the upstream leg's Python work per
+        request, so each path without `params` is parsed once; the cache is bounded, as paths can
+        name models. httpx encodes the query, as it did when it sent the request."""
+        url = self._urls.get(path) if not params else None
         if url is None:
-            url = httpx.URL(self.base_url + path, params=self.params or None)
-            if len(self._urls) < MAX_CACHED_URLS:
+            built = httpx.URL(self.base_url + path, params=self.params or None)
+            url = URL(str(built.copy_merge_params(params) if params else built))
+            if not params and len(self._urls) < MAX_CACHED_URLS:
                 self._urls[path] = url
         return url
 
@@ -158,22 +162,19 @@ class Upstream:
 
     async def _send(
         self, method: str, path: str, json: Any, params: Mapping[str, str] | None, model: str
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         connect, _ = deadline.cap(self.timeouts.connect)
-        request = httpx.Request(
+        request = OutgoingRequest(
             method,
-            self._url(path),
-            content=None if json is None else orjson.dumps(json),
-            headers=self._headers[json is not None],
-            params=params or None,  # merged over the provider's own, which the cached URL holds
-            extensions={
-                "timeout": {"connect": connect, "read": None, "write": None, "pool": None},
-                "provider_gateway.provider": self.provider,  # for request hooks' labels
-            },
+            self._url(path, params),
+            dict(self._headers[json is not None]),  # a copy: request hooks add to it
+            None if json is None else orjson.dumps(json),
+            connect,
+            self.provider,
         )
         return await self._deliver(request, model)
 
-    async def _deliver(self, request: httpx.Request, model: str) -> httpx.Response:
+    async def _deliver(self, request: OutgoingRequest, model: str) -> UpstreamResponse:
         """Send a built request; an error status is read (bounded) and raised as a GatewayError."""
         send = self.host.send(request)
         response = await self._within(send, self.timeouts.first_byte, "response")
@@ -201,7 +202,7 @@ class Upstream:
         """A whole request: JSON in, JSON out, errors mapped."""
         response = await self._send(method, path, json, params, model)
         try:
-            raw = await self._within(response.aread(), self.timeouts.idle, "response body")
+            raw = await self._within(response.read(), self.timeouts.idle, "response body")
         finally:
             await response.aclose()
         try:
@@ -238,11 +239,10 @@ class Upstream:
             await chunks.aclose()
             await response.aclose()
 
-    async def _chunks(self, response: httpx.Response) -> AsyncGenerator[bytes, None]:
+    async def _chunks(self, response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
         """The body's chunks, each read watched for the idle timeout (one timer per stream, see
-        http/idle.py), read straight from aiohttp when it is the transport: httpx's byte-stream
-        layers add nothing to a body the gateway only forwards."""
-        raw = raw_body(response)
+        http/idle.py)."""
+        raw = response.chunks()
         watch = IdleWatch(self.timeouts.idle)
         try:
             while True:
@@ -275,9 +275,9 @@ class Upstream:
         return error
 
 
-async def _read_limited(response: httpx.Response) -> bytes:
+async def _read_limited(response: UpstreamResponse) -> bytes:
     body = bytearray()
-    async for chunk in response.aiter_raw():
+    async for chunk in response.chunks():
         body += chunk
         if len(body) >= MAX_ERROR_BODY:
             break

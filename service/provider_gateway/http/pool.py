@@ -1,10 +1,11 @@
 """One pooled HTTP client per upstream origin, kept for the server's life, with reuse counters.
 
 The server owns an `UpstreamPool` (no global): adapters ask it for their origin's client through
-their factory's `ProviderContext`. The transport is aiohttp behind httpx's API (measured 5-7x the
-throughput of httpx's own pool at 100 concurrent requests: benchmarks/RESULTS.md); httpx's own
-transport stays selectable for comparison. Connections are counted where they are opened (an
-aiohttp trace hook, or httpcore's `trace` extension), requests where they are sent, so
+their factory's `ProviderContext`. Requests go straight to an aiohttp session per origin (measured
+5-7x the throughput of httpx's own pool at 100 concurrent requests, and nearly half the CPU per
+request of going through httpx's models to the same aiohttp: benchmarks/RESULTS.md); httpx's
+own transport stays selectable. Connections are counted where they are opened (the aiohttp
+connector's connection factory, or httpcore's `trace` extension), requests where they are sent, so
 `reuse_ratio` is 1 - new connections / requests.
 """
 
@@ -12,20 +13,26 @@ from __future__ import annotations
 
 import logging
 import ssl
-import types
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
+from aiohttp.client_proto import ResponseHandler
 
 from provider_gateway.config import Section
+from provider_gateway.http.exchange import (
+    AiohttpResponse,
+    HttpxResponse,
+    OutgoingRequest,
+    UpstreamResponse,
+    transport_error,
+)
 from provider_gateway.http.malformed_body import FailFastConnector
 
-RequestHook = Callable[[httpx.Request], None]
+RequestHook = Callable[[OutgoingRequest], None]
 # httpx logs every request at INFO with its full URL; at a gateway's volume that is noise, and some
 # vendors accept keys in query strings. Observability adds its own, redacted, request telemetry.
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -42,6 +49,14 @@ def _user_agent() -> str:
 
 # Upstreams (and their operators) see who calls, rather than "python-httpx/0.28.1".
 USER_AGENT = _user_agent()
+# Every request's headers before the provider's own: what httpx's client sent, kept byte for byte
+# when requests stopped going through it.
+DEFAULT_HEADERS = {
+    "accept": "*/*",
+    "accept-encoding": "gzip, deflate",
+    "connection": "keep-alive",
+    "user-agent": USER_AGENT,
+}
 
 
 @dataclass(slots=True)
@@ -57,77 +72,103 @@ class ConnectionStats:
         return 1.0 - self.connections / self.requests if self.requests else 1.0
 
 
-class HostClient:
-    """The httpx client for one origin plus its counters."""
+class _CountingConnector(FailFastConnector):
+    """Counts each connection it opens. Counting through an aiohttp `TraceConfig` instead made
+    aiohttp build and send trace objects for every signal of every request."""
 
-    def __init__(
-        self,
-        origin: str,
-        transport: str,
-        max_connections: int,
-        hooks: list[RequestHook],
-        tls: ssl.SSLContext | None = None,
-    ) -> None:
+    def __init__(self, stats: ConnectionStats, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._stats = stats
+
+    async def _create_connection(self, *args: Any, **kwargs: Any) -> ResponseHandler:
+        connection = await super()._create_connection(*args, **kwargs)
+        self._stats.connections += 1
+        return connection
+
+
+class HostClient:
+    """One origin's aiohttp session plus its counters.
+
+    `send` runs the request hooks and sends, following no redirect (a gateway never wants one).
+    The session's cookie jar keeps what an origin sets, as it did behind httpx-aiohttp; httpx's
+    transport keeps none."""
+
+    def __init__(self, origin: str, max_connections: int, hooks: list[RequestHook]) -> None:
         self.origin = origin
         self.stats = ConnectionStats()
         self.hooks = hooks  # shared with the pool: a hook added later applies to every client
-        self._httpx_transport = transport == "httpx"
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        verify: ssl.SSLContext | bool = tls if tls is not None else True
-        self.transport: httpx.AsyncBaseTransport = (
-            httpx.AsyncHTTPTransport(limits=limits, verify=verify)
-            if self._httpx_transport
-            else AiohttpTransport(verify=verify, client=lambda: self._aiohttp_session(max_connections))
-        )
-        # The client owns the transport's life; requests skip its auth, redirect and cookie layers
-        # (see `send`), which a gateway never wants and which cost a third of each request's time.
-        self.client = httpx.AsyncClient(
-            base_url=origin, timeout=None, transport=self.transport, headers={"user-agent": USER_AGENT}
-        )
+        self.headers = dict(DEFAULT_HEADERS)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
 
-    def _aiohttp_session(self, max_connections: int) -> aiohttp.ClientSession:
-        # Created lazily by the transport on first use, inside the running loop, as aiohttp needs.
-        trace = aiohttp.TraceConfig()
-        trace.on_connection_create_end.append(self._on_aiohttp_connection)
-        connector = FailFastConnector(limit=max_connections, keepalive_timeout=60)
-        return aiohttp.ClientSession(connector=connector, trace_configs=[trace])
+    def _prepare(self, request: OutgoingRequest) -> None:
+        """Count the request and let observability add headers."""
+        self.stats.requests += 1
+        for hook in self.hooks:
+            hook(request)
 
-    async def _on_aiohttp_connection(
-        self, session: aiohttp.ClientSession, context: types.SimpleNamespace, params: Any
+    def _open(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop, as aiohttp needs. TLS: aiohttp's own
+        # verified context, one per process.
+        connector = _CountingConnector(self.stats, limit=self._max_connections, keepalive_timeout=60)
+        # Bodies arrive decoded (gzip, deflate: what DEFAULT_HEADERS accept), streams and error bodies
+        # included, as httpx decoded whole bodies.
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+        return self._session
+
+    async def send(self, request: OutgoingRequest) -> UpstreamResponse:
+        """Send; a failure before the response headers is raised as an `httpx.TransportError`."""
+        self._prepare(request)
+        session = self._session or self._open()
+        try:
+            native = await session.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.content,
+                allow_redirects=False,
+                # replaces the session's default (300 s in all): the caller times the rest
+                timeout=aiohttp.ClientTimeout(sock_connect=request.connect_timeout),
+            )
+        except aiohttp.ClientError as error:
+            raise transport_error(error) from error
+        return AiohttpResponse(native)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class HttpxHostClient(HostClient):
+    """The same through httpx's own connection pool (`[upstream] transport = "httpx"`)."""
+
+    def __init__(
+        self, origin: str, max_connections: int, hooks: list[RequestHook], tls: ssl.SSLContext
     ) -> None:
-        self.stats.connections += 1
+        super().__init__(origin, max_connections, hooks)
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self.transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(limits=limits, verify=tls)
 
     async def _on_httpcore_event(self, name: str, info: dict[str, Any]) -> None:
         if name == "connection.connect_tcp.started":
             self.stats.connections += 1
 
-    def prepare(self, request: httpx.Request) -> httpx.Request:
-        """Count the request, let observability add headers, and attach the connection counter."""
-        self.stats.requests += 1
-        for hook in self.hooks:
-            hook(request)
-        if self._httpx_transport:
-            request.extensions["trace"] = self._on_httpcore_event
-        return request
-
-    async def send(self, request: httpx.Request) -> httpx.Response:
-        """Send straight to the transport: no redirects followed, no cookies kept, no client auth."""
-        response = await self.transport.handle_async_request(self.prepare(request))
-        response.request = request
-        return response
+    async def send(self, request: OutgoingRequest) -> UpstreamResponse:
+        self._prepare(request)
+        timeout = {"connect": request.connect_timeout, "read": None, "write": None, "pool": None}
+        native = httpx.Request(
+            request.method,
+            str(request.url),
+            headers=request.headers,
+            content=request.content,
+            extensions={"timeout": timeout, "trace": self._on_httpcore_event},
+        )
+        response = await self.transport.handle_async_request(native)
+        response.request = native
+        return HttpxResponse(response)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
-
-
-def raw_body(response: httpx.Response) -> AsyncIterator[bytes]:
-    """A response body's bytes as they arrive. Under the aiohttp transport, straight from aiohttp's
-    stream: httpx's byte-stream wrappers (its raw iterator, then httpx-aiohttp's, which re-maps
-    errors the caller maps anyway) cost an async generator hop each per chunk."""
-    native = getattr(response.stream, "_aiohttp_response", None)  # httpx-aiohttp's response stream
-    if isinstance(native, aiohttp.ClientResponse):
-        return native.content.iter_any()
-    return response.aiter_raw()
+        await self.transport.aclose()
 
 
 class UpstreamPool:
@@ -144,9 +185,10 @@ class UpstreamPool:
 
     @property
     def tls(self) -> ssl.SSLContext:
-        """One TLS context for every origin, made on first need: loading the CA bundle costs 60-130 ms
-        of event-loop time, which a context per origin paid again for each new host (a Bedrock
-        region, STS, a container credentials endpoint) in the middle of serving."""
+        """One TLS context for every origin of the httpx transport, made on first need: loading the CA
+        bundle costs 60-130 ms of event-loop time, which a context per origin paid again for each
+        new host (a Bedrock region, STS, a container credentials endpoint) in the middle of serving.
+        (The aiohttp transport uses aiohttp's own verified context, likewise one per process.)"""
         if self._tls is None:
             self._tls = httpx.create_ssl_context()
         return self._tls
@@ -165,15 +207,16 @@ class UpstreamPool:
         url = httpx.URL(base_url)
         origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
         if origin not in self._hosts:
-            self._hosts[origin] = HostClient(
-                origin, self.transport, self.max_connections, self._hooks, self.tls
+            self._hosts[origin] = (
+                HttpxHostClient(origin, self.max_connections, self._hooks, self.tls)
+                if self.transport == "httpx"
+                else HostClient(origin, self.max_connections, self._hooks)
             )
         return self._hosts[origin]
 
     def add_request_hook(self, hook: RequestHook) -> None:
-        """Run `hook(request)` before every upstream request (e.g. to add a W3C traceparent).
-
-        `request.extensions["provider_gateway.provider"]` names the provider sending it."""
+        """Run `hook(request)` before every upstream request (e.g. to add a W3C traceparent to
+        `request.headers`); `request` is an `OutgoingRequest`, whose `provider` names the sender."""
         self._hooks.append(hook)
 
     def stats(self) -> dict[str, ConnectionStats]:

@@ -114,24 +114,34 @@ _ANTHROPIC_TOKENS = tuple(
 )
 
 
+_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+
+
 def announced(
     headers: Mapping[str, str], now: float | None = None, requests_window_s: float = 60.0
 ) -> RateLimitInfo | None:
-    """What `headers` (a case-insensitive mapping, as httpx's) say of the caller's budgets; None when
-    they say nothing. Of several token budgets, the tightest counts."""
+    """What `headers` say of the caller's budgets; None when they say nothing. Of several token
+    budgets, the tightest counts. Names are matched whatever their case.
+
+    Every response passes here: one pass over the headers picks the rate-limit ones, so a response
+    without any (most) costs a loop over its names, instead of a case-insensitive lookup per name
+    this module knows (33 of them, about 4% of a unary call's CPU through httpx's `Headers`)."""
+    limits = {key: value for name, value in headers.items() if (key := name.lower()).startswith(_PREFIXES)}
+    if not limits:
+        return None
     wall = time.time() if now is None else now
     requests = next(
         (
             b
             for names in (_OPENAI_REQUESTS, _ANTHROPIC_REQUESTS, _MISTRAL_REQUESTS, _UNSUFFIXED_REQUESTS)
-            if (b := _budget(headers, names, wall))
+            if (b := _budget(limits, names, wall))
         ),
         None,
     )
     token_budgets = [
         b
         for names in (_OPENAI_TOKENS, *_ANTHROPIC_TOKENS, _MISTRAL_TOKENS, *_FIREWORKS_TOKENS)
-        if (b := _budget(headers, names, wall))
+        if (b := _budget(limits, names, wall))
     ]
     tokens = min(token_budgets, key=lambda b: b.fraction) if token_budgets else None
     if requests is None and tokens is None:
@@ -147,11 +157,12 @@ def announced(
     )
 
 
-def _budget(headers: Mapping[str, str], names: tuple[str, ...], now: float) -> _Budget | None:
-    limit, remaining, reset = (headers.get(name) if name else None for name in names)
+def _budget(limits: dict[str, str], names: tuple[str, ...], now: float) -> _Budget | None:
+    limit_name, remaining_name, reset_name = names  # reset_name "" (none sent) is never a key
+    limit, remaining = limits.get(limit_name), limits.get(remaining_name)
     if limit is None and remaining is None:
         return None
-    return _Budget(_integer(limit), _integer(remaining), _seconds_until(reset, now))
+    return _Budget(_integer(limit), _integer(remaining), _seconds_until(limits.get(reset_name), now))
 
 
 def _integer(text: str | None) -> int | None:

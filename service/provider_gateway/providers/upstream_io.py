@@ -11,12 +11,10 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
-
 from provider_gateway.config import Section
 from provider_gateway.domain import CompletionRequest, CompletionResponse, HealthStatus, StreamEvent
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.http import ErrorPolicy, Timeouts, Upstream
+from provider_gateway.http import ErrorPolicy, Timeouts, Upstream, UpstreamResponse
 from provider_gateway.http.client import TIMEOUT_KEYS
 from provider_gateway.http.errors import parse_body, vendor_said
 from provider_gateway.providers.base import BaseProvider, completion_of
@@ -41,7 +39,7 @@ class VendorErrors(ErrorPolicy):
     """The generic status mapping, refined by what Anthropic and Google bodies say."""
 
     def from_response(
-        self, provider: str, response: httpx.Response, raw: bytes, model: str, secrets: tuple[str, ...]
+        self, provider: str, response: UpstreamResponse, raw: bytes, model: str, secrets: tuple[str, ...]
     ) -> GatewayError:
         error = super().from_response(provider, response, raw, model, secrets)
         body = parse_body(raw)

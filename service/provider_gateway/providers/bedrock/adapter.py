@@ -40,8 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from provider_gateway.config import Section
 from provider_gateway.domain import (
     Capabilities,
@@ -228,7 +226,7 @@ class BedrockProvider(BaseProvider):
 
     async def _post(
         self, model: str, model_id: str, operation: str, body: bytes, accept: bool = False
-    ) -> tuple[dict[str, Any], httpx.Headers]:
+    ) -> tuple[dict[str, Any], Mapping[str, str]]:
         """A unary runtime call: its JSON object and the response headers."""
         headers = {"Content-Type": JSON, **({"Accept": JSON} if accept else {})}
         try:
@@ -483,7 +481,7 @@ def _base64(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def with_header_usage(events: list[StreamEvent], headers: httpx.Headers) -> list[StreamEvent]:
+def with_header_usage(events: list[StreamEvent], headers: Mapping[str, str]) -> list[StreamEvent]:
     """InvokeModel's token counts from its response headers where the body reported none."""
     counted = (_header_int(headers, INPUT_TOKENS_HEADER), _header_int(headers, OUTPUT_TOKENS_HEADER))
     if counted == (0, 0):
@@ -497,7 +495,7 @@ def with_header_usage(events: list[StreamEvent], headers: httpx.Headers) -> list
     return fixed
 
 
-def _header_int(headers: httpx.Headers, name: str) -> int:
+def _header_int(headers: Mapping[str, str], name: str) -> int:
     value = headers.get(name, "").strip()
     return int(value) if value.isdigit() else 0
 

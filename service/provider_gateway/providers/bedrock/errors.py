@@ -7,12 +7,12 @@ Transport failures and timeouts are mapped by the shared HTTP client (`http/clie
 
 from __future__ import annotations
 
-import httpx
 import orjson
 
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.client import ErrorPolicy
 from provider_gateway.http.errors import redact
+from provider_gateway.http.exchange import UpstreamResponse
 
 CODES: dict[str, ErrorKind] = {
     "ThrottlingException": ErrorKind.RESOURCE_EXHAUSTED,
@@ -96,7 +96,7 @@ class BedrockErrorPolicy(ErrorPolicy):
         self.region = region
 
     def from_response(
-        self, provider: str, response: httpx.Response, raw: bytes, model: str, secrets: tuple[str, ...]
+        self, provider: str, response: UpstreamResponse, raw: bytes, model: str, secrets: tuple[str, ...]
     ) -> GatewayError:
         try:
             body = orjson.loads(raw) if raw else {}

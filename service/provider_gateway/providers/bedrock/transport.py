@@ -16,9 +16,11 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from yarl import URL
 
 from provider_gateway.http import deadline
 from provider_gateway.http.client import ErrorPolicy, Timeouts, Upstream
+from provider_gateway.http.exchange import OutgoingRequest, UpstreamResponse, merged_headers
 from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.providers.bedrock.credentials import CredentialResolver
 from provider_gateway.providers.bedrock.signing import bearer_headers, sigv4_headers
@@ -44,7 +46,7 @@ def model_path(model_id: str, operation: str) -> str:
 
     botocore sends `%3A`; aiohttp (the pool's transport) rewrites `%3A` (and every `PATH_SAFE`
     escape) to the character before sending, and a signature must cover the path as sent, so those
-    are left as is (equivalent in a path, RFC 3986); httpx's own transport sends them unchanged.
+    are left as is (equivalent in a path, RFC 3986); httpx's own transport is given the same URL.
     `+` is not among them: a server could read it as a space. A `/` (in ARNs) stays `%2F`."""
     return f"/model/{quote(model_id, safe=PATH_SAFE)}/{operation}"
 
@@ -91,7 +93,7 @@ class SignedUpstream(Upstream):
 
     async def _send(
         self, method: str, path: str, json: Any, params: Mapping[str, str] | None, model: str
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         """The base class's `json` is a `Payload` here: bytes already serialised, so signed as sent."""
         if json is not None and not isinstance(json, Payload):
             raise TypeError("SignedUpstream sends a Payload (serialised bytes), not a JSON value")
@@ -101,15 +103,13 @@ class SignedUpstream(Upstream):
             url = url.copy_merge_params(params)
         signed = await self.authenticate(method, url, payload.headers, payload.content)
         connect, _ = deadline.cap(self.timeouts.connect)
-        request = httpx.Request(
+        request = OutgoingRequest(
             method,
-            url,
-            content=payload.content or None,
-            headers={**self._sent_headers, **signed},
-            extensions={
-                "timeout": {"connect": connect, "read": None, "write": None, "pool": None},
-                "provider_gateway.provider": self.provider,
-            },
+            URL(str(url)),
+            merged_headers(self._sent_headers, signed),
+            payload.content or None,
+            connect,
+            self.provider,
         )
         return await self._deliver(request, model)
 
@@ -121,12 +121,12 @@ class SignedUpstream(Upstream):
         *,
         params: Mapping[str, str] | None = None,
         model: str = "",
-    ) -> tuple[bytes, httpx.Headers]:
+    ) -> tuple[bytes, Mapping[str, str]]:
         """A whole response's body and headers (InvokeModel reports token counts in headers)."""
         async with self._in_flight:
             response = await self._send(method, path, payload, params, model)
             try:
-                raw = await self._within(response.aread(), self.timeouts.idle, "response body")
+                raw = await self._within(response.read(), self.timeouts.idle, "response body")
             finally:
                 await response.aclose()
         return raw, response.headers

@@ -30,7 +30,7 @@ from provider_gateway.domain import (
     StreamEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.http import ErrorPolicy, Timeouts, Upstream
+from provider_gateway.http import ErrorPolicy, Timeouts, Upstream, UpstreamResponse
 from provider_gateway.http.client import TIMEOUT_KEYS
 from provider_gateway.http.errors import parse_body, upstream_message
 from provider_gateway.providers.base import BaseProvider, completion_of
@@ -51,7 +51,7 @@ class OllamaErrors(ErrorPolicy):
         self.base_url = base_url
 
     def from_response(
-        self, provider: str, response: httpx.Response, raw: bytes, model: str, secrets: tuple[str, ...]
+        self, provider: str, response: UpstreamResponse, raw: bytes, model: str, secrets: tuple[str, ...]
     ) -> GatewayError:
         said = upstream_message(parse_body(raw), raw)
         if response.status_code == 404 and model and ("not found" in said or "pull" in said):

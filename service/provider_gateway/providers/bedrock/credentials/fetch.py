@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import aiohttp
 import httpx
+from yarl import URL
 
+from provider_gateway.http.exchange import OutgoingRequest, merged_headers
 from provider_gateway.http.pool import UpstreamPool
 
 # Credential answers are a few hundred bytes; anything past this is not one (and is not read).
@@ -40,19 +42,15 @@ async def fetch(
 ) -> Reply:
     """One request, bounded in time and size. Redirects are never followed (the pool's `send`)."""
     host = pool.host(url)
-    request = httpx.Request(
-        method,
-        url,
-        headers={**host.client.headers, **(headers or {})},
-        content=content,
-        extensions={"timeout": {"connect": timeout_s, "read": None, "write": None, "pool": None}},
+    request = OutgoingRequest(
+        method, URL(url), merged_headers(host.headers, headers or {}), content, timeout_s
     )
     try:
         async with asyncio.timeout(timeout_s):
             response = await host.send(request)
             try:
                 body = bytearray()
-                async for chunk in response.aiter_raw():
+                async for chunk in response.chunks():
                     body += chunk
                     if len(body) > MAX_BODY:
                         break

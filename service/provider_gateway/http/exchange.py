@@ -1,0 +1,114 @@
+"""One upstream request and its response, as the HTTP layer's callers see them whichever library sends.
+
+The hot path sends with aiohttp directly: building an `httpx.Request` and an `httpx.Response` around
+each aiohttp call, and reading headers through httpx's case-insensitive `Headers`, was nearly half
+of the HTTP layer's CPU per unary request (benchmarks/RESULTS.md, issue 15). What callers rely on
+stays: a request that hooks may add headers to, a status code, case-insensitive headers, the body
+as it arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+import httpx
+from yarl import URL
+
+
+@dataclass(slots=True)
+class OutgoingRequest:
+    """A request about to be sent. Request hooks may change `headers` (e.g. add a traceparent);
+    `provider` names the provider sending it, for hooks' labels ("" for the gateway's own calls)."""
+
+    method: str
+    url: URL
+    headers: dict[str, str]
+    content: bytes | None = None
+    connect_timeout: float | None = None
+    provider: str = ""
+
+
+class UpstreamResponse:
+    """A response whose headers have arrived: `status_code`, `headers` (a case-insensitive mapping),
+    then the body by `chunks()` or `read()`. `aclose()` releases the connection: to the pool when
+    the body was read to its end, closed when it was not (a cancelled stream closes upstream)."""
+
+    __slots__ = ("headers", "status_code")
+
+    def __init__(self, status_code: int, headers: Mapping[str, str]) -> None:
+        self.status_code = status_code
+        self.headers = headers
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        raise NotImplementedError
+
+    async def read(self) -> bytes:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+
+class AiohttpResponse(UpstreamResponse):
+    __slots__ = ("_native",)
+
+    def __init__(self, native: aiohttp.ClientResponse) -> None:
+        super().__init__(native.status, native.headers)
+        self._native = native
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._native.content.iter_any()
+
+    async def read(self) -> bytes:
+        return await self._native.read()
+
+    async def aclose(self) -> None:
+        self._native.release()
+        await self._native.wait_for_close()
+
+
+class HttpxResponse(UpstreamResponse):
+    __slots__ = ("_native",)
+
+    def __init__(self, native: httpx.Response) -> None:
+        super().__init__(native.status_code, native.headers)
+        self._native = native
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._native.aiter_bytes()
+
+    async def read(self) -> bytes:
+        return await self._native.aread()
+
+    async def aclose(self) -> None:
+        await self._native.aclose()
+
+
+def merged_headers(*layers: Mapping[str, str]) -> dict[str, str]:
+    """Header layers merged as HTTP reads names: a later `Accept` replaces an earlier `accept`."""
+    merged: dict[str, str] = {}
+    spelled: dict[str, str] = {}  # lower-case name -> the spelling in `merged`
+    for layer in layers:
+        for name, value in layer.items():
+            earlier = spelled.get(key := name.lower())
+            if earlier is not None and earlier != name:
+                del merged[earlier]
+            spelled[key] = name
+            merged[name] = value
+    return merged
+
+
+def transport_error(error: aiohttp.ClientError) -> httpx.TransportError:
+    """An aiohttp failure before the response headers, as the httpx error `ErrorPolicy.from_transport`
+    words: any connection-level failure (refused, reset, closed before answering, connect timeout)
+    is one that could not connect, a broken body a read error, as httpx-aiohttp mapped them."""
+    message = f"{type(error).__name__}: {error}"
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message)
+    if isinstance(error, aiohttp.ClientConnectionError):
+        return httpx.ConnectError(message)
+    if isinstance(error, aiohttp.ClientPayloadError):
+        return httpx.ReadError(message)
+    return httpx.TransportError(message)
