@@ -68,6 +68,17 @@ async def test_a_connection_the_upstream_closed_is_counted_again(
     assert stats.reuse_ratio == pytest.approx(0.5)
 
 
+async def test_cookies_an_upstream_sets_are_never_sent_back(pool: UpstreamPool, fake: FakeUpstream) -> None:
+    """The pool is shared by every caller: a cookie set in answer to one must not reach the next."""
+    cookie = {"set-cookie": "__cf_bm=caller-a; Path=/; HttpOnly"}
+    fake.on("GET", "/ping", lambda r: Reply.json({"ok": True}, headers=cookie))
+    # By name: a cookie jar refuses cookies from a bare IP address, so 127.0.0.1 would prove nothing.
+    up = upstream(pool, fake.url.replace("127.0.0.1", "localhost"))
+    await up.request_json("GET", "/ping")
+    await up.request_json("GET", "/ping")
+    assert "cookie" not in fake.last("/ping").headers
+
+
 async def test_request_hook_adds_headers_to_every_request(pool: UpstreamPool, fake: FakeUpstream) -> None:
     fake.on("POST", "/x", lambda r: Reply.json({}))
     seen_by_hook: list[str] = []

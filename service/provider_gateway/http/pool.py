@@ -90,8 +90,8 @@ class HostClient:
     """One origin's aiohttp session plus its counters.
 
     `send` runs the request hooks and sends, following no redirect (a gateway never wants one).
-    The session's cookie jar keeps what an origin sets, as it did behind httpx-aiohttp; httpx's
-    transport keeps none."""
+    No cookie is kept: an upstream's Set-Cookie (a CDN's bot-management cookie, say) answers one
+    caller's request and must not ride along on another caller's."""
 
     def __init__(self, origin: str, max_connections: int, hooks: list[RequestHook]) -> None:
         self.origin = origin
@@ -113,7 +113,9 @@ class HostClient:
         connector = _CountingConnector(self.stats, limit=self._max_connections, keepalive_timeout=60)
         # Bodies arrive decoded (gzip, deflate: what DEFAULT_HEADERS accept), streams and error bodies
         # included, as httpx decoded whole bodies.
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar()
+        )
         return self._session
 
     async def send(self, request: OutgoingRequest) -> UpstreamResponse:
