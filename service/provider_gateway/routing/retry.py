@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import math
 import random
-import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from provider_gateway.catalog import Catalog
@@ -138,15 +137,14 @@ class RetryLoop:
                     deployment, len(attempts) + 1, request, clock, deadline, open_stream, attempts, buffered
                 )
                 async with contextlib.aclosing(attempt):
+                    # The attempt times the client's share of each event (clock.downstream_ns).
                     async for event in attempt:
                         if buffered:
                             held.append(event)
                             continue
-                        if isinstance(event, CONTENT_EVENTS):
+                        if not sent_content and isinstance(event, CONTENT_EVENTS):
                             sent_content = True
-                        handed = time.perf_counter_ns()
                         yield event
-                        clock.downstream_ns += time.perf_counter_ns() - handed
                 for event in held:
                     yield event
                 return
