@@ -39,6 +39,7 @@ class CapacityQueue:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self.waiters: dict[str, int] = {}
+        self._waiting = 0  # over every plan: notify has nothing to do while it is 0
         self._capacity = asyncio.Condition()
 
     async def wait(self, plan: Plan, until: float, give_up: float) -> None:
@@ -52,6 +53,7 @@ class CapacityQueue:
                 retry_after=1.0,
             )
         self.waiters[plan.name] = waiting + 1
+        self._waiting += 1
         try:
             async with self._capacity:
                 await asyncio.wait_for(self._capacity.wait(), max(until - self.clock(), 0.0))
@@ -65,8 +67,11 @@ class CapacityQueue:
             ) from None
         finally:
             self.waiters[plan.name] -= 1
+            self._waiting -= 1
 
     async def notify(self) -> None:
+        if not self._waiting:  # nobody queued (nearly always): no lock to take per released attempt
+            return
         async with self._capacity:
             self._capacity.notify_all()
 
@@ -101,7 +106,9 @@ class RetryLoop:
     ) -> AsyncGenerator[GatewayEvent, None]:
         """The retry loop. `buffered` (unary calls) holds each attempt's events until it succeeds,
         so that even a failure after some output can fail over: the client has seen nothing yet."""
-        plan = dataclasses.replace(plan, deployments=honouring(request, plan.deployments, self.catalog))
+        usable = honouring(request, plan.deployments, self.catalog)
+        if len(usable) < len(plan.deployments):  # usually all can: no new plan per call then
+            plan = dataclasses.replace(plan, deployments=usable)
         settings = plan.settings
         deadline = clock.deadline if clock.deadline is not None else self.clock() + settings.timeout_s
         attempts: list[Attempt] = []
