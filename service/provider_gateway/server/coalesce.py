@@ -1,6 +1,6 @@
 """Adaptive coalescing of a stream's deltas, with no added delay.
 
-A task reads the router's events into a bounded queue while the gRPC side writes; each write takes
+A task reads the router's events into a bounded buffer while the gRPC side writes; each write takes
 every event already in hand and merges runs of consecutive deltas of one kind (text, reasoning of
 one block, one tool call's arguments) into one message. Nothing ever waits for more data in
 order to merge: when the writer is idle a lone token goes out at once, so at light load every
@@ -48,35 +48,75 @@ def as_they_come(events: AsyncGenerator[GatewayEvent, None]) -> AsyncGenerator[G
     return events
 
 
+class _InHand:
+    """The events the reader has read and the writer has not taken yet: a buffer between one
+    reader and one writer that makes a future only when a side must wait. (An asyncio.Queue made a
+    coroutine for every put and every get, and the writer took a batch one get at a time.)"""
+
+    __slots__ = ("_arrival", "_loop", "_room", "items")
+
+    def __init__(self) -> None:
+        self.items: list[object] = []
+        self._loop = asyncio.get_running_loop()
+        self._arrival: asyncio.Future[None] | None = None  # the writer waits for an event
+        self._room: asyncio.Future[None] | None = None  # the reader waits for the writer to take
+
+    def put(self, item: object) -> asyncio.Future[None] | None:
+        """Hand `item` to the writer; a future to await before reading on when READ_AHEAD are in hand."""
+        self.items.append(item)
+        arrival, self._arrival = self._arrival, None
+        if arrival is not None and not arrival.done():
+            arrival.set_result(None)
+        if len(self.items) < READ_AHEAD:
+            return None
+        self._room = self._loop.create_future()
+        return self._room
+
+    def arrival(self) -> asyncio.Future[None]:
+        """Resolved when the reader puts the next event (await only when nothing is in hand)."""
+        self._arrival = self._loop.create_future()
+        return self._arrival
+
+    def take(self) -> list[object]:
+        """Everything in hand, in order."""
+        items, self.items = self.items, []
+        room, self._room = self._room, None
+        if room is not None and not room.done():
+            room.set_result(None)
+        return items
+
+
 async def coalesced(events: AsyncGenerator[GatewayEvent, None]) -> AsyncGenerator[GatewayEvent, None]:
     """`events`, read ahead and merged as described above. Closing this closes `events` (and its
     upstream call); an error from `events` comes after every event that preceded it."""
-    queue: asyncio.Queue[object] = asyncio.Queue(READ_AHEAD)
+    hand = _InHand()
 
     async def read() -> None:
         try:
             async for event in events:
-                await queue.put(event)
-            await queue.put(_END)
+                room = hand.put(event)
+                if room is not None:
+                    await room
+            hand.put(_END)
         except Exception as exc:  # handed to the writer, after what came before it
-            await queue.put(exc)
+            hand.put(exc)
 
     reader = asyncio.ensure_future(read())
     try:
         while True:
-            first = await queue.get()
-            if queue.empty() and first is not _END and not isinstance(first, Exception):
-                yield cast(GatewayEvent, first)  # a lone event, the light-load case: nothing to merge
+            if not hand.items:
+                await hand.arrival()
+            batch = hand.take()
+            last = batch[-1]
+            ended = last is _END or isinstance(last, Exception)
+            if len(batch) == 1 and not ended:
+                yield cast(GatewayEvent, last)  # a lone event, the light-load case: nothing to merge
                 continue
-            batch = [first]
-            while not queue.empty():
-                batch.append(queue.get_nowait())
-            ended = batch[-1] is _END or isinstance(batch[-1], Exception)
             for event in merge(cast(list[GatewayEvent], batch[:-1] if ended else batch)):
                 yield event
             if ended:
-                if isinstance(batch[-1], Exception):
-                    raise batch[-1]
+                if isinstance(last, Exception):
+                    raise last
                 return
     finally:
         reader.cancel()
