@@ -136,7 +136,8 @@ class Attempts:
                     clock.upstream_ns += handed - now
                 watch.finished()
                 answered = True
-                # Text deltas are nearly every event of a stream: one type test settles them.
+                # Text deltas are nearly every event of a stream: one type test settles them (and
+                # they are no tool-call event for `calls`).
                 if type(event) is TextDelta:
                     relayed += len(event.text)
                 elif isinstance(event, ProviderFinish):
@@ -155,7 +156,7 @@ class Attempts:
                     deployment.record_ttft((handed - started) / 1e9)
                     if not unary:
                         watch.limit(settings.idle_timeout_s)
-                yield calls.see(event)
+                yield event if type(event) is TextDelta else calls.see(event)
                 now = time.perf_counter_ns()
                 clock.downstream_ns += now - handed
             if finish is None:  # the adapters check their vendor's end marker; this catches the rest
