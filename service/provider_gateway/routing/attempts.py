@@ -106,6 +106,7 @@ class Attempts:
         verdict = False
         answered = False  # the provider's stream gave at least one event
         refused = False  # an HTTP error answer before any event: the vendor billed nothing
+        cost: Cost | None = None  # the attempt's cost, once known
         try:
             scope.enter()
             stream = open_stream(
@@ -189,7 +190,9 @@ class Attempts:
             deployment.record_ttft((time.perf_counter_ns() - started) / 1e9)
         breaker.record_success()
         limiter.on_success()
-        consumed, source = _consumed(usage, request, relayed, heard)
+        if cost is None:  # the provider's usage came (else its estimate, reported above, is the cost)
+            consumed, source = _consumed(usage, request, relayed, heard)
+            cost = self._cost(deployment, request, finish, consumed, source)
         attempts.append(
             Attempt(
                 deployment.spec.provider,
@@ -197,7 +200,7 @@ class Attempts:
                 "ok",
                 "",
                 us(time.perf_counter_ns() - started),
-                self._cost(deployment, request, finish, consumed, source),
+                cost,
             )
         )
         for end in calls.close():  # cut by max_tokens, or a vendor that ends none
