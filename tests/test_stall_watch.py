@@ -42,10 +42,10 @@ async def test_the_deadline_bounds_a_read_with_a_longer_limit_and_says_so() -> N
 
 
 async def test_reads_within_the_limit_are_never_stopped_however_long_the_attempt() -> None:
-    watch = StallWatch(0.1, deadline_s=60)
+    watch = StallWatch(0.25, deadline_s=60)
     loop = asyncio.get_running_loop()
     try:
-        for _ in range(15):  # 0.3 s in all, each read 20 ms: the timer re-arms for the read in progress
+        for _ in range(30):  # 0.6 s in all, each read 20 ms: the timer re-arms for the read in progress
             event = loop.create_future()
             loop.call_later(0.02, event.set_result, None)
             assert await read(watch, event) == "event"
