@@ -95,7 +95,8 @@ class Attempts:
             heard,
         )
         started = time.perf_counter_ns()
-        # A unary call's first event is its whole answer, so only the deadline bounds the wait for it.
+        # The time to first token bounds each read until content comes, then the idle limit; the
+        # deadline bounds every read, and alone those of a unary call (see the docstring).
         watch = StallWatch(None if unary else settings.ttft_timeout_s, deadline - self.clock())
         calls = OpenCalls()  # every tool call the stream starts ends before the Finish
         stream: AsyncIterator[StreamEvent] | None = None
