@@ -4,6 +4,7 @@ is held back, and what a client accumulates is the same with coalescing on or of
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ from test_cross_provider import openai_canonical_chunks
 from vendor_cases import WAIT_S, chat_request, summarise, weather_tool
 
 from provider_gateway.domain import (
+    GatewayEvent,
     ReasoningDelta,
     TextDelta,
     ToolCallDelta,
@@ -21,7 +23,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.fakes import FakeUpstream, Reply
-from provider_gateway.server.coalesce import merge
+from provider_gateway.server.coalesce import READ_AHEAD, coalesced, merge
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 
@@ -120,3 +122,33 @@ async def test_each_message_carries_its_own_token(monkeypatch) -> None:
         events = await streamed("[server]\ncoalesce_deltas = false\n" + table, chat_request("o/m"))
     assert [e.text_delta.text for e in events if e.WhichOneof("event") == "text_delta"] == tokens
     assert events[-1].finish.reason == pb.FINISH_REASON_STOP
+
+
+async def test_a_client_that_stops_reading_stops_the_upstream_read_within_the_read_ahead() -> None:
+    """An endless upstream, a client that takes one message and then nothing: the relay reads at
+    most READ_AHEAD events beyond what was taken, and closing it closes the upstream."""
+    read = 0
+    closed = asyncio.Event()
+
+    async def endless() -> AsyncGenerator[GatewayEvent, None]:
+        nonlocal read
+        try:
+            while True:
+                read += 1
+                yield TextDelta("t")
+                await asyncio.sleep(0)
+        finally:
+            closed.set()
+
+    relay = coalesced(endless())
+    first = await anext(relay)
+    assert isinstance(first, TextDelta)
+    for _ in range(5 * READ_AHEAD):
+        await asyncio.sleep(0)
+    held = read
+    assert held <= len(first.text) + READ_AHEAD + 1  # and the one the reader waits to hand over
+    for _ in range(READ_AHEAD):
+        await asyncio.sleep(0)
+    assert read == held  # waiting for the client, not reading on
+    await relay.aclose()
+    assert closed.is_set()

@@ -150,6 +150,15 @@ async def test_a_stream_that_stalls_after_output_ends_with_an_error() -> None:
     await asyncio.wait_for(mock(router, "a").stats.cancelled_event.wait(), 5)
 
 
+async def test_a_steady_stream_longer_than_the_idle_limit_is_never_cut() -> None:
+    """The idle limit bounds each wait for an event, not the stream: tokens every 20 ms for well
+    over the 0.3 s limit all arrive, from the first deployment, without a failover."""
+    router = make_router(two_deployments("tokens = 40\ntoken_delay_ms = 20", routing="idle_timeout_s = 0.3"))
+    events = await run_stream(router, chat("g"))
+    assert sum(isinstance(e, TextDelta) for e in events) == 40
+    assert [a.provider for a in finish_of(events).attempts] == ["a"]
+
+
 async def test_every_attempt_is_visible_to_provider_wrappers() -> None:
     router = make_router(two_deployments('fault = "error_before_first_token"'))
     seen: list[AttemptInfo | None] = []

@@ -26,6 +26,7 @@ from provider_gateway.domain import (
     ModelInfo,
     ProviderFinish,
     StreamEvent,
+    TextDelta,
     TokenCount,
     Usage,
     UsageEvent,
@@ -305,7 +306,8 @@ class InstrumentedProvider:
             if span is None:
                 stream = open_stream(request)
                 async for event in stream:
-                    attempt.see(event)
+                    if type(event) is not TextDelta or not attempt.first_ns:  # else nothing to note
+                        attempt.see(event)
                     yield event
             else:
                 # The attempt span is current only while the adapter runs, so that the headers of its

@@ -1,7 +1,8 @@
 """The attempt in progress, visible to whatever wraps a provider call (tracing spans, logs).
 
-The router sets `CURRENT_ATTEMPT` around each provider call, so an instrumented provider wrapper can
-name its span after the attempt number, the deployment and its breaker state without new parameters.
+The router sets `CURRENT_ATTEMPT` for each attempt, from before its provider's first call until the
+attempt ends, so an instrumented provider wrapper can name its span after the attempt number, the
+deployment and its breaker state without new parameters.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ or a bad request that says nothing about the deployment).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 import time
@@ -43,6 +44,7 @@ from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
 from provider_gateway.routing.consumption import Consumed, report
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.shared_state import SharedState
+from provider_gateway.routing.stall import StallWatch
 from provider_gateway.routing.timing import RequestClock, us
 
 Req = TypeVar("Req", ChatRequest, CompletionRequest)
@@ -93,6 +95,9 @@ class Attempts:
             heard,
         )
         started = time.perf_counter_ns()
+        # The time to first token bounds each read until content comes, then the idle limit; the
+        # deadline bounds every read, and alone those of a unary call (see the docstring).
+        watch = StallWatch(None if unary else settings.ttft_timeout_s, deadline - self.clock())
         calls = OpenCalls()  # every tool call the stream starts ends before the Finish
         stream: AsyncIterator[StreamEvent] | None = None
         sent_content = False
@@ -102,31 +107,24 @@ class Attempts:
         verdict = False
         answered = False  # the provider's stream gave at least one event
         refused = False  # an HTTP error answer before any event: the vendor billed nothing
+        cost: Cost | None = None  # the attempt's cost, once known
         try:
-            with scope:
-                stream = open_stream(
-                    deployment.provider, dataclasses.replace(request, model=deployment.spec.model)
-                )
+            scope.enter()
+            stream = open_stream(
+                deployment.provider, dataclasses.replace(request, model=deployment.spec.model)
+            )
+            now = time.perf_counter_ns()
             while True:
-                limit = settings.idle_timeout_s if sent_content else settings.ttft_timeout_s
-                limit = (
-                    max(deadline - self.clock(), 0.0)
-                    if unary
-                    else min(limit, max(deadline - self.clock(), 0.0))
-                )
-                before = time.perf_counter_ns()
+                scope.enter()
+                watch.reading(now)
                 try:
-                    async with asyncio.timeout(limit):
-                        with scope:
-                            event = await anext(stream)
+                    event = await anext(stream)
                 except StopAsyncIteration:
                     break
-                except TimeoutError:
-                    if self.clock() >= deadline:  # the client's deadline, not the deployment's fault
-                        raise GatewayError(
-                            ErrorKind.DEADLINE_EXCEEDED, "the request's deadline passed", retryable=False
-                        ) from None
-                    raise _stalled(deployment, sent_content, limit) from None
+                except asyncio.CancelledError:
+                    if watch.stopped_read():
+                        raise self._timed_out(deployment, watch, deadline, sent_content) from None
+                    raise
                 except OSError as exc:  # an adapter let a socket error through: a connection failure
                     raise GatewayError(
                         ErrorKind.UNAVAILABLE,
@@ -136,22 +134,33 @@ class Attempts:
                         detail=f"{type(exc).__name__}: {exc}",
                     ) from exc
                 finally:
-                    clock.upstream_ns += time.perf_counter_ns() - before
+                    handed = time.perf_counter_ns()
+                    clock.upstream_ns += handed - now
+                watch.finished()
                 answered = True
-                if isinstance(event, ProviderFinish):
+                # Text deltas are nearly every event of a stream: one type test settles them (and
+                # they are no tool-call event for `calls`).
+                if type(event) is TextDelta:
+                    relayed += len(event.text)
+                elif isinstance(event, ProviderFinish):
                     finish = event
+                    now = time.perf_counter_ns()
                     continue
-                if isinstance(event, UsageEvent):
+                elif isinstance(event, UsageEvent):
                     usage = event.usage
-                elif isinstance(event, TextDelta | ReasoningDelta):
+                elif isinstance(event, ReasoningDelta):
                     relayed += len(event.text)
                 elif isinstance(event, ToolCallDelta):
                     relayed += len(event.arguments_delta)
                 if not sent_content and isinstance(event, CONTENT_EVENTS):
                     sent_content = True
-                    clock.first_token_ns = time.perf_counter_ns()
-                    deployment.record_ttft((clock.first_token_ns - started) / 1e9)
-                yield calls.see(event)
+                    clock.first_token_ns = handed
+                    deployment.record_ttft((handed - started) / 1e9)
+                    if not unary:
+                        watch.limit(settings.idle_timeout_s)
+                yield event if type(event) is TextDelta else calls.see(event)
+                now = time.perf_counter_ns()
+                clock.downstream_ns += now - handed
             if finish is None:  # the adapters check their vendor's end marker; this catches the rest
                 raise _unfinished(deployment)
         except GatewayError as exc:
@@ -167,6 +176,8 @@ class Attempts:
             await self._judge(deployment, exc)
             raise
         finally:
+            watch.close()
+            scope.exit()
             limiter.release()
             if not verdict:  # cancelled or an unexpected exception: neither success nor failure
                 breaker.release()
@@ -180,7 +191,9 @@ class Attempts:
             deployment.record_ttft((time.perf_counter_ns() - started) / 1e9)
         breaker.record_success()
         limiter.on_success()
-        consumed, source = _consumed(usage, request, relayed, heard)
+        if cost is None:  # the provider's usage came (else its estimate, reported above, is the cost)
+            consumed, source = _consumed(usage, request, relayed, heard)
+            cost = self._cost(deployment, request, finish, consumed, source)
         attempts.append(
             Attempt(
                 deployment.spec.provider,
@@ -188,11 +201,13 @@ class Attempts:
                 "ok",
                 "",
                 us(time.perf_counter_ns() - started),
-                self._cost(deployment, request, finish, consumed, source),
+                cost,
             )
         )
         for end in calls.close():  # cut by max_tokens, or a vendor that ends none
+            handed = time.perf_counter_ns()
             yield end
+            clock.downstream_ns += time.perf_counter_ns() - handed
         yield _finish(deployment, finish, attempts, clock)
 
     def _cost(
@@ -219,6 +234,13 @@ class Attempts:
         else:
             deployment.breaker.release()
 
+    def _timed_out(
+        self, deployment: Deployment, watch: StallWatch, deadline: float, sent_content: bool
+    ) -> GatewayError:
+        if watch.by_deadline or self.clock() >= deadline:  # the client's deadline, not the deployment's fault
+            return GatewayError(ErrorKind.DEADLINE_EXCEEDED, "the request's deadline passed", retryable=False)
+        return _stalled(deployment, sent_content, watch.limit_s or 0.0)
+
     def _rate_limit_info(self, deployment: Deployment, info: RateLimitInfo) -> None:
         deployment.limiter.on_rate_limit_info(info)
         if info.headroom() == 0.0 and info.reset_s:
@@ -226,11 +248,15 @@ class Attempts:
 
 
 class _AttemptScope:
-    """Sets the attempt's context variables around each call into the provider: its identity, and
-    the sinks for the rate limits and the partial usage the provider reports.
+    """Sets the attempt's context variables for the provider's code: its identity, and the sinks
+    for the rate limits and the partial usage the provider reports.
 
-    Only around calls, never across a `yield`: a generator may be resumed or closed from another
-    task (grpc closes a cancelled stream elsewhere), where a token from here could not be reset.
+    Set before the provider's first call and kept until the attempt ends, rather than set and reset
+    around every event (six context-variable operations per relayed token): between events only the
+    router's consumer runs in this task, and nothing there reads them. A generator may be resumed or
+    closed from another task (grpc closes a cancelled stream elsewhere): `enter` before each call
+    sets them in that task's context too, and `exit` skips the tokens of a context it is not in
+    (that context ends with its task, leaving nothing behind).
     """
 
     __slots__ = ("info", "rate_limits", "tokens", "usage")
@@ -244,20 +270,23 @@ class _AttemptScope:
         self.info, self.rate_limits, self.usage = info, rate_limits, usage
         self.tokens: list[tuple[Token[Any], Token[Any], Token[Any]]] = []
 
-    def __enter__(self) -> None:
-        self.tokens.append(
-            (
-                CURRENT_ATTEMPT.set(self.info),
-                RATE_LIMIT_SINK.set(self.rate_limits),
-                PARTIAL_USAGE_SINK.set(self.usage),
+    def enter(self) -> None:
+        if CURRENT_ATTEMPT.get() is not self.info:  # the first call, or a call from another task
+            self.tokens.append(
+                (
+                    CURRENT_ATTEMPT.set(self.info),
+                    RATE_LIMIT_SINK.set(self.rate_limits),
+                    PARTIAL_USAGE_SINK.set(self.usage),
+                )
             )
-        )
 
-    def __exit__(self, *exc: object) -> None:
-        attempt, rate_limits, usage = self.tokens.pop()
-        CURRENT_ATTEMPT.reset(attempt)
-        RATE_LIMIT_SINK.reset(rate_limits)
-        PARTIAL_USAGE_SINK.reset(usage)
+    def exit(self) -> None:
+        while self.tokens:
+            attempt, rate_limits, usage = self.tokens.pop()
+            with contextlib.suppress(ValueError):  # set in another task's context
+                PARTIAL_USAGE_SINK.reset(usage)
+                RATE_LIMIT_SINK.reset(rate_limits)
+                CURRENT_ATTEMPT.reset(attempt)
 
 
 async def _close(stream: AsyncIterator[StreamEvent] | None) -> None:

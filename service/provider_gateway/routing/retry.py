@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import math
 import random
-import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from provider_gateway.catalog import Catalog
@@ -40,6 +39,7 @@ class CapacityQueue:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self.waiters: dict[str, int] = {}
+        self._waiting = 0  # over every plan: notify has nothing to do while it is 0
         self._capacity = asyncio.Condition()
 
     async def wait(self, plan: Plan, until: float, give_up: float) -> None:
@@ -53,6 +53,7 @@ class CapacityQueue:
                 retry_after=1.0,
             )
         self.waiters[plan.name] = waiting + 1
+        self._waiting += 1
         try:
             async with self._capacity:
                 await asyncio.wait_for(self._capacity.wait(), max(until - self.clock(), 0.0))
@@ -66,8 +67,11 @@ class CapacityQueue:
             ) from None
         finally:
             self.waiters[plan.name] -= 1
+            self._waiting -= 1
 
     async def notify(self) -> None:
+        if not self._waiting:  # nobody queued (nearly always): no lock to take per released attempt
+            return
         async with self._capacity:
             self._capacity.notify_all()
 
@@ -102,7 +106,9 @@ class RetryLoop:
     ) -> AsyncGenerator[GatewayEvent, None]:
         """The retry loop. `buffered` (unary calls) holds each attempt's events until it succeeds,
         so that even a failure after some output can fail over: the client has seen nothing yet."""
-        plan = dataclasses.replace(plan, deployments=honouring(request, plan.deployments, self.catalog))
+        usable = honouring(request, plan.deployments, self.catalog)
+        if len(usable) < len(plan.deployments):  # usually all can: no new plan per call then
+            plan = dataclasses.replace(plan, deployments=usable)
         settings = plan.settings
         deadline = clock.deadline if clock.deadline is not None else self.clock() + settings.timeout_s
         attempts: list[Attempt] = []
@@ -138,15 +144,14 @@ class RetryLoop:
                     deployment, len(attempts) + 1, request, clock, deadline, open_stream, attempts, buffered
                 )
                 async with contextlib.aclosing(attempt):
+                    # The attempt times the client's share of each event (clock.downstream_ns).
                     async for event in attempt:
                         if buffered:
                             held.append(event)
                             continue
-                        if isinstance(event, CONTENT_EVENTS):
+                        if not sent_content and isinstance(event, CONTENT_EVENTS):
                             sent_content = True
-                        handed = time.perf_counter_ns()
                         yield event
-                        clock.downstream_ns += time.perf_counter_ns() - handed
                 for event in held:
                     yield event
                 return

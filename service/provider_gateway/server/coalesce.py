@@ -1,6 +1,6 @@
 """Adaptive coalescing of a stream's deltas, with no added delay.
 
-A task reads the router's events into a bounded queue while the gRPC side writes; each write takes
+A task reads the router's events into a bounded buffer while the gRPC side writes; each write takes
 every event already in hand and merges runs of consecutive deltas of one kind (text, reasoning of
 one block, one tool call's arguments) into one message. Nothing ever waits for more data in
 order to merge: when the writer is idle a lone token goes out at once, so at light load every
@@ -25,22 +25,42 @@ _END = object()
 
 
 def merge(events: Iterable[GatewayEvent]) -> list[GatewayEvent]:
-    """`events` with each run of mergeable deltas joined into one; order and content kept."""
-    merged: list[GatewayEvent] = []
+    """`events` with each run of mergeable deltas joined into one; order and content kept.
+
+    Each run's pieces are joined once at its end (a burst of n tokens is one join, not n growing
+    concatenations and n intermediate events)."""
+    runs: list[list[GatewayEvent]] = []
     for event in events:
-        last = merged[-1] if merged else None
-        if isinstance(event, TextDelta) and isinstance(last, TextDelta):
-            merged[-1] = TextDelta(last.text + event.text)
-        elif isinstance(event, ReasoningDelta) and isinstance(last, ReasoningDelta) and not last.closes_block:
-            # The later delta closes (or continues) the block the earlier text belongs to.
-            merged[-1] = ReasoningDelta(last.text + event.text, event.signature, event.redacted, event.id)
-        elif (
-            isinstance(event, ToolCallDelta) and isinstance(last, ToolCallDelta) and last.index == event.index
-        ):
-            merged[-1] = ToolCallDelta(event.index, last.arguments_delta + event.arguments_delta)
+        if runs and _continues(runs[-1][-1], event):
+            runs[-1].append(event)
         else:
-            merged.append(event)
-    return merged
+            runs.append([event])
+    return [run[0] if len(run) == 1 else _joined(run) for run in runs]
+
+
+def _continues(last: GatewayEvent, event: GatewayEvent) -> bool:
+    """Whether `event` joins the run that `last` ends."""
+    if isinstance(event, TextDelta):
+        return isinstance(last, TextDelta)
+    if isinstance(event, ReasoningDelta):
+        # A delta that closes a block ends its run: the next text belongs to a new block.
+        return isinstance(last, ReasoningDelta) and not last.closes_block
+    if isinstance(event, ToolCallDelta):
+        return isinstance(last, ToolCallDelta) and last.index == event.index
+    return False
+
+
+def _joined(run: list[GatewayEvent]) -> GatewayEvent:
+    """One delta for a run of two or more; the last one's block state (it closes, or continues,
+    the block every text of the run belongs to)."""
+    end = run[-1]
+    if isinstance(end, TextDelta):
+        return TextDelta("".join([e.text for e in cast(list[TextDelta], run)]))
+    if isinstance(end, ReasoningDelta):
+        text = "".join([e.text for e in cast(list[ReasoningDelta], run)])
+        return ReasoningDelta(text, end.signature, end.redacted, end.id)
+    calls = cast(list[ToolCallDelta], run)
+    return ToolCallDelta(calls[-1].index, "".join([e.arguments_delta for e in calls]))
 
 
 def as_they_come(events: AsyncGenerator[GatewayEvent, None]) -> AsyncGenerator[GatewayEvent, None]:
@@ -48,35 +68,75 @@ def as_they_come(events: AsyncGenerator[GatewayEvent, None]) -> AsyncGenerator[G
     return events
 
 
+class _InHand:
+    """The events the reader has read and the writer has not taken yet: a buffer between one
+    reader and one writer that makes a future only when a side must wait. (An asyncio.Queue made a
+    coroutine for every put and every get, and the writer took a batch one get at a time.)"""
+
+    __slots__ = ("_arrival", "_loop", "_room", "items")
+
+    def __init__(self) -> None:
+        self.items: list[object] = []
+        self._loop = asyncio.get_running_loop()
+        self._arrival: asyncio.Future[None] | None = None  # the writer waits for an event
+        self._room: asyncio.Future[None] | None = None  # the reader waits for the writer to take
+
+    def put(self, item: object) -> asyncio.Future[None] | None:
+        """Hand `item` to the writer; a future to await before reading on when READ_AHEAD are in hand."""
+        self.items.append(item)
+        arrival, self._arrival = self._arrival, None
+        if arrival is not None and not arrival.done():
+            arrival.set_result(None)
+        if len(self.items) < READ_AHEAD:
+            return None
+        self._room = self._loop.create_future()
+        return self._room
+
+    def arrival(self) -> asyncio.Future[None]:
+        """Resolved when the reader puts the next event (await only when nothing is in hand)."""
+        self._arrival = self._loop.create_future()
+        return self._arrival
+
+    def take(self) -> list[object]:
+        """Everything in hand, in order."""
+        items, self.items = self.items, []
+        room, self._room = self._room, None
+        if room is not None and not room.done():
+            room.set_result(None)
+        return items
+
+
 async def coalesced(events: AsyncGenerator[GatewayEvent, None]) -> AsyncGenerator[GatewayEvent, None]:
     """`events`, read ahead and merged as described above. Closing this closes `events` (and its
     upstream call); an error from `events` comes after every event that preceded it."""
-    queue: asyncio.Queue[object] = asyncio.Queue(READ_AHEAD)
+    hand = _InHand()
 
     async def read() -> None:
         try:
             async for event in events:
-                await queue.put(event)
-            await queue.put(_END)
+                room = hand.put(event)
+                if room is not None:
+                    await room
+            hand.put(_END)
         except Exception as exc:  # handed to the writer, after what came before it
-            await queue.put(exc)
+            hand.put(exc)
 
     reader = asyncio.ensure_future(read())
     try:
         while True:
-            first = await queue.get()
-            if queue.empty() and first is not _END and not isinstance(first, Exception):
-                yield cast(GatewayEvent, first)  # a lone event, the light-load case: nothing to merge
+            if not hand.items:
+                await hand.arrival()
+            batch = hand.take()
+            last = batch[-1]
+            ended = last is _END or isinstance(last, Exception)
+            if len(batch) == 1 and not ended:
+                yield cast(GatewayEvent, last)  # a lone event, the light-load case: nothing to merge
                 continue
-            batch = [first]
-            while not queue.empty():
-                batch.append(queue.get_nowait())
-            ended = batch[-1] is _END or isinstance(batch[-1], Exception)
             for event in merge(cast(list[GatewayEvent], batch[:-1] if ended else batch)):
                 yield event
             if ended:
-                if isinstance(batch[-1], Exception):
-                    raise batch[-1]
+                if isinstance(last, Exception):
+                    raise last
                 return
     finally:
         reader.cancel()
