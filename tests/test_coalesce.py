@@ -23,8 +23,9 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.fakes import FakeUpstream, Reply
-from provider_gateway.server.coalesce import READ_AHEAD, coalesced, merge
+from provider_gateway.server.coalesce import READ_AHEAD, coalesced
 from provider_gateway.v1 import provider_service_pb2 as pb
+from provider_gateway.wire.merge import merge_deltas
 
 
 def test_merge_joins_runs_of_one_kind_and_keeps_everything_else() -> None:
@@ -34,7 +35,7 @@ def test_merge_joins_runs_of_one_kind_and_keeps_everything_else() -> None:
         ReasoningDelta("r1"), ReasoningDelta("r2", signature="s"), ReasoningDelta("r3"),
         ToolCallStart(0, "id", "f"), ToolCallDelta(0, '{"x"'), ToolCallDelta(0, ": 1}"), ToolCallDelta(1, "{}"),
     ]  # fmt: skip
-    assert merge(events) == [
+    assert merge_deltas(events) == [
         TextDelta("ab"), usage, TextDelta("c"),
         ReasoningDelta("r1r2", signature="s"),  # the signature closes the block both texts are in
         ReasoningDelta("r3"),  # a new block: never joined across a closing delta

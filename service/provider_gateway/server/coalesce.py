@@ -13,54 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator
 from typing import cast
 
-from provider_gateway.domain import GatewayEvent, ReasoningDelta, TextDelta, ToolCallDelta
+from provider_gateway.domain import GatewayEvent
+from provider_gateway.wire.merge import merge_deltas
 
 # Events read ahead of the writer: enough to merge a burst, few enough that a client that stops
 # reading soon stops the upstream read too (HTTP flow control does the rest).
 READ_AHEAD = 64
 _END = object()
-
-
-def merge(events: Iterable[GatewayEvent]) -> list[GatewayEvent]:
-    """`events` with each run of mergeable deltas joined into one; order and content kept.
-
-    Each run's pieces are joined once at its end (a burst of n tokens is one join, not n growing
-    concatenations and n intermediate events)."""
-    runs: list[list[GatewayEvent]] = []
-    for event in events:
-        if runs and _continues(runs[-1][-1], event):
-            runs[-1].append(event)
-        else:
-            runs.append([event])
-    return [run[0] if len(run) == 1 else _joined(run) for run in runs]
-
-
-def _continues(last: GatewayEvent, event: GatewayEvent) -> bool:
-    """Whether `event` joins the run that `last` ends."""
-    if isinstance(event, TextDelta):
-        return isinstance(last, TextDelta)
-    if isinstance(event, ReasoningDelta):
-        # A delta that closes a block ends its run: the next text belongs to a new block.
-        return isinstance(last, ReasoningDelta) and not last.closes_block
-    if isinstance(event, ToolCallDelta):
-        return isinstance(last, ToolCallDelta) and last.index == event.index
-    return False
-
-
-def _joined(run: list[GatewayEvent]) -> GatewayEvent:
-    """One delta for a run of two or more; the last one's block state (it closes, or continues,
-    the block every text of the run belongs to)."""
-    end = run[-1]
-    if isinstance(end, TextDelta):
-        return TextDelta("".join([e.text for e in cast(list[TextDelta], run)]))
-    if isinstance(end, ReasoningDelta):
-        text = "".join([e.text for e in cast(list[ReasoningDelta], run)])
-        return ReasoningDelta(text, end.signature, end.redacted, end.id)
-    calls = cast(list[ToolCallDelta], run)
-    return ToolCallDelta(calls[-1].index, "".join([e.arguments_delta for e in calls]))
 
 
 def as_they_come(events: AsyncGenerator[GatewayEvent, None]) -> AsyncGenerator[GatewayEvent, None]:
@@ -132,7 +94,7 @@ async def coalesced(events: AsyncGenerator[GatewayEvent, None]) -> AsyncGenerato
             if len(batch) == 1 and not ended:
                 yield cast(GatewayEvent, last)  # a lone event, the light-load case: nothing to merge
                 continue
-            for event in merge(cast(list[GatewayEvent], batch[:-1] if ended else batch)):
+            for event in merge_deltas(cast(list[GatewayEvent], batch[:-1] if ended else batch)):
                 yield event
             if ended:
                 if isinstance(last, Exception):

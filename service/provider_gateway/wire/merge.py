@@ -1,13 +1,14 @@
 """Merging runs of consecutive deltas: several tokens that are already in hand travel as one event.
 
-Used where events are in hand together (the frames of one upstream read, the events queued behind
-a gRPC write), never to wait for more: a lone token is passed on at once. Accumulated text,
-reasoning and tool-call arguments are the same merged or not.
+Used where events are in hand together (the frames of one upstream read, in providers/relay.py;
+the events queued behind a gRPC write, in server/coalesce.py), never to wait for more: a lone token
+is passed on at once. Accumulated text, reasoning and tool-call arguments are the same merged or not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, cast
 
 from provider_gateway.domain import GatewayEvent, ReasoningDelta, StreamEvent, TextDelta, ToolCallDelta
 
@@ -16,19 +17,39 @@ from provider_gateway.domain import GatewayEvent, ReasoningDelta, StreamEvent, T
 def merge_deltas[E: (StreamEvent, GatewayEvent)](events: Iterable[E]) -> list[E]:
     """`events` with each run of mergeable deltas joined into one; order and content kept: text
     with text, reasoning of one block (a delta carrying a signature, redaction or id closes its
-    block), and arguments of the same tool call."""
-    merged: list[E] = []
+    block), and arguments of the same tool call.
+
+    Each run's pieces are joined once at its end (a burst of n tokens is one join, not n growing
+    concatenations and n intermediate events)."""
+    runs: list[list[E]] = []
     for event in events:
-        last = merged[-1] if merged else None
-        if isinstance(event, TextDelta) and isinstance(last, TextDelta):
-            merged[-1] = TextDelta(last.text + event.text)
-        elif isinstance(event, ReasoningDelta) and isinstance(last, ReasoningDelta) and not last.closes_block:
-            # The later delta closes (or continues) the block the earlier text belongs to.
-            merged[-1] = ReasoningDelta(last.text + event.text, event.signature, event.redacted, event.id)
-        elif (
-            isinstance(event, ToolCallDelta) and isinstance(last, ToolCallDelta) and last.index == event.index
-        ):
-            merged[-1] = ToolCallDelta(event.index, last.arguments_delta + event.arguments_delta)
+        if runs and _continues(runs[-1][-1], event):
+            runs[-1].append(event)
         else:
-            merged.append(event)
-    return merged
+            runs.append([event])
+    return [run[0] if len(run) == 1 else cast(E, _joined(run)) for run in runs]
+
+
+def _continues(last: object, event: object) -> bool:
+    """Whether `event` joins the run that `last` ends."""
+    if isinstance(event, TextDelta):
+        return isinstance(last, TextDelta)
+    if isinstance(event, ReasoningDelta):
+        # A delta that closes a block ends its run: the next text belongs to a new block.
+        return isinstance(last, ReasoningDelta) and not last.closes_block
+    if isinstance(event, ToolCallDelta):
+        return isinstance(last, ToolCallDelta) and last.index == event.index
+    return False
+
+
+def _joined(run: list[Any]) -> TextDelta | ReasoningDelta | ToolCallDelta:
+    """One delta for a run of two or more; the last one's block state (it closes, or continues,
+    the block every text of the run belongs to)."""
+    end = run[-1]
+    if isinstance(end, TextDelta):
+        return TextDelta("".join([e.text for e in cast(list[TextDelta], run)]))
+    if isinstance(end, ReasoningDelta):
+        text = "".join([e.text for e in cast(list[ReasoningDelta], run)])
+        return ReasoningDelta(text, end.signature, end.redacted, end.id)
+    calls = cast(list[ToolCallDelta], run)
+    return ToolCallDelta(calls[-1].index, "".join([e.arguments_delta for e in calls]))
