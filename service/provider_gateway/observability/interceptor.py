@@ -1,6 +1,7 @@
-"""A grpc.aio server interceptor: per ProviderService RPC, a server span, request metrics and a log line.
+"""Per ProviderService RPC, a server span, request metrics and a log line: a method-handler wrapper
+that the server's edge interceptor (server/edge.py) composes once per method.
 
-Our own small interceptor rather than opentelemetry-instrumentation-grpc: it touches only the
+Our own small wrapper rather than opentelemetry-instrumentation-grpc: it touches only the
 ProviderService (the health service's `Watch` uses `context.write`, which that instrumentation
 cannot wrap), it closes streaming handlers promptly on cancel, and it costs one assignment per
 streamed message. The caller's W3C `traceparent` metadata becomes the parent of the server span.

@@ -2,7 +2,7 @@
 
 grpc.aio calls each method's `request_deserializer` itself; when it raises (bad UTF-8 in a string,
 a corrupt or truncated message, nesting past protobuf's 100 levels), grpc logs a traceback and the
-client gets UNKNOWN "Unexpected <class 'DecodeError'>". This wrapper wraps every method's
+client gets UNKNOWN "Unexpected <class 'DecodeError'>". `DecodeGuard` guards every method's
 deserializer so that a failure becomes an `Undecodable` request, which the wrapped handler answers
 with INVALID_ARGUMENT before any other work: the access log writes its one line, nothing else does.
 """
