@@ -243,6 +243,9 @@ class RequestInterceptor:
         return call
 
 
+STATUS_NUMBERS = {code.name: code.value[0] for code in grpc.StatusCode}
+
+
 def _status_number(status: str) -> int:
     """`UNAVAILABLE` -> 14; UNKNOWN (2) for a name gRPC does not have."""
-    return grpc.StatusCode[status].value[0] if status in grpc.StatusCode.__members__ else 2
+    return STATUS_NUMBERS.get(status, 2)
