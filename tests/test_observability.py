@@ -215,6 +215,35 @@ async def test_one_json_log_line_per_request_with_ids_status_latency_and_tokens(
     assert line["attempts"] == 2
 
 
+async def test_a_request_without_a_usable_id_gets_one_shared_by_all_its_log_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The id is made when a line first needs it: the warning logged while the first call runs and
+    its access line carry the same fresh id, and the next request gets another."""
+    import socket
+
+    monkeypatch.setenv("PG_X_KEY", "k")
+    with socket.socket() as probe:  # a port nothing listens on: the upstream refuses, the gateway warns
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = (
+        f'[providers.o]\nkind = "openai"\nbase_url = "http://127.0.0.1:{port}/v1"\napi_key_env = "PG_X_KEY"\n'
+    )
+    with captured_logs() as output:
+        async with observed_gateway(config) as gw:
+            request = pb.ChatRequest(model="o/gpt-4o", messages=[user("hi")])
+            for metadata in ((("x-request-id", "not a sane id!"),), ()):
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await gw.running.stub.Chat(request, metadata=metadata)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    lines = [json.loads(line) for line in output.getvalue().splitlines()]
+    warnings = [line["request_id"] for line in lines if line["logger"] == "provider_gateway.rpc"]
+    access = [line["request_id"] for line in lines if line["logger"] == logs.ACCESS_LOGGER]
+    assert len(access) == len(set(access)) == 2
+    assert warnings[0] == access[0]
+    assert all(len(request_id) == 32 and int(request_id, 16) >= 0 for request_id in access)
+
+
 async def test_text_logs_on_a_terminal_style_format() -> None:
     with captured_logs("text") as output:
         logging.getLogger("provider_gateway.test").info("hello %s", "world", extra={"request_id": "r1"})
@@ -235,7 +264,7 @@ async def test_client_cancel_still_reaches_the_provider_through_the_wrappers() -
 
 async def test_disabled_telemetry_installs_nothing() -> None:
     telemetry = Telemetry(TelemetrySettings(enabled=False))
-    assert telemetry.interceptors() == []
+    assert telemetry.handler_wrappers() == []
     assert not telemetry.active
     config = config_module.mock_only()
     server = GatewayServer(config, telemetry)

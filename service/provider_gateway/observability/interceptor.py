@@ -1,6 +1,7 @@
-"""A grpc.aio server interceptor: per ProviderService RPC, a server span, request metrics and a log line.
+"""Per ProviderService RPC, a server span, request metrics and a log line: a method-handler wrapper
+that the server's edge interceptor (server/edge.py) composes once per method.
 
-Our own small interceptor rather than opentelemetry-instrumentation-grpc: it touches only the
+Our own small wrapper rather than opentelemetry-instrumentation-grpc: it touches only the
 ProviderService (the health service's `Watch` uses `context.write`, which that instrumentation
 cannot wrap), it closes streaming handlers promptly on cancel, and it costs one assignment per
 streamed message. The caller's W3C `traceparent` metadata becomes the parent of the server span.
@@ -12,7 +13,6 @@ import asyncio
 import contextlib
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -35,12 +35,12 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def _request_id(metadata: Any) -> str:
-    """The caller's `x-request-id` when it is a sane token, else a fresh one."""
+def _callers_request_id(metadata: Any) -> str:
+    """The caller's `x-request-id` when it is a sane token, else "" (one is made when first needed)."""
     for key, value in metadata or ():
         if key == "x-request-id" and isinstance(value, str) and REQUEST_ID.fullmatch(value):
             return value
-    return uuid.uuid4().hex
+    return ""
 
 
 def _status(context: Context, exc: BaseException | None) -> str:
@@ -59,42 +59,42 @@ def _reset(token: Any) -> None:
         CURRENT.reset(token)
 
 
-class RequestInterceptor(grpc.aio.ServerInterceptor):
+class RequestInterceptor:
+    """A handler wrapper (server/edge.py composes it once per method, outermost): what it needs
+    of a call, its metadata included, it reads from the call's context."""
+
     def __init__(self, tracer: Tracer | None, metrics: GatewayMetrics | None, request_log: bool) -> None:
         self.tracer = tracer
         self.metrics = metrics
         self.request_log = request_log
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(details)
-        method: str = details.method
-        if handler is None or not method.startswith(SERVICE_PREFIX):
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        if not method.startswith(SERVICE_PREFIX):
             return handler
-        metadata = details.invocation_metadata
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(cast(Any, handler.unary_unary), method, metadata),
+                self._unary(cast(Any, handler.unary_unary), method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(cast(Any, handler.unary_stream), method, metadata),
+                self._stream(cast(Any, handler.unary_stream), method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
-    def _begin(self, method: str, metadata: Any, request: Any) -> tuple[RequestState, Span | None, Any]:
-        state = RequestState(rpc=method.rsplit("/", 1)[-1], request_id=_request_id(metadata))
+    def _begin(
+        self, method: str, rpc: str, context: Context, request: Any
+    ) -> tuple[RequestState, Span | None, Any]:
+        metadata = context.invocation_metadata()
+        state = RequestState(rpc=rpc, request_id=_callers_request_id(metadata))
         state.requested_model = state.model = getattr(request, "model", "")
         if self.tracer is None:
             return state, None, None
-        from opentelemetry import context, trace
+        from opentelemetry import context as otel_context
+        from opentelemetry import trace
 
         from provider_gateway.observability import tracing
 
@@ -102,10 +102,10 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             method.lstrip("/"),
             context=tracing.parent_context(metadata),
             kind=trace.SpanKind.SERVER,
-            attributes={**tracing.server_attributes(method), "provider_gateway.request_id": state.request_id},
+            attributes={**tracing.server_attributes(method), "provider_gateway.request_id": state.id()},
         )
         state.trace_id = tracing.trace_id_hex(span)
-        return state, span, context.attach(trace.set_span_in_context(span))
+        return state, span, otel_context.attach(trace.set_span_in_context(span))
 
     def _end(
         self, state: RequestState, span: Span | None, token: Any, status: str, started: int, last: Any
@@ -188,10 +188,12 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         if self.request_log:
             log_request(state, status, duration)
 
-    def _unary(self, behaviour: Callable[[Any, Context], Awaitable[Any]], method: str, metadata: Any) -> Any:
+    def _unary(self, behaviour: Callable[[Any, Context], Awaitable[Any]], method: str) -> Any:
+        rpc = method.rsplit("/", 1)[-1]
+
         async def call(request: Any, context: Context) -> Any:
             started = time.perf_counter_ns()
-            state, span, token = self._begin(method, metadata, request)
+            state, span, token = self._begin(method, rpc, context, request)
             reset = CURRENT.set(state)
             response = None
             error: BaseException | None = None
@@ -208,12 +210,12 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
 
         return call
 
-    def _stream(
-        self, behaviour: Callable[[Any, Context], AsyncIterator[Any]], method: str, metadata: Any
-    ) -> Any:
+    def _stream(self, behaviour: Callable[[Any, Context], AsyncIterator[Any]], method: str) -> Any:
+        rpc = method.rsplit("/", 1)[-1]
+
         async def call(request: Any, context: Context) -> AsyncIterator[Any]:
             started = time.perf_counter_ns()
-            state, span, token = self._begin(method, metadata, request)
+            state, span, token = self._begin(method, rpc, context, request)
             reset = CURRENT.set(state)
             metrics = self.metrics
             if metrics is not None:
@@ -241,6 +243,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         return call
 
 
+STATUS_NUMBERS = {code.name: code.value[0] for code in grpc.StatusCode}
+
+
 def _status_number(status: str) -> int:
     """`UNAVAILABLE` -> 14; UNKNOWN (2) for a name gRPC does not have."""
-    return grpc.StatusCode[status].value[0] if status in grpc.StatusCode.__members__ else 2
+    return STATUS_NUMBERS.get(status, 2)

@@ -8,6 +8,7 @@ Nothing here imports OpenTelemetry, so the default server pays only for a few at
 from __future__ import annotations
 
 import importlib
+import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ UNTRUSTED_OUTCOMES = frozenset({"NOT_FOUND", "INVALID_ARGUMENT"})
 @dataclass(slots=True)
 class RequestState:
     rpc: str
-    request_id: str
+    request_id: str  # the caller's x-request-id, or "" until `id()` makes one
     trace_id: str = ""
     requested_model: str = ""  # as the client wrote it (alias, provider/model...): spans only
     attempts: int = 0
@@ -38,6 +39,13 @@ class RequestState:
     key: str = ""  # the caller's API key's configured name (never the key), when keys are configured
     unreported: list[Any] = field(default_factory=list)  # the attempts' `Consumed`, for the metrics
     tried: set[str] = field(default_factory=set)
+
+    def id(self) -> str:
+        """The request's id: the caller's, else a fresh one, made on first use (a log line, a span)
+        rather than for every request (a uuid4 costs about 2 us)."""
+        if not self.request_id:
+            self.request_id = uuid.uuid4().hex
+        return self.request_id
 
     def add_estimate(self, consumed: Any) -> None:
         """A `routing.consumption.Consumed`: an attempt that ended without the provider's whole usage

@@ -34,10 +34,10 @@ from provider_gateway.providers.base import Provider
 from provider_gateway.providers.registry import ProviderRegistry
 
 if TYPE_CHECKING:
-    import grpc
     from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
+    from provider_gateway.observability.interceptor import RequestInterceptor
     from provider_gateway.observability.metrics import GatewayMetrics
     from provider_gateway.observability.prometheus import PrometheusEndpoint
 
@@ -159,7 +159,8 @@ class Telemetry:
         s = self.settings
         return s.enabled and (s.request_log or self.tracer is not None or self.metrics is not None)
 
-    def interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+    def handler_wrappers(self) -> list[RequestInterceptor]:
+        """The per-RPC span, metrics and log line, as handler wrappers for the server's edge."""
         if not self.active:
             return []
         from provider_gateway.observability.interceptor import RequestInterceptor

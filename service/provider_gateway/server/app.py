@@ -25,6 +25,7 @@ from provider_gateway.server.auth import AuthorizingResolver, AuthorizingRouter
 from provider_gateway.server.coalesce import as_they_come
 from provider_gateway.server.decode import DecodeGuard
 from provider_gateway.server.drain import DrainInterceptor
+from provider_gateway.server.edge import EdgeInterceptor
 from provider_gateway.server.health import SERVICE_NAME, ProviderHealthBook
 from provider_gateway.server.servicer import ProviderService
 from provider_gateway.server.shutdown_cut import ShutdownCut
@@ -105,12 +106,12 @@ class GatewayServer:
         self.credentials = tls.server_credentials(config)
         self.grpc = grpc.aio.server(
             # Telemetry outermost, so refused and unauthenticated calls are traced and counted too;
-            # then undecodable requests are refused, before they cost any work or quota.
+            # then undecodable requests are refused, before they cost any work or quota. The edge's
+            # wrappers are composed once per method (server/edge.py); auth's depend on the caller.
             interceptors=[
-                *self.telemetry.interceptors(),
-                DecodeGuard(),
-                self.drain,
-                self.shutdown_cut,
+                EdgeInterceptor(
+                    [*self.telemetry.handler_wrappers(), DecodeGuard(), self.drain, self.shutdown_cut]
+                ),
                 *self.auth,
             ],
             options=[

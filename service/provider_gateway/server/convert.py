@@ -54,6 +54,8 @@ FINISH = {
 
 def struct_to_dict(value: Struct) -> dict[str, Any]:
     """A Struct as plain JSON data; whole numbers come back as ints (Struct stores doubles)."""
+    if not value.fields:  # most requests carry no options: skip json_format's generic walk
+        return {}
     return _ints(json_format.MessageToDict(value))  # type: ignore[no-any-return]
 
 
@@ -76,11 +78,12 @@ def dict_to_struct(value: Mapping[str, Any]) -> Struct:
 # --- inbound -----------------------------------------------------------------------------------
 
 
-def _part(part: pb.ContentPart, where: str) -> d.ContentPart:
+def _part(part: pb.ContentPart, i: int, j: int) -> d.ContentPart:
     kind = part.WhichOneof("part")
     cache = part.cache_breakpoint
     if kind == "text":
         return d.TextPart(part.text, cache)
+    where = f"messages[{i}].content[{j}]"  # named only in errors: not built for every part
     if kind == "image":
         image = part.image
         if image.WhichOneof("source") is None:
@@ -108,7 +111,7 @@ def messages_from_proto(messages: Any) -> list[d.Message]:
         role = ROLES.get(message.role)
         if role is None:
             raise invalid_argument(f"messages[{i}].role: must be system, user, assistant or tool")
-        parts = tuple(_part(p, f"messages[{i}].content[{j}]") for j, p in enumerate(message.content))
+        parts = tuple([_part(p, i, j) for j, p in enumerate(message.content)])
         result.append(d.Message(role, parts, message.name))
     return result
 
@@ -119,6 +122,16 @@ def tools_from_proto(tools: Any) -> list[d.Tool]:
 
 def _optional(message: Any, name: str) -> Any:
     return getattr(message, name) if message.HasField(name) else None
+
+
+# Most requests leave their repeated and map fields empty, and copying even an empty protobuf
+# container costs about a microsecond: these skip the copy then.
+def _list(values: Any) -> list[Any]:
+    return list(values) if values else []
+
+
+def _dict(values: Any) -> dict[str, Any]:
+    return dict(values) if values else {}
 
 
 def chat_request_from_proto(request: pb.ChatRequest) -> d.ChatRequest:
@@ -141,18 +154,18 @@ def chat_request_from_proto(request: pb.ChatRequest) -> d.ChatRequest:
     return d.ChatRequest(
         model=request.model,
         provider=request.provider,
-        fallbacks=list(request.fallbacks),
+        fallbacks=_list(request.fallbacks),
         messages=messages_from_proto(request.messages),
-        tools=tools_from_proto(request.tools),
+        tools=tools_from_proto(request.tools) if request.tools else [],
         tool_choice=tool_choice,
         temperature=_optional(request, "temperature"),
         top_p=_optional(request, "top_p"),
         max_tokens=_optional(request, "max_tokens"),
-        stop=list(request.stop),
+        stop=_list(request.stop),
         reasoning=reasoning,
         response_format=response_format,
         provider_options=struct_to_dict(request.provider_options),
-        metadata=dict(request.metadata),
+        metadata=_dict(request.metadata),
     )
 
 
@@ -161,13 +174,13 @@ def completion_request_from_proto(request: pb.CompleteRequest) -> d.CompletionRe
         model=request.model,
         prompt=request.prompt,
         provider=request.provider,
-        fallbacks=list(request.fallbacks),
+        fallbacks=_list(request.fallbacks),
         temperature=_optional(request, "temperature"),
         top_p=_optional(request, "top_p"),
         max_tokens=_optional(request, "max_tokens"),
-        stop=list(request.stop),
+        stop=_list(request.stop),
         provider_options=struct_to_dict(request.provider_options),
-        metadata=dict(request.metadata),
+        metadata=_dict(request.metadata),
     )
 
 
@@ -193,17 +206,28 @@ def embed_request_from_proto(request: pb.EmbedRequest) -> d.EmbedRequest:
 # --- outbound ----------------------------------------------------------------------------------
 
 
+# Nested messages are given to one constructor as dicts: protobuf fills the parent's sub-messages
+# in place, where a sub-message built on its own is built and then copied (about 2x the CPU for a
+# Finish, a per-call cost of every RPC; benchmarks/RESULTS.md, issue 15).
+
+
 def usage_to_proto(usage: d.Usage) -> pb.Usage:
-    return pb.Usage(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        total_tokens=usage.total_tokens,
-        raw=dict_to_struct(usage.raw) if usage.raw else None,
-        estimated=usage.estimated,
-    )
+    return pb.Usage(**_usage_fields(usage))
+
+
+def _usage_fields(usage: d.Usage) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "total_tokens": usage.total_tokens,
+        "estimated": usage.estimated,
+    }
+    if usage.raw:  # absent rather than an empty Struct: clients test HasField("raw")
+        fields["raw"] = usage.raw
+    return fields
 
 
 def tool_call_to_proto(call: d.ToolCall) -> pb.ToolCall:
@@ -213,39 +237,50 @@ def tool_call_to_proto(call: d.ToolCall) -> pb.ToolCall:
 
 
 def finish_to_proto(finish: d.Finish) -> pb.Finish:
+    return pb.Finish(**_finish_fields(finish))
+
+
+def _finish_fields(finish: d.Finish) -> dict[str, Any]:
     t = finish.timing
-    return pb.Finish(
-        reason=FINISH[finish.reason],
-        raw_finish_reason=finish.raw_reason,
-        provider=finish.provider,
-        model=finish.model,
-        timing=pb.Timing(
-            gateway_overhead_us=t.gateway_overhead_us,
-            time_to_first_token_us=t.time_to_first_token_us,
-            total_us=t.total_us,
-            upstream_us=t.upstream_us,
-        ),
-        attempts=[
-            pb.Attempt(
-                provider=a.provider,
-                model=a.model,
-                outcome=a.outcome,
-                error=a.error,
-                latency_us=a.latency_us,
-                cost=cost_to_proto(a.cost),
-            )
+    return {
+        "reason": FINISH[finish.reason],
+        "raw_finish_reason": finish.raw_reason,
+        "provider": finish.provider,
+        "model": finish.model,
+        "timing": {
+            "gateway_overhead_us": t.gateway_overhead_us,
+            "time_to_first_token_us": t.time_to_first_token_us,
+            "total_us": t.total_us,
+            "upstream_us": t.upstream_us,
+        },
+        "attempts": [
+            {
+                "provider": a.provider,
+                "model": a.model,
+                "outcome": a.outcome,
+                "error": a.error,
+                "latency_us": a.latency_us,
+                "cost": _cost_fields(a.cost),
+            }
             for a in finish.attempts
         ],
-        response_id=finish.response_id,
-        cost=cost_to_proto(finish.cost),
-        emulated=finish.emulated,
-    )
+        "response_id": finish.response_id,
+        "cost": _cost_fields(finish.cost),
+        "emulated": finish.emulated,
+    }
 
 
 def cost_to_proto(cost: d.Cost) -> pb.Cost:
-    return pb.Cost(
-        amount_micros=cost.amount_micros, currency="USD", known=cost.known, usage_source=cost.usage_source
-    )
+    return pb.Cost(**_cost_fields(cost))
+
+
+def _cost_fields(cost: d.Cost) -> dict[str, Any]:
+    return {
+        "amount_micros": cost.amount_micros,
+        "currency": "USD",
+        "known": cost.known,
+        "usage_source": cost.usage_source,
+    }
 
 
 def event_to_proto(event: d.GatewayEvent) -> pb.StreamEvent:
@@ -271,11 +306,11 @@ def event_to_proto(event: d.GatewayEvent) -> pb.StreamEvent:
             tool_call_end=pb.ToolCallEnd(index=event.index, call=tool_call_to_proto(event.call))
         )
     if isinstance(event, d.UsageEvent):
-        return pb.StreamEvent(usage=usage_to_proto(event.usage))
+        return pb.StreamEvent(usage=_usage_fields(event.usage))
     if isinstance(event, d.RawContent):
         return pb.StreamEvent(raw_content=raw_content_to_proto(event))
     if isinstance(event, d.Finish):
-        return pb.StreamEvent(finish=finish_to_proto(event))
+        return pb.StreamEvent(finish=_finish_fields(event))
     raise TypeError(f"no protobuf form for {type(event).__name__}")  # ProviderFinish never leaves the router
 
 
@@ -311,21 +346,27 @@ def reasoning_to_proto(part: d.ReasoningPart) -> pb.Reasoning:
 
 
 def chat_response_to_proto(response: d.ChatResponse, finish: d.Finish) -> pb.ChatResponse:
-    return pb.ChatResponse(
-        text=response.text,
-        reasoning=response.reasoning,
-        reasoning_signature=response.reasoning_signature,
-        reasoning_parts=[reasoning_to_proto(p) for p in response.reasoning_parts],
-        tool_calls=[tool_call_to_proto(c) for c in response.tool_calls],
-        raw_content=[raw_content_to_proto(c) for c in response.raw_content],
-        usage=usage_to_proto(response.usage),
-        finish=finish_to_proto(finish),
-    )
+    fields: dict[str, Any] = {
+        "text": response.text,
+        "reasoning": response.reasoning,
+        "reasoning_signature": response.reasoning_signature,
+        "usage": _usage_fields(response.usage),
+        "finish": _finish_fields(finish),
+    }
+    # Repeated fields only when there is something to repeat: an empty list given to the
+    # constructor costs as much as a small message.
+    if response.reasoning_parts:
+        fields["reasoning_parts"] = [reasoning_to_proto(p) for p in response.reasoning_parts]
+    if response.tool_calls:
+        fields["tool_calls"] = [tool_call_to_proto(c) for c in response.tool_calls]
+    if response.raw_content:
+        fields["raw_content"] = [raw_content_to_proto(c) for c in response.raw_content]
+    return pb.ChatResponse(**fields)
 
 
 def completion_response_to_proto(response: d.CompletionResponse, finish: d.Finish) -> pb.CompleteResponse:
     return pb.CompleteResponse(
-        text=response.text, usage=usage_to_proto(response.usage), finish=finish_to_proto(finish)
+        text=response.text, usage=_usage_fields(response.usage), finish=_finish_fields(finish)
     )
 
 

@@ -2,7 +2,7 @@
 
 grpc.aio calls each method's `request_deserializer` itself; when it raises (bad UTF-8 in a string,
 a corrupt or truncated message, nesting past protobuf's 100 levels), grpc logs a traceback and the
-client gets UNKNOWN "Unexpected <class 'DecodeError'>". This interceptor wraps every method's
+client gets UNKNOWN "Unexpected <class 'DecodeError'>". `DecodeGuard` guards every method's
 deserializer so that a failure becomes an `Undecodable` request, which the wrapped handler answers
 with INVALID_ARGUMENT before any other work: the access log writes its one line, nothing else does.
 """
@@ -10,7 +10,7 @@ with INVALID_ARGUMENT before any other work: the access log writes its one line,
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,14 +86,11 @@ def _stream_request(behaviour: Behaviour) -> Behaviour:
     return unary
 
 
-class DecodeGuard(grpc.aio.ServerInterceptor):
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
+class DecodeGuard:
+    """A handler wrapper (server/edge.py composes it once per method)."""
+
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        if handler.request_deserializer is None:
             return handler
         kwargs: dict[str, Any] = {
             "request_deserializer": _guarded(handler.request_deserializer),

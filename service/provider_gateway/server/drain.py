@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -38,20 +38,16 @@ class _WatchContext:
         return getattr(self._context, name)
 
 
-class DrainInterceptor(grpc.aio.ServerInterceptor):
+class DrainInterceptor:
     def __init__(self) -> None:
         self.draining = asyncio.Event()
 
     def start(self) -> None:
         self.draining.set()
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method != WATCH_METHOD or handler.unary_stream is None:
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        """A handler wrapper (server/edge.py composes it once per method): health watches only."""
+        if method != WATCH_METHOD or handler.unary_stream is None:
             return handler
         watch: Callable[..., Any] = handler.unary_stream
         draining = self.draining

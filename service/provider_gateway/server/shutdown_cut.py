@@ -24,7 +24,7 @@ SHUTDOWN_MESSAGE = "server shutting down: the request was cut short and may be r
 type Handler = grpc.RpcMethodHandler[Any, Any]
 
 
-class ShutdownCut(grpc.aio.ServerInterceptor):
+class ShutdownCut:
     def __init__(self) -> None:
         self._calls: set[asyncio.Task[Any]] = set()  # the tasks of ProviderService calls in flight
         self._writing: set[asyncio.Task[Any]] = set()  # streams whose message gRPC is writing now
@@ -46,13 +46,9 @@ class ShutdownCut(grpc.aio.ServerInterceptor):
         task.uncancel()
         await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or not handler_call_details.method.startswith(PROVIDER_SERVICE):
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        """A handler wrapper (server/edge.py composes it once per method): ProviderService only."""
+        if not method.startswith(PROVIDER_SERVICE):
             return handler
         calls, writing = self._calls, self._writing
         if handler.unary_stream is not None:

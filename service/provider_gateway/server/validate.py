@@ -41,6 +41,11 @@ from provider_gateway.v1 import provider_service_pb2 as pb
 LIMIT_KEYS = ("max_messages", "max_message_bytes", "max_tools", "max_embed_inputs")
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_STOP_SEQUENCES = 16
+# The enums' valid numbers, once: `EnumTypeWrapper.values()` builds a new list on every call.
+ROLES = frozenset(pb.Role.values()) - {pb.ROLE_UNSPECIFIED}
+TOOL_CHOICE_MODES = frozenset(pb.ToolChoice.Mode.values())
+RESPONSE_FORMAT_TYPES = frozenset(pb.ResponseFormat.Type.values())
+EFFORTS = frozenset(pb.ReasoningOptions.Effort.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,24 +138,27 @@ def _messages(messages: Any, limits: Limits, field: str = "messages") -> None:
         )
     call_ids: set[str] = set()
     for i, message in enumerate(messages):
-        where = f"{field}[{i}]"
-        if message.role not in pb.Role.values() or message.role == pb.ROLE_UNSPECIFIED:
+        role = message.role
+        if role not in ROLES:
             raise invalid_argument(
-                f"{where}.role: unknown role {message.role}; use system, user, assistant or tool"
+                f"{field}[{i}].role: unknown role {role}; use system, user, assistant or tool"
             )
         if not message.content:
-            raise invalid_argument(f"{where}.content: a message needs at least one content part")
-        _name(message.name, f"{where}.name")
+            raise invalid_argument(f"{field}[{i}].content: a message needs at least one content part")
+        if message.name:
+            _name(message.name, f"{field}[{i}].name")
         size = message.ByteSize()
         if size > limits.max_message_bytes:
             raise invalid_argument(
-                f"{where}: {size} bytes exceeds the {limits.max_message_bytes}-byte limit ([limits] max_message_bytes)"
+                f"{field}[{i}]: {size} bytes exceeds the {limits.max_message_bytes}-byte limit ([limits] max_message_bytes)"
             )
         for j, part in enumerate(message.content):
-            _part(part, message.role, f"{where}.content[{j}]", call_ids)
-        if message.role == pb.ROLE_TOOL and not any(p.HasField("tool_result") for p in message.content):
+            if part.HasField("text"):  # nearly every part: nothing to check, no field name to build
+                continue
+            _part(part, role, f"{field}[{i}].content[{j}]", call_ids)
+        if role == pb.ROLE_TOOL and not any(p.HasField("tool_result") for p in message.content):
             raise invalid_argument(
-                f"{where}: a tool message carries the tool_result of an earlier assistant tool call; "
+                f"{field}[{i}]: a tool message carries the tool_result of an earlier assistant tool call; "
                 "send other text as a user message"
             )
 
@@ -232,7 +240,7 @@ def _tools(request: pb.ChatRequest | pb.CountTokensRequest, limits: Limits) -> s
 def _tool_choice(request: pb.ChatRequest, tools: set[str]) -> None:
     choice = request.tool_choice
     mode = choice.mode
-    if mode not in pb.ToolChoice.Mode.values():
+    if mode not in TOOL_CHOICE_MODES:
         raise invalid_argument(f"tool_choice.mode: unknown mode {mode}")
     if mode in (pb.ToolChoice.MODE_REQUIRED, pb.ToolChoice.MODE_TOOL) and not tools:
         raise invalid_argument("tool_choice.mode: requires at least one tool in tools")
@@ -244,7 +252,7 @@ def _tool_choice(request: pb.ChatRequest, tools: set[str]) -> None:
 
 def _response_format(request: pb.ChatRequest) -> None:
     fmt = request.response_format
-    if fmt.type not in pb.ResponseFormat.Type.values():
+    if fmt.type not in RESPONSE_FORMAT_TYPES:
         raise invalid_argument(f"response_format.type: unknown type {fmt.type}")
     if fmt.type != pb.ResponseFormat.TYPE_JSON_SCHEMA:
         return
@@ -261,7 +269,7 @@ def _reasoning(request: pb.ChatRequest, bounds: SizeBounds) -> None:
         raise invalid_argument(
             f"reasoning.budget_tokens: must be between 0 and {bounds.max_reasoning_budget}, got {budget}"
         )
-    if request.reasoning.effort not in pb.ReasoningOptions.Effort.values():
+    if request.reasoning.effort not in EFFORTS:
         raise invalid_argument(f"reasoning.effort: unknown effort {request.reasoning.effort}")
 
 
@@ -274,9 +282,13 @@ def chat(request: pb.ChatRequest, limits: Limits = DEFAULT_LIMITS) -> pb.ChatReq
         raise invalid_argument("messages: at least one message is required")
     _messages(request.messages, limits)
     tools = _tools(request, limits)
-    _tool_choice(request, tools)
-    _response_format(request)
-    _reasoning(request, bounds)
+    # An unset message reads as all defaults, which pass: its checks are skipped.
+    if request.HasField("tool_choice"):
+        _tool_choice(request, tools)
+    if request.HasField("response_format"):
+        _response_format(request)
+    if request.HasField("reasoning"):
+        _reasoning(request, bounds)
     _sampling(request, bounds)
     _metadata(request.metadata)
     return request
