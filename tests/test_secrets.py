@@ -91,6 +91,19 @@ def test_redaction_patterns() -> None:
     assert redact("id AKIAABCDEFGHIJKLMNOP used") == "id [REDACTED] used"
     assert redact("sk-ant-api03-0123456789abcdef rejected") == "[REDACTED] rejected"
     assert redact("model gpt-4o took 12 ms, cache key hit") == "model gpt-4o took 12 ms, cache key hit"
+    # Every spelling of every label the pattern knows is redacted, however the line is cased.
+    for label in (
+        "api_key",
+        "API-KEY",
+        "apikey",
+        "access_token",
+        "Access-Token",
+        "accesstoken",
+        "password",
+        "key",
+    ):
+        assert redact(f"retry with {label}=s3cr3tValue9 now") == f"retry with {label}=[REDACTED] now"
+    assert redact('{"secretAccessKey": "wJalrXUtnFEMI"}') == '{"secretAccessKey": "[REDACTED]"}'
 
 
 ENV_KEY = "gw7Qm2Vx9Lk4Pz8Rt1Yb"  # shapeless: caught because the config read it as a secret

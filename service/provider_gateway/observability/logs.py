@@ -76,7 +76,17 @@ def register_environment_secrets(environ: Mapping[str, str] | None = None) -> No
 
 
 # Substrings (lower case) without which SECRET_PATTERNS cannot match: most lines skip the regex.
-TRIGGERS = ("sk-", "akia", "asia", "aiza", "bearer", "access_token", "access-token", "password")
+TRIGGERS = (
+    "sk-",
+    "akia",
+    "asia",
+    "aiza",
+    "bearer",
+    "access_token",
+    "access-token",
+    "accesstoken",
+    "password",
+)
 # The `...key` labels only count followed by their separator, as in SECRET_PATTERNS: the word "key"
 # alone would send every access-log line through the regex ("api_key_name" is one of its fields),
 # about 60 us a request.
