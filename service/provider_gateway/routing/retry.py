@@ -66,8 +66,11 @@ class CapacityQueue:
                 retry_after=1.0,
             ) from None
         finally:
-            self.waiters[plan.name] -= 1
             self._waiting -= 1
+            if left := self.waiters[plan.name] - 1:
+                self.waiters[plan.name] = left
+            else:  # the last one out: plan names can come from callers, so none is kept at zero
+                del self.waiters[plan.name]
 
     async def notify(self) -> None:
         if not self._waiting:  # nobody queued (nearly always): no lock to take per released attempt
