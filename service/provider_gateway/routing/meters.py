@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 type MeterKind = Literal["rate", "window"]
 WINDOWS = ("minute", "hour", "day", "month")
@@ -30,8 +30,7 @@ _LENGTHS = {"minute": 60, "hour": 3600, "day": 86400}
 US = 1_000_000
 
 
-@dataclass(slots=True, frozen=True)
-class Meter:
+class Meter(NamedTuple):  # a tuple: a check builds several per request, a frozen dataclass costs 3x
     key: str
     kind: MeterKind
     amount: int
@@ -155,7 +154,11 @@ def readings(meters: list[Meter], raw: list[int]) -> list[Reading]:
     return found
 
 
-def script_args(meters: list[Meter], *, check: bool) -> list[str]:
-    """lua/meters.lua's two arguments: the mode, then every meter's four values in one string."""
-    spec = " ".join(f"{m.kind} {m.amount} {m.limit} {max(math.ceil(m.window_s * US), 1)}" for m in meters)
-    return ["check" if check else "force", spec]
+def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
+    """lua/meters.lua's arguments: the mode, then each meter's kind, amount, limit and window (a
+    rate's in µs, a calendar window's time left in ms: the key's expiry when it is created)."""
+    args: list[str | int] = ["check" if check else "force"]
+    for m in meters:
+        scale = US if m.kind == "rate" else 1000
+        args += (m.kind, m.amount, m.limit, max(math.ceil(m.window_s * scale), 1))
+    return args
