@@ -82,7 +82,12 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str]:
     return process, f"redis://127.0.0.1:{port}/0"
 
 
-async def measure(interceptor: AuthInterceptor, key: str, requests: int) -> tuple[list[float], list[float]]:
+async def measure(
+    interceptor: AuthInterceptor, key: str, requests: int, store: Any
+) -> tuple[list[float], list[float], float, float]:
+    """Check times, settle times (µs), and Redis's own time per script call for the checks and for
+    the settlements (INFO commandstats; 0 in-process). All checks first, then their settlements:
+    the limits are far out of reach, so the order changes no answer, and each is measured alone."""
     principal = next(p for p in interceptor.config.keys if p.name == key)
     request = pb.ChatRequest(
         model="mock/echo",
@@ -90,27 +95,42 @@ async def measure(interceptor: AuthInterceptor, key: str, requests: int) -> tupl
         messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="a short question " * 8)])],
     )
     answer = pb.ChatResponse(usage=pb.Usage(input_tokens=40, output_tokens=20))
-    admits, settles = [], []
-    for i in range(requests + requests // 10):  # the first tenth warms up and is dropped
+    warm_up = requests // 10  # the first tenth warms up and is dropped
+    admits, settles, tickets = [], [], []
+    await server_time(store)
+    for _ in range(requests + warm_up):
         started = time.perf_counter_ns()
-        ticket = await interceptor.quotas.admit(principal, request, "Chat")
-        admitted = time.perf_counter_ns()
+        tickets.append(await interceptor.quotas.admit(principal, request, "Chat"))
+        admits.append((time.perf_counter_ns() - started) / 1e3)
+    check_lua = await server_time(store)
+    for ticket in tickets:
         outcome = Outcome()
         outcome.see(answer)
+        started = time.perf_counter_ns()
         await interceptor.quotas.settle(ticket, outcome)
-        settled = time.perf_counter_ns()
-        if i >= requests // 10:
-            admits.append((admitted - started) / 1e3)
-            settles.append((settled - admitted) / 1e3)
-    return admits, settles
+        settles.append((time.perf_counter_ns() - started) / 1e3)
+    return admits[warm_up:], settles[warm_up:], check_lua, await server_time(store)
 
 
-async def round_trips(store: Any, requests: int) -> list[float]:
-    times = []
+async def server_time(store: Any) -> float:
+    """Redis's µs per script call since the last reading (then reset); 0 without Redis."""
+    if store is None:
+        return 0.0
+    stats = await store._client.info("commandstats")
+    await store._client.config_resetstat()
+    return float(stats.get("cmdstat_evalsha", {}).get("usec_per_call", 0.0))
+
+
+async def round_trips(store: Any, requests: int) -> dict[str, list[float]]:
+    """Bare PINGs: through redis-py's client, and on the connections the checks use."""
+    times: dict[str, list[float]] = {"PING redis-py": [], "PING direct": []}
     for _ in range(requests):
         started = time.perf_counter_ns()
         await store._client.ping()
-        times.append((time.perf_counter_ns() - started) / 1e3)
+        times["PING redis-py"].append((time.perf_counter_ns() - started) / 1e3)
+        started = time.perf_counter_ns()
+        await store.direct.call(b"*1\r\n$4\r\nPING\r\n")
+        times["PING direct"].append((time.perf_counter_ns() - started) / 1e3)
     return times
 
 
@@ -126,25 +146,30 @@ STORES: dict[str, tuple[str, Any]] = {
 }
 
 
-async def one_run(url: str, requests: int) -> dict[tuple[str, str], tuple[float, float, float, float]]:
-    """(store, key) -> check p50, check p99, settle p50, settle p99 (µs); key "PING" is the floor."""
-    found = {}
+async def one_run(url: str, requests: int) -> dict[tuple[str, str], tuple[float, ...]]:
+    """(store, key) -> check p50, check p99, settle p50, settle p99 (µs), Redis's µs per check's and
+    per settlement's script; keys "PING redis-py" and "PING direct" are the floors."""
+    found: dict[tuple[str, str], tuple[float, ...]] = {}
     for store, (redis_url, parser) in STORES.items():
         if parser is _AsyncHiredisParser and not HIREDIS_AVAILABLE:
             continue  # hiredis is the optional extra `redis`: uv sync --extra redis
         config = config_module.parse(tomllib.loads(config_text(url if redis_url else "")), "bench.toml")
         server = GatewayServer(config)
-        if parser is not None:  # before the pool's first connection
-            server.counters._client.connection_pool.connection_kwargs["parser_class"] = parser
+        counters = server.counters if parser is not None else None
+        if counters is not None:  # before the pool's first connection
+            counters._client.connection_pool.connection_kwargs["parser_class"] = parser
         interceptor = server.auth[0]
         for key in KEYS:
-            admits, settles = await measure(interceptor, key, requests)
-            found[store, key] = (*p50_p99(admits), *p50_p99(settles))
-        if parser is not None:  # the floor: one bare round trip on the same connection pool
-            pings = p50_p99(await round_trips(server.counters, requests))
-            found[store, "PING"] = (*pings, *pings)
+            admits, settles, check_lua, settle_lua = await measure(interceptor, key, requests, counters)
+            found[store, key] = (*p50_p99(admits), *p50_p99(settles), check_lua, settle_lua)
+        if counters is not None:  # the floor: one bare round trip, each way
+            for name, times in (await round_trips(counters, requests)).items():
+                found[store, name] = (*p50_p99(times), 0.0, 0.0, 0.0, 0.0)
         await server.router.aclose()
     return found
+
+
+FLOORS = ("PING redis-py", "PING direct")
 
 
 async def main(requests: int, runs: int) -> None:
@@ -160,22 +185,28 @@ async def main(requests: int, runs: int) -> None:
 
     print(f"Medians of {runs} runs of {requests} requests each (after a tenth more of warm-up).\n")
     print(
-        "| meters | key | check p50 µs | check p99 µs | p50 minus PING's | p99 minus PING's "
-        "| p50 minus in-process | settle p50 µs (off the answer's path) |"
+        "| meters | key | check p50 µs | check p99 µs | p50 minus direct PING's | p50 minus redis-py PING's "
+        "| p50 minus in-process | Redis µs per check script | settle p50 µs (off the answer's path) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for store, (redis_url, _) in STORES.items():
         if (store, "none") not in results[0]:
             continue
-        for key in (*KEYS, *(("PING",) if redis_url else ())):
+        for key in (*KEYS, *(FLOORS if redis_url else ())):
             p50, p99 = median(store, key, 0), median(store, key, 1)
-            compared = redis_url and key not in ("PING", "none")
-            ping = ["", ""]
+            compared = bool(redis_url) and key in KEYS and key != "none"
+            cells = ["", "", "", "", ""]
             if compared:
-                ping = [f"{p50 - median(store, 'PING', 0):.1f}", f"{p99 - median(store, 'PING', 1):.1f}"]
-            local = f"{p50 - median('memory', key, 0):.1f}" if compared else ""
-            settle = f"{median(store, key, 2):.1f}" if key != "PING" else ""
-            print(f"| {store} | {key} | {p50:.1f} | {p99:.1f} | {' | '.join(ping)} | {local} | {settle} |")
+                cells = [
+                    f"{p50 - median(store, 'PING direct', 0):.1f}",
+                    f"{p50 - median(store, 'PING redis-py', 0):.1f}",
+                    f"{p50 - median('memory', key, 0):.1f}",
+                    f"{median(store, key, 4):.1f}",
+                    f"{median(store, key, 2):.1f}",
+                ]
+            elif key in KEYS:
+                cells[4] = f"{median(store, key, 2):.1f}"
+            print(f"| {store} | {key} | {p50:.1f} | {p99:.1f} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":
