@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Literal, NamedTuple, Protocol
 
+from provider_gateway.routing.redis_calls import bulk, bulk_number
+
 type MeterKind = Literal["rate", "window"]
 WINDOWS = ("minute", "hour", "day", "month")
 _LENGTHS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -155,10 +157,30 @@ def readings(meters: list[Meter], raw: list[int]) -> list[Reading]:
 
 
 def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
-    """lua/meters.lua's arguments: the mode, then each meter's kind, amount, limit and window (a
-    rate's in µs, a calendar window's time left in ms: the key's expiry when it is created)."""
+    """lua/meters.lua's arguments: the mode, then each meter's kind, limit, amount and window."""
     args: list[str | int] = ["check" if check else "force"]
     for m in meters:
-        scale = US if m.kind == "rate" else 1000
-        args += (m.kind, m.amount, m.limit, max(math.ceil(m.window_s * scale), 1))
+        args += (m.kind, m.limit, m.amount, _script_window(m))
     return args
+
+
+def packed_script_args(meters: list[Meter], *, check: bool) -> list[bytes]:
+    """script_args already RESP-encoded, one item per meter (for redis_calls.DirectCalls): a
+    meter's kind and limit come from a cache, as the same meters come back on every request."""
+    return [
+        bulk("check" if check else "force"),
+        *(
+            _kind_and_limit(m.kind, m.limit) + bulk_number(m.amount) + bulk_number(_script_window(m))
+            for m in meters
+        ),
+    ]
+
+
+def _script_window(meter: Meter) -> int:
+    """A rate's window in µs; a calendar window's time left in ms (the key's expiry on creation)."""
+    return max(math.ceil(meter.window_s * (US if meter.kind == "rate" else 1000)), 1)
+
+
+@functools.lru_cache(maxsize=1024)
+def _kind_and_limit(kind: str, limit: int) -> bytes:
+    return bulk(kind) + bulk_number(limit)

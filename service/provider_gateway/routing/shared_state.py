@@ -26,6 +26,7 @@ from provider_gateway.routing.meters import (
     Meter,
     Reading,
     Refusal,
+    packed_script_args,
     readings,
     script,
     script_args,
@@ -125,12 +126,19 @@ class LuaScript:
                 return await self._client.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
             except self._missing:
                 return await self._client.execute_command("EVAL", self._text, len(keys), *keys, *args)
-        tail = [bulk_int(len(keys)), *map(bulk, keys)]
-        tail += [bulk(a) if isinstance(a, str) else bulk_int(a) for a in args]
+        return await self.packed(
+            keys, [bulk(a) if isinstance(a, str) else bulk_int(a) for a in args], len(args)
+        )
+
+    async def packed(self, keys: list[str], args: Sequence[bytes], count: int) -> Any:
+        """With `direct` only: `args` already RESP bulk strings, `count` of them."""
+        assert self._direct is not None, "packed arguments need the direct connections"
+        count += 3 + len(keys)
+        keys_part = (bulk_int(len(keys)), *map(bulk, keys))
         try:
-            return await self._direct.call(pack(self._by_sha, tail))
+            return await self._direct.call(pack(count, self._by_sha, keys_part, args))
         except self._missing:
-            return await self._direct.call(pack(self._whole, tail))
+            return await self._direct.call(pack(count, self._whole, keys_part, args))
 
 
 class RedisCounterStore:
@@ -286,9 +294,11 @@ class RedisMeters:
     async def meter(self, meters: list[Meter], *, check: bool) -> Refusal | None:
         if self.store.using_redis:
             try:
-                index, wait_us = await self._meter(
-                    keys=self._keys(meters), args=script_args(meters, check=check)
-                )
+                if self.store.direct is None:
+                    index, wait_us = await self._meter(self._keys(meters), script_args(meters, check=check))
+                else:
+                    args = packed_script_args(meters, check=check)
+                    index, wait_us = await self._meter.packed(self._keys(meters), args, 1 + 4 * len(meters))
             except Exception as exc:  # any Redis failure: the configured outage behaviour
                 self.store._failed(exc)
             else:

@@ -2,7 +2,7 @@
 -- script runs on one node of a Redis Cluster (and on Valkey) unchanged.
 --
 -- KEYS: the meters. ARGV[1]: "check" (all or nothing) or "force" (add without checking: what was
--- spent is spent). Then four arguments per key: kind, amount, limit, window.
+-- spent is spent). Then four arguments per key: kind, limit, amount, window.
 --   kind "rate": GCRA. The key holds the theoretical arrival time (µs, Redis's clock); each unit
 --     moves it by window/limit (window in µs), and a request passes while it stays within one
 --     window of now.
@@ -20,19 +20,19 @@ local now
 local planned = {}
 for i = 1, #KEYS do
   local at = i * 4 - 2 -- ARGV index of the meter's kind
-  local amount = tonumber(ARGV[at + 1])
+  local amount = tonumber(ARGV[at + 2])
   if ARGV[at] == 'rate' then
     if not now then
       local parts = redis.call('TIME')
       now = tonumber(parts[1]) * 1000000 + tonumber(parts[2])
     end
-    local limit, window = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+    local limit, window = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 3])
     local tat = tonumber(values[i] or '0')
     if tat < now then tat = now end
     local after = math.ceil(tat + amount * window / limit)
     if check and after - now > window then return {i, after - now - window} end
     planned[i] = after
-  elseif check and tonumber(values[i] or '0') + amount > tonumber(ARGV[at + 2]) then
+  elseif check and tonumber(values[i] or '0') + amount > tonumber(ARGV[at + 1]) then
     local ttl = redis.call('PTTL', KEYS[i])
     if ttl < 0 then ttl = tonumber(ARGV[at + 3]) end
     return {i, ttl * 1000}
@@ -40,7 +40,7 @@ for i = 1, #KEYS do
 end
 for i = 1, #KEYS do
   local at = i * 4 - 2
-  local amount = tonumber(ARGV[at + 1])
+  local amount = tonumber(ARGV[at + 2])
   if planned[i] then
     redis.call('SET', KEYS[i], string.format('%.0f', planned[i]), 'PX', math.ceil((planned[i] - now) / 1000) + 1)
   elseif amount ~= 0 and (values[i] or amount > 0) then -- a refund of nothing stays nothing
