@@ -56,7 +56,9 @@ TEAM = (
 def config_text(redis_url: str) -> str:
     text = '[prices.mock."echo"]\ninput = 2.0\noutput = 5.0\n' + TEAM
     if redis_url:
-        text += f'[redis]\nurl = "{redis_url}"\nprefix = "bench{time.monotonic_ns()}:"\n'
+        # A shared machine may stall a round trip past the default 250 ms, which would measure
+        # the per-process fallback instead.
+        text += f'[redis]\nurl = "{redis_url}"\nprefix = "bench{time.monotonic_ns()}:"\ntimeout_ms = 10000\n'
     for name, limits in KEYS.items():
         text += f'[[auth.keys]]\nname = "{name}"\nsha256 = "{hash_key(name * 30)}"\n{limits}\n'
     return text

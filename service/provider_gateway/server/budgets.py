@@ -180,10 +180,13 @@ def estimate_tokens(request: Any) -> int:
 
 @dataclass(frozen=True, slots=True)
 class RateCard:
-    """What a deployment's worst case needs, looked up once per model: the catalog's largest
-    output (0 when unknown) and, when it has a price, per tier the dearest micro-USD an input
-    and an output token may cost, and the per-request price."""
+    """What a deployment's worst case needs: the catalog's largest output (0 when unknown) and,
+    when the model has a price, per tier the dearest micro-USD an input and an output token may
+    cost, and the per-request price."""
 
+    provider: str  # the deployment's provider and model, as a refusal names them
+    kind: str
+    model: str
     max_output: int
     priced: bool
     dearest: tuple[float, float] = (0.0, 0.0)  # (input, output) below the long-context threshold
@@ -209,45 +212,58 @@ def _dearest(tier: Any) -> tuple[float, float]:
 class WorstCase:
     """The most a request may consume: its prompt and max_tokens, at the dearest deployment it may use."""
 
-    CARDS_MAX = 1024  # models are named by clients: the cache of their rate cards is bounded
+    PLANS_MAX = 4096  # callers x the models they name (clients choose names): a bound all the same
 
     def __init__(self, router: Router, prices: PriceTable) -> None:
         self.router = router
         self.prices = prices
-        self._cards: dict[tuple[str, str], RateCard] = {}
+        self._plans: dict[tuple[str, str, str, tuple[str, ...]], tuple[RateCard, ...]] = {}
 
-    def card(self, kind: str, model: str) -> RateCard:
-        found = self._cards.get((kind, model))
+    def cards(
+        self, caller: str, model: str, provider: str, fallbacks: tuple[str, ...]
+    ) -> tuple[RateCard, ...]:
+        """The rate cards of every deployment a request may use. Planned once per caller and
+        names, then kept: the configuration, so the plan's deployments, is fixed for the process's
+        life, and the router refuses (raises) what the caller may not use before anything is kept."""
+        found = self._plans.get((caller, model, provider, fallbacks))
         if found is None:
-            entry = self.router.catalog.entry(kind, model)
-            price = self.prices.price(kind, model)
-            if price is None:
-                found = RateCard(entry.max_output if entry else 0, priced=False)
-            else:
-                long = price.long_context
-                found = RateCard(
-                    entry.max_output if entry else 0,
-                    priced=True,
-                    dearest=_dearest(price.tokens),
-                    long_context=None if long is None else (price.long_context_tokens, _dearest(long)),
-                    per_call_micros=price.per_request * 1_000_000,
-                )
-            if len(self._cards) >= self.CARDS_MAX:
-                self._cards.clear()
-            self._cards[kind, model] = found
+            plan = self.router.plan(model, provider, fallbacks)
+            found = tuple(
+                self._card(d.spec.provider, d.provider.kind, d.spec.model) for d in plan.deployments
+            )
+            if len(self._plans) >= self.PLANS_MAX:
+                self._plans.clear()
+            self._plans[caller, model, provider, fallbacks] = found
         return found
 
-    def of(self, request: Any, method: str, *, money: bool, prompt: int = 0) -> tuple[int, int]:
+    def _card(self, provider: str, kind: str, model: str) -> RateCard:
+        entry = self.router.catalog.entry(kind, model)
+        max_output = entry.max_output if entry else 0
+        price = self.prices.price(kind, model)
+        if price is None:
+            return RateCard(provider, kind, model, max_output, priced=False)
+        long = price.long_context
+        return RateCard(
+            provider,
+            kind,
+            model,
+            max_output,
+            priced=True,
+            dearest=_dearest(price.tokens),
+            long_context=None if long is None else (price.long_context_tokens, _dearest(long)),
+            per_call_micros=price.per_request * 1_000_000,
+        )
+
+    def of(
+        self, request: Any, method: str, *, money: bool, prompt: int = 0, caller: str = ""
+    ) -> tuple[int, int]:
         """(tokens, micro-USD); refuses what has no worst case: no price, or no output limit.
-        `prompt`: the request's estimated input tokens, when already counted."""
+        `prompt`: the request's estimated input tokens, when already counted; `caller`: the key."""
         prompt = prompt or estimate_tokens(request)
         fallbacks = tuple(getattr(request, "fallbacks", ()))
-        plan = self.router.plan(request.model, request.provider, fallbacks)
         asked = int(request.max_tokens) if method != "Embed" and request.HasField("max_tokens") else 0
         outputs, micros = [], []
-        for deployment in plan.deployments:
-            kind, model = deployment.provider.kind, deployment.spec.model
-            card = self.card(kind, model)
+        for card in self.cards(caller, request.model, request.provider, fallbacks):
             output = 0
             if method != "Embed":
                 output = asked or card.max_output
@@ -255,15 +271,15 @@ class WorstCase:
                     raise GatewayError(
                         ErrorKind.INVALID_ARGUMENT,
                         f"set max_tokens: this key has a budget, and the largest output of "
-                        f"{deployment.spec.provider}/{model} is unknown, so its worst case is too",
+                        f"{card.provider}/{card.model} is unknown, so its worst case is too",
                     )
             outputs.append(output)
             if money:
                 if not card.priced:
                     raise GatewayError(
                         ErrorKind.FAILED_PRECONDITION,
-                        f"{deployment.spec.provider}/{model} has no price, and this key has a money "
-                        f'budget: add a [prices.{kind}."{model}"] row to the configuration',
+                        f"{card.provider}/{card.model} has no price, and this key has a money "
+                        f'budget: add a [prices.{card.kind}."{card.model}"] row to the configuration',
                     )
                 micros.append(card.micros(prompt, output))
         return prompt + max(outputs, default=0), max(micros, default=0)
@@ -346,9 +362,11 @@ class Budgets:
 
     def _budget_meters(self, shape: Shape, tokens: int, micros: int) -> list[tuple[Meter, Label]]:
         now = self.clock()
+        windows: dict[str, tuple[str, float]] = {}  # a few budgets share each window
         found = []
         for s in shape.budgets:
-            name, left_s = calendar_window(s.label.window, now)
+            window = s.label.window
+            name, left_s = windows.get(window) or windows.setdefault(window, calendar_window(window, now))
             amount = micros if s.label.metric == "usd_micros" else tokens
             found.append((Meter(f"{s.key}:{name}", "window", amount, s.limit, left_s), s.label))
         return found
@@ -366,7 +384,7 @@ class Budgets:
         ticket.tpm_keys = shape.tpm_keys
         if shape.budgets and self.worst_case is not None:
             ticket.reserved_tokens, ticket.reserved_micros = self.worst_case.of(
-                request, method, money=shape.money, prompt=prompt
+                request, method, money=shape.money, prompt=prompt, caller=key
             )
             ticket.budget_meters = self._budget_meters(shape, ticket.reserved_tokens, ticket.reserved_micros)
             metered += ticket.budget_meters
