@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Literal, NamedTuple, Protocol
 
-from provider_gateway.routing.redis_calls import bulk, bulk_number
+from provider_gateway.routing.redis_calls import bulk, bulk_int, bulk_number
 
 type MeterKind = Literal["rate", "window"]
 WINDOWS = ("minute", "hour", "day", "month")
@@ -38,6 +38,8 @@ class Meter(NamedTuple):  # a tuple: a check builds several per request, a froze
     amount: int
     limit: int
     window_s: float  # rate: the window; window: the time left in the calendar window
+    # window: the calendar window's end (Unix seconds), its key's expiry in Redis; 0: now + window_s
+    ends_at: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -69,6 +71,11 @@ def calendar_window(window: str, now: float) -> tuple[str, float]:
     """The UTC calendar window `now` falls in: its name (part of a key) and the seconds left in it."""
     name, ends = _window_at(window, math.floor(now))
     return name, ends - now
+
+
+def calendar_window_end(window: str, now: float) -> tuple[str, int]:
+    """The UTC calendar window `now` falls in: its name and its end (Unix seconds)."""
+    return _window_at(window, math.floor(now))
 
 
 @functools.lru_cache(maxsize=32)
@@ -157,30 +164,47 @@ def readings(meters: list[Meter], raw: list[int]) -> list[Reading]:
 
 
 def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
-    """lua/meters.lua's arguments: the mode, then each meter's kind, limit, amount and window."""
+    """lua/meters.lua's arguments: the mode, then each meter's kind, limit, window and amount."""
     args: list[str | int] = ["check" if check else "force"]
     for m in meters:
-        args += (m.kind, m.limit, m.amount, _script_window(m))
+        args += (m.kind, m.limit, _window_arg(m.kind, _span(m)), m.amount)
     return args
 
 
-def packed_script_args(meters: list[Meter], *, check: bool) -> list[bytes]:
-    """script_args already RESP-encoded, one item per meter (for redis_calls.DirectCalls): a
-    meter's kind and limit come from a cache, as the same meters come back on every request."""
-    return [
-        bulk("check" if check else "force"),
-        *(
-            _kind_and_limit(m.kind, m.limit) + bulk_number(m.amount) + bulk_number(_script_window(m))
-            for m in meters
-        ),
-    ]
+def packed_script_call(keys: list[str], meters: list[Meter], *, check: bool) -> tuple[int, list[bytes]]:
+    """lua/meters.lua's call after the script's name, RESP-encoded for redis_calls.DirectCalls:
+    the number of bulk strings, then them (the key count, the keys, the arguments of
+    script_args; one item per meter among the arguments). The same meters come back on every
+    request, their windows included (a rate's length, a calendar window's end), so all of a
+    meter but its amount comes from a cache."""
+    names = [bulk_int(len(keys))]
+    args = [_CHECK if check else _FORCE]
+    for key, m in zip(keys, meters, strict=True):
+        name, constant = _constant_part(key, m.kind, m.limit, _span(m))
+        names.append(name)
+        amount = m.amount
+        args.append(
+            constant + (b"$20\r\n%020d\r\n" % amount if _PADDED < amount < -_PADDED else bulk_number(amount))
+        )
+    return 2 + len(keys) + 4 * len(meters), names + args
 
 
-def _script_window(meter: Meter) -> int:
-    """A rate's window in µs; a calendar window's time left in ms (the key's expiry on creation)."""
-    return max(math.ceil(meter.window_s * (US if meter.kind == "rate" else 1000)), 1)
+_CHECK, _FORCE = bulk("check"), bulk("force")
+_PADDED = -(10**18)  # bulk_number pads what lies strictly between this and its opposite
 
 
-@functools.lru_cache(maxsize=1024)
-def _kind_and_limit(kind: str, limit: int) -> bytes:
-    return bulk(kind) + bulk_number(limit)
+def _span(meter: Meter) -> float:
+    """A rate's window (seconds); a calendar window's end (Unix time)."""
+    if meter.kind == "rate":
+        return meter.window_s
+    return meter.ends_at or time.time() + meter.window_s
+
+
+def _window_arg(kind: str, span: float) -> int:
+    """A rate's window in µs; a calendar window's end in Unix ms (its key's expiry, PEXPIREAT)."""
+    return max(math.ceil(span * (US if kind == "rate" else 1000)), 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _constant_part(key: str, kind: str, limit: int, span: float) -> tuple[bytes, bytes]:
+    return bulk(key), bulk(kind) + bulk_number(limit) + bulk_number(_window_arg(kind, span))

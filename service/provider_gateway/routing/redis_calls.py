@@ -21,7 +21,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-IDLE_MAX = 32  # connections kept between calls; more are opened under load and closed after
+IDLE_MAX = 64  # connections kept between calls; a burst beyond opens more, closed after it
 
 
 @functools.lru_cache(maxsize=4096)
@@ -45,10 +45,10 @@ def bulk_number(value: int) -> bytes:
     return bulk_int(value)
 
 
-def pack(count: int, *chunks: Sequence[bytes]) -> bytes:
-    """One RESP command of `count` bulk strings, already encoded in `chunks` (an item of a chunk
+def pack(count: int, head: Sequence[bytes], body: Sequence[bytes]) -> bytes:
+    """One RESP command of `count` bulk strings, already encoded in `head` then `body` (an item
     may hold several)."""
-    return b"".join((b"*%d\r\n" % count, *(item for chunk in chunks for item in chunk)))
+    return b"".join([b"*%d\r\n" % count, *head, *body])
 
 
 class DirectCalls:

@@ -26,7 +26,7 @@ from provider_gateway.routing.meters import (
     Meter,
     Reading,
     Refusal,
-    packed_script_args,
+    packed_script_call,
     readings,
     script,
     script_args,
@@ -126,19 +126,18 @@ class LuaScript:
                 return await self._client.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
             except self._missing:
                 return await self._client.execute_command("EVAL", self._text, len(keys), *keys, *args)
-        return await self.packed(
-            keys, [bulk(a) if isinstance(a, str) else bulk_int(a) for a in args], len(args)
-        )
+        body = [bulk_int(len(keys)), *map(bulk, keys)]
+        body += [bulk(a) if isinstance(a, str) else bulk_int(a) for a in args]
+        return await self.packed(len(body), body)
 
-    async def packed(self, keys: list[str], args: Sequence[bytes], count: int) -> Any:
-        """With `direct` only: `args` already RESP bulk strings, `count` of them."""
+    async def packed(self, count: int, body: Sequence[bytes]) -> Any:
+        """With `direct` only: the call's key count, keys and arguments already RESP-encoded
+        (`count` bulk strings in `body`)."""
         assert self._direct is not None, "packed arguments need the direct connections"
-        count += 3 + len(keys)
-        keys_part = (bulk_int(len(keys)), *map(bulk, keys))
         try:
-            return await self._direct.call(pack(count, self._by_sha, keys_part, args))
+            return await self._direct.call(pack(count + 2, self._by_sha, body))
         except self._missing:
-            return await self._direct.call(pack(count, self._whole, keys_part, args))
+            return await self._direct.call(pack(count + 2, self._whole, body))
 
 
 class RedisCounterStore:
@@ -297,8 +296,8 @@ class RedisMeters:
                 if self.store.direct is None:
                     index, wait_us = await self._meter(self._keys(meters), script_args(meters, check=check))
                 else:
-                    args = packed_script_args(meters, check=check)
-                    index, wait_us = await self._meter.packed(self._keys(meters), args, 1 + 4 * len(meters))
+                    count, body = packed_script_call(self._keys(meters), meters, check=check)
+                    index, wait_us = await self._meter.packed(count, body)
             except Exception as exc:  # any Redis failure: the configured outage behaviour
                 self.store._failed(exc)
             else:

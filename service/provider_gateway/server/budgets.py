@@ -26,7 +26,7 @@ from provider_gateway.config import Section
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.pricing import PriceTable
 from provider_gateway.routing.consumption import Consumed
-from provider_gateway.routing.meters import WINDOWS, Meter, MeterKind, Meters, Reading, calendar_window
+from provider_gateway.routing.meters import WINDOWS, Meter, MeterKind, Meters, Reading, calendar_window_end
 from provider_gateway.routing.router import Router
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -362,13 +362,13 @@ class Budgets:
 
     def _budget_meters(self, shape: Shape, tokens: int, micros: int) -> list[tuple[Meter, Label]]:
         now = self.clock()
-        windows: dict[str, tuple[str, float]] = {}  # a few budgets share each window
+        windows: dict[str, tuple[str, int]] = {}  # a few budgets share each window
         found = []
         for s in shape.budgets:
             window = s.label.window
-            name, left_s = windows.get(window) or windows.setdefault(window, calendar_window(window, now))
+            name, ends = windows.get(window) or windows.setdefault(window, calendar_window_end(window, now))
             amount = micros if s.label.metric == "usd_micros" else tokens
-            found.append((Meter(f"{s.key}:{name}", "window", amount, s.limit, left_s), s.label))
+            found.append((Meter(f"{s.key}:{name}", "window", amount, s.limit, ends - now, ends), s.label))
         return found
 
     async def admit(self, key: str, limits: Limits, team: str, request: Any, method: str) -> Ticket:
@@ -411,7 +411,7 @@ class Budgets:
                 delta = 0 if micros is None else micros - ticket.reserved_micros
             else:
                 delta = outcome.all_tokens() - ticket.reserved_tokens
-            changes.append(Meter(meter.key, "window", delta, meter.limit, meter.window_s))
+            changes.append(meter._replace(amount=delta))
         changes = [m for m in changes if m.amount]
         if changes:
             await self.meters.meter(changes, check=False)

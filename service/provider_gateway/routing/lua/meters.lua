@@ -2,45 +2,46 @@
 -- script runs on one node of a Redis Cluster (and on Valkey) unchanged.
 --
 -- KEYS: the meters. ARGV[1]: "check" (all or nothing) or "force" (add without checking: what was
--- spent is spent). Then four arguments per key: kind, limit, amount, window.
+-- spent is spent). Then four arguments per key: kind, limit, window, amount.
 --   kind "rate": GCRA. The key holds the theoretical arrival time (µs, Redis's clock); each unit
 --     moves it by window/limit (window in µs), and a request passes while it stays within one
 --     window of now.
 --   kind "window": a calendar window (the key's name says which). The key holds what was spent;
---     `window` is the time left in it (ms), the key's expiry, set when the key is created. A forced
---     amount may be negative (a refund).
+--     `window` is the window's end (Unix ms), the key's expiry, set when the key is created. A
+--     forced amount may be negative (a refund).
 -- Returns {0, 0} when added, else {index of the first refusing meter, microseconds to wait}.
 --
 -- Each redis.call costs the server about as much as a whole PING round trip does (1-4 µs), so the
 -- script makes as few as it can: one MGET for every meter, TIME only when a rate meter needs it,
--- then one write per meter (the expiry only when the write created the key).
+-- then one write per meter (and the expiry only when the write created the key).
 local check = ARGV[1] == 'check'
 local values = redis.call('MGET', unpack(KEYS))
 local now
+local function clock()
+  if not now then
+    local parts = redis.call('TIME')
+    now = tonumber(parts[1]) * 1000000 + tonumber(parts[2])
+  end
+  return now
+end
 local planned = {}
 for i = 1, #KEYS do
   local at = i * 4 - 2 -- ARGV index of the meter's kind
-  local amount = tonumber(ARGV[at + 2])
+  local limit, window, amount = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
   if ARGV[at] == 'rate' then
-    if not now then
-      local parts = redis.call('TIME')
-      now = tonumber(parts[1]) * 1000000 + tonumber(parts[2])
-    end
-    local limit, window = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 3])
-    local tat = tonumber(values[i] or '0')
-    if tat < now then tat = now end
+    local tat = math.max(tonumber(values[i] or '0'), clock())
     local after = math.ceil(tat + amount * window / limit)
     if check and after - now > window then return {i, after - now - window} end
     planned[i] = after
-  elseif check and tonumber(values[i] or '0') + amount > tonumber(ARGV[at + 1]) then
+  elseif check and tonumber(values[i] or '0') + amount > limit then
     local ttl = redis.call('PTTL', KEYS[i])
-    if ttl < 0 then ttl = tonumber(ARGV[at + 3]) end
-    return {i, ttl * 1000}
+    if ttl < 0 then ttl = window - math.floor(clock() / 1000) end
+    return {i, math.max(ttl, 1) * 1000}
   end
 end
 for i = 1, #KEYS do
   local at = i * 4 - 2
-  local amount = tonumber(ARGV[at + 2])
+  local amount = tonumber(ARGV[at + 3])
   if planned[i] then
     redis.call('SET', KEYS[i], string.format('%.0f', planned[i]), 'PX', math.ceil((planned[i] - now) / 1000) + 1)
   elseif amount ~= 0 and (values[i] or amount > 0) then -- a refund of nothing stays nothing
@@ -48,7 +49,7 @@ for i = 1, #KEYS do
     if spent <= 0 then
       redis.call('DEL', KEYS[i])
     elseif not values[i] then
-      redis.call('PEXPIRE', KEYS[i], math.max(tonumber(ARGV[at + 3]), 1))
+      redis.call('PEXPIREAT', KEYS[i], string.format('%.0f', tonumber(ARGV[at + 2])))
     end
   end
 end
