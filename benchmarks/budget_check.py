@@ -4,17 +4,23 @@ Builds the gateway's own auth interceptor from a config (no server started), the
 request, the check before dispatch (`Budgets.admit`: the worst case priced from the router's plan,
 then one atomic Lua call over every meter of the key and its team: one round trip) and the
 settlement (`Budgets.settle`: one forced Lua call, which the gateway runs after the answer is sent,
-so it adds nothing to the answer's latency), each alone, sequentially, on one event loop:
+so it adds nothing to the answer's latency), on one event loop:
 
   none       a key without limits (the floor: what the interceptor does for every key)
   quotas     requests_per_minute and tokens_per_minute (two GCRA meters)
-  budgets    rpm/tpm plus money and token budgets of the key and its team (9 meters in one call)
-  PING       a bare Redis PING on the same connection pool: the floor of any check kept in Redis
+  budgets    rpm/tpm plus money and token budgets of the key and its team (8 meters in one call:
+             2 rates, 4 calendar budgets of the key, 2 of its team)
+  PING direct    a bare PING on the connections the checks use (routing/redis_calls.py): the
+                 floor of any check kept in Redis
+  PING redis-py  a bare PING through redis-py's client (its pool, retry and timeout layers)
 
+The machine these run on is shared, so its speed drifts within seconds: each request measures
+every key's check and both PINGs one after the other (interleaved), so that a difference between
+them is not a drift. The settlements follow, all of them (the limits are out of reach, so the order
+changes no answer), then a short run per key reads Redis's own time per script (INFO commandstats).
 In one run: the in-process meters (the baseline), then a redis-server started on 127.0.0.1, read
 with hiredis (the optional extra `redis`; skipped when not installed) and with redis-py's own
-parser. The table has the medians over `--runs` runs of each figure, and the check's p50 minus the
-PING's and minus the in-process one.
+parser. The table has the medians over `--runs` runs of each figure.
 Usage: .venv/bin/python benchmarks/budget_check.py [--requests 2000] [--runs 5]   (a Markdown table)
 """
 
@@ -84,56 +90,63 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str]:
     return process, f"redis://127.0.0.1:{port}/0"
 
 
-async def measure(
-    interceptor: AuthInterceptor, key: str, requests: int, store: Any
-) -> tuple[list[float], list[float], float, float]:
-    """Check times, settle times (µs), and Redis's own time per script call for the checks and for
-    the settlements (INFO commandstats; 0 in-process). All checks first, then their settlements:
-    the limits are far out of reach, so the order changes no answer, and each is measured alone."""
-    principal = next(p for p in interceptor.config.keys if p.name == key)
-    request = pb.ChatRequest(
+def chat_request() -> pb.ChatRequest:
+    return pb.ChatRequest(
         model="mock/echo",
         max_tokens=64,
         messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="a short question " * 8)])],
     )
-    answer = pb.ChatResponse(usage=pb.Usage(input_tokens=40, output_tokens=20))
+
+
+PING = b"*1\r\n$4\r\nPING\r\n"
+FLOORS = ("PING direct", "PING redis-py")
+
+
+async def measure(interceptor: AuthInterceptor, requests: int, store: Any) -> dict[str, tuple[float, ...]]:
+    """name -> check p50, check p99, settle p50, Redis µs per check script (µs), for every key and,
+    with Redis, both PINGs; each request times every key's check and both PINGs in turn."""
+    principals = {key: next(p for p in interceptor.config.keys if p.name == key) for key in KEYS}
+    request = chat_request()
     warm_up = requests // 10  # the first tenth warms up and is dropped
-    admits, settles, tickets = [], [], []
-    await server_time(store)
+    times: dict[str, list[float]] = {name: [] for name in (*KEYS, *(FLOORS if store else ()))}
+    tickets: dict[str, list[Any]] = {key: [] for key in KEYS}
     for _ in range(requests + warm_up):
-        started = time.perf_counter_ns()
-        tickets.append(await interceptor.quotas.admit(principal, request, "Chat"))
-        admits.append((time.perf_counter_ns() - started) / 1e3)
-    check_lua = await server_time(store)
-    for ticket in tickets:
-        outcome = Outcome()
-        outcome.see(answer)
-        started = time.perf_counter_ns()
-        await interceptor.quotas.settle(ticket, outcome)
-        settles.append((time.perf_counter_ns() - started) / 1e3)
-    return admits[warm_up:], settles[warm_up:], check_lua, await server_time(store)
+        for key, principal in principals.items():
+            started = time.perf_counter_ns()
+            tickets[key].append(await interceptor.quotas.admit(principal, request, "Chat"))
+            times[key].append((time.perf_counter_ns() - started) / 1e3)
+        if store is not None:
+            started = time.perf_counter_ns()
+            await store.direct.call(PING)
+            times["PING direct"].append((time.perf_counter_ns() - started) / 1e3)
+            started = time.perf_counter_ns()
+            await store._client.ping()
+            times["PING redis-py"].append((time.perf_counter_ns() - started) / 1e3)
+    answer = pb.ChatResponse(usage=pb.Usage(input_tokens=40, output_tokens=20))
+    found = {}
+    for name, values in times.items():
+        settles = []
+        for ticket in tickets.get(name, ()):
+            outcome = Outcome()
+            outcome.see(answer)
+            started = time.perf_counter_ns()
+            await interceptor.quotas.settle(ticket, outcome)
+            settles.append((time.perf_counter_ns() - started) / 1e3)
+        lua = await server_time(store, interceptor, principals.get(name)) if name in KEYS else 0.0
+        settle = statistics.median(settles[warm_up:]) if settles else 0.0
+        found[name] = (*p50_p99(values[warm_up:]), settle, lua)
+    return found
 
 
-async def server_time(store: Any) -> float:
-    """Redis's µs per script call since the last reading (then reset); 0 without Redis."""
+async def server_time(store: Any, interceptor: AuthInterceptor, principal: Any) -> float:
+    """Redis's own µs per check script of `principal` (INFO commandstats); 0 without Redis."""
     if store is None:
         return 0.0
-    stats = await store._client.info("commandstats")
     await store._client.config_resetstat()
+    for _ in range(300):
+        await interceptor.quotas.admit(principal, chat_request(), "Chat")
+    stats = await store._client.info("commandstats")
     return float(stats.get("cmdstat_evalsha", {}).get("usec_per_call", 0.0))
-
-
-async def round_trips(store: Any, requests: int) -> dict[str, list[float]]:
-    """Bare PINGs: through redis-py's client, and on the connections the checks use."""
-    times: dict[str, list[float]] = {"PING redis-py": [], "PING direct": []}
-    for _ in range(requests):
-        started = time.perf_counter_ns()
-        await store._client.ping()
-        times["PING redis-py"].append((time.perf_counter_ns() - started) / 1e3)
-        started = time.perf_counter_ns()
-        await store.direct.call(b"*1\r\n$4\r\nPING\r\n")
-        times["PING direct"].append((time.perf_counter_ns() - started) / 1e3)
-    return times
 
 
 def p50_p99(values: list[float]) -> tuple[float, float]:
@@ -149,8 +162,6 @@ STORES: dict[str, tuple[str, Any]] = {
 
 
 async def one_run(url: str, requests: int) -> dict[tuple[str, str], tuple[float, ...]]:
-    """(store, key) -> check p50, check p99, settle p50, settle p99 (µs), Redis's µs per check's and
-    per settlement's script; keys "PING redis-py" and "PING direct" are the floors."""
     found: dict[tuple[str, str], tuple[float, ...]] = {}
     for store, (redis_url, parser) in STORES.items():
         if parser is _AsyncHiredisParser and not HIREDIS_AVAILABLE:
@@ -160,18 +171,10 @@ async def one_run(url: str, requests: int) -> dict[tuple[str, str], tuple[float,
         counters = server.counters if parser is not None else None
         if counters is not None:  # before the pool's first connection
             counters._client.connection_pool.connection_kwargs["parser_class"] = parser
-        interceptor = server.auth[0]
-        for key in KEYS:
-            admits, settles, check_lua, settle_lua = await measure(interceptor, key, requests, counters)
-            found[store, key] = (*p50_p99(admits), *p50_p99(settles), check_lua, settle_lua)
-        if counters is not None:  # the floor: one bare round trip, each way
-            for name, times in (await round_trips(counters, requests)).items():
-                found[store, name] = (*p50_p99(times), 0.0, 0.0, 0.0, 0.0)
+        for name, figures in (await measure(server.auth[0], requests, counters)).items():
+            found[store, name] = figures
         await server.router.aclose()
     return found
-
-
-FLOORS = ("PING redis-py", "PING direct")
 
 
 async def main(requests: int, runs: int) -> None:
@@ -196,18 +199,16 @@ async def main(requests: int, runs: int) -> None:
             continue
         for key in (*KEYS, *(FLOORS if redis_url else ())):
             p50, p99 = median(store, key, 0), median(store, key, 1)
-            compared = bool(redis_url) and key in KEYS and key != "none"
             cells = ["", "", "", "", ""]
-            if compared:
-                cells = [
+            if key in KEYS:
+                cells[4] = f"{median(store, key, 2):.1f}"
+            if redis_url and key in KEYS and key != "none":
+                cells[:4] = [
                     f"{p50 - median(store, 'PING direct', 0):.1f}",
                     f"{p50 - median(store, 'PING redis-py', 0):.1f}",
                     f"{p50 - median('memory', key, 0):.1f}",
-                    f"{median(store, key, 4):.1f}",
-                    f"{median(store, key, 2):.1f}",
+                    f"{median(store, key, 3):.1f}",
                 ]
-            elif key in KEYS:
-                cells[4] = f"{median(store, key, 2):.1f}"
             print(f"| {store} | {key} | {p50:.1f} | {p99:.1f} | {' | '.join(cells)} |")
 
 

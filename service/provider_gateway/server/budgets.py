@@ -295,6 +295,11 @@ class Slot:
     label: Label
 
 
+type Named = tuple[
+    str, int, int, Label, bool
+]  # key with its window's name, limit, window's end, label, money
+
+
 @dataclass(frozen=True, slots=True)
 class Shape:
     """The meters one method of one key (and its team) goes through, built once and kept: a
@@ -306,6 +311,8 @@ class Shape:
     budgets: list[Slot]
     tpm_keys: list[tuple[str, int]]
     money: bool  # a money budget among them: the worst case needs a price
+    # The budgets with their windows named, for one second: [that second, its Named per budget].
+    named: list[Any] = field(default_factory=lambda: [-1, []])
 
 
 class Budgets:
@@ -362,14 +369,19 @@ class Budgets:
 
     def _budget_meters(self, shape: Shape, tokens: int, micros: int) -> list[tuple[Meter, Label]]:
         now = self.clock()
-        windows: dict[str, tuple[str, int]] = {}  # a few budgets share each window
-        found = []
-        for s in shape.budgets:
-            window = s.label.window
-            name, ends = windows.get(window) or windows.setdefault(window, calendar_window_end(window, now))
-            amount = micros if s.label.metric == "usd_micros" else tokens
-            found.append((Meter(f"{s.key}:{name}", "window", amount, s.limit, ends - now, ends), s.label))
-        return found
+        second, named = shape.named
+        if second != math.floor(now):  # name the windows once a second, not once a request
+            named = [self._named(s, now) for s in shape.budgets]
+            shape.named[:] = [math.floor(now), named]
+        return [
+            (Meter(key, "window", micros if money else tokens, limit, ends - now, ends), label)
+            for key, limit, ends, label, money in named
+        ]
+
+    @staticmethod
+    def _named(slot: Slot, now: float) -> Named:
+        name, ends = calendar_window_end(slot.label.window, now)
+        return f"{slot.key}:{name}", slot.limit, ends, slot.label, slot.label.metric == "usd_micros"
 
     async def admit(self, key: str, limits: Limits, team: str, request: Any, method: str) -> Ticket:
         shape = self.shape(key, limits, team, method)
