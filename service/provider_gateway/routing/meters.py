@@ -207,4 +207,4 @@ def _window_arg(kind: str, span: float) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def _constant_part(key: str, kind: str, limit: int, span: float) -> tuple[bytes, bytes]:
-    return bulk(key), bulk(kind) + bulk_number(limit) + bulk_number(_window_arg(kind, span))
+    return bulk(key), bulk(kind) + bulk_int(limit) + bulk_int(_window_arg(kind, span))  # cached: unpadded
