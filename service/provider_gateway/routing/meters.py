@@ -171,22 +171,44 @@ def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
     return args
 
 
-def packed_script_call(keys: list[str], meters: list[Meter], *, check: bool) -> tuple[int, list[bytes]]:
-    """lua/meters.lua's call after the script's name, RESP-encoded for redis_calls.DirectCalls:
-    the number of bulk strings, then them (the key count, the keys, the arguments of
-    script_args; one item per meter among the arguments). The same meters come back on every
-    request, their windows included (a rate's length, a calendar window's end), so all of a
-    meter but its amount comes from a cache."""
-    names = [bulk_int(len(keys))]
-    args = [_CHECK if check else _FORCE]
-    for key, m in zip(keys, meters, strict=True):
-        name, constant = _constant_part(key, m.kind, m.limit, _span(m))
-        names.append(name)
-        amount = m.amount
-        args.append(
-            constant + (b"$20\r\n%020d\r\n" % amount if _PADDED < amount < -_PADDED else bulk_number(amount))
-        )
-    return 2 + len(keys) + 4 * len(meters), names + args
+class PackedScriptCalls:
+    """lua/meters.lua's calls, RESP-encoded for redis_calls.DirectCalls, on keys under `prefix`.
+
+    The same meters come back on every request, their windows included (a rate's length, a
+    calendar window's end), so all of a meter but its amount is encoded once and kept, by the
+    meter's own key (a string the caller keeps too, so its hash is computed once)."""
+
+    KEEP_MAX = 4096  # meters of every key and team in use; a bound all the same
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._kept: dict[str, tuple[MeterKind, int, float, bytes, bytes]] = {}
+
+    def call(self, meters: list[Meter], *, check: bool) -> tuple[int, list[bytes]]:
+        """The call after the script's name: how many bulk strings, then them (the key count, the
+        keys, the arguments of script_args; one item per meter among the arguments)."""
+        names = [bulk_int(len(meters))]
+        args = [_CHECK if check else _FORCE]
+        for m in meters:
+            span = _span(m)
+            kept = self._kept.get(m.key)
+            if kept is None or kept[:3] != (m.kind, m.limit, span):
+                kept = self._keep(m, span)
+            names.append(kept[3])
+            amount = m.amount
+            args.append(
+                kept[4]
+                + (b"$20\r\n%020d\r\n" % amount if _PADDED < amount < -_PADDED else bulk_number(amount))
+            )
+        return 2 + 5 * len(meters), names + args
+
+    def _keep(self, meter: Meter, span: float) -> tuple[MeterKind, int, float, bytes, bytes]:
+        if len(self._kept) >= self.KEEP_MAX:
+            self._kept.clear()
+        constant = bulk(meter.kind) + bulk_int(meter.limit) + bulk_int(_window_arg(meter.kind, span))
+        kept = (meter.kind, meter.limit, span, bulk(self._prefix + meter.key), constant)
+        self._kept[meter.key] = kept
+        return kept
 
 
 _CHECK, _FORCE = bulk("check"), bulk("force")
@@ -203,8 +225,3 @@ def _span(meter: Meter) -> float:
 def _window_arg(kind: str, span: float) -> int:
     """A rate's window in µs; a calendar window's end in Unix ms (its key's expiry, PEXPIREAT)."""
     return max(math.ceil(span * (US if kind == "rate" else 1000)), 1)
-
-
-@functools.lru_cache(maxsize=4096)
-def _constant_part(key: str, kind: str, limit: int, span: float) -> tuple[bytes, bytes]:
-    return bulk(key), bulk(kind) + bulk_int(limit) + bulk_int(_window_arg(kind, span))  # cached: unpadded

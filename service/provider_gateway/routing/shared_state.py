@@ -24,9 +24,9 @@ from provider_gateway.routing.meters import (
     US,
     MemoryMeters,
     Meter,
+    PackedScriptCalls,
     Reading,
     Refusal,
-    packed_script_call,
     readings,
     script,
     script_args,
@@ -285,6 +285,7 @@ class RedisMeters:
         self.local = MemoryMeters()
         self._meter = LuaScript(store._client, script("meters.lua"), store.direct)
         self._read = LuaScript(store._client, script("meters_read.lua"), store.direct)
+        self._packed = PackedScriptCalls(store._prefix + "m:")
         self._refusing = False
 
     def _keys(self, meters: list[Meter]) -> list[str]:
@@ -296,7 +297,7 @@ class RedisMeters:
                 if self.store.direct is None:
                     index, wait_us = await self._meter(self._keys(meters), script_args(meters, check=check))
                 else:
-                    count, body = packed_script_call(self._keys(meters), meters, check=check)
+                    count, body = self._packed.call(meters, check=check)
                     index, wait_us = await self._meter.packed(count, body)
             except Exception as exc:  # any Redis failure: the configured outage behaviour
                 self.store._failed(exc)
