@@ -32,7 +32,7 @@ _LENGTHS = {"minute": 60, "hour": 3600, "day": 86400}
 US = 1_000_000
 
 
-class Meter(NamedTuple):  # a tuple: a check builds several per request, a frozen dataclass costs 3x
+class Meter(NamedTuple):  # a tuple: a check builds several per request; a frozen dataclass costs ~3x
     key: str
     kind: MeterKind
     amount: int

@@ -2,9 +2,9 @@
 
 redis-py's `execute_command` wraps each command in a pool checkout behind a lock (which also
 probes the socket), a retry object, a write under `asyncio.wait_for` (a task per write),
-observability records and a generic packer: about 70 µs per call on the 2-core VM of
-benchmarks/RESULTS.md ("Budget check per request"), more than Redis takes to run the budget check's
-script. `DirectCalls` keeps a few connections of the client's own kind (same host, password, TLS,
+observability records and a generic packer: 60-80 µs per call on the 2-core VM of
+benchmarks/RESULTS.md ("Budget check per request"; a PING takes 150 µs that way, 90 µs here), more
+than Redis takes to run the budget check's script. `DirectCalls` keeps a few connections of the client's own kind (same host, password, TLS,
 database, parser) and sends a command already packed, under one deadline for the round trip.
 
 A connection carries one command at a time. A call that fails, times out or is cancelled between
@@ -61,6 +61,7 @@ class DirectCalls:
         self._pool = pool
         self._timeout_s = timeout_s
         self._idle: list[Any] = []
+        self._open = True  # until aclose: a call still under way then closes its connection
         self._closed = Closed
         self._answered = ResponseError  # an error reply: read whole, the connection stays usable
 
@@ -94,12 +95,13 @@ class DirectCalls:
         return self._pool.connection_class(**kwargs)
 
     async def _release(self, connection: Any) -> None:
-        if len(self._idle) < IDLE_MAX:
+        if self._open and len(self._idle) < IDLE_MAX:
             self._idle.append(connection)
         else:
             await connection.disconnect(nowait=True)
 
     async def aclose(self) -> None:
+        self._open = False
         idle, self._idle = self._idle, []
         for connection in idle:
             with contextlib.suppress(Exception):
