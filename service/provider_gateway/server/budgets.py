@@ -295,9 +295,8 @@ class Slot:
     label: Label
 
 
-type Named = tuple[
-    str, int, int, Label, bool
-]  # key with its window's name, limit, window's end, label, money
+# A budget with its window named: key (window's name included), limit, window's end, label, money.
+type Named = tuple[str, int, int, Label, bool]
 
 
 @dataclass(frozen=True, slots=True)
