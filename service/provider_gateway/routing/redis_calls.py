@@ -2,7 +2,7 @@
 
 redis-py's `execute_command` wraps each command in a pool checkout behind a lock (which also
 probes the socket), a retry object, a write under `asyncio.wait_for` (a task per write),
-observability records and a generic packer: 60-80 µs per call on the 2-core VM of
+observability records and a generic packer: 55-80 µs per call on the 2-core VM of
 benchmarks/RESULTS.md ("Budget check per request"; a PING takes 150 µs that way, 90 µs here), more
 than Redis takes to run the budget check's script. `DirectCalls` keeps a few connections of the client's own kind (same host, password, TLS,
 database, parser) and sends a command already packed, under one deadline for the round trip.
