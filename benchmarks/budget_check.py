@@ -4,17 +4,23 @@ Builds the gateway's own auth interceptor from a config (no server started), the
 request, the check before dispatch (`Budgets.admit`: the worst case priced from the router's plan,
 then one atomic Lua call over every meter of the key and its team: one round trip) and the
 settlement (`Budgets.settle`: one forced Lua call, which the gateway runs after the answer is sent,
-so it adds nothing to the answer's latency), each alone, sequentially, on one event loop:
+so it adds nothing to the answer's latency), on one event loop:
 
   none       a key without limits (the floor: what the interceptor does for every key)
   quotas     requests_per_minute and tokens_per_minute (two GCRA meters)
-  budgets    rpm/tpm plus money and token budgets of the key and its team (9 meters in one call)
-  PING       a bare Redis PING on the same connection pool: the floor of any check kept in Redis
+  budgets    rpm/tpm plus money and token budgets of the key and its team (8 meters in one call:
+             2 rates, 4 calendar budgets of the key, 2 of its team)
+  PING direct    a bare PING on the connections the checks use (routing/redis_calls.py): the
+                 floor of any check kept in Redis
+  PING redis-py  a bare PING through redis-py's client (its pool, retry and timeout layers)
 
+The machine these run on is shared, so its speed drifts within seconds: each request measures
+every key's check and both PINGs one after the other (interleaved), so that a difference between
+them is not a drift. The settlements follow, all of them (the limits are out of reach, so the order
+changes no answer), then a short run per key reads Redis's own time per script (INFO commandstats).
 In one run: the in-process meters (the baseline), then a redis-server started on 127.0.0.1, read
 with hiredis (the optional extra `redis`; skipped when not installed) and with redis-py's own
-parser. The table has the medians over `--runs` runs of each figure, and the check's p50 minus the
-PING's and minus the in-process one.
+parser. The table has the medians over `--runs` runs of each figure.
 Usage: .venv/bin/python benchmarks/budget_check.py [--requests 2000] [--runs 5]   (a Markdown table)
 """
 
@@ -56,7 +62,9 @@ TEAM = (
 def config_text(redis_url: str) -> str:
     text = '[prices.mock."echo"]\ninput = 2.0\noutput = 5.0\n' + TEAM
     if redis_url:
-        text += f'[redis]\nurl = "{redis_url}"\nprefix = "bench{time.monotonic_ns()}:"\n'
+        # A shared machine may stall a round trip past the default 250 ms, which would measure
+        # the per-process fallback instead.
+        text += f'[redis]\nurl = "{redis_url}"\nprefix = "bench{time.monotonic_ns()}:"\ntimeout_ms = 10000\n'
     for name, limits in KEYS.items():
         text += f'[[auth.keys]]\nname = "{name}"\nsha256 = "{hash_key(name * 30)}"\n{limits}\n'
     return text
@@ -82,36 +90,63 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str]:
     return process, f"redis://127.0.0.1:{port}/0"
 
 
-async def measure(interceptor: AuthInterceptor, key: str, requests: int) -> tuple[list[float], list[float]]:
-    principal = next(p for p in interceptor.config.keys if p.name == key)
-    request = pb.ChatRequest(
+def chat_request() -> pb.ChatRequest:
+    return pb.ChatRequest(
         model="mock/echo",
         max_tokens=64,
         messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="a short question " * 8)])],
     )
+
+
+PING = b"*1\r\n$4\r\nPING\r\n"
+FLOORS = ("PING direct", "PING redis-py")
+
+
+async def measure(interceptor: AuthInterceptor, requests: int, store: Any) -> dict[str, tuple[float, ...]]:
+    """name -> check p50, check p99, settle p50, Redis µs per check script (µs), for every key and,
+    with Redis, both PINGs; each request times every key's check and both PINGs in turn."""
+    principals = {key: next(p for p in interceptor.config.keys if p.name == key) for key in KEYS}
+    request = chat_request()
+    warm_up = requests // 10  # the first tenth warms up and is dropped
+    times: dict[str, list[float]] = {name: [] for name in (*KEYS, *(FLOORS if store else ()))}
+    tickets: dict[str, list[Any]] = {key: [] for key in KEYS}
+    for _ in range(requests + warm_up):
+        for key, principal in principals.items():
+            started = time.perf_counter_ns()
+            tickets[key].append(await interceptor.quotas.admit(principal, request, "Chat"))
+            times[key].append((time.perf_counter_ns() - started) / 1e3)
+        if store is not None:
+            started = time.perf_counter_ns()
+            await store.direct.call(PING)
+            times["PING direct"].append((time.perf_counter_ns() - started) / 1e3)
+            started = time.perf_counter_ns()
+            await store._client.ping()
+            times["PING redis-py"].append((time.perf_counter_ns() - started) / 1e3)
     answer = pb.ChatResponse(usage=pb.Usage(input_tokens=40, output_tokens=20))
-    admits, settles = [], []
-    for i in range(requests + requests // 10):  # the first tenth warms up and is dropped
-        started = time.perf_counter_ns()
-        ticket = await interceptor.quotas.admit(principal, request, "Chat")
-        admitted = time.perf_counter_ns()
-        outcome = Outcome()
-        outcome.see(answer)
-        await interceptor.quotas.settle(ticket, outcome)
-        settled = time.perf_counter_ns()
-        if i >= requests // 10:
-            admits.append((admitted - started) / 1e3)
-            settles.append((settled - admitted) / 1e3)
-    return admits, settles
+    found = {}
+    for name, values in times.items():
+        settles = []
+        for ticket in tickets.get(name, ()):
+            outcome = Outcome()
+            outcome.see(answer)
+            started = time.perf_counter_ns()
+            await interceptor.quotas.settle(ticket, outcome)
+            settles.append((time.perf_counter_ns() - started) / 1e3)
+        lua = await server_time(store, interceptor, principals.get(name)) if name in KEYS else 0.0
+        settle = statistics.median(settles[warm_up:]) if settles else 0.0
+        found[name] = (*p50_p99(values[warm_up:]), settle, lua)
+    return found
 
 
-async def round_trips(store: Any, requests: int) -> list[float]:
-    times = []
-    for _ in range(requests):
-        started = time.perf_counter_ns()
-        await store._client.ping()
-        times.append((time.perf_counter_ns() - started) / 1e3)
-    return times
+async def server_time(store: Any, interceptor: AuthInterceptor, principal: Any) -> float:
+    """Redis's own µs per check script of `principal` (INFO commandstats); 0 without Redis."""
+    if store is None:
+        return 0.0
+    await store._client.config_resetstat()
+    for _ in range(300):
+        await interceptor.quotas.admit(principal, chat_request(), "Chat")
+    stats = await store._client.info("commandstats")
+    return float(stats.get("cmdstat_evalsha", {}).get("usec_per_call", 0.0))
 
 
 def p50_p99(values: list[float]) -> tuple[float, float]:
@@ -126,23 +161,18 @@ STORES: dict[str, tuple[str, Any]] = {
 }
 
 
-async def one_run(url: str, requests: int) -> dict[tuple[str, str], tuple[float, float, float, float]]:
-    """(store, key) -> check p50, check p99, settle p50, settle p99 (µs); key "PING" is the floor."""
-    found = {}
+async def one_run(url: str, requests: int) -> dict[tuple[str, str], tuple[float, ...]]:
+    found: dict[tuple[str, str], tuple[float, ...]] = {}
     for store, (redis_url, parser) in STORES.items():
         if parser is _AsyncHiredisParser and not HIREDIS_AVAILABLE:
             continue  # hiredis is the optional extra `redis`: uv sync --extra redis
         config = config_module.parse(tomllib.loads(config_text(url if redis_url else "")), "bench.toml")
         server = GatewayServer(config)
-        if parser is not None:  # before the pool's first connection
-            server.counters._client.connection_pool.connection_kwargs["parser_class"] = parser
-        interceptor = server.auth[0]
-        for key in KEYS:
-            admits, settles = await measure(interceptor, key, requests)
-            found[store, key] = (*p50_p99(admits), *p50_p99(settles))
-        if parser is not None:  # the floor: one bare round trip on the same connection pool
-            pings = p50_p99(await round_trips(server.counters, requests))
-            found[store, "PING"] = (*pings, *pings)
+        counters = server.counters if parser is not None else None
+        if counters is not None:  # before the pool's first connection
+            counters._client.connection_pool.connection_kwargs["parser_class"] = parser
+        for name, figures in (await measure(server.auth[0], requests, counters)).items():
+            found[store, name] = figures
         await server.router.aclose()
     return found
 
@@ -160,22 +190,26 @@ async def main(requests: int, runs: int) -> None:
 
     print(f"Medians of {runs} runs of {requests} requests each (after a tenth more of warm-up).\n")
     print(
-        "| meters | key | check p50 µs | check p99 µs | p50 minus PING's | p99 minus PING's "
-        "| p50 minus in-process | settle p50 µs (off the answer's path) |"
+        "| meters | key | check p50 µs | check p99 µs | p50 minus direct PING's | p50 minus redis-py PING's "
+        "| p50 minus in-process | Redis µs per check script | settle p50 µs (off the answer's path) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for store, (redis_url, _) in STORES.items():
         if (store, "none") not in results[0]:
             continue
-        for key in (*KEYS, *(("PING",) if redis_url else ())):
+        for key in (*KEYS, *(FLOORS if redis_url else ())):
             p50, p99 = median(store, key, 0), median(store, key, 1)
-            compared = redis_url and key not in ("PING", "none")
-            ping = ["", ""]
-            if compared:
-                ping = [f"{p50 - median(store, 'PING', 0):.1f}", f"{p99 - median(store, 'PING', 1):.1f}"]
-            local = f"{p50 - median('memory', key, 0):.1f}" if compared else ""
-            settle = f"{median(store, key, 2):.1f}" if key != "PING" else ""
-            print(f"| {store} | {key} | {p50:.1f} | {p99:.1f} | {' | '.join(ping)} | {local} | {settle} |")
+            cells = ["", "", "", "", ""]
+            if key in KEYS:
+                cells[4] = f"{median(store, key, 2):.1f}"
+            if redis_url and key in KEYS and key != "none":
+                cells[:4] = [
+                    f"{p50 - median(store, 'PING direct', 0):.1f}",
+                    f"{p50 - median(store, 'PING redis-py', 0):.1f}",
+                    f"{p50 - median('memory', key, 0):.1f}",
+                    f"{median(store, key, 3):.1f}",
+                ]
+            print(f"| {store} | {key} | {p50:.1f} | {p99:.1f} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ RetryInfo, reported by GetSpend; and the rolling (GCRA) meters underneath."""
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import grpc
@@ -290,3 +291,34 @@ def test_calendar_windows_are_utc_and_end_where_they_should() -> None:
     assert calendar_window("day", moment) == ("d20261231", pytest.approx(1.0))
     assert calendar_window("hour", moment + 1) == ("h2027010100", pytest.approx(3600.0))
     assert calendar_window("minute", moment + 30) == ("m202701010000", pytest.approx(31.0))
+
+
+async def test_a_money_budget_reserves_the_dearest_price_of_the_prompts_tier(gateway_factory) -> None:  # type: ignore[no-untyped-def]
+    """The worst case prices every prompt token at the dearest of input and cache writes, every
+    output token at the dearer of output and reasoning, at the tier the prompt's size selects,
+    plus the per-request price: a budget too small for it says how much the request needed."""
+    config = """
+[prices.mock."echo"]
+input = 2.0
+output = 5.0
+cache_write = 2.5
+cache_write_1h = 4.0
+reasoning = 6.0
+per_request = 0.25
+long_context_tokens = 100
+long_context_input = 8.0
+long_context_output = 9.0
+long_context_cache_write = 10.0
+""" + alice_key("usd_micros_per_day = 1")
+    async with gateway_factory(config) as gw:
+        for text, input_price, output_price in (("hi", 4.0, 6.0), ("x" * 1000, 10.0, 9.0)):
+            request = chat("mock/echo", text, max_tokens=7)
+            prompt = max(1, request.ByteSize() // 4)
+            assert (prompt > 100) == (len(text) > 100)  # the long prompt is past the tier's threshold
+            worst = math.ceil(prompt * input_price + 7 * output_price + 250_000)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await gw.stub.Chat(request, metadata=bearer(ALICE), timeout=WAIT_S)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert f"this request needs {worst} against a usd_micros budget per day of 1" in (
+                refused.value.details() or ""
+            )

@@ -9,6 +9,7 @@ import logging
 import math
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -24,6 +25,7 @@ from rpc_util import WAIT_S, chat
 from test_budgets import ALICE, PRICED_MOCK, alice_key, bearer, details, limit_of
 from test_redis import REDIS, RedisServer
 
+from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.routing.meters import MemoryMeters, Meter, calendar_window
 from provider_gateway.routing.shared_state import RedisCounterStore, RedisMeters
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -169,6 +171,71 @@ async def test_the_lua_meters_behave_as_the_in_process_ones(kind: str, redis_ser
     used = await meters.read([rpm, budget])
     assert [u.used for u in used] == [3, 90]
     assert 59 < used[0].resets_in_s <= 60
+    await store.aclose()
+
+
+async def test_a_check_cancelled_in_flight_leaves_no_reply_for_the_next_one(
+    redis_server: RedisServer,
+) -> None:
+    """The checks share a few connections, one command at a time: a check cancelled between its
+    command and Redis's reply must not leave that reply for the next check to read as its own."""
+    store = RedisCounterStore(redis_server.url, prefix=f"c{time.monotonic_ns()}:", timeout_s=5.0)
+    meters = RedisMeters(store, fail_closed=True)
+    spent = Meter("{key:k}:key:k:rpm", "rate", 1, 1, 60)
+    assert await meters.meter([spent], check=True) is None  # its burst of one is spent
+    await store._client.client_pause(300, all=True)  # Redis holds every command for 0.3 s
+    refused_later = asyncio.create_task(meters.meter([spent], check=True))
+    await asyncio.sleep(0.1)  # sent, no reply yet
+    refused_later.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await refused_later
+    fresh = Meter("{key:k}:key:k:tpm", "rate", 1, 100, 60)
+    assert await meters.meter([fresh], check=True) is None  # its own answer, not the refusal
+    assert (await meters.meter([spent], check=True)) is not None
+    await store.aclose()
+
+
+async def test_a_redis_that_stops_answering_is_an_outage_within_the_timeout(
+    redis_server: RedisServer,
+) -> None:
+    """A frozen Redis (the process stopped, its sockets open) never hangs a check: past the
+    store's timeout it fails closed as configured, and Redis serves again once it answers."""
+    assert redis_server.process is not None
+    store = RedisCounterStore(
+        redis_server.url, prefix=f"s{time.monotonic_ns()}:", timeout_s=0.2, retry_after_s=0
+    )
+    meters = RedisMeters(store, fail_closed=True)
+    budget = Meter("{key:k}:key:k:usd_micros:d1", "window", 10, 25, 600)
+    assert await meters.meter([budget], check=True) is None
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        async with asyncio.timeout(WAIT_S):
+            with pytest.raises(GatewayError) as refused:
+                await meters.meter([budget], check=True)
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    assert refused.value.kind is ErrorKind.UNAVAILABLE
+    # Redis again. The check that timed out was sent: Redis, woken, may still have counted it
+    # (as with any client that gives up on a reply), so it reads 10 or 20 of 25, never more.
+    (reading,) = await meters.read([budget])
+    assert reading.used in (10, 20)
+    assert await meters.meter([budget._replace(amount=5)], check=True) is None
+    assert [r.used for r in await meters.read([budget])] == [reading.used + 5]
+    await store.aclose()
+
+
+async def test_a_restarted_redis_is_used_again_at_once(redis_server: RedisServer) -> None:
+    """Connections opened before a Redis restart are closed by it; the next check opens a new one
+    (and sends the script again) instead of declaring an outage and leaving Redis for a while."""
+    store = RedisCounterStore(redis_server.url, prefix=f"r{time.monotonic_ns()}:", retry_after_s=30)
+    meters = RedisMeters(store, fail_closed=True)
+    rpm = Meter("{key:k}:key:k:rpm", "rate", 1, 1, 60)
+    assert await meters.meter([rpm], check=True) is None
+    redis_server.stop()
+    redis_server.start()  # same port, empty: the meter and the script are gone
+    assert await meters.meter([rpm], check=True) is None
+    assert await meters.meter([rpm], check=True) is not None  # and it is Redis that counts
+    assert store.using_redis
     await store.aclose()
 
 

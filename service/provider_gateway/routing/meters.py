@@ -22,7 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
+
+from provider_gateway.routing.redis_calls import bulk, bulk_int, bulk_number
 
 type MeterKind = Literal["rate", "window"]
 WINDOWS = ("minute", "hour", "day", "month")
@@ -30,13 +32,14 @@ _LENGTHS = {"minute": 60, "hour": 3600, "day": 86400}
 US = 1_000_000
 
 
-@dataclass(slots=True, frozen=True)
-class Meter:
+class Meter(NamedTuple):  # a tuple: a check builds several per request; a frozen dataclass costs ~3x
     key: str
     kind: MeterKind
     amount: int
     limit: int
     window_s: float  # rate: the window; window: the time left in the calendar window
+    # window: the calendar window's end (Unix seconds), its key's expiry in Redis; 0: now + window_s
+    ends_at: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -68,6 +71,11 @@ def calendar_window(window: str, now: float) -> tuple[str, float]:
     """The UTC calendar window `now` falls in: its name (part of a key) and the seconds left in it."""
     name, ends = _window_at(window, math.floor(now))
     return name, ends - now
+
+
+def calendar_window_end(window: str, now: float) -> tuple[str, int]:
+    """The UTC calendar window `now` falls in: its name and its end (Unix seconds)."""
+    return _window_at(window, math.floor(now))
 
 
 @functools.lru_cache(maxsize=32)
@@ -155,7 +163,65 @@ def readings(meters: list[Meter], raw: list[int]) -> list[Reading]:
     return found
 
 
-def script_args(meters: list[Meter], *, check: bool) -> list[str]:
-    """lua/meters.lua's two arguments: the mode, then every meter's four values in one string."""
-    spec = " ".join(f"{m.kind} {m.amount} {m.limit} {max(math.ceil(m.window_s * US), 1)}" for m in meters)
-    return ["check" if check else "force", spec]
+def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
+    """lua/meters.lua's arguments: the mode, then each meter's kind, limit, window and amount."""
+    args: list[str | int] = ["check" if check else "force"]
+    for m in meters:
+        args += (m.kind, m.limit, _window_arg(m.kind, _span(m)), m.amount)
+    return args
+
+
+class PackedScriptCalls:
+    """lua/meters.lua's calls, RESP-encoded for redis_calls.DirectCalls, on keys under `prefix`.
+
+    The same meters come back on every request, their windows included (a rate's length, a
+    calendar window's end), so all of a meter but its amount is encoded once and kept, by the
+    meter's own key (a string the caller keeps too, so its hash is computed once)."""
+
+    KEEP_MAX = 4096  # meters of every key and team in use; a bound all the same
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._kept: dict[str, tuple[MeterKind, int, float, bytes, bytes]] = {}
+
+    def call(self, meters: list[Meter], *, check: bool) -> tuple[int, list[bytes]]:
+        """The call after the script's name: how many bulk strings, then them (the key count, the
+        keys, the arguments of script_args; one item per meter among the arguments)."""
+        names = [bulk_int(len(meters))]
+        args = [_CHECK if check else _FORCE]
+        for m in meters:
+            span = _span(m)
+            kept = self._kept.get(m.key)
+            if kept is None or kept[:3] != (m.kind, m.limit, span):
+                kept = self._keep(m, span)
+            names.append(kept[3])
+            amount = m.amount
+            args.append(
+                kept[4]
+                + (b"$20\r\n%020d\r\n" % amount if _PADDED < amount < -_PADDED else bulk_number(amount))
+            )
+        return 2 + 5 * len(meters), names + args
+
+    def _keep(self, meter: Meter, span: float) -> tuple[MeterKind, int, float, bytes, bytes]:
+        if len(self._kept) >= self.KEEP_MAX:
+            self._kept.clear()
+        constant = bulk(meter.kind) + bulk_int(meter.limit) + bulk_int(_window_arg(meter.kind, span))
+        kept = (meter.kind, meter.limit, span, bulk(self._prefix + meter.key), constant)
+        self._kept[meter.key] = kept
+        return kept
+
+
+_CHECK, _FORCE = bulk("check"), bulk("force")
+_PADDED = -(10**18)  # bulk_number pads what lies strictly between this and its opposite
+
+
+def _span(meter: Meter) -> float:
+    """A rate's window (seconds); a calendar window's end (Unix time)."""
+    if meter.kind == "rate":
+        return meter.window_s
+    return meter.ends_at or time.time() + meter.window_s
+
+
+def _window_arg(kind: str, span: float) -> int:
+    """A rate's window in µs; a calendar window's end in Unix ms (its key's expiry, PEXPIREAT)."""
+    return max(math.ceil(span * (US if kind == "rate" else 1000)), 1)

@@ -24,12 +24,14 @@ from provider_gateway.routing.meters import (
     US,
     MemoryMeters,
     Meter,
+    PackedScriptCalls,
     Reading,
     Refusal,
     readings,
     script,
     script_args,
 )
+from provider_gateway.routing.redis_calls import DirectCalls, bulk, bulk_int, pack
 
 log = logging.getLogger("provider_gateway.shared_state")
 REDIS_KEYS = ("url", "url_env", "url_file", "prefix", "timeout_ms", "retry_after_s", "cluster")
@@ -103,21 +105,39 @@ return out
 class LuaScript:
     """A server-side script called by its SHA1 (EVALSHA), sent whole (EVAL, which also caches it)
     when the server lacks it: after a restart or a failover. Not redis-py's Script, whose extra
-    layer cost about 35 µs a call here (benchmarks/budget_check.py, issue 16.4)."""
+    layer cost about 35 µs a call here (benchmarks/budget_check.py, issue 16.4). With `direct`
+    (a single Redis, not a Cluster, whose client routes by slot), the command is packed here and
+    sent on `direct`'s connections, skipping redis-py's per-command layers too."""
 
-    def __init__(self, client: Any, text: str) -> None:
+    def __init__(self, client: Any, text: str, direct: DirectCalls | None = None) -> None:
         from redis.exceptions import NoScriptError  # with the client: only setups with Redis load it
 
         self._client = client
         self._text = text
         self._sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
         self._missing = NoScriptError
+        self._direct = direct
+        self._by_sha = (bulk("EVALSHA"), bulk(self._sha))
+        self._whole = (bulk("EVAL"), bulk(text))
 
-    async def __call__(self, keys: list[str], args: Sequence[Any] = ()) -> Any:
+    async def __call__(self, keys: list[str], args: Sequence[str | int] = ()) -> Any:
+        if self._direct is None:
+            try:
+                return await self._client.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+            except self._missing:
+                return await self._client.execute_command("EVAL", self._text, len(keys), *keys, *args)
+        body = [bulk_int(len(keys)), *map(bulk, keys)]
+        body += [bulk(a) if isinstance(a, str) else bulk_int(a) for a in args]
+        return await self.packed(len(body), body)
+
+    async def packed(self, count: int, body: Sequence[bytes]) -> Any:
+        """With `direct` only: the call's key count, keys and arguments already RESP-encoded
+        (`count` bulk strings in `body`)."""
+        assert self._direct is not None, "packed arguments need the direct connections"
         try:
-            return await self._client.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+            return await self._direct.call(pack(count + 2, self._by_sha, body))
         except self._missing:
-            return await self._client.execute_command("EVAL", self._text, len(keys), *keys, *args)
+            return await self._direct.call(pack(count + 2, self._whole, body))
 
 
 class RedisCounterStore:
@@ -150,9 +170,12 @@ class RedisCounterStore:
         self.local = MemoryCounterStore(clock)
         self._down_until = 0.0
         self._watch: asyncio.Task[None] | None = None
-        self._hit = LuaScript(self._client, script("meters.lua"))  # one GCRA meter a call
-        self._eject = LuaScript(self._client, EJECT_SCRIPT)
-        self._ejections = LuaScript(self._client, EJECTIONS_SCRIPT)
+        # A Cluster's client finds each key's node; a single Redis is called directly.
+        pool = None if cluster else getattr(self._client, "connection_pool", None)
+        self.direct = DirectCalls(pool, timeout_s) if pool is not None else None
+        self._hit = LuaScript(self._client, script("meters.lua"), self.direct)  # one GCRA meter a call
+        self._eject = LuaScript(self._client, EJECT_SCRIPT, self.direct)
+        self._ejections = LuaScript(self._client, EJECTIONS_SCRIPT, self.direct)
 
     @property
     def using_redis(self) -> bool:
@@ -243,6 +266,8 @@ class RedisCounterStore:
     async def aclose(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        if self.direct is not None:
+            await self.direct.aclose()
         await self._client.aclose()
 
 
@@ -258,8 +283,9 @@ class RedisMeters:
         self.store = store
         self.fail_closed = fail_closed
         self.local = MemoryMeters()
-        self._meter = LuaScript(store._client, script("meters.lua"))
-        self._read = LuaScript(store._client, script("meters_read.lua"))
+        self._meter = LuaScript(store._client, script("meters.lua"), store.direct)
+        self._read = LuaScript(store._client, script("meters_read.lua"), store.direct)
+        self._packed = PackedScriptCalls(store._prefix + "m:")
         self._refusing = False
 
     def _keys(self, meters: list[Meter]) -> list[str]:
@@ -268,9 +294,11 @@ class RedisMeters:
     async def meter(self, meters: list[Meter], *, check: bool) -> Refusal | None:
         if self.store.using_redis:
             try:
-                index, wait_us = await self._meter(
-                    keys=self._keys(meters), args=script_args(meters, check=check)
-                )
+                if self.store.direct is None:
+                    index, wait_us = await self._meter(self._keys(meters), script_args(meters, check=check))
+                else:
+                    count, body = self._packed.call(meters, check=check)
+                    index, wait_us = await self._meter.packed(count, body)
             except Exception as exc:  # any Redis failure: the configured outage behaviour
                 self.store._failed(exc)
             else:

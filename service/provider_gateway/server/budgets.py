@@ -26,7 +26,7 @@ from provider_gateway.config import Section
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.pricing import PriceTable
 from provider_gateway.routing.consumption import Consumed
-from provider_gateway.routing.meters import WINDOWS, Meter, Meters, Reading, calendar_window
+from provider_gateway.routing.meters import WINDOWS, Meter, MeterKind, Meters, Reading, calendar_window_end
 from provider_gateway.routing.router import Router
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -178,54 +178,146 @@ def estimate_tokens(request: Any) -> int:
     return max(1, size // 4)
 
 
+@dataclass(frozen=True, slots=True)
+class RateCard:
+    """What a deployment's worst case needs: the catalog's largest output (0 when unknown) and,
+    when the model has a price, per tier the dearest micro-USD an input and an output token may
+    cost, and the per-request price."""
+
+    provider: str  # the deployment's provider and model, as a refusal names them
+    kind: str
+    model: str
+    max_output: int
+    priced: bool
+    dearest: tuple[float, float] = (0.0, 0.0)  # (input, output) below the long-context threshold
+    long_context: tuple[int, tuple[float, float]] | None = None  # (threshold, dearest) past it
+    per_call_micros: float = 0.0
+
+    def micros(self, prompt: int, output: int) -> int:
+        input_price, output_price = self.dearest
+        if self.long_context is not None and prompt > self.long_context[0]:
+            input_price, output_price = self.long_context[1]
+        return math.ceil(prompt * input_price + output * output_price + self.per_call_micros)
+
+
+def _dearest(tier: Any) -> tuple[float, float]:
+    # Every prompt token at the dearest of input and cache writes, every output token at the
+    # dearer of output and reasoning.
+    return (
+        max(tier.input, tier.cache_write or 0.0, tier.cache_write_1h or 0.0),
+        max(tier.output, tier.reasoning or 0.0),
+    )
+
+
 class WorstCase:
     """The most a request may consume: its prompt and max_tokens, at the dearest deployment it may use."""
+
+    PLANS_MAX = 4096  # callers x the models they name (clients choose names): a bound all the same
 
     def __init__(self, router: Router, prices: PriceTable) -> None:
         self.router = router
         self.prices = prices
+        self._plans: dict[tuple[str, str, str, tuple[str, ...]], tuple[RateCard, ...]] = {}
 
-    def of(self, request: Any, method: str, *, money: bool) -> tuple[int, int]:
-        """(tokens, micro-USD); refuses what has no worst case: no price, or no output limit."""
-        prompt = estimate_tokens(request)
+    def cards(
+        self, caller: str, model: str, provider: str, fallbacks: tuple[str, ...]
+    ) -> tuple[RateCard, ...]:
+        """The rate cards of every deployment a request may use. Planned once per caller and
+        names, then kept: the configuration, so the plan's deployments, is fixed for the process's
+        life, and the router refuses (raises) what the caller may not use before anything is kept."""
+        found = self._plans.get((caller, model, provider, fallbacks))
+        if found is None:
+            plan = self.router.plan(model, provider, fallbacks)
+            found = tuple(
+                self._card(d.spec.provider, d.provider.kind, d.spec.model) for d in plan.deployments
+            )
+            if len(self._plans) >= self.PLANS_MAX:
+                self._plans.clear()
+            self._plans[caller, model, provider, fallbacks] = found
+        return found
+
+    def _card(self, provider: str, kind: str, model: str) -> RateCard:
+        entry = self.router.catalog.entry(kind, model)
+        max_output = entry.max_output if entry else 0
+        price = self.prices.price(kind, model)
+        if price is None:
+            return RateCard(provider, kind, model, max_output, priced=False)
+        long = price.long_context
+        return RateCard(
+            provider,
+            kind,
+            model,
+            max_output,
+            priced=True,
+            dearest=_dearest(price.tokens),
+            long_context=None if long is None else (price.long_context_tokens, _dearest(long)),
+            per_call_micros=price.per_request * 1_000_000,
+        )
+
+    def of(
+        self, request: Any, method: str, *, money: bool, prompt: int = 0, caller: str = ""
+    ) -> tuple[int, int]:
+        """(tokens, micro-USD); refuses what has no worst case: no price, or no output limit.
+        `prompt`: the request's estimated input tokens, when already counted; `caller`: the key."""
+        prompt = prompt or estimate_tokens(request)
         fallbacks = tuple(getattr(request, "fallbacks", ()))
-        plan = self.router.plan(request.model, request.provider, fallbacks)
+        asked = int(request.max_tokens) if method != "Embed" and request.HasField("max_tokens") else 0
         outputs, micros = [], []
-        for deployment in plan.deployments:
-            kind, model = deployment.provider.kind, deployment.spec.model
+        for card in self.cards(caller, request.model, request.provider, fallbacks):
             output = 0
             if method != "Embed":
-                output = int(request.max_tokens) if request.HasField("max_tokens") else 0
-                if not output:
-                    entry = self.router.catalog.entry(kind, model)
-                    output = entry.max_output if entry else 0
+                output = asked or card.max_output
                 if not output:
                     raise GatewayError(
                         ErrorKind.INVALID_ARGUMENT,
                         f"set max_tokens: this key has a budget, and the largest output of "
-                        f"{deployment.spec.provider}/{model} is unknown, so its worst case is too",
+                        f"{card.provider}/{card.model} is unknown, so its worst case is too",
                     )
             outputs.append(output)
             if money:
-                price = self.prices.price(kind, model)
-                if price is None:
+                if not card.priced:
                     raise GatewayError(
                         ErrorKind.FAILED_PRECONDITION,
-                        f"{deployment.spec.provider}/{model} has no price, and this key has a money "
-                        f'budget: add a [prices.{kind}."{model}"] row to the configuration',
+                        f"{card.provider}/{card.model} has no price, and this key has a money "
+                        f'budget: add a [prices.{card.kind}."{card.model}"] row to the configuration',
                     )
-                # The worst case at the tier this prompt selects: every prompt token at the dearest
-                # of input and cache writes, every output token at the dearer of output and reasoning.
-                tier = price.tier(prompt)
-                dearest_input = max(tier.input, tier.cache_write or 0.0, tier.cache_write_1h or 0.0)
-                dearest_output = max(tier.output, tier.reasoning or 0.0)
-                per_call = price.per_request * 1_000_000
-                micros.append(math.ceil(prompt * dearest_input + output * dearest_output + per_call))
+                micros.append(card.micros(prompt, output))
         return prompt + max(outputs, default=0), max(micros, default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One meter of a key or its team, all but what a request adds to it."""
+
+    key: str  # a calendar meter's key without its window's name
+    kind: MeterKind
+    limit: int
+    label: Label
+
+
+# A budget with its window named: key (window's name included), limit, window's end, label, money.
+type Named = tuple[str, int, int, Label, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """The meters one method of one key (and its team) goes through, built once and kept: a
+    check then only prices the request and names the calendar windows it falls in."""
+
+    limits: Limits  # the key's own, to see a changed configuration
+    holders: list[Holder]
+    rates: list[Slot]
+    budgets: list[Slot]
+    tpm_keys: list[tuple[str, int]]
+    money: bool  # a money budget among them: the worst case needs a price
+    # The budgets with their windows named, for one second: [that second, its Named per budget].
+    named: list[Any] = field(default_factory=lambda: [-1, []])
 
 
 class Budgets:
     """Checks, reserves and settles the limits of keys and teams on shared meters."""
+
+    SHAPES_MAX = 4096  # keys x methods; a bound all the same
 
     def __init__(
         self,
@@ -238,64 +330,74 @@ class Budgets:
         self.teams = teams
         self.worst_case = worst_case
         self.clock = clock
+        self._shapes: dict[tuple[str, str, str], Shape] = {}
 
-    def holders(self, key: str, limits: Limits, team: str) -> tuple[list[Holder], str]:
-        team_holder = Holder("team", team, self.teams[team]) if team else None
-        return _holders(key, limits, team_holder), f"team:{team}" if team else f"key:{key}"
+    def shape(self, key: str, limits: Limits, team: str, method: str) -> Shape:
+        found = self._shapes.get((key, team, method))
+        if found is None or found.limits is not limits:
+            found = self._build_shape(key, limits, team, method)
+            if len(self._shapes) >= self.SHAPES_MAX:
+                self._shapes.clear()
+            self._shapes[key, team, method] = found
+        return found
 
-    def _rate_meters(
-        self, tag: str, holders: list[Holder], method: str, prompt: int
-    ) -> list[tuple[Meter, Label]]:
-        found = []
+    def _build_shape(self, key: str, limits: Limits, team: str, method: str) -> Shape:
+        holders = _holders(key, limits, Holder("team", team, self.teams[team]) if team else None)
+        tag = f"team:{team}" if team else f"key:{key}"
+        rates, budgets = [], []
         for h in holders:
             base = f"{{{tag}}}:{h.scope}:{h.name}"
-            if h.limits.requests_per_minute and method in REQUEST_METERED:
-                limit = h.limits.requests_per_minute
-                found.append(
-                    (
-                        Meter(f"{base}:rpm", "rate", 1, limit, 60),
-                        Label(h, "requests", "rolling_minute", limit),
-                    )
-                )
-            if h.limits.tokens_per_minute and method in TOKEN_METERED:
-                limit = h.limits.tokens_per_minute
-                found.append(
-                    (
-                        Meter(f"{base}:tpm", "rate", prompt, limit, 60),
-                        Label(h, "tokens", "rolling_minute", limit),
-                    )
-                )
-        return found
-
-    def _budget_meters(
-        self, tag: str, holders: list[Holder], tokens: int, micros: int
-    ) -> list[tuple[Meter, Label]]:
-        now = self.clock()
-        windows = {w: calendar_window(w, now) for w in {b.window for h in holders for b in h.limits.budgets}}
-        found = []
+            rpm, tpm = h.limits.requests_per_minute, h.limits.tokens_per_minute
+            if rpm and method in REQUEST_METERED:
+                rates.append(Slot(f"{base}:rpm", "rate", rpm, Label(h, "requests", "rolling_minute", rpm)))
+            if tpm and method in TOKEN_METERED:
+                rates.append(Slot(f"{base}:tpm", "rate", tpm, Label(h, "tokens", "rolling_minute", tpm)))
         for h in holders:
-            for b in h.limits.budgets:
-                name, left_s = windows[b.window]
-                amount = micros if b.metric == "usd_micros" else tokens
-                meter = Meter(
-                    f"{{{tag}}}:{h.scope}:{h.name}:{b.metric}:{name}", "window", amount, b.limit, left_s
-                )
-                found.append((meter, Label(h, b.metric, b.window, b.limit)))
-        return found
+            base = f"{{{tag}}}:{h.scope}:{h.name}"
+            for b in h.limits.budgets if method in TOKEN_METERED else ():
+                label = Label(h, b.metric, b.window, b.limit)
+                budgets.append(Slot(f"{base}:{b.metric}", "window", b.limit, label))
+        return Shape(
+            limits,
+            holders,
+            rates,
+            budgets,
+            [(s.key, s.limit) for s in rates if s.label.metric == "tokens"],
+            any(s.label.metric == "usd_micros" for s in budgets),
+        )
+
+    def _budget_meters(self, shape: Shape, tokens: int, micros: int) -> list[tuple[Meter, Label]]:
+        now = self.clock()
+        second, named = shape.named
+        if second != math.floor(now):  # name the windows once a second, not once a request
+            named = [self._named(s, now) for s in shape.budgets]
+            shape.named[:] = [math.floor(now), named]
+        return [
+            (Meter(key, "window", micros if money else tokens, limit, ends - now, ends), label)
+            for key, limit, ends, label, money in named
+        ]
+
+    @staticmethod
+    def _named(slot: Slot, now: float) -> Named:
+        name, ends = calendar_window_end(slot.label.window, now)
+        return f"{slot.key}:{name}", slot.limit, ends, slot.label, slot.label.metric == "usd_micros"
 
     async def admit(self, key: str, limits: Limits, team: str, request: Any, method: str) -> Ticket:
-        holders, tag = self.holders(key, limits, team)
-        ticket = Ticket(holders)
+        shape = self.shape(key, limits, team, method)
+        ticket = Ticket(shape.holders)
+        if not shape.rates and not shape.budgets:
+            return ticket
         prompt = estimate_tokens(request)
-        metered = self._rate_meters(tag, holders, method, prompt)
-        ticket.tpm_keys = [(m.key, m.limit) for m, label in metered if label.metric == "tokens"]
-        budgets = [b for h in holders for b in h.limits.budgets]
-        if budgets and method in TOKEN_METERED and self.worst_case is not None:
-            money = any(b.metric == "usd_micros" for b in budgets)
-            ticket.reserved_tokens, ticket.reserved_micros = self.worst_case.of(request, method, money=money)
-            ticket.budget_meters = self._budget_meters(
-                tag, holders, ticket.reserved_tokens, ticket.reserved_micros
+        metered = [
+            (Meter(s.key, "rate", 1 if s.label.metric == "requests" else prompt, s.limit, 60), s.label)
+            for s in shape.rates
+        ]
+        ticket.tpm_keys = shape.tpm_keys
+        if shape.budgets and self.worst_case is not None:
+            ticket.reserved_tokens, ticket.reserved_micros = self.worst_case.of(
+                request, method, money=shape.money, prompt=prompt, caller=key
             )
+            ticket.budget_meters = self._budget_meters(shape, ticket.reserved_tokens, ticket.reserved_micros)
             metered += ticket.budget_meters
         if not metered:
             return ticket
@@ -320,14 +422,15 @@ class Budgets:
                 delta = 0 if micros is None else micros - ticket.reserved_micros
             else:
                 delta = outcome.all_tokens() - ticket.reserved_tokens
-            changes.append(Meter(meter.key, "window", delta, meter.limit, meter.window_s))
+            changes.append(meter._replace(amount=delta))
         changes = [m for m in changes if m.amount]
         if changes:
             await self.meters.meter(changes, check=False)
 
     async def report(self, key: str, limits: Limits, team: str) -> pb.GetSpendResponse:
-        holders, tag = self.holders(key, limits, team)
-        labelled = self._rate_meters(tag, holders, "Chat", 0) + self._budget_meters(tag, holders, 0, 0)
+        shape = self.shape(key, limits, team, "Chat")  # Chat goes through every kind of meter
+        labelled = [(Meter(s.key, "rate", 0, s.limit, 60), s.label) for s in shape.rates]
+        labelled += self._budget_meters(shape, 0, 0)
         states = await self.meters.read([m for m, _ in labelled]) if labelled else []
         return pb.GetSpendResponse(
             key=key,
