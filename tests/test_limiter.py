@@ -94,6 +94,7 @@ async def test_requests_beyond_capacity_queue_then_beyond_the_queue_are_refused(
     first.cancel()  # frees the slot: the queued request goes through
     finish = finish_of(await asyncio.wait_for(second, 10))
     assert [x.outcome for x in finish.attempts] == ["ok"]
+    assert router.capacity.waiters == {}  # nothing kept for a plan nobody waits on (names are callers')
 
 
 async def test_a_queued_request_gives_up_at_its_deadline() -> None:
