@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -191,6 +192,12 @@ class GatewayServer:
 
     async def serve_until_signalled(self) -> None:
         """Serve until SIGTERM or SIGINT, then drain gracefully; a second signal stops at once."""
+        # What start-up built (modules, protobuf descriptors, the catalog, price tables) lives as
+        # long as the process: frozen out of the cycle collector, whose older-generation passes
+        # otherwise walk it again and again (a full pass over a fresh server: 13-76 ms on the
+        # 2-core VM; a request that lands in one has its p99).
+        gc.collect()
+        gc.freeze()
         signals = asyncio.Queue[int]()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
