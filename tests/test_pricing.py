@@ -14,6 +14,7 @@ from vendor_cases import PNG, chat_request, user
 from provider_gateway.config import ConfigError, Section
 from provider_gateway.domain import Cost, Usage
 from provider_gateway.fakes import FakeUpstream, Reply
+from provider_gateway.model_ids import MAX_REMEMBERED_IDS, ModelRows
 from provider_gateway.pricing import PriceTable
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -108,6 +109,27 @@ def test_dated_versioned_and_profiled_ids_find_their_row(kind: str, model: str, 
 )
 def test_an_other_model_of_the_family_does_not_take_its_price(kind: str, model: str) -> None:
     assert PriceTable.builtin().price(kind, model) is None
+
+
+def test_answers_for_ids_the_table_does_not_list_are_remembered_within_a_bound() -> None:
+    """Callers choose model ids: the answers kept for them stay bounded, and stay right when the
+    oldest are forgotten or a row is added."""
+    table = PriceTable.builtin()
+    dated, row = "gpt-4o-2024-08-06", table.rows["openai"]["gpt-4o"]
+    assert table.price("openai", dated) is row
+    for n in range(3 * MAX_REMEMBERED_IDS):
+        assert table.price("openai", f"caller-model-{n}") is None
+    assert table.price("openai", dated) is row  # forgotten, then found again
+    rows = ModelRows({"openai": {"gpt-4o": 1}})
+    for n in range(3 * MAX_REMEMBERED_IDS):
+        rows.find("openai", f"caller-model-{n}")
+    assert len(rows._answers) == MAX_REMEMBERED_IDS
+    assert rows.find("openai", dated) == 1
+    rows.put("openai", dated, 2)  # a configuration row for the dated id itself now answers it
+    assert rows.find("openai", dated) == 2
+    last = f"caller-model-{3 * MAX_REMEMBERED_IDS - 1}"  # remembered as having no row
+    rows.put("openai", "*", 3)  # a catch-all row now answers the ids that had none
+    assert rows.find("openai", last) == 3
 
 
 def test_the_configuration_overrides_and_adds_rows() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from provider_gateway.catalog.features import FeatureTable
 from provider_gateway.config import Section
 from provider_gateway.domain import ModelInfo
-from provider_gateway.model_ids import row_for
+from provider_gateway.model_ids import ModelRows
 
 CATALOG_KEYS = (
     "context_window", "max_output", "input", "output", "tools", "structured_output", "reasoning",
@@ -50,6 +50,7 @@ class Catalog:
     ) -> None:
         self.rows = rows
         self.version = version
+        self._rows = ModelRows(rows)
         self.features = features or FeatureTable.builtin()  # per kind (features.toml)
 
     @classmethod
@@ -66,7 +67,7 @@ class Catalog:
             for model in models:
                 row = models.table(model)
                 row.reject_unknown(CATALOG_KEYS)
-                catalog.rows.setdefault(kind, {})[model] = ModelEntry(
+                entry = ModelEntry(
                     context_window=row.integer("context_window", 0, minimum=0),
                     max_output=row.integer("max_output", 0, minimum=0),
                     input=tuple(row.strings("input") or ["text"]),
@@ -76,10 +77,11 @@ class Catalog:
                     reasoning=row.flag("reasoning", False),
                     embedding_dimensions=row.integer("embedding_dimensions", 0, minimum=0),
                 )
+                catalog._rows.put(kind, model, entry)
         return catalog
 
     def entry(self, kind: str, model: str) -> ModelEntry | None:
-        return row_for(self.rows.get(kind, {}), model)
+        return self._rows.find(kind, model)
 
 
 def _entry(row: dict[str, Any]) -> ModelEntry:

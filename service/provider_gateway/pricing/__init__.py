@@ -18,7 +18,7 @@ from typing import Any
 
 from provider_gateway.config import Section
 from provider_gateway.domain import Cost, Usage
-from provider_gateway.model_ids import row_for
+from provider_gateway.model_ids import ModelRows
 from provider_gateway.pricing.price import NUMBER_KEYS, PRICE_KEYS, Price, TokenPrices, price_from
 
 __all__ = ["PRICE_KEYS", "Price", "PriceTable", "TokenPrices", "one_hour_cache_writes", "total"]
@@ -32,6 +32,7 @@ class PriceTable:
     def __init__(self, rows: dict[str, dict[str, Price]], version: str = "") -> None:
         self.rows = rows
         self.version = version
+        self._rows = ModelRows(rows)
 
     @classmethod
     def builtin(cls) -> PriceTable:
@@ -57,11 +58,11 @@ class PriceTable:
                     for key in ("long_context_input", "long_context_output"):
                         if key not in row:
                             raise row.error(key, "required with long_context_tokens")
-                table.rows.setdefault(kind, {})[model] = price_from(row.raw(), "configuration")
+                table._rows.put(kind, model, price_from(row.raw(), "configuration"))
         return table
 
     def price(self, kind: str, model: str) -> Price | None:
-        return row_for(self.rows.get(kind, {}), model)
+        return self._rows.find(kind, model)
 
     def cost(self, kind: str, model: str, usage: Usage | None, source: str = "", images: int = 0) -> Cost:
         """The cost of `usage` on `model` (and of `images` input images); unknown without a price (or
@@ -103,10 +104,16 @@ def one_hour_cache_writes(usage: Usage) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
 
+# Where a cost's usage comes from, as `Cost.usage_source` names it.
+USAGE_SOURCES = frozenset(("provider", "partial", "estimated", "none"))
+
+
 def total(costs: list[Cost]) -> Cost:
     """A request's cost: its attempts' together, known only when each is."""
     if not costs:
         return Cost(0, known=False, usage_source="none")
+    if len(costs) == 1 and costs[0].usage_source in USAGE_SOURCES:
+        return costs[0]  # one attempt (nearly every request): the same total, without building it
     sources = {c.usage_source for c in costs if c.usage_source != "none"}
     # The least certain source names the whole: one estimate makes the total an estimate.
     source = next((s for s in ("estimated", "partial", "provider") if s in sources), "none")

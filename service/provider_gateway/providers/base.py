@@ -201,6 +201,10 @@ def estimate_messages(messages: list[Message]) -> int:
     return total
 
 
+# What an adapter declares by default, built once (the router's honour check asks on every call).
+NO_CAPABILITIES = Capabilities()
+
+
 class BaseProvider:
     """Defaults shared by adapters; subclasses override what their vendor offers."""
 
@@ -214,7 +218,7 @@ class BaseProvider:
         return self._name
 
     def capabilities(self) -> Capabilities:
-        return Capabilities()
+        return NO_CAPABILITIES
 
     async def health_check(self) -> HealthStatus:
         return HealthStatus(healthy=True)

@@ -66,6 +66,21 @@ MODEL_KEYS = (
 PROVIDER_KEYS = ("kind", "healthy", "models")
 
 
+# Declared once: the router's honour check asks on every call.
+CAPABILITIES = Capabilities(
+    max_tokens=4096,
+    streaming=True,
+    tools=True,
+    vision=True,
+    embeddings=True,
+    reasoning=True,
+    json_output=True,
+    exact_token_count=True,
+    completion=True,
+    rate_limits=RateLimits(requests_per_minute=0, tokens_per_minute=0, max_concurrent=0),
+)
+
+
 @dataclass(slots=True, frozen=True)
 class MockModel:
     """How one mock model behaves."""
@@ -185,18 +200,7 @@ class MockProvider(BaseProvider):
     # --- protocol ------------------------------------------------------------------------------
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(
-            max_tokens=4096,
-            streaming=True,
-            tools=True,
-            vision=True,
-            embeddings=True,
-            reasoning=True,
-            json_output=True,
-            exact_token_count=True,
-            completion=True,
-            rate_limits=RateLimits(requests_per_minute=0, tokens_per_minute=0, max_concurrent=0),
-        )
+        return CAPABILITIES
 
     async def health_check(self) -> HealthStatus:
         return HealthStatus(healthy=self.healthy, message="" if self.healthy else "mock set unhealthy")

@@ -110,9 +110,7 @@ class Attempts:
         cost: Cost | None = None  # the attempt's cost, once known
         try:
             scope.enter()
-            stream = open_stream(
-                deployment.provider, dataclasses.replace(request, model=deployment.spec.model)
-            )
+            stream = open_stream(deployment.provider, _for_model(request, deployment.spec.model))
             now = time.perf_counter_ns()
             while True:
                 scope.enter()
@@ -306,6 +304,12 @@ def _estimate(request: ChatRequest | CompletionRequest, relayed_chars: int) -> U
     return Usage(
         input_tokens=prompt, output_tokens=math.ceil(relayed_chars / CHARS_PER_TOKEN), estimated=True
     )
+
+
+def _for_model[R: (ChatRequest, CompletionRequest)](request: R, model: str) -> R:
+    """`request` for the deployment's model id; itself when it already names it (a plain route, nearly
+    every call: a copy of the request per attempt is CPU for nothing; nothing below changes it)."""
+    return request if request.model == model else dataclasses.replace(request, model=model)
 
 
 def _images(request: ChatRequest) -> int:

@@ -77,10 +77,13 @@ class Planner:
             self.deployments[key] = deployment
         return deployment
 
-    def _route_deployment(self, key: str, spec: DeploymentSpec) -> Deployment:
+    def _route_deployment(self, route: Route) -> Deployment:
         """A plain `provider/model` route's deployment. Clients choose these names, so the idle ones
         are forgotten beyond a bound (oldest first) rather than kept for every name ever asked."""
-        deployment = self.routes.pop(key, None) or self._deployment(key, spec, self.routing.defaults)
+        key = f"{route.provider}/{route.model}"
+        deployment = self.routes.pop(key, None) or self._deployment(
+            key, DeploymentSpec(route.provider, route.model), self.routing.defaults
+        )
         self.routes[key] = deployment  # most recently used last
         if len(self.routes) > MAX_ROUTE_DEPLOYMENTS:
             for old_key, old in list(self.routes.items()):
@@ -92,6 +95,9 @@ class Planner:
     def plan(self, model: str, provider: str = "", fallbacks: list[str] | tuple[str, ...] = ()) -> Plan:
         """The primary's deployments (balanced), then each fallback's (a group or a model)."""
         settings = self.routing.defaults
+        if not fallbacks and (provider or model not in self.routing.groups):
+            # One plain route (most calls): the same plan, without the walk through fallbacks.
+            return Plan(model, [self._route_deployment(self.resolver.resolve(model, provider))], settings)
         deployments: list[Deployment] = []
         pending = [(model, provider), *((f, "") for f in fallbacks)]
         seen: set[str] = set()
@@ -107,9 +113,7 @@ class Planner:
                 pending.extend((f, "") for f in group.fallbacks)
                 settings = group.settings if first else settings
             else:
-                route = self.resolver.resolve(name, explicit)
-                spec = DeploymentSpec(route.provider, route.model)
-                found = [self._route_deployment(f"{route.provider}/{route.model}", spec)]
+                found = [self._route_deployment(self.resolver.resolve(name, explicit))]
             deployments.extend(d for d in found if d not in deployments)
             first = False
         return Plan(model, deployments, settings)

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from provider_gateway.catalog import Catalog
@@ -37,7 +37,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import GatewayError
 from provider_gateway.pricing import PriceTable
-from provider_gateway.providers.base import Provider, accumulate, replay
+from provider_gateway.providers.base import Provider, ResponseBuilder, replay
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.registry import ProviderRegistry, build_provider
 from provider_gateway.routing.attempts import Attempts
@@ -201,28 +201,51 @@ class Router:
         await self.store.aclose()
 
 
-async def _unary_chat(provider: Provider, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-    for event in replay(await provider.chat(request)):
-        yield event
+class _Replayed:
+    """A provider's unary answer as the events the retry loop runs on (`replay`), asked for at the
+    first read, inside the attempt (its timing, its deadline, its context).
+
+    An iterator class rather than an async generator: the event loop's generator hooks (a weak set
+    entry added and removed), the generator's frame and its `aclose` cost more than the replay itself,
+    on every unary call."""
+
+    __slots__ = ("_answer", "_events")
+
+    def __init__(self, answer: Callable[[], Awaitable[ChatResponse]]) -> None:
+        self._answer = answer
+        self._events: Iterator[StreamEvent] | None = None
+
+    def __aiter__(self) -> _Replayed:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        if self._events is None:
+            self._events = iter(replay(await self._answer()))
+        for event in self._events:
+            return event
+        raise StopAsyncIteration
 
 
-async def _unary_complete(provider: Provider, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-    response = await provider.complete(request)
-    for event in replay(ChatResponse(text=response.text, usage=response.usage, finish=response.finish)):
-        yield event
+def _unary_chat(provider: Provider, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    return _Replayed(lambda: provider.chat(request))
+
+
+def _unary_complete(provider: Provider, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+    async def answer() -> ChatResponse:
+        response = await provider.complete(request)
+        return ChatResponse(text=response.text, usage=response.usage, finish=response.finish)
+
+    return _Replayed(answer)
 
 
 async def _collect(events: AsyncIterator[GatewayEvent]) -> tuple[ChatResponse, Finish]:
+    """The whole response (`accumulate`'s fold, here without a generator between) and the Finish."""
     finish: Finish | None = None
-
-    async def provider_events() -> AsyncIterator[StreamEvent]:
-        nonlocal finish
-        async for event in events:
-            if isinstance(event, Finish):
-                finish = event
-            else:
-                yield event
-
-    response = await accumulate(provider_events())
+    builder = ResponseBuilder()
+    async for event in events:
+        if isinstance(event, Finish):
+            finish = event
+        else:
+            builder.add(event)
     assert finish is not None, "the router ends every successful stream with a Finish"
-    return response, finish
+    return builder.build(), finish

@@ -126,13 +126,8 @@ class AnthropicProvider(HttpProvider):
             secret=api_key,
         )
         self.options = options_from(options)
-
-    @classmethod
-    def from_config(cls, name: str, options: Section, context: ProviderContext) -> AnthropicProvider:
-        return cls(name, options, context)
-
-    def capabilities(self) -> Capabilities:
-        return Capabilities(
+        # Built once from the options: the router's honour check asks on every call.
+        self._capabilities = Capabilities(
             max_tokens=self.options.max_tokens,
             tools=True,
             vision=True,
@@ -142,6 +137,13 @@ class AnthropicProvider(HttpProvider):
             exact_token_count=True,
             completion=True,
         )
+
+    @classmethod
+    def from_config(cls, name: str, options: Section, context: ProviderContext) -> AnthropicProvider:
+        return cls(name, options, context)
+
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
 
     def _for(self, model: str) -> dict[str, str]:
         betas = codec.beta_header(self.options, model)

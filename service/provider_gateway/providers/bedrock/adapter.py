@@ -151,6 +151,18 @@ class BedrockProvider(BaseProvider):
         self.settings = settings
         self.credentials = credentials
         self.bearer = bearer
+        # Built once from the settings: the router's honour check asks on every call.
+        self._capabilities = Capabilities(
+            max_tokens=settings.default_max_tokens,
+            streaming=True,
+            tools=True,
+            vision=True,
+            embeddings=True,
+            reasoning=True,
+            json_output=True,  # Converse outputConfig (JSON schema); schema-less JSON is refused by the codec
+            exact_token_count=settings.count_tokens == "api",
+            completion=True,
+        )
         timeouts = Timeouts(
             connect=settings.connect_timeout_s,
             first_byte=settings.read_timeout_s,
@@ -272,17 +284,7 @@ class BedrockProvider(BaseProvider):
     # --- capabilities and health ---------------------------------------------------------------
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(
-            max_tokens=self.settings.default_max_tokens,
-            streaming=True,
-            tools=True,
-            vision=True,
-            embeddings=True,
-            reasoning=True,
-            json_output=True,  # Converse outputConfig (JSON schema); schema-less JSON is refused by the codec
-            exact_token_count=self.settings.count_tokens == "api",
-            completion=True,
-        )
+        return self._capabilities
 
     async def health_check(self) -> HealthStatus:
         started = time.perf_counter_ns()

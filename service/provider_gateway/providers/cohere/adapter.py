@@ -43,6 +43,19 @@ KEYS = ("kind", "base_url", "api_key_env", "api_key_file", *TIMEOUT_KEYS)
 TOKENIZE_LIMIT = 65536
 
 
+# Declared once: the router's honour check asks on every call.
+CAPABILITIES = Capabilities(
+    max_tokens=8192,
+    tools=True,
+    vision=True,
+    embeddings=True,
+    reasoning=True,
+    json_output=True,
+    exact_token_count=True,
+    completion=True,
+)
+
+
 class CohereProvider(HttpProvider):
     kind = "cohere"
     health_path = "/v1/models"
@@ -59,16 +72,7 @@ class CohereProvider(HttpProvider):
         return cls(name, options, context)
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(
-            max_tokens=8192,
-            tools=True,
-            vision=True,
-            embeddings=True,
-            reasoning=True,
-            json_output=True,
-            exact_token_count=True,
-            completion=True,
-        )
+        return CAPABILITIES
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         body = codec.build_chat_body(request, stream=False)

@@ -71,6 +71,19 @@ async def decode_generate(
         yield item
 
 
+# Declared once: the router's honour check asks on every call.
+CAPABILITIES = Capabilities(
+    max_tokens=65536,
+    tools=True,
+    vision=True,
+    embeddings=True,
+    reasoning=True,
+    json_output=True,
+    exact_token_count=True,
+    completion=True,
+)
+
+
 class GeminiProvider(HttpProvider):
     kind = "gemini"
     health_path = "/v1beta/models"
@@ -88,16 +101,7 @@ class GeminiProvider(HttpProvider):
         return cls(name, options, context)
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(
-            max_tokens=65536,
-            tools=True,
-            vision=True,
-            embeddings=True,
-            reasoning=True,
-            json_output=True,
-            exact_token_count=True,
-            completion=True,
-        )
+        return CAPABILITIES
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = codec.build_generate_body(request)

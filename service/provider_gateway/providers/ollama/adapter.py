@@ -44,6 +44,20 @@ DEFAULT_URL = "http://localhost:11434"
 KEYS = ("kind", "base_url", "keep_alive", "api_key_env", "api_key_file", *TIMEOUT_KEYS)
 
 
+# Declared once: the router's honour check asks on every call.
+CAPABILITIES = Capabilities(
+    max_tokens=8192,
+    streaming=True,
+    tools=True,
+    vision=True,
+    embeddings=True,
+    reasoning=True,
+    json_output=True,
+    exact_token_count=False,
+    completion=True,
+)
+
+
 class OllamaErrors(ErrorPolicy):
     """Say what to do: start Ollama, or pull the model."""
 
@@ -100,17 +114,7 @@ class OllamaProvider(BaseProvider):
         return cls(name, upstream, options.string("keep_alive"), merge_reads=context.merge_reads)
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(
-            max_tokens=8192,
-            streaming=True,
-            tools=True,
-            vision=True,
-            embeddings=True,
-            reasoning=True,
-            json_output=True,
-            exact_token_count=False,
-            completion=True,
-        )
+        return CAPABILITIES
 
     def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         return self._chat_stream(request)

@@ -119,6 +119,18 @@ class OpenAIProvider(BaseProvider):
         self.responses = responses
         # Deltas of one upstream read pass the layers above as one event ([server] coalesce_deltas).
         self.merge_reads = merge_reads
+        # Built once from the preset: the router's honour check asks on every call.
+        self._capabilities = Capabilities(
+            max_tokens=preset.max_tokens,
+            streaming=True,
+            tools=True,
+            vision=preset.vision,
+            embeddings=preset.embeddings,
+            reasoning=True,
+            json_output=True,
+            exact_token_count=False,  # no count endpoint: BaseProvider's documented local estimate
+            completion=True,  # as a one-message chat
+        )
 
     @classmethod
     def from_config(cls, name: str, options: Section, context: ProviderContext) -> OpenAIProvider:
@@ -193,17 +205,7 @@ class OpenAIProvider(BaseProvider):
     # --- description -----------------------------------------------------------------------------
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(
-            max_tokens=self.preset.max_tokens,
-            streaming=True,
-            tools=True,
-            vision=self.preset.vision,
-            embeddings=self.preset.embeddings,
-            reasoning=True,
-            json_output=True,
-            exact_token_count=False,  # no count endpoint: BaseProvider's documented local estimate
-            completion=True,  # as a one-message chat
-        )
+        return self._capabilities
 
     def _route(self, model: str, operation: str) -> tuple[Upstream, str]:
         if self.azure is not None:

@@ -63,6 +63,20 @@ KEYS = (
 TOKEN_RECHECK_S = 5.0
 
 
+# Declared once: the router's honour check asks on every call.
+CAPABILITIES = Capabilities(
+    max_tokens=65536,
+    tools=True,
+    vision=True,
+    reasoning=True,
+    json_output=True,
+    schema_by_forced_tool=True,
+    exact_token_count=True,
+    completion=True,
+    embeddings=True,
+)
+
+
 class TokenFile:
     """The access token in a file a refresher rewrites: re-read when the file's mtime changes."""
 
@@ -128,17 +142,7 @@ class VertexProvider(HttpProvider):
         return cls(name, options, context)
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(
-            max_tokens=65536,
-            tools=True,
-            vision=True,
-            reasoning=True,
-            json_output=True,
-            schema_by_forced_tool=True,
-            exact_token_count=True,
-            completion=True,
-            embeddings=True,
-        )
+        return CAPABILITIES
 
     def upstream(self, extra_headers: Mapping[str, str] | None = None) -> Upstream:
         if self._token_file is not None and self._token_file.changed():
