@@ -37,8 +37,8 @@ class Meter(NamedTuple):  # a tuple: a check builds several per request; a froze
     kind: MeterKind
     amount: int
     limit: int
-    window_s: float  # rate: the window; window: the time left in the calendar window
-    # window: the calendar window's end (Unix seconds), its key's expiry in Redis; 0: now + window_s
+    window_s: float  # rate: the window; window: the time left in the calendar window (or more)
+    # window: the calendar window's end (Unix seconds), its key's expiry; 0: now + window_s
     ends_at: int = 0
 
 
@@ -58,6 +58,10 @@ class Meters(Protocol):
     async def meter(self, meters: list[Meter], *, check: bool) -> Refusal | None:
         """check: add every amount if all fit, else none and say which meter refused. Not check:
         add them all anyway (a spend already made, or a refund as a negative window amount)."""
+        ...
+
+    async def meter_batch(self, batch: Batch, amounts: tuple[int, ...], *, check: bool) -> Refusal | None:
+        """meter() of `batch`'s meters with these amounts, one per meter."""
         ...
 
     async def read(self, meters: list[Meter]) -> list[Reading]: ...
@@ -120,19 +124,22 @@ class MemoryMeters:
                     return Refusal(i, after - now - m.window_s)
                 planned[i] = after
             elif check and self._get(m.key, now) + m.amount > m.limit:
-                expires = self._values.get(m.key, (0.0, now + m.window_s))[1]
+                expires = self._values.get(m.key, (0.0, m.ends_at or now + m.window_s))[1]
                 return Refusal(i, max(expires - now, 1e-3))
         for i, m in enumerate(meters):
             if i in planned:
                 self._values[m.key] = (planned[i], planned[i])
             elif m.amount:
                 spent = self._get(m.key, now) + m.amount
-                expires = self._values[m.key][1] if m.key in self._values else now + m.window_s
+                expires = self._values[m.key][1] if m.key in self._values else m.ends_at or now + m.window_s
                 if spent <= 0:
                     self._values.pop(m.key, None)
                 else:
                     self._values[m.key] = (spent, max(expires, now))
         return None
+
+    async def meter_batch(self, batch: Batch, amounts: tuple[int, ...], *, check: bool) -> Refusal | None:
+        return await self.meter(batch.with_amounts(amounts), check=check)
 
     async def read(self, meters: list[Meter]) -> list[Reading]:
         now = self._clock()
@@ -164,11 +171,29 @@ def readings(meters: list[Meter], raw: list[int]) -> list[Reading]:
 
 
 def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
-    """lua/meters.lua's arguments: the mode, then each meter's kind, limit, window and amount."""
-    args: list[str | int] = ["check" if check else "force"]
+    """lua/meters.lua's arguments: the mode, every meter's kind (a letter each), then each meter's
+    limit, window and amount."""
+    args: list[str | int] = ["check" if check else "force", "".join(_LETTERS[m.kind] for m in meters)]
     for m in meters:
-        args += (m.kind, m.limit, _window_arg(m.kind, _span(m)), m.amount)
+        args += (m.limit, _window_arg(m.kind, _span(m)), m.amount)
     return args
+
+
+@dataclass(slots=True)
+class Batch:
+    """Meters that every call of a while (a key's, in one second) sends again with new amounts only:
+    a store encodes them once, in `packed`, and each call fills in the amounts."""
+
+    meters: tuple[Meter, ...]  # their amounts are 0
+    packed: tuple[int, bytes] | None = None  # PackedScriptCalls.template's, made at the first check
+
+    def with_amounts(self, amounts: tuple[int, ...]) -> list[Meter]:
+        return [m._replace(amount=a) for m, a in zip(self.meters, amounts, strict=True)]
+
+
+# A meter as encoded once: kind, limit and span (to see a change), then its key, its kind's letter
+# and its limit and window, RESP-encoded.
+type _Kept = tuple[MeterKind, int, float, bytes, str, bytes]
 
 
 class PackedScriptCalls:
@@ -176,41 +201,64 @@ class PackedScriptCalls:
 
     The same meters come back on every request, their windows included (a rate's length, a
     calendar window's end), so all of a meter but its amount is encoded once and kept, by the
-    meter's own key (a string the caller keeps too, so its hash is computed once)."""
+    meter's own key (a string the caller keeps too, so its hash is computed once). A Batch's check
+    is kept whole, as one template of its amounts."""
 
     KEEP_MAX = 4096  # meters of every key and team in use; a bound all the same
 
     def __init__(self, prefix: str) -> None:
         self._prefix = prefix
-        self._kept: dict[str, tuple[MeterKind, int, float, bytes, bytes]] = {}
+        self._kept: dict[str, _Kept] = {}
 
     def call(self, meters: list[Meter], *, check: bool) -> tuple[int, list[bytes]]:
         """The call after the script's name: how many bulk strings, then them (the key count, the
         keys, the arguments of script_args; one item per meter among the arguments)."""
-        names = [bulk_int(len(meters))]
-        args = [_CHECK if check else _FORCE]
+        kept = self._encoded(meters)
+        body = [bulk_int(len(meters)), *(k[3] for k in kept), _CHECK if check else _FORCE]
+        body.append(bulk("".join(k[4] for k in kept)))
+        body += [k[5] + _amount(m.amount) for k, m in zip(kept, meters, strict=True)]
+        return 3 + 4 * len(meters), body
+
+    def template(self, batch: Batch) -> tuple[int, bytes]:
+        """The check of `batch`'s meters as one bytes %-template of their amounts (each a
+        zero-padded %020d: see `fits`), and how many bulk strings it holds."""
+        if batch.packed is None:
+            kept = self._encoded(list(batch.meters))
+            head = [bulk_int(len(kept)), *(k[3] for k in kept), _CHECK, bulk("".join(k[4] for k in kept))]
+            body = [k[5].replace(b"%", b"%%") + b"$20\r\n%020d\r\n" for k in kept]
+            batch.packed = (3 + 4 * len(kept), b"".join(head).replace(b"%", b"%%") + b"".join(body))
+        return batch.packed
+
+    def _encoded(self, meters: list[Meter]) -> list[_Kept]:
+        found = []
         for m in meters:
             span = _span(m)
             kept = self._kept.get(m.key)
             if kept is None or kept[:3] != (m.kind, m.limit, span):
                 kept = self._keep(m, span)
-            names.append(kept[3])
-            amount = m.amount
-            args.append(
-                kept[4]
-                + (b"$20\r\n%020d\r\n" % amount if _PADDED < amount < -_PADDED else bulk_number(amount))
-            )
-        return 2 + 5 * len(meters), names + args
+            found.append(kept)
+        return found
 
-    def _keep(self, meter: Meter, span: float) -> tuple[MeterKind, int, float, bytes, bytes]:
+    def _keep(self, meter: Meter, span: float) -> _Kept:
         if len(self._kept) >= self.KEEP_MAX:
             self._kept.clear()
-        constant = bulk(meter.kind) + bulk_int(meter.limit) + bulk_int(_window_arg(meter.kind, span))
-        kept = (meter.kind, meter.limit, span, bulk(self._prefix + meter.key), constant)
+        constant = bulk_int(meter.limit) + bulk_int(_window_arg(meter.kind, span))
+        key = bulk(self._prefix + meter.key)
+        kept = (meter.kind, meter.limit, span, key, _LETTERS[meter.kind], constant)
         self._kept[meter.key] = kept
         return kept
 
 
+def fits(amounts: tuple[int, ...]) -> bool:
+    """Whether every amount fits PackedScriptCalls.template's 20 characters."""
+    return min(amounts) > _PADDED and max(amounts) < -_PADDED
+
+
+def _amount(amount: int) -> bytes:
+    return b"$20\r\n%020d\r\n" % amount if _PADDED < amount < -_PADDED else bulk_number(amount)
+
+
+_LETTERS: dict[MeterKind, str] = {"rate": "r", "window": "w"}
 _CHECK, _FORCE = bulk("check"), bulk("force")
 _PADDED = -(10**18)  # bulk_number pads what lies strictly between this and its opposite
 

@@ -2,11 +2,12 @@
 -- script runs on one node of a Redis Cluster (and on Valkey) unchanged.
 --
 -- KEYS: the meters. ARGV[1]: "check" (all or nothing) or "force" (add without checking: what was
--- spent is spent). Then four arguments per key: kind, limit, window, amount.
---   kind "rate": GCRA. The key holds the theoretical arrival time (µs, Redis's clock); each unit
+-- spent is spent). ARGV[2]: each key's kind, one letter a key ("r" rate, "w" window). Then three
+-- arguments per key: limit, window, amount.
+--   kind "rate" (r): GCRA. The key holds the theoretical arrival time (µs, Redis's clock); each unit
 --     moves it by window/limit (window in µs), and a request passes while it stays within one
 --     window of now.
---   kind "window": a calendar window (the key's name says which). The key holds what was spent;
+--   kind "window" (w): a calendar window (the key's name says which). The key holds what was spent;
 --     `window` is the window's end (Unix ms), the key's expiry, set when the key is created. A
 --     forced amount may be negative (a refund).
 -- Returns {0, 0} when added, else {index of the first refusing meter, microseconds to wait}.
@@ -15,6 +16,7 @@
 -- script makes as few as it can: one MGET for every meter, TIME only when a rate meter needs it,
 -- then one write per meter (and the expiry only when the write created the key).
 local check = ARGV[1] == 'check'
+local kinds = ARGV[2]
 local values = redis.call('MGET', unpack(KEYS))
 local now
 local function clock()
@@ -26,9 +28,9 @@ local function clock()
 end
 local planned = {}
 for i = 1, #KEYS do
-  local at = i * 4 - 2 -- ARGV index of the meter's kind
-  local limit, window, amount = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
-  if ARGV[at] == 'rate' then
+  local at = i * 3 -- ARGV index of the meter's limit
+  local limit, window, amount = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+  if string.byte(kinds, i) == 114 then -- 'r'
     local tat = math.max(tonumber(values[i] or '0'), clock())
     local after = math.ceil(tat + amount * window / limit)
     if check and after - now > window then return {i, after - now - window} end
@@ -40,8 +42,8 @@ for i = 1, #KEYS do
   end
 end
 for i = 1, #KEYS do
-  local at = i * 4 - 2
-  local amount = tonumber(ARGV[at + 3])
+  local at = i * 3
+  local amount = tonumber(ARGV[at + 2])
   if planned[i] then
     redis.call('SET', KEYS[i], string.format('%.0f', planned[i]), 'PX', math.ceil((planned[i] - now) / 1000) + 1)
   elseif amount ~= 0 and (values[i] or amount > 0) then -- a refund of nothing stays nothing
@@ -49,7 +51,7 @@ for i = 1, #KEYS do
     if spent <= 0 then
       redis.call('DEL', KEYS[i])
     elseif not values[i] then
-      redis.call('PEXPIREAT', KEYS[i], string.format('%.0f', tonumber(ARGV[at + 2])))
+      redis.call('PEXPIREAT', KEYS[i], ARGV[at + 1])
     end
   end
 end
