@@ -19,7 +19,7 @@ import calendar
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Literal, NamedTuple, Protocol
@@ -113,33 +113,37 @@ class MemoryMeters:
         return value if expires > now else 0.0
 
     async def meter(self, meters: list[Meter], *, check: bool) -> Refusal | None:
+        return self._add(meters, [m.amount for m in meters], check=check)
+
+    async def meter_batch(self, batch: Batch, amounts: tuple[int, ...], *, check: bool) -> Refusal | None:
+        return self._add(batch.meters, amounts, check=check)
+
+    def _add(self, meters: Sequence[Meter], amounts: Sequence[int], *, check: bool) -> Refusal | None:
+        """meter(): each meter's amount from `amounts` (a batch's meters carry none)."""
         now = self._clock()
         if len(self._values) > 10_000:  # drop what expired so unused keys do not pile up
             self._values = {k: v for k, v in self._values.items() if v[1] > now}
         planned: dict[int, float] = {}
-        for i, m in enumerate(meters):
+        for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):
             if m.kind == "rate":
-                after = max(self._get(m.key, now), now) + m.amount * m.window_s / m.limit
+                after = max(self._get(m.key, now), now) + amount * m.window_s / m.limit
                 if check and after - now > m.window_s:
                     return Refusal(i, after - now - m.window_s)
                 planned[i] = after
-            elif check and self._get(m.key, now) + m.amount > m.limit:
+            elif check and self._get(m.key, now) + amount > m.limit:
                 expires = self._values.get(m.key, (0.0, m.ends_at or now + m.window_s))[1]
                 return Refusal(i, max(expires - now, 1e-3))
-        for i, m in enumerate(meters):
+        for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):
             if i in planned:
                 self._values[m.key] = (planned[i], planned[i])
-            elif m.amount:
-                spent = self._get(m.key, now) + m.amount
+            elif amount:
+                spent = self._get(m.key, now) + amount
                 expires = self._values[m.key][1] if m.key in self._values else m.ends_at or now + m.window_s
                 if spent <= 0:
                     self._values.pop(m.key, None)
                 else:
                     self._values[m.key] = (spent, max(expires, now))
         return None
-
-    async def meter_batch(self, batch: Batch, amounts: tuple[int, ...], *, check: bool) -> Refusal | None:
-        return await self.meter(batch.with_amounts(amounts), check=check)
 
     async def read(self, meters: list[Meter]) -> list[Reading]:
         now = self._clock()
