@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Literal, NamedTuple, Protocol
 
-from provider_gateway.routing.redis_calls import bulk, bulk_int, bulk_number
+from provider_gateway.routing.redis_calls import bulk, bulk_int
 
 type MeterKind = Literal["rate", "window"]
 WINDOWS = ("minute", "hour", "day", "month")
@@ -60,8 +60,8 @@ class Meters(Protocol):
         add them all anyway (a spend already made, or a refund as a negative window amount)."""
         ...
 
-    async def meter_batch(self, batch: Batch, amounts: tuple[int, ...], *, check: bool) -> Refusal | None:
-        """meter() of `batch`'s meters with these amounts, one per meter."""
+    async def meter_batch(self, batch: Batch, values: tuple[int, ...], *, check: bool) -> Refusal | None:
+        """meter() of `batch`'s meters, each adding the value its source names."""
         ...
 
     async def read(self, meters: list[Meter]) -> list[Reading]: ...
@@ -115,8 +115,8 @@ class MemoryMeters:
     async def meter(self, meters: list[Meter], *, check: bool) -> Refusal | None:
         return self._add(meters, [m.amount for m in meters], check=check)
 
-    async def meter_batch(self, batch: Batch, amounts: tuple[int, ...], *, check: bool) -> Refusal | None:
-        return self._add(batch.meters, amounts, check=check)
+    async def meter_batch(self, batch: Batch, values: tuple[int, ...], *, check: bool) -> Refusal | None:
+        return self._add(batch.meters, batch.amounts(values), check=check)
 
     def _add(self, meters: Sequence[Meter], amounts: Sequence[int], *, check: bool) -> Refusal | None:
         """meter(): each meter's amount from `amounts` (a batch's meters carry none)."""
@@ -175,29 +175,35 @@ def readings(meters: list[Meter], raw: list[int]) -> list[Reading]:
 
 
 def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
-    """lua/meters.lua's arguments: the mode, every meter's kind (a letter each), then each meter's
-    limit, window and amount."""
-    args: list[str | int] = ["check" if check else "force", "".join(_LETTERS[m.kind] for m in meters)]
+    """lua/meters.lua's arguments: the mode, the layout (each meter's kind and amount's field), the
+    amounts (one field a meter), then each meter's limit and window."""
+    args: list[str | int] = ["check" if check else "force", _layout([m.kind for m in meters])]
+    args.append("".join(f"{_clamped(m.amount):020d}" for m in meters))
     for m in meters:
-        args += (m.limit, _window_arg(m.kind, _span(m)), m.amount)
+        args += (m.limit, _window_arg(m.kind, _span(m)))
     return args
 
 
 @dataclass(slots=True)
 class Batch:
-    """Meters that every call of a while (a key's, in one second) sends again with new amounts only:
-    a store encodes them once, in `packed`, and each call fills in the amounts."""
+    """Meters that every call of a while (a key's, in one second) sends again with new amounts only,
+    each meter adding one of a few values (`sources`: its value's index): a store encodes them
+    once, in `packed`, and each call fills in the values."""
 
     meters: tuple[Meter, ...]  # their amounts are 0
-    packed: tuple[int, bytes] | None = None  # PackedScriptCalls.template's, made at the first check
+    sources: tuple[int, ...]  # per meter, which of the call's values it adds
+    packed: tuple[int, bytes, int] | None = None  # PackedScriptCalls.template's, made at the first check
 
-    def with_amounts(self, amounts: tuple[int, ...]) -> list[Meter]:
-        return [m._replace(amount=a) for m, a in zip(self.meters, amounts, strict=True)]
+    def amounts(self, values: tuple[int, ...]) -> list[int]:
+        return [values[s] for s in self.sources]
+
+    def with_amounts(self, values: tuple[int, ...]) -> list[Meter]:
+        return [m._replace(amount=values[s]) for m, s in zip(self.meters, self.sources, strict=True)]
 
 
-# A meter as encoded once: kind, limit and span (to see a change), then its key, its kind's letter
-# and its limit and window, RESP-encoded.
-type _Kept = tuple[MeterKind, int, float, bytes, str, bytes]
+# A meter as encoded once: kind, limit and span (to see a change), then its key and its limit and
+# window, RESP-encoded.
+type _Kept = tuple[MeterKind, int, float, bytes, bytes]
 
 
 class PackedScriptCalls:
@@ -206,7 +212,7 @@ class PackedScriptCalls:
     The same meters come back on every request, their windows included (a rate's length, a
     calendar window's end), so all of a meter but its amount is encoded once and kept, by the
     meter's own key (a string the caller keeps too, so its hash is computed once). A Batch's check
-    is kept whole, as one template of its amounts."""
+    is kept whole, as one template of its values."""
 
     KEEP_MAX = 4096  # meters of every key and team in use; a bound all the same
 
@@ -219,18 +225,25 @@ class PackedScriptCalls:
         keys, the arguments of script_args; one item per meter among the arguments)."""
         kept = self._encoded(meters)
         body = [bulk_int(len(meters)), *(k[3] for k in kept), _CHECK if check else _FORCE]
-        body.append(bulk("".join(k[4] for k in kept)))
-        body += [k[5] + _amount(m.amount) for k, m in zip(kept, meters, strict=True)]
-        return 3 + 4 * len(meters), body
+        body.append(bulk(_layout([m.kind for m in meters])))
+        amounts = b"".join(b"%020d" % _clamped(m.amount) for m in meters)
+        body.append(b"$%d\r\n%b\r\n" % (len(amounts), amounts))
+        body += [k[4] for k in kept]
+        return 4 + 3 * len(meters), body
 
-    def template(self, batch: Batch) -> tuple[int, bytes]:
-        """The check of `batch`'s meters as one bytes %-template of their amounts (each a
-        zero-padded %020d: see `fits`), and how many bulk strings it holds."""
+    def template(self, batch: Batch) -> tuple[int, bytes, int]:
+        """The check of `batch`'s meters as one bytes %-template of the first values of a call
+        (each a zero-padded %020d: see `fits`): how many bulk strings it holds, the template, and
+        how many values it takes (up to the last any meter adds)."""
         if batch.packed is None:
+            values = max(batch.sources) + 1
             kept = self._encoded(list(batch.meters))
-            head = [bulk_int(len(kept)), *(k[3] for k in kept), _CHECK, bulk("".join(k[4] for k in kept))]
-            body = [k[5].replace(b"%", b"%%") + b"$20\r\n%020d\r\n" for k in kept]
-            batch.packed = (3 + 4 * len(kept), b"".join(head).replace(b"%", b"%%") + b"".join(body))
+            layout = _layout([m.kind for m in batch.meters], batch.sources)
+            head = [bulk_int(len(kept)), *(k[3] for k in kept), _CHECK, bulk(layout)]
+            head.append(b"$%d\r\n" % (20 * values))
+            body = b"".join(head).replace(b"%", b"%%") + b"%020d" * values + b"\r\n"
+            constants = b"".join(k[4] for k in kept).replace(b"%", b"%%")
+            batch.packed = (4 + 3 * len(kept), body + constants, values)
         return batch.packed
 
     def _encoded(self, meters: list[Meter]) -> list[_Kept]:
@@ -247,24 +260,34 @@ class PackedScriptCalls:
         if len(self._kept) >= self.KEEP_MAX:
             self._kept.clear()
         constant = bulk_int(meter.limit) + bulk_int(_window_arg(meter.kind, span))
-        key = bulk(self._prefix + meter.key)
-        kept = (meter.kind, meter.limit, span, key, _LETTERS[meter.kind], constant)
+        kept = (meter.kind, meter.limit, span, bulk(self._prefix + meter.key), constant)
         self._kept[meter.key] = kept
         return kept
 
 
-def fits(amounts: tuple[int, ...]) -> bool:
-    """Whether every amount fits PackedScriptCalls.template's 20 characters."""
-    return min(amounts) > _PADDED and max(amounts) < -_PADDED
+_INT64 = 2**63  # what the script's 20-character amounts hold: a signed 64-bit integer
 
 
-def _amount(amount: int) -> bytes:
-    return b"$20\r\n%020d\r\n" % amount if _PADDED < amount < -_PADDED else bulk_number(amount)
+def fits(values: tuple[int, ...]) -> bool:
+    """Whether every value fits PackedScriptCalls.template's 20 characters."""
+    return min(values) >= -_INT64 and max(values) < _INT64
+
+
+def _clamped(amount: int) -> int:
+    """An amount within 64 bits: a limit is one (a TOML integer), so a larger amount is refused
+    all the same, and no settlement comes near."""
+    return max(-_INT64, min(amount, _INT64 - 1))
+
+
+def _layout(kinds: list[MeterKind], sources: tuple[int, ...] | None = None) -> str:
+    """lua/meters.lua's layout: per meter, its kind's letter and the field of the amounts it adds
+    ("A" the first): its own (sources None) or its source's."""
+    fields = sources if sources is not None else range(len(kinds))
+    return "".join(_LETTERS[k] + chr(65 + f) for k, f in zip(kinds, fields, strict=True))
 
 
 _LETTERS: dict[MeterKind, str] = {"rate": "r", "window": "w"}
 _CHECK, _FORCE = bulk("check"), bulk("force")
-_PADDED = -(10**18)  # bulk_number pads what lies strictly between this and its opposite
 
 
 def _span(meter: Meter) -> float:

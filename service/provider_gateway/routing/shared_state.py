@@ -303,15 +303,15 @@ class RedisMeters:
                 return self._refusal(answer)
         return await self._locally(meters, check=check)
 
-    async def meter_batch(self, batch: Batch, amounts: tuple[int, ...], *, check: bool) -> Refusal | None:
-        """A check of a batch whose amounts fit its template is one formatting of the kept command."""
-        if not (check and self.store.using_redis and self.store.direct is not None and fits(amounts)):
-            return await self.meter(batch.with_amounts(amounts), check=check)
-        count, template = self._packed.template(batch)
-        answer = await self._answer(self._meter.packed(count, (template % amounts,)))
+    async def meter_batch(self, batch: Batch, values: tuple[int, ...], *, check: bool) -> Refusal | None:
+        """A check of a batch whose values fit its template is one formatting of the kept command."""
+        if not (check and self.store.using_redis and self.store.direct is not None and fits(values)):
+            return await self.meter(batch.with_amounts(values), check=check)
+        count, template, used = self._packed.template(batch)
+        answer = await self._answer(self._meter.packed(count, (template % values[:used],)))
         if answer is not None:
             return self._refusal(answer)
-        return await self._locally(batch.with_amounts(amounts), check=check)
+        return await self._locally(batch.with_amounts(values), check=check)
 
     async def _answer(self, call: Awaitable[Any]) -> Any:
         """The script's answer, or None when Redis failed (the store then counts an outage)."""

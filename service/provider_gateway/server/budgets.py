@@ -14,7 +14,6 @@ key without a team), so one Lua script touches one Redis Cluster slot.
 from __future__ import annotations
 
 import math
-import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -318,18 +317,11 @@ class Shape:
     labels: tuple[Label, ...]  # the checked meters', in order: rates, then budgets (when checked)
     # What each checked meter adds, as an index into (1, prompt, worst-case tokens, micro-USD),
     # and for each of those four the smallest limit it meets (a larger amount could never pass).
-    amounts: Callable[[tuple[int, int, int, int]], tuple[int, ...]]
+    sources: tuple[int, ...]
     ceilings: tuple[int, int, int, int]
     # The checked meters with their calendar windows named, for one second: [that second, Batch,
     # the budgets' (meter, label) pairs].
     second: list[Any] = field(default_factory=lambda: [-1, None, []])
-
-
-def _picker(indexes: list[int]) -> Callable[[tuple[int, int, int, int]], tuple[int, ...]]:
-    if len(indexes) == 1:  # itemgetter of one index gives the item, not a tuple
-        only = indexes[0]
-        return lambda values: (values[only],)
-    return operator.itemgetter(*indexes)
 
 
 class Budgets:
@@ -388,7 +380,7 @@ class Budgets:
             [(s.key, s.limit) for s in rates if s.label.metric == "tokens"],
             any(s.label.metric == "usd_micros" for s in budgets),
             tuple(s.label for s in checked),
-            _picker(sources) if sources else lambda values: (),
+            tuple(sources),
             (ceilings[0], ceilings[1], ceilings[2], ceilings[3]),
         )
 
@@ -400,7 +392,7 @@ class Budgets:
             rates = [Meter(s.key, "rate", 0, s.limit, 60) for s in shape.rates]
             budgets = [(self._named(s, now), s.label) for s in shape.budgets]
             checked = rates + ([m for m, _ in budgets] if self.worst_case is not None else [])
-            batch = Batch(tuple(checked))
+            batch = Batch(tuple(checked), shape.sources)
             shape.second[:] = [math.floor(now), batch, budgets]
         return batch, budgets
 
@@ -423,11 +415,10 @@ class Budgets:
             ticket.reserved_tokens, ticket.reserved_micros = tokens, micros
             ticket.budget_meters = budgets
         values = (1, prompt, tokens, micros)
-        amounts = shape.amounts(values)
         most = shape.ceilings
         if prompt > most[1] or tokens > most[2] or micros > most[3] or most[0] < 1:
-            _never_fits(batch, amounts, shape.labels)
-        refusal = await self.meters.meter_batch(batch, amounts, check=True)
+            _never_fits(batch, values, shape.labels)
+        refusal = await self.meters.meter_batch(batch, values, check=True)
         if refusal is not None:
             raise QuotaExceeded(shape.labels[refusal.meter], refusal.wait_s)
         return ticket
@@ -458,9 +449,9 @@ class Budgets:
         )
 
 
-def _never_fits(batch: Batch, amounts: tuple[int, ...], labels: tuple[Label, ...]) -> None:
+def _never_fits(batch: Batch, values: tuple[int, ...], labels: tuple[Label, ...]) -> None:
     """Refuse a request larger than a limit: it could never pass, so "retry later" would mislead."""
-    for meter, amount, label in zip(batch.meters, amounts, labels, strict=True):
+    for meter, amount, label in zip(batch.meters, batch.amounts(values), labels, strict=True):
         if amount > meter.limit:
             raise GatewayError(
                 ErrorKind.RESOURCE_EXHAUSTED,
