@@ -17,8 +17,11 @@
 -- script makes as few as it can: one MGET for every meter, TIME only when a rate meter needs it,
 -- then one write per meter (and the expiry only when the write created the key). Each argument
 -- costs too, hence the meters' amounts in one string: a check's meters add one of a few amounts.
+local tonumber, byte, sub = tonumber, string.byte, string.sub
 local check = ARGV[1] == 'check'
 local layout, amounts = ARGV[2], ARGV[3]
+local fields = {}
+for f = 1, #amounts / 20 do fields[f] = tonumber(sub(amounts, f * 20 - 19, f * 20)) end
 local values = redis.call('MGET', unpack(KEYS))
 local now
 local function clock()
@@ -30,11 +33,10 @@ local function clock()
 end
 local added, planned = {}, {}
 for i = 1, #KEYS do
-  local field = string.byte(layout, 2 * i) - 64
-  local amount = tonumber(string.sub(amounts, field * 20 - 19, field * 20))
+  local amount = fields[byte(layout, 2 * i) - 64]
   local limit, window = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
   added[i] = amount
-  if string.byte(layout, 2 * i - 1) == 114 then -- 'r'
+  if byte(layout, 2 * i - 1) == 114 then -- 'r'
     local tat = math.max(tonumber(values[i] or '0'), clock())
     local after = math.ceil(tat + amount * window / limit)
     if check and after - now > window then return {i, after - now - window} end
