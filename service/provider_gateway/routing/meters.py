@@ -281,7 +281,8 @@ def _clamped(amount: int) -> int:
 
 def _layout(kinds: list[MeterKind], sources: tuple[int, ...] | None = None) -> str:
     """lua/meters.lua's layout: per meter, its kind's letter and the field of the amounts it adds
-    ("A" the first): its own (sources None) or its source's."""
+    ("A" the first): its own (sources None) or its source's. A call holds at most 18 meters (a key's
+    and its team's rates and budgets), well within the ASCII letters from "A"."""
     fields = sources if sources is not None else range(len(kinds))
     return "".join(_LETTERS[k] + chr(65 + f) for k, f in zip(kinds, fields, strict=True))
 
