@@ -58,6 +58,20 @@ def details(error: grpc.aio.AioRpcError) -> dict[str, Any]:
     return found
 
 
+async def until_refused(stub: Any, request: pb.ChatRequest, key: str) -> tuple[int, grpc.aio.AioRpcError]:
+    """Send `request` until a team's budget of 40 tokens refuses it: how many passed, the refusal."""
+    admitted, refused = 0, None
+    while refused is None and admitted < 10:
+        try:
+            await stub.Chat(request, metadata=bearer(key), timeout=WAIT_S)
+            admitted += 1
+        except grpc.aio.AioRpcError as error:
+            refused = error
+    assert refused is not None, "the team's 40 tokens must run out within 10 requests"
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    return admitted, refused
+
+
 def limit_of(spend: pb.GetSpendResponse, scope: int, metric: int, window: int) -> pb.SpendLimit:
     (found,) = [s for s in spend.limits if (s.scope, s.metric, s.window) == (scope, metric, window)]
     return found
@@ -116,15 +130,7 @@ team = "research"
     async with gateway_factory(config) as gw:
         request = chat("mock/echo", "hi", max_tokens=3)
         await gw.stub.Chat(request, metadata=bearer(ALICE), timeout=WAIT_S)
-        refused = None
-        for _ in range(10):
-            try:
-                await gw.stub.Chat(request, metadata=bearer(BOB), timeout=WAIT_S)
-            except grpc.aio.AioRpcError as error:
-                refused = error
-                break
-        assert refused is not None, "the team's 40 tokens must run out within 10 requests"
-        assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        _, refused = await until_refused(gw.stub, request, BOB)
         (violation,) = details(refused)["QuotaFailure"].violations
         assert violation.subject == "team:research"
         for key in (ALICE, BOB):  # the same team meter, seen by both keys (through the Python client)

@@ -17,17 +17,19 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from processes import GatewayProcess, start_gateway
 from rpc_util import WAIT_S, chat
-from test_budgets import ALICE, PRICED_MOCK, alice_key, bearer, details, limit_of
+from test_budgets import ALICE, PRICED_MOCK, alice_key, bearer, details, limit_of, until_refused
 from test_redis import REDIS, RedisServer
 
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.routing.meters import MemoryMeters, Meter, calendar_window
 from provider_gateway.routing.shared_state import RedisCounterStore, RedisMeters
+from provider_gateway.server.auth import hash_key
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
@@ -172,6 +174,59 @@ async def test_the_lua_meters_behave_as_the_in_process_ones(kind: str, redis_ser
     assert [u.used for u in used] == [3, 90]
     assert 59 < used[0].resets_in_s <= 60
     await store.aclose()
+
+
+async def test_a_team_budget_in_redis_refuses_the_request_past_it_whatever_its_names_hold(
+    gateway_factory, redis_server: RedisServer
+) -> None:  # type: ignore[no-untyped-def]
+    """Every check of a second sends one command kept whole, only its amounts filled in: names
+    holding the template's own marks ("%") must reach Redis as they are, and the meters each
+    request adds to must be the ones GetSpend reads and a refusal names."""
+    config = (
+        PRICED_MOCK
+        + f"""
+[redis]
+url = "{redis_server.url}"
+prefix = "pct{time.monotonic_ns()}:"
+
+[[auth.teams]]
+name = "r&d 100%s"
+tokens_per_day = 40
+requests_per_minute = 1000
+
+[[auth.keys]]
+name = "al%d%%ice"
+sha256 = "{hash_key(ALICE)}"
+team = "r&d 100%s"
+usd_micros_per_month = 1000000
+tokens_per_minute = 100000
+"""
+    )
+    async with gateway_factory(config) as gw:
+        request = chat("mock/echo", "hi", max_tokens=3)
+        admitted, refused = await until_refused(gw.stub, request, ALICE)
+        (violation,) = details(refused)["QuotaFailure"].violations
+        assert violation.subject == "team:r&d 100%s"
+        assert "tokens per calendar day" in violation.description
+        never = await refusal_of(
+            gw.stub.Chat(chat("mock/echo", "hi", max_tokens=100), metadata=bearer(ALICE))
+        )
+        assert "lower max_tokens" in (never.details() or "")
+        report = await gw.stub.GetSpend(pb.GetSpendRequest(), metadata=bearer(ALICE), timeout=WAIT_S)
+    team = limit_of(report, pb.SPEND_SCOPE_TEAM, pb.SPEND_METRIC_TOKENS, pb.SPEND_WINDOW_DAY)
+    assert (team.name, team.limit) == ("r&d 100%s", 40)
+    assert 40 - 11 < team.spent <= 40  # no room for another request's worst case
+    money = limit_of(report, pb.SPEND_SCOPE_KEY, pb.SPEND_METRIC_USD_MICROS, pb.SPEND_WINDOW_MONTH)
+    assert (money.name, money.spent > 0) == ("al%d%%ice", True)
+    rpm = limit_of(report, pb.SPEND_SCOPE_TEAM, pb.SPEND_METRIC_REQUESTS, pb.SPEND_WINDOW_ROLLING_MINUTE)
+    assert 0 < rpm.spent <= admitted  # a refused request adds to no meter
+
+
+async def refusal_of(call: Any) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    return refused.value
 
 
 async def test_a_check_cancelled_in_flight_leaves_no_reply_for_the_next_one(

@@ -19,12 +19,12 @@ import calendar
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Literal, NamedTuple, Protocol
 
-from provider_gateway.routing.redis_calls import bulk, bulk_int, bulk_number
+from provider_gateway.routing.redis_calls import bulk, bulk_int
 
 type MeterKind = Literal["rate", "window"]
 WINDOWS = ("minute", "hour", "day", "month")
@@ -37,8 +37,8 @@ class Meter(NamedTuple):  # a tuple: a check builds several per request; a froze
     kind: MeterKind
     amount: int
     limit: int
-    window_s: float  # rate: the window; window: the time left in the calendar window
-    # window: the calendar window's end (Unix seconds), its key's expiry in Redis; 0: now + window_s
+    window_s: float  # rate: the window; window: the time left in the calendar window (or more)
+    # window: the calendar window's end (Unix seconds), its key's expiry; 0: now + window_s
     ends_at: int = 0
 
 
@@ -58,6 +58,10 @@ class Meters(Protocol):
     async def meter(self, meters: list[Meter], *, check: bool) -> Refusal | None:
         """check: add every amount if all fit, else none and say which meter refused. Not check:
         add them all anyway (a spend already made, or a refund as a negative window amount)."""
+        ...
+
+    async def meter_batch(self, batch: Batch, values: tuple[int, ...], *, check: bool) -> Refusal | None:
+        """meter() of `batch`'s meters, each adding the value its source names."""
         ...
 
     async def read(self, meters: list[Meter]) -> list[Reading]: ...
@@ -109,25 +113,32 @@ class MemoryMeters:
         return value if expires > now else 0.0
 
     async def meter(self, meters: list[Meter], *, check: bool) -> Refusal | None:
+        return self._add(meters, [m.amount for m in meters], check=check)
+
+    async def meter_batch(self, batch: Batch, values: tuple[int, ...], *, check: bool) -> Refusal | None:
+        return self._add(batch.meters, batch.amounts(values), check=check)
+
+    def _add(self, meters: Sequence[Meter], amounts: Sequence[int], *, check: bool) -> Refusal | None:
+        """meter(): each meter's amount from `amounts` (a batch's meters carry none)."""
         now = self._clock()
         if len(self._values) > 10_000:  # drop what expired so unused keys do not pile up
             self._values = {k: v for k, v in self._values.items() if v[1] > now}
         planned: dict[int, float] = {}
-        for i, m in enumerate(meters):
+        for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):
             if m.kind == "rate":
-                after = max(self._get(m.key, now), now) + m.amount * m.window_s / m.limit
+                after = max(self._get(m.key, now), now) + amount * m.window_s / m.limit
                 if check and after - now > m.window_s:
                     return Refusal(i, after - now - m.window_s)
                 planned[i] = after
-            elif check and self._get(m.key, now) + m.amount > m.limit:
-                expires = self._values.get(m.key, (0.0, now + m.window_s))[1]
+            elif check and self._get(m.key, now) + amount > m.limit:
+                expires = self._values.get(m.key, (0.0, m.ends_at or now + m.window_s))[1]
                 return Refusal(i, max(expires - now, 1e-3))
-        for i, m in enumerate(meters):
+        for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):
             if i in planned:
                 self._values[m.key] = (planned[i], planned[i])
-            elif m.amount:
-                spent = self._get(m.key, now) + m.amount
-                expires = self._values[m.key][1] if m.key in self._values else now + m.window_s
+            elif amount:
+                spent = self._get(m.key, now) + amount
+                expires = self._values[m.key][1] if m.key in self._values else m.ends_at or now + m.window_s
                 if spent <= 0:
                     self._values.pop(m.key, None)
                 else:
@@ -164,11 +175,35 @@ def readings(meters: list[Meter], raw: list[int]) -> list[Reading]:
 
 
 def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
-    """lua/meters.lua's arguments: the mode, then each meter's kind, limit, window and amount."""
-    args: list[str | int] = ["check" if check else "force"]
+    """lua/meters.lua's arguments: the mode, the layout (each meter's kind and amount's field), the
+    amounts (one field a meter), then each meter's limit and window."""
+    args: list[str | int] = ["check" if check else "force", _layout([m.kind for m in meters])]
+    args.append("".join(f"{_clamped(m.amount):020d}" for m in meters))
     for m in meters:
-        args += (m.kind, m.limit, _window_arg(m.kind, _span(m)), m.amount)
+        args += (m.limit, _window_arg(m.kind, _span(m)))
     return args
+
+
+@dataclass(slots=True)
+class Batch:
+    """Meters that every call of a while (a key's, in one second) sends again with new amounts only,
+    each meter adding one of a few values (`sources`: its value's index): a store encodes them
+    once, in `packed`, and each call fills in the values."""
+
+    meters: tuple[Meter, ...]  # their amounts are 0
+    sources: tuple[int, ...]  # per meter, which of the call's values it adds
+    packed: tuple[int, bytes, int] | None = None  # PackedScriptCalls.template's, made at the first check
+
+    def amounts(self, values: tuple[int, ...]) -> list[int]:
+        return [values[s] for s in self.sources]
+
+    def with_amounts(self, values: tuple[int, ...]) -> list[Meter]:
+        return [m._replace(amount=values[s]) for m, s in zip(self.meters, self.sources, strict=True)]
+
+
+# A meter as encoded once: kind, limit and span (to see a change), then its key and its limit and
+# window, RESP-encoded.
+type _Kept = tuple[MeterKind, int, float, bytes, bytes]
 
 
 class PackedScriptCalls:
@@ -176,43 +211,84 @@ class PackedScriptCalls:
 
     The same meters come back on every request, their windows included (a rate's length, a
     calendar window's end), so all of a meter but its amount is encoded once and kept, by the
-    meter's own key (a string the caller keeps too, so its hash is computed once)."""
+    meter's own key (a string the caller keeps too, so its hash is computed once). A Batch's check
+    is kept whole, as one template of its values."""
 
     KEEP_MAX = 4096  # meters of every key and team in use; a bound all the same
 
     def __init__(self, prefix: str) -> None:
         self._prefix = prefix
-        self._kept: dict[str, tuple[MeterKind, int, float, bytes, bytes]] = {}
+        self._kept: dict[str, _Kept] = {}
 
     def call(self, meters: list[Meter], *, check: bool) -> tuple[int, list[bytes]]:
         """The call after the script's name: how many bulk strings, then them (the key count, the
         keys, the arguments of script_args; one item per meter among the arguments)."""
-        names = [bulk_int(len(meters))]
-        args = [_CHECK if check else _FORCE]
+        kept = self._encoded(meters)
+        body = [bulk_int(len(meters)), *(k[3] for k in kept), _CHECK if check else _FORCE]
+        body.append(bulk(_layout([m.kind for m in meters])))
+        amounts = b"".join(b"%020d" % _clamped(m.amount) for m in meters)
+        body.append(b"$%d\r\n%b\r\n" % (len(amounts), amounts))
+        body += [k[4] for k in kept]
+        return 4 + 3 * len(meters), body
+
+    def template(self, batch: Batch) -> tuple[int, bytes, int]:
+        """The check of `batch`'s meters as one bytes %-template of the first values of a call
+        (each a zero-padded %020d: see `fits`): how many bulk strings it holds, the template, and
+        how many values it takes (up to the last any meter adds)."""
+        if batch.packed is None:
+            values = max(batch.sources) + 1
+            kept = self._encoded(list(batch.meters))
+            layout = _layout([m.kind for m in batch.meters], batch.sources)
+            head = [bulk_int(len(kept)), *(k[3] for k in kept), _CHECK, bulk(layout)]
+            head.append(b"$%d\r\n" % (20 * values))
+            body = b"".join(head).replace(b"%", b"%%") + b"%020d" * values + b"\r\n"
+            constants = b"".join(k[4] for k in kept).replace(b"%", b"%%")
+            batch.packed = (4 + 3 * len(kept), body + constants, values)
+        return batch.packed
+
+    def _encoded(self, meters: list[Meter]) -> list[_Kept]:
+        found = []
         for m in meters:
             span = _span(m)
             kept = self._kept.get(m.key)
             if kept is None or kept[:3] != (m.kind, m.limit, span):
                 kept = self._keep(m, span)
-            names.append(kept[3])
-            amount = m.amount
-            args.append(
-                kept[4]
-                + (b"$20\r\n%020d\r\n" % amount if _PADDED < amount < -_PADDED else bulk_number(amount))
-            )
-        return 2 + 5 * len(meters), names + args
+            found.append(kept)
+        return found
 
-    def _keep(self, meter: Meter, span: float) -> tuple[MeterKind, int, float, bytes, bytes]:
+    def _keep(self, meter: Meter, span: float) -> _Kept:
         if len(self._kept) >= self.KEEP_MAX:
             self._kept.clear()
-        constant = bulk(meter.kind) + bulk_int(meter.limit) + bulk_int(_window_arg(meter.kind, span))
+        constant = bulk_int(meter.limit) + bulk_int(_window_arg(meter.kind, span))
         kept = (meter.kind, meter.limit, span, bulk(self._prefix + meter.key), constant)
         self._kept[meter.key] = kept
         return kept
 
 
+_INT64 = 2**63  # what the script's 20-character amounts hold: a signed 64-bit integer
+
+
+def fits(values: tuple[int, ...]) -> bool:
+    """Whether every value fits PackedScriptCalls.template's 20 characters."""
+    return min(values) >= -_INT64 and max(values) < _INT64
+
+
+def _clamped(amount: int) -> int:
+    """An amount within 64 bits: a limit is one (a TOML integer), so a larger amount is refused
+    all the same, and no settlement comes near."""
+    return max(-_INT64, min(amount, _INT64 - 1))
+
+
+def _layout(kinds: list[MeterKind], sources: tuple[int, ...] | None = None) -> str:
+    """lua/meters.lua's layout: per meter, its kind's letter and the field of the amounts it adds
+    ("A" the first): its own (sources None) or its source's. A call holds at most 18 meters (a key's
+    and its team's rates and budgets), well within the ASCII letters from "A"."""
+    fields = sources if sources is not None else range(len(kinds))
+    return "".join(_LETTERS[k] + chr(65 + f) for k, f in zip(kinds, fields, strict=True))
+
+
+_LETTERS: dict[MeterKind, str] = {"rate": "r", "window": "w"}
 _CHECK, _FORCE = bulk("check"), bulk("force")
-_PADDED = -(10**18)  # bulk_number pads what lies strictly between this and its opposite
 
 
 def _span(meter: Meter) -> float:

@@ -36,15 +36,6 @@ def bulk_int(value: int) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(digits), digits)
 
 
-def bulk_number(value: int) -> bytes:
-    """An integer that only a Lua script reads (tonumber), as a RESP bulk string: zero-padded to
-    20 characters when it fits, so one formatting suffices. Not for Redis's own arguments, which
-    refuse leading zeros."""
-    if -(10**18) < value < 10**19:
-        return b"$20\r\n%020d\r\n" % value
-    return bulk_int(value)
-
-
 def pack(count: int, head: Sequence[bytes], body: Sequence[bytes]) -> bytes:
     """One RESP command of `count` bulk strings, already encoded in `head` then `body` (an item
     may hold several)."""

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -22,11 +22,13 @@ from provider_gateway.config import GatewayConfig, Section
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.routing.meters import (
     US,
+    Batch,
     MemoryMeters,
     Meter,
     PackedScriptCalls,
     Reading,
     Refusal,
+    fits,
     readings,
     script,
     script_args,
@@ -293,18 +295,42 @@ class RedisMeters:
 
     async def meter(self, meters: list[Meter], *, check: bool) -> Refusal | None:
         if self.store.using_redis:
-            try:
-                if self.store.direct is None:
-                    index, wait_us = await self._meter(self._keys(meters), script_args(meters, check=check))
-                else:
-                    count, body = self._packed.call(meters, check=check)
-                    index, wait_us = await self._meter.packed(count, body)
-            except Exception as exc:  # any Redis failure: the configured outage behaviour
-                self.store._failed(exc)
+            if self.store.direct is None:
+                answer = await self._answer(self._meter(self._keys(meters), script_args(meters, check=check)))
             else:
-                self.store._recovered()
-                self._refusing = False  # Redis answers (the store may have seen it come back first)
-                return Refusal(int(index) - 1, max(int(wait_us), 1) / US) if int(index) else None
+                answer = await self._answer(self._meter.packed(*self._packed.call(meters, check=check)))
+            if answer is not None:
+                return self._refusal(answer)
+        return await self._locally(meters, check=check)
+
+    async def meter_batch(self, batch: Batch, values: tuple[int, ...], *, check: bool) -> Refusal | None:
+        """A check of a batch whose values fit its template is one formatting of the kept command."""
+        if not (check and self.store.using_redis and self.store.direct is not None and fits(values)):
+            return await self.meter(batch.with_amounts(values), check=check)
+        count, template, used = self._packed.template(batch)
+        answer = await self._answer(self._meter.packed(count, (template % values[:used],)))
+        if answer is not None:
+            return self._refusal(answer)
+        return await self._locally(batch.with_amounts(values), check=check)
+
+    async def _answer(self, call: Awaitable[Any]) -> Any:
+        """The script's answer, or None when Redis failed (the store then counts an outage)."""
+        try:
+            answer = await call
+        except Exception as exc:  # any Redis failure: the configured outage behaviour
+            self.store._failed(exc)
+            return None
+        self.store._recovered()
+        self._refusing = False  # Redis answers (the store may have seen it come back first)
+        return answer
+
+    @staticmethod
+    def _refusal(answer: Any) -> Refusal | None:
+        index, wait_us = answer
+        return Refusal(int(index) - 1, max(int(wait_us), 1) / US) if int(index) else None
+
+    async def _locally(self, meters: list[Meter], *, check: bool) -> Refusal | None:
+        """While Redis is away: refused (closed) or the per-process meters (open)."""
         if check and self.fail_closed:
             raise self._unavailable()
         return await self.local.meter(meters, check=check)

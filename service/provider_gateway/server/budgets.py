@@ -26,7 +26,15 @@ from provider_gateway.config import Section
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.pricing import PriceTable
 from provider_gateway.routing.consumption import Consumed
-from provider_gateway.routing.meters import WINDOWS, Meter, MeterKind, Meters, Reading, calendar_window_end
+from provider_gateway.routing.meters import (
+    WINDOWS,
+    Batch,
+    Meter,
+    MeterKind,
+    Meters,
+    Reading,
+    calendar_window_end,
+)
 from provider_gateway.routing.router import Router
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -295,14 +303,10 @@ class Slot:
     label: Label
 
 
-# A budget with its window named: key (window's name included), limit, window's end, label, money.
-type Named = tuple[str, int, int, Label, bool]
-
-
 @dataclass(frozen=True, slots=True)
 class Shape:
     """The meters one method of one key (and its team) goes through, built once and kept: a
-    check then only prices the request and names the calendar windows it falls in."""
+    check then only prices the request and fills in the amounts of the meters of its second."""
 
     limits: Limits  # the key's own, to see a changed configuration
     holders: list[Holder]
@@ -310,8 +314,14 @@ class Shape:
     budgets: list[Slot]
     tpm_keys: list[tuple[str, int]]
     money: bool  # a money budget among them: the worst case needs a price
-    # The budgets with their windows named, for one second: [that second, its Named per budget].
-    named: list[Any] = field(default_factory=lambda: [-1, []])
+    labels: tuple[Label, ...]  # the checked meters', in order: rates, then budgets (when checked)
+    # What each checked meter adds, as an index into (1, prompt, worst-case tokens, micro-USD),
+    # and for each of those four the smallest limit it meets (a larger amount could never pass).
+    sources: tuple[int, ...]
+    ceilings: tuple[int, int, int, int]
+    # The checked meters with their calendar windows named, for one second: [that second, Batch,
+    # the budgets' (meter, label) pairs].
+    second: list[Any] = field(default_factory=lambda: [-1, None, []])
 
 
 class Budgets:
@@ -357,6 +367,11 @@ class Budgets:
             for b in h.limits.budgets if method in TOKEN_METERED else ():
                 label = Label(h, b.metric, b.window, b.limit)
                 budgets.append(Slot(f"{base}:{b.metric}", "window", b.limit, label))
+        checked = rates + (budgets if self.worst_case is not None else [])
+        sources = [_SOURCES[s.kind, s.label.metric] for s in checked]
+        ceilings = [_NEVER] * 4
+        for slot, source in zip(checked, sources, strict=True):
+            ceilings[source] = min(ceilings[source], slot.limit)
         return Shape(
             limits,
             holders,
@@ -364,60 +379,55 @@ class Budgets:
             budgets,
             [(s.key, s.limit) for s in rates if s.label.metric == "tokens"],
             any(s.label.metric == "usd_micros" for s in budgets),
+            tuple(s.label for s in checked),
+            tuple(sources),
+            (ceilings[0], ceilings[1], ceilings[2], ceilings[3]),
         )
 
-    def _budget_meters(self, shape: Shape, tokens: int, micros: int) -> list[tuple[Meter, Label]]:
+    def _of_second(self, shape: Shape) -> tuple[Batch, list[tuple[Meter, Label]]]:
+        """The shape's checked meters (amounts 0) with their windows named, made once a second."""
         now = self.clock()
-        second, named = shape.named
-        if second != math.floor(now):  # name the windows once a second, not once a request
-            named = [self._named(s, now) for s in shape.budgets]
-            shape.named[:] = [math.floor(now), named]
-        return [
-            (Meter(key, "window", micros if money else tokens, limit, ends - now, ends), label)
-            for key, limit, ends, label, money in named
-        ]
+        second, batch, budgets = shape.second
+        if second != math.floor(now):
+            rates = [Meter(s.key, "rate", 0, s.limit, 60) for s in shape.rates]
+            budgets = [(self._named(s, now), s.label) for s in shape.budgets]
+            checked = rates + ([m for m, _ in budgets] if self.worst_case is not None else [])
+            batch = Batch(tuple(checked), shape.sources)
+            shape.second[:] = [math.floor(now), batch, budgets]
+        return batch, budgets
 
     @staticmethod
-    def _named(slot: Slot, now: float) -> Named:
+    def _named(slot: Slot, now: float) -> Meter:
         name, ends = calendar_window_end(slot.label.window, now)
-        return f"{slot.key}:{name}", slot.limit, ends, slot.label, slot.label.metric == "usd_micros"
+        return Meter(f"{slot.key}:{name}", "window", 0, slot.limit, ends - now, ends)
 
     async def admit(self, key: str, limits: Limits, team: str, request: Any, method: str) -> Ticket:
         shape = self.shape(key, limits, team, method)
         ticket = Ticket(shape.holders)
-        if not shape.rates and not shape.budgets:
+        if not shape.labels:
             return ticket
         prompt = estimate_tokens(request)
-        metered = [
-            (Meter(s.key, "rate", 1 if s.label.metric == "requests" else prompt, s.limit, 60), s.label)
-            for s in shape.rates
-        ]
         ticket.tpm_keys = shape.tpm_keys
+        batch, budgets = self._of_second(shape)
+        tokens = micros = 0
         if shape.budgets and self.worst_case is not None:
-            ticket.reserved_tokens, ticket.reserved_micros = self.worst_case.of(
-                request, method, money=shape.money, prompt=prompt, caller=key
-            )
-            ticket.budget_meters = self._budget_meters(shape, ticket.reserved_tokens, ticket.reserved_micros)
-            metered += ticket.budget_meters
-        if not metered:
-            return ticket
-        for meter, label in metered:
-            if meter.amount > meter.limit:  # could never pass: say so instead of "retry later"
-                raise GatewayError(
-                    ErrorKind.RESOURCE_EXHAUSTED,
-                    f"this request needs {meter.amount} against a {_describe(label)} of {meter.limit} "
-                    f"({label.holder.scope} {label.holder.name!r}): lower max_tokens or the prompt",
-                )
-        refusal = await self.meters.meter([m for m, _ in metered], check=True)
+            tokens, micros = self.worst_case.of(request, method, money=shape.money, prompt=prompt, caller=key)
+            ticket.reserved_tokens, ticket.reserved_micros = tokens, micros
+            ticket.budget_meters = budgets
+        values = (1, prompt, tokens, micros)
+        most = shape.ceilings
+        if prompt > most[1] or tokens > most[2] or micros > most[3] or most[0] < 1:
+            _never_fits(batch, values, shape.labels)
+        refusal = await self.meters.meter_batch(batch, values, check=True)
         if refusal is not None:
-            raise QuotaExceeded(metered[refusal.meter][1], refusal.wait_s)
+            raise QuotaExceeded(shape.labels[refusal.meter], refusal.wait_s)
         return ticket
 
     async def settle(self, ticket: Ticket, outcome: Outcome) -> None:
         """Charge what the request really consumed; refund the rest of its reservation."""
         changes = [Meter(key, "rate", outcome.all_output(), limit, 60) for key, limit in ticket.tpm_keys]
         micros = outcome.micros()
-        for meter, label in ticket.budget_meters:
+        for meter, label in ticket.budget_meters:  # their amounts are 0: the reservation is the ticket's
             if label.metric == "usd_micros":
                 delta = 0 if micros is None else micros - ticket.reserved_micros
             else:
@@ -430,13 +440,35 @@ class Budgets:
     async def report(self, key: str, limits: Limits, team: str) -> pb.GetSpendResponse:
         shape = self.shape(key, limits, team, "Chat")  # Chat goes through every kind of meter
         labelled = [(Meter(s.key, "rate", 0, s.limit, 60), s.label) for s in shape.rates]
-        labelled += self._budget_meters(shape, 0, 0)
+        labelled += self._of_second(shape)[1]
         states = await self.meters.read([m for m, _ in labelled]) if labelled else []
         return pb.GetSpendResponse(
             key=key,
             team=team,
             limits=[_spend_limit(label, state) for (_, label), state in zip(labelled, states, strict=True)],
         )
+
+
+def _never_fits(batch: Batch, values: tuple[int, ...], labels: tuple[Label, ...]) -> None:
+    """Refuse a request larger than a limit: it could never pass, so "retry later" would mislead."""
+    for meter, amount, label in zip(batch.meters, batch.amounts(values), labels, strict=True):
+        if amount > meter.limit:
+            raise GatewayError(
+                ErrorKind.RESOURCE_EXHAUSTED,
+                f"this request needs {amount} against a {_describe(label)} of {meter.limit} "
+                f"({label.holder.scope} {label.holder.name!r}): lower max_tokens or the prompt",
+            )
+
+
+# Which of (1, prompt, worst-case tokens, micro-USD) a meter adds, by its kind and metric: a rate
+# of tokens adds the prompt (settled later), a budget of tokens the worst case.
+_SOURCES = {
+    ("rate", "requests"): 0,
+    ("rate", "tokens"): 1,
+    ("window", "tokens"): 2,
+    ("window", "usd_micros"): 3,
+}
+_NEVER = 2**63  # the ceiling of what no meter adds
 
 
 def _spend_limit(label: Label, state: Reading) -> pb.SpendLimit:
