@@ -153,3 +153,22 @@ async def test_a_client_that_stops_reading_stops_the_upstream_read_within_the_re
     assert read == held  # waiting for the client, not reading on
     await relay.aclose()
     assert closed.is_set()
+
+
+async def test_a_cancel_leaking_from_below_ends_the_relay_with_an_error_not_a_hang() -> None:
+    """A CancelledError the writer did not ask for (a bug below) must not leave the writer waiting
+    for events that never come: it raises, after what came before."""
+
+    async def leaking() -> AsyncGenerator[GatewayEvent, None]:
+        yield TextDelta("a")
+        raise asyncio.CancelledError
+
+    got: list[GatewayEvent] = []
+
+    async def relay() -> None:
+        async for event in coalesced(leaking()):
+            got.append(event)
+
+    with pytest.raises(RuntimeError, match="cancelled inside the gateway"):
+        await asyncio.wait_for(relay(), WAIT_S)
+    assert got == [TextDelta("a")]

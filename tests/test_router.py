@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
 
 import grpc
 import pytest
@@ -23,6 +27,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.mock import MockScript
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
 from provider_gateway.routing.settings import RoutingSettings
+from provider_gateway.routing.shared_state import MemoryCounterStore
 from provider_gateway.routing.timing import RequestClock
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -321,3 +326,33 @@ async def test_routes_to_ever_new_model_names_keep_a_bounded_state() -> None:
     assert "mock/model-0" not in states
     assert f"mock/model-{MAX_ROUTE_DEPLOYMENTS + 199}" in states
     await router.aclose()
+
+
+class SlowEjectStore(MemoryCounterStore):
+    """A shared store whose ejections take a Redis round trip under load."""
+
+    async def eject(self, key: str, seconds: float) -> None:
+        await asyncio.sleep(0.2)
+        await super().eject(key, seconds)
+
+
+async def test_a_429_judged_as_the_read_limit_passes_still_fails_over() -> None:
+    """The 429 ends the read 60 ms into a 100 ms time-to-first-token limit; judging it waits 200 ms
+    on the store. That wait is not a read: the limit must not cancel it, and the request fails
+    over to the backup with the 429 in its attempts (it once escaped as a bare CancelledError)."""
+    store = SlowEjectStore(time.monotonic)
+    router = make_router(two_deployments("tokens = 2", routing="ttft_timeout_s = 0.1"), store=store)
+
+    async def rate_limited(request: Any) -> AsyncIterator[Any]:
+        await asyncio.sleep(0.06)
+        raise GatewayError(ErrorKind.RESOURCE_EXHAUSTED, "slow down", retry_after=5, retryable=True)
+        yield  # an async generator, as a provider's stream is
+
+    router.planner.deployments["g/a/m"].provider = SimpleNamespace(
+        chat_stream=rate_limited, kind="mock", capabilities=Capabilities
+    )
+    events = await run_stream(router, chat("g"))
+    assert [(a.provider, a.outcome) for a in finish_of(events).attempts] == [
+        ("a", "RESOURCE_EXHAUSTED"),
+        ("b", "ok"),
+    ]

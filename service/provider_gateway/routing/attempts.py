@@ -132,9 +132,11 @@ class Attempts:
                         detail=f"{type(exc).__name__}: {exc}",
                     ) from exc
                 finally:
+                    # The read is over however it ended: an error's handling below (judging it may
+                    # wait on Redis) must not be cancelled as a read past its limit.
+                    watch.finished()
                     handed = time.perf_counter_ns()
                     clock.upstream_ns += handed - now
-                watch.finished()
                 answered = True
                 # Text deltas are nearly every event of a stream: one type test settles them (and
                 # they are no tool-call event for `calls`).

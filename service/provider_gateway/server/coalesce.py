@@ -82,6 +82,12 @@ async def coalesced(events: AsyncGenerator[GatewayEvent, None]) -> AsyncGenerato
             hand.put(_END)
         except Exception as exc:  # handed to the writer, after what came before it
             hand.put(exc)
+        except asyncio.CancelledError:
+            # The writer cancels the reader only once it stops reading. Any other cancel leaking up
+            # from below would leave the writer waiting for ever: it gets an error instead (a bug:
+            # INTERNAL, with an incident id in the log), and the client a status.
+            hand.put(RuntimeError("the stream's reader was cancelled inside the gateway"))
+            raise
 
     reader = asyncio.ensure_future(read())
     try:
