@@ -250,6 +250,19 @@ async def test_a_check_cancelled_in_flight_leaves_no_reply_for_the_next_one(
     await store.aclose()
 
 
+async def test_a_gateway_clock_behind_redis_never_loses_a_window_s_spend(redis_server: RedisServer) -> None:
+    """The gateway names a window's end by its own clock; one a second behind Redis's creates the
+    key in what is, for Redis, the past. The key must still hold what was spent: 60 then 60
+    against a limit of 100 is one admission and a refusal, never two admissions."""
+    store = RedisCounterStore(redis_server.url, prefix=f"k{time.monotonic_ns()}:", timeout_s=2.0)
+    meters = RedisMeters(store, fail_closed=True)
+    ended = int(time.time() - 1.0)  # the window's end, already a second past on Redis's clock
+    budget = Meter("{key:k}:key:k:usd_micros:m1", "window", 60, 100, 0.5, ended)
+    assert await meters.meter([budget], check=True) is None
+    assert await meters.meter([budget], check=True) is not None
+    await store.aclose()
+
+
 async def test_a_redis_that_stops_answering_is_an_outage_within_the_timeout(
     redis_server: RedisServer,
 ) -> None:

@@ -14,8 +14,8 @@
 -- Returns {0, 0} when added, else {index of the first refusing meter, microseconds to wait}.
 --
 -- Each redis.call costs the server about as much as a whole PING round trip does (1-4 µs), so the
--- script makes as few as it can: one MGET for every meter, TIME only when a rate meter needs it,
--- then one write per meter (and the expiry only when the write created the key). Each argument
+-- script makes as few as it can: one MGET for every meter, TIME only when a rate meter or a new
+-- key's expiry needs it, then one write per meter (and the expiry only when the write created the key). Each argument
 -- costs too, hence the meters' amounts in one string: a check's meters add one of a few amounts.
 local tonumber, byte, sub = tonumber, string.byte, string.sub
 local check = ARGV[1] == 'check'
@@ -56,7 +56,10 @@ for i = 1, #KEYS do
     if spent <= 0 then
       redis.call('DEL', KEYS[i])
     elseif not values[i] then
-      redis.call('PEXPIREAT', KEYS[i], ARGV[3 + 2 * i])
+      -- The window's end by the gateway's clock; at least a second from now by Redis's, so that a
+      -- gateway clock behind Redis's cannot create a key already expired (and its spend lost).
+      local ends = math.max(tonumber(ARGV[3 + 2 * i]), math.floor(clock() / 1000) + 1000)
+      redis.call('PEXPIREAT', KEYS[i], string.format('%.0f', ends))
     end
   end
 end
