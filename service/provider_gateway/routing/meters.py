@@ -16,7 +16,6 @@ worker (shared_state.RedisCounterStore). Both keep the same semantics, tested si
 from __future__ import annotations
 
 import calendar
-import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -82,10 +81,9 @@ def calendar_window_end(window: str, now: float) -> tuple[str, int]:
     return _window_at(window, math.floor(now))
 
 
-@functools.lru_cache(maxsize=32)
 def _window_at(window: str, second: int) -> tuple[str, int]:
-    """The name and end of the calendar window of a whole second: cached, as every check of that
-    second asks for the same few (gmtime and timegm cost more than the rest of a check)."""
+    """The name and end of the calendar window of a whole second (a shape's check batch names its
+    windows once a second, server/budgets.py, so nothing here needs a cache)."""
     t = time.gmtime(second)
     if window == "month":
         start = calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0))

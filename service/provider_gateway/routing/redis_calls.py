@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 IDLE_MAX = 64  # connections kept between calls; a burst beyond opens more, closed after it
 
 
-@functools.lru_cache(maxsize=4096)
 def bulk(value: str) -> bytes:
-    """A RESP bulk string. Cached: the same keys, kinds and limits come back on every request."""
+    """A RESP bulk string. (What comes back on every request, a meter's key, kind and limit, is
+    encoded once and kept by the meters: routing/meters.py.)"""
     data = value.encode()
     return b"$%d\r\n%b\r\n" % (len(data), data)
 
@@ -63,7 +62,8 @@ class DirectCalls:
         except self._closed:
             if not reused:
                 raise
-            self._idle.clear()  # they were opened before the same break
+            stale, self._idle = self._idle, []  # opened before the same break: closed, not left to GC
+            await _disconnect(stale, nowait=True)
             return await self._call_on(self._connect(), packed)
 
     async def _call_on(self, connection: Any, packed: bytes) -> Any:
@@ -94,6 +94,10 @@ class DirectCalls:
     async def aclose(self) -> None:
         self._open = False
         idle, self._idle = self._idle, []
-        for connection in idle:
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
+        await _disconnect(idle)
+
+
+async def _disconnect(connections: list[Any], *, nowait: bool = False) -> None:
+    for connection in connections:
+        with contextlib.suppress(Exception):
+            await connection.disconnect(nowait=nowait)

@@ -135,7 +135,8 @@ class LuaScript:
     async def packed(self, count: int, body: Sequence[bytes]) -> Any:
         """With `direct` only: the call's key count, keys and arguments already RESP-encoded
         (`count` bulk strings in `body`)."""
-        assert self._direct is not None, "packed arguments need the direct connections"
+        if self._direct is None:  # a Cluster's scripts go through redis-py, which packs for itself
+            raise RuntimeError("packed arguments need the direct connections")
         try:
             return await self._direct.call(pack(count + 2, self._by_sha, body))
         except self._missing:
