@@ -30,16 +30,20 @@ class Bare(pb_grpc.ProviderServiceServicer):
         yield pb.StreamEvent(finish=pb.Finish(reason=pb.FINISH_REASON_STOP))
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tokens", type=int, default=200)
-    args = parser.parse_args()
+async def serve(servicer: pb_grpc.ProviderServiceServicer) -> None:
+    """Serve `servicer` alone on a free loopback port until killed; print `listening on HOST:PORT`."""
     server = grpc.aio.server()
-    pb_grpc.add_ProviderServiceServicer_to_server(Bare(args.tokens), server)
+    pb_grpc.add_ProviderServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(f"listening on 127.0.0.1:{port}", flush=True)
     await server.wait_for_termination()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokens", type=int, default=200)
+    await serve(Bare(parser.parse_args().tokens))
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import grpc
 import orjson
+from bare_stream_server import serve  # run as a script: benchmarks/ is on the path
 
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
@@ -80,13 +80,7 @@ class MinimalRelay(pb_grpc.ProviderServiceServicer):
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--upstream", required=True, help="the upstream's base URL, .../v1")
-    args = parser.parse_args()
-    server = grpc.aio.server()
-    pb_grpc.add_ProviderServiceServicer_to_server(MinimalRelay(args.upstream), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    print(f"listening on 127.0.0.1:{port}", flush=True)
-    await server.wait_for_termination()
+    await serve(MinimalRelay(parser.parse_args().upstream))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ async def relay_reads[F](
                     break
         except Exception as error:
             failed = error
-        for event in merge_deltas(in_hand) if merge else in_hand:
+        for event in merge_deltas(in_hand) if merge and len(in_hand) > 1 else in_hand:
             yield event
         if failed is not None:
             raise failed

@@ -21,7 +21,7 @@ from provider_gateway.providers.base import BaseProvider, completion_of
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
 from provider_gateway.providers.http_common import completion_as_chat, probe
-from provider_gateway.providers.relay import batches, relay_reads
+from provider_gateway.providers.relay import batches
 from provider_gateway.wire.sse import SseDecoder, SseError, SseEvent
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "SseEvent",
     "VendorErrors",
     "decode_json_event",
-    "relay_reads",
     "sse_reads",
 ]
 

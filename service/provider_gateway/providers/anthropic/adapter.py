@@ -33,6 +33,7 @@ from provider_gateway.providers.anthropic import codec
 from provider_gateway.providers.anthropic.forced_output import output_tool_name
 from provider_gateway.providers.base import accumulate, completion_of
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.relay import relay_reads
 from provider_gateway.providers.reported_usage import report_partial_usage
 from provider_gateway.providers.shapes import count_at
 from provider_gateway.providers.upstream_io import (
@@ -40,7 +41,6 @@ from provider_gateway.providers.upstream_io import (
     HttpProvider,
     SseEvent,
     decode_json_event,
-    relay_reads,
     sse_reads,
 )
 

@@ -29,12 +29,12 @@ from provider_gateway.domain import (
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.cohere import codec
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.relay import relay_reads
 from provider_gateway.providers.upstream_io import (
     TIMEOUT_KEYS,
     HttpProvider,
     SseEvent,
     decode_json_event,
-    relay_reads,
     sse_reads,
 )
 

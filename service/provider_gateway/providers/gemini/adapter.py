@@ -26,6 +26,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import estimate_tokens
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec
+from provider_gateway.providers.relay import relay_reads
 from provider_gateway.providers.reported_usage import report_partial_usage
 from provider_gateway.providers.shapes import count_at
 from provider_gateway.providers.upstream_io import (
@@ -33,7 +34,6 @@ from provider_gateway.providers.upstream_io import (
     HttpProvider,
     SseEvent,
     decode_json_event,
-    relay_reads,
     sse_reads,
 )
 
@@ -61,7 +61,7 @@ async def decode_generate(
         return items
 
     # Gemini's last chunk carries the finishReason, and the server closes the stream after it.
-    async for item in relay_reads(reads, step, merge=merge, finished=lambda: False):
+    async for item in relay_reads(reads, step, merge=merge):
         yield item
     if not decoder.finish_reason:
         raise GatewayError(
