@@ -143,8 +143,7 @@ async def accumulate(events: AsyncIterator[StreamEvent]) -> ChatResponse:
 
 
 def replay(response: ChatResponse) -> list[StreamEvent]:
-    """A whole response as the events that `accumulate` folds back into it (unary answers relayed
-    through the same loop as streams)."""
+    """A whole response as the events that `accumulate` folds back into it."""
     events: list[StreamEvent] = []
     parts = response.reasoning_parts
     if not parts and (response.reasoning or response.reasoning_signature):  # built by hand
@@ -162,6 +161,28 @@ def replay(response: ChatResponse) -> list[StreamEvent]:
     if response.finish is not None:
         events.append(response.finish)
     return events
+
+
+def has_content(response: ChatResponse) -> bool:
+    """Whether `replay(response)` has a content event: a unary answer with one is its first token."""
+    return bool(
+        response.text
+        or response.reasoning_parts
+        or response.reasoning
+        or response.reasoning_signature
+        or response.tool_calls
+        or response.raw_content
+    )
+
+
+def relayed_answer(response: ChatResponse) -> ChatResponse:
+    """A unary answer as the router hands it on: what folding its `replay` gives (the stream's
+    normalisation: a call whose arguments are not JSON marked incomplete, reasoning blocks without
+    state joined). An answer of text alone (nearly every one) comes back from that round trip
+    unchanged, so it is passed on as it is rather than replayed and folded on every call."""
+    if response.tool_calls or response.reasoning_parts or response.reasoning or response.reasoning_signature:
+        return fold(replay(response))
+    return response
 
 
 async def all_or_first_error[T](calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:

@@ -1,8 +1,10 @@
 """One attempt: one try of one deployment, timed, bounded by the stall limits, and judged.
 
-An attempt yields the provider's events, an end for every tool call they started and never ended,
-then a Finish; its failure is judged for the deployment's breaker and limiter (overloaded, broken,
-or a bad request that says nothing about the deployment).
+A stream's attempt (`Attempts.run`) yields the provider's events, an end for every tool call they
+started and never ended, then a Finish; a unary call's (`Attempts.call`) awaits the provider's whole
+answer once and returns it with the Finish. Both share one bookkeeping (`_Try`): a failure is judged
+for the deployment's breaker and limiter (overloaded, broken, or a bad request that says nothing
+about the deployment), and every attempt is timed, costed and recorded alike.
 (`attempt.py` holds the context variable that names the attempt in progress to provider wrappers.)
 """
 
@@ -15,12 +17,13 @@ import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from contextvars import Token
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from provider_gateway.domain import (
     CONTENT_EVENTS,
     Attempt,
     ChatRequest,
+    ChatResponse,
     CompletionRequest,
     Cost,
     Finish,
@@ -37,7 +40,14 @@ from provider_gateway.domain import (
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.rate_limits import RATE_LIMIT_SINK, RateLimitInfo
 from provider_gateway.pricing import PriceTable, total
-from provider_gateway.providers.base import CHARS_PER_TOKEN, Provider, estimate_messages, estimate_tokens
+from provider_gateway.providers.base import (
+    CHARS_PER_TOKEN,
+    Provider,
+    estimate_messages,
+    estimate_tokens,
+    has_content,
+    relayed_answer,
+)
 from provider_gateway.providers.open_calls import OpenCalls
 from provider_gateway.providers.reported_usage import PARTIAL_USAGE_SINK, Heard
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
@@ -49,6 +59,8 @@ from provider_gateway.routing.timing import RequestClock, us
 
 Req = TypeVar("Req", ChatRequest, CompletionRequest)
 OpenStream = Callable[[Provider, Req], AsyncIterator[StreamEvent]]
+# A unary call of a provider: its whole answer (a completion's in a ChatResponse).
+Answer = Callable[[Provider, Req], Awaitable[ChatResponse]]
 
 
 class Attempts:
@@ -78,36 +90,20 @@ class Attempts:
         deadline: float,
         open_stream: OpenStream[Req],
         attempts: list[Attempt],
-        unary: bool = False,
     ) -> AsyncGenerator[GatewayEvent, None]:
-        """One try of one deployment: its events, then the Finish; failures judged for breaker and limiter.
-
-        A unary call's first event is its whole answer, so only the deadline bounds the wait for it.
-        """
-        breaker, limiter, settings = deployment.breaker, deployment.limiter, deployment.settings
-        state = breaker.state.value
-        breaker.acquire()
-        limiter.acquire()
-        heard = _Heard()  # the usage the provider reported before its end
-        scope = _AttemptScope(
-            AttemptInfo(number, deployment.key, state),
-            lambda info: self._rate_limit_info(deployment, info),
-            heard,
-        )
-        started = time.perf_counter_ns()
+        """One try of one deployment: its events, then the Finish; failures judged for breaker and limiter."""
+        settings = deployment.settings
         # The time to first token bounds each read until content comes, then the idle limit; the
-        # deadline bounds every read, and alone those of a unary call (see the docstring).
-        watch = StallWatch(None if unary else settings.ttft_timeout_s, deadline - self.clock())
+        # deadline bounds every read.
+        attempt = _Try(self, deployment, number, request, clock, deadline, attempts, settings.ttft_timeout_s)
+        scope, watch = attempt.scope, attempt.watch
         calls = OpenCalls()  # every tool call the stream starts ends before the Finish
         stream: AsyncIterator[StreamEvent] | None = None
         sent_content = False
         finish: ProviderFinish | None = None
         usage: Usage | None = None  # what the provider reported, for the attempt's cost
         relayed = 0  # characters of content passed on, to estimate the output when usage is missing
-        verdict = False
         answered = False  # the provider's stream gave at least one event
-        refused = False  # an HTTP error answer before any event: the vendor billed nothing
-        cost: Cost | None = None  # the attempt's cost, once known
         try:
             scope.enter()
             stream = open_stream(deployment.provider, _for_model(request, deployment.spec.model))
@@ -119,18 +115,8 @@ class Attempts:
                     event = await anext(stream)
                 except StopAsyncIteration:
                     break
-                except asyncio.CancelledError:
-                    if watch.stopped_read():
-                        raise self._timed_out(deployment, watch, deadline, sent_content) from None
-                    raise
-                except OSError as exc:  # an adapter let a socket error through: a connection failure
-                    raise GatewayError(
-                        ErrorKind.UNAVAILABLE,
-                        f"{deployment.key}: connection failed",
-                        provider=deployment.spec.provider,
-                        retryable=True,
-                        detail=f"{type(exc).__name__}: {exc}",
-                    ) from exc
+                except (asyncio.CancelledError, OSError) as exc:
+                    attempt.read_failed(exc, sent_content)
                 finally:
                     # The read is over however it ended: an error's handling below (judging it may
                     # wait on Redis) must not be cancelled as a read past its limit.
@@ -154,61 +140,76 @@ class Attempts:
                     relayed += len(event.arguments_delta)
                 if not sent_content and isinstance(event, CONTENT_EVENTS):
                     sent_content = True
-                    clock.first_token_ns = handed
-                    deployment.record_ttft((handed - started) / 1e9)
-                    if not unary:
-                        watch.limit(settings.idle_timeout_s)
+                    attempt.first_content(handed)
+                    watch.limit(settings.idle_timeout_s)
                 yield event if type(event) is TextDelta else calls.see(event)
                 now = time.perf_counter_ns()
                 clock.downstream_ns += now - handed
             if finish is None:  # the adapters check their vendor's end marker; this catches the rest
                 raise _unfinished(deployment)
         except GatewayError as exc:
-            exc.provider = exc.provider or deployment.spec.provider
-            verdict = True
-            refused = not answered and heard.usage is None and _http_refusal(exc)
-            if refused:
-                cost = NOTHING_CONSUMED
-            else:
-                consumed, source = _consumed(usage, request, relayed, heard)
-                cost = self._cost(deployment, request, None, consumed, source)
-            attempts.append(_failed(deployment, exc, started, cost))
-            await self._judge(deployment, exc)
+            await attempt.failed(exc, usage, relayed, answered)
             raise
         finally:
-            watch.close()
-            scope.exit()
-            limiter.release()
-            if not verdict:  # cancelled or an unexpected exception: neither success nor failure
-                breaker.release()
-            if usage is None and stream is not None and not refused:  # every ending, a cancel included
-                consumed, source = _consumed(None, request, relayed, heard)
-                cost = self._cost(deployment, request, finish, consumed, source)
-                report(Consumed(deployment.spec.provider, deployment.spec.model, consumed, cost, source))
+            attempt.settle(usage, relayed, finish, started=stream is not None)
             await _close(stream)
             await self.released()
-        if not sent_content:
-            deployment.record_ttft((time.perf_counter_ns() - started) / 1e9)
-        breaker.record_success()
-        limiter.on_success()
-        if cost is None:  # the provider's usage came (else its estimate, reported above, is the cost)
-            consumed, source = _consumed(usage, request, relayed, heard)
-            cost = self._cost(deployment, request, finish, consumed, source)
-        attempts.append(
-            Attempt(
-                deployment.spec.provider,
-                deployment.spec.model,
-                "ok",
-                "",
-                us(time.perf_counter_ns() - started),
-                cost,
-            )
-        )
+        attempt.succeeded(usage, relayed, finish, sent_content)
         for end in calls.close():  # cut by max_tokens, or a vendor that ends none
             handed = time.perf_counter_ns()
             yield end
             clock.downstream_ns += time.perf_counter_ns() - handed
-        yield _finish(deployment, finish, attempts, clock)
+        yield attempt.finished(finish)
+
+    async def call(
+        self,
+        deployment: Deployment,
+        number: int,
+        request: Req,
+        clock: RequestClock,
+        deadline: float,
+        answer: Answer[Req],
+        attempts: list[Attempt],
+    ) -> tuple[ChatResponse, Finish]:
+        """One try of one deployment for a unary call: the provider's whole answer, awaited once,
+        then the Finish; judged, timed and accounted as a stream's attempt (`_Try`).
+
+        Its answer comes all at once, so only the deadline bounds the wait for it. It stands for the
+        events a stream would have relayed (`relayed_answer`, `has_content`): an answer with content
+        is its first token, its usage the attempt's usage, and without a finish it is a cut stream.
+        """
+        attempt = _Try(self, deployment, number, request, clock, deadline, attempts, None)
+        watch = attempt.watch
+        response: ChatResponse | None = None
+        finish: ProviderFinish | None = None
+        usage: Usage | None = None
+        try:
+            attempt.scope.enter()
+            now = time.perf_counter_ns()
+            watch.reading(now)
+            try:
+                response = await answer(deployment.provider, _for_model(request, deployment.spec.model))
+            except (asyncio.CancelledError, OSError) as exc:
+                attempt.read_failed(exc, False)
+            finally:
+                watch.finished()
+                handed = time.perf_counter_ns()
+                clock.upstream_ns += handed - now
+            sent_content = has_content(response)
+            if sent_content:
+                attempt.first_content(handed)
+            response = relayed_answer(response)
+            usage, finish = response.usage, response.finish
+            if finish is None:
+                raise _unfinished(deployment)
+        except GatewayError as exc:
+            await attempt.failed(exc, usage, 0, response is not None)
+            raise
+        finally:
+            attempt.settle(usage, 0, finish, started=True)
+            await self.released()
+        attempt.succeeded(usage, 0, finish, sent_content)
+        return response, attempt.finished(finish)
 
     def _cost(
         self,
@@ -234,17 +235,136 @@ class Attempts:
         else:
             deployment.breaker.release()
 
-    def _timed_out(
-        self, deployment: Deployment, watch: StallWatch, deadline: float, sent_content: bool
-    ) -> GatewayError:
-        if watch.by_deadline or self.clock() >= deadline:  # the client's deadline, not the deployment's fault
-            return GatewayError(ErrorKind.DEADLINE_EXCEEDED, "the request's deadline passed", retryable=False)
-        return _stalled(deployment, sent_content, watch.limit_s or 0.0)
-
     def _rate_limit_info(self, deployment: Deployment, info: RateLimitInfo) -> None:
         deployment.limiter.on_rate_limit_info(info)
         if info.headroom() == 0.0 and info.reset_s:
             self.background(self.store.eject(rate_limit_hold(deployment.key), info.reset_s))
+
+
+class _Try:
+    """What a stream's attempt and a unary call's share, so that they decide alike: the deployment's
+    breaker and limiter taken and given back, the attempt's context and stall watch, its first
+    token, and how it ended judged, costed and recorded (`attempts`, the consumption report).
+
+    The per-event figures (usage, relayed characters, finish) stay the caller's locals, passed in
+    at the end: a stream updates them on every event."""
+
+    __slots__ = (
+        "attempts",
+        "clock",
+        "cost",
+        "deadline",
+        "deployment",
+        "heard",
+        "owner",
+        "refused",
+        "request",
+        "scope",
+        "started",
+        "verdict",
+        "watch",
+    )
+
+    def __init__(
+        self,
+        owner: Attempts,
+        deployment: Deployment,
+        number: int,
+        request: ChatRequest | CompletionRequest,
+        clock: RequestClock,
+        deadline: float,
+        attempts: list[Attempt],
+        limit_s: float | None,
+    ) -> None:
+        self.owner, self.deployment, self.request = owner, deployment, request
+        self.clock, self.deadline, self.attempts = clock, deadline, attempts
+        breaker = deployment.breaker
+        state = breaker.state.value
+        breaker.acquire()
+        deployment.limiter.acquire()
+        self.heard = heard = _Heard()  # the usage the provider reported before its end
+        self.scope = _AttemptScope(
+            AttemptInfo(number, deployment.key, state),
+            lambda info: owner._rate_limit_info(deployment, info),
+            heard,
+        )
+        self.started = time.perf_counter_ns()
+        # `limit_s` bounds the reads until content comes (None: the deadline alone).
+        self.watch = StallWatch(limit_s, deadline - owner.clock())
+        self.verdict = False  # judged a failure (else released unjudged, or a success)
+        self.refused = False  # an HTTP error answer before any event: the vendor billed nothing
+        self.cost: Cost | None = None  # the attempt's cost, once known
+
+    def first_content(self, handed_ns: int) -> None:
+        self.clock.first_token_ns = handed_ns
+        self.deployment.record_ttft((handed_ns - self.started) / 1e9)
+
+    def read_failed(self, exc: asyncio.CancelledError | OSError, sent_content: bool) -> NoReturn:
+        """Raise what a read of the provider that raised `exc` means: a socket error an adapter let
+        through is a connection failure; a cancel is a limit passed when the stall watch made it
+        (the request's deadline, or the deployment stalled), else it comes from elsewhere (the
+        client, shutdown) and goes on."""
+        if isinstance(exc, OSError):
+            raise _connection_failed(self.deployment, exc) from exc
+        watch = self.watch
+        if not watch.stopped_read():
+            raise exc
+        if watch.by_deadline or self.owner.clock() >= self.deadline:  # not the deployment's fault
+            raise GatewayError(
+                ErrorKind.DEADLINE_EXCEEDED, "the request's deadline passed", retryable=False
+            ) from None
+        raise _stalled(self.deployment, sent_content, watch.limit_s or 0.0) from None
+
+    async def failed(self, exc: GatewayError, usage: Usage | None, relayed: int, answered: bool) -> None:
+        """Record and judge the attempt's failure (the caller raises it on)."""
+        deployment = self.deployment
+        exc.provider = exc.provider or deployment.spec.provider
+        self.verdict = True
+        self.refused = not answered and self.heard.usage is None and _http_refusal(exc)
+        if self.refused:
+            self.cost = NOTHING_CONSUMED
+        else:
+            consumed, source = _consumed(usage, self.request, relayed, self.heard)
+            self.cost = self.owner._cost(deployment, self.request, None, consumed, source)
+        self.attempts.append(_failed(deployment, exc, self.started, self.cost))
+        await self.owner._judge(deployment, exc)
+
+    def settle(
+        self, usage: Usage | None, relayed: int, finish: ProviderFinish | None, *, started: bool
+    ) -> None:
+        """However the attempt ended (a cancel included): give back what it took, and report what it
+        consumed when the provider's whole usage never came (`started`: the provider was called)."""
+        self.watch.close()
+        self.scope.exit()
+        deployment = self.deployment
+        deployment.limiter.release()
+        if not self.verdict:  # cancelled or an unexpected exception: neither success nor failure
+            deployment.breaker.release()
+        if usage is None and started and not self.refused:
+            consumed, source = _consumed(None, self.request, relayed, self.heard)
+            self.cost = self.owner._cost(deployment, self.request, finish, consumed, source)
+            spec = deployment.spec
+            report(Consumed(spec.provider, spec.model, consumed, self.cost, source))
+
+    def succeeded(
+        self, usage: Usage | None, relayed: int, finish: ProviderFinish | None, sent_content: bool
+    ) -> None:
+        deployment = self.deployment
+        if not sent_content:
+            deployment.record_ttft((time.perf_counter_ns() - self.started) / 1e9)
+        deployment.breaker.record_success()
+        deployment.limiter.on_success()
+        cost = self.cost
+        if cost is None:  # the provider's usage came (else its estimate, reported above, is the cost)
+            consumed, source = _consumed(usage, self.request, relayed, self.heard)
+            cost = self.owner._cost(deployment, self.request, finish, consumed, source)
+        spec = deployment.spec
+        elapsed = us(time.perf_counter_ns() - self.started)
+        self.attempts.append(Attempt(spec.provider, spec.model, "ok", "", elapsed, cost))
+
+    def finished(self, finish: ProviderFinish | None) -> Finish:
+        assert finish is not None, "an attempt succeeds only with its provider's finish"
+        return _finish(self.deployment, finish, self.attempts, self.clock)
 
 
 class _AttemptScope:
@@ -380,6 +500,17 @@ def _http_refusal(exc: GatewayError) -> bool:
     inside a stream that was already billed: not a refusal."""
     status = exc.upstream_status
     return isinstance(status, int) and not isinstance(status, bool) and status >= 400
+
+
+def _connection_failed(deployment: Deployment, exc: OSError) -> GatewayError:
+    """An adapter let a socket error through: a connection failure."""
+    return GatewayError(
+        ErrorKind.UNAVAILABLE,
+        f"{deployment.key}: connection failed",
+        provider=deployment.spec.provider,
+        retryable=True,
+        detail=f"{type(exc).__name__}: {exc}",
+    )
 
 
 def _unfinished(deployment: Deployment) -> GatewayError:

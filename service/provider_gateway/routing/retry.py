@@ -7,7 +7,8 @@ only when nothing is ready, never past the request's deadline nor longer than `m
 (beyond that it fails at once with a retry delay for the client).
 
 Streams fail over only before their first content event: once a client has seen output, a failure
-ends the stream with an error status (an honest error beats a silently spliced answer).
+ends the stream with an error status (an honest error beats a silently spliced answer). A unary
+call (`call`) has sent nothing until it returns: it fails over on any retryable failure.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import random
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from provider_gateway.catalog import Catalog
-from provider_gateway.domain import CONTENT_EVENTS, Attempt, GatewayEvent
+from provider_gateway.domain import CONTENT_EVENTS, Attempt, ChatResponse, Finish, GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.routing.attempts import Attempts, OpenStream, Req, rate_limit_hold
+from provider_gateway.routing.attempts import Answer, Attempts, OpenStream, Req, rate_limit_hold
 from provider_gateway.routing.capabilities import honouring
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.plans import Plan
@@ -99,29 +100,79 @@ class RetryLoop:
         self.attempts = attempts
 
     async def run(
-        self,
-        plan: Plan,
-        request: Req,
-        clock: RequestClock,
-        open_stream: OpenStream[Req],
-        *,
-        buffered: bool = False,
+        self, plan: Plan, request: Req, clock: RequestClock, open_stream: OpenStream[Req]
     ) -> AsyncGenerator[GatewayEvent, None]:
-        """The retry loop. `buffered` (unary calls) holds each attempt's events until it succeeds,
-        so that even a failure after some output can fail over: the client has seen nothing yet."""
+        """The retry loop of a stream: it fails over only until the client has seen content."""
+        tries = await self._start(plan, request, clock)
+        while (deployment := await self._next(tries)) is not None:
+            sent_content = False
+            try:
+                # aclosing: a client that stops reading closes this attempt (and its upstream) now,
+                # not whenever the garbage collector finalizes the generator.
+                attempt = self.attempts.run(
+                    deployment,
+                    len(tries.attempts) + 1,
+                    request,
+                    clock,
+                    tries.deadline,
+                    open_stream,
+                    tries.attempts,
+                )
+                async with contextlib.aclosing(attempt):
+                    # The attempt times the client's share of each event (clock.downstream_ns).
+                    async for event in attempt:
+                        if not sent_content and isinstance(event, CONTENT_EVENTS):
+                            sent_content = True
+                        yield event
+                return
+            except GatewayError as exc:
+                if sent_content or not exc.retryable:
+                    raise
+                self._retry_later(tries, deployment, exc)
+        raise tries.exhausted()
+
+    async def call(
+        self, plan: Plan, request: Req, clock: RequestClock, answer: Answer[Req]
+    ) -> tuple[ChatResponse, Finish]:
+        """The retry loop of a unary call: the client sees nothing until it returns, so any
+        retryable failure fails over, as a stream's does before its first content."""
+        tries = await self._start(plan, request, clock)
+        while (deployment := await self._next(tries)) is not None:
+            try:
+                return await self.attempts.call(
+                    deployment,
+                    len(tries.attempts) + 1,
+                    request,
+                    clock,
+                    tries.deadline,
+                    answer,
+                    tries.attempts,
+                )
+            except GatewayError as exc:
+                if not exc.retryable:
+                    raise
+                self._retry_later(tries, deployment, exc)
+        raise tries.exhausted()
+
+    async def _start(self, plan: Plan, request: Req, clock: RequestClock) -> _Tries:
         usable = honouring(request, plan.deployments, self.catalog)
         if len(usable) < len(plan.deployments):  # usually all can: no new plan per call then
             plan = dataclasses.replace(plan, deployments=usable)
-        settings = plan.settings
-        deadline = clock.deadline if clock.deadline is not None else self.clock() + settings.timeout_s
-        attempts: list[Attempt] = []
-        failures: dict[str, int] = {}
+        deadline = clock.deadline if clock.deadline is not None else self.clock() + plan.settings.timeout_s
         ready_at, limited_until = await self._holds(plan)
-        last_error: GatewayError | None = None
-        max_attempts = len(plan.deployments) + settings.retries
-        while len(attempts) < max_attempts:
+        return _Tries(plan, deadline, ready_at, limited_until)
+
+    async def _next(self, tries: _Tries) -> Deployment | None:
+        """The deployment to try next, waiting (bounded) for one; None once every attempt is spent."""
+        plan, ready_at = tries.plan, tries.ready_at
+        while len(tries.attempts) < tries.max_attempts:
             deployment = await self._next_ready(
-                plan, ready_at, limited_until, deadline, last_error, retrying=bool(attempts)
+                plan,
+                ready_at,
+                tries.limited_until,
+                tries.deadline,
+                tries.last_error,
+                retrying=bool(tries.attempts),
             )
             if deployment is None:
                 continue
@@ -129,7 +180,7 @@ class RetryLoop:
                 wait = await self.store.hit(f"rpm:{deployment.key}", 1, deployment.spec.rpm, RPM_WINDOW_S)
                 if wait:
                     ready_at[deployment.key] = self.clock() + wait
-                    last_error = GatewayError(
+                    tries.last_error = GatewayError(
                         ErrorKind.RESOURCE_EXHAUSTED,
                         f"{deployment.key} is at its rate limit ({deployment.spec.rpm} requests per rolling minute)",
                         provider=deployment.spec.provider,
@@ -138,35 +189,16 @@ class RetryLoop:
                     continue
             if not deployment.breaker.available():
                 continue  # another request took the last half-open probe slot while we waited
-            sent_content = False
-            held: list[GatewayEvent] = []
-            try:
-                # aclosing: a client that stops reading closes this attempt (and its upstream) now,
-                # not whenever the garbage collector finalizes the generator.
-                attempt = self.attempts.run(
-                    deployment, len(attempts) + 1, request, clock, deadline, open_stream, attempts, buffered
-                )
-                async with contextlib.aclosing(attempt):
-                    # The attempt times the client's share of each event (clock.downstream_ns).
-                    async for event in attempt:
-                        if buffered:
-                            held.append(event)
-                            continue
-                        if not sent_content and isinstance(event, CONTENT_EVENTS):
-                            sent_content = True
-                        yield event
-                for event in held:
-                    yield event
-                return
-            except GatewayError as exc:
-                if sent_content or not exc.retryable:
-                    raise
-                last_error = exc
-                n = failures.get(deployment.key, 0)
-                failures[deployment.key] = n + 1
-                delay = max(self.backoff(n, settings), exc.retry_after or 0.0)
-                ready_at[deployment.key] = self.clock() + delay
-        raise last_error or GatewayError(ErrorKind.UNAVAILABLE, f"no deployment of {plan.name!r} answered")
+            return deployment
+        return None
+
+    def _retry_later(self, tries: _Tries, deployment: Deployment, exc: GatewayError) -> None:
+        """A retryable failure: the deployment waits out its backoff, or the delay the provider asked for."""
+        tries.last_error = exc
+        n = tries.failures.get(deployment.key, 0)
+        tries.failures[deployment.key] = n + 1
+        delay = max(self.backoff(n, tries.plan.settings), exc.retry_after or 0.0)
+        tries.ready_at[deployment.key] = self.clock() + delay
 
     async def _holds(self, plan: Plan) -> tuple[dict[str, float], dict[str, float]]:
         """When each deployment is ready (after any ejection), and until when a provider's rate
@@ -220,6 +252,36 @@ class RetryLoop:
             raise _unavailable(plan, last_error, wait, rate_limited=rate_limited)
         await self.sleep(wait)
         return None
+
+
+class _Tries:
+    """One request's way through its plan: the attempts so far, when each deployment is ready again."""
+
+    __slots__ = (
+        "attempts",
+        "deadline",
+        "failures",
+        "last_error",
+        "limited_until",
+        "max_attempts",
+        "plan",
+        "ready_at",
+    )
+
+    def __init__(
+        self, plan: Plan, deadline: float, ready_at: dict[str, float], limited_until: dict[str, float]
+    ) -> None:
+        self.plan, self.deadline = plan, deadline
+        self.ready_at, self.limited_until = ready_at, limited_until
+        self.attempts: list[Attempt] = []
+        self.failures: dict[str, int] = {}
+        self.last_error: GatewayError | None = None
+        self.max_attempts = len(plan.deployments) + plan.settings.retries
+
+    def exhausted(self) -> GatewayError:
+        return self.last_error or GatewayError(
+            ErrorKind.UNAVAILABLE, f"no deployment of {self.plan.name!r} answered"
+        )
 
 
 def _unavailable(

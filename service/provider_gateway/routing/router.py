@@ -3,7 +3,8 @@
 It wires three parts together: the planner (`plans.py`: which deployments a request may use, and
 their breaker, limiter and latency state), the retry loop (`retry.py`: retries, failover, waits for
 capacity) and the attempts (`attempts.py`: one try of one deployment, timed and judged). Unary calls
-run the same loop as streams; counting and embedding take a simpler path (`_simple`).
+run the same loop as streams but await the provider's whole answer once; counting and embedding take
+a simpler path (`_simple`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from provider_gateway.catalog import Catalog
@@ -32,12 +33,11 @@ from provider_gateway.domain import (
     ModelInfo,
     RateLimits,
     Route,
-    StreamEvent,
     TokenCount,
 )
 from provider_gateway.errors import GatewayError
 from provider_gateway.pricing import PriceTable
-from provider_gateway.providers.base import Provider, ResponseBuilder, replay
+from provider_gateway.providers.base import Provider
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.registry import ProviderRegistry, build_provider
 from provider_gateway.routing.attempts import Attempts
@@ -142,18 +142,16 @@ class Router:
         return self.retry.run(plan, request, clock, lambda p, r: p.complete_stream(r))
 
     async def chat(self, request: ChatRequest, clock: RequestClock) -> tuple[ChatResponse, Finish]:
-        """Unary calls run the same loop as streams (retries, failover, breakers are identical) but
-        call the provider's unary endpoint: its whole answer is replayed as one burst of events."""
+        """Unary calls take the same plan, retries, failover and breakers as streams, and call the
+        provider's unary endpoint: its whole answer is awaited once (`RetryLoop.call`)."""
         plan = self.plan(request.model, request.provider, request.fallbacks)
-        return await _collect(self.retry.run(plan, request, clock, _unary_chat, buffered=True))
+        return await self.retry.call(plan, request, clock, _chat_answer)
 
     async def complete(
         self, request: CompletionRequest, clock: RequestClock
     ) -> tuple[CompletionResponse, Finish]:
         plan = self.plan(request.model, request.provider, request.fallbacks)
-        response, finish = await _collect(
-            self.retry.run(plan, request, clock, _unary_complete, buffered=True)
-        )
+        response, finish = await self.retry.call(plan, request, clock, _completion_answer)
         return CompletionResponse(text=response.text, usage=response.usage, finish=response.finish), finish
 
     async def list_models(self, provider: str = "") -> list[tuple[str, ModelInfo]]:
@@ -201,51 +199,10 @@ class Router:
         await self.store.aclose()
 
 
-class _Replayed:
-    """A provider's unary answer as the events the retry loop runs on (`replay`), asked for at the
-    first read, inside the attempt (its timing, its deadline, its context).
-
-    An iterator class rather than an async generator: the event loop's generator hooks (a weak set
-    entry added and removed), the generator's frame and its `aclose` cost more than the replay itself,
-    on every unary call."""
-
-    __slots__ = ("_answer", "_events")
-
-    def __init__(self, answer: Callable[[], Awaitable[ChatResponse]]) -> None:
-        self._answer = answer
-        self._events: Iterator[StreamEvent] | None = None
-
-    def __aiter__(self) -> _Replayed:
-        return self
-
-    async def __anext__(self) -> StreamEvent:
-        if self._events is None:
-            self._events = iter(replay(await self._answer()))
-        for event in self._events:
-            return event
-        raise StopAsyncIteration
+def _chat_answer(provider: Provider, request: ChatRequest) -> Awaitable[ChatResponse]:
+    return provider.chat(request)
 
 
-def _unary_chat(provider: Provider, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-    return _Replayed(lambda: provider.chat(request))
-
-
-def _unary_complete(provider: Provider, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-    async def answer() -> ChatResponse:
-        response = await provider.complete(request)
-        return ChatResponse(text=response.text, usage=response.usage, finish=response.finish)
-
-    return _Replayed(answer)
-
-
-async def _collect(events: AsyncIterator[GatewayEvent]) -> tuple[ChatResponse, Finish]:
-    """The whole response (`accumulate`'s fold, here without a generator between) and the Finish."""
-    finish: Finish | None = None
-    builder = ResponseBuilder()
-    async for event in events:
-        if isinstance(event, Finish):
-            finish = event
-        else:
-            builder.add(event)
-    assert finish is not None, "the router ends every successful stream with a Finish"
-    return builder.build(), finish
+async def _completion_answer(provider: Provider, request: CompletionRequest) -> ChatResponse:
+    response = await provider.complete(request)
+    return ChatResponse(text=response.text, usage=response.usage, finish=response.finish)
