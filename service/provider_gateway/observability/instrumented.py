@@ -71,7 +71,6 @@ class Attempt:
         "first_ns",
         "metrics",
         "model",
-        "number",
         "op",
         "outcome",
         "owner",
@@ -93,8 +92,6 @@ class Attempt:
         if state is not None:
             retry, failover = state.begin_attempt(owner.name)
             state.model = model
-        facts = router_attempt(state.attempts if state is not None else 1)
-        self.number = facts.number
         metrics = self.metrics = owner.metrics
         if metrics is not None:
             labels = {"provider": owner.name}
@@ -103,6 +100,8 @@ class Attempt:
             if failover:
                 metrics.failovers.add(1, labels)
         if owner.tracer is not None:
+            # The router's facts about the attempt name the span only: not read without a tracer.
+            facts = router_attempt(state.attempts if state is not None else 1)
             attributes: dict[str, Any] = {
                 "gen_ai.operation.name": op,
                 "gen_ai.provider.name": owner.genai_provider,

@@ -88,11 +88,12 @@ class ResponseBuilder:
         self._calls = OpenCalls()  # a call started and never ended is kept, marked incomplete
 
     def add(self, event: StreamEvent) -> None:
+        if type(event) is TextDelta:  # most events: one type test settles them (no tool-call event)
+            self._text.append(event.text)
+            return
         response = self.response
         event = self._calls.see(event)
-        if isinstance(event, TextDelta):
-            self._text.append(event.text)
-        elif isinstance(event, ReasoningDelta):
+        if isinstance(event, ReasoningDelta):
             self._reasoning.append(event.text)
             if event.closes_block:
                 self._close_block(event)

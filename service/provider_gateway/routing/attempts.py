@@ -11,7 +11,6 @@ about the deployment), and every attempt is timed, costed and recorded alike.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import math
 import time
@@ -403,10 +402,13 @@ class _AttemptScope:
     def exit(self) -> None:
         while self.tokens:
             attempt, rate_limits, usage = self.tokens.pop()
-            with contextlib.suppress(ValueError):  # set in another task's context
+            # (try, not contextlib.suppress: a context manager more on every call, as in consumption.py)
+            try:
                 PARTIAL_USAGE_SINK.reset(usage)
                 RATE_LIMIT_SINK.reset(rate_limits)
                 CURRENT_ATTEMPT.reset(attempt)
+            except ValueError:  # set in another task's context
+                pass
 
 
 async def _close(stream: AsyncIterator[StreamEvent] | None) -> None:
