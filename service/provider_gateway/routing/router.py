@@ -3,8 +3,8 @@
 It wires three parts together: the planner (`plans.py`: which deployments a request may use, and
 their breaker, limiter and latency state), the retry loop (`retry.py`: retries, failover, waits for
 capacity) and the attempts (`attempts.py`: one try of one deployment, timed and judged). Unary calls
-run the same loop as streams but await the provider's whole answer once; counting and embedding take
-a simpler path (`_simple`).
+walk the plan as streams do, with the same decisions, but await the provider's whole answer once
+(`RetryLoop.call`, `Attempts.call`); counting and embedding take a simpler path (`_simple`).
 """
 
 from __future__ import annotations
