@@ -2,13 +2,19 @@
 
 The router sets `CURRENT_ATTEMPT` for each attempt, from before its provider's first call until the
 attempt ends, so an instrumented provider wrapper can name its span after the attempt number, the
-deployment and its breaker state without new parameters.
+deployment and its breaker state without new parameters; `AttemptScope` sets it, with the sinks for
+the rate limits and the partial usage the provider reports.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from collections.abc import Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from typing import Any
+
+from provider_gateway.http.rate_limits import RATE_LIMIT_SINK, RateLimitInfo
+from provider_gateway.providers.reported_usage import PARTIAL_USAGE_SINK, Heard
 
 
 @dataclass(slots=True, frozen=True)
@@ -19,3 +25,48 @@ class AttemptInfo:
 
 
 CURRENT_ATTEMPT: ContextVar[AttemptInfo | None] = ContextVar("provider_gateway_attempt", default=None)
+
+
+class AttemptScope:
+    """Sets the attempt's context variables for the provider's code: its identity, and the sinks
+    for the rate limits and the partial usage the provider reports.
+
+    Set before the provider's first call and kept until the attempt ends, rather than set and reset
+    around every event (six context-variable operations per relayed token): between events only the
+    router's consumer runs in this task, and nothing there reads them. A generator may be resumed or
+    closed from another task (grpc closes a cancelled stream elsewhere): `enter` before each call
+    sets them in that task's context too, and `exit` skips the tokens of a context it is not in
+    (that context ends with its task, leaving nothing behind).
+    """
+
+    __slots__ = ("info", "rate_limits", "tokens", "usage")
+
+    def __init__(
+        self,
+        info: AttemptInfo,
+        rate_limits: Callable[[RateLimitInfo], None],
+        usage: Callable[[Heard], None],
+    ) -> None:
+        self.info, self.rate_limits, self.usage = info, rate_limits, usage
+        self.tokens: list[tuple[Token[Any], Token[Any], Token[Any]]] = []
+
+    def enter(self) -> None:
+        if CURRENT_ATTEMPT.get() is not self.info:  # the first call, or a call from another task
+            self.tokens.append(
+                (
+                    CURRENT_ATTEMPT.set(self.info),
+                    RATE_LIMIT_SINK.set(self.rate_limits),
+                    PARTIAL_USAGE_SINK.set(self.usage),
+                )
+            )
+
+    def exit(self) -> None:
+        while self.tokens:
+            attempt, rate_limits, usage = self.tokens.pop()
+            # (try, not contextlib.suppress: a context manager more on every call, as in consumption.py)
+            try:
+                PARTIAL_USAGE_SINK.reset(usage)
+                RATE_LIMIT_SINK.reset(rate_limits)
+                CURRENT_ATTEMPT.reset(attempt)
+            except ValueError:  # set in another task's context
+                pass

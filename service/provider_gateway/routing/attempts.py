@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
-from contextvars import Token
 from typing import Any, NoReturn, TypeVar
 
 from provider_gateway.domain import (
@@ -37,20 +35,19 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.http.rate_limits import RATE_LIMIT_SINK, RateLimitInfo
+from provider_gateway.http.rate_limits import RateLimitInfo
 from provider_gateway.pricing import PriceTable, total
-from provider_gateway.providers.base import (
-    CHARS_PER_TOKEN,
-    Provider,
-    estimate_messages,
-    estimate_tokens,
-    has_content,
-    relayed_answer,
-)
+from provider_gateway.providers.base import Provider, has_content, relayed_answer
 from provider_gateway.providers.open_calls import OpenCalls
-from provider_gateway.providers.reported_usage import PARTIAL_USAGE_SINK, Heard
-from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
-from provider_gateway.routing.consumption import Consumed, report
+from provider_gateway.routing.attempt import AttemptInfo, AttemptScope
+from provider_gateway.routing.consumption import (
+    NOTHING_CONSUMED,
+    Consumed,
+    HeardUsage,
+    reckon_usage,
+    refused_before_work,
+    report,
+)
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.shared_state import SharedState
 from provider_gateway.routing.stall import StallWatch
@@ -281,8 +278,8 @@ class _Try:
         state = breaker.state.value
         breaker.acquire()
         deployment.limiter.acquire()
-        self.heard = heard = _Heard()  # the usage the provider reported before its end
-        self.scope = _AttemptScope(
+        self.heard = heard = HeardUsage()  # the usage the provider reported before its end
+        self.scope = AttemptScope(
             AttemptInfo(number, deployment.key, state),
             lambda info: owner._rate_limit_info(deployment, info),
             heard,
@@ -319,11 +316,11 @@ class _Try:
         deployment = self.deployment
         exc.provider = exc.provider or deployment.spec.provider
         self.verdict = True
-        self.refused = not answered and self.heard.usage is None and _http_refusal(exc)
+        self.refused = not answered and self.heard.usage is None and refused_before_work(exc)
         if self.refused:
             self.cost = NOTHING_CONSUMED
         else:
-            consumed, source = _consumed(usage, self.request, relayed, self.heard)
+            consumed, source = reckon_usage(usage, self.request, relayed, self.heard)
             self.cost = self.owner._cost(deployment, self.request, None, consumed, source)
         self.attempts.append(_failed(deployment, exc, self.started, self.cost))
         await self.owner._judge(deployment, exc)
@@ -340,7 +337,7 @@ class _Try:
         if not self.verdict:  # cancelled or an unexpected exception: neither success nor failure
             deployment.breaker.release()
         if usage is None and started and not self.refused:
-            consumed, source = _consumed(None, self.request, relayed, self.heard)
+            consumed, source = reckon_usage(None, self.request, relayed, self.heard)
             self.cost = self.owner._cost(deployment, self.request, finish, consumed, source)
             spec = deployment.spec
             report(Consumed(spec.provider, spec.model, consumed, self.cost, source))
@@ -355,7 +352,7 @@ class _Try:
         deployment.limiter.on_success()
         cost = self.cost
         if cost is None:  # the provider's usage came (else its estimate, reported above, is the cost)
-            consumed, source = _consumed(usage, self.request, relayed, self.heard)
+            consumed, source = reckon_usage(usage, self.request, relayed, self.heard)
             cost = self.owner._cost(deployment, self.request, finish, consumed, source)
         spec = deployment.spec
         elapsed = us(time.perf_counter_ns() - self.started)
@@ -366,68 +363,11 @@ class _Try:
         return _finish(self.deployment, finish, self.attempts, self.clock)
 
 
-class _AttemptScope:
-    """Sets the attempt's context variables for the provider's code: its identity, and the sinks
-    for the rate limits and the partial usage the provider reports.
-
-    Set before the provider's first call and kept until the attempt ends, rather than set and reset
-    around every event (six context-variable operations per relayed token): between events only the
-    router's consumer runs in this task, and nothing there reads them. A generator may be resumed or
-    closed from another task (grpc closes a cancelled stream elsewhere): `enter` before each call
-    sets them in that task's context too, and `exit` skips the tokens of a context it is not in
-    (that context ends with its task, leaving nothing behind).
-    """
-
-    __slots__ = ("info", "rate_limits", "tokens", "usage")
-
-    def __init__(
-        self,
-        info: AttemptInfo,
-        rate_limits: Callable[[RateLimitInfo], None],
-        usage: Callable[[Heard], None],
-    ) -> None:
-        self.info, self.rate_limits, self.usage = info, rate_limits, usage
-        self.tokens: list[tuple[Token[Any], Token[Any], Token[Any]]] = []
-
-    def enter(self) -> None:
-        if CURRENT_ATTEMPT.get() is not self.info:  # the first call, or a call from another task
-            self.tokens.append(
-                (
-                    CURRENT_ATTEMPT.set(self.info),
-                    RATE_LIMIT_SINK.set(self.rate_limits),
-                    PARTIAL_USAGE_SINK.set(self.usage),
-                )
-            )
-
-    def exit(self) -> None:
-        while self.tokens:
-            attempt, rate_limits, usage = self.tokens.pop()
-            # (try, not contextlib.suppress: a context manager more on every call, as in consumption.py)
-            try:
-                PARTIAL_USAGE_SINK.reset(usage)
-                RATE_LIMIT_SINK.reset(rate_limits)
-                CURRENT_ATTEMPT.reset(attempt)
-            except ValueError:  # set in another task's context
-                pass
-
-
 async def _close(stream: AsyncIterator[StreamEvent] | None) -> None:
     """Close the provider's stream now, so a cancelled request stops its upstream call at once."""
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-def _estimate(request: ChatRequest | CompletionRequest, relayed_chars: int) -> Usage:
-    """What an attempt consumed when its provider did not say: the prompt, and what was relayed."""
-    prompt = (
-        estimate_messages(request.messages)
-        if isinstance(request, ChatRequest)
-        else estimate_tokens(request.prompt)
-    )
-    return Usage(
-        input_tokens=prompt, output_tokens=math.ceil(relayed_chars / CHARS_PER_TOKEN), estimated=True
-    )
 
 
 def _for_model[R: (ChatRequest, CompletionRequest)](request: R, model: str) -> R:
@@ -439,41 +379,6 @@ def _for_model[R: (ChatRequest, CompletionRequest)](request: R, model: str) -> R
 def _images(request: ChatRequest) -> int:
     """Input images, for the vendors that price them apart from tokens."""
     return sum(isinstance(part, ImagePart) for message in request.messages for part in message.content)
-
-
-class _Heard:
-    """The partial-usage sink of one attempt: keeps the last report (reports are cumulative), read
-    only when the attempt ends without its provider's whole usage."""
-
-    __slots__ = ("_report",)
-
-    def __init__(self) -> None:
-        self._report: Heard | None = None
-
-    def __call__(self, report: Heard) -> None:
-        self._report = report
-
-    @property
-    def usage(self) -> Usage | None:
-        report = self._report
-        return report() if callable(report) else report
-
-
-def _consumed(
-    usage: Usage | None, request: ChatRequest | CompletionRequest, relayed_chars: int, heard: _Heard
-) -> tuple[Usage, str]:
-    """What an attempt consumed, and where that figure comes from: the provider's whole usage
-    ("provider"); else what it did report before the end ("partial": Anthropic's prompt tokens at
-    message_start, an OpenAI usage chunk before a missing [DONE]), its output no less than what was
-    relayed; else an estimate ("estimated")."""
-    if usage is not None:
-        return usage, "provider"
-    estimate = _estimate(request, relayed_chars)
-    reported = heard.usage
-    if reported is None:
-        return estimate, "estimated"
-    output = max(reported.output_tokens, estimate.output_tokens)
-    return dataclasses.replace(reported, output_tokens=output), "partial"
 
 
 def rate_limit_hold(key: str) -> str:
@@ -490,18 +395,6 @@ def _stalled(deployment: Deployment, sent_content: bool, limit: float) -> Gatewa
         provider=deployment.spec.provider,
         retryable=True,
     )
-
-
-# A refused attempt's cost: a known zero, from no usage.
-NOTHING_CONSUMED = Cost(0, known=True, usage_source="none")
-
-
-def _http_refusal(exc: GatewayError) -> bool:
-    """Whether the provider answered the request with an HTTP error status (a 429, 401, 400, 5xx):
-    it refused before processing it, so nothing was consumed. A vendor code (a string) may come from
-    inside a stream that was already billed: not a refusal."""
-    status = exc.upstream_status
-    return isinstance(status, int) and not isinstance(status, bool) and status >= 400
 
 
 def _connection_failed(deployment: Deployment, exc: OSError) -> GatewayError:
