@@ -179,8 +179,9 @@ def has_content(response: ChatResponse) -> bool:
 def relayed_answer(response: ChatResponse) -> ChatResponse:
     """A unary answer as the router hands it on: what folding its `replay` gives (the stream's
     normalisation: a call whose arguments are not JSON marked incomplete, reasoning blocks without
-    state joined). An answer of text alone (nearly every one) comes back from that round trip
-    unchanged, so it is passed on as it is rather than replayed and folded on every call."""
+    state joined). An answer without tool calls or reasoning (text, raw content: nearly every one)
+    comes back from that round trip equal, so it is passed on as it is rather than replayed and
+    folded on every call (tests/test_unary_attempt.py holds both ways to the same answer)."""
     if response.tool_calls or response.reasoning_parts or response.reasoning or response.reasoning_signature:
         return fold(replay(response))
     return response
