@@ -119,7 +119,8 @@ class SseDecoder:
         only line ends are the blank-line separators' (counted), and the whole events are within
         the bound, so no line or event among them can outgrow it."""
         crlf = b"\r" in chunk
-        *lines, rest = chunk.split(b"\r\n\r\n" if crlf else b"\n\n")
+        lines = chunk.split(b"\r\n\r\n" if crlf else b"\n\n")
+        rest = lines.pop()  # the start of the next event, or b""
         whole = len(chunk) - len(rest)
         ends = 2 * len(lines)
         if (
