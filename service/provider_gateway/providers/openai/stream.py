@@ -120,6 +120,7 @@ class ChatStreamParser:
         return events
 
     def _identify(self, chunk: dict[str, Any]) -> None:
+        """The answer's model and id, as the latest chunk naming them says."""
         self.model = chunk.get("model") or self.model
         self.response_id = chunk.get("id") or self.response_id
 
