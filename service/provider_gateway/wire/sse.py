@@ -6,11 +6,13 @@ the end of a chunk is held back until the next byte shows whether a `\\n` follow
 as UTF-8 only once complete, so a multi-byte character split across chunks is never damaged.
 
 Work is linear in the bytes fed: a partial line is kept in a growing buffer and only the new bytes
-are scanned. A read holding only whole one-line `data:` events (nearly every read of a token
-stream) is split at its blank lines in one pass instead of line by line (`_whole_events`); any
-other read takes the line-by-line rules. A line, or an event's data, bigger than `max_event_bytes` raises SseError, the
+are scanned. A line, or an event's data, bigger than `max_event_bytes` raises SseError, the
 decoder's one error, whatever the chunking: a broken upstream sending one endless line costs
 bounded memory instead of filling it.
+
+The whole one-line `data:` events a token stream's reads nearly always start with are split at
+their blank lines in one pass (`_whole_events`), with the events the line-by-line rules give;
+anything else in a read is taken line by line.
 """
 
 from __future__ import annotations
