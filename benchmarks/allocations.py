@@ -6,7 +6,7 @@
 Each stage adds one layer to the one before, in the order a token crosses the gateway:
 
     sse        upstream SSE bytes -> `SseDecoder.feed`
-    codec      + JSON parse + `ChatStreamParser.feed` (the OpenAI codec)
+    codec      + JSON parse + `ChatStreamParser.stream_chunk` (the OpenAI codec, as the adapter calls it)
     adapter    the OpenAI adapter's `chat_stream` (http/client.py's chunk loop, idle timeout included)
                over a canned transport that hands one SSE frame per read, yielding to the loop between
     router     + `Router.chat_stream` (limiter, breaker, open-call tracking, telemetry of the attempt)
@@ -114,7 +114,7 @@ def parse_only(stage: str, body: list[bytes]) -> Callable[[], int]:
                 if stage == "sse" or event.data == "[DONE]":
                     count += 1
                     continue
-                count += len(parser.feed(orjson.loads(event.data)))
+                count += len(parser.stream_chunk(orjson.loads(event.data)))
         return count
 
     return one_stream

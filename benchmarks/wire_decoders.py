@@ -4,8 +4,9 @@
     git show REV:service/provider_gateway/wire/sse.py > sse_rev.py
     .venv/bin/python benchmarks/wire_decoders.py --sse-file sse_rev.py   # an earlier decoder
 
-Per event: 1,000 OpenAI-style chunk events fed in 120-byte and 4 KiB reads (best of 5 rounds of 20
-streams). Endless line: one `data:` line of 8 MB - 100 bytes in 64 KiB reads, then its blank line
+Per event: 1,000 OpenAI-style chunk events fed in 120-byte and 4 KiB reads, which cut events
+anywhere, and in reads of 1 and of 8 whole events, as an upstream's writes of whole events arrive
+(best of 5 rounds of 20 streams). Endless line: one `data:` line of 8 MB - 100 bytes in 64 KiB reads, then its blank line
 (the decoder's bound is 8 MiB, so it is still accepted).
 """
 
@@ -33,9 +34,22 @@ def load(path: str | None) -> ModuleType:
     return module
 
 
+EVENTS = [b'data: {"choices":[{"delta":{"content":"tok%d"}}]}\n\n' % i for i in range(1000)]
+
+
 def per_event_us(decoder_class: Any, read_size: int) -> float:
-    data = b"".join(b'data: {"choices":[{"delta":{"content":"tok%d"}}]}\n\n' % i for i in range(1000))
-    chunks = [data[i : i + read_size] for i in range(0, len(data), read_size)]
+    data = b"".join(EVENTS)
+    return per_event_in_reads_us(
+        decoder_class, [data[i : i + read_size] for i in range(0, len(data), read_size)]
+    )
+
+
+def per_event_in_whole_reads_us(decoder_class: Any, events_per_read: int) -> float:
+    reads = [b"".join(EVENTS[i : i + events_per_read]) for i in range(0, len(EVENTS), events_per_read)]
+    return per_event_in_reads_us(decoder_class, reads)
+
+
+def per_event_in_reads_us(decoder_class: Any, chunks: list[bytes]) -> float:
     best = float("inf")
     for _ in range(5):
         started = time.perf_counter()
@@ -66,6 +80,10 @@ def main() -> None:
     print("| measure | value |\n| --- | --- |")
     for size in (120, 4096):
         print(f"| per event, {size}-byte reads | {per_event_us(decoder_class, size):.2f} µs |")
+    for count in (1, 8):
+        print(
+            f"| per event, reads of {count} whole events | {per_event_in_whole_reads_us(decoder_class, count):.2f} µs |"
+        )
     print(f"| one 8 MB line in 64 KiB reads | {endless_line_ms(decoder_class):.0f} ms |")
 
 

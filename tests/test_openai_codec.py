@@ -32,8 +32,8 @@ from provider_gateway.errors import GatewayError
 from provider_gateway.providers.openai.codec import is_reasoning_model
 from provider_gateway.providers.openai.mistral import short_tool_id
 from provider_gateway.providers.openai.presets import PRESETS
-from provider_gateway.providers.openai.stream import ChatStreamParser
-from provider_gateway.providers.openai.wires import wire_for
+from provider_gateway.providers.openai.stream import ChatStreamParser, plain_text
+from provider_gateway.providers.openai.wires import WIRES, wire_for
 from provider_gateway.wire.think import ThinkSplitter
 
 
@@ -232,3 +232,118 @@ def test_presets_use_each_hosts_documented_base_path() -> None:
         "fireworks": "https://api.fireworks.ai/inference/v1",
         "xai": "https://api.x.ai/v1",
     }
+
+
+# Chunks as hosts send them: the plain text delta of nearly every chunk, and that chunk with one or
+# two of its fields changed into every other thing a chunk may carry (or a wrong shape of it).
+_TEXTS = ["", " tok", "<think>", "<think>plan</think>", "</think>x", "<th", "é😀"]
+_CALL = {"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}
+_CHOICE_CHANGES: list[dict[str, Any]] = [
+    {"finish_reason": "stop"},
+    {"finish_reason": "length"},
+    {"finish_reason": ""},
+    {"index": 1},
+    {"index": False},
+    {"index": "0"},
+    {"delta": {}},
+    {"delta": None},
+    {"delta": 5},
+    {"delta": {}, "message": {"content": "from message"}},
+    {"delta": {"role": "assistant"}},
+    {"delta": {"role": "assistant", "content": ""}},
+    {"delta": {"content": None}},
+    {"delta": {"content": "x", "refusal": None}},
+    {"delta": {"content": None, "refusal": "no"}},
+    {"delta": {"content": None, "reasoning_content": "why"}},
+    {"delta": {"reasoning": "why", "content": "x"}},
+    {"delta": {"tool_calls": [_CALL]}},
+    {"delta": {"tool_calls": 5}},
+    {"delta": {"annotations": 5}},
+    {"delta": {"content": [{"type": "text", "text": "part"}]}},
+    {"delta": {"content": [{"type": "thinking", "thinking": "t"}]}},
+    {"delta": {"content": 5}},
+]
+_CHUNK_CHANGES: list[dict[str, Any]] = [
+    {"usage": {"prompt_tokens": 1, "completion_tokens": 2}},
+    {"usage": 5},
+    {"usage": None},
+    {"error": {"message": "boom", "code": 502}},
+    {"choices": []},
+    {"choices": None},
+    {"choices": 5},
+    {"choices": [5]},
+    {"choices": [{"index": 0, "delta": {"content": "a"}}, {"index": 1, "delta": {"content": "b"}}]},
+    {"model": None},
+    {"model": 5},
+    {"id": ""},
+]
+
+
+@st.composite
+def _chunk(draw: st.DrawFn) -> dict[str, Any]:
+    choice = {
+        "index": 0,
+        "delta": {"content": draw(st.sampled_from(_TEXTS))},
+        "logprobs": None,
+        "finish_reason": None,
+    }
+    for change in draw(st.lists(st.sampled_from(_CHOICE_CHANGES), max_size=2)):
+        choice |= change
+    chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
+    for change in draw(st.lists(st.sampled_from(_CHUNK_CHANGES), max_size=1)):
+        chunk |= change
+    return chunk
+
+
+def parse(preset_name: str, chunks: list[dict[str, Any]], fast: bool) -> tuple[list[Any], Any]:
+    """The events of `chunks` fed one by one, fast path allowed or not, then what ended them:
+    the parser's closing events and count, or the error."""
+    stream = parser("p", preset_name)
+    events: list[Any] = []
+    try:
+        for chunk in chunks:
+            events += stream.stream_chunk(chunk) if fast else stream.feed(chunk)
+        return events, (stream.close(), stream.output_chars)
+    except GatewayError as error:
+        return events, (error.kind, error.message, error.retryable)
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunks=st.lists(_chunk(), max_size=6), preset_name=st.sampled_from(["openai", "deepseek", "mistral"]))
+def test_a_streamed_chunk_gives_what_the_general_reader_gives(
+    chunks: list[dict[str, Any]], preset_name: str
+) -> None:
+    """The plain text fast path and the general reader: the same events (think tags split the
+    same), the same usage, finish, ids and output length, the same errors for what is refused."""
+    assert parse(preset_name, chunks, fast=True) == parse(preset_name, chunks, fast=False)
+
+
+def test_the_common_chunks_are_plain_text_and_every_other_one_is_not() -> None:
+    common = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "system_fingerprint": "fp",
+        "choices": [{"index": 0, "delta": {"content": " tok"}, "logprobs": None, "finish_reason": None}],
+        "usage": None,
+    }
+    assert plain_text(common) == " tok"
+    assert plain_text(common | {"choices": [{"delta": {"role": "assistant", "content": ""}}]}) == ""
+    assert plain_text(common | {"choices": [{"delta": {"role": "assistant"}}]}) == ""
+    others = [
+        {"delta": {"content": "x"}, "finish_reason": "stop"},
+        {"delta": {"content": "x"}, "index": 1},
+        {"delta": {"content": "x", "refusal": None}},  # read by the general reader, null or not
+        {"delta": {"content": [{"type": "text", "text": "x"}]}},
+        {"delta": {}, "message": {"content": "x"}},
+    ]
+    for choice in others:
+        assert plain_text(common | {"choices": [choice]}) is None, choice
+    assert plain_text(common | {"usage": {"prompt_tokens": 1}}) is None
+    assert plain_text(common | {"choices": [common["choices"][0]] * 2}) is None
+
+
+def test_every_wire_reads_string_content_as_text_as_the_fast_path_does() -> None:
+    for name, wire in WIRES.items():
+        host = next(preset for preset in PRESETS.values() if preset.wire == name)
+        assert wire(host).content("x", "p") == [TextDelta("x")], name

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai._streaming import SSEDecoder as OpenAISseDecoder
 
-from provider_gateway.wire.sse import SseDecoder, SseEvent
+from provider_gateway.wire.sse import SseDecoder, SseError, SseEvent
 
 
 def decode(chunks: list[bytes]) -> list[SseEvent]:
@@ -115,3 +115,93 @@ def test_the_sdks_read_the_same_events_and_the_same_last_one(body: bytes) -> Non
     assert held is not None
     assert ours == [*anthropic_sdk, (held.event or "message", held.data, held.id)]
     assert ours[:-1] == openai_sdk
+
+
+# Events as vendors send them (one `data:` line) and, among them, every other shape the rules know.
+_data_line = st.one_of(
+    st.sampled_from(
+        [b"data: [DONE]", b"data:x", b"data: ", b"data:", b"data:  two", b"data: \xff\xfe", b"data: \xc3"]
+    ),
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=8
+    ).map(lambda text: b"data: " + text.encode()),
+)
+# ... and lines that hide other line ends in a body's style (a lone CR, a CR before its LF).
+_other_line = st.sampled_from(
+    [
+        b": keep-alive",
+        b"event: e",
+        b"id: 7",
+        b"retry: 10",
+        b"data",
+        b"\xef\xbb\xbfdata: bom",
+        b"data: a\rdata: b",
+        b"data: c\r",
+    ]
+)
+_event = st.one_of(
+    st.lists(_data_line, min_size=1, max_size=1),
+    st.lists(_data_line, min_size=2, max_size=3),  # multi-line data
+    st.lists(st.one_of(_data_line, _other_line), min_size=1, max_size=3),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    events=st.lists(_event, max_size=12),
+    end=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    event_cuts=st.lists(st.integers(min_value=0), max_size=6),
+    byte_cuts=st.lists(st.integers(min_value=0), max_size=2),
+    bound=st.sampled_from([8, 24, 1024]),
+)
+def test_reads_of_whole_events_give_the_same_events_as_line_by_line(
+    events: list[list[bytes]], end: bytes, event_cuts: list[int], byte_cuts: list[int], bound: int
+) -> None:
+    """Reads cut mostly between events, as a token stream's reads are: whole one-line `data:`
+    events are split at their blank lines in one pass, the rest goes line by line. Reads of one
+    byte never hold a whole event, so they are the line-by-line reference. A read over the bound
+    fails as it does line by line."""
+    framed = [end.join(lines) + end + end for lines in events]
+    body = b"".join(framed)
+    boundaries = [len(b"".join(framed[:i])) for i in range(len(framed) + 1)]
+    points = sorted(
+        {boundaries[c % len(boundaries)] for c in event_cuts} | {c % (len(body) + 1) for c in byte_cuts}
+    )
+    reads = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
+
+    def decode(chunks: list[bytes]) -> list[SseEvent] | type[SseError]:
+        decoder = SseDecoder(max_event_bytes=bound)
+        try:
+            return [e for chunk in chunks for e in decoder.feed(chunk)] + decoder.close()
+        except SseError:
+            return SseError
+
+    assert decode(reads) == decode([body[i : i + 1] for i in range(len(body))])
+
+
+def test_whole_events_keep_the_last_id_and_retry_and_an_event_pending_before_them() -> None:
+    assert decode([b"data: a\rdata: b\r\n\r\n", b"data: c\r\r\n\r\n"]) == [SseEvent("a\nb"), SseEvent("c")]
+    decoder = SseDecoder()
+    assert decoder.feed(b"id: 7\nretry: 5\n\n") == []
+    assert decoder.feed(b"data: a\n\ndata: b\n\n") == [
+        SseEvent("a", "message", "7", 5),
+        SseEvent("b", "message", "7", 5),
+    ]
+    assert decoder.feed(b"event: delta\n") == []
+    assert decoder.feed(b"data: c\n\ndata: d\n\n") == [
+        SseEvent("c", "delta", "7", 5),
+        SseEvent("d", "message", "7", 5),
+    ]
+    assert decoder.feed(b"data: e\n") == []
+    assert decoder.feed(b"data: f\n\ndata: g\n\ndata: h") == [
+        SseEvent("e\nf", "message", "7", 5),
+        SseEvent("g", "message", "7", 5),
+    ]
+    assert decoder.feed(b"\n\ndata: i\r\n\r\ndata: j\r") == [
+        SseEvent("h", "message", "7", 5),
+        SseEvent("i", "message", "7", 5),
+    ]
+    assert decoder.feed(b"\n\r\ndata: k\r\n\r\n") == [
+        SseEvent("j", "message", "7", 5),
+        SseEvent("k", "message", "7", 5),
+    ]

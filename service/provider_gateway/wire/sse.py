@@ -9,6 +9,10 @@ Work is linear in the bytes fed: a partial line is kept in a growing buffer and 
 are scanned. A line, or an event's data, bigger than `max_event_bytes` raises SseError, the
 decoder's one error, whatever the chunking: a broken upstream sending one endless line costs
 bounded memory instead of filling it.
+
+The whole one-line `data:` events a token stream's reads nearly always start with are split at
+their blank lines in one pass (`_whole_events`), with the events the line-by-line rules give;
+anything else in a read is taken line by line.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ class SseError(ValueError):
     """The stream broke the decoder's bound: a line or an event larger than `max_event_bytes`."""
 
 
-@dataclass(slots=True, frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which makes building
+# one, once per event of every stream, several times dearer; events are passed on, never kept.
+@dataclass(slots=True)
 class SseEvent:
     data: str
     event: str = "message"
@@ -66,6 +72,14 @@ class SseDecoder:
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         """The events completed by `chunk`; raises SseError when a line or event outgrows the bound."""
+        if not (self._buffer or self._data or self._event):  # between events
+            whole = self._whole_events(chunk)
+            if whole is not None:
+                return whole
+        return self._lines(chunk)
+
+    def _lines(self, chunk: bytes) -> list[SseEvent]:
+        """`feed` line by line: any read, in any state."""
         if self._buffer:
             self._buffer += chunk
             buffer: bytes | bytearray = self._buffer
@@ -96,6 +110,37 @@ class SseDecoder:
         self._scanned = len(self._buffer) - 1
         if len(self._buffer) - self._buffer.endswith(b"\r") > self._max:
             raise SseError(f"a line longer than {self._max} bytes")
+        return events
+
+    def _whole_events(self, chunk: bytes) -> list[SseEvent] | None:
+        """A read that starts with whole events of one `data:` line each, all line ends `\\n` or
+        all `\\r\\n` (nearly every read of a token stream), fed between events: those events split
+        at their blank lines in one pass, then the rest of the read (the start of the next event,
+        if any) line by line. None for any other read. The events are those the line-by-line
+        rules give: every line is a data field (so not a BOM, a comment or another field), the
+        only line ends are the blank-line separators' (counted), and the whole events are within
+        the bound, so no line or event among them can outgrow it."""
+        crlf = b"\r" in chunk
+        lines = chunk.split(b"\r\n\r\n" if crlf else b"\n\n")
+        rest = lines.pop()  # the start of the next event, or b""
+        whole = len(chunk) - len(rest)
+        ends = 2 * len(lines)
+        if (
+            not lines
+            or whole > self._max
+            or chunk.count(b"\n", 0, whole) != ends
+            or (crlf and chunk.count(b"\r", 0, whole) != ends)
+        ):
+            return None
+        events: list[SseEvent] = []
+        for line in lines:
+            if not line.startswith(b"data:"):
+                return None
+            data = line[6:] if line.startswith(b" ", 5) else line[5:]
+            events.append(SseEvent(data.decode("utf-8", errors="replace"), "message", self._id, self._retry))
+        self._first_line = False
+        if rest:
+            events += self._lines(rest)
         return events
 
     def close(self) -> list[SseEvent]:

@@ -253,7 +253,7 @@ class OpenAIProvider(BaseProvider):
                 done = True
                 return []
             data = self._json(event.data)
-            events = parser.feed(data)
+            events = parser.stream_chunk(data)
             if data.get("usage") and parser.usage is not None:
                 report_partial_usage(parser.usage)  # charged if [DONE] never comes
             return events

@@ -247,7 +247,8 @@ class ChatWire:
     # --- answers -------------------------------------------------------------------------------
 
     def content(self, value: Any, provider: str) -> list[StreamEvent]:
-        """A delta's or message's `content` as events (text parts still pass the <think> split)."""
+        """A delta's or message's `content` as events (text parts still pass the <think> split).
+        A string is text on every host: `ChatStreamParser.stream_chunk` reads one without this hook."""
         return decode_content(value, provider, family_chunk)
 
     def arguments(self, value: Any) -> str:
