@@ -37,6 +37,11 @@ RequestHook = Callable[[OutgoingRequest], None]
 # vendors accept keys in query strings. Observability adds its own, redacted, request telemetry.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 TRANSPORTS = ("aiohttp", "httpx")
+# A whole (non-streamed) response body, decoded, is read up to this many bytes, so that one broken or
+# hostile upstream (an endless body, a gzip bomb) cannot take the server's memory. 64 MiB is eight
+# times the largest message the server sends by default ([server] max_message_bytes): JSON spells a
+# number in more bytes than protobuf does, and a body past that could never reach the client anyway.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
 def _user_agent() -> str:
@@ -98,6 +103,7 @@ class HostClient:
         self.stats = ConnectionStats()
         self.hooks = hooks  # shared with the pool: a hook added later applies to every client
         self.headers = dict(DEFAULT_HEADERS)
+        self.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES  # a whole body's bound (the pool's)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -176,11 +182,17 @@ class HttpxHostClient(HostClient):
 class UpstreamPool:
     """The server's HTTP clients, one per upstream origin; close it when the server stops."""
 
-    def __init__(self, transport: str = "aiohttp", max_connections: int = 200) -> None:
+    def __init__(
+        self,
+        transport: str = "aiohttp",
+        max_connections: int = 200,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"unknown HTTP transport {transport!r} (known: {', '.join(TRANSPORTS)})")
         self.transport = transport
         self.max_connections = max_connections
+        self.max_response_bytes = max_response_bytes
         self._hosts: dict[str, HostClient] = {}
         self._hooks: list[RequestHook] = []
         self._tls: ssl.SSLContext | None = None
@@ -197,11 +209,15 @@ class UpstreamPool:
 
     @classmethod
     def from_section(cls, section: Section) -> UpstreamPool:
-        """The `[upstream]` table: transport = "aiohttp" | "httpx", max_connections_per_host."""
-        section.reject_unknown(("transport", "max_connections_per_host"))
+        """The `[upstream]` table: transport = "aiohttp" | "httpx", max_connections_per_host,
+        max_response_bytes."""
+        section.reject_unknown(("transport", "max_connections_per_host", "max_response_bytes"))
         return cls(
             transport=section.choice("transport", TRANSPORTS, "aiohttp"),
             max_connections=section.integer("max_connections_per_host", 200, minimum=1),
+            max_response_bytes=section.integer(
+                "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, minimum=64 * 1024
+            ),
         )
 
     def host(self, base_url: str) -> HostClient:
@@ -209,11 +225,13 @@ class UpstreamPool:
         url = httpx.URL(base_url)
         origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
         if origin not in self._hosts:
-            self._hosts[origin] = (
+            client = (
                 HttpxHostClient(origin, self.max_connections, self._hooks, self.tls)
                 if self.transport == "httpx"
                 else HostClient(origin, self.max_connections, self._hooks)
             )
+            client.max_response_bytes = self.max_response_bytes
+            self._hosts[origin] = client
         return self._hosts[origin]
 
     def add_request_hook(self, hook: RequestHook) -> None:

@@ -126,7 +126,7 @@ class SignedUpstream(Upstream):
         async with self._in_flight:
             response = await self._send(method, path, payload, params, model)
             try:
-                raw = await self._within(response.read(), self.timeouts.idle, "response body")
+                raw = await self.read_body(response)
             finally:
                 await response.aclose()
         return raw, response.headers
