@@ -199,6 +199,32 @@ async def test_compressed_bodies_arrive_decoded(pool: UpstreamPool, fake: FakeUp
     assert await up.request_json("GET", "/j") == {"ok": True}
 
 
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_a_whole_body_past_the_bound_fails_the_attempt_where_it_passes(
+    transport: str, fake: FakeUpstream
+) -> None:
+    # One broken or hostile upstream must not take the server's memory: a body is counted as it
+    # arrives (decoded), and reading stops at the bound, even while more keeps coming.
+    limit = 128 * 1024
+    piece = b"x" * (64 * 1024)
+    fake.script("/endless", Reply(chunks=[b'{"a":"', piece, piece, piece], then="hang"))
+    bomb = gzip.compress(b'{"a":"' + b"0" * (4 * limit) + b'"}')  # 2 KiB that decodes to 512 KiB
+    fake.script("/bomb", Reply(body=bomb, headers={"content-encoding": "gzip"}))
+    fake.script("/fits", Reply(body=b'{"a":"' + b"y" * (limit - 8) + b'"}'))
+    pool = UpstreamPool(transport=transport, max_response_bytes=limit)
+    try:
+        up = upstream(pool, fake.url)
+        for path in ("/endless", "/bomb"):
+            with pytest.raises(GatewayError) as caught:
+                await asyncio.wait_for(up.request_json("POST", path, json={}), 30)
+            assert caught.value.kind is ErrorKind.UNAVAILABLE
+            assert caught.value.retryable  # another deployment may answer
+            assert f"acme sent a response body over {limit} bytes" in caught.value.message
+        assert await up.request_json("POST", "/fits", json={}) == {"a": "y" * (limit - 8)}
+    finally:
+        await pool.aclose()
+
+
 async def test_connection_refused_is_unavailable(pool: UpstreamPool) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

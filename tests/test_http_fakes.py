@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 
+import grpc
 import httpx
 import pytest
 from conftest import run_gateway
@@ -62,13 +63,13 @@ async def test_server_creates_one_client_per_origin_and_closes_them_at_stop() ->
     async with FakeUpstream() as fake:
         fake.on("GET", "/a/models", lambda r: Reply.json({"data": []}))
         config = (
-            '[upstream]\ntransport = "httpx"\nmax_connections_per_host = 4\n'
+            '[upstream]\ntransport = "httpx"\nmax_connections_per_host = 4\nmax_response_bytes = 1048576\n'
             f'[providers.one]\nkind = "vllm"\nbase_url = "{fake.url}/a"\n'
             f'[providers.two]\nkind = "lmstudio"\nbase_url = "{fake.url}/a"\n'
         )
         async with run_gateway(config) as gateway:
             pool = gateway.server.upstreams
-            assert (pool.transport, pool.max_connections) == ("httpx", 4)
+            assert (pool.transport, pool.max_connections, pool.max_response_bytes) == ("httpx", 4, 1 << 20)
             assert list(pool.stats()) == [fake.url]  # both providers share the origin's client
             stats = pool.stats()[fake.url]
             assert stats.requests == 2  # the two start-up health checks, run concurrently
@@ -92,3 +93,23 @@ def test_the_cli_names_every_fake_kind_without_importing_the_fakes() -> None:
     probe = "import sys, provider_gateway.cli; print('provider_gateway.fakes.server' in sys.modules)"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "False"
+
+
+async def test_an_oversized_unary_answer_is_unavailable_with_the_bound_named() -> None:
+    async with FakeUpstream() as fake:
+        huge = b'{"id":"x","choices":[{"index":0,"message":{"content":"' + b"z" * 300_000 + b'"}}]}'
+        fake.on("POST", "/v1/chat/completions", lambda r: Reply(body=huge))
+        config = (
+            "[upstream]\nmax_response_bytes = 262144\n"
+            f'[providers.openai]\nkind = "openai"\nbase_url = "{fake.url}/v1"\napi_key_env = "PATH"\n'
+        )
+        async with run_gateway(config) as gateway:
+            request = pb.ChatRequest(
+                model="openai/gpt-4o",
+                messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="hi")])],
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await gateway.stub.Chat(request, timeout=30)
+        assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert "response body over 262144 bytes" in (caught.value.details() or "")
+        assert "max_response_bytes" in (caught.value.details() or "")

@@ -220,6 +220,13 @@ CHAT_CASES: list[tuple[str, pb.ChatRequest, str]] = [
     ("fallbacks-many", chat(fallbacks=[f"mock/echo{i}" for i in range(40)]), "fallbacks: at most 16"),
     ("fallback-empty", chat(fallbacks=[""]), "fallbacks[0]: must not be empty"),
     ("fallback-too-long", chat(fallbacks=["f" * 5000]), "fallbacks[0]: at most 256"),
+    (
+        "model-line-break",
+        pb.ChatRequest(model="mock/echo\n2026-12-06 INFO forged", messages=[msg(USER, text())]),
+        "model: control and invisible characters are not allowed",
+    ),
+    ("provider-escape", chat(provider="mock\x1b[2J"), "provider: control and invisible characters"),
+    ("fallback-zero-width", chat(fallbacks=["mock/ec\u200bho"]), "fallbacks[0]: control and invisible"),
     ("metadata-many", chat(metadata={f"k{i}": "v" for i in range(200)}), "metadata: at most 64 entries"),
     ("metadata-key-long", chat(metadata={"k" * 1000: "v"}), "(1000 characters)"),
     ("metadata-key-empty", chat(metadata={"": "v"}), "metadata: each key needs 1 to 128"),

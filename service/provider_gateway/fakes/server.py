@@ -31,6 +31,7 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]  # lower-cased names
     body: bytes
+    raw_path: str = ""  # the path as sent, percent-escapes kept (`path` is decoded)
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -154,6 +155,7 @@ class FakeUpstream:
             query=dict(request.query),
             headers={k.lower(): v for k, v in request.headers.items()},
             body=await request.read(),
+            raw_path=request.rel_url.raw_path,
         )
         async with self._arrived:
             self.requests.append(recorded)

@@ -24,7 +24,7 @@ from provider_gateway.config import Section
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import deadline
 from provider_gateway.http.errors import error_from_response, redact
-from provider_gateway.http.exchange import OutgoingRequest, UpstreamResponse, merged_headers
+from provider_gateway.http.exchange import BodyTooLarge, OutgoingRequest, UpstreamResponse, merged_headers
 from provider_gateway.http.idle import IdleWatch
 from provider_gateway.http.pool import HostClient
 from provider_gateway.http.rate_limits import announced, report_rate_limit
@@ -202,7 +202,7 @@ class Upstream:
         """A whole request: JSON in, JSON out, errors mapped."""
         response = await self._send(method, path, json, params, model)
         try:
-            raw = await self._within(response.read(), self.timeouts.idle, "response body")
+            raw = await self.read_body(response)
         finally:
             await response.aclose()
         try:
@@ -212,6 +212,22 @@ class Upstream:
             raise GatewayError(
                 ErrorKind.UNAVAILABLE,
                 f"{self.provider} returned a body that is not JSON: {preview!r}",
+                provider=self.provider,
+                retryable=True,
+            ) from None
+
+    async def read_body(self, response: UpstreamResponse) -> bytes:
+        """A whole response body, within the idle timeout and the pool's size bound
+        (`[upstream] max_response_bytes`): a larger body fails the attempt, retryably (another
+        deployment may answer), instead of growing in memory."""
+        limit = self.host.max_response_bytes
+        try:
+            return await self._within(response.read(limit), self.timeouts.idle, "response body")
+        except BodyTooLarge:
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE,
+                f"{self.provider} sent a response body over {limit} bytes "
+                "(the bound is [upstream] max_response_bytes)",
                 provider=self.provider,
                 retryable=True,
             ) from None

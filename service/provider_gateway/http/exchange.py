@@ -30,10 +30,18 @@ class OutgoingRequest:
     provider: str = ""
 
 
+class BodyTooLarge(Exception):
+    """A whole body (decoded) longer than the reader's limit; reading stopped there."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body exceeds {limit} bytes")
+        self.limit = limit
+
+
 class UpstreamResponse:
     """A response whose headers have arrived: `status_code`, `headers` (a case-insensitive mapping),
-    then the body by `chunks()` or `read()`. `aclose()` releases the connection: to the pool when
-    the body was read to its end, closed when it was not (a cancelled stream closes upstream)."""
+    then the body by `chunks()` or `read(limit)`. `aclose()` releases the connection: to the pool
+    when the body was read to its end, closed when it was not (a cancelled stream closes upstream)."""
 
     __slots__ = ("headers", "status_code")
 
@@ -44,8 +52,15 @@ class UpstreamResponse:
     def chunks(self) -> AsyncIterator[bytes]:
         raise NotImplementedError
 
-    async def read(self) -> bytes:
-        raise NotImplementedError
+    async def read(self, limit: int) -> bytes:
+        """The whole body, decoded; `BodyTooLarge` as soon as it passes `limit` bytes. Counted as it
+        arrives, not by Content-Length: a gzip body's length says nothing of what it decodes to."""
+        body = bytearray()
+        async for chunk in self.chunks():
+            body += chunk
+            if len(body) > limit:
+                raise BodyTooLarge(limit)
+        return bytes(body)
 
     async def aclose(self) -> None:
         raise NotImplementedError
@@ -61,9 +76,6 @@ class AiohttpResponse(UpstreamResponse):
     def chunks(self) -> AsyncIterator[bytes]:
         return self._native.content.iter_any()
 
-    async def read(self) -> bytes:
-        return await self._native.read()
-
     async def aclose(self) -> None:
         self._native.release()
         await self._native.wait_for_close()
@@ -78,9 +90,6 @@ class HttpxResponse(UpstreamResponse):
 
     def chunks(self) -> AsyncIterator[bytes]:
         return self._native.aiter_bytes()
-
-    async def read(self) -> bytes:
-        return await self._native.aread()
 
     async def aclose(self) -> None:
         await self._native.aclose()

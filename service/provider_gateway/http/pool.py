@@ -31,12 +31,18 @@ from provider_gateway.http.exchange import (
     transport_error,
 )
 from provider_gateway.http.malformed_body import FailFastConnector
+from provider_gateway.http.proxy import Proxy, ProxySettings, parse_proxy
 
 RequestHook = Callable[[OutgoingRequest], None]
 # httpx logs every request at INFO with its full URL; at a gateway's volume that is noise, and some
 # vendors accept keys in query strings. Observability adds its own, redacted, request telemetry.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 TRANSPORTS = ("aiohttp", "httpx")
+# A whole (non-streamed) response body, decoded, is read up to this many bytes, so that one broken or
+# hostile upstream (an endless body, a gzip bomb) cannot take the server's memory. 64 MiB is eight
+# times the largest message the server sends by default ([server] max_message_bytes): JSON spells a
+# number in more bytes than protobuf does, and a body past that could never reach the client anyway.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
 def _user_agent() -> str:
@@ -93,11 +99,24 @@ class HostClient:
     No cookie is kept: an upstream's Set-Cookie (a CDN's bot-management cookie, say) answers one
     caller's request and must not ride along on another caller's."""
 
-    def __init__(self, origin: str, max_connections: int, hooks: list[RequestHook]) -> None:
+    def __init__(
+        self, origin: str, max_connections: int, hooks: list[RequestHook], proxy: Proxy | None = None
+    ) -> None:
         self.origin = origin
+        self.proxy = proxy  # the forward proxy to this origin (http/proxy.py), or None: direct
+        self._proxy_headers: dict[str, str] | None = None
         self.stats = ConnectionStats()
         self.hooks = hooks  # shared with the pool: a hook added later applies to every client
         self.headers = dict(DEFAULT_HEADERS)
+        if proxy is not None and proxy.user:
+            # A proxy's credentials go where it reads them: in the CONNECT request for an https
+            # origin (aiohttp's `proxy_headers`), in each request itself for an http one.
+            credentials = {"proxy-authorization": proxy.authorization}
+            if origin.startswith("https:"):
+                self._proxy_headers = credentials
+            else:
+                self.headers.update(credentials)
+        self.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES  # a whole body's bound (the pool's)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -114,7 +133,10 @@ class HostClient:
         # Bodies arrive decoded (gzip, deflate: what DEFAULT_HEADERS accept), streams and error bodies
         # included, as httpx decoded whole bodies.
         self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar()
+            connector=connector,
+            auto_decompress=True,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            proxy=self.proxy.url if self.proxy else None,
         )
         return self._session
 
@@ -129,6 +151,7 @@ class HostClient:
                 headers=request.headers,
                 data=request.content,
                 allow_redirects=False,
+                proxy_headers=self._proxy_headers,
                 # replaces the session's default (300 s in all): the caller times the rest
                 timeout=aiohttp.ClientTimeout(sock_connect=request.connect_timeout),
             )
@@ -145,11 +168,18 @@ class HttpxHostClient(HostClient):
     """The same through httpx's own connection pool (`[upstream] transport = "httpx"`)."""
 
     def __init__(
-        self, origin: str, max_connections: int, hooks: list[RequestHook], tls: ssl.SSLContext
+        self,
+        origin: str,
+        max_connections: int,
+        hooks: list[RequestHook],
+        tls: ssl.SSLContext,
+        proxy: Proxy | None = None,
     ) -> None:
-        super().__init__(origin, max_connections, hooks)
+        super().__init__(origin, max_connections, hooks, proxy)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self.transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(limits=limits, verify=tls)
+        self.transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(
+            limits=limits, verify=tls, proxy=proxy.with_credentials if proxy else None
+        )
 
     async def _on_httpcore_event(self, name: str, info: dict[str, Any]) -> None:
         if name == "connection.connect_tcp.started":
@@ -176,11 +206,19 @@ class HttpxHostClient(HostClient):
 class UpstreamPool:
     """The server's HTTP clients, one per upstream origin; close it when the server stops."""
 
-    def __init__(self, transport: str = "aiohttp", max_connections: int = 200) -> None:
+    def __init__(
+        self,
+        transport: str = "aiohttp",
+        max_connections: int = 200,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        proxies: ProxySettings | None = None,
+    ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"unknown HTTP transport {transport!r} (known: {', '.join(TRANSPORTS)})")
         self.transport = transport
         self.max_connections = max_connections
+        self.max_response_bytes = max_response_bytes
+        self.proxies = proxies or ProxySettings()
         self._hosts: dict[str, HostClient] = {}
         self._hooks: list[RequestHook] = []
         self._tls: ssl.SSLContext | None = None
@@ -197,11 +235,36 @@ class UpstreamPool:
 
     @classmethod
     def from_section(cls, section: Section) -> UpstreamPool:
-        """The `[upstream]` table: transport = "aiohttp" | "httpx", max_connections_per_host."""
-        section.reject_unknown(("transport", "max_connections_per_host"))
+        """The `[upstream]` table: transport = "aiohttp" | "httpx", max_connections_per_host,
+        max_response_bytes, and the forward proxy (proxy, no_proxy, proxy_from_environment)."""
+        section.reject_unknown(
+            (
+                "transport",
+                "max_connections_per_host",
+                "max_response_bytes",
+                "proxy",
+                "no_proxy",
+                "proxy_from_environment",
+            )
+        )
+        proxy = section.string("proxy")
+        if proxy:
+            try:
+                if parse_proxy(proxy).password:
+                    raise section.error(
+                        "proxy", "credentials do not belong in the file; set HTTPS_PROXY in the environment"
+                    )
+            except ValueError as error:
+                raise section.error("proxy", str(error)) from None
         return cls(
             transport=section.choice("transport", TRANSPORTS, "aiohttp"),
             max_connections=section.integer("max_connections_per_host", 200, minimum=1),
+            max_response_bytes=section.integer(
+                "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, minimum=64 * 1024
+            ),
+            proxies=ProxySettings(
+                proxy, tuple(section.strings("no_proxy")), section.flag("proxy_from_environment", True)
+            ),
         )
 
     def host(self, base_url: str) -> HostClient:
@@ -209,11 +272,14 @@ class UpstreamPool:
         url = httpx.URL(base_url)
         origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
         if origin not in self._hosts:
-            self._hosts[origin] = (
-                HttpxHostClient(origin, self.max_connections, self._hooks, self.tls)
+            proxy = self.proxies.for_origin(origin)
+            client = (
+                HttpxHostClient(origin, self.max_connections, self._hooks, self.tls, proxy)
                 if self.transport == "httpx"
-                else HostClient(origin, self.max_connections, self._hooks)
+                else HostClient(origin, self.max_connections, self._hooks, proxy)
             )
+            client.max_response_bytes = self.max_response_bytes
+            self._hosts[origin] = client
         return self._hosts[origin]
 
     def add_request_hook(self, hook: RequestHook) -> None:

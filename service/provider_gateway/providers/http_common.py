@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 
 from provider_gateway.domain import ChatRequest, CompletionRequest, HealthStatus, Message, Role, TextPart
-from provider_gateway.errors import GatewayError
+from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import Upstream
 
 HEALTH_TIMEOUT_S = 5.0
+# What a path segment may hold unencoded besides unreserved characters (RFC 3986 pchar), and what
+# aiohttp (yarl) therefore decodes before sending anyway: `%3A` and `%3D` go out as `:` and `=`.
+PATH_SAFE = ":@!$&'()*,;="
+
+
+def path_segment(name: str, what: str, provider: str) -> str:
+    """A name the caller chose (a model id, a deployment) as ONE segment of an upstream path.
+
+    `/`, `?`, `#` and `%` are percent-encoded, so that a model named `../../v1/files` or
+    `x?key=...` cannot reach another of the vendor's endpoints with the gateway's credentials, nor
+    add a query; `.` and `..` are refused, since URL normalisation climbs a path with them.
+    `+` is encoded too: a server could read it as a space."""
+    if name in (".", ".."):
+        raise GatewayError(
+            ErrorKind.INVALID_ARGUMENT,
+            f"{what} {name!r} is not a name {provider} can serve",
+            provider=provider,
+        )
+    return quote(name, safe=PATH_SAFE)
 
 
 def completion_as_chat(request: CompletionRequest) -> ChatRequest:

@@ -98,6 +98,10 @@ def _sampling(request: pb.ChatRequest | pb.CompleteRequest, bounds: SizeBounds) 
 def _name(value: str, where: str) -> None:
     if len(value) > MAX_NAME_CHARS:
         raise invalid_argument(f"{where}: at most {MAX_NAME_CHARS} characters, got {len(value)}")
+    # No vendor names a model, provider or call with a line break or an escape sequence; logs and
+    # errors repeat names, and one carrying "\n" would forge a line in a text log.
+    if not value.isprintable():
+        raise invalid_argument(f"{where}: control and invisible characters are not allowed")
 
 
 def _route(request: Any, *, fallbacks: bool = True) -> SizeBounds:

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from yarl import URL
@@ -24,6 +23,7 @@ from provider_gateway.http.exchange import OutgoingRequest, UpstreamResponse, me
 from provider_gateway.http.pool import UpstreamPool
 from provider_gateway.providers.bedrock.credentials import CredentialResolver
 from provider_gateway.providers.bedrock.signing import bearer_headers, sigv4_headers
+from provider_gateway.providers.http_common import path_segment
 
 JSON = "application/json"
 
@@ -36,19 +36,14 @@ class Payload:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-# What a path may hold unencoded besides unreserved characters (RFC 3986 pchar), and what aiohttp
-# (yarl) therefore decodes before sending: `%3A` and `%3D` go out as `:` and `=`.
-PATH_SAFE = ":@!$&'()*,;="
-
-
 def model_path(model_id: str, operation: str) -> str:
-    """`/model/<id>/<operation>`, the id percent-encoded but for what a path allows as is.
+    """`/model/<id>/<operation>`, the id one percent-encoded segment (`path_segment`).
 
     botocore sends `%3A`; aiohttp (the pool's transport) rewrites `%3A` (and every `PATH_SAFE`
     escape) to the character before sending, and a signature must cover the path as sent, so those
     are left as is (equivalent in a path, RFC 3986); httpx's own transport is given the same URL.
-    `+` is not among them: a server could read it as a space. A `/` (in ARNs) stays `%2F`."""
-    return f"/model/{quote(model_id, safe=PATH_SAFE)}/{operation}"
+    A `/` (in ARNs) stays `%2F`."""
+    return f"/model/{path_segment(model_id, 'model', 'bedrock')}/{operation}"
 
 
 class SignedUpstream(Upstream):
@@ -126,7 +121,7 @@ class SignedUpstream(Upstream):
         async with self._in_flight:
             response = await self._send(method, path, payload, params, model)
             try:
-                raw = await self._within(response.read(), self.timeouts.idle, "response body")
+                raw = await self.read_body(response)
             finally:
                 await response.aclose()
         return raw, response.headers

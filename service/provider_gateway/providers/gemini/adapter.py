@@ -26,6 +26,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import estimate_tokens
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec
+from provider_gateway.providers.http_common import path_segment
 from provider_gateway.providers.relay import relay_reads
 from provider_gateway.providers.reported_usage import report_partial_usage
 from provider_gateway.providers.shapes import count_at
@@ -103,22 +104,25 @@ class GeminiProvider(HttpProvider):
     def capabilities(self) -> Capabilities:
         return CAPABILITIES
 
+    def _path(self, model: str, action: str) -> str:
+        return f"/v1beta/models/{path_segment(model, 'model', self.name)}:{action}"
+
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = codec.build_generate_body(request)
-        path = f"/v1beta/models/{request.model}:streamGenerateContent"
+        path = self._path(request.model, "streamGenerateContent")
         async with sse_reads(self.upstream(), path, body, params=SSE, model=request.model) as reads:
             async for event in decode_generate(reads, self.name, merge=self.merge_reads):
                 yield event
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         body = codec.build_generate_body(request)
-        path = f"/v1beta/models/{request.model}:generateContent"
+        path = self._path(request.model, "generateContent")
         answer = await self.upstream().request_json("POST", path, json=body, model=request.model)
         return codec.GenerateStreamDecoder(provider=self.name).response(answer)
 
     async def count_tokens(self, request: CountTokensRequest) -> TokenCount:
         body = codec.build_count_body(request, f"models/{request.model}")
-        path = f"/v1beta/models/{request.model}:countTokens"
+        path = self._path(request.model, "countTokens")
         answer = await self.upstream().request_json("POST", path, json=body, model=request.model)
         return TokenCount(
             input_tokens=count_at(answer, "totalTokens", provider=self.name),
@@ -128,7 +132,7 @@ class GeminiProvider(HttpProvider):
 
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         body = codec.build_embed_body(request, f"models/{request.model}")
-        path = f"/v1beta/models/{request.model}:batchEmbedContents"
+        path = self._path(request.model, "batchEmbedContents")
         answer = await self.upstream().request_json("POST", path, json=body, model=request.model)
         vectors = codec.parse_embeddings(answer, provider=self.name)
         if len(vectors) != len(request.inputs):

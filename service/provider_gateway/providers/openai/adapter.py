@@ -44,7 +44,7 @@ from provider_gateway.http import Timeouts, Upstream
 from provider_gateway.http.client import TIMEOUT_KEYS
 from provider_gateway.providers.base import BaseProvider, completion_of, estimate_messages, estimate_tokens
 from provider_gateway.providers.context import ProviderContext
-from provider_gateway.providers.http_common import completion_as_chat, probe
+from provider_gateway.providers.http_common import completion_as_chat, path_segment, probe
 from provider_gateway.providers.openai import codec
 from provider_gateway.providers.openai.presets import PRESETS, Preset
 from provider_gateway.providers.openai.responses_adapter import ResponsesApi
@@ -86,10 +86,10 @@ class AzureRoute:
     def deployment_for(self, model: str) -> str:
         return self.deployments.get(model) or self.deployment or model
 
-    def path(self, model: str, operation: str) -> str:
+    def path(self, model: str, operation: str, provider: str) -> str:
         if self.style == "inference":
             return f"/models/{operation}"
-        return f"/openai/deployments/{self.deployment_for(model)}/{operation}"
+        return f"/openai/deployments/{path_segment(self.deployment_for(model), 'deployment', provider)}/{operation}"
 
 
 class OpenAIProvider(BaseProvider):
@@ -209,7 +209,7 @@ class OpenAIProvider(BaseProvider):
 
     def _route(self, model: str, operation: str) -> tuple[Upstream, str]:
         if self.azure is not None:
-            return self.upstream, self.azure.path(model, operation)
+            return self.upstream, self.azure.path(model, operation, self.name)
         if self.codestral is not None and model.startswith("codestral"):
             return self.codestral, f"/{operation}"
         return self.upstream, f"/{operation}"

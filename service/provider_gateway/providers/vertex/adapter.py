@@ -42,6 +42,7 @@ from provider_gateway.providers.base import accumulate, all_or_first_error
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
 from provider_gateway.providers.gemini.adapter import SSE, decode_generate
+from provider_gateway.providers.http_common import path_segment
 from provider_gateway.providers.shapes import count_at
 from provider_gateway.providers.upstream_io import TIMEOUT_KEYS, HttpProvider, sse_reads
 from provider_gateway.providers.vertex import codec
@@ -173,7 +174,8 @@ class VertexProvider(HttpProvider):
         return EmbedResult(vectors, Usage(input_tokens=tokens), model=request.model)
 
     def _path(self, model: str, action: str) -> str:
-        return codec.model_url("", self.project, self.location, model, action)
+        segment = path_segment(model, "model", self.name)
+        return codec.model_url("", self.project, self.location, segment, action)
 
     def _claude_upstream(self) -> Upstream:
         return self.upstream({"anthropic-beta": self._claude_betas} if self._claude_betas else None)

@@ -1,0 +1,117 @@
+"""Which forward proxy, if any, carries the requests to one upstream origin: decided once per origin.
+
+Egress through an HTTP proxy is how many clusters reach the internet, and the variables curl, httpx
+and the vendors' SDKs read are the usual way to say so: `HTTPS_PROXY` for https origins,
+`HTTP_PROXY` for http ones, `ALL_PROXY` for either, `NO_PROXY` for the exceptions. `[upstream]`
+can name a proxy instead (`proxy`, `no_proxy`) or ignore the environment
+(`proxy_from_environment = false`). Loopback and link-local hosts are never proxied: a sidecar
+(Ollama on localhost) or the cloud metadata endpoint (169.254.169.254, AWS credentials) is reached
+directly whatever the environment says.
+
+The decision is made when an origin's client is created, not per request: aiohttp's own
+`trust_env` reads the whole environment again in a worker thread for every request.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from yarl import URL
+
+from provider_gateway.config import register_secret
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """A proxy's URL without credentials, and the credentials (for `Proxy-Authorization`)."""
+
+    url: URL
+    user: str = ""
+    password: str = ""
+
+    @property
+    def authorization(self) -> str:
+        """The `Proxy-Authorization` value (Basic)."""
+        return "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+
+    @property
+    def with_credentials(self) -> str:
+        """The URL as httpx takes it, credentials included."""
+        return str(self.url.with_user(self.user).with_password(self.password)) if self.user else str(self.url)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """`[upstream]`'s proxy keys: an explicit proxy, its exceptions, and whether the environment counts."""
+
+    proxy: str = ""
+    no_proxy: tuple[str, ...] = ()
+    from_environment: bool = True
+
+    def for_origin(self, origin: str, environ: Mapping[str, str] | None = None) -> Proxy | None:
+        """The proxy for `origin` (`scheme://host:port`), or None to connect directly."""
+        url = URL(origin)
+        host = url.host or ""
+        if _never_proxied(host) or _listed(host, self.no_proxy):
+            return None
+        if self.proxy:
+            return parse_proxy(self.proxy)
+        if not self.from_environment:
+            return None
+        proxies = _environment_proxies(environ)
+        if _listed(host, proxies.get("no", "").split(",")):
+            return None
+        chosen = proxies.get(url.scheme) or proxies.get("all")
+        return parse_proxy(chosen) if chosen else None
+
+
+def parse_proxy(value: str) -> Proxy:
+    """`http://user:password@host:port` -> the URL without its credentials, and the credentials
+    (the password registered as a secret, so that no log or error shows it)."""
+    url = URL(value if "://" in value else f"http://{value}")  # curl's reading of a bare host:port
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"not an HTTP proxy URL: {url.with_password(None) if url.password else url}")
+    user, password = url.user or "", url.password or ""
+    if password:
+        register_secret(password)
+    return Proxy(url.with_user(None), user, password)
+
+
+def _environment_proxies(environ: Mapping[str, str] | None) -> dict[str, str]:
+    if environ is None:
+        return urllib.request.getproxies_environment()
+    # The same reading as the standard library's, from a given mapping (tests): lower case wins.
+    proxies: dict[str, str] = {}
+    for name, value in environ.items():
+        if value and name.lower().endswith("_proxy"):
+            scheme = name[:-6].lower()
+            if name.islower() or scheme not in proxies:
+                proxies[scheme] = value
+    return proxies
+
+
+def _never_proxied(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_link_local
+
+
+def _listed(host: str, patterns: Sequence[str]) -> bool:
+    """`NO_PROXY`-style entries: a host or address (a port after it is ignored), a domain
+    (`example.com` or `.example.com` covers its subdomains), or `*` for every host."""
+    host = host.lower()
+    for pattern in patterns:
+        entry = pattern.strip().lower().lstrip(".")
+        if entry and not entry.startswith("["):
+            entry = entry.split(":", 1)[0] if entry.count(":") == 1 else entry  # `host:port`: the host
+        if entry and (entry == "*" or host == entry.strip("[]") or host.endswith("." + entry)):
+            return True
+    return False
