@@ -104,18 +104,19 @@ class HostClient:
     ) -> None:
         self.origin = origin
         self.proxy = proxy  # the forward proxy to this origin (http/proxy.py), or None: direct
+        # A proxy's credentials go where it reads them (aiohttp sends neither by itself): in the
+        # CONNECT request for an https origin, in each request for an http one. (httpx's transport
+        # takes them from the proxy's URL.)
         self._proxy_headers: dict[str, str] | None = None
+        self._proxy_authorization = ""
+        if proxy is not None and proxy.user:
+            if origin.startswith("https:"):
+                self._proxy_headers = {"proxy-authorization": proxy.authorization}
+            else:
+                self._proxy_authorization = proxy.authorization
         self.stats = ConnectionStats()
         self.hooks = hooks  # shared with the pool: a hook added later applies to every client
         self.headers = dict(DEFAULT_HEADERS)
-        if proxy is not None and proxy.user:
-            # A proxy's credentials go where it reads them: in the CONNECT request for an https
-            # origin (aiohttp's `proxy_headers`), in each request itself for an http one.
-            credentials = {"proxy-authorization": proxy.authorization}
-            if origin.startswith("https:"):
-                self._proxy_headers = credentials
-            else:
-                self.headers.update(credentials)
         self.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES  # a whole body's bound (the pool's)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -144,11 +145,14 @@ class HostClient:
         """Send; a failure before the response headers is raised as an `httpx.TransportError`."""
         self._prepare(request)
         session = self._session or self._open()
+        headers = request.headers
+        if self._proxy_authorization:
+            headers = {**headers, "proxy-authorization": self._proxy_authorization}
         try:
             native = await session.request(
                 request.method,
                 request.url,
-                headers=request.headers,
+                headers=headers,
                 data=request.content,
                 allow_redirects=False,
                 proxy_headers=self._proxy_headers,
