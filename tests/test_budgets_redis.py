@@ -176,6 +176,71 @@ async def test_the_lua_meters_behave_as_the_in_process_ones(kind: str, redis_ser
     await store.aclose()
 
 
+def meters_of(kind: str, store: RedisCounterStore) -> MemoryMeters | RedisMeters:
+    """memory: the in-process meters; packed: Redis through the kept commands (a single Redis);
+    args: Redis through script_args and redis-py, as on a Cluster."""
+    if kind == "memory":
+        return MemoryMeters()
+    if kind == "args":
+        store.direct = None
+    return RedisMeters(store, fail_closed=True)
+
+
+@pytest.mark.parametrize("kind", ["memory", "packed", "args"])
+async def test_a_refused_check_leaves_every_meter_as_it_was(kind: str, redis_server: RedisServer) -> None:
+    """The script adds to a calendar window before it knows whether a later meter refuses: a
+    refusal must undo it, delete a key it created, and name the caller's own meter even when
+    the caller lists a window before a rate."""
+    store = RedisCounterStore(redis_server.url, prefix=f"u{time.monotonic_ns()}:")
+    meters = meters_of(kind, store)
+    name, left = calendar_window("day", time.time())
+
+    def window(metric: str, amount: int) -> Meter:
+        return Meter(f"{{key:u}}:key:u:{metric}:{name}", "window", amount, 100, left)
+
+    rpm = Meter("{key:u}:key:u:rpm", "rate", 1, 2, 60)
+    assert await meters.meter([window("spent", 50), window("full", 95)], check=False) is None
+    new, spent, full = window("new", 5), window("spent", 5), window("full", 10)
+    refusal = await meters.meter([spent, new, full, rpm], check=True)  # 95 + 10 > 100
+    assert refusal is not None
+    assert refusal.meter == 2
+    assert left - 5 < refusal.wait_s <= left + 1
+    assert [r.used for r in await meters.read([rpm, new, spent, full])] == [0, 0, 50, 95]
+    if kind != "memory":  # nothing left behind, not even a key holding nothing
+        assert await store._client.exists(f"{store._prefix}m:{new.key}") == 0
+    assert await meters.meter([new, rpm, spent], check=True) is None
+    assert await meters.meter([new, rpm], check=True) is None  # the burst of 2 is spent
+    refusal = await meters.meter([new, rpm], check=True)
+    assert refusal is not None
+    assert refusal.meter == 1  # the rate, by its place in the caller's list
+    assert 29 < refusal.wait_s <= 30
+    assert [r.used for r in await meters.read([rpm, new, spent, full])] == [2, 10, 55, 95]
+    await store.aclose()
+
+
+@pytest.mark.parametrize("kind", ["memory", "packed", "args"])
+async def test_forced_spends_past_a_limit_are_kept_and_refuse_what_follows(
+    kind: str, redis_server: RedisServer
+) -> None:
+    """What was spent is spent: a rate forced a whole window past its limit holds for as long
+    (its key too), and a calendar window past its limit refuses even a check adding nothing."""
+    store = RedisCounterStore(redis_server.url, prefix=f"f{time.monotonic_ns()}:")
+    meters = meters_of(kind, store)
+    name, left = calendar_window("month", time.time())
+    tpm = Meter("{key:f}:key:f:tpm", "rate", 300, 100, 60)  # 3 minutes' worth
+    money = Meter(f"{{key:f}}:key:f:usd_micros:{name}", "window", 120, 100, left)
+    assert await meters.meter([tpm, money], check=False) is None
+    refusal = await meters.meter([tpm._replace(amount=1)], check=True)
+    assert refusal is not None
+    assert 119 < refusal.wait_s <= 120.6  # 180 s of arrival time ahead, 60 of them tolerated
+    refusal = await meters.meter([money._replace(amount=0)], check=True)
+    assert refusal is not None
+    assert refusal.meter == 0
+    if kind != "memory":
+        assert await store._client.pttl(f"{store._prefix}m:{tpm.key}") > 170_000
+    await store.aclose()
+
+
 async def test_a_team_budget_in_redis_refuses_the_request_past_it_whatever_its_names_hold(
     gateway_factory, redis_server: RedisServer
 ) -> None:  # type: ignore[no-untyped-def]

@@ -122,7 +122,8 @@ class MemoryMeters:
         if len(self._values) > 10_000:  # drop what expired so unused keys do not pile up
             self._values = {k: v for k, v in self._values.items() if v[1] > now}
         planned: dict[int, float] = {}
-        for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):
+        for i in _rates_first(meters):  # the order lua/meters.lua checks them in
+            m, amount = meters[i], amounts[i]
             if m.kind == "rate":
                 after = max(self._get(m.key, now), now) + amount * m.window_s / m.limit
                 if check and after - now > m.window_s:
@@ -173,13 +174,40 @@ def readings(meters: list[Meter], raw: list[int]) -> list[Reading]:
 
 
 def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
-    """lua/meters.lua's arguments: the mode, the layout (each meter's kind and amount's field), the
-    amounts (one field a meter), then each meter's limit and window."""
-    args: list[str | int] = ["check" if check else "force", _layout([m.kind for m in meters])]
-    args.append("".join(f"{_clamped(m.amount):020d}" for m in meters))
-    for m in meters:
-        args += (m.limit, _window_arg(m.kind, _span(m)))
+    """lua/meters.lua's arguments for `meters` (KEYS in the same order): the mode, how many rates,
+    their order (rates first), the windows' ends, then per rate its increment, window and expiry,
+    and per calendar window its amount and limit."""
+    order = _rates_first(meters)
+    rates = sum(m.kind == "rate" for m in meters)
+    ends = "".join(f"{_end_ms(meters[i]):020d}" for i in order)
+    args: list[str | int] = ["check" if check else "force", rates, _order_arg(order), ends]
+    for i in order:
+        m = meters[i]
+        if m.kind == "rate":
+            window_us = _window_us(m.window_s)
+            args += (_increment(_clamped(m.amount), window_us, m.limit), window_us, _expiry_ms(window_us))
+        else:
+            args += (_clamped(m.amount), m.limit)
     return args
+
+
+class CheckTemplate:
+    """A Batch's check command after the script's name, kept whole but for one bulk string per
+    meter: `template % values` fills each with what the meter adds from the call's values (a
+    calendar window its value, a rate the increment its value makes)."""
+
+    __slots__ = ("_format", "_slots")
+
+    def __init__(self, format_: bytes, slots: tuple[tuple[int, int, int], ...]) -> None:
+        self._format = format_  # a bytes %-template: one %b a meter, every other % doubled
+        self._slots = slots  # per meter in the script's order: source, window (µs; 0: calendar), limit
+
+    def __mod__(self, values: tuple[int, ...]) -> bytes:
+        amounts = [bulk_int(v) for v in values]
+        return self._format % tuple(
+            bulk_int(-(-values[source] * window_us // limit)) if window_us else amounts[source]
+            for source, window_us, limit in self._slots
+        )
 
 
 @dataclass(slots=True)
@@ -190,7 +218,7 @@ class Batch:
 
     meters: tuple[Meter, ...]  # their amounts are 0
     sources: tuple[int, ...]  # per meter, which of the call's values it adds
-    packed: tuple[int, bytes, int] | None = None  # PackedScriptCalls.template's, made at the first check
+    packed: tuple[int, CheckTemplate, int] | None = None  # PackedScriptCalls.template's, at the first check
 
     def amounts(self, values: tuple[int, ...]) -> list[int]:
         return [values[s] for s in self.sources]
@@ -199,9 +227,17 @@ class Batch:
         return [m._replace(amount=values[s]) for m, s in zip(self.meters, self.sources, strict=True)]
 
 
-# A meter as encoded once: kind, limit and span (to see a change), then its key and its limit and
-# window, RESP-encoded.
-type _Kept = tuple[MeterKind, int, float, bytes, bytes]
+class _Kept(NamedTuple):
+    """A meter as encoded once: kind, limit and span (to see a change), then its key, its window's
+    end (a field of the ends) and its constant arguments, RESP-encoded, and a rate's window (µs)."""
+
+    kind: MeterKind
+    limit: int
+    span: float
+    key: bytes
+    end: bytes
+    constants: bytes
+    window_us: int
 
 
 class PackedScriptCalls:
@@ -222,34 +258,44 @@ class PackedScriptCalls:
         """The call after the script's name: how many bulk strings, then them (the key count, the
         keys, the arguments of script_args; one item per meter among the arguments)."""
         kept = self._encoded(meters)
-        body = [bulk_int(len(meters)), *(k[3] for k in kept), _CHECK if check else _FORCE]
-        body.append(bulk(_layout([m.kind for m in meters])))
-        amounts = b"".join(b"%020d" % _clamped(m.amount) for m in meters)
-        body.append(b"$%d\r\n%b\r\n" % (len(amounts), amounts))
-        body += [k[4] for k in kept]
-        return 4 + 3 * len(meters), body
+        body = self._head(kept, check=check)
+        for i in _rates_first(meters):
+            k, amount = kept[i], _clamped(meters[i].amount)
+            body.append(bulk_int(_increment(amount, k.window_us, k.limit) if k.window_us else amount))
+            body.append(k.constants)
+        return _count(kept), body
 
-    def template(self, batch: Batch) -> tuple[int, bytes, int]:
-        """The check of `batch`'s meters as one bytes %-template of the first values of a call
-        (each a zero-padded %020d: see `fits`): how many bulk strings it holds, the template, and
-        how many values it takes (up to the last any meter adds)."""
+    def template(self, batch: Batch) -> tuple[int, CheckTemplate, int]:
+        """The check of `batch`'s meters as one template of the first values of a call: how many
+        bulk strings it holds, the template, and how many values it takes (up to the last any
+        meter adds)."""
         if batch.packed is None:
-            values = max(batch.sources) + 1
             kept = self._encoded(list(batch.meters))
-            layout = _layout([m.kind for m in batch.meters], batch.sources)
-            head = [bulk_int(len(kept)), *(k[3] for k in kept), _CHECK, bulk(layout)]
-            head.append(b"$%d\r\n" % (20 * values))
-            body = b"".join(head).replace(b"%", b"%%") + b"%020d" * values + b"\r\n"
-            constants = b"".join(k[4] for k in kept).replace(b"%", b"%%")
-            batch.packed = (4 + 3 * len(kept), body + constants, values)
+            parts = [b"".join(self._head(kept, check=True)).replace(b"%", b"%%")]
+            slots = []
+            for i in _rates_first(batch.meters):
+                parts += (b"%b", kept[i].constants.replace(b"%", b"%%"))
+                slots.append((batch.sources[i], kept[i].window_us, kept[i].limit))
+            template = CheckTemplate(b"".join(parts), tuple(slots))
+            batch.packed = (_count(kept), template, max(batch.sources) + 1)
         return batch.packed
+
+    @staticmethod
+    def _head(kept: list[_Kept], *, check: bool) -> list[bytes]:
+        """The key count, the keys, the mode, how many rates, their order and the windows' ends."""
+        order = _rates_first(kept)
+        ends = b"".join(kept[i].end for i in order)
+        rates = sum(k.kind == "rate" for k in kept)
+        head = [bulk_int(len(kept)), *(k.key for k in kept), _CHECK if check else _FORCE, bulk_int(rates)]
+        head += (bulk(_order_arg(order)), b"$%d\r\n%b\r\n" % (len(ends), ends))
+        return head
 
     def _encoded(self, meters: list[Meter]) -> list[_Kept]:
         found = []
         for m in meters:
             span = _span(m)
             kept = self._kept.get(m.key)
-            if kept is None or kept[:3] != (m.kind, m.limit, span):
+            if kept is None or (kept.kind, kept.limit, kept.span) != (m.kind, m.limit, span):
                 kept = self._keep(m, span)
             found.append(kept)
         return found
@@ -257,17 +303,22 @@ class PackedScriptCalls:
     def _keep(self, meter: Meter, span: float) -> _Kept:
         if len(self._kept) >= self.KEEP_MAX:
             self._kept.clear()
-        constant = bulk_int(meter.limit) + bulk_int(_window_arg(meter.kind, span))
-        kept = (meter.kind, meter.limit, span, bulk(self._prefix + meter.key), constant)
+        key = bulk(self._prefix + meter.key)
+        if meter.kind == "rate":
+            window_us = _window_us(span)
+            constants = bulk_int(window_us) + bulk_int(_expiry_ms(window_us))
+            kept = _Kept(meter.kind, meter.limit, span, key, b"%020d" % 0, constants, window_us)
+        else:
+            kept = _Kept(meter.kind, meter.limit, span, key, b"%020d" % _ms(span), bulk_int(meter.limit), 0)
         self._kept[meter.key] = kept
         return kept
 
 
-_INT64 = 2**63  # what the script's 20-character amounts hold: a signed 64-bit integer
+_INT64 = 2**63  # what INCRBY adds: a signed 64-bit integer
 
 
 def fits(values: tuple[int, ...]) -> bool:
-    """Whether every value fits PackedScriptCalls.template's 20 characters."""
+    """Whether every value is one INCRBY takes (PackedScriptCalls.template sends them unclamped)."""
     return min(values) >= -_INT64 and max(values) < _INT64
 
 
@@ -277,15 +328,29 @@ def _clamped(amount: int) -> int:
     return max(-_INT64, min(amount, _INT64 - 1))
 
 
-def _layout(kinds: list[MeterKind], sources: tuple[int, ...] | None = None) -> str:
-    """lua/meters.lua's layout: per meter, its kind's letter and the field of the amounts it adds
-    ("A" the first): its own (sources None) or its source's. A call holds at most 18 meters (a key's
-    and its team's rates and budgets), well within the ASCII letters from "A"."""
-    fields = sources if sources is not None else range(len(kinds))
-    return "".join(_LETTERS[k] + chr(65 + f) for k, f in zip(kinds, fields, strict=True))
+def _rates_first(meters: Sequence[Meter | _Kept]) -> list[int]:
+    """The meters' indices in the order lua/meters.lua takes them: the rates, then the calendar windows."""
+    rates = [i for i, m in enumerate(meters) if m.kind == "rate"]
+    if len(rates) == len(meters):
+        return rates
+    return rates + [i for i, m in enumerate(meters) if m.kind != "rate"]
 
 
-_LETTERS: dict[MeterKind, str] = {"rate": "r", "window": "w"}
+def _order_arg(order: list[int]) -> str:
+    """lua/meters.lua's order: "" when it is KEYS' own, else each meter's index in KEYS ("A" the
+    first). A call holds at most 18 meters (a key's and its team's rates and budgets)."""
+    if order == sorted(order):
+        return ""
+    return "".join(chr(65 + i) for i in order)
+
+
+def _count(kept: list[_Kept]) -> int:
+    """Bulk strings after the script's name: the key count, the keys, four arguments, then three
+    per rate and two per calendar window."""
+    rates = sum(k.kind == "rate" for k in kept)
+    return 1 + len(kept) + 4 + 3 * rates + 2 * (len(kept) - rates)
+
+
 _CHECK, _FORCE = bulk("check"), bulk("force")
 
 
@@ -296,6 +361,24 @@ def _span(meter: Meter) -> float:
     return meter.ends_at or time.time() + meter.window_s
 
 
-def _window_arg(kind: str, span: float) -> int:
-    """A rate's window in µs; a calendar window's end in Unix ms (its key's expiry, PEXPIREAT)."""
-    return max(math.ceil(span * (US if kind == "rate" else 1000)), 1)
+def _window_us(window_s: float) -> int:
+    return max(math.ceil(window_s * US), 1)
+
+
+def _ms(unix_s: float) -> int:
+    """A calendar window's end in Unix ms (its key's expiry, PEXPIREAT)."""
+    return max(math.ceil(unix_s * 1000), 1)
+
+
+def _end_ms(meter: Meter) -> int:
+    return 0 if meter.kind == "rate" else _ms(_span(meter))
+
+
+def _increment(amount: int, window_us: int, limit: int) -> int:
+    """How far `amount` moves a rate's arrival time (µs): amount x window / limit, rounded up."""
+    return -(-amount * window_us // limit)
+
+
+def _expiry_ms(window_us: int) -> int:
+    """A rate key's expiry after a check: its arrival time is then at most a window ahead."""
+    return -(-window_us // 1000) + 1
