@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import calendar
 import math
+import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -122,7 +123,7 @@ class MemoryMeters:
         if len(self._values) > 10_000:  # drop what expired so unused keys do not pile up
             self._values = {k: v for k, v in self._values.items() if v[1] > now}
         planned: dict[int, float] = {}
-        for i in _rates_first(meters):  # the order lua/meters.lua checks them in
+        for i in _rates_first(meters)[0]:  # the order lua/meters.lua checks them in
             m, amount = meters[i], amounts[i]
             if m.kind == "rate":
                 after = max(self._get(m.key, now), now) + amount * m.window_s / m.limit
@@ -177,10 +178,9 @@ def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
     """lua/meters.lua's arguments for `meters` (KEYS in the same order): the mode, how many rates,
     their order (rates first), the windows' ends, then per rate its increment, window and expiry,
     and per calendar window its amount and limit."""
-    order = _rates_first(meters)
-    rates = sum(m.kind == "rate" for m in meters)
+    order, rates = _rates_first(meters)
     ends = "".join(f"{_end_ms(meters[i]):020d}" for i in order)
-    args: list[str | int] = ["check" if check else "force", rates, _order_arg(order), ends]
+    args: list[str | int] = ["check" if check else "force", rates, _order_arg(order, rates), ends]
     for i in order:
         m = meters[i]
         if m.kind == "rate":
@@ -196,18 +196,30 @@ class CheckTemplate:
     meter: `template % values` fills each with what the meter adds from the call's values (a
     calendar window its value, a rate the increment its value makes)."""
 
-    __slots__ = ("_format", "_slots")
+    __slots__ = ("_format", "_pick", "_rates")
 
-    def __init__(self, format_: bytes, slots: tuple[tuple[int, int, int], ...]) -> None:
-        self._format = format_  # a bytes %-template: one %b a meter, every other % doubled
-        self._slots = slots  # per meter in the script's order: source, window (µs; 0: calendar), limit
+    def __init__(
+        self, format_: bytes, values: int, sources: list[int], rates: list[tuple[int, int, int]]
+    ) -> None:
+        """format_: per meter in the script's order "$%d\r\n%b\r\n" (a length, the digits), every
+        other % doubled; `values`: how many a call has; sources: per meter in that order, its
+        value's index; rates (the first meters): source, window (µs), limit."""
+        self._format = format_
+        self._rates = rates
+        # A call's digits: its values', then each rate's increment's; then their lengths.
+        numbers = values + len(rates)
+        pick: list[int] = []
+        for p, source in enumerate(sources):
+            digits = values + p if p < len(rates) else source
+            pick += (numbers + digits, digits)
+        self._pick = operator.itemgetter(*pick)
 
     def __mod__(self, values: tuple[int, ...]) -> bytes:
-        amounts = [bulk_int(v) for v in values]
-        return self._format % tuple(
-            bulk_int(-(-values[source] * window_us // limit)) if window_us else amounts[source]
-            for source, window_us, limit in self._slots
-        )
+        digits = [b"%d" % v for v in values]
+        for source, window_us, limit in self._rates:
+            digits.append(b"%d" % _increment(values[source], window_us, limit))
+        picked: tuple[int | bytes, ...] = self._pick([*digits, *[len(d) for d in digits]])
+        return self._format % picked
 
 
 @dataclass(slots=True)
@@ -258,12 +270,15 @@ class PackedScriptCalls:
         """The call after the script's name: how many bulk strings, then them (the key count, the
         keys, the arguments of script_args; one item per meter among the arguments)."""
         kept = self._encoded(meters)
-        body = self._head(kept, check=check)
-        for i in _rates_first(meters):
+        order, rates = _rates_first(meters)
+        body = _head(kept, order, rates, check=check)
+        for i in order:
             k, amount = kept[i], _clamped(meters[i].amount)
-            body.append(bulk_int(_increment(amount, k.window_us, k.limit) if k.window_us else amount))
-            body.append(k.constants)
-        return _count(kept), body
+            body += (
+                bulk_int(_increment(amount, k.window_us, k.limit) if k.window_us else amount),
+                k.constants,
+            )
+        return _count(kept, rates), body
 
     def template(self, batch: Batch) -> tuple[int, CheckTemplate, int]:
         """The check of `batch`'s meters as one template of the first values of a call: how many
@@ -271,31 +286,23 @@ class PackedScriptCalls:
         meter adds)."""
         if batch.packed is None:
             kept = self._encoded(list(batch.meters))
-            parts = [b"".join(self._head(kept, check=True)).replace(b"%", b"%%")]
-            slots = []
-            for i in _rates_first(batch.meters):
-                parts += (b"%b", kept[i].constants.replace(b"%", b"%%"))
-                slots.append((batch.sources[i], kept[i].window_us, kept[i].limit))
-            template = CheckTemplate(b"".join(parts), tuple(slots))
-            batch.packed = (_count(kept), template, max(batch.sources) + 1)
+            order, rates = _rates_first(kept)
+            parts = [b"".join(_head(kept, order, rates, check=True)).replace(b"%", b"%%")]
+            for i in order:
+                parts += (b"$%d\r\n%b\r\n", kept[i].constants.replace(b"%", b"%%"))
+            values = max(batch.sources) + 1
+            sources = [batch.sources[i] for i in order]
+            limits = [(sources[p], kept[i].window_us, kept[i].limit) for p, i in enumerate(order[:rates])]
+            template = CheckTemplate(b"".join(parts), values, sources, limits)
+            batch.packed = (_count(kept, rates), template, values)
         return batch.packed
-
-    @staticmethod
-    def _head(kept: list[_Kept], *, check: bool) -> list[bytes]:
-        """The key count, the keys, the mode, how many rates, their order and the windows' ends."""
-        order = _rates_first(kept)
-        ends = b"".join(kept[i].end for i in order)
-        rates = sum(k.kind == "rate" for k in kept)
-        head = [bulk_int(len(kept)), *(k.key for k in kept), _CHECK if check else _FORCE, bulk_int(rates)]
-        head += (bulk(_order_arg(order)), b"$%d\r\n%b\r\n" % (len(ends), ends))
-        return head
 
     def _encoded(self, meters: list[Meter]) -> list[_Kept]:
         found = []
         for m in meters:
             span = _span(m)
             kept = self._kept.get(m.key)
-            if kept is None or (kept.kind, kept.limit, kept.span) != (m.kind, m.limit, span):
+            if kept is None or kept.span != span or kept.limit != m.limit or kept.kind != m.kind:
                 kept = self._keep(m, span)
             found.append(kept)
         return found
@@ -328,26 +335,36 @@ def _clamped(amount: int) -> int:
     return max(-_INT64, min(amount, _INT64 - 1))
 
 
-def _rates_first(meters: Sequence[Meter | _Kept]) -> list[int]:
-    """The meters' indices in the order lua/meters.lua takes them: the rates, then the calendar windows."""
-    rates = [i for i, m in enumerate(meters) if m.kind == "rate"]
-    if len(rates) == len(meters):
-        return rates
-    return rates + [i for i, m in enumerate(meters) if m.kind != "rate"]
+def _rates_first(meters: Sequence[Meter | _Kept]) -> tuple[list[int], int]:
+    """The meters' indices in the order lua/meters.lua takes them (the rates, then the calendar
+    windows), and how many are rates."""
+    order = [i for i, m in enumerate(meters) if m.kind == "rate"]
+    rates = len(order)
+    if rates < len(meters):
+        order += [i for i, m in enumerate(meters) if m.kind != "rate"]
+    return order, rates
 
 
-def _order_arg(order: list[int]) -> str:
-    """lua/meters.lua's order: "" when it is KEYS' own, else each meter's index in KEYS ("A" the
-    first). A call holds at most 18 meters (a key's and its team's rates and budgets)."""
-    if order == sorted(order):
+def _order_arg(order: list[int], rates: int) -> str:
+    """lua/meters.lua's order: "" when it is KEYS' own (the rates come first), else each meter's
+    index in KEYS ("A" the first). A call holds at most 18 meters (a key's and its team's rates
+    and budgets)."""
+    if not rates or order[rates - 1] == rates - 1:
         return ""
     return "".join(chr(65 + i) for i in order)
 
 
-def _count(kept: list[_Kept]) -> int:
+def _head(kept: list[_Kept], order: list[int], rates: int, *, check: bool) -> list[bytes]:
+    """The key count, the keys, the mode, how many rates, their order and the windows' ends."""
+    ends = b"".join([kept[i].end for i in order])
+    head = [bulk_int(len(kept)), *[k.key for k in kept], _CHECK if check else _FORCE, bulk_int(rates)]
+    head += (bulk(_order_arg(order, rates)), b"$%d\r\n%b\r\n" % (len(ends), ends))
+    return head
+
+
+def _count(kept: list[_Kept], rates: int) -> int:
     """Bulk strings after the script's name: the key count, the keys, four arguments, then three
     per rate and two per calendar window."""
-    rates = sum(k.kind == "rate" for k in kept)
     return 1 + len(kept) + 4 + 3 * rates + 2 * (len(kept) - rates)
 
 
