@@ -123,14 +123,14 @@ class MemoryMeters:
         if len(self._values) > 10_000:  # drop what expired so unused keys do not pile up
             self._values = {k: v for k, v in self._values.items() if v[1] > now}
         planned: dict[int, float] = {}
-        for i in _rates_first(meters)[0]:  # the order lua/meters.lua checks them in
-            m, amount = meters[i], amounts[i]
+        for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):  # rates first, as lua/meters.lua
             if m.kind == "rate":
                 after = max(self._get(m.key, now), now) + amount * m.window_s / m.limit
                 if check and after - now > m.window_s:
                     return Refusal(i, after - now - m.window_s)
                 planned[i] = after
-            elif check and self._get(m.key, now) + amount > m.limit:
+        for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):
+            if check and m.kind == "window" and self._get(m.key, now) + amount > m.limit:
                 expires = self._values.get(m.key, (0.0, m.ends_at or now + m.window_s))[1]
                 return Refusal(i, max(expires - now, 1e-3))
         for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):
@@ -175,12 +175,12 @@ def readings(meters: list[Meter], raw: list[int]) -> list[Reading]:
 
 
 def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
-    """lua/meters.lua's arguments for `meters` (KEYS in the same order): the mode, how many rates,
-    their order (rates first), the windows' ends, then per rate its increment, window and expiry,
-    and per calendar window its amount and limit."""
+    """lua/meters.lua's arguments for `meters` (KEYS in the same order): the mode, the windows'
+    ends and the order (rates first), then per rate its increment, window and expiry, and per
+    calendar window its amount and limit."""
     order, rates = _rates_first(meters)
     ends = "".join(f"{_end_ms(meters[i]):020d}" for i in order)
-    args: list[str | int] = ["check" if check else "force", rates, _order_arg(order, rates), ends]
+    args: list[str | int] = ["check" if check else "force", ends + _order_arg(order, rates)]
     for i in order:
         m = meters[i]
         if m.kind == "rate":
@@ -332,7 +332,9 @@ def fits(values: tuple[int, ...]) -> bool:
 def _clamped(amount: int) -> int:
     """An amount within 64 bits: a limit is one (a TOML integer), so a larger amount is refused
     all the same, and no settlement comes near."""
-    return max(-_INT64, min(amount, _INT64 - 1))
+    if -_INT64 <= amount < _INT64:
+        return amount
+    return -_INT64 if amount < 0 else _INT64 - 1
 
 
 def _rates_first(meters: Sequence[Meter | _Kept]) -> tuple[list[int], int]:
@@ -355,17 +357,20 @@ def _order_arg(order: list[int], rates: int) -> str:
 
 
 def _head(kept: list[_Kept], order: list[int], rates: int, *, check: bool) -> list[bytes]:
-    """The key count, the keys, the mode, how many rates, their order and the windows' ends."""
-    ends = b"".join([kept[i].end for i in order])
-    head = [bulk_int(len(kept)), *[k.key for k in kept], _CHECK if check else _FORCE, bulk_int(rates)]
-    head += (bulk(_order_arg(order, rates)), b"$%d\r\n%b\r\n" % (len(ends), ends))
-    return head
+    """The key count, the keys, the mode, and the windows' ends with the order."""
+    ends = b"".join([kept[i].end for i in order]) + _order_arg(order, rates).encode()
+    return [
+        bulk_int(len(kept)),
+        *[k.key for k in kept],
+        _CHECK if check else _FORCE,
+        b"$%d\r\n%b\r\n" % (len(ends), ends),
+    ]
 
 
 def _count(kept: list[_Kept], rates: int) -> int:
-    """Bulk strings after the script's name: the key count, the keys, four arguments, then three
+    """Bulk strings after the script's name: the key count, the keys, two arguments, then three
     per rate and two per calendar window."""
-    return 1 + len(kept) + 4 + 3 * rates + 2 * (len(kept) - rates)
+    return 1 + len(kept) + 2 + 3 * rates + 2 * (len(kept) - rates)
 
 
 _CHECK, _FORCE = bulk("check"), bulk("force")

@@ -2,11 +2,11 @@
 -- script runs on one node of a Redis Cluster (and on Valkey) unchanged.
 --
 -- KEYS: the meters. ARGV[1]: "check" (all or nothing) or "force" (add without checking: what was
--- spent is spent). ARGV[2]: how many are rates. ARGV[3]: "" when the rates are KEYS' first ones,
--- else per meter in the order below, a character: its index in KEYS ("A" the first). ARGV[4]: per
--- meter in that order, 20 characters: a calendar window's end (Unix ms; read only to create its key).
--- Then per rate: its increment (µs), window (µs) and expiry (ms); then per calendar window: its
--- amount and limit.
+-- spent is spent). ARGV[2]: per meter in the order below, 20 characters: a calendar window's end
+-- (Unix ms; read only to create its key); then, unless the rates are KEYS' first ones, per meter in
+-- that order a character: its index in KEYS ("A" the first). Then per rate: its increment (µs),
+-- window (µs) and expiry (ms); then per calendar window: its amount and limit (so the count of
+-- arguments says how many are rates).
 --   rate: GCRA. The key holds the theoretical arrival time (µs, Redis's clock); each call moves it
 --     by the increment (amount x window / limit, rounded up: the gateway computes it), and a request
 --     passes while it stays within one window of now. The expiry is the window's (+1 ms): a key
@@ -23,11 +23,11 @@
 -- as they came (a Lua number costs a "%.17g" on its way back), and numbers are compared through
 -- Lua's arithmetic, which converts a string without a function call.
 local call, format = redis.call, string.format
-local check, order = ARGV[1] == 'check', ARGV[3]
-local rates, n, keys = ARGV[2] + 0, #KEYS, KEYS
-if order ~= '' then
+local check, n, keys = ARGV[1] == 'check', #KEYS, KEYS
+local rates, placed = #ARGV - 2 - 2 * n, #ARGV[2] == 20 * n
+if not placed then
   keys = {}
-  for p = 1, n do keys[p] = KEYS[string.byte(order, p) - 64] end
+  for p = 1, n do keys[p] = KEYS[string.byte(ARGV[2], 20 * n + p) - 64] end
 end
 local now, after, spent = 0, {}, {}
 if rates > 0 then
@@ -37,23 +37,23 @@ if rates > 0 then
     local tat = tats[p]
     if tat then tat = tat + 0 end
     if not tat or tat < now then tat = now end
-    local ahead = tat - now + ARGV[3 * p + 2]
-    if check and ahead - ARGV[3 * p + 3] > 0 then
-      return {order == '' and p or string.byte(order, p) - 64, ahead - ARGV[3 * p + 3]}
+    local ahead = tat - now + ARGV[3 * p]
+    if check and ahead - ARGV[3 * p + 1] > 0 then
+      return {placed and p or string.byte(ARGV[2], 20 * n + p) - 64, ahead - ARGV[3 * p + 1]}
     end
-    after[p] = tat + ARGV[3 * p + 2]
+    after[p] = tat + ARGV[3 * p]
   end
 end
 for p = rates + 1, n do
-  local amount = ARGV[rates + 2 * p + 3]
+  local amount = ARGV[rates + 2 * p + 1]
   if amount ~= '0' then
     spent[p] = call('INCRBY', keys[p], amount)
   elseif check then -- nothing to add, but a window already past its limit refuses all the same
     spent[p] = (call('GET', keys[p]) or 0) + 0
   end
-  if check and spent[p] and spent[p] - ARGV[rates + 2 * p + 4] > 0 then
+  if check and spent[p] and spent[p] - ARGV[rates + 2 * p + 2] > 0 then
     for q = rates + 1, p do -- undo what this call added
-      local added = ARGV[rates + 2 * q + 3]
+      local added = ARGV[rates + 2 * q + 1]
       if added ~= '0' then
         if spent[q] - added == 0 then call('DEL', keys[q]) else call('DECRBY', keys[q], added) end
       end
@@ -61,20 +61,20 @@ for p = rates + 1, n do
     local ttl = call('PTTL', keys[p])
     if ttl < 0 then
       if now == 0 then local t = call('TIME') now = t[1] * 1000000 + t[2] end
-      ttl = string.sub(ARGV[4], 20 * p - 19, 20 * p) - math.floor(now / 1000)
+      ttl = string.sub(ARGV[2], 20 * p - 19, 20 * p) - math.floor(now / 1000)
     end
-    return {order == '' and p or string.byte(order, p) - 64, math.max(ttl, 1) * 1000}
+    return {placed and p or string.byte(ARGV[2], 20 * n + p) - 64, math.max(ttl, 1) * 1000}
   end
 end
 for p = 1, rates do
-  local expiry = ARGV[3 * p + 4]
-  if after[p] - now - ARGV[3 * p + 3] > 0 then -- forced past the window: kept until its time
+  local expiry = ARGV[3 * p + 2]
+  if after[p] - now - ARGV[3 * p + 1] > 0 then -- forced past the window: kept until its time
     expiry = format('%d', math.ceil((after[p] - now) / 1000) + 1)
   end
   call('SET', keys[p], format('%d', after[p]), 'PX', expiry)
 end
 for p = rates + 1, n do
-  local amount = ARGV[rates + 2 * p + 3]
+  local amount = ARGV[rates + 2 * p + 1]
   if amount ~= '0' then
     if spent[p] <= 0 then -- refunded to nothing (a refund of nothing stays nothing)
       call('DEL', keys[p])
@@ -82,7 +82,7 @@ for p = rates + 1, n do
       -- The window's end by the gateway's clock; at least a second from now by Redis's, so that a
       -- gateway clock behind Redis's cannot create a key already expired (and its spend lost).
       if now == 0 then local t = call('TIME') now = t[1] * 1000000 + t[2] end
-      local ends = math.max(string.sub(ARGV[4], 20 * p - 19, 20 * p) + 0, math.floor(now / 1000) + 1000)
+      local ends = math.max(string.sub(ARGV[2], 20 * p - 19, 20 * p) + 0, math.floor(now / 1000) + 1000)
       call('PEXPIREAT', keys[p], format('%d', ends))
     end
   end
