@@ -216,8 +216,9 @@ class CheckTemplate:
 
     def __mod__(self, values: tuple[int, ...]) -> bytes:
         digits = [b"%d" % v for v in values]
-        for source, window_us, limit in self._rates:
-            digits.append(b"%d" % _increment(values[source], window_us, limit))
+        digits += [
+            b"%d" % -(-values[source] * window_us // limit) for source, window_us, limit in self._rates
+        ]
         picked: tuple[int | bytes, ...] = self._pick([*digits, *[len(d) for d in digits]])
         return self._format % picked
 
