@@ -123,16 +123,20 @@ class MemoryMeters:
         if len(self._values) > 10_000:  # drop what expired so unused keys do not pile up
             self._values = {k: v for k, v in self._values.items() if v[1] > now}
         planned: dict[int, float] = {}
-        for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):  # rates first, as lua/meters.lua
+        full = (
+            None  # the first calendar window without room: a rate's refusal comes first, as in lua/meters.lua
+        )
+        for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):
             if m.kind == "rate":
                 after = max(self._get(m.key, now), now) + amount * m.window_s / m.limit
                 if check and after - now > m.window_s:
                     return Refusal(i, after - now - m.window_s)
                 planned[i] = after
-        for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):
-            if check and m.kind == "window" and self._get(m.key, now) + amount > m.limit:
+            elif check and full is None and self._get(m.key, now) + amount > m.limit:
                 expires = self._values.get(m.key, (0.0, m.ends_at or now + m.window_s))[1]
-                return Refusal(i, max(expires - now, 1e-3))
+                full = Refusal(i, max(expires - now, 1e-3))
+        if full is not None:
+            return full
         for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):
             if i in planned:
                 self._values[m.key] = (planned[i], planned[i])
