@@ -123,9 +123,8 @@ class MemoryMeters:
         if len(self._values) > 10_000:  # drop what expired so unused keys do not pile up
             self._values = {k: v for k, v in self._values.items() if v[1] > now}
         planned: dict[int, float] = {}
-        full = (
-            None  # the first calendar window without room: a rate's refusal comes first, as in lua/meters.lua
-        )
+        # The first calendar window without room: a rate's refusal comes first, as in lua/meters.lua.
+        full: Refusal | None = None
         for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):
             if m.kind == "rate":
                 after = max(self._get(m.key, now), now) + amount * m.window_s / m.limit
