@@ -219,7 +219,7 @@ class CheckTemplate:
 
     def __mod__(self, values: tuple[int, ...]) -> bytes:
         digits = [b"%d" % v for v in values]
-        digits += [
+        digits += [  # each rate's increment, as _increment computes it (inline: a call a rate costs)
             b"%d" % -(-values[source] * window_us // limit) for source, window_us, limit in self._rates
         ]
         picked: tuple[int | bytes, ...] = self._pick([*digits, *[len(d) for d in digits]])
@@ -296,8 +296,8 @@ class PackedScriptCalls:
                 parts += (b"$%d\r\n%b\r\n", kept[i].constants.replace(b"%", b"%%"))
             values = max(batch.sources) + 1
             sources = [batch.sources[i] for i in order]
-            limits = [(sources[p], kept[i].window_us, kept[i].limit) for p, i in enumerate(order[:rates])]
-            template = CheckTemplate(b"".join(parts), values, sources, limits)
+            rate_slots = [(sources[p], kept[i].window_us, kept[i].limit) for p, i in enumerate(order[:rates])]
+            template = CheckTemplate(b"".join(parts), values, sources, rate_slots)
             batch.packed = (_count(kept, rates), template, values)
         return batch.packed
 
