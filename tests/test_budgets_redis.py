@@ -27,7 +27,7 @@ from test_budgets import ALICE, PRICED_MOCK, alice_key, bearer, details, limit_o
 from test_redis import REDIS, RedisServer
 
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.routing.meters import MemoryMeters, Meter, calendar_window
+from provider_gateway.routing.meters import Batch, MemoryMeters, Meter, calendar_window
 from provider_gateway.routing.shared_state import RedisCounterStore, RedisMeters
 from provider_gateway.server.auth import hash_key
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -238,6 +238,31 @@ async def test_forced_spends_past_a_limit_are_kept_and_refuse_what_follows(
     assert refusal.meter == 0
     if kind != "memory":
         assert await store._client.pttl(f"{store._prefix}m:{tpm.key}") > 170_000
+    await store.aclose()
+
+
+@pytest.mark.parametrize("kind", ["memory", "packed"])
+async def test_a_kept_check_command_meters_as_its_meters_do(kind: str, redis_server: RedisServer) -> None:
+    """A key's check in one second is one command kept whole, only each meter's amount filled in
+    per call (a rate's as the increment it makes): it must add to the same meters and name the
+    same refusing meter as the in-process meters, whatever the order of its meters."""
+    store = RedisCounterStore(redis_server.url, prefix=f"b{time.monotonic_ns()}:")
+    meters = meters_of(kind, store)
+    name, left = calendar_window("day", time.time())
+    tokens = Meter(f"{{key:b}}:key:b:tokens:{name}", "window", 0, 100, left)
+    rpm = Meter("{key:b}:key:b:rpm", "rate", 0, 3, 60)
+    batch = Batch((tokens, rpm), (1, 0))  # values: (requests, tokens)
+    assert await meters.meter_batch(batch, (1, 60), check=True) is None
+    refusal = await meters.meter_batch(batch, (1, 60), check=True)  # 120 tokens > 100
+    assert refusal is not None
+    assert refusal.meter == 0
+    assert await meters.meter_batch(batch, (1, 40), check=True) is None  # 100: just fits
+    assert await meters.meter_batch(batch, (1, 0), check=True) is None  # the third request of 3
+    refusal = await meters.meter_batch(batch, (1, 0), check=True)
+    assert refusal is not None
+    assert refusal.meter == 1
+    assert 19 < refusal.wait_s <= 20
+    assert [r.used for r in await meters.read([tokens, rpm])] == [100, 3]
     await store.aclose()
 
 
