@@ -27,7 +27,7 @@ from test_budgets import ALICE, PRICED_MOCK, alice_key, bearer, details, limit_o
 from test_redis import REDIS, RedisServer
 
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.routing.meters import MemoryMeters, Meter, calendar_window
+from provider_gateway.routing.meters import Batch, MemoryMeters, Meter, calendar_window
 from provider_gateway.routing.shared_state import RedisCounterStore, RedisMeters
 from provider_gateway.server.auth import hash_key
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -173,6 +173,96 @@ async def test_the_lua_meters_behave_as_the_in_process_ones(kind: str, redis_ser
     used = await meters.read([rpm, budget])
     assert [u.used for u in used] == [3, 90]
     assert 59 < used[0].resets_in_s <= 60
+    await store.aclose()
+
+
+def meters_of(kind: str, store: RedisCounterStore) -> MemoryMeters | RedisMeters:
+    """memory: the in-process meters; packed: Redis through the kept commands (a single Redis);
+    args: Redis through script_args and redis-py, as on a Cluster."""
+    if kind == "memory":
+        return MemoryMeters()
+    if kind == "args":
+        store.direct = None
+    return RedisMeters(store, fail_closed=True)
+
+
+@pytest.mark.parametrize("kind", ["memory", "packed", "args"])
+async def test_a_refused_check_leaves_every_meter_as_it_was(kind: str, redis_server: RedisServer) -> None:
+    """The script adds to a calendar window before it knows whether a later meter refuses: a
+    refusal must undo it, delete a key it created, and name the caller's own meter even when
+    the caller lists a window before a rate."""
+    store = RedisCounterStore(redis_server.url, prefix=f"u{time.monotonic_ns()}:")
+    meters = meters_of(kind, store)
+    name, left = calendar_window("day", time.time())
+
+    def window(metric: str, amount: int) -> Meter:
+        return Meter(f"{{key:u}}:key:u:{metric}:{name}", "window", amount, 100, left)
+
+    rpm = Meter("{key:u}:key:u:rpm", "rate", 1, 2, 60)
+    assert await meters.meter([window("spent", 50), window("full", 95)], check=False) is None
+    new, spent, full = window("new", 5), window("spent", 5), window("full", 10)
+    refusal = await meters.meter([spent, new, full, rpm], check=True)  # 95 + 10 > 100
+    assert refusal is not None
+    assert refusal.meter == 2
+    assert left - 5 < refusal.wait_s <= left + 1
+    assert [r.used for r in await meters.read([rpm, new, spent, full])] == [0, 0, 50, 95]
+    if kind != "memory":  # nothing left behind, not even a key holding nothing
+        assert await store._client.exists(f"{store._prefix}m:{new.key}") == 0
+    assert await meters.meter([new, rpm, spent], check=True) is None
+    assert await meters.meter([new, rpm], check=True) is None  # the burst of 2 is spent
+    refusal = await meters.meter([new, rpm], check=True)
+    assert refusal is not None
+    assert refusal.meter == 1  # the rate, by its place in the caller's list
+    assert 29 < refusal.wait_s <= 30
+    assert [r.used for r in await meters.read([rpm, new, spent, full])] == [2, 10, 55, 95]
+    await store.aclose()
+
+
+@pytest.mark.parametrize("kind", ["memory", "packed", "args"])
+async def test_forced_spends_past_a_limit_are_kept_and_refuse_what_follows(
+    kind: str, redis_server: RedisServer
+) -> None:
+    """What was spent is spent: a rate forced a whole window past its limit holds for as long
+    (its key too), and a calendar window past its limit refuses even a check adding nothing."""
+    store = RedisCounterStore(redis_server.url, prefix=f"f{time.monotonic_ns()}:")
+    meters = meters_of(kind, store)
+    name, left = calendar_window("month", time.time())
+    tpm = Meter("{key:f}:key:f:tpm", "rate", 300, 100, 60)  # 3 minutes' worth
+    money = Meter(f"{{key:f}}:key:f:usd_micros:{name}", "window", 120, 100, left)
+    assert await meters.meter([tpm, money], check=False) is None
+    refusal = await meters.meter([tpm._replace(amount=1)], check=True)
+    assert refusal is not None
+    assert 119 < refusal.wait_s <= 120.6  # 180 s of arrival time ahead, 60 of them tolerated
+    refusal = await meters.meter([money._replace(amount=0)], check=True)
+    assert refusal is not None
+    assert refusal.meter == 0
+    if kind != "memory":
+        assert await store._client.pttl(f"{store._prefix}m:{tpm.key}") > 170_000
+    await store.aclose()
+
+
+@pytest.mark.parametrize("kind", ["memory", "packed"])
+async def test_a_kept_check_command_meters_as_its_meters_do(kind: str, redis_server: RedisServer) -> None:
+    """A key's check in one second is one command kept whole, only each meter's amount filled in
+    per call (a rate's as the increment it makes): it must add to the same meters and name the
+    same refusing meter as the in-process meters, whatever the order of its meters."""
+    store = RedisCounterStore(redis_server.url, prefix=f"b{time.monotonic_ns()}:")
+    meters = meters_of(kind, store)
+    name, left = calendar_window("day", time.time())
+    tokens = Meter(f"{{key:b}}:key:b:tokens:{name}", "window", 0, 100, left)
+    rpm = Meter("{key:b}:key:b:rpm", "rate", 0, 3, 60)
+    batch = Batch((tokens, rpm), (1, 0))  # values: (requests, tokens)
+    assert await meters.meter_batch(batch, (1, 60), check=True) is None
+    refusal = await meters.meter_batch(batch, (1, 60), check=True)  # 120 tokens > 100
+    assert refusal is not None
+    assert refusal.meter == 0
+    assert await meters.meter_batch(batch, (1, 40), check=True) is None  # 100: just fits
+    assert await meters.meter_batch(batch, (1, 0), check=True) is None  # the third request of 3
+    refusal = await meters.meter_batch(batch, (1, 0), check=True)
+    assert refusal is not None
+    assert refusal.meter == 1
+    assert 19 < refusal.wait_s <= 20
+    assert [r.used for r in await meters.read([tokens, rpm])] == [100, 3]
     await store.aclose()
 
 

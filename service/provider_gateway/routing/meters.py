@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import calendar
 import math
+import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -122,15 +123,19 @@ class MemoryMeters:
         if len(self._values) > 10_000:  # drop what expired so unused keys do not pile up
             self._values = {k: v for k, v in self._values.items() if v[1] > now}
         planned: dict[int, float] = {}
+        # The first calendar window without room: a rate's refusal comes first, as in lua/meters.lua.
+        full: Refusal | None = None
         for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):
             if m.kind == "rate":
                 after = max(self._get(m.key, now), now) + amount * m.window_s / m.limit
                 if check and after - now > m.window_s:
                     return Refusal(i, after - now - m.window_s)
                 planned[i] = after
-            elif check and self._get(m.key, now) + amount > m.limit:
+            elif check and full is None and self._get(m.key, now) + amount > m.limit:
                 expires = self._values.get(m.key, (0.0, m.ends_at or now + m.window_s))[1]
-                return Refusal(i, max(expires - now, 1e-3))
+                full = Refusal(i, max(expires - now, 1e-3))
+        if full is not None:
+            return full
         for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):
             if i in planned:
                 self._values[m.key] = (planned[i], planned[i])
@@ -173,13 +178,52 @@ def readings(meters: list[Meter], raw: list[int]) -> list[Reading]:
 
 
 def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
-    """lua/meters.lua's arguments: the mode, the layout (each meter's kind and amount's field), the
-    amounts (one field a meter), then each meter's limit and window."""
-    args: list[str | int] = ["check" if check else "force", _layout([m.kind for m in meters])]
-    args.append("".join(f"{_clamped(m.amount):020d}" for m in meters))
-    for m in meters:
-        args += (m.limit, _window_arg(m.kind, _span(m)))
+    """lua/meters.lua's arguments for `meters` (KEYS in the same order): the mode, the windows'
+    ends and the order (rates first), then per rate its increment, window and expiry, and per
+    calendar window its amount and limit."""
+    order, rates = _rates_first(meters)
+    ends = "".join(f"{_end_ms(meters[i]):020d}" for i in order)
+    args: list[str | int] = ["check" if check else "force", ends + _order_arg(order, rates)]
+    for i in order:
+        m = meters[i]
+        if m.kind == "rate":
+            window_us = _window_us(m.window_s)
+            args += (_increment(_clamped(m.amount), window_us, m.limit), window_us, _expiry_ms(window_us))
+        else:
+            args += (_clamped(m.amount), m.limit)
     return args
+
+
+class CheckTemplate:
+    """A Batch's check command after the script's name, kept whole but for one bulk string per
+    meter: `template % values` fills each with what the meter adds from the call's values (a
+    calendar window its value, a rate the increment its value makes)."""
+
+    __slots__ = ("_format", "_pick", "_rates")
+
+    def __init__(
+        self, format_: bytes, values: int, sources: list[int], rates: list[tuple[int, int, int]]
+    ) -> None:
+        """format_: per meter in the script's order "$%d\r\n%b\r\n" (a length, the digits), every
+        other % doubled; `values`: how many a call has; sources: per meter in that order, its
+        value's index; rates (the first meters): source, window (µs), limit."""
+        self._format = format_
+        self._rates = rates
+        # A call's digits: its values', then each rate's increment's; then their lengths.
+        numbers = values + len(rates)
+        pick: list[int] = []
+        for p, source in enumerate(sources):
+            digits = values + p if p < len(rates) else source
+            pick += (numbers + digits, digits)
+        self._pick = operator.itemgetter(*pick)
+
+    def __mod__(self, values: tuple[int, ...]) -> bytes:
+        digits = [b"%d" % v for v in values]
+        digits += [  # each rate's increment, as _increment computes it (inline: a call a rate costs)
+            b"%d" % -(-values[source] * window_us // limit) for source, window_us, limit in self._rates
+        ]
+        picked: tuple[int | bytes, ...] = self._pick([*digits, *[len(d) for d in digits]])
+        return self._format % picked
 
 
 @dataclass(slots=True)
@@ -190,7 +234,7 @@ class Batch:
 
     meters: tuple[Meter, ...]  # their amounts are 0
     sources: tuple[int, ...]  # per meter, which of the call's values it adds
-    packed: tuple[int, bytes, int] | None = None  # PackedScriptCalls.template's, made at the first check
+    packed: tuple[int, CheckTemplate, int] | None = None  # PackedScriptCalls.template's, at the first check
 
     def amounts(self, values: tuple[int, ...]) -> list[int]:
         return [values[s] for s in self.sources]
@@ -199,9 +243,17 @@ class Batch:
         return [m._replace(amount=values[s]) for m, s in zip(self.meters, self.sources, strict=True)]
 
 
-# A meter as encoded once: kind, limit and span (to see a change), then its key and its limit and
-# window, RESP-encoded.
-type _Kept = tuple[MeterKind, int, float, bytes, bytes]
+class _Kept(NamedTuple):
+    """A meter as encoded once: kind, limit and span (to see a change), then its key, its window's
+    end (a field of the ends) and its constant arguments, RESP-encoded, and a rate's window (µs)."""
+
+    kind: MeterKind
+    limit: int
+    span: float
+    key: bytes
+    end: bytes
+    constants: bytes
+    window_us: int
 
 
 class PackedScriptCalls:
@@ -222,26 +274,31 @@ class PackedScriptCalls:
         """The call after the script's name: how many bulk strings, then them (the key count, the
         keys, the arguments of script_args; one item per meter among the arguments)."""
         kept = self._encoded(meters)
-        body = [bulk_int(len(meters)), *(k[3] for k in kept), _CHECK if check else _FORCE]
-        body.append(bulk(_layout([m.kind for m in meters])))
-        amounts = b"".join(b"%020d" % _clamped(m.amount) for m in meters)
-        body.append(b"$%d\r\n%b\r\n" % (len(amounts), amounts))
-        body += [k[4] for k in kept]
-        return 4 + 3 * len(meters), body
+        order, rates = _rates_first(meters)
+        body = _head(kept, order, rates, check=check)
+        for i in order:
+            k, amount = kept[i], _clamped(meters[i].amount)
+            body += (
+                bulk_int(_increment(amount, k.window_us, k.limit) if k.window_us else amount),
+                k.constants,
+            )
+        return _count(kept, rates), body
 
-    def template(self, batch: Batch) -> tuple[int, bytes, int]:
-        """The check of `batch`'s meters as one bytes %-template of the first values of a call
-        (each a zero-padded %020d: see `fits`): how many bulk strings it holds, the template, and
-        how many values it takes (up to the last any meter adds)."""
+    def template(self, batch: Batch) -> tuple[int, CheckTemplate, int]:
+        """The check of `batch`'s meters as one template of the first values of a call: how many
+        bulk strings it holds, the template, and how many values it takes (up to the last any
+        meter adds)."""
         if batch.packed is None:
-            values = max(batch.sources) + 1
             kept = self._encoded(list(batch.meters))
-            layout = _layout([m.kind for m in batch.meters], batch.sources)
-            head = [bulk_int(len(kept)), *(k[3] for k in kept), _CHECK, bulk(layout)]
-            head.append(b"$%d\r\n" % (20 * values))
-            body = b"".join(head).replace(b"%", b"%%") + b"%020d" * values + b"\r\n"
-            constants = b"".join(k[4] for k in kept).replace(b"%", b"%%")
-            batch.packed = (4 + 3 * len(kept), body + constants, values)
+            order, rates = _rates_first(kept)
+            parts = [b"".join(_head(kept, order, rates, check=True)).replace(b"%", b"%%")]
+            for i in order:
+                parts += (b"$%d\r\n%b\r\n", kept[i].constants.replace(b"%", b"%%"))
+            values = max(batch.sources) + 1
+            sources = [batch.sources[i] for i in order]
+            rate_slots = [(sources[p], kept[i].window_us, kept[i].limit) for p, i in enumerate(order[:rates])]
+            template = CheckTemplate(b"".join(parts), values, sources, rate_slots)
+            batch.packed = (_count(kept, rates), template, values)
         return batch.packed
 
     def _encoded(self, meters: list[Meter]) -> list[_Kept]:
@@ -249,7 +306,7 @@ class PackedScriptCalls:
         for m in meters:
             span = _span(m)
             kept = self._kept.get(m.key)
-            if kept is None or kept[:3] != (m.kind, m.limit, span):
+            if kept is None or kept.span != span or kept.limit != m.limit or kept.kind != m.kind:
                 kept = self._keep(m, span)
             found.append(kept)
         return found
@@ -257,35 +314,69 @@ class PackedScriptCalls:
     def _keep(self, meter: Meter, span: float) -> _Kept:
         if len(self._kept) >= self.KEEP_MAX:
             self._kept.clear()
-        constant = bulk_int(meter.limit) + bulk_int(_window_arg(meter.kind, span))
-        kept = (meter.kind, meter.limit, span, bulk(self._prefix + meter.key), constant)
+        key = bulk(self._prefix + meter.key)
+        if meter.kind == "rate":
+            window_us = _window_us(span)
+            constants = bulk_int(window_us) + bulk_int(_expiry_ms(window_us))
+            kept = _Kept(meter.kind, meter.limit, span, key, b"%020d" % 0, constants, window_us)
+        else:
+            kept = _Kept(meter.kind, meter.limit, span, key, b"%020d" % _ms(span), bulk_int(meter.limit), 0)
         self._kept[meter.key] = kept
         return kept
 
 
-_INT64 = 2**63  # what the script's 20-character amounts hold: a signed 64-bit integer
+_INT64 = 2**63  # what INCRBY adds: a signed 64-bit integer
 
 
 def fits(values: tuple[int, ...]) -> bool:
-    """Whether every value fits PackedScriptCalls.template's 20 characters."""
+    """Whether every value is one INCRBY takes (PackedScriptCalls.template sends them unclamped)."""
     return min(values) >= -_INT64 and max(values) < _INT64
 
 
 def _clamped(amount: int) -> int:
     """An amount within 64 bits: a limit is one (a TOML integer), so a larger amount is refused
     all the same, and no settlement comes near."""
-    return max(-_INT64, min(amount, _INT64 - 1))
+    if -_INT64 <= amount < _INT64:
+        return amount
+    return -_INT64 if amount < 0 else _INT64 - 1
 
 
-def _layout(kinds: list[MeterKind], sources: tuple[int, ...] | None = None) -> str:
-    """lua/meters.lua's layout: per meter, its kind's letter and the field of the amounts it adds
-    ("A" the first): its own (sources None) or its source's. A call holds at most 18 meters (a key's
-    and its team's rates and budgets), well within the ASCII letters from "A"."""
-    fields = sources if sources is not None else range(len(kinds))
-    return "".join(_LETTERS[k] + chr(65 + f) for k, f in zip(kinds, fields, strict=True))
+def _rates_first(meters: Sequence[Meter | _Kept]) -> tuple[list[int], int]:
+    """The meters' indices in the order lua/meters.lua takes them (the rates, then the calendar
+    windows), and how many are rates."""
+    order = [i for i, m in enumerate(meters) if m.kind == "rate"]
+    rates = len(order)
+    if rates < len(meters):
+        order += [i for i, m in enumerate(meters) if m.kind != "rate"]
+    return order, rates
 
 
-_LETTERS: dict[MeterKind, str] = {"rate": "r", "window": "w"}
+def _order_arg(order: list[int], rates: int) -> str:
+    """lua/meters.lua's order: "" when it is KEYS' own (the rates come first), else each meter's
+    index in KEYS ("A" the first). A call holds at most 18 meters (a key's and its team's rates
+    and budgets)."""
+    if not rates or order[rates - 1] == rates - 1:
+        return ""
+    return "".join(chr(65 + i) for i in order)
+
+
+def _head(kept: list[_Kept], order: list[int], rates: int, *, check: bool) -> list[bytes]:
+    """The key count, the keys, the mode, and the windows' ends with the order."""
+    ends = b"".join([kept[i].end for i in order]) + _order_arg(order, rates).encode()
+    return [
+        bulk_int(len(kept)),
+        *[k.key for k in kept],
+        _CHECK if check else _FORCE,
+        b"$%d\r\n%b\r\n" % (len(ends), ends),
+    ]
+
+
+def _count(kept: list[_Kept], rates: int) -> int:
+    """Bulk strings after the script's name: the key count, the keys, two arguments, then three
+    per rate and two per calendar window."""
+    return 1 + len(kept) + 2 + 3 * rates + 2 * (len(kept) - rates)
+
+
 _CHECK, _FORCE = bulk("check"), bulk("force")
 
 
@@ -296,6 +387,24 @@ def _span(meter: Meter) -> float:
     return meter.ends_at or time.time() + meter.window_s
 
 
-def _window_arg(kind: str, span: float) -> int:
-    """A rate's window in µs; a calendar window's end in Unix ms (its key's expiry, PEXPIREAT)."""
-    return max(math.ceil(span * (US if kind == "rate" else 1000)), 1)
+def _window_us(window_s: float) -> int:
+    return max(math.ceil(window_s * US), 1)
+
+
+def _ms(unix_s: float) -> int:
+    """A calendar window's end in Unix ms (its key's expiry, PEXPIREAT)."""
+    return max(math.ceil(unix_s * 1000), 1)
+
+
+def _end_ms(meter: Meter) -> int:
+    return 0 if meter.kind == "rate" else _ms(_span(meter))
+
+
+def _increment(amount: int, window_us: int, limit: int) -> int:
+    """How far `amount` moves a rate's arrival time (µs): amount x window / limit, rounded up."""
+    return -(-amount * window_us // limit)
+
+
+def _expiry_ms(window_us: int) -> int:
+    """A rate key's expiry after a check: its arrival time is then at most a window ahead."""
+    return -(-window_us // 1000) + 1

@@ -2,64 +2,88 @@
 -- script runs on one node of a Redis Cluster (and on Valkey) unchanged.
 --
 -- KEYS: the meters. ARGV[1]: "check" (all or nothing) or "force" (add without checking: what was
--- spent is spent). ARGV[2]: two characters a meter: its kind ("r" rate, "w" window), then which
--- field of ARGV[3] it adds ("A" the first). ARGV[3]: the amounts, 20 characters each (a signed
--- integer, zero-padded). Then two arguments per meter: limit, window.
---   kind "rate" (r): GCRA. The key holds the theoretical arrival time (µs, Redis's clock); each unit
---     moves it by window/limit (window in µs), and a request passes while it stays within one
---     window of now.
---   kind "window" (w): a calendar window (the key's name says which). The key holds what was spent;
---     `window` is the window's end (Unix ms), the key's expiry, set when the key is created. A
---     forced amount may be negative (a refund).
--- Returns {0, 0} when added, else {index of the first refusing meter, microseconds to wait}.
+-- spent is spent). ARGV[2]: per meter in the order below, 20 characters: a calendar window's end
+-- (Unix ms; read only to create its key); then, unless the rates are KEYS' first ones, per meter in
+-- that order a character: its index in KEYS ("A" the first). Then per rate: its increment (µs),
+-- window (µs) and expiry (ms); then per calendar window: its amount and limit (so the count of
+-- arguments says how many are rates).
+--   rate: GCRA. The key holds the theoretical arrival time (µs, Redis's clock); each call moves it
+--     by the increment (amount x window / limit, rounded up: the gateway computes it), and a request
+--     passes while it stays within one window of now. The expiry is the window's (+1 ms): a key
+--     outlives the time it holds.
+--   calendar window: the key's name says which. The key holds what was spent and expires at the
+--     window's end (or a second from now by Redis's clock, if later), set when the key is created.
+--     A forced amount may be negative (a refund).
+-- Rates are checked first, then calendar windows, each in order. Returns {0, 0} when added, else
+-- {index in KEYS of the first refusing meter, microseconds to wait}.
 --
--- Each redis.call costs the server about as much as a whole PING round trip does (1-4 µs), so the
--- script makes as few as it can: one MGET for every meter, TIME only when a rate meter or a new
--- key's expiry needs it, then one write per meter (and the expiry only when the write created the key). Each argument
--- costs too, hence the meters' amounts in one string: a check's meters add one of a few amounts.
-local tonumber, byte, sub = tonumber, string.byte, string.sub
-local check = ARGV[1] == 'check'
-local layout, amounts = ARGV[2], ARGV[3]
-local fields = {}
-for f = 1, #amounts / 20 do fields[f] = tonumber(sub(amounts, f * 20 - 19, f * 20)) end
-local values = redis.call('MGET', unpack(KEYS))
-local now
-local function clock()
-  if not now then
-    local parts = redis.call('TIME')
-    now = tonumber(parts[1]) * 1000000 + tonumber(parts[2])
-  end
-  return now
+-- Redis's time here is per call and per conversion, so the script keeps both few: the steady state
+-- is one MGET of the rates, TIME, one INCRBY per calendar window (checked by its answer: no read
+-- first; undone when a later meter refuses) and one SET per rate. The arguments are passed to Redis
+-- as they came (a Lua number costs a "%.17g" on its way back), and numbers are compared through
+-- Lua's arithmetic, which converts a string without a function call.
+local call, format = redis.call, string.format
+local check, n, keys = ARGV[1] == 'check', #KEYS, KEYS
+local rates, placed = #ARGV - 2 - 2 * n, #ARGV[2] == 20 * n
+if not placed then
+  keys = {}
+  for p = 1, n do keys[p] = KEYS[string.byte(ARGV[2], 20 * n + p) - 64] end
 end
-local added, planned = {}, {}
-for i = 1, #KEYS do
-  local amount = fields[byte(layout, 2 * i) - 64]
-  local limit, window = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
-  added[i] = amount
-  if byte(layout, 2 * i - 1) == 114 then -- 'r'
-    local tat = math.max(tonumber(values[i] or '0'), clock())
-    local after = math.ceil(tat + amount * window / limit)
-    if check and after - now > window then return {i, after - now - window} end
-    planned[i] = after
-  elseif check and tonumber(values[i] or '0') + amount > limit then
-    local ttl = redis.call('PTTL', KEYS[i])
-    if ttl < 0 then ttl = window - math.floor(clock() / 1000) end
-    return {i, math.max(ttl, 1) * 1000}
+local now, after, spent = 0, {}, {}
+if rates > 0 then
+  local tats, t = call('MGET', unpack(keys, 1, rates)), call('TIME')
+  now = t[1] * 1000000 + t[2]
+  for p = 1, rates do
+    local tat = tats[p]
+    if tat then tat = tat + 0 end
+    if not tat or tat < now then tat = now end
+    local ahead = tat - now + ARGV[3 * p]
+    if check and ahead - ARGV[3 * p + 1] > 0 then
+      return {placed and p or string.byte(ARGV[2], 20 * n + p) - 64, ahead - ARGV[3 * p + 1]}
+    end
+    after[p] = tat + ARGV[3 * p]
   end
 end
-for i = 1, #KEYS do
-  local amount = added[i]
-  if planned[i] then
-    redis.call('SET', KEYS[i], string.format('%.0f', planned[i]), 'PX', math.ceil((planned[i] - now) / 1000) + 1)
-  elseif amount ~= 0 and (values[i] or amount > 0) then -- a refund of nothing stays nothing
-    local spent = redis.call('INCRBY', KEYS[i], amount)
-    if spent <= 0 then
-      redis.call('DEL', KEYS[i])
-    elseif not values[i] then
+for p = rates + 1, n do
+  local amount = ARGV[rates + 2 * p + 1]
+  if amount ~= '0' then
+    spent[p] = call('INCRBY', keys[p], amount)
+  elseif check then -- nothing to add, but a window already past its limit refuses all the same
+    spent[p] = (call('GET', keys[p]) or 0) + 0
+  end
+  if check and spent[p] and spent[p] - ARGV[rates + 2 * p + 2] > 0 then
+    for q = rates + 1, p do -- undo what this call added
+      local added = ARGV[rates + 2 * q + 1]
+      if added ~= '0' then
+        if spent[q] - added == 0 then call('DEL', keys[q]) else call('DECRBY', keys[q], added) end
+      end
+    end
+    local ttl = call('PTTL', keys[p])
+    if ttl < 0 then
+      if now == 0 then local t = call('TIME') now = t[1] * 1000000 + t[2] end
+      ttl = string.sub(ARGV[2], 20 * p - 19, 20 * p) - math.floor(now / 1000)
+    end
+    return {placed and p or string.byte(ARGV[2], 20 * n + p) - 64, math.max(ttl, 1) * 1000}
+  end
+end
+for p = 1, rates do
+  local expiry = ARGV[3 * p + 2]
+  if after[p] - now - ARGV[3 * p + 1] > 0 then -- forced past the window: kept until its time
+    expiry = format('%d', math.ceil((after[p] - now) / 1000) + 1)
+  end
+  call('SET', keys[p], format('%d', after[p]), 'PX', expiry)
+end
+for p = rates + 1, n do
+  local amount = ARGV[rates + 2 * p + 1]
+  if amount ~= '0' then
+    if spent[p] <= 0 then -- refunded to nothing (a refund of nothing stays nothing)
+      call('DEL', keys[p])
+    elseif spent[p] - amount == 0 then -- created by this call: it expires with its window
       -- The window's end by the gateway's clock; at least a second from now by Redis's, so that a
       -- gateway clock behind Redis's cannot create a key already expired (and its spend lost).
-      local ends = math.max(tonumber(ARGV[3 + 2 * i]), math.floor(clock() / 1000) + 1000)
-      redis.call('PEXPIREAT', KEYS[i], string.format('%.0f', ends))
+      if now == 0 then local t = call('TIME') now = t[1] * 1000000 + t[2] end
+      local ends = math.max(string.sub(ARGV[2], 20 * p - 19, 20 * p) + 0, math.floor(now / 1000) + 1000)
+      call('PEXPIREAT', keys[p], format('%d', ends))
     end
   end
 end
