@@ -12,8 +12,8 @@ from typing import Any
 import anthropic
 import grpc
 import pytest
-from conftest import ADAPTER_ROUTING, run_gateway
 from replay.support import (
+    KEY,
     Reasoning,
     View,
     ask,
@@ -22,12 +22,12 @@ from replay.support import (
     gateway_unary,
     recordings,
     replay,
+    replay_gateway,
 )
 
 from provider_gateway.fakes import FakeUpstream
 from provider_gateway.v1 import provider_service_pb2 as pb
 
-KEY_ENV = "PG_TEST_REPLAY_ANTHROPIC_KEY"
 PATH = "/v1/messages"
 
 # The gateway's contract maps Anthropic's stop reasons to one enum (raw_finish_reason keeps the
@@ -46,21 +46,12 @@ ERROR_CODES = {"overloaded_error": grpc.StatusCode.UNAVAILABLE}
 
 @pytest.fixture(scope="module")
 async def upstream() -> AsyncIterator[tuple[FakeUpstream, Any]]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(KEY_ENV, "replay-key")
-        async with FakeUpstream() as fake:
-            config = f"""
-[providers.claude]
-kind = "anthropic"
-base_url = "{fake.url}"
-api_key_env = "{KEY_ENV}"
-{ADAPTER_ROUTING}"""
-            async with run_gateway(config) as gateway:
-                yield fake, gateway.stub
+    async with replay_gateway("anthropic") as running:
+        yield running
 
 
 def sdk_client(fake: FakeUpstream) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=fake.url, api_key="replay-key", max_retries=0)
+    return anthropic.AsyncAnthropic(base_url=fake.url, api_key=KEY, max_retries=0)
 
 
 def sdk_view(message: Any) -> View:
@@ -109,7 +100,7 @@ async def sdk_stream(fake: FakeUpstream) -> tuple[View, anthropic.APIStatusError
 async def test_stream_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
     fake, stub = upstream
     fake.script(PATH, replay(path, "text/event-stream"), replay(path, "text/event-stream"))
-    ours, our_error = await gateway_stream(stub, ask("claude/claude-sonnet-4-5"))
+    ours, our_error = await gateway_stream(stub, ask("anthropic/claude-sonnet-4-5"))
     theirs, their_error = await sdk_stream(fake)
     if their_error is None:
         assert our_error is None, our_error.details() if our_error else ""
@@ -130,7 +121,7 @@ async def test_stream_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path
 async def test_whole_message_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
     fake, stub = upstream
     fake.script(PATH, replay(path, "application/json"), replay(path, "application/json"))
-    ours = await gateway_unary(stub, ask("claude/claude-sonnet-4-5"))
+    ours = await gateway_unary(stub, ask("anthropic/claude-sonnet-4-5"))
     message = await sdk_client(fake).messages.create(
         model="claude-sonnet-4-5", max_tokens=1024, messages=[{"role": "user", "content": "Go on."}]
     )

@@ -9,20 +9,46 @@ the vendor's type and JSON), the normalised usage and the vendor's own usage obj
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
+from conftest import ADAPTER_ROUTING, run_gateway
 from google.protobuf import json_format, struct_pb2
 
-from provider_gateway.fakes.server import Reply
+from provider_gateway.fakes.server import FakeUpstream, Reply
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 CORPUS = Path(__file__).parent
 # Bodies are written in pieces of this many bytes, so events (and UTF-8 characters) straddle reads
 # as they do on a real connection.
 PIECE = 37
+
+
+KEY = "replay-key"
+
+
+@asynccontextmanager
+async def replay_gateway(kind: str) -> AsyncIterator[tuple[FakeUpstream, Any]]:
+    """A fake upstream and a gateway whose provider `kind` (named after its kind) points at it."""
+    key_env = f"PG_TEST_REPLAY_{kind.upper()}_KEY"
+    os.environ[key_env] = KEY  # read when the provider is built, at start
+    try:
+        async with FakeUpstream() as fake:
+            config = f"""
+[providers.{kind}]
+kind = "{kind}"
+base_url = "{fake.url}"
+api_key_env = "{key_env}"
+{ADAPTER_ROUTING}"""
+            async with run_gateway(config) as gateway:
+                yield fake, gateway.stub
+    finally:
+        os.environ.pop(key_env, None)
 
 
 def recordings(vendor: str, *suffixes: str) -> list[Path]:

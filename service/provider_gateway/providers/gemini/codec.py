@@ -263,14 +263,15 @@ def build_embed_body(request: EmbedRequest, model_path: str) -> dict[str, Any]:
 
 
 def normalise_usage(raw: Mapping[str, Any]) -> Usage:
-    """`promptTokenCount` already includes cached tokens; thoughts are billed as output, so added."""
+    """`promptTokenCount` already includes cached tokens; thoughts are billed as output, so added.
+    The usageMetadata is kept whole in `raw`, its per-modality lists included."""
     thoughts = int(raw.get("thoughtsTokenCount") or 0)
     return Usage(
         input_tokens=int(raw.get("promptTokenCount") or 0),
         output_tokens=int(raw.get("candidatesTokenCount") or 0) + thoughts,
         cache_read_tokens=int(raw.get("cachedContentTokenCount") or 0),
         reasoning_tokens=thoughts,
-        raw={k: v for k, v in raw.items() if isinstance(v, int | float | str)},
+        raw=dict(raw),
     )
 
 

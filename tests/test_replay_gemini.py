@@ -1,0 +1,172 @@
+"""Recorded Gemini API answers (tests/replay/gemini: streamGenerateContent over SSE with the
+`\\r\\n\\r\\n` separators Google sends, whole generateContent bodies, an error status) served byte for
+byte from a fake upstream on 127.0.0.1, through the real gateway, compared with what Google's
+official `google-genai` SDK makes of the same bytes. Where they disagree, the gateway is wrong."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+from replay.support import (
+    KEY,
+    Reasoning,
+    View,
+    ask,
+    figures,
+    gateway_stream,
+    gateway_unary,
+    recordings,
+    replay,
+    replay_gateway,
+)
+
+from provider_gateway.fakes import FakeUpstream
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+# google-genai's own aiohttp session subclass warns on import; nothing of the gateway's.
+pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+
+MODEL = "gemini-2.5-flash"
+STREAM_PATH = f"/v1beta/models/{MODEL}:streamGenerateContent"
+UNARY_PATH = f"/v1beta/models/{MODEL}:generateContent"
+
+# The gateway's contract maps finishReason to one enum (raw_finish_reason keeps Google's word):
+# STOP after function calls is TOOL_CALLS, as every other vendor says it; safety stops are
+# CONTENT_FILTER; a malformed function call, which the client cannot run, is OTHER.
+FINISH = {
+    "STOP": pb.FINISH_REASON_STOP,
+    "MAX_TOKENS": pb.FINISH_REASON_LENGTH,
+    "SAFETY": pb.FINISH_REASON_CONTENT_FILTER,
+    "MALFORMED_FUNCTION_CALL": pb.FINISH_REASON_OTHER,
+}
+# google.rpc status names as gRPC codes (the gateway's errors keep the upstream's meaning).
+ERROR_CODES = {"RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+@pytest.fixture(scope="module")
+async def upstream() -> AsyncIterator[tuple[FakeUpstream, Any]]:
+    async with replay_gateway("gemini") as running:
+        yield running
+
+
+def sdk_client(fake: FakeUpstream) -> genai.Client:
+    return genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=fake.url, api_version="v1beta"))
+
+
+class SdkView:
+    """Folds the SDK's GenerateContentResponse chunks into a view, the gateway's contract applied:
+    a thought signature closes the reasoning block before it (on a thought, a text or a function
+    call part alike); a call without Google's `id` gets `name-N`, its N-th call of that name."""
+
+    def __init__(self) -> None:
+        self.view = View()
+        self.thought = ""
+        self.per_name: dict[str, int] = {}
+
+    def chunk(self, response: types.GenerateContentResponse) -> None:
+        if response.usage_metadata is not None:
+            self.usage(response.usage_metadata)
+        candidate = (response.candidates or [None])[0]
+        if candidate is None:
+            return
+        for part in (candidate.content.parts if candidate.content else None) or []:
+            self.part(part)
+        if candidate.finish_reason is not None:
+            self.view.raw_finish_reason = candidate.finish_reason.value
+
+    def part(self, part: types.Part) -> None:
+        if part.function_call is not None:
+            self.signature(part)
+            call = part.function_call
+            name = call.name or ""
+            n = self.per_name.get(name, 0)
+            self.per_name[name] = n + 1
+            self.view.tool_calls.append((call.id or f"{name}-{n}", name, call.args or {}))
+            return
+        if part.thought:
+            self.thought += part.text or ""
+        else:
+            self.view.text += part.text or ""
+        self.signature(part)
+
+    def signature(self, part: types.Part) -> None:
+        if part.thought_signature:
+            signature = base64.b64encode(part.thought_signature).decode()
+            self.view.reasoning.append(Reasoning(self.thought, signature))
+            self.thought = ""
+
+    def usage(self, usage: types.GenerateContentResponseUsageMetadata) -> None:
+        thoughts = usage.thoughts_token_count or 0
+        # The gateway's normalised usage: thoughts are billed as output, so output includes them.
+        self.view.usage = figures(
+            input=usage.prompt_token_count or 0,
+            output=(usage.candidates_token_count or 0) + thoughts,
+            cache_read=usage.cached_content_token_count or 0,
+            reasoning=thoughts,
+        )
+        self.view.usage_raw = usage.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def done(self) -> View:
+        if self.thought:
+            self.view.reasoning.append(Reasoning(self.thought))
+        view = self.view
+        view.finish_reason = FINISH[view.raw_finish_reason]
+        if view.tool_calls and view.finish_reason == pb.FINISH_REASON_STOP:
+            view.finish_reason = pb.FINISH_REASON_TOOL_CALLS
+        return view
+
+
+@pytest.mark.parametrize("path", recordings("gemini", ".sse"), ids=lambda p: p.stem)
+async def test_stream_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
+    fake, stub = upstream
+    fake.script(STREAM_PATH, replay(path, "text/event-stream"), replay(path, "text/event-stream"))
+    ours, error = await gateway_stream(stub, ask(f"gemini/{MODEL}"))
+    assert error is None, error.details() if error else ""
+    theirs = SdkView()
+    async for chunk in await sdk_client(fake).aio.models.generate_content_stream(
+        model=MODEL, contents="Go on."
+    ):
+        theirs.chunk(chunk)
+    assert ours == theirs.done()
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in recordings("gemini", ".json") if len(p.suffixes) == 1], ids=lambda p: p.stem
+)
+async def test_whole_answer_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
+    fake, stub = upstream
+    fake.script(UNARY_PATH, replay(path, "application/json"), replay(path, "application/json"))
+    ours = await gateway_unary(stub, ask(f"gemini/{MODEL}"))
+    theirs = SdkView()
+    theirs.chunk(await sdk_client(fake).aio.models.generate_content(model=MODEL, contents="Go on."))
+    assert ours == theirs.done()
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in recordings("gemini", ".json") if len(p.suffixes) == 2], ids=lambda p: p.stem
+)
+async def test_error_status_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
+    """`name.<http status>.json`: a google.rpc.Status body answered with that status."""
+    fake, stub = upstream
+    status = int(path.suffixes[0].lstrip("."))
+    fake.script(
+        STREAM_PATH, replay(path, "application/json", status), replay(path, "application/json", status)
+    )
+    _, error = await gateway_stream(stub, ask(f"gemini/{MODEL}"))
+    with pytest.raises(genai_errors.APIError) as raised:
+        async for _ in await sdk_client(fake).aio.models.generate_content_stream(
+            model=MODEL, contents="Go on."
+        ):
+            pass
+    theirs = raised.value
+    assert error is not None
+    assert error.code() == ERROR_CODES[str(theirs.status)]
+    assert str(theirs.message) in error.details()
