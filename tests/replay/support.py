@@ -33,8 +33,9 @@ KEY = "replay-key"
 
 
 @asynccontextmanager
-async def replay_gateway(kind: str) -> AsyncIterator[tuple[FakeUpstream, Any]]:
-    """A fake upstream and a gateway whose provider `kind` (named after its kind) points at it."""
+async def replay_gateway(kind: str, base_path: str = "") -> AsyncIterator[tuple[FakeUpstream, Any]]:
+    """A fake upstream and a gateway whose provider `kind` (named after its kind) points at it
+    (at `base_path` on it)."""
     key_env = f"PG_TEST_REPLAY_{kind.upper()}_KEY"
     os.environ[key_env] = KEY  # read when the provider is built, at start
     try:
@@ -42,7 +43,7 @@ async def replay_gateway(kind: str) -> AsyncIterator[tuple[FakeUpstream, Any]]:
             config = f"""
 [providers.{kind}]
 kind = "{kind}"
-base_url = "{fake.url}"
+base_url = "{fake.url}{base_path}"
 api_key_env = "{key_env}"
 {ADAPTER_ROUTING}"""
             async with run_gateway(config) as gateway:
