@@ -20,7 +20,7 @@ import pytest
 from botocore.config import Config
 from botocore.session import get_session
 from conftest import ADAPTER_ROUTING, run_gateway, use_fake_aws_credentials
-from replay.support import Reasoning, View, ask, figures, gateway_stream, recordings, replay
+from replay.support import Reasoning, View, ask, figures, gateway_stream, gateway_unary, recordings, replay
 
 from provider_gateway.fakes import FakeUpstream
 from provider_gateway.fakes.bedrock import ACCESS_KEY, SECRET_KEY
@@ -29,6 +29,7 @@ from provider_gateway.v1 import provider_service_pb2 as pb
 MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 REGION = "us-west-2"
 PATH = f"/model/{MODEL}/converse-stream"
+UNARY_PATH = f"/model/{MODEL}/converse"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 # The gateway's contract maps stopReason to one enum (raw_finish_reason keeps Bedrock's word).
 FINISH = {
@@ -103,19 +104,40 @@ class SdkView:
         else:
             self.thought += delta["reasoningContent"]["text"]
 
+    def message(self, response: dict[str, Any]) -> View:
+        """A whole Converse response, block by block as its stream would carry it."""
+        for index, block in enumerate(response["output"]["message"]["content"]):
+            if "toolUse" in block:
+                tool = block["toolUse"]
+                self.calls[index] = (tool["toolUseId"], tool["name"], [json.dumps(tool["input"])])
+                self.event({"contentBlockStop": {"contentBlockIndex": index}})
+            elif "reasoningText" in block.get("reasoningContent", {}):
+                reasoning = block["reasoningContent"]["reasoningText"]
+                self.delta(index, {"reasoningContent": {"text": reasoning["text"]}})
+                self.delta(index, {"reasoningContent": {"signature": reasoning["signature"]}})
+            else:
+                self.delta(index, block)
+        self.event({"messageStop": {"stopReason": response["stopReason"]}})
+        self.event({"metadata": {"usage": response["usage"], "metrics": response["metrics"]}})
+        return self.view
+
+
+def botocore_client(fake: FakeUpstream) -> Any:
+    return get_session().create_client(
+        "bedrock-runtime",
+        region_name=REGION,
+        endpoint_url=fake.url,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
 
 async def sdk_stream(fake: FakeUpstream) -> tuple[View, botocore.exceptions.ClientError | None]:
     """botocore's own client (in a thread: it blocks, and the fake answers on this loop)."""
 
     def run() -> tuple[View, botocore.exceptions.ClientError | None]:
-        client = get_session().create_client(
-            "bedrock-runtime",
-            region_name=REGION,
-            endpoint_url=fake.url,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-            config=Config(retries={"total_max_attempts": 1}),
-        )
+        client = botocore_client(fake)
         folded = SdkView()
         response = client.converse_stream(
             modelId=MODEL, messages=[{"role": "user", "content": [{"text": "Go on."}]}]
@@ -146,3 +168,16 @@ async def test_converse_stream_matches_botocore(upstream: tuple[FakeUpstream, An
     assert our_error.code() == ERROR_CODES[code]
     assert their_error.response["Error"]["Message"] in our_error.details()
     assert ours.text == theirs.text
+
+
+@pytest.mark.parametrize("path", recordings("bedrock", ".json"), ids=lambda p: p.stem)
+async def test_converse_matches_botocore(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
+    fake, stub = upstream
+    fake.script(UNARY_PATH, *[replay(path, "application/json")] * 2)
+    ours = await gateway_unary(stub, ask(f"bedrock/{MODEL}"))
+    response = await asyncio.to_thread(
+        lambda: botocore_client(fake).converse(
+            modelId=MODEL, messages=[{"role": "user", "content": [{"text": "Go on."}]}]
+        )
+    )
+    assert ours == SdkView().message(response)

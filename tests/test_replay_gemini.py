@@ -48,7 +48,10 @@ FINISH = {
     "MALFORMED_FUNCTION_CALL": pb.FINISH_REASON_OTHER,
 }
 # google.rpc status names as gRPC codes (the gateway's errors keep the upstream's meaning).
-ERROR_CODES = {"RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED}
+ERROR_CODES = {
+    "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+}
 
 
 @pytest.fixture(scope="module")
@@ -124,18 +127,34 @@ class SdkView:
         return view
 
 
+async def sdk_stream(fake: FakeUpstream) -> tuple[SdkView, genai_errors.APIError | None]:
+    folded = SdkView()
+    try:
+        async for chunk in await sdk_client(fake).aio.models.generate_content_stream(
+            model=MODEL, contents="Go on."
+        ):
+            folded.chunk(chunk)
+    except genai_errors.APIError as error:
+        return folded, error
+    return folded, None
+
+
 @pytest.mark.parametrize("path", recordings("gemini", ".sse"), ids=lambda p: p.stem)
 async def test_stream_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
     fake, stub = upstream
     fake.script(STREAM_PATH, replay(path, "text/event-stream"), replay(path, "text/event-stream"))
     ours, error = await gateway_stream(stub, ask(f"gemini/{MODEL}"))
-    assert error is None, error.details() if error else ""
-    theirs = SdkView()
-    async for chunk in await sdk_client(fake).aio.models.generate_content_stream(
-        model=MODEL, contents="Go on."
-    ):
-        theirs.chunk(chunk)
-    assert ours == theirs.done()
+    theirs, their_error = await sdk_stream(fake)
+    if their_error is None:
+        assert error is None, error.details() if error else ""
+        assert ours == theirs.done()
+        return
+    # An error chunk mid-stream: the same content before it, then Google's status and message
+    # (never a clean end).
+    assert error is not None, "the stream ended cleanly where the SDK raised"
+    assert error.code() == ERROR_CODES[str(their_error.status)]
+    assert str(their_error.message) in error.details()
+    assert ours.text == theirs.view.text
 
 
 @pytest.mark.parametrize(
