@@ -40,11 +40,13 @@ UNARY_PATH = f"/v1beta/models/{MODEL}:generateContent"
 
 # The gateway's contract maps finishReason to one enum (raw_finish_reason keeps Google's word):
 # STOP after function calls is TOOL_CALLS, as every other vendor says it; safety stops are
-# CONTENT_FILTER; a malformed function call, which the client cannot run, is OTHER.
+# CONTENT_FILTER, as is a prompt blocked (promptFeedback.blockReason); a malformed function call,
+# which the client cannot run, is OTHER.
 FINISH = {
     "STOP": pb.FINISH_REASON_STOP,
     "MAX_TOKENS": pb.FINISH_REASON_LENGTH,
     "SAFETY": pb.FINISH_REASON_CONTENT_FILTER,
+    "PROHIBITED_CONTENT": pb.FINISH_REASON_CONTENT_FILTER,
     "MALFORMED_FUNCTION_CALL": pb.FINISH_REASON_OTHER,
 }
 # google.rpc status names as gRPC codes (the gateway's errors keep the upstream's meaning).
@@ -77,6 +79,9 @@ class SdkView:
     def chunk(self, response: types.GenerateContentResponse) -> None:
         if response.usage_metadata is not None:
             self.usage(response.usage_metadata)
+        feedback = response.prompt_feedback
+        if feedback is not None and feedback.block_reason is not None:  # the prompt was refused
+            self.view.raw_finish_reason = feedback.block_reason.value
         candidate = (response.candidates or [None])[0]
         if candidate is None:
             return

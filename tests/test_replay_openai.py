@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import openai
 import pytest
 from replay.support import (
@@ -88,20 +89,35 @@ def cases(suffix: str) -> list[Any]:
     return params
 
 
+async def sdk_stream(fake: FakeUpstream, path: str) -> tuple[View, openai.APIError | None]:
+    async with sdk_client(fake, path).chat.completions.stream(
+        model=MODEL, messages=[{"role": "user", "content": "Go on."}]
+    ) as stream:
+        try:
+            return sdk_view(await stream.get_final_completion()), None
+        except openai.LengthFinishReasonError as cut:  # the helper's parse step refuses a cut answer
+            return sdk_view(cut.completion), None
+        except openai.APIError as error:
+            snapshot = stream.current_completion_snapshot
+            return View(text=snapshot.choices[0].message.content or ""), error
+
+
 @pytest.mark.parametrize(("path", "host"), cases(".sse"))
 async def test_stream_matches_sdk(path: Path, host: tuple[str, str], upstreams: dict[str, Any]) -> None:
     fake, stub = upstreams[host[0]]
     fake.script(f"{host[1]}/chat/completions", *[replay(path, "text/event-stream")] * 2)
     ours, error = await gateway_stream(stub, ask(f"{host[0]}/{MODEL}"))
-    assert error is None, error.details() if error else ""
-    async with sdk_client(fake, host[1]).chat.completions.stream(
-        model=MODEL, messages=[{"role": "user", "content": "Go on."}]
-    ) as stream:
-        try:
-            completion = await stream.get_final_completion()
-        except openai.LengthFinishReasonError as cut:  # the helper's parse step refuses a cut answer
-            completion = cut.completion
-    assert ours == sdk_view(completion)
+    theirs, their_error = await sdk_stream(fake, host[1])
+    if their_error is None:
+        assert error is None, error.details() if error else ""
+        assert ours == theirs
+        return
+    # An error object mid-stream: the same content before it, then the error's message in a status
+    # (never a clean end); a server_error without a code is a 500, so UNAVAILABLE.
+    assert error is not None, "the stream ended cleanly where the SDK raised"
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert their_error.message in error.details()
+    assert ours.text == theirs.text
 
 
 @pytest.mark.parametrize(("path", "host"), cases(".json"))
