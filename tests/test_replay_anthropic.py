@@ -14,6 +14,7 @@ import grpc
 import pytest
 from replay.support import (
     KEY,
+    VERTEX_MODELS,
     Reasoning,
     View,
     ask,
@@ -23,12 +24,14 @@ from replay.support import (
     recordings,
     replay,
     replay_gateway,
+    vertex_gateway,
 )
 
 from provider_gateway.fakes import FakeUpstream
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 PATH = "/v1/messages"
+VERTEX_CLAUDE = "claude-sonnet-4-5@20250929"
 
 # The gateway's contract maps Anthropic's stop reasons to one enum (raw_finish_reason keeps the
 # vendor's word); docs/vendor-providers.md. pause_turn is a stop the client continues by sending
@@ -45,9 +48,22 @@ ERROR_CODES = {"overloaded_error": grpc.StatusCode.UNAVAILABLE}
 
 
 @pytest.fixture(scope="module")
-async def upstream() -> AsyncIterator[tuple[FakeUpstream, Any]]:
-    async with replay_gateway("anthropic") as running:
-        yield running
+async def upstreams() -> AsyncIterator[dict[str, tuple[FakeUpstream, Any]]]:
+    """Anthropic's API, and Claude on Vertex AI (the same Messages bytes from streamRawPredict and
+    rawPredict): each a fake and a gateway."""
+    async with replay_gateway("anthropic") as direct, vertex_gateway() as vertex:
+        yield {"anthropic": direct, "vertex": vertex}
+
+
+# host -> (model the client asks for, the gateway's upstream path for a stream, for a whole answer)
+HOSTS = {
+    "anthropic": ("anthropic/claude-sonnet-4-5", PATH, PATH),
+    "vertex": (
+        f"vertex/{VERTEX_CLAUDE}",
+        VERTEX_MODELS.format(publisher="anthropic", model=VERTEX_CLAUDE) + ":streamRawPredict",
+        VERTEX_MODELS.format(publisher="anthropic", model=VERTEX_CLAUDE) + ":rawPredict",
+    ),
+}
 
 
 def sdk_client(fake: FakeUpstream) -> anthropic.AsyncAnthropic:
@@ -96,11 +112,14 @@ async def sdk_stream(fake: FakeUpstream) -> tuple[View, anthropic.APIStatusError
     return sdk_view(message), None
 
 
+@pytest.mark.parametrize("host", HOSTS)
 @pytest.mark.parametrize("path", recordings("anthropic", ".sse"), ids=lambda p: p.stem)
-async def test_stream_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
-    fake, stub = upstream
-    fake.script(PATH, replay(path, "text/event-stream"), replay(path, "text/event-stream"))
-    ours, our_error = await gateway_stream(stub, ask("anthropic/claude-sonnet-4-5"))
+async def test_stream_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
+    fake, stub = upstreams[host]
+    model, stream_path, _ = HOSTS[host]
+    fake.script(stream_path, replay(path, "text/event-stream"))
+    fake.script(PATH, replay(path, "text/event-stream"))
+    ours, our_error = await gateway_stream(stub, ask(model))
     theirs, their_error = await sdk_stream(fake)
     if their_error is None:
         assert our_error is None, our_error.details() if our_error else ""
@@ -117,11 +136,14 @@ async def test_stream_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path
     assert ours.tool_calls == theirs.tool_calls
 
 
+@pytest.mark.parametrize("host", HOSTS)
 @pytest.mark.parametrize("path", recordings("anthropic", ".json"), ids=lambda p: p.stem)
-async def test_whole_message_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
-    fake, stub = upstream
-    fake.script(PATH, replay(path, "application/json"), replay(path, "application/json"))
-    ours = await gateway_unary(stub, ask("anthropic/claude-sonnet-4-5"))
+async def test_whole_message_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
+    fake, stub = upstreams[host]
+    model, _, unary_path = HOSTS[host]
+    fake.script(unary_path, replay(path, "application/json"))
+    fake.script(PATH, replay(path, "application/json"))
+    ours = await gateway_unary(stub, ask(model))
     message = await sdk_client(fake).messages.create(
         model="claude-sonnet-4-5", max_tokens=1024, messages=[{"role": "user", "content": "Go on."}]
     )

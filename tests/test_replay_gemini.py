@@ -17,6 +17,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from replay.support import (
     KEY,
+    VERTEX_MODELS,
     Reasoning,
     View,
     ask,
@@ -26,6 +27,7 @@ from replay.support import (
     recordings,
     replay,
     replay_gateway,
+    vertex_gateway,
 )
 
 from provider_gateway.fakes import FakeUpstream
@@ -57,9 +59,19 @@ ERROR_CODES = {
 
 
 @pytest.fixture(scope="module")
-async def upstream() -> AsyncIterator[tuple[FakeUpstream, Any]]:
-    async with replay_gateway("gemini") as running:
-        yield running
+async def upstreams() -> AsyncIterator[dict[str, tuple[FakeUpstream, Any]]]:
+    """The Gemini API, and Gemini on Vertex AI (the same GenerateContentResponse bytes): each a
+    fake and a gateway."""
+    async with replay_gateway("gemini") as direct, vertex_gateway() as vertex:
+        yield {"gemini": direct, "vertex": vertex}
+
+
+VERTEX_GEMINI = VERTEX_MODELS.format(publisher="google", model=MODEL)
+# host -> (the gateway's upstream path for a stream, for a whole answer)
+HOSTS = {
+    "gemini": (STREAM_PATH, UNARY_PATH),
+    "vertex": (f"{VERTEX_GEMINI}:streamGenerateContent", f"{VERTEX_GEMINI}:generateContent"),
+}
 
 
 def sdk_client(fake: FakeUpstream) -> genai.Client:
@@ -144,11 +156,13 @@ async def sdk_stream(fake: FakeUpstream) -> tuple[SdkView, genai_errors.APIError
     return folded, None
 
 
+@pytest.mark.parametrize("host", HOSTS)
 @pytest.mark.parametrize("path", recordings("gemini", ".sse"), ids=lambda p: p.stem)
-async def test_stream_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
-    fake, stub = upstream
-    fake.script(STREAM_PATH, replay(path, "text/event-stream"), replay(path, "text/event-stream"))
-    ours, error = await gateway_stream(stub, ask(f"gemini/{MODEL}"))
+async def test_stream_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
+    fake, stub = upstreams[host]
+    fake.script(HOSTS[host][0], replay(path, "text/event-stream"))
+    fake.script(STREAM_PATH, replay(path, "text/event-stream"))
+    ours, error = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
     theirs, their_error = await sdk_stream(fake)
     if their_error is None:
         assert error is None, error.details() if error else ""
@@ -162,29 +176,31 @@ async def test_stream_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path
     assert ours.text == theirs.view.text
 
 
+@pytest.mark.parametrize("host", HOSTS)
 @pytest.mark.parametrize(
     "path", [p for p in recordings("gemini", ".json") if len(p.suffixes) == 1], ids=lambda p: p.stem
 )
-async def test_whole_answer_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
-    fake, stub = upstream
-    fake.script(UNARY_PATH, replay(path, "application/json"), replay(path, "application/json"))
-    ours = await gateway_unary(stub, ask(f"gemini/{MODEL}"))
+async def test_whole_answer_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
+    fake, stub = upstreams[host]
+    fake.script(HOSTS[host][1], replay(path, "application/json"))
+    fake.script(UNARY_PATH, replay(path, "application/json"))
+    ours = await gateway_unary(stub, ask(f"{host}/{MODEL}"))
     theirs = SdkView()
     theirs.chunk(await sdk_client(fake).aio.models.generate_content(model=MODEL, contents="Go on."))
     assert ours == theirs.done()
 
 
+@pytest.mark.parametrize("host", HOSTS)
 @pytest.mark.parametrize(
     "path", [p for p in recordings("gemini", ".json") if len(p.suffixes) == 2], ids=lambda p: p.stem
 )
-async def test_error_status_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
+async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
     """`name.<http status>.json`: a google.rpc.Status body answered with that status."""
-    fake, stub = upstream
+    fake, stub = upstreams[host]
     status = int(path.suffixes[0].lstrip("."))
-    fake.script(
-        STREAM_PATH, replay(path, "application/json", status), replay(path, "application/json", status)
-    )
-    _, error = await gateway_stream(stub, ask(f"gemini/{MODEL}"))
+    fake.script(HOSTS[host][0], replay(path, "application/json", status))
+    fake.script(STREAM_PATH, replay(path, "application/json", status))
+    _, error = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
     with pytest.raises(genai_errors.APIError) as raised:
         async for _ in await sdk_client(fake).aio.models.generate_content_stream(
             model=MODEL, contents="Go on."

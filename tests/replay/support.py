@@ -32,10 +32,16 @@ PIECE = 37
 KEY = "replay-key"
 
 
+# Where a Vertex provider of `vertex_gateway` serves a publisher's model.
+VERTEX_MODELS = "/v1/projects/replay-project/locations/us-east5/publishers/{publisher}/models/{model}"
+
+
 @asynccontextmanager
-async def replay_gateway(kind: str, base_path: str = "") -> AsyncIterator[tuple[FakeUpstream, Any]]:
+async def replay_gateway(
+    kind: str, base_path: str = "", *, key_option: str = "api_key_env", extra: str = ""
+) -> AsyncIterator[tuple[FakeUpstream, Any]]:
     """A fake upstream and a gateway whose provider `kind` (named after its kind) points at it
-    (at `base_path` on it)."""
+    (at `base_path` on it), its credential in the environment variable `key_option` names."""
     key_env = f"PG_TEST_REPLAY_{kind.upper()}_KEY"
     os.environ[key_env] = KEY  # read when the provider is built, at start
     try:
@@ -44,12 +50,19 @@ async def replay_gateway(kind: str, base_path: str = "") -> AsyncIterator[tuple[
 [providers.{kind}]
 kind = "{kind}"
 base_url = "{fake.url}{base_path}"
-api_key_env = "{key_env}"
+{key_option} = "{key_env}"
+{extra}
 {ADAPTER_ROUTING}"""
             async with run_gateway(config) as gateway:
                 yield fake, gateway.stub
     finally:
         os.environ.pop(key_env, None)
+
+
+def vertex_gateway() -> Any:
+    """`replay_gateway` for Vertex AI: Gemini and Claude at `VERTEX_MODELS` paths."""
+    extra = 'project = "replay-project"\nlocation = "us-east5"'
+    return replay_gateway("vertex", key_option="access_token_env", extra=extra)
 
 
 def recordings(vendor: str, *suffixes: str) -> list[Path]:
