@@ -462,8 +462,8 @@ class MessagesStreamDecoder:
     def _untyped_content(self, block: dict[str, Any], partial_json: list[str]) -> RawContent:
         """A block without a typed event, whole: its input as the SDK parses the streamed JSON
         (text that does not parse is passed on as it came, never dropped)."""
-        if partial_json:
-            text = "".join(partial_json)
+        text = "".join(partial_json)
+        if text:  # nothing streamed (only the empty first piece): the input as the block started
             try:
                 block["input"] = json.loads(text)
             except json.JSONDecodeError:
