@@ -15,6 +15,7 @@ import pytest
 from replay.support import (
     KEY,
     VERTEX_MODELS,
+    Incomplete,
     Reasoning,
     View,
     ask,
@@ -74,7 +75,8 @@ def sdk_view(message: Any) -> View:
     """The SDK's Message as the gateway's contract would carry it."""
     view = View(raw_finish_reason=message.stop_reason or "")
     view.finish_reason = FINISH.get(view.raw_finish_reason, pb.FINISH_REASON_UNSPECIFIED)
-    for block in message.content:
+    last = len(message.content) - 1
+    for index, block in enumerate(message.content):
         if block.type == "text":
             view.text += block.text
             view.raw_content += [(c.type, c.to_dict()) for c in block.citations or []]
@@ -82,6 +84,8 @@ def sdk_view(message: Any) -> View:
             view.reasoning.append(Reasoning(block.thinking, block.signature))
         elif block.type == "redacted_thinking":
             view.reasoning.append(Reasoning("", block.data, redacted=True))
+        elif block.type == "tool_use" and index == last and message.stop_reason == "max_tokens":
+            view.tool_calls.append((block.id, block.name, Incomplete(block.input)))  # cut mid-arguments
         elif block.type == "tool_use":
             view.tool_calls.append((block.id, block.name, block.input))
         else:  # server tools' calls and results: no typed event, passed on whole

@@ -38,7 +38,10 @@ FINISH = {
     "tool_use": pb.FINISH_REASON_TOOL_CALLS,
 }
 # Stream exceptions by Bedrock's name, as gRPC codes (docs/vendor-providers.md).
-ERROR_CODES = {"throttlingException": grpc.StatusCode.RESOURCE_EXHAUSTED}
+ERROR_CODES = {
+    "throttlingException": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "modelStreamErrorException": grpc.StatusCode.UNAVAILABLE,
+}
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import jiter
 from conftest import ADAPTER_ROUTING, run_gateway
 from google.protobuf import json_format, struct_pb2
 
@@ -137,8 +138,20 @@ def figures(
     }
 
 
-def arguments(text: str) -> Any:
-    return json.loads(text)
+@dataclass(frozen=True)
+class Incomplete:
+    """Arguments the upstream cut (`ToolCall.incomplete`): the gateway passes on the text that
+    arrived, the SDKs parse what they can of it (jiter's partial mode, as the anthropic SDK does)."""
+
+    parsed: Any
+
+
+def partial(text: str) -> Incomplete:
+    return Incomplete(jiter.from_json(text.encode(), partial_mode=True) if text else {})
+
+
+def arguments(call: pb.ToolCall) -> Any:
+    return partial(call.arguments_json) if call.incomplete else json.loads(call.arguments_json)
 
 
 def stream_view(events: list[pb.StreamEvent]) -> View:
@@ -157,7 +170,7 @@ def stream_view(events: list[pb.StreamEvent]) -> View:
                 block = ""
         elif kind == "tool_call_end":
             call = event.tool_call_end.call
-            view.tool_calls.append((call.id, call.name, arguments(call.arguments_json)))
+            view.tool_calls.append((call.id, call.name, arguments(call)))
         elif kind == "raw_content":
             view.raw_content.append((event.raw_content.type, struct_dict(event.raw_content.raw)))
         elif kind == "usage":
@@ -175,7 +188,7 @@ def unary_view(response: pb.ChatResponse) -> View:
     return View(
         text=response.text,
         reasoning=[Reasoning(r.text, r.signature, r.redacted) for r in response.reasoning_parts],
-        tool_calls=[(c.id, c.name, arguments(c.arguments_json)) for c in response.tool_calls],
+        tool_calls=[(c.id, c.name, arguments(c)) for c in response.tool_calls],
         raw_content=[(r.type, struct_dict(r.raw)) for r in response.raw_content],
         usage=usage_figures(response.usage),
         usage_raw=struct_dict(response.usage.raw),
