@@ -78,6 +78,16 @@ def sdk_client(fake: FakeUpstream) -> genai.Client:
     return genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=fake.url, api_version="v1beta"))
 
 
+def dump(value: Any) -> dict[str, Any]:
+    """An SDK object as Google's JSON names it."""
+    return value.model_dump(mode="json", by_alias=True, exclude_none=True)  # type: ignore[no-any-return]
+
+
+def to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
 class SdkView:
     """Folds the SDK's GenerateContentResponse chunks into a view, the gateway's contract applied:
     a thought signature closes the reasoning block before it (on a thought, a text or a function
@@ -99,6 +109,9 @@ class SdkView:
             return
         for part in (candidate.content.parts if candidate.content else None) or []:
             self.part(part)
+        for name in ("grounding_metadata", "citation_metadata", "url_context_metadata"):
+            if (value := getattr(candidate, name)) is not None:  # no typed event: passed on whole
+                self.view.raw_content.append((to_camel(name), dump(value)))
         if candidate.finish_reason is not None:
             self.view.raw_finish_reason = candidate.finish_reason.value
 
@@ -110,6 +123,11 @@ class SdkView:
             n = self.per_name.get(name, 0)
             self.per_name[name] = n + 1
             self.view.tool_calls.append((call.id or f"{name}-{n}", name, call.args or {}))
+            return
+        if part.text is None:  # code execution, inline data...: no typed event, passed on whole
+            fields = dump(part)
+            self.view.raw_content.append((next(k for k in fields if k != "thoughtSignature"), fields))
+            self.signature(part)
             return
         if part.thought:
             self.thought += part.text or ""
