@@ -98,6 +98,8 @@ class SdkView:
             self.view.text += delta["text"]
         elif "toolUse" in delta:
             self.calls[index][2].append(delta["toolUse"]["input"])
+        elif "reasoningContent" not in delta:  # a citation...: no typed event, passed on whole
+            self.view.raw_content += list(delta.items())
         elif "redactedContent" in delta["reasoningContent"]:
             data = base64.b64encode(delta["reasoningContent"]["redactedContent"]).decode()
             self.view.reasoning.append(Reasoning("", data, redacted=True))
@@ -114,6 +116,9 @@ class SdkView:
                 tool = block["toolUse"]
                 self.calls[index] = (tool["toolUseId"], tool["name"], [json.dumps(tool["input"])])
                 self.event({"contentBlockStop": {"contentBlockIndex": index}})
+            elif "citationsContent" in block:  # the cited text, then its sources
+                self.view.text += "".join(part["text"] for part in block["citationsContent"]["content"])
+                self.view.raw_content += [("citation", c) for c in block["citationsContent"]["citations"]]
             elif "reasoningText" in block.get("reasoningContent", {}):
                 reasoning = block["reasoningContent"]["reasoningText"]
                 self.delta(index, {"reasoningContent": {"text": reasoning["text"]}})
