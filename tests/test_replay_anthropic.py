@@ -45,7 +45,10 @@ FINISH = {
     "refusal": pb.FINISH_REASON_CONTENT_FILTER,
 }
 # How the gateway reports an `error` event by its type (docs/vendor-providers.md).
-ERROR_CODES = {"overloaded_error": grpc.StatusCode.UNAVAILABLE}
+ERROR_CODES = {
+    "overloaded_error": grpc.StatusCode.UNAVAILABLE,
+    "rate_limit_error": grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +144,9 @@ async def test_stream_matches_sdk(upstreams: dict[str, Any], host: str, path: Pa
 
 
 @pytest.mark.parametrize("host", HOSTS)
-@pytest.mark.parametrize("path", recordings("anthropic", ".json"), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", [p for p in recordings("anthropic", ".json") if len(p.suffixes) == 1], ids=lambda p: p.stem
+)
 async def test_whole_message_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
     fake, stub = upstreams[host]
     model, _, unary_path = HOSTS[host]
@@ -152,3 +157,26 @@ async def test_whole_message_matches_sdk(upstreams: dict[str, Any], host: str, p
         model="claude-sonnet-4-5", max_tokens=1024, messages=[{"role": "user", "content": "Go on."}]
     )
     assert ours == sdk_view(message)
+
+
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize(
+    "path", [p for p in recordings("anthropic", ".json") if len(p.suffixes) == 2], ids=lambda p: p.stem
+)
+async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
+    """`name.<http status>.json`: an error body answered with that status (529: overloaded)."""
+    fake, stub = upstreams[host]
+    model, stream_path, _ = HOSTS[host]
+    status = int(path.suffixes[0].lstrip("."))
+    fake.script(stream_path, replay(path, "application/json", status))
+    fake.script(PATH, replay(path, "application/json", status))
+    ours, error = await gateway_stream(stub, ask(model))
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        await sdk_stream(fake)
+    body = raised.value.body["error"]  # type: ignore[index]
+    assert raised.value.status_code == status
+    assert error is not None
+    assert error.code() == ERROR_CODES[body["type"]]
+    assert body["type"] in error.details()
+    assert body["message"] in error.details()
+    assert ours.text == ""
