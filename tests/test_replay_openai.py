@@ -7,6 +7,7 @@ byte from a fake upstream on 127.0.0.1, through the real gateway, compared with 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ FINISH = {
     "tool_calls": pb.FINISH_REASON_TOOL_CALLS,
     "content_filter": pb.FINISH_REASON_CONTENT_FILTER,
 }
+# HTTP error statuses as gRPC codes (docs/http-providers.md).
+ERROR_CODES = {429: grpc.StatusCode.RESOURCE_EXHAUSTED}
 # Known disagreements, fixed outside this task (providers/openai is another engineer's): none yet.
 XFAIL: dict[str, str] = {}
 
@@ -80,9 +83,12 @@ def sdk_view(completion: Any) -> View:
     return view
 
 
-def cases(suffix: str) -> list[Any]:
+def cases(suffix: str, *, errors: bool = False) -> list[Any]:
+    """Each recording with `suffix`; `name.<http status>.json` ones (error bodies) apart."""
     params = []
     for path in recordings("openai", suffix):
+        if (len(path.suffixes) == 2) != errors:
+            continue
         host = AZURE if path.stem.startswith("azure_") else OPENAI
         marks = [pytest.mark.xfail(strict=True, reason=XFAIL[path.name])] if path.name in XFAIL else []
         params.append(pytest.param(path, host, id=path.stem, marks=marks))
@@ -129,3 +135,22 @@ async def test_whole_answer_matches_sdk(path: Path, host: tuple[str, str], upstr
         model=MODEL, messages=[{"role": "user", "content": "Go on."}]
     )
     assert ours == sdk_view(completion)
+
+
+@pytest.mark.parametrize(("path", "host"), cases(".json", errors=True))
+async def test_error_status_matches_sdk(path: Path, host: tuple[str, str], upstreams: dict[str, Any]) -> None:
+    """`name.<http status>.json`: an error body answered with that status."""
+    fake, stub = upstreams[host[0]]
+    status = int(path.suffixes[0].lstrip("."))
+    fake.script(f"{host[1]}/chat/completions", *[replay(path, "application/json", status)] * 2)
+    ours, error = await gateway_stream(stub, ask(f"{host[0]}/{MODEL}"))
+    with pytest.raises(openai.APIStatusError) as raised:
+        await sdk_stream(fake, host[1])
+    assert raised.value.status_code == status
+    assert error is not None
+    assert error.code() == ERROR_CODES[status]
+    # The vendor's words, except key-shaped tokens (an `org-...` id here), which the gateway masks
+    # so that nothing secret-like reaches a client or a log (http/errors.py `redact`).
+    said = re.sub(r"\borg-\w+", "***", raised.value.body["message"])  # type: ignore[index]
+    assert said in error.details()
+    assert ours.text == ""
