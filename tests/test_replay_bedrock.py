@@ -36,6 +36,7 @@ FINISH = {
     "end_turn": pb.FINISH_REASON_STOP,
     "max_tokens": pb.FINISH_REASON_LENGTH,
     "tool_use": pb.FINISH_REASON_TOOL_CALLS,
+    "guardrail_intervened": pb.FINISH_REASON_CONTENT_FILTER,
 }
 # Stream exceptions by Bedrock's name, as gRPC codes (docs/vendor-providers.md).
 ERROR_CODES = {
