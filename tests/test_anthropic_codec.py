@@ -423,3 +423,25 @@ def test_a_unary_legacy_completion() -> None:
     response = codec.CompletionStreamDecoder(provider="a").response(body, "\n\nHuman: hi\n\nAssistant:")
     assert (response.text, response.usage.estimated, response.usage.output_tokens) == (" Hello!", True, 2)
     assert response.finish == ProviderFinish(FinishReason.STOP, "stop_sequence", "claude-2.1", "c1")
+
+
+def test_server_tool_blocks_pass_on_whole_with_their_streamed_input() -> None:
+    """As the anthropic SDK accumulates them: the input parsed from the streamed JSON, or the
+    block's own input when only the empty first piece came; text that does not parse is kept."""
+    decoder = codec.MessagesStreamDecoder()
+
+    def block(index: int, pieces: list[str]) -> list[object]:
+        start = {"type": "server_tool_use", "id": f"srvtoolu_{index}", "name": "web_search", "input": {}}
+        events = decoder.feed({"type": "content_block_start", "index": index, "content_block": start})
+        for piece in pieces:
+            delta = {"type": "input_json_delta", "partial_json": piece}
+            events += decoder.feed({"type": "content_block_delta", "index": index, "delta": delta})
+        return events + decoder.feed({"type": "content_block_stop", "index": index})
+
+    (parsed,) = block(0, ["", '{"query": "Par', 'is"}'])
+    (empty,) = block(1, [""])
+    (unparsed,) = block(2, ['{"query": '])
+    assert parsed.raw["input"] == {"query": "Paris"}  # type: ignore[attr-defined]
+    assert empty.raw["input"] == {}  # type: ignore[attr-defined]
+    assert unparsed.raw["input"] == '{"query": '  # type: ignore[attr-defined]
+    assert parsed.type == "server_tool_use"  # type: ignore[attr-defined]

@@ -29,7 +29,10 @@ _CONTEXT_LENGTH = re.compile(
 )
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-MAX_MESSAGE = 400
+# Vendors' own error text is bounded, but long enough for their longest documented messages
+# (Anthropic's rate-limit text is ~480 characters, its advice and links at the end).
+MAX_MESSAGE = 1000
+MAX_RAW_TEXT = 400  # of a body that is not JSON (an HTML error page): a glimpse is enough
 # A delay longer than this is a broken header, not advice: waiting a day is already "do not retry".
 MAX_RETRY_DELAY_S = 86_400.0
 
@@ -148,7 +151,7 @@ def upstream_message(body: Any, raw: bytes) -> str:
         for key in ("message", "detail", "msg"):
             if isinstance(body.get(key), str) and body[key]:
                 return str(body[key])
-    return raw[:MAX_MESSAGE].decode("utf-8", errors="replace").strip()
+    return raw[:MAX_RAW_TEXT].decode("utf-8", errors="replace").strip()
 
 
 def vendor_said(body: Any, raw: bytes, status: int, secrets: Iterable[str] = ()) -> str:

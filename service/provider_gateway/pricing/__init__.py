@@ -13,6 +13,7 @@ requests; and a prompt past a long-context threshold is billed whole at the long
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -23,9 +24,8 @@ from provider_gateway.pricing.price import NUMBER_KEYS, PRICE_KEYS, Price, Token
 
 __all__ = ["PRICE_KEYS", "Price", "PriceTable", "TokenPrices", "one_hour_cache_writes", "total"]
 
-# What Anthropic's usage calls its 1-hour cache writes: `cache_creation.ephemeral_1h_input_tokens`,
-# flattened into Usage.raw by the adapter as `cache_creation.ephemeral_1h_input_tokens`.
-ONE_HOUR_WRITES = "cache_creation.ephemeral_1h_input_tokens"
+# Where Anthropic's usage (kept whole in Usage.raw) names its 1-hour cache writes.
+ONE_HOUR_WRITES = ("cache_creation", "ephemeral_1h_input_tokens")
 
 
 class PriceTable:
@@ -100,7 +100,9 @@ def _token_micros(prices: TokenPrices, usage: Usage) -> float:
 
 def one_hour_cache_writes(usage: Usage) -> int:
     """The cache writes the provider says were for one hour (priced apart); 0 when it does not say."""
-    value: Any = usage.raw.get(ONE_HOUR_WRITES, 0)
+    section, name = ONE_HOUR_WRITES
+    writes: Any = usage.raw.get(section)
+    value: Any = writes.get(name, 0) if isinstance(writes, Mapping) else 0
     return int(value) if isinstance(value, int | float) else 0
 
 

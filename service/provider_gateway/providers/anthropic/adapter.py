@@ -10,9 +10,7 @@ Configuration (`[providers.<name>]`, kind "anthropic"):
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
 
 from provider_gateway.config import Section
 from provider_gateway.domain import (
@@ -25,7 +23,6 @@ from provider_gateway.domain import (
     ModelInfo,
     StreamEvent,
     TokenCount,
-    Usage,
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
@@ -81,13 +78,8 @@ async def decode_messages(
         items = decoder.feed(data)
         if isinstance(data, dict) and data.get("type") in USAGE_EVENTS:
             # Heard before the end: charged (as partial) if the stream is cut before message_stop.
-            report_partial_usage(with_cache_ttls(codec.normalise_usage(decoder.usage_raw), decoder.usage_raw))
-        return [
-            UsageEvent(with_cache_ttls(item.usage, decoder.usage_raw))
-            if isinstance(item, UsageEvent)
-            else item
-            for item in items
-        ]
+            report_partial_usage(codec.normalise_usage(decoder.usage_raw))
+        return items
 
     # message_stop is the last event: reading stops there, without waiting for the server to close.
     async for item in relay_reads(reads, step, merge=merge, finished=lambda: decoder.finished):
@@ -96,17 +88,6 @@ async def decode_messages(
         raise GatewayError(
             ErrorKind.UNAVAILABLE, "upstream stream ended before message_stop", provider=provider
         )
-
-
-def with_cache_ttls(usage: Usage, raw: Mapping[str, Any]) -> Usage:
-    """`usage` with the cache writes per TTL that Anthropic reports in `cache_creation`
-    (`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`) kept in its raw figures, flattened
-    (`cache_creation.ephemeral_1h_input_tokens`), so that the 1-hour writes get their own price."""
-    creation = raw.get("cache_creation")
-    if not isinstance(creation, Mapping):
-        return usage
-    ttls = {f"cache_creation.{k}": v for k, v in creation.items() if isinstance(v, int)}
-    return dataclasses.replace(usage, raw={**usage.raw, **ttls}) if ttls else usage
 
 
 class AnthropicProvider(HttpProvider):
@@ -167,11 +148,7 @@ class AnthropicProvider(HttpProvider):
         body = codec.build_messages_body(request, self.options, stream=False)
         upstream = self.upstream(self._for(request.model))
         answer = await upstream.request_json("POST", "/v1/messages", json=body, model=request.model)
-        response = codec.MessagesStreamDecoder(provider=self.name).response(answer)
-        raw = answer.get("usage") if isinstance(answer, Mapping) else None
-        if not isinstance(raw, Mapping):
-            return response
-        return dataclasses.replace(response, usage=with_cache_ttls(response.usage, raw))
+        return codec.MessagesStreamDecoder(provider=self.name).response(answer)
 
     async def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         body = codec.build_complete_body(request, self.options)

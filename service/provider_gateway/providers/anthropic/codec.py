@@ -25,6 +25,7 @@ from provider_gateway.domain import (
     Message,
     ModelInfo,
     ProviderFinish,
+    RawContent,
     ReasoningDelta,
     ResponseFormat,
     ResponseFormatType,
@@ -341,17 +342,29 @@ def build_complete_body(
 
 
 def normalise_usage(raw: Mapping[str, Any]) -> Usage:
-    """Anthropic's `input_tokens` excludes cache reads and writes; ours includes them."""
+    """Anthropic's `input_tokens` excludes cache reads and writes; ours includes them. The usage
+    object is kept whole in `raw`, its nested figures included (`cache_creation`'s writes per TTL,
+    which pricing reads, `server_tool_use`, `output_tokens_details`)."""
     fresh = int(raw.get("input_tokens") or 0)
     write = int(raw.get("cache_creation_input_tokens") or 0)
     read = int(raw.get("cache_read_input_tokens") or 0)
+    details = raw.get("output_tokens_details")
+    thinking = details.get("thinking_tokens") if isinstance(details, Mapping) else None
     return Usage(
         input_tokens=fresh + write + read,
         output_tokens=int(raw.get("output_tokens") or 0),
         cache_read_tokens=read,
         cache_write_tokens=write,
-        raw={k: v for k, v in raw.items() if isinstance(v, int | float | str)},
+        reasoning_tokens=int(thinking or 0),
+        raw=dict(raw),
     )
+
+
+def merge_usage(into: dict[str, Any], reported: Any) -> None:
+    """Usage figures are cumulative: a later event's replace earlier ones, except those it leaves
+    out or sends as null (message_delta names only what applies; the SDK keeps the earlier value)."""
+    if isinstance(reported, Mapping):
+        into.update((k, v) for k, v in reported.items() if v is not None)
 
 
 @shape_checked
@@ -386,6 +399,9 @@ class MessagesStreamDecoder:
     stop_reason: str = ""
     finished: bool = False
     tools: ToolCallAssembler = field(default_factory=ToolCallAssembler)
+    # Blocks without a typed event (server tools' calls and results), by index: the block as
+    # started and its streamed input, passed on whole as RawContent when the block stops.
+    _untyped: dict[int, tuple[dict[str, Any], list[str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.tools.provider = self.provider
@@ -399,7 +415,7 @@ class MessagesStreamDecoder:
             message = data.get("message") or {}
             self.model = str(message.get("model") or "")
             self.response_id = str(message.get("id") or "")
-            self.usage_raw.update(message.get("usage") or {})
+            merge_usage(self.usage_raw, message.get("usage"))
             return []
         if kind == "content_block_start":
             return self._start(int(data.get("index", 0)), data.get("content_block") or {})
@@ -407,10 +423,11 @@ class MessagesStreamDecoder:
             return self._delta(int(data.get("index", 0)), data.get("delta") or {})
         if kind == "content_block_stop":
             index = int(data.get("index", 0))
+            if index in self._untyped:
+                return [self._untyped_content(*self._untyped.pop(index))]
             return [] if self._is_output(index) else self.tools.end(index)
         if kind == "message_delta":
-            # output_tokens here is cumulative: replace, never add.
-            self.usage_raw.update(data.get("usage") or {})
+            merge_usage(self.usage_raw, data.get("usage"))
             reason = (data.get("delta") or {}).get("stop_reason")
             if reason:
                 self.stop_reason = str(reason)
@@ -438,7 +455,20 @@ class MessagesStreamDecoder:
             return [ReasoningDelta(str(block["thinking"]))]
         if block_type == "redacted_thinking":  # opaque: kept for the next turn, which needs it
             return [ReasoningDelta("", signature=str(block.get("data") or ""), redacted=True)]
+        if block_type not in ("text", "thinking"):
+            self._untyped[index] = (dict(block), [])
         return []
+
+    def _untyped_content(self, block: dict[str, Any], partial_json: list[str]) -> RawContent:
+        """A block without a typed event, whole: its input as the SDK parses the streamed JSON
+        (text that does not parse is passed on as it came, never dropped)."""
+        text = "".join(partial_json)
+        if text:  # nothing streamed (only the empty first piece): the input as the block started
+            try:
+                block["input"] = json.loads(text)
+            except json.JSONDecodeError:
+                block["input"] = text
+        return RawContent(str(block.get("type") or "content"), block)
 
     def _delta(self, index: int, delta: Mapping[str, Any]) -> list[StreamEvent]:
         delta_type = delta.get("type")
@@ -448,6 +478,16 @@ class MessagesStreamDecoder:
             return [ReasoningDelta(str(delta.get("thinking", "")))]
         if delta_type == "signature_delta":
             return [ReasoningDelta("", signature=str(delta.get("signature", "")))]
+        if delta_type == "citations_delta":  # no typed event: the citation as Anthropic sent it
+            citation = delta.get("citation")
+            return (
+                [RawContent(str(citation.get("type") or "citation"), dict(citation))]
+                if isinstance(citation, Mapping)
+                else []
+            )
+        if delta_type == "input_json_delta" and index in self._untyped:
+            self._untyped[index][1].append(str(delta.get("partial_json", "")))
+            return []
         if delta_type == "input_json_delta" and self._is_output(index):
             piece = str(delta.get("partial_json", "")) if index == self._output_block else ""
             return [TextDelta(piece)] if piece else []
@@ -499,6 +539,11 @@ class MessagesStreamDecoder:
         events = self._start(index, block)
         if block.get("type") == "thinking" and block.get("signature"):
             events.extend(self._delta(index, {"type": "signature_delta", "signature": block["signature"]}))
+        if block.get("type") == "text":
+            for citation in block.get("citations") or []:
+                events.extend(self._delta(index, {"type": "citations_delta", "citation": citation}))
+        if index in self._untyped:
+            events.append(self._untyped_content(*self._untyped.pop(index)))
         return events
 
 

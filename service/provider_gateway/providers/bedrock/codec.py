@@ -19,6 +19,7 @@ from provider_gateway.domain import (
     ImagePart,
     Message,
     ProviderFinish,
+    RawContent,
     ReasoningDelta,
     ReasoningPart,
     ResponseFormat,
@@ -452,7 +453,7 @@ class ConverseStreamDecoder:
                 return [ReasoningDelta("", redacted, redacted=True)]
             text, signature = _str(reasoning.get("text")), _str(reasoning.get("signature"))
             return [ReasoningDelta(text, signature)] if text or signature else []
-        return []
+        return untyped(delta)
 
     def end(self) -> list[StreamEvent]:
         """Call when the stream ends: the finish, or an error if Bedrock never said it stopped."""
@@ -460,6 +461,15 @@ class ConverseStreamDecoder:
             raise GatewayError(ErrorKind.UNAVAILABLE, "Bedrock stream ended before messageStop")
         reason = finish_reason(self.stop_reason)
         return [ProviderFinish(reason, self.stop_reason, model=self.model, emulated=self.emulated)]
+
+
+def untyped(member: Mapping[str, Any]) -> list[StreamEvent]:
+    """A content block or delta of a kind without a typed event (a `citation` delta, an image...):
+    passed on whole as RawContent named by its member, never dropped."""
+    return [
+        RawContent(kind, dict(value) if isinstance(value, Mapping) else {kind: value})
+        for kind, value in member.items()
+    ]
 
 
 def converse_response_events(
@@ -488,6 +498,16 @@ def converse_response_events(
             )
             events += [ToolCallStart(tool_index, call.id, call.name), ToolCallEnd(tool_index, call)]
             tool_index += 1
+        elif "citationsContent" in block:  # generated text with the sources it cites
+            cited = _obj(block["citationsContent"])
+            events += [
+                TextDelta(text)
+                for part in _list(cited.get("content"))
+                if (text := _str(_obj(part).get("text")))
+            ]
+            events += [RawContent("citation", _obj(citation)) for citation in _list(cited.get("citations"))]
+        else:
+            events += untyped(block)
     if "usage" in response:
         events.append(UsageEvent(converse_usage(response.get("usage"), response.get("metrics"))))
     stop = _str(response.get("stopReason"))

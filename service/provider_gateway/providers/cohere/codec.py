@@ -22,6 +22,7 @@ from provider_gateway.domain import (
     Message,
     ModelInfo,
     ProviderFinish,
+    RawContent,
     ReasoningDelta,
     ResponseFormatType,
     Role,
@@ -209,9 +210,12 @@ class ChatStreamDecoder:
             return self.tools.delta(int(data.get("index", 0)), piece)
         elif kind == "tool-call-end":
             return self.tools.end(int(data.get("index", 0)))
+        elif kind == "citation-start":  # no typed event: the citation as Cohere sent it
+            citation = message.get("citations")
+            return [RawContent("citation", dict(citation))] if isinstance(citation, Mapping) else []
         elif kind == "message-end":
             return self._end(data.get("delta") or {})
-        return []  # content-start, content-end, citation events
+        return []  # content-start, content-end, citation-end: nothing to pass on
 
     def _end(self, delta: Mapping[str, Any]) -> list[StreamEvent]:
         self.finished = True
@@ -246,6 +250,9 @@ class ChatStreamDecoder:
                 events.append(TextDelta(str(item["text"])))
         if message.get("tool_plan"):
             events.append(ReasoningDelta(str(message["tool_plan"])))
+        events += [
+            RawContent("citation", dict(c)) for c in message.get("citations") or [] if isinstance(c, Mapping)
+        ]
         calls = message.get("tool_calls") or []
         for index, call in enumerate(calls):
             function = call.get("function") or {}

@@ -26,6 +26,7 @@ from provider_gateway.domain import (
     Message,
     ModelInfo,
     ProviderFinish,
+    RawContent,
     ReasoningDelta,
     ReasoningPart,
     ResponseFormatType,
@@ -61,6 +62,14 @@ FINISH_REASONS = {
     "SPII": FinishReason.CONTENT_FILTER,
     "IMAGE_SAFETY": FinishReason.CONTENT_FILTER,
 }
+
+# Part fields with a typed event; a part with none of the content ones (text, functionCall) is
+# content the gateway has no event for (executableCode, codeExecutionResult, inlineData...): it
+# reaches the client whole as RawContent named by its field, never dropped.
+TYPED_PART_FIELDS = frozenset({"text", "thought", "thoughtSignature", "functionCall"})
+# A candidate's metadata about its content (search grounding, recitation sources, fetched URLs),
+# passed on whole as RawContent named by the field.
+CANDIDATE_METADATA = ("groundingMetadata", "citationMetadata", "urlContextMetadata")
 
 # google.rpc.Code names as Gemini reports them in `error.status`.
 STATUS_KINDS = {
@@ -263,14 +272,15 @@ def build_embed_body(request: EmbedRequest, model_path: str) -> dict[str, Any]:
 
 
 def normalise_usage(raw: Mapping[str, Any]) -> Usage:
-    """`promptTokenCount` already includes cached tokens; thoughts are billed as output, so added."""
+    """`promptTokenCount` already includes cached tokens; thoughts are billed as output, so added.
+    The usageMetadata is kept whole in `raw`, its per-modality lists included."""
     thoughts = int(raw.get("thoughtsTokenCount") or 0)
     return Usage(
         input_tokens=int(raw.get("promptTokenCount") or 0),
         output_tokens=int(raw.get("candidatesTokenCount") or 0) + thoughts,
         cache_read_tokens=int(raw.get("cachedContentTokenCount") or 0),
         reasoning_tokens=thoughts,
-        raw={k: v for k, v in raw.items() if isinstance(v, int | float | str)},
+        raw=dict(raw),
     )
 
 
@@ -339,6 +349,9 @@ class GenerateStreamDecoder:
         candidate = candidates[0] if candidates and isinstance(candidates[0], Mapping) else {}
         for part in (candidate.get("content") or {}).get("parts") or []:
             events.extend(self._part(part))
+        for name in CANDIDATE_METADATA:
+            if isinstance(candidate.get(name), Mapping):
+                events.append(RawContent(name, dict(candidate[name])))
         if candidate.get("finishReason"):
             self.finish_reason = str(candidate["finishReason"])
         return events
@@ -364,6 +377,10 @@ class GenerateStreamDecoder:
             ]
         text = str(part.get("text") or "")
         signature = str(part.get("thoughtSignature") or "")
+        untyped = "text" not in part and next((k for k in part if k not in TYPED_PART_FIELDS), "")
+        if untyped:
+            signed = [ReasoningDelta("", signature=signature)] if signature else []
+            return [*signed, RawContent(untyped, dict(part))]
         if part.get("thought"):
             return [ReasoningDelta(text, signature=signature)] if text or signature else []
         events: list[StreamEvent] = [TextDelta(text)] if text else []

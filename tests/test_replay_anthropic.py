@@ -1,0 +1,189 @@
+"""Recorded Anthropic Messages responses (tests/replay/anthropic) served byte for byte from a fake
+upstream on 127.0.0.1, through the real gateway, compared with what the official `anthropic` SDK
+makes of the same bytes: its MessageStream accumulation for streams, `messages.create` for whole
+messages. Where the SDK and the gateway disagree, the gateway is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import grpc
+import pytest
+from replay.support import (
+    KEY,
+    VERTEX_MODELS,
+    Incomplete,
+    Reasoning,
+    View,
+    ask,
+    figures,
+    gateway_stream,
+    gateway_unary,
+    recordings,
+    replay,
+    replay_gateway,
+    vertex_gateway,
+)
+
+from provider_gateway.fakes import FakeUpstream
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+PATH = "/v1/messages"
+VERTEX_CLAUDE = "claude-sonnet-4-5@20250929"
+
+# The gateway's contract maps Anthropic's stop reasons to one enum (raw_finish_reason keeps the
+# vendor's word); docs/vendor-providers.md. pause_turn is a stop the client continues by sending
+# the turn back, so STOP, not an error.
+FINISH = {
+    "end_turn": pb.FINISH_REASON_STOP,
+    "pause_turn": pb.FINISH_REASON_STOP,
+    "max_tokens": pb.FINISH_REASON_LENGTH,
+    "tool_use": pb.FINISH_REASON_TOOL_CALLS,
+    "refusal": pb.FINISH_REASON_CONTENT_FILTER,
+}
+# How the gateway reports an HTTP error status (529 is Anthropic's overloaded).
+STATUS_CODES = {429: grpc.StatusCode.RESOURCE_EXHAUSTED, 529: grpc.StatusCode.UNAVAILABLE}
+# How the gateway reports an `error` event by its type (docs/vendor-providers.md).
+ERROR_CODES = {"overloaded_error": grpc.StatusCode.UNAVAILABLE}
+
+
+@pytest.fixture(scope="module")
+async def upstreams() -> AsyncIterator[dict[str, tuple[FakeUpstream, Any]]]:
+    """Anthropic's API, and Claude on Vertex AI (the same Messages bytes from streamRawPredict and
+    rawPredict): each a fake and a gateway."""
+    async with replay_gateway("anthropic") as direct, vertex_gateway() as vertex:
+        yield {"anthropic": direct, "vertex": vertex}
+
+
+# host -> (model the client asks for, the gateway's upstream path for a stream, for a whole answer)
+HOSTS = {
+    "anthropic": ("anthropic/claude-sonnet-4-5", PATH, PATH),
+    "vertex": (
+        f"vertex/{VERTEX_CLAUDE}",
+        VERTEX_MODELS.format(publisher="anthropic", model=VERTEX_CLAUDE) + ":streamRawPredict",
+        VERTEX_MODELS.format(publisher="anthropic", model=VERTEX_CLAUDE) + ":rawPredict",
+    ),
+}
+
+
+def sdk_client(fake: FakeUpstream) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=fake.url, api_key=KEY, max_retries=0)
+
+
+def sdk_view(message: Any) -> View:
+    """The SDK's Message as the gateway's contract would carry it."""
+    view = View(raw_finish_reason=message.stop_reason or "")
+    view.finish_reason = FINISH.get(view.raw_finish_reason, pb.FINISH_REASON_UNSPECIFIED)
+    last = len(message.content) - 1
+    for index, block in enumerate(message.content):
+        if block.type == "text":
+            view.text += block.text
+            view.raw_content += [(c.type, c.to_dict()) for c in block.citations or []]
+        elif block.type == "thinking":
+            view.reasoning.append(Reasoning(block.thinking, block.signature))
+        elif block.type == "redacted_thinking":
+            view.reasoning.append(Reasoning("", block.data, redacted=True))
+        elif block.type == "tool_use" and index == last and message.stop_reason == "max_tokens":
+            view.tool_calls.append((block.id, block.name, Incomplete(block.input)))  # cut mid-arguments
+        elif block.type == "tool_use":
+            view.tool_calls.append((block.id, block.name, block.input))
+        else:  # server tools' calls and results: no typed event, passed on whole
+            view.raw_content.append((block.type, block.to_dict()))
+    usage = message.usage
+    cache_read = usage.cache_read_input_tokens or 0
+    cache_write = usage.cache_creation_input_tokens or 0
+    details = usage.to_dict().get("output_tokens_details") or {}
+    view.usage = figures(
+        input=usage.input_tokens + cache_read + cache_write,
+        output=usage.output_tokens,
+        cache_read=cache_read,
+        cache_write=cache_write,
+        reasoning=details.get("thinking_tokens", 0),
+    )
+    view.usage_raw = usage.to_dict()
+    return view
+
+
+async def sdk_stream(fake: FakeUpstream) -> tuple[View, anthropic.APIStatusError | None]:
+    async with sdk_client(fake).messages.stream(
+        model="claude-sonnet-4-5", max_tokens=1024, messages=[{"role": "user", "content": "Go on."}]
+    ) as stream:
+        try:
+            message = await stream.get_final_message()
+        except anthropic.APIStatusError as error:
+            return sdk_view(stream.current_message_snapshot), error
+    return sdk_view(message), None
+
+
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize("path", recordings("anthropic", ".sse"), ids=lambda p: p.stem)
+async def test_stream_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
+    fake, stub = upstreams[host]
+    model, stream_path, _ = HOSTS[host]
+    fake.script(stream_path, replay(path, "text/event-stream"))
+    fake.script(PATH, replay(path, "text/event-stream"))
+    ours, our_error = await gateway_stream(stub, ask(model))
+    theirs, their_error = await sdk_stream(fake)
+    if their_error is None:
+        assert our_error is None, our_error.details() if our_error else ""
+        assert ours == theirs
+        return
+    # A stream that fails after some content: the same content before the error, then the
+    # vendor's error type and message in a status chosen by that type (never a clean end).
+    assert our_error is not None, "the stream ended cleanly where the SDK raised"
+    body = their_error.body["error"]  # type: ignore[index]
+    assert our_error.code() == ERROR_CODES[body["type"]]
+    assert body["type"] in our_error.details()
+    assert body["message"] in our_error.details()
+    assert ours.text == theirs.text
+    assert ours.tool_calls == theirs.tool_calls
+
+
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize(
+    "path", [p for p in recordings("anthropic", ".json") if len(p.suffixes) == 1], ids=lambda p: p.stem
+)
+async def test_whole_message_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
+    fake, stub = upstreams[host]
+    model, _, unary_path = HOSTS[host]
+    fake.script(unary_path, replay(path, "application/json"))
+    fake.script(PATH, replay(path, "application/json"))
+    ours = await gateway_unary(stub, ask(model))
+    message = await sdk_client(fake).messages.create(
+        model="claude-sonnet-4-5", max_tokens=1024, messages=[{"role": "user", "content": "Go on."}]
+    )
+    assert ours == sdk_view(message)
+
+
+def error_cases() -> list[Any]:
+    """`name.<http status>.json` error bodies, each on the hosts that send it: `vertex_` ones
+    (Google's error format, which Vertex AI uses for its own quota) on Vertex only."""
+    return [
+        pytest.param(path, host, id=f"{path.stem}-{host}")
+        for path in recordings("anthropic", ".json")
+        if len(path.suffixes) == 2
+        for host in HOSTS
+        if host == "vertex" or not path.name.startswith("vertex_")
+    ]
+
+
+@pytest.mark.parametrize(("path", "host"), error_cases())
+async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
+    """An error body answered with its status, as the SDK reports it (status, the vendor's words)."""
+    fake, stub = upstreams[host]
+    model, stream_path, _ = HOSTS[host]
+    status = int(path.suffixes[0].lstrip("."))
+    fake.script(stream_path, replay(path, "application/json", status))
+    fake.script(PATH, replay(path, "application/json", status))
+    ours, error = await gateway_stream(stub, ask(model))
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        await sdk_stream(fake)
+    said = raised.value.body["error"]  # type: ignore[index]
+    assert raised.value.status_code == status
+    assert error is not None
+    assert error.code() == STATUS_CODES[status]
+    assert said["message"] in error.details()
+    assert ours.text == ""

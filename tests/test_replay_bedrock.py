@@ -1,0 +1,192 @@
+"""Recorded Bedrock ConverseStream answers (tests/replay/bedrock/*.bin: binary event-stream frames
+with reasoningContent text, signature and redactedContent, toolUse, metadata usage with cache reads
+and writes, the `p` padding member Bedrock adds to every event, an exception frame mid-stream)
+served byte for byte from a fake endpoint on 127.0.0.1, through the real gateway, compared with
+what AWS's own SDK, botocore, makes of the same bytes (its event-stream parser and the
+bedrock-runtime service model). Where they disagree, the gateway is wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import botocore.exceptions
+import grpc
+import pytest
+from botocore.config import Config
+from botocore.session import get_session
+from conftest import ADAPTER_ROUTING, run_gateway, use_fake_aws_credentials
+from replay.support import Reasoning, View, ask, figures, gateway_stream, gateway_unary, recordings, replay
+
+from provider_gateway.fakes import FakeUpstream
+from provider_gateway.fakes.bedrock import ACCESS_KEY, SECRET_KEY
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+REGION = "us-west-2"
+PATH = f"/model/{MODEL}/converse-stream"
+UNARY_PATH = f"/model/{MODEL}/converse"
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+# The gateway's contract maps stopReason to one enum (raw_finish_reason keeps Bedrock's word).
+FINISH = {
+    "end_turn": pb.FINISH_REASON_STOP,
+    "max_tokens": pb.FINISH_REASON_LENGTH,
+    "tool_use": pb.FINISH_REASON_TOOL_CALLS,
+    "guardrail_intervened": pb.FINISH_REASON_CONTENT_FILTER,
+}
+# Stream exceptions by Bedrock's name, as gRPC codes (docs/vendor-providers.md).
+ERROR_CODES = {
+    "throttlingException": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "modelStreamErrorException": grpc.StatusCode.UNAVAILABLE,
+}
+
+
+@pytest.fixture(scope="module")
+async def upstream() -> AsyncIterator[tuple[FakeUpstream, Any]]:
+    with pytest.MonkeyPatch.context() as patch:
+        use_fake_aws_credentials(patch)
+        async with FakeUpstream() as fake:
+            config = f"""
+[providers.bedrock]
+kind = "bedrock"
+region = "{REGION}"
+endpoint_url = "{fake.url}"
+{ADAPTER_ROUTING}"""
+            async with run_gateway(config) as gateway:
+                yield fake, gateway.stub
+
+
+class SdkView:
+    """botocore's parsed events folded into a view, the gateway's contract applied: a signature (or
+    a redacted block, whose bytes travel base64 as on the wire) closes a reasoning block; usage
+    input counts the cache; `Usage.raw` is Bedrock's usage with the stream's `latencyMs` beside it."""
+
+    def __init__(self) -> None:
+        self.view = View()
+        self.thought = ""
+        self.calls: dict[int, tuple[str, str, list[str]]] = {}
+
+    def event(self, event: dict[str, Any]) -> None:
+        if "contentBlockStart" in event:
+            start = event["contentBlockStart"]
+            tool = start["start"]["toolUse"]
+            self.calls[start["contentBlockIndex"]] = (tool["toolUseId"], tool["name"], [])
+        elif "contentBlockDelta" in event:
+            self.delta(event["contentBlockDelta"]["contentBlockIndex"], event["contentBlockDelta"]["delta"])
+        elif "contentBlockStop" in event and event["contentBlockStop"]["contentBlockIndex"] in self.calls:
+            call_id, name, pieces = self.calls.pop(event["contentBlockStop"]["contentBlockIndex"])
+            self.view.tool_calls.append((call_id, name, json.loads("".join(pieces) or "{}")))
+        elif "messageStop" in event:
+            self.view.raw_finish_reason = event["messageStop"]["stopReason"]
+            self.view.finish_reason = FINISH[self.view.raw_finish_reason]
+        elif "metadata" in event:
+            usage = event["metadata"]["usage"]
+            read, write = usage.get("cacheReadInputTokens", 0), usage.get("cacheWriteInputTokens", 0)
+            self.view.usage = figures(
+                input=usage["inputTokens"] + read + write,
+                output=usage["outputTokens"],
+                cache_read=read,
+                cache_write=write,
+            )
+            self.view.usage_raw = {**usage, "latencyMs": event["metadata"]["metrics"]["latencyMs"]}
+
+    def delta(self, index: int, delta: dict[str, Any]) -> None:
+        if "text" in delta:
+            self.view.text += delta["text"]
+        elif "toolUse" in delta:
+            self.calls[index][2].append(delta["toolUse"]["input"])
+        elif "reasoningContent" not in delta:  # a citation...: no typed event, passed on whole
+            self.view.raw_content += list(delta.items())
+        elif "redactedContent" in delta["reasoningContent"]:
+            data = base64.b64encode(delta["reasoningContent"]["redactedContent"]).decode()
+            self.view.reasoning.append(Reasoning("", data, redacted=True))
+        elif "signature" in delta["reasoningContent"]:
+            self.view.reasoning.append(Reasoning(self.thought, delta["reasoningContent"]["signature"]))
+            self.thought = ""
+        else:
+            self.thought += delta["reasoningContent"]["text"]
+
+    def message(self, response: dict[str, Any]) -> View:
+        """A whole Converse response, block by block as its stream would carry it."""
+        for index, block in enumerate(response["output"]["message"]["content"]):
+            if "toolUse" in block:
+                tool = block["toolUse"]
+                self.calls[index] = (tool["toolUseId"], tool["name"], [json.dumps(tool["input"])])
+                self.event({"contentBlockStop": {"contentBlockIndex": index}})
+            elif "citationsContent" in block:  # the cited text, then its sources
+                self.view.text += "".join(part["text"] for part in block["citationsContent"]["content"])
+                self.view.raw_content += [("citation", c) for c in block["citationsContent"]["citations"]]
+            elif "reasoningText" in block.get("reasoningContent", {}):
+                reasoning = block["reasoningContent"]["reasoningText"]
+                self.delta(index, {"reasoningContent": {"text": reasoning["text"]}})
+                self.delta(index, {"reasoningContent": {"signature": reasoning["signature"]}})
+            else:
+                self.delta(index, block)
+        self.event({"messageStop": {"stopReason": response["stopReason"]}})
+        self.event({"metadata": {"usage": response["usage"], "metrics": response["metrics"]}})
+        return self.view
+
+
+def botocore_client(fake: FakeUpstream) -> Any:
+    return get_session().create_client(
+        "bedrock-runtime",
+        region_name=REGION,
+        endpoint_url=fake.url,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+async def sdk_stream(fake: FakeUpstream) -> tuple[View, botocore.exceptions.ClientError | None]:
+    """botocore's own client (in a thread: it blocks, and the fake answers on this loop)."""
+
+    def run() -> tuple[View, botocore.exceptions.ClientError | None]:
+        client = botocore_client(fake)
+        folded = SdkView()
+        response = client.converse_stream(
+            modelId=MODEL, messages=[{"role": "user", "content": [{"text": "Go on."}]}]
+        )
+        try:
+            for event in response["stream"]:
+                folded.event(event)
+        except botocore.exceptions.ClientError as error:
+            return folded.view, error
+        return folded.view, None
+
+    return await asyncio.to_thread(run)
+
+
+@pytest.mark.parametrize("path", recordings("bedrock", ".bin"), ids=lambda p: p.stem)
+async def test_converse_stream_matches_botocore(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
+    fake, stub = upstream
+    fake.script(PATH, *[replay(path, EVENT_STREAM)] * 2)
+    ours, our_error = await gateway_stream(stub, ask(f"bedrock/{MODEL}"))
+    theirs, their_error = await sdk_stream(fake)
+    if their_error is None:
+        assert our_error is None, our_error.details() if our_error else ""
+        assert ours == theirs
+        return
+    # Cut by an exception frame: the same content before it, then an error named after it.
+    assert our_error is not None, "the stream ended cleanly where botocore raised"
+    code = their_error.response["Error"]["Code"]
+    assert our_error.code() == ERROR_CODES[code]
+    assert their_error.response["Error"]["Message"] in our_error.details()
+    assert ours.text == theirs.text
+
+
+@pytest.mark.parametrize("path", recordings("bedrock", ".json"), ids=lambda p: p.stem)
+async def test_converse_matches_botocore(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
+    fake, stub = upstream
+    fake.script(UNARY_PATH, *[replay(path, "application/json")] * 2)
+    ours = await gateway_unary(stub, ask(f"bedrock/{MODEL}"))
+    response = await asyncio.to_thread(
+        lambda: botocore_client(fake).converse(
+            modelId=MODEL, messages=[{"role": "user", "content": [{"text": "Go on."}]}]
+        )
+    )
+    assert ours == SdkView().message(response)

@@ -1,0 +1,230 @@
+"""Recorded Gemini API answers (tests/replay/gemini: streamGenerateContent over SSE with the
+`\\r\\n\\r\\n` separators Google sends, whole generateContent bodies, an error status) served byte for
+byte from a fake upstream on 127.0.0.1, through the real gateway, compared with what Google's
+official `google-genai` SDK makes of the same bytes. Where they disagree, the gateway is wrong."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+from replay.support import (
+    KEY,
+    VERTEX_MODELS,
+    Reasoning,
+    View,
+    ask,
+    figures,
+    gateway_stream,
+    gateway_unary,
+    recordings,
+    replay,
+    replay_gateway,
+    vertex_gateway,
+)
+
+from provider_gateway.fakes import FakeUpstream
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+# google-genai's own aiohttp session subclass warns on import; nothing of the gateway's.
+pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+
+MODEL = "gemini-2.5-flash"
+STREAM_PATH = f"/v1beta/models/{MODEL}:streamGenerateContent"
+UNARY_PATH = f"/v1beta/models/{MODEL}:generateContent"
+
+# The gateway's contract maps finishReason to one enum (raw_finish_reason keeps Google's word):
+# STOP after function calls is TOOL_CALLS, as every other vendor says it; safety stops are
+# CONTENT_FILTER, as is a prompt blocked (promptFeedback.blockReason); a malformed function call,
+# which the client cannot run, is OTHER.
+FINISH = {
+    "STOP": pb.FINISH_REASON_STOP,
+    "MAX_TOKENS": pb.FINISH_REASON_LENGTH,
+    "SAFETY": pb.FINISH_REASON_CONTENT_FILTER,
+    "PROHIBITED_CONTENT": pb.FINISH_REASON_CONTENT_FILTER,
+    "MALFORMED_FUNCTION_CALL": pb.FINISH_REASON_OTHER,
+}
+# google.rpc status names as gRPC codes (the gateway's errors keep the upstream's meaning).
+ERROR_CODES = {
+    "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+}
+
+
+@pytest.fixture(scope="module")
+async def upstreams() -> AsyncIterator[dict[str, tuple[FakeUpstream, Any]]]:
+    """The Gemini API, and Gemini on Vertex AI (the same GenerateContentResponse bytes): each a
+    fake and a gateway."""
+    async with replay_gateway("gemini") as direct, vertex_gateway() as vertex:
+        yield {"gemini": direct, "vertex": vertex}
+
+
+VERTEX_GEMINI = VERTEX_MODELS.format(publisher="google", model=MODEL)
+# host -> (the gateway's upstream path for a stream, for a whole answer)
+HOSTS = {
+    "gemini": (STREAM_PATH, UNARY_PATH),
+    "vertex": (f"{VERTEX_GEMINI}:streamGenerateContent", f"{VERTEX_GEMINI}:generateContent"),
+}
+
+
+def sdk_client(fake: FakeUpstream) -> genai.Client:
+    return genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=fake.url, api_version="v1beta"))
+
+
+def dump(value: Any) -> dict[str, Any]:
+    """An SDK object as Google's JSON names it."""
+    return value.model_dump(mode="json", by_alias=True, exclude_none=True)  # type: ignore[no-any-return]
+
+
+def to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
+class SdkView:
+    """Folds the SDK's GenerateContentResponse chunks into a view, the gateway's contract applied:
+    a thought signature closes the reasoning block before it (on a thought, a text or a function
+    call part alike); a call without Google's `id` gets `name-N`, its N-th call of that name."""
+
+    def __init__(self) -> None:
+        self.view = View()
+        self.thought = ""
+        self.per_name: dict[str, int] = {}
+
+    def chunk(self, response: types.GenerateContentResponse) -> None:
+        if response.usage_metadata is not None:
+            self.usage(response.usage_metadata)
+        feedback = response.prompt_feedback
+        if feedback is not None and feedback.block_reason is not None:  # the prompt was refused
+            self.view.raw_finish_reason = feedback.block_reason.value
+        candidate = (response.candidates or [None])[0]
+        if candidate is None:
+            return
+        for part in (candidate.content.parts if candidate.content else None) or []:
+            self.part(part)
+        for name in ("grounding_metadata", "citation_metadata", "url_context_metadata"):
+            if (value := getattr(candidate, name)) is not None:  # no typed event: passed on whole
+                self.view.raw_content.append((to_camel(name), dump(value)))
+        if candidate.finish_reason is not None:
+            self.view.raw_finish_reason = candidate.finish_reason.value
+
+    def part(self, part: types.Part) -> None:
+        if part.function_call is not None:
+            self.signature(part)
+            call = part.function_call
+            name = call.name or ""
+            n = self.per_name.get(name, 0)
+            self.per_name[name] = n + 1
+            self.view.tool_calls.append((call.id or f"{name}-{n}", name, call.args or {}))
+            return
+        if part.text is None:  # code execution, inline data...: no typed event, passed on whole
+            fields = dump(part)
+            self.view.raw_content.append((next(k for k in fields if k != "thoughtSignature"), fields))
+            self.signature(part)
+            return
+        if part.thought:
+            self.thought += part.text or ""
+        else:
+            self.view.text += part.text or ""
+        self.signature(part)
+
+    def signature(self, part: types.Part) -> None:
+        if part.thought_signature:
+            signature = base64.b64encode(part.thought_signature).decode()
+            self.view.reasoning.append(Reasoning(self.thought, signature))
+            self.thought = ""
+
+    def usage(self, usage: types.GenerateContentResponseUsageMetadata) -> None:
+        thoughts = usage.thoughts_token_count or 0
+        # The gateway's normalised usage: thoughts are billed as output, so output includes them.
+        self.view.usage = figures(
+            input=usage.prompt_token_count or 0,
+            output=(usage.candidates_token_count or 0) + thoughts,
+            cache_read=usage.cached_content_token_count or 0,
+            reasoning=thoughts,
+        )
+        self.view.usage_raw = usage.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def done(self) -> View:
+        if self.thought:
+            self.view.reasoning.append(Reasoning(self.thought))
+        view = self.view
+        view.finish_reason = FINISH[view.raw_finish_reason]
+        if view.tool_calls and view.finish_reason == pb.FINISH_REASON_STOP:
+            view.finish_reason = pb.FINISH_REASON_TOOL_CALLS
+        return view
+
+
+async def sdk_stream(fake: FakeUpstream) -> tuple[SdkView, genai_errors.APIError | None]:
+    folded = SdkView()
+    try:
+        async for chunk in await sdk_client(fake).aio.models.generate_content_stream(
+            model=MODEL, contents="Go on."
+        ):
+            folded.chunk(chunk)
+    except genai_errors.APIError as error:
+        return folded, error
+    return folded, None
+
+
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize("path", recordings("gemini", ".sse"), ids=lambda p: p.stem)
+async def test_stream_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
+    fake, stub = upstreams[host]
+    fake.script(HOSTS[host][0], replay(path, "text/event-stream"))
+    fake.script(STREAM_PATH, replay(path, "text/event-stream"))
+    ours, error = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
+    theirs, their_error = await sdk_stream(fake)
+    if their_error is None:
+        assert error is None, error.details() if error else ""
+        assert ours == theirs.done()
+        return
+    # An error chunk mid-stream: the same content before it, then Google's status and message
+    # (never a clean end).
+    assert error is not None, "the stream ended cleanly where the SDK raised"
+    assert error.code() == ERROR_CODES[str(their_error.status)]
+    assert str(their_error.message) in error.details()
+    assert ours.text == theirs.view.text
+
+
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize(
+    "path", [p for p in recordings("gemini", ".json") if len(p.suffixes) == 1], ids=lambda p: p.stem
+)
+async def test_whole_answer_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
+    fake, stub = upstreams[host]
+    fake.script(HOSTS[host][1], replay(path, "application/json"))
+    fake.script(UNARY_PATH, replay(path, "application/json"))
+    ours = await gateway_unary(stub, ask(f"{host}/{MODEL}"))
+    theirs = SdkView()
+    theirs.chunk(await sdk_client(fake).aio.models.generate_content(model=MODEL, contents="Go on."))
+    assert ours == theirs.done()
+
+
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize(
+    "path", [p for p in recordings("gemini", ".json") if len(p.suffixes) == 2], ids=lambda p: p.stem
+)
+async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
+    """`name.<http status>.json`: a google.rpc.Status body answered with that status."""
+    fake, stub = upstreams[host]
+    status = int(path.suffixes[0].lstrip("."))
+    fake.script(HOSTS[host][0], replay(path, "application/json", status))
+    fake.script(STREAM_PATH, replay(path, "application/json", status))
+    _, error = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
+    with pytest.raises(genai_errors.APIError) as raised:
+        async for _ in await sdk_client(fake).aio.models.generate_content_stream(
+            model=MODEL, contents="Go on."
+        ):
+            pass
+    theirs = raised.value
+    assert error is not None
+    assert error.code() == ERROR_CODES[str(theirs.status)]
+    assert str(theirs.message) in error.details()

@@ -1,0 +1,156 @@
+"""Recorded OpenAI Chat Completions answers (tests/replay/openai: streams with tool calls split
+across chunks by index, refusals, a usage chunk with cached and reasoning tokens, `: keep-alive`
+comments, Azure's prompt_filter_results chunk with empty choices; whole bodies) served byte for
+byte from a fake upstream on 127.0.0.1, through the real gateway, compared with what the official
+`openai` SDK makes of the same bytes (its ChatCompletionStream accumulation, `create`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import openai
+import pytest
+from replay.support import (
+    KEY,
+    View,
+    ask,
+    figures,
+    gateway_stream,
+    gateway_unary,
+    recordings,
+    replay,
+    replay_gateway,
+)
+
+from provider_gateway.fakes import FakeUpstream
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+MODEL = "gpt-4.1"
+# (gateway provider kind, where the SDK's base URL and the gateway's base_url point on the fake)
+OPENAI = ("openai", "/v1")
+AZURE = ("azure", f"/openai/deployments/{MODEL}")
+FINISH = {
+    "stop": pb.FINISH_REASON_STOP,
+    "length": pb.FINISH_REASON_LENGTH,
+    "tool_calls": pb.FINISH_REASON_TOOL_CALLS,
+    "content_filter": pb.FINISH_REASON_CONTENT_FILTER,
+}
+# HTTP error statuses as gRPC codes (docs/http-providers.md).
+ERROR_CODES = {429: grpc.StatusCode.RESOURCE_EXHAUSTED}
+# Known disagreements, fixed outside this task (providers/openai is another engineer's): none yet.
+XFAIL: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+async def upstreams() -> AsyncIterator[dict[str, tuple[FakeUpstream, Any]]]:
+    """A fake and a gateway per host kind: OpenAI's (base_url at /v1) and Azure's (the resource)."""
+    async with replay_gateway("openai", "/v1") as oa, replay_gateway("azure") as azure:
+        yield {"openai": oa, "azure": azure}
+
+
+def sdk_client(fake: FakeUpstream, path: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{fake.url}{path}", api_key=KEY, max_retries=0)
+
+
+def sdk_view(completion: Any) -> View:
+    """The SDK's ChatCompletion as the gateway's contract carries it: a refusal is text (the
+    gateway has no refusal event; docs/http-providers.md), url_citation annotations RawContent."""
+    choice = completion.choices[0]
+    message = choice.message
+    view = View(
+        text=(message.content or "") + (message.refusal or ""), raw_finish_reason=choice.finish_reason
+    )
+    view.finish_reason = FINISH[choice.finish_reason]
+    view.tool_calls = [
+        (c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []
+    ]
+    view.raw_content = [(a.type, a.to_dict()) for a in message.annotations or []]
+    usage = completion.usage
+    view.usage = figures(
+        input=usage.prompt_tokens,
+        output=usage.completion_tokens,
+        cache_read=usage.prompt_tokens_details.cached_tokens or 0 if usage.prompt_tokens_details else 0,
+        reasoning=usage.completion_tokens_details.reasoning_tokens or 0
+        if usage.completion_tokens_details
+        else 0,
+    )
+    view.usage_raw = usage.to_dict()
+    return view
+
+
+def cases(suffix: str, *, errors: bool = False) -> list[Any]:
+    """Each recording with `suffix`; `name.<http status>.json` ones (error bodies) apart."""
+    params = []
+    for path in recordings("openai", suffix):
+        if (len(path.suffixes) == 2) != errors:
+            continue
+        host = AZURE if path.stem.startswith("azure_") else OPENAI
+        marks = [pytest.mark.xfail(strict=True, reason=XFAIL[path.name])] if path.name in XFAIL else []
+        params.append(pytest.param(path, host, id=path.stem, marks=marks))
+    return params
+
+
+async def sdk_stream(fake: FakeUpstream, path: str) -> tuple[View, openai.APIError | None]:
+    async with sdk_client(fake, path).chat.completions.stream(
+        model=MODEL, messages=[{"role": "user", "content": "Go on."}]
+    ) as stream:
+        try:
+            return sdk_view(await stream.get_final_completion()), None
+        except openai.LengthFinishReasonError as cut:  # the helper's parse step refuses a cut answer
+            return sdk_view(cut.completion), None
+        except openai.APIError as error:
+            snapshot = stream.current_completion_snapshot
+            return View(text=snapshot.choices[0].message.content or ""), error
+
+
+@pytest.mark.parametrize(("path", "host"), cases(".sse"))
+async def test_stream_matches_sdk(path: Path, host: tuple[str, str], upstreams: dict[str, Any]) -> None:
+    fake, stub = upstreams[host[0]]
+    fake.script(f"{host[1]}/chat/completions", *[replay(path, "text/event-stream")] * 2)
+    ours, error = await gateway_stream(stub, ask(f"{host[0]}/{MODEL}"))
+    theirs, their_error = await sdk_stream(fake, host[1])
+    if their_error is None:
+        assert error is None, error.details() if error else ""
+        assert ours == theirs
+        return
+    # An error object mid-stream: the same content before it, then the error's message in a status
+    # (never a clean end); a server_error without a code is a 500, so UNAVAILABLE.
+    assert error is not None, "the stream ended cleanly where the SDK raised"
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert their_error.message in error.details()
+    assert ours.text == theirs.text
+
+
+@pytest.mark.parametrize(("path", "host"), cases(".json"))
+async def test_whole_answer_matches_sdk(path: Path, host: tuple[str, str], upstreams: dict[str, Any]) -> None:
+    fake, stub = upstreams[host[0]]
+    fake.script(f"{host[1]}/chat/completions", *[replay(path, "application/json")] * 2)
+    ours = await gateway_unary(stub, ask(f"{host[0]}/{MODEL}"))
+    completion = await sdk_client(fake, host[1]).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Go on."}]
+    )
+    assert ours == sdk_view(completion)
+
+
+@pytest.mark.parametrize(("path", "host"), cases(".json", errors=True))
+async def test_error_status_matches_sdk(path: Path, host: tuple[str, str], upstreams: dict[str, Any]) -> None:
+    """`name.<http status>.json`: an error body answered with that status."""
+    fake, stub = upstreams[host[0]]
+    status = int(path.suffixes[0].lstrip("."))
+    fake.script(f"{host[1]}/chat/completions", *[replay(path, "application/json", status)] * 2)
+    ours, error = await gateway_stream(stub, ask(f"{host[0]}/{MODEL}"))
+    with pytest.raises(openai.APIStatusError) as raised:
+        await sdk_stream(fake, host[1])
+    assert raised.value.status_code == status
+    assert error is not None
+    assert error.code() == ERROR_CODES[status]
+    # The vendor's words, except key-shaped tokens (an `org-...` id here), which the gateway masks
+    # so that nothing secret-like reaches a client or a log (http/errors.py `redact`).
+    said = re.sub(r"\borg-\w+", "***", raised.value.body["message"])  # type: ignore[index]
+    assert said in error.details()
+    assert ours.text == ""
