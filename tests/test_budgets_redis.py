@@ -241,6 +241,25 @@ async def test_forced_spends_past_a_limit_are_kept_and_refuse_what_follows(
     await store.aclose()
 
 
+@pytest.mark.parametrize("kind", ["packed", "args"])
+async def test_absurd_settlements_never_overflow_redis_s_counters(
+    kind: str, redis_server: RedisServer
+) -> None:
+    """A broken upstream's usage (2^62 tokens), settled again and again: Redis's 64-bit counters
+    must not overflow, which would abort the script after some windows were added and before
+    their expiries were set (a window then never ends)."""
+    store = RedisCounterStore(redis_server.url, prefix=f"o{time.monotonic_ns()}:")
+    meters = meters_of(kind, store)
+    name, left = calendar_window("day", time.time())
+    absurd = Meter(f"{{key:o}}:key:o:tokens:{name}", "window", 2**62, 100, left)
+    for metric in ("a", "b", "c"):
+        fresh = Meter(f"{{key:o}}:key:o:{metric}:{name}", "window", 1, 100, left)
+        assert await meters.meter([fresh, absurd], check=False) is None
+        assert await store._client.pttl(f"{store._prefix}m:{fresh.key}") > 0  # it ends with its window
+    assert (await meters.read([absurd]))[0].used > 100  # spent is spent: past the limit
+    await store.aclose()
+
+
 @pytest.mark.parametrize("kind", ["memory", "packed"])
 async def test_a_kept_check_command_meters_as_its_meters_do(kind: str, redis_server: RedisServer) -> None:
     """A key's check in one second is one command kept whole, only each meter's amount filled in

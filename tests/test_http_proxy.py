@@ -20,7 +20,7 @@ from provider_gateway.v1 import provider_service_pb2 as pb
 ENV = {
     "HTTPS_PROXY": "http://tls-egress:3128",
     "http_proxy": "http://plain-egress:3128",
-    "NO_PROXY": "internal.example, .corp.example:8443,10.1.2.3",
+    "NO_PROXY": "internal.example, .corp.example:8443,10.1.2.3,10.9.0.0/16,[fd12::7]:443",
 }
 
 
@@ -36,6 +36,12 @@ ENV = {
         ("http://localhost:8080", None),
         ("http://[::1]:8080", None),
         ("http://169.254.169.254", None),  # link-local: the cloud's metadata (AWS credentials)
+        ("http://[fd00:ec2::23]", None),  # EKS Pod Identity's IPv6 agent: a token never crosses a proxy
+        ("http://[fd00:ec2::254]", None),  # IMDS over IPv6
+        ("http://metadata.google.internal", None),
+        ("http://10.9.8.7:8000", None),  # NO_PROXY: a range
+        ("http://10.10.0.1:8000", "http://plain-egress:3128"),  # outside it
+        ("http://[fd12::7]:8000", None),  # NO_PROXY: an IPv6 address in brackets, with a port
     ],
 )
 def test_the_environment_decides_per_origin_as_curl_reads_it(origin: str, proxy: str | None) -> None:
@@ -55,6 +61,12 @@ def test_all_proxy_is_the_fallback_and_settings_override_the_environment() -> No
     assert configured.for_origin("https://api.skip.example", ENV) is None
     assert configured.for_origin("http://127.0.0.1:9", ENV) is None
     assert ProxySettings(from_environment=False).for_origin("https://api.openai.com", ENV) is None
+
+
+def test_an_environment_proxy_that_is_not_http_is_ignored_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    # ALL_PROXY=socks5://... is often set for other tools: the gateway goes direct and says why.
+    assert ProxySettings().for_origin("https://api.openai.com", {"ALL_PROXY": "socks5://gw:1080"}) is None
+    assert "socks5://gw:1080" in caplog.text
 
 
 def test_a_proxy_password_is_a_secret_and_does_not_belong_in_the_file() -> None:

@@ -325,20 +325,22 @@ class PackedScriptCalls:
         return kept
 
 
-_INT64 = 2**63  # what INCRBY adds: a signed 64-bit integer
+# The largest amount sent to Redis (9e15: µUSD, nine billion dollars; tokens, far more than any
+# request). Redis counts in signed 64 bits and an INCRBY that overflows aborts the script part-way,
+# keeping the windows added before it and none of their expiries: kept this far below 2^63, sums of
+# amounts (a broken upstream's absurd usage, settled again and again) stay clear of that.
+_MAX_AMOUNT = 2**53
 
 
 def fits(values: tuple[int, ...]) -> bool:
-    """Whether every value is one INCRBY takes (PackedScriptCalls.template sends them unclamped)."""
-    return min(values) >= -_INT64 and max(values) < _INT64
+    """Whether every value is sent as it is (PackedScriptCalls.template sends them unclamped)."""
+    return min(values) >= -_MAX_AMOUNT and max(values) <= _MAX_AMOUNT
 
 
 def _clamped(amount: int) -> int:
-    """An amount within 64 bits: a limit is one (a TOML integer), so a larger amount is refused
-    all the same, and no settlement comes near."""
-    if -_INT64 <= amount < _INT64:
-        return amount
-    return -_INT64 if amount < 0 else _INT64 - 1
+    """An amount within ±_MAX_AMOUNT: a larger limit is no real one, so a larger amount is refused
+    all the same, and a settlement that large is a broken figure."""
+    return max(-_MAX_AMOUNT, min(amount, _MAX_AMOUNT))
 
 
 def _rates_first(meters: Sequence[Meter | _Kept]) -> tuple[list[int], int]:
