@@ -3,7 +3,9 @@ and the vendors' SDKs read them; loopback and link-local hosts always direct."""
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -22,6 +24,20 @@ ENV = {
     "http_proxy": "http://plain-egress:3128",
     "NO_PROXY": "internal.example, .corp.example:8443,10.1.2.3,10.9.0.0/16,[fd12::7]:443",
 }
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], None]:
+    """Set the process's proxy variables to exactly `variables` (the rest cleared)."""
+
+    def use(variables: dict[str, str]) -> None:
+        for name in list(os.environ):
+            if name.lower().endswith("_proxy"):
+                monkeypatch.delenv(name)
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+
+    return use
 
 
 @pytest.mark.parametrize(
@@ -44,35 +60,43 @@ ENV = {
         ("http://[fd12::7]:8000", None),  # NO_PROXY: an IPv6 address in brackets, with a port
     ],
 )
-def test_the_environment_decides_per_origin_as_curl_reads_it(origin: str, proxy: str | None) -> None:
-    chosen = ProxySettings().for_origin(origin, ENV)
+def test_the_environment_decides_per_origin_as_curl_reads_it(
+    origin: str, proxy: str | None, environment: Callable[[dict[str, str]], None]
+) -> None:
+    environment(ENV)
+    chosen = ProxySettings().for_origin(origin)
     assert (str(chosen.url) if chosen else None) == proxy
 
 
-def test_all_proxy_is_the_fallback_and_settings_override_the_environment() -> None:
-    assert (
-        str(ProxySettings().for_origin("https://x.example", {"ALL_PROXY": "http://p:1"}).url) == "http://p:1"
-    )  # type: ignore[union-attr]
-    assert (
-        ProxySettings().for_origin("https://x.example", {"ALL_PROXY": "http://p:1", "NO_PROXY": "*"}) is None
-    )
+def test_all_proxy_is_the_fallback_and_settings_override_the_environment(
+    environment: Callable[[dict[str, str]], None],
+) -> None:
+    environment({"ALL_PROXY": "http://p:1"})
+    assert str(ProxySettings().for_origin("https://x.example").url) == "http://p:1"  # type: ignore[union-attr]
+    environment({"ALL_PROXY": "http://p:1", "NO_PROXY": "*"})
+    assert ProxySettings().for_origin("https://x.example") is None
+    environment(ENV)
     configured = ProxySettings(proxy="http://explicit:3128", no_proxy=("skip.example",))
-    assert str(configured.for_origin("https://x.example", ENV).url) == "http://explicit:3128"  # type: ignore[union-attr]
-    assert configured.for_origin("https://api.skip.example", ENV) is None
-    assert configured.for_origin("http://127.0.0.1:9", ENV) is None
-    assert ProxySettings(from_environment=False).for_origin("https://api.openai.com", ENV) is None
+    assert str(configured.for_origin("https://x.example").url) == "http://explicit:3128"  # type: ignore[union-attr]
+    assert configured.for_origin("https://api.skip.example") is None
+    assert configured.for_origin("http://127.0.0.1:9") is None
+    assert ProxySettings(from_environment=False).for_origin("https://api.openai.com") is None
 
 
-def test_an_environment_proxy_that_is_not_http_is_ignored_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+def test_an_environment_proxy_that_is_not_http_is_ignored_not_fatal(
+    caplog: pytest.LogCaptureFixture, environment: Callable[[dict[str, str]], None]
+) -> None:
     # ALL_PROXY=socks5://... is often set for other tools: the gateway goes direct and says why.
-    assert ProxySettings().for_origin("https://api.openai.com", {"ALL_PROXY": "socks5://gw:1080"}) is None
+    environment({"ALL_PROXY": "socks5://gw:1080"})
+    assert ProxySettings().for_origin("https://api.openai.com") is None
     assert "socks5://gw:1080" in caplog.text
 
 
-def test_a_proxy_password_is_a_secret_and_does_not_belong_in_the_file() -> None:
-    chosen = ProxySettings().for_origin(
-        "https://x.example", {"HTTPS_PROXY": "http://svc:pa55-w0rd-x@egress:3128"}
-    )
+def test_a_proxy_password_is_a_secret_and_does_not_belong_in_the_file(
+    environment: Callable[[dict[str, str]], None],
+) -> None:
+    environment({"HTTPS_PROXY": "http://svc:pa55-w0rd-x@egress:3128"})
+    chosen = ProxySettings().for_origin("https://x.example")
     assert chosen is not None
     assert (chosen.user, chosen.password) == ("svc", "pa55-w0rd-x")
     assert "pa55-w0rd-x" not in str(chosen.url)

@@ -55,12 +55,14 @@ class UpstreamResponse:
     async def read(self, limit: int) -> bytes:
         """The whole body, decoded; `BodyTooLarge` as soon as it passes `limit` bytes. Counted as it
         arrives, not by Content-Length: a gzip body's length says nothing of what it decodes to."""
-        body = bytearray()
+        parts: list[bytes] = []
+        size = 0
         async for chunk in self.chunks():
-            body += chunk
-            if len(body) > limit:
+            size += len(chunk)
+            if size > limit:
                 raise BodyTooLarge(limit)
-        return bytes(body)
+            parts.append(chunk)
+        return b"".join(parts)  # a body of one chunk (most) is returned as it is, not copied
 
     async def aclose(self) -> None:
         raise NotImplementedError

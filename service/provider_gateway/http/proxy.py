@@ -19,7 +19,7 @@ import base64
 import ipaddress
 import logging
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from yarl import URL
@@ -61,7 +61,7 @@ class ProxySettings:
     no_proxy: tuple[str, ...] = ()
     from_environment: bool = True
 
-    def for_origin(self, origin: str, environ: Mapping[str, str] | None = None) -> Proxy | None:
+    def for_origin(self, origin: str) -> Proxy | None:
         """The proxy for `origin` (`scheme://host:port`), or None to connect directly."""
         url = URL(origin)
         host = url.host or ""
@@ -71,7 +71,7 @@ class ProxySettings:
             return parse_proxy(self.proxy)
         if not self.from_environment:
             return None
-        proxies = _environment_proxies(environ)
+        proxies = urllib.request.getproxies_environment()  # the variables, either case, as curl's
         if _listed(host, proxies.get("no", "").split(",")):
             return None
         chosen = proxies.get(url.scheme) or proxies.get("all")
@@ -94,19 +94,6 @@ def parse_proxy(value: str) -> Proxy:
     if password:
         register_secret(password)
     return Proxy(url.with_user(None), user, password)
-
-
-def _environment_proxies(environ: Mapping[str, str] | None) -> dict[str, str]:
-    if environ is None:
-        return urllib.request.getproxies_environment()
-    # The same reading as the standard library's, from a given mapping (tests): lower case wins.
-    proxies: dict[str, str] = {}
-    for name, value in environ.items():
-        if value and name.lower().endswith("_proxy"):
-            scheme = name[:-6].lower()
-            if name.islower() or scheme not in proxies:
-                proxies[scheme] = value
-    return proxies
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
