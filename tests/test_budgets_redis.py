@@ -5,6 +5,7 @@ worst case, and stopping Redis in the middle of load fails open or closed as con
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import random
@@ -21,12 +22,16 @@ from typing import Any
 
 import grpc
 import pytest
+from conftest import run_gateway
 from processes import GatewayProcess, start_gateway
 from rpc_util import WAIT_S, chat
 from test_budgets import ALICE, PRICED_MOCK, alice_key, bearer, details, limit_of, until_refused
 from test_redis import REDIS, RedisServer
 
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.fakes import FakeUpstream, Reply
+from provider_gateway.fakes import chat_completions as completions
+from provider_gateway.fakes.server import RecordedRequest
 from provider_gateway.routing.meters import Batch, MemoryMeters, Meter, calendar_window
 from provider_gateway.routing.shared_state import RedisCounterStore, RedisMeters
 from provider_gateway.server.auth import hash_key
@@ -550,3 +555,122 @@ on_redis_down = "{mode}"
         refusing = [r for r in outages if r.levelno == logging.ERROR]
         assert len(refusing) == 1
         assert "on_redis_down = closed" in refusing[0].getMessage()
+
+
+# Two OpenAI deployments on one fake upstream, the second a fallback of the first; a breaker that
+# one provider failure opens, so that a refusal counted as one would show.
+GATED_UPSTREAMS = """
+[providers.a]
+kind = "openai"
+base_url = "{url}/a/v1"
+api_key_env = "PG_GATE_KEY"
+
+[providers.b]
+kind = "openai"
+base_url = "{url}/b/v1"
+api_key_env = "PG_GATE_KEY"
+
+[routing.breaker]
+consecutive_failures = 1
+min_calls = 1
+
+[redis]
+url = "{redis}"
+prefix = "gate{prefix}:"
+timeout_ms = 5000
+"""
+
+
+def openai_answer(recorded: RecordedRequest) -> Reply:
+    """A Chat Completions answer as OpenAI sends it: a whole completion, or its stream with usage."""
+    body = recorded.json()
+    model = body["model"]
+    if not body.get("stream"):
+        return Reply.json(
+            completions.completion(model, completions.message("hello"), "stop", completions.usage(5, 2))
+        )
+    final = {**completions.chunk(model, {}), "choices": [], "usage": completions.usage(5, 2)}
+    return Reply.sse(
+        [
+            completions.chunk(model, {"role": "assistant", "content": "hello"}),
+            completions.chunk(model, {}, "stop"),
+            final,
+        ]
+    )
+
+
+async def answered(
+    stub: pb_grpc.ProviderServiceStub, method: str, request: pb.ChatRequest, **kwargs: Any
+) -> Any:
+    """A Chat's response, or a ChatStream's events (the last one its Finish)."""
+    if method == "Chat":
+        return await stub.Chat(request, metadata=bearer(ALICE), **kwargs)
+    return [event async for event in stub.ChatStream(request, metadata=bearer(ALICE), **kwargs)]
+
+
+@pytest.mark.parametrize("method", ["Chat", "ChatStream"])
+async def test_a_check_refused_at_the_gate_reaches_no_upstream_and_is_no_provider_failure(
+    method: str, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check's round trip overlaps the call's own work, and its answer is awaited before the
+    first dispatch: a refusal sends nothing upstream, is neither retried nor failed over to the
+    fallback, opens no breaker, charges nothing, and carries QuotaFailure and RetryInfo."""
+    monkeypatch.setenv("PG_GATE_KEY", "k")
+    async with FakeUpstream() as fake:
+        fake.on("POST", "/a/v1/chat/completions", openai_answer)
+        fake.on("POST", "/b/v1/chat/completions", openai_answer)
+        config = GATED_UPSTREAMS.format(url=fake.url, redis=redis_server.url, prefix=time.monotonic_ns())
+        config += alice_key("requests_per_minute = 1\nusd_micros_per_day = 1000000")
+        async with run_gateway(config) as gw:
+            request = chat("a/gpt-4o-mini", "hi", max_tokens=5, fallbacks=["b/gpt-4o-mini"])
+            first = await answered(gw.stub, method, request, timeout=WAIT_S)
+            refused = await refusal_of(answered(gw.stub, method, request, timeout=WAIT_S))
+            report = await gw.stub.GetSpend(pb.GetSpendRequest(), metadata=bearer(ALICE), timeout=WAIT_S)
+            listed = await gw.stub.ListProviders(
+                pb.ListProvidersRequest(), metadata=bearer(ALICE), timeout=WAIT_S
+            )
+    assert [r.path for r in fake.requests if r.method == "POST"] == ["/a/v1/chat/completions"]
+    assert "requests-per-minute quota" in (refused.details() or "")
+    found = details(refused)
+    (violation,) = found["QuotaFailure"].violations
+    assert (violation.subject, violation.description) == ("key:alice", "requests per rolling minute: limit 1")
+    assert 0 < found["RetryInfo"].retry_delay.ToTimedelta().total_seconds() <= 60
+    assert not [k for k, _ in refused.trailing_metadata() or () if k.startswith(("usage-", "cost-"))]
+    assert {p.name: p.breaker_state for p in listed.providers} == {"a": "closed", "b": "closed"}
+    cost = (first if method == "Chat" else first[-1]).finish.cost
+    money = limit_of(report, pb.SPEND_SCOPE_KEY, pb.SPEND_METRIC_USD_MICROS, pb.SPEND_WINDOW_DAY)
+    assert cost.known
+    assert money.spent == cost.amount_micros  # the refused call charged nothing
+
+
+@pytest.mark.parametrize("method", ["Chat", "ChatStream"])
+async def test_a_call_that_ends_while_its_check_is_in_flight_leaves_no_reservation(
+    method: str, gateway_factory, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    """Redis holds the check (CLIENT PAUSE) past the client's deadline: the call ends then, its
+    check still answers (Redis runs it once the pause ends) and what it reserved is refunded,
+    with no task left behind and no exception left unretrieved."""
+    config = PRICED_MOCK + f'[redis]\nurl = "{redis_server.url}"\nprefix = "held{time.monotonic_ns()}:"\n'
+    config += "timeout_ms = 5000\n" + alice_key("tokens_per_day = 100000\nusd_micros_per_day = 100000")
+    async with gateway_factory(config) as gw:
+        quotas = gw.server.auth[0].quotas
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            await gw.server.counters._client.client_pause(400, all=True)  # the meters' answers wait
+            with pytest.raises(grpc.aio.AioRpcError) as late:
+                await answered(gw.stub, method, chat("mock/echo", "hi", max_tokens=50), timeout=0.15)
+            assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            async with asyncio.timeout(WAIT_S):  # the cancelled handler unwinds, then refunds
+                while True:
+                    report = await gw.stub.GetSpend(
+                        pb.GetSpendRequest(), metadata=bearer(ALICE), timeout=WAIT_S
+                    )
+                    if not any(limit.spent for limit in report.limits):
+                        break
+                    await asyncio.sleep(0.05)
+            await quotas.drain()
+            gc.collect()  # a task whose exception nobody read says so when it is collected
+    assert {(s.metric, s.spent) for s in report.limits} == {
+        (pb.SPEND_METRIC_TOKENS, 0),
+        (pb.SPEND_METRIC_USD_MICROS, 0),
+    }
+    assert not [r.getMessage() for r in caplog.records if r.name == "asyncio"]

@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from provider_gateway.catalog import Catalog
 from provider_gateway.domain import CONTENT_EVENTS, Attempt, ChatResponse, Finish, GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.routing.admission import admitted
 from provider_gateway.routing.attempts import Answer, Attempts, OpenStream, Req, rate_limit_hold
 from provider_gateway.routing.capabilities import honouring
 from provider_gateway.routing.deployments import Deployment
@@ -104,6 +105,7 @@ class RetryLoop:
     ) -> AsyncGenerator[GatewayEvent, None]:
         """The retry loop of a stream: it fails over only until the client has seen content."""
         tries = await self._start(plan, request, clock)
+        await admitted()  # the call's budget check, sent as the call began (routing/admission.py)
         while (deployment := await self._next(tries)) is not None:
             sent_content = False
             try:
@@ -137,6 +139,7 @@ class RetryLoop:
         """The retry loop of a unary call: the client sees nothing until it returns, so any
         retryable failure fails over, as a stream's does before its first content."""
         tries = await self._start(plan, request, clock)
+        await admitted()  # the call's budget check, sent as the call began (routing/admission.py)
         while (deployment := await self._next(tries)) is not None:
             try:
                 return await self.attempts.call(

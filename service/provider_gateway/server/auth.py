@@ -45,6 +45,7 @@ from provider_gateway.config import ConfigError, GatewayConfig, Section
 from provider_gateway.domain import Route
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.pricing import PriceTable
+from provider_gateway.routing.admission import Admission, pending
 from provider_gateway.routing.consumption import watching
 from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.resolve import RouteResolver
@@ -80,6 +81,10 @@ PROVIDER_SERVICE = "/provider_gateway.v1.ProviderService/"
 HEALTH_SERVICE = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
 STREAMING_METHODS = frozenset({"ChatStream", "CompleteStream"})
+# Methods whose every provider call passes the admission gate (routing/retry.py, RetryLoop.call
+# and .run): their check's round trip overlaps the call's own work before dispatch. The others
+# (Embed, CountTokens, ListModels) wait for their check before they start.
+GATED_METHODS = frozenset({"Chat", "ChatStream", "Complete", "CompleteStream"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -266,22 +271,50 @@ class Quotas:
     async def admit(self, principal: Principal, request: Any, method: str) -> Ticket:
         return await self.budgets.admit(principal.name, principal.limits, principal.team, request, method)
 
+    def send(self, principal: Principal, request: Any, method: str) -> tuple[Ticket, Admission | None]:
+        """The request's reservation and its check, sent now: the check's task runs at once until
+        it waits for the meters' answer (eager start), so its round trip overlaps whatever the
+        caller does next. None when the key has no limit this method meets."""
+        ticket, check = self.budgets.reserve(
+            principal.name, principal.limits, principal.team, request, method
+        )
+        if check is None:
+            return ticket, None
+        return ticket, Admission(asyncio.Task(check, loop=asyncio.get_running_loop(), eager_start=True))
+
     async def settle(self, ticket: Ticket, outcome: Outcome) -> None:
         try:
             await self.budgets.settle(ticket, outcome)
         except Exception:  # the answer is already sent; a lost charge is logged, never raised
             log.exception("could not settle the spend of a request by %s", ticket.holders[0].name)
 
-    def settle_later(self, ticket: Ticket, outcome: Outcome) -> None:
+    def settle_later(self, ticket: Ticket, outcome: Outcome, admission: Admission | None = None) -> None:
         """Settle in a task of its own, off the answer's path: the answer (or the status of a
         cancelled call) goes out without waiting for the meters' round trip. The task is kept
         until done and `drain` awaits it, so a charge is never lost, and a cancel of the call
-        cannot cancel it."""
-        if not ticket.budget_meters and not ticket.tpm_keys:
-            return  # nothing to settle (rpm only, or no limits)
-        task = asyncio.get_running_loop().create_task(self.settle(ticket, outcome))
+        cannot cancel it. With the request's check (`admission`) still in flight (the call ended
+        before its gate: a cancel, a failure before dispatch), the settlement waits for its answer:
+        a reservation it made is refunded, a refusal reserved nothing."""
+        if not ticket.budget_meters and not ticket.tpm_keys:  # nothing to settle (rpm only)
+            if admission is not None:  # its failure, if any, is seen: never "never retrieved"
+                admission.check.add_done_callback(_seen)
+            return
+        if admission is None or admission.admitted():
+            work = self.settle(ticket, outcome)
+        elif admission.check.done():
+            return  # refused or failed: nothing was reserved
+        else:
+            work = self._settle_after(admission.check, ticket, outcome)
+        task = asyncio.get_running_loop().create_task(work)
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
+
+    async def _settle_after(self, check: asyncio.Task[None], ticket: Ticket, outcome: Outcome) -> None:
+        try:
+            await check  # a task of its own, which nothing else cancels
+        except Exception:
+            return  # refused, or the meters failed: nothing was reserved
+        await self.settle(ticket, outcome)
 
     async def drain(self) -> None:
         """Wait for every settlement under way (before a spend report, and at shutdown). With
@@ -391,10 +424,21 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         from provider_gateway.server.servicer import abort  # the servicer owns status mapping
 
         quotas = self.quotas
+        gated = name in GATED_METHODS
 
-        async def admitted(request: Any, context: Any) -> Ticket:
+        async def admitting(request: Any, context: Any) -> tuple[Ticket, Admission | None]:
+            """Send the check; wait for its answer now unless the call's gate will (see GATED_METHODS).
+            Returns the check still in flight, to be passed to the gate and the settlement."""
             try:
-                return await quotas.admit(principal, request, name)
+                ticket, admission = quotas.send(principal, request, name)
+                if admission is None or (gated and not admission.check.done()):
+                    return ticket, admission
+                try:
+                    await admission.wait()
+                except asyncio.CancelledError:  # the client left: refunded once the check answers
+                    quotas.settle_later(ticket, Outcome(), admission)
+                    raise
+                return ticket, None
             except QuotaExceeded as exc:
                 await abort(context, exc, details=exc.details)
             except GatewayError as exc:
@@ -407,12 +451,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 outcome = Outcome()
                 try:
                     with contextlib.ExitStack() as slots:
-                        ticket = await admitted(request, context)
+                        ticket, admission = await admitting(request, context)
+                        if admission is not None:
+                            slots.callback(_reset_pending, pending.set(admission))
+                            context = GatedContext(context, admission)
                         if name in STREAMING_METHODS:
                             try:
                                 slots.enter_context(quotas.stream_slot(principal))
                             except GatewayError as exc:
-                                await quotas.settle(ticket, outcome)  # nothing ran: all refunded
+                                quotas.settle_later(ticket, outcome, admission)  # nothing ran: all refunded
                                 await abort(context, exc)
                         # Closed here, not by the garbage collector: a client cancel must run the
                         # inner stream's cleanup (upstream close, router slots) in this task.
@@ -423,7 +470,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                                         outcome.see(item)
                                         yield item
                         finally:  # a cancelled or cut stream is charged what it consumed too
-                            quotas.settle_later(ticket, outcome)
+                            quotas.settle_later(ticket, outcome, admission)
                 finally:
                     _reset(token)
 
@@ -433,18 +480,58 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             token = current_principal.set(principal)
             outcome = Outcome()
             try:
-                ticket = await admitted(request, context)
+                ticket, admission = await admitting(request, context)
+                gate = None
+                if admission is not None:
+                    gate = pending.set(admission)
+                    context = GatedContext(context, admission)
                 try:
                     with watching(outcome.consumed.append):
                         response = await behaviour(request, context)
                     outcome.see(response)
                     return response
                 finally:
-                    quotas.settle_later(ticket, outcome)
+                    quotas.settle_later(ticket, outcome, admission)
+                    if gate is not None:
+                        _reset_pending(gate)
             finally:
                 _reset(token)
 
         return unary
+
+
+class GatedContext:
+    """The call's context as the servicer sees it while the call's check is in flight. A refusal
+    raised at the gate (routing/admission.py) reaches the servicer as an error like any other,
+    and the servicer's status mapping sends RetryInfo only: its abort here sends the refusal as
+    a refusal before the call does, with the QuotaFailure naming the limit."""
+
+    __slots__ = ("_admission", "_context")
+
+    def __init__(self, context: Any, admission: Admission) -> None:
+        self._context = context
+        self._admission = admission
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort(self, code: Any, details: str = "", trailing_metadata: Any = ()) -> None:
+        from provider_gateway.server.servicer import abort
+
+        refusal = self._admission.raised
+        if isinstance(refusal, QuotaExceeded):
+            await abort(self._context, refusal, details=refusal.details)
+        await self._context.abort(code, details, trailing_metadata)
+
+
+def _seen(check: asyncio.Task[None]) -> None:
+    if not check.cancelled():
+        check.exception()
+
+
+def _reset_pending(token: Token[Admission | None]) -> None:
+    with contextlib.suppress(ValueError):  # as _reset: a stream closed from another context
+        pending.reset(token)
 
 
 async def _reject_unauthenticated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -402,10 +402,22 @@ class Budgets:
         return Meter(f"{slot.key}:{name}", "window", 0, slot.limit, ends - now, ends)
 
     async def admit(self, key: str, limits: Limits, team: str, request: Any, method: str) -> Ticket:
+        """Check and reserve, waiting for the answer (`reserve` without the overlap)."""
+        ticket, check = self.reserve(key, limits, team, request, method)
+        if check is not None:
+            await check
+        return ticket
+
+    def reserve(
+        self, key: str, limits: Limits, team: str, request: Any, method: str
+    ) -> tuple[Ticket, Coroutine[Any, Any, None] | None]:
+        """The request's reservation and, when it has limits, the check that makes it (one atomic
+        call to the meters, which raises QuotaExceeded when a limit has no room). What needs no
+        round trip (no worst case, a request larger than a limit) raises here, before any call."""
         shape = self.shape(key, limits, team, method)
         ticket = Ticket(shape.holders)
         if not shape.labels:
-            return ticket
+            return ticket, None
         prompt = estimate_tokens(request)
         ticket.tpm_keys = shape.tpm_keys
         batch, budgets = self._of_second(shape)
@@ -418,10 +430,12 @@ class Budgets:
         most = shape.ceilings
         if prompt > most[1] or tokens > most[2] or micros > most[3] or most[0] < 1:
             _never_fits(batch, values, shape.labels)
+        return ticket, self._check(batch, values, shape.labels)
+
+    async def _check(self, batch: Batch, values: tuple[int, ...], labels: tuple[Label, ...]) -> None:
         refusal = await self.meters.meter_batch(batch, values, check=True)
         if refusal is not None:
-            raise QuotaExceeded(shape.labels[refusal.meter], refusal.wait_s)
-        return ticket
+            raise QuotaExceeded(labels[refusal.meter], refusal.wait_s)
 
     async def settle(self, ticket: Ticket, outcome: Outcome) -> None:
         """Charge what the request really consumed; refund the rest of its reservation."""
