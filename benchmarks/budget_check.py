@@ -21,7 +21,16 @@ changes no answer), then a short run per key reads Redis's own time per script (
 In one run: the in-process meters (the baseline), then a redis-server started on 127.0.0.1, read
 with hiredis (the optional extra `redis`; skipped when not installed) and with redis-py's own
 parser. The table has the medians over `--runs` runs of each figure.
-Usage: .venv/bin/python benchmarks/budget_check.py [--requests 2000] [--runs 5]   (a Markdown table)
+End to end (what a request waits for): a real gateway (`provider-gateway serve`, as
+benchmarks/run.py starts it) in front of the OpenAI fake upstream of benchmarks/fake_openai.py,
+with the same keys and a redis-server of its own on 127.0.0.1, answers unary Chat calls sent one at
+a time, key after key (the order reversed every other round). "Added" is a key's p50 minus the
+unlimited key's p50 in the same run: what its check and settlement cost the request, round trip
+included, where the gateway overlaps the check with the request's own work (routing/admission.py).
+`--before DIR` starts a second gateway from another checkout's `service` folder (put first on its
+PYTHONPATH) and interleaves its calls with this checkout's, round by round.
+Usage: .venv/bin/python benchmarks/budget_check.py [--requests 1500] [--runs 5] [--calls 300]
+       [--before DIR]   (Markdown tables; about a minute and a half with --before)
 """
 
 from __future__ import annotations
@@ -32,10 +41,13 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import time
 import tomllib
+from pathlib import Path
 from typing import Any
 
+import grpc
 from redis.asyncio.connection import _AsyncHiredisParser, _AsyncRESP2Parser
 from redis.utils import HIREDIS_AVAILABLE
 
@@ -44,6 +56,10 @@ from provider_gateway.server.app import GatewayServer
 from provider_gateway.server.auth import AuthInterceptor, hash_key
 from provider_gateway.server.budgets import Outcome
 from provider_gateway.v1 import provider_service_pb2 as pb
+from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import procs
 
 KEYS = {
     "none": "",
@@ -59,8 +75,30 @@ TEAM = (
 )
 
 
-def config_text(redis_url: str) -> str:
-    text = '[prices.mock."echo"]\ninput = 2.0\noutput = 5.0\n' + TEAM
+UPSTREAM = """
+[server]
+default_provider = "openai"
+
+[providers.openai]
+kind = "openai"
+base_url = "http://127.0.0.1:{port}/v1"
+api_key_env = "BENCH_OPENAI_KEY"
+
+[prices.openai."bench-model"]
+input = 2.0
+output = 5.0
+"""
+
+
+def config_text(redis_url: str, upstream_port: int = 0) -> str:
+    """The keys and team, with Redis at `redis_url` ("": in-process meters); the mock priced, or
+    with `upstream_port` the OpenAI fake upstream there priced and the default provider."""
+    text = (
+        UPSTREAM.format(port=upstream_port)
+        if upstream_port
+        else '[prices.mock."echo"]\ninput = 2.0\noutput = 5.0\n'
+    )
+    text += TEAM
     if redis_url:
         # A shared machine may stall a round trip past the default 250 ms, which would measure
         # the per-process fallback instead.
@@ -90,9 +128,9 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str]:
     return process, f"redis://127.0.0.1:{port}/0"
 
 
-def chat_request() -> pb.ChatRequest:
+def chat_request(model: str = "mock/echo") -> pb.ChatRequest:
     return pb.ChatRequest(
-        model="mock/echo",
+        model=model,
         max_tokens=64,
         messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="a short question " * 8)])],
     )
@@ -177,10 +215,70 @@ async def one_run(url: str, requests: int) -> dict[tuple[str, str], tuple[float,
     return found
 
 
-async def main(requests: int, runs: int) -> None:
+async def end_to_end(url: str, calls: int, runs: int, before: str) -> list[dict[tuple[str, str], float]]:
+    """Per run, (gateway, key) -> p50 µs of a unary Chat through a real gateway; the gateways (this
+    checkout's, and `before`'s when given) and their keys interleaved call by call."""
+    upstream = procs.upstream(tokens=20)
+    sources = {"before": before, "after": ""} if before else {"this checkout": ""}
+    started: list[procs.Proc] = []
+    channels: list[grpc.aio.Channel] = []
+    try:
+        stubs = {}
+        for label, service in sources.items():
+            env = {"BENCH_OPENAI_KEY": "sk-bench", **({"PYTHONPATH": service} if service else {})}
+            started.append(procs.gateway(config_text(url, upstream.port), env))
+            channels.append(grpc.aio.insecure_channel(f"127.0.0.1:{started[-1].port}"))
+            stubs[label] = pb_grpc.ProviderServiceStub(channels[-1])
+        request = chat_request("openai/bench-model")
+        keys = {key: (("authorization", f"Bearer {key * 30}"),) for key in KEYS}
+        order = [(label, key) for label in stubs for key in keys]
+
+        async def one_round(times: dict[tuple[str, str], list[float]], reverse: bool) -> None:
+            for label, key in reversed(order) if reverse else order:
+                started_ns = time.perf_counter_ns()
+                await stubs[label].Chat(request, metadata=keys[key], timeout=10)
+                times[label, key].append((time.perf_counter_ns() - started_ns) / 1e3)
+
+        warm_up: dict[tuple[str, str], list[float]] = {pair: [] for pair in order}
+        for i in range(max(calls // 5, 20)):  # connections, caches, the checks' kept commands
+            await one_round(warm_up, bool(i % 2))
+        found = []
+        for _ in range(runs):
+            times: dict[tuple[str, str], list[float]] = {pair: [] for pair in order}
+            for i in range(calls):
+                await one_round(times, bool(i % 2))
+            found.append({pair: statistics.median(values) for pair, values in times.items()})
+        return found
+    finally:
+        for channel in channels:
+            await channel.close()
+        for proc in (*started, upstream):
+            proc.stop()
+
+
+def print_end_to_end(found: list[dict[tuple[str, str], float]], calls: int) -> None:
+    print("\nEnd to end: unary Chat through `provider-gateway serve` to benchmarks/fake_openai.py, Redis on")
+    print(
+        f"127.0.0.1; medians of {len(found)} runs of {calls} calls per key (after a fifth more of warm-up).\n"
+    )
+    print("| gateway | key | Chat p50 µs | added p50 µs (minus the none key's, same run) | added, each run |")
+    print("| --- | --- | --- | --- | --- |")
+    for label, key in found[0]:
+        added = [run[label, key] - run[label, "none"] for run in found]
+        p50 = statistics.median(run[label, key] for run in found)
+        cells = (
+            ["", ""]
+            if key == "none"
+            else [f"{statistics.median(added):.1f}", " / ".join(f"{a:.0f}" for a in added)]
+        )
+        print(f"| {label} | {key} | {p50:.1f} | {' | '.join(cells)} |")
+
+
+async def main(requests: int, runs: int, calls: int, before: str) -> None:
     redis, url = start_redis()
     try:
         results = [await one_run(url, requests) for _ in range(runs)]
+        whole = await end_to_end(url, calls, runs, before) if calls else []
     finally:
         redis.terminate()
         redis.wait(10)
@@ -210,11 +308,15 @@ async def main(requests: int, runs: int) -> None:
                     f"{median(store, key, 3):.1f}",
                 ]
             print(f"| {store} | {key} | {p50:.1f} | {p99:.1f} | {' | '.join(cells)} |")
+    if whole:
+        print_end_to_end(whole, calls)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=1500, help="per run, the isolated checks")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=300, help="per key and run, end to end (0: none)")
+    parser.add_argument("--before", default="", help="another checkout's service folder, end to end")
     args: Any = parser.parse_args()
-    asyncio.run(main(args.requests, args.runs))
+    asyncio.run(main(args.requests, args.runs, args.calls, args.before))

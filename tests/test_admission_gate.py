@@ -115,13 +115,18 @@ async def test_a_refusal_in_flight_is_the_refusal_the_client_gets(method: str, g
     assert after == before  # the refused request reserved and consumed nothing
 
 
+@pytest.mark.parametrize("limits", ["rpm", "rpm and money"])
 async def test_a_client_leaving_during_a_refused_check_leaves_nothing_behind(
+    limits: str,
     gateway_factory,
     caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
 ) -> None:
     """The stream is cancelled while its check is in flight, and the check then refuses: nothing
-    was reserved, so nothing is settled, and the refusal is not left unread in a task."""
-    config = PRICED_MOCK + ONE_A_MINUTE
+    was reserved, so nothing is settled, and the refusal is not left unread in a task (with a
+    budget, the settlement waits for the check; with a rate alone, nothing settles at all)."""
+    config = PRICED_MOCK + (
+        ONE_A_MINUTE if limits == "rpm and money" else alice_key("requests_per_minute = 1")
+    )
     async with gateway_factory(config) as gw:
         held, before = await burst_spent(gw)
         quotas = gw.server.auth[0].quotas
@@ -133,7 +138,7 @@ async def test_a_client_leaving_during_a_refused_check_leaves_nothing_behind(
             stream.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await reading
-            async with asyncio.timeout(WAIT_S):  # the cancelled handler unwinds: its settlement waits
+            async with asyncio.timeout(WAIT_S):  # the cancelled handler unwinds, leaving the check kept
                 while True:
                     if quotas._settling:
                         break

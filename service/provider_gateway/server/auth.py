@@ -296,8 +296,11 @@ class Quotas:
         before its gate: a cancel, a failure before dispatch), the settlement waits for its answer:
         a reservation it made is refunded, a refusal reserved nothing."""
         if not ticket.budget_meters and not ticket.tpm_keys:  # nothing to settle (rpm only)
-            if admission is not None:  # its failure, if any, is seen: never "never retrieved"
+            if admission is not None:  # its failure seen (never "never retrieved"); kept till done
                 admission.check.add_done_callback(_seen)
+                if not admission.check.done():  # (drain waits for it)
+                    self._settling.add(admission.check)
+                    admission.check.add_done_callback(self._settling.discard)
             return
         if admission is None or admission.admitted():
             work = self.settle(ticket, outcome)
