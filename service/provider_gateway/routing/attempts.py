@@ -50,7 +50,7 @@ from provider_gateway.routing.consumption import (
 )
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.shared_state import SharedState
-from provider_gateway.routing.stall import StallWatch
+from provider_gateway.routing.stall import StallWatch, Watchdog
 from provider_gateway.routing.timing import RequestClock, us
 
 Req = TypeVar("Req", ChatRequest, CompletionRequest)
@@ -76,6 +76,7 @@ class Attempts:
         self.released = released
         self.background = background
         self.prices = prices
+        self.watchdog = Watchdog()  # the one timer of every attempt's stall limits
 
     async def run(
         self,
@@ -225,7 +226,7 @@ class Attempts:
             deployment.limiter.on_rate_limited(exc.retry_after)
             deployment.breaker.release()
             if exc.retry_after:
-                await self.store.eject(rate_limit_hold(deployment.key), exc.retry_after)
+                await self.store.eject(deployment.held_keys[1], exc.retry_after)
         elif exc.retryable:
             deployment.breaker.record_failure()
         else:
@@ -234,7 +235,7 @@ class Attempts:
     def _rate_limit_info(self, deployment: Deployment, info: RateLimitInfo) -> None:
         deployment.limiter.on_rate_limit_info(info)
         if info.headroom() == 0.0 and info.reset_s:
-            self.background(self.store.eject(rate_limit_hold(deployment.key), info.reset_s))
+            self.background(self.store.eject(deployment.held_keys[1], info.reset_s))
 
 
 class _Try:
@@ -286,7 +287,7 @@ class _Try:
         )
         self.started = time.perf_counter_ns()
         # `limit_s` bounds the reads until content comes (None: the deadline alone).
-        self.watch = StallWatch(limit_s, deadline - owner.clock())
+        self.watch = StallWatch(limit_s, deadline - owner.clock(), owner.watchdog)
         self.verdict = False  # judged a failure (else released unjudged, or a success)
         self.refused = False  # an HTTP error answer before any event: the vendor billed nothing
         self.cost: Cost | None = None  # the attempt's cost, once known
@@ -379,12 +380,6 @@ def _for_model[R: (ChatRequest, CompletionRequest)](request: R, model: str) -> R
 def _images(request: ChatRequest) -> int:
     """Input images, for the vendors that price them apart from tokens."""
     return sum(isinstance(part, ImagePart) for message in request.messages for part in message.content)
-
-
-def rate_limit_hold(key: str) -> str:
-    """The ejection a provider's rate limit puts on a deployment, apart from its breaker's, so that a
-    request nothing else can serve is told RESOURCE_EXHAUSTED (wait and retry), not UNAVAILABLE."""
-    return f"{key}#rate-limited"
 
 
 def _stalled(deployment: Deployment, sent_content: bool, limit: float) -> GatewayError:

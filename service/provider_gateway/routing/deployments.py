@@ -32,6 +32,9 @@ class Deployment:
         on_breaker_change: Callable[[Deployment, BreakerState], None],
     ) -> None:
         self.key = key
+        # The store's keys of its ejections (the breaker's, then its provider's rate limit's), read
+        # for every request: made once here.
+        self.held_keys = (key, rate_limit_hold(key))
         self.spec = spec
         self.provider = provider
         self.settings = settings
@@ -55,6 +58,12 @@ class Deployment:
 
     def __repr__(self) -> str:
         return f"Deployment({self.key})"
+
+
+def rate_limit_hold(key: str) -> str:
+    """The ejection a provider's rate limit puts on a deployment, apart from its breaker's, so that a
+    request nothing else can serve is told RESOURCE_EXHAUSTED (wait and retry), not UNAVAILABLE."""
+    return f"{key}#rate-limited"
 
 
 def _weighted_pick(pool: list[Deployment], rng: random.Random) -> Deployment:
