@@ -11,7 +11,7 @@ from provider_gateway.routing.stall import StallWatch, Watchdog
 
 async def read(watch: StallWatch, wait: asyncio.Future[None]) -> str:
     """One read as an attempt makes it: what ended it."""
-    watch.reading(time.perf_counter_ns())
+    watch.reading(time.perf_counter_ns(), asyncio.current_task())
     try:
         await wait
     except asyncio.CancelledError:

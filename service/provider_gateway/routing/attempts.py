@@ -102,12 +102,19 @@ class Attempts:
         relayed = 0  # characters of content passed on, to estimate the output when usage is missing
         answered = False  # the provider's stream gave at least one event
         try:
+            task = asyncio.current_task()
             scope.enter()
             stream = open_stream(deployment.provider, _for_model(request, deployment.spec.model))
             now = time.perf_counter_ns()
             while True:
-                scope.enter()
-                watch.reading(now)
+                # A task keeps its context: the attempt's variables set in it hold until the attempt
+                # ends, so they are set again only when another task resumes the stream (grpc closes
+                # a cancelled one elsewhere), not checked on every event.
+                reader = asyncio.current_task()
+                if reader is not task:
+                    task = reader
+                    scope.enter()
+                watch.reading(now, reader)
                 try:
                     event = await anext(stream)
                 except StopAsyncIteration:
@@ -183,7 +190,7 @@ class Attempts:
         try:
             attempt.scope.enter()
             now = time.perf_counter_ns()
-            watch.reading(now)
+            watch.reading(now, asyncio.current_task())
             try:
                 response = await answer(deployment.provider, _for_model(request, deployment.spec.model))
             except (asyncio.CancelledError, OSError) as exc:

@@ -70,8 +70,9 @@ class Watchdog:
 
 
 class StallWatch:
-    """Watch the reads of one attempt: `reading(now_ns)` before each, `finished()` after one that
-    returned, `stopped_read()` after one that ended in CancelledError, `close()` at the end.
+    """Watch the reads of one attempt: `reading(now_ns, task)` before each (`task`: the one reading),
+    `finished()` after one that returned, `stopped_read()` after one that ended in CancelledError,
+    `close()` at the end.
 
     `limit_s` bounds the reads to come (None: only the deadline); `deadline_s` is what is left of
     the request's time when the attempt starts; `watchdog` holds the timer (shared by a router's
@@ -100,9 +101,9 @@ class StallWatch:
         self.expired = False  # the watchdog cancelled the reading task and nobody settled it yet
         self.by_deadline = False  # the request's deadline, not the limit, was what passed
 
-    def reading(self, now_ns: int) -> None:
+    def reading(self, now_ns: int, task: asyncio.Task[object] | None) -> None:
         self._since_ns = now_ns
-        self._task = task = asyncio.current_task()
+        self._task = task
         self._cancelling = task.cancelling() if task is not None else 0
         if not self._watched:
             self._watched = True
