@@ -225,7 +225,7 @@ class Attempts:
     ) -> Cost:
         model = (finish.model if finish else "") or deployment.spec.model
         images = _images(request) if isinstance(request, ChatRequest) else 0
-        return self.prices.cost(deployment.provider.kind, model, usage, source, images)
+        return self.prices.cost(deployment.kind, model, usage, source, images)
 
     async def _judge(self, deployment: Deployment, exc: GatewayError) -> None:
         """What a failure says about the deployment: overloaded, broken, or nothing (a bad request)."""

@@ -37,6 +37,7 @@ class Deployment:
         self.held_keys = (key, rate_limit_hold(key))
         self.spec = spec
         self.provider = provider
+        self.kind = provider.kind  # its adapter's kind (prices, catalog), read per call: kept here
         self.settings = settings
         self.breaker = CircuitBreaker(settings.breaker, clock, lambda state: on_breaker_change(self, state))
         self.limiter = AdaptiveLimiter(settings.limiter, clock)
