@@ -383,3 +383,22 @@ async def test_a_429_judged_as_the_read_limit_passes_still_fails_over() -> None:
         ("a", "RESOURCE_EXHAUSTED"),
         ("b", "ok"),
     ]
+
+
+async def test_an_ejection_in_the_memory_store_lasts_its_time_and_then_holds_nothing() -> None:
+    """Nothing ejected answers zeros without reading the clock; an ejection counts down on it and,
+    once over, is gone as if it never was (for every key asked, ejected or not)."""
+    clock = FakeClock()
+    store = MemoryCounterStore(clock)
+    assert await store.ejections(["a", "b"]) == [0.0, 0.0]
+    await store.eject("a", 5.0)
+    await store.eject("b", 1.0)
+    assert await store.ejections(["a", "b", "c"]) == [5.0, 1.0, 0.0]
+    clock.now += 3.0
+    assert await store.ejections(["a", "b", "c"]) == [2.0, 0.0, 0.0]
+    await store.eject("a", 1.0)  # a shorter ejection never shortens one in force
+    assert await store.ejections(["a"]) == [2.0]
+    clock.now += 2.0
+    assert await store.ejections(["a", "b", "c"]) == [0.0, 0.0, 0.0]
+    await store.eject("b", 4.0)
+    assert await store.ejections(["b", "a"]) == [4.0, 0.0]

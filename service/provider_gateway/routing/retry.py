@@ -201,17 +201,19 @@ class RetryLoop:
         tries.ready_at[deployment.key] = self.clock() + delay
 
     async def _holds(self, plan: Plan) -> tuple[dict[str, float], dict[str, float]]:
-        """When each deployment is ready (after any ejection), and until when a provider's rate
-        limit holds it; one store call for both."""
+        """When each deployment held now is ready (after any ejection), and until when a provider's
+        rate limit holds it; one store call for both. A deployment in neither is ready now."""
         deployments = plan.deployments
         if len(deployments) == 1:  # a plain route (most calls): its two keys as they are
             keys = list(deployments[0].held_keys)
         else:  # the breakers' ejections, then the rate limits'
             keys = [d.key for d in deployments] + [d.held_keys[1] for d in deployments]
         held = await self.store.ejections(keys)
-        now = self.clock()
         ready_at: dict[str, float] = {}
         limited_until: dict[str, float] = {}
+        if not any(held):  # nothing is held (nearly always)
+            return ready_at, limited_until
+        now = self.clock()
         for deployment, ejected, limited in zip(deployments, held, held[len(deployments) :], strict=False):
             ready = now + ejected
             if limited > 0:
@@ -241,7 +243,7 @@ class RetryLoop:
         at_capacity = False
         rate_limited = False  # whether the soonest-ready deployment waits on its provider's limit
         for deployment in plan.deployments:
-            until = max(ready_at[deployment.key], now + deployment.breaker.open_for())
+            until = max(ready_at.get(deployment.key, 0.0), now + deployment.breaker.open_for())
             if until > now:
                 if until - now < wait:
                     wait = until - now
