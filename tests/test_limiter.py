@@ -13,7 +13,7 @@ from routing_support import FakeClock, chat, finish_of, make_router, mock, run_s
 from provider_gateway.domain import ChatRequest, StreamEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.rate_limits import RateLimitInfo, announced, report_rate_limit
-from provider_gateway.routing.attempts import rate_limit_hold
+from provider_gateway.routing.deployments import rate_limit_hold
 from provider_gateway.routing.limiter import AdaptiveLimiter, LimiterSettings
 from provider_gateway.routing.timing import RequestClock
 from provider_gateway.v1 import provider_service_pb2 as pb

@@ -15,7 +15,7 @@ from routing_support import chat, finish_of, make_router, mock, run_stream
 
 from provider_gateway import config as config_module
 from provider_gateway.errors import GatewayError
-from provider_gateway.routing.attempts import rate_limit_hold
+from provider_gateway.routing.deployments import rate_limit_hold
 from provider_gateway.routing.shared_state import MemoryCounterStore, RedisCounterStore, build_counter_store
 
 REDIS = shutil.which("redis-server")

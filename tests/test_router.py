@@ -328,6 +328,33 @@ async def test_routes_to_ever_new_model_names_keep_a_bounded_state() -> None:
     await router.aclose()
 
 
+async def test_a_route_in_use_keeps_its_state_while_new_names_come_and_a_forgotten_one_starts_anew() -> None:
+    """A plain route's plan is kept between requests; using it still counts as use, so a route in
+    steady use is never the one forgotten, and a forgotten route's next request gets the state
+    the router keeps (not a kept plan's copy nobody else sees)."""
+    from provider_gateway.routing.plans import MAX_ROUTE_DEPLOYMENTS
+
+    router = make_router('[providers.mock]\nkind = "mock"\n')
+    hot = router.plan("mock/echo").deployments[0]
+    first = router.plan("mock/model-0").deployments[0]
+    for i in range(1, MAX_ROUTE_DEPLOYMENTS + 200):
+        # (with a fallback: these plans are walked, not kept, so model-0's kept plan stays until
+        # its deployment is forgotten)
+        router.plan(f"mock/model-{i}", fallbacks=[f"mock/backup-{i}"])
+        if i % 100 == 0:
+            assert router.plan("mock/echo").deployments[0] is hot
+    states = router.planner.deployments
+    assert states["mock/echo"] is hot
+    assert "mock/model-0" not in states
+    again = router.plan("mock/model-0").deployments[0]
+    assert again is not first
+    assert states["mock/model-0"] is again
+    _, finish = await router.chat(chat("mock/echo"), RequestClock())
+    assert finish.model == "echo"
+    assert finish.attempts[0].outcome == "ok"
+    await router.aclose()
+
+
 class SlowEjectStore(MemoryCounterStore):
     """A shared store whose ejections take a Redis round trip under load."""
 
@@ -356,3 +383,22 @@ async def test_a_429_judged_as_the_read_limit_passes_still_fails_over() -> None:
         ("a", "RESOURCE_EXHAUSTED"),
         ("b", "ok"),
     ]
+
+
+async def test_an_ejection_in_the_memory_store_lasts_its_time_and_then_holds_nothing() -> None:
+    """Nothing ejected answers zeros without reading the clock; an ejection counts down on it and,
+    once over, is gone as if it never was (for every key asked, ejected or not)."""
+    clock = FakeClock()
+    store = MemoryCounterStore(clock)
+    assert await store.ejections(["a", "b"]) == [0.0, 0.0]
+    await store.eject("a", 5.0)
+    await store.eject("b", 1.0)
+    assert await store.ejections(["a", "b", "c"]) == [5.0, 1.0, 0.0]
+    clock.now += 3.0
+    assert await store.ejections(["a", "b", "c"]) == [2.0, 0.0, 0.0]
+    await store.eject("a", 1.0)  # a shorter ejection never shortens one in force
+    assert await store.ejections(["a"]) == [2.0]
+    clock.now += 2.0
+    assert await store.ejections(["a", "b", "c"]) == [0.0, 0.0, 0.0]
+    await store.eject("b", 4.0)
+    assert await store.ejections(["b", "a"]) == [4.0, 0.0]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from provider_gateway.routing.stall import StallWatch
+from provider_gateway.routing.stall import StallWatch, Watchdog
 
 
 async def read(watch: StallWatch, wait: asyncio.Future[None]) -> str:
     """One read as an attempt makes it: what ended it."""
-    watch.reading(time.perf_counter_ns())
+    watch.reading(time.perf_counter_ns(), asyncio.current_task())
     try:
         await wait
     except asyncio.CancelledError:
@@ -69,10 +69,11 @@ async def test_a_shorter_limit_applies_to_the_next_read_at_once() -> None:
 class ClientCancelsAsTheLimitPasses(StallWatch):
     """The race: the client's cancel lands in the same loop turn as the watch's own."""
 
-    def _check(self) -> None:
-        super()._check()
+    def check(self, now_ns: int) -> int | None:
+        due_ns = super().check(now_ns)
         if self.expired:
             self.reader.cancel()
+        return due_ns
 
     reader: asyncio.Task[str]
 
@@ -103,3 +104,59 @@ async def test_a_cancel_from_elsewhere_within_the_limit_propagates() -> None:
         raise AssertionError("the cancel did not propagate")
     finally:
         watch.close()
+
+
+async def test_attempts_sharing_a_watchdog_each_stop_at_their_own_limit() -> None:
+    """A router's attempts share one timer: one that joins later with a shorter limit must still be
+    stopped at its limit (not when the timer armed for the first would fire), and the longer one
+    goes on reading after the shorter one was stopped and left."""
+    watchdog = Watchdog()
+    loop = asyncio.get_running_loop()
+    long = StallWatch(3.0, deadline_s=60, watchdog=watchdog)
+    short = StallWatch(0.03, deadline_s=60, watchdog=watchdog)
+    slow_event = loop.create_future()
+    loop.call_later(1.0, slow_event.set_result, None)
+    try:
+        long_read = asyncio.ensure_future(read(long, slow_event))
+        await asyncio.sleep(0)
+        short_read = asyncio.ensure_future(read(short, loop.create_future()))
+        done, _ = await asyncio.wait([short_read], timeout=0.8)
+        assert done
+        assert short_read.result() == "stalled"
+        assert not long_read.done()
+        assert await long_read == "event"
+    finally:
+        long.close()
+        short.close()
+
+
+async def test_a_watch_that_left_stops_nothing_and_the_others_still_are_watched() -> None:
+    watchdog = Watchdog()
+    loop = asyncio.get_running_loop()
+    first = StallWatch(0.02, deadline_s=60, watchdog=watchdog)
+    event = loop.create_future()
+    event.set_result(None)
+    assert await read(first, event) == "event"
+    first.close()  # the attempt ended: the timer armed for it fires later and finds nobody
+    second = StallWatch(0.05, deadline_s=60, watchdog=watchdog)
+    try:
+        assert await read(second, loop.create_future()) == "stalled"
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancelling() == 0
+    finally:
+        second.close()
+
+
+async def test_deadlines_of_unary_calls_joining_later_share_the_armed_timer() -> None:
+    """Unary calls (no limit but the deadline) started one after the other: each is stopped by its
+    own deadline, the first even when a later one is still waiting."""
+    watchdog = Watchdog()
+    loop = asyncio.get_running_loop()
+    watches = [StallWatch(None, deadline_s=0.03 + 0.02 * i, watchdog=watchdog) for i in range(3)]
+    try:
+        reads = [asyncio.ensure_future(read(w, loop.create_future())) for w in watches]
+        assert await asyncio.gather(*reads) == ["deadline"] * 3
+    finally:
+        for watch in watches:
+            watch.close()

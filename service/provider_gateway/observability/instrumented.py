@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from provider_gateway.domain import (
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 Req = TypeVar("Req", ChatRequest, CompletionRequest)
+Answer = TypeVar("Answer", ChatResponse, CompletionResponse)
 
 # Our adapter kinds -> `gen_ai.provider.name` well-known values.
 GENAI_PROVIDER = {
@@ -244,11 +245,12 @@ class InstrumentedProvider:
     def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         return self._stream("text_completion", request, self.inner.complete_stream)
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        return await self._unary("chat", request, self.inner.chat)
+    # Plain functions handing back `_unary`'s coroutine: awaited alike, one coroutine fewer per call.
+    def chat(self, request: ChatRequest) -> Coroutine[Any, Any, ChatResponse]:
+        return self._unary("chat", request, self.inner.chat)
 
-    async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        return await self._unary("text_completion", request, self.inner.complete)
+    def complete(self, request: CompletionRequest) -> Coroutine[Any, Any, CompletionResponse]:
+        return self._unary("text_completion", request, self.inner.complete)
 
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         attempt = Attempt(self, "embeddings", request.model, request)
@@ -282,14 +284,13 @@ class InstrumentedProvider:
         finally:
             context.detach(token)
 
-    async def _unary(self, op: str, request: Req, call: Callable[[Req], Awaitable[R]]) -> R:
+    async def _unary(self, op: str, request: Req, call: Callable[[Req], Awaitable[Answer]]) -> Answer:
         attempt = Attempt(self, op, request.model, request)
         try:
             work = call(request)
             # No span (tracing off, the usual case): no coroutine between, one fewer per call.
             response = await (work if attempt.span is None else self._in_span(attempt, work))
-            attempt.usage = getattr(response, "usage", None)
-            attempt.finish = getattr(response, "finish", None)
+            attempt.usage, attempt.finish = response.usage, response.finish
             return response
         except BaseException as exc:
             attempt.failed(exc)

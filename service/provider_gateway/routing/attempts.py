@@ -50,7 +50,7 @@ from provider_gateway.routing.consumption import (
 )
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.shared_state import SharedState
-from provider_gateway.routing.stall import StallWatch
+from provider_gateway.routing.stall import StallWatch, Watchdog
 from provider_gateway.routing.timing import RequestClock, us
 
 Req = TypeVar("Req", ChatRequest, CompletionRequest)
@@ -76,6 +76,7 @@ class Attempts:
         self.released = released
         self.background = background
         self.prices = prices
+        self.watchdog = Watchdog()  # the one timer of every attempt's stall limits
 
     async def run(
         self,
@@ -101,12 +102,19 @@ class Attempts:
         relayed = 0  # characters of content passed on, to estimate the output when usage is missing
         answered = False  # the provider's stream gave at least one event
         try:
+            task = asyncio.current_task()
             scope.enter()
             stream = open_stream(deployment.provider, _for_model(request, deployment.spec.model))
             now = time.perf_counter_ns()
             while True:
-                scope.enter()
-                watch.reading(now)
+                # A task keeps its context: the attempt's variables set in it hold until the attempt
+                # ends, so they are set again only when another task resumes the stream (grpc closes
+                # a cancelled one elsewhere), not checked on every event.
+                reader = asyncio.current_task()
+                if reader is not task:
+                    task = reader
+                    scope.enter()
+                watch.reading(now, reader)
                 try:
                     event = await anext(stream)
                 except StopAsyncIteration:
@@ -182,7 +190,7 @@ class Attempts:
         try:
             attempt.scope.enter()
             now = time.perf_counter_ns()
-            watch.reading(now)
+            watch.reading(now, asyncio.current_task())
             try:
                 response = await answer(deployment.provider, _for_model(request, deployment.spec.model))
             except (asyncio.CancelledError, OSError) as exc:
@@ -217,7 +225,7 @@ class Attempts:
     ) -> Cost:
         model = (finish.model if finish else "") or deployment.spec.model
         images = _images(request) if isinstance(request, ChatRequest) else 0
-        return self.prices.cost(deployment.provider.kind, model, usage, source, images)
+        return self.prices.cost(deployment.kind, model, usage, source, images)
 
     async def _judge(self, deployment: Deployment, exc: GatewayError) -> None:
         """What a failure says about the deployment: overloaded, broken, or nothing (a bad request)."""
@@ -225,7 +233,7 @@ class Attempts:
             deployment.limiter.on_rate_limited(exc.retry_after)
             deployment.breaker.release()
             if exc.retry_after:
-                await self.store.eject(rate_limit_hold(deployment.key), exc.retry_after)
+                await self.store.eject(deployment.held_keys[1], exc.retry_after)
         elif exc.retryable:
             deployment.breaker.record_failure()
         else:
@@ -234,7 +242,7 @@ class Attempts:
     def _rate_limit_info(self, deployment: Deployment, info: RateLimitInfo) -> None:
         deployment.limiter.on_rate_limit_info(info)
         if info.headroom() == 0.0 and info.reset_s:
-            self.background(self.store.eject(rate_limit_hold(deployment.key), info.reset_s))
+            self.background(self.store.eject(deployment.held_keys[1], info.reset_s))
 
 
 class _Try:
@@ -286,7 +294,7 @@ class _Try:
         )
         self.started = time.perf_counter_ns()
         # `limit_s` bounds the reads until content comes (None: the deadline alone).
-        self.watch = StallWatch(limit_s, deadline - owner.clock())
+        self.watch = StallWatch(limit_s, deadline - owner.clock(), owner.watchdog)
         self.verdict = False  # judged a failure (else released unjudged, or a success)
         self.refused = False  # an HTTP error answer before any event: the vendor billed nothing
         self.cost: Cost | None = None  # the attempt's cost, once known
@@ -379,12 +387,6 @@ def _for_model[R: (ChatRequest, CompletionRequest)](request: R, model: str) -> R
 def _images(request: ChatRequest) -> int:
     """Input images, for the vendors that price them apart from tokens."""
     return sum(isinstance(part, ImagePart) for message in request.messages for part in message.content)
-
-
-def rate_limit_hold(key: str) -> str:
-    """The ejection a provider's rate limit puts on a deployment, apart from its breaker's, so that a
-    request nothing else can serve is told RESOURCE_EXHAUSTED (wait and retry), not UNAVAILABLE."""
-    return f"{key}#rate-limited"
 
 
 def _stalled(deployment: Deployment, sent_content: bool, limit: float) -> GatewayError:

@@ -37,13 +37,13 @@ def unhonoured(
     request: ChatRequest | CompletionRequest, deployment: Deployment, catalog: Catalog | None = None
 ) -> Refusal | None:
     """The first request field `deployment` cannot honour; None when it can."""
-    entry = catalog.entry(deployment.provider.kind, deployment.spec.model) if catalog else None
+    entry = catalog.entry(deployment.kind, deployment.spec.model) if catalog else None
     limit = entry.max_output if entry else 0
     if limit and request.max_tokens is not None and request.max_tokens > limit:
         return Refusal(ErrorKind.INVALID_ARGUMENT, "max_tokens", f"at most {limit}, got {request.max_tokens}")
     if not isinstance(request, ChatRequest):
         return None
-    if catalog is not None and (refusal := _refused_by_kind(request, deployment.provider.kind, catalog)):
+    if catalog is not None and (refusal := _refused_by_kind(request, deployment.kind, catalog)):
         return refusal
     caps = deployment.provider.capabilities()
     takes_images = caps.vision and (entry is None or "image" in entry.input)
@@ -122,6 +122,8 @@ def honouring(
     request: ChatRequest | CompletionRequest, deployments: list[Deployment], catalog: Catalog | None = None
 ) -> list[Deployment]:
     """The deployments that can honour `request`, in order; the first one's refusal when none can."""
+    if len(deployments) == 1 and unhonoured(request, deployments[0], catalog) is None:
+        return deployments  # a plain route that can (most calls): the plan's own list, as it is
     refusals = [(d, unhonoured(request, d, catalog)) for d in deployments]
     usable = [d for d, refusal in refusals if refusal is None]
     if usable or not deployments:

@@ -32,8 +32,12 @@ class Deployment:
         on_breaker_change: Callable[[Deployment, BreakerState], None],
     ) -> None:
         self.key = key
+        # The store's keys of its ejections (the breaker's, then its provider's rate limit's), read
+        # for every request: made once here.
+        self.held_keys = (key, rate_limit_hold(key))
         self.spec = spec
         self.provider = provider
+        self.kind = provider.kind  # its adapter's kind (prices, catalog), read per call: kept here
         self.settings = settings
         self.breaker = CircuitBreaker(settings.breaker, clock, lambda state: on_breaker_change(self, state))
         self.limiter = AdaptiveLimiter(settings.limiter, clock)
@@ -55,6 +59,12 @@ class Deployment:
 
     def __repr__(self) -> str:
         return f"Deployment({self.key})"
+
+
+def rate_limit_hold(key: str) -> str:
+    """The ejection a provider's rate limit puts on a deployment, apart from its breaker's, so that a
+    request nothing else can serve is told RESOURCE_EXHAUSTED (wait and retry), not UNAVAILABLE."""
+    return f"{key}#rate-limited"
 
 
 def _weighted_pick(pool: list[Deployment], rng: random.Random) -> Deployment:

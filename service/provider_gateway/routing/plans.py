@@ -24,9 +24,10 @@ from provider_gateway.routing.settings import DeploymentSpec, RoutingConfig, Rou
 MAX_ROUTE_DEPLOYMENTS = 1024
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(slots=True, frozen=True)
 class Plan:
-    """The deployments one request may use, best first, and the settings that govern it."""
+    """The deployments one request may use, best first, and the settings that govern it. A plain
+    route's plan is shared by every request naming that route (`Planner.plan`): never changed."""
 
     name: str
     deployments: list[Deployment]
@@ -54,6 +55,8 @@ class Planner:
         self.deployments: dict[str, Deployment] = {}
         self.groups: dict[str, list[Deployment]] = {}
         self.routes: dict[str, Deployment] = {}  # plain-route deployments, least recently used first
+        # The plan of each plain route by the names a request gave (model, provider), built once.
+        self.plain: dict[tuple[str, str], Plan] = {}
         self.own_providers: list[Provider] = []  # adapters built for deployments with their own credentials
         for group in routing.groups.values():
             self.groups[group.name] = [
@@ -89,15 +92,33 @@ class Planner:
             for old_key, old in list(self.routes.items()):
                 if old.is_idle():
                     del self.routes[old_key], self.deployments[old_key]
+                    self.plain.clear()  # a kept plan must not hold a forgotten deployment
                     break
         return deployment
+
+    def _plain_plan(self, model: str, provider: str) -> Plan:
+        """One plain route's plan (most calls), kept by the names the request gave: resolving them
+        and building the plan again was a good part of routing's work per call. Using it touches
+        its deployment as `_route_deployment` does, so that the least recently used goes first."""
+        plan = self.plain.get((model, provider))
+        if plan is not None:
+            key = plan.deployments[0].key
+            self.routes[key] = self.routes.pop(key)
+            return plan
+        plan = Plan(
+            model, [self._route_deployment(self.resolver.resolve(model, provider))], self.routing.defaults
+        )
+        if len(self.plain) >= MAX_ROUTE_DEPLOYMENTS:  # clients choose the names: bounded
+            self.plain.clear()
+        self.plain[model, provider] = plan
+        return plan
 
     def plan(self, model: str, provider: str = "", fallbacks: list[str] | tuple[str, ...] = ()) -> Plan:
         """The primary's deployments (balanced), then each fallback's (a group or a model)."""
         settings = self.routing.defaults
         if not fallbacks and (provider or model not in self.routing.groups):
             # One plain route (most calls): the same plan, without the walk through fallbacks.
-            return Plan(model, [self._route_deployment(self.resolver.resolve(model, provider))], settings)
+            return self._plain_plan(model, provider)
         deployments: list[Deployment] = []
         pending = [(model, provider), *((f, "") for f in fallbacks)]
         seen: set[str] = set()

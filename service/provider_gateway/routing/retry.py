@@ -24,7 +24,7 @@ from provider_gateway.catalog import Catalog
 from provider_gateway.domain import CONTENT_EVENTS, Attempt, ChatResponse, Finish, GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.routing.admission import admitted
-from provider_gateway.routing.attempts import Answer, Attempts, OpenStream, Req, rate_limit_hold
+from provider_gateway.routing.attempts import Answer, Attempts, OpenStream, Req
 from provider_gateway.routing.capabilities import honouring
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.plans import Plan
@@ -204,15 +204,25 @@ class RetryLoop:
         tries.ready_at[deployment.key] = self.clock() + delay
 
     async def _holds(self, plan: Plan) -> tuple[dict[str, float], dict[str, float]]:
-        """When each deployment is ready (after any ejection), and until when a provider's rate
-        limit holds it; one store call for both."""
-        keys = [d.key for d in plan.deployments]
-        held = await self.store.ejections(keys + [rate_limit_hold(k) for k in keys])
+        """When each deployment held now is ready (after any ejection), and until when a provider's
+        rate limit holds it; one store call for both. A deployment in neither is ready now."""
+        deployments = plan.deployments
+        if len(deployments) == 1:  # a plain route (most calls): its two keys as they are
+            keys = list(deployments[0].held_keys)
+        else:  # the breakers' ejections, then the rate limits'
+            keys = [d.key for d in deployments] + [d.held_keys[1] for d in deployments]
+        held = await self.store.ejections(keys)
+        ready_at: dict[str, float] = {}
+        limited_until: dict[str, float] = {}
+        if not any(held):  # nothing is held (nearly always)
+            return ready_at, limited_until
         now = self.clock()
-        limited_until = {k: now + s for k, s in zip(keys, held[len(keys) :], strict=True) if s > 0}
-        ready_at = {
-            k: max(now + s, limited_until.get(k, 0.0)) for k, s in zip(keys, held[: len(keys)], strict=True)
-        }
+        for deployment, ejected, limited in zip(deployments, held, held[len(deployments) :], strict=False):
+            ready = now + ejected
+            if limited > 0:
+                limited_until[deployment.key] = until = now + limited
+                ready = max(ready, until)
+            ready_at[deployment.key] = ready
         return ready_at, limited_until
 
     def backoff(self, failures: int, settings: RoutingSettings) -> float:
@@ -236,7 +246,7 @@ class RetryLoop:
         at_capacity = False
         rate_limited = False  # whether the soonest-ready deployment waits on its provider's limit
         for deployment in plan.deployments:
-            until = max(ready_at[deployment.key], now + deployment.breaker.open_for())
+            until = max(ready_at.get(deployment.key, 0.0), now + deployment.breaker.open_for())
             if until > now:
                 if until - now < wait:
                     wait = until - now

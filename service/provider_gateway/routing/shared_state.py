@@ -83,8 +83,13 @@ class MemoryCounterStore:
         self._ejected[key] = max(until, self._ejected.get(key, 0.0))
 
     async def ejections(self, keys: list[str]) -> list[float]:
+        ejected = self._ejected
+        if not ejected:  # nothing ejected (nearly always): no clock, no lookups
+            return [0.0] * len(keys)
         now = self._clock()
-        return [max(self._ejected.get(k, 0.0) - now, 0.0) for k in keys]
+        for key in [k for k, until in ejected.items() if until <= now]:  # over: forgotten
+            del ejected[key]
+        return [max(ejected.get(k, 0.0) - now, 0.0) for k in keys]
 
     async def aclose(self) -> None:
         return None

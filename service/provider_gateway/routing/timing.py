@@ -30,9 +30,10 @@ class RequestClock:
     def timing(self) -> Timing:
         total = time.perf_counter_ns() - self.received_ns
         ttft = self.first_token_ns - self.received_ns if self.first_token_ns else 0
+        # (// 1000 as `us` does, written out: four calls fewer on every request)
         return Timing(
-            gateway_overhead_us=us(max(total - self.upstream_ns - self.downstream_ns, 0)),
-            time_to_first_token_us=us(ttft),
-            total_us=us(total),
-            upstream_us=us(self.upstream_ns),
+            gateway_overhead_us=max(total - self.upstream_ns - self.downstream_ns, 0) // 1000,
+            time_to_first_token_us=ttft // 1000,
+            total_us=total // 1000,
+            upstream_us=self.upstream_ns // 1000,
         )
