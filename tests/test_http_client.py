@@ -356,3 +356,17 @@ async def test_a_whole_body_reads_the_same_whether_it_came_with_its_headers_or_l
             await up.request_json("POST", "/large", json={})
     finally:
         server.close()
+
+
+def test_each_request_gets_its_own_connect_timeout_and_nothing_else() -> None:
+    # The caller's deadline caps the connect setting per request (http/deadline.py); aiohttp times
+    # only the connect, the gateway the first byte and the body.
+    client = HostClient("http://127.0.0.1:1", 10, [])
+    for connect in (10.0, 10.0, 2.5, None, 10.0):
+        timeout = client._timeout_for(connect)
+        assert (timeout.sock_connect, timeout.total, timeout.sock_read, timeout.connect) == (
+            connect,
+            None,
+            None,
+            None,
+        )
