@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import socket
 import ssl
@@ -303,3 +304,69 @@ def test_every_origin_shares_one_tls_context() -> None:
         contexts.add(id(transport._pool._ssl_context))
     assert len(contexts) == 1
     assert pool.tls.verify_mode is ssl.CERT_REQUIRED
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.05], ids=["with-the-headers", "after-the-headers"])
+async def test_a_whole_body_reads_the_same_whether_it_came_with_its_headers_or_later(
+    pool: UpstreamPool, pause: float
+) -> None:
+    """A small answer usually arrives in the headers' read (taken at once) and a large or slow one
+    later (read under the idle timeout): the same JSON, decoding and bound either way."""
+    answers = {
+        b"/plain": (b"", b'{"a":"' + b"y" * 100 + b'"}'),
+        b"/packed": (b"content-encoding: gzip\r\n", gzip.compress(b'{"b":[1,2,3]}')),
+        b"/empty": (b"", b""),
+        b"/large": (b"", b'{"c":"' + b"z" * (80 * 1024) + b'"}'),
+    }
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):  # the client left
+            await answer(reader, writer)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.lower().split(b"\r\n")
+                if line.startswith(b"content-length")
+            )
+            await reader.readexactly(length)
+            headers, body = answers[head.split(b" ")[1]]
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                + headers
+                + b"content-length: %d\r\n\r\n" % len(body)
+            )
+            if pause:
+                await writer.drain()
+                await asyncio.sleep(pause)
+            writer.write(body)
+            await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    pool.max_response_bytes = 64 * 1024
+    try:
+        up = upstream(pool, url)
+        assert await up.request_json("POST", "/plain", json={}) == {"a": "y" * 100}
+        assert await up.request_json("POST", "/packed", json={}) == {"b": [1, 2, 3]}
+        with pytest.raises(GatewayError, match="not JSON"):
+            await up.request_json("POST", "/empty", json={})
+        with pytest.raises(GatewayError, match=f"acme sent a response body over {64 * 1024} bytes"):
+            await up.request_json("POST", "/large", json={})
+    finally:
+        server.close()
+
+
+def test_each_request_gets_its_own_connect_timeout_and_nothing_else() -> None:
+    # The caller's deadline caps the connect setting per request (http/deadline.py); aiohttp times
+    # only the connect, the gateway the first byte and the body.
+    client = HostClient("http://127.0.0.1:1", 10, [])
+    for connect in (10.0, 10.0, 2.5, None, 10.0):
+        timeout = client._timeout_for(connect)
+        assert (timeout.sock_connect, timeout.total, timeout.sock_read, timeout.connect) == (
+            connect,
+            None,
+            None,
+            None,
+        )

@@ -64,6 +64,11 @@ class UpstreamResponse:
             parts.append(chunk)
         return b"".join(parts)  # a body of one chunk (most) is returned as it is, not copied
 
+    def arrived(self, limit: int) -> bytes | None:
+        """The whole body, decoded, if all of it is in hand already (nothing to wait for); None
+        when some of it may still be on its way. `BodyTooLarge` past `limit`, as `read`."""
+        return None
+
     async def aclose(self) -> None:
         raise NotImplementedError
 
@@ -77,6 +82,17 @@ class AiohttpResponse(UpstreamResponse):
 
     def chunks(self) -> AsyncIterator[bytes]:
         return self._native.content.iter_any()
+
+    def arrived(self, limit: int) -> bytes | None:
+        # A small answer usually comes in the same read as its headers: aiohttp has then decoded
+        # it and seen its end by the time the headers are returned.
+        content = self._native.content
+        if not content.is_eof() or content.exception() is not None:
+            return None
+        body = content.read_nowait()
+        if len(body) > limit:
+            raise BodyTooLarge(limit)
+        return body
 
     async def aclose(self) -> None:
         self._native.release()

@@ -120,6 +120,7 @@ class HostClient:
         self.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES  # a whole body's bound (the pool's)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._timeout = aiohttp.ClientTimeout(sock_connect=None)  # the last request's, see `_timeout_for`
 
     def _prepare(self, request: OutgoingRequest) -> None:
         """Count the request and let observability add headers."""
@@ -156,12 +157,19 @@ class HostClient:
                 data=request.content,
                 allow_redirects=False,
                 proxy_headers=self._proxy_headers,
-                # replaces the session's default (300 s in all): the caller times the rest
-                timeout=aiohttp.ClientTimeout(sock_connect=request.connect_timeout),
+                timeout=self._timeout_for(request.connect_timeout),
             )
         except aiohttp.ClientError as error:
             raise transport_error(error) from error
         return AiohttpResponse(native)
+
+    def _timeout_for(self, connect: float | None) -> aiohttp.ClientTimeout:
+        """aiohttp's timeout of a request: only the connect part, replacing the session's default
+        (300 s in all), as the caller times the rest. The requests to one origin mostly share one
+        connect setting, so the last one made is used again rather than one made per request."""
+        if self._timeout.sock_connect != connect:
+            self._timeout = aiohttp.ClientTimeout(sock_connect=connect)
+        return self._timeout
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -4,7 +4,8 @@ An adapter implements `chat_stream` and `complete_stream`; `BaseProvider` derive
 by accumulating the stream, so every provider answers both ways with the same content. Where the
 vendor has a non-streaming endpoint, the adapter overrides `chat` to call it once, and its codec
 reads the whole body into the stream's events and folds them (`fold`), so that both paths share
-one normalisation (see the OpenAI family's `ChatStreamParser.response`).
+one normalisation (the OpenAI family's `ChatStreamParser.response` decodes its common body directly,
+by the same steps, and folds every other one).
 """
 
 from __future__ import annotations

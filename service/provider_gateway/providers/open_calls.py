@@ -32,8 +32,8 @@ class OpenCalls:
                 pending[1].append(event.arguments_delta)
         elif isinstance(event, ToolCallEnd):
             self._open.pop(event.index, None)
-            if not event.call.incomplete and not _is_json(event.call.arguments_json):
-                return ToolCallEnd(event.index, dataclasses.replace(event.call, incomplete=True))
+            if (call := ended_call(event.call)) is not event.call:
+                return ToolCallEnd(event.index, call)
         return event
 
     def close(self) -> list[ToolCallEnd]:
@@ -44,6 +44,13 @@ class OpenCalls:
         ]
         self._open.clear()
         return ends
+
+
+def ended_call(call: ToolCall) -> ToolCall:
+    """An ended call as the client gets it: marked incomplete when its arguments are not JSON."""
+    if call.incomplete or _is_json(call.arguments_json):
+        return call
+    return dataclasses.replace(call, incomplete=True)
 
 
 def _is_json(text: str) -> bool:

@@ -148,7 +148,8 @@ class ChatWire:
             body["stream"] = True
             if self.preset.stream_usage:
                 body["stream_options"] = {"include_usage": True}
-        body.update(host_options(request.provider_options))
+        if request.provider_options:
+            body.update(host_options(request.provider_options))
         return body
 
     def sampling(self, request: ChatRequest, body: dict[str, Any]) -> None:
@@ -180,11 +181,11 @@ class ChatWire:
             body["reasoning_effort"] = options.effort or "medium"
 
     def messages(self, request: ChatRequest) -> list[dict[str, Any]]:
-        system_role = "developer" if is_reasoning_model(request.model) else "system"
         out: list[dict[str, Any]] = []
         for message in request.messages:
             if message.role is Role.SYSTEM:
-                out.append({"role": system_role, "content": message.text})
+                role = "developer" if is_reasoning_model(request.model) else "system"
+                out.append({"role": role, "content": message.text})
                 continue
             out.extend(
                 {"role": "tool", "tool_call_id": self.tool_id(p.tool_call_id), "content": p.content}

@@ -3,6 +3,8 @@
 Both go through `ChatStreamParser`, so a `chat.completion` body is normalised exactly as the
 chunks of a stream are (usage with cache and reasoning tokens, tool calls, finish, `<think>` at
 position 0, content chunks): a unary message is read as one chunk whose delta is the message.
+The common message (string content, tool calls, usage: `plain_message`) is decoded straight into
+the ChatResponse by the same methods, without the events and their fold.
 The host's differences come from its wire (`codec.ChatWire` and subclasses).
 """
 
@@ -29,9 +31,10 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import fold
+from provider_gateway.providers.open_calls import ended_call
 from provider_gateway.providers.openai.codec import ChatWire, stream_error
-from provider_gateway.providers.shapes import shape_checked
-from provider_gateway.wire.think import ThinkSplitter
+from provider_gateway.providers.shapes import SHAPE_ERRORS, shape_checked
+from provider_gateway.wire.think import OPEN, ThinkSplitter
 
 FINISH_REASONS = {
     "stop": FinishReason.STOP,
@@ -66,6 +69,32 @@ def plain_text(chunk: dict[str, Any]) -> str | None:
     if content is None:
         return ""
     return content if isinstance(content, str) else None
+
+
+# The message fields `plain_message` reads (`_delta` reads reasoning fields too).
+_PLAIN_MESSAGE_FIELDS = frozenset(("role", "content", "refusal", "annotations", "tool_calls"))
+
+
+def plain_message(body: dict[str, Any], think_tags: bool) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The (choice, message) of the unary answer nearly every call gets: no error, one choice,
+    index 0, a `message` of `_PLAIN_MESSAGE_FIELDS` whose content and refusal are strings or null,
+    and (with `think_tags`) text that cannot open a `<think>` block. None for any other body
+    (`body["choices"]` is a list). Type checks and lookups only: no JSON shape makes it raise."""
+    choices = body["choices"]
+    if body.get("error") or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if not isinstance(choice, dict) or choice.get("index", 0) != 0 or choice.get("delta"):
+        return None
+    message = choice.get("message")
+    if not isinstance(message, dict) or not message.keys() <= _PLAIN_MESSAGE_FIELDS:
+        return None
+    content, refusal = message.get("content"), message.get("refusal")
+    if not isinstance(content, str | None) or not isinstance(refusal, str | None):
+        return None
+    if think_tags and ((content or "") + (refusal or "")).startswith(OPEN[0]):
+        return None
+    return choice, message
 
 
 @dataclass(slots=True)
@@ -112,12 +141,16 @@ class ChatStreamParser:
                 continue  # n > 1 is not part of the gateway's contract
             events.extend(self._delta(choice.get("delta") or choice.get("message") or {}))
             if choice.get("finish_reason"):
-                self.finish_reason = str(choice["finish_reason"])
-                self.wire.check_finish(self.finish_reason, self.provider)
-                events.extend(self._end_calls())
+                events.extend(self._finish(choice["finish_reason"]))
         if chunk.get("usage"):
             self.usage = self.wire.usage(chunk["usage"])
         return events
+
+    def _finish(self, reason: Any) -> list[ToolCallEnd]:
+        """A choice's finish: a failure the host reports raises; open tool calls end."""
+        self.finish_reason = str(reason)
+        self.wire.check_finish(self.finish_reason, self.provider)
+        return self._end_calls()
 
     def _identify(self, chunk: dict[str, Any]) -> None:
         """The answer's model and id, as the latest chunk naming them says."""
@@ -135,11 +168,15 @@ class ChatStreamParser:
         refusal = delta.get("refusal")  # OpenAI: a refusal instead of the content, as text
         if isinstance(refusal, str) and refusal:
             events.extend(self._text(refusal))
-        for note in delta.get("annotations") or []:  # url_citation of search models: no typed event
-            events.append(RawContent(str(note.get("type") or "annotation"), dict(note)))
+        events.extend(self._annotations(delta.get("annotations")))
         for position, fragment in enumerate(delta.get("tool_calls") or []):
             events.extend(self._tool_fragment(fragment, position))
         return events
+
+    @staticmethod
+    def _annotations(notes: Any) -> list[RawContent]:
+        """url_citation of search models and the like: no typed event, passed on as they are."""
+        return [RawContent(str(note.get("type") or "annotation"), dict(note)) for note in notes or []]
 
     def _text(self, text: str) -> list[StreamEvent]:
         self.output_chars += len(text)
@@ -162,8 +199,8 @@ class ChatStreamParser:
             events.append(ToolCallDelta(index, arguments))
         return events
 
-    def _end_calls(self) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
+    def _end_calls(self) -> list[ToolCallEnd]:
+        events: list[ToolCallEnd] = []
         for index in sorted(self._calls):
             if index not in self._ended:
                 self._ended.add(index)
@@ -180,15 +217,23 @@ class ChatStreamParser:
         usage = self.usage or estimated_usage
         if usage is not None:
             events.append(UsageEvent(usage))
+        events.append(self._provider_finish())
+        return events
+
+    def _provider_finish(self) -> ProviderFinish:
         reason = FINISH_REASONS.get(
             self.finish_reason, FinishReason.OTHER if self.finish_reason else FinishReason.STOP
         )
-        events.append(ProviderFinish(reason, self.finish_reason, self.model, self.response_id))
-        return events
+        return ProviderFinish(reason, self.finish_reason, self.model, self.response_id)
 
     @shape_checked
     def response(self, body: Any, estimate: Callable[[int], Usage]) -> ChatResponse:
-        """A whole `chat.completion` body; `estimate(output_chars)` when it reports no usage."""
+        """A whole `chat.completion` body; `estimate(output_chars)` when it reports no usage.
+
+        The common body (`plain_message`) is decoded directly (`_message_response`): the events
+        and their fold were most of this function's cost, on every unary call. Any other body, and
+        a plain one whose values have the wrong shape, is read by `folded_response`, whose shape
+        error names the step that failed, as it always has."""
         if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
             if isinstance(body, dict) and body.get("error"):
                 raise stream_error(self.provider, body["error"])
@@ -198,6 +243,43 @@ class ChatStreamParser:
                 provider=self.provider,
                 retryable=True,
             )
+        plain = plain_message(body, self._think is not None)
+        if plain is not None:
+            try:
+                return self._message_response(body, *plain, estimate)
+            except SHAPE_ERRORS:
+                return ChatStreamParser(self.provider, self.wire).folded_response(body, estimate)
+        return self.folded_response(body, estimate)
+
+    def folded_response(self, body: dict[str, Any], estimate: Callable[[int], Usage]) -> ChatResponse:
+        """Any body with `choices`: read as one chunk, and its events folded."""
         events = self.feed(body)
         events.extend(self.close(None if self.usage is not None else estimate(self.output_chars)))
         return fold(events)
+
+    def _message_response(
+        self,
+        body: dict[str, Any],
+        choice: dict[str, Any],
+        message: dict[str, Any],
+        estimate: Callable[[int], Usage],
+    ) -> ChatResponse:
+        """What `folded_response` gives for a `plain_message`, by the same steps in the same order
+        (`feed`, `_delta`, `close`), collected into the response instead of emitted as events."""
+        self._identify(body)
+        text = (message.get("content") or "") + (message.get("refusal") or "")  # as `_text` joins
+        self.output_chars += len(text)
+        notes = self._annotations(message.get("annotations"))
+        for position, fragment in enumerate(message.get("tool_calls") or []):
+            self._tool_fragment(fragment, position)
+        ends = self._finish(choice["finish_reason"]) if choice.get("finish_reason") else []
+        if body.get("usage"):
+            self.usage = self.wire.usage(body["usage"])
+        ends += self._end_calls()
+        return ChatResponse(
+            text=text,
+            tool_calls=[ended_call(end.call) for end in ends],
+            raw_content=notes,
+            usage=self.usage or estimate(self.output_chars),
+            finish=self._provider_finish(),
+        )
