@@ -31,7 +31,7 @@ included, where the gateway overlaps the check with the request's own work (rout
 `--before DIR` starts a second gateway from another checkout's `service` folder (put first on its
 PYTHONPATH) and interleaves its calls with this checkout's, round by round.
 Usage: .venv/bin/python benchmarks/budget_check.py [--requests 1500] [--runs 5] [--calls 300]
-       [--before DIR]   (Markdown tables; about a minute and a half with --before)
+       [--before DIR]   (Markdown tables; under two minutes with --before)
 """
 
 from __future__ import annotations
