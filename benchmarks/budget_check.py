@@ -24,19 +24,21 @@ parser. The table has the medians over `--runs` runs of each figure.
 End to end (what a request waits for): a real gateway (`provider-gateway serve`, as
 benchmarks/run.py starts it) in front of the OpenAI fake upstream of benchmarks/fake_openai.py,
 with the same keys and a redis-server of its own on 127.0.0.1, answers unary Chat calls sent one at
-a time, key after key (the order reversed every other round). "Added" is a key's p50 minus the
+a time, key after key (in a new random order every round, with a pause of `PAUSE_S` after each call
+so that its settlement, off the answer's path, is not paid by the next call). "Added" is a key's p50 minus the
 unlimited key's p50 in the same run: what its check and settlement cost the request, round trip
 included, where the gateway overlaps the check with the request's own work (routing/admission.py).
 `--before DIR` starts a second gateway from another checkout's `service` folder (put first on its
 PYTHONPATH) and interleaves its calls with this checkout's, round by round.
 Usage: .venv/bin/python benchmarks/budget_check.py [--requests 1500] [--runs 5] [--calls 300]
-       [--before DIR]   (Markdown tables; about a minute and a half with --before)
+       [--before DIR]   (Markdown tables; under two minutes with --before)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import shutil
 import socket
 import statistics
@@ -75,6 +77,7 @@ TEAM = (
 )
 
 
+PAUSE_S = 0.002  # before each end-to-end call: the previous call's settlement has ended by then
 UPSTREAM = """
 [server]
 default_provider = "openai"
@@ -231,23 +234,33 @@ async def end_to_end(url: str, calls: int, runs: int, before: str) -> list[dict[
             stubs[label] = pb_grpc.ProviderServiceStub(channels[-1])
         request = chat_request("openai/bench-model")
         keys = {key: (("authorization", f"Bearer {key * 30}"),) for key in KEYS}
-        order = [(label, key) for label in stubs for key in keys]
+        pairs = [(label, key) for label in stubs for key in keys]
+        order = list(pairs)
 
-        async def one_round(times: dict[tuple[str, str], list[float]], reverse: bool) -> None:
-            for label, key in reversed(order) if reverse else order:
+        shuffle = random.Random(16).shuffle
+
+        async def one_round(times: dict[tuple[str, str], list[float]]) -> None:
+            shuffle(order)
+            for label, key in order:
+                await asyncio.sleep(PAUSE_S)
                 started_ns = time.perf_counter_ns()
                 await stubs[label].Chat(request, metadata=keys[key], timeout=10)
                 times[label, key].append((time.perf_counter_ns() - started_ns) / 1e3)
 
-        warm_up: dict[tuple[str, str], list[float]] = {pair: [] for pair in order}
-        for i in range(max(calls // 5, 20)):  # connections, caches, the checks' kept commands
-            await one_round(warm_up, bool(i % 2))
+        warm_up: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
+        for _ in range(max(calls // 5, 20)):  # connections, caches, the checks' kept commands
+            await one_round(warm_up)
         found = []
         for _ in range(runs):
-            times: dict[tuple[str, str], list[float]] = {pair: [] for pair in order}
-            for i in range(calls):
-                await one_round(times, bool(i % 2))
-            found.append({pair: statistics.median(values) for pair, values in times.items()})
+            times: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
+            for _call in range(calls):
+                await one_round(times)
+            medians = {pair: statistics.median(values) for pair, values in times.items()}
+            for label, key in pairs:  # each round's call minus its none call (drift cancels)
+                none = times[label, "none"]
+                paired = [t - n for t, n in zip(times[label, key], none, strict=True)]
+                medians[label, f"{key} paired"] = statistics.median(paired)
+            found.append(medians)
         return found
     finally:
         for channel in channels:
@@ -257,20 +270,30 @@ async def end_to_end(url: str, calls: int, runs: int, before: str) -> list[dict[
 
 
 def print_end_to_end(found: list[dict[tuple[str, str], float]], calls: int) -> None:
+    """The p50s and what each key adds; "paired": the median of a key's call minus the none
+    key's call of the same round, the same gateway (a second reading, less moved by drift)."""
     print("\nEnd to end: unary Chat through `provider-gateway serve` to benchmarks/fake_openai.py, Redis on")
     print(
         f"127.0.0.1; medians of {len(found)} runs of {calls} calls per key (after a fifth more of warm-up).\n"
     )
-    print("| gateway | key | Chat p50 µs | added p50 µs (minus the none key's, same run) | added, each run |")
-    print("| --- | --- | --- | --- | --- |")
+    print(
+        "| gateway | key | Chat p50 µs | added p50 µs (minus the none key's, same run) | added, each run "
+        "| added, paired |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
     for label, key in found[0]:
-        added = [run[label, key] - run[label, "none"] for run in found]
+        if key.endswith("paired"):
+            continue
         p50 = statistics.median(run[label, key] for run in found)
-        cells = (
-            ["", ""]
-            if key == "none"
-            else [f"{statistics.median(added):.1f}", " / ".join(f"{a:.0f}" for a in added)]
-        )
+        cells = ["", "", ""]
+        if key != "none":
+            added = [run[label, key] - run[label, "none"] for run in found]
+            paired = statistics.median(run[label, f"{key} paired"] for run in found)
+            cells = [
+                f"{statistics.median(added):.1f}",
+                " / ".join(f"{a:.0f}" for a in added),
+                f"{paired:.1f}",
+            ]
         print(f"| {label} | {key} | {p50:.1f} | {' | '.join(cells)} |")
 
 

@@ -213,3 +213,31 @@ async def test_a_gated_call_is_dispatched_once_its_check_admits_it(gateway_facto
 
 async def _all(stream: Any) -> list[pb.StreamEvent]:
     return [event async for event in stream]
+
+
+async def test_a_call_outside_the_gate_that_ends_while_its_check_waits_is_refunded(gateway_factory) -> None:  # type: ignore[no-untyped-def]
+    """Embed waits for its check before it starts; its deadline passing during that wait ends the
+    call, and what the check reserved once it answers is refunded."""
+    async with gateway_factory(PRICED_MOCK + alice_key("tokens_per_day = 100000")) as gw:
+        held = held_meters(gw)
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            await gw.stub.Embed(
+                pb.EmbedRequest(model="mock/embed", inputs=["hello"], dimensions=4),
+                metadata=bearer(ALICE),
+                timeout=0.3,
+            )
+        assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert held.held.qsize() == 1  # it never got past its check
+        held.release.set()
+        async with asyncio.timeout(WAIT_S):  # the cancelled handler unwinds, then refunds
+            while True:
+                tokens = (await spend(gw))[pb.SPEND_METRIC_TOKENS, pb.SPEND_WINDOW_DAY]
+                if tokens == 0:
+                    break
+                await asyncio.sleep(0.05)
+        response = await gw.stub.Embed(
+            pb.EmbedRequest(model="mock/embed", inputs=["hello"], dimensions=4),
+            metadata=bearer(ALICE),
+            timeout=WAIT_S,
+        )
+    assert len(response.embeddings[0].values) == 4
