@@ -402,3 +402,37 @@ async def test_an_ejection_in_the_memory_store_lasts_its_time_and_then_holds_not
     assert await store.ejections(["a", "b", "c"]) == [0.0, 0.0, 0.0]
     await store.eject("b", 4.0)
     assert await store.ejections(["b", "a"]) == [4.0, 0.0]
+
+
+async def test_a_kept_plan_lets_no_key_use_a_provider_it_may_not(gateway_factory) -> None:  # type: ignore[no-untyped-def]
+    """Plain routes' plans are kept across callers; the keys' permissions are not: a key allowed one
+    provider is refused the route another key just used (by an explicit provider, by a prefix, by
+    the default provider), as it was before any plan was kept."""
+    from provider_gateway.server.auth import hash_key
+
+    allowed, restricted = "route-key-allowed-0123456789abcdefghij", "route-key-restricted-0123456789abcde"
+    config = (
+        '[server]\ndefault_provider = "other"\n[providers.mock]\nkind = "mock"\n[providers.other]\n'
+        'kind = "mock"\n[auth]\n[[auth.keys]]\nname = "all"\n'
+        f'sha256 = "{hash_key(allowed)}"\n[[auth.keys]]\nname = "mine"\nsha256 = "{hash_key(restricted)}"\n'
+        'providers = ["mock"]\n'
+    )
+    explicit = _pb_chat("echo")
+    explicit.provider = "other"
+    async with gateway_factory(config) as gw:
+        for request in (explicit, _pb_chat("other/echo"), _pb_chat("echo")):
+            for _ in range(2):  # the second time from the kept plan
+                reply = await gw.stub.Chat(
+                    request, metadata=(("authorization", f"Bearer {allowed}"),), timeout=10
+                )
+                assert reply.finish.provider == "other"
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await gw.stub.Chat(
+                        request, metadata=(("authorization", f"Bearer {restricted}"),), timeout=10
+                    )
+                assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+                assert "provider 'other'" in (caught.value.details() or "")
+        allowed_reply = await gw.stub.Chat(
+            _pb_chat("mock/echo"), metadata=(("authorization", f"Bearer {restricted}"),), timeout=10
+        )
+        assert allowed_reply.finish.provider == "mock"
