@@ -187,9 +187,9 @@ class RetryLoop:
                         retry_after=wait,
                     )
                     continue
-            if not deployment.breaker.available():
-                continue  # another request took the last half-open probe slot while we waited
-            return deployment
+                if not deployment.breaker.available():
+                    continue  # another request took the last half-open probe slot while we waited
+            return deployment  # (else nothing was awaited since _next_ready found it available)
         return None
 
     def _retry_later(self, tries: _Tries, deployment: Deployment, exc: GatewayError) -> None:
