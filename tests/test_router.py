@@ -436,3 +436,34 @@ async def test_a_kept_plan_lets_no_key_use_a_provider_it_may_not(gateway_factory
             _pb_chat("mock/echo"), metadata=(("authorization", f"Bearer {restricted}"),), timeout=10
         )
         assert allowed_reply.finish.provider == "mock"
+
+
+async def test_a_stream_read_on_in_another_task_still_names_its_attempt_there() -> None:
+    """The attempt's context variables are set per task, not per event: a stream whose reading
+    moves to another task (grpc resumes or closes streams from its own) still shows the provider
+    its attempt on every read, and leaves nothing set behind."""
+    router = make_router('[providers.mock]\nkind = "mock"\n')
+    provider = mock(router, "mock")
+    original = provider.chat_stream
+    seen: list[AttemptInfo | None] = []
+
+    async def spy(request):  # type: ignore[no-untyped-def]
+        async for event in original(request):
+            seen.append(CURRENT_ATTEMPT.get())
+            yield event
+
+    provider.chat_stream = spy  # type: ignore[method-assign]
+    stream = router.chat_stream(chat("mock/echo"), RequestClock())
+
+    async def first() -> Any:
+        return await anext(stream)
+
+    async def rest() -> list[Any]:
+        return [event async for event in stream]
+
+    assert isinstance(await asyncio.ensure_future(first()), TextDelta)
+    events = await asyncio.ensure_future(rest())
+    assert finish_of(events).attempts[0].outcome == "ok"
+    assert len(seen) >= 3
+    assert seen == [AttemptInfo(1, "mock/echo", "closed")] * len(seen)
+    assert CURRENT_ATTEMPT.get() is None
