@@ -11,7 +11,10 @@ import grpc
 import orjson
 import pytest
 from conftest import run_gateway
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from provider_gateway.catalog import Catalog
 from provider_gateway.domain import (
     Capabilities,
     ChatRequest,
@@ -181,3 +184,63 @@ async def test_the_catalog_bounds_max_tokens_and_modalities_before_dispatch(
         True,
         True,
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    kind_model=st.sampled_from(
+        [
+            ("openai", "gpt-4o-mini"),
+            ("deepseek", "deepseek-chat"),
+            ("anthropic", "claude-3-5-haiku"),
+            ("p", "m"),
+        ]
+    ),
+    caps=st.fixed_dictionaries(
+        {
+            name: st.booleans()
+            for name in ("vision", "tools", "json_output", "reasoning", "schema_by_forced_tool")
+        }
+    ),
+    max_tokens=st.none() | st.integers(1, 300_000),
+    image=st.booleans(),
+    tools=st.booleans(),
+    fmt=st.sampled_from(list(ResponseFormatType)),
+    reasoning=st.booleans(),
+    temperature=st.none() | st.just(0.5),
+)
+def test_a_single_deployment_is_judged_as_in_any_plan(
+    kind_model: tuple[str, str],
+    caps: dict[str, bool],
+    max_tokens: int | None,
+    image: bool,
+    tools: bool,
+    fmt: ResponseFormatType,
+    reasoning: bool,
+    temperature: float | None,
+) -> None:
+    """A one-deployment plan (the shortcut) is judged as the same deployment in a longer plan (the
+    general walk): usable exactly when unhonoured() finds nothing, else refused with its field."""
+    catalog = Catalog.builtin()
+    kind, model = kind_model
+    one = deployment(kind, model, **caps)
+    one.kind = kind
+    parts = (TextPart("hi"), *((ImagePart(data=JPEG),) if image else ()))
+    ask = request(
+        messages=[Message(Role.USER, parts)],
+        max_tokens=max_tokens,
+        tools=[Tool("f", "d", {})] if tools else [],
+        response_format=ResponseFormat(fmt),
+        reasoning=ReasoningOptions(enabled=True) if reasoning else None,
+        temperature=temperature,
+    )
+    refusal = unhonoured(ask, one, catalog)
+    if refusal is None:
+        assert honouring(ask, [one], catalog) == [one]
+        assert honouring(ask, [one, one], catalog) == [one, one]
+        return
+    for plan in ([one], [one, one]):
+        with pytest.raises(GatewayError) as refused:
+            honouring(ask, plan, catalog)
+        assert refused.value.kind is refusal.kind
+        assert refused.value.message.startswith(f"{refusal.field}: provider '{kind}' model '{model}'")

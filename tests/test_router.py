@@ -402,3 +402,68 @@ async def test_an_ejection_in_the_memory_store_lasts_its_time_and_then_holds_not
     assert await store.ejections(["a", "b", "c"]) == [0.0, 0.0, 0.0]
     await store.eject("b", 4.0)
     assert await store.ejections(["b", "a"]) == [4.0, 0.0]
+
+
+async def test_a_kept_plan_lets_no_key_use_a_provider_it_may_not(gateway_factory) -> None:  # type: ignore[no-untyped-def]
+    """Plain routes' plans are kept across callers; the keys' permissions are not: a key allowed one
+    provider is refused the route another key just used (by an explicit provider, by a prefix, by
+    the default provider), as it was before any plan was kept."""
+    from provider_gateway.server.auth import hash_key
+
+    allowed, restricted = "route-key-allowed-0123456789abcdefghij", "route-key-restricted-0123456789abcde"
+    config = (
+        '[server]\ndefault_provider = "other"\n[providers.mock]\nkind = "mock"\n[providers.other]\n'
+        'kind = "mock"\n[auth]\n[[auth.keys]]\nname = "all"\n'
+        f'sha256 = "{hash_key(allowed)}"\n[[auth.keys]]\nname = "mine"\nsha256 = "{hash_key(restricted)}"\n'
+        'providers = ["mock"]\n'
+    )
+    explicit = _pb_chat("echo")
+    explicit.provider = "other"
+    async with gateway_factory(config) as gw:
+        for request in (explicit, _pb_chat("other/echo"), _pb_chat("echo")):
+            for _ in range(2):  # the second time from the kept plan
+                reply = await gw.stub.Chat(
+                    request, metadata=(("authorization", f"Bearer {allowed}"),), timeout=10
+                )
+                assert reply.finish.provider == "other"
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await gw.stub.Chat(
+                        request, metadata=(("authorization", f"Bearer {restricted}"),), timeout=10
+                    )
+                assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+                assert "provider 'other'" in (caught.value.details() or "")
+        allowed_reply = await gw.stub.Chat(
+            _pb_chat("mock/echo"), metadata=(("authorization", f"Bearer {restricted}"),), timeout=10
+        )
+        assert allowed_reply.finish.provider == "mock"
+
+
+async def test_a_stream_read_on_in_another_task_still_names_its_attempt_there() -> None:
+    """The attempt's context variables are set per task, not per event: a stream whose reading
+    moves to another task (grpc resumes or closes streams from its own) still shows the provider
+    its attempt on every read, and leaves nothing set behind."""
+    router = make_router('[providers.mock]\nkind = "mock"\n')
+    provider = mock(router, "mock")
+    original = provider.chat_stream
+    seen: list[AttemptInfo | None] = []
+
+    async def spy(request):  # type: ignore[no-untyped-def]
+        async for event in original(request):
+            seen.append(CURRENT_ATTEMPT.get())
+            yield event
+
+    provider.chat_stream = spy  # type: ignore[method-assign]
+    stream = router.chat_stream(chat("mock/echo"), RequestClock())
+
+    async def first() -> Any:
+        return await anext(stream)
+
+    async def rest() -> list[Any]:
+        return [event async for event in stream]
+
+    assert isinstance(await asyncio.ensure_future(first()), TextDelta)
+    events = await asyncio.ensure_future(rest())
+    assert finish_of(events).attempts[0].outcome == "ok"
+    assert len(seen) >= 3
+    assert seen == [AttemptInfo(1, "mock/echo", "closed")] * len(seen)
+    assert CURRENT_ATTEMPT.get() is None

@@ -60,14 +60,14 @@ Answer = Callable[[Provider, Req], Awaitable[ChatResponse]]
 
 
 class Attempts:
-    """Runs attempts. `released` is awaited whenever an attempt gives back its concurrency slot,
+    """Runs attempts. `released` is called whenever an attempt gives back its concurrency slot,
     so that requests queued for capacity look again; `background` runs fire-and-forget writes."""
 
     def __init__(
         self,
         clock: Callable[[], float],
         store: SharedState,
-        released: Callable[[], Awaitable[None]],
+        released: Callable[[], None],
         background: Callable[[Coroutine[Any, Any, None]], None],
         prices: PriceTable,
     ) -> None:
@@ -157,7 +157,7 @@ class Attempts:
         finally:
             attempt.settle(usage, relayed, finish, started=stream is not None)
             await _close(stream)
-            await self.released()
+            self.released()
         attempt.succeeded(usage, relayed, finish, sent_content)
         for end in calls.close():  # cut by max_tokens, or a vendor that ends none
             handed = time.perf_counter_ns()
@@ -211,7 +211,7 @@ class Attempts:
             raise
         finally:
             attempt.settle(usage, 0, finish, started=True)
-            await self.released()
+            self.released()
         attempt.succeeded(usage, 0, finish, sent_content)
         return response, attempt.finished(finish)
 

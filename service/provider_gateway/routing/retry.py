@@ -42,7 +42,9 @@ class CapacityQueue:
         self.clock = clock
         self.waiters: dict[str, int] = {}
         self._waiting = 0  # over every plan: notify has nothing to do while it is 0
-        self._capacity = asyncio.Condition()
+        # Set (and replaced) when an attempt gives back capacity: every waiter looks again. An
+        # event, not a Condition, so that giving back is a plain call (no lock, no coroutine).
+        self._freed = asyncio.Event()
 
     async def wait(self, plan: Plan, until: float, give_up: float) -> None:
         """Wait in the plan's bounded queue until a deployment frees capacity or becomes ready
@@ -57,8 +59,7 @@ class CapacityQueue:
         self.waiters[plan.name] = waiting + 1
         self._waiting += 1
         try:
-            async with self._capacity:
-                await asyncio.wait_for(self._capacity.wait(), max(until - self.clock(), 0.0))
+            await asyncio.wait_for(self._freed.wait(), max(until - self.clock(), 0.0))
         except TimeoutError:
             if until < give_up:
                 return  # another deployment's wait is over: look again
@@ -74,11 +75,10 @@ class CapacityQueue:
             else:  # the last one out: plan names can come from callers, so none is kept at zero
                 del self.waiters[plan.name]
 
-    async def notify(self) -> None:
-        if not self._waiting:  # nobody queued (nearly always): no lock to take per released attempt
-            return
-        async with self._capacity:
-            self._capacity.notify_all()
+    def notify(self) -> None:
+        if self._waiting:  # somebody queued (rarely): wake them all
+            self._freed.set()
+            self._freed = asyncio.Event()
 
 
 class RetryLoop:
@@ -190,9 +190,9 @@ class RetryLoop:
                         retry_after=wait,
                     )
                     continue
-            if not deployment.breaker.available():
-                continue  # another request took the last half-open probe slot while we waited
-            return deployment
+                if not deployment.breaker.available():
+                    continue  # another request took the last half-open probe slot while we waited
+            return deployment  # (else nothing was awaited since _next_ready found it available)
         return None
 
     def _retry_later(self, tries: _Tries, deployment: Deployment, exc: GatewayError) -> None:
