@@ -135,37 +135,40 @@ def _dict(values: Any) -> dict[str, Any]:
 
 
 def chat_request_from_proto(request: pb.ChatRequest) -> d.ChatRequest:
+    # Built from the fields the request sets, named by one ListFields: most requests set two or
+    # three of fourteen, and asking for each of the others in turn costs more than this listing.
+    # An optional scalar set to zero is listed (it has presence), so `temperature=0` stays 0.
+    given = {field.name: value for field, value in request.ListFields()}
     reasoning = None
-    if request.HasField("reasoning"):
-        r = request.reasoning
+    if "reasoning" in given:
+        r = given["reasoning"]
         reasoning = d.ReasoningOptions(r.enabled, EFFORT.get(r.effort, ""), r.budget_tokens)
     response_format = None
-    if request.HasField("response_format"):
-        f = request.response_format
+    if "response_format" in given:
+        f = given["response_format"]
         schema = struct_to_dict(f.json_schema) if f.HasField("json_schema") else None
         response_format = d.ResponseFormat(
             FORMAT.get(f.type, d.ResponseFormatType.TEXT), f.schema_name, schema, f.strict
         )
     tool_choice = None
-    if request.HasField("tool_choice"):
-        tool_choice = d.ToolChoice(
-            TOOL_CHOICE.get(request.tool_choice.mode, d.ToolChoiceMode.AUTO), request.tool_choice.name
-        )
+    if "tool_choice" in given:
+        choice = given["tool_choice"]
+        tool_choice = d.ToolChoice(TOOL_CHOICE.get(choice.mode, d.ToolChoiceMode.AUTO), choice.name)
     return d.ChatRequest(
-        model=request.model,
-        provider=request.provider,
-        fallbacks=_list(request.fallbacks),
-        messages=messages_from_proto(request.messages),
-        tools=tools_from_proto(request.tools) if request.tools else [],
+        model=given.get("model", ""),
+        provider=given.get("provider", ""),
+        fallbacks=list(given.get("fallbacks", ())),
+        messages=messages_from_proto(given.get("messages", ())),
+        tools=tools_from_proto(given["tools"]) if "tools" in given else [],
         tool_choice=tool_choice,
-        temperature=_optional(request, "temperature"),
-        top_p=_optional(request, "top_p"),
-        max_tokens=_optional(request, "max_tokens"),
-        stop=_list(request.stop),
+        temperature=given.get("temperature"),
+        top_p=given.get("top_p"),
+        max_tokens=given.get("max_tokens"),
+        stop=list(given.get("stop", ())),
         reasoning=reasoning,
         response_format=response_format,
-        provider_options=struct_to_dict(request.provider_options),
-        metadata=_dict(request.metadata),
+        provider_options=struct_to_dict(given["provider_options"]) if "provider_options" in given else {},
+        metadata=dict(given.get("metadata", ())),
     )
 
 
