@@ -118,6 +118,20 @@ async def _run_interceptor(interceptors: Any, query: Callable[[Any], Any], detai
     return query(details)
 
 
+def _served() -> tuple[GatewayServer, tuple[Any, ...]]:
+    """A server (mock provider, default telemetry) and the interceptors it hands grpc.aio."""
+    given: dict[str, Any] = {}
+    make_server = grpc.aio.server
+
+    def capture(*args: Any, **kwargs: Any) -> Any:
+        given.update(kwargs)
+        return make_server(*args, **kwargs)
+
+    with mock.patch.object(grpc.aio, "server", capture):
+        server = GatewayServer(config.mock_only())
+    return server, tuple(given["interceptors"])
+
+
 async def chain_us() -> dict[str, float]:
     answer = pb.ChatResponse(text="hi")
 
@@ -135,17 +149,7 @@ async def chain_us() -> dict[str, float]:
             chat_stream, response_serializer=serialize
         ),
     }
-    # The server's own chain, as GatewayServer hands it to grpc.aio (mock provider, default telemetry).
-    given: dict[str, Any] = {}
-    make_server = grpc.aio.server
-
-    def capture(*args: Any, **kwargs: Any) -> Any:
-        given.update(kwargs)
-        return make_server(*args, **kwargs)
-
-    with mock.patch.object(grpc.aio, "server", capture):
-        GatewayServer(config.mock_only())
-    interceptors = tuple(given["interceptors"])
+    _, interceptors = _served()
     context = _Context()
 
     def lookup(details: Any) -> Any:
@@ -178,20 +182,12 @@ class _AnsweringRouter:
 async def servicer_us() -> float:
     """A unary Chat through the server's chain and the real servicer (checks, conversion both ways,
     the deadline, the consumption watch), the router answering at once."""
-    given: dict[str, Any] = {}
-    make_server = grpc.aio.server
-
-    def capture(*args: Any, **kwargs: Any) -> Any:
-        given.update(kwargs)
-        return make_server(*args, **kwargs)
-
-    with mock.patch.object(grpc.aio, "server", capture):
-        server = GatewayServer(config.mock_only())
+    server, interceptors = _served()
     server.service.router = _AnsweringRouter()  # type: ignore[assignment]
     chat = grpc.unary_unary_rpc_method_handler(
         server.service.Chat, response_serializer=pb.ChatResponse.SerializeToString
     )
-    interceptors, context = tuple(given["interceptors"]), _Context()
+    context = _Context()
 
     async def unary() -> None:
         details = _Details(f"{SERVICE}Chat", context.invocation_metadata())
