@@ -91,3 +91,39 @@ def test_a_zero_temperature_is_kept_and_an_unset_one_is_none() -> None:
     request = pb.ChatRequest(model="m", temperature=0.0)
     assert convert.chat_request_from_proto(request).temperature == 0.0
     assert convert.chat_request_from_proto(pb.ChatRequest(model="m")).temperature is None
+
+
+@st.composite
+def complete_requests(draw: Any) -> pb.CompleteRequest:
+    request = pb.CompleteRequest(model=draw(texts), provider=draw(texts), prompt=draw(texts))
+    request.fallbacks.extend(draw(st.lists(texts, max_size=2)))
+    for name in ("temperature", "top_p"):
+        if draw(st.booleans()):
+            setattr(request, name, draw(st.sampled_from([0.0, 0.5, 1.0])))
+    if draw(st.booleans()):
+        request.max_tokens = draw(st.sampled_from([0, 1, 64]))
+    request.stop.extend(draw(st.lists(texts, max_size=2)))
+    if draw(st.booleans()):
+        request.provider_options.update(draw(st.dictionaries(texts, st.integers(0, 3), max_size=2)))
+    request.metadata.update(draw(st.dictionaries(texts, texts, max_size=2)))
+    return request
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(complete_requests())
+def test_the_domain_prompt_request_is_what_every_field_says(request: pb.CompleteRequest) -> None:
+    def optional(name: str) -> Any:
+        return getattr(request, name) if request.HasField(name) else None
+
+    assert convert.completion_request_from_proto(request) == d.CompletionRequest(
+        model=request.model,
+        prompt=request.prompt,
+        provider=request.provider,
+        fallbacks=list(request.fallbacks),
+        temperature=optional("temperature"),
+        top_p=optional("top_p"),
+        max_tokens=optional("max_tokens"),
+        stop=list(request.stop),
+        provider_options=convert.struct_to_dict(request.provider_options),
+        metadata=dict(request.metadata),
+    )

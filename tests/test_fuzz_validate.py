@@ -168,7 +168,7 @@ def every_check(request: pb.ChatRequest, limits: validate.Limits) -> pb.ChatRequ
     return request
 
 
-def verdict(check: Any, request: pb.ChatRequest) -> str:
+def verdict(check: Any, request: Any) -> str:
     try:
         check(request, LIMITS)
     except GatewayError as exc:
@@ -209,3 +209,36 @@ def test_skipping_unset_fields_never_changes_the_verdict(request: pb.ChatRequest
     """`validate.chat` checks only the fields a request sets (an unset one passes every check):
     whatever the request, it says what running every check says, in the same words."""
     assert verdict(validate.chat, request) == verdict(every_check, request)
+
+
+@st.composite
+def complete_requests(draw: Any) -> pb.CompleteRequest:
+    """Prompt requests that set some fields (to their defaults too) and leave the others unset."""
+    request = pb.CompleteRequest(model=draw(st.sampled_from(["mock/echo", "", "a\nb"])))
+    request.prompt = draw(st.sampled_from(["", "hi", "x" * 5000]))
+    request.fallbacks.extend(draw(st.lists(names, max_size=3)))
+    for name in ("temperature", "top_p"):
+        if draw(st.booleans()):
+            setattr(request, name, draw(st.sampled_from([0.0, 0.5, 3.0, -1.0])))
+    if draw(st.booleans()):
+        request.max_tokens = draw(st.sampled_from([0, 1, -5, 2**31 - 1]))
+    request.stop.extend(draw(st.lists(st.sampled_from(["", "END", "x" * 1001]), max_size=17)))
+    request.metadata.update(draw(st.dictionaries(st.sampled_from(["", "k", "x" * 129]), st.text(max_size=3))))
+    return request
+
+
+def every_complete_check(request: pb.CompleteRequest, limits: validate.Limits) -> pb.CompleteRequest:
+    """`validate.complete` without its skipping of unset fields."""
+    bounds = validate._route(request)
+    if not request.prompt:
+        raise GatewayError(ErrorKind.INVALID_ARGUMENT, "prompt: must not be empty")
+    validate._text(request.prompt, "prompt", limits)
+    validate._sampling(request, bounds)
+    validate._metadata(request.metadata)
+    return request
+
+
+@FUZZ
+@given(complete_requests())
+def test_skipping_unset_fields_never_changes_a_prompt_requests_verdict(request: pb.CompleteRequest) -> None:
+    assert verdict(validate.complete, request) == verdict(every_complete_check, request)

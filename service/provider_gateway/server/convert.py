@@ -138,25 +138,19 @@ def tools_from_proto(tools: Any) -> list[d.Tool]:
     return [d.Tool(t.name, t.description, struct_to_dict(t.parameters)) for t in tools]
 
 
-def _optional(message: Any, name: str) -> Any:
-    return getattr(message, name) if message.HasField(name) else None
+def _set_fields(request: Any) -> dict[str, Any]:
+    """The fields a request sets, by name, from one ListFields: most requests set two or three of
+    their fields, and asking for each of the others in turn costs more than this listing. An
+    optional scalar set to zero is listed (it has presence), so `temperature=0` stays 0."""
+    return {field.name: value for field, value in request.ListFields()}
 
 
-# Most requests leave their repeated and map fields empty, and copying even an empty protobuf
-# container costs about a microsecond: these skip the copy then.
-def _list(values: Any) -> list[Any]:
-    return list(values) if values else []
-
-
-def _dict(values: Any) -> dict[str, Any]:
-    return dict(values) if values else {}
+def _options(given: dict[str, Any]) -> dict[str, Any]:
+    return struct_to_dict(given["provider_options"]) if "provider_options" in given else {}
 
 
 def chat_request_from_proto(request: pb.ChatRequest) -> d.ChatRequest:
-    # Built from the fields the request sets, named by one ListFields: most requests set two or
-    # three of fourteen, and asking for each of the others in turn costs more than this listing.
-    # An optional scalar set to zero is listed (it has presence), so `temperature=0` stays 0.
-    given = {field.name: value for field, value in request.ListFields()}
+    given = _set_fields(request)
     reasoning = None
     if "reasoning" in given:
         r = given["reasoning"]
@@ -185,23 +179,24 @@ def chat_request_from_proto(request: pb.ChatRequest) -> d.ChatRequest:
         stop=list(given.get("stop", ())),
         reasoning=reasoning,
         response_format=response_format,
-        provider_options=struct_to_dict(given["provider_options"]) if "provider_options" in given else {},
+        provider_options=_options(given),
         metadata=dict(given.get("metadata", ())),
     )
 
 
 def completion_request_from_proto(request: pb.CompleteRequest) -> d.CompletionRequest:
+    given = _set_fields(request)
     return d.CompletionRequest(
-        model=request.model,
-        prompt=request.prompt,
-        provider=request.provider,
-        fallbacks=_list(request.fallbacks),
-        temperature=_optional(request, "temperature"),
-        top_p=_optional(request, "top_p"),
-        max_tokens=_optional(request, "max_tokens"),
-        stop=_list(request.stop),
-        provider_options=struct_to_dict(request.provider_options),
-        metadata=_dict(request.metadata),
+        model=given.get("model", ""),
+        prompt=given.get("prompt", ""),
+        provider=given.get("provider", ""),
+        fallbacks=list(given.get("fallbacks", ())),
+        temperature=given.get("temperature"),
+        top_p=given.get("top_p"),
+        max_tokens=given.get("max_tokens"),
+        stop=list(given.get("stop", ())),
+        provider_options=_options(given),
+        metadata=dict(given.get("metadata", ())),
     )
 
 

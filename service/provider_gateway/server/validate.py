@@ -282,11 +282,15 @@ def _reasoning(request: pb.ChatRequest, bounds: SizeBounds) -> None:
 # --- requests ------------------------------------------------------------------------------------
 
 
+def _set_fields(request: Any) -> set[str]:
+    """The names of the fields a request sets. Only those are checked: an unset field reads as its
+    default, which passes every check, and one ListFields names them all where asking for each of
+    a request's fields in turn costs more than the checks of the two or three most requests set."""
+    return {field.name for field, _ in request.ListFields()}
+
+
 def chat(request: pb.ChatRequest, limits: Limits = DEFAULT_LIMITS) -> pb.ChatRequest:
-    # Only the fields the request sets are checked: an unset field reads as its default, which
-    # passes every check. One ListFields names them all; asking for each of a request's fourteen
-    # fields in turn costs more than the checks of the two or three most requests set.
-    given = {field.name for field, _ in request.ListFields()}
+    given = _set_fields(request)
     bounds = _route(request, fallbacks="fallbacks" in given)
     if "messages" not in given:
         raise invalid_argument("messages: at least one message is required")
@@ -306,12 +310,15 @@ def chat(request: pb.ChatRequest, limits: Limits = DEFAULT_LIMITS) -> pb.ChatReq
 
 
 def complete(request: pb.CompleteRequest, limits: Limits = DEFAULT_LIMITS) -> pb.CompleteRequest:
-    bounds = _route(request)
-    if not request.prompt:
+    given = _set_fields(request)
+    bounds = _route(request, fallbacks="fallbacks" in given)
+    if "prompt" not in given:
         raise invalid_argument("prompt: must not be empty")
     _text(request.prompt, "prompt", limits)
-    _sampling(request, bounds)
-    _metadata(request.metadata)
+    if not SAMPLING_FIELDS.isdisjoint(given):
+        _sampling(request, bounds)
+    if "metadata" in given:
+        _metadata(request.metadata)
     return request
 
 
