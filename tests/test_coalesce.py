@@ -172,3 +172,76 @@ async def test_a_cancel_leaking_from_below_ends_the_relay_with_an_error_not_a_ha
     with pytest.raises(RuntimeError, match="cancelled inside the gateway"):
         await asyncio.wait_for(relay(), WAIT_S)
     assert got == [TextDelta("a")]
+
+
+async def test_the_first_event_is_relayed_without_a_turn_of_the_event_loop() -> None:
+    """The writer reads the first event itself: no hand-over from the reader task (a turn of the
+    loop) stands between the upstream's first token and the client."""
+
+    async def upstream() -> AsyncGenerator[GatewayEvent, None]:
+        yield TextDelta("first")
+        yield TextDelta("second")
+
+    turned = False
+
+    def turn() -> None:
+        nonlocal turned
+        turned = True
+
+    relay = coalesced(upstream())
+    asyncio.get_running_loop().call_soon(turn)
+    assert await anext(relay) == TextDelta("first")
+    assert not turned  # the loop did not run its next iteration on the way
+    assert [e async for e in relay] == [TextDelta("second")]
+
+
+async def test_a_cancel_leaking_from_below_before_the_first_event_is_an_error() -> None:
+    closed = asyncio.Event()
+
+    async def leaking() -> AsyncGenerator[GatewayEvent, None]:
+        try:
+            raise asyncio.CancelledError
+            yield TextDelta("never")
+        finally:
+            closed.set()
+
+    with pytest.raises(RuntimeError, match="cancelled inside the gateway"):
+        await asyncio.wait_for(anext(coalesced(leaking())), WAIT_S)
+    assert closed.is_set()
+
+
+async def test_a_client_that_cancels_before_the_first_event_closes_the_upstream() -> None:
+    started, closed = asyncio.Event(), asyncio.Event()
+
+    async def quiet() -> AsyncGenerator[GatewayEvent, None]:
+        try:
+            started.set()
+            await asyncio.Event().wait()  # the upstream has not answered yet
+            yield TextDelta("late")
+        finally:
+            closed.set()
+
+    async def client() -> None:
+        async for _ in coalesced(quiet()):
+            pass
+
+    call = asyncio.ensure_future(client())
+    await asyncio.wait_for(started.wait(), WAIT_S)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert closed.is_set()
+
+
+async def test_a_stream_without_events_ends_and_closes_its_source() -> None:
+    closed = asyncio.Event()
+
+    async def empty() -> AsyncGenerator[GatewayEvent, None]:
+        try:
+            return
+            yield TextDelta("never")
+        finally:
+            closed.set()
+
+    assert [e async for e in coalesced(empty())] == []
+    assert closed.is_set()
