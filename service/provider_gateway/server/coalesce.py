@@ -1,7 +1,6 @@
 """Adaptive coalescing of a stream's deltas, with no added delay.
 
-The writer reads a stream's first event itself (nothing to merge it with yet); from then on a task
-reads the router's events into a bounded buffer while the gRPC side writes; each write takes
+A task reads the router's events into a bounded buffer while the gRPC side writes; each write takes
 every event already in hand and merges runs of consecutive deltas of one kind (text, reasoning of
 one block, one tool call's arguments) into one message. Nothing ever waits for more data in
 order to merge: when the writer is idle a lone token goes out at once, so at light load every
@@ -69,35 +68,9 @@ class _InHand:
         return items
 
 
-LEAKED_CANCEL = "the stream's reader was cancelled inside the gateway"
-
-
-async def _first(events: AsyncGenerator[GatewayEvent, None]) -> GatewayEvent | None:
-    """The stream's first event, read by the writer itself: nothing is in hand to merge it with,
-    and handing it over from the reader task would cost a turn of the event loop before the first
-    token (and a future). None: the stream ended without one."""
-    try:
-        return await anext(events)
-    except StopAsyncIteration:
-        return None
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise  # the writer is cancelled: the client went away
-        raise RuntimeError(LEAKED_CANCEL) from None  # a cancel leaking from below, as in `read`
-
-
 async def coalesced(events: AsyncGenerator[GatewayEvent, None]) -> AsyncGenerator[GatewayEvent, None]:
     """`events`, read ahead and merged as described above. Closing this closes `events` (and its
     upstream call); an error from `events` comes after every event that preceded it."""
-    try:
-        first = await _first(events)
-    except BaseException:
-        await events.aclose()
-        raise
-    if first is None:
-        await events.aclose()
-        return
     hand = _InHand()
 
     async def read() -> None:
@@ -113,12 +86,11 @@ async def coalesced(events: AsyncGenerator[GatewayEvent, None]) -> AsyncGenerato
             # The writer cancels the reader only once it stops reading. Any other cancel leaking up
             # from below would leave the writer waiting for ever: it gets an error instead (a bug:
             # INTERNAL, with an incident id in the log), and the client a status.
-            hand.put(RuntimeError(LEAKED_CANCEL))
+            hand.put(RuntimeError("the stream's reader was cancelled inside the gateway"))
             raise
 
-    reader = asyncio.ensure_future(read())  # reads ahead while the first event is written
+    reader = asyncio.ensure_future(read())
     try:
-        yield first
         while True:
             if not hand.items:
                 await hand.arrival()
