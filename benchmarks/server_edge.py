@@ -1,5 +1,5 @@
 """The server edge's own CPU per call: request checks, protobuf conversion, the interceptor chain,
-the access-log line and the request metrics (issue 15).
+the servicer, the coalescing relay, the access-log line and the request metrics (issue 15).
 
     .venv/bin/python benchmarks/server_edge.py
     git archive REV service | tar -x -C OTHER && PYTHONPATH=OTHER/service .venv/bin/python benchmarks/server_edge.py
@@ -52,6 +52,20 @@ FINISH = d.Finish(
 RESPONSE = d.ChatResponse(
     text="hello", usage=d.Usage(10, 1, raw={"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11})
 )
+# OpenAI's usage object as the API returns it, details included: the `raw` Struct of every answer.
+OPENAI_USAGE = {
+    "prompt_tokens": 10,
+    "completion_tokens": 1,
+    "total_tokens": 11,
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+}
+FULL_USAGE_RESPONSE = d.ChatResponse(text="hello", usage=d.Usage(10, 1, raw=OPENAI_USAGE))
 
 
 def per_call_us(call: Callable[[], Any], number: int = 20000) -> float:
@@ -104,6 +118,20 @@ async def _run_interceptor(interceptors: Any, query: Callable[[Any], Any], detai
     return query(details)
 
 
+def _served() -> tuple[GatewayServer, tuple[Any, ...]]:
+    """A server (mock provider, default telemetry) and the interceptors it hands grpc.aio."""
+    given: dict[str, Any] = {}
+    make_server = grpc.aio.server
+
+    def capture(*args: Any, **kwargs: Any) -> Any:
+        given.update(kwargs)
+        return make_server(*args, **kwargs)
+
+    with mock.patch.object(grpc.aio, "server", capture):
+        server = GatewayServer(config.mock_only())
+    return server, tuple(given["interceptors"])
+
+
 async def chain_us() -> dict[str, float]:
     answer = pb.ChatResponse(text="hi")
 
@@ -121,17 +149,7 @@ async def chain_us() -> dict[str, float]:
             chat_stream, response_serializer=serialize
         ),
     }
-    # The server's own chain, as GatewayServer hands it to grpc.aio (mock provider, default telemetry).
-    given: dict[str, Any] = {}
-    make_server = grpc.aio.server
-
-    def capture(*args: Any, **kwargs: Any) -> Any:
-        given.update(kwargs)
-        return make_server(*args, **kwargs)
-
-    with mock.patch.object(grpc.aio, "server", capture):
-        GatewayServer(config.mock_only())
-    interceptors = tuple(given["interceptors"])
+    _, interceptors = _served()
     context = _Context()
 
     def lookup(details: Any) -> Any:
@@ -151,6 +169,53 @@ async def chain_us() -> dict[str, float]:
     return {
         "interceptor chain, unary Chat": await per_async_call_us(unary),
         "interceptor chain, ChatStream of 3 messages": await per_async_call_us(stream),
+    }
+
+
+class _AnsweringRouter:
+    """A router that answers at once: what is left of a call is the server edge's own work."""
+
+    async def chat(self, request: d.ChatRequest, clock: Any) -> tuple[d.ChatResponse, d.Finish]:
+        return RESPONSE, FINISH
+
+
+async def servicer_us() -> float:
+    """A unary Chat through the server's chain and the real servicer (checks, conversion both ways,
+    the deadline, the consumption watch), the router answering at once."""
+    server, interceptors = _served()
+    server.service.router = _AnsweringRouter()  # type: ignore[assignment]
+    chat = grpc.unary_unary_rpc_method_handler(
+        server.service.Chat, response_serializer=pb.ChatResponse.SerializeToString
+    )
+    context = _Context()
+
+    async def unary() -> None:
+        details = _Details(f"{SERVICE}Chat", context.invocation_metadata())
+        handler = await _run_interceptor(iter(interceptors), lambda _: chat, details)
+        handler.response_serializer(await handler.unary_unary(REQUEST, context))
+
+    return await per_async_call_us(unary)
+
+
+async def relay_us() -> dict[str, float]:
+    """A stream of 6 events, each after a turn of the event loop (an upstream read), relayed one
+    message per event and through the coalescing relay (server/coalesce.py) at light load."""
+    from provider_gateway.server.coalesce import as_they_come, coalesced
+
+    async def upstream() -> AsyncIterator[d.GatewayEvent]:
+        for _ in range(6):
+            await asyncio.sleep(0)
+            yield d.TextDelta("tok ")
+
+    async def relayed(relay: Callable[[Any], Any]) -> None:
+        async for _ in relay(upstream()):
+            pass
+
+    plain = await per_async_call_us(lambda: relayed(as_they_come), 2000)
+    merged = await per_async_call_us(lambda: relayed(coalesced), 2000)
+    return {
+        "6 events relayed as they come": plain,
+        "6 events through the coalescing relay": merged,
     }
 
 
@@ -200,13 +265,21 @@ def main() -> None:
         "convert.chat_response_to_proto": per_call_us(
             lambda: convert.chat_response_to_proto(RESPONSE, FINISH)
         ),
+        "convert.chat_response_to_proto, OpenAI's usage": per_call_us(
+            lambda: convert.chat_response_to_proto(FULL_USAGE_RESPONSE, FINISH)
+        ),
         "a stream's Finish event to proto": per_call_us(lambda: convert.event_to_proto(FINISH)),
+        "a stream's usage event to proto": per_call_us(
+            lambda: convert.event_to_proto(d.UsageEvent(RESPONSE.usage))
+        ),
         **asyncio.run(chain_us()),
+        "unary Chat through chain and servicer": asyncio.run(servicer_us()),
+        **asyncio.run(relay_us()),
         "access-log line at INFO (JSON)": access_log_us(),
         "request metrics, metrics on": request_metrics_us(),
     }
     for name, us in figures.items():
-        print(f"{name:45} {us:7.1f} us")
+        print(f"{name:50} {us:7.1f} us")
 
 
 if __name__ == "__main__":

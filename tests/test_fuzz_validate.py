@@ -151,3 +151,94 @@ def test_validation_of_arbitrary_wire_bytes(data: bytes, kind: Any) -> None:
         pb.CountTokensRequest: validate.count,
     }[kind]
     only_invalid_argument(check, request)
+
+
+def every_check(request: pb.ChatRequest, limits: validate.Limits) -> pb.ChatRequest:
+    """`validate.chat` without its skipping of unset fields: every check runs on every request."""
+    bounds = validate._route(request)
+    if not request.messages:
+        raise GatewayError(ErrorKind.INVALID_ARGUMENT, "messages: at least one message is required")
+    validate._messages(request.messages, limits)
+    tools = validate._tools(request, limits)
+    validate._tool_choice(request, tools)
+    validate._response_format(request)
+    validate._reasoning(request, bounds)
+    validate._sampling(request, bounds)
+    validate._metadata(request.metadata)
+    return request
+
+
+def verdict(check: Any, request: Any) -> str:
+    try:
+        check(request, LIMITS)
+    except GatewayError as exc:
+        return f"{exc.kind.name}: {exc.message}"
+    return "ok"
+
+
+@st.composite
+def sparse_chat_requests(draw: Any) -> pb.ChatRequest:
+    """Requests that leave some fields unset and set others, to their defaults (zero, empty) too."""
+    full = draw(chat_requests())
+    request = pb.ChatRequest()
+    for field, value in full.ListFields():
+        if draw(st.booleans()):
+            if field.is_repeated:
+                getattr(request, field.name).MergeFrom(value)
+            elif field.message_type is not None:
+                getattr(request, field.name).CopyFrom(value)
+            else:
+                setattr(request, field.name, value)
+    if draw(st.booleans()):  # a valid conversation, so that the checks after it are reached
+        del request.messages[:]
+        request.messages.add(role=pb.ROLE_USER).content.add(text="hi")
+    if draw(st.booleans()):
+        request.temperature = 0.0  # set to its default: still present, still checked
+    if draw(st.booleans()):
+        request.tool_choice.SetInParent()
+    if draw(st.booleans()):
+        request.metadata.update(draw(st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=3)))
+    if draw(st.booleans()):
+        request.fallbacks.extend(draw(st.lists(names, max_size=3)))
+    return request
+
+
+@FUZZ
+@given(sparse_chat_requests())
+def test_skipping_unset_fields_never_changes_the_verdict(request: pb.ChatRequest) -> None:
+    """`validate.chat` checks only the fields a request sets (an unset one passes every check):
+    whatever the request, it says what running every check says, in the same words."""
+    assert verdict(validate.chat, request) == verdict(every_check, request)
+
+
+@st.composite
+def complete_requests(draw: Any) -> pb.CompleteRequest:
+    """Prompt requests that set some fields (to their defaults too) and leave the others unset."""
+    request = pb.CompleteRequest(model=draw(st.sampled_from(["mock/echo", "", "a\nb"])))
+    request.prompt = draw(st.sampled_from(["", "hi", "x" * 5000]))
+    request.fallbacks.extend(draw(st.lists(names, max_size=3)))
+    for name in ("temperature", "top_p"):
+        if draw(st.booleans()):
+            setattr(request, name, draw(st.sampled_from([0.0, 0.5, 3.0, -1.0])))
+    if draw(st.booleans()):
+        request.max_tokens = draw(st.sampled_from([0, 1, -5, 2**31 - 1]))
+    request.stop.extend(draw(st.lists(st.sampled_from(["", "END", "x" * 1001]), max_size=17)))
+    request.metadata.update(draw(st.dictionaries(st.sampled_from(["", "k", "x" * 129]), st.text(max_size=3))))
+    return request
+
+
+def every_complete_check(request: pb.CompleteRequest, limits: validate.Limits) -> pb.CompleteRequest:
+    """`validate.complete` without its skipping of unset fields."""
+    bounds = validate._route(request)
+    if not request.prompt:
+        raise GatewayError(ErrorKind.INVALID_ARGUMENT, "prompt: must not be empty")
+    validate._text(request.prompt, "prompt", limits)
+    validate._sampling(request, bounds)
+    validate._metadata(request.metadata)
+    return request
+
+
+@FUZZ
+@given(complete_requests())
+def test_skipping_unset_fields_never_changes_a_prompt_requests_verdict(request: pb.CompleteRequest) -> None:
+    assert verdict(validate.complete, request) == verdict(every_complete_check, request)

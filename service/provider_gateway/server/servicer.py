@@ -132,17 +132,20 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         except Exception as exc:  # every failure becomes a status; the server never crashes
             await abort(context, exc, consumed)
 
+    # Chat and Complete, every call's path, do `_unary`'s work in their own body: no closure, no
+    # coroutine between them and the router, and the deadline set once (by `_clock`).
     async def Chat(
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ChatResponse:
         clock = _clock(context)
-
-        async def work() -> pb.ChatResponse:
-            domain_request = convert.chat_request_from_proto(validate.chat(request, self.limits))
-            response, finish = await self.router.chat(domain_request, clock)
-            return convert.chat_response_to_proto(response, finish)
-
-        return await self._unary(context, work)
+        consumed: list[Consumed] = []
+        try:
+            with watching(consumed.append):
+                domain_request = convert.chat_request_from_proto(validate.chat(request, self.limits))
+                response, finish = await self.router.chat(domain_request, clock)
+                return convert.chat_response_to_proto(response, finish)
+        except Exception as exc:
+            await abort(context, exc, consumed)
 
     async def ChatStream(
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -167,13 +170,16 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CompleteResponse:
         clock = _clock(context)
-
-        async def work() -> pb.CompleteResponse:
-            domain_request = convert.completion_request_from_proto(validate.complete(request, self.limits))
-            response, finish = await self.router.complete(domain_request, clock)
-            return convert.completion_response_to_proto(response, finish)
-
-        return await self._unary(context, work)
+        consumed: list[Consumed] = []
+        try:
+            with watching(consumed.append):
+                domain_request = convert.completion_request_from_proto(
+                    validate.complete(request, self.limits)
+                )
+                response, finish = await self.router.complete(domain_request, clock)
+                return convert.completion_response_to_proto(response, finish)
+        except Exception as exc:
+            await abort(context, exc, consumed)
 
     async def CompleteStream(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]

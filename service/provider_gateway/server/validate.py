@@ -41,6 +41,7 @@ from provider_gateway.v1 import provider_service_pb2 as pb
 LIMIT_KEYS = ("max_messages", "max_message_bytes", "max_tools", "max_embed_inputs")
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_STOP_SEQUENCES = 16
+SAMPLING_FIELDS = frozenset({"temperature", "top_p", "max_tokens", "stop"})  # what `_sampling` checks
 # The enums' valid numbers, once: `EnumTypeWrapper.values()` builds a new list on every call.
 ROLES = frozenset(pb.Role.values()) - {pb.ROLE_UNSPECIFIED}
 TOOL_CHOICE_MODES = frozenset(pb.ToolChoice.Mode.values())
@@ -105,7 +106,8 @@ def _name(value: str, where: str) -> None:
 
 
 def _route(request: Any, *, fallbacks: bool = True) -> SizeBounds:
-    """The model, provider and fallback names: bounded, since errors and logs repeat them."""
+    """The model, provider and fallback names: bounded, since errors and logs repeat them.
+    `fallbacks` False: the request has none (its kind has no such field, or it sets none)."""
     _name(request.model, "model")
     _name(request.provider, "provider")
     if fallbacks:
@@ -280,31 +282,43 @@ def _reasoning(request: pb.ChatRequest, bounds: SizeBounds) -> None:
 # --- requests ------------------------------------------------------------------------------------
 
 
+def _set_fields(request: Any) -> set[str]:
+    """The names of the fields a request sets. Only those are checked: an unset field reads as its
+    default, which passes every check, and one ListFields names them all where asking for each of
+    a request's fields in turn costs more than the checks of the two or three most requests set."""
+    return {field.name for field, _ in request.ListFields()}
+
+
 def chat(request: pb.ChatRequest, limits: Limits = DEFAULT_LIMITS) -> pb.ChatRequest:
-    bounds = _route(request)
-    if not request.messages:
+    given = _set_fields(request)
+    bounds = _route(request, fallbacks="fallbacks" in given)
+    if "messages" not in given:
         raise invalid_argument("messages: at least one message is required")
     _messages(request.messages, limits)
-    tools = _tools(request, limits)
-    # An unset message reads as all defaults, which pass: its checks are skipped.
-    if request.HasField("tool_choice"):
+    tools = _tools(request, limits) if "tools" in given else set()
+    if "tool_choice" in given:
         _tool_choice(request, tools)
-    if request.HasField("response_format"):
+    if "response_format" in given:
         _response_format(request)
-    if request.HasField("reasoning"):
+    if "reasoning" in given:
         _reasoning(request, bounds)
-    _sampling(request, bounds)
-    _metadata(request.metadata)
+    if not SAMPLING_FIELDS.isdisjoint(given):
+        _sampling(request, bounds)
+    if "metadata" in given:
+        _metadata(request.metadata)
     return request
 
 
 def complete(request: pb.CompleteRequest, limits: Limits = DEFAULT_LIMITS) -> pb.CompleteRequest:
-    bounds = _route(request)
-    if not request.prompt:
+    given = _set_fields(request)
+    bounds = _route(request, fallbacks="fallbacks" in given)
+    if "prompt" not in given:
         raise invalid_argument("prompt: must not be empty")
     _text(request.prompt, "prompt", limits)
-    _sampling(request, bounds)
-    _metadata(request.metadata)
+    if not SAMPLING_FIELDS.isdisjoint(given):
+        _sampling(request, bounds)
+    if "metadata" in given:
+        _metadata(request.metadata)
     return request
 
 
