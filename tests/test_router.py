@@ -355,6 +355,27 @@ async def test_a_route_in_use_keeps_its_state_while_new_names_come_and_a_forgott
     await router.aclose()
 
 
+async def test_a_new_route_forgotten_at_once_still_answers_on_its_next_request() -> None:
+    """With every other plain route holding state (here: their breakers open, as when a provider
+    is down and a client cycles model names), a new name's deployment is the only idle one and is
+    forgotten as soon as it is made. Its next request must still be routed (a new deployment, as
+    before plans were kept), not fail on a kept plan whose deployment the router no longer has."""
+    from provider_gateway.routing.breaker import BreakerState
+    from provider_gateway.routing.plans import MAX_ROUTE_DEPLOYMENTS
+
+    router = make_router('[providers.mock]\nkind = "mock"\n')
+    for i in range(MAX_ROUTE_DEPLOYMENTS):
+        breaker = router.plan(f"mock/down-{i}").deployments[0].breaker
+        while breaker.state is BreakerState.CLOSED:
+            breaker.record_failure()
+    for _ in range(3):
+        response, finish = await router.chat(chat("mock/echo"), RequestClock())
+        assert "hello there" in response.text
+        assert finish.attempts[-1].outcome == "ok"
+    assert len(router.planner.routes) <= MAX_ROUTE_DEPLOYMENTS + 1
+    await router.aclose()
+
+
 class SlowEjectStore(MemoryCounterStore):
     """A shared store whose ejections take a Redis round trip under load."""
 

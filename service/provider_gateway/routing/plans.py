@@ -105,9 +105,10 @@ class Planner:
             key = plan.deployments[0].key
             self.routes[key] = self.routes.pop(key)
             return plan
-        plan = Plan(
-            model, [self._route_deployment(self.resolver.resolve(model, provider))], self.routing.defaults
-        )
+        deployment = self._route_deployment(self.resolver.resolve(model, provider))
+        plan = Plan(model, [deployment], self.routing.defaults)
+        if self.routes.get(deployment.key) is not deployment:
+            return plan  # forgotten as soon as made (every other route holds state): not kept either
         if len(self.plain) >= MAX_ROUTE_DEPLOYMENTS:  # clients choose the names: bounded
             self.plain.clear()
         self.plain[model, provider] = plan
