@@ -160,3 +160,32 @@ async def test_deadlines_of_unary_calls_joining_later_share_the_armed_timer() ->
     finally:
         for watch in watches:
             watch.close()
+
+
+async def test_the_shared_timer_keeps_nothing_of_the_request_that_armed_it_alive() -> None:
+    """The router's timer outlives the attempt that armed it; a request's context (its caller, its
+    budget check in flight...) must not stay in memory with it."""
+    import contextvars
+    import gc
+    import weakref
+
+    class State:
+        pass
+
+    held: contextvars.ContextVar[State | None] = contextvars.ContextVar("held", default=None)
+    watchdog = Watchdog()
+
+    async def request() -> weakref.ref[State]:
+        state = State()
+        held.set(state)
+        watch = StallWatch(30.0, deadline_s=60, watchdog=watchdog)  # arms the timer 30 s ahead
+        event = asyncio.get_running_loop().create_future()
+        event.set_result(None)
+        assert await read(watch, event) == "event"
+        watch.close()
+        return weakref.ref(state)
+
+    state = await asyncio.create_task(request(), context=contextvars.copy_context())
+    await asyncio.sleep(0)  # the loop lets go of the finished task
+    gc.collect()
+    assert state() is None

@@ -16,6 +16,7 @@ an event (a slow gRPC client) is not upstream stalling and never counts, as befo
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 
 
@@ -27,13 +28,16 @@ class Watchdog:
     asks each watch when it must be looked at next (`StallWatch.check`) and is re-armed for the
     soonest of those; a watch that leaves (`forget`) leaves the timer as it is."""
 
-    __slots__ = ("_due_ns", "_handle", "_loop", "_watches")
+    __slots__ = ("_context", "_due_ns", "_handle", "_loop", "_watches")
 
     def __init__(self) -> None:
         self._watches: set[StallWatch] = set()
         self._handle: asyncio.TimerHandle | None = None
         self._due_ns = 0  # when the armed timer fires
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The timer outlives the request that armed it (it re-arms itself for later ones): run it
+        # in a context of its own, not a copy of that request's (its caller, pending check...).
+        self._context = contextvars.Context()
 
     def watch(self, watch: StallWatch, due_ns: int, now_ns: int) -> None:
         """Look at `watch` at `due_ns` (perf_counter_ns) at the latest."""
@@ -53,7 +57,7 @@ class Watchdog:
             self._handle.cancel()
         assert self._loop is not None
         self._due_ns = due_ns
-        self._handle = self._loop.call_later(max(due_ns - now_ns, 0) / 1e9, self._fire)
+        self._handle = self._loop.call_later(max(due_ns - now_ns, 0) / 1e9, self._fire, context=self._context)
 
     def _fire(self) -> None:
         self._handle = None
