@@ -130,9 +130,12 @@ async def test_calls_are_served_from_the_view_while_redis_is_frozen(
             pytest.fail(f"a call failed while Redis was frozen: {exc.code().name} {exc.details()}")
         finally:
             redis_server.process.send_signal(signal.SIGCONT)
-    assert seen
-    assert all(providers == ["b"] for providers in seen)  # a still ejected: from the view
-    assert after == ["a"]  # per-replica now: two itself never saw a fail
+    # From the view (a still ejected) until the background read timed out, which may have
+    # happened during the last call; from then on per-replica: two itself never saw a fail.
+    from_view = seen.index(["a"]) if ["a"] in seen else len(seen)
+    assert from_view > 0
+    assert seen[:from_view] == [["b"]] * from_view
+    assert [*seen[from_view:], after] == [["a"]] * (len(seen) - from_view + 1)
     assert [r.getMessage() for r in caplog.records].count(
         f"redis unavailable at 127.0.0.1:{redis_server.port} (TimeoutError); using per-replica state for 60 s"
     ) == 1

@@ -284,7 +284,9 @@ class RedisCounterStore:
             shared = await self.holds.remaining(keys)
             if shared is not None:
                 own = await self.local.ejections(keys)
-                return [max(theirs, mine) for theirs, mine in zip(shared, own, strict=True)]
+                if any(own):  # rarely (this replica ejected something): only then compared
+                    return [max(theirs, mine) for theirs, mine in zip(shared, own, strict=True)]
+                return shared
         return await self.local.ejections(keys)
 
     async def _read_ejections(self, keys: list[str]) -> list[float] | None:
