@@ -1,7 +1,7 @@
 """The shared holds (breaker ejections, provider rate-limit holds) kept in-process between reads.
 
 Every call asks, before its first attempt, whether its deployments are held; the answer is nearly
-always "no". Reading Redis for it cost a round trip on every call (~230 µs at p50 on the VM of
+always "no". Reading Redis for it cost a round trip on every call (230-480 µs at p50 on the VM of
 benchmarks/RESULTS.md), so the Redis store answers from this view at once and refreshes it in the
 background, one read of every known key at a time, once the view is older than `[redis]
 holds_refresh_ms`: another replica's hold is seen within that interval. A key never read yet is
