@@ -52,9 +52,9 @@ def valkey_server() -> str | None:
     return str(get_binary_path())
 
 
-@pytest.fixture(params=["redis", "valkey"])
-def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
-    """Each test runs on redis-server and on Valkey (the issue asks for both)."""
+def redis_or_valkey(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A started redis-server or Valkey server, as the fixture's parameter says (skipped when the
+    machine has none), stopped afterwards."""
     binary = REDIS if request.param == "redis" else valkey_server()
     if binary is None:
         pytest.skip(f"no {request.param} server installed")
@@ -64,6 +64,12 @@ def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["redis", "valkey"])
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """Each test runs on redis-server and on Valkey (the issue asks for both)."""
+    yield from redis_or_valkey(request)
 
 
 def cluster_port() -> int:

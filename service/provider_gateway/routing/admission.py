@@ -4,8 +4,9 @@ and is awaited once, at the last point before anything is sent upstream.
 The server sends a metered call's check (one round trip to the meters) as the call starts and puts
 it in `pending`; the request validates, converts and plans while the round trip is under way, and
 the retry loop passes `admitted()` before its first attempt, so that no provider sees a request its
-check has not admitted. The retry loop waits there after reading its plan's holds (a round trip of
-its own with Redis, which then overlaps the check's) and before anything with an effect: a
+check has not admitted. The retry loop waits there after reading its plan's holds (answered in
+process: routing/holds_view.py; a round trip overlapping the check's only with `[redis]
+holds_refresh_ms = 0` or a deployment's first call) and before anything with an effect: a
 deployment's rpm, a capacity slot, an attempt (benchmarks/RESULTS.md measures both places). A refusal raised there is the check's own error (QuotaExceeded): the retry
 loop lets it through untouched, before any attempt, so it is never retried, failed over, charged
 to an attempt nor held against a breaker or limiter. With no check in flight the gate is open.

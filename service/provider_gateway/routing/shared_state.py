@@ -3,7 +3,9 @@
 In-process by default. With `[redis] url`, every replica reads and writes the same keys through
 server-side Lua scripts (atomic check-and-add), every key carries a TTL, and when Redis cannot be
 reached the store falls back to its local twin (logged once per outage) and retries Redis later,
-so a Redis outage degrades limits to per-replica instead of failing requests. The callers' meters
+so a Redis outage degrades limits to per-replica instead of failing requests. The ejections are
+read on every call, so they are kept in-process between background reads (routing/holds_view.py):
+another replica's is seen within `[redis] holds_refresh_ms`. The callers' meters
 (quotas and budgets, `meters.py`) may instead fail closed: refuse what they meter while Redis is away.
 """
 
@@ -20,6 +22,7 @@ from urllib.parse import urlsplit
 
 from provider_gateway.config import GatewayConfig, Section
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.routing.holds_view import HoldsView
 from provider_gateway.routing.meters import (
     US,
     Batch,
@@ -36,7 +39,16 @@ from provider_gateway.routing.meters import (
 from provider_gateway.routing.redis_calls import DirectCalls, bulk, bulk_int, pack
 
 log = logging.getLogger("provider_gateway.shared_state")
-REDIS_KEYS = ("url", "url_env", "url_file", "prefix", "timeout_ms", "retry_after_s", "cluster")
+REDIS_KEYS = (
+    "url",
+    "url_env",
+    "url_file",
+    "prefix",
+    "timeout_ms",
+    "retry_after_s",
+    "cluster",
+    "holds_refresh_ms",
+)
 # Every ejection shares one hash tag: `ejections` reads several in one script, which Redis Cluster
 # runs only on keys of one slot. (Counters are one key a script; meters carry their caller's tag.)
 EJECTION_TAG = "{ejections}:"
@@ -160,8 +172,11 @@ class RedisCounterStore:
         retry_after_s: float = 5.0,
         clock: Clock = time.monotonic,
         cluster: bool = False,
+        holds_refresh_s: float = 0.1,
     ) -> None:
-        """`cluster`: `url` is one node of a Redis (or Valkey) Cluster; commands follow its slots."""
+        """`cluster`: `url` is one node of a Redis (or Valkey) Cluster; commands follow its slots.
+        `holds_refresh_s`: how old the in-process view of the shared ejections may grow before it is
+        read again (routing/holds_view.py); 0 reads Redis on every call."""
         import redis.asyncio as aioredis  # imported here: single-replica setups never load it
         from redis.asyncio.cluster import RedisCluster
 
@@ -184,6 +199,7 @@ class RedisCounterStore:
         self._hit = LuaScript(self._client, script("meters.lua"), self.direct)  # one GCRA meter a call
         self._eject = LuaScript(self._client, EJECT_SCRIPT, self.direct)
         self._ejections = LuaScript(self._client, EJECTIONS_SCRIPT, self.direct)
+        self.holds = HoldsView(self._read_ejections, clock, holds_refresh_s)
 
     @property
     def using_redis(self) -> bool:
@@ -209,6 +225,7 @@ class RedisCounterStore:
                 f", {when}" if when else "",
                 self._retry_after_s,
             )
+            self.holds.forget()
             if self._watch is None or self._watch.done():
                 self._watch = asyncio.get_running_loop().create_task(self._until_back())
         self._down_until = self._clock() + self._retry_after_s
@@ -261,17 +278,29 @@ class RedisCounterStore:
                 self._recovered()
 
     async def ejections(self, keys: list[str]) -> list[float]:
+        """From the shared view (read from Redis at most every `holds_refresh_s`), or this
+        replica's own ejections when they are longer: those count at once."""
         if keys and self.using_redis:
-            try:
-                ttls = await self._ejections(keys=[self._prefix + EJECTION_TAG + k for k in keys])
-            except Exception as exc:
-                self._failed(exc)
-            else:
-                self._recovered()
-                return [max(int(ms), 0) / 1000 for ms in ttls]
+            shared = await self.holds.remaining(keys)
+            if shared is not None:
+                own = await self.local.ejections(keys)
+                if any(own):  # rarely (this replica ejected something): only then compared
+                    return [max(theirs, mine) for theirs, mine in zip(shared, own, strict=True)]
+                return shared
         return await self.local.ejections(keys)
 
+    async def _read_ejections(self, keys: list[str]) -> list[float] | None:
+        """Seconds each key stays ejected, as Redis says; None (an outage counted) when it fails."""
+        try:
+            ttls = await self._ejections(keys=[self._prefix + EJECTION_TAG + k for k in keys])
+        except Exception as exc:
+            self._failed(exc)
+            return None
+        self._recovered()
+        return [max(int(ms), 0) / 1000 for ms in ttls]
+
     async def aclose(self) -> None:
+        self.holds.close()
         if self._watch is not None:
             self._watch.cancel()
         if self.direct is not None:
@@ -393,6 +422,7 @@ def redis_settings(section: Section) -> dict[str, Any]:
         "timeout_s": section.integer("timeout_ms", 250, minimum=1) / 1000,
         "retry_after_s": section.number("retry_after_s", 5.0, minimum=0),
         "cluster": section.flag("cluster", False),
+        "holds_refresh_s": section.integer("holds_refresh_ms", 100, minimum=0, maximum=60_000) / 1000,
     }
 
 
