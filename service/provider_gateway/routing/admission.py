@@ -19,25 +19,20 @@ from contextvars import ContextVar
 
 
 class Admission:
-    """One request's check in flight (a task the server started); what it raised at the gate."""
+    """One request's check in flight (a task the server started)."""
 
-    __slots__ = ("check", "raised")
+    __slots__ = ("check",)
 
     def __init__(self, check: asyncio.Task[None]) -> None:
         self.check = check
-        self.raised: Exception | None = None
 
     async def wait(self) -> None:
         """Return once the check admits the request; raise its refusal or failure."""
-        try:
-            if not self.check.done():
-                # Shielded: a call cancelled here (the client left, its deadline passed) leaves its
-                # check to finish, so the server learns whether a reservation was made and refunds it.
-                await asyncio.shield(self.check)
-            self.check.result()
-        except Exception as exc:
-            self.raised = exc
-            raise
+        if not self.check.done():
+            # Shielded: a call cancelled here (the client left, its deadline passed) leaves its
+            # check to finish, so the server learns whether a reservation was made and refunds it.
+            await asyncio.shield(self.check)
+        self.check.result()
 
     def admitted(self) -> bool:
         """Whether the check has answered and admitted the request (its reservation stands)."""

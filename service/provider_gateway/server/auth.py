@@ -57,7 +57,6 @@ from provider_gateway.server.budgets import (
     Budgets,
     Limits,
     Outcome,
-    QuotaExceeded,
     Ticket,
     WorstCase,
 )
@@ -442,9 +441,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     quotas.settle_later(ticket, Outcome(), admission)
                     raise
                 return ticket, None
-            except QuotaExceeded as exc:
-                await abort(context, exc, details=exc.details)
-            except GatewayError as exc:
+            except GatewayError as exc:  # a refusal's QuotaFailure goes with it (servicer.abort)
                 await abort(context, exc)
 
         if inspect.isasyncgenfunction(behaviour):
@@ -457,7 +454,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                         ticket, admission = await admitting(request, context)
                         if admission is not None:
                             slots.callback(_reset_pending, pending.set(admission))
-                            context = GatedContext(context, admission)
                         if name in STREAMING_METHODS:
                             try:
                                 slots.enter_context(quotas.stream_slot(principal))
@@ -487,7 +483,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 gate = None
                 if admission is not None:
                     gate = pending.set(admission)
-                    context = GatedContext(context, admission)
                 try:
                     with watching(outcome.consumed.append):
                         response = await behaviour(request, context)
@@ -501,30 +496,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 _reset(token)
 
         return unary
-
-
-class GatedContext:
-    """The call's context as the servicer sees it while the call's check is in flight. A refusal
-    raised at the gate (routing/admission.py) reaches the servicer as an error like any other,
-    and the servicer's status mapping sends RetryInfo only: its abort here sends the refusal as
-    a refusal before the call does, with the QuotaFailure naming the limit."""
-
-    __slots__ = ("_admission", "_context")
-
-    def __init__(self, context: Any, admission: Admission) -> None:
-        self._context = context
-        self._admission = admission
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._context, name)
-
-    async def abort(self, code: Any, details: str = "", trailing_metadata: Any = ()) -> None:
-        from provider_gateway.server.servicer import abort
-
-        refusal = self._admission.raised
-        if isinstance(refusal, QuotaExceeded):
-            await abort(self._context, refusal, details=refusal.details)
-        await self._context.abort(code, details, trailing_metadata)
 
 
 def _seen(check: asyncio.Task[None]) -> None:

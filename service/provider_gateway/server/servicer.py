@@ -79,11 +79,13 @@ async def abort(
 ) -> NoReturn:
     """End the call with the status that matches `exc`; never leak internals of unknown errors.
     `consumed`: estimates of what the request used before it failed, sent as trailing metadata.
-    `details`: google.rpc messages for the status's details besides RetryInfo."""
+    `details`: google.rpc messages for the status's details besides RetryInfo; by default those
+    the error carries (a budget refusal's QuotaFailure, wherever it was raised)."""
     if isinstance(exc, GatewayError):
         code = grpc.StatusCode[exc.kind.value]
         if exc.detail:  # the upstream's URL and the library's exception: for operators, not clients
             log.warning("%s: %s (%s)", exc.kind.value, exc, exc.detail)
+        details = details or getattr(exc, "details", ())
         trailers = _status_details(exc, details) + _consumed_trailers(consumed or [])
         await context.abort(code, str(exc), trailing_metadata=trailers)
     incident = uuid.uuid4().hex[:12]
