@@ -26,7 +26,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from provider_gateway.http.exchange import BodyTooLarge, OutgoingRequest, UpstreamResponse
-from provider_gateway.http.h1_wire import DONE, HEAD, ResponseParser, encode_request
+from provider_gateway.http.h1_wire import DONE, HEAD, ResponseParser, encode_request, malformed
 
 KEEPALIVE_S = 60.0  # an idle connection is closed after this long, as aiohttp's connector does
 # Body bytes received but not yet taken by the reader: past HIGH the socket is not read (TCP pushes
@@ -67,7 +67,7 @@ class _Decoder:
         try:
             return self._step(data)
         except zlib.error as error:
-            raise httpx.RemoteProtocolError(f"the body is not valid {self._name}: {error}") from None
+            raise malformed(f"the body is not valid {self._name}: {error}") from None
 
     def _step(self, data: bytes) -> bytes:
         data = self._inflate.unconsumed_tail + data if self._inflate.unconsumed_tail else data
@@ -82,7 +82,7 @@ class _Decoder:
 
     def finish(self) -> None:
         if not self._inflate.eof and self._started:
-            raise httpx.RemoteProtocolError(f"the {self._name} body ended before its compressed stream")
+            raise malformed(f"the {self._name} body ended before its compressed stream")
 
     @property
     def _name(self) -> str:
@@ -96,7 +96,7 @@ def _decoder_for(headers: CIMultiDictProxy[str]) -> _Decoder | None:
         return None
     if encoding in ("gzip", "x-gzip", "deflate"):
         return _Decoder("deflate" if encoding == "deflate" else "gzip")
-    raise httpx.RemoteProtocolError(f"a Content-Encoding the gateway did not accept: {value!r}")
+    raise malformed(f"a Content-Encoding the gateway did not offer to accept: {value!r}")
 
 
 class H1Response(UpstreamResponse):

@@ -51,7 +51,7 @@ def encode_request(method: str, target: str, host: str, headers: dict[str, str],
     return head + body if body else head
 
 
-def _fail(message: str) -> httpx.RemoteProtocolError:
+def malformed(message: str) -> httpx.RemoteProtocolError:
     return httpx.RemoteProtocolError(f"malformed response from the upstream: {message}")
 
 
@@ -113,17 +113,17 @@ class ResponseParser:
             searched = 0
             if end < 0 or end > MAX_HEAD_BYTES:
                 if len(pending) > MAX_HEAD_BYTES:
-                    raise _fail(f"a response head over {MAX_HEAD_BYTES} bytes")
+                    raise malformed(f"a response head over {MAX_HEAD_BYTES} bytes")
                 return b""
             status, headers = _parse_head(bytes(pending[:end]))
             del pending[: end + 4]
             if status >= 200:
                 break
             if status == 101:
-                raise _fail("101 Switching Protocols to a request that asked for no upgrade")
+                raise malformed("101 Switching Protocols to a request that asked for no upgrade")
             self._interim += 1
             if self._interim > MAX_INTERIM:
-                raise _fail(f"more than {MAX_INTERIM} interim (1xx) responses")
+                raise malformed(f"more than {MAX_INTERIM} interim (1xx) responses")
         data = bytes(pending)
         pending.clear()
         self.status = status
@@ -139,17 +139,17 @@ class ResponseParser:
         encodings = headers.getall("transfer-encoding", ())
         lengths = headers.getall("content-length", ())
         if encodings and lengths:
-            raise _fail("both Transfer-Encoding and Content-Length")
+            raise malformed("both Transfer-Encoding and Content-Length")
         if self._no_body or status in (204, 304):
             self.state = DONE
         elif encodings:
             if [e.strip().lower() for e in ",".join(encodings).split(",")] != ["chunked"]:
-                raise _fail(f"a transfer coding other than chunked: {', '.join(encodings)!r}")
+                raise malformed(f"a transfer coding other than chunked: {', '.join(encodings)!r}")
             self.state = CHUNK_SIZE
         elif lengths:
             values = {v.strip() for value in lengths for v in value.split(",")}
             if len(values) != 1 or not _CONTENT_LENGTH.fullmatch(length := values.pop()):
-                raise _fail(f"Content-Length {', '.join(lengths)!r}")
+                raise malformed(f"Content-Length {', '.join(lengths)!r}")
             self._left = int(length)
             self.state = LENGTH if self._left else DONE
         else:
@@ -194,7 +194,7 @@ class ResponseParser:
                     return self._keep(data, at, MAX_CHUNK_LINE, "chunk-size line")
                 line = _CHUNK_SIZE.fullmatch(data, at, end)
                 if line is None:
-                    raise _fail(f"chunk-size {data[at:end][:40]!r}")
+                    raise malformed(f"chunk-size {data[at:end][:40]!r}")
                 self._left = int(line.group(1), 16)
                 at = end + 2
                 self.state = CHUNK_DATA if self._left else TRAILERS
@@ -202,11 +202,11 @@ class ResponseParser:
             elif state == CHUNK_END:
                 if size - at < 2:
                     if data[at:] != b"\r":
-                        raise _fail("chunk data longer than its chunk-size")
+                        raise malformed("chunk data longer than its chunk-size")
                     self._buffer = b"\r"
                     return b""
                 if data[at : at + 2] != b"\r\n":
-                    raise _fail("chunk data longer than its chunk-size")
+                    raise malformed("chunk data longer than its chunk-size")
                 at, self.state = at + 2, CHUNK_SIZE
             elif state == TRAILERS:
                 end = data.find(b"\r\n", at)
@@ -214,7 +214,7 @@ class ResponseParser:
                     return self._keep(data, at, self._left, "trailer section")
                 self._left -= end - at + 2
                 if self._left < 0:
-                    raise _fail(f"trailers over {MAX_HEAD_BYTES} bytes")
+                    raise malformed(f"trailers over {MAX_HEAD_BYTES} bytes")
                 if end == at:
                     self.state = DONE  # the empty line that ends the trailer section (dropped)
                 at = end + 2
@@ -224,7 +224,7 @@ class ResponseParser:
 
     def _keep(self, data: bytes, at: int, bound: int, what: str) -> bytes:
         if len(data) - at > bound:
-            raise _fail(f"a {what} over {bound} bytes")
+            raise malformed(f"a {what} over {bound} bytes")
         self._buffer = data[at:]
         return b""
 
@@ -233,17 +233,17 @@ def _parse_head(head: bytes) -> tuple[int, CIMultiDict[str]]:
     lines = head.split(b"\r\n")
     status_line = _STATUS_LINE.fullmatch(lines[0])
     if status_line is None:
-        raise _fail(f"status line {lines[0][:80]!r}")
+        raise malformed(f"status line {lines[0][:80]!r}")
     if len(lines) - 1 > MAX_FIELDS:
-        raise _fail(f"more than {MAX_FIELDS} header fields")
+        raise malformed(f"more than {MAX_FIELDS} header fields")
     headers: CIMultiDict[str] = CIMultiDict()
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
         if not colon or not _TOKEN.fullmatch(name):
             what = "an obs-fold (a line starting with whitespace)" if line[:1] in b" \t" else "field"
-            raise _fail(f"{what} {line[:80]!r}")
+            raise malformed(f"{what} {line[:80]!r}")
         value = value.strip(b" \t")
         if b"\r" in value or b"\n" in value or b"\x00" in value:
-            raise _fail(f"a CR, LF or NUL in the value of {name.decode('ascii')}")
+            raise malformed(f"a CR, LF or NUL in the value of {name.decode('ascii')}")
         headers.add(name.decode("ascii"), value.decode("utf-8", "surrogateescape"))
     return int(status_line.group(2)), headers
