@@ -2,8 +2,8 @@
 
 At 50 concurrent streams one gateway worker is CPU-bound, and aiohttp's request machinery
 (ClientRequest, connector, ClientResponse, StreamReader, its flow control) was the largest single
-item of the loop's time; a protocol that only frames bytes (http/h1_wire.py) costs about half as
-much per stream (benchmarks/RESULTS.md, issue 15). What it does not do, it refuses rather than
+item of the loop's time; a protocol that only frames bytes (http/h1_wire.py) costs less per
+request and per stream (figures in benchmarks/RESULTS.md, issue 15). What it does not do, it refuses rather than
 guesses: no proxy (a proxied origin keeps aiohttp), no redirect, no cookie, no pipelining.
 
 A connection carries one exchange at a time and goes back to its origin's pool only when its

@@ -1,13 +1,14 @@
 """One pooled HTTP client per upstream origin, kept for the server's life, with reuse counters.
 
 The server owns an `UpstreamPool` (no global): adapters ask it for their origin's client through
-their factory's `ProviderContext`. Requests go straight to an aiohttp session per origin (measured
-5-7x the throughput of httpx's own pool at 100 concurrent requests, and nearly half the CPU per
-request of going through httpx's models to the same aiohttp: benchmarks/RESULTS.md); httpx's
-own transport stays selectable. Connections are counted where they are opened (the aiohttp
-connector's connection factory, or httpcore's `trace` extension), requests where they are sent, so
-`reuse_ratio` is 1 - new connections / requests.
-"""
+their factory's `ProviderContext`. By default requests go through the gateway's own HTTP/1.1
+connections (http/h1.py: less CPU per request than aiohttp, and at 50 concurrent streams CPU is
+what one worker runs out of first); an origin behind a forward proxy keeps aiohttp, which speaks to
+proxies. aiohttp for every origin (5-7x the throughput of httpx's own pool at 100 concurrent
+requests) and httpx's own transport stay selectable (benchmarks/RESULTS.md). Connections are
+counted where they are opened (h1's connect, the aiohttp connector's connection factory, or
+httpcore's `trace` extension), requests where they are sent, so `reuse_ratio` is
+1 - new connections / requests."""
 
 from __future__ import annotations
 
