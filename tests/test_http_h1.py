@@ -16,7 +16,7 @@ import pytest
 from test_tls import issue, make_ca
 
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.http import OutgoingRequest, Timeouts, Upstream, UpstreamPool
+from provider_gateway.http import OutgoingRequest, Timeouts, Upstream, UpstreamPool, h1
 from provider_gateway.http.h1 import HIGH_WATER, MAX_DECODED_READ
 from provider_gateway.http.pool import H1HostClient
 
@@ -399,3 +399,29 @@ async def test_tls_is_verified_against_the_trusted_roots(tmp_path: Path) -> None
             await untrusting.aclose()
             await trusting.aclose()
     assert b"Host: localhost:" in fake.requests[-2]
+
+
+async def test_a_body_that_does_not_decode_fails_whole_or_streamed(pool: UpstreamPool) -> None:
+    garbage = b"\x1f\x8b\x08\x00not gzip at all"
+    answer = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s" % (
+        len(garbage),
+        garbage,
+    )
+    async with RawUpstream(answering(answer)) as fake:
+        up = upstream(pool, fake.url)
+        for work in (up.request_json("GET", "/x"), streamed(up)):
+            error = await fails(work)
+            assert (error.kind, error.retryable) == (ErrorKind.UNAVAILABLE, True)
+            assert "the body is not valid gzip" in error.detail
+
+
+async def test_an_idle_connection_is_closed_after_the_keep_alive_time(
+    pool: UpstreamPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(h1, "KEEPALIVE_S", 0.2)  # 60 s in service
+    async with RawUpstream(answering(OK)) as fake:
+        up = upstream(pool, fake.url)
+        assert await up.request_json("GET", "/x") == {"ok": True}
+        await fake.closed_by_client()  # by the gateway, once idle that long
+        assert await up.request_json("GET", "/x") == {"ok": True}
+    assert fake.connections == 2

@@ -167,6 +167,13 @@ class H1Response(UpstreamResponse):
     def arrived(self, limit: int) -> bytes | None:
         if not self._done or self._error is not None:
             return None
+        try:
+            return self._whole(limit)
+        except httpx.TransportError as error:  # a body that does not decode: `read` raises it, timed
+            self._error = error
+            return None
+
+    def _whole(self, limit: int) -> bytes:
         parts: list[bytes] = []
         size = 0
         while self._pieces or (self._decoder is not None and self._decoder.pending):
@@ -291,16 +298,13 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     @property
+    def alive(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    @property
     def reusable(self) -> bool:
         parser = self._parser
-        return (
-            not self.closed
-            and parser is not None
-            and parser.state == DONE
-            and parser.reusable
-            and self.transport is not None
-            and not self.transport.is_closing()
-        )
+        return self.alive and parser is not None and parser.state == DONE and parser.reusable
 
     def finished(self, reusable: bool) -> None:
         """The exchange's response is closed: back to the pool if its connection can carry more."""
@@ -364,11 +368,7 @@ class H1Origin:
     async def _acquire(self, connect_timeout: float | None) -> _Connection:
         while self._idle and not self._waiters:
             connection = self._idle.pop()
-            if (
-                not connection.closed
-                and connection.transport is not None
-                and not connection.transport.is_closing()
-            ):
+            if connection.alive:
                 return connection
             self._open -= 1
         if self._open < self._max and not self._waiters:
@@ -383,8 +383,10 @@ class H1Origin:
             else:
                 self._waiters.remove(waiter)
             raise
-        if handed is not None:
+        if handed is not None and handed.alive:
             return handed
+        if handed is not None:  # the peer closed it on its way here: its slot serves a new one
+            handed.close()
         return await self._connect(connect_timeout, counted=True)
 
     async def _connect(self, connect_timeout: float | None, counted: bool = False) -> _Connection:
