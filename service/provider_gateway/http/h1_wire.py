@@ -31,16 +31,19 @@ HEAD, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, LENGTH, UNTIL_CLOSE, DONE = r
 
 
 def encode_request(method: str, target: str, host: str, headers: dict[str, str], body: bytes | None) -> bytes:
-    """The request head (and body): origin-form `target`, Host, the given headers, Content-Length.
-    A method or header name that is not a token, or a value with CR, LF or NUL (a second request or
-    header smuggled in), is a ValueError before anything is sent."""
+    """The request head (and body): origin-form `target`, Host (the caller's, if it gives one, as
+    aiohttp sends it), the given headers, Content-Length. A method or header name that is not a
+    token, or a target or value with CR, LF or NUL (a second request or header smuggled in), is a
+    ValueError before anything is sent; the message quotes no value (it may hold a key)."""
     if not _STR_TOKEN.fullmatch(method) or not target.startswith("/") or _FORBIDDEN_IN_HEADER.search(target):
-        raise ValueError(f"cannot send {method!r} {target!r}: not a valid request line")
-    lines = [f"{method} {target.replace(' ', '%20')} HTTP/1.1\r\nHost: {host}\r\n"]
+        raise ValueError(f"cannot send a {method[:16]!r} request: not a valid request line")
+    lines = [f"{method} {target} HTTP/1.1\r\n", f"Host: {host}\r\n"]
     for name, value in headers.items():
         if not _STR_TOKEN.fullmatch(name) or _FORBIDDEN_IN_HEADER.search(value):
-            raise ValueError(f"cannot send header {name!r}: not a token, or a value with CR, LF or NUL")
-        if name.lower() not in _TRANSPORT_OWNED:
+            raise ValueError(f"cannot send header {name[:64]!r}: not a token, or a value with CR, LF or NUL")
+        if (lowered := name.lower()) == "host":
+            lines[1] = f"Host: {value}\r\n"
+        elif lowered not in _TRANSPORT_OWNED:
             lines.append(f"{name}: {value}\r\n")
     if body is not None:
         lines.append(f"Content-Length: {len(body)}\r\n")
