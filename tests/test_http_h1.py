@@ -18,6 +18,7 @@ from test_tls import issue, make_ca
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import OutgoingRequest, Timeouts, Upstream, UpstreamPool, h1
 from provider_gateway.http.h1 import HIGH_WATER, MAX_DECODED_READ
+from provider_gateway.http.h1_wire import DONE, ResponseParser
 from provider_gateway.http.pool import H1HostClient
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
@@ -425,3 +426,20 @@ async def test_an_idle_connection_is_closed_after_the_keep_alive_time(
         await fake.closed_by_client()  # by the gateway, once idle that long
         assert await up.request_json("GET", "/x") == {"ok": True}
     assert fake.connections == 2
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 5, 7, 11, 64, 10_000])
+def test_the_parser_reads_the_same_response_however_the_bytes_are_split(step: int) -> None:
+    # An answer arrives in whatever pieces TCP makes of it: every split gives the same head and body.
+    raw = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        + CHUNKED
+        + b"5;name=value\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n"
+        + b"0\r\nx-trailer: 1\r\n\r\n"
+    )
+    parser = ResponseParser()
+    for at in range(0, len(raw), step):
+        parser.feed(raw[at : at + step])
+    assert (parser.state, parser.reusable) == (DONE, True)
+    assert (parser.status, parser.head and parser.head["transfer-encoding"]) == (200, "chunked")
+    assert b"".join(parser.body) == b"hello 0123456789"

@@ -21,6 +21,7 @@ MAX_CHUNK_LINE = 1024  # a chunk-size line with its extensions
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\x00-\x08\x0a-\x1f\x7f]*)?")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+_HEX = b"0123456789abcdefABCDEF"
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 _FORBIDDEN_IN_HEADER = re.compile(r"[\r\n\x00]")
 _STR_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -195,13 +196,20 @@ class ResponseParser:
                 end = data.find(b"\r\n", at, at + MAX_CHUNK_LINE + 2)
                 if end < 0:
                     return self._keep(data, at, MAX_CHUNK_LINE, "chunk-size line")
-                line = _CHUNK_SIZE.fullmatch(data, at, end)
-                if line is None:
-                    raise malformed(f"chunk-size {data[at:end][:40]!r}")
-                self._left = int(line.group(1), 16)
+                digits = data[at:end]
+                if not digits or len(digits) > 16 or digits.strip(_HEX):  # not bare hex digits
+                    digits = _chunk_size(data[at:end])
+                chunk = int(digits, 16)
                 at = end + 2
-                self.state = CHUNK_DATA if self._left else TRAILERS
-                self._left = self._left or MAX_HEAD_BYTES  # the trailers' bound, once at the last chunk
+                if not chunk:
+                    self.state, self._left = TRAILERS, MAX_HEAD_BYTES  # the trailers' bound
+                elif at + chunk + 2 <= size:  # the whole chunk is here (an event, mostly): no state
+                    if data[at + chunk : at + chunk + 2] != b"\r\n":
+                        raise malformed("chunk data longer than its chunk-size")
+                    self.body.append(data[at : at + chunk])
+                    at += chunk + 2
+                else:
+                    self.state, self._left = CHUNK_DATA, chunk
             elif state == CHUNK_END:
                 if size - at < 2:
                     if data[at:] != b"\r":
@@ -230,6 +238,14 @@ class ResponseParser:
             raise malformed(f"a {what} over {bound} bytes")
         self._buffer = data[at:]
         return b""
+
+
+def _chunk_size(line: bytes) -> bytes:
+    """The hex digits of a chunk-size line with extensions (ignored) or whitespace before them."""
+    matched = _CHUNK_SIZE.fullmatch(line)
+    if matched is None:
+        raise malformed(f"chunk-size {line[:40]!r}")
+    return matched.group(1)
 
 
 def _parse_head(head: bytes) -> tuple[int, CIMultiDict[str]]:
