@@ -12,6 +12,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from test_tls import issue, make_ca
 
@@ -19,7 +20,8 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import OutgoingRequest, Timeouts, Upstream, UpstreamPool, h1
 from provider_gateway.http.h1 import HIGH_WATER, MAX_DECODED_READ
 from provider_gateway.http.h1_wire import DONE, ResponseParser
-from provider_gateway.http.pool import H1HostClient
+from provider_gateway.http.pool import H1HostClient, HostClient
+from provider_gateway.http.proxy import ProxySettings
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
@@ -443,3 +445,21 @@ def test_the_parser_reads_the_same_response_however_the_bytes_are_split(step: in
     assert (parser.state, parser.reusable) == (DONE, True)
     assert (parser.status, parser.head and parser.head["transfer-encoding"]) == (200, "chunked")
     assert b"".join(parser.body) == b"hello 0123456789"
+
+
+async def test_reading_a_response_closed_before_its_end_is_an_error(pool: UpstreamPool) -> None:
+    async with RawUpstream(answering(CHUNKED + b"3\r\none\r\n", then="hang")) as fake:
+        up = upstream(pool, fake.url)
+        response = await pool.host(fake.url).send(OutgoingRequest("GET", up._url("/x", None), {}))
+        await response.aclose()
+        with pytest.raises(httpx.ReadError, match="closed before its end"):
+            await anext(response.chunks())
+        await fake.closed_by_client()
+
+
+def test_a_proxied_origin_keeps_aiohttp_and_every_origin_shares_one_tls_context() -> None:
+    pool = UpstreamPool(transport="h1", proxies=ProxySettings("http://egress.internal:3128"))
+    assert type(pool.host("https://api.example.com")) is HostClient  # CONNECT and proxy credentials
+    assert isinstance(pool.host("http://127.0.0.1:11434"), H1HostClient)  # loopback: never proxied
+    assert pool.h1_tls() is pool.h1_tls()
+    assert (pool.h1_tls().verify_mode, pool.h1_tls().check_hostname) == (ssl.CERT_REQUIRED, True)

@@ -190,6 +190,10 @@ class H1Response(UpstreamResponse):
         if not self._released:
             self._released = True
             self._connection.finished(reusable=self._done and self._error is None and not self._pieces)
+            if not self._done or self._pieces:  # what was left unread is gone with the connection
+                self._pieces.clear()
+                self._done = False
+                self._error = self._error or httpx.ReadError("the response was closed before its end")
 
 
 class _Connection(asyncio.Protocol):
