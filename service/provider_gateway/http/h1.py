@@ -417,13 +417,9 @@ class H1Origin:
     def release(self, connection: _Connection, reusable: bool) -> None:
         if reusable and not self._closed:
             connection.idle_since = time.monotonic()
-            if self._waiters:
-                self._pass_on(connection)
-            else:
-                self._idle.append(connection)
-                if self._sweep is None:
-                    self._sweep = asyncio.get_running_loop().call_later(KEEPALIVE_S, self._close_expired)
+            self._pass_on(connection)
         else:
+            connection.close()
             self._pass_on(None)
 
     def lost(self, connection: _Connection) -> None:
@@ -443,6 +439,8 @@ class H1Origin:
             self._open -= 1
         else:
             self._idle.append(connection)
+            if self._sweep is None:
+                self._sweep = asyncio.get_running_loop().call_later(KEEPALIVE_S, self._close_expired)
 
     def _close_expired(self) -> None:
         self._sweep = None
