@@ -203,11 +203,11 @@ class ResponseParser:
                 at = end + 2
                 if not chunk:
                     self.state, self._left = TRAILERS, MAX_HEAD_BYTES  # the trailers' bound
-                elif at + chunk + 2 <= size:  # the whole chunk is here (an event, mostly): no state
-                    if data[at + chunk : at + chunk + 2] != b"\r\n":
+                elif (end := at + chunk) + 2 <= size:  # the whole chunk is here (an event, mostly)
+                    if not data.startswith(b"\r\n", end):
                         raise malformed("chunk data longer than its chunk-size")
-                    self.body.append(data[at : at + chunk])
-                    at += chunk + 2
+                    self.body.append(data[at:end])
+                    at = end + 2
                 else:
                     self.state, self._left = CHUNK_DATA, chunk
             elif state == CHUNK_END:
