@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_tls import issue, make_ca
 
 from provider_gateway.errors import ErrorKind, GatewayError
@@ -463,3 +465,52 @@ def test_a_proxied_origin_keeps_aiohttp_and_every_origin_shares_one_tls_context(
     assert isinstance(pool.host("http://127.0.0.1:11434"), H1HostClient)  # loopback: never proxied
     assert pool.h1_tls() is pool.h1_tls()
     assert (pool.h1_tls().verify_mode, pool.h1_tls().check_hostname) == (ssl.CERT_REQUIRED, True)
+
+
+PIECES = [
+    b"HTTP/1.1 200 OK\r\n",
+    b"HTTP/1.0 100 Continue\r\n\r\n",
+    b"transfer-encoding: chunked\r\n",
+    b"content-length: 3\r\n",
+    b"connection: close\r\n",
+    b"\r\n",
+    b"3\r\nabc\r\n",
+    b"0\r\n\r\n",
+    b"ff;x=y\r\n",
+    b" ",
+    b"\n",
+    b"\x00",
+]
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(st.sampled_from(PIECES), st.binary(max_size=12)), max_size=12), st.integers(1, 9))
+def test_the_parser_meets_any_bytes_with_an_answer_or_a_protocol_error(
+    pieces: list[bytes], step: int
+) -> None:
+    # Whatever arrives, in whatever pieces: parsed, still waiting, or an httpx transport error;
+    # never another exception, and never more body than bytes received.
+    raw = b"".join(pieces)
+    parser = ResponseParser()
+    with contextlib.suppress(httpx.TransportError):
+        for at in range(0, len(raw), step):
+            parser.feed(raw[at : at + step])
+        parser.eof()
+        assert parser.state == DONE
+    assert sum(map(len, parser.body)) <= len(raw)
+
+
+async def test_an_http_1_0_answer_closes_its_connection_unless_it_says_keep_alive(pool: UpstreamPool) -> None:
+    answers = [
+        OK.replace(b"HTTP/1.1", b"HTTP/1.0"),
+        OK.replace(b"HTTP/1.1 200 OK", b"HTTP/1.0 200 OK\r\nconnection: keep-alive"),
+    ]
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(answers[n > 1])
+
+    async with RawUpstream(answer) as fake:
+        up = upstream(pool, fake.url)
+        for _ in range(3):
+            assert await up.request_json("GET", "/x") == {"ok": True}
+    assert pool.stats()[fake.url].connections == 2  # the first answer's connection was not reused

@@ -119,7 +119,7 @@ class ResponseParser:
                 if len(pending) > MAX_HEAD_BYTES:
                     raise malformed(f"a response head over {MAX_HEAD_BYTES} bytes")
                 return b""
-            status, headers = _parse_head(bytes(pending[:end]))
+            minor, status, headers = _parse_head(bytes(pending[:end]))
             del pending[: end + 4]
             if status >= 200:
                 break
@@ -132,14 +132,14 @@ class ResponseParser:
         pending.clear()
         self.status = status
         self.head = CIMultiDictProxy(headers)
-        self._frame(status, headers)
+        self._frame(status, headers, minor)
         return data
 
-    def _frame(self, status: int, headers: CIMultiDict[str]) -> None:
+    def _frame(self, status: int, headers: CIMultiDict[str], minor: int) -> None:
         """How the body ends (RFC 9112 section 6.3)."""
         connection = ",".join(headers.getall("connection", ())).lower()
-        if "close" in connection:
-            self.reusable = False
+        if "close" in connection or (minor == 0 and "keep-alive" not in connection):
+            self.reusable = False  # HTTP/1.0 closes after each response unless it says otherwise
         encodings = headers.getall("transfer-encoding", ())
         lengths = headers.getall("content-length", ())
         if encodings and lengths:
@@ -248,7 +248,8 @@ def _chunk_size(line: bytes) -> bytes:
     return matched.group(1)
 
 
-def _parse_head(head: bytes) -> tuple[int, CIMultiDict[str]]:
+def _parse_head(head: bytes) -> tuple[int, int, CIMultiDict[str]]:
+    """The HTTP minor version, status and fields of a head."""
     lines = head.split(b"\r\n")
     status_line = _STATUS_LINE.fullmatch(lines[0])
     if status_line is None:
@@ -265,4 +266,4 @@ def _parse_head(head: bytes) -> tuple[int, CIMultiDict[str]]:
         if b"\r" in value or b"\n" in value or b"\x00" in value:
             raise malformed(f"a CR, LF or NUL in the value of {name.decode('ascii')}")
         headers.add(name.decode("ascii"), value.decode("utf-8", "surrogateescape"))
-    return int(status_line.group(2)), headers
+    return int(status_line.group(1)), int(status_line.group(2)), headers
