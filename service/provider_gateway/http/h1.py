@@ -3,8 +3,9 @@
 At 50 concurrent streams one gateway worker is CPU-bound, and aiohttp's request machinery
 (ClientRequest, connector, ClientResponse, StreamReader, its flow control) was the largest single
 item of the loop's time; a protocol that only frames bytes (http/h1_wire.py) costs less per
-request and per stream (figures in benchmarks/RESULTS.md, issue 15). What it does not do, it refuses rather than
-guesses: no proxy (a proxied origin keeps aiohttp), no redirect, no cookie, no pipelining.
+request and per stream (figures in benchmarks/RESULTS.md, issue 15). What it does not do, it
+refuses rather than guesses: no proxy (a proxied origin keeps aiohttp), no redirect, no cookie, no
+pipelining, no transfer coding but chunked, no content coding but gzip and deflate.
 
 A connection carries one exchange at a time and goes back to its origin's pool only when its
 response was read to its end, did not say `Connection: close`, and the peer has not closed it. A
