@@ -251,6 +251,10 @@ def _chunk_size(line: bytes) -> bytes:
 def _parse_head(head: bytes) -> tuple[int, int, CIMultiDict[str]]:
     """The HTTP minor version, status and fields of a head."""
     lines = head.split(b"\r\n")
+    # One look at the whole head for a bare CR or LF (each must be half of a CRLF) or a NUL: a
+    # check per field cost more than the rest of the parse (`b"\r" in value` is ~0.8 µs here).
+    if head.count(b"\r") != len(lines) - 1 or head.count(b"\n") != len(lines) - 1 or 0 in head:
+        raise malformed("a bare CR or LF, or a NUL, in the response head")
     status_line = _STATUS_LINE.fullmatch(lines[0])
     if status_line is None:
         raise malformed(f"status line {lines[0][:80]!r}")
@@ -262,8 +266,5 @@ def _parse_head(head: bytes) -> tuple[int, int, CIMultiDict[str]]:
         if not colon or not _TOKEN.fullmatch(name):
             what = "an obs-fold (a line starting with whitespace)" if line[:1] in b" \t" else "field"
             raise malformed(f"{what} {line[:80]!r}")
-        value = value.strip(b" \t")
-        if b"\r" in value or b"\n" in value or b"\x00" in value:
-            raise malformed(f"a CR, LF or NUL in the value of {name.decode('ascii')}")
-        headers.add(name.decode("ascii"), value.decode("utf-8", "surrogateescape"))
+        headers.add(name.decode("ascii"), value.strip(b" \t").decode("utf-8", "surrogateescape"))
     return int(status_line.group(1)), int(status_line.group(2)), headers
