@@ -136,6 +136,9 @@ MALFORMED_HEADS = {
     "unasked encoding": b"HTTP/1.1 200 OK\r\ncontent-encoding: br\r\ncontent-length: 2\r\n\r\n{}",
     "switching protocols": b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
     "endless interim": b"HTTP/1.1 100 Continue\r\n\r\n" * 11,
+    "bare LF in a field": b"HTTP/1.1 200 OK\r\nx-a: 1\nx-b: 2\r\ncontent-length: 2\r\n\r\n{}",
+    "bare CR in a field": b"HTTP/1.1 200 OK\r\nx-a: 1\rx-b: 2\r\ncontent-length: 2\r\n\r\n{}",
+    "NUL in a field": b"HTTP/1.1 200 OK\r\nx-a: 1\x00\r\ncontent-length: 2\r\n\r\n{}",
 }
 
 
