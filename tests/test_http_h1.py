@@ -517,3 +517,43 @@ async def test_an_http_1_0_answer_closes_its_connection_unless_it_says_keep_aliv
         for _ in range(3):
             assert await up.request_json("GET", "/x") == {"ok": True}
     assert pool.stats()[fake.url].connections == 2  # the first answer's connection was not reused
+
+
+async def test_a_caller_that_gives_up_waiting_for_a_connection_leaves_no_slot_behind() -> None:
+    pool = UpstreamPool(transport="h1", max_connections=1)
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        if n == 1:
+            arrived.set()
+            await release.wait()
+        writer.write(OK)
+
+    try:
+        async with RawUpstream(answer) as fake:
+            up = upstream(pool, fake.url)
+            first = asyncio.create_task(up.request_json("GET", "/x"))
+            async with asyncio.timeout(10):
+                await arrived.wait()  # the one connection is busy
+            impatient = upstream(pool, fake.url, timeouts=Timeouts(first_byte=0.2))
+            error = await fails(impatient.request_json("GET", "/x"))  # queued behind the first
+            assert "no response from acme within 0.2 s" in error.message
+            release.set()
+            assert await first == {"ok": True}
+            assert await up.request_json("GET", "/x") == {"ok": True}
+        assert (len(fake.requests), fake.connections) == (2, 1)
+    finally:
+        await pool.aclose()
+
+
+async def test_a_connect_that_does_not_complete_is_a_connect_timeout(
+    pool: UpstreamPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def never_connects(*args: object, **kwargs: object) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "create_connection", never_connects)
+    up = upstream(pool, "http://127.0.0.1:9", timeouts=Timeouts(connect=0.1))
+    error = await fails(up.request_json("GET", "/x"))
+    assert (error.message, error.kind, error.retryable) == ("cannot connect", ErrorKind.UNAVAILABLE, True)
+    assert "ConnectTimeout" in error.detail
