@@ -1,4 +1,4 @@
-"""httpx's default transport vs the aiohttp-backed one, through the gateway's own HTTP layer.
+"""The `[upstream]` transports (h1, aiohttp, httpx), through the gateway's own HTTP layer.
 
 A loopback aiohttp server runs in a child process (so it does not share the client's event loop);
 the client sends small JSON POSTs through `provider_gateway.http.Upstream` at concurrency 1 and
@@ -91,7 +91,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     try:
         for concurrency in (1, 100):
-            for transport in ("httpx", "aiohttp"):
+            for transport in ("httpx", "aiohttp", "h1"):
                 r = asyncio.run(run(url, transport, concurrency, args.requests))
                 print(
                     f"| {transport} | {concurrency} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} | "

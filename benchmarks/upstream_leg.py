@@ -1,6 +1,7 @@
 """CPU per request of the upstream leg: the OpenAI adapter against benchmarks/fake_openai.py (issue 15, point 3).
 
-    .venv/bin/python benchmarks/upstream_leg.py [--requests 500] [--rounds 3] [--profile [CASE]]
+    .venv/bin/python benchmarks/upstream_leg.py [--requests 500] [--rounds 3] [--transports h1,aiohttp]
+        [--profile [CASE]]
 
 The fake upstream runs in its own process, so this process's CPU time (time.process_time) is the
 adapter's and the HTTP layer's alone: streams (SSE read, decoded, 20 tokens) and unary calls, one at
@@ -8,7 +9,9 @@ a time, medians of the rounds; `http_*` are the same requests through `provider_
 alone (`request_json`, and `stream` read to its end undecoded), without the adapter. CPU time moves less with the machine's load than latency does; to
 compare two versions of the code, run this script on each in turn (for instance with PYTHONPATH
 pointing at an exported older tree) and compare within one sitting. `--profile` prints cProfile's
-top functions for the stream case. 127.0.0.1 only, bounded counts.
+top functions for the stream case (on the first transport). Each round runs every case on every
+transport named (`[upstream] transport`), interleaved, so that they share the machine's minutes.
+127.0.0.1 only, bounded counts.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import procs
 from provider_gateway import config as config_module
 from provider_gateway.domain import ChatRequest, Message, Role, TextPart
-from provider_gateway.http import Upstream
+from provider_gateway.http import Upstream, UpstreamPool
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.registry import ProviderRegistry
 
@@ -67,12 +70,44 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", nargs="?", const="stream", choices=CASES, help="cProfile one case")
+    parser.add_argument("--transports", default="h1,aiohttp", help="comma-separated [upstream] transports")
     args = parser.parse_args()
+    transports = args.transports.split(",")
     upstream = procs.upstream(tokens=20)
     try:
-        context = ProviderContext()
-        registry = openai_registry(upstream.port, context)
-        provider = registry.get("openai")
+        legs = {transport: Leg(upstream.port, transport) for transport in transports}
+        rounds: dict[str, list[float]] = {f"{t}_{case}": [] for t in transports for case in CASES}
+        for _ in range(args.rounds):
+            for case in CASES:
+                for transport, leg in legs.items():
+                    rounds[f"{transport}_{case}"].append(await cpu_per_call(leg.calls[case], args.requests))
+        print(
+            json.dumps({f"{k}_cpu_us_per_request": round(statistics.median(v), 1) for k, v in rounds.items()})
+        )
+        if args.profile:
+            call = legs[transports[0]].calls[args.profile]
+            profile = cProfile.Profile()
+            profile.enable()
+            for _ in range(args.requests):
+                await call()
+            profile.disable()
+            stats = pstats.Stats(profile)
+            total = stats.total_calls  # type: ignore[attr-defined]
+            print(f"Python function calls per {args.profile} request: {total / args.requests:.0f}")
+            stats.sort_stats("tottime").print_stats(20)
+        for leg in legs.values():
+            await leg.aclose()
+    finally:
+        upstream.stop()
+
+
+class Leg:
+    """The four cases through one transport: the adapter (stream, unary) and the HTTP layer alone."""
+
+    def __init__(self, port: int, transport: str) -> None:
+        self.context = ProviderContext(UpstreamPool(transport=transport))
+        self.registry = openai_registry(port, self.context)
+        provider = self.registry.get("openai")
         request = ChatRequest("bench-model", [Message(Role.USER, (TextPart("hello"),))])
 
         async def stream() -> None:
@@ -83,8 +118,8 @@ async def main() -> None:
             await provider.chat(request)
 
         leg = Upstream(
-            context.http.host(f"http://127.0.0.1:{upstream.port}"),
-            f"http://127.0.0.1:{upstream.port}/v1",
+            self.context.http.host(f"http://127.0.0.1:{port}"),
+            f"http://127.0.0.1:{port}/v1",
             "bench",
             headers={"authorization": "Bearer sk-bench"},
         )
@@ -98,28 +133,11 @@ async def main() -> None:
         async def http_unary() -> None:
             await leg.request_json("POST", "/chat/completions", json=body)
 
-        calls = {"stream": stream, "unary": unary, "http_stream": http_stream, "http_unary": http_unary}
-        rounds: dict[str, list[float]] = {case: [] for case in CASES}
-        for _ in range(args.rounds):
-            for case in CASES:
-                rounds[case].append(await cpu_per_call(calls[case], args.requests))
-        print(
-            json.dumps({f"{k}_cpu_us_per_request": round(statistics.median(v), 1) for k, v in rounds.items()})
-        )
-        if args.profile:
-            profile = cProfile.Profile()
-            profile.enable()
-            for _ in range(args.requests):
-                await calls[args.profile]()
-            profile.disable()
-            stats = pstats.Stats(profile)
-            total = stats.total_calls  # type: ignore[attr-defined]
-            print(f"Python function calls per {args.profile} request: {total / args.requests:.0f}")
-            stats.sort_stats("tottime").print_stats(20)
-        await registry.aclose()
-        await context.http.aclose()
-    finally:
-        upstream.stop()
+        self.calls = {"stream": stream, "unary": unary, "http_stream": http_stream, "http_unary": http_unary}
+
+    async def aclose(self) -> None:
+        await self.registry.aclose()
+        await self.context.http.aclose()
 
 
 if __name__ == "__main__":

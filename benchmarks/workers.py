@@ -68,10 +68,13 @@ class SpreadPath:
         return await next(self.turn).stream()
 
 
-async def measure(upstream: procs.Proc, workers: int, quick: bool, loop: str = "asyncio") -> dict[str, Any]:
+async def measure(
+    upstream: procs.Proc, workers: int, quick: bool, loop: str = "asyncio", extra: str = ""
+) -> dict[str, Any]:
+    """One gateway (`extra` appended to its configuration) under 50 concurrent streams."""
     config = procs.ROOT / "benchmarks" / ".run" / f"workers-{time.monotonic_ns()}.toml"
     config.parent.mkdir(exist_ok=True)
-    config.write_text(openai_config(upstream.port))
+    config.write_text(openai_config(upstream.port, extra))
     gateway = procs.start(
         [
             str(procs.ROOT / ".venv" / "bin" / "provider-gateway"),

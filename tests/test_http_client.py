@@ -15,6 +15,7 @@ import pytest
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.http import HostClient, OutgoingRequest, Timeouts, Upstream, UpstreamPool, deadline
+from provider_gateway.http.pool import TRANSPORTS, H1HostClient
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ async def fake() -> AsyncIterator[FakeUpstream]:
         yield server
 
 
-@pytest.fixture(params=["aiohttp", "httpx"])
+@pytest.fixture(params=TRANSPORTS)
 async def pool(request: pytest.FixtureRequest) -> AsyncIterator[UpstreamPool]:
     upstreams = UpstreamPool(transport=request.param)
     yield upstreams
@@ -200,7 +201,7 @@ async def test_compressed_bodies_arrive_decoded(pool: UpstreamPool, fake: FakeUp
     assert await up.request_json("GET", "/j") == {"ok": True}
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_whole_body_past_the_bound_fails_the_attempt_where_it_passes(
     transport: str, fake: FakeUpstream
 ) -> None:
@@ -246,7 +247,8 @@ async def test_non_json_body_is_unavailable(pool: UpstreamPool, fake: FakeUpstre
 def test_unknown_transport_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown HTTP transport"):
         UpstreamPool(transport="carrier-pigeon")
-    assert type(UpstreamPool().host("http://h:1")) is HostClient  # aiohttp's, the default
+    assert type(UpstreamPool().host("http://h:1")) is H1HostClient  # the default
+    assert type(UpstreamPool(transport="aiohttp").host("http://h:1")) is HostClient
 
 
 async def test_first_byte_timeout_and_cancel_while_waiting_for_headers(

@@ -1,13 +1,14 @@
 """One pooled HTTP client per upstream origin, kept for the server's life, with reuse counters.
 
 The server owns an `UpstreamPool` (no global): adapters ask it for their origin's client through
-their factory's `ProviderContext`. Requests go straight to an aiohttp session per origin (measured
-5-7x the throughput of httpx's own pool at 100 concurrent requests, and nearly half the CPU per
-request of going through httpx's models to the same aiohttp: benchmarks/RESULTS.md); httpx's
-own transport stays selectable. Connections are counted where they are opened (the aiohttp
-connector's connection factory, or httpcore's `trace` extension), requests where they are sent, so
-`reuse_ratio` is 1 - new connections / requests.
-"""
+their factory's `ProviderContext`. By default requests go through the gateway's own HTTP/1.1
+connections (http/h1.py: less CPU per request than aiohttp, and at 50 concurrent streams CPU is
+what one worker runs out of first); an origin behind a forward proxy keeps aiohttp, which speaks to
+proxies. aiohttp for every origin (5-7x the throughput of httpx's own pool at 100 concurrent
+requests) and httpx's own transport stay selectable (benchmarks/RESULTS.md). Connections are
+counted where they are opened (h1's connect, the aiohttp connector's connection factory, or
+httpcore's `trace` extension), requests where they are sent, so `reuse_ratio` is
+1 - new connections / requests."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Any
 import aiohttp
 import httpx
 from aiohttp.client_proto import ResponseHandler
+from yarl import URL
 
 from provider_gateway.config import Section
 from provider_gateway.http.exchange import (
@@ -30,6 +32,7 @@ from provider_gateway.http.exchange import (
     UpstreamResponse,
     transport_error,
 )
+from provider_gateway.http.h1 import H1Origin
 from provider_gateway.http.malformed_body import FailFastConnector
 from provider_gateway.http.proxy import Proxy, ProxySettings, parse_proxy
 
@@ -37,7 +40,7 @@ RequestHook = Callable[[OutgoingRequest], None]
 # httpx logs every request at INFO with its full URL; at a gateway's volume that is noise, and some
 # vendors accept keys in query strings. Observability adds its own, redacted, request telemetry.
 logging.getLogger("httpx").setLevel(logging.WARNING)
-TRANSPORTS = ("aiohttp", "httpx")
+TRANSPORTS = ("h1", "aiohttp", "httpx")
 # A whole (non-streamed) response body, decoded, is read up to this many bytes, so that one broken or
 # hostile upstream (an endless body, a gzip bomb) cannot take the server's memory. 64 MiB is eight
 # times the largest message the server sends by default ([server] max_message_bytes): JSON spells a
@@ -215,12 +218,36 @@ class HttpxHostClient(HostClient):
         await self.transport.aclose()
 
 
+class H1HostClient(HostClient):
+    """The same through the gateway's own HTTP/1.1 connections (http/h1.py), `[upstream] transport =
+    "h1"`, the default for an origin reached without a forward proxy."""
+
+    def __init__(
+        self, origin: str, max_connections: int, hooks: list[RequestHook], tls: Callable[[], ssl.SSLContext]
+    ) -> None:
+        super().__init__(origin, max_connections, hooks)
+        self.connections = H1Origin(URL(origin), max_connections, tls, self._count_connection)
+
+    def _count_connection(self) -> None:
+        self.stats.connections += 1
+
+    async def send(self, request: OutgoingRequest) -> UpstreamResponse:
+        self._prepare(request)
+        try:
+            return await self.connections.send(request)
+        except ValueError as error:  # a header that would end the request early: never sent
+            raise httpx.LocalProtocolError(str(error)) from None
+
+    async def aclose(self) -> None:
+        await self.connections.aclose()
+
+
 class UpstreamPool:
     """The server's HTTP clients, one per upstream origin; close it when the server stops."""
 
     def __init__(
         self,
-        transport: str = "aiohttp",
+        transport: str = "h1",
         max_connections: int = 200,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         proxies: ProxySettings | None = None,
@@ -234,6 +261,7 @@ class UpstreamPool:
         self._hosts: dict[str, HostClient] = {}
         self._hooks: list[RequestHook] = []
         self._tls: ssl.SSLContext | None = None
+        self._h1_tls: ssl.SSLContext | None = None
 
     @property
     def tls(self) -> ssl.SSLContext:
@@ -245,9 +273,18 @@ class UpstreamPool:
             self._tls = httpx.create_ssl_context()
         return self._tls
 
+    def h1_tls(self) -> ssl.SSLContext:
+        """The h1 transport's TLS context, for every origin, made when the first https connection
+        is opened (not per origin: see `tls`): the verification aiohttp applies, the system's CA
+        store, hostname checked, ALPN http/1.1."""
+        if self._h1_tls is None:
+            self._h1_tls = ssl.create_default_context()
+            self._h1_tls.set_alpn_protocols(("http/1.1",))
+        return self._h1_tls
+
     @classmethod
     def from_section(cls, section: Section) -> UpstreamPool:
-        """The `[upstream]` table: transport = "aiohttp" | "httpx", max_connections_per_host,
+        """The `[upstream]` table: transport = "h1" | "aiohttp" | "httpx", max_connections_per_host,
         max_response_bytes, and the forward proxy (proxy, no_proxy, proxy_from_environment)."""
         section.reject_unknown(
             (
@@ -269,7 +306,7 @@ class UpstreamPool:
             except ValueError as error:
                 raise section.error("proxy", str(error)) from None
         return cls(
-            transport=section.choice("transport", TRANSPORTS, "aiohttp"),
+            transport=section.choice("transport", TRANSPORTS, "h1"),
             max_connections=section.integer("max_connections_per_host", 200, minimum=1),
             max_response_bytes=section.integer(
                 "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, minimum=64 * 1024
@@ -285,11 +322,13 @@ class UpstreamPool:
         origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
         if origin not in self._hosts:
             proxy = self.proxies.for_origin(origin)
-            client = (
-                HttpxHostClient(origin, self.max_connections, self._hooks, self.tls, proxy)
-                if self.transport == "httpx"
-                else HostClient(origin, self.max_connections, self._hooks, proxy)
-            )
+            client: HostClient
+            if self.transport == "httpx":
+                client = HttpxHostClient(origin, self.max_connections, self._hooks, self.tls, proxy)
+            elif self.transport == "h1" and proxy is None:
+                client = H1HostClient(origin, self.max_connections, self._hooks, self.h1_tls)
+            else:  # aiohttp's, which also speaks to a forward proxy (CONNECT, proxy credentials)
+                client = HostClient(origin, self.max_connections, self._hooks, proxy)
             client.max_response_bytes = self.max_response_bytes
             self._hosts[origin] = client
         return self._hosts[origin]

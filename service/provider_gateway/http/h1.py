@@ -1,0 +1,468 @@
+"""A lean HTTP/1.1 client for one origin: keep-alive connections on `asyncio.Protocol`, no more.
+
+At 50 concurrent streams one gateway worker is CPU-bound, and aiohttp's request machinery
+(ClientRequest, connector, ClientResponse, StreamReader, its flow control) was the largest single
+item of the loop's time; a protocol that only frames bytes (http/h1_wire.py) costs less per
+request and per stream (figures in benchmarks/RESULTS.md, issue 15). What it does not do, it
+refuses rather than guesses: no proxy (a proxied origin keeps aiohttp), no redirect, no cookie, no
+pipelining, no transfer coding but chunked, no content coding but gzip and deflate.
+
+A connection carries one exchange at a time and goes back to its origin's pool only when its
+response was read to its end, did not say `Connection: close`, and the peer has not closed it. A
+request sent on a reused connection that the peer had closed before any byte of an answer (the
+race every keep-alive client meets) is sent once more on a new connection; nothing else is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+import time
+import zlib
+from collections.abc import Callable
+
+import httpx
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from provider_gateway.http.exchange import BodyTooLarge, OutgoingRequest, UpstreamResponse
+from provider_gateway.http.h1_wire import DONE, HEAD, ResponseParser, encode_request, malformed
+
+KEEPALIVE_S = 60.0  # an idle connection is closed after this long, as aiohttp's connector does
+# Body bytes received but not yet taken by the reader: past HIGH the socket is not read (TCP pushes
+# back on the upstream) until the reader is below LOW, so a slow consumer cannot grow the process.
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+MAX_DECODED_READ = 256 * 1024  # of a compressed body, the most one read decodes (a bomb is cut in steps)
+_NO_BODY_METHODS = frozenset(("HEAD",))
+
+
+class _Stale(Exception):
+    """A reused connection the peer closed before answering: safe to send again on a new one."""
+
+
+def _connect_error(error: BaseException) -> httpx.TransportError:
+    message = f"{type(error).__name__}: {error}"
+    if isinstance(error, TimeoutError):
+        return httpx.ConnectTimeout(message or "connect timed out")
+    return httpx.ConnectError(message)
+
+
+class _Decoder:
+    """A body's Content-Encoding undone incrementally, each step bounded (`MAX_DECODED_READ`)."""
+
+    __slots__ = ("_deflate", "_inflate", "_started")
+
+    def __init__(self, encoding: str) -> None:
+        self._deflate = encoding == "deflate"
+        # gzip and zlib (the "deflate" of RFC 9110) by header detection; raw deflate tried after.
+        self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 32)
+        self._started = False
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._inflate.unconsumed_tail)
+
+    def decode(self, data: bytes) -> bytes:
+        try:
+            return self._step(data)
+        except zlib.error as error:
+            raise malformed(f"the body is not valid {self._name}: {error}") from None
+
+    def _step(self, data: bytes) -> bytes:
+        data = self._inflate.unconsumed_tail + data if self._inflate.unconsumed_tail else data
+        if not self._started and self._deflate and data:
+            self._started = True
+            try:
+                return self._inflate.decompress(data, MAX_DECODED_READ)
+            except zlib.error:  # servers send raw deflate as often as zlib-wrapped
+                self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._started = True
+        return self._inflate.decompress(data, MAX_DECODED_READ)
+
+    def finish(self) -> None:
+        if not self._inflate.eof and self._started:
+            raise malformed(f"the {self._name} body ended before its compressed stream")
+
+    @property
+    def _name(self) -> str:
+        return "deflate" if self._deflate else "gzip"
+
+
+def _decoder_for(headers: CIMultiDictProxy[str]) -> _Decoder | None:
+    value = headers.get("content-encoding", "")
+    encoding = value.strip().lower()
+    if not encoding or encoding == "identity":
+        return None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return _Decoder("deflate" if encoding == "deflate" else "gzip")
+    raise malformed(f"a Content-Encoding the gateway did not offer to accept: {value!r}")
+
+
+class H1Response(UpstreamResponse):
+    """A response on a connection; its body is read from the connection's buffer."""
+
+    __slots__ = ("_connection", "_decoder", "_done", "_error", "_pieces", "_released", "_waiter")
+
+    def __init__(self, connection: _Connection, parser: ResponseParser) -> None:
+        assert parser.head is not None
+        super().__init__(parser.status, parser.head)
+        self._connection = connection
+        self._decoder = _decoder_for(parser.head)
+        self._pieces: collections.deque[bytes] = collections.deque()
+        self._done = False  # the body's last byte is in `_pieces`
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._released = False
+
+    # Called by the connection.
+    def _feed(self, pieces: list[bytes], done: bool) -> None:
+        self._pieces.extend(pieces)
+        self._done = done
+        self._wake()
+
+    def _fail(self, error: BaseException) -> None:
+        if not self._done and self._error is None:
+            self._error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _take(self) -> bytes:
+        """Everything received and not yet read, decoded (a bounded step of it when compressed)."""
+        pieces = self._pieces
+        data = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
+        pieces.clear()
+        self._connection.taken(len(data))
+        return self._decoder.decode(data) if self._decoder is not None else data
+
+    def __aiter__(self) -> H1Response:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            if self._decoder is not None and self._decoder.pending and (data := self._decoder.decode(b"")):
+                return data
+            if self._pieces:
+                if data := self._take():
+                    return data
+                continue
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                if self._decoder is not None:
+                    self._decoder.finish()
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+
+    def chunks(self) -> H1Response:
+        return self
+
+    def arrived(self, limit: int) -> bytes | None:
+        if not self._done or self._error is not None:
+            return None
+        try:
+            return self._whole(limit)
+        except httpx.TransportError as error:  # a body that does not decode: `read` raises it, timed
+            self._error = error
+            return None
+
+    def _whole(self, limit: int) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        while self._pieces or (self._decoder is not None and self._decoder.pending):
+            data = self._take() if self._pieces else self._decoder.decode(b"")  # type: ignore[union-attr]
+            size += len(data)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            parts.append(data)
+        if self._decoder is not None:
+            self._decoder.finish()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def aclose(self) -> None:
+        if not self._released:
+            self._released = True
+            self._connection.finished(reusable=self._done and self._error is None and not self._pieces)
+            if not self._done or self._pieces:  # what was left unread is gone with the connection
+                self._pieces.clear()
+                self._done = False
+                self._error = self._error or httpx.ReadError("the response was closed before its end")
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection: the exchange in progress parsed as its bytes arrive."""
+
+    def __init__(self, origin: H1Origin) -> None:
+        self._origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._parser: ResponseParser | None = None
+        self._head: asyncio.Future[H1Response] | None = None
+        self._response: H1Response | None = None
+        self._received = False  # any byte of the current exchange's answer
+        self._reused = False
+        self._undelivered = 0
+        self._paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def start(self, head: bytes, no_body: bool, reused: bool) -> asyncio.Future[H1Response]:
+        assert self.transport is not None
+        self._parser = ResponseParser(no_body)
+        self._response = None
+        self._received = False
+        self._reused = reused
+        self._undelivered = 0
+        self._head = asyncio.get_running_loop().create_future()
+        self.transport.write(head)
+        return self._head
+
+    def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        if parser is None or parser.state == DONE:  # bytes nobody asked for: never trust the connection
+            self._abort()
+            return
+        self._received = True
+        try:
+            parser.feed(data)
+        except httpx.TransportError as error:
+            self._error(error)
+            return
+        self._deliver(parser)
+
+    def _deliver(self, parser: ResponseParser) -> None:
+        response = self._response
+        if response is None:
+            if parser.state == HEAD:
+                return
+            try:
+                response = self._response = H1Response(self, parser)
+            except httpx.TransportError as error:
+                self._error(error)
+                return
+            if self._head is not None and not self._head.done():
+                self._head.set_result(response)
+        if parser.body:
+            for piece in parser.body:
+                self._undelivered += len(piece)
+            response._feed(parser.body, parser.state == DONE)
+            parser.body = []
+            if self._undelivered > HIGH_WATER and not self._paused and self.transport is not None:
+                self._paused = True
+                self.transport.pause_reading()
+        elif parser.state == DONE:
+            response._feed([], True)
+
+    def taken(self, size: int) -> None:
+        self._undelivered -= size
+        if self._paused and self._undelivered < LOW_WATER and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def _error(self, error: BaseException) -> None:
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(error)
+        elif self._response is not None:
+            self._response._fail(error)
+        self._abort()
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport (and so `connection_lost`)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        parser = self._parser
+        if parser is not None and parser.state != DONE:
+            try:
+                parser.eof()
+            except httpx.TransportError as error:
+                if self._reused and not self._received:
+                    self._error(_Stale())
+                else:
+                    if exc is not None:
+                        error = type(error)(f"{error}: {type(exc).__name__}: {exc}")
+                    self._error(error)
+            else:
+                self._deliver(parser)
+        if parser is None:  # idle in the pool
+            self._origin.lost(self)
+
+    def _abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    @property
+    def alive(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    @property
+    def reusable(self) -> bool:
+        parser = self._parser
+        return self.alive and parser is not None and parser.state == DONE and parser.reusable
+
+    def finished(self, reusable: bool) -> None:
+        """The exchange's response is closed: back to the pool if its connection can carry more."""
+        reusable = reusable and self.reusable
+        self._parser = None
+        self._response = None
+        self._head = None
+        if not reusable:
+            self._abort()
+        self._origin.release(self, reusable)
+
+    def close(self) -> None:
+        self._abort()
+
+
+class H1Origin:
+    """The keep-alive connections to one origin: at most `max_connections`, callers beyond that
+    waiting in FIFO order (for as long as their own timeouts allow), idle ones closed after
+    `KEEPALIVE_S`. `on_connect` is called for every connection opened (the reuse counter)."""
+
+    def __init__(
+        self,
+        url: URL,
+        max_connections: int,
+        tls: Callable[[], ssl.SSLContext],
+        on_connect: Callable[[], None],
+    ) -> None:
+        self._host = url.raw_host or ""
+        self._port = url.port or (443 if url.scheme == "https" else 80)
+        self._tls = tls if url.scheme == "https" else None
+        self._max = max_connections
+        self._on_connect = on_connect
+        self._open = 0  # connections open or opening, idle ones included
+        self._idle: list[_Connection] = []
+        self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
+        self._sweep: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    async def send(self, request: OutgoingRequest) -> H1Response:
+        """Send; raise an `httpx.TransportError` when no response head arrives (ValueError for a
+        request that cannot be written safely)."""
+        url = request.url
+        host = url.host_port_subcomponent or self._host
+        head = encode_request(request.method, url.raw_path_qs or "/", host, request.headers, request.content)
+        no_body = request.method in _NO_BODY_METHODS
+        connection = await self._acquire(request.connect_timeout)
+        try:
+            return await connection.start(head, no_body, reused=connection.idle_since > 0)
+        except _Stale:
+            connection.close()  # its slot goes to the new connection below
+        except BaseException:
+            connection.finished(reusable=False)
+            raise
+        connection = await self._connect(request.connect_timeout, counted=True)
+        try:
+            return await connection.start(head, no_body, reused=False)
+        except BaseException:
+            connection.finished(reusable=False)
+            raise
+
+    async def _acquire(self, connect_timeout: float | None) -> _Connection:
+        while self._idle and not self._waiters:
+            connection = self._idle.pop()
+            if connection.alive:
+                return connection
+            self._open -= 1
+        if self._open < self._max and not self._waiters:
+            return await self._connect(connect_timeout)
+        waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            handed = await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._pass_on(waiter.result())  # handed over as this caller gave up: the next one's
+            else:
+                self._waiters.remove(waiter)
+            raise
+        if handed is not None and handed.alive:
+            return handed
+        if handed is not None:  # the peer closed it on its way here: its slot serves a new one
+            handed.close()
+        return await self._connect(connect_timeout, counted=True)
+
+    async def _connect(self, connect_timeout: float | None, counted: bool = False) -> _Connection:
+        if not counted:
+            self._open += 1
+        try:
+            async with asyncio.timeout(connect_timeout):
+                tls = self._tls() if self._tls is not None else None
+                _, connection = await asyncio.get_running_loop().create_connection(
+                    lambda: _Connection(self),
+                    self._host,
+                    self._port,
+                    ssl=tls,
+                    server_hostname=self._host if tls is not None else None,
+                )
+        except BaseException as error:
+            self._pass_on(None)
+            if isinstance(error, OSError | TimeoutError | ssl.SSLError):
+                raise _connect_error(error) from error
+            raise
+        self._on_connect()
+        return connection
+
+    def release(self, connection: _Connection, reusable: bool) -> None:
+        if reusable and not self._closed:
+            connection.idle_since = time.monotonic()
+            self._pass_on(connection)
+        else:
+            connection.close()
+            self._pass_on(None)
+
+    def lost(self, connection: _Connection) -> None:
+        """An idle connection the peer closed."""
+        if connection in self._idle:
+            self._idle.remove(connection)
+            self._pass_on(None)
+
+    def _pass_on(self, connection: _Connection | None) -> None:
+        """A connection (or, with None, the slot of one that closed) to the first waiter."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        if connection is None:
+            self._open -= 1
+        else:
+            self._idle.append(connection)
+            if self._sweep is None:
+                self._sweep = asyncio.get_running_loop().call_later(KEEPALIVE_S, self._close_expired)
+
+    def _close_expired(self) -> None:
+        self._sweep = None
+        now = time.monotonic()
+        keep = []
+        for connection in self._idle:
+            if now - connection.idle_since >= KEEPALIVE_S:
+                connection.close()
+                self._open -= 1
+            else:
+                keep.append(connection)
+        self._idle = keep
+        if keep:
+            due = min(c.idle_since for c in keep) + KEEPALIVE_S - now
+            self._sweep = asyncio.get_running_loop().call_later(max(due, 0.0), self._close_expired)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+            self._open -= 1
