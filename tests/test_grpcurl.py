@@ -108,7 +108,8 @@ def test_chat_stream_events_arrive_before_the_stream_ends(target: str) -> None:
     whole = json.loads(grpcurl(target, f"{SERVICE}/Chat", data=chat_body("mock/slow")))
     assert "".join(e["text_delta"]["text"] for e in everything[:-2]) == whole["text"]
     assert 2 < len(everything) <= 20 + 2
-    assert "usage" in everything[-2] and everything[-1]["finish"]["reason"] == "FINISH_REASON_STOP"
+    assert "usage" in everything[-2]
+    assert everything[-1]["finish"]["reason"] == "FINISH_REASON_STOP"
 
 
 def test_health_check_answers_serving(target: str) -> None:
