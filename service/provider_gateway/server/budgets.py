@@ -26,6 +26,7 @@ from provider_gateway.config import Section
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.pricing import PriceTable
 from provider_gateway.routing.consumption import Consumed
+from provider_gateway.routing.leases import LeasedMeters
 from provider_gateway.routing.meters import (
     WINDOWS,
     Batch,
@@ -400,6 +401,11 @@ class Budgets:
     def _named(slot: Slot, now: float) -> Meter:
         name, ends = calendar_window_end(slot.label.window, now)
         return Meter(f"{slot.key}:{name}", "window", 0, slot.limit, ends - now, ends)
+
+    async def aclose(self) -> None:
+        """Return what the meters hold for this process (leases), at shutdown."""
+        if isinstance(self.meters, LeasedMeters):
+            await self.meters.aclose()
 
     async def admit(self, key: str, limits: Limits, team: str, request: Any, method: str) -> Ticket:
         """Check and reserve, waiting for the answer (`reserve` without the overlap)."""

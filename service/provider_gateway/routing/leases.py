@@ -1,0 +1,246 @@
+"""Budget leases: the common request is admitted and settled without a round trip to Redis.
+
+Each check in Redis (lua/meters.lua) costs the request a round trip of gateway CPU and network,
+more than the rest of the budget check together (benchmarks/RESULTS.md, "Budget check per
+request"). So the process reserves a little more than a request needs, per meter: a *lease*,
+units already added to the shared meter in Redis for this process but not yet used by any of its
+requests. A request that every one of its meters' leases covers takes its amounts from them, in
+process, with no await that leaves the event loop. Otherwise one "lease" call to Redis checks the
+request's own amounts, all or nothing, with the same refusal as without leases, and adds to each
+short meter a top-up where it still fits (a few of this request's amounts, at most a sixteenth of
+the limit): near a limit the top-ups stop fitting, leases shrink to nothing and every request is
+checked in Redis, one round trip as before.
+
+Every admission is therefore backed by a reservation in Redis: replicas racing for a budget's
+last unit overspend it no more than without leases. What a lease costs is headroom: another
+replica's unused lease counts as spent, for at most a lease lifetime and a half after its last
+top-up, when it is returned (a negative amount: a calendar window's spend goes down, a rate's
+arrival time moves back, never before now).
+
+Settlements: a refund (a request cheaper than its reserved worst case) goes back to the meter's
+live lease; a charge (output tokens of a tokens-per-minute quota, a cost above the reservation)
+is taken from the lease, and what the lease cannot cover is added in Redis by one background task,
+in one call per hash tag, every half lease lifetime, before a spend report and at shutdown. A
+meter without a live lease settles in Redis at once, as without leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from provider_gateway.routing.meters import Batch, Meter, Reading, Refusal
+from provider_gateway.routing.shared_state import RedisMeters
+
+log = logging.getLogger("provider_gateway.leases")
+LIMIT_SHARE = 16  # a top-up takes at most this fraction (1/16) of a meter's limit
+
+
+@dataclass(slots=True)
+class Lease:
+    """Units reserved in Redis for this process on one meter, unused so far."""
+
+    meter: Meter  # the meter as checked (its amount is not used)
+    units: int
+    expires: float  # monotonic seconds: then returned to Redis
+    topping: bool = False  # a top-up of this meter is in flight: other checks ask none
+
+
+class LeasedMeters:
+    """`RedisMeters` with leases: see the module's docstring."""
+
+    KEEP_MAX = 4096  # meters with a lease (keys x windows in use); past it, new meters get none
+
+    def __init__(
+        self,
+        inner: RedisMeters,
+        *,
+        lifetime_s: float,
+        requests: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """lifetime_s: how long a lease lives after its last top-up; requests: how many of the
+        request's own amounts a top-up asks for."""
+        self.inner = inner
+        self.lifetime_s = lifetime_s
+        self.requests = requests
+        self._clock = clock
+        self._leases: dict[str, Lease] = {}
+        self._pending: dict[str, Meter] = {}  # charges and returns to add in Redis, by meter key
+        self._flusher: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()
+        self._closed = False
+
+    async def meter(self, meters: list[Meter], *, check: bool) -> Refusal | None:
+        if check:
+            amounts = [m.amount for m in meters]
+            if self._take(meters, amounts):
+                return None
+            extras = self._extras(meters, amounts)
+            if any(extras):
+                return await self._top_up(meters, extras)
+            return await self.inner.meter(meters, check=True)
+        return await self._settle(meters)
+
+    async def meter_batch(self, batch: Batch, values: tuple[int, ...], *, check: bool) -> Refusal | None:
+        if not check:
+            return await self._settle(batch.with_amounts(values))
+        amounts = batch.amounts(values)
+        if self._take(batch.meters, amounts):
+            return None
+        extras = self._extras(batch.meters, amounts)
+        if any(extras):
+            return await self._top_up(batch.with_amounts(values), extras)
+        return await self.inner.meter_batch(batch, values, check=True)  # the kept command, as before
+
+    def _take(self, meters: tuple[Meter, ...] | list[Meter], amounts: list[int]) -> bool:
+        """Admit from the leases when every meter's live lease covers its amount (in process)."""
+        leases, now = self._leases, self._clock()
+        for m, amount in zip(meters, amounts, strict=True):
+            lease = leases.get(m.key)
+            if lease is None or lease.units < amount or lease.expires <= now:
+                return False
+        for m, amount in zip(meters, amounts, strict=True):
+            leases[m.key].units -= amount
+        return True
+
+    def _extras(self, meters: tuple[Meter, ...] | list[Meter], amounts: list[int]) -> list[int]:
+        """Per meter, the top-up to ask with the request's check: none where the lease covers the
+        amount, a top-up is in flight, the leases are full, or the top-up would not cover one
+        more such request (near the limit, or a request larger than a sixteenth of it)."""
+        if self._closed:
+            return [0] * len(amounts)
+        now, extras = self._clock(), []
+        for m, amount in zip(meters, amounts, strict=True):
+            lease = self._leases.get(m.key)
+            extra = min(self.requests * amount, m.limit // LIMIT_SHARE)
+            if extra < max(amount, 1):
+                extra = 0
+            elif lease is None:
+                extra = extra if len(self._leases) < self.KEEP_MAX else 0
+            elif lease.expires > now and (lease.units >= amount or lease.topping):
+                extra = 0
+            extras.append(extra)
+        return extras
+
+    async def _top_up(self, meters: list[Meter], extras: list[int]) -> Refusal | None:
+        """One round trip: the request's check, plus each extra where it fits, kept as leases."""
+        now = self._clock()
+        topping = []
+        for m, extra in zip(meters, extras, strict=True):
+            if extra:
+                lease = self._leases.get(m.key)
+                if lease is None or lease.expires <= now:
+                    self._return(lease)
+                    lease = self._leases[m.key] = Lease(m, 0, now + self.lifetime_s)
+                lease.topping = True
+                topping.append(lease)
+        try:
+            answer = await self.inner.meter_leasing(meters, extras)
+        finally:
+            for lease in topping:
+                lease.topping = False
+        if isinstance(answer, Refusal):
+            return answer
+        expires = self._clock() + self.lifetime_s
+        for m, extra in zip(meters, answer, strict=True):
+            if extra:
+                lease = self._leases.get(m.key)
+                if lease is None:  # returned meanwhile (an expiry's sweep): a new one
+                    lease = self._leases[m.key] = Lease(m, 0, expires)
+                lease.units += extra
+                lease.expires = expires
+        self._start_flusher()
+        return None
+
+    async def _settle(self, meters: list[Meter]) -> Refusal | None:
+        """Refunds to the live leases, charges from them (the rest pending); a meter without a
+        live lease is settled in Redis at once."""
+        now, direct = self._clock(), []
+        for m in meters:
+            lease = self._leases.get(m.key)
+            if lease is None or lease.expires <= now:
+                direct.append(m)
+            elif m.amount < 0:
+                lease.units -= m.amount
+            else:
+                taken = min(lease.units, m.amount)
+                lease.units -= taken
+                if m.amount > taken:
+                    self._pend(m, m.amount - taken)
+        if direct:
+            await self.inner.meter(direct, check=False)
+        return None  # a settlement is never refused
+
+    def _pend(self, meter: Meter, amount: int) -> None:
+        found = self._pending.get(meter.key)
+        self._pending[meter.key] = meter._replace(amount=amount + (found.amount if found else 0))
+        self._start_flusher()
+
+    def _return(self, lease: Lease | None) -> None:
+        """Give an expired lease's unused units back to Redis (with the next flush)."""
+        if lease is not None:
+            del self._leases[lease.meter.key]
+            if lease.units:
+                self._pend(lease.meter, -lease.units)
+
+    def _start_flusher(self) -> None:
+        if not self._closed and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_every())
+
+    async def _flush_every(self) -> None:
+        """Every half lease lifetime: return the expired leases, add what is pending. Ends when
+        there is neither a lease nor anything pending (the next lease starts it again)."""
+        while self._leases or self._pending:
+            await asyncio.sleep(self.lifetime_s / 2)
+            now = self._clock()
+            for lease in [x for x in self._leases.values() if x.expires <= now and not x.topping]:
+                self._return(lease)
+            try:
+                await self.flush()
+            except Exception:  # kept pending: tried again at the next flush
+                log.exception("could not settle pending budget charges in redis")
+
+    async def flush(self, *, everything: bool = False) -> None:
+        """Add what is pending in Redis, one call per hash tag. While Redis is away it stays
+        pending (bounded: one entry per meter), unless `everything` (shutdown) or too much."""
+        async with self._flushing:
+            if not self._pending:
+                return
+            if not (everything or self.inner.store.using_redis or len(self._pending) > 2 * self.KEEP_MAX):
+                return
+            pending, self._pending = self._pending, {}
+            by_tag: dict[str, list[Meter]] = {}
+            for m in pending.values():
+                if m.amount:
+                    by_tag.setdefault(m.key.partition("}")[0], []).append(m)
+            for meters in by_tag.values():
+                await self.inner.meter(meters, check=False)
+
+    async def read(self, meters: list[Meter]) -> list[Reading]:
+        """This process's spend as Redis holds it, with what is pending added first and its own
+        unused leases not counted: exact for this replica."""
+        await self.flush()
+        found = await self.inner.read(meters)
+        now = self._clock()
+        for i, m in enumerate(meters):
+            lease = self._leases.get(m.key)
+            if lease is not None and lease.expires > now and lease.units:
+                found[i] = Reading(max(found[i].used - lease.units, 0), found[i].resets_in_s)
+        return found
+
+    async def aclose(self) -> None:
+        """At shutdown: every lease returned and every charge added (before Redis closes)."""
+        self._closed = True
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        for lease in list(self._leases.values()):
+            self._return(lease)
+        await self.flush(everything=True)
