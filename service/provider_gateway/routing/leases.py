@@ -76,26 +76,41 @@ class LeasedMeters:
         self._closed = False
 
     async def meter(self, meters: list[Meter], *, check: bool) -> Refusal | None:
-        if check:
-            amounts = [m.amount for m in meters]
-            if self._take(meters, amounts):
-                return None
-            extras = self._extras(meters, amounts)
-            if any(extras):
-                return await self._top_up(meters, extras)
-            return await self.inner.meter(meters, check=True)
-        return await self._settle(meters)
+        if not check:
+            return await self._settle(meters)
+        return await self._check(meters, [m.amount for m in meters], None)
 
     async def meter_batch(self, batch: Batch, values: tuple[int, ...], *, check: bool) -> Refusal | None:
         if not check:
             return await self._settle(batch.with_amounts(values))
-        amounts = batch.amounts(values)
-        if self._take(batch.meters, amounts):
+        return await self._check(batch.meters, batch.amounts(values), (batch, values))
+
+    async def _check(
+        self,
+        meters: tuple[Meter, ...] | list[Meter],
+        amounts: list[int],
+        batch: tuple[Batch, tuple[int, ...]] | None,
+    ) -> Refusal | None:
+        """From the leases when they cover every amount; else one round trip for what they do
+        not cover (a lease's last units count towards the amount, so that none are stranded),
+        topping up the short leases."""
+        if self._take(meters, amounts):
             return None
-        extras = self._extras(batch.meters, amounts)
-        if any(extras):
-            return await self._top_up(batch.with_amounts(values), extras)
-        return await self.inner.meter_batch(batch, values, check=True)  # the kept command, as before
+        extras = self._extras(meters, amounts)
+        used = self._take_partly(meters, amounts)
+        if not any(extras) and not any(used):
+            if batch is not None:
+                return await self.inner.meter_batch(*batch, check=True)  # the kept command, as before
+            return await self.inner.meter(list(meters), check=True)
+        asked = [m._replace(amount=a - u) for m, a, u in zip(meters, amounts, used, strict=True)]
+        try:
+            refusal = await self._top_up(asked, extras)
+        except BaseException:
+            self._give_back(meters, used)
+            raise
+        if refusal is not None:
+            self._give_back(meters, used)
+        return refusal
 
     def _take(self, meters: tuple[Meter, ...] | list[Meter], amounts: list[int]) -> bool:
         """Admit from the leases when every meter's live lease covers its amount (in process)."""
@@ -107,6 +122,27 @@ class LeasedMeters:
         for m, amount in zip(meters, amounts, strict=True):
             leases[m.key].units -= amount
         return True
+
+    def _take_partly(self, meters: tuple[Meter, ...] | list[Meter], amounts: list[int]) -> list[int]:
+        """Per meter, what its live lease holds towards the amount (at most the amount), taken."""
+        now, used = self._clock(), []
+        for m, amount in zip(meters, amounts, strict=True):
+            lease = self._leases.get(m.key)
+            take = min(lease.units, amount) if lease is not None and lease.expires > now else 0
+            if take > 0:
+                lease.units -= take  # type: ignore[union-attr]  # take > 0: a live lease
+            used.append(max(take, 0))
+        return used
+
+    def _give_back(self, meters: tuple[Meter, ...] | list[Meter], used: list[int]) -> None:
+        """Units taken from leases for a check that did not pass: to the lease, or to Redis."""
+        for m, units in zip(meters, used, strict=True):
+            if units:
+                lease = self._leases.get(m.key)
+                if lease is not None:
+                    lease.units += units
+                else:  # returned meanwhile: these units go back to Redis too
+                    self._pend(m, -units)
 
     def _extras(self, meters: tuple[Meter, ...] | list[Meter], amounts: list[int]) -> list[int]:
         """Per meter, the top-up to ask with the request's check: none where the lease covers the
@@ -140,10 +176,15 @@ class LeasedMeters:
                 lease.topping = True
                 topping.append(lease)
         try:
-            answer = await self.inner.meter_leasing(meters, extras)
+            if any(extras):
+                answer = await self.inner.meter_leasing(meters, extras)
+            else:
+                answer = await self.inner.meter(meters, check=True) or extras
         finally:
             for lease in topping:
                 lease.topping = False
+                if not lease.units and self._leases.get(lease.meter.key) is lease:
+                    del self._leases[lease.meter.key]  # granted below, if at all
         if isinstance(answer, Refusal):
             return answer
         expires = self._clock() + self.lifetime_s
@@ -197,13 +238,17 @@ class LeasedMeters:
         there is neither a lease nor anything pending (the next lease starts it again)."""
         while self._leases or self._pending:
             await asyncio.sleep(self.lifetime_s / 2)
-            now = self._clock()
-            for lease in [x for x in self._leases.values() if x.expires <= now and not x.topping]:
-                self._return(lease)
+            self.sweep()
             try:
                 await self.flush()
             except Exception:  # kept pending: tried again at the next flush
                 log.exception("could not settle pending budget charges in redis")
+
+    def sweep(self) -> None:
+        """Return the expired leases (with the next flush)."""
+        now = self._clock()
+        for lease in [x for x in self._leases.values() if x.expires <= now and not x.topping]:
+            self._return(lease)
 
     async def flush(self, *, everything: bool = False) -> None:
         """Add what is pending in Redis, one call per hash tag. While Redis is away it stays
