@@ -221,3 +221,39 @@ async def test_leases_expire_and_are_returned_to_redis(redis_server: RedisServer
     assert await leased.meter_batch(batch, (15600,), check=True) is not None  # 470 + 15600 > 16000
     await leased.aclose()
     await store.aclose()
+
+
+async def test_three_leasing_replicas_race_for_a_budget_s_last_units(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Three replicas with leases (in this process, sharing one Redis) race 150 requests for a
+    budget of 40.5 worst cases: the leases are taken (a sixteenth of the limit is 2.5 worst
+    cases), yet every admission was reserved in Redis first, so the spend stays within one worst
+    case of the limit; once the leases are returned, every replica reports the real spend."""
+    request = chat("mock/echo", "hi", max_tokens=3)
+    worst = max(1, request.ByteSize() // 4) * 2 + 3 * 5
+    limit = 40 * worst + worst // 2
+    config = leased_config(
+        redis_server.url, f"race{time.monotonic_ns()}:", 300, f"usd_micros_per_day = {limit}"
+    )
+    async with run_gateway(config) as a, run_gateway(config) as b, run_gateway(config) as c:
+        stubs = [a.stub, b.stub, c.stub]
+        outcomes = await asyncio.gather(
+            *(stubs[i % 3].Chat(request, metadata=bearer(ALICE), timeout=30) for i in range(150)),
+            return_exceptions=True,
+        )
+        answered = [o for o in outcomes if isinstance(o, pb.ChatResponse)]
+        refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+        assert len(answered) + len(refused) == 150
+        assert {e.code() for e in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+        assert all("QuotaFailure" in details(e) for e in refused)
+        spent = sum(r.finish.cost.amount_micros for r in answered)
+        assert spent <= limit + worst
+        assert len(answered) >= 40 - 3  # at most each replica's last lease units short of a request
+        for gw in (a, b, c):
+            await gw.server.auth[0].quotas.drain()
+        async with asyncio.timeout(WAIT_S):  # the leases return within 1.5 lifetimes
+            while True:
+                if [await money_spent(gw) for gw in (a, b, c)] == [spent] * 3:
+                    break
+                await asyncio.sleep(0.05)
