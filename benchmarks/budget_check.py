@@ -81,6 +81,7 @@ TEAM = (
 )
 
 
+LEASE_REQUESTS = 0  # --lease-requests: [auth] budget_lease_requests (0: the default)
 PAUSE_S = 0.002  # before each end-to-end call: the previous call's settlement has ended by then
 UPSTREAM = """
 [server]
@@ -108,6 +109,8 @@ def config_text(redis_url: str, upstream_port: int = 0, lease_ms: int | None = N
     )
     if lease_ms is not None:
         text += f"[auth]\nbudget_lease_ms = {lease_ms}\n"
+        if LEASE_REQUESTS:
+            text += f"budget_lease_requests = {LEASE_REQUESTS}\n"
     text += TEAM
     if redis_url:
         # A shared machine may stall a round trip past the default 250 ms, which would measure
@@ -236,7 +239,7 @@ async def end_to_end(url: str, calls: int, runs: int, before: str) -> list[dict[
     call by call."""
     upstream = procs.upstream(tokens=20)
     sources: dict[str, tuple[str, int | None]] = {"before": (before, None)} if before else {}
-    sources |= {"leases on": ("", None), "leases off": ("", 0)}
+    sources |= {"leases on": ("", 1000), "leases off": ("", 0)}
     started: list[procs.Proc] = []
     channels: list[grpc.aio.Channel] = []
     try:
@@ -355,5 +358,7 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--calls", type=int, default=300, help="per key and run, end to end (0: none)")
     parser.add_argument("--before", default="", help="another checkout's service folder, end to end")
+    parser.add_argument("--lease-requests", type=int, default=0, help="[auth] budget_lease_requests")
     args: Any = parser.parse_args()
+    LEASE_REQUESTS = args.lease_requests
     asyncio.run(main(args.requests, args.runs, args.calls, args.before))

@@ -38,6 +38,7 @@ from provider_gateway.routing.shared_state import RedisMeters
 
 log = logging.getLogger("provider_gateway.leases")
 LIMIT_SHARE = 16  # a top-up takes at most this fraction (1/16) of a meter's limit
+GROWTH_MAX = 16  # a busy meter's top-up grows to at most this many times the configured one
 
 
 @dataclass(slots=True)
@@ -47,6 +48,7 @@ class Lease:
     meter: Meter  # the meter as checked (its amount is not used)
     units: int
     expires: float  # monotonic seconds: then returned to Redis
+    scale: int  # a top-up's size, in the requesting request's amounts
     topping: bool = False  # a top-up of this meter is in flight: other checks ask none
 
 
@@ -147,34 +149,46 @@ class LeasedMeters:
     def _extras(self, meters: tuple[Meter, ...] | list[Meter], amounts: list[int]) -> list[int]:
         """Per meter, the top-up to ask with the request's check: none where the lease covers the
         amount, a top-up is in flight, the leases are full, or the top-up would not cover one
-        more such request (near the limit, or a request larger than a sixteenth of it)."""
+        more such request (near the limit, or a request larger than a sixteenth of it). A lease
+        spent within half its lifetime of its last top-up doubles its next one (a busy key's
+        lease then lasts a while: fewer round trips), up to GROWTH_MAX times the configured."""
         if self._closed:
             return [0] * len(amounts)
         now, extras = self._clock(), []
         for m, amount in zip(meters, amounts, strict=True):
             lease = self._leases.get(m.key)
-            extra = min(self.requests * amount, m.limit // LIMIT_SHARE)
-            if extra < max(amount, 1):
+            live = lease is not None and lease.expires > now
+            if lease is not None and live and lease.topping:
+                extras.append(0)
+                continue
+            scale = self.requests
+            if lease is not None and live:
+                short = lease.units < amount
+                if short and lease.expires - now > self.lifetime_s / 2:  # spent soon after its top-up
+                    lease.scale = min(lease.scale * 2, self.requests * GROWTH_MAX)
+                scale = lease.scale
+            extra = min(scale * amount, m.limit // LIMIT_SHARE)
+            if extra < max(amount, 1) or (lease is None and len(self._leases) >= self.KEEP_MAX):
                 extra = 0
-            elif lease is None:
-                extra = extra if len(self._leases) < self.KEEP_MAX else 0
-            elif lease.expires > now and (lease.units >= amount or lease.topping):
-                extra = 0
+            elif lease is not None and live and lease.units >= amount and 2 * lease.units >= extra:
+                extra = 0  # enough left: no top-up (a lease below half a top-up rides along)
             extras.append(extra)
         return extras
 
     async def _top_up(self, meters: list[Meter], extras: list[int]) -> Refusal | None:
         """One round trip: the request's check, plus each extra where it fits, kept as leases."""
         now = self._clock()
-        topping = []
+        topping, created = [], []
         for m, extra in zip(meters, extras, strict=True):
             if extra:
                 lease = self._leases.get(m.key)
                 if lease is None or lease.expires <= now:
                     self._return(lease)
-                    lease = self._leases[m.key] = Lease(m, 0, now + self.lifetime_s)
+                    lease = self._leases[m.key] = Lease(m, 0, now + self.lifetime_s, self.requests)
+                    created.append(lease)
                 lease.topping = True
                 topping.append(lease)
+        answer: Refusal | list[int] | None = None
         try:
             if any(extras):
                 answer = await self.inner.meter_leasing(meters, extras)
@@ -183,20 +197,26 @@ class LeasedMeters:
         finally:
             for lease in topping:
                 lease.topping = False
-                if not lease.units and self._leases.get(lease.meter.key) is lease:
-                    del self._leases[lease.meter.key]  # granted below, if at all
-        if isinstance(answer, Refusal):
+            if not isinstance(answer, list):  # refused or failed: the new leases are empty
+                self._drop_empty(created)
+        if not isinstance(answer, list):
             return answer
         expires = self._clock() + self.lifetime_s
         for m, extra in zip(meters, answer, strict=True):
             if extra:
                 lease = self._leases.get(m.key)
                 if lease is None:  # returned meanwhile (an expiry's sweep): a new one
-                    lease = self._leases[m.key] = Lease(m, 0, expires)
+                    lease = self._leases[m.key] = Lease(m, 0, expires, self.requests)
                 lease.units += extra
                 lease.expires = expires
+        self._drop_empty(created)  # made for a top-up that did not fit
         self._start_flusher()
         return None
+
+    def _drop_empty(self, leases: list[Lease]) -> None:
+        for lease in leases:
+            if not lease.units and self._leases.get(lease.meter.key) is lease:
+                del self._leases[lease.meter.key]
 
     async def _settle(self, meters: list[Meter]) -> Refusal | None:
         """Refunds to the live leases, charges from them (the rest pending); a meter without a
