@@ -27,9 +27,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def leased_config(redis_url: str, prefix: str, lease_ms: int, limits: str) -> str:
-    """A gateway on Redis under `prefix`, leases of `lease_ms`, ALICE with `limits`. The
-    ejections are read once a minute, so that the meters' scripts are the only ones Redis runs."""
+def leased_config(redis_url: str, prefix: str, lease_ms: int, limits: str, lease_requests: int = 8) -> str:
+    """A gateway on Redis under `prefix`, leases of `lease_ms` (top-ups of `lease_requests`),
+    ALICE with `limits`. The ejections are read once a minute, so that the meters' scripts are
+    the only ones Redis runs."""
     return (
         PRICED_MOCK
         + f"""
@@ -40,6 +41,7 @@ holds_refresh_ms = 60000
 
 [auth]
 budget_lease_ms = {lease_ms}
+budget_lease_requests = {lease_requests}
 """
         + alice_key(limits)
     )
@@ -74,11 +76,11 @@ async def script_calls(client: Any) -> int:
 async def test_leased_requests_are_admitted_and_settled_without_a_round_trip(
     redis_server: RedisServer,  # noqa: F811
 ) -> None:
-    """After the first request's check (which also takes the lease), the next ones are checked,
-    charged (their output tokens) and refunded (their unused worst case) without a script call;
-    GetSpend still reports this replica's spend exactly."""
+    """After the first request's check (which also takes a lease of 32 requests' worth), the
+    next ones are checked, charged (their output tokens) and refunded (their unused worst case)
+    without a script call; GetSpend still reports this replica's spend exactly."""
     prefix = f"lease{time.monotonic_ns()}:"
-    async with run_gateway(leased_config(redis_server.url, prefix, 5000, ROOMY)) as gw:
+    async with run_gateway(leased_config(redis_server.url, prefix, 5000, ROOMY, lease_requests=32)) as gw:
         client = gw.server.counters._client
         cost = await chats(gw, 1)
         before = await script_calls(client)
@@ -208,17 +210,19 @@ async def test_leases_expire_and_are_returned_to_redis(redis_server: RedisServer
         return await original(*args)
 
     meters.meter_leasing = counted  # type: ignore[method-assign]
-    for _ in range(5):  # the first check takes 4 more requests' worth: 100 + 400
+    for _ in range(4):  # the first check takes 4 more requests' worth: 100 + 400
         assert await leased.meter_batch(batch, (100,), check=True) is None
-    assert len(sent) == 1
+    assert len(sent) == 1  # the next three took from the lease
+    await asyncio.gather(*leased._refills)  # below half its top-up: refilled in the background
+    assert len(sent) == 2
     await leased.meter([batch.meters[0]._replace(amount=-30)], check=False)  # a refund: to the lease
-    assert [r.used for r in await leased.read(list(batch.meters))] == [470]
-    assert [r.used for r in await meters.read(list(batch.meters))] == [500]
+    assert [r.used for r in await leased.read(list(batch.meters))] == [370]
+    assert [r.used for r in await meters.read(list(batch.meters))] > [370]  # the lease, reserved
     clock.now += 61
     leased.sweep()
     await leased.flush()
-    assert [r.used for r in await meters.read(list(batch.meters))] == [470]
-    assert await leased.meter_batch(batch, (15600,), check=True) is not None  # 470 + 15600 > 16000
+    assert [r.used for r in await meters.read(list(batch.meters))] == [370]
+    assert await leased.meter_batch(batch, (15700,), check=True) is not None  # 370 + 15700 > 16000
     await leased.aclose()
     await store.aclose()
 

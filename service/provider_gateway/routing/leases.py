@@ -37,6 +37,7 @@ from provider_gateway.routing.meters import Batch, Meter, Reading, Refusal
 from provider_gateway.routing.shared_state import RedisMeters
 
 log = logging.getLogger("provider_gateway.leases")
+_TAKEN, _LOW = 1, 2  # _take's answers besides 0 (not taken)
 LIMIT_SHARE = 16  # a top-up takes at most this fraction (1/16) of a meter's limit
 GROWTH_MAX = 16  # a busy meter's top-up grows to at most this many times the configured one
 
@@ -49,6 +50,7 @@ class Lease:
     units: int
     expires: float  # monotonic seconds: then returned to Redis
     scale: int  # a top-up's size, in the requesting request's amounts
+    last_top_up: int = 0  # units: a lease below half of it is topped up in the background
     topping: bool = False  # a top-up of this meter is in flight: other checks ask none
 
 
@@ -75,6 +77,7 @@ class LeasedMeters:
         self._pending: dict[str, Meter] = {}  # charges and returns to add in Redis, by meter key
         self._flusher: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()
+        self._refills: set[asyncio.Task[None]] = set()  # background top-ups (one per meter at most)
         self._closed = False
 
     async def meter(self, meters: list[Meter], *, check: bool) -> Refusal | None:
@@ -96,7 +99,10 @@ class LeasedMeters:
         """From the leases when they cover every amount; else one round trip for what they do
         not cover (a lease's last units count towards the amount, so that none are stranded),
         topping up the short leases."""
-        if self._take(meters, amounts):
+        taken = self._take(meters, amounts)
+        if taken:
+            if taken is _LOW:
+                self._refill(meters, amounts)
             return None
         extras = self._extras(meters, amounts)
         used = self._take_partly(meters, amounts)
@@ -114,16 +120,37 @@ class LeasedMeters:
             self._give_back(meters, used)
         return refusal
 
-    def _take(self, meters: tuple[Meter, ...] | list[Meter], amounts: list[int]) -> bool:
-        """Admit from the leases when every meter's live lease covers its amount (in process)."""
+    def _take(self, meters: tuple[Meter, ...] | list[Meter], amounts: list[int]) -> int:
+        """Admit from the leases when every meter's live lease covers its amount (in process):
+        0 when not, else _TAKEN, or _LOW when a lease is left below half its last top-up."""
         leases, now = self._leases, self._clock()
         for m, amount in zip(meters, amounts, strict=True):
             lease = leases.get(m.key)
             if lease is None or lease.units < amount or lease.expires <= now:
-                return False
+                return 0
+        taken = _TAKEN
         for m, amount in zip(meters, amounts, strict=True):
-            leases[m.key].units -= amount
-        return True
+            lease = leases[m.key]
+            lease.units -= amount
+            if 2 * lease.units < lease.last_top_up and not lease.topping:
+                taken = _LOW
+        return taken
+
+    def _refill(self, meters: tuple[Meter, ...] | list[Meter], amounts: list[int]) -> None:
+        """Top up the low leases in the background (a "lease" check of nothing but the extras),
+        so that the next requests find them full instead of waiting for a round trip."""
+        extras = self._extras(meters, amounts)
+        if any(extras):
+            zero = [m._replace(amount=0) for m in meters]
+            task = asyncio.get_running_loop().create_task(self._refilling(zero, extras))
+            self._refills.add(task)
+            task.add_done_callback(self._refills.discard)
+
+    async def _refilling(self, meters: list[Meter], extras: list[int]) -> None:
+        # A refusal: nothing fits, the leases stay low. An error: Redis away with on_redis_down
+        # = closed, an outage the store has logged.
+        with contextlib.suppress(Exception):
+            await self._top_up(meters, extras)
 
     def _take_partly(self, meters: tuple[Meter, ...] | list[Meter], amounts: list[int]) -> list[int]:
         """Per meter, what its live lease holds towards the amount (at most the amount), taken."""
@@ -157,21 +184,22 @@ class LeasedMeters:
         now, extras = self._clock(), []
         for m, amount in zip(meters, amounts, strict=True):
             lease = self._leases.get(m.key)
-            live = lease is not None and lease.expires > now
-            if lease is not None and live and lease.topping:
-                extras.append(0)
+            if lease is None or lease.expires <= now:
+                extra = min(self.requests * amount, m.limit // LIMIT_SHARE)
+                full = lease is None and len(self._leases) >= self.KEEP_MAX
+                extras.append(0 if full or extra < max(amount, 1) else extra)
                 continue
-            scale = self.requests
-            if lease is not None and live:
-                short = lease.units < amount
-                if short and lease.expires - now > self.lifetime_s / 2:  # spent soon after its top-up
-                    lease.scale = min(lease.scale * 2, self.requests * GROWTH_MAX)
-                scale = lease.scale
-            extra = min(scale * amount, m.limit // LIMIT_SHARE)
-            if extra < max(amount, 1) or (lease is None and len(self._leases) >= self.KEEP_MAX):
-                extra = 0
-            elif lease is not None and live and lease.units >= amount and 2 * lease.units >= extra:
-                extra = 0  # enough left: no top-up (a lease below half a top-up rides along)
+            extra = min(lease.scale * amount, m.limit // LIMIT_SHARE)
+            if (
+                lease.topping
+                or extra < max(amount, 1)
+                or (lease.units >= amount and 2 * lease.units >= extra)
+            ):
+                extras.append(0)  # in flight, too small to lease, or at least half a top-up left
+                continue
+            if lease.expires - now > self.lifetime_s / 2:  # spent soon after its top-up: grow
+                lease.scale = min(lease.scale * 2, self.requests * GROWTH_MAX)
+                extra = min(lease.scale * amount, m.limit // LIMIT_SHARE)
             extras.append(extra)
         return extras
 
@@ -208,6 +236,7 @@ class LeasedMeters:
                 if lease is None:  # returned meanwhile (an expiry's sweep): a new one
                     lease = self._leases[m.key] = Lease(m, 0, expires, self.requests)
                 lease.units += extra
+                lease.last_top_up = extra
                 lease.expires = expires
         self._drop_empty(created)  # made for a top-up that did not fit
         self._start_flusher()
@@ -301,6 +330,9 @@ class LeasedMeters:
     async def aclose(self) -> None:
         """At shutdown: every lease returned and every charge added (before Redis closes)."""
         self._closed = True
+        for task in list(self._refills):  # their grants land in leases returned just below
+            with contextlib.suppress(Exception):
+                await task
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
