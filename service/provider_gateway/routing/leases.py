@@ -9,12 +9,13 @@ process, with no await that leaves the event loop. Otherwise one "lease" call to
 request's own amounts, all or nothing, with the same refusal as without leases, and adds to each
 short meter a top-up where it still fits (a few of this request's amounts, at most a sixteenth of
 the limit): near a limit the top-ups stop fitting, leases shrink to nothing and every request is
-checked in Redis, one round trip as before.
+checked in Redis, one round trip as before. A lease left below half its last top-up is refilled
+in the background, so a busy key's requests seldom wait for a top-up.
 
 Every admission is therefore backed by a reservation in Redis: replicas racing for a budget's
 last unit overspend it no more than without leases. What a lease costs is headroom: another
-replica's unused lease counts as spent, for at most a lease lifetime and a half after its last
-top-up, when it is returned (a negative amount: a calendar window's spend goes down, a rate's
+replica's unused lease (at most one and a half top-ups) counts as spent, for at most a lease
+lifetime and a half after its last top-up, when it is returned (a negative amount: a calendar window's spend goes down, a rate's
 arrival time moves back, never before now).
 
 Settlements: a refund (a request cheaper than its reserved worst case) goes back to the meter's
