@@ -10,12 +10,13 @@ request's own amounts, all or nothing, with the same refusal as without leases, 
 short meter a top-up where it still fits (a few of this request's amounts, at most a sixteenth of
 the limit): near a limit the top-ups stop fitting, leases shrink to nothing and every request is
 checked in Redis, one round trip as before. A lease left below half its last top-up is refilled
-in the background, so a busy key's requests seldom wait for a top-up.
+in the background, so a busy key's requests seldom wait for a top-up; a lease in use is kept, an
+idle one returned a lifetime after its last use.
 
 Every admission is therefore backed by a reservation in Redis: replicas racing for a budget's
 last unit overspend it no more than without leases. What a lease costs is headroom: another
-replica's unused lease (at most one and a half top-ups) counts as spent, for at most a lease
-lifetime and a half after its last top-up, when it is returned (a negative amount: a calendar window's spend goes down, a rate's
+replica's unused lease (at most one and a half top-ups) counts as spent, while that replica uses
+it and for at most a lease lifetime and a half after its last use, when it is returned (a negative amount: a calendar window's spend goes down, a rate's
 arrival time moves back, never before now).
 
 Settlements: a refund (a request cheaper than its reserved worst case) goes back to the meter's
@@ -49,9 +50,10 @@ class Lease:
 
     meter: Meter  # the meter as checked (its amount is not used)
     units: int
-    expires: float  # monotonic seconds: then returned to Redis
+    expires: float  # monotonic seconds: a lifetime after its last top-up or use; then returned
     scale: int  # a top-up's size, in the requesting request's amounts
     last_top_up: int = 0  # units: a lease below half of it is topped up in the background
+    topped_at: float = 0.0  # monotonic seconds of the last top-up
     topping: bool = False  # a top-up of this meter is in flight: other checks ask none
 
 
@@ -129,10 +131,11 @@ class LeasedMeters:
             lease = leases.get(m.key)
             if lease is None or lease.units < amount or lease.expires <= now:
                 return 0
-        taken = _TAKEN
+        taken, expires = _TAKEN, now + self.lifetime_s
         for m, amount in zip(meters, amounts, strict=True):
             lease = leases[m.key]
             lease.units -= amount
+            lease.expires = expires  # in use: kept (an idle lease is returned a lifetime on)
             if 2 * lease.units < lease.last_top_up and not lease.topping:
                 taken = _LOW
         return taken
@@ -198,7 +201,7 @@ class LeasedMeters:
             ):
                 extras.append(0)  # in flight, too small to lease, or at least half a top-up left
                 continue
-            if lease.expires - now > self.lifetime_s / 2:  # spent soon after its top-up: grow
+            if now - lease.topped_at < self.lifetime_s / 2:  # spent soon after its top-up: grow
                 lease.scale = min(lease.scale * 2, self.requests * GROWTH_MAX)
                 extra = min(lease.scale * amount, m.limit // LIMIT_SHARE)
             extras.append(extra)
@@ -230,7 +233,8 @@ class LeasedMeters:
                 self._drop_empty(created)
         if not isinstance(answer, list):
             return answer
-        expires = self._clock() + self.lifetime_s
+        now = self._clock()
+        expires = now + self.lifetime_s
         for m, extra in zip(meters, answer, strict=True):
             if extra:
                 lease = self._leases.get(m.key)
@@ -238,6 +242,7 @@ class LeasedMeters:
                     lease = self._leases[m.key] = Lease(m, 0, expires, self.requests)
                 lease.units += extra
                 lease.last_top_up = extra
+                lease.topped_at = now
                 lease.expires = expires
         self._drop_empty(created)  # made for a top-up that did not fit
         self._start_flusher()
