@@ -70,7 +70,7 @@ class LeasedMeters:
         requests: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """lifetime_s: how long a lease lives after its last top-up; requests: how many of the
+        """lifetime_s: how long a lease lives after its last top-up or use; requests: how many of the
         request's own amounts a top-up asks for."""
         self.inner = inner
         self.lifetime_s = lifetime_s
@@ -104,7 +104,7 @@ class LeasedMeters:
         topping up the short leases."""
         taken = self._take(meters, amounts)
         if taken:
-            if taken is _LOW:
+            if taken == _LOW:
                 self._refill(meters, amounts)
             return None
         extras = self._extras(meters, amounts)
