@@ -145,6 +145,9 @@ class LeasedMeters:
         so that the next requests find them full instead of waiting for a round trip."""
         extras = self._extras(meters, amounts)
         if any(extras):
+            for m, extra in zip(meters, extras, strict=True):
+                if extra:  # marked now: the requests admitted before the task runs start none
+                    self._leases[m.key].topping = True
             zero = [m._replace(amount=0) for m in meters]
             task = asyncio.get_running_loop().create_task(self._refilling(zero, extras))
             self._refills.add(task)

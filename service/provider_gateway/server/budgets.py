@@ -445,15 +445,16 @@ class Budgets:
 
     async def settle(self, ticket: Ticket, outcome: Outcome) -> None:
         """Charge what the request really consumed; refund the rest of its reservation."""
-        changes = [Meter(key, "rate", outcome.all_output(), limit, 60) for key, limit in ticket.tpm_keys]
-        micros = outcome.micros()
-        for meter, label in ticket.budget_meters:  # their amounts are 0: the reservation is the ticket's
-            if label.metric == "usd_micros":
-                delta = 0 if micros is None else micros - ticket.reserved_micros
-            else:
-                delta = outcome.all_tokens() - ticket.reserved_tokens
-            changes.append(meter._replace(amount=delta))
-        changes = [m for m in changes if m.amount]
+        output = outcome.all_output()
+        changes = [Meter(key, "rate", output, limit, 60) for key, limit in ticket.tpm_keys] if output else []
+        if ticket.budget_meters:
+            micros = outcome.micros()
+            money = 0 if micros is None else micros - ticket.reserved_micros
+            tokens = outcome.all_tokens() - ticket.reserved_tokens
+            for m, label in ticket.budget_meters:  # their amounts are 0: the reservation is the ticket's
+                delta = money if label.metric == "usd_micros" else tokens
+                if delta:  # a Meter made whole: cheaper than _replace, on every request
+                    changes.append(Meter(m.key, m.kind, delta, m.limit, m.window_s, m.ends_at))
         if changes:
             await self.meters.meter(changes, check=False)
 
