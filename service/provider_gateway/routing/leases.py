@@ -93,6 +93,15 @@ class LeasedMeters:
             return await self._settle(batch.with_amounts(values))
         return await self._check(batch.meters, batch.amounts(values), (batch, values))
 
+    def take(self, batch: Batch, values: tuple[int, ...]) -> bool:
+        """meter_batch's check when the leases cover it, done here and now (True: admitted,
+        no coroutine or task needed); False: nothing taken, meter_batch decides."""
+        amounts = batch.amounts(values)
+        taken = self._take(batch.meters, amounts)
+        if taken == _LOW:
+            self._refill(batch.meters, amounts)
+        return taken != 0
+
     async def _check(
         self,
         meters: tuple[Meter, ...] | list[Meter],

@@ -287,7 +287,7 @@ class Quotas:
     def send(self, principal: Principal, request: Any, method: str) -> tuple[Ticket, Admission | None]:
         """The request's reservation and its check, sent now: the check's task runs at once until
         it waits for the meters' answer (eager start), so its round trip overlaps whatever the
-        caller does next. None when the key has no limit this method meets."""
+        caller does next. None when the key has no limit this method meets, or its leases admitted it."""
         ticket, check = self.budgets.reserve(
             principal.name, principal.limits, principal.team, request, method
         )

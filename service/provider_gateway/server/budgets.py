@@ -419,7 +419,8 @@ class Budgets:
     ) -> tuple[Ticket, Coroutine[Any, Any, None] | None]:
         """The request's reservation and, when it has limits, the check that makes it (one atomic
         call to the meters, which raises QuotaExceeded when a limit has no room). What needs no
-        round trip (no worst case, a request larger than a limit) raises here, before any call."""
+        round trip (no worst case, a request larger than a limit) raises here, before any call;
+        a request this process's leases cover is admitted here (no check: None)."""
         shape = self.shape(key, limits, team, method)
         ticket = Ticket(shape.holders)
         if not shape.labels:
@@ -436,6 +437,8 @@ class Budgets:
         most = shape.ceilings
         if prompt > most[1] or tokens > most[2] or micros > most[3] or most[0] < 1:
             _never_fits(batch, values, shape.labels)
+        if isinstance(self.meters, LeasedMeters) and self.meters.take(batch, values):
+            return ticket, None  # admitted from this process's leases: nothing to wait for
         return ticket, self._check(batch, values, shape.labels)
 
     async def _check(self, batch: Batch, values: tuple[int, ...], labels: tuple[Label, ...]) -> None:
