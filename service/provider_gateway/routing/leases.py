@@ -15,7 +15,7 @@ idle one returned a lifetime after its last use.
 
 Every admission is therefore backed by a reservation in Redis: replicas racing for a budget's
 last unit overspend it no more than without leases. What a lease costs is headroom: another
-replica's unused lease (at most one and a half top-ups) counts as spent, while that replica uses
+replica's unused lease (less than two top-ups) counts as spent, while that replica uses
 it and for at most a lease lifetime and a half after its last use, when it is returned (a negative amount: a calendar window's spend goes down, a rate's
 arrival time moves back, never before now).
 
@@ -217,6 +217,14 @@ class LeasedMeters:
                 lease.scale = min(lease.scale * 2, self.requests * GROWTH_MAX)
                 extra = min(lease.scale * amount, m.limit // LIMIT_SHARE)
             extras.append(extra)
+        if any(extras):  # a call goes anyway: a lease below one top-up rides along
+            for i, (m, amount) in enumerate(zip(meters, amounts, strict=True)):
+                lease = self._leases.get(m.key)
+                if extras[i] or lease is None or lease.topping or lease.expires <= now:
+                    continue
+                extra = min(lease.scale * amount, m.limit // LIMIT_SHARE)
+                if extra >= max(amount, 1) and lease.units < extra:
+                    extras[i] = extra
         return extras
 
     async def _top_up(self, meters: list[Meter], extras: list[int]) -> Refusal | None:
