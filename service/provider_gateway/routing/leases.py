@@ -360,9 +360,10 @@ class LeasedMeters:
             with contextlib.suppress(Exception):
                 await task
         if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+            async with self._flushing:  # cancelled between flushes, never in the middle of one
+                self._flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._flusher
             self._flusher = None
         for lease in list(self._leases.values()):
             self._return(lease)
