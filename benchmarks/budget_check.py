@@ -20,7 +20,10 @@ them is not a drift. The settlements follow, all of them (the limits are out of 
 changes no answer), then a short run per key reads Redis's own time per script (INFO commandstats).
 In one run: the in-process meters (the baseline), then a redis-server started on 127.0.0.1, read
 with hiredis (the optional extra `redis`; skipped when not installed) and with redis-py's own
-parser. The table has the medians over `--runs` runs of each figure.
+parser, every check a round trip (`[auth] budget_lease_ms = 0`), then with budget leases (the
+default: routing/leases.py; most checks then take from a lease in process, and the settlements,
+all made after the checks, may find their leases expired). The table has the medians over
+`--runs` runs of each figure.
 End to end (what a request waits for): a real gateway (`provider-gateway serve`, as
 benchmarks/run.py starts it) in front of the OpenAI fake upstream of benchmarks/fake_openai.py,
 with the same keys and a redis-server of its own on 127.0.0.1, answers unary Chat calls sent one at
@@ -28,8 +31,9 @@ a time, key after key (in a new random order every round, with a pause of `PAUSE
 so that its settlement, off the answer's path, is not paid by the next call). "Added" is a key's p50 minus the
 unlimited key's p50 in the same run: what its check and settlement cost the request, round trip
 included, where the gateway overlaps the check with the request's own work (routing/admission.py).
-`--before DIR` starts a second gateway from another checkout's `service` folder (put first on its
-PYTHONPATH) and interleaves its calls with this checkout's, round by round.
+Two gateways of this checkout run side by side, "leases on" (the default) and "leases off"
+(`budget_lease_ms = 0`), their calls interleaved round by round. `--before DIR` starts a third
+from another checkout's `service` folder (put first on its PYTHONPATH), interleaved too.
 Usage: .venv/bin/python benchmarks/budget_check.py [--requests 1500] [--runs 5] [--calls 300]
        [--before DIR]   (Markdown tables; under two minutes with --before)
 """
@@ -77,6 +81,7 @@ TEAM = (
 )
 
 
+LEASE_REQUESTS = 0  # --lease-requests: [auth] budget_lease_requests (0: the default)
 PAUSE_S = 0.002  # before each end-to-end call: the previous call's settlement has ended by then
 UPSTREAM = """
 [server]
@@ -93,14 +98,19 @@ output = 5.0
 """
 
 
-def config_text(redis_url: str, upstream_port: int = 0) -> str:
+def config_text(redis_url: str, upstream_port: int = 0, lease_ms: int | None = None) -> str:
     """The keys and team, with Redis at `redis_url` ("": in-process meters); the mock priced, or
-    with `upstream_port` the OpenAI fake upstream there priced and the default provider."""
+    with `upstream_port` the OpenAI fake upstream there priced and the default provider.
+    `lease_ms`: `[auth] budget_lease_ms` (None: the default, or a checkout without leases)."""
     text = (
         UPSTREAM.format(port=upstream_port)
         if upstream_port
         else '[prices.mock."echo"]\ninput = 2.0\noutput = 5.0\n'
     )
+    if lease_ms is not None:
+        text += f"[auth]\nbudget_lease_ms = {lease_ms}\n"
+        if LEASE_REQUESTS:
+            text += f"budget_lease_requests = {LEASE_REQUESTS}\n"
     text += TEAM
     if redis_url:
         # A shared machine may stall a round trip past the default 250 ms, which would measure
@@ -194,42 +204,49 @@ def p50_p99(values: list[float]) -> tuple[float, float]:
     return statistics.median(values), statistics.quantiles(values, n=100)[98]
 
 
-# Each store: its Redis url ("" for the in-process meters) and the reply parser redis-py uses.
-STORES: dict[str, tuple[str, Any]] = {
-    "memory": ("", None),
-    "redis+hiredis": ("url", _AsyncHiredisParser),
-    "redis+python": ("url", _AsyncRESP2Parser),
+# Each store: its Redis url ("" for the in-process meters), the reply parser redis-py uses, and
+# `[auth] budget_lease_ms` (0: every check a round trip; the leased rows take most from leases).
+BEST_PARSER = _AsyncHiredisParser if HIREDIS_AVAILABLE else _AsyncRESP2Parser
+STORES: dict[str, tuple[str, Any, int]] = {
+    "memory": ("", None, 0),
+    "redis+hiredis": ("url", _AsyncHiredisParser, 0),
+    "redis+python": ("url", _AsyncRESP2Parser, 0),
+    "redis, leases": ("url", BEST_PARSER, 1000),
 }
 
 
 async def one_run(url: str, requests: int) -> dict[tuple[str, str], tuple[float, ...]]:
     found: dict[tuple[str, str], tuple[float, ...]] = {}
-    for store, (redis_url, parser) in STORES.items():
+    for store, (redis_url, parser, lease_ms) in STORES.items():
         if parser is _AsyncHiredisParser and not HIREDIS_AVAILABLE:
             continue  # hiredis is the optional extra `redis`: uv sync --extra redis
-        config = config_module.parse(tomllib.loads(config_text(url if redis_url else "")), "bench.toml")
+        text = config_text(url if redis_url else "", lease_ms=lease_ms)
+        config = config_module.parse(tomllib.loads(text), "bench.toml")
         server = GatewayServer(config)
         counters = server.counters if parser is not None else None
         if counters is not None:  # before the pool's first connection
             counters._client.connection_pool.connection_kwargs["parser_class"] = parser
         for name, figures in (await measure(server.auth[0], requests, counters)).items():
             found[store, name] = figures
+        await server.auth[0].quotas.aclose()  # leases returned before Redis closes
         await server.router.aclose()
     return found
 
 
 async def end_to_end(url: str, calls: int, runs: int, before: str) -> list[dict[tuple[str, str], float]]:
     """Per run, (gateway, key) -> p50 µs of a unary Chat through a real gateway; the gateways (this
-    checkout's, and `before`'s when given) and their keys interleaved call by call."""
+    checkout's with leases and without, and `before`'s when given) and their keys interleaved
+    call by call."""
     upstream = procs.upstream(tokens=20)
-    sources = {"before": before, "after": ""} if before else {"this checkout": ""}
+    sources: dict[str, tuple[str, int | None]] = {"before": (before, None)} if before else {}
+    sources |= {"leases on": ("", 1000), "leases off": ("", 0)}
     started: list[procs.Proc] = []
     channels: list[grpc.aio.Channel] = []
     try:
         stubs = {}
-        for label, service in sources.items():
+        for label, (service, lease_ms) in sources.items():
             env = {"BENCH_OPENAI_KEY": "sk-bench", **({"PYTHONPATH": service} if service else {})}
-            started.append(procs.gateway(config_text(url, upstream.port), env))
+            started.append(procs.gateway(config_text(url, upstream.port, lease_ms), env))
             channels.append(grpc.aio.insecure_channel(f"127.0.0.1:{started[-1].port}"))
             stubs[label] = pb_grpc.ProviderServiceStub(channels[-1])
         request = chat_request("openai/bench-model")
@@ -315,7 +332,7 @@ async def main(requests: int, runs: int, calls: int, before: str) -> None:
         "| p50 minus in-process | Redis µs per check script | settle p50 µs (off the answer's path) |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for store, (redis_url, _) in STORES.items():
+    for store, (redis_url, _, _) in STORES.items():
         if (store, "none") not in results[0]:
             continue
         for key in (*KEYS, *(FLOORS if redis_url else ())):
@@ -341,5 +358,7 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--calls", type=int, default=300, help="per key and run, end to end (0: none)")
     parser.add_argument("--before", default="", help="another checkout's service folder, end to end")
+    parser.add_argument("--lease-requests", type=int, default=0, help="[auth] budget_lease_requests")
     args: Any = parser.parse_args()
+    LEASE_REQUESTS = args.lease_requests
     asyncio.run(main(args.requests, args.runs, args.calls, args.before))

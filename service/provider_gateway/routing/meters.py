@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from provider_gateway.routing.redis_calls import bulk, bulk_int
 
@@ -177,13 +177,15 @@ def readings(meters: list[Meter], raw: list[int]) -> list[Reading]:
     return found
 
 
-def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
+def script_args(meters: list[Meter], *, check: bool, extras: Sequence[int] = ()) -> list[str | int]:
     """lua/meters.lua's arguments for `meters` (KEYS in the same order): the mode, the windows'
     ends and the order (rates first), then per rate its increment, window and expiry, and per
-    calendar window its amount and limit."""
+    calendar window its amount and limit. With `extras` (per meter, in KEYS' order): a "lease"
+    check, which also adds each extra where it fits, the extras last."""
     order, rates = _rates_first(meters)
     ends = "".join(f"{_end_ms(meters[i]):020d}" for i in order)
-    args: list[str | int] = ["check" if check else "force", ends + _order_arg(order, rates)]
+    mode = "lease" if extras else "check" if check else "force"
+    args: list[str | int] = [mode, ends + _order_arg(order, rates)]
     for i in order:
         m = meters[i]
         if m.kind == "rate":
@@ -191,7 +193,26 @@ def script_args(meters: list[Meter], *, check: bool) -> list[str | int]:
             args += (_increment(_clamped(m.amount), window_us, m.limit), window_us, _expiry_ms(window_us))
         else:
             args += (_clamped(m.amount), m.limit)
+    if extras:
+        args += [_extra_arg(meters[i], extras[i]) for i in order]
     return args
+
+
+def _extra_arg(meter: Meter, extra: int) -> int:
+    """What a lease's extra adds in the script: a rate's increment (µs), a window's amount."""
+    extra = max(0, min(extra, _MAX_AMOUNT))
+    return _increment(extra, _window_us(meter.window_s), meter.limit) if meter.kind == "rate" else extra
+
+
+def granted(meters: list[Meter], extras: Sequence[int], answer: Sequence[Any]) -> list[int]:
+    """The extras a "lease" check added, per meter in KEYS' order, from its answer (a flag per
+    meter in the script's order after the first two items)."""
+    order, _ = _rates_first(meters)
+    found = [0] * len(meters)
+    for p, i in enumerate(order):
+        if int(answer[2 + p]):
+            found[i] = extras[i]
+    return found
 
 
 class CheckTemplate:
@@ -270,7 +291,9 @@ class PackedScriptCalls:
         self._prefix = prefix
         self._kept: dict[str, _Kept] = {}
 
-    def call(self, meters: list[Meter], *, check: bool) -> tuple[int, list[bytes]]:
+    def call(
+        self, meters: list[Meter], *, check: bool, extras: Sequence[int] = ()
+    ) -> tuple[int, list[bytes]]:
         """The call after the script's name: how many bulk strings, then them (the key count, the
         keys, the arguments of script_args; one item per meter among the arguments)."""
         kept = self._encoded(meters)
@@ -282,7 +305,11 @@ class PackedScriptCalls:
                 bulk_int(_increment(amount, k.window_us, k.limit) if k.window_us else amount),
                 k.constants,
             )
-        return _count(kept, rates), body
+        if not extras:
+            return _count(kept, rates), body
+        body[1 + len(kept)] = _LEASE
+        body += [bulk_int(_extra_arg(meters[i], extras[i])) for i in order]
+        return _count(kept, rates) + len(kept), body
 
     def template(self, batch: Batch) -> tuple[int, CheckTemplate, int]:
         """The check of `batch`'s meters as one template of the first values of a call: how many
@@ -379,7 +406,7 @@ def _count(kept: list[_Kept], rates: int) -> int:
     return 1 + len(kept) + 2 + 3 * rates + 2 * (len(kept) - rates)
 
 
-_CHECK, _FORCE = bulk("check"), bulk("force")
+_CHECK, _FORCE, _LEASE = bulk("check"), bulk("force"), bulk("lease")
 
 
 def _span(meter: Meter) -> float:

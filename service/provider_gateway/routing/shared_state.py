@@ -32,6 +32,7 @@ from provider_gateway.routing.meters import (
     Reading,
     Refusal,
     fits,
+    granted,
     readings,
     script,
     script_args,
@@ -347,6 +348,22 @@ class RedisMeters:
         if answer is not None:
             return self._refusal(answer)
         return await self._locally(batch.with_amounts(values), check=check)
+
+    async def meter_leasing(self, meters: list[Meter], extras: list[int]) -> Refusal | list[int]:
+        """A check of `meters` that also reserves, per meter, its extra where it still fits
+        (lua/meters.lua's "lease" mode): the refusal, exactly as meter()'s, or the extras added
+        (per meter; 0 where it did not fit). While Redis is away: as meter(), nothing leased."""
+        if self.store.using_redis:
+            if self.store.direct is None:
+                args = script_args(meters, check=True, extras=extras)
+                answer = await self._answer(self._meter(self._keys(meters), args))
+            else:
+                answer = await self._answer(
+                    self._meter.packed(*self._packed.call(meters, check=True, extras=extras))
+                )
+            if answer is not None:
+                return self._refusal(answer[:2]) or granted(meters, extras, answer)
+        return await self._locally(meters, check=True) or [0] * len(meters)
 
     async def _answer(self, call: Awaitable[Any]) -> Any:
         """The script's answer, or None when Redis failed (the store then counts an outage)."""

@@ -181,6 +181,7 @@ class GatewayServer:
             cut.cancel()
             for interceptor in self.auth:  # settlements still under way, before Redis closes
                 await interceptor.quotas.drain()
+                await interceptor.quotas.aclose()  # leases returned, charges added
             await self.router.aclose()
             await self.registry.aclose()
             await self.upstreams.aclose()

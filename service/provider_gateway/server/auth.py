@@ -47,10 +47,12 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.pricing import PriceTable
 from provider_gateway.routing.admission import Admission, pending
 from provider_gateway.routing.consumption import watching
+from provider_gateway.routing.leases import LeasedMeters
+from provider_gateway.routing.meters import Meters
 from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.resolve import RouteResolver
 from provider_gateway.routing.router import Router
-from provider_gateway.routing.shared_state import meters_for
+from provider_gateway.routing.shared_state import RedisMeters, meters_for
 from provider_gateway.server.budgets import (
     BUDGET_KEYS,
     TEAM_KEYS,
@@ -63,7 +65,15 @@ from provider_gateway.server.budgets import (
 
 log = logging.getLogger("provider_gateway.auth")
 
-AUTH_KEYS = ("open_health", "open_reflection", "keys", "teams", "on_redis_down")
+AUTH_KEYS = (
+    "open_health",
+    "open_reflection",
+    "keys",
+    "teams",
+    "on_redis_down",
+    "budget_lease_ms",
+    "budget_lease_requests",
+)
 KEY_KEYS = (
     "name",
     "sha256",
@@ -157,6 +167,8 @@ class AuthConfig:
     open_reflection: bool = False
     teams: tuple[tuple[str, Limits], ...] = ()
     fail_closed: bool = False  # on_redis_down = "closed": refuse metered calls while Redis is away
+    lease_s: float = 1.0  # budget_lease_ms: a budget lease's lifetime (routing/leases.py); 0: none
+    lease_requests: int = 8  # budget_lease_requests: a lease's top-up, in the request's amounts
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> AuthConfig | None:
@@ -192,6 +204,8 @@ class AuthConfig:
             section.flag("open_reflection", False),
             tuple(teams.items()),
             on_down == "closed",
+            section.integer("budget_lease_ms", 1000, minimum=0, maximum=60_000) / 1000,
+            section.integer("budget_lease_requests", 8, minimum=1, maximum=1000),
         )
 
     def find(self, presented: str) -> Principal | None:
@@ -273,7 +287,7 @@ class Quotas:
     def send(self, principal: Principal, request: Any, method: str) -> tuple[Ticket, Admission | None]:
         """The request's reservation and its check, sent now: the check's task runs at once until
         it waits for the meters' answer (eager start), so its round trip overlaps whatever the
-        caller does next. None when the key has no limit this method meets."""
+        caller does next. None when the key has no limit this method meets, or its leases admitted it."""
         ticket, check = self.budgets.reserve(
             principal.name, principal.limits, principal.team, request, method
         )
@@ -317,6 +331,10 @@ class Quotas:
         except Exception:
             return  # refused, or the meters failed: nothing was reserved
         await self.settle(ticket, outcome)
+
+    async def aclose(self) -> None:
+        """At shutdown, after `drain`: the meters' leases returned, their pending charges added."""
+        await self.budgets.aclose()
 
     async def drain(self) -> None:
         """Wait for every settlement under way (before a spend report, and at shutdown). With
@@ -526,6 +544,8 @@ def interceptors(
     auth = AuthConfig.from_config(config)
     if auth is None:
         return []
-    meters = meters_for(store, fail_closed=auth.fail_closed)
+    meters: Meters = meters_for(store, fail_closed=auth.fail_closed)
+    if isinstance(meters, RedisMeters) and auth.lease_s > 0:
+        meters = LeasedMeters(meters, lifetime_s=auth.lease_s, requests=auth.lease_requests)
     worst_case = WorstCase(router, prices or PriceTable.builtin()) if router is not None else None
     return [AuthInterceptor(auth, Budgets(meters, dict(auth.teams), worst_case))]

@@ -26,6 +26,7 @@ from provider_gateway.config import Section
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.pricing import PriceTable
 from provider_gateway.routing.consumption import Consumed
+from provider_gateway.routing.leases import LeasedMeters
 from provider_gateway.routing.meters import (
     WINDOWS,
     Batch,
@@ -401,6 +402,11 @@ class Budgets:
         name, ends = calendar_window_end(slot.label.window, now)
         return Meter(f"{slot.key}:{name}", "window", 0, slot.limit, ends - now, ends)
 
+    async def aclose(self) -> None:
+        """Return what the meters hold for this process (leases), at shutdown."""
+        if isinstance(self.meters, LeasedMeters):
+            await self.meters.aclose()
+
     async def admit(self, key: str, limits: Limits, team: str, request: Any, method: str) -> Ticket:
         """Check and reserve, waiting for the answer (`reserve` without the overlap)."""
         ticket, check = self.reserve(key, limits, team, request, method)
@@ -413,7 +419,8 @@ class Budgets:
     ) -> tuple[Ticket, Coroutine[Any, Any, None] | None]:
         """The request's reservation and, when it has limits, the check that makes it (one atomic
         call to the meters, which raises QuotaExceeded when a limit has no room). What needs no
-        round trip (no worst case, a request larger than a limit) raises here, before any call."""
+        round trip (no worst case, a request larger than a limit) raises here, before any call;
+        a request this process's leases cover is admitted here (no check: None)."""
         shape = self.shape(key, limits, team, method)
         ticket = Ticket(shape.holders)
         if not shape.labels:
@@ -430,6 +437,8 @@ class Budgets:
         most = shape.ceilings
         if prompt > most[1] or tokens > most[2] or micros > most[3] or most[0] < 1:
             _never_fits(batch, values, shape.labels)
+        if isinstance(self.meters, LeasedMeters) and self.meters.take(batch, values):
+            return ticket, None  # admitted from this process's leases: nothing to wait for
         return ticket, self._check(batch, values, shape.labels)
 
     async def _check(self, batch: Batch, values: tuple[int, ...], labels: tuple[Label, ...]) -> None:
@@ -439,15 +448,16 @@ class Budgets:
 
     async def settle(self, ticket: Ticket, outcome: Outcome) -> None:
         """Charge what the request really consumed; refund the rest of its reservation."""
-        changes = [Meter(key, "rate", outcome.all_output(), limit, 60) for key, limit in ticket.tpm_keys]
-        micros = outcome.micros()
-        for meter, label in ticket.budget_meters:  # their amounts are 0: the reservation is the ticket's
-            if label.metric == "usd_micros":
-                delta = 0 if micros is None else micros - ticket.reserved_micros
-            else:
-                delta = outcome.all_tokens() - ticket.reserved_tokens
-            changes.append(meter._replace(amount=delta))
-        changes = [m for m in changes if m.amount]
+        output = outcome.all_output()
+        changes = [Meter(key, "rate", output, limit, 60) for key, limit in ticket.tpm_keys] if output else []
+        if ticket.budget_meters:
+            micros = outcome.micros()
+            money = 0 if micros is None else micros - ticket.reserved_micros
+            tokens = outcome.all_tokens() - ticket.reserved_tokens
+            for m, label in ticket.budget_meters:  # their amounts are 0: the reservation is the ticket's
+                delta = money if label.metric == "usd_micros" else tokens
+                if delta:  # a Meter made whole: cheaper than _replace, on every request
+                    changes.append(Meter(m.key, m.kind, delta, m.limit, m.window_s, m.ends_at))
         if changes:
             await self.meters.meter(changes, check=False)
 

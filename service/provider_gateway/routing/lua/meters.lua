@@ -17,14 +17,24 @@
 -- Rates are checked first, then calendar windows, each in order. Returns {0, 0} when added, else
 -- {index in KEYS of the first refusing meter, microseconds to wait}.
 --
+-- ARGV[1] "lease": a check (all or nothing, the same refusal) that, once every amount is added,
+-- also adds per meter an extra amount when it still fits within the limit (a lease the gateway
+-- keeps for its next requests, routing/leases.py); never refused for an extra. The extras follow
+-- the other arguments, one per meter in the order above (a rate's as an increment in µs), and
+-- the answer is {0, 0, then per meter in that order 1 when its extra was added, else 0}.
+-- "force" with a negative rate increment moves the arrival time back (a lease returned), never
+-- before now.
+--
 -- Redis's time here is per call and per conversion, so the script keeps both few: the steady state
 -- is one MGET of the rates, TIME, one INCRBY per calendar window (checked by its answer: no read
 -- first; undone when a later meter refuses) and one SET per rate. The arguments are passed to Redis
 -- as they came (a Lua number costs a "%.17g" on its way back), and numbers are compared through
 -- Lua's arithmetic, which converts a string without a function call.
 local call, format = redis.call, string.format
-local check, n, keys = ARGV[1] == 'check', #KEYS, KEYS
-local rates, placed = #ARGV - 2 - 2 * n, #ARGV[2] == 20 * n
+local lease = ARGV[1] == 'lease'
+local check, n, keys = lease or ARGV[1] == 'check', #KEYS, KEYS
+local rates, placed = #ARGV - 2 - 2 * n - (lease and n or 0), #ARGV[2] == 20 * n
+local extras, granted = #ARGV - n, {0, 0}
 if not placed then
   keys = {}
   for p = 1, n do keys[p] = KEYS[string.byte(ARGV[2], 20 * n + p) - 64] end
@@ -44,10 +54,12 @@ if rates > 0 then
     after[p] = tat + ARGV[3 * p]
   end
 end
+local added = {}
 for p = rates + 1, n do
   local amount = ARGV[rates + 2 * p + 1]
   if amount ~= '0' then
     spent[p] = call('INCRBY', keys[p], amount)
+    added[p] = amount + 0
   elseif check then -- nothing to add, but a window already past its limit refuses all the same
     spent[p] = (call('GET', keys[p]) or 0) + 0
   end
@@ -66,6 +78,30 @@ for p = rates + 1, n do
     return {placed and p or string.byte(ARGV[2], 20 * n + p) - 64, math.max(ttl, 1) * 1000}
   end
 end
+if lease then -- every amount fits: each extra is added where it fits too
+  for p = 1, rates do
+    local extra = ARGV[extras + p] + 0
+    granted[2 + p] = 0
+    if extra > 0 and after[p] + extra - now - ARGV[3 * p + 1] <= 0 then
+      after[p] = after[p] + extra
+      granted[2 + p] = 1
+    end
+  end
+  for p = rates + 1, n do
+    local extra = ARGV[extras + p]
+    granted[2 + p] = 0
+    if extra ~= '0' then
+      local total = call('INCRBY', keys[p], extra)
+      if total - ARGV[rates + 2 * p + 2] > 0 then
+        call('DECRBY', keys[p], extra)
+      else
+        spent[p] = total
+        added[p] = (added[p] or 0) + extra
+        granted[2 + p] = 1
+      end
+    end
+  end
+end
 for p = 1, rates do
   local expiry = ARGV[3 * p + 2]
   if after[p] - now - ARGV[3 * p + 1] > 0 then -- forced past the window: kept until its time
@@ -74,8 +110,8 @@ for p = 1, rates do
   call('SET', keys[p], format('%d', after[p]), 'PX', expiry)
 end
 for p = rates + 1, n do
-  local amount = ARGV[rates + 2 * p + 1]
-  if amount ~= '0' then
+  local amount = added[p]
+  if amount then
     if spent[p] <= 0 then -- refunded to nothing (a refund of nothing stays nothing)
       call('DEL', keys[p])
     elseif spent[p] - amount == 0 then -- created by this call: it expires with its window
@@ -87,4 +123,4 @@ for p = rates + 1, n do
     end
   end
 end
-return {0, 0}
+return granted
