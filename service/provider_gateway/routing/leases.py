@@ -273,6 +273,18 @@ class LeasedMeters:
             if not lease.units and self._leases.get(lease.meter.key) is lease:
                 del self._leases[lease.meter.key]
 
+    def settle_in_process(self, meters: list[Meter]) -> bool:
+        """A settlement done here and now when every meter has a live lease (True); else nothing
+        is done (False) and `meter(..., check=False)` settles, in Redis where it must."""
+        now, leases = self._clock(), self._leases
+        for m in meters:
+            lease = leases.get(m.key)
+            if lease is None or lease.expires <= now:
+                return False
+        for m in meters:
+            self._settle_one(leases[m.key], m)
+        return True
+
     async def _settle(self, meters: list[Meter]) -> Refusal | None:
         """Refunds to the live leases, charges from them (the rest pending); a meter without a
         live lease is settled in Redis at once."""
@@ -281,16 +293,20 @@ class LeasedMeters:
             lease = self._leases.get(m.key)
             if lease is None or lease.expires <= now:
                 direct.append(m)
-            elif m.amount < 0:
-                lease.units -= m.amount
             else:
-                taken = min(lease.units, m.amount)
-                lease.units -= taken
-                if m.amount > taken:
-                    self._pend(m, m.amount - taken)
+                self._settle_one(lease, m)
         if direct:
             await self.inner.meter(direct, check=False)
         return None  # a settlement is never refused
+
+    def _settle_one(self, lease: Lease, m: Meter) -> None:
+        if m.amount < 0:
+            lease.units -= m.amount
+            return
+        taken = min(lease.units, m.amount)
+        lease.units -= taken
+        if m.amount > taken:
+            self._pend(m, m.amount - taken)
 
     def _pend(self, meter: Meter, amount: int) -> None:
         found = self._pending.get(meter.key)

@@ -316,6 +316,8 @@ class Quotas:
                     admission.check.add_done_callback(self._settling.discard)
             return
         if admission is None or admission.admitted():
+            if self._settled_in_process(ticket, outcome):
+                return
             work = self.settle(ticket, outcome)
         elif admission.check.done():
             return  # refused or failed: nothing was reserved
@@ -324,6 +326,14 @@ class Quotas:
         task = asyncio.get_running_loop().create_task(work)
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
+
+    def _settled_in_process(self, ticket: Ticket, outcome: Outcome) -> bool:
+        """Settled at once from the leases (the common case with [redis]: no task to start)."""
+        try:
+            return self.budgets.settle_in_process(ticket, outcome)
+        except Exception:  # as `settle`: logged, never raised; not tried again (never charged twice)
+            log.exception("could not settle the spend of a request by %s", ticket.holders[0].name)
+            return True
 
     async def _settle_after(self, check: asyncio.Task[None], ticket: Ticket, outcome: Outcome) -> None:
         try:

@@ -448,6 +448,21 @@ class Budgets:
 
     async def settle(self, ticket: Ticket, outcome: Outcome) -> None:
         """Charge what the request really consumed; refund the rest of its reservation."""
+        if changes := self._changes(ticket, outcome):
+            await self.meters.meter(changes, check=False)
+
+    def settle_in_process(self, ticket: Ticket, outcome: Outcome) -> bool:
+        """`settle` done here and now when the meters' leases take all of it (no task, no round
+        trip: routing/leases.py); False when nothing was done and `settle` must run."""
+        changes = self._changes(ticket, outcome)
+        if not changes:
+            return True
+        return isinstance(self.meters, LeasedMeters) and self.meters.settle_in_process(changes)
+
+    @staticmethod
+    def _changes(ticket: Ticket, outcome: Outcome) -> list[Meter]:
+        """What settling changes: the output tokens of tpm, each budget's real spend minus its
+        reservation (0 changes left out)."""
         output = outcome.all_output()
         changes = [Meter(key, "rate", output, limit, 60) for key, limit in ticket.tpm_keys] if output else []
         if ticket.budget_meters:
@@ -458,8 +473,7 @@ class Budgets:
                 delta = money if label.metric == "usd_micros" else tokens
                 if delta:  # a Meter made whole: cheaper than _replace, on every request
                     changes.append(Meter(m.key, m.kind, delta, m.limit, m.window_s, m.ends_at))
-        if changes:
-            await self.meters.meter(changes, check=False)
+        return changes
 
     async def report(self, key: str, limits: Limits, team: str) -> pb.GetSpendResponse:
         shape = self.shape(key, limits, team, "Chat")  # Chat goes through every kind of meter
