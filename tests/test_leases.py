@@ -30,7 +30,8 @@ pytestmark = pytest.mark.skipif(
 def leased_config(redis_url: str, prefix: str, lease_ms: int, limits: str, lease_requests: int = 8) -> str:
     """A gateway on Redis under `prefix`, leases of `lease_ms` (top-ups of `lease_requests`),
     ALICE with `limits`. The ejections are read once a minute, so that the meters' scripts are
-    the only ones Redis runs."""
+    the only ones Redis runs; a round trip may take 10 s before Redis counts as down (a loaded
+    machine stalls one past the default 250 ms, and these tests are about leases, not outages)."""
     return (
         PRICED_MOCK
         + f"""
@@ -38,6 +39,7 @@ def leased_config(redis_url: str, prefix: str, lease_ms: int, limits: str, lease
 url = "{redis_url}"
 prefix = "{prefix}"
 holds_refresh_ms = 60000
+timeout_ms = 10000
 
 [auth]
 budget_lease_ms = {lease_ms}
