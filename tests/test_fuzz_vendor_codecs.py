@@ -189,11 +189,11 @@ json_values = st.recursive(
         st.lists(children, max_size=4),
         st.dictionaries(st.one_of(st.sampled_from(VOCABULARY), st.text(max_size=8)), children, max_size=6),
     ),
-    max_leaves=15,
+    max_leaves=8,
 )
 events = st.lists(
     st.one_of(json_values, st.dictionaries(st.sampled_from(VOCABULARY), json_values, min_size=1, max_size=6)),
-    max_size=12,
+    max_size=8,
 )
 FUZZ = settings(
     max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
