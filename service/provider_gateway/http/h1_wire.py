@@ -121,6 +121,8 @@ class ResponseParser:
                 return b""
             minor, status, headers = _parse_head(bytes(pending[:end]))
             del pending[: end + 4]
+            if status < 100:  # no such class: skipping it as an interim answer would read past it
+                raise malformed(f"status {status:03d}")
             if status >= 200:
                 break
             if status == 101:
@@ -151,7 +153,7 @@ class ResponseParser:
                 raise malformed(f"a transfer coding other than chunked: {', '.join(encodings)!r}")
             self.state = CHUNK_SIZE
         elif lengths:
-            values = {v.strip() for value in lengths for v in value.split(",")}
+            values = {v.strip(" \t") for value in lengths for v in value.split(",")}  # OWS only
             if len(values) != 1 or not _CONTENT_LENGTH.fullmatch(length := values.pop()):
                 raise malformed(f"Content-Length {', '.join(lengths)!r}")
             self._left = int(length)
