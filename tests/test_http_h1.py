@@ -412,6 +412,26 @@ async def test_tls_is_verified_against_the_trusted_roots(tmp_path: Path) -> None
     assert b"Host: localhost:" in fake.requests[-2]
 
 
+async def test_a_gzip_body_of_several_members_arrives_whole_and_bytes_after_one_are_an_error(
+    pool: UpstreamPool,
+) -> None:
+    members = gzip.compress(b'{"a":') + gzip.compress(b"1}")
+    junk = gzip.compress(b'{"a":1}') + b"\x00" * (1024 * 1024)  # hoarded by zlib, then dropped, before
+    head = b"HTTP/1.1 200 OK\r\ncontent-encoding: %s\r\ncontent-length: %d\r\n\r\n"
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        body = members if n < 3 else junk if n < 5 else zlib.compress(b'{"a":1}') + b"more"
+        writer.write(head % (b"deflate" if n > 4 else b"gzip", len(body)) + body)
+
+    async with RawUpstream(answer) as fake:
+        up = upstream(pool, fake.url)
+        assert await up.request_json("GET", "/x") == {"a": 1}
+        assert await streamed(up) == b'{"a":1}'
+        for work in (up.request_json("GET", "/x"), streamed(up), up.request_json("GET", "/x")):
+            error = await fails(work)
+            assert "malformed response from the upstream: the body is not valid" in error.detail
+
+
 async def test_a_body_that_does_not_decode_fails_whole_or_streamed(pool: UpstreamPool) -> None:
     garbage = b"\x1f\x8b\x08\x00not gzip at all"
     answer = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s" % (

@@ -62,7 +62,9 @@ class _Decoder:
 
     @property
     def pending(self) -> bool:
-        return bool(self._inflate.unconsumed_tail)
+        """Input in hand not decoded yet: past the last step's bound, or after a gzip member's end."""
+        inflate = self._inflate
+        return bool(inflate.unconsumed_tail) or (inflate.eof and bool(inflate.unused_data))
 
     def decode(self, data: bytes) -> bytes:
         try:
@@ -71,7 +73,17 @@ class _Decoder:
             raise malformed(f"the body is not valid {self._name}: {error}") from None
 
     def _step(self, data: bytes) -> bytes:
-        data = self._inflate.unconsumed_tail + data if self._inflate.unconsumed_tail else data
+        inflate = self._inflate
+        if inflate.eof:  # bytes past the compressed stream's end: never dropped, never hoarded
+            data = inflate.unused_data + data
+            if not data:
+                return b""
+            if self._deflate:
+                raise zlib.error("bytes after the end of the compressed stream")
+            # A gzip body may be several members, each decoded in turn (RFC 1952 section 2.2).
+            self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif inflate.unconsumed_tail:
+            data = inflate.unconsumed_tail + data
         if not self._started and self._deflate and data:
             self._started = True
             try:
@@ -82,7 +94,7 @@ class _Decoder:
         return self._inflate.decompress(data, MAX_DECODED_READ)
 
     def finish(self) -> None:
-        if not self._inflate.eof and self._started:
+        if self._started and (not self._inflate.eof or self.pending):
             raise malformed(f"the {self._name} body ended before its compressed stream")
 
     @property
@@ -147,8 +159,9 @@ class H1Response(UpstreamResponse):
 
     async def __anext__(self) -> bytes:
         while True:
-            if self._decoder is not None and self._decoder.pending and (data := self._decoder.decode(b"")):
-                return data
+            while self._decoder is not None and self._decoder.pending:  # each step takes input
+                if data := self._decoder.decode(b""):
+                    return data
             if self._pieces:
                 if data := self._take():
                     return data
