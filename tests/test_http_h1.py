@@ -580,3 +580,21 @@ async def test_a_connect_that_does_not_complete_is_a_connect_timeout(
     error = await fails(up.request_json("GET", "/x"))
     assert (error.message, error.kind, error.retryable) == ("cannot connect", ErrorKind.UNAVAILABLE, True)
     assert "ConnectTimeout" in error.detail
+
+
+async def test_closing_the_pool_ends_the_exchanges_in_flight_and_refuses_new_ones() -> None:
+    pool = UpstreamPool(transport="h1", max_connections=1)
+    async with RawUpstream(answering(CHUNKED + b"3\r\none\r\n", then="hang")) as fake:
+        up = upstream(pool, fake.url)
+        async with up.stream("POST", "/s", json={}) as chunks:
+            assert await anext(chunks) == b"one"
+            queued = asyncio.create_task(up.request_json("GET", "/x"))  # waits for the one connection
+            await asyncio.sleep(0.05)
+            await pool.aclose()
+            error = await fails(anext(chunks))
+        await fake.closed_by_client()
+        assert "it is stopping" in error.detail
+        queued_error = await fails(queued)
+        assert "it is stopping" in queued_error.detail
+        assert "it is stopping" in (await fails(up.request_json("GET", "/x"))).detail
+    assert fake.connections == 1

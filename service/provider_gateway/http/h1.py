@@ -307,8 +307,7 @@ class _Connection(asyncio.Protocol):
                     self._error(error)
             else:
                 self._deliver(parser)
-        if parser is None:  # idle in the pool
-            self._origin.lost(self)
+        self._origin.lost(self)
 
     def _abort(self) -> None:
         self.closed = True
@@ -337,6 +336,10 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         self._abort()
 
+    def shut(self, error: httpx.TransportError) -> None:
+        """Closed by the gateway: the exchange in progress, if any, fails with `error`."""
+        self._error(error)
+
 
 class H1Origin:
     """The keep-alive connections to one origin: at most `max_connections`, callers beyond that
@@ -360,6 +363,7 @@ class H1Origin:
         self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
         self._sweep: asyncio.TimerHandle | None = None
         self._closed = False
+        self._connections: set[_Connection] = set()  # every one open, idle or carrying an exchange
 
     async def send(self, request: OutgoingRequest) -> H1Response:
         """Send; raise an `httpx.TransportError` when no response head arrives (ValueError for a
@@ -411,6 +415,10 @@ class H1Origin:
         if not counted:
             self._open += 1
         try:
+            if self._closed:
+                raise httpx.ConnectError(
+                    "the gateway's connections to this upstream are closed (it is stopping)"
+                )
             async with asyncio.timeout(connect_timeout):
                 tls = self._tls() if self._tls is not None else None
                 _, connection = await asyncio.get_running_loop().create_connection(
@@ -426,6 +434,7 @@ class H1Origin:
                 raise _connect_error(error) from error
             raise
         self._on_connect()
+        self._connections.add(connection)
         return connection
 
     def release(self, connection: _Connection, reusable: bool) -> None:
@@ -437,13 +446,17 @@ class H1Origin:
             self._pass_on(None)
 
     def lost(self, connection: _Connection) -> None:
-        """An idle connection the peer closed."""
+        """A connection closed, by the peer or the gateway: if it was idle, its slot is free."""
+        self._connections.discard(connection)
         if connection in self._idle:
             self._idle.remove(connection)
             self._pass_on(None)
 
     def _pass_on(self, connection: _Connection | None) -> None:
         """A connection (or, with None, the slot of one that closed) to the first waiter."""
+        if connection is not None and self._closed:  # e.g. handed to a caller that gave up
+            connection.close()
+            connection = None
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -479,3 +492,8 @@ class H1Origin:
         for connection in idle:
             connection.close()
             self._open -= 1
+        # As aiohttp's session does: the exchanges in flight end too, each reader told why; their
+        # slots come back as their responses are closed, and any waiter then fails to connect.
+        closing = httpx.ReadError("the gateway closed the connection to the upstream: it is stopping")
+        for connection in list(self._connections):
+            connection.shut(closing)
