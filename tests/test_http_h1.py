@@ -608,3 +608,33 @@ async def test_closing_the_pool_ends_the_exchanges_in_flight_and_refuses_new_one
         assert "it is stopping" in queued_error.detail
         assert "it is stopping" in (await fails(up.request_json("GET", "/x"))).detail
     assert fake.connections == 1
+
+
+async def test_a_body_that_decodes_large_is_read_in_steps_between_which_the_loop_runs(
+    pool: UpstreamPool,
+) -> None:
+    size = 16 * 1024 * 1024
+    compressed = gzip.compress(b'"' + b"a" * size + b'"')  # 16 KiB on the wire, all there at once
+    head = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(compressed)
+    others = 0  # turns the rest of the server (another stream, say) got while the body was read
+
+    async def another_stream() -> None:
+        nonlocal others
+        while True:
+            others += 1
+            await asyncio.sleep(0)
+
+    async with RawUpstream(answering(head + compressed)) as fake:
+        up = upstream(pool, fake.url)
+        response = await pool.host(fake.url).send(OutgoingRequest("GET", up._url("/x", None), {}))
+        await asyncio.sleep(0.2)  # the whole body has arrived: `arrived` may take it at once
+        ticking = asyncio.create_task(another_stream())
+        await asyncio.sleep(0)
+        try:
+            others = 0
+            body = await up.read_body(response)
+        finally:
+            ticking.cancel()
+            await response.aclose()
+    assert len(body) == size + 2
+    assert others >= size // MAX_DECODED_READ // 2  # never one decode of the whole from end to end

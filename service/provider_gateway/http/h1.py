@@ -38,6 +38,10 @@ LOW_WATER = 64 * 1024
 # against HIGH_WATER too: else a body of 2-byte chunks held 164 000 pieces, 6.8 MiB, before a pause.
 PIECE_COST = 48
 MAX_DECODED_READ = 256 * 1024  # of a compressed body, the most one read decodes (a bomb is cut in steps)
+# The most `arrived` decodes at once: a 64 KiB gzip bomb decoded to the 64 MiB bound in one call held
+# the event loop (every other stream) for 210 ms; past this, reading goes on in steps between which
+# the loop runs.
+MAX_DECODED_AT_ONCE = 4 * MAX_DECODED_READ
 _NO_BODY_METHODS = frozenset(("HEAD",))
 
 
@@ -118,7 +122,7 @@ def _decoder_for(headers: CIMultiDictProxy[str]) -> _Decoder | None:
 class H1Response(UpstreamResponse):
     """A response on a connection; its body is read from the connection's buffer."""
 
-    __slots__ = ("_connection", "_decoder", "_done", "_error", "_pieces", "_released", "_waiter")
+    __slots__ = ("_connection", "_decoded", "_decoder", "_done", "_error", "_pieces", "_released", "_waiter")
 
     def __init__(self, connection: _Connection, parser: ResponseParser) -> None:
         assert parser.head is not None
@@ -126,6 +130,7 @@ class H1Response(UpstreamResponse):
         self._connection = connection
         self._decoder = _decoder_for(parser.head)
         self._pieces: collections.deque[bytes] = collections.deque()
+        self._decoded = b""  # decoded by `arrived` before it left the rest to `read`: read first
         self._done = False  # the body's last byte is in `_pieces`
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -163,8 +168,12 @@ class H1Response(UpstreamResponse):
         return self
 
     async def __anext__(self) -> bytes:
+        if data := self._decoded:
+            self._decoded = b""
+            return data
         while True:
             while self._decoder is not None and self._decoder.pending:  # each step takes input
+                await asyncio.sleep(0)  # the loop runs between steps of a body that decodes large
                 if data := self._decoder.decode(b""):
                     return data
             if self._pieces:
@@ -192,7 +201,7 @@ class H1Response(UpstreamResponse):
             self._error = error
             return None
 
-    def _whole(self, limit: int) -> bytes:
+    def _whole(self, limit: int) -> bytes | None:
         parts: list[bytes] = []
         size = 0
         while self._pieces or (self._decoder is not None and self._decoder.pending):
@@ -201,6 +210,9 @@ class H1Response(UpstreamResponse):
             if size > limit:
                 raise BodyTooLarge(limit)
             parts.append(data)
+            if size > MAX_DECODED_AT_ONCE and self._decoder is not None and self._decoder.pending:
+                self._decoded = b"".join(parts)
+                return None
         if self._decoder is not None:
             self._decoder.finish()
         return parts[0] if len(parts) == 1 else b"".join(parts)
