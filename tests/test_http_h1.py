@@ -140,6 +140,7 @@ MALFORMED_HEADS = {
     "bare LF in a field": b"HTTP/1.1 200 OK\r\nx-a: 1\nx-b: 2\r\ncontent-length: 2\r\n\r\n{}",
     "bare CR in a field": b"HTTP/1.1 200 OK\r\nx-a: 1\rx-b: 2\r\ncontent-length: 2\r\n\r\n{}",
     "NUL in a field": b"HTTP/1.1 200 OK\r\nx-a: 1\x00\r\ncontent-length: 2\r\n\r\n{}",
+    "lines ended by LF alone": b"HTTP/1.1 200 OK\ncontent-length: 2\n\n{}",
     "status under 100": b"HTTP/1.1 099 X\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}",
     "CL after a vertical tab": b"HTTP/1.1 200 OK\r\ncontent-length: \x0b2\r\n\r\n{}",
     "CL after a no-break space": b"HTTP/1.1 200 OK\r\ncontent-length: \xc2\xa02\r\n\r\n{}",

@@ -114,13 +114,15 @@ class ResponseParser:
         pending += data
         while True:
             end = pending.find(b"\r\n\r\n", searched)
-            searched = 0
             if end < 0 or end > MAX_HEAD_BYTES:
                 if len(pending) > MAX_HEAD_BYTES:
                     raise malformed(f"a response head over {MAX_HEAD_BYTES} bytes")
+                if pending.find(b"\n\n", searched) >= 0:  # lines ended by LF alone: no CRLF CRLF will come
+                    raise malformed("a response head whose lines end in LF, not CRLF")
                 return b""
             minor, status, headers = _parse_head(bytes(pending[:end]))
             del pending[: end + 4]
+            searched = 0
             if status < 100:  # no such class: skipping it as an interim answer would read past it
                 raise malformed(f"status {status:03d}")
             if status >= 200:
