@@ -494,6 +494,16 @@ async def test_reading_a_response_closed_before_its_end_is_an_error(pool: Upstre
         with pytest.raises(httpx.ReadError, match="closed before its end"):
             await anext(response.chunks())
         await fake.closed_by_client()
+        # A read already waiting (in another task) when the response is closed ends likewise.
+        response = await pool.host(fake.url).send(OutgoingRequest("GET", up._url("/x", None), {}))
+        chunks = response.chunks()
+        assert await anext(chunks) == b"one"
+        waiting = asyncio.create_task(anext(chunks))
+        await asyncio.sleep(0.05)
+        await response.aclose()
+        with pytest.raises(httpx.ReadError, match="closed before its end"):
+            async with asyncio.timeout(10):
+                await waiting
 
 
 def test_a_proxied_origin_keeps_aiohttp_and_every_origin_shares_one_tls_context() -> None:

@@ -225,6 +225,7 @@ class H1Response(UpstreamResponse):
                 self._pieces.clear()
                 self._done = False
                 self._error = self._error or httpx.ReadError("the response was closed before its end")
+                self._wake()  # a read waiting in another task ends with that error, as with aiohttp
 
 
 class _Connection(asyncio.Protocol):
