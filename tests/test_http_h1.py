@@ -134,6 +134,7 @@ MALFORMED_HEADS = {
     "CL not a number": b"HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\n{}",
     "TE not chunked": b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n{}",
     "chunked not last": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n{}",
+    "encoding in two fields": b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-encoding: gzip\r\n\r\n",
     "unasked encoding": b"HTTP/1.1 200 OK\r\ncontent-encoding: br\r\ncontent-length: 2\r\n\r\n{}",
     "switching protocols": b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
     "endless interim": b"HTTP/1.1 100 Continue\r\n\r\n" * 11,

@@ -110,7 +110,7 @@ class _Decoder:
 
 
 def _decoder_for(headers: CIMultiDictProxy[str]) -> _Decoder | None:
-    value = headers.get("content-encoding", "")
+    value = ", ".join(headers.getall("content-encoding", ()))  # two fields are a list of two codings
     encoding = value.strip().lower()
     if not encoding or encoding == "identity":
         return None
