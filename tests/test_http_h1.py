@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import gzip
 import ssl
+import sys
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -133,12 +134,17 @@ MALFORMED_HEADS = {
     "CL not a number": b"HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\n{}",
     "TE not chunked": b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n{}",
     "chunked not last": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n{}",
+    "encoding in two fields": b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-encoding: gzip\r\n\r\n",
     "unasked encoding": b"HTTP/1.1 200 OK\r\ncontent-encoding: br\r\ncontent-length: 2\r\n\r\n{}",
     "switching protocols": b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
     "endless interim": b"HTTP/1.1 100 Continue\r\n\r\n" * 11,
     "bare LF in a field": b"HTTP/1.1 200 OK\r\nx-a: 1\nx-b: 2\r\ncontent-length: 2\r\n\r\n{}",
     "bare CR in a field": b"HTTP/1.1 200 OK\r\nx-a: 1\rx-b: 2\r\ncontent-length: 2\r\n\r\n{}",
     "NUL in a field": b"HTTP/1.1 200 OK\r\nx-a: 1\x00\r\ncontent-length: 2\r\n\r\n{}",
+    "lines ended by LF alone": b"HTTP/1.1 200 OK\ncontent-length: 2\n\n{}",
+    "status under 100": b"HTTP/1.1 099 X\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}",
+    "CL after a vertical tab": b"HTTP/1.1 200 OK\r\ncontent-length: \x0b2\r\n\r\n{}",
+    "CL after a no-break space": b"HTTP/1.1 200 OK\r\ncontent-length: \xc2\xa02\r\n\r\n{}",
 }
 
 
@@ -316,16 +322,25 @@ async def test_deflate_bodies_wrapped_or_raw_arrive_decoded(pool: UpstreamPool) 
         assert [await up.request_json("GET", "/x") for _ in range(2)] == [{"ok": True}] * 2
 
 
-async def test_a_slow_consumer_does_not_make_the_process_buffer_the_body(pool: UpstreamPool) -> None:
-    size = 32 * 1024 * 1024
-    head = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size
-    async with RawUpstream(answering(head, b"x" * size)) as fake:
+TINY_CHUNKS = b"2\r\nxx\r\n" * (512 * 1024)  # 1 MiB of body in 2-byte chunks: many small objects
+SLOW_CONSUMED = {
+    "by length": (b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (32 << 20), b"x" * (32 << 20), 32 << 20),
+    "in 2-byte chunks": (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", TINY_CHUNKS * 8, 8 << 20),
+}
+
+
+@pytest.mark.parametrize(("head", "body", "size"), SLOW_CONSUMED.values(), ids=SLOW_CONSUMED.keys())
+async def test_a_slow_consumer_does_not_make_the_process_buffer_the_body(
+    pool: UpstreamPool, head: bytes, body: bytes, size: int
+) -> None:
+    async with RawUpstream(answering(head, body + (b"0\r\n\r\n" if b"chunked" in head else b""))) as fake:
         host = pool.host(fake.url)
         response = await host.send(OutgoingRequest("GET", upstream(pool, fake.url)._url("/x", None), {}))
         try:
             await asyncio.sleep(0.5)  # the upstream writes as fast as it can; nobody reads
-            buffered = response._connection._undelivered  # type: ignore[attr-defined]
-            assert buffered <= HIGH_WATER + 1024 * 1024  # paused at the mark (plus one socket read)
+            pieces = response._pieces  # type: ignore[attr-defined]
+            held = sys.getsizeof(pieces) + sum(sys.getsizeof(piece) for piece in pieces)
+            assert held <= HIGH_WATER + 1024 * 1024  # paused at the mark (plus one socket read)
             total = sum([len(chunk) async for chunk in response.chunks()])
         finally:
             await response.aclose()
@@ -409,6 +424,26 @@ async def test_tls_is_verified_against_the_trusted_roots(tmp_path: Path) -> None
     assert b"Host: localhost:" in fake.requests[-2]
 
 
+async def test_a_gzip_body_of_several_members_arrives_whole_and_bytes_after_one_are_an_error(
+    pool: UpstreamPool,
+) -> None:
+    members = gzip.compress(b'{"a":') + gzip.compress(b"1}")
+    junk = gzip.compress(b'{"a":1}') + b"\x00" * (1024 * 1024)  # hoarded by zlib, then dropped, before
+    head = b"HTTP/1.1 200 OK\r\ncontent-encoding: %s\r\ncontent-length: %d\r\n\r\n"
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        body = members if n < 3 else junk if n < 5 else zlib.compress(b'{"a":1}') + b"more"
+        writer.write(head % (b"deflate" if n > 4 else b"gzip", len(body)) + body)
+
+    async with RawUpstream(answer) as fake:
+        up = upstream(pool, fake.url)
+        assert await up.request_json("GET", "/x") == {"a": 1}
+        assert await streamed(up) == b'{"a":1}'
+        for work in (up.request_json("GET", "/x"), streamed(up), up.request_json("GET", "/x")):
+            error = await fails(work)
+            assert "malformed response from the upstream: the body is not valid" in error.detail
+
+
 async def test_a_body_that_does_not_decode_fails_whole_or_streamed(pool: UpstreamPool) -> None:
     garbage = b"\x1f\x8b\x08\x00not gzip at all"
     answer = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s" % (
@@ -460,6 +495,16 @@ async def test_reading_a_response_closed_before_its_end_is_an_error(pool: Upstre
         with pytest.raises(httpx.ReadError, match="closed before its end"):
             await anext(response.chunks())
         await fake.closed_by_client()
+        # A read already waiting (in another task) when the response is closed ends likewise.
+        response = await pool.host(fake.url).send(OutgoingRequest("GET", up._url("/x", None), {}))
+        chunks = response.chunks()
+        assert await anext(chunks) == b"one"
+        waiting = asyncio.create_task(anext(chunks))
+        await asyncio.sleep(0.05)
+        await response.aclose()
+        with pytest.raises(httpx.ReadError, match="closed before its end"):
+            async with asyncio.timeout(10):
+                await waiting
 
 
 def test_a_proxied_origin_keeps_aiohttp_and_every_origin_shares_one_tls_context() -> None:
@@ -557,3 +602,51 @@ async def test_a_connect_that_does_not_complete_is_a_connect_timeout(
     error = await fails(up.request_json("GET", "/x"))
     assert (error.message, error.kind, error.retryable) == ("cannot connect", ErrorKind.UNAVAILABLE, True)
     assert "ConnectTimeout" in error.detail
+
+
+async def test_closing_the_pool_ends_the_exchanges_in_flight_and_refuses_new_ones() -> None:
+    pool = UpstreamPool(transport="h1", max_connections=1)
+    async with RawUpstream(answering(CHUNKED + b"3\r\none\r\n", then="hang")) as fake:
+        up = upstream(pool, fake.url)
+        async with up.stream("POST", "/s", json={}) as chunks:
+            assert await anext(chunks) == b"one"
+            queued = asyncio.create_task(up.request_json("GET", "/x"))  # waits for the one connection
+            await asyncio.sleep(0.05)
+            await pool.aclose()
+            error = await fails(anext(chunks))
+        await fake.closed_by_client()
+        assert "it is stopping" in error.detail
+        queued_error = await fails(queued)
+        assert "it is stopping" in queued_error.detail
+        assert "it is stopping" in (await fails(up.request_json("GET", "/x"))).detail
+    assert fake.connections == 1
+
+
+async def test_a_body_that_decodes_large_is_read_in_steps_between_which_the_loop_runs(
+    pool: UpstreamPool,
+) -> None:
+    size = 16 * 1024 * 1024
+    compressed = gzip.compress(b'"' + b"a" * size + b'"')  # 16 KiB on the wire, all there at once
+    head = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(compressed)
+    others = 0  # turns the rest of the server (another stream, say) got while the body was read
+
+    async def another_stream() -> None:
+        nonlocal others
+        while True:
+            others += 1
+            await asyncio.sleep(0)
+
+    async with RawUpstream(answering(head + compressed)) as fake:
+        up = upstream(pool, fake.url)
+        response = await pool.host(fake.url).send(OutgoingRequest("GET", up._url("/x", None), {}))
+        await asyncio.sleep(0.2)  # the whole body has arrived: `arrived` may take it at once
+        ticking = asyncio.create_task(another_stream())
+        await asyncio.sleep(0)
+        try:
+            others = 0
+            body = await up.read_body(response)
+        finally:
+            ticking.cancel()
+            await response.aclose()
+    assert len(body) == size + 2
+    assert others >= size // MAX_DECODED_READ // 2  # never one decode of the whole from end to end

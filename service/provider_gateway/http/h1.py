@@ -34,7 +34,14 @@ KEEPALIVE_S = 60.0  # an idle connection is closed after this long, as aiohttp's
 # back on the upstream) until the reader is below LOW, so a slow consumer cannot grow the process.
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+# What holding one more piece costs beyond its bytes (a bytes object's header, its deque slot), counted
+# against HIGH_WATER too: else a body of 2-byte chunks held 164 000 pieces, 6.8 MiB, before a pause.
+PIECE_COST = 48
 MAX_DECODED_READ = 256 * 1024  # of a compressed body, the most one read decodes (a bomb is cut in steps)
+# The most `arrived` decodes at once: a 64 KiB gzip bomb decoded to the 64 MiB bound in one call held
+# the event loop (every other stream) for 210 ms; past this, reading goes on in steps between which
+# the loop runs.
+MAX_DECODED_AT_ONCE = 4 * MAX_DECODED_READ
 _NO_BODY_METHODS = frozenset(("HEAD",))
 
 
@@ -62,7 +69,9 @@ class _Decoder:
 
     @property
     def pending(self) -> bool:
-        return bool(self._inflate.unconsumed_tail)
+        """Input in hand not decoded yet: past the last step's bound, or after a gzip member's end."""
+        inflate = self._inflate
+        return bool(inflate.unconsumed_tail) or (inflate.eof and bool(inflate.unused_data))
 
     def decode(self, data: bytes) -> bytes:
         try:
@@ -71,7 +80,17 @@ class _Decoder:
             raise malformed(f"the body is not valid {self._name}: {error}") from None
 
     def _step(self, data: bytes) -> bytes:
-        data = self._inflate.unconsumed_tail + data if self._inflate.unconsumed_tail else data
+        inflate = self._inflate
+        if inflate.eof:  # bytes past the compressed stream's end: never dropped, never hoarded
+            data = inflate.unused_data + data
+            if not data:
+                return b""
+            if self._deflate:
+                raise zlib.error("bytes after the end of the compressed stream")
+            # A gzip body may be several members, each decoded in turn (RFC 1952 section 2.2).
+            self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif inflate.unconsumed_tail:
+            data = inflate.unconsumed_tail + data
         if not self._started and self._deflate and data:
             self._started = True
             try:
@@ -82,7 +101,7 @@ class _Decoder:
         return self._inflate.decompress(data, MAX_DECODED_READ)
 
     def finish(self) -> None:
-        if not self._inflate.eof and self._started:
+        if self._started and (not self._inflate.eof or self.pending):
             raise malformed(f"the {self._name} body ended before its compressed stream")
 
     @property
@@ -91,7 +110,7 @@ class _Decoder:
 
 
 def _decoder_for(headers: CIMultiDictProxy[str]) -> _Decoder | None:
-    value = headers.get("content-encoding", "")
+    value = ", ".join(headers.getall("content-encoding", ()))  # two fields are a list of two codings
     encoding = value.strip().lower()
     if not encoding or encoding == "identity":
         return None
@@ -103,7 +122,7 @@ def _decoder_for(headers: CIMultiDictProxy[str]) -> _Decoder | None:
 class H1Response(UpstreamResponse):
     """A response on a connection; its body is read from the connection's buffer."""
 
-    __slots__ = ("_connection", "_decoder", "_done", "_error", "_pieces", "_released", "_waiter")
+    __slots__ = ("_connection", "_decoded", "_decoder", "_done", "_error", "_pieces", "_released", "_waiter")
 
     def __init__(self, connection: _Connection, parser: ResponseParser) -> None:
         assert parser.head is not None
@@ -111,14 +130,16 @@ class H1Response(UpstreamResponse):
         self._connection = connection
         self._decoder = _decoder_for(parser.head)
         self._pieces: collections.deque[bytes] = collections.deque()
+        self._decoded = b""  # decoded by `arrived` before it left the rest to `read`: read first
         self._done = False  # the body's last byte is in `_pieces`
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._released = False
 
     # Called by the connection.
-    def _feed(self, pieces: list[bytes], done: bool) -> None:
-        self._pieces.extend(pieces)
+    def _feed(self, piece: bytes, done: bool) -> None:
+        if piece:
+            self._pieces.append(piece)
         self._done = done
         self._wake()
 
@@ -137,18 +158,24 @@ class H1Response(UpstreamResponse):
     def _take(self) -> bytes:
         """Everything received and not yet read, decoded (a bounded step of it when compressed)."""
         pieces = self._pieces
-        data = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
+        count = len(pieces)
+        data = pieces.popleft() if count == 1 else b"".join(pieces)
         pieces.clear()
-        self._connection.taken(len(data))
+        self._connection.taken(len(data) + PIECE_COST * count)
         return self._decoder.decode(data) if self._decoder is not None else data
 
     def __aiter__(self) -> H1Response:
         return self
 
     async def __anext__(self) -> bytes:
+        if data := self._decoded:
+            self._decoded = b""
+            return data
         while True:
-            if self._decoder is not None and self._decoder.pending and (data := self._decoder.decode(b"")):
-                return data
+            while self._decoder is not None and self._decoder.pending:  # each step takes input
+                await asyncio.sleep(0)  # the loop runs between steps of a body that decodes large
+                if data := self._decoder.decode(b""):
+                    return data
             if self._pieces:
                 if data := self._take():
                     return data
@@ -174,7 +201,7 @@ class H1Response(UpstreamResponse):
             self._error = error
             return None
 
-    def _whole(self, limit: int) -> bytes:
+    def _whole(self, limit: int) -> bytes | None:
         parts: list[bytes] = []
         size = 0
         while self._pieces or (self._decoder is not None and self._decoder.pending):
@@ -183,6 +210,9 @@ class H1Response(UpstreamResponse):
             if size > limit:
                 raise BodyTooLarge(limit)
             parts.append(data)
+            if size > MAX_DECODED_AT_ONCE and self._decoder is not None and self._decoder.pending:
+                self._decoded = b"".join(parts)
+                return None
         if self._decoder is not None:
             self._decoder.finish()
         return parts[0] if len(parts) == 1 else b"".join(parts)
@@ -195,6 +225,7 @@ class H1Response(UpstreamResponse):
                 self._pieces.clear()
                 self._done = False
                 self._error = self._error or httpx.ReadError("the response was closed before its end")
+                self._wake()  # a read waiting in another task ends with that error, as with aiohttp
 
 
 class _Connection(asyncio.Protocol):
@@ -252,16 +283,16 @@ class _Connection(asyncio.Protocol):
                 return
             if self._head is not None and not self._head.done():
                 self._head.set_result(response)
-        if parser.body:
-            for piece in parser.body:
-                self._undelivered += len(piece)
-            response._feed(parser.body, parser.state == DONE)
+        if body := parser.body:
             parser.body = []
+            piece = body[0] if len(body) == 1 else b"".join(body)  # one per read, however many chunks
+            self._undelivered += len(piece) + PIECE_COST
+            response._feed(piece, parser.state == DONE)
             if self._undelivered > HIGH_WATER and not self._paused and self.transport is not None:
                 self._paused = True
                 self.transport.pause_reading()
         elif parser.state == DONE:
-            response._feed([], True)
+            response._feed(b"", True)
 
     def taken(self, size: int) -> None:
         self._undelivered -= size
@@ -294,8 +325,7 @@ class _Connection(asyncio.Protocol):
                     self._error(error)
             else:
                 self._deliver(parser)
-        if parser is None:  # idle in the pool
-            self._origin.lost(self)
+        self._origin.lost(self)
 
     def _abort(self) -> None:
         self.closed = True
@@ -324,6 +354,10 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         self._abort()
 
+    def shut(self, error: httpx.TransportError) -> None:
+        """Closed by the gateway: the exchange in progress, if any, fails with `error`."""
+        self._error(error)
+
 
 class H1Origin:
     """The keep-alive connections to one origin: at most `max_connections`, callers beyond that
@@ -347,6 +381,7 @@ class H1Origin:
         self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
         self._sweep: asyncio.TimerHandle | None = None
         self._closed = False
+        self._connections: set[_Connection] = set()  # every one open, idle or carrying an exchange
 
     async def send(self, request: OutgoingRequest) -> H1Response:
         """Send; raise an `httpx.TransportError` when no response head arrives (ValueError for a
@@ -398,6 +433,10 @@ class H1Origin:
         if not counted:
             self._open += 1
         try:
+            if self._closed:
+                raise httpx.ConnectError(
+                    "the gateway's connections to this upstream are closed (it is stopping)"
+                )
             async with asyncio.timeout(connect_timeout):
                 tls = self._tls() if self._tls is not None else None
                 _, connection = await asyncio.get_running_loop().create_connection(
@@ -413,6 +452,7 @@ class H1Origin:
                 raise _connect_error(error) from error
             raise
         self._on_connect()
+        self._connections.add(connection)
         return connection
 
     def release(self, connection: _Connection, reusable: bool) -> None:
@@ -424,13 +464,17 @@ class H1Origin:
             self._pass_on(None)
 
     def lost(self, connection: _Connection) -> None:
-        """An idle connection the peer closed."""
+        """A connection closed, by the peer or the gateway: if it was idle, its slot is free."""
+        self._connections.discard(connection)
         if connection in self._idle:
             self._idle.remove(connection)
             self._pass_on(None)
 
     def _pass_on(self, connection: _Connection | None) -> None:
         """A connection (or, with None, the slot of one that closed) to the first waiter."""
+        if connection is not None and self._closed:  # e.g. handed to a caller that gave up
+            connection.close()
+            connection = None
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -466,3 +510,8 @@ class H1Origin:
         for connection in idle:
             connection.close()
             self._open -= 1
+        # As aiohttp's session does: the exchanges in flight end too, each reader told why; their
+        # slots come back as their responses are closed, and any waiter then fails to connect.
+        closing = httpx.ReadError("the gateway closed the connection to the upstream: it is stopping")
+        for connection in list(self._connections):
+            connection.shut(closing)

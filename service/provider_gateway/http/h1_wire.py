@@ -114,13 +114,17 @@ class ResponseParser:
         pending += data
         while True:
             end = pending.find(b"\r\n\r\n", searched)
-            searched = 0
             if end < 0 or end > MAX_HEAD_BYTES:
                 if len(pending) > MAX_HEAD_BYTES:
                     raise malformed(f"a response head over {MAX_HEAD_BYTES} bytes")
+                if pending.find(b"\n\n", searched) >= 0:  # lines ended by LF alone: no CRLF CRLF will come
+                    raise malformed("a response head whose lines end in LF, not CRLF")
                 return b""
             minor, status, headers = _parse_head(bytes(pending[:end]))
             del pending[: end + 4]
+            searched = 0
+            if status < 100:  # no such class: skipping it as an interim answer would read past it
+                raise malformed(f"status {status:03d}")
             if status >= 200:
                 break
             if status == 101:
@@ -151,7 +155,7 @@ class ResponseParser:
                 raise malformed(f"a transfer coding other than chunked: {', '.join(encodings)!r}")
             self.state = CHUNK_SIZE
         elif lengths:
-            values = {v.strip() for value in lengths for v in value.split(",")}
+            values = {v.strip(" \t") for value in lengths for v in value.split(",")}  # OWS only
             if len(values) != 1 or not _CONTENT_LENGTH.fullmatch(length := values.pop()):
                 raise malformed(f"Content-Length {', '.join(lengths)!r}")
             self._left = int(length)
