@@ -280,6 +280,7 @@ class Quotas:
         self.budgets = budgets
         self._streams: Counter[str] = Counter()
         self._settling: set[asyncio.Task[None]] = set()
+        self._soon = 0  # settlements scheduled for the loop's next turn, not yet run
 
     async def admit(self, principal: Principal, request: Any, method: str) -> Ticket:
         return await self.budgets.admit(principal.name, principal.limits, principal.team, request, method)
@@ -302,10 +303,10 @@ class Quotas:
             log.exception("could not settle the spend of a request by %s", ticket.holders[0].name)
 
     def settle_later(self, ticket: Ticket, outcome: Outcome, admission: Admission | None = None) -> None:
-        """Settle in a task of its own, off the answer's path: the answer (or the status of a
-        cancelled call) goes out without waiting for the meters' round trip. The task is kept
-        until done and `drain` awaits it, so a charge is never lost, and a cancel of the call
-        cannot cancel it. With the request's check (`admission`) still in flight (the call ended
+        """Settle off the answer's path: at the loop's next turn, once the answer (or the status
+        of a cancelled call) is handed to gRPC, from the leases in process when they take it, else
+        in a task of its own, which needs no wait for the meters' round trip. `drain` waits for
+        both, so a charge is never lost, and a cancel of the call cannot cancel it. With the request's check (`admission`) still in flight (the call ended
         before its gate: a cancel, a failure before dispatch), the settlement waits for its answer:
         a reservation it made is refunded, a refusal reserved nothing."""
         if not ticket.budget_meters and not ticket.tpm_keys:  # nothing to settle (rpm only)
@@ -316,24 +317,29 @@ class Quotas:
                     admission.check.add_done_callback(self._settling.discard)
             return
         if admission is None or admission.admitted():
-            if self._settled_in_process(ticket, outcome):
-                return
-            work = self.settle(ticket, outcome)
-        elif admission.check.done():
-            return  # refused or failed: nothing was reserved
-        else:
-            work = self._settle_after(admission.check, ticket, outcome)
-        task = asyncio.get_running_loop().create_task(work)
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+            # At the loop's next turn: after the answer is handed to gRPC, off its latency.
+            self._soon += 1
+            asyncio.get_running_loop().call_soon(self._settle_soon, ticket, outcome)
+        elif not admission.check.done():  # done: refused or failed, nothing was reserved
+            self._keep(
+                asyncio.get_running_loop().create_task(self._settle_after(admission.check, ticket, outcome))
+            )
 
-    def _settled_in_process(self, ticket: Ticket, outcome: Outcome) -> bool:
-        """Settled at once from the leases (the common case with [redis]: no task to start)."""
+    def _settle_soon(self, ticket: Ticket, outcome: Outcome) -> None:
+        """Settle from the leases in process (the common case with [redis]: no task, no round
+        trip), else in a task of its own."""
+        self._soon -= 1
         try:
-            return self.budgets.settle_in_process(ticket, outcome)
+            if self.budgets.settle_in_process(ticket, outcome):
+                return
         except Exception:  # as `settle`: logged, never raised; not tried again (never charged twice)
             log.exception("could not settle the spend of a request by %s", ticket.holders[0].name)
-            return True
+            return
+        self._keep(asyncio.get_running_loop().create_task(self.settle(ticket, outcome)))
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     async def _settle_after(self, check: asyncio.Task[None], ticket: Ticket, outcome: Outcome) -> None:
         try:
@@ -349,8 +355,11 @@ class Quotas:
     async def drain(self) -> None:
         """Wait for every settlement under way (before a spend report, and at shutdown). With
         asyncio.wait, not gather: a waiter cancelled (a client leaving GetSpend) cancels none."""
-        while self._settling:
-            await asyncio.wait(set(self._settling))
+        while self._soon or self._settling:
+            if self._settling:
+                await asyncio.wait(set(self._settling))
+            else:  # scheduled for the loop's next turn
+                await asyncio.sleep(0)
 
     @contextlib.contextmanager
     def stream_slot(self, principal: Principal) -> Any:
