@@ -305,10 +305,10 @@ class Quotas:
     def settle_later(self, ticket: Ticket, outcome: Outcome, admission: Admission | None = None) -> None:
         """Settle off the answer's path: at the loop's next turn, once the answer (or the status
         of a cancelled call) is handed to gRPC, from the leases in process when they take it, else
-        in a task of its own, which needs no wait for the meters' round trip. `drain` waits for
-        both, so a charge is never lost, and a cancel of the call cannot cancel it. With the request's check (`admission`) still in flight (the call ended
-        before its gate: a cancel, a failure before dispatch), the settlement waits for its answer:
-        a reservation it made is refunded, a refusal reserved nothing."""
+        in a task of its own. `drain` waits for both, so a charge is never lost, and a cancel of
+        the call cannot cancel it. With the request's check (`admission`) still in flight (the
+        call ended before its gate: a cancel, a failure before dispatch), the settlement waits for
+        its answer: a reservation it made is refunded, a refusal reserved nothing."""
         if not ticket.budget_meters and not ticket.tpm_keys:  # nothing to settle (rpm only)
             if admission is not None:  # its failure seen (never "never retrieved"); kept till done
                 admission.check.add_done_callback(_seen)
