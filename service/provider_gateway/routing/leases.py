@@ -136,13 +136,14 @@ class LeasedMeters:
         """Admit from the leases when every meter's live lease covers its amount (in process):
         0 when not, else _TAKEN, or _LOW when a lease is left below half its last top-up."""
         leases, now = self._leases, self._clock()
+        found = []  # each meter's lease, looked up once
         for m, amount in zip(meters, amounts, strict=True):
             lease = leases.get(m.key)
             if lease is None or lease.units < amount or lease.expires <= now:
                 return 0
+            found.append(lease)
         taken, expires = _TAKEN, now + self.lifetime_s
-        for m, amount in zip(meters, amounts, strict=True):
-            lease = leases[m.key]
+        for lease, amount in zip(found, amounts, strict=True):
             lease.units -= amount
             lease.expires = expires  # in use: kept (an idle lease is returned a lifetime on)
             if 2 * lease.units < lease.last_top_up and not lease.topping:

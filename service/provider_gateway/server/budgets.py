@@ -269,9 +269,10 @@ class WorstCase:
         """(tokens, micro-USD); refuses what has no worst case: no price, or no output limit.
         `prompt`: the request's estimated input tokens, when already counted; `caller`: the key."""
         prompt = prompt or estimate_tokens(request)
-        fallbacks = tuple(getattr(request, "fallbacks", ()))
+        named = getattr(request, "fallbacks", None)
+        fallbacks = tuple(named) if named else ()
         asked = int(request.max_tokens) if method != "Embed" and request.HasField("max_tokens") else 0
-        outputs, micros = [], []
+        most_output = most_micros = 0  # the dearest deployment's, over the plan (no lists: per request)
         for card in self.cards(caller, request.model, request.provider, fallbacks):
             output = 0
             if method != "Embed":
@@ -282,7 +283,7 @@ class WorstCase:
                         f"set max_tokens: this key has a budget, and the largest output of "
                         f"{card.provider}/{card.model} is unknown, so its worst case is too",
                     )
-            outputs.append(output)
+            most_output = max(most_output, output)
             if money:
                 if not card.priced:
                     raise GatewayError(
@@ -290,8 +291,8 @@ class WorstCase:
                         f"{card.provider}/{card.model} has no price, and this key has a money "
                         f'budget: add a [prices.{card.kind}."{card.model}"] row to the configuration',
                     )
-                micros.append(card.micros(prompt, output))
-        return prompt + max(outputs, default=0), max(micros, default=0)
+                most_micros = max(most_micros, card.micros(prompt, output))
+        return prompt + most_output, most_micros
 
 
 @dataclass(frozen=True, slots=True)
