@@ -228,6 +228,15 @@ async def test_a_call_outside_the_gate_that_ends_while_its_check_waits_is_refund
             )
         assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert held.held.qsize() == 1  # it never got past its check
+        # The check is answered only once the server has cancelled the call (on a loaded machine
+        # it sees the deadline after the client does; answered before, the call would go on and
+        # be charged what it consumed, rightly, which is not what this test is about).
+        quotas = gw.server.auth[0].quotas
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                if quotas._settling:  # the cancelled call's refund, waiting for the check
+                    break
+                await asyncio.sleep(0.01)
         held.release.set()
         async with asyncio.timeout(WAIT_S):  # the cancelled handler unwinds, then refunds
             while True:
