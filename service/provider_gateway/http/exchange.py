@@ -1,10 +1,10 @@
 """One upstream request and its response, as the HTTP layer's callers see them whichever library sends.
 
-Requests go out through http/h1.py or aiohttp directly, not through httpx's models: building an `httpx.Request` and an `httpx.Response` around
-each aiohttp call, and reading headers through httpx's case-insensitive `Headers`, was nearly half
-of the HTTP layer's CPU per unary request (benchmarks/RESULTS.md, issue 15). What callers rely on
-stays: a request that hooks may add headers to, a status code, case-insensitive headers, the body
-as it arrives.
+Requests go out through http/h1.py or aiohttp directly, not through httpx's models: building an
+`httpx.Request` and an `httpx.Response` around each aiohttp call, and reading headers through
+httpx's case-insensitive `Headers`, was nearly half of the HTTP layer's CPU per unary request
+(benchmarks/RESULTS.md, issue 15). What callers rely on stays: a request that hooks may add
+headers to, a status code, case-insensitive headers, the body as it arrives.
 """
 
 from __future__ import annotations
