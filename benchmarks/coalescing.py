@@ -39,7 +39,7 @@ class CountingPath(GatewayPath):
 
     async def stream(self) -> tuple[float, float]:
         start, ttft, count, text = time.perf_counter(), 0.0, 0, []
-        async for event in self.stub.ChatStream(self.request, timeout=30):
+        async for event in self.stub.ChatStream(self.stream_request, timeout=30):
             count += 1
             if event.HasField("text_delta"):
                 ttft = ttft or time.perf_counter() - start

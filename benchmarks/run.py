@@ -43,6 +43,8 @@ QUICK_CONCURRENCY = (1, 50)
 ROUNDS = 3
 RELAY_TOKENS = 200
 MINIMAL = "minimal relay"  # benchmarks/minimal_relay.py: the stack's floor, no gateway work
+# The gateway read by a client without `usage_in_finish` (usage events): one message more a stream.
+USAGE_EVENTS = "gateway, usage events"
 
 
 def openai_config(upstream_port: int, extra: str = "") -> str:
@@ -429,8 +431,12 @@ async def main() -> None:
             for name, p in paths.items()
         }
         progress("50 streams, interleaved rounds...", started)
+        usage_events = await stack.enter_async_context(
+            GatewayPath(f"127.0.0.1:{gateway.port}", "openai/bench-model", usage_in_finish=False)
+        )
         results["streams_at_50"] = await streams_at_50(
-            {name: paths[name] for name in ("direct", "gateway", MINIMAL)}, args.quick
+            {**{name: paths[name] for name in ("direct", "gateway", MINIMAL)}, USAGE_EVENTS: usage_events},
+            args.quick,
         )
         progress("connection reuse...", started)
         await upstream_stats(upstream.port, reset=True)

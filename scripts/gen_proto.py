@@ -57,7 +57,9 @@ def copy_for_client(server_v1: Path, client_out: Path) -> list[Path]:
     for source in sorted(server_v1.iterdir()):
         if source.suffix in {".py", ".pyi"}:
             text = source.read_text().replace(f"{SERVER_MODULE} import", f"{CLIENT_MODULE} import")
-            text = text.replace(f"'{SERVER_MODULE}.", f"'{CLIENT_MODULE}.")  # the classes' __module__
+            # The classes' __module__; the service's full name stays `provider_gateway.v1.ProviderService`
+            # (renamed, a servicer registered through the client's copy answered UNIMPLEMENTED).
+            text = text.replace(f"'{SERVER_MODULE}.{source.stem}'", f"'{CLIENT_MODULE}.{source.stem}'")
             (target / source.name).write_text(text)
             written.append(target / source.name)
     return written

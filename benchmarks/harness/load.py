@@ -67,7 +67,11 @@ class HttpPath:
 
 
 class GatewayPath:
-    def __init__(self, target: str, model: str) -> None:
+    """Calls through a gateway, streams asking for `usage_in_finish` as both clients do by default
+    (the usage once, in the finish: one message fewer a stream); `usage_in_finish=False` measures
+    a client that reads `usage` events instead."""
+
+    def __init__(self, target: str, model: str, usage_in_finish: bool = True) -> None:
         self.target = target
         self.model = model
         self.channel: grpc.aio.Channel | None = None
@@ -78,6 +82,9 @@ class GatewayPath:
             model=model,
             messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text=MESSAGES[0]["content"])])],
         )
+        self.stream_request = pb.ChatRequest()
+        self.stream_request.CopyFrom(self.request)
+        self.stream_request.stream_options.usage_in_finish = usage_in_finish
 
     async def __aenter__(self) -> GatewayPath:
         self.channel = grpc.aio.insecure_channel(self.target)
@@ -98,7 +105,7 @@ class GatewayPath:
     async def stream(self) -> tuple[float, float]:
         start = time.perf_counter()
         ttft = 0.0
-        async for event in self.stub.ChatStream(self.request, timeout=30):
+        async for event in self.stub.ChatStream(self.stream_request, timeout=30):
             if not ttft and event.HasField("text_delta"):
                 ttft = time.perf_counter() - start
             elif event.HasField("finish"):

@@ -193,6 +193,9 @@ def _streams_at_50(r: dict[str, Any]) -> tuple[float, float, str, str]:
     if "minimal relay share" in rounds:
         relay_each = " / ".join(f"{s * 100:.0f}" for s in rounds["minimal relay shares"])
         floor = f"; minimal relay {rounds['minimal relay share'] * 100:.0f}% ({relay_each})"
+    if "gateway, usage events share" in rounds:  # runs since StreamOptions.usage_in_finish
+        events_each = " / ".join(f"{s * 100:.0f}" for s in rounds["gateway, usage events shares"])
+        floor += f"; read as usage events {rounds['gateway, usage events share'] * 100:.0f}% ({events_each})"
     measured = f"{share * 100:.0f}% (median of rounds {each}%)"
     return rounds["direct"], share, measured, floor
 

@@ -66,6 +66,9 @@ function responseFromWire(response) {
 function eventFromWire(event) {
   if (event.event === 'usage') return { event: 'usage', usage: plainUsage(event.usage) };
   if (event.event === 'rawContent') return { event: 'rawContent', rawContent: plainRawContent(event.rawContent) };
+  if (event.event === 'finish' && event.finish.usage) {
+    return { event: 'finish', finish: { ...event.finish, usage: plainUsage(event.finish.usage) } };
+  }
   return { event: event.event, [event.event]: event[event.event] };
 }
 

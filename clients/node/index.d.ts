@@ -90,6 +90,8 @@ export interface ChatRequest {
   };
   providerOptions?: JsonObject;
   metadata?: { [key: string]: string };
+  /** How a stream's events are sent; `chatStream` asks for `{ usageInFinish: true }` unless set. */
+  streamOptions?: StreamOptions;
   /** Shortcut: appended as a user message. */
   prompt?: string;
   /** Shortcut: prepended as a system message. */
@@ -107,6 +109,15 @@ export interface CompleteRequest {
   stop?: string[];
   providerOptions?: JsonObject;
   metadata?: { [key: string]: string };
+  /** How a stream's events are sent; `completeStream` asks for `{ usageInFinish: true }` unless set. */
+  streamOptions?: StreamOptions;
+}
+
+/** How a stream's events are sent (see the proto's StreamOptions). */
+export interface StreamOptions {
+  /** The usage only in `finish.usage`, no `usage` events: one message fewer per stream. The
+   * stream still yields a `usage` event before `finish`, made from it. */
+  usageInFinish?: boolean;
 }
 
 export interface Usage {
@@ -153,6 +164,9 @@ export interface Finish {
   /** The request fields the provider could not honour natively and the gateway emulated, named as
    * in ChatRequest (e.g. `response_format`); empty when all were honoured natively. */
   emulated: string[];
+  /** A stream's usage (the same as its last `usage` event); null in unary answers and when the
+   * stream reported none. */
+  usage: Usage | null;
 }
 
 /** One streamed event; `event` names the field that is set. */

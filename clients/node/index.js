@@ -174,6 +174,8 @@ class GatewayClient {
 
   _stream(method, request, options = {}) {
     const deadline = this._deadline(options);
+    // One message fewer per stream; the usage still comes as an event (stream.js).
+    if (!request.streamOptions) request = { ...request, streamOptions: { usageInFinish: true } };
     const start = (signal) => {
       const call = this.stub[method](request, this._metadata(), deadline ? { deadline } : {});
       cancelOnAbort(call, signal);

@@ -115,11 +115,19 @@ async function* attempts(start, policy, deadline, signal) {
   for (let retry = 0; ; retry++) {
     const call = start();
     let received = false;
+    let usageSeen = false;
     let wait = null;
     try {
       for await (const raw of call) {
         received = true;
-        yield eventFromWire(raw);
+        const event = eventFromWire(raw);
+        if (event.event === 'usage') usageSeen = true;
+        // Asked for `usageInFinish`, the gateway sends the usage in the finish only: it still
+        // comes as a `usage` event before `finish`, as from a gateway that predates the option.
+        else if (event.event === 'finish' && event.finish.usage && !usageSeen) {
+          yield { event: 'usage', usage: event.finish.usage };
+        }
+        yield event;
       }
       return;
     } catch (error) {

@@ -161,6 +161,27 @@ def typed_event(event: pb.StreamEvent) -> Event | None:
     return None
 
 
+class TypedEvents:
+    """One attempt's protobuf events in typed form. The usage comes as a `UsageReport` before the
+    `Finished` either way: from `usage` events, or, when the stream sent none (the streams of
+    this client ask for `usage_in_finish`), from the finish's own `usage`."""
+
+    __slots__ = ("_usage_seen",)
+
+    def __init__(self) -> None:
+        self._usage_seen = False
+
+    def of(self, event: pb.StreamEvent) -> tuple[Event, ...]:
+        typed = typed_event(event)
+        if typed is None:
+            return ()
+        if isinstance(typed, UsageReport):
+            self._usage_seen = True
+        elif isinstance(typed, Finished) and not self._usage_seen and event.finish.HasField("usage"):
+            return usage_report(event.finish.usage), typed
+        return (typed,)
+
+
 def text_of(events: Iterable[Event | pb.StreamEvent]) -> str:
     """The answer text of a sequence of events (typed or protobuf)."""
     parts = []

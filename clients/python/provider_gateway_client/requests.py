@@ -28,3 +28,11 @@ def chat_request(model: str, prompt: Prompt, **fields: Any) -> pb.ChatRequest:
 
 def complete_request(model: str, prompt: str, **fields: Any) -> pb.CompleteRequest:
     return pb.CompleteRequest(model=model, prompt=prompt, **fields)
+
+
+def usage_in_finish[R: (pb.ChatRequest, pb.CompleteRequest)](request: R) -> R:
+    """`request` asking for its stream's usage in the finish only (one message fewer), unless the
+    caller set `stream_options` itself; a gateway that predates the option ignores it."""
+    if not request.HasField("stream_options"):
+        request.stream_options.usage_in_finish = True
+    return request

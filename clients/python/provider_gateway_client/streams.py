@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 
 from provider_gateway_client.errors import gateway_error
-from provider_gateway_client.events import Event, Text, typed_event
+from provider_gateway_client.events import Event, Text, TypedEvents
 from provider_gateway_client.results import Accumulator, ChatResult
 from provider_gateway_client.retries import RetryPolicy, remaining
 
@@ -114,11 +114,11 @@ async def _async_attempts(start: Start, policy: RetryPolicy, deadline: float | N
     while True:
         call = start(remaining(deadline))
         received = False
+        events = TypedEvents()
         try:
             async for raw in call:
                 received = True
-                event = typed_event(raw)
-                if event is not None:
+                for event in events.of(raw):
                     yield event
             return
         except grpc.RpcError as exc:
@@ -137,12 +137,11 @@ def _attempts(start: Start, policy: RetryPolicy, deadline: float | None) -> Iter
     while True:
         call = start(remaining(deadline))
         received = False
+        events = TypedEvents()
         try:
             for raw in call:
                 received = True
-                event = typed_event(raw)
-                if event is not None:
-                    yield event
+                yield from events.of(raw)
             return
         except grpc.RpcError as exc:
             error = gateway_error(exc)

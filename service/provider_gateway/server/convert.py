@@ -7,7 +7,7 @@ rejected here with INVALID_ARGUMENT naming the field.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
@@ -335,8 +335,19 @@ def event_to_proto(event: d.GatewayEvent) -> pb.StreamEvent:
     if isinstance(event, d.RawContent):
         return pb.StreamEvent(raw_content=raw_content_to_proto(event))
     if isinstance(event, d.Finish):
-        return pb.StreamEvent(finish=_finish_fields(event))
+        return finish_event(event, None)
     raise TypeError(f"no protobuf form for {type(event).__name__}")  # ProviderFinish never leaves the router
+
+
+def finish_event(finish: d.Finish, usage: d.Usage | None) -> pb.StreamEvent:
+    """A stream's finish event, with the stream's usage when it reported one."""
+    fields = _finish_fields(finish)
+    if usage is None:
+        return pb.StreamEvent(finish=fields)
+    fields["usage"] = _usage_fields(usage)
+    message = pb.StreamEvent(finish=fields)
+    _fill_raw(message.finish.usage, usage)
+    return message
 
 
 class StreamMessages:
@@ -346,19 +357,31 @@ class StreamMessages:
     setting one field of a kept message (benchmarks/RESULTS.md, issue 15). Reuse is safe because
     grpc.aio serializes each message as it writes it, before it resumes the servicer for the next:
     a caller must not keep a returned message past its next call.
+
+    The last usage seen goes into the finish (`Finish.usage`); with `usage_in_finish`
+    (`StreamOptions`) usage events give no message at all (None): one gRPC write fewer a stream.
     """
 
-    __slots__ = ("_text", "_text_delta")
+    __slots__ = ("_text", "_text_delta", "_usage", "_usage_in_finish")
 
-    def __init__(self) -> None:
+    def __init__(self, options: pb.StreamOptions) -> None:
         self._text = pb.StreamEvent()
         self._text.text_delta.SetInParent()
         self._text_delta = self._text.text_delta
+        self._usage: d.Usage | None = None
+        self._usage_in_finish = options.usage_in_finish
 
-    def to_proto(self, event: d.GatewayEvent) -> pb.StreamEvent:
-        if type(event) is d.TextDelta:  # nearly every event of a stream
-            self._text_delta.text = event.text
+    def to_proto(self, event: d.GatewayEvent) -> pb.StreamEvent | None:
+        kind = type(event)
+        if kind is d.TextDelta:  # nearly every event of a stream
+            self._text_delta.text = cast(d.TextDelta, event).text
             return self._text
+        if kind is d.UsageEvent:
+            self._usage = cast(d.UsageEvent, event).usage
+            if self._usage_in_finish:
+                return None
+        if kind is d.Finish:
+            return finish_event(cast(d.Finish, event), self._usage)
         return event_to_proto(event)
 
 

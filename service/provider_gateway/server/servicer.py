@@ -161,10 +161,11 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                         convert.chat_request_from_proto(validate.chat(request, self.limits)), clock
                     )
                 )
-                messages = convert.StreamMessages()
+                messages = convert.StreamMessages(request.stream_options)
                 async with contextlib.aclosing(events):  # a cancelled call closes the upstream at once
                     async for event in events:
-                        yield messages.to_proto(event)
+                        if (message := messages.to_proto(event)) is not None:
+                            yield message
         except Exception as exc:
             await abort(context, exc, consumed)
 
@@ -194,10 +195,11 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                     validate.complete(request, self.limits)
                 )
                 events = self.relay(self.router.complete_stream(domain_request, clock))
-                messages = convert.StreamMessages()
+                messages = convert.StreamMessages(request.stream_options)
                 async with contextlib.aclosing(events):
                     async for event in events:
-                        yield messages.to_proto(event)
+                        if (message := messages.to_proto(event)) is not None:
+                            yield message
         except Exception as exc:
             await abort(context, exc, consumed)
 

@@ -227,7 +227,7 @@ class ResponseFormat(_message.Message):
     def __init__(self, type: _Optional[_Union[ResponseFormat.Type, str]] = ..., schema_name: _Optional[str] = ..., json_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., strict: _Optional[bool] = ...) -> None: ...
 
 class ChatRequest(_message.Message):
-    __slots__ = ("model", "provider", "fallbacks", "messages", "tools", "tool_choice", "temperature", "top_p", "max_tokens", "stop", "reasoning", "response_format", "provider_options", "metadata")
+    __slots__ = ("model", "provider", "fallbacks", "messages", "tools", "tool_choice", "temperature", "top_p", "max_tokens", "stop", "reasoning", "response_format", "provider_options", "metadata", "stream_options")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -249,6 +249,7 @@ class ChatRequest(_message.Message):
     RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    STREAM_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     model: str
     provider: str
     fallbacks: _containers.RepeatedScalarFieldContainer[str]
@@ -263,7 +264,14 @@ class ChatRequest(_message.Message):
     response_format: ResponseFormat
     provider_options: _struct_pb2.Struct
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., reasoning: _Optional[_Union[ReasoningOptions, _Mapping]] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., provider_options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    stream_options: StreamOptions
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., reasoning: _Optional[_Union[ReasoningOptions, _Mapping]] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., provider_options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., stream_options: _Optional[_Union[StreamOptions, _Mapping]] = ...) -> None: ...
+
+class StreamOptions(_message.Message):
+    __slots__ = ("usage_in_finish",)
+    USAGE_IN_FINISH_FIELD_NUMBER: _ClassVar[int]
+    usage_in_finish: bool
+    def __init__(self, usage_in_finish: _Optional[bool] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens", "raw", "estimated")
@@ -326,7 +334,7 @@ class Cost(_message.Message):
     def __init__(self, amount_micros: _Optional[int] = ..., currency: _Optional[str] = ..., known: _Optional[bool] = ..., usage_source: _Optional[str] = ...) -> None: ...
 
 class Finish(_message.Message):
-    __slots__ = ("reason", "raw_finish_reason", "provider", "model", "timing", "attempts", "response_id", "cost", "emulated")
+    __slots__ = ("reason", "raw_finish_reason", "provider", "model", "timing", "attempts", "response_id", "cost", "emulated", "usage")
     REASON_FIELD_NUMBER: _ClassVar[int]
     RAW_FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -336,6 +344,7 @@ class Finish(_message.Message):
     RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
     EMULATED_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     reason: FinishReason
     raw_finish_reason: str
     provider: str
@@ -345,7 +354,8 @@ class Finish(_message.Message):
     response_id: str
     cost: Cost
     emulated: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, reason: _Optional[_Union[FinishReason, str]] = ..., raw_finish_reason: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., response_id: _Optional[str] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., emulated: _Optional[_Iterable[str]] = ...) -> None: ...
+    usage: Usage
+    def __init__(self, reason: _Optional[_Union[FinishReason, str]] = ..., raw_finish_reason: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., response_id: _Optional[str] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., emulated: _Optional[_Iterable[str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
 
 class TextDelta(_message.Message):
     __slots__ = ("text",)
@@ -440,7 +450,7 @@ class ChatResponse(_message.Message):
     def __init__(self, text: _Optional[str] = ..., reasoning: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., reasoning_signature: _Optional[str] = ..., reasoning_parts: _Optional[_Iterable[_Union[Reasoning, _Mapping]]] = ..., raw_content: _Optional[_Iterable[_Union[RawContent, _Mapping]]] = ...) -> None: ...
 
 class CompleteRequest(_message.Message):
-    __slots__ = ("model", "provider", "fallbacks", "prompt", "temperature", "top_p", "max_tokens", "stop", "provider_options", "metadata")
+    __slots__ = ("model", "provider", "fallbacks", "prompt", "temperature", "top_p", "max_tokens", "stop", "provider_options", "metadata", "stream_options")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -458,6 +468,7 @@ class CompleteRequest(_message.Message):
     STOP_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    STREAM_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     model: str
     provider: str
     fallbacks: _containers.RepeatedScalarFieldContainer[str]
@@ -468,7 +479,8 @@ class CompleteRequest(_message.Message):
     stop: _containers.RepeatedScalarFieldContainer[str]
     provider_options: _struct_pb2.Struct
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., provider_options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    stream_options: StreamOptions
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., provider_options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., stream_options: _Optional[_Union[StreamOptions, _Mapping]] = ...) -> None: ...
 
 class CompleteResponse(_message.Message):
     __slots__ = ("text", "usage", "finish")

@@ -212,9 +212,9 @@ def add_ProviderServiceServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'provider_gateway_client.v1.ProviderService', rpc_method_handlers)
+            'provider_gateway.v1.ProviderService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('provider_gateway_client.v1.ProviderService', rpc_method_handlers)
+    server.add_registered_method_handlers('provider_gateway.v1.ProviderService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
