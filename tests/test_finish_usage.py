@@ -6,9 +6,11 @@ a gateway that honours the option and from one that predates it."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
 import grpc
@@ -54,10 +56,34 @@ def with_options(request: pb.ChatRequest, options: pb.StreamOptions) -> pb.ChatR
     return copy
 
 
+@contextmanager
+def generators_left_open() -> Iterator[list[str]]:
+    """The gateway's async generators that the event loop had to close itself, from its
+    finalizer hook: each costs a thread-safe wake-up and a task, and runs its `finally` at some
+    later GC. A stream closes what it opened. (Entered inside the running loop, which installs
+    its own hooks each time it starts.)"""
+    firstiter, finalizer = sys.get_asyncgen_hooks()
+    left: list[str] = []
+
+    def record(generator: Any) -> None:
+        code = generator.ag_code
+        if "provider_gateway" in code.co_filename and "fakes" not in code.co_filename:
+            left.append(code.co_qualname)
+        if finalizer is not None:
+            finalizer(generator)
+
+    sys.set_asyncgen_hooks(firstiter, record)
+    try:
+        yield left
+    finally:
+        sys.set_asyncgen_hooks(firstiter, finalizer)
+
+
 async def test_every_vendor_gives_the_same_usage_in_the_finish_with_one_message_fewer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with AsyncExitStack() as stack:
+        left_open = stack.enter_context(generators_left_open())
         anthropic = await stack.enter_async_context(FakeAnthropic())
         gemini = await stack.enter_async_context(FakeGemini())
         cohere = await stack.enter_async_context(FakeCohere())
@@ -132,6 +158,8 @@ endpoint_url = "{bedrock.url}"
             ), model
         for fake in (anthropic, gemini, cohere):
             assert fake.problems == []
+        gc.collect()
+        assert left_open == []
 
 
 async def test_complete_stream_honours_the_option_and_unary_answers_keep_usage_in_their_own_field(

@@ -6,7 +6,8 @@ for more data: a read that completes one frame relays it at once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 
 from provider_gateway.domain import StreamEvent
 from provider_gateway.wire.merge import merge_deltas
@@ -17,7 +18,7 @@ def never() -> bool:
 
 
 async def relay_reads[F](
-    reads: AsyncIterator[Iterable[F]],
+    reads: AsyncGenerator[Iterable[F], None],
     step: Callable[[F], Iterable[StreamEvent]],
     *,
     merge: bool,
@@ -25,28 +26,31 @@ async def relay_reads[F](
 ) -> AsyncIterator[StreamEvent]:
     """Each read's frames decoded by `step`; deltas merged when `merge` ([server] coalesce_deltas).
     An error raised by `step` comes after the events before it; reading stops once `finished()`
-    (a vendor's last event: the rest of the body is not waited for)."""
-    async for read in reads:
-        in_hand: list[StreamEvent] = []
-        failed: Exception | None = None
-        try:
-            for frame in read:
-                in_hand += step(frame)
-                if finished():
-                    break
-        except Exception as error:
-            failed = error
-        for event in merge_deltas(in_hand) if merge and len(in_hand) > 1 else in_hand:
-            yield event
-        if failed is not None:
-            raise failed
-        if finished():
-            return
+    (a vendor's last event: the rest of the body is not waited for). `reads` is closed on the way
+    out: left suspended, the loop would close it later from a task of its own (asyncio's
+    async-generator finalizer: a thread-safe wake-up and a task per stream)."""
+    async with contextlib.aclosing(reads):
+        async for read in reads:
+            in_hand: list[StreamEvent] = []
+            failed: Exception | None = None
+            try:
+                for frame in read:
+                    in_hand += step(frame)
+                    if finished():
+                        break
+            except Exception as error:
+                failed = error
+            for event in merge_deltas(in_hand) if merge and len(in_hand) > 1 else in_hand:
+                yield event
+            if failed is not None:
+                raise failed
+            if finished():
+                return
 
 
 async def batches[F](
     chunks: AsyncIterator[bytes], feed: Callable[[bytes], Iterable[F]]
-) -> AsyncIterator[Iterable[F]]:
+) -> AsyncGenerator[Iterable[F], None]:
     """The frames each chunk completes, `feed` being a framing decoder's; a lazy `feed` raises, in
     `relay_reads`, after the frames before its error."""
     async for chunk in chunks:

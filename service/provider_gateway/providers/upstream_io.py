@@ -7,8 +7,8 @@ Codecs stay pure; everything that touches the network goes through `provider_gat
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 from provider_gateway.config import Section
@@ -63,7 +63,7 @@ def _reword(error: GatewayError, message: str) -> None:
 @asynccontextmanager
 async def sse_reads(
     upstream: Upstream, path: str, body: Any, *, params: Mapping[str, str] | None = None, model: str = ""
-) -> AsyncIterator[AsyncIterator[Iterable[SseEvent]]]:
+) -> AsyncIterator[AsyncGenerator[Iterable[SseEvent], None]]:
     """POST `body` and read the answer as SSE events: the events each read completed, as soon as
     it completes them (see `relay_reads`).
 
@@ -74,11 +74,12 @@ async def sse_reads(
         yield _decode(chunks, upstream.provider)
 
 
-async def _decode(chunks: AsyncIterator[bytes], provider: str) -> AsyncIterator[Iterable[SseEvent]]:
+async def _decode(chunks: AsyncIterator[bytes], provider: str) -> AsyncGenerator[Iterable[SseEvent], None]:
     decoder = SseDecoder()
     try:
-        async for events in batches(chunks, decoder.feed):
-            yield events
+        async with aclosing(batches(chunks, decoder.feed)) as reads:  # closed with this, not later
+            async for events in reads:
+                yield events
         last = decoder.close()
     except SseError as error:
         raise oversized_event(error, provider) from None

@@ -10,7 +10,7 @@ Configuration (`[providers.<name>]`, kind "anthropic"):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 
 from provider_gateway.config import Section
 from provider_gateway.domain import (
@@ -68,7 +68,7 @@ def options_from(options: Section, *, tool_streaming: bool = True) -> codec.Anth
 
 
 async def decode_messages(
-    reads: AsyncIterator[Iterable[SseEvent]], provider: str, request: ChatRequest, *, merge: bool
+    reads: AsyncGenerator[Iterable[SseEvent], None], provider: str, request: ChatRequest, *, merge: bool
 ) -> AsyncIterator[StreamEvent]:
     """The Messages SSE stream as domain events; a stream without `message_stop` is an error."""
     decoder = codec.MessagesStreamDecoder(provider=provider, output_tool=output_tool_name(request))

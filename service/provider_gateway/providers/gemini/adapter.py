@@ -7,7 +7,7 @@ Configuration (`[providers.<name>]`, kind "gemini"):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 
 from provider_gateway.config import Section
 from provider_gateway.domain import (
@@ -44,7 +44,7 @@ SSE = {"alt": "sse"}
 
 
 async def decode_generate(
-    reads: AsyncIterator[Iterable[SseEvent]], provider: str, *, merge: bool
+    reads: AsyncGenerator[Iterable[SseEvent], None], provider: str, *, merge: bool
 ) -> AsyncIterator[StreamEvent]:
     """GenerateContentResponse chunks as domain events; a stream without a finishReason is an error."""
     decoder = codec.GenerateStreamDecoder(provider=provider)
