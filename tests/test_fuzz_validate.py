@@ -47,7 +47,7 @@ urls = st.one_of(
 
 
 # Every strategy is built once, here: a strategy built inside a composite is built and validated
-# again on every draw, which cost more than half of these tests' time (the draws are the same).
+# again on every draw, which cost more than half of these tests' time (what is drawn is unchanged).
 part_kinds = st.sampled_from(
     ["text", "image_data", "image_url", "tool_call", "tool_result", "reasoning", "none"]
 )
