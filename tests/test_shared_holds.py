@@ -37,10 +37,14 @@ def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
     yield from redis_or_valkey(request)
 
 
-def replica_config(redis_url: str, prefix: str, *, holds_refresh_ms: int | None = None) -> str:
+def replica_config(
+    redis_url: str, prefix: str, *, holds_refresh_ms: int | None = None, timeout_ms: int = 5000
+) -> str:
     """Providers a (preferred) and b behind group g; one failure opens a's breaker for a minute."""
     refresh = "" if holds_refresh_ms is None else f"holds_refresh_ms = {holds_refresh_ms}\n"
-    redis = f'[redis]\nurl = "{redis_url}"\nprefix = "{prefix}"\ntimeout_ms = 5000\nretry_after_s = 60\n'
+    redis = (
+        f'[redis]\nurl = "{redis_url}"\nprefix = "{prefix}"\ntimeout_ms = {timeout_ms}\nretry_after_s = 60\n'
+    )
     routing = "retries = 1\n[routing.breaker]\nconsecutive_failures = 1\ncooldown_s = 60"
     return redis + refresh + two_deployments("tokens = 3", routing=routing)
 
@@ -111,7 +115,8 @@ async def test_calls_are_served_from_the_view_while_redis_is_frozen(
     still honouring what the view holds, until the background read times out; then the usual
     per-replica fallback, logged once."""
     assert redis_server.process is not None
-    config = replica_config(redis_server.url, f"f{time.monotonic_ns()}:")
+    # The frozen Redis is noticed when a read times out: 2 s rather than 5 (what the test waits).
+    config = replica_config(redis_server.url, f"f{time.monotonic_ns()}:", timeout_ms=2000)
     async with run_gateway(config) as one, run_gateway(config) as two:
         assert await tried(two) == ["a"]
         break_a(one)
