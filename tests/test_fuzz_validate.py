@@ -46,14 +46,25 @@ urls = st.one_of(
 )
 
 
+# Every strategy is built once, here: a strategy built inside a composite is built and validated
+# again on every draw, which cost more than half of these tests' time (what is drawn is unchanged).
+part_kinds = st.sampled_from(
+    ["text", "image_data", "image_url", "tool_call", "tool_result", "reasoning", "none"]
+)
+media_types = st.sampled_from(
+    ["", "image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "text/plain"]
+)
+call_ids = st.sampled_from(["c1", "c2", ""])
+tool_schemas = st.one_of(
+    st.none(), st.dictionaries(st.one_of(schema_keys, st.text(max_size=5)), schemas, max_size=4)
+)
+int32s = st.integers(-(2**31), 2**31 - 1)
+
+
 @st.composite
 def parts(draw: Any) -> pb.ContentPart:
-    kind = draw(
-        st.sampled_from(["text", "image_data", "image_url", "tool_call", "tool_result", "reasoning", "none"])
-    )
-    media = draw(
-        st.sampled_from(["", "image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "text/plain"])
-    )
+    kind = draw(part_kinds)
+    media = draw(media_types)
     if kind == "text":
         return pb.ContentPart(text=draw(st.text(max_size=20)))
     if kind == "image_data":
@@ -61,17 +72,18 @@ def parts(draw: Any) -> pb.ContentPart:
     if kind == "image_url":
         return pb.ContentPart(image=pb.Image(url=draw(urls), media_type=media))
     if kind == "tool_call":
-        call = pb.ToolCall(
-            id=draw(st.sampled_from(["c1", "c2", ""])),
-            name=draw(names),
-            arguments_json=draw(st.text(max_size=12)),
-        )
+        call = pb.ToolCall(id=draw(call_ids), name=draw(names), arguments_json=draw(st.text(max_size=12)))
         return pb.ContentPart(tool_call=call)
     if kind == "tool_result":
-        return pb.ContentPart(tool_result=pb.ToolResult(tool_call_id=draw(st.sampled_from(["c1", "c2", ""]))))
+        return pb.ContentPart(tool_result=pb.ToolResult(tool_call_id=draw(call_ids)))
     if kind == "reasoning":
         return pb.ContentPart(reasoning=pb.Reasoning(text=draw(st.text(max_size=5))))
     return pb.ContentPart()
+
+
+message_contents = st.lists(parts(), max_size=3)
+response_schemas = st.dictionaries(schema_keys, schemas, max_size=4)
+stop_lists = st.lists(st.text(max_size=3), max_size=18)
 
 
 @st.composite
@@ -79,33 +91,27 @@ def chat_requests(draw: Any) -> pb.ChatRequest:
     request = pb.ChatRequest(model="mock/echo")
     for _ in range(draw(st.integers(0, 6))):
         message = request.messages.add(role=draw(st.integers(-1, 7)))  # type: ignore[arg-type]
-        message.content.extend(draw(st.lists(parts(), max_size=3)))
+        message.content.extend(draw(message_contents))
     for _ in range(draw(st.integers(0, 5))):
         tool = request.tools.add(name=draw(names))
-        schema = draw(
-            st.one_of(
-                st.none(), st.dictionaries(st.one_of(schema_keys, st.text(max_size=5)), schemas, max_size=4)
-            )
-        )
+        schema = draw(tool_schemas)
         if schema is not None:
             tool.parameters.CopyFrom(_struct(schema))
     request.tool_choice.mode = draw(st.integers(-1, 6))  # type: ignore[assignment]
     request.tool_choice.name = draw(names)
     request.response_format.type = draw(st.integers(-1, 5))  # type: ignore[assignment]
     if draw(st.booleans()):
-        request.response_format.json_schema.CopyFrom(
-            _struct(draw(st.dictionaries(schema_keys, schemas, max_size=4)))
-        )
+        request.response_format.json_schema.CopyFrom(_struct(draw(response_schemas)))
     request.response_format.schema_name = draw(names)
-    request.reasoning.budget_tokens = draw(st.integers(-(2**31), 2**31 - 1))
+    request.reasoning.budget_tokens = draw(int32s)
     request.reasoning.effort = draw(st.integers(-1, 6))  # type: ignore[assignment]
     if draw(st.booleans()):
         request.temperature = draw(st.floats())
     if draw(st.booleans()):
         request.top_p = draw(st.floats())
     if draw(st.booleans()):
-        request.max_tokens = draw(st.integers(-(2**31), 2**31 - 1))
-    request.stop.extend(draw(st.lists(st.text(max_size=3), max_size=18)))
+        request.max_tokens = draw(int32s)
+    request.stop.extend(draw(stop_lists))
     return request
 
 
@@ -176,10 +182,15 @@ def verdict(check: Any, request: Any) -> str:
     return "ok"
 
 
+full_chat_requests = chat_requests()
+metadata_maps = st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=3)
+fallback_lists = st.lists(names, max_size=3)
+
+
 @st.composite
 def sparse_chat_requests(draw: Any) -> pb.ChatRequest:
     """Requests that leave some fields unset and set others, to their defaults (zero, empty) too."""
-    full = draw(chat_requests())
+    full = draw(full_chat_requests)
     request = pb.ChatRequest()
     for field, value in full.ListFields():
         if draw(st.booleans()):
@@ -197,9 +208,9 @@ def sparse_chat_requests(draw: Any) -> pb.ChatRequest:
     if draw(st.booleans()):
         request.tool_choice.SetInParent()
     if draw(st.booleans()):
-        request.metadata.update(draw(st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=3)))
+        request.metadata.update(draw(metadata_maps))
     if draw(st.booleans()):
-        request.fallbacks.extend(draw(st.lists(names, max_size=3)))
+        request.fallbacks.extend(draw(fallback_lists))
     return request
 
 
