@@ -52,11 +52,15 @@ FINISH = {
 }
 
 
-def struct_to_dict(value: Struct) -> dict[str, Any]:
-    """A Struct as plain JSON data; whole numbers come back as ints (Struct stores doubles)."""
+def struct_to_dict(value: Struct, where: str = "a Struct field") -> dict[str, Any]:
+    """A Struct as plain JSON data; whole numbers come back as ints (Struct stores doubles). NaN
+    and Infinity, which a Struct holds and JSON cannot, are the caller's error, named by `where`."""
     if not value.fields:  # most requests carry no options: skip json_format's generic walk
         return {}
-    return _ints(json_format.MessageToDict(value))  # type: ignore[no-any-return]
+    try:
+        return _ints(json_format.MessageToDict(value))  # type: ignore[no-any-return]
+    except ValueError:
+        raise invalid_argument(f"{where}: holds NaN or Infinity, which JSON cannot carry") from None
 
 
 def _ints(value: Any) -> Any:
@@ -135,7 +139,10 @@ def messages_from_proto(messages: Any) -> list[d.Message]:
 
 
 def tools_from_proto(tools: Any) -> list[d.Tool]:
-    return [d.Tool(t.name, t.description, struct_to_dict(t.parameters)) for t in tools]
+    return [
+        d.Tool(t.name, t.description, struct_to_dict(t.parameters, f"tools[{i}].parameters"))
+        for i, t in enumerate(tools)
+    ]
 
 
 def _set_fields(request: Any) -> dict[str, Any]:
@@ -146,7 +153,9 @@ def _set_fields(request: Any) -> dict[str, Any]:
 
 
 def _options(given: dict[str, Any]) -> dict[str, Any]:
-    return struct_to_dict(given["provider_options"]) if "provider_options" in given else {}
+    return (
+        struct_to_dict(given["provider_options"], "provider_options") if "provider_options" in given else {}
+    )
 
 
 def chat_request_from_proto(request: pb.ChatRequest) -> d.ChatRequest:
@@ -158,7 +167,11 @@ def chat_request_from_proto(request: pb.ChatRequest) -> d.ChatRequest:
     response_format = None
     if "response_format" in given:
         f = given["response_format"]
-        schema = struct_to_dict(f.json_schema) if f.HasField("json_schema") else None
+        schema = (
+            struct_to_dict(f.json_schema, "response_format.json_schema")
+            if f.HasField("json_schema")
+            else None
+        )
         response_format = d.ResponseFormat(
             FORMAT.get(f.type, d.ResponseFormatType.TEXT), f.schema_name, schema, f.strict
         )
