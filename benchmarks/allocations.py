@@ -137,6 +137,7 @@ async def relay(stage: str, body: list[bytes], streams: int, count: Callable[[],
     from provider_gateway.routing.timing import RequestClock
     from provider_gateway.server import convert
     from provider_gateway.server.coalesce import coalesced
+    from provider_gateway.v1 import provider_service_pb2 as pb
 
     config = config_module.parse(tomllib.loads(CONFIG), "bench.toml")
     # httpx's transport, the one a canned httpx transport can stand in for
@@ -155,8 +156,16 @@ async def relay(stage: str, body: list[bytes], streams: int, count: Callable[[],
     # Commits before StreamMessages built a new message per event: measure them as they were.
     pooled = getattr(convert, "StreamMessages", None)
 
+    def messages() -> Any:
+        """This commit's StreamMessages as the clients ask for it (usage in the finish only), or an
+        older commit's (no options)."""
+        try:
+            return pooled(pb.StreamOptions(usage_in_finish=True))  # type: ignore[misc]
+        except (TypeError, AttributeError):
+            return pooled()  # type: ignore[misc]
+
     async def one_stream() -> None:
-        to_proto = pooled().to_proto if pooled is not None else convert.event_to_proto
+        to_proto = messages().to_proto if pooled is not None else convert.event_to_proto
         events: AsyncIterator[Any]
         if stage == "adapter":
             events = provider.chat_stream(request)
@@ -167,7 +176,7 @@ async def relay(stage: str, body: list[bytes], streams: int, count: Callable[[],
         async for event in events:
             if stage in ("convert", "serialize"):
                 message = to_proto(event)
-                if stage == "serialize":
+                if stage == "serialize" and message is not None:
                     message.SerializeToString()
 
     await one_stream()

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from conftest import run_gateway, use_fake_aws_credentials
+from test_budgets import ALICE, PRICED_MOCK, alice_key, bearer, limit_of
 from test_cross_provider import bedrock_canonical_frames, ollama_canonical_reply, openai_canonical_reply
 from test_node_client import run_node
 from vendor_cases import WAIT_S, chat_request, summarise, weather_tool
@@ -296,3 +297,23 @@ async def test_the_node_client_asks_for_it_and_still_gives_a_usage_event(gateway
     assert case["final"]["usage"] == case["unary"]["usage"] == case["finish"]["usage"]
     assert case["final"]["usage"]["outputTokens"] == 2
     assert case["unary"]["finish"]["usage"] is None  # a unary answer's usage is its own field
+
+
+async def tokens_spent_by_one_stream(options: pb.StreamOptions) -> tuple[int, int]:
+    """(tokens the key spent today, the stream's own usage) for a key's one stream. (Its
+    tokens-per-minute limit is settled from the same count; its rolling spend decays with time.)"""
+    config = PRICED_MOCK + alice_key("tokens_per_day = 100000")
+    async with run_gateway(config) as gateway:
+        request = with_options(chat_request("mock/echo", max_tokens=5), options)
+        events = [e async for e in gateway.stub.ChatStream(request, metadata=bearer(ALICE), timeout=WAIT_S)]
+        report = await gateway.stub.GetSpend(pb.GetSpendRequest(), metadata=bearer(ALICE), timeout=WAIT_S)
+    day = limit_of(report, pb.SPEND_SCOPE_KEY, pb.SPEND_METRIC_TOKENS, pb.SPEND_WINDOW_DAY)
+    usage = events[-1].finish.usage
+    return day.spent, usage.input_tokens + usage.output_tokens
+
+
+async def test_token_budgets_charge_a_stream_the_same_with_the_usage_in_its_finish() -> None:
+    plain = await tokens_spent_by_one_stream(pb.StreamOptions())
+    opted = await tokens_spent_by_one_stream(IN_FINISH)
+    assert plain == opted
+    assert opted[0] == opted[1] > 0  # the stream's usage, charged once

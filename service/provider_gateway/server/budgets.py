@@ -138,15 +138,24 @@ class Outcome:
     output_tokens: int = 0
     finish_cost: Any = None  # the proto Cost of the Finish, when one was sent
     consumed: list[Consumed] = field(default_factory=list)
+    usage_seen: bool = False  # a `usage` field or event: a stream's finish then repeats it
 
     def see(self, message: Any) -> None:
-        usage = getattr(message, "usage", None)
-        if usage is not None:
-            self.tokens += int(usage.input_tokens) + int(usage.output_tokens)
-            self.output_tokens += int(usage.output_tokens)
+        if hasattr(message, "usage") and message.HasField("usage"):
+            self._count(message.usage)
+            self.usage_seen = True
         finish = getattr(message, "finish", None)
-        if finish is not None and finish.HasField("cost"):
-            self.finish_cost = finish.cost
+        if finish is not None:
+            if finish.HasField("cost"):
+                self.finish_cost = finish.cost
+            # A stream asked for `usage_in_finish` sends its usage there only.
+            if not self.usage_seen and finish.HasField("usage"):
+                self._count(finish.usage)
+                self.usage_seen = True
+
+    def _count(self, usage: Any) -> None:
+        self.tokens += int(usage.input_tokens) + int(usage.output_tokens)
+        self.output_tokens += int(usage.output_tokens)
 
     def all_tokens(self) -> int:
         return self.tokens + sum(c.usage.input_tokens + c.usage.output_tokens for c in self.consumed)
