@@ -11,7 +11,7 @@ import orjson
 import pytest
 from conftest import run_gateway
 from test_cross_provider import openai_canonical_chunks
-from vendor_cases import WAIT_S, chat_request, summarise, weather_tool
+from vendor_cases import WAIT_S, answer_of, chat_request, summarise, weather_tool
 
 from provider_gateway.domain import (
     GatewayEvent,
@@ -58,13 +58,7 @@ async def test_the_mock_accumulates_the_same_with_coalescing_on_and_off(model: s
     on = await streamed("[providers.mock]\nkind = 'mock'", request)
     off = await streamed("[server]\ncoalesce_deltas = false\n[providers.mock]\nkind = 'mock'", request)
     assert len(on) < len(off)  # the mock's tokens are all in hand at once: fewer messages
-    a, b = summarise(on), summarise(off)
-    assert (a.text, a.reasoning, a.tool_calls, a.finish.reason) == (
-        b.text,
-        b.reasoning,
-        b.tool_calls,
-        b.finish.reason,
-    )
+    assert answer_of(on) == answer_of(off)
 
 
 async def test_an_upstream_read_of_many_frames_is_one_message_and_the_same_answer(monkeypatch) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest
-from conftest import run_gateway, use_fake_aws_credentials
+from conftest import RunningGateway, run_gateway, use_fake_aws_credentials
 from vendor_cases import (
     WAIT_S,
     Summary,
@@ -36,6 +38,7 @@ from provider_gateway.v1 import provider_service_pb2 as pb
 AZURE_DEPLOYMENT = "prod-gpt-4o"
 AZURE_KEY = "azure-test-key"
 BEDROCK_MODEL = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+AZURE_PATH = f"/openai/deployments/{AZURE_DEPLOYMENT}/chat/completions"
 MODELS = [
     "mock/tools",
     "openai/gpt-4o",
@@ -222,7 +225,28 @@ def assert_canonical_without_cache(summary: Summary) -> None:
     assert summary.kinds[-2:] == ["usage", "finish"]
 
 
-async def test_same_conversation_same_answer_on_every_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+@dataclass
+class EveryVendor:
+    """A gateway in front of every vendor's fake, and the fakes."""
+
+    gateway: RunningGateway
+    openai: FakeUpstream
+    azure: FakeUpstream
+    mistral: FakeUpstream
+    ollama: FakeUpstream
+    anthropic: FakeAnthropic
+    gemini: FakeGemini
+    vertex: FakeVertex
+    cohere: FakeCohere
+    bedrock: FakeBedrock
+
+
+@asynccontextmanager
+async def every_vendor(
+    monkeypatch: pytest.MonkeyPatch, *, answers: int = 1, server: str = ""
+) -> AsyncIterator[EveryVendor]:
+    """A gateway (with `server`, a `[server]` table) in front of every provider kind's fake, each
+    answering the canonical conversation: the scripted fakes `answers` times, the others always."""
     async with AsyncExitStack() as stack:
         anthropic = await stack.enter_async_context(FakeAnthropic())
         gemini = await stack.enter_async_context(FakeGemini())
@@ -230,12 +254,12 @@ async def test_same_conversation_same_answer_on_every_provider(monkeypatch: pyte
         cohere = await stack.enter_async_context(FakeCohere())
         bedrock = await stack.enter_async_context(FakeBedrock())
         openai, azure, mistral, ollama = [await stack.enter_async_context(FakeUpstream()) for _ in range(4)]
-        openai.script("/v1/chat/completions", openai_canonical_reply())
-        azure_path = f"/openai/deployments/{AZURE_DEPLOYMENT}/chat/completions"
-        azure.script(azure_path, azure_canonical_reply())
-        mistral.script("/v1/chat/completions", mistral_canonical_reply())
-        ollama.script("/api/chat", ollama_canonical_reply())
-        bedrock.push(BedrockReply(frames=bedrock_canonical_frames()))
+        for _ in range(answers):
+            openai.script("/v1/chat/completions", openai_canonical_reply())
+            azure.script(AZURE_PATH, azure_canonical_reply())
+            mistral.script("/v1/chat/completions", mistral_canonical_reply())
+            ollama.script("/api/chat", ollama_canonical_reply())
+            bedrock.push(BedrockReply(frames=bedrock_canonical_frames()))
         use_fake_aws_credentials(monkeypatch)
         for env, value in [
             ("PG_X_OPENAI", "sk-test-openai"),
@@ -247,7 +271,7 @@ async def test_same_conversation_same_answer_on_every_provider(monkeypatch: pyte
             ("PG_X_COHERE", cohere.api_key),
         ]:
             monkeypatch.setenv(env, value)
-        config = f"""
+        config = f"""{server}
 [providers.mock]
 kind = "mock"
 
@@ -293,6 +317,14 @@ region = "us-west-2"
 endpoint_url = "{bedrock.url}"
 """
         gateway = await stack.enter_async_context(run_gateway(config))
+        yield EveryVendor(gateway, openai, azure, mistral, ollama, anthropic, gemini, vertex, cohere, bedrock)
+
+
+async def test_same_conversation_same_answer_on_every_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with every_vendor(monkeypatch) as vendors:
+        gateway = vendors.gateway
+        anthropic, gemini, vertex, cohere = vendors.anthropic, vendors.gemini, vendors.vertex, vendors.cohere
+        azure, bedrock = vendors.azure, vendors.bedrock
         gateway.provider("mock").push(MockScript(events=conv.canonical_events()))
         answers = {}
         for model in MODELS:
@@ -313,7 +345,7 @@ endpoint_url = "{bedrock.url}"
             assert fake.problems == []
         # Azure mode is the deployment path (scripted above: any other path is a 404), the api-key
         # header instead of a bearer token, and the documented default api-version.
-        sent = azure.last(azure_path)
+        sent = azure.last(AZURE_PATH)
         assert sent.headers["api-key"] == AZURE_KEY
         assert "authorization" not in sent.headers
         assert sent.query == {"api-version": "2024-08-01-preview"}

@@ -10,23 +10,18 @@ import gc
 import json
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
 import pytest
-from conftest import run_gateway, use_fake_aws_credentials
+from conftest import run_gateway
 from test_budgets import ALICE, PRICED_MOCK, alice_key, bearer, limit_of
-from test_cross_provider import bedrock_canonical_frames, ollama_canonical_reply, openai_canonical_reply
+from test_cross_provider import MODELS as CROSS_PROVIDER_MODELS
+from test_cross_provider import OLLAMA_MODEL, every_vendor
 from test_node_client import run_node
-from vendor_cases import WAIT_S, chat_request, summarise, weather_tool
+from vendor_cases import WAIT_S, answer_of, chat_request, weather_tool
 
-from provider_gateway.fakes import FakeUpstream
-from provider_gateway.fakes.anthropic import FakeAnthropic
-from provider_gateway.fakes.bedrock import FakeBedrock
-from provider_gateway.fakes.bedrock import Reply as BedrockReply
-from provider_gateway.fakes.cohere import FakeCohere
-from provider_gateway.fakes.gemini import FakeGemini
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway_client import GatewayClient, SyncGatewayClient
 from provider_gateway_client.events import Finished, UsageReport
@@ -34,16 +29,7 @@ from provider_gateway_client.v1 import provider_service_pb2 as client_pb
 from provider_gateway_client.v1 import provider_service_pb2_grpc as client_pb_grpc
 
 IN_FINISH = pb.StreamOptions(usage_in_finish=True)
-BEDROCK_MODEL = "anthropic.claude-3-5-sonnet-20241022-v2:0"
-MODELS = [
-    "mock/tools",
-    "openai/gpt-4o",
-    "ollama/llama3.2",
-    "anthropic/tools",
-    "gemini/tools",
-    "cohere/tools",
-    f"bedrock/{BEDROCK_MODEL}",
-]
+MODELS = [*CROSS_PROVIDER_MODELS, OLLAMA_MODEL]
 
 
 async def events_of(stub: Any, request: pb.ChatRequest) -> list[pb.StreamEvent]:
@@ -83,84 +69,35 @@ def generators_left_open() -> Iterator[list[str]]:
 async def test_every_vendor_gives_the_same_usage_in_the_finish_with_one_message_fewer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async with AsyncExitStack() as stack:
-        left_open = stack.enter_context(generators_left_open())
-        anthropic = await stack.enter_async_context(FakeAnthropic())
-        gemini = await stack.enter_async_context(FakeGemini())
-        cohere = await stack.enter_async_context(FakeCohere())
-        bedrock = await stack.enter_async_context(FakeBedrock())
-        openai, ollama = [await stack.enter_async_context(FakeUpstream()) for _ in range(2)]
-        for _ in range(2):  # each model is asked twice: without the option, then with it
-            openai.script("/v1/chat/completions", openai_canonical_reply())
-            ollama.script("/api/chat", ollama_canonical_reply())
-            bedrock.push(BedrockReply(frames=bedrock_canonical_frames()))
-        use_fake_aws_credentials(monkeypatch)
-        for env, value in [
-            ("PG_X_OPENAI", "sk-test-openai"),
-            ("PG_X_ANTHROPIC", anthropic.api_key),
-            ("PG_X_GEMINI", gemini.api_key),
-            ("PG_X_COHERE", cohere.api_key),
-        ]:
-            monkeypatch.setenv(env, value)
-        config = f"""
-[server]
-coalesce_deltas = false  # one message per event: the counts below are exact
-
-[providers.mock]
-kind = "mock"
-
-[providers.openai]
-base_url = "{openai.url}/v1"
-api_key_env = "PG_X_OPENAI"
-
-[providers.ollama]
-kind = "ollama"
-base_url = "{ollama.url}"
-
-[providers.anthropic]
-base_url = "{anthropic.base_url}"
-api_key_env = "PG_X_ANTHROPIC"
-
-[providers.gemini]
-base_url = "{gemini.base_url}"
-api_key_env = "PG_X_GEMINI"
-
-[providers.cohere]
-base_url = "{cohere.base_url}"
-api_key_env = "PG_X_COHERE"
-
-[providers.bedrock]
-kind = "bedrock"
-region = "us-west-2"
-endpoint_url = "{bedrock.url}"
-"""
-        gateway = await stack.enter_async_context(run_gateway(config))
-        for model in MODELS:
-            request = chat_request(model, tools=[weather_tool()])
-            plain = await events_of(gateway.stub, request)
-            opted = await events_of(gateway.stub, with_options(request, IN_FINISH))
-            usages = [e.usage for e in plain if e.HasField("usage")]
-            assert usages, model  # every vendor's stream reports usage
-            finish = plain[-1].finish
-            assert finish.usage == usages[-1], model  # the last usage event counts, raw included
-            assert usages[-1].output_tokens > 0, model
-            assert usages[-1].input_tokens > 0, model
-            # With the option: no usage event, the same usage in the finish, nothing else changed.
-            assert [e.WhichOneof("event") for e in opted] == [
-                e.WhichOneof("event") for e in plain if not e.HasField("usage")
-            ], model
-            assert opted[-1].finish.usage == finish.usage, model
-            a, b = summarise(plain), summarise(opted)
-            assert (a.text, a.reasoning, a.tool_calls, a.finish.reason) == (
-                b.text,
-                b.reasoning,
-                b.tool_calls,
-                b.finish.reason,
-            ), model
-        for fake in (anthropic, gemini, cohere):
-            assert fake.problems == []
+    # Each model is asked twice, without the option then with it; one message per event (no
+    # coalescing), so the message kinds compare exactly.
+    server = "[server]\ncoalesce_deltas = false\n"
+    with generators_left_open() as left_open:
+        async with every_vendor(monkeypatch, answers=2, server=server) as vendors:
+            await each_model_with_and_without_the_option(vendors.gateway)
+            for fake in (vendors.anthropic, vendors.gemini, vendors.vertex, vendors.cohere):
+                assert fake.problems == []
         gc.collect()
-        assert left_open == []
+    assert left_open == []
+
+
+async def each_model_with_and_without_the_option(gateway: Any) -> None:
+    for model in MODELS:
+        request = chat_request(model, tools=[weather_tool()])
+        plain = await events_of(gateway.stub, request)
+        opted = await events_of(gateway.stub, with_options(request, IN_FINISH))
+        usages = [e.usage for e in plain if e.HasField("usage")]
+        assert usages, model  # every vendor's stream reports usage
+        finish = plain[-1].finish
+        assert finish.usage == usages[-1], model  # the last usage event counts, raw included
+        assert usages[-1].output_tokens > 0, model
+        assert usages[-1].input_tokens > 0, model
+        # With the option: no usage event, the same usage in the finish, nothing else changed.
+        assert [e.WhichOneof("event") for e in opted] == [
+            e.WhichOneof("event") for e in plain if not e.HasField("usage")
+        ], model
+        assert opted[-1].finish.usage == finish.usage, model
+        assert answer_of(opted) == answer_of(plain), model
 
 
 async def test_complete_stream_honours_the_option_and_unary_answers_keep_usage_in_their_own_field(

@@ -80,6 +80,14 @@ def summarise(events: list[pb.StreamEvent]) -> Summary:
     )
 
 
+def answer_of(events: list[pb.StreamEvent]) -> tuple[Any, ...]:
+    """What a client accumulates from a stream: text, reasoning, tool calls and finish reason
+    (the same however the deltas were split into messages)."""
+    summary = summarise(events)
+    assert summary.finish is not None
+    return summary.text, summary.reasoning, summary.tool_calls, summary.finish.reason
+
+
 async def chat(stub: Any, request: pb.ChatRequest) -> Summary:
     return summarise([e async for e in stub.ChatStream(request, timeout=WAIT_S)])
 

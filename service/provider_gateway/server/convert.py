@@ -7,7 +7,7 @@ rejected here with INVALID_ARGUMENT naming the field.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
@@ -53,12 +53,17 @@ FINISH = {
 
 
 def struct_to_dict(value: Struct, where: str = "a Struct field") -> dict[str, Any]:
-    """A Struct as plain JSON data; whole numbers come back as ints (Struct stores doubles). NaN
-    and Infinity, which a Struct holds and JSON cannot, are the caller's error, named by `where`."""
+    """A Struct as plain JSON data; whole numbers come back as ints (Struct stores doubles)."""
     if not value.fields:  # most requests carry no options: skip json_format's generic walk
         return {}
+    return _ints(struct_json(value, where))  # type: ignore[no-any-return]
+
+
+def struct_json(value: Struct, where: str) -> dict[str, Any]:
+    """`json_format`'s dict of a Struct. NaN and Infinity, which a Struct holds and JSON cannot,
+    are the caller's error, named by `where`."""
     try:
-        return _ints(json_format.MessageToDict(value))  # type: ignore[no-any-return]
+        return json_format.MessageToDict(value)
     except ValueError:
         raise invalid_argument(f"{where}: holds NaN or Infinity, which JSON cannot carry") from None
 
@@ -385,16 +390,15 @@ class StreamMessages:
         self._usage_in_finish = options.usage_in_finish
 
     def to_proto(self, event: d.GatewayEvent) -> pb.StreamEvent | None:
-        kind = type(event)
-        if kind is d.TextDelta:  # nearly every event of a stream
-            self._text_delta.text = cast(d.TextDelta, event).text
+        if type(event) is d.TextDelta:  # nearly every event of a stream
+            self._text_delta.text = event.text
             return self._text
-        if kind is d.UsageEvent:
-            self._usage = cast(d.UsageEvent, event).usage
+        if type(event) is d.UsageEvent:
+            self._usage = event.usage
             if self._usage_in_finish:
                 return None
-        if kind is d.Finish:
-            return finish_event(cast(d.Finish, event), self._usage)
+        elif type(event) is d.Finish:
+            return finish_event(event, self._usage)
         return event_to_proto(event)
 
 

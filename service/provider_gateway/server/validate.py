@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from google.protobuf import json_format
 
 from provider_gateway.config import GatewayConfig
 from provider_gateway.errors import invalid_argument, shown
@@ -36,6 +35,7 @@ from provider_gateway.server.bounds import (
     SizeBounds,
     bounds_for,
 )
+from provider_gateway.server.convert import struct_json
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 LIMIT_KEYS = ("max_messages", "max_message_bytes", "max_tools", "max_embed_inputs")
@@ -212,13 +212,6 @@ def _json(text: str, where: str) -> Any:
         raise invalid_argument(f"{where}: not valid JSON ({exc})") from None
 
 
-def _struct(message: Any, where: str) -> dict[str, Any]:
-    try:
-        return json_format.MessageToDict(message)
-    except ValueError:  # a Struct may hold NaN or Infinity; JSON, and so every provider, cannot
-        raise invalid_argument(f"{where}: holds NaN or Infinity, which JSON cannot carry") from None
-
-
 def _tools(request: pb.ChatRequest | pb.CountTokensRequest, limits: Limits) -> set[str]:
     if len(request.tools) > limits.max_tools:
         raise invalid_argument(
@@ -237,7 +230,7 @@ def _tools(request: pb.ChatRequest | pb.CountTokensRequest, limits: Limits) -> s
                 f"tools[{i}]: {size} bytes exceeds the {limits.max_message_bytes}-byte limit ([limits] max_message_bytes)"
             )
         if tool.HasField("parameters"):
-            schema = _struct(tool.parameters, f"tools[{i}].parameters")
+            schema = struct_json(tool.parameters, f"tools[{i}].parameters")
             if schema.get("type", "object") != "object":
                 raise invalid_argument(
                     f"tools[{i}].parameters.type: tool parameters must be an object schema"
@@ -269,7 +262,7 @@ def _response_format(request: pb.ChatRequest) -> None:
         raise invalid_argument("response_format.json_schema: required when type is TYPE_JSON_SCHEMA")
     if fmt.schema_name and not TOOL_NAME.match(fmt.schema_name):
         raise invalid_argument(f"response_format.schema_name: must match {TOOL_NAME.pattern}")
-    checks.schema(_struct(fmt.json_schema, "response_format.json_schema"), "response_format.json_schema")
+    checks.schema(struct_json(fmt.json_schema, "response_format.json_schema"), "response_format.json_schema")
 
 
 def _reasoning(request: pb.ChatRequest, bounds: SizeBounds) -> None:
