@@ -6,10 +6,10 @@ import asyncio
 import gc
 import logging
 import signal
+from typing import cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 
 from provider_gateway.catalog import Catalog
 from provider_gateway.config import GatewayConfig
@@ -27,7 +27,8 @@ from provider_gateway.server.coalesce import as_they_come
 from provider_gateway.server.decode import DecodeGuard
 from provider_gateway.server.drain import DrainInterceptor
 from provider_gateway.server.edge import EdgeInterceptor
-from provider_gateway.server.health import SERVICE_NAME, ProviderHealthBook
+from provider_gateway.server.health import SERVICE_NAME, ListingHealthServicer, ProviderHealthBook
+from provider_gateway.server.registration import GenericOnly
 from provider_gateway.server.servicer import ProviderService
 from provider_gateway.server.shutdown_cut import ShutdownCut
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -81,7 +82,7 @@ class GatewayServer:
             prices=prices,
             catalog=Catalog.from_config(config.section("catalog")),
         )
-        self.health_servicer = HealthServicer()
+        self.health_servicer = ListingHealthServicer()
         self.health = ProviderHealthBook(self.health_servicer, self.registry.names())
         self.router.on_breaker_change = self.health.breaker_changed
         self.monitor = HealthMonitor(
@@ -125,10 +126,12 @@ class GatewayServer:
                 *connection_age_options(config),
             ],
         )
-        pb_grpc.add_ProviderServiceServicer_to_server(self.service, self.grpc)  # type: ignore[no-untyped-call]
-        health_pb2_grpc.add_HealthServicer_to_server(self.health_servicer, self.grpc)
+        services = GenericOnly(self.grpc)  # one pending call request, not one per method
+        pb_grpc.add_ProviderServiceServicer_to_server(self.service, services)  # type: ignore[no-untyped-call]
+        # (typed for a server; it calls only the two add_* methods GenericOnly has)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health_servicer, cast(grpc.aio.Server, services))
         reflection.enable(
-            self.grpc,
+            services,
             (
                 pb.DESCRIPTOR.services_by_name["ProviderService"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
@@ -24,6 +26,20 @@ log = logging.getLogger("provider_gateway.health")
 
 def provider_service_name(provider: str) -> str:
     return f"provider/{provider}"
+
+
+class ListingHealthServicer(HealthServicer):
+    """grpcio-health-checking's asyncio servicer, plus the protocol's `List`, which it leaves
+    unimplemented (a raised NotImplementedError: UNKNOWN, and a traceback in the log)."""
+
+    _server_status: MutableMapping[str, int]  # the base class's statuses, kept by its `set`
+
+    async def List(self, request: Any, context: Any) -> Any:
+        """Every entry's status now (the protocol's non-atomic snapshot): one per configured
+        provider and two more, so never the RESOURCE_EXHAUSTED the protocol allows for too many.
+        (The types-grpcio-health-checking stubs predate List: hence Any and the ignore.)"""
+        statuses = {name: health_pb2.HealthCheckResponse(status=s) for name, s in self._server_status.items()}
+        return health_pb2.HealthListResponse(statuses=statuses)  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True)

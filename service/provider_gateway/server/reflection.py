@@ -13,10 +13,12 @@ from typing import Any
 import grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from provider_gateway.server.registration import GenericOnly
+
 V1_SERVICE = "grpc.reflection.v1.ServerReflection"
 
 
-def enable(server: grpc.aio.Server, service_names: Sequence[str]) -> None:
+def enable(server: GenericOnly, service_names: Sequence[str]) -> None:
     names = (*service_names, reflection.SERVICE_NAME, V1_SERVICE)
     servicer: Any = reflection.aio.ReflectionServicer(names)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
