@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import tomllib
@@ -14,6 +15,7 @@ import pytest
 
 from provider_gateway import config as config_module
 from provider_gateway.server.app import GatewayServer
+from provider_gateway.server.event_loop import eager_asyncio_loop
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
 # Bytecode is written, even where PYTHONDONTWRITEBYTECODE is set (as container images often do):
@@ -23,6 +25,13 @@ from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 # xdist starts its workers, which inherit the environment.
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+def pytest_asyncio_loop_factories(
+    config: Any, item: Any
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The tests run on the loop `serve` runs on: asyncio's, its tasks started eagerly."""
+    return {"eager": eager_asyncio_loop}
 
 
 class RunningGateway:

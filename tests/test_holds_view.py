@@ -76,6 +76,19 @@ async def test_one_background_read_at_a_time_and_a_failed_one_fails_no_call() ->
     assert len(redis.reads) == 3  # the next read, once the failed one ended
 
 
+async def test_a_background_read_that_ends_at_once_leaves_the_next_one_due() -> None:
+    """On the gateway's loop (tasks start eagerly) a background read with nothing to wait for ends
+    inside the call that started it: the reads of the later intervals are still sent."""
+    redis, clock = FakeRedis(), Clock()
+    view = HoldsView(redis.read, clock, refresh_s=0.1)
+    await view.remaining(["d"])
+    for _ in range(3):
+        clock.now += 0.1
+        await view.remaining(["d"])
+        await settle()
+    assert len(redis.reads) == 4
+
+
 async def test_holds_refresh_0_reads_on_every_call() -> None:
     redis, clock = FakeRedis(), Clock()
     view = HoldsView(redis.read, clock, refresh_s=0.0)

@@ -59,7 +59,9 @@ def chat_once(target: str) -> str:
     request = pb.ChatRequest(
         model="mock/echo", messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="hi")])]
     )
-    with grpc.insecure_channel(target) as channel:  # a new connection each time
+    # A new connection each time: a channel of its own subchannel pool (grpc's global pool may hand
+    # a new channel the connection of the one just closed, so that every call lands on one worker).
+    with grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
         return pb_grpc.ProviderServiceStub(channel).Chat(request, timeout=20).text  # type: ignore[no-untyped-call]
 
 

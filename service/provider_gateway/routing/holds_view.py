@@ -46,7 +46,10 @@ class HoldsView:
         now = self._clock()
         if now - self._read_at >= self._refresh_s and self._refreshing is None:
             self._read_at = now
-            self._refreshing = asyncio.get_running_loop().create_task(self._refresh(list(until)))
+            refreshing = asyncio.get_running_loop().create_task(self._refresh(list(until)))
+            # A refresh that finished at once (eager tasks: a read that never waited) cleared
+            # `_refreshing` already; kept, its task would stop every later refresh.
+            self._refreshing = None if refreshing.done() else refreshing
         return [d - now if d > now else 0.0 for d in deadlines]
 
     async def _first(self, keys: list[str]) -> list[float] | None:

@@ -218,7 +218,11 @@ class RedisCounterStore:
         return True
 
     def _failed(self, exc: Exception, when: str = "") -> None:
-        if self.using_redis:
+        was_up = self.using_redis
+        # Marked before the watch starts: a task may run at once (eager tasks), and the watch runs
+        # while the outage lasts.
+        self._down_until = self._clock() + self._retry_after_s
+        if was_up:
             log.warning(
                 "redis unavailable at %s (%s%s); using per-replica state for %.0f s",
                 self.where,
@@ -229,7 +233,6 @@ class RedisCounterStore:
             self.holds.forget()
             if self._watch is None or self._watch.done():
                 self._watch = asyncio.get_running_loop().create_task(self._until_back())
-        self._down_until = self._clock() + self._retry_after_s
 
     async def _until_back(self) -> None:
         """PING every retry_after_s while Redis is away, so that its return is logged (and used)
