@@ -5,6 +5,9 @@ or error mapping: Chat makes one JSON request, ChatStream relays each read's del
 It is the floor of this stack (grpcio's asyncio server plus aiohttp on one event loop) on the
 machine at hand; benchmarks/run.py measures the gateway beside it, so the gateway's own cost is
 the difference, and a target below this floor is a target for another stack, not for the code.
+It runs the stack as the gateway does (since 2026-12-07): tasks started eagerly, the service
+served through a generic handler only (server/event_loop.py, server/registration.py), and the
+usage in the finish, as the clients ask for it; two messages a stream.
 
     python benchmarks/minimal_relay.py --upstream http://127.0.0.1:PORT/v1
 prints `listening on 127.0.0.1:PORT` once ready.
@@ -18,9 +21,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import grpc
 import orjson
-from bare_stream_server import serve  # run as a script: benchmarks/ is on the path
 
+from provider_gateway.server.event_loop import eager_asyncio_loop
+from provider_gateway.server.registration import GenericOnly
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
@@ -73,15 +78,21 @@ class MinimalRelay(pb_grpc.ProviderServiceServicer):
                             texts.append(text)
                 if texts:
                     yield pb.StreamEvent(text_delta=pb.TextDelta(text="".join(texts)))
-        yield pb.StreamEvent(usage=usage)  # as the gateway sends it: its own message, then the finish
-        yield pb.StreamEvent(finish=pb.Finish(reason=pb.FINISH_REASON_STOP))
+        # As the gateway answers a client asking for usage_in_finish (both clients do).
+        yield pb.StreamEvent(finish=pb.Finish(reason=pb.FINISH_REASON_STOP, usage=usage))
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--upstream", required=True, help="the upstream's base URL, .../v1")
-    await serve(MinimalRelay(parser.parse_args().upstream))
+    relay = MinimalRelay(parser.parse_args().upstream)
+    server = grpc.aio.server()
+    pb_grpc.add_ProviderServiceServicer_to_server(relay, GenericOnly(server))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"listening on 127.0.0.1:{port}", flush=True)
+    await server.wait_for_termination()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(), loop_factory=eager_asyncio_loop)
