@@ -189,13 +189,27 @@ def relayed_answer(response: ChatResponse) -> ChatResponse:
 
 
 async def all_or_first_error[T](calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run upstream calls concurrently; the first failure cancels the others and is raised as
-    itself (the GatewayError the router expects), not wrapped in an ExceptionGroup."""
+    """Run upstream calls concurrently; a failure cancels the others, and the failure of the first
+    call (in order) that failed is raised as itself (the GatewayError the router expects).
+
+    Tasks and asyncio.wait, not a TaskGroup: on the gateway's loop (tasks start eagerly) a call
+    that fails before it first waits fails inside `create_task`, and a TaskGroup then cancels its
+    own parent, the running handler, which Python 3.12's `uncancel` does not undo: the handler's
+    next wait raised CancelledError, and the client got CANCELLED instead of the error."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    if not tasks:
+        return []
     try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(call) for call in calls]
-    except ExceptionGroup as failed:
-        raise failed.exceptions[0] from None
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:  # a failure, or this call cancelled: none of them outlives it
+        running = [task for task in tasks if not task.done()]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running)
+    for task in tasks:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
     return [task.result() for task in tasks]
 
 

@@ -1,0 +1,84 @@
+"""`all_or_first_error` (providers/base.py), the fan-out of Vertex's and Bedrock Titan's Embed: on
+the gateway's loop, where tasks start eagerly, a call that fails before it first waits must come
+back as its own error and leave the caller's task uncancelled."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.base import all_or_first_error
+
+
+async def _fails_at_once() -> int:
+    raise GatewayError(ErrorKind.UNAUTHENTICATED, "no secret key")
+
+
+async def _answers(value: int, gate: asyncio.Event | None = None) -> int:
+    if gate is not None:
+        await gate.wait()
+    await asyncio.sleep(0)
+    return value
+
+
+async def test_answers_come_back_in_the_calls_order() -> None:
+    gate = asyncio.Event()
+    calls = [_answers(1, gate), _answers(2), _answers(3)]
+    waiting = asyncio.ensure_future(all_or_first_error(calls))
+    await asyncio.sleep(0)
+    gate.set()
+    assert await waiting == [1, 2, 3]
+
+
+@pytest.mark.parametrize("first", [True, False])
+async def test_a_call_that_fails_before_it_waits_is_its_own_error_and_cancels_nothing_else(
+    first: bool,
+) -> None:
+    calls = [_fails_at_once(), _answers(1)] if first else [_answers(1), _fails_at_once()]
+    with pytest.raises(GatewayError, match="no secret key"):
+        await all_or_first_error(calls)
+    await asyncio.sleep(0)  # the caller's next wait: not cancelled (the client would get CANCELLED)
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_a_failure_cancels_the_calls_still_running() -> None:
+    stopped = asyncio.Event()
+
+    async def slow() -> int:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+        return 0
+
+    async def fails_later() -> int:
+        await asyncio.sleep(0)
+        raise GatewayError(ErrorKind.UNAVAILABLE, "upstream down")
+
+    with pytest.raises(GatewayError, match="upstream down"):
+        await all_or_first_error([slow(), fails_later()])
+    assert stopped.is_set()
+
+
+async def test_a_cancelled_caller_cancels_every_call() -> None:
+    stopped: list[int] = []
+
+    async def slow(n: int) -> int:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.append(n)
+        return n
+
+    waiting = asyncio.ensure_future(all_or_first_error([slow(1), slow(2)]))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert sorted(stopped) == [1, 2]
+
+
+async def test_no_calls_no_answers() -> None:
+    assert await all_or_first_error([]) == []
