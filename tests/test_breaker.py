@@ -101,6 +101,24 @@ async def test_router_skips_an_open_deployment_quickly_and_probes_it_after_coold
     assert router.breaker_state("a") == "closed"
 
 
+async def test_reading_the_state_off_the_loop_moves_no_breaker() -> None:
+    """The breaker gauge is read on the metrics exporter's thread: after the cool-down it says
+    half_open without moving the breaker there, since the move starts a health update that only
+    the event loop's thread can run (off it: RuntimeError, and the update lost)."""
+    clock = FakeClock()
+    routing = "[routing.breaker]\nconsecutive_failures = 2\ncooldown_s = 10"
+    router = make_router(two_deployments('fault = "error_before_first_token"', routing=routing), clock=clock)
+    for _ in range(2):
+        await run_stream(router, chat("g"))
+    changes: list[tuple[str, str]] = []
+    router.on_breaker_change = lambda provider, state: changes.append((provider, state))
+    clock.now += 10
+    assert await asyncio.to_thread(router.breaker_state, "a") == "half_open"
+    assert changes == []
+    assert router.breaker_state("a") == "half_open"
+    assert changes == []  # reads never move it; the loop's timer or a request's acquire does
+
+
 async def test_every_deployment_open_fails_fast_with_a_retry_delay() -> None:
     clock = FakeClock()
     router = make_router(

@@ -54,6 +54,14 @@ class CircuitBreaker:
             self._probes = 0
         return self._state
 
+    @property
+    def observed(self) -> BreakerState:
+        """`state` as a read would find it, without moving there: for readers off the event loop's
+        thread (the metrics gauges), where a move and the health update it starts must not run."""
+        if self._state is BreakerState.OPEN and self._clock() >= self._opened_at + self.settings.cooldown_s:
+            return BreakerState.HALF_OPEN
+        return self._state
+
     def open_for(self) -> float:
         """Seconds until an open breaker lets a probe through (0.0 when not open)."""
         if self.state is not BreakerState.OPEN:

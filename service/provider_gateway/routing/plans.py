@@ -141,8 +141,9 @@ class Planner:
         return Plan(model, deployments, settings)
 
     def breaker_state(self, provider: str) -> str:
-        """`open` while every deployment of the provider is open, `half_open` while some are, else closed."""
-        states = [d.breaker.state for d in self.deployments.values() if d.spec.provider == provider]
+        """`open` while every deployment of the provider is open, `half_open` while some are, else
+        closed. A read only (`observed`): the metrics gauges read it on their exporter's thread."""
+        states = [d.breaker.observed for d in self.deployments.values() if d.spec.provider == provider]
         if states and all(s is BreakerState.OPEN for s in states):
             return BreakerState.OPEN.value
         if any(s is not BreakerState.CLOSED for s in states):
