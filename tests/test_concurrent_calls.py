@@ -5,6 +5,9 @@ back as its own error and leave the caller's task uncancelled."""
 from __future__ import annotations
 
 import asyncio
+import gc
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import pytest
 
@@ -43,6 +46,19 @@ async def test_a_call_that_fails_before_it_waits_is_its_own_error_and_cancels_no
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
 
+async def test_two_failures_raise_the_first_calls_and_leave_none_unread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fails(message: str) -> int:
+        await asyncio.sleep(0)
+        raise GatewayError(ErrorKind.UNAVAILABLE, message)
+
+    with pytest.raises(GatewayError, match="first"):
+        await all_or_first_error([fails("first"), fails("second")])
+    gc.collect()  # a failure nobody read is logged when its task is collected
+    assert "never retrieved" not in caplog.text
+
+
 async def test_a_failure_cancels_the_calls_still_running() -> None:
     stopped = asyncio.Event()
 
@@ -78,6 +94,25 @@ async def test_a_cancelled_caller_cancels_every_call() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert sorted(stopped) == [1, 2]
+
+
+async def test_a_call_that_cannot_be_built_cancels_those_already_started() -> None:
+    stopped = asyncio.Event()
+
+    async def slow() -> int:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+        return 0
+
+    def calls() -> Iterator[Coroutine[Any, Any, int]]:
+        yield slow()
+        raise GatewayError(ErrorKind.INVALID_ARGUMENT, "dimensions must be 256, 512 or 1024")
+
+    with pytest.raises(GatewayError, match="dimensions"):
+        await all_or_first_error(calls())
+    assert stopped.is_set()
 
 
 async def test_no_calls_no_answers() -> None:

@@ -196,20 +196,22 @@ async def all_or_first_error[T](calls: Iterable[Coroutine[Any, Any, T]]) -> list
     that fails before it first waits fails inside `create_task`, and a TaskGroup then cancels its
     own parent, the running handler, which Python 3.12's `uncancel` does not undo: the handler's
     next wait raised CancelledError, and the client got CANCELLED instead of the error."""
-    tasks = [asyncio.ensure_future(call) for call in calls]
-    if not tasks:
-        return []
+    tasks: list[asyncio.Future[T]] = []
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for call in calls:  # building the next call may raise: the started ones are cancelled
+            tasks.append(asyncio.ensure_future(call))
+        if tasks:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     finally:  # a failure, or this call cancelled: none of them outlives it
         running = [task for task in tasks if not task.done()]
         for task in running:
             task.cancel()
         if running:
             await asyncio.wait(running)
-    for task in tasks:
-        if not task.cancelled() and (error := task.exception()) is not None:
-            raise error
+    # Every failure read (asyncio logs one left unread), the first one raised.
+    errors = [task.exception() for task in tasks if not task.cancelled()]
+    if first := next((error for error in errors if error is not None), None):
+        raise first
     return [task.result() for task in tasks]
 
 
