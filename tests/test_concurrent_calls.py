@@ -26,6 +26,15 @@ async def _answers(value: int, gate: asyncio.Event | None = None) -> int:
     return value
 
 
+async def _until_cancelled(stopped: list[int], n: int = 0) -> int:
+    """A call that never answers; `n` is put in `stopped` once it is cancelled."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        stopped.append(n)
+    return n
+
+
 async def test_answers_come_back_in_the_calls_order() -> None:
     gate = asyncio.Event()
     calls = [_answers(1, gate), _answers(2), _answers(3)]
@@ -60,35 +69,22 @@ async def test_two_failures_raise_the_first_calls_and_leave_none_unread(
 
 
 async def test_a_failure_cancels_the_calls_still_running() -> None:
-    stopped = asyncio.Event()
-
-    async def slow() -> int:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            stopped.set()
-        return 0
+    stopped: list[int] = []
 
     async def fails_later() -> int:
         await asyncio.sleep(0)
         raise GatewayError(ErrorKind.UNAVAILABLE, "upstream down")
 
     with pytest.raises(GatewayError, match="upstream down"):
-        await all_or_first_error([slow(), fails_later()])
-    assert stopped.is_set()
+        await all_or_first_error([_until_cancelled(stopped), fails_later()])
+    assert stopped == [0]
 
 
 async def test_a_cancelled_caller_cancels_every_call() -> None:
     stopped: list[int] = []
-
-    async def slow(n: int) -> int:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            stopped.append(n)
-        return n
-
-    waiting = asyncio.ensure_future(all_or_first_error([slow(1), slow(2)]))
+    waiting = asyncio.ensure_future(
+        all_or_first_error([_until_cancelled(stopped, 1), _until_cancelled(stopped, 2)])
+    )
     await asyncio.sleep(0)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -97,22 +93,15 @@ async def test_a_cancelled_caller_cancels_every_call() -> None:
 
 
 async def test_a_call_that_cannot_be_built_cancels_those_already_started() -> None:
-    stopped = asyncio.Event()
-
-    async def slow() -> int:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            stopped.set()
-        return 0
+    stopped: list[int] = []
 
     def calls() -> Iterator[Coroutine[Any, Any, int]]:
-        yield slow()
+        yield _until_cancelled(stopped)
         raise GatewayError(ErrorKind.INVALID_ARGUMENT, "dimensions must be 256, 512 or 1024")
 
     with pytest.raises(GatewayError, match="dimensions"):
         await all_or_first_error(calls())
-    assert stopped.is_set()
+    assert stopped == [0]
 
 
 async def test_no_calls_no_answers() -> None:
