@@ -255,7 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
         "cores (default 1)",
     )
     serve.add_argument(
-        "--loop", default="asyncio", choices=["asyncio", "uvloop"], help="event loop (default asyncio)"
+        "--loop",
+        default="asyncio",
+        choices=["asyncio", "uvloop"],
+        help="event loop (default asyncio, its tasks started eagerly)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
