@@ -119,6 +119,28 @@ async def test_reading_the_state_off_the_loop_moves_no_breaker() -> None:
     assert changes == []  # reads never move it; the loop's timer or a request's acquire does
 
 
+async def test_an_open_breaker_moves_to_half_open_even_when_its_timer_fires_early() -> None:
+    """The router's timer moves an open breaker to half-open after the cool-down (health then
+    shows it without a request); a timer that fires before the breaker's clock says the cool-down
+    is over (uvloop counts whole milliseconds) looks again instead of leaving it open."""
+    clock = FakeClock()
+    routing = "[routing.breaker]\nconsecutive_failures = 2\ncooldown_s = 0.05"
+    router = make_router(two_deployments('fault = "error_before_first_token"', routing=routing), clock=clock)
+    changes: list[tuple[str, str]] = []
+    router.on_breaker_change = lambda provider, state: changes.append((provider, state))
+    for _ in range(2):
+        await run_stream(router, chat("g"))
+    assert changes == [("a", "open")]
+    await asyncio.sleep(0.15)  # the timer has fired; by the breaker's clock no time has passed
+    assert changes == [("a", "open")]
+    clock.now += 0.05
+    for _ in range(100):  # bounded: the timer looks again 50 ms later
+        if len(changes) > 1:
+            break
+        await asyncio.sleep(0.02)
+    assert changes == [("a", "open"), ("a", "half_open")]
+
+
 async def test_every_deployment_open_fails_fast_with_a_retry_delay() -> None:
     clock = FakeClock()
     router = make_router(

@@ -45,7 +45,7 @@ async def test_answers_come_back_in_the_calls_order() -> None:
 
 
 @pytest.mark.parametrize("first", [True, False])
-async def test_a_call_that_fails_before_it_waits_is_its_own_error_and_cancels_nothing_else(
+async def test_a_call_that_fails_before_it_waits_is_its_own_error_and_leaves_the_caller_uncancelled(
     first: bool,
 ) -> None:
     calls = [_fails_at_once(), _answers(1)] if first else [_answers(1), _fails_at_once()]
@@ -97,11 +97,66 @@ async def test_a_call_that_cannot_be_built_cancels_those_already_started() -> No
 
     def calls() -> Iterator[Coroutine[Any, Any, int]]:
         yield _until_cancelled(stopped)
-        raise GatewayError(ErrorKind.INVALID_ARGUMENT, "dimensions must be 256, 512 or 1024")
+        raise GatewayError(ErrorKind.INVALID_ARGUMENT, "a bad input")
 
-    with pytest.raises(GatewayError, match="dimensions"):
+    with pytest.raises(GatewayError, match="a bad input"):
         await all_or_first_error(calls())
     assert stopped == [0]
+
+
+async def test_the_error_is_the_one_a_call_failed_with_not_one_raised_while_cancelled() -> None:
+    async def errs_when_cancelled() -> int:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise GatewayError(ErrorKind.UNAVAILABLE, "connection reset while closing") from None
+        return 0
+
+    async def fails_later() -> int:
+        await asyncio.sleep(0)
+        raise GatewayError(ErrorKind.INVALID_ARGUMENT, "input too long")
+
+    with pytest.raises(GatewayError, match="input too long"):
+        await all_or_first_error([errs_when_cancelled(), fails_later()])
+
+
+async def test_a_caller_cancelled_twice_still_outlives_every_call() -> None:
+    """Cancelled again while it waits for the cancelled calls to end, it still waits for them."""
+    stopped: list[int] = []
+    release = asyncio.Event()
+
+    async def slow_to_stop() -> int:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await release.wait()  # a cleanup that takes a while (closing a connection)
+            stopped.append(1)
+        return 1
+
+    waiting = asyncio.ensure_future(all_or_first_error([slow_to_stop()]))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await asyncio.sleep(0)
+    waiting.cancel()  # again, during the cleanup
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert stopped == [1]
+
+
+async def test_a_failed_call_and_a_call_that_cannot_be_built_leave_no_failure_unread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def calls() -> Iterator[Coroutine[Any, Any, int]]:
+        yield _fails_at_once()
+        raise GatewayError(ErrorKind.INVALID_ARGUMENT, "a bad input")
+
+    with pytest.raises(GatewayError, match="a bad input"):
+        await all_or_first_error(calls())
+    gc.collect()
+    assert "never retrieved" not in caplog.text
 
 
 async def test_no_calls_no_answers() -> None:

@@ -189,30 +189,54 @@ def relayed_answer(response: ChatResponse) -> ChatResponse:
 
 
 async def all_or_first_error[T](calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run upstream calls concurrently; a failure cancels the others, and the failure of the first
-    call (in order) that failed is raised as itself (the GatewayError the router expects).
+    """Run upstream calls concurrently; a failure cancels the others and is raised as itself (the
+    GatewayError the router expects): the first call's, in order, of those that failed on their
+    own (not of those that failed as they were cancelled).
 
     Tasks and asyncio.wait, not a TaskGroup: on the gateway's loop (tasks start eagerly) a call
     that fails before it first waits fails inside `create_task`, and a TaskGroup then cancels its
     own parent, the running handler, which Python 3.12's `uncancel` does not undo: the handler's
     next wait raised CancelledError, and the client got CANCELLED instead of the error."""
     tasks: list[asyncio.Future[T]] = []
+    ended: list[asyncio.Future[T]] = []  # those that ended before any was cancelled
     try:
         for call in calls:  # building the next call may raise: the started ones are cancelled
             tasks.append(asyncio.ensure_future(call))
         if tasks:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:  # a failure, or this call cancelled: none of them outlives it
-        running = [task for task in tasks if not task.done()]
-        for task in running:
-            task.cancel()
-        if running:
-            await asyncio.wait(running)
-    # Every failure read (asyncio logs one left unread), the first one raised.
-    errors = [task.exception() for task in tasks if not task.cancelled()]
-    if first := next((error for error in errors if error is not None), None):
+    finally:
+        ended = [task for task in tasks if task.done()]
+        try:
+            await _cancelled_and_ended(task for task in tasks if not task.done())
+        finally:
+            failures = [_failure(task) for task in tasks]  # every one read: asyncio logs one left unread
+    first = next((failure for task in ended if (failure := _failure(task)) is not None), None)
+    if first is None:
+        first = next((failure for failure in failures if failure is not None), None)
+    if first is not None:
         raise first
     return [task.result() for task in tasks]
+
+
+def _failure(task: asyncio.Future[Any]) -> BaseException | None:
+    return None if task.cancelled() else task.exception()
+
+
+async def _cancelled_and_ended(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel `tasks` and wait until every one has ended, even if this call is cancelled again
+    meanwhile (then CancelledError is raised once they have): none outlives its caller."""
+    running = list(tasks)
+    for task in running:
+        task.cancel()
+    interrupted = False
+    while running:
+        try:
+            await asyncio.wait(running)
+        except asyncio.CancelledError:
+            interrupted = True
+        running = [task for task in running if not task.done()]
+    if interrupted:
+        raise asyncio.CancelledError
 
 
 # A documented local estimate for providers without a count endpoint: about four characters of

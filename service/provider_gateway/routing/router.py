@@ -120,9 +120,19 @@ class Router:
             # the health service sees the half-open state without waiting for a request.
             cooldown = deployment.settings.breaker.cooldown_s
             self._background(self.store.eject(deployment.key, cooldown))
-            asyncio.get_running_loop().call_later(cooldown, lambda: deployment.breaker.state)
+            asyncio.get_running_loop().call_later(cooldown, self._after_cooldown, deployment)
         if self.on_breaker_change is not None:
             self.on_breaker_change(deployment.spec.provider, self.breaker_state(deployment.spec.provider))
+
+    def _after_cooldown(self, deployment: Deployment) -> None:
+        """Move an open breaker to half-open (reading its state does) once its cool-down is over;
+        a timer that fired a hair early by the breaker's clock (uvloop counts whole milliseconds)
+        looks again, since only this timer and requests move it (reads elsewhere never do)."""
+        breaker = deployment.breaker
+        if breaker.state is BreakerState.OPEN:
+            asyncio.get_running_loop().call_later(
+                max(breaker.open_for(), 0.001), self._after_cooldown, deployment
+            )
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)

@@ -2,9 +2,9 @@
 
 grpc.aio's server keeps one pending call request per registered method, and one more for every
 other method, and it waits on all of them (asyncio.wait) again after every call that arrives:
-each call adds and removes a done-callback on every pending request, 15 here (ProviderService's
-9 methods, health's 3, reflection's 2, and the generic one), where with generic handlers alone
-it waits on one. The generated `add_*_to_server` functions register each method both ways; the
+each call adds and removes a done-callback on every pending request, 14 here (ProviderService's
+9 methods, health's 3, reflection's v1alpha one, and the generic one), where with generic handlers
+alone it waits on one. The generated `add_*_to_server` functions register each method both ways; the
 methods answer the same either way, grpc.aio looking the handler up by its full name.
 (50 streams: +4% streams/s in interleaved pairs; benchmarks/RESULTS.md, 2026-12-07.)
 """
