@@ -198,21 +198,20 @@ async def all_or_first_error[T](calls: Iterable[Coroutine[Any, Any, T]]) -> list
     own parent, the running handler, which Python 3.12's `uncancel` does not undo: the handler's
     next wait raised CancelledError, and the client got CANCELLED instead of the error."""
     tasks: list[asyncio.Future[T]] = []
-    ended: list[asyncio.Future[T]] = []  # those that ended before any was cancelled
     try:
         for call in calls:  # building the next call may raise: the started ones are cancelled
             tasks.append(asyncio.ensure_future(call))
         if tasks:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     finally:
-        ended = [task for task in tasks if task.done()]
+        ended = [task for task in tasks if task.done()]  # before any was cancelled
         try:
             await _cancelled_and_ended(task for task in tasks if not task.done())
         finally:
-            failures = [_failure(task) for task in tasks]  # every one read: asyncio logs one left unread
-    first = next((failure for task in ended if (failure := _failure(task)) is not None), None)
-    if first is None:
-        first = next((failure for failure in failures if failure is not None), None)
+            for task in tasks:  # every failure read: asyncio logs one left unread
+                _failure(task)
+    # The first failure of a call that ended on its own, else of any (one raised while cancelled).
+    first = next((failure for task in (*ended, *tasks) if (failure := _failure(task)) is not None), None)
     if first is not None:
         raise first
     return [task.result() for task in tasks]
