@@ -32,7 +32,7 @@ from provider_gateway.errors import GatewayError
 from provider_gateway.providers.openai.codec import is_reasoning_model
 from provider_gateway.providers.openai.mistral import short_tool_id
 from provider_gateway.providers.openai.presets import PRESETS
-from provider_gateway.providers.openai.stream import ChatStreamParser, plain_text
+from provider_gateway.providers.openai.stream import ChatStreamParser
 from provider_gateway.providers.openai.wires import WIRES, wire_for
 from provider_gateway.wire.think import ThinkSplitter
 
@@ -248,6 +248,10 @@ _CHOICE_CHANGES: list[dict[str, Any]] = [
     {"delta": {}},
     {"delta": None},
     {"delta": 5},
+    {"delta": "x"},
+    {"delta": ["content"]},
+    {"delta": True},
+    {"index": None},
     {"delta": {}, "message": {"content": "from message"}},
     {"delta": {"role": "assistant"}},
     {"delta": {"role": "assistant", "content": ""}},
@@ -272,6 +276,10 @@ _CHUNK_CHANGES: list[dict[str, Any]] = [
     {"choices": None},
     {"choices": 5},
     {"choices": [5]},
+    {"choices": ["x"]},
+    {"choices": "x"},
+    {"choices": {"delta": {"content": "x"}}},
+    {"choices": [[{"delta": {"content": "x"}}]]},
     {"choices": [{"index": 0, "delta": {"content": "a"}}, {"index": 1, "delta": {"content": "b"}}]},
     {"model": None},
     {"model": 5},
@@ -319,6 +327,8 @@ def test_a_streamed_chunk_gives_what_the_general_reader_gives(
 
 
 def test_the_common_chunks_are_plain_text_and_every_other_one_is_not() -> None:
+    """`stream_text` gives the plain token as a str (no event made for it) and reads every other
+    chunk as `feed` does, into events."""
     common = {
         "id": "chatcmpl-1",
         "object": "chat.completion.chunk",
@@ -327,9 +337,13 @@ def test_the_common_chunks_are_plain_text_and_every_other_one_is_not() -> None:
         "choices": [{"index": 0, "delta": {"content": " tok"}, "logprobs": None, "finish_reason": None}],
         "usage": None,
     }
-    assert plain_text(common) == " tok"
-    assert plain_text(common | {"choices": [{"delta": {"role": "assistant", "content": ""}}]}) == ""
-    assert plain_text(common | {"choices": [{"delta": {"role": "assistant"}}]}) == ""
+
+    def text(chunk: dict[str, Any]) -> str | list[Any]:
+        return parser("p", "openai").stream_text(chunk)
+
+    assert text(common) == " tok"
+    assert text(common | {"choices": [{"delta": {"role": "assistant", "content": ""}}]}) == []
+    assert text(common | {"choices": [{"delta": {"role": "assistant"}}]}) == []
     others = [
         {"delta": {"content": "x"}, "finish_reason": "stop"},
         {"delta": {"content": "x"}, "index": 1},
@@ -338,9 +352,11 @@ def test_the_common_chunks_are_plain_text_and_every_other_one_is_not() -> None:
         {"delta": {}, "message": {"content": "x"}},
     ]
     for choice in others:
-        assert plain_text(common | {"choices": [choice]}) is None, choice
-    assert plain_text(common | {"usage": {"prompt_tokens": 1}}) is None
-    assert plain_text(common | {"choices": [common["choices"][0]] * 2}) is None
+        assert isinstance(text(common | {"choices": [choice]}), list), choice
+    assert isinstance(text(common | {"usage": {"prompt_tokens": 1}}), list)
+    assert isinstance(text(common | {"choices": [common["choices"][0]] * 2}), list)
+    # Think tags are split by the general path's splitter: never a bare str.
+    assert parser("p", "deepseek").stream_text(common) == [TextDelta(" tok")]
 
 
 def test_every_wire_reads_string_content_as_text_as_the_fast_path_does() -> None:

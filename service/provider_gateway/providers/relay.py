@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 
-from provider_gateway.domain import StreamEvent
+from provider_gateway.domain import StreamEvent, TextDelta
 from provider_gateway.wire.merge import merge_deltas
 
 
@@ -19,12 +19,15 @@ def never() -> bool:
 
 async def relay_reads[F](
     reads: AsyncGenerator[Iterable[F], None],
-    step: Callable[[F], Iterable[StreamEvent]],
+    step: Callable[[F], Iterable[StreamEvent] | str],
     *,
     merge: bool,
     finished: Callable[[], bool] = never,
 ) -> AsyncIterator[StreamEvent]:
     """Each read's frames decoded by `step`; deltas merged when `merge` ([server] coalesce_deltas).
+    `step` gives a frame's events, or the frame's text alone as a str: the plain token, for which
+    no event is made when the read's texts are joined into one anyway (a TextDelta per token and
+    the list around it were a third of a token's decoding).
     An error raised by `step` comes after the events before it; reading stops once `finished()`
     (a vendor's last event: the rest of the body is not waited for). `reads` is closed on the way
     out: left suspended, the loop would close it later from a task of its own (asyncio's
@@ -32,14 +35,28 @@ async def relay_reads[F](
     async with contextlib.aclosing(reads):
         async for read in reads:
             in_hand: list[StreamEvent] = []
+            texts: list[str] = []  # texts in a row, not yet in `in_hand` (merging only)
             failed: Exception | None = None
             try:
                 for frame in read:
-                    in_hand += step(frame)
+                    decoded = step(frame)
+                    if isinstance(decoded, str):  # a token: never a vendor's last event
+                        if merge:
+                            texts.append(decoded)
+                        else:
+                            in_hand.append(TextDelta(decoded))
+                        continue
+                    if decoded:
+                        if texts:
+                            in_hand.append(TextDelta("".join(texts)))
+                            texts = []
+                        in_hand += decoded
                     if finished():
                         break
             except Exception as error:
                 failed = error
+            if texts:
+                in_hand.append(TextDelta("".join(texts)))
             for event in merge_deltas(in_hand) if merge and len(in_hand) > 1 else in_hand:
                 yield event
             if failed is not None:

@@ -247,13 +247,13 @@ class OpenAIProvider(BaseProvider):
         decoder = SseDecoder()
         done = False
 
-        def step(event: SseEvent) -> list[StreamEvent]:
+        def step(event: SseEvent) -> str | list[StreamEvent]:
             nonlocal done
             if event.data.strip() == "[DONE]":
                 done = True
                 return []
             data = self._json(event.data)
-            events = parser.stream_chunk(data)
+            events = parser.stream_text(data)
             if data.get("usage") and parser.usage is not None:
                 report_partial_usage(parser.usage)  # charged if [DONE] never comes
             return events

@@ -50,27 +50,6 @@ FINISH_REASONS = {
 _PLAIN_DELTA_FIELDS = frozenset(("content", "role"))
 
 
-def plain_text(chunk: dict[str, Any]) -> str | None:
-    """The text of the chunk nearly every stream is made of: one choice, index 0, whose delta
-    holds only string `content` and/or `role` ("" when no text), and no finish, usage nor error.
-    None for any other chunk. Type checks and lookups only: no JSON shape makes it raise."""
-    if chunk.get("usage") or chunk.get("error"):
-        return None
-    choices = chunk.get("choices")
-    if not isinstance(choices, list) or len(choices) != 1:
-        return None
-    choice = choices[0]
-    if not isinstance(choice, dict) or choice.get("finish_reason") or choice.get("index", 0) != 0:
-        return None
-    delta = choice.get("delta")
-    if not isinstance(delta, dict) or not delta or not delta.keys() <= _PLAIN_DELTA_FIELDS:
-        return None
-    content = delta.get("content")
-    if content is None:
-        return ""
-    return content if isinstance(content, str) else None
-
-
 # The message fields `plain_message` reads (`_delta` reads reasoning fields too).
 _PLAIN_MESSAGE_FIELDS = frozenset(("role", "content", "refusal", "annotations", "tool_calls"))
 
@@ -120,15 +99,44 @@ class ChatStreamParser:
         self.output_chars = 0
 
     def stream_chunk(self, chunk: dict[str, Any]) -> list[StreamEvent]:
-        """A streamed chunk's events: `feed`'s, with a fast path for the plain text delta of
-        nearly every chunk (`plain_text`, a few lookups that cannot raise, where `feed` reads every
-        field under its shape check: the per-token cost of every stream). The text takes the same
-        `_text` (think-tag split, output_chars) either way; any other chunk goes to `feed`."""
-        text = plain_text(chunk)
-        if text is None:
+        """A streamed chunk's events (`stream_text`'s, a plain text as its TextDelta)."""
+        decoded = self.stream_text(chunk)
+        return [TextDelta(decoded)] if isinstance(decoded, str) else decoded
+
+    def stream_text(self, chunk: dict[str, Any]) -> str | list[StreamEvent]:
+        """A streamed chunk's events, or its text alone (a non-empty str) when it is the plain
+        text delta of nearly every chunk: one choice, index 0, whose delta holds only string
+        `content` and/or `role`, no finish, usage nor error, and no think tags to split.
+
+        That chunk is read by a few lookups that cannot raise, written out here rather than
+        called (with `_identify` and `_text` likewise): this is the per-token cost of every
+        stream. Any other chunk goes to `feed`, which reads every field under its shape check;
+        tests check that both read every chunk the same."""
+        get = chunk.get
+        if get("usage") or get("error"):
             return self.feed(chunk)
-        self._identify(chunk)
-        return self._text(text) if text else []
+        try:
+            # Raises for anything but one choice that is an object with a "delta" (a dict here:
+            # JSON has no other type that takes a str key), and for a non-empty delta that is not
+            # an object (no keys()).
+            (choice,) = chunk["choices"]
+            delta = choice["delta"]
+            plain = (
+                not choice.get("finish_reason")
+                and choice.get("index", 0) == 0
+                and delta
+                and delta.keys() <= _PLAIN_DELTA_FIELDS
+            )
+        except (TypeError, ValueError, KeyError, AttributeError):
+            plain = False
+        if not plain or ((text := delta.get("content")) is not None and not isinstance(text, str)):
+            return self.feed(chunk)
+        self.model = get("model") or self.model
+        self.response_id = get("id") or self.response_id
+        if not text:
+            return []
+        self.output_chars += len(text)
+        return list(self._think.feed(text)) if self._think else text
 
     @shape_checked
     def feed(self, chunk: dict[str, Any]) -> list[StreamEvent]:
