@@ -5,6 +5,7 @@ process per call.
     .venv/bin/python benchmarks/instructions.py                 # the table, ~5-10 minutes on 2 cores
     .venv/bin/python benchmarks/instructions.py --json
     .venv/bin/python benchmarks/instructions.py --by-function   # + the gateway's top Python functions
+    .venv/bin/python benchmarks/instructions.py --targets --by-function   # only those
     .venv/bin/python benchmarks/instructions.py --targets gateway --modes stream --calls 100
 
 Why instructions: wall-clock and CPU-time figures on a shared 2-core VM move +-15% between
@@ -317,8 +318,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "",
             f"Gateway under `python -X perf`: {functions['main_per_stream']:,} instructions per stream on the "
-            "main thread; the Python functions spending the most of them, callees included (left out, as "
-            f"enclosing the whole thread: {', '.join(functions['left_out_enclosing']) or 'none'}):",
+            "main thread; the Python functions spending the most of them, callees included (left out: "
+            f"{len(functions['left_out_enclosing'])} frames enclosing the whole thread, such as runpy's, "
+            "the cli's and asyncio's runner and loop):",
             "",
             "| instructions per stream | share of main thread | function |",
             "| --- | --- | --- |",
@@ -364,7 +366,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="measured calls per mode (default 200)")
     parser.add_argument("--warmup", type=int, default=100, help="calls before the first dump (default 100)")
     parser.add_argument("--concurrency", type=int, default=50, help="calls at a time (default 50)")
-    parser.add_argument("--targets", nargs="+", choices=list(TARGETS), default=list(TARGETS))
+    parser.add_argument(
+        "--targets",
+        nargs="*",
+        choices=list(TARGETS),
+        default=list(TARGETS),
+        help="servers to measure (default all; none with --by-function: only the gateway's functions)",
+    )
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--by-function", action="store_true", help="the gateway's top Python functions")
     parser.add_argument("--top", type=int, default=30, help="functions listed by --by-function")
