@@ -2,15 +2,17 @@
 and a bare grpc.aio server, each relaying the same calls, as user-space instructions of the server
 process per call.
 
-    .venv/bin/python benchmarks/instructions.py                 # the table, ~5-10 minutes on 2 cores
+    .venv/bin/python benchmarks/instructions.py                 # the table, 6-12 minutes on 2 cores
     .venv/bin/python benchmarks/instructions.py --json
     .venv/bin/python benchmarks/instructions.py --by-function   # + the gateway's top Python functions
     .venv/bin/python benchmarks/instructions.py --targets --by-function   # only those
     .venv/bin/python benchmarks/instructions.py --targets gateway --modes stream --calls 100
 
 Why instructions: wall-clock and CPU-time figures on a shared 2-core VM move +-15% between
-identical runs, so a change under ~10% cannot be seen with them. Instruction counts do not depend
-on the machine's load: identical runs agree within ~0.3%.
+identical runs, so a change under ~10% cannot be seen with them. Instruction counts hardly depend
+on the machine's load: two runs of the table agreed within 2% per figure (2026-12-07,
+benchmarks/RESULTS.md). The spread left most likely comes from timing still: at 50 concurrent
+calls, how many upstream events one read brings varies from run to run.
 
 How: each server runs under `valgrind --tool=callgrind --separate-threads=yes`; the same load
 client as benchmarks/run.py (harness.load, `--concurrency` calls at a time on one channel) makes
