@@ -10,7 +10,7 @@ process per call.
 
 Why instructions: wall-clock and CPU-time figures on a shared 2-core VM move +-15% between
 identical runs, so a change under ~10% cannot be seen with them. Instruction counts hardly depend
-on the machine's load: repeated runs agreed within 1.5-3% per figure (2026-12-07,
+on the machine's load: repeated runs agreed within 3% per figure, most within 2% (2026-12-07,
 benchmarks/RESULTS.md). The spread left most likely comes from timing still: at 50 concurrent
 calls, how many upstream events one read brings varies from run to run.
 
