@@ -13,6 +13,9 @@ aiohttp session with no gateway work at all: the floor of this stack, reported b
 The full run writes benchmarks/results.json, benchmarks/throughput.png and the "Headline" section of
 benchmarks/RESULTS.md; `--quick` writes only benchmarks/results-quick.json (and prints the section),
 so a smoke check never replaces the headline.
+Timing on a shared machine moves +-15% between identical runs: benchmarks/instructions.py counts
+the instructions per call of the gateway, the minimal relay and the bare grpc.aio server instead
+(valgrind's callgrind), where a change of a few percent shows.
 """
 
 from __future__ import annotations
