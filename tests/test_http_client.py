@@ -269,6 +269,35 @@ async def test_first_byte_timeout_and_cancel_while_waiting_for_headers(
         await fake.disconnected.wait()
 
 
+async def test_a_stream_times_its_response_head_by_the_first_byte_timeout_and_its_body_by_the_idle_one(
+    pool: UpstreamPool, fake: FakeUpstream
+) -> None:
+    # One timer serves a stream from its request to its last chunk (http/idle.py): it must still
+    # word a stalled head as the first byte's timeout, a deadline as the deadline, and a body that
+    # stops after a quick head by the (shorter) idle timeout rather than the first byte's.
+    fake.script("/s", Reply(stall=True), Reply(stall=True))
+    fake.script("/s", Reply(chunks=[b"a"], content_type="text/plain", then="hang"))
+    headless = upstream(pool, fake.url, timeouts=Timeouts(first_byte=0.2, idle=60))
+    with pytest.raises(GatewayError, match=r"no response from acme within 0\.2 s") as head:
+        async with asyncio.timeout(10), headless.stream("POST", "/s", json={}) as chunks:
+            [c async for c in chunks]
+    assert (head.value.kind, head.value.retryable) == (ErrorKind.UNAVAILABLE, True)
+    token = deadline.set_deadline(0.2)
+    try:
+        with pytest.raises(GatewayError, match="deadline passed waiting for response") as late:
+            async with asyncio.timeout(10), upstream(pool, fake.url).stream("POST", "/s", json={}) as chunks:
+                [c async for c in chunks]
+    finally:
+        deadline.reset(token)
+    assert late.value.kind is ErrorKind.DEADLINE_EXCEEDED
+    quick_head = upstream(pool, fake.url, timeouts=Timeouts(first_byte=60, idle=0.2))
+    received: list[bytes] = []
+    with pytest.raises(GatewayError, match=r"was cut: no stream data from acme within 0\.2 s"):
+        async with asyncio.timeout(10):  # only so that a regression fails instead of hanging the suite
+            await collect(quick_head, "/s", received)
+    assert received == [b"a"]
+
+
 async def test_a_malformed_chunked_body_fails_on_every_transport(pool: UpstreamPool) -> None:
     """Headers, then bytes where a chunk size belongs, then the end: an error, never a wait."""
 
