@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
-from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -270,8 +269,7 @@ class Upstream:
                 retryable=True,
             ) from None
 
-    @asynccontextmanager
-    async def stream(
+    def stream(
         self,
         method: str,
         path: str,
@@ -279,30 +277,13 @@ class Upstream:
         json: Any = None,
         params: Mapping[str, str] | None = None,
         model: str = "",
-    ) -> AsyncIterator[AsyncIterator[bytes]]:
+    ) -> UpstreamStream:
         """`async with upstream.stream(...) as chunks`: the body's bytes as they arrive.
 
         The response is closed when the block exits for any reason (end, error, cancel), which
         closes an unfinished upstream connection instead of returning it to the pool.
         """
-        # One watch from the request to the last chunk: the first byte's timeout, then the idle one.
-        watch = IdleWatch(self.timeouts.first_byte)
-        sending = _HEAD_WATCH.set((self, watch))
-        try:
-            response = await self._send(method, path, json, params, model)
-        except BaseException:
-            watch.close()
-            raise
-        finally:
-            _HEAD_WATCH.reset(sending)
-        watch.limit(self.timeouts.idle)
-        chunks = self._chunks(response, watch)
-        try:
-            yield chunks
-        finally:
-            watch.close()  # here, not in `_chunks`: a block may leave before reading a chunk
-            await chunks.aclose()
-            await response.aclose()
+        return UpstreamStream(self, method, path, json, params, model)
 
     async def _chunks(self, response: UpstreamResponse, watch: IdleWatch) -> AsyncGenerator[bytes, None]:
         """The body's chunks, each read watched for the idle timeout (one timer per stream, see
@@ -330,6 +311,46 @@ class Upstream:
         error.message = f"stream from {self.provider} was cut: {error.message}"
         error.args = (error.message,)
         return error
+
+
+class UpstreamStream:
+    """The context manager `Upstream.stream` returns: a class, not an `asynccontextmanager`, whose
+    generator and wrapper cost a fixed share of every stream for nothing."""
+
+    __slots__ = ("_chunks", "_request", "_response", "_upstream", "_watch")
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        method: str,
+        path: str,
+        json: Any,
+        params: Mapping[str, str] | None,
+        model: str,
+    ) -> None:
+        self._upstream = upstream
+        self._request = (method, path, json, params, model)
+        # One watch from the request to the last chunk: the first byte's timeout, then the idle one.
+        self._watch = IdleWatch(upstream.timeouts.first_byte)
+
+    async def __aenter__(self) -> AsyncIterator[bytes]:
+        upstream, watch = self._upstream, self._watch
+        sending = _HEAD_WATCH.set((upstream, watch))
+        try:
+            self._response = await upstream._send(*self._request)
+        except BaseException:
+            watch.close()
+            raise
+        finally:
+            _HEAD_WATCH.reset(sending)
+        watch.limit(upstream.timeouts.idle)
+        self._chunks = upstream._chunks(self._response, watch)
+        return self._chunks
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._watch.close()  # here, not in `_chunks`: a block may leave before reading a chunk
+        await self._chunks.aclose()
+        await self._response.aclose()
 
 
 async def _read_limited(response: UpstreamResponse) -> bytes:
