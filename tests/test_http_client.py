@@ -10,7 +10,10 @@ import ssl
 from collections.abc import AsyncIterator
 from importlib import metadata
 
+import grpc
 import pytest
+from conftest import run_gateway
+from vendor_cases import chat_request
 
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.fakes import FakeUpstream, Reply
@@ -296,6 +299,25 @@ async def test_a_stream_times_its_response_head_by_the_first_byte_timeout_and_it
         async with asyncio.timeout(10):  # only so that a regression fails instead of hanging the suite
             await collect(quick_head, "/s", received)
     assert received == [b"a"]
+
+
+async def test_a_client_of_a_stream_whose_upstream_sends_no_head_hears_the_first_byte_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through the gateway: the stream's one timer (first byte, then idle) ends a stalled head as
+    the configured first-byte timeout, UNAVAILABLE, not as a hang or a clean end."""
+    monkeypatch.setenv("PG_X_KEY", "k")
+    async with FakeUpstream() as fake:
+        fake.script("/v1/chat/completions", *[Reply(stall=True) for _ in range(5)])
+        config = (
+            f'[providers.o]\nkind = "openai"\nbase_url = "{fake.url}/v1"\napi_key_env = "PG_X_KEY"\n'
+            "first_byte_timeout_s = 0.2\nidle_timeout_s = 60\n"
+        )
+        async with run_gateway(config) as gateway:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                [e async for e in gateway.stub.ChatStream(chat_request("o/m"), timeout=20)]
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "no response from o within 0.2 s" in (caught.value.details() or "")
 
 
 async def test_a_malformed_chunked_body_fails_on_every_transport(pool: UpstreamPool) -> None:
