@@ -10,7 +10,10 @@ import ssl
 from collections.abc import AsyncIterator
 from importlib import metadata
 
+import grpc
 import pytest
+from conftest import run_gateway
+from vendor_cases import chat_request
 
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.fakes import FakeUpstream, Reply
@@ -267,6 +270,54 @@ async def test_first_byte_timeout_and_cancel_while_waiting_for_headers(
     task.cancel()
     async with asyncio.timeout(10):
         await fake.disconnected.wait()
+
+
+async def test_a_stream_times_its_response_head_by_the_first_byte_timeout_and_its_body_by_the_idle_one(
+    pool: UpstreamPool, fake: FakeUpstream
+) -> None:
+    # One timer serves a stream from its request to its last chunk (http/idle.py): it must still
+    # word a stalled head as the first byte's timeout, a deadline as the deadline, and a body that
+    # stops after a quick head by the (shorter) idle timeout rather than the first byte's.
+    fake.script("/s", Reply(stall=True), Reply(stall=True))
+    fake.script("/s", Reply(chunks=[b"a"], content_type="text/plain", then="hang"))
+    headless = upstream(pool, fake.url, timeouts=Timeouts(first_byte=0.2, idle=60))
+    with pytest.raises(GatewayError, match=r"no response from acme within 0\.2 s") as head:
+        async with asyncio.timeout(10), headless.stream("POST", "/s", json={}) as chunks:
+            [c async for c in chunks]
+    assert (head.value.kind, head.value.retryable) == (ErrorKind.UNAVAILABLE, True)
+    token = deadline.set_deadline(0.2)
+    try:
+        with pytest.raises(GatewayError, match="deadline passed waiting for response") as late:
+            async with asyncio.timeout(10), upstream(pool, fake.url).stream("POST", "/s", json={}) as chunks:
+                [c async for c in chunks]
+    finally:
+        deadline.reset(token)
+    assert late.value.kind is ErrorKind.DEADLINE_EXCEEDED
+    quick_head = upstream(pool, fake.url, timeouts=Timeouts(first_byte=60, idle=0.2))
+    received: list[bytes] = []
+    with pytest.raises(GatewayError, match=r"was cut: no stream data from acme within 0\.2 s"):
+        async with asyncio.timeout(10):  # only so that a regression fails instead of hanging the suite
+            await collect(quick_head, "/s", received)
+    assert received == [b"a"]
+
+
+async def test_a_client_of_a_stream_whose_upstream_sends_no_head_hears_the_first_byte_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through the gateway: the stream's one timer (first byte, then idle) ends a stalled head as
+    the configured first-byte timeout, UNAVAILABLE, not as a hang or a clean end."""
+    monkeypatch.setenv("PG_X_KEY", "k")
+    async with FakeUpstream() as fake:
+        fake.script("/v1/chat/completions", *[Reply(stall=True) for _ in range(5)])
+        config = (
+            f'[providers.o]\nkind = "openai"\nbase_url = "{fake.url}/v1"\napi_key_env = "PG_X_KEY"\n'
+            "first_byte_timeout_s = 0.2\nidle_timeout_s = 60\n"
+        )
+        async with run_gateway(config) as gateway:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                [e async for e in gateway.stub.ChatStream(chat_request("o/m"), timeout=20)]
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "no response from o within 0.2 s" in (caught.value.details() or "")
 
 
 async def test_a_malformed_chunked_body_fails_on_every_transport(pool: UpstreamPool) -> None:

@@ -150,10 +150,11 @@ def tools_from_proto(tools: Any) -> list[d.Tool]:
     ]
 
 
-def _set_fields(request: Any) -> dict[str, Any]:
+def set_fields(request: Any) -> dict[str, Any]:
     """The fields a request sets, by name, from one ListFields: most requests set two or three of
     their fields, and asking for each of the others in turn costs more than this listing. An
-    optional scalar set to zero is listed (it has presence), so `temperature=0` stays 0."""
+    optional scalar set to zero is listed (it has presence), so `temperature=0` stays 0. The
+    servicer lists them once for `validate` and the conversion (`given`)."""
     return {field.name: value for field, value in request.ListFields()}
 
 
@@ -163,8 +164,8 @@ def _options(given: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def chat_request_from_proto(request: pb.ChatRequest) -> d.ChatRequest:
-    given = _set_fields(request)
+def chat_request_from_proto(request: pb.ChatRequest, given: dict[str, Any] | None = None) -> d.ChatRequest:
+    given = set_fields(request) if given is None else given
     reasoning = None
     if "reasoning" in given:
         r = given["reasoning"]
@@ -202,8 +203,10 @@ def chat_request_from_proto(request: pb.ChatRequest) -> d.ChatRequest:
     )
 
 
-def completion_request_from_proto(request: pb.CompleteRequest) -> d.CompletionRequest:
-    given = _set_fields(request)
+def completion_request_from_proto(
+    request: pb.CompleteRequest, given: dict[str, Any] | None = None
+) -> d.CompletionRequest:
+    given = set_fields(request) if given is None else given
     return d.CompletionRequest(
         model=given.get("model", ""),
         prompt=given.get("prompt", ""),

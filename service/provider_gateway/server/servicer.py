@@ -143,7 +143,10 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         consumed: list[Consumed] = []
         try:
             with watching(consumed.append):
-                domain_request = convert.chat_request_from_proto(validate.chat(request, self.limits))
+                given = convert.set_fields(request)  # listed once, for the checks and the conversion
+                domain_request = convert.chat_request_from_proto(
+                    validate.chat(request, self.limits, given), given
+                )
                 response, finish = await self.router.chat(domain_request, clock)
                 return convert.chat_response_to_proto(response, finish)
         except Exception as exc:
@@ -156,11 +159,11 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         consumed: list[Consumed] = []
         try:
             with watching(consumed.append):
-                events = self.relay(
-                    self.router.chat_stream(
-                        convert.chat_request_from_proto(validate.chat(request, self.limits)), clock
-                    )
+                given = convert.set_fields(request)  # listed once, for the checks and the conversion
+                domain_request = convert.chat_request_from_proto(
+                    validate.chat(request, self.limits, given), given
                 )
+                events = self.relay(self.router.chat_stream(domain_request, clock))
                 messages = convert.StreamMessages(request.stream_options)
                 async with contextlib.aclosing(events):  # a cancelled call closes the upstream at once
                     async for event in events:
@@ -176,8 +179,9 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         consumed: list[Consumed] = []
         try:
             with watching(consumed.append):
+                given = convert.set_fields(request)
                 domain_request = convert.completion_request_from_proto(
-                    validate.complete(request, self.limits)
+                    validate.complete(request, self.limits, given), given
                 )
                 response, finish = await self.router.complete(domain_request, clock)
                 return convert.completion_response_to_proto(response, finish)
@@ -191,8 +195,9 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         consumed: list[Consumed] = []
         try:
             with watching(consumed.append):
+                given = convert.set_fields(request)
                 domain_request = convert.completion_request_from_proto(
-                    validate.complete(request, self.limits)
+                    validate.complete(request, self.limits, given), given
                 )
                 events = self.relay(self.router.complete_stream(domain_request, clock))
                 messages = convert.StreamMessages(request.stream_options)

@@ -15,7 +15,7 @@ repeat at most a short prefix of a client's value. Conversation sizes come from 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ from provider_gateway.server.bounds import (
     SizeBounds,
     bounds_for,
 )
-from provider_gateway.server.convert import struct_json
+from provider_gateway.server.convert import set_fields, struct_json
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 LIMIT_KEYS = ("max_messages", "max_message_bytes", "max_tools", "max_embed_inputs")
@@ -276,17 +276,16 @@ def _reasoning(request: pb.ChatRequest, bounds: SizeBounds) -> None:
 
 
 # --- requests ------------------------------------------------------------------------------------
+# Only the fields a request sets are checked (`set_fields`): an unset field reads as its default,
+# which passes every check, and one ListFields names them all where asking for each of a request's
+# fields in turn costs more than the checks of the two or three most requests set.
 
 
-def _set_fields(request: Any) -> set[str]:
-    """The names of the fields a request sets. Only those are checked: an unset field reads as its
-    default, which passes every check, and one ListFields names them all where asking for each of
-    a request's fields in turn costs more than the checks of the two or three most requests set."""
-    return {field.name for field, _ in request.ListFields()}
-
-
-def chat(request: pb.ChatRequest, limits: Limits = DEFAULT_LIMITS) -> pb.ChatRequest:
-    given = _set_fields(request)
+def chat(
+    request: pb.ChatRequest, limits: Limits = DEFAULT_LIMITS, given: Collection[str] | None = None
+) -> pb.ChatRequest:
+    """Check what `request` sets (`given`: the names of its set fields, when the caller listed them)."""
+    given = set_fields(request) if given is None else given
     bounds = _route(request, fallbacks="fallbacks" in given)
     if "messages" not in given:
         raise invalid_argument("messages: at least one message is required")
@@ -305,8 +304,10 @@ def chat(request: pb.ChatRequest, limits: Limits = DEFAULT_LIMITS) -> pb.ChatReq
     return request
 
 
-def complete(request: pb.CompleteRequest, limits: Limits = DEFAULT_LIMITS) -> pb.CompleteRequest:
-    given = _set_fields(request)
+def complete(
+    request: pb.CompleteRequest, limits: Limits = DEFAULT_LIMITS, given: Collection[str] | None = None
+) -> pb.CompleteRequest:
+    given = set_fields(request) if given is None else given
     bounds = _route(request, fallbacks="fallbacks" in given)
     if "prompt" not in given:
         raise invalid_argument("prompt: must not be empty")
