@@ -182,11 +182,11 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
 
     def _own_frame(self, method: str, handler: Handler) -> Handler | None:
         """A ProviderService method in the edge's one frame (None for every other method)."""
-        decode = handler.request_deserializer
-        if not method.startswith(PROVIDER_SERVICE) or decode is None:
+        if not method.startswith(PROVIDER_SERVICE):
             return None
+        decode = handler.request_deserializer
         kwargs: dict[str, Any] = {
-            "request_deserializer": guarded(decode),
+            "request_deserializer": None if decode is None else guarded(decode),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_stream is not None:
