@@ -45,7 +45,9 @@ async def server_status(gw: Observed, rpc: str) -> int:
     return int(span.attributes["rpc.grpc.status_code"])  # type: ignore[index, arg-type]
 
 
-async def test_calls_cut_when_the_grace_ends_end_unavailable_and_are_counted_so() -> None:
+async def test_calls_cut_at_shutdown_end_unavailable_and_are_counted_so() -> None:
+    """The cut the server makes when its drain grace ends (tests/test_shutdown.py runs that whole
+    drain), made here directly, so that the telemetry is still running when the calls end."""
     async with observed_gateway(ENDLESS) as gw:
         request = pb.ChatRequest(model="mock/endless", messages=[user("hi")])
         stream = gw.running.stub.ChatStream(request, timeout=30)
@@ -53,7 +55,7 @@ async def test_calls_cut_when_the_grace_ends_end_unavailable_and_are_counted_so(
         unary = asyncio.ensure_future(gw.running.stub.Chat(request, timeout=30))
         await asyncio.sleep(0.05)  # the unary call is in flight
         assert open_streams(gw) == 1
-        await gw.running.server.stop(0.3)
+        assert gw.running.server.shutdown_cut.cut() == 2
         for call in (unary, rest_of(stream)):
             with pytest.raises(grpc.aio.AioRpcError) as cut:
                 await call
