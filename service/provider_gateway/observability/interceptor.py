@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from provider_gateway.observability.logs import log_request, redact
 from provider_gateway.observability.request import CURRENT, UNTRUSTED_OUTCOMES, RequestState
-from provider_gateway.routing.consumption import watching
+from provider_gateway.routing.consumption import WATCHERS
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
@@ -31,8 +32,8 @@ NO_KEY = "_none"  # the cost metric's key label when the gateway has no API keys
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 Context = grpc.aio.ServicerContext[Any, Any]
 # What `MethodTelemetry.begin` hands `end`: started (ns), context, state, span, its context token,
-# the CURRENT token, the consumption watch.
-type _Begun = tuple[int, Context, RequestState, Any, Any, Any, watching]
+# the CURRENT token, the consumption watchers' token.
+type _Begun = tuple[int, Context, RequestState, Any, Any, Token[Any], Token[Any]]
 
 
 def _callers_request_id(metadata: Any) -> str:
@@ -53,11 +54,11 @@ def _status(context: Context, exc: BaseException | None) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
 
-def _reset(token: Any) -> None:
-    # A generator finalised from another context (closed by the GC) has nothing to undo. (try, not
+def _reset(var: ContextVar[Any], token: Token[Any]) -> None:
+    # A call ended from another context (closed by the GC) has nothing to undo. (try, not
     # contextlib.suppress: that is one more context manager per call.)
     try:  # noqa: SIM105
-        CURRENT.reset(token)
+        var.reset(token)
     except ValueError:
         pass
 
@@ -75,14 +76,9 @@ class RequestInterceptor:
         """The method's begin/end hooks (server/edge.py asks once per method): ProviderService only."""
         return MethodTelemetry(self, method, streaming) if method.startswith(SERVICE_PREFIX) else None
 
-    def _begin(
-        self, method: str, rpc: str, context: Context, request: Any
-    ) -> tuple[RequestState, Span | None, Any]:
-        metadata = context.invocation_metadata()
-        state = RequestState(rpc=rpc, request_id=_callers_request_id(metadata))
-        state.requested_model = state.model = getattr(request, "model", "")
-        if self.tracer is None:
-            return state, None, None
+    def _span(self, method: str, metadata: Any, state: RequestState) -> tuple[Span, Any]:
+        """The call's server span, child of the caller's `traceparent`, and its context token."""
+        assert self.tracer is not None
         from opentelemetry import context as otel_context
         from opentelemetry import trace
 
@@ -95,7 +91,7 @@ class RequestInterceptor:
             attributes={**tracing.server_attributes(method), "provider_gateway.request_id": state.id()},
         )
         state.trace_id = tracing.trace_id_hex(span)
-        return state, span, otel_context.attach(trace.set_span_in_context(span))
+        return span, otel_context.attach(trace.set_span_in_context(span))
 
     def _end(
         self, state: RequestState, span: Span | None, token: Any, status: str, started: int, last: Any
@@ -194,18 +190,22 @@ class MethodTelemetry:
 
     def begin(self, request: Any, context: Context) -> _Begun:
         started = time.perf_counter_ns()
-        state, span, token = self._owner._begin(self._method, self._rpc, context, request)
+        owner = self._owner
+        metadata = context.invocation_metadata()
+        state = RequestState(rpc=self._rpc, request_id=_callers_request_id(metadata))
+        state.requested_model = state.model = getattr(request, "model", "")
+        span, token = (None, None) if owner.tracer is None else owner._span(self._method, metadata, state)
         reset = CURRENT.set(state)
         if self._streams is not None:
             self._streams.add(1, {"rpc": self._rpc})
-        watch = watching(state.add_estimate)
-        watch.__enter__()
-        return started, context, state, span, token, reset, watch
+        # What `watching(state.add_estimate)` does, without its object and two calls per call.
+        watchers = WATCHERS.set((*WATCHERS.get(), state.add_estimate))
+        return started, context, state, span, token, reset, watchers
 
     def end(self, begun: _Begun, error: BaseException | None, last: Any) -> None:
-        started, context, state, span, token, reset, watch = begun
-        watch.__exit__()
-        _reset(reset)
+        started, context, state, span, token, reset, watchers = begun
+        _reset(WATCHERS, watchers)
+        _reset(CURRENT, reset)
         if self._streams is not None:
             self._streams.add(-1, {"rpc": self._rpc})
         self._owner._end(state, span, token, _status(context, error), started, last)
