@@ -1,10 +1,11 @@
-"""Per ProviderService RPC, a server span, request metrics and a log line: a method-handler wrapper
-that the server's edge interceptor (server/edge.py) composes once per method.
+"""Per ProviderService RPC, a server span, request metrics and a log line: begin/end hooks that the
+server's edge (server/edge.py) runs in its one frame per call, made once per method.
 
-Our own small wrapper rather than opentelemetry-instrumentation-grpc: it touches only the
-ProviderService (the health service's `Watch` uses `context.write`, which that instrumentation
-cannot wrap), it closes streaming handlers promptly on cancel, and it costs one assignment per
-streamed message. The caller's W3C `traceparent` metadata becomes the parent of the server span.
+Our own hooks rather than opentelemetry-instrumentation-grpc: they touch only the ProviderService
+(the health service's `Watch` uses `context.write`, which that instrumentation cannot wrap), the
+edge closes streaming handlers promptly on cancel, and they cost nothing per streamed message (the
+edge keeps the last one, for its Finish). The caller's W3C `traceparent` metadata becomes the
+parent of the server span.
 """
 
 from __future__ import annotations
@@ -12,26 +13,27 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from provider_gateway.observability.logs import log_request, redact
 from provider_gateway.observability.request import CURRENT, UNTRUSTED_OUTCOMES, RequestState
-from provider_gateway.routing.consumption import watching
+from provider_gateway.routing.consumption import WATCHERS
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
     from provider_gateway.observability.metrics import GatewayMetrics
 
-    Handler = grpc.RpcMethodHandler[Any, Any]
-
 SERVICE_PREFIX = "/provider_gateway.v1.ProviderService/"
 NO_KEY = "_none"  # the cost metric's key label when the gateway has no API keys configured
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 Context = grpc.aio.ServicerContext[Any, Any]
+# What `MethodTelemetry.begin` hands `end`: started (ns), context, state, span, its context token,
+# the CURRENT token, the consumption watchers' token.
+type _Begun = tuple[int, Context, RequestState, Any, Any, Token[Any], Token[Any]]
 
 
 def _callers_request_id(metadata: Any) -> str:
@@ -52,49 +54,31 @@ def _status(context: Context, exc: BaseException | None) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
 
-def _reset(token: Any) -> None:
-    # A generator finalised from another context (closed by the GC) has nothing to undo. (try, not
+def _reset(var: ContextVar[Any], token: Token[Any]) -> None:
+    # A call ended from another context (closed by the GC) has nothing to undo. (try, not
     # contextlib.suppress: that is one more context manager per call.)
     try:  # noqa: SIM105
-        CURRENT.reset(token)
+        var.reset(token)
     except ValueError:
         pass
 
 
 class RequestInterceptor:
-    """A handler wrapper (server/edge.py composes it once per method, outermost): what it needs
-    of a call, its metadata included, it reads from the call's context."""
+    """The telemetry's call hooks (server/edge.py asks once per method, and runs them outermost):
+    what they need of a call, its metadata included, they read from the call's context."""
 
     def __init__(self, tracer: Tracer | None, metrics: GatewayMetrics | None, request_log: bool) -> None:
         self.tracer = tracer
         self.metrics = metrics
         self.request_log = request_log
 
-    def wrap(self, method: str, handler: Handler) -> Handler:
-        if not method.startswith(SERVICE_PREFIX):
-            return handler
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(cast(Any, handler.unary_unary), method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(cast(Any, handler.unary_stream), method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+    def hook(self, method: str, streaming: bool) -> MethodTelemetry | None:
+        """The method's begin/end hooks (server/edge.py asks once per method): ProviderService only."""
+        return MethodTelemetry(self, method, streaming) if method.startswith(SERVICE_PREFIX) else None
 
-    def _begin(
-        self, method: str, rpc: str, context: Context, request: Any
-    ) -> tuple[RequestState, Span | None, Any]:
-        metadata = context.invocation_metadata()
-        state = RequestState(rpc=rpc, request_id=_callers_request_id(metadata))
-        state.requested_model = state.model = getattr(request, "model", "")
-        if self.tracer is None:
-            return state, None, None
+    def _span(self, method: str, metadata: Any, state: RequestState) -> tuple[Span, Any]:
+        """The call's server span, child of the caller's `traceparent`, and its context token."""
+        assert self.tracer is not None
         from opentelemetry import context as otel_context
         from opentelemetry import trace
 
@@ -107,7 +91,7 @@ class RequestInterceptor:
             attributes={**tracing.server_attributes(method), "provider_gateway.request_id": state.id()},
         )
         state.trace_id = tracing.trace_id_hex(span)
-        return state, span, otel_context.attach(trace.set_span_in_context(span))
+        return span, otel_context.attach(trace.set_span_in_context(span))
 
     def _end(
         self, state: RequestState, span: Span | None, token: Any, status: str, started: int, last: Any
@@ -190,59 +174,41 @@ class RequestInterceptor:
         if self.request_log:
             log_request(state, status, duration)
 
-    def _unary(self, behaviour: Callable[[Any, Context], Awaitable[Any]], method: str) -> Any:
-        rpc = method.rsplit("/", 1)[-1]
 
-        async def call(request: Any, context: Context) -> Any:
-            started = time.perf_counter_ns()
-            state, span, token = self._begin(method, rpc, context, request)
-            reset = CURRENT.set(state)
-            response = None
-            error: BaseException | None = None
-            try:
-                with watching(state.add_estimate):
-                    response = await behaviour(request, context)
-                return response
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                _reset(reset)
-                self._end(state, span, token, _status(context, error), started, response)
+class MethodTelemetry:
+    """One method's telemetry as begin/end hooks, for the server edge's frame (server/edge.py): the
+    span and the request state from the start (an undecodable request is counted too), the
+    `CURRENT` request and the consumption watch while the call runs, the open-stream gauge."""
 
-        return call
+    __slots__ = ("_method", "_owner", "_rpc", "_streams")
 
-    def _stream(self, behaviour: Callable[[Any, Context], AsyncIterator[Any]], method: str) -> Any:
-        rpc = method.rsplit("/", 1)[-1]
+    def __init__(self, owner: RequestInterceptor, method: str, streaming: bool) -> None:
+        self._owner = owner
+        self._method = method
+        self._rpc = method.rsplit("/", 1)[-1]
+        self._streams = owner.metrics.active_streams if streaming and owner.metrics is not None else None
 
-        async def call(request: Any, context: Context) -> AsyncIterator[Any]:
-            started = time.perf_counter_ns()
-            state, span, token = self._begin(method, rpc, context, request)
-            reset = CURRENT.set(state)
-            metrics = self.metrics
-            if metrics is not None:
-                metrics.active_streams.add(1, {"rpc": state.rpc})
-            messages = behaviour(request, context)
-            last = None
-            error: BaseException | None = None
-            try:
-                with watching(state.add_estimate):
-                    async for message in messages:
-                        last = message
-                        yield message
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                try:
-                    await messages.aclose()  # type: ignore[attr-defined]  # stop the work behind it now
-                finally:
-                    _reset(reset)
-                    if metrics is not None:
-                        metrics.active_streams.add(-1, {"rpc": state.rpc})
-                    self._end(state, span, token, _status(context, error), started, last)
+    def begin(self, request: Any, context: Context) -> _Begun:
+        started = time.perf_counter_ns()
+        owner = self._owner
+        metadata = context.invocation_metadata()
+        state = RequestState(rpc=self._rpc, request_id=_callers_request_id(metadata))
+        state.requested_model = state.model = getattr(request, "model", "")
+        span, token = (None, None) if owner.tracer is None else owner._span(self._method, metadata, state)
+        reset = CURRENT.set(state)
+        if self._streams is not None:
+            self._streams.add(1, {"rpc": self._rpc})
+        # What `watching(state.add_estimate)` does, without its object and two calls per call.
+        watchers = WATCHERS.set((*WATCHERS.get(), state.add_estimate))
+        return started, context, state, span, token, reset, watchers
 
-        return call
+    def end(self, begun: _Begun, error: BaseException | None, last: Any) -> None:
+        started, context, state, span, token, reset, watchers = begun
+        _reset(WATCHERS, watchers)
+        _reset(CURRENT, reset)
+        if self._streams is not None:
+            self._streams.add(-1, {"rpc": self._rpc})
+        self._owner._end(state, span, token, _status(context, error), started, last)
 
 
 STATUS_NUMBERS = {code.name: code.value[0] for code in grpc.StatusCode}

@@ -24,7 +24,6 @@ from provider_gateway.routing.shared_state import RedisCounterStore, build_count
 from provider_gateway.server import auth, reflection, tls, validate
 from provider_gateway.server.auth import AuthorizingResolver, AuthorizingRouter
 from provider_gateway.server.coalesce import as_they_come
-from provider_gateway.server.decode import DecodeGuard
 from provider_gateway.server.drain import DrainInterceptor
 from provider_gateway.server.edge import EdgeInterceptor
 from provider_gateway.server.health import SERVICE_NAME, ListingHealthServicer, ProviderHealthBook
@@ -108,12 +107,11 @@ class GatewayServer:
         self.credentials = tls.server_credentials(config)
         self.grpc = grpc.aio.server(
             # Telemetry outermost, so refused and unauthenticated calls are traced and counted too;
-            # then undecodable requests are refused, before they cost any work or quota. The edge's
-            # wrappers are composed once per method (server/edge.py); auth's depend on the caller.
+            # then undecodable requests are refused, before they cost any work or quota. The edge
+            # runs all of it in one frame per call, composed once per method (server/edge.py);
+            # auth's wrappers depend on the caller.
             interceptors=[
-                EdgeInterceptor(
-                    [*self.telemetry.handler_wrappers(), DecodeGuard(), self.drain, self.shutdown_cut]
-                ),
+                EdgeInterceptor(self.telemetry.handler_wrappers(), self.shutdown_cut, [self.drain]),
                 *self.auth,
             ],
             options=[

@@ -2,9 +2,10 @@
 
 grpc.aio calls each method's `request_deserializer` itself; when it raises (bad UTF-8 in a string,
 a corrupt or truncated message, nesting past protobuf's 100 levels), grpc logs a traceback and the
-client gets UNKNOWN "Unexpected <class 'DecodeError'>". `DecodeGuard` guards every method's
-deserializer so that a failure becomes an `Undecodable` request, which the wrapped handler answers
-with INVALID_ARGUMENT before any other work: the access log writes its one line, nothing else does.
+client gets UNKNOWN "Unexpected <class 'DecodeError'>". Every method's deserializer is guarded so
+that a failure becomes an `Undecodable` request, which is answered with INVALID_ARGUMENT before any
+other work: the access log writes its one line, nothing else does. The server's edge (server/edge.py)
+refuses it in its own frame on ProviderService calls, and through `DecodeGuard` on the others.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
@@ -27,7 +28,7 @@ class Undecodable:
     reason: str
 
 
-def _guarded(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+def guarded(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     def deserialize(data: bytes) -> Any:
         try:
             return deserializer(data)
@@ -37,7 +38,7 @@ def _guarded(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return deserialize
 
 
-async def _refuse(context: grpc.aio.ServicerContext[Any, Any], request: Undecodable) -> None:
+async def refuse(context: grpc.aio.ServicerContext[Any, Any], request: Undecodable) -> NoReturn:
     await context.abort(
         grpc.StatusCode.INVALID_ARGUMENT, f"the request does not decode as its message type: {request.reason}"
     )
@@ -49,7 +50,7 @@ def _unary_request(behaviour: Behaviour) -> Behaviour:
 
         async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
             if isinstance(request, Undecodable):
-                await _refuse(context, request)
+                await refuse(context, request)
             async for item in behaviour(request, context):
                 yield item
 
@@ -57,7 +58,7 @@ def _unary_request(behaviour: Behaviour) -> Behaviour:
 
     async def unary(request: Any, context: Any) -> Any:
         if isinstance(request, Undecodable):
-            await _refuse(context, request)
+            await refuse(context, request)
         return await behaviour(request, context)
 
     return unary
@@ -69,7 +70,7 @@ def _stream_request(behaviour: Behaviour) -> Behaviour:
     async def checked(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
         async for request in requests:
             if isinstance(request, Undecodable):
-                await _refuse(context, request)
+                await refuse(context, request)
             yield request
 
     if inspect.isasyncgenfunction(behaviour):
@@ -87,13 +88,14 @@ def _stream_request(behaviour: Behaviour) -> Behaviour:
 
 
 class DecodeGuard:
-    """A handler wrapper (server/edge.py composes it once per method)."""
+    """A handler wrapper (server/edge.py composes it once per method, on the methods it does not run
+    in its own frame)."""
 
     def wrap(self, method: str, handler: Handler) -> Handler:
         if handler.request_deserializer is None:
             return handler
         kwargs: dict[str, Any] = {
-            "request_deserializer": _guarded(handler.request_deserializer),
+            "request_deserializer": guarded(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:

@@ -8,94 +8,62 @@ later, only as a backstop.
 
 A stream is never cancelled while gRPC writes one of its messages (the cancel would land in gRPC's
 own code and end the call without our status): one caught writing is cut when the write is done.
+The server's edge (server/edge.py) runs the calls: it enters each one here, marks its writes and
+asks `ended_by_cancel` what a cancellation means.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from typing import Any, NoReturn
 
 import grpc
 
-PROVIDER_SERVICE = "/provider_gateway.v1.ProviderService/"
 SHUTDOWN_MESSAGE = "server shutting down: the request was cut short and may be retried"
-type Handler = grpc.RpcMethodHandler[Any, Any]
+
+
+class Call:
+    """A ProviderService call in flight: its task, and whether gRPC is writing one of its messages."""
+
+    __slots__ = ("task", "writing")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.writing = False  # set by the edge around each yield: two stores, no set operations
 
 
 class ShutdownCut:
     def __init__(self) -> None:
-        self._calls: set[asyncio.Task[Any]] = set()  # the tasks of ProviderService calls in flight
-        self._writing: set[asyncio.Task[Any]] = set()  # streams whose message gRPC is writing now
-        self._cutting = False
+        self._calls: set[Call] = set()
+        self.cutting = False
 
     def cut(self) -> int:
         """Cut every call still in flight; returns how many."""
-        self._cutting = True
-        for task in self._calls - self._writing:  # the writing ones cut themselves after the write
-            task.cancel()
+        self.cutting = True
+        for call in self._calls:
+            if not call.writing:  # the writing ones cut themselves after the write
+                call.task.cancel()
         return len(self._calls)
 
-    async def _ended_by_cut(
-        self, task: asyncio.Task[Any], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> None:
+    def enter(self) -> Call:
+        """The running call (the current task), in flight until `leave`."""
+        task = asyncio.current_task()
+        assert task is not None
+        call = Call(task)
+        self._calls.add(call)
+        return call
+
+    def leave(self, call: Call) -> None:
+        self._calls.discard(call)
+
+    async def ended_by_cancel(self, call: Call, context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
         """In a call's CancelledError: a cut ends it UNAVAILABLE; a client's cancel goes on as one."""
-        if not self._cutting:
+        if not self.cutting:
             raise asyncio.CancelledError
-        task.uncancel()
+        call.task.uncancel()
+        await self.end(context)
+
+    @staticmethod
+    async def end(context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
+        """End the call as cut (a stream the cut found writing, once the write is done)."""
         await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
-
-    def wrap(self, method: str, handler: Handler) -> Handler:
-        """A handler wrapper (server/edge.py composes it once per method): ProviderService only."""
-        if not method.startswith(PROVIDER_SERVICE):
-            return handler
-        calls, writing = self._calls, self._writing
-        if handler.unary_stream is not None:
-            # Every ProviderService stream is an async generator (grpc's stubs type it as sync).
-            streamed = cast("Callable[..., AsyncGenerator[Any, None]]", handler.unary_stream)
-
-            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                task = asyncio.current_task()
-                assert task is not None
-                calls.add(task)
-                try:
-                    async with contextlib.aclosing(streamed(request, context)) as items:
-                        async for item in items:
-                            writing.add(task)
-                            try:
-                                yield item
-                            finally:
-                                writing.discard(task)
-                            if self._cutting:  # the cut came while gRPC wrote this message
-                                await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
-                except asyncio.CancelledError:
-                    await self._ended_by_cut(task, context)
-                finally:
-                    calls.discard(task)
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_unary is not None:
-            answered: Callable[..., Awaitable[Any]] = handler.unary_unary
-
-            async def unary(request: Any, context: Any) -> Any:
-                task = asyncio.current_task()
-                assert task is not None
-                calls.add(task)
-                try:
-                    return await answered(request, context)
-                except asyncio.CancelledError:
-                    await self._ended_by_cut(task, context)
-                finally:
-                    calls.discard(task)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler

@@ -1,0 +1,229 @@
+"""The server edge's one frame per ProviderService call (server/edge.py): telemetry, the decode guard
+and the shutdown cut, each ending a call as its own wrapper did.
+
+Through a real server where a client can see it; the frame itself, with recording hooks and a
+stand-in context, where only the order of events shows it (a cut that lands while gRPC writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from test_metrics_prometheus import points
+from test_observability import Observed, next_span, observed_gateway, user
+
+from provider_gateway.server.edge import EdgeInterceptor
+from provider_gateway.server.shutdown_cut import SHUTDOWN_MESSAGE, ShutdownCut
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+ENDLESS = """
+[providers.mock]
+kind = "mock"
+[providers.mock.models.endless]
+tokens = 100000
+token_delay_ms = 10
+"""
+SERVICE = "/provider_gateway.v1.ProviderService/"
+
+
+async def rest_of(stream: Any) -> None:
+    while await stream.read() is not grpc.aio.EOF:
+        pass
+
+
+def open_streams(gw: Observed) -> int:
+    data = gw.reader.get_metrics_data()
+    return sum(p.value for p in points(data, "provider_gateway.streams.active"))  # type: ignore[attr-defined]
+
+
+async def server_status(gw: Observed, rpc: str) -> int:
+    span = await next_span(gw, lambda s: s.name == f"provider_gateway.v1.ProviderService/{rpc}")
+    return int(span.attributes["rpc.grpc.status_code"])  # type: ignore[index, arg-type]
+
+
+async def test_calls_cut_at_shutdown_end_unavailable_and_are_counted_so() -> None:
+    """The cut the server makes when its drain grace ends (tests/test_shutdown.py runs that whole
+    drain), made here directly, so that the telemetry is still running when the calls end."""
+    async with observed_gateway(ENDLESS) as gw:
+        request = pb.ChatRequest(model="mock/endless", messages=[user("hi")])
+        stream = gw.running.stub.ChatStream(request, timeout=30)
+        assert (await stream.read()).WhichOneof("event") == "text_delta"
+        unary = asyncio.ensure_future(gw.running.stub.Chat(request, timeout=30))
+        await asyncio.sleep(0.05)  # the unary call is in flight
+        assert open_streams(gw) == 1
+        assert gw.running.server.shutdown_cut.cut() == 2
+        for call in (unary, rest_of(stream)):
+            with pytest.raises(grpc.aio.AioRpcError) as cut:
+                await call
+            assert (cut.value.code(), cut.value.details()) == (grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
+        unavailable = grpc.StatusCode.UNAVAILABLE.value[0]
+        assert await server_status(gw, "ChatStream") == await server_status(gw, "Chat") == unavailable
+        assert open_streams(gw) == 0
+        assert gw.running.provider("mock").stats.cancelled == 2  # the work behind both was stopped
+
+
+async def test_a_client_cancel_stays_a_cancel_and_closes_the_stream() -> None:
+    async with observed_gateway(ENDLESS) as gw:
+        mock = gw.running.provider("mock")
+        stream = gw.running.stub.ChatStream(pb.ChatRequest(model="mock/endless", messages=[user("hi")]))
+        await stream.read()
+        stream.cancel()
+        await asyncio.wait_for(mock.stats.cancelled_event.wait(), timeout=10)
+        assert await server_status(gw, "ChatStream") == grpc.StatusCode.CANCELLED.value[0]
+        assert open_streams(gw) == 0
+
+
+async def test_an_undecodable_stream_is_counted_and_refused_before_any_work() -> None:
+    async with observed_gateway(ENDLESS) as gw:
+        call = gw.running.channel.unary_stream(SERVICE + "ChatStream")(b"\x0a\x05ab", timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call.read()
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert await server_status(gw, "ChatStream") == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert open_streams(gw) == 0
+        assert gw.running.provider("mock").stats.started == 0
+
+
+# The frame itself: recording hooks, a stand-in for grpc.aio's context.
+
+
+class Recorder:
+    """Hooks that note what the edge tells them, under a name."""
+
+    def __init__(self, name: str, events: list[Any]) -> None:
+        self.name, self.events = name, events
+
+    def hook(self, method: str, streaming: bool) -> Recorder:
+        return self
+
+    def begin(self, request: Any, context: Any) -> str:
+        self.events.append(("begin", self.name))
+        return self.name
+
+    def end(self, begun: Any, error: BaseException | None, last: Any) -> None:
+        self.events.append(("end", begun, type(error).__name__ if error else None, last))
+
+
+class Context:
+    """grpc.aio's context as the edge uses it: `write` sends a message (held while `writable` is
+    clear, as gRPC holds a write until the transport takes it), `abort` ends the call."""
+
+    def __init__(self) -> None:
+        self.written: list[Any] = []
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.aborted: tuple[grpc.StatusCode, str] | None = None
+
+    async def write(self, message: Any) -> None:
+        await self.writable.wait()
+        self.written.append(message)
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.aborted = (code, details)
+        raise grpc.aio.AbortError(details)
+
+
+def edge(events: list[Any], cut: ShutdownCut, behaviour: Any) -> Any:
+    """`behaviour` as ChatStream behind an edge with two recording hooks; returns the edge's frame."""
+    interceptor = EdgeInterceptor([Recorder("outer", events), Recorder("inner", events)], cut)
+    below = grpc.unary_stream_rpc_method_handler(behaviour, request_deserializer=pb.ChatRequest.FromString)
+    return interceptor.compose(SERVICE + "ChatStream", below).unary_stream
+
+
+def a_and_b(closed: asyncio.Event) -> Any:
+    """A handler streaming "a" then "b", setting `closed` when it is closed (or ends)."""
+
+    async def stream(request: Any, context: Any) -> AsyncIterator[str]:
+        try:
+            yield "a"
+            yield "b"
+        finally:
+            closed.set()
+
+    return stream
+
+
+async def test_hooks_begin_outermost_first_and_end_innermost_first_with_the_last_message() -> None:
+    events: list[Any] = []
+    closed = asyncio.Event()
+    context = Context()
+    await edge(events, ShutdownCut(), a_and_b(closed))(pb.ChatRequest(), context)
+    assert context.written == ["a", "b"]
+    assert closed.is_set()
+    assert events == [
+        ("begin", "outer"),
+        ("begin", "inner"),
+        ("end", "inner", None, "b"),
+        ("end", "outer", None, "b"),
+    ]
+
+
+async def test_a_cut_while_grpc_writes_waits_for_the_write_then_ends_the_stream() -> None:
+    events: list[Any] = []
+    cut = ShutdownCut()
+    produced: list[int] = []
+
+    async def endless(request: Any, context: Any) -> AsyncIterator[int]:
+        while True:
+            produced.append(len(produced) + 1)
+            yield produced[-1]
+
+    context = Context()
+    context.writable.clear()
+    call = asyncio.ensure_future(edge(events, cut, endless)(pb.ChatRequest(), context))
+    await asyncio.sleep(0)  # the frame waits in gRPC's write of message 1
+    assert cut.cut() == 1  # counted, but not cancelled inside gRPC's write
+    context.writable.set()
+    with pytest.raises(grpc.aio.AbortError):
+        await call  # the write done, the stream ends: message 2 is never written
+    assert (context.written, produced) == ([1], [1])
+    assert context.aborted == (grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
+    assert events[-1] == ("end", "outer", "AbortError", 1)
+    assert cut.cut() == 0  # the call has left
+
+
+@pytest.mark.parametrize("cutting", [True, False])
+async def test_a_cancel_while_the_handler_works_is_a_cut_only_when_the_server_cuts(cutting: bool) -> None:
+    events: list[Any] = []
+    cut = ShutdownCut()
+    working, closed = asyncio.Event(), asyncio.Event()
+
+    async def waits(request: Any, context: Any) -> AsyncIterator[str]:
+        try:
+            working.set()
+            await asyncio.Event().wait()
+            yield "never"
+        finally:
+            closed.set()
+
+    context = Context()
+    call = asyncio.ensure_future(edge(events, cut, waits)(pb.ChatRequest(), context))
+    await working.wait()
+    if cutting:
+        assert cut.cut() == 1
+    else:
+        call.cancel()  # what grpc.aio does when the client cancels
+    expected = grpc.aio.AbortError if cutting else asyncio.CancelledError
+    with pytest.raises(expected):
+        await call
+    assert closed.is_set()
+    assert context.aborted == ((grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE) if cutting else None)
+    assert events[-1] == ("end", "outer", expected.__name__, None)
+
+
+async def test_a_client_cancel_while_grpc_writes_closes_the_handler_at_once() -> None:
+    events: list[Any] = []
+    closed = asyncio.Event()
+    context = Context()
+    context.writable.clear()
+    call = asyncio.ensure_future(edge(events, ShutdownCut(), a_and_b(closed))(pb.ChatRequest(), context))
+    await asyncio.sleep(0)  # the frame waits in gRPC's write of "a"
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert closed.is_set()  # in the call's own task, not later by the event loop
+    assert events[-1] == ("end", "outer", "CancelledError", "a")
