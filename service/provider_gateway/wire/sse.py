@@ -10,9 +10,10 @@ are scanned. A line, or an event's data, bigger than `max_event_bytes` raises Ss
 decoder's one error, whatever the chunking: a broken upstream sending one endless line costs
 bounded memory instead of filling it.
 
-The whole one-line `data:` events a token stream's reads nearly always start with are split at
-their blank lines in one pass (`_whole_events`), with the events the line-by-line rules give;
-anything else in a read is taken line by line.
+A read that is exactly one whole one-line `data:` event ended by LF LF (a token stream's usual
+read) is decoded at once in `feed`; the whole one-line `data:` events a read starts with are split
+at their blank lines in one pass (`_whole_events`); both give the events the line-by-line rules
+give, and anything else in a read is taken line by line.
 """
 
 from __future__ import annotations
@@ -77,18 +78,13 @@ class SseDecoder:
         """The events completed by `chunk`; raises SseError when a line or event outgrows the bound."""
         if not (self._buffer or self._data or self._event):  # between events
             # One whole one-line `data:` event ended by LF LF, and nothing more: nearly every read of
-            # a token stream. The first LF is the blank line's, so it is the only line, and the
+            # a token stream. With no CR or LF before that blank line, it is the only line, and the
             # line-by-line rules give this event.
-            if (
-                chunk.find(b"\n") == len(chunk) - 2
-                and chunk[-1] == LF
-                and chunk[:5] == b"data:"
-                and CR not in chunk
-                and len(chunk) <= self._max
-            ):
-                self._first_line = False
+            if chunk[:5] == b"data:" and chunk[-1] == LF and chunk[-2] == LF and len(chunk) <= self._max:
                 data = chunk[6:-2] if chunk[5] == SPACE else chunk[5:-2]  # one space after the colon
-                return [SseEvent(data.decode("utf-8", "replace"), "message", self._id, self._retry)]
+                if LF not in data and CR not in data:
+                    self._first_line = False
+                    return [SseEvent(data.decode("utf-8", "replace"), "message", self._id, self._retry)]
             whole = self._whole_events(chunk)
             if whole is not None:
                 return whole
@@ -149,10 +145,10 @@ class SseDecoder:
         ):
             return None
         events: list[SseEvent] = []
-        for line in lines:
-            if not line.startswith(b"data:"):
+        for line in lines:  # slices and compares: `startswith` parses its arguments at each call
+            if line[:5] != b"data:":
                 return None
-            data = line[6:] if line.startswith(b" ", 5) else line[5:]
+            data = line[6:] if line[5:6] == b" " else line[5:]
             events.append(SseEvent(data.decode("utf-8", "replace"), "message", self._id, self._retry))
         self._first_line = False
         if rest:
