@@ -138,6 +138,25 @@ def test_the_reference_itself_reads_valid_waiting_and_broken_bodies() -> None:
     assert reference_chunked(b"0x5\r\nhello\r\n") == ("error", b"", True)
 
 
+TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+field_names = st.one_of(st.binary(max_size=8), st.text("-aZ9_ .!\té\x7f", max_size=8).map(str.encode))
+
+
+@PROPERTY
+@given(field_names.filter(lambda name: not set(name) & set(b":\r\n\0")))
+def test_a_field_name_is_accepted_exactly_when_it_is_a_token(name: bytes) -> None:
+    """RFC 9110 section 5.1: a field name is a token, one or more tchar (common names take a
+    shortcut past the regular expression: it must accept no more and no less)."""
+    parser = ResponseParser()
+    try:
+        parser.feed(b"HTTP/1.1 200 OK\r\n" + name + b": 0\r\ncontent-length: 0\r\n\r\n")
+    except httpx.RemoteProtocolError:
+        accepted = False
+    else:
+        accepted = parser.state == DONE
+    assert accepted == (bool(name) and set(name) <= TCHAR)
+
+
 # Server-Sent Events
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")

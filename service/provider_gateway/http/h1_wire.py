@@ -272,7 +272,8 @@ def _parse_head(head: bytes) -> tuple[int, int, CIMultiDict[str]]:
     headers: CIMultiDict[str] = CIMultiDict()
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name):
+        # Letters, digits and hyphens (every common name) are a token: no regex match for them.
+        if not colon or not (name.replace(b"-", b"").isalnum() or _TOKEN.fullmatch(name)):
             what = "an obs-fold (a line starting with whitespace)" if line[:1] in b" \t" else "field"
             raise malformed(f"{what} {line[:80]!r}")
         headers.add(name.decode("ascii"), value.strip(b" \t").decode("utf-8", "surrogateescape"))
