@@ -18,6 +18,7 @@ MAX_HEAD_BYTES = 64 * 1024  # a response head (status line and fields), and the 
 MAX_FIELDS = 100
 MAX_INTERIM = 10  # 1xx responses skipped before the final one
 MAX_CHUNK_LINE = 1024  # a chunk-size line with its extensions
+_CHUNK_LINE_SEARCH = MAX_CHUNK_LINE + 2  # where its CRLF may be
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\x00-\x08\x0a-\x1f\x7f]*)?")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
@@ -28,6 +29,7 @@ _STR_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Set by the transport from the request and its URL: a caller's value could contradict the framing.
 _TRANSPORT_OWNED = frozenset(("host", "content-length", "transfer-encoding"))
 
+CR, LF = 13, 10
 HEAD, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, LENGTH, UNTIL_CLOSE, DONE = range(8)
 
 
@@ -95,8 +97,25 @@ class ResponseParser:
         elif self._buffer:
             data = self._buffer + data
             self._buffer = b""
-        if data:
-            self._body(data)
+        if not data:
+            return
+        state = self.state
+        if state < LENGTH:  # a chunked body (CHUNK_SIZE to TRAILERS): nearly every read of a stream
+            data = self._chunked(data, state)
+        elif state == LENGTH:
+            if len(data) < self._left:
+                self._left -= len(data)
+                self.body.append(data)
+                return
+            self.body.append(data[: self._left] if len(data) > self._left else data)
+            data = data[self._left :]
+            self._left = 0
+            self.state = DONE
+        elif state == UNTIL_CLOSE:
+            self.body.append(data)
+            return
+        if data and self.state == DONE:
+            self.reusable = False  # bytes past the end of the response: nothing to trust them with
 
     def eof(self) -> None:
         """The peer closed the connection: the end of a body framed by the close, else an error."""
@@ -164,56 +183,41 @@ class ResponseParser:
             self.state = UNTIL_CLOSE
             self.reusable = False
 
-    def _body(self, data: bytes) -> None:
-        state = self.state
-        if state == LENGTH:
-            if len(data) < self._left:
-                self._left -= len(data)
-                self.body.append(data)
-                return
-            self.body.append(data[: self._left] if len(data) > self._left else data)
-            data = data[self._left :]
-            self._left = 0
-            self.state = DONE
-        elif state == UNTIL_CLOSE:
-            self.body.append(data)
-            return
-        elif state != DONE:
-            data = self._chunked(data)
-        if data and self.state == DONE:
-            self.reusable = False  # bytes past the end of the response: nothing to trust them with
-
-    def _chunked(self, data: bytes) -> bytes:
-        """Chunks from `data`, as many as it holds; what is left of it past the last chunk."""
+    def _chunked(self, data: bytes, state: int) -> bytes:
+        """Chunks from `data`, as many as it holds; what is left of it past the last chunk. `state`
+        is kept in a local (and stored on each change): it is read on every step."""
         at, size = 0, len(data)
+        append = self.body.append
         while at < size:
-            state = self.state
-            if state == CHUNK_DATA:
-                end = at + self._left
-                if end > size:
-                    self.body.append(data[at:] if at else data)
-                    self._left = end - size
-                    return b""
-                self.body.append(data[at:end])
-                at, self.state = end, CHUNK_END
-            elif state == CHUNK_SIZE:
-                end = data.find(b"\r\n", at, at + MAX_CHUNK_LINE + 2)
+            if state == CHUNK_SIZE:
+                end = data.find(b"\r\n", at, at + _CHUNK_LINE_SEARCH)
                 if end < 0:
                     return self._keep(data, at, MAX_CHUNK_LINE, "chunk-size line")
                 digits = data[at:end]
-                if not digits or len(digits) > 16 or digits.strip(_HEX):  # not bare hex digits
-                    digits = _chunk_size(data[at:end])
+                if not 0 < end - at <= 16 or digits.strip(_HEX):  # not bare hex digits
+                    digits = _chunk_size(digits)
                 chunk = int(digits, 16)
                 at = end + 2
                 if not chunk:
-                    self.state, self._left = TRAILERS, MAX_HEAD_BYTES  # the trailers' bound
+                    state = self.state = TRAILERS
+                    self._left = MAX_HEAD_BYTES  # the trailers' bound
                 elif (end := at + chunk) + 2 <= size:  # the whole chunk is here (an event, mostly)
-                    if not data.startswith(b"\r\n", end):
+                    if data[end] != CR or data[end + 1] != LF:  # ints: no call, no slice
                         raise malformed("chunk data longer than its chunk-size")
-                    self.body.append(data[at:end])
+                    append(data[at:end])
                     at = end + 2
                 else:
-                    self.state, self._left = CHUNK_DATA, chunk
+                    state = self.state = CHUNK_DATA
+                    self._left = chunk
+            elif state == CHUNK_DATA:
+                end = at + self._left
+                if end > size:
+                    append(data[at:] if at else data)
+                    self._left = end - size
+                    return b""
+                append(data[at:end])
+                at = end
+                state = self.state = CHUNK_END
             elif state == CHUNK_END:
                 if size - at < 2:
                     if data[at:] != b"\r":
@@ -222,7 +226,8 @@ class ResponseParser:
                     return b""
                 if data[at : at + 2] != b"\r\n":
                     raise malformed("chunk data longer than its chunk-size")
-                at, self.state = at + 2, CHUNK_SIZE
+                at += 2
+                state = self.state = CHUNK_SIZE
             elif state == TRAILERS:
                 end = data.find(b"\r\n", at)
                 if end < 0:
@@ -231,7 +236,7 @@ class ResponseParser:
                 if self._left < 0:
                     raise malformed(f"trailers over {MAX_HEAD_BYTES} bytes")
                 if end == at:
-                    self.state = DONE  # the empty line that ends the trailer section (dropped)
+                    state = self.state = DONE  # the empty line that ends the trailer section (dropped)
                 at = end + 2
             else:  # DONE
                 return data[at:]
@@ -267,7 +272,8 @@ def _parse_head(head: bytes) -> tuple[int, int, CIMultiDict[str]]:
     headers: CIMultiDict[str] = CIMultiDict()
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name):
+        # Letters, digits and hyphens (every common name) are a token: no regex match for them.
+        if not colon or not (name.replace(b"-", b"").isalnum() or _TOKEN.fullmatch(name)):
             what = "an obs-fold (a line starting with whitespace)" if line[:1] in b" \t" else "field"
             raise malformed(f"{what} {line[:80]!r}")
         headers.add(name.decode("ascii"), value.strip(b" \t").decode("utf-8", "surrogateescape"))
