@@ -22,7 +22,7 @@ from test_tls import issue, make_ca
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import OutgoingRequest, Timeouts, Upstream, UpstreamPool, h1
 from provider_gateway.http.h1 import HIGH_WATER, MAX_DECODED_READ
-from provider_gateway.http.h1_wire import DONE, ResponseParser
+from provider_gateway.http.h1_wire import DONE, MAX_CHECKED_HEADERS, ResponseParser, encode_request
 from provider_gateway.http.pool import H1HostClient, HostClient
 from provider_gateway.http.proxy import ProxySettings
 
@@ -376,6 +376,32 @@ async def test_a_header_that_would_smuggle_a_request_is_refused_before_sending(p
             assert "not a token, or a value with CR, LF or NUL" in error.detail
             assert "secret" not in error.detail  # a header's value may be a key
         assert fake.requests == []
+
+
+async def test_a_header_checked_once_is_still_checked_when_its_value_changes(pool: UpstreamPool) -> None:
+    """The origin remembers the headers that passed (they repeat on every request), never a name:
+    the same header with a value that smuggles a request is refused after good ones were sent."""
+    async with RawUpstream(answering(OK)) as fake:
+        host = pool.host(fake.url)
+        for _ in range(2):
+            assert await Upstream(host, fake.url, "acme", headers={"x-a": "1"}).request_json("GET", "/x")
+        error = await fails(
+            Upstream(host, fake.url, "acme", headers={"x-a": "1\r\nGET /admin HTTP/1.1"}).request_json(
+                "GET", "/x"
+            )
+        )
+    assert "not a token, or a value with CR, LF or NUL" in error.detail
+    assert len(fake.requests) == 2
+
+
+def test_the_headers_an_origin_remembers_as_checked_are_bounded() -> None:
+    checked: set[tuple[str, str]] = set()
+    for n in range(3 * MAX_CHECKED_HEADERS):
+        head = encode_request("GET", "/x", "h", {"x-request-id": str(n), "x-key": "k"}, None, checked)
+        assert f"x-request-id: {n}\r\n".encode() in head
+        assert len(checked) <= MAX_CHECKED_HEADERS
+    with pytest.raises(ValueError, match="CR, LF or NUL"):
+        encode_request("GET", "/x", "h", {"x-key": "k\nx"}, None, checked)
 
 
 async def test_waiters_beyond_the_connection_limit_are_served_in_turn() -> None:

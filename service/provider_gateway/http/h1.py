@@ -382,13 +382,21 @@ class H1Origin:
         self._sweep: asyncio.TimerHandle | None = None
         self._closed = False
         self._connections: set[_Connection] = set()  # every one open, idle or carrying an exchange
+        self._checked_headers: set[tuple[str, str]] = set()  # see encode_request
 
     async def send(self, request: OutgoingRequest) -> H1Response:
         """Send; raise an `httpx.TransportError` when no response head arrives (ValueError for a
         request that cannot be written safely)."""
         url = request.url
         host = url.host_port_subcomponent or self._host
-        head = encode_request(request.method, url.raw_path_qs or "/", host, request.headers, request.content)
+        head = encode_request(
+            request.method,
+            url.raw_path_qs or "/",
+            host,
+            request.headers,
+            request.content,
+            self._checked_headers,
+        )
         no_body = request.method in _NO_BODY_METHODS
         connection = await self._acquire(request.connect_timeout)
         try:
