@@ -264,7 +264,7 @@ async def test_client_cancel_still_reaches_the_provider_through_the_wrappers() -
 
 async def test_disabled_telemetry_installs_nothing() -> None:
     telemetry = Telemetry(TelemetrySettings(enabled=False))
-    assert telemetry.handler_wrappers() == []
+    assert telemetry.call_hooks() == []
     assert not telemetry.active
     config = config_module.mock_only()
     server = GatewayServer(config, telemetry)

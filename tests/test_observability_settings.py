@@ -39,7 +39,7 @@ def test_defaults_log_requests_and_trace_nothing() -> None:
     telemetry = Telemetry(chosen)
     assert telemetry.tracer is None
     assert telemetry.metrics is None
-    assert len(telemetry.handler_wrappers()) == 1
+    assert len(telemetry.call_hooks()) == 1
 
 
 def test_a_prometheus_port_turns_metrics_on() -> None:

@@ -159,8 +159,9 @@ class Telemetry:
         s = self.settings
         return s.enabled and (s.request_log or self.tracer is not None or self.metrics is not None)
 
-    def handler_wrappers(self) -> list[RequestInterceptor]:
-        """The per-RPC span, metrics and log line, as handler wrappers for the server's edge."""
+    def call_hooks(self) -> list[RequestInterceptor]:
+        """The per-RPC span, metrics and log line, as call hooks for the server's edge (one frame
+        runs them around each ProviderService call: server/edge.py)."""
         if not self.active:
             return []
         from provider_gateway.observability.interceptor import RequestInterceptor
