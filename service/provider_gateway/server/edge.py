@@ -101,8 +101,10 @@ def _stream(
                 try:
                     async for last in messages:
                         call.writing = True
-                        await write(last)
-                        call.writing = False
+                        try:
+                            await write(last)
+                        finally:  # a write that failed is over too: the cut may take the call
+                            call.writing = False
                         if cut.cutting:  # the cut came while gRPC wrote this message
                             await cut.end(context)
                 finally:
