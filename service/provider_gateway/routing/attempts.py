@@ -1,8 +1,8 @@
 """One attempt: one try of one deployment, timed, bounded by the stall limits, and judged.
 
-A stream's attempt (`Attempts.run`) yields the provider's events, an end for every tool call they
-started and never ended, then a Finish; a unary call's (`Attempts.call`) awaits the provider's whole
-answer once and returns it with the Finish. Both share one bookkeeping (`_Try`): a failure is judged
+A stream's attempts (`Attempts.run`, walking the retry loop's `Failover`) yield the provider's
+events, an end for every tool call they started and never ended, then a Finish; a unary call's
+(`Attempts.call`) awaits the provider's whole answer once and returns it with the Finish. Both share one bookkeeping (`_Try`): a failure is judged
 for the deployment's breaker and limiter (overloaded, broken, or a bad request that says nothing
 about the deployment), and every attempt is timed, costed and recorded alike.
 (`attempt.py` holds the context variable that names the attempt in progress to provider wrappers.)
@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from provider_gateway.domain import (
     CONTENT_EVENTS,
@@ -59,6 +59,21 @@ OpenStream = Callable[[Provider, Req], AsyncIterator[StreamEvent]]
 Answer = Callable[[Provider, Req], Awaitable[ChatResponse]]
 
 
+class Failover(Protocol):
+    """A request's way through its plan, as the retry loop keeps it (routing/retry.py): the next
+    deployment to try (waiting, bounded, for one; None once every attempt is spent), what a
+    retryable failure does to its deployment, and the error once none is left."""
+
+    attempts: list[Attempt]  # the attempts so far, each recorded as it ends
+    deadline: float  # the request's, on the router's clock
+
+    def next(self) -> Awaitable[Deployment | None]: ...
+
+    def retry_later(self, deployment: Deployment, exc: GatewayError) -> None: ...
+
+    def exhausted(self) -> GatewayError: ...
+
+
 class Attempts:
     """Runs attempts. `released` is called whenever an attempt gives back its concurrency slot,
     so that requests queued for capacity look again; `background` runs fire-and-forget writes."""
@@ -80,90 +95,110 @@ class Attempts:
 
     async def run(
         self,
-        deployment: Deployment,
-        number: int,
+        begin: Callable[[], Awaitable[Failover]],
         request: Req,
         clock: RequestClock,
-        deadline: float,
         open_stream: OpenStream[Req],
-        attempts: list[Attempt],
     ) -> AsyncGenerator[GatewayEvent, None]:
-        """One try of one deployment: its events, then the Finish; failures judged for breaker and limiter."""
-        settings = deployment.settings
-        # The time to first token bounds each read until content comes, then the idle limit; the
-        # deadline bounds every read.
-        attempt = _Try(self, deployment, number, request, clock, deadline, attempts, settings.ttft_timeout_s)
-        scope, watch = attempt.scope, attempt.watch
-        calls = OpenCalls()  # every tool call the stream starts ends before the Finish
-        stream: AsyncIterator[StreamEvent] | None = None
-        sent_content = False
-        finish: ProviderFinish | None = None
-        usage: Usage | None = None  # what the provider reported, for the attempt's cost
-        relayed = 0  # characters of content passed on, to estimate the output when usage is missing
-        answered = False  # the provider's stream gave at least one event
-        try:
-            task = asyncio.current_task()
-            scope.enter()
-            stream = open_stream(deployment.provider, _for_model(request, deployment.spec.model))
-            now = time.perf_counter_ns()
-            while True:
-                # A task keeps its context: the attempt's variables set in it hold until the attempt
-                # ends, so they are set again only when another task resumes the stream (grpc closes
-                # a cancelled one elsewhere), not checked on every event.
-                reader = asyncio.current_task()
-                if reader is not task:
-                    task = reader
-                    scope.enter()
-                watch.reading(now, reader)
+        """A stream's attempts, one deployment after another as `begin`'s failover hands them out
+        (the retry loop's plan, holds and budget check): each one's events, then the Finish; each
+        failure judged for breaker and limiter. A retryable failure fails over only until the
+        client has seen content."""
+        tries = await begin()
+        while (deployment := await tries.next()) is not None:
+            sent_content = False
+            try:
+                settings = deployment.settings
+                # The time to first token bounds each read until content comes, then the idle
+                # limit; the deadline bounds every read.
+                attempt = _Try(
+                    self,
+                    deployment,
+                    len(tries.attempts) + 1,
+                    request,
+                    clock,
+                    tries.deadline,
+                    tries.attempts,
+                    settings.ttft_timeout_s,
+                )
+                scope, watch = attempt.scope, attempt.watch
+                calls = OpenCalls()  # every tool call the stream starts ends before the Finish
+                stream: AsyncIterator[StreamEvent] | None = None
+                finish: ProviderFinish | None = None
+                usage: Usage | None = None  # what the provider reported, for the attempt's cost
+                relayed = 0  # characters of content passed on, to estimate the output without usage
+                answered = False  # the provider's stream gave at least one event
                 try:
-                    event = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                except (asyncio.CancelledError, OSError) as exc:
-                    attempt.read_failed(exc, sent_content)
-                finally:
-                    # The read is over however it ended: an error's handling below (judging it may
-                    # wait on Redis) must not be cancelled as a read past its limit.
-                    watch.finished()
-                    handed = time.perf_counter_ns()
-                    clock.upstream_ns += handed - now
-                answered = True
-                # Text deltas are nearly every event of a stream: one type test settles them (and
-                # they are no tool-call event for `calls`).
-                if type(event) is TextDelta:
-                    relayed += len(event.text)
-                elif isinstance(event, ProviderFinish):
-                    finish = event
+                    task = asyncio.current_task()
+                    scope.enter()
+                    stream = open_stream(deployment.provider, _for_model(request, deployment.spec.model))
                     now = time.perf_counter_ns()
-                    continue
-                elif isinstance(event, UsageEvent):
-                    usage = event.usage
-                elif isinstance(event, ReasoningDelta):
-                    relayed += len(event.text)
-                elif isinstance(event, ToolCallDelta):
-                    relayed += len(event.arguments_delta)
-                if not sent_content and isinstance(event, CONTENT_EVENTS):
-                    sent_content = True
-                    attempt.first_content(handed)
-                    watch.limit(settings.idle_timeout_s)
-                yield event if type(event) is TextDelta else calls.see(event)
-                now = time.perf_counter_ns()
-                clock.downstream_ns += now - handed
-            if finish is None:  # the adapters check their vendor's end marker; this catches the rest
-                raise _unfinished(deployment)
-        except GatewayError as exc:
-            await attempt.failed(exc, usage, relayed, answered)
-            raise
-        finally:
-            attempt.settle(usage, relayed, finish, started=stream is not None)
-            await _close(stream)
-            self.released()
-        attempt.succeeded(usage, relayed, finish, sent_content)
-        for end in calls.close():  # cut by max_tokens, or a vendor that ends none
-            handed = time.perf_counter_ns()
-            yield end
-            clock.downstream_ns += time.perf_counter_ns() - handed
-        yield attempt.finished(finish)
+                    while True:
+                        # A task keeps its context: the attempt's variables set in it hold until the
+                        # attempt ends, so they are set again only when another task resumes the
+                        # stream (grpc closes a cancelled one elsewhere), not checked on every event.
+                        reader = asyncio.current_task()
+                        if reader is not task:
+                            task = reader
+                            scope.enter()
+                        watch.reading(now, reader)
+                        try:
+                            event = await anext(stream)
+                        except StopAsyncIteration:
+                            break
+                        except (asyncio.CancelledError, OSError) as exc:
+                            attempt.read_failed(exc, sent_content)
+                        finally:
+                            # The read is over however it ended: an error's handling below (judging
+                            # it may wait on Redis) must not be cancelled as a read past its limit.
+                            watch.finished()
+                            handed = time.perf_counter_ns()
+                            clock.upstream_ns += handed - now
+                        answered = True
+                        # Text deltas are nearly every event of a stream: one type test settles
+                        # them (and they are no tool-call event for `calls`).
+                        if type(event) is TextDelta:
+                            relayed += len(event.text)
+                        elif isinstance(event, ProviderFinish):
+                            finish = event
+                            now = time.perf_counter_ns()
+                            continue
+                        elif isinstance(event, UsageEvent):
+                            usage = event.usage
+                        elif isinstance(event, ReasoningDelta):
+                            relayed += len(event.text)
+                        elif isinstance(event, ToolCallDelta):
+                            relayed += len(event.arguments_delta)
+                        if not sent_content and isinstance(event, CONTENT_EVENTS):
+                            sent_content = True
+                            attempt.first_content(handed)
+                            watch.limit(settings.idle_timeout_s)
+                        yield event if type(event) is TextDelta else calls.see(event)
+                        now = time.perf_counter_ns()
+                        clock.downstream_ns += now - handed
+                    if finish is None:  # the adapters check their vendor's end marker; this the rest
+                        raise _unfinished(deployment)
+                except GatewayError as exc:
+                    await attempt.failed(exc, usage, relayed, answered)
+                    raise
+                finally:
+                    attempt.settle(usage, relayed, finish, started=stream is not None)
+                    await _close(stream)
+                    self.released()
+                attempt.succeeded(usage, relayed, finish, sent_content)
+                for end in calls.close():  # cut by max_tokens, or a vendor that ends none
+                    handed = time.perf_counter_ns()
+                    yield end
+                    clock.downstream_ns += time.perf_counter_ns() - handed
+                yield attempt.finished(finish)
+                return
+            except GatewayError as exc:
+                # Once the client has seen output, a failure ends the stream (an honest error beats
+                # a silently spliced answer).
+                if sent_content or not exc.retryable:
+                    raise
+                tries.retry_later(deployment, exc)
+        raise tries.exhausted()
 
     async def call(
         self,

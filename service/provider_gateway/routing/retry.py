@@ -14,14 +14,13 @@ call (`call`) has sent nothing until it returns: it fails over on any retryable 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import math
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from provider_gateway.catalog import Catalog
-from provider_gateway.domain import CONTENT_EVENTS, Attempt, ChatResponse, Finish, GatewayEvent
+from provider_gateway.domain import Attempt, ChatResponse, Finish, GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.routing.admission import admitted
 from provider_gateway.routing.attempts import Answer, Attempts, OpenStream, Req
@@ -100,46 +99,26 @@ class RetryLoop:
         self.capacity = capacity
         self.attempts = attempts
 
-    async def run(
+    def run(
         self, plan: Plan, request: Req, clock: RequestClock, open_stream: OpenStream[Req]
     ) -> AsyncGenerator[GatewayEvent, None]:
-        """The retry loop of a stream: it fails over only until the client has seen content."""
+        """The retry loop of a stream: it fails over only until the client has seen content.
+
+        One generator, the attempts' own (`Attempts.run` walks `_Tries`), rather than a loop here
+        relaying theirs: every event of a stream passed through one more generator frame."""
+        return self.attempts.run(lambda: self._begin(plan, request, clock), request, clock, open_stream)
+
+    async def _begin(self, plan: Plan, request: Req, clock: RequestClock) -> _Tries:
         tries = await self._start(plan, request, clock)
         await admitted()  # the call's budget check, sent as the call began (routing/admission.py)
-        while (deployment := await self._next(tries)) is not None:
-            sent_content = False
-            try:
-                # aclosing: a client that stops reading closes this attempt (and its upstream) now,
-                # not whenever the garbage collector finalizes the generator.
-                attempt = self.attempts.run(
-                    deployment,
-                    len(tries.attempts) + 1,
-                    request,
-                    clock,
-                    tries.deadline,
-                    open_stream,
-                    tries.attempts,
-                )
-                async with contextlib.aclosing(attempt):
-                    # The attempt times the client's share of each event (clock.downstream_ns).
-                    async for event in attempt:
-                        if not sent_content and isinstance(event, CONTENT_EVENTS):
-                            sent_content = True
-                        yield event
-                return
-            except GatewayError as exc:
-                if sent_content or not exc.retryable:
-                    raise
-                self._retry_later(tries, deployment, exc)
-        raise tries.exhausted()
+        return tries
 
     async def call(
         self, plan: Plan, request: Req, clock: RequestClock, answer: Answer[Req]
     ) -> tuple[ChatResponse, Finish]:
         """The retry loop of a unary call: the client sees nothing until it returns, so any
         retryable failure fails over, as a stream's does before its first content."""
-        tries = await self._start(plan, request, clock)
-        await admitted()  # the call's budget check, sent as the call began (routing/admission.py)
+        tries = await self._begin(plan, request, clock)
         while (deployment := await self._next(tries)) is not None:
             try:
                 return await self.attempts.call(
@@ -163,7 +142,7 @@ class RetryLoop:
             plan = dataclasses.replace(plan, deployments=usable)
         deadline = clock.deadline if clock.deadline is not None else self.clock() + plan.settings.timeout_s
         ready_at, limited_until = await self._holds(plan)
-        return _Tries(plan, deadline, ready_at, limited_until)
+        return _Tries(self, plan, deadline, ready_at, limited_until)
 
     async def _next(self, tries: _Tries) -> Deployment | None:
         """The deployment to try next, waiting (bounded) for one; None once every attempt is spent."""
@@ -276,20 +255,33 @@ class _Tries:
         "failures",
         "last_error",
         "limited_until",
+        "loop",
         "max_attempts",
         "plan",
         "ready_at",
     )
 
     def __init__(
-        self, plan: Plan, deadline: float, ready_at: dict[str, float], limited_until: dict[str, float]
+        self,
+        loop: RetryLoop,
+        plan: Plan,
+        deadline: float,
+        ready_at: dict[str, float],
+        limited_until: dict[str, float],
     ) -> None:
-        self.plan, self.deadline = plan, deadline
+        self.loop, self.plan, self.deadline = loop, plan, deadline
         self.ready_at, self.limited_until = ready_at, limited_until
         self.attempts: list[Attempt] = []
         self.failures: dict[str, int] = {}
         self.last_error: GatewayError | None = None
         self.max_attempts = len(plan.deployments) + plan.settings.retries
+
+    def next(self) -> Awaitable[Deployment | None]:
+        """The deployment to try next (waiting, bounded, for one); None once every attempt is spent."""
+        return self.loop._next(self)
+
+    def retry_later(self, deployment: Deployment, exc: GatewayError) -> None:
+        self.loop._retry_later(self, deployment, exc)
 
     def exhausted(self) -> GatewayError:
         return self.last_error or GatewayError(
