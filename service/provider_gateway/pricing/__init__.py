@@ -68,16 +68,21 @@ class PriceTable:
         """The cost of `usage` on `model` (and of `images` input images); unknown without a price (or
         without usage). `source`: where the usage comes from ("provider", "partial", "estimated");
         by default, as it says."""
+        return self.cost_at(self.price(kind, model), usage, source, images)
+
+    def cost_at(self, price: Price | None, usage: Usage | None, source: str = "", images: int = 0) -> Cost:
+        """`cost` at the price row `price` (`price(kind, model)`), for a caller that needs the row
+        first: the router counts a request's images only when its row prices them."""
         if usage is None:
             source = "none"
         elif not source:
             source = "estimated" if usage.estimated else "provider"
-        price = self.price(kind, model)
+        # (Cost's fields positionally: amount_micros, known, usage_source; keywords cost more)
         if usage is None or price is None:
-            return Cost(0, known=False, usage_source=source)
+            return Cost(0, False, source)
         micros = _token_micros(price.tier(usage.input_tokens), usage)
         micros += (images * price.per_image + price.per_request) * 1e6
-        return Cost(round(micros), known=True, usage_source=source)
+        return Cost(round(micros), True, source)
 
 
 def _token_micros(prices: TokenPrices, usage: Usage) -> float:

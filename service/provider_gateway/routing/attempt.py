@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
 from typing import Any
 
+from provider_gateway.domain import value
 from provider_gateway.http.rate_limits import RATE_LIMIT_SINK, RateLimitInfo
 from provider_gateway.providers.reported_usage import PARTIAL_USAGE_SINK, Heard
 
 
-@dataclass(slots=True, frozen=True)
+@value  # built for every attempt: see domain.value
 class AttemptInfo:
     number: int  # 1 for the first attempt of a request, then 2, 3...
     deployment: str  # "<group>/<provider>/<model>", stable across requests

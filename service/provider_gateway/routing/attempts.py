@@ -259,8 +259,11 @@ class Attempts:
         source: str,
     ) -> Cost:
         model = (finish.model if finish else "") or deployment.spec.model
-        images = _images(request) if isinstance(request, ChatRequest) else 0
-        return self.prices.cost(deployment.kind, model, usage, source, images)
+        price = self.prices.price(deployment.kind, model)
+        images = 0  # counting them walks every part of every message: only for a row that prices them
+        if price is not None and price.per_image and isinstance(request, ChatRequest):
+            images = _images(request)
+        return self.prices.cost_at(price, usage, source, images)
 
     async def _judge(self, deployment: Deployment, exc: GatewayError) -> None:
         """What a failure says about the deployment: overloaded, broken, or nothing (a bad request)."""
@@ -470,14 +473,15 @@ def _failed(deployment: Deployment, exc: GatewayError, started: int, cost: Cost)
 def _finish(
     deployment: Deployment, finish: ProviderFinish, attempts: list[Attempt], clock: RequestClock
 ) -> Finish:
+    # The fields in order, positionally (a keyword costs about 0.6k instructions more per field).
     return Finish(
-        reason=finish.reason,
-        raw_reason=finish.raw_reason,
-        provider=deployment.spec.provider,
-        model=finish.model or deployment.spec.model,
-        timing=clock.timing(),
-        attempts=tuple(attempts),
-        response_id=finish.response_id,
-        cost=total([a.cost for a in attempts]),
-        emulated=finish.emulated,
+        finish.reason,  # reason
+        finish.raw_reason,  # raw_reason
+        deployment.spec.provider,  # provider
+        finish.model or deployment.spec.model,  # model
+        clock.timing(),  # timing
+        tuple(attempts),  # attempts
+        finish.response_id,  # response_id
+        total([a.cost for a in attempts]),  # cost
+        finish.emulated,  # emulated
     )

@@ -30,10 +30,11 @@ class RequestClock:
     def timing(self) -> Timing:
         total = time.perf_counter_ns() - self.received_ns
         ttft = self.first_token_ns - self.received_ns if self.first_token_ns else 0
-        # (// 1000 as `us` does, written out: four calls fewer on every request)
+        # (// 1000 as `us` does, written out: four calls fewer on every request; the fields in
+        # order, positionally: a keyword costs about 0.6k instructions more per field)
         return Timing(
-            gateway_overhead_us=max(total - self.upstream_ns - self.downstream_ns, 0) // 1000,
-            time_to_first_token_us=ttft // 1000,
-            total_us=total // 1000,
-            upstream_us=self.upstream_ns // 1000,
+            max(total - self.upstream_ns - self.downstream_ns, 0) // 1000,  # gateway_overhead_us
+            ttft // 1000,  # time_to_first_token_us
+            total // 1000,  # total_us
+            self.upstream_ns // 1000,  # upstream_us
         )
