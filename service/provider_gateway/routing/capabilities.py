@@ -12,8 +12,6 @@ FAILED_PRECONDITION for a feature it does not have. Models missing from the cata
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from provider_gateway.catalog import Catalog
 from provider_gateway.domain import (
     ChatRequest,
@@ -21,12 +19,13 @@ from provider_gateway.domain import (
     ImagePart,
     ResponseFormatType,
     ToolChoiceMode,
+    value,
 )
 from provider_gateway.errors import ErrorKind, GatewayError, shown
 from provider_gateway.routing.deployments import Deployment
 
 
-@dataclass(slots=True, frozen=True)
+@value  # built per call: see domain.value
 class Refusal:
     kind: ErrorKind
     field: str

@@ -16,15 +16,14 @@ import dataclasses
 import math
 from collections.abc import Callable
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
 
-from provider_gateway.domain import ChatRequest, CompletionRequest, Cost, Usage
+from provider_gateway.domain import ChatRequest, CompletionRequest, Cost, Usage, value
 from provider_gateway.errors import GatewayError
 from provider_gateway.providers.base import CHARS_PER_TOKEN, estimate_messages, estimate_tokens
 from provider_gateway.providers.reported_usage import Heard
 
 
-@dataclass(slots=True, frozen=True)
+@value  # built per call: see domain.value
 class Consumed:
     provider: str
     model: str

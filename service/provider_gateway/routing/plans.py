@@ -6,12 +6,11 @@ the configured groups, built once, and those of plain `provider/model` routes, k
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Callable
 
 from provider_gateway.config import ProviderConfig
-from provider_gateway.domain import RateLimits, Route
+from provider_gateway.domain import RateLimits, Route, value
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import Provider
 from provider_gateway.providers.registry import ProviderRegistry
@@ -24,7 +23,7 @@ from provider_gateway.routing.settings import DeploymentSpec, RoutingConfig, Rou
 MAX_ROUTE_DEPLOYMENTS = 1024
 
 
-@dataclasses.dataclass(slots=True, frozen=True)
+@value  # built per call: see domain.value
 class Plan:
     """The deployments one request may use, best first, and the settings that govern it. A plain
     route's plan is shared by every request naming that route (`Planner.plan`): never changed."""

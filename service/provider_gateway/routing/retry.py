@@ -118,7 +118,8 @@ class RetryLoop:
     ) -> tuple[ChatResponse, Finish]:
         """The retry loop of a unary call: the client sees nothing until it returns, so any
         retryable failure fails over, as a stream's does before its first content."""
-        tries = await self._begin(plan, request, clock)
+        tries = await self._start(plan, request, clock)  # (not _begin: one coroutine fewer)
+        await admitted()  # the call's budget check, sent as the call began (routing/admission.py)
         while (deployment := await self._next(tries)) is not None:
             try:
                 return await self.attempts.call(
