@@ -128,26 +128,20 @@ class Attempts:
                 usage: Usage | None = None  # what the provider reported, for the attempt's cost
                 relayed = 0  # characters of content passed on, to estimate the output without usage
                 answered = False  # the provider's stream gave at least one event
-                # Per event: the time waiting for the provider and the client's (clock.upstream_ns,
-                # downstream_ns), kept in locals until the attempt ends; what the loop calls, bound
-                # once (a global or attribute lookup per event is instructions for nothing).
-                upstream_ns = downstream_ns = 0
-                perf_counter_ns, current_task = time.perf_counter_ns, asyncio.current_task
-                reading, read = watch.reading, watch.finished
                 try:
-                    task = current_task()
+                    task = asyncio.current_task()
                     scope.enter()
                     stream = open_stream(deployment.provider, _for_model(request, deployment.spec.model))
-                    now = perf_counter_ns()
+                    now = time.perf_counter_ns()
                     while True:
                         # A task keeps its context: the attempt's variables set in it hold until the
                         # attempt ends, so they are set again only when another task resumes the
                         # stream (grpc closes a cancelled one elsewhere), not checked on every event.
-                        reader = current_task()
+                        reader = asyncio.current_task()
                         if reader is not task:
                             task = reader
                             scope.enter()
-                        reading(now, reader)
+                        watch.reading(now, reader)
                         try:
                             event = await anext(stream)
                         except StopAsyncIteration:
@@ -157,9 +151,9 @@ class Attempts:
                         finally:
                             # The read is over however it ended: an error's handling below (judging
                             # it may wait on Redis) must not be cancelled as a read past its limit.
-                            read()
-                            handed = perf_counter_ns()
-                            upstream_ns += handed - now
+                            watch.finished()
+                            handed = time.perf_counter_ns()
+                            clock.upstream_ns += handed - now
                         answered = True
                         # Text deltas are nearly every event of a stream: one type test settles
                         # them (and they are no tool-call event for `calls`).
@@ -167,7 +161,7 @@ class Attempts:
                             relayed += len(event.text)
                         elif isinstance(event, ProviderFinish):
                             finish = event
-                            now = perf_counter_ns()
+                            now = time.perf_counter_ns()
                             continue
                         elif isinstance(event, UsageEvent):
                             usage = event.usage
@@ -180,16 +174,14 @@ class Attempts:
                             attempt.first_content(handed)
                             watch.limit(settings.idle_timeout_s)
                         yield event if type(event) is TextDelta else calls.see(event)
-                        now = perf_counter_ns()
-                        downstream_ns += now - handed
+                        now = time.perf_counter_ns()
+                        clock.downstream_ns += now - handed
                     if finish is None:  # the adapters check their vendor's end marker; this the rest
                         raise _unfinished(deployment)
                 except GatewayError as exc:
                     await attempt.failed(exc, usage, relayed, answered)
                     raise
                 finally:
-                    clock.upstream_ns += upstream_ns
-                    clock.downstream_ns += downstream_ns
                     attempt.settle(usage, relayed, finish, started=stream is not None)
                     await _close(stream)
                     self.released()
