@@ -219,6 +219,19 @@ source = "a contract"
     assert cost.amount_micros == 1_000 + 100 * 2 + 200 * 5 + 3 * 2_000 + 500
 
 
+@pytest.mark.parametrize(("kind", "model"), [("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4-5")])
+@pytest.mark.parametrize("images", [0, 1, 7])
+def test_images_cost_nothing_on_a_row_without_an_image_price(kind: str, model: str, images: int) -> None:
+    """The router counts a request's images only for a row that prices them (`cost_at`): on any
+    other row, the cost with them must be the cost without them, as the general path computes it."""
+    table = PriceTable.builtin()
+    price = table.price(kind, model)
+    assert price is not None
+    assert not price.per_image
+    usage = Usage(input_tokens=1_234, output_tokens=56)
+    assert table.cost_at(price, usage, "provider", 0) == table.cost(kind, model, usage, "provider", images)
+
+
 def test_a_long_context_tier_needs_its_prices() -> None:
     text = '[openai."m"]\ninput = 1.0\noutput = 1.0\nlong_context_tokens = 1000\nlong_context_input = 2.0\n'
     with pytest.raises(ConfigError, match="long_context_output"):
