@@ -247,12 +247,12 @@ class OpenAIProvider(BaseProvider):
         decoder = SseDecoder()
         done = False
 
-        def step(event: SseEvent) -> str | list[StreamEvent]:
+        def step(frame: bytes | SseEvent) -> str | list[StreamEvent]:
             nonlocal done
-            if event.data.strip() == "[DONE]":
+            data = self._chunk(frame)
+            if data is None:
                 done = True
                 return []
-            data = self._json(event.data)
             events = parser.stream_text(data)
             if data.get("usage") and parser.usage is not None:
                 report_partial_usage(parser.usage)  # charged if [DONE] never comes
@@ -260,7 +260,7 @@ class OpenAIProvider(BaseProvider):
 
         try:
             async with upstream.stream("POST", path, json=body, model=request.model) as chunks:
-                reads = batches(chunks, decoder.feed)
+                reads = batches(chunks, decoder.payloads)
                 async for event in relay_reads(reads, step, merge=self.merge_reads, finished=lambda: done):
                     yield event
                 if not done:  # the body's end dispatches a last event without its blank line
@@ -279,6 +279,24 @@ class OpenAIProvider(BaseProvider):
         estimate = None if parser.usage is not None else self._estimate(request, parser.output_chars)
         for domain_event in parser.close(estimate):
             yield domain_event
+
+    def _chunk(self, frame: bytes | SseEvent) -> dict[str, Any] | None:
+        """The chunk an event's data holds; None for `[DONE]`. A plain event's data comes as bytes
+        (`SseDecoder.payloads`), parsed as they are: a JSON object in UTF-8 is the object its
+        decoded text gives; [DONE], anything else and any bytes that are not UTF-8 are decoded
+        ("replace", as every event's data is) and read as text, as every event's once was."""
+        if isinstance(frame, bytes):
+            if frame != b"[DONE]":
+                try:
+                    value = orjson.loads(frame)
+                except orjson.JSONDecodeError:
+                    value = None
+                if type(value) is dict:
+                    return value
+            data = frame.decode("utf-8", "replace")
+        else:
+            data = frame.data
+        return None if data.strip() == "[DONE]" else self._json(data)
 
     def _json(self, data: str) -> dict[str, Any]:
         try:
