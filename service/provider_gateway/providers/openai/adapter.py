@@ -23,8 +23,6 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-
 from provider_gateway.config import Section
 from provider_gateway.domain import (
     Capabilities,
@@ -48,7 +46,7 @@ from provider_gateway.providers.http_common import completion_as_chat, path_segm
 from provider_gateway.providers.openai import codec
 from provider_gateway.providers.openai.presets import PRESETS, Preset
 from provider_gateway.providers.openai.responses_adapter import ResponsesApi
-from provider_gateway.providers.openai.stream import ChatStreamParser
+from provider_gateway.providers.openai.stream import ChatStreamParser, event_chunk
 from provider_gateway.providers.openai.wires import wire_for
 from provider_gateway.providers.relay import batches, relay_reads
 from provider_gateway.providers.reported_usage import report_partial_usage
@@ -249,7 +247,7 @@ class OpenAIProvider(BaseProvider):
 
         def step(frame: bytes | SseEvent) -> str | list[StreamEvent]:
             nonlocal done
-            data = self._chunk(frame)
+            data = event_chunk(frame, self.name)
             if data is None:
                 done = True
                 return []
@@ -279,38 +277,6 @@ class OpenAIProvider(BaseProvider):
         estimate = None if parser.usage is not None else self._estimate(request, parser.output_chars)
         for domain_event in parser.close(estimate):
             yield domain_event
-
-    def _chunk(self, frame: bytes | SseEvent) -> dict[str, Any] | None:
-        """The chunk an event's data holds; None for `[DONE]`. A plain event's data comes as bytes
-        (`SseDecoder.payloads`), parsed as they are: a JSON object in UTF-8 is the object its
-        decoded text gives; [DONE], anything else and any bytes that are not UTF-8 are decoded
-        ("replace", as every event's data is) and read as text, as every event's once was."""
-        if isinstance(frame, bytes):
-            if frame != b"[DONE]":
-                try:
-                    value = orjson.loads(frame)
-                except orjson.JSONDecodeError:
-                    value = None
-                if type(value) is dict:
-                    return value
-            data = frame.decode("utf-8", "replace")
-        else:
-            data = frame.data
-        return None if data.strip() == "[DONE]" else self._json(data)
-
-    def _json(self, data: str) -> dict[str, Any]:
-        try:
-            value = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            value = None
-        if not isinstance(value, dict):
-            raise GatewayError(
-                ErrorKind.UNAVAILABLE,
-                f"malformed event from {self.name}: {data[:80]!r}",
-                provider=self.name,
-                retryable=True,
-            )
-        return value
 
     @staticmethod
     def _estimate(request: ChatRequest, output_chars: int) -> Usage:

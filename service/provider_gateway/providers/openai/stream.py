@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from provider_gateway.domain import (
     ChatResponse,
     FinishReason,
@@ -34,6 +36,7 @@ from provider_gateway.providers.base import fold
 from provider_gateway.providers.open_calls import ended_call
 from provider_gateway.providers.openai.codec import ChatWire, stream_error
 from provider_gateway.providers.shapes import SHAPE_ERRORS, shape_checked
+from provider_gateway.wire.sse import SseEvent
 from provider_gateway.wire.think import OPEN, ThinkSplitter
 
 FINISH_REASONS = {
@@ -74,6 +77,38 @@ def plain_message(body: dict[str, Any], think_tags: bool) -> tuple[dict[str, Any
     if think_tags and ((content or "") + (refusal or "")).startswith(OPEN[0]):
         return None
     return choice, message
+
+
+def event_chunk(frame: bytes | SseEvent, provider: str) -> dict[str, Any] | None:
+    """The chunk a stream event's data holds; None for `[DONE]`. A plain event's data comes as
+    bytes (`SseDecoder.payloads`), parsed as they are: a JSON object in UTF-8 is the object its
+    decoded text gives. `[DONE]`, anything else, and bytes that are not UTF-8 are decoded
+    ("replace", as `SseDecoder.feed` decodes every event's data) and read as that text is."""
+    if isinstance(frame, bytes):
+        if frame != b"[DONE]":
+            try:
+                value = orjson.loads(frame)
+            except orjson.JSONDecodeError:
+                value = None
+            if type(value) is dict:
+                return value
+        data = frame.decode("utf-8", "replace")
+    else:
+        data = frame.data
+    if data.strip() == "[DONE]":
+        return None
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise GatewayError(
+            ErrorKind.UNAVAILABLE,
+            f"malformed event from {provider}: {data[:80]!r}",
+            provider=provider,
+            retryable=True,
+        )
+    return value
 
 
 @dataclass(slots=True)
