@@ -23,6 +23,8 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 from provider_gateway.config import Section
 from provider_gateway.domain import (
     Capabilities,
@@ -244,17 +246,26 @@ class OpenAIProvider(BaseProvider):
         parser = ChatStreamParser(self.name, self.wire)
         decoder = SseDecoder()
         done = False
+        # The usage heard (None until a usage chunk), charged if [DONE] never comes: read only then,
+        # so no chunk pays for a check.
+        report_partial_usage(lambda: parser.usage)
 
         def step(frame: bytes | SseEvent) -> str | list[StreamEvent]:
             nonlocal done
+            # A plain event's data, parsed as bytes: a JSON object, nearly always (else the text
+            # `event_chunk` decodes says what it is).
+            if type(frame) is bytes and frame != b"[DONE]":
+                try:
+                    data = orjson.loads(frame)
+                except orjson.JSONDecodeError:
+                    data = None
+                if type(data) is dict:
+                    return parser.stream_text(data)
             data = event_chunk(frame, self.name)
             if data is None:
                 done = True
                 return []
-            events = parser.stream_text(data)
-            if data.get("usage") and parser.usage is not None:
-                report_partial_usage(parser.usage)  # charged if [DONE] never comes
-            return events
+            return parser.stream_text(data)
 
         try:
             async with upstream.stream("POST", path, json=body, model=request.model) as chunks:

@@ -80,21 +80,11 @@ def plain_message(body: dict[str, Any], think_tags: bool) -> tuple[dict[str, Any
 
 
 def event_chunk(frame: bytes | SseEvent, provider: str) -> dict[str, Any] | None:
-    """The chunk a stream event's data holds; None for `[DONE]`. A plain event's data comes as
-    bytes (`SseDecoder.payloads`), parsed as they are: a JSON object in UTF-8 is the object its
-    decoded text gives. `[DONE]`, anything else, and bytes that are not UTF-8 are decoded
-    ("replace", as `SseDecoder.feed` decodes every event's data) and read as that text is."""
-    if isinstance(frame, bytes):
-        if frame != b"[DONE]":
-            try:
-                value = orjson.loads(frame)
-            except orjson.JSONDecodeError:
-                value = None
-            if type(value) is dict:
-                return value
-        data = frame.decode("utf-8", "replace")
-    else:
-        data = frame.data
+    """The chunk a stream event's data holds; None for `[DONE]`. Data as bytes (a plain event's:
+    `SseDecoder.payloads`) is decoded as `SseDecoder.feed` decodes it ("replace"). The adapter
+    parses such bytes before it calls this: when they are a JSON object, it is the object their
+    decoded text gives here (tests check), and no text is made."""
+    data = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame.data
     if data.strip() == "[DONE]":
         return None
     try:
