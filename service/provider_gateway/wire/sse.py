@@ -102,7 +102,7 @@ class SseDecoder:
     def _plain_events(self, chunk: bytes) -> tuple[list[bytes], bytes] | None:
         """The data of the plain events a read fed between events starts with, and the rest of the
         read (the start of the next event, if any, for `_lines`); None for any other read. Plain:
-        one `data: ` line each (one space after the colon), all line ends `\n` or all `\r\n`.
+        one `data: ` line each (one space after the colon), all line ends `\\n` or all `\\r\\n`.
         A read that is one such event is sliced at once; several are split in one pass at the
         blank line and `data: ` between them. The events are those the line-by-line rules give:
         every line starts `data: ` (so is not a BOM, a comment or another field), the only line
