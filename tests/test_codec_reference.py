@@ -12,7 +12,14 @@ import httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provider_gateway.http.h1_wire import DONE, MAX_CHUNK_LINE, MAX_HEAD_BYTES, ResponseParser
+from provider_gateway.http.h1_wire import (
+    _SMALL_SIZES,
+    DONE,
+    MAX_CHUNK_LINE,
+    MAX_HEAD_BYTES,
+    ResponseParser,
+    _chunk_size,
+)
 from provider_gateway.wire.sse import SseDecoder, SseError, SseEvent
 
 PROPERTY = settings(max_examples=400, deadline=None, derandomize=True)
@@ -272,3 +279,9 @@ def test_the_sse_reference_itself() -> None:
         SseEvent("last", "message", "7"),
     ]
     assert reference_sse(b"data: 123456\n\n", 10) == SseError
+
+
+def test_the_chunk_sizes_looked_up_are_those_parsed() -> None:
+    """`_chunked` looks the common chunk-size lines up instead of parsing them: the same sizes."""
+    assert len(_SMALL_SIZES) == 4096
+    assert all(_chunk_size(line) == size for line, size in _SMALL_SIZES.items())

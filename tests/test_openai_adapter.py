@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import orjson
 import pytest
 from conftest import ADAPTER_ROUTING, RunningGateway, run_gateway
 from upstream_support import assert_cancel_closes_upstream, chat_stream, system, user
@@ -418,6 +419,24 @@ async def test_done_without_a_final_newline_still_ends_cleanly(env: Env) -> None
     got = await chat_stream(env.stub, pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")]))
     assert got.error is None, got.error
     assert got.text == "ok"
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n"])
+async def test_plain_events_sent_at_once_read_as_each_events_text(env: Env, end: bytes) -> None:
+    """Events sent in one piece, their data parsed as bytes: text that is not UTF-8 becomes U+FFFD
+    as in any event, `data:` with no space still counts, and `[DONE]` with spaces around ends."""
+    events = [
+        orjson.dumps(chunk({"content": "a~b "})).replace(b"~", b"\xff"),
+        orjson.dumps(chunk({"content": "caf\u00e9"})),
+        orjson.dumps(chunk({}, "stop")),
+    ]
+    body = b"".join(b"data: " + event + end + end for event in events)
+    body += b"data:" + orjson.dumps(chunk({"content": "!"})) + end + end + b"data:  [DONE] " + end + end
+    env.fake.script("/v1/chat/completions", Reply.sse([body], done=False))
+    got = await chat_stream(env.stub, pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")]))
+    assert got.error is None, got.error
+    assert got.text == "a\ufffdb caf\u00e9!"
+    assert got.finish.reason == pb.FINISH_REASON_STOP
 
 
 async def test_malformed_event_is_an_error(env: Env) -> None:

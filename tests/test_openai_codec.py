@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,8 +33,9 @@ from provider_gateway.errors import GatewayError
 from provider_gateway.providers.openai.codec import is_reasoning_model
 from provider_gateway.providers.openai.mistral import short_tool_id
 from provider_gateway.providers.openai.presets import PRESETS
-from provider_gateway.providers.openai.stream import ChatStreamParser
+from provider_gateway.providers.openai.stream import ChatStreamParser, event_chunk
 from provider_gateway.providers.openai.wires import WIRES, wire_for
+from provider_gateway.wire.sse import SseEvent
 from provider_gateway.wire.think import ThinkSplitter
 
 
@@ -363,3 +365,54 @@ def test_every_wire_reads_string_content_as_text_as_the_fast_path_does() -> None
     for name, wire in WIRES.items():
         host = next(preset for preset in PRESETS.values() if preset.wire == name)
         assert wire(host).content("x", "p") == [TextDelta("x")], name
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)
+_event_data = st.one_of(
+    _json_values.map(orjson.dumps),
+    st.sampled_from(
+        [
+            b"[DONE]",
+            b" [DONE] ",
+            b"[DONE]\xc2\xa0",
+            b"\x1c[DONE]",
+            b"\xef\xbb\xbf{}",
+            b'{"a":"\xff"}',
+            b"{",
+            b"",
+        ]
+    ),
+    st.binary(max_size=12),
+).flatmap(
+    # and the same with a byte put anywhere: a cut UTF-8 sequence, a quote, a brace
+    lambda data: st.tuples(
+        st.integers(0, len(data)), st.sampled_from([b"", b"\xc3", b"\xff", b'"', b"}"])
+    ).map(lambda cut: data[: cut[0]] + cut[1] + data[cut[0] :])
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=_event_data)
+def test_an_events_data_as_bytes_reads_as_its_decoded_text(data: bytes) -> None:
+    """`SseDecoder.payloads` hands a plain event's data over undecoded: the chunk, the `[DONE]` and
+    the malformed-event error are those of the text `feed` decodes from it, and where the adapter's
+    step parses the bytes to an object first, that object is the chunk."""
+
+    def read(frame: bytes | SseEvent) -> Any:
+        try:
+            return event_chunk(frame, "oa")
+        except GatewayError as error:
+            return (error.kind, str(error))
+
+    expected = read(SseEvent(data.decode("utf-8", "replace")))
+    assert read(data) == expected
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if type(parsed) is dict:
+        assert parsed == expected

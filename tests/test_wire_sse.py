@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from anthropic._streaming import SSEDecoder as AnthropicSseDecoder
 from hypothesis import given, settings
@@ -146,14 +148,35 @@ _event = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None)
-@given(
-    events=st.lists(_event, max_size=12),
-    end=st.sampled_from([b"\n", b"\r\n", b"\r"]),
-    event_cuts=st.lists(st.integers(min_value=0), max_size=6),
-    byte_cuts=st.lists(st.integers(min_value=0), max_size=2),
-    bound=st.sampled_from([8, 24, 1024]),
-)
+def _cut_mostly_between_events(
+    events: list[list[bytes]], end: bytes, event_cuts: list[int], byte_cuts: list[int]
+) -> tuple[bytes, list[bytes]]:
+    """The body of `events` (each a list of lines) and its reads, cut at event boundaries
+    (`event_cuts`) and anywhere (`byte_cuts`)."""
+    framed = [end.join(lines) + end + end for lines in events]
+    body = b"".join(framed)
+    boundaries = [len(b"".join(framed[:i])) for i in range(len(framed) + 1)]
+    points = sorted(
+        {boundaries[c % len(boundaries)] for c in event_cuts} | {c % (len(body) + 1) for c in byte_cuts}
+    )
+    return body, [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
+
+
+def _split_events(test: Callable[..., None]) -> Callable[..., None]:
+    """Hypothesis gives `test` events (`_event`), their line end, where the body is cut into reads
+    (`_cut_mostly_between_events`) and the decoder's bound."""
+    return settings(max_examples=400, deadline=None)(
+        given(
+            events=st.lists(_event, max_size=12),
+            end=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+            event_cuts=st.lists(st.integers(min_value=0), max_size=6),
+            byte_cuts=st.lists(st.integers(min_value=0), max_size=2),
+            bound=st.sampled_from([8, 24, 1024]),
+        )(test)
+    )
+
+
+@_split_events
 def test_reads_of_whole_events_give_the_same_events_as_line_by_line(
     events: list[list[bytes]], end: bytes, event_cuts: list[int], byte_cuts: list[int], bound: int
 ) -> None:
@@ -161,13 +184,7 @@ def test_reads_of_whole_events_give_the_same_events_as_line_by_line(
     events are split at their blank lines in one pass, the rest goes line by line. Reads of one
     byte never hold a whole event, so they are the line-by-line reference. A read over the bound
     fails as it does line by line."""
-    framed = [end.join(lines) + end + end for lines in events]
-    body = b"".join(framed)
-    boundaries = [len(b"".join(framed[:i])) for i in range(len(framed) + 1)]
-    points = sorted(
-        {boundaries[c % len(boundaries)] for c in event_cuts} | {c % (len(body) + 1) for c in byte_cuts}
-    )
-    reads = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
+    body, reads = _cut_mostly_between_events(events, end, event_cuts, byte_cuts)
 
     def decode(chunks: list[bytes]) -> list[SseEvent] | type[SseError]:
         decoder = SseDecoder(max_event_bytes=bound)
@@ -205,3 +222,47 @@ def test_whole_events_keep_the_last_id_and_retry_and_an_event_pending_before_the
         SseEvent("j", "message", "7", 5),
         SseEvent("k", "message", "7", 5),
     ]
+
+
+@_split_events
+def test_payloads_are_the_events_feed_gives_with_plain_data_undecoded(
+    events: list[list[bytes]], end: bytes, event_cuts: list[int], byte_cuts: list[int], bound: int
+) -> None:
+    """`payloads` (the OpenAI codec's reading) against `feed`, read for read: the same events, a
+    plain one's data as its bytes (a `message` event whose data they are, decoded as `feed`
+    decodes), the same SseError where `feed` raises one, and the same end."""
+    _, reads = _cut_mostly_between_events(events, end, event_cuts, byte_cuts)
+    fed, paid = SseDecoder(max_event_bytes=bound), SseDecoder(max_event_bytes=bound)
+    for read in reads:
+        try:
+            expected = fed.feed(read)
+        except SseError:
+            with pytest.raises(SseError):
+                paid.payloads(read)
+            return
+        got = paid.payloads(read)
+        assert len(got) == len(expected)
+        for frame, event in zip(got, expected, strict=True):
+            if isinstance(frame, bytes):
+                assert (event.event, event.data) == ("message", frame.decode("utf-8", "replace"))
+            else:
+                assert frame == event
+    assert paid.pending == fed.pending
+    assert paid.close() == fed.close()
+
+
+def test_payloads_of_a_read_of_plain_events_are_their_data_bytes() -> None:
+    decoder = SseDecoder()
+    assert decoder.payloads(b'data: {"a":1}\n\n') == [b'{"a":1}']
+    assert decoder.payloads(b"data: caf\xc3\xa9\n\ndata: \xff\n\ndata: [DONE]\n\ndata: x") == [
+        b"caf\xc3\xa9",
+        b"\xff",
+        b"[DONE]",
+    ]
+    assert decoder.payloads(b"\r\n\r\ndata: y\r\n\r\ndata:z\r\n\r\n") == [
+        SseEvent("x"),
+        SseEvent("y"),
+        SseEvent("z"),
+    ]
+    assert decoder.payloads(b"data: a\r\n\r\ndata: b\r\n\r\n") == [b"a", b"b"]
+    assert decoder.payloads(b"event: e\ndata: c\n\n") == [SseEvent("c", "e")]

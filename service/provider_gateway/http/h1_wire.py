@@ -23,6 +23,9 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\x00-\x08\x0a-\x1f\x7f]*)?")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
 _HEX = b"0123456789abcdefABCDEF"
+# The chunk-size lines servers write for chunks up to 4 KiB (lowercase hex, no leading zero, no
+# extension) and their sizes: `_chunked` looks a line up here before it parses one.
+_SMALL_SIZES = {b"%x" % size: size for size in range(1, 4096 + 1)}
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 _FORBIDDEN_IN_HEADER = re.compile(r"[\r\n\x00]")
 _STR_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -215,10 +218,10 @@ class ResponseParser:
                 end = data.find(b"\r\n", at, at + _CHUNK_LINE_SEARCH)
                 if end < 0:
                     return self._keep(data, at, MAX_CHUNK_LINE, "chunk-size line")
-                digits = data[at:end]
-                if not 0 < end - at <= 16 or digits.strip(_HEX):  # not bare hex digits
-                    digits = _chunk_size(digits)
-                chunk = int(digits, 16)
+                try:
+                    chunk = _SMALL_SIZES[data[at:end]]  # the common line, looked up: no parse
+                except KeyError:
+                    chunk = _chunk_size(data[at:end])
                 at = end + 2
                 if not chunk:
                     state = self.state = TRAILERS
@@ -271,12 +274,15 @@ class ResponseParser:
         return b""
 
 
-def _chunk_size(line: bytes) -> bytes:
-    """The hex digits of a chunk-size line with extensions (ignored) or whitespace before them."""
+def _chunk_size(line: bytes) -> int:
+    """The size a chunk-size line gives: 1-16 hex digits, then extensions (ignored) or whitespace
+    before them."""
+    if 0 < len(line) <= 16 and not line.strip(_HEX):  # bare hex digits
+        return int(line, 16)
     matched = _CHUNK_SIZE.fullmatch(line)
     if matched is None:
         raise malformed(f"chunk-size {line[:40]!r}")
-    return matched.group(1)
+    return int(matched.group(1), 16)
 
 
 def _parse_head(head: bytes) -> tuple[int, int, CIMultiDict[str]]:

@@ -10,22 +10,23 @@ are scanned. A line, or an event's data, bigger than `max_event_bytes` raises Ss
 decoder's one error, whatever the chunking: a broken upstream sending one endless line costs
 bounded memory instead of filling it.
 
-A read that is exactly one whole one-line `data:` event ended by LF LF (a token stream's usual
-read) is decoded at once in `feed`; the whole one-line `data:` events a read starts with are split
-at their blank lines in one pass (`_whole_events`); both give the events the line-by-line rules
-give, and anything else in a read is taken line by line.
+The whole one-line `data: ` events a read starts with (a token stream's usual read) are split at
+their blank lines in one pass (`_plain_events`), giving the events the line-by-line rules give;
+anything else in a read is taken line by line. `payloads` hands a JSON codec those events' data
+as bytes, undecoded.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _BOM = "\ufeff"
 # Bytes tested as ints: `b"\r" in data` first tries its operand as an int, and builds and clears
 # a TypeError (~100 ns) before it searches; `13 in data` searches at once.
-CR, LF, SPACE = 13, 10, 32
+CR, LF = 13, 10
 MAX_EVENT_BYTES = 8 * 1024 * 1024  # far above any real event; vendors send tokens, not megabytes
 
 
@@ -76,19 +77,55 @@ class SseDecoder:
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         """The events completed by `chunk`; raises SseError when a line or event outgrows the bound."""
-        if not (self._buffer or self._data or self._event):  # between events
-            # One whole one-line `data:` event ended by LF LF, and nothing more: nearly every read of
-            # a token stream. With no CR or LF before that blank line, it is the only line, and the
-            # line-by-line rules give this event.
-            if chunk[:5] == b"data:" and chunk[-1] == LF and chunk[-2] == LF and len(chunk) <= self._max:
-                data = chunk[6:-2] if chunk[5] == SPACE else chunk[5:-2]  # one space after the colon
-                if LF not in data and CR not in data:
-                    self._first_line = False
-                    return [SseEvent(data.decode("utf-8", "replace"), "message", self._id, self._retry)]
-            whole = self._whole_events(chunk)
-            if whole is not None:
-                return whole
-        return self._lines(chunk)
+        plain = self._plain_events(chunk)
+        if plain is None:
+            return self._lines(chunk)
+        datas, rest = plain
+        events = [
+            SseEvent(data.decode("utf-8", "replace"), "message", self._id, self._retry) for data in datas
+        ]
+        if rest:
+            events += self._lines(rest)
+        return events
+
+    def payloads(self, chunk: bytes) -> Sequence[bytes | SseEvent]:
+        """`feed` for a codec that reads only an event's data as JSON: each event of a read of
+        plain events (`_plain_events`, nearly every read of a token stream) is its data's bytes,
+        not decoded (orjson takes bytes: no str and no SseEvent per token); any other event is
+        `feed`'s SseEvent. Decoded as UTF-8 ("replace"), those bytes are `feed`'s `data`."""
+        plain = self._plain_events(chunk)
+        if plain is None:
+            return self._lines(chunk)
+        datas, rest = plain
+        return [*datas, *self._lines(rest)] if rest else datas
+
+    def _plain_events(self, chunk: bytes) -> tuple[list[bytes], bytes] | None:
+        """The data of the plain events a read fed between events starts with, and the rest of the
+        read (the start of the next event, if any, for `_lines`); None for any other read. Plain:
+        one `data: ` line each (one space after the colon), all line ends `\\n` or all `\\r\\n`.
+        A read that is one such event is sliced at once; several are split in one pass at the
+        blank line and `data: ` between them. The events are those the line-by-line rules give:
+        every line starts `data: ` (so is not a BOM, a comment or another field), the only line
+        ends are the separators' (counted), and the whole events are within the bound, so no line
+        or event among them can outgrow it."""
+        if chunk[:6] != b"data: " or self._buffer or self._data or self._event:
+            return None
+        if chunk[-2:] == b"\n\n" and len(chunk) <= self._max:  # one event and nothing more, mostly
+            data = chunk[6:-2]
+            if LF not in data and CR not in data:
+                self._first_line = False
+                return [data], b""
+        crlf = CR in chunk
+        blank = b"\r\n\r\n" if crlf else b"\n\n"
+        whole = chunk.rfind(blank) + len(blank)  # past the last blank line
+        if whole < len(blank) or whole > self._max:
+            return None
+        datas = chunk[6 : whole - len(blank)].split(blank + b"data: ")
+        ends = 2 * len(datas)
+        if chunk.count(b"\n", 0, whole) != ends or (crlf and chunk.count(b"\r", 0, whole) != ends):
+            return None
+        self._first_line = False
+        return datas, chunk[whole:]
 
     def _lines(self, chunk: bytes) -> list[SseEvent]:
         """`feed` line by line: any read, in any state."""
@@ -122,37 +159,6 @@ class SseDecoder:
         self._scanned = len(self._buffer) - 1
         if len(self._buffer) - self._buffer.endswith(b"\r") > self._max:
             raise SseError(f"a line longer than {self._max} bytes")
-        return events
-
-    def _whole_events(self, chunk: bytes) -> list[SseEvent] | None:
-        """A read that starts with whole events of one `data:` line each, all line ends `\\n` or
-        all `\\r\\n` (nearly every read of a token stream), fed between events: those events split
-        at their blank lines in one pass, then the rest of the read (the start of the next event,
-        if any) line by line. None for any other read. The events are those the line-by-line
-        rules give: every line is a data field (so not a BOM, a comment or another field), the
-        only line ends are the blank-line separators' (counted), and the whole events are within
-        the bound, so no line or event among them can outgrow it."""
-        crlf = CR in chunk
-        lines = chunk.split(b"\r\n\r\n" if crlf else b"\n\n")
-        rest = lines.pop()  # the start of the next event, or b""
-        whole = len(chunk) - len(rest)
-        ends = 2 * len(lines)
-        if (
-            not lines
-            or whole > self._max
-            or chunk.count(b"\n", 0, whole) != ends
-            or (crlf and chunk.count(b"\r", 0, whole) != ends)
-        ):
-            return None
-        events: list[SseEvent] = []
-        for line in lines:  # slices and compares: `startswith` parses its arguments at each call
-            if line[:5] != b"data:":
-                return None
-            data = line[6:] if line[5:6] == b" " else line[5:]
-            events.append(SseEvent(data.decode("utf-8", "replace"), "message", self._id, self._retry))
-        self._first_line = False
-        if rest:
-            events += self._lines(rest)
         return events
 
     def close(self) -> list[SseEvent]:

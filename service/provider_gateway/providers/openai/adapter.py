@@ -48,7 +48,7 @@ from provider_gateway.providers.http_common import completion_as_chat, path_segm
 from provider_gateway.providers.openai import codec
 from provider_gateway.providers.openai.presets import PRESETS, Preset
 from provider_gateway.providers.openai.responses_adapter import ResponsesApi
-from provider_gateway.providers.openai.stream import ChatStreamParser
+from provider_gateway.providers.openai.stream import ChatStreamParser, event_chunk
 from provider_gateway.providers.openai.wires import wire_for
 from provider_gateway.providers.relay import batches, relay_reads
 from provider_gateway.providers.reported_usage import report_partial_usage
@@ -246,21 +246,30 @@ class OpenAIProvider(BaseProvider):
         parser = ChatStreamParser(self.name, self.wire)
         decoder = SseDecoder()
         done = False
+        # The usage heard (None until a usage chunk), charged if [DONE] never comes: read only then,
+        # so no chunk pays for a check.
+        report_partial_usage(lambda: parser.usage)
 
-        def step(event: SseEvent) -> str | list[StreamEvent]:
+        def step(frame: bytes | SseEvent) -> str | list[StreamEvent]:
             nonlocal done
-            if event.data.strip() == "[DONE]":
+            # A plain event's data, parsed as bytes: a JSON object, nearly always (else the text
+            # `event_chunk` decodes says what it is).
+            if type(frame) is bytes and frame != b"[DONE]":
+                try:
+                    data = orjson.loads(frame)
+                except orjson.JSONDecodeError:
+                    data = None
+                if type(data) is dict:
+                    return parser.stream_text(data)
+            data = event_chunk(frame, self.name)
+            if data is None:
                 done = True
                 return []
-            data = self._json(event.data)
-            events = parser.stream_text(data)
-            if data.get("usage") and parser.usage is not None:
-                report_partial_usage(parser.usage)  # charged if [DONE] never comes
-            return events
+            return parser.stream_text(data)
 
         try:
             async with upstream.stream("POST", path, json=body, model=request.model) as chunks:
-                reads = batches(chunks, decoder.feed)
+                reads = batches(chunks, decoder.payloads)
                 async for event in relay_reads(reads, step, merge=self.merge_reads, finished=lambda: done):
                     yield event
                 if not done:  # the body's end dispatches a last event without its blank line
@@ -279,20 +288,6 @@ class OpenAIProvider(BaseProvider):
         estimate = None if parser.usage is not None else self._estimate(request, parser.output_chars)
         for domain_event in parser.close(estimate):
             yield domain_event
-
-    def _json(self, data: str) -> dict[str, Any]:
-        try:
-            value = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            value = None
-        if not isinstance(value, dict):
-            raise GatewayError(
-                ErrorKind.UNAVAILABLE,
-                f"malformed event from {self.name}: {data[:80]!r}",
-                provider=self.name,
-                retryable=True,
-            )
-        return value
 
     @staticmethod
     def _estimate(request: ChatRequest, output_chars: int) -> Usage:

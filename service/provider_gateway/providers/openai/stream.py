@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from provider_gateway.domain import (
     ChatResponse,
     FinishReason,
@@ -34,6 +36,7 @@ from provider_gateway.providers.base import fold
 from provider_gateway.providers.open_calls import ended_call
 from provider_gateway.providers.openai.codec import ChatWire, stream_error
 from provider_gateway.providers.shapes import SHAPE_ERRORS, shape_checked
+from provider_gateway.wire.sse import SseEvent
 from provider_gateway.wire.think import OPEN, ThinkSplitter
 
 FINISH_REASONS = {
@@ -76,6 +79,28 @@ def plain_message(body: dict[str, Any], think_tags: bool) -> tuple[dict[str, Any
     return choice, message
 
 
+def event_chunk(frame: bytes | SseEvent, provider: str) -> dict[str, Any] | None:
+    """The chunk a stream event's data holds; None for `[DONE]`. Data as bytes (a plain event's:
+    `SseDecoder.payloads`) is decoded as `SseDecoder.feed` decodes it ("replace"). The adapter
+    parses such bytes before it calls this: when they are a JSON object, it is the object their
+    decoded text gives here (tests check), and no text is made."""
+    data = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame.data
+    if data.strip() == "[DONE]":
+        return None
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise GatewayError(
+            ErrorKind.UNAVAILABLE,
+            f"malformed event from {provider}: {data[:80]!r}",
+            provider=provider,
+            retryable=True,
+        )
+    return value
+
+
 @dataclass(slots=True)
 class _OpenCall:
     id: str
@@ -112,27 +137,29 @@ class ChatStreamParser:
         called (with `_identify` and `_text` likewise): this is the per-token cost of every
         stream. Any other chunk goes to `feed`, which reads every field under its shape check;
         tests check that both read every chunk the same."""
-        get = chunk.get
-        if get("usage") or get("error"):
+        if chunk.get("usage") or chunk.get("error"):
             return self.feed(chunk)
         try:
             # Raises for anything but one choice that is an object with a "delta" (a dict here:
-            # JSON has no other type that takes a str key), and for a non-empty delta that is not
-            # an object (no keys()).
+            # JSON has no other type that takes a str key).
             (choice,) = chunk["choices"]
             delta = choice["delta"]
             plain = (
                 not choice.get("finish_reason")
                 and choice.get("index", 0) == 0
+                and type(delta) is dict
                 and delta
-                and delta.keys() <= _PLAIN_DELTA_FIELDS
+                # Its keys are among _PLAIN_DELTA_FIELDS: counted (`keys() <=` cost twice as much).
+                and len(delta) == ("content" in delta) + ("role" in delta)
             )
         except (TypeError, ValueError, KeyError, AttributeError):
             plain = False
         if not plain or ((text := delta.get("content")) is not None and not isinstance(text, str)):
             return self.feed(chunk)
-        self.model = get("model") or self.model
-        self.response_id = get("id") or self.response_id
+        if model := chunk.get("model"):  # stored only when named, as `_identify` does
+            self.model = model
+        if response_id := chunk.get("id"):
+            self.response_id = response_id
         if not text:
             return []
         self.output_chars += len(text)
