@@ -16,7 +16,7 @@ import pytest
 from test_metrics_prometheus import points
 from test_observability import Observed, next_span, observed_gateway, user
 
-from provider_gateway.server.edge import EdgeInterceptor, sending
+from provider_gateway.server.edge import EdgeInterceptor
 from provider_gateway.server.shutdown_cut import SHUTDOWN_MESSAGE, ShutdownCut
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -134,27 +134,6 @@ def edge(events: list[Any], cut: ShutdownCut, behaviour: Any) -> Any:
     return interceptor.compose(SERVICE + "ChatStream", below).unary_stream
 
 
-def writer_form(behaviour: Any) -> Any:
-    """`behaviour` in grpc.aio's writer form, as the ProviderService's streams are: a coroutine
-    that sends each message itself, through the edge's `send`."""
-
-    async def written(request: Any, context: Any, send: Any) -> None:
-        messages = behaviour(request, context)
-        try:
-            async for message in messages:
-                await send(message)
-        finally:
-            await messages.aclose()
-
-    return sending(written)
-
-
-@pytest.fixture(params=["generator", "writer"])
-def form(request: pytest.FixtureRequest) -> Any:
-    """Each frame test for both forms of a streaming handler the edge runs."""
-    return (lambda behaviour: behaviour) if request.param == "generator" else writer_form
-
-
 def a_and_b(closed: asyncio.Event) -> Any:
     """A handler streaming "a" then "b", setting `closed` when it is closed (or ends)."""
 
@@ -168,11 +147,11 @@ def a_and_b(closed: asyncio.Event) -> Any:
     return stream
 
 
-async def test_hooks_begin_outermost_first_and_end_innermost_first_with_the_last_message(form: Any) -> None:
+async def test_hooks_begin_outermost_first_and_end_innermost_first_with_the_last_message() -> None:
     events: list[Any] = []
     closed = asyncio.Event()
     context = Context()
-    await edge(events, ShutdownCut(), form(a_and_b(closed)))(pb.ChatRequest(), context)
+    await edge(events, ShutdownCut(), a_and_b(closed))(pb.ChatRequest(), context)
     assert context.written == ["a", "b"]
     assert closed.is_set()
     assert events == [
@@ -183,7 +162,7 @@ async def test_hooks_begin_outermost_first_and_end_innermost_first_with_the_last
     ]
 
 
-async def test_a_cut_while_grpc_writes_waits_for_the_write_then_ends_the_stream(form: Any) -> None:
+async def test_a_cut_while_grpc_writes_waits_for_the_write_then_ends_the_stream() -> None:
     events: list[Any] = []
     cut = ShutdownCut()
     produced: list[int] = []
@@ -195,7 +174,7 @@ async def test_a_cut_while_grpc_writes_waits_for_the_write_then_ends_the_stream(
 
     context = Context()
     context.writable.clear()
-    call = asyncio.ensure_future(edge(events, cut, form(endless))(pb.ChatRequest(), context))
+    call = asyncio.ensure_future(edge(events, cut, endless)(pb.ChatRequest(), context))
     await asyncio.sleep(0)  # the frame waits in gRPC's write of message 1
     assert cut.cut() == 1  # counted, but not cancelled inside gRPC's write
     context.writable.set()
@@ -208,9 +187,7 @@ async def test_a_cut_while_grpc_writes_waits_for_the_write_then_ends_the_stream(
 
 
 @pytest.mark.parametrize("cutting", [True, False])
-async def test_a_cancel_while_the_handler_works_is_a_cut_only_when_the_server_cuts(
-    cutting: bool, form: Any
-) -> None:
+async def test_a_cancel_while_the_handler_works_is_a_cut_only_when_the_server_cuts(cutting: bool) -> None:
     events: list[Any] = []
     cut = ShutdownCut()
     working, closed = asyncio.Event(), asyncio.Event()
@@ -224,7 +201,7 @@ async def test_a_cancel_while_the_handler_works_is_a_cut_only_when_the_server_cu
             closed.set()
 
     context = Context()
-    call = asyncio.ensure_future(edge(events, cut, form(waits))(pb.ChatRequest(), context))
+    call = asyncio.ensure_future(edge(events, cut, waits)(pb.ChatRequest(), context))
     await working.wait()
     if cutting:
         assert cut.cut() == 1
@@ -238,14 +215,12 @@ async def test_a_cancel_while_the_handler_works_is_a_cut_only_when_the_server_cu
     assert events[-1] == ("end", "outer", expected.__name__, None)
 
 
-async def test_a_client_cancel_while_grpc_writes_closes_the_handler_at_once(form: Any) -> None:
+async def test_a_client_cancel_while_grpc_writes_closes_the_handler_at_once() -> None:
     events: list[Any] = []
     closed = asyncio.Event()
     context = Context()
     context.writable.clear()
-    call = asyncio.ensure_future(
-        edge(events, ShutdownCut(), form(a_and_b(closed)))(pb.ChatRequest(), context)
-    )
+    call = asyncio.ensure_future(edge(events, ShutdownCut(), a_and_b(closed))(pb.ChatRequest(), context))
     await asyncio.sleep(0)  # the frame waits in gRPC's write of "a"
     call.cancel()
     with pytest.raises(asyncio.CancelledError):

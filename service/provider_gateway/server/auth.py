@@ -62,7 +62,6 @@ from provider_gateway.server.budgets import (
     Ticket,
     WorstCase,
 )
-from provider_gateway.server.edge import Send, sending, sends
 
 log = logging.getLogger("provider_gateway.auth")
 
@@ -399,15 +398,7 @@ def _rebuild(handler: Handler, wrap: Callable[[Behaviour], Behaviour]) -> Handle
 
 
 def _like(behaviour: Behaviour, before: Callable[[Any, Any], Awaitable[None]]) -> Behaviour:
-    """Wrap `behaviour` keeping its kind (coroutine, async generator, or a stream in the writer
-    form): grpc.aio and the server's edge decide by it."""
-    if sends(behaviour):
-
-        async def written(request: Any, context: Any, send: Send | None = None) -> None:
-            await before(request, context)
-            await behaviour(request, context, send)
-
-        return sending(written)
+    """Wrap `behaviour` keeping its kind (coroutine or async generator): grpc.aio decides by it."""
     if inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
@@ -490,17 +481,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             except GatewayError as exc:  # a refusal's QuotaFailure goes with it (servicer.abort)
                 await abort(context, exc)
 
-        if sends(behaviour):  # the ProviderService's streams (server/edge.py)
+        if inspect.isasyncgenfunction(behaviour):
 
-            async def stream(request: Any, context: Any, send: Send | None = None) -> None:
+            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
                 token = current_principal.set(principal)
                 outcome = Outcome()
-                write = context.write if send is None else send
-
-                async def seen(item: Any) -> None:  # what the stream used, from what it sends
-                    outcome.see(item)
-                    await write(item)
-
                 try:
                     with contextlib.ExitStack() as slots:
                         ticket, admission = await admitting(request, context)
@@ -512,15 +497,20 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                             except GatewayError as exc:
                                 quotas.settle_later(ticket, outcome, admission)  # nothing ran: all refunded
                                 await abort(context, exc)
+                        # Closed here, not by the garbage collector: a client cancel must run the
+                        # inner stream's cleanup (upstream close, router slots) in this task.
                         try:
                             with watching(outcome.consumed.append):
-                                await behaviour(request, context, seen)
+                                async with contextlib.aclosing(behaviour(request, context)) as items:
+                                    async for item in items:
+                                        outcome.see(item)
+                                        yield item
                         finally:  # a cancelled or cut stream is charged what it consumed too
                             quotas.settle_later(ticket, outcome, admission)
                 finally:
                     _reset(token)
 
-            return sending(stream)
+            return stream
 
         async def unary(request: Any, context: Any) -> Any:
             token = current_principal.set(principal)

@@ -4,11 +4,9 @@ and kept.
 A ProviderService call crosses one frame of ours, not one per concern: the edge's own coroutine runs,
 in this order, the call hooks' `begin` (telemetry: the span, the request state, the metrics), the
 decode guard (an undecodable request is refused INVALID_ARGUMENT before any other work), the method
-inside the shutdown cut's bookkeeping (a stream's messages written through the edge's `send`), and
-the hooks' `end`, innermost first, with what the call raised. A wrapper per concern re-yielded every
-message of a stream once more each, about 105k instructions of a 20-token stream (issue 15); the
-ProviderService's streams write through `send` rather than yield to the edge (one generator's hop
-fewer per message, about 18k instructions a stream).
+inside the shutdown cut's bookkeeping (a stream's messages written by the edge itself), and the
+hooks' `end`, innermost first, with what the call raised. A wrapper per concern re-yielded every
+message of a stream once more each, about 105k instructions of a 20-token stream (issue 15).
 The other services' methods (health, reflection) get the decode guard and the drain as handler
 wrappers: they are not on any request's path.
 
@@ -30,7 +28,7 @@ from typing import Any, Protocol, cast
 import grpc
 
 from provider_gateway.server.decode import DecodeGuard, Undecodable, guarded, refuse
-from provider_gateway.server.shutdown_cut import Call, ShutdownCut
+from provider_gateway.server.shutdown_cut import ShutdownCut
 
 PROVIDER_SERVICE = "/provider_gateway.v1.ProviderService/"
 type Handler = grpc.RpcMethodHandler[Any, Any]
@@ -83,89 +81,34 @@ class _Nested:
             self.outer.end(begun[0], error, last)
 
 
-type Send = Callable[[Any], Awaitable[None]]
-
-
-def sending[F: Callable[..., Any]](behaviour: F) -> F:
-    """Mark `behaviour` as a stream in the writer form: a coroutine `behaviour(request, context,
-    send)` that writes each message with `await send(message)` (`send` None: the context's write)."""
-    vars(behaviour)["sends"] = True
-    return behaviour
-
-
-def sends(behaviour: Callable[..., Any]) -> bool:
-    """Whether `behaviour` (a function or a bound method) is a stream in the writer form."""
-    return getattr(behaviour, "sends", False) is True
-
-
-class _Unwritten(BaseException):
-    """What a write raised (gRPC's own error, or the cut's abort after a write), carried past the
-    servicer's `except Exception` (which maps the service's failures to statuses) to the edge."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__()
-        self.error = error
-
-
-class _Writes:
-    """A stream's writes. Each is marked while gRPC writes it (the shutdown cut never cancels a call
-    inside gRPC's write) and a cut that came meanwhile ends the stream once it is written."""
-
-    __slots__ = ("_call", "_context", "_cut", "_write", "last")
-
-    def __init__(self, context: Context, cut: ShutdownCut, call: Call) -> None:
-        self._write = context.write
-        self._context, self._cut, self._call = context, cut, call
-        self.last: Any = None
-
-    async def send(self, message: Any) -> None:
-        self.last = message
-        call = self._call
-        try:
-            call.writing = True
-            try:
-                await self._write(message)
-            finally:  # a write that failed is over too: the cut may take the call
-                call.writing = False
-            if self._cut.cutting:  # the cut came while gRPC wrote this message
-                await self._cut.end(self._context)
-        except Exception as exc:
-            raise _Unwritten(exc) from None
-
-    async def each_of(self, messages: AsyncGenerator[Any, None]) -> None:
-        """A generator-form handler's messages, each sent."""
-        try:
-            async for message in messages:
-                await self.send(message)
-        finally:
-            await messages.aclose()  # a cancelled call stops the work behind it now
-
-
 def _stream(
-    behaviour: Callable[..., Any], writes_itself: bool, hook: CallHook | None, cut: ShutdownCut
+    behaviour: Callable[[Any, Context], AsyncGenerator[Any, None]], hook: CallHook | None, cut: ShutdownCut
 ) -> Callable[[Any, Context], Awaitable[None]]:
-    # A coroutine that has each message written (grpc.aio's reader/writer form), not a generator
-    # that gRPC iterates, so a cancel that lands while gRPC writes lands in the call's task: the
-    # handler is closed at once and the call counted as cancelled (a generator gRPC drops is closed
-    # later by the event loop, in another context). A handler in the writer form (`sending`, as
-    # the ProviderService's streams are) writes
-    # through `send` in its own frame; one in the generator form is iterated here, one
-    # generator's hop per message more (about 1k instructions, issue 15).
+    # A coroutine writing each message itself (grpc.aio's reader/writer form), not a generator that
+    # gRPC iterates: one generator fewer per message, and a cancel that lands while gRPC writes
+    # lands here, in the call's task, so the handler is closed at once and the call counted as
+    # cancelled (a generator gRPC drops is closed later by the event loop, in another context).
     async def stream(request: Any, context: Context) -> None:
         begun = None if hook is None else hook.begin(request, context)
-        writes = error = None
+        last = error = None
         try:
             if isinstance(request, Undecodable):
                 await refuse(context, request)
             call = cut.enter()
-            writes = _Writes(context, cut, call)
             try:
-                if writes_itself:
-                    await behaviour(request, context, writes.send)
-                else:
-                    await writes.each_of(behaviour(request, context))
-            except _Unwritten as unwritten:
-                raise unwritten.error from None
+                messages = behaviour(request, context)
+                write = context.write
+                try:
+                    async for last in messages:
+                        call.writing = True
+                        try:
+                            await write(last)
+                        finally:  # a write that failed is over too: the cut may take the call
+                            call.writing = False
+                        if cut.cutting:  # the cut came while gRPC wrote this message
+                            await cut.end(context)
+                finally:
+                    await messages.aclose()  # a cancelled call stops the work behind it now
             except asyncio.CancelledError:
                 await cut.ended_by_cancel(call, context)
             finally:
@@ -175,7 +118,7 @@ def _stream(
             raise
         finally:
             if hook is not None:
-                hook.end(begun, error, None if writes is None else writes.last)
+                hook.end(begun, error, last)
 
     return stream
 
@@ -249,8 +192,9 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_stream is not None:
-            streamed = handler.unary_stream  # an async generator, or the writer form (`sending`)
-            stream = _stream(streamed, sends(streamed), self._hook(method, True), self._cut)
+            # Every ProviderService stream is an async generator (grpc's stubs type it as sync).
+            streamed = cast("Callable[[Any, Context], AsyncGenerator[Any, None]]", handler.unary_stream)
+            stream = _stream(streamed, self._hook(method, True), self._cut)
             return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
         if handler.unary_unary is not None:
             answered = cast("Callable[[Any, Context], Awaitable[Any]]", handler.unary_unary)

@@ -6,7 +6,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -24,7 +24,6 @@ from provider_gateway.routing.timing import RequestClock
 from provider_gateway.server import convert, validate
 from provider_gateway.server.auth import current_principal
 from provider_gateway.server.coalesce import ReadAhead, Relay
-from provider_gateway.server.edge import Send, sending
 from provider_gateway.server.health import ProviderHealthBook
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
@@ -116,21 +115,14 @@ type _Events = Callable[[Any, Any, RequestClock], AsyncGenerator[GatewayEvent, N
 
 def _streaming(
     events_of: _Events,
-) -> Callable[..., Awaitable[None]]:
+) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[pb.StreamEvent]]:
     """A streaming method: `events_of(service, request, clock)` checks and converts the request and
-    opens the router's stream, whose events the method sends as messages. grpc.aio's writer form,
-    each message written with `send`: the server's edge passes its own (server/edge.py), which
-    marks the write for the shutdown cut; without it, the context's `write`. The relay's loop runs
-    in the method's own frame, with no generator between it and the relay (coalesce.Relay) or
-    between it and the edge."""
+    opens the router's stream, whose events the method sends as messages. The relay's loop runs in
+    the method's own frame, with no generator between it and the relay (coalesce.Relay)."""
 
     async def stream(
-        self: ProviderService,
-        request: Any,
-        context: grpc.aio.ServicerContext[Any, Any],
-        send: Send | None = None,
-    ) -> None:
-        write = context.write if send is None else send
+        self: ProviderService, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.StreamEvent]:
         clock = _clock(context)
         consumed: list[Consumed] = []
         try:
@@ -144,14 +136,14 @@ def _streaming(
                             await relay.arrival()
                         for event in relay.take():
                             if (message := messages.to_proto(event)) is not None:
-                                await write(message)
+                                yield message
                     relay.end()
                 finally:
                     await relay.close()  # a cancelled call closes the upstream at once
         except Exception as exc:
             await abort(context, exc, consumed)
 
-    return sending(stream)
+    return stream
 
 
 class ProviderService(pb_grpc.ProviderServiceServicer):
