@@ -123,6 +123,8 @@ class ReadAhead(_Hand):
         room, self._room = self._room, None
         if room is not None and not room.done():
             room.set_result(None)
+        if len(items) == 1 and items[0] is not _END and not isinstance(items[0], Exception):
+            return cast(list[GatewayEvent], items)  # a lone event, the light-load case (inline)
         return self._taken(items)
 
     async def close(self) -> None:
