@@ -4,6 +4,7 @@ is held back, and what a client accumulates is the same with coalescing on or of
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -23,7 +24,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.fakes import FakeUpstream, Reply
-from provider_gateway.server.coalesce import READ_AHEAD, coalesced
+from provider_gateway.server.coalesce import READ_AHEAD, OneByOne, ReadAhead, Relay, coalesced, relayed
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.wire.merge import merge_deltas
 
@@ -166,3 +167,54 @@ async def test_a_cancel_leaking_from_below_ends_the_relay_with_an_error_not_a_ha
     with pytest.raises(RuntimeError, match="cancelled inside the gateway"):
         await asyncio.wait_for(relay(), WAIT_S)
     assert got == [TextDelta("a")]
+
+
+@pytest.mark.parametrize("seed", range(40))
+async def test_both_relays_hand_the_same_events_and_the_same_ending(seed: int) -> None:
+    """The servicer takes events in its own loop (coalesce.Relay): read ahead and merged, or one by
+    one with coalescing off. For random streams (upstream reads of 1-4 events, an error or a clean
+    end) both give the same text and tool arguments, the same other events in order, and the error
+    only after every event that preceded it."""
+    rng = random.Random(seed)
+    kinds = [
+        lambda: TextDelta(rng.choice("abc")),
+        lambda: ReasoningDelta("r", signature=rng.choice(["", "s"])),
+        lambda: ToolCallDelta(rng.randrange(2), "{"),
+        lambda: UsageEvent(Usage(1, 2)),
+    ]
+    reads = [[rng.choice(kinds)() for _ in range(rng.randint(1, 4))] for _ in range(rng.randint(0, 8))]
+    failure = ValueError("upstream broke") if rng.random() < 0.5 else None
+
+    async def upstream() -> AsyncGenerator[GatewayEvent, None]:
+        for read in reads:
+            for event in read:
+                yield event
+            await asyncio.sleep(0)  # the next upstream read
+        if failure is not None:
+            raise failure
+
+    async def taken(relay: Relay) -> tuple[list[GatewayEvent], BaseException | None]:
+        got: list[GatewayEvent] = []
+        try:
+            async for event in relayed(relay):
+                got.append(event)
+        except ValueError as exc:
+            return got, exc
+        return got, None
+
+    merged, merged_end = await taken(ReadAhead(upstream()))
+    single, single_end = await taken(OneByOne(upstream()))
+    assert single == [event for read in reads for event in read]  # one by one: as they came
+    assert _accumulated(merged) == _accumulated(single)
+    assert len(merged) <= len(single)
+    assert merged_end is single_end is failure
+
+
+def _accumulated(events: list[GatewayEvent]) -> tuple[str, str, dict[int, str], int]:
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    reasoning = "".join(e.text + e.signature for e in events if isinstance(e, ReasoningDelta))
+    arguments: dict[int, str] = {}
+    for e in events:
+        if isinstance(e, ToolCallDelta):
+            arguments[e.index] = arguments.get(e.index, "") + e.arguments_delta
+    return text, reasoning, arguments, sum(isinstance(e, UsageEvent) for e in events)

@@ -23,7 +23,7 @@ from provider_gateway.routing.settings import parse_routing
 from provider_gateway.routing.shared_state import RedisCounterStore, build_counter_store
 from provider_gateway.server import auth, reflection, tls, validate
 from provider_gateway.server.auth import AuthorizingResolver, AuthorizingRouter
-from provider_gateway.server.coalesce import as_they_come
+from provider_gateway.server.coalesce import OneByOne
 from provider_gateway.server.drain import DrainInterceptor
 from provider_gateway.server.edge import EdgeInterceptor
 from provider_gateway.server.health import SERVICE_NAME, ListingHealthServicer, ProviderHealthBook
@@ -100,7 +100,7 @@ class GatewayServer:
             self.service.spend = self.auth[0].spend
         self.service.limits = validate.Limits.from_config(config)
         if not config.server.coalesce_deltas:
-            self.service.relay = as_they_come
+            self.service.relay = OneByOne
         limit = config.server.max_message_bytes
         self.drain = DrainInterceptor()
         self.shutdown_cut = ShutdownCut()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -24,7 +23,7 @@ from provider_gateway.routing.router import Router
 from provider_gateway.routing.timing import RequestClock
 from provider_gateway.server import convert, validate
 from provider_gateway.server.auth import current_principal
-from provider_gateway.server.coalesce import coalesced
+from provider_gateway.server.coalesce import ReadAhead, Relay
 from provider_gateway.server.health import ProviderHealthBook
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
@@ -111,15 +110,49 @@ def _name_the_key() -> None:
         state.key = principal.name
 
 
+type _Events = Callable[[Any, Any, RequestClock], AsyncGenerator[GatewayEvent, None]]
+
+
+def _streaming(
+    events_of: _Events,
+) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[pb.StreamEvent]]:
+    """A streaming method: `events_of(service, request, clock)` checks and converts the request and
+    opens the router's stream, whose events the method sends as messages. The relay's loop runs in
+    the method's own frame, with no generator between it and the relay (coalesce.Relay)."""
+
+    async def stream(
+        self: ProviderService, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.StreamEvent]:
+        clock = _clock(context)
+        consumed: list[Consumed] = []
+        try:
+            with watching(consumed.append):
+                events = events_of(self, request, clock)
+                messages = convert.StreamMessages(request.stream_options)
+                relay = self.relay(events)
+                try:
+                    while not relay.ended:
+                        if not relay.items:
+                            await relay.arrival()
+                        for event in relay.take():
+                            if (message := messages.to_proto(event)) is not None:
+                                yield message
+                    relay.end()
+                finally:
+                    await relay.close()  # a cancelled call closes the upstream at once
+        except Exception as exc:
+            await abort(context, exc, consumed)
+
+    return stream
+
+
 class ProviderService(pb_grpc.ProviderServiceServicer):
     def __init__(self, router: Router, health: ProviderHealthBook) -> None:
         self.router = router
         self.health = health
         self.limits = validate.DEFAULT_LIMITS  # the server sets [limits] from the config
         # Coalescing relay of stream events; the server sets [server] coalesce_deltas from the config.
-        self.relay: Callable[[AsyncGenerator[GatewayEvent, None]], AsyncGenerator[GatewayEvent, None]] = (
-            coalesced
-        )
+        self.relay: Callable[[AsyncGenerator[GatewayEvent, None]], Relay] = ReadAhead
         # GetSpend's answer for the calling key; the server sets it when [auth] is configured.
         self.spend: Callable[[], Awaitable[pb.GetSpendResponse]] | None = None
 
@@ -152,25 +185,14 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         except Exception as exc:
             await abort(context, exc, consumed)
 
-    async def ChatStream(
-        self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[pb.StreamEvent]:
-        clock = _clock(context)
-        consumed: list[Consumed] = []
-        try:
-            with watching(consumed.append):
-                given = convert.set_fields(request)  # listed once, for the checks and the conversion
-                domain_request = convert.chat_request_from_proto(
-                    validate.chat(request, self.limits, given), given
-                )
-                events = self.relay(self.router.chat_stream(domain_request, clock))
-                messages = convert.StreamMessages(request.stream_options)
-                async with contextlib.aclosing(events):  # a cancelled call closes the upstream at once
-                    async for event in events:
-                        if (message := messages.to_proto(event)) is not None:
-                            yield message
-        except Exception as exc:
-            await abort(context, exc, consumed)
+    def _chat_events(
+        self, request: pb.ChatRequest, clock: RequestClock
+    ) -> AsyncGenerator[GatewayEvent, None]:
+        given = convert.set_fields(request)  # listed once, for the checks and the conversion
+        domain_request = convert.chat_request_from_proto(validate.chat(request, self.limits, given), given)
+        return self.router.chat_stream(domain_request, clock)
+
+    ChatStream = _streaming(_chat_events)
 
     async def Complete(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -188,25 +210,16 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         except Exception as exc:
             await abort(context, exc, consumed)
 
-    async def CompleteStream(
-        self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[pb.StreamEvent]:
-        clock = _clock(context)
-        consumed: list[Consumed] = []
-        try:
-            with watching(consumed.append):
-                given = convert.set_fields(request)
-                domain_request = convert.completion_request_from_proto(
-                    validate.complete(request, self.limits, given), given
-                )
-                events = self.relay(self.router.complete_stream(domain_request, clock))
-                messages = convert.StreamMessages(request.stream_options)
-                async with contextlib.aclosing(events):
-                    async for event in events:
-                        if (message := messages.to_proto(event)) is not None:
-                            yield message
-        except Exception as exc:
-            await abort(context, exc, consumed)
+    def _complete_events(
+        self, request: pb.CompleteRequest, clock: RequestClock
+    ) -> AsyncGenerator[GatewayEvent, None]:
+        given = convert.set_fields(request)
+        domain_request = convert.completion_request_from_proto(
+            validate.complete(request, self.limits, given), given
+        )
+        return self.router.complete_stream(domain_request, clock)
+
+    CompleteStream = _streaming(_complete_events)
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
