@@ -122,3 +122,13 @@ def _message_class(descriptor: Any) -> Any:
     from google.protobuf import message_factory
 
     return message_factory.GetMessageClass(descriptor)
+
+
+def test_provider_service_methods_are_named_as_their_rpcs() -> None:
+    """Tracebacks, logs and profiles name a handler by its function: each is named as its RPC,
+    including the streams the servicer builds from one body (servicer._streaming)."""
+    from provider_gateway.server.servicer import ProviderService
+
+    for method in pb.DESCRIPTOR.services_by_name["ProviderService"].methods:
+        handler = getattr(ProviderService, method.name)
+        assert (handler.__name__, handler.__qualname__) == (method.name, f"ProviderService.{method.name}")

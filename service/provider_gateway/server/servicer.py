@@ -114,11 +114,11 @@ type _Events = Callable[[Any, Any, RequestClock], AsyncGenerator[GatewayEvent, N
 
 
 def _streaming(
-    events_of: _Events,
+    name: str, events_of: _Events
 ) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[pb.StreamEvent]]:
-    """A streaming method: `events_of(service, request, clock)` checks and converts the request and
-    opens the router's stream, whose events the method sends as messages. The relay's loop runs in
-    the method's own frame, with no generator between it and the relay (coalesce.Relay)."""
+    """The streaming method `name`: `events_of(service, request, clock)` checks and converts the
+    request and opens the router's stream, whose events the method sends as messages. The relay's
+    loop runs in the method's own frame, with no generator between it and the relay (coalesce.Relay)."""
 
     async def stream(
         self: ProviderService, request: Any, context: grpc.aio.ServicerContext[Any, Any]
@@ -143,6 +143,8 @@ def _streaming(
         except Exception as exc:
             await abort(context, exc, consumed)
 
+    # Named as the method it is, for tracebacks, logs and profiles.
+    stream.__name__, stream.__qualname__ = name, f"ProviderService.{name}"
     return stream
 
 
@@ -192,7 +194,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         domain_request = convert.chat_request_from_proto(validate.chat(request, self.limits, given), given)
         return self.router.chat_stream(domain_request, clock)
 
-    ChatStream = _streaming(_chat_events)
+    ChatStream = _streaming("ChatStream", _chat_events)
 
     async def Complete(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -219,7 +221,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         )
         return self.router.complete_stream(domain_request, clock)
 
-    CompleteStream = _streaming(_complete_events)
+    CompleteStream = _streaming("CompleteStream", _complete_events)
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
