@@ -9,6 +9,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator
 from importlib import metadata
+from typing import Any
 
 import grpc
 import pytest
@@ -272,6 +273,47 @@ async def test_first_byte_timeout_and_cancel_while_waiting_for_headers(
         await fake.disconnected.wait()
 
 
+async def test_whole_requests_share_one_head_timer_yet_each_times_out_on_its_own(
+    pool: UpstreamPool, fake: FakeUpstream
+) -> None:
+    # One timer serves all the heads an upstream's whole requests wait for (http/head_timer.py).
+    # A later wait due sooner (a short deadline) re-arms it; when it fires for that one, the
+    # other, due later, still times out, by its own setting and in its own words.
+    fake.script("/slow", *[Reply(stall=True) for _ in range(3)])
+    up = upstream(pool, fake.url, timeouts=Timeouts(first_byte=0.4))
+    patient = asyncio.create_task(up.request_json("GET", "/slow"))
+    await fake.wait_for_requests(1)
+    token = deadline.set_deadline(0.1)
+    try:
+        hurried = asyncio.create_task(up.request_json("GET", "/slow"))  # the task keeps the deadline
+    finally:
+        deadline.reset(token)
+    async with asyncio.timeout(10):  # only so that a regression fails instead of hanging the suite
+        with pytest.raises(GatewayError, match="deadline passed waiting for response") as late:
+            await hurried
+        assert not patient.done()  # the timer that ended the hurried wait left this one waiting
+        with pytest.raises(GatewayError, match=r"no response from acme within 0\.4 s") as slow:
+            await patient
+    assert late.value.kind is ErrorKind.DEADLINE_EXCEEDED
+    assert (slow.value.kind, slow.value.retryable) == (ErrorKind.UNAVAILABLE, True)
+
+
+async def test_a_request_answered_in_time_is_never_cancelled_by_the_head_timer_later(
+    pool: UpstreamPool, fake: FakeUpstream
+) -> None:
+    # The answered request's task goes on past its first-byte timeout while another request keeps
+    # the shared timer armed and firing: only the waiting one is ended.
+    fake.script("/ok", Reply(body=b'{"ok": 1}'))
+    fake.script("/slow", Reply(stall=True))
+    up = upstream(pool, fake.url, timeouts=Timeouts(first_byte=0.2))
+    waiting = asyncio.create_task(up.request_json("GET", "/slow"))
+    await fake.wait_for_requests(1)
+    assert await up.request_json("GET", "/ok") == {"ok": 1}
+    await asyncio.sleep(0.5)  # past the answered request's timeout and the waiting one's
+    with pytest.raises(GatewayError, match=r"no response from acme within 0\.2 s"):
+        await waiting
+
+
 async def test_a_stream_times_its_response_head_by_the_first_byte_timeout_and_its_body_by_the_idle_one(
     pool: UpstreamPool, fake: FakeUpstream
 ) -> None:
@@ -301,11 +343,21 @@ async def test_a_stream_times_its_response_head_by_the_first_byte_timeout_and_it
     assert received == [b"a"]
 
 
-async def test_a_client_of_a_stream_whose_upstream_sends_no_head_hears_the_first_byte_timeout(
-    monkeypatch: pytest.MonkeyPatch,
+async def call_unary(stub: Any) -> None:
+    await stub.Chat(chat_request("o/m"), timeout=20)
+
+
+async def call_stream(stub: Any) -> None:
+    [e async for e in stub.ChatStream(chat_request("o/m"), timeout=20)]
+
+
+@pytest.mark.parametrize("unary", [False, True], ids=["stream", "unary"])
+async def test_a_client_whose_upstream_sends_no_head_hears_the_first_byte_timeout(
+    monkeypatch: pytest.MonkeyPatch, unary: bool
 ) -> None:
-    """Through the gateway: the stream's one timer (first byte, then idle) ends a stalled head as
-    the configured first-byte timeout, UNAVAILABLE, not as a hang or a clean end."""
+    """Through the gateway: the stream's one timer (first byte, then idle), or the upstream's head
+    timer of a unary call, ends a stalled head as the configured first-byte timeout, UNAVAILABLE,
+    not as a hang or a clean end."""
     monkeypatch.setenv("PG_X_KEY", "k")
     async with FakeUpstream() as fake:
         fake.script("/v1/chat/completions", *[Reply(stall=True) for _ in range(5)])
@@ -315,7 +367,7 @@ async def test_a_client_of_a_stream_whose_upstream_sends_no_head_hears_the_first
         )
         async with run_gateway(config) as gateway:
             with pytest.raises(grpc.aio.AioRpcError) as caught:
-                [e async for e in gateway.stub.ChatStream(chat_request("o/m"), timeout=20)]
+                await (call_unary if unary else call_stream)(gateway.stub)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "no response from o within 0.2 s" in (caught.value.details() or "")
 

@@ -416,3 +416,37 @@ def test_an_events_data_as_bytes_reads_as_its_decoded_text(data: bytes) -> None:
         parsed = None
     if type(parsed) is dict:
         assert parsed == expected
+
+
+class _ScannedText(TextPart):
+    """A text part the request builders do not recognise as a lone `TextPart`: the same message
+    through their general path (the scan of the parts)."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    preset_name=st.sampled_from(sorted(PRESETS)),
+    model=st.sampled_from(["gpt-4o-mini", "o3-mini", "deepseek-reasoner", "mistral-small"]),
+    turns=st.lists(
+        st.tuples(
+            st.sampled_from([Role.SYSTEM, Role.USER, Role.ASSISTANT, Role.TOOL]),
+            st.text(max_size=8),
+            st.sampled_from(["", "ann"]),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_a_lone_text_part_gives_the_body_the_general_path_gives(
+    preset_name: str, model: str, turns: list[tuple[Role, str, str]]
+) -> None:
+    # Differential: messages of one text part are read directly (`_lone_text`); the same messages
+    # with a part the builders must scan give the same request body, or the same refusal.
+    def body(part: type[TextPart]) -> object:
+        messages = [Message(role, (part(text),), name) for role, text, name in turns]
+        try:
+            return chat_body(ChatRequest(model=model, messages=messages), preset_name, stream=False)
+        except GatewayError as error:
+            return (error.kind, error.message)
+
+    assert body(TextPart) == body(_ScannedText)

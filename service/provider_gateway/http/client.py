@@ -25,6 +25,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import deadline
 from provider_gateway.http.errors import error_from_response, redact
 from provider_gateway.http.exchange import BodyTooLarge, OutgoingRequest, UpstreamResponse, merged_headers
+from provider_gateway.http.head_timer import HeadTimer, HeadWait
 from provider_gateway.http.idle import IdleWatch
 from provider_gateway.http.pool import HostClient
 from provider_gateway.http.rate_limits import announced, report_rate_limit
@@ -122,6 +123,7 @@ class Upstream:
         plain = merged_headers(host.headers, self.headers)
         self._headers = {False: plain, True: merged_headers(plain, {"content-type": "application/json"})}
         self._urls: dict[str, URL] = {}
+        self._head_timer = HeadTimer()  # the first-byte timeout of whole requests, one timer for all
 
     def _url(self, path: str, params: Mapping[str, str] | None) -> URL:
         """The parsed URL of `path` with the provider's query parameters, and `params` over them.
@@ -146,8 +148,9 @@ class Upstream:
         except (httpx.TransportError, aiohttp.ClientError, OSError) as error:
             raise self._unreachable(error) from None
 
-    async def _watched(self, work: Awaitable[T], watch: IdleWatch, setting: float, what: str) -> T:
-        """`_within`, timed by a stream's idle watch (set to `setting`) instead of a timer of its own."""
+    async def _watched(self, work: Awaitable[T], watch: IdleWatch | HeadWait, setting: float, what: str) -> T:
+        """`_within`, timed by a stream's idle watch or the upstream's head timer (set to `setting`)
+        instead of a timer of its own."""
         watch.started()
         try:
             return await work
@@ -209,7 +212,8 @@ class Upstream:
         if streaming is not None and streaming[0] is self:
             response = await self._watched(send, streaming[1], self.timeouts.first_byte, "response")
         else:
-            response = await self._within(send, self.timeouts.first_byte, "response")
+            first_byte = self.timeouts.first_byte
+            response = await self._watched(send, self._head_timer.wait(first_byte), first_byte, "response")
         if info := announced(
             response.headers, requests_window_s=self.requests_window_s
         ):  # on successes too: the limiter slows before a 429

@@ -116,6 +116,15 @@ def stream_error(provider: str, error: Any) -> GatewayError:
     return mapped
 
 
+def _lone_text(message: Message) -> str | None:
+    """The text of a message of one text part (nearly every turn), read without a scan of its
+    parts; None for any other message."""
+    content = message.content
+    if len(content) == 1 and type(part := content[0]) is TextPart:
+        return part.text
+    return None
+
+
 class ChatWire:
     """Chat Completions as OpenAI documents it; each hook is a place where a host may differ."""
 
@@ -187,11 +196,12 @@ class ChatWire:
                 role = "developer" if is_reasoning_model(request.model) else "system"
                 out.append({"role": role, "content": message.text})
                 continue
-            out.extend(
-                {"role": "tool", "tool_call_id": self.tool_id(p.tool_call_id), "content": p.content}
-                for p in message.content
-                if isinstance(p, ToolResultPart)
-            )
+            if _lone_text(message) is None:  # a lone text part carries no tool result: no scan
+                out.extend(
+                    {"role": "tool", "tool_call_id": self.tool_id(p.tool_call_id), "content": p.content}
+                    for p in message.content
+                    if isinstance(p, ToolResultPart)
+                )
             if message.role is Role.ASSISTANT:
                 out.append(self.assistant(message))
             elif user := self.user(message):
@@ -224,11 +234,13 @@ class ChatWire:
         return message.text or None
 
     def user(self, message: Message) -> dict[str, Any] | None:
-        parts = [p for p in message.content if isinstance(p, TextPart | ImagePart)]
-        if not parts:
-            return None
         entry: dict[str, Any] = {"role": "user"}
-        if all(isinstance(p, TextPart) for p in parts):
+        text = _lone_text(message)
+        if text is not None:
+            entry["content"] = text
+        elif not (parts := [p for p in message.content if isinstance(p, TextPart | ImagePart)]):
+            return None
+        elif all(isinstance(p, TextPart) for p in parts):
             entry["content"] = message.text
         else:
             entry["content"] = [

@@ -1,0 +1,93 @@
+"""The first-byte timeout of an upstream's whole requests, with one timer for all of them.
+
+`asyncio.timeout` around each request's wait for its response head scheduled and cancelled a timer
+per request (a Timeout, a TimerHandle, a heap push and a cancel: about 2% of a unary call's work,
+benchmarks/RESULTS.md, issue 15). Here each wait only joins the set of an upstream's waits; one
+timer, armed for the earliest moment one of them is due, cancels the tasks whose waits are over
+and re-arms for the next. Nearly every answer comes long before its timeout, so the timer seldom
+fires, and a new wait re-arms it only when it is due before the moment the timer is set for.
+A wait's timeout is its setting or the caller's deadline, whichever comes first, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from provider_gateway.http import deadline
+
+_NEVER = float("inf")
+
+
+class HeadTimer:
+    """One upstream's timer for the heads its requests wait for; `wait(limit)` times one of them."""
+
+    __slots__ = ("_armed_for", "_handle", "_loop", "_waits")
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_for = _NEVER
+        self._waits: set[HeadWait] = set()
+
+    def wait(self, limit: float) -> HeadWait:
+        return HeadWait(self, limit)
+
+    def _add(self, wait: HeadWait) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # an upstream used from another loop (tests): nothing carries over
+            self._loop, self._handle, self._armed_for, self._waits = loop, None, _NEVER, set()
+        self._waits.add(wait)
+        if wait.due < self._armed_for:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._arm(loop, wait.due)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        # call_later from time.monotonic(): a deadline is on that clock, and uvloop's time() is not.
+        self._armed_for = due
+        self._handle = loop.call_later(max(due - time.monotonic(), 0.0), self._check)
+
+    def _check(self) -> None:
+        self._handle, self._armed_for = None, _NEVER
+        now = time.monotonic()
+        over = [wait for wait in self._waits if wait.due <= now]
+        for wait in over:
+            self._waits.discard(wait)
+            wait.expire()
+        if self._waits and self._loop is not None:  # O(waits) once a timeout at most
+            self._arm(self._loop, min(wait.due for wait in self._waits))
+
+
+class HeadWait:
+    """One request's wait, with `IdleWatch`'s interface: `started()` before it, `finished()` after;
+    `finished(cancelled=True)` tells whether the cancel was this timer's doing (the wait timed
+    out), and `by_deadline` whether the caller's deadline, not the setting, set its end."""
+
+    __slots__ = ("_cancelling", "_task", "_timer", "by_deadline", "due", "expired")
+
+    def __init__(self, timer: HeadTimer, limit: float) -> None:
+        self._timer = timer
+        due = time.monotonic() + limit
+        end = deadline.absolute()  # time.monotonic() based
+        self.by_deadline = end is not None and end <= due
+        self.due = end if end is not None and end <= due else due
+        self.expired = False
+        self._task: asyncio.Task[object] | None = None
+        self._cancelling = 0
+
+    def started(self) -> None:
+        self._task = task = asyncio.current_task()
+        self._cancelling = task.cancelling() if task is not None else 0
+        self._timer._add(self)
+
+    def finished(self, cancelled: bool = False) -> bool:
+        self._timer._waits.discard(self)
+        if cancelled and self.expired and self._task is not None:
+            return self._task.uncancel() <= self._cancelling
+        return False
+
+    def expire(self) -> None:
+        self.expired = True
+        if self._task is not None:
+            self._task.cancel()
