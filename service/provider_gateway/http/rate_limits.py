@@ -25,12 +25,12 @@ import datetime
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
 
+from provider_gateway.domain import value
 from provider_gateway.http.errors import MAX_RETRY_DELAY_S, seconds_until_reset
 
 
-@dataclass(slots=True, frozen=True)
+@value  # built for every response of a provider that announces its limits: see domain.value
 class RateLimitInfo:
     """Figures from `x-ratelimit-*` / `anthropic-ratelimit-*` style headers; None when not sent.
 
@@ -80,7 +80,7 @@ def report_rate_limit(info: RateLimitInfo) -> None:
         sink(info)
 
 
-@dataclass(slots=True, frozen=True)
+@value  # up to two a response, as RateLimitInfo
 class _Budget:
     limit: int | None
     remaining: int | None
