@@ -56,6 +56,27 @@ def test_anthropic_headers_take_the_tightest_token_family() -> None:
     assert info.headroom() == 0.0
 
 
+@pytest.mark.parametrize(
+    ("remaining_requests", "remaining_tokens", "reset_s"),
+    [(1, 29000, 0.12), (499, 300, 360.0), (250, 15000, 0.12)],  # a tie: the request budget's
+)
+def test_the_reset_is_the_tightest_budgets(
+    remaining_requests: int, remaining_tokens: int, reset_s: float
+) -> None:
+    # Only the tightest budget's reset is read: the other's may be anything, even unreadable.
+    for other_reset in ("bogus", "nan", "2027-01-15T00:00:00Z"):
+        headers = {
+            "x-ratelimit-limit-requests": "500",
+            "x-ratelimit-remaining-requests": str(remaining_requests),
+            "x-ratelimit-reset-requests": "120ms" if reset_s < 1 else other_reset,
+            "x-ratelimit-limit-tokens": "30000",
+            "x-ratelimit-remaining-tokens": str(remaining_tokens),
+            "x-ratelimit-reset-tokens": "6m0s" if reset_s > 1 else other_reset,
+        }
+        info = announced(headers, NOW)
+        assert info == RateLimitInfo(remaining_requests, 500, remaining_tokens, 30000, reset_s=reset_s)
+
+
 def test_no_rate_limit_headers_say_nothing() -> None:
     assert announced({"content-type": "application/json", "x-request-id": "r"}, NOW) is None
     assert announced({"x-ratelimit-remaining-requests": "soon"}, NOW) == RateLimitInfo()

@@ -84,7 +84,7 @@ def report_rate_limit(info: RateLimitInfo) -> None:
 class _Budget:
     limit: int | None
     remaining: int | None
-    reset_s: float | None
+    reset: str | None  # as sent: read only for the tightest budget, the one whose reset counts
 
     @property
     def fraction(self) -> float:
@@ -147,14 +147,14 @@ def read_announced(
         (
             b
             for names in (_OPENAI_REQUESTS, _ANTHROPIC_REQUESTS, _MISTRAL_REQUESTS, _UNSUFFIXED_REQUESTS)
-            if (b := _budget(limits, names, wall))
+            if (b := _budget(limits, names))
         ),
         None,
     )
     token_budgets = [
         b
         for names in (_OPENAI_TOKENS, *_ANTHROPIC_TOKENS, _MISTRAL_TOKENS, *_FIREWORKS_TOKENS)
-        if (b := _budget(limits, names, wall))
+        if (b := _budget(limits, names))
     ]
     tokens = min(token_budgets, key=lambda b: b.fraction) if token_budgets else None
     if requests is None and tokens is None:
@@ -165,17 +165,17 @@ def read_announced(
         limit_requests=requests.limit if requests else None,
         remaining_tokens=tokens.remaining if tokens else None,
         limit_tokens=tokens.limit if tokens else None,
-        reset_s=tightest.reset_s,
+        reset_s=_seconds_until(tightest.reset, wall),
         requests_window_s=requests_window_s,
     )
 
 
-def _budget(limits: dict[str, str], names: tuple[str, ...], now: float) -> _Budget | None:
+def _budget(limits: dict[str, str], names: tuple[str, ...]) -> _Budget | None:
     limit_name, remaining_name, reset_name = names  # reset_name "" (none sent) is never a key
     limit, remaining = limits.get(limit_name), limits.get(remaining_name)
     if limit is None and remaining is None:
         return None
-    return _Budget(_integer(limit), _integer(remaining), _seconds_until(limits.get(reset_name), now))
+    return _Budget(_integer(limit), _integer(remaining), limits.get(reset_name))
 
 
 def _integer(text: str | None) -> int | None:
