@@ -129,7 +129,7 @@ def announced(
     this module knows (33 of them, about 4% of a unary call's CPU through httpx's `Headers`).
     Before that pass, one substring test of all the names joined rejects a response without any
     (every name here contains "ratelimit-"): one join and one lower() instead of a lower() and a
-    startswith() per name, about 6.7k instructions a response fewer (benchmarks/RESULTS.md)."""
+    startswith() per name, about 8k instructions a response fewer (benchmarks/RESULTS.md)."""
     if _MARK not in "\n".join(headers).lower():
         return None
     return read_announced(headers, now, requests_window_s)
