@@ -177,8 +177,3 @@ async def relayed(relay: Relay) -> AsyncGenerator[GatewayEvent, None]:
 def coalesced(events: AsyncGenerator[GatewayEvent, None]) -> AsyncGenerator[GatewayEvent, None]:
     """`events`, read ahead and merged as described above (the reader starts at once)."""
     return relayed(ReadAhead(events))
-
-
-def as_they_come(events: AsyncGenerator[GatewayEvent, None]) -> AsyncGenerator[GatewayEvent, None]:
-    """The relay with coalescing off: one message per event."""
-    return events
