@@ -32,6 +32,7 @@ def test_a_full_file_is_read(tmp_path: Path) -> None:
         host = "0.0.0.0"
         port = 6000
         grace_period_s = 2.5
+        drain_delay_s = 0.5
         default_provider = "b"
         [providers.a]
         kind = "mock"
@@ -48,6 +49,7 @@ def test_a_full_file_is_read(tmp_path: Path) -> None:
     assert (loaded.server.host, loaded.server.port, loaded.server.grace_period_s) == ("0.0.0.0", 6000, 2.5)
     assert [p.name for p in loaded.providers] == ["a", "b"]
     assert loaded.server.default_provider == "b"
+    assert loaded.server.drain_delay_s == 0.5
     assert loaded.aliases == {"fast": "a/echo"}
     assert loaded.section("routing").integer("anything") == 1
     assert loaded.section("telemetry").raw() == {}  # absent feature tables read as empty
@@ -73,6 +75,7 @@ def test_provider_kind_defaults_to_its_name() -> None:
         ("[server]\nport = -1", "gw.toml: server.port: must be at least 0, got -1"),
         ("[server]\nport = true", "gw.toml: server.port: must be an integer, got bool True"),
         ("[server]\ngrace_period_s = 'soon'", "gw.toml: server.grace_period_s: must be a number"),
+        ("[server]\ndrain_delay_s = -1", "gw.toml: server.drain_delay_s: must be at least 0, got -1"),
         ("server = 3", "gw.toml: server: must be a table, got int 3"),
         (
             "[server]\ndefault_provider = 'openai'",

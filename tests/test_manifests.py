@@ -131,14 +131,18 @@ def test_readiness_is_the_grpc_health_of_the_api_and_the_others_only_ask_if_it_i
 def test_liveness_tolerates_a_whole_drain() -> None:
     """While draining the server reports NOT_SERVING on purpose; liveness must not kill it then."""
     liveness = CONTAINER["livenessProbe"]
-    assert liveness["periodSeconds"] * liveness["failureThreshold"] > GATEWAY_CONFIG.server.grace_period_s
+    server = GATEWAY_CONFIG.server
+    assert (
+        liveness["periodSeconds"] * liveness["failureThreshold"]
+        > server.drain_delay_s + server.grace_period_s
+    )
 
 
 def test_termination_grace_covers_prestop_and_drain() -> None:
     pre_stop = CONTAINER["lifecycle"]["preStop"]["sleep"]["seconds"]
-    grace = GATEWAY_CONFIG.server.grace_period_s
+    drain = GATEWAY_CONFIG.server.drain_delay_s + GATEWAY_CONFIG.server.grace_period_s
     # ...and the second the cut calls get to send their status before gRPC stops.
-    assert POD["terminationGracePeriodSeconds"] > pre_stop + grace + CUT_FLUSH_S
+    assert POD["terminationGracePeriodSeconds"] > pre_stop + drain + CUT_FLUSH_S
 
 
 def test_the_default_grace_is_the_manifests_grace() -> None:

@@ -54,6 +54,7 @@ ROUND_ROBIN = json.dumps(
 REPLICA_CONFIG = """
 [server]
 grace_period_s = 30
+drain_delay_s = {drain_delay}
 
 [providers.mock]
 kind = "mock"
@@ -76,26 +77,30 @@ class Replica:
         return self.gateway.address
 
 
-async def start_replica(n: int, folder: Path, extra_config: str = "") -> Replica:
+async def start_replica(n: int, folder: Path, extra_config: str = "", drain_delay: float = 0) -> Replica:
     config = folder / f"replica-{n}.toml"
-    config.write_text(REPLICA_CONFIG.format(n=n) + extra_config)
+    config.write_text(REPLICA_CONFIG.format(n=n, drain_delay=drain_delay) + extra_config)
     serve_args = ("--config", str(config), "--host", "127.0.0.1", "--port", "0", "--log-level", "warning")
     return Replica(f"replica-{n}", await start_gateway(*serve_args))
 
 
 @asynccontextmanager
-async def three_replicas(folder: Path, extra_config: str = "") -> AsyncIterator[list[Replica]]:
-    replicas = list(await asyncio.gather(*(start_replica(n, folder, extra_config) for n in (1, 2, 3))))
+async def three_replicas(
+    folder: Path, extra_config: str = "", drain_delay: float = 0
+) -> AsyncIterator[list[Replica]]:
+    replicas = list(
+        await asyncio.gather(*(start_replica(n, folder, extra_config, drain_delay) for n in (1, 2, 3)))
+    )
     try:
         yield replicas
     finally:
         await asyncio.gather(*(r.gateway.stop() for r in replicas))
 
 
-def balanced_channel(replicas: list[Replica]) -> grpc.aio.Channel:
+def balanced_channel(replicas: list[Replica], service_config: str = ROUND_ROBIN) -> grpc.aio.Channel:
     target = "ipv4:" + ",".join(r.address for r in replicas)
     return grpc.aio.insecure_channel(
-        target, options=[("grpc.service_config", ROUND_ROBIN), ("grpc.enable_retries", 1)]
+        target, options=[("grpc.service_config", service_config), ("grpc.enable_retries", 1)]
     )
 
 
@@ -152,7 +157,9 @@ async def test_round_robin_spreads_calls_over_three_replicas(tmp_path: Path) -> 
 
 
 async def test_draining_replica_finishes_its_stream_while_the_others_take_new_calls(tmp_path: Path) -> None:
-    async with three_replicas(tmp_path) as replicas, balanced_channel(replicas) as channel:
+    # A second of NOT_SERVING before the replica stops taking calls: the calls below are sent
+    # within it, so none can reach grpc core's stop undispatched (it would end them CANCELLED).
+    async with three_replicas(tmp_path, drain_delay=1) as replicas, balanced_channel(replicas) as channel:
         await wait_all_connected(channel, replicas)
         balanced = pb_grpc.ProviderServiceStub(channel)
         leaving = replicas[2]
@@ -172,8 +179,7 @@ async def test_draining_replica_finishes_its_stream_while_the_others_take_new_ca
                 assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
             watch.cancel()  # a watch is a call in flight too: end it so the drain can finish
 
-            # Meanwhile every new call through the balanced channel succeeds (retried on UNAVAILABLE
-            # if it raced the shutdown).
+            # Meanwhile every new call through the balanced channel succeeds.
             during = await asyncio.gather(*(balanced.Chat(whoami(), timeout=10) for _ in range(12)))
             assert all(r.finish.reason == pb.FINISH_REASON_STOP for r in during)
 
@@ -196,6 +202,44 @@ async def test_draining_replica_finishes_its_stream_while_the_others_take_new_ca
             response = await balanced.Chat(whoami(), timeout=10)
             after[response.finish.provider] += 1
         assert set(after) == {"replica-1", "replica-2"}, after
+
+
+# Round robin over the replicas that report SERVING for the service (client-side health checking).
+HEALTH_CHECKED = json.dumps({**json.loads(ROUND_ROBIN), "healthCheckConfig": {"serviceName": SERVICE}})
+
+
+async def test_a_rolling_restart_loses_no_call_of_health_checking_clients(tmp_path: Path) -> None:
+    """Calls keep coming while a replica drains: with `drain_delay_s`, clients that check health
+    have left it before it stops taking calls, so not one call fails."""
+    async with (
+        three_replicas(tmp_path, drain_delay=2) as replicas,
+        balanced_channel(replicas, HEALTH_CHECKED) as channel,
+    ):
+        await wait_all_connected(channel, replicas)
+        stub = pb_grpc.ProviderServiceStub(channel)
+        leaving = replicas[2].gateway.process
+        served: Counter[str] = Counter()
+        failed: Counter[str] = Counter()
+        loaded = asyncio.Event()  # the leaving replica has served its share of the load
+
+        async def caller() -> None:
+            while leaving.returncode is None:
+                try:
+                    served[(await stub.Chat(whoami(), timeout=10)).finish.provider] += 1
+                except grpc.aio.AioRpcError as error:
+                    failed[f"{error.code().name}: {error.details()}"] += 1
+                if served["replica-3"] >= 20:
+                    loaded.set()
+
+        callers = [asyncio.create_task(caller()) for _ in range(16)]
+        async with asyncio.timeout(20):
+            await loaded.wait()
+        leaving.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            assert await leaving.wait() == 0
+            await asyncio.gather(*callers)
+        assert not failed, failed
+        assert set(served) == {"replica-1", "replica-2", "replica-3"}
 
 
 # --- connection recycling: how DNS-balancing clients find new replicas ---------------------------

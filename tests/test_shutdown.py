@@ -23,6 +23,7 @@ from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 CONFIG = """
 [server]
 grace_period_s = {grace}
+drain_delay_s = {delay}
 
 [providers.mock.models.slow]
 tokens = 40
@@ -41,9 +42,9 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serve(tmp_path: Path, grace: float) -> AsyncIterator[Served]:
+async def serve(tmp_path: Path, grace: float, delay: float = 0) -> AsyncIterator[Served]:
     config = tmp_path / "gateway.toml"
-    config.write_text(CONFIG.format(grace=grace))
+    config.write_text(CONFIG.format(grace=grace, delay=delay))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -134,6 +135,44 @@ async def test_grace_period_cuts_streams_that_run_too_long(tmp_path: Path) -> No
             assert await served.process.wait() == 0
 
 
+async def sigterm_until_not_serving(served: Served, channel: grpc.aio.Channel) -> None:
+    """SIGTERM, and wait until a health watch reports the drain (NOT_SERVING)."""
+    watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
+    assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+    served.process.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(10):
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_drain_delay_keeps_taking_new_calls_while_reporting_not_serving(tmp_path: Path) -> None:
+    async with (
+        serve(tmp_path, grace=20, delay=1.5) as served,
+        grpc.aio.insecure_channel(served.target) as channel,
+    ):
+        await sigterm_until_not_serving(served, channel)
+        # Balancers are told to leave, and a call that still comes is served, not refused.
+        checked = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=5
+        )
+        assert checked.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        answer = await pb_grpc.ProviderServiceStub(channel).Chat(chat("mock/echo"), timeout=5)
+        assert answer.finish.reason == pb.FINISH_REASON_STOP
+        # Then the server stops taking calls and, with nothing in flight, exits.
+        async with asyncio.timeout(15):
+            assert await served.process.wait() == 0
+
+
+async def test_second_signal_ends_the_drain_delay_too(tmp_path: Path) -> None:
+    async with (
+        serve(tmp_path, grace=60, delay=60) as served,
+        grpc.aio.insecure_channel(served.target) as channel,
+    ):
+        await sigterm_until_not_serving(served, channel)
+        served.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):  # not the 60 s delay
+            assert await served.process.wait() == 0
+
+
 async def test_second_signal_stops_at_once(tmp_path: Path) -> None:
     async with serve(tmp_path, grace=60) as served, grpc.aio.insecure_channel(served.target) as channel:
         watch = health_pb2_grpc.HealthStub(channel).Watch(
@@ -155,7 +194,7 @@ async def test_second_signal_stops_at_once(tmp_path: Path) -> None:
 
 async def test_stop_in_process_ends_watches_and_waits_only_for_streams(gateway_factory: Any) -> None:
     """The same drain in-process: a watcher must not hold `stop` for the whole grace period."""
-    config = CONFIG.format(grace=30)
+    config = CONFIG.format(grace=30, delay=0)
     async with gateway_factory(config) as gw:
         watch = health_pb2_grpc.HealthStub(gw.channel).Watch(
             health_pb2.HealthCheckRequest(service=""), timeout=30

@@ -172,6 +172,10 @@ class ServerConfig:
     port: int = 50051
     # Long enough for a long generation (a reasoning model can stream for minutes) to finish.
     grace_period_s: float = 120.0
+    # On SIGTERM, keep serving new calls this long after reporting NOT_SERVING, so that balancers and
+    # clients that check health move away before the server stops taking calls: grpc core ends the
+    # calls that arrived but were not yet dispatched at that moment CANCELLED (grpc/grpc#41785).
+    drain_delay_s: float = 0.0
     max_message_bytes: int = 8 * 1024 * 1024
     default_provider: str = "mock"
     # Close each client connection after this long (0 = never) so that clients balancing over DNS
@@ -208,6 +212,7 @@ SERVER_KEYS = (
     "host",
     "port",
     "grace_period_s",
+    "drain_delay_s",
     "max_message_bytes",
     "default_provider",
     "max_connection_age_s",
@@ -248,6 +253,7 @@ def parse(data: Mapping[str, Any], source: str) -> GatewayConfig:
         host=server_section.string("host", "127.0.0.1"),
         port=server_section.integer("port", 50051, minimum=0, maximum=65535),
         grace_period_s=server_section.number("grace_period_s", 120.0, minimum=0),
+        drain_delay_s=server_section.number("drain_delay_s", 0.0, minimum=0),
         max_message_bytes=server_section.integer("max_message_bytes", 8 * 1024 * 1024, minimum=1024),
         default_provider=server_section.string("default_provider", ""),
         max_connection_age_s=server_section.number("max_connection_age_s", 0.0, minimum=0),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -104,6 +105,7 @@ class GatewayServer:
         limit = config.server.max_message_bytes
         self.drain = DrainInterceptor()
         self.shutdown_cut = ShutdownCut()
+        self._hurry = asyncio.Event()  # a second signal: no more waiting before the stop
         self.credentials = tls.server_credentials(config)
         self.grpc = grpc.aio.server(
             # Telemetry outermost, so refused and unauthenticated calls are traced and counted too;
@@ -166,14 +168,16 @@ class GatewayServer:
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace.
 
-        Health first, so that probes and watching balancers stop sending before we refuse; health
-        watches then end (they would otherwise hold the stop for the whole grace); calls still
+        Health first, so that probes and watching balancers stop sending before we refuse (for
+        `drain_delay_s` new calls are still served while they do); health watches then end (they
+        would otherwise hold the stop for the whole grace); calls still
         running when the grace ends are cancelled, which closes their upstream requests.
         """
         grace = self.config.server.grace_period_s if grace_s is None else grace_s
         await self.monitor.stop()
         await self.health.enter_shutdown()
         self.drain.start()
+        await self._serve_while_not_serving(self.config.server.drain_delay_s)
         cut = asyncio.get_running_loop().call_later(grace, self._cut)
         try:
             # gRPC's own cancel of what is left comes after the cut, as a backstop only.
@@ -187,6 +191,16 @@ class GatewayServer:
             await self.registry.aclose()
             await self.upstreams.aclose()
             await self.telemetry.stop()
+
+    async def _serve_while_not_serving(self, delay: float) -> None:
+        """Keep taking new calls for `delay` s (a second signal ends it early): balancers that watch
+        health leave before grpc core stops taking calls, which ends those still undispatched then
+        CANCELLED, a status no client retries (grpc/grpc#41785)."""
+        if delay > 0:
+            log.info("NOT_SERVING reported; still taking new calls for %.1f s", delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._hurry.wait()
 
     def _cut(self) -> None:
         if cut := self.shutdown_cut.cut():
@@ -213,6 +227,7 @@ class GatewayServer:
             await asyncio.wait((drain, again), return_when=asyncio.FIRST_COMPLETED)
             if not drain.done():
                 log.warning("second signal: cancelling the calls still in flight")
+                self._hurry.set()
                 self._cut()
                 await self.grpc.stop(CUT_FLUSH_S)
             again.cancel()
