@@ -1,11 +1,9 @@
-"""With tracing off the router reports each attempt to the instrumented provider instead of reading
-it through the provider's own relaying generator, or awaiting it through its coroutine
-(routing/attempt.py's `ReportedStream`, `ReportedCall`).
+"""With tracing off the router reports each streamed attempt to the instrumented provider instead of
+reading it through the provider's own relaying generator (routing/attempt.py's `ReportedStream`).
 
-Differential: the same streams, unary calls, failures and cancels through a real server with
-tracing on (the wrapper's generator or coroutine, which sees for itself) and off (the router tells
-it) leave the same attempt metrics (outcome, tokens, time to first chunk), the same answer and the
-same error status.
+Differential: the same streams, failures and cancels through a real server with tracing on (the
+relaying generator, which sees every event itself) and off (the router tells it) leave the same
+attempt metrics (outcome, tokens, time to first chunk), the same answer and the same error status.
 """
 
 from __future__ import annotations
@@ -27,13 +25,12 @@ from test_observability import user
 
 from provider_gateway import config as config_module
 from provider_gateway.domain import ChatRequest, Message, ProviderFinish, Role, TextPart, UsageEvent
-from provider_gateway.errors import GatewayError
 from provider_gateway.observability import Telemetry, TelemetrySettings
 from provider_gateway.observability.gauges import GaugeSources
 from provider_gateway.observability.instrumented import InstrumentedProvider
 from provider_gateway.observability.metrics import GatewayMetrics
-from provider_gateway.providers.mock import MockModel, MockProvider
-from provider_gateway.routing.attempt import ReportedCall, ReportedStream
+from provider_gateway.providers.mock import MockProvider
+from provider_gateway.routing.attempt import ReportedStream
 from provider_gateway.server.app import GatewayServer
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -135,30 +132,6 @@ async def stream(gw: RunningGateway, model: str, deadline_s: float | None = None
     return text, tools, "OK"
 
 
-async def unary(gw: RunningGateway, model: str, deadline_s: float | None = None) -> tuple[str, str, str]:
-    request = pb.ChatRequest(model=model, messages=[user("say something")])
-    try:
-        response = await gw.stub.Chat(request, timeout=deadline_s)
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:  # the client's or the server's: a race
-            return "", "", exc.code().name
-        return "", "", f"{exc.code().name}: {exc.details()}"
-    return response.text, "".join(call.name for call in response.tool_calls), "OK"
-
-
-async def unary_cancelled(gw: RunningGateway) -> tuple[str, str, str]:
-    mock = gw.provider("mock")
-    call = gw.stub.Chat(pb.ChatRequest(model="mock/slow", messages=[user("hi")]))
-    async with asyncio.timeout(10):
-        while True:
-            if mock.stats.started:  # the upstream call is under way
-                break
-            await asyncio.sleep(0.01)
-    call.cancel()
-    await asyncio.wait_for(mock.stats.cancelled_event.wait(), timeout=10)
-    return "", "", "CANCELLED"
-
-
 async def cancelled_mid_stream(gw: RunningGateway) -> tuple[str, str, str]:
     call = gw.stub.ChatStream(pb.ChatRequest(model="mock/slow", messages=[user("hi")]))
     await call.read()  # the first token has arrived: the upstream is mid-stream
@@ -188,13 +161,6 @@ SCENARIOS: dict[str, tuple[Callable[[RunningGateway], Awaitable[tuple[str, str, 
     "the deadline passes": (lambda gw: stream(gw, "mock/hang", deadline_s=0.3), 1),
     "an unknown model (the adapter refuses before streaming)": (lambda gw: stream(gw, "mock/absent"), 1),
     "the client cancels": (cancelled_mid_stream, 1),
-    "unary: answered": (lambda gw: unary(gw, "mock/ok"), 1),
-    "unary: tool calls": (lambda gw: unary(gw, "mock/tools"), 1),
-    "unary: a secret in the upstream's error": (lambda gw: unary(gw, "mock/leaky"), 1),
-    "unary: rate limited, retried": (lambda gw: unary(gw, "mock/limited"), 2),
-    "unary: the deadline passes": (lambda gw: unary(gw, "mock/hang", deadline_s=0.3), 1),
-    "unary: an unknown model": (lambda gw: unary(gw, "mock/absent"), 1),
-    "unary: the client cancels": (unary_cancelled, 1),
 }
 
 
@@ -237,37 +203,3 @@ async def test_read_by_any_other_reader_it_relays_and_sees_for_itself() -> None:
     assert counted[
         ("provider_gateway.tokens", (("direction", "output"), ("model", "echo"), ("provider", "mock")))
     ] == (usage.output_tokens)
-
-
-async def test_awaited_by_any_other_caller_a_chat_sees_for_itself() -> None:
-    """A chat nobody reports on (not the router) is the wrapper's coroutine: the same answer, and
-    the attempt still counted with its usage; a failure is redacted and counted by its kind."""
-    reader = InMemoryMetricReader()
-    mock = MockProvider("mock", {"leaky": MockModel(fault="error_before_first_token", fault_message=SECRET)})
-    wrapped = InstrumentedProvider(mock, None, GatewayMetrics("test", [reader], GaugeSources()))
-    request = ChatRequest(model="echo", messages=[Message(Role.USER, (TextPart("a b c"),))])
-    call = wrapped.chat(request)
-    assert isinstance(call, ReportedCall)
-    response = await call
-    direct = await mock.chat(request)
-    assert response == dataclasses.replace(direct, finish=response.finish)
-    with pytest.raises(GatewayError) as raised:
-        await wrapped.chat(dataclasses.replace(request, model="leaky"))
-    assert SECRET not in raised.value.message
-    counted = attempt_metrics(reader)
-    assert (
-        counted[("provider_gateway.attempts", (("model", "echo"), ("outcome", "ok"), ("provider", "mock")))]
-        == 1
-    )
-    assert counted[
-        ("provider_gateway.tokens", (("direction", "output"), ("model", "echo"), ("provider", "mock")))
-    ] == (response.usage.output_tokens)
-    assert (
-        counted[
-            (
-                "provider_gateway.attempts",
-                (("model", "leaky"), ("outcome", "UNAVAILABLE"), ("provider", "mock")),
-            )
-        ]
-        == 1
-    )

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Generator
-from types import TracebackType
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from provider_gateway.domain import (
@@ -39,7 +38,7 @@ from provider_gateway.errors import GatewayError
 from provider_gateway.observability.logs import redact
 from provider_gateway.observability.request import CURRENT, UNTRUSTED_OUTCOMES, router_attempt
 from provider_gateway.providers.base import Provider
-from provider_gateway.routing.attempt import ReportedCall, ReportedStream
+from provider_gateway.routing.attempt import ReportedStream
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
@@ -269,10 +268,7 @@ class InstrumentedProvider:
         return self._stream("text_completion", request, self.inner.complete_stream)
 
     # Plain functions handing back `_unary`'s coroutine: awaited alike, one coroutine fewer per call.
-    # With tracing off a chat is a `ReportedCall` the router opens: no coroutine of ours at all.
     def chat(self, request: ChatRequest) -> Coroutine[Any, Any, ChatResponse]:
-        if self.tracer is None:
-            return _ReportedChat(self, request)
         return self._unary("chat", request, self.inner.chat)
 
     def complete(self, request: CompletionRequest) -> Coroutine[Any, Any, CompletionResponse]:
@@ -410,42 +406,3 @@ class _Reported[Req: (ChatRequest, CompletionRequest)](ReportedStream):
     async def aclose(self) -> None:
         if self.relay is not None:
             await self.relay.aclose()
-
-
-class _ReportedChat(ReportedCall[ChatResponse], Coroutine[Any, Any, ChatResponse]):
-    """A chat with tracing off: the router opens it and tells its attempt how it ended; awaited as
-    is (or driven as a coroutine), it is `InstrumentedProvider._unary`."""
-
-    __slots__ = ("owner", "relay", "request")
-
-    def __init__(self, owner: InstrumentedProvider, request: ChatRequest) -> None:
-        self.owner, self.request = owner, request
-        self.relay: Coroutine[Any, Any, ChatResponse] | None = None
-
-    def open(self) -> tuple[Awaitable[ChatResponse], Attempt]:
-        request = self.request
-        attempt = Attempt(self.owner, "chat", request.model, request)
-        try:
-            return self.owner.inner.chat(request), attempt
-        except BaseException as exc:  # as the relay's await would have raised it
-            attempt.failed(exc)
-            attempt.end()
-            raise
-
-    def _relayed(self) -> Coroutine[Any, Any, ChatResponse]:
-        if self.relay is None:
-            self.relay = self.owner._unary("chat", self.request, self.owner.inner.chat)
-        return self.relay
-
-    def __await__(self) -> Generator[Any, None, ChatResponse]:
-        return self._relayed().__await__()
-
-    def send(self, value: Any) -> Any:
-        return self._relayed().send(value)
-
-    def throw(self, typ: Any, val: BaseException | object = None, tb: TracebackType | None = None) -> Any:
-        return self._relayed().throw(typ, val, tb)
-
-    def close(self) -> None:
-        if self.relay is not None:
-            self.relay.close()

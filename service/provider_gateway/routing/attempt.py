@@ -5,15 +5,14 @@ attempt ends, so an instrumented provider wrapper can name its span after the at
 deployment and its breaker state without new parameters; `AttemptScope` sets it, with the sinks for
 the rate limits and the partial usage the provider reports.
 
-A wrapper may also hand out its stream as a `ReportedStream` (its unary call as a `ReportedCall`):
-the router then reads the provider's own stream (awaits its own call) and tells the wrapper's
-`AttemptReport` what it saw, instead of every event (every resumption of the call) passing through
-one more generator (coroutine) of the wrapper's that only looks at it.
+A wrapper may also hand out its stream as a `ReportedStream`: the router then reads the provider's
+own stream and tells the wrapper's `AttemptReport` what it saw, instead of every event passing
+through one more generator (the wrapper's) that only looks at it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar, Token
 from typing import Any, Protocol
 
@@ -100,15 +99,4 @@ class ReportedStream:
     __slots__ = ()
 
     def open(self) -> tuple[AsyncIterator[StreamEvent], AttemptReport]:
-        raise NotImplementedError
-
-
-class ReportedCall[T]:
-    """A wrapper's unary call that its awaiter reports on, as `ReportedStream`: `open()` starts the
-    attempt: the provider's own call and the report to tell (`ended` once it answered, or `failed`,
-    then `close`). Awaited as is, a subclass awaits the call in a coroutine that sees for itself."""
-
-    __slots__ = ()
-
-    def open(self) -> tuple[Awaitable[T], AttemptReport]:
         raise NotImplementedError

@@ -39,13 +39,7 @@ from provider_gateway.http.rate_limits import RateLimitInfo
 from provider_gateway.pricing import PriceTable, total
 from provider_gateway.providers.base import Provider, has_content, relayed_answer
 from provider_gateway.providers.open_calls import OpenCalls
-from provider_gateway.routing.attempt import (
-    AttemptInfo,
-    AttemptReport,
-    AttemptScope,
-    ReportedCall,
-    ReportedStream,
-)
+from provider_gateway.routing.attempt import AttemptInfo, AttemptReport, AttemptScope, ReportedStream
 from provider_gateway.routing.consumption import (
     NOTHING_CONSUMED,
     Consumed,
@@ -246,30 +240,18 @@ class Attempts:
         response: ChatResponse | None = None
         finish: ProviderFinish | None = None
         usage: Usage | None = None
-        report: AttemptReport | None = None  # the wrapper's record, when it lets us tell it
         try:
             attempt.scope.enter()
             now = time.perf_counter_ns()
             watch.reading(now, asyncio.current_task())
             try:
-                work = answer(deployment.provider, _for_model(request, deployment.spec.model))
-                if isinstance(work, ReportedCall):  # await the provider's own call, and tell
-                    work, report = work.open()
-                response = await work
-            except BaseException as exc:
-                if report is not None:  # first: it redacts what the error says
-                    report.failed(exc)
-                    report.close(None, None)
-                if isinstance(exc, asyncio.CancelledError | OSError):
-                    attempt.read_failed(exc, False)
-                raise
+                response = await answer(deployment.provider, _for_model(request, deployment.spec.model))
+            except (asyncio.CancelledError, OSError) as exc:
+                attempt.read_failed(exc, False)
             finally:
                 watch.finished()
                 handed = time.perf_counter_ns()
                 clock.upstream_ns += handed - now
-            if report is not None:
-                report.ended()
-                report.close(response.usage, response.finish)
             sent_content = has_content(response)
             if sent_content:
                 attempt.first_content(handed)
