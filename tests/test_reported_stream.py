@@ -195,7 +195,18 @@ async def test_read_by_any_other_reader_it_relays_and_sees_for_itself() -> None:
     assert [e for e in events if not isinstance(e, ProviderFinish)] == direct[:-1]
     assert events[-1] == dataclasses.replace(direct[-1], response_id=events[-1].response_id)
     usage = next(e.usage for e in events if isinstance(e, UsageEvent))
+    # Read one event at a time and closed early: the attempt ends cancelled, the mock's call too.
+    stopped = wrapped.chat_stream(request)
+    assert await anext(stopped) == events[0]
+    await stopped.aclose()  # type: ignore[attr-defined]
+    assert mock.stats.cancelled == 1
     counted = attempt_metrics(reader)
+    assert (
+        counted[
+            ("provider_gateway.attempts", (("model", "echo"), ("outcome", "CANCELLED"), ("provider", "mock")))
+        ]
+        == 1
+    )
     assert (
         counted[("provider_gateway.attempts", (("model", "echo"), ("outcome", "ok"), ("provider", "mock")))]
         == 1

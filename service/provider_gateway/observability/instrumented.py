@@ -395,13 +395,16 @@ class _Reported[Req: (ChatRequest, CompletionRequest)](ReportedStream):
             attempt.end()
             raise
 
-    def __aiter__(self) -> _Reported[Req]:
-        return self
+    def __aiter__(self) -> AsyncGenerator[StreamEvent, None]:
+        return self._relayed()  # `async for` reads the generator itself: no call of ours per event
 
     def __anext__(self) -> Awaitable[StreamEvent]:
+        return self._relayed().__anext__()
+
+    def _relayed(self) -> AsyncGenerator[StreamEvent, None]:
         if self.relay is None:
             self.relay = self.owner._stream(self.op, self.request, self.open_stream)
-        return self.relay.__anext__()
+        return self.relay
 
     async def aclose(self) -> None:
         if self.relay is not None:
