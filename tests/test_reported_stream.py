@@ -141,12 +141,13 @@ async def cancelled_mid_stream(gw: RunningGateway) -> tuple[str, str, str]:
 
 
 async def settled(reader: InMemoryMetricReader, attempts: int) -> None:
-    """Wait (bounded) until the server has ended `attempts` attempts (a cancel unwinds after the
-    client has gone)."""
+    """Wait (bounded) until the server has ended `attempts` attempts and the request (a cancel, or
+    a deadline the client saw first, unwinds after the client has gone)."""
     async with asyncio.timeout(10):
         while True:
             counted = attempt_metrics(reader).items()
-            if sum(v for (name, _), v in counted if name == "provider_gateway.attempts") >= attempts:
+            ended = sum(v for (name, _), v in counted if name == "provider_gateway.attempts")
+            if ended >= attempts and any(name == "provider_gateway.requests" for (name, _), _ in counted):
                 return
             await asyncio.sleep(0.01)
 
