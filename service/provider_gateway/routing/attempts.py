@@ -5,7 +5,9 @@ events, an end for every tool call they started and never ended, then a Finish; 
 (`Attempts.call`) awaits the provider's whole answer once and returns it with the Finish. Both share one bookkeeping (`_Try`): a failure is judged
 for the deployment's breaker and limiter (overloaded, broken, or a bad request that says nothing
 about the deployment), and every attempt is timed, costed and recorded alike.
-(`attempt.py` holds the context variable that names the attempt in progress to provider wrappers.)
+(`attempt.py` holds the context variable that names the attempt in progress to provider wrappers,
+and `ReportedStream`: a wrapper's stream the attempt reads at its source, telling the wrapper's
+record what it saw rather than reading every event through the wrapper's generator.)
 """
 
 from __future__ import annotations
