@@ -2,15 +2,18 @@
 
 Each call the router makes is one upstream attempt: a CLIENT span named `{operation} {model}` with
 the OpenTelemetry GenAI attributes, the attempt's number, outcome and breaker state, its time to
-first chunk, and the GenAI client metrics. With tracing off the stream path does no per-event work
-beyond one type test (for usage and the first chunk), measured in benchmarks/tracing_overhead.py.
+first chunk, and the GenAI client metrics. With tracing off a stream is handed out as a
+`ReportedStream` (routing/attempt.py): the router reads the adapter's own stream and tells the
+attempt its first content, usage, finish and end, so no generator of ours relays every event
+(about 25k instructions a stream); any other reader gets that generator (`_stream`), which sees
+for itself. Measured in benchmarks/tracing_overhead.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from provider_gateway.domain import (
@@ -35,6 +38,7 @@ from provider_gateway.errors import GatewayError
 from provider_gateway.observability.logs import redact
 from provider_gateway.observability.request import CURRENT, UNTRUSTED_OUTCOMES, router_attempt
 from provider_gateway.providers.base import Provider
+from provider_gateway.routing.attempt import ReportedStream
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
@@ -140,6 +144,20 @@ class Attempt:
             if self.span is not None:
                 self.span.add_event("gen_ai.first_chunk")
 
+    # --- told by the stream's reader (routing/attempt.py's AttemptReport) ---
+
+    def first_chunk(self, at_ns: int) -> None:
+        self.first_ns = at_ns
+        if self.span is not None:
+            self.span.add_event("gen_ai.first_chunk")
+
+    def ended(self) -> None:
+        self.outcome = "ok"
+
+    def close(self, usage: Usage | None, finish: ProviderFinish | None) -> None:
+        self.usage, self.finish = usage, finish
+        self.end()
+
     def failed(self, exc: BaseException) -> None:
         if isinstance(exc, GatewayError):
             self.outcome = exc.kind.value
@@ -240,9 +258,13 @@ class InstrumentedProvider:
         return await self.inner.health_check()
 
     def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        if self.tracer is None:
+            return _Reported(self, "chat", request, self.inner.chat_stream)
         return self._stream("chat", request, self.inner.chat_stream)
 
     def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        if self.tracer is None:
+            return _Reported(self, "text_completion", request, self.inner.complete_stream)
         return self._stream("text_completion", request, self.inner.complete_stream)
 
     # Plain functions handing back `_unary`'s coroutine: awaited alike, one coroutine fewer per call.
@@ -300,7 +322,7 @@ class InstrumentedProvider:
 
     async def _stream(
         self, op: str, request: Req, open_stream: Callable[[Req], AsyncIterator[StreamEvent]]
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         attempt = Attempt(self, op, request.model, request)
         stream: AsyncIterator[StreamEvent] | None = None
         try:
@@ -342,3 +364,48 @@ class InstrumentedProvider:
                     await aclose()  # a cancelled request stops the upstream at once
             finally:
                 attempt.end()
+
+
+class _Reported[Req: (ChatRequest, CompletionRequest)](ReportedStream):
+    """A stream with tracing off: the router opens it and tells its attempt what it read (see the
+    module's docstring); iterated as is, it is `InstrumentedProvider._stream`."""
+
+    __slots__ = ("op", "open_stream", "owner", "relay", "request")
+
+    def __init__(
+        self,
+        owner: InstrumentedProvider,
+        op: str,
+        request: Req,
+        open_stream: Callable[[Req], AsyncIterator[StreamEvent]],
+    ) -> None:
+        self.owner, self.op = owner, op
+        self.request: Req = request
+        self.open_stream: Callable[[Req], AsyncIterator[StreamEvent]] = open_stream
+        self.relay: AsyncGenerator[StreamEvent, None] | None = None
+
+    def open(self) -> tuple[AsyncIterator[StreamEvent], Attempt]:
+        request = self.request
+        attempt = Attempt(self.owner, self.op, request.model, request)
+        attempt.outcome = "CANCELLED"  # until its reader says how it ended: stopping early is a cancel
+        try:
+            return self.open_stream(request), attempt
+        except BaseException as exc:  # as the relay's first read would have raised it
+            attempt.failed(exc)
+            attempt.end()
+            raise
+
+    def __aiter__(self) -> AsyncGenerator[StreamEvent, None]:
+        return self._relayed()  # `async for` reads the generator itself: no call of ours per event
+
+    def __anext__(self) -> Awaitable[StreamEvent]:
+        return self._relayed().__anext__()
+
+    def _relayed(self) -> AsyncGenerator[StreamEvent, None]:
+        if self.relay is None:
+            self.relay = self.owner._stream(self.op, self.request, self.open_stream)
+        return self.relay
+
+    async def aclose(self) -> None:
+        if self.relay is not None:
+            await self.relay.aclose()

@@ -4,15 +4,19 @@ The router sets `CURRENT_ATTEMPT` for each attempt, from before its provider's f
 attempt ends, so an instrumented provider wrapper can name its span after the attempt number, the
 deployment and its breaker state without new parameters; `AttemptScope` sets it, with the sinks for
 the rate limits and the partial usage the provider reports.
+
+A wrapper may also hand out its stream as a `ReportedStream`: the router then reads the provider's
+own stream and tells the wrapper's `AttemptReport` what it saw, instead of every event passing
+through one more generator (the wrapper's) that only looks at it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar, Token
-from typing import Any
+from typing import Any, Protocol
 
-from provider_gateway.domain import value
+from provider_gateway.domain import ProviderFinish, StreamEvent, Usage, value
 from provider_gateway.http.rate_limits import RATE_LIMIT_SINK, RateLimitInfo
 from provider_gateway.providers.reported_usage import PARTIAL_USAGE_SINK, Heard
 
@@ -70,3 +74,29 @@ class AttemptScope:
                 CURRENT_ATTEMPT.reset(attempt)
             except ValueError:  # set in another task's context
                 pass
+
+
+class AttemptReport(Protocol):
+    """What a provider wrapper records of one streamed attempt, told by the stream's reader: the
+    first content event (when it was read), how the stream ended (`ended`: at its end; `failed`:
+    a read raised; neither: the reader stopped before the end, a cancel), then `close` once the
+    provider's stream is closed, with the last usage and finish it gave."""
+
+    def first_chunk(self, at_ns: int) -> None: ...
+
+    def ended(self) -> None: ...
+
+    def failed(self, exc: BaseException) -> None: ...
+
+    def close(self, usage: Usage | None, finish: ProviderFinish | None) -> None: ...
+
+
+class ReportedStream:
+    """A wrapper's stream that its reader reports on. `open()` starts the attempt: the provider's
+    own stream and the report to tell (the router, routing/attempts.py). Iterated as is, a subclass
+    relays the stream through a generator of its own that sees for itself (any other reader)."""
+
+    __slots__ = ()
+
+    def open(self) -> tuple[AsyncIterator[StreamEvent], AttemptReport]:
+        raise NotImplementedError

@@ -5,7 +5,9 @@ events, an end for every tool call they started and never ended, then a Finish; 
 (`Attempts.call`) awaits the provider's whole answer once and returns it with the Finish. Both share one bookkeeping (`_Try`): a failure is judged
 for the deployment's breaker and limiter (overloaded, broken, or a bad request that says nothing
 about the deployment), and every attempt is timed, costed and recorded alike.
-(`attempt.py` holds the context variable that names the attempt in progress to provider wrappers.)
+(`attempt.py` holds the context variable that names the attempt in progress to provider wrappers,
+and `ReportedStream`: a wrapper's stream the attempt reads at its source, telling the wrapper's
+record what it saw rather than reading every event through the wrapper's generator.)
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from provider_gateway.http.rate_limits import RateLimitInfo
 from provider_gateway.pricing import PriceTable, total
 from provider_gateway.providers.base import Provider, has_content, relayed_answer
 from provider_gateway.providers.open_calls import OpenCalls
-from provider_gateway.routing.attempt import AttemptInfo, AttemptScope
+from provider_gateway.routing.attempt import AttemptInfo, AttemptReport, AttemptScope, ReportedStream
 from provider_gateway.routing.consumption import (
     NOTHING_CONSUMED,
     Consumed,
@@ -124,6 +126,8 @@ class Attempts:
                 scope, watch = attempt.scope, attempt.watch
                 calls = OpenCalls()  # every tool call the stream starts ends before the Finish
                 stream: AsyncIterator[StreamEvent] | None = None
+                source: AsyncIterator[StreamEvent] | None = None  # what is read: the provider's own
+                report: AttemptReport | None = None  # the wrapper's record, when it lets us tell it
                 finish: ProviderFinish | None = None
                 usage: Usage | None = None  # what the provider reported, for the attempt's cost
                 relayed = 0  # characters of content passed on, to estimate the output without usage
@@ -131,7 +135,11 @@ class Attempts:
                 try:
                     task = asyncio.current_task()
                     scope.enter()
-                    stream = open_stream(deployment.provider, _for_model(request, deployment.spec.model))
+                    source = stream = open_stream(
+                        deployment.provider, _for_model(request, deployment.spec.model)
+                    )
+                    if isinstance(stream, ReportedStream):  # read the provider's stream, and tell
+                        source, report = _opened(stream, attempt)
                     now = time.perf_counter_ns()
                     while True:
                         # A task keeps its context: the attempt's variables set in it hold until the
@@ -143,11 +151,17 @@ class Attempts:
                             scope.enter()
                         watch.reading(now, reader)
                         try:
-                            event = await anext(stream)
+                            event = await anext(source)
                         except StopAsyncIteration:
+                            if report is not None:
+                                report.ended()
                             break
-                        except (asyncio.CancelledError, OSError) as exc:
-                            attempt.read_failed(exc, sent_content)
+                        except BaseException as exc:
+                            if report is not None:  # first: it redacts what the error says
+                                report.failed(exc)
+                            if isinstance(exc, asyncio.CancelledError | OSError):
+                                attempt.read_failed(exc, sent_content)
+                            raise
                         finally:
                             # The read is over however it ended: an error's handling below (judging
                             # it may wait on Redis) must not be cancelled as a read past its limit.
@@ -172,6 +186,8 @@ class Attempts:
                         if not sent_content and isinstance(event, CONTENT_EVENTS):
                             sent_content = True
                             attempt.first_content(handed)
+                            if report is not None:
+                                report.first_chunk(handed)
                             watch.limit(settings.idle_timeout_s)
                         yield event if type(event) is TextDelta else calls.see(event)
                         now = time.perf_counter_ns()
@@ -183,7 +199,11 @@ class Attempts:
                     raise
                 finally:
                     attempt.settle(usage, relayed, finish, started=stream is not None)
-                    await _close(stream)
+                    try:
+                        await _close(source)
+                    finally:
+                        if report is not None:
+                            report.close(usage, finish)
                     self.released()
                 attempt.succeeded(usage, relayed, finish, sent_content)
                 for end in calls.close():  # cut by max_tokens, or a vendor that ends none
@@ -407,6 +427,14 @@ class _Try:
     def finished(self, finish: ProviderFinish | None) -> Finish:
         assert finish is not None, "an attempt succeeds only with its provider's finish"
         return _finish(self.deployment, finish, self.attempts, self.clock)
+
+
+def _opened(stream: ReportedStream, attempt: _Try) -> tuple[AsyncIterator[StreamEvent], AttemptReport]:
+    """Open a wrapper's stream: what its opening raises means what a first read's would."""
+    try:
+        return stream.open()
+    except (asyncio.CancelledError, OSError) as exc:
+        attempt.read_failed(exc, False)
 
 
 async def _close(stream: AsyncIterator[StreamEvent] | None) -> None:
