@@ -343,6 +343,20 @@ def test_envoy_health_checks_the_grpc_health_service(envoy: dict[str, Any]) -> N
     assert "http2_protocol_options" in options["explicit_http_config"]
 
 
+def test_a_draining_replica_serves_until_envoy_has_ejected_it(envoy: dict[str, Any]) -> None:
+    """NOT_SERVING is kept, still serving, longer than Envoy's health check takes to eject the
+    replica; a unary call that still meets the stop (CANCELLED by gRPC, grpc#41785) is retried."""
+    (cluster,) = envoy["bootstrap"]["static_resources"]["clusters"]
+    (check,) = cluster["health_checks"]
+    ejected_after = float(check["interval"].removesuffix("s")) * check["unhealthy_threshold"]
+    assert GATEWAY_CONFIG.server.drain_delay_s >= ejected_after
+    (manager,) = envoy["managers"]
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    retried = [r["route"]["retry_policy"] for r in routes if "retry_policy" in r["route"]]
+    assert retried
+    assert all("cancelled" in policy["retry_on"].split(",") for policy in retried)
+
+
 def test_envoy_does_not_time_out_long_streams(envoy: dict[str, Any]) -> None:
     (manager,) = envoy["managers"]
     assert manager["stream_idle_timeout"] == "0s"
