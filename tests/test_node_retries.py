@@ -98,6 +98,12 @@ async def test_a_stream_that_failed_after_output_is_not_retried(gw) -> None:
     assert started(gw) == 1
 
 
+async def test_a_cancel_the_client_did_not_ask_for_is_retried(gw) -> None:
+    result = await call(gw, "unary", "mock/cancelled", max_retries=2)
+    assert (result["error"], result["code"]) == ("GatewayError", "CANCELLED")
+    assert started(gw) == 3
+
+
 async def test_a_wait_longer_than_the_deadline_is_not_taken(gw) -> None:
     result = await call(gw, "unary", "mock/held", max_retries=5, deadline_ms=5_000)  # 30 s asked for
     assert (result["error"], result["retryAfter"]) == ("RateLimitError", 30)
@@ -163,6 +169,8 @@ const out = {
   tooLong: policy.waitBeforeMs(0, error(status.RESOURCE_EXHAUSTED, 'x', 3600), null),
   tooLarge: policy.waitBeforeMs(0, error(status.RESOURCE_EXHAUSTED, 'Received message larger than max (9 vs 4)'), null),
   pastDeadline: policy.waitBeforeMs(0, limited, Date.now() + 1000),
+  serverCancel: policy.waitBeforeMs(0, error(status.CANCELLED, 'CANCELLED'), null),
+  localCancel: policy.waitBeforeMs(0, error(status.CANCELLED, 'Cancelled on client'), null),
   backoffs: Array.from({ length: 50 }, () => policy.waitBeforeMs(1, down, null)),
 };
 let badRetries = null;
@@ -182,6 +190,8 @@ async def test_the_policy_retries_only_what_is_safe() -> None:
     assert result["tooLong"] is None  # over a minute is the caller's decision
     assert result["tooLarge"] is None
     assert result["pastDeadline"] is None
+    assert result["serverCancel"] is not None  # ended on the server's side before it ran
+    assert result["localCancel"] is None  # the caller's own abort
     assert all(500 <= wait <= 1000 for wait in result["backoffs"])  # 2nd retry: 1 s, halved at most
     assert len(set(result["backoffs"])) > 1  # jitter: clients that failed together do not retry together
     assert "maxRetries" in result["badRetries"]

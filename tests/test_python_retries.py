@@ -42,6 +42,11 @@ fault = "error_before_first_token"
 fault_status = "UNAVAILABLE"
 fault_message = "upstream is down"
 
+[providers.mock.models.cancelled]
+fault = "error_before_first_token"
+fault_status = "CANCELLED"
+fault_message = "the provider cancelled the request"
+
 [providers.mock.models.cut]
 fault = "error_after_tokens"
 fault_after_tokens = 2
@@ -96,6 +101,16 @@ async def test_a_stream_that_failed_after_output_is_not_retried(gw) -> None:
     assert started(gw) == 1
 
 
+async def test_a_cancel_the_client_did_not_ask_for_is_retried(gw) -> None:
+    # The server's side ended the call CANCELLED (here a provider's cancel; at a drain, gRPC's own
+    # for a call that arrived as the server stopped taking calls): nothing was served.
+    async with GatewayClient(gw.target, max_retries=2) as client:
+        with pytest.raises(GatewayError) as info:
+            await client.chat("mock/cancelled", "Hi")
+    assert info.value.code == grpc.StatusCode.CANCELLED
+    assert started(gw) == 3
+
+
 async def test_a_retry_that_succeeds_returns_the_answer(gw) -> None:
     down = ServerError(ErrorKind.UNAVAILABLE, "blip", provider="mock")
     gw.provider("mock").push(MockScript(events=[], error=down))
@@ -140,6 +155,9 @@ def test_the_policy_retries_only_what_is_safe() -> None:
     assert policy.wait_before(0, GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, "x", 3600), None) is None
     too_large = GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max (9 vs. 4)")
     assert policy.wait_before(0, too_large, None) is None  # not a rate limit: it would fail again
+    assert policy.wait_before(0, GatewayError(grpc.StatusCode.CANCELLED, "CANCELLED"), None) is not None
+    local = GatewayError(grpc.StatusCode.CANCELLED, "Locally cancelled by application!")
+    assert policy.wait_before(0, local, None) is None  # the caller's own cancel (sync API)
     waits = [policy.wait_before(1, down, None) for _ in range(50)]
     assert all(w is not None and 0.5 <= w <= 1.0 for w in waits)  # 2nd retry: 1 s, halved at most
     assert len(set(waits)) > 1  # jitter: clients that failed together do not retry together

@@ -284,7 +284,8 @@ export interface ClientOptions {
   apiKey?: string;
   /** Deadline of each call in milliseconds unless the call sets its own; 0 = none. Default 60000. */
   deadlineMs?: number;
-  /** Retries of a call that failed with UNAVAILABLE or a rate limit (RESOURCE_EXHAUSTED), waiting
+  /** Retries of a call that failed with UNAVAILABLE, a rate limit (RESOURCE_EXHAUSTED) or a CANCELLED
+   * this client did not ask for (a call a stopping server's gRPC ended before it ran), waiting
    * with jittered exponential backoff, or at least the RetryInfo delay; a stream only before its
    * first event. The call's deadline bounds all its attempts. Default 2; 0 turns retrying off. */
   maxRetries?: number;

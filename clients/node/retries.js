@@ -1,16 +1,20 @@
 'use strict';
 // When to try a failed call again, and how long to wait first: the Python client's policy.
 //
-// Only what cannot repeat output is retried: UNAVAILABLE (nothing was served) and RESOURCE_EXHAUSTED
+// Only what cannot repeat output is retried: UNAVAILABLE (nothing was served), RESOURCE_EXHAUSTED
 // (a rate limit, after the delay its RetryInfo asked for; not gRPC's own "message larger than max",
-// which would fail the same way). A stream is retried only before its first event: once output
+// which would fail the same way), and a CANCELLED this client did not ask for (gRPC ends a call that
+// reaches a server just as it stops taking calls so, before any of it ran: grpc/grpc#41785; or a
+// provider cancelled the request). A stream is retried only before its first event: once output
 // arrived, a retry could show it twice. The call's deadline is the budget of all its attempts
 // together: a wait that would outlast it is not taken, the error is thrown instead.
 
 const { status } = require('@grpc/grpc-js');
 const { GatewayError } = require('./errors');
 
-const RETRYABLE = new Set([status.UNAVAILABLE, status.RESOURCE_EXHAUSTED]);
+const RETRYABLE = new Set([status.UNAVAILABLE, status.RESOURCE_EXHAUSTED, status.CANCELLED]);
+// grpc-js's wording (and this client's) for a call cancelled here, by an AbortSignal: never retried.
+const LOCAL_CANCEL = 'Cancelled on client';
 // How grpc-js and gRPC core word a message over the size limit, which they report as RESOURCE_EXHAUSTED.
 const TOO_LARGE = 'larger than max';
 const DEFAULT_MAX_RETRIES = 2;
@@ -43,6 +47,7 @@ class RetryPolicy {
   waitBeforeMs(retry, error, deadline) {
     if (retry >= this.maxRetries || !RETRYABLE.has(error.code)) return null;
     if (error.code === status.RESOURCE_EXHAUSTED && String(error.details).includes(TOO_LARGE)) return null;
+    if (error.code === status.CANCELLED && String(error.details).includes(LOCAL_CANCEL)) return null;
     let wait;
     if (error.retryAfter !== null && error.retryAfter !== undefined) {
       const asked = error.retryAfter * 1000;
@@ -59,7 +64,7 @@ class RetryPolicy {
 
 /** What a call cancelled through its AbortSignal rejects with, during a wait as during a call. */
 function cancelledError() {
-  return new GatewayError(status.CANCELLED, 'Cancelled on client');
+  return new GatewayError(status.CANCELLED, LOCAL_CANCEL);
 }
 
 /** Resolves after `ms`; rejects with a CANCELLED GatewayError as soon as `signal` aborts. */

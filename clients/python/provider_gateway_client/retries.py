@@ -1,7 +1,9 @@
 """When to try a failed call again, and how long to wait first.
 
-Only what cannot repeat output is retried: UNAVAILABLE (nothing was served) and RESOURCE_EXHAUSTED
-(a rate limit, after the delay it asked for). A stream is retried only before its first event;
+Only what cannot repeat output is retried: UNAVAILABLE (nothing was served), RESOURCE_EXHAUSTED
+(a rate limit, after the delay it asked for) and a CANCELLED this process did not ask for (gRPC
+ends a call that reaches a server just as it stops taking calls so, before any of it ran:
+grpc/grpc#41785; or a provider cancelled the request). A stream is retried only before its first event;
 once output arrived, a retry could show it twice. The call's `timeout` is the budget of all its
 attempts together: a wait that would outlast it is not taken, the error is raised instead.
 """
@@ -16,7 +18,12 @@ import grpc
 
 from provider_gateway_client.errors import GatewayError
 
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
+)
+# gRPC's wording for a call this process cancelled itself (the sync API; asyncio raises
+# CancelledError instead): never retried.
+LOCAL_CANCEL = "Locally cancelled"
 # gRPC core's wording when a message passes the size limit, which it reports as RESOURCE_EXHAUSTED.
 TOO_LARGE = "larger than max"
 DEFAULT_MAX_RETRIES = 2
@@ -43,6 +50,8 @@ class RetryPolicy:
             return None
         if error.code is grpc.StatusCode.RESOURCE_EXHAUSTED and TOO_LARGE in error.details:
             return None  # gRPC's own "message larger than max": the same request fails the same way
+        if error.code is grpc.StatusCode.CANCELLED and LOCAL_CANCEL in error.details:
+            return None
         if error.retry_after is not None:
             if error.retry_after > MAX_RETRY_AFTER_S:
                 return None
