@@ -8,6 +8,7 @@ import asyncio
 
 import grpc
 import pytest
+from routing_support import until
 
 from provider_gateway.errors import ErrorKind
 from provider_gateway.errors import GatewayError as ServerError
@@ -134,6 +135,18 @@ async def test_the_sync_client_retries_streams_too(gw) -> None:
     assert started(gw) == 2
 
 
+async def test_closing_the_sync_client_under_a_call_ends_it_cancelled_without_a_retry(gw) -> None:
+    client = SyncGatewayClient(gw.target, max_retries=2)
+    calling = asyncio.create_task(asyncio.to_thread(client.chat, "mock/slow", "Hi"))
+    await until(lambda: started(gw))  # the call is at the gateway
+    client.close()
+    with pytest.raises(GatewayError) as info:
+        async with asyncio.timeout(10):
+            await calling
+    assert info.value.code == grpc.StatusCode.CANCELLED
+    assert started(gw) == 1
+
+
 async def test_a_wait_longer_than_the_timeout_is_not_taken(gw) -> None:
     async with GatewayClient(gw.target, max_retries=5) as client:
         with pytest.raises(RateLimitError):
@@ -158,6 +171,8 @@ def test_the_policy_retries_only_what_is_safe() -> None:
     assert policy.wait_before(0, GatewayError(grpc.StatusCode.CANCELLED, "CANCELLED"), None) is not None
     local = GatewayError(grpc.StatusCode.CANCELLED, "Locally cancelled by application!")
     assert policy.wait_before(0, local, None) is None  # the caller's own cancel (sync API)
+    closed = GatewayError(grpc.StatusCode.CANCELLED, "Channel closed!")
+    assert policy.wait_before(0, closed, None) is None  # the client closed under the call
     waits = [policy.wait_before(1, down, None) for _ in range(50)]
     assert all(w is not None and 0.5 <= w <= 1.0 for w in waits)  # 2nd retry: 1 s, halved at most
     assert len(set(waits)) > 1  # jitter: clients that failed together do not retry together

@@ -209,3 +209,23 @@ async def test_stop_in_process_ends_watches_and_waits_only_for_streams(gateway_f
         assert rest[-1].WhichOneof("event") == "finish"
         async with asyncio.timeout(10):  # far less than the 30 s grace
             await stopping
+
+
+async def test_a_stop_cancelled_during_the_drain_delay_still_stops_the_server(gateway_factory: Any) -> None:
+    async with gateway_factory(CONFIG.format(grace=30, delay=0)) as gw:
+        health = health_pb2_grpc.HealthStub(gw.channel)
+        stopping = asyncio.create_task(gw.server.stop(delay_s=60))
+        async with asyncio.timeout(10):
+            while (await health.Check(health_pb2.HealthCheckRequest(service=""))).status != (
+                health_pb2.HealthCheckResponse.NOT_SERVING
+            ):
+                pass
+        answer = await gw.stub.Chat(chat("mock/echo"), timeout=5)  # served during the delay
+        assert answer.finish.reason == pb.FINISH_REASON_STOP
+        stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopping
+        # Not left serving with its router and upstreams closed: gRPC is stopped too.
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await gw.stub.Chat(chat("mock/echo"), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE

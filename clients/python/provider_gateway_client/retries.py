@@ -21,9 +21,9 @@ from provider_gateway_client.errors import GatewayError
 RETRYABLE = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
 )
-# gRPC's wording for a call this process cancelled itself (the sync API; asyncio raises
-# CancelledError instead): never retried.
-LOCAL_CANCEL = "Locally cancelled"
+# gRPC's wording (the sync API) for a call this process cancelled, or ended by closing the client
+# (asyncio raises CancelledError instead): never retried.
+LOCAL_CANCELS = ("Locally cancelled", "Channel closed")
 # gRPC core's wording when a message passes the size limit, which it reports as RESOURCE_EXHAUSTED.
 TOO_LARGE = "larger than max"
 DEFAULT_MAX_RETRIES = 2
@@ -50,7 +50,7 @@ class RetryPolicy:
             return None
         if error.code is grpc.StatusCode.RESOURCE_EXHAUSTED and TOO_LARGE in error.details:
             return None  # gRPC's own "message larger than max": the same request fails the same way
-        if error.code is grpc.StatusCode.CANCELLED and LOCAL_CANCEL in error.details:
+        if error.code is grpc.StatusCode.CANCELLED and any(w in error.details for w in LOCAL_CANCELS):
             return None
         if error.retry_after is not None:
             if error.retry_after > MAX_RETRY_AFTER_S:

@@ -72,6 +72,7 @@ class Attempt:
     """One upstream attempt: its span (when tracing), timing and what the provider reported."""
 
     __slots__ = (
+        "ended_ns",
         "finish",
         "first_ns",
         "metrics",
@@ -88,6 +89,7 @@ class Attempt:
         self.owner, self.op, self.model = owner, op, model
         self.started_ns = time.perf_counter_ns()
         self.first_ns = 0
+        self.ended_ns = 0  # when its reader saw the end, if it told (else: at `end`)
         self.usage: Usage | None = None
         self.finish: ProviderFinish | None = None
         self.outcome = "ok"
@@ -153,12 +155,16 @@ class Attempt:
 
     def ended(self) -> None:
         self.outcome = "ok"
+        self.ended_ns = time.perf_counter_ns()
 
     def close(self, usage: Usage | None, finish: ProviderFinish | None) -> None:
         self.usage, self.finish = usage, finish
         self.end()
 
     def failed(self, exc: BaseException) -> None:
+        # The attempt's time ends here, not after the router has judged the failure (which may wait
+        # on Redis): the same duration whether the wrapper's generator saw it or the router told it.
+        self.ended_ns = time.perf_counter_ns()
         if isinstance(exc, GatewayError):
             self.outcome = exc.kind.value
             # Last line of defence: an upstream that echoed a key into its error message.
@@ -170,7 +176,7 @@ class Attempt:
             self.outcome = type(exc).__name__
 
     def end(self) -> None:
-        now = time.perf_counter_ns()
+        now = self.ended_ns or time.perf_counter_ns()
         owner, outcome, usage, finish = self.owner, self.outcome, self.usage, self.finish
         state = CURRENT.get()
         model = self.model if outcome not in UNTRUSTED_OUTCOMES else "_invalid"

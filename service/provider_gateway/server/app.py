@@ -165,25 +165,30 @@ class GatewayServer:
         )
         return self.port
 
-    async def stop(self, grace_s: float | None = None) -> None:
+    async def stop(self, grace_s: float | None = None, delay_s: float = 0.0) -> None:
         """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace.
 
         Health first, so that probes and watching balancers stop sending before we refuse (for
-        `drain_delay_s` new calls are still served while they do); health watches then end (they
-        would otherwise hold the stop for the whole grace); calls still
-        running when the grace ends are cancelled, which closes their upstream requests.
+        `delay_s`, the configured `drain_delay_s` on a signal, new calls are still served while they
+        do); health watches then end (they would otherwise hold the stop for the whole grace); calls
+        still running when the grace ends are cancelled, which closes their upstream requests.
         """
         grace = self.config.server.grace_period_s if grace_s is None else grace_s
         await self.monitor.stop()
         await self.health.enter_shutdown()
         self.drain.start()
-        await self._serve_while_not_serving(self.config.server.drain_delay_s)
-        cut = asyncio.get_running_loop().call_later(grace, self._cut)
+        cut: asyncio.TimerHandle | None = None
         try:
+            await self._serve_while_not_serving(delay_s)
+            cut = asyncio.get_running_loop().call_later(grace, self._cut)
             # gRPC's own cancel of what is left comes after the cut, as a backstop only.
             await self.grpc.stop(grace + CUT_FLUSH_S)
         finally:
-            cut.cancel()
+            if cut is None:  # stopped while still serving: gRPC is stopped all the same
+                self._cut("stop cancelled")
+                await self.grpc.stop(CUT_FLUSH_S)
+            else:
+                cut.cancel()
             for interceptor in self.auth:  # settlements still under way, before Redis closes
                 await interceptor.quotas.drain()
                 await interceptor.quotas.aclose()  # leases returned, charges added
@@ -195,16 +200,16 @@ class GatewayServer:
     async def _serve_while_not_serving(self, delay: float) -> None:
         """Keep taking new calls for `delay` s (a second signal ends it early): balancers that watch
         health leave before grpc core stops taking calls, which ends those still undispatched then
-        CANCELLED, a status no client retries (grpc/grpc#41785)."""
+        CANCELLED (grpc/grpc#41785), a status most clients do not retry."""
         if delay > 0:
             log.info("NOT_SERVING reported; still taking new calls for %.1f s", delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._hurry.wait()
 
-    def _cut(self) -> None:
+    def _cut(self, why: str = "drain grace over") -> None:
         if cut := self.shutdown_cut.cut():
-            log.warning("drain grace over: %d call(s) still in flight end UNAVAILABLE (may be retried)", cut)
+            log.warning("%s: %d call(s) still in flight end UNAVAILABLE (may be retried)", why, cut)
 
     async def serve_until_signalled(self) -> None:
         """Serve until SIGTERM or SIGINT, then drain gracefully; a second signal stops at once."""
@@ -222,13 +227,13 @@ class GatewayServer:
             received = await signals.get()
             grace = self.config.server.grace_period_s
             log.info("%s received: draining for up to %.1f s", signal.Signals(received).name, grace)
-            drain = asyncio.create_task(self.stop())
+            drain = asyncio.create_task(self.stop(delay_s=self.config.server.drain_delay_s))
             again = asyncio.create_task(signals.get())
             await asyncio.wait((drain, again), return_when=asyncio.FIRST_COMPLETED)
             if not drain.done():
                 log.warning("second signal: cancelling the calls still in flight")
                 self._hurry.set()
-                self._cut()
+                self._cut("second signal")
                 await self.grpc.stop(CUT_FLUSH_S)
             again.cancel()
             await drain
