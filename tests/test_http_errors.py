@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import email.utils
+import math
+import re
 
 import orjson
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from provider_gateway.errors import ErrorKind
 from provider_gateway.http.errors import error_from_response, parse_duration, redact, retry_delay
@@ -64,6 +68,55 @@ def test_retry_delay_from_google_retry_info() -> None:
 )
 def test_parse_duration(text: str, seconds: float | None) -> None:
     assert parse_duration(text) == seconds
+
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def general_duration(text: str) -> float | None:
+    """parse_duration without its fast paths: float() first, else any sequence of parts."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+amounts = st.one_of(st.integers(0, 10**6).map(str), st.decimals(0, 10**4, places=4).map(str))
+go_like = st.builds(
+    lambda h, m, amount, unit, pad: pad + h + m + amount + unit + pad,
+    st.sampled_from(["", "0h", "1h", "25h", "1.5h"]),
+    st.sampled_from(["", "0m", "6m", "59m", "1.5m"]),
+    st.one_of(st.just(""), amounts),
+    st.sampled_from(["", "s", "ms", "us", "µs", "ns", "h", "m", "x"]),
+    st.sampled_from(["", " ", "\t"]),
+)
+any_text = st.text(alphabet="0123456789.smhunµe+-_ x", max_size=10)
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True)
+@given(st.one_of(go_like, any_text))
+@example("")
+@example("1h")
+@example("5m")
+@example("1m5ms")
+@example("nan")
+@example("1e3")
+def test_parse_duration_is_the_general_reading(text: str) -> None:
+    """The fast paths (no float() on a unit, Go's layout in one match) read what the general
+    reading does, to the last bit, and refuse what it refuses."""
+    got, want = parse_duration(text), general_duration(text)
+    if want is None or got is None:
+        assert got is want
+    elif math.isnan(want):
+        assert math.isnan(got)
+    else:
+        assert got == want
 
 
 @pytest.mark.parametrize(

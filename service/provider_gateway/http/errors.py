@@ -28,6 +28,9 @@ _CONTEXT_LENGTH = re.compile(
     re.IGNORECASE,
 )
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
+# Go's Duration.String() layout ("1h2m3.5s", "6m0s", "120ms"): whole hours and minutes, then one
+# amount of one unit; `m(?!s)` so that "5ms" is milliseconds.
+_GO_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)(ms|us|µs|ns|s))?")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 # Vendors' own error text is bounded, but long enough for their longest documented messages
 # (Anthropic's rate-limit text is ~480 characters, its advice and links at the end).
@@ -47,10 +50,21 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 def parse_duration(text: str) -> float | None:
     """Seconds from "7s", "1.5s", "250ms", "6m0s", "1h2m3.5s" or a bare number of seconds."""
     text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
+    # float() reads no text that ends in a unit: OpenAI's resets ("120ms", "6m0s", on every
+    # answer) skip its ValueError, and Go's own layout is read by one match (issue 15).
+    if text[-1:] not in "smh":  # "" is "in" every string: it goes below and is refused there
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    elif text and (go := _GO_DURATION.fullmatch(text)) is not None:
+        hours, minutes, amount, unit = go.groups()
+        if hours is None and minutes is None:
+            return float(amount) * _UNITS[unit]
+        # The general sum's terms, plus zeros for parts not given (sum() compensates rounding).
+        return sum(
+            (float(hours or 0) * 3600.0, float(minutes or 0) * 60.0, float(amount or 0) * _UNITS[unit or "s"])
+        )
     parts = _DURATION_PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         return None
