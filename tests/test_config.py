@@ -76,6 +76,11 @@ def test_provider_kind_defaults_to_its_name() -> None:
         ("[server]\nport = true", "gw.toml: server.port: must be an integer, got bool True"),
         ("[server]\ngrace_period_s = 'soon'", "gw.toml: server.grace_period_s: must be a number"),
         ("[server]\ndrain_delay_s = -1", "gw.toml: server.drain_delay_s: must be at least 0, got -1"),
+        (
+            "[server]\ngrace_period_s = nan",
+            "gw.toml: server.grace_period_s: must be a finite number, got nan",
+        ),
+        ("[server]\ndrain_delay_s = inf", "gw.toml: server.drain_delay_s: must be a finite number, got inf"),
         ("server = 3", "gw.toml: server: must be a table, got int 3"),
         (
             "[server]\ndefault_provider = 'openai'",

@@ -7,6 +7,7 @@ No file means the embedded mock provider alone. Every mistake is reported at sta
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
@@ -91,6 +92,8 @@ class Section:
         self, name: str, default: float = 0.0, *, minimum: float | None = None, maximum: float | None = None
     ) -> float:
         value = float(self._get(name, default, (int, float), "a number"))
+        if not math.isfinite(value):  # TOML has nan and inf: as a time or a limit, neither means anything
+            raise self.error(name, f"must be a finite number, got {value}")
         self._check_range(name, value, minimum, maximum)
         return value
 
