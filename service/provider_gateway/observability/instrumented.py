@@ -142,9 +142,7 @@ class Attempt:
             else:
                 self.finish = event
         elif not self.first_ns:
-            self.first_ns = time.perf_counter_ns()
-            if self.span is not None:
-                self.span.add_event("gen_ai.first_chunk")
+            self.first_chunk(time.perf_counter_ns())
 
     # --- told by the stream's reader (routing/attempt.py's AttemptReport) ---
 
