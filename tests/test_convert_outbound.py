@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from google.protobuf.struct_pb2 import Struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provider_gateway import domain as d
 from provider_gateway.server import convert
+from provider_gateway.server.finish_templates import FinishTemplates, NumbersStruct
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 SETTINGS = settings(
@@ -28,16 +30,22 @@ raw_usage = st.dictionaries(
     ),
     max_size=4,
 )
-usages = st.builds(
-    d.Usage,
-    input_tokens=counts,
-    output_tokens=counts,
-    cache_read_tokens=counts,
-    cache_write_tokens=counts,
-    reasoning_tokens=counts,
-    raw=raw_usage,
-    estimated=st.booleans(),
-)
+
+
+def usages_of(raw: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[d.Usage]:
+    return st.builds(
+        d.Usage,
+        input_tokens=counts,
+        output_tokens=counts,
+        cache_read_tokens=counts,
+        cache_write_tokens=counts,
+        reasoning_tokens=counts,
+        raw=raw,
+        estimated=st.booleans(),
+    )
+
+
+usages = usages_of(raw_usage)
 attempts = st.builds(d.Attempt, texts, texts, texts, texts, counts, costs)
 finishes = st.builds(
     d.Finish,
@@ -152,3 +160,72 @@ def test_completion_usage_and_cost_are_every_field_set(used: d.Usage, end: d.Fin
     same(convert.usage_to_proto(used), usage(used))
     same(convert.cost_to_proto(end.cost), cost(end.cost))
     same(convert.event_to_proto(d.UsageEvent(used)), pb.StreamEvent(usage=usage(used)))
+
+
+# A stream's finish from a kept template (server/finish_templates.py): the template holds what
+# finishes share, each call sets its own values. Runs of finishes share templates (few providers,
+# models and outcomes), so a value one call set must never show in the next; raw usage of numbers
+# by name goes in as bytes, anything else through `fill_struct`.
+shared_texts = st.sampled_from(["", "openai", "gpt-4o-mini"])
+shared_costs = st.builds(d.Cost, counts, st.booleans(), st.sampled_from(["", "provider", "estimated"]))
+numbers_usage = st.dictionaries(
+    st.sampled_from(["prompt_tokens", "completion_tokens", "total_tokens", "", "é", "x" * 70]),
+    st.one_of(
+        counts,
+        st.floats(allow_nan=False),
+        st.dictionaries(st.sampled_from(["cached_tokens", "k"]), counts, max_size=2),
+    ),
+    max_size=4,
+)
+stream_usages = usages_of(st.one_of(numbers_usage, raw_usage))
+stream_finishes = st.builds(
+    d.Finish,
+    st.sampled_from([d.FinishReason.STOP, d.FinishReason.LENGTH]),
+    st.sampled_from(["", "stop"]),
+    shared_texts,
+    shared_texts,
+    st.builds(d.Timing, counts, counts, counts, counts),
+    st.lists(
+        st.builds(d.Attempt, shared_texts, shared_texts, st.just("ok"), texts, counts, shared_costs),
+        min_size=1,
+        max_size=2,
+    ).map(tuple),
+    texts,
+    shared_costs,
+    st.sampled_from([(), ("stop",)]),
+)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(stream_finishes, st.one_of(st.none(), stream_usages)), min_size=1, max_size=6))
+def test_a_finish_from_a_template_is_the_built_one(runs: list[tuple[d.Finish, d.Usage | None]]) -> None:
+    templates = FinishTemplates(limit=3)  # a small limit: finishes past it are built
+    for end, used in runs:
+        got = templates.event(end, used)
+        want = convert.finish_event(end, used)
+        same(got, want)
+        assert got.SerializeToString() == want.SerializeToString()  # what grpc sends
+        assert got.finish.HasField("usage") is (used is not None)
+
+
+def test_raw_usage_of_numbers_is_the_struct_fill_struct_makes() -> None:
+    raw = {"prompt_tokens": 12, "completion_tokens": 2**60, "details": {"cached_tokens": 0.5}, "t": -3}
+    encoded = NumbersStruct(limit=8).encode(raw)
+    assert encoded is not None
+    want = Struct()
+    convert.fill_struct(want, raw)
+    assert Struct.FromString(encoded) == want
+    assert Struct.FromString(encoded).SerializeToString() == want.SerializeToString()
+    for other in (
+        {"b": True},
+        {"n": None},
+        {"l": [1]},
+        {"e": {}},
+        {"s": "x"},
+        {"big": 10**400},
+        {"\ud800": 1},
+    ):
+        assert NumbersStruct(limit=8).encode(other) is None  # left to fill_struct
+    kept = NumbersStruct(limit=1)
+    assert kept.encode({"a": 1, "b": 2}) is None  # past the limit of kept keys
+    assert kept.encode({"a": 1}) is not None

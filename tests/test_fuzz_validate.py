@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.server import validate
+from provider_gateway.server import convert, validate
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 FUZZ = settings(
@@ -253,3 +253,59 @@ def every_complete_check(request: pb.CompleteRequest, limits: validate.Limits) -
 @given(complete_requests())
 def test_skipping_unset_fields_never_changes_a_prompt_requests_verdict(request: pb.CompleteRequest) -> None:
     assert verdict(validate.complete, request) == verdict(every_complete_check, request)
+
+
+def checked_then_converted(request: pb.ChatRequest) -> Any:
+    """The servicer's path: the checks convert the messages as they walk them (`validate._messages`),
+    the conversion takes those and converts the rest."""
+    given = convert.set_fields(request)
+    return convert.chat_request_from_proto(request, given, validate.chat(request, LIMITS, given))
+
+
+def checked_apart(request: pb.ChatRequest) -> Any:
+    """Every check first, then the whole conversion on its own (as before the one walk)."""
+    validate.chat(request, LIMITS)
+    return convert.chat_request_from_proto(request)
+
+
+def outcome(path: Any, request: pb.ChatRequest) -> Any:
+    try:
+        return path(request)
+    except GatewayError as exc:
+        return f"{exc.kind.name}: {exc.message}"
+
+
+@FUZZ
+@given(chat_requests())
+def test_one_walk_converts_as_the_conversion_alone_and_refuses_alike(request: pb.ChatRequest) -> None:
+    """Messages converted while they are checked give the same domain request, and a bad request
+    the same first error, as checking all and then converting all."""
+    assert outcome(checked_then_converted, request) == outcome(checked_apart, request)
+
+
+# Mostly valid conversations (the strategy above rarely passes every check): text parts, now and
+# then an image, a reasoning part, a tool call and its result, or a part that fails a check.
+other_parts = st.sampled_from(
+    [
+        pb.ContentPart(image=pb.Image(url="https://a.b/c.png")),
+        pb.ContentPart(image=pb.Image(data=b"\x89PNG\r\n\x1a\n")),  # no media type: convert refuses
+        pb.ContentPart(reasoning=pb.Reasoning(text="hm", signature="s")),
+        pb.ContentPart(tool_call=pb.ToolCall(id="c1", name="f", arguments_json="{}")),
+        pb.ContentPart(tool_result=pb.ToolResult(tool_call_id="c1", content="r")),
+        pb.ContentPart(),
+    ]
+)
+text_parts = st.builds(pb.ContentPart, text=st.text(max_size=5), cache_breakpoint=st.booleans())
+plain_messages = st.builds(
+    lambda role, parts, name: pb.Message(role=role, content=parts, name=name),
+    st.sampled_from([pb.ROLE_USER] * 4 + [pb.ROLE_SYSTEM] + [pb.ROLE_ASSISTANT] * 3 + [pb.ROLE_TOOL, 0]),
+    st.lists(st.one_of(*[text_parts] * 8, other_parts), min_size=1, max_size=3),
+    st.sampled_from([""] * 6 + ["bob", "a\nb"]),
+)
+
+
+@FUZZ
+@given(st.lists(plain_messages, min_size=1, max_size=4))
+def test_one_walk_on_conversations_that_mostly_pass(messages: list[pb.Message]) -> None:
+    request = pb.ChatRequest(model="m", messages=messages)
+    assert outcome(checked_then_converted, request) == outcome(checked_apart, request)

@@ -7,7 +7,7 @@ rejected here with INVALID_ARGUMENT naming the field.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
@@ -15,6 +15,9 @@ from google.protobuf.struct_pb2 import Struct
 from provider_gateway import domain as d
 from provider_gateway.errors import invalid_argument
 from provider_gateway.v1 import provider_service_pb2 as pb
+
+if TYPE_CHECKING:
+    from provider_gateway.server.finish_templates import FinishTemplates
 
 ROLES = {
     pb.ROLE_SYSTEM: d.Role.SYSTEM,
@@ -132,9 +135,16 @@ def _part(part: pb.ContentPart, i: int, j: int) -> d.ContentPart:
     )
 
 
-def messages_from_proto(messages: Any) -> list[d.Message]:
+def messages_from_proto(messages: Any, checked: list[d.Message | None] | None = None) -> list[d.Message]:
+    """The domain messages; `checked`: what `validate` converted as it checked them (None where a
+    message is left to this conversion)."""
+    if checked is not None and None not in checked:
+        return checked  # type: ignore[return-value]  # no None in it
     result = []
     for i, message in enumerate(messages):
+        if checked is not None and (done := checked[i]) is not None:
+            result.append(done)
+            continue
         role = ROLES.get(message.role)
         if role is None:
             raise invalid_argument(f"messages[{i}].role: must be system, user, assistant or tool")
@@ -164,7 +174,13 @@ def _options(given: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def chat_request_from_proto(request: pb.ChatRequest, given: dict[str, Any] | None = None) -> d.ChatRequest:
+def chat_request_from_proto(
+    request: pb.ChatRequest,
+    given: dict[str, Any] | None = None,
+    checked: list[d.Message | None] | None = None,
+) -> d.ChatRequest:
+    """`given`: `set_fields(request)` when the caller has it; `checked`: what `validate.chat`
+    returned (the messages it converted as it checked them)."""
     given = set_fields(request) if given is None else given
     reasoning = None
     if "reasoning" in given:
@@ -189,7 +205,7 @@ def chat_request_from_proto(request: pb.ChatRequest, given: dict[str, Any] | Non
         model=given.get("model", ""),
         provider=given.get("provider", ""),
         fallbacks=list(given.get("fallbacks", ())),
-        messages=messages_from_proto(given.get("messages", ())),
+        messages=messages_from_proto(given.get("messages", ()), checked),
         tools=tools_from_proto(given["tools"]) if "tools" in given else [],
         tool_choice=tool_choice,
         temperature=given.get("temperature"),
@@ -401,9 +417,11 @@ class StreamMessages:
     (`StreamOptions`) usage events give no message at all (None): one gRPC write fewer a stream.
     """
 
-    __slots__ = ("_text", "_text_delta", "_usage", "_usage_in_finish")
+    __slots__ = ("_finish_event", "_text", "_text_delta", "_usage", "_usage_in_finish")
 
-    def __init__(self, options: pb.StreamOptions) -> None:
+    def __init__(self, options: pb.StreamOptions, finishes: FinishTemplates | None = None) -> None:
+        """`finishes`: the server's kept finish templates (none: each finish is built)."""
+        self._finish_event = finish_event if finishes is None else finishes.event
         self._text = pb.StreamEvent()
         self._text.text_delta.SetInParent()
         self._text_delta = self._text.text_delta
@@ -419,7 +437,7 @@ class StreamMessages:
             if self._usage_in_finish:
                 return None
         elif type(event) is d.Finish:
-            return finish_event(event, self._usage)
+            return self._finish_event(event, self._usage)
         return event_to_proto(event)
 
 

@@ -24,6 +24,7 @@ from provider_gateway.routing.timing import RequestClock
 from provider_gateway.server import convert, validate
 from provider_gateway.server.auth import current_principal
 from provider_gateway.server.coalesce import ReadAhead, Relay
+from provider_gateway.server.finish_templates import FinishTemplates
 from provider_gateway.server.health import ProviderHealthBook
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
@@ -128,7 +129,7 @@ def _streaming(
         try:
             with watching(consumed.append):
                 events = events_of(self, request, clock)
-                messages = convert.StreamMessages(request.stream_options)
+                messages = convert.StreamMessages(request.stream_options, self.finishes)
                 relay = self.relay(events)
                 try:
                     while not relay.ended:
@@ -153,6 +154,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self.router = router
         self.health = health
         self.limits = validate.DEFAULT_LIMITS  # the server sets [limits] from the config
+        self.finishes = FinishTemplates()  # streams' finish events, from kept templates
         # Coalescing relay of stream events; the server sets [server] coalesce_deltas from the config.
         self.relay: Callable[[AsyncGenerator[GatewayEvent, None]], Relay] = ReadAhead
         # GetSpend's answer for the calling key; the server sets it when [auth] is configured.
@@ -179,9 +181,8 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         try:
             with watching(consumed.append):
                 given = convert.set_fields(request)  # listed once, for the checks and the conversion
-                domain_request = convert.chat_request_from_proto(
-                    validate.chat(request, self.limits, given), given
-                )
+                checked = validate.chat(request, self.limits, given)  # its messages, converted
+                domain_request = convert.chat_request_from_proto(request, given, checked)
                 response, finish = await self.router.chat(domain_request, clock)
                 return convert.chat_response_to_proto(response, finish)
         except Exception as exc:
@@ -191,7 +192,8 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self, request: pb.ChatRequest, clock: RequestClock
     ) -> AsyncGenerator[GatewayEvent, None]:
         given = convert.set_fields(request)  # listed once, for the checks and the conversion
-        domain_request = convert.chat_request_from_proto(validate.chat(request, self.limits, given), given)
+        checked = validate.chat(request, self.limits, given)  # its messages, converted
+        domain_request = convert.chat_request_from_proto(request, given, checked)
         return self.router.chat_stream(domain_request, clock)
 
     ChatStream = _streaming("ChatStream", _chat_events)

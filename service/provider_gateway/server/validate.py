@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from provider_gateway import domain as d
 from provider_gateway.config import GatewayConfig
 from provider_gateway.errors import invalid_argument, shown
 from provider_gateway.server import checks
@@ -35,6 +36,7 @@ from provider_gateway.server.bounds import (
     SizeBounds,
     bounds_for,
 )
+from provider_gateway.server.convert import ROLES as DOMAIN_ROLES
 from provider_gateway.server.convert import set_fields, struct_json
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -137,36 +139,49 @@ def _metadata(metadata: Mapping[str, str]) -> None:
 # --- messages ------------------------------------------------------------------------------------
 
 
-def _messages(messages: Any, limits: Limits, field: str = "messages") -> None:
+def _messages(messages: Any, limits: Limits, field: str = "messages") -> list[d.Message | None]:
+    """Check the conversation, and convert it on the way: each message's domain form, or None where
+    it has a part other than text (those are converted after every check, by `convert`, whose own
+    errors must not come before a later check's). One walk: the checks and the conversion each
+    walked every message and part, about 16k instructions a message (issue 15)."""
     if len(messages) > limits.max_messages:
         raise invalid_argument(
             f"{field}: at most {limits.max_messages} messages ([limits] max_messages), got {len(messages)}"
         )
     call_ids: set[str] = set()
+    converted: list[d.Message | None] = []
     for i, message in enumerate(messages):
         role = message.role
         if role not in ROLES:
             raise invalid_argument(
                 f"{field}[{i}].role: unknown role {role}; use system, user, assistant or tool"
             )
-        if not message.content:
+        content = message.content
+        if not content:
             raise invalid_argument(f"{field}[{i}].content: a message needs at least one content part")
-        if message.name:
-            _name(message.name, f"{field}[{i}].name")
+        name = message.name
+        if name:
+            _name(name, f"{field}[{i}].name")
         size = message.ByteSize()
         if size > limits.max_message_bytes:
             raise invalid_argument(
                 f"{field}[{i}]: {size} bytes exceeds the {limits.max_message_bytes}-byte limit ([limits] max_message_bytes)"
             )
-        for j, part in enumerate(message.content):
+        texts: list[d.ContentPart] | None = []
+        for j, part in enumerate(content):
             if part.HasField("text"):  # nearly every part: nothing to check, no field name to build
+                if texts is not None:
+                    texts.append(d.TextPart(part.text, part.cache_breakpoint))
                 continue
+            texts = None
             _part(part, role, f"{field}[{i}].content[{j}]", call_ids)
-        if role == pb.ROLE_TOOL and not any(p.HasField("tool_result") for p in message.content):
+        if role == pb.ROLE_TOOL and not any(p.HasField("tool_result") for p in content):
             raise invalid_argument(
                 f"{field}[{i}]: a tool message carries the tool_result of an earlier assistant tool call; "
                 "send other text as a user message"
             )
+        converted.append(None if texts is None else d.Message(DOMAIN_ROLES[role], tuple(texts), name))
+    return converted
 
 
 def _part(part: pb.ContentPart, role: int, where: str, call_ids: set[str]) -> None:
@@ -283,13 +298,14 @@ def _reasoning(request: pb.ChatRequest, bounds: SizeBounds) -> None:
 
 def chat(
     request: pb.ChatRequest, limits: Limits = DEFAULT_LIMITS, given: Collection[str] | None = None
-) -> pb.ChatRequest:
-    """Check what `request` sets (`given`: the names of its set fields, when the caller listed them)."""
+) -> list[d.Message | None]:
+    """Check what `request` sets (`given`: the names of its set fields, when the caller listed them).
+    Returns its messages as checked on the way (`_messages`), for `convert.chat_request_from_proto`."""
     given = set_fields(request) if given is None else given
     bounds = _route(request, fallbacks="fallbacks" in given)
     if "messages" not in given:
         raise invalid_argument("messages: at least one message is required")
-    _messages(request.messages, limits)
+    messages = _messages(request.messages, limits)
     tools = _tools(request, limits) if "tools" in given else set()
     if "tool_choice" in given:
         _tool_choice(request, tools)
@@ -301,7 +317,7 @@ def chat(
         _sampling(request, bounds)
     if "metadata" in given:
         _metadata(request.metadata)
-    return request
+    return messages
 
 
 def complete(

@@ -1,0 +1,205 @@
+"""A stream's finish event from a kept template, and a provider's raw usage from bytes.
+
+Building a finish through protobuf's constructors cost about 74k instructions a stream (a 20-token
+OpenAI stream's finish with its usage; each field given costs the constructor about 1k, each key of
+the raw usage Struct about 1k more); this costs about 52k (benchmarks/RESULTS.md, issue 15). The
+message is the same either way, and so are its bytes: tests/test_convert_outbound.py compares both
+paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+from provider_gateway import domain as d
+from provider_gateway.server.convert import fill_struct, finish_event
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+
+class FinishTemplates:
+    """Finish events copied from kept templates, for a stream's finish: what one call's finish
+    shares with the calls before it (its reason, provider, model, attempt outcome, cost source...)
+    is built once, and each call copies the template and sets only what is its own (timing, ids,
+    amounts, usage). Building every field through protobuf's constructor cost about 45k
+    instructions a stream where the copy costs a fraction (benchmarks/RESULTS.md, issue 15).
+
+    One template per combination of the shared values, for finishes of one attempt (nearly all);
+    others are built as before. At most `limit` templates are kept, none whose texts (provider
+    names, models, the vendor's raw reason) are long: memory stays bounded whatever the upstreams
+    answer, and a finish without a kept template is built, never refused."""
+
+    __slots__ = ("_kept", "_limit", "_raw")
+
+    MAX_KEPT_TEXT = 512  # characters of a template's texts, together
+
+    def __init__(self, limit: int = 256) -> None:
+        self._kept: dict[tuple[Any, ...], pb.StreamEvent] = {}
+        self._limit = limit
+        self._raw = NumbersStruct(limit)
+
+    def event(self, finish: d.Finish, usage: d.Usage | None) -> pb.StreamEvent:
+        """`finish_event(finish, usage)`, the same message."""
+        if len(finish.attempts) != 1:
+            return finish_event(finish, usage)
+        attempt = finish.attempts[0]
+        cost, attempt_cost = finish.cost, attempt.cost
+        key = (
+            finish.reason,
+            finish.raw_reason,
+            finish.provider,
+            finish.model,
+            finish.emulated,
+            cost.known,
+            cost.usage_source,
+            attempt.provider,
+            attempt.model,
+            attempt.outcome,
+            attempt.error,
+            attempt_cost.known,
+            attempt_cost.usage_source,
+        )
+        template = self._kept.get(key)
+        if template is None:
+            template = self._template(finish, key)
+        event = pb.StreamEvent()
+        event.CopyFrom(template)
+        message = event.finish
+        # The template holds each of these at its default (absent): only a value that is not is set.
+        t = finish.timing
+        if t.gateway_overhead_us or t.time_to_first_token_us or t.total_us or t.upstream_us:
+            timing = message.timing
+            timing.gateway_overhead_us = t.gateway_overhead_us
+            timing.time_to_first_token_us = t.time_to_first_token_us
+            timing.total_us = t.total_us
+            timing.upstream_us = t.upstream_us
+        if finish.response_id:
+            message.response_id = finish.response_id
+        if cost.amount_micros:
+            message.cost.amount_micros = cost.amount_micros
+        if attempt.latency_us or attempt_cost.amount_micros:
+            kept_attempt = message.attempts[0]
+            kept_attempt.latency_us = attempt.latency_us
+            kept_attempt.cost.amount_micros = attempt_cost.amount_micros
+        if usage is not None:
+            self._usage(message.usage, usage)
+        return event
+
+    def _usage(self, message: pb.Usage, usage: d.Usage) -> None:
+        """`usage` into the finish's (empty) Usage: each figure that is not 0, the raw usage
+        from bytes when it is numbers by name (as every vendor's is), else as `_fill_raw` does."""
+        message.SetInParent()  # present even when every figure is 0
+        if usage.input_tokens:
+            message.input_tokens = usage.input_tokens
+        if usage.output_tokens:
+            message.output_tokens = usage.output_tokens
+        if total := usage.total_tokens:
+            message.total_tokens = total
+        if usage.cache_read_tokens:
+            message.cache_read_tokens = usage.cache_read_tokens
+        if usage.cache_write_tokens:
+            message.cache_write_tokens = usage.cache_write_tokens
+        if usage.reasoning_tokens:
+            message.reasoning_tokens = usage.reasoning_tokens
+        if usage.estimated:
+            message.estimated = True
+        if usage.raw:
+            encoded = self._raw.encode(usage.raw)
+            if encoded is None:
+                fill_struct(message.raw, usage.raw)
+            else:
+                message.raw.MergeFromString(encoded)
+
+    def _template(self, finish: d.Finish, key: tuple[Any, ...]) -> pb.StreamEvent:
+        attempt = finish.attempts[0]
+        shared = dataclasses.replace(
+            finish,
+            timing=d.Timing(0, 0, 0, 0),
+            attempts=(
+                dataclasses.replace(
+                    attempt, latency_us=0, cost=dataclasses.replace(attempt.cost, amount_micros=0)
+                ),
+            ),
+            response_id="",
+            cost=dataclasses.replace(finish.cost, amount_micros=0),
+        )
+        template = finish_event(shared, None)
+        texts = sum(len(part) for part in key if isinstance(part, str)) + sum(map(len, finish.emulated))
+        if len(self._kept) < self._limit and texts <= self.MAX_KEPT_TEXT:
+            self._kept[key] = template
+        return template
+
+
+_DOUBLE = struct.Struct("<d").pack
+
+
+def _varint(value: int) -> bytes:
+    """A protobuf varint of a length (never negative)."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+class NumbersStruct:
+    """A provider's raw usage, an object of numbers by name (and objects of those), as the bytes of
+    the google.protobuf.Struct that `fill_struct` makes of it: each entry is the key's kept prefix
+    and the number as a double (Struct `fields` entry: key 1, Value 2; Value.number_value 2), and
+    protobuf's parser builds the Struct. Setting a map entry costs about 1k instructions a key.
+    At most `limit` keys are kept; None for anything else (the caller fills the Struct itself)."""
+
+    __slots__ = ("_limit", "_prefixes")
+
+    MAX_KEY_BYTES = 64
+
+    def __init__(self, limit: int) -> None:
+        self._prefixes: dict[str, bytes] = {}
+        self._limit = limit
+
+    def encode(self, value: Mapping[str, Any]) -> bytes | None:
+        try:
+            return self._entries(value)
+        except (UnicodeEncodeError, OverflowError, struct.error):  # a lone surrogate, a huge int
+            return None
+
+    def _entries(self, value: Mapping[str, Any]) -> bytes | None:
+        parts = []
+        for key, item in value.items():
+            if type(key) is not str:
+                return None
+            kind = type(item)
+            if kind is int or kind is float:
+                prefix = self._prefixes.get(key)
+                if prefix is None and (prefix := self._prefix(key)) is None:
+                    return None
+                parts.append(prefix + _DOUBLE(item))
+            elif kind is dict and item:
+                inner = self._entries(item)
+                if inner is None:
+                    return None
+                # Value.struct_value 5, around the inner Struct
+                value_bytes = b"\x2a" + _varint(len(inner)) + inner
+                entry = _key_bytes(key) + b"\x12" + _varint(len(value_bytes)) + value_bytes
+                parts.append(b"\x0a" + _varint(len(entry)) + entry)
+            else:
+                return None
+        return b"".join(parts)
+
+    def _prefix(self, key: str) -> bytes | None:
+        """A numbers entry's bytes up to its double: the entry's tag and length, the key, the
+        Value's tag and length (9: number_value's tag and 8 bytes) and number_value's tag."""
+        if len(self._prefixes) >= self._limit or len(key) > self.MAX_KEY_BYTES:
+            return None
+        entry = _key_bytes(key) + b"\x12\x09"
+        prefix = b"\x0a" + _varint(len(entry) + 9) + entry + b"\x11"
+        self._prefixes[key] = prefix
+        return prefix
+
+
+def _key_bytes(key: str) -> bytes:
+    data = key.encode()
+    return b"\x0a" + _varint(len(data)) + data
