@@ -24,7 +24,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.fakes import FakeUpstream, Reply
-from provider_gateway.server.coalesce import READ_AHEAD, OneByOne, ReadAhead, Relay, coalesced, relayed
+from provider_gateway.server.coalesce import _END, READ_AHEAD, OneByOne, ReadAhead, Relay, coalesced, relayed
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.wire.merge import merge_deltas
 
@@ -218,3 +218,27 @@ def _accumulated(events: list[GatewayEvent]) -> tuple[str, str, dict[int, str], 
         if isinstance(e, ToolCallDelta):
             arguments[e.index] = arguments.get(e.index, "") + e.arguments_delta
     return text, reasoning, arguments, sum(isinstance(e, UsageEvent) for e in events)
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_a_batch_without_neighbouring_deltas_is_handed_as_it_is_and_any_batch_as_merged(seed: int) -> None:
+    """The writer's batch skips merging when no two deltas follow each other: what it hands is
+    always what merging the batch gives."""
+    rng = random.Random(seed)
+    kinds = [
+        lambda: TextDelta(rng.choice("ab")),
+        lambda: ReasoningDelta("r", signature=rng.choice(["", "s"])),
+        lambda: ToolCallDelta(rng.randrange(2), "{"),
+        lambda: ToolCallStart(0, "id", "f"),
+        lambda: UsageEvent(Usage(1, 2)),
+    ]
+    batch: list[GatewayEvent] = [rng.choice(kinds)() for _ in range(rng.randint(0, 6))]
+    hand = OneByOne(_nothing())
+    taken = hand._taken([*batch, _END])
+    assert taken == merge_deltas(batch)
+    assert hand.ended
+
+
+async def _nothing() -> AsyncGenerator[GatewayEvent, None]:
+    return
+    yield
