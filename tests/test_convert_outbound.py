@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf.struct_pb2 import Struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provider_gateway import domain as d
 from provider_gateway.server import convert
-from provider_gateway.server.finish_templates import FinishTemplates, NumbersStruct
+from provider_gateway.server.finish_templates import FinishTemplates
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 SETTINGS = settings(
@@ -164,8 +163,7 @@ def test_completion_usage_and_cost_are_every_field_set(used: d.Usage, end: d.Fin
 
 # A stream's finish from a kept template (server/finish_templates.py): the template holds what
 # finishes share, each call sets its own values. Runs of finishes share templates (few providers,
-# models and outcomes), so a value one call set must never show in the next; raw usage of numbers
-# by name goes in as bytes, anything else through `fill_struct`.
+# models and outcomes), so a value one call set must never show in the next.
 shared_texts = st.sampled_from(["", "openai", "gpt-4o-mini"])
 shared_costs = st.builds(d.Cost, counts, st.booleans(), st.sampled_from(["", "provider", "estimated"]))
 numbers_usage = st.dictionaries(
@@ -206,26 +204,3 @@ def test_a_finish_from_a_template_is_the_built_one(runs: list[tuple[d.Finish, d.
         same(got, want)
         assert got.SerializeToString() == want.SerializeToString()  # what grpc sends
         assert got.finish.HasField("usage") is (used is not None)
-
-
-def test_raw_usage_of_numbers_is_the_struct_fill_struct_makes() -> None:
-    raw = {"prompt_tokens": 12, "completion_tokens": 2**60, "details": {"cached_tokens": 0.5}, "t": -3}
-    encoded = NumbersStruct(limit=8).encode(raw)
-    assert encoded is not None
-    want = Struct()
-    convert.fill_struct(want, raw)
-    assert Struct.FromString(encoded) == want
-    assert Struct.FromString(encoded).SerializeToString() == want.SerializeToString()
-    for other in (
-        {"b": True},
-        {"n": None},
-        {"l": [1]},
-        {"e": {}},
-        {"s": "x"},
-        {"big": 10**400},
-        {"\ud800": 1},
-    ):
-        assert NumbersStruct(limit=8).encode(other) is None  # left to fill_struct
-    kept = NumbersStruct(limit=1)
-    assert kept.encode({"a": 1, "b": 2}) is None  # past the limit of kept keys
-    assert kept.encode({"a": 1}) is not None

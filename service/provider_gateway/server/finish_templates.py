@@ -1,17 +1,14 @@
-"""A stream's finish event from a kept template, and a provider's raw usage from bytes.
+"""A stream's finish event from a kept template.
 
 Building a finish through protobuf's constructors cost about 74k instructions a stream (a 20-token
-OpenAI stream's finish with its usage; each field given costs the constructor about 1k, each key of
-the raw usage Struct about 1k more); this costs about 52k (benchmarks/RESULTS.md, issue 15). The
-message is the same either way, and so are its bytes: tests/test_convert_outbound.py compares both
-paths.
+OpenAI stream's finish with its usage: each field given costs the constructor about 1k); from a
+template about 54k (benchmarks/RESULTS.md, issue 15). The message is the same either way, and so
+are its bytes: tests/test_convert_outbound.py compares both paths.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import struct
-from collections.abc import Mapping
 from typing import Any
 
 from provider_gateway import domain as d
@@ -31,14 +28,13 @@ class FinishTemplates:
     names, models, the vendor's raw reason) are long: memory stays bounded whatever the upstreams
     answer, and a finish without a kept template is built, never refused."""
 
-    __slots__ = ("_kept", "_limit", "_raw")
+    __slots__ = ("_kept", "_limit")
 
     MAX_KEPT_TEXT = 512  # characters of a template's texts, together
 
     def __init__(self, limit: int = 256) -> None:
         self._kept: dict[tuple[Any, ...], pb.StreamEvent] = {}
         self._limit = limit
-        self._raw = NumbersStruct(limit)
 
     def event(self, finish: d.Finish, usage: d.Usage | None) -> pb.StreamEvent:
         """`finish_event(finish, usage)`, the same message."""
@@ -88,8 +84,8 @@ class FinishTemplates:
         return event
 
     def _usage(self, message: pb.Usage, usage: d.Usage) -> None:
-        """`usage` into the finish's (empty) Usage: each figure that is not 0, the raw usage
-        from bytes when it is numbers by name (as every vendor's is), else as `_fill_raw` does."""
+        """`usage` into the finish's (empty) Usage: each figure that is not 0 (setting one costs a
+        fraction of giving the constructor a dict), and the raw usage."""
         message.SetInParent()  # present even when every figure is 0
         if usage.input_tokens:
             message.input_tokens = usage.input_tokens
@@ -105,12 +101,8 @@ class FinishTemplates:
             message.reasoning_tokens = usage.reasoning_tokens
         if usage.estimated:
             message.estimated = True
-        if usage.raw:
-            encoded = self._raw.encode(usage.raw)
-            if encoded is None:
-                fill_struct(message.raw, usage.raw)
-            else:
-                message.raw.MergeFromString(encoded)
+        if usage.raw:  # absent rather than empty: clients test HasField("raw")
+            fill_struct(message.raw, usage.raw)
 
     def _template(self, finish: d.Finish, key: tuple[Any, ...]) -> pb.StreamEvent:
         attempt = finish.attempts[0]
@@ -130,76 +122,3 @@ class FinishTemplates:
         if len(self._kept) < self._limit and texts <= self.MAX_KEPT_TEXT:
             self._kept[key] = template
         return template
-
-
-_DOUBLE = struct.Struct("<d").pack
-
-
-def _varint(value: int) -> bytes:
-    """A protobuf varint of a length (never negative)."""
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-class NumbersStruct:
-    """A provider's raw usage, an object of numbers by name (and objects of those), as the bytes of
-    the google.protobuf.Struct that `fill_struct` makes of it: each entry is the key's kept prefix
-    and the number as a double (Struct `fields` entry: key 1, Value 2; Value.number_value 2), and
-    protobuf's parser builds the Struct. Setting a map entry costs about 1k instructions a key.
-    At most `limit` keys are kept; None for anything else (the caller fills the Struct itself)."""
-
-    __slots__ = ("_limit", "_prefixes")
-
-    MAX_KEY_BYTES = 64
-
-    def __init__(self, limit: int) -> None:
-        self._prefixes: dict[str, bytes] = {}
-        self._limit = limit
-
-    def encode(self, value: Mapping[str, Any]) -> bytes | None:
-        try:
-            return self._entries(value)
-        except (UnicodeEncodeError, OverflowError, struct.error):  # a lone surrogate, a huge int
-            return None
-
-    def _entries(self, value: Mapping[str, Any]) -> bytes | None:
-        parts = []
-        for key, item in value.items():
-            if type(key) is not str:
-                return None
-            kind = type(item)
-            if kind is int or kind is float:
-                prefix = self._prefixes.get(key)
-                if prefix is None and (prefix := self._prefix(key)) is None:
-                    return None
-                parts.append(prefix + _DOUBLE(item))
-            elif kind is dict and item:
-                inner = self._entries(item)
-                if inner is None:
-                    return None
-                # Value.struct_value 5, around the inner Struct
-                value_bytes = b"\x2a" + _varint(len(inner)) + inner
-                entry = _key_bytes(key) + b"\x12" + _varint(len(value_bytes)) + value_bytes
-                parts.append(b"\x0a" + _varint(len(entry)) + entry)
-            else:
-                return None
-        return b"".join(parts)
-
-    def _prefix(self, key: str) -> bytes | None:
-        """A numbers entry's bytes up to its double: the entry's tag and length, the key, the
-        Value's tag and length (9: number_value's tag and 8 bytes) and number_value's tag."""
-        if len(self._prefixes) >= self._limit or len(key) > self.MAX_KEY_BYTES:
-            return None
-        entry = _key_bytes(key) + b"\x12\x09"
-        prefix = b"\x0a" + _varint(len(entry) + 9) + entry + b"\x11"
-        self._prefixes[key] = prefix
-        return prefix
-
-
-def _key_bytes(key: str) -> bytes:
-    data = key.encode()
-    return b"\x0a" + _varint(len(data)) + data
