@@ -131,10 +131,14 @@ def test_chat_response_is_every_field_set(response: d.ChatResponse, end: d.Finis
     )
     want.usage.CopyFrom(usage(response.usage))
     want.finish.CopyFrom(finish(end))
-    got = convert.chat_response_to_proto(response, end)
-    same(got, want)
-    for parent, field in ((got, "usage"), (got, "finish"), (got.finish, "timing"), (got.finish, "cost")):
-        assert parent.HasField(field), field
+    templates = FinishTemplates()
+    # Built, then from a new template, then from the kept one (server/finish_templates.py).
+    built, *copied = [convert.chat_response_to_proto(response, end, t) for t in (None, templates, templates)]
+    for got in (built, *copied):
+        same(got, want)
+        assert got.SerializeToString() == built.SerializeToString()  # what grpc sends
+        for parent, field in ((got, "usage"), (got, "finish"), (got.finish, "timing"), (got.finish, "cost")):
+            assert parent.HasField(field), field
 
 
 @SETTINGS
@@ -151,11 +155,12 @@ def test_finish_event_is_every_field_set(end: d.Finish, used: d.Usage | None) ->
 @SETTINGS
 @given(usages, finishes)
 def test_completion_usage_and_cost_are_every_field_set(used: d.Usage, end: d.Finish) -> None:
-    got = convert.completion_response_to_proto(d.CompletionResponse(text="x", usage=used), end)
     want = pb.CompleteResponse(text="x")
     want.usage.CopyFrom(usage(used))
     want.finish.CopyFrom(finish(end))
-    same(got, want)
+    templates = FinishTemplates()
+    for t in (None, templates, templates):
+        same(convert.completion_response_to_proto(d.CompletionResponse(text="x", usage=used), end, t), want)
     same(convert.usage_to_proto(used), usage(used))
     same(convert.cost_to_proto(end.cost), cost(end.cost))
     same(convert.event_to_proto(d.UsageEvent(used)), pb.StreamEvent(usage=usage(used)))

@@ -449,12 +449,13 @@ def reasoning_to_proto(part: d.ReasoningPart) -> pb.Reasoning:
     return pb.Reasoning(text=part.text, signature=part.signature, redacted=part.redacted, id=part.id)
 
 
-def chat_response_to_proto(response: d.ChatResponse, finish: d.Finish) -> pb.ChatResponse:
-    fields: dict[str, Any] = {
-        "text": response.text,
-        "usage": _usage_fields(response.usage),
-        "finish": _finish_fields(finish),
-    }
+def chat_response_to_proto(
+    response: d.ChatResponse, finish: d.Finish, finishes: FinishTemplates | None = None
+) -> pb.ChatResponse:
+    """`finishes`: the server's kept finish templates (none: the finish is built)."""
+    fields: dict[str, Any] = {"text": response.text, "usage": _usage_fields(response.usage)}
+    if finishes is None:
+        fields["finish"] = _finish_fields(finish)
     # Fields only when they are set (see `_finish_fields`): an empty list given to the
     # constructor costs as much as a small message.
     if response.reasoning:
@@ -469,13 +470,22 @@ def chat_response_to_proto(response: d.ChatResponse, finish: d.Finish) -> pb.Cha
         fields["raw_content"] = [raw_content_to_proto(c) for c in response.raw_content]
     message = pb.ChatResponse(**fields)
     _fill_raw(message.usage, response.usage)
+    if finishes is not None:
+        finishes.fill(message.finish, finish)
     return message
 
 
-def completion_response_to_proto(response: d.CompletionResponse, finish: d.Finish) -> pb.CompleteResponse:
-    message = pb.CompleteResponse(
-        text=response.text, usage=_usage_fields(response.usage), finish=_finish_fields(finish)
-    )
+def completion_response_to_proto(
+    response: d.CompletionResponse, finish: d.Finish, finishes: FinishTemplates | None = None
+) -> pb.CompleteResponse:
+    """`finishes`: as for `chat_response_to_proto`."""
+    if finishes is None:
+        message = pb.CompleteResponse(
+            text=response.text, usage=_usage_fields(response.usage), finish=_finish_fields(finish)
+        )
+    else:
+        message = pb.CompleteResponse(text=response.text, usage=_usage_fields(response.usage))
+        finishes.fill(message.finish, finish)
     _fill_raw(message.usage, response.usage)
     return message
 

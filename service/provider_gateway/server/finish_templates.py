@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any
 
 from provider_gateway import domain as d
-from provider_gateway.server.convert import fill_struct, finish_event
+from provider_gateway.server.convert import fill_struct, finish_event, finish_to_proto
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 
@@ -38,8 +38,30 @@ class FinishTemplates:
 
     def event(self, finish: d.Finish, usage: d.Usage | None) -> pb.StreamEvent:
         """`finish_event(finish, usage)`, the same message."""
-        if len(finish.attempts) != 1:
+        template = self._template_of(finish)
+        if template is None:
             return finish_event(finish, usage)
+        event = pb.StreamEvent()
+        event.CopyFrom(template)
+        self._own(event.finish, finish)
+        if usage is not None:
+            self._usage(event.finish.usage, usage)
+        return event
+
+    def fill(self, message: pb.Finish, finish: d.Finish) -> None:
+        """Set an answer's (empty) `message` to `finish`, as `finish_to_proto` builds it."""
+        template = self._template_of(finish)
+        if template is None:
+            message.CopyFrom(finish_to_proto(finish))
+            return
+        message.CopyFrom(template.finish)
+        self._own(message, finish)
+
+    def _template_of(self, finish: d.Finish) -> pb.StreamEvent | None:
+        """The kept (or a new) template of what `finish` shares; None for a finish of several
+        attempts (or none)."""
+        if len(finish.attempts) != 1:
+            return None
         attempt = finish.attempts[0]
         cost, attempt_cost = finish.cost, attempt.cost
         key = (
@@ -58,12 +80,12 @@ class FinishTemplates:
             attempt_cost.usage_source,
         )
         template = self._kept.get(key)
-        if template is None:
-            template = self._template(finish, key)
-        event = pb.StreamEvent()
-        event.CopyFrom(template)
-        message = event.finish
-        # The template holds each of these at its default (absent): only a value that is not is set.
+        return self._template(finish, key) if template is None else template
+
+    @staticmethod
+    def _own(message: pb.Finish, finish: d.Finish) -> None:
+        """What is `finish`'s own into a copy of its template, which holds each of these at its
+        default (absent): only a value that is not is set."""
         t = finish.timing
         if t.gateway_overhead_us or t.time_to_first_token_us or t.total_us or t.upstream_us:
             timing = message.timing
@@ -73,15 +95,13 @@ class FinishTemplates:
             timing.upstream_us = t.upstream_us
         if finish.response_id:
             message.response_id = finish.response_id
-        if cost.amount_micros:
-            message.cost.amount_micros = cost.amount_micros
-        if attempt.latency_us or attempt_cost.amount_micros:
+        if finish.cost.amount_micros:
+            message.cost.amount_micros = finish.cost.amount_micros
+        attempt = finish.attempts[0]
+        if attempt.latency_us or attempt.cost.amount_micros:
             kept_attempt = message.attempts[0]
             kept_attempt.latency_us = attempt.latency_us
-            kept_attempt.cost.amount_micros = attempt_cost.amount_micros
-        if usage is not None:
-            self._usage(message.usage, usage)
-        return event
+            kept_attempt.cost.amount_micros = attempt.cost.amount_micros
 
     def _usage(self, message: pb.Usage, usage: d.Usage) -> None:
         """`usage` into the finish's (empty) Usage: each figure that is not 0 (setting one costs a

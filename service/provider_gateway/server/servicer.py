@@ -154,7 +154,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self.router = router
         self.health = health
         self.limits = validate.DEFAULT_LIMITS  # the server sets [limits] from the config
-        self.finishes = FinishTemplates()  # streams' finish events, from kept templates
+        self.finishes = FinishTemplates()  # answers' finishes, from kept templates
         # Coalescing relay of stream events; the server sets [server] coalesce_deltas from the config.
         self.relay: Callable[[AsyncGenerator[GatewayEvent, None]], Relay] = ReadAhead
         # GetSpend's answer for the calling key; the server sets it when [auth] is configured.
@@ -184,7 +184,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                 checked = validate.chat(request, self.limits, given)  # its messages, converted
                 domain_request = convert.chat_request_from_proto(request, given, checked)
                 response, finish = await self.router.chat(domain_request, clock)
-                return convert.chat_response_to_proto(response, finish)
+                return convert.chat_response_to_proto(response, finish, self.finishes)
         except Exception as exc:
             await abort(context, exc, consumed)
 
@@ -210,7 +210,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                     validate.complete(request, self.limits, given), given
                 )
                 response, finish = await self.router.complete(domain_request, clock)
-                return convert.completion_response_to_proto(response, finish)
+                return convert.completion_response_to_proto(response, finish, self.finishes)
         except Exception as exc:
             await abort(context, exc, consumed)
 
