@@ -209,3 +209,18 @@ def test_a_finish_from_a_template_is_the_built_one(runs: list[tuple[d.Finish, d.
         same(got, want)
         assert got.SerializeToString() == want.SerializeToString()  # what grpc sends
         assert got.finish.HasField("usage") is (used is not None)
+
+
+def test_templates_stay_bounded_and_a_finish_past_them_is_built_the_same() -> None:
+    """Upstreams name models and raw reasons: at most `limit` templates are kept, none of long
+    texts, and a finish without one is the built message all the same."""
+    cost = d.Cost(5, True, "provider")
+    templates = FinishTemplates(limit=2)
+    for model in ["a", "b", "c", "x" * 600]:
+        end = d.Finish(
+            d.FinishReason.STOP, "stop", "openai", model, d.Timing(1, 2, 3, 4),
+            (d.Attempt("openai", model, "ok", "", 7, cost),), "id", cost,
+        )  # fmt: skip
+        same(templates.event(end, None), convert.finish_event(end, None))
+        same(templates.event(end, None), convert.finish_event(end, None))
+    assert len(templates._kept) == 2  # "a" and "b"

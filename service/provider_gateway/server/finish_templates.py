@@ -59,7 +59,7 @@ class FinishTemplates:
 
     def _template_of(self, finish: d.Finish) -> pb.StreamEvent | None:
         """The kept (or a new) template of what `finish` shares; None for a finish of several
-        attempts (or none)."""
+        attempts (or none), or when no template is kept for it (`_template`)."""
         if len(finish.attempts) != 1:
             return None
         attempt = finish.attempts[0]
@@ -124,7 +124,12 @@ class FinishTemplates:
         if usage.raw:  # absent rather than empty: clients test HasField("raw")
             fill_struct(message.raw, usage.raw)
 
-    def _template(self, finish: d.Finish, key: tuple[Any, ...]) -> pb.StreamEvent:
+    def _template(self, finish: d.Finish, key: tuple[Any, ...]) -> pb.StreamEvent | None:
+        """A new template for `key`, kept; None when none is kept (the limit is reached, or its
+        texts are long): the finish is then built, at no more than it cost before."""
+        texts = sum(len(part) for part in key if isinstance(part, str)) + sum(map(len, finish.emulated))
+        if len(self._kept) >= self._limit or texts > self.MAX_KEPT_TEXT:
+            return None
         attempt = finish.attempts[0]
         shared = dataclasses.replace(
             finish,
@@ -137,8 +142,5 @@ class FinishTemplates:
             response_id="",
             cost=dataclasses.replace(finish.cost, amount_micros=0),
         )
-        template = finish_event(shared, None)
-        texts = sum(len(part) for part in key if isinstance(part, str)) + sum(map(len, finish.emulated))
-        if len(self._kept) < self._limit and texts <= self.MAX_KEPT_TEXT:
-            self._kept[key] = template
+        template = self._kept[key] = finish_event(shared, None)
         return template
