@@ -7,7 +7,7 @@ rejected here with INVALID_ARGUMENT naming the field.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
@@ -139,7 +139,7 @@ def messages_from_proto(messages: Any, checked: list[d.Message | None] | None = 
     """The domain messages; `checked`: what `validate` converted as it checked them (None where a
     message is left to this conversion)."""
     if checked is not None and None not in checked:
-        return checked  # type: ignore[return-value]  # no None in it
+        return cast(list[d.Message], checked)
     result = []
     for i, message in enumerate(messages):
         if checked is not None and (done := checked[i]) is not None:
