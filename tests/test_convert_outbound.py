@@ -224,3 +224,14 @@ def test_templates_stay_bounded_and_a_finish_past_them_is_built_the_same() -> No
         same(templates.event(end, None), convert.finish_event(end, None))
         same(templates.event(end, None), convert.finish_event(end, None))
     assert len(templates._kept) == 2  # "a" and "b"
+    listed: Any = ["stop"]  # a list where the domain types a tuple: no template, the same message
+    end = d.Finish(
+        d.FinishReason.STOP,
+        "",
+        "p",
+        "m",
+        d.Timing(0, 0, 0, 0),
+        (d.Attempt("p", "m", "ok", "", 1),),
+        emulated=listed,
+    )
+    same(FinishTemplates().event(end, None), convert.finish_event(end, None))

@@ -79,7 +79,10 @@ class FinishTemplates:
             attempt_cost.known,
             attempt_cost.usage_source,
         )
-        template = self._kept.get(key)
+        try:
+            template = self._kept.get(key)
+        except TypeError:  # a value that cannot be a key (a list where a tuple is typed): built
+            return None
         return self._template(finish, key) if template is None else template
 
     @staticmethod
