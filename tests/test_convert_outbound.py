@@ -211,27 +211,22 @@ def test_a_finish_from_a_template_is_the_built_one(runs: list[tuple[d.Finish, d.
         assert got.finish.HasField("usage") is (used is not None)
 
 
+def one_attempt(model: str, emulated: Any = ()) -> d.Finish:
+    cost = d.Cost(5, True, "provider")
+    attempt = d.Attempt("openai", model, "ok", "", 7, cost)
+    return d.Finish(
+        d.FinishReason.STOP, "stop", "openai", model, d.Timing(1, 2, 3, 4), (attempt,), "id", cost, emulated
+    )
+
+
 def test_templates_stay_bounded_and_a_finish_past_them_is_built_the_same() -> None:
     """Upstreams name models and raw reasons: at most `limit` templates are kept, none of long
     texts, and a finish without one is the built message all the same."""
-    cost = d.Cost(5, True, "provider")
     templates = FinishTemplates(limit=2)
     for model in ["a", "b", "c", "x" * 600]:
-        end = d.Finish(
-            d.FinishReason.STOP, "stop", "openai", model, d.Timing(1, 2, 3, 4),
-            (d.Attempt("openai", model, "ok", "", 7, cost),), "id", cost,
-        )  # fmt: skip
+        end = one_attempt(model)
         same(templates.event(end, None), convert.finish_event(end, None))
         same(templates.event(end, None), convert.finish_event(end, None))
     assert len(templates._kept) == 2  # "a" and "b"
-    listed: Any = ["stop"]  # a list where the domain types a tuple: no template, the same message
-    end = d.Finish(
-        d.FinishReason.STOP,
-        "",
-        "p",
-        "m",
-        d.Timing(0, 0, 0, 0),
-        (d.Attempt("p", "m", "ok", "", 1),),
-        emulated=listed,
-    )
+    end = one_attempt("m", emulated=["stop"])  # a list where the domain types a tuple: no template
     same(FinishTemplates().event(end, None), convert.finish_event(end, None))
