@@ -230,3 +230,20 @@ def test_templates_stay_bounded_and_a_finish_past_them_is_built_the_same() -> No
     assert len(templates._kept) == 2  # "a" and "b"
     end = one_attempt("m", emulated=["stop"])  # a list where the domain types a tuple: no template
     same(FinishTemplates().event(end, None), convert.finish_event(end, None))
+
+
+def test_the_templates_know_every_field_of_a_finish() -> None:
+    """A template is keyed by what finishes share and filled with what is each call's own: a field
+    added to these types and in neither would be copied from the first finish into the next ones.
+    Adding one means placing it in `FinishTemplates` (its key, or `_own`), then here."""
+    import dataclasses
+
+    def names(kind: type) -> set[str]:
+        return {f.name for f in dataclasses.fields(kind)}
+
+    assert names(d.Finish) == {
+        "reason", "raw_reason", "provider", "model", "timing", "attempts", "response_id", "cost", "emulated"
+    }  # fmt: skip
+    assert names(d.Attempt) == {"provider", "model", "outcome", "error", "latency_us", "cost"}
+    assert names(d.Cost) == {"amount_micros", "known", "usage_source"}
+    assert names(d.Timing) == {"gateway_overhead_us", "time_to_first_token_us", "total_us", "upstream_us"}
