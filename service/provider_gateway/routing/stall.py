@@ -76,7 +76,8 @@ class Watchdog:
 class StallWatch:
     """Watch the reads of one attempt: `reading(now_ns, task)` before each (`task`: the one reading),
     `finished()` after one that returned, `stopped_read()` after one that ended in CancelledError,
-    `close()` at the end.
+    `close()` at the end. A stream's reader does `finished()`'s work itself on nearly every event
+    (a call fewer per event): it zeroes `since_ns` and calls `finished()` only when `expired`.
 
     `limit_s` bounds the reads to come (None: only the deadline); `deadline_s` is what is left of
     the request's time when the attempt starts; `watchdog` holds the timer (shared by a router's
@@ -85,13 +86,13 @@ class StallWatch:
     __slots__ = (
         "_cancelling",
         "_deadline_ns",
-        "_since_ns",
         "_task",
         "_watchdog",
         "_watched",
         "by_deadline",
         "expired",
         "limit_s",
+        "since_ns",
     )
 
     def __init__(self, limit_s: float | None, deadline_s: float, watchdog: Watchdog | None = None) -> None:
@@ -99,14 +100,14 @@ class StallWatch:
         self._watchdog = watchdog or Watchdog()
         self._watched = False  # whether the watchdog looks at this watch by its current limit
         self._deadline_ns = time.perf_counter_ns() + int(max(deadline_s, 0.0) * 1e9)
-        self._since_ns = 0  # when the read in progress began (0: no read in progress)
+        self.since_ns = 0  # when the read in progress began (0: no read in progress)
         self._task: asyncio.Task[object] | None = None
         self._cancelling = 0
         self.expired = False  # the watchdog cancelled the reading task and nobody settled it yet
         self.by_deadline = False  # the request's deadline, not the limit, was what passed
 
     def reading(self, now_ns: int, task: asyncio.Task[object] | None) -> None:
-        self._since_ns = now_ns
+        self.since_ns = now_ns
         self._task = task
         self._cancelling = task.cancelling() if task is not None else 0
         if not self._watched:
@@ -119,14 +120,14 @@ class StallWatch:
         self._watched = False  # the next read tells the watchdog, in case this limit is shorter
 
     def finished(self) -> None:
-        self._since_ns = 0
+        self.since_ns = 0
         if self.expired:  # the event arrived as the limit passed and the adapter swallowed the cancel
             self._settle()
 
     def stopped_read(self) -> bool:
         """Whether this watch cancelled the read that just ended in CancelledError (a limit passed);
         False when the cancel came from elsewhere (the client, shutdown): it must propagate."""
-        self._since_ns = 0
+        self.since_ns = 0
         return self.expired and self._settle()
 
     def close(self) -> None:
@@ -138,7 +139,7 @@ class StallWatch:
     def check(self, now_ns: int) -> int | None:
         """The watchdog's look at `now_ns`: when to look again; None once this watch has stopped
         the read in progress (it cancelled the reading task: the read had waited too long)."""
-        since_ns = self._since_ns
+        since_ns = self.since_ns
         if not since_ns:  # between reads: a read to come passes its limit no sooner than this
             return self._due_ns(now_ns)
         due_ns = self._due_ns(since_ns)
