@@ -3,8 +3,8 @@ and is awaited once, at the last point before anything is sent upstream.
 
 The server sends a metered call's check (one round trip to the meters) as the call starts and puts
 it in `pending`; the request validates, converts and plans while the round trip is under way, and
-the retry loop passes `admitted()` before its first attempt, so that no provider sees a request its
-check has not admitted. The retry loop waits there after reading its plan's holds (answered in
+the retry loop awaits it (`Admission.wait`) before its first attempt, so that no provider sees a request
+its check has not admitted. The retry loop waits there after reading its plan's holds (answered in
 process: routing/holds_view.py; a round trip overlapping the check's only with `[redis]
 holds_refresh_ms = 0` or a deployment's first call) and before anything with an effect: a
 deployment's rpm, a capacity slot, an attempt (benchmarks/RESULTS.md measures both places). A refusal raised there is the check's own error (QuotaExceeded): the retry
@@ -41,10 +41,3 @@ class Admission:
 
 # The current call's check in flight; set by the server around each metered call.
 pending: ContextVar[Admission | None] = ContextVar("pending_admission", default=None)
-
-
-async def admitted() -> None:
-    """The gate: wait for the current call's check, if one is in flight (raises its refusal)."""
-    admission = pending.get()
-    if admission is not None:
-        await admission.wait()

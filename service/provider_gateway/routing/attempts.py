@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+from types import AsyncGeneratorType
 from typing import Any, NoReturn, Protocol, TypeVar
 
 from provider_gateway.domain import (
@@ -62,12 +63,17 @@ Answer = Callable[[Provider, Req], Awaitable[ChatResponse]]
 
 
 class Failover(Protocol):
-    """A request's way through its plan, as the retry loop keeps it (routing/retry.py): the next
-    deployment to try (waiting, bounded, for one; None once every attempt is spent), what a
-    retryable failure does to its deployment, and the error once none is left."""
+    """A request's way through its plan, as the retry loop keeps it (routing/retry.py): what to
+    await before the first attempt (None: nothing), the next deployment to try (`next_now` when
+    that takes no wait, else `next`: waiting, bounded, for one; None once every attempt is spent),
+    what a retryable failure does to its deployment, and the error once none is left."""
 
     attempts: list[Attempt]  # the attempts so far, each recorded as it ends
     deadline: float  # the request's, on the router's clock
+
+    def ready(self) -> Awaitable[None] | None: ...
+
+    def next_now(self) -> Deployment | None: ...
 
     def next(self) -> Awaitable[Deployment | None]: ...
 
@@ -97,7 +103,7 @@ class Attempts:
 
     async def run(
         self,
-        begin: Callable[[], Awaitable[Failover]],
+        begin: Callable[[], Failover],
         request: Req,
         clock: RequestClock,
         open_stream: OpenStream[Req],
@@ -105,9 +111,12 @@ class Attempts:
         """A stream's attempts, one deployment after another as `begin`'s failover hands them out
         (the retry loop's plan, holds and budget check): each one's events, then the Finish; each
         failure judged for breaker and limiter. A retryable failure fails over only until the
-        client has seen content."""
-        tries = await begin()
-        while (deployment := await tries.next()) is not None:
+        client has seen content. (The failover's steps are plain calls when they need no wait,
+        as nearly always: a coroutine each cost more than their work.)"""
+        tries = begin()
+        if (waiting := tries.ready()) is not None:
+            await waiting
+        while (deployment := tries.next_now() or await tries.next()) is not None:
             sent_content = False
             try:
                 settings = deployment.settings
@@ -149,12 +158,19 @@ class Attempts:
                         if reader is not task:
                             task = reader
                             scope.enter()
-                        watch.reading(now, reader)
+                        # (`watch.reading(now, reader)`, written out: its call was most of its work)
+                        watch.since_ns = now
+                        watch.task = reader
+                        watch.cancelling = reader.cancelling() if reader is not None else 0
+                        if not watch.watched:
+                            watch.join(now)
                         try:
                             event = await anext(source)
                         except StopAsyncIteration:
                             if report is not None:
                                 report.ended()
+                            if type(source) is AsyncGeneratorType:
+                                source = None  # a generator at its end is closed: nothing to close
                             break
                         except BaseException as exc:
                             if report is not None:  # first: it redacts what the error says
@@ -165,7 +181,10 @@ class Attempts:
                         finally:
                             # The read is over however it ended: an error's handling below (judging
                             # it may wait on Redis) must not be cancelled as a read past its limit.
-                            watch.finished()
+                            # (`watch.finished()`, written out: its call was most of its work.)
+                            watch.since_ns = 0
+                            if watch.expired:
+                                watch.finished()
                             handed = time.perf_counter_ns()
                             clock.upstream_ns += handed - now
                         answered = True
@@ -200,7 +219,8 @@ class Attempts:
                 finally:
                     attempt.settle(usage, relayed, finish, started=stream is not None)
                     try:
-                        await _close(source)
+                        if source is not None:
+                            await _close(source)
                     finally:
                         if report is not None:
                             report.close(usage, finish)

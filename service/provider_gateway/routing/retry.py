@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from provider_gateway.catalog import Catalog
 from provider_gateway.domain import Attempt, ChatResponse, Finish, GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.routing.admission import admitted
+from provider_gateway.routing.admission import Admission, pending
 from provider_gateway.routing.attempts import Answer, Attempts, OpenStream, Req
 from provider_gateway.routing.capabilities import honouring
 from provider_gateway.routing.deployments import Deployment
@@ -108,9 +108,19 @@ class RetryLoop:
         relaying theirs: every event of a stream passed through one more generator frame."""
         return self.attempts.run(lambda: self._begin(plan, request, clock), request, clock, open_stream)
 
-    async def _begin(self, plan: Plan, request: Req, clock: RequestClock) -> _Tries:
-        tries = await self._start(plan, request, clock)
-        await admitted()  # the call's budget check, sent as the call began (routing/admission.py)
+    def _begin(self, plan: Plan, request: Req, clock: RequestClock) -> _Tries:
+        """A request's way through `plan`, its holds read when the store knows them at once (nearly
+        always: `_Tries.ready` then has nothing to wait for)."""
+        usable = honouring(request, plan.deployments, self.catalog)
+        if len(usable) < len(plan.deployments):  # usually all can: no new plan per call then
+            plan = dataclasses.replace(plan, deployments=usable)
+        deadline = clock.deadline if clock.deadline is not None else self.clock() + plan.settings.timeout_s
+        tries = _Tries(self, plan, deadline)
+        keys = _held_keys(plan)
+        held = self.store.ejections_now(keys)
+        tries.holding = keys if held is None else None
+        if held is not None:
+            self._hold(tries, held)
         return tries
 
     async def call(
@@ -118,9 +128,10 @@ class RetryLoop:
     ) -> tuple[ChatResponse, Finish]:
         """The retry loop of a unary call: the client sees nothing until it returns, so any
         retryable failure fails over, as a stream's does before its first content."""
-        tries = await self._start(plan, request, clock)  # (not _begin: one coroutine fewer)
-        await admitted()  # the call's budget check, sent as the call began (routing/admission.py)
-        while (deployment := await self._next(tries)) is not None:
+        tries = self._begin(plan, request, clock)
+        if (waiting := tries.ready()) is not None:
+            await waiting
+        while (deployment := tries.next_now() or await self._next(tries)) is not None:
             try:
                 return await self.attempts.call(
                     deployment,
@@ -137,32 +148,18 @@ class RetryLoop:
                 self._retry_later(tries, deployment, exc)
         raise tries.exhausted()
 
-    async def _start(self, plan: Plan, request: Req, clock: RequestClock) -> _Tries:
-        usable = honouring(request, plan.deployments, self.catalog)
-        if len(usable) < len(plan.deployments):  # usually all can: no new plan per call then
-            plan = dataclasses.replace(plan, deployments=usable)
-        deadline = clock.deadline if clock.deadline is not None else self.clock() + plan.settings.timeout_s
-        ready_at, limited_until = await self._holds(plan)
-        return _Tries(self, plan, deadline, ready_at, limited_until)
-
     async def _next(self, tries: _Tries) -> Deployment | None:
         """The deployment to try next, waiting (bounded) for one; None once every attempt is spent."""
-        plan, ready_at = tries.plan, tries.ready_at
         while len(tries.attempts) < tries.max_attempts:
-            deployment = await self._next_ready(
-                plan,
-                ready_at,
-                tries.limited_until,
-                tries.deadline,
-                tries.last_error,
-                retrying=bool(tries.attempts),
-            )
-            if deployment is None:
+            picked = self._pick(tries)
+            if not isinstance(picked, Deployment):
+                await picked()
                 continue
+            deployment = picked
             if deployment.spec.rpm:
                 wait = await self.store.hit(f"rpm:{deployment.key}", 1, deployment.spec.rpm, RPM_WINDOW_S)
                 if wait:
-                    ready_at[deployment.key] = self.clock() + wait
+                    tries.ready_at[deployment.key] = self.clock() + wait
                     tries.last_error = GatewayError(
                         ErrorKind.RESOURCE_EXHAUSTED,
                         f"{deployment.key} is at its rate limit ({deployment.spec.rpm} requests per rolling minute)",
@@ -172,7 +169,17 @@ class RetryLoop:
                     continue
                 if not deployment.breaker.available():
                     continue  # another request took the last half-open probe slot while we waited
-            return deployment  # (else nothing was awaited since _next_ready found it available)
+            return deployment  # (else nothing was awaited since _pick found it available)
+        return None
+
+    def _next_now(self, tries: _Tries) -> Deployment | None:
+        """`_next` when it would await nothing: a deployment ready now with no requests-per-minute
+        meter to ask (nearly every first attempt). None: `_next` decides (and waits, or is spent)."""
+        if len(tries.attempts) >= tries.max_attempts:
+            return None
+        picked = self._pick(tries)  # (a wait it hands back is dropped: `_next` picks again)
+        if isinstance(picked, Deployment) and not picked.spec.rpm:
+            return picked
         return None
 
     def _retry_later(self, tries: _Tries, deployment: Deployment, exc: GatewayError) -> None:
@@ -183,19 +190,18 @@ class RetryLoop:
         delay = max(self.backoff(n, tries.plan.settings), exc.retry_after or 0.0)
         tries.ready_at[deployment.key] = self.clock() + delay
 
-    async def _holds(self, plan: Plan) -> tuple[dict[str, float], dict[str, float]]:
+    async def _read_holds(self, tries: _Tries, keys: list[str]) -> None:
+        """The holds of `tries`' plan from a store that must be asked (Redis's view, being read)."""
+        self._hold(tries, await self.store.ejections(keys))
+
+    def _hold(self, tries: _Tries, held: list[float]) -> None:
         """When each deployment held now is ready (after any ejection), and until when a provider's
-        rate limit holds it; one store call for both. A deployment in neither is ready now."""
-        deployments = plan.deployments
-        if len(deployments) == 1:  # a plain route (most calls): its two keys as they are
-            keys = list(deployments[0].held_keys)
-        else:  # the breakers' ejections, then the rate limits'
-            keys = [d.key for d in deployments] + [d.held_keys[1] for d in deployments]
-        held = await self.store.ejections(keys)
-        ready_at: dict[str, float] = {}
-        limited_until: dict[str, float] = {}
+        rate limit holds it (`held`: the store's answer for `_held_keys`). A deployment in neither
+        is ready now."""
         if not any(held):  # nothing is held (nearly always)
-            return ready_at, limited_until
+            return
+        deployments = tries.plan.deployments
+        ready_at, limited_until = tries.ready_at, tries.limited_until
         now = self.clock()
         for deployment, ejected, limited in zip(deployments, held, held[len(deployments) :], strict=False):
             ready = now + ejected
@@ -203,24 +209,22 @@ class RetryLoop:
                 limited_until[deployment.key] = until = now + limited
                 ready = max(ready, until)
             ready_at[deployment.key] = ready
-        return ready_at, limited_until
 
     def backoff(self, failures: int, settings: RoutingSettings) -> float:
         """Exponential backoff with full jitter (AWS architecture blog): uniform in [0, cap)."""
         cap = min(settings.backoff_max_ms, settings.backoff_base_ms * 2.0**failures) / 1000
         return self.rng.uniform(0, cap)
 
-    async def _next_ready(
-        self,
-        plan: Plan,
-        ready_at: dict[str, float],
-        limited_until: dict[str, float],
-        deadline: float,
-        last_error: GatewayError | None,
-        *,
-        retrying: bool,
-    ) -> Deployment | None:
-        """The first deployment that can take the request now; or wait (bounded) and return None."""
+    def _pick(self, tries: _Tries) -> Deployment | Callable[[], Awaitable[object]]:
+        """The first deployment that can take the request now; else the (bounded) wait before
+        looking again, to be called and awaited."""
+        plan, ready_at, limited_until, deadline = (
+            tries.plan,
+            tries.ready_at,
+            tries.limited_until,
+            tries.deadline,
+        )
+        retrying = bool(tries.attempts)
         now = self.clock()
         wait = math.inf
         at_capacity = False
@@ -239,12 +243,11 @@ class RetryLoop:
                 return deployment
         if at_capacity:
             give_up = min(deadline, now + plan.settings.queue_timeout_s)
-            await self.capacity.wait(plan, min(give_up, now + wait), give_up)
-            return None
+            look_again = min(give_up, now + wait)
+            return lambda: self.capacity.wait(plan, look_again, give_up)
         if wait > plan.settings.max_retry_wait_s or now + wait >= deadline or wait is math.inf:
-            raise _unavailable(plan, last_error, wait, rate_limited=rate_limited)
-        await self.sleep(wait)
-        return None
+            raise _unavailable(plan, tries.last_error, wait, rate_limited=rate_limited)
+        return lambda: self.sleep(wait)
 
 
 class _Tries:
@@ -254,6 +257,7 @@ class _Tries:
         "attempts",
         "deadline",
         "failures",
+        "holding",
         "last_error",
         "limited_until",
         "loop",
@@ -262,20 +266,34 @@ class _Tries:
         "ready_at",
     )
 
-    def __init__(
-        self,
-        loop: RetryLoop,
-        plan: Plan,
-        deadline: float,
-        ready_at: dict[str, float],
-        limited_until: dict[str, float],
-    ) -> None:
+    def __init__(self, loop: RetryLoop, plan: Plan, deadline: float) -> None:
         self.loop, self.plan, self.deadline = loop, plan, deadline
-        self.ready_at, self.limited_until = ready_at, limited_until
+        self.ready_at: dict[str, float] = {}  # a deployment in neither is ready now
+        self.limited_until: dict[str, float] = {}
+        self.holding: list[str] | None = None  # the keys of holds still to read from the store
         self.attempts: list[Attempt] = []
         self.failures: dict[str, int] = {}
         self.last_error: GatewayError | None = None
         self.max_attempts = len(plan.deployments) + plan.settings.retries
+
+    def ready(self) -> Awaitable[None] | None:
+        """What to await before the first attempt: the holds still to read, then the call's budget
+        check (routing/admission.py); None when neither is pending (nearly always)."""
+        admission = pending.get()
+        if self.holding is None and admission is None:
+            return None
+        return self._ready(admission)
+
+    async def _ready(self, admission: Admission | None) -> None:
+        if self.holding is not None:
+            await self.loop._read_holds(self, self.holding)
+            self.holding = None
+        if admission is not None:
+            await admission.wait()  # the call's budget check, sent as the call began
+
+    def next_now(self) -> Deployment | None:
+        """The deployment to try next when it takes no wait and no store call; None: ask `next`."""
+        return self.loop._next_now(self)
 
     def next(self) -> Awaitable[Deployment | None]:
         """The deployment to try next (waiting, bounded, for one); None once every attempt is spent."""
@@ -288,6 +306,14 @@ class _Tries:
         return self.last_error or GatewayError(
             ErrorKind.UNAVAILABLE, f"no deployment of {self.plan.name!r} answered"
         )
+
+
+def _held_keys(plan: Plan) -> list[str]:
+    """The store's keys of the plan's holds: the breakers' ejections, then the rate limits'."""
+    deployments = plan.deployments
+    if len(deployments) == 1:  # a plain route (most calls): its two keys as they are
+        return list(deployments[0].held_keys)
+    return [d.key for d in deployments] + [d.held_keys[1] for d in deployments]
 
 
 def _unavailable(

@@ -76,61 +76,67 @@ class Watchdog:
 class StallWatch:
     """Watch the reads of one attempt: `reading(now_ns, task)` before each (`task`: the one reading),
     `finished()` after one that returned, `stopped_read()` after one that ended in CancelledError,
-    `close()` at the end.
+    `close()` at the end. A stream's reader does `reading()`'s and `finished()`'s work itself on
+    every event (two calls fewer an event): it sets `since_ns`, `task` and `cancelling` (`join()`
+    when not `watched`), then zeroes `since_ns` and calls `finished()` only when `expired`.
 
     `limit_s` bounds the reads to come (None: only the deadline); `deadline_s` is what is left of
     the request's time when the attempt starts; `watchdog` holds the timer (shared by a router's
     attempts; a watch of its own otherwise)."""
 
     __slots__ = (
-        "_cancelling",
         "_deadline_ns",
-        "_since_ns",
-        "_task",
         "_watchdog",
-        "_watched",
         "by_deadline",
+        "cancelling",
         "expired",
         "limit_s",
+        "since_ns",
+        "task",
+        "watched",
     )
 
     def __init__(self, limit_s: float | None, deadline_s: float, watchdog: Watchdog | None = None) -> None:
         self.limit_s = limit_s
         self._watchdog = watchdog or Watchdog()
-        self._watched = False  # whether the watchdog looks at this watch by its current limit
+        self.watched = False  # whether the watchdog looks at this watch by its current limit
         self._deadline_ns = time.perf_counter_ns() + int(max(deadline_s, 0.0) * 1e9)
-        self._since_ns = 0  # when the read in progress began (0: no read in progress)
-        self._task: asyncio.Task[object] | None = None
-        self._cancelling = 0
+        self.since_ns = 0  # when the read in progress began (0: no read in progress)
+        self.task: asyncio.Task[object] | None = None
+        self.cancelling = 0
         self.expired = False  # the watchdog cancelled the reading task and nobody settled it yet
         self.by_deadline = False  # the request's deadline, not the limit, was what passed
 
     def reading(self, now_ns: int, task: asyncio.Task[object] | None) -> None:
-        self._since_ns = now_ns
-        self._task = task
-        self._cancelling = task.cancelling() if task is not None else 0
-        if not self._watched:
-            self._watched = True
-            self._watchdog.watch(self, self._due_ns(now_ns), now_ns)
+        self.since_ns = now_ns
+        self.task = task
+        self.cancelling = task.cancelling() if task is not None else 0
+        if not self.watched:
+            self.join(now_ns)
+
+    def join(self, now_ns: int) -> None:
+        """Tell the watchdog when to look at this watch (at the first read, and after `limit`)."""
+        self.watched = True
+        self._watchdog.watch(self, self._due_ns(now_ns), now_ns)
 
     def limit(self, limit_s: float | None) -> None:
         """Bound the reads to come by `limit_s` instead (the idle limit once content has come)."""
         self.limit_s = limit_s
-        self._watched = False  # the next read tells the watchdog, in case this limit is shorter
+        self.watched = False  # the next read tells the watchdog, in case this limit is shorter
 
     def finished(self) -> None:
-        self._since_ns = 0
+        self.since_ns = 0
         if self.expired:  # the event arrived as the limit passed and the adapter swallowed the cancel
             self._settle()
 
     def stopped_read(self) -> bool:
         """Whether this watch cancelled the read that just ended in CancelledError (a limit passed);
         False when the cancel came from elsewhere (the client, shutdown): it must propagate."""
-        self._since_ns = 0
+        self.since_ns = 0
         return self.expired and self._settle()
 
     def close(self) -> None:
-        self._watched = False
+        self.watched = False
         self._watchdog.forget(self)
         if self.expired:  # the cancelled read ended in another exception
             self._settle()
@@ -138,23 +144,23 @@ class StallWatch:
     def check(self, now_ns: int) -> int | None:
         """The watchdog's look at `now_ns`: when to look again; None once this watch has stopped
         the read in progress (it cancelled the reading task: the read had waited too long)."""
-        since_ns = self._since_ns
+        since_ns = self.since_ns
         if not since_ns:  # between reads: a read to come passes its limit no sooner than this
             return self._due_ns(now_ns)
         due_ns = self._due_ns(since_ns)
         if now_ns < due_ns:
             return due_ns
-        self._watched = False
+        self.watched = False
         self.expired = True
         self.by_deadline = due_ns == self._deadline_ns
-        if self._task is not None:
-            self._task.cancel()
+        if self.task is not None:
+            self.task.cancel()
         return None
 
     def _settle(self) -> bool:
         """Take back this watch's cancel, as `asyncio.timeout` does; whether it was the only one."""
         self.expired = False
-        return self._task is not None and self._task.uncancel() <= self._cancelling
+        return self.task is not None and self.task.uncancel() <= self.cancelling
 
     def _due_ns(self, since_ns: int) -> int:
         if self.limit_s is None:
