@@ -10,7 +10,7 @@ the response on every exit, so a client cancel closes the upstream connection to
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
+from collections.abc import Awaitable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -289,28 +289,6 @@ class Upstream:
         """
         return UpstreamStream(self, method, path, json, params, model)
 
-    async def _chunks(self, response: UpstreamResponse, watch: IdleWatch) -> AsyncGenerator[bytes, None]:
-        """The body's chunks, each read watched for the idle timeout (one timer per stream, see
-        http/idle.py)."""
-        raw = response.chunks()
-        while True:
-            watch.started()
-            try:
-                chunk = await anext(raw)
-            except StopAsyncIteration:
-                return
-            except asyncio.CancelledError:
-                if watch.finished(cancelled=True):
-                    raise self._cut(
-                        self._timed_out("stream data", self.timeouts.idle, watch.by_deadline)
-                    ) from None
-                raise
-            except (httpx.TransportError, aiohttp.ClientError, OSError) as error:
-                raise self._cut(self._unreachable(error)) from None
-            watch.finished()
-            if chunk:
-                yield chunk
-
     def _cut(self, error: GatewayError) -> GatewayError:
         error.message = f"stream from {self.provider} was cut: {error.message}"
         error.args = (error.message,)
@@ -318,10 +296,12 @@ class Upstream:
 
 
 class UpstreamStream:
-    """The context manager `Upstream.stream` returns: a class, not an `asynccontextmanager`, whose
-    generator and wrapper cost a fixed share of every stream for nothing."""
+    """What `Upstream.stream` returns: a context manager that is, once entered, the iterator of the
+    body's chunks, each read watched for the idle timeout (one timer per stream, see http/idle.py).
+    A class, not an `asynccontextmanager` around an async generator: their creation, closing and
+    finalizing cost a fixed share of every stream for nothing."""
 
-    __slots__ = ("_chunks", "_request", "_response", "_upstream", "_watch")
+    __slots__ = ("_raw", "_request", "_response", "_upstream", "_watch")
 
     def __init__(
         self,
@@ -337,24 +317,48 @@ class UpstreamStream:
         # One watch from the request to the last chunk: the first byte's timeout, then the idle one.
         self._watch = IdleWatch(upstream.timeouts.first_byte)
 
-    async def __aenter__(self) -> AsyncIterator[bytes]:
+    async def __aenter__(self) -> UpstreamStream:
         upstream, watch = self._upstream, self._watch
         sending = _HEAD_WATCH.set((upstream, watch))
         try:
-            self._response = await upstream._send(*self._request)
+            self._response = response = await upstream._send(*self._request)
         except BaseException:
             watch.close()
             raise
         finally:
             _HEAD_WATCH.reset(sending)
         watch.limit(upstream.timeouts.idle)
-        self._chunks = upstream._chunks(self._response, watch)
-        return self._chunks
+        self._raw = response.chunks()
+        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._watch.close()  # here, not in `_chunks`: a block may leave before reading a chunk
-        await self._chunks.aclose()
+        self._watch.close()  # here, not after the last chunk: a block may leave before reading one
         await self._response.aclose()
+
+    def __aiter__(self) -> UpstreamStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The next chunk of the body (never an empty one); a read that fails or outlasts the idle
+        timeout ends the stream as cut, an error."""
+        watch, raw = self._watch, self._raw
+        while True:
+            watch.started()
+            try:
+                chunk = await anext(raw)  # StopAsyncIteration at the body's end ends the iteration
+            except asyncio.CancelledError:
+                if watch.finished(cancelled=True):
+                    upstream = self._upstream
+                    raise upstream._cut(
+                        upstream._timed_out("stream data", upstream.timeouts.idle, watch.by_deadline)
+                    ) from None
+                raise
+            except (httpx.TransportError, aiohttp.ClientError, OSError) as error:
+                upstream = self._upstream
+                raise upstream._cut(upstream._unreachable(error)) from None
+            watch.finished()
+            if chunk:
+                return chunk
 
 
 async def _read_limited(response: UpstreamResponse) -> bytes:
