@@ -39,12 +39,12 @@ async def relay_reads[C, F](
     `finished()` (a vendor's last event: the rest of the body is not waited for). `chunks` is an
     iterator the caller closes (an upstream stream's block): nothing is left here to finalize."""
     async for chunk in chunks:
-        for event in _decoded(feed, chunk, step, merge, finished):
+        for event in decode_read(feed, chunk, step, merge, finished):
             yield event
         if finished():
             return
     if flush is not None:
-        for event in _decoded(_flushed, flush, step, merge, finished):
+        for event in decode_read(_flushed, flush, step, merge, finished):
             yield event
 
 
@@ -52,14 +52,15 @@ def _flushed[F](flush: Callable[[], Iterable[F]]) -> Iterable[F]:
     return flush()
 
 
-def _decoded[C, F](
+def decode_read[C, F](
     feed: Callable[[C], Iterable[F]],
     chunk: C,
     step: Callable[[F], Iterable[StreamEvent] | str],
     merge: bool,
     finished: Callable[[], bool],
 ) -> Iterable[StreamEvent]:
-    """One read's events; if an error cut its decoding short, an iterator raising it after them."""
+    """One read's events (`relay_reads` without its loop, for an adapter whose own generator reads
+    the chunks); if an error cut the read's decoding short, an iterator raising it after them."""
     in_hand: list[StreamEvent] = []
     texts: list[str] = []  # texts in a row, not yet in `in_hand` (merging only)
     failed: Exception | None = None
