@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Any
 
 from provider_gateway.config import Section
@@ -62,13 +63,27 @@ def _reword(error: GatewayError, message: str) -> None:
 
 
 class SseReads:
-    """An SSE answer being read: the body's chunks and the decoder that frames them into events."""
+    """An SSE answer (`sse_reads`): entered, the body's chunks and the decoder that frames them.
+    A class, not an `asynccontextmanager` around an async generator, whose creation, closing and
+    finalizing cost every stream (benchmarks/RESULTS.md, issue 15)."""
 
-    __slots__ = ("chunks", "decoder")
+    __slots__ = ("_provider", "_stream", "chunks", "decoder")
 
-    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
-        self.chunks = chunks
+    def __init__(self, stream: AbstractAsyncContextManager[AsyncIterable[bytes]], provider: str) -> None:
+        self._stream = stream
+        self._provider = provider
         self.decoder = SseDecoder()
+
+    async def __aenter__(self) -> SseReads:
+        self.chunks = await self._stream.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self._stream.__aexit__(kind, error, trace)  # the response closed on every exit
+        if isinstance(error, SseError):
+            raise oversized_event(error, self._provider) from None
 
     def relay(
         self,
@@ -85,21 +100,17 @@ class SseReads:
         )
 
 
-@asynccontextmanager
-async def sse_reads(
+def sse_reads(
     upstream: Upstream, path: str, body: Any, *, params: Mapping[str, str] | None = None, model: str = ""
-) -> AsyncIterator[SseReads]:
-    """POST `body` and read the answer as SSE events (`SseReads.relay`).
+) -> SseReads:
+    """`async with sse_reads(...) as reads`: POST `body` and read the answer as SSE events
+    (`SseReads.relay`).
 
     The upstream response is closed when the block exits for any reason, so a client cancel or an
     abandoned stream closes the upstream connection. An event past the decoder's bound fails the
     attempt (`oversized_event`).
     """
-    async with upstream.stream("POST", path, json=body, params=params, model=model) as chunks:
-        try:
-            yield SseReads(chunks)
-        except SseError as error:
-            raise oversized_event(error, upstream.provider) from None
+    return SseReads(upstream.stream("POST", path, json=body, params=params, model=model), upstream.provider)
 
 
 def oversized_event(error: SseError, provider: str) -> GatewayError:
