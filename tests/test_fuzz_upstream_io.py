@@ -87,7 +87,7 @@ async def test_an_oversized_last_event_is_unavailable_not_internal() -> None:
     """An event over the SSE bound whose last line ends in a lone CR is refused only when the body
     ends (the CR may have been half of a CRLF until then), and still becomes the retryable
     UNAVAILABLE every other oversized event gets."""
-    decode = helper("provider_gateway.providers.upstream_io", "_decode")
+    sse_reads = helper("provider_gateway.providers.upstream_io", "sse_reads")
     bound = helper("provider_gateway.wire.sse", "MAX_EVENT_BYTES")
     half = b"x" * (bound // 2 + 16)
 
@@ -95,7 +95,16 @@ async def test_an_oversized_last_event_is_unavailable_not_internal() -> None:
         yield b"data: " + half + b"\n"
         yield b"data: " + half + b"\r"  # the body ends here
 
+    class Answering:
+        """An upstream whose stream is `body()`."""
+
+        provider = "p"
+
+        def stream(self, *args: object, **kwargs: object) -> contextlib.nullcontext[AsyncIterator[bytes]]:
+            return contextlib.nullcontext(body())
+
     with pytest.raises(GatewayError, match="malformed stream: an event larger than") as info:
-        [event async for event in decode(body(), "p")]
+        async with sse_reads(Answering(), "/v1/x", {}) as reads:
+            [event async for event in reads.relay(lambda event: [], merge=True)]
     assert info.value.kind is ErrorKind.UNAVAILABLE
     assert info.value.retryable

@@ -10,8 +10,9 @@ import gzip
 import ssl
 import sys
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -676,3 +677,58 @@ async def test_a_body_that_decodes_large_is_read_in_steps_between_which_the_loop
             await response.aclose()
     assert len(body) == size + 2
     assert others >= size // MAX_DECODED_READ // 2  # never one decode of the whole from end to end
+
+
+READINESS = {  # the parts answered, then what the connection does, and whether a read can be ready
+    "chunks in pauses": (
+        [CHUNKED + b"3\r\none\r\n", b"3\r\ntwo\r\n5\r\nthree\r\n", b"0\r\n\r\n"],
+        "keep",
+        True,
+    ),
+    "whole with its head": ([CHUNKED + b"3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n"], "keep", True),
+    "cut mid-chunk": ([CHUNKED + b"3\r\none\r\n", b"a\r\ntw"], "close", True),
+    "malformed": ([CHUNKED + b"3\r\none\r\n", b"ZZZZ\r\nnot a size\r\n"], "hang", True),
+    "by length": ([b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\none", b"two"], "keep", True),
+    # A coded body may need more input to give a byte: never said to be ready.
+    "gzip": (
+        [b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 23\r\n\r\n" + gzip.compress(b"one")],
+        "keep",
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize(("parts", "then", "claims"), READINESS.values(), ids=READINESS.keys())
+async def test_a_read_said_to_be_ready_completes_without_waiting(
+    pool: UpstreamPool, parts: list[bytes], then: str, claims: bool
+) -> None:
+    """`ready()` lets a stream skip its idle watch (http/client.py): a read it calls ready must end,
+    with a chunk, the body's end or its error, without suspending; any other is awaited as ever."""
+    async with RawUpstream(answering(*parts, then=then)) as fake:
+        up = upstream(pool, fake.url)
+        response = await pool.host(fake.url).send(OutgoingRequest("GET", up._url("/x", None), {}))
+        body, ready_reads = b"", 0
+        try:
+            async with asyncio.timeout(10):
+                while True:
+                    read = cast(Coroutine[Any, Any, bytes], anext(response.chunks()))
+                    if not response.ready():
+                        try:
+                            body += await read
+                        except (StopAsyncIteration, httpx.TransportError):
+                            break
+                        continue
+                    ready_reads += 1
+                    try:
+                        suspended = read.send(None)
+                    except StopIteration as done:
+                        body += done.value
+                        continue
+                    except (StopAsyncIteration, httpx.TransportError):
+                        break
+                    read.close()
+                    raise AssertionError(f"a read said to be ready waited on {suspended!r}")
+        finally:
+            await response.aclose()
+    assert bool(ready_reads) is claims
+    assert body.startswith(b"one")

@@ -141,6 +141,17 @@ _other_line = st.sampled_from(
         b"data: c\r",
     ]
 )
+# An `event:` line before one `data:` line (Anthropic's, Cohere's, the Responses API's events) and
+# its near misses.
+_event_line = st.one_of(
+    st.sampled_from([b"event: ", b"event:x", b"event:  two", b"event: \xff", b"event: a:b", b"event"]),
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=8
+    ).map(lambda text: b"event: " + text.encode()),
+)
+_named_event = st.tuples(_event_line, st.lists(_data_line, min_size=1, max_size=2)).map(
+    lambda lines: [lines[0], *lines[1]]
+)
 _event = st.one_of(
     st.lists(_data_line, min_size=1, max_size=1),
     st.lists(_data_line, min_size=2, max_size=3),  # multi-line data
@@ -222,6 +233,43 @@ def test_whole_events_keep_the_last_id_and_retry_and_an_event_pending_before_the
         SseEvent("j", "message", "7", 5),
         SseEvent("k", "message", "7", 5),
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(st.one_of(_named_event, _named_event, _event), max_size=8),
+    event_cuts=st.lists(st.integers(min_value=0), max_size=6),
+    byte_cuts=st.lists(st.integers(min_value=0), max_size=2),
+)
+def test_reads_of_whole_named_events_give_the_same_events_as_line_by_line(
+    events: list[list[bytes]], event_cuts: list[int], byte_cuts: list[int]
+) -> None:
+    """Whole `event:` + `data:` events at the start of a read are split in one pass too
+    (`_named_events`): the events line by line gives, whatever else the read holds."""
+    body, reads = _cut_mostly_between_events(events, b"\n", event_cuts, byte_cuts)
+
+    def decode(chunks: list[bytes]) -> list[SseEvent]:
+        decoder = SseDecoder()
+        return [e for chunk in chunks for e in decoder.feed(chunk)] + decoder.close()
+
+    assert decode(reads) == decode([body[i : i + 1] for i in range(len(body))])
+
+
+def test_whole_named_events_keep_the_last_id_and_retry_and_their_names() -> None:
+    decoder = SseDecoder()
+    assert decoder.feed(b"id: 7\nretry: 5\n\n") == []
+    assert decoder.feed(b"event: a\ndata: x\n\nevent: \ndata: y\n\nevent: c\ndata: z\n\nevent: d") == [
+        SseEvent("x", "a", "7", 5),
+        SseEvent("y", "message", "7", 5),
+        SseEvent("z", "c", "7", 5),
+    ]
+    assert decoder.feed(b"\ndata: w\n\n") == [SseEvent("w", "d", "7", 5)]
+    # Not such events: a CR ends a line too; a read that continues a line or an event.
+    assert decoder.feed(b"event: a\ndata: x\rdata: y\n\n") == [SseEvent("x\ny", "a", "7", 5)]
+    assert decoder.feed(b"data: v") == []
+    assert decoder.feed(b"event: a\ndata: u\n\n") == [SseEvent("vevent: a\nu", "message", "7", 5)]
+    assert decoder.feed(b"data: t\n") == []
+    assert decoder.feed(b"event: b\ndata: s\n\n") == [SseEvent("t\ns", "b", "7", 5)]
 
 
 @_split_events

@@ -10,8 +10,7 @@ the response on every exit, so a client cancel closes the upstream connection to
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
-from contextvars import ContextVar
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -52,15 +51,6 @@ class Timeouts:
 
 
 DEFAULT = Timeouts()
-# The idle watch of the stream whose request is being sent, with the Upstream sending it: `_deliver`
-# times the wait for the response head with it, so that one timer serves a stream from its request
-# to its last chunk (a second one, `asyncio.timeout`'s, was about 1% of a 20-token stream's work).
-# A context variable rather than a parameter: subclasses (Bedrock's signing one) override `_send`,
-# which stands between `stream` and `_deliver`; the Upstream named keeps a request that another
-# upstream makes on the way (a credentials fetch) from taking the watch.
-_HEAD_WATCH: ContextVar[tuple[Upstream, IdleWatch] | None] = ContextVar(
-    "provider_gateway_head_watch", default=None
-)
 
 
 class ErrorPolicy:
@@ -207,13 +197,10 @@ class Upstream:
 
     async def _deliver(self, request: OutgoingRequest, model: str) -> UpstreamResponse:
         """Send a built request; an error status is read (bounded) and raised as a GatewayError."""
-        send = self.host.send(request)
-        streaming = _HEAD_WATCH.get()
-        if streaming is not None and streaming[0] is self:
-            response = await self._watched(send, streaming[1], self.timeouts.first_byte, "response")
-        else:
-            first_byte = self.timeouts.first_byte
-            response = await self._watched(send, self._head_timer.wait(first_byte), first_byte, "response")
+        first_byte = self.timeouts.first_byte
+        response = await self._watched(
+            self.host.send(request), self._head_timer.wait(first_byte), first_byte, "response"
+        )
         if info := announced(
             response.headers, requests_window_s=self.requests_window_s
         ):  # on successes too: the limiter slows before a 429
@@ -289,28 +276,6 @@ class Upstream:
         """
         return UpstreamStream(self, method, path, json, params, model)
 
-    async def _chunks(self, response: UpstreamResponse, watch: IdleWatch) -> AsyncGenerator[bytes, None]:
-        """The body's chunks, each read watched for the idle timeout (one timer per stream, see
-        http/idle.py)."""
-        raw = response.chunks()
-        while True:
-            watch.started()
-            try:
-                chunk = await anext(raw)
-            except StopAsyncIteration:
-                return
-            except asyncio.CancelledError:
-                if watch.finished(cancelled=True):
-                    raise self._cut(
-                        self._timed_out("stream data", self.timeouts.idle, watch.by_deadline)
-                    ) from None
-                raise
-            except (httpx.TransportError, aiohttp.ClientError, OSError) as error:
-                raise self._cut(self._unreachable(error)) from None
-            watch.finished()
-            if chunk:
-                yield chunk
-
     def _cut(self, error: GatewayError) -> GatewayError:
         error.message = f"stream from {self.provider} was cut: {error.message}"
         error.args = (error.message,)
@@ -318,10 +283,12 @@ class Upstream:
 
 
 class UpstreamStream:
-    """The context manager `Upstream.stream` returns: a class, not an `asynccontextmanager`, whose
-    generator and wrapper cost a fixed share of every stream for nothing."""
+    """What `Upstream.stream` returns: a context manager that is, once entered, the iterator of the
+    body's chunks, each read watched for the idle timeout (one timer per stream, see http/idle.py).
+    A class, not an `asynccontextmanager` around an async generator: their creation, closing and
+    finalizing cost a fixed share of every stream for nothing."""
 
-    __slots__ = ("_chunks", "_request", "_response", "_upstream", "_watch")
+    __slots__ = ("_raw", "_request", "_response", "_upstream", "_watch")
 
     def __init__(
         self,
@@ -334,27 +301,48 @@ class UpstreamStream:
     ) -> None:
         self._upstream = upstream
         self._request = (method, path, json, params, model)
-        # One watch from the request to the last chunk: the first byte's timeout, then the idle one.
-        self._watch = IdleWatch(upstream.timeouts.first_byte)
+        # The reads' idle timeout; the head is timed as a whole request's is (the upstream's head
+        # timer, one for all its requests: no timer of the stream's own until a read has to wait).
+        self._watch = IdleWatch(upstream.timeouts.idle)
 
-    async def __aenter__(self) -> AsyncIterator[bytes]:
-        upstream, watch = self._upstream, self._watch
-        sending = _HEAD_WATCH.set((upstream, watch))
-        try:
-            self._response = await upstream._send(*self._request)
-        except BaseException:
-            watch.close()
-            raise
-        finally:
-            _HEAD_WATCH.reset(sending)
-        watch.limit(upstream.timeouts.idle)
-        self._chunks = upstream._chunks(self._response, watch)
-        return self._chunks
+    async def __aenter__(self) -> UpstreamStream:
+        self._response = response = await self._upstream._send(*self._request)
+        self._raw = response.chunks()
+        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._watch.close()  # here, not in `_chunks`: a block may leave before reading a chunk
-        await self._chunks.aclose()
+        self._watch.close()  # here, not after the last chunk: a block may leave before reading one
         await self._response.aclose()
+
+    def __aiter__(self) -> UpstreamStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The next chunk of the body (never an empty one); a read that fails or outlasts the idle
+        timeout ends the stream as cut, an error. A read of what has arrived already waits for
+        nothing, so is not watched: at 50 concurrent streams most are, and arming the watch's timer
+        (and cancelling it) was about 1% of a stream's work."""
+        watch, raw, response = self._watch, self._raw, self._response
+        while True:
+            waits = not response.ready()
+            if waits:
+                watch.started()
+            try:
+                chunk = await anext(raw)  # StopAsyncIteration at the body's end ends the iteration
+            except asyncio.CancelledError:
+                if waits and watch.finished(cancelled=True):
+                    upstream = self._upstream
+                    raise upstream._cut(
+                        upstream._timed_out("stream data", upstream.timeouts.idle, watch.by_deadline)
+                    ) from None
+                raise
+            except (httpx.TransportError, aiohttp.ClientError, OSError) as error:
+                upstream = self._upstream
+                raise upstream._cut(upstream._unreachable(error)) from None
+            if waits:
+                watch.finished()
+            if chunk:
+                return chunk
 
 
 async def _read_limited(response: UpstreamResponse) -> bytes:

@@ -64,6 +64,11 @@ class UpstreamResponse:
             parts.append(chunk)
         return b"".join(parts)  # a body of one chunk (most) is returned as it is, not copied
 
+    def ready(self) -> bool:
+        """True when the next read of `chunks()` completes without waiting (data, the end or an
+        error in hand); False when it may wait, or cannot tell."""
+        return False
+
     def arrived(self, limit: int) -> bytes | None:
         """The whole body, decoded, if all of it is in hand already (nothing to wait for); None
         when some of it may still be on its way. `BodyTooLarge` past `limit`, as `read`."""

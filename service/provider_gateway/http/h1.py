@@ -192,6 +192,13 @@ class H1Response(UpstreamResponse):
     def chunks(self) -> H1Response:
         return self
 
+    def ready(self) -> bool:
+        # A body with no content coding: `__anext__` then returns what is in hand (pieces are never
+        # empty), or raises, without waiting. A coded one may need more input to give a byte.
+        return bool(self._decoded) or (
+            self._decoder is None and bool(self._pieces or self._error is not None or self._done)
+        )
+
     def arrived(self, limit: int) -> bytes | None:
         if not self._done or self._error is not None:
             return None

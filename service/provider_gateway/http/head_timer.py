@@ -1,4 +1,4 @@
-"""The first-byte timeout of an upstream's whole requests, with one timer for all of them.
+"""The first-byte timeout of an upstream's requests, streams' included, with one timer for all.
 
 `asyncio.timeout` around each request's wait for its response head scheduled and cancelled a timer
 per request (a Timeout, a TimerHandle, a heap push and a cancel: about 2% of a unary call's work,
@@ -6,7 +6,9 @@ benchmarks/RESULTS.md, issue 15). Here each wait only joins the set of an upstre
 timer, armed for the earliest moment one of them is due, cancels the tasks whose waits are over
 and re-arms for the next. Nearly every answer comes long before its timeout, so the timer seldom
 fires, and a new wait re-arms it only when it is due before the moment the timer is set for.
-A wait's timeout is its setting or the caller's deadline, whichever comes first, as before.
+A wait's timeout is its setting or the caller's deadline, whichever comes first, as before. A
+stream's head is timed here too: its own idle watch (http/idle.py) then arms a timer only if a read
+of its body has to wait.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ Codecs stay pure; everything that touches the network goes through `provider_gat
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Any
 
 from provider_gateway.config import Section
@@ -21,13 +22,14 @@ from provider_gateway.providers.base import BaseProvider, completion_of
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
 from provider_gateway.providers.http_common import completion_as_chat, probe
-from provider_gateway.providers.relay import batches
+from provider_gateway.providers.relay import never, relay_reads
 from provider_gateway.wire.sse import SseDecoder, SseError, SseEvent
 
 __all__ = [
     "TIMEOUT_KEYS",
     "HttpProvider",
     "SseEvent",
+    "SseReads",
     "VendorErrors",
     "decode_json_event",
     "sse_reads",
@@ -60,31 +62,55 @@ def _reword(error: GatewayError, message: str) -> None:
     error.args = (message,)
 
 
-@asynccontextmanager
-async def sse_reads(
+class SseReads:
+    """An SSE answer (`sse_reads`): entered, the body's chunks and the decoder that frames them.
+    A class, not an `asynccontextmanager` around an async generator, whose creation, closing and
+    finalizing cost every stream (benchmarks/RESULTS.md, issue 15)."""
+
+    __slots__ = ("_provider", "_stream", "chunks", "decoder")
+
+    def __init__(self, stream: AbstractAsyncContextManager[AsyncIterable[bytes]], provider: str) -> None:
+        self._stream = stream
+        self._provider = provider
+        self.decoder = SseDecoder()
+
+    async def __aenter__(self) -> SseReads:
+        self.chunks = await self._stream.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self._stream.__aexit__(kind, error, trace)  # the response closed on every exit
+        if isinstance(error, SseError):
+            raise oversized_event(error, self._provider) from None
+
+    def relay(
+        self,
+        step: Callable[[SseEvent], Iterable[StreamEvent] | str],
+        *,
+        merge: bool,
+        finished: Callable[[], bool] = never,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """`relay_reads` of the events: those each read completes, as soon as it completes them,
+        and at the body's end the last one if its blank line never came (`SseDecoder.close`)."""
+        decoder = self.decoder
+        return relay_reads(
+            self.chunks, decoder.feed, step, merge=merge, finished=finished, flush=decoder.close
+        )
+
+
+def sse_reads(
     upstream: Upstream, path: str, body: Any, *, params: Mapping[str, str] | None = None, model: str = ""
-) -> AsyncIterator[AsyncGenerator[Iterable[SseEvent], None]]:
-    """POST `body` and read the answer as SSE events: the events each read completed, as soon as
-    it completes them (see `relay_reads`).
+) -> SseReads:
+    """`async with sse_reads(...) as reads`: POST `body` and read the answer as SSE events
+    (`SseReads.relay`).
 
     The upstream response is closed when the block exits for any reason, so a client cancel or an
-    abandoned stream closes the upstream connection.
+    abandoned stream closes the upstream connection. An event past the decoder's bound fails the
+    attempt (`oversized_event`).
     """
-    async with upstream.stream("POST", path, json=body, params=params, model=model) as chunks:
-        yield _decode(chunks, upstream.provider)
-
-
-async def _decode(chunks: AsyncIterator[bytes], provider: str) -> AsyncGenerator[Iterable[SseEvent], None]:
-    decoder = SseDecoder()
-    try:
-        async with aclosing(batches(chunks, decoder.feed)) as reads:  # closed with this, not later
-            async for events in reads:
-                yield events
-        last = decoder.close()
-    except SseError as error:
-        raise oversized_event(error, provider) from None
-    if last:
-        yield last
+    return SseReads(upstream.stream("POST", path, json=body, params=params, model=model), upstream.provider)
 
 
 def oversized_event(error: SseError, provider: str) -> GatewayError:

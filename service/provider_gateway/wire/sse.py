@@ -79,7 +79,11 @@ class SseDecoder:
         """The events completed by `chunk`; raises SseError when a line or event outgrows the bound."""
         plain = self._plain_events(chunk)
         if plain is None:
-            return self._lines(chunk)
+            named = self._named_events(chunk)
+            if named is None:
+                return self._lines(chunk)
+            events, rest = named
+            return events + self._lines(rest) if rest else events
         datas, rest = plain
         events = [
             SseEvent(data.decode("utf-8", "replace"), "message", self._id, self._retry) for data in datas
@@ -126,6 +130,29 @@ class SseDecoder:
             return None
         self._first_line = False
         return datas, chunk[whole:]
+
+    def _named_events(self, chunk: bytes) -> tuple[list[SseEvent], bytes] | None:
+        """`_plain_events` for events of an `event: ` line and a `data: ` line each, `\n` line
+        ends (Anthropic's, Cohere's, the Responses API's): the whole ones a read fed between events
+        starts with, and the rest of the read; None for any other read. Each two-line block is
+        such an event only if its lines start so (so no line is a BOM, a comment or another field)
+        and neither holds a line end; the whole events are within the bound."""
+        if chunk[:7] != b"event: " or self._buffer or self._data or self._event or CR in chunk:
+            return None
+        whole = chunk.rfind(b"\n\n") + 2  # past the last blank line
+        if whole < 2 or whole > self._max:
+            return None
+        events: list[SseEvent] = []
+        for block in chunk[: whole - 2].split(b"\n\n"):
+            head, _, data = block.partition(b"\n")
+            if not (head.startswith(b"event: ") and data.startswith(b"data: ")) or LF in data:
+                return None
+            name = head[7:].decode("utf-8", "replace")
+            events.append(
+                SseEvent(data[6:].decode("utf-8", "replace"), name or "message", self._id, self._retry)
+            )
+        self._first_line = False
+        return events, chunk[whole:]
 
     def _lines(self, chunk: bytes) -> list[SseEvent]:
         """`feed` line by line: any read, in any state."""

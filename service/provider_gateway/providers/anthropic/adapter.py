@@ -10,7 +10,7 @@ Configuration (`[providers.<name>]`, kind "anthropic"):
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 
 from provider_gateway.config import Section
 from provider_gateway.domain import (
@@ -30,13 +30,13 @@ from provider_gateway.providers.anthropic import codec
 from provider_gateway.providers.anthropic.forced_output import output_tool_name
 from provider_gateway.providers.base import accumulate, completion_of
 from provider_gateway.providers.context import ProviderContext
-from provider_gateway.providers.relay import relay_reads
 from provider_gateway.providers.reported_usage import report_partial_usage
 from provider_gateway.providers.shapes import count_at
 from provider_gateway.providers.upstream_io import (
     TIMEOUT_KEYS,
     HttpProvider,
     SseEvent,
+    SseReads,
     decode_json_event,
     sse_reads,
 )
@@ -68,7 +68,7 @@ def options_from(options: Section, *, tool_streaming: bool = True) -> codec.Anth
 
 
 async def decode_messages(
-    reads: AsyncGenerator[Iterable[SseEvent], None], provider: str, request: ChatRequest, *, merge: bool
+    reads: SseReads, provider: str, request: ChatRequest, *, merge: bool
 ) -> AsyncIterator[StreamEvent]:
     """The Messages SSE stream as domain events; a stream without `message_stop` is an error."""
     decoder = codec.MessagesStreamDecoder(provider=provider, output_tool=output_tool_name(request))
@@ -82,7 +82,7 @@ async def decode_messages(
         return items
 
     # message_stop is the last event: reading stops there, without waiting for the server to close.
-    async for item in relay_reads(reads, step, merge=merge, finished=lambda: decoder.finished):
+    async for item in reads.relay(step, merge=merge, finished=lambda: decoder.finished):
         yield item
     if not decoder.finished:
         raise GatewayError(
@@ -161,9 +161,7 @@ class AnthropicProvider(HttpProvider):
             return items
 
         async with sse_reads(self.upstream(), "/v1/complete", body, model=request.model) as reads:
-            async for item in relay_reads(
-                reads, step, merge=self.merge_reads, finished=lambda: decoder.finished
-            ):
+            async for item in reads.relay(step, merge=self.merge_reads, finished=lambda: decoder.finished):
                 yield item
         if not decoder.finished:
             raise GatewayError(

@@ -78,7 +78,7 @@ from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures
 from provider_gateway.providers.bedrock.models import Family
 from provider_gateway.providers.bedrock.transport import JSON, Payload, SignedUpstream, model_path
 from provider_gateway.providers.context import ProviderContext
-from provider_gateway.providers.relay import batches, relay_reads
+from provider_gateway.providers.relay import relay_reads
 from provider_gateway.providers.reported_usage import report_partial_usage
 
 OPTION_KEYS = (
@@ -273,7 +273,7 @@ class BedrockProvider(BaseProvider):
             async with self.runtime.stream_bytes(
                 model_path(model_id, operation), payload, model=model
             ) as chunks:
-                async for decoded in relay_reads(batches(chunks, frames.feed), step, merge=self.merge_reads):
+                async for decoded in relay_reads(chunks, frames.feed, step, merge=self.merge_reads):
                     yield decoded
             frames.end()
             for decoded in end():

@@ -29,7 +29,6 @@ from provider_gateway.domain import (
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.cohere import codec
 from provider_gateway.providers.context import ProviderContext
-from provider_gateway.providers.relay import relay_reads
 from provider_gateway.providers.upstream_io import (
     TIMEOUT_KEYS,
     HttpProvider,
@@ -92,9 +91,7 @@ class CohereProvider(HttpProvider):
 
         async with sse_reads(self.upstream(), "/v2/chat", body, model=request.model) as reads:
             # message-end is the last event: reading stops there.
-            async for item in relay_reads(
-                reads, step, merge=self.merge_reads, finished=lambda: decoder.finished
-            ):
+            async for item in reads.relay(step, merge=self.merge_reads, finished=lambda: decoder.finished):
                 yield item
         if decoder.finished:
             return

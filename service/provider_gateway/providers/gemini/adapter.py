@@ -7,7 +7,7 @@ Configuration (`[providers.<name>]`, kind "gemini"):
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 
 from provider_gateway.config import Section
 from provider_gateway.domain import (
@@ -27,13 +27,13 @@ from provider_gateway.providers.base import estimate_tokens
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec
 from provider_gateway.providers.http_common import path_segment
-from provider_gateway.providers.relay import relay_reads
 from provider_gateway.providers.reported_usage import report_partial_usage
 from provider_gateway.providers.shapes import count_at
 from provider_gateway.providers.upstream_io import (
     TIMEOUT_KEYS,
     HttpProvider,
     SseEvent,
+    SseReads,
     decode_json_event,
     sse_reads,
 )
@@ -43,9 +43,7 @@ KEYS = ("kind", "base_url", "api_key_env", "api_key_file", *TIMEOUT_KEYS)
 SSE = {"alt": "sse"}
 
 
-async def decode_generate(
-    reads: AsyncGenerator[Iterable[SseEvent], None], provider: str, *, merge: bool
-) -> AsyncIterator[StreamEvent]:
+async def decode_generate(reads: SseReads, provider: str, *, merge: bool) -> AsyncIterator[StreamEvent]:
     """GenerateContentResponse chunks as domain events; a stream without a finishReason is an error."""
     decoder = codec.GenerateStreamDecoder(provider=provider)
     reported = False
@@ -62,7 +60,7 @@ async def decode_generate(
         return items
 
     # Gemini's last chunk carries the finishReason, and the server closes the stream after it.
-    async for item in relay_reads(reads, step, merge=merge):
+    async for item in reads.relay(step, merge=merge):
         yield item
     if not decoder.finish_reason:
         raise GatewayError(

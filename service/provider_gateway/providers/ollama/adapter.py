@@ -37,7 +37,7 @@ from provider_gateway.providers.base import BaseProvider, completion_of
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.http_common import completion_as_chat, probe
 from provider_gateway.providers.ollama import codec
-from provider_gateway.providers.relay import batches, relay_reads
+from provider_gateway.providers.relay import relay_reads
 from provider_gateway.wire.ndjson import NdjsonDecoder, NdjsonError
 
 DEFAULT_URL = "http://localhost:11434"
@@ -136,10 +136,9 @@ class OllamaProvider(BaseProvider):
         decoder = NdjsonDecoder()
         try:
             async with self.upstream.stream("POST", "/api/chat", json=body, model=request.model) as chunks:
-                reads = batches(chunks, decoder.feed)
                 # The done line ends the answer: the rest of the body is not awaited.
                 async for event in relay_reads(
-                    reads, parser.feed, merge=self.merge_reads, finished=lambda: parser.done
+                    chunks, decoder.feed, parser.feed, merge=self.merge_reads, finished=lambda: parser.done
                 ):
                     yield event
                 if not parser.done:  # a last line without its newline

@@ -50,7 +50,7 @@ from provider_gateway.providers.openai.presets import PRESETS, Preset
 from provider_gateway.providers.openai.responses_adapter import ResponsesApi
 from provider_gateway.providers.openai.stream import ChatStreamParser, event_chunk
 from provider_gateway.providers.openai.wires import wire_for
-from provider_gateway.providers.relay import batches, relay_reads
+from provider_gateway.providers.relay import decode_read
 from provider_gateway.providers.reported_usage import report_partial_usage
 from provider_gateway.providers.upstream_io import oversized_event
 from provider_gateway.wire.sse import SseDecoder, SseError, SseEvent
@@ -269,9 +269,14 @@ class OpenAIProvider(BaseProvider):
 
         try:
             async with upstream.stream("POST", path, json=body, model=request.model) as chunks:
-                reads = batches(chunks, decoder.payloads)
-                async for event in relay_reads(reads, step, merge=self.merge_reads, finished=lambda: done):
-                    yield event
+                # `relay_reads`' loop, here: this generator, the family's every stream, is then the
+                # only one between the chunks and the router (benchmarks/RESULTS.md, issue 15).
+                merge, finished = self.merge_reads, lambda: done
+                async for chunk in chunks:
+                    for event in decode_read(decoder.payloads, chunk, step, merge, finished):
+                        yield event
+                    if done:
+                        break
                 if not done:  # the body's end dispatches a last event without its blank line
                     done = any(event.data.strip() == "[DONE]" for event in decoder.close())
         except SseError as error:

@@ -16,7 +16,6 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import Upstream
 from provider_gateway.providers.openai.responses import responses_body
 from provider_gateway.providers.openai.responses_stream import ResponsesStreamDecoder
-from provider_gateway.providers.relay import relay_reads
 from provider_gateway.providers.upstream_io import SseEvent, decode_json_event, sse_reads
 
 
@@ -45,9 +44,7 @@ class ResponsesApi:
 
         async with sse_reads(self.upstream, self.path, body, model=request.model) as reads:
             # response.completed (or failed, incomplete) ends it: the rest of the body is not awaited.
-            async for event in relay_reads(
-                reads, step, merge=self.merge_reads, finished=lambda: decoder.finished
-            ):
+            async for event in reads.relay(step, merge=self.merge_reads, finished=lambda: decoder.finished):
                 yield event
         if not decoder.finished:
             raise GatewayError(
