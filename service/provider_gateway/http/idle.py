@@ -4,9 +4,10 @@
 TimerHandle and a heap push each time): at thousands of tokens a second that was a measurable share
 of the relay (benchmarks/RESULTS.md, issue 15). Here a read only notes when it began; one timer,
 re-armed only when it fires, checks whether the read in progress has waited too long, and only then
-cancels the reading task. The wait for a stream's response head is its first read, bounded by the
-first-byte timeout (`limit` then sets the idle one). Time the consumer spends with a chunk (a slow
-gRPC client) is not upstream idleness and never counts.
+cancels the reading task. A stream's response head is waited for under the upstream's head timer
+(http/head_timer.py, the first-byte timeout), and a read of bytes that have already arrived is not
+watched: the timer is armed only by a read that has to wait. Time the consumer spends with a chunk
+(a slow gRPC client) is not upstream idleness and never counts.
 """
 
 from __future__ import annotations
@@ -52,14 +53,6 @@ class IdleWatch:
         if cancelled and self.expired and self._task is not None:
             return self._task.uncancel() <= self._cancelling
         return False
-
-    def limit(self, idle: float) -> None:
-        """Bound the reads from now on by `idle` seconds instead (a stream's idle timeout after its
-        first byte's). A timer armed for a later moment is dropped, for the next read to arm one in
-        time; one armed earlier looks again when it fires, as it always does."""
-        if idle < self._idle:
-            self.close()
-        self._idle = idle
 
     def close(self) -> None:
         if self._handle is not None:
