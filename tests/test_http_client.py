@@ -184,6 +184,17 @@ async def test_idle_timeout_is_per_read_not_per_stream(pool: UpstreamPool, fake:
     assert received == b"abcde"
 
 
+async def test_a_stream_read_to_its_end_is_idle_no_more(pool: UpstreamPool, fake: FakeUpstream) -> None:
+    # The read that meets the body's end (or fails) may have waited: the watch must stop with it,
+    # or the work done with the last events inside the block (a decoder's final flush, a slow
+    # consumer of them) would be cancelled as an idle upstream once the timeout passed.
+    fake.script("/s", Reply(chunks=[b"a", b"b"], content_type="text/plain", chunk_delay_s=0.1))
+    up = upstream(pool, fake.url, timeouts=Timeouts(idle=0.2))
+    async with up.stream("POST", "/s", json={}) as chunks:
+        assert b"".join([c async for c in chunks]) == b"ab"
+        await asyncio.sleep(0.5)  # past the idle timeout, with nothing left to read
+
+
 async def test_compressed_bodies_arrive_decoded(pool: UpstreamPool, fake: FakeUpstream) -> None:
     # The gateway accepts gzip (as httpx's client did): a stream and an error body are decoded
     # too, not only whole bodies, so a compressed SSE stream relays and a 429 says why.

@@ -329,6 +329,10 @@ class UpstreamStream:
                 watch.started()
             try:
                 chunk = await anext(raw)  # StopAsyncIteration at the body's end ends the iteration
+            except StopAsyncIteration:
+                if waits:  # nothing is read any more: the events still handed on are not idleness
+                    watch.finished()
+                raise
             except asyncio.CancelledError:
                 if waits and watch.finished(cancelled=True):
                     upstream = self._upstream
@@ -337,6 +341,8 @@ class UpstreamStream:
                     ) from None
                 raise
             except (httpx.TransportError, aiohttp.ClientError, OSError) as error:
+                if waits:
+                    watch.finished()
                 upstream = self._upstream
                 raise upstream._cut(upstream._unreachable(error)) from None
             if waits:
