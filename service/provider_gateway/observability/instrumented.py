@@ -101,11 +101,10 @@ class Attempt:
             state.model = model
         metrics = self.metrics = owner.metrics
         if metrics is not None:
-            labels = {"provider": owner.name}
             if retry:
-                metrics.retries.add(1, labels)
+                metrics.retries.add(1, owner.name)
             if failover:
-                metrics.failovers.add(1, labels)
+                metrics.failovers.add(1, owner.name)
         if owner.tracer is not None:
             # The router's facts about the attempt name the span only: not read without a tracer.
             facts = router_attempt(state.attempts if state is not None else 1)
@@ -189,8 +188,7 @@ class Attempt:
         metrics = self.metrics
         if metrics is not None:
             model = metrics.model_label(model)
-            labels = {"provider": owner.name, "model": model}
-            metrics.attempts.add(1, {**labels, "outcome": outcome})
+            metrics.attempts.add(1, owner.name, model, outcome)
             genai = {
                 "gen_ai.operation.name": self.op,
                 "gen_ai.provider.name": owner.genai_provider,
@@ -206,8 +204,8 @@ class Attempt:
             if usage is not None:
                 metrics.genai_tokens.record(usage.input_tokens, {**genai, "gen_ai.token.type": "input"})
                 metrics.genai_tokens.record(usage.output_tokens, {**genai, "gen_ai.token.type": "output"})
-                metrics.tokens.add(usage.input_tokens, {**labels, "direction": "input"})
-                metrics.tokens.add(usage.output_tokens, {**labels, "direction": "output"})
+                metrics.tokens.add(usage.input_tokens, owner.name, model, "input")
+                metrics.tokens.add(usage.output_tokens, owner.name, model, "output")
         span = self.span
         if span is not None:
             span.set_attribute("provider_gateway.attempt.outcome", outcome)

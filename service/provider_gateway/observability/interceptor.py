@@ -113,7 +113,7 @@ class RequestInterceptor:
         if metrics is not None:
             model = metrics.model_label(state.model)
             labels = {"rpc": state.rpc, "provider": state.provider, "model": model, "status": status}
-            metrics.requests.add(1, labels)
+            metrics.requests.add(1, state.rpc, state.provider, model, status)
             metrics.duration.record(duration, labels)
             # OpenTelemetry's RPC semantic conventions, for dashboards built on them.
             metrics.rpc_duration.record(
@@ -127,13 +127,12 @@ class RequestInterceptor:
             )
             if state.cost_micros:
                 key = state.key or NO_KEY  # configured names only: cardinality is the config's
-                metrics.cost.add(state.cost_micros, {"provider": state.provider, "model": model, "key": key})
+                metrics.cost.add(state.cost_micros, state.provider, model, key)
             for consumed in state.unreported:  # attempts whose provider never reported it all
                 trusted = status not in UNTRUSTED_OUTCOMES  # else the model is the client's text
                 label = metrics.model_label(consumed.model) if trusted else "_invalid"
-                labels = {"provider": consumed.provider, "model": label}
-                metrics.tokens.add(consumed.usage.input_tokens, {**labels, "direction": "input"})
-                metrics.tokens.add(consumed.usage.output_tokens, {**labels, "direction": "output"})
+                metrics.tokens.add(consumed.usage.input_tokens, consumed.provider, label, "input")
+                metrics.tokens.add(consumed.usage.output_tokens, consumed.provider, label, "output")
             if finish is not None:
                 timing = finish.timing
                 short = {"rpc": state.rpc, "provider": state.provider, "model": model}
@@ -197,7 +196,7 @@ class MethodTelemetry:
         span, token = (None, None) if owner.tracer is None else owner._span(self._method, metadata, state)
         reset = CURRENT.set(state)
         if self._streams is not None:
-            self._streams.add(1, {"rpc": self._rpc})
+            self._streams.add(1, self._rpc)
         # What `watching(state.add_estimate)` does, without its object and two calls per call.
         watchers = WATCHERS.set((*WATCHERS.get(), state.add_estimate))
         return started, context, state, span, token, reset, watchers
@@ -207,7 +206,7 @@ class MethodTelemetry:
         _reset(WATCHERS, watchers)
         _reset(CURRENT, reset)
         if self._streams is not None:
-            self._streams.add(-1, {"rpc": self._rpc})
+            self._streams.add(-1, self._rpc)
         self._owner._end(state, span, token, _status(context, error), started, last)
 
 
