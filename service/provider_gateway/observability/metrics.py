@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import cast
 
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, ExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     MetricExporter,
@@ -84,6 +84,13 @@ def _views() -> list[View]:
     ]
 
 
+def _exemplar_filter(traced: bool) -> ExemplarFilter | None:
+    """Exemplars link a measurement to the sampled span it was made in. Without our tracer there is
+    no such span, so the default trace_based filter can only say no, at ~2% of each histogram
+    record: off then, unless OTEL_METRICS_EXEMPLAR_FILTER asks for something (None: the SDK's choice)."""
+    return None if traced or os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER") else AlwaysOffExemplarFilter()
+
+
 class GatewayMetrics:
     def __init__(
         self,
@@ -91,9 +98,13 @@ class GatewayMetrics:
         readers: Sequence[MetricReader],
         gauges: GaugeSources,
         health: Callable[[], Mapping[str, bool]] = dict,
+        traced: bool = False,
     ) -> None:
         self.provider = MeterProvider(
-            metric_readers=list(readers), resource=resource(service_name), views=_views()
+            metric_readers=list(readers),
+            resource=resource(service_name),
+            views=_views(),
+            exemplar_filter=_exemplar_filter(traced),
         )
         meter = self.provider.get_meter(INSTRUMENTATION)
         self._gauges = gauges

@@ -143,7 +143,9 @@ class Telemetry:
 
                 self.prometheus = PrometheusEndpoint(settings.prometheus_host, settings.prometheus_port)
                 readers.append(self.prometheus.reader)
-            self.metrics = GatewayMetrics(settings.service_name, readers, self.gauges, lambda: self.health())
+            self.metrics = GatewayMetrics(
+                settings.service_name, readers, self.gauges, lambda: self.health(), self.tracer is not None
+            )
 
     @classmethod
     def from_config(cls, section: Section, worker: int = 0) -> Telemetry:
