@@ -1,8 +1,9 @@
 """OpenTelemetry metrics of the gateway, exported by OTLP and/or scraped as Prometheus text.
 
 Request-level instruments are recorded by the interceptor, attempt-level ones by the instrumented
-providers; state-like ones (breakers, limiters, connections, provider health) are observable
-gauges fed through `GaugeSources`. Imported only when metrics are on.
+providers (counters summed in plain dicts, histograms through the SDK); state-like ones (breakers,
+limiters, connections, provider health) are observable gauges fed through `GaugeSources`. Imported
+only when metrics are on.
 """
 
 from __future__ import annotations
