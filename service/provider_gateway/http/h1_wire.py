@@ -47,14 +47,43 @@ _COMMON_STATUS_LINES = {
 _COMMON_NAMES = frozenset(
     spelling
     for name in (
-        "Access-Control-Allow-Origin Age Alt-Svc Cache-Control CF-Cache-Status CF-RAY Connection "
-        "Content-Encoding Content-Length Content-Type Date ETag Expires Keep-Alive Last-Modified "
-        "Location Retry-After Server Set-Cookie Strict-Transport-Security Transfer-Encoding Vary Via "
-        "X-Content-Type-Options X-Request-ID request-id openai-organization openai-processing-ms "
-        "openai-version x-ratelimit-limit-requests x-ratelimit-limit-tokens "
-        "x-ratelimit-remaining-requests x-ratelimit-remaining-tokens x-ratelimit-reset-requests "
-        "x-ratelimit-reset-tokens anthropic-organization-id"
-    ).split()
+        "Access-Control-Allow-Origin",
+        "Age",
+        "Alt-Svc",
+        "Cache-Control",
+        "CF-Cache-Status",
+        "CF-RAY",
+        "Connection",
+        "Content-Encoding",
+        "Content-Length",
+        "Content-Type",
+        "Date",
+        "ETag",
+        "Expires",
+        "Keep-Alive",
+        "Last-Modified",
+        "Location",
+        "Retry-After",
+        "Server",
+        "Set-Cookie",
+        "Strict-Transport-Security",
+        "Transfer-Encoding",
+        "Vary",
+        "Via",
+        "X-Content-Type-Options",
+        "X-Request-ID",
+        "request-id",
+        "openai-organization",
+        "openai-processing-ms",
+        "openai-version",
+        "x-ratelimit-limit-requests",
+        "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-reset-requests",
+        "x-ratelimit-reset-tokens",
+        "anthropic-organization-id",
+    )
     for spelling in (name, name.lower())
 )
 # Set by the transport from the request and its URL: a caller's value could contradict the framing.
