@@ -13,12 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provider_gateway.http.h1_wire import (
+    _COMMON_NAMES,
     _SMALL_SIZES,
     DONE,
     MAX_CHUNK_LINE,
     MAX_HEAD_BYTES,
     ResponseParser,
     _chunk_size,
+    _common_head,
+    _read_head,
 )
 from provider_gateway.wire.sse import SseDecoder, SseError, SseEvent
 
@@ -162,6 +165,54 @@ def test_a_field_name_is_accepted_exactly_when_it_is_a_token(name: bytes) -> Non
     else:
         accepted = parser.state == DONE
     assert accepted == (bool(name) and set(name) <= TCHAR)
+
+
+status_lines = st.one_of(
+    st.sampled_from(
+        [b"HTTP/1.1 200 OK", b"HTTP/1.0 404 Not Found", b"HTTP/1.1 429", b"HTTP/1.1 503 SERVICE UNAVAILABLE"]
+    ),
+    st.sampled_from([b"HTTP/1.1 200 Fine", b"HTTP/1.1 200 OK ", b"HTTP/1.2 200 OK", b"HTTP/1.1 2OO OK", b""]),
+    st.builds(
+        lambda code, phrase: b"HTTP/1.1 %d " % code + phrase, st.integers(0, 999), st.binary(max_size=6)
+    ),
+)
+head_names = st.one_of(st.sampled_from(sorted(_COMMON_NAMES)).map(str.encode), field_names)
+head_values = st.one_of(st.text(" \tabc-=;,0é\x7f", max_size=12).map(str.encode), st.binary(max_size=8))
+head_lines = st.one_of(
+    st.builds(
+        lambda name, ows, value: name + b":" + ows + value,
+        head_names,
+        st.sampled_from([b"", b" ", b"\t "]),
+        head_values,
+    ),
+    st.binary(max_size=10),  # no colon, an obs-fold, a bare CR or LF, a NUL...
+)
+
+
+@PROPERTY
+@given(status_lines, st.lists(head_lines, max_size=12))
+def test_the_common_heads_reading_agrees_with_the_general_one(status: bytes, lines: list[bytes]) -> None:
+    """`_common_head` reads a head exactly as `_read_head` does, or leaves it to it: it passes no
+    head the general reading refuses."""
+    head = b"\r\n".join([status, *lines])
+    common = _common_head(head)
+    try:
+        general = _read_head(head)
+    except httpx.RemoteProtocolError:
+        assert common is None
+        return
+    if common is not None:
+        assert common[:2] == general[:2]
+        assert list(common[2].items()) == list(general[2].items())
+
+
+def test_the_common_heads_reading_takes_the_heads_servers_send() -> None:
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+        b"x-ratelimit-remaining-requests: 99\r\nX-Odd_Name: \xc3\xa9 \r\nDate: Mon, 07 Dec 2026 01:55:01 GMT"
+    )
+    assert _common_head(head) is not None
+    assert _common_head(head) == _read_head(head)
 
 
 # Server-Sent Events

@@ -195,6 +195,51 @@ async def test_a_stream_read_to_its_end_is_idle_no_more(pool: UpstreamPool, fake
         await asyncio.sleep(0.5)  # past the idle timeout, with nothing left to read
 
 
+async def test_the_streams_of_one_upstream_are_timed_each_by_its_own_reads(
+    pool: UpstreamPool, fake: FakeUpstream
+) -> None:
+    # One timer serves all the streams of an upstream (http/idle.py): a stream that goes quiet is
+    # cut by the idle timeout, one under a shorter deadline by the deadline, while a stream whose
+    # reads keep coming within the timeout runs on well past it, all at the same time.
+    fake.script("/quiet", Reply(chunks=[b"a"], content_type="text/plain", then="hang"))
+    fake.script("/late", Reply(chunks=[b"a"], content_type="text/plain", then="hang"))
+    pieces = [b"%d" % n for n in range(8)]
+    fake.script("/steady", Reply(chunks=pieces, content_type="text/plain", chunk_delay_s=0.1))
+    up = upstream(pool, fake.url, timeouts=Timeouts(idle=0.3))
+
+    async def under_deadline(path: str, into: list[bytes]) -> None:
+        token = deadline.set_deadline(0.15)
+        try:
+            await collect(up, path, into)
+        finally:
+            deadline.reset(token)
+
+    quiet: list[bytes] = []
+    late: list[bytes] = []
+    steady: list[bytes] = []
+    async with asyncio.timeout(10):  # only so that a regression fails instead of hanging the suite
+        results = await asyncio.gather(
+            collect(up, "/quiet", quiet),
+            under_deadline("/late", late),
+            collect(up, "/steady", steady),
+            return_exceptions=True,
+        )
+    idle, cut_by_deadline, whole = results
+    assert isinstance(idle, GatewayError)
+    assert idle.kind is ErrorKind.UNAVAILABLE
+    assert "no stream data from acme within 0.3 s" in idle.message
+    assert isinstance(cut_by_deadline, GatewayError)
+    assert cut_by_deadline.kind is ErrorKind.DEADLINE_EXCEEDED
+    assert whole is None
+    assert steady == pieces
+    assert quiet == late == [b"a"]
+    # The timer carries on for the upstream's next streams.
+    fake.script("/quiet", Reply(chunks=[b"b"], content_type="text/plain", then="hang"))
+    with pytest.raises(GatewayError, match=r"no stream data from acme within 0\.3 s"):
+        async with asyncio.timeout(10):
+            await collect(up, "/quiet", quiet)
+
+
 async def test_compressed_bodies_arrive_decoded(pool: UpstreamPool, fake: FakeUpstream) -> None:
     # The gateway accepts gzip (as httpx's client did): a stream and an error body are decoded
     # too, not only whole bodies, so a compressed SSE stream relays and a 429 says why.

@@ -35,15 +35,20 @@ SAMPLES = [
     Attempt("openai", "gpt-4o-mini", "ok", "", 120, Cost(1, True, "provider")),
     Finish(FinishReason.STOP, "stop", "openai", "gpt-4o-mini", Timing(1, 2, 3, 4), (), "id-1"),
     AttemptInfo(1, "default/openai/gpt-4o-mini", "closed"),
+    AttemptInfo(2, "default/openai/gpt-4o-mini", "open", print, print),  # with sinks, as the router sets it
 ]
 
 
 def frozen_twin(value: object) -> object:
-    """The same fields in a frozen slotted dataclass of the same name: the general path."""
+    """The same fields in a frozen slotted dataclass of the same name: the general path. A field
+    kept out of comparisons and printing (AttemptInfo's sinks) is kept out of the twin's too."""
     cls = type(value)
     twin = dataclasses.make_dataclass(
         cls.__name__,
-        [(f.name, f.type) for f in dataclasses.fields(cls)],
+        [
+            (f.name, f.type, dataclasses.field(compare=f.compare, repr=f.repr, hash=f.hash))
+            for f in dataclasses.fields(cls)
+        ],
         frozen=True,
         slots=True,
     )

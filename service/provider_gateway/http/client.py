@@ -25,7 +25,7 @@ from provider_gateway.http import deadline
 from provider_gateway.http.errors import error_from_response, redact
 from provider_gateway.http.exchange import BodyTooLarge, OutgoingRequest, UpstreamResponse, merged_headers
 from provider_gateway.http.head_timer import HeadTimer, HeadWait
-from provider_gateway.http.idle import IdleWatch
+from provider_gateway.http.idle import IdleTimer, IdleWatch
 from provider_gateway.http.pool import HostClient
 from provider_gateway.http.rate_limits import announced, report_rate_limit
 
@@ -114,6 +114,7 @@ class Upstream:
         self._headers = {False: plain, True: merged_headers(plain, {"content-type": "application/json"})}
         self._urls: dict[str, URL] = {}
         self._head_timer = HeadTimer()  # the first-byte timeout of whole requests, one timer for all
+        self._idle_timer = IdleTimer()  # the idle timeout of its streams' reads, one timer for all
 
     def _url(self, path: str, params: Mapping[str, str] | None) -> URL:
         """The parsed URL of `path` with the provider's query parameters, and `params` over them.
@@ -284,7 +285,7 @@ class Upstream:
 
 class UpstreamStream:
     """What `Upstream.stream` returns: a context manager that is, once entered, the iterator of the
-    body's chunks, each read watched for the idle timeout (one timer per stream, see http/idle.py).
+    body's chunks, each read watched for the idle timeout (one timer per upstream, see http/idle.py).
     A class, not an `asynccontextmanager` around an async generator: their creation, closing and
     finalizing cost a fixed share of every stream for nothing."""
 
@@ -301,9 +302,9 @@ class UpstreamStream:
     ) -> None:
         self._upstream = upstream
         self._request = (method, path, json, params, model)
-        # The reads' idle timeout; the head is timed as a whole request's is (the upstream's head
-        # timer, one for all its requests: no timer of the stream's own until a read has to wait).
-        self._watch = IdleWatch(upstream.timeouts.idle)
+        # The reads' idle timeout, on the upstream's idle timer; the head is timed as a whole
+        # request's is (the upstream's head timer): no timer of the stream's own.
+        self._watch = IdleWatch(upstream._idle_timer, upstream.timeouts.idle)
 
     async def __aenter__(self) -> UpstreamStream:
         self._response = response = await self._upstream._send(*self._request)

@@ -9,6 +9,7 @@ a guess and never a wait for bytes that cannot make sense. The I/O is in http/h1
 
 from __future__ import annotations
 
+import http
 import re
 
 import httpx
@@ -29,6 +30,62 @@ _SMALL_SIZES = {b"%x" % size: size for size in range(1, 4096 + 1)}
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 _FORBIDDEN_IN_HEADER = re.compile(r"[\r\n\x00]")
 _STR_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Status lines as servers write them, read without a regular expression (`_common_head`); any
+# other line is read by `_STATUS_LINE`.
+_COMMON_STATUS_LINES = {
+    line: (minor, int(status))
+    for status in http.HTTPStatus
+    for minor in (0, 1)
+    for line in (
+        f"HTTP/1.{minor} {status.value} {status.phrase}",
+        f"HTTP/1.{minor} {status.value} {status.phrase.upper()}",
+        f"HTTP/1.{minor} {status.value}",
+    )
+}
+# Field names every upstream sends, looked up rather than matched as tokens (`_common_head`),
+# as servers spell them and in lower case (HTTP/2 style, which some proxies keep).
+_COMMON_NAMES = frozenset(
+    spelling
+    for name in (
+        "Access-Control-Allow-Origin",
+        "Age",
+        "Alt-Svc",
+        "Cache-Control",
+        "CF-Cache-Status",
+        "CF-RAY",
+        "Connection",
+        "Content-Encoding",
+        "Content-Length",
+        "Content-Type",
+        "Date",
+        "ETag",
+        "Expires",
+        "Keep-Alive",
+        "Last-Modified",
+        "Location",
+        "Retry-After",
+        "Server",
+        "Set-Cookie",
+        "Strict-Transport-Security",
+        "Transfer-Encoding",
+        "Vary",
+        "Via",
+        "X-Content-Type-Options",
+        "X-Request-ID",
+        "request-id",
+        "openai-organization",
+        "openai-processing-ms",
+        "openai-version",
+        "x-ratelimit-limit-requests",
+        "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-reset-requests",
+        "x-ratelimit-reset-tokens",
+        "anthropic-organization-id",
+    )
+    for spelling in (name, name.lower())
+)
 # Set by the transport from the request and its URL: a caller's value could contradict the framing.
 _TRANSPORT_OWNED = frozenset(("host", "content-length", "transfer-encoding"))
 
@@ -184,24 +241,35 @@ class ResponseParser:
         return data
 
     def _frame(self, status: int, headers: CIMultiDict[str], minor: int) -> None:
-        """How the body ends (RFC 9112 section 6.3)."""
-        connection = ",".join(headers.getall("connection", ())).lower()
-        if "close" in connection or (minor == 0 and "keep-alive" not in connection):
-            self.reusable = False  # HTTP/1.0 closes after each response unless it says otherwise
-        encodings = headers.getall("transfer-encoding", ())
-        lengths = headers.getall("content-length", ())
+        """How the body ends (RFC 9112 section 6.3). The common forms (no Connection field, one
+        `chunked`, one plain length) are recognised before the general reading of each field."""
+        getall = headers.getall
+        connection = getall("connection", None)
+        if connection is not None:
+            lowered = ",".join(connection).lower()
+            if "close" in lowered or (minor == 0 and "keep-alive" not in lowered):
+                self.reusable = False  # HTTP/1.0 closes after each response unless it says otherwise
+        elif minor == 0:
+            self.reusable = False
+        encodings = getall("transfer-encoding", None)
+        lengths = getall("content-length", None)
         if encodings and lengths:
             raise malformed("both Transfer-Encoding and Content-Length")
         if self._no_body or status in (204, 304):
             self.state = DONE
         elif encodings:
-            if [e.strip().lower() for e in ",".join(encodings).split(",")] != ["chunked"]:
+            if encodings != ["chunked"] and [e.strip().lower() for e in ",".join(encodings).split(",")] != [
+                "chunked"
+            ]:
                 raise malformed(f"a transfer coding other than chunked: {', '.join(encodings)!r}")
             self.state = CHUNK_SIZE
         elif lengths:
-            values = {v.strip(" \t") for value in lengths for v in value.split(",")}  # OWS only
-            if len(values) != 1 or not _CONTENT_LENGTH.fullmatch(length := values.pop()):
-                raise malformed(f"Content-Length {', '.join(lengths)!r}")
+            if len(lengths) == 1 and _CONTENT_LENGTH.fullmatch(lengths[0]):
+                length = lengths[0]
+            else:
+                values = {v.strip(" \t") for value in lengths for v in value.split(",")}  # OWS only
+                if len(values) != 1 or not _CONTENT_LENGTH.fullmatch(length := values.pop()):
+                    raise malformed(f"Content-Length {', '.join(lengths)!r}")
             self._left = int(length)
             self.state = LENGTH if self._left else DONE
         else:
@@ -286,7 +354,37 @@ def _chunk_size(line: bytes) -> int:
 
 
 def _parse_head(head: bytes) -> tuple[int, int, CIMultiDict[str]]:
-    """The HTTP minor version, status and fields of a head."""
+    """The HTTP minor version, status and fields of a head: the common head's reading, else the
+    general one (which says what is wrong)."""
+    common = _common_head(head)
+    return common if common is not None else _read_head(head)
+
+
+def _common_head(head: bytes) -> tuple[int, int, CIMultiDict[str]] | None:
+    """`_read_head` of a head with a standard status line and field names that are tokens, with
+    fewer steps a field: the head decoded once (a name is ASCII, so each value decodes as before),
+    a common name looked up rather than tested. None for any other head, valid or not, whose
+    reading is left to `_read_head`: this passes no head that it refuses, and reads the same."""
+    text = head.decode("utf-8", "surrogateescape")
+    lines = text.split("\r\n")
+    fields = len(lines) - 1
+    if head.count(b"\r") != fields or head.count(b"\n") != fields or 0 in head or fields > MAX_FIELDS:
+        return None
+    status = _COMMON_STATUS_LINES.get(lines[0])
+    if status is None:
+        return None
+    pairs: list[tuple[str, str]] = []
+    append = pairs.append
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or (name not in _COMMON_NAMES and not _STR_TOKEN.fullmatch(name)):
+            return None
+        append((name, value.strip(" \t")))
+    return status[0], status[1], CIMultiDict(pairs)
+
+
+def _read_head(head: bytes) -> tuple[int, int, CIMultiDict[str]]:
+    """The general reading of a head: every check, each failure worded."""
     lines = head.split(b"\r\n")
     # One look at the whole head for a bare CR or LF (each must be half of a CRLF) or a NUL: a
     # check per field cost more than the rest of the parse (`b"\r" in value` is ~0.8 µs here).

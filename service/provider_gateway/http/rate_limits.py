@@ -25,8 +25,9 @@ import datetime
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from typing import Protocol
 
-from provider_gateway.domain import value
+from provider_gateway.domain import Usage, value
 from provider_gateway.http.errors import MAX_RETRY_DELAY_S, seconds_until_reset
 
 
@@ -68,15 +69,27 @@ class RateLimitInfo:
         return dataclasses.replace(self, remaining_requests=None, limit_requests=None).headroom()
 
 
-RATE_LIMIT_SINK: ContextVar[Callable[[RateLimitInfo], None] | None] = ContextVar(
-    "provider_gateway_rate_limit_sink", default=None
-)
+class AttemptSinks(Protocol):
+    """Where the provider's code reports to the attempt in progress (the router's AttemptInfo,
+    routing/attempt.py): the rate limits its responses announce, and the usage it hears before its
+    end (providers/reported_usage.py; the argument is that module's `Heard`). One context variable
+    holds the attempt with both: the router sets and resets one variable per attempt, not three."""
+
+    @property
+    def rate_limits(self) -> Callable[[RateLimitInfo], None] | None: ...
+
+    @property
+    def partial_usage(self) -> Callable[[Usage | Callable[[], Usage | None]], None] | None: ...
+
+
+# The attempt in progress (None: outside the router); the router names it CURRENT_ATTEMPT.
+ATTEMPT_SINKS: ContextVar[AttemptSinks | None] = ContextVar("provider_gateway_attempt", default=None)
 
 
 def report_rate_limit(info: RateLimitInfo) -> None:
     """Pass what a response announced to the attempt in progress; a no-op outside the router."""
-    sink = RATE_LIMIT_SINK.get()
-    if sink is not None:
+    attempt = ATTEMPT_SINKS.get()
+    if attempt is not None and (sink := attempt.rate_limits) is not None:
         sink(info)
 
 

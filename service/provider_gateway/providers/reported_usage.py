@@ -4,8 +4,9 @@ Vendors report some usage early: Anthropic's `message_start` carries the prompt'
 reads and writes included) and `message_delta` the output so far; an OpenAI-compatible host may
 send its usage chunk and then drop the connection before `[DONE]`. An adapter reports what it has
 heard as soon as it hears it; if the stream is then cut, cancelled or timed out, the router charges
-these figures (marked partial) instead of an estimate. The router installs the sink for the attempt
-(a context variable, as for rate limits), so adapters need no router.
+these figures (marked partial) instead of an estimate. The router installs the sink with the attempt
+(the context variable that holds it, with its rate-limit sink: http/rate_limits.py), so adapters
+need no router.
 
 A vendor that repeats its cumulative usage in every chunk (Gemini, Bedrock's InvokeModel families)
 reports once a function that reads its decoder's latest figures: the router calls it only if the
@@ -15,21 +16,17 @@ stream is cut, so no chunk pays for building a Usage that is almost never read.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextvars import ContextVar
 
 from provider_gateway.domain import Usage
+from provider_gateway.http.rate_limits import ATTEMPT_SINKS
 
 # What was heard: the figures themselves, or a function that reads the latest (None: nothing yet).
 Heard = Usage | Callable[[], Usage | None]
-
-PARTIAL_USAGE_SINK: ContextVar[Callable[[Heard], None] | None] = ContextVar(
-    "provider_gateway_partial_usage_sink", default=None
-)
 
 
 def report_partial_usage(usage: Heard) -> None:
     """The usage heard so far (cumulative: each report replaces the last), or a function that reads
     it when asked; a no-op outside the router."""
-    sink = PARTIAL_USAGE_SINK.get()
-    if sink is not None:
+    attempt = ATTEMPT_SINKS.get()
+    if attempt is not None and (sink := attempt.partial_usage) is not None:
         sink(usage)

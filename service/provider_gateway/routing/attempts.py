@@ -366,9 +366,9 @@ class _Try:
         deployment.limiter.acquire()
         self.heard = heard = HeardUsage()  # the usage the provider reported before its end
         self.scope = AttemptScope(
-            AttemptInfo(number, deployment.key, state),
-            lambda info: owner._rate_limit_info(deployment, info),
-            heard,
+            AttemptInfo(
+                number, deployment.key, state, lambda info: owner._rate_limit_info(deployment, info), heard
+            )
         )
         self.started = time.perf_counter_ns()
         # `limit_s` bounds the reads until content comes (None: the deadline alone).
