@@ -7,8 +7,8 @@ timer, armed for the earliest moment one of them is due, cancels the tasks whose
 and re-arms for the next. Nearly every answer comes long before its timeout, so the timer seldom
 fires, and a new wait re-arms it only when it is due before the moment the timer is set for.
 A wait's timeout is its setting or the caller's deadline, whichever comes first, as before. A
-stream's head is timed here too: its own idle watch (http/idle.py) then arms a timer only if a read
-of its body has to wait.
+stream's head is timed here too; the reads of its body that have to wait join the upstream's idle
+timer (http/idle.py), which works the same way.
 """
 
 from __future__ import annotations
