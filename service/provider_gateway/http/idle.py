@@ -39,6 +39,8 @@ class IdleTimer:
         if loop is not self._loop:  # an upstream used from another loop (tests): nothing carries over
             for stale in self._watches:
                 stale._joined = False
+            if self._handle is not None:  # the old loop's timer must not check the new loop's reads
+                self._handle.cancel()
             self._loop, self._handle, self._armed_for, self._watches = loop, None, _NEVER, set()
         self._watches.add(watch)
         watch._joined = True
