@@ -17,48 +17,16 @@ import asyncio
 import time
 
 from provider_gateway.http import deadline
+from provider_gateway.http.timer_set import TimerSet
 
-_NEVER = float("inf")
 
-
-class HeadTimer:
+class HeadTimer(TimerSet):
     """One upstream's timer for the heads its requests wait for; `wait(limit)` times one of them."""
 
-    __slots__ = ("_armed_for", "_handle", "_loop", "_waits")
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._handle: asyncio.TimerHandle | None = None
-        self._armed_for = _NEVER
-        self._waits: set[HeadWait] = set()
+    __slots__ = ()
 
     def wait(self, limit: float) -> HeadWait:
         return HeadWait(self, limit)
-
-    def _add(self, wait: HeadWait) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # an upstream used from another loop (tests): nothing carries over
-            self._loop, self._handle, self._armed_for, self._waits = loop, None, _NEVER, set()
-        self._waits.add(wait)
-        if wait.due < self._armed_for:
-            if self._handle is not None:
-                self._handle.cancel()
-            self._arm(loop, wait.due)
-
-    def _arm(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
-        # call_later from time.monotonic(): a deadline is on that clock, and uvloop's time() is not.
-        self._armed_for = due
-        self._handle = loop.call_later(max(due - time.monotonic(), 0.0), self._check)
-
-    def _check(self) -> None:
-        self._handle, self._armed_for = None, _NEVER
-        now = time.monotonic()
-        over = [wait for wait in self._waits if wait.due <= now]
-        for wait in over:
-            self._waits.discard(wait)
-            wait.expire()
-        if self._waits and self._loop is not None:  # O(waits) once a timeout at most
-            self._arm(self._loop, min(wait.due for wait in self._waits))
 
 
 class HeadWait:
@@ -66,14 +34,14 @@ class HeadWait:
     `finished(cancelled=True)` tells whether the cancel was this timer's doing (the wait timed
     out), and `by_deadline` whether the caller's deadline, not the setting, set its end."""
 
-    __slots__ = ("_cancelling", "_task", "_timer", "by_deadline", "due", "expired")
+    __slots__ = ("_cancelling", "_due", "_task", "_timer", "by_deadline", "expired")
 
     def __init__(self, timer: HeadTimer, limit: float) -> None:
         self._timer = timer
         due = time.monotonic() + limit
         end = deadline.absolute()  # time.monotonic() based
         self.by_deadline = end is not None and end <= due
-        self.due = end if end is not None and end <= due else due
+        self._due = end if end is not None and end <= due else due
         self.expired = False
         self._task: asyncio.Task[object] | None = None
         self._cancelling = 0
@@ -81,13 +49,16 @@ class HeadWait:
     def started(self) -> None:
         self._task = task = asyncio.current_task()
         self._cancelling = task.cancelling() if task is not None else 0
-        self._timer._add(self)
+        self._timer.join(self, self._due)
 
     def finished(self, cancelled: bool = False) -> bool:
-        self._timer._waits.discard(self)
+        self._timer.leave(self)
         if cancelled and self.expired and self._task is not None:
             return self._task.uncancel() <= self._cancelling
         return False
+
+    def due(self) -> float:
+        return self._due
 
     def expire(self) -> None:
         self.expired = True

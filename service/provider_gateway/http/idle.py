@@ -19,63 +19,13 @@ import asyncio
 import time
 
 from provider_gateway.http import deadline
+from provider_gateway.http.timer_set import TimerSet
 
-_NEVER = float("inf")
 
-
-class IdleTimer:
+class IdleTimer(TimerSet):
     """One upstream's timer for the reads of all its streams (`IdleWatch`es)."""
 
-    __slots__ = ("_armed_for", "_handle", "_loop", "_watches")
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._handle: asyncio.TimerHandle | None = None
-        self._armed_for = _NEVER
-        self._watches: set[IdleWatch] = set()
-
-    def _join(self, watch: IdleWatch, due: float) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # an upstream used from another loop (tests): nothing carries over
-            for stale in self._watches:
-                stale._joined = False
-            if self._handle is not None:  # the old loop's timer must not check the new loop's reads
-                self._handle.cancel()
-            self._loop, self._handle, self._armed_for, self._watches = loop, None, _NEVER, set()
-        self._watches.add(watch)
-        watch._joined = True
-        if due < self._armed_for:
-            if self._handle is not None:
-                self._handle.cancel()
-            self._arm(loop, due)
-
-    def _leave(self, watch: IdleWatch) -> None:
-        watch._joined = False
-        self._watches.discard(watch)
-
-    def _arm(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
-        # call_later from time.monotonic(): a deadline is on that clock, and uvloop's time() is not.
-        self._armed_for = due
-        self._handle = loop.call_later(max(due - time.monotonic(), 0.0), self._check)
-
-    def _check(self) -> None:
-        """The reads that waited past their due are cancelled; a read in progress only moves its
-        stream's due later, so the timer fires early for it and is re-armed (O(streams) once per
-        idle timeout at most)."""
-        self._handle, self._armed_for = None, _NEVER
-        now = time.monotonic()
-        earliest = _NEVER
-        for watch in tuple(self._watches):
-            since = watch._since
-            if since is None:  # between reads: its next read that waits joins again
-                self._leave(watch)
-            elif (due := watch._due(since)) <= now:
-                self._leave(watch)
-                watch._expire(since)
-            elif due < earliest:
-                earliest = due
-        if earliest < _NEVER and self._loop is not None:
-            self._arm(self._loop, earliest)
+    __slots__ = ()
 
 
 class IdleWatch:
@@ -89,7 +39,6 @@ class IdleWatch:
         "_cancelling",
         "_deadline",
         "_idle",
-        "_joined",
         "_since",
         "_task",
         "_timer",
@@ -104,7 +53,6 @@ class IdleWatch:
         self._since: float | None = None  # when the read in progress began
         self._task: asyncio.Task[object] | None = None
         self._cancelling = 0
-        self._joined = False  # among the timer's watches
         self.expired = False
         self.by_deadline = False
 
@@ -116,8 +64,8 @@ class IdleWatch:
         self._since = since = time.monotonic()
         self._task = task = asyncio.current_task()
         self._cancelling = task.cancelling() if task is not None else 0
-        if not self._joined:
-            self._timer._join(self, self._due(since))
+        if self not in self._timer.members:
+            self._timer.join(self, self._due(since))
 
     def finished(self, cancelled: bool = False) -> bool:
         """End of a read; True when it was cancelled by this watch (the read timed out)."""
@@ -127,11 +75,18 @@ class IdleWatch:
         return False
 
     def close(self) -> None:
-        if self._joined:
-            self._timer._leave(self)
+        self._timer.leave(self)
 
-    def _expire(self, since: float) -> None:
+    def due(self) -> float | None:
+        """When the read in progress times out; None between reads (its next read that has to
+        wait joins the timer again)."""
+        since = self._since
+        return None if since is None else self._due(since)
+
+    def expire(self) -> None:
+        since = self._since  # a read in progress: the timer expires no other
         self.expired = True
-        self.by_deadline = self._deadline is not None and self._deadline <= since + self._idle
+        end = self._deadline
+        self.by_deadline = since is not None and end is not None and end <= since + self._idle
         if self._task is not None:
             self._task.cancel()
