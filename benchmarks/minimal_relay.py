@@ -11,6 +11,11 @@ usage in the finish, as the clients ask for it; two messages a stream.
 
     python benchmarks/minimal_relay.py --upstream http://127.0.0.1:PORT/v1
 prints `listening on 127.0.0.1:PORT` once ready.
+
+With `--no-upstream` it is grpc.aio alone: each stream answers, at once and from memory, the two
+messages the relay would send (benchmarks/fake_openai.py's 20 tokens, then the finish with the
+usage). What a stream costs there is what the gRPC side of any gateway on this stack costs, so its
+throughput at 50 streams bounds every gateway's from above, the upstream leg not yet counted.
 """
 
 from __future__ import annotations
@@ -82,12 +87,27 @@ class MinimalRelay(pb_grpc.ProviderServiceServicer):
         yield pb.StreamEvent(finish=pb.Finish(reason=pb.FINISH_REASON_STOP, usage=usage))
 
 
+class GrpcAlone(pb_grpc.ProviderServiceServicer):
+    """The relay's answers without the upstream: what the gRPC side alone costs a stream."""
+
+    TEXT = "".join(f" tok{i}" for i in range(20))  # fake_openai.py's answer at --tokens 20
+
+    async def ChatStream(self, request: pb.ChatRequest, context: Any) -> AsyncIterator[pb.StreamEvent]:
+        yield pb.StreamEvent(text_delta=pb.TextDelta(text=self.TEXT))
+        usage = pb.Usage(input_tokens=10, output_tokens=20)
+        yield pb.StreamEvent(finish=pb.Finish(reason=pb.FINISH_REASON_STOP, usage=usage))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--upstream", required=True, help="the upstream's base URL, .../v1")
-    relay = MinimalRelay(parser.parse_args().upstream)
+    parser.add_argument("--upstream", help="the upstream's base URL, .../v1")
+    parser.add_argument("--no-upstream", action="store_true", help="grpc.aio alone: answer from memory")
+    args = parser.parse_args()
+    if args.no_upstream == bool(args.upstream):
+        parser.error("give either --upstream URL or --no-upstream")
+    servicer = GrpcAlone() if args.no_upstream else MinimalRelay(args.upstream)
     server = grpc.aio.server()
-    pb_grpc.add_ProviderServiceServicer_to_server(relay, GenericOnly(server))
+    pb_grpc.add_ProviderServiceServicer_to_server(servicer, GenericOnly(server))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(f"listening on 127.0.0.1:{port}", flush=True)

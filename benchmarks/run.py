@@ -10,6 +10,8 @@ measured in the same run: sequential latency is measured in 3 interleaved rounds
 LiteLLM, bare grpc.aio, minimal relay in turn) and each figure is the median of the rounds' figures.
 The minimal relay (benchmarks/minimal_relay.py) is grpc.aio relaying the same upstream through one
 aiohttp session with no gateway work at all: the floor of this stack, reported beside each target.
+At 50 streams the same script without its upstream (`--no-upstream`, grpc.aio alone answering from
+memory) is measured too: the bound that the gRPC side alone puts on any gateway of this stack.
 The full run writes benchmarks/results.json, benchmarks/throughput.png and the "Headline" section of
 benchmarks/RESULTS.md; `--quick` writes only benchmarks/results-quick.json (and prints the section),
 so a smoke check never replaces the headline.
@@ -46,6 +48,7 @@ QUICK_CONCURRENCY = (1, 50)
 ROUNDS = 3
 RELAY_TOKENS = 200
 MINIMAL = "minimal relay"  # benchmarks/minimal_relay.py: the stack's floor, no gateway work
+GRPC_ALONE = "grpc.aio alone"  # minimal_relay.py --no-upstream: the relay without its upstream leg
 # The gateway read by a client without `usage_in_finish` (usage events): one message more a stream.
 USAGE_EVENTS = "gateway, usage events"
 
@@ -395,6 +398,9 @@ async def main() -> None:
             f"http://127.0.0.1:{upstream.port}/v1",
         ]
     )
+    grpc_alone = procs.start(
+        [procs.PYTHON, str(procs.ROOT / "benchmarks" / "minimal_relay.py"), "--no-upstream"]
+    )
     litellm = None
     async with AsyncExitStack() as stack:
         paths: dict[str, Any] = {
@@ -437,8 +443,13 @@ async def main() -> None:
         usage_events = await stack.enter_async_context(
             GatewayPath(f"127.0.0.1:{gateway.port}", "openai/bench-model", usage_in_finish=False)
         )
+        alone = await stack.enter_async_context(GatewayPath(f"127.0.0.1:{grpc_alone.port}", "bench-model"))
         results["streams_at_50"] = await streams_at_50(
-            {**{name: paths[name] for name in ("direct", "gateway", MINIMAL)}, USAGE_EVENTS: usage_events},
+            {
+                **{name: paths[name] for name in ("direct", "gateway", MINIMAL)},
+                USAGE_EVENTS: usage_events,
+                GRPC_ALONE: alone,
+            },
             args.quick,
         )
         progress("connection reuse...", started)
@@ -454,7 +465,7 @@ async def main() -> None:
         results["gateway_rss_after_load_mb"] = gateway.rss_mb()
     progress("relay cost...", started)
     results["relay_us_per_token"] = await relay_cost(gateway, args.quick)
-    for proc in (gateway, relay, litellm):
+    for proc in (gateway, relay, grpc_alone, litellm):
         if proc is not None:
             proc.stop()
     progress("workers...", started)
