@@ -10,8 +10,10 @@ measured in the same run: sequential latency is measured in 3 interleaved rounds
 LiteLLM, bare grpc.aio, minimal relay in turn) and each figure is the median of the rounds' figures.
 The minimal relay (benchmarks/minimal_relay.py) is grpc.aio relaying the same upstream through one
 aiohttp session with no gateway work at all: the floor of this stack, reported beside each target.
-At 50 streams the same script without its upstream (`--no-upstream`, grpc.aio alone answering from
-memory) is measured too: the bound that the gRPC side alone puts on any gateway of this stack.
+At 50 streams two more bounds are measured beside it: benchmarks/lean_relay.py (the same relay on a
+bare asyncio Protocol instead of aiohttp: about the least an upstream leg can cost in Python) and
+minimal_relay.py `--no-upstream` (grpc.aio alone, answering from memory: the bound that the gRPC
+side alone puts on any gateway of this stack).
 The full run writes benchmarks/results.json, benchmarks/throughput.png and the "Headline" section of
 benchmarks/RESULTS.md; `--quick` writes only benchmarks/results-quick.json (and prints the section),
 so a smoke check never replaces the headline.
@@ -48,6 +50,7 @@ QUICK_CONCURRENCY = (1, 50)
 ROUNDS = 3
 RELAY_TOKENS = 200
 MINIMAL = "minimal relay"  # benchmarks/minimal_relay.py: the stack's floor, no gateway work
+LEAN = "lean relay"  # benchmarks/lean_relay.py: grpc.aio and a bare asyncio Protocol upstream leg
 GRPC_ALONE = "grpc.aio alone"  # minimal_relay.py --no-upstream: the relay without its upstream leg
 # The gateway read by a client without `usage_in_finish` (usage events): one message more a stream.
 USAGE_EVENTS = "gateway, usage events"
@@ -398,6 +401,14 @@ async def main() -> None:
             f"http://127.0.0.1:{upstream.port}/v1",
         ]
     )
+    lean = procs.start(
+        [
+            procs.PYTHON,
+            str(procs.ROOT / "benchmarks" / "lean_relay.py"),
+            "--upstream-port",
+            str(upstream.port),
+        ]
+    )
     grpc_alone = procs.start(
         [procs.PYTHON, str(procs.ROOT / "benchmarks" / "minimal_relay.py"), "--no-upstream"]
     )
@@ -448,6 +459,7 @@ async def main() -> None:
             {
                 **{name: paths[name] for name in ("direct", "gateway", MINIMAL)},
                 USAGE_EVENTS: usage_events,
+                LEAN: await stack.enter_async_context(GatewayPath(f"127.0.0.1:{lean.port}", "bench-model")),
                 GRPC_ALONE: alone,
             },
             args.quick,
@@ -465,7 +477,7 @@ async def main() -> None:
         results["gateway_rss_after_load_mb"] = gateway.rss_mb()
     progress("relay cost...", started)
     results["relay_us_per_token"] = await relay_cost(gateway, args.quick)
-    for proc in (gateway, relay, grpc_alone, litellm):
+    for proc in (gateway, relay, lean, grpc_alone, litellm):
         if proc is not None:
             proc.stop()
     progress("workers...", started)
