@@ -311,9 +311,12 @@ class UpstreamStream:
         self._raw = response.chunks()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, kind: type[BaseException] | None, *exc_info: object) -> None:
         self._watch.close()  # here, not after the last chunk: a block may leave before reading one
-        await self._response.aclose()
+        # A block left without an exception has read what its protocol needed, up to its last event:
+        # what is left is framing, and the connection worth keeping for it. One left by an error, a
+        # cancel or a client gone closes the connection at once, so the upstream stops generating.
+        await self._response.aclose(ended=kind is None)
 
     def __aiter__(self) -> UpstreamStream:
         return self

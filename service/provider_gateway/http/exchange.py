@@ -9,8 +9,10 @@ headers to, a status code, case-insensitive headers, the body as it arrives.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import httpx
@@ -30,6 +32,36 @@ class OutgoingRequest:
     provider: str = ""
 
 
+# What is left of a body once its reader has seen the protocol's last event (OpenAI's `data: [DONE]`,
+# Anthropic's message_stop) is framing: a chunked body's last chunk, a blank line. It often comes in
+# a later TCP segment, and a connection closed for want of it is a new connection (and a TLS
+# handshake) for the next request. So it is read, in the background, for this long and this much, as
+# the openai SDK drains a body after [DONE] (100 ms); past either bound the connection is closed.
+REST_S = 0.1
+REST_BYTES = 16 * 1024
+
+
+class Rests:
+    """The background reads of bodies' rests (REST_S) on aiohttp's and httpx's connections, kept so
+    that closing the pool ends them (h1 reads them in its protocol, with no task)."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, read: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(read)
+        if not task.done():  # started eagerly, it may have found the rest in hand already
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 class BodyTooLarge(Exception):
     """A whole body (decoded) longer than the reader's limit; reading stopped there."""
 
@@ -41,7 +73,9 @@ class BodyTooLarge(Exception):
 class UpstreamResponse:
     """A response whose headers have arrived: `status_code`, `headers` (a case-insensitive mapping),
     then the body by `chunks()` or `read(limit)`. `aclose()` releases the connection: to the pool
-    when the body was read to its end, closed when it was not (a cancelled stream closes upstream)."""
+    when the body was read to its end, closed when it was not (a cancelled stream closes upstream).
+    `aclose(ended=True)` says the reader saw its protocol's last event: what is left is framing,
+    read and dropped in the background (REST_S), the connection kept if it comes."""
 
     __slots__ = ("headers", "status_code")
 
@@ -74,16 +108,17 @@ class UpstreamResponse:
         when some of it may still be on its way. `BodyTooLarge` past `limit`, as `read`."""
         return None
 
-    async def aclose(self) -> None:
+    async def aclose(self, ended: bool = False) -> None:
         raise NotImplementedError
 
 
 class AiohttpResponse(UpstreamResponse):
-    __slots__ = ("_native",)
+    __slots__ = ("_native", "_rests")
 
-    def __init__(self, native: aiohttp.ClientResponse) -> None:
+    def __init__(self, native: aiohttp.ClientResponse, rests: Rests) -> None:
         super().__init__(native.status, native.headers)
         self._native = native
+        self._rests = rests
 
     def chunks(self) -> AsyncIterator[bytes]:
         return self._native.content.iter_any()
@@ -99,23 +134,65 @@ class AiohttpResponse(UpstreamResponse):
             raise BodyTooLarge(limit)
         return body
 
-    async def aclose(self) -> None:
-        self._native.release()
+    async def aclose(self, ended: bool = False) -> None:
+        content = self._native.content
+        if ended and not content.is_eof() and content.exception() is None:
+            self._rests.start(self._read_rest())
+            return
+        self._native.release()  # back to the pool if the body was read to its end, else closed
         await self._native.wait_for_close()
+
+    async def _read_rest(self) -> None:
+        native = self._native
+        kept = False
+        try:
+            async with asyncio.timeout(REST_S):
+                size = 0
+                while chunk := await native.content.readany():
+                    size += len(chunk)
+                    if size > REST_BYTES:
+                        return
+            kept = True
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            pass
+        finally:
+            if kept:
+                native.release()
+            else:
+                native.close()
 
 
 class HttpxResponse(UpstreamResponse):
-    __slots__ = ("_native",)
+    __slots__ = ("_native", "_reading", "_rests")
 
-    def __init__(self, native: httpx.Response) -> None:
+    def __init__(self, native: httpx.Response, rests: Rests) -> None:
         super().__init__(native.status_code, native.headers)
         self._native = native
+        self._rests = rests
+        self._reading: AsyncIterator[bytes] | None = None
 
     def chunks(self) -> AsyncIterator[bytes]:
-        return self._native.aiter_bytes()
+        self._reading = reading = self._native.aiter_bytes()  # the rest is read from it (httpx reads once)
+        return reading
 
-    async def aclose(self) -> None:
+    async def aclose(self, ended: bool = False) -> None:
+        if ended and self._reading is not None and not self._native.is_closed:
+            self._rests.start(self._read_rest(self._reading))
+            return
         await self._native.aclose()
+
+    async def _read_rest(self, reading: AsyncIterator[bytes]) -> None:
+        try:
+            async with asyncio.timeout(REST_S):
+                size = 0
+                async for chunk in reading:
+                    size += len(chunk)
+                    if size > REST_BYTES:
+                        break
+        except (TimeoutError, httpx.HTTPError):
+            pass
+        finally:  # httpcore keeps the connection if the body was read to its end, else closes it
+            await self._native.aclose()
 
 
 def merged_headers(*layers: Mapping[str, str]) -> dict[str, str]:

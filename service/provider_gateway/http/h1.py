@@ -26,7 +26,7 @@ import httpx
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from provider_gateway.http.exchange import BodyTooLarge, OutgoingRequest, UpstreamResponse
+from provider_gateway.http.exchange import REST_BYTES, REST_S, BodyTooLarge, OutgoingRequest, UpstreamResponse
 from provider_gateway.http.h1_wire import DONE, HEAD, ResponseParser, encode_request, malformed
 
 KEEPALIVE_S = 60.0  # an idle connection is closed after this long, as aiohttp's connector does
@@ -224,10 +224,16 @@ class H1Response(UpstreamResponse):
             self._decoder.finish()
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def aclose(self) -> None:
+    async def aclose(self, ended: bool = False) -> None:
         if not self._released:
             self._released = True
-            self._connection.finished(reusable=self._done and self._error is None and not self._pieces)
+            if ended and self._error is None:  # the rest is framing: dropped, the connection kept
+                if self._done:
+                    self._connection.finished(reusable=True)
+                else:
+                    self._connection.finish_after_rest()
+            else:
+                self._connection.finished(reusable=self._done and self._error is None and not self._pieces)
             if not self._done or self._pieces:  # what was left unread is gone with the connection
                 self._pieces.clear()
                 self._done = False
@@ -250,6 +256,8 @@ class _Connection(asyncio.Protocol):
         self._reused = False
         self._undelivered = 0
         self._paused = False
+        self._rest: asyncio.TimerHandle | None = None  # reading the rest of a body nobody reads (REST_S)
+        self._rest_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -270,6 +278,11 @@ class _Connection(asyncio.Protocol):
         if parser is None or parser.state == DONE:  # bytes nobody asked for: never trust the connection
             self._abort()
             return
+        if self._rest is not None:
+            self._rest_bytes += len(data)
+            if self._rest_bytes > REST_BYTES:  # more than framing: not a body's end after all
+                self._rest_over(reusable=False)
+                return
         self._received = True
         try:
             parser.feed(data)
@@ -279,6 +292,11 @@ class _Connection(asyncio.Protocol):
         self._deliver(parser)
 
     def _deliver(self, parser: ResponseParser) -> None:
+        if self._rest is not None:
+            parser.body = []
+            if parser.state == DONE:
+                self._rest_over(reusable=True)
+            return
         response = self._response
         if response is None:
             if parser.state == HEAD:
@@ -319,6 +337,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._rest is not None:
+            self._rest_over(reusable=False)
         parser = self._parser
         if parser is not None and parser.state != DONE:
             try:
@@ -358,11 +378,33 @@ class _Connection(asyncio.Protocol):
             self._abort()
         self._origin.release(self, reusable)
 
+    def finish_after_rest(self) -> None:
+        """The response is closed by a reader that saw its protocol's last event before the body's
+        end: the rest (framing, see REST_S) is read and dropped without anyone waiting for it, and the
+        connection goes back to the pool once it has come; closed past REST_S or REST_BYTES."""
+        if not self.alive or self._paused:  # a paused one holds more than framing unread
+            self.finished(reusable=False)
+            return
+        self._response = None
+        if self._parser is not None:
+            self._parser.body = []
+        self._rest_bytes = 0
+        self._rest = asyncio.get_running_loop().call_later(REST_S, self._rest_over, False)
+
+    def _rest_over(self, reusable: bool) -> None:
+        if self._rest is not None:
+            self._rest.cancel()
+            self._rest = None
+            self.finished(reusable)
+
     def close(self) -> None:
         self._abort()
 
     def shut(self, error: httpx.TransportError) -> None:
         """Closed by the gateway: the exchange in progress, if any, fails with `error`."""
+        if self._rest is not None:
+            self._rest_over(reusable=False)
+            return
         self._error(error)
 
 

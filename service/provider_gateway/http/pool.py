@@ -29,6 +29,7 @@ from provider_gateway.http.exchange import (
     AiohttpResponse,
     HttpxResponse,
     OutgoingRequest,
+    Rests,
     UpstreamResponse,
     transport_error,
 )
@@ -124,6 +125,7 @@ class HostClient:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(sock_connect=None)  # the last request's, see `_timeout_for`
+        self.rests = Rests()  # bodies' rests read in the background (http/exchange.py, REST_S)
 
     def _prepare(self, request: OutgoingRequest) -> None:
         """Count the request and let observability add headers."""
@@ -164,7 +166,7 @@ class HostClient:
             )
         except aiohttp.ClientError as error:
             raise transport_error(error) from error
-        return AiohttpResponse(native)
+        return AiohttpResponse(native, self.rests)
 
     def _timeout_for(self, connect: float | None) -> aiohttp.ClientTimeout:
         """aiohttp's timeout of a request: only the connect part, replacing the session's default
@@ -175,6 +177,7 @@ class HostClient:
         return self._timeout
 
     async def aclose(self) -> None:
+        await self.rests.aclose()
         if self._session is not None:
             await self._session.close()
 
@@ -212,9 +215,10 @@ class HttpxHostClient(HostClient):
         )
         response = await self.transport.handle_async_request(native)
         response.request = native
-        return HttpxResponse(response)
+        return HttpxResponse(response, self.rests)
 
     async def aclose(self) -> None:
+        await self.rests.aclose()
         await self.transport.aclose()
 
 
