@@ -4,7 +4,7 @@ Serves POST /v1/chat/completions (JSON or SSE) with a configurable number of tok
 between them, and GET /stats with the requests served and the TCP connections they came on, so
 connection reuse is measured on the upstream's side of the wire, independent of the gateway.
 
-    python benchmarks/fake_openai.py --port 0 --tokens 20 --delay-ms 0
+    python benchmarks/fake_openai.py --port 0 --tokens 20 --delay-ms 0 [--end-gap-ms 5]
 prints `listening on 127.0.0.1:PORT` once ready.
 """
 
@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import weakref
 
 from aiohttp import web
 
@@ -35,11 +36,17 @@ def chunk(text: str | None, finish: str | None = None, usage: dict[str, int] | N
 
 
 class Upstream:
-    def __init__(self, tokens: int, delay_ms: float) -> None:
+    def __init__(self, tokens: int, delay_ms: float, end_gap_ms: float = 0.0) -> None:
         self.tokens = tokens
         self.delay = delay_ms / 1000
+        # Between `data: [DONE]` and the chunked body's last chunk: two writes a vendor's server makes,
+        # which reach a client apart across a real network (0: one after the other, as on loopback).
+        self.end_gap = end_gap_ms / 1000
         self.requests = 0
-        self.connections: set[int] = set()
+        # The connections requests came on: a set of the live ones (an id() of a closed one can be
+        # reused by a new one, which a set of ids would not count) and the count of all of them.
+        self.live: weakref.WeakSet[object] = weakref.WeakSet()
+        self.connections = 0
         self.words = [f" tok{i}" for i in range(tokens)]
         usage = {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens}
         self.sse_chunks = [chunk(w) for w in self.words] + [chunk(None, "stop"), chunk(None, usage=usage)]
@@ -62,7 +69,9 @@ class Upstream:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
-        self.connections.add(id(request.protocol))
+        if (connection := request.transport) not in self.live:
+            self.live.add(connection)
+            self.connections += 1
         body = await request.json()
         if not body.get("stream"):
             if self.delay:
@@ -77,6 +86,8 @@ class Upstream:
                 await asyncio.sleep(self.delay)
             await response.write(piece)
         await response.write(b"data: [DONE]\n\n")
+        if self.end_gap:
+            await asyncio.sleep(self.end_gap)
         await response.write_eof()
         return response
 
@@ -85,8 +96,8 @@ class Upstream:
 
     async def stats(self, request: web.Request) -> web.Response:
         if request.query.get("reset"):
-            self.requests, self.connections = 0, set()
-        return web.json_response({"requests": self.requests, "connections": len(self.connections)})
+            self.requests, self.connections, self.live = 0, 0, weakref.WeakSet()
+        return web.json_response({"requests": self.requests, "connections": self.connections})
 
 
 async def main() -> None:
@@ -94,8 +105,9 @@ async def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tokens", type=int, default=20)
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--end-gap-ms", type=float, default=0.0)
     args = parser.parse_args()
-    upstream = Upstream(args.tokens, args.delay_ms)
+    upstream = Upstream(args.tokens, args.delay_ms, args.end_gap_ms)
     app = web.Application()
     for prefix in ("", "/v1"):
         app.router.add_post(prefix + "/chat/completions", upstream.chat)

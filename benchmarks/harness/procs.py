@@ -56,9 +56,19 @@ def start(args: list[str], env: dict[str, str] | None = None, timeout: float = 6
     raise RuntimeError(f"{args[:3]} did not start within {timeout} s")
 
 
-def upstream(tokens: int = 20, delay_ms: float = 0.0) -> Proc:
+def upstream(tokens: int = 20, delay_ms: float = 0.0, end_gap_ms: float = 0.0) -> Proc:
     script = str(ROOT / "benchmarks" / "fake_openai.py")
-    return start([PYTHON, script, "--port", "0", "--tokens", str(tokens), "--delay-ms", str(delay_ms)])
+    args = [
+        "--port",
+        "0",
+        "--tokens",
+        str(tokens),
+        "--delay-ms",
+        str(delay_ms),
+        "--end-gap-ms",
+        str(end_gap_ms),
+    ]
+    return start([PYTHON, script, *args])
 
 
 def gateway(config_text: str | None, env: dict[str, str] | None = None) -> Proc:
