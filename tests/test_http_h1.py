@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import socket
 import ssl
 import sys
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -624,7 +625,7 @@ async def test_a_connect_that_does_not_complete_is_a_connect_timeout(
     async def never_connects(*args: object, **kwargs: object) -> None:
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(asyncio.get_running_loop(), "create_connection", never_connects)
+    monkeypatch.setattr(h1.aiohappyeyeballs, "start_connection", never_connects)
     up = upstream(pool, "http://127.0.0.1:9", timeouts=Timeouts(connect=0.1))
     error = await fails(up.request_json("GET", "/x"))
     assert (error.message, error.kind, error.retryable) == ("cannot connect", ErrorKind.UNAVAILABLE, True)
@@ -732,3 +733,51 @@ async def test_a_read_said_to_be_ready_completes_without_waiting(
             await response.aclose()
     assert bool(ready_reads) is claims
     assert body.startswith(b"one")
+
+
+@contextlib.contextmanager
+def unanswered_listener(host: str) -> Iterator[int]:
+    """A port on `host` where a connect never completes: a listener whose accept queue is full
+    (backlog 0, filled) drops the SYNs, as a blackholed route does. Yields the port."""
+    listener = socket.socket()
+    listener.bind((host, 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = [socket.socket() for _ in range(3)]
+    try:
+        for filler in fillers:
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect((host, port))
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+async def test_a_host_whose_first_address_goes_nowhere_is_reached_on_its_next_one(
+    pool: UpstreamPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Happy eyeballs (RFC 8305): a name with an address that is routed but unanswered (an IPv6
+    address on a host with no IPv6 way out, say) and a working one is reached on the working one
+    well within the connect timeout, not failed at it."""
+    with unanswered_listener("127.0.0.2") as port:
+        async with RawUpstream(answering(OK)) as fake:
+            fake.server.close()  # the answering server must listen on the same port, on 127.0.0.1
+            served = await asyncio.start_server(fake._serve, "127.0.0.1", port)
+            loop = asyncio.get_running_loop()
+
+            async def two_addresses(host: str, port: int, **kwargs: object) -> list[Any]:
+                assert host == "api.vendor.test"
+                return [
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),  # goes nowhere
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+                ]
+
+            monkeypatch.setattr(loop, "getaddrinfo", two_addresses)
+            up = upstream(pool, f"http://api.vendor.test:{port}", timeouts=Timeouts(connect=10))
+            try:
+                assert await up.request_json("GET", "/x") == {"ok": True}
+            finally:
+                served.close()

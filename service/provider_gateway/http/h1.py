@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import ssl
 import time
 import zlib
 from collections.abc import Callable
 
+import aiohappyeyeballs
 import httpx
 from multidict import CIMultiDictProxy
 from yarl import URL
@@ -29,6 +31,7 @@ from yarl import URL
 from provider_gateway.http.exchange import REST_BYTES, REST_S, BodyTooLarge, OutgoingRequest, UpstreamResponse
 from provider_gateway.http.h1_wire import DONE, HEAD, ResponseParser, encode_request, malformed
 
+HAPPY_EYEBALLS_S = 0.25  # RFC 8305's recommended connection attempt delay, aiohttp's default
 KEEPALIVE_S = 60.0  # an idle connection is closed after this long, as aiohttp's connector does
 # Body bytes received but not yet taken by the reader: past HIGH the socket is not read (TCP pushes
 # back on the upstream) until the reader is below LOW, so a slow consumer cannot grow the process.
@@ -496,13 +499,25 @@ class H1Origin:
                 )
             async with asyncio.timeout(connect_timeout):
                 tls = self._tls() if self._tls is not None else None
-                _, connection = await asyncio.get_running_loop().create_connection(
-                    lambda: _Connection(self),
-                    self._host,
-                    self._port,
-                    ssl=tls,
-                    server_hostname=self._host if tls is not None else None,
+                loop = asyncio.get_running_loop()
+                addresses = await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
+                # Every address the name has, IPv6 and IPv4 interleaved, the next one tried after
+                # HAPPY_EYEBALLS_S without waiting for the last to fail (RFC 8305, as aiohttp and
+                # the vendors' SDKs connect): a family that is routed but goes nowhere (a host with
+                # an IPv6 address and no IPv6 way out) costs a quarter second, not the timeout.
+                sock = await aiohappyeyeballs.start_connection(
+                    addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_S, interleave=1
                 )
+                try:
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(self),
+                        sock=sock,
+                        ssl=tls,
+                        server_hostname=self._host if tls is not None else None,
+                    )
+                except BaseException:  # a TLS handshake that failed or timed out: the socket too
+                    sock.close()
+                    raise
         except BaseException as error:
             self._pass_on(None)
             if isinstance(error, OSError | TimeoutError | ssl.SSLError):
