@@ -1,6 +1,7 @@
 """What one metrics call costs on the request path (issue 15): the SDK's synchronous Counter.add
 against the gateway's summed counter (observability/sums.py), and a Histogram.record with a new
-attributes dict, the same dict reused, and the exemplar filter off. Best of several rounds, µs a call.
+attributes dict, the same dict reused, and the exemplar filter off, against the gateway's plain
+histogram (observability/histograms.py, one reader). Best of several rounds, µs a call.
 
     .venv/bin/python benchmarks/metrics_calls.py [--calls 20000] [--rounds 5]
 """
@@ -13,7 +14,10 @@ from collections.abc import Callable
 
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from provider_gateway.observability.histograms import PlainHistograms
 from provider_gateway.observability.sums import Sums
 
 LABELS = ("rpc", "provider", "model", "status")
@@ -22,9 +26,13 @@ VALUES = ("ChatStream", "openai", "gpt-4o-mini", "OK")
 
 def variants() -> dict[str, Callable[[], None]]:
     meter = MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("bench")
-    quiet = MeterProvider(
-        metric_readers=[InMemoryMetricReader()], exemplar_filter=AlwaysOffExemplarFilter()
-    ).get_meter("bench")
+    quiet_reader = InMemoryMetricReader()
+    quiet = MeterProvider(metric_readers=[quiet_reader], exemplar_filter=AlwaysOffExemplarFilter()).get_meter(
+        "bench"
+    )
+    plain = PlainHistograms(Resource.create({}), InstrumentationScope("bench"))
+    plain_histogram = plain.create("p", "s", "a plain histogram", (0.001, 0.01, 0.1, 1))
+    plain.attach([quiet_reader])
     counter = meter.create_counter("c", "1", "a counter")
     summed = Sums(meter, "s", "1", "a summed counter", LABELS)
     histogram = meter.create_histogram("h", "s", "a histogram")
@@ -41,6 +49,9 @@ def variants() -> dict[str, Callable[[], None]]:
         ),
         "Histogram.record, reused dict": lambda: histogram.record(0.01, shared),
         "Histogram.record, reused dict, exemplars off": lambda: quiet_histogram.record(0.01, shared),
+        "PlainHistogram.record, new dict": lambda: plain_histogram.record(
+            0.01, {"rpc": rpc, "provider": provider, "model": model, "status": status}
+        ),
     }
 
 
