@@ -30,6 +30,7 @@ from provider_gateway.fakes.bedrock import (
     Reply,
     event_frame,
     exception_frame,
+    fake_vector,
 )
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -609,7 +610,12 @@ async def test_embed(gw: Any, fake: FakeBedrock, model: str) -> None:
     assert response.embeddings[0].values != response.embeddings[1].values
     bodies = [s.body for s in fake.seen if s.operation == "invoke"]
     if model.startswith("amazon"):
-        assert [b["inputText"] for b in bodies] == ["alpha beta", "gamma"]
+        # One request per input, sent together: they may reach the upstream in either order, and
+        # each answer lands at its own input's index.
+        assert sorted(b["inputText"] for b in bodies) == ["alpha beta", "gamma"]
+        assert [list(e.values) for e in response.embeddings] == [
+            pytest.approx(fake_vector(text, 4)) for text in ("alpha beta", "gamma")
+        ]
     else:
         assert bodies == [
             {"texts": ["alpha beta", "gamma"], "input_type": "search_document", "embedding_types": ["float"]}
