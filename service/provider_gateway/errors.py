@@ -40,6 +40,9 @@ class GatewayError(Exception):
     None. `upstream_status` is the HTTP status or vendor code, kept for logs and metrics.
     `detail` is for the gateway's log only: upstream URLs and library exception classes, which a
     client must not see but an operator needs.
+    `retry_elsewhere_only`: the upstream said (`x-should-retry: false`) that sending this request to
+    it again will not help. The router then sends the request to that deployment no more, but may
+    still fail over to the plan's other deployments (other servers); `retryable` says whether it may.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class GatewayError(Exception):
         self.retryable = kind in RETRYABLE_KINDS if retryable is None else retryable
         self.upstream_status = upstream_status
         self.detail = detail
+        self.retry_elsewhere_only = False  # set from the upstream's answer (http/errors.py)
 
     def __str__(self) -> str:
         return f"{self.provider}: {self.message}" if self.provider else self.message

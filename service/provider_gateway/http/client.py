@@ -22,7 +22,7 @@ from yarl import URL
 from provider_gateway.config import Section
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import deadline
-from provider_gateway.http.errors import error_from_response, redact
+from provider_gateway.http.errors import error_from_response, obey_retry_advice, redact
 from provider_gateway.http.exchange import BodyTooLarge, OutgoingRequest, UpstreamResponse, merged_headers
 from provider_gateway.http.head_timer import HeadTimer, HeadWait
 from provider_gateway.http.idle import IdleTimer, IdleWatch
@@ -212,7 +212,9 @@ class Upstream:
             raw = await self._within(_read_limited(response), self.timeouts.idle, "error body")
         finally:
             await response.aclose()
-        raise self.errors.from_response(self.provider, response, raw, model, self.secrets)
+        error = self.errors.from_response(self.provider, response, raw, model, self.secrets)
+        # Last, so that the vendor's own word on retrying wins over every policy's status rules.
+        raise obey_retry_advice(error, response.headers)
 
     async def request_json(
         self,

@@ -1,8 +1,10 @@
 """Upstream HTTP failures -> GatewayError, with the retry delay the upstream asked for.
 
 The status decides the kind; the body only refines it (context length, quota, the vendor's own
-message). Messages name the provider and never carry a key: vendors echo partial keys in 401
-bodies, so anything key-shaped is masked before it reaches a client or a log.
+message). The vendor's `x-should-retry` header, when it says "true" or "false", overrides whether
+to retry (`obey_retry_advice`), as the openai and anthropic SDKs obey it before any status rule.
+Messages name the provider and never carry a key: vendors echo partial keys in 401 bodies, so
+anything key-shaped is masked before it reaches a client or a log.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6,
 # (Anthropic's rate-limit text is ~480 characters, its advice and links at the end).
 MAX_MESSAGE = 1000
 MAX_RAW_TEXT = 400  # of a body that is not JSON (an HTML error page): a glimpse is enough
+SHOULD_RETRY = "x-should-retry"  # not a standard header: OpenAI's and Anthropic's
 # A delay longer than this is a broken header, not advice: waiting a day is already "do not retry".
 MAX_RETRY_DELAY_S = 86_400.0
 
@@ -145,6 +148,27 @@ def _google_delay(body: Any) -> float | None:
     return None
 
 
+def retry_advice(headers: Mapping[str, str]) -> bool | None:
+    """What the upstream's `x-should-retry` says: True for exactly "true", False for exactly
+    "false", None when absent or anything else (the SDKs compare the value exactly)."""
+    value = next((v for name, v in headers.items() if name.lower() == SHOULD_RETRY), None)
+    return True if value == "true" else False if value == "false" else None
+
+
+def obey_retry_advice(error: GatewayError, headers: Mapping[str, str]) -> GatewayError:
+    """`error` as the upstream's `x-should-retry` amends it, over any status rule. "true": retryable,
+    its kind unchanged. "false": a retry against this upstream will not help, so the request goes
+    to it no more (`retry_elsewhere_only`), and its retry delay is dropped, since no wait makes
+    that retry worth it (the client must not be told to come back). Other deployments still may."""
+    advice = retry_advice(headers)
+    if advice is True:
+        error.retryable = True
+    elif advice is False:
+        error.retry_elsewhere_only = True
+        error.retry_after = None
+    return error
+
+
 def parse_body(raw: bytes) -> Any:
     try:
         return orjson.loads(raw) if raw else None
@@ -189,7 +213,8 @@ def error_from_response(
     model: str = "",
     secrets: Iterable[str] = (),
 ) -> GatewayError:
-    """Map an upstream HTTP error response to the gateway's error kinds."""
+    """Map an upstream HTTP error response to the gateway's error kinds, by its status. (`Upstream`
+    applies `x-should-retry` after this and after any vendor's own policy, so that it wins.)"""
     body = parse_body(raw)
     said = vendor_said(body, raw, status, secrets)
     code = _error_code(body)

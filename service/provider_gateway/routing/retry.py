@@ -6,6 +6,9 @@ ready, so a long wait on one deployment sends the request to the next instead of
 only when nothing is ready, never past the request's deadline nor longer than `max_retry_wait_s`
 (beyond that it fails at once with a retry delay for the client).
 
+A provider that answers `x-should-retry: false` (http/errors.py) is not tried again within the
+request: its deployment is never ready again, and once no other is left the client gets its error.
+
 Streams fail over only before their first content event: once a client has seen output, a failure
 ends the stream with an error status (an honest error beats a silently spliced answer). A unary
 call (`call`) has sent nothing until it returns: it fails over on any retryable failure.
@@ -183,10 +186,15 @@ class RetryLoop:
         return None
 
     def _retry_later(self, tries: _Tries, deployment: Deployment, exc: GatewayError) -> None:
-        """A retryable failure: the deployment waits out its backoff, or the delay the provider asked for."""
+        """A retryable failure: the deployment waits out its backoff, or the delay the provider asked
+        for; or, when the provider said another try there would not help, it is never ready again
+        for this request (the plan's other deployments still are)."""
         tries.last_error = exc
         n = tries.failures.get(deployment.key, 0)
         tries.failures[deployment.key] = n + 1
+        if exc.retry_elsewhere_only:
+            tries.ready_at[deployment.key] = math.inf
+            return
         delay = max(self.backoff(n, tries.plan.settings), exc.retry_after or 0.0)
         tries.ready_at[deployment.key] = self.clock() + delay
 
