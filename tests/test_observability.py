@@ -13,6 +13,7 @@ import logging
 import tomllib
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -24,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from provider_gateway import config as config_module
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.observability import Telemetry, TelemetrySettings, logs
+from provider_gateway.observability import Telemetry, TelemetrySettings, interceptor, logs
 from provider_gateway.providers.mock import MockScript
 from provider_gateway.server.app import GatewayServer
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -282,6 +283,35 @@ async def test_embeddings_are_an_attempt_span_with_usage() -> None:
     server = next(s for s in spans if s.name.endswith("/Embed"))
     assert attempt.parent is not None
     assert attempt.parent.span_id == server.context.span_id
+
+
+class CancelledAt:
+    """A call's context as the telemetry reads it when the call is cancelled, `remaining` seconds
+    before the server's copy of the deadline (None: no deadline)."""
+
+    def __init__(self, remaining: float | None) -> None:
+        self.remaining = remaining
+
+    def time_remaining(self) -> float | None:
+        return self.remaining
+
+
+@pytest.mark.parametrize(
+    ("remaining", "status"),
+    [
+        (None, "CANCELLED"),
+        (5.0, "CANCELLED"),
+        (0.01, "DEADLINE_EXCEEDED"),
+        (0.0, "DEADLINE_EXCEEDED"),
+        (-0.2, "DEADLINE_EXCEEDED"),
+    ],
+)
+def test_a_cancel_that_races_the_deadline_is_the_deadlines(remaining: float | None, status: str) -> None:
+    """The client cancels when its deadline passes, a hair before the server's copy of it passes
+    (that copy starts when the request is read): such a cancel is logged as the deadline, one well
+    before it as the client's cancel."""
+    context = cast(grpc.aio.ServicerContext[Any, Any], CancelledAt(remaining))
+    assert interceptor._status(context, asyncio.CancelledError()) == status
 
 
 async def test_a_passed_deadline_is_logged_as_such() -> None:
