@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 import socket
 import ssl
 import time
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 import aiohappyeyeballs
 import httpx
@@ -31,6 +33,14 @@ from yarl import URL
 from provider_gateway.http.exchange import REST_BYTES, REST_S, BodyTooLarge, OutgoingRequest, UpstreamResponse
 from provider_gateway.http.h1_wire import DONE, HEAD, ResponseParser, encode_request, malformed
 
+# A reused connection closed before any byte of an answer is the keep-alive race (the server closed
+# it, idle, as the request was on its way: its FIN comes within about a round trip), and the request
+# is sent once more on a new connection, only if the close came this soon after the request was
+# written: a server that read a POST, worked on it and then died may have generated (and billed)
+# it, and a second copy must not go out unseen (aiohttp and Go's net/http never re-send a written
+# POST; their callers see the race as an error instead).
+STALE_S = 1.0
+DNS_TTL_S = 10.0  # a name's addresses kept this long, shared by the connects meanwhile (aiohttp's)
 HAPPY_EYEBALLS_S = 0.25  # RFC 8305's recommended connection attempt delay, aiohttp's default
 KEEPALIVE_S = 60.0  # an idle connection is closed after this long, as aiohttp's connector does
 # Body bytes received but not yet taken by the reader: past HIGH the socket is not read (TCP pushes
@@ -46,6 +56,20 @@ MAX_DECODED_READ = 256 * 1024  # of a compressed body, the most one read decodes
 # the loop runs.
 MAX_DECODED_AT_ONCE = 4 * MAX_DECODED_READ
 _NO_BODY_METHODS = frozenset(("HEAD",))
+
+
+AddrInfo = tuple[Any, ...]  # one of getaddrinfo's answers: family, type, proto, canonname, sockaddr
+
+
+def _literal_address(host: str, port: int) -> list[AddrInfo] | None:
+    """getaddrinfo's answer for an IP literal, which needs no lookup; None for a name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.version == 6:
+        return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port, 0, 0))]
+    return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
 
 
 class _Stale(Exception):
@@ -257,6 +281,7 @@ class _Connection(asyncio.Protocol):
         self._response: H1Response | None = None
         self._received = False  # any byte of the current exchange's answer
         self._reused = False
+        self._sent_at = 0.0  # when the current exchange's request was written (STALE_S)
         self._undelivered = 0
         self._paused = False
         self._rest: asyncio.TimerHandle | None = None  # reading the rest of a body nobody reads (REST_S)
@@ -274,6 +299,7 @@ class _Connection(asyncio.Protocol):
         self._undelivered = 0
         self._head = asyncio.get_running_loop().create_future()
         self.transport.write(head)
+        self._sent_at = time.monotonic()
         return self._head
 
     def data_received(self, data: bytes) -> None:
@@ -347,7 +373,7 @@ class _Connection(asyncio.Protocol):
             try:
                 parser.eof()
             except httpx.TransportError as error:
-                if self._reused and not self._received:
+                if self._reused and not self._received and time.monotonic() - self._sent_at < STALE_S:
                     self._error(_Stale())
                 else:
                     if exc is not None:
@@ -435,10 +461,13 @@ class H1Origin:
         self._closed = False
         self._connections: set[_Connection] = set()  # every one open, idle or carrying an exchange
         self._checked_headers: set[tuple[str, str]] = set()  # see encode_request
+        self._literal = _literal_address(self._host, self._port)
+        self._resolved: tuple[float, list[AddrInfo]] | None = None  # (until, addresses): `_addresses`
+        self._resolving: asyncio.Future[list[AddrInfo]] | None = None
 
     async def send(self, request: OutgoingRequest) -> H1Response:
-        """Send; raise an `httpx.TransportError` when no response head arrives (ValueError for a
-        request that cannot be written safely)."""
+        """Send; raise an `httpx.TransportError` when no response head arrives (`UnsendableRequest`
+        for a request that cannot be written safely)."""
         url = request.url
         host = url.host_port_subcomponent or self._host
         head = encode_request(
@@ -480,7 +509,7 @@ class H1Origin:
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self._pass_on(waiter.result())  # handed over as this caller gave up: the next one's
-            else:
+            elif waiter in self._waiters:  # (else `_pass_on` took it out, passing it over as cancelled)
                 self._waiters.remove(waiter)
             raise
         if handed is not None and handed.alive:
@@ -499,8 +528,8 @@ class H1Origin:
                 )
             async with asyncio.timeout(connect_timeout):
                 tls = self._tls() if self._tls is not None else None
+                addresses = await self._addresses()
                 loop = asyncio.get_running_loop()
-                addresses = await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
                 # Every address the name has, IPv6 and IPv4 interleaved, the next one tried after
                 # HAPPY_EYEBALLS_S without waiting for the last to fail (RFC 8305, as aiohttp and
                 # the vendors' SDKs connect): a family that is routed but goes nowhere (a host with
@@ -526,6 +555,29 @@ class H1Origin:
         self._on_connect()
         self._connections.add(connection)
         return connection
+
+    async def _addresses(self) -> list[AddrInfo]:
+        """The origin's addresses: an IP literal's without a lookup; a name's looked up once for
+        all the connects that need it meanwhile (each waits for the one lookup, which goes on if
+        one of them gives up), then kept for DNS_TTL_S. The lookup runs in the loop's default
+        executor, shared with every `to_thread`: a lookup per connect let a slow resolver queue
+        a burst of first connects, and any other origin's, behind one another."""
+        if self._literal is not None:
+            return self._literal
+        if self._resolved is not None and time.monotonic() < self._resolved[0]:
+            return self._resolved[1]
+        if self._resolving is None:
+            loop = asyncio.get_running_loop()
+            self._resolving = asyncio.ensure_future(
+                loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
+            )
+            self._resolving.add_done_callback(self._lookup_done)
+        return await asyncio.shield(self._resolving)
+
+    def _lookup_done(self, lookup: asyncio.Future[list[AddrInfo]]) -> None:
+        self._resolving = None
+        if not lookup.cancelled() and lookup.exception() is None:
+            self._resolved = (time.monotonic() + DNS_TTL_S, lookup.result())
 
     def release(self, connection: _Connection, reusable: bool) -> None:
         if reusable and not self._closed:

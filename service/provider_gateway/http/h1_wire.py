@@ -96,6 +96,11 @@ HEAD, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, LENGTH, UNTIL_CLOSE, DONE = r
 MAX_CHECKED_HEADERS = 256  # (name, value) pairs an origin remembers as checked
 
 
+class UnsendableRequest(ValueError):
+    """A request line or header that would end the request early (a second request or header
+    smuggled in): refused before anything is sent."""
+
+
 def encode_request(
     method: str,
     target: str,
@@ -107,19 +112,19 @@ def encode_request(
     """The request head (and body): origin-form `target`, Host (the caller's, if it gives one, as
     aiohttp sends it), the given headers, Content-Length. A method or header name that is not a
     token, or a target or value with CR, LF or NUL (a second request or header smuggled in), is a
-    ValueError before anything is sent; the message quotes no value (it may hold a key).
+    UnsendableRequest before anything is sent; the message quotes no value (it may hold a key).
 
     `checked` holds the (name, value) pairs that passed those checks before, kept by the caller
     across requests: an origin sends the same headers (its key, the content type) on every
     request, and checking them again was most of this function's cost. Pairs that pass are added
     to it; it is emptied when it holds MAX_CHECKED_HEADERS (values that change per request)."""
     if not _STR_TOKEN.fullmatch(method) or not target.startswith("/") or _FORBIDDEN_IN_HEADER.search(target):
-        raise ValueError(f"cannot send a {method[:16]!r} request: not a valid request line")
+        raise UnsendableRequest(f"cannot send a {method[:16]!r} request: not a valid request line")
     lines = [f"{method} {target} HTTP/1.1\r\n", f"Host: {host}\r\n"]
     for name, value in headers.items():
         if checked is None or (name, value) not in checked:
             if not _STR_TOKEN.fullmatch(name) or _FORBIDDEN_IN_HEADER.search(value):
-                raise ValueError(
+                raise UnsendableRequest(
                     f"cannot send header {name[:64]!r}: not a token, or a value with CR, LF or NUL"
                 )
             if checked is not None:

@@ -34,6 +34,7 @@ from provider_gateway.http.exchange import (
     transport_error,
 )
 from provider_gateway.http.h1 import H1Origin
+from provider_gateway.http.h1_wire import UnsendableRequest
 from provider_gateway.http.malformed_body import FailFastConnector
 from provider_gateway.http.proxy import Proxy, ProxySettings, parse_proxy
 
@@ -239,7 +240,7 @@ class H1HostClient(HostClient):
         self._prepare(request)
         try:
             return await self.connections.send(request)
-        except ValueError as error:  # a header that would end the request early: never sent
+        except UnsendableRequest as error:  # a header that would end the request early: never sent
             raise httpx.LocalProtocolError(str(error)) from None
 
     async def aclose(self) -> None:
