@@ -566,8 +566,8 @@ class H1Origin:
             return self._literal
         if self._resolved is not None and time.monotonic() < self._resolved[0]:
             return self._resolved[1]
-        if self._resolving is None:
-            loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        if self._resolving is None or self._resolving.get_loop() is not loop:  # (an old loop's never ends)
             self._resolving = asyncio.ensure_future(
                 loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
             )
@@ -575,7 +575,8 @@ class H1Origin:
         return await asyncio.shield(self._resolving)
 
     def _lookup_done(self, lookup: asyncio.Future[list[AddrInfo]]) -> None:
-        self._resolving = None
+        if self._resolving is lookup:
+            self._resolving = None
         if not lookup.cancelled() and lookup.exception() is None:
             self._resolved = (time.monotonic() + DNS_TTL_S, lookup.result())
 
