@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 import orjson
+from minimal_relay import delta_texts
 
 from provider_gateway.server.event_loop import eager_asyncio_loop
 from provider_gateway.server.registration import GenericOnly
@@ -66,17 +67,7 @@ class LeanRelay(pb_grpc.ProviderServiceServicer):
             data = tail + await connection.reads.get()
             lines = data.split(b"\n")
             tail = lines.pop()
-            texts = []
-            for line in lines:
-                if line.startswith(b"data: {"):
-                    event = orjson.loads(line[6:])
-                    if event.get("usage"):
-                        usage.input_tokens = event["usage"]["prompt_tokens"]
-                        usage.output_tokens = event["usage"]["completion_tokens"]
-                    for choice in event["choices"]:
-                        if text := choice["delta"].get("content"):
-                            texts.append(text)
-            if texts:
+            if texts := delta_texts(lines, usage):
                 yield pb.StreamEvent(text_delta=pb.TextDelta(text="".join(texts)))
             if data.endswith(END):
                 break

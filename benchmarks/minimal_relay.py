@@ -37,6 +37,22 @@ from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 HEADERS = {"authorization": "Bearer sk-bench", "content-type": "application/json"}
 
 
+def delta_texts(lines: list[bytes], usage: pb.Usage) -> list[str]:
+    """The texts of whole `data: {...}` lines of an OpenAI chat stream; a usage they carry goes to
+    `usage`. The relays' whole decoding: no event other than these, no error, no check."""
+    texts = []
+    for line in lines:
+        if line.startswith(b"data: {"):
+            data = orjson.loads(line[6:])
+            if data.get("usage"):
+                usage.input_tokens = data["usage"]["prompt_tokens"]
+                usage.output_tokens = data["usage"]["completion_tokens"]
+            for choice in data["choices"]:
+                if text := choice["delta"].get("content"):
+                    texts.append(text)
+    return texts
+
+
 class MinimalRelay(pb_grpc.ProviderServiceServicer):
     def __init__(self, upstream: str) -> None:
         self.url = upstream.rstrip("/") + "/chat/completions"
@@ -70,18 +86,7 @@ class MinimalRelay(pb_grpc.ProviderServiceServicer):
             self.url, data=self._body(request, True), headers=HEADERS
         ) as response:
             async for chunk in response.content.iter_any():
-                texts = []
-                for line in chunk.split(b"\n"):
-                    if not line.startswith(b"data: {"):
-                        continue
-                    data = orjson.loads(line[6:])
-                    if data.get("usage"):
-                        usage.input_tokens = data["usage"]["prompt_tokens"]
-                        usage.output_tokens = data["usage"]["completion_tokens"]
-                    for choice in data["choices"]:
-                        if text := choice["delta"].get("content"):
-                            texts.append(text)
-                if texts:
+                if texts := delta_texts(chunk.split(b"\n"), usage):
                     yield pb.StreamEvent(text_delta=pb.TextDelta(text="".join(texts)))
         # As the gateway answers a client asking for usage_in_finish (both clients do).
         yield pb.StreamEvent(finish=pb.Finish(reason=pb.FINISH_REASON_STOP, usage=usage))
