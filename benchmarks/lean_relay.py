@@ -17,12 +17,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 import orjson
-from minimal_relay import delta_texts
+from minimal_relay import delta_texts, serve
 
 from provider_gateway.server.event_loop import eager_asyncio_loop
-from provider_gateway.server.registration import GenericOnly
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
@@ -78,14 +76,7 @@ class LeanRelay(pb_grpc.ProviderServiceServicer):
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--upstream-port", type=int, required=True)
-    server = grpc.aio.server()
-    pb_grpc.add_ProviderServiceServicer_to_server(
-        LeanRelay(parser.parse_args().upstream_port), GenericOnly(server)
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    print(f"listening on 127.0.0.1:{port}", flush=True)
-    await server.wait_for_termination()
+    await serve(LeanRelay(parser.parse_args().upstream_port))
 
 
 if __name__ == "__main__":

@@ -110,7 +110,12 @@ async def main() -> None:
     args = parser.parse_args()
     if args.no_upstream == bool(args.upstream):
         parser.error("give either --upstream URL or --no-upstream")
-    servicer = GrpcAlone() if args.no_upstream else MinimalRelay(args.upstream)
+    await serve(GrpcAlone() if args.no_upstream else MinimalRelay(args.upstream))
+
+
+async def serve(servicer: pb_grpc.ProviderServiceServicer) -> None:
+    """Serve `servicer` through a generic handler on a free loopback port until killed; print
+    `listening on HOST:PORT`."""
     server = grpc.aio.server()
     pb_grpc.add_ProviderServiceServicer_to_server(servicer, GenericOnly(server))
     port = server.add_insecure_port("127.0.0.1:0")
