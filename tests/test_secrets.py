@@ -157,3 +157,38 @@ async def test_an_upstream_401_echoing_the_key_leaks_nowhere(
         assert all(secret not in error for error in errors)
         assert all(secret not in span for span in spans)
         assert secret not in metrics_text
+
+
+SHAPELESS_KEY = "Qz8vLm3Rt6Wp1Xs4Nb7Kc2Hd5Jf9Gh0"  # no vendor's shape: masked only because the config read it
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # A proxy's error page that is not JSON, quoting the key across the 400th character, where
+        # the glimpse of a raw body shown to the client ends.
+        Reply(status=502, body=("x" * 390 + " " + SHAPELESS_KEY).encode(), content_type="text/html"),
+        # A 200 whose body is not JSON, the key across the 120th byte, where its preview ends.
+        Reply(status=200, body=("z" * 110 + SHAPELESS_KEY).encode(), content_type="text/plain"),
+    ],
+    ids=["error page", "non-JSON 200"],
+)
+async def test_a_key_across_the_end_of_a_shown_glimpse_is_masked_whole(
+    reply: Reply, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHAPELESS_UPSTREAM_KEY", SHAPELESS_KEY)
+    async with FakeUpstream() as fake:
+        kinds.openai(fake)
+        fake.script("/v1/chat/completions", reply)
+        config = (
+            f'[providers.oa]\nkind = "openai"\nbase_url = "{fake.url}/v1"\n'
+            'api_key_env = "SHAPELESS_UPSTREAM_KEY"\n[routing]\nretries = 0\n'
+        )
+        async with observed_gateway(config) as gw:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await gw.running.stub.Chat(
+                    pb.ChatRequest(model="oa/gpt-4o", messages=[user("hi")]), timeout=10
+                )
+    details = caught.value.details() or ""
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert SHAPELESS_KEY[:6] not in details, f"a piece of the key reached the client: {details[-60:]!r}"

@@ -22,7 +22,7 @@ from yarl import URL
 from provider_gateway.config import Section
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import deadline
-from provider_gateway.http.errors import error_from_response, obey_retry_advice, redact
+from provider_gateway.http.errors import error_from_response, obey_retry_advice, redact, shown_glimpse
 from provider_gateway.http.exchange import BodyTooLarge, OutgoingRequest, UpstreamResponse, merged_headers
 from provider_gateway.http.head_timer import HeadTimer, HeadWait
 from provider_gateway.http.idle import IdleTimer, IdleWatch
@@ -234,7 +234,7 @@ class Upstream:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            preview = redact(raw[:120].decode("utf-8", errors="replace"), self.secrets)
+            preview = shown_glimpse(raw, 120, self.secrets)
             raise GatewayError(
                 ErrorKind.UNAVAILABLE,
                 f"{self.provider} returned a body that is not JSON: {preview!r}",

@@ -38,6 +38,9 @@ _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6,
 # (Anthropic's rate-limit text is ~480 characters, its advice and links at the end).
 MAX_MESSAGE = 1000
 MAX_RAW_TEXT = 400  # of a body that is not JSON (an HTML error page): a glimpse is enough
+# Text is masked before it is cut, and masked over this much more than is shown, so that a key
+# straddling the cut is masked whole rather than cut into a piece the mask no longer knows.
+KEY_SLACK = 4096
 SHOULD_RETRY = "x-should-retry"  # not a standard header: OpenAI's and Anthropic's
 # A delay longer than this is a broken header, not advice: waiting a day is already "do not retry".
 MAX_RETRY_DELAY_S = 86_400.0
@@ -177,7 +180,22 @@ def parse_body(raw: bytes) -> Any:
 
 
 def upstream_message(body: Any, raw: bytes) -> str:
-    """The vendor's own words: `error.message` (OpenAI, Google, Anthropic), `message`, `error`."""
+    """The vendor's own words: `error.message` (OpenAI, Google, Anthropic), `message`, `error`; else
+    a glimpse of the raw body (MAX_RAW_TEXT and KEY_SLACK more, for `vendor_said` to mask, then cut)."""
+    said = _json_message(body)
+    return said if said is not None else glimpse(raw, MAX_RAW_TEXT + KEY_SLACK)
+
+
+def glimpse(raw: bytes, size: int) -> str:
+    return raw[:size].decode("utf-8", errors="replace").strip()
+
+
+def shown_glimpse(raw: bytes, size: int, secrets: Iterable[str] = ()) -> str:
+    """The first `size` characters of a raw body as a client may see them: masked, then cut."""
+    return redact(glimpse(raw, size + KEY_SLACK), secrets)[:size]
+
+
+def _json_message(body: Any) -> str | None:
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict):
@@ -189,12 +207,15 @@ def upstream_message(body: Any, raw: bytes) -> str:
         for key in ("message", "detail", "msg"):
             if isinstance(body.get(key), str) and body[key]:
                 return str(body[key])
-    return raw[:MAX_RAW_TEXT].decode("utf-8", errors="replace").strip()
+    return None
 
 
 def vendor_said(body: Any, raw: bytes, status: int, secrets: Iterable[str] = ()) -> str:
-    """The vendor's own words as a client may see them: keys masked, length bounded."""
-    return redact(upstream_message(body, raw), secrets)[:MAX_MESSAGE] or f"HTTP {status}"
+    """The vendor's own words as a client may see them: keys masked, then length bounded."""
+    said = _json_message(body)
+    if said is None:
+        return shown_glimpse(raw, MAX_RAW_TEXT, secrets) or f"HTTP {status}"
+    return redact(said, secrets)[:MAX_MESSAGE] or f"HTTP {status}"
 
 
 def _error_code(body: Any) -> str:
