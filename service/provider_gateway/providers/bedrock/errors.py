@@ -11,7 +11,7 @@ import orjson
 
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.client import ErrorPolicy
-from provider_gateway.http.errors import redact
+from provider_gateway.http.errors import MAX_RAW_TEXT, redact, shown_glimpse
 from provider_gateway.http.exchange import UpstreamResponse
 
 CODES: dict[str, ErrorKind] = {
@@ -101,7 +101,7 @@ class BedrockErrorPolicy(ErrorPolicy):
         try:
             body = orjson.loads(raw) if raw else {}
         except orjson.JSONDecodeError:
-            body = {"message": raw[:400].decode("utf-8", errors="replace")}
+            body = {"message": shown_glimpse(raw, MAX_RAW_TEXT, secrets)}  # masked, then cut
         code = error_code(response.headers.get("x-amzn-ErrorType", ""), body)
         text = str(body.get("message") or body.get("Message") or "") if isinstance(body, dict) else ""
         return from_aws_error(
