@@ -22,6 +22,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from provider_gateway import config as config_module
 from provider_gateway.errors import ErrorKind, GatewayError
@@ -435,3 +436,42 @@ async def test_upstream_spans_carry_the_server_address_and_one_model_name(
     )
     assert server.attributes["gen_ai.request.model"] == attempt.attributes["gen_ai.request.model"] == "gpt-4o"
     assert server.attributes["provider_gateway.requested_model"] == "quick"
+
+
+async def test_request_tags_reach_the_access_log_and_the_span_but_no_metric() -> None:
+    """ChatRequest.metadata is documented as tags for logs and traces: an operator finds a team's
+    calls by them. Tags are the client's free text, so no metric label carries them."""
+    tags = {"team": "zeta-7731", "ticket": "ops-42"}
+    with captured_logs() as output:
+        async with observed_gateway('[providers.mock]\nkind = "mock"\n') as gw:
+            stub = gw.running.stub
+            await stub.Chat(pb.ChatRequest(model="mock/echo", messages=[user("hi")], metadata=tags))
+            async for _ in stub.ChatStream(
+                pb.ChatRequest(model="mock/echo", messages=[user("hi")], metadata=tags)
+            ):
+                pass
+            too_many = {f"k{i}": "zeta-7731" for i in range(65)}  # refused: its tags were never checked
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Chat(pb.ChatRequest(model="mock/echo", messages=[user("hi")], metadata=too_many))
+            data = gw.reader.get_metrics_data()
+            await gw.running.server.stop(0)
+            spans = [s for s in gw.finished() if s.kind is SpanKind.SERVER]
+    access = [json.loads(line) for line in output.getvalue().splitlines() if logs.ACCESS_LOGGER in line]
+    assert [line["metadata"] for line in access] == [tags, tags, None]
+    prefix = interceptor.TAG_ATTRIBUTE
+    assert [
+        {k[len(prefix) :]: v for k, v in (s.attributes or {}).items() if k.startswith(prefix)} for s in spans
+    ] == [
+        tags,
+        tags,
+        {},
+    ]
+    labels = [
+        dict(p.attributes or {})
+        for rm in data.resource_metrics  # type: ignore[union-attr]
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        for p in m.data.data_points
+    ]
+    assert labels
+    assert "zeta-7731" not in json.dumps(labels, default=str)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 SERVICE_PREFIX = "/provider_gateway.v1.ProviderService/"
 NO_KEY = "_none"  # the cost metric's key label when the gateway has no API keys configured
+TAG_ATTRIBUTE = "provider_gateway.request.metadata."  # one span attribute per request tag
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 Context = grpc.aio.ServicerContext[Any, Any]
 # What `MethodTelemetry.begin` hands `end`: started (ns), context, state, span, its context token,
@@ -173,6 +174,9 @@ class RequestInterceptor:
                 span.set_attribute("provider_gateway.time_to_first_token_us", timing.time_to_first_token_us)
                 span.set_attribute("provider_gateway.upstream_us", timing.upstream_us)
                 span.set_attribute("provider_gateway.total_us", timing.total_us)
+            if state.tags:
+                for key, value in state.tags.items():
+                    span.set_attribute(f"{TAG_ATTRIBUTE}{key}", redact(value))
             if status != "OK":
                 span.set_status(Status(StatusCode.ERROR, redact(status)))
             span.end()

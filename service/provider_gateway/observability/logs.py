@@ -198,5 +198,6 @@ def log_request(state: Any, status: str, duration_s: float) -> None:
             "usage_estimated": state.usage_estimated,
             "usage_source": state.usage_source if state.attempts else "none",
             "api_key_name": state.key,  # the configured name, never the key
+            "metadata": state.tags,  # the request's tags, null when it set none (or was refused unchecked)
         },
     )

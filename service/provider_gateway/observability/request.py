@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import uuid
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,9 @@ class RequestState:
     usage_estimated: bool = False  # some tokens counted were estimated: an attempt ended without usage
     usage_source: str = "provider"  # the least certain: "provider", "partial" or "estimated"
     key: str = ""  # the caller's API key's configured name (never the key), when keys are configured
+    # The request's own tags (ChatRequest.metadata), once checked: the log and the span carry them,
+    # never a metric (their values are the client's, unbounded in number).
+    tags: Mapping[str, str] | None = None
     unreported: list[Any] = field(default_factory=list)  # the attempts' `Consumed`, for the metrics
     tried: set[str] = field(default_factory=set)
 

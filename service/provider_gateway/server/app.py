@@ -113,7 +113,7 @@ class GatewayServer:
             # runs all of it in one frame per call, composed once per method (server/edge.py);
             # auth's wrappers depend on the caller.
             interceptors=[
-                EdgeInterceptor(self.telemetry.call_hooks(), self.shutdown_cut, [self.drain]),
+                EdgeInterceptor(self.telemetry.call_hooks(), self.shutdown_cut, [self.drain], limit),
                 *self.auth,
             ],
             options=[

@@ -3,7 +3,8 @@
 Each bound is documented (docs/configuration.md, "Request bounds"). Those that depend on the model
 (`SizeBounds`) come from `bounds_for`, the one place a model catalog plugs in its per-model limits;
 until there is one, every model gets the documented caps. The rest bound what a client chooses
-freely: names, tags, stop sequences, and the size of an embedding answer.
+freely: names, tags, stop sequences, and the size of an embedding answer (against the server's send
+limit, [server] max_message_bytes).
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ MAX_STOP_CHARS = 1000
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_KEY_CHARS = 128
 MAX_METADATA_VALUE_CHARS = 1024
-# Values in one Embed answer (inputs x dimensions): 2 Mi float32 values, the 8 MiB of gRPC's default
-# largest message; a vector this size is built in milliseconds.
-MAX_EMBED_VALUES = 2 * 1024 * 1024
+# An Embed answer's bytes beyond its floats (4 bytes each), at most: per vector, the Embedding's tag
+# and length, its index, the values' tag and length (1 + 5 each); per answer, usage and names.
+EMBED_BYTES_PER_VECTOR = 18
+EMBED_ANSWER_RESERVE_BYTES = 4096
+
+
+def embed_answer_bytes(inputs: int, dimensions: int) -> int:
+    """The most an Embed answer of `inputs` vectors of `dimensions` values can take encoded, so that
+    one that would not fit the server's send limit is refused before any provider works on it."""
+    return inputs * (4 * dimensions + EMBED_BYTES_PER_VECTOR) + EMBED_ANSWER_RESERVE_BYTES

@@ -7,6 +7,7 @@ decode guard (an undecodable request is refused INVALID_ARGUMENT before any othe
 inside the shutdown cut's bookkeeping (a stream's messages written by the edge itself), and the
 hooks' `end`, innermost first, with what the call raised. A wrapper per concern re-yielded every
 message of a stream once more each, about 105k instructions of a 20-token stream (issue 15).
+A unary answer is measured against the server's send limit before it is returned (answer_size.py).
 The other services' methods (health, reflection) get the decode guard and the drain as handler
 wrappers: they are not on any request's path.
 
@@ -27,6 +28,7 @@ from typing import Any, Protocol, cast
 
 import grpc
 
+from provider_gateway.server.answer_size import too_large
 from provider_gateway.server.decode import DecodeGuard, Undecodable, guarded, refuse
 from provider_gateway.server.shutdown_cut import ShutdownCut
 
@@ -124,8 +126,14 @@ def _stream(
 
 
 def _unary(
-    behaviour: Callable[[Any, Context], Awaitable[Any]], hook: CallHook | None, cut: ShutdownCut
+    behaviour: Callable[[Any, Context], Awaitable[Any]],
+    hook: CallHook | None,
+    cut: ShutdownCut,
+    method: str,
+    send_limit: int,
 ) -> Callable[[Any, Context], Awaitable[Any]]:
+    rpc = method.rsplit("/", 1)[-1]
+
     async def unary(request: Any, context: Context) -> Any:
         begun = None if hook is None else hook.begin(request, context)
         response = error = None
@@ -139,6 +147,9 @@ def _unary(
                 await cut.ended_by_cancel(call, context)
             finally:
                 cut.leave(call)
+            # gRPC would fail to send it after we return, with our hooks none the wiser (answer_size.py).
+            if send_limit and response is not None and (size := response.ByteSize()) > send_limit:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, too_large(rpc, size, send_limit))
             return response
         except BaseException as exc:
             error = exc
@@ -152,13 +163,19 @@ def _unary(
 
 class EdgeInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
-        self, hooks: Sequence[CallHooks], cut: ShutdownCut, wrappers: Sequence[HandlerWrapper] = ()
+        self,
+        hooks: Sequence[CallHooks],
+        cut: ShutdownCut,
+        wrappers: Sequence[HandlerWrapper] = (),
+        send_limit: int = 0,
     ) -> None:
         """`hooks` outermost first (telemetry), for ProviderService calls; `cut` ends them at
         shutdown; `wrappers` (outermost first) wrap the other services' methods, inside the decode
-        guard."""
+        guard; `send_limit` is the server's largest message ([server] max_message_bytes; 0: none),
+        which a unary answer is measured against before it is returned."""
         self._hooks = tuple(hooks)
         self._cut = cut
+        self._send_limit = send_limit
         self._inside_out = tuple(reversed((DecodeGuard(), *wrappers)))
         # method -> (the handler from below, its composition); one entry per method the server has.
         self._composed: dict[str, tuple[Handler, Handler]] = {}
@@ -198,7 +215,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
         if handler.unary_unary is not None:
             answered = cast("Callable[[Any, Context], Awaitable[Any]]", handler.unary_unary)
-            unary = _unary(answered, self._hook(method, False), self._cut)
+            unary = _unary(answered, self._hook(method, False), self._cut, method, self._send_limit)
             return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
         return None  # streamed requests (none today): the decode guard alone, as on other services
 

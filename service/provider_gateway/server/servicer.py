@@ -111,6 +111,14 @@ def _name_the_key() -> None:
         state.key = principal.name
 
 
+def _tag_the_request(tags: dict[str, str]) -> None:
+    """Give the request's telemetry its tags (`metadata`), checked and bounded by now: the access log
+    and the server span carry them (never a metric label)."""
+    state = CURRENT.get()
+    if state is not None:
+        state.tags = tags
+
+
 type _Events = Callable[[Any, Any, RequestClock], AsyncGenerator[GatewayEvent, None]]
 
 
@@ -183,6 +191,8 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                 given = convert.set_fields(request)  # listed once, for the checks and the conversion
                 checked = validate.chat(request, self.limits, given)  # its messages, converted
                 domain_request = convert.chat_request_from_proto(request, given, checked)
+                if domain_request.metadata:
+                    _tag_the_request(domain_request.metadata)
                 response, finish = await self.router.chat(domain_request, clock)
                 return convert.chat_response_to_proto(response, finish, self.finishes)
         except Exception as exc:
@@ -194,6 +204,8 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         given = convert.set_fields(request)  # listed once, for the checks and the conversion
         checked = validate.chat(request, self.limits, given)  # its messages, converted
         domain_request = convert.chat_request_from_proto(request, given, checked)
+        if domain_request.metadata:
+            _tag_the_request(domain_request.metadata)
         return self.router.chat_stream(domain_request, clock)
 
     ChatStream = _streaming("ChatStream", _chat_events)
@@ -209,6 +221,8 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                 domain_request = convert.completion_request_from_proto(
                     validate.complete(request, self.limits, given), given
                 )
+                if domain_request.metadata:
+                    _tag_the_request(domain_request.metadata)
                 response, finish = await self.router.complete(domain_request, clock)
                 return convert.completion_response_to_proto(response, finish, self.finishes)
         except Exception as exc:
@@ -221,6 +235,8 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         domain_request = convert.completion_request_from_proto(
             validate.complete(request, self.limits, given), given
         )
+        if domain_request.metadata:
+            _tag_the_request(domain_request.metadata)
         return self.router.complete_stream(domain_request, clock)
 
     CompleteStream = _streaming("CompleteStream", _complete_events)

@@ -26,7 +26,6 @@ from provider_gateway.config import GatewayConfig
 from provider_gateway.errors import invalid_argument, shown
 from provider_gateway.server import checks
 from provider_gateway.server.bounds import (
-    MAX_EMBED_VALUES,
     MAX_FALLBACKS,
     MAX_METADATA_ENTRIES,
     MAX_METADATA_KEY_CHARS,
@@ -35,6 +34,7 @@ from provider_gateway.server.bounds import (
     MAX_STOP_CHARS,
     SizeBounds,
     bounds_for,
+    embed_answer_bytes,
 )
 from provider_gateway.server.convert import ROLES as DOMAIN_ROLES
 from provider_gateway.server.convert import set_fields, struct_json
@@ -57,6 +57,8 @@ class Limits:
     max_message_bytes: int = 4 * 1024 * 1024
     max_tools: int = 128
     max_embed_inputs: int = 2048
+    # [server] max_message_bytes: the largest answer the server can send (an Embed's is known ahead).
+    max_answer_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Limits:
@@ -68,6 +70,7 @@ class Limits:
             max_message_bytes=section.integer("max_message_bytes", default.max_message_bytes, minimum=64),
             max_tools=section.integer("max_tools", default.max_tools, minimum=0),
             max_embed_inputs=section.integer("max_embed_inputs", default.max_embed_inputs, minimum=1),
+            max_answer_bytes=config.server.max_message_bytes,
         )
 
 
@@ -362,10 +365,12 @@ def embed(request: pb.EmbedRequest, limits: Limits = DEFAULT_LIMITS) -> pb.Embed
         raise invalid_argument(
             f"dimensions: must be between 0 (the model's default) and {bounds.max_embed_dimensions}, got {dimensions}"
         )
-    if dimensions * len(request.inputs) > MAX_EMBED_VALUES:
+    answer = embed_answer_bytes(len(request.inputs), dimensions)
+    if answer > limits.max_answer_bytes:  # the answer could not be sent: refused before any work
         raise invalid_argument(
-            f"dimensions: {len(request.inputs)} inputs x {dimensions} dimensions is above the "
-            f"{MAX_EMBED_VALUES} values one answer may carry; send fewer inputs per request"
+            f"dimensions: {len(request.inputs)} inputs x {dimensions} dimensions make an answer of up "
+            f"to {answer} bytes, over [server] max_message_bytes {limits.max_answer_bytes}; "
+            "send fewer inputs per request (or fewer dimensions), or raise the limit"
         )
     return request
 
