@@ -23,10 +23,14 @@ from provider_gateway.domain import (
     TextPart,
     Tool,
     ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
     ToolCallPart,
+    ToolCallStart,
     ToolChoice,
     ToolChoiceMode,
     ToolResultPart,
+    Usage,
     UsageEvent,
 )
 from provider_gateway.errors import GatewayError
@@ -217,10 +221,130 @@ def test_stream_parser_reasoning_field_cost_length_and_whole_arguments() -> None
     assert (finish.reason, finish.raw_reason, finish.response_id) == (FinishReason.LENGTH, "length", "gen-1")
 
 
-def test_stream_parser_without_finish_reason_is_stop_and_has_no_usage_event() -> None:
+def test_stream_parser_without_finish_reason_is_unspecified_not_stop_and_has_no_usage_event() -> None:
+    """`[DONE]` with no finish_reason anywhere: whether the answer is whole is unknown (the SDK's
+    finish_reason is None), so not a clean STOP."""
     stream = parser("p", "vllm")
     events = stream.feed({"choices": [{"index": 0, "delta": {"content": "hi"}}]}) + stream.close()
-    assert events == [TextDelta("hi"), ProviderFinish(FinishReason.STOP, "", "", "")]
+    assert events == [TextDelta("hi"), ProviderFinish(FinishReason.UNSPECIFIED, "", "", "")]
+
+
+def tool_chunk(*fragments: dict[str, Any], content: str | None = None) -> dict[str, Any]:
+    delta: dict[str, Any] = {"tool_calls": list(fragments)} | ({"content": content} if content else {})
+    return {"choices": [{"index": 0, "delta": delta}]}
+
+
+def finish_chunk(reason: str) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}
+
+
+def test_a_call_starts_for_the_client_once_its_name_is_known_and_text_is_not_held_back() -> None:
+    """Arguments before the call's id and name (fields merge by index): the client's ToolCallStart
+    waits for the name, then carries the arguments so far in one delta; text goes on meanwhile."""
+    stream = parser("p", "openai")
+    held = stream.feed(tool_chunk({"index": 0, "function": {"arguments": '{"city":'}}, content="Let me see."))
+    named = stream.feed(
+        tool_chunk(
+            {"index": 0, "id": "call_abc", "function": {"name": "get_weather", "arguments": ' "Paris"'}}
+        )
+    )
+    more = stream.feed(tool_chunk({"index": 0, "function": {"arguments": "}"}}))
+    ended = stream.feed(finish_chunk("tool_calls")) + stream.close()
+    assert held == [TextDelta("Let me see.")]
+    assert named == [ToolCallStart(0, "call_abc", "get_weather"), ToolCallDelta(0, '{"city": "Paris"')]
+    assert more == [ToolCallDelta(0, "}")]
+    assert ended[0] == ToolCallEnd(0, ToolCall("call_abc", "get_weather", '{"city": "Paris"}'))
+    assert ended[-1] == ProviderFinish(FinishReason.TOOL_CALLS, "tool_calls", "", "")
+
+
+def test_a_call_whose_name_never_comes_still_starts_and_ends_whole() -> None:
+    stream = parser("p", "openai")
+    assert stream.feed(tool_chunk({"index": 0, "function": {"arguments": "{}"}})) == []
+    assert stream.feed(finish_chunk("tool_calls")) == [
+        ToolCallStart(0, "call_0", ""),
+        ToolCallDelta(0, "{}"),
+        ToolCallEnd(0, ToolCall("call_0", "", "{}")),
+    ]
+
+
+def test_index_less_calls_each_whole_in_its_chunk_are_separate_calls_and_stop_is_tool_calls() -> None:
+    """Gemini's OpenAI-compatible endpoint: no `index`, each call whole in its own chunk, "stop"."""
+    stream = parser("p", "openai")
+    first = stream.feed(
+        tool_chunk({"id": "fc-1", "function": {"name": "get_weather", "arguments": '{"c":"P"}'}})
+    )
+    second = stream.feed(
+        tool_chunk({"id": "fc-2", "function": {"name": "get_time", "arguments": '{"tz":"CET"}'}})
+    )
+    ended = stream.feed(finish_chunk("stop")) + stream.close()
+    assert first == [ToolCallStart(0, "fc-1", "get_weather"), ToolCallDelta(0, '{"c":"P"}')]
+    assert second == [ToolCallStart(1, "fc-2", "get_time"), ToolCallDelta(1, '{"tz":"CET"}')]
+    assert ended == [
+        ToolCallEnd(0, ToolCall("fc-1", "get_weather", '{"c":"P"}')),
+        ToolCallEnd(1, ToolCall("fc-2", "get_time", '{"tz":"CET"}')),
+        ProviderFinish(FinishReason.TOOL_CALLS, "stop", "", ""),
+    ]
+
+
+def test_index_less_calls_without_ids_split_on_a_new_name_or_after_whole_arguments() -> None:
+    """Without ids, a named fragment is another call when the latest call's arguments are whole
+    (the same tool twice) or it names another tool; unnamed fragments continue the latest call."""
+    stream = parser("p", "openai")
+    for fragment in (
+        {"function": {"name": "f", "arguments": '{"a":'}},
+        {"function": {"arguments": "1}"}},
+        {"function": {"name": "f", "arguments": '{"a":2}'}},
+        {"function": {"name": "g", "arguments": ""}},
+        {"function": {"arguments": "{}"}},
+    ):
+        stream.feed(tool_chunk(fragment))
+    calls = [
+        (e.index, e.call.name, e.call.arguments_json) for e in stream.close() if isinstance(e, ToolCallEnd)
+    ]
+    assert calls == [(0, "f", '{"a":1}'), (1, "f", '{"a":2}'), (2, "g", "{}")]
+
+
+def test_index_less_fragments_repeating_their_id_are_one_call() -> None:
+    stream = parser("p", "openai")
+    for arguments in ('{"a"', ":1}"):
+        stream.feed(tool_chunk({"id": "c", "function": {"name": "f", "arguments": arguments}}))
+    ends = [e for e in stream.close() if isinstance(e, ToolCallEnd)]
+    assert ends == [ToolCallEnd(0, ToolCall("c", "f", '{"a":1}'))]
+
+
+@pytest.mark.parametrize("extra", [{}, {"reasoning_content": "r"}], ids=["plain-message", "folded-message"])
+def test_whole_answer_with_index_less_calls_and_stop_is_tool_calls(extra: dict[str, Any]) -> None:
+    """Both unary paths: `_message_response`, and `folded_response` (a field `plain_message` leaves
+    to the fold)."""
+    calls = [
+        {"id": f"fc-{n}", "type": "function", "function": {"name": "f", "arguments": f'{{"n":{n}}}'}}
+        for n in (1, 2)
+    ]
+    message = {"role": "assistant", "tool_calls": calls} | extra
+    body = {"choices": [{"index": 0, "finish_reason": "stop", "message": message}]}
+    response = parser("p", "openai").response(body, lambda chars: Usage(output_tokens=chars, estimated=True))
+    assert [(c.id, c.name, c.arguments_json) for c in response.tool_calls] == [
+        ("fc-1", "f", '{"n":1}'),
+        ("fc-2", "f", '{"n":2}'),
+    ]
+    assert (response.finish.reason, response.finish.raw_reason) == (FinishReason.TOOL_CALLS, "stop")
+
+
+def test_whole_answer_without_a_finish_reason_is_unspecified() -> None:
+    body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}]}
+    response = parser("p", "openai").response(body, lambda chars: Usage(output_tokens=chars, estimated=True))
+    assert (response.text, response.finish.reason, response.finish.raw_reason) == (
+        "hi",
+        FinishReason.UNSPECIFIED,
+        "",
+    )
+
+
+def test_length_after_tool_calls_stays_length() -> None:
+    stream = parser("p", "openai")
+    stream.feed(tool_chunk({"index": 0, "id": "c", "function": {"name": "f", "arguments": '{"a"'}}))
+    finish = (stream.feed(finish_chunk("length")) + stream.close())[-1]
+    assert finish == ProviderFinish(FinishReason.LENGTH, "length", "", "")
 
 
 def test_presets_use_each_hosts_documented_base_path() -> None:

@@ -22,12 +22,13 @@ from replay.support import (
     figures,
     gateway_stream,
     gateway_unary,
+    pieces,
     recordings,
     replay,
     replay_gateway,
 )
 
-from provider_gateway.fakes import FakeUpstream
+from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 MODEL = "gpt-4.1"
@@ -154,3 +155,136 @@ async def test_error_status_matches_sdk(path: Path, host: tuple[str, str], upstr
     said = re.sub(r"\borg-\w+", "***", raised.value.body["message"])  # type: ignore[index]
     assert said in error.details()
     assert ours.text == ""
+
+
+# Chunk shapes other OpenAI-compatible hosts send, written here rather than recorded: Gemini's
+# endpoint (generativelanguage.googleapis.com/v1beta/openai) sends each tool call whole in its own
+# chunk without `tool_calls[].index` and ends a tool-calling turn with "stop"
+# (openai/openai-python#2806).
+
+
+def sse(*chunks: dict[str, Any]) -> Reply:
+    lines = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]
+    return Reply(status=200, chunks=pieces("".join(lines).encode()), content_type="text/event-stream")
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"id": "chatcmpl-r", "object": "chat.completion.chunk", "created": 1, "model": MODEL,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+
+
+def script_stream(upstreams: dict[str, Any], reply: Reply) -> tuple[FakeUpstream, Any]:
+    fake, stub = upstreams["openai"]
+    fake.script("/v1/chat/completions", reply, reply)  # one for the gateway, one for the SDK
+    return fake, stub
+
+
+async def sdk_final(fake: FakeUpstream) -> Any:
+    """The SDK stream helper's accumulated completion (`sdk_view` needs usage and a finish)."""
+    async with sdk_client(fake, "/v1").chat.completions.stream(
+        model=MODEL, messages=[{"role": "user", "content": "Go on."}]
+    ) as stream:
+        return await stream.get_final_completion()
+
+
+def sdk_calls(completion: Any) -> list[tuple[str, str, Any]]:
+    calls = completion.choices[0].message.tool_calls or []
+    return [(c.id, c.function.name, json.loads(c.function.arguments)) for c in calls]
+
+
+async def test_a_call_named_after_its_first_arguments_gets_its_later_id_and_name(
+    upstreams: dict[str, Any],
+) -> None:
+    """Fields merge by index (the SDK's accumulation): an id and name after the first arguments
+    are the call's."""
+    fake, stub = script_stream(upstreams, sse(
+        chunk({"role": "assistant", "content": None}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]}),
+        chunk({"tool_calls": [{"index": 0, "id": "call_abc", "type": "function",
+                               "function": {"name": "get_weather", "arguments": ' "Paris"}'}}]}),
+        chunk({}, "tool_calls"),
+        {"id": "chatcmpl-r", "object": "chat.completion.chunk", "created": 1, "model": MODEL, "choices": [],
+         "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}},
+    ))  # fmt: skip
+    ours, error = await gateway_stream(stub, ask(f"openai/{MODEL}"))
+    theirs, _ = await sdk_stream(fake, "/v1")
+    assert theirs.tool_calls == [("call_abc", "get_weather", {"city": "Paris"})]
+    assert error is None, error.details() if error else ""
+    assert ours == theirs
+
+
+async def test_index_less_calls_each_whole_in_its_chunk_are_separate_calls(upstreams: dict[str, Any]) -> None:
+    """The SDK's stream helper raises on them (it needs the index); the gateway gives each call
+    whole, and "stop" after them as TOOL_CALLS (the model waits for their results)."""
+    first = {"id": "function-call-1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}  # fmt: skip
+    second = {"id": "function-call-2", "type": "function",
+              "function": {"name": "get_time", "arguments": '{"tz":"CET"}'}}  # fmt: skip
+    fake, stub = script_stream(upstreams, sse(
+        chunk({"role": "assistant", "tool_calls": [first]}), chunk({"tool_calls": [second]}), chunk({}, "stop")
+    ))  # fmt: skip
+    ours, error = await gateway_stream(stub, ask(f"openai/{MODEL}"))
+    with pytest.raises(TypeError):
+        await sdk_final(fake)
+    assert error is None, error.details() if error else ""
+    assert ours.tool_calls == [
+        ("function-call-1", "get_weather", {"city": "Paris"}),
+        ("function-call-2", "get_time", {"tz": "CET"}),
+    ]
+    assert (ours.finish_reason, ours.raw_finish_reason) == (pb.FINISH_REASON_TOOL_CALLS, "stop")
+
+
+async def test_stop_after_indexed_tool_calls_is_a_tool_calls_finish(upstreams: dict[str, Any]) -> None:
+    """The SDK keeps "stop" (the raw reason, kept as is); the proto's TOOL_CALLS says what a client
+    must do next, as for Gemini's and Ollama's own STOP after calls."""
+    fake, stub = script_stream(upstreams, sse(
+        chunk({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                                    "function": {"name": "get_weather", "arguments": ""}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": "Paris"}'}}]}),
+        chunk({}, "stop"),
+    ))  # fmt: skip
+    ours, error = await gateway_stream(stub, ask(f"openai/{MODEL}"))
+    completion = await sdk_final(fake)
+    assert completion.choices[0].finish_reason == "stop"
+    assert error is None, error.details() if error else ""
+    assert ours.tool_calls == sdk_calls(completion) == [("call_1", "get_weather", {"city": "Paris"})]
+    assert (ours.finish_reason, ours.raw_finish_reason) == (pb.FINISH_REASON_TOOL_CALLS, "stop")
+
+
+async def test_done_without_any_finish_reason_is_not_a_clean_stop(upstreams: dict[str, Any]) -> None:
+    """`[DONE]` before any chunk with a finish_reason: the SDK's finish_reason is None; the gateway
+    relays the text and says UNSPECIFIED with no raw reason, never a complete STOP."""
+    fake, stub = script_stream(upstreams, sse(chunk({"role": "assistant", "content": "The answer is"})))
+    ours, error = await gateway_stream(stub, ask(f"openai/{MODEL}"))
+    completion = await sdk_final(fake)
+    assert completion.choices[0].finish_reason is None
+    assert error is None, error.details() if error else ""
+    assert ours.text == completion.choices[0].message.content == "The answer is"
+    assert (ours.finish_reason, ours.raw_finish_reason) == (pb.FINISH_REASON_UNSPECIFIED, "")
+
+
+async def test_a_whole_answer_with_index_less_calls_and_stop_is_a_tool_calls_finish(
+    upstreams: dict[str, Any],
+) -> None:
+    """The unary form (Gemini's endpoint again): the SDK's `create` keeps both calls and "stop"."""
+    calls = [{"id": f"function-call-{n}", "type": "function",
+              "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}
+             for n, city in ((1, "Paris"), (2, "Rome"))]  # fmt: skip
+    body = {"id": "r", "object": "chat.completion", "created": 1, "model": MODEL,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "tool_calls": calls}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}  # fmt: skip
+    fake, stub = upstreams["openai"]
+    reply = Reply(status=200, chunks=[json.dumps(body).encode()], content_type="application/json")
+    fake.script("/v1/chat/completions", reply, reply)
+    ours = await gateway_unary(stub, ask(f"openai/{MODEL}"))
+    completion = await sdk_client(fake, "/v1").chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Go on."}]
+    )
+    assert completion.choices[0].finish_reason == "stop"
+    assert ours.tool_calls == sdk_calls(completion)
+    assert ours.tool_calls == [
+        ("function-call-1", "get_weather", {"city": "Paris"}),
+        ("function-call-2", "get_weather", {"city": "Rome"}),
+    ]
+    assert (ours.finish_reason, ours.raw_finish_reason) == (pb.FINISH_REASON_TOOL_CALLS, "stop")

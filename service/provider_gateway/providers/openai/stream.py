@@ -11,7 +11,6 @@ The host's differences come from its wire (`codec.ChatWire` and subclasses).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,10 +23,7 @@ from provider_gateway.domain import (
     ReasoningDelta,
     StreamEvent,
     TextDelta,
-    ToolCall,
-    ToolCallDelta,
     ToolCallEnd,
-    ToolCallStart,
     Usage,
     UsageEvent,
 )
@@ -35,6 +31,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import fold
 from provider_gateway.providers.open_calls import ended_call
 from provider_gateway.providers.openai.codec import ChatWire, stream_error
+from provider_gateway.providers.openai.tool_calls import ChatToolCalls
 from provider_gateway.providers.shapes import SHAPE_ERRORS, shape_checked
 from provider_gateway.wire.sse import SseEvent
 from provider_gateway.wire.think import OPEN, ThinkSplitter
@@ -101,13 +98,6 @@ def event_chunk(frame: bytes | SseEvent, provider: str) -> dict[str, Any] | None
     return value
 
 
-@dataclass(slots=True)
-class _OpenCall:
-    id: str
-    name: str
-    arguments: list[str] = field(default_factory=list)
-
-
 class ChatStreamParser:
     """Chunks in (parsed JSON), domain events out; `close` ends open tool calls and reports."""
 
@@ -115,8 +105,7 @@ class ChatStreamParser:
         self.provider = provider
         self.wire = wire
         self._think = ThinkSplitter() if wire.preset.think_tags else None
-        self._calls: dict[int, _OpenCall] = {}
-        self._ended: set[int] = set()
+        self._calls = ChatToolCalls(wire)
         self.usage: Usage | None = None
         self.finish_reason = ""
         self.model = ""
@@ -181,11 +170,11 @@ class ChatStreamParser:
             self.usage = self.wire.usage(chunk["usage"])
         return events
 
-    def _finish(self, reason: Any) -> list[ToolCallEnd]:
+    def _finish(self, reason: Any) -> list[StreamEvent]:
         """A choice's finish: a failure the host reports raises; open tool calls end."""
         self.finish_reason = str(reason)
         self.wire.check_finish(self.finish_reason, self.provider)
-        return self._end_calls()
+        return self._calls.end()
 
     def _identify(self, chunk: dict[str, Any]) -> None:
         """The answer's model and id, as the latest chunk naming them says."""
@@ -205,7 +194,7 @@ class ChatStreamParser:
             events.extend(self._text(refusal))
         events.extend(self._annotations(delta.get("annotations")))
         for position, fragment in enumerate(delta.get("tool_calls") or []):
-            events.extend(self._tool_fragment(fragment, position))
+            events.extend(self._tool_fragment(fragment, position == 0))
         return events
 
     @staticmethod
@@ -217,38 +206,24 @@ class ChatStreamParser:
         self.output_chars += len(text)
         return list(self._think.feed(text)) if self._think else [TextDelta(text)]
 
-    def _tool_fragment(self, fragment: dict[str, Any], position: int) -> list[StreamEvent]:
-        index = int(fragment.get("index", position))
+    def _tool_fragment(self, fragment: dict[str, Any], first_in_list: bool) -> list[StreamEvent]:
+        """A `tool_calls` entry (`ChatToolCalls`: by its index, or without one as Gemini sends)."""
+        index = fragment.get("index")
         function = fragment.get("function") or {}
-        events: list[StreamEvent] = []
-        call = self._calls.get(index)
-        if call is None:
-            call_id = self.wire.answer_tool_id(str(fragment.get("id") or ""), index)
-            call = _OpenCall(call_id, str(function.get("name") or ""))
-            self._calls[index] = call
-            events.append(ToolCallStart(index, call.id, call.name))
         arguments = self.wire.arguments(function.get("arguments"))
-        if arguments:
-            call.arguments.append(arguments)
-            self.output_chars += len(arguments)
-            events.append(ToolCallDelta(index, arguments))
-        return events
-
-    def _end_calls(self) -> list[ToolCallEnd]:
-        events: list[ToolCallEnd] = []
-        for index in sorted(self._calls):
-            if index not in self._ended:
-                self._ended.add(index)
-                call = self._calls[index]
-                events.append(
-                    ToolCallEnd(index, ToolCall(call.id, call.name, "".join(call.arguments) or "{}"))
-                )
-        return events
+        self.output_chars += len(arguments)
+        return self._calls.fragment(
+            None if index is None else int(index),
+            first_in_list,
+            str(fragment.get("id") or ""),
+            str(function.get("name") or ""),
+            arguments,
+        )
 
     @shape_checked
     def close(self, estimated_usage: Usage | None = None) -> list[StreamEvent]:
         events: list[StreamEvent] = list(self._think.close()) if self._think else []
-        events.extend(self._end_calls())
+        events.extend(self._calls.end())
         usage = self.usage or estimated_usage
         if usage is not None:
             events.append(UsageEvent(usage))
@@ -256,9 +231,18 @@ class ChatStreamParser:
         return events
 
     def _provider_finish(self) -> ProviderFinish:
-        reason = FINISH_REASONS.get(
-            self.finish_reason, FinishReason.OTHER if self.finish_reason else FinishReason.STOP
-        )
+        """The finish as the client gets it (the raw reason as the host said it).
+
+        `stop` after tool calls is TOOL_CALLS (the model waits for their results: Gemini's
+        OpenAI-compatible endpoint says `stop`). No finish_reason at all before `[DONE]` is
+        UNSPECIFIED, not a clean STOP: whether the answer is whole is unknown (the SDK's
+        finish_reason is None), as Bedrock's answer without a stop reason is."""
+        if not self.finish_reason:
+            reason = FinishReason.UNSPECIFIED
+        else:
+            reason = FINISH_REASONS.get(self.finish_reason, FinishReason.OTHER)
+        if reason is FinishReason.STOP and self._calls:
+            reason = FinishReason.TOOL_CALLS
         return ProviderFinish(reason, self.finish_reason, self.model, self.response_id)
 
     @shape_checked
@@ -306,14 +290,14 @@ class ChatStreamParser:
         self.output_chars += len(text)
         notes = self._annotations(message.get("annotations"))
         for position, fragment in enumerate(message.get("tool_calls") or []):
-            self._tool_fragment(fragment, position)
+            self._tool_fragment(fragment, position == 0)
         ends = self._finish(choice["finish_reason"]) if choice.get("finish_reason") else []
         if body.get("usage"):
             self.usage = self.wire.usage(body["usage"])
-        ends += self._end_calls()
+        ends += self._calls.end()
         return ChatResponse(
             text=text,
-            tool_calls=[ended_call(end.call) for end in ends],
+            tool_calls=[ended_call(end.call) for end in ends if isinstance(end, ToolCallEnd)],
             raw_content=notes,
             usage=self.usage or estimate(self.output_chars),
             finish=self._provider_finish(),
