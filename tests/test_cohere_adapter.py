@@ -116,9 +116,9 @@ async def test_client_cancel_closes_the_upstream_connection(setup: Any) -> None:
 async def test_embed_models_and_tokenize(setup: Any) -> None:
     fake, stub = setup
     embedded = await stub.Embed(
-        pb.EmbedRequest(model="cohere/embed-v4.0", inputs=["a", "b"], dimensions=2), timeout=20
+        pb.EmbedRequest(model="cohere/embed-v4.0", inputs=["a", "b"], dimensions=256), timeout=20
     )
-    assert [list(e.values) for e in embedded.embeddings] == [[0.5, 0.5], [0.5, 0.5]]
+    assert [list(e.values) for e in embedded.embeddings] == [[0.5] * 256, [0.5] * 256]
     assert embedded.usage.input_tokens == 3
     models = await stub.ListModels(pb.ListModelsRequest(provider="cohere"), timeout=20)
     assert {m.id: m.embeddings for m in models.models} == {"command-a-03-2025": False, "embed-v4.0": True}

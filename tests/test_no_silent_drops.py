@@ -193,3 +193,19 @@ async def test_a_field_is_sent_emulated_or_refused(setup: Any, provider: str, va
         assert got.body != baseline.body, (
             f"{variant} on {provider} ({kind}) was dropped: the body did not change"
         )
+
+
+@pytest.mark.parametrize("case", list(PROVIDERS))
+async def test_a_reasoning_budget_without_enabled_is_refused_before_any_call(setup: Any, case: str) -> None:
+    """`budget_tokens` is a setting of the reasoning `enabled` turns on (proto ReasoningOptions): on
+    its own it once reached neither Anthropic nor Gemini, and Gemini 2.5, which thinks unasked,
+    thought without the client's cap. Every kind now refuses it alike, naming what to set."""
+    gateway, fakes = setup
+    provider, _, model = PROVIDERS[case]
+    before = fakes.last_body(provider)
+    request = chat_request(f"{provider}/{model}", reasoning=pb.ReasoningOptions(budget_tokens=4096), **THINK)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await gateway.stub.Chat(request, timeout=20)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "set reasoning.enabled to use budget_tokens" in (caught.value.details() or "")
+    assert fakes.last_body(provider) is before, "the refused request reached the upstream"

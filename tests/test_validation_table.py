@@ -238,6 +238,11 @@ CHAT_CASES: list[tuple[str, pb.ChatRequest, str]] = [
     ("max-tokens-negative", chat(max_tokens=-5), "max_tokens: must be between 1 and 1000000, got -5"),
     ("reasoning-effort-unknown", chat(reasoning=pb.ReasoningOptions(effort=9)), "reasoning.effort: unknown"),  # type: ignore[arg-type]
     (
+        "reasoning-budget-without-enabled",
+        chat(reasoning=pb.ReasoningOptions(budget_tokens=4096)),
+        "reasoning.budget_tokens: set reasoning.enabled to use budget_tokens",
+    ),
+    (
         "reasoning-budget-huge",
         chat(reasoning=pb.ReasoningOptions(enabled=True, budget_tokens=2_000_000_000)),
         "reasoning.budget_tokens: must be between 0 and 1000000",

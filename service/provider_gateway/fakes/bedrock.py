@@ -488,8 +488,9 @@ class FakeBedrock:
             )
         if "cohere.embed" in seen.model_id:
             texts = [str(t) for t in seen.body.get("texts", [])]
+            dims = int(seen.body.get("output_dimension", 4))  # Embed v4's; v3 has no such field
             return web.json_response(
-                {"id": "emb", "embeddings": {"float": [fake_vector(t, 4) for t in texts]}}
+                {"id": "emb", "embeddings": {"float": [fake_vector(t, dims) for t in texts]}}
             )
         if problem := invoke_problem(family, seen.body):
             return error_response("ValidationException", problem)

@@ -39,6 +39,7 @@ from provider_gateway.errors import GatewayError
 from provider_gateway.pricing import PriceTable
 from provider_gateway.providers.base import Provider
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.embed_dimensions import check_widths
 from provider_gateway.providers.registry import ProviderRegistry, build_provider
 from provider_gateway.routing.attempts import Attempts
 from provider_gateway.routing.breaker import BreakerState
@@ -182,7 +183,8 @@ class Router:
 
     async def embed(self, request: EmbedRequest) -> tuple[Route, EmbedResult]:
         async def call(d: Deployment) -> EmbedResult:
-            return await d.provider.embed(dataclasses.replace(request, model=d.spec.model))
+            result = await d.provider.embed(dataclasses.replace(request, model=d.spec.model))
+            return check_widths(result, request.dimensions, d.spec.provider, d.spec.model)
 
         return await self._simple(self.plan(request.model, request.provider), call)
 

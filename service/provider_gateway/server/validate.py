@@ -291,6 +291,10 @@ def _reasoning(request: pb.ChatRequest, bounds: SizeBounds) -> None:
         )
     if request.reasoning.effort not in EFFORTS:
         raise invalid_argument(f"reasoning.effort: unknown effort {request.reasoning.effort}")
+    if budget and not request.reasoning.enabled:
+        # A budget is a setting of reasoning that `enabled` turns on (proto ReasoningOptions): it
+        # turns nothing on by itself, and reaching no provider it would be lost without a word.
+        raise invalid_argument("reasoning.budget_tokens: set reasoning.enabled to use budget_tokens")
 
 
 # --- requests ------------------------------------------------------------------------------------

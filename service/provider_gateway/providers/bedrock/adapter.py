@@ -435,14 +435,18 @@ class BedrockProvider(BaseProvider):
         if family is Family.TITAN and models.is_embedding_model(model_id):
             # Titan embeds one text per call: make the calls concurrently (the pool bounds them).
             bodies = await all_or_first_error(
-                self._invoke_json(model_id, codec.titan_embed_body(text, request.dimensions), request.model)
+                self._invoke_json(
+                    model_id, codec.titan_embed_body(text, model_id, request.dimensions), request.model
+                )
                 for text in request.inputs
             )
             results = [codec.titan_embed_response(body) for body in bodies]
             tokens = sum(count for _, count in results)
             return EmbedResult([v for v, _ in results], Usage(input_tokens=tokens), model=request.model)
         if family is Family.COHERE and models.is_embedding_model(model_id):
-            body = await self._invoke_json(model_id, codec.cohere_embed_body(request.inputs), request.model)
+            body = await self._invoke_json(
+                model_id, codec.cohere_embed_body(request.inputs, model_id, request.dimensions), request.model
+            )
             vectors = codec.cohere_embed_response(body, len(request.inputs))
             # Cohere on Bedrock reports no token counts for embeddings: estimate them.
             tokens = sum(estimate_tokens(text) for text in request.inputs)

@@ -65,6 +65,12 @@ from provider_gateway.providers.bedrock.invoke import (
     invoke_body,
 )
 from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures
+from provider_gateway.providers.embed_dimensions import (
+    COHERE_V4_SIZES,
+    TITAN_V2_SIZES,
+    check_size,
+    fixed_width,
+)
 from provider_gateway.providers.owned_options import refuse_owned
 from provider_gateway.providers.structured_output import closed_objects, unhonoured
 
@@ -276,8 +282,6 @@ def reasoning_fields(request: ChatRequest, features: ConverseFeatures | None) ->
     if style == "budget":  # Claude: the direct Anthropic API's rules, so that both refuse alike
         if options.effort:
             raise _refused(request, "reasoning.effort", "Claude thinking takes a budget, not an effort")
-        if not options.enabled:
-            raise _refused(request, "reasoning.budget_tokens", "set reasoning.enabled to turn thinking on")
         # Converse needs no maximum: without one the budget is the requested or default one, plus
         # room for the answer.
         requested = max(MIN_THINKING_BUDGET, options.budget_tokens or DEFAULT_THINKING_BUDGET)
@@ -534,9 +538,15 @@ def stream_chunk_payload(event: Mapping[str, Any]) -> dict[str, Any] | None:
 # --- embeddings --------------------------------------------------------------------------------
 
 
-def titan_embed_body(text: str, dimensions: int) -> dict[str, Any]:
+def titan_embed_body(text: str, model: str, dimensions: int) -> dict[str, Any]:
+    """Titan's body for one text; `dimensions` only where Titan Text Embeddings V2 takes it."""
     body: dict[str, Any] = {"inputText": text}
     if dimensions:
+        if "titan-embed-text-v2" not in model:
+            raise fixed_width(
+                "Bedrock", model, "of the Titan embedding models only amazon.titan-embed-text-v2 takes it"
+            )
+        check_size(dimensions, TITAN_V2_SIZES, "Bedrock", model)
         body["dimensions"] = dimensions
         body["normalize"] = True
     return body
@@ -549,8 +559,17 @@ def titan_embed_response(body: Mapping[str, Any]) -> tuple[list[float], int]:
     return vector, _int(body.get("inputTextTokenCount"))
 
 
-def cohere_embed_body(texts: list[str]) -> dict[str, Any]:
-    return {"texts": texts, "input_type": "search_document", "embedding_types": ["float"]}
+def cohere_embed_body(texts: list[str], model: str, dimensions: int) -> dict[str, Any]:
+    """Cohere's body; `output_dimension` is Embed v4's (Embed v3 has one width, 1024)."""
+    body: dict[str, Any] = {"texts": texts, "input_type": "search_document", "embedding_types": ["float"]}
+    if dimensions:
+        if "embed-v4" not in model:
+            raise fixed_width(
+                "Bedrock", model, "Cohere Embed v3 has one width (1024); cohere.embed-v4 takes a size"
+            )
+        check_size(dimensions, COHERE_V4_SIZES, "Bedrock", model)
+        body["output_dimension"] = dimensions
+    return body
 
 
 def cohere_embed_response(body: Mapping[str, Any], expected: int) -> list[list[float]]:

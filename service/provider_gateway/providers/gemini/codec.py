@@ -48,6 +48,7 @@ from provider_gateway.domain import (
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.errors import google_retry_delay
 from provider_gateway.providers.base import fold
+from provider_gateway.providers.embed_dimensions import fixed_width
 from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.vendor_wire import arguments_object, malformed, merge_provider_options
@@ -259,6 +260,9 @@ def build_count_body(request: CountTokensRequest, model_path: str) -> dict[str, 
 
 
 def build_embed_body(request: EmbedRequest, model_path: str) -> dict[str, Any]:
+    if request.dimensions and request.model.endswith("embedding-001") and "gemini" not in request.model:
+        # Google: `outputDimensionality` is for the models since 2024, not models/embedding-001.
+        raise fixed_width("Gemini", request.model, "embedding-001 has one width (768)")
     requests = []
     for text in request.inputs:
         item: dict[str, Any] = {"model": model_path, "content": {"parts": [{"text": text}]}}

@@ -44,6 +44,7 @@ from provider_gateway.http import Timeouts, Upstream
 from provider_gateway.http.client import TIMEOUT_KEYS
 from provider_gateway.providers.base import BaseProvider, completion_of, estimate_messages, estimate_tokens
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.embed_dimensions import fixed_width
 from provider_gateway.providers.http_common import completion_as_chat, path_segment, probe
 from provider_gateway.providers.openai import codec
 from provider_gateway.providers.openai.presets import PRESETS, Preset
@@ -305,6 +306,8 @@ class OpenAIProvider(BaseProvider):
         upstream, path = self._route(request.model, "embeddings")
         body: dict[str, Any] = {"model": request.model, "input": list(request.inputs)}
         if request.dimensions:
+            if "ada-002" in request.model:  # OpenAI: only text-embedding-3 and later take a size
+                raise fixed_width(self.name, request.model, "text-embedding-ada-002 has one width (1536)")
             body["dimensions"] = request.dimensions
         answer = await upstream.request_json("POST", path, json=body, model=request.model)
         return codec.parse_embeddings(answer, request.model, provider=self.name)
