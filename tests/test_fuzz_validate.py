@@ -165,9 +165,9 @@ def every_check(request: pb.ChatRequest, limits: validate.Limits) -> pb.ChatRequ
     if not request.messages:
         raise GatewayError(ErrorKind.INVALID_ARGUMENT, "messages: at least one message is required")
     validate._messages(request.messages, limits)
-    tools = validate._tools(request, limits)
+    tools, schema_bytes = validate._tools(request, limits)
     validate._tool_choice(request, tools)
-    validate._response_format(request)
+    validate._response_format(request, limits, schema_bytes)
     validate._reasoning(request, bounds)
     validate._sampling(request, bounds)
     validate._metadata(request.metadata)

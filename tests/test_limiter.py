@@ -109,7 +109,26 @@ async def test_a_queued_request_gives_up_at_its_deadline() -> None:
     with pytest.raises(GatewayError) as caught:
         await run_stream(router, chat("a/slow"), RequestClock(deadline=router.clock() + 0.05))
     assert caught.value.kind is ErrorKind.RESOURCE_EXHAUSTED
+    assert "until the request's deadline" in caught.value.message
+    assert "queue_timeout_s" not in caught.value.message
     assert asyncio.get_running_loop().time() - loop_deadline < 5
+    first.cancel()
+
+
+async def test_a_queued_request_refused_at_the_queue_timeout_names_it_not_the_deadline() -> None:
+    """A client told "deadline" would raise its deadline, to no effect: the queue's timeout ended it."""
+    router = make_router(
+        '[providers.a]\nkind = "mock"\n[providers.a.models.slow]\nfirst_token_delay_ms = 60000\n'
+        "[routing]\nttft_timeout_s = 120\nqueue_timeout_s = 0.05\n[routing.limiter]\ninitial = 1\nminimum = 1"
+    )
+    a = mock(router, "a")
+    first = asyncio.ensure_future(run_stream(router, chat("a/slow")))
+    await until(lambda: a.stats.started >= 1)
+    with pytest.raises(GatewayError) as caught:
+        await run_stream(router, chat("a/slow"), RequestClock(deadline=router.clock() + 600))
+    assert caught.value.kind is ErrorKind.RESOURCE_EXHAUSTED
+    assert "[routing] queue_timeout_s (0.05 s)" in caught.value.message
+    assert "deadline" not in caught.value.message
     first.cancel()
 
 

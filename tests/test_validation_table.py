@@ -19,7 +19,11 @@ max_messages = 5
 max_message_bytes = 2048
 max_tools = 4
 max_embed_inputs = 3
+max_content_parts = 8
+max_schema_bytes = 256
 """
+PARTS_LIMIT = "content parts in all ([limits] max_content_parts)"
+SCHEMA_LIMIT = "the request's schemas take more than 256 bytes in all ([limits] max_schema_bytes)"
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 24
@@ -311,6 +315,67 @@ CHAT_CASES: list[tuple[str, pb.ChatRequest, str]] = [
         "messages[0].content[0].reasoning: only assistant messages",
     ),
     ("cache-breakpoint-alone", chat(msg(USER, pb.ContentPart(cache_breakpoint=True))), "empty content part"),
+    # Counts, not only bytes: 8 MB of one-character parts held a worker's loop for seconds.
+    (
+        "content-parts-one-message",
+        chat(msg(USER, *[text()] * 9)),
+        f"messages[0].content: the messages hold more than 8 {PARTS_LIMIT}",
+    ),
+    (
+        "content-parts-in-all",
+        chat(msg(USER, *[text()] * 5), msg(ASSISTANT, text()), msg(USER, *[text()] * 3)),
+        f"messages[2].content: the messages hold more than 8 {PARTS_LIMIT}",
+    ),
+    (
+        "schema-bytes-one-tool",
+        chat(tools=[tool(params={"type": "object", "enum": list(range(30))})]),
+        f"tools[0].parameters: {SCHEMA_LIMIT}",
+    ),
+    (
+        "schema-bytes-in-all",
+        chat(tools=[tool(f"t{i}", {"type": "object", "description": "d" * 60}) for i in range(3)]),
+        f"tools[2].parameters: {SCHEMA_LIMIT}",
+    ),
+    (
+        "schema-bytes-with-response-format",
+        chat(
+            tools=[tool(params={"type": "object", "description": "d" * 120})],
+            response_format=pb.ResponseFormat(
+                type=pb.ResponseFormat.TYPE_JSON_SCHEMA, json_schema=struct({"description": "d" * 120})
+            ),
+        ),
+        f"response_format.json_schema: {SCHEMA_LIMIT}",
+    ),
+    # A field the chosen mode ignores would be dropped without a word.
+    (
+        "tool-choice-name-without-mode",
+        chat(tools=[tool()], tool_choice=pb.ToolChoice(name="lookup")),
+        "tool_choice.name: only read with mode MODE_TOOL, and mode is MODE_UNSPECIFIED",
+    ),
+    (
+        "tool-choice-name-with-auto",
+        chat(tools=[tool()], tool_choice=pb.ToolChoice(mode=pb.ToolChoice.MODE_AUTO, name="lookup")),
+        "tool_choice.name: only read with mode MODE_TOOL, and mode is MODE_AUTO",
+    ),
+    (
+        "json-schema-without-type",
+        chat(response_format=pb.ResponseFormat(json_schema=struct({"type": "object"}))),
+        "response_format.json_schema: only read with type TYPE_JSON_SCHEMA, and type is TYPE_UNSPECIFIED",
+    ),
+    (
+        "json-schema-with-json-object",
+        chat(
+            response_format=pb.ResponseFormat(
+                type=pb.ResponseFormat.TYPE_JSON_OBJECT, json_schema=struct({"type": "object"})
+            )
+        ),
+        "response_format.json_schema: only read with type TYPE_JSON_SCHEMA, and type is TYPE_JSON_OBJECT",
+    ),
+    (
+        "schema-name-with-text",
+        chat(response_format=pb.ResponseFormat(type=pb.ResponseFormat.TYPE_TEXT, schema_name="answer")),
+        "response_format.schema_name: only read with type TYPE_JSON_SCHEMA, and type is TYPE_TEXT",
+    ),
 ]
 
 OTHER_CASES: list[tuple[str, str, Any, str]] = [
@@ -413,6 +478,18 @@ OTHER_CASES: list[tuple[str, str, Any, str]] = [
         "model 'echo' does not offer embeddings",
     ),
     ("embed-model-too-long", "Embed", pb.EmbedRequest(model="m" * 5000, inputs=["a"]), "model: at most 256"),
+    (
+        "count-content-parts",
+        "CountTokens",
+        count(messages=[msg(USER, *[text()] * 9)]),
+        f"messages[0].content: the messages hold more than 8 {PARTS_LIMIT}",
+    ),
+    (
+        "count-schema-bytes",
+        "CountTokens",
+        count(text="a", tools=[tool(params={"type": "object", "enum": list(range(30))})]),
+        f"tools[0].parameters: {SCHEMA_LIMIT}",
+    ),
 ]
 
 
@@ -494,5 +571,22 @@ async def test_a_rich_valid_request_passes(limited: RunningGateway) -> None:
         top_p=1.0,
         max_tokens=5,
     )
+    response = await limited.stub.Chat(request, timeout=10)
+    assert response.finish.provider == "mock"
+
+
+async def test_requests_at_the_count_and_schema_limits_pass(limited: RunningGateway) -> None:
+    """Exactly `max_content_parts` parts, and schemas of nearly `max_schema_bytes`, are served."""
+    schema = {"type": "object", "description": "d" * 90}
+    request = chat(
+        msg(USER, *[text()] * 5),
+        msg(ASSISTANT, text()),
+        msg(USER, *[text()] * 2),
+        tools=[tool(params=schema)],
+        response_format=pb.ResponseFormat(
+            type=pb.ResponseFormat.TYPE_JSON_SCHEMA, json_schema=struct(schema)
+        ),
+    )
+    assert request.tools[0].parameters.ByteSize() * 2 == 254  # the two schemas: 2 bytes under the limit
     response = await limited.stub.Chat(request, timeout=10)
     assert response.finish.provider == "mock"

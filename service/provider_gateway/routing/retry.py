@@ -48,9 +48,10 @@ class CapacityQueue:
         # event, not a Condition, so that giving back is a plain call (no lock, no coroutine).
         self._freed = asyncio.Event()
 
-    async def wait(self, plan: Plan, until: float, give_up: float) -> None:
+    async def wait(self, plan: Plan, until: float, give_up: float, *, queue_timeout: bool) -> None:
         """Wait in the plan's bounded queue until a deployment frees capacity or becomes ready
-        (`until`); past `give_up` (the deadline or the queue timeout) the request is refused."""
+        (`until`); past `give_up` the request is refused, naming what ended the wait
+        (`queue_timeout`: `[routing] queue_timeout_s`, else the request's deadline)."""
         waiting = self.waiters.get(plan.name, 0)
         if waiting >= plan.settings.max_queue:
             raise GatewayError(
@@ -65,10 +66,16 @@ class CapacityQueue:
         except TimeoutError:
             if until < give_up:
                 return  # another deployment's wait is over: look again
+            # A client told "deadline" raises its deadline, which does not help when the queue's
+            # own timeout ended the wait.
+            ended = (
+                f"for [routing] queue_timeout_s ({plan.settings.queue_timeout_s:g} s); "
+                "retry later, or raise queue_timeout_s (or the deployments' concurrency, [routing.limiter])"
+                if queue_timeout
+                else "until the request's deadline; retry later or with a longer deadline"
+            )
             raise GatewayError(
-                ErrorKind.RESOURCE_EXHAUSTED,
-                f"{plan.name!r} stayed at capacity until the request's deadline",
-                retry_after=1.0,
+                ErrorKind.RESOURCE_EXHAUSTED, f"{plan.name!r} stayed at capacity {ended}", retry_after=1.0
             ) from None
         finally:
             self._waiting -= 1
@@ -250,9 +257,11 @@ class RetryLoop:
             else:
                 return deployment
         if at_capacity:
-            give_up = min(deadline, now + plan.settings.queue_timeout_s)
+            queue_ends = now + plan.settings.queue_timeout_s
+            give_up = min(deadline, queue_ends)
             look_again = min(give_up, now + wait)
-            return lambda: self.capacity.wait(plan, look_again, give_up)
+            queue_timeout = queue_ends < deadline
+            return lambda: self.capacity.wait(plan, look_again, give_up, queue_timeout=queue_timeout)
         if wait > plan.settings.max_retry_wait_s or now + wait >= deadline or wait is math.inf:
             raise _unavailable(plan, tries.last_error, wait, rate_limited=rate_limited)
         return lambda: self.sleep(wait)

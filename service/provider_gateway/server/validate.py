@@ -8,8 +8,13 @@ repeat at most a short prefix of a client's value. Conversation sizes come from 
     [limits]
     max_messages = 1000          # messages in one conversation
     max_message_bytes = 4194304  # encoded size of one message (images included)
+    max_content_parts = 4096     # content parts of all the messages together
     max_tools = 128
+    max_schema_bytes = 262144    # encoded size of all the tools' parameters and response schema
     max_embed_inputs = 2048
+
+Counts are bounded as well as bytes: each part or schema value costs a Python walk here and in the
+codecs, and 8 MB of one-character parts (1.6 million) held a worker's loop for seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from google.protobuf.struct_pb2 import Struct
 
 from provider_gateway import domain as d
 from provider_gateway.config import GatewayConfig
@@ -40,7 +46,14 @@ from provider_gateway.server.convert import ROLES as DOMAIN_ROLES
 from provider_gateway.server.convert import set_fields, struct_json
 from provider_gateway.v1 import provider_service_pb2 as pb
 
-LIMIT_KEYS = ("max_messages", "max_message_bytes", "max_tools", "max_embed_inputs")
+LIMIT_KEYS = (
+    "max_messages",
+    "max_message_bytes",
+    "max_content_parts",
+    "max_tools",
+    "max_schema_bytes",
+    "max_embed_inputs",
+)
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_STOP_SEQUENCES = 16
 SAMPLING_FIELDS = frozenset({"temperature", "top_p", "max_tokens", "stop"})  # what `_sampling` checks
@@ -55,7 +68,13 @@ EFFORTS = frozenset(pb.ReasoningOptions.Effort.values())
 class Limits:
     max_messages: int = 1000
     max_message_bytes: int = 4 * 1024 * 1024
+    # A conversation of `max_messages` messages of four parts each; about 0.7 us a part to check.
+    max_content_parts: int = 4096
     max_tools: int = 128
+    # A schema's values cannot be counted without the walk that is to be bounded (conversion and
+    # checks, about 7 us an empty property), so their bytes bound them: 256 KiB of the smallest properties is
+    # about 0.2 s of loop time at worst, two 8 MB decodes; real tools take a few KB each.
+    max_schema_bytes: int = 256 * 1024
     max_embed_inputs: int = 2048
     # [server] max_message_bytes: the largest answer the server can send (an Embed's is known ahead).
     max_answer_bytes: int = 8 * 1024 * 1024
@@ -68,7 +87,9 @@ class Limits:
         return cls(
             max_messages=section.integer("max_messages", default.max_messages, minimum=1),
             max_message_bytes=section.integer("max_message_bytes", default.max_message_bytes, minimum=64),
+            max_content_parts=section.integer("max_content_parts", default.max_content_parts, minimum=1),
             max_tools=section.integer("max_tools", default.max_tools, minimum=0),
+            max_schema_bytes=section.integer("max_schema_bytes", default.max_schema_bytes, minimum=64),
             max_embed_inputs=section.integer("max_embed_inputs", default.max_embed_inputs, minimum=1),
             max_answer_bytes=config.server.max_message_bytes,
         )
@@ -153,6 +174,7 @@ def _messages(messages: Any, limits: Limits, field: str = "messages") -> list[d.
         )
     call_ids: set[str] = set()
     converted: list[d.Message | None] = []
+    parts = 0
     for i, message in enumerate(messages):
         role = message.role
         if role not in ROLES:
@@ -162,6 +184,12 @@ def _messages(messages: Any, limits: Limits, field: str = "messages") -> list[d.
         content = message.content
         if not content:
             raise invalid_argument(f"{field}[{i}].content: a message needs at least one content part")
+        parts += len(content)  # before the walk of the parts, which this bounds
+        if parts > limits.max_content_parts:
+            raise invalid_argument(
+                f"{field}[{i}].content: the messages hold more than {limits.max_content_parts} content parts "
+                "in all ([limits] max_content_parts); join adjacent text parts, or raise the limit"
+            )
         name = message.name
         if name:
             _name(name, f"{field}[{i}].name")
@@ -230,12 +258,14 @@ def _json(text: str, where: str) -> Any:
         raise invalid_argument(f"{where}: not valid JSON ({exc})") from None
 
 
-def _tools(request: pb.ChatRequest | pb.CountTokensRequest, limits: Limits) -> set[str]:
+def _tools(request: pb.ChatRequest | pb.CountTokensRequest, limits: Limits) -> tuple[set[str], int]:
+    """The tools' names, and the encoded bytes of their parameter schemas (`_schema_bytes`)."""
     if len(request.tools) > limits.max_tools:
         raise invalid_argument(
             f"tools: at most {limits.max_tools} tools ([limits] max_tools), got {len(request.tools)}"
         )
     names: set[str] = set()
+    schema_bytes = 0
     for i, tool in enumerate(request.tools):
         if not TOOL_NAME.match(tool.name):
             raise invalid_argument(f"tools[{i}].name: must match {TOOL_NAME.pattern}, got {shown(tool.name)}")
@@ -248,13 +278,26 @@ def _tools(request: pb.ChatRequest | pb.CountTokensRequest, limits: Limits) -> s
                 f"tools[{i}]: {size} bytes exceeds the {limits.max_message_bytes}-byte limit ([limits] max_message_bytes)"
             )
         if tool.HasField("parameters"):
+            schema_bytes = _schema_bytes(tool.parameters, f"tools[{i}].parameters", schema_bytes, limits)
             schema = struct_json(tool.parameters, f"tools[{i}].parameters")
             if schema.get("type", "object") != "object":
                 raise invalid_argument(
                     f"tools[{i}].parameters.type: tool parameters must be an object schema"
                 )
             checks.schema(schema, f"tools[{i}].parameters")
-    return names
+    return names, schema_bytes
+
+
+def _schema_bytes(schema: Struct, where: str, before: int, limits: Limits) -> int:
+    """The request's schema bytes so far, `schema` included: checked before its conversion, which
+    costs a Python call or more for every value it holds."""
+    total = before + schema.ByteSize()
+    if total > limits.max_schema_bytes:
+        raise invalid_argument(
+            f"{where}: the request's schemas take more than {limits.max_schema_bytes} bytes in all "
+            "([limits] max_schema_bytes); send smaller schemas or fewer tools, or raise the limit"
+        )
+    return total
 
 
 def _tool_choice(request: pb.ChatRequest, tools: set[str]) -> None:
@@ -268,18 +311,32 @@ def _tool_choice(request: pb.ChatRequest, tools: set[str]) -> None:
         raise invalid_argument(
             f"tool_choice.name: {shown(choice.name)} is not one of the request's tools ({', '.join(sorted(tools))})"
         )
+    if mode != pb.ToolChoice.MODE_TOOL and choice.name:  # the model would choose: not what was meant
+        raise invalid_argument(
+            f"tool_choice.name: only read with mode MODE_TOOL, and mode is {pb.ToolChoice.Mode.Name(mode)}; "
+            "set mode to MODE_TOOL to force that tool, or leave name empty"
+        )
 
 
-def _response_format(request: pb.ChatRequest) -> None:
+def _response_format(request: pb.ChatRequest, limits: Limits, schema_bytes: int) -> None:
+    """`schema_bytes`: the encoded bytes of the tools' schemas, which count towards the same limit."""
     fmt = request.response_format
     if fmt.type not in RESPONSE_FORMAT_TYPES:
         raise invalid_argument(f"response_format.type: unknown type {fmt.type}")
     if fmt.type != pb.ResponseFormat.TYPE_JSON_SCHEMA:
+        # A schema the type ignores would give plain text (or any JSON) without a word.
+        ignored = "json_schema" if fmt.HasField("json_schema") else "schema_name" if fmt.schema_name else ""
+        if ignored:
+            raise invalid_argument(
+                f"response_format.{ignored}: only read with type TYPE_JSON_SCHEMA, and type is "
+                f"{pb.ResponseFormat.Type.Name(fmt.type)}; set type to TYPE_JSON_SCHEMA, or leave {ignored} unset"
+            )
         return
     if not fmt.HasField("json_schema"):
         raise invalid_argument("response_format.json_schema: required when type is TYPE_JSON_SCHEMA")
     if fmt.schema_name and not TOOL_NAME.match(fmt.schema_name):
         raise invalid_argument(f"response_format.schema_name: must match {TOOL_NAME.pattern}")
+    _schema_bytes(fmt.json_schema, "response_format.json_schema", schema_bytes, limits)
     checks.schema(struct_json(fmt.json_schema, "response_format.json_schema"), "response_format.json_schema")
 
 
@@ -313,11 +370,11 @@ def chat(
     if "messages" not in given:
         raise invalid_argument("messages: at least one message is required")
     messages = _messages(request.messages, limits)
-    tools = _tools(request, limits) if "tools" in given else set()
+    tools, schema_bytes = _tools(request, limits) if "tools" in given else (set(), 0)
     if "tool_choice" in given:
         _tool_choice(request, tools)
     if "response_format" in given:
-        _response_format(request)
+        _response_format(request, limits, schema_bytes)
     if "reasoning" in given:
         _reasoning(request, bounds)
     if not SAMPLING_FIELDS.isdisjoint(given):
