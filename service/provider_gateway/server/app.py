@@ -31,6 +31,7 @@ from provider_gateway.server.health import SERVICE_NAME, ListingHealthServicer, 
 from provider_gateway.server.registration import GenericOnly
 from provider_gateway.server.servicer import ProviderService
 from provider_gateway.server.shutdown_cut import ShutdownCut
+from provider_gateway.server.split_deltas import delta_bytes
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
@@ -103,6 +104,7 @@ class GatewayServer:
         if not config.server.coalesce_deltas:
             self.service.relay = OneByOne
         limit = config.server.max_message_bytes
+        self.service.delta_bytes = delta_bytes(limit)
         self.drain = DrainInterceptor()
         self.shutdown_cut = ShutdownCut()
         self._hurry = asyncio.Event()  # a second signal: no more waiting before the stop

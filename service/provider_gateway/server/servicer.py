@@ -14,6 +14,7 @@ from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from provider_gateway.config import ServerConfig
 from provider_gateway.domain import GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import deadline as upstream_deadline
@@ -26,6 +27,7 @@ from provider_gateway.server.auth import current_principal
 from provider_gateway.server.coalesce import ReadAhead, Relay
 from provider_gateway.server.finish_templates import FinishTemplates
 from provider_gateway.server.health import ProviderHealthBook
+from provider_gateway.server.split_deltas import delta_bytes, within
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
@@ -139,11 +141,12 @@ def _streaming(
                 events = events_of(self, request, clock)
                 messages = convert.StreamMessages(request.stream_options, self.finishes)
                 relay = self.relay(events)
+                bound = self.delta_bytes
                 try:
                     while not relay.ended:
                         if not relay.items:
                             await relay.arrival()
-                        for event in relay.take():
+                        for event in within(relay.take(), bound):  # each message within the send limit
                             if (message := messages.to_proto(event)) is not None:
                                 yield message
                     relay.end()
@@ -165,6 +168,8 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self.finishes = FinishTemplates()  # answers' finishes, from kept templates
         # Coalescing relay of stream events; the server sets [server] coalesce_deltas from the config.
         self.relay: Callable[[AsyncGenerator[GatewayEvent, None]], Relay] = ReadAhead
+        # Text one stream delta may carry; the server sets it from [server] max_message_bytes.
+        self.delta_bytes = delta_bytes(ServerConfig().max_message_bytes)
         # GetSpend's answer for the calling key; the server sets it when [auth] is configured.
         self.spend: Callable[[], Awaitable[pb.GetSpendResponse]] | None = None
 
