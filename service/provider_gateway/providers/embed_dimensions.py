@@ -20,8 +20,11 @@ def fixed_width(vendor: str, model: str, why: str) -> GatewayError:
     return unhonoured("dimensions", vendor, model, f"{why}; leave dimensions at 0 for the model's width")
 
 
-def check_size(dimensions: int, sizes: tuple[int, ...], vendor: str, model: str) -> None:
-    """Refuses a size the model does not offer (the vendor would answer 400 after the round trip)."""
+def check_size(dimensions: int, sizes: tuple[int, ...], vendor: str, model: str, one_width: str = "") -> None:
+    """Refuses a size the model does not offer (the vendor would answer 400 after the round trip):
+    any size, when it offers none (`sizes` empty; `one_width` says why)."""
+    if dimensions and not sizes:
+        raise fixed_width(vendor, model, one_width)
     if dimensions and dimensions not in sizes:
         offered = ", ".join(str(size) for size in sizes)
         raise unhonoured(

@@ -48,12 +48,12 @@ class OpenCalls:
 
 def ended_call(call: ToolCall) -> ToolCall:
     """An ended call as the client gets it: marked incomplete when its arguments are not JSON."""
-    if call.incomplete or _is_json(call.arguments_json):
+    if call.incomplete or is_json(call.arguments_json):
         return call
     return dataclasses.replace(call, incomplete=True)
 
 
-def _is_json(text: str) -> bool:
+def is_json(text: str) -> bool:
     try:
         orjson.loads(text)
     except orjson.JSONDecodeError:

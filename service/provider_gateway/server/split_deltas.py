@@ -56,17 +56,15 @@ def _pieces(event: GatewayEvent, bound: int) -> list[GatewayEvent]:
 def _reasoning_pieces(delta: ReasoningDelta, bound: int) -> list[GatewayEvent]:
     """The text in pieces; the block's state (signature, redaction, id) on the last piece only, so
     the block closes after all of its text: alone, after the text, when it does not fit beside it."""
-    pieces: list[GatewayEvent] = [ReasoningDelta(text) for text in chunks(delta.text, bound)]
+    texts = chunks(delta.text, bound)  # at least one, maybe ""
     if not delta.closes_block:
-        return pieces
-    state = len(delta.signature.encode(errors="surrogatepass")) + len(delta.id.encode(errors="surrogatepass"))
-    last = pieces.pop() if pieces else ReasoningDelta("")
-    assert isinstance(last, ReasoningDelta)
-    if _utf8_size(last.text) + state > bound:
-        pieces.append(last)
-        last = ReasoningDelta("")
-    pieces.append(ReasoningDelta(last.text, delta.signature, delta.redacted, delta.id))
-    return pieces
+        return [ReasoningDelta(text) for text in texts]
+    last = texts.pop()
+    if _utf8_size(last) + _utf8_size(delta.signature) + _utf8_size(delta.id) > bound:
+        texts.append(last)
+        last = ""
+    closing = ReasoningDelta(last, delta.signature, delta.redacted, delta.id)
+    return [*(ReasoningDelta(text) for text in texts), closing]
 
 
 def chunks(text: str, bound: int) -> list[str]:

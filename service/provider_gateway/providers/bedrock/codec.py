@@ -69,7 +69,6 @@ from provider_gateway.providers.embed_dimensions import (
     COHERE_V4_SIZES,
     TITAN_V2_SIZES,
     check_size,
-    fixed_width,
 )
 from provider_gateway.providers.owned_options import refuse_owned
 from provider_gateway.providers.structured_output import closed_objects, unhonoured
@@ -542,11 +541,9 @@ def titan_embed_body(text: str, model: str, dimensions: int) -> dict[str, Any]:
     """Titan's body for one text; `dimensions` only where Titan Text Embeddings V2 takes it."""
     body: dict[str, Any] = {"inputText": text}
     if dimensions:
-        if "titan-embed-text-v2" not in model:
-            raise fixed_width(
-                "Bedrock", model, "of the Titan embedding models only amazon.titan-embed-text-v2 takes it"
-            )
-        check_size(dimensions, TITAN_V2_SIZES, "Bedrock", model)
+        sizes = TITAN_V2_SIZES if "titan-embed-text-v2" in model else ()
+        why = "of the Titan embedding models only amazon.titan-embed-text-v2 takes it"
+        check_size(dimensions, sizes, "Bedrock", model, why)
         body["dimensions"] = dimensions
         body["normalize"] = True
     return body
@@ -563,11 +560,9 @@ def cohere_embed_body(texts: list[str], model: str, dimensions: int) -> dict[str
     """Cohere's body; `output_dimension` is Embed v4's (Embed v3 has one width, 1024)."""
     body: dict[str, Any] = {"texts": texts, "input_type": "search_document", "embedding_types": ["float"]}
     if dimensions:
-        if "embed-v4" not in model:
-            raise fixed_width(
-                "Bedrock", model, "Cohere Embed v3 has one width (1024); cohere.embed-v4 takes a size"
-            )
-        check_size(dimensions, COHERE_V4_SIZES, "Bedrock", model)
+        sizes = COHERE_V4_SIZES if "embed-v4" in model else ()
+        why = "Cohere Embed v3 has one width (1024); cohere.embed-v4 takes a size"
+        check_size(dimensions, sizes, "Bedrock", model, why)
         body["output_dimension"] = dimensions
     return body
 

@@ -38,7 +38,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import fold
-from provider_gateway.providers.embed_dimensions import COHERE_V4_SIZES, check_size, fixed_width
+from provider_gateway.providers.embed_dimensions import COHERE_V4_SIZES, check_size
 from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.vendor_wire import ToolCallAssembler, malformed, merge_provider_options
@@ -151,11 +151,9 @@ def build_embed_body(request: EmbedRequest) -> dict[str, Any]:
         "embedding_types": ["float"],
     }
     if request.dimensions:  # `output_dimension` is Embed v4's: v3 and older have one width
-        if re.search(r"-v[1-3](?:\.|$)", request.model):
-            raise fixed_width(
-                "Cohere", request.model, "Cohere Embed v3 and older have one width; embed-v4.0 takes a size"
-            )
-        check_size(request.dimensions, COHERE_V4_SIZES, "Cohere", request.model)
+        sizes = () if re.search(r"-v[1-3](?:\.|$)", request.model) else COHERE_V4_SIZES
+        why = "Cohere Embed v3 and older have one width; embed-v4.0 takes a size"
+        check_size(request.dimensions, sizes, "Cohere", request.model, why)
         body["output_dimension"] = request.dimensions
     return body
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import orjson
-
 from provider_gateway.domain import StreamEvent, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
+from provider_gateway.providers.open_calls import is_json
 from provider_gateway.providers.openai.codec import ChatWire
 
 
@@ -107,12 +106,4 @@ def _another(latest: _Call, call_id: str, name: str) -> bool:
         return call_id != latest.upstream_id
     if not name or not latest.name:
         return False  # the latest call's later id or name, or more of its arguments
-    return name != latest.name or _whole_json("".join(latest.arguments))
-
-
-def _whole_json(text: str) -> bool:
-    try:
-        orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return False
-    return True
+    return name != latest.name or is_json("".join(latest.arguments))
