@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
 
 import grpc
 import pytest
@@ -130,6 +131,43 @@ async def test_a_queued_request_refused_at_the_queue_timeout_names_it_not_the_de
     assert "[routing] queue_timeout_s (0.05 s)" in caught.value.message
     assert "deadline" not in caught.value.message
     first.cancel()
+
+
+async def test_a_queued_request_woken_without_a_slot_gives_up_a_queue_timeout_after_it_joined() -> None:
+    """Under churn a waiter is woken without getting a slot (another request took the freed one, or
+    another plan's was freed). Its queue timeout restarted at each such wake-up, so a request could
+    wait far longer than `queue_timeout_s`; it counts from when the request joined the queue."""
+    clock = FakeClock()
+    router = make_router(
+        '[providers.a]\nkind = "mock"\n[providers.a.models.slow]\nfirst_token_delay_ms = 60000\n'
+        "[routing]\nttft_timeout_s = 120\nqueue_timeout_s = 30\n[routing.limiter]\ninitial = 1\nminimum = 1",
+        clock=clock,
+    )
+    a = mock(router, "a")
+    holder = asyncio.ensure_future(run_stream(router, chat("a/slow")))  # takes the only slot
+    await until(lambda: a.stats.started >= 1)
+    queue, waits = router.capacity, []
+    join = queue.wait
+
+    def joining(*args: Any, **kwargs: Any) -> Awaitable[None]:
+        waits.append(clock.now)
+        return join(*args, **kwargs)
+
+    queue.wait = joining  # type: ignore[method-assign]
+    waiter = asyncio.ensure_future(run_stream(router, chat("a/slow"), RequestClock(deadline=clock.now + 600)))
+    await until(lambda: len(waits) == 1 and queue.waiters.get("a/slow") == 1)
+    clock.now += 20
+    queue.notify()  # woken, but the one slot is still taken: it waits again
+    await until(lambda: len(waits) == 2 and queue.waiters.get("a/slow") == 1)
+    assert not waiter.done()
+    clock.now += 11  # 31 s after it joined the queue, 11 s after the wake-up
+    queue.notify()
+    with pytest.raises(GatewayError) as caught:
+        await asyncio.wait_for(waiter, 10)  # (a guard against a hang, not a measurement)
+    assert caught.value.kind is ErrorKind.RESOURCE_EXHAUSTED
+    assert "stayed at capacity for [routing] queue_timeout_s (30 s)" in caught.value.message
+    assert a.stats.started == 1  # refused in the queue: it never reached the provider
+    holder.cancel()
 
 
 async def test_resource_exhausted_carries_retry_info_to_grpc_clients(gateway_factory) -> None:  # type: ignore[no-untyped-def]

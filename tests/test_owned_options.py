@@ -1,8 +1,10 @@
-"""provider_options may add what a vendor offers, never set a field the gateway owns (issue 18.3).
+"""provider_options may add what a vendor offers, never set a field the gateway owns (issue 18.3),
+and is bounded in size.
 
 Every provider kind, over the real gRPC API: a key that collides with what the gateway validates and
-charges quota by is refused with INVALID_ARGUMENT naming it, before any upstream is called. The
-upstreams here listen nowhere, so a request that got through would fail UNAVAILABLE instead.
+charges quota by is refused with INVALID_ARGUMENT naming it, before any upstream is called, and so
+are options over `[limits] max_provider_options_bytes`. The upstreams here listen nowhere, so a
+request that got through would fail UNAVAILABLE instead.
 """
 
 from __future__ import annotations
@@ -103,6 +105,47 @@ async def test_a_vendor_option_the_gateway_does_not_own_goes_through(
     vendor_option = {"gemini": {"generationConfig": {"topK": 5}}, "ollama": {"options": {"num_ctx": 4096}}}
     values = vendor_option.get(wire, {"seed_or_similar_vendor_field": 7})
     error, _ = await chat_error(gateway.stub, chat_request(model, provider_options=options(values)))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
+
+
+@pytest.mark.parametrize("wire", sorted(WIRES))
+async def test_options_over_the_byte_limit_are_refused_before_any_other_check(
+    gateway: RunningGateway, wire: str
+) -> None:
+    """Refused for their size, not for the owned key they also carry: the check that finds owned
+    keys walks every option, and the size is checked before any such walk."""
+    values = {"max_tokens": 10**6, "logit_bias": {str(i): -100 for i in range(4000)}}
+    request = chat_request(f"{wire}/{WIRES[wire][1]}", provider_options=options(values))
+    size = request.provider_options.ByteSize()
+    assert size > 64 * 1024  # the default limit
+    error, seen = await chat_error(gateway.stub, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert error.details() == (
+        f"provider_options: {size} bytes exceeds the 65536-byte limit ([limits] max_provider_options_bytes); "
+        "send only the vendor fields the request's own fields do not cover, or raise the limit"
+    )
+    assert seen == []
+
+
+def deepest(shape: str) -> dict[str, Any]:
+    """The most deeply nested options protobuf decodes in a request: 33 objects, or an object
+    holding 48 lists (a level deeper is refused as the request is decoded, test_undecodable.py)."""
+    value: Any = {"seed": 1} if shape == "objects" else 1
+    for _ in range(32 if shape == "objects" else 48):
+        value = {"a": value} if shape == "objects" else [value]
+    return value if shape == "objects" else {"a": value}
+
+
+@pytest.mark.parametrize("shape", ["objects", "lists"])
+@pytest.mark.parametrize("wire", sorted(WIRES))
+async def test_the_deepest_options_that_decode_reach_every_upstream(
+    gateway: RunningGateway, wire: str, shape: str
+) -> None:
+    """Why nesting has no `[limits]` bound of its own: whatever decodes, every step after (checks,
+    conversion, each wire's merge and body encoding) takes, and the call reaches for the upstream."""
+    error, _ = await chat_error(
+        gateway.stub, chat_request(f"{wire}/{WIRES[wire][1]}", provider_options=options(deepest(shape)))
+    )
     assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
 
 

@@ -21,9 +21,11 @@ max_tools = 4
 max_embed_inputs = 3
 max_content_parts = 8
 max_schema_bytes = 256
+max_provider_options_bytes = 256
 """
 PARTS_LIMIT = "content parts in all ([limits] max_content_parts)"
 SCHEMA_LIMIT = "the request's schemas take more than 256 bytes in all ([limits] max_schema_bytes)"
+OPTIONS_LIMIT = "bytes exceeds the 256-byte limit ([limits] max_provider_options_bytes)"
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 24
@@ -54,6 +56,11 @@ def struct(value: dict[str, Any]) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     s.update(value)
     return s
+
+
+def logit_bias(tokens: int) -> struct_pb2.Struct:
+    """Options of 21 + 20 x `tokens` bytes encoded (each entry: a 5-digit token id and -100)."""
+    return struct({"logit_bias": {str(10000 + i): -100 for i in range(tokens)}})
 
 
 def tool(name: str = "lookup", params: dict[str, Any] | None = None) -> pb.Tool:
@@ -172,6 +179,11 @@ CHAT_CASES: list[tuple[str, pb.ChatRequest, str]] = [
             )
         ),
         "response_format.schema_name",
+    ),
+    (
+        "provider-options-bytes",
+        chat(provider_options=logit_bias(15)),
+        f"provider_options: 321 {OPTIONS_LIMIT}; send only the vendor fields",
     ),
     ("temperature-negative", chat(temperature=-0.1), "temperature: must be between 0 and 2"),
     ("temperature-high", chat(temperature=2.5), "temperature: must be between 0 and 2"),
@@ -479,6 +491,18 @@ OTHER_CASES: list[tuple[str, str, Any, str]] = [
     ),
     ("embed-model-too-long", "Embed", pb.EmbedRequest(model="m" * 5000, inputs=["a"]), "model: at most 256"),
     (
+        "complete-provider-options-bytes",
+        "Complete",
+        complete(provider_options=logit_bias(15)),
+        f"provider_options: 321 {OPTIONS_LIMIT}",
+    ),
+    (
+        "complete-stream-provider-options-bytes",
+        "CompleteStream",
+        complete(provider_options=logit_bias(15)),
+        f"provider_options: 321 {OPTIONS_LIMIT}",
+    ),
+    (
         "count-content-parts",
         "CountTokens",
         count(messages=[msg(USER, *[text()] * 9)]),
@@ -590,3 +614,12 @@ async def test_requests_at_the_count_and_schema_limits_pass(limited: RunningGate
     assert request.tools[0].parameters.ByteSize() * 2 == 254  # the two schemas: 2 bytes under the limit
     response = await limited.stub.Chat(request, timeout=10)
     assert response.finish.provider == "mock"
+
+
+async def test_provider_options_at_the_byte_limit_pass(limited: RunningGateway) -> None:
+    """Options of exactly `max_provider_options_bytes` are served, by Chat and Complete."""
+    options = struct({"logit_bias": {str(10000 + i): -100 for i in range(10)}, "user": "u" * 23})
+    assert options.ByteSize() == 256
+    assert (await limited.stub.Chat(chat(provider_options=options), timeout=10)).finish.provider == "mock"
+    answer = await limited.stub.Complete(complete(provider_options=options), timeout=10)
+    assert answer.finish.provider == "mock"

@@ -257,7 +257,7 @@ class RetryLoop:
             else:
                 return deployment
         if at_capacity:
-            queue_ends = now + plan.settings.queue_timeout_s
+            queue_ends = tries.queue_ends(now)
             give_up = min(deadline, queue_ends)
             look_again = min(give_up, now + wait)
             queue_timeout = queue_ends < deadline
@@ -280,6 +280,8 @@ class _Tries:
         "loop",
         "max_attempts",
         "plan",
+        "queue_deadline",
+        "queued_after",
         "ready_at",
     )
 
@@ -292,6 +294,17 @@ class _Tries:
         self.failures: dict[str, int] = {}
         self.last_error: GatewayError | None = None
         self.max_attempts = len(plan.deployments) + plan.settings.retries
+        self.queued_after = -1  # the attempts made before the current wait for capacity began
+        self.queue_deadline = math.inf
+
+    def queue_ends(self, now: float) -> float:
+        """When the current wait for capacity gives up: `queue_timeout_s` after the request joined
+        the queue, fixed then. Waking without a slot (churn) restarted it, so a request could wait
+        far longer; a wait after a further attempt is a new one."""
+        if self.queued_after != len(self.attempts):
+            self.queued_after = len(self.attempts)
+            self.queue_deadline = now + self.plan.settings.queue_timeout_s
+        return self.queue_deadline
 
     def ready(self) -> Awaitable[None] | None:
         """What to await before the first attempt: the holds still to read, then the call's budget

@@ -11,6 +11,7 @@ refuses it in its own frame on ProviderService calls, and through `DecodeGuard` 
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -38,10 +39,22 @@ def guarded(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return deserialize
 
 
+# Protobuf's words for nesting past its 100 levels (upb: "Exceeded upb_DecodeOptions_MaxDepth";
+# the pure-Python decoder: "too many levels of nesting") name neither the field nor the limit.
+TOO_DEEP = re.compile(r"depth|nesting", re.IGNORECASE)
+TOO_DEEP_HINT = (
+    "; a Struct field (provider_options, a tool's parameters, response_format.json_schema) nests "
+    "too deeply: protobuf decodes at most 33 nested JSON objects (or 48 nested lists), so flatten it"
+)
+
+
+def message(request: Undecodable) -> str:
+    hint = TOO_DEEP_HINT if TOO_DEEP.search(request.reason) else ""
+    return f"the request does not decode as its message type: {request.reason}{hint}"
+
+
 async def refuse(context: grpc.aio.ServicerContext[Any, Any], request: Undecodable) -> NoReturn:
-    await context.abort(
-        grpc.StatusCode.INVALID_ARGUMENT, f"the request does not decode as its message type: {request.reason}"
-    )
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message(request))
 
 
 def _unary_request(behaviour: Behaviour) -> Behaviour:

@@ -12,6 +12,7 @@ repeat at most a short prefix of a client's value. Conversation sizes come from 
     max_tools = 128
     max_schema_bytes = 262144    # encoded size of all the tools' parameters and response schema
     max_embed_inputs = 2048
+    max_provider_options_bytes = 65536  # encoded size of provider_options
 
 Counts are bounded as well as bytes: each part or schema value costs a Python walk here and in the
 codecs, and 8 MB of one-character parts (1.6 million) held a worker's loop for seconds.
@@ -53,6 +54,7 @@ LIMIT_KEYS = (
     "max_tools",
     "max_schema_bytes",
     "max_embed_inputs",
+    "max_provider_options_bytes",
 )
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_STOP_SEQUENCES = 16
@@ -76,6 +78,11 @@ class Limits:
     # about 0.2 s of loop time at worst, two 8 MB decodes; real tools take a few KB each.
     max_schema_bytes: int = 256 * 1024
     max_embed_inputs: int = 2048
+    # provider_options is converted, merged and encoded into the upstream body, at up to 2 us a value
+    # (a list of empty objects: 33 ms to convert 64 KiB; 8 MB, which a request could carry, held the
+    # worker's loop 11 s); vendors' options take a few KB. Depth needs no bound of its own: decoding refuses a Struct
+    # nested past protobuf's 100 message levels (33 objects, or 48 lists), which every walk here takes.
+    max_provider_options_bytes: int = 64 * 1024
     # [server] max_message_bytes: the largest answer the server can send (an Embed's is known ahead).
     max_answer_bytes: int = 8 * 1024 * 1024
 
@@ -91,6 +98,9 @@ class Limits:
             max_tools=section.integer("max_tools", default.max_tools, minimum=0),
             max_schema_bytes=section.integer("max_schema_bytes", default.max_schema_bytes, minimum=64),
             max_embed_inputs=section.integer("max_embed_inputs", default.max_embed_inputs, minimum=1),
+            max_provider_options_bytes=section.integer(
+                "max_provider_options_bytes", default.max_provider_options_bytes, minimum=64
+            ),
             max_answer_bytes=config.server.max_message_bytes,
         )
 
@@ -300,6 +310,18 @@ def _schema_bytes(schema: Struct, where: str, before: int, limits: Limits) -> in
     return total
 
 
+def _provider_options(options: Struct, limits: Limits) -> None:
+    """Bounded by its encoded size, read without walking it: every later step (conversion, the
+    owned-field check, the merge, the upstream body's encoding) walks each of its values."""
+    size = options.ByteSize()
+    if size > limits.max_provider_options_bytes:
+        raise invalid_argument(
+            f"provider_options: {size} bytes exceeds the {limits.max_provider_options_bytes}-byte limit "
+            "([limits] max_provider_options_bytes); send only the vendor fields the request's own "
+            "fields do not cover, or raise the limit"
+        )
+
+
 def _tool_choice(request: pb.ChatRequest, tools: set[str]) -> None:
     choice = request.tool_choice
     mode = choice.mode
@@ -367,6 +389,8 @@ def chat(
     Returns its messages as checked on the way (`_messages`), for `convert.chat_request_from_proto`."""
     given = set_fields(request) if given is None else given
     bounds = _route(request, fallbacks="fallbacks" in given)
+    if "provider_options" in given:
+        _provider_options(request.provider_options, limits)
     if "messages" not in given:
         raise invalid_argument("messages: at least one message is required")
     messages = _messages(request.messages, limits)
@@ -389,6 +413,8 @@ def complete(
 ) -> pb.CompleteRequest:
     given = set_fields(request) if given is None else given
     bounds = _route(request, fallbacks="fallbacks" in given)
+    if "provider_options" in given:
+        _provider_options(request.provider_options, limits)
     if "prompt" not in given:
         raise invalid_argument("prompt: must not be empty")
     _text(request.prompt, "prompt", limits)
