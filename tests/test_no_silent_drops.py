@@ -128,6 +128,9 @@ VARIANTS = {
         lambda: {"response_format": pb.ResponseFormat(type=pb.ResponseFormat.TYPE_JSON_OBJECT)},
     ),
     "json_schema": Variant("response_format", "json_schema", lambda: {"response_format": schema()}),
+    "logprobs": Variant(
+        "logprobs", "logprobs", lambda: {"logprobs": pb.LogprobsOptions(enabled=True, top_logprobs=2)}
+    ),
     "strict": Variant(
         "response_format",
         "strict",

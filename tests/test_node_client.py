@@ -165,3 +165,33 @@ async def test_node_deadline_ends_a_hung_call() -> None:
         assert out == "4 DeadlineExceededError"  # 4 = grpc.status.DEADLINE_EXCEEDED
         async with asyncio.timeout(10):
             await gw.provider("mock").stats.cancelled_event.wait()
+
+
+NODE_LOGPROBS_SCRIPT = """
+const { GatewayClient } = require('.');
+const client = new GatewayClient(process.argv[1]);
+(async () => {
+  const request = { model: 'mock/echo', prompt: 'score me', logprobs: { enabled: true, topLogprobs: 2 } };
+  const unary = await client.chat(request);
+  const stream = client.chatStream(request);
+  const deltas = [];
+  for await (const event of stream) if (event.event === 'textDelta') deltas.push(event.textDelta.logprobs.length);
+  const final = await stream.finalMessage();
+  client.close();
+  const entries = (list) => list.map((e) => [e.token, e.logprob, e.topLogprobs.length]);
+  process.stdout.write(JSON.stringify({
+    text: unary.text, unary: entries(unary.logprobs), streamed: entries(final.logprobs), deltas,
+  }));
+})().catch((error) => { process.stderr.write(String(error)); process.exit(1); });
+"""
+
+
+async def test_node_client_gives_the_logprobs_of_unary_and_streamed_answers(gateway: RunningGateway) -> None:
+    code, out, err = await run_node("-e", NODE_LOGPROBS_SCRIPT, gateway.target)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["unary"], "no logprobs"
+    assert "".join(token for token, _, _ in result["unary"]) == result["text"]
+    assert all(top == 2 for _, _, top in result["unary"])
+    assert result["streamed"] == result["unary"]
+    assert sum(result["deltas"]) == len(result["unary"])

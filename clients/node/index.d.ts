@@ -92,6 +92,8 @@ export interface ChatRequest {
   metadata?: { [key: string]: string };
   /** How a stream's events are sent; `chatStream` asks for `{ usageInFinish: true }` unless set. */
   streamOptions?: StreamOptions;
+  /** Token log-probabilities of the answer's text (see the proto's LogprobsOptions). */
+  logprobs?: { enabled?: boolean; topLogprobs?: number };
   /** Shortcut: appended as a user message. */
   prompt?: string;
   /** Shortcut: prepended as a system message. */
@@ -169,9 +171,23 @@ export interface Finish {
   usage: Usage | null;
 }
 
+/** One generated token and its log-probability (see the proto's TokenLogprob). */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  /** The token's UTF-8 bytes where the provider gives them (OpenAI); absent otherwise. */
+  bytes?: Buffer;
+  /** The most likely tokens at this position, most likely first. */
+  topLogprobs: TokenLogprob[];
+}
+
 /** One streamed event; `event` names the field that is set. */
 export type StreamEvent =
-  | { event: 'textDelta'; textDelta: { text: string } }
+  | {
+      event: 'textDelta';
+      /** `logprobs`: the entries of the tokens of `text`, when the request asked for them. */
+      textDelta: { text: string; logprobs: TokenLogprob[] };
+    }
   | {
       event: 'reasoningDelta';
       /** A delta with `signature`, `redacted` or `id` closes a reasoning block. */
@@ -199,6 +215,8 @@ export interface ChatResponse {
   reasoningSignature: string;
   reasoningParts: Required<ReasoningPart>[];
   rawContent: RawContent[];
+  /** The log-probability of each token of `text`, when the request asked for them. */
+  logprobs: TokenLogprob[];
 }
 export interface CompleteResponse {
   text: string;
@@ -324,6 +342,8 @@ export interface FinalMessage {
   usage: Usage | null;
   finish: Finish | null;
   rawContent: RawContent[];
+  /** The log-probability of each token of `text`, when the request asked for them. */
+  logprobs: TokenLogprob[];
 }
 /** @deprecated the name of `FinalMessage` before the stream helper. */
 export type Collected = FinalMessage;

@@ -42,6 +42,7 @@ class Accumulator {
     this.deltas = new Map(); // tool call index -> joined argument deltas
     this.toolCalls = new Map();
     this.rawContent = [];
+    this.logprobs = [];
     this.usage = null;
     this.finish = null;
   }
@@ -50,6 +51,7 @@ class Accumulator {
     switch (event.event) {
       case 'textDelta':
         this.text += event.textDelta.text;
+        if (event.textDelta.logprobs) this.logprobs.push(...event.textDelta.logprobs);
         break;
       case 'reasoningDelta': {
         const { text, signature, redacted, id } = event.reasoningDelta;
@@ -102,6 +104,7 @@ class Accumulator {
       usage: this.usage,
       finish: this.finish,
       rawContent: this.rawContent,
+      logprobs: this.logprobs,
     };
   }
 }

@@ -153,6 +153,14 @@ class ResponseFormat:
 
 
 @value
+class LogprobsOptions:
+    """Token log-probabilities asked for: each text token's, and `top_logprobs` (0 to 20) most
+    likely alternatives at each position. `ChatRequest.logprobs` is None when none were asked."""
+
+    top_logprobs: int = 0
+
+
+@value
 class Route:
     """Where a request asked to go: the resolved provider and the model id that provider knows."""
 
@@ -176,6 +184,7 @@ class ChatRequest:
     response_format: ResponseFormat | None = None
     provider_options: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    logprobs: LogprobsOptions | None = None
 
 
 @dataclass(slots=True)
@@ -232,6 +241,27 @@ class Usage:
 @value
 class TextDelta:
     text: str
+
+
+@value
+class TokenLogprob:
+    """One generated token and its natural-log probability; `utf8`: its bytes where the provider
+    gives them (None where it does not); `top_logprobs`: the most likely tokens at its position."""
+
+    token: str
+    logprob: float
+    utf8: bytes | None = None
+    top_logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@value
+class TextDeltaWithLogprobs(TextDelta):
+    """Text with the log-probabilities of the tokens it is made of, in order: only in answers to a
+    request that asked for them. A subclass rather than a field of TextDelta, so that the plain
+    deltas of every other stream keep their one-field construction and their `type(...) is
+    TextDelta` fast paths; the paths that join, split or fold text keep the entries."""
+
+    logprobs: tuple[TokenLogprob, ...]
 
 
 @value
@@ -341,6 +371,7 @@ class Finish:
 
 StreamEvent = (
     TextDelta
+    | TextDeltaWithLogprobs
     | ReasoningDelta
     | ToolCallStart
     | ToolCallDelta
@@ -366,6 +397,7 @@ class ChatResponse:
     raw_content: list[RawContent] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     finish: ProviderFinish | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of `text`'s tokens, when asked
 
 
 @dataclass(slots=True)

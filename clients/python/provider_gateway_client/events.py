@@ -16,9 +16,11 @@ from provider_gateway_client.v1 import provider_service_pb2 as pb
 
 @dataclass(frozen=True, slots=True)
 class Text:
-    """A piece of the answer text."""
+    """A piece of the answer text; with `logprobs` asked in the request, the log-probabilities of
+    the tokens it is made of, in order (`TokenLogprob`: token, logprob, bytes, top_logprobs)."""
 
     text: str
+    logprobs: tuple[pb.TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +143,8 @@ def typed_event(event: pb.StreamEvent) -> Event | None:
     """The typed form of one event; None for a kind this client does not know (newer servers may add some)."""
     kind = event.WhichOneof("event")
     if kind == "text_delta":
-        return Text(event.text_delta.text)
+        delta = event.text_delta
+        return Text(delta.text, tuple(delta.logprobs)) if delta.logprobs else Text(delta.text)
     if kind == "reasoning_delta":
         delta = event.reasoning_delta
         return Reasoning(delta.text, delta.signature, delta.redacted, delta.id)

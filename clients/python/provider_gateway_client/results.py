@@ -59,6 +59,7 @@ class ChatResult:
     usage: UsageReport | None = None
     finish: Finished | None = None
     reasoning_parts: tuple[pb.Reasoning, ...] = ()
+    logprobs: tuple[pb.TokenLogprob, ...] = ()  # of the text's tokens, when the request asked
     raw: pb.ChatResponse | pb.CompleteResponse | None = field(default=None, compare=False, repr=False)
 
     def message(self) -> pb.Message:
@@ -90,6 +91,7 @@ def chat_result(response: pb.ChatResponse | pb.CompleteResponse) -> ChatResult:
         usage,
         finish,
         tuple(response.reasoning_parts),
+        tuple(response.logprobs),
         raw=response,
     )
 
@@ -99,6 +101,7 @@ class Accumulator:
 
     def __init__(self) -> None:
         self.text: list[str] = []
+        self.logprobs: list[pb.TokenLogprob] = []
         self.reasoning: list[str] = []
         self.block: list[str] = []  # reasoning text since the last block-closing delta
         self.parts: list[pb.Reasoning] = []
@@ -109,8 +112,9 @@ class Accumulator:
 
     def add(self, event: Event) -> None:
         match event:
-            case Text(text=text):
+            case Text(text=text, logprobs=logprobs):
                 self.text.append(text)
+                self.logprobs.extend(logprobs)
             case Reasoning(text=text):
                 self.reasoning.append(text)
                 self.block.append(text)
@@ -146,4 +150,5 @@ class Accumulator:
             self.usage,
             self.finish,
             tuple(parts),
+            tuple(self.logprobs),
         )

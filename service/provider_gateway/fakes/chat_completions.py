@@ -50,14 +50,16 @@ def completion(
     usage_object: dict[str, Any] | None,
     *,
     response_id: str = "chatcmpl-fake",
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A whole `chat.completion` (the non-streaming answer)."""
+    """A whole `chat.completion` (the non-streaming answer); `logprobs`: the choice's, when asked
+    (`{"content": [entries], "refusal": null}`)."""
     body: dict[str, Any] = {
         "id": response_id,
         "object": "chat.completion",
         "created": CREATED,
         "model": model,
-        "choices": [{"index": 0, "message": entry, "logprobs": None, "finish_reason": finish}],
+        "choices": [{"index": 0, "message": entry, "logprobs": logprobs, "finish_reason": finish}],
         "service_tier": "default",
         "system_fingerprint": "fp_fake",
     }
@@ -67,17 +69,28 @@ def completion(
 
 
 def chunk(
-    model: str, delta: dict[str, Any], finish: str | None = None, *, response_id: str = "chatcmpl-fake"
+    model: str,
+    delta: dict[str, Any],
+    finish: str | None = None,
+    *,
+    response_id: str = "chatcmpl-fake",
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One `chat.completion.chunk` of a stream."""
+    """One `chat.completion.chunk` of a stream; `logprobs`: the choice's entries for this chunk's
+    tokens, when asked (null otherwise, as OpenAI sends)."""
     return {
         "id": response_id,
         "object": "chat.completion.chunk",
         "created": CREATED,
         "model": model,
         "system_fingerprint": "fp_fake",
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
     }
+
+
+def content_logprobs(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A choice's `logprobs` object: the content tokens' entries, no refusal."""
+    return {"content": entries, "refusal": None}
 
 
 def usage_chunk(

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from provider_gateway.fakes import conversation as conv
+from provider_gateway.fakes import logprobs as lp
 from provider_gateway.fakes.structured import instance_of
 from provider_gateway.fakes.vendor_base import FakeVendor, error_status, json_response, scenario_of
 
@@ -41,6 +42,8 @@ GENERATION_KEYS = {
     "responseJsonSchema",
     "thinkingConfig",
     "candidateCount",
+    "responseLogprobs",
+    "logprobs",
 }
 
 
@@ -69,9 +72,18 @@ def key_invalid_body() -> dict[str, Any]:
     return body
 
 
-def _chunk(parts: list[dict[str, Any]], model: str, finish: str = "", usage: str = "") -> dict[str, Any]:
-    """One GenerateContentResponse; `usage` is "" (partial counts), "final" or "reasoning"."""
+def _chunk(
+    parts: list[dict[str, Any]],
+    model: str,
+    finish: str = "",
+    usage: str = "",
+    logprobs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One GenerateContentResponse; `usage` is "" (partial counts), "final" or "reasoning";
+    `logprobs`: the candidate's `logprobsResult`, when asked."""
     candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    if logprobs is not None:
+        candidate["logprobsResult"] = logprobs
     if finish:
         candidate["finishReason"] = finish
     chunk: dict[str, Any] = {
@@ -99,8 +111,19 @@ def structured_text(body: Any) -> str | None:
     return None
 
 
-def frames_for(scenario: str, model: str, text: str | None = None) -> tuple[list[str], str]:
-    """SSE frames for one scenario, or for `text` (a structured answer) in two chunks."""
+def top_logprobs(body: Any) -> int | None:
+    """The top candidates asked (`generationConfig.logprobs`), or None when no logprobs were."""
+    config = body.get("generationConfig") if isinstance(body, dict) else None
+    if not isinstance(config, dict) or not config.get("responseLogprobs"):
+        return None
+    return int(config.get("logprobs") or 0)
+
+
+def frames_for(
+    scenario: str, model: str, text: str | None = None, top: int | None = None
+) -> tuple[list[str], str]:
+    """SSE frames for one scenario, or for `text` (a structured answer) in two chunks; with `top`
+    (logprobs asked), each text chunk is one token and carries its `logprobsResult`."""
 
     def frame(data: Any) -> str:
         return f"data: {data if isinstance(data, str) else json.dumps(data)}\r\n\r\n"
@@ -110,7 +133,8 @@ def frames_for(scenario: str, model: str, text: str | None = None) -> tuple[list
         frames += [frame(_chunk([{"text": c, "thought": True}], model)) for c in conv.REASONING_CHUNKS]
     chunks = conv.TEXT_CHUNKS if text is None else (text[:5], text[5:])
     for i, text in enumerate(chunks):
-        frames.append(frame(_chunk([{"text": text}], model)))
+        scored = None if top is None else lp.gemini_result([text], top, i)
+        frames.append(frame(_chunk([{"text": text}], model, logprobs=scored)))
         if i == 0 and scenario == "malformed":
             return [*frames, "data: {not json\r\n\r\n"], ""
         if i == 0 and scenario == "midstream-error":
@@ -126,15 +150,20 @@ def frames_for(scenario: str, model: str, text: str | None = None) -> tuple[list
     return frames, ""
 
 
-def generate_body(scenario: str, model: str, text: str | None = None) -> dict[str, Any]:
+def generate_body(
+    scenario: str, model: str, text: str | None = None, top: int | None = None
+) -> dict[str, Any]:
     """The documented unary GenerateContentResponse for the conversation `frames_for` streams."""
+    chunks = conv.TEXT_CHUNKS if text is None else (text[:5], text[5:])
+    scored = None if top is None else lp.gemini_result(list(chunks), top)
     parts: list[dict[str, Any]] = []
     if scenario == "reasoning":
         parts.append({"text": "".join(conv.REASONING_CHUNKS), "thought": True})
     parts.append({"text": "".join(conv.TEXT_CHUNKS) if text is None else text})
     if scenario == "tools":
         parts.append({"functionCall": {"name": conv.TOOL_NAME, "args": conv.TOOL_ARGS}})
-    return _chunk(parts, model, finish="STOP", usage="reasoning" if scenario == "reasoning" else "final")
+    usage = "reasoning" if scenario == "reasoning" else "final"
+    return _chunk(parts, model, finish="STOP", usage=usage, logprobs=scored)
 
 
 class FakeGemini(FakeVendor):
@@ -180,9 +209,9 @@ class FakeGemini(FakeVendor):
             if action == "generateContent":
                 self.check("alt" not in request.query, "generateContent: no alt=sse")
                 overloaded = json_response(status_body(503, "The model is overloaded."), 503)
-                answer = generate_body(scenario, model, structured_text(body))
+                answer = generate_body(scenario, model, structured_text(body), top_logprobs(body))
                 return await self.whole(request, answer, scenario, overloaded)
-            frames, ending = frames_for(scenario, model, structured_text(body))
+            frames, ending = frames_for(scenario, model, structured_text(body), top_logprobs(body))
             self.check(request.query.get("alt") == "sse", "streamGenerateContent: alt=sse expected")
             return await self.stream(request, frames, ending=ending)
         if action == "countTokens":

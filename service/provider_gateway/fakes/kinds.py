@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from provider_gateway.fakes import chat_completions as cc
+from provider_gateway.fakes import logprobs as lp
 from provider_gateway.fakes import mistral as mistral_wire
 from provider_gateway.fakes import openai_responses
 from provider_gateway.fakes.server import FakeUpstream, RecordedRequest, Reply
@@ -27,10 +28,19 @@ def _openai_chat(request: RecordedRequest) -> Reply:
         )
     model = str(body.get("model", "fake"))
     usage = cc.usage(9, len(GREETING))
+    top = int(body.get("top_logprobs") or 0)
+    scored = bool(body.get("logprobs"))  # each word is one token
+
+    def logprobs(words: list[str | bytes], start: int) -> dict[str, Any] | None:
+        return cc.content_logprobs(lp.openai_entries(words, top, start)) if scored else None
+
     if not body.get("stream"):
-        return Reply.json(cc.completion(model, cc.message("".join(GREETING)), "stop", usage))
+        answer = cc.message("".join(GREETING))
+        return Reply.json(cc.completion(model, answer, "stop", usage, logprobs=logprobs([*GREETING], 0)))
     events: list[Any] = [cc.chunk(model, {"role": "assistant", "content": "", "refusal": None})]
-    events += [cc.chunk(model, {"content": word}) for word in GREETING]
+    events += [
+        cc.chunk(model, {"content": word}, logprobs=logprobs([word], i)) for i, word in enumerate(GREETING)
+    ]
     events.append(cc.chunk(model, {}, "stop"))
     if (body.get("stream_options") or {}).get("include_usage"):
         events.append(cc.usage_chunk(model, usage))

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from provider_gateway.fakes import logprobs as lp
 from provider_gateway.fakes.chat_completions import CREATED
 from provider_gateway.fakes.server import RecordedRequest, Reply
 
@@ -35,6 +36,13 @@ class Script:
     reasoning_tokens: int = 8
     status: str = "completed"  # or "incomplete" (max_output_tokens) or "failed"
     encrypted: str = ENCRYPTED
+    top_logprobs: int | None = None  # logprobs asked (`include` of message.output_text.logprobs)
+
+    def _logprobs(self, start: int = 0, end: int | None = None) -> list[dict[str, Any]]:
+        """The entries of text deltas `start` to `end` (each delta one token); none unless asked."""
+        if self.top_logprobs is None:
+            return []
+        return lp.openai_entries(list(self.text[start:end]), self.top_logprobs, start)
 
     # --- items ----------------------------------------------------------------------------------
 
@@ -46,7 +54,14 @@ class Script:
         return item
 
     def _message_item(self, done: bool) -> dict[str, Any]:
-        content = [{"type": "output_text", "text": "".join(self.text), "annotations": [], "logprobs": []}]
+        content = [
+            {
+                "type": "output_text",
+                "text": "".join(self.text),
+                "annotations": [],
+                "logprobs": self._logprobs(),
+            }
+        ]
         return {
             "id": "msg_fake1",
             "type": "message",
@@ -172,12 +187,24 @@ class Script:
     def _text_events(self, index: int) -> list[dict[str, Any]]:
         where = {"item_id": "msg_fake1", "output_index": index, "content_index": 0}
         text = "".join(self.text)
-        done_part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        done_part = {"type": "output_text", "text": text, "annotations": [], "logprobs": self._logprobs()}
         return [
             {"type": "response.output_item.added", "output_index": index, "item": self._message_item(False)},
-            {"type": "response.content_part.added", **where, "part": done_part | {"text": ""}},
-            *({"type": "response.output_text.delta", **where, "delta": d, "logprobs": []} for d in self.text),
-            {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
+            {
+                "type": "response.content_part.added",
+                **where,
+                "part": done_part | {"text": "", "logprobs": []},
+            },
+            *(
+                {
+                    "type": "response.output_text.delta",
+                    **where,
+                    "delta": d,
+                    "logprobs": self._logprobs(i, i + 1),
+                }
+                for i, d in enumerate(self.text)
+            ),
+            {"type": "response.output_text.done", **where, "text": text, "logprobs": self._logprobs()},
             {"type": "response.content_part.done", **where, "part": done_part},
             {"type": "response.output_item.done", "output_index": index, "item": self._message_item(True)},
         ]
@@ -225,4 +252,6 @@ def serve(request: RecordedRequest) -> Reply:
     tools = body.get("tools") or []
     if tools:
         script.calls = [("call_fake1", str(tools[0].get("name", "f")), ('{"city":', '"Paris"}'))]
+    if "message.output_text.logprobs" in (body.get("include") or []):
+        script.top_logprobs = int(body.get("top_logprobs") or 0)
     return script.stream_reply() if body.get("stream") else script.unary_reply()

@@ -33,6 +33,7 @@ from provider_gateway.domain import (
     ReasoningPart,
     StreamEvent,
     TextDelta,
+    TextDeltaWithLogprobs,
     TokenCount,
     ToolCallDelta,
     ToolCallEnd,
@@ -93,6 +94,10 @@ class ResponseBuilder:
             self._text.append(event.text)
             return
         response = self.response
+        if type(event) is TextDeltaWithLogprobs:
+            self._text.append(event.text)
+            response.logprobs.extend(event.logprobs)
+            return
         event = self._calls.see(event)
         if isinstance(event, ReasoningDelta):
             self._reasoning.append(event.text)
@@ -151,7 +156,9 @@ def replay(response: ChatResponse) -> list[StreamEvent]:
     if not parts and (response.reasoning or response.reasoning_signature):  # built by hand
         parts = [ReasoningPart(response.reasoning, response.reasoning_signature)]
     events.extend(ReasoningDelta(p.text, p.signature, p.redacted, p.id) for p in parts)
-    if response.text:
+    if response.logprobs:
+        events.append(TextDeltaWithLogprobs(response.text, tuple(response.logprobs)))
+    elif response.text:
         events.append(TextDelta(response.text))
     for index, call in enumerate(response.tool_calls):
         events.append(ToolCallStart(index, call.id, call.name))

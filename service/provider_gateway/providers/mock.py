@@ -33,7 +33,9 @@ from provider_gateway.domain import (
     Role,
     StreamEvent,
     TextDelta,
+    TextDeltaWithLogprobs,
     TokenCount,
+    TokenLogprob,
     ToolCall,
     ToolCallDelta,
     ToolCallEnd,
@@ -243,10 +245,12 @@ class MockProvider(BaseProvider):
         self.stats.requests.append(request)
         try:
             script = self._scripts.popleft() if self._scripts else None
+            asked = request.logprobs if isinstance(request, ChatRequest) else None
+            top = None if asked is None else asked.top_logprobs
             events = (
                 script_events(script)
                 if script
-                else self._generate(behaviour, request.model, prompt, input_tokens, calls, max_tokens)
+                else self._generate(behaviour, request.model, prompt, input_tokens, calls, max_tokens, top)
             )
             async for event in events:
                 yield event
@@ -284,7 +288,9 @@ class MockProvider(BaseProvider):
         input_tokens: int,
         calls: tuple[tuple[str, str], ...],
         max_tokens: int | None,
+        top_logprobs: int | None = None,
     ) -> AsyncIterator[StreamEvent]:
+        """`top_logprobs`: None unless the request asked for logprobs (each word is then a token)."""
         fault = behaviour.fault
         await self._before_answer(behaviour)
         delay = behaviour.token_delay_ms / 1000
@@ -299,7 +305,10 @@ class MockProvider(BaseProvider):
                 break
             if delay and i:
                 await asyncio.sleep(delay)
-            yield TextDelta(word)
+            if top_logprobs is None:
+                yield TextDelta(word)
+            else:
+                yield TextDeltaWithLogprobs(word, (mock_logprob(word, i, top_logprobs),))
         if fail_after is not None:  # also when the answer is shorter than fault_after_tokens
             raise GatewayError(behaviour.fault_status, behaviour.fault_message, provider=self.name)
         for index, (name, arguments) in enumerate(calls):
@@ -406,3 +415,22 @@ def embedding(text: str, dims: int) -> list[float]:
 
 def embeddings(texts: Sequence[str], dims: int) -> list[list[float]]:
     return [embedding(text, dims) for text in texts]
+
+
+# The mock's alternatives to each word, in order of likelihood: enough for top_logprobs = 20.
+MOCK_ALTERNATIVES = (
+    " the", " a", " and", " of", " to", " in", " is", " it", " that", ",",
+    " for", ".", "!", " on", " with", " as", " was", " at", " by",
+)  # fmt: skip
+
+
+def mock_logprob(word: str, index: int, top: int) -> TokenLogprob:
+    """A deterministic entry for the `index`-th word: the word itself most likely (every fourth
+    certain), then `top - 1` alternatives, each less likely."""
+    chosen = -0.25 * (index % 4)
+    alternatives = [
+        TokenLogprob(alt, chosen - 1.0 - n, alt.encode()) for n, alt in enumerate(MOCK_ALTERNATIVES)
+    ]
+    return TokenLogprob(
+        word, chosen, word.encode(), (TokenLogprob(word, chosen, word.encode()), *alternatives)[:top]
+    )

@@ -43,6 +43,6 @@ def refuse_owned(options: Mapping[str, Any], fields: frozenset[str]) -> Mapping[
         raise invalid_argument(
             f"provider_options {names}: the gateway sets this from the request's own fields (model, "
             "messages, max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, "
-            "reasoning, metadata), which it validates and charges quota by; use those fields instead"
+            "reasoning, logprobs, metadata), which it validates and charges quota by; use those fields instead"
         )
     return options

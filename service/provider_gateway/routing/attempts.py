@@ -198,7 +198,7 @@ class Attempts:
                             continue
                         elif isinstance(event, UsageEvent):
                             usage = event.usage
-                        elif isinstance(event, ReasoningDelta):
+                        elif isinstance(event, ReasoningDelta | TextDelta):  # text with logprobs
                             relayed += len(event.text)
                         elif isinstance(event, ToolCallDelta):
                             relayed += len(event.arguments_delta)

@@ -102,6 +102,8 @@ def features_used(request: ChatRequest) -> list[tuple[str, str]]:
         used.append(("temperature", "temperature"))
     if request.top_p is not None:
         used.append(("top_p", "top_p"))
+    if request.logprobs is not None:
+        used.append(("logprobs", "logprobs"))
     return used
 
 

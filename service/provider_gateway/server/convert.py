@@ -216,7 +216,16 @@ def chat_request_from_proto(
         response_format=response_format,
         provider_options=_options(given),
         metadata=dict(given.get("metadata", ())),
+        logprobs=_logprobs(given),
     )
+
+
+def _logprobs(given: dict[str, Any]) -> d.LogprobsOptions | None:
+    """None unless asked (`validate` refused `top_logprobs` without `enabled`)."""
+    options = given.get("logprobs")
+    if options is None or not options.enabled:
+        return None
+    return d.LogprobsOptions(options.top_logprobs)
 
 
 def completion_request_from_proto(
@@ -361,8 +370,21 @@ def _cost_fields(cost: d.Cost) -> dict[str, Any]:
     return fields
 
 
+def logprob_fields(entry: d.TokenLogprob) -> dict[str, Any]:
+    """A TokenLogprob message's fields (given as a dict: see the note above `usage_to_proto`)."""
+    fields: dict[str, Any] = {"token": entry.token, "logprob": entry.logprob}
+    if entry.utf8 is not None:
+        fields["bytes"] = entry.utf8
+    if entry.top_logprobs:
+        fields["top_logprobs"] = [logprob_fields(top) for top in entry.top_logprobs]
+    return fields
+
+
 def event_to_proto(event: d.GatewayEvent) -> pb.StreamEvent:
     # Ordered by frequency: text deltas are nearly every event of a stream.
+    if type(event) is d.TextDeltaWithLogprobs:
+        entries = [logprob_fields(entry) for entry in event.logprobs]
+        return pb.StreamEvent(text_delta={"text": event.text, "logprobs": entries})
     if isinstance(event, d.TextDelta):
         return pb.StreamEvent(text_delta=pb.TextDelta(text=event.text))
     if isinstance(event, d.ReasoningDelta):
@@ -468,6 +490,8 @@ def chat_response_to_proto(
         fields["tool_calls"] = [tool_call_to_proto(c) for c in response.tool_calls]
     if response.raw_content:
         fields["raw_content"] = [raw_content_to_proto(c) for c in response.raw_content]
+    if response.logprobs:
+        fields["logprobs"] = [logprob_fields(entry) for entry in response.logprobs]
     message = pb.ChatResponse(**fields)
     _fill_raw(message.usage, response.usage)
     if finishes is not None:

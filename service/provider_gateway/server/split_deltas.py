@@ -4,12 +4,19 @@ grpc.aio refuses to send a message over [server] max_message_bytes and fails the
 (RESOURCE_EXHAUSTED). Merging (an adapter's one upstream read, the coalescer's events in hand) or a
 single huge upstream event can make a delta's text that large although every token is small, so
 the writer splits any text, reasoning or tool-call arguments over `delta_bytes(limit)` into
-consecutive deltas, at character boundaries; what a client accumulates is byte-identical.
+consecutive deltas, at character boundaries; what a client accumulates is byte-identical (a text
+delta's token log-probabilities go on its last piece).
 """
 
 from __future__ import annotations
 
-from provider_gateway.domain import GatewayEvent, ReasoningDelta, TextDelta, ToolCallDelta
+from provider_gateway.domain import (
+    GatewayEvent,
+    ReasoningDelta,
+    TextDelta,
+    TextDeltaWithLogprobs,
+    ToolCallDelta,
+)
 
 # Room kept for the message's other fields (tags, lengths, a tool call's index, a reasoning id).
 FIELD_ROOM = 1024
@@ -26,7 +33,7 @@ def within(events: list[GatewayEvent], bound: int) -> list[GatewayEvent]:
     none could (a length check per delta: the normal case encodes nothing)."""
     chars = bound // UTF8_MAX
     for event in events:
-        if type(event) is TextDelta:
+        if type(event) is TextDelta or type(event) is TextDeltaWithLogprobs:
             if len(event.text) > chars:
                 break
         elif type(event) is ToolCallDelta:
@@ -44,6 +51,10 @@ def _reasoning_chars(delta: ReasoningDelta) -> int:
 
 
 def _pieces(event: GatewayEvent, bound: int) -> list[GatewayEvent]:
+    if isinstance(event, TextDeltaWithLogprobs):
+        # The entries on the last piece: the tokens are whole once all of the text has come.
+        *texts, last = chunks(event.text, bound)
+        return [*(TextDelta(text) for text in texts), TextDeltaWithLogprobs(last, event.logprobs)]
     if isinstance(event, TextDelta):
         return [TextDelta(text) for text in chunks(event.text, bound)]
     if isinstance(event, ToolCallDelta):

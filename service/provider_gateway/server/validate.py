@@ -376,6 +376,18 @@ def _reasoning(request: pb.ChatRequest, bounds: SizeBounds) -> None:
         raise invalid_argument("reasoning.budget_tokens: set reasoning.enabled to use budget_tokens")
 
 
+MAX_TOP_LOGPROBS = 20  # OpenAI's bound; Gemini's is the same
+
+
+def _logprobs(request: pb.ChatRequest) -> None:
+    top = request.logprobs.top_logprobs
+    if not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise invalid_argument(f"logprobs.top_logprobs: must be between 0 and {MAX_TOP_LOGPROBS}, got {top}")
+    if top and not request.logprobs.enabled:
+        # As a reasoning budget without `enabled`: a setting that turns nothing on by itself.
+        raise invalid_argument("logprobs.top_logprobs: set logprobs.enabled to use top_logprobs")
+
+
 # --- requests ------------------------------------------------------------------------------------
 # Only the fields a request sets are checked (`set_fields`): an unset field reads as its default,
 # which passes every check, and one ListFields names them all where asking for each of a request's
@@ -401,6 +413,8 @@ def chat(
         _response_format(request, limits, schema_bytes)
     if "reasoning" in given:
         _reasoning(request, bounds)
+    if "logprobs" in given:
+        _logprobs(request)
     if not SAMPLING_FIELDS.isdisjoint(given):
         _sampling(request, bounds)
     if "metadata" in given:

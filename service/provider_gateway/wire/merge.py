@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from provider_gateway.domain import GatewayEvent, ReasoningDelta, StreamEvent, TextDelta, ToolCallDelta
+from provider_gateway.domain import (
+    GatewayEvent,
+    ReasoningDelta,
+    StreamEvent,
+    TextDelta,
+    TextDeltaWithLogprobs,
+    ToolCallDelta,
+)
 
 
 # E: a provider's events, or the router's (which add Finish); the list keeps the type it was given.
@@ -52,11 +59,15 @@ def _continues(last: object, event: object) -> bool:
 
 
 def _joined(run: list[Any]) -> TextDelta | ReasoningDelta | ToolCallDelta:
-    """One delta for a run of two or more; the last one's block state (it closes, or continues,
+    """One delta for a run of two or more (text keeps its tokens' log-probabilities); the last one's block state (it closes, or continues,
     the block every text of the run belongs to)."""
     end = run[-1]
     if isinstance(end, TextDelta):
-        return TextDelta("".join([e.text for e in cast(list[TextDelta], run)]))
+        texts = cast(list[TextDelta], run)
+        text = "".join([e.text for e in texts])
+        # Text with log-probabilities keeps every token's entry, in order (only such a stream has any).
+        entries = [t for e in texts if type(e) is TextDeltaWithLogprobs for t in e.logprobs]
+        return TextDeltaWithLogprobs(text, tuple(entries)) if entries else TextDelta(text)
     if isinstance(end, ReasoningDelta):
         text = "".join([e.text for e in cast(list[ReasoningDelta], run)])
         return ReasoningDelta(text, end.signature, end.redacted, end.id)

@@ -43,9 +43,12 @@ KEYS = ("kind", "base_url", "api_key_env", "api_key_file", *TIMEOUT_KEYS)
 SSE = {"alt": "sse"}
 
 
-async def decode_generate(reads: SseReads, provider: str, *, merge: bool) -> AsyncIterator[StreamEvent]:
-    """GenerateContentResponse chunks as domain events; a stream without a finishReason is an error."""
-    decoder = codec.GenerateStreamDecoder(provider=provider)
+async def decode_generate(
+    reads: SseReads, provider: str, *, merge: bool, logprobs: bool = False
+) -> AsyncIterator[StreamEvent]:
+    """GenerateContentResponse chunks as domain events; a stream without a finishReason is an error.
+    `logprobs`: the request asked for them (each chunk's `logprobsResult` is read)."""
+    decoder = codec.GenerateStreamDecoder(provider=provider, logprobs=logprobs)
     reported = False
 
     def step(event: SseEvent) -> list[StreamEvent]:
@@ -109,14 +112,16 @@ class GeminiProvider(HttpProvider):
         body = codec.build_generate_body(request)
         path = self._path(request.model, "streamGenerateContent")
         async with sse_reads(self.upstream(), path, body, params=SSE, model=request.model) as reads:
-            async for event in decode_generate(reads, self.name, merge=self.merge_reads):
+            scored = request.logprobs is not None
+            async for event in decode_generate(reads, self.name, merge=self.merge_reads, logprobs=scored):
                 yield event
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         body = codec.build_generate_body(request)
         path = self._path(request.model, "generateContent")
         answer = await self.upstream().request_json("POST", path, json=body, model=request.model)
-        return codec.GenerateStreamDecoder(provider=self.name).response(answer)
+        decoder = codec.GenerateStreamDecoder(provider=self.name, logprobs=request.logprobs is not None)
+        return decoder.response(answer)
 
     async def count_tokens(self, request: CountTokensRequest) -> TokenCount:
         body = codec.build_count_body(request, f"models/{request.model}")

@@ -34,6 +34,7 @@ from provider_gateway.domain import (
     StreamEvent,
     TextDelta,
     TextPart,
+    TokenLogprob,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -49,6 +50,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.errors import google_retry_delay
 from provider_gateway.providers.base import fold
 from provider_gateway.providers.embed_dimensions import fixed_width
+from provider_gateway.providers.logprobs import with_logprobs
 from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.vendor_wire import arguments_object, malformed, merge_provider_options
@@ -209,6 +211,10 @@ def _generation_config(request: ChatRequest) -> dict[str, Any]:
             config["responseJsonSchema"] = dict(
                 fmt.json_schema
             )  # JSON Schema, not the OpenAPI subset of responseSchema
+    if request.logprobs is not None:
+        config["responseLogprobs"] = True
+        if request.logprobs.top_logprobs:
+            config["logprobs"] = request.logprobs.top_logprobs
     reasoning = request.reasoning
     if reasoning and reasoning.enabled:
         thinking: dict[str, Any] = {"includeThoughts": True}
@@ -225,6 +231,7 @@ OWNED_FIELDS = owned(
     *(f"generationConfig.{name}" for name in (
         "maxOutputTokens", "candidateCount", "temperature", "topP", "stopSequences",
         "responseMimeType", "responseSchema", "responseJsonSchema", "thinkingConfig",
+        "responseLogprobs", "logprobs",
     )),
 )  # fmt: skip
 
@@ -328,6 +335,7 @@ class GenerateStreamDecoder:
     """Each stream chunk is a whole GenerateContentResponse; usage is cumulative (keep the last)."""
 
     provider: str = ""
+    logprobs: bool = False  # asked for: each candidate's `logprobsResult` goes on its text
     usage_raw: dict[str, Any] = field(default_factory=dict)
     model: str = ""
     response_id: str = ""
@@ -353,6 +361,8 @@ class GenerateStreamDecoder:
         candidate = candidates[0] if candidates and isinstance(candidates[0], Mapping) else {}
         for part in (candidate.get("content") or {}).get("parts") or []:
             events.extend(self._part(part))
+        if self.logprobs and isinstance(candidate.get("logprobsResult"), Mapping):
+            events = with_logprobs(events, candidate_logprobs(candidate["logprobsResult"]))
         for name in CANDIDATE_METADATA:
             if isinstance(candidate.get(name), Mapping):
                 events.append(RawContent(name, dict(candidate[name])))
@@ -411,6 +421,32 @@ class GenerateStreamDecoder:
             UsageEvent(normalise_usage(self.usage_raw)),
             ProviderFinish(reason, self.finish_reason, self.model, self.response_id),
         ]
+
+
+def candidate_logprobs(result: Mapping[str, Any]) -> tuple[TokenLogprob, ...]:
+    """A `logprobsResult`: `chosenCandidates[i]` is the i-th token, `topCandidates[i].candidates`
+    the most likely ones at its step ([GENAI] `LogprobsResult`). proto3 JSON leaves a zero out,
+    so a missing `logProbability` is 0.0 (a certain token). Gemini gives no bytes."""
+    steps = result.get("topCandidates") or []
+    return tuple(
+        TokenLogprob(
+            _token(chosen),
+            _logprob(chosen),
+            None,
+            tuple(TokenLogprob(_token(c), _logprob(c)) for c in (steps[i].get("candidates") or []))
+            if i < len(steps)
+            else (),
+        )
+        for i, chosen in enumerate(result.get("chosenCandidates") or [])
+    )
+
+
+def _token(candidate: Mapping[str, Any]) -> str:
+    return str(candidate.get("token") or "")
+
+
+def _logprob(candidate: Mapping[str, Any]) -> float:
+    return float(candidate.get("logProbability") or 0.0)
 
 
 @shape_checked

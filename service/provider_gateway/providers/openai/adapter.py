@@ -235,7 +235,7 @@ class OpenAIProvider(BaseProvider):
         upstream, path = self._route(request.model, "chat/completions")
         body = self.wire.chat_body(request, stream=False)
         answer = await upstream.request_json("POST", path, json=body, model=request.model)
-        parser = ChatStreamParser(self.name, self.wire)
+        parser = ChatStreamParser(self.name, self.wire, logprobs=request.logprobs is not None)
         return parser.response(answer, lambda chars: self._estimate(request, chars))
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
@@ -244,7 +244,9 @@ class OpenAIProvider(BaseProvider):
     async def _chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         upstream, path = self._route(request.model, "chat/completions")
         body = self.wire.chat_body(request, stream=True)
-        parser = ChatStreamParser(self.name, self.wire)
+        parser = ChatStreamParser(self.name, self.wire, logprobs=request.logprobs is not None)
+        # Chunks whose logprobs were asked for are read whole (`feed`); others by the plain path.
+        read = parser.stream_text if request.logprobs is None else parser.feed
         decoder = SseDecoder()
         done = False
         # The usage heard (None until a usage chunk), charged if [DONE] never comes: read only then,
@@ -261,12 +263,12 @@ class OpenAIProvider(BaseProvider):
                 except orjson.JSONDecodeError:
                     data = None
                 if type(data) is dict:
-                    return parser.stream_text(data)
+                    return read(data)
             data = event_chunk(frame, self.name)
             if data is None:
                 done = True
                 return []
-            return parser.stream_text(data)
+            return read(data)
 
         try:
             async with upstream.stream("POST", path, json=body, model=request.model) as chunks:

@@ -35,6 +35,7 @@ from provider_gateway.domain import (
 from provider_gateway.errors import GatewayError
 from provider_gateway.http.errors import error_from_response
 from provider_gateway.providers.openai.content import decode_content, family_chunk
+from provider_gateway.providers.openai.logprobs import refuse_on_reasoning_models
 from provider_gateway.providers.openai.presets import Preset
 from provider_gateway.providers.owned_options import owned, refuse_owned
 from provider_gateway.providers.shapes import shape_checked
@@ -50,6 +51,7 @@ OWNED_FIELDS = owned(
     "max_tokens", "max_completion_tokens", "n", "best_of",
     "temperature", "top_p", "stop", "reasoning_effort",
     "tools", "tool_choice", "functions", "function_call", "response_format", "user", "metadata",
+    "logprobs", "top_logprobs",
 )  # fmt: skip
 
 
@@ -153,6 +155,8 @@ class ChatWire:
             body["response_format"] = {"type": "json_object"}
         elif fmt and fmt.type is ResponseFormatType.JSON_SCHEMA:
             body["response_format"] = {"type": "json_schema", "json_schema": json_schema_format(fmt)}
+        if request.logprobs is not None:
+            self.logprobs(request, body)
         if stream:
             body["stream"] = True
             if self.preset.stream_usage:
@@ -188,6 +192,17 @@ class ChatWire:
             raise unhonoured(field, "DeepSeek", request.model, "only deepseek-reasoner (R1) reasons")
         if style == "effort" or options.effort:
             body["reasoning_effort"] = options.effort or "medium"
+
+    def logprobs(self, request: ChatRequest, body: dict[str, Any]) -> None:
+        """`logprobs` and `top_logprobs`, where the model gives them (refused where it does not)."""
+        assert request.logprobs is not None
+        if self.preset.reasoning == "openai":
+            refuse_on_reasoning_models(request, is_reasoning_model(request.model))
+        if self.preset.reasoning == "model" and _DEEPSEEK_REASONER.search(request.model):
+            raise unhonoured("logprobs", "DeepSeek", request.model, "deepseek-reasoner gives no logprobs")
+        body["logprobs"] = True
+        if request.logprobs.top_logprobs:
+            body["top_logprobs"] = request.logprobs.top_logprobs
 
     def messages(self, request: ChatRequest) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

@@ -13,6 +13,7 @@ the `openai` SDK's `types/responses/` are the oracle):
 - `store: false` unless configured, and then `include: ["reasoning.encrypted_content"]` for
   reasoning, so the next turn can send the reasoning back (OpenAI refuses that include on models
   without reasoning: it is asked only for reasoning models or when reasoning is requested);
+- `logprobs` as `include: ["message.output_text.logprobs"]` and `top_logprobs`;
 - stop sequences do not exist in this API: a request with `stop` is refused, not sent without it.
 """
 
@@ -34,6 +35,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.openai.codec import image_url, is_reasoning_model, json_schema_format
+from provider_gateway.providers.openai.logprobs import refuse_on_reasoning_models
 from provider_gateway.providers.owned_options import owned, refuse_owned
 from provider_gateway.providers.structured_output import unhonoured
 
@@ -42,8 +44,10 @@ from provider_gateway.providers.structured_output import unhonoured
 OWNED_FIELDS = owned(
     "model", "input", "instructions", "stream", "max_output_tokens", "temperature", "top_p",
     "tools", "tool_choice", "text", "reasoning", "store", "include", "user", "metadata",
+    "top_logprobs",
 )  # fmt: skip
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
+TEXT_LOGPROBS = "message.output_text.logprobs"
 
 
 def responses_body(
@@ -86,8 +90,14 @@ def responses_body(
     elif fmt and fmt.type is ResponseFormatType.JSON_SCHEMA:
         body["text"] = {"format": {"type": "json_schema", **json_schema_format(fmt)}}
     body["store"] = store
-    if not store and (reasoning_model or wants_reasoning):
-        body["include"] = [ENCRYPTED_REASONING]
+    include = [ENCRYPTED_REASONING] if not store and (reasoning_model or wants_reasoning) else []
+    if request.logprobs is not None:
+        refuse_on_reasoning_models(request, reasoning_model)
+        include.append(TEXT_LOGPROBS)
+        if request.logprobs.top_logprobs:
+            body["top_logprobs"] = request.logprobs.top_logprobs
+    if include:
+        body["include"] = include
     if stream:
         body["stream"] = True
     body.update(refuse_owned(request.provider_options, OWNED_FIELDS))

@@ -33,11 +33,11 @@ class ResponsesApi:
     async def chat(self, request: ChatRequest, model: str) -> ChatResponse:
         body = self._body(request, model, stream=False)
         answer = await self.upstream.request_json("POST", self.path, json=body, model=request.model)
-        return ResponsesStreamDecoder(self.provider).response(answer)
+        return ResponsesStreamDecoder(self.provider, request.logprobs is not None).response(answer)
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
         body = self._body(request, model, stream=True)
-        decoder = ResponsesStreamDecoder(self.provider)
+        decoder = ResponsesStreamDecoder(self.provider, request.logprobs is not None)
 
         def step(event: SseEvent) -> list[StreamEvent]:
             return decoder.feed(decode_json_event(event.data, self.provider))

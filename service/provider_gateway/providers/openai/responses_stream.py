@@ -32,12 +32,14 @@ from provider_gateway.domain import (
     ReasoningDelta,
     StreamEvent,
     TextDelta,
+    TextDeltaWithLogprobs,
     Usage,
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.errors import error_from_response
 from provider_gateway.providers.base import fold
+from provider_gateway.providers.openai.logprobs import token_logprobs
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.vendor_wire import ToolCallAssembler, malformed
 
@@ -79,6 +81,7 @@ class ResponsesStreamDecoder:
     """Feed each event's parsed JSON; `finished` once a terminal event arrived."""
 
     provider: str = ""
+    logprobs: bool = False  # asked for: text deltas and parts carry their `logprobs`
     model: str = ""
     response_id: str = ""
     finished: bool = False
@@ -96,6 +99,8 @@ class ResponsesStreamDecoder:
         kind = str(data.get("type") or "")
         if kind in TEXT_DELTAS:
             delta = str(data.get("delta") or "")
+            if self.logprobs and (entries := token_logprobs(data.get("logprobs"))):
+                return [TextDeltaWithLogprobs(delta, entries)]
             return [TextDelta(delta)] if delta else []
         if kind in REASONING_DELTAS:
             return self._reasoning(data)
@@ -202,7 +207,10 @@ class ResponsesStreamDecoder:
             events: list[StreamEvent] = []
             for part in item.get("content") or []:
                 text = part.get("text") if part.get("type") == "output_text" else part.get("refusal")
-                if isinstance(text, str) and text:
+                entries = token_logprobs(part.get("logprobs")) if self.logprobs else ()
+                if isinstance(text, str) and entries:
+                    events.append(TextDeltaWithLogprobs(text, entries))
+                elif isinstance(text, str) and text:
                     events.append(TextDelta(text))
                 for annotation in part.get("annotations") or []:
                     events.append(RawContent(str(annotation.get("type") or "annotation"), dict(annotation)))

@@ -29,8 +29,10 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.base import fold
+from provider_gateway.providers.logprobs import with_logprobs
 from provider_gateway.providers.open_calls import ended_call
 from provider_gateway.providers.openai.codec import ChatWire, stream_error
+from provider_gateway.providers.openai.logprobs import token_logprobs
 from provider_gateway.providers.openai.tool_calls import ChatToolCalls
 from provider_gateway.providers.shapes import SHAPE_ERRORS, shape_checked
 from provider_gateway.wire.sse import SseEvent
@@ -99,12 +101,18 @@ def event_chunk(frame: bytes | SseEvent, provider: str) -> dict[str, Any] | None
 
 
 class ChatStreamParser:
-    """Chunks in (parsed JSON), domain events out; `close` ends open tool calls and reports."""
+    """Chunks in (parsed JSON), domain events out; `close` ends open tool calls and reports.
 
-    def __init__(self, provider: str, wire: ChatWire) -> None:
+    With `logprobs` (the request asked for them) every chunk is read by `feed`, which puts each
+    choice's `logprobs` entries on its text; `stream_text`'s plain-token path, which reads no
+    logprobs, is for the streams of every other request. A leading `<think>` block then stays in
+    the text (no split), since the entries score its tokens too and must match the text."""
+
+    def __init__(self, provider: str, wire: ChatWire, *, logprobs: bool = False) -> None:
         self.provider = provider
         self.wire = wire
-        self._think = ThinkSplitter() if wire.preset.think_tags else None
+        self.logprobs = logprobs
+        self._think = ThinkSplitter() if wire.preset.think_tags and not logprobs else None
         self._calls = ChatToolCalls(wire)
         self.usage: Usage | None = None
         self.finish_reason = ""
@@ -163,7 +171,12 @@ class ChatStreamParser:
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) != 0:
                 continue  # n > 1 is not part of the gateway's contract
-            events.extend(self._delta(choice.get("delta") or choice.get("message") or {}))
+            delta = self._delta(choice.get("delta") or choice.get("message") or {})
+            if self.logprobs and (scored := choice.get("logprobs")):
+                # The content's tokens, then a refusal's (`_delta` appends its text in that order).
+                entries = token_logprobs(scored.get("content")) + token_logprobs(scored.get("refusal"))
+                delta = with_logprobs(delta, entries)
+            events.extend(delta)
             if choice.get("finish_reason"):
                 events.extend(self._finish(choice["finish_reason"]))
         if chunk.get("usage"):
@@ -262,7 +275,7 @@ class ChatStreamParser:
                 provider=self.provider,
                 retryable=True,
             )
-        plain = plain_message(body, self._think is not None)
+        plain = None if self.logprobs else plain_message(body, self._think is not None)
         if plain is not None:
             try:
                 return self._message_response(body, *plain, estimate)

@@ -193,7 +193,8 @@ class VertexProvider(HttpProvider):
         path = self._path(model, "generateContent")
         body = gemini.build_generate_body(request)
         answer = await self.upstream().request_json("POST", path, json=body, model=model)
-        return gemini.GenerateStreamDecoder(provider=self.name).response(answer)
+        decoder = gemini.GenerateStreamDecoder(provider=self.name, logprobs=request.logprobs is not None)
+        return decoder.response(answer)
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         model = request.model
@@ -206,8 +207,9 @@ class VertexProvider(HttpProvider):
             return
         body = gemini.build_generate_body(request)
         path = self._path(model, "streamGenerateContent")
+        scored = request.logprobs is not None
         async with sse_reads(self.upstream(), path, body, params=SSE, model=model) as reads:
-            async for event in decode_generate(reads, self.name, merge=self.merge_reads):
+            async for event in decode_generate(reads, self.name, merge=self.merge_reads, logprobs=scored):
                 yield event
 
     async def count_tokens(self, request: CountTokensRequest) -> TokenCount:

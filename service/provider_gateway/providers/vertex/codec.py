@@ -13,6 +13,7 @@ from typing import Any
 from provider_gateway.domain import ChatRequest
 from provider_gateway.providers.anthropic import codec as anthropic
 from provider_gateway.providers.shapes import shape_checked
+from provider_gateway.providers.structured_output import unhonoured
 
 CLAUDE_PREFIX = "claude"
 
@@ -39,6 +40,8 @@ def model_url(base_url: str, project: str, location: str, model: str, action: st
 def claude_body(
     request: ChatRequest, options: anthropic.AnthropicOptions, *, stream: bool = True
 ) -> dict[str, Any]:
+    if request.logprobs is not None:
+        raise unhonoured("logprobs", "Vertex AI", request.model, "Claude gives no logprobs")
     body = anthropic.build_messages_body(request, options, stream=stream)
     del body["model"]
     return {"anthropic_version": anthropic.VERTEX_VERSION, **body}
