@@ -29,7 +29,10 @@ async function call() {
 }
 call()
   .then((text) => ({ text }))
-  .catch((error) => ({ error: error.name, code: error.codeName, retryAfter: error.retryAfter, details: error.details }))
+  .catch((error) => ({
+    error: error.name, code: error.codeName, retryAfter: error.retryAfter, details: error.details,
+    doNotRetry: error.doNotRetry,
+  }))
   .then((out) => { client.close(); process.stdout.write(JSON.stringify({ ...out, texts })); });
 """
 

@@ -1,17 +1,23 @@
 'use strict';
 // Typed errors, as in the Python client: every failed call rejects (or its stream throws) with a
-// GatewayError subclass carrying `code` (a grpc.status number), `codeName`, `details` and
-// `retryAfter` (seconds the gateway asked to wait, or null), the grpc-js error as `cause`.
+// GatewayError subclass carrying `code` (a grpc.status number), `codeName`, `details`,
+// `retryAfter` (seconds the gateway asked to wait, or null) and `doNotRetry`, the grpc-js error as
+// `cause`.
 //
 // retryAfter comes from the google.rpc.RetryInfo in `grpc-status-details-bin`, else from
-// `retry-after-ms`. The few protobuf fields involved are read by hand, so that no protobuf
-// runtime beyond grpc-js's own is needed.
+// `retry-after-ms`, else from gRFC A6's `grpc-retry-pushback-ms`, whose negative value says that no
+// retry can help (`doNotRetry`). The few protobuf fields involved are read by hand, so that no
+// protobuf runtime beyond grpc-js's own is needed.
 
 const { status } = require('@grpc/grpc-js');
 
 const RETRY_INFO_TYPE = 'type.googleapis.com/google.rpc.RetryInfo';
+const PUSHBACK = 'grpc-retry-pushback-ms'; // gRFC A6: milliseconds to wait; negative or unreadable: no retry
+const INT32_MAX = 2 ** 31 - 1;
 const CODE_NAMES = Object.fromEntries(Object.entries(status).map(([name, code]) => [code, name]));
 
+// `options`: Error's (`cause`), and `doNotRetry`: the gateway said a retry would fail the same way
+// (the provider told it so, and it has no other to ask).
 class GatewayError extends Error {
   constructor(code, details, retryAfter = null, options = undefined) {
     super(`${CODE_NAMES[code] || code}: ${details}`, options);
@@ -20,6 +26,7 @@ class GatewayError extends Error {
     this.codeName = CODE_NAMES[code] || String(code);
     this.details = details;
     this.retryAfter = retryAfter;
+    this.doNotRetry = Boolean(options && options.doNotRetry);
   }
 }
 
@@ -98,7 +105,22 @@ function retryAfterOf(metadata) {
     }
   }
   const [millis] = metadata.get('retry-after-ms');
-  return millis !== undefined && /^\d+$/.test(String(millis)) ? Number(millis) / 1000 : null;
+  if (millis !== undefined && /^\d+$/.test(String(millis))) return Number(millis) / 1000;
+  const pushback = pushbackMs(metadata);
+  return pushback !== null && pushback >= 0 ? pushback / 1000 : null;
+}
+
+/** gRFC A6's `grpc-retry-pushback-ms`: the milliseconds to wait, -1 when it asks for no retry (a
+ * negative value, or one that is no signed 32-bit number: A6, and gRPC's own retries, read an
+ * unreadable value so), null when absent. */
+function pushbackMs(metadata) {
+  if (!metadata || typeof metadata.get !== 'function') return null;
+  const [value] = metadata.get(PUSHBACK);
+  if (value === undefined) return null;
+  const text = String(value);
+  const ms = Number(text);
+  if (!/^-?\d{1,10}$/.test(text) || ms > INT32_MAX) return -1;
+  return ms < 0 ? -1 : Math.abs(ms); // (abs: "-0" is 0)
 }
 
 /** The typed error for a grpc-js ServiceError (already typed errors pass through). */
@@ -106,7 +128,11 @@ function gatewayError(error) {
   if (error instanceof GatewayError) return error;
   const code = typeof error.code === 'number' ? error.code : status.UNKNOWN;
   const Class = ERROR_CLASSES[code] || GatewayError;
-  return new Class(code, error.details || error.message || '', retryAfterOf(error.metadata), { cause: error });
+  const pushback = pushbackMs(error.metadata);
+  return new Class(code, error.details || error.message || '', retryAfterOf(error.metadata), {
+    cause: error,
+    doNotRetry: pushback !== null && pushback < 0,
+  });
 }
 
 module.exports = {
@@ -120,4 +146,5 @@ module.exports = {
   DeadlineExceededError,
   gatewayError,
   retryAfterOf,
+  pushbackMs,
 };

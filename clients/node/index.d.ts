@@ -396,6 +396,9 @@ export class GatewayError extends Error {
   details: string;
   /** Seconds the gateway asked to wait before trying again (RetryInfo), or null. */
   retryAfter: number | null;
+  /** The gateway said a retry would fail the same way (`grpc-retry-pushback-ms` below zero): the
+   * provider told it so, and it has no other to ask. `maxRetries` then makes no retry. */
+  doNotRetry: boolean;
   /** The grpc-js ServiceError. */
   cause: ServiceError;
 }

@@ -6,8 +6,9 @@
 // which would fail the same way), and a CANCELLED this client did not ask for (gRPC ends a call that
 // reaches a server just as it stops taking calls so, before any of it ran: grpc/grpc#41785; or a
 // provider cancelled the request). A stream is retried only before its first event: once output
-// arrived, a retry could show it twice. The call's deadline is the budget of all its attempts
-// together: a wait that would outlast it is not taken, the error is thrown instead.
+// arrived, a retry could show it twice; nor what the gateway said no retry can help (`doNotRetry`:
+// a provider said so, and no other could take the request). The call's deadline is the budget of all
+// its attempts together: a wait that would outlast it is not taken, the error is thrown instead.
 
 const { status } = require('@grpc/grpc-js');
 const { GatewayError } = require('./errors');
@@ -45,7 +46,7 @@ class RetryPolicy {
 
   /** Milliseconds to wait before retry number `retry` (0 first), or null to throw `error` now. */
   waitBeforeMs(retry, error, deadline) {
-    if (retry >= this.maxRetries || !RETRYABLE.has(error.code)) return null;
+    if (retry >= this.maxRetries || !RETRYABLE.has(error.code) || error.doNotRetry) return null;
     if (error.code === status.RESOURCE_EXHAUSTED && String(error.details).includes(TOO_LARGE)) return null;
     if (error.code === status.CANCELLED && String(error.details).includes(LOCAL_CANCEL)) return null;
     let wait;

@@ -43,6 +43,7 @@ class GatewayError(Exception):
     `retry_elsewhere_only`: the upstream said (`x-should-retry: false`) that sending this request to
     it again will not help. The router then sends the request to that deployment no more, but may
     still fail over to the plan's other deployments (other servers); `retryable` says whether it may.
+    `refused_everywhere`: every deployment of the request's plan said so (set by the router).
     """
 
     def __init__(
@@ -65,6 +66,14 @@ class GatewayError(Exception):
         self.upstream_status = upstream_status
         self.detail = detail
         self.retry_elsewhere_only = False  # set from the upstream's answer (http/errors.py)
+        self.refused_everywhere = False
+
+    @property
+    def retry_nowhere(self) -> bool:
+        """No retry of the request can help, by the gateway or by its client: the upstream said so
+        and the router sends the request nowhere else, as the error is final (`retryable` false)
+        or every deployment of the plan said the same (a client's retry would meet them again)."""
+        return self.retry_elsewhere_only and (self.refused_everywhere or not self.retryable)
 
     def __str__(self) -> str:
         return f"{self.provider}: {self.message}" if self.provider else self.message

@@ -7,11 +7,15 @@
 
 The original `grpc.RpcError` stays reachable as `error.__cause__`. The delay a rate-limited call
 asks for comes from the google.rpc.RetryInfo in the `grpc-status-details-bin` trailer, else from
-`retry-after-ms`. google.rpc's messages live in googleapis-common-protos, which this package does
-not depend on: the few fields read here are declared in a private descriptor pool (see health.py).
+`retry-after-ms`, else from gRFC A6's `grpc-retry-pushback-ms`, whose negative value says that no
+retry can help (`do_not_retry`). google.rpc's messages live in googleapis-common-protos, which this
+package does not depend on: the few fields read here are declared in a private descriptor pool
+(see health.py).
 """
 
 from __future__ import annotations
+
+import re
 
 import grpc
 from google.protobuf import descriptor_pb2
@@ -19,17 +23,28 @@ from google.protobuf import descriptor_pb2
 from provider_gateway_client.private_pool import message_classes
 
 RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
+PUSHBACK = "grpc-retry-pushback-ms"  # gRFC A6: milliseconds to wait; negative or unreadable: no retry
+_PUSHBACK_VALUE = re.compile(r"-?[0-9]{1,10}")
+INT32_MAX = 2**31 - 1
 
 
 class GatewayError(Exception):
     """A call failed: `code` (grpc.StatusCode), `details` (the gateway's message), `retry_after`
-    (seconds the gateway asked to wait before trying again, or None)."""
+    (seconds the gateway asked to wait before trying again, or None), `do_not_retry` (the gateway
+    said a retry would fail the same way: the provider told it so, and it has no other to ask)."""
 
-    def __init__(self, code: grpc.StatusCode, details: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        details: str,
+        retry_after: float | None = None,
+        do_not_retry: bool = False,
+    ) -> None:
         super().__init__(f"{code.name}: {details}")
         self.code = code
         self.details = details
         self.retry_after = retry_after
+        self.do_not_retry = do_not_retry
 
 
 class RateLimitError(GatewayError):
@@ -110,7 +125,8 @@ def _trailers(error: grpc.RpcError) -> dict[str, str | bytes]:
 
 
 def retry_delay(trailers: dict[str, str | bytes]) -> float | None:
-    """Seconds from RetryInfo in `grpc-status-details-bin`, else from `retry-after-ms`, else None."""
+    """Seconds from RetryInfo in `grpc-status-details-bin`, else from `retry-after-ms`, else from a
+    pushback that is a wait, else None."""
     details = trailers.get("grpc-status-details-bin")
     if isinstance(details, bytes):
         try:
@@ -124,7 +140,22 @@ def retry_delay(trailers: dict[str, str | bytes]) -> float | None:
     millis = trailers.get("retry-after-ms")
     if isinstance(millis, str) and millis.isdigit():
         return int(millis) / 1000
+    pushback = pushback_ms(trailers)
+    if pushback is not None and pushback >= 0:
+        return pushback / 1000
     return None
+
+
+def pushback_ms(trailers: dict[str, str | bytes]) -> int | None:
+    """gRFC A6's `grpc-retry-pushback-ms`: the milliseconds to wait, -1 when it asks for no retry
+    (a negative value, or one that is no signed 32-bit number: A6, and gRPC's own retries, read an
+    unreadable value so), None when absent."""
+    value = trailers.get(PUSHBACK)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _PUSHBACK_VALUE.fullmatch(value) or int(value) > INT32_MAX:
+        return -1
+    return max(int(value), -1)
 
 
 def retry_after(error: grpc.RpcError | GatewayError) -> float | None:
@@ -139,4 +170,6 @@ def gateway_error(error: grpc.RpcError) -> GatewayError:
     code = error.code() if callable(getattr(error, "code", None)) else grpc.StatusCode.UNKNOWN
     details = (error.details() if callable(getattr(error, "details", None)) else None) or ""
     cls = ERROR_CLASSES.get(code, GatewayError)
-    return cls(code, details, retry_delay(_trailers(error)))
+    trailers = _trailers(error)
+    pushback = pushback_ms(trailers)
+    return cls(code, details, retry_delay(trailers), pushback is not None and pushback < 0)

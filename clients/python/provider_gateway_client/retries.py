@@ -4,8 +4,10 @@ Only what cannot repeat output is retried: UNAVAILABLE (nothing was served), RES
 (a rate limit, after the delay it asked for) and a CANCELLED this process did not ask for (gRPC
 ends a call that reaches a server just as it stops taking calls so, before any of it ran:
 grpc/grpc#41785; or a provider cancelled the request). A stream is retried only before its first event;
-once output arrived, a retry could show it twice. The call's `timeout` is the budget of all its
-attempts together: a wait that would outlast it is not taken, the error is raised instead.
+once output arrived, a retry could show it twice; nor what the gateway said no retry can help
+(`do_not_retry`: a provider said so, and no other could take the request). The call's `timeout` is
+the budget of all its attempts together: a wait that would outlast it is not taken, the error is
+raised instead.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class RetryPolicy:
 
     def wait_before(self, retry: int, error: GatewayError, deadline: float | None) -> float | None:
         """Seconds to wait before retry number `retry` (0 first), or None to raise `error` now."""
-        if retry >= self.max_retries or error.code not in RETRYABLE:
+        if retry >= self.max_retries or error.code not in RETRYABLE or error.do_not_retry:
             return None
         if error.code is grpc.StatusCode.RESOURCE_EXHAUSTED and TOO_LARGE in error.details:
             return None  # gRPC's own "message larger than max": the same request fails the same way

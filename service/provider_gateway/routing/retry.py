@@ -7,7 +7,8 @@ only when nothing is ready, never past the request's deadline nor longer than `m
 (beyond that it fails at once with a retry delay for the client).
 
 A provider that answers `x-should-retry: false` (http/errors.py) is not tried again within the
-request: its deployment is never ready again, and once no other is left the client gets its error.
+request: its deployment is never ready again, and once no other is left the client gets its error;
+when every deployment of the plan said so, the error says that no retry can help (`retry_nowhere`).
 
 Streams fail over only before their first content event: once a client has seen output, a failure
 ends the stream with an error status (an honest error beats a silently spliced answer). A unary
@@ -200,7 +201,9 @@ class RetryLoop:
         n = tries.failures.get(deployment.key, 0)
         tries.failures[deployment.key] = n + 1
         if exc.retry_elsewhere_only:
-            tries.ready_at[deployment.key] = math.inf
+            ready_at = tries.ready_at
+            ready_at[deployment.key] = math.inf
+            exc.refused_everywhere = all(ready_at.get(d.key) == math.inf for d in tries.plan.deployments)
             return
         delay = max(self.backoff(n, tries.plan.settings), exc.retry_after or 0.0)
         tries.ready_at[deployment.key] = self.clock() + delay
@@ -351,7 +354,7 @@ def _unavailable(
 ) -> GatewayError:
     retry_after = None if wait is math.inf else round(wait, 3)
     if last_error is not None:
-        return GatewayError(
+        error = GatewayError(
             last_error.kind,
             last_error.message,
             provider=last_error.provider,
@@ -359,6 +362,9 @@ def _unavailable(
             retryable=last_error.retryable,
             upstream_status=last_error.upstream_status,
         )
+        error.retry_elsewhere_only = last_error.retry_elsewhere_only
+        error.refused_everywhere = last_error.refused_everywhere
+        return error
     if rate_limited:  # a wait, not an outage: clients that retry UNAVAILABLE at once must not
         return GatewayError(
             ErrorKind.RESOURCE_EXHAUSTED,

@@ -191,6 +191,7 @@ class Router:
     async def _simple(self, plan: Plan, call: Callable[[Deployment], Awaitable[R]]) -> tuple[Route, R]:
         """Cheap calls (counting, embedding): the first available deployment, failover on retryable errors."""
         error: GatewayError | None = None
+        refused = 0  # deployments that said another try will not help (x-should-retry: false)
         candidates = [d for d in plan.deployments if d.breaker.available()] or plan.deployments
         for deployment in candidates:
             try:
@@ -200,9 +201,11 @@ class Router:
                 if not exc.retryable:
                     raise
                 error = exc
+                refused += exc.retry_elsewhere_only
                 continue
             return Route(deployment.spec.provider, deployment.spec.model), result
         assert error is not None
+        error.refused_everywhere = error.retry_elsewhere_only and refused == len(plan.deployments)
         raise error
 
     async def aclose(self) -> None:

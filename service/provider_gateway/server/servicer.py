@@ -33,6 +33,13 @@ from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger("provider_gateway.rpc")
 T = TypeVar("T")
+# gRFC A6's server pushback. Only "-1" (do not retry) is sent: gRPC's own retryPolicy would retry
+# after exactly a positive value, past its maxBackoff and the call's deadline (grpc 1.85 then ends
+# the call DEADLINE_EXCEEDED, hiding this status; "0" waits out the deadline too), and the gateway
+# gives a delay when the wait is too long for it to wait. So waits stay in RetryInfo and
+# retry-after-ms, which clients weigh against their deadline (docs/clients.md).
+PUSHBACK = "grpc-retry-pushback-ms"
+DO_NOT_RETRY = ((PUSHBACK, "-1"),)
 
 
 def _status_details(
@@ -89,6 +96,8 @@ async def abort(
             log.warning("%s: %s (%s)", exc.kind.value, exc, exc.detail)
         details = details or getattr(exc, "details", ())
         trailers = _status_details(exc, details) + _consumed_trailers(consumed or [])
+        if exc.retry_nowhere:  # the upstream said no retry helps, and no deployment is left
+            trailers += DO_NOT_RETRY
         await context.abort(code, str(exc), trailing_metadata=trailers)
     incident = uuid.uuid4().hex[:12]
     log.exception("internal error, incident %s", incident)
