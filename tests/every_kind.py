@@ -88,6 +88,21 @@ endpoint_url = "{self.bedrock.url}"
 """
         )
 
+    def received(self, provider: str) -> int:
+        """How many requests `provider`'s fake has received (models lists and counts included)."""
+        if provider in (*CHAT_COMPLETIONS, "ollama"):
+            return len({"mistral": self.mistral, "ollama": self.ollama}.get(provider, self.openai).requests)
+        if provider == "bedrock":
+            return len(self.bedrock.seen)
+        return len(
+            {
+                "anthropic": self.anthropic,
+                "gemini": self.gemini,
+                "vertex": self.vertex,
+                "cohere": self.cohere,
+            }[provider].calls
+        )
+
     def last_body(self, provider: str) -> Any:
         """The body of the last request `provider`'s fake received (None before any)."""
         if provider in (*CHAT_COMPLETIONS, "ollama"):

@@ -46,14 +46,14 @@ async def test_a_size_the_model_cannot_give_is_refused_before_any_call(
     setup: Any, provider: str, model: str, dimensions: int
 ) -> None:
     gateway, fakes = setup
-    before = fakes.last_body(provider)
+    before = fakes.received(provider)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await embed(gateway, f"{provider}/{model}", dimensions)
     details = caught.value.details() or ""
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION, details
     assert "dimensions: " in details, details
     assert model in details, details
-    assert fakes.last_body(provider) is before, "the refused request reached the upstream"
+    assert fakes.received(provider) == before, "the refused request reached the upstream"
 
 
 @pytest.mark.parametrize(

@@ -205,10 +205,10 @@ async def test_a_reasoning_budget_without_enabled_is_refused_before_any_call(set
     thought without the client's cap. Every kind now refuses it alike, naming what to set."""
     gateway, fakes = setup
     provider, _, model = PROVIDERS[case]
-    before = fakes.last_body(provider)
+    before = fakes.received(provider)
     request = chat_request(f"{provider}/{model}", reasoning=pb.ReasoningOptions(budget_tokens=4096), **THINK)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await gateway.stub.Chat(request, timeout=20)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "set reasoning.enabled to use budget_tokens" in (caught.value.details() or "")
-    assert fakes.last_body(provider) is before, "the refused request reached the upstream"
+    assert fakes.received(provider) == before, "the refused request reached the upstream"
