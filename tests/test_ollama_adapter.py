@@ -234,6 +234,27 @@ async def test_cut_stream_malformed_line_and_in_stream_error(env: Env) -> None:
         assert "finish" not in got.kinds()
 
 
+@pytest.mark.parametrize(
+    ("reason", "finish"),
+    [
+        ("stop", pb.FINISH_REASON_STOP),
+        ("length", pb.FINISH_REASON_LENGTH),
+        (None, pb.FINISH_REASON_UNSPECIFIED),
+    ],
+)
+async def test_the_done_line_finishes_with_the_reason_ollama_gave(
+    env: Env, reason: str | None, finish: int
+) -> None:
+    """`done: true` ends the answer; Ollama servers before `done_reason` existed send none, which
+    says no reason: UNSPECIFIED with no raw reason, never an invented "stop"."""
+    last = done(done_reason=reason) if reason else {k: v for k, v in done().items() if k != "done_reason"}
+    env.fake.script("/api/chat", Reply.ndjson([line("Half of it"), last]))
+    got = await chat_stream(env.stub, pb.ChatRequest(model="ol/llama3.2", messages=[user("Hi")]))
+    assert got.error is None, got.error
+    assert got.text == "Half of it"
+    assert (got.finish.reason, got.finish.raw_finish_reason) == (finish, reason or "")
+
+
 async def test_client_cancel_closes_the_upstream_connection(env: Env) -> None:
     env.fake.script("/api/chat", Reply.ndjson([line("first")], then="hang"))
     request = pb.ChatRequest(model="ol/llama3.2", messages=[user("Hi")])

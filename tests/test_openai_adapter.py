@@ -402,13 +402,14 @@ async def test_stream_cut_midway_is_an_error_not_a_clean_end(env: Env) -> None:
     assert "finish" not in got.kinds()
 
 
-async def test_stream_without_done_is_an_error(env: Env) -> None:
-    env.fake.script(
-        "/v1/chat/completions", Reply.sse([chunk({"content": "partial"}), chunk({}, "stop")], done=False)
-    )
+async def test_stream_ending_without_done_or_a_finish_is_an_error(env: Env) -> None:
+    """After a finish_reason, a clean end without [DONE] is a whole answer (tests/test_replay_openai.py)."""
+    env.fake.script("/v1/chat/completions", Reply.sse([chunk({"content": "partial"})], done=False))
     got = await chat_stream(env.stub, pb.ChatRequest(model="oa/gpt-4o", messages=[user("Hi")]))
+    assert got.text == "partial"
     assert got.error is not None
-    assert "[DONE]" in (got.error.details() or "")
+    assert got.error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "ended before a finish_reason or data: [DONE]" in (got.error.details() or "")
 
 
 async def test_done_without_a_final_newline_still_ends_cleanly(env: Env) -> None:

@@ -406,3 +406,71 @@ async def test_configuration_refuses_what_the_host_cannot_do(table: str, words: 
         async with run_gateway(f'[providers.x]\n{table}\napi_key_env = "PATH"\n'):
             pass
     assert words in str(info.value)
+
+
+# Stream endings. The terminal event (response.completed, .incomplete or .failed) ends a Responses
+# stream; it names the status when its response object leaves it out. A body that ends before it
+# is cut short: the SDK's get_final_response refuses it, the gateway reports UNAVAILABLE.
+
+
+async def sdk_read(env: Env) -> tuple[str, str, Exception | None]:
+    """The SDK stream's text deltas, its last event's type, and what get_final_response raised."""
+    text, last = "", ""
+    async with env.sdk.responses.stream(model="o4-mini", input="Weather in Paris?") as stream:
+        async for event in stream:
+            last = event.type
+            if event.type == "response.output_text.delta":
+                text += event.delta
+        try:
+            await stream.get_final_response()
+        except RuntimeError as refused:
+            return text, last, refused
+    return text, last, None
+
+
+async def test_a_body_ending_before_the_terminal_event_is_cut_short_for_both(env: Env) -> None:
+    script = fake_api.Script()
+    reply = script.stream_reply(upto=len(script.events()) - 1)  # all but response.completed
+    env.fake.script(PATH, reply, reply)
+    got = await chat_stream(env.stub, request("rs"))
+    text, _, refused = await sdk_read(env)
+    assert refused is not None
+    assert "response.completed" in str(refused)
+    assert got.error is not None, "a stream cut short ended cleanly"
+    assert got.error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "before response.completed" in (got.error.details() or "")
+    assert got.text == text == "".join(fake_api.TEXT)
+
+
+@pytest.mark.parametrize(
+    ("status", "finish", "raw"),
+    [("completed", pb.FINISH_REASON_STOP, "completed"), ("incomplete", pb.FINISH_REASON_OTHER, "incomplete")],
+)
+async def test_a_terminal_event_without_a_status_ends_as_its_event_says(
+    env: Env, status: str, finish: int, raw: str
+) -> None:
+    """Never `completed` assumed: a response.incomplete whose response names no status or reason
+    is incomplete for an unknown reason (the SDK refuses it as a final response)."""
+    events = fake_api.Script(status=status).events()
+    del events[-1]["response"]["status"]
+    events[-1]["response"]["incomplete_details"] = None
+    reply = Reply.sse([fake_api.sse_event(e) for e in events], done=False)
+    env.fake.script(PATH, reply, reply)
+    got = await chat_stream(env.stub, request("rs"))
+    text, last, refused = await sdk_read(env)
+    assert last == f"response.{status}"
+    assert (refused is None) == (status == "completed")
+    assert got.error is None, got.error
+    assert got.text == text
+    assert (got.finish.reason, got.finish.raw_finish_reason) == (finish, raw)
+
+
+async def test_a_whole_response_without_a_status_is_no_claimed_stop(env: Env) -> None:
+    body = fake_api.Script().response()
+    del body["status"]
+    env.fake.script(PATH, Reply.json(body), Reply.json(body))
+    got = await env.stub.Chat(request("rs"), timeout=20)
+    theirs = await env.sdk.responses.create(model="o4-mini", input="Weather in Paris?")
+    assert theirs.status is None
+    assert got.text == theirs.output_text
+    assert (got.finish.reason, got.finish.raw_finish_reason) == (pb.FINISH_REASON_UNSPECIFIED, "")

@@ -5,6 +5,7 @@ messages. Where the SDK and the gateway disagree, the gateway is wrong."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,14 @@ from replay.support import (
     figures,
     gateway_stream,
     gateway_unary,
+    pieces,
     recordings,
     replay,
     replay_gateway,
     vertex_gateway,
 )
 
-from provider_gateway.fakes import FakeUpstream
+from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 PATH = "/v1/messages"
@@ -187,3 +189,93 @@ async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, pa
     assert error.code() == STATUS_CODES[status]
     assert said["message"] in error.details()
     assert ours.text == ""
+
+
+# Stream endings. message_stop ends a message; its reason is the last message_delta's stop_reason,
+# null included (the SDK's MessageStream keeps what each message_delta says). A message whose
+# stop_reason is null says nothing of why it stopped: UNSPECIFIED, never a STOP Anthropic did not
+# claim. A body that ends before message_stop is cut short: the SDK keeps the snapshot it has, the
+# gateway reports UNAVAILABLE (never a clean end).
+
+START = {"type": "message_start", "message": {
+    "id": "msg_ends", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+    "content": [], "stop_reason": None, "stop_sequence": None,
+    "usage": {"input_tokens": 12, "output_tokens": 1}}}  # fmt: skip
+TEXT = [
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Half of it"}},
+    {"type": "content_block_stop", "index": 0},
+]
+
+
+def message_delta(stop_reason: str | None) -> dict[str, Any]:
+    return {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+            "usage": {"output_tokens": 4}}  # fmt: skip
+
+
+def events_reply(*events: dict[str, Any]) -> Reply:
+    body = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
+    return Reply(status=200, chunks=pieces(body.encode()), content_type="text/event-stream")
+
+
+def script_both(upstreams: dict[str, Any], host: str, reply: Reply) -> tuple[FakeUpstream, Any, str]:
+    """`reply` for the gateway (at the host's path) and for the SDK (at Anthropic's)."""
+    fake, stub = upstreams[host]
+    model, stream_path, _ = HOSTS[host]
+    fake.script(stream_path, reply)
+    fake.script(PATH, reply)
+    return fake, stub, model
+
+
+ENDS_WITHOUT_REASON = {
+    "null-stop-reason": [START, *TEXT, message_delta(None), {"type": "message_stop"}],
+    "no-message-delta": [START, *TEXT, {"type": "message_stop"}],
+    "null-after-end-turn": [START, *TEXT, message_delta("end_turn"), message_delta(None), {"type": "message_stop"}],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize("case", ENDS_WITHOUT_REASON)
+async def test_message_stop_without_a_stop_reason_is_no_claimed_stop(
+    upstreams: dict[str, Any], host: str, case: str
+) -> None:
+    fake, stub, model = script_both(upstreams, host, events_reply(*ENDS_WITHOUT_REASON[case]))
+    ours, error = await gateway_stream(stub, ask(model))
+    theirs, _ = await sdk_stream(fake)
+    assert error is None, error.details() if error else ""
+    assert theirs.raw_finish_reason == ""  # the SDK's stop_reason is None
+    assert ours == theirs
+    assert (ours.finish_reason, ours.text) == (pb.FINISH_REASON_UNSPECIFIED, "Half of it")
+
+
+@pytest.mark.parametrize("host", HOSTS)
+async def test_a_whole_message_with_a_null_stop_reason_is_no_claimed_stop(
+    upstreams: dict[str, Any], host: str
+) -> None:
+    message = {**START["message"], "content": [{"type": "text", "text": "Half of it"}]}
+    fake, stub = upstreams[host]
+    model, _, unary_path = HOSTS[host]
+    reply = Reply.json(message)
+    fake.script(unary_path, reply)
+    fake.script(PATH, reply)
+    ours = await gateway_unary(stub, ask(model))
+    theirs = await sdk_client(fake).messages.create(
+        model="claude-sonnet-4-5", max_tokens=1024, messages=[{"role": "user", "content": "Go on."}]
+    )
+    assert theirs.stop_reason is None
+    assert ours == sdk_view(theirs)
+    assert ours.finish_reason == pb.FINISH_REASON_UNSPECIFIED
+
+
+@pytest.mark.parametrize("host", HOSTS)
+async def test_a_body_ending_before_message_stop_is_cut_short(upstreams: dict[str, Any], host: str) -> None:
+    """Even after a stop_reason: only message_stop ends a message."""
+    reply = events_reply(START, *TEXT, message_delta("end_turn"))
+    fake, stub, model = script_both(upstreams, host, reply)
+    ours, error = await gateway_stream(stub, ask(model))
+    theirs, _ = await sdk_stream(fake)
+    assert theirs.text == "Half of it"  # the SDK keeps its snapshot
+    assert error is not None, "a stream cut short ended cleanly"
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "before message_stop" in error.details()
+    assert ours.text == theirs.text

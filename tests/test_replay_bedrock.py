@@ -20,10 +20,20 @@ import pytest
 from botocore.config import Config
 from botocore.session import get_session
 from conftest import ADAPTER_ROUTING, run_gateway, use_fake_aws_credentials
-from replay.support import Reasoning, View, ask, figures, gateway_stream, gateway_unary, recordings, replay
+from replay.support import (
+    Reasoning,
+    View,
+    ask,
+    figures,
+    gateway_stream,
+    gateway_unary,
+    pieces,
+    recordings,
+    replay,
+)
 
-from provider_gateway.fakes import FakeUpstream
-from provider_gateway.fakes.bedrock import ACCESS_KEY, SECRET_KEY
+from provider_gateway.fakes import FakeUpstream, Reply
+from provider_gateway.fakes.bedrock import ACCESS_KEY, SECRET_KEY, event_frame
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -190,3 +200,65 @@ async def test_converse_matches_botocore(upstream: tuple[FakeUpstream, Any], pat
         )
     )
     assert ours == SdkView().message(response)
+
+
+# Stream endings, as botocore's event-stream parser reads them. messageStop ends the message (the
+# metadata event after it only carries usage); a messageStop without its stopReason says no reason:
+# UNSPECIFIED, never STOP. A body that ends before messageStop, after metadata or not, is cut short:
+# botocore yields what came, the gateway reports UNAVAILABLE (never a clean end).
+
+TEXT_FRAMES = [
+    event_frame("messageStart", {"role": "assistant"}),
+    event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Half of it"}}),
+    event_frame("contentBlockStop", {"contentBlockIndex": 0}),
+]
+METADATA = event_frame(
+    "metadata",
+    {"usage": {"inputTokens": 6, "outputTokens": 3, "totalTokens": 9}, "metrics": {"latencyMs": 80}},
+)
+
+
+async def botocore_events(fake: FakeUpstream) -> list[dict[str, Any]]:
+    def run() -> list[dict[str, Any]]:
+        response = botocore_client(fake).converse_stream(
+            modelId=MODEL, messages=[{"role": "user", "content": [{"text": "Go on."}]}]
+        )
+        return list(response["stream"])
+
+    return await asyncio.to_thread(run)
+
+
+def frames_reply(*frames: bytes) -> Reply:
+    return Reply(status=200, chunks=pieces(b"".join(frames)), content_type=EVENT_STREAM)
+
+
+async def test_message_stop_without_a_stop_reason_is_no_claimed_stop(
+    upstream: tuple[FakeUpstream, Any],
+) -> None:
+    fake, stub = upstream
+    fake.script(PATH, *[frames_reply(*TEXT_FRAMES, event_frame("messageStop", {}), METADATA)] * 2)
+    ours, error = await gateway_stream(stub, ask(f"bedrock/{MODEL}"))
+    events = await botocore_events(fake)
+    assert {"messageStop": {}} in events  # botocore: a stop that names no reason
+    assert error is None, error.details() if error else ""
+    assert (ours.text, ours.finish_reason, ours.raw_finish_reason) == (
+        "Half of it",
+        pb.FINISH_REASON_UNSPECIFIED,
+        "",
+    )
+    assert ours.usage == figures(input=6, output=3)
+
+
+@pytest.mark.parametrize("frames", [[*TEXT_FRAMES, METADATA], TEXT_FRAMES], ids=["metadata", "nothing"])
+async def test_a_body_ending_before_message_stop_is_cut_short(
+    upstream: tuple[FakeUpstream, Any], frames: list[bytes]
+) -> None:
+    fake, stub = upstream
+    fake.script(PATH, *[frames_reply(*frames)] * 2)
+    ours, error = await gateway_stream(stub, ask(f"bedrock/{MODEL}"))
+    events = await botocore_events(fake)
+    assert not any("messageStop" in event for event in events)  # botocore yields what came, no error
+    assert error is not None, "a stream cut short ended cleanly"
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "before messageStop" in error.details()
+    assert ours.text == "Half of it"

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from replay.support import (
     View,
@@ -18,12 +19,13 @@ from replay.support import (
     figures,
     gateway_stream,
     gateway_unary,
+    pieces,
     recordings,
     replay,
     replay_gateway,
 )
 
-from provider_gateway.fakes import FakeUpstream
+from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 MODEL = "command-a-03-2025"
@@ -90,3 +92,49 @@ async def test_whole_answer_matches_the_documented_fields(
     fake.script(PATH, replay(path, "application/json"))
     ours = await gateway_unary(stub, ask(f"cohere/{MODEL}"))
     assert ours == documented_answer(path)
+
+
+# Stream endings. message-end ends the answer; Cohere's v2 reference types its `finish_reason` as
+# optional, and one left out names no reason: UNSPECIFIED, neither STOP nor OTHER. A body that ends
+# before message-end is cut short (UNAVAILABLE, never a clean end).
+
+STARTED = [
+    {"type": "message-start", "id": "c-ends", "delta": {"message": {"role": "assistant"}}},
+    {"type": "content-start", "index": 0, "delta": {"message": {"content": {"type": "text", "text": ""}}}},
+    {"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": "Half of it"}}}},
+    {"type": "content-end", "index": 0},
+]
+USAGE = {
+    "billed_units": {"input_tokens": 6, "output_tokens": 3},
+    "tokens": {"input_tokens": 6, "output_tokens": 3},
+}
+
+
+def events_reply(*events: dict[str, Any]) -> Reply:
+    body = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
+    return Reply(status=200, chunks=pieces(body.encode()), content_type="text/event-stream")
+
+
+async def test_message_end_without_a_finish_reason_is_no_claimed_finish(
+    upstream: tuple[FakeUpstream, Any],
+) -> None:
+    fake, stub = upstream
+    fake.script(PATH, events_reply(*STARTED, {"type": "message-end", "delta": {"usage": USAGE}}))
+    ours, error = await gateway_stream(stub, ask(f"cohere/{MODEL}"))
+    assert error is None, error.details() if error else ""
+    assert (ours.text, ours.finish_reason, ours.raw_finish_reason) == (
+        "Half of it",
+        pb.FINISH_REASON_UNSPECIFIED,
+        "",
+    )
+    assert ours.usage == figures(input=6, output=3)
+
+
+async def test_a_body_ending_before_message_end_is_cut_short(upstream: tuple[FakeUpstream, Any]) -> None:
+    fake, stub = upstream
+    fake.script(PATH, events_reply(*STARTED))
+    ours, error = await gateway_stream(stub, ask(f"cohere/{MODEL}"))
+    assert error is not None, "a stream cut short ended cleanly"
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "before message-end" in error.details()
+    assert ours.text == "Half of it"

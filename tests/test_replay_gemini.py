@@ -6,6 +6,7 @@ official `google-genai` SDK makes of the same bytes. Where they disagree, the ga
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,14 @@ from replay.support import (
     figures,
     gateway_stream,
     gateway_unary,
+    pieces,
     recordings,
     replay,
     replay_gateway,
     vertex_gateway,
 )
 
-from provider_gateway.fakes import FakeUpstream
+from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 # google-genai's own aiohttp session subclass warns on import; nothing of the gateway's.
@@ -50,6 +52,7 @@ FINISH = {
     "SAFETY": pb.FINISH_REASON_CONTENT_FILTER,
     "PROHIBITED_CONTENT": pb.FINISH_REASON_CONTENT_FILTER,
     "MALFORMED_FUNCTION_CALL": pb.FINISH_REASON_OTHER,
+    "FINISH_REASON_UNSPECIFIED": pb.FINISH_REASON_UNSPECIFIED,
 }
 # google.rpc status names as gRPC codes (the gateway's errors keep the upstream's meaning).
 ERROR_CODES = {
@@ -208,6 +211,72 @@ async def test_whole_answer_matches_sdk(upstreams: dict[str, Any], host: str, pa
     assert ours == theirs.done()
 
 
+# Stream endings. Gemini's stream has no end marker but the finishReason its last chunk carries
+# ("If empty, the model has not stopped generating": google-genai's FinishReason). A body that ends
+# without one is cut short: google-genai yields what came, the gateway reports UNAVAILABLE (never a
+# clean end; Google's gemini-cli likewise rejects such a stream, NO_FINISH_REASON). A finishReason
+# that names no reason (FINISH_REASON_UNSPECIFIED) ends the stream as UNSPECIFIED, never STOP.
+
+
+def candidate_chunk(text: str, finish: str | None = None, usage: bool = False) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    chunk: dict[str, Any] = {"candidates": [candidate] if text or finish else [], "modelVersion": MODEL}
+    if usage:
+        chunk["usageMetadata"] = {"promptTokenCount": 6, "candidatesTokenCount": 5, "totalTokenCount": 11}
+    return chunk
+
+
+def chunks_reply(*chunks: dict[str, Any]) -> Reply:
+    body = "".join(f"data: {json.dumps(chunk)}\r\n\r\n" for chunk in chunks)
+    return Reply(status=200, chunks=pieces(body.encode()), content_type="text/event-stream")
+
+
+def script_both(upstreams: dict[str, Any], host: str, reply: Reply) -> tuple[FakeUpstream, Any]:
+    fake, stub = upstreams[host]
+    fake.script(HOSTS[host][0], reply)
+    fake.script(STREAM_PATH, reply)
+    return fake, stub
+
+
+ENDED = {
+    "unspecified": [candidate_chunk("Half"), candidate_chunk(" of it", "FINISH_REASON_UNSPECIFIED", usage=True)],
+    "usage-after-stop": [candidate_chunk("Half"), candidate_chunk(" of it", "STOP"), candidate_chunk("", usage=True)],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize("case", ENDED)
+async def test_a_stream_ends_with_the_reason_google_gave(
+    upstreams: dict[str, Any], host: str, case: str
+) -> None:
+    fake, stub = script_both(upstreams, host, chunks_reply(*ENDED[case]))
+    ours, error = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
+    theirs, their_error = await sdk_stream(fake)
+    assert their_error is None
+    assert error is None, error.details() if error else ""
+    assert ours == theirs.done()
+    assert ours.text == "Half of it"
+
+
+@pytest.mark.parametrize("host", HOSTS)
+async def test_a_body_ending_without_a_finish_reason_is_cut_short(
+    upstreams: dict[str, Any], host: str
+) -> None:
+    reply = chunks_reply(candidate_chunk("Half"), candidate_chunk(" of it", usage=True))
+    fake, stub = script_both(upstreams, host, reply)
+    ours, error = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
+    theirs, their_error = await sdk_stream(fake)
+    assert their_error is None  # google-genai takes it, without a finish_reason
+    assert theirs.view.raw_finish_reason == ""
+    assert error is not None, "a stream cut short ended cleanly"
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "before a finishReason" in error.details()
+    assert ours.text == theirs.view.text == "Half of it"
+
+
+# After the streams above: a 429 holds the provider for its retry delay.
 @pytest.mark.parametrize("host", HOSTS)
 @pytest.mark.parametrize(
     "path", [p for p in recordings("gemini", ".json") if len(p.suffixes) == 2], ids=lambda p: p.stem

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import openai
 import pytest
 from replay.support import (
@@ -163,9 +164,12 @@ async def test_error_status_matches_sdk(path: Path, host: tuple[str, str], upstr
 # (openai/openai-python#2806).
 
 
-def sse(*chunks: dict[str, Any]) -> Reply:
-    lines = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]
-    return Reply(status=200, chunks=pieces("".join(lines).encode()), content_type="text/event-stream")
+def sse(*chunks: dict[str, Any], done: bool = True, tail: str = "\n\n", then: str = "end") -> Reply:
+    """The chunks as events, then `data: [DONE]` (unless not `done`); `tail` ends the last event,
+    `then` the body ("cut": the connection closes without the chunked body's terminator)."""
+    lines = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + (["data: [DONE]\n\n"] if done else [])
+    body = "".join(lines).removesuffix("\n\n") + tail
+    return Reply(status=200, chunks=pieces(body.encode()), content_type="text/event-stream", then=then)
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -288,3 +292,75 @@ async def test_a_whole_answer_with_index_less_calls_and_stop_is_a_tool_calls_fin
         ("function-call-2", "get_weather", {"city": "Rome"}),
     ]
     assert (ours.finish_reason, ours.raw_finish_reason) == (pb.FINISH_REASON_TOOL_CALLS, "stop")
+
+
+# Stream endings. The SDK reads a body to its end; `[DONE]` only stops it early. A body that ended
+# cleanly (its chunked terminator arrived) after a finish_reason is a whole answer, with or without
+# `[DONE]` (several compatible hosts send none). One that ended before any finish_reason is cut
+# short: the SDK takes it (finish_reason None), the gateway must not (UNAVAILABLE, never a clean end).
+
+
+def usage_chunk() -> dict[str, Any]:
+    return {"id": "chatcmpl-r", "object": "chat.completion.chunk", "created": 1, "model": MODEL, "choices": [],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}}  # fmt: skip
+
+
+ANSWER = (chunk({"role": "assistant", "content": "The answer"}), chunk({"content": " is 42."}))
+
+
+@pytest.mark.parametrize("tail", ["\n\n", "\n", ""], ids=["blank-line", "newline", "bare"])
+async def test_a_body_ending_after_the_usage_chunk_without_done_is_whole(
+    upstreams: dict[str, Any], tail: str
+) -> None:
+    """The last event with or without its blank line: the SDK drops one without (so its usage is
+    lost to it); the gateway reads it, as it reads a `[DONE]` so sent."""
+    fake, stub = script_stream(
+        upstreams, sse(*ANSWER, chunk({}, "stop"), usage_chunk(), done=False, tail=tail)
+    )
+    ours, error = await gateway_stream(stub, ask(f"openai/{MODEL}"))
+    completion = await sdk_final(fake)
+    assert error is None, error.details() if error else ""
+    assert ours.text == completion.choices[0].message.content == "The answer is 42."
+    assert (ours.finish_reason, ours.raw_finish_reason) == (pb.FINISH_REASON_STOP, "stop")
+    assert completion.choices[0].finish_reason == "stop"
+    assert ours.usage == figures(input=5, output=4)
+    if tail == "\n\n":
+        assert ours == sdk_view(completion)
+
+
+async def test_a_body_ending_after_a_length_finish_without_done_is_whole(upstreams: dict[str, Any]) -> None:
+    """No usage chunk either (a host without stream_options): the finish is the answer's end."""
+    fake, stub = script_stream(upstreams, sse(*ANSWER, chunk({}, "length"), done=False))
+    ours, error = await gateway_stream(stub, ask(f"openai/{MODEL}"))
+    with pytest.raises(openai.LengthFinishReasonError) as cut:  # the helper's parse step: cut, but whole
+        await sdk_final(fake)
+    completion = cut.value.completion
+    assert error is None, error.details() if error else ""
+    assert ours.text == completion.choices[0].message.content
+    assert completion.choices[0].finish_reason == ours.raw_finish_reason == "length"
+    assert ours.finish_reason == pb.FINISH_REASON_LENGTH
+
+
+async def test_a_body_ending_before_any_finish_reason_is_cut_short(upstreams: dict[str, Any]) -> None:
+    fake, stub = script_stream(upstreams, sse(*ANSWER, done=False))
+    ours, error = await gateway_stream(stub, ask(f"openai/{MODEL}"))
+    completion = await sdk_final(fake)
+    assert completion.choices[0].finish_reason is None  # the SDK takes it: whether it is whole is unknown
+    assert error is not None, "a stream cut short ended cleanly"
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "before a finish_reason" in error.details()
+    assert ours.text == completion.choices[0].message.content == "The answer is 42."
+    assert ours.finish_reason == pb.FINISH_REASON_UNSPECIFIED
+
+
+async def test_a_body_cut_after_its_finish_is_an_error_for_both(upstreams: dict[str, Any]) -> None:
+    """The finish and usage came, then the connection closed without the chunked terminator: the
+    body is broken, whatever it held. The SDK raises; so does the gateway."""
+    reply = sse(*ANSWER, chunk({}, "stop"), usage_chunk(), done=False, then="cut")
+    fake, stub = script_stream(upstreams, reply)
+    ours, error = await gateway_stream(stub, ask(f"openai/{MODEL}"))
+    with pytest.raises((openai.APIError, httpx.TransportError)):
+        await sdk_final(fake)
+    assert error is not None, "a broken body ended cleanly"
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert ours.text == "The answer is 42."

@@ -2,7 +2,7 @@
 
 Vendors report some usage early: Anthropic's `message_start` carries the prompt's tokens (cache
 reads and writes included) and `message_delta` the output so far; an OpenAI-compatible host may
-send its usage chunk and then drop the connection before `[DONE]`. An adapter reports what it has
+send its usage chunk and then drop the connection. An adapter reports what it has
 heard as soon as it hears it; if the stream is then cut, cancelled or timed out, the router charges
 these figures (marked partial) instead of an estimate. The router installs the sink with the attempt
 (the context variable that holds it, with its rate-limit sink: http/rate_limits.py), so adapters

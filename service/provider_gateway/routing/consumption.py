@@ -3,7 +3,7 @@
 A stream cut by a failure, a passed deadline or a client that cancels still consumed tokens, and the
 provider bills them. When an attempt ends without the provider's whole usage, the router takes what
 the provider did report before the end (partial: Anthropic's prompt tokens at message_start, an
-OpenAI usage chunk before a missing [DONE]), else estimates it (the request's prompt, and the
+OpenAI usage chunk before the connection dropped), else estimates it (the request's prompt, and the
 content it relayed, at about four characters a token), and reports it here, to whoever watches the
 request: the server's trailers, the request log and metrics, the key's quota. A context variable
 carries the watchers, as the rate-limit sink does, so that the router needs none of them.
@@ -101,7 +101,7 @@ def reckon_usage(
 ) -> tuple[Usage, str]:
     """What an attempt consumed, and where that figure comes from: the provider's whole usage
     ("provider"); else what it did report before the end ("partial": Anthropic's prompt tokens at
-    message_start, an OpenAI usage chunk before a missing [DONE]), its output no less than what was
+    message_start, an OpenAI usage chunk before a cut), its output no less than what was
     relayed; else an estimate ("estimated")."""
     if usage is not None:
         return usage, "provider"

@@ -428,9 +428,9 @@ class MessagesStreamDecoder:
             return [] if self._is_output(index) else self.tools.end(index)
         if kind == "message_delta":
             merge_usage(self.usage_raw, data.get("usage"))
-            reason = (data.get("delta") or {}).get("stop_reason")
-            if reason:
-                self.stop_reason = str(reason)
+            delta = data.get("delta") or {}
+            if "stop_reason" in delta:  # null included, as the SDK's MessageStream keeps it
+                self.stop_reason = str(delta["stop_reason"] or "")
             return []
         if kind == "message_stop":
             self.finished = True
@@ -500,8 +500,10 @@ class MessagesStreamDecoder:
 
     @shape_checked
     def finish(self) -> ProviderFinish:
+        # No stop_reason (null, or no message_delta at all) says nothing of why the message
+        # stopped: UNSPECIFIED, never a STOP the vendor did not claim.
         reason = STOP_REASONS.get(
-            self.stop_reason, FinishReason.OTHER if self.stop_reason else FinishReason.STOP
+            self.stop_reason, FinishReason.OTHER if self.stop_reason else FinishReason.UNSPECIFIED
         )
         if not self.output_tool:
             return ProviderFinish(reason, self.stop_reason, self.model, self.response_id)

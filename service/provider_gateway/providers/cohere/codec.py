@@ -233,6 +233,8 @@ class ChatStreamDecoder:
             )
         self.usage_raw = dict(delta.get("usage") or {})
         reason = FINISH_REASONS.get(self.finish_reason, FinishReason.OTHER)
+        if not self.finish_reason:  # a message-end that names no reason: not a STOP, not OTHER
+            reason = FinishReason.UNSPECIFIED
         return [
             UsageEvent(normalise_usage(self.usage_raw)),
             ProviderFinish(reason, self.finish_reason, self.model, self.response_id, self.emulated),

@@ -413,8 +413,8 @@ class GenerateStreamDecoder:
     @shape_checked
     def end(self) -> list[StreamEvent]:
         reason = FINISH_REASONS.get(self.finish_reason, FinishReason.OTHER)
-        if not self.finish_reason:
-            reason = FinishReason.STOP
+        if not self.finish_reason or self.finish_reason == "FINISH_REASON_UNSPECIFIED":
+            reason = FinishReason.UNSPECIFIED  # Google said no reason: never an invented STOP
         if self.tool_calls and reason is FinishReason.STOP:
             reason = FinishReason.TOOL_CALLS  # Gemini says STOP after function calls
         return [

@@ -187,10 +187,14 @@ class ChatStreamParser:
             self.done = True
             events.extend(self._think.close())
             events.append(UsageEvent(normalise_usage(line)))
-            raw_reason = str(line.get("done_reason") or "stop")
-            reason = (
-                FinishReason.TOOL_CALLS if self._calls else DONE_REASONS.get(raw_reason, FinishReason.OTHER)
-            )
+            # Servers before done_reason existed say none: UNSPECIFIED, not an invented "stop".
+            raw_reason = str(line.get("done_reason") or "")
+            if self._calls:
+                reason = FinishReason.TOOL_CALLS
+            elif raw_reason:
+                reason = DONE_REASONS.get(raw_reason, FinishReason.OTHER)
+            else:
+                reason = FinishReason.UNSPECIFIED
             events.append(ProviderFinish(reason, raw_reason, str(line.get("model") or "")))
         return events
 

@@ -249,7 +249,7 @@ class OpenAIProvider(BaseProvider):
         read = parser.stream_text if request.logprobs is None else parser.feed
         decoder = SseDecoder()
         done = False
-        # The usage heard (None until a usage chunk), charged if [DONE] never comes: read only then,
+        # The usage heard (None until a usage chunk), charged if the stream is cut: read only then,
         # so no chunk pays for a check.
         report_partial_usage(lambda: parser.usage)
 
@@ -281,13 +281,17 @@ class OpenAIProvider(BaseProvider):
                     if done:
                         break
                 if not done:  # the body's end dispatches a last event without its blank line
-                    done = any(event.data.strip() == "[DONE]" for event in decoder.close())
+                    for event in decode_read(lambda _: decoder.close(), b"", step, merge, finished):
+                        yield event
         except SseError as error:
             raise oversized_event(error, self.name) from None
-        if not done:
+        if not done and not parser.finish_reason:
+            # A body that ended cleanly after a finish_reason is a whole answer, as the openai SDK
+            # reads it (several compatible hosts send no [DONE]); one that ended before any is cut
+            # short. A reset or a truncated body raised above, in the read.
             raise GatewayError(
                 ErrorKind.UNAVAILABLE,
-                f"stream from {self.name} ended before data: [DONE]",
+                f"stream from {self.name} ended before a finish_reason or data: [DONE]",
                 provider=self.name,
                 retryable=True,
             )

@@ -123,7 +123,8 @@ class ResponsesStreamDecoder:
             return []
         if kind in ("response.completed", "response.incomplete"):
             self.finished = True
-            return self._end(data.get("response") or {})
+            # The event names the status when its response object leaves it out.
+            return self._end(data.get("response") or {}, kind.removeprefix("response."))
         if kind == "response.failed":
             error = (data.get("response") or {}).get("error") or {}
             raise response_error(self.provider, error, "the response failed")
@@ -165,13 +166,14 @@ class ResponsesStreamDecoder:
             return []  # its text came as deltas
         return [RawContent(str(kind or "item"), dict(item))]
 
-    def _end(self, response: Mapping[str, Any]) -> list[StreamEvent]:
-        """Usage and finish from the terminal `response` object."""
+    def _end(self, response: Mapping[str, Any], said: str = "") -> list[StreamEvent]:
+        """Usage and finish from the terminal `response` object (`said`: the status its event
+        names). A status nobody gave is UNSPECIFIED, never an assumed `completed`."""
         self._identify(response)
         events: list[StreamEvent] = []
         if isinstance(response.get("usage"), Mapping):
             events.append(UsageEvent(normalise_usage(response["usage"])))
-        status = str(response.get("status") or "completed")
+        status = str(response.get("status") or said)
         if status == "failed":
             raise response_error(self.provider, response.get("error") or {}, "the response failed")
         raw_reason = status
@@ -180,7 +182,7 @@ class ResponsesStreamDecoder:
             raw_reason = str((response.get("incomplete_details") or {}).get("reason") or status)
             reason = INCOMPLETE.get(raw_reason, FinishReason.OTHER)
         elif status != "completed":
-            reason = FinishReason.OTHER
+            reason = FinishReason.OTHER if status else FinishReason.UNSPECIFIED
         events.append(ProviderFinish(reason, raw_reason, self.model, self.response_id))
         return events
 
