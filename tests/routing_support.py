@@ -14,7 +14,7 @@ from provider_gateway.providers.mock import MockProvider
 from provider_gateway.providers.registry import ProviderRegistry
 from provider_gateway.routing.resolve import RouteResolver
 from provider_gateway.routing.router import Router
-from provider_gateway.routing.settings import parse_routing
+from provider_gateway.routing.settings import RoutingConfig, parse_routing
 from provider_gateway.routing.shared_state import MemoryCounterStore, SharedState
 from provider_gateway.routing.timing import RequestClock
 
@@ -40,7 +40,9 @@ def make_router(
     clock: Any = None,
     seed: int = 7,
     store: SharedState | None = None,
+    routing: RoutingConfig | None = None,
 ) -> Router:
+    """A router over the file's providers; `routing` in place of the file's [routing] and [groups]."""
     config = config_module.parse(tomllib.loads(toml_text), "test.toml")
     registry = ProviderRegistry.from_config(config)
     resolver = RouteResolver(registry.names(), registry.default, config.aliases)
@@ -52,7 +54,7 @@ def make_router(
     return Router(
         registry,
         resolver,
-        parse_routing(config),
+        routing or parse_routing(config),
         store or MemoryCounterStore(clock or _monotonic()),
         **kwargs,
     )

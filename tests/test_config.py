@@ -275,6 +275,32 @@ def test_the_example_config_loads_and_builds() -> None:
             "[groups.g]\ndeployments = [{ provider = 'mock', model = 'echo' }]\nfallbacks = ['g']",
             "gw.toml: groups.g.fallbacks: names the group 'g' itself",
         ),
+        # A group named like a provider hid that provider's models and shared state with its routes.
+        (
+            "[groups.mock]\ndeployments = [{ provider = 'mock', model = 'echo' }]",
+            "gw.toml: groups.mock: a group may not be a provider's name or start with one ('mock'); rename",
+        ),
+        (
+            "[groups.\"mock/fast\"]\ndeployments = [{ provider = 'mock', model = 'echo' }]",
+            "gw.toml: groups.mock/fast: a group may not be a provider's name or start with one",
+        ),
+        (
+            '[providers."mock/eu"]\nkind = "mock"',
+            "gw.toml: providers.mock/eu: a provider's name may not contain '/'; rename the table",
+        ),
+        # A time limit of 0 failed every request DEADLINE_EXCEEDED at once: not "no limit".
+        *(
+            (
+                f"[routing]\n{key} = 0",
+                f"gw.toml: routing.{key}: must be at least 0.001 s, got 0: every request would fail "
+                "DEADLINE_EXCEEDED at once",
+            )
+            for key in ("ttft_timeout_s", "idle_timeout_s", "timeout_s")
+        ),
+        (
+            "[groups.g]\nidle_timeout_s = 0\ndeployments = [{ provider = 'mock', model = 'echo' }]",
+            "gw.toml: groups.g.idle_timeout_s: must be at least 0.001 s",
+        ),
     ],
 )
 def test_values_that_would_break_a_feature_are_refused_at_start(text: str, message: str) -> None:

@@ -309,6 +309,28 @@ def test_a_deployment_may_override_provider_options_and_needs_a_distinct_name() 
         make_router(base + '{ provider = "nope", model = "echo" }]')
 
 
+async def test_a_plain_route_never_takes_a_groups_deployment() -> None:
+    """A group's deployment is known as "<group>/<provider>/<model>", a plain route's as
+    "<provider>/<model>". With a group named like a provider (refused by the configuration,
+    tests/test_config.py; built by hand here), a request for provider a's model "b/echo" (a vendor
+    model id with a slash, as OpenRouter's) was answered by group a's deployment on provider b, and
+    shared its breaker. It is provider a's to answer: a has no such model."""
+    from provider_gateway.routing.settings import DeploymentSpec, GroupSpec, RoutingConfig
+
+    group = GroupSpec("a", (DeploymentSpec("b", "echo"),), RoutingSettings())
+    router = make_router(
+        '[providers.a]\nkind = "mock"\n[providers.b]\nkind = "mock"\n',
+        routing=RoutingConfig(groups={"a": group}),
+    )
+    with pytest.raises(GatewayError) as caught:
+        await run_stream(router, chat("a/b/echo"))
+    assert (caught.value.kind, caught.value.provider) == (ErrorKind.NOT_FOUND, "a")
+    assert mock(router, "b").stats.started == 0
+    assert router.plan("a/b/echo").deployments[0] is not router.planner.groups["a"][0]
+    finish = finish_of(await run_stream(router, chat("a")))  # the group itself still serves
+    assert (finish.provider, finish.model) == ("b", "echo")
+
+
 async def test_routes_to_ever_new_model_names_keep_a_bounded_state() -> None:
     """Clients choose `provider/model` names: a client cycling through random ones must not grow
     the router's memory (breaker, limiter and latency state per name) without bound."""

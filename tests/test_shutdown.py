@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -229,3 +230,14 @@ async def test_a_stop_cancelled_during_the_drain_delay_still_stops_the_server(ga
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await gw.stub.Chat(chat("mock/echo"), timeout=5)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_short_drain_delay_is_logged_as_configured(
+    gateway_factory: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The drain's log line showed a 0.04 s delay as "0.0 s": no delay, to whoever read it."""
+    async with gateway_factory(CONFIG.format(grace=30, delay=0)) as gw:
+        with caplog.at_level(logging.INFO, logger="provider_gateway.server"):
+            await gw.server.stop(delay_s=0.04)
+    assert "NOT_SERVING reported; still taking new calls for 0.04 s" in caplog.messages

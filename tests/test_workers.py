@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+import tomllib
 from pathlib import Path
 
 import grpc
@@ -84,7 +85,62 @@ def test_two_workers_share_the_port_and_both_serve(tmp_path: Path) -> None:
         assert stop(proc) == 0
     # 24 connections hashed over two listeners: both took some (all on one: odds 2 in 16 million).
     assert served_by(log) == workers
+    assert not [w for w in warnings_of(log) if "[redis]" in w]  # no limits set: nothing to share
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)  # SIGTERM drained them all
+
+
+LIMITED = """
+[auth]
+[[auth.keys]]
+name = "ci"
+sha256 = "%s"
+requests_per_minute = 60
+
+[groups.g]
+deployments = [{ provider = "mock", model = "echo", rpm = 600 }]
+""" % ("0" * 64)
+
+
+def warnings_of(log: Path) -> list[str]:
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return [line["msg"] for line in lines if line["level"] == "WARNING"]
+
+
+def test_limits_each_worker_would_count_alone_are_warned_of_once(tmp_path: Path) -> None:
+    """Without [redis] each worker meters on its own, so clients may spend N times each limit."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(LIMITED)
+    proc, _, log = start(tmp_path, "--workers", "2", "--config", str(config))
+    assert stop(proc) == 0
+    warned = [w for w in warnings_of(log) if "[redis]" in w]
+    assert len(warned) == 1, warned  # from the supervisor, not from every worker
+    assert "each worker enforces its own copy" in warned[0]
+    assert "of key 'ci', deployment 'g/mock/echo' (rpm)" in warned[0]
+    assert "up to 2 times each limit; configure [redis]" in warned[0]
+
+
+def test_limits_shared_through_redis_or_absent_are_not_warned_of() -> None:
+    from provider_gateway.config import parse
+    from provider_gateway.server.worker_limits import unshared_limits
+
+    limited = tomllib.loads(LIMITED)
+    assert unshared_limits(parse(limited, "gw.toml")) == ["key 'ci'", "deployment 'g/mock/echo' (rpm)"]
+    assert unshared_limits(parse({**limited, "redis": {"url": "redis://127.0.0.1:6379"}}, "gw.toml")) == []
+    assert unshared_limits(parse({}, "gw.toml")) == []
+
+
+def test_a_bad_configuration_with_workers_exits_2_before_any_worker_starts(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text("[routing]\nttft_timeout_s = 0\n")
+    done = subprocess.run(
+        [CLI, "serve", "--workers", "2", "--port", "0", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "bad configuration: " in done.stderr
+    assert "routing.ttft_timeout_s: must be at least" in done.stderr
 
 
 def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:

@@ -41,8 +41,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"provider-gateway: bad configuration: {exc}", file=sys.stderr)
         return 2
     if args.workers > 1:
+        from provider_gateway.server.worker_limits import warn_of_unshared_limits
         from provider_gateway.server.workers import Supervisor, WorkerArgs
 
+        try:
+            warn_of_unshared_limits(config, args.workers)
+        except config_module.ConfigError as exc:  # the workers would refuse it too, each with a traceback
+            print(f"provider-gateway: bad configuration: {exc}", file=sys.stderr)
+            return 2
         host = args.host or config.server.host
         port = config.server.port if args.port is None else args.port
         worker_args = WorkerArgs(args.config, host, port, args.log_level, args.log_format, args.loop)

@@ -266,6 +266,8 @@ def parse(data: Mapping[str, Any], source: str) -> GatewayConfig:
     providers_section = root.table("providers")
     providers = []
     for name in providers_section:
+        if "/" in name:  # requests name a provider's model as "<provider>/<model>": the first "/" ends it
+            raise providers_section.error(name, "a provider's name may not contain '/'; rename the table")
         table = providers_section.table(name)
         kind = table.string("kind", name)
         providers.append(ProviderConfig(name, kind, table))

@@ -2,11 +2,14 @@
 
 The planner owns every deployment the router knows (breaker, limiter, latency estimate): those of
 the configured groups, built once, and those of plain `provider/model` routes, kept within a bound.
+The two are kept apart: a plain route never finds a group's deployment by its key, whatever the
+names (the configuration also refuses a group named like a provider, routing/settings.py).
 """
 
 from __future__ import annotations
 
 import random
+from collections import ChainMap
 from collections.abc import Callable
 
 from provider_gateway.config import ProviderConfig
@@ -51,7 +54,6 @@ class Planner:
         self.clock = clock
         self.on_breaker_change = on_breaker_change
         self.rng = rng
-        self.deployments: dict[str, Deployment] = {}
         self.groups: dict[str, list[Deployment]] = {}
         self.routes: dict[str, Deployment] = {}  # plain-route deployments, least recently used first
         # The plan of each plain route by the names a request gave (model, provider), built once.
@@ -61,6 +63,16 @@ class Planner:
             self.groups[group.name] = [
                 self._deployment(d.key(group.name), d, group.settings) for d in group.deployments
             ]
+        in_groups = {d.key: d for members in self.groups.values() for d in members}
+        # Every deployment by key, to look at (tests, debugging): routing itself looks a plain
+        # route up in `routes` alone, so that it never takes a group's deployment.
+        self.deployments: ChainMap[str, Deployment] = ChainMap(self.routes, in_groups)
+        self._in_groups = list(in_groups.values())
+
+    def _all(self) -> list[Deployment]:
+        """Every deployment, at one moment: the metrics exporter's thread reads them while the
+        event loop adds and forgets routes (a dict's copy is made in one step)."""
+        return [*self._in_groups, *self.routes.copy().values()]
 
     def provider(self, route: Route) -> Provider:
         provider = self.registry.get(route.provider)
@@ -69,19 +81,16 @@ class Planner:
         return provider
 
     def _deployment(self, key: str, spec: DeploymentSpec, settings: RoutingSettings) -> Deployment:
-        deployment = self.deployments.get(key)
-        if deployment is None:
-            provider = self.provider(Route(spec.provider, spec.model))
-            if spec.provider_config is not None:  # its own credentials: its own adapter instance
-                provider = self.build(spec.provider_config)
-                self.own_providers.append(provider)
-            deployment = Deployment(key, spec, provider, settings, self.clock, self.on_breaker_change)
-            self.deployments[key] = deployment
-        return deployment
+        provider = self.provider(Route(spec.provider, spec.model))
+        if spec.provider_config is not None:  # its own credentials: its own adapter instance
+            provider = self.build(spec.provider_config)
+            self.own_providers.append(provider)
+        return Deployment(key, spec, provider, settings, self.clock, self.on_breaker_change)
 
     def _route_deployment(self, route: Route) -> Deployment:
-        """A plain `provider/model` route's deployment. Clients choose these names, so the idle ones
-        are forgotten beyond a bound (oldest first) rather than kept for every name ever asked."""
+        """A plain `provider/model` route's deployment, looked up among the routes' alone. Clients
+        choose these names, so the idle ones are forgotten beyond a bound (oldest first) rather
+        than kept for every name ever asked."""
         key = f"{route.provider}/{route.model}"
         deployment = self.routes.pop(key, None) or self._deployment(
             key, DeploymentSpec(route.provider, route.model), self.routing.defaults
@@ -90,7 +99,7 @@ class Planner:
         if len(self.routes) > MAX_ROUTE_DEPLOYMENTS:
             for old_key, old in list(self.routes.items()):
                 if old.is_idle():
-                    del self.routes[old_key], self.deployments[old_key]
+                    del self.routes[old_key]
                     self.plain.clear()  # a kept plan must not hold a forgotten deployment
                     break
         return deployment
@@ -142,7 +151,7 @@ class Planner:
     def breaker_state(self, provider: str) -> str:
         """`open` while every deployment of the provider is open, `half_open` while some are, else
         closed. A read only (`observed`): the metrics gauges read it on their exporter's thread."""
-        states = [d.breaker.observed for d in self.deployments.values() if d.spec.provider == provider]
+        states = [d.breaker.observed for d in self._all() if d.spec.provider == provider]
         if states and all(s is BreakerState.OPEN for s in states):
             return BreakerState.OPEN.value
         if any(s is not BreakerState.CLOSED for s in states):
@@ -156,7 +165,7 @@ class Planner:
         provider that announces nothing."""
         heard = [
             d
-            for d in self.deployments.values()
+            for d in self._all()
             if d.spec.provider == provider and (d.limiter.announced or d.limiter.rate_limited)
         ]
         announced = [d.limiter.announced for d in heard if d.limiter.announced is not None]
@@ -172,7 +181,7 @@ class Planner:
         """Spare concurrency of the adaptive limiters (limit minus in flight), summed per provider:
         a label per deployment would let clients' model names multiply the series."""
         spare: dict[str, float] = {}
-        for d in list(self.deployments.values()):
+        for d in self._all():
             free = max(d.limiter.limit - d.limiter.in_flight, 0.0)
             spare[d.spec.provider] = spare.get(d.spec.provider, 0.0) + free
         return [({"provider": p, "limit": "concurrency"}, value) for p, value in spare.items()]

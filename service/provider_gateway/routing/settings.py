@@ -103,6 +103,10 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "backoff": (0, 1),
     "low_headroom": (0, 1),
 }
+# Limits every request is timed against: 0 would fail each one DEADLINE_EXCEEDED at once rather
+# than mean "no limit". The smallest accepted is the HTTP layer's (http/client.py).
+TIME_LIMITS = ("ttft_timeout_s", "idle_timeout_s", "timeout_s")
+MIN_TIME_LIMIT_S = 0.001
 
 
 def _numbers(section: Section, base: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -113,6 +117,9 @@ def _numbers(section: Section, base: Any, allowed: tuple[str, ...]) -> dict[str,
         if f.name not in section or f.name in ("breaker", "limiter", "strategy"):
             continue
         current = getattr(base, f.name)
+        if f.name in TIME_LIMITS:
+            values[f.name] = _time_limit(section, f.name, current)
+            continue
         low, high = BOUNDS.get(f.name, (0, None))
         if isinstance(current, int) and not isinstance(current, bool):
             top = None if high is None else int(high)
@@ -120,6 +127,17 @@ def _numbers(section: Section, base: Any, allowed: tuple[str, ...]) -> dict[str,
         else:
             values[f.name] = section.number(f.name, current, minimum=low, maximum=high)
     return values
+
+
+def _time_limit(section: Section, name: str, default: float) -> float:
+    value = section.number(name, default)
+    if value < MIN_TIME_LIMIT_S:
+        raise section.error(
+            name,
+            f"must be at least {MIN_TIME_LIMIT_S} s, got {value:g}: every request would fail "
+            "DEADLINE_EXCEEDED at once (there is no 'no limit' value; set a long one, e.g. 3600)",
+        )
+    return value
 
 
 def parse_settings(
@@ -159,6 +177,12 @@ def parse_routing(config: GatewayConfig) -> RoutingConfig:
         table = groups_section.table(name)
         if name in config.aliases:  # a request for `name` would silently reach only one of them
             raise groups_section.error(name, f"{name!r} is also an alias in [aliases]; rename one of them")
+        if name in providers or name.split("/", 1)[0] in providers:
+            # It would hide that provider's models, and its deployments' keys ("<group>/...") could
+            # be a plain route's ("<provider>/<model>"), sharing breaker and ejections with it.
+            raise groups_section.error(
+                name, f"a group may not be a provider's name or start with one ({name!r}); rename the group"
+            )
         settings = parse_settings(table, defaults, GROUP_KEYS)
         deployments: list[DeploymentSpec] = []
         for i, raw in enumerate(table.array("deployments")):

@@ -204,7 +204,7 @@ class GatewayServer:
         health leave before grpc core stops taking calls, which ends those still undispatched then
         CANCELLED (grpc/grpc#41785), a status most clients do not retry."""
         if delay > 0:
-            log.info("NOT_SERVING reported; still taking new calls for %.1f s", delay)
+            log.info("NOT_SERVING reported; still taking new calls for %g s", delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._hurry.wait()
@@ -228,7 +228,7 @@ class GatewayServer:
         try:
             received = await signals.get()
             grace = self.config.server.grace_period_s
-            log.info("%s received: draining for up to %.1f s", signal.Signals(received).name, grace)
+            log.info("%s received: draining for up to %g s", signal.Signals(received).name, grace)
             drain = asyncio.create_task(self.stop(delay_s=self.config.server.drain_delay_s))
             again = asyncio.create_task(signals.get())
             await asyncio.wait((drain, again), return_when=asyncio.FIRST_COMPLETED)
