@@ -389,7 +389,7 @@ async def test_a_new_route_forgotten_at_once_still_answers_on_its_next_request()
     for i in range(MAX_ROUTE_DEPLOYMENTS):
         breaker = router.plan(f"mock/down-{i}").deployments[0].breaker
         while breaker.state is BreakerState.CLOSED:
-            breaker.record_failure()
+            breaker.record_failure(breaker.acquire())
     for _ in range(3):
         response, finish = await router.chat(chat("mock/echo"), RequestClock())
         assert "hello there" in response.text

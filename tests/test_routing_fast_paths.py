@@ -44,7 +44,7 @@ def _scramble(rng: random.Random, tries: object, deployments: list, clock: FakeC
         roll = rng.random()
         if roll < 0.25:  # open breaker, maybe cooled down into half-open
             for _ in range(deployment.breaker.settings.consecutive_failures):
-                deployment.breaker.record_failure()
+                deployment.breaker.record_failure(deployment.breaker.acquire())
             clock.now += rng.choice([0.0, deployment.breaker.settings.cooldown_s])
         elif roll < 0.45:  # every concurrency slot taken
             deployment.limiter.in_flight = int(deployment.limiter.limit)

@@ -43,6 +43,7 @@ from provider_gateway.pricing import PriceTable, total
 from provider_gateway.providers.base import Provider, has_content, relayed_answer
 from provider_gateway.providers.open_calls import OpenCalls
 from provider_gateway.routing.attempt import AttemptInfo, AttemptReport, AttemptScope, ReportedStream
+from provider_gateway.routing.breaker import Ticket
 from provider_gateway.routing.consumption import (
     NOTHING_CONSUMED,
     Consumed,
@@ -305,17 +306,19 @@ class Attempts:
             images = _images(request)
         return self.prices.cost_at(price, usage, source, images)
 
-    async def _judge(self, deployment: Deployment, exc: GatewayError) -> None:
-        """What a failure says about the deployment: overloaded, broken, or nothing (a bad request)."""
+    async def _judge(self, deployment: Deployment, ticket: Ticket | None, exc: GatewayError) -> None:
+        """What a failure says about the deployment: overloaded, broken, or nothing (a bad request).
+        (`ticket`: the attempt's permission from the breaker, so that a verdict it gives after the
+        breaker moved on is dropped.)"""
         if exc.kind is ErrorKind.RESOURCE_EXHAUSTED:
             deployment.limiter.on_rate_limited(exc.retry_after)
-            deployment.breaker.release()
+            deployment.breaker.release(ticket)
             if exc.retry_after:
                 await self.store.eject(deployment.held_keys[1], exc.retry_after)
         elif exc.retryable:
-            deployment.breaker.record_failure()
+            deployment.breaker.record_failure(ticket)
         else:
-            deployment.breaker.release()
+            deployment.breaker.release(ticket)
 
     def _rate_limit_info(self, deployment: Deployment, info: RateLimitInfo) -> None:
         deployment.limiter.on_rate_limit_info(info)
@@ -343,6 +346,7 @@ class _Try:
         "request",
         "scope",
         "started",
+        "ticket",
         "verdict",
         "watch",
     )
@@ -362,7 +366,9 @@ class _Try:
         self.clock, self.deadline, self.attempts = clock, deadline, attempts
         breaker = deployment.breaker
         state = breaker.state.value
-        breaker.acquire()
+        # The retry loop hands out a deployment whose breaker is open only as an early probe (no
+        # deployment of its plan could take the request sooner): `early` lets that one through.
+        self.ticket = breaker.acquire(early=True)
         deployment.limiter.acquire()
         self.heard = heard = HeardUsage()  # the usage the provider reported before its end
         self.scope = AttemptScope(
@@ -409,7 +415,7 @@ class _Try:
             consumed, source = reckon_usage(usage, self.request, relayed, self.heard)
             self.cost = self.owner._cost(deployment, self.request, None, consumed, source)
         self.attempts.append(_failed(deployment, exc, self.started, self.cost))
-        await self.owner._judge(deployment, exc)
+        await self.owner._judge(deployment, self.ticket, exc)
 
     def settle(
         self, usage: Usage | None, relayed: int, finish: ProviderFinish | None, *, started: bool
@@ -421,7 +427,7 @@ class _Try:
         deployment = self.deployment
         deployment.limiter.release()
         if not self.verdict:  # cancelled or an unexpected exception: neither success nor failure
-            deployment.breaker.release()
+            deployment.breaker.release(self.ticket)
         if usage is None and started and not self.refused:
             consumed, source = reckon_usage(None, self.request, relayed, self.heard)
             self.cost = self.owner._cost(deployment, self.request, finish, consumed, source)
@@ -434,7 +440,7 @@ class _Try:
         deployment = self.deployment
         if not sent_content:
             deployment.record_ttft((time.perf_counter_ns() - self.started) / 1e9)
-        deployment.breaker.record_success()
+        deployment.breaker.record_success(self.ticket)
         deployment.limiter.on_success()
         cost = self.cost
         if cost is None:  # the provider's usage came (else its estimate, reported above, is the cost)

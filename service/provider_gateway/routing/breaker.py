@@ -4,6 +4,15 @@ It opens after `consecutive_failures` failures in a row, or when the failure rat
 `window_s` seconds reaches `failure_rate` with at least `min_calls` calls (so one failure of a
 quiet deployment does not open it). After `cooldown_s` it lets `half_open_probes` requests through;
 a probe's success closes it, a probe's failure opens it again for another cool-down.
+
+Every call holds a `Ticket` from `acquire`: the breaker's generation (it changes with every move)
+and whether the call is a probe. A verdict or release with a ticket of another generation is
+dropped (gobreaker's design): a call admitted while closed and ending while half-open neither frees
+a probe slot it never held nor decides the probe's question.
+
+While open, the retry loop may still send an early probe (`acquire(early=True)`) when every
+deployment of a plan is open, so that a few poison requests cannot eject a whole plan for every
+caller: its success closes the breaker; its failure changes nothing (the cool-down runs on).
 """
 
 from __future__ import annotations
@@ -31,6 +40,15 @@ class BreakerSettings:
     half_open_probes: int = 1
 
 
+@dataclass(slots=True, frozen=True)
+class Ticket:
+    """One call's permission: the breaker's generation when it was given, and whether it holds one
+    of the limited probe slots."""
+
+    generation: int
+    probe: bool
+
+
 class CircuitBreaker:
     def __init__(
         self,
@@ -46,12 +64,15 @@ class CircuitBreaker:
         self._consecutive = 0
         self._calls: deque[tuple[float, bool]] = deque()  # (time, failed) within the window
         self._probes = 0
+        self._generation = 0
+        # The tickets of this generation, made once per move, not per call.
+        self._ticket = Ticket(0, probe=False)
+        self._probe_ticket = Ticket(0, probe=True)
 
     @property
     def state(self) -> BreakerState:
         if self._state is BreakerState.OPEN and self._clock() >= self._opened_at + self.settings.cooldown_s:
             self._set(BreakerState.HALF_OPEN)
-            self._probes = 0
         return self._state
 
     @property
@@ -68,27 +89,35 @@ class CircuitBreaker:
             return 0.0
         return max(self._opened_at + self.settings.cooldown_s - self._clock(), 0.0)
 
-    def available(self) -> bool:
-        """Whether a request could go through now (without taking a probe slot)."""
+    def available(self, *, early: bool = False) -> bool:
+        """Whether a request could go through now (without taking a probe slot); `early`: also as
+        an early probe of an open breaker."""
         state = self.state
-        return state is BreakerState.CLOSED or (
-            state is BreakerState.HALF_OPEN and self._probes < self.settings.half_open_probes
-        )
-
-    def acquire(self) -> bool:
-        """Take permission for one call; in half-open this uses one of the limited probe slots."""
-        if not self.available():
+        if state is BreakerState.CLOSED:
+            return True
+        if state is BreakerState.OPEN and not early:
             return False
-        if self._state is BreakerState.HALF_OPEN:
-            self._probes += 1
-        return True
+        return self._probes < self.settings.half_open_probes
 
-    def release(self) -> None:
-        """A call ended without a verdict (cancelled, or a client error): free its probe slot."""
-        if self._state is BreakerState.HALF_OPEN and self._probes:
+    def acquire(self, *, early: bool = False) -> Ticket | None:
+        """Take permission for one call (None: refused); in half-open, or open and `early`, this
+        uses one of the limited probe slots."""
+        if not self.available(early=early):
+            return None
+        if self._state is BreakerState.CLOSED:
+            return self._ticket
+        self._probes += 1
+        return self._probe_ticket
+
+    def release(self, ticket: Ticket | None) -> None:
+        """A call ended without a verdict (cancelled, a client error, a rate limit): free its probe
+        slot, if it holds one of this generation's."""
+        if ticket is not None and ticket.probe and ticket.generation == self._generation:
             self._probes -= 1
 
-    def record_success(self) -> None:
+    def record_success(self, ticket: Ticket | None) -> None:
+        if ticket is None or ticket.generation != self._generation:
+            return  # admitted before the breaker last moved: it says nothing about now
         self._consecutive = 0
         if self._state is not BreakerState.CLOSED:
             self._calls.clear()
@@ -96,11 +125,14 @@ class CircuitBreaker:
             return
         self._record(failed=False)
 
-    def record_failure(self) -> None:
+    def record_failure(self, ticket: Ticket | None) -> None:
+        if ticket is None or ticket.generation != self._generation:
+            return  # admitted before the breaker last moved: it says nothing about now
         if self._state is BreakerState.HALF_OPEN:
             self._trip()
             return
-        if self._state is BreakerState.OPEN:
+        if self._state is BreakerState.OPEN:  # an early probe: the cool-down runs on
+            self._probes -= 1
             return
         self._consecutive += 1
         self._record(failed=True)
@@ -122,11 +154,15 @@ class CircuitBreaker:
         self._opened_at = self._clock()
         self._consecutive = 0
         self._calls.clear()
-        self._probes = 0
         self._set(BreakerState.OPEN)
 
     def _set(self, state: BreakerState) -> None:
+        """Move to `state`: a new generation, whose probe slots are all free."""
         changed = state is not self._state
         self._state = state
+        self._generation = generation = self._generation + 1
+        self._ticket = Ticket(generation, probe=False)
+        self._probe_ticket = Ticket(generation, probe=True)
+        self._probes = 0
         if changed and self._on_change is not None:
             self._on_change(state)

@@ -6,6 +6,10 @@ ready, so a long wait on one deployment sends the request to the next instead of
 only when nothing is ready, never past the request's deadline nor longer than `max_retry_wait_s`
 (beyond that it fails at once with a retry delay for the client).
 
+When breakers alone hold every deployment that could be ready soonest, the first whose cool-down
+ends is tried at once as an early probe (`_pick`): breakers protect a route from a broken
+deployment, and must not shut it for every caller because one caller's requests fail everywhere.
+
 A provider that answers `x-should-retry: false` (http/errors.py) is not tried again within the
 request: its deployment is never ready again, and once no other is left the client gets its error;
 when every deployment of the plan said so, the error says that no retry can help (`retry_nowhere`).
@@ -36,6 +40,7 @@ from provider_gateway.routing.shared_state import SharedState
 from provider_gateway.routing.timing import RequestClock
 
 RPM_WINDOW_S = 60.0
+PROBE_RETRY_S = 1.0  # the retry delay of a request refused while a probe is in flight: it ends soon
 
 
 class CapacityQueue:
@@ -168,6 +173,7 @@ class RetryLoop:
                 continue
             deployment = picked
             if deployment.spec.rpm:
+                early = not deployment.breaker.available()  # handed out as an early probe
                 wait = await self.store.hit(f"rpm:{deployment.key}", 1, deployment.spec.rpm, RPM_WINDOW_S)
                 if wait:
                     tries.ready_at[deployment.key] = self.clock() + wait
@@ -178,8 +184,8 @@ class RetryLoop:
                         retry_after=wait,
                     )
                     continue
-                if not deployment.breaker.available():
-                    continue  # another request took the last half-open probe slot while we waited
+                if not deployment.breaker.available(early=early):
+                    continue  # another request took the last probe slot while we waited
             return deployment  # (else nothing was awaited since _pick found it available)
         return None
 
@@ -213,20 +219,21 @@ class RetryLoop:
         self._hold(tries, await self.store.ejections(keys))
 
     def _hold(self, tries: _Tries, held: list[float]) -> None:
-        """When each deployment held now is ready (after any ejection), and until when a provider's
-        rate limit holds it (`held`: the store's answer for `_held_keys`). A deployment in neither
-        is ready now."""
+        """Until when a breaker's ejection (here or on another replica) and a provider's rate limit
+        hold each deployment held now (`held`: the store's answer for `_held_keys`). A deployment
+        in neither is ready now."""
         if not any(held):  # nothing is held (nearly always)
             return
         deployments = tries.plan.deployments
         ready_at, limited_until = tries.ready_at, tries.limited_until
+        ejected_until: dict[str, float] = {}
         now = self.clock()
         for deployment, ejected, limited in zip(deployments, held, held[len(deployments) :], strict=False):
-            ready = now + ejected
+            if ejected > 0:
+                ejected_until[deployment.key] = now + ejected
             if limited > 0:
-                limited_until[deployment.key] = until = now + limited
-                ready = max(ready, until)
-            ready_at[deployment.key] = ready
+                limited_until[deployment.key] = ready_at[deployment.key] = now + limited
+        tries.ejected_until = ejected_until or None
 
     def backoff(self, failures: int, settings: RoutingSettings) -> float:
         """Exponential backoff with full jitter (AWS architecture blog): uniform in [0, cap)."""
@@ -235,30 +242,60 @@ class RetryLoop:
 
     def _pick(self, tries: _Tries) -> Deployment | Callable[[], Awaitable[object]]:
         """The first deployment that can take the request now; else the (bounded) wait before
-        looking again, to be called and awaited."""
+        looking again, to be called and awaited.
+
+        When the deployment to be ready soonest is held only by its breaker (open here, or ejected
+        by another replica's), it is tried now as an early probe rather than waited for or
+        refused: a plan's last deployments are never all ejected (Envoy's panic threshold), so a
+        caller whose requests fail everywhere cannot shut a plan for everybody else."""
         plan, ready_at, limited_until, deadline = (
             tries.plan,
             tries.ready_at,
             tries.limited_until,
             tries.deadline,
         )
+        ejected_until = tries.ejected_until  # None unless the store holds some (rarely)
         retrying = bool(tries.attempts)
         now = self.clock()
         wait = math.inf
         at_capacity = False
         rate_limited = False  # whether the soonest-ready deployment waits on its provider's limit
+        probed: Deployment | None = None  # one whose probe slots are all taken
+        early: Deployment | None = None  # held only by its breaker: the one whose cool-down ends first
+        early_at = math.inf
         for deployment in plan.deployments:
-            until = max(ready_at.get(deployment.key, 0.0), now + deployment.breaker.open_for())
+            key = deployment.key
+            ejected = now + deployment.breaker.open_for()
+            if ejected_until is not None:
+                ejected = max(ejected, ejected_until.get(key, 0.0))
+            own = ready_at.get(key, 0.0)  # this request's backoff, or its provider's rate limit
+            until = max(own, ejected)
             if until > now:
                 if until - now < wait:
                     wait = until - now
-                    rate_limited = limited_until.get(deployment.key, 0.0) >= until
+                    rate_limited = limited_until.get(key, 0.0) >= until
+                if own <= now and ejected < early_at:  # held only by its breaker
+                    early, early_at = deployment, ejected
             elif retrying and now + deployment.ewma_ttft_s >= deadline:
                 continue  # cannot answer before the deadline: do not start it
-            elif not deployment.breaker.available() or not deployment.limiter.has_capacity():
-                at_capacity = True  # probe slots or concurrency taken: a release frees it
+            elif not deployment.breaker.available():
+                probed = deployment  # half-open, its probes in flight: their verdict decides
+            elif not deployment.limiter.has_capacity():
+                at_capacity = True  # concurrency taken: a release frees it
             else:
                 return deployment
+        if (
+            early is not None
+            and early_at - now <= wait  # nothing is ready sooner by itself
+            and not at_capacity  # (a deployment's release wakes the queue first)
+            and not (retrying and now + early.ewma_ttft_s >= deadline)
+        ):
+            if not early.breaker.available(early=True):
+                probed = early
+            elif not early.limiter.has_capacity():
+                at_capacity = True
+            else:
+                return early
         if at_capacity:
             queue_ends = tries.queue_ends(now)
             give_up = min(deadline, queue_ends)
@@ -266,7 +303,7 @@ class RetryLoop:
             queue_timeout = queue_ends < deadline
             return lambda: self.capacity.wait(plan, look_again, give_up, queue_timeout=queue_timeout)
         if wait > plan.settings.max_retry_wait_s or now + wait >= deadline or wait is math.inf:
-            raise _unavailable(plan, tries.last_error, wait, rate_limited=rate_limited)
+            raise _unavailable(plan, tries.last_error, wait, rate_limited=rate_limited, probed=probed)
         return lambda: self.sleep(wait)
 
 
@@ -276,6 +313,7 @@ class _Tries:
     __slots__ = (
         "attempts",
         "deadline",
+        "ejected_until",
         "failures",
         "holding",
         "last_error",
@@ -292,6 +330,7 @@ class _Tries:
         self.loop, self.plan, self.deadline = loop, plan, deadline
         self.ready_at: dict[str, float] = {}  # a deployment in neither is ready now
         self.limited_until: dict[str, float] = {}
+        self.ejected_until: dict[str, float] | None = None  # breakers' ejections the store holds
         self.holding: list[str] | None = None  # the keys of holds still to read from the store
         self.attempts: list[Attempt] = []
         self.failures: dict[str, int] = {}
@@ -350,7 +389,7 @@ def _held_keys(plan: Plan) -> list[str]:
 
 
 def _unavailable(
-    plan: Plan, last_error: GatewayError | None, wait: float, *, rate_limited: bool
+    plan: Plan, last_error: GatewayError | None, wait: float, *, rate_limited: bool, probed: Deployment | None
 ) -> GatewayError:
     retry_after = None if wait is math.inf else round(wait, 3)
     if last_error is not None:
@@ -365,6 +404,15 @@ def _unavailable(
         error.retry_elsewhere_only = last_error.retry_elsewhere_only
         error.refused_everywhere = last_error.refused_everywhere
         return error
+    if probed is not None:  # neither capacity nor the queue's timeout would help: the probe's verdict
+        probes = probed.breaker.settings.half_open_probes
+        return GatewayError(
+            ErrorKind.UNAVAILABLE,
+            f"{probed.key} is being probed after failures (its circuit breaker lets {probes} "
+            f"request(s) through at a time, [routing.breaker] half_open_probes) and no other "
+            f"deployment of {plan.name!r} is available; retry after {PROBE_RETRY_S:g} s",
+            retry_after=PROBE_RETRY_S,
+        )
     if rate_limited:  # a wait, not an outage: clients that retry UNAVAILABLE at once must not
         return GatewayError(
             ErrorKind.RESOURCE_EXHAUSTED,
