@@ -23,7 +23,9 @@ Settlements: a refund (a request cheaper than its reserved worst case) goes back
 live lease; a charge (output tokens of a tokens-per-minute quota, a cost above the reservation)
 is taken from the lease, and what the lease cannot cover is added in Redis by one background task,
 in one call per hash tag, every half lease lifetime, before a spend report and at shutdown. A
-meter without a live lease settles in Redis at once, as without leases.
+meter without a live lease settles in Redis at once, as without leases; a settlement Redis does
+not take then (an outage, a blip) is owed to it and added once it answers again (owed.py), as
+without leases.
 """
 
 from __future__ import annotations
@@ -288,7 +290,7 @@ class LeasedMeters:
 
     async def _settle(self, meters: list[Meter]) -> Refusal | None:
         """Refunds to the live leases, charges from them (the rest pending); a meter without a
-        live lease is settled in Redis at once."""
+        live lease is settled in Redis at once (owed to it while it does not answer)."""
         now, direct = self._clock(), []
         for m in meters:
             lease = self._leases.get(m.key)
@@ -333,7 +335,7 @@ class LeasedMeters:
             self.sweep()
             try:
                 await self.flush()
-            except Exception:  # kept pending: tried again at the next flush
+            except Exception:  # a bug: Redis failures are owed by `inner`, never raised
                 log.exception("could not settle pending budget charges in redis")
 
     def sweep(self) -> None:
@@ -344,7 +346,8 @@ class LeasedMeters:
 
     async def flush(self, *, everything: bool = False) -> None:
         """Add what is pending in Redis, one call per hash tag. While Redis is away it stays
-        pending (bounded: one entry per meter), unless `everything` (shutdown) or too much."""
+        pending (bounded: one entry per meter), unless `everything` (shutdown) or too much; what
+        Redis does not take is owed to it by `inner` (its calendar windows: owed.py)."""
         async with self._flushing:
             if not self._pending:
                 return
@@ -385,3 +388,4 @@ class LeasedMeters:
         for lease in list(self._leases.values()):
             self._return(lease)
         await self.flush(everything=True)
+        await self.inner.aclose()  # what Redis was owed, a last try

@@ -7,6 +7,7 @@ so a Redis outage degrades limits to per-replica instead of failing requests. Th
 read on every call, so they are kept in-process between background reads (routing/holds_view.py):
 another replica's is seen within `[redis] holds_refresh_ms`. The callers' meters
 (quotas and budgets, `meters.py`) may instead fail closed: refuse what they meter while Redis is away.
+What they add while Redis is away is owed to it, and added once it answers again (`owed.py`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from provider_gateway.routing.meters import (
     script,
     script_args,
 )
+from provider_gateway.routing.owed import OWED_MAX, Owed
 from provider_gateway.routing.redis_calls import DirectCalls, bulk, bulk_int, pack
 
 log = logging.getLogger("provider_gateway.shared_state")
@@ -202,6 +204,7 @@ class RedisCounterStore:
         self.local = MemoryCounterStore(clock)
         self._down_until = 0.0
         self._watch: asyncio.Task[None] | None = None
+        self._on_back: list[Callable[[], None]] = []  # called when an outage ends
         # A Cluster's client finds each key's node; a single Redis is called directly.
         pool = None if cluster else getattr(self._client, "connection_pool", None)
         self.direct = DirectCalls(pool, timeout_s) if pool is not None else None
@@ -224,6 +227,10 @@ class RedisCounterStore:
             return False
         log.info("redis at %s reachable: limits and budgets are shared", self.where)
         return True
+
+    def on_back(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (in the event loop) each time Redis answers again after an outage."""
+        self._on_back.append(callback)
 
     def _failed(self, exc: Exception, when: str = "") -> None:
         was_up = self.using_redis
@@ -260,6 +267,8 @@ class RedisCounterStore:
         if self._down_until and self._clock() >= self._down_until:
             log.warning("redis reachable again at %s; shared state restored", self.where)
             self._down_until = 0.0
+            for callback in self._on_back:
+                callback()
             return True
         return False
 
@@ -331,7 +340,11 @@ class RedisMeters:
 
     While Redis is away they fail open (per-process meters, which start empty: each replica then
     admits up to the full limits) or closed (every check is refused UNAVAILABLE with a retry
-    delay). Spends after the fact always go to the per-process meters then: what was spent is spent.
+    delay). Settlements then go to the per-process meters. Either way, what a calendar window's
+    meter adds while Redis is away or failing (an admitted check, a settlement) is owed to Redis
+    (owed.py) and added once Redis answers again, before a spend report and at shutdown: a refund
+    or a charge that comes due during a blip is never lost from the shared budget. At least once:
+    a call that timed out after Redis ran it (its answer lost) is added a second time.
     """
 
     def __init__(self, store: RedisCounterStore, *, fail_closed: bool) -> None:
@@ -342,6 +355,10 @@ class RedisMeters:
         self._read = LuaScript(store._client, script("meters_read.lua"), store.direct)
         self._packed = PackedScriptCalls(store._prefix + "m:")
         self._refusing = False
+        self._owed = Owed()
+        self._paying: asyncio.Task[None] | None = None
+        self._lost_logged = False  # once an outage, when the owed amounts outgrow their bound
+        store.on_back(self._pay_soon)
 
     def _keys(self, meters: list[Meter]) -> list[str]:
         return [self.store._prefix + "m:" + m.key for m in meters]
@@ -399,12 +416,54 @@ class RedisMeters:
         return Refusal(int(index) - 1, max(int(wait_us), 1) / US) if int(index) else None
 
     async def _locally(self, meters: list[Meter], *, check: bool) -> Refusal | None:
-        """While Redis is away: refused (closed) or the per-process meters (open)."""
+        """While Redis is away: refused (closed) or the per-process meters (open); what they add is
+        owed to Redis too."""
         if check and self.fail_closed:
             raise self._unavailable()
-        return await self.local.meter(meters, check=check)
+        refusal = await self.local.meter(meters, check=check)
+        if refusal is None:
+            self._owe(meters)
+        return refusal
+
+    def _owe(self, meters: list[Meter]) -> None:
+        if not self._owed.add(meters) and not self._lost_logged:
+            self._lost_logged = True
+            log.error(
+                "redis at %s away for long: more than %d budget meters owe it spends and refunds; "
+                "further ones count on this replica only, not in the shared budgets (bring redis back)",
+                self.store.where,
+                OWED_MAX,
+            )
+
+    def _pay_soon(self) -> None:
+        """Redis answers again: what is owed is added in the background (one payment at a time)."""
+        if self._owed and (self._paying is None or self._paying.done()):
+            self._paying = asyncio.get_running_loop().create_task(self.pay())
+
+    async def pay(self) -> None:
+        """Add what is owed in Redis, one call per hash tag. On a failure the rest stays owed (the
+        outage that failure begins ends with another payment)."""
+        groups = self._owed.take(time.time())
+        for i, meters in enumerate(groups):
+            call = self._meter(self._keys(meters), script_args(meters, check=False))
+            if await self._answer(call) is None:
+                for rest in groups[i:]:
+                    self._owe(rest)
+                return
+        if not self._owed:
+            self._lost_logged = False
+
+    async def _paid(self) -> None:
+        """What is owed added first (a spend report then counts it): the payment under way
+        awaited (never cancelled by its caller), then what came due meanwhile."""
+        if self._paying is not None and not self._paying.done():
+            await asyncio.wait([self._paying])
+        if self._owed:
+            await self.pay()
 
     async def read(self, meters: list[Meter]) -> list[Reading]:
+        if self.store.using_redis:
+            await self._paid()
         if self.store.using_redis:
             try:
                 raw = await self._read(keys=self._keys(meters))
@@ -416,6 +475,17 @@ class RedisMeters:
         if self.fail_closed:
             raise self._unavailable()
         return await self.local.read(meters)
+
+    async def aclose(self) -> None:
+        """At shutdown, before the store closes: one last try at what is owed, Redis or not."""
+        await self._paid()
+        if self._owed:
+            log.error(
+                "shutting down with redis at %s unreachable: %d budget meters' spends and refunds "
+                "made during the outage were not added to the shared budgets",
+                self.store.where,
+                len(self._owed),
+            )
 
     def _unavailable(self) -> GatewayError:
         if not self._refusing:

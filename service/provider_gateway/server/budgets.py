@@ -37,6 +37,7 @@ from provider_gateway.routing.meters import (
     calendar_window_end,
 )
 from provider_gateway.routing.router import Router
+from provider_gateway.routing.shared_state import RedisMeters
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 type Metric = Literal["usd_micros", "tokens"]
@@ -413,8 +414,9 @@ class Budgets:
         return Meter(f"{slot.key}:{name}", "window", 0, slot.limit, ends - now, ends)
 
     async def aclose(self) -> None:
-        """Return what the meters hold for this process (leases), at shutdown."""
-        if isinstance(self.meters, LeasedMeters):
+        """Return what the meters hold for this process (leases) and add what they owe Redis, at
+        shutdown."""
+        if isinstance(self.meters, (LeasedMeters, RedisMeters)):
             await self.meters.aclose()
 
     async def admit(self, key: str, limits: Limits, team: str, request: Any, method: str) -> Ticket:
