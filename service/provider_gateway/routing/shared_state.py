@@ -239,7 +239,7 @@ class RedisCounterStore:
         self._down_until = self._clock() + self._retry_after_s
         if was_up:
             log.warning(
-                "redis unavailable at %s (%s%s); using per-replica state for %.0f s",
+                "redis unavailable at %s (%s%s); using per-replica state for %g s",
                 self.where,
                 type(exc).__name__,
                 f", {when}" if when else "",
