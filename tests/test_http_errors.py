@@ -145,12 +145,6 @@ def test_parse_duration_is_the_general_reading(text: str) -> None:
         (408, {}, ErrorKind.UNAVAILABLE, True),
         (409, {}, ErrorKind.UNAVAILABLE, True),
         (429, {"error": {"message": "slow down"}}, ErrorKind.RESOURCE_EXHAUSTED, True),
-        (
-            429,
-            {"error": {"message": "You exceeded your quota", "code": "insufficient_quota"}},
-            ErrorKind.RESOURCE_EXHAUSTED,
-            False,
-        ),
         (500, {"error": {"message": "boom"}}, ErrorKind.UNAVAILABLE, True),
         (
             529,

@@ -32,8 +32,8 @@ KEY = "sk-test-0123456789abcdef"
 PROVIDERS = ("a", "b", "r")
 PUSHBACK = "grpc-retry-pushback-ms"
 # The gateway's own retries with a backoff too short to notice; a breaker that never opens, as
-# tests share the gateway. Groups fail over from a to b: `g`, and `q` for a 429 (which a's limiter
-# notes, to leave g's deployments as they were).
+# tests share the gateway. Groups fail over from a to b: `g`, and `q` for a final error (to leave
+# g's deployments as they were).
 ROUTING = """
 [routing]
 retries = 2
@@ -160,12 +160,12 @@ async def test_every_deployment_saying_do_not_retry_tells_the_client_not_to(env:
 
 
 async def test_an_error_the_gateway_never_fails_over_tells_the_client_not_to_retry(env: Env) -> None:
-    # A spent quota is final at the gateway: b is not tried, and a client's retry would meet a again.
-    quota = {"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}}
-    env.fake.script("/a/v1/chat/completions", Reply.error(429, quota, {"x-should-retry": "false"}))
+    # A bad request is final at the gateway: b is not tried, and a client's retry would meet a again.
+    # (A spent quota is not: it fails over, tests/test_out_of_credit.py.)
+    env.fake.script("/a/v1/chat/completions", refusal(400, {"x-should-retry": "false"}))
     since = len(env.fake.requests)
     error = await failed_chat(env, "q", streaming=False)
-    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert trailers(error).get(PUSHBACK) == "-1"
     assert (env.seen("a", "q", since), env.seen("b", "q", since)) == (1, 0)
 

@@ -398,6 +398,28 @@ async def test_a_new_route_forgotten_at_once_still_answers_on_its_next_request()
     await router.aclose()
 
 
+async def test_made_up_model_names_do_not_reset_what_a_deployments_limiter_learned() -> None:
+    """A caller sending more made-up model names than routes are kept (each a quick NOT_FOUND) must
+    not make the router forget the concurrency a real model's 429s taught it: its next requests
+    would start again at `initial` (256) concurrent calls and pay for the lesson once more."""
+    from provider_gateway.routing.plans import MAX_ROUTE_DEPLOYMENTS
+
+    router = make_router('[providers.a]\nkind = "mock"\n[routing.limiter]\ndecrease_interval_s = 0\n')
+    await run_stream(router, chat("a/echo"))
+    deployment = router.planner.deployments["a/echo"]
+    for _ in range(6):
+        deployment.limiter.on_rate_limited(0.0)  # the provider answered 429 six times (no wait named)
+    learned = deployment.limiter.limit
+    assert learned < 8
+    for i in range(MAX_ROUTE_DEPLOYMENTS + 1):
+        with pytest.raises(GatewayError):
+            await run_stream(router, chat(f"a/no-such-model-{i}"))
+    await run_stream(router, chat("a/echo"))
+    assert router.planner.deployments["a/echo"].limiter.limit <= learned + 1
+    assert len(router.planner.routes) <= MAX_ROUTE_DEPLOYMENTS + 1  # the made-up names still go
+    await router.aclose()
+
+
 class SlowEjectStore(MemoryCounterStore):
     """A shared store whose ejections take a Redis round trip under load."""
 

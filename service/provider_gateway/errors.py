@@ -40,9 +40,10 @@ class GatewayError(Exception):
     None. `upstream_status` is the HTTP status or vendor code, kept for logs and metrics.
     `detail` is for the gateway's log only: upstream URLs and library exception classes, which a
     client must not see but an operator needs.
-    `retry_elsewhere_only`: the upstream said (`x-should-retry: false`) that sending this request to
-    it again will not help. The router then sends the request to that deployment no more, but may
-    still fail over to the plan's other deployments (other servers); `retryable` says whether it may.
+    `retry_elsewhere_only`: the upstream said (`x-should-retry: false`, or an account out of credit)
+    that sending this request to it again will not help. The router then sends the request to that
+    deployment no more, but may still fail over to the plan's other deployments (other servers);
+    `retryable` says whether it may.
     `refused_everywhere`: every deployment of the request's plan said so (set by the router).
     """
 

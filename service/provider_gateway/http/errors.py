@@ -44,6 +44,10 @@ KEY_SLACK = 4096
 SHOULD_RETRY = "x-should-retry"  # not a standard header: OpenAI's and Anthropic's
 # A delay longer than this is a broken header, not advice: waiting a day is already "do not retry".
 MAX_RETRY_DELAY_S = 86_400.0
+# How long an account out of credit (OpenAI's 429 `insufficient_quota`) keeps its deployment out of
+# every request's way: credit bought or a billing limit raised counts within minutes, and one
+# request per hold is all a deployment still out of credit costs (docs/configuration.md, [routing]).
+OUT_OF_CREDIT_HOLD_S = 300.0
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -166,7 +170,7 @@ def obey_retry_advice(error: GatewayError, headers: Mapping[str, str]) -> Gatewa
     advice = retry_advice(headers)
     if advice is True:
         error.retryable = True
-    elif advice is False:
+    elif advice is False and not error.retry_elsewhere_only:  # (else a status rule's own hold stands)
         error.retry_elsewhere_only = True
         error.retry_after = None
     return error
@@ -254,10 +258,30 @@ def error_from_response(
         what = f"model {model!r}" if model else "resource"
         return error(ErrorKind.NOT_FOUND, f"{what} not found at {provider}: {said}")
     if status == 429:
-        quota = "insufficient_quota" in code or "insufficient_quota" in said
-        return error(ErrorKind.RESOURCE_EXHAUSTED, f"rate limited by {provider}: {said}", not quota)
+        if "insufficient_quota" in code or "insufficient_quota" in said:
+            return _out_of_credit(provider, said, status, delay)
+        return error(ErrorKind.RESOURCE_EXHAUSTED, f"rate limited by {provider}: {said}", True)
     if status in (408, 409) or status >= 500 or "overloaded" in code:
         return error(ErrorKind.UNAVAILABLE, f"{provider} unavailable (HTTP {status}): {said}", True)
     if status in (400, 413, 422) and (_CONTEXT_LENGTH.search(said) or "context_length" in code):
         return error(ErrorKind.INVALID_ARGUMENT, f"the request exceeds the model's context window: {said}")
     return error(ErrorKind.INVALID_ARGUMENT, f"{provider} rejected the request (HTTP {status}): {said}")
+
+
+def _out_of_credit(provider: str, said: str, status: int, delay: float | None) -> GatewayError:
+    """The account behind the deployment has no credit left: no wait helps this deployment soon,
+    but another one (another key, another vendor) answers. The request fails over and never tries
+    this one again (`retry_elsewhere_only`), and the delay holds it for OUT_OF_CREDIT_HOLD_S, so
+    that other requests skip it too (the router holds a deployment for a 429's delay)."""
+    error = GatewayError(
+        ErrorKind.RESOURCE_EXHAUSTED,
+        f"the account behind {provider} is out of credit: add credit or raise its billing limit with the vendor, "
+        f"or route to another deployment; the gateway sends it nothing for "
+        f"{OUT_OF_CREDIT_HOLD_S:g} s: {said}",
+        provider=provider,
+        retry_after=max(delay or 0.0, OUT_OF_CREDIT_HOLD_S),
+        retryable=True,
+        upstream_status=status,
+    )
+    error.retry_elsewhere_only = True
+    return error

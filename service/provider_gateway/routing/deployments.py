@@ -54,8 +54,10 @@ class Deployment:
         return (self.ewma_ttft_s or 1e-3) * (self.limiter.in_flight + 1)
 
     def is_idle(self) -> bool:
-        """Nothing in flight and nothing remembered that routing needs (a closed breaker)."""
-        return self.limiter.in_flight == 0 and self.breaker.state is BreakerState.CLOSED
+        """Nothing in flight and nothing remembered that routing needs: a closed breaker, and a
+        limiter that learned nothing from the provider's overload signals."""
+        limiter = self.limiter
+        return limiter.in_flight == 0 and self.breaker.state is BreakerState.CLOSED and not limiter.learned()
 
     def __repr__(self) -> str:
         return f"Deployment({self.key})"

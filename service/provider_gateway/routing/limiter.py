@@ -86,6 +86,12 @@ class AdaptiveLimiter:
         if self._low(info.minute_headroom()):  # a daily budget only reorders (low_on_headroom)
             self.on_overload()
 
+    def learned(self) -> bool:
+        """Whether it remembers what the provider taught it: a limit it lowered on overload (and has
+        not yet grown back), or a refusal or low headroom it still acts on. A plain route's state is
+        forgotten only without it: the lesson would be paid for again with the provider's 429s."""
+        return self.limit < self.settings.initial or self.low_on_headroom()
+
     def low_on_headroom(self) -> bool:
         """Whether the provider last said that little of a budget remains, and that budget has not
         refilled since (by the reset it announced), or refused for rate within the wait it named."""

@@ -4,7 +4,8 @@ It wires three parts together: the planner (`plans.py`: which deployments a requ
 their breaker, limiter and latency state), the retry loop (`retry.py`: retries, failover, waits for
 capacity) and the attempts (`attempts.py`: one try of one deployment, timed and judged). Unary calls
 walk the plan as streams do, with the same decisions, but await the provider's whole answer once
-(`RetryLoop.call`, `Attempts.call`); counting and embedding take a simpler path (`_simple`).
+(`RetryLoop.call`, `Attempts.call`); counting and embedding walk it with the same bookkeeping of
+breakers, limiters and holds, without a stream's stall watch and costs (`quick_calls.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 from provider_gateway.catalog import Catalog
 from provider_gateway.config import ProviderConfig
@@ -35,7 +36,6 @@ from provider_gateway.domain import (
     Route,
     TokenCount,
 )
-from provider_gateway.errors import GatewayError
 from provider_gateway.pricing import PriceTable
 from provider_gateway.providers.base import Provider
 from provider_gateway.providers.context import ProviderContext
@@ -45,6 +45,7 @@ from provider_gateway.routing.attempts import Attempts
 from provider_gateway.routing.breaker import BreakerState
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.plans import Plan, Planner
+from provider_gateway.routing.quick_calls import QuickCalls
 from provider_gateway.routing.resolve import RouteResolver
 from provider_gateway.routing.retry import CapacityQueue, RetryLoop
 from provider_gateway.routing.settings import RoutingConfig
@@ -52,7 +53,6 @@ from provider_gateway.routing.shared_state import MemoryCounterStore, SharedStat
 from provider_gateway.routing.timing import RequestClock
 
 log = logging.getLogger("provider_gateway.router")
-R = TypeVar("R")
 
 
 class Router:
@@ -89,6 +89,7 @@ class Router:
         )
         self.catalog = catalog or Catalog.builtin()
         self.retry = RetryLoop(clock, rng, sleep, self.store, self.capacity, attempts, self.catalog)
+        self.quick = QuickCalls(clock, sleep, self.store, self.capacity, self.retry.backoff)
 
     def plan(self, model: str, provider: str = "", fallbacks: list[str] | tuple[str, ...] = ()) -> Plan:
         """The primary's deployments (balanced), then each fallback's (a group or a model)."""
@@ -179,34 +180,20 @@ class Router:
         async def call(d: Deployment) -> TokenCount:
             return await d.provider.count_tokens(dataclasses.replace(request, model=d.spec.model))
 
-        return await self._simple(self.plan(request.model, request.provider), call)
+        plan = self.plan(request.model, request.provider)
+        first = plan.deployments[0]
+        if not first.provider.capabilities().exact_token_count:
+            # A local estimate (no count endpoint) reaches no provider: no breaker, concurrency
+            # slot or hold of its deployment has a say, and none may refuse it.
+            return Route(first.spec.provider, first.spec.model), await call(first)
+        return await self.quick.call(plan, call)
 
     async def embed(self, request: EmbedRequest) -> tuple[Route, EmbedResult]:
         async def call(d: Deployment) -> EmbedResult:
             result = await d.provider.embed(dataclasses.replace(request, model=d.spec.model))
             return check_widths(result, request.dimensions, d.spec.provider, d.spec.model)
 
-        return await self._simple(self.plan(request.model, request.provider), call)
-
-    async def _simple(self, plan: Plan, call: Callable[[Deployment], Awaitable[R]]) -> tuple[Route, R]:
-        """Cheap calls (counting, embedding): the first available deployment, failover on retryable errors."""
-        error: GatewayError | None = None
-        refused = 0  # deployments that said another try will not help (x-should-retry: false)
-        candidates = [d for d in plan.deployments if d.breaker.available()] or plan.deployments
-        for deployment in candidates:
-            try:
-                result = await call(deployment)
-            except GatewayError as exc:
-                exc.provider = exc.provider or deployment.spec.provider
-                if not exc.retryable:
-                    raise
-                error = exc
-                refused += exc.retry_elsewhere_only
-                continue
-            return Route(deployment.spec.provider, deployment.spec.model), result
-        assert error is not None
-        error.refused_everywhere = error.retry_elsewhere_only and refused == len(plan.deployments)
-        raise error
+        return await self.quick.call(self.plan(request.model, request.provider), call)
 
     async def aclose(self) -> None:
         for provider in self.planner.own_providers:

@@ -1,0 +1,155 @@
+"""Embed and CountTokens use deployments as chat attempts do: breakers, concurrency limits, holds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from routing_support import make_router, mock, until
+
+from provider_gateway.domain import CountTokensRequest, EmbedRequest
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.mock import MockProvider
+from provider_gateway.routing.router import Router
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def group(primary: str, *, routing: str = "") -> str:
+    """Embedding model `e` on provider a (behaving as `primary`) and b (healthy); group g prefers a."""
+    return f"""
+[providers.a]
+kind = "mock"
+[providers.a.models.e]
+embeddings = true
+{primary}
+[providers.b]
+kind = "mock"
+[providers.b.models.e]
+embeddings = true
+{routing}
+[groups.g]
+deployments = [{{ provider = "a", model = "e", weight = 1 }}, {{ provider = "b", model = "e", weight = 0 }}]
+"""
+
+
+def counting(provider: MockProvider) -> Callable[[], int]:
+    """Count the provider's Embed calls; returns the count's reader."""
+    calls = 0
+    original: Callable[[EmbedRequest], Awaitable[Any]] = provider.embed
+
+    async def counted(request: EmbedRequest) -> Any:
+        nonlocal calls
+        calls += 1
+        return await original(request)
+
+    provider.embed = counted  # type: ignore[method-assign]
+    return lambda: calls
+
+
+async def embed(router: Router, model: str = "g") -> str:
+    route, result = await router.embed(EmbedRequest(model, ["x"]))
+    assert len(result.vectors) == 1
+    return route.provider
+
+
+async def test_embed_failures_open_the_breaker_and_the_broken_deployment_is_asked_once() -> None:
+    router = make_router(
+        group(
+            'fault = "error_before_first_token"',
+            routing="[routing.breaker]\nconsecutive_failures = 1\ncooldown_s = 60",
+        )
+    )
+    calls = counting(mock(router, "a"))
+    assert [await embed(router) for _ in range(5)] == ["b"] * 5
+    assert calls() == 1  # then its breaker is open: skipped
+    # Counting skips it too (the mock would answer it: only the breaker keeps it away).
+    route, count = await router.count_tokens(CountTokensRequest("g", text="hello"))
+    assert route.provider == "b"
+    assert count.input_tokens > 0
+
+
+async def test_with_every_breaker_open_embed_fails_at_once_with_the_wait() -> None:
+    router = make_router(
+        group(
+            'fault = "error_before_first_token"',
+            routing="[routing.breaker]\nconsecutive_failures = 1\ncooldown_s = 60",
+        )
+    )
+    calls = counting(mock(router, "a"))
+    with pytest.raises(GatewayError) as first:
+        await embed(router, "a/e")
+    assert first.value.kind is ErrorKind.UNAVAILABLE
+    with pytest.raises(GatewayError) as second:
+        await embed(router, "a/e")
+    assert calls() == 1  # the open deployment was not called again
+    assert second.value.kind is ErrorKind.UNAVAILABLE
+    assert "circuit open" in second.value.message
+    assert 50 < (second.value.retry_after or 0) <= 60
+
+
+async def test_a_429_holds_the_embedding_deployment_for_the_wait_it_named() -> None:
+    router = make_router(group('fault = "rate_limit"\nretry_after_ms = 30000'))
+    calls = counting(mock(router, "a"))
+    assert [await embed(router) for _ in range(4)] == ["b"] * 4
+    assert calls() == 1
+    for _ in range(2):  # the plain route is another deployment: asked once, then held as well
+        with pytest.raises(GatewayError) as held:
+            await embed(router, "a/e")
+        assert held.value.kind is ErrorKind.RESOURCE_EXHAUSTED  # with nowhere else to go: told to wait
+        assert 25 < (held.value.retry_after or 0) <= 30
+    assert calls() == 2
+
+
+async def test_embed_keeps_to_the_deployments_concurrency_limit_and_gives_the_slot_back() -> None:
+    router = make_router(group("first_token_delay_ms = 300", routing="[routing.limiter]\ninitial = 1"))
+    calls = counting(mock(router, "a"))
+    slow = asyncio.ensure_future(embed(router))
+    await until(lambda: calls() == 1)
+    assert await embed(router) == "b"  # a's one slot is taken
+    assert await slow == "a"
+    cancelled = asyncio.ensure_future(embed(router))
+    await until(lambda: calls() == 2)
+    cancelled.cancel()
+    await asyncio.gather(cancelled, return_exceptions=True)
+    assert await embed(router) == "a"  # the cancelled call gave its slot back
+
+
+async def test_a_local_token_estimate_answers_while_its_deployment_is_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OpenAI has no count endpoint: its count is the gateway's own estimate, which no upstream
+    outage stops, so an open breaker of the deployment must not refuse it."""
+    monkeypatch.setenv("PG_QUICK_KEY", "sk-test")
+    router = make_router(
+        '[providers.o]\nkind = "openai"\nbase_url = "http://127.0.0.1:9/v1"\napi_key_env = "PG_QUICK_KEY"\n'
+        "[routing.breaker]\nconsecutive_failures = 1\ncooldown_s = 60\n"
+    )
+    breaker = router.plan("o/gpt-4o").deployments[0].breaker
+    breaker.record_failure(breaker.acquire())  # an outage of its chat calls
+    route, count = await router.count_tokens(CountTokensRequest("o/gpt-4o", text="hello there"))
+    assert (route.provider, count.estimated) == ("o", True)
+    assert count.input_tokens > 0
+
+
+async def test_an_embed_waits_in_the_queue_for_a_slot_and_is_refused_naming_the_queue_timeout() -> None:
+    router = make_router(
+        group(
+            "first_token_delay_ms = 5000",
+            routing="[routing]\nqueue_timeout_s = 0.2\n[routing.limiter]\ninitial = 1",
+        )
+    )
+    calls = counting(mock(router, "a"))
+    holder = asyncio.ensure_future(embed(router, "a/e"))
+    await until(lambda: calls() == 1)
+    try:
+        with pytest.raises(GatewayError) as refused:
+            await embed(router, "a/e")
+    finally:
+        holder.cancel()
+        await asyncio.gather(holder, return_exceptions=True)
+    assert refused.value.kind is ErrorKind.RESOURCE_EXHAUSTED
+    assert "queue_timeout_s" in refused.value.message
+    assert calls() == 1
