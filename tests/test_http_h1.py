@@ -9,6 +9,7 @@ import contextlib
 import gzip
 import socket
 import ssl
+import struct
 import sys
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
@@ -84,7 +85,8 @@ class RawUpstream:
 
 
 def answering(*raw: bytes, then: str = "keep") -> Answer:
-    """An answer of these writes (a pause between them), then keep the connection, close it, or hang."""
+    """An answer of these writes (a pause between them), then keep the connection, close it, reset it,
+    or hang."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         for i, part in enumerate(raw):
@@ -95,6 +97,11 @@ def answering(*raw: bytes, then: str = "keep") -> Answer:
         if then == "close":
             await writer.drain()
             writer.close()
+        elif then == "reset":  # an RST, not a FIN: the peer's close with SO_LINGER 0
+            await writer.drain()
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
         elif then == "hang":
             await reader.read()  # nothing more, until the client closes
 
@@ -219,6 +226,15 @@ async def test_a_body_framed_by_the_close_ends_there_and_its_connection_is_not_r
         assert await up.request_json("GET", "/x") == {"a": 1}
         assert await up.request_json("GET", "/x") == {"a": 1}
     assert (fake.connections, pool.stats()[fake.url].connections) == (2, 2)
+
+
+async def test_a_body_framed_by_the_close_that_is_reset_is_cut_not_ended(pool: UpstreamPool) -> None:
+    """A reset is no close: the body it interrupts may have had more to say (the openai SDK's httpx
+    raises a ReadError there). Only a clean close (FIN) ends a body framed by the close."""
+    async with RawUpstream(answering(b"HTTP/1.1 200 OK\r\n\r\ndata: {}\n\n", then="reset")) as fake:
+        error = await fails(streamed(upstream(pool, fake.url)))
+    assert "was cut" in error.message
+    assert (error.kind, error.retryable) == (ErrorKind.UNAVAILABLE, True)
 
 
 async def test_keep_alive_reuse_connection_close_and_bodiless_answers(pool: UpstreamPool) -> None:

@@ -31,7 +31,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from provider_gateway.http.exchange import REST_BYTES, REST_S, BodyTooLarge, OutgoingRequest, UpstreamResponse
-from provider_gateway.http.h1_wire import DONE, HEAD, ResponseParser, encode_request, malformed
+from provider_gateway.http.h1_wire import DONE, HEAD, UNTIL_CLOSE, ResponseParser, encode_request, malformed
 
 # A reused connection closed before any byte of an answer is the keep-alive race (the server closed
 # it, idle, as the request was on its way: its FIN comes within about a round trip), and the request
@@ -371,6 +371,9 @@ class _Connection(asyncio.Protocol):
         parser = self._parser
         if parser is not None and parser.state != DONE:
             try:
+                if exc is not None and parser.state == UNTIL_CLOSE:
+                    # A reset is no close: a body framed by the close ends only at a clean one.
+                    raise httpx.ReadError("connection reset before the end of a body framed by its close")
                 parser.eof()
             except httpx.TransportError as error:
                 if self._reused and not self._received and time.monotonic() - self._sent_at < STALE_S:
