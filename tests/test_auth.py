@@ -11,12 +11,14 @@ from typing import Any
 
 import grpc
 import pytest
+from conftest import run_gateway
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from provider_gateway import cli
 from provider_gateway import config as config_module
+from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.server.auth import AuthConfig, hash_key
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -112,6 +114,21 @@ async def test_bearer_and_x_api_key_are_accepted(gateway_factory: GatewayFactory
         assert response.text
         events = [e async for e in gw.stub.ChatStream(chat(), metadata=bearer(ALICE), timeout=10)]
         assert events[-1].WhichOneof("event") == "finish"
+
+
+async def test_two_different_keys_in_one_call_are_refused(gateway_factory: GatewayFactory) -> None:
+    """Bob's x-api-key and Alice's bearer token in one call: neither is guessed (the first one won,
+    so a proxy adding its own key could make a call act as another key); the same key twice is one."""
+    async with gateway_factory(CONFIG) as gw:
+        for both in (
+            (("x-api-key", BOB), ("authorization", f"Bearer {ALICE}")),
+            (("authorization", f"Bearer {ALICE}"), ("x-api-key", BOB)),
+        ):
+            error = await status_of(gw.stub.Chat(chat(), metadata=both, timeout=10))
+            assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "send one key" in (error.details() or "")
+        same = (("x-api-key", ALICE), ("authorization", f"Bearer {ALICE}"))
+        assert (await gw.stub.Chat(chat(), metadata=same, timeout=10)).text
 
 
 async def test_health_open_and_reflection_closed_by_config(gateway_factory: GatewayFactory) -> None:
@@ -220,6 +237,42 @@ async def test_tokens_per_minute_quota_counts_input_and_output(gateway_factory: 
         assert exhausted is not None, "60 tokens a minute must run out within 20 requests"
         assert exhausted.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "tokens-per-minute" in (exhausted.details() or "")
+
+
+async def test_tokens_per_minute_counts_the_input_the_provider_reports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The prompt is reserved as bytes / 4 (about 5 tokens here), but the provider reports 50,000
+    input tokens (an image or a file by URL, a cached document): the settlement charges them, so a
+    key of 10,000 tokens a minute makes one such call, not every one."""
+    monkeypatch.setenv("TPM_TEST_OPENAI_KEY", "sk-test-tpm-0123456789")
+    usage = {"prompt_tokens": 50_000, "completion_tokens": 1, "total_tokens": 50_001}
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}],
+        "usage": usage,
+    }
+    async with FakeUpstream() as fake:
+        fake.on("POST", "/v1/chat/completions", lambda r: Reply.json(body))
+        config = f"""
+[providers.up]
+kind = "openai"
+base_url = "{fake.url}/v1"
+api_key_env = "TPM_TEST_OPENAI_KEY"
+
+[[auth.keys]]
+name = "bob"
+sha256 = "{hash_key(BOB)}"
+tokens_per_minute = 10000
+"""
+        async with run_gateway(config) as gw:
+            assert (await gw.stub.Chat(chat("up/gpt-4o"), metadata=bearer(BOB), timeout=10)).text == "ok"
+            await gw.server.auth[0].quotas.drain()  # its settlement, at the loop's next turn
+            error = await status_of(gw.stub.Chat(chat("up/gpt-4o"), metadata=bearer(BOB), timeout=10))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "tokens-per-minute" in (error.details() or "")
 
 
 async def test_max_concurrent_streams_per_key(gateway_factory: GatewayFactory) -> None:

@@ -328,3 +328,41 @@ long_context_cache_write = 10.0
             assert f"this request needs {worst} against a usd_micros budget per day of 1" in (
                 refused.value.details() or ""
             )
+
+
+@pytest.mark.parametrize(
+    ("request_", "refusal"),
+    [
+        (chat("mock/" + "x" * 1_000_000, "hi", max_tokens=10), "model: at most 256 characters"),
+        (chat("mock/echo", "hi", max_tokens=10, fallbacks=["mock/echo"] * 100_000), "fallbacks: at most 16"),
+    ],
+    ids=["megabyte-model-name", "100k-fallbacks"],
+)
+async def test_bad_names_are_refused_before_the_budget_plans_or_keeps_them(
+    gateway_factory: Any, request_: pb.ChatRequest, refusal: str
+) -> None:
+    """A budget's worst case plans every deployment a request names and keeps the plan: run before
+    the names were checked, it kept megabytes of model name per refused call (40 calls took a
+    worker from 81 to 638 MB) and walked 600k fallbacks on the loop for 20 s. The names are now
+    refused first: nothing planned or kept, and the key's one request a minute is not spent."""
+    config = alice_key("tokens_per_day = 100000000\nrequests_per_minute = 1")
+    async with gateway_factory(config) as gw:
+        for _ in range(3):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await gw.stub.Chat(request_, metadata=bearer(ALICE), timeout=30)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert refusal in (refused.value.details() or "")
+        assert not gw.server.auth[0].quotas.budgets.worst_case._plans
+        await gw.stub.Chat(chat("mock/echo", "hi", max_tokens=10), metadata=bearer(ALICE), timeout=WAIT_S)
+
+
+async def test_the_plans_a_budget_keeps_are_bounded_in_characters(gateway_factory) -> None:  # type: ignore[no-untyped-def]
+    """Names within bounds are planned and kept (a quota may refuse the request afterwards), but
+    4096 plans of 17 names of 256 characters would hold 18 MB: what is kept is bounded by size too."""
+    async with gateway_factory(alice_key("tokens_per_day = 100000000")) as gw:
+        worst_case = gw.server.auth[0].quotas.budgets.worst_case
+        worst_case.PLANS_MAX_CHARS = 10_000
+        for i in range(200):
+            worst_case.cards("alice", f"mock/{i:03d}" + "m" * 250, "", ())
+        held = sum(len(c) + len(m) + len(p) + sum(map(len, f)) for c, m, p, f in worst_case._plans)
+        assert 0 < held <= 10_000

@@ -182,6 +182,29 @@ async def test_failed_rpc_marks_the_server_span_with_its_status() -> None:
     assert not server.status.is_ok
 
 
+async def test_a_refused_callers_model_name_is_not_copied_whole_into_the_span() -> None:
+    """The server span begins before the key and the request are checked: a caller without a key
+    sent a 1 MB model name, and it became a 1M-character attribute (an OTLP batch holding it is over
+    a collector's 4 MB limit, and all of its spans are lost). Cut to a name's 256 characters, marked."""
+    from provider_gateway.server.auth import hash_key
+
+    key = "alice-key-0123456789abcdefghijklmnop"
+    config = f'{FAILOVER_CONFIG}\n[[auth.keys]]\nname = "alice"\nsha256 = "{hash_key(key)}"\n'
+    async with observed_gateway(config) as gw:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await gw.running.stub.Chat(
+                pb.ChatRequest(model="primary/" + "x" * 1_000_000, messages=[user("hi")])
+            )
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        server = await next_span(gw, lambda s: s.name.endswith("/Chat"))
+    attributes = dict(server.attributes or {})
+    assert max(len(str(value)) for value in attributes.values()) < 300, attributes.keys()
+    assert (
+        attributes["provider_gateway.requested_model"]
+        == "primary/" + "x" * 248 + "...(cut: 1000008 characters)"
+    )
+
+
 async def test_health_service_is_not_traced() -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 

@@ -31,10 +31,22 @@ SERVICE_PREFIX = "/provider_gateway.v1.ProviderService/"
 NO_KEY = "_none"  # the cost metric's key label when the gateway has no API keys configured
 TAG_ATTRIBUTE = "provider_gateway.request.metadata."  # one span attribute per request tag
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+# The longest model name the telemetry copies: validation's bound (server/bounds.py, MAX_NAME_CHARS).
+# The span begins before any check, so a refused call (no key, a bad request) could otherwise put
+# megabytes into one attribute, and an OTLP batch over the collector's limit loses all its spans.
+MAX_MODEL_CHARS = 256
 Context = grpc.aio.ServicerContext[Any, Any]
 # What `MethodTelemetry.begin` hands `end`: started (ns), context, state, span, its context token,
 # the CURRENT token, the consumption watchers' token.
 type _Begun = tuple[int, Context, RequestState, Any, Any, Token[Any], Token[Any]]
+
+
+def _requested_model(request: Any) -> str:
+    """The request's model as the client wrote it, cut to a name's length (marked as cut)."""
+    model: str = getattr(request, "model", "")
+    if len(model) <= MAX_MODEL_CHARS:
+        return model
+    return f"{model[:MAX_MODEL_CHARS]}...(cut: {len(model)} characters)"
 
 
 def _callers_request_id(metadata: Any) -> str:
@@ -203,7 +215,7 @@ class MethodTelemetry:
         owner = self._owner
         metadata = context.invocation_metadata()
         state = RequestState(rpc=self._rpc, request_id=_callers_request_id(metadata))
-        state.requested_model = state.model = getattr(request, "model", "")
+        state.requested_model = state.model = _requested_model(request)
         span, token = (None, None) if owner.tracer is None else owner._span(self._method, metadata, state)
         reset = CURRENT.set(state)
         if self._streams is not None:

@@ -9,7 +9,7 @@ names (the configuration also refuses a group named like a provider, routing/set
 from __future__ import annotations
 
 import random
-from collections import ChainMap
+from collections import ChainMap, deque
 from collections.abc import Callable
 
 from provider_gateway.config import ProviderConfig
@@ -129,11 +129,13 @@ class Planner:
             # One plain route (most calls): the same plan, without the walk through fallbacks.
             return self._plain_plan(model, provider)
         deployments: list[Deployment] = []
-        pending = [(model, provider), *((f, "") for f in fallbacks)]
+        # A queue: popping a list's head moves the rest, quadratic in a long list of fallbacks.
+        pending = deque([(model, provider), *((f, "") for f in fallbacks)])
         seen: set[str] = set()
+        placed: set[Deployment] = set()
         first = True
         while pending:
-            name, explicit = pending.pop(0)
+            name, explicit = pending.popleft()
             if f"{explicit}/{name}" in seen:
                 continue
             seen.add(f"{explicit}/{name}")
@@ -144,7 +146,10 @@ class Planner:
                 settings = group.settings if first else settings
             else:
                 found = [self._route_deployment(self.resolver.resolve(name, explicit))]
-            deployments.extend(d for d in found if d not in deployments)
+            for d in found:  # by identity, in a set: a list's `in` is quadratic as well
+                if d not in placed:
+                    placed.add(d)
+                    deployments.append(d)
             first = False
         return Plan(model, deployments, settings)
 

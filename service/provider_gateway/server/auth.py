@@ -1,7 +1,7 @@
 """Client authentication, per-key permissions and quotas, as a grpc.aio server interceptor.
 
-Keys arrive as `authorization: Bearer <key>` or `x-api-key: <key>` and are stored in the config as
-SHA-256 digests. A salted slow hash (scrypt, argon2) protects guessable passwords; gateway keys
+Keys arrive as `authorization: Bearer <key>` or `x-api-key: <key>` (one key a call: two different
+ones are refused) and are stored in the config as SHA-256 digests. A salted slow hash (scrypt, argon2) protects guessable passwords; gateway keys
 are long random tokens (`hash-key` refuses short ones), for which a preimage search is hopeless
 anyway, and a fast digest keeps authentication off the latency budget of every call. Digests are
 compared with `hmac.compare_digest` against every configured key, so timing says nothing.
@@ -53,6 +53,7 @@ from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.resolve import RouteResolver
 from provider_gateway.routing.router import Router
 from provider_gateway.routing.shared_state import RedisMeters, meters_for
+from provider_gateway.server import validate
 from provider_gateway.server.budgets import (
     BUDGET_KEYS,
     TEAM_KEYS,
@@ -254,16 +255,37 @@ def _principal(section: Section) -> Principal:
     )
 
 
+UNKNOWN_KEY = "missing or unknown API key: send 'authorization: Bearer <key>' or 'x-api-key: <key>'"
+TWO_KEYS = (
+    "the call presents different API keys (authorization and x-api-key, or one of them twice): "
+    "send one key, in 'authorization: Bearer <key>' or 'x-api-key: <key>'"
+)
+
+
+class AmbiguousKey(Exception):
+    """The call presents two different keys: which one it meant to act as is not for us to guess."""
+
+
 def presented_key(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    """The key the call presents, None without one; the same key sent twice is that key, two
+    different ones raise AmbiguousKey (first-wins would let a proxy's key and a client's mix)."""
+    found = None
     for name, value in metadata or ():
-        text = value.decode(errors="replace") if isinstance(value, bytes) else value
-        if name == "x-api-key" and text:
-            return text.strip()
-        if name == "authorization":
-            scheme, _, token = text.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-    return None
+        if name == "x-api-key":
+            key = _text(value).strip()
+        elif name == "authorization":
+            scheme, _, token = _text(value).partition(" ")
+            key = token.strip() if scheme.lower() == "bearer" else ""
+        else:
+            continue
+        if key and found is not None and key != found:
+            raise AmbiguousKey
+        found = key or found
+    return found
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def _reset(token: Token[Principal | None]) -> None:
@@ -439,9 +461,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or self._is_open(method):
             return handler
-        principal = self._authenticate(handler_call_details.invocation_metadata)
+        try:
+            principal = self._authenticate(handler_call_details.invocation_metadata)
+        except AmbiguousKey:
+            return _rebuild(handler, lambda b: _like(b, _unauthenticated(TWO_KEYS)))
         if principal is None:
-            return _rebuild(handler, lambda b: _like(b, _reject_unauthenticated))
+            return _rebuild(handler, lambda b: _like(b, _unauthenticated(UNKNOWN_KEY)))
         if method.startswith(PROVIDER_SERVICE):
             return _rebuild(
                 handler, lambda b: self._guarded(b, principal, method.removeprefix(PROVIDER_SERVICE))
@@ -469,6 +494,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             """Send the check; wait for its answer now unless the call's gate will (see GATED_METHODS).
             Returns the check still in flight, to be passed to the gate and the settlement."""
             try:
+                # Names bounded first (validate's limits): a budget's worst case plans and keeps
+                # them, and an unbounded list of fallbacks would hold the loop while planned.
+                validate.names(request)
                 ticket, admission = quotas.send(principal, request, name)
                 if admission is None or (gated and not admission.check.done()):
                     return ticket, admission
@@ -545,11 +573,11 @@ def _reset_pending(token: Token[Admission | None]) -> None:
         pending.reset(token)
 
 
-async def _reject_unauthenticated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    await context.abort(
-        grpc.StatusCode.UNAUTHENTICATED,
-        "missing or unknown API key: send 'authorization: Bearer <key>' or 'x-api-key: <key>'",
-    )
+def _unauthenticated(message: str) -> Callable[[Any, Any], Awaitable[None]]:
+    async def reject(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    return reject
 
 
 def interceptors(

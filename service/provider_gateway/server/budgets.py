@@ -127,6 +127,7 @@ class Ticket:
     holders: list[Holder]
     budget_meters: list[tuple[Meter, Label]] = field(default_factory=list)
     tpm_keys: list[tuple[str, int]] = field(default_factory=list)  # (meter key, limit) per holder
+    reserved_prompt: int = 0  # what tpm reserved: the prompt's estimate (bytes / 4)
     reserved_tokens: int = 0
     reserved_micros: int = 0
 
@@ -232,11 +233,15 @@ class WorstCase:
     """The most a request may consume: its prompt and max_tokens, at the dearest deployment it may use."""
 
     PLANS_MAX = 4096  # callers x the models they name (clients choose names): a bound all the same
+    # And in characters of names: the interceptor checks them first (validate.names, 256 characters,
+    # 16 fallbacks), but 4096 plans of 17 such names would still hold 18 MB.
+    PLANS_MAX_CHARS = 1 << 20
 
     def __init__(self, router: Router, prices: PriceTable) -> None:
         self.router = router
         self.prices = prices
         self._plans: dict[tuple[str, str, str, tuple[str, ...]], tuple[RateCard, ...]] = {}
+        self._plans_chars = 0  # the names' characters in `_plans`
 
     def cards(
         self, caller: str, model: str, provider: str, fallbacks: tuple[str, ...]
@@ -250,9 +255,12 @@ class WorstCase:
             found = tuple(
                 self._card(d.spec.provider, d.provider.kind, d.spec.model) for d in plan.deployments
             )
-            if len(self._plans) >= self.PLANS_MAX:
+            chars = len(caller) + len(model) + len(provider) + sum(map(len, fallbacks))
+            if len(self._plans) >= self.PLANS_MAX or self._plans_chars + chars > self.PLANS_MAX_CHARS:
                 self._plans.clear()
+                self._plans_chars = 0
             self._plans[caller, model, provider, fallbacks] = found
+            self._plans_chars += chars
         return found
 
     def _card(self, provider: str, kind: str, model: str) -> RateCard:
@@ -439,6 +447,7 @@ class Budgets:
             return ticket, None
         prompt = estimate_tokens(request)
         ticket.tpm_keys = shape.tpm_keys
+        ticket.reserved_prompt = prompt
         batch, budgets = self._of_second(shape)
         tokens = micros = 0
         if shape.budgets and self.worst_case is not None:
@@ -473,10 +482,15 @@ class Budgets:
 
     @staticmethod
     def _changes(ticket: Ticket, outcome: Outcome) -> list[Meter]:
-        """What settling changes: the output tokens of tpm, each budget's real spend minus its
-        reservation (0 changes left out)."""
-        output = outcome.all_output()
-        changes = [Meter(key, "rate", output, limit, 60) for key, limit in ticket.tpm_keys] if output else []
+        """What settling changes: for tpm the output tokens and the input the provider reported
+        beyond the prompt's estimate (an image or a file by URL, a cached document: never a refund,
+        the estimate stays charged), each budget's real spend minus its reservation (0 changes
+        left out)."""
+        rate = 0
+        if ticket.tpm_keys:
+            output = outcome.all_output()
+            rate = output + max(outcome.all_tokens() - output - ticket.reserved_prompt, 0)
+        changes = [Meter(key, "rate", rate, limit, 60) for key, limit in ticket.tpm_keys] if rate else []
         if ticket.budget_meters:
             micros = outcome.micros()
             money = 0 if micros is None else micros - ticket.reserved_micros

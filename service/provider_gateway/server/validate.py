@@ -64,6 +64,9 @@ ROLES = frozenset(pb.Role.values()) - {pb.ROLE_UNSPECIFIED}
 TOOL_CHOICE_MODES = frozenset(pb.ToolChoice.Mode.values())
 RESPONSE_FORMAT_TYPES = frozenset(pb.ResponseFormat.Type.values())
 EFFORTS = frozenset(pb.ReasoningOptions.Effort.values())
+# The requests that name a route (`names`), and those of them that name fallbacks.
+ROUTED = frozenset({pb.ChatRequest, pb.CompleteRequest, pb.EmbedRequest, pb.CountTokensRequest})
+WITH_FALLBACKS = frozenset({pb.ChatRequest, pb.CompleteRequest})
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,19 +144,41 @@ def _name(value: str, where: str) -> None:
         raise invalid_argument(f"{where}: control and invisible characters are not allowed")
 
 
+def names(request: Any) -> None:
+    """The names a request routes by (model, provider, fallbacks; those its kind has), checked as
+    `_route` checks them: before the auth interceptor plans a budget's worst case with them, so
+    that nothing is planned or kept for an unbounded name or list (server/auth.py)."""
+    kind = type(request)
+    if kind in ROUTED:
+        _name(request.model, "model")
+        _name(request.provider, "provider")
+        if kind in WITH_FALLBACKS:
+            _fallbacks(request.fallbacks)
+    elif kind is pb.ListModelsRequest:
+        _name(request.provider, "provider")
+
+
 def _route(request: Any, *, fallbacks: bool = True) -> SizeBounds:
     """The model, provider and fallback names: bounded, since errors and logs repeat them.
     `fallbacks` False: the request has none (its kind has no such field, or it sets none)."""
     _name(request.model, "model")
     _name(request.provider, "provider")
     if fallbacks:
-        if len(request.fallbacks) > MAX_FALLBACKS:
-            raise invalid_argument(f"fallbacks: at most {MAX_FALLBACKS}, got {len(request.fallbacks)}")
-        for i, fallback in enumerate(request.fallbacks):
-            if not fallback:
-                raise invalid_argument(f"fallbacks[{i}]: must not be empty")
-            _name(fallback, f"fallbacks[{i}]")
+        _fallbacks(request.fallbacks)
     return bounds_for(request.provider, request.model)
+
+
+def _fallbacks(fallbacks: Any) -> None:
+    count = len(fallbacks)
+    if not count:  # most requests: no walk (an iterator over a repeated field costs ~0.3 us)
+        return
+    if count > MAX_FALLBACKS:  # counted before the walk of the names, which this bounds
+        raise invalid_argument(f"fallbacks: at most {MAX_FALLBACKS}, got {count}")
+    for i, fallback in enumerate(fallbacks):
+        if not fallback:
+            raise invalid_argument(f"fallbacks[{i}]: must not be empty")
+        if len(fallback) > MAX_NAME_CHARS or not fallback.isprintable():  # the field's name only then
+            _name(fallback, f"fallbacks[{i}]")
 
 
 def _metadata(metadata: Mapping[str, str]) -> None:
