@@ -34,3 +34,24 @@ def test_without_tracing_nothing_is_injected(monkeypatch) -> None:
     headers: dict[str, str] = {}
     inject_trace_headers(headers)
     assert headers == {}
+
+
+async def test_a_callers_tracestate_and_baggage_do_not_reach_the_vendor(monkeypatch) -> None:
+    """`tracestate` and `baggage` are a client's free text (tenant or user ids): the vendor gets
+    the gateway's `traceparent` in the caller's trace, and neither of them."""
+    monkeypatch.setenv("PROPAGATION_TEST_OPENAI_KEY", "sk-test-propagation-0123456789")
+    async with FakeUpstream() as fake:
+        kinds.openai(fake)
+        config = f'[providers.up]\nkind = "openai"\nbase_url = "{fake.url}/v1"\napi_key_env = "PROPAGATION_TEST_OPENAI_KEY"\n'
+        async with observed_gateway(config) as gw:
+            metadata = (
+                ("traceparent", f"00-{TRACE_ID}-00f067aa0ba902b7-01"),
+                ("tracestate", "tenant=acme-internal,userid=alice"),
+                ("baggage", "secret=hunter2"),
+            )
+            request = pb.ChatRequest(model="up/gpt-4o", messages=[user("hi")])
+            await gw.running.stub.Chat(request, metadata=metadata, timeout=10)
+    sent = fake.last("/v1/chat/completions").headers
+    assert sent["traceparent"].startswith(f"00-{TRACE_ID}-")  # still the caller's trace
+    assert "tracestate" not in sent
+    assert "baggage" not in sent

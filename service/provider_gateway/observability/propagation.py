@@ -1,8 +1,9 @@
 """Trace context out to upstream HTTP requests.
 
 The HTTP layer calls `inject_trace_headers(headers)` before sending each upstream request. While
-tracing is off this is one global read; once enabled it adds W3C `traceparent` (and `tracestate`)
-for the current span, i.e. the attempt span of instrumented.py.
+tracing is off this is one global read; once enabled it adds W3C `traceparent` for the current
+span, i.e. the attempt span of instrumented.py, and `tracestate` only with the gateway's own
+entries: a caller's never reaches a vendor (tracing.parent_context does not take it).
 """
 
 from __future__ import annotations

@@ -74,12 +74,13 @@ def tracer_provider(service_name: str, processors: Sequence[SpanProcessor] = ())
 
 
 def parent_context(metadata: Iterable[tuple[str, str | bytes]] | None) -> Context | None:
-    """The caller's W3C trace context from gRPC metadata (`traceparent`, `tracestate`), if any."""
-    carrier: dict[str, str] = {}
+    """The caller's W3C `traceparent` from gRPC metadata, if any. Its `tracestate` is left out: it
+    is a client's free text (tenant or user ids), and every span of the request inherits the
+    parent's, so the attempt spans would send it to the vendors in their own headers."""
     for key, value in metadata or ():
-        if key in ("traceparent", "tracestate") and isinstance(value, str):
-            carrier[key] = value
-    return _PROPAGATOR.extract(carrier) if carrier else None
+        if key == "traceparent" and isinstance(value, str):
+            return _PROPAGATOR.extract({"traceparent": value})
+    return None
 
 
 def trace_id_hex(span: trace.Span) -> str:

@@ -16,8 +16,8 @@ class RouteResolver:
     """
 
     def __init__(self, providers: list[str], default: str, aliases: Mapping[str, str]) -> None:
+        self._names = list(providers)
         self._providers = frozenset(providers)
-        self._listing = ", ".join(providers)
         self._default = default
         self._aliases = {alias: self._split(target) for alias, target in aliases.items()}
 
@@ -25,9 +25,15 @@ class RouteResolver:
         provider, _, model = target.partition("/")
         return Route(provider, model)
 
+    def listed_providers(self) -> list[str]:
+        """The providers errors and listings may name to the caller: all of them here; the
+        caller's own behind [auth] (server/auth.py)."""
+        return self._names
+
     def check_provider(self, provider: str) -> str:
         if provider not in self._providers:
-            raise not_found(f"provider {provider!r} is not configured (configured: {self._listing})")
+            available = ", ".join(self.listed_providers()) or "none"
+            raise not_found(f"provider {provider!r} is not configured (available: {available})")
         return provider
 
     def resolve(self, model: str, provider: str = "") -> Route:

@@ -44,6 +44,7 @@ from provider_gateway.providers.registry import ProviderRegistry, build_provider
 from provider_gateway.routing.attempts import Attempts
 from provider_gateway.routing.breaker import BreakerState
 from provider_gateway.routing.deployments import Deployment
+from provider_gateway.routing.listing import list_each
 from provider_gateway.routing.plans import Plan, Planner
 from provider_gateway.routing.quick_calls import QuickCalls
 from provider_gateway.routing.resolve import RouteResolver
@@ -167,14 +168,27 @@ class Router:
         return CompletionResponse(text=response.text, usage=response.usage, finish=response.finish), finish
 
     async def list_models(self, provider: str = "") -> list[tuple[str, ModelInfo]]:
-        names = [self.resolver.check_provider(provider)] if provider else self.registry.names()
+        """The models of `provider`, whose failure is the call's; or of every provider the caller
+        may use, asked at once, where one that fails or is slow is left out (routing/listing.py)."""
+        if provider:
+            adapter = self.planner.provider(Route(self.resolver.check_provider(provider), ""))
+            listings = [(adapter, await adapter.list_models())]
+        else:
+            names = self.resolver.listed_providers()
+            listings = await list_each([self.planner.provider(Route(name, "")) for name in names])
         models: list[tuple[str, ModelInfo]] = []
-        for name in names:
-            adapter = self.planner.provider(Route(name, ""))
-            for model in await adapter.list_models():
+        for adapter, listed in listings:
+            for model in listed:
+                if not self.lists_model(adapter.name, model.id):
+                    continue
                 entry = self.catalog.entry(adapter.kind, model.id)  # the provider's own figures win
-                models.append((name, entry.filled(model) if entry else model))
+                models.append((adapter.name, entry.filled(model) if entry else model))
         return models
+
+    def lists_model(self, provider: str, model: str) -> bool:
+        """Whether ListModels shows the caller `provider/model`: every one here; behind [auth],
+        those its key may use (server/auth.py)."""
+        return True
 
     async def count_tokens(self, request: CountTokensRequest) -> tuple[Route, TokenCount]:
         async def call(d: Deployment) -> TokenCount:

@@ -100,6 +100,7 @@ class GatewayServer:
         self.auth = auth.interceptors(config, self.counters, self.router, prices)
         if self.auth:
             self.service.spend = self.auth[0].spend
+            self.health_servicer.shown = auth.health_listing(self.auth[0].config)
         self.service.limits = validate.Limits.from_config(config)
         if not config.server.coalesce_deltas:
             self.service.relay = OneByOne

@@ -53,7 +53,7 @@ from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.resolve import RouteResolver
 from provider_gateway.routing.router import Router
 from provider_gateway.routing.shared_state import RedisMeters, meters_for
-from provider_gateway.server import validate
+from provider_gateway.server import key_scope, validate
 from provider_gateway.server.budgets import (
     BUDGET_KEYS,
     TEAM_KEYS,
@@ -63,6 +63,7 @@ from provider_gateway.server.budgets import (
     Ticket,
     WorstCase,
 )
+from provider_gateway.server.health import ProvidersShown
 
 log = logging.getLogger("provider_gateway.auth")
 
@@ -135,12 +136,21 @@ def _check_route(route: Route) -> None:
 
 
 class AuthorizingResolver(RouteResolver):
-    """Checks explicit provider names (ListModels) against the caller's allowed providers."""
+    """Checks explicit provider names (ListModels) against the caller's allowed providers, and
+    names only those to it (listings, and the `available:` of an unknown provider's error)."""
+
+    def listed_providers(self) -> list[str]:
+        names = super().listed_providers()
+        principal = current_principal.get()
+        if principal is None:
+            return names
+        return [name for name in names if key_scope.may_use_provider(principal, name)]
 
     def check_provider(self, provider: str) -> str:
         name = super().check_provider(provider)
         principal = current_principal.get()
-        if principal is not None and principal.providers and name not in principal.providers:
+        # Its `models` count too: a key of "mock/*" may call no model of "other", nor list them.
+        if principal is not None and not key_scope.may_use_provider(principal, name):
             raise GatewayError(
                 ErrorKind.PERMISSION_DENIED, f"key {principal.name!r} may not use provider {name!r}"
             )
@@ -159,6 +169,11 @@ class AuthorizingRouter(Router):
         for deployment in plan.deployments:
             _check_route(Route(deployment.spec.provider, deployment.spec.model))
         return plan
+
+    def lists_model(self, provider: str, model: str) -> bool:
+        """ListModels shows a key only the models it may use (aliases of those with them)."""
+        principal = current_principal.get()
+        return principal is None or key_scope.may_use_model(principal, provider, model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,6 +593,24 @@ def _unauthenticated(message: str) -> Callable[[Any, Any], Awaitable[None]]:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
     return reject
+
+
+def health_listing(config: AuthConfig) -> ProvidersShown:
+    """Which `provider/<name>` entries Health.List names to a caller: those its key may use, and
+    none without a valid key, even where `open_health` lets it in (its Check of any entry still
+    answers: probes name what they check)."""
+
+    def shown(metadata: Sequence[tuple[str, str | bytes]] | None) -> Callable[[str], bool]:
+        try:
+            key = presented_key(metadata)
+        except AmbiguousKey:  # two different keys name no caller: shown as to one without a key
+            key = None
+        principal = config.find(key) if key else None
+        if principal is None:
+            return lambda provider: False
+        return lambda provider: key_scope.may_use_provider(principal, provider)
+
+    return shown
 
 
 def interceptors(

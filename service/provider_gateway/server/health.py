@@ -1,14 +1,16 @@
 """Provider health as the standard gRPC health service reports it.
 
 Entries: "" (the whole server), `provider_gateway.v1.ProviderService`, and `provider/<name>` for
-each configured provider. The server stays SERVING while at least one provider serves.
+each configured provider. The server stays SERVING while at least one provider serves. `Check`
+and `Watch` answer for any entry; behind [auth], `List` names only the providers of the key the
+caller presents (none without one), so an open health service does not enumerate the providers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +26,19 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 log = logging.getLogger("provider_gateway.health")
 
 
+PROVIDER_PREFIX = "provider/"
+
+
 def provider_service_name(provider: str) -> str:
-    return f"provider/{provider}"
+    return f"{PROVIDER_PREFIX}{provider}"
+
+
+# Which providers' entries `List` shows a caller, from its call's metadata (its key).
+type ProvidersShown = Callable[[Sequence[tuple[str, str | bytes]] | None], Callable[[str], bool]]
+
+
+def _every_provider(metadata: object) -> Callable[[str], bool]:
+    return lambda provider: True
 
 
 class ListingHealthServicer(HealthServicer):
@@ -34,11 +47,20 @@ class ListingHealthServicer(HealthServicer):
 
     _server_status: MutableMapping[str, int]  # the base class's statuses, kept by its `set`
 
+    def __init__(self, shown: ProvidersShown = _every_provider) -> None:
+        super().__init__()
+        self.shown = shown
+
     async def List(self, request: Any, context: Any) -> Any:
-        """Every entry's status now (the protocol's non-atomic snapshot): one per configured
-        provider and two more, so never the RESOURCE_EXHAUSTED the protocol allows for too many.
-        (The types-grpcio-health-checking stubs predate List: hence Any and the ignore.)"""
-        statuses = {name: health_pb2.HealthCheckResponse(status=s) for name, s in self._server_status.items()}
+        """Every entry's status now (the protocol's non-atomic snapshot): one per provider the
+        caller may see and two more, so never the RESOURCE_EXHAUSTED the protocol allows for too
+        many. (The types-grpcio-health-checking stubs predate List: hence Any and the ignore.)"""
+        shows = self.shown(context.invocation_metadata())
+        statuses = {
+            name: health_pb2.HealthCheckResponse(status=s)
+            for name, s in self._server_status.items()
+            if not name.startswith(PROVIDER_PREFIX) or shows(name.removeprefix(PROVIDER_PREFIX))
+        }
         return health_pb2.HealthListResponse(statuses=statuses)  # type: ignore[attr-defined]
 
 

@@ -308,7 +308,10 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         self, request: pb.ListProvidersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListProvidersResponse:
         providers = []
+        shown = set(self.router.resolver.listed_providers())  # behind [auth], the key's own
         for provider in self.router.registry:
+            if provider.name not in shown:
+                continue
             health = self.health.get(provider.name)
             providers.append(
                 pb.ProviderInfo(
@@ -320,7 +323,10 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                     breaker_state=self.router.breaker_state(provider.name),
                 )
             )
-        return pb.ListProvidersResponse(providers=providers, default_provider=self.router.registry.default)
+        default = self.router.registry.default
+        return pb.ListProvidersResponse(
+            providers=providers, default_provider=default if default in shown else ""
+        )
 
     async def GetSpend(
         self, request: pb.GetSpendRequest, context: grpc.aio.ServicerContext[Any, Any]
