@@ -1,15 +1,21 @@
 """The Node client's stream helper (ChatStream: textStream, on(), finalMessage()) against a real
 gateway: a streamed answer accumulates to what the unary call returns, tool calls and reasoning blocks
-included; leaving early cancels the provider's work; and index.d.ts type-checks real use."""
+included; leaving early cancels the provider's work; finalMessage() never passes part of an answer
+(a stream left early, or one that ended without its finish) off as the whole; and index.d.ts
+type-checks real use."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+from client_fakes import raw_content, scripted_gateway, text
 from rpc_util import wait_for
 from test_node_client import NODE_DIR, run_node
 from test_python_sdk import push_reasoning_blocks
+
+from provider_gateway.v1 import provider_service_pb2 as pb
 
 SAME_AS_UNARY_SCRIPT = """
 const { GatewayClient } = require('.');
@@ -132,6 +138,81 @@ async def test_leaving_text_stream_early_or_cancel_stops_the_providers_work(gate
         stats = gw.provider("mock").stats
         await wait_for(stats.cancelled_event)
         assert stats.completed == 0
+
+
+FINAL_AFTER_LEAVING_SCRIPT = """
+const { GatewayClient } = require('.');
+const client = new GatewayClient(process.argv[1]);
+(async () => {
+  const stream = client.chatStream({ model: 'mock/dribble', prompt: 'Hi' });
+  for await (const event of stream) if (event.event === 'textDelta') break;
+  const after = await stream.finalMessage().then((answer) => answer, (error) => error.codeName);
+  client.close();
+  process.stdout.write(JSON.stringify(after));
+})().catch((error) => { process.stderr.write(String(error.stack)); process.exit(1); });
+"""
+
+
+async def test_final_message_after_leaving_early_throws_cancelled(gateway_factory) -> None:
+    async with gateway_factory("[providers.mock.models.dribble]\ntokens = 200\ntoken_delay_ms = 100\n") as gw:
+        code, out, err = await run_node("-e", FINAL_AFTER_LEAVING_SCRIPT, gw.target)
+        assert code == 0, err
+        assert json.loads(out) == "CANCELLED"  # not the first piece of text as the whole answer
+        await wait_for(gw.provider("mock").stats.cancelled_event)
+
+
+NO_FINISH_SCRIPT = """
+const { GatewayClient } = require('.');
+const client = new GatewayClient(process.argv[1], { maxRetries: 1, deadlineMs: 10000 });
+(async () => {
+  const outcome = await client.chatStream({ model: 'm/x', prompt: 'Hi' }).finalMessage().then(
+    (answer) => ({ returned: answer }),
+    (error) => ({ threw: error.codeName, details: error.details }),
+  );
+  client.close();
+  process.stdout.write(JSON.stringify(outcome));
+})().catch((error) => { process.stderr.write(String(error.stack)); process.exit(1); });
+"""
+
+
+@pytest.mark.parametrize(("events", "attempts"), [([text("partial an")], 1), ([], 2)])
+async def test_a_stream_ending_without_finish_throws_unavailable(events, attempts: int) -> None:
+    """Retried, as any stream failure, only when nothing was shown."""
+    async with scripted_gateway(events) as (target, service):
+        code, out, err = await run_node("-e", NO_FINISH_SCRIPT, target)
+    assert code == 0, err
+    assert json.loads(out) == {"threw": "UNAVAILABLE", "details": "stream ended without a finish"}
+    assert service.streams == attempts
+
+
+NEWER_SERVER_SCRIPT = """
+const { GatewayClient } = require('.');
+const client = new GatewayClient(process.argv[1], { maxRetries: 0, deadlineMs: 10000 });
+(async () => {
+  const answer = await client.chatStream({ model: 'm/x', prompt: 'Hi' }).finalMessage();
+  client.close();
+  const { reason, timing } = answer.finish;
+  process.stdout.write(JSON.stringify({ reason, upstreamUs: timing.upstreamUs, rawContent: answer.rawContent }));
+})().catch((error) => { process.stderr.write(String(error.stack)); process.exit(1); });
+"""
+
+
+async def test_a_newer_finish_reason_and_raw_content_reach_the_caller() -> None:
+    """The same stream the Python client reads in test_python_client_streams.py."""
+    newer = pb.Finish(reason=7, provider="p", model="m", timing=pb.Timing(total_us=10, upstream_us=7))
+    events = [
+        text("see [1]"),
+        raw_content("reference", {"reference_ids": [1, 2]}),
+        pb.StreamEvent(finish=newer),
+    ]
+    async with scripted_gateway(events) as (target, _):
+        code, out, err = await run_node("-e", NEWER_SERVER_SCRIPT, target)
+    assert code == 0, err
+    assert json.loads(out) == {
+        "reason": 7,
+        "upstreamUs": 7,
+        "rawContent": [{"type": "reference", "raw": {"reference_ids": [1, 2]}}],
+    }
 
 
 SHARED_SIGNAL_SCRIPT = """

@@ -16,6 +16,7 @@ import pytest
 from rpc_util import HANG_DEADLINE_S, wait_for
 
 from provider_gateway_client import (
+    AttemptReport,
     DeadlineExceededError,
     Finished,
     GatewayClient,
@@ -77,11 +78,17 @@ async def test_async_stream_yields_typed_events(gateway) -> None:
     assert isinstance(ended, ToolCallFinished)
     assert "".join(a.delta for a in arguments) == ended.arguments_json
     assert ended.arguments() == {"city": "Paris", "unit": "celsius"}
-    assert tools[-1] == Finished(
-        "tool_calls", "mock", "tools", tools[-1].response_id, "tool_calls",
-        tools[-1].gateway_overhead_us, tools[-1].time_to_first_token_us, tools[-1].total_us,
+    done = tools[-1]
+    (report,) = done.attempt_reports
+    assert done == Finished(
+        "tool_calls", "mock", "tools", done.response_id, "tool_calls",
+        done.gateway_overhead_us, done.time_to_first_token_us, done.total_us,
         (("mock", "tools", "ok"),), 0,  # the mock's known price: nothing
+        upstream_us=done.upstream_us, cost_currency="USD", cost_usage_source="provider",
+        attempt_reports=(AttemptReport("mock", "tools", "ok", "", report.latency_us, 0),),
     )  # fmt: skip
+    assert done.total_us >= done.upstream_us > 0
+    assert report.latency_us > 0
 
 
 async def test_async_unary_calls(gateway) -> None:

@@ -6,13 +6,15 @@ import type { ChannelCredentials, ChannelOptions, ClientReadableStream, ServiceE
 export * as grpc from '@grpc/grpc-js';
 
 export type Role = 'ROLE_UNSPECIFIED' | 'ROLE_SYSTEM' | 'ROLE_USER' | 'ROLE_ASSISTANT' | 'ROLE_TOOL';
+/** A value newer than this client's proto (proto3 enums are open) comes as its number. */
 export type FinishReason =
   | 'FINISH_REASON_UNSPECIFIED'
   | 'FINISH_REASON_STOP'
   | 'FINISH_REASON_LENGTH'
   | 'FINISH_REASON_TOOL_CALLS'
   | 'FINISH_REASON_CONTENT_FILTER'
-  | 'FINISH_REASON_OTHER';
+  | 'FINISH_REASON_OTHER'
+  | number;
 export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 export type JsonObject = { [key: string]: unknown };
 
@@ -363,7 +365,8 @@ export class ChatStream implements AsyncIterable<StreamEvent> {
   readonly textStream: AsyncGenerator<string, void, undefined>;
   /** Called as events pass, whoever reads the stream. */
   on<K extends keyof ChatStreamListeners>(name: K, listener: ChatStreamListeners[K]): this;
-  /** Reads the rest of the stream; the whole answer. */
+  /** Reads the rest of the stream; the whole answer, `finish` included. Rejects with what ended the
+   * stream: UNAVAILABLE when it ended without a `finish`, CANCELLED when it was left early. */
   finalMessage(): Promise<FinalMessage>;
   finalText(): Promise<string>;
   cancel(): void;

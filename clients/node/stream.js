@@ -7,13 +7,21 @@
 //
 // A ChatStream is an async iterable of events (`for await`), `textStream` iterates only the text,
 // and `finalMessage()` reads what is left and returns the whole answer, tool calls joined from their
-// deltas and reasoning blocks with their opaque state, as the unary call returns them. Leaving a loop
-// early, `cancel()` or the call's AbortSignal cancels the call, and the gateway stops the provider's
-// work. One that failed before its first event is retried as `maxRetries` allows (retries.js).
+// deltas and reasoning blocks with their opaque state, as the unary call returns them; it always has
+// its `finish`. Leaving a loop early, `cancel()` or the call's AbortSignal cancels the call, and the
+// gateway stops the provider's work; `finalMessage()` then throws CANCELLED rather than pass part of
+// an answer off as the whole. A stream that ends without its `finish` (the proto makes it the last
+// event of every successful stream) throws UNAVAILABLE. One that failed before its first event is
+// retried as `maxRetries` allows (retries.js).
 
+const { status } = require('@grpc/grpc-js');
 const errors = require('./errors');
 const { eventFromWire } = require('./convert');
 const { sleep } = require('./retries');
+
+const NO_FINISH = 'stream ended without a finish';
+// The retry policy reads "Cancelled on client" as a cancel of this client's own: never retried.
+const LEFT_EARLY = 'Cancelled on client: the stream was left before its finish';
 
 /** A tool call with its arguments parsed; `incomplete` (cut, or not a JSON object): do not run it. */
 function toolCall(id, name, argumentsJson, incomplete = false) {
@@ -119,7 +127,8 @@ async function* attempts(start, policy, deadline, signal) {
     const call = start();
     let received = false;
     let usageSeen = false;
-    let wait = null;
+    let finished = false;
+    let error;
     try {
       for await (const raw of call) {
         received = true;
@@ -130,16 +139,18 @@ async function* attempts(start, policy, deadline, signal) {
         else if (event.event === 'finish' && event.finish.usage && !usageSeen) {
           yield { event: 'usage', usage: event.finish.usage };
         }
+        if (event.event === 'finish') finished = true;
         yield event;
       }
-      return;
-    } catch (error) {
-      const typed = errors.gatewayError(error);
-      wait = received ? null : policy.waitBeforeMs(retry, typed, deadline);
-      if (wait === null) throw typed;
+      if (finished) return;
+      error = new errors.UnavailableError(status.UNAVAILABLE, NO_FINISH);
+    } catch (thrown) {
+      error = errors.gatewayError(thrown);
     } finally {
       call.cancel(); // a no-op after a clean end; stops the gateway's work after a `break`
     }
+    const wait = received ? null : policy.waitBeforeMs(retry, error, deadline);
+    if (wait === null) throw error;
     await sleep(wait, signal);
   }
 }
@@ -163,7 +174,7 @@ class ChatStream {
     }
     this._accumulator = new Accumulator();
     this._listeners = new Map();
-    this._done = false;
+    this._error = null; // what ended the stream, thrown again by a later finalMessage()
     /** The grpc-js stream of the current attempt (null before the first). */
     this.call = null;
     const open = () => {
@@ -174,19 +185,27 @@ class ChatStream {
   }
 
   async *[Symbol.asyncIterator]() {
+    let ended = false;
     try {
       for (;;) {
-        const { value, done } = await this._events.next();
-        if (done) {
-          this._done = true;
+        let next;
+        try {
+          next = await this._events.next();
+        } catch (error) {
+          ended = true;
+          this._error = error;
+          throw error;
+        }
+        if (next.done) {
+          ended = true;
           return;
         }
-        this._accumulator.add(value);
-        this._emit(value);
-        yield value;
+        this._accumulator.add(next.value);
+        this._emit(next.value);
+        yield next.value;
       }
     } finally {
-      if (!this._done) await this._events.return(); // left early: cancels the call
+      if (!ended) await this._events.return(); // left early: cancels the call
       this._detach();
     }
   }
@@ -222,13 +241,18 @@ class ChatStream {
     })();
   }
 
-  /** Reads the rest of the stream; the whole answer: text, reasoning, tool calls, usage, finish. */
+  /**
+   * Reads the rest of the stream; the whole answer: text, reasoning, tool calls, usage, finish.
+   * Throws what ended the stream, or CANCELLED when it was left early: never part of an answer.
+   */
   async finalMessage() {
     // eslint-disable-next-line no-unused-vars
     for await (const _ of this) {
       // each event is accumulated (and its listeners called) as it passes
     }
-    return this._accumulator.result();
+    const answer = this._accumulator.result();
+    if (answer.finish) return answer;
+    throw this._error || new errors.GatewayError(status.CANCELLED, LEFT_EARLY);
   }
 
   /** The whole answer's text. */

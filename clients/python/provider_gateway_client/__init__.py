@@ -5,7 +5,7 @@
         print(gateway.chat("mock/echo", "Hello").text)
 
 `chat` returns a `ChatResult`; `chat_stream` a stream of typed events (`Text`, `Reasoning`,
-`ToolCallStarted`, `ToolCallArguments`, `ToolCallFinished`, `UsageReport`, `Finished`) with
+`ToolCallStarted`, `ToolCallArguments`, `ToolCallFinished`, `UsageReport`, `RawContent`, `Finished`) with
 `text_stream` and `final()`; `list_models`, `list_providers`, `count_tokens` and `embed` return
 `ModelInfo`s, `Providers`, `TokenCount` and `Embeddings`; failures raise `GatewayError`
 subclasses. `pb` is the generated protobuf module for building requests with every field.
@@ -25,8 +25,10 @@ from provider_gateway_client.errors import (
     retry_after,
 )
 from provider_gateway_client.events import (
+    AttemptReport,
     Event,
     Finished,
+    RawContent,
     Reasoning,
     Text,
     ToolCallArguments,
@@ -57,6 +59,7 @@ __all__ = [
     "DEFAULT_TARGET",
     "SERVICE_CONFIG",
     "AsyncChatStream",
+    "AttemptReport",
     "AuthenticationError",
     "Capabilities",
     "ChatResult",
@@ -76,6 +79,7 @@ __all__ = [
     "Providers",
     "RateLimitError",
     "RateLimits",
+    "RawContent",
     "Reasoning",
     "SyncGatewayClient",
     "Text",

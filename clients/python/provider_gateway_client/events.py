@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf import json_format
+
 from provider_gateway_client.v1 import provider_service_pb2 as pb
 
 
@@ -83,10 +85,34 @@ class UsageReport:
 
 
 @dataclass(frozen=True, slots=True)
+class RawContent:
+    """Content the provider sent that has no field of its own (e.g. Mistral's `reference` chunks),
+    as it sent it: `type` is the provider's name for it, `raw` its JSON."""
+
+    type: str
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptReport:
+    """One provider the gateway tried: `outcome` is "ok" or the failure's status name, `error` what
+    went wrong, `cost_usd_micros` what it cost (None when unknown; failed attempts can cost too)."""
+
+    provider: str
+    model: str
+    outcome: str
+    error: str = ""
+    latency_us: int = 0
+    cost_usd_micros: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     """The last event: why the answer ended, who answered, and the gateway's timing in microseconds."""
 
-    reason: str  # "stop", "length", "tool_calls", "content_filter", "other"
+    # "stop", "length", "tool_calls", "content_filter", "other", "unspecified" (the provider gave
+    # none), or "unknown_<n>" for a value newer than this client.
+    reason: str
     provider: str
     model: str
     response_id: str = ""
@@ -101,14 +127,39 @@ class Finished:
     # The request fields the provider could not honour natively and the gateway emulated (named
     # as in ChatRequest, e.g. "response_format"); empty when all were honoured natively.
     emulated: tuple[str, ...] = ()
+    upstream_us: int = 0  # time spent waiting on providers
+    cost_currency: str = ""  # ISO 4217 code of the cost ("USD")
+    # Where the priced usage came from: "provider", "partial", "estimated" or "none".
+    cost_usage_source: str = ""
+    attempt_reports: tuple[AttemptReport, ...] = ()  # `attempts` with error, latency and cost
 
 
-Event = Text | Reasoning | ToolCallStarted | ToolCallArguments | ToolCallFinished | UsageReport | Finished
+Event = (
+    Text
+    | Reasoning
+    | ToolCallStarted
+    | ToolCallArguments
+    | ToolCallFinished
+    | UsageReport
+    | RawContent
+    | Finished
+)
 
 
 def finish_reason(reason: int) -> str:
-    """`FINISH_REASON_TOOL_CALLS` -> `tool_calls`."""
+    """`FINISH_REASON_TOOL_CALLS` -> `tool_calls`; a value newer than this client -> `unknown_7`
+    (proto3 enums are open: a newer gateway may add reasons, which must not fail the call)."""
+    if reason not in pb.FinishReason.values():
+        return f"unknown_{reason}"
     return pb.FinishReason.Name(reason).removeprefix("FINISH_REASON_").lower()
+
+
+def cost_micros(cost: pb.Cost) -> int | None:
+    return cost.amount_micros if cost.known else None
+
+
+def raw_content(content: pb.RawContent) -> RawContent:
+    return RawContent(content.type, json_format.MessageToDict(content.raw))
 
 
 def usage_report(usage: pb.Usage) -> UsageReport:
@@ -134,8 +185,15 @@ def finished(finish: pb.Finish) -> Finished:
         time_to_first_token_us=finish.timing.time_to_first_token_us,
         total_us=finish.timing.total_us,
         attempts=tuple((a.provider, a.model, a.outcome) for a in finish.attempts),
-        cost_usd_micros=finish.cost.amount_micros if finish.cost.known else None,
+        cost_usd_micros=cost_micros(finish.cost),
         emulated=tuple(finish.emulated),
+        upstream_us=finish.timing.upstream_us,
+        cost_currency=finish.cost.currency,
+        cost_usage_source=finish.cost.usage_source,
+        attempt_reports=tuple(
+            AttemptReport(a.provider, a.model, a.outcome, a.error, a.latency_us, cost_micros(a.cost))
+            for a in finish.attempts
+        ),
     )
 
 
@@ -159,6 +217,8 @@ def typed_event(event: pb.StreamEvent) -> Event | None:
         return ToolCallFinished(end.index, call.id, call.name, call.arguments_json, call.incomplete)
     if kind == "usage":
         return usage_report(event.usage)
+    if kind == "raw_content":
+        return raw_content(event.raw_content)
     if kind == "finish":
         return finished(event.finish)
     return None

@@ -12,6 +12,7 @@ from typing import Any
 from provider_gateway_client.events import (
     Event,
     Finished,
+    RawContent,
     Reasoning,
     Text,
     ToolCallArguments,
@@ -19,6 +20,7 @@ from provider_gateway_client.events import (
     ToolCallStarted,
     UsageReport,
     finished,
+    raw_content,
     usage_report,
 )
 from provider_gateway_client.v1 import provider_service_pb2 as pb
@@ -60,6 +62,7 @@ class ChatResult:
     finish: Finished | None = None
     reasoning_parts: tuple[pb.Reasoning, ...] = ()
     logprobs: tuple[pb.TokenLogprob, ...] = ()  # of the text's tokens, when the request asked
+    raw_content: tuple[RawContent, ...] = ()  # what the provider sent that has no field of its own
     raw: pb.ChatResponse | pb.CompleteResponse | None = field(default=None, compare=False, repr=False)
 
     def message(self) -> pb.Message:
@@ -92,6 +95,7 @@ def chat_result(response: pb.ChatResponse | pb.CompleteResponse) -> ChatResult:
         finish,
         tuple(response.reasoning_parts),
         tuple(response.logprobs),
+        tuple(raw_content(c) for c in response.raw_content),
         raw=response,
     )
 
@@ -108,6 +112,7 @@ class Accumulator:
         self.arguments: dict[int, list[str]] = {}
         self.calls: dict[int, ToolCall] = {}
         self.usage: UsageReport | None = None
+        self.raw_content: list[RawContent] = []
         self.finish: Finished | None = None
 
     def add(self, event: Event) -> None:
@@ -136,6 +141,8 @@ class Accumulator:
                 self.calls[index] = ToolCall.parse(id, name, joined, cut)
             case UsageReport():
                 self.usage = event  # the last report counts
+            case RawContent():
+                self.raw_content.append(event)
             case Finished():
                 self.finish = event
 
@@ -151,4 +158,5 @@ class Accumulator:
             self.finish,
             tuple(parts),
             tuple(self.logprobs),
+            tuple(self.raw_content),
         )
