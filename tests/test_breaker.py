@@ -126,6 +126,9 @@ def test_an_early_probe_closes_an_open_breaker_or_leaves_its_cooldown_running() 
     b.record_failure(probe)
     assert b.state is BreakerState.OPEN
     assert b.open_for() == 6
+    assert b.acquire(early=True) is None  # the next early probe waits a second
+    assert b.early_probe_in() == 1
+    clock.now += 1
     b.record_success(b.acquire(early=True))
     assert b.state is BreakerState.CLOSED
 
@@ -212,6 +215,10 @@ async def test_with_every_deployment_open_one_request_probes_early_and_the_other
     assert a.stats.started == 2
     assert router.breaker_state("a") == "open"
     assert router.planner.deployments["a/m"].breaker.open_for() == pytest.approx(25)  # not restarted
+    with pytest.raises(GatewayError, match="the next probe goes in 1 s"):  # held back a second
+        await run_stream(router, chat("a/m"))
+    assert a.stats.started == 2
+    clock.now += 1
 
     a.set_model("m", MockModel(tokens=1, first_token_delay_ms=60000))
     probe = asyncio.ensure_future(run_stream(router, chat("a/m")))
@@ -324,9 +331,18 @@ async def test_one_callers_poison_prompts_do_not_eject_every_deployment_for_ever
                 assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
             router = gw.server.router
             assert {router.breaker_state(p) for p in "ab"} == {"open"}  # the premise: every one open
+            # The last poison request was an early probe: the next one waits a second, and a caller
+            # refused meanwhile is told when to come back (as the clients do, it does).
+            refusals = []
             for _ in range(3):
-                reply = await gw.stub.Chat(pb_chat("g", "an ordinary question", max_tokens=5), timeout=10)
+                try:
+                    reply = await gw.stub.Chat(pb_chat("g", "an ordinary question", max_tokens=5), timeout=10)
+                except grpc.aio.AioRpcError as refused:
+                    refusals.append(refused.details() or "")
+                    await asyncio.sleep(1.0)
+                    reply = await gw.stub.Chat(pb_chat("g", "an ordinary question", max_tokens=5), timeout=10)
                 assert reply.text == "hello"
+            assert all("the next probe goes in" in refusal for refusal in refusals), refusals
             assert "closed" in {router.breaker_state(p) for p in "ab"}  # the early probe's success
 
 
@@ -392,3 +408,61 @@ cooldown_s = 60
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
         reply = await health.Check(health_pb2.HealthCheckRequest(service="provider/b"))
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_dead_deployment_gets_spaced_early_probes_not_every_request() -> None:
+    """A failed early probe holds the next back a second: a deployment that is really down is not
+    sent every request of its cool-down, one after another. 20 requests in 2 s reached it 21 times
+    before; now the trip, one probe at once and one a second later."""
+    clock = FakeClock()
+    router = make_router(
+        '[providers.a]\nkind = "mock"\n[providers.a.models.m]\nfault = "error_before_first_token"\n'
+        "[routing]\nretries = 0\nttft_timeout_s = 120\n"
+        "[routing.breaker]\nconsecutive_failures = 1\ncooldown_s = 30",
+        clock=clock,
+    )
+    a = mock(router, "a")
+    with pytest.raises(GatewayError):
+        await run_stream(router, chat("a/m"))  # opens the breaker for 30 s
+    refusals = []
+    for _ in range(20):
+        clock.now += 0.1
+        with pytest.raises(GatewayError) as caught:
+            await run_stream(router, chat("a/m"))
+        refusals.append(caught.value)
+    assert router.breaker_state("a") == "open"
+    assert a.stats.started == 3  # the trip, the first early probe at once, the next 1 s after it
+    spaced = refusals[-2]  # at 1.9 s: the second probe failed at about 1.1 s, the next goes at 2.1
+    assert spaced.kind is ErrorKind.UNAVAILABLE
+    assert "the next probe goes in" in spaced.message
+    assert spaced.retry_after is not None
+    assert 0.1 < spaced.retry_after <= 0.3
+
+
+async def test_an_early_probe_that_closes_the_breaker_lifts_its_shared_ejection() -> None:
+    """The ejection the breaker shared when it opened ends when a probe's success closes it: Embed
+    (which makes no early probe) and the plan's other callers see the deployment again at once,
+    instead of 'circuit open' for the rest of the cool-down on a replica whose breaker is closed."""
+    from provider_gateway.domain import EmbedRequest
+
+    clock = FakeClock()
+    router = make_router(
+        '[providers.a]\nkind = "mock"\n[providers.a.models.m]\nembeddings = true\n'
+        'fault = "error_before_first_token"\n'
+        "[routing]\nretries = 0\nttft_timeout_s = 120\n"
+        "[routing.breaker]\nconsecutive_failures = 1\ncooldown_s = 30",
+        clock=clock,
+    )
+    a = mock(router, "a")
+    with pytest.raises(GatewayError):
+        await run_stream(router, chat("a/m"))  # opens the breaker (and ejects a/m in the store)
+    for _ in range(5):
+        await asyncio.sleep(0)  # the background ejection lands
+    clock.now += 5
+    a.set_model("m", MockModel(tokens=1, embeddings=True))  # recovered
+    await run_stream(router, chat("a/m"))  # an early probe: succeeds, closes the breaker
+    assert router.breaker_state("a") == "closed"
+    for _ in range(5):
+        await asyncio.sleep(0)  # the background lift lands
+    _, result = await router.embed(EmbedRequest("a/m", ["x"]))  # before: UNAVAILABLE circuit open
+    assert len(result.vectors) == 1

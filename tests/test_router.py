@@ -24,8 +24,9 @@ from routing_support import (
 from provider_gateway import config as config_module
 from provider_gateway.domain import Capabilities, TextDelta
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.providers.mock import MockScript
+from provider_gateway.providers.mock import MockModel, MockScript
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT, AttemptInfo
+from provider_gateway.routing.breaker import BreakerState
 from provider_gateway.routing.settings import RoutingSettings
 from provider_gateway.routing.shared_state import MemoryCounterStore
 from provider_gateway.routing.timing import RequestClock
@@ -532,3 +533,35 @@ async def test_a_stream_read_on_in_another_task_still_names_its_attempt_there() 
     assert len(seen) >= 3
     assert seen == [AttemptInfo(1, "mock/echo", "closed")] * len(seen)
     assert CURRENT_ATTEMPT.get() is None
+
+
+async def test_routes_whose_limiter_learned_from_one_429_cannot_pin_every_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Made-up names that each met one 429 (an account-wide rate limit) keep what their limiters
+    learned; once they fill every plain-route slot, the least recently used of them goes rather
+    than a new route's deployment, whose breaker must still open."""
+    from provider_gateway.routing import plans
+
+    monkeypatch.setattr(plans, "MAX_ROUTE_DEPLOYMENTS", 8)
+    clock = FakeClock()
+    router = make_router(
+        '[providers.a]\nkind = "mock"\n[routing]\nretries = 0\nmax_retry_wait_s = 0\n'
+        "[routing.breaker]\nconsecutive_failures = 1\ncooldown_s = 30\n",
+        clock=clock,
+    )
+    a = mock(router, "a")
+    for i in range(9):
+        a.set_model(f"made-up-{i}", MockModel(fault="rate_limit", retry_after_ms=1000))
+        with pytest.raises(GatewayError):
+            await run_stream(router, chat(f"a/made-up-{i}"))
+    clock.now += 3600
+    assert all(d.limiter.learned() for d in router.planner.routes.values())
+    a.set_model("real", MockModel(fault="error_before_first_token"))
+    with pytest.raises(GatewayError):
+        await run_stream(router, chat("a/real"))  # opens its breaker
+    kept = router.planner.routes.get("a/real")
+    assert kept is not None
+    assert kept.breaker.state is BreakerState.OPEN
+    assert len(router.planner.routes) <= 8
+    await router.aclose()

@@ -12,7 +12,10 @@ a probe slot it never held nor decides the probe's question.
 
 While open, the retry loop may still send an early probe (`acquire(early=True)`) when every
 deployment of a plan is open, so that a few poison requests cannot eject a whole plan for every
-caller: its success closes the breaker; its failure changes nothing (the cool-down runs on).
+caller: its success closes the breaker; its failure leaves the cool-down running and holds the
+next early probe back a second, so that a deployment that is really down gets at most one
+request a second (not every request, one after another) for the rest of its cool-down, while a
+caller refused meanwhile is told when to come back.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+EARLY_PROBE_GAP_S = 1.0  # after a failed early probe, the wait before the next one
 
 
 class BreakerState(enum.Enum):
@@ -64,6 +69,7 @@ class CircuitBreaker:
         self._consecutive = 0
         self._calls: deque[tuple[float, bool]] = deque()  # (time, failed) within the window
         self._probes = 0
+        self._early_at = 0.0  # while open, no early probe before this (after a failed one)
         self._generation = 0
         # The tickets of this generation, made once per move, not per call.
         self._ticket = Ticket(0, probe=False)
@@ -95,9 +101,15 @@ class CircuitBreaker:
         state = self.state
         if state is BreakerState.CLOSED:
             return True
-        if state is BreakerState.OPEN and not early:
+        if state is BreakerState.OPEN and (not early or self._clock() < self._early_at):
             return False
         return self._probes < self.settings.half_open_probes
+
+    def early_probe_in(self) -> float:
+        """Seconds until an open breaker lets its next early probe through (0.0: now, or not open)."""
+        if self.state is not BreakerState.OPEN:
+            return 0.0
+        return max(self._early_at - self._clock(), 0.0)
 
     def acquire(self, *, early: bool = False) -> Ticket | None:
         """Take permission for one call (None: refused); in half-open, or open and `early`, this
@@ -131,8 +143,9 @@ class CircuitBreaker:
         if self._state is BreakerState.HALF_OPEN:
             self._trip()
             return
-        if self._state is BreakerState.OPEN:  # an early probe: the cool-down runs on
+        if self._state is BreakerState.OPEN:  # an early probe: the cool-down runs on, the next waits
             self._probes -= 1
+            self._early_at = self._clock() + min(EARLY_PROBE_GAP_S, self.settings.cooldown_s)
             return
         self._consecutive += 1
         self._record(failed=True)
@@ -152,6 +165,7 @@ class CircuitBreaker:
 
     def _trip(self) -> None:
         self._opened_at = self._clock()
+        self._early_at = 0.0  # the first early probe may go at once
         self._consecutive = 0
         self._calls.clear()
         self._set(BreakerState.OPEN)

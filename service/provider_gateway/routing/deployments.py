@@ -59,6 +59,10 @@ class Deployment:
         limiter = self.limiter
         return limiter.in_flight == 0 and self.breaker.state is BreakerState.CLOSED and not limiter.learned()
 
+    def is_unused(self) -> bool:
+        """Nothing in flight and a closed breaker (what its limiter learned aside)."""
+        return self.limiter.in_flight == 0 and self.breaker.state is BreakerState.CLOSED
+
     def __repr__(self) -> str:
         return f"Deployment({self.key})"
 

@@ -80,6 +80,11 @@ class HoldsView:
                     del until[next(iter(until))]
             until[key] = now + seconds
 
+    def lifted(self, key: str) -> None:
+        """`key`'s hold ended here (its breaker closed): not held, until a read says otherwise."""
+        if key in self._until:
+            self._until[key] = 0.0
+
     def forget(self) -> None:
         """After a Redis failure: what the view holds may be stale once Redis is back, so every
         key is read again then."""

@@ -97,12 +97,25 @@ class Planner:
         )
         self.routes[key] = deployment  # most recently used last
         if len(self.routes) > MAX_ROUTE_DEPLOYMENTS:
-            for old_key, old in list(self.routes.items()):
-                if old.is_idle():
-                    del self.routes[old_key]
-                    self.plain.clear()  # a kept plan must not hold a forgotten deployment
-                    break
+            self._forget_one(key)
         return deployment
+
+    def _forget_one(self, newest: str) -> None:
+        """Forget the least recently used route that nothing needs, other than the one just used: an
+        idle one that learned nothing first; else one with nothing in flight and a closed breaker
+        though its limiter learned something (names that each met a 429 must not pin every slot);
+        else, with every other one busy, the newest."""
+        victim = unused = None
+        for old_key, old in self.routes.items():
+            if old_key == newest:
+                continue
+            if old.is_idle():
+                victim = old_key
+                break
+            if unused is None and old.is_unused():
+                unused = old_key
+        del self.routes[victim or unused or newest]
+        self.plain.clear()  # a kept plan must not hold a forgotten deployment
 
     def _plain_plan(self, model: str, provider: str) -> Plan:
         """One plain route's plan (most calls), kept by the names the request gave: resolving them

@@ -404,6 +404,15 @@ def _unavailable(
         error.retry_elsewhere_only = last_error.retry_elsewhere_only
         error.refused_everywhere = last_error.refused_everywhere
         return error
+    if probed is not None and (next_probe := round(probed.breaker.early_probe_in(), 3)):
+        # Its last early probe failed: the next one is spaced (routing/breaker.py).
+        return GatewayError(
+            ErrorKind.UNAVAILABLE,
+            f"{probed.key} keeps failing (its circuit breaker is open; the next probe goes in "
+            f"{next_probe:g} s) and no other deployment of {plan.name!r} is available; "
+            f"retry after {next_probe:g} s",
+            retry_after=next_probe,
+        )
     if probed is not None:  # neither capacity nor the queue's timeout would help: the probe's verdict
         probes = probed.breaker.settings.half_open_probes
         return GatewayError(

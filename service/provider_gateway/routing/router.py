@@ -124,6 +124,8 @@ class Router:
             cooldown = deployment.settings.breaker.cooldown_s
             self._background(self.store.eject(deployment.key, cooldown))
             asyncio.get_running_loop().call_later(cooldown, self._after_cooldown, deployment)
+        elif state is BreakerState.CLOSED:  # a call succeeded: the ejection it shared is over too
+            self._background(self.store.lift(deployment.key))
         if self.on_breaker_change is not None:
             self.on_breaker_change(deployment.spec.provider, self.breaker_state(deployment.spec.provider))
 

@@ -71,6 +71,10 @@ class SharedState(CounterStore, Protocol):
 
     async def eject(self, key: str, seconds: float) -> None: ...
 
+    async def lift(self, key: str) -> None:
+        """End `key`'s ejection now: the breaker that asked for it closed (a call succeeded)."""
+        ...
+
     async def ejections(self, keys: list[str]) -> list[float]:
         """Seconds each key stays ejected (0.0 when not ejected)."""
         ...
@@ -101,6 +105,9 @@ class MemoryCounterStore:
     async def eject(self, key: str, seconds: float) -> None:
         until = self._clock() + seconds
         self._ejected[key] = max(until, self._ejected.get(key, 0.0))
+
+    async def lift(self, key: str) -> None:
+        self._ejected.pop(key, None)
 
     async def ejections(self, keys: list[str]) -> list[float]:
         return self.ejections_now(keys)
@@ -293,6 +300,17 @@ class RedisCounterStore:
                 await self._eject(
                     keys=[self._prefix + EJECTION_TAG + key], args=[max(math.ceil(seconds * 1000), 1)]
                 )
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                self._recovered()
+
+    async def lift(self, key: str) -> None:
+        await self.local.lift(key)
+        self.holds.lifted(key)
+        if self.using_redis:
+            try:
+                await self._client.delete(self._prefix + EJECTION_TAG + key)
             except Exception as exc:
                 self._failed(exc)
             else:
