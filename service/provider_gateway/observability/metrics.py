@@ -195,6 +195,13 @@ class GatewayMetrics:
             "Attempts that moved to another provider",
             ("provider",),
         )
+        self.retries_refused = Sums(
+            meter,
+            "provider_gateway.retries.refused",
+            "{attempt}",
+            "Retries and failovers the retry budget held back, by the provider they would have tried",
+            ("provider",),
+        )
         self.genai_duration = histogram(
             "gen_ai.client.operation.duration", "s", "GenAI operation duration (one upstream attempt)"
         )

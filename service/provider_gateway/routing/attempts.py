@@ -53,6 +53,8 @@ from provider_gateway.routing.consumption import (
     report,
 )
 from provider_gateway.routing.deployments import Deployment
+from provider_gateway.routing.retry_budget import RetryBudget
+from provider_gateway.routing.settings import RoutingSettings
 from provider_gateway.routing.shared_state import SharedState
 from provider_gateway.routing.stall import StallWatch, Watchdog
 from provider_gateway.routing.timing import RequestClock, us
@@ -71,6 +73,10 @@ class Failover(Protocol):
 
     attempts: list[Attempt]  # the attempts so far, each recorded as it ends
     deadline: float  # the request's, on the router's clock
+    last_error: GatewayError | None  # the last attempt's failure, the error if no retry may start
+
+    @property
+    def settings(self) -> RoutingSettings: ...  # the plan's: its retry budget
 
     def ready(self) -> Awaitable[None] | None: ...
 
@@ -85,7 +91,8 @@ class Failover(Protocol):
 
 class Attempts:
     """Runs attempts. `released` is called whenever an attempt gives back its concurrency slot,
-    so that requests queued for capacity look again; `background` runs fire-and-forget writes."""
+    so that requests queued for capacity look again; `background` runs fire-and-forget writes;
+    `budget` counts the requests and retries in flight (routing/retry_budget.py)."""
 
     def __init__(
         self,
@@ -94,7 +101,9 @@ class Attempts:
         released: Callable[[], None],
         background: Callable[[Coroutine[Any, Any, None]], None],
         prices: PriceTable,
+        budget: RetryBudget,
     ) -> None:
+        self.budget = budget
         self.clock = clock
         self.store = store
         self.released = released
@@ -114,132 +123,143 @@ class Attempts:
         failure judged for breaker and limiter. A retryable failure fails over only until the
         client has seen content. (The failover's steps are plain calls when they need no wait,
         as nearly always: a coroutine each cost more than their work.)"""
-        tries = begin()
-        if (waiting := tries.ready()) is not None:
-            await waiting
-        while (deployment := tries.next_now() or await tries.next()) is not None:
-            sent_content = False
-            try:
-                settings = deployment.settings
-                # The time to first token bounds each read until content comes, then the idle
-                # limit; the deadline bounds every read.
-                attempt = _Try(
-                    self,
-                    deployment,
-                    len(tries.attempts) + 1,
-                    request,
-                    clock,
-                    tries.deadline,
-                    tries.attempts,
-                    settings.ttft_timeout_s,
-                )
-                scope, watch = attempt.scope, attempt.watch
-                calls = OpenCalls()  # every tool call the stream starts ends before the Finish
-                stream: AsyncIterator[StreamEvent] | None = None
-                source: AsyncIterator[StreamEvent] | None = None  # what is read: the provider's own
-                report: AttemptReport | None = None  # the wrapper's record, when it lets us tell it
-                finish: ProviderFinish | None = None
-                usage: Usage | None = None  # what the provider reported, for the attempt's cost
-                relayed = 0  # characters of content passed on, to estimate the output without usage
-                answered = False  # the provider's stream gave at least one event
+        budget = self.budget
+        budget.requests += 1
+        try:
+            tries = begin()
+            if (waiting := tries.ready()) is not None:
+                await waiting
+            while (deployment := tries.next_now() or await tries.next()) is not None:
+                number = len(tries.attempts) + 1
+                if number > 1:  # any attempt after the first spends the retry budget
+                    budget.take(tries.settings, tries.last_error, deployment.spec.provider)
+                sent_content = False
                 try:
-                    task = asyncio.current_task()
-                    scope.enter()
-                    source = stream = open_stream(
-                        deployment.provider, _for_model(request, deployment.spec.model)
+                    settings = deployment.settings
+                    # The time to first token bounds each read until content comes, then the idle
+                    # limit; the deadline bounds every read.
+                    attempt = _Try(
+                        self,
+                        deployment,
+                        number,
+                        request,
+                        clock,
+                        tries.deadline,
+                        tries.attempts,
+                        settings.ttft_timeout_s,
                     )
-                    if isinstance(stream, ReportedStream):  # read the provider's stream, and tell
-                        source, report = _opened(stream, attempt)
-                    now = time.perf_counter_ns()
-                    while True:
-                        # A task keeps its context: the attempt's variables set in it hold until the
-                        # attempt ends, so they are set again only when another task resumes the
-                        # stream (grpc closes a cancelled one elsewhere), not checked on every event.
-                        reader = asyncio.current_task()
-                        if reader is not task:
-                            task = reader
-                            scope.enter()
-                        # (`watch.reading(now, reader)`, written out: its call was most of its work)
-                        watch.since_ns = now
-                        watch.task = reader
-                        watch.cancelling = reader.cancelling() if reader is not None else 0
-                        if not watch.watched:
-                            watch.join(now)
-                        try:
-                            event = await anext(source)
-                        except StopAsyncIteration:
-                            if report is not None:
-                                report.ended()
-                            if type(source) is AsyncGeneratorType:
-                                source = None  # a generator at its end is closed: nothing to close
-                            break
-                        except BaseException as exc:
-                            if report is not None:  # first: it redacts what the error says
-                                report.failed(exc)
-                            if isinstance(exc, asyncio.CancelledError | OSError):
-                                attempt.read_failed(exc, sent_content)
-                            raise
-                        finally:
-                            # The read is over however it ended: an error's handling below (judging
-                            # it may wait on Redis) must not be cancelled as a read past its limit.
-                            # (`watch.finished()`, written out: its call was most of its work.)
-                            watch.since_ns = 0
-                            if watch.expired:
-                                watch.finished()
-                            handed = time.perf_counter_ns()
-                            clock.upstream_ns += handed - now
-                        answered = True
-                        # Text deltas are nearly every event of a stream: one type test settles
-                        # them (and they are no tool-call event for `calls`).
-                        if type(event) is TextDelta:
-                            relayed += len(event.text)
-                        elif isinstance(event, ProviderFinish):
-                            finish = event
-                            now = time.perf_counter_ns()
-                            continue
-                        elif isinstance(event, UsageEvent):
-                            usage = event.usage
-                        elif isinstance(event, ReasoningDelta | TextDelta):  # text with logprobs
-                            relayed += len(event.text)
-                        elif isinstance(event, ToolCallDelta):
-                            relayed += len(event.arguments_delta)
-                        if not sent_content and isinstance(event, CONTENT_EVENTS):
-                            sent_content = True
-                            attempt.first_content(handed)
-                            if report is not None:
-                                report.first_chunk(handed)
-                            watch.limit(settings.idle_timeout_s)
-                        yield event if type(event) is TextDelta else calls.see(event)
-                        now = time.perf_counter_ns()
-                        clock.downstream_ns += now - handed
-                    if finish is None:  # the adapters check their vendor's end marker; this the rest
-                        raise _unfinished(deployment)
-                except GatewayError as exc:
-                    await attempt.failed(exc, usage, relayed, answered)
-                    raise
-                finally:
-                    attempt.settle(usage, relayed, finish, started=stream is not None)
+                    scope, watch = attempt.scope, attempt.watch
+                    calls = OpenCalls()  # every tool call the stream starts ends before the Finish
+                    stream: AsyncIterator[StreamEvent] | None = None
+                    source: AsyncIterator[StreamEvent] | None = None  # what is read: the provider's own
+                    report: AttemptReport | None = None  # the wrapper's record, when it lets us tell it
+                    finish: ProviderFinish | None = None
+                    usage: Usage | None = None  # what the provider reported, for the attempt's cost
+                    relayed = 0  # characters of content passed on, to estimate the output without usage
+                    answered = False  # the provider's stream gave at least one event
                     try:
-                        if source is not None:
-                            await _close(source)
+                        task = asyncio.current_task()
+                        scope.enter()
+                        source = stream = open_stream(
+                            deployment.provider, _for_model(request, deployment.spec.model)
+                        )
+                        if isinstance(stream, ReportedStream):  # read the provider's stream, and tell
+                            source, report = _opened(stream, attempt)
+                        now = time.perf_counter_ns()
+                        while True:
+                            # A task keeps its context: the attempt's variables set in it hold until the
+                            # attempt ends, so they are set again only when another task resumes the
+                            # stream (grpc closes a cancelled one elsewhere), not checked on every event.
+                            reader = asyncio.current_task()
+                            if reader is not task:
+                                task = reader
+                                scope.enter()
+                            # (`watch.reading(now, reader)`, written out: its call was most of its work)
+                            watch.since_ns = now
+                            watch.task = reader
+                            watch.cancelling = reader.cancelling() if reader is not None else 0
+                            if not watch.watched:
+                                watch.join(now)
+                            try:
+                                event = await anext(source)
+                            except StopAsyncIteration:
+                                if report is not None:
+                                    report.ended()
+                                if type(source) is AsyncGeneratorType:
+                                    source = None  # a generator at its end is closed: nothing to close
+                                break
+                            except BaseException as exc:
+                                if report is not None:  # first: it redacts what the error says
+                                    report.failed(exc)
+                                if isinstance(exc, asyncio.CancelledError | OSError):
+                                    attempt.read_failed(exc, sent_content)
+                                raise
+                            finally:
+                                # The read is over however it ended: an error's handling below (judging
+                                # it may wait on Redis) must not be cancelled as a read past its limit.
+                                # (`watch.finished()`, written out: its call was most of its work.)
+                                watch.since_ns = 0
+                                if watch.expired:
+                                    watch.finished()
+                                handed = time.perf_counter_ns()
+                                clock.upstream_ns += handed - now
+                            answered = True
+                            # Text deltas are nearly every event of a stream: one type test settles
+                            # them (and they are no tool-call event for `calls`).
+                            if type(event) is TextDelta:
+                                relayed += len(event.text)
+                            elif isinstance(event, ProviderFinish):
+                                finish = event
+                                now = time.perf_counter_ns()
+                                continue
+                            elif isinstance(event, UsageEvent):
+                                usage = event.usage
+                            elif isinstance(event, ReasoningDelta | TextDelta):  # text with logprobs
+                                relayed += len(event.text)
+                            elif isinstance(event, ToolCallDelta):
+                                relayed += len(event.arguments_delta)
+                            if not sent_content and isinstance(event, CONTENT_EVENTS):
+                                sent_content = True
+                                attempt.first_content(handed)
+                                if report is not None:
+                                    report.first_chunk(handed)
+                                watch.limit(settings.idle_timeout_s)
+                            yield event if type(event) is TextDelta else calls.see(event)
+                            now = time.perf_counter_ns()
+                            clock.downstream_ns += now - handed
+                        if finish is None:  # the adapters check their vendor's end marker; this the rest
+                            raise _unfinished(deployment)
+                    except GatewayError as exc:
+                        await attempt.failed(exc, usage, relayed, answered)
+                        raise
                     finally:
-                        if report is not None:
-                            report.close(usage, finish)
-                    self.released()
-                attempt.succeeded(usage, relayed, finish, sent_content)
-                for end in calls.close():  # cut by max_tokens, or a vendor that ends none
-                    handed = time.perf_counter_ns()
-                    yield end
-                    clock.downstream_ns += time.perf_counter_ns() - handed
-                yield attempt.finished(finish)
-                return
-            except GatewayError as exc:
-                # Once the client has seen output, a failure ends the stream (an honest error beats
-                # a silently spliced answer).
-                if sent_content or not exc.retryable:
-                    raise
-                tries.retry_later(deployment, exc)
-        raise tries.exhausted()
+                        attempt.settle(usage, relayed, finish, started=stream is not None)
+                        try:
+                            if source is not None:
+                                await _close(source)
+                        finally:
+                            if report is not None:
+                                report.close(usage, finish)
+                        self.released()
+                    attempt.succeeded(usage, relayed, finish, sent_content)
+                    for end in calls.close():  # cut by max_tokens, or a vendor that ends none
+                        handed = time.perf_counter_ns()
+                        yield end
+                        clock.downstream_ns += time.perf_counter_ns() - handed
+                    yield attempt.finished(finish)
+                    return
+                except GatewayError as exc:
+                    # Once the client has seen output, a failure ends the stream (an honest error beats
+                    # a silently spliced answer).
+                    if sent_content or not exc.retryable:
+                        raise
+                    tries.retry_later(deployment, exc)
+                finally:
+                    if number > 1:
+                        budget.retries -= 1
+            raise tries.exhausted()
+        finally:
+            budget.requests -= 1
 
     async def call(
         self,

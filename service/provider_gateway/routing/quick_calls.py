@@ -22,6 +22,7 @@ from provider_gateway.routing.breaker import Ticket
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.retry import CapacityQueue
+from provider_gateway.routing.retry_budget import RetryBudget
 from provider_gateway.routing.settings import RoutingSettings
 from provider_gateway.routing.shared_state import SharedState
 
@@ -36,7 +37,9 @@ class QuickCalls:
         store: SharedState,
         capacity: CapacityQueue,
         backoff: Callable[[int, RoutingSettings], float],
+        budget: RetryBudget,
     ) -> None:
+        self.budget = budget  # shared with chat calls: routing/retry_budget.py
         self.clock = clock
         self.sleep = sleep
         self.store = store
@@ -45,21 +48,32 @@ class QuickCalls:
 
     async def call(self, plan: Plan, call: Callable[[Deployment], Awaitable[R]]) -> tuple[Route, R]:
         """The first answer of the plan's deployments, tried in order as they are ready."""
-        walk = _Walk(plan, self.clock() + plan.settings.timeout_s)
-        await self._read_holds(walk)
-        while (deployment := await self._next(walk)) is not None:
-            walk.tried += 1
-            try:
-                result = await self._attempt(deployment, call)
-            except GatewayError as exc:
-                if not exc.retryable:
-                    raise
-                self._retry_later(walk, deployment, exc)
-                continue
-            return Route(deployment.spec.provider, deployment.spec.model), result
-        raise walk.last_error or GatewayError(
-            ErrorKind.UNAVAILABLE, f"no deployment of {plan.name!r} answered"
-        )
+        budget = self.budget
+        budget.requests += 1
+        try:
+            walk = _Walk(plan, self.clock() + plan.settings.timeout_s)
+            await self._read_holds(walk)
+            while (deployment := await self._next(walk)) is not None:
+                retry = walk.tried > 0  # any attempt after the first spends the retry budget
+                if retry:
+                    budget.take(plan.settings, walk.last_error, deployment.spec.provider)
+                walk.tried += 1
+                try:
+                    result = await self._attempt(deployment, call)
+                except GatewayError as exc:
+                    if not exc.retryable:
+                        raise
+                    self._retry_later(walk, deployment, exc)
+                    continue
+                finally:
+                    if retry:
+                        budget.retries -= 1
+                return Route(deployment.spec.provider, deployment.spec.model), result
+            raise walk.last_error or GatewayError(
+                ErrorKind.UNAVAILABLE, f"no deployment of {plan.name!r} answered"
+            )
+        finally:
+            budget.requests -= 1
 
     async def _read_holds(self, walk: _Walk) -> None:
         """When each held deployment is ready again: its breaker's ejection (shared by replicas) or

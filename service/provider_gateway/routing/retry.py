@@ -14,6 +14,9 @@ A provider that answers `x-should-retry: false` (http/errors.py) is not tried ag
 request: its deployment is never ready again, and once no other is left the client gets its error;
 when every deployment of the plan said so, the error says that no retry can help (`retry_nowhere`).
 
+Every attempt after a request's first spends the process's retry budget (retry_budget.py): when
+too many retries are in flight for the requests in flight, the request ends with its last error.
+
 Streams fail over only before their first content event: once a client has seen output, a failure
 ends the stream with an error status (an honest error beats a silently spliced answer). A unary
 call (`call`) has sent nothing until it returns: it fails over on any retryable failure.
@@ -144,25 +147,36 @@ class RetryLoop:
     ) -> tuple[ChatResponse, Finish]:
         """The retry loop of a unary call: the client sees nothing until it returns, so any
         retryable failure fails over, as a stream's does before its first content."""
-        tries = self._begin(plan, request, clock)
-        if (waiting := tries.ready()) is not None:
-            await waiting
-        while (deployment := tries.next_now() or await self._next(tries)) is not None:
-            try:
-                return await self.attempts.call(
-                    deployment,
-                    len(tries.attempts) + 1,
-                    request,
-                    clock,
-                    tries.deadline,
-                    answer,
-                    tries.attempts,
-                )
-            except GatewayError as exc:
-                if not exc.retryable:
-                    raise
-                self._retry_later(tries, deployment, exc)
-        raise tries.exhausted()
+        budget = self.attempts.budget
+        budget.requests += 1
+        try:
+            tries = self._begin(plan, request, clock)
+            if (waiting := tries.ready()) is not None:
+                await waiting
+            while (deployment := tries.next_now() or await self._next(tries)) is not None:
+                number = len(tries.attempts) + 1
+                if number > 1:  # any attempt after the first spends the retry budget
+                    budget.take(tries.settings, tries.last_error, deployment.spec.provider)
+                try:
+                    return await self.attempts.call(
+                        deployment,
+                        number,
+                        request,
+                        clock,
+                        tries.deadline,
+                        answer,
+                        tries.attempts,
+                    )
+                except GatewayError as exc:
+                    if not exc.retryable:
+                        raise
+                    self._retry_later(tries, deployment, exc)
+                finally:
+                    if number > 1:
+                        budget.retries -= 1
+            raise tries.exhausted()
+        finally:
+            budget.requests -= 1
 
     async def _next(self, tries: _Tries) -> Deployment | None:
         """The deployment to try next, waiting (bounded) for one; None once every attempt is spent."""
@@ -338,6 +352,11 @@ class _Tries:
         self.max_attempts = len(plan.deployments) + plan.settings.retries
         self.queued_after = -1  # the attempts made before the current wait for capacity began
         self.queue_deadline = math.inf
+
+    @property
+    def settings(self) -> RoutingSettings:
+        """The plan's (its retry budget): read only for a retry, so not kept per request."""
+        return self.plan.settings
 
     def queue_ends(self, now: float) -> float:
         """When the current wait for capacity gives up: `queue_timeout_s` after the request joined

@@ -49,6 +49,7 @@ from provider_gateway.routing.plans import Plan, Planner
 from provider_gateway.routing.quick_calls import QuickCalls
 from provider_gateway.routing.resolve import RouteResolver
 from provider_gateway.routing.retry import CapacityQueue, RetryLoop
+from provider_gateway.routing.retry_budget import RetryBudget
 from provider_gateway.routing.settings import RoutingConfig
 from provider_gateway.routing.shared_state import MemoryCounterStore, SharedState
 from provider_gateway.routing.timing import RequestClock
@@ -85,12 +86,21 @@ class Router:
         build = build or (lambda config: build_provider(config, ProviderContext()))
         self.planner = Planner(registry, resolver, self.routing, build, clock, self._breaker_changed, rng)
         self.capacity = CapacityQueue(clock)
+        # Requests and retries in flight in this process; the server feeds its refusals to a metric.
+        self.retry_budget = RetryBudget()
         attempts = Attempts(
-            clock, self.store, self.capacity.notify, self._background, prices or PriceTable.builtin()
+            clock,
+            self.store,
+            self.capacity.notify,
+            self._background,
+            prices or PriceTable.builtin(),
+            self.retry_budget,
         )
         self.catalog = catalog or Catalog.builtin()
         self.retry = RetryLoop(clock, rng, sleep, self.store, self.capacity, attempts, self.catalog)
-        self.quick = QuickCalls(clock, sleep, self.store, self.capacity, self.retry.backoff)
+        self.quick = QuickCalls(
+            clock, sleep, self.store, self.capacity, self.retry.backoff, self.retry_budget
+        )
 
     def plan(self, model: str, provider: str = "", fallbacks: list[str] | tuple[str, ...] = ()) -> Plan:
         """The primary's deployments (balanced), then each fallback's (a group or a model)."""

@@ -3,6 +3,8 @@
     [routing]                       # defaults for every group and for plain `provider/model` routes
     strategy = "weighted"           # or "latency": power of two choices over EWMA(TTFT) x in-flight
     retries = 2                     # attempts beyond one per deployment
+    retry_budget_percent = 20       # retries in flight below max(min_retry_concurrency = 3, 20% of
+                                    # the requests in flight), per process (routing/retry_budget.py)
     [routing.breaker]               # consecutive_failures, failure_rate, window_s, min_calls, cooldown_s,
                                     # half_open_probes
     [routing.limiter]               # initial, minimum, maximum, backoff, low_headroom, decrease_interval_s
@@ -42,6 +44,8 @@ ROUTING_KEYS = (
     "timeout_s",
     "max_queue",
     "queue_timeout_s",
+    "retry_budget_percent",
+    "min_retry_concurrency",
     "breaker",
     "limiter",
 )
@@ -61,6 +65,9 @@ class RoutingSettings:
     timeout_s: float = 600.0  # the deadline when the client sets none
     max_queue: int = 100
     queue_timeout_s: float = 5.0
+    # Retries in flight may not reach max(floor, percent of the requests in flight): retry_budget.py.
+    retry_budget_percent: float = 20.0  # Envoy's default; 100: no budget
+    min_retry_concurrency: int = 3  # Envoy's default
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     limiter: LimiterSettings = field(default_factory=LimiterSettings)
 
@@ -102,6 +109,7 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "failure_rate": (0, 1),
     "backoff": (0, 1),
     "low_headroom": (0, 1),
+    "retry_budget_percent": (0, 100),
 }
 # Limits every request is timed against: 0 would fail each one DEADLINE_EXCEEDED at once rather
 # than mean "no limit". The smallest accepted is the HTTP layer's (http/client.py).

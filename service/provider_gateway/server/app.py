@@ -86,6 +86,9 @@ class GatewayServer:
         self.health_servicer = ListingHealthServicer()
         self.health = ProviderHealthBook(self.health_servicer, self.registry.names())
         self.router.on_breaker_change = self.health.breaker_changed
+        if (metrics := self.telemetry.metrics) is not None:
+            refused = metrics.retries_refused
+            self.router.retry_budget.on_refused = lambda provider: refused.add(1, provider)
         self.monitor = HealthMonitor(
             list(self.registry),
             self.health,
