@@ -43,7 +43,6 @@ from provider_gateway.pricing import PriceTable, total
 from provider_gateway.providers.base import Provider, has_content, relayed_answer
 from provider_gateway.providers.open_calls import OpenCalls
 from provider_gateway.routing.attempt import AttemptInfo, AttemptReport, AttemptScope, ReportedStream
-from provider_gateway.routing.breaker import Ticket
 from provider_gateway.routing.consumption import (
     NOTHING_CONSUMED,
     Consumed,
@@ -58,6 +57,7 @@ from provider_gateway.routing.settings import RoutingSettings
 from provider_gateway.routing.shared_state import SharedState
 from provider_gateway.routing.stall import StallWatch, Watchdog
 from provider_gateway.routing.timing import RequestClock, us
+from provider_gateway.routing.verdicts import judge
 
 Req = TypeVar("Req", ChatRequest, CompletionRequest)
 OpenStream = Callable[[Provider, Req], AsyncIterator[StreamEvent]]
@@ -326,20 +326,6 @@ class Attempts:
             images = _images(request)
         return self.prices.cost_at(price, usage, source, images)
 
-    async def _judge(self, deployment: Deployment, ticket: Ticket | None, exc: GatewayError) -> None:
-        """What a failure says about the deployment: overloaded, broken, or nothing (a bad request).
-        (`ticket`: the attempt's permission from the breaker, so that a verdict it gives after the
-        breaker moved on is dropped.)"""
-        if exc.kind is ErrorKind.RESOURCE_EXHAUSTED:
-            deployment.limiter.on_rate_limited(exc.retry_after)
-            deployment.breaker.release(ticket)
-            if exc.retry_after:
-                await self.store.eject(deployment.held_keys[1], exc.retry_after)
-        elif exc.retryable:
-            deployment.breaker.record_failure(ticket)
-        else:
-            deployment.breaker.release(ticket)
-
     def _rate_limit_info(self, deployment: Deployment, info: RateLimitInfo) -> None:
         deployment.limiter.on_rate_limit_info(info)
         if info.headroom() == 0.0 and info.reset_s:
@@ -435,7 +421,7 @@ class _Try:
             consumed, source = reckon_usage(usage, self.request, relayed, self.heard)
             self.cost = self.owner._cost(deployment, self.request, None, consumed, source)
         self.attempts.append(_failed(deployment, exc, self.started, self.cost))
-        await self.owner._judge(deployment, self.ticket, exc)
+        await judge(deployment, self.ticket, exc, self.owner.store)
 
     def settle(
         self, usage: Usage | None, relayed: int, finish: ProviderFinish | None, *, started: bool

@@ -18,13 +18,13 @@ from typing import TypeVar
 
 from provider_gateway.domain import Route
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.routing.breaker import Ticket
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.retry import CapacityQueue
 from provider_gateway.routing.retry_budget import RetryBudget
 from provider_gateway.routing.settings import RoutingSettings
 from provider_gateway.routing.shared_state import SharedState
+from provider_gateway.routing.verdicts import judge, retry_later
 
 R = TypeVar("R")
 
@@ -63,7 +63,7 @@ class QuickCalls:
                 except GatewayError as exc:
                     if not exc.retryable:
                         raise
-                    self._retry_later(walk, deployment, exc)
+                    retry_later(walk, deployment, exc, self.backoff, self.clock())
                     continue
                 finally:
                     if retry:
@@ -134,7 +134,7 @@ class QuickCalls:
         except GatewayError as exc:
             exc.provider = exc.provider or deployment.spec.provider
             judged = True
-            await self._judge(deployment, exc, ticket)
+            await judge(deployment, ticket, exc, self.store)
             raise
         finally:
             limiter.release()
@@ -144,34 +144,6 @@ class QuickCalls:
         breaker.record_success(ticket)
         limiter.on_success()
         return result
-
-    async def _judge(self, deployment: Deployment, exc: GatewayError, ticket: Ticket | None) -> None:
-        """What a failure says about the deployment, as for a chat's attempt: overloaded (a 429:
-        slow down, and hold it for the wait the provider named), broken, or nothing (a bad request)."""
-        if exc.kind is ErrorKind.RESOURCE_EXHAUSTED:
-            deployment.limiter.on_rate_limited(exc.retry_after)
-            deployment.breaker.release(ticket)
-            if exc.retry_after:
-                await self.store.eject(deployment.held_keys[1], exc.retry_after)
-        elif exc.retryable:
-            deployment.breaker.record_failure(ticket)
-        else:
-            deployment.breaker.release(ticket)
-
-    def _retry_later(self, walk: _Walk, deployment: Deployment, exc: GatewayError) -> None:
-        """The deployment waits out its backoff or the delay the provider asked for; never again
-        within the call when the provider said another try there would not help."""
-        walk.last_error = exc
-        failures = walk.failures.get(deployment.key, 0)
-        walk.failures[deployment.key] = failures + 1
-        if exc.retry_elsewhere_only:
-            ready_at = walk.ready_at
-            ready_at[deployment.key] = math.inf
-            # Every deployment said so: a client's retry would meet them again (`retry_nowhere`).
-            exc.refused_everywhere = all(ready_at.get(d.key) == math.inf for d in walk.plan.deployments)
-            return
-        delay = max(self.backoff(failures, walk.plan.settings), exc.retry_after or 0.0)
-        walk.ready_at[deployment.key] = self.clock() + delay
 
 
 class _Walk:

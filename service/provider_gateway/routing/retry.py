@@ -41,6 +41,7 @@ from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.settings import RoutingSettings
 from provider_gateway.routing.shared_state import SharedState
 from provider_gateway.routing.timing import RequestClock
+from provider_gateway.routing.verdicts import retry_later
 
 RPM_WINDOW_S = 60.0
 PROBE_RETRY_S = 1.0  # the retry delay of a request refused while a probe is in flight: it ends soon
@@ -214,19 +215,7 @@ class RetryLoop:
         return None
 
     def _retry_later(self, tries: _Tries, deployment: Deployment, exc: GatewayError) -> None:
-        """A retryable failure: the deployment waits out its backoff, or the delay the provider asked
-        for; or, when the provider said another try there would not help, it is never ready again
-        for this request (the plan's other deployments still are)."""
-        tries.last_error = exc
-        n = tries.failures.get(deployment.key, 0)
-        tries.failures[deployment.key] = n + 1
-        if exc.retry_elsewhere_only:
-            ready_at = tries.ready_at
-            ready_at[deployment.key] = math.inf
-            exc.refused_everywhere = all(ready_at.get(d.key) == math.inf for d in tries.plan.deployments)
-            return
-        delay = max(self.backoff(n, tries.plan.settings), exc.retry_after or 0.0)
-        tries.ready_at[deployment.key] = self.clock() + delay
+        retry_later(tries, deployment, exc, self.backoff, self.clock())
 
     async def _read_holds(self, tries: _Tries, keys: list[str]) -> None:
         """The holds of `tries`' plan from a store that must be asked (Redis's view, being read)."""
