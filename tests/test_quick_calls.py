@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from routing_support import make_router, mock, until
+from routing_support import chat, make_router, mock, run_stream, until
 
 from provider_gateway.domain import CountTokensRequest, EmbedRequest
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.providers.mock import MockProvider
+from provider_gateway.providers.mock import MockModel, MockProvider
 from provider_gateway.routing.router import Router
 
 pytestmark = pytest.mark.timeout(30)
@@ -153,3 +153,33 @@ async def test_an_embed_waits_in_the_queue_for_a_slot_and_is_refused_naming_the_
     assert refused.value.kind is ErrorKind.RESOURCE_EXHAUSTED
     assert "queue_timeout_s" in refused.value.message
     assert calls() == 1
+
+
+async def test_embed_behind_a_half_open_probe_is_told_so_as_chat_is() -> None:
+    """A half-open deployment whose one probe is in flight: Embed is refused at once, naming the
+    probe and when to retry, as Chat is; it once waited out queue_timeout_s in the capacity queue
+    and then blamed the deployments' concurrency."""
+    router = make_router(
+        '[providers.a]\nkind = "mock"\n[providers.a.models.m]\nembeddings = true\n'
+        'fault = "error_before_first_token"\n'
+        "[routing]\nretries = 0\nqueue_timeout_s = 30\n"
+        "[routing.breaker]\nconsecutive_failures = 1\ncooldown_s = 0.2\nhalf_open_probes = 1\n"
+    )
+    a = mock(router, "a")
+    with pytest.raises(GatewayError):
+        await run_stream(router, chat("a/m"))  # opens the breaker
+    await asyncio.sleep(0.3)  # half-open
+    a.set_model("m", MockModel(tokens=1, embeddings=True, first_token_delay_ms=60000))
+    probe = asyncio.ensure_future(run_stream(router, chat("a/m")))  # holds the one probe slot
+    await until(lambda: a.stats.started == 2)
+    try:
+        with pytest.raises(GatewayError) as caught:
+            async with asyncio.timeout(10):  # a regression waits in the queue (30 s) instead
+                await router.embed(EmbedRequest("a/m", ["x"]))
+    finally:
+        probe.cancel()
+        await asyncio.gather(probe, return_exceptions=True)
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    assert "being probed" in caught.value.message
+    assert caught.value.retry_after == 1.0
+    await router.aclose()

@@ -24,7 +24,7 @@ from provider_gateway.routing.retry import CapacityQueue
 from provider_gateway.routing.retry_budget import RetryBudget
 from provider_gateway.routing.settings import RoutingSettings
 from provider_gateway.routing.shared_state import SharedState
-from provider_gateway.routing.verdicts import judge, retry_later
+from provider_gateway.routing.verdicts import judge, probed_refusal, retry_later
 
 R = TypeVar("R")
 
@@ -100,16 +100,19 @@ class QuickCalls:
             wait = math.inf  # until the soonest held deployment is ready
             rate_limited = False  # whether that one waits on its provider's rate limit
             at_capacity = False
+            probed: Deployment | None = None  # half-open, its probes in flight: their verdict decides
             for deployment in plan.deployments:
                 ready = max(walk.ready_at.get(deployment.key, 0.0), now + deployment.breaker.open_for())
                 if ready > now:
                     if ready - now < wait:
                         wait = ready - now
                         rate_limited = walk.limited_until.get(deployment.key, 0.0) >= ready
-                elif deployment.breaker.available() and deployment.limiter.has_capacity():
+                elif not deployment.breaker.available():
+                    probed = deployment
+                elif deployment.limiter.has_capacity():
                     return deployment
                 else:
-                    at_capacity = True  # probe slots or concurrency taken: a release frees it
+                    at_capacity = True  # concurrency taken: a release frees it
             if at_capacity:
                 if walk.queued_after != walk.tried:  # a new wait: the queue's timeout counts from now
                     walk.queued_after = walk.tried
@@ -120,6 +123,8 @@ class QuickCalls:
                 )
             elif wait <= plan.settings.max_retry_wait_s and now + wait < walk.deadline:
                 await self.sleep(wait)
+            elif probed is not None and walk.last_error is None:
+                raise probed_refusal(plan, probed)  # neither capacity nor the queue would help
             else:
                 raise walk.unavailable(wait, rate_limited=rate_limited)
         return None

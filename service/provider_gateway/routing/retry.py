@@ -41,10 +41,9 @@ from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.settings import RoutingSettings
 from provider_gateway.routing.shared_state import SharedState
 from provider_gateway.routing.timing import RequestClock
-from provider_gateway.routing.verdicts import retry_later
+from provider_gateway.routing.verdicts import probed_refusal, retry_later
 
 RPM_WINDOW_S = 60.0
-PROBE_RETRY_S = 1.0  # the retry delay of a request refused while a probe is in flight: it ends soon
 
 
 class CapacityQueue:
@@ -412,24 +411,8 @@ def _unavailable(
         error.retry_elsewhere_only = last_error.retry_elsewhere_only
         error.refused_everywhere = last_error.refused_everywhere
         return error
-    if probed is not None and (next_probe := round(probed.breaker.early_probe_in(), 3)):
-        # Its last early probe failed: the next one is spaced (routing/breaker.py).
-        return GatewayError(
-            ErrorKind.UNAVAILABLE,
-            f"{probed.key} keeps failing (its circuit breaker is open; the next probe goes in "
-            f"{next_probe:g} s) and no other deployment of {plan.name!r} is available; "
-            f"retry after {next_probe:g} s",
-            retry_after=next_probe,
-        )
     if probed is not None:  # neither capacity nor the queue's timeout would help: the probe's verdict
-        probes = probed.breaker.settings.half_open_probes
-        return GatewayError(
-            ErrorKind.UNAVAILABLE,
-            f"{probed.key} is being probed after failures (its circuit breaker lets {probes} "
-            f"request(s) through at a time, [routing.breaker] half_open_probes) and no other "
-            f"deployment of {plan.name!r} is available; retry after {PROBE_RETRY_S:g} s",
-            retry_after=PROBE_RETRY_S,
-        )
+        return probed_refusal(plan, probed)
     if rate_limited:  # a wait, not an outage: clients that retry UNAVAILABLE at once must not
         return GatewayError(
             ErrorKind.RESOURCE_EXHAUSTED,

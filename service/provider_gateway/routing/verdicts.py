@@ -15,6 +15,8 @@ from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.settings import RoutingSettings
 from provider_gateway.routing.shared_state import SharedState
 
+PROBE_RETRY_S = 1.0  # the retry delay of a request refused while a probe is in flight: it ends soon
+
 
 async def judge(deployment: Deployment, ticket: Ticket | None, exc: GatewayError, store: SharedState) -> None:
     """Overloaded (a 429: slow down, and hold it for the wait the provider named), broken, or
@@ -60,3 +62,24 @@ def retry_later(
         exc.refused_everywhere = all(ready_at.get(d.key) == math.inf for d in walk.plan.deployments)
         return
     ready_at[deployment.key] = now + max(backoff(failures, walk.plan.settings), exc.retry_after or 0.0)
+
+
+def probed_refusal(plan: Plan, probed: Deployment) -> GatewayError:
+    """A request that only `probed` could take, which its breaker holds: its probes are in flight
+    (their verdict comes soon), or its last early probe failed and the next one waits."""
+    if next_probe := round(probed.breaker.early_probe_in(), 3):
+        return GatewayError(
+            ErrorKind.UNAVAILABLE,
+            f"{probed.key} keeps failing (its circuit breaker is open; the next probe goes in "
+            f"{next_probe:g} s) and no other deployment of {plan.name!r} is available; "
+            f"retry after {next_probe:g} s",
+            retry_after=next_probe,
+        )
+    probes = probed.breaker.settings.half_open_probes
+    return GatewayError(
+        ErrorKind.UNAVAILABLE,
+        f"{probed.key} is being probed after failures (its circuit breaker lets {probes} "
+        f"request(s) through at a time, [routing.breaker] half_open_probes) and no other "
+        f"deployment of {plan.name!r} is available; retry after {PROBE_RETRY_S:g} s",
+        retry_after=PROBE_RETRY_S,
+    )
