@@ -144,3 +144,21 @@ async def test_calls_are_served_from_the_view_while_redis_is_frozen(
     assert [r.getMessage() for r in caplog.records].count(
         f"redis unavailable at 127.0.0.1:{redis_server.port} (TimeoutError); using per-replica state for 60 s"
     ) == 1
+
+
+async def test_a_lifted_ejection_is_over_for_every_replica(redis_server: RedisServer) -> None:
+    """A breaker that closes lifts the ejection it shared: the replica that lifts it and one that
+    reads Redis afresh both see the deployment again at once, not at the end of the cool-down."""
+    prefix = f"l{time.monotonic_ns()}:"
+    one = RedisCounterStore(redis_server.url, prefix=prefix)
+    two = RedisCounterStore(redis_server.url, prefix=prefix, holds_refresh_s=0)
+    try:
+        await one.eject(PRIMARY, 60)
+        assert (await one.ejections([PRIMARY]))[0] > 50
+        assert (await two.ejections([PRIMARY]))[0] > 50
+        await one.lift(PRIMARY)
+        assert await one.ejections([PRIMARY]) == [0.0]
+        assert await two.ejections([PRIMARY]) == [0.0]
+    finally:
+        await one.aclose()
+        await two.aclose()
