@@ -18,60 +18,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 
-import grpc
 from google.protobuf import struct_pb2
-from request_counts import CHAT, best_ms, conversation
+from request_counts import best_ms, conversation, served_beside
 
-from provider_gateway import config
 from provider_gateway.server import convert, validate
-from provider_gateway.server.app import GatewayServer
 from provider_gateway.v1 import provider_service_pb2 as pb
-from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
 
 def empty_objects(values: int) -> struct_pb2.Struct:
     options = struct_pb2.Struct()
     options.update({"a": [{}] * values})
     return options
-
-
-async def served(values: int) -> None:
-    server = GatewayServer(config.mock_only())
-    await server.start("127.0.0.1", 0)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stub = pb_grpc.ProviderServiceStub(channel)
-            small = pb.ChatRequest(model="mock/echo", messages=conversation(1, 1))
-            await stub.Chat(small, timeout=10)
-            heavy = pb.ChatRequest(
-                model="mock/echo",
-                max_tokens=1,
-                messages=conversation(1, 1),
-                provider_options=empty_objects(values),
-            )
-            data = heavy.SerializeToString()  # sent as bytes: the client's own encoding is not timed
-            started = time.perf_counter()
-            call = asyncio.ensure_future(channel.unary_unary(CHAT)(data, timeout=120))
-            slowest = 0.0
-            while not call.done():
-                begun = time.perf_counter()
-                await stub.Chat(small, timeout=120)
-                slowest = max(slowest, time.perf_counter() - begun)
-                await asyncio.sleep(0.02)
-            try:
-                await call
-                outcome = "OK"
-            except grpc.aio.AioRpcError as exc:
-                outcome = f"{exc.code().name}: {(exc.details() or '')[:60]}"
-            print(
-                f"served: options of {values} empty objects ({len(data) / 1e6:.2f} MB) answered in "
-                f"{time.perf_counter() - started:.2f} s ({outcome}); slowest small Chat meanwhile "
-                f"{slowest * 1000:.0f} ms"
-            )
-    finally:
-        await server.stop(0)
 
 
 def checks(values: int) -> None:
@@ -93,7 +51,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--values", type=int, default=2_000_000, help="empty objects in the options")
     args = parser.parse_args()
-    asyncio.run(served(args.values))
+    heavy = pb.ChatRequest(
+        model="mock/echo",
+        max_tokens=1,
+        messages=conversation(1, 1),
+        provider_options=empty_objects(args.values),
+    )
+    asyncio.run(served_beside(heavy, f"options of {args.values} empty objects"))
     checks(args.values)
 
 

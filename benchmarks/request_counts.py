@@ -39,7 +39,9 @@ def conversation(messages: int, parts: int) -> list[pb.Message]:
     ]
 
 
-async def served(messages: int, parts: int) -> None:
+async def served_beside(heavy: pb.ChatRequest, what: str) -> None:
+    """A gateway (mock provider) gets `heavy` while small Chats go one after another beside it;
+    prints the heavy call's time and outcome, and the slowest small Chat meanwhile."""
     server = GatewayServer(config.mock_only())
     await server.start("127.0.0.1", 0)
     options = [("grpc.max_send_message_length", 64 << 20)]
@@ -48,7 +50,6 @@ async def served(messages: int, parts: int) -> None:
             stub = pb_grpc.ProviderServiceStub(channel)
             small = pb.ChatRequest(model="mock/echo", messages=conversation(1, 1))
             await stub.Chat(small, timeout=10)
-            heavy = pb.ChatRequest(model="mock/echo", max_tokens=1, messages=conversation(messages, parts))
             data = heavy.SerializeToString()  # sent as bytes: the client's own encoding is not timed
             started = time.perf_counter()
             call = asyncio.ensure_future(channel.unary_unary(CHAT)(data, timeout=120))
@@ -64,7 +65,7 @@ async def served(messages: int, parts: int) -> None:
             except grpc.aio.AioRpcError as exc:
                 outcome = f"{exc.code().name}: {(exc.details() or '')[:70]}"
             print(
-                f"served: {messages} x {parts} parts ({len(data) / 1e6:.2f} MB) answered in "
+                f"served: {what} ({len(data) / 1e6:.2f} MB) answered in "
                 f"{time.perf_counter() - started:.2f} s ({outcome}); slowest small Chat meanwhile "
                 f"{slowest * 1000:.0f} ms"
             )
@@ -110,7 +111,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2)
     parser.add_argument("--parts", type=int, default=800_000, help="one-character text parts a message")
     args = parser.parse_args()
-    asyncio.run(served(args.messages, args.parts))
+    heavy = pb.ChatRequest(model="mock/echo", max_tokens=1, messages=conversation(args.messages, args.parts))
+    asyncio.run(served_beside(heavy, f"{args.messages} x {args.parts} parts"))
     checks()
 
 
