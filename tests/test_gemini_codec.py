@@ -327,10 +327,7 @@ def test_a_blocked_prompt_answers_with_its_block_reason() -> None:
             {"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}},
             ErrorKind.RESOURCE_EXHAUSTED,
         ),
-        (
-            {"candidates": [{"content": {"parts": [{"text": "half"}]}}]},
-            ErrorKind.UNAVAILABLE,
-        ),  # no finishReason
+        ({"usageMetadata": {"promptTokenCount": 4}}, ErrorKind.UNAVAILABLE),  # no candidates: no answer
         ([{"candidates": []}], ErrorKind.UNAVAILABLE),
     ],
 )

@@ -34,6 +34,7 @@ ADAPTERS: dict[str, str] = {
     "fireworks": "provider_gateway.providers.openai.adapter:from_config",
     "vllm": "provider_gateway.providers.openai.adapter:from_config",
     "lmstudio": "provider_gateway.providers.openai.adapter:from_config",
+    "gemini-openai": "provider_gateway.providers.openai.adapter:from_config",
     "mistral": "provider_gateway.providers.openai.adapter:from_config",
     "azure": "provider_gateway.providers.openai.adapter:from_config",
     "ollama": "provider_gateway.providers.ollama.adapter:from_config",

@@ -432,7 +432,9 @@ class ConverseStreamDecoder:
                 index, call_id, name, args = tool_state
                 out.append(ToolCallEnd(index, ToolCall(call_id, name, "".join(args) or "{}")))
         elif "messageStop" in event:
-            self.stop_reason = _str(_obj(event["messageStop"]).get("stopReason"))
+            stop = _obj(event["messageStop"])
+            self.stop_reason = _str(stop.get("stopReason"))
+            out.extend(model_response_fields(stop))
         elif "metadata" in event:
             metadata = _obj(event["metadata"])
             if "usage" in metadata:
@@ -464,6 +466,15 @@ class ConverseStreamDecoder:
             raise GatewayError(ErrorKind.UNAVAILABLE, "Bedrock stream ended before messageStop")
         reason = finish_reason(self.stop_reason)
         return [ProviderFinish(reason, self.stop_reason, model=self.model, emulated=self.emulated)]
+
+
+def model_response_fields(holder: Mapping[str, Any]) -> list[StreamEvent]:
+    """`additionalModelResponseFields` (the model's own fields that the request's
+    `additionalModelResponseFieldPaths` asked for; a messageStop's or a whole response's): no
+    typed event, so passed on whole as RawContent, never dropped."""
+    if "additionalModelResponseFields" not in holder:
+        return []
+    return untyped({"additionalModelResponseFields": holder["additionalModelResponseFields"]})
 
 
 def untyped(member: Mapping[str, Any]) -> list[StreamEvent]:
@@ -511,6 +522,7 @@ def converse_response_events(
             events += [RawContent("citation", _obj(citation)) for citation in _list(cited.get("citations"))]
         else:
             events += untyped(block)
+    events += model_response_fields(response)
     if "usage" in response:
         events.append(UsageEvent(converse_usage(response.get("usage"), response.get("metrics"))))
     stop = _str(response.get("stopReason"))

@@ -242,11 +242,14 @@ class ChatStreamDecoder:
 
     @shape_checked
     def response(self, body: Any) -> ChatResponse:
-        """A whole v2 chat answer: `message` content, tool plan and calls, then the end."""
-        if not isinstance(body, Mapping) or not body.get("finish_reason"):
+        """A whole v2 chat answer: `message` content, tool plan and calls, then the end. An
+        answer (a `message` object) without a finish_reason finishes UNSPECIFIED, as its stream's
+        message-end without one does (Cohere's API reference types it optional); any other body
+        (an error's `message` text) is not an answer."""
+        if not isinstance(body, Mapping) or not isinstance(body.get("message"), Mapping):
             said = body.get("message") if isinstance(body, Mapping) else None
             detail = said if isinstance(said, str) else str(body)[:80]
-            raise malformed(self.provider, f"an answer without a finish_reason: {detail!r}")
+            raise malformed(self.provider, f"an answer without a finish_reason or message: {detail!r}")
         self.response_id = str(body.get("id") or "")
         message = body.get("message") or {}
         events: list[StreamEvent] = []
@@ -266,7 +269,7 @@ class ChatStreamDecoder:
             call_id, name = str(call.get("id") or ""), str(function.get("name") or "")
             events += self.tools.start(index, call_id, name, str(function.get("arguments") or ""))
             # MAX_TOKENS cut the last call: left open (incomplete), as its stream leaves it
-            if not (body["finish_reason"] == "MAX_TOKENS" and index == len(calls) - 1):
+            if not (body.get("finish_reason") == "MAX_TOKENS" and index == len(calls) - 1):
                 events += self.tools.end(index)
         events += self._end(body)
         return fold(events)

@@ -404,10 +404,13 @@ class GenerateStreamDecoder:
 
     @shape_checked
     def response(self, body: Any) -> ChatResponse:
-        """A whole `generateContent` answer: one chunk, then the stream's end."""
+        """A whole `generateContent` answer: one chunk, then the stream's end. A whole body without
+        a finishReason is an answer whose end Google did not name (google-genai reads it with
+        `finish_reason` None): UNSPECIFIED, as the stream's `FINISH_REASON_UNSPECIFIED`. A stream
+        without one is cut (adapter.py): only there can the missing reason mean missing bytes."""
         events = self.feed(body)
-        if not self.finish_reason:
-            raise malformed(self.provider, "an answer without a finishReason")
+        if not self.finish_reason and "candidates" not in body:
+            raise malformed(self.provider, "an answer without candidates or a blockReason")
         return fold([*events, *self.end()])
 
     @shape_checked

@@ -118,6 +118,20 @@ def stream_error(provider: str, error: Any) -> GatewayError:
     return mapped
 
 
+def thought_signature(message: Message) -> str:
+    """The first reasoning signature of an assistant turn: Gemini wants it back on the turn's
+    first tool call, where it came (as the `gemini` kind sends `thoughtSignature`). A redacted
+    block's data or a Responses API item (`id`) is another vendor's state, never a signature."""
+    return next(
+        (
+            p.signature
+            for p in message.content
+            if isinstance(p, ReasoningPart) and p.signature and not (p.redacted or p.id)
+        ),
+        "",
+    )
+
+
 def _lone_text(message: Message) -> str | None:
     """The text of a message of one text part (nearly every turn), read without a scan of its
     parts; None for any other message."""
@@ -238,11 +252,13 @@ class ChatWire:
                 for c in calls
             ]
             # Reasoning is replayed only where required: DeepSeek's thinking mode wants the
-            # reasoning_content of tool-call turns back (400 otherwise) and ignores it elsewhere;
-            # other hosts reject or ignore unknown message fields.
+            # reasoning_content of tool-call turns back (400 otherwise) and ignores it elsewhere,
+            # Gemini 3 its thought signature; other hosts reject or ignore unknown message fields.
             reasoning = "".join(p.text for p in message.content if isinstance(p, ReasoningPart))
             if self.preset.deepseek_messages and reasoning:
                 entry["reasoning_content"] = reasoning
+            if self.preset.thought_signatures and (signature := thought_signature(message)):
+                entry["tool_calls"][0]["extra_content"] = {"google": {"thought_signature": signature}}
         return entry
 
     def assistant_content(self, message: Message) -> Any:

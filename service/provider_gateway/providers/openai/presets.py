@@ -30,6 +30,9 @@ class Preset:
     reasoning: str = "effort"
     max_tokens: int = 16_384
     requests_window_s: float = 60.0  # the window of its x-ratelimit-*-requests budget
+    # Gemini 3 signs its tool calls (`extra_content.google.thought_signature`) and answers 400 to a
+    # later turn whose call lacks the signature; other hosts are not sent the field.
+    thought_signatures: bool = False
 
 
 PRESETS: dict[str, Preset] = {
@@ -56,6 +59,13 @@ PRESETS: dict[str, Preset] = {
     "fireworks": Preset("https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY", embeddings=True),
     "vllm": Preset("http://localhost:8000/v1", "VLLM_API_KEY", requires_key=False, embeddings=True),
     "lmstudio": Preset("http://localhost:1234/v1", "LMSTUDIO_API_KEY", requires_key=False),
+    # Google's OpenAI-compatible endpoint for Gemini (the `gemini` kind speaks Gemini's own API).
+    "gemini-openai": Preset(
+        "https://generativelanguage.googleapis.com/v1beta/openai",
+        "GEMINI_API_KEY",
+        think_tags=False,
+        thought_signatures=True,
+    ),
     "mistral": Preset(
         "https://api.mistral.ai/v1",
         "MISTRAL_API_KEY",

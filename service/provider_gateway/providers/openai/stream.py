@@ -21,6 +21,7 @@ from provider_gateway.domain import (
     ProviderFinish,
     RawContent,
     ReasoningDelta,
+    ReasoningPart,
     StreamEvent,
     TextDelta,
     ToolCallEnd,
@@ -206,6 +207,9 @@ class ChatStreamParser:
         if isinstance(refusal, str) and refusal:
             events.extend(self._text(refusal))
         events.extend(self._annotations(delta.get("annotations")))
+        audio = delta.get("audio")  # spoken output (`modalities: ["audio"]`): no typed event
+        if audio:
+            events.append(RawContent("audio", dict(audio)))
         for position, fragment in enumerate(delta.get("tool_calls") or []):
             events.extend(self._tool_fragment(fragment, position == 0))
         return events
@@ -220,18 +224,25 @@ class ChatStreamParser:
         return list(self._think.feed(text)) if self._think else [TextDelta(text)]
 
     def _tool_fragment(self, fragment: dict[str, Any], first_in_list: bool) -> list[StreamEvent]:
-        """A `tool_calls` entry (`ChatToolCalls`: by its index, or without one as Gemini sends)."""
+        """A `tool_calls` entry (`ChatToolCalls`: by its index, or without one as Gemini sends).
+        Gemini signs a call (`extra_content.google.thought_signature`): the signature comes
+        first, as a reasoning delta that closes a block, as the `gemini` kind reads
+        `thoughtSignature`, so the client can send it back with the call."""
         index = fragment.get("index")
         function = fragment.get("function") or {}
         arguments = self.wire.arguments(function.get("arguments"))
         self.output_chars += len(arguments)
-        return self._calls.fragment(
+        events = self._calls.fragment(
             None if index is None else int(index),
             first_in_list,
             str(fragment.get("id") or ""),
             str(function.get("name") or ""),
             arguments,
         )
+        extra = fragment.get("extra_content")
+        if extra and (signature := (extra.get("google") or {}).get("thought_signature")):
+            events.insert(0, ReasoningDelta("", signature=str(signature)))
+        return events
 
     @shape_checked
     def close(self, estimated_usage: Usage | None = None) -> list[StreamEvent]:
@@ -302,14 +313,19 @@ class ChatStreamParser:
         text = (message.get("content") or "") + (message.get("refusal") or "")  # as `_text` joins
         self.output_chars += len(text)
         notes = self._annotations(message.get("annotations"))
+        signed: list[ReasoningPart] = []  # Gemini's thought signatures, as `fold` makes them parts
         for position, fragment in enumerate(message.get("tool_calls") or []):
-            self._tool_fragment(fragment, position == 0)
+            events = self._tool_fragment(fragment, position == 0)
+            if events and type(first := events[0]) is ReasoningDelta:  # where a signature goes
+                signed.append(ReasoningPart("", first.signature))
         ends = self._finish(choice["finish_reason"]) if choice.get("finish_reason") else []
         if body.get("usage"):
             self.usage = self.wire.usage(body["usage"])
         ends += self._calls.end()
         return ChatResponse(
             text=text,
+            reasoning_signature=signed[-1].signature if signed else "",
+            reasoning_parts=signed,
             tool_calls=[ended_call(end.call) for end in ends if isinstance(end, ToolCallEnd)],
             raw_content=notes,
             usage=self.usage or estimate(self.output_chars),
