@@ -96,11 +96,19 @@ async def test_the_mock_costs_a_known_zero_and_an_unpriced_model_an_unknown(
         ("anthropic", "claude-3-haiku-20240307", "claude-3-haiku"),
         ("vertex", "claude-opus-4-1@20250805", "claude-opus-4-1"),
         ("bedrock", "us.anthropic.claude-haiku-4-5-20251001-v1:0", "anthropic.claude-haiku-4-5"),
+        ("gemini-openai", "gemini-2.5-flash", "gemini-2.5-flash"),
     ],
 )
 def test_dated_versioned_and_profiled_ids_find_their_row(kind: str, model: str, row: str) -> None:
     table = PriceTable.builtin()
     assert table.price(kind, model) is table.rows[kind][row]
+
+
+def test_gemini_through_its_openai_endpoint_costs_what_the_gemini_api_does() -> None:
+    table = PriceTable.builtin()
+    usage = Usage(input_tokens=1_000, output_tokens=500, cache_read_tokens=200)
+    for model in table.rows["gemini-openai"]:
+        assert table.cost("gemini-openai", model, usage) == table.cost("gemini", model, usage), model
 
 
 @pytest.mark.parametrize(
