@@ -209,7 +209,7 @@ CORE_KEYS = ("server", "providers", "aliases")
 # Feature tables: parsed by their own modules through `GatewayConfig.section(name)`.
 FEATURE_KEYS = (
     "routing", "groups", "auth", "tls", "telemetry", "redis", "limits", "health", "upstream", "prices",
-    "catalog",
+    "catalog", "cache",
 )  # fmt: skip
 SERVER_KEYS = (
     "host",

@@ -12,6 +12,7 @@ from typing import cast
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from provider_gateway import cache as answer_cache
 from provider_gateway.catalog import Catalog
 from provider_gateway.config import GatewayConfig
 from provider_gateway.http.pool import UpstreamPool
@@ -113,6 +114,10 @@ class GatewayServer:
         self.shutdown_cut = ShutdownCut()
         self._hurry = asyncio.Event()  # a second signal: no more waiting before the stop
         self.credentials = tls.server_credentials(config)
+        # [cache]: identical requests answered again from memory, outside [auth] so that a hit is
+        # never metered (docs/caching.md); None when off, and then nothing is on the call path.
+        auth_config = self.auth[0].config if self.auth else None
+        self.cache = answer_cache.from_config(config, auth_config, self.telemetry.metrics)
         self.grpc = grpc.aio.server(
             # Telemetry outermost, so refused and unauthenticated calls are traced and counted too;
             # then undecodable requests are refused, before they cost any work or quota. The edge
@@ -120,6 +125,7 @@ class GatewayServer:
             # auth's wrappers depend on the caller.
             interceptors=[
                 EdgeInterceptor(self.telemetry.call_hooks(), self.shutdown_cut, [self.drain], limit),
+                *([self.cache] if self.cache else []),
                 *self.auth,
             ],
             options=[

@@ -1,0 +1,201 @@
+"""The cache as a gRPC interceptor, between the edge (telemetry, drain, decode guard) and [auth].
+
+Outside [auth] so that a hit is never metered: no rpm, tpm or budget charge, and GetSpend does not
+count it. It is only ever served to the caller that stored it (identity.py), whose permissions are
+the configuration's, fixed for the process's life, so the checks it passed then still hold. Each
+method is wrapped once and kept, as the edge does, unless the handler below changes per call
+([auth] rebuilds it for the caller's key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
+
+import grpc
+from google.protobuf.message import Message
+
+from provider_gateway.cache.control import HIT, MISS, directives
+from provider_gateway.cache.identity import Identify, Metadata, anyone, by_key
+from provider_gateway.cache.keys import HASHED_ON_THE_LOOP_BYTES, answer_bytes, answer_key
+from provider_gateway.cache.lookups import Lookups, lookup_counter
+from provider_gateway.cache.replay import keepable, served_again
+from provider_gateway.cache.settings import CacheSettings
+from provider_gateway.cache.store import AnswerStore
+from provider_gateway.config import GatewayConfig
+from provider_gateway.observability.request import CURRENT
+from provider_gateway.server.auth import AuthConfig
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+if TYPE_CHECKING:
+    from provider_gateway.observability.metrics import GatewayMetrics
+
+SERVICE = "/provider_gateway.v1.ProviderService/"
+# The cached methods, each with the message its answer is made of.
+ANSWERS: dict[str, type[Message]] = {
+    "Chat": pb.ChatResponse,
+    "Complete": pb.CompleteResponse,
+    "ChatStream": pb.StreamEvent,
+    "CompleteStream": pb.StreamEvent,
+}
+type Handler = grpc.RpcMethodHandler[Any, Any]
+type Context = grpc.aio.ServicerContext[Any, Any]
+type Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
+
+
+class _Plan(NamedTuple):
+    key: bytes
+    read: bool
+    store: bool
+    caller: str  # the key's name, for the access log of a hit ("" without [auth])
+
+
+def _since_us(started_ns: int) -> int:
+    return (time.perf_counter_ns() - started_ns) // 1000
+
+
+class CacheInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(
+        self,
+        settings: CacheSettings,
+        identify: Identify = anyone,
+        lookups: Lookups | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = AnswerStore(settings, clock)
+        self.identify = identify
+        self.lookups = lookups
+        # method -> (the handler from below, its wrapped form)
+        self._composed: dict[str, tuple[Handler, Handler]] = {}
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        rpc = method.removeprefix(SERVICE)
+        if handler is None or rpc not in ANSWERS or rpc == method:
+            return handler
+        kept = self._composed.get(method)
+        if kept is not None and kept[0] is handler:
+            return kept[1]
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_stream is not None:
+            wrapped = grpc.unary_stream_rpc_method_handler(self._stream(rpc, handler.unary_stream), **kwargs)
+        elif handler.unary_unary is not None:
+            wrapped = grpc.unary_unary_rpc_method_handler(self._unary(rpc, handler.unary_unary), **kwargs)
+        else:
+            return handler
+        self._composed[method] = (handler, wrapped)
+        return wrapped
+
+    async def _plan(self, rpc: str, request: Message, context: Context, streaming: bool) -> _Plan | None:
+        """What this call may do with the cache; None when it has no identity (no valid key)."""
+        metadata = cast(Metadata, context.invocation_metadata())  # (key, value) pairs
+        caller = self.identify(metadata)
+        if caller is None:
+            return None
+        said = directives(metadata)
+        serialized = answer_bytes(request, streaming)
+        if len(serialized) <= HASHED_ON_THE_LOOP_BYTES:
+            key = answer_key(rpc, caller.digest, serialized)
+        else:
+            key = await asyncio.to_thread(answer_key, rpc, caller.digest, serialized)
+        return _Plan(key, said.read, said.store, caller.name)
+
+    def _looked_up(self, rpc: str, plan: _Plan, request: Any, hit: bool) -> None:
+        if hit and (state := CURRENT.get()) is not None:
+            # What the servicer tells the request's telemetry on a miss; a hit never reaches it.
+            if plan.caller:
+                state.key = plan.caller
+            if request.metadata:  # part of the key: checked when the answer was stored
+                state.tags = dict(request.metadata)
+        if self.lookups is not None:
+            self.lookups.add(1, rpc, "hit" if hit else "miss" if plan.read else "bypass")
+
+    def _unary(self, rpc: str, behaviour: Any) -> Callable[[Any, Context], Awaitable[Any]]:
+        store, answer = self.store, ANSWERS[rpc]
+
+        async def unary(request: Any, context: Context) -> Any:
+            started = time.perf_counter_ns()
+            plan = await self._plan(rpc, request, context, streaming=False)
+            if plan is None:
+                return await behaviour(request, context)
+            if plan.read and (parts := store.get(plan.key)) is not None:
+                self._looked_up(rpc, plan, request, hit=True)
+                await context.send_initial_metadata(HIT)
+                response: Any = answer.FromString(parts[0])
+                served_again(response.finish, _since_us(started))
+                return response
+            self._looked_up(rpc, plan, request, hit=False)
+            await context.send_initial_metadata(MISS)
+            response = await behaviour(request, context)
+            if plan.store and response.HasField("finish") and keepable(response.finish):
+                store.put(plan.key, (response.SerializeToString(),))
+            return response
+
+        return unary
+
+    def _stream(self, rpc: str, behaviour: Any) -> Callable[[Any, Context], AsyncIterator[Any]]:
+        store = self.store
+
+        async def stream(request: Any, context: Context) -> AsyncGenerator[Any, None]:
+            started = time.perf_counter_ns()
+            plan = await self._plan(rpc, request, context, streaming=True)
+            if plan is None:
+                async with aclosing(behaviour(request, context)) as items:
+                    async for item in items:
+                        yield item
+                return
+            if plan.read and (parts := store.get(plan.key)) is not None:
+                self._looked_up(rpc, plan, request, hit=True)
+                await context.send_initial_metadata(HIT)
+                first_us = _since_us(started)
+                for part in parts[:-1]:
+                    yield pb.StreamEvent.FromString(part)
+                last = pb.StreamEvent.FromString(parts[-1])
+                served_again(last.finish, _since_us(started), first_us)
+                yield last
+                return
+            self._looked_up(rpc, plan, request, hit=False)
+            await context.send_initial_metadata(MISS)
+            # Kept as sent, serialized at once (the servicer may reuse its message objects).
+            kept: list[bytes] | None = [] if plan.store else None
+            size, event = 0, None
+            async with aclosing(behaviour(request, context)) as events:
+                async for event in events:
+                    if kept is not None:
+                        part = event.SerializeToString()
+                        size += len(part)
+                        if store.fits(size):
+                            kept.append(part)
+                        else:
+                            kept = None  # too large to keep: served, not stored
+                    yield event
+            # Only a stream that ended with its Finish: an error or a cancel never gets here.
+            if (
+                kept
+                and event is not None
+                and event.WhichOneof("event") == "finish"
+                and keepable(event.finish)
+            ):
+                store.put(plan.key, tuple(kept))
+
+        return stream
+
+
+def from_config(
+    config: GatewayConfig, auth: AuthConfig | None, metrics: GatewayMetrics | None
+) -> CacheInterceptor | None:
+    """The cache `[cache]` asks for, None when it is off (then nothing is added to the call path);
+    entries are the caller's key's own when `auth` is configured."""
+    settings = CacheSettings.from_section(config.section("cache"))
+    if settings is None:
+        return None
+    return CacheInterceptor(settings, anyone if auth is None else by_key(auth), lookup_counter(metrics))
