@@ -12,7 +12,6 @@ from typing import cast
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from provider_gateway import cache as answer_cache
 from provider_gateway.catalog import Catalog
 from provider_gateway.config import GatewayConfig
 from provider_gateway.http.pool import UpstreamPool
@@ -24,6 +23,7 @@ from provider_gateway.providers.registry import ProviderRegistry, build_provider
 from provider_gateway.routing.settings import parse_routing
 from provider_gateway.routing.shared_state import RedisCounterStore, build_counter_store
 from provider_gateway.server import auth, reflection, tls, validate
+from provider_gateway.server import cache as answer_cache
 from provider_gateway.server.auth import AuthorizingResolver, AuthorizingRouter
 from provider_gateway.server.coalesce import OneByOne
 from provider_gateway.server.drain import DrainInterceptor

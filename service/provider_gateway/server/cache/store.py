@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from provider_gateway.cache.settings import CacheSettings
+from provider_gateway.server.cache.settings import CacheSettings
 
 # What an entry costs besides its answer's bytes (CPython objects: the dict slot, the entry, the
 # key, the tuple), so that many small answers are bounded by max_bytes too.

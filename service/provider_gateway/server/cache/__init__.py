@@ -6,6 +6,6 @@ slot and no charge against the key's quotas. It works on the wire messages (it s
 level: it imports server/auth.py and the protobuf code), so it knows nothing of providers.
 """
 
-from provider_gateway.cache.interceptor import CacheInterceptor, from_config
+from provider_gateway.server.cache.interceptor import CacheInterceptor, from_config
 
 __all__ = ["CacheInterceptor", "from_config"]

@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 import grpc
 from google.protobuf.message import Message
 
-from provider_gateway.cache.control import HIT, MISS, directives
-from provider_gateway.cache.identity import Identify, Metadata, anyone, by_key
-from provider_gateway.cache.keys import HASHED_ON_THE_LOOP_BYTES, answer_bytes, answer_key
-from provider_gateway.cache.lookups import Lookups, lookup_counter
-from provider_gateway.cache.replay import keepable, served_again
-from provider_gateway.cache.settings import CacheSettings
-from provider_gateway.cache.store import AnswerStore
 from provider_gateway.config import GatewayConfig
 from provider_gateway.observability.request import CURRENT
 from provider_gateway.server.auth import AuthConfig
+from provider_gateway.server.cache.control import HIT, MISS, directives
+from provider_gateway.server.cache.identity import Identify, Metadata, anyone, by_key
+from provider_gateway.server.cache.keys import HASHED_ON_THE_LOOP_BYTES, answer_bytes, answer_key
+from provider_gateway.server.cache.lookups import Lookups, lookup_counter
+from provider_gateway.server.cache.replay import keepable, served_again
+from provider_gateway.server.cache.settings import CacheSettings
+from provider_gateway.server.cache.store import AnswerStore
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 if TYPE_CHECKING:
