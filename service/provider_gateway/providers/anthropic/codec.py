@@ -41,14 +41,13 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.providers.anthropic import forced_output
+from provider_gateway.providers.anthropic import forced_output, replay_rules
 from provider_gateway.providers.base import estimate_tokens, fold
 from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.structured_output import CLAUDE_STRUCTURED, closed_objects, unhonoured
 from provider_gateway.providers.vendor_wire import (
     ToolCallAssembler,
-    arguments_object,
     malformed,
     merge_provider_options,
 )
@@ -127,17 +126,9 @@ def _block(part: ContentPart) -> dict[str, Any]:
     if isinstance(part, ImagePart):
         return _image_block(part)
     if isinstance(part, ToolCallPart):
-        call = part.call
-        return {"type": "tool_use", "id": call.id, "name": call.name, "input": arguments_object(call)}
+        return replay_rules.tool_use_block(part.call)
     if isinstance(part, ToolResultPart):
-        block: dict[str, Any] = {
-            "type": "tool_result",
-            "tool_use_id": part.tool_call_id,
-            "content": part.content,
-        }
-        if part.is_error:
-            block["is_error"] = True
-        return block
+        return replay_rules.tool_result_block(part)
     if part.redacted:  # the encrypted block goes back as it came
         return {"type": "redacted_thinking", "data": part.signature}
     return {"type": "thinking", "thinking": part.text, "signature": part.signature}
@@ -148,6 +139,8 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
     for part in message.content:
         if isinstance(part, TextPart) and not part.text:
             continue  # the API rejects empty text blocks
+        if not replay_rules.sendable(part):
+            continue
         block = _block(part)
         if part.cache_breakpoint:
             block["cache_control"] = dict(EPHEMERAL)
@@ -176,6 +169,9 @@ def convert_messages(messages: list[Message], caching: bool) -> tuple[list[dict[
             out[-1]["content"].extend(blocks)
         else:
             out.append({"role": role, "content": blocks})
+    for turn in out:
+        if turn["role"] == "assistant":
+            replay_rules.thinking_first(turn["content"])
     if caching:
         # The API allows four breakpoints; the system block and explicit ones come first.
         budget = MAX_BREAKPOINTS - bool(system) - sum("cache_control" in b for m in out for b in m["content"])
@@ -402,6 +398,9 @@ class MessagesStreamDecoder:
     # Blocks without a typed event (server tools' calls and results), by index: the block as
     # started and its streamed input, passed on whole as RawContent when the block stops.
     _untyped: dict[int, tuple[dict[str, Any], list[str]]] = field(default_factory=dict)
+    # A tool_use block's non-empty `input` given whole at its start (Anthropic-compatible hosts),
+    # by index, as JSON text: its arguments at the block's stop, unless input_json_delta replaced it.
+    _given_inputs: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.tools.provider = self.provider
@@ -425,7 +424,8 @@ class MessagesStreamDecoder:
             index = int(data.get("index", 0))
             if index in self._untyped:
                 return [self._untyped_content(*self._untyped.pop(index))]
-            return [] if self._is_output(index) else self.tools.end(index)
+            given = self._given_input(index) if self._given_inputs else []
+            return given + ([] if self._is_output(index) else self.tools.end(index))
         if kind == "message_delta":
             merge_usage(self.usage_raw, data.get("usage"))
             delta = data.get("delta") or {}
@@ -441,6 +441,8 @@ class MessagesStreamDecoder:
 
     def _start(self, index: int, block: Mapping[str, Any]) -> list[StreamEvent]:
         block_type = str(block.get("type") or "")
+        if block_type == "tool_use" and block.get("input"):
+            self._keep_given_input(index, block["input"])
         if block_type == "tool_use" and self.output_tool and block.get("name") == self.output_tool:
             if self._output_block is None:
                 self._output_block = index
@@ -458,6 +460,16 @@ class MessagesStreamDecoder:
         if block_type not in ("text", "thinking"):
             self._untyped[index] = (dict(block), [])
         return []
+
+    def _keep_given_input(self, index: int, given: Any) -> None:
+        """The SDK's MessageStream keeps a start's `input` unless input_json_delta text follows."""
+        if isinstance(given, Mapping):
+            self._given_inputs[index] = json.dumps(given, separators=(",", ":"), ensure_ascii=False)
+
+    def _given_input(self, index: int) -> list[StreamEvent]:
+        """At a block's stop: its input given whole at the start, as the one delta it never got."""
+        given = self._given_inputs.pop(index, "")
+        return self._delta(index, {"type": "input_json_delta", "partial_json": given}) if given else []
 
     def _untyped_content(self, block: dict[str, Any], partial_json: list[str]) -> RawContent:
         """A block without a typed event, whole: its input as the SDK parses the streamed JSON
@@ -485,15 +497,19 @@ class MessagesStreamDecoder:
                 if isinstance(citation, Mapping)
                 else []
             )
-        if delta_type == "input_json_delta" and index in self._untyped:
-            self._untyped[index][1].append(str(delta.get("partial_json", "")))
-            return []
-        if delta_type == "input_json_delta" and self._is_output(index):
-            piece = str(delta.get("partial_json", "")) if index == self._output_block else ""
-            return [TextDelta(piece)] if piece else []
         if delta_type == "input_json_delta":
-            return self.tools.delta(index, str(delta.get("partial_json", "")))
+            return self._input_json(index, str(delta.get("partial_json", "")))
         return []
+
+    def _input_json(self, index: int, piece: str) -> list[StreamEvent]:
+        if self._given_inputs and piece:
+            self._given_inputs.pop(index, None)  # streamed input replaces the one given at the start
+        if index in self._untyped:
+            self._untyped[index][1].append(piece)
+            return []
+        if self._output_block is not None and self._is_output(index):
+            return [TextDelta(piece)] if piece and index == self._output_block else []
+        return self.tools.delta(index, piece)
 
     def _is_output(self, index: int) -> bool:
         return index == self._output_block or index in self._extra_output_blocks

@@ -65,6 +65,7 @@ from provider_gateway.providers.bedrock.invoke import (
     invoke_body,
 )
 from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures
+from provider_gateway.providers.bedrock.replay_rules import SEND_ALL, ReplayRules, replay_rules
 from provider_gateway.providers.embed_dimensions import (
     COHERE_V4_SIZES,
     TITAN_V2_SIZES,
@@ -72,6 +73,7 @@ from provider_gateway.providers.embed_dimensions import (
 )
 from provider_gateway.providers.owned_options import refuse_owned
 from provider_gateway.providers.structured_output import closed_objects, unhonoured
+from provider_gateway.providers.tool_ids import word_tool_id
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 CACHE_POINT: dict[str, Any] = {"cachePoint": {"type": "default"}}
@@ -140,12 +142,12 @@ def tool_input(call: ToolCall) -> Any:
         raise invalid_argument(f"tool_call {call.id!r}: arguments_json is not valid JSON") from None
 
 
-def content_blocks(message: Message) -> list[dict[str, Any]]:
+def content_blocks(message: Message, rules: ReplayRules = SEND_ALL) -> list[dict[str, Any]]:
     """One message's parts as Converse content blocks, with cache points after marked parts."""
     blocks: list[dict[str, Any]] = []
     # Reasoning must come first in an assistant turn for Claude to accept the replay.
     parts = sorted(message.content, key=lambda p: not isinstance(p, ReasoningPart))
-    for part in parts:
+    for part in filter(rules.sendable, parts):
         if isinstance(part, TextPart):
             if part.text:
                 blocks.append({"text": part.text})
@@ -153,13 +155,15 @@ def content_blocks(message: Message) -> list[dict[str, Any]]:
             blocks.append(image_block(part))
         elif isinstance(part, ToolCallPart):
             call = part.call
-            blocks.append({"toolUse": {"toolUseId": call.id, "name": call.name, "input": tool_input(call)}})
+            tool_use = {"toolUseId": word_tool_id(call.id), "name": call.name, "input": tool_input(call)}
+            blocks.append({"toolUse": tool_use})
         elif isinstance(part, ToolResultPart):
             result = {
-                "toolUseId": part.tool_call_id,
+                "toolUseId": word_tool_id(part.tool_call_id),
                 "content": [{"text": part.content or "(empty)"}],
-                "status": "error" if part.is_error else "success",
             }
+            if rules.tool_status:
+                result["status"] = "error" if part.is_error else "success"
             blocks.append({"toolResult": result})
         elif part.redacted:  # the encrypted block, sent back as Bedrock gave it (base64)
             blocks.append({"reasoningContent": {"redactedContent": part.signature}})
@@ -174,13 +178,13 @@ def content_blocks(message: Message) -> list[dict[str, Any]]:
 
 
 def converse_messages(
-    messages: Iterable[Message], prompt_caching: bool
+    messages: Iterable[Message], prompt_caching: bool, rules: ReplayRules = SEND_ALL
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(system blocks, messages): tool results become user turns and same-role turns merge."""
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for message in messages:
-        blocks = content_blocks(message)
+        blocks = content_blocks(message, rules)
         if message.role is Role.SYSTEM:
             system.extend(b for b in blocks if "text" in b or "cachePoint" in b)
             continue
@@ -361,7 +365,7 @@ def converse_request(request: ChatRequest, model_id: str, *, prompt_caching: boo
     features = converse_features(model_id)
     refuse_unoffered(request, features)
     history = tool_history_as_text(request.messages) if emulated_fields(request) else request.messages
-    system, messages = converse_messages(history, prompt_caching)
+    system, messages = converse_messages(history, prompt_caching, replay_rules(model_id))
     if not messages:
         raise invalid_argument("messages: Bedrock needs at least one user or assistant message")
     kwargs: dict[str, Any] = {"modelId": model_id, "messages": messages}
