@@ -71,7 +71,9 @@ async def test_embed_failures_open_the_breaker_and_the_broken_deployment_is_aske
     assert count.input_tokens > 0
 
 
-async def test_with_every_breaker_open_embed_fails_at_once_with_the_wait() -> None:
+async def test_with_every_breaker_open_embed_probes_early_then_fails_at_once_with_the_wait() -> None:
+    """As a chat would: the open deployment gets one early probe; once that failed, the next call
+    is refused at once, told when the next probe goes."""
     router = make_router(
         group(
             'fault = "error_before_first_token"',
@@ -82,12 +84,15 @@ async def test_with_every_breaker_open_embed_fails_at_once_with_the_wait() -> No
     with pytest.raises(GatewayError) as first:
         await embed(router, "a/e")
     assert first.value.kind is ErrorKind.UNAVAILABLE
-    with pytest.raises(GatewayError) as second:
+    with pytest.raises(GatewayError, match="injected"):
+        await embed(router, "a/e")  # the early probe, failing as the provider does
+    assert calls() == 2
+    with pytest.raises(GatewayError) as third:
         await embed(router, "a/e")
-    assert calls() == 1  # the open deployment was not called again
-    assert second.value.kind is ErrorKind.UNAVAILABLE
-    assert "circuit open" in second.value.message
-    assert 50 < (second.value.retry_after or 0) <= 60
+    assert calls() == 2  # the next probe waits a second: not called again
+    assert third.value.kind is ErrorKind.UNAVAILABLE
+    assert "the next probe goes in" in third.value.message
+    assert 0 < (third.value.retry_after or 0) <= 1
 
 
 async def test_a_429_holds_the_embedding_deployment_for_the_wait_it_named() -> None:

@@ -268,12 +268,17 @@ def error_from_response(
     return error(ErrorKind.INVALID_ARGUMENT, f"{provider} rejected the request (HTTP {status}): {said}")
 
 
+class OutOfCredit(GatewayError):
+    """A 429 that is not about load: the router holds the deployment without slowing its limiter,
+    and tells the requests refused meanwhile why (routing/verdicts.py)."""
+
+
 def _out_of_credit(provider: str, said: str, status: int, delay: float | None) -> GatewayError:
     """The account behind the deployment has no credit left: no wait helps this deployment soon,
     but another one (another key, another vendor) answers. The request fails over and never tries
     this one again (`retry_elsewhere_only`), and the delay holds it for OUT_OF_CREDIT_HOLD_S, so
     that other requests skip it too (the router holds a deployment for a 429's delay)."""
-    error = GatewayError(
+    error = OutOfCredit(
         ErrorKind.RESOURCE_EXHAUSTED,
         f"the account behind {provider} is out of credit: add credit or raise its billing limit with the vendor, "
         f"or route to another deployment; the gateway sends it nothing for "

@@ -16,6 +16,14 @@ caller: its success closes the breaker; its failure leaves the cool-down running
 next early probe back a second, so that a deployment that is really down gets at most one
 request a second (not every request, one after another) for the rest of its cool-down, while a
 caller refused meanwhile is told when to come back.
+
+Another replica's breaker may eject the deployment (shared through the store) while this one is
+closed. When the retry loop probes such a deployment early, it first tells the breaker (`hold`):
+until that ejection ends, early probes here take the same probe slots and spacing as an open
+breaker's, so a replica sends `half_open_probes` at a time and one a second after a failed one,
+not every request. A probe's success ends the hold here as it closes an open breaker (the router
+then lifts the shared ejection); requests not sent as early probes are not held by it, since the
+store, read for every request, says whether the ejection still holds.
 """
 
 from __future__ import annotations
@@ -69,7 +77,8 @@ class CircuitBreaker:
         self._consecutive = 0
         self._calls: deque[tuple[float, bool]] = deque()  # (time, failed) within the window
         self._probes = 0
-        self._early_at = 0.0  # while open, no early probe before this (after a failed one)
+        self._early_at = 0.0  # while open or held, no early probe before this (after a failed one)
+        self._held_until = 0.0  # while closed: another replica's ejection being probed here (`hold`)
         self._generation = 0
         # The tickets of this generation, made once per move, not per call.
         self._ticket = Ticket(0, probe=False)
@@ -95,28 +104,50 @@ class CircuitBreaker:
             return 0.0
         return max(self._opened_at + self.settings.cooldown_s - self._clock(), 0.0)
 
+    def hold(self, until: float) -> None:
+        """Another replica's ejection holds the deployment until `until` (this clock) and an early
+        probe is about to be sent: while this breaker is closed, its early probes are limited as
+        an open breaker's are until then. (Open or half-open here, its own limits apply already.)"""
+        if self._state is BreakerState.CLOSED and until > self._held_until:
+            self._held_until = until
+
+    @property
+    def held(self) -> bool:
+        """Closed here, and probing another replica's ejection of the deployment (`hold`)."""
+        return self._state is BreakerState.CLOSED and self._held_until > self._clock()
+
     def available(self, *, early: bool = False) -> bool:
         """Whether a request could go through now (without taking a probe slot); `early`: also as
-        an early probe of an open breaker."""
+        an early probe of an open breaker, or of another replica's ejection (`hold`)."""
         state = self.state
         if state is BreakerState.CLOSED:
-            return True
+            return not early or not self._held_until or self._held_probe_free()
         if state is BreakerState.OPEN and (not early or self._clock() < self._early_at):
             return False
         return self._probes < self.settings.half_open_probes
 
+    def _held_probe_free(self) -> bool:
+        now = self._clock()
+        if now >= self._held_until:  # the other replica's ejection is over: closed as any
+            self._held_until = 0.0
+            return True
+        return now >= self._early_at and self._probes < self.settings.half_open_probes
+
     def early_probe_in(self) -> float:
-        """Seconds until an open breaker lets its next early probe through (0.0: now, or not open)."""
-        if self.state is not BreakerState.OPEN:
+        """Seconds until an open (or held) breaker lets its next early probe through (0.0: now, or
+        neither open nor held)."""
+        if self.state is not BreakerState.OPEN and not self.held:
             return 0.0
         return max(self._early_at - self._clock(), 0.0)
 
     def acquire(self, *, early: bool = False) -> Ticket | None:
-        """Take permission for one call (None: refused); in half-open, or open and `early`, this
-        uses one of the limited probe slots."""
+        """Take permission for one call (None: refused); in half-open, or open (or held) and
+        `early`, this uses one of the limited probe slots."""
+        if self._state is BreakerState.CLOSED and not self._held_until:
+            return self._ticket  # closed and held nowhere (nearly always): every call goes
         if not self.available(early=early):
             return None
-        if self._state is BreakerState.CLOSED:
+        if self._state is BreakerState.CLOSED and not (early and self._held_until):
             return self._ticket
         self._probes += 1
         return self._probe_ticket
@@ -131,9 +162,13 @@ class CircuitBreaker:
         if ticket is None or ticket.generation != self._generation:
             return  # admitted before the breaker last moved: it says nothing about now
         self._consecutive = 0
-        if self._state is not BreakerState.CLOSED:
+        if ticket.probe:  # (a ticket of this generation: not closed, or closed and held)
+            held_elsewhere = self._state is BreakerState.CLOSED
             self._calls.clear()
+            self._early_at = 0.0
             self._set(BreakerState.CLOSED)
+            if held_elsewhere and self._on_change is not None:
+                self._on_change(BreakerState.CLOSED)  # so that the router lifts the shared ejection
             return
         self._record(failed=False)
 
@@ -145,8 +180,10 @@ class CircuitBreaker:
             return
         if self._state is BreakerState.OPEN:  # an early probe: the cool-down runs on, the next waits
             self._probes -= 1
-            self._early_at = self._clock() + min(EARLY_PROBE_GAP_S, self.settings.cooldown_s)
+            self._hold_back_early_probes()
             return
+        if ticket.probe:  # closed and held: a failure counted as any, and the next probe waits
+            self._probes -= 1
         self._consecutive += 1
         self._record(failed=True)
         failures = sum(failed for _, failed in self._calls)
@@ -155,6 +192,11 @@ class CircuitBreaker:
             len(self._calls) >= s.min_calls and failures / len(self._calls) >= s.failure_rate
         ):
             self._trip()
+        if ticket.probe:  # (after a trip too: an early probe of the newly open breaker waits as well)
+            self._hold_back_early_probes()
+
+    def _hold_back_early_probes(self) -> None:
+        self._early_at = self._clock() + min(EARLY_PROBE_GAP_S, self.settings.cooldown_s)
 
     def _record(self, failed: bool) -> None:
         now = self._clock()
@@ -178,5 +220,6 @@ class CircuitBreaker:
         self._ticket = Ticket(generation, probe=False)
         self._probe_ticket = Ticket(generation, probe=True)
         self._probes = 0
+        self._held_until = 0.0  # a move ends a hold: the store says again whether it still holds
         if changed and self._on_change is not None:
             self._on_change(state)

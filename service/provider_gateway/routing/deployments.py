@@ -43,6 +43,17 @@ class Deployment:
         self.limiter = AdaptiveLimiter(settings.limiter, clock)
         self.ewma_ttft_s = UNKNOWN_TTFT_S
         self._measured = False
+        self._clock = clock
+        # Until when its account is out of credit (a 429 `insufficient_quota` here): its hold is
+        # then told as that, not as a rate limit.
+        self._out_of_credit_until = 0.0
+
+    def out_of_credit(self, hold_s: float) -> None:
+        self._out_of_credit_until = self._clock() + hold_s
+
+    def out_of_credit_for(self) -> float:
+        """Seconds its out-of-credit hold still runs (0.0: none)."""
+        return max(self._out_of_credit_until - self._clock(), 0.0)
 
     def record_ttft(self, seconds: float) -> None:
         if not self._measured:
@@ -54,10 +65,16 @@ class Deployment:
         return (self.ewma_ttft_s or 1e-3) * (self.limiter.in_flight + 1)
 
     def is_idle(self) -> bool:
-        """Nothing in flight and nothing remembered that routing needs: a closed breaker, and a
-        limiter that learned nothing from the provider's overload signals."""
+        """Nothing in flight and nothing remembered that routing needs: a closed breaker, a limiter
+        that learned nothing from the provider's overload signals, and no account out of credit
+        (whose refusals name it)."""
         limiter = self.limiter
-        return limiter.in_flight == 0 and self.breaker.state is BreakerState.CLOSED and not limiter.learned()
+        return (
+            limiter.in_flight == 0
+            and self.breaker.state is BreakerState.CLOSED
+            and not limiter.learned()
+            and not self.out_of_credit_for()
+        )
 
     def is_unused(self) -> bool:
         """Nothing in flight and a closed breaker (what its limiter learned aside)."""

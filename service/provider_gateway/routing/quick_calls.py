@@ -1,30 +1,45 @@
 """Counting and embedding: one short answer each, walked through the plan with an attempt's bookkeeping.
 
-No stream, stall watch nor cost, but the deployments are used as a chat's attempts use them
-(routing/attempts.py, routing/retry.py): each try takes its deployment's breaker (a probe slot
-while half-open) and concurrency slot and gives them back; a 429 slows the limiter and holds the
-deployment for the wait the provider named, another retryable failure counts against the breaker;
-the holds every request reads (a breaker's ejection, a provider's rate limit) and open breakers are
-skipped. A retryable failure moves on to the next ready deployment, waiting (bounded by
-`max_retry_wait_s`, the queue's timeout and `timeout_s`) when none is; a deployment the provider
-said not to try again (`retry_elsewhere_only`) is not, within the call.
+No stream, stall limits (the deadline aside) nor cost, but the deployments are used as a chat's
+attempts use them (routing/attempts.py, routing/retry.py): each try takes its deployment's
+breaker (a probe slot while half-open) and concurrency slot and gives them back; a 429 slows the
+limiter and holds the deployment for the wait the provider named, another retryable failure
+counts against the breaker; the holds every request reads (a breaker's ejection, a provider's rate limit) and open breakers are
+skipped, save for the early probe a chat would make (verdicts.py, `early_probe`). A retryable
+failure moves on to the next ready deployment, waiting (bounded by `max_retry_wait_s`, the queue's
+timeout and the deadline) when none is; a deployment the provider said not to try again
+(`retry_elsewhere_only`) is not, within the call. The deadline is the caller's gRPC deadline, or
+`timeout_s` when none was set, as a chat's: it bounds the waits; the caller's also bounds each
+attempt, which is cancelled (and the provider's request with it) when it passes. (Without one, the
+provider's own timeouts bound an attempt, as before: no timer for calls that need none.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from provider_gateway.domain import Route
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.http import deadline as caller_deadline
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.retry import CapacityQueue
 from provider_gateway.routing.retry_budget import RetryBudget
 from provider_gateway.routing.settings import RoutingSettings
 from provider_gateway.routing.shared_state import SharedState
-from provider_gateway.routing.verdicts import judge, probed_refusal, retry_later
+from provider_gateway.routing.stall import StallWatch, Watchdog
+from provider_gateway.routing.verdicts import (
+    EarlyProbe,
+    early_probe,
+    held_refusal,
+    judge,
+    probed_refusal,
+    retry_later,
+)
 
 R = TypeVar("R")
 
@@ -38,8 +53,10 @@ class QuickCalls:
         capacity: CapacityQueue,
         backoff: Callable[[int, RoutingSettings], float],
         budget: RetryBudget,
+        watchdog: Watchdog,
     ) -> None:
         self.budget = budget  # shared with chat calls: routing/retry_budget.py
+        self.watchdog = watchdog  # the chat attempts' timer: it cancels an attempt at the deadline
         self.clock = clock
         self.sleep = sleep
         self.store = store
@@ -51,7 +68,9 @@ class QuickCalls:
         budget = self.budget
         budget.requests += 1
         try:
-            walk = _Walk(plan, self.clock() + plan.settings.timeout_s)
+            end = caller_deadline.absolute()  # the caller's (on time.monotonic()), else timeout_s
+            now = self.clock()
+            walk = _Walk(plan, now + plan.settings.timeout_s if end is None else now + end - time.monotonic())
             await self._read_holds(walk)
             while (deployment := await self._next(walk)) is not None:
                 retry = walk.tried > 0  # any attempt after the first spends the retry budget
@@ -59,7 +78,7 @@ class QuickCalls:
                     budget.take(plan.settings, walk.last_error, deployment.spec.provider)
                 walk.tried += 1
                 try:
-                    result = await self._attempt(deployment, call)
+                    result = await self._attempt(deployment, call, None if end is None else walk.deadline)
                 except GatewayError as exc:
                     if not exc.retryable:
                         raise
@@ -76,8 +95,8 @@ class QuickCalls:
             budget.requests -= 1
 
     async def _read_holds(self, walk: _Walk) -> None:
-        """When each held deployment is ready again: its breaker's ejection (shared by replicas) or
-        its provider's rate limit, whichever ends later."""
+        """Until when a breaker's ejection (here or on another replica) and a provider's rate limit
+        hold each deployment held now."""
         deployments = walk.plan.deployments
         keys = [d.held_keys[0] for d in deployments] + [d.held_keys[1] for d in deployments]
         held = self.store.ejections_now(keys)
@@ -86,33 +105,55 @@ class QuickCalls:
         now = self.clock()
         count = len(deployments)
         for deployment, ejected, limited in zip(deployments, held[:count], held[count:], strict=True):
+            if ejected > 0:
+                if walk.ejected_until is None:
+                    walk.ejected_until = {}
+                walk.ejected_until[deployment.key] = now + ejected
             if limited > 0:
-                walk.limited_until[deployment.key] = now + limited
-            if ejected > 0 or limited > 0:
-                walk.ready_at[deployment.key] = now + max(ejected, limited)
+                walk.limited_until[deployment.key] = walk.ready_at[deployment.key] = now + limited
 
     async def _next(self, walk: _Walk) -> Deployment | None:
         """The first deployment ready and free now, waiting (bounded) for one; None once the plan's
-        attempts are spent."""
-        plan = walk.plan
+        attempts are spent. When the soonest ready is held only by its breaker (open here, or
+        ejected by another replica's), it is tried now as an early probe, as a chat's would be
+        (retry.py, `_pick`)."""
+        plan, ready_at, ejected_until = walk.plan, walk.ready_at, walk.ejected_until
         while walk.tried < walk.max_attempts:
             now = self.clock()
             wait = math.inf  # until the soonest held deployment is ready
+            soonest: Deployment | None = None  # that deployment
             rate_limited = False  # whether that one waits on its provider's rate limit
             at_capacity = False
             probed: Deployment | None = None  # half-open, its probes in flight: their verdict decides
+            early: Deployment | None = None  # held only by its breaker: the one whose cool-down ends first
+            early_at = math.inf
             for deployment in plan.deployments:
-                ready = max(walk.ready_at.get(deployment.key, 0.0), now + deployment.breaker.open_for())
+                key = deployment.key
+                ejected = now + deployment.breaker.open_for()
+                if ejected_until is not None and (elsewhere := ejected_until.get(key, 0.0)) > ejected:
+                    ejected = elsewhere
+                own = ready_at.get(key, 0.0)  # this call's backoff, or its provider's rate limit
+                ready = own if own > ejected else ejected
                 if ready > now:
                     if ready - now < wait:
-                        wait = ready - now
-                        rate_limited = walk.limited_until.get(deployment.key, 0.0) >= ready
+                        wait, soonest = ready - now, deployment
+                        rate_limited = walk.limited_until.get(key, 0.0) >= ready
+                    if own <= now and ejected < early_at:
+                        early, early_at = deployment, ejected
                 elif not deployment.breaker.available():
                     probed = deployment
                 elif deployment.limiter.has_capacity():
                     return deployment
                 else:
                     at_capacity = True  # concurrency taken: a release frees it
+            if early is not None and early_at - now <= wait and not at_capacity:
+                probe = early_probe(early, early_at)
+                if probe is EarlyProbe.GO:
+                    return early
+                if probe is EarlyProbe.PROBED:
+                    probed = early
+                else:
+                    at_capacity = True
             if at_capacity:
                 if walk.queued_after != walk.tried:  # a new wait: the queue's timeout counts from now
                     walk.queued_after = walk.tried
@@ -126,16 +167,24 @@ class QuickCalls:
             elif probed is not None and walk.last_error is None:
                 raise probed_refusal(plan, probed)  # neither capacity nor the queue would help
             else:
-                raise walk.unavailable(wait, rate_limited=rate_limited)
+                raise walk.unavailable(wait, soonest if rate_limited else None)
         return None
 
-    async def _attempt(self, deployment: Deployment, call: Callable[[Deployment], Awaitable[R]]) -> R:
+    async def _attempt(
+        self, deployment: Deployment, call: Callable[[Deployment], Awaitable[R]], deadline: float | None
+    ) -> R:
+        """One try of `deployment`; `deadline`: the caller's, which cancels it (None: none set)."""
         breaker, limiter = deployment.breaker, deployment.limiter
-        ticket = breaker.acquire()  # the pick found it available: a ticket of this generation
+        # The pick found it available (a breaker open, or held, only for an early probe): a ticket
+        # of this generation.
+        ticket = breaker.acquire(early=True)
         limiter.acquire()
         judged = False
         try:
-            result = await call(deployment)
+            if deadline is None:
+                result = await call(deployment)
+            else:
+                result = await self._before(deadline, call, deployment)
         except GatewayError as exc:
             exc.provider = exc.provider or deployment.spec.provider
             judged = True
@@ -150,12 +199,32 @@ class QuickCalls:
         limiter.on_success()
         return result
 
+    async def _before(
+        self, deadline: float, call: Callable[[Deployment], Awaitable[R]], deployment: Deployment
+    ) -> R:
+        """`call(deployment)`, cancelled when `deadline` passes (the router's timer of chat attempts,
+        routing/stall.py): then DEADLINE_EXCEEDED, which says nothing of the deployment."""
+        watch = StallWatch(None, deadline - self.clock(), self.watchdog)
+        watch.reading(time.perf_counter_ns(), asyncio.current_task())
+        try:
+            return await call(deployment)
+        except asyncio.CancelledError:
+            if not watch.stopped_read():
+                raise  # the caller left, or the server stops
+            raise GatewayError(
+                ErrorKind.DEADLINE_EXCEEDED, "the request's deadline passed", retryable=False
+            ) from None
+        finally:  # the call is over: judging a failure (Redis, maybe) is not cut short
+            watch.finished()
+            watch.close()
+
 
 class _Walk:
     """One call's way through its plan: when each deployment is ready again, what failed last."""
 
     __slots__ = (
         "deadline",
+        "ejected_until",
         "failures",
         "last_error",
         "limited_until",
@@ -169,7 +238,8 @@ class _Walk:
 
     def __init__(self, plan: Plan, deadline: float) -> None:
         self.plan, self.deadline = plan, deadline
-        self.ready_at: dict[str, float] = {}  # a deployment not in it is ready now
+        self.ready_at: dict[str, float] = {}  # a deployment in neither is ready now
+        self.ejected_until: dict[str, float] | None = None  # breakers' ejections the store holds
         self.limited_until: dict[str, float] = {}  # held by its provider's rate limit until then
         self.failures: dict[str, int] = {}
         self.last_error: GatewayError | None = None
@@ -178,22 +248,17 @@ class _Walk:
         self.queued_after = -1  # the attempts made before the current wait for capacity began
         self.queue_ends = math.inf
 
-    def unavailable(self, wait: float, *, rate_limited: bool) -> GatewayError:
+    def unavailable(self, wait: float, rate_limited: Deployment | None) -> GatewayError:
         """No deployment will be ready in time: the last failure, else why they are all held, with
-        the wait for the client."""
+        the wait for the client (`rate_limited`: the soonest ready, held by its provider's refusal)."""
         retry_after = None if wait is math.inf else round(wait, 3)
         if (last := self.last_error) is not None:
             last.retry_after = retry_after or last.retry_after
             return last
-        name = self.plan.name
-        if rate_limited:  # a wait, not an outage: clients that retry UNAVAILABLE at once must not
-            return GatewayError(
-                ErrorKind.RESOURCE_EXHAUSTED,
-                f"every deployment of {name!r} is held by its provider's rate limit; retry after {retry_after} s",
-                retry_after=retry_after,
-            )
+        if rate_limited is not None:  # a wait, not an outage: clients that retry UNAVAILABLE at once must not
+            return held_refusal(self.plan, rate_limited, wait)
         return GatewayError(
             ErrorKind.UNAVAILABLE,
-            f"every deployment of {name!r} is unavailable (circuit open); retry after {retry_after} s",
+            f"every deployment of {self.plan.name!r} is unavailable (circuit open); retry after {retry_after} s",
             retry_after=retry_after,
         )

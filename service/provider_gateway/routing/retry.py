@@ -41,7 +41,13 @@ from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.settings import RoutingSettings
 from provider_gateway.routing.shared_state import SharedState
 from provider_gateway.routing.timing import RequestClock
-from provider_gateway.routing.verdicts import probed_refusal, retry_later
+from provider_gateway.routing.verdicts import (
+    EarlyProbe,
+    early_probe,
+    held_refusal,
+    probed_refusal,
+    retry_later,
+)
 
 RPM_WINDOW_S = 60.0
 
@@ -187,7 +193,12 @@ class RetryLoop:
                 continue
             deployment = picked
             if deployment.spec.rpm:
-                early = not deployment.breaker.available()  # handed out as an early probe
+                # Handed out as an early probe: its breaker is open here, or the store (read as
+                # `_pick` reads it) holds another replica's ejection of it.
+                ejected = tries.ejected_until
+                early = not deployment.breaker.available() or (
+                    ejected is not None and ejected.get(deployment.key, 0.0) > self.clock()
+                )
                 wait = await self.store.hit(f"rpm:{deployment.key}", 1, deployment.spec.rpm, RPM_WINDOW_S)
                 if wait:
                     tries.ready_at[deployment.key] = self.clock() + wait
@@ -249,7 +260,8 @@ class RetryLoop:
         When the deployment to be ready soonest is held only by its breaker (open here, or ejected
         by another replica's), it is tried now as an early probe rather than waited for or
         refused: a plan's last deployments are never all ejected (Envoy's panic threshold), so a
-        caller whose requests fail everywhere cannot shut a plan for everybody else."""
+        caller whose requests fail everywhere cannot shut a plan for everybody else. Either way
+        its probes are limited as an open breaker's (verdicts.py, `early_probe`)."""
         plan, ready_at, limited_until, deadline = (
             tries.plan,
             tries.ready_at,
@@ -262,6 +274,7 @@ class RetryLoop:
         wait = math.inf
         at_capacity = False
         rate_limited = False  # whether the soonest-ready deployment waits on its provider's limit
+        soonest: Deployment | None = None  # that deployment
         probed: Deployment | None = None  # one whose probe slots are all taken
         early: Deployment | None = None  # held only by its breaker: the one whose cool-down ends first
         early_at = math.inf
@@ -274,7 +287,7 @@ class RetryLoop:
             until = max(own, ejected)
             if until > now:
                 if until - now < wait:
-                    wait = until - now
+                    wait, soonest = until - now, deployment
                     rate_limited = limited_until.get(key, 0.0) >= until
                 if own <= now and ejected < early_at:  # held only by its breaker
                     early, early_at = deployment, ejected
@@ -292,12 +305,13 @@ class RetryLoop:
             and not at_capacity  # (a deployment's release wakes the queue first)
             and not (retrying and now + early.ewma_ttft_s >= deadline)
         ):
-            if not early.breaker.available(early=True):
-                probed = early
-            elif not early.limiter.has_capacity():
-                at_capacity = True
-            else:
+            probe = early_probe(early, early_at)
+            if probe is EarlyProbe.GO:
                 return early
+            if probe is EarlyProbe.PROBED:
+                probed = early
+            else:
+                at_capacity = True
         if at_capacity:
             queue_ends = tries.queue_ends(now)
             give_up = min(deadline, queue_ends)
@@ -305,7 +319,7 @@ class RetryLoop:
             queue_timeout = queue_ends < deadline
             return lambda: self.capacity.wait(plan, look_again, give_up, queue_timeout=queue_timeout)
         if wait > plan.settings.max_retry_wait_s or now + wait >= deadline or wait is math.inf:
-            raise _unavailable(plan, tries.last_error, wait, rate_limited=rate_limited, probed=probed)
+            raise _unavailable(plan, tries.last_error, wait, soonest if rate_limited else None, probed=probed)
         return lambda: self.sleep(wait)
 
 
@@ -396,8 +410,15 @@ def _held_keys(plan: Plan) -> list[str]:
 
 
 def _unavailable(
-    plan: Plan, last_error: GatewayError | None, wait: float, *, rate_limited: bool, probed: Deployment | None
+    plan: Plan,
+    last_error: GatewayError | None,
+    wait: float,
+    rate_limited: Deployment | None,
+    *,
+    probed: Deployment | None,
 ) -> GatewayError:
+    """No deployment can take the request in time: the last failure, else why (`rate_limited`: the
+    soonest-ready deployment, when its provider's refusal holds it)."""
     retry_after = None if wait is math.inf else round(wait, 3)
     if last_error is not None:
         error = GatewayError(
@@ -413,13 +434,8 @@ def _unavailable(
         return error
     if probed is not None:  # neither capacity nor the queue's timeout would help: the probe's verdict
         return probed_refusal(plan, probed)
-    if rate_limited:  # a wait, not an outage: clients that retry UNAVAILABLE at once must not
-        return GatewayError(
-            ErrorKind.RESOURCE_EXHAUSTED,
-            f"every deployment of {plan.name!r} is held by its provider's rate limit; retry after "
-            f"{retry_after} s",
-            retry_after=retry_after,
-        )
+    if rate_limited is not None:  # a wait, not an outage: clients that retry UNAVAILABLE at once must not
+        return held_refusal(plan, rate_limited, wait)
     return GatewayError(
         ErrorKind.UNAVAILABLE,
         f"every deployment of {plan.name!r} is unavailable (circuit open)",

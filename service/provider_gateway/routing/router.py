@@ -99,7 +99,7 @@ class Router:
         self.catalog = catalog or Catalog.builtin()
         self.retry = RetryLoop(clock, rng, sleep, self.store, self.capacity, attempts, self.catalog)
         self.quick = QuickCalls(
-            clock, sleep, self.store, self.capacity, self.retry.backoff, self.retry_budget
+            clock, sleep, self.store, self.capacity, self.retry.backoff, self.retry_budget, attempts.watchdog
         )
 
     def plan(self, model: str, provider: str = "", fallbacks: list[str] | tuple[str, ...] = ()) -> Plan:

@@ -1,14 +1,17 @@
 """What a failed attempt tells the router, alike for a chat's attempts (attempts.py, retry.py) and
 for the quick calls (quick_calls.py): what the deployment's breaker and limiter learn from it, and
-when the request may try that deployment again."""
+when the request may try that deployment again; whether a deployment held only by a breaker's
+ejection takes the request as an early probe; and what a request refused meanwhile is told."""
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable
 from typing import Protocol
 
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.http.errors import OutOfCredit
 from provider_gateway.routing.breaker import Ticket
 from provider_gateway.routing.deployments import Deployment
 from provider_gateway.routing.plans import Plan
@@ -21,9 +24,13 @@ PROBE_RETRY_S = 1.0  # the retry delay of a request refused while a probe is in 
 async def judge(deployment: Deployment, ticket: Ticket | None, exc: GatewayError, store: SharedState) -> None:
     """Overloaded (a 429: slow down, and hold it for the wait the provider named), broken, or
     nothing (a bad request). `ticket`: the attempt's permission from the breaker, so that a verdict
-    given after the breaker moved on is dropped."""
+    given after the breaker moved on is dropped. An account out of credit is held as a rate limit
+    is, but says nothing of the deployment's load: the limiter keeps its concurrency."""
     if exc.kind is ErrorKind.RESOURCE_EXHAUSTED:
-        deployment.limiter.on_rate_limited(exc.retry_after)
+        if isinstance(exc, OutOfCredit):
+            deployment.out_of_credit(exc.retry_after or 0.0)
+        else:
+            deployment.limiter.on_rate_limited(exc.retry_after)
         deployment.breaker.release(ticket)
         if exc.retry_after:
             await store.eject(deployment.held_keys[1], exc.retry_after)
@@ -64,13 +71,38 @@ def retry_later(
     ready_at[deployment.key] = now + max(backoff(failures, walk.plan.settings), exc.retry_after or 0.0)
 
 
+class EarlyProbe(enum.Enum):
+    GO = "go"  # the request goes to it now
+    PROBED = "probed"  # its probe slots are taken, or its next early probe waits
+    AT_CAPACITY = "at_capacity"  # its concurrency is taken: a release frees it
+
+
+def early_probe(deployment: Deployment, held_until: float) -> EarlyProbe:
+    """Whether `deployment`, held only by a breaker's ejection until `held_until` (its breaker
+    open here, or another replica's ejection read from the store), takes the request now as an
+    early probe. Another replica's ejection is probed as an open breaker here is (breaker.py,
+    `hold`): `half_open_probes` at a time, the next a second after a failed one."""
+    breaker = deployment.breaker
+    breaker.hold(held_until)
+    if not breaker.available(early=True):
+        return EarlyProbe.PROBED
+    if not deployment.limiter.has_capacity():
+        return EarlyProbe.AT_CAPACITY
+    return EarlyProbe.GO
+
+
 def probed_refusal(plan: Plan, probed: Deployment) -> GatewayError:
     """A request that only `probed` could take, which its breaker holds: its probes are in flight
     (their verdict comes soon), or its last early probe failed and the next one waits."""
     if next_probe := round(probed.breaker.early_probe_in(), 3):
+        why = (
+            "another replica's circuit breaker ejected it"
+            if probed.breaker.held
+            else "its circuit breaker is open"
+        )
         return GatewayError(
             ErrorKind.UNAVAILABLE,
-            f"{probed.key} keeps failing (its circuit breaker is open; the next probe goes in "
+            f"{probed.key} keeps failing ({why}; the next probe goes in "
             f"{next_probe:g} s) and no other deployment of {plan.name!r} is available; "
             f"retry after {next_probe:g} s",
             retry_after=next_probe,
@@ -82,4 +114,26 @@ def probed_refusal(plan: Plan, probed: Deployment) -> GatewayError:
         f"request(s) through at a time, [routing.breaker] half_open_probes) and no other "
         f"deployment of {plan.name!r} is available; retry after {PROBE_RETRY_S:g} s",
         retry_after=PROBE_RETRY_S,
+    )
+
+
+def held_refusal(plan: Plan, soonest: Deployment, wait: float) -> GatewayError:
+    """Every deployment of `plan` is held by its provider's refusal, `soonest` for the shortest
+    `wait`: an account out of credit (held here since its 429 `insufficient_quota`) is named with
+    what to do about it; any other hold is a rate limit to wait out."""
+    retry_after = round(wait, 3)
+    if soonest.out_of_credit_for() > 0:
+        return GatewayError(
+            ErrorKind.RESOURCE_EXHAUSTED,
+            f"the account behind {soonest.spec.provider} ({soonest.key}) is out of credit: add credit or "
+            f"raise its billing limit with the vendor, or route to another deployment; the gateway "
+            f"tries {soonest.key} again in {retry_after:g} s, and no other deployment of {plan.name!r} "
+            f"is available before then",
+            provider=soonest.spec.provider,
+            retry_after=retry_after,
+        )
+    return GatewayError(
+        ErrorKind.RESOURCE_EXHAUSTED,
+        f"every deployment of {plan.name!r} is held by its provider's rate limit; retry after {retry_after} s",
+        retry_after=retry_after,
     )
