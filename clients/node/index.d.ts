@@ -424,6 +424,7 @@ export function gatewayError(error: ServiceError): GatewayError;
 export const DEFAULT_SERVICE_CONFIG: JsonObject;
 export const DEFAULT_TARGET: string;
 export const SERVICE: string;
+/** The whole answer of a stream; rejects with UnavailableError when it ended without its `finish`. */
 export function collect(stream: AsyncIterable<StreamEvent>): Promise<FinalMessage>;
 /** An answer (`chat()`'s or `finalMessage()`'s) as the assistant turn of the next request:
  * reasoning blocks, text, tool calls. */
