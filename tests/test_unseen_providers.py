@@ -14,6 +14,7 @@ from conftest import run_gateway
 from provider_gateway.server.auth import hash_key
 from provider_gateway.v1 import provider_service_pb2 as pb
 
+ALICE = "alice-key-0123456789abcdefghijklmnop"  # every provider
 BOB = "bob-key-0123456789abcdefghijklmnopqrst"  # the mock provider only
 OTTO = "otto-key-0123456789abcdefghijklmnopqr"  # models of "mock" only, by pattern
 CONFIG = f"""
@@ -24,6 +25,10 @@ kind = "mock"
 kind = "mock"
 
 [auth]
+[[auth.keys]]
+name = "alice"
+sha256 = "{hash_key(ALICE)}"
+
 [[auth.keys]]
 name = "bob"
 sha256 = "{hash_key(BOB)}"
@@ -86,7 +91,10 @@ async def test_a_provider_the_key_may_not_use_reads_as_one_not_configured(rpc: s
     async with run_gateway(CONFIG) as gw:
         forbidden = await answer(CALLS[rpc](gw.stub, "secret", key), "secret")
         unknown = await answer(CALLS[rpc](gw.stub, "ghost", key), "ghost")
-    assert forbidden == unknown
+        # The same once a key that may use it has had its route planned (plans are kept by name).
+        await answer(CALLS[rpc](gw.stub, "secret", ALICE), "secret")
+        after_a_kept_plan = await answer(CALLS[rpc](gw.stub, "secret", key), "secret")
+    assert forbidden == unknown == after_a_kept_plan
     assert "PERMISSION_DENIED" not in forbidden
 
 

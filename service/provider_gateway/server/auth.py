@@ -116,8 +116,7 @@ class Principal:
     team: str = ""
 
     def check_route(self, route: Route) -> None:
-        # Reached by names the configuration made (an alias, a group's members): those a request
-        # gives are refused before, as unknown ones are (AuthorizingResolver).
+        # Behind AuthorizingRouter a provider the key may not use is refused before, NOT_FOUND.
         if self.providers and route.provider not in self.providers:
             raise GatewayError(
                 ErrorKind.PERMISSION_DENIED, f"key {self.name!r} may not use provider {route.provider!r}"
@@ -198,15 +197,23 @@ class AuthorizingRouter(Router):
 
     def plan(self, model: str, provider: str = "", fallbacks: list[str] | tuple[str, ...] = ()) -> Plan:
         principal = current_principal.get()
-        # A key with no allow-list may use every provider: nothing to rewrite.
-        restricted = principal is not None and (principal.providers or principal.models)
-        if restricted and principal is not None and isinstance(self.resolver, AuthorizingResolver):
+        resolver = self.resolver
+        # A key with no allow-list may use every provider: nothing to hide from it.
+        if not (principal and (principal.providers or principal.models)) or not isinstance(
+            resolver, AuthorizingResolver
+        ):
+            plan = super().plan(model, provider, fallbacks)
+        else:
             # Names rewritten, not resolved per key: the planner keeps plans by the names it is given.
-            seen = self.resolver.as_seen
-            if not provider and seen(model, principal) is not None:
-                provider = self.resolver.default_provider  # the whole name, the default's model
-            fallbacks = [seen(name, principal) or name for name in fallbacks]
-        plan = super().plan(model, provider, fallbacks)
+            if not provider and resolver.as_seen(model, principal) is not None:
+                provider = resolver.default_provider  # the whole name, the default's model
+            plan = super().plan(model, provider, [resolver.as_seen(f, principal) or f for f in fallbacks])
+            usable = resolver.usable(principal)
+            for deployment in plan.deployments:
+                # A kept plan skips the resolver's checks, and aliases and groups name providers of
+                # the configuration's choosing: to the key, those it may not use are none.
+                if deployment.spec.provider not in usable:
+                    raise key_scope.no_such_provider(deployment.spec.provider, resolver.listed_providers())
         for deployment in plan.deployments:
             _check_route(Route(deployment.spec.provider, deployment.spec.model))
         return plan
