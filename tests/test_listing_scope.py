@@ -88,8 +88,8 @@ async def test_list_models_asks_no_provider_the_key_may_not_use(monkeypatch: pyt
                 )
             assert len(fake.requests) == asked
             everything = await gw.stub.ListModels(pb.ListModelsRequest(), metadata=bearer(ALICE), timeout=10)
-    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert "key 'otto' may not use provider 'up'" in (denied.value.details() or "")
+    assert denied.value.code() == grpc.StatusCode.NOT_FOUND  # as a provider not configured is
+    assert denied.value.details() == "no provider 'up' for this key (available: other)"
     assert "up/gpt-4o" in listed(everything)
 
 
@@ -104,8 +104,8 @@ async def test_an_unknown_provider_error_names_only_the_keys_providers() -> None
             assert caught.value.code() == grpc.StatusCode.NOT_FOUND
             details[name] = caught.value.details()
     # Before: "configured: mock, other" to bob too.
-    assert details["bob"] == "provider 'nope' is not configured (available: mock)"
-    assert details["alice"] == "provider 'nope' is not configured (available: mock, other)"
+    assert details["bob"] == "no provider 'nope' for this key (available: mock)"
+    assert details["alice"] == "no provider 'nope' for this key (available: mock, other)"
 
 
 async def test_list_providers_shows_a_key_only_its_providers() -> None:

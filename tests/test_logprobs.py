@@ -31,7 +31,7 @@ from provider_gateway.fakes import gemini as fake_gemini
 from provider_gateway.fakes import logprobs as lp
 from provider_gateway.fakes import openai_responses as fake_responses
 from provider_gateway.fakes.server import _sse_piece
-from provider_gateway.server.split_deltas import within
+from provider_gateway.server.split_deltas import scored_bytes, within
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway_client import GatewayClient, Text
 from provider_gateway_client import pb as client_pb
@@ -210,14 +210,17 @@ async def test_the_python_client_gives_the_entries_typed(env: Env) -> None:
     assert ours(final.logprobs) == ours(result.logprobs)
 
 
-def test_a_delta_split_to_fit_the_message_limit_keeps_its_entries_on_its_last_piece() -> None:
+def test_a_delta_split_to_fit_the_message_limit_spreads_its_entries_with_their_text() -> None:
+    """Before, every entry rode on the last piece, which outgrew the limit with them
+    (tests/test_send_limit_logprobs.py)."""
     entries = tuple(d.TokenLogprob("ab", -0.5) for _ in range(3000))
     delta = d.TextDeltaWithLogprobs("ab" * 3000, entries)
     pieces = within([delta], 1024)
     assert len(pieces) > 1
     assert "".join(p.text for p in pieces if isinstance(p, d.TextDelta)) == delta.text
-    assert [p.logprobs for p in pieces if isinstance(p, d.TextDeltaWithLogprobs)] == [entries]
-    assert isinstance(pieces[-1], d.TextDeltaWithLogprobs)
+    scored = [p for p in pieces if isinstance(p, d.TextDeltaWithLogprobs)]
+    assert [e for p in scored for e in p.logprobs] == list(entries)
+    assert all(p.text == "ab" * len(p.logprobs) and scored_bytes(p) <= 1024 for p in scored)
 
 
 async def test_the_mock_scores_each_word_so_the_no_credential_server_shows_the_feature() -> None:

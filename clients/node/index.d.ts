@@ -115,6 +115,8 @@ export interface CompleteRequest {
   metadata?: { [key: string]: string };
   /** How a stream's events are sent; `completeStream` asks for `{ usageInFinish: true }` unless set. */
   streamOptions?: StreamOptions;
+  /** Token log-probabilities of the completion's text, as `ChatRequest.logprobs`. */
+  logprobs?: { enabled?: boolean; topLogprobs?: number };
 }
 
 /** How a stream's events are sent (see the proto's StreamOptions). */
@@ -224,6 +226,8 @@ export interface CompleteResponse {
   text: string;
   usage: Usage | null;
   finish: Finish | null;
+  /** The log-probability of each token of `text`, when the request asked for them. */
+  logprobs: TokenLogprob[];
 }
 export interface ModelInfo {
   id: string;
@@ -424,6 +428,7 @@ export function gatewayError(error: ServiceError): GatewayError;
 export const DEFAULT_SERVICE_CONFIG: JsonObject;
 export const DEFAULT_TARGET: string;
 export const SERVICE: string;
+/** The whole answer of a stream; rejects with UnavailableError when it ended without its `finish`. */
 export function collect(stream: AsyncIterable<StreamEvent>): Promise<FinalMessage>;
 /** An answer (`chat()`'s or `finalMessage()`'s) as the assistant turn of the next request:
  * reasoning blocks, text, tool calls. */

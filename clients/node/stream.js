@@ -279,11 +279,15 @@ function assistantTurn(answer) {
   return { role: 'ROLE_ASSISTANT', content };
 }
 
-/** Collects a stream (a ChatStream, or any async iterable of events) into its whole answer. */
+/**
+ * Collects a stream (a ChatStream, or any async iterable of events) into its whole answer. One that
+ * ends without its `finish` throws UNAVAILABLE, as a ChatStream does: never part of an answer.
+ */
 async function collect(stream) {
   if (stream instanceof ChatStream) return stream.finalMessage();
   const accumulator = new Accumulator();
   for await (const event of stream) accumulator.add(event);
+  if (!accumulator.finish) throw new errors.UnavailableError(status.UNAVAILABLE, NO_FINISH);
   return accumulator.result();
 }
 

@@ -85,7 +85,9 @@ def chat_result(response: pb.ChatResponse | pb.CompleteResponse) -> ChatResult:
     usage = usage_report(response.usage) if response.HasField("usage") else None
     finish = finished(response.finish) if response.HasField("finish") else None
     if isinstance(response, pb.CompleteResponse):
-        return ChatResult(response.text, usage=usage, finish=finish, raw=response)
+        return ChatResult(
+            response.text, usage=usage, finish=finish, logprobs=tuple(response.logprobs), raw=response
+        )
     calls = tuple(ToolCall.parse(c.id, c.name, c.arguments_json, c.incomplete) for c in response.tool_calls)
     return ChatResult(
         response.text,

@@ -34,7 +34,7 @@ import inspect
 import logging
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +116,7 @@ class Principal:
     team: str = ""
 
     def check_route(self, route: Route) -> None:
+        # Behind AuthorizingRouter a provider the key may not use is refused before, NOT_FOUND.
         if self.providers and route.provider not in self.providers:
             raise GatewayError(
                 ErrorKind.PERMISSION_DENIED, f"key {self.name!r} may not use provider {route.provider!r}"
@@ -136,25 +137,55 @@ def _check_route(route: Route) -> None:
 
 
 class AuthorizingResolver(RouteResolver):
-    """Checks explicit provider names (ListModels) against the caller's allowed providers, and
-    names only those to it (listings, and the `available:` of an unknown provider's error)."""
+    """Shows a key only the providers it may use: in listings, in the `available:` of an unknown
+    provider's error, and in every answer about a provider it names. To a key, a provider it may
+    not use is no provider: named, it is NOT_FOUND in the words an unknown one gets; as a model's
+    `provider/` prefix, it is part of the model id, as an unknown prefix is (`as_seen`)."""
+
+    def __init__(self, providers: list[str], default: str, aliases: Mapping[str, str]) -> None:
+        super().__init__(providers, default, aliases)
+        self._usable_by: dict[str, frozenset[str]] = {}  # key name -> its providers, see `usable`
+
+    def usable(self, key: Principal) -> frozenset[str]:
+        """The configured providers `key` may use, worked out once per key: its allow-lists and the
+        configuration are fixed for the process's life, and a `models` pattern's test costs about
+        15 us a provider (key_scope.may_use_provider), too much for every call's plan."""
+        found = self._usable_by.get(key.name)
+        if found is None:
+            found = frozenset(n for n in super().listed_providers() if key_scope.may_use_provider(key, n))
+            self._usable_by[key.name] = found
+        return found
 
     def listed_providers(self) -> list[str]:
         names = super().listed_providers()
         principal = current_principal.get()
         if principal is None:
             return names
-        return [name for name in names if key_scope.may_use_provider(principal, name)]
+        usable = self.usable(principal)
+        return [name for name in names if name in usable]
 
     def check_provider(self, provider: str) -> str:
-        name = super().check_provider(provider)
         principal = current_principal.get()
+        if principal is None:
+            return super().check_provider(provider)
         # Its `models` count too: a key of "mock/*" may call no model of "other", nor list them.
-        if principal is not None and not key_scope.may_use_provider(principal, name):
-            raise GatewayError(
-                ErrorKind.PERMISSION_DENIED, f"key {principal.name!r} may not use provider {name!r}"
-            )
-        return name
+        if provider not in self.usable(principal):
+            raise key_scope.no_such_provider(provider, self.listed_providers())
+        return provider
+
+    def as_seen(self, name: str, key: Principal) -> str | None:
+        """`name` (a model, an alias or `provider/model`) as `key` sees the configuration: None when
+        it reads the same; else the name that resolves, for everyone, as an unknown prefix would
+        for it (the whole of `name` on the default provider), when its prefix names a provider the
+        key may not use."""
+        prefix, _, rest = name.partition("/")
+        if not rest or prefix in self.usable(key) or prefix not in self._providers or name in self._aliases:
+            return None
+        return f"{self._default}/{name}"
+
+    @property
+    def default_provider(self) -> str:
+        return self._default
 
 
 class AuthorizingRouter(Router):
@@ -165,7 +196,24 @@ class AuthorizingRouter(Router):
     """
 
     def plan(self, model: str, provider: str = "", fallbacks: list[str] | tuple[str, ...] = ()) -> Plan:
-        plan = super().plan(model, provider, fallbacks)
+        principal = current_principal.get()
+        resolver = self.resolver
+        # A key with no allow-list may use every provider: nothing to hide from it.
+        if not (principal and (principal.providers or principal.models)) or not isinstance(
+            resolver, AuthorizingResolver
+        ):
+            plan = super().plan(model, provider, fallbacks)
+        else:
+            # Names rewritten, not resolved per key: the planner keeps plans by the names it is given.
+            if not provider and resolver.as_seen(model, principal) is not None:
+                provider = resolver.default_provider  # the whole name, the default's model
+            plan = super().plan(model, provider, [resolver.as_seen(f, principal) or f for f in fallbacks])
+            usable = resolver.usable(principal)
+            for deployment in plan.deployments:
+                # A kept plan skips the resolver's checks, and aliases and groups name providers of
+                # the configuration's choosing: to the key, those it may not use are none.
+                if deployment.spec.provider not in usable:
+                    raise key_scope.no_such_provider(deployment.spec.provider, resolver.listed_providers())
         for deployment in plan.deployments:
             _check_route(Route(deployment.spec.provider, deployment.spec.model))
         return plan

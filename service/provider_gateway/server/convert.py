@@ -216,11 +216,11 @@ def chat_request_from_proto(
         response_format=response_format,
         provider_options=_options(given),
         metadata=dict(given.get("metadata", ())),
-        logprobs=_logprobs(given),
+        logprobs=logprobs_options(given),
     )
 
 
-def _logprobs(given: dict[str, Any]) -> d.LogprobsOptions | None:
+def logprobs_options(given: dict[str, Any]) -> d.LogprobsOptions | None:
     """None unless asked (`validate` refused `top_logprobs` without `enabled`)."""
     options = given.get("logprobs")
     if options is None or not options.enabled:

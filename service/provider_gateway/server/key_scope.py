@@ -8,7 +8,10 @@ error names) show it no more than that, so a key learns nothing of the rest of t
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Sequence
 from typing import Protocol
+
+from provider_gateway.errors import GatewayError, not_found
 
 
 class Scoped(Protocol):
@@ -27,6 +30,12 @@ def may_use_model(key: Scoped, provider: str, model: str) -> bool:
         return False
     target = f"{provider}/{model}"
     return not key.models or any(fnmatch.fnmatchcase(target, pattern) for pattern in key.models)
+
+
+def no_such_provider(provider: str, available: Sequence[str]) -> GatewayError:
+    """NOT_FOUND for a provider a key named: the same words whether it is not configured or the key
+    may not use it, so that no key can tell which providers exist beyond its own (`available`)."""
+    return not_found(f"no provider {provider!r} for this key (available: {', '.join(available) or 'none'})")
 
 
 def may_use_provider(key: Scoped, provider: str) -> bool:

@@ -22,7 +22,7 @@ from provider_gateway.observability.request import CURRENT
 from provider_gateway.routing.consumption import Consumed, watching
 from provider_gateway.routing.router import Router
 from provider_gateway.routing.timing import RequestClock
-from provider_gateway.server import convert, validate
+from provider_gateway.server import convert, scored_completion, validate
 from provider_gateway.server.auth import current_principal
 from provider_gateway.server.coalesce import ReadAhead, Relay
 from provider_gateway.server.finish_templates import FinishTemplates
@@ -237,6 +237,10 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                 )
                 if domain_request.metadata:
                     _tag_the_request(domain_request.metadata)
+                if "logprobs" in given and (scored := convert.logprobs_options(given)) is not None:
+                    chat = scored_completion.as_chat(domain_request, scored)
+                    chat_response, finish = await self.router.chat(chat, clock)
+                    return scored_completion.answer(chat_response, finish, self.finishes)
                 response, finish = await self.router.complete(domain_request, clock)
                 return convert.completion_response_to_proto(response, finish, self.finishes)
         except Exception as exc:
@@ -251,6 +255,8 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         )
         if domain_request.metadata:
             _tag_the_request(domain_request.metadata)
+        if "logprobs" in given and (scored := convert.logprobs_options(given)) is not None:
+            return self.router.chat_stream(scored_completion.as_chat(domain_request, scored), clock)
         return self.router.complete_stream(domain_request, clock)
 
     CompleteStream = _streaming("CompleteStream", _complete_events)

@@ -404,7 +404,7 @@ def _reasoning(request: pb.ChatRequest, bounds: SizeBounds) -> None:
 MAX_TOP_LOGPROBS = 20  # OpenAI's bound; Gemini's is the same
 
 
-def _logprobs(request: pb.ChatRequest) -> None:
+def _logprobs(request: pb.ChatRequest | pb.CompleteRequest) -> None:
     top = request.logprobs.top_logprobs
     if not 0 <= top <= MAX_TOP_LOGPROBS:
         raise invalid_argument(f"logprobs.top_logprobs: must be between 0 and {MAX_TOP_LOGPROBS}, got {top}")
@@ -457,6 +457,8 @@ def complete(
     if "prompt" not in given:
         raise invalid_argument("prompt: must not be empty")
     _text(request.prompt, "prompt", limits)
+    if "logprobs" in given:
+        _logprobs(request)
     if not SAMPLING_FIELDS.isdisjoint(given):
         _sampling(request, bounds)
     if "metadata" in given:
