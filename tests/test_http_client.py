@@ -203,9 +203,10 @@ async def test_the_streams_of_one_upstream_are_timed_each_by_its_own_reads(
     # reads keep coming within the timeout runs on well past it, all at the same time.
     fake.script("/quiet", Reply(chunks=[b"a"], content_type="text/plain", then="hang"))
     fake.script("/late", Reply(chunks=[b"a"], content_type="text/plain", then="hang"))
-    pieces = [b"%d" % n for n in range(8)]
+    pieces = [b"%d" % n for n in range(12)]  # 1.1 s of reads: well past the timeout
     fake.script("/steady", Reply(chunks=pieces, content_type="text/plain", chunk_delay_s=0.1))
-    up = upstream(pool, fake.url, timeouts=Timeouts(idle=0.3))
+    # An idle timeout of 6x the gap between reads: room for a busy machine.
+    up = upstream(pool, fake.url, timeouts=Timeouts(idle=0.6))
 
     async def under_deadline(path: str, into: list[bytes]) -> None:
         token = deadline.set_deadline(0.15)
@@ -227,7 +228,7 @@ async def test_the_streams_of_one_upstream_are_timed_each_by_its_own_reads(
     idle, cut_by_deadline, whole = results
     assert isinstance(idle, GatewayError)
     assert idle.kind is ErrorKind.UNAVAILABLE
-    assert "no stream data from acme within 0.3 s" in idle.message
+    assert "no stream data from acme within 0.6 s" in idle.message
     assert isinstance(cut_by_deadline, GatewayError)
     assert cut_by_deadline.kind is ErrorKind.DEADLINE_EXCEEDED
     assert whole is None
@@ -235,7 +236,7 @@ async def test_the_streams_of_one_upstream_are_timed_each_by_its_own_reads(
     assert quiet == late == [b"a"]
     # The timer carries on for the upstream's next streams.
     fake.script("/quiet", Reply(chunks=[b"b"], content_type="text/plain", then="hang"))
-    with pytest.raises(GatewayError, match=r"no stream data from acme within 0\.3 s"):
+    with pytest.raises(GatewayError, match=r"no stream data from acme within 0\.6 s"):
         async with asyncio.timeout(10):
             await collect(up, "/quiet", quiet)
 
