@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 import pytest
 from conftest import run_gateway
+from made_up_ids_support import untagged
 from vendor_cases import (
     PNG,
     assert_canonical,
@@ -60,7 +61,7 @@ async def test_tool_call_gets_a_synthesised_id_and_results_carry_the_name(setup:
     fake, stub = setup
     summary = await chat(stub, chat_request("gemini/tools", tools=[weather_tool()]))
     assert_canonical(summary, tools=True)
-    assert summary.tool_ids == [f"{conv.TOOL_NAME}-0"]
+    assert [untagged(i) for i in summary.tool_ids] == [f"{conv.TOOL_NAME}-0"]  # `name-<tag>_0`
     # Second turn: the result refers to the synthesised id only; the adapter finds the name.
     call = pb.ToolCall(id=summary.tool_ids[0], name=conv.TOOL_NAME, arguments_json=conv.TOOL_ARGS_JSON)
     messages = [

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
+from made_up_ids_support import untagged_event
 
 from provider_gateway.domain import (
     ChatRequest,
@@ -165,11 +168,11 @@ def test_stream_synthesises_stable_ids_and_reports_usage() -> None:
             },
         },
     ]
-    events = [e for chunk in chunks for e in decoder.feed(chunk)] + decoder.end()
+    events = [untagged_event(e) for chunk in chunks for e in decoder.feed(chunk)] + decoder.end()
     assert events[:4] == [
         ReasoningDelta("Let me think"),
         TextDelta("Hello"),
-        ToolCallStart(0, "f-0", "f"),
+        ToolCallStart(0, "f-0", "f"),  # made up: `f-<the answer's tag>_0`
         ToolCallDelta(0, '{"a":1}'),
     ]
     assert events[4] == ToolCallEnd(0, ToolCall("f-0", "f", '{"a":1}'))
@@ -303,8 +306,9 @@ def test_a_unary_answer_reads_as_its_stream_folds() -> None:
     thought = {"text": "Hmm", "thought": True}
     stream = [chunk([thought]), chunk([{"text": "Hi "}]), chunk([{"text": "there"}, SIGNED_CALL], "STOP")]
     whole = chunk([thought, {"text": "Hi there"}, SIGNED_CALL], "STOP")
-    unary = codec.GenerateStreamDecoder(provider="g").response(whole)
-    assert unary == _fold_stream(stream)
+    with mock.patch.object(codec, "answer_tag", return_value="0" * 12):  # made-up ids: one tag for both
+        unary = codec.GenerateStreamDecoder(provider="g").response(whole)
+        assert unary == _fold_stream(stream)
     assert (unary.reasoning, unary.reasoning_signature, unary.finish.reason) == (
         "Hmm",
         "sig",

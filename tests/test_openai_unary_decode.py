@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provider_gateway.domain import ChatResponse, FinishReason, ToolCall, Usage
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.openai import tool_calls
 from provider_gateway.providers.openai.presets import PRESETS
 from provider_gateway.providers.openai.stream import ChatStreamParser, plain_message
 from provider_gateway.providers.openai.wires import wire_for
@@ -113,7 +115,9 @@ def read(preset_name: str, body: dict[str, Any], direct: bool) -> ChatResponse |
     for a refused body, the error as the client would see it."""
     parser = ChatStreamParser("p", wire_for(PRESETS[preset_name]))
     try:
-        return parser.response(body, _estimate) if direct else parser.folded_response(body, _estimate)
+        # One tag for both reads: a made-up id is otherwise random per answer (`made_up_ids`).
+        with mock.patch.object(tool_calls, "answer_tag", return_value="0" * 12):
+            return parser.response(body, _estimate) if direct else parser.folded_response(body, _estimate)
     except GatewayError as error:
         return (error.kind, error.message, error.retryable)
 
@@ -180,7 +184,7 @@ def test_a_direct_answer_has_the_text_calls_usage_and_finish_of_the_body() -> No
     assert isinstance(answer, ChatResponse)
     assert answer.tool_calls == [
         ToolCall("call_1", "get", '{"a": 1}'),
-        ToolCall("call_1", "cut", '{"a": ', incomplete=True),
+        ToolCall("call_000000000000_1", "cut", '{"a": ', incomplete=True),  # an id made up
     ]
     assert (answer.usage.input_tokens, answer.usage.output_tokens, answer.usage.cache_read_tokens) == (
         8,

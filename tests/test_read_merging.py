@@ -41,6 +41,7 @@ from provider_gateway.fakes.bedrock import Reply as BedrockReply
 from provider_gateway.fakes.cohere import chat_frames as cohere_frames
 from provider_gateway.fakes.gemini import frames_for as gemini_frames
 from provider_gateway.providers.context import ProviderContext
+from provider_gateway.providers.ollama import codec as ollama_codec
 from provider_gateway.providers.registry import ProviderRegistry
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -185,7 +186,8 @@ def assert_merged_and_same(merged: list[StreamEvent], apart: list[StreamEvent]) 
     assert any(isinstance(e, ToolCallEnd) for e in merged)
 
 
-async def test_ollama_ndjson_lines_of_one_read_merge() -> None:
+async def test_ollama_ndjson_lines_of_one_read_merge(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ollama_codec, "answer_tag", lambda: "0" * 12)  # one made-up id in both answers
     body = b"".join(ollama_canonical_reply().chunks)
     answers = {}
     async with FakeUpstream() as fake:

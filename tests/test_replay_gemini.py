@@ -16,6 +16,7 @@ import pytest
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
+from made_up_ids_support import untagged_view
 from replay.support import (
     KEY,
     VERTEX_MODELS,
@@ -184,6 +185,7 @@ async def test_stream_matches_sdk(upstreams: dict[str, Any], host: str, path: Pa
     fake.script(HOSTS[host][0], replay(path, "text/event-stream"))
     fake.script(STREAM_PATH, replay(path, "text/event-stream"))
     ours, error = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
+    ours = untagged_view(ours)  # the SDK view numbers calls `name-N`
     theirs, their_error = await sdk_stream(fake)
     if their_error is None:
         assert error is None, error.details() if error else ""
@@ -205,7 +207,7 @@ async def test_whole_answer_matches_sdk(upstreams: dict[str, Any], host: str, pa
     fake, stub = upstreams[host]
     fake.script(HOSTS[host][1], replay(path, "application/json"))
     fake.script(UNARY_PATH, replay(path, "application/json"))
-    ours = await gateway_unary(stub, ask(f"{host}/{MODEL}"))
+    ours = untagged_view(await gateway_unary(stub, ask(f"{host}/{MODEL}")))
     theirs = SdkView()
     theirs.chunk(await sdk_client(fake).aio.models.generate_content(model=MODEL, contents="Go on."))
     assert ours == theirs.done()
@@ -253,6 +255,7 @@ async def test_a_stream_ends_with_the_reason_google_gave(
 ) -> None:
     fake, stub = script_both(upstreams, host, chunks_reply(*ENDED[case]))
     ours, error = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
+    ours = untagged_view(ours)  # the SDK view numbers calls `name-N`
     theirs, their_error = await sdk_stream(fake)
     assert their_error is None
     assert error is None, error.details() if error else ""
@@ -267,6 +270,7 @@ async def test_a_body_ending_without_a_finish_reason_is_cut_short(
     reply = chunks_reply(candidate_chunk("Half"), candidate_chunk(" of it", usage=True))
     fake, stub = script_both(upstreams, host, reply)
     ours, error = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
+    ours = untagged_view(ours)  # the SDK view numbers calls `name-N`
     theirs, their_error = await sdk_stream(fake)
     assert their_error is None  # google-genai takes it, without a finish_reason
     assert theirs.view.raw_finish_reason == ""

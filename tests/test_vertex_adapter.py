@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 from conftest import run_gateway
+from made_up_ids_support import untagged
 from vendor_cases import (
     assert_canonical,
     cancel_mid_stream,
@@ -64,7 +65,7 @@ async def test_gemini_on_vertex_streams_with_a_bearer_token(setup: Any) -> None:
     fake, stub = setup
     summary = await chat(stub, chat_request("vertex/tools", tools=[weather_tool()]))
     assert_canonical(summary, tools=True)
-    assert summary.tool_ids == [f"{conv.TOOL_NAME}-0"]
+    assert [untagged(i) for i in summary.tool_ids] == [f"{conv.TOOL_NAME}-0"]  # `name-<tag>_0`
     (request,) = fake.calls
     assert request.path == f"{PROJECT_PATH}/google/models/tools:streamGenerateContent"
     assert request.query == {"alt": "sse"}

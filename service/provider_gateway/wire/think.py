@@ -1,7 +1,10 @@
 """`<think>...</think>` at the very start of a model's output is reasoning (DeepSeek-R1 style).
 
-Only position 0 counts: a tag later in the text is text. Tags may be split across deltas, so a
-possible partial tag is held back until the next delta settles it.
+Only the start counts, after any whitespace (templates often put a newline first): a tag later in
+the text is text. Tags may be split across deltas, so a possible partial tag, and leading
+whitespace, are held back until the next delta settles them. Output that only closes a block
+("...</think>Answer", the opening tag sent in the prompt) is not split: nothing says where a
+model without the opening tag started thinking, and ordinary text must not be misread.
 """
 
 from __future__ import annotations
@@ -9,6 +12,11 @@ from __future__ import annotations
 from provider_gateway.domain import ReasoningDelta, TextDelta
 
 OPEN, CLOSE = "<think>", "</think>"
+
+
+def may_open(text: str) -> bool:
+    """Whether a whole output may open a `<think>` block (a quick test before any split)."""
+    return text.lstrip().startswith(OPEN[0])  # lstrip copies nothing when there is no whitespace
 
 
 def _partial_suffix(text: str, tag: str) -> int:
@@ -31,12 +39,13 @@ class ThinkSplitter:
             return [TextDelta(text)] if text else []
         self._buffer += text
         if self._state == "start":
-            if len(self._buffer) < len(OPEN) and OPEN.startswith(self._buffer):
-                return []  # could still become "<think>"
-            if not self._buffer.startswith(OPEN):
+            lead = self._buffer.lstrip()
+            if len(lead) < len(OPEN) and OPEN.startswith(lead):
+                return []  # could still become "<think>" (whitespace alone too)
+            if not lead.startswith(OPEN):
                 self._state = "text"
-                return self._flush_text()
-            self._state, self._buffer = "thinking", self._buffer[len(OPEN) :]
+                return self._flush_text()  # the whitespace is the text's
+            self._state, self._buffer = "thinking", lead[len(OPEN) :]
         end = self._buffer.find(CLOSE)
         if end >= 0:
             reasoning, rest = self._buffer[:end], self._buffer[end + len(CLOSE) :]

@@ -69,7 +69,8 @@ def _convert(message: Message) -> list[dict[str, Any]]:
         return [{"role": "system", "content": message.text}]
     results = [p for p in message.content if isinstance(p, ToolResultPart)]
     if results:  # each result is its own `tool` message
-        return [{"role": "tool", "tool_call_id": p.tool_call_id, "content": p.content} for p in results]
+        tools = [{"role": "tool", "tool_call_id": p.tool_call_id, "content": p.content} for p in results]
+        return tools + _beside_results(message)
     if message.role is Role.ASSISTANT:
         calls = [p.call for p in message.content if isinstance(p, ToolCallPart)]
         out: dict[str, Any] = {"role": "assistant"}
@@ -88,6 +89,15 @@ def _convert(message: Message) -> list[dict[str, Any]]:
             out["content"] = message.text
         return [out]
     return [{"role": "user", "content": _user_content(message)}]
+
+
+def _beside_results(message: Message) -> list[dict[str, Any]]:
+    """The text and images of a turn that also holds tool results ("here are the results, now
+    summarise"), as a user message after the `tool` ones: Cohere's messages hold one or the other."""
+    rest = tuple(
+        p for p in message.content if isinstance(p, ImagePart) or (isinstance(p, TextPart) and p.text)
+    )
+    return [{"role": "user", "content": _user_content(Message(Role.USER, rest))}] if rest else []
 
 
 # Body fields the gateway owns in v2 Chat bodies (owned_options.py).

@@ -3,9 +3,10 @@
 A stream's chunks and the unary answer are the same GenerateContentResponse, so the stream's
 decoder reads a whole `generateContent` answer as its one chunk (`response`).
 
-Gemini's function calls carry no id, so ids are synthesised as `name-N` (N counts calls of that
-name in the response), the lineage's scheme; a tool result names its function, which is found from
-the earlier call with the same id.
+Gemini 2 function calls carry no id, so ids are made up as `name-<tag>_N` (N counts calls of that
+name in the response, the tag is the answer's own: `made_up_ids`); a tool result names its
+function, which is found from the earlier call with the same id. Gemini 3 issues `functionCall.id`:
+that id is the client's, and goes back on the call and on its `functionResponse`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from provider_gateway.http.errors import google_retry_delay
 from provider_gateway.providers.base import fold
 from provider_gateway.providers.embed_dimensions import fixed_width
 from provider_gateway.providers.logprobs import with_logprobs
+from provider_gateway.providers.made_up_ids import answer_tag, is_made_up
 from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.vendor_wire import arguments_object, malformed, merge_provider_options
@@ -114,7 +116,13 @@ def _function_response(part: ToolResultPart, names: Mapping[str, str]) -> dict[s
     response = parsed if isinstance(parsed, dict) else {"content": part.content}
     if part.is_error:
         response = {"error": response}
-    return {"functionResponse": {"name": name, "response": response}}
+    return {"functionResponse": {"name": name, "response": response, **_issued_id(part.tool_call_id)}}
+
+
+def _issued_id(call_id: str) -> dict[str, str]:
+    """`id` for a call or its result when Gemini issued it: Gemini 3 wants its ids back ("return the
+    response with the matching id", google-genai's FunctionCall.id); a made-up one it never saw."""
+    return {} if not call_id or is_made_up(call_id) else {"id": call_id}
 
 
 def _parts(message: Message, names: dict[str, str]) -> list[dict[str, Any]]:
@@ -133,7 +141,9 @@ def _parts(message: Message, names: dict[str, str]) -> list[dict[str, Any]]:
         elif isinstance(part, ToolCallPart):
             call = part.call
             names[call.id] = call.name
-            parts.append({"functionCall": {"name": call.name, "args": arguments_object(call)}})
+            parts.append(
+                {"functionCall": {"name": call.name, "args": arguments_object(call), **_issued_id(call.id)}}
+            )
         elif isinstance(part, ToolResultPart):
             parts.append(_function_response(part, names))
         elif isinstance(part, ReasoningPart):
@@ -342,6 +352,7 @@ class GenerateStreamDecoder:
     finish_reason: str = ""
     tool_calls: int = 0
     _per_name: dict[str, int] = field(default_factory=dict)
+    _tag: str = ""  # drawn at the answer's first made-up id
 
     @shape_checked
     def feed(self, chunk: Any) -> list[StreamEvent]:
@@ -374,9 +385,7 @@ class GenerateStreamDecoder:
         if "functionCall" in part:
             call = part["functionCall"] or {}
             name = str(call.get("name") or "")
-            n = self._per_name.get(name, 0)
-            self._per_name[name] = n + 1
-            call_id = str(call.get("id") or f"{name}-{n}")
+            call_id = str(call.get("id") or self._made_up_id(name))
             arguments = json.dumps(call.get("args") or {}, separators=(",", ":"))
             index = self.tool_calls
             self.tool_calls += 1
@@ -401,6 +410,13 @@ class GenerateStreamDecoder:
         if signature:  # newer models sign the turn on a text part: keep it for the next request
             events.append(ReasoningDelta("", signature=signature))
         return events
+
+    def _made_up_id(self, name: str) -> str:
+        """`name-<tag>_N` for a call without an id: unique in the conversation (`made_up_ids`)."""
+        n = self._per_name.get(name, 0)
+        self._per_name[name] = n + 1
+        self._tag = self._tag or answer_tag()
+        return f"{name}-{self._tag}_{n}"
 
     @shape_checked
     def response(self, body: Any) -> ChatResponse:

@@ -37,6 +37,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import ErrorKind, GatewayError, invalid_argument
 from provider_gateway.providers.base import fold
+from provider_gateway.providers.made_up_ids import answer_tag
 from provider_gateway.providers.openai.codec import function_tools
 from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
@@ -149,6 +150,7 @@ class ChatStreamParser:
         self.provider = provider
         self._think = ThinkSplitter()
         self._calls = 0
+        self._tag = ""  # drawn at the answer's first made-up id
         self.done = False
 
     @shape_checked
@@ -175,7 +177,7 @@ class ChatStreamParser:
             function = call.get("function") or {}
             index = self._calls
             self._calls += 1
-            call_id = str(call.get("id") or f"{function.get('name', 'tool')}-{index}")
+            call_id = str(call.get("id") or self._made_up_id(str(function.get("name") or "tool"), index))
             arguments = orjson.dumps(function.get("arguments") or {}).decode()
             name = str(function.get("name", ""))
             events += [
@@ -197,6 +199,12 @@ class ChatStreamParser:
                 reason = FinishReason.UNSPECIFIED
             events.append(ProviderFinish(reason, raw_reason, str(line.get("model") or "")))
         return events
+
+    def _made_up_id(self, name: str, index: int) -> str:
+        """`name-<tag>_<index>`: /api/chat gives calls no id, and a counter alone would repeat the
+        previous turn's ids (`made_up_ids`)."""
+        self._tag = self._tag or answer_tag()
+        return f"{name}-{self._tag}_{index}"
 
     @shape_checked
     def response(self, body: Any) -> ChatResponse:

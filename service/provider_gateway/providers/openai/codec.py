@@ -296,12 +296,16 @@ class ChatWire:
         return decode_content(value, provider, family_chunk)
 
     def arguments(self, value: Any) -> str:
-        """A tool call's `arguments` as JSON text (OpenAI documents a string)."""
-        return value if isinstance(value, str) else ""
+        """A tool call's `arguments` as JSON text. OpenAI documents a string; some compatible
+        servers (older Ollama /v1, vLLM parsers) send the object itself, which is not dropped."""
+        if type(value) is str:  # nearly every fragment: one type check
+            return value
+        return orjson.dumps(value).decode() if isinstance(value, dict | list) else ""
 
-    def answer_tool_id(self, call_id: str, index: int) -> str:
-        """A tool-call id from an answer as the client gets it (and sends back)."""
-        return call_id or f"call_{index}"
+    def answer_tool_id(self, call_id: str, made_up: str) -> str:
+        """A tool-call id from an answer as the client gets it (and sends back); `made_up` (unique
+        to the answer: `made_up_ids`) for a call the host gave no id."""
+        return call_id or made_up
 
     def usage(self, raw: dict[str, Any]) -> Usage:
         return normalise_usage(raw)

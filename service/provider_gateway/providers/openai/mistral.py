@@ -149,10 +149,10 @@ class MistralWire(ChatWire):
             return orjson.dumps(value).decode()
         return value if isinstance(value, str) else ""
 
-    def answer_tool_id(self, call_id: str, index: int) -> str:
+    def answer_tool_id(self, call_id: str, made_up: str) -> str:
         # Mistral's own ids (9 characters) pass as they are; for a missing one ("null" is the SDK's
         # default) the client gets an id of the form Mistral takes back.
-        return call_id if call_id and call_id != "null" else short_tool_id(f"call_{index}")
+        return call_id if call_id and call_id != "null" else short_tool_id(made_up)
 
     def usage(self, raw: dict[str, Any]) -> Usage:
         usage = normalise_usage(raw)

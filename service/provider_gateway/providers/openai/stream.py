@@ -1,8 +1,8 @@
 """Chat Completions answers to domain events: stream chunks one at a time, or a unary body whole.
 
 Both go through `ChatStreamParser`, so a `chat.completion` body is normalised exactly as the
-chunks of a stream are (usage with cache and reasoning tokens, tool calls, finish, `<think>` at
-position 0, content chunks): a unary message is read as one chunk whose delta is the message.
+chunks of a stream are (usage with cache and reasoning tokens, tool calls, finish, a leading `<think>`
+block, content chunks): a unary message is read as one chunk whose delta is the message.
 The common message (string content, tool calls, usage: `plain_message`) is decoded straight into
 the ChatResponse by the same methods, without the events and their fold.
 The host's differences come from its wire (`codec.ChatWire` and subclasses).
@@ -37,7 +37,7 @@ from provider_gateway.providers.openai.logprobs import token_logprobs
 from provider_gateway.providers.openai.tool_calls import ChatToolCalls
 from provider_gateway.providers.shapes import SHAPE_ERRORS, shape_checked
 from provider_gateway.wire.sse import SseEvent
-from provider_gateway.wire.think import OPEN, ThinkSplitter
+from provider_gateway.wire.think import ThinkSplitter, may_open
 
 FINISH_REASONS = {
     "stop": FinishReason.STOP,
@@ -74,7 +74,7 @@ def plain_message(body: dict[str, Any], think_tags: bool) -> tuple[dict[str, Any
     content, refusal = message.get("content"), message.get("refusal")
     if not isinstance(content, str | None) or not isinstance(refusal, str | None):
         return None
-    if think_tags and ((content or "") + (refusal or "")).startswith(OPEN[0]):
+    if think_tags and may_open((content or "") + (refusal or "")):
         return None
     return choice, message
 
@@ -99,6 +99,27 @@ def event_chunk(frame: bytes | SseEvent, provider: str) -> dict[str, Any] | None
             retryable=True,
         )
     return value
+
+
+def reasoning_details(details: Any, reasoning: Any) -> list[ReasoningDelta]:
+    """OpenRouter's `reasoning_details` entries: a block's `signature` (`reasoning.text`, Claude's
+    thinking) or encrypted `data` (`reasoning.encrypted`, redacted) closes it, as the next turn must
+    send it back. Their text repeats the delta's `reasoning` string, so it is read only when that
+    says nothing; `reasoning.summary` holds its text in `summary`."""
+    with_text = not (isinstance(reasoning, str) and reasoning)
+    events: list[ReasoningDelta] = []
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, dict):
+            continue  # no documented entry: nothing to keep
+        kind = detail.get("type")
+        text = detail.get("summary" if kind == "reasoning.summary" else "text")
+        if with_text and isinstance(text, str) and text:
+            events.append(ReasoningDelta(text))
+        if kind == "reasoning.text" and isinstance(signature := detail.get("signature"), str) and signature:
+            events.append(ReasoningDelta("", signature=signature))
+        elif kind == "reasoning.encrypted" and isinstance(data := detail.get("data"), str) and data:
+            events.append(ReasoningDelta("", signature=data, redacted=True))
+    return events
 
 
 class ChatStreamParser:
@@ -201,6 +222,8 @@ class ChatStreamParser:
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
             events.append(ReasoningDelta(reasoning))
+        if details := delta.get("reasoning_details"):  # OpenRouter: its blocks' signatures
+            events.extend(reasoning_details(details, reasoning))
         for event in self.wire.content(delta.get("content"), self.provider):
             events.extend(self._text(event.text) if isinstance(event, TextDelta) else [event])
         refusal = delta.get("refusal")  # OpenAI: a refusal instead of the content, as text

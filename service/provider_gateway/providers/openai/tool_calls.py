@@ -2,6 +2,9 @@
 
 A call's fragments merge by `tool_calls[].index`, and any fragment may carry its id, its name or
 arguments: a host may name a call after its first arguments (the SDK merges the later fields).
+A fragment at a used index with an id other than that call's is a new call (parallel calls that
+all say `"index": 0`). A call without an id gets one made up for this answer alone
+(`made_up_ids`): the same tool called in two turns has two ids, as a conversation needs.
 A call starts for the client once its name is known, its arguments so far in one delta: the
 client gets the tool's name with the call's first event, and text is never held back.
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from provider_gateway.domain import StreamEvent, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
+from provider_gateway.providers.made_up_ids import answer_tag
 from provider_gateway.providers.open_calls import is_json
 from provider_gateway.providers.openai.codec import ChatWire
 
@@ -32,13 +36,14 @@ class _Call:
 class ChatToolCalls:
     """One answer's tool calls: `fragment` for each piece, `end` at the finish (or the stream's end)."""
 
-    __slots__ = ("_by_upstream_index", "_calls", "_latest", "_wire")
+    __slots__ = ("_by_upstream_index", "_calls", "_latest", "_tag", "_wire")
 
     def __init__(self, wire: ChatWire) -> None:
         self._wire = wire
         self._calls: dict[int, _Call] = {}
         self._by_upstream_index: dict[int, _Call] = {}
         self._latest: _Call | None = None
+        self._tag = ""  # drawn at the answer's first made-up id (`made_up_ids`)
 
     def __bool__(self) -> bool:
         """True once the answer has called a tool."""
@@ -51,7 +56,7 @@ class ChatToolCalls:
         (the entries of one list are distinct calls)."""
         if upstream_index is not None:
             call = self._by_upstream_index.get(upstream_index)
-            if call is None:
+            if call is None or (call_id and _other_id(call, call_id)):  # most fragments carry no id
                 call = self._by_upstream_index[upstream_index] = self._open(upstream_index)
         else:
             call = self._latest
@@ -97,7 +102,15 @@ class ChatToolCalls:
         return events
 
     def _client_id(self, call: _Call) -> str:
-        return self._wire.answer_tool_id(call.upstream_id, call.index)
+        self._tag = self._tag or answer_tag()
+        return self._wire.answer_tool_id(call.upstream_id, f"call_{self._tag}_{call.index}")
+
+
+def _other_id(call: _Call, call_id: str) -> bool:
+    """Whether a fragment with an id, at a used index, is a new call: an id other than the call's.
+    Ollama's /v1 and some vLLM-style servers give every call of a parallel batch `"index": 0`; a
+    host repeating one call's id on each of its fragments gives the same id."""
+    return bool(call.upstream_id) and call_id != call.upstream_id
 
 
 def _another(latest: _Call, call_id: str, name: str) -> bool:
