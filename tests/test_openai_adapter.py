@@ -729,3 +729,37 @@ async def test_every_preset_decodes_list_content_or_fails_never_drops_it(env: En
         assert got.error.code() == grpc.StatusCode.UNAVAILABLE
         assert shown in (got.error.details() or "")
         assert "finish" not in got.kinds()
+
+
+async def test_a_tool_call_id_over_40_characters_is_sent_back_shortened_alike_on_call_and_result(
+    env: Env,
+) -> None:
+    """OpenAI has refused tool_call ids over 40 characters; a made-up id with a long tool name
+    (`name-<12 hex>_N`) is longer. Both places of the id get the same short one."""
+    long_id = "lookup_customer_order_history_for_the_regions-0123456789ab_0"  # a made-up id of a 45-character tool name
+    other = long_id[:-1] + "y"  # the same first 40 characters: must not become the same id
+    calls = [
+        pb.ContentPart(tool_call=pb.ToolCall(id=i, name="lookup", arguments_json="{}"))
+        for i in (long_id, other)
+    ]
+    results = [
+        pb.ContentPart(tool_result=pb.ToolResult(tool_call_id=i, content="ok")) for i in (long_id, other)
+    ]
+    request = pb.ChatRequest(
+        model="oa/gpt-4o",
+        messages=[
+            user("Orders?"),
+            pb.Message(role=pb.ROLE_ASSISTANT, content=calls),
+            pb.Message(role=pb.ROLE_TOOL, content=results),
+        ],
+    )
+    got = await chat_stream(env.stub, request)
+    assert got.error is None, got.error
+    messages = env.fake.last("/v1/chat/completions").json()["messages"]
+    sent_calls = [c["id"] for c in messages[1]["tool_calls"]]
+    sent_results = [m["tool_call_id"] for m in messages[2:4]]
+    assert len(long_id) == 60
+    assert sent_calls == sent_results
+    assert all(len(i) <= 40 for i in sent_calls), sent_calls
+    assert sent_calls[0] != sent_calls[1]
+    assert sent_calls[0].startswith(long_id[:20])  # still readable in the vendor's logs

@@ -57,7 +57,7 @@ from provider_gateway.routing.settings import RoutingSettings
 from provider_gateway.routing.shared_state import SharedState
 from provider_gateway.routing.stall import StallWatch, Watchdog
 from provider_gateway.routing.timing import RequestClock, us
-from provider_gateway.routing.verdicts import judge
+from provider_gateway.routing.verdicts import breaker_refused, judge
 
 Req = TypeVar("Req", ChatRequest, CompletionRequest)
 OpenStream = Callable[[Provider, Req], AsyncIterator[StreamEvent]]
@@ -72,6 +72,7 @@ class Failover(Protocol):
     what a retryable failure does to its deployment, and the error once none is left."""
 
     attempts: list[Attempt]  # the attempts so far, each recorded as it ends
+    probing: Deployment | None  # the deployment last handed out as an early probe (else None)
     deadline: float  # the request's, on the router's clock
     last_error: GatewayError | None  # the last attempt's failure, the error if no retry may start
 
@@ -147,6 +148,7 @@ class Attempts:
                         tries.deadline,
                         tries.attempts,
                         settings.ttft_timeout_s,
+                        early=tries.probing is deployment,
                     )
                     scope, watch = attempt.scope, attempt.watch
                     calls = OpenCalls()  # every tool call the stream starts ends before the Finish
@@ -270,6 +272,8 @@ class Attempts:
         deadline: float,
         answer: Answer[Req],
         attempts: list[Attempt],
+        *,
+        early: bool,
     ) -> tuple[ChatResponse, Finish]:
         """One try of one deployment for a unary call: the provider's whole answer, awaited once,
         then the Finish; judged, timed and accounted as a stream's attempt (`_Try`).
@@ -278,7 +282,7 @@ class Attempts:
         events a stream would have relayed (`relayed_answer`, `has_content`): an answer with content
         is its first token, its usage the attempt's usage, and without a finish it is a cut stream.
         """
-        attempt = _Try(self, deployment, number, request, clock, deadline, attempts, None)
+        attempt = _Try(self, deployment, number, request, clock, deadline, attempts, None, early=early)
         watch = attempt.watch
         response: ChatResponse | None = None
         finish: ProviderFinish | None = None
@@ -367,14 +371,19 @@ class _Try:
         deadline: float,
         attempts: list[Attempt],
         limit_s: float | None,
+        *,
+        early: bool,
     ) -> None:
         self.owner, self.deployment, self.request = owner, deployment, request
         self.clock, self.deadline, self.attempts = clock, deadline, attempts
         breaker = deployment.breaker
         state = breaker.state.value
-        # The retry loop hands out a deployment whose breaker is open only as an early probe (no
-        # deployment of its plan could take the request sooner): `early` lets that one through.
-        self.ticket = breaker.acquire(early=True)
+        # `early`: handed out as an early probe (its breaker open here, or its ejection elsewhere
+        # probed); only that one takes a probe slot. Without a ticket it is not sent (breaker.py).
+        ticket = breaker.acquire(early=early)
+        if ticket is None:
+            raise breaker_refused(deployment)
+        self.ticket = ticket
         deployment.limiter.acquire()
         self.heard = heard = HeardUsage()  # the usage the provider reported before its end
         self.scope = AttemptScope(

@@ -22,8 +22,14 @@ closed. When the retry loop probes such a deployment early, it first tells the b
 until that ejection ends, early probes here take the same probe slots and spacing as an open
 breaker's, so a replica sends `half_open_probes` at a time and one a second after a failed one,
 not every request. A probe's success ends the hold here as it closes an open breaker (the router
-then lifts the shared ejection); requests not sent as early probes are not held by it, since the
-store, read for every request, says whether the ejection still holds.
+then lifts the shared ejection). A request not sent as an early probe acquires with `early=False`:
+the store, read for every request, no longer reports the ejection, so that ends the hold too (the
+other replica may have lifted it long before it was due to end).
+
+The invariant: every call sent holds a ticket. The retry loops acquire in the same step of the
+event loop as the `available` check (with the same `early`) that picked the deployment, so
+`acquire` does not refuse a call they send; should it ever (None), the attempt is refused, not sent
+unjudged: a call without a ticket would fail without its failure counting.
 """
 
 from __future__ import annotations
@@ -142,9 +148,14 @@ class CircuitBreaker:
 
     def acquire(self, *, early: bool = False) -> Ticket | None:
         """Take permission for one call (None: refused); in half-open, or open (or held) and
-        `early`, this uses one of the limited probe slots."""
-        if self._state is BreakerState.CLOSED and not self._held_until:
-            return self._ticket  # closed and held nowhere (nearly always): every call goes
+        `early`, this uses one of the limited probe slots. `early`: the call was handed out as an
+        early probe (verdicts.py, `early_probe`); without it a hold ends here."""
+        if self._state is BreakerState.CLOSED:
+            if not self._held_until:
+                return self._ticket  # closed and held nowhere (nearly always): every call goes
+            if not early:  # not an early probe: the store no longer reports the ejection held here
+                self._held_until = 0.0
+                return self._ticket
         if not self.available(early=early):
             return None
         if self._state is BreakerState.CLOSED and not (early and self._held_until):

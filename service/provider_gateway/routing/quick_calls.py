@@ -34,6 +34,7 @@ from provider_gateway.routing.shared_state import SharedState
 from provider_gateway.routing.stall import StallWatch, Watchdog
 from provider_gateway.routing.verdicts import (
     EarlyProbe,
+    breaker_refused,
     early_probe,
     held_refusal,
     judge,
@@ -78,7 +79,10 @@ class QuickCalls:
                     budget.take(plan.settings, walk.last_error, deployment.spec.provider)
                 walk.tried += 1
                 try:
-                    result = await self._attempt(deployment, call, None if end is None else walk.deadline)
+                    early = walk.probing is deployment
+                    result = await self._attempt(
+                        deployment, call, None if end is None else walk.deadline, early
+                    )
                 except GatewayError as exc:
                     if not exc.retryable:
                         raise
@@ -143,12 +147,14 @@ class QuickCalls:
                 elif not deployment.breaker.available():
                     probed = deployment
                 elif deployment.limiter.has_capacity():
+                    walk.probing = None
                     return deployment
                 else:
                     at_capacity = True  # concurrency taken: a release frees it
             if early is not None and early_at - now <= wait and not at_capacity:
                 probe = early_probe(early, early_at)
                 if probe is EarlyProbe.GO:
+                    walk.probing = early  # its attempt takes a probe slot (breaker.py, `acquire`)
                     return early
                 if probe is EarlyProbe.PROBED:
                     probed = early
@@ -171,13 +177,20 @@ class QuickCalls:
         return None
 
     async def _attempt(
-        self, deployment: Deployment, call: Callable[[Deployment], Awaitable[R]], deadline: float | None
+        self,
+        deployment: Deployment,
+        call: Callable[[Deployment], Awaitable[R]],
+        deadline: float | None,
+        early: bool,
     ) -> R:
-        """One try of `deployment`; `deadline`: the caller's, which cancels it (None: none set)."""
+        """One try of `deployment`; `deadline`: the caller's, which cancels it (None: none set);
+        `early`: handed out as an early probe, the one kind of pick that takes a probe slot."""
         breaker, limiter = deployment.breaker, deployment.limiter
-        # The pick found it available (a breaker open, or held, only for an early probe): a ticket
-        # of this generation.
-        ticket = breaker.acquire(early=True)
+        # The pick found it available, with the same `early`, in this step of the event loop: a
+        # ticket of this generation. Without one it is not sent (breaker.py).
+        ticket = breaker.acquire(early=early)
+        if ticket is None:
+            raise breaker_refused(deployment)
         limiter.acquire()
         judged = False
         try:
@@ -230,6 +243,7 @@ class _Walk:
         "limited_until",
         "max_attempts",
         "plan",
+        "probing",
         "queue_ends",
         "queued_after",
         "ready_at",
@@ -244,6 +258,7 @@ class _Walk:
         self.failures: dict[str, int] = {}
         self.last_error: GatewayError | None = None
         self.tried = 0
+        self.probing: Deployment | None = None  # the deployment `_next` last handed out as an early probe
         self.max_attempts = len(plan.deployments) + plan.settings.retries
         self.queued_after = -1  # the attempts made before the current wait for capacity began
         self.queue_ends = math.inf

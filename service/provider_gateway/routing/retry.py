@@ -172,6 +172,7 @@ class RetryLoop:
                         tries.deadline,
                         answer,
                         tries.attempts,
+                        early=tries.probing is deployment,
                     )
                 except GatewayError as exc:
                     if not exc.retryable:
@@ -193,12 +194,7 @@ class RetryLoop:
                 continue
             deployment = picked
             if deployment.spec.rpm:
-                # Handed out as an early probe: its breaker is open here, or the store (read as
-                # `_pick` reads it) holds another replica's ejection of it.
-                ejected = tries.ejected_until
-                early = not deployment.breaker.available() or (
-                    ejected is not None and ejected.get(deployment.key, 0.0) > self.clock()
-                )
+                early = tries.probing is deployment  # handed out as an early probe
                 wait = await self.store.hit(f"rpm:{deployment.key}", 1, deployment.spec.rpm, RPM_WINDOW_S)
                 if wait:
                     tries.ready_at[deployment.key] = self.clock() + wait
@@ -298,6 +294,7 @@ class RetryLoop:
             elif not deployment.limiter.has_capacity():
                 at_capacity = True  # concurrency taken: a release frees it
             else:
+                tries.probing = None
                 return deployment
         if (
             early is not None
@@ -307,6 +304,7 @@ class RetryLoop:
         ):
             probe = early_probe(early, early_at)
             if probe is EarlyProbe.GO:
+                tries.probing = early  # its attempt takes a probe slot (breaker.py, `acquire`)
                 return early
             if probe is EarlyProbe.PROBED:
                 probed = early
@@ -337,6 +335,7 @@ class _Tries:
         "loop",
         "max_attempts",
         "plan",
+        "probing",
         "queue_deadline",
         "queued_after",
         "ready_at",
@@ -348,6 +347,7 @@ class _Tries:
         self.limited_until: dict[str, float] = {}
         self.ejected_until: dict[str, float] | None = None  # breakers' ejections the store holds
         self.holding: list[str] | None = None  # the keys of holds still to read from the store
+        self.probing: Deployment | None = None  # the deployment `_pick` last handed out as an early probe
         self.attempts: list[Attempt] = []
         self.failures: dict[str, int] = {}
         self.last_error: GatewayError | None = None

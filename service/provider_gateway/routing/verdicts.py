@@ -91,6 +91,17 @@ def early_probe(deployment: Deployment, held_until: float) -> EarlyProbe:
     return EarlyProbe.GO
 
 
+def breaker_refused(deployment: Deployment) -> GatewayError:
+    """The breaker gave no ticket for a deployment the retry loop picked (breaker.py's invariant
+    says it cannot): the attempt is not sent, since a failure without a ticket would not count."""
+    return GatewayError(
+        ErrorKind.UNAVAILABLE,
+        f"{deployment.key}'s circuit breaker refused the attempt",
+        provider=deployment.spec.provider,
+        retryable=True,
+    )
+
+
 def probed_refusal(plan: Plan, probed: Deployment) -> GatewayError:
     """A request that only `probed` could take, which its breaker holds: its probes are in flight
     (their verdict comes soon), or its last early probe failed and the next one waits."""

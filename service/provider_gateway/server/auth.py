@@ -183,6 +183,9 @@ class AuthorizingResolver(RouteResolver):
             return None
         return f"{self._default}/{name}"
 
+    def is_alias(self, name: str) -> bool:
+        return name in self._aliases
+
     @property
     def default_provider(self) -> str:
         return self._default
@@ -207,16 +210,38 @@ class AuthorizingRouter(Router):
             # Names rewritten, not resolved per key: the planner keeps plans by the names it is given.
             if not provider and resolver.as_seen(model, principal) is not None:
                 provider = resolver.default_provider  # the whole name, the default's model
-            plan = super().plan(model, provider, [resolver.as_seen(f, principal) or f for f in fallbacks])
+            seen = [resolver.as_seen(f, principal) or f for f in fallbacks]
+            plan = super().plan(model, provider, seen)
             usable = resolver.usable(principal)
+            # A kept plan skips the resolver's checks, and aliases and groups name providers of the
+            # configuration's choosing: to the key, a name with a member it may not use is none.
             for deployment in plan.deployments:
-                # A kept plan skips the resolver's checks, and aliases and groups name providers of
-                # the configuration's choosing: to the key, those it may not use are none.
                 if deployment.spec.provider not in usable:
-                    raise key_scope.no_such_provider(deployment.spec.provider, resolver.listed_providers())
+                    raise self._refusal(resolver, usable, model, provider, seen)
         for deployment in plan.deployments:
             _check_route(Route(deployment.spec.provider, deployment.spec.model))
         return plan
+
+    def _refusal(
+        self,
+        resolver: AuthorizingResolver,
+        usable: frozenset[str],
+        model: str,
+        provider: str,
+        fallbacks: list[str],
+    ) -> GatewayError:
+        """NOT_FOUND for a plan with a deployment on a provider outside `usable`. The first name
+        that brings one in (each planned alone, on this error path only): a plain model's provider
+        is the one the caller named or the default, refused as one not configured; an alias or a
+        group is refused by its own name, never its member's provider, which the key may not know."""
+        for name, named_provider in [(model, provider), *((f, "") for f in fallbacks)]:
+            for deployment in super().plan(name, named_provider).deployments:
+                if deployment.spec.provider in usable:
+                    continue
+                if named_provider or not (resolver.is_alias(name) or name in self.planner.routing.groups):
+                    return key_scope.no_such_provider(deployment.spec.provider, resolver.listed_providers())
+                return key_scope.no_such_model(name)
+        return key_scope.no_such_model(model)
 
     def lists_model(self, provider: str, model: str) -> bool:
         """ListModels shows a key only the models it may use (aliases of those with them)."""

@@ -38,6 +38,12 @@ def no_such_provider(provider: str, available: Sequence[str]) -> GatewayError:
     return not_found(f"no provider {provider!r} for this key (available: {', '.join(available) or 'none'})")
 
 
+def no_such_model(name: str) -> GatewayError:
+    """NOT_FOUND for a model, alias or group a key named whose deployments include a provider it may
+    not use: the error names what the key asked for, never the member's provider it may not know."""
+    return not_found(f"no model {name!r} for this key")
+
+
 def may_use_provider(key: Scoped, provider: str) -> bool:
     """Whether `key` may call at least one model of `provider`: it is among the key's providers,
     and some `models` pattern can match a `provider/...` name."""

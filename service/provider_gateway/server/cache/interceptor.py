@@ -27,7 +27,7 @@ from provider_gateway.server.cache.keys import HASHED_ON_THE_LOOP_BYTES, answer_
 from provider_gateway.server.cache.lookups import Lookups, lookup_counter
 from provider_gateway.server.cache.replay import keepable, served_again
 from provider_gateway.server.cache.settings import CacheSettings
-from provider_gateway.server.cache.store import AnswerStore
+from provider_gateway.server.cache.store import AnswerStore, part_cost
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 if TYPE_CHECKING:
@@ -166,18 +166,27 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
             self._looked_up(rpc, plan, request, hit=False)
             await context.send_initial_metadata(MISS)
             # Kept as sent, serialized at once (the servicer may reuse its message objects).
+            # The parts recorded count against max_bytes until the answer is kept or given up
+            # (store.reserve), so that concurrent misses cannot hold memory beyond it.
             kept: list[bytes] | None = [] if plan.store else None
-            size, event = 0, None
-            async with aclosing(behaviour(request, context)) as events:
-                async for event in events:
-                    if kept is not None:
-                        part = event.SerializeToString()
-                        size += len(part)
-                        if store.fits(size):
-                            kept.append(part)
-                        else:
-                            kept = None  # too large to keep: served, not stored
-                    yield event
+            size, reserved, event = 0, 0, None
+            try:
+                async with aclosing(behaviour(request, context)) as events:
+                    async for event in events:
+                        if kept is not None:
+                            part = event.SerializeToString()
+                            size += len(part)
+                            cost = part_cost(part)
+                            if store.fits(size) and store.reserve(cost):
+                                reserved += cost
+                                kept.append(part)
+                            else:  # too large to keep, or too much being recorded: served, not kept
+                                kept = None
+                                store.release(reserved)
+                                reserved = 0
+                        yield event
+            finally:  # (an error or a cancel too)
+                store.release(reserved)
             # Only a stream that ended with its Finish: an error or a cancel never gets here.
             if (
                 kept
