@@ -752,11 +752,12 @@ async def test_a_read_said_to_be_ready_completes_without_waiting(
 
 
 @contextlib.contextmanager
-def unanswered_listener(host: str) -> Iterator[int]:
+def unanswered_listener(host: str, port: int = 0) -> Iterator[int]:
     """A port on `host` where a connect never completes: a listener whose accept queue is full
-    (backlog 0, filled) drops the SYNs, as a blackholed route does. Yields the port."""
+    (backlog 0, filled) drops the SYNs, as a blackholed route does. Yields the port (`port`, or
+    a free one)."""
     listener = socket.socket()
-    listener.bind((host, 0))
+    listener.bind((host, port))
     listener.listen(0)
     port = listener.getsockname()[1]
     fillers = [socket.socket() for _ in range(3)]
@@ -778,22 +779,24 @@ async def test_a_host_whose_first_address_goes_nowhere_is_reached_on_its_next_on
     """Happy eyeballs (RFC 8305): a name with an address that is routed but unanswered (an IPv6
     address on a host with no IPv6 way out, say) and a working one is reached on the working one
     well within the connect timeout, not failed at it."""
-    with unanswered_listener("127.0.0.2") as port:
-        async with RawUpstream(answering(OK)) as fake:
-            fake.server.close()  # the answering server must listen on the same port, on 127.0.0.1
-            served = await asyncio.start_server(fake._serve, "127.0.0.1", port)
-            loop = asyncio.get_running_loop()
+    async with RawUpstream(answering(OK)) as fake:
+        fake.server.close()  # the answering server must listen on the same port, on 127.0.0.1
+        # A free port on 127.0.0.1 first: then the same port on 127.0.0.2, which nothing else uses.
+        served = await asyncio.start_server(fake._serve, "127.0.0.1", 0)
+        port = served.sockets[0].getsockname()[1]
+        try:
+            with unanswered_listener("127.0.0.2", port):
+                loop = asyncio.get_running_loop()
 
-            async def two_addresses(host: str, port: int, **kwargs: object) -> list[Any]:
-                assert host == "api.vendor.test"
-                return [
-                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),  # goes nowhere
-                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
-                ]
+                async def two_addresses(host: str, port: int, **kwargs: object) -> list[Any]:
+                    assert host == "api.vendor.test"
+                    return [
+                        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),  # goes nowhere
+                        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+                    ]
 
-            monkeypatch.setattr(loop, "getaddrinfo", two_addresses)
-            up = upstream(pool, f"http://api.vendor.test:{port}", timeouts=Timeouts(connect=10))
-            try:
+                monkeypatch.setattr(loop, "getaddrinfo", two_addresses)
+                up = upstream(pool, f"http://api.vendor.test:{port}", timeouts=Timeouts(connect=10))
                 assert await up.request_json("GET", "/x") == {"ok": True}
-            finally:
-                served.close()
+        finally:
+            served.close()
