@@ -22,14 +22,17 @@ class ScriptedService(pb_grpc.ProviderServiceServicer):
         self.response = response or pb.ChatResponse()
         self.streams = 0
         self.asked = asyncio.Event()  # set at each stream asked for
+        self.requests: list[pb.ChatRequest] = []  # what the clients sent, in order
 
     async def ChatStream(self, request: pb.ChatRequest, context: Any) -> AsyncIterator[pb.StreamEvent]:
         self.streams += 1
+        self.requests.append(request)
         self.asked.set()
         for event in self.events:
             yield event
 
     async def Chat(self, request: pb.ChatRequest, context: Any) -> pb.ChatResponse:
+        self.requests.append(request)
         return self.response
 
 

@@ -103,9 +103,9 @@ async def test_reasoning_blocks_keep_signature_redacted_and_id_for_the_next_turn
         result["streamed"]
         == result["unary"]
         == [
-            {"text": "First thought", "signature": "sig-1", "redacted": False, "id": ""},
-            {"text": "", "signature": "ENCRYPTED", "redacted": True, "id": ""},
-            {"text": "summary", "signature": "", "redacted": False, "id": "rs_1"},
+            {"text": "First thought", "signature": "sig-1", "redacted": False, "id": "", "issuer": "mock"},
+            {"text": "", "signature": "ENCRYPTED", "redacted": True, "id": "", "issuer": "mock"},
+            {"text": "summary", "signature": "", "redacted": False, "id": "rs_1", "issuer": "mock"},
         ]
     )
     assert result["streamedTurn"] == result["unaryTurn"]

@@ -207,7 +207,7 @@ def test_sync_stream_converts_every_event_kind(fake_channel) -> None:
         Text("Hi"),
         ToolCallStarted(1, "c", "f"),
         ToolCallArguments(1, "{}"),
-        ToolCallFinished(1, "c", "f", ""),
+        ToolCallFinished(1, "c", "f", "{}"),  # an end without arguments: its deltas'
         UsageReport(3, 2, cache_read_tokens=1, total_tokens=5),
         Finished("stop", "p", "m"),
     ]

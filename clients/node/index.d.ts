@@ -53,6 +53,8 @@ export interface ReasoningPart {
   redacted?: boolean;
   /** The provider's id of the reasoning item (OpenAI Responses). */
   id?: string;
+  /** Who issued `signature` (e.g. 'anthropic', 'bedrock', 'gemini'), set by the gateway: send it back. */
+  issuer?: string;
 }
 export interface Message {
   role: Role;
@@ -195,7 +197,7 @@ export type StreamEvent =
   | {
       event: 'reasoningDelta';
       /** A delta with `signature`, `redacted` or `id` closes a reasoning block. */
-      reasoningDelta: { text: string; signature: string; redacted: boolean; id: string };
+      reasoningDelta: { text: string; signature: string; redacted: boolean; id: string; issuer: string };
     }
   | { event: 'toolCallStart'; toolCallStart: { index: number; id: string; name: string } }
   | { event: 'toolCallDelta'; toolCallDelta: { index: number; argumentsDelta: string } }

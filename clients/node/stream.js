@@ -62,12 +62,12 @@ class Accumulator {
         if (event.textDelta.logprobs) this.logprobs.push(...event.textDelta.logprobs);
         break;
       case 'reasoningDelta': {
-        const { text, signature, redacted, id } = event.reasoningDelta;
+        const { text, signature, redacted, id, issuer } = event.reasoningDelta;
         this.reasoning += text;
         this.block += text;
         if (signature || redacted || id) {
           // A delta with opaque state closes a block, as the gateway folds a unary answer.
-          this.reasoningParts.push({ text: this.block, signature, redacted, id });
+          this.reasoningParts.push({ text: this.block, signature, redacted, id, issuer: issuer || '' });
           this.block = '';
         }
         break;
@@ -103,7 +103,7 @@ class Accumulator {
 
   result() {
     const reasoningParts = [...this.reasoningParts];
-    if (this.block) reasoningParts.push({ text: this.block, signature: '', redacted: false, id: '' });
+    if (this.block) reasoningParts.push({ text: this.block, signature: '', redacted: false, id: '', issuer: '' });
     return {
       text: this.text,
       reasoning: this.reasoning,
@@ -269,8 +269,9 @@ class ChatStream {
 /** An answer (`chat()`'s, or a stream's `finalMessage()`) as the assistant turn of the next request:
  * reasoning blocks with their opaque state (which some providers need back), text, then tool calls. */
 function assistantTurn(answer) {
-  const content = (answer.reasoningParts || []).map(({ text, signature, redacted, id }) => ({
-    reasoning: { text, signature, redacted, id },
+  // `issuer` goes back unchanged: the gateway leaves out a block another vendor signed.
+  const content = (answer.reasoningParts || []).map(({ text, signature, redacted, id, issuer }) => ({
+    reasoning: { text, signature, redacted, id, issuer },
   }));
   if (answer.text) content.push({ text: answer.text });
   for (const { id, name, argumentsJson } of answer.toolCalls || []) {

@@ -100,6 +100,7 @@ class ReasoningPart:
     gateway: Anthropic's and Bedrock's thinking `signature` (or, with `redacted`, the encrypted
     `data` of redacted thinking), Gemini's `thoughtSignature`, Mistral's thinking `signature`, or
     OpenAI Responses' `encrypted_content` (with the item's `id`). See the proto's `Reasoning`.
+    `issuer`: the vendor family that issued that state (providers/issuers.py), "" when unknown.
     """
 
     text: str
@@ -107,6 +108,7 @@ class ReasoningPart:
     cache_breakpoint: bool = False
     redacted: bool = False
     id: str = ""
+    issuer: str = ""
 
 
 ContentPart = TextPart | ImagePart | ToolCallPart | ToolResultPart | ReasoningPart

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from google.protobuf import json_format
@@ -29,12 +29,14 @@ class Text:
 class Reasoning:
     """A piece of the model's reasoning. A piece with `signature`, `redacted` or `id` closes a block
     (the provider's opaque state, which the next turn sends back): `redacted` marks a block the
-    provider gave only encrypted (`text` empty, `signature` its data), `id` is the provider's item id."""
+    provider gave only encrypted (`text` empty, `signature` its data), `id` is the provider's item id,
+    `issuer` who issued that state (sent back with it: a provider leaves out another vendor's)."""
 
     text: str
     signature: str = ""
     redacted: bool = False
     id: str = ""
+    issuer: str = ""
 
     @property
     def closes_block(self) -> bool:
@@ -205,7 +207,7 @@ def typed_event(event: pb.StreamEvent) -> Event | None:
         return Text(delta.text, tuple(delta.logprobs)) if delta.logprobs else Text(delta.text)
     if kind == "reasoning_delta":
         delta = event.reasoning_delta
-        return Reasoning(delta.text, delta.signature, delta.redacted, delta.id)
+        return Reasoning(delta.text, delta.signature, delta.redacted, delta.id, delta.issuer)
     if kind == "tool_call_start":
         start = event.tool_call_start
         return ToolCallStarted(start.index, start.id, start.name)
@@ -229,16 +231,25 @@ class TypedEvents:
     `Finished` either way: from `usage` events, or, when the stream sent none (the streams of
     this client ask for `usage_in_finish`), from the finish's own `usage`."""
 
-    __slots__ = ("_usage_seen",)
+    __slots__ = ("_arguments", "_usage_seen")
 
     def __init__(self) -> None:
         self._usage_seen = False
+        # Each tool call's argument fragments: an end too large for the gateway's send limit comes
+        # with `arguments_json` empty (proto ToolCallEnd), and its typed event is filled from them.
+        self._arguments: dict[int, list[str]] = {}
 
     def of(self, event: pb.StreamEvent) -> tuple[Event, ...]:
         typed = typed_event(event)
         if typed is None:
             return ()
-        if isinstance(typed, UsageReport):
+        if isinstance(typed, ToolCallArguments):
+            self._arguments.setdefault(typed.index, []).append(typed.delta)
+        elif isinstance(typed, ToolCallFinished):
+            fragments = self._arguments.pop(typed.index, ())
+            if not typed.arguments_json and fragments:
+                typed = replace(typed, arguments_json="".join(fragments))
+        elif isinstance(typed, UsageReport):
             self._usage_seen = True
         elif isinstance(typed, Finished) and not self._usage_seen and event.finish.HasField("usage"):
             return usage_report(event.finish.usage), typed

@@ -129,7 +129,11 @@ class Accumulator:
                     block = "".join(self.block)
                     self.parts.append(
                         pb.Reasoning(
-                            text=block, signature=event.signature, redacted=event.redacted, id=event.id
+                            text=block,
+                            signature=event.signature,
+                            redacted=event.redacted,
+                            id=event.id,
+                            issuer=event.issuer,
                         )
                     )
                     self.block = []

@@ -22,6 +22,7 @@ from collections.abc import AsyncGenerator, Awaitable
 from typing import Protocol, cast
 
 from provider_gateway.domain import GatewayEvent, ReasoningDelta, TextDelta, ToolCallDelta
+from provider_gateway.routing.attempt import CURRENT_ATTEMPT
 from provider_gateway.wire.merge import merge_deltas
 
 # Events read ahead of the writer: enough to merge a burst, few enough that a client that stops
@@ -40,10 +41,21 @@ class Relay(Protocol):
     items: list[object]
     ended: bool
 
+    def answering(self) -> str:
+        """The deployment key of the attempt whose signed reasoning the writer has taken ("" when
+        unknown): once output started no other attempt follows, so it is the answer's."""
+        ...
+
     def arrival(self) -> Awaitable[None]: ...
     def take(self) -> list[GatewayEvent]: ...
     def end(self) -> None: ...
     async def close(self) -> None: ...
+
+
+def answering_key() -> str:
+    """The deployment key of the router's attempt in progress in this task's context, if any."""
+    attempt = CURRENT_ATTEMPT.get()
+    return attempt.deployment if attempt is not None else ""
 
 
 def _neighbouring_deltas(items: list[object]) -> bool:
@@ -89,11 +101,12 @@ class ReadAhead(_Hand):
     one reader and one writer that makes a future only when a side must wait. (An asyncio.Queue made
     a coroutine for every put and every get, and the writer took a batch one get at a time.)"""
 
-    __slots__ = ("_arrival", "_events", "_loop", "_reader", "_room")
+    __slots__ = ("_answering", "_arrival", "_events", "_loop", "_reader", "_room")
 
     def __init__(self, events: AsyncGenerator[GatewayEvent, None]) -> None:
         super().__init__()
         self._events = events
+        self._answering = ""
         self._loop = asyncio.get_running_loop()
         self._arrival: asyncio.Future[None] | None = None  # the writer waits for an event
         self._room: asyncio.Future[None] | None = None  # the reader waits for the writer to take
@@ -102,6 +115,10 @@ class ReadAhead(_Hand):
     async def _read(self) -> None:
         try:
             async for event in self._events:
+                # The router's attempt is set in this task's context only until it ends, which may
+                # be before the writer takes the event: noted here, for block-closing reasoning only.
+                if type(event) is ReasoningDelta and event.closes_block:
+                    self._answering = answering_key()
                 room = self._put(event)
                 if room is not None:
                     await room
@@ -125,6 +142,9 @@ class ReadAhead(_Hand):
             return None
         self._room = self._loop.create_future()
         return self._room
+
+    def answering(self) -> str:
+        return self._answering
 
     def arrival(self) -> asyncio.Future[None]:
         """Resolved when the reader puts the next event (await only when nothing is in hand)."""
@@ -157,6 +177,9 @@ class OneByOne(_Hand):
     def __init__(self, events: AsyncGenerator[GatewayEvent, None]) -> None:
         super().__init__()
         self._events = events
+
+    def answering(self) -> str:
+        return answering_key()  # read in this task, which the router's attempt runs in
 
     async def arrival(self) -> None:
         try:

@@ -6,7 +6,7 @@ rejected here with INVALID_ARGUMENT naming the field.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from google.protobuf import json_format
@@ -129,7 +129,7 @@ def _part(part: pb.ContentPart, i: int, j: int) -> d.ContentPart:
         return d.ToolResultPart(result.tool_call_id, result.content, result.is_error, result.name, cache)
     if kind == "reasoning":
         r = part.reasoning
-        return d.ReasoningPart(r.text, r.signature, cache, redacted=r.redacted, id=r.id)
+        return d.ReasoningPart(r.text, r.signature, cache, redacted=r.redacted, id=r.id, issuer=r.issuer)
     raise invalid_argument(
         f"{where}: empty content part (set text, image, tool_call, tool_result or reasoning)"
     )
@@ -388,11 +388,7 @@ def event_to_proto(event: d.GatewayEvent) -> pb.StreamEvent:
     if isinstance(event, d.TextDelta):
         return pb.StreamEvent(text_delta=pb.TextDelta(text=event.text))
     if isinstance(event, d.ReasoningDelta):
-        return pb.StreamEvent(
-            reasoning_delta=pb.ReasoningDelta(
-                text=event.text, signature=event.signature, redacted=event.redacted, id=event.id
-            )
-        )
+        return reasoning_event(event, "")
     if isinstance(event, d.ToolCallDelta):
         return pb.StreamEvent(
             tool_call_delta=pb.ToolCallDelta(index=event.index, arguments_delta=event.arguments_delta)
@@ -416,6 +412,16 @@ def event_to_proto(event: d.GatewayEvent) -> pb.StreamEvent:
     raise TypeError(f"no protobuf form for {type(event).__name__}")  # ProviderFinish never leaves the router
 
 
+def reasoning_event(event: d.ReasoningDelta, issuer: str) -> pb.StreamEvent:
+    """`issuer`: who issued the delta's state (proto `Reasoning.issuer`), for a block-closing one."""
+    delta = pb.ReasoningDelta(
+        text=event.text, signature=event.signature, redacted=event.redacted, id=event.id
+    )
+    if issuer and event.closes_block:
+        delta.issuer = issuer
+    return pb.StreamEvent(reasoning_delta=delta)
+
+
 def finish_event(finish: d.Finish, usage: d.Usage | None) -> pb.StreamEvent:
     """A stream's finish event, with the stream's usage when it reported one."""
     fields = _finish_fields(finish)
@@ -437,13 +443,21 @@ class StreamMessages:
 
     The last usage seen goes into the finish (`Finish.usage`); with `usage_in_finish`
     (`StreamOptions`) usage events give no message at all (None): one gRPC write fewer a stream.
+    A reasoning delta that closes a block names its issuer, asked of `issuer` when one comes.
     """
 
-    __slots__ = ("_finish_event", "_text", "_text_delta", "_usage", "_usage_in_finish")
+    __slots__ = ("_finish_event", "_issuer", "_text", "_text_delta", "_usage", "_usage_in_finish")
 
-    def __init__(self, options: pb.StreamOptions, finishes: FinishTemplates | None = None) -> None:
-        """`finishes`: the server's kept finish templates (none: each finish is built)."""
+    def __init__(
+        self,
+        options: pb.StreamOptions,
+        finishes: FinishTemplates | None = None,
+        issuer: Callable[[], str] | None = None,
+    ) -> None:
+        """`finishes`: the server's kept finish templates (none: each finish is built). `issuer`:
+        who issued the answer's reasoning state (none: not named)."""
         self._finish_event = finish_event if finishes is None else finishes.event
+        self._issuer = issuer
         self._text = pb.StreamEvent()
         self._text.text_delta.SetInParent()
         self._text_delta = self._text.text_delta
@@ -460,6 +474,8 @@ class StreamMessages:
                 return None
         elif type(event) is d.Finish:
             return self._finish_event(event, self._usage)
+        elif type(event) is d.ReasoningDelta and event.closes_block and self._issuer is not None:
+            return reasoning_event(event, self._issuer())
         return event_to_proto(event)
 
 
@@ -467,14 +483,22 @@ def raw_content_to_proto(content: d.RawContent) -> pb.RawContent:
     return pb.RawContent(type=content.type, raw=dict_to_struct(content.raw))
 
 
-def reasoning_to_proto(part: d.ReasoningPart) -> pb.Reasoning:
-    return pb.Reasoning(text=part.text, signature=part.signature, redacted=part.redacted, id=part.id)
+def reasoning_to_proto(part: d.ReasoningPart, issuer: str = "") -> pb.Reasoning:
+    """`issuer`: who issued the answer's reasoning state, named on a part that holds some."""
+    message = pb.Reasoning(text=part.text, signature=part.signature, redacted=part.redacted, id=part.id)
+    if issuer and (part.signature or part.redacted or part.id):
+        message.issuer = issuer
+    return message
 
 
 def chat_response_to_proto(
-    response: d.ChatResponse, finish: d.Finish, finishes: FinishTemplates | None = None
+    response: d.ChatResponse,
+    finish: d.Finish,
+    finishes: FinishTemplates | None = None,
+    issuer: str = "",
 ) -> pb.ChatResponse:
-    """`finishes`: the server's kept finish templates (none: the finish is built)."""
+    """`finishes`: the server's kept finish templates (none: the finish is built). `issuer`: who
+    issued the reasoning state of `response.reasoning_parts` (proto `Reasoning.issuer`)."""
     fields: dict[str, Any] = {"text": response.text, "usage": _usage_fields(response.usage)}
     if finishes is None:
         fields["finish"] = _finish_fields(finish)
@@ -485,7 +509,7 @@ def chat_response_to_proto(
     if response.reasoning_signature:
         fields["reasoning_signature"] = response.reasoning_signature
     if response.reasoning_parts:
-        fields["reasoning_parts"] = [reasoning_to_proto(p) for p in response.reasoning_parts]
+        fields["reasoning_parts"] = [reasoning_to_proto(p, issuer) for p in response.reasoning_parts]
     if response.tool_calls:
         fields["tool_calls"] = [tool_call_to_proto(c) for c in response.tool_calls]
     if response.raw_content:

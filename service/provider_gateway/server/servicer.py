@@ -27,6 +27,7 @@ from provider_gateway.server.auth import current_principal
 from provider_gateway.server.coalesce import ReadAhead, Relay
 from provider_gateway.server.finish_templates import FinishTemplates
 from provider_gateway.server.health import ProviderHealthBook
+from provider_gateway.server.issuers import AnswerIssuers
 from provider_gateway.server.split_deltas import delta_bytes, within
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
@@ -148,8 +149,13 @@ def _streaming(
         try:
             with watching(consumed.append):
                 events = events_of(self, request, clock)
-                messages = convert.StreamMessages(request.stream_options, self.finishes)
                 relay = self.relay(events)
+                issuers = self.issuers
+                messages = convert.StreamMessages(
+                    request.stream_options,
+                    self.finishes,
+                    lambda: issuers.of_deployment(relay.answering()),
+                )
                 bound = self.delta_bytes
                 try:
                     while not relay.ended:
@@ -173,6 +179,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
     def __init__(self, router: Router, health: ProviderHealthBook) -> None:
         self.router = router
         self.health = health
+        self.issuers = AnswerIssuers(router)  # who issued an answer's reasoning state
         self.limits = validate.DEFAULT_LIMITS  # the server sets [limits] from the config
         self.finishes = FinishTemplates()  # answers' finishes, from kept templates
         # Coalescing relay of stream events; the server sets [server] coalesce_deltas from the config.
@@ -208,7 +215,12 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                 if domain_request.metadata:
                     _tag_the_request(domain_request.metadata)
                 response, finish = await self.router.chat(domain_request, clock)
-                return convert.chat_response_to_proto(response, finish, self.finishes)
+                issuer = (
+                    self.issuers.of_provider(finish.provider, finish.model)
+                    if response.reasoning_parts
+                    else ""
+                )
+                return convert.chat_response_to_proto(response, finish, self.finishes, issuer)
         except Exception as exc:
             await abort(context, exc, consumed)
 

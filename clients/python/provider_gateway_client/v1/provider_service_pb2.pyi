@@ -141,16 +141,18 @@ class ToolResult(_message.Message):
     def __init__(self, tool_call_id: _Optional[str] = ..., content: _Optional[str] = ..., is_error: _Optional[bool] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Reasoning(_message.Message):
-    __slots__ = ("text", "signature", "redacted", "id")
+    __slots__ = ("text", "signature", "redacted", "id", "issuer")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     REDACTED_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
     text: str
     signature: str
     redacted: bool
     id: str
-    def __init__(self, text: _Optional[str] = ..., signature: _Optional[str] = ..., redacted: _Optional[bool] = ..., id: _Optional[str] = ...) -> None: ...
+    issuer: str
+    def __init__(self, text: _Optional[str] = ..., signature: _Optional[str] = ..., redacted: _Optional[bool] = ..., id: _Optional[str] = ..., issuer: _Optional[str] = ...) -> None: ...
 
 class Tool(_message.Message):
     __slots__ = ("name", "description", "parameters")
@@ -388,16 +390,18 @@ class TextDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ..., logprobs: _Optional[_Iterable[_Union[TokenLogprob, _Mapping]]] = ...) -> None: ...
 
 class ReasoningDelta(_message.Message):
-    __slots__ = ("text", "signature", "redacted", "id")
+    __slots__ = ("text", "signature", "redacted", "id", "issuer")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     REDACTED_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
     text: str
     signature: str
     redacted: bool
     id: str
-    def __init__(self, text: _Optional[str] = ..., signature: _Optional[str] = ..., redacted: _Optional[bool] = ..., id: _Optional[str] = ...) -> None: ...
+    issuer: str
+    def __init__(self, text: _Optional[str] = ..., signature: _Optional[str] = ..., redacted: _Optional[bool] = ..., id: _Optional[str] = ..., issuer: _Optional[str] = ...) -> None: ...
 
 class RawContent(_message.Message):
     __slots__ = ("type", "raw")

@@ -6,7 +6,10 @@ elsewhere (another provider before a fallback, a client rebuilding a turn) break
 - an error result may not be empty ("content cannot be empty if is_error is true");
 - a thinking block needs the signature Anthropic gave it. Reasoning without one (DeepSeek's
   `reasoning_content`, Ollama's `thinking`, a `<think>` split) is left out: Anthropic's docs let
-  earlier turns' thinking be omitted, and an unsigned block is refused in every turn;
+  earlier turns' thinking be omitted, and an unsigned block is refused in every turn. So is one
+  another vendor signed (a Gemini `thoughtSignature`, issuer set: providers/issuers.py), which
+  Anthropic refuses as an invalid signature; a signed block with empty text stays (Anthropic's
+  `display: "omitted"` thinking must go back in tool-use loops);
 - a turn holding thinking must start with it.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from provider_gateway.domain import ContentPart, ReasoningPart, ToolCall, ToolResultPart
+from provider_gateway.providers.issuers import ANTHROPIC, issued_by
 from provider_gateway.providers.tool_ids import word_tool_id
 from provider_gateway.providers.vendor_wire import arguments_object
 
@@ -23,8 +27,11 @@ THINKING_TYPES = ("thinking", "redacted_thinking")
 
 
 def sendable(part: ContentPart) -> bool:
-    """False for reasoning Anthropic cannot verify (no signature, or no redacted data)."""
-    return not isinstance(part, ReasoningPart) or bool(part.signature)
+    """False for reasoning Anthropic cannot verify (no signature, no redacted data, or another
+    vendor's)."""
+    if not isinstance(part, ReasoningPart):
+        return True
+    return bool(part.signature) and issued_by(part.issuer, ANTHROPIC)
 
 
 def tool_use_block(call: ToolCall) -> dict[str, Any]:

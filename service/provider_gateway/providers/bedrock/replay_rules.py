@@ -5,8 +5,9 @@ provider before a fallback) or a generic codec would break its rules:
   rewritten alike on call and result (providers/tool_ids.py);
 - `toolResult.status` is documented for Claude and Nova only; Converse refuses it for others
   ("This model doesn't support the toolResult.status field"), so they get none;
-- Claude verifies a reasoning block's signature: reasoning without one is left out for Claude, as
-  on the Anthropic API (providers/anthropic/replay_rules.py).
+- Claude verifies a reasoning block's signature: reasoning without one, or signed by another
+  vendor (issuer set and not Bedrock, providers/issuers.py), is left out for Claude, as on the
+  Anthropic API (providers/anthropic/replay_rules.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from provider_gateway.domain import ContentPart, ReasoningPart
 from provider_gateway.providers.bedrock.models import Family, family
+from provider_gateway.providers.issuers import BEDROCK, issued_by
 
 STATUS_FAMILIES = (Family.ANTHROPIC, Family.NOVA)
 
@@ -27,8 +29,9 @@ class ReplayRules:
     signed_reasoning_only: bool = False
 
     def sendable(self, part: ContentPart) -> bool:
-        unsigned = isinstance(part, ReasoningPart) and not part.signature
-        return not (unsigned and self.signed_reasoning_only)
+        if not (self.signed_reasoning_only and isinstance(part, ReasoningPart)):
+            return True
+        return bool(part.signature) and issued_by(part.issuer, BEDROCK)
 
 
 SEND_ALL = ReplayRules()  # immutable: for callers that know no model

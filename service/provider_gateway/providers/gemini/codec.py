@@ -51,6 +51,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.errors import google_retry_delay
 from provider_gateway.providers.base import fold
 from provider_gateway.providers.embed_dimensions import fixed_width
+from provider_gateway.providers.issuers import GEMINI, issued_by
 from provider_gateway.providers.logprobs import with_logprobs
 from provider_gateway.providers.made_up_ids import answer_tag, is_made_up
 from provider_gateway.providers.owned_options import owned
@@ -147,7 +148,8 @@ def _parts(message: Message, names: dict[str, str]) -> list[dict[str, Any]]:
         elif isinstance(part, ToolResultPart):
             parts.append(_function_response(part, names))
         elif isinstance(part, ReasoningPart):
-            signature = signature or part.signature
+            if issued_by(part.issuer, GEMINI):  # Gemini refuses a signature another vendor issued
+                signature = signature or part.signature
             if part.text:
                 parts.append({"text": part.text, "thought": True})
     if signature:
