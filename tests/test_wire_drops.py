@@ -165,11 +165,11 @@ async def test_a_unary_tool_calls_thought_signature_reaches_the_client(
     assert [(c.id, c.name, json.loads(c.arguments_json)) for c in ours.tool_calls] == CALLS
 
 
-def next_turn(signature: str) -> list[pb.Message]:
+def next_turn(signature: str, issuer: str = "") -> list[pb.Message]:
     """The turn after the calls, as a client builds it from the answer: the reasoning block (the
-    signature), the calls, their results."""
+    signature, and who issued it), the calls, their results."""
     calls = [pb.ToolCall(id=i, name=n, arguments_json=json.dumps(a)) for i, n, a in CALLS]
-    assistant = [pb.ContentPart(reasoning=pb.Reasoning(signature=signature))]
+    assistant = [pb.ContentPart(reasoning=pb.Reasoning(signature=signature, issuer=issuer))]
     assistant += [pb.ContentPart(tool_call=c) for c in calls]
     results = [pb.ContentPart(tool_result=pb.ToolResult(tool_call_id=c.id, content="ok")) for c in calls]
     return [
@@ -194,6 +194,25 @@ async def test_the_signature_goes_back_on_the_first_call_to_gemini_only(
         assert extra == [{"google": {"thought_signature": "CsMBAdHtim9sig=="}}, None]
     else:  # another host would reject (or misread) Google's field
         assert extra == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("issuer", "sent"), [("gemini", "CsMBAdHtim9sig=="), ("anthropic", None), ("", "sig")]
+)
+async def test_only_gemini_signatures_go_back_to_gemini_openai(
+    upstream: tuple[FakeUpstream, Any], issuer: str, sent: str | None
+) -> None:
+    # After a fallback, a history can hold Claude's signature: Gemini would refuse it, so it is left
+    # out; one of unknown issuer (an older client) goes as before.
+    fake, stub = upstream
+    reply = Reply.json(completion(GEMINI_MODEL, {"role": "assistant", "content": "Sunny, 10:00."}, "stop"))
+    fake.script(f"{GEMINI_OA}/chat/completions", reply)
+    signature = sent or "EqQBCkYIBxgCKkDclaude=="
+    request = pb.ChatRequest(model=f"gemini-openai/{GEMINI_MODEL}", messages=next_turn(signature, issuer))
+    assert (await stub.Chat(request, timeout=20)).text == "Sunny, 10:00."
+    calls = fake.last(f"{GEMINI_OA}/chat/completions").json()["messages"][1]["tool_calls"]
+    expected = None if sent is None else {"google": {"thought_signature": sent}}
+    assert calls[0].get("extra_content") == expected
 
 
 # --- Gemini, Vertex and Cohere: a whole answer without a finish reason -------------------------

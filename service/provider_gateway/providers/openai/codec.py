@@ -35,6 +35,7 @@ from provider_gateway.domain import (
 )
 from provider_gateway.errors import GatewayError
 from provider_gateway.http.errors import error_from_response
+from provider_gateway.providers.issuers import GEMINI, issued_by
 from provider_gateway.providers.openai.content import decode_content, family_chunk
 from provider_gateway.providers.openai.logprobs import refuse_on_reasoning_models
 from provider_gateway.providers.openai.presets import Preset
@@ -124,12 +125,16 @@ def stream_error(provider: str, error: Any) -> GatewayError:
 def thought_signature(message: Message) -> str:
     """The first reasoning signature of an assistant turn: Gemini wants it back on the turn's
     first tool call, where it came (as the `gemini` kind sends `thoughtSignature`). A redacted
-    block's data or a Responses API item (`id`) is another vendor's state, never a signature."""
+    block's data, a Responses API item (`id`) or a signature another vendor issued (after a
+    fallback: Gemini refuses it) is not Gemini's."""
     return next(
         (
             p.signature
             for p in message.content
-            if isinstance(p, ReasoningPart) and p.signature and not (p.redacted or p.id)
+            if isinstance(p, ReasoningPart)
+            and p.signature
+            and not (p.redacted or p.id)
+            and issued_by(p.issuer, GEMINI)
         ),
         "",
     )
