@@ -8,54 +8,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
-import openai
 import pytest
-from conftest import ADAPTER_ROUTING, run_gateway
+from conftest import run_gateway
+from logprobs_support import CHAT_PATH, TOP, Entry, Env, logprobs_env
 from test_node_client import run_node
 from upstream_support import Collected
 
-from provider_gateway.fakes import FakeUpstream, kinds
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway_client import GatewayClient
 from provider_gateway_client import pb as client_pb
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 
-KEY = "sk-test-complete-logprobs"
-CHAT_PATH = "/v1/chat/completions"
-TOP = 3
-Entry = tuple[str, float, bytes | None, list[tuple[str, float, bytes | None]]]
-
-
-class Env:
-    def __init__(self, fake: FakeUpstream, stub: Any, target: str) -> None:
-        self.fake = fake
-        self.stub = stub
-        self.target = target
-        self.sdk = openai.AsyncOpenAI(api_key=KEY, base_url=fake.url + "/v1", max_retries=0)
-
 
 @pytest.fixture(scope="module")
 async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
-    key_file = Path(tmp_path_factory.mktemp("keys")) / "key"
-    key_file.write_text(KEY)
-    key = f'api_key_file = "{key_file}"\n'
-    async with FakeUpstream() as fake:
-        kinds.openai(fake)
-        config = (
-            f'[providers.oa]\nkind = "openai"\nbase_url = "{fake.url}/v1"\n{key}'
-            f'[providers.groq]\nkind = "groq"\nbase_url = "{fake.url}/groq"\n{key}'
-            f'[providers.ant]\nkind = "anthropic"\nbase_url = "{fake.url}/anthropic"\n{key}'
-            f"{ADAPTER_ROUTING}"
-        )
-        async with run_gateway(config) as gateway:
-            env = Env(fake, gateway.stub, gateway.target)
-            yield env
-            await env.sdk.close()
+    async with logprobs_env(tmp_path_factory.mktemp("keys")) as env:
+        yield env
 
 
 def ask(model: str, top: int = TOP, **fields: Any) -> pb.CompleteRequest:

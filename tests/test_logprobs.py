@@ -10,16 +10,15 @@ field and the model; the vendors' own fields are refused in provider_options.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
-import openai
 import pytest
-from conftest import ADAPTER_ROUTING, run_gateway
+from conftest import run_gateway
 from google import genai
 from google.genai import types
 from google.protobuf import struct_pb2
+from logprobs_support import CHAT_PATH, TOP, Entry, Env, logprobs_env
 from replay.support import KEY as GEMINI_KEY
 from replay.support import replay_gateway
 from upstream_support import Collected, chat_stream, user
@@ -38,40 +37,13 @@ from provider_gateway_client import pb as client_pb
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 
-KEY = "sk-test-logprobs"
-CHAT_PATH = "/v1/chat/completions"
 RESPONSES_PATH = "/v1/responses"
-TOP = 3
-# What a user compares: each token with its number, its bytes, and its alternatives.
-Entry = tuple[str, float, bytes | None, list[tuple[str, float, bytes | None]]]
-
-
-class Env:
-    def __init__(self, fake: FakeUpstream, stub: Any, target: str) -> None:
-        self.fake = fake
-        self.stub = stub
-        self.target = target
-        self.sdk = openai.AsyncOpenAI(api_key=KEY, base_url=fake.url + "/v1", max_retries=0)
 
 
 @pytest.fixture(scope="module")
 async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
-    key_file = Path(tmp_path_factory.mktemp("keys")) / "key"
-    key_file.write_text(KEY)
-    key = f'api_key_file = "{key_file}"\n'
-    async with FakeUpstream() as fake:
-        kinds.openai(fake)
-        config = (
-            f'[providers.oa]\nkind = "openai"\nbase_url = "{fake.url}/v1"\n{key}'
-            f'[providers.rs]\nkind = "openai"\napi = "responses"\nbase_url = "{fake.url}/v1"\n{key}'
-            f'[providers.groq]\nkind = "groq"\nbase_url = "{fake.url}/groq"\n{key}'
-            f'[providers.ant]\nkind = "anthropic"\nbase_url = "{fake.url}/anthropic"\n{key}'
-            f"{ADAPTER_ROUTING}"
-        )
-        async with run_gateway(config) as gateway:
-            env = Env(fake, gateway.stub, gateway.target)
-            yield env
-            await env.sdk.close()
+    async with logprobs_env(tmp_path_factory.mktemp("keys"), responses=True) as env:
+        yield env
 
 
 def ask(model: str, top: int = TOP, **fields: Any) -> pb.ChatRequest:
