@@ -93,12 +93,14 @@ def early_probe(deployment: Deployment, held_until: float) -> EarlyProbe:
 
 def breaker_refused(deployment: Deployment) -> GatewayError:
     """The breaker gave no ticket for a deployment the retry loop picked (breaker.py's invariant
-    says it cannot): the attempt is not sent, since a failure without a ticket would not count."""
+    says it cannot): the attempt is not sent, since a failure without a ticket would not count.
+    Not retried here: a refusal is no attempt, so the loop's count of attempts would never end it;
+    the client may retry (UNAVAILABLE)."""
     return GatewayError(
         ErrorKind.UNAVAILABLE,
         f"{deployment.key}'s circuit breaker refused the attempt",
         provider=deployment.spec.provider,
-        retryable=True,
+        retryable=False,
     )
 
 
