@@ -422,7 +422,6 @@ class _Try:
         """Record and judge the attempt's failure (the caller raises it on)."""
         deployment = self.deployment
         exc.provider = exc.provider or deployment.spec.provider
-        self.verdict = True
         self.refused = not answered and self.heard.usage is None and refused_before_work(exc)
         if self.refused:
             self.cost = NOTHING_CONSUMED
@@ -430,6 +429,9 @@ class _Try:
             consumed, source = reckon_usage(usage, self.request, relayed, self.heard)
             self.cost = self.owner._cost(deployment, self.request, None, consumed, source)
         self.attempts.append(_failed(deployment, exc, self.started, self.cost))
+        # Judged only from here: should the reckoning above ever raise, `settle` still gives the
+        # ticket back, so a half-open breaker's probe slot is never lost.
+        self.verdict = True
         await judge(deployment, self.ticket, exc, self.owner.store)
 
     def settle(
