@@ -67,7 +67,8 @@ async def start_gateway(*serve_args: str) -> GatewayProcess:
     except TimeoutError:
         before.append("(no 'listening on' line within 30 s)")
     if match is None:
-        process.kill()
+        with suppress(ProcessLookupError):  # it may have exited already: say what it printed
+            process.kill()
         await process.wait()
         raise RuntimeError(f"provider-gateway serve {' '.join(serve_args)} did not start: {before!r}")
     gateway = GatewayProcess(process, int(match.group(1)), before)

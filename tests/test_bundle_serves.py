@@ -85,22 +85,30 @@ def container_env(redis_url: str, keys: dict[str, str]) -> dict[str, str]:
 async def bundle(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Any]]:
     async with FakeUpstream() as openai, FakeAnthropic() as anthropic:
         kinds.openai(openai)
-        metrics_port = free_port_run(len(METRICS_PORTS))
         config = tmp_path_factory.mktemp("bundle") / "gateway.toml"
-        config.write_text(
-            on_loopback(
-                CONFIG_TEXT,
-                openai_url=openai.url,
-                anthropic_url=anthropic.base_url,
-                metrics_port=metrics_port,
-            )
-        )
         keys = {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": anthropic.api_key}
         env = container_env(f"redis://127.0.0.1:{closed_port()}/0", keys)
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in env.items():
-                patch.setenv(name, value)
-            gateway = await start_gateway(*local_args(config), "--log-level", "warning")
+        for tries_left in reversed(range(3)):
+            # The metrics ports are free when picked; another test's socket can take one before the
+            # workers bind it, and then the gateway exits at start: pick again.
+            metrics_port = free_port_run(len(METRICS_PORTS))
+            config.write_text(
+                on_loopback(
+                    CONFIG_TEXT,
+                    openai_url=openai.url,
+                    anthropic_url=anthropic.base_url,
+                    metrics_port=metrics_port,
+                )
+            )
+            try:
+                with pytest.MonkeyPatch.context() as patch:
+                    for name, value in env.items():
+                        patch.setenv(name, value)
+                    gateway = await start_gateway(*local_args(config), "--log-level", "warning")
+                break
+            except RuntimeError:
+                if not tries_left:
+                    raise
         try:
             yield {"gateway": gateway, "openai": openai, "metrics_port": metrics_port}
         finally:
