@@ -202,6 +202,24 @@ class CompletionRequest:
     provider_options: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
 
+    def as_chat(self, logprobs: LogprobsOptions | None = None) -> ChatRequest:
+        """The one-message chat a completion is answered with where no completion endpoint is used
+        (a chat-only API, or a completion that asks for `logprobs`): the prompt as the user's
+        message, every other field as it is."""
+        return ChatRequest(
+            model=self.model,
+            messages=[Message(Role.USER, (TextPart(self.prompt),))],
+            provider=self.provider,
+            fallbacks=list(self.fallbacks),
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens,
+            stop=list(self.stop),
+            provider_options=dict(self.provider_options),
+            metadata=dict(self.metadata),
+            logprobs=logprobs,
+        )
+
 
 @dataclass(slots=True)
 class CountTokensRequest:

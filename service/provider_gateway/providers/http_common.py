@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import quote
 
-from provider_gateway.domain import ChatRequest, CompletionRequest, HealthStatus, Message, Role, TextPart
+from provider_gateway.domain import HealthStatus
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import Upstream
 
@@ -29,19 +29,6 @@ def path_segment(name: str, what: str, provider: str) -> str:
             provider=provider,
         )
     return quote(name, safe=PATH_SAFE)
-
-
-def completion_as_chat(request: CompletionRequest) -> ChatRequest:
-    """`complete` on a chat-only API: the prompt as one user message, the same sampling settings."""
-    return ChatRequest(
-        model=request.model,
-        messages=[Message(Role.USER, (TextPart(request.prompt),))],
-        temperature=request.temperature,
-        top_p=request.top_p,
-        max_tokens=request.max_tokens,
-        stop=list(request.stop),
-        provider_options=dict(request.provider_options),
-    )
 
 
 async def probe(upstream: Upstream, path: str) -> HealthStatus:

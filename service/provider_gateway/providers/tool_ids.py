@@ -18,10 +18,15 @@ _HASH_CHARACTERS = 12  # 48 bits of the original id: collisions need ~16 million
 
 
 def word_tool_id(call_id: str) -> str:
-    """`call_id` when it is valid; else its valid characters (others as `_`), cut to leave room,
-    and a short hash of the whole original, which keeps distinct ids distinct."""
+    """`call_id` when it is valid; else its valid characters (others as `_`) and a short hash."""
     if _VALID.fullmatch(call_id):
         return call_id
+    return hashed_tool_id(call_id, _INVALID_CHARACTER.sub("_", call_id), MAX_TOOL_ID)
+
+
+def hashed_tool_id(call_id: str, readable: str, limit: int) -> str:
+    """An id of at most `limit` characters for `call_id`: `readable` (what of it a host takes), cut
+    to leave room, and a short hash of the whole original, which keeps distinct ids distinct."""
     digest = hashlib.sha256(call_id.encode()).hexdigest()[:_HASH_CHARACTERS]
-    readable = _INVALID_CHARACTER.sub("_", call_id)[: MAX_TOOL_ID - _HASH_CHARACTERS - 1]
+    readable = readable[: limit - _HASH_CHARACTERS - 1]
     return f"{readable}_{digest}" if readable else f"id_{digest}"

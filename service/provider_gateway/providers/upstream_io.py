@@ -21,7 +21,7 @@ from provider_gateway.http.errors import parse_body, vendor_said
 from provider_gateway.providers.base import BaseProvider, completion_of
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.gemini import codec as gemini
-from provider_gateway.providers.http_common import completion_as_chat, probe
+from provider_gateway.providers.http_common import probe
 from provider_gateway.providers.relay import never, relay_reads
 from provider_gateway.wire.sse import SseDecoder, SseError, SseEvent
 
@@ -163,11 +163,11 @@ class HttpProvider(BaseProvider):
 
     def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Vendors without a completions endpoint answer `complete` as a one-message chat."""
-        return self.chat_stream(completion_as_chat(request))
+        return self.chat_stream(request.as_chat())
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
         """Likewise unary: through `chat`, which is one unary upstream call where the vendor has one."""
-        return completion_of(await self.chat(completion_as_chat(request)))
+        return completion_of(await self.chat(request.as_chat()))
 
     def set_credentials(self, headers: Mapping[str, str], secret: str) -> None:
         """New credential headers (a rotated token) for every request from now on."""

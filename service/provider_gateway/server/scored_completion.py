@@ -4,8 +4,8 @@ Providers answer `complete` through their completion endpoint where they have on
 legacy one, Bedrock's InvokeModel bodies) and as a one-message chat everywhere else. Log-
 probabilities are a chat feature: the routing refuses them where a provider or model has none
 (FAILED_PRECONDITION naming `logprobs`, routing/capabilities.py) and the chat adapters ask for and
-read them. So a CompleteRequest with `logprobs` is sent as that chat, with every one of its fields,
-and answered as a completion: its text, usage, finish and entries. Completions without them keep
+read them. So a CompleteRequest with `logprobs` is sent as that chat (`CompletionRequest.as_chat`,
+with every one of its fields), and answered as a completion: its text, usage, finish and entries. Completions without them keep
 their own path. (The provider's span and metrics name the operation `chat` for these.)
 """
 
@@ -15,24 +15,6 @@ from provider_gateway import domain as d
 from provider_gateway.server import convert
 from provider_gateway.server.finish_templates import FinishTemplates
 from provider_gateway.v1 import provider_service_pb2 as pb
-
-
-def as_chat(completion: d.CompletionRequest, logprobs: d.LogprobsOptions) -> d.ChatRequest:
-    """`completion` as the chat that asks for its log-probabilities: the prompt as the user's one
-    message, every other field as it is."""
-    return d.ChatRequest(
-        model=completion.model,
-        messages=[d.Message(d.Role.USER, (d.TextPart(completion.prompt),))],
-        provider=completion.provider,
-        fallbacks=completion.fallbacks,
-        temperature=completion.temperature,
-        top_p=completion.top_p,
-        max_tokens=completion.max_tokens,
-        stop=completion.stop,
-        provider_options=completion.provider_options,
-        metadata=completion.metadata,
-        logprobs=logprobs,
-    )
 
 
 def answer(response: d.ChatResponse, finish: d.Finish, finishes: FinishTemplates) -> pb.CompleteResponse:

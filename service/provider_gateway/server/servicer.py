@@ -250,7 +250,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                 if domain_request.metadata:
                     _tag_the_request(domain_request.metadata)
                 if "logprobs" in given and (scored := convert.logprobs_options(given)) is not None:
-                    chat = scored_completion.as_chat(domain_request, scored)
+                    chat = domain_request.as_chat(scored)
                     chat_response, finish = await self.router.chat(chat, clock)
                     return scored_completion.answer(chat_response, finish, self.finishes)
                 response, finish = await self.router.complete(domain_request, clock)
@@ -268,7 +268,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
         if domain_request.metadata:
             _tag_the_request(domain_request.metadata)
         if "logprobs" in given and (scored := convert.logprobs_options(given)) is not None:
-            return self.router.chat_stream(scored_completion.as_chat(domain_request, scored), clock)
+            return self.router.chat_stream(domain_request.as_chat(scored), clock)
         return self.router.complete_stream(domain_request, clock)
 
     CompleteStream = _streaming("CompleteStream", _complete_events)

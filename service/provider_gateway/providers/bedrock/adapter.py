@@ -337,7 +337,7 @@ class BedrockProvider(BaseProvider):
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
         if self._uses_converse(request):
-            whole = await self.chat(as_chat(request))
+            whole = await self.chat(request.as_chat())
             return CompletionResponse(text=whole.text, usage=whole.usage, finish=whole.finish)
         model_id, body, family = self._invoke_body(request)
         response, headers = await self._post(request.model, model_id, "invoke", body, accept=True)
@@ -347,7 +347,7 @@ class BedrockProvider(BaseProvider):
 
     async def complete_stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
         if self._uses_converse(request):
-            async with aclosing(self.chat_stream(as_chat(request))) as chat_events:
+            async with aclosing(self.chat_stream(request.as_chat())) as chat_events:
                 async for event in chat_events:
                     yield event
             return
@@ -454,19 +454,6 @@ class BedrockProvider(BaseProvider):
         raise invalid_argument(
             f"model: {request.model!r} is not a Bedrock embedding model (use amazon.titan-embed-* or cohere.embed-*)"
         )
-
-
-def as_chat(request: CompletionRequest) -> ChatRequest:
-    """A completion as a one-message conversation, for models only Converse knows how to call."""
-    return ChatRequest(
-        model=request.model,
-        messages=[Message(Role.USER, (TextPart(request.prompt),))],
-        temperature=request.temperature,
-        top_p=request.top_p,
-        max_tokens=request.max_tokens,
-        stop=list(request.stop),
-        provider_options=dict(request.provider_options),
-    )
 
 
 async def replay(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:

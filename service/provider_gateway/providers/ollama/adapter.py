@@ -35,7 +35,7 @@ from provider_gateway.http.client import TIMEOUT_KEYS
 from provider_gateway.http.errors import parse_body, upstream_message
 from provider_gateway.providers.base import BaseProvider, completion_of
 from provider_gateway.providers.context import ProviderContext
-from provider_gateway.providers.http_common import completion_as_chat, probe
+from provider_gateway.providers.http_common import probe
 from provider_gateway.providers.ollama import codec
 from provider_gateway.providers.relay import relay_reads
 from provider_gateway.wire.ndjson import NdjsonDecoder, NdjsonError
@@ -120,7 +120,7 @@ class OllamaProvider(BaseProvider):
         return self._chat_stream(request)
 
     def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-        return self._chat_stream(completion_as_chat(request))
+        return self._chat_stream(request.as_chat())
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         body = codec.chat_body(request, stream=False, keep_alive=self.keep_alive)
@@ -128,7 +128,7 @@ class OllamaProvider(BaseProvider):
         return codec.ChatStreamParser(self.name).response(answer)
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        return completion_of(await self.chat(completion_as_chat(request)))
+        return completion_of(await self.chat(request.as_chat()))
 
     async def _chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = codec.chat_body(request, stream=True, keep_alive=self.keep_alive)

@@ -45,7 +45,7 @@ from provider_gateway.http.client import TIMEOUT_KEYS
 from provider_gateway.providers.base import BaseProvider, completion_of, estimate_messages, estimate_tokens
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.embed_dimensions import fixed_width
-from provider_gateway.providers.http_common import completion_as_chat, path_segment, probe
+from provider_gateway.providers.http_common import path_segment, probe
 from provider_gateway.providers.openai import codec
 from provider_gateway.providers.openai.presets import PRESETS, Preset
 from provider_gateway.providers.openai.responses_adapter import ResponsesApi
@@ -226,7 +226,7 @@ class OpenAIProvider(BaseProvider):
         return self.azure.deployment_for(model) if self.azure is not None else model
 
     def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-        return self.chat_stream(completion_as_chat(request))
+        return self.chat_stream(request.as_chat())
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """One non-streaming request, one JSON parse, the stream's normalisation (`stream.py`)."""
@@ -239,7 +239,7 @@ class OpenAIProvider(BaseProvider):
         return parser.response(answer, lambda chars: self._estimate(request, chars))
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        return completion_of(await self.chat(completion_as_chat(request)))
+        return completion_of(await self.chat(request.as_chat()))
 
     async def _chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         upstream, path = self._route(request.model, "chat/completions")

@@ -9,7 +9,6 @@ overrides only the hooks where it differs.
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -42,12 +41,12 @@ from provider_gateway.providers.openai.presets import Preset
 from provider_gateway.providers.owned_options import owned, refuse_owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.structured_output import unhonoured
+from provider_gateway.providers.tool_ids import hashed_tool_id
 
 # o1, o3, o4 families and gpt-5, also behind a vendor prefix ("openai/o3-mini" on OpenRouter).
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o[134](?:$|-)|gpt-5)")
 _DEEPSEEK_REASONER = re.compile(r"deepseek-(?:reasoner|r1)", re.IGNORECASE)
 MAX_TOOL_ID = 40  # the longest tool-call id OpenAI Chat Completions has taken back
-_TOOL_ID_HASH = 12  # hex characters of a longer id's hash: 48 bits keep distinct ids apart
 # Body fields the gateway owns (Chat Completions and legacy Completions, every preset): a caller's
 # provider_options may not change what is asked, how it streams, nor its size (owned_options.py).
 OWNED_FIELDS = owned(
@@ -297,10 +296,7 @@ class ChatWire:
         characters (`string_above_max_length`), and made-up ids (`name-<hex>_N`) pass that with a
         long tool name: a longer id keeps its first characters and a hash of the whole, a pure
         function of the id so that a call and its result still match."""
-        if len(call_id) <= MAX_TOOL_ID:
-            return call_id
-        digest = hashlib.sha256(call_id.encode()).hexdigest()[:_TOOL_ID_HASH]
-        return f"{call_id[: MAX_TOOL_ID - _TOOL_ID_HASH - 1]}_{digest}"
+        return call_id if len(call_id) <= MAX_TOOL_ID else hashed_tool_id(call_id, call_id, MAX_TOOL_ID)
 
     # --- answers -------------------------------------------------------------------------------
 
