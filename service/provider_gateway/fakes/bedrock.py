@@ -8,7 +8,9 @@ implementation independent of the gateway's aws-sdk-signers); a Bedrock API key 
 Bearer`) is compared with the one the fake was given. A bad signature or key gets Bedrock's 403.
 
 Tests script replies with `push`; without a script the fake answers plausibly per model family,
-and rejects InvokeModel bodies that lack the fields each family requires.
+and rejects InvokeModel bodies that lack the fields each family requires. Application inference
+profiles (`application_profiles`: ARN -> the foundation model id it runs) answer
+GetInferenceProfile as AWS does, and runtime calls to one are answered as its model's family.
 """
 
 from __future__ import annotations
@@ -324,6 +326,8 @@ class FakeBedrock:
         self.clock_offset = clock_offset  # AWS's clock minus this host's: a skewed client's view
         self.bearer_token = bearer_token  # a Bedrock API key this fake accepts instead of SigV4
         self.profile_pages: list[list[dict[str, Any]]] = []  # ListInferenceProfiles pages, when set
+        self.application_profiles: dict[str, str] = {}  # ARN -> the foundation model id it runs
+        self.profile_error: tuple[str, str] | None = None  # GetInferenceProfile's answer, when set
         self.replies: deque[Reply] = deque()
         self.seen: list[SeenRequest] = []
         self.disconnected = asyncio.Event()
@@ -334,6 +338,7 @@ class FakeBedrock:
         app.router.add_post("/model/{model_id}/{operation}", self._runtime)
         app.router.add_get("/foundation-models", self._foundation_models)
         app.router.add_get("/inference-profiles", self._inference_profiles)
+        app.router.add_get("/inference-profiles/{identifier}", self._inference_profile)
         self.app = app
 
     async def __aenter__(self) -> FakeBedrock:
@@ -450,7 +455,7 @@ class FakeBedrock:
             return error_response(*reply.error)
         if operation in ("converse", "converse-stream") and (problem := converse_problem(seen.body)):
             return error_response("ValidationException", problem)
-        family = model_family(model_id)
+        family = model_family(self.application_profiles.get(model_id, model_id))
         scripted = reply is not None and reply.frames is not None
         problem = invoke_problem(family, seen.body) if operation == "invoke-with-response-stream" else ""
         if problem and not scripted:
@@ -559,6 +564,35 @@ class FakeBedrock:
             "type": "SYSTEM_DEFINED",
         }
         return web.json_response({"inferenceProfileSummaries": [profile]})
+
+    async def _inference_profile(self, request: web.Request) -> web.Response:
+        """GetInferenceProfile, by ARN or id: the members botocore's `GetInferenceProfileResponse`
+        requires, for an application profile made from one foundation model."""
+        identifier = request.match_info["identifier"]
+        seen = await self._record(request, "get-inference-profile", identifier)
+        if (refused := self._refusal(request, seen)) is not None:
+            return refused
+        if self.profile_error is not None:
+            return error_response(*self.profile_error)
+        arn = next((a for a in self.application_profiles if identifier in (a, a.rpartition("/")[2])), "")
+        if not arn:
+            return error_response(
+                "ResourceNotFoundException", "The specified inference profile does not exist"
+            )
+        region = arn.split(":")[3]
+        model_arn = f"arn:aws:bedrock:{region}::foundation-model/{self.application_profiles[arn]}"
+        return web.json_response(
+            {
+                "inferenceProfileName": "app-profile",
+                "inferenceProfileArn": arn,
+                "inferenceProfileId": arn.rpartition("/")[2],
+                "models": [{"modelArn": model_arn}],
+                "status": "ACTIVE",
+                "type": "APPLICATION",
+                "createdAt": "2026-01-02T03:04:05Z",
+                "updatedAt": "2026-01-02T03:04:05Z",
+            }
+        )
 
 
 def default_frames(operation: str, family: str) -> list[bytes]:

@@ -1,10 +1,15 @@
 """`<think>...</think>` at the very start of a model's output is reasoning (DeepSeek-R1 style).
 
 Only the start counts, after any whitespace (templates often put a newline first): a tag later in
-the text is text. Tags may be split across deltas, so a possible partial tag, and leading
-whitespace, are held back until the next delta settles them. Output that only closes a block
-("...</think>Answer", the opening tag sent in the prompt) is not split: nothing says where a
-model without the opening tag started thinking, and ordinary text must not be misread.
+the text is text. Tags may be split across deltas, so a possible partial tag (at most 7
+characters), and leading whitespace, are held back until the next delta settles them; nothing else
+waits.
+
+Output that only closes a block ("...</think>Answer") is split only when the caller says the
+prompt opened it (`prompt_opened`: the model's chat template ends the prompt with `<think>`, as
+DeepSeek-R1's and QwQ's do): then the output is reasoning from its first character up to the first
+`</think>` (a `<think>` the model writes first anyway is dropped). Without that word nothing says
+where the model started thinking, and ordinary text that happens to hold `</think>` must stay text.
 """
 
 from __future__ import annotations
@@ -28,11 +33,18 @@ def _partial_suffix(text: str, tag: str) -> int:
 
 
 class ThinkSplitter:
-    __slots__ = ("_buffer", "_state")
+    __slots__ = ("_buffer", "_prompt_opened", "_state")
 
-    def __init__(self) -> None:
+    def __init__(self, *, prompt_opened: bool = False) -> None:
         self._state = "start"  # start -> thinking -> text, or start -> text
         self._buffer = ""
+        self._prompt_opened = prompt_opened  # the output starts inside a block: start -> thinking
+
+    def reasoning_elsewhere(self) -> None:
+        """The host sent reasoning in a field of its own (`reasoning_content`) before any text: it
+        has split the block itself, so the text that follows is the answer, not its reasoning."""
+        if self._state == "start" and not self._buffer:
+            self._prompt_opened = False
 
     def feed(self, text: str) -> list[TextDelta | ReasoningDelta]:
         if self._state == "text":
@@ -42,10 +54,13 @@ class ThinkSplitter:
             lead = self._buffer.lstrip()
             if len(lead) < len(OPEN) and OPEN.startswith(lead):
                 return []  # could still become "<think>" (whitespace alone too)
-            if not lead.startswith(OPEN):
+            if lead.startswith(OPEN):
+                self._state, self._buffer = "thinking", lead[len(OPEN) :]
+            elif self._prompt_opened:
+                self._state = "thinking"  # the prompt opened the block: all of it is reasoning
+            else:
                 self._state = "text"
                 return self._flush_text()  # the whitespace is the text's
-            self._state, self._buffer = "thinking", lead[len(OPEN) :]
         end = self._buffer.find(CLOSE)
         if end >= 0:
             reasoning, rest = self._buffer[:end], self._buffer[end + len(CLOSE) :]

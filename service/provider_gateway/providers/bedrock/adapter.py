@@ -17,6 +17,8 @@ sent as `Authorization: Bearer`); nothing secret is read from the gateway's conf
                                     # "global": global.; ids with a prefix and ARNs are never changed
     inference_profile_prefix = ""   # with inference_profile = "regional": this prefix instead of the region's (e.g. "ug.")
     prompt_caching = false          # cachePoint after the system prompt and the last two user turns
+    underlying_models = {}          # { "<application inference profile ARN>" = "<foundation model id>" }:
+                                    # the model whose family decides; else GetInferenceProfile, once
     default_max_tokens = 4096       # InvokeModel bodies that require a maximum
     connect_timeout_s = 10.0
     read_timeout_s = 3600.0         # per read; AWS advises an hour: unary Converse waits for the whole answer
@@ -36,7 +38,7 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,7 @@ from provider_gateway.providers.bedrock.event_stream import FrameReader
 from provider_gateway.providers.bedrock.invoke import converse_features
 from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures
 from provider_gateway.providers.bedrock.models import Family
+from provider_gateway.providers.bedrock.profiles import ProfileModels
 from provider_gateway.providers.bedrock.transport import JSON, Payload, SignedUpstream, model_path
 from provider_gateway.providers.context import ProviderContext
 from provider_gateway.providers.relay import relay_reads
@@ -90,6 +93,7 @@ OPTION_KEYS = (
     "inference_profile",
     "inference_profile_prefix",
     "prompt_caching",
+    "underlying_models",
     "default_max_tokens",
     "connect_timeout_s",
     "read_timeout_s",
@@ -115,6 +119,8 @@ class BedrockSettings:
     inference_profile: str = "none"
     inference_profile_prefix: str = ""
     prompt_caching: bool = False
+    # Model id or ARN -> the foundation model it runs (profiles.py), as the operator says.
+    underlying_models: Mapping[str, str] = field(default_factory=dict)
     default_max_tokens: int = 4096
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 3600.0
@@ -184,6 +190,7 @@ class BedrockProvider(BaseProvider):
 
         self.runtime = upstream(settings.runtime_url)
         self.control = upstream(settings.control_url)
+        self.profiles = ProfileModels(self.control, settings.underlying_models)
 
     @classmethod
     def from_config(
@@ -210,6 +217,7 @@ class BedrockProvider(BaseProvider):
             inference_profile=options.choice("inference_profile", INFERENCE_PROFILE_MODES, "none"),
             inference_profile_prefix=options.string("inference_profile_prefix"),
             prompt_caching=options.flag("prompt_caching", False),
+            underlying_models=underlying_models(options),
             default_max_tokens=options.integer("default_max_tokens", 4096, minimum=1),
             connect_timeout_s=options.number("connect_timeout_s", 10.0, minimum=0.1),
             read_timeout_s=options.number("read_timeout_s", 3600.0, minimum=0.1),
@@ -232,6 +240,11 @@ class BedrockProvider(BaseProvider):
             raise invalid_argument("model: a Bedrock model id or ARN is required")
         s = self.settings
         return models.inference_model_id(model, s.region, s.inference_profile, s.inference_profile_prefix)
+
+    async def _family_id(self, model_id: str) -> str:
+        """The id whose family decides what `model_id` is sent (its own, but for an application
+        inference profile: the model it runs)."""
+        return await self.profiles.underlying(model_id)
 
     def _error(self, exc: BaseException, model: str) -> GatewayError:
         return translate(exc, self.name, model, self.settings.region)
@@ -302,18 +315,21 @@ class BedrockProvider(BaseProvider):
 
     # --- chat (Converse) -----------------------------------------------------------------------
 
-    def _converse_kwargs(self, request: ChatRequest) -> dict[str, Any]:
+    async def _converse_kwargs(self, request: ChatRequest) -> dict[str, Any]:
         model_id = self.model_id(request.model)
-        return codec.converse_request(request, model_id, prompt_caching=self.settings.prompt_caching)
+        family_id = await self._family_id(model_id)
+        return codec.converse_request(
+            request, model_id, prompt_caching=self.settings.prompt_caching, family_id=family_id
+        )
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        kwargs = self._converse_kwargs(request)
+        kwargs = await self._converse_kwargs(request)
         response, _ = await self._post(request.model, kwargs["modelId"], "converse", json_body(kwargs))
         emulated = codec.emulated_fields(request)
         return await accumulate(replay(codec.converse_response_events(response, request.model, emulated)))
 
     async def chat_stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
-        kwargs = self._converse_kwargs(request)
+        kwargs = await self._converse_kwargs(request)
         payload = Payload(json_body(kwargs), {"Content-Type": JSON})
         decoder = codec.ConverseStreamDecoder(request.model, codec.emulated_fields(request))
         events = self._events(
@@ -325,33 +341,36 @@ class BedrockProvider(BaseProvider):
 
     # --- completions (InvokeModel with the family's body) --------------------------------------
 
-    def _invoke_body(self, request: CompletionRequest, stream: bool = False) -> tuple[str, bytes, Family]:
+    async def _invoke_family(self, request: CompletionRequest) -> tuple[str, Family]:
+        """The id to call and its family (an application profile's: its model's); OTHER for models
+        with no known InvokeModel body (imported models, profiles whose model is unknown), which go
+        through Converse."""
         model_id = self.model_id(request.model)
-        family = models.family(model_id)
-        body = codec.invoke_body(family, request, self.settings.default_max_tokens, stream=stream)
-        return model_id, json.dumps(body).encode(), family
+        return model_id, models.family(await self._family_id(model_id))
 
-    def _uses_converse(self, request: CompletionRequest) -> bool:
-        """Models with no known InvokeModel body (imported models, application profile ARNs)."""
-        return models.family(self.model_id(request.model)) is Family.OTHER
+    def _invoke_body(self, request: CompletionRequest, family: Family, stream: bool = False) -> bytes:
+        body = codec.invoke_body(family, request, self.settings.default_max_tokens, stream=stream)
+        return json.dumps(body).encode()
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        if self._uses_converse(request):
+        model_id, family = await self._invoke_family(request)
+        if family is Family.OTHER:
             whole = await self.chat(request.as_chat())
             return CompletionResponse(text=whole.text, usage=whole.usage, finish=whole.finish)
-        model_id, body, family = self._invoke_body(request)
+        body = self._invoke_body(request, family)
         response, headers = await self._post(request.model, model_id, "invoke", body, accept=True)
         events = with_header_usage(codec.InvokeDecoder(family, request.model).response(response), headers)
         whole = await accumulate(replay(events))
         return codec.completion(whole, request.model)
 
     async def complete_stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
-        if self._uses_converse(request):
+        model_id, family = await self._invoke_family(request)
+        if family is Family.OTHER:
             async with aclosing(self.chat_stream(request.as_chat())) as chat_events:
                 async for event in chat_events:
                     yield event
             return
-        model_id, body, family = self._invoke_body(request, stream=True)
+        body = self._invoke_body(request, family, stream=True)
         # botocore's headers for this call: the body's type, and the type wanted inside the chunks.
         payload = Payload(body, {"Content-Type": JSON, "X-Amzn-Bedrock-Accept": JSON})
         decoder = codec.InvokeDecoder(family, request.model)
@@ -412,15 +431,19 @@ class BedrockProvider(BaseProvider):
 
     async def count_tokens(self, request: CountTokensRequest) -> TokenCount:
         model_id = self.model_id(request.model)
-        if self.settings.count_tokens == "estimate" or models.family(model_id) is not Family.ANTHROPIC:
+        if self.settings.count_tokens == "estimate":
+            return await super().count_tokens(request)
+        family_id = await self._family_id(model_id)
+        if models.family(family_id) is not Family.ANTHROPIC:
             return await super().count_tokens(request)  # the documented local estimate
         messages = request.messages or [Message(Role.USER, (TextPart(request.text or " "),))]
         chat = ChatRequest(model=request.model, messages=messages, tools=request.tools)
-        kwargs = self._converse_kwargs(chat)
+        kwargs = await self._converse_kwargs(chat)
         body = json_body({"input": codec.count_tokens_input(kwargs)})
         try:
             # CountTokens takes the foundation model id, not an inference profile.
-            counted, _ = await self._post(request.model, models.strip_profile(model_id), "count-tokens", body)
+            foundation = models.strip_profile(family_id)
+            counted, _ = await self._post(request.model, foundation, "count-tokens", body)
         except GatewayError as exc:
             if exc.kind is ErrorKind.INVALID_ARGUMENT:  # the model does not support counting
                 return await super().count_tokens(request)
@@ -431,21 +454,24 @@ class BedrockProvider(BaseProvider):
 
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         model_id = self.model_id(request.model)
-        family = models.family(model_id)
-        if family is Family.TITAN and models.is_embedding_model(model_id):
+        family_id = await self._family_id(model_id)  # the body is the model's; the call, `model_id`
+        family = models.family(family_id)
+        if family is Family.TITAN and models.is_embedding_model(family_id):
             # Titan embeds one text per call: make the calls concurrently (the pool bounds them).
             bodies = await all_or_first_error(
                 self._invoke_json(
-                    model_id, codec.titan_embed_body(text, model_id, request.dimensions), request.model
+                    model_id, codec.titan_embed_body(text, family_id, request.dimensions), request.model
                 )
                 for text in request.inputs
             )
             results = [codec.titan_embed_response(body) for body in bodies]
             tokens = sum(count for _, count in results)
             return EmbedResult([v for v, _ in results], Usage(input_tokens=tokens), model=request.model)
-        if family is Family.COHERE and models.is_embedding_model(model_id):
+        if family is Family.COHERE and models.is_embedding_model(family_id):
             body = await self._invoke_json(
-                model_id, codec.cohere_embed_body(request.inputs, model_id, request.dimensions), request.model
+                model_id,
+                codec.cohere_embed_body(request.inputs, family_id, request.dimensions),
+                request.model,
             )
             vectors = codec.cohere_embed_response(body, len(request.inputs))
             # Cohere on Bedrock reports no token counts for embeddings: estimate them.
@@ -491,6 +517,15 @@ def with_header_usage(events: list[StreamEvent], headers: Mapping[str, str]) -> 
 def _header_int(headers: Mapping[str, str], name: str) -> int:
     value = headers.get(name, "").strip()
     return int(value) if value.isdigit() else 0
+
+
+def underlying_models(options: Section) -> dict[str, str]:
+    """`underlying_models`: model id or ARN -> the foundation model id it runs (profiles.py)."""
+    table = options.table("underlying_models").raw()
+    for arn, model in table.items():
+        if not isinstance(model, str) or not model:
+            raise options.error("underlying_models", f"{arn!r}: the foundation model id, a string")
+    return {str(arn): str(model) for arn, model in table.items()}
 
 
 def profile_region(env: Mapping[str, str], profile: str) -> str:

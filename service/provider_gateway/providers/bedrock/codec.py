@@ -360,12 +360,16 @@ def output_config(fmt: ResponseFormat | None, model_id: str) -> dict[str, Any] |
     return {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": schema}}}
 
 
-def converse_request(request: ChatRequest, model_id: str, *, prompt_caching: bool = False) -> dict[str, Any]:
-    """Keyword arguments for `converse` / `converse_stream`."""
-    features = converse_features(model_id)
+def converse_request(
+    request: ChatRequest, model_id: str, *, prompt_caching: bool = False, family_id: str = ""
+) -> dict[str, Any]:
+    """Keyword arguments for `converse` / `converse_stream`. `family_id`, when given, is the model
+    whose family decides what is sent (the one an application inference profile runs: profiles.py);
+    `model_id` is what is called."""
+    features = converse_features(family_id or model_id)
     refuse_unoffered(request, features)
     history = tool_history_as_text(request.messages) if emulated_fields(request) else request.messages
-    system, messages = converse_messages(history, prompt_caching, replay_rules(model_id))
+    system, messages = converse_messages(history, prompt_caching, replay_rules(family_id or model_id))
     if not messages:
         raise invalid_argument("messages: Bedrock needs at least one user or assistant message")
     kwargs: dict[str, Any] = {"modelId": model_id, "messages": messages}

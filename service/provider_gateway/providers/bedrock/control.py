@@ -1,4 +1,5 @@
-"""Bedrock's control plane as signed GETs: ListFoundationModels and ListInferenceProfiles."""
+"""Bedrock's control plane as signed GETs: ListFoundationModels, ListInferenceProfiles and
+GetInferenceProfile."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from urllib.parse import quote
 
 from provider_gateway.providers.bedrock.codec import decode_json_object
 from provider_gateway.providers.bedrock.transport import Payload, SignedUpstream
+from provider_gateway.providers.http_common import path_segment
 
 MAX_LIST_PAGES = 20  # a bound on a misbehaving nextToken loop
 
@@ -37,3 +39,20 @@ async def inference_profiles(control: SignedUpstream) -> list[dict[str, Any]]:
         if not token:
             break
     return found
+
+
+async def inference_profile(control: SignedUpstream, identifier: str) -> dict[str, Any]:
+    """GET /inference-profiles/{inferenceProfileIdentifier}: one profile (an ARN or an id, one path
+    segment: an ARN's `/` is sent as `%2F`), with `models: [{"modelArn": ...}]`."""
+    return await _get(
+        control, f"/inference-profiles/{path_segment(identifier, 'inference profile', 'bedrock')}"
+    )
+
+
+def profile_model_arns(profile: dict[str, Any]) -> list[str]:
+    """The foundation-model ARNs of a GetInferenceProfile answer (one per region it routes to)."""
+    return [
+        arn
+        for model in _objects(profile.get("models"))
+        if isinstance(arn := model.get("modelArn"), str) and arn
+    ]

@@ -2,7 +2,9 @@
 
 Pure functions. A model id may be a foundation model (`anthropic.claude-...`), a cross-region
 inference profile (`us.anthropic.claude-...`), or an ARN (foundation model, inference profile,
-provisioned throughput, imported model); ARNs are passed to Bedrock unchanged.
+provisioned throughput, imported model); ARNs are passed to Bedrock unchanged. An application
+inference profile's ARN names no model: `profiles.py` finds the one it runs, whose id the family
+decisions then read.
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ _REGION_PREFIXES: tuple[tuple[str, str], ...] = (
 
 def is_arn(model_id: str) -> bool:
     return model_id.startswith("arn:")
+
+
+def is_application_profile(model_id: str) -> bool:
+    """An application inference profile's ARN (`...:application-inference-profile/<id>`): an
+    operator's own profile, whose id names no model (`profiles.py` finds the one it runs)."""
+    return is_arn(model_id) and model_id.rpartition("/")[0].endswith(":application-inference-profile")
 
 
 def strip_profile(model_id: str) -> str:

@@ -38,8 +38,9 @@ SEND_ALL = ReplayRules()  # immutable: for callers that know no model
 
 
 def replay_rules(model_id: str) -> ReplayRules:
-    """The rules of `model_id`'s family. An ARN of no known family (an application inference
-    profile, an imported model) gets no status: the field is optional, an unknown model may refuse it."""
+    """The rules of `model_id`'s family (for an application inference profile, the caller passes
+    the model it runs: profiles.py). An ARN of no known family (an imported model, a profile whose
+    model is unknown) gets no status: the field is optional, an unknown model may refuse it."""
     model_family = family(model_id)
     return ReplayRules(
         tool_status=model_family in STATUS_FAMILIES,

@@ -12,6 +12,8 @@ Configuration (a `[providers.<name>]` table):
   codestral_base_url = "..."       Mistral: the host for codestral-* models
   api = "chat" | "responses"       OpenAI and Azure: Chat Completions (default) or the Responses API
   store = true|false               with api = "responses": let OpenAI keep responses (default false)
+  prompt_opens_think = ["..."]     models (ids or fnmatch patterns) whose chat template ends the
+                                   prompt with `<think>`: output up to the first `</think>` is reasoning
   connect_timeout_s, first_byte_timeout_s, idle_timeout_s
   Azure only: api_version (default 2024-08-01-preview), deployment, deployments = { model = "dep" },
   api_style = "deployments" | "inference" (Azure AI Inference: /models/chat/completions, 2024-05-01-preview)
@@ -20,6 +22,7 @@ Configuration (a `[providers.<name>]` table):
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -72,6 +75,7 @@ KEYS = (
     "codestral_base_url",
     "api",
     "store",
+    "prompt_opens_think",
     *TIMEOUT_KEYS,
 )
 AZURE_API_VERSION = "2024-08-01-preview"
@@ -108,6 +112,7 @@ class OpenAIProvider(BaseProvider):
         models: list[str] | None = None,
         responses: ResponsesApi | None = None,
         merge_reads: bool = True,
+        prompt_opens_think: tuple[str, ...] = (),
     ) -> None:
         super().__init__(name)
         self.kind = preset_name
@@ -118,6 +123,8 @@ class OpenAIProvider(BaseProvider):
         self.azure = azure
         self.models = models or []
         self.responses = responses
+        # Off unless named: an answer that merely holds `</think>` must not lose its start.
+        self.prompt_opens_think = prompt_opens_think
         # Deltas of one upstream read pass the layers above as one event ([server] coalesce_deltas).
         self.merge_reads = merge_reads
         # Built once from the preset: the router's honour check asks on every call.
@@ -201,6 +208,7 @@ class OpenAIProvider(BaseProvider):
             models=options.strings("models"),
             responses=responses,
             merge_reads=context.merge_reads,
+            prompt_opens_think=tuple(options.strings("prompt_opens_think")),
         )
 
     # --- description -----------------------------------------------------------------------------
@@ -235,7 +243,7 @@ class OpenAIProvider(BaseProvider):
         upstream, path = self._route(request.model, "chat/completions")
         body = self.wire.chat_body(request, stream=False)
         answer = await upstream.request_json("POST", path, json=body, model=request.model)
-        parser = ChatStreamParser(self.name, self.wire, logprobs=request.logprobs is not None)
+        parser = self._parser(request)
         return parser.response(answer, lambda chars: self._estimate(request, chars))
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
@@ -244,7 +252,7 @@ class OpenAIProvider(BaseProvider):
     async def _chat_stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         upstream, path = self._route(request.model, "chat/completions")
         body = self.wire.chat_body(request, stream=True)
-        parser = ChatStreamParser(self.name, self.wire, logprobs=request.logprobs is not None)
+        parser = self._parser(request)
         # Chunks whose logprobs were asked for are read whole (`feed`); others by the plain path.
         read = parser.stream_text if request.logprobs is None else parser.feed
         decoder = SseDecoder()
@@ -300,6 +308,12 @@ class OpenAIProvider(BaseProvider):
         estimate = None if parser.usage is not None else self._estimate(request, parser.output_chars)
         for domain_event in parser.close(estimate):
             yield domain_event
+
+    def _parser(self, request: ChatRequest) -> ChatStreamParser:
+        opened = any(fnmatch.fnmatchcase(request.model, pattern) for pattern in self.prompt_opens_think)
+        return ChatStreamParser(
+            self.name, self.wire, logprobs=request.logprobs is not None, prompt_opens_think=opened
+        )
 
     @staticmethod
     def _estimate(request: ChatRequest, output_chars: int) -> Usage:

@@ -128,13 +128,20 @@ class ChatStreamParser:
     With `logprobs` (the request asked for them) every chunk is read by `feed`, which puts each
     choice's `logprobs` entries on its text; `stream_text`'s plain-token path, which reads no
     logprobs, is for the streams of every other request. A leading `<think>` block then stays in
-    the text (no split), since the entries score its tokens too and must match the text."""
+    the text (no split), since the entries score its tokens too and must match the text.
 
-    def __init__(self, provider: str, wire: ChatWire, *, logprobs: bool = False) -> None:
+    `prompt_opens_think`: the model's chat template opened a `<think>` block in the prompt, so its
+    output is reasoning up to the first `</think>` (wire/think.py), on any host."""
+
+    def __init__(
+        self, provider: str, wire: ChatWire, *, logprobs: bool = False, prompt_opens_think: bool = False
+    ) -> None:
         self.provider = provider
         self.wire = wire
         self.logprobs = logprobs
-        self._think = ThinkSplitter() if wire.preset.think_tags and not logprobs else None
+        self.prompt_opens_think = prompt_opens_think and not logprobs
+        split = (wire.preset.think_tags or prompt_opens_think) and not logprobs
+        self._think = ThinkSplitter(prompt_opened=self.prompt_opens_think) if split else None
         self._calls = ChatToolCalls(wire)
         self.usage: Usage | None = None
         self.finish_reason = ""
@@ -222,6 +229,8 @@ class ChatStreamParser:
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
             events.append(ReasoningDelta(reasoning))
+            if self._think is not None:
+                self._think.reasoning_elsewhere()
         if details := delta.get("reasoning_details"):  # OpenRouter: its blocks' signatures
             events.extend(reasoning_details(details, reasoning))
         for event in self.wire.content(delta.get("content"), self.provider):
@@ -309,7 +318,9 @@ class ChatStreamParser:
                 provider=self.provider,
                 retryable=True,
             )
-        plain = None if self.logprobs else plain_message(body, self._think is not None)
+        # Text that starts inside a block is reasoning: never the plain (all-text) message.
+        skip_plain = self.logprobs or self.prompt_opens_think
+        plain = None if skip_plain else plain_message(body, self._think is not None)
         if plain is not None:
             try:
                 return self._message_response(body, *plain, estimate)
