@@ -169,11 +169,14 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
             # The parts recorded count against max_bytes until the answer is kept or given up
             # (store.reserve), so that concurrent misses cannot hold memory beyond it.
             kept: list[bytes] | None = [] if plan.store else None
-            size, reserved, event = 0, 0, None
+            size, reserved = 0, 0
             try:
                 async with aclosing(behaviour(request, context)) as events:
-                    async for event in events:
-                        if kept is not None:
+                    async for message in events:
+                        # A batch (`batch_events`) is kept as its events, each replayed alone.
+                        for event in message.batch.events if message.HasField("batch") else (message,):
+                            if kept is None:
+                                break
                             part = event.SerializeToString()
                             size += len(part)
                             cost = part_cost(part)
@@ -184,15 +187,14 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
                                 kept = None
                                 store.release(reserved)
                                 reserved = 0
-                        yield event
+                        yield message
             finally:  # (an error or a cancel too)
                 store.release(reserved)
             # Only a stream that ended with its Finish: an error or a cancel never gets here.
             if (
                 kept
-                and event is not None
-                and event.WhichOneof("event") == "finish"
-                and keepable(event.finish)
+                and (last := pb.StreamEvent.FromString(kept[-1])).HasField("finish")
+                and keepable(last.finish)
             ):
                 store.put(plan.key, tuple(kept))
 
