@@ -19,8 +19,12 @@ from test_cross_provider import openai_canonical_chunks
 from test_observability import FAILOVER_CONFIG, captured_logs, observed_gateway, user
 from vendor_cases import WAIT_S, chat_request, summarise, weather_tool
 
+from provider_gateway.domain import GatewayEvent, ReasoningDelta, TextDelta
 from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.observability import logs
+from provider_gateway.server import event_batches
+from provider_gateway.server.convert import StreamMessages
+from provider_gateway.server.event_batches import BATCH_BYTES
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 BATCHED = pb.StreamOptions(batch_events=True)
@@ -185,21 +189,79 @@ async def test_a_keys_token_budget_is_charged_the_same_for_a_batched_stream() ->
     assert opted[0] == opted[1] > 0  # the stream's usage, charged once
 
 
-async def test_the_cache_replays_a_batched_answer_to_either_kind_of_client(gateway_factory) -> None:  # type: ignore[no-untyped-def]
+async def hit(gw: Any, request: pb.ChatRequest) -> list[pb.StreamEvent]:
+    call = gw.stub.ChatStream(request, timeout=WAIT_S)
+    messages = [m async for m in call]
+    assert dict(await call.initial_metadata())["x-gateway-cache"] == "hit"
+    return messages
+
+
+async def test_one_cache_entry_answers_batching_and_plain_clients(gateway_factory) -> None:  # type: ignore[no-untyped-def]
+    """Recorded for a batching client, the answer is kept as its events: a plain client's hit gets
+    them one per message, a batching client's hit gets the whole answer in one batch."""
     async with gateway_factory("\n[cache]\nenabled = true\n") as gw:
-        request = batched(chat_request("mock/tools", tools=[weather_tool()]))
-        first = await messages_of(gw.stub, request)
-        call = gw.stub.ChatStream(request, timeout=WAIT_S)
-        again = [m async for m in call]
-        assert dict(await call.initial_metadata())["x-gateway-cache"] == "hit"
+        plain = chat_request("mock/tools", tools=[weather_tool()])
+        first = await messages_of(gw.stub, batched(plain))
+        to_plain = await hit(gw, plain)
+        to_batching = await hit(gw, batched(plain))
         assert int(gw.provider("mock").stats.started) == 1
     assert batches(first) >= 1
-    recorded, replayed = unbatched(first), unbatched(again)
-    assert replayed[:-1] == recorded[:-1]
-    assert replayed[-1].finish.reason == recorded[-1].finish.reason == pb.FINISH_REASON_TOOL_CALLS
-    assert replayed[-1].finish.response_id == recorded[-1].finish.response_id
-    assert replayed[-1].finish.cost.known
-    assert replayed[-1].finish.cost.amount_micros == 0
+    assert batches(to_plain) == 0
+    assert len(to_batching) == 1
+    assert to_batching[0].HasField("batch")
+    recorded = unbatched(first)
+    for replayed in (to_plain, unbatched(to_batching)):
+        assert replayed[:-1] == recorded[:-1]
+        assert replayed[-1].finish.reason == recorded[-1].finish.reason == pb.FINISH_REASON_TOOL_CALLS
+        assert replayed[-1].finish.response_id == recorded[-1].finish.response_id
+        assert replayed[-1].finish.cost.known
+        assert replayed[-1].finish.cost.amount_micros == 0
+
+
+async def test_no_batch_outgrows_grpcs_default_receive_limit(monkeypatch) -> None:
+    """Large events in hand together under the default 8 MiB send limit: batches stay small (a
+    client that kept gRPC's 4 MiB receive limit, as grpcurl and grpc-js do, reads every one)."""
+    monkeypatch.setenv("PG_X_KEY", "k")
+    chunks: list[dict[str, Any]] = []
+    for index in range(30):
+        call = {"index": index, "id": f"call_{index}", "type": "function"}
+        call["function"] = {"name": "get_weather", "arguments": json.dumps({"city": "x" * 20_000})}
+        chunks.append({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})
+    chunks.append(
+        {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+    )
+    async with FakeUpstream() as fake:
+        scripted_twice(fake, sse(chunks))
+        async with run_gateway(OPENAI.format(url=fake.url)) as gateway:
+            request = chat_request("o/m", tools=[weather_tool()])
+            plain = await messages_of(gateway.stub, request)
+            opted = await messages_of(gateway.stub, batched(request))
+    assert batches(opted) >= 2
+    assert max(m.ByteSize() for m in opted) <= BATCH_BYTES + 64
+    a, b = summarise(unbatched(opted)), summarise(plain)
+    assert len(a.tool_calls) == 30
+    assert (a.tool_calls, a.tool_ids) == (b.tool_calls, b.tool_ids)
+
+
+class _Refusing(StreamMessages):
+    """Converts like the servicer, but cannot convert a text delta reading "bad"."""
+
+    def to_proto(self, event: GatewayEvent) -> pb.StreamEvent | None:
+        if isinstance(event, TextDelta) and event.text == "bad":
+            raise ValueError("cannot convert")
+        return super().to_proto(event)
+
+
+def test_the_events_before_one_that_cannot_be_converted_are_still_sent() -> None:
+    """As without batches: what preceded the failing event goes out, then the error."""
+    messages = _Refusing(pb.StreamOptions(batch_events=True))
+    events: list[GatewayEvent] = [ReasoningDelta("why", signature="sig"), TextDelta("ok"), TextDelta("bad")]
+    sent, error = event_batches.batched(messages, events, 1 << 20)
+    assert isinstance(error, ValueError)
+    (batch,) = sent
+    assert [e.WhichOneof("event") for e in batch.batch.events] == ["reasoning_delta", "text_delta"]
+    assert batch.batch.events[0].reasoning_delta.signature == "sig"
+    assert batch.batch.events[1].text_delta.text == "ok"
 
 
 async def test_the_access_log_gives_the_answers_provider_and_cost_for_a_batched_stream() -> None:

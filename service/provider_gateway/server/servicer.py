@@ -165,8 +165,11 @@ def _streaming(
                             await relay.arrival()
                         taken = within(relay.take(), bound)  # each message within the send limit
                         if batching and len(taken) > 1:  # events in hand together, as one message
-                            for sent in batched(messages, taken, bound):
+                            ready, error = batched(messages, taken, bound)
+                            for sent in ready:
                                 yield sent
+                            if error is not None:  # after the events before it, as unbatched
+                                raise error
                             continue
                         for event in taken:
                             if (message := messages.to_proto(event)) is not None:

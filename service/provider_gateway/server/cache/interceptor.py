@@ -28,6 +28,7 @@ from provider_gateway.server.cache.lookups import Lookups, lookup_counter
 from provider_gateway.server.cache.replay import keepable, served_again
 from provider_gateway.server.cache.settings import CacheSettings
 from provider_gateway.server.cache.store import AnswerStore, part_cost
+from provider_gateway.server.event_batches import BATCH_BYTES, Batches
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 if TYPE_CHECKING:
@@ -157,6 +158,15 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
                 self._looked_up(rpc, plan, request, hit=True)
                 await context.send_initial_metadata(HIT)
                 first_us = _since_us(started)
+                if request.stream_options.batch_events and len(parts) > 1:  # all in hand: batched
+                    events = [pb.StreamEvent.FromString(part) for part in parts]
+                    served_again(events[-1].finish, _since_us(started), first_us)
+                    batches = Batches(BATCH_BYTES)
+                    for event in events:
+                        batches.add(event)
+                    for message in batches.done():
+                        yield message
+                    return
                 for part in parts[:-1]:
                     yield pb.StreamEvent.FromString(part)
                 last = pb.StreamEvent.FromString(parts[-1])
