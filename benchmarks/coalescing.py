@@ -1,11 +1,13 @@
-"""Messages per stream and stream throughput against load, with coalescing on and off.
+"""Messages per stream and stream throughput against load, with coalescing on and off, and with
+events in hand together batched (`StreamOptions.batch_events`, as both clients ask) or not.
 
     .venv/bin/python benchmarks/coalescing.py [--quick]
 
 One fake OpenAI upstream (20 tokens a stream, benchmarks/fake_openai.py), the gateway in front of it
-with `[server] coalesce_deltas` on and then off, and the direct client; at each concurrency, the
-streams' throughput and the gRPC messages a stream took. The accumulated text is compared with
-the direct client's on every stream. 127.0.0.1 only, bounded in count and time.
+with `[server] coalesce_deltas` on (read by a client asking for batches, then by one that does not)
+and then off, and the direct client; at each concurrency, the streams' throughput and the gRPC
+messages a stream took. The accumulated text is compared with the direct client's on every stream.
+127.0.0.1 only, bounded in count and time.
 """
 
 from __future__ import annotations
@@ -32,31 +34,34 @@ CONCURRENCY = (1, 10, 50)
 class CountingPath(GatewayPath):
     """GatewayPath that also counts the messages of each stream and keeps the text it got."""
 
-    def __init__(self, target: str, model: str) -> None:
-        super().__init__(target, model)
+    def __init__(self, target: str, model: str, batch_events: bool) -> None:
+        super().__init__(target, model, batch_events=batch_events)
         self.messages: list[int] = []
         self.texts: set[str] = set()
 
     async def stream(self) -> tuple[float, float]:
         start, ttft, count, text = time.perf_counter(), 0.0, 0, []
-        async for event in self.stub.ChatStream(self.stream_request, timeout=30):
+        async for message in self.stub.ChatStream(self.stream_request, timeout=30):
             count += 1
-            if event.HasField("text_delta"):
-                ttft = ttft or time.perf_counter() - start
-                text.append(event.text_delta.text)
+            for event in message.batch.events if message.HasField("batch") else (message,):
+                if event.HasField("text_delta"):
+                    ttft = ttft or time.perf_counter() - start
+                    text.append(event.text_delta.text)
         self.messages.append(count)
         self.texts.add("".join(text))
         return ttft, time.perf_counter() - start
 
 
-async def measure(upstream_port: int, coalesce: bool, quick: bool) -> dict[int, dict[str, float]]:
+async def measure(
+    upstream_port: int, coalesce: bool, batch: bool, quick: bool
+) -> dict[int, dict[str, float]]:
     setting = f"[server]\ncoalesce_deltas = {str(coalesce).lower()}\n"
     config = openai_config(upstream_port).replace("[server]\n", setting, 1)
     gateway = procs.gateway(config, env=OPENAI_KEY_ENV)
     out = {}
     try:
         for concurrency in CONCURRENCY:
-            async with CountingPath(f"127.0.0.1:{gateway.port}", "openai/bench-model") as path:
+            async with CountingPath(f"127.0.0.1:{gateway.port}", "openai/bench-model", batch) as path:
                 total = max(100, concurrency * (8 if quick else 20))
                 stats = await run(path.stream, total, concurrency, warmup=5, max_seconds=8 if quick else 15)
                 assert len(path.texts) == 1, "coalescing changed the text"
@@ -87,11 +92,15 @@ async def main() -> None:
     upstream = procs.upstream(tokens=20)
     try:
         results: dict[str, Any] = {"direct_streams_per_s": await direct(upstream.port, args.quick)}
-        for coalesce in (True, False):
-            results["on" if coalesce else "off"] = await measure(upstream.port, coalesce, args.quick)
+        for mode, coalesce, batch in (
+            ("on, batched", True, True),
+            ("on", True, False),
+            ("off", False, False),
+        ):
+            results[mode] = await measure(upstream.port, coalesce, batch, args.quick)
     finally:
         upstream.stop()
-    texts = {row.pop("text") for mode in ("on", "off") for row in results[mode].values()}
+    texts = {row.pop("text") for mode in ("on, batched", "on", "off") for row in results[mode].values()}
     results["same_text_on_and_off"] = len(texts) == 1
     print(json.dumps(results, indent=1))
 

@@ -1,7 +1,8 @@
 """Baseline: the leanest streaming relay on this stack. grpc.aio relaying benchmarks/fake_openai.py's
 SSE through a bare asyncio Protocol on kept-alive HTTP/1.1 connections: one write per request, each
-read's whole `data:` lines decoded with orjson and relayed as one text delta, the usage in the finish
-(two messages a stream under load, as the gateway and benchmarks/minimal_relay.py send). No HTTP
+read's whole `data:` lines decoded with orjson and relayed as one text delta, the usage in the finish,
+the last read's text and the finish batched for a client asking for `batch_events` (as the gateway
+and benchmarks/minimal_relay.py send them). No HTTP
 client library, no validation, routing, timeouts, limits, telemetry or error handling: a crash on
 anything unexpected. Below the aiohttp relay, it is how little an upstream leg can cost in Python,
 so the gateway's own work is what lies between it and the gateway.
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from minimal_relay import delta_texts, serve
+from minimal_relay import delta_texts, finish_events, serve, text_event
 
 from provider_gateway.server.event_loop import eager_asyncio_loop
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -65,12 +66,14 @@ class LeanRelay(pb_grpc.ProviderServiceServicer):
             data = tail + await connection.reads.get()
             lines = data.split(b"\n")
             tail = lines.pop()
-            if texts := delta_texts(lines, usage):
-                yield pb.StreamEvent(text_delta=pb.TextDelta(text="".join(texts)))
+            texts = delta_texts(lines, usage)
             if data.endswith(END):
                 break
+            if texts:
+                yield text_event(texts)
         self.idle.append(connection)
-        yield pb.StreamEvent(finish=pb.Finish(reason=pb.FINISH_REASON_STOP, usage=usage))
+        for message in finish_events(request, texts, usage):
+            yield message
 
 
 async def main() -> None:

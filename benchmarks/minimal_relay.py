@@ -7,7 +7,8 @@ machine at hand; benchmarks/run.py measures the gateway beside it, so the gatewa
 the difference, and a target below this floor is a target for another stack, not for the code.
 It runs the stack as the gateway does (since 2026-12-07): tasks started eagerly, the service
 served through a generic handler only (server/event_loop.py, server/registration.py), and the
-usage in the finish, as the clients ask for it; two messages a stream.
+usage in the finish and events in hand together batched, as the clients ask for them: one message
+a stream when the whole answer comes in one read, two otherwise.
 
     python benchmarks/minimal_relay.py --upstream http://127.0.0.1:PORT/v1
 prints `listening on 127.0.0.1:PORT` once ready.
@@ -53,6 +54,22 @@ def delta_texts(lines: list[bytes], usage: pb.Usage) -> list[str]:
     return texts
 
 
+def text_event(texts: list[str]) -> pb.StreamEvent:
+    return pb.StreamEvent(text_delta=pb.TextDelta(text="".join(texts)))
+
+
+def finish_events(request: pb.ChatRequest, last: list[str], usage: pb.Usage) -> list[pb.StreamEvent]:
+    """The stream's last messages: the final read's text (if any) and the finish with the usage, as
+    one `batch` message when the client asked for `batch_events` (both clients do), as the gateway
+    sends what it has in hand together."""
+    finish = pb.StreamEvent(finish=pb.Finish(reason=pb.FINISH_REASON_STOP, usage=usage))
+    if not last:
+        return [finish]
+    if request.stream_options.batch_events:
+        return [pb.StreamEvent(batch=pb.EventBatch(events=[text_event(last), finish]))]
+    return [text_event(last), finish]
+
+
 class MinimalRelay(pb_grpc.ProviderServiceServicer):
     def __init__(self, upstream: str) -> None:
         self.url = upstream.rstrip("/") + "/chat/completions"
@@ -82,14 +99,19 @@ class MinimalRelay(pb_grpc.ProviderServiceServicer):
 
     async def ChatStream(self, request: pb.ChatRequest, context: Any) -> AsyncIterator[pb.StreamEvent]:
         usage = pb.Usage()
+        last: list[str] = []  # the text of a read that also ended the answer
         async with self._session().post(
             self.url, data=self._body(request, True), headers=HEADERS
         ) as response:
             async for chunk in response.content.iter_any():
-                if texts := delta_texts(chunk.split(b"\n"), usage):
-                    yield pb.StreamEvent(text_delta=pb.TextDelta(text="".join(texts)))
+                texts = delta_texts(chunk.split(b"\n"), usage)
+                if b"data: [DONE]" in chunk:
+                    last = texts
+                elif texts:
+                    yield text_event(texts)
         # As the gateway answers a client asking for usage_in_finish (both clients do).
-        yield pb.StreamEvent(finish=pb.Finish(reason=pb.FINISH_REASON_STOP, usage=usage))
+        for message in finish_events(request, last, usage):
+            yield message
 
 
 class GrpcAlone(pb_grpc.ProviderServiceServicer):
@@ -98,9 +120,9 @@ class GrpcAlone(pb_grpc.ProviderServiceServicer):
     TEXT = "".join(f" tok{i}" for i in range(20))  # fake_openai.py's answer at --tokens 20
 
     async def ChatStream(self, request: pb.ChatRequest, context: Any) -> AsyncIterator[pb.StreamEvent]:
-        yield pb.StreamEvent(text_delta=pb.TextDelta(text=self.TEXT))
         usage = pb.Usage(input_tokens=10, output_tokens=20)
-        yield pb.StreamEvent(finish=pb.Finish(reason=pb.FINISH_REASON_STOP, usage=usage))
+        for message in finish_events(request, [self.TEXT], usage):
+            yield message
 
 
 async def main() -> None:

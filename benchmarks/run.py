@@ -57,6 +57,8 @@ LEAN = "lean relay"  # benchmarks/lean_relay.py: grpc.aio and a bare asyncio Pro
 GRPC_ALONE = "grpc.aio alone"  # minimal_relay.py --no-upstream: the relay without its upstream leg
 # The gateway read by a client without `usage_in_finish` (usage events): one message more a stream.
 USAGE_EVENTS = "gateway, usage events"
+# The gateway read by a client without `batch_events`: every event in its own message.
+UNBATCHED = "gateway, unbatched"
 
 
 def openai_config(upstream_port: int, extra: str = "") -> str:
@@ -455,11 +457,15 @@ async def main() -> None:
         usage_events = await stack.enter_async_context(
             GatewayPath(f"127.0.0.1:{gateway.port}", "openai/bench-model", usage_in_finish=False)
         )
+        unbatched = await stack.enter_async_context(
+            GatewayPath(f"127.0.0.1:{gateway.port}", "openai/bench-model", batch_events=False)
+        )
         alone = await stack.enter_async_context(GatewayPath(f"127.0.0.1:{grpc_alone.port}", "bench-model"))
         results["streams_at_50"] = await streams_at_50(
             {
                 **{name: paths[name] for name in ("direct", "gateway", MINIMAL)},
                 USAGE_EVENTS: usage_events,
+                UNBATCHED: unbatched,
                 LEAN: await stack.enter_async_context(GatewayPath(f"127.0.0.1:{lean.port}", "bench-model")),
                 GRPC_ALONE: alone,
             },

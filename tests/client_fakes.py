@@ -1,4 +1,4 @@
-"""A fake ProviderService for the client tests: it answers ChatStream and Chat with what a test
+"""A fake ProviderService for the client tests: it answers ChatStream, CompleteStream and Chat with what a test
 scripts (streams a real gateway never sends, such as one without its `finish`) and counts the
 streams it was asked for, so that both clients can be fed the same bytes."""
 
@@ -22,9 +22,18 @@ class ScriptedService(pb_grpc.ProviderServiceServicer):
         self.response = response or pb.ChatResponse()
         self.streams = 0
         self.asked = asyncio.Event()  # set at each stream asked for
-        self.requests: list[pb.ChatRequest] = []  # what the clients sent, in order
+        self.requests: list[pb.ChatRequest | pb.CompleteRequest] = []  # what the clients sent, in order
 
     async def ChatStream(self, request: pb.ChatRequest, context: Any) -> AsyncIterator[pb.StreamEvent]:
+        self.streams += 1
+        self.requests.append(request)
+        self.asked.set()
+        for event in self.events:
+            yield event
+
+    async def CompleteStream(
+        self, request: pb.CompleteRequest, context: Any
+    ) -> AsyncIterator[pb.StreamEvent]:
         self.streams += 1
         self.requests.append(request)
         self.asked.set()

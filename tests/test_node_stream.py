@@ -241,7 +241,8 @@ async def test_a_signal_shared_by_many_calls_keeps_no_listeners_after_them(gatew
 
 TYPED_USE = """
 import {
-  GatewayClient, ChatStream, FinalMessage, RateLimitError, RetryPolicy, assistantTurn, collect,
+  GatewayClient, ChatStream, FinalMessage, RateLimitError, RetryPolicy, StreamEvent, StreamEventBatch,
+  assistantTurn, collect,
 } from '%(index)s';
 
 async function main(): Promise<void> {
@@ -261,6 +262,11 @@ async function main(): Promise<void> {
   console.log(next.role, final.usage?.totalTokens, final.finish?.reason, (await collect(stream)).text);
   const emulated: string[] = final.finish?.emulated ?? [];
   console.log(emulated.includes('response_format'));
+  const own = gateway.chatStream({ model: 'mock/echo', streamOptions: { usageInFinish: true, batchEvents: false } });
+  async function* wire(): AsyncGenerator<StreamEvent | StreamEventBatch> {
+    yield { event: 'batch', batch: { events: [{ event: 'textDelta', textDelta: { text: 'Hi', logprobs: [] } }] } };
+  }
+  console.log((await collect(wire())).text, own.call);
   try {
     await gateway.chat({ model: 'mock/echo' });
   } catch (error) {

@@ -196,6 +196,9 @@ def _streams_at_50(r: dict[str, Any]) -> tuple[float, float, str, str]:
     if "gateway, usage events share" in rounds:  # runs since StreamOptions.usage_in_finish
         events_each = " / ".join(f"{s * 100:.0f}" for s in rounds["gateway, usage events shares"])
         floor += f"; read as usage events {rounds['gateway, usage events share'] * 100:.0f}% ({events_each})"
+    if "gateway, unbatched share" in rounds:  # runs since StreamOptions.batch_events
+        plain_each = " / ".join(f"{s * 100:.0f}" for s in rounds["gateway, unbatched shares"])
+        floor += f"; read unbatched {rounds['gateway, unbatched share'] * 100:.0f}% ({plain_each})"
     if "lean relay share" in rounds:  # runs since 2026-12-07 13:00: an asyncio Protocol upstream leg
         lean_each = " / ".join(f"{s * 100:.0f}" for s in rounds["lean relay shares"])
         floor += f"; lean relay {rounds['lean relay share'] * 100:.0f}% ({lean_each})"

@@ -62,6 +62,15 @@ function responseFromWire(response) {
   return plain;
 }
 
+/**
+ * The events one StreamEvent message holds, in order: a batch's (`streamOptions.batchEvents`), else
+ * the message itself. The proto never nests batches; flattening one anyway reads it as the
+ * messages it stands for.
+ */
+function unbatched(message) {
+  return message.event === 'batch' ? message.batch.events.flatMap(unbatched) : [message];
+}
+
 /** A StreamEvent with plain usage and raw content; `event` names the field that is set. */
 function eventFromWire(event) {
   if (event.event === 'usage') return { event: 'usage', usage: plainUsage(event.usage) };
@@ -72,4 +81,4 @@ function eventFromWire(event) {
   return { event: event.event, [event.event]: event[event.event] };
 }
 
-module.exports = { toStruct, fromStruct, requestToWire, responseFromWire, eventFromWire };
+module.exports = { toStruct, fromStruct, requestToWire, responseFromWire, eventFromWire, unbatched };

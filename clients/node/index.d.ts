@@ -94,7 +94,8 @@ export interface ChatRequest {
   };
   providerOptions?: JsonObject;
   metadata?: { [key: string]: string };
-  /** How a stream's events are sent; `chatStream` asks for `{ usageInFinish: true }` unless set. */
+  /** How a stream's events are sent; `chatStream` asks for `{ usageInFinish: true, batchEvents: true }`
+   * unless set (a caller's own options are sent as given). */
   streamOptions?: StreamOptions;
   /** Token log-probabilities of the answer's text (see the proto's LogprobsOptions). */
   logprobs?: { enabled?: boolean; topLogprobs?: number };
@@ -115,7 +116,8 @@ export interface CompleteRequest {
   stop?: string[];
   providerOptions?: JsonObject;
   metadata?: { [key: string]: string };
-  /** How a stream's events are sent; `completeStream` asks for `{ usageInFinish: true }` unless set. */
+  /** How a stream's events are sent; `completeStream` asks for `{ usageInFinish: true, batchEvents: true }`
+   * unless set (a caller's own options are sent as given). */
   streamOptions?: StreamOptions;
   /** Token log-probabilities of the completion's text, as `ChatRequest.logprobs`. */
   logprobs?: { enabled?: boolean; topLogprobs?: number };
@@ -126,6 +128,10 @@ export interface StreamOptions {
   /** The usage only in `finish.usage`, no `usage` events: one message fewer per stream. The
    * stream still yields a `usage` event before `finish`, made from it. */
   usageInFinish?: boolean;
+  /** Events the gateway has in hand together may come as one message (a `batch`): fewer messages,
+   * each of which costs CPU on both ends. A ChatStream yields the batch's events one by one, as if
+   * each had come alone; it never yields a batch. */
+  batchEvents?: boolean;
 }
 
 export interface Usage {
@@ -205,6 +211,14 @@ export type StreamEvent =
   | { event: 'usage'; usage: Usage }
   | { event: 'finish'; finish: Finish }
   | { event: 'rawContent'; rawContent: RawContent };
+
+/** Two or more events sent as one message (`streamOptions.batchEvents`), in order; a finish, when
+ * in it, is its last event. Only the wire and `ChatStream.call` carry these: a ChatStream yields
+ * their events one by one, and `collect()` reads them so too. */
+export interface StreamEventBatch {
+  event: 'batch';
+  batch: { events: StreamEvent[] };
+}
 
 /** Provider output with no typed field yet, as the provider sent it. */
 export interface RawContent {
@@ -376,7 +390,8 @@ export class ChatStream implements AsyncIterable<StreamEvent> {
   finalMessage(): Promise<FinalMessage>;
   finalText(): Promise<string>;
   cancel(): void;
-  /** The grpc-js stream of the current attempt (null before the first). */
+  /** The grpc-js stream of the current attempt (null before the first); its messages are the wire's,
+   * batches (`StreamEventBatch`) included. */
   readonly call: ClientReadableStream<unknown> | null;
 }
 
@@ -430,8 +445,9 @@ export function gatewayError(error: ServiceError): GatewayError;
 export const DEFAULT_SERVICE_CONFIG: JsonObject;
 export const DEFAULT_TARGET: string;
 export const SERVICE: string;
-/** The whole answer of a stream; rejects with UnavailableError when it ended without its `finish`. */
-export function collect(stream: AsyncIterable<StreamEvent>): Promise<FinalMessage>;
+/** The whole answer of a stream, batches read as their events; rejects with UnavailableError when it
+ * ended without its `finish`. */
+export function collect(stream: AsyncIterable<StreamEvent | StreamEventBatch>): Promise<FinalMessage>;
 /** An answer (`chat()`'s or `finalMessage()`'s) as the assistant turn of the next request:
  * reasoning blocks, text, tool calls. */
 export function assistantTurn(answer: {

@@ -12,11 +12,13 @@
 // gateway stops the provider's work; `finalMessage()` then throws CANCELLED rather than pass part of
 // an answer off as the whole. A stream that ends without its `finish` (the proto makes it the last
 // event of every successful stream) throws UNAVAILABLE. One that failed before its first event is
-// retried as `maxRetries` allows (retries.js).
+// retried as `maxRetries` allows (retries.js). Events the gateway sent together as one batch
+// (`streamOptions.batchEvents`, which the client asks for) come out one by one, as if each had come
+// in its own message: no reader of a ChatStream ever sees a batch.
 
 const { status } = require('@grpc/grpc-js');
 const errors = require('./errors');
-const { eventFromWire } = require('./convert');
+const { eventFromWire, unbatched } = require('./convert');
 const { sleep } = require('./retries');
 
 const NO_FINISH = 'stream ended without a finish';
@@ -130,17 +132,19 @@ async function* attempts(start, policy, deadline, signal) {
     let finished = false;
     let error;
     try {
-      for await (const raw of call) {
+      for await (const message of call) {
         received = true;
-        const event = eventFromWire(raw);
-        if (event.event === 'usage') usageSeen = true;
-        // Asked for `usageInFinish`, the gateway sends the usage in the finish only: it still
-        // comes as a `usage` event before `finish`, as from a gateway that predates the option.
-        else if (event.event === 'finish' && event.finish.usage && !usageSeen) {
-          yield { event: 'usage', usage: event.finish.usage };
+        for (const raw of unbatched(message)) {
+          const event = eventFromWire(raw);
+          if (event.event === 'usage') usageSeen = true;
+          // Asked for `usageInFinish`, the gateway sends the usage in the finish only: it still
+          // comes as a `usage` event before `finish`, as from a gateway that predates the option.
+          else if (event.event === 'finish' && event.finish.usage && !usageSeen) {
+            yield { event: 'usage', usage: event.finish.usage };
+          }
+          if (event.event === 'finish') finished = true;
+          yield event;
         }
-        if (event.event === 'finish') finished = true;
-        yield event;
       }
       if (finished) return;
       error = new errors.UnavailableError(status.UNAVAILABLE, NO_FINISH);
@@ -281,13 +285,14 @@ function assistantTurn(answer) {
 }
 
 /**
- * Collects a stream (a ChatStream, or any async iterable of events) into its whole answer. One that
- * ends without its `finish` throws UNAVAILABLE, as a ChatStream does: never part of an answer.
+ * Collects a stream (a ChatStream, or any async iterable of events, batches included) into its whole
+ * answer. One that ends without its `finish` throws UNAVAILABLE, as a ChatStream does: never part of
+ * an answer.
  */
 async function collect(stream) {
   if (stream instanceof ChatStream) return stream.finalMessage();
   const accumulator = new Accumulator();
-  for await (const event of stream) accumulator.add(event);
+  for await (const message of stream) unbatched(message).forEach((event) => accumulator.add(event));
   if (!accumulator.finish) throw new errors.UnavailableError(status.UNAVAILABLE, NO_FINISH);
   return accumulator.result();
 }

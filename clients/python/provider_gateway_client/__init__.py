@@ -5,10 +5,11 @@
         print(gateway.chat("mock/echo", "Hello").text)
 
 `chat` returns a `ChatResult`; `chat_stream` a stream of typed events (`Text`, `Reasoning`,
-`ToolCallStarted`, `ToolCallArguments`, `ToolCallFinished`, `UsageReport`, `RawContent`, `Finished`) with
-`text_stream` and `final()`; `list_models`, `list_providers`, `count_tokens` and `embed` return
-`ModelInfo`s, `Providers`, `TokenCount` and `Embeddings`; failures raise `GatewayError`
-subclasses. `pb` is the generated protobuf module for building requests with every field.
+`ToolCallStarted`, `ToolCallArguments`, `ToolCallFinished`, `UsageReport`, `RawContent`, `Finished`),
+batches of events (`StreamOptions.batch_events`) flattened, with `text_stream` and `final()`;
+`list_models`, `list_providers`, `count_tokens` and `embed` return `ModelInfo`s, `Providers`,
+`TokenCount` and `Embeddings`; failures raise `GatewayError` subclasses. `pb` is the generated
+protobuf module for building requests with every field.
 """
 
 from provider_gateway_client.client import GatewayClient
@@ -37,6 +38,7 @@ from provider_gateway_client.events import (
     UsageReport,
     text_of,
     typed_event,
+    unbatched,
 )
 from provider_gateway_client.info import (
     Capabilities,
@@ -98,4 +100,5 @@ __all__ = [
     "text_of",
     "tool_result",
     "typed_event",
+    "unbatched",
 ]

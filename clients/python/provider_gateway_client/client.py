@@ -23,7 +23,13 @@ from provider_gateway_client.config import (
 )
 from provider_gateway_client.errors import gateway_error, retry_after
 from provider_gateway_client.info import Embeddings, ModelInfo, Providers, TokenCount
-from provider_gateway_client.requests import Prompt, chat_request, complete_request, message, usage_in_finish
+from provider_gateway_client.requests import (
+    Prompt,
+    chat_request,
+    complete_request,
+    default_stream_options,
+    message,
+)
 from provider_gateway_client.results import ChatResult, chat_result
 from provider_gateway_client.retries import DEFAULT_MAX_RETRIES, RetryPolicy, deadline_of, remaining
 from provider_gateway_client.streams import AsyncChatStream
@@ -115,7 +121,7 @@ class GatewayClient:
         def start(seconds_left: float | None) -> Any:
             return method(request, timeout=seconds_left, metadata=self.settings.metadata)
 
-        usage_in_finish(request)
+        default_stream_options(request)
         return AsyncChatStream(start, self.retry_policy, self._deadline(timeout))
 
     def chat_stream(

@@ -1,13 +1,15 @@
 """Typed stream events: plain frozen dataclasses instead of the `StreamEvent` oneof.
 
 `typed_event(pb_event)` converts one protobuf event; the clients' `chat_stream` and
-`complete_stream` yield these, so `match` statements and type checkers see what arrived.
+`complete_stream` yield these, so `match` statements and type checkers see what arrived. A message
+may hold a batch of events (`StreamOptions.batch_events`, which the clients ask for): `unbatched()`
+gives its events, and the streams yield each as if it had come alone.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -199,8 +201,17 @@ def finished(finish: pb.Finish) -> Finished:
     )
 
 
+def unbatched(event: pb.StreamEvent) -> Sequence[pb.StreamEvent]:
+    """The events one message holds, in order: a batch's (`StreamOptions.batch_events`), else itself."""
+    if event.WhichOneof("event") != "batch":
+        return (event,)
+    # The proto never nests batches; flattening one anyway reads it as the messages it stands for.
+    return [inner for held in event.batch.events for inner in unbatched(held)]
+
+
 def typed_event(event: pb.StreamEvent) -> Event | None:
-    """The typed form of one event; None for a kind this client does not know (newer servers may add some)."""
+    """The typed form of one event; None for a kind this client does not know (newer servers may add
+    some) and for a batch, which holds several: read those with `unbatched()`."""
     kind = event.WhichOneof("event")
     if kind == "text_delta":
         delta = event.text_delta
@@ -227,9 +238,10 @@ def typed_event(event: pb.StreamEvent) -> Event | None:
 
 
 class TypedEvents:
-    """One attempt's protobuf events in typed form. The usage comes as a `UsageReport` before the
-    `Finished` either way: from `usage` events, or, when the stream sent none (the streams of
-    this client ask for `usage_in_finish`), from the finish's own `usage`."""
+    """One attempt's protobuf messages in typed form, a batch's events one by one as if each had
+    come alone (`StreamOptions.batch_events`). The usage comes as a `UsageReport` before the
+    `Finished` either way: from `usage` events, or, when the stream sent none (the streams of this
+    client ask for `usage_in_finish`), from the finish's own `usage`."""
 
     __slots__ = ("_arguments", "_usage_seen")
 
@@ -239,10 +251,22 @@ class TypedEvents:
         # with `arguments_json` empty (proto ToolCallEnd), and its typed event is filled from them.
         self._arguments: dict[int, list[str]] = {}
 
-    def of(self, event: pb.StreamEvent) -> tuple[Event, ...]:
-        typed = typed_event(event)
-        if typed is None:
-            return ()
+    def of(self, message: pb.StreamEvent) -> tuple[Event, ...]:
+        """The typed events of one message, in order."""
+        typed = typed_event(message)
+        if typed is not None:
+            return self._completed(message, typed)
+        if message.WhichOneof("event") != "batch":
+            return ()  # a kind this client does not know
+        # Checked only here, so that a message of one event costs nothing more; nested batches
+        # (which the proto rules out) would read as the messages they stand for.
+        held: list[Event] = []
+        for event in message.batch.events:
+            held.extend(self.of(event))
+        return tuple(held)
+
+    def _completed(self, event: pb.StreamEvent, typed: Event) -> tuple[Event, ...]:
+        """`typed` as the caller gets it, after what earlier events told (fragments, usage)."""
         if isinstance(typed, ToolCallArguments):
             self._arguments.setdefault(typed.index, []).append(typed.delta)
         elif isinstance(typed, ToolCallFinished):
@@ -257,11 +281,11 @@ class TypedEvents:
 
 
 def text_of(events: Iterable[Event | pb.StreamEvent]) -> str:
-    """The answer text of a sequence of events (typed or protobuf)."""
+    """The answer text of a sequence of events (typed, or protobuf messages, batches included)."""
     parts = []
     for event in events:
         if isinstance(event, Text):
             parts.append(event.text)
-        elif isinstance(event, pb.StreamEvent) and event.WhichOneof("event") == "text_delta":
-            parts.append(event.text_delta.text)
+        elif isinstance(event, pb.StreamEvent):
+            parts.extend(e.text_delta.text for e in unbatched(event) if e.WhichOneof("event") == "text_delta")
     return "".join(parts)

@@ -30,9 +30,12 @@ def complete_request(model: str, prompt: str, **fields: Any) -> pb.CompleteReque
     return pb.CompleteRequest(model=model, prompt=prompt, **fields)
 
 
-def usage_in_finish[R: (pb.ChatRequest, pb.CompleteRequest)](request: R) -> R:
-    """`request` asking for its stream's usage in the finish only (one message fewer), unless the
-    caller set `stream_options` itself; a gateway that predates the option ignores it."""
+def default_stream_options[R: (pb.ChatRequest, pb.CompleteRequest)](request: R) -> R:
+    """`request` asking for the stream options this client reads, unless the caller set
+    `stream_options` itself: the usage in the finish only, and events in hand together sent as one
+    batch (each saves messages, whose gRPC cost dwarfs a short answer's); the streams flatten the
+    batches (events.py). A gateway that predates an option ignores it."""
     if not request.HasField("stream_options"):
         request.stream_options.usage_in_finish = True
+        request.stream_options.batch_events = True
     return request

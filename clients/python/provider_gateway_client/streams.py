@@ -5,14 +5,15 @@
             print(text, end="")
         result = stream.final()          # the accumulated ChatResult
 
-Iterating gives typed events; `final()` (alias `get_final_message()`) reads what is left and
-returns the whole answer, which always has its `finish`. Leaving a loop early (`break`, `return`, an
-exception), leaving the block, or `close()` / `aclose()` (from any thread or task) cancels the call,
-which stops the provider's work; `final()` then raises CANCELLED rather than return part of an
-answer as the whole. A failed stream raises a typed `GatewayError`, and so does one that ends
-without its `finish` (UNAVAILABLE: the proto makes `finish` the last event of every successful
-stream); one that failed before its first event is retried as `max_retries` allows, since nothing
-can be shown twice.
+Iterating gives typed events, one by one even when the gateway sent several as one batch
+(`StreamOptions.batch_events`, which the clients ask for); `final()` (alias `get_final_message()`)
+reads what is left and returns the whole answer, which always has its `finish`. Leaving a loop
+early (`break`, `return`, an exception), leaving the block, or `close()` / `aclose()` (from any
+thread or task) cancels the call, which stops the provider's work; `final()` then raises CANCELLED
+rather than return part of an answer as the whole. A failed stream raises a typed `GatewayError`,
+and so does one that ends without its `finish` (UNAVAILABLE: the proto makes `finish` the last
+event of every successful stream, batched or not); one that failed before its first event is
+retried as `max_retries` allows, since nothing can be shown twice.
 """
 
 from __future__ import annotations

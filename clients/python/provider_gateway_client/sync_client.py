@@ -12,7 +12,7 @@ from provider_gateway_client import health, info
 from provider_gateway_client.config import CHANNEL_OPTIONS, DEFAULT_TIMEOUT_S, Settings, settings
 from provider_gateway_client.errors import gateway_error
 from provider_gateway_client.info import Embeddings, ModelInfo, Providers, TokenCount
-from provider_gateway_client.requests import Prompt, chat_request, complete_request, usage_in_finish
+from provider_gateway_client.requests import Prompt, chat_request, complete_request, default_stream_options
 from provider_gateway_client.results import ChatResult, chat_result
 from provider_gateway_client.retries import DEFAULT_MAX_RETRIES, RetryPolicy, deadline_of, remaining
 from provider_gateway_client.streams import ChatStream
@@ -89,7 +89,7 @@ class SyncGatewayClient:
         def start(seconds_left: float | None) -> Any:
             return method(request, timeout=seconds_left, metadata=self.settings.metadata)
 
-        usage_in_finish(request)
+        default_stream_options(request)
         return ChatStream(start, self.retry_policy, self._deadline(timeout))
 
     def chat_stream(

@@ -117,6 +117,9 @@ class RequestInterceptor:
         self, state: RequestState, span: Span | None, token: Any, status: str, started: int, last: Any
     ) -> None:
         duration = (time.perf_counter_ns() - started) / 1e9
+        batch = getattr(last, "batch", None)
+        if batch is not None and batch.events:  # events sent together: a finish is the last of them
+            last = batch.events[-1]
         finish = getattr(last, "finish", None) if last is not None else None
         if finish is not None and not finish.provider:
             finish = None

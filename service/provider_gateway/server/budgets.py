@@ -143,6 +143,11 @@ class Outcome:
     usage_seen: bool = False  # a `usage` field or event: a stream's finish then repeats it
 
     def see(self, message: Any) -> None:
+        batch = getattr(message, "batch", None)
+        if batch is not None and batch.events:  # events sent together (`batch_events`): each counts
+            for event in batch.events:
+                self.see(event)
+            return
         if hasattr(message, "usage") and message.HasField("usage"):
             self._count(message.usage)
             self.usage_seen = True

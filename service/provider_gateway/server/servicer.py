@@ -25,6 +25,7 @@ from provider_gateway.routing.timing import RequestClock
 from provider_gateway.server import convert, scored_completion, validate
 from provider_gateway.server.auth import current_principal
 from provider_gateway.server.coalesce import ReadAhead, Relay
+from provider_gateway.server.event_batches import batched
 from provider_gateway.server.finish_templates import FinishTemplates
 from provider_gateway.server.health import ProviderHealthBook
 from provider_gateway.server.issuers import AnswerIssuers
@@ -157,11 +158,20 @@ def _streaming(
                     lambda: issuers.of_deployment(relay.answering()),
                 )
                 bound = self.delta_bytes
+                batching = request.stream_options.batch_events
                 try:
                     while not relay.ended:
                         if not relay.items:
                             await relay.arrival()
-                        for event in within(relay.take(), bound):  # each message within the send limit
+                        taken = within(relay.take(), bound)  # each message within the send limit
+                        if batching and len(taken) > 1:  # events in hand together, as one message
+                            ready, error = batched(messages, taken, bound)
+                            for sent in ready:
+                                yield sent
+                            if error is not None:  # after the events before it, as unbatched
+                                raise error
+                            continue
+                        for event in taken:
                             if (message := messages.to_proto(event)) is not None:
                                 yield message
                     relay.end()

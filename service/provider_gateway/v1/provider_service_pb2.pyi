@@ -292,10 +292,12 @@ class TokenLogprob(_message.Message):
     def __init__(self, token: _Optional[str] = ..., logprob: _Optional[float] = ..., bytes: _Optional[bytes] = ..., top_logprobs: _Optional[_Iterable[_Union[TokenLogprob, _Mapping]]] = ...) -> None: ...
 
 class StreamOptions(_message.Message):
-    __slots__ = ("usage_in_finish",)
+    __slots__ = ("usage_in_finish", "batch_events")
     USAGE_IN_FINISH_FIELD_NUMBER: _ClassVar[int]
+    BATCH_EVENTS_FIELD_NUMBER: _ClassVar[int]
     usage_in_finish: bool
-    def __init__(self, usage_in_finish: _Optional[bool] = ...) -> None: ...
+    batch_events: bool
+    def __init__(self, usage_in_finish: _Optional[bool] = ..., batch_events: _Optional[bool] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens", "raw", "estimated")
@@ -438,7 +440,7 @@ class ToolCallEnd(_message.Message):
     def __init__(self, index: _Optional[int] = ..., call: _Optional[_Union[ToolCall, _Mapping]] = ...) -> None: ...
 
 class StreamEvent(_message.Message):
-    __slots__ = ("text_delta", "reasoning_delta", "tool_call_start", "tool_call_delta", "tool_call_end", "usage", "finish", "raw_content")
+    __slots__ = ("text_delta", "reasoning_delta", "tool_call_start", "tool_call_delta", "tool_call_end", "usage", "finish", "raw_content", "batch")
     TEXT_DELTA_FIELD_NUMBER: _ClassVar[int]
     REASONING_DELTA_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALL_START_FIELD_NUMBER: _ClassVar[int]
@@ -447,6 +449,7 @@ class StreamEvent(_message.Message):
     USAGE_FIELD_NUMBER: _ClassVar[int]
     FINISH_FIELD_NUMBER: _ClassVar[int]
     RAW_CONTENT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     text_delta: TextDelta
     reasoning_delta: ReasoningDelta
     tool_call_start: ToolCallStart
@@ -455,7 +458,14 @@ class StreamEvent(_message.Message):
     usage: Usage
     finish: Finish
     raw_content: RawContent
-    def __init__(self, text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call_start: _Optional[_Union[ToolCallStart, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallDelta, _Mapping]] = ..., tool_call_end: _Optional[_Union[ToolCallEnd, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., raw_content: _Optional[_Union[RawContent, _Mapping]] = ...) -> None: ...
+    batch: EventBatch
+    def __init__(self, text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call_start: _Optional[_Union[ToolCallStart, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallDelta, _Mapping]] = ..., tool_call_end: _Optional[_Union[ToolCallEnd, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., raw_content: _Optional[_Union[RawContent, _Mapping]] = ..., batch: _Optional[_Union[EventBatch, _Mapping]] = ...) -> None: ...
+
+class EventBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[StreamEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[StreamEvent, _Mapping]]] = ...) -> None: ...
 
 class ChatResponse(_message.Message):
     __slots__ = ("text", "reasoning", "tool_calls", "usage", "finish", "reasoning_signature", "reasoning_parts", "raw_content", "logprobs")

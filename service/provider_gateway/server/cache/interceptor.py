@@ -28,6 +28,7 @@ from provider_gateway.server.cache.lookups import Lookups, lookup_counter
 from provider_gateway.server.cache.replay import keepable, served_again
 from provider_gateway.server.cache.settings import CacheSettings
 from provider_gateway.server.cache.store import AnswerStore, part_cost
+from provider_gateway.server.event_batches import BATCH_BYTES, Batches
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 if TYPE_CHECKING:
@@ -157,6 +158,15 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
                 self._looked_up(rpc, plan, request, hit=True)
                 await context.send_initial_metadata(HIT)
                 first_us = _since_us(started)
+                if request.stream_options.batch_events and len(parts) > 1:  # all in hand: batched
+                    events = [pb.StreamEvent.FromString(part) for part in parts]
+                    served_again(events[-1].finish, _since_us(started), first_us)
+                    batches = Batches(BATCH_BYTES)
+                    for event in events:
+                        batches.add(event)
+                    for message in batches.done():
+                        yield message
+                    return
                 for part in parts[:-1]:
                     yield pb.StreamEvent.FromString(part)
                 last = pb.StreamEvent.FromString(parts[-1])
@@ -169,11 +179,14 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
             # The parts recorded count against max_bytes until the answer is kept or given up
             # (store.reserve), so that concurrent misses cannot hold memory beyond it.
             kept: list[bytes] | None = [] if plan.store else None
-            size, reserved, event = 0, 0, None
+            size, reserved = 0, 0
             try:
                 async with aclosing(behaviour(request, context)) as events:
-                    async for event in events:
-                        if kept is not None:
+                    async for message in events:
+                        # A batch (`batch_events`) is kept as its events, each replayed alone.
+                        for event in message.batch.events if message.HasField("batch") else (message,):
+                            if kept is None:
+                                break
                             part = event.SerializeToString()
                             size += len(part)
                             cost = part_cost(part)
@@ -184,15 +197,14 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
                                 kept = None
                                 store.release(reserved)
                                 reserved = 0
-                        yield event
+                        yield message
             finally:  # (an error or a cancel too)
                 store.release(reserved)
             # Only a stream that ended with its Finish: an error or a cancel never gets here.
             if (
                 kept
-                and event is not None
-                and event.WhichOneof("event") == "finish"
-                and keepable(event.finish)
+                and (last := pb.StreamEvent.FromString(kept[-1])).HasField("finish")
+                and keepable(last.finish)
             ):
                 store.put(plan.key, tuple(kept))
 
