@@ -28,6 +28,7 @@ from provider_gateway.http.head_timer import HeadTimer, HeadWait
 from provider_gateway.http.idle import IdleTimer, IdleWatch
 from provider_gateway.http.pool import HostClient
 from provider_gateway.http.rate_limits import announced, report_rate_limit
+from provider_gateway.wire import json_text
 
 T = TypeVar("T")
 TIMEOUT_KEYS = ("connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s")
@@ -232,7 +233,7 @@ class Upstream:
         finally:
             await response.aclose()
         try:
-            return orjson.loads(raw)
+            return json_text.loads(raw)
         except orjson.JSONDecodeError:
             preview = shown_glimpse(raw, 120, self.secrets)
             raise GatewayError(

@@ -14,6 +14,7 @@ from google.protobuf.struct_pb2 import Struct
 
 from provider_gateway import domain as d
 from provider_gateway.errors import invalid_argument
+from provider_gateway.server.well_formed import mended, well_formed_text
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 if TYPE_CHECKING:
@@ -466,8 +467,17 @@ class StreamMessages:
 
     def to_proto(self, event: d.GatewayEvent) -> pb.StreamEvent | None:
         if type(event) is d.TextDelta:  # nearly every event of a stream
-            self._text_delta.text = event.text
+            try:
+                self._text_delta.text = event.text
+            except UnicodeEncodeError:  # half of a surrogate pair (server/well_formed.py)
+                self._text_delta.text = well_formed_text(event.text)
             return self._text
+        try:
+            return self._other(event)
+        except UnicodeEncodeError:
+            return self._other(mended(event))
+
+    def _other(self, event: d.GatewayEvent) -> pb.StreamEvent | None:
         if type(event) is d.UsageEvent:
             self._usage = event.usage
             if self._usage_in_finish:
@@ -499,6 +509,15 @@ def chat_response_to_proto(
 ) -> pb.ChatResponse:
     """`finishes`: the server's kept finish templates (none: the finish is built). `issuer`: who
     issued the reasoning state of `response.reasoning_parts` (proto `Reasoning.issuer`)."""
+    try:
+        return _chat_response(response, finish, finishes, issuer)
+    except UnicodeEncodeError:  # half of a surrogate pair (server/well_formed.py)
+        return _chat_response(mended(response), mended(finish), finishes, issuer)
+
+
+def _chat_response(
+    response: d.ChatResponse, finish: d.Finish, finishes: FinishTemplates | None, issuer: str
+) -> pb.ChatResponse:
     fields: dict[str, Any] = {"text": response.text, "usage": _usage_fields(response.usage)}
     if finishes is None:
         fields["finish"] = _finish_fields(finish)
@@ -527,6 +546,15 @@ def completion_response_to_proto(
     response: d.CompletionResponse, finish: d.Finish, finishes: FinishTemplates | None = None
 ) -> pb.CompleteResponse:
     """`finishes`: as for `chat_response_to_proto`."""
+    try:
+        return _completion_response(response, finish, finishes)
+    except UnicodeEncodeError:  # half of a surrogate pair (server/well_formed.py)
+        return _completion_response(mended(response), mended(finish), finishes)
+
+
+def _completion_response(
+    response: d.CompletionResponse, finish: d.Finish, finishes: FinishTemplates | None
+) -> pb.CompleteResponse:
     if finishes is None:
         message = pb.CompleteResponse(
             text=response.text, usage=_usage_fields(response.usage), finish=_finish_fields(finish)

@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from provider_gateway.wire import json_text
+
 MAX_LINE_BYTES = 8 * 1024 * 1024  # far above any real line; Ollama sends a token per line
 
 
@@ -60,7 +62,7 @@ class NdjsonDecoder:
 
 def _parse(line: bytes) -> Any:
     try:
-        return orjson.loads(line)
+        return json_text.loads(line)
     except orjson.JSONDecodeError:
         preview = line[:80].decode("utf-8", errors="replace")
         raise NdjsonError(f"malformed NDJSON line: {preview!r}") from None

@@ -25,6 +25,7 @@ import orjson
 
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.bedrock.errors import AwsError
+from provider_gateway.wire import json_text
 
 PRELUDE = 12  # total length, headers length, prelude CRC
 MAX_HEADERS_LENGTH = 128 * 1024  # the format's limits
@@ -151,7 +152,7 @@ def _json(payload: bytes) -> dict[str, Any]:
     if not payload:
         return {}
     try:
-        value = orjson.loads(payload)
+        value = json_text.loads(payload)
     except orjson.JSONDecodeError:  # depth beyond 1024 included
         raise malformed("an event whose payload is not JSON") from None
     if not isinstance(value, dict):

@@ -36,6 +36,7 @@ from provider_gateway.providers.openai.codec import ChatWire, stream_error
 from provider_gateway.providers.openai.logprobs import token_logprobs
 from provider_gateway.providers.openai.tool_calls import ChatToolCalls
 from provider_gateway.providers.shapes import SHAPE_ERRORS, shape_checked
+from provider_gateway.wire import json_text
 from provider_gateway.wire.sse import SseEvent
 from provider_gateway.wire.think import ThinkSplitter, may_open
 
@@ -88,7 +89,7 @@ def event_chunk(frame: bytes | SseEvent, provider: str) -> dict[str, Any] | None
     if data.strip() == "[DONE]":
         return None
     try:
-        value = orjson.loads(data)
+        value = json_text.loads(data)
     except orjson.JSONDecodeError:
         value = None
     if not isinstance(value, dict):

@@ -1,0 +1,137 @@
+"""Half of a UTF-16 surrogate pair escaped in an upstream's JSON (`"\\ud83d"`, the other half in
+the next event): what a server in a UTF-16 language sends when it cuts a string inside an emoji.
+The official SDKs read it (Python's json module keeps the half); protobuf cannot carry a lone half.
+The gateway reads it too (wire/json_text.py) and makes it well-formed at the edge
+(server/well_formed.py): halves it has together become their character, as the SDK's joined text
+shows once encoded, and a half alone becomes U+FFFD. The call succeeds either way."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import openai
+import pytest
+from conftest import run_gateway
+from rpc_util import collect_until_error
+from test_event_batches import OPENAI
+from test_partial_usage import MODEL, anthropic_config, claude_start, frame
+from vendor_cases import WAIT_S, chat_request, summarise
+
+from provider_gateway.fakes import FakeUpstream, Reply
+from provider_gateway.server.well_formed import well_formed_text
+
+HALVES = ("\\ud83d", "\\ude00")  # as escaped on the wire: 😀 cut in two
+EMOJI = "\U0001f600"
+
+
+def openai_frame(content: str | None = None, finish: str | None = None) -> bytes:
+    """A Chat Completions chunk; `content` is put in as written (escapes stay escapes)."""
+    delta = "{}" if content is None else '{"content": "' + content + '"}'
+    reason = "null" if finish is None else f'"{finish}"'
+    choice = '{"index":0,"delta":' + delta + ',"finish_reason":' + reason + "}"
+    return b'data: {"id":"c","model":"m","choices":[' + choice.encode() + b"]}\n\n"
+
+
+FRAMES = [
+    openai_frame(f"hi {HALVES[0]}"),
+    openai_frame(f"{HALVES[1]} there"),
+    openai_frame(finish="stop") + b"data: [DONE]\n\n",
+]
+
+
+async def sdk_text(fake: FakeUpstream) -> str:
+    """What the openai SDK's stream gives for the same bytes, encoded as a client would show it."""
+    fake.script("/v1/chat/completions", Reply(chunks=[b"".join(FRAMES)], content_type="text/event-stream"))
+    client = openai.AsyncOpenAI(base_url=f"{fake.url}/v1", api_key="k", max_retries=0)
+    stream = await client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    await client.close()
+    return well_formed_text(text)
+
+
+async def test_halves_read_together_become_their_character_as_the_sdk_reads_them(monkeypatch) -> None:
+    monkeypatch.setenv("PG_X_KEY", "k")
+    async with FakeUpstream() as fake:
+        expected = await sdk_text(fake)
+        fake.script(
+            "/v1/chat/completions", Reply(chunks=[b"".join(FRAMES)], content_type="text/event-stream")
+        )
+        async with run_gateway(OPENAI.format(url=fake.url)) as gateway:
+            events, error = await collect_until_error(
+                gateway.stub.ChatStream(chat_request("o/m"), timeout=WAIT_S)
+            )
+    assert error is None
+    assert expected == f"hi {EMOJI} there"
+    assert summarise(events).text == expected
+
+
+async def test_halves_in_separate_reads_become_replacement_characters(monkeypatch) -> None:
+    """The first half's message is sent before the second half arrives: each half alone."""
+    monkeypatch.setenv("PG_X_KEY", "k")
+    async with FakeUpstream() as fake:
+        fake.script(
+            "/v1/chat/completions", Reply(chunks=[FRAMES[0]], content_type="text/event-stream", then="hang")
+        )
+        async with run_gateway(OPENAI.format(url=fake.url)) as gateway:
+            call = gateway.stub.ChatStream(chat_request("o/m"), timeout=WAIT_S)
+            first = await asyncio.wait_for(call.read(), WAIT_S)
+            call.cancel()
+    assert first.text_delta.text == "hi \ufffd"
+
+
+async def test_a_unary_answer_with_a_lone_half_is_answered(monkeypatch) -> None:
+    monkeypatch.setenv("PG_X_KEY", "k")
+    body = (
+        '{"id":"c","object":"chat.completion","model":"m","choices":[{"index":0,"message":'
+        '{"role":"assistant","content":"ok \\ud83d"},"finish_reason":"stop"}],'
+        '"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}'
+    )
+    async with FakeUpstream() as fake:
+        fake.script("/v1/chat/completions", Reply(body=body.encode(), content_type="application/json"))
+        async with run_gateway(OPENAI.format(url=fake.url)) as gateway:
+            answer = await gateway.stub.Chat(chat_request("o/m"), timeout=WAIT_S)
+    assert answer.text == "ok \ufffd"
+    assert answer.usage.output_tokens == 2
+
+
+async def test_anthropic_text_with_a_lone_half_streams_to_its_end(monkeypatch) -> None:
+    monkeypatch.setenv("PG_X_KEY", "k")
+    text = [
+        frame("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        frame("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "A"}}),
+    ]
+    lone = b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "\\ud83d!"}}\n\n'
+    end = [
+        frame("content_block_stop", {"index": 0}),
+        frame("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}}),
+        frame("message_stop", {}),
+    ]
+    async with FakeUpstream() as fake:
+        chunks = [b"".join([claude_start(), *text, lone, *end])]
+        fake.script("/v1/messages", Reply(chunks=chunks, content_type="text/event-stream"))
+        async with run_gateway(anthropic_config(fake.url, "[routing]\nretries = 0\n")) as gateway:
+            events, error = await collect_until_error(
+                gateway.stub.ChatStream(chat_request(f"a/{MODEL}"), timeout=WAIT_S)
+            )
+    assert error is None
+    assert summarise(events).text == "A\ufffd!"
+
+
+@pytest.mark.parametrize("document", [b'{"a": "\\ud83d"}', b'["\\ude00"]'])
+def test_the_json_reader_keeps_lone_halves_as_the_sdks_json_does(document: bytes) -> None:
+    from provider_gateway.wire import json_text
+
+    assert json_text.loads(document) == json.loads(document)
+
+
+def test_the_json_reader_still_refuses_what_is_not_json_and_nesting_beyond_orjsons_bound() -> None:
+    import orjson
+
+    from provider_gateway.wire import json_text
+
+    for bad in (b'{"a": ', b"[" * 2000 + b'"\\ud83d"' + b"]" * 2000):
+        with pytest.raises(orjson.JSONDecodeError):
+            json_text.loads(bad)
