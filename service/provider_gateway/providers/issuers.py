@@ -13,9 +13,12 @@ from __future__ import annotations
 ANTHROPIC = "anthropic"
 BEDROCK = "bedrock"
 GEMINI = "gemini"
+OPENROUTER = "openrouter"  # the state of any model it relays: verifiable only through OpenRouter
 CLAUDE_PREFIX = "claude"  # as providers/vertex/codec.py tells Claude models from Gemini
 # Provider kinds whose reasoning state Gemini issued: its own API, and its OpenAI-compatible one.
 GEMINI_KINDS = frozenset({"gemini", "gemini-openai"})
+# Provider kinds that serve the OpenAI Responses API, whose reasoning items (by id) it takes back.
+RESPONSES_KINDS = frozenset({"openai", "azure"})
 
 
 def issuer(kind: str, model: str) -> str:

@@ -38,6 +38,7 @@ from provider_gateway.providers.issuers import GEMINI, issued_by
 from provider_gateway.providers.openai.content import decode_content, family_chunk
 from provider_gateway.providers.openai.logprobs import refuse_on_reasoning_models
 from provider_gateway.providers.openai.presets import Preset
+from provider_gateway.providers.openai.reasoning_details import sent_details
 from provider_gateway.providers.owned_options import owned, refuse_owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.structured_output import unhonoured
@@ -239,14 +240,14 @@ class ChatWire:
                     if isinstance(p, ToolResultPart)
                 )
             if message.role is Role.ASSISTANT:
-                out.append(self.assistant(message))
+                out.append(self.assistant(message, request.model))
             elif user := self.user(message):
                 out.append(user)
         if self.preset.deepseek_messages and _DEEPSEEK_REASONER.search(request.model):
             out = _deepseek_reasoner_rules(out)
         return out
 
-    def assistant(self, message: Message) -> dict[str, Any]:
+    def assistant(self, message: Message, model: str) -> dict[str, Any]:
         calls = [p.call for p in message.content if isinstance(p, ToolCallPart)]
         entry: dict[str, Any] = {"role": "assistant", "content": self.assistant_content(message)}
         if calls:
@@ -266,6 +267,9 @@ class ChatWire:
                 entry["reasoning_content"] = reasoning
             if self.preset.thought_signatures and (signature := thought_signature(message)):
                 entry["tool_calls"][0]["extra_content"] = {"google": {"thought_signature": signature}}
+        # OpenRouter wants every turn's reasoning state back, unmodified (not only tool-call turns).
+        if self.preset.reasoning_details and (details := sent_details(message, model)):
+            entry["reasoning_details"] = details
         return entry
 
     def assistant_content(self, message: Message) -> Any:

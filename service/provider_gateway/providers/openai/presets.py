@@ -33,6 +33,9 @@ class Preset:
     # Gemini 3 signs its tool calls (`extra_content.google.thought_signature`) and answers 400 to a
     # later turn whose call lacks the signature; other hosts are not sent the field.
     thought_signatures: bool = False
+    # OpenRouter relays reasoning state as `reasoning_details` entries and wants them back on later
+    # turns (reasoning_details.py); other hosts are not sent the field.
+    reasoning_details: bool = False
 
 
 PRESETS: dict[str, Preset] = {
@@ -54,7 +57,7 @@ PRESETS: dict[str, Preset] = {
         reasoning="model",
     ),
     "xai": Preset("https://api.x.ai/v1", "XAI_API_KEY", stream_usage=False),
-    "openrouter": Preset("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    "openrouter": Preset("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", reasoning_details=True),
     "together": Preset("https://api.together.xyz/v1", "TOGETHER_API_KEY", embeddings=True),
     "fireworks": Preset("https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY", embeddings=True),
     "vllm": Preset("http://localhost:8000/v1", "VLLM_API_KEY", requires_key=False, embeddings=True),

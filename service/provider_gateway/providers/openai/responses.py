@@ -34,6 +34,7 @@ from provider_gateway.domain import (
     ToolResultPart,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.issuers import RESPONSES_KINDS
 from provider_gateway.providers.openai.codec import image_url, is_reasoning_model, json_schema_format
 from provider_gateway.providers.openai.logprobs import refuse_on_reasoning_models
 from provider_gateway.providers.owned_options import owned, refuse_owned
@@ -179,7 +180,7 @@ def _assistant(message: Message) -> list[dict[str, Any]]:
                     "arguments": call.arguments_json,
                 }
             )
-        elif isinstance(part, ReasoningPart) and part.id and not part.redacted:
+        elif isinstance(part, ReasoningPart) and part.id and not part.redacted and _responses_item(part):
             # Only Responses' own items (they carry its id); other providers' reasoning cannot
             # be given to this API as reasoning.
             item: dict[str, Any] = {
@@ -192,3 +193,8 @@ def _assistant(message: Message) -> list[dict[str, Any]]:
             items.append(item)
     flush()
     return items
+
+
+def _responses_item(part: ReasoningPart) -> bool:
+    """Whether a part with an id may be a Responses item: OpenRouter's entries carry ids too."""
+    return not part.issuer or part.issuer in RESPONSES_KINDS

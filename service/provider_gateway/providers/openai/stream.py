@@ -34,6 +34,7 @@ from provider_gateway.providers.logprobs import with_logprobs
 from provider_gateway.providers.open_calls import ended_call
 from provider_gateway.providers.openai.codec import ChatWire, stream_error
 from provider_gateway.providers.openai.logprobs import token_logprobs
+from provider_gateway.providers.openai.reasoning_details import read_details
 from provider_gateway.providers.openai.tool_calls import ChatToolCalls
 from provider_gateway.providers.shapes import SHAPE_ERRORS, shape_checked
 from provider_gateway.wire import json_text
@@ -100,27 +101,6 @@ def event_chunk(frame: bytes | SseEvent, provider: str) -> dict[str, Any] | None
             retryable=True,
         )
     return value
-
-
-def reasoning_details(details: Any, reasoning: Any) -> list[ReasoningDelta]:
-    """OpenRouter's `reasoning_details` entries: a block's `signature` (`reasoning.text`, Claude's
-    thinking) or encrypted `data` (`reasoning.encrypted`, redacted) closes it, as the next turn must
-    send it back. Their text repeats the delta's `reasoning` string, so it is read only when that
-    says nothing; `reasoning.summary` holds its text in `summary`."""
-    with_text = not (isinstance(reasoning, str) and reasoning)
-    events: list[ReasoningDelta] = []
-    for detail in details if isinstance(details, list) else ():
-        if not isinstance(detail, dict):
-            continue  # no documented entry: nothing to keep
-        kind = detail.get("type")
-        text = detail.get("summary" if kind == "reasoning.summary" else "text")
-        if with_text and isinstance(text, str) and text:
-            events.append(ReasoningDelta(text))
-        if kind == "reasoning.text" and isinstance(signature := detail.get("signature"), str) and signature:
-            events.append(ReasoningDelta("", signature=signature))
-        elif kind == "reasoning.encrypted" and isinstance(data := detail.get("data"), str) and data:
-            events.append(ReasoningDelta("", signature=data, redacted=True))
-    return events
 
 
 class ChatStreamParser:
@@ -228,12 +208,13 @@ class ChatStreamParser:
         """Every field a delta may carry (a field read here is not one of `_PLAIN_DELTA_FIELDS`)."""
         events: list[StreamEvent] = []
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if isinstance(reasoning, str) and reasoning:
+        if details := delta.get("reasoning_details"):  # OpenRouter: its blocks' text and state
+            events.extend(read_details(details, reasoning))
+            said = bool(events)  # text or state: either way the host reasons in a field of its own
+        elif said := isinstance(reasoning, str) and bool(reasoning):
             events.append(ReasoningDelta(reasoning))
-            if self._think is not None:
-                self._think.reasoning_elsewhere()
-        if details := delta.get("reasoning_details"):  # OpenRouter: its blocks' signatures
-            events.extend(reasoning_details(details, reasoning))
+        if said and self._think is not None:
+            self._think.reasoning_elsewhere()
         for event in self.wire.content(delta.get("content"), self.provider):
             events.extend(self._text(event.text) if isinstance(event, TextDelta) else [event])
         refusal = delta.get("refusal")  # OpenAI: a refusal instead of the content, as text
