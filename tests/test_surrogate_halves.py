@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import grpc
 import openai
 import pytest
 from conftest import run_gateway
@@ -19,7 +20,8 @@ from test_partial_usage import MODEL, anthropic_config, claude_start, frame
 from vendor_cases import WAIT_S, chat_request, summarise
 
 from provider_gateway.fakes import FakeUpstream, Reply
-from provider_gateway.server.well_formed import well_formed_text
+from provider_gateway.v1 import provider_service_pb2 as pb
+from provider_gateway.wire.json_text import well_formed_text
 
 HALVES = ("\\ud83d", "\\ude00")  # as escaped on the wire: 😀 cut in two
 EMOJI = "\U0001f600"
@@ -135,3 +137,133 @@ def test_the_json_reader_still_refuses_what_is_not_json_and_nesting_beyond_orjso
     for bad in (b'{"a": ', b"[" * 2000 + b'"\\ud83d"' + b"]" * 2000):
         with pytest.raises(orjson.JSONDecodeError):
             json_text.loads(bad)
+
+
+# Where upstream text holding a half reaches more than a delta: errors, tool calls, listings, logs.
+
+TOOL_STOP = (
+    b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+def call_frame(arguments: str, first: bool) -> bytes:
+    head = (
+        '"id":"call_1","type":"function","function":{"name":"f","arguments":"'
+        if first
+        else '"function":{"arguments":"'
+    )
+    call = '{"index":0,' + head + arguments + '"}}'
+    return (
+        b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"tool_calls":['
+        + call.encode()
+        + b"]}}]}\n\n"
+    )
+
+
+async def test_tool_arguments_cut_inside_an_emoji_end_whole_and_complete(monkeypatch) -> None:
+    monkeypatch.setenv("PG_X_KEY", "k")
+    frames = [call_frame('{\\"s\\":\\"\\ud83d', True), call_frame('\\ude00\\"}', False), TOOL_STOP]
+    async with FakeUpstream() as fake:
+        fake.script(
+            "/v1/chat/completions", Reply(chunks=[b"".join(frames)], content_type="text/event-stream")
+        )
+        async with run_gateway(OPENAI.format(url=fake.url)) as gateway:
+            events, error = await collect_until_error(
+                gateway.stub.ChatStream(chat_request("o/m"), timeout=WAIT_S)
+            )
+    assert error is None
+    (end,) = [e.tool_call_end.call for e in events if e.HasField("tool_call_end")]
+    assert json.loads(end.arguments_json) == {"s": EMOJI}
+    assert not end.incomplete
+
+
+async def test_an_upstream_error_holding_a_half_still_ends_the_call_with_its_status(monkeypatch) -> None:
+    """grpc cannot send a status message holding a lone half: without mending, no status at all
+    was sent and the client waited for its deadline."""
+    monkeypatch.setenv("PG_X_KEY", "k")
+    first = b'{"model":"m","created_at":"x","message":{"role":"assistant","content":"A"},"done":false}\n'
+    bad = b'{"error":"model crashed \\ud83d"}\n'
+    err = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"busy \\ud83d"}}\n\n'
+    async with FakeUpstream() as fake:
+        fake.script("/api/chat", Reply(chunks=[first + bad], content_type="application/x-ndjson"))
+        fake.script("/v1/messages", Reply(chunks=[claude_start() + err], content_type="text/event-stream"))
+        ollama = f'[providers.l]\nkind = "ollama"\nbase_url = "{fake.url}"\n'
+        async with run_gateway(anthropic_config(fake.url, ollama + "[routing]\nretries = 0\n")) as gateway:
+            for model in ("l/m", f"a/{MODEL}"):
+                _, error = await collect_until_error(
+                    gateway.stub.ChatStream(chat_request(model), timeout=WAIT_S)
+                )
+                assert error is not None
+                assert error.code() == grpc.StatusCode.UNAVAILABLE, (model, error.code(), error.details())
+                assert "\ufffd" in error.details()
+
+
+async def test_an_error_inside_an_openai_stream_holding_a_half_keeps_its_kind(monkeypatch) -> None:
+    monkeypatch.setenv("PG_X_KEY", "k")
+    chunk = b'data: {"error":{"code":400,"message":"context too long \\ud83d"}}\n\n'
+    async with FakeUpstream() as fake:
+        fake.script("/v1/chat/completions", Reply(chunks=[chunk], content_type="text/event-stream"))
+        async with run_gateway(OPENAI.format(url=fake.url) + "[routing]\nretries = 0\n") as gateway:
+            _, error = await collect_until_error(gateway.stub.ChatStream(chat_request("o/m"), timeout=WAIT_S))
+    assert error is not None
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
+
+
+async def test_a_model_list_holding_a_half_is_listed_and_spoils_no_other_provider(monkeypatch) -> None:
+    monkeypatch.setenv("PG_X_KEY", "k")
+    bad = b'{"object":"list","data":[{"id":"m\\ud83d","object":"model","owned_by":"x"}]}'
+    good = b'{"object":"list","data":[{"id":"fine","object":"model","owned_by":"x"}]}'
+    async with FakeUpstream() as fake, FakeUpstream() as other:
+        fake.on("GET", "/v1/models", lambda recorded: Reply(body=bad))
+        other.on("GET", "/v1/models", lambda recorded: Reply(body=good))
+        config = OPENAI.format(url=fake.url) + OPENAI.format(url=other.url).replace(
+            "providers.o]", "providers.p]"
+        )
+        async with run_gateway(config) as gateway:
+            listed = await gateway.stub.ListModels(pb.ListModelsRequest(), timeout=WAIT_S)
+    models = {(m.provider, m.id) for m in listed.models}
+    assert ("p", "fine") in models
+    assert ("o", "m\ufffd") in models
+
+
+async def test_reading_a_half_does_not_let_nan_through(monkeypatch) -> None:
+    """orjson refuses NaN; a document read again for its half must not be read more leniently."""
+    monkeypatch.setenv("PG_X_KEY", "k")
+    body = (
+        '{"id":"c","object":"chat.completion","model":"m","choices":[{"index":0,"message":'
+        '{"role":"assistant","content":"ok \\ud83d"},"finish_reason":"stop"}],'
+        '"usage":{"prompt_tokens":3,"completion_tokens":NaN,"total_tokens":5}}'
+    )
+    async with FakeUpstream() as fake:
+        fake.script("/v1/chat/completions", Reply(body=body.encode()))
+        async with run_gateway(OPENAI.format(url=fake.url) + "[routing]\nretries = 0\n") as gateway:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await gateway.stub.Chat(chat_request("o/m"), timeout=WAIT_S)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize("document", [b'["\xed\xa0\xbd"]', '["a"]'.encode("utf-16"), b'["\\ud83d", NaN]'])
+def test_the_json_reader_refuses_invalid_utf8_other_encodings_and_constants(document: bytes) -> None:
+    import orjson
+
+    from provider_gateway.wire import json_text
+
+    with pytest.raises(orjson.JSONDecodeError):
+        json_text.loads(document)
+
+
+def test_a_log_line_holding_a_half_is_written() -> None:
+    import io
+    import logging
+
+    from provider_gateway.observability import logs
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    record = logging.LogRecord(
+        "provider_gateway.rpc", logging.WARNING, __file__, 1, "busy \ud83d", None, None
+    )
+    handler.emit(record)
+    assert json.loads(stream.getvalue())["msg"] == "busy \ufffd"

@@ -39,6 +39,7 @@ from provider_gateway.observability.logs import redact
 from provider_gateway.observability.request import CURRENT, UNTRUSTED_OUTCOMES, router_attempt
 from provider_gateway.providers.base import Provider
 from provider_gateway.routing.attempt import ReportedStream
+from provider_gateway.wire.json_text import well_formed_text
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
@@ -222,9 +223,9 @@ class Attempt:
                     "gen_ai.response.finish_reasons", [finish.raw_reason or finish.reason.value]
                 )
                 if finish.response_id:
-                    span.set_attribute("gen_ai.response.id", finish.response_id)
+                    span.set_attribute("gen_ai.response.id", well_formed_text(finish.response_id))
             if outcome == "ok":
-                span.set_attribute("gen_ai.response.model", response_model)
+                span.set_attribute("gen_ai.response.model", well_formed_text(response_model))
             else:
                 from opentelemetry.trace import Status, StatusCode
 

@@ -18,6 +18,7 @@ from typing import IO, Any
 import orjson
 
 from provider_gateway.observability.request import CURRENT
+from provider_gateway.wire.json_text import well_formed_json
 
 ACCESS_LOGGER = "provider_gateway.access"
 REDACTED = "[REDACTED]"
@@ -141,7 +142,11 @@ class JsonFormatter(logging.Formatter):
         line.update(_fields(record))
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return redact(orjson.dumps(line, default=str).decode())
+        try:
+            encoded = orjson.dumps(line, default=str)
+        except TypeError:  # upstream text holding half of a surrogate pair (wire/json_text.py)
+            encoded = orjson.dumps(well_formed_json(line), default=str)
+        return redact(encoded.decode())
 
 
 class TextFormatter(logging.Formatter):

@@ -14,8 +14,9 @@ from google.protobuf.struct_pb2 import Struct
 
 from provider_gateway import domain as d
 from provider_gateway.errors import invalid_argument
-from provider_gateway.server.well_formed import mended, well_formed_text
+from provider_gateway.server.well_formed import mended
 from provider_gateway.v1 import provider_service_pb2 as pb
+from provider_gateway.wire.json_text import well_formed_text
 
 if TYPE_CHECKING:
     from provider_gateway.server.finish_templates import FinishTemplates
@@ -567,6 +568,13 @@ def _completion_response(
 
 
 def model_to_proto(provider: str, model: d.ModelInfo, aliases: list[str]) -> pb.ModelInfo:
+    try:
+        return _model(provider, model, aliases)
+    except UnicodeEncodeError:  # half of a surrogate pair (server/well_formed.py)
+        return _model(provider, mended(model), mended(aliases))
+
+
+def _model(provider: str, model: d.ModelInfo, aliases: list[str]) -> pb.ModelInfo:
     return pb.ModelInfo(
         id=model.id,
         provider=provider,

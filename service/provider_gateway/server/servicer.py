@@ -30,8 +30,10 @@ from provider_gateway.server.finish_templates import FinishTemplates
 from provider_gateway.server.health import ProviderHealthBook
 from provider_gateway.server.issuers import AnswerIssuers
 from provider_gateway.server.split_deltas import delta_bytes, within
+from provider_gateway.server.well_formed import mended
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
+from provider_gateway.wire.json_text import well_formed_text
 
 log = logging.getLogger("provider_gateway.rpc")
 T = TypeVar("T")
@@ -52,7 +54,7 @@ def _status_details(
     waits = exc.retry_after is not None and math.isfinite(exc.retry_after)
     if not waits and not details:
         return ()
-    status = status_pb2.Status(code=getattr(code_pb2, exc.kind.value), message=str(exc))
+    status = status_pb2.Status(code=getattr(code_pb2, exc.kind.value), message=well_formed_text(str(exc)))
     trailers: tuple[tuple[str, str | bytes], ...] = ()
     if exc.retry_after is not None and waits:  # first: clients read details[0] as the retry delay
         delay = duration_pb2.Duration()
@@ -100,7 +102,8 @@ async def abort(
         trailers = _status_details(exc, details) + _consumed_trailers(consumed or [])
         if exc.retry_nowhere:  # the upstream said no retry helps, and no deployment is left
             trailers += DO_NOT_RETRY
-        await context.abort(code, str(exc), trailing_metadata=trailers)
+        # Upstream text may hold half of a surrogate pair, which grpc cannot send: no status at all.
+        await context.abort(code, well_formed_text(str(exc)), trailing_metadata=trailers)
     incident = uuid.uuid4().hex[:12]
     log.exception("internal error, incident %s", incident)
     await context.abort(
@@ -306,7 +309,7 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                 input_tokens=count.input_tokens,
                 estimated=count.estimated,
                 provider=route.provider,
-                model=count.model or route.model,
+                model=well_formed_text(count.model) or route.model,
             )
 
         return await self._unary(context, work)
@@ -325,9 +328,9 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                 )
             return pb.EmbedResponse(
                 embeddings=[pb.Embedding(index=i, values=v) for i, v in enumerate(result.vectors)],
-                usage=convert.usage_to_proto(result.usage),
+                usage=convert.usage_to_proto(mended(result.usage)),
                 provider=route.provider,
-                model=result.model or route.model,
+                model=well_formed_text(result.model) or route.model,
             )
 
         return await self._unary(context, work)

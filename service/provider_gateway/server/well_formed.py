@@ -13,10 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-
-def well_formed_text(text: str) -> str:
-    """`text` with each surrogate pair joined and each lone half replaced by U+FFFD."""
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+from provider_gateway.wire.json_text import well_formed_text
 
 
 def mended[T](value: T) -> T:

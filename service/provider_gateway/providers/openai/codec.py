@@ -13,8 +13,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from provider_gateway.domain import (
     ChatRequest,
     EmbedResult,
@@ -43,6 +41,7 @@ from provider_gateway.providers.owned_options import owned, refuse_owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.structured_output import unhonoured
 from provider_gateway.providers.tool_ids import hashed_tool_id
+from provider_gateway.wire import json_text
 
 # o1, o3, o4 families and gpt-5, also behind a vendor prefix ("openai/o3-mini" on OpenRouter).
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o[134](?:$|-)|gpt-5)")
@@ -116,7 +115,7 @@ def stream_error(provider: str, error: Any) -> GatewayError:
     """An error object inside a stream (OpenRouter sends `{"error": {"code": 502, "message": ...}}`)."""
     code = error.get("code") if isinstance(error, dict) else None
     status = code if isinstance(code, int) and 400 <= code < 600 else 500
-    mapped = error_from_response(provider, status, {}, orjson.dumps({"error": error}))
+    mapped = error_from_response(provider, status, {}, json_text.dumps({"error": error}))
     mapped.message = f"error inside the stream: {mapped.message}"
     mapped.args = (mapped.message,)
     return mapped
@@ -314,7 +313,7 @@ class ChatWire:
         servers (older Ollama /v1, vLLM parsers) send the object itself, which is not dropped."""
         if type(value) is str:  # nearly every fragment: one type check
             return value
-        return orjson.dumps(value).decode() if isinstance(value, dict | list) else ""
+        return json_text.dumps(value).decode() if isinstance(value, dict | list) else ""
 
     def answer_tool_id(self, call_id: str, made_up: str) -> str:
         """A tool-call id from an answer as the client gets it (and sends back); `made_up` (unique
