@@ -14,6 +14,7 @@ Configuration (a `[providers.<name>]` table):
   store = true|false               with api = "responses": let OpenAI keep responses (default false)
   prompt_opens_think = ["..."]     models (ids or fnmatch patterns) whose chat template ends the
                                    prompt with `<think>`: output up to the first `</think>` is reasoning
+                                   (only models that always think: docs/http-providers.md)
   connect_timeout_s, first_byte_timeout_s, idle_timeout_s
   Azure only: api_version (default 2024-08-01-preview), deployment, deployments = { model = "dep" },
   api_style = "deployments" | "inference" (Azure AI Inference: /models/chat/completions, 2024-05-01-preview)
@@ -22,7 +23,6 @@ Configuration (a `[providers.<name>]` table):
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -53,6 +53,7 @@ from provider_gateway.providers.openai import codec
 from provider_gateway.providers.openai.presets import PRESETS, Preset
 from provider_gateway.providers.openai.responses_adapter import ResponsesApi
 from provider_gateway.providers.openai.stream import ChatStreamParser, event_chunk
+from provider_gateway.providers.openai.think_opened import block_opened_by_prompt
 from provider_gateway.providers.openai.wires import wire_for
 from provider_gateway.providers.relay import decode_read
 from provider_gateway.providers.reported_usage import report_partial_usage
@@ -311,7 +312,7 @@ class OpenAIProvider(BaseProvider):
             yield domain_event
 
     def _parser(self, request: ChatRequest) -> ChatStreamParser:
-        opened = any(fnmatch.fnmatchcase(request.model, pattern) for pattern in self.prompt_opens_think)
+        opened = block_opened_by_prompt(request, self.prompt_opens_think)
         return ChatStreamParser(
             self.name, self.wire, logprobs=request.logprobs is not None, prompt_opens_think=opened
         )

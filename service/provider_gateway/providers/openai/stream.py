@@ -51,6 +51,10 @@ FINISH_REASONS = {
 }
 
 
+# Finishes where the model ended its answer itself (not cut off by a limit, a filter or the host).
+_ANSWERED = (FinishReason.STOP, FinishReason.TOOL_CALLS)
+
+
 # A delta with only these is plain text (or, with only a role, nothing): `_delta` reads more fields.
 _PLAIN_DELTA_FIELDS = frozenset(("content", "role"))
 
@@ -112,7 +116,8 @@ class ChatStreamParser:
     the text (no split), since the entries score its tokens too and must match the text.
 
     `prompt_opens_think`: the model's chat template opened a `<think>` block in the prompt, so its
-    output is reasoning up to the first `</think>` (wire/think.py), on any host."""
+    output is reasoning up to the first `</think>` (wire/think.py), on any host; when the model
+    ends the answer itself (`_ANSWERED`) without closing the block, that output is the text too."""
 
     def __init__(
         self, provider: str, wire: ChatWire, *, logprobs: bool = False, prompt_opens_think: bool = False
@@ -260,7 +265,8 @@ class ChatStreamParser:
 
     @shape_checked
     def close(self, estimated_usage: Usage | None = None) -> list[StreamEvent]:
-        events: list[StreamEvent] = list(self._think.close()) if self._think else []
+        answered = FINISH_REASONS.get(self.finish_reason) in _ANSWERED
+        events: list[StreamEvent] = list(self._think.close(answered=answered)) if self._think else []
         events.extend(self._calls.end())
         usage = self.usage or estimated_usage
         if usage is not None:
