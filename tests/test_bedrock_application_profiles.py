@@ -33,6 +33,7 @@ from provider_gateway.domain import ChatRequest, Message, ReasoningOptions, Role
 from provider_gateway.errors import GatewayError
 from provider_gateway.fakes.bedrock import FakeBedrock
 from provider_gateway.http.pool import UpstreamPool
+from provider_gateway.providers.bedrock import profiles
 from provider_gateway.providers.bedrock.adapter import BedrockProvider
 from provider_gateway.providers.bedrock.profiles import RETRY_AFTER_S, ProfileModels
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -46,6 +47,13 @@ THINKING = pb.ReasoningOptions(enabled=True, budget_tokens=2048)
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     use_fake_aws_credentials(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def patient_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls wait for the lookup up to their deadline's share: on a loaded machine a lookup slower
+    than `LOOKUP_WAIT_S` would send the first call as an unknown family (test_bedrock_profile_lookups.py)."""
+    monkeypatch.setattr(profiles, "LOOKUP_WAIT_S", float(WAIT_S))
 
 
 @pytest.fixture
@@ -193,7 +201,8 @@ async def test_the_lookup_is_botocores_request_and_the_fakes_answer_parses_as_bo
 
 
 async def test_a_permission_granted_later_takes_effect_after_the_retry_window(fake: FakeBedrock) -> None:
-    """A failed lookup is asked again `RETRY_AFTER_S` later (a clock stands in for the wait)."""
+    """A failed lookup is asked again `RETRY_AFTER_S` later (a clock stands in for the wait), in
+    the background: the call that starts it is answered as before, the calls after it as Claude."""
     fake.application_profiles[ARN] = CLAUDE
     fake.profile_error = ("AccessDeniedException", "not authorized to perform bedrock:GetInferenceProfile")
     now = [0.0]
@@ -213,6 +222,9 @@ async def test_a_permission_granted_later_takes_effect_after_the_retry_window(fa
             await provider.chat(thinking)
         assert lookups(fake) == 1
         now[0] = RETRY_AFTER_S
+        with pytest.raises(GatewayError):
+            await provider.chat(thinking)  # not held up by the lookup it starts
+        await provider.profiles.settled()
         await provider.chat(thinking)
         assert "thinking" in fake.last("converse").body["additionalModelRequestFields"]
         assert lookups(fake) == 2

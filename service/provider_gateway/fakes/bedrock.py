@@ -10,7 +10,8 @@ Bearer`) is compared with the one the fake was given. A bad signature or key get
 Tests script replies with `push`; without a script the fake answers plausibly per model family,
 and rejects InvokeModel bodies that lack the fields each family requires. Application inference
 profiles (`application_profiles`: ARN -> the foundation model id it runs) answer
-GetInferenceProfile as AWS does, and runtime calls to one are answered as its model's family.
+GetInferenceProfile as AWS does (or not at all, while `profiles_answer` is clear), and runtime
+calls to one are answered as its model's family.
 """
 
 from __future__ import annotations
@@ -328,6 +329,10 @@ class FakeBedrock:
         self.profile_pages: list[list[dict[str, Any]]] = []  # ListInferenceProfiles pages, when set
         self.application_profiles: dict[str, str] = {}  # ARN -> the foundation model id it runs
         self.profile_error: tuple[str, str] | None = None  # GetInferenceProfile's answer, when set
+        # GetInferenceProfile answers only while this is set: clear() it for a control plane that
+        # hangs (a VPC with only the runtime's endpoint), set() it to let the held lookups answer.
+        self.profiles_answer = asyncio.Event()
+        self.profiles_answer.set()
         self.replies: deque[Reply] = deque()
         self.seen: list[SeenRequest] = []
         self.disconnected = asyncio.Event()
@@ -572,6 +577,11 @@ class FakeBedrock:
         seen = await self._record(request, "get-inference-profile", identifier)
         if (refused := self._refusal(request, seen)) is not None:
             return refused
+        try:
+            await asyncio.wait_for(self.profiles_answer.wait(), timeout=60)
+        except asyncio.CancelledError:  # the client went away
+            self.disconnected.set()
+            raise
         if self.profile_error is not None:
             return error_response(*self.profile_error)
         arn = next((a for a in self.application_profiles if identifier in (a, a.rpartition("/")[2])), "")

@@ -19,6 +19,7 @@ sent as `Authorization: Bearer`); nothing secret is read from the gateway's conf
     prompt_caching = false          # cachePoint after the system prompt and the last two user turns
     underlying_models = {}          # { "<application inference profile ARN>" = "<foundation model id>" }:
                                     # the model whose family decides; else GetInferenceProfile, once
+                                    # (a call waits for it at most 2 s: profiles.py)
     default_max_tokens = 4096       # InvokeModel bodies that require a maximum
     connect_timeout_s = 10.0
     read_timeout_s = 3600.0         # per read; AWS advises an hour: unary Converse waits for the whole answer
@@ -231,6 +232,7 @@ class BedrockProvider(BaseProvider):
         return cls(name, settings, http, credentials, bearer_token(options, env), merge_reads=merge_reads)
 
     async def aclose(self) -> None:
+        await self.profiles.aclose()
         await self.credentials.aclose()  # the pool's connections belong to the server
 
     # --- helpers -------------------------------------------------------------------------------
@@ -319,7 +321,11 @@ class BedrockProvider(BaseProvider):
         model_id = self.model_id(request.model)
         family_id = await self._family_id(model_id)
         return codec.converse_request(
-            request, model_id, prompt_caching=self.settings.prompt_caching, family_id=family_id
+            request,
+            model_id,
+            prompt_caching=self.settings.prompt_caching,
+            family_id=family_id,
+            unresolved=self.profiles.unresolved(model_id),
         )
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
@@ -477,8 +483,10 @@ class BedrockProvider(BaseProvider):
             # Cohere on Bedrock reports no token counts for embeddings: estimate them.
             tokens = sum(estimate_tokens(text) for text in request.inputs)
             return EmbedResult(vectors, Usage(input_tokens=tokens, estimated=True), model=request.model)
+        unresolved = self.profiles.unresolved(model_id)
         raise invalid_argument(
             f"model: {request.model!r} is not a Bedrock embedding model (use amazon.titan-embed-* or cohere.embed-*)"
+            + (f"; {unresolved}" if unresolved else "")
         )
 
 

@@ -275,9 +275,12 @@ def tool_history_as_text(messages: Iterable[Message]) -> list[Message]:
     return shown
 
 
-def reasoning_fields(request: ChatRequest, features: ConverseFeatures | None) -> dict[str, Any]:
+def reasoning_fields(
+    request: ChatRequest, features: ConverseFeatures | None, unresolved: str = ""
+) -> dict[str, Any]:
     """Model fields that turn reasoning on (Claude's `thinking`, Nova 2's `reasoningConfig`), or
-    a refusal of what the model cannot take; a model of no known family gets none."""
+    a refusal of what the model cannot take; a model of no known family gets none (`unresolved`:
+    why an application profile's model is unknown, for that refusal)."""
     options = request.reasoning
     if options is None or not (options.enabled or options.effort or options.budget_tokens):
         return {}
@@ -306,7 +309,8 @@ def reasoning_fields(request: ChatRequest, features: ConverseFeatures | None) ->
     field = "reasoning." + (asked[0] if asked else "budget_tokens")
     why = {
         "always": "the model reasons unasked and takes no reasoning setting",
-        "unknown": "no reasoning setting is documented for this model on Bedrock",
+        "unknown": "no reasoning setting is documented for this model on Bedrock"
+        + (f"; {unresolved}" if unresolved else ""),
     }.get(style, "the model has no reasoning on Bedrock")
     raise _refused(request, field, why)
 
@@ -361,11 +365,17 @@ def output_config(fmt: ResponseFormat | None, model_id: str) -> dict[str, Any] |
 
 
 def converse_request(
-    request: ChatRequest, model_id: str, *, prompt_caching: bool = False, family_id: str = ""
+    request: ChatRequest,
+    model_id: str,
+    *,
+    prompt_caching: bool = False,
+    family_id: str = "",
+    unresolved: str = "",
 ) -> dict[str, Any]:
     """Keyword arguments for `converse` / `converse_stream`. `family_id`, when given, is the model
     whose family decides what is sent (the one an application inference profile runs: profiles.py);
-    `model_id` is what is called."""
+    `model_id` is what is called; `unresolved`, why that model is unknown (refusals that depend on
+    the family say it)."""
     features = converse_features(family_id or model_id)
     refuse_unoffered(request, features)
     history = tool_history_as_text(request.messages) if emulated_fields(request) else request.messages
@@ -375,7 +385,7 @@ def converse_request(
     kwargs: dict[str, Any] = {"modelId": model_id, "messages": messages}
     if system:
         kwargs["system"] = system
-    extra = reasoning_fields(request, features)
+    extra = reasoning_fields(request, features, unresolved)
     inference: dict[str, Any] = {}
     if request.max_tokens is not None:
         inference["maxTokens"] = request.max_tokens
