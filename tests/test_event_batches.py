@@ -62,6 +62,17 @@ async def messages_of(stub: Any, request: pb.ChatRequest, **kwargs: Any) -> list
     return [m async for m in stub.ChatStream(request, timeout=WAIT_S, **kwargs)]
 
 
+def tool_calls_answer(calls: int, city_chars: int) -> list[dict[str, Any]]:
+    """An OpenAI stream's chunks: `calls` whole tool calls, each `city_chars` long, then the finish."""
+    chunks: list[dict[str, Any]] = []
+    for index in range(calls):
+        call = {"index": index, "id": f"call_{index}", "type": "function"}
+        call["function"] = {"name": "get_weather", "arguments": json.dumps({"city": "x" * city_chars})}
+        chunks.append({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})
+    finish = {"index": 0, "delta": {}, "finish_reason": "tool_calls"}
+    return [*chunks, {"id": "c", "model": "m", "choices": [finish]}]
+
+
 def scripted_twice(fake: FakeUpstream, body: bytes) -> None:
     for _ in range(2):
         fake.script("/v1/chat/completions", Reply(chunks=[body], content_type="text/event-stream"))
@@ -148,16 +159,8 @@ async def test_batches_stay_within_the_send_limit(monkeypatch) -> None:
     """Many tool calls' worth of events in one read, each well under the send limit but far over
     it together: they go as several batches, each within the limit, and read the same."""
     monkeypatch.setenv("PG_X_KEY", "k")
-    chunks: list[dict[str, Any]] = []
-    for index in range(12):
-        call = {"index": index, "id": f"call_{index}", "type": "function"}
-        call["function"] = {"name": "get_weather", "arguments": json.dumps({"city": "x" * 900})}
-        chunks.append({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})
-    chunks.append(
-        {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
-    )
     async with FakeUpstream() as fake:
-        scripted_twice(fake, sse(chunks))
+        scripted_twice(fake, sse(tool_calls_answer(12, 900)))
         config = f"[server]\nmax_message_bytes = {LIMIT}\n" + OPENAI.format(url=fake.url)
         async with run_gateway(config) as gateway:
             request = chat_request("o/m", tools=[weather_tool()])
@@ -222,16 +225,8 @@ async def test_no_batch_outgrows_grpcs_default_receive_limit(monkeypatch) -> Non
     """Large events in hand together under the default 8 MiB send limit: batches stay small (a
     client that kept gRPC's 4 MiB receive limit, as grpcurl and grpc-js do, reads every one)."""
     monkeypatch.setenv("PG_X_KEY", "k")
-    chunks: list[dict[str, Any]] = []
-    for index in range(30):
-        call = {"index": index, "id": f"call_{index}", "type": "function"}
-        call["function"] = {"name": "get_weather", "arguments": json.dumps({"city": "x" * 20_000})}
-        chunks.append({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})
-    chunks.append(
-        {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
-    )
     async with FakeUpstream() as fake:
-        scripted_twice(fake, sse(chunks))
+        scripted_twice(fake, sse(tool_calls_answer(30, 20_000)))
         async with run_gateway(OPENAI.format(url=fake.url)) as gateway:
             request = chat_request("o/m", tools=[weather_tool()])
             plain = await messages_of(gateway.stub, request)
