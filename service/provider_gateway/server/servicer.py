@@ -326,9 +326,13 @@ class ProviderService(pb_grpc.ProviderServiceServicer):
                     ErrorKind.INTERNAL,
                     f"provider returned {len(result.vectors)} vectors for {len(request.inputs)} inputs",
                 )
+            try:
+                usage = convert.usage_to_proto(result.usage)
+            except UnicodeEncodeError:  # half of a surrogate pair in the raw usage (server/well_formed.py)
+                usage = convert.usage_to_proto(mended(result.usage))
             return pb.EmbedResponse(
                 embeddings=[pb.Embedding(index=i, values=v) for i, v in enumerate(result.vectors)],
-                usage=convert.usage_to_proto(mended(result.usage)),
+                usage=usage,
                 provider=route.provider,
                 model=well_formed_text(result.model) or route.model,
             )
