@@ -3,8 +3,9 @@
 The request is hashed in protobuf's deterministic serialization (map entries sorted), so every field,
 new ones included, is part of the key; only `stream_options` is left out of the unary methods', which
 ignore it, and its `batch_events` out of the streams' (a stream is kept as single events and a hit
-is batched for a client that asks). The tags (`metadata`) are kept in although never sent upstream: a hit then skips no
-check the servicer would have made of them, and the access log shows them as they were checked.
+is batched for a client that asks). The tags (`metadata`) are kept in although never sent
+upstream: a hit then skips no check the servicer would have made of them, and the access log shows
+them as they were checked.
 The caller's key digest is blake2b's own key: one caller's entry can never be found by another.
 """
 
