@@ -96,3 +96,48 @@ def test_openrouter_reasoning_ids_are_not_sent_to_the_responses_api() -> None:
     )
     items = input_items([turn], reasoning_model=True)
     assert [item.get("id") for item in items if item["type"] == "reasoning"] == ["rs_own"]
+
+
+def test_unsigned_reasoning_is_not_sent_to_claude() -> None:
+    """Claude refuses thinking without its signature, as the Anthropic replay leaves it out: another
+    host's reasoning after a fallback, or a block cut before its signature."""
+    turn = assistant_turn(
+        "anthropic/claude-sonnet-4.5",
+        ReasoningPart("Another host's thinking."),
+        ReasoningPart("Signed.", signature="sig", issuer="openrouter"),
+    )
+    assert turn["reasoning_details"] == [
+        {
+            "type": "reasoning.text",
+            "text": "Signed.",
+            "signature": "sig",
+            "format": "anthropic-claude-v1",
+            "index": 0,
+        }
+    ]
+    assert "reasoning_details" not in assistant_turn(
+        "anthropic/claude-sonnet-4.5", ReasoningPart("Unsigned.")
+    )
+
+
+def test_a_signature_tied_to_a_long_tool_call_id_follows_the_id_the_host_is_sent() -> None:
+    """Gemini's thought signature names its call; an id over 40 characters is shortened on the
+    call and its result, and so on the signature's entry too."""
+    long_id = "tool_search_customer_order_history_Zk3mQ9xP"
+    call = ToolCall(long_id, "search_customer_order_history", '{"q":"x"}')
+    messages = [
+        Message(Role.USER, (TextPart("Find it"),)),
+        Message(
+            Role.ASSISTANT,
+            (
+                ReasoningPart("Looking.", signature="CiQB", redacted=True, id=long_id, issuer="openrouter"),
+                ToolCallPart(call),
+            ),
+        ),
+        Message(Role.TOOL, (ToolResultPart(long_id, "none"),)),
+    ]
+    request = ChatRequest(model="google/gemini-3-pro-preview", messages=messages)
+    turn = wire_for(PRESETS["openrouter"]).chat_body(request, stream=False)["messages"][1]
+    sent_id = turn["tool_calls"][0]["id"]
+    assert sent_id != long_id  # shortened
+    assert [d["id"] for d in turn["reasoning_details"] if d["type"] == "reasoning.encrypted"] == [sent_id]

@@ -268,6 +268,10 @@ class ChatWire:
                 entry["tool_calls"][0]["extra_content"] = {"google": {"thought_signature": signature}}
         # OpenRouter wants every turn's reasoning state back, unmodified (not only tool-call turns).
         if self.preset.reasoning_details and (details := sent_details(message, model)):
+            call_ids = {c.id for c in calls}
+            for detail in details:  # tied to its call by the call's id, which the host gets shortened
+                if detail.get("id") in call_ids:
+                    detail["id"] = self.tool_id(detail["id"])
             entry["reasoning_details"] = details
         return entry
 

@@ -17,7 +17,10 @@ vendor of the model the request names (`FORMATS`; a conversation keeps its model
 model that issued the state), "unknown" for any other vendor, as OpenRouter labels such reasoning.
 Parts another provider issued (issuer set and not OpenRouter, providers/issuers.py) are left out,
 as the Claude and Gemini replays leave out foreign signatures; parts of unknown issuer (older
-clients, reasoning without state) go.
+clients, reasoning without state) go, except unsigned ones to Claude, which refuses thinking
+without its signature (as anthropic/replay_rules.py leaves it out). An entry id that is one of the
+turn's tool-call ids is sent as the call's id is (the codec may shorten it): Gemini's signature is
+tied to its call by it.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ ENCRYPTED = "reasoning.encrypted"
 SUMMARY = "reasoning.summary"
 UNKNOWN_FORMAT = "unknown"
 # OpenRouter's `format` by the vendor prefix of its model ids (`~` marks its "latest" aliases).
+CLAUDE_FORMAT = "anthropic-claude-v1"
 FORMATS = (
-    ("anthropic/", "anthropic-claude-v1"),
+    ("anthropic/", CLAUDE_FORMAT),
     ("google/", "google-gemini-v1"),
     ("openai/", "openai-responses-v1"),
     ("x-ai/", "xai-responses-v1"),
@@ -83,9 +87,11 @@ def sent_details(message: Message, model: str) -> list[dict[str, Any]]:
         for p in message.content
         if isinstance(p, ReasoningPart) and (p.text or p.signature) and issued_by(p.issuer, OPENROUTER)
     ]
+    fmt = detail_format(model)
+    if fmt == CLAUDE_FORMAT:
+        parts = [p for p in parts if p.signature]  # redacted thinking's data is its signature
     if not parts:
         return []
-    fmt = detail_format(model)
     entries: list[dict[str, Any]] = []
     for index, part in enumerate(parts):
         entries.extend(_part_entries(part, fmt, index))
