@@ -289,3 +289,30 @@ async def test_json_schema_response_format_as_mistral_documents_it(env: Env) -> 
     assert parsed is not None
     assert parsed.json_schema is not None
     assert (parsed.json_schema.name, parsed.json_schema.strict) == ("Book", True)
+
+
+def test_thinking_another_vendor_issued_is_not_sent_to_mistral() -> None:
+    """After a fallback, Claude's or OpenRouter's signed thinking stays out of Mistral's request, as
+    every replay leaves out foreign signatures; Mistral's own and unmarked thinking go."""
+    from provider_gateway.domain import ChatRequest, Message, ReasoningPart, Role, TextPart
+    from provider_gateway.providers.openai.presets import PRESETS
+    from provider_gateway.providers.openai.wires import wire_for
+
+    turn = (
+        ReasoningPart("Claude's.", signature="claude-sig", issuer="anthropic"),
+        ReasoningPart("Relayed.", signature="or-sig", issuer="openrouter"),
+        ReasoningPart("Own.", signature="own-sig", issuer="mistral"),
+        ReasoningPart("Unmarked."),
+        TextPart("Answer."),
+    )
+    messages = [
+        Message(Role.USER, (TextPart("q"),)),
+        Message(Role.ASSISTANT, turn),
+        Message(Role.USER, (TextPart("more"),)),
+    ]
+    body = wire_for(PRESETS["mistral"]).chat_body(
+        ChatRequest(model="magistral-medium-latest", messages=messages), stream=False
+    )
+    chunks = body["messages"][1]["content"]
+    thinking = [(c["thinking"][0]["text"], c.get("signature")) for c in chunks if c["type"] == "thinking"]
+    assert thinking == [("Own.", "own-sig"), ("Unmarked.", None)]

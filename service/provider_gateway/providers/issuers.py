@@ -13,6 +13,7 @@ from __future__ import annotations
 ANTHROPIC = "anthropic"
 BEDROCK = "bedrock"
 GEMINI = "gemini"
+MISTRAL = "mistral"
 OPENROUTER = "openrouter"  # the state of any model it relays: verifiable only through OpenRouter
 CLAUDE_PREFIX = "claude"  # as providers/vertex/codec.py tells Claude models from Gemini
 # Provider kinds whose reasoning state Gemini issued: its own API, and its OpenAI-compatible one.

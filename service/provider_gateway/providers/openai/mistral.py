@@ -38,6 +38,7 @@ from provider_gateway.domain import (
     Usage,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.providers.issuers import MISTRAL, issued_by
 from provider_gateway.providers.openai.codec import ChatWire, normalise_usage
 from provider_gateway.providers.openai.content import chunk_type, decode_content, undecodable
 
@@ -80,10 +81,17 @@ class MistralWire(ChatWire):
                 body["reasoning_effort"] = reasoning.effort or "high"
 
     def assistant_content(self, message: Message) -> Any:
-        """Text alone as a string; with reasoning, chunks: `thinking` blocks, then the text."""
+        """Text alone as a string; with reasoning, chunks: `thinking` blocks, then the text. A block
+        another vendor issued (after a fallback) is left out, as every replay leaves out foreign
+        signatures (providers/issuers.py)."""
         chunks: list[dict[str, Any]] = []
         for part in message.content:
-            if isinstance(part, ReasoningPart) and (part.text or part.signature) and not part.id:
+            if (
+                isinstance(part, ReasoningPart)
+                and (part.text or part.signature)
+                and not part.id
+                and issued_by(part.issuer, MISTRAL)
+            ):
                 thinking: dict[str, Any] = {
                     "type": "thinking",
                     "thinking": [{"type": "text", "text": part.text}],
