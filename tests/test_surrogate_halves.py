@@ -267,3 +267,19 @@ def test_a_log_line_holding_a_half_is_written() -> None:
     )
     handler.emit(record)
     assert json.loads(stream.getvalue())["msg"] == "busy \ufffd"
+
+
+def test_a_finish_carrying_a_usage_that_holds_a_half_is_sent() -> None:
+    """With `usage_in_finish` the raw usage is first encoded in the finish: mended there too."""
+    from provider_gateway import domain as d
+    from provider_gateway.server.convert import StreamMessages
+
+    messages = StreamMessages(pb.StreamOptions(usage_in_finish=True))
+    usage = d.Usage(3, 2, raw={"note": "half \ud83d"})
+    assert messages.to_proto(d.UsageEvent(usage)) is None
+    finish = messages.to_proto(
+        d.Finish(d.FinishReason.STOP, "stop", "p", "m\ud83d", d.Timing(1, 2, 3, 4), ())
+    )
+    assert finish is not None
+    assert finish.finish.model == "m\ufffd"
+    assert finish.finish.usage.raw["note"] == "half \ufffd"

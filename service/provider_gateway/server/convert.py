@@ -16,7 +16,6 @@ from provider_gateway import domain as d
 from provider_gateway.errors import invalid_argument
 from provider_gateway.server.well_formed import mended
 from provider_gateway.v1 import provider_service_pb2 as pb
-from provider_gateway.wire.json_text import well_formed_text
 
 if TYPE_CHECKING:
     from provider_gateway.server.finish_templates import FinishTemplates
@@ -467,27 +466,22 @@ class StreamMessages:
         self._usage_in_finish = options.usage_in_finish
 
     def to_proto(self, event: d.GatewayEvent) -> pb.StreamEvent | None:
-        if type(event) is d.TextDelta:  # nearly every event of a stream
-            try:
-                self._text_delta.text = event.text
-            except UnicodeEncodeError:  # half of a surrogate pair (server/well_formed.py)
-                self._text_delta.text = well_formed_text(event.text)
-            return self._text
         try:
-            return self._other(event)
-        except UnicodeEncodeError:
-            return self._other(mended(event))
-
-    def _other(self, event: d.GatewayEvent) -> pb.StreamEvent | None:
-        if type(event) is d.UsageEvent:
-            self._usage = event.usage
-            if self._usage_in_finish:
-                return None
-        elif type(event) is d.Finish:
-            return self._finish_event(event, self._usage)
-        elif type(event) is d.ReasoningDelta and event.closes_block and self._issuer is not None:
-            return reasoning_event(event, self._issuer())
-        return event_to_proto(event)
+            if type(event) is d.TextDelta:  # nearly every event of a stream
+                self._text_delta.text = event.text
+                return self._text
+            if type(event) is d.UsageEvent:
+                self._usage = event.usage
+                if self._usage_in_finish:
+                    return None
+            elif type(event) is d.Finish:
+                return self._finish_event(event, self._usage)
+            elif type(event) is d.ReasoningDelta and event.closes_block and self._issuer is not None:
+                return reasoning_event(event, self._issuer())
+            return event_to_proto(event)
+        except UnicodeEncodeError:  # half of a surrogate pair (server/well_formed.py)
+            self._usage = mended(self._usage)  # a finish carries it
+            return self.to_proto(mended(event))
 
 
 def raw_content_to_proto(content: d.RawContent) -> pb.RawContent:

@@ -58,7 +58,6 @@ from provider_gateway.providers.openai.wires import wire_for
 from provider_gateway.providers.relay import decode_read
 from provider_gateway.providers.reported_usage import report_partial_usage
 from provider_gateway.providers.upstream_io import oversized_event
-from provider_gateway.wire import json_text
 from provider_gateway.wire.sse import SseDecoder, SseError, SseEvent
 
 KEYS = (
@@ -269,8 +268,8 @@ class OpenAIProvider(BaseProvider):
             # `event_chunk` decodes says what it is).
             if type(frame) is bytes and frame != b"[DONE]":
                 try:
-                    data = json_text.loads(frame)
-                except orjson.JSONDecodeError:
+                    data = orjson.loads(frame)
+                except orjson.JSONDecodeError:  # `event_chunk` reads it again (lone halves too)
                     data = None
                 if type(data) is dict:
                     return read(data)
