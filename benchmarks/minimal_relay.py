@@ -8,7 +8,8 @@ the difference, and a target below this floor is a target for another stack, not
 It runs the stack as the gateway does (since 2026-12-07): tasks started eagerly, the service
 served through a generic handler only (server/event_loop.py, server/registration.py), and the
 usage in the finish and events in hand together batched, as the clients ask for them: one message
-a stream when the whole answer comes in one read, two otherwise.
+a stream when the whole answer comes in one read, two otherwise; the last message goes with the
+status in one gRPC batch (server/last_message.py).
 
     python benchmarks/minimal_relay.py --upstream http://127.0.0.1:PORT/v1
 prints `listening on 127.0.0.1:PORT` once ready.
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -31,10 +32,11 @@ import grpc
 import orjson
 
 from provider_gateway.server.event_loop import eager_asyncio_loop
-from provider_gateway.server.registration import GenericOnly
+from provider_gateway.server.last_message import is_last, mark_last
 from provider_gateway.v1 import provider_service_pb2 as pb
 from provider_gateway.v1 import provider_service_pb2_grpc as pb_grpc
 
+SERVICE = "provider_gateway.v1.ProviderService"
 HEADERS = {"authorization": "Bearer sk-bench", "content-type": "application/json"}
 
 
@@ -64,10 +66,13 @@ def finish_events(request: pb.ChatRequest, last: list[str], usage: pb.Usage) -> 
     sends what it has in hand together."""
     finish = pb.StreamEvent(finish=pb.Finish(reason=pb.FINISH_REASON_STOP, usage=usage))
     if not last:
-        return [finish]
-    if request.stream_options.batch_events:
-        return [pb.StreamEvent(batch=pb.EventBatch(events=[text_event(last), finish]))]
-    return [text_event(last), finish]
+        messages = [finish]
+    elif request.stream_options.batch_events:
+        messages = [pb.StreamEvent(batch=pb.EventBatch(events=[text_event(last), finish]))]
+    else:
+        messages = [text_event(last), finish]
+    mark_last(messages[-1])  # the upstream has ended: it goes with the status, as the gateway's
+    return messages
 
 
 class MinimalRelay(pb_grpc.ProviderServiceServicer):
@@ -135,11 +140,43 @@ async def main() -> None:
     await serve(GrpcAlone() if args.no_upstream else MinimalRelay(args.upstream))
 
 
+def last_with_status(
+    stream: Callable[[pb.ChatRequest, Any], AsyncIterator[pb.StreamEvent]],
+) -> Callable[[pb.ChatRequest, Any], Awaitable[bytes | None]]:
+    """ChatStream served as the gateway's edge serves it (server/last_message.py): a unary-response
+    handler that writes each message but the one marked last, and returns that one, which gRPC
+    sends with the status in one batch."""
+
+    async def handler(request: pb.ChatRequest, context: Any) -> bytes | None:
+        held = None
+        async for message in stream(request, context):
+            if is_last(message):
+                held = message.SerializeToString()
+            else:
+                await context.write(message.SerializeToString())
+        if held is None:  # grpc.aio cannot end a call OK without a message from here
+            await context.abort(grpc.StatusCode.INTERNAL, "no finish")
+        return held
+
+    return handler
+
+
 async def serve(servicer: pb_grpc.ProviderServiceServicer) -> None:
     """Serve `servicer` through a generic handler on a free loopback port until killed; print
     `listening on HOST:PORT`."""
     server = grpc.aio.server()
-    pb_grpc.add_ProviderServiceServicer_to_server(servicer, GenericOnly(server))
+    handlers = {
+        "ChatStream": grpc.unary_unary_rpc_method_handler(
+            last_with_status(servicer.ChatStream), request_deserializer=pb.ChatRequest.FromString
+        )
+    }
+    if isinstance(servicer, MinimalRelay):
+        handlers["Chat"] = grpc.unary_unary_rpc_method_handler(
+            servicer.Chat,
+            request_deserializer=pb.ChatRequest.FromString,
+            response_serializer=pb.ChatResponse.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(f"listening on 127.0.0.1:{port}", flush=True)

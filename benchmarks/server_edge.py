@@ -31,6 +31,7 @@ from provider_gateway.observability.interceptor import RequestInterceptor
 from provider_gateway.observability.request import RequestState
 from provider_gateway.server import convert, validate
 from provider_gateway.server.app import GatewayServer
+from provider_gateway.server.last_message import mark_last
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 ROUNDS = 7
@@ -143,7 +144,9 @@ async def chain_us() -> dict[str, float]:
         return answer
 
     async def chat_stream(request: Any, context: Any) -> AsyncIterator[pb.ChatResponse]:
-        for _ in range(3):
+        for i in range(3):
+            if i == 2:  # as the servicer does when the upstream's end is in hand
+                mark_last(answer)
             yield answer
 
     serialize = pb.ChatResponse.SerializeToString
@@ -167,7 +170,9 @@ async def chain_us() -> dict[str, float]:
     async def stream() -> None:
         details = _Details(f"{SERVICE}ChatStream", context.invocation_metadata())
         handler = await _run_interceptor(iter(interceptors), lookup, details)
-        if inspect.iscoroutinefunction(handler.unary_stream):  # it writes each message itself
+        if handler.unary_unary is not None:  # served as a unary response (server/last_message.py)
+            await handler.unary_unary(REQUEST, context)
+        elif inspect.iscoroutinefunction(handler.unary_stream):  # it writes each message itself
             await handler.unary_stream(REQUEST, context)
         else:  # a revision whose edge is an async generator gRPC iterates
             async for _ in handler.unary_stream(REQUEST, context):
@@ -207,7 +212,11 @@ async def servicer_us() -> float:
 async def relay_us() -> dict[str, float]:
     """A stream of 6 events, each after a turn of the event loop (an upstream read), relayed one
     message per event and through the coalescing relay (server/coalesce.py) at light load."""
-    from provider_gateway.server.coalesce import as_they_come, coalesced
+    from provider_gateway.server.coalesce import OneByOne, coalesced
+    from provider_gateway.server.coalesce import relayed as writer_loop
+
+    def as_they_come(events: AsyncIterator[d.GatewayEvent]) -> Any:  # [server] coalesce_deltas = false
+        return writer_loop(OneByOne(events))  # type: ignore[arg-type]
 
     async def upstream() -> AsyncIterator[d.GatewayEvent]:
         for _ in range(6):

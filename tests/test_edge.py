@@ -16,7 +16,8 @@ import pytest
 from test_metrics_prometheus import points
 from test_observability import Observed, next_span, observed_gateway, user
 
-from provider_gateway.server.edge import EdgeInterceptor
+from provider_gateway.server.edge import UNFINISHED, EdgeInterceptor
+from provider_gateway.server.last_message import mark_last
 from provider_gateway.server.shutdown_cut import SHUTDOWN_MESSAGE, ShutdownCut
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -122,16 +123,20 @@ class Context:
         await self.writable.wait()
         self.written.append(message)
 
-    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
         self.aborted = (code, details)
         raise grpc.aio.AbortError(details)
 
 
 def edge(events: list[Any], cut: ShutdownCut, behaviour: Any) -> Any:
-    """`behaviour` as ChatStream behind an edge with two recording hooks; returns the edge's frame."""
+    """`behaviour` as ChatStream behind an edge with two recording hooks; returns the edge's frame,
+    which grpc.aio serves as a unary response (the stream's last message, sent with the status)."""
     interceptor = EdgeInterceptor([Recorder("outer", events), Recorder("inner", events)], cut)
     below = grpc.unary_stream_rpc_method_handler(behaviour, request_deserializer=pb.ChatRequest.FromString)
-    return interceptor.compose(SERVICE + "ChatStream", below).unary_stream
+    handler = interceptor.compose(SERVICE + "ChatStream", below)
+    assert handler.unary_stream is None
+    assert not handler.response_streaming
+    return handler.unary_unary
 
 
 def a_and_b(closed: asyncio.Event) -> Any:
@@ -147,12 +152,31 @@ def a_and_b(closed: asyncio.Event) -> Any:
     return stream
 
 
+def a_and_b_marking(last: str, closed: asyncio.Event) -> Any:
+    """A handler streaming "a" then "b" that marks `last` as the stream's last message (as the
+    servicer marks its finish), setting `closed` when it ends."""
+
+    async def stream(request: Any, context: Any) -> AsyncIterator[str]:
+        try:
+            for message in ("a", "b"):
+                if message == last:
+                    mark_last(message)
+                yield message
+        finally:
+            closed.set()
+
+    return stream
+
+
 async def test_hooks_begin_outermost_first_and_end_innermost_first_with_the_last_message() -> None:
+    """The message marked last (the finish) is held until the handler ends, then returned: gRPC
+    sends it with the status."""
     events: list[Any] = []
     closed = asyncio.Event()
     context = Context()
-    await edge(events, ShutdownCut(), a_and_b(closed))(pb.ChatRequest(), context)
-    assert context.written == ["a", "b"]
+    frame = edge(events, ShutdownCut(), a_and_b_marking("b", closed))
+    assert await asyncio.ensure_future(frame(pb.ChatRequest(), context)) == "b"
+    assert (context.written, context.aborted) == (["a"], None)
     assert closed.is_set()
     assert events == [
         ("begin", "outer"),
@@ -160,6 +184,52 @@ async def test_hooks_begin_outermost_first_and_end_innermost_first_with_the_last
         ("end", "inner", None, "b"),
         ("end", "outer", None, "b"),
     ]
+
+
+async def test_a_stream_that_ends_well_without_its_finish_is_an_error_not_a_whole_answer() -> None:
+    events: list[Any] = []
+    context = Context()
+    with pytest.raises(grpc.aio.AbortError):
+        await asyncio.ensure_future(
+            edge(events, ShutdownCut(), a_and_b(asyncio.Event()))(pb.ChatRequest(), context)
+        )
+    assert context.written == ["a", "b"]
+    assert context.aborted == (grpc.StatusCode.INTERNAL, UNFINISHED)
+    assert events[-1] == ("end", "outer", "AbortError", "b")
+
+
+async def test_a_message_after_the_one_marked_last_still_goes_in_order() -> None:
+    context = Context()
+    frame = edge([], ShutdownCut(), a_and_b_marking("a", asyncio.Event()))
+    with pytest.raises(grpc.aio.AbortError):
+        await asyncio.ensure_future(frame(pb.ChatRequest(), context))
+    assert context.written == ["a", "b"]
+
+
+async def test_the_marked_message_waits_for_the_handler_to_end_and_an_error_then_wins() -> None:
+    """The finish goes with the status, so it is held while the handler finishes its work (the
+    router's and the relay's bookkeeping); an error in that work ends the call with the error."""
+    events: list[Any] = []
+    go_on = asyncio.Event()
+
+    async def finish_then_fail(request: Any, context: Any) -> AsyncIterator[str]:
+        yield "a"
+        mark_last("finish")
+        yield "finish"
+        await go_on.wait()
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "upstream failed after its end")
+
+    context = Context()
+    call = asyncio.ensure_future(edge(events, ShutdownCut(), finish_then_fail)(pb.ChatRequest(), context))
+    await asyncio.sleep(0.01)
+    assert not call.done()  # held: the handler has not ended
+    assert context.written == ["a"]
+    go_on.set()
+    with pytest.raises(grpc.aio.AbortError):
+        await call
+    assert context.written == ["a"]  # the finish never went: the call ended with the error
+    assert context.aborted == (grpc.StatusCode.UNAVAILABLE, "upstream failed after its end")
+    assert events[-1] == ("end", "outer", "AbortError", "finish")
 
 
 async def test_a_cut_while_grpc_writes_waits_for_the_write_then_ends_the_stream() -> None:

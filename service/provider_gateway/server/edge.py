@@ -8,6 +8,8 @@ inside the shutdown cut's bookkeeping (a stream's messages written by the edge i
 hooks' `end`, innermost first, with what the call raised. A wrapper per concern re-yielded every
 message of a stream once more each, about 105k instructions of a 20-token stream (issue 15).
 A unary answer is measured against the server's send limit before it is returned (answer_size.py).
+A stream is served as a unary response whose frame writes each message itself and returns the last
+(its finish), which gRPC sends with the status in one batch (last_message.py).
 The other services' methods (health, reflection) get the decode guard and the drain as handler
 wrappers: they are not on any request's path.
 
@@ -30,9 +32,13 @@ import grpc
 
 from provider_gateway.server.answer_size import too_large
 from provider_gateway.server.decode import DecodeGuard, Undecodable, guarded, refuse
-from provider_gateway.server.shutdown_cut import ShutdownCut
+from provider_gateway.server.last_message import is_last
+from provider_gateway.server.shutdown_cut import Call, ShutdownCut
 
 PROVIDER_SERVICE = "/provider_gateway.v1.ProviderService/"
+# A stream that ended well without its finish: the router never lets one through (a cut stream is
+# an error), so this is a bug of the gateway's, and the client must not take it as a whole answer.
+UNFINISHED = "the stream ended without its finish, a bug of the gateway's: the answer may be incomplete"
 type Handler = grpc.RpcMethodHandler[Any, Any]
 type Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -84,45 +90,64 @@ class _Nested:
 
 
 def _stream(
-    behaviour: Callable[[Any, Context], AsyncGenerator[Any, None]], hook: CallHook | None, cut: ShutdownCut
-) -> Callable[[Any, Context], Awaitable[None]]:
+    behaviour: Callable[[Any, Context], AsyncGenerator[Any, None]],
+    hook: CallHook | None,
+    cut: ShutdownCut,
+    serialize: Callable[[Any], bytes],
+) -> Callable[[Any, Context], Awaitable[Any]]:
     # A coroutine writing each message itself (grpc.aio's reader/writer form), not a generator that
     # gRPC iterates: one generator fewer per message, and a cancel that lands while gRPC writes
     # lands here, in the call's task, so the handler is closed at once and the call counted as
     # cancelled (a generator gRPC drops is closed later by the event loop, in another context).
-    async def stream(request: Any, context: Context) -> None:
+    # It is served as a unary-response handler: the message the handler below marks as the last
+    # (the one with the finish) is held until the handler ends, then returned, and gRPC sends it
+    # with the status in one batch (server/last_message.py).
+    async def stream(request: Any, context: Context) -> Any:
         begun = None if hook is None else hook.begin(request, context)
-        last = error = None
+        last = error = held = None
         try:
             if isinstance(request, Undecodable):
                 await refuse(context, request)
             call = cut.enter()
             try:
                 messages = behaviour(request, context)
-                write = context.write
                 try:
                     async for last in messages:
-                        call.writing = True
-                        try:
-                            await write(last)
-                        finally:  # a write that failed is over too: the cut may take the call
-                            call.writing = False
-                        if cut.cutting:  # the cut came while gRPC wrote this message
-                            await cut.end(context)
+                        if held is not None:  # one marked last was not: it goes first, in order
+                            await _written(context, call, cut, held)
+                            held = None
+                        if is_last(last):  # serialized now: the handler may reuse the object
+                            held = serialize(last)
+                        else:
+                            await _written(context, call, cut, serialize(last))
                 finally:
                     await messages.aclose()  # a cancelled call stops the work behind it now
             except asyncio.CancelledError:
                 await cut.ended_by_cancel(call, context)
             finally:
                 cut.leave(call)
+            if held is None:  # grpc.aio cannot end a call OK without a message from here
+                await context.abort(grpc.StatusCode.INTERNAL, UNFINISHED)
         except BaseException as exc:
             error = exc
             raise
         finally:
             if hook is not None:
                 hook.end(begun, error, last)
+        return held
 
     return stream
+
+
+async def _written(context: Context, call: Call, cut: ShutdownCut, message: bytes) -> None:
+    """`message` written; a stream the cut came for while gRPC wrote it ends then."""
+    call.writing = True
+    try:
+        await context.write(message)
+    finally:  # a write that failed is over too: the cut may take the call
+        call.writing = False
+    if cut.cutting:
+        await cut.end(context)
 
 
 def _unary(
@@ -159,6 +184,10 @@ def _unary(
                 hook.end(begun, error, response)
 
     return unary
+
+
+def _as_is(message: Any) -> Any:
+    return message
 
 
 class EdgeInterceptor(grpc.aio.ServerInterceptor):
@@ -211,8 +240,10 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream is not None:
             # Every ProviderService stream is an async generator (grpc's stubs type it as sync).
             streamed = cast("Callable[[Any, Context], AsyncGenerator[Any, None]]", handler.unary_stream)
-            stream = _stream(streamed, self._hook(method, True), self._cut)
-            return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
+            serialize = kwargs.pop("response_serializer") or _as_is  # the frame sends bytes
+            stream = _stream(streamed, self._hook(method, True), self._cut, serialize)
+            # Served as a unary response: the last message and the status in one batch.
+            return grpc.unary_unary_rpc_method_handler(stream, **kwargs)
         if handler.unary_unary is not None:
             answered = cast("Callable[[Any, Context], Awaitable[Any]]", handler.unary_unary)
             unary = _unary(answered, self._hook(method, False), self._cut, method, self._send_limit)

@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from provider_gateway.config import ServerConfig
-from provider_gateway.domain import GatewayEvent
+from provider_gateway.domain import Finish, GatewayEvent
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import deadline as upstream_deadline
 from provider_gateway.observability.request import CURRENT
@@ -29,6 +29,7 @@ from provider_gateway.server.event_batches import batched
 from provider_gateway.server.finish_templates import FinishTemplates
 from provider_gateway.server.health import ProviderHealthBook
 from provider_gateway.server.issuers import AnswerIssuers
+from provider_gateway.server.last_message import mark_last
 from provider_gateway.server.split_deltas import delta_bytes, within
 from provider_gateway.server.well_formed import mended
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -169,6 +170,8 @@ def _streaming(
                         taken = within(relay.take(), bound)  # each message within the send limit
                         if batching and len(taken) > 1:  # events in hand together, as one message
                             ready, error = batched(messages, taken, bound)
+                            if error is None and type(taken[-1]) is Finish:
+                                mark_last(ready[-1])  # sent with the status (last_message.py)
                             for sent in ready:
                                 yield sent
                             if error is not None:  # after the events before it, as unbatched
@@ -176,6 +179,8 @@ def _streaming(
                             continue
                         for event in taken:
                             if (message := messages.to_proto(event)) is not None:
+                                if type(event) is Finish:  # sent with the status (last_message.py)
+                                    mark_last(message)
                                 yield message
                     relay.end()
                 finally:

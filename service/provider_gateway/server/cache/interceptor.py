@@ -29,6 +29,7 @@ from provider_gateway.server.cache.replay import keepable, served_again
 from provider_gateway.server.cache.settings import CacheSettings
 from provider_gateway.server.cache.store import AnswerStore, part_cost
 from provider_gateway.server.event_batches import BATCH_BYTES, Batches
+from provider_gateway.server.last_message import mark_last
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 if TYPE_CHECKING:
@@ -164,13 +165,16 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
                     batches = Batches(BATCH_BYTES)
                     for event in events:
                         batches.add(event)
-                    for message in batches.done():
+                    sent = batches.done()
+                    mark_last(sent[-1])  # all in hand: the last goes with the status
+                    for message in sent:
                         yield message
                     return
                 for part in parts[:-1]:
                     yield pb.StreamEvent.FromString(part)
                 last = pb.StreamEvent.FromString(parts[-1])
                 served_again(last.finish, _since_us(started), first_us)
+                mark_last(last)
                 yield last
                 return
             self._looked_up(rpc, plan, request, hit=False)
