@@ -57,6 +57,9 @@ class StubContext:
     async def write(self, message: Any) -> None:
         self.written += 1
 
+    def code(self) -> None:
+        return None
+
     async def abort(self, code: Any, details: str = "", trailing_metadata: Any = ()) -> None:
         raise RuntimeError(f"{code}: {details}")
 

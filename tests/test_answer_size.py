@@ -11,6 +11,7 @@ import json
 
 import grpc
 import pytest
+from rpc_util import chat, collect_until_error, text_of
 from test_metrics_prometheus import points
 from test_observability import captured_logs, next_span, observed_gateway, user
 
@@ -104,3 +105,63 @@ async def test_the_documented_embed_caps_together_are_refused_at_the_default_lim
             await gw.running.stub.Embed(request, timeout=30)
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "256 inputs x 8192 dimensions" in (refused.value.details() or "")
+
+
+# A stream's messages: its deltas are split to fit the limit, but its finish (sent with the status,
+# server/last_message.py) may not fit when many attempts' errors fill it, nor a cached answer's
+# replay batched for a client asking for batch_events.
+FAULT = "x" * 300
+TIGHT_SERVER = f"""
+[server]
+max_message_bytes = 1024
+[providers.mock]
+kind = "mock"
+{"".join(f'[providers.mock.models.bad{i}]\nfault = "error_before_first_token"\nfault_message = "{FAULT}"\n' for i in (1, 2, 3))}
+[providers.mock.models.long]
+tokens = 400
+[cache]
+enabled = true
+"""
+
+
+async def streamed(call: object) -> tuple[str, grpc.StatusCode, str, str]:
+    """The text, status, details and cache header of a ChatStream call read to its end."""
+    messages, error = await collect_until_error(call)
+    events = [e for m in messages for e in (m.batch.events if m.HasField("batch") else (m,))]
+    metadata = dict(await call.initial_metadata())  # type: ignore[attr-defined]
+    code = error.code() if error is not None else grpc.StatusCode.OK
+    return (
+        text_of(events),
+        code,
+        (error.details() or "") if error else "",
+        str(metadata.get("x-gateway-cache")),
+    )
+
+
+async def test_a_stream_finish_over_the_send_limit_is_refused_recorded_and_never_cached() -> None:
+    with captured_logs() as output:
+        async with observed_gateway(TIGHT_SERVER) as gw:
+            request = chat("mock/bad1", fallbacks=["mock/bad2", "mock/bad3", "mock/echo"])
+            first = await streamed(gw.running.stub.ChatStream(request, timeout=10))
+            again = await streamed(gw.running.stub.ChatStream(request, timeout=10))
+            await asyncio.sleep(0.05)  # anything grpc would log after the call
+    for _, code, details, _ in (first, again):
+        assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "a ChatStream message is" in details
+        assert "over [server] max_message_bytes 1024; raise it" in details
+    assert (first[3], again[3]) == ("miss", "miss")  # an answer the client never got is not kept
+    assert "Sent message larger than max" not in output.getvalue()
+    streams = [line["status"] for line in access_lines(output.getvalue()) if line["rpc"] == "ChatStream"]
+    assert streams == ["RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"]
+
+
+async def test_a_cached_stream_replayed_in_batches_fits_the_send_limit() -> None:
+    async with observed_gateway(TIGHT_SERVER) as gw:
+        options = pb.StreamOptions(batch_events=True)
+        request = chat("mock/long", stream_options=options)
+        miss = await streamed(gw.running.stub.ChatStream(request, timeout=10))
+        hit = await streamed(gw.running.stub.ChatStream(request, timeout=10))
+    assert miss[1:] == (grpc.StatusCode.OK, "", "miss")
+    assert hit[1:] == (grpc.StatusCode.OK, "", "hit")
+    assert len(miss[0]) > 1024
+    assert hit[0] == miss[0]

@@ -123,6 +123,11 @@ class Context:
         await self.writable.wait()
         self.written.append(message)
 
+    status: grpc.StatusCode | None = None  # what `set_code` would have set
+
+    def code(self) -> grpc.StatusCode | None:
+        return self.status
+
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
         self.aborted = (code, details)
         raise grpc.aio.AbortError(details)
@@ -232,15 +237,50 @@ async def test_the_marked_message_waits_for_the_handler_to_end_and_an_error_then
     assert events[-1] == ("end", "outer", "AbortError", "finish")
 
 
+async def test_a_mark_is_read_once_so_a_later_stream_of_the_task_cannot_end_on_it() -> None:
+    finish = "finish"
+
+    async def marks(request: Any, context: Any) -> AsyncIterator[str]:
+        mark_last(finish)
+        yield finish
+
+    async def never_marks(request: Any, context: Any) -> AsyncIterator[str]:
+        yield finish  # the same object, not marked this time
+
+    async def both_in_one_task() -> None:
+        assert await edge([], ShutdownCut(), marks)(pb.ChatRequest(), Context()) == finish
+        context = Context()
+        with pytest.raises(grpc.aio.AbortError):
+            await edge([], ShutdownCut(), never_marks)(pb.ChatRequest(), context)
+        assert context.aborted == (grpc.StatusCode.INTERNAL, UNFINISHED)
+
+    await asyncio.ensure_future(both_in_one_task())
+
+
+async def test_a_code_set_without_abort_ends_the_stream_after_its_finish() -> None:
+    """grpc.aio would send an empty message in place of a unary-form handler's answer."""
+
+    async def sets_a_code(request: Any, context: Any) -> AsyncIterator[str]:
+        context.status = grpc.StatusCode.UNAVAILABLE
+        mark_last("finish")
+        yield "finish"
+
+    context = Context()
+    with pytest.raises(grpc.aio.AbortError):
+        await asyncio.ensure_future(edge([], ShutdownCut(), sets_a_code)(pb.ChatRequest(), context))
+    assert context.written == ["finish"]
+    assert context.aborted == (grpc.StatusCode.UNAVAILABLE, "")
+
+
 async def test_a_cut_while_grpc_writes_waits_for_the_write_then_ends_the_stream() -> None:
     events: list[Any] = []
     cut = ShutdownCut()
     produced: list[int] = []
 
-    async def endless(request: Any, context: Any) -> AsyncIterator[int]:
+    async def endless(request: Any, context: Any) -> AsyncIterator[str]:
         while True:
             produced.append(len(produced) + 1)
-            yield produced[-1]
+            yield str(produced[-1])
 
     context = Context()
     context.writable.clear()
@@ -250,9 +290,9 @@ async def test_a_cut_while_grpc_writes_waits_for_the_write_then_ends_the_stream(
     context.writable.set()
     with pytest.raises(grpc.aio.AbortError):
         await call  # the write done, the stream ends: message 2 is never written
-    assert (context.written, produced) == ([1], [1])
+    assert (context.written, produced) == (["1"], [1])
     assert context.aborted == (grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
-    assert events[-1] == ("end", "outer", "AbortError", 1)
+    assert events[-1] == ("end", "outer", "AbortError", "1")
     assert cut.cut() == 0  # the call has left
 
 

@@ -25,3 +25,9 @@ def too_large(rpc: str, size: int, limit: int) -> str:
         f"the {rpc} answer is {size} bytes, over [server] max_message_bytes {limit}; "
         f"raise it{' ' + instead if instead else ''}"
     )
+
+
+def too_large_message(rpc: str, size: int, limit: int) -> str:
+    """The refusal of one stream message over the limit (the stream's deltas are split to fit it;
+    its finish, with many attempts' errors, may not): the sizes and the setting."""
+    return f"a {rpc} message is {size} bytes, over [server] max_message_bytes {limit}; raise it"

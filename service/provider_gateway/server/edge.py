@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, Protocol, cast
 
 import grpc
 
-from provider_gateway.server.answer_size import too_large
+from provider_gateway.server.answer_size import too_large, too_large_message
 from provider_gateway.server.decode import DecodeGuard, Undecodable, guarded, refuse
 from provider_gateway.server.last_message import is_last
 from provider_gateway.server.shutdown_cut import Call, ShutdownCut
@@ -94,6 +95,8 @@ def _stream(
     hook: CallHook | None,
     cut: ShutdownCut,
     serialize: Callable[[Any], bytes],
+    method: str,
+    send_limit: int,
 ) -> Callable[[Any, Context], Awaitable[Any]]:
     # A coroutine writing each message itself (grpc.aio's reader/writer form), not a generator that
     # gRPC iterates: one generator fewer per message, and a cancel that lands while gRPC writes
@@ -102,6 +105,9 @@ def _stream(
     # It is served as a unary-response handler: the message the handler below marks as the last
     # (the one with the finish) is held until the handler ends, then returned, and gRPC sends it
     # with the status in one batch (server/last_message.py).
+    rpc = method.rsplit("/", 1)[-1]
+    limit = send_limit or sys.maxsize
+
     async def stream(request: Any, context: Context) -> Any:
         begun = None if hook is None else hook.begin(request, context)
         last = error = held = None
@@ -116,10 +122,15 @@ def _stream(
                         if held is not None:  # one marked last was not: it goes first, in order
                             await _written(context, call, cut, held)
                             held = None
-                        if is_last(last):  # serialized now: the handler may reuse the object
-                            held = serialize(last)
+                        data = serialize(last)  # now: the handler may reuse the object
+                        if len(data) > limit:  # refused by us, not after the frame (answer_size.py)
+                            await context.abort(
+                                grpc.StatusCode.RESOURCE_EXHAUSTED, too_large_message(rpc, len(data), limit)
+                            )
+                        if is_last(last):
+                            held = data
                         else:
-                            await _written(context, call, cut, serialize(last))
+                            await _written(context, call, cut, data)
                 finally:
                     await messages.aclose()  # a cancelled call stops the work behind it now
             except asyncio.CancelledError:
@@ -128,6 +139,10 @@ def _stream(
                 cut.leave(call)
             if held is None:  # grpc.aio cannot end a call OK without a message from here
                 await context.abort(grpc.StatusCode.INTERNAL, UNFINISHED)
+            if (code := context.code()) is not None and code != grpc.StatusCode.OK:
+                # A code set without abort: grpc.aio would send an empty message for the finish.
+                await _written(context, call, cut, held)
+                await context.abort(code)
         except BaseException as exc:
             error = exc
             raise
@@ -241,7 +256,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             # Every ProviderService stream is an async generator (grpc's stubs type it as sync).
             streamed = cast("Callable[[Any, Context], AsyncGenerator[Any, None]]", handler.unary_stream)
             serialize = kwargs.pop("response_serializer") or _as_is  # the frame sends bytes
-            stream = _stream(streamed, self._hook(method, True), self._cut, serialize)
+            hook = self._hook(method, True)
+            stream = _stream(streamed, hook, self._cut, serialize, method, self._send_limit)
             # Served as a unary response: the last message and the status in one batch.
             return grpc.unary_unary_rpc_method_handler(stream, **kwargs)
         if handler.unary_unary is not None:

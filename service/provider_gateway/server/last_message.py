@@ -31,5 +31,10 @@ def mark_last(message: object) -> None:
 
 
 def is_last(message: object) -> bool:
-    """Whether `message` is the one the handler below marked as the stream's last."""
-    return _LAST.get() is message
+    """Whether `message` is the one the handler below marked as the stream's last. A mark found is
+    cleared: no later stream in the same task reads it, and nothing started from the call's context
+    afterwards (a settlement task) keeps the message alive."""
+    if _LAST.get() is not message:
+        return False
+    _LAST.set(None)
+    return True

@@ -30,6 +30,7 @@ from provider_gateway.server.cache.settings import CacheSettings
 from provider_gateway.server.cache.store import AnswerStore, part_cost
 from provider_gateway.server.event_batches import BATCH_BYTES, Batches
 from provider_gateway.server.last_message import mark_last
+from provider_gateway.server.split_deltas import delta_bytes
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 if TYPE_CHECKING:
@@ -66,8 +67,12 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
         identify: Identify = anyone,
         lookups: Lookups | None = None,
         clock: Callable[[], float] = time.monotonic,
+        batch_bytes: int = BATCH_BYTES,
     ) -> None:
+        """`batch_bytes`: the most a hit's batch holds, within the server's send limit as the
+        servicer's batches are (server/split_deltas.py `delta_bytes`)."""
         self.store = AnswerStore(settings, clock)
+        self.batch_bytes = min(batch_bytes, BATCH_BYTES)
         self.identify = identify
         self.lookups = lookups
         # method -> (the handler from below, its wrapped form)
@@ -162,7 +167,7 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
                 if request.stream_options.batch_events and len(parts) > 1:  # all in hand: batched
                     events = [pb.StreamEvent.FromString(part) for part in parts]
                     served_again(events[-1].finish, _since_us(started), first_us)
-                    batches = Batches(BATCH_BYTES)
+                    batches = Batches(self.batch_bytes)
                     for event in events:
                         batches.add(event)
                     sent = batches.done()
@@ -223,4 +228,9 @@ def from_config(
     settings = CacheSettings.from_section(config.section("cache"))
     if settings is None:
         return None
-    return CacheInterceptor(settings, anyone if auth is None else by_key(auth), lookup_counter(metrics))
+    return CacheInterceptor(
+        settings,
+        anyone if auth is None else by_key(auth),
+        lookup_counter(metrics),
+        batch_bytes=delta_bytes(config.server.max_message_bytes),
+    )
