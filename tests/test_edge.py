@@ -191,7 +191,9 @@ async def test_hooks_begin_outermost_first_and_end_innermost_first_with_the_last
     ]
 
 
-async def test_a_stream_that_ends_well_without_its_finish_is_an_error_not_a_whole_answer() -> None:
+async def test_a_stream_that_ends_well_without_its_finish_is_an_error_not_a_whole_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     events: list[Any] = []
     context = Context()
     with pytest.raises(grpc.aio.AbortError):
@@ -201,6 +203,7 @@ async def test_a_stream_that_ends_well_without_its_finish_is_an_error_not_a_whol
     assert context.written == ["a", "b"]
     assert context.aborted == (grpc.StatusCode.INTERNAL, UNFINISHED)
     assert events[-1] == ("end", "outer", "AbortError", "b")
+    assert "ChatStream ended without its finish" in caplog.text  # for the operator, with the method
 
 
 async def test_a_message_after_the_one_marked_last_still_goes_in_order() -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, Protocol, cast
@@ -36,6 +37,7 @@ from provider_gateway.server.decode import DecodeGuard, Undecodable, guarded, re
 from provider_gateway.server.last_message import is_last
 from provider_gateway.server.shutdown_cut import Call, ShutdownCut
 
+log = logging.getLogger("provider_gateway.rpc")
 PROVIDER_SERVICE = "/provider_gateway.v1.ProviderService/"
 # A stream that ended well without its finish: the router never lets one through (a cut stream is
 # an error), so this is a bug of the gateway's, and the client must not take it as a whole answer.
@@ -138,6 +140,7 @@ def _stream(
             finally:
                 cut.leave(call)
             if held is None:  # grpc.aio cannot end a call OK without a message from here
+                log.error("%s ended without its finish (a bug): refused INTERNAL", rpc)
                 await context.abort(grpc.StatusCode.INTERNAL, UNFINISHED)
             if (code := context.code()) is not None and code != grpc.StatusCode.OK:
                 # A code set without abort: grpc.aio would send an empty message for the finish.
