@@ -152,9 +152,11 @@ async def chain_us() -> dict[str, float]:
     serialize = pb.ChatResponse.SerializeToString
     handlers = {
         f"{SERVICE}Chat": grpc.unary_unary_rpc_method_handler(chat, response_serializer=serialize),
-        # No serializer: the edge serializes each message itself now, which the stub's write
-        # never did before it; the figure stays comparable across revisions.
-        f"{SERVICE}ChatStream": grpc.unary_stream_rpc_method_handler(chat_stream),
+        # Since the last message goes with the status (2026-12-07) the edge serializes each
+        # message itself, which the stub's write never did before: the figure includes 3 now.
+        f"{SERVICE}ChatStream": grpc.unary_stream_rpc_method_handler(
+            chat_stream, response_serializer=serialize
+        ),
     }
     _, interceptors = _served()
     context = _Context()

@@ -17,7 +17,7 @@ from test_metrics_prometheus import points
 from test_observability import Observed, next_span, observed_gateway, user
 
 from provider_gateway.server.edge import UNFINISHED, EdgeInterceptor
-from provider_gateway.server.last_message import mark_last
+from provider_gateway.server.last_message import is_last, mark_last
 from provider_gateway.server.shutdown_cut import SHUTDOWN_MESSAGE, ShutdownCut
 from provider_gateway.v1 import provider_service_pb2 as pb
 
@@ -273,6 +273,42 @@ async def test_a_code_set_without_abort_ends_the_stream_after_its_finish() -> No
         await asyncio.ensure_future(edge([], ShutdownCut(), sets_a_code)(pb.ChatRequest(), context))
     assert context.written == ["finish"]
     assert context.aborted == (grpc.StatusCode.UNAVAILABLE, "")
+
+
+async def test_a_code_set_without_abort_and_no_finish_ends_the_stream_with_that_code() -> None:
+    async def gives_up(request: Any, context: Any) -> AsyncIterator[str]:
+        yield "a"
+        context.status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    context = Context()
+    with pytest.raises(grpc.aio.AbortError):
+        await asyncio.ensure_future(edge([], ShutdownCut(), gives_up)(pb.ChatRequest(), context))
+    assert context.written == ["a"]
+    assert context.aborted == (grpc.StatusCode.RESOURCE_EXHAUSTED, "")  # not INTERNAL
+
+
+async def test_a_call_cancelled_before_its_marked_message_leaves_no_mark_to_the_work_closing_behind() -> None:
+    """The servicer marks a batch's last message before it yields the ones before it: a cancel in
+    between must not leave the mark (and the message) to what the handlers start as they close,
+    such as a budget's settlement task."""
+    seen: list[bool] = []
+
+    async def marks_then_yields(request: Any, context: Any) -> AsyncIterator[str]:
+        try:
+            mark_last("finish")
+            yield "text"
+            yield "finish"
+        finally:
+            seen.append(is_last("finish"))
+
+    context = Context()
+    context.writable.clear()
+    call = asyncio.ensure_future(edge([], ShutdownCut(), marks_then_yields)(pb.ChatRequest(), context))
+    await asyncio.sleep(0)  # the frame waits in gRPC's write of "text"
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert seen == [False]
 
 
 async def test_a_cut_while_grpc_writes_waits_for_the_write_then_ends_the_stream() -> None:

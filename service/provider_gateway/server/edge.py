@@ -34,7 +34,7 @@ import grpc
 
 from provider_gateway.server.answer_size import too_large, too_large_message
 from provider_gateway.server.decode import DecodeGuard, Undecodable, guarded, refuse
-from provider_gateway.server.last_message import is_last
+from provider_gateway.server.last_message import forget_mark, is_last
 from provider_gateway.server.shutdown_cut import Call, ShutdownCut
 
 log = logging.getLogger("provider_gateway.rpc")
@@ -124,28 +124,32 @@ def _stream(
                         if held is not None:  # one marked last was not: it goes first, in order
                             await _written(context, call, cut, held)
                             held = None
+                        final = is_last(last)
                         data = serialize(last)  # now: the handler may reuse the object
                         if len(data) > limit:  # refused by us, not after the frame (answer_size.py)
                             await context.abort(
                                 grpc.StatusCode.RESOURCE_EXHAUSTED, too_large_message(rpc, len(data), limit)
                             )
-                        if is_last(last):
+                        if final:
                             held = data
                         else:
                             await _written(context, call, cut, data)
                 finally:
+                    forget_mark()  # a call ended early: nothing closing behind it keeps the message
                     await messages.aclose()  # a cancelled call stops the work behind it now
             except asyncio.CancelledError:
                 await cut.ended_by_cancel(call, context)
             finally:
                 cut.leave(call)
+            if (code := context.code()) is not None and code != grpc.StatusCode.OK:
+                # A code set without abort: it ends the call, after the finish if there is one
+                # (grpc.aio would send an empty message in place of a returned one).
+                if held is not None:
+                    await _written(context, call, cut, held)
+                await context.abort(code)
             if held is None:  # grpc.aio cannot end a call OK without a message from here
                 log.error("%s ended without its finish (a bug): refused INTERNAL", rpc)
                 await context.abort(grpc.StatusCode.INTERNAL, UNFINISHED)
-            if (code := context.code()) is not None and code != grpc.StatusCode.OK:
-                # A code set without abort: grpc.aio would send an empty message for the finish.
-                await _written(context, call, cut, held)
-                await context.abort(code)
         except BaseException as exc:
             error = exc
             raise

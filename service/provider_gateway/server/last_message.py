@@ -14,6 +14,8 @@ so the servicer marks the message that carries the finish, and the edge holds it
 ends: at once when the upstream's end was read with it, as it nearly always is; otherwise when the
 stream's last bookkeeping is done, which the status waited for before as well. Every message
 before it goes out at once; text read together with the finish and batched with it goes with it.
+So nothing may wait after a stream's finish (in the servicer, the router, the cache or auth's
+wrappers): a deadline, a cancel or the shutdown cut in that wait would take the finish with it.
 """
 
 from __future__ import annotations
@@ -38,3 +40,8 @@ def is_last(message: object) -> bool:
         return False
     _LAST.set(None)
     return True
+
+
+def forget_mark() -> None:
+    """No mark left in the call's context (one its edge never read: the call ended early)."""
+    _LAST.set(None)
