@@ -141,8 +141,10 @@ async def test_made_up_arns_neither_push_a_real_profile_out_nor_warn_more_than_o
     async with provider_at(fake, now) as provider:
         assert await sent_as_claude(provider)
         with caplog.at_level(logging.DEBUG, logger=profiles.__name__):
-            await asyncio.gather(*(provider.profiles.underlying(arn) for arn in made_up))
-            await provider.profiles.settled()
+            for first in range(0, len(made_up), profiles.MAX_RUNNING):  # as many as may run at once
+                chunk = made_up[first : first + profiles.MAX_RUNNING]
+                await asyncio.gather(*(provider.profiles.underlying(arn) for arn in chunk))
+                await provider.profiles.settled()
             now[0] = RETRY_AFTER_S
             for arn in retried:
                 assert await provider.profiles.underlying(arn) == arn
@@ -153,6 +155,27 @@ async def test_made_up_arns_neither_push_a_real_profile_out_nor_warn_more_than_o
         records = [r for r in caplog.records if r.name == profiles.__name__]
         assert sum(r.levelno == logging.WARNING for r in records) == len(made_up)
         assert sum(r.levelno == logging.DEBUG for r in records) == len(retried)
+
+
+async def test_lookups_at_once_are_bounded_and_an_arn_without_room_is_asked_by_a_later_call(
+    fake: FakeBedrock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was one task and one control-plane request per ARN named, all at once, each up to 10 s."""
+    monkeypatch.setattr(profiles, "LOOKUP_WAIT_S", 0.01)  # the control plane hangs: calls go on
+    fake.profiles_answer.clear()
+    named = [f"{ARN.rpartition('/')[0]}/many{i}" for i in range(profiles.MAX_RUNNING + 4)]
+    now = [0.0]
+    async with provider_at(fake, now) as provider:
+        answers = await asyncio.gather(*(provider.profiles.underlying(arn) for arn in named))
+        assert answers == named  # every call went on, as a model of no known family
+        without_room = [arn for arn in named if profiles.BUSY in provider.profiles.unresolved(arn)]
+        assert len(without_room) == len(named) - profiles.MAX_RUNNING
+        fake.profiles_answer.set()  # the running ones end (made-up ARNs: refused)
+        await provider.profiles.settled()
+        assert [lookups(fake, arn) for arn in without_room] == [0] * len(without_room)
+        await asyncio.gather(*(provider.profiles.underlying(arn) for arn in without_room))
+        await provider.profiles.settled()
+        assert [lookups(fake, arn) for arn in named] == [1] * len(named)
 
 
 async def test_closing_the_provider_ends_a_lookup_still_running(

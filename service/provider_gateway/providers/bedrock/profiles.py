@@ -27,7 +27,9 @@ first failure, doubling after each (up to `MAX_RETRY_AFTER_S`). The first failur
 warning naming it and both fixes; later ones log at debug level.
 
 ARNs come from callers, so what is remembered is bounded, and failures (which any caller can
-cause with made-up ARNs) are kept apart from answers, so they never push a real profile out.
+cause with made-up ARNs) are kept apart from answers, so they never push a real profile out. So
+is what runs: at most `MAX_RUNNING` lookups at once. A call whose ARN finds no room goes on at once
+as a model of no known family (`unresolved` says why), and a later call asks again.
 """
 
 from __future__ import annotations
@@ -54,8 +56,10 @@ RETRY_AFTER_S = 60.0  # after a first failure; doubled after each further one
 MAX_RETRY_AFTER_S = 16 * RETRY_AFTER_S  # a permission granted later is seen within this
 MAX_KNOWN = 1024  # answers: only profiles that exist (and the role may read) get here
 MAX_FAILED = 1024  # failures: any caller can add one, so they are bounded on their own
+MAX_RUNNING = 16  # lookups at once: a caller naming many ARNs cannot hold tasks and connections
 
 NOT_ANSWERED_YET = "GetInferenceProfile has not answered yet"
+BUSY = f"{MAX_RUNNING} profile lookups were already running"
 
 
 @dataclass(slots=True)
@@ -94,6 +98,9 @@ class ProfileModels:
                 self._start(model_id)
             return model_id  # the remembered answer, at once; a lookup may refresh it meanwhile
         lookup = self._start(model_id)
+        if lookup is None:  # no room: asked again by a later call
+            self._remember_failure(model_id, _Failure(BUSY, self._clock(), 0))
+            return model_id
         # `wait` cancels nothing: a caller giving up (its wait, a cancel) leaves the lookup to others.
         await asyncio.wait([lookup], timeout=self._wait_s())
         if not lookup.done():  # later callers do not wait for it either
@@ -126,10 +133,12 @@ class ProfileModels:
         left = deadline.remaining()
         return LOOKUP_WAIT_S if left is None else min(LOOKUP_WAIT_S, left * DEADLINE_SHARE)
 
-    def _start(self, arn: str) -> asyncio.Task[None]:
-        """The ARN's lookup: the one running, else a new one."""
+    def _start(self, arn: str) -> asyncio.Task[None] | None:
+        """The ARN's lookup: the one running, else a new one; None when MAX_RUNNING run."""
         if (running := self._lookups.get(arn)) is not None:
             return running
+        if len(self._lookups) >= MAX_RUNNING:
+            return None
         # A context of its own: no caller's deadline may cut a lookup others rely on.
         lookup = asyncio.create_task(self._lookup(arn), context=contextvars.Context())
         self._lookups[arn] = lookup
