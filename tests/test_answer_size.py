@@ -12,6 +12,7 @@ import json
 import grpc
 import pytest
 from rpc_util import chat, collect_until_error, text_of
+from test_event_batches import unbatched
 from test_metrics_prometheus import points
 from test_observability import captured_logs, next_span, observed_gateway, user
 
@@ -127,7 +128,7 @@ enabled = true
 async def streamed(call: object) -> tuple[str, grpc.StatusCode, str, str]:
     """The text, status, details and cache header of a ChatStream call read to its end."""
     messages, error = await collect_until_error(call)
-    events = [e for m in messages for e in (m.batch.events if m.HasField("batch") else (m,))]
+    events = unbatched(messages)
     metadata = dict(await call.initial_metadata())  # type: ignore[attr-defined]
     code = error.code() if error is not None else grpc.StatusCode.OK
     return (

@@ -137,7 +137,9 @@ def edge(events: list[Any], cut: ShutdownCut, behaviour: Any) -> Any:
     """`behaviour` as ChatStream behind an edge with two recording hooks; returns the edge's frame,
     which grpc.aio serves as a unary response (the stream's last message, sent with the status)."""
     interceptor = EdgeInterceptor([Recorder("outer", events), Recorder("inner", events)], cut)
-    below = grpc.unary_stream_rpc_method_handler(behaviour, request_deserializer=pb.ChatRequest.FromString)
+    below = grpc.unary_stream_rpc_method_handler(
+        behaviour, request_deserializer=pb.ChatRequest.FromString, response_serializer=lambda m: m
+    )  # messages written as they are, for the stand-in context to record
     handler = interceptor.compose(SERVICE + "ChatStream", below)
     assert handler.unary_stream is None
     assert not handler.response_streaming

@@ -208,10 +208,6 @@ def _unary(
     return unary
 
 
-def _as_is(message: Any) -> Any:
-    return message
-
-
 class EdgeInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
         self,
@@ -262,7 +258,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream is not None:
             # Every ProviderService stream is an async generator (grpc's stubs type it as sync).
             streamed = cast("Callable[[Any, Context], AsyncGenerator[Any, None]]", handler.unary_stream)
-            serialize = kwargs.pop("response_serializer") or _as_is  # the frame sends bytes
+            serialize = kwargs.pop("response_serializer")  # the frame sends bytes
             hook = self._hook(method, True)
             stream = _stream(streamed, hook, self._cut, serialize, method, self._send_limit)
             # Served as a unary response: the last message and the status in one batch.

@@ -72,7 +72,7 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
         """`batch_bytes`: the most a hit's batch holds, within the server's send limit as the
         servicer's batches are (server/split_deltas.py `delta_bytes`)."""
         self.store = AnswerStore(settings, clock)
-        self.batch_bytes = min(batch_bytes, BATCH_BYTES)
+        self.batch_bytes = batch_bytes  # Batches caps it at BATCH_BYTES
         self.identify = identify
         self.lookups = lookups
         # method -> (the handler from below, its wrapped form)
