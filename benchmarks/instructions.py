@@ -26,7 +26,8 @@ deltas a stream. "main" is the thread that runs the event loop, "all" adds grpc'
 `--by-function` runs the gateway once more under `python -X perf` (which makes every Python call
 go through a small trampoline, ~10% more instructions) and maps the trampolines' addresses through
 the perf map CPython writes (perf-PID.map, PID read from the dump): the instructions spent inside
-each Python function and everything it called (inclusive), per stream, on the main thread.
+each Python function and everything it called (inclusive), per call of the first of `--modes`
+(streams unless told: `--modes unary --by-function` profiles unary calls), on the main thread.
 
 Without valgrind it prints "skipped: no valgrind" and exits with status 0: valgrind is a system
 tool (e.g. `apt-get install valgrind`), not a project dependency. Every process listens on
@@ -277,9 +278,9 @@ async def measure(
     return {mode: per_call(dumps, mode, count) for mode, count in counts.items()}, dumps
 
 
-def by_function(dumps: list[Dump], calls: int, top: int) -> dict[str, Any]:
-    """The top Python functions of the main thread's measured streams, inclusive, per stream."""
-    main = next(dump for dump in dumps if dump.trigger == "stream" and dump.thread == 1)
+def by_function(dumps: list[Dump], mode: str, calls: int, top: int) -> dict[str, Any]:
+    """The top Python functions of the main thread's measured calls of `mode`, inclusive, per call."""
+    main = next(dump for dump in dumps if dump.trigger == mode and dump.thread == 1)
     perf_map_path = PERF_MAP_DIR / f"perf-{main.pid}.map"
     try:
         perf_map = PerfMap.parse(perf_map_path.read_text())
@@ -291,10 +292,11 @@ def by_function(dumps: list[Dump], calls: int, top: int) -> dict[str, Any]:
         ((name, cost) for name, cost in functions.items() if name not in enclosing), key=lambda row: -row[1]
     )
     return {
-        "main_per_stream": round(main.total / calls),
+        "mode": mode,
+        "main_per_call": round(main.total / calls),
         "left_out_enclosing": enclosing,
         "top": [
-            {"function": name, "per_stream": round(cost / calls), "share": cost / main.total}
+            {"function": name, "per_call": round(cost / calls), "share": cost / main.total}
             for name, cost in rows[:top]
         ],
     }
@@ -319,17 +321,17 @@ def markdown(results: dict[str, Any]) -> str:
     if functions:
         lines += [
             "",
-            f"Gateway under `python -X perf`: {functions['main_per_stream']:,} instructions per stream on the "
-            "main thread; the Python functions spending the most of them, callees included (left out: "
+            f"Gateway under `python -X perf`, {functions['mode']} calls: {functions['main_per_call']:,} "
+            "instructions per call on the main thread; the Python functions spending the most of them, "
+            "callees included (left out: "
             f"{len(functions['left_out_enclosing'])} frames enclosing the whole thread, such as runpy's, "
             "the cli's and asyncio's runner and loop):",
             "",
-            "| instructions per stream | share of main thread | function |",
+            "| instructions per call | share of main thread | function |",
             "| --- | --- | --- |",
         ]
         lines += [
-            f"| {row['per_stream']:,} | {row['share']:.1%} | `{row['function']}` |"
-            for row in functions["top"]
+            f"| {row['per_call']:,} | {row['share']:.1%} | `{row['function']}` |" for row in functions["top"]
         ]
     return "\n".join(lines)
 
@@ -353,9 +355,10 @@ async def measure_all(args: argparse.Namespace, workdir: Path, valgrind: str) ->
             results["servers"][target], _ = await measure(target, upstream.port, options, workdir)
         if args.by_function:
             print("gateway under callgrind and python -X perf...", file=sys.stderr, flush=True)
-            streams = Options(args.calls, args.warmup, args.concurrency, ("stream",))
-            figures, dumps = await measure("gateway", upstream.port, streams, workdir, perf=True)
-            results["by_function"] = by_function(dumps, figures["stream"]["calls"], args.top)
+            mode = args.modes[0]  # the first mode named: streams unless told
+            profiled = Options(args.calls, args.warmup, args.concurrency, (mode,))
+            figures, dumps = await measure("gateway", upstream.port, profiled, workdir, perf=True)
+            results["by_function"] = by_function(dumps, mode, figures[mode]["calls"], args.top)
     finally:
         upstream.stop()
     return results
