@@ -157,7 +157,7 @@ def test_without_valgrind_the_benchmark_says_it_is_skipped(tmp_path: Path) -> No
     assert (result.returncode, result.stdout.strip()) == (0, "skipped: no valgrind")
 
 
-def test_by_function_ranks_the_functions_per_stream_without_the_enclosing_frames(
+def test_by_function_ranks_the_functions_per_call_without_the_enclosing_frames(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(instructions, "PERF_MAP_DIR", tmp_path)
@@ -165,10 +165,11 @@ def test_by_function_ranks_the_functions_per_stream_without_the_enclosing_frames
     perf_map.write_text(PERF_MAP)
     dump = instructions.parse_dump(DUMP)
     dump.called["0x0000000000003000"] = dump.total  # <module>: the whole thread
-    figures = instructions.by_function([dump], calls=10, top=5)
-    assert figures["main_per_stream"] == 500
+    figures = instructions.by_function([dump], dump.trigger, calls=10, top=5)
+    assert figures["mode"] == dump.trigger
+    assert figures["main_per_call"] == 500
     assert figures["left_out_enclosing"] == ["<module> (<frozen runpy>)"]
-    assert [(row["function"], row["per_stream"]) for row in figures["top"]] == [
+    assert [(row["function"], row["per_call"]) for row in figures["top"]] == [
         ("Handle._run (asyncio/events.py)", 200),
         ("Relay.read (server/relay.py)", 60),
     ]
