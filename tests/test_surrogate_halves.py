@@ -70,8 +70,9 @@ async def test_halves_read_together_become_their_character_as_the_sdk_reads_them
     assert summarise(events).text == expected
 
 
-async def test_halves_in_separate_reads_become_replacement_characters(monkeypatch) -> None:
-    """The first half's message is sent before the second half arrives: each half alone."""
+async def test_the_text_before_a_trailing_half_goes_at_once(monkeypatch) -> None:
+    """Only the half waits for what follows it: the text before it is sent while the upstream is
+    still silent."""
     monkeypatch.setenv("PG_X_KEY", "k")
     async with FakeUpstream() as fake:
         fake.script(
@@ -81,7 +82,73 @@ async def test_halves_in_separate_reads_become_replacement_characters(monkeypatc
             call = gateway.stub.ChatStream(chat_request("o/m"), timeout=WAIT_S)
             first = await asyncio.wait_for(call.read(), WAIT_S)
             call.cancel()
-    assert first.text_delta.text == "hi \ufffd"
+    assert first.text_delta.text == "hi "
+
+
+COALESCING_OFF = "[server]\ncoalesce_deltas = false\n"
+
+
+async def read_in_two(
+    fake: FakeUpstream, frames: list[bytes], config: str
+) -> tuple[str, list[pb.StreamEvent], grpc.aio.AioRpcError | None]:
+    """The first message alone (the later frames wait for it), then the rest of the stream."""
+    gate = asyncio.Event()
+    fake.script("/v1/chat/completions", Reply(chunks=frames, content_type="text/event-stream", gate=gate))
+    rest: list[pb.StreamEvent] = []
+    error = None
+    async with run_gateway(config) as gateway:
+        call = gateway.stub.ChatStream(chat_request("o/m"), timeout=WAIT_S)
+        first = await asyncio.wait_for(call.read(), WAIT_S)
+        gate.set()
+        try:
+            while (message := await call.read()) is not grpc.aio.EOF:
+                rest.append(message)
+        except grpc.aio.AioRpcError as exc:
+            error = exc
+    return first.text_delta.text, rest, error
+
+
+@pytest.mark.parametrize("extra", ["", COALESCING_OFF], ids=["coalescing", "one-by-one"])
+async def test_halves_in_separate_reads_become_their_character(monkeypatch, extra: str) -> None:
+    """The first half waits for the text that follows it; together they are the emoji, as a
+    UTF-16 client (JavaScript, the JVM, .NET) joining the SDK's deltas shows it."""
+    monkeypatch.setenv("PG_X_KEY", "k")
+    async with FakeUpstream() as fake:
+        expected = await sdk_text(fake)
+        first, rest, error = await read_in_two(fake, FRAMES, OPENAI.format(url=fake.url) + extra)
+    assert error is None
+    assert first == "hi "
+    assert first + summarise(rest).text == expected == f"hi {EMOJI} there"
+    assert rest[-1].HasField("finish")
+
+
+@pytest.mark.parametrize("extra", ["", COALESCING_OFF], ids=["coalescing", "one-by-one"])
+async def test_a_half_with_nothing_after_it_is_sent_before_the_finish(monkeypatch, extra: str) -> None:
+    monkeypatch.setenv("PG_X_KEY", "k")
+    async with FakeUpstream() as fake:
+        first, rest, error = await read_in_two(
+            fake, [FRAMES[0], FRAMES[2]], OPENAI.format(url=fake.url) + extra
+        )
+    assert error is None
+    assert first == "hi "
+    assert [e.text_delta.text for e in rest if e.HasField("text_delta")] == ["\ufffd"]
+    assert rest[-1].HasField("finish")
+
+
+async def test_a_half_before_a_cut_is_sent_before_the_error(monkeypatch) -> None:
+    """A stream cut after a trailing half: the half (U+FFFD) comes before the error that ends it."""
+    monkeypatch.setenv("PG_X_KEY", "k")
+    async with FakeUpstream() as fake:
+        fake.script(
+            "/v1/chat/completions", Reply(chunks=[FRAMES[0]], content_type="text/event-stream", then="cut")
+        )
+        async with run_gateway(OPENAI.format(url=fake.url) + "[routing]\nretries = 0\n") as gateway:
+            events, error = await collect_until_error(
+                gateway.stub.ChatStream(chat_request("o/m"), timeout=WAIT_S)
+            )
+    assert error is not None
+    assert error.code() == grpc.StatusCode.UNAVAILABLE, (error.code(), error.details())
+    assert summarise(events).text == "hi \ufffd"
 
 
 async def test_a_unary_answer_with_a_lone_half_is_answered(monkeypatch) -> None:

@@ -48,6 +48,9 @@ class Reply:
     content_type: str = "application/json"
     then: str = "end"  # "end", "cut" (close without the final chunk), "hang" (until the client leaves)
     chunk_delay_s: float = 0.0  # for people watching a stream by hand; tests leave it at 0
+    # Set by a test once it has what the first chunk gave: the later chunks wait for it, so they
+    # reach the gateway in a later read, whatever the timing.
+    gate: asyncio.Event | None = None
     stall: bool = False  # never send the status line (until the client leaves): a first-byte timeout
 
     @classmethod
@@ -178,9 +181,11 @@ class FakeUpstream:
         response.content_type = reply.content_type
         try:
             await response.prepare(request)
-            for chunk in reply.chunks:
+            for number, chunk in enumerate(reply.chunks):
                 if reply.chunk_delay_s:
                     await asyncio.sleep(reply.chunk_delay_s)
+                if number == 1 and reply.gate is not None:
+                    await reply.gate.wait()
                 await response.write(chunk)
             if reply.then == "hang":
                 await asyncio.Event().wait()  # until the client disconnects (handler cancelled)

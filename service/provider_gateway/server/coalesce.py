@@ -8,6 +8,12 @@ token is its own message and time to first token is unchanged, while under load,
 queue behind each other, the number of messages per stream (about 70 us of grpc.aio each) falls by
 itself. The accumulated text, reasoning and tool-call arguments are the same either way.
 
+Half of a UTF-16 surrogate pair that ends a text delta (an upstream that escapes an emoji's halves
+in two events, server/well_formed.py) is the one thing held back: that character alone, until the
+next take, which sends it with the text that follows (the pair becomes the emoji, as a UTF-16
+client joining the SDK's deltas sees it) or alone (U+FFFD) before any other event, the end or an
+error. Everything before it in the delta goes at once.
+
 The writer takes events in the servicer's own loop (`Relay`: `arrival`, `take`, `end`, `close`)
 rather than from a generator between the two: an async generator's hop costs about 2.4k
 instructions per message, and its creation and closing about 15k more per stream (issue 15).
@@ -30,6 +36,7 @@ from provider_gateway.wire.merge import merge_deltas
 READ_AHEAD = 64
 _END = object()
 DELTAS = (TextDelta, ReasoningDelta, ToolCallDelta)  # what merging joins (wire/merge.py)
+HIGH_HALVES = ("\ud800", "\udbff")  # the first halves of UTF-16 surrogate pairs
 
 
 class Relay(Protocol):
@@ -71,15 +78,21 @@ def _neighbouring_deltas(items: list[object]) -> bool:
     return False
 
 
+def _ends_in_high_half(event: object) -> bool:
+    """Whether `event` is a text delta whose last character is the first half of a surrogate pair."""
+    return type(event) is TextDelta and HIGH_HALVES[0] <= event.text[-1:] <= HIGH_HALVES[1]
+
+
 class _Hand:
     """The events read and not yet taken, ended by `_END` or the exception that ended them."""
 
-    __slots__ = ("_error", "ended", "items")
+    __slots__ = ("_error", "_half", "ended", "items")
 
     def __init__(self) -> None:
         self.items: list[object] = []
         self.ended = False
         self._error: Exception | None = None
+        self._half = ""  # the first half of a surrogate pair held back from the last take
 
     def _taken(self, items: list[object]) -> list[GatewayEvent]:
         last = items[-1]
@@ -87,9 +100,30 @@ class _Hand:
             self.ended = True
             self._error = None if last is _END else cast(Exception, last)
             items.pop()
-        if len(items) <= 1 or not _neighbouring_deltas(items):  # nothing to merge
-            return cast(list[GatewayEvent], items)
-        return merge_deltas(cast(list[GatewayEvent], items))
+        if len(items) > 1 and _neighbouring_deltas(items):
+            items = cast(list[object], merge_deltas(cast(list[GatewayEvent], items)))
+        if self._half or (items and _ends_in_high_half(items[-1])):
+            return self._paired(cast(list[GatewayEvent], items))
+        return cast(list[GatewayEvent], items)
+
+    def _paired(self, events: list[GatewayEvent]) -> list[GatewayEvent]:
+        """`events` with the half held from the last take first (joined to a text delta that
+        follows), and a trailing first half held back unless the events have ended."""
+        if self._half:
+            first = events[0] if events else None
+            if type(first) is TextDelta:
+                events[0] = TextDelta(self._half + first.text)
+            else:
+                events.insert(0, TextDelta(self._half))
+            self._half = ""
+        if not self.ended and events and _ends_in_high_half(last := events[-1]):
+            text = cast(TextDelta, last).text
+            self._half = text[-1]
+            if len(text) > 1:
+                events[-1] = TextDelta(text[:-1])
+            else:
+                events.pop()
+        return events
 
     def end(self) -> None:
         if self._error is not None:  # after every event that preceded it
@@ -158,6 +192,8 @@ class ReadAhead(_Hand):
         if room is not None and not room.done():
             room.set_result(None)
         if len(items) == 1 and items[0] is not _END and not isinstance(items[0], Exception):
+            if self._half or _ends_in_high_half(items[0]):
+                return self._paired(cast(list[GatewayEvent], items))
             return cast(list[GatewayEvent], items)  # a lone event, the light-load case (inline)
         return self._taken(items)
 
