@@ -1,9 +1,11 @@
 """Adaptive coalescing (server/coalesce.py): deltas already in hand go out as one message, none
-is held back, and what a client accumulates is the same with coalescing on or off."""
+is held back (but the first half of a surrogate pair that ends a text delta), and what a client
+accumulates is the same with coalescing on or off."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -18,6 +20,8 @@ from provider_gateway.domain import (
     GatewayEvent,
     ReasoningDelta,
     TextDelta,
+    TextDeltaWithLogprobs,
+    TokenLogprob,
     ToolCallDelta,
     ToolCallStart,
     Usage,
@@ -242,3 +246,93 @@ def test_a_batch_without_neighbouring_deltas_is_handed_as_it_is_and_any_batch_as
 async def _nothing() -> AsyncGenerator[GatewayEvent, None]:
     return
     yield
+
+
+def _ends_in_first_half(event: GatewayEvent) -> bool:
+    return isinstance(event, TextDelta) and "\ud800" <= event.text[-1:] <= "\udbff"
+
+
+@pytest.mark.parametrize("seed", range(60))
+async def test_a_first_half_waits_for_the_text_after_it_and_nothing_else_waits(seed: int) -> None:
+    """An emoji's halves escaped in two events (server/well_formed.py): a text delta's trailing first
+    half waits for the next take. For random streams holding halves, both relays give the upstream's
+    text and tool arguments, the other events in their order and the same ending, and a pair is
+    never split between two deltas (it would become two U+FFFD)."""
+    rng = random.Random(seed)
+    kinds = [
+        lambda: TextDelta(rng.choice(["a", "\ud83d", "\ude00", "b\ud83d", "\ude00c", "\U0001f600"])),
+        lambda: ToolCallDelta(rng.randrange(2), "{"),
+        lambda: UsageEvent(Usage(1, 2)),
+    ]
+    reads = [[rng.choice(kinds)() for _ in range(rng.randint(1, 4))] for _ in range(rng.randint(0, 8))]
+    failure = ValueError("upstream broke") if rng.random() < 0.5 else None
+
+    async def upstream() -> AsyncGenerator[GatewayEvent, None]:
+        for read in reads:
+            for event in read:
+                yield event
+            await asyncio.sleep(0)  # the next upstream read
+        if failure is not None:
+            raise failure
+
+    sent = [event for read in reads for event in read]
+    for relay in (ReadAhead(upstream()), OneByOne(upstream())):
+        got: list[GatewayEvent] = []
+        ending: BaseException | None = None
+        try:
+            async for event in relayed(relay):
+                got.append(event)
+        except ValueError as exc:
+            ending = exc
+        assert ending is failure
+        assert _accumulated(got) == _accumulated(sent)
+        others = [e for e in sent if not isinstance(e, TextDelta | ToolCallDelta)]  # deltas: accumulated
+        assert [e for e in got if not isinstance(e, TextDelta | ToolCallDelta)] == others
+        assert not any(  # a pair split between two messages: two U+FFFD
+            _ends_in_first_half(event)
+            and isinstance(after, TextDelta)
+            and "\udc00" <= after.text[:1] <= "\udfff"
+            for event, after in itertools.pairwise(got)
+        ), got
+        if sent and not _ends_in_first_half(sent[-1]):
+            assert got
+            assert not _ends_in_first_half(got[-1])
+
+
+async def test_a_held_half_goes_before_the_next_event_of_another_kind_and_before_an_error() -> None:
+    async def upstream() -> AsyncGenerator[GatewayEvent, None]:
+        yield TextDelta("hi \ud83d")
+        yield ToolCallDelta(0, "{}")
+        yield TextDelta("\ud83d")
+        raise ValueError("upstream broke")
+
+    relay = OneByOne(upstream())
+    takes: list[list[GatewayEvent]] = []
+    while not relay.ended:
+        if not relay.items:
+            await relay.arrival()
+        takes.append(relay.take())
+    with pytest.raises(ValueError, match="upstream broke"):
+        relay.end()
+    assert takes == [
+        [TextDelta("hi ")],  # at once: only the half waits
+        [TextDelta("\ud83d"), ToolCallDelta(0, "{}")],  # alone (U+FFFD at the edge), then the call
+        [],  # a lone half token: nothing to send yet
+        [TextDelta("\ud83d")],  # the error ended the events: the half goes before it
+    ]
+
+
+async def test_a_held_half_joins_the_log_probabilities_text_after_it() -> None:
+    scored = (TokenLogprob("\ude00b", -0.1),)
+
+    async def upstream() -> AsyncGenerator[GatewayEvent, None]:
+        yield TextDelta("a\ud83d")
+        yield TextDeltaWithLogprobs("\ude00b", scored)
+
+    relay = OneByOne(upstream())
+    takes = []
+    while not relay.ended:
+        if not relay.items:
+            await relay.arrival()
+        takes.append(relay.take())
+    assert takes == [[TextDelta("a")], [TextDeltaWithLogprobs("\ud83d\ude00b", scored)], []]

@@ -27,7 +27,13 @@ import contextlib
 from collections.abc import AsyncGenerator, Awaitable
 from typing import Protocol, cast
 
-from provider_gateway.domain import GatewayEvent, ReasoningDelta, TextDelta, ToolCallDelta
+from provider_gateway.domain import (
+    GatewayEvent,
+    ReasoningDelta,
+    TextDelta,
+    TextDeltaWithLogprobs,
+    ToolCallDelta,
+)
 from provider_gateway.routing.attempt import CURRENT_ATTEMPT
 from provider_gateway.wire.merge import merge_deltas
 
@@ -36,7 +42,12 @@ from provider_gateway.wire.merge import merge_deltas
 READ_AHEAD = 64
 _END = object()
 DELTAS = (TextDelta, ReasoningDelta, ToolCallDelta)  # what merging joins (wire/merge.py)
-HIGH_HALVES = ("\ud800", "\udbff")  # the first halves of UTF-16 surrogate pairs
+
+
+def _ends_in_first_half(event: object) -> bool:
+    """Whether `event` is a plain text delta ending in the first half of a surrogate pair (ASCII
+    text, nearly every token, is answered by one C call)."""
+    return type(event) is TextDelta and not event.text.isascii() and "\ud800" <= event.text[-1:] <= "\udbff"
 
 
 class Relay(Protocol):
@@ -78,11 +89,6 @@ def _neighbouring_deltas(items: list[object]) -> bool:
     return False
 
 
-def _ends_in_high_half(event: object) -> bool:
-    """Whether `event` is a text delta whose last character is the first half of a surrogate pair."""
-    return type(event) is TextDelta and HIGH_HALVES[0] <= event.text[-1:] <= HIGH_HALVES[1]
-
-
 class _Hand:
     """The events read and not yet taken, ended by `_END` or the exception that ended them."""
 
@@ -100,23 +106,27 @@ class _Hand:
             self.ended = True
             self._error = None if last is _END else cast(Exception, last)
             items.pop()
-        if len(items) > 1 and _neighbouring_deltas(items):
-            items = cast(list[object], merge_deltas(cast(list[GatewayEvent], items)))
-        if self._half or (items and _ends_in_high_half(items[-1])):
-            return self._paired(cast(list[GatewayEvent], items))
-        return cast(list[GatewayEvent], items)
+        events = cast("list[GatewayEvent]", items)  # (a string: no alias object made per take)
+        if len(events) > 1 and _neighbouring_deltas(items):
+            events = merge_deltas(events)
+        if self._half or (events and _ends_in_first_half(events[-1])):
+            return self._paired(events)
+        return events
 
     def _paired(self, events: list[GatewayEvent]) -> list[GatewayEvent]:
         """`events` with the half held from the last take first (joined to a text delta that
-        follows), and a trailing first half held back unless the events have ended."""
+        follows, its log-probabilities kept), and a trailing first half held back unless the events
+        have ended."""
         if self._half:
             first = events[0] if events else None
             if type(first) is TextDelta:
                 events[0] = TextDelta(self._half + first.text)
+            elif type(first) is TextDeltaWithLogprobs:
+                events[0] = TextDeltaWithLogprobs(self._half + first.text, first.logprobs)
             else:
                 events.insert(0, TextDelta(self._half))
             self._half = ""
-        if not self.ended and events and _ends_in_high_half(last := events[-1]):
+        if not self.ended and events and _ends_in_first_half(last := events[-1]):
             text = cast(TextDelta, last).text
             self._half = text[-1]
             if len(text) > 1:
@@ -192,9 +202,10 @@ class ReadAhead(_Hand):
         if room is not None and not room.done():
             room.set_result(None)
         if len(items) == 1 and items[0] is not _END and not isinstance(items[0], Exception):
-            if self._half or _ends_in_high_half(items[0]):
-                return self._paired(cast(list[GatewayEvent], items))
-            return cast(list[GatewayEvent], items)  # a lone event, the light-load case (inline)
+            events = cast("list[GatewayEvent]", items)
+            if self._half or _ends_in_first_half(events[0]):
+                return self._paired(events)
+            return events  # a lone event, the light-load case (inline)
         return self._taken(items)
 
     async def close(self) -> None:
