@@ -249,7 +249,10 @@ async def _nothing() -> AsyncGenerator[GatewayEvent, None]:
 
 
 def _ends_in_first_half(event: GatewayEvent) -> bool:
-    return isinstance(event, TextDelta) and "\ud800" <= event.text[-1:] <= "\udbff"
+    """A text delta, or a reasoning delta leaving its block open, ending in a first half."""
+    if isinstance(event, ReasoningDelta) and event.closes_block:
+        return False
+    return isinstance(event, TextDelta | ReasoningDelta) and "\ud800" <= event.text[-1:] <= "\udbff"
 
 
 @pytest.mark.parametrize("seed", range(60))
@@ -261,6 +264,7 @@ async def test_a_first_half_waits_for_the_text_after_it_and_nothing_else_waits(s
     rng = random.Random(seed)
     kinds = [
         lambda: TextDelta(rng.choice(["a", "\ud83d", "\ude00", "b\ud83d", "\ude00c", "\U0001f600"])),
+        lambda: ReasoningDelta(rng.choice(["r", "\ud83d", "\ude00s"]), signature=rng.choice(["", "", "sig"])),
         lambda: ToolCallDelta(rng.randrange(2), "{"),
         lambda: UsageEvent(Usage(1, 2)),
     ]
@@ -286,11 +290,13 @@ async def test_a_first_half_waits_for_the_text_after_it_and_nothing_else_waits(s
             ending = exc
         assert ending is failure
         assert _accumulated(got) == _accumulated(sent)
-        others = [e for e in sent if not isinstance(e, TextDelta | ToolCallDelta)]  # deltas: accumulated
-        assert [e for e in got if not isinstance(e, TextDelta | ToolCallDelta)] == others
-        assert not any(  # a pair split between two messages: two U+FFFD
+        deltas = TextDelta | ToolCallDelta | ReasoningDelta  # accumulated above
+        assert [e for e in got if not isinstance(e, deltas)] == [e for e in sent if not isinstance(e, deltas)]
+        signed = [e.signature for e in got if isinstance(e, ReasoningDelta) and e.signature]
+        assert signed == [e.signature for e in sent if isinstance(e, ReasoningDelta) and e.signature]
+        assert not any(  # a pair split between two messages of its kind: two U+FFFD
             _ends_in_first_half(event)
-            and isinstance(after, TextDelta)
+            and type(after) is type(event)
             and "\udc00" <= after.text[:1] <= "\udfff"
             for event, after in itertools.pairwise(got)
         ), got

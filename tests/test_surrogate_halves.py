@@ -90,7 +90,7 @@ COALESCING_OFF = "[server]\ncoalesce_deltas = false\n"
 
 async def read_in_two(
     fake: FakeUpstream, frames: list[bytes], config: str
-) -> tuple[str, list[pb.StreamEvent], grpc.aio.AioRpcError | None]:
+) -> tuple[pb.StreamEvent, list[pb.StreamEvent], grpc.aio.AioRpcError | None]:
     """The first message alone (the later frames wait for it), then the rest of the stream."""
     gate = asyncio.Event()
     fake.script("/v1/chat/completions", Reply(chunks=frames, content_type="text/event-stream", gate=gate))
@@ -105,7 +105,7 @@ async def read_in_two(
                 rest.append(message)
         except grpc.aio.AioRpcError as exc:
             error = exc
-    return first.text_delta.text, rest, error
+    return first, rest, error
 
 
 @pytest.mark.parametrize("extra", ["", COALESCING_OFF], ids=["coalescing", "one-by-one"])
@@ -117,8 +117,8 @@ async def test_halves_in_separate_reads_become_their_character(monkeypatch, extr
         expected = await sdk_text(fake)
         first, rest, error = await read_in_two(fake, FRAMES, OPENAI.format(url=fake.url) + extra)
     assert error is None
-    assert first == "hi "
-    assert first + summarise(rest).text == expected == f"hi {EMOJI} there"
+    assert first.text_delta.text == "hi "
+    assert first.text_delta.text + summarise(rest).text == expected == f"hi {EMOJI} there"
     assert rest[-1].HasField("finish")
 
 
@@ -130,9 +130,32 @@ async def test_a_half_with_nothing_after_it_is_sent_before_the_finish(monkeypatc
             fake, [FRAMES[0], FRAMES[2]], OPENAI.format(url=fake.url) + extra
         )
     assert error is None
-    assert first == "hi "
+    assert first.text_delta.text == "hi "
     assert [e.text_delta.text for e in rest if e.HasField("text_delta")] == ["\ufffd"]
     assert rest[-1].HasField("finish")
+
+
+def reasoning_frame(text: str | None = None, content: str | None = None) -> bytes:
+    """A chunk with DeepSeek's `reasoning_content` (or `content`), put in as written."""
+    field, value = ("reasoning_content", text) if text is not None else ("content", content)
+    choice = '{"index":0,"delta":{"' + field + '": "' + str(value) + '"},"finish_reason":null}'
+    return b'data: {"id":"c","model":"m","choices":[' + choice.encode() + b"]}\n\n"
+
+
+async def test_reasoning_halves_in_separate_reads_become_their_character(monkeypatch) -> None:
+    monkeypatch.setenv("PG_X_KEY", "k")
+    frames = [
+        reasoning_frame(f"hm {HALVES[0]}"),
+        reasoning_frame(f"{HALVES[1]} ok") + reasoning_frame(content="done"),
+        FRAMES[2],
+    ]
+    async with FakeUpstream() as fake:
+        first, rest, error = await read_in_two(fake, frames, OPENAI.format(url=fake.url))
+    assert error is None
+    assert first.reasoning_delta.text == "hm "
+    reasoning = first.reasoning_delta.text + "".join(e.reasoning_delta.text for e in rest)
+    assert reasoning == f"hm {EMOJI} ok"
+    assert summarise(rest).text == "done"
 
 
 async def test_a_half_before_a_cut_is_sent_before_the_error(monkeypatch) -> None:

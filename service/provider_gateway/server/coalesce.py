@@ -8,11 +8,11 @@ token is its own message and time to first token is unchanged, while under load,
 queue behind each other, the number of messages per stream (about 70 us of grpc.aio each) falls by
 itself. The accumulated text, reasoning and tool-call arguments are the same either way.
 
-Half of a UTF-16 surrogate pair that ends a text delta (an upstream that escapes an emoji's halves
-in two events, server/well_formed.py) is the one thing held back: that character alone, until the
-next take, which sends it with the text that follows (the pair becomes the emoji, as a UTF-16
-client joining the SDK's deltas sees it) or alone (U+FFFD) before any other event, the end or an
-error. Everything before it in the delta goes at once.
+Half of a UTF-16 surrogate pair that ends a text or reasoning delta (an upstream that escapes an
+emoji's halves in two events, server/well_formed.py) is the one thing held back: that character
+alone, until the next take, which sends it with the delta of its kind that follows (the pair
+becomes the emoji, as a UTF-16 client joining the SDK's deltas sees it) or alone (U+FFFD) before
+any other event, the end or an error. Everything before it in the delta goes at once.
 
 The writer takes events in the servicer's own loop (`Relay`: `arrival`, `take`, `end`, `close`)
 rather than from a generator between the two: an async generator's hop costs about 2.4k
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncGenerator, Awaitable
 from typing import Protocol, cast
 
@@ -45,9 +46,13 @@ DELTAS = (TextDelta, ReasoningDelta, ToolCallDelta)  # what merging joins (wire/
 
 
 def _ends_in_first_half(event: object) -> bool:
-    """Whether `event` is a plain text delta ending in the first half of a surrogate pair (ASCII
-    text, nearly every token, is answered by one C call)."""
-    return type(event) is TextDelta and not event.text.isascii() and "\ud800" <= event.text[-1:] <= "\udbff"
+    """Whether `event` is a plain text delta, or a reasoning delta that leaves its block open, ending
+    in the first half of a surrogate pair (ASCII text, nearly every token, is answered by one C call;
+    a block's closing delta keeps its text, which belongs with its signature)."""
+    if type(event) is TextDelta or (type(event) is ReasoningDelta and not event.closes_block):
+        text = event.text
+        return not text.isascii() and "\ud800" <= text[-1:] <= "\udbff"
+    return False
 
 
 class Relay(Protocol):
@@ -92,13 +97,14 @@ def _neighbouring_deltas(items: list[object]) -> bool:
 class _Hand:
     """The events read and not yet taken, ended by `_END` or the exception that ended them."""
 
-    __slots__ = ("_error", "_half", "ended", "items")
+    __slots__ = ("_error", "_half", "_half_of_reasoning", "ended", "items")
 
     def __init__(self) -> None:
         self.items: list[object] = []
         self.ended = False
         self._error: Exception | None = None
         self._half = ""  # the first half of a surrogate pair held back from the last take
+        self._half_of_reasoning = False  # held from reasoning (else from text)
 
     def _taken(self, items: list[object]) -> list[GatewayEvent]:
         last = items[-1]
@@ -114,23 +120,28 @@ class _Hand:
         return events
 
     def _paired(self, events: list[GatewayEvent]) -> list[GatewayEvent]:
-        """`events` with the half held from the last take first (joined to a text delta that
-        follows, its log-probabilities kept), and a trailing first half held back unless the events
-        have ended."""
-        if self._half:
+        """`events` with the half held from the last take first (joined to a delta of its kind that
+        follows: text, its log-probabilities kept, or reasoning of the same block), and a trailing
+        first half held back unless the events have ended."""
+        if half := self._half:
             first = events[0] if events else None
-            if type(first) is TextDelta:
-                events[0] = TextDelta(self._half + first.text)
+            if self._half_of_reasoning:
+                if type(first) is ReasoningDelta:
+                    events[0] = dataclasses.replace(first, text=half + first.text)
+                else:
+                    events.insert(0, ReasoningDelta(half))
+            elif type(first) is TextDelta:
+                events[0] = TextDelta(half + first.text)
             elif type(first) is TextDeltaWithLogprobs:
-                events[0] = TextDeltaWithLogprobs(self._half + first.text, first.logprobs)
+                events[0] = TextDeltaWithLogprobs(half + first.text, first.logprobs)
             else:
-                events.insert(0, TextDelta(self._half))
+                events.insert(0, TextDelta(half))
             self._half = ""
         if not self.ended and events and _ends_in_first_half(last := events[-1]):
-            text = cast(TextDelta, last).text
-            self._half = text[-1]
-            if len(text) > 1:
-                events[-1] = TextDelta(text[:-1])
+            kept = cast(TextDelta | ReasoningDelta, last)
+            self._half, self._half_of_reasoning = kept.text[-1], type(kept) is ReasoningDelta
+            if len(kept.text) > 1:
+                events[-1] = dataclasses.replace(kept, text=kept.text[:-1])
             else:
                 events.pop()
         return events

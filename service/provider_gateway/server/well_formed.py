@@ -5,7 +5,7 @@ half in the next delta (wire/json_text.py reads it as the SDKs do). Python keeps
 protobuf refuses to encode it (UnicodeEncodeError), which would fail the whole call. At the edge,
 only once a conversion has failed, the answer's strings are mended: halves side by side in one
 string become their character (deltas in hand together are joined before, and a first half that
-ends a stream's text delta waits for the text after it: server/coalesce.py), and a half alone
+ends a stream's text or reasoning delta waits for what follows: server/coalesce.py), and a half alone
 becomes U+FFFD, as any decoder shows a broken character. Nothing else changes.
 """
 
