@@ -32,3 +32,13 @@ def test_a_renamed_request_keeps_every_other_field(kind: type[d.ChatRequest | d.
 def test_a_request_already_naming_the_model_is_not_copied() -> None:
     request = d.ChatRequest(model="gpt-4o", messages=[])
     assert _for_model(request, "gpt-4o") is request
+
+
+def test_a_kind_not_listed_is_copied_the_general_way() -> None:
+    @dataclasses.dataclass(slots=True)
+    class Tagged(d.ChatRequest):
+        tag: str = ""
+
+    renamed = _for_model(Tagged(model="openai/gpt-4o", messages=[], tag="x"), "gpt-4o")
+    assert type(renamed) is Tagged
+    assert (renamed.model, renamed.tag) == ("gpt-4o", "x")

@@ -1,6 +1,6 @@
 """Adaptive coalescing (server/coalesce.py): deltas already in hand go out as one message, none
-is held back (but the first half of a surrogate pair that ends a text delta), and what a client
-accumulates is the same with coalescing on or off."""
+is held back (but the first half of a surrogate pair that ends a text or reasoning delta), and what
+a client accumulates is the same with coalescing on or off."""
 
 from __future__ import annotations
 
@@ -257,8 +257,8 @@ def _ends_in_first_half(event: GatewayEvent) -> bool:
 
 @pytest.mark.parametrize("seed", range(60))
 async def test_a_first_half_waits_for_the_text_after_it_and_nothing_else_waits(seed: int) -> None:
-    """An emoji's halves escaped in two events (server/well_formed.py): a text delta's trailing first
-    half waits for the next take. For random streams holding halves, both relays give the upstream's
+    """An emoji's halves escaped in two events (server/well_formed.py): the trailing first half of a
+    text delta, or of a reasoning delta leaving its block open, waits for the next take. For random streams holding halves, both relays give the upstream's
     text and tool arguments, the other events in their order and the same ending, and a pair is
     never split between two deltas (it would become two U+FFFD)."""
     rng = random.Random(seed)

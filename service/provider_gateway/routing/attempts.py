@@ -504,7 +504,10 @@ def _for_model[R: (ChatRequest, CompletionRequest)](request: R, model: str) -> R
     if request.model == model:
         return request
     kind = type(request)
-    copy = kind(*_FIELDS_OF[kind](request))
+    fields = _FIELDS_OF.get(kind)
+    if fields is None:  # a kind not listed above (a subclass): the general copy
+        return dataclasses.replace(request, model=model)
+    copy = kind(*fields(request))
     copy.model = model
     return copy
 
