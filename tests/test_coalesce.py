@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import orjson
@@ -173,6 +173,25 @@ async def test_a_cancel_leaking_from_below_ends_the_relay_with_an_error_not_a_ha
     assert got == [TextDelta("a")]
 
 
+def _random_upstream(
+    rng: random.Random, kinds: list[Callable[[], GatewayEvent]]
+) -> tuple[list[list[GatewayEvent]], ValueError | None, Callable[[], AsyncGenerator[GatewayEvent, None]]]:
+    """A random stream: upstream reads of 1-4 events of `kinds`, then an error or a clean end; and
+    the generator giving it, a read at a time."""
+    reads = [[rng.choice(kinds)() for _ in range(rng.randint(1, 4))] for _ in range(rng.randint(0, 8))]
+    failure = ValueError("upstream broke") if rng.random() < 0.5 else None
+
+    async def upstream() -> AsyncGenerator[GatewayEvent, None]:
+        for read in reads:
+            for event in read:
+                yield event
+            await asyncio.sleep(0)  # the next upstream read
+        if failure is not None:
+            raise failure
+
+    return reads, failure, upstream
+
+
 @pytest.mark.parametrize("seed", range(40))
 async def test_both_relays_hand_the_same_events_and_the_same_ending(seed: int) -> None:
     """The servicer takes events in its own loop (coalesce.Relay): read ahead and merged, or one by
@@ -186,16 +205,7 @@ async def test_both_relays_hand_the_same_events_and_the_same_ending(seed: int) -
         lambda: ToolCallDelta(rng.randrange(2), "{"),
         lambda: UsageEvent(Usage(1, 2)),
     ]
-    reads = [[rng.choice(kinds)() for _ in range(rng.randint(1, 4))] for _ in range(rng.randint(0, 8))]
-    failure = ValueError("upstream broke") if rng.random() < 0.5 else None
-
-    async def upstream() -> AsyncGenerator[GatewayEvent, None]:
-        for read in reads:
-            for event in read:
-                yield event
-            await asyncio.sleep(0)  # the next upstream read
-        if failure is not None:
-            raise failure
+    reads, failure, upstream = _random_upstream(rng, kinds)
 
     async def taken(relay: Relay) -> tuple[list[GatewayEvent], BaseException | None]:
         got: list[GatewayEvent] = []
@@ -268,16 +278,7 @@ async def test_a_first_half_waits_for_the_text_after_it_and_nothing_else_waits(s
         lambda: ToolCallDelta(rng.randrange(2), "{"),
         lambda: UsageEvent(Usage(1, 2)),
     ]
-    reads = [[rng.choice(kinds)() for _ in range(rng.randint(1, 4))] for _ in range(rng.randint(0, 8))]
-    failure = ValueError("upstream broke") if rng.random() < 0.5 else None
-
-    async def upstream() -> AsyncGenerator[GatewayEvent, None]:
-        for read in reads:
-            for event in read:
-                yield event
-            await asyncio.sleep(0)  # the next upstream read
-        if failure is not None:
-            raise failure
+    reads, failure, upstream = _random_upstream(rng, kinds)
 
     sent = [event for read in reads for event in read]
     for relay in (ReadAhead(upstream()), OneByOne(upstream())):
