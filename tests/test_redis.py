@@ -12,9 +12,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from routing_support import chat, finish_of, make_router, mock, run_stream
+from test_out_of_credit import PROVIDERS, QUOTA
 
 from provider_gateway import config as config_module
-from provider_gateway.errors import GatewayError
+from provider_gateway.domain import EmbedRequest
+from provider_gateway.errors import ErrorKind, GatewayError
+from provider_gateway.fakes import FakeUpstream, Reply
 from provider_gateway.routing.deployments import rate_limit_hold
 from provider_gateway.routing.shared_state import MemoryCounterStore, RedisCounterStore, build_counter_store
 
@@ -141,6 +144,32 @@ deployments = [{ provider = "a", model = "m", weight = 1 }, { provider = "b", mo
     assert [a.provider for a in finish_of(await run_stream(second, chat("g"))).attempts] == ["b"]
     assert mock(second, "a").stats.started == 0
     assert 29 < (await stores[1].ejections([rate_limit_hold("g/a/m")]))[0] <= 30
+
+
+async def test_an_account_out_of_credit_seen_by_one_router_is_named_by_the_other(
+    stores: list[RedisCounterStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other replica holds the deployment without asking the account again, and its refusal
+    says what to change, as the replica that saw the 429 `insufficient_quota` does."""
+    monkeypatch.setenv("PG_CREDIT_KEY", "sk-test")
+    async with FakeUpstream() as fake:
+        fake.on("POST", "/a/v1/*", lambda _r: Reply.error(429, QUOTA))
+        first, second = (make_router(PROVIDERS.format(url=fake.url), store=store) for store in stores)
+        with pytest.raises(GatewayError, match="out of credit"):
+            await run_stream(first, chat("a/gpt-4o-mini"))
+        for call in (
+            run_stream(second, chat("a/gpt-4o-mini")),
+            second.embed(EmbedRequest("a/gpt-4o-mini", ["x"])),
+        ):
+            with pytest.raises(GatewayError) as held:
+                await call
+            assert held.value.kind is ErrorKind.RESOURCE_EXHAUSTED
+            assert "the account behind a (a/gpt-4o-mini) is out of credit" in held.value.message
+            assert "rate limit" not in held.value.message
+            assert 290 < (held.value.retry_after or 0) <= 300
+        assert len(fake.requests) == 1
+        await first.aclose()
+        await second.aclose()
 
 
 async def test_when_redis_goes_away_the_store_falls_back_to_local_state(

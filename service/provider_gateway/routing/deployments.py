@@ -10,7 +10,7 @@ deployment whose provider announced that little of its budget remains goes after
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from provider_gateway.providers.base import Provider
 from provider_gateway.routing.breaker import BreakerState, CircuitBreaker
@@ -32,9 +32,9 @@ class Deployment:
         on_breaker_change: Callable[[Deployment, BreakerState], None],
     ) -> None:
         self.key = key
-        # The store's keys of its ejections (the breaker's, then its provider's rate limit's), read
-        # for every request: made once here.
-        self.held_keys = (key, rate_limit_hold(key))
+        # The store's keys of its holds (the breaker's ejection, its provider's rate limit, its
+        # account out of credit), read for every request: made once here.
+        self.held_keys = (key, rate_limit_hold(key), credit_hold(key))
         self.spec = spec
         self.provider = provider
         self.kind = provider.kind  # its adapter's kind (prices, catalog), read per call: kept here
@@ -49,7 +49,8 @@ class Deployment:
         self._out_of_credit_until = 0.0
 
     def out_of_credit(self, hold_s: float) -> None:
-        self._out_of_credit_until = self._clock() + hold_s
+        # The later end: another replica's hold, read again while it runs, never shortens this one.
+        self._out_of_credit_until = max(self._out_of_credit_until, self._clock() + hold_s)
 
     def out_of_credit_for(self) -> float:
         """Seconds its out-of-credit hold still runs (0.0: none)."""
@@ -88,6 +89,38 @@ def rate_limit_hold(key: str) -> str:
     """The ejection a provider's rate limit puts on a deployment, apart from its breaker's, so that a
     request nothing else can serve is told RESOURCE_EXHAUSTED (wait and retry), not UNAVAILABLE."""
     return f"{key}#rate-limited"
+
+
+def credit_hold(key: str) -> str:
+    """The hold an account out of credit puts on a deployment, apart from a rate limit's, so that
+    another replica refusing a request during it says what to change, not "rate limit"."""
+    return f"{key}#out-of-credit"
+
+
+def hold_keys(deployments: Sequence[Deployment]) -> list[str]:
+    """The store's keys of these deployments' holds, by kind: the breakers' ejections, then the
+    providers' rate limits, then the accounts out of credit."""
+    if len(deployments) == 1:  # a plain route (most calls): its keys as they are
+        return list(deployments[0].held_keys)
+    return (
+        [d.key for d in deployments]
+        + [d.held_keys[1] for d in deployments]
+        + [d.held_keys[2] for d in deployments]
+    )
+
+
+def read_holds(
+    deployments: Sequence[Deployment], held: Sequence[float]
+) -> Iterator[tuple[Deployment, float, float]]:
+    """Each deployment with the seconds its breaker's ejection and its provider's hold still run,
+    from the store's answer for `hold_keys`. An account out of credit, maybe on another replica's
+    word, is remembered on the deployment, so that a refusal here names it too."""
+    count = len(deployments)
+    for i, deployment in enumerate(deployments):
+        limited, credit = held[count + i], held[2 * count + i]
+        if credit > 0:
+            deployment.out_of_credit(credit)
+        yield deployment, held[i], max(limited, credit)
 
 
 def _weighted_pick(pool: list[Deployment], rng: random.Random) -> Deployment:

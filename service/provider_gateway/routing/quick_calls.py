@@ -25,7 +25,7 @@ from typing import TypeVar
 from provider_gateway.domain import Route
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http import deadline as caller_deadline
-from provider_gateway.routing.deployments import Deployment
+from provider_gateway.routing.deployments import Deployment, hold_keys, read_holds
 from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.retry import CapacityQueue
 from provider_gateway.routing.retry_budget import RetryBudget
@@ -102,13 +102,12 @@ class QuickCalls:
         """Until when a breaker's ejection (here or on another replica) and a provider's rate limit
         hold each deployment held now."""
         deployments = walk.plan.deployments
-        keys = [d.held_keys[0] for d in deployments] + [d.held_keys[1] for d in deployments]
+        keys = hold_keys(deployments)
         held = self.store.ejections_now(keys)
         if held is None:
             held = await self.store.ejections(keys)
         now = self.clock()
-        count = len(deployments)
-        for deployment, ejected, limited in zip(deployments, held[:count], held[count:], strict=True):
+        for deployment, ejected, limited in read_holds(deployments, held):
             if ejected > 0:
                 if walk.ejected_until is None:
                     walk.ejected_until = {}

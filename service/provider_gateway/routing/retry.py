@@ -36,7 +36,7 @@ from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.routing.admission import Admission, pending
 from provider_gateway.routing.attempts import Answer, Attempts, OpenStream, Req
 from provider_gateway.routing.capabilities import honouring
-from provider_gateway.routing.deployments import Deployment
+from provider_gateway.routing.deployments import Deployment, hold_keys, read_holds
 from provider_gateway.routing.plans import Plan
 from provider_gateway.routing.settings import RoutingSettings
 from provider_gateway.routing.shared_state import SharedState
@@ -141,7 +141,7 @@ class RetryLoop:
             plan = dataclasses.replace(plan, deployments=usable)
         deadline = clock.deadline if clock.deadline is not None else self.clock() + plan.settings.timeout_s
         tries = _Tries(self, plan, deadline)
-        keys = _held_keys(plan)
+        keys = hold_keys(plan.deployments)
         held = self.store.ejections_now(keys)
         tries.holding = keys if held is None else None
         if held is not None:
@@ -229,15 +229,14 @@ class RetryLoop:
 
     def _hold(self, tries: _Tries, held: list[float]) -> None:
         """Until when a breaker's ejection (here or on another replica) and a provider's rate limit
-        hold each deployment held now (`held`: the store's answer for `_held_keys`). A deployment
+        hold each deployment held now (`held`: the store's answer for `hold_keys`). A deployment
         in neither is ready now."""
         if not any(held):  # nothing is held (nearly always)
             return
-        deployments = tries.plan.deployments
         ready_at, limited_until = tries.ready_at, tries.limited_until
         ejected_until: dict[str, float] = {}
         now = self.clock()
-        for deployment, ejected, limited in zip(deployments, held, held[len(deployments) :], strict=False):
+        for deployment, ejected, limited in read_holds(tries.plan.deployments, held):
             if ejected > 0:
                 ejected_until[deployment.key] = now + ejected
             if limited > 0:
@@ -399,14 +398,6 @@ class _Tries:
         return self.last_error or GatewayError(
             ErrorKind.UNAVAILABLE, f"no deployment of {self.plan.name!r} answered"
         )
-
-
-def _held_keys(plan: Plan) -> list[str]:
-    """The store's keys of the plan's holds: the breakers' ejections, then the rate limits'."""
-    deployments = plan.deployments
-    if len(deployments) == 1:  # a plain route (most calls): its two keys as they are
-        return list(deployments[0].held_keys)
-    return [d.key for d in deployments] + [d.held_keys[1] for d in deployments]
 
 
 def _unavailable(

@@ -32,8 +32,8 @@ async def judge(deployment: Deployment, ticket: Ticket | None, exc: GatewayError
         else:
             deployment.limiter.on_rate_limited(exc.retry_after)
         deployment.breaker.release(ticket)
-        if exc.retry_after:
-            await store.eject(deployment.held_keys[1], exc.retry_after)
+        if exc.retry_after:  # shared by kind: other replicas word their refusals as this one does
+            await store.eject(deployment.held_keys[2 if isinstance(exc, OutOfCredit) else 1], exc.retry_after)
     elif exc.retryable:
         deployment.breaker.record_failure(ticket)
     else:
