@@ -77,6 +77,9 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
         self.lookups = lookups
         # method -> (the handler from below, its wrapped form)
         self._composed: dict[str, tuple[Handler, Handler]] = {}
+        # Unary misses under way, by key: the answer they keep (None: kept nothing), awaited by
+        # identical calls that arrive meanwhile instead of asking upstream again.
+        self._answering: dict[bytes, asyncio.Future[bytes | None]] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -134,20 +137,41 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
             plan = await self._plan(rpc, request, context, streaming=False)
             if plan is None:
                 return await behaviour(request, context)
-            if plan.read and (parts := store.get(plan.key)) is not None:
+            kept = store.get(plan.key) if plan.read else None
+            while plan.read and kept is None and (under_way := answering.get(plan.key)) is not None:
+                # An identical call is being answered: its answer, once kept, is this one's hit.
+                # Shielded: this caller leaving must not cancel the wait of the others.
+                kept_part = await asyncio.shield(under_way)
+                kept = None if kept_part is None else (kept_part,)
+            if kept is not None:
                 self._looked_up(rpc, plan, request, hit=True)
                 await context.send_initial_metadata(HIT)
-                response: Any = answer.FromString(parts[0])
+                response: Any = answer.FromString(kept[0])
                 served_again(response.finish, _since_us(started))
                 return response
-            self._looked_up(rpc, plan, request, hit=False)
-            await context.send_initial_metadata(MISS)
-            response = await behaviour(request, context)
-            if plan.store and response.HasField("finish") and keepable(response.finish):
-                store.put(plan.key, (response.SerializeToString(),))
-            return response
+            if not plan.store or plan.key in answering:  # (a no-cache call beside one under way)
+                return await self._miss(rpc, plan, request, context, behaviour)
+            # Registered before the first await, so that every identical call from now on waits.
+            answering[plan.key] = under_way = asyncio.get_running_loop().create_future()
+            part: bytes | None = None
+            try:
+                response = await self._miss(rpc, plan, request, context, behaviour)
+                if response.HasField("finish") and keepable(response.finish):
+                    part = response.SerializeToString()
+                    if not store.put(plan.key, (part,)):
+                        part = None  # not kept (too large): the waiting calls ask for themselves
+                return response
+            finally:  # an error or a cancel too: the waiting calls then ask upstream themselves
+                del answering[plan.key]
+                under_way.set_result(part)
 
+        answering = self._answering
         return unary
+
+    async def _miss(self, rpc: str, plan: _Plan, request: Any, context: Context, behaviour: Any) -> Any:
+        self._looked_up(rpc, plan, request, hit=False)
+        await context.send_initial_metadata(MISS)
+        return await behaviour(request, context)
 
     def _stream(self, rpc: str, behaviour: Any) -> Callable[[Any, Context], AsyncIterator[Any]]:
         store = self.store
