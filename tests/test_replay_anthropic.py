@@ -41,8 +41,10 @@ VERTEX_CLAUDE = "claude-sonnet-4-5@20250929"
 # the turn back, so STOP, not an error.
 FINISH = {
     "end_turn": pb.FINISH_REASON_STOP,
+    "stop_sequence": pb.FINISH_REASON_STOP,
     "pause_turn": pb.FINISH_REASON_STOP,
     "max_tokens": pb.FINISH_REASON_LENGTH,
+    "model_context_window_exceeded": pb.FINISH_REASON_LENGTH,
     "tool_use": pb.FINISH_REASON_TOOL_CALLS,
     "refusal": pb.FINISH_REASON_CONTENT_FILTER,
 }
