@@ -96,6 +96,11 @@ def sdk_view(message: Any) -> View:
             view.tool_calls.append((block.id, block.name, block.input))
         else:  # server tools' calls and results: no typed event, passed on whole
             view.raw_content.append((block.type, block.to_dict()))
+    # The message's own fields without a typed event, after its content: the code execution
+    # tool's container (the next turn reuses it by id), a refusal's category and explanation.
+    for name in ("container", "stop_details"):
+        if (value := getattr(message, name, None)) is not None:
+            view.raw_content.append((name, value.to_dict(mode="json")))  # expires_at as sent
     usage = message.usage
     cache_read = usage.cache_read_input_tokens or 0
     cache_write = usage.cache_creation_input_tokens or 0
