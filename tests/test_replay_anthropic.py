@@ -49,9 +49,13 @@ FINISH = {
     "refusal": pb.FINISH_REASON_CONTENT_FILTER,
 }
 # How the gateway reports an HTTP error status (529 is Anthropic's overloaded).
-STATUS_CODES = {429: grpc.StatusCode.RESOURCE_EXHAUSTED, 529: grpc.StatusCode.UNAVAILABLE}
+STATUS_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    529: grpc.StatusCode.UNAVAILABLE,
+}
 # How the gateway reports an `error` event by its type (docs/vendor-providers.md).
-ERROR_CODES = {"overloaded_error": grpc.StatusCode.UNAVAILABLE}
+ERROR_CODES = {"overloaded_error": grpc.StatusCode.UNAVAILABLE, "api_error": grpc.StatusCode.UNAVAILABLE}
 
 
 @pytest.fixture(scope="module")

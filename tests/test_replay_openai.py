@@ -44,7 +44,7 @@ FINISH = {
     "content_filter": pb.FINISH_REASON_CONTENT_FILTER,
 }
 # HTTP error statuses as gRPC codes (docs/http-providers.md).
-ERROR_CODES = {429: grpc.StatusCode.RESOURCE_EXHAUSTED}
+ERROR_CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 429: grpc.StatusCode.RESOURCE_EXHAUSTED}
 # Known disagreements, fixed outside this task (providers/openai is another engineer's): none yet.
 XFAIL: dict[str, str] = {}
 

@@ -23,6 +23,7 @@ from replay.support import (
     figures,
     gateway_stream,
     gateway_unary,
+    partial,
     recordings,
     replay,
     replay_gateway,
@@ -66,6 +67,8 @@ def sdk_view(response: Any) -> View:
         elif item.type == "reasoning":
             texts = [s.text for s in item.summary] + [c.text for c in item.content or []]
             view.reasoning.append(Reasoning("\n\n".join(t for t in texts if t), item.encrypted_content or ""))
+        elif item.type == "function_call" and item.status == "incomplete":  # cut mid-arguments
+            view.tool_calls.append((item.call_id, item.name, partial(item.arguments)))
         elif item.type == "function_call":
             view.tool_calls.append((item.call_id, item.name, json.loads(item.arguments)))
         else:
