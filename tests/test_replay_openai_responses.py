@@ -17,6 +17,7 @@ import openai
 import pytest
 from replay.support import (
     KEY,
+    Logprob,
     Reasoning,
     View,
     ask,
@@ -63,6 +64,7 @@ def sdk_view(response: Any) -> View:
         if item.type == "message":
             for part in item.content:
                 view.text += part.text if part.type == "output_text" else part.refusal
+                view.logprobs += [sdk_logprob(e) for e in getattr(part, "logprobs", None) or []]
                 view.raw_content += [(a.type, a.to_dict()) for a in getattr(part, "annotations", None) or []]
         elif item.type == "reasoning":
             texts = [s.text for s in item.summary] + [c.text for c in item.content or []]
@@ -91,6 +93,22 @@ def sdk_view(response: Any) -> View:
     return view
 
 
+def sdk_logprob(entry: Any) -> Logprob:
+    top = tuple(sdk_logprob(alt) for alt in getattr(entry, "top_logprobs", None) or [])
+    return (entry.token, entry.logprob, bytes(entry.bytes), top)
+
+
+# `logprobs_*` recordings answer a request that asked for logprobs with this many top tokens.
+TOP_LOGPROBS = 2
+
+
+def asked(path: Path) -> pb.ChatRequest:
+    """Logprobs are asked of a model that gives them (the gateway refuses them on reasoning ones)."""
+    if path.stem.startswith("logprobs_"):
+        return ask("openai/gpt-4.1", top_logprobs=TOP_LOGPROBS)
+    return ask(f"openai/{MODEL}")
+
+
 async def sdk_stream(fake: FakeUpstream) -> tuple[Any, Any]:
     """The response of the stream's terminal event (completed, incomplete, failed), and an `error`
     event if one came."""
@@ -112,7 +130,7 @@ def streams() -> list[Path]:
 async def test_stream_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
     fake, stub = upstream
     fake.script(PATH, replay(path, "text/event-stream"), replay(path, "text/event-stream"))
-    ours, our_error = await gateway_stream(stub, ask(f"openai/{MODEL}"))
+    ours, our_error = await gateway_stream(stub, asked(path))
     final, their_error = await sdk_stream(fake)
     if their_error is not None or final.status == "failed":
         # The content before it, then the vendor's message in a status its code chooses.
@@ -124,13 +142,15 @@ async def test_stream_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path
             assert ours.text == sdk_view(final).text
         return
     assert our_error is None, our_error.details() if our_error else ""
-    assert ours == sdk_view(final)
+    theirs = sdk_view(final)
+    assert bool(theirs.logprobs) == path.stem.startswith("logprobs_")
+    assert ours == theirs
 
 
 @pytest.mark.parametrize("path", recordings("openai_responses", ".json"), ids=lambda p: p.stem)
 async def test_whole_answer_matches_sdk(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
     fake, stub = upstream
     fake.script(PATH, replay(path, "application/json"), replay(path, "application/json"))
-    ours = await gateway_unary(stub, ask(f"openai/{MODEL}"))
+    ours = await gateway_unary(stub, asked(path))
     response = await sdk_client(fake).responses.create(model=MODEL, input="Go on.")
     assert ours == sdk_view(response)
