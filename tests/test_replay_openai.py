@@ -24,6 +24,7 @@ from replay.support import (
     figures,
     gateway_stream,
     gateway_unary,
+    partial,
     pieces,
     recordings,
     replay,
@@ -69,8 +70,11 @@ def sdk_view(completion: Any) -> View:
         text=(message.content or "") + (message.refusal or ""), raw_finish_reason=choice.finish_reason
     )
     view.finish_reason = FINISH[choice.finish_reason]
+    calls = message.tool_calls or []
+    cut = len(calls) - 1 if choice.finish_reason == "length" else -1  # the last call, cut mid-arguments
     view.tool_calls = [
-        (c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []
+        (c.id, c.function.name, partial(c.function.arguments) if n == cut else json.loads(c.function.arguments))
+        for n, c in enumerate(calls)
     ]
     view.raw_content = [(a.type, a.to_dict()) for a in message.annotations or []]
     usage = completion.usage
