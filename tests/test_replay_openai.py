@@ -73,7 +73,11 @@ def sdk_view(completion: Any) -> View:
     calls = message.tool_calls or []
     cut = len(calls) - 1 if choice.finish_reason == "length" else -1  # the last call, cut mid-arguments
     view.tool_calls = [
-        (c.id, c.function.name, partial(c.function.arguments) if n == cut else json.loads(c.function.arguments))
+        (
+            c.id,
+            c.function.name,
+            partial(c.function.arguments) if n == cut else json.loads(c.function.arguments),
+        )
         for n, c in enumerate(calls)
     ]
     view.raw_content = [(a.type, a.to_dict()) for a in message.annotations or []]
