@@ -41,15 +41,21 @@ VERTEX_CLAUDE = "claude-sonnet-4-5@20250929"
 # the turn back, so STOP, not an error.
 FINISH = {
     "end_turn": pb.FINISH_REASON_STOP,
+    "stop_sequence": pb.FINISH_REASON_STOP,
     "pause_turn": pb.FINISH_REASON_STOP,
     "max_tokens": pb.FINISH_REASON_LENGTH,
+    "model_context_window_exceeded": pb.FINISH_REASON_LENGTH,
     "tool_use": pb.FINISH_REASON_TOOL_CALLS,
     "refusal": pb.FINISH_REASON_CONTENT_FILTER,
 }
 # How the gateway reports an HTTP error status (529 is Anthropic's overloaded).
-STATUS_CODES = {429: grpc.StatusCode.RESOURCE_EXHAUSTED, 529: grpc.StatusCode.UNAVAILABLE}
+STATUS_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    529: grpc.StatusCode.UNAVAILABLE,
+}
 # How the gateway reports an `error` event by its type (docs/vendor-providers.md).
-ERROR_CODES = {"overloaded_error": grpc.StatusCode.UNAVAILABLE}
+ERROR_CODES = {"overloaded_error": grpc.StatusCode.UNAVAILABLE, "api_error": grpc.StatusCode.UNAVAILABLE}
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +100,11 @@ def sdk_view(message: Any) -> View:
             view.tool_calls.append((block.id, block.name, block.input))
         else:  # server tools' calls and results: no typed event, passed on whole
             view.raw_content.append((block.type, block.to_dict()))
+    # The message's own fields without a typed event, after its content: the code execution
+    # tool's container (the next turn reuses it by id), a refusal's category and explanation.
+    for name in ("container", "stop_details"):
+        if (value := getattr(message, name, None)) is not None:
+            view.raw_content.append((name, value.to_dict(mode="json")))  # expires_at as sent
     usage = message.usage
     cache_read = usage.cache_read_input_tokens or 0
     cache_write = usage.cache_creation_input_tokens or 0

@@ -18,11 +18,13 @@ import openai
 import pytest
 from replay.support import (
     KEY,
+    Logprob,
     View,
     ask,
     figures,
     gateway_stream,
     gateway_unary,
+    partial,
     pieces,
     recordings,
     replay,
@@ -43,7 +45,7 @@ FINISH = {
     "content_filter": pb.FINISH_REASON_CONTENT_FILTER,
 }
 # HTTP error statuses as gRPC codes (docs/http-providers.md).
-ERROR_CODES = {429: grpc.StatusCode.RESOURCE_EXHAUSTED}
+ERROR_CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 429: grpc.StatusCode.RESOURCE_EXHAUSTED}
 # Known disagreements, fixed outside this task (providers/openai is another engineer's): none yet.
 XFAIL: dict[str, str] = {}
 
@@ -68,8 +70,15 @@ def sdk_view(completion: Any) -> View:
         text=(message.content or "") + (message.refusal or ""), raw_finish_reason=choice.finish_reason
     )
     view.finish_reason = FINISH[choice.finish_reason]
+    calls = message.tool_calls or []
+    cut = len(calls) - 1 if choice.finish_reason == "length" else -1  # the last call, cut mid-arguments
     view.tool_calls = [
-        (c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []
+        (
+            c.id,
+            c.function.name,
+            partial(c.function.arguments) if n == cut else json.loads(c.function.arguments),
+        )
+        for n, c in enumerate(calls)
     ]
     view.raw_content = [(a.type, a.to_dict()) for a in message.annotations or []]
     usage = completion.usage
@@ -82,7 +91,24 @@ def sdk_view(completion: Any) -> View:
         else 0,
     )
     view.usage_raw = usage.to_dict()
+    scored = choice.logprobs
+    if scored:  # the gateway's text is the content then the refusal: their entries in that order
+        view.logprobs = [sdk_logprob(e) for e in (scored.content or []) + (scored.refusal or [])]
     return view
+
+
+def sdk_logprob(entry: Any) -> Logprob:
+    utf8 = None if entry.bytes is None else bytes(entry.bytes)
+    top = tuple(sdk_logprob(alt) for alt in getattr(entry, "top_logprobs", None) or [])
+    return (entry.token, entry.logprob, utf8, top)
+
+
+# `logprobs_*` recordings answer a request that asked for logprobs with this many top tokens.
+TOP_LOGPROBS = 2
+
+
+def asked(path: Path, model: str) -> pb.ChatRequest:
+    return ask(model, top_logprobs=TOP_LOGPROBS if path.stem.startswith("logprobs_") else None)
 
 
 def cases(suffix: str, *, errors: bool = False) -> list[Any]:
@@ -103,7 +129,8 @@ async def sdk_stream(fake: FakeUpstream, path: str) -> tuple[View, openai.APIErr
     ) as stream:
         try:
             return sdk_view(await stream.get_final_completion()), None
-        except openai.LengthFinishReasonError as cut:  # the helper's parse step refuses a cut answer
+        # The helper's parse step refuses an answer cut by a limit or a filter: its completion is whole.
+        except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as cut:
             return sdk_view(cut.completion), None
         except openai.APIError as error:
             snapshot = stream.current_completion_snapshot
@@ -114,10 +141,11 @@ async def sdk_stream(fake: FakeUpstream, path: str) -> tuple[View, openai.APIErr
 async def test_stream_matches_sdk(path: Path, host: tuple[str, str], upstreams: dict[str, Any]) -> None:
     fake, stub = upstreams[host[0]]
     fake.script(f"{host[1]}/chat/completions", *[replay(path, "text/event-stream")] * 2)
-    ours, error = await gateway_stream(stub, ask(f"{host[0]}/{MODEL}"))
+    ours, error = await gateway_stream(stub, asked(path, f"{host[0]}/{MODEL}"))
     theirs, their_error = await sdk_stream(fake, host[1])
     if their_error is None:
         assert error is None, error.details() if error else ""
+        assert bool(theirs.logprobs) == path.stem.startswith("logprobs_")
         assert ours == theirs
         return
     # An error object mid-stream: the same content before it, then the error's message in a status
@@ -132,11 +160,13 @@ async def test_stream_matches_sdk(path: Path, host: tuple[str, str], upstreams: 
 async def test_whole_answer_matches_sdk(path: Path, host: tuple[str, str], upstreams: dict[str, Any]) -> None:
     fake, stub = upstreams[host[0]]
     fake.script(f"{host[1]}/chat/completions", *[replay(path, "application/json")] * 2)
-    ours = await gateway_unary(stub, ask(f"{host[0]}/{MODEL}"))
+    ours = await gateway_unary(stub, asked(path, f"{host[0]}/{MODEL}"))
     completion = await sdk_client(fake, host[1]).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Go on."}]
     )
-    assert ours == sdk_view(completion)
+    theirs = sdk_view(completion)
+    assert bool(theirs.logprobs) == path.stem.startswith("logprobs_")
+    assert ours == theirs
 
 
 @pytest.mark.parametrize(("path", "host"), cases(".json", errors=True))

@@ -101,6 +101,19 @@ class Reasoning:
     redacted: bool = False
 
 
+# A token's (text, log-probability, UTF-8 bytes or None, its top alternatives as the same tuples).
+Logprob = tuple[str, float, bytes | None, tuple[Any, ...]]
+
+
+def logprob(entry: pb.TokenLogprob) -> Logprob:
+    return (
+        entry.token,
+        entry.logprob,
+        entry.bytes if entry.HasField("bytes") else None,
+        tuple(logprob(top) for top in entry.top_logprobs),
+    )
+
+
 @dataclass
 class View:
     text: str = ""
@@ -111,6 +124,8 @@ class View:
     usage_raw: dict[str, Any] = field(default_factory=dict)
     finish_reason: int = pb.FINISH_REASON_UNSPECIFIED
     raw_finish_reason: str = ""
+    # With `ask(..., top_logprobs=n)`: each scored token as (token, logprob, bytes, top alternatives).
+    logprobs: list[Logprob] = field(default_factory=list)
 
 
 def usage_figures(usage: pb.Usage) -> dict[str, int]:
@@ -162,6 +177,7 @@ def stream_view(events: list[pb.StreamEvent]) -> View:
         kind = event.WhichOneof("event")
         if kind == "text_delta":
             view.text += event.text_delta.text
+            view.logprobs += [logprob(entry) for entry in event.text_delta.logprobs]
         elif kind == "reasoning_delta":
             delta = event.reasoning_delta
             block += delta.text
@@ -194,6 +210,7 @@ def unary_view(response: pb.ChatResponse) -> View:
         usage_raw=struct_dict(response.usage.raw),
         finish_reason=response.finish.reason,
         raw_finish_reason=response.finish.raw_finish_reason,
+        logprobs=[logprob(entry) for entry in response.logprobs],
     )
 
 
@@ -211,7 +228,11 @@ async def gateway_unary(stub: Any, request: pb.ChatRequest) -> View:
     return unary_view(await stub.Chat(request, timeout=20))
 
 
-def ask(model: str) -> pb.ChatRequest:
-    return pb.ChatRequest(
+def ask(model: str, *, top_logprobs: int | None = None) -> pb.ChatRequest:
+    """The request every replay sends; `top_logprobs` asks for token log-probabilities too."""
+    request = pb.ChatRequest(
         model=model, messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="Go on.")])]
     )
+    if top_logprobs is not None:
+        request.logprobs.CopyFrom(pb.LogprobsOptions(enabled=True, top_logprobs=top_logprobs))
+    return request

@@ -72,6 +72,11 @@ STOP_REASONS = {
     "refusal": FinishReason.CONTENT_FILTER,
 }
 
+# A Message's fields that are neither content nor usage and have no typed event, passed on as
+# RawContent of their name: the code execution tool's `container` ({id, expires_at}: the next
+# turn names it to reuse its files), a refusal's `stop_details` ({type, category, explanation}).
+MESSAGE_FIELDS = ("container", "stop_details")
+
 # Anthropic's documented error types (also sent mid-stream in an `error` event).
 ERROR_KINDS = {
     "invalid_request_error": ErrorKind.INVALID_ARGUMENT,
@@ -401,6 +406,9 @@ class MessagesStreamDecoder:
     # A tool_use block's non-empty `input` given whole at its start (Anthropic-compatible hosts),
     # by index, as JSON text: its arguments at the block's stop, unless input_json_delta replaced it.
     _given_inputs: dict[int, str] = field(default_factory=dict)
+    # The message's own fields without a typed event (MESSAGE_FIELDS), as the SDK's MessageStream
+    # keeps them: passed on as RawContent when the message stops, after its content.
+    _message_fields: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.tools.provider = self.provider
@@ -415,6 +423,7 @@ class MessagesStreamDecoder:
             self.model = str(message.get("model") or "")
             self.response_id = str(message.get("id") or "")
             merge_usage(self.usage_raw, message.get("usage"))
+            self._message_fields.update((name, message.get(name)) for name in MESSAGE_FIELDS)
             return []
         if kind == "content_block_start":
             return self._start(int(data.get("index", 0)), data.get("content_block") or {})
@@ -431,10 +440,19 @@ class MessagesStreamDecoder:
             delta = data.get("delta") or {}
             if "stop_reason" in delta:  # null included, as the SDK's MessageStream keeps it
                 self.stop_reason = str(delta["stop_reason"] or "")
+            if "stop_details" in delta:  # likewise: it describes this stop_reason
+                self._message_fields["stop_details"] = delta["stop_details"]
+            if delta.get("container") is not None:  # a null leaves the one known
+                self._message_fields["container"] = delta["container"]
             return []
         if kind == "message_stop":
             self.finished = True
-            return [UsageEvent(normalise_usage(self.usage_raw)), self.finish()]
+            fields = [
+                RawContent(name, dict(value))
+                for name, value in self._message_fields.items()
+                if isinstance(value, Mapping)
+            ]
+            return [*fields, UsageEvent(normalise_usage(self.usage_raw)), self.finish()]
         if kind == "error":
             raise error_from_body(data, provider=self.provider)
         return []  # ping, and event types added later (the API's versioning policy allows them)
