@@ -378,7 +378,7 @@ class GenerateStreamDecoder:
             events = with_logprobs(events, candidate_logprobs(candidate["logprobsResult"]))
         for name in CANDIDATE_METADATA:
             if isinstance(candidate.get(name), Mapping):
-                events.append(RawContent(name, dict(candidate[name])))
+                events.append(RawContent(name, _metadata(name, candidate[name])))
         if candidate.get("finishReason"):
             self.finish_reason = str(candidate["finishReason"])
         return events
@@ -442,6 +442,16 @@ class GenerateStreamDecoder:
             UsageEvent(normalise_usage(self.usage_raw)),
             ProviderFinish(reason, self.finish_reason, self.model, self.response_id),
         ]
+
+
+def _metadata(name: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    """A candidate's metadata as passed on. The Gemini API names the recitation sources
+    `citationSources`, Vertex AI `citations`: google-genai reads either as `citations`, and so does
+    the client here, whichever host answered."""
+    metadata = dict(value)
+    if name == "citationMetadata" and "citationSources" in metadata and "citations" not in metadata:
+        metadata["citations"] = metadata.pop("citationSources")
+    return metadata
 
 
 def candidate_logprobs(result: Mapping[str, Any]) -> tuple[TokenLogprob, ...]:
