@@ -44,14 +44,19 @@ EVENT_STREAM = "application/vnd.amazon.eventstream"
 # The gateway's contract maps stopReason to one enum (raw_finish_reason keeps Bedrock's word).
 FINISH = {
     "end_turn": pb.FINISH_REASON_STOP,
+    "stop_sequence": pb.FINISH_REASON_STOP,
     "max_tokens": pb.FINISH_REASON_LENGTH,
     "tool_use": pb.FINISH_REASON_TOOL_CALLS,
     "guardrail_intervened": pb.FINISH_REASON_CONTENT_FILTER,
+    "content_filtered": pb.FINISH_REASON_CONTENT_FILTER,
 }
 # Stream exceptions by Bedrock's name, as gRPC codes (docs/vendor-providers.md).
 ERROR_CODES = {
     "throttlingException": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "modelStreamErrorException": grpc.StatusCode.UNAVAILABLE,
+    "internalServerException": grpc.StatusCode.UNAVAILABLE,
+    "serviceUnavailableException": grpc.StatusCode.UNAVAILABLE,
+    "validationException": grpc.StatusCode.INVALID_ARGUMENT,
 }
 
 
@@ -91,8 +96,11 @@ class SdkView:
             call_id, name, pieces = self.calls.pop(event["contentBlockStop"]["contentBlockIndex"])
             self.view.tool_calls.append((call_id, name, json.loads("".join(pieces) or "{}")))
         elif "messageStop" in event:
-            self.view.raw_finish_reason = event["messageStop"]["stopReason"]
+            stop = event["messageStop"]
+            self.view.raw_finish_reason = stop["stopReason"]
             self.view.finish_reason = FINISH[self.view.raw_finish_reason]
+            if "additionalModelResponseFields" in stop:  # what the request asked of the model: whole
+                self.view.raw_content.append(("additionalModelResponseFields", stop["additionalModelResponseFields"]))
         elif "metadata" in event:
             usage = event["metadata"]["usage"]
             read, write = usage.get("cacheReadInputTokens", 0), usage.get("cacheWriteInputTokens", 0)
@@ -136,7 +144,10 @@ class SdkView:
                 self.delta(index, {"reasoningContent": {"signature": reasoning["signature"]}})
             else:
                 self.delta(index, block)
-        self.event({"messageStop": {"stopReason": response["stopReason"]}})
+        stop = {"stopReason": response["stopReason"]}
+        if "additionalModelResponseFields" in response:
+            stop["additionalModelResponseFields"] = response["additionalModelResponseFields"]
+        self.event({"messageStop": stop})
         self.event({"metadata": {"usage": response["usage"], "metrics": response["metrics"]}})
         return self.view
 
