@@ -87,9 +87,17 @@ IMAGE_FORMATS = {
     "image/gif": "gif",
     "image/webp": "webp",
 }
-# Converse parameters that provider_options may set directly; other keys are model fields.
+# Converse parameters that provider_options may set directly (the request's members the gateway
+# does not write itself); other keys are model fields.
 CONVERSE_TOP_LEVEL = frozenset(
-    {"guardrailConfig", "performanceConfig", "requestMetadata", "additionalModelResponseFieldPaths"}
+    {
+        "guardrailConfig",
+        "performanceConfig",
+        "serviceTier",
+        "requestMetadata",
+        "promptVariables",
+        "additionalModelResponseFieldPaths",
+    }
 )
 # Re-exported for the adapter: InvokeModel's family codecs live in `invoke/`.
 __all__ = ["InvokeDecoder", "completion", "decode_json_object", "finish_reason", "invoke_body", "malformed"]
