@@ -60,6 +60,10 @@ ERROR_CODES = {
 }
 
 
+# How the request was served (a stream's metadata, a whole response): they set its price.
+SERVED = ("serviceTier", "performanceConfig")
+
+
 @pytest.fixture(scope="module")
 async def upstream() -> AsyncIterator[tuple[FakeUpstream, Any]]:
     with pytest.MonkeyPatch.context() as patch:
@@ -78,7 +82,8 @@ endpoint_url = "{fake.url}"
 class SdkView:
     """botocore's parsed events folded into a view, the gateway's contract applied: a signature (or
     a redacted block, whose bytes travel base64 as on the wire) closes a reasoning block; usage
-    input counts the cache; `Usage.raw` is Bedrock's usage with the stream's `latencyMs` beside it."""
+    input counts the cache; `Usage.raw` is Bedrock's usage with the stream's `latencyMs` beside it,
+    and the `serviceTier` and `performanceConfig` that served the request when Bedrock names them."""
 
     def __init__(self) -> None:
         self.view = View()
@@ -110,7 +115,9 @@ class SdkView:
                 cache_read=read,
                 cache_write=write,
             )
-            self.view.usage_raw = {**usage, "latencyMs": event["metadata"]["metrics"]["latencyMs"]}
+            metadata = event["metadata"]
+            served = {key: metadata[key] for key in SERVED if key in metadata}
+            self.view.usage_raw = {**usage, "latencyMs": metadata["metrics"]["latencyMs"], **served}
 
     def delta(self, index: int, delta: dict[str, Any]) -> None:
         if "text" in delta:
@@ -148,7 +155,8 @@ class SdkView:
         if "additionalModelResponseFields" in response:
             stop["additionalModelResponseFields"] = response["additionalModelResponseFields"]
         self.event({"messageStop": stop})
-        self.event({"metadata": {"usage": response["usage"], "metrics": response["metrics"]}})
+        served = {key: response[key] for key in SERVED if key in response}
+        self.event({"metadata": {"usage": response["usage"], "metrics": response["metrics"], **served}})
         return self.view
 
 

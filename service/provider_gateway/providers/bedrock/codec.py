@@ -106,8 +106,15 @@ __all__ = ["InvokeDecoder", "completion", "decode_json_object", "finish_reason",
 # --- usage -------------------------------------------------------------------------------------
 
 
-def converse_usage(raw_usage: Any, metrics: Any = None) -> Usage:
-    raw = _obj(raw_usage)
+# What a stream's `metadata` event or a whole response says of how the request was served
+# (priority or flex tier, latency-optimized inference): it sets the price, so it goes in `usage.raw`.
+SERVED_AS = ("serviceTier", "performanceConfig")
+
+
+def converse_usage(holder: Mapping[str, Any]) -> Usage:
+    """Usage from a stream's `metadata` event or a whole Converse response: Bedrock's usage, with
+    `latencyMs` and the `SERVED_AS` fields Bedrock reports beside it."""
+    raw = _obj(holder.get("usage"))
     result = usage(
         _int(raw.get("inputTokens")),
         _int(raw.get("outputTokens")),
@@ -115,9 +122,10 @@ def converse_usage(raw_usage: Any, metrics: Any = None) -> Usage:
         _int(raw.get("cacheWriteInputTokens")),
         raw,
     )
-    latency = _int(_obj(metrics).get("latencyMs"))
+    latency = _int(_obj(holder.get("metrics")).get("latencyMs"))
     if latency:
         result.raw["latencyMs"] = latency
+    result.raw.update({key: holder[key] for key in SERVED_AS if key in holder})
     return result
 
 
@@ -464,7 +472,7 @@ class ConverseStreamDecoder:
         elif "metadata" in event:
             metadata = _obj(event["metadata"])
             if "usage" in metadata:
-                out.append(UsageEvent(converse_usage(metadata.get("usage"), metadata.get("metrics"))))
+                out.append(UsageEvent(converse_usage(metadata)))
         return out
 
     def _delta(self, block: int, delta: Mapping[str, Any]) -> list[StreamEvent]:
@@ -550,7 +558,7 @@ def converse_response_events(
             events += untyped(block)
     events += model_response_fields(response)
     if "usage" in response:
-        events.append(UsageEvent(converse_usage(response.get("usage"), response.get("metrics"))))
+        events.append(UsageEvent(converse_usage(response)))
     stop = _str(response.get("stopReason"))
     events.append(ProviderFinish(finish_reason(stop), stop, model=model, emulated=emulated))
     return events
