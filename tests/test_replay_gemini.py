@@ -61,6 +61,7 @@ FINISH = {
 ERROR_CODES = {
     "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+    "INTERNAL": grpc.StatusCode.UNAVAILABLE,
 }
 
 
@@ -132,6 +133,9 @@ class SdkView:
             return
         if part.text is None:  # code execution, inline data...: no typed event, passed on whole
             fields = dump(part)
+            if part.inline_data is not None and part.inline_data.data is not None:
+                # pydantic writes bytes in URL-safe base64; Google's JSON has the standard alphabet
+                fields["inlineData"]["data"] = base64.b64encode(part.inline_data.data).decode()
             self.view.raw_content.append((next(k for k in fields if k != "thoughtSignature"), fields))
             self.signature(part)
             return
@@ -301,5 +305,7 @@ async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, pa
             pass
     theirs = raised.value
     assert error is not None
-    assert error.code() == ERROR_CODES[str(theirs.status)]
+    # The HTTP status decides, as on every HTTP provider: a 5xx is retryable UNAVAILABLE, Google's 504
+    # DEADLINE_EXCEEDED (its own time limit, not the caller's deadline) included.
+    assert error.code() == (grpc.StatusCode.UNAVAILABLE if status >= 500 else ERROR_CODES[str(theirs.status)])
     assert str(theirs.message) in error.details()
