@@ -116,6 +116,8 @@ class SdkView:
                 cache_write=write,
             )
             metadata = event["metadata"]
+            if "trace" in metadata:  # a guardrail's assessment, asked for: no typed event, whole
+                self.view.raw_content.append(("trace", metadata["trace"]))
             served = {key: metadata[key] for key in SERVED if key in metadata}
             self.view.usage_raw = {**usage, "latencyMs": metadata["metrics"]["latencyMs"], **served}
 
@@ -155,8 +157,8 @@ class SdkView:
         if "additionalModelResponseFields" in response:
             stop["additionalModelResponseFields"] = response["additionalModelResponseFields"]
         self.event({"messageStop": stop})
-        served = {key: response[key] for key in SERVED if key in response}
-        self.event({"metadata": {"usage": response["usage"], "metrics": response["metrics"], **served}})
+        held = {key: response[key] for key in (*SERVED, "trace") if key in response}
+        self.event({"metadata": {"usage": response["usage"], "metrics": response["metrics"], **held}})
         return self.view
 
 

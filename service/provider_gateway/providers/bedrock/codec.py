@@ -471,6 +471,7 @@ class ConverseStreamDecoder:
             out.extend(model_response_fields(stop))
         elif "metadata" in event:
             metadata = _obj(event["metadata"])
+            out.extend(trace(metadata))
             if "usage" in metadata:
                 out.append(UsageEvent(converse_usage(metadata)))
         return out
@@ -509,6 +510,13 @@ def model_response_fields(holder: Mapping[str, Any]) -> list[StreamEvent]:
     if "additionalModelResponseFields" not in holder:
         return []
     return untyped({"additionalModelResponseFields": holder["additionalModelResponseFields"]})
+
+
+def trace(holder: Mapping[str, Any]) -> list[StreamEvent]:
+    """The `trace` a stream's metadata or a whole response carries (a guardrail's assessments, what
+    `guardrailConfig.trace` asks for; the prompt router's choice): no typed event, so passed on whole
+    as RawContent, never dropped."""
+    return untyped({"trace": holder["trace"]}) if "trace" in holder else []
 
 
 def untyped(member: Mapping[str, Any]) -> list[StreamEvent]:
@@ -557,6 +565,7 @@ def converse_response_events(
         else:
             events += untyped(block)
     events += model_response_fields(response)
+    events += trace(response)
     if "usage" in response:
         events.append(UsageEvent(converse_usage(response)))
     stop = _str(response.get("stopReason"))
