@@ -153,14 +153,19 @@ class SdkView:
 
     def usage(self, usage: types.GenerateContentResponseUsageMetadata) -> None:
         thoughts = usage.thoughts_token_count or 0
-        # The gateway's normalised usage: thoughts are billed as output, so output includes them.
+        # The gateway's normalised usage: thoughts are billed as output, so output includes them;
+        # tool results (search, code execution, URL context) are "provided back to the model as
+        # input" (google-genai's UsageMetadata), so input includes them.
         self.view.usage = figures(
-            input=usage.prompt_token_count or 0,
+            input=(usage.prompt_token_count or 0) + (usage.tool_use_prompt_token_count or 0),
             output=(usage.candidates_token_count or 0) + thoughts,
             cache_read=usage.cached_content_token_count or 0,
             reasoning=thoughts,
         )
         self.view.usage_raw = usage.model_dump(mode="json", by_alias=True, exclude_none=True)
+        # "the sum of prompt_token_count, candidates_token_count, tool_use_prompt_token_count, and
+        # thoughts_token_count" (google-genai): the normalised total is Google's own
+        assert usage.total_token_count is None or self.view.usage["total"] == usage.total_token_count
 
     def done(self) -> View:
         if self.thought:

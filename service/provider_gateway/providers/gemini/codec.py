@@ -296,10 +296,14 @@ def build_embed_body(request: EmbedRequest, model_path: str) -> dict[str, Any]:
 
 def normalise_usage(raw: Mapping[str, Any]) -> Usage:
     """`promptTokenCount` already includes cached tokens; thoughts are billed as output, so added.
-    The usageMetadata is kept whole in `raw`, its per-modality lists included."""
+    Tool results (search, code execution, URL context: `toolUsePromptTokenCount`) go back to the
+    model as input, apart from the prompt, so they are added to the input: the total is then
+    Google's `totalTokenCount`. The usageMetadata is kept whole in `raw`, its per-modality lists
+    included."""
     thoughts = int(raw.get("thoughtsTokenCount") or 0)
+    tool_results = int(raw.get("toolUsePromptTokenCount") or 0)
     return Usage(
-        input_tokens=int(raw.get("promptTokenCount") or 0),
+        input_tokens=int(raw.get("promptTokenCount") or 0) + tool_results,
         output_tokens=int(raw.get("candidatesTokenCount") or 0) + thoughts,
         cache_read_tokens=int(raw.get("cachedContentTokenCount") or 0),
         reasoning_tokens=thoughts,
