@@ -46,6 +46,7 @@ FINISH = {
     "end_turn": pb.FINISH_REASON_STOP,
     "stop_sequence": pb.FINISH_REASON_STOP,
     "max_tokens": pb.FINISH_REASON_LENGTH,
+    "model_context_window_exceeded": pb.FINISH_REASON_LENGTH,
     "tool_use": pb.FINISH_REASON_TOOL_CALLS,
     "guardrail_intervened": pb.FINISH_REASON_CONTENT_FILTER,
     "content_filtered": pb.FINISH_REASON_CONTENT_FILTER,
