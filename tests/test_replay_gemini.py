@@ -18,6 +18,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from made_up_ids_support import untagged_view
 from replay.support import (
+    CORPUS,
     KEY,
     VERTEX_MODELS,
     Reasoning,
@@ -315,3 +316,63 @@ async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, pa
     # DEADLINE_EXCEEDED (its own time limit, not the caller's deadline) included.
     assert error.code() == (grpc.StatusCode.UNAVAILABLE if status >= 500 else ERROR_CODES[str(theirs.status)])
     assert str(theirs.message) in error.details()
+
+
+# Log-probabilities, asked for (`ChatRequest.logprobs`): each chunk's `logprobsResult` (its chosen
+# tokens, the most likely ones at each step) is what google-genai reads; proto3 JSON leaves a zero
+# out, so a `logProbability` left out is 0.0 (a certain token), as the gateway documents.
+
+Scored = tuple[str, float, tuple[tuple[str, float], ...]]
+
+
+def sdk_scored(response: types.GenerateContentResponse) -> list[Scored]:
+    candidate = (response.candidates or [None])[0]
+    result = candidate.logprobs_result if candidate is not None else None
+    if result is None:
+        return []
+    steps = result.top_candidates or []
+    return [
+        (
+            chosen.token or "",
+            chosen.log_probability or 0.0,
+            tuple((c.token or "", c.log_probability or 0.0) for c in steps[i].candidates or []),
+        )
+        for i, chosen in enumerate(result.chosen_candidates or [])
+    ]
+
+
+def our_scored(entries: Any) -> list[Scored]:
+    return [(e.token, e.logprob, tuple((t.token, t.logprob) for t in e.top_logprobs)) for e in entries]
+
+
+def scored_ask(model: str) -> pb.ChatRequest:
+    request = ask(model)
+    request.logprobs.CopyFrom(pb.LogprobsOptions(enabled=True, top_logprobs=2))
+    return request
+
+
+@pytest.mark.parametrize("host", HOSTS)
+async def test_streamed_logprobs_match_sdk(upstreams: dict[str, Any], host: str) -> None:
+    fake, stub = script_both(upstreams, host, replay(CORPUS / "gemini" / "logprobs.sse", "text/event-stream"))
+    ours: list[Scored] = []
+    text = ""
+    async for event in stub.ChatStream(scored_ask(f"{host}/{MODEL}"), timeout=20):
+        if event.WhichOneof("event") == "text_delta":
+            text += event.text_delta.text
+            ours += our_scored(event.text_delta.logprobs)
+    theirs: list[Scored] = []
+    async for chunk in await sdk_client(fake).aio.models.generate_content_stream(model=MODEL, contents="Go on."):
+        theirs += sdk_scored(chunk)
+    assert ours == theirs
+    assert "".join(token for token, _, _ in ours) == text  # every token scored, in order
+
+
+@pytest.mark.parametrize("host", HOSTS)
+async def test_whole_answer_logprobs_match_sdk(upstreams: dict[str, Any], host: str) -> None:
+    fake, stub = upstreams[host]
+    fake.script(HOSTS[host][1], replay(CORPUS / "gemini" / "logprobs.json", "application/json"))
+    fake.script(UNARY_PATH, replay(CORPUS / "gemini" / "logprobs.json", "application/json"))
+    response = await stub.Chat(scored_ask(f"{host}/{MODEL}"), timeout=20)
+    theirs = await sdk_client(fake).aio.models.generate_content(model=MODEL, contents="Go on.")
+    assert our_scored(response.logprobs) == sdk_scored(theirs)
+    assert response.text == theirs.text
