@@ -106,7 +106,9 @@ class SdkView:
             self.view.raw_finish_reason = stop["stopReason"]
             self.view.finish_reason = FINISH[self.view.raw_finish_reason]
             if "additionalModelResponseFields" in stop:  # what the request asked of the model: whole
-                self.view.raw_content.append(("additionalModelResponseFields", stop["additionalModelResponseFields"]))
+                self.view.raw_content.append(
+                    ("additionalModelResponseFields", stop["additionalModelResponseFields"])
+                )
         elif "metadata" in event:
             usage = event["metadata"]["usage"]
             read, write = usage.get("cacheReadInputTokens", 0), usage.get("cacheWriteInputTokens", 0)

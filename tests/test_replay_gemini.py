@@ -293,31 +293,6 @@ async def test_a_body_ending_without_a_finish_reason_is_cut_short(
     assert ours.text == theirs.view.text == "Half of it"
 
 
-# After the streams above: a 429 holds the provider for its retry delay.
-@pytest.mark.parametrize("host", HOSTS)
-@pytest.mark.parametrize(
-    "path", [p for p in recordings("gemini", ".json") if len(p.suffixes) == 2], ids=lambda p: p.stem
-)
-async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
-    """`name.<http status>.json`: a google.rpc.Status body answered with that status."""
-    fake, stub = upstreams[host]
-    status = int(path.suffixes[0].lstrip("."))
-    fake.script(HOSTS[host][0], replay(path, "application/json", status))
-    fake.script(STREAM_PATH, replay(path, "application/json", status))
-    _, error = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
-    with pytest.raises(genai_errors.APIError) as raised:
-        async for _ in await sdk_client(fake).aio.models.generate_content_stream(
-            model=MODEL, contents="Go on."
-        ):
-            pass
-    theirs = raised.value
-    assert error is not None
-    # The HTTP status decides, as on every HTTP provider: a 5xx is retryable UNAVAILABLE, Google's 504
-    # DEADLINE_EXCEEDED (its own time limit, not the caller's deadline) included.
-    assert error.code() == (grpc.StatusCode.UNAVAILABLE if status >= 500 else ERROR_CODES[str(theirs.status)])
-    assert str(theirs.message) in error.details()
-
-
 # Log-probabilities, asked for (`ChatRequest.logprobs`): each chunk's `logprobsResult` (its chosen
 # tokens, the most likely ones at each step) is what google-genai reads; proto3 JSON leaves a zero
 # out, so a `logProbability` left out is 0.0 (a certain token), as the gateway documents.
@@ -361,7 +336,9 @@ async def test_streamed_logprobs_match_sdk(upstreams: dict[str, Any], host: str)
             text += event.text_delta.text
             ours += our_scored(event.text_delta.logprobs)
     theirs: list[Scored] = []
-    async for chunk in await sdk_client(fake).aio.models.generate_content_stream(model=MODEL, contents="Go on."):
+    async for chunk in await sdk_client(fake).aio.models.generate_content_stream(
+        model=MODEL, contents="Go on."
+    ):
         theirs += sdk_scored(chunk)
     assert ours == theirs
     assert "".join(token for token, _, _ in ours) == text  # every token scored, in order
@@ -376,3 +353,28 @@ async def test_whole_answer_logprobs_match_sdk(upstreams: dict[str, Any], host: 
     theirs = await sdk_client(fake).aio.models.generate_content(model=MODEL, contents="Go on.")
     assert our_scored(response.logprobs) == sdk_scored(theirs)
     assert response.text == theirs.text
+
+
+# After the streams above: a 429 holds the provider for its retry delay.
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize(
+    "path", [p for p in recordings("gemini", ".json") if len(p.suffixes) == 2], ids=lambda p: p.stem
+)
+async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
+    """`name.<http status>.json`: a google.rpc.Status body answered with that status."""
+    fake, stub = upstreams[host]
+    status = int(path.suffixes[0].lstrip("."))
+    fake.script(HOSTS[host][0], replay(path, "application/json", status))
+    fake.script(STREAM_PATH, replay(path, "application/json", status))
+    _, error = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
+    with pytest.raises(genai_errors.APIError) as raised:
+        async for _ in await sdk_client(fake).aio.models.generate_content_stream(
+            model=MODEL, contents="Go on."
+        ):
+            pass
+    theirs = raised.value
+    assert error is not None
+    # The HTTP status decides, as on every HTTP provider: a 5xx is retryable UNAVAILABLE, Google's 504
+    # DEADLINE_EXCEEDED (its own time limit, not the caller's deadline) included.
+    assert error.code() == (grpc.StatusCode.UNAVAILABLE if status >= 500 else ERROR_CODES[str(theirs.status)])
+    assert str(theirs.message) in error.details()
