@@ -45,17 +45,20 @@ STREAM_PATH = f"/v1beta/models/{MODEL}:streamGenerateContent"
 UNARY_PATH = f"/v1beta/models/{MODEL}:generateContent"
 
 # The gateway's contract maps finishReason to one enum (raw_finish_reason keeps Google's word):
-# STOP after function calls is TOOL_CALLS, as every other vendor says it; safety stops are
-# CONTENT_FILTER, as is a prompt blocked (promptFeedback.blockReason); a malformed function call,
-# which the client cannot run, is OTHER.
+# STOP after function calls is TOOL_CALLS, as every other vendor says it; safety stops (recitation
+# and personal data included) are CONTENT_FILTER, as is a prompt blocked (promptFeedback.blockReason);
+# a malformed or unexpected function call, which the client cannot run, and an unsupported language
+# are OTHER.
 FINISH = {
     "STOP": pb.FINISH_REASON_STOP,
     "MAX_TOKENS": pb.FINISH_REASON_LENGTH,
     "SAFETY": pb.FINISH_REASON_CONTENT_FILTER,
     "RECITATION": pb.FINISH_REASON_CONTENT_FILTER,
     "PROHIBITED_CONTENT": pb.FINISH_REASON_CONTENT_FILTER,
+    "SPII": pb.FINISH_REASON_CONTENT_FILTER,
     "MALFORMED_FUNCTION_CALL": pb.FINISH_REASON_OTHER,
     "OTHER": pb.FINISH_REASON_OTHER,
+    "LANGUAGE": pb.FINISH_REASON_OTHER,
     "UNEXPECTED_TOOL_CALL": pb.FINISH_REASON_OTHER,
     "FINISH_REASON_UNSPECIFIED": pb.FINISH_REASON_UNSPECIFIED,
 }
