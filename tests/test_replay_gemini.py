@@ -378,6 +378,14 @@ async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, pa
     theirs = raised.value
     assert error is not None
     # The HTTP status decides, as on every HTTP provider: a 5xx is retryable UNAVAILABLE, Google's 504
-    # DEADLINE_EXCEEDED (its own time limit, not the caller's deadline) included.
-    assert error.code() == (grpc.StatusCode.UNAVAILABLE if status >= 500 else ERROR_CODES[str(theirs.status)])
+    # DEADLINE_EXCEEDED (its own time limit, not the caller's deadline) included. A 400 whose
+    # ErrorInfo.reason says the key is bad is UNAUTHENTICATED (docs/vendor-providers.md).
+    reasons = {d.get("reason") for d in theirs.details["error"].get("details", [])}
+    if status >= 500:
+        expected = grpc.StatusCode.UNAVAILABLE
+    elif reasons & {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}:
+        expected = grpc.StatusCode.UNAUTHENTICATED
+    else:
+        expected = ERROR_CODES[str(theirs.status)]
+    assert error.code() == expected
     assert str(theirs.message) in error.details()
