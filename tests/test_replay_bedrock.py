@@ -102,7 +102,7 @@ class SdkView:
             call_id, name, pieces = self.calls.pop(event["contentBlockStop"]["contentBlockIndex"])
             self.view.tool_calls.append((call_id, name, json.loads("".join(pieces) or "{}")))
         elif "messageStop" in event:
-            if self.thought:  # reasoning no signature closed (gpt-oss, DeepSeek-R1): one block
+            if self.thought:  # reasoning that no signature closed (gpt-oss, DeepSeek-R1): one block
                 self.view.reasoning.append(Reasoning(self.thought))
                 self.thought = ""
             stop = event["messageStop"]
