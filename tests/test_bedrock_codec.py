@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
+from botocore.session import get_session
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -146,6 +147,29 @@ def test_provider_options_split_between_converse_and_model_fields() -> None:
     kwargs = codec.converse_request(request, CLAUDE)
     assert kwargs["guardrailConfig"] == {"guardrailIdentifier": "g"}
     assert kwargs["additionalModelRequestFields"] == {"top_k": 5}
+
+
+# What the gateway writes itself in a Converse request; every other member of the request (botocore's
+# service model) that provider_options names is a Converse parameter, never a model field.
+BUILT_BY_THE_GATEWAY = {
+    "modelId", "messages", "system", "inferenceConfig", "toolConfig", "additionalModelRequestFields", "outputConfig",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "member",
+    sorted(
+        set(get_session().get_service_model("bedrock-runtime").shape_for("ConverseStreamRequest").members)
+        - BUILT_BY_THE_GATEWAY
+    ),
+)
+def test_every_converse_parameter_in_provider_options_goes_to_converse(member: str) -> None:
+    """`serviceTier` (priority or flex) sent among the model's fields was not the tier asked for."""
+    value = {"type": "priority"}
+    request = ChatRequest(CLAUDE, [Message(Role.USER, (TextPart("hi"),))], provider_options={member: value})
+    kwargs = codec.converse_request(request, CLAUDE)
+    assert kwargs[member] == value
+    assert member not in kwargs.get("additionalModelRequestFields", {})
 
 
 def test_cache_points_are_capped_at_four_keeping_the_latest() -> None:

@@ -44,15 +44,25 @@ EVENT_STREAM = "application/vnd.amazon.eventstream"
 # The gateway's contract maps stopReason to one enum (raw_finish_reason keeps Bedrock's word).
 FINISH = {
     "end_turn": pb.FINISH_REASON_STOP,
+    "stop_sequence": pb.FINISH_REASON_STOP,
     "max_tokens": pb.FINISH_REASON_LENGTH,
+    "model_context_window_exceeded": pb.FINISH_REASON_LENGTH,
     "tool_use": pb.FINISH_REASON_TOOL_CALLS,
     "guardrail_intervened": pb.FINISH_REASON_CONTENT_FILTER,
+    "content_filtered": pb.FINISH_REASON_CONTENT_FILTER,
 }
 # Stream exceptions by Bedrock's name, as gRPC codes (docs/vendor-providers.md).
 ERROR_CODES = {
     "throttlingException": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "modelStreamErrorException": grpc.StatusCode.UNAVAILABLE,
+    "internalServerException": grpc.StatusCode.UNAVAILABLE,
+    "serviceUnavailableException": grpc.StatusCode.UNAVAILABLE,
+    "validationException": grpc.StatusCode.INVALID_ARGUMENT,
 }
+
+
+# How the request was served (a stream's metadata, a whole response): they set its price.
+SERVED = ("serviceTier", "performanceConfig")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +83,8 @@ endpoint_url = "{fake.url}"
 class SdkView:
     """botocore's parsed events folded into a view, the gateway's contract applied: a signature (or
     a redacted block, whose bytes travel base64 as on the wire) closes a reasoning block; usage
-    input counts the cache; `Usage.raw` is Bedrock's usage with the stream's `latencyMs` beside it."""
+    input counts the cache; `Usage.raw` is Bedrock's usage with the stream's `latencyMs` beside it,
+    and the `serviceTier` and `performanceConfig` that served the request when Bedrock names them."""
 
     def __init__(self) -> None:
         self.view = View()
@@ -91,8 +102,16 @@ class SdkView:
             call_id, name, pieces = self.calls.pop(event["contentBlockStop"]["contentBlockIndex"])
             self.view.tool_calls.append((call_id, name, json.loads("".join(pieces) or "{}")))
         elif "messageStop" in event:
-            self.view.raw_finish_reason = event["messageStop"]["stopReason"]
+            if self.thought:  # reasoning that no signature closed (gpt-oss, DeepSeek-R1): one block
+                self.view.reasoning.append(Reasoning(self.thought))
+                self.thought = ""
+            stop = event["messageStop"]
+            self.view.raw_finish_reason = stop["stopReason"]
             self.view.finish_reason = FINISH[self.view.raw_finish_reason]
+            if "additionalModelResponseFields" in stop:  # what the request asked of the model: whole
+                self.view.raw_content.append(
+                    ("additionalModelResponseFields", stop["additionalModelResponseFields"])
+                )
         elif "metadata" in event:
             usage = event["metadata"]["usage"]
             read, write = usage.get("cacheReadInputTokens", 0), usage.get("cacheWriteInputTokens", 0)
@@ -102,7 +121,11 @@ class SdkView:
                 cache_read=read,
                 cache_write=write,
             )
-            self.view.usage_raw = {**usage, "latencyMs": event["metadata"]["metrics"]["latencyMs"]}
+            metadata = event["metadata"]
+            if "trace" in metadata:  # a guardrail's assessment, asked for: no typed event, whole
+                self.view.raw_content.append(("trace", metadata["trace"]))
+            served = {key: metadata[key] for key in SERVED if key in metadata}
+            self.view.usage_raw = {**usage, "latencyMs": metadata["metrics"]["latencyMs"], **served}
 
     def delta(self, index: int, delta: dict[str, Any]) -> None:
         if "text" in delta:
@@ -136,8 +159,12 @@ class SdkView:
                 self.delta(index, {"reasoningContent": {"signature": reasoning["signature"]}})
             else:
                 self.delta(index, block)
-        self.event({"messageStop": {"stopReason": response["stopReason"]}})
-        self.event({"metadata": {"usage": response["usage"], "metrics": response["metrics"]}})
+        stop = {"stopReason": response["stopReason"]}
+        if "additionalModelResponseFields" in response:
+            stop["additionalModelResponseFields"] = response["additionalModelResponseFields"]
+        self.event({"messageStop": stop})
+        held = {key: response[key] for key in (*SERVED, "trace") if key in response}
+        self.event({"metadata": {"usage": response["usage"], "metrics": response["metrics"], **held}})
         return self.view
 
 

@@ -1,8 +1,10 @@
 """Recorded Cohere v2 chat answers (tests/replay/cohere) served byte for byte from a fake upstream
 on 127.0.0.1, through the real gateway, compared with the answer as Cohere's v2 chat reference
 documents those events and fields. Cohere's SDK is not a dependency here, so the expected view is
-read from the recording by the documented shapes: text from `content-delta`, citations from
-`citation-start` (or a whole answer's `message.citations`), usage from `message-end`."""
+read from the recording by the documented shapes: text (and thinking) from `content-delta`, the
+tool plan from `tool-plan-delta`, tool calls from `tool-call-start`/`-delta`/`-end` (or a whole
+answer's `message.tool_plan` and `message.tool_calls`), citations from `citation-start` (or a whole
+answer's `message.citations`), usage from `message-end`."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from replay.support import (
+    Reasoning,
     View,
     ask,
     figures,
@@ -30,7 +33,12 @@ from provider_gateway.v1 import provider_service_pb2 as pb
 
 MODEL = "command-a-03-2025"
 PATH = "/v2/chat"
-FINISH = {"COMPLETE": pb.FINISH_REASON_STOP, "MAX_TOKENS": pb.FINISH_REASON_LENGTH}
+FINISH = {
+    "COMPLETE": pb.FINISH_REASON_STOP,
+    "STOP_SEQUENCE": pb.FINISH_REASON_STOP,
+    "MAX_TOKENS": pb.FINISH_REASON_LENGTH,
+    "TOOL_CALL": pb.FINISH_REASON_TOOL_CALLS,
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,26 +59,53 @@ def end(view: View, finish_reason: str, usage: dict[str, Any]) -> View:
     return view
 
 
-def documented_stream(path: Path) -> View:
+def documented_stream(path: Path) -> tuple[View, str]:
+    """The documented view, and the `error` text of a message-end with finish_reason ERROR (which
+    ends the view without a finish) or ""."""
     view = View()
+    thinking = ""  # the gateway's contract: thinking and the tool plan are reasoning
+    calls: dict[int, list[str]] = {}  # index -> id, name, argument pieces
     for line in path.read_text().splitlines():
         if not line.startswith("data: "):
             continue
         event = json.loads(line.removeprefix("data: "))
         message = event.get("delta", {}).get("message", {})
         if event["type"] == "content-delta":
-            view.text += message["content"]["text"]
+            content = message["content"]
+            thinking += content.get("thinking", "")
+            view.text += content.get("text", "")
+        elif event["type"] == "tool-plan-delta":
+            thinking += message["tool_plan"]
+        elif event["type"] == "tool-call-start":
+            call = message["tool_calls"]
+            calls[event["index"]] = [call["id"], call["function"]["name"], call["function"]["arguments"]]
+        elif event["type"] == "tool-call-delta":
+            calls[event["index"]].append(message["tool_calls"]["function"]["arguments"])
+        elif event["type"] == "tool-call-end":
+            call_id, name, *pieces = calls.pop(event["index"])
+            view.tool_calls.append((call_id, name, json.loads("".join(pieces) or "{}")))
         elif event["type"] == "citation-start":
             view.raw_content.append(("citation", message["citations"]))
         elif event["type"] == "message-end":
+            if thinking:
+                view.reasoning.append(Reasoning(thinking))
+            if event["delta"]["finish_reason"] == "ERROR":
+                return view, event["delta"]["error"]
             end(view, event["delta"]["finish_reason"], event["delta"]["usage"])
-    return view
+    return view, ""
 
 
 def documented_answer(path: Path) -> View:
     answer = json.loads(path.read_text())
     message = answer["message"]
-    view = View(text="".join(part["text"] for part in message["content"] if part["type"] == "text"))
+    content = message.get("content", [])
+    view = View(text="".join(part["text"] for part in content if part["type"] == "text"))
+    thinking = "".join(part["thinking"] for part in content if part["type"] == "thinking")
+    view.reasoning = [Reasoning(plan) for plan in (thinking, message.get("tool_plan", "")) if plan]
+    view.tool_calls = [
+        (call["id"], call["function"]["name"], json.loads(call["function"]["arguments"] or "{}"))
+        for call in message.get("tool_calls", [])
+    ]
     view.raw_content = [("citation", citation) for citation in message.get("citations", [])]
     return end(view, answer["finish_reason"], answer["usage"])
 
@@ -80,8 +115,15 @@ async def test_stream_matches_the_documented_events(upstream: tuple[FakeUpstream
     fake, stub = upstream
     fake.script(PATH, replay(path, "text/event-stream"))
     ours, error = await gateway_stream(stub, ask(f"cohere/{MODEL}"))
+    theirs, their_error = documented_stream(path)
+    if their_error:  # finish_reason ERROR, as documented: UNAVAILABLE with Cohere's words, no finish
+        assert error is not None, "a generation error ended the stream cleanly"
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert their_error in error.details()
+        assert ours.text == theirs.text
+        return
     assert error is None, error.details() if error else ""
-    assert ours == documented_stream(path)
+    assert ours == theirs
 
 
 @pytest.mark.parametrize("path", recordings("cohere", ".json"), ids=lambda p: p.stem)

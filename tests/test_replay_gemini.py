@@ -18,6 +18,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from made_up_ids_support import untagged_view
 from replay.support import (
+    CORPUS,
     KEY,
     VERTEX_MODELS,
     Reasoning,
@@ -44,21 +45,28 @@ STREAM_PATH = f"/v1beta/models/{MODEL}:streamGenerateContent"
 UNARY_PATH = f"/v1beta/models/{MODEL}:generateContent"
 
 # The gateway's contract maps finishReason to one enum (raw_finish_reason keeps Google's word):
-# STOP after function calls is TOOL_CALLS, as every other vendor says it; safety stops are
-# CONTENT_FILTER, as is a prompt blocked (promptFeedback.blockReason); a malformed function call,
-# which the client cannot run, is OTHER.
+# STOP after function calls is TOOL_CALLS, as every other vendor says it; safety stops (recitation
+# and personal data included) are CONTENT_FILTER, as is a prompt blocked (promptFeedback.blockReason);
+# a malformed or unexpected function call, which the client cannot run, and an unsupported language
+# are OTHER.
 FINISH = {
     "STOP": pb.FINISH_REASON_STOP,
     "MAX_TOKENS": pb.FINISH_REASON_LENGTH,
     "SAFETY": pb.FINISH_REASON_CONTENT_FILTER,
+    "RECITATION": pb.FINISH_REASON_CONTENT_FILTER,
     "PROHIBITED_CONTENT": pb.FINISH_REASON_CONTENT_FILTER,
+    "SPII": pb.FINISH_REASON_CONTENT_FILTER,
     "MALFORMED_FUNCTION_CALL": pb.FINISH_REASON_OTHER,
+    "OTHER": pb.FINISH_REASON_OTHER,
+    "LANGUAGE": pb.FINISH_REASON_OTHER,
+    "UNEXPECTED_TOOL_CALL": pb.FINISH_REASON_OTHER,
     "FINISH_REASON_UNSPECIFIED": pb.FINISH_REASON_UNSPECIFIED,
 }
 # google.rpc status names as gRPC codes (the gateway's errors keep the upstream's meaning).
 ERROR_CODES = {
     "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+    "INTERNAL": grpc.StatusCode.UNAVAILABLE,
 }
 
 
@@ -130,6 +138,9 @@ class SdkView:
             return
         if part.text is None:  # code execution, inline data...: no typed event, passed on whole
             fields = dump(part)
+            if part.inline_data is not None and part.inline_data.data is not None:
+                # pydantic writes bytes in URL-safe base64; Google's JSON has the standard alphabet
+                fields["inlineData"]["data"] = base64.b64encode(part.inline_data.data).decode()
             self.view.raw_content.append((next(k for k in fields if k != "thoughtSignature"), fields))
             self.signature(part)
             return
@@ -147,14 +158,19 @@ class SdkView:
 
     def usage(self, usage: types.GenerateContentResponseUsageMetadata) -> None:
         thoughts = usage.thoughts_token_count or 0
-        # The gateway's normalised usage: thoughts are billed as output, so output includes them.
+        # The gateway's normalised usage: thoughts are billed as output, so output includes them;
+        # tool results (search, code execution, URL context) are "provided back to the model as
+        # input" (google-genai's UsageMetadata), so input includes them.
         self.view.usage = figures(
-            input=usage.prompt_token_count or 0,
+            input=(usage.prompt_token_count or 0) + (usage.tool_use_prompt_token_count or 0),
             output=(usage.candidates_token_count or 0) + thoughts,
             cache_read=usage.cached_content_token_count or 0,
             reasoning=thoughts,
         )
         self.view.usage_raw = usage.model_dump(mode="json", by_alias=True, exclude_none=True)
+        # "the sum of prompt_token_count, candidates_token_count, tool_use_prompt_token_count, and
+        # thoughts_token_count" (google-genai): the normalised total is Google's own
+        assert usage.total_token_count is None or self.view.usage["total"] == usage.total_token_count
 
     def done(self) -> View:
         if self.thought:
@@ -280,6 +296,68 @@ async def test_a_body_ending_without_a_finish_reason_is_cut_short(
     assert ours.text == theirs.view.text == "Half of it"
 
 
+# Log-probabilities, asked for (`ChatRequest.logprobs`): each chunk's `logprobsResult` (its chosen
+# tokens, the most likely ones at each step) is what google-genai reads; proto3 JSON leaves a zero
+# out, so a `logProbability` left out is 0.0 (a certain token), as the gateway documents.
+
+Scored = tuple[str, float, tuple[tuple[str, float], ...]]
+
+
+def sdk_scored(response: types.GenerateContentResponse) -> list[Scored]:
+    candidate = (response.candidates or [None])[0]
+    result = candidate.logprobs_result if candidate is not None else None
+    if result is None:
+        return []
+    steps = result.top_candidates or []
+    return [
+        (
+            chosen.token or "",
+            chosen.log_probability or 0.0,
+            tuple((c.token or "", c.log_probability or 0.0) for c in steps[i].candidates or []),
+        )
+        for i, chosen in enumerate(result.chosen_candidates or [])
+    ]
+
+
+def our_scored(entries: Any) -> list[Scored]:
+    return [(e.token, e.logprob, tuple((t.token, t.logprob) for t in e.top_logprobs)) for e in entries]
+
+
+def scored_ask(model: str) -> pb.ChatRequest:
+    request = ask(model)
+    request.logprobs.CopyFrom(pb.LogprobsOptions(enabled=True, top_logprobs=2))
+    return request
+
+
+@pytest.mark.parametrize("host", HOSTS)
+async def test_streamed_logprobs_match_sdk(upstreams: dict[str, Any], host: str) -> None:
+    fake, stub = script_both(upstreams, host, replay(CORPUS / "gemini" / "logprobs.sse", "text/event-stream"))
+    ours: list[Scored] = []
+    text = ""
+    async for event in stub.ChatStream(scored_ask(f"{host}/{MODEL}"), timeout=20):
+        if event.WhichOneof("event") == "text_delta":
+            text += event.text_delta.text
+            ours += our_scored(event.text_delta.logprobs)
+    theirs: list[Scored] = []
+    async for chunk in await sdk_client(fake).aio.models.generate_content_stream(
+        model=MODEL, contents="Go on."
+    ):
+        theirs += sdk_scored(chunk)
+    assert ours == theirs
+    assert "".join(token for token, _, _ in ours) == text  # every token scored, in order
+
+
+@pytest.mark.parametrize("host", HOSTS)
+async def test_whole_answer_logprobs_match_sdk(upstreams: dict[str, Any], host: str) -> None:
+    fake, stub = upstreams[host]
+    fake.script(HOSTS[host][1], replay(CORPUS / "gemini" / "logprobs.json", "application/json"))
+    fake.script(UNARY_PATH, replay(CORPUS / "gemini" / "logprobs.json", "application/json"))
+    response = await stub.Chat(scored_ask(f"{host}/{MODEL}"), timeout=20)
+    theirs = await sdk_client(fake).aio.models.generate_content(model=MODEL, contents="Go on.")
+    assert our_scored(response.logprobs) == sdk_scored(theirs)
+    assert response.text == theirs.text
+
+
 # After the streams above: a 429 holds the provider for its retry delay.
 @pytest.mark.parametrize("host", HOSTS)
 @pytest.mark.parametrize(
@@ -299,5 +377,15 @@ async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, pa
             pass
     theirs = raised.value
     assert error is not None
-    assert error.code() == ERROR_CODES[str(theirs.status)]
+    # The HTTP status decides, as on every HTTP provider: a 5xx is retryable UNAVAILABLE, Google's 504
+    # DEADLINE_EXCEEDED (its own time limit, not the caller's deadline) included. A 400 whose
+    # ErrorInfo.reason says the key is bad is UNAUTHENTICATED (docs/vendor-providers.md).
+    reasons = {d.get("reason") for d in theirs.details["error"].get("details", [])}
+    if status >= 500:
+        expected = grpc.StatusCode.UNAVAILABLE
+    elif reasons & {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}:
+        expected = grpc.StatusCode.UNAUTHENTICATED
+    else:
+        expected = ERROR_CODES[str(theirs.status)]
+    assert error.code() == expected
     assert str(theirs.message) in error.details()

@@ -87,9 +87,17 @@ IMAGE_FORMATS = {
     "image/gif": "gif",
     "image/webp": "webp",
 }
-# Converse parameters that provider_options may set directly; other keys are model fields.
+# Converse parameters that provider_options may set directly (the request's members the gateway
+# does not write itself); other keys are model fields.
 CONVERSE_TOP_LEVEL = frozenset(
-    {"guardrailConfig", "performanceConfig", "requestMetadata", "additionalModelResponseFieldPaths"}
+    {
+        "guardrailConfig",
+        "performanceConfig",
+        "serviceTier",
+        "requestMetadata",
+        "promptVariables",
+        "additionalModelResponseFieldPaths",
+    }
 )
 # Re-exported for the adapter: InvokeModel's family codecs live in `invoke/`.
 __all__ = ["InvokeDecoder", "completion", "decode_json_object", "finish_reason", "invoke_body", "malformed"]
@@ -98,8 +106,15 @@ __all__ = ["InvokeDecoder", "completion", "decode_json_object", "finish_reason",
 # --- usage -------------------------------------------------------------------------------------
 
 
-def converse_usage(raw_usage: Any, metrics: Any = None) -> Usage:
-    raw = _obj(raw_usage)
+# What a stream's `metadata` event or a whole response says of how the request was served
+# (priority or flex tier, latency-optimized inference): it sets the price, so it goes in `usage.raw`.
+SERVED_AS = ("serviceTier", "performanceConfig")
+
+
+def converse_usage(holder: Mapping[str, Any]) -> Usage:
+    """Usage from a stream's `metadata` event or a whole Converse response: Bedrock's usage, with
+    `latencyMs` and the `SERVED_AS` fields Bedrock reports beside it."""
+    raw = _obj(holder.get("usage"))
     result = usage(
         _int(raw.get("inputTokens")),
         _int(raw.get("outputTokens")),
@@ -107,9 +122,10 @@ def converse_usage(raw_usage: Any, metrics: Any = None) -> Usage:
         _int(raw.get("cacheWriteInputTokens")),
         raw,
     )
-    latency = _int(_obj(metrics).get("latencyMs"))
+    latency = _int(_obj(holder.get("metrics")).get("latencyMs"))
     if latency:
         result.raw["latencyMs"] = latency
+    result.raw.update({key: holder[key] for key in SERVED_AS if key in holder})
     return result
 
 
@@ -455,8 +471,9 @@ class ConverseStreamDecoder:
             out.extend(model_response_fields(stop))
         elif "metadata" in event:
             metadata = _obj(event["metadata"])
+            out.extend(trace(metadata))
             if "usage" in metadata:
-                out.append(UsageEvent(converse_usage(metadata.get("usage"), metadata.get("metrics"))))
+                out.append(UsageEvent(converse_usage(metadata)))
         return out
 
     def _delta(self, block: int, delta: Mapping[str, Any]) -> list[StreamEvent]:
@@ -493,6 +510,13 @@ def model_response_fields(holder: Mapping[str, Any]) -> list[StreamEvent]:
     if "additionalModelResponseFields" not in holder:
         return []
     return untyped({"additionalModelResponseFields": holder["additionalModelResponseFields"]})
+
+
+def trace(holder: Mapping[str, Any]) -> list[StreamEvent]:
+    """The `trace` a stream's metadata or a whole response carries (a guardrail's assessments, what
+    `guardrailConfig.trace` asks for; the prompt router's choice): no typed event, so passed on whole
+    as RawContent, never dropped."""
+    return untyped({"trace": holder["trace"]}) if "trace" in holder else []
 
 
 def untyped(member: Mapping[str, Any]) -> list[StreamEvent]:
@@ -541,8 +565,9 @@ def converse_response_events(
         else:
             events += untyped(block)
     events += model_response_fields(response)
+    events += trace(response)
     if "usage" in response:
-        events.append(UsageEvent(converse_usage(response.get("usage"), response.get("metrics"))))
+        events.append(UsageEvent(converse_usage(response)))
     stop = _str(response.get("stopReason"))
     events.append(ProviderFinish(finish_reason(stop), stop, model=model, emulated=emulated))
     return events

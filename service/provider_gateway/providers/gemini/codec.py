@@ -296,10 +296,14 @@ def build_embed_body(request: EmbedRequest, model_path: str) -> dict[str, Any]:
 
 def normalise_usage(raw: Mapping[str, Any]) -> Usage:
     """`promptTokenCount` already includes cached tokens; thoughts are billed as output, so added.
-    The usageMetadata is kept whole in `raw`, its per-modality lists included."""
+    Tool results (search, code execution, URL context: `toolUsePromptTokenCount`) go back to the
+    model as input, apart from the prompt, so they are added to the input: the total is then
+    Google's `totalTokenCount`. The usageMetadata is kept whole in `raw`, its per-modality lists
+    included."""
     thoughts = int(raw.get("thoughtsTokenCount") or 0)
+    tool_results = int(raw.get("toolUsePromptTokenCount") or 0)
     return Usage(
-        input_tokens=int(raw.get("promptTokenCount") or 0),
+        input_tokens=int(raw.get("promptTokenCount") or 0) + tool_results,
         output_tokens=int(raw.get("candidatesTokenCount") or 0) + thoughts,
         cache_read_tokens=int(raw.get("cachedContentTokenCount") or 0),
         reasoning_tokens=thoughts,
@@ -378,7 +382,7 @@ class GenerateStreamDecoder:
             events = with_logprobs(events, candidate_logprobs(candidate["logprobsResult"]))
         for name in CANDIDATE_METADATA:
             if isinstance(candidate.get(name), Mapping):
-                events.append(RawContent(name, dict(candidate[name])))
+                events.append(RawContent(name, _metadata(name, candidate[name])))
         if candidate.get("finishReason"):
             self.finish_reason = str(candidate["finishReason"])
         return events
@@ -442,6 +446,16 @@ class GenerateStreamDecoder:
             UsageEvent(normalise_usage(self.usage_raw)),
             ProviderFinish(reason, self.finish_reason, self.model, self.response_id),
         ]
+
+
+def _metadata(name: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    """A candidate's metadata as passed on. The Gemini API names the recitation sources
+    `citationSources`, Vertex AI `citations`: google-genai reads either as `citations`, and so does
+    the client here, whichever host answered."""
+    metadata = dict(value)
+    if name == "citationMetadata" and "citationSources" in metadata and "citations" not in metadata:
+        metadata["citations"] = metadata.pop("citationSources")
+    return metadata
 
 
 def candidate_logprobs(result: Mapping[str, Any]) -> tuple[TokenLogprob, ...]:
