@@ -116,6 +116,7 @@ class SdkView:
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason is not None:  # the prompt was refused
             self.view.raw_finish_reason = feedback.block_reason.value
+            self.view.raw_content.append(("promptFeedback", dump(feedback)))  # with its reasons
         candidate = (response.candidates or [None])[0]
         if candidate is None:
             return
@@ -126,6 +127,14 @@ class SdkView:
                 self.view.raw_content.append((to_camel(name), dump(value)))
         if candidate.finish_reason is not None:
             self.view.raw_finish_reason = candidate.finish_reason.value
+            # Why it stopped, which Finish has no field for: passed on whole (`finishMessage` too,
+            # which google-genai drops: see `said_why`).
+            if (
+                FINISH[candidate.finish_reason.value] == pb.FINISH_REASON_CONTENT_FILTER
+                and candidate.safety_ratings
+            ):
+                ratings = [dump(rating) for rating in candidate.safety_ratings]
+                self.view.raw_content.append(("safetyRatings", {"safetyRatings": ratings}))
 
     def part(self, part: types.Part) -> None:
         if part.function_call is not None:
@@ -182,6 +191,26 @@ class SdkView:
         return view
 
 
+def said_why(view: View) -> list[str]:
+    """The `finishMessage`s the gateway passed on, taken out of its view. google-genai's Candidate
+    type has `finish_message` and Google documents the field ("the reason the model stopped
+    generating tokens in more detail"), but the SDK's converters from the wire (models.py
+    `_Candidate_from_mldev`) never copy it: it is checked against the recorded bytes instead."""
+    said = [raw["finishMessage"] for name, raw in view.raw_content if name == "finishMessage"]
+    view.raw_content = [(name, raw) for name, raw in view.raw_content if name != "finishMessage"]
+    return said
+
+
+def recorded_why(path: Path) -> list[str]:
+    """Every candidate's `finishMessage` in a recording (SSE `data:` lines, or one JSON body)."""
+    text = path.read_text()
+    bodies = [line[len("data: ") :] for line in text.splitlines() if line.startswith("data: ")] or [text]
+    chunks = [json.loads(body) for body in bodies]
+    return [
+        c["finishMessage"] for chunk in chunks for c in chunk.get("candidates") or [] if "finishMessage" in c
+    ]
+
+
 async def sdk_stream(fake: FakeUpstream) -> tuple[SdkView, genai_errors.APIError | None]:
     folded = SdkView()
     try:
@@ -202,6 +231,7 @@ async def test_stream_matches_sdk(upstreams: dict[str, Any], host: str, path: Pa
     fake.script(STREAM_PATH, replay(path, "text/event-stream"))
     ours, error = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
     ours = untagged_view(ours)  # the SDK view numbers calls `name-N`
+    assert said_why(ours) == recorded_why(path)
     theirs, their_error = await sdk_stream(fake)
     if their_error is None:
         assert error is None, error.details() if error else ""
@@ -224,6 +254,7 @@ async def test_whole_answer_matches_sdk(upstreams: dict[str, Any], host: str, pa
     fake.script(HOSTS[host][1], replay(path, "application/json"))
     fake.script(UNARY_PATH, replay(path, "application/json"))
     ours = untagged_view(await gateway_unary(stub, ask(f"{host}/{MODEL}")))
+    assert said_why(ours) == recorded_why(path)
     theirs = SdkView()
     theirs.chunk(await sdk_client(fake).aio.models.generate_content(model=MODEL, contents="Go on."))
     assert ours == theirs.done()

@@ -76,6 +76,10 @@ TYPED_PART_FIELDS = frozenset({"text", "thought", "thoughtSignature", "functionC
 # A candidate's metadata about its content (search grounding, recitation sources, fetched URLs),
 # passed on whole as RawContent named by the field.
 CANDIDATE_METADATA = ("groundingMetadata", "citationMetadata", "urlContextMetadata")
+# Why an answer stopped or was refused, in Google's words, which Finish has no field for: also
+# passed on as RawContent named by the field (a prompt's `promptFeedback` when it was blocked, a
+# candidate's `finishMessage`, and its `safetyRatings` when a filter stopped it).
+FILTERED = frozenset(name for name, reason in FINISH_REASONS.items() if reason is FinishReason.CONTENT_FILTER)
 
 # google.rpc.Code names as Gemini reports them in `error.status`.
 STATUS_KINDS = {
@@ -370,10 +374,11 @@ class GenerateStreamDecoder:
         self.response_id = str(chunk.get("responseId") or self.response_id)
         if isinstance(chunk.get("usageMetadata"), Mapping):
             self.usage_raw = dict(chunk["usageMetadata"])
-        blocked = (chunk.get("promptFeedback") or {}).get("blockReason")
-        if blocked:
-            self.finish_reason = str(blocked)
         events: list[StreamEvent] = []
+        feedback = chunk.get("promptFeedback")
+        if isinstance(feedback, Mapping) and feedback.get("blockReason"):
+            self.finish_reason = str(feedback["blockReason"])
+            events.append(RawContent("promptFeedback", dict(feedback)))
         candidates = chunk.get("candidates") or []
         candidate = candidates[0] if candidates and isinstance(candidates[0], Mapping) else {}
         for part in (candidate.get("content") or {}).get("parts") or []:
@@ -385,6 +390,7 @@ class GenerateStreamDecoder:
                 events.append(RawContent(name, _metadata(name, candidate[name])))
         if candidate.get("finishReason"):
             self.finish_reason = str(candidate["finishReason"])
+            events.extend(_why_stopped(candidate, self.finish_reason))
         return events
 
     def _part(self, part: Mapping[str, Any]) -> list[StreamEvent]:
@@ -446,6 +452,17 @@ class GenerateStreamDecoder:
             UsageEvent(normalise_usage(self.usage_raw)),
             ProviderFinish(reason, self.finish_reason, self.model, self.response_id),
         ]
+
+
+def _why_stopped(candidate: Mapping[str, Any], reason: str) -> list[StreamEvent]:
+    """A stopped candidate's explanation: its `finishMessage` (what was malformed in a function
+    call...), and the `safetyRatings` that name the category when a filter stopped it."""
+    events: list[StreamEvent] = []
+    if isinstance(message := candidate.get("finishMessage"), str) and message:
+        events.append(RawContent("finishMessage", {"finishMessage": message}))
+    if reason in FILTERED and isinstance(ratings := candidate.get("safetyRatings"), list) and ratings:
+        events.append(RawContent("safetyRatings", {"safetyRatings": ratings}))
+    return events
 
 
 def _metadata(name: str, value: Mapping[str, Any]) -> dict[str, Any]:
