@@ -101,10 +101,13 @@ def sdk_view(message: Any) -> View:
         else:  # server tools' calls and results: no typed event, passed on whole
             view.raw_content.append((block.type, block.to_dict()))
     # The message's own fields without a typed event, after its content: the code execution
-    # tool's container (the next turn reuses it by id), a refusal's category and explanation.
+    # tool's container (the next turn reuses it by id), a refusal's category and explanation,
+    # the stop sequence that ended it.
     for name in ("container", "stop_details"):
         if (value := getattr(message, name, None)) is not None:
             view.raw_content.append((name, value.to_dict(mode="json")))  # expires_at as sent
+    if message.stop_sequence:
+        view.raw_content.append(("stop_sequence", {"stop_sequence": message.stop_sequence}))
     usage = message.usage
     cache_read = usage.cache_read_input_tokens or 0
     cache_write = usage.cache_creation_input_tokens or 0

@@ -74,8 +74,9 @@ STOP_REASONS = {
 
 # A Message's fields that are neither content nor usage and have no typed event, passed on as
 # RawContent of their name: the code execution tool's `container` ({id, expires_at}: the next
-# turn names it to reuse its files), a refusal's `stop_details` ({type, category, explanation}).
-MESSAGE_FIELDS = ("container", "stop_details")
+# turn names it to reuse its files), a refusal's `stop_details` ({type, category, explanation}),
+# and the `stop_sequence` that ended it (as {"stop_sequence": "..."}; Finish has no field for it).
+MESSAGE_FIELDS = ("container", "stop_details", "stop_sequence")
 
 # Anthropic's documented error types (also sent mid-stream in an `error` event).
 ERROR_KINDS = {
@@ -440,17 +441,18 @@ class MessagesStreamDecoder:
             delta = data.get("delta") or {}
             if "stop_reason" in delta:  # null included, as the SDK's MessageStream keeps it
                 self.stop_reason = str(delta["stop_reason"] or "")
-            if "stop_details" in delta:  # likewise: it describes this stop_reason
-                self._message_fields["stop_details"] = delta["stop_details"]
+            for name in ("stop_details", "stop_sequence"):  # likewise: they describe this stop_reason
+                if name in delta:
+                    self._message_fields[name] = delta[name]
             if delta.get("container") is not None:  # a null leaves the one known
                 self._message_fields["container"] = delta["container"]
             return []
         if kind == "message_stop":
             self.finished = True
             fields = [
-                RawContent(name, dict(value))
+                RawContent(name, dict(value) if isinstance(value, Mapping) else {name: value})
                 for name, value in self._message_fields.items()
-                if isinstance(value, Mapping)
+                if isinstance(value, Mapping) or (isinstance(value, str) and value)
             ]
             return [*fields, UsageEvent(normalise_usage(self.usage_raw)), self.finish()]
         if kind == "error":
