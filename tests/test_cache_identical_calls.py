@@ -1,7 +1,7 @@
 """Identical unary calls that arrive while the first is being answered ([cache], docs/caching.md):
-they wait for its answer and are served it as a hit, instead of each asking upstream. The cache's
-interceptor is driven directly, its handler below held open by the test, so that "meanwhile" does
-not depend on timing."""
+they wait for its answer and are served it as a hit, instead of each asking upstream; when it fails
+or leaves, they ask upstream at once, side by side. The cache's interceptor is driven directly, its
+handler below held open by the test, so that "meanwhile" does not depend on timing."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import grpc
 import pytest
 from rpc_util import chat
 
+from provider_gateway.server.cache import interceptor
 from provider_gateway.server.cache.interceptor import CacheInterceptor
 from provider_gateway.server.cache.settings import CacheSettings
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -105,12 +106,15 @@ async def test_calls_arriving_while_the_first_is_answered_are_served_its_answer_
         assert not again.finish.attempts  # nothing was tried upstream for it
         assert again.finish.cost.amount_micros == 0
         assert again.finish.cost.known
+        timing = again.finish.timing
+        assert timing.upstream_us > 0  # the wait for the first call's answer
+        assert timing.gateway_overhead_us == timing.total_us - timing.upstream_us
     assert given.finish.attempts  # the first call's own answer, as it came
     assert upstream.calls == 1
     assert [c.said for c in contexts] == [["miss"], ["hit"], ["hit"]]
 
 
-async def test_when_the_first_call_fails_the_next_asks_upstream_and_the_rest_wait_for_it() -> None:
+async def test_when_the_first_call_fails_the_waiting_calls_ask_upstream_at_once_side_by_side() -> None:
     upstream = Upstream()
     unary = await served(upstream)
     first = asyncio.ensure_future(unary(chat("mock/echo", "hello"), Context()))
@@ -118,16 +122,15 @@ async def test_when_the_first_call_fails_the_next_asks_upstream_and_the_rest_wai
     contexts = [Context(), Context()]
     later = [asyncio.ensure_future(unary(chat("mock/echo", "hello"), c)) for c in contexts]
     await waiting(*later)
-    upstream.called.clear()
     upstream.answers.put_nowait(RuntimeError("upstream failed"))
     with pytest.raises(RuntimeError):
         await first
-    await upstream.called.wait()  # one of the waiting calls asks for itself
     await waiting(*later)
-    upstream.answers.put_nowait(answer("twice"))
-    assert [(await call).text for call in later] == ["twice", "twice"]
-    assert upstream.calls == 2
-    assert sorted(c.said[0] for c in contexts) == ["hit", "miss"]
+    assert upstream.calls == 3  # both asked, neither waits for the other's answer in turn
+    upstream.answers.put_nowait(answer("a"))
+    upstream.answers.put_nowait(answer("b"))
+    assert sorted([(await call).text for call in later]) == ["a", "b"]
+    assert [c.said for c in contexts] == [["miss"], ["miss"]]
 
 
 async def test_a_waiting_caller_that_leaves_takes_nobody_else_with_it() -> None:
@@ -190,7 +193,7 @@ async def test_different_requests_never_wait_for_each_other() -> None:
     await asyncio.gather(first, other)
 
 
-async def test_an_answer_too_large_to_keep_is_not_shared_either() -> None:
+async def test_an_answer_too_large_to_keep_is_still_served_to_the_calls_that_waited() -> None:
     upstream = Upstream()
     unary = await served(upstream, CacheSettings(max_entry_bytes=64, max_bytes=1024))
     first = asyncio.ensure_future(unary(chat("mock/echo", "hello"), Context()))
@@ -198,11 +201,48 @@ async def test_an_answer_too_large_to_keep_is_not_shared_either() -> None:
     context = Context()
     second = asyncio.ensure_future(unary(chat("mock/echo", "hello"), context))
     await waiting(second)
-    upstream.called.clear()
     upstream.answers.put_nowait(answer("x" * 200))
     await first
-    await upstream.called.wait()  # the waiting call asks for itself
-    upstream.answers.put_nowait(answer("y" * 200))
-    assert (await second).text == "y" * 200
-    assert context.said == ["miss"]
+    assert (await second).text == "x" * 200
+    assert context.said == ["hit"]
+    assert upstream.calls == 1
+    later = asyncio.ensure_future(unary(chat("mock/echo", "hello"), Context()))
+    await waiting(later)
+    assert upstream.calls == 2  # not kept: a later call asks again
+    upstream.answers.put_nowait(answer("y"))
+    await later
+
+
+async def test_a_no_cache_call_beside_one_under_way_keeps_its_fresh_answer() -> None:
+    upstream = Upstream()
+    unary = await served(upstream)
+    first = asyncio.ensure_future(unary(chat("mock/echo", "hello"), Context()))
+    await upstream.called.wait()
+    fresh = asyncio.ensure_future(unary(chat("mock/echo", "hello"), Context(("cache-control", "no-cache"))))
+    await waiting(fresh)
+    upstream.answers.put_nowait(RuntimeError("upstream failed"))
+    upstream.answers.put_nowait(answer("fresh"))
+    with pytest.raises(RuntimeError):
+        await first
+    assert (await fresh).text == "fresh"
+    context = Context()
+    assert (await unary(chat("mock/echo", "hello"), context)).text == "fresh"
+    assert context.said == ["hit"]
+    assert upstream.calls == 2
+
+
+async def test_past_the_cap_of_waiting_calls_a_call_takes_the_usual_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(interceptor, "MAX_WAITING_CALLS", 1)
+    upstream = Upstream()
+    unary = await served(upstream)
+    first = asyncio.ensure_future(unary(chat("mock/echo", "hello"), Context()))
+    await upstream.called.wait()
+    waits, goes = (asyncio.ensure_future(unary(chat("mock/echo", "hello"), Context())) for _ in range(2))
+    await waiting(waits, goes)
+    assert upstream.calls == 2  # the first, and the one past the cap
+    for text in ("a", "b"):
+        upstream.answers.put_nowait(answer(text))
+    await asyncio.gather(first, waits, goes)
     assert upstream.calls == 2

@@ -49,6 +49,22 @@ type Context = grpc.aio.ServicerContext[Any, Any]
 type Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 
 
+# How many calls may wait for one identical call's answer; past it, a call takes the usual path
+# (its key's limits apply), so that one key cannot park calls without bound.
+MAX_WAITING_CALLS = 256
+
+
+class _UnderWay:
+    """A unary miss being answered upstream: its answer to be (the serialized message, None when
+    it failed or left), and how many identical calls wait for it."""
+
+    __slots__ = ("answer", "waiting")
+
+    def __init__(self, answer: asyncio.Future[bytes | None]) -> None:
+        self.answer = answer
+        self.waiting = 0
+
+
 class _Plan(NamedTuple):
     key: bytes
     read: bool
@@ -77,9 +93,9 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
         self.lookups = lookups
         # method -> (the handler from below, its wrapped form)
         self._composed: dict[str, tuple[Handler, Handler]] = {}
-        # Unary misses under way, by key: the answer they keep (None: kept nothing), awaited by
-        # identical calls that arrive meanwhile instead of asking upstream again.
-        self._answering: dict[bytes, asyncio.Future[bytes | None]] = {}
+        # Unary misses under way, by key: identical calls that arrive meanwhile wait for their
+        # answer instead of asking upstream again.
+        self._answering: dict[bytes, _UnderWay] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -130,7 +146,7 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
             self.lookups.add(1, rpc, "hit" if hit else "miss" if plan.read else "bypass")
 
     def _unary(self, rpc: str, behaviour: Any) -> Callable[[Any, Context], Awaitable[Any]]:
-        store, answer = self.store, ANSWERS[rpc]
+        store, answer, answering = self.store, ANSWERS[rpc], self._answering
 
         async def unary(request: Any, context: Context) -> Any:
             started = time.perf_counter_ns()
@@ -138,40 +154,65 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
             if plan is None:
                 return await behaviour(request, context)
             kept = store.get(plan.key) if plan.read else None
-            while plan.read and kept is None and (under_way := answering.get(plan.key)) is not None:
-                # An identical call is being answered: its answer, once kept, is this one's hit.
-                # Shielded: this caller leaving must not cancel the wait of the others.
-                kept_part = await asyncio.shield(under_way)
-                kept = None if kept_part is None else (kept_part,)
             if kept is not None:
-                self._looked_up(rpc, plan, request, hit=True)
-                await context.send_initial_metadata(HIT)
-                response: Any = answer.FromString(kept[0])
-                served_again(response.finish, _since_us(started))
-                return response
-            if not plan.store or plan.key in answering:  # (a no-cache call beside one under way)
-                return await self._miss(rpc, plan, request, context, behaviour)
+                return await self._hit(rpc, plan, request, context, answer.FromString(kept[0]), started)
+            under_way = answering.get(plan.key)
+            if plan.read and under_way is not None and under_way.waiting < MAX_WAITING_CALLS:
+                # An identical call is being answered: its answer is this one's. One wait only:
+                # if it fails or leaves, this call asks upstream at once, beside the others.
+                under_way.waiting += 1
+                try:  # shielded: this caller leaving must not cancel the others' wait
+                    shared = await asyncio.shield(under_way.answer)
+                finally:
+                    under_way.waiting -= 1
+                if shared is not None:
+                    waited_us = _since_us(started)  # the upstream's time, as this call saw it
+                    response = answer.FromString(shared)
+                    return await self._hit(rpc, plan, request, context, response, started, waited_us)
+            if under_way is not None or not plan.store:
+                return self._kept(plan, await self._miss(rpc, plan, request, context, behaviour))
             # Registered before the first await, so that every identical call from now on waits.
-            answering[plan.key] = under_way = asyncio.get_running_loop().create_future()
-            part: bytes | None = None
+            answering[plan.key] = under_way = _UnderWay(asyncio.get_running_loop().create_future())
+            shared = None
             try:
                 response = await self._miss(rpc, plan, request, context, behaviour)
-                if response.HasField("finish") and keepable(response.finish):
-                    part = response.SerializeToString()
-                    if not store.put(plan.key, (part,)):
-                        part = None  # not kept (too large): the waiting calls ask for themselves
+                if response.HasField("finish") and (under_way.waiting or keepable(response.finish)):
+                    # Serialized now: the servicer may reuse its message objects.
+                    shared = response.SerializeToString()
+                    if keepable(response.finish):
+                        store.put(plan.key, (shared,))
                 return response
             finally:  # an error or a cancel too: the waiting calls then ask upstream themselves
                 del answering[plan.key]
-                under_way.set_result(part)
+                under_way.answer.set_result(shared)
 
-        answering = self._answering
         return unary
+
+    async def _hit(
+        self,
+        rpc: str,
+        plan: _Plan,
+        request: Any,
+        context: Context,
+        response: Any,
+        started: int,
+        waited_us: int = 0,
+    ) -> Any:
+        self._looked_up(rpc, plan, request, hit=True)
+        await context.send_initial_metadata(HIT)
+        served_again(response.finish, _since_us(started), upstream_us=waited_us)
+        return response
 
     async def _miss(self, rpc: str, plan: _Plan, request: Any, context: Context, behaviour: Any) -> Any:
         self._looked_up(rpc, plan, request, hit=False)
         await context.send_initial_metadata(MISS)
         return await behaviour(request, context)
+
+    def _kept(self, plan: _Plan, response: Any) -> Any:
+        """A miss's answer, kept when it may be."""
+        if plan.store and response.HasField("finish") and keepable(response.finish):
+            self.store.put(plan.key, (response.SerializeToString(),))
+        return response
 
     def _stream(self, rpc: str, behaviour: Any) -> Callable[[Any, Context], AsyncIterator[Any]]:
         store = self.store
