@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-# Keys come from deployments (two each), which the configuration bounds; bounded here anyway, since
-# a plan can name a provider's model directly. Past it the oldest key goes (and is read again once).
-MAX_KEYS = 4096
+# Keys come from deployments (three each: deployments.py `hold_keys`), which the configuration
+# bounds; bounded here anyway, since a plan can name a provider's model directly. Past it the oldest
+# key goes (and is read again once).
+MAX_KEYS = 6144
 
 Clock = Callable[[], float]
 # Seconds each key stays held, as Redis says; None when Redis could not be read (the store has
