@@ -370,6 +370,8 @@ def test_a_unary_message_reads_as_its_stream_folds() -> None:
     streamed = fold(decode(stream))  # type: ignore[arg-type]
     unary = codec.MessagesStreamDecoder(provider="a").response(MESSAGE)
     assert unary.usage.raw.pop("service_tier") == "standard"  # a string: kept raw, as streams keep it
+    assert unary.usage.service_tier == "standard"  # and read as the served tier
+    unary.usage.service_tier = ""  # which the stream names not
     assert unary == streamed
     assert [(p.text, p.signature, p.redacted) for p in unary.reasoning_parts] == [
         ("Hmm", "sig", False),

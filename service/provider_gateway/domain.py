@@ -252,6 +252,10 @@ class Usage:
     reasoning_tokens: int = 0
     raw: dict[str, Any] = field(default_factory=dict)
     estimated: bool = False
+    # The tier the provider says it served the request on, which sets its price: "standard",
+    # "flex", "priority" or "batch" (each vendor's word mapped to these), another vendor word as
+    # it came (Bedrock's "reserved", OpenAI's "scale": no per-token price), "" when it said none.
+    service_tier: str = ""
 
     @property
     def total_tokens(self) -> int:

@@ -8,6 +8,11 @@ is exactly micro-dollars per token, so the sums are exact.
 What is priced apart, where the row says so: cache writes by TTL (Anthropic's 1-hour writes cost
 more than its 5-minute ones; the provider's usage names them), reasoning tokens, input images and
 requests; and a prompt past a long-context threshold is billed whole at the long-context tier.
+
+The service tier the provider says it served the request on (Usage.service_tier) picks the row's
+prices: standard ("" or "standard"), or the row's flex or priority prices. A tier the row has no
+prices for (a flex answer on a row without `flex_*`, Anthropic's priority tier, Bedrock's
+"reserved") makes the cost unknown, as a model without a row does: never the standard price.
 """
 
 from __future__ import annotations
@@ -20,7 +25,15 @@ from typing import Any
 from provider_gateway.config import Section
 from provider_gateway.domain import Cost, Usage
 from provider_gateway.model_ids import ModelRows
-from provider_gateway.pricing.price import NUMBER_KEYS, PRICE_KEYS, Price, TokenPrices, price_from
+from provider_gateway.pricing.price import (
+    NUMBER_KEYS,
+    PRICE_KEYS,
+    SERVICE_TIERS,
+    TOKEN_KEYS,
+    Price,
+    TokenPrices,
+    price_from,
+)
 
 __all__ = ["PRICE_KEYS", "Price", "PriceTable", "TokenPrices", "one_hour_cache_writes", "total"]
 
@@ -58,6 +71,7 @@ class PriceTable:
                     for key in ("long_context_input", "long_context_output"):
                         if key not in row:
                             raise row.error(key, "required with long_context_tokens")
+                _check_service_tiers(row)
                 table._rows.put(kind, model, price_from(row.raw(), "configuration"))
         return table
 
@@ -80,9 +94,28 @@ class PriceTable:
         # (Cost's fields positionally: amount_micros, known, usage_source; keywords cost more)
         if usage is None or price is None:
             return Cost(0, False, source)
-        micros = _token_micros(price.tier(usage.input_tokens), usage)
+        prices = price.served(usage.input_tokens, usage.service_tier)
+        if prices is None:  # served on a tier this row has no prices for: unknown, not standard
+            return Cost(0, False, source)
+        micros = _token_micros(prices, usage)
         micros += (images * price.per_image + price.per_request) * 1e6
         return Cost(round(micros), True, source)
+
+
+def _check_service_tiers(row: Section) -> None:
+    """A tier's input and output prices come together (as the standard tier's do), and its
+    long-context ones with them, on a row with a long-context threshold: no key is ignored."""
+    for tier in SERVICE_TIERS:
+        tokens = [k for k in (f"{tier}_{key}" for key in TOKEN_KEYS[:5]) if k in row]
+        long = [k for k in (f"{tier}_long_context_{key}" for key in TOKEN_KEYS[:5]) if k in row]
+        required: tuple[str, ...] = (f"{tier}_input", f"{tier}_output") if tokens or long else ()
+        if long:
+            if "long_context_tokens" not in row:
+                raise row.error(long[0], "needs long_context_tokens")
+            required += (f"{tier}_long_context_input", f"{tier}_long_context_output")
+        for key in required:
+            if key not in row:
+                raise row.error(key, f"required with {(tokens or long)[0]}")
 
 
 def _token_micros(prices: TokenPrices, usage: Usage) -> float:

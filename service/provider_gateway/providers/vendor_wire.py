@@ -1,5 +1,5 @@
 """Pure pieces the Anthropic, Gemini/Vertex and Cohere codecs share: `provider_options` merging,
-tool-call argument handling, and streamed tool-call assembly.
+tool-call argument handling, streamed tool-call assembly, and the served tier's word.
 """
 
 from __future__ import annotations
@@ -29,6 +29,16 @@ def merge_provider_options(
             {**current, **value} if isinstance(current, dict) and isinstance(value, Mapping) else value
         )
     return body
+
+
+def served_tier(word: Any, synonyms: Mapping[str, str]) -> str:
+    """The vendor's word for the tier it served a request on, as Usage.service_tier says it:
+    lower-cased, then mapped by `synonyms` (the vendor's words for "standard", "flex",
+    "priority"); a word it does not map stays as it came; "" when the vendor said none."""
+    if not isinstance(word, str) or not word:
+        return ""
+    word = word.lower()
+    return synonyms.get(word, word)
 
 
 def arguments_object(call: ToolCall) -> Any:

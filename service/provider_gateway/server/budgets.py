@@ -2,7 +2,8 @@
 
 A request is checked before dispatch against its worst case: the prompt (about four bytes a token)
 plus its max_tokens (else the catalog's largest output for the model), priced with the price table
-at the dearest deployment the plan may use. Every limit of the key and its team is checked and
+at the dearest deployment the plan may use (at its priority prices, where the request asks for the
+priority tier in provider_options and the row has them). Every limit of the key and its team is checked and
 reserved in one atomic call (`routing/meters.py`). When the request ends, however it ends, the
 reservation is settled with what it really consumed: the Finish's cost, or the consumption records
 of attempts cut short (cancelled, past the deadline, failed), so the difference is refunded.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -217,12 +218,39 @@ class RateCard:
     dearest: tuple[float, float] = (0.0, 0.0)  # (input, output) below the long-context threshold
     long_context: tuple[int, tuple[float, float]] | None = None  # (threshold, dearest) past it
     per_call_micros: float = 0.0
+    # A service tier's dearest, below and past the threshold (None: that tier's are unknown there).
+    tiers: Mapping[str, tuple[tuple[float, float], tuple[float, float] | None]] = field(default_factory=dict)
 
-    def micros(self, prompt: int, output: int) -> int:
-        input_price, output_price = self.dearest
-        if self.long_context is not None and prompt > self.long_context[0]:
-            input_price, output_price = self.long_context[1]
+    def micros(self, prompt: int, output: int, tier: str = "") -> int:
+        """The most a call may cost; `tier`: the service tier it asks for, priced where known
+        (never below the standard tier's: the provider may serve it on either)."""
+        long = self.long_context is not None and prompt > self.long_context[0]
+        input_price, output_price = self.long_context[1] if long and self.long_context else self.dearest
+        if tier and (prices := self.tiers.get(tier)) and (asked := prices[1] if long else prices[0]):
+            input_price, output_price = max(input_price, asked[0]), max(output_price, asked[1])
         return math.ceil(prompt * input_price + output * output_price + self.per_call_micros)
+
+
+# The words of provider_options that ask for a pricier tier: OpenAI's `service_tier` ("fast" is
+# served as priority), Bedrock's `serviceTier: {"type": ...}`, the Gemini API's `serviceTier`.
+PRICIER_TIERS = {"priority": "priority", "fast": "priority", "service_tier_priority": "priority"}
+
+
+def asked_tier(request: Any) -> str:
+    """The pricier service tier a request asks for in its provider_options ("" for none), read
+    from the Struct as it came: the worst case then prices it."""
+    options = getattr(request, "provider_options", None)
+    if options is None or not options.fields:
+        return ""
+    fields = options.fields
+    value = fields.get("service_tier")
+    if value is None and "serviceTier" in fields:
+        value = fields["serviceTier"]
+        if value.WhichOneof("kind") == "struct_value":
+            inner = value.struct_value.fields
+            value = inner.get("type")
+    word = value.string_value if value is not None else ""
+    return PRICIER_TIERS.get(word.lower(), "")
 
 
 def _dearest(tier: Any) -> tuple[float, float]:
@@ -284,6 +312,13 @@ class WorstCase:
             dearest=_dearest(price.tokens),
             long_context=None if long is None else (price.long_context_tokens, _dearest(long)),
             per_call_micros=price.per_request * 1_000_000,
+            tiers={
+                name: (
+                    _dearest(tier.tokens),
+                    None if tier.long_context is None else _dearest(tier.long_context),
+                )
+                for name, tier in price.service_tiers.items()
+            },
         )
 
     def of(
@@ -296,6 +331,7 @@ class WorstCase:
         fallbacks = tuple(named) if named else ()
         asked = int(request.max_tokens) if method != "Embed" and request.HasField("max_tokens") else 0
         most_output = most_micros = 0  # the dearest deployment's, over the plan (no lists: per request)
+        tier = asked_tier(request) if money else ""
         for card in self.cards(caller, request.model, request.provider, fallbacks):
             output = 0
             if method != "Embed":
@@ -314,7 +350,7 @@ class WorstCase:
                         f"{card.provider}/{card.model} has no price, and this key has a money "
                         f'budget: add a [prices.{card.kind}."{card.model}"] row to the configuration',
                     )
-                most_micros = max(most_micros, card.micros(prompt, output))
+                most_micros = max(most_micros, card.micros(prompt, output, tier))
         return prompt + most_output, most_micros
 
 

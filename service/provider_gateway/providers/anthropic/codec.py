@@ -50,6 +50,7 @@ from provider_gateway.providers.vendor_wire import (
     ToolCallAssembler,
     malformed,
     merge_provider_options,
+    served_tier,
 )
 
 API_VERSION = "2023-06-01"
@@ -359,6 +360,8 @@ def normalise_usage(raw: Mapping[str, Any]) -> Usage:
         cache_write_tokens=write,
         reasoning_tokens=int(thinking or 0),
         raw=dict(raw),
+        # `standard`, `priority` or `batch` ([ANT-SDK] usage.py): already Usage.service_tier's words
+        service_tier=served_tier(raw.get("service_tier"), {}),
     )
 
 

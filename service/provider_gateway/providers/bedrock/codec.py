@@ -74,6 +74,7 @@ from provider_gateway.providers.embed_dimensions import (
 from provider_gateway.providers.owned_options import refuse_owned
 from provider_gateway.providers.structured_output import closed_objects, unhonoured
 from provider_gateway.providers.tool_ids import word_tool_id
+from provider_gateway.providers.vendor_wire import served_tier
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 CACHE_POINT: dict[str, Any] = {"cachePoint": {"type": "default"}}
@@ -109,6 +110,7 @@ __all__ = ["InvokeDecoder", "completion", "decode_json_object", "finish_reason",
 # What a stream's `metadata` event or a whole response says of how the request was served
 # (priority or flex tier, latency-optimized inference): it sets the price, so it goes in `usage.raw`.
 SERVED_AS = ("serviceTier", "performanceConfig")
+BEDROCK_TIERS = {"default": "standard"}  # `reserved` (provisioned capacity) stays: no token price
 
 
 def converse_usage(holder: Mapping[str, Any]) -> Usage:
@@ -126,6 +128,8 @@ def converse_usage(holder: Mapping[str, Any]) -> Usage:
     if latency:
         result.raw["latencyMs"] = latency
     result.raw.update({key: holder[key] for key in SERVED_AS if key in holder})
+    # `serviceTier: {"type": "priority" | "default" | "flex" | "reserved"}` (botocore's model)
+    result.service_tier = served_tier(_obj(holder.get("serviceTier")).get("type"), BEDROCK_TIERS)
     return result
 
 

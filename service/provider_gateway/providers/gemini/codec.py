@@ -56,7 +56,12 @@ from provider_gateway.providers.logprobs import with_logprobs
 from provider_gateway.providers.made_up_ids import answer_tag, is_made_up
 from provider_gateway.providers.owned_options import owned
 from provider_gateway.providers.shapes import shape_checked
-from provider_gateway.providers.vendor_wire import arguments_object, malformed, merge_provider_options
+from provider_gateway.providers.vendor_wire import (
+    arguments_object,
+    malformed,
+    merge_provider_options,
+    served_tier,
+)
 
 FINISH_REASONS = {
     "STOP": FinishReason.STOP,
@@ -298,6 +303,22 @@ def build_embed_body(request: EmbedRequest, model_path: str) -> dict[str, Any]:
 # --- responses ------------------------------------------------------------------------------------
 
 
+# The served tier in usageMetadata, in Usage.service_tier's words: the Gemini API's `serviceTier`
+# (google-genai's ServiceTier; its docs also write SERVICE_TIER_PRIORITY) or Vertex AI's
+# `trafficType` (TrafficType); provisioned throughput and off-peak traffic stay as they came.
+GEMINI_TIERS = {
+    "service_tier_standard": "standard",
+    "service_tier_flex": "flex",
+    "service_tier_priority": "priority",
+    "unspecified": "",
+    "service_tier_unspecified": "",
+    "on_demand": "standard",
+    "on_demand_priority": "priority",
+    "on_demand_flex": "flex",
+    "traffic_type_unspecified": "",
+}
+
+
 def normalise_usage(raw: Mapping[str, Any]) -> Usage:
     """`promptTokenCount` already includes cached tokens; thoughts are billed as output, so added.
     Tool results (search, code execution, URL context: `toolUsePromptTokenCount`) go back to the
@@ -312,6 +333,7 @@ def normalise_usage(raw: Mapping[str, Any]) -> Usage:
         cache_read_tokens=int(raw.get("cachedContentTokenCount") or 0),
         reasoning_tokens=thoughts,
         raw=dict(raw),
+        service_tier=served_tier(raw.get("serviceTier") or raw.get("trafficType"), GEMINI_TIERS),
     )
 
 

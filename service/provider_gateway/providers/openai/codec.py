@@ -41,6 +41,7 @@ from provider_gateway.providers.owned_options import owned, refuse_owned
 from provider_gateway.providers.shapes import shape_checked
 from provider_gateway.providers.structured_output import unhonoured
 from provider_gateway.providers.tool_ids import hashed_tool_id
+from provider_gateway.providers.vendor_wire import served_tier
 from provider_gateway.wire import json_text
 
 # o1, o3, o4 families and gpt-5, also behind a vendor prefix ("openai/o3-mini" on OpenRouter).
@@ -94,6 +95,13 @@ def json_schema_format(fmt: ResponseFormat) -> dict[str, Any]:
     if fmt.strict:
         schema["strict"] = True
     return schema
+
+
+# OpenAI's `service_tier` words ([OAI-SDK] chat_completion.py, responses/service_tier.py) in
+# Usage.service_tier's: `auto` (the Responses API's `response.completed` says it) is the project's
+# default tier, standard unless the project is set otherwise; a `fast` request is served and
+# reported `priority`; Groq says `on_demand` for its standard tier. `scale` (prepaid) stays.
+OPENAI_TIERS = {"default": "standard", "auto": "standard", "on_demand": "standard", "fast": "priority"}
 
 
 def normalise_usage(raw: dict[str, Any]) -> Usage:
@@ -326,6 +334,11 @@ class ChatWire:
 
     def usage(self, raw: dict[str, Any]) -> Usage:
         return normalise_usage(raw)
+
+    def service_tier(self, answer: Mapping[str, Any]) -> str:
+        """The tier a chunk or whole answer says it was served on (its top-level `service_tier`,
+        beside the usage rather than in it), in Usage.service_tier's words."""
+        return served_tier(answer.get("service_tier"), OPENAI_TIERS)
 
     def check_finish(self, reason: str, provider: str) -> None:
         """Raise for a finish reason that reports a failure rather than an end."""

@@ -39,9 +39,10 @@ from provider_gateway.domain import (
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.errors import error_from_response
 from provider_gateway.providers.base import fold
+from provider_gateway.providers.openai.codec import OPENAI_TIERS
 from provider_gateway.providers.openai.logprobs import token_logprobs
 from provider_gateway.providers.shapes import shape_checked
-from provider_gateway.providers.vendor_wire import ToolCallAssembler, malformed
+from provider_gateway.providers.vendor_wire import ToolCallAssembler, malformed, served_tier
 
 TEXT_DELTAS = frozenset({"response.output_text.delta", "response.refusal.delta"})
 REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
@@ -172,7 +173,10 @@ class ResponsesStreamDecoder:
         self._identify(response)
         events: list[StreamEvent] = []
         if isinstance(response.get("usage"), Mapping):
-            events.append(UsageEvent(normalise_usage(response["usage"])))
+            usage = normalise_usage(response["usage"])
+            # The terminal response's tier is the one served (`response.created` echoes the ask).
+            usage.service_tier = served_tier(response.get("service_tier"), OPENAI_TIERS)
+            events.append(UsageEvent(usage))
         status = str(response.get("status") or said)
         if status == "failed":
             raise response_error(self.provider, response.get("error") or {}, "the response failed")

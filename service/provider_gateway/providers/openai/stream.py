@@ -196,6 +196,7 @@ class ChatStreamParser:
                 events.extend(self._finish(choice["finish_reason"]))
         if chunk.get("usage"):
             self.usage = self.wire.usage(chunk["usage"])
+            self.usage.service_tier = self.wire.service_tier(chunk)
         return events
 
     def _finish(self, reason: Any) -> list[StreamEvent]:
@@ -343,6 +344,7 @@ class ChatStreamParser:
         ends = self._finish(choice["finish_reason"]) if choice.get("finish_reason") else []
         if body.get("usage"):
             self.usage = self.wire.usage(body["usage"])
+            self.usage.service_tier = self.wire.service_tier(body)
         ends += self._calls.end()
         return ChatResponse(
             text=text,
