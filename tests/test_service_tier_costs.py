@@ -1,13 +1,14 @@
 """The service tier an answer says it was served on sets its price: a flex answer costs the flex
 price, a priority one the priority price, a standard (`default`, `auto`, `standard`) one the
-standard price, and one served on a tier its model has no prices for has an unknown cost (never
-the standard price). Through the real gateway over gRPC, the answers being recordings of the
+standard price, and one served on a tier its model has no prices for (or with no per-token list
+price: capacity bought ahead) the standard price, said once in the log. Through the real gateway over gRPC, the answers being recordings of the
 vendors' own (tests/replay) with the tier word changed where the test says so; expected costs are
 worked out by hand from the recording's usage and prices.toml's row."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,7 +29,6 @@ from provider_gateway.providers.gemini.codec import normalise_usage
 from provider_gateway.server.auth import hash_key
 from provider_gateway.v1 import provider_service_pb2 as pb
 
-UNKNOWN = None  # an expected cost that is unknown (known False, amount 0)
 KEY = "alice-key-0123456789abcdefghijklmnop"
 
 
@@ -43,11 +43,8 @@ def reply(body: bytes, content_type: str) -> Reply:
     return Reply(chunks=pieces(body), content_type=content_type)
 
 
-def assert_cost(cost: pb.Cost, expected: int | None) -> None:
-    if expected is UNKNOWN:
-        assert (cost.known, cost.amount_micros) == (False, 0), cost
-    else:
-        assert (cost.known, cost.amount_micros, cost.usage_source) == (True, expected, "provider"), cost
+def assert_cost(cost: pb.Cost, expected: int) -> None:
+    assert (cost.known, cost.amount_micros, cost.usage_source) == (True, expected, "provider"), cost
 
 
 async def final_cost(stub: Any, request: pb.ChatRequest, *, stream: bool) -> pb.Cost:
@@ -75,8 +72,9 @@ async def openai() -> AsyncIterator[tuple[FakeUpstream, Any]]:
 CHAT_CASES = [
     ("default", 82 * 2.0 + 1792 * 0.50 + 52 * 8.0, 57 * 2.0 + 2304 * 0.50 + 87 * 8.0),
     ("priority", 82 * 3.5 + 1792 * 0.875 + 52 * 14.0, 57 * 3.5 + 2304 * 0.875 + 87 * 14.0),
-    ("flex", UNKNOWN, UNKNOWN),  # gpt-4.1 has no flex prices
-    ("scale", UNKNOWN, UNKNOWN),  # prepaid Scale Tier units: no token price
+    # gpt-4.1 has no flex prices, and prepaid Scale Tier units no token price: standard's
+    ("flex", 82 * 2.0 + 1792 * 0.50 + 52 * 8.0, 57 * 2.0 + 2304 * 0.50 + 87 * 8.0),
+    ("scale", 82 * 2.0 + 1792 * 0.50 + 52 * 8.0, 57 * 2.0 + 2304 * 0.50 + 87 * 8.0),
 ]
 
 
@@ -90,13 +88,13 @@ async def test_openai_chat_answers_cost_the_price_of_their_tier(
     )
     fake.script("/v1/chat/completions", reply(body, "application/json"))
     cost = await final_cost(stub, ask("openai/gpt-4.1"), stream=False)
-    assert_cost(cost, None if whole is None else round(whole))
+    assert_cost(cost, round(whole))
     body = served_as(
         CORPUS / "openai/tool_calls_split.sse", '"service_tier":"default"', f'"service_tier":"{tier}"'
     )
     fake.script("/v1/chat/completions", reply(body, "text/event-stream"))
     cost = await final_cost(stub, ask("openai/gpt-4.1"), stream=True)
-    assert_cost(cost, None if streamed is None else round(streamed))
+    assert_cost(cost, round(streamed))
 
 
 # --- OpenAI Responses API: `service_tier` of the terminal response (`response.completed`) -------
@@ -116,7 +114,7 @@ RESPONSES_CASES = [
     ("default", 168 * 1.10 + 1152 * 0.275 + 147 * 4.40, 179 * 1.10 + 1664 * 0.275 + 212 * 4.40),
     ("flex", 168 * 0.55 + 1152 * 0.138 + 147 * 2.20, 179 * 0.55 + 1664 * 0.138 + 212 * 2.20),
     ("priority", 168 * 2.0 + 1152 * 0.50 + 147 * 8.0, 179 * 2.0 + 1664 * 0.50 + 212 * 8.0),
-    ("scale", UNKNOWN, UNKNOWN),
+    ("scale", 168 * 1.10 + 1152 * 0.275 + 147 * 4.40, 179 * 1.10 + 1664 * 0.275 + 212 * 4.40),
 ]
 
 
@@ -131,14 +129,14 @@ async def test_openai_responses_answers_cost_the_price_of_their_tier(
         reply(served_as(path, '"service_tier": "auto"', f'"service_tier": "{tier}"'), "application/json"),
     )
     cost = await final_cost(stub, ask("openai/o4-mini"), stream=False)
-    assert_cost(cost, None if whole is None else round(whole))
+    assert_cost(cost, round(whole))
     path = CORPUS / "openai_responses/reasoning_summary.sse"
     fake.script(
         "/v1/responses",
         reply(served_as(path, '"service_tier":"auto"', f'"service_tier":"{tier}"'), "text/event-stream"),
     )
     cost = await final_cost(stub, ask("openai/o4-mini"), stream=True)
-    assert_cost(cost, None if streamed is None else round(streamed))
+    assert_cost(cost, round(streamed))
 
 
 # --- Anthropic Messages: `usage.service_tier` ---------------------------------------------------
@@ -146,10 +144,10 @@ async def test_openai_responses_answers_cost_the_price_of_their_tier(
 
 # stop_sequence.sse (claude-sonnet-4-5, recorded on the priority tier): 37 input, 2214 5-minute
 # cache writes, 23 output; $3 input, $3.75 cache write, $15 output. Anthropic publishes no
-# per-token priority price (Priority Tier is a capacity commitment): that answer's cost is unknown.
+# per-token priority price (Priority Tier is a capacity commitment): that answer costs standard's.
 @pytest.mark.parametrize(
     ("tier", "expected"),
-    [("priority", UNKNOWN), ("standard", 37 * 3.0 + 2214 * 3.75 + 23 * 15.0), ("batch", UNKNOWN)],
+    [(tier, 37 * 3.0 + 2214 * 3.75 + 23 * 15.0) for tier in ("priority", "standard", "batch")],
 )
 async def test_anthropic_answers_cost_the_price_of_their_tier(tier: str, expected: float | None) -> None:
     path = CORPUS / "anthropic/stop_sequence.sse"
@@ -161,7 +159,7 @@ async def test_anthropic_answers_cost_the_price_of_their_tier(tier: str, expecte
             ),
         )
         cost = await final_cost(stub, ask("anthropic/claude-sonnet-4-5-20250929"), stream=True)
-    assert_cost(cost, None if expected is None else round(expected))
+    assert_cost(cost, round(expected))
 
 
 # --- Bedrock Converse: `serviceTier: {"type": ...}` beside the usage ------------------------------
@@ -184,7 +182,7 @@ async def bedrock() -> AsyncIterator[tuple[FakeUpstream, Any]]:
 # 2048 cache reads, 58 output.
 @pytest.mark.parametrize(
     ("model", "expected"),
-    [(NOVA_PRO, 412 * 1.40 + 2048 * 0.35 + 58 * 5.60), (CLAUDE, UNKNOWN)],
+    [(NOVA_PRO, 412 * 1.40 + 2048 * 0.35 + 58 * 5.60), (CLAUDE, 412 * 3.0 + 2048 * 0.30 + 58 * 15.0)],
     ids=["nova-pro", "claude"],
 )
 async def test_a_bedrock_stream_served_on_priority_costs_the_priority_price(
@@ -194,7 +192,7 @@ async def test_a_bedrock_stream_served_on_priority_costs_the_priority_price(
     body = (CORPUS / "bedrock/text_then_tool_use_priority.bin").read_bytes()
     fake.script(f"/model/{model}/converse-stream", reply(body, "application/vnd.amazon.eventstream"))
     cost = await final_cost(stub, ask(f"bedrock/{model}"), stream=True)
-    assert_cost(cost, None if expected is None else round(expected))
+    assert_cost(cost, round(expected))
 
 
 # reasoning_tool_use.json (a whole Converse answer): 31 input, 2048 cache reads, 174 output.
@@ -205,7 +203,7 @@ async def test_a_bedrock_stream_served_on_priority_costs_the_priority_price(
         ("default", 31 * 0.80 + 2048 * 0.20 + 174 * 3.20),
         ("flex", 31 * 0.40 + 2048 * 0.10 + 174 * 1.60),
         ("priority", 31 * 1.40 + 2048 * 0.35 + 174 * 5.60),
-        ("reserved", UNKNOWN),  # provisioned capacity: no token price
+        ("reserved", 31 * 0.80 + 2048 * 0.20 + 174 * 3.20),  # provisioned capacity: standard's
     ],
 )
 async def test_a_bedrock_answer_costs_the_price_of_its_tier(
@@ -217,7 +215,7 @@ async def test_a_bedrock_answer_costs_the_price_of_its_tier(
         answer["serviceTier"] = {"type": served}
     fake.script(f"/model/{NOVA_PRO}/converse", reply(json.dumps(answer).encode(), "application/json"))
     cost = await final_cost(stub, ask(f"bedrock/{NOVA_PRO}"), stream=False)
-    assert_cost(cost, None if expected is None else round(expected))
+    assert_cost(cost, round(expected))
 
 
 # --- Gemini API and Vertex AI: usageMetadata's `serviceTier` / `trafficType` --------------------
@@ -231,6 +229,7 @@ async def test_a_bedrock_answer_costs_the_price_of_its_tier(
         ({"trafficType": "ON_DEMAND_PRIORITY"}, "priority"),
         ({"trafficType": "PROVISIONED_THROUGHPUT"}, "provisioned_throughput"),
         ({"serviceTier": "flex"}, "flex"),
+        ({"serviceTier": "unspecified", "trafficType": "ON_DEMAND_FLEX"}, "flex"),
         ({"serviceTier": "SERVICE_TIER_PRIORITY"}, "priority"),
         ({}, ""),
     ],
@@ -240,21 +239,28 @@ def test_gemini_and_vertex_name_the_served_tier(metadata: dict[str, str], tier: 
     assert usage.service_tier == tier
     cost = PriceTable.builtin().cost("vertex", "gemini-2.5-flash", usage)
     # $0.30 / $2.50 standard, $0.15 / $1.25 flex, $0.54 / $4.50 priority
-    expected = {"standard": 550, "": 550, "flex": 275, "priority": 990}.get(tier)
-    assert (cost.known, cost.amount_micros) == ((True, expected) if expected else (False, 0))
+    expected = {"flex": 275, "priority": 990}.get(tier, 550)  # provisioned throughput: standard's
+    assert (cost.known, cost.amount_micros) == (True, expected)
 
 
 # --- configuration and the budgets' worst case ----------------------------------------------------
 
 
-def test_configured_tier_prices_are_checked_and_used() -> None:
+def test_configured_tier_prices_are_checked_and_used(caplog: pytest.LogCaptureFixture) -> None:
     section = Section(
         {"openai": {"my-model": {"input": 1.0, "output": 2.0, "flex_input": 0.5, "flex_output": 1.0}}}, "test"
     )
     table = PriceTable.from_config(section)
     usage_flex = table.cost("openai", "my-model", _usage(1000, 100, "flex"))
     assert (usage_flex.known, usage_flex.amount_micros) == (True, 600)
-    assert not table.cost("openai", "my-model", _usage(1000, 100, "priority")).known
+    with caplog.at_level(logging.WARNING, logger="provider_gateway.pricing"):
+        for _ in range(2):  # a tier the row does not price: standard's, said once in the log
+            usage_priority = table.cost("openai", "my-model", _usage(1000, 100, "priority"))
+            assert (usage_priority.known, usage_priority.amount_micros) == (True, 1200)
+    said = [r.getMessage() for r in caplog.records if "priced at standard rates" in r.getMessage()]
+    assert len(said) == 1
+    assert "'priority' tier" in said[0]
+    assert "priority_* keys" in said[0]
     for row, problem in (
         ({"input": 1.0, "output": 2.0, "flex_input": 0.5}, "flex_output"),
         ({"input": 1.0, "output": 2.0, "priority_output": 3.0}, "priority_input"),

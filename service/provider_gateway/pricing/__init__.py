@@ -11,12 +11,16 @@ requests; and a prompt past a long-context threshold is billed whole at the long
 
 The service tier the provider says it served the request on (Usage.service_tier) picks the row's
 prices: standard ("" or "standard"), or the row's flex or priority prices. A tier the row has no
-prices for (a flex answer on a row without `flex_*`, Anthropic's priority tier, Bedrock's
-"reserved") makes the cost unknown, as a model without a row does: never the standard price.
+prices for (a flex answer on a row without `flex_*`; tiers bought as capacity, with no per-token
+list price: Anthropic's Priority Tier, OpenAI's scale, Bedrock's reserved, Vertex's provisioned
+throughput) is priced at the row's standard prices, the best estimate there is, and said once in
+the log per row and tier: an unknown cost would leave a money budget charged the request's whole
+worst case, and cost dashboards without it.
 """
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
@@ -37,6 +41,10 @@ from provider_gateway.pricing.price import (
 
 __all__ = ["PRICE_KEYS", "Price", "PriceTable", "TokenPrices", "one_hour_cache_writes", "total"]
 
+log = logging.getLogger("provider_gateway.pricing")
+# Rows and tiers already said to be priced at standard (bounded: rows are configured, tiers few).
+MAX_UNPRICED_SAID = 1024
+
 # Where Anthropic's usage (kept whole in Usage.raw) names its 1-hour cache writes.
 ONE_HOUR_WRITES = ("cache_creation", "ephemeral_1h_input_tokens")
 
@@ -46,6 +54,7 @@ class PriceTable:
         self.rows = rows
         self.version = version
         self._rows = ModelRows(rows)
+        self._unpriced_said: set[tuple[str, str]] = set()
 
     @classmethod
     def builtin(cls) -> PriceTable:
@@ -75,6 +84,19 @@ class PriceTable:
                 table._rows.put(kind, model, price_from(row.raw(), "configuration"))
         return table
 
+    def _unpriced(self, price: Price, tier: str) -> None:
+        tier = tier[:64]  # the vendor's word, as it came
+        said = (price.source, tier)
+        if said not in self._unpriced_said and len(self._unpriced_said) < MAX_UNPRICED_SAID:
+            self._unpriced_said.add(said)
+            log.warning(
+                "priced at standard rates: an answer was served on the %r tier, which the price row "
+                "(%s) has no prices for; add its %s_* keys under [prices] to price it",
+                tier,
+                price.source,
+                tier,
+            )
+
     def price(self, kind: str, model: str) -> Price | None:
         return self._rows.find(kind, model)
 
@@ -95,8 +117,9 @@ class PriceTable:
         if usage is None or price is None:
             return Cost(0, False, source)
         prices = price.served(usage.input_tokens, usage.service_tier)
-        if prices is None:  # served on a tier this row has no prices for: unknown, not standard
-            return Cost(0, False, source)
+        if prices is None:  # served on a tier this row has no prices for: its standard ones
+            self._unpriced(price, usage.service_tier)
+            prices = price.tier(usage.input_tokens)
         micros = _token_micros(prices, usage)
         micros += (images * price.per_image + price.per_request) * 1e6
         return Cost(round(micros), True, source)

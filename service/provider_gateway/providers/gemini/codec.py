@@ -333,7 +333,10 @@ def normalise_usage(raw: Mapping[str, Any]) -> Usage:
         cache_read_tokens=int(raw.get("cachedContentTokenCount") or 0),
         reasoning_tokens=thoughts,
         raw=dict(raw),
-        service_tier=served_tier(raw.get("serviceTier") or raw.get("trafficType"), GEMINI_TIERS),
+        service_tier=(  # an unspecified serviceTier leaves the word to Vertex's trafficType
+            served_tier(raw.get("serviceTier"), GEMINI_TIERS)
+            or served_tier(raw.get("trafficType"), GEMINI_TIERS)
+        ),
     )
 
 

@@ -161,12 +161,13 @@ class CacheInterceptor(grpc.aio.ServerInterceptor):
                 # An identical call is being answered: its answer is this one's. One wait only:
                 # if it fails or leaves, this call asks upstream at once, beside the others.
                 under_way.waiting += 1
+                waiting_since = time.perf_counter_ns()
                 try:  # shielded: this caller leaving must not cancel the others' wait
                     shared = await asyncio.shield(under_way.answer)
                 finally:
                     under_way.waiting -= 1
                 if shared is not None:
-                    waited_us = _since_us(started)  # the upstream's time, as this call saw it
+                    waited_us = _since_us(waiting_since)  # the upstream's time, as this call saw it
                     response = answer.FromString(shared)
                     return await self._hit(rpc, plan, request, context, response, started, waited_us)
             if under_way is not None or not plan.store:
