@@ -78,23 +78,34 @@ CHAT_CASES = [
 ]
 
 
+async def whole_and_streamed(
+    pair: tuple[FakeUpstream, Any], url: str, model: str, recorded: tuple[Path, Path], said: str, tier: str
+) -> tuple[pb.Cost, pb.Cost]:
+    """The costs of a whole answer and of a stream, recordings whose tier word `said` (as JSON
+    writes it, with or without a space) is replaced by `tier`."""
+    fake, stub = pair
+    costs = []
+    for path, content_type, stream in (
+        (recorded[0], "application/json", False),
+        (recorded[1], "text/event-stream", True),
+    ):
+        spaced = path.suffix == ".json"  # the whole bodies are pretty-printed
+        word = f'"service_tier":{" " if spaced else ""}"'
+        fake.script(url, reply(served_as(path, f'{word}{said}"', f'{word}{tier}"'), content_type))
+        costs.append(await final_cost(stub, ask(model), stream=stream))
+    return costs[0], costs[1]
+
+
 @pytest.mark.parametrize(("tier", "whole", "streamed"), CHAT_CASES, ids=[c[0] for c in CHAT_CASES])
 async def test_openai_chat_answers_cost_the_price_of_their_tier(
-    openai: tuple[FakeUpstream, Any], tier: str, whole: float | None, streamed: float | None
+    openai: tuple[FakeUpstream, Any], tier: str, whole: float, streamed: float
 ) -> None:
-    fake, stub = openai
-    body = served_as(
-        CORPUS / "openai/tool_calls.json", '"service_tier": "default"', f'"service_tier": "{tier}"'
+    recorded = (CORPUS / "openai/tool_calls.json", CORPUS / "openai/tool_calls_split.sse")
+    costs = await whole_and_streamed(
+        openai, "/v1/chat/completions", "openai/gpt-4.1", recorded, "default", tier
     )
-    fake.script("/v1/chat/completions", reply(body, "application/json"))
-    cost = await final_cost(stub, ask("openai/gpt-4.1"), stream=False)
-    assert_cost(cost, round(whole))
-    body = served_as(
-        CORPUS / "openai/tool_calls_split.sse", '"service_tier":"default"', f'"service_tier":"{tier}"'
-    )
-    fake.script("/v1/chat/completions", reply(body, "text/event-stream"))
-    cost = await final_cost(stub, ask("openai/gpt-4.1"), stream=True)
-    assert_cost(cost, round(streamed))
+    assert_cost(costs[0], round(whole))
+    assert_cost(costs[1], round(streamed))
 
 
 # --- OpenAI Responses API: `service_tier` of the terminal response (`response.completed`) -------
@@ -120,23 +131,15 @@ RESPONSES_CASES = [
 
 @pytest.mark.parametrize(("tier", "whole", "streamed"), RESPONSES_CASES, ids=[c[0] for c in RESPONSES_CASES])
 async def test_openai_responses_answers_cost_the_price_of_their_tier(
-    responses: tuple[FakeUpstream, Any], tier: str, whole: float | None, streamed: float | None
+    responses: tuple[FakeUpstream, Any], tier: str, whole: float, streamed: float
 ) -> None:
-    fake, stub = responses
-    path = CORPUS / "openai_responses/reasoning_function_call.json"
-    fake.script(
-        "/v1/responses",
-        reply(served_as(path, '"service_tier": "auto"', f'"service_tier": "{tier}"'), "application/json"),
+    recorded = (
+        CORPUS / "openai_responses/reasoning_function_call.json",
+        CORPUS / "openai_responses/reasoning_summary.sse",
     )
-    cost = await final_cost(stub, ask("openai/o4-mini"), stream=False)
-    assert_cost(cost, round(whole))
-    path = CORPUS / "openai_responses/reasoning_summary.sse"
-    fake.script(
-        "/v1/responses",
-        reply(served_as(path, '"service_tier":"auto"', f'"service_tier":"{tier}"'), "text/event-stream"),
-    )
-    cost = await final_cost(stub, ask("openai/o4-mini"), stream=True)
-    assert_cost(cost, round(streamed))
+    costs = await whole_and_streamed(responses, "/v1/responses", "openai/o4-mini", recorded, "auto", tier)
+    assert_cost(costs[0], round(whole))
+    assert_cost(costs[1], round(streamed))
 
 
 # --- Anthropic Messages: `usage.service_tier` ---------------------------------------------------
