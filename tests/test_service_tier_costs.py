@@ -108,6 +108,23 @@ async def test_openai_chat_answers_cost_the_price_of_their_tier(
     assert_cost(costs[1], round(streamed))
 
 
+async def test_the_served_tier_reaches_the_client_in_its_usage(openai: tuple[FakeUpstream, Any]) -> None:
+    fake, stub = openai
+    for tier, said in (("priority", "priority"), ("default", "standard"), ("scale", "scale")):
+        body = served_as(
+            CORPUS / "openai/tool_calls.json", '"service_tier": "default"', f'"service_tier": "{tier}"'
+        )
+        fake.script("/v1/chat/completions", reply(body, "application/json"))
+        answer = await stub.Chat(ask("openai/gpt-4.1"), timeout=WAIT_S)
+        assert answer.usage.service_tier == said
+        body = served_as(
+            CORPUS / "openai/tool_calls_split.sse", '"service_tier":"default"', f'"service_tier":"{tier}"'
+        )
+        fake.script("/v1/chat/completions", reply(body, "text/event-stream"))
+        events = [e async for e in stub.ChatStream(ask("openai/gpt-4.1"), timeout=WAIT_S)]
+        assert events[-1].finish.usage.service_tier == said
+
+
 # --- OpenAI Responses API: `service_tier` of the terminal response (`response.completed`) -------
 
 

@@ -143,6 +143,8 @@ export interface Usage {
   totalTokens: number;
   raw: JsonObject | null;
   estimated: boolean;
+  /** The tier the provider served the request on ("standard", "flex", "priority"...; "" when it named none). */
+  serviceTier: string;
 }
 export interface Timing {
   gatewayOverheadUs: number;

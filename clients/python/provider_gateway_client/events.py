@@ -86,6 +86,7 @@ class UsageReport:
     reasoning_tokens: int = 0
     total_tokens: int = 0
     estimated: bool = False
+    service_tier: str = ""  # the tier the provider served it on ("" when it named none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,7 @@ def usage_report(usage: pb.Usage) -> UsageReport:
         reasoning_tokens=usage.reasoning_tokens,
         total_tokens=usage.total_tokens,
         estimated=usage.estimated,
+        service_tier=usage.service_tier,
     )
 
 

@@ -296,6 +296,8 @@ def _usage_fields(usage: d.Usage) -> dict[str, Any]:
         fields["reasoning_tokens"] = usage.reasoning_tokens
     if usage.estimated:
         fields["estimated"] = True
+    if usage.service_tier:
+        fields["service_tier"] = usage.service_tier[:64]  # the vendor's word, bounded
     return fields
 
 

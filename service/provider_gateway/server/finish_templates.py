@@ -124,6 +124,8 @@ class FinishTemplates:
             message.reasoning_tokens = usage.reasoning_tokens
         if usage.estimated:
             message.estimated = True
+        if usage.service_tier:
+            message.service_tier = usage.service_tier[:64]  # the vendor's word, bounded
         if usage.raw:  # absent rather than empty: clients test HasField("raw")
             fill_struct(message.raw, usage.raw)
 

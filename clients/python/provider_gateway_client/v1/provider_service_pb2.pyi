@@ -300,7 +300,7 @@ class StreamOptions(_message.Message):
     def __init__(self, usage_in_finish: _Optional[bool] = ..., batch_events: _Optional[bool] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens", "raw", "estimated")
+    __slots__ = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens", "raw", "estimated", "service_tier")
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHE_READ_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -309,6 +309,7 @@ class Usage(_message.Message):
     TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_TIER_FIELD_NUMBER: _ClassVar[int]
     input_tokens: int
     output_tokens: int
     cache_read_tokens: int
@@ -317,7 +318,8 @@ class Usage(_message.Message):
     total_tokens: int
     raw: _struct_pb2.Struct
     estimated: bool
-    def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cache_read_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., raw: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., estimated: _Optional[bool] = ...) -> None: ...
+    service_tier: str
+    def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cache_read_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., raw: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., estimated: _Optional[bool] = ..., service_tier: _Optional[str] = ...) -> None: ...
 
 class Timing(_message.Message):
     __slots__ = ("gateway_overhead_us", "time_to_first_token_us", "total_us", "upstream_us")
