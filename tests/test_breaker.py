@@ -194,6 +194,21 @@ async def test_an_open_breaker_moves_to_half_open_even_when_its_timer_fires_earl
     assert changes == [("a", "open"), ("a", "half_open")]
 
 
+async def test_a_closed_router_moves_no_breaker_after_its_cool_down() -> None:
+    """aclose cancels the timers that would move an open breaker at the end of its cool-down: a
+    router closed (a reload, a shutdown, a test's end) logs and reports nothing afterwards."""
+    routing = "[routing.breaker]\nconsecutive_failures = 2\ncooldown_s = 0.001"
+    router = make_router(two_deployments('fault = "error_before_first_token"', routing=routing))
+    changes: list[tuple[str, str]] = []
+    router.on_breaker_change = lambda provider, state: changes.append((provider, state))
+    for _ in range(2):
+        await run_stream(router, chat("g"))
+    assert changes == [("a", "open")]
+    await router.aclose()
+    await asyncio.sleep(0.05)  # far past the cool-down: a timer left behind would have fired
+    assert changes == [("a", "open")]
+
+
 async def test_with_every_deployment_open_one_request_probes_early_and_the_others_fail_fast() -> None:
     """A plan whose every deployment is open is not refused for the whole cool-down: one request at
     a time (`half_open_probes`) tries the deployment whose cool-down ends first; the others are

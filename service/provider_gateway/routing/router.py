@@ -80,6 +80,8 @@ class Router:
         # Called with (provider, aggregated breaker state) whenever a breaker of that provider changes.
         self.on_breaker_change: Callable[[str, str], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Each open breaker's look at the end of its cool-down (one a deployment), cancelled by aclose.
+        self._cooldowns: dict[str, asyncio.TimerHandle] = {}
         rng = rng or random.Random()
         # Builds the adapter of a deployment with its own credentials (the server passes its shared
         # HTTP pool and instrumentation through this).
@@ -133,7 +135,7 @@ class Router:
             # the health service sees the half-open state without waiting for a request.
             cooldown = deployment.settings.breaker.cooldown_s
             self._background(self.store.eject(deployment.key, cooldown))
-            asyncio.get_running_loop().call_later(cooldown, self._after_cooldown, deployment)
+            self._look_after(cooldown, deployment)
         elif state is BreakerState.CLOSED:  # a call succeeded: the ejection it shared is over too
             self._background(self.store.lift(deployment.key))
         if self.on_breaker_change is not None:
@@ -143,11 +145,16 @@ class Router:
         """Move an open breaker to half-open (reading its state does) once its cool-down is over;
         a timer that fired a hair early by the breaker's clock (uvloop counts whole milliseconds)
         looks again, since only this timer and requests move it (reads elsewhere never do)."""
+        self._cooldowns.pop(deployment.key, None)
         breaker = deployment.breaker
         if breaker.state is BreakerState.OPEN:
-            asyncio.get_running_loop().call_later(
-                max(breaker.open_for(), 0.001), self._after_cooldown, deployment
-            )
+            self._look_after(max(breaker.open_for(), 0.001), deployment)
+
+    def _look_after(self, delay_s: float, deployment: Deployment) -> None:
+        if (earlier := self._cooldowns.get(deployment.key)) is not None:
+            earlier.cancel()  # the breaker opened again: its new cool-down is the one to wait out
+        loop = asyncio.get_running_loop()
+        self._cooldowns[deployment.key] = loop.call_later(delay_s, self._after_cooldown, deployment)
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -222,6 +229,9 @@ class Router:
         return await self.quick.call(self.plan(request.model, request.provider), call)
 
     async def aclose(self) -> None:
+        for timer in self._cooldowns.values():  # a closed router moves no breaker later
+            timer.cancel()
+        self._cooldowns.clear()
         for provider in self.planner.own_providers:
             await provider.aclose()
         await self.store.aclose()
