@@ -1,0 +1,155 @@
+"""Recorded answers of the OpenAI-compatible hosts the gateway serves through its OpenAI family
+(tests/replay/openai_compat, each file named after the host's kind: `deepseek_`, `groq_`, `xai_`,
+`openrouter_`, `vllm_`...), served byte for byte from a fake upstream on 127.0.0.1 through the real
+gateway, and compared with what the official `openai` SDK makes of the same bytes (its
+ChatCompletionStream accumulation, `create`). The hosts' own fields are extras to the SDK: their
+reasoning (`reasoning_content`, `reasoning`, OpenRouter's `reasoning_details`) is read from the
+accumulated message as the SDK keeps it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import grpc
+import openai
+import pytest
+from replay.support import (
+    KEY,
+    Reasoning,
+    View,
+    ask,
+    figures,
+    gateway_stream,
+    gateway_unary,
+    recordings,
+    replay,
+    replay_gateway,
+)
+from test_replay_openai import FINISH as OPENAI_FINISH
+
+from provider_gateway.fakes import FakeUpstream
+from provider_gateway.v1 import provider_service_pb2 as pb
+
+VENDOR = "openai_compat"
+# Each host's kind and a model it serves.
+MODELS = {
+    "deepseek": "deepseek-reasoner",
+    "groq": "llama-3.3-70b-versatile",
+    "openrouter": "anthropic/claude-sonnet-4.5",
+    "vllm": "Qwen/Qwen2.5-7B-Instruct",
+    "xai": "grok-3-mini",
+    "together": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+}
+# Together says `eos` where the model ended its answer itself (end of sequence): STOP.
+FINISH = {**OPENAI_FINISH, "eos": pb.FINISH_REASON_STOP}
+
+
+def host(path: Path) -> str:
+    return path.stem.split("_", 1)[0]
+
+
+@pytest.fixture(scope="module")
+async def upstreams() -> AsyncIterator[dict[str, tuple[FakeUpstream, Any]]]:
+    """A fake and a gateway per host kind, its base_url at the fake's /v1."""
+    async with AsyncExitStack() as stack:
+        yield {kind: await stack.enter_async_context(replay_gateway(kind, "/v1")) for kind in MODELS}
+
+
+def sdk_client(fake: FakeUpstream) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{fake.url}/v1", api_key=KEY, max_retries=0)
+
+
+def sdk_reasoning(message: Any) -> list[Reasoning]:
+    """The host's reasoning as the SDK keeps it (extra fields of the message): OpenRouter's
+    `reasoning_details` entries (text and Claude's signature; encrypted data), else the plain
+    `reasoning_content` (DeepSeek, xAI) or `reasoning` string."""
+    extra = message.model_extra or {}
+    details = extra.get("reasoning_details")
+    if details:
+        blocks = []
+        for entry in details:
+            if entry.get("type") == "reasoning.encrypted":
+                blocks.append(Reasoning("", entry["data"], redacted=True))
+            else:
+                blocks.append(
+                    Reasoning(entry.get("text") or entry.get("summary") or "", entry.get("signature") or "")
+                )
+        return blocks
+    text = extra.get("reasoning_content") or extra.get("reasoning")
+    return [Reasoning(text)] if text else []
+
+
+def sdk_view(completion: Any) -> View:
+    choice = completion.choices[0]
+    message = choice.message
+    view = View(text=message.content or "", raw_finish_reason=choice.finish_reason)
+    view.finish_reason = FINISH[choice.finish_reason]
+    view.reasoning = sdk_reasoning(message)
+    view.tool_calls = [
+        (c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []
+    ]
+    usage = completion.usage
+    details = usage.prompt_tokens_details
+    extra = usage.model_extra or {}
+    view.usage = figures(
+        input=usage.prompt_tokens,
+        output=usage.completion_tokens,
+        # DeepSeek's own name for cached input, the gateway's documented reading of it.
+        cache_read=(details.cached_tokens if details else None) or extra.get("prompt_cache_hit_tokens") or 0,
+        reasoning=usage.completion_tokens_details.reasoning_tokens or 0
+        if usage.completion_tokens_details
+        else 0,
+    )
+    view.usage_raw = usage.to_dict()
+    return view
+
+
+async def sdk_stream(fake: FakeUpstream, model: str) -> tuple[View, openai.APIError | None]:
+    async with sdk_client(fake).chat.completions.stream(
+        model=model, messages=[{"role": "user", "content": "Go on."}]
+    ) as stream:
+        try:
+            return sdk_view(await stream.get_final_completion()), None
+        except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as cut:
+            return sdk_view(cut.completion), None
+        except openai.APIError as error:
+            snapshot = stream.current_completion_snapshot
+            return View(text=snapshot.choices[0].message.content or ""), error
+
+
+def cases(suffix: str) -> list[Any]:
+    return [pytest.param(p, id=p.stem) for p in recordings(VENDOR, suffix)]
+
+
+@pytest.mark.parametrize("path", cases(".sse"))
+async def test_stream_matches_sdk(path: Path, upstreams: dict[str, Any]) -> None:
+    kind = host(path)
+    fake, stub = upstreams[kind]
+    fake.script("/v1/chat/completions", *[replay(path, "text/event-stream")] * 2)
+    ours, error = await gateway_stream(stub, ask(f"{kind}/{MODELS[kind]}"))
+    theirs, their_error = await sdk_stream(fake, MODELS[kind])
+    if their_error is None:
+        assert error is None, error.details() if error else ""
+        assert ours == theirs
+        return
+    # An error object mid-stream: the same text before it, then the host's words in a status.
+    assert error is not None, "the stream ended cleanly where the SDK raised"
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert their_error.message in error.details()
+    assert ours.text == theirs.text
+
+
+@pytest.mark.parametrize("path", cases(".json"))
+async def test_whole_answer_matches_sdk(path: Path, upstreams: dict[str, Any]) -> None:
+    kind = host(path)
+    fake, stub = upstreams[kind]
+    fake.script("/v1/chat/completions", *[replay(path, "application/json")] * 2)
+    ours = await gateway_unary(stub, ask(f"{kind}/{MODELS[kind]}"))
+    completion = await sdk_client(fake).chat.completions.create(
+        model=MODELS[kind], messages=[{"role": "user", "content": "Go on."}]
+    )
+    assert ours == sdk_view(completion)
