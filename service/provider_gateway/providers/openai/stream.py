@@ -48,6 +48,7 @@ FINISH_REASONS = {
     "function_call": FinishReason.TOOL_CALLS,
     "content_filter": FinishReason.CONTENT_FILTER,
     "model_length": FinishReason.LENGTH,  # Mistral
+    "eos": FinishReason.STOP,  # Together: end of sequence, the model ended the answer itself
 }
 
 
