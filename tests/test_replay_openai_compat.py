@@ -121,8 +121,13 @@ async def sdk_stream(fake: FakeUpstream, model: str) -> tuple[View, openai.APIEr
             return View(text=snapshot.choices[0].message.content or ""), error
 
 
-def cases(suffix: str) -> list[Any]:
-    return [pytest.param(p, id=p.stem) for p in recordings(VENDOR, suffix)]
+def cases(suffix: str, *, errors: bool = False) -> list[Any]:
+    """Each recording with `suffix`; `name.<http status>.json` ones (error bodies) apart."""
+    return [
+        pytest.param(p, id=p.stem)
+        for p in recordings(VENDOR, suffix)
+        if (len(p.suffixes) == 2) == errors
+    ]
 
 
 @pytest.mark.parametrize("path", cases(".sse"))
@@ -153,3 +158,26 @@ async def test_whole_answer_matches_sdk(path: Path, upstreams: dict[str, Any]) -
         model=MODELS[kind], messages=[{"role": "user", "content": "Go on."}]
     )
     assert ours == sdk_view(completion)
+
+
+# An HTTP error status as the gRPC code a client gets (docs/http-providers.md); 402 (DeepSeek's
+# "Insufficient Balance", OpenRouter's insufficient credits) is an account out of credit, as
+# OpenAI's 429 `insufficient_quota` is (docs/configuration.md).
+ERROR_CODES = {402: grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+@pytest.mark.parametrize("path", cases(".json", errors=True))
+async def test_error_status_matches_sdk(path: Path, upstreams: dict[str, Any]) -> None:
+    """`name.<http status>.json`: an error body answered with that status."""
+    kind = host(path)
+    fake, stub = upstreams[kind]
+    status = int(path.suffixes[0].lstrip("."))
+    fake.script("/v1/chat/completions", *[replay(path, "application/json", status)] * 2)
+    ours, error = await gateway_stream(stub, ask(f"{kind}/{MODELS[kind]}"))
+    with pytest.raises(openai.APIStatusError) as raised:
+        await sdk_stream(fake, MODELS[kind])
+    assert raised.value.status_code == status
+    assert error is not None
+    assert error.code() == ERROR_CODES[status]
+    assert raised.value.body["message"] in error.details()  # type: ignore[index]
+    assert ours.text == ""

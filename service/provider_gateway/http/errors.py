@@ -257,6 +257,8 @@ def error_from_response(
     if status == 404:
         what = f"model {model!r}" if model else "resource"
         return error(ErrorKind.NOT_FOUND, f"{what} not found at {provider}: {said}")
+    if status == 402:  # Payment Required: DeepSeek's "Insufficient Balance", OpenRouter's credits
+        return _out_of_credit(provider, said, status, delay)
     if status == 429:
         if "insufficient_quota" in code or "insufficient_quota" in said:
             return _out_of_credit(provider, said, status, delay)
