@@ -9,6 +9,7 @@ accumulated message as the SDK keeps it."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -43,6 +44,7 @@ MODELS = {
     "vllm": "Qwen/Qwen2.5-7B-Instruct",
     "xai": "grok-3-mini",
     "together": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+    "fireworks": "accounts/fireworks/models/deepseek-r1-0528",
 }
 # Together says `eos` where the model ended its answer itself (end of sequence): STOP.
 FINISH = {**OPENAI_FINISH, "eos": pb.FINISH_REASON_STOP}
@@ -83,12 +85,19 @@ def sdk_reasoning(message: Any) -> list[Reasoning]:
     return [Reasoning(text)] if text else []
 
 
+# A `<think>...</think>` block at the start of the text (after whitespace) is reasoning, the text
+# after it the answer (docs/http-providers.md: on every compatible host's preset).
+THINK = re.compile(r"\s*<think>(.*?)</think>(.*)", re.DOTALL)
+
+
 def sdk_view(completion: Any) -> View:
     choice = completion.choices[0]
     message = choice.message
     view = View(text=message.content or "", raw_finish_reason=choice.finish_reason)
     view.finish_reason = FINISH[choice.finish_reason]
     view.reasoning = sdk_reasoning(message)
+    if not view.reasoning and (block := THINK.fullmatch(view.text)):
+        view.reasoning, view.text = [Reasoning(block[1])], block[2]
     view.tool_calls = [
         (c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []
     ]
@@ -124,9 +133,7 @@ async def sdk_stream(fake: FakeUpstream, model: str) -> tuple[View, openai.APIEr
 def cases(suffix: str, *, errors: bool = False) -> list[Any]:
     """Each recording with `suffix`; `name.<http status>.json` ones (error bodies) apart."""
     return [
-        pytest.param(p, id=p.stem)
-        for p in recordings(VENDOR, suffix)
-        if (len(p.suffixes) == 2) == errors
+        pytest.param(p, id=p.stem) for p in recordings(VENDOR, suffix) if (len(p.suffixes) == 2) == errors
     ]
 
 
