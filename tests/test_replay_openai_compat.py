@@ -90,7 +90,7 @@ def sdk_reasoning(message: Any) -> list[Reasoning]:
 THINK = re.compile(r"\s*<think>(.*?)</think>(.*)", re.DOTALL)
 
 
-def sdk_view(completion: Any) -> View:
+def sdk_view(completion: Any, kind: str) -> View:
     choice = completion.choices[0]
     message = choice.message
     view = View(text=message.content or "", raw_finish_reason=choice.finish_reason)
@@ -104,27 +104,32 @@ def sdk_view(completion: Any) -> View:
     usage = completion.usage
     details = usage.prompt_tokens_details
     extra = usage.model_extra or {}
+    reasoning = (
+        usage.completion_tokens_details.reasoning_tokens or 0 if usage.completion_tokens_details else 0
+    )
+    # xAI counts reasoning apart from completion_tokens (its total_tokens adds the two); the
+    # proto's output_tokens includes reasoning, as OpenAI's completion_tokens does.
+    output = usage.completion_tokens + (reasoning if kind == "xai" else 0)
     view.usage = figures(
         input=usage.prompt_tokens,
-        output=usage.completion_tokens,
+        output=output,
         # DeepSeek's own name for cached input, the gateway's documented reading of it.
         cache_read=(details.cached_tokens if details else None) or extra.get("prompt_cache_hit_tokens") or 0,
-        reasoning=usage.completion_tokens_details.reasoning_tokens or 0
-        if usage.completion_tokens_details
-        else 0,
+        reasoning=reasoning,
     )
+    assert view.usage["total"] == usage.total_tokens, "input + output is the host's own total"
     view.usage_raw = usage.to_dict()
     return view
 
 
-async def sdk_stream(fake: FakeUpstream, model: str) -> tuple[View, openai.APIError | None]:
+async def sdk_stream(fake: FakeUpstream, kind: str) -> tuple[View, openai.APIError | None]:
     async with sdk_client(fake).chat.completions.stream(
-        model=model, messages=[{"role": "user", "content": "Go on."}]
+        model=MODELS[kind], messages=[{"role": "user", "content": "Go on."}]
     ) as stream:
         try:
-            return sdk_view(await stream.get_final_completion()), None
+            return sdk_view(await stream.get_final_completion(), kind), None
         except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as cut:
-            return sdk_view(cut.completion), None
+            return sdk_view(cut.completion, kind), None
         except openai.APIError as error:
             snapshot = stream.current_completion_snapshot
             return View(text=snapshot.choices[0].message.content or ""), error
@@ -143,7 +148,7 @@ async def test_stream_matches_sdk(path: Path, upstreams: dict[str, Any]) -> None
     fake, stub = upstreams[kind]
     fake.script("/v1/chat/completions", *[replay(path, "text/event-stream")] * 2)
     ours, error = await gateway_stream(stub, ask(f"{kind}/{MODELS[kind]}"))
-    theirs, their_error = await sdk_stream(fake, MODELS[kind])
+    theirs, their_error = await sdk_stream(fake, kind)
     if their_error is None:
         assert error is None, error.details() if error else ""
         assert ours == theirs
@@ -164,7 +169,7 @@ async def test_whole_answer_matches_sdk(path: Path, upstreams: dict[str, Any]) -
     completion = await sdk_client(fake).chat.completions.create(
         model=MODELS[kind], messages=[{"role": "user", "content": "Go on."}]
     )
-    assert ours == sdk_view(completion)
+    assert ours == sdk_view(completion, kind)
 
 
 # An HTTP error status as the gRPC code a client gets (docs/http-providers.md); 402 (DeepSeek's
@@ -182,7 +187,7 @@ async def test_error_status_matches_sdk(path: Path, upstreams: dict[str, Any]) -
     fake.script("/v1/chat/completions", *[replay(path, "application/json", status)] * 2)
     ours, error = await gateway_stream(stub, ask(f"{kind}/{MODELS[kind]}"))
     with pytest.raises(openai.APIStatusError) as raised:
-        await sdk_stream(fake, MODELS[kind])
+        await sdk_stream(fake, kind)
     assert raised.value.status_code == status
     assert error is not None
     assert error.code() == ERROR_CODES[status]

@@ -110,11 +110,17 @@ def normalise_usage(raw: dict[str, Any]) -> Usage:
     details = raw.get("prompt_tokens_details") or {}
     cached = int(details.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0)
     completion_details = raw.get("completion_tokens_details") or {}
+    completion = int(raw.get("completion_tokens") or 0)
+    reasoning = int(completion_details.get("reasoning_tokens") or 0)
+    if reasoning and raw.get("total_tokens") == prompt + completion + reasoning:
+        # x.ai counts reasoning apart from completion_tokens (its total adds the two); elsewhere
+        # it is a part of completion_tokens, as output_tokens wants it.
+        completion += reasoning
     return Usage(
         input_tokens=prompt,
-        output_tokens=int(raw.get("completion_tokens") or 0),
+        output_tokens=completion,
         cache_read_tokens=cached,
-        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        reasoning_tokens=reasoning,
         raw=dict(raw),
     )
 
