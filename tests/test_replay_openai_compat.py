@@ -88,6 +88,7 @@ def sdk_reasoning(message: Any) -> list[Reasoning]:
 # A `<think>...</think>` block at the start of the text (after whitespace) is reasoning, the text
 # after it the answer (docs/http-providers.md: on every compatible host's preset).
 THINK = re.compile(r"\s*<think>(.*?)</think>(.*)", re.DOTALL)
+OPENED = re.compile(r"\s*<think>(.*)", re.DOTALL)
 
 
 def sdk_view(completion: Any, kind: str) -> View:
@@ -98,6 +99,12 @@ def sdk_view(completion: Any, kind: str) -> View:
     view.reasoning = sdk_reasoning(message)
     if not view.reasoning and (block := THINK.fullmatch(view.text)):
         view.reasoning, view.text = [Reasoning(block[1])], block[2]
+    elif not view.reasoning and (opened := OPENED.fullmatch(view.text)):
+        # Never closed: all reasoning; given again as the text only when the model ended it itself.
+        view.reasoning = [Reasoning(opened[1])]
+        view.text = (
+            opened[1] if view.finish_reason in (pb.FINISH_REASON_STOP, pb.FINISH_REASON_TOOL_CALLS) else ""
+        )
     view.tool_calls = [
         (c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []
     ]
