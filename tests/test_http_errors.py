@@ -24,6 +24,18 @@ NOW = 1_700_000_000.0
         ({"Retry-After": "7"}, 7.0),
         ({"retry-after": email.utils.formatdate(NOW + 30, usegmt=True)}, 30.0),
         ({"x-ratelimit-reset-requests": "6m0s", "x-ratelimit-reset-tokens": "20ms"}, 360.0),
+        # OpenAI's documented example, its request budget spent: that budget's reset, not the
+        # token budget's refill to full, which held the deployment 6 minutes.
+        (
+            {
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": "1s",
+                "x-ratelimit-remaining-tokens": "149984",
+                "x-ratelimit-reset-tokens": "6m0s",
+            },
+            1.0,
+        ),
+        ({"x-ratelimit-remaining-tokens": "-1", "x-ratelimit-reset-tokens": "3s"}, 3.0),
         ({"x-ratelimit-reset": str(int(NOW + 12))}, 12.0),
         ({"x-ratelimit-reset": str(int((NOW + 3) * 1000))}, 3.0),
         ({"x-ratelimit-reset": "2"}, 2.0),

@@ -124,14 +124,25 @@ def _asked_delay(headers: Mapping[str, str], body: Any, now: float) -> float | N
                 return email.utils.parsedate_to_datetime(after).timestamp() - now
             except (TypeError, ValueError):
                 pass
-    resets = [
-        s
+    resets = {
+        name.removeprefix("x-ratelimit-reset"): s
         for name, value in lowered.items()
         if name.startswith("x-ratelimit-reset") and (s := seconds_until_reset(value, now)) is not None
-    ]
-    if resets:
-        return max(resets)
+    }
+    # Each reset is when that budget is whole again (OpenAI's "6m0s" for tokens barely used). The
+    # 429 names no budget, but the remaining-* headers show the spent ones: wait for those only.
+    spent = [s for suffix, s in resets.items() if _spent(lowered.get("x-ratelimit-remaining" + suffix))]
+    if spent or resets:
+        return max(spent or resets.values())
     return _google_delay(body)
+
+
+def _spent(remaining: str | None) -> bool:
+    """A `x-ratelimit-remaining-*` value of 0 (Azure's -1 means unknown, not spent)."""
+    try:
+        return remaining is not None and float(remaining) == 0
+    except ValueError:
+        return False
 
 
 def google_retry_delay(body: Any) -> float | None:
