@@ -16,6 +16,7 @@ import httpx
 import pytest
 from replay.support import (
     KEY,
+    RETRYABLE,
     VERTEX_MODELS,
     Incomplete,
     Reasoning,
@@ -30,6 +31,7 @@ from replay.support import (
     replay,
     replay_gateway,
     retry_after_s,
+    told_not_to_retry,
     vertex_gateway,
 )
 
@@ -212,9 +214,16 @@ async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path
     assert error is not None
     assert error.code() == STATUS_CODES[status]
     assert said["message"] in error.details()
+    # A byte limit (413 request_too_large) is not the context window: no such advice.
+    assert ("context window" in error.details()) == ("prompt is too long" in said["message"])
     assert ours.text == ""
+    client, headers = sdk_client(fake), httpx.Headers(recorded_headers(path))
+    # Whether a retry may help: the SDK's rule (x-should-retry, then 408, 409, 429, 5xx) and the
+    # gateway's (a retryable code without a do-not-retry pushback; docs/configuration.md) agree.
+    retried = error.code() in RETRYABLE and not told_not_to_retry(error)
+    assert retried == client._should_retry(httpx.Response(status, headers=headers))
     # The delay the SDK would wait (retry-after-ms, then retry-after) is the client's too.
-    asked = sdk_client(fake)._parse_retry_after_header(httpx.Headers(recorded_headers(path)))
+    asked = client._parse_retry_after_header(headers)
     if asked is not None:
         assert retry_after_s(error) == pytest.approx(asked)
 

@@ -18,6 +18,7 @@ import openai
 import pytest
 from replay.support import (
     KEY,
+    RETRYABLE,
     Logprob,
     View,
     ask,
@@ -31,6 +32,7 @@ from replay.support import (
     replay,
     replay_gateway,
     retry_after_s,
+    told_not_to_retry,
 )
 
 from provider_gateway.fakes import FakeUpstream, Reply
@@ -195,9 +197,13 @@ async def test_error_status_matches_sdk(path: Path, host: tuple[str, str], upstr
     said = re.sub(r"\borg-\w+", "***", body["message"] if isinstance(body, dict) else body.splitlines()[0])
     assert said in error.details()
     assert ours.text == ""
+    client, headers = sdk_client(fake, host[1]), httpx.Headers(recorded_headers(path))
+    # Whether a retry may help: the SDK's rule (x-should-retry, then 408, 409, 429, 5xx) and the
+    # gateway's (a retryable code without a do-not-retry pushback; docs/configuration.md) agree.
+    retried = error.code() in RETRYABLE and not told_not_to_retry(error)
+    assert retried == client._should_retry(httpx.Response(status, headers=headers))
     # The delay the SDK would wait (retry-after-ms, then retry-after) is the client's too.
-    asked = sdk_client(fake, host[1])._parse_retry_after_header(httpx.Headers(recorded_headers(path)))
-    headers = recorded_headers(path)
+    asked = client._parse_retry_after_header(headers)
     if asked is not None:
         assert retry_after_s(error) == pytest.approx(asked)
     elif spent := [  # else the reset of the budget its remaining-* headers show spent (OpenAI's)

@@ -92,6 +92,20 @@ def replay(path: Path, content_type: str, status: int = 200) -> Reply:
     return Reply(status=status, headers=headers, chunks=pieces(path.read_bytes()), content_type=content_type)
 
 
+# The codes a client may retry (docs/configuration.md, [routing]).
+RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.ABORTED,
+}
+
+
+def told_not_to_retry(error: grpc.aio.AioRpcError) -> bool:
+    """Whether the gateway tells the client not to retry (gRFC A6 `grpc-retry-pushback-ms: -1`)."""
+    return dict(error.trailing_metadata() or ()).get("grpc-retry-pushback-ms") == "-1"
+
+
 def retry_after_s(error: grpc.aio.AioRpcError) -> float | None:
     """The retry delay the gateway gives a client in seconds (its `retry-after-ms` trailer)."""
     said = dict(error.trailing_metadata() or ()).get("retry-after-ms")

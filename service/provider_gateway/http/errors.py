@@ -29,6 +29,9 @@ _CONTEXT_LENGTH = re.compile(
     r"input is too long|reduce the length|exceeds the (?:model's )?(?:max|context)",
     re.IGNORECASE,
 )
+# A limit on the request's size in bytes (Anthropic's 413 "Request exceeds the maximum allowed number
+# of bytes", from its load balancer), which a shorter context does not cure: not the context window.
+_BYTE_LIMIT = re.compile(r"\bbytes\b|\b\d+ ?[KMG]i?B\b", re.IGNORECASE)
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
 # Go's Duration.String() layout ("1h2m3.5s", "6m0s", "120ms"): whole hours and minutes, then one
 # amount of one unit; `m(?!s)` so that "5ms" is milliseconds.
@@ -274,7 +277,9 @@ def error_from_response(
         return error(ErrorKind.RESOURCE_EXHAUSTED, f"rate limited by {provider}: {said}", True)
     if status in (408, 409) or status >= 500 or "overloaded" in code:
         return error(ErrorKind.UNAVAILABLE, f"{provider} unavailable (HTTP {status}): {said}", True)
-    if status in (400, 413, 422) and (_CONTEXT_LENGTH.search(said) or "context_length" in code):
+    if status in (400, 413, 422) and (
+        (_CONTEXT_LENGTH.search(said) and not _BYTE_LIMIT.search(said)) or "context_length" in code
+    ):
         return error(ErrorKind.INVALID_ARGUMENT, f"the request exceeds the model's context window: {said}")
     return error(ErrorKind.INVALID_ARGUMENT, f"{provider} rejected the request (HTTP {status}): {said}")
 
