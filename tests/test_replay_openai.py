@@ -36,7 +36,7 @@ from replay.support import (
 )
 
 from provider_gateway.fakes import FakeUpstream, Reply
-from provider_gateway.http.errors import parse_duration
+from provider_gateway.http.errors import OUT_OF_CREDIT_HOLD_S, parse_duration
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 MODEL = "gpt-4.1"
@@ -180,9 +180,14 @@ async def test_whole_answer_matches_sdk(path: Path, host: tuple[str, str], upstr
 
 
 @pytest.mark.parametrize(("path", "host"), cases(".json", errors=True))
-async def test_error_status_matches_sdk(path: Path, host: tuple[str, str], upstreams: dict[str, Any]) -> None:
-    """`name.<http status>.json`: an error body answered with that status."""
-    fake, stub = upstreams[host[0]]
+async def test_error_status_matches_sdk(path: Path, host: tuple[str, str]) -> None:
+    """`name.<http status>.json`: an error body answered with that status. Each on a gateway of its
+    own: a 429's delay (an account out of credit's 5 minutes) holds the deployment."""
+    async with replay_gateway(host[0], "/v1" if host == OPENAI else "") as (fake, stub):
+        await error_matches_sdk(fake, stub, path, host)
+
+
+async def error_matches_sdk(fake: FakeUpstream, stub: Any, path: Path, host: tuple[str, str]) -> None:
     status = int(path.suffixes[0].lstrip("."))
     fake.script(f"{host[1]}/chat/completions", *[replay(path, "application/json", status)] * 2)
     ours, error = await gateway_stream(stub, ask(f"{host[0]}/{MODEL}"))
@@ -201,6 +206,11 @@ async def test_error_status_matches_sdk(path: Path, host: tuple[str, str], upstr
     # Whether a retry may help: the SDK's rule (x-should-retry, then 408, 409, 429, 5xx) and the
     # gateway's (a retryable code without a do-not-retry pushback; docs/configuration.md) agree.
     retried = error.code() in RETRYABLE and not told_not_to_retry(error)
+    if isinstance(body, dict) and body.get("code") == "insufficient_quota":
+        # Out of credit, the documented exception (docs/configuration.md, [routing]): no retry
+        # helps soon, so the gateway says do not retry, and holds the deployment 5 minutes.
+        assert (retried, retry_after_s(error)) == (False, OUT_OF_CREDIT_HOLD_S)
+        return
     assert retried == client._should_retry(httpx.Response(status, headers=headers))
     # The delay the SDK would wait (retry-after-ms, then retry-after) is the client's too.
     asked = client._parse_retry_after_header(headers)
