@@ -16,12 +16,12 @@ import httpx
 import pytest
 from replay.support import (
     KEY,
-    RETRYABLE,
     VERTEX_MODELS,
     Incomplete,
     Reasoning,
     View,
     ask,
+    client_retries,
     figures,
     gateway_stream,
     gateway_unary,
@@ -31,7 +31,6 @@ from replay.support import (
     replay,
     replay_gateway,
     retry_after_s,
-    told_not_to_retry,
     vertex_gateway,
 )
 
@@ -218,9 +217,10 @@ async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path
     assert ("context window" in error.details()) == ("prompt is too long" in said["message"])
     assert ours.text == ""
     client, headers = sdk_client(fake), httpx.Headers(recorded_headers(path))
-    # Whether a retry may help: the SDK's rule (x-should-retry, then 408, 409, 429, 5xx) and the
-    # gateway's (a retryable code without a do-not-retry pushback; docs/configuration.md) agree.
-    retried = error.code() in RETRYABLE and not told_not_to_retry(error)
+    # Whether a retry may help: the SDK's rule (x-should-retry, then 408, 409, 429, 5xx; no wait
+    # over 2 minutes) and the gateway's (a retryable code without a do-not-retry pushback, and a
+    # client waits a minute at most: docs/configuration.md, docs/clients.md) agree.
+    retried = client_retries(error)
     assert retried == client._should_retry(httpx.Response(status, headers=headers))
     # The delay the SDK would wait (retry-after-ms, then retry-after) is the client's too.
     asked = client._parse_retry_after_header(headers)

@@ -18,10 +18,10 @@ import openai
 import pytest
 from replay.support import (
     KEY,
-    RETRYABLE,
     Logprob,
     View,
     ask,
+    client_retries,
     figures,
     gateway_stream,
     gateway_unary,
@@ -32,7 +32,6 @@ from replay.support import (
     replay,
     replay_gateway,
     retry_after_s,
-    told_not_to_retry,
 )
 
 from provider_gateway.fakes import FakeUpstream, Reply
@@ -203,9 +202,10 @@ async def error_matches_sdk(fake: FakeUpstream, stub: Any, path: Path, host: tup
     assert said in error.details()
     assert ours.text == ""
     client, headers = sdk_client(fake, host[1]), httpx.Headers(recorded_headers(path))
-    # Whether a retry may help: the SDK's rule (x-should-retry, then 408, 409, 429, 5xx) and the
-    # gateway's (a retryable code without a do-not-retry pushback; docs/configuration.md) agree.
-    retried = error.code() in RETRYABLE and not told_not_to_retry(error)
+    # Whether a retry may help: the SDK's rule (x-should-retry, then 408, 409, 429, 5xx; no wait
+    # over 2 minutes) and the gateway's (a retryable code without a do-not-retry pushback, and a
+    # client waits a minute at most: docs/configuration.md, docs/clients.md) agree.
+    retried = client_retries(error)
     if isinstance(body, dict) and body.get("code") == "insufficient_quota":
         # Out of credit, the documented exception (docs/configuration.md, [routing]): no retry
         # helps soon, so the gateway says do not retry, and holds the deployment 5 minutes.

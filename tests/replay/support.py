@@ -101,9 +101,17 @@ RETRYABLE = {
 }
 
 
-def told_not_to_retry(error: grpc.aio.AioRpcError) -> bool:
-    """Whether the gateway tells the client not to retry (gRFC A6 `grpc-retry-pushback-ms: -1`)."""
-    return dict(error.trailing_metadata() or ()).get("grpc-retry-pushback-ms") == "-1"
+# The longest a client waits to retry by itself (docs/clients.md: "over a minute is the caller's
+# decision").
+CLIENT_MAX_WAIT_S = 60.0
+
+
+def client_retries(error: grpc.aio.AioRpcError) -> bool:
+    """Whether the gateway's answer lets a client retry by itself: a retryable code, no gRFC A6
+    `grpc-retry-pushback-ms: -1`, and a retry delay (if any) a client waits."""
+    pushback = dict(error.trailing_metadata() or ()).get("grpc-retry-pushback-ms") == "-1"
+    delay = retry_after_s(error)
+    return error.code() in RETRYABLE and not pushback and (delay is None or delay <= CLIENT_MAX_WAIT_S)
 
 
 def retry_after_s(error: grpc.aio.AioRpcError) -> float | None:
