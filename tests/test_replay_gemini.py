@@ -409,6 +409,30 @@ async def test_error_status_matches_sdk(host: str, path: Path) -> None:
         await error_matches_sdk(fake, stub, host, path)
 
 
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize(
+    "path", [p for p in recordings("gemini", ".json") if len(p.suffixes) == 2], ids=lambda p: p.stem
+)
+async def test_whole_answer_error_matches_stream(host: str, path: Path) -> None:
+    """The same error answering `:generateContent`: the code, the words and the delay a stream's
+    error has (google-genai raises the same for both)."""
+    status = int(path.suffixes[0].lstrip("."))
+    async with replay_gateway("gemini") if host == "gemini" else vertex_gateway() as (fake, stub):
+        fake.script(HOSTS[host][0], replay(path, "application/json", status))
+        _, streamed = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
+    async with replay_gateway("gemini") if host == "gemini" else vertex_gateway() as (fake, stub):
+        fake.script(HOSTS[host][1], replay(path, "application/json", status))
+        with pytest.raises(grpc.aio.AioRpcError) as whole:
+            await stub.Chat(ask(f"{host}/{MODEL}"), timeout=20)
+        fake.script(UNARY_PATH, replay(path, "application/json", status))
+        with pytest.raises(genai_errors.APIError) as raised:
+            await sdk_client(fake).aio.models.generate_content(model=MODEL, contents="Go on.")
+    assert streamed is not None
+    assert whole.value.code() == streamed.code()
+    assert str(raised.value.message) in whole.value.details()
+    assert retry_after_s(whole.value) == retry_after_s(streamed)
+
+
 async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path) -> None:
     status = int(path.suffixes[0].lstrip("."))
     fake.script(HOSTS[host][0], replay(path, "application/json", status))
