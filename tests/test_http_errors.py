@@ -24,6 +24,18 @@ NOW = 1_700_000_000.0
         ({"Retry-After": "7"}, 7.0),
         ({"retry-after": email.utils.formatdate(NOW + 30, usegmt=True)}, 30.0),
         ({"x-ratelimit-reset-requests": "6m0s", "x-ratelimit-reset-tokens": "20ms"}, 360.0),
+        # OpenAI's documented example, its request budget spent: that budget's reset, not the
+        # token budget's refill to full, which held the deployment 6 minutes.
+        (
+            {
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": "1s",
+                "x-ratelimit-remaining-tokens": "149984",
+                "x-ratelimit-reset-tokens": "6m0s",
+            },
+            1.0,
+        ),
+        ({"x-ratelimit-remaining-tokens": "-1", "x-ratelimit-reset-tokens": "3s"}, 3.0),
         ({"x-ratelimit-reset": str(int(NOW + 12))}, 12.0),
         ({"x-ratelimit-reset": str(int((NOW + 3) * 1000))}, 3.0),
         ({"x-ratelimit-reset": "2"}, 2.0),
@@ -184,3 +196,28 @@ def test_an_unreadable_reset_does_not_hide_the_delay_another_header_asks_for() -
     for unreadable in ("nan", "inf"):
         headers = {"x-ratelimit-reset-requests": unreadable, "x-ratelimit-reset-tokens": "5s"}
         assert retry_delay(headers, now=1_800_000_000.0) == 5.0
+
+
+def test_a_request_too_many_bytes_is_not_a_context_window() -> None:
+    """Anthropic's 413 names a byte limit (32 MB, its load balancer's), which a shorter
+    conversation may not cure (an image or a PDF): the client gets the vendor's words, not advice
+    about the model's context window."""
+    body = {
+        "type": "error",
+        "error": {
+            "type": "request_too_large",
+            "message": "Request exceeds the maximum allowed number of bytes.",
+        },
+    }
+    err = error_from_response("anthropic", 413, {}, orjson.dumps(body))
+    assert err.kind is ErrorKind.INVALID_ARGUMENT
+    assert "context window" not in err.message
+    assert "Request exceeds the maximum allowed number of bytes." in err.message
+    prompt = {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "prompt is too long: 208310 tokens > 200000 maximum",
+        },
+    }
+    assert "context window" in error_from_response("anthropic", 400, {}, orjson.dumps(prompt)).message

@@ -12,6 +12,7 @@ from typing import Any
 
 import anthropic
 import grpc
+import httpx
 import pytest
 from replay.support import (
     KEY,
@@ -20,13 +21,16 @@ from replay.support import (
     Reasoning,
     View,
     ask,
+    client_retries,
     figures,
     gateway_stream,
     gateway_unary,
     pieces,
+    recorded_headers,
     recordings,
     replay,
     replay_gateway,
+    retry_after_s,
     vertex_gateway,
 )
 
@@ -51,7 +55,9 @@ FINISH = {
 # How the gateway reports an HTTP error status (529 is Anthropic's overloaded).
 STATUS_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
+    413: grpc.StatusCode.INVALID_ARGUMENT,
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    500: grpc.StatusCode.UNAVAILABLE,
     529: grpc.StatusCode.UNAVAILABLE,
 }
 # How the gateway reports an `error` event by its type (docs/vendor-providers.md).
@@ -187,9 +193,14 @@ def error_cases() -> list[Any]:
 
 
 @pytest.mark.parametrize(("path", "host"), error_cases())
-async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
-    """An error body answered with its status, as the SDK reports it (status, the vendor's words)."""
-    fake, stub = upstreams[host]
+async def test_error_status_matches_sdk(host: str, path: Path) -> None:
+    """An error body answered with its status, as the SDK reports it (status, the vendor's words,
+    the delay it would wait). Each on a gateway of its own: a 429's delay holds the deployment."""
+    async with replay_gateway("anthropic") if host == "anthropic" else vertex_gateway() as (fake, stub):
+        await error_matches_sdk(fake, stub, host, path)
+
+
+async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path) -> None:
     model, stream_path, _ = HOSTS[host]
     status = int(path.suffixes[0].lstrip("."))
     fake.script(stream_path, replay(path, "application/json", status))
@@ -202,7 +213,19 @@ async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, pa
     assert error is not None
     assert error.code() == STATUS_CODES[status]
     assert said["message"] in error.details()
+    # A byte limit (413 request_too_large) is not the context window: no such advice.
+    assert ("context window" in error.details()) == ("prompt is too long" in said["message"])
     assert ours.text == ""
+    client, headers = sdk_client(fake), httpx.Headers(recorded_headers(path))
+    # Whether a retry may help: the SDK's rule (x-should-retry, then 408, 409, 429, 5xx; no wait
+    # over 2 minutes) and the gateway's (a retryable code without a do-not-retry pushback, and a
+    # client waits a minute at most: docs/configuration.md, docs/clients.md) agree.
+    retried = client_retries(error)
+    assert retried == client._should_retry(httpx.Response(status, headers=headers))
+    # The delay the SDK would wait (retry-after-ms, then retry-after) is the client's too.
+    asked = client._parse_retry_after_header(headers)
+    if asked is not None:
+        assert retry_after_s(error) == pytest.approx(asked)
 
 
 # Stream endings. message_stop ends a message; its reason is the last message_delta's stop_reason,

@@ -51,8 +51,14 @@ FINISH = {
     "guardrail_intervened": pb.FINISH_REASON_CONTENT_FILTER,
     "content_filtered": pb.FINISH_REASON_CONTENT_FILTER,
 }
-# Stream exceptions by Bedrock's name, as gRPC codes (docs/vendor-providers.md).
+# Stream exceptions (and HTTP errors, named in x-amzn-ErrorType) by Bedrock's name, as gRPC codes
+# (docs/vendor-providers.md).
 ERROR_CODES = {
+    "ThrottlingException": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "ModelNotReadyException": grpc.StatusCode.UNAVAILABLE,
+    "AccessDeniedException": grpc.StatusCode.PERMISSION_DENIED,
+    "ModelTimeoutException": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "ServiceUnavailableException": grpc.StatusCode.UNAVAILABLE,
     "throttlingException": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "modelStreamErrorException": grpc.StatusCode.UNAVAILABLE,
     "internalServerException": grpc.StatusCode.UNAVAILABLE,
@@ -216,7 +222,9 @@ async def test_converse_stream_matches_botocore(upstream: tuple[FakeUpstream, An
     assert ours.text == theirs.text
 
 
-@pytest.mark.parametrize("path", recordings("bedrock", ".json"), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", [p for p in recordings("bedrock", ".json") if len(p.suffixes) == 1], ids=lambda p: p.stem
+)
 async def test_converse_matches_botocore(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
     fake, stub = upstream
     fake.script(UNARY_PATH, *[replay(path, "application/json")] * 2)
@@ -227,6 +235,27 @@ async def test_converse_matches_botocore(upstream: tuple[FakeUpstream, Any], pat
         )
     )
     assert ours == SdkView().message(response)
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in recordings("bedrock", ".json") if len(p.suffixes) == 2], ids=lambda p: p.stem
+)
+async def test_error_status_matches_botocore(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
+    """`name.<http status>.json`: an error before the stream, its name in `x-amzn-ErrorType`
+    (`name.<status>.headers`), answered with that status: botocore's error code decides the gRPC
+    code, and Bedrock's message reaches the client."""
+    fake, stub = upstream
+    status = int(path.suffixes[0].lstrip("."))
+    fake.script(PATH, *[replay(path, "application/json", status)] * 2)
+    ours, error = await gateway_stream(stub, ask(f"bedrock/{MODEL}"))
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        await sdk_stream(fake)
+    theirs = raised.value.response
+    assert theirs["ResponseMetadata"]["HTTPStatusCode"] == status
+    assert error is not None
+    assert error.code() == ERROR_CODES[theirs["Error"]["Code"]]
+    assert theirs["Error"]["Message"] in error.details()
+    assert ours.text == ""
 
 
 # Stream endings, as botocore's event-stream parser reads them. messageStop ends the message (the

@@ -31,6 +31,7 @@ from replay.support import (
     recordings,
     replay,
     replay_gateway,
+    retry_after_s,
     vertex_gateway,
 )
 
@@ -67,6 +68,13 @@ ERROR_CODES = {
     "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
     "INTERNAL": grpc.StatusCode.UNAVAILABLE,
+}
+
+# An error status as a gRPC code, by its HTTP status (docs/vendor-providers.md, Gemini's "Errors").
+HTTP_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -394,9 +402,38 @@ async def test_whole_answer_logprobs_match_sdk(upstreams: dict[str, Any], host: 
 @pytest.mark.parametrize(
     "path", [p for p in recordings("gemini", ".json") if len(p.suffixes) == 2], ids=lambda p: p.stem
 )
-async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
-    """`name.<http status>.json`: a google.rpc.Status body answered with that status."""
-    fake, stub = upstreams[host]
+async def test_error_status_matches_sdk(host: str, path: Path) -> None:
+    """`name.<http status>.json`: a google.rpc.Status body answered with that status. Each on a
+    gateway of its own: a 429's RetryInfo holds the deployment for its delay."""
+    async with replay_gateway("gemini") if host == "gemini" else vertex_gateway() as (fake, stub):
+        await error_matches_sdk(fake, stub, host, path)
+
+
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize(
+    "path", [p for p in recordings("gemini", ".json") if len(p.suffixes) == 2], ids=lambda p: p.stem
+)
+async def test_whole_answer_error_matches_stream(host: str, path: Path) -> None:
+    """The same error answering `:generateContent`: the code, the words and the delay a stream's
+    error has (google-genai raises the same for both)."""
+    status = int(path.suffixes[0].lstrip("."))
+    async with replay_gateway("gemini") if host == "gemini" else vertex_gateway() as (fake, stub):
+        fake.script(HOSTS[host][0], replay(path, "application/json", status))
+        _, streamed = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
+    async with replay_gateway("gemini") if host == "gemini" else vertex_gateway() as (fake, stub):
+        fake.script(HOSTS[host][1], replay(path, "application/json", status))
+        with pytest.raises(grpc.aio.AioRpcError) as whole:
+            await stub.Chat(ask(f"{host}/{MODEL}"), timeout=20)
+        fake.script(UNARY_PATH, replay(path, "application/json", status))
+        with pytest.raises(genai_errors.APIError) as raised:
+            await sdk_client(fake).aio.models.generate_content(model=MODEL, contents="Go on.")
+    assert streamed is not None
+    assert whole.value.code() == streamed.code()
+    assert str(raised.value.message) in whole.value.details()
+    assert retry_after_s(whole.value) == retry_after_s(streamed)
+
+
+async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path) -> None:
     status = int(path.suffixes[0].lstrip("."))
     fake.script(HOSTS[host][0], replay(path, "application/json", status))
     fake.script(STREAM_PATH, replay(path, "application/json", status))
@@ -410,13 +447,17 @@ async def test_error_status_matches_sdk(upstreams: dict[str, Any], host: str, pa
     assert error is not None
     # The HTTP status decides, as on every HTTP provider: a 5xx is retryable UNAVAILABLE, Google's 504
     # DEADLINE_EXCEEDED (its own time limit, not the caller's deadline) included. A 400 whose
-    # ErrorInfo.reason says the key is bad is UNAUTHENTICATED (docs/vendor-providers.md).
+    # ErrorInfo.reason says the key is bad is UNAUTHENTICATED (docs/vendor-providers.md); another 400
+    # is INVALID_ARGUMENT whatever Google's status word (FAILED_PRECONDITION for a user's location).
     reasons = {d.get("reason") for d in theirs.details["error"].get("details", [])}
     if status >= 500:
         expected = grpc.StatusCode.UNAVAILABLE
     elif reasons & {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}:
         expected = grpc.StatusCode.UNAUTHENTICATED
     else:
-        expected = ERROR_CODES[str(theirs.status)]
+        expected = HTTP_CODES[status]
     assert error.code() == expected
     assert str(theirs.message) in error.details()
+    # RetryInfo's delay ("17s") is the client's retry-after-ms; no RetryInfo, no delay.
+    delays = [d["retryDelay"] for d in theirs.details["error"].get("details", []) if "retryDelay" in d]
+    assert retry_after_s(error) == (float(delays[0].removesuffix("s")) if delays else None)

@@ -74,9 +74,50 @@ def pieces(body: bytes, size: int = PIECE) -> list[bytes]:
     return [body[i : i + size] for i in range(0, len(body), size)]
 
 
+def recorded_headers(path: Path) -> dict[str, str]:
+    """The response headers recorded beside an error body: `name.<status>.headers` next to
+    `name.<status>.json`, one `Name: value` a line (none when there is no such file)."""
+    beside = path.with_suffix(".headers")
+    if not beside.exists():
+        return {}
+    lines = [line.split(":", 1) for line in beside.read_text().splitlines() if line.strip()]
+    return {name.strip().lower(): value.strip() for name, value in lines}
+
+
 def replay(path: Path, content_type: str, status: int = 200) -> Reply:
-    """The recording exactly as recorded, written piece by piece."""
-    return Reply(status=status, chunks=pieces(path.read_bytes()), content_type=content_type)
+    """The recording exactly as recorded, written piece by piece, with its recorded headers (a
+    recorded `content-type` wins over `content_type`)."""
+    headers = recorded_headers(path)
+    content_type = headers.pop("content-type", content_type)
+    return Reply(status=status, headers=headers, chunks=pieces(path.read_bytes()), content_type=content_type)
+
+
+# The codes a client may retry (docs/configuration.md, [routing]).
+RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.ABORTED,
+}
+
+
+# The longest a client waits to retry by itself (docs/clients.md: "over a minute is the caller's
+# decision").
+CLIENT_MAX_WAIT_S = 60.0
+
+
+def client_retries(error: grpc.aio.AioRpcError) -> bool:
+    """Whether the gateway's answer lets a client retry by itself: a retryable code, no gRFC A6
+    `grpc-retry-pushback-ms: -1`, and a retry delay (if any) a client waits."""
+    pushback = dict(error.trailing_metadata() or ()).get("grpc-retry-pushback-ms") == "-1"
+    delay = retry_after_s(error)
+    return error.code() in RETRYABLE and not pushback and (delay is None or delay <= CLIENT_MAX_WAIT_S)
+
+
+def retry_after_s(error: grpc.aio.AioRpcError) -> float | None:
+    """The retry delay the gateway gives a client in seconds (its `retry-after-ms` trailer)."""
+    said = dict(error.trailing_metadata() or ()).get("retry-after-ms")
+    return None if said is None else int(said) / 1000
 
 
 def plain(value: Any) -> Any:

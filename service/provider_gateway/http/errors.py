@@ -29,6 +29,9 @@ _CONTEXT_LENGTH = re.compile(
     r"input is too long|reduce the length|exceeds the (?:model's )?(?:max|context)",
     re.IGNORECASE,
 )
+# A limit on the request's size in bytes (Anthropic's 413 "Request exceeds the maximum allowed number
+# of bytes", from its load balancer), which a shorter context does not cure: not the context window.
+_BYTE_LIMIT = re.compile(r"\bbytes\b|\b\d+ ?[KMG]i?B\b", re.IGNORECASE)
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
 # Go's Duration.String() layout ("1h2m3.5s", "6m0s", "120ms"): whole hours and minutes, then one
 # amount of one unit; `m(?!s)` so that "5ms" is milliseconds.
@@ -124,14 +127,25 @@ def _asked_delay(headers: Mapping[str, str], body: Any, now: float) -> float | N
                 return email.utils.parsedate_to_datetime(after).timestamp() - now
             except (TypeError, ValueError):
                 pass
-    resets = [
-        s
+    resets = {
+        name.removeprefix("x-ratelimit-reset"): s
         for name, value in lowered.items()
         if name.startswith("x-ratelimit-reset") and (s := seconds_until_reset(value, now)) is not None
-    ]
-    if resets:
-        return max(resets)
+    }
+    # Each reset is when that budget is whole again (OpenAI's "6m0s" for tokens barely used). The
+    # 429 names no budget, but the remaining-* headers show the spent ones: wait for those only.
+    spent = [s for suffix, s in resets.items() if _spent(lowered.get("x-ratelimit-remaining" + suffix))]
+    if spent or resets:
+        return max(spent or resets.values())
     return _google_delay(body)
+
+
+def _spent(remaining: str | None) -> bool:
+    """A `x-ratelimit-remaining-*` value of 0 (Azure's -1 means unknown, not spent)."""
+    try:
+        return remaining is not None and float(remaining) == 0
+    except ValueError:
+        return False
 
 
 def google_retry_delay(body: Any) -> float | None:
@@ -265,7 +279,9 @@ def error_from_response(
         return error(ErrorKind.RESOURCE_EXHAUSTED, f"rate limited by {provider}: {said}", True)
     if status in (408, 409) or status >= 500 or "overloaded" in code:
         return error(ErrorKind.UNAVAILABLE, f"{provider} unavailable (HTTP {status}): {said}", True)
-    if status in (400, 413, 422) and (_CONTEXT_LENGTH.search(said) or "context_length" in code):
+    if status in (400, 413, 422) and (
+        (_CONTEXT_LENGTH.search(said) and not _BYTE_LIMIT.search(said)) or "context_length" in code
+    ):
         return error(ErrorKind.INVALID_ARGUMENT, f"the request exceeds the model's context window: {said}")
     return error(ErrorKind.INVALID_ARGUMENT, f"{provider} rejected the request (HTTP {status}): {said}")
 
