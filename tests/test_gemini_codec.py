@@ -219,6 +219,38 @@ def test_status_error_with_retry_info() -> None:
     )
 
 
+def disabled(metadata: dict[str, str]) -> dict[str, object]:
+    info = {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "SERVICE_DISABLED",
+        "metadata": metadata,
+    }
+    message = "Vertex AI API has not been used in project 42 before or it is disabled."
+    return {"error": {"code": 403, "message": message, "status": "PERMISSION_DENIED", "details": [info]}}
+
+
+def test_a_disabled_api_is_enabled_in_its_project_not_fixed_by_another_key() -> None:
+    """A 403 SERVICE_DISABLED (here in an error chunk, as `error_from_body` reads one) says which API
+    to enable in which project; without an activation URL, where the console does it."""
+    body = disabled(
+        {"consumer": "projects/42", "service": "aiplatform.googleapis.com", "serviceTitle": "Vertex AI API"}
+    )
+    error = codec.error_from_body(body, status=403)
+    assert error.kind is ErrorKind.PERMISSION_DENIED
+    assert "enable the Vertex AI API in Google Cloud project 42 (APIs & Services" in error.message
+    assert "check the provider key" not in error.message
+    assert "has not been used in project 42" in error.message  # Google's words stay
+
+
+def test_a_disabled_api_message_quotes_no_key() -> None:
+    body = disabled(
+        {"activationUrl": "https://console.developers.google.com/apis?key=AIzaSyA1234567890abcdefghijklmnop"}
+    )
+    error = codec.error_from_body(body, status=403)
+    assert "enable the API in the Google Cloud project of the key at https://" in error.message
+    assert "AIza" not in error.message
+
+
 def test_parse_models() -> None:
     body = {
         "models": [

@@ -1,7 +1,7 @@
-"""An account out of credit (OpenAI's 429 `insufficient_quota`), through the served gateway to fake
-OpenAI-style upstreams: no wait helps that deployment soon, another one answers. The request fails
-over, the deployment is held for every request (OUT_OF_CREDIT_HOLD_S), and a client with nowhere
-else to go is told what to change."""
+"""An account out of credit (OpenAI's 429 `insufficient_quota`; Anthropic's 400 "Your credit balance
+is too low"), through the served gateway to fake upstreams: no wait helps that deployment soon,
+another one answers. The request fails over, the deployment is held for every request
+(OUT_OF_CREDIT_HOLD_S), and a client with nowhere else to go is told what to change."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from vendor_cases import chat_error, retry_after_ms
 
 from provider_gateway.errors import ErrorKind
 from provider_gateway.fakes import FakeUpstream, Reply, kinds
+from provider_gateway.http import UpstreamResponse
 from provider_gateway.http.errors import OUT_OF_CREDIT_HOLD_S, error_from_response, obey_retry_advice
+from provider_gateway.providers.upstream_io import VendorErrors
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 QUOTA = {
@@ -120,3 +122,76 @@ def test_out_of_credit_fails_over_and_holds_whatever_the_headers_say(advice: dic
         True,
     )
     assert error.retry_after == OUT_OF_CREDIT_HOLD_S
+
+
+# Anthropic refuses an account without credit with a 400 `invalid_request_error` in these words
+# (not a 402 or a 429): the same out-of-credit refusal, not a bad request.
+ANTHROPIC_NO_CREDIT = {
+    "type": "error",
+    "error": {
+        "type": "invalid_request_error",
+        "message": "Your credit balance is too low to access the Anthropic API. "
+        "Please go to Plans & Billing to upgrade or purchase credits.",
+    },
+}
+CLAUDE_AND_BACKUP = """
+[providers.claude]
+kind = "anthropic"
+base_url = "{url}/claude"
+api_key_env = "PG_CREDIT_KEY"
+
+[providers.b]
+kind = "openai"
+base_url = "{url}/b/v1"
+api_key_env = "PG_CREDIT_KEY"
+"""
+
+
+async def test_anthropic_out_of_credit_fails_over_and_is_held() -> None:
+    async with FakeUpstream() as fake:
+        fake.on("POST", "/claude/v1/messages", lambda _r: Reply.error(400, ANTHROPIC_NO_CREDIT))
+        kinds.openai(fake)
+        async with run_gateway(CLAUDE_AND_BACKUP.format(url=fake.url)) as gateway:
+            request = chat("claude/claude-sonnet-4-5")
+            request.fallbacks.append("b/gpt-4o-mini")
+            answered = [(await gateway.stub.Chat(request, timeout=10)).finish for _ in range(4)]
+    assert {f.provider for f in answered} == {"b"}
+    assert answered[0].attempts[0].provider == "claude"
+    assert answered[0].attempts[0].outcome == "RESOURCE_EXHAUSTED"
+    # Held after the first refusal: the later requests go straight to the fallback.
+    assert sent(fake, "/claude/v1/messages") == 1
+
+
+@pytest.mark.parametrize("streaming", [True, False], ids=["stream", "unary"])
+async def test_anthropic_out_of_credit_alone_tells_the_client_to_add_credit(streaming: bool) -> None:
+    async with FakeUpstream() as fake:
+        fake.on("POST", "/claude/v1/messages", lambda _r: Reply.error(400, ANTHROPIC_NO_CREDIT))
+        async with run_gateway(CLAUDE_AND_BACKUP.format(url=fake.url)) as gateway:
+            request = chat("claude/claude-sonnet-4-5")
+            if streaming:
+                error, _ = await chat_error(gateway.stub, request)
+            else:
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await gateway.stub.Chat(request, timeout=10)
+                error = caught.value
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    details = error.details() or ""
+    assert "out of credit" in details, details
+    assert "add credit" in details, details
+    assert "Plans & Billing" in details, details  # Anthropic's own words stay
+    assert ("grpc-retry-pushback-ms", "-1") in tuple(error.trailing_metadata() or ())
+    assert (retry_after_ms(error) or 0) > 60_000, details
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "prompt is too long: 208310 tokens > 200000 maximum",
+        "messages.0.content: credit card numbers are not allowed here",  # not the refusal
+    ],
+)
+def test_other_anthropic_400s_stay_bad_requests(message: str) -> None:
+    body = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+    error = VendorErrors().from_response("claude", UpstreamResponse(400, {}), orjson.dumps(body), "m", ())
+    assert error.kind is ErrorKind.INVALID_ARGUMENT
+    assert not error.retry_elsewhere_only

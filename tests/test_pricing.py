@@ -246,6 +246,32 @@ def test_a_long_context_tier_needs_its_prices() -> None:
         PriceTable.from_config(Section(tomllib.loads(text), "gw.toml", "prices"))
 
 
+BASE = "input = 1.0\noutput = 1.0\n"
+TIER = "long_context_tokens = 1000\nlong_context_input = 2.0\nlong_context_output = 2.0\nflex_input = 0.5\nflex_output = 0.5\n"
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        # Long-context prices without the threshold: the threshold is what to add.
+        ("long_context_input = 2.0\nlong_context_output = 2.0\n", "long_context_tokens: required with long_context_input"),
+        ("flex_input = 0.5\nflex_output = 0.5\nflex_long_context_input = 1.0\nflex_long_context_output = 1.0\n",
+         "long_context_tokens: required with flex_long_context_input"),
+        # A tier's long-context row half set: its missing price, required by the key that is there.
+        (TIER + "flex_long_context_input = 1.0\n", "flex_long_context_output: required with flex_long_context_input"),
+        (TIER + "flex_long_context_output = 1.0\n", "flex_long_context_input: required with flex_long_context_output"),
+        (TIER + "flex_long_context_cache_read = 0.1\n", "flex_long_context_input: required with flex_long_context_cache_read"),
+        # A tier's standard prices half set: as before.
+        ("flex_input = 0.5\n", "flex_output: required with flex_input"),
+    ],
+)  # fmt: skip
+def test_a_half_set_price_row_names_the_key_to_add(keys: str, message: str) -> None:
+    text = '[openai."m"]\n' + BASE + keys
+    with pytest.raises(ConfigError) as raised:
+        PriceTable.from_config(Section(tomllib.loads(text), "gw.toml", "prices"))
+    assert str(raised.value) == f"gw.toml: prices.openai.m.{message}"
+
+
 CATALOG = Path(__file__).resolve().parents[1] / "service" / "provider_gateway" / "catalog" / "models.toml"
 # Model ids the presets, fakes and docs examples use (grep docs/, README.md, examples/, fakes/ and the
 # adapters for model ids); the fakes' made-up ids ("fake-model", "claude-tools", "gemini-error-429")

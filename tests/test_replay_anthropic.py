@@ -35,6 +35,7 @@ from replay.support import (
 )
 
 from provider_gateway.fakes import FakeUpstream, Reply
+from provider_gateway.http.errors import OUT_OF_CREDIT_HOLD_S
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 PATH = "/v1/messages"
@@ -60,6 +61,9 @@ STATUS_CODES = {
     500: grpc.StatusCode.UNAVAILABLE,
     529: grpc.StatusCode.UNAVAILABLE,
 }
+# Anthropic's refusal of an account without credit: a 400 `invalid_request_error` in these words,
+# an account out of credit as OpenAI's 429 `insufficient_quota` is (docs/configuration.md).
+OUT_OF_CREDIT = "Your credit balance is too low to access the Anthropic API."
 # How the gateway reports an `error` event by its type (docs/vendor-providers.md).
 ERROR_CODES = {"overloaded_error": grpc.StatusCode.UNAVAILABLE, "api_error": grpc.StatusCode.UNAVAILABLE}
 
@@ -211,8 +215,16 @@ async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path
     said = raised.value.body["error"]  # type: ignore[index]
     assert raised.value.status_code == status
     assert error is not None
-    assert error.code() == STATUS_CODES[status]
     assert said["message"] in error.details()
+    if said["message"].startswith(OUT_OF_CREDIT):
+        # Out of credit, the documented exception (docs/configuration.md, [routing]): not a bad
+        # request but an account to top up; the gateway says so, fails over to any other
+        # deployment, says do not retry this one, and holds it 5 minutes.
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "out of credit" in error.details()
+        assert (client_retries(error), retry_after_s(error)) == (False, OUT_OF_CREDIT_HOLD_S)
+        return
+    assert error.code() == STATUS_CODES[status]
     # A byte limit (413 request_too_large) is not the context window: no such advice.
     assert ("context window" in error.details()) == ("prompt is too long" in said["message"])
     assert ours.text == ""

@@ -458,6 +458,15 @@ async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path
         expected = HTTP_CODES[status]
     assert error.code() == expected
     assert str(theirs.message) in error.details()
+    # What to change: an API disabled in the project is enabled there (at the activation URL
+    # Google gives), which no other key of that project cures.
+    infos = [d for d in theirs.details["error"].get("details", []) if d.get("reason") == "SERVICE_DISABLED"]
+    if infos:
+        url = infos[0]["metadata"]["activationUrl"]
+        assert f"enable the Generative Language API in Google Cloud project 614827390215 at {url}" in (
+            error.details() or ""
+        )
+        assert "check the provider key" not in (error.details() or "")
     # RetryInfo's delay ("17s") is the client's retry-after-ms; no RetryInfo, no delay.
     delays = [d["retryDelay"] for d in theirs.details["error"].get("details", []) if "retryDelay" in d]
     assert retry_after_s(error) == (float(delays[0].removesuffix("s")) if delays else None)

@@ -23,6 +23,7 @@ from replay.support import (
     Reasoning,
     View,
     ask,
+    client_retries,
     figures,
     gateway_stream,
     gateway_unary,
@@ -48,6 +49,11 @@ MODELS = {
 }
 # Together says `eos` where the model ended its answer itself (end of sequence): STOP.
 FINISH = {**OPENAI_FINISH, "eos": pb.FINISH_REASON_STOP}
+# Finish reasons that say the host cut the answer short: DeepSeek's `insufficient_system_resource`
+# (its inference system ran out of capacity mid-answer). The SDK hands over the text as a finished
+# completion; the gateway never ends a cut answer cleanly (docs/http-providers.md): UNAVAILABLE, to
+# be retried like an overloaded upstream, after the text that arrived (a stream's).
+CUT_SHORT = {"insufficient_system_resource"}
 
 
 def host(path: Path) -> str:
@@ -95,7 +101,7 @@ def sdk_view(completion: Any, kind: str) -> View:
     choice = completion.choices[0]
     message = choice.message
     view = View(text=message.content or "", raw_finish_reason=choice.finish_reason)
-    view.finish_reason = FINISH[choice.finish_reason]
+    view.finish_reason = FINISH.get(choice.finish_reason, pb.FINISH_REASON_OTHER)
     view.reasoning = sdk_reasoning(message)
     if not view.reasoning and (block := THINK.fullmatch(view.text)):
         view.reasoning, view.text = [Reasoning(block[1])], block[2]
@@ -156,6 +162,17 @@ async def test_stream_matches_sdk(path: Path, upstreams: dict[str, Any]) -> None
     fake.script("/v1/chat/completions", *[replay(path, "text/event-stream")] * 2)
     ours, error = await gateway_stream(stub, ask(f"{kind}/{MODELS[kind]}"))
     theirs, their_error = await sdk_stream(fake, kind)
+    if theirs.raw_finish_reason in CUT_SHORT:
+        assert error is not None, "an answer the host cut short ended cleanly"
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert client_retries(error)
+        assert theirs.raw_finish_reason in (error.details() or "")
+        assert ours.text == theirs.text
+        assert ours.text
+        # What the cut answer consumed: the usage the host reported in the chunk that cut it.
+        trailers = dict(error.trailing_metadata() or ())
+        assert (trailers.get("usage-source"), trailers.get("usage-input-tokens")) == ("partial", "212")
+        return
     if their_error is None:
         assert error is None, error.details() if error else ""
         assert ours == theirs
@@ -172,10 +189,22 @@ async def test_whole_answer_matches_sdk(path: Path, upstreams: dict[str, Any]) -
     kind = host(path)
     fake, stub = upstreams[kind]
     fake.script("/v1/chat/completions", *[replay(path, "application/json")] * 2)
-    ours = await gateway_unary(stub, ask(f"{kind}/{MODELS[kind]}"))
+    try:
+        ours = await gateway_unary(stub, ask(f"{kind}/{MODELS[kind]}"))
+    except grpc.aio.AioRpcError as error:
+        ours, failed = View(), error
+    else:
+        failed = None
     completion = await sdk_client(fake).chat.completions.create(
         model=MODELS[kind], messages=[{"role": "user", "content": "Go on."}]
     )
+    if completion.choices[0].finish_reason in CUT_SHORT:  # a cut answer is no answer: an error
+        assert failed is not None, "an answer the host cut short came back as a whole answer"
+        assert failed.code() == grpc.StatusCode.UNAVAILABLE
+        assert client_retries(failed)
+        assert completion.choices[0].finish_reason in (failed.details() or "")
+        return
+    assert failed is None, failed.details()
     assert ours == sdk_view(completion, kind)
 
 

@@ -58,7 +58,7 @@ def sdk_client(fake: FakeUpstream) -> openai.AsyncOpenAI:
 def sdk_view(response: Any) -> View:
     """The SDK's Response as the gateway's contract carries it: a refusal is text, a reasoning
     item one block (its summary parts apart by a blank line, `encrypted_content` the signature),
-    annotations and hosted tools' items RawContent."""
+    annotations, a message's `phase` and hosted tools' items RawContent."""
     view = View()
     for item in response.output or []:
         if item.type == "message":
@@ -66,6 +66,10 @@ def sdk_view(response: Any) -> View:
                 view.text += part.text if part.type == "output_text" else part.refusal
                 view.logprobs += [sdk_logprob(e) for e in getattr(part, "logprobs", None) or []]
                 view.raw_content += [(a.type, a.to_dict()) for a in getattr(part, "annotations", None) or []]
+            # Whether the message is commentary (a preamble before tool calls) or the final answer
+            # (gpt-5.3-codex and later): RawContent `phase` after the message's text.
+            if getattr(item, "phase", None):
+                view.raw_content.append(("phase", {"phase": item.phase}))
         elif item.type == "reasoning":
             texts = [s.text for s in item.summary] + [c.text for c in item.content or []]
             view.reasoning.append(Reasoning("\n\n".join(t for t in texts if t), item.encrypted_content or ""))

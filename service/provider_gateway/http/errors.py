@@ -45,6 +45,9 @@ MAX_RAW_TEXT = 400  # of a body that is not JSON (an HTML error page): a glimpse
 # straddling the cut is masked whole rather than cut into a piece the mask no longer knows.
 KEY_SLACK = 4096
 SHOULD_RETRY = "x-should-retry"  # not a standard header: OpenAI's and Anthropic's
+# Anthropic refuses every call of an account without credit with a 400 `invalid_request_error` in
+# these words (not a 402 or a 429): an account out of credit, matched on its documented message only.
+_ANTHROPIC_NO_CREDIT = "Your credit balance is too low to access the Anthropic API"
 # A delay longer than this is a broken header, not advice: waiting a day is already "do not retry".
 MAX_RETRY_DELAY_S = 86_400.0
 # How long an account out of credit (OpenAI's 429 `insufficient_quota`) keeps its deployment out of
@@ -273,6 +276,8 @@ def error_from_response(
         return error(ErrorKind.NOT_FOUND, f"{what} not found at {provider}: {said}")
     if status == 402:  # Payment Required: DeepSeek's "Insufficient Balance", OpenRouter's credits
         return _out_of_credit(provider, said, status, delay)
+    if status == 400 and "invalid_request_error" in code and said.startswith(_ANTHROPIC_NO_CREDIT):
+        return _out_of_credit(provider, said, status, delay)
     if status == 429:
         if "insufficient_quota" in code or "insufficient_quota" in said:
             return _out_of_credit(provider, said, status, delay)
@@ -287,7 +292,7 @@ def error_from_response(
 
 
 class OutOfCredit(GatewayError):
-    """A 429 that is not about load: the router holds the deployment without slowing its limiter,
+    """A 429 (or 402, or Anthropic's 400) that is not about load: the router holds the deployment without slowing its limiter,
     and tells the requests refused meanwhile why (routing/verdicts.py)."""
 
 

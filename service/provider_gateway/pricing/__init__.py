@@ -76,10 +76,7 @@ class PriceTable:
                 for key in NUMBER_KEYS:
                     if key in row:
                         row.number(key, 0.0, minimum=0)  # checked here, with the key named
-                if "long_context_tokens" in row:
-                    for key in ("long_context_input", "long_context_output"):
-                        if key not in row:
-                            raise row.error(key, "required with long_context_tokens")
+                _check_long_context(row)
                 _check_service_tiers(row)
                 table._rows.put(kind, model, price_from(row.raw(), "configuration"))
         return table
@@ -125,20 +122,35 @@ class PriceTable:
         return Cost(round(micros), True, source)
 
 
+def _check_long_context(row: Section) -> None:
+    """The long-context prices and their threshold come together: no key is ignored. Each error
+    names the key to add, and the key that requires it."""
+    long = [k for k in (f"long_context_{key}" for key in TOKEN_KEYS[:5]) if k in row]
+    if "long_context_tokens" in row:
+        _require(row, ("long_context_input", "long_context_output"), "long_context_tokens")
+    elif long:  # prices for a tier that never starts
+        raise row.error("long_context_tokens", f"required with {long[0]}")
+
+
 def _check_service_tiers(row: Section) -> None:
     """A tier's input and output prices come together (as the standard tier's do), and its
-    long-context ones with them, on a row with a long-context threshold: no key is ignored."""
+    long-context ones with them, on a row with a long-context threshold: no key is ignored. Each
+    error names the key to add, and a key of the same group that requires it."""
     for tier in SERVICE_TIERS:
         tokens = [k for k in (f"{tier}_{key}" for key in TOKEN_KEYS[:5]) if k in row]
         long = [k for k in (f"{tier}_long_context_{key}" for key in TOKEN_KEYS[:5]) if k in row]
-        required: tuple[str, ...] = (f"{tier}_input", f"{tier}_output") if tokens or long else ()
+        if long and "long_context_tokens" not in row:
+            raise row.error("long_context_tokens", f"required with {long[0]}")
+        if tokens or long:
+            _require(row, (f"{tier}_input", f"{tier}_output"), (tokens or long)[0])
         if long:
-            if "long_context_tokens" not in row:
-                raise row.error(long[0], "needs long_context_tokens")
-            required += (f"{tier}_long_context_input", f"{tier}_long_context_output")
-        for key in required:
-            if key not in row:
-                raise row.error(key, f"required with {(tokens or long)[0]}")
+            _require(row, (f"{tier}_long_context_input", f"{tier}_long_context_output"), long[0])
+
+
+def _require(row: Section, keys: tuple[str, ...], given: str) -> None:
+    for key in keys:
+        if key not in row:
+            raise row.error(key, f"required with {given}")
 
 
 def _token_micros(prices: TokenPrices, usage: Usage) -> float:

@@ -48,7 +48,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.http.errors import google_retry_delay
+from provider_gateway.http.errors import google_retry_delay, redact
 from provider_gateway.providers.base import fold
 from provider_gateway.providers.embed_dimensions import fixed_width
 from provider_gateway.providers.issuers import GEMINI, issued_by
@@ -111,6 +111,7 @@ HTTP_KINDS = {
 ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
 # AI Studio answers a bad key with 400 INVALID_ARGUMENT; only ErrorInfo.reason says what it is.
 KEY_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}
+MAX_METADATA = 300  # of one ErrorInfo metadata value quoted in a message (an activation URL fits)
 
 
 # --- request --------------------------------------------------------------------------------------
@@ -345,6 +346,32 @@ def error_info_reason(body: Any) -> str:
     return str(_detail(body, ERROR_INFO_TYPE).get("reason") or "")
 
 
+def service_disabled_advice(body: Any) -> str:
+    """What to do about a 403 whose ErrorInfo.reason is SERVICE_DISABLED ("" for any other body):
+    the API (the Generative Language API, Vertex AI's) is off in the key's or credentials' Google
+    Cloud project, and is enabled there, at the activation URL Google gives when it gives one. No
+    other key of that project helps, so the message does not send the user to the key."""
+    info = _detail(body, ERROR_INFO_TYPE)
+    if info.get("reason") != "SERVICE_DISABLED":
+        return ""
+    metadata = info.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+
+    def said(name: str) -> str:
+        value = metadata.get(name)
+        return redact(value.strip()[:MAX_METADATA]) if isinstance(value, str) else ""
+
+    service = said("serviceTitle") or said("service") or "API"
+    project = said("consumer").removeprefix("projects/")
+    where = f" in Google Cloud project {project}" if project else " in the Google Cloud project of the key"
+    url = said("activationUrl")
+    how = f" at {url}" if url.startswith("https://") else " (APIs & Services in the Cloud console)"
+    return (
+        f"enable the {service}{where}{how}, then retry (an API just enabled takes a few minutes to "
+        f"answer); the key is not at fault"
+    )
+
+
 def _detail(body: Any, type_url: str) -> Mapping[str, Any]:
     error = body.get("error") if isinstance(body, Mapping) else None
     details = error.get("details") if isinstance(error, Mapping) else None
@@ -364,7 +391,9 @@ def error_from_body(body: Any, *, status: int | None = None, provider: str = "")
     if error_info_reason(body) in KEY_REASONS:
         kind = ErrorKind.UNAUTHENTICATED
     message = str(error.get("message") or code_name or f"HTTP {status}")
-    if kind in (ErrorKind.UNAUTHENTICATED, ErrorKind.PERMISSION_DENIED):
+    if advice := service_disabled_advice(body):
+        message = f"{advice}: {message}"
+    elif kind in (ErrorKind.UNAUTHENTICATED, ErrorKind.PERMISSION_DENIED):
         message = f"{message} (check the provider key or token)"
     return GatewayError(
         kind,

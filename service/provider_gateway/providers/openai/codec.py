@@ -30,7 +30,7 @@ from provider_gateway.domain import (
     ToolResultPart,
     Usage,
 )
-from provider_gateway.errors import GatewayError
+from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.http.errors import error_from_response
 from provider_gateway.providers.issuers import GEMINI, issued_by
 from provider_gateway.providers.openai.content import decode_content, family_chunk
@@ -160,6 +160,10 @@ def _lone_text(message: Message) -> str | None:
     if len(content) == 1 and type(part := content[0]) is TextPart:
         return part.text
     return None
+
+
+# Finish reasons with which a host says it cut the answer short itself, and what they mean.
+CUT_BY_HOST = {"insufficient_system_resource": "the host's inference system ran out of resources"}
 
 
 class ChatWire:
@@ -347,7 +351,18 @@ class ChatWire:
         return served_tier(answer.get("service_tier"), OPENAI_TIERS)
 
     def check_finish(self, reason: str, provider: str) -> None:
-        """Raise for a finish reason that reports a failure rather than an end."""
+        """Raise for a finish reason that reports a failure rather than an end: DeepSeek's
+        `insufficient_system_resource` (its inference system ran out of capacity and cut the
+        answer), on any host that relays it. A cut answer is an error, never a clean end: retryable
+        UNAVAILABLE, as an overloaded upstream is (another deployment, or a retry, answers whole)."""
+        if reason in CUT_BY_HOST:
+            raise GatewayError(
+                ErrorKind.UNAVAILABLE,
+                f"{provider} cut the answer short: {CUT_BY_HOST[reason]} (finish_reason {reason}); "
+                "retry, or route to another deployment",
+                provider=provider,
+                retryable=True,
+            )
 
 
 def _deepseek_reasoner_rules(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,7 +9,8 @@ Stream events (../shared/docs/wire-reference-2.md section 2.2), by `type`:
   summary parts separated by a blank line;
 - `response.function_call_arguments.delta`: the call's arguments;
 - `response.output_item.done`: a `function_call` ends; a `reasoning` item closes its block with its
-  state (`encrypted_content` as the signature, the item's `id`), which the next turn sends back;
+  state (`encrypted_content` as the signature, the item's `id`), which the next turn sends back; a
+  `message` item's `phase` (commentary or final answer) is RawContent `phase` after its text;
   an item of a kind without a typed event (hosted tools) is RawContent;
 - `response.completed` / `response.incomplete`: usage and finish; `response.failed` and `error`: an
   error. A stream that ends before one of these is cut, never a clean end.
@@ -75,6 +76,14 @@ def response_error(provider: str, error: Any, where: str) -> GatewayError:
     mapped.message = f"{where}: {mapped.message}"
     mapped.args = (mapped.message,)
     return mapped
+
+
+def _phase(item: Mapping[str, Any]) -> list[StreamEvent]:
+    """A message item's `phase` (`commentary`: a preamble, e.g. before tool calls; `final_answer`),
+    which some models (gpt-5.3-codex and later) label their messages with: RawContent `phase`,
+    `{"phase": ...}`, after the message's text, so that a client can tell the two apart."""
+    phase = item.get("phase")
+    return [RawContent("phase", {"phase": phase})] if isinstance(phase, str) and phase else []
 
 
 @dataclass(slots=True)
@@ -164,7 +173,7 @@ class ResponsesStreamDecoder:
                 )
             ]
         if kind == "message":
-            return []  # its text came as deltas
+            return _phase(item)  # its text came as deltas
         return [RawContent(str(kind or "item"), dict(item))]
 
     def _end(self, response: Mapping[str, Any], said: str = "") -> list[StreamEvent]:
@@ -220,7 +229,7 @@ class ResponsesStreamDecoder:
                     events.append(TextDelta(text))
                 for annotation in part.get("annotations") or []:
                     events.append(RawContent(str(annotation.get("type") or "annotation"), dict(annotation)))
-            return events
+            return events + _phase(item)
         if kind == "reasoning":
             texts = [str(s.get("text") or "") for s in item.get("summary") or []]
             texts += [str(c.get("text") or "") for c in item.get("content") or []]

@@ -183,6 +183,9 @@ class ChatStreamParser:
         if chunk.get("error"):
             raise stream_error(self.provider, chunk["error"])
         self._identify(chunk)
+        if chunk.get("usage"):  # before a finish that fails (`_finish`): kept as partial usage
+            self.usage = self.wire.usage(chunk["usage"])
+            self.usage.service_tier = self.wire.service_tier(chunk)
         events: list[StreamEvent] = []
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) != 0:
@@ -195,9 +198,6 @@ class ChatStreamParser:
             events.extend(delta)
             if choice.get("finish_reason"):
                 events.extend(self._finish(choice["finish_reason"]))
-        if chunk.get("usage"):
-            self.usage = self.wire.usage(chunk["usage"])
-            self.usage.service_tier = self.wire.service_tier(chunk)
         return events
 
     def _finish(self, reason: Any) -> list[StreamEvent]:
@@ -342,10 +342,10 @@ class ChatStreamParser:
             events = self._tool_fragment(fragment, position == 0)
             if events and type(first := events[0]) is ReasoningDelta:  # where a signature goes
                 signed.append(ReasoningPart("", first.signature))
-        ends = self._finish(choice["finish_reason"]) if choice.get("finish_reason") else []
-        if body.get("usage"):
+        if body.get("usage"):  # before a finish that fails (`_finish`), as `feed` reads them
             self.usage = self.wire.usage(body["usage"])
             self.usage.service_tier = self.wire.service_tier(body)
+        ends = self._finish(choice["finish_reason"]) if choice.get("finish_reason") else []
         ends += self._calls.end()
         return ChatResponse(
             text=text,
