@@ -38,6 +38,9 @@ FINISH = {
     "STOP_SEQUENCE": pb.FINISH_REASON_STOP,
     "MAX_TOKENS": pb.FINISH_REASON_LENGTH,
     "TOOL_CALL": pb.FINISH_REASON_TOOL_CALLS,
+    # Cohere's generation time limit cut the answer: no enum value says so; OTHER keeps the text
+    # and the raw reason (docs/vendor-providers.md, Cohere).
+    "TIMEOUT": pb.FINISH_REASON_OTHER,
 }
 
 
