@@ -63,7 +63,9 @@ def documented_view(path: Path) -> tuple[View, str | None]:
             reason = line["done_reason"]
             view.raw_finish_reason = reason
             view.finish_reason = pb.FINISH_REASON_TOOL_CALLS if view.tool_calls else DONE[reason]
-            view.usage = figures(input=line["prompt_eval_count"], output=line["eval_count"])
+            # Ollama leaves a zero count out (Go's omitempty): a prompt wholly in its cache
+            # evaluates no token, so the line has no prompt_eval_count.
+            view.usage = figures(input=line.get("prompt_eval_count", 0), output=line.get("eval_count", 0))
             view.usage_raw = {k: v for k, v in line.items() if k.endswith(("_count", "_duration"))}
     view.reasoning = [Reasoning(thinking)] if thinking else []
     return view, None
