@@ -135,6 +135,9 @@ class ChatStreamParser:
         self.model = ""
         self.response_id = ""
         self.output_chars = 0
+        # A finish that reports a failure (`ChatWire.check_finish`), raised by `close`: the chunk
+        # that says it may carry the last text, which the client gets first, as the SDK reads it.
+        self.failure: GatewayError | None = None
 
     def stream_chunk(self, chunk: dict[str, Any]) -> list[StreamEvent]:
         """A streamed chunk's events (`stream_text`'s, a plain text as its TextDelta)."""
@@ -194,7 +197,10 @@ class ChatStreamParser:
                 delta = with_logprobs(delta, entries)
             events.extend(delta)
             if choice.get("finish_reason"):
-                events.extend(self._finish(choice["finish_reason"]))
+                try:
+                    events.extend(self._finish(choice["finish_reason"]))
+                except GatewayError as failure:
+                    self.failure = failure
         if chunk.get("usage"):
             self.usage = self.wire.usage(chunk["usage"])
             self.usage.service_tier = self.wire.service_tier(chunk)
@@ -267,6 +273,8 @@ class ChatStreamParser:
 
     @shape_checked
     def close(self, estimated_usage: Usage | None = None) -> list[StreamEvent]:
+        if self.failure is not None:
+            raise self.failure
         answered = FINISH_REASONS.get(self.finish_reason) in _ANSWERED
         events: list[StreamEvent] = list(self._think.close(answered=answered)) if self._think else []
         events.extend(self._calls.end())
