@@ -55,6 +55,8 @@ class ClaudeCodec(FamilyCodec):
                 events.append(TextDelta(value))
             elif kind == "thinking":
                 events.append(ReasoningDelta(text(block.get("thinking")), text(block.get("signature"))))
+            elif kind == "redacted_thinking":
+                events.append(_redacted(block))
             elif kind == "tool_use":
                 arguments = json.dumps(block.get("input", {}))
                 events += self.tools.whole(text(block.get("id")), text(block.get("name")), arguments)
@@ -73,6 +75,8 @@ class ClaudeCodec(FamilyCodec):
             block = obj(chunk.get("content_block"))
             if text(block.get("type")) == "tool_use":
                 return self.tools.start(chunk.get("index"), text(block.get("id")), text(block.get("name")))
+            if text(block.get("type")) == "redacted_thinking":  # whole in its start: no deltas
+                return [_redacted(block)]
             if value := text(block.get("text")):
                 return [TextDelta(value)]
         elif kind == "content_block_delta":
@@ -104,3 +108,9 @@ class ClaudeCodec(FamilyCodec):
         if kind == "input_json_delta":
             return self.tools.delta(block, text(delta.get("partial_json")))
         return []
+
+
+def _redacted(block: Mapping[str, Any]) -> ReasoningDelta:
+    """A `redacted_thinking` block: its encrypted `data` as an opaque reasoning block, as the
+    Anthropic adapter relays it (a next turn must send it back as it came)."""
+    return ReasoningDelta("", signature=text(block.get("data")), redacted=True)
