@@ -82,7 +82,12 @@ class Accumulated:
                 view.finish_reason = FINISH[view.raw_finish_reason]
         view.reasoning = [Reasoning(self.thinking)] if self.thinking else []
         view.tool_calls = [(i, name, json.loads(args)) for i, name, args in self.calls.values()]
-        view.usage = figures(input=usage.prompt_tokens, output=usage.completion_tokens)
+        # Cache hits: `prompt_tokens_details.cached_tokens` (Mistral's prompt caching page), which the
+        # SDK keeps among its extra fields; part of prompt_tokens.
+        details = (usage.additional_properties or {}).get("prompt_tokens_details") or {}
+        view.usage = figures(
+            input=usage.prompt_tokens, output=usage.completion_tokens, cache_read=details.get("cached_tokens", 0)
+        )
         view.usage_raw = usage.model_dump(exclude_none=True)
         return view
 
