@@ -67,6 +67,10 @@ async def sdk_view(fake: FakeUpstream) -> View:
             view.reasoning.append(Reasoning(block.thinking, block.signature))
         elif block.type == "redacted_thinking":
             view.reasoning.append(Reasoning("", block.data, redacted=True))
+    if message.stop_details:  # the stop's own fields, as the Anthropic adapter passes them
+        view.raw_content.append(("stop_details", message.stop_details.to_dict(mode="json")))
+    if message.stop_sequence:
+        view.raw_content.append(("stop_sequence", {"stop_sequence": message.stop_sequence}))
     cache_read = metrics.get("cacheReadInputTokenCount", 0)
     cache_write = metrics.get("cacheWriteInputTokenCount", 0)
     view.usage = figures(
