@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
+import grpc
 import pytest
 from anthropic import AsyncAnthropicBedrock
 from conftest import ADAPTER_ROUTING, run_gateway, use_fake_aws_credentials
@@ -27,6 +29,14 @@ REGION = "us-west-2"
 PATH = f"/model/{MODEL}/invoke-with-response-stream"
 METRICS = "amazon-bedrock-invocationMetrics"
 # Anthropic's stop reasons as the proto's enum, as the Anthropic adapter maps them.
+# Bedrock's stream exceptions as gRPC codes (docs/vendor-providers.md), by the name the SDK reports.
+ERROR_CODES = {
+    "throttlingException": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "modelStreamErrorException": grpc.StatusCode.UNAVAILABLE,
+    "internalServerException": grpc.StatusCode.UNAVAILABLE,
+    "serviceUnavailableException": grpc.StatusCode.UNAVAILABLE,
+    "validationException": grpc.StatusCode.INVALID_ARGUMENT,
+}
 FINISH = {
     "end_turn": pb.FINISH_REASON_STOP,
     "stop_sequence": pb.FINISH_REASON_STOP,
@@ -50,15 +60,33 @@ endpoint_url = "{fake.url}"
                 yield fake, gateway.stub
 
 
-async def sdk_view(fake: FakeUpstream) -> View:
+def sdk_client(fake: FakeUpstream) -> AsyncAnthropicBedrock:
     # A Bedrock API key (bearer) rather than SigV4, which would need boto3: the fake checks neither.
-    client = AsyncAnthropicBedrock(api_key=KEY, aws_region=REGION, base_url=fake.url)
-    asked: dict[str, Any] = {"model": MODEL, "max_tokens": 1024, "messages": [{"role": "user", "content": "Go on."}]}
-    async with client.messages.stream(**asked) as stream:
+    return AsyncAnthropicBedrock(api_key=KEY, aws_region=REGION, base_url=fake.url, max_retries=0)
+
+
+ASKED: dict[str, Any] = {"model": MODEL, "max_tokens": 1024, "messages": [{"role": "user", "content": "Go on."}]}
+
+
+async def sdk_failure(fake: FakeUpstream) -> tuple[str, anthropic.APIError | None]:
+    """The text the SDK's stream gave, and the error that ended it (None if none did)."""
+    text = ""
+    try:
+        async with sdk_client(fake).messages.stream(**ASKED) as stream:
+            async for piece in stream.text_stream:
+                text += piece
+    except anthropic.APIError as error:
+        return text, error
+    return text, None
+
+
+async def sdk_view(fake: FakeUpstream) -> View:
+    client = sdk_client(fake)
+    async with client.messages.stream(**ASKED) as stream:
         message = await stream.get_final_message()
     # Bedrock's counts ride on Anthropic's last event: the raw events keep them (MessageStream's not).
     metrics: dict[str, int] = {}
-    async for event in await client.messages.create(**asked, stream=True):
+    async for event in await client.messages.create(**ASKED, stream=True):
         if event.type == "message_stop":
             metrics = (event.model_extra or {})[METRICS]
     view = View(text="".join(block.text for block in message.content if block.type == "text"))
@@ -90,8 +118,21 @@ async def test_complete_stream_matches_anthropics_bedrock_client(
     upstream: tuple[FakeUpstream, Any], path: Path
 ) -> None:
     fake, stub = upstream
-    fake.script(PATH, *[replay(path, "application/vnd.amazon.eventstream")] * 3)
+    fake.script(PATH, replay(path, "application/vnd.amazon.eventstream"))
     request = pb.CompleteRequest(model=f"bedrock/{MODEL}", prompt="Go on.", max_tokens=1024)
-    ours = stream_view([event async for event in stub.CompleteStream(request, timeout=20)])
+    events: list[pb.StreamEvent] = []
+    try:
+        async for event in stub.CompleteStream(request, timeout=20):
+            events.append(event)
+    except grpc.aio.AioRpcError as error:  # an exception frame: its code and words, after the text
+        fake.script(PATH, replay(path, "application/vnd.amazon.eventstream"))
+        text, failure = await sdk_failure(fake)
+        assert failure is not None, f"the SDK read a whole answer; the gateway: {error.details()}"
+        said = failure.body["error"]  # type: ignore[index]
+        assert (error.code(), stream_view(events).text) == (ERROR_CODES[said["type"]], text)
+        assert said["message"] in error.details()
+        return
+    ours = stream_view(events)
+    fake.script(PATH, *[replay(path, "application/vnd.amazon.eventstream")] * 2)
     ours.usage_raw = {METRICS: ours.usage_raw[METRICS]}  # Claude's own figures beside them: not compared
     assert ours == await sdk_view(fake)
