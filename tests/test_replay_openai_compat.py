@@ -45,6 +45,7 @@ MODELS = {
     "xai": "grok-3-mini",
     "together": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
     "fireworks": "accounts/fireworks/models/deepseek-r1-0528",
+    "gemini-openai": "gemini-3-flash-preview",
 }
 # Together says `eos` where the model ended its answer itself (end of sequence): STOP.
 FINISH = {**OPENAI_FINISH, "eos": pb.FINISH_REASON_STOP}
@@ -82,6 +83,9 @@ def sdk_reasoning(message: Any) -> list[Reasoning]:
                 )
         return blocks
     text = extra.get("reasoning_content") or extra.get("reasoning")
+    signed = ((extra.get("extra_content") or {}).get("google") or {}).get("thought_signature")
+    if signed:  # Gemini's signature of an answer (the gateway's reading: a block with no text)
+        return [Reasoning(text or "", signed)]
     return [Reasoning(text)] if text else []
 
 
@@ -117,6 +121,10 @@ def sdk_view(completion: Any, kind: str) -> View:
     # xAI counts reasoning apart from completion_tokens (its total_tokens adds the two); the
     # proto's output_tokens includes reasoning, as OpenAI's completion_tokens does.
     output = usage.completion_tokens + (reasoning if kind == "xai" else 0)
+    if kind == "gemini-openai" and not reasoning:
+        # Gemini's thoughts are in its total_tokens (billed as output) but not in completion_tokens.
+        reasoning = usage.total_tokens - usage.prompt_tokens - usage.completion_tokens
+        output = usage.completion_tokens + reasoning
     view.usage = figures(
         input=usage.prompt_tokens,
         output=output,

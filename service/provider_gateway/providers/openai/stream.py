@@ -237,6 +237,11 @@ class ChatStreamParser:
         audio = delta.get("audio")  # spoken output (`modalities: ["audio"]`): no typed event
         if audio:
             events.append(RawContent("audio", dict(audio)))
+        # Gemini 3 signs an answer without calls on the message (its last delta), as the `gemini`
+        # kind's signed text part: a reasoning delta that closes a block, as for a signed call.
+        extra = delta.get("extra_content")
+        if extra and (signature := (extra.get("google") or {}).get("thought_signature")):
+            events.append(ReasoningDelta("", signature=str(signature)))
         for position, fragment in enumerate(delta.get("tool_calls") or []):
             events.extend(self._tool_fragment(fragment, position == 0))
         return events
