@@ -65,7 +65,11 @@ def sdk_client(fake: FakeUpstream) -> AsyncAnthropicBedrock:
     return AsyncAnthropicBedrock(api_key=KEY, aws_region=REGION, base_url=fake.url, max_retries=0)
 
 
-ASKED: dict[str, Any] = {"model": MODEL, "max_tokens": 1024, "messages": [{"role": "user", "content": "Go on."}]}
+ASKED: dict[str, Any] = {
+    "model": MODEL,
+    "max_tokens": 1024,
+    "messages": [{"role": "user", "content": "Go on."}],
+}
 
 
 async def sdk_failure(fake: FakeUpstream) -> tuple[str, anthropic.APIError | None]:
@@ -113,6 +117,16 @@ async def sdk_view(fake: FakeUpstream) -> View:
     return view
 
 
+async def complete_stream(stub: Any, request: pb.CompleteRequest) -> tuple[View, grpc.aio.AioRpcError | None]:
+    events: list[pb.StreamEvent] = []
+    try:
+        async for event in stub.CompleteStream(request, timeout=20):
+            events.append(event)
+    except grpc.aio.AioRpcError as error:
+        return stream_view(events), error
+    return stream_view(events), None
+
+
 @pytest.mark.parametrize("path", recordings("bedrock_invoke", ".bin"), ids=lambda p: p.stem)
 async def test_complete_stream_matches_anthropics_bedrock_client(
     upstream: tuple[FakeUpstream, Any], path: Path
@@ -120,19 +134,15 @@ async def test_complete_stream_matches_anthropics_bedrock_client(
     fake, stub = upstream
     fake.script(PATH, replay(path, "application/vnd.amazon.eventstream"))
     request = pb.CompleteRequest(model=f"bedrock/{MODEL}", prompt="Go on.", max_tokens=1024)
-    events: list[pb.StreamEvent] = []
-    try:
-        async for event in stub.CompleteStream(request, timeout=20):
-            events.append(event)
-    except grpc.aio.AioRpcError as error:  # an exception frame: its code and words, after the text
+    ours, error = await complete_stream(stub, request)
+    if error is not None:  # an exception frame: its code and words, after the text
         fake.script(PATH, replay(path, "application/vnd.amazon.eventstream"))
         text, failure = await sdk_failure(fake)
         assert failure is not None, f"the SDK read a whole answer; the gateway: {error.details()}"
         said = failure.body["error"]  # type: ignore[index]
-        assert (error.code(), stream_view(events).text) == (ERROR_CODES[said["type"]], text)
+        assert (error.code(), ours.text) == (ERROR_CODES[said["type"]], text)
         assert said["message"] in error.details()
         return
-    ours = stream_view(events)
     fake.script(PATH, *[replay(path, "application/vnd.amazon.eventstream")] * 2)
     ours.usage_raw = {METRICS: ours.usage_raw[METRICS]}  # Claude's own figures beside them: not compared
     assert ours == await sdk_view(fake)

@@ -86,7 +86,9 @@ class Accumulated:
         # SDK keeps among its extra fields; part of prompt_tokens.
         details = (usage.additional_properties or {}).get("prompt_tokens_details") or {}
         view.usage = figures(
-            input=usage.prompt_tokens, output=usage.completion_tokens, cache_read=details.get("cached_tokens", 0)
+            input=usage.prompt_tokens,
+            output=usage.completion_tokens,
+            cache_read=details.get("cached_tokens", 0),
         )
         view.usage_raw = usage.model_dump(exclude_none=True)
         return view

@@ -83,10 +83,18 @@ def sdk_reasoning(message: Any) -> list[Reasoning]:
                 )
         return blocks
     text = extra.get("reasoning_content") or extra.get("reasoning")
-    signed = ((extra.get("extra_content") or {}).get("google") or {}).get("thought_signature")
-    if signed:  # Gemini's signature of an answer (the gateway's reading: a block with no text)
+    if signed := google_signature(
+        extra
+    ):  # Gemini's signature of an answer (the gateway's reading: a block with no text)
         return [Reasoning(text or "", signed)]
     return [Reasoning(text)] if text else []
+
+
+def google_signature(extra: dict[str, Any] | None) -> str:
+    """Gemini's `extra_content.google.thought_signature` among a message's or call's extra fields."""
+    return str(
+        (((extra or {}).get("extra_content") or {}).get("google") or {}).get("thought_signature") or ""
+    )
 
 
 # A `<think>...</think>` block at the start of the text (after whitespace) is reasoning, the text
@@ -112,6 +120,13 @@ def sdk_view(completion: Any, kind: str) -> View:
     view.tool_calls = [
         (c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []
     ]
+    if view.tool_calls and choice.finish_reason == "stop":
+        # Gemini's `stop` after calls: TOOL_CALLS, the model waits for their results
+        # (docs/http-providers.md, as the gateway documents it).
+        view.finish_reason = pb.FINISH_REASON_TOOL_CALLS
+    for call in message.tool_calls or []:  # Gemini 3 signs a turn's first call
+        if signed := google_signature(call.model_extra):
+            view.reasoning.append(Reasoning("", signed))
     usage = completion.usage
     details = usage.prompt_tokens_details
     extra = usage.model_extra or {}
