@@ -50,6 +50,11 @@ async def upstream() -> AsyncIterator[tuple[FakeUpstream, Any]]:
         yield running
 
 
+def answers(suffix: str) -> list[Path]:
+    """The recordings with `suffix`, `name.<http status>.json` error bodies apart."""
+    return [p for p in recordings("cohere", suffix) if len(p.suffixes) == 1]
+
+
 def end(view: View, finish_reason: str, usage: dict[str, Any]) -> View:
     """Usage as the gateway's contract normalises it: `tokens` (what the model saw) over
     `billed_units`; `cached_tokens` are part of the input."""
@@ -113,7 +118,7 @@ def documented_answer(path: Path) -> View:
     return end(view, answer["finish_reason"], answer["usage"])
 
 
-@pytest.mark.parametrize("path", recordings("cohere", ".sse"), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", answers(".sse"), ids=lambda p: p.stem)
 async def test_stream_matches_the_documented_events(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
     fake, stub = upstream
     fake.script(PATH, replay(path, "text/event-stream"))
@@ -129,7 +134,7 @@ async def test_stream_matches_the_documented_events(upstream: tuple[FakeUpstream
     assert ours == theirs
 
 
-@pytest.mark.parametrize("path", recordings("cohere", ".json"), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", answers(".json"), ids=lambda p: p.stem)
 async def test_whole_answer_matches_the_documented_fields(
     upstream: tuple[FakeUpstream, Any], path: Path
 ) -> None:
@@ -137,6 +142,40 @@ async def test_whole_answer_matches_the_documented_fields(
     fake.script(PATH, replay(path, "application/json"))
     ours = await gateway_unary(stub, ask(f"cohere/{MODEL}"))
     assert ours == documented_answer(path)
+
+
+# Cohere's error statuses (its API reference's "Errors"): the HTTP status decides the code
+# (docs/vendor-providers.md); 498 is Cohere's "invalid token".
+ERROR_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    498: grpc.StatusCode.UNAUTHENTICATED,
+}
+
+
+def error_message(path: Path) -> str:
+    """Cohere's words in an error body: its `message`."""
+    return str(json.loads(path.read_text())["message"])
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in recordings("cohere", ".json") if len(p.suffixes) == 2], ids=lambda p: p.stem
+)
+async def test_error_status_has_its_code_and_coheres_words(
+    upstream: tuple[FakeUpstream, Any], path: Path
+) -> None:
+    """`name.<http status>.json`: the body answered with that status, to a stream and to Chat."""
+    fake, stub = upstream
+    status = int(path.suffixes[0].lstrip("."))
+    said = error_message(path)
+    fake.script(PATH, *[replay(path, "application/json", status)] * 2)
+    ours, error = await gateway_stream(stub, ask(f"cohere/{MODEL}"))
+    assert error is not None, "an error status answered as a stream"
+    assert (error.code(), ours.text) == (ERROR_CODES[status], "")
+    assert said in error.details()
+    with pytest.raises(grpc.aio.AioRpcError) as unary:
+        await gateway_unary(stub, ask(f"cohere/{MODEL}"))
+    assert (unary.value.code(), said in unary.value.details()) == (ERROR_CODES[status], True)
 
 
 # Stream endings. message-end ends the answer; Cohere's v2 reference types its `finish_reason` as
