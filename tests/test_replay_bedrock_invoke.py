@@ -19,7 +19,7 @@ import grpc
 import pytest
 from anthropic import AsyncAnthropicBedrock
 from conftest import ADAPTER_ROUTING, run_gateway, use_fake_aws_credentials
-from replay.support import KEY, Reasoning, View, figures, recordings, replay, stream_view
+from replay.support import KEY, Reasoning, View, figures, recordings, replay, stream_view, usage_figures
 
 from provider_gateway.fakes import FakeUpstream
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -146,3 +146,28 @@ async def test_complete_stream_matches_anthropics_bedrock_client(
     fake.script(PATH, *[replay(path, "application/vnd.amazon.eventstream")] * 2)
     ours.usage_raw = {METRICS: ours.usage_raw[METRICS]}  # Claude's own figures beside them: not compared
     assert ours == await sdk_view(fake)
+
+
+@pytest.mark.parametrize("path", recordings("bedrock_invoke", ".json"), ids=lambda p: p.stem)
+async def test_complete_matches_anthropics_bedrock_client(
+    upstream: tuple[FakeUpstream, Any], path: Path
+) -> None:
+    """A whole InvokeModel answer (`/invoke`): Complete's text, usage (Claude's own, the input
+    counting the cache) and finish, as the SDK's `messages.create` reads the body."""
+    fake, stub = upstream
+    fake.script(f"/model/{MODEL}/invoke", *[replay(path, "application/json")] * 2)
+    ours = await stub.Complete(pb.CompleteRequest(model=f"bedrock/{MODEL}", prompt="Go on.", max_tokens=1024))
+    message = await sdk_client(fake).messages.create(**ASKED)
+    usage = message.usage
+    cache_read, cache_write = usage.cache_read_input_tokens or 0, usage.cache_creation_input_tokens or 0
+    assert ours.text == "".join(block.text for block in message.content if block.type == "text")
+    assert usage_figures(ours.usage) == figures(
+        input=usage.input_tokens + cache_read + cache_write,
+        output=usage.output_tokens,
+        cache_read=cache_read,
+        cache_write=cache_write,
+    )
+    assert (ours.finish.reason, ours.finish.raw_finish_reason) == (
+        FINISH[str(message.stop_reason)],
+        message.stop_reason,
+    )
