@@ -22,6 +22,7 @@ from replay.support import (
     figures,
     gateway_stream,
     gateway_unary,
+    partial,
     pieces,
     recordings,
     replay,
@@ -95,6 +96,10 @@ def documented_stream(path: Path) -> tuple[View, str]:
         elif event["type"] == "citation-start":
             view.raw_content.append(("citation", message["citations"]))
         elif event["type"] == "message-end":
+            # A call MAX_TOKENS cut (never ended): the arguments that came, incomplete (the
+            # gateway's contract, as for Anthropic's `max_tokens`).
+            for call_id, name, *pieces in calls.values():
+                view.tool_calls.append((call_id, name, partial("".join(pieces))))
             if thinking:
                 view.reasoning.append(Reasoning(thinking))
             if event["delta"]["finish_reason"] == "ERROR":
@@ -110,10 +115,13 @@ def documented_answer(path: Path) -> View:
     view = View(text="".join(part["text"] for part in content if part["type"] == "text"))
     thinking = "".join(part["thinking"] for part in content if part["type"] == "thinking")
     view.reasoning = [Reasoning(plan) for plan in (thinking, message.get("tool_plan", "")) if plan]
-    view.tool_calls = [
-        (call["id"], call["function"]["name"], json.loads(call["function"]["arguments"] or "{}"))
-        for call in message.get("tool_calls", [])
-    ]
+    calls = message.get("tool_calls", [])
+    for n, call in enumerate(calls):
+        arguments = call["function"]["arguments"]
+        # MAX_TOKENS cut the last call: the arguments that came, incomplete (as its stream's)
+        cut = answer["finish_reason"] == "MAX_TOKENS" and n == len(calls) - 1
+        parsed = partial(arguments) if cut else json.loads(arguments or "{}")
+        view.tool_calls.append((call["id"], call["function"]["name"], parsed))
     view.raw_content = [("citation", citation) for citation in message.get("citations", [])]
     return end(view, answer["finish_reason"], answer["usage"])
 
