@@ -9,6 +9,7 @@ the stream with that error."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from provider_gateway.v1 import provider_service_pb2 as pb
 # Ollama's done_reason as the proto's enum; "stop" after tool calls is TOOL_CALLS (the model
 # waits for their results), as for the OpenAI family (docs/vendor-providers.md).
 DONE = {"stop": pb.FINISH_REASON_STOP, "length": pb.FINISH_REASON_LENGTH}
+# A `<think>...</think>` block at the start of the content (after whitespace).
+THINK = re.compile(r"\s*<think>(.*?)</think>(.*)", re.DOTALL)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +71,10 @@ def documented_view(path: Path) -> tuple[View, str | None]:
             view.usage = figures(input=line.get("prompt_eval_count", 0), output=line.get("eval_count", 0))
             view.usage_raw = {k: v for k, v in line.items() if k.endswith(("_count", "_duration"))}
     view.reasoning = [Reasoning(thinking)] if thinking else []
+    if not thinking and (block := THINK.fullmatch(view.text)):
+        # Servers before `think` (or a request without it) leave a thinking model's block in the
+        # content: reasoning, the text after it the answer (docs/http-providers.md).
+        view.reasoning, view.text = [Reasoning(block[1])], block[2]
     return view, None
 
 
