@@ -204,8 +204,13 @@ async def test_whole_answer_matches_sdk(path: Path, upstreams: dict[str, Any]) -
 
 # An HTTP error status as the gRPC code a client gets (docs/http-providers.md); 402 (DeepSeek's
 # "Insufficient Balance", OpenRouter's insufficient credits) is an account out of credit, as
-# OpenAI's 429 `insufficient_quota` is (docs/configuration.md).
-ERROR_CODES = {402: grpc.StatusCode.RESOURCE_EXHAUSTED, 429: grpc.StatusCode.RESOURCE_EXHAUSTED}
+# OpenAI's 429 `insufficient_quota` is (docs/configuration.md); a 400 is the request refused
+# (Groq's `tool_use_failed`, a call the model wrote that did not parse: neither retries it).
+ERROR_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    402: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
 
 
 @pytest.mark.parametrize("path", cases(".json", errors=True))
