@@ -15,6 +15,7 @@ import grpc
 import pytest
 from mistralai.client import Mistral
 from mistralai.client import models as mm
+from mistralai.client.errors import MistralError
 from replay.support import (
     KEY,
     Reasoning,
@@ -108,8 +109,11 @@ async def sdk_stream(fake: FakeUpstream) -> View:
     return folded.finish(reason, usage)
 
 
-def cases(suffix: str) -> list[Any]:
-    return [pytest.param(p, id=p.stem) for p in recordings("mistral", suffix)]
+def cases(suffix: str, *, errors: bool = False) -> list[Any]:
+    """Each recording with `suffix`; `name.<http status>.json` ones (error bodies) apart."""
+    return [
+        pytest.param(p, id=p.stem) for p in recordings("mistral", suffix) if (len(p.suffixes) == 2) == errors
+    ]
 
 
 @pytest.mark.parametrize("path", cases(".sse"))
@@ -139,3 +143,28 @@ async def test_whole_answer_matches_sdk(path: Path, upstream: tuple[FakeUpstream
     folded.content(choice.message.content)
     folded.tool_calls(choice.message.tool_calls)
     assert ours == folded.finish(choice.finish_reason, answer.usage)
+
+
+# An HTTP error status as the gRPC code a client gets (docs/http-providers.md: the status decides).
+ERROR_CODES = {422: grpc.StatusCode.INVALID_ARGUMENT, 429: grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def mistral_said(path: Path) -> list[str]:
+    """Mistral's words in an error body: its `message`, or a 422's validation `msg`s (Mistral
+    nests them in `message.detail`)."""
+    message = json.loads(path.read_text())["message"]
+    return [message] if isinstance(message, str) else [entry["msg"] for entry in message["detail"]]
+
+
+@pytest.mark.parametrize("path", cases(".json", errors=True))
+async def test_error_status_matches_sdk(path: Path, upstream: tuple[FakeUpstream, Any]) -> None:
+    fake, stub = upstream
+    status = int(path.suffixes[0].lstrip("."))
+    fake.script(PATH, *[replay(path, "application/json", status)] * 2)
+    ours, error = await gateway_stream(stub, ask(f"mistral/{MODEL}"))
+    with pytest.raises(MistralError) as raised:
+        await sdk_stream(fake)
+    assert raised.value.status_code == status
+    assert error is not None
+    assert (error.code(), ours.text) == (ERROR_CODES[status], "")
+    assert all(said in error.details() for said in mistral_said(path))
