@@ -78,8 +78,11 @@ def documented_view(path: Path) -> tuple[View, str | None]:
     return view, None
 
 
-def cases(suffix: str) -> list[Any]:
-    return [pytest.param(p, id=p.stem) for p in recordings("ollama", suffix)]
+def cases(suffix: str, *, errors: bool = False) -> list[Any]:
+    """Each recording with `suffix`; `name.<http status>.json` ones (error bodies) apart."""
+    return [
+        pytest.param(p, id=p.stem) for p in recordings("ollama", suffix) if (len(p.suffixes) == 2) == errors
+    ]
 
 
 @pytest.mark.parametrize("path", cases(".ndjson"))
@@ -106,3 +109,29 @@ async def test_whole_answer_matches_the_reference(path: Path, upstream: tuple[Fa
     ours = await gateway_unary(stub, ask("ollama/model"))
     theirs, _ = documented_view(path)
     assert ours == theirs
+
+
+# An error status as the gRPC code a client gets: the status decides (docs/http-providers.md); a
+# 404 for a model not pulled says what to run instead of Ollama's words.
+ERROR_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    500: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def ollama_said(path: Path) -> str:
+    return str(json.loads(path.read_text())["error"])
+
+
+@pytest.mark.parametrize("path", cases(".json", errors=True))
+async def test_error_status_has_its_code(path: Path, upstream: tuple[FakeUpstream, Any]) -> None:
+    """`name.<http status>.json`: Ollama's `{"error": ...}` answered with that status."""
+    fake, stub = upstream
+    status = int(path.suffixes[0].lstrip("."))
+    fake.script("/api/chat", replay(path, "application/json", status))
+    ours, error = await gateway_stream(stub, ask("ollama/model"))
+    assert error is not None, "an error status answered as a stream"
+    assert (error.code(), ours.text) == (ERROR_CODES[status], "")
+    expected = "run `ollama pull model`" if status == 404 else ollama_said(path)
+    assert expected in error.details()
