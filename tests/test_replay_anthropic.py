@@ -56,6 +56,8 @@ FINISH = {
 # How the gateway reports an HTTP error status (529 is Anthropic's overloaded).
 STATUS_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
     413: grpc.StatusCode.INVALID_ARGUMENT,
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     500: grpc.StatusCode.UNAVAILABLE,

@@ -22,6 +22,7 @@ from replay.support import (
     figures,
     gateway_stream,
     gateway_unary,
+    partial,
     pieces,
     recordings,
     replay,
@@ -38,6 +39,9 @@ FINISH = {
     "STOP_SEQUENCE": pb.FINISH_REASON_STOP,
     "MAX_TOKENS": pb.FINISH_REASON_LENGTH,
     "TOOL_CALL": pb.FINISH_REASON_TOOL_CALLS,
+    # Cohere's generation time limit cut the answer: no enum value says so; OTHER keeps the text
+    # and the raw reason (docs/vendor-providers.md, Cohere).
+    "TIMEOUT": pb.FINISH_REASON_OTHER,
 }
 
 
@@ -45,6 +49,11 @@ FINISH = {
 async def upstream() -> AsyncIterator[tuple[FakeUpstream, Any]]:
     async with replay_gateway("cohere") as running:
         yield running
+
+
+def answers(suffix: str) -> list[Path]:
+    """The recordings with `suffix`, `name.<http status>.json` error bodies apart."""
+    return [p for p in recordings("cohere", suffix) if len(p.suffixes) == 1]
 
 
 def end(view: View, finish_reason: str, usage: dict[str, Any]) -> View:
@@ -87,6 +96,10 @@ def documented_stream(path: Path) -> tuple[View, str]:
         elif event["type"] == "citation-start":
             view.raw_content.append(("citation", message["citations"]))
         elif event["type"] == "message-end":
+            # A call MAX_TOKENS cut (never ended): the arguments that came, incomplete (the
+            # gateway's contract, as for Anthropic's `max_tokens`).
+            for call_id, name, *pieces in calls.values():
+                view.tool_calls.append((call_id, name, partial("".join(pieces))))
             if thinking:
                 view.reasoning.append(Reasoning(thinking))
             if event["delta"]["finish_reason"] == "ERROR":
@@ -102,15 +115,18 @@ def documented_answer(path: Path) -> View:
     view = View(text="".join(part["text"] for part in content if part["type"] == "text"))
     thinking = "".join(part["thinking"] for part in content if part["type"] == "thinking")
     view.reasoning = [Reasoning(plan) for plan in (thinking, message.get("tool_plan", "")) if plan]
-    view.tool_calls = [
-        (call["id"], call["function"]["name"], json.loads(call["function"]["arguments"] or "{}"))
-        for call in message.get("tool_calls", [])
-    ]
+    calls = message.get("tool_calls", [])
+    for n, call in enumerate(calls):
+        arguments = call["function"]["arguments"]
+        # MAX_TOKENS cut the last call: the arguments that came, incomplete (as its stream's)
+        cut = answer["finish_reason"] == "MAX_TOKENS" and n == len(calls) - 1
+        parsed = partial(arguments) if cut else json.loads(arguments or "{}")
+        view.tool_calls.append((call["id"], call["function"]["name"], parsed))
     view.raw_content = [("citation", citation) for citation in message.get("citations", [])]
     return end(view, answer["finish_reason"], answer["usage"])
 
 
-@pytest.mark.parametrize("path", recordings("cohere", ".sse"), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", answers(".sse"), ids=lambda p: p.stem)
 async def test_stream_matches_the_documented_events(upstream: tuple[FakeUpstream, Any], path: Path) -> None:
     fake, stub = upstream
     fake.script(PATH, replay(path, "text/event-stream"))
@@ -126,7 +142,7 @@ async def test_stream_matches_the_documented_events(upstream: tuple[FakeUpstream
     assert ours == theirs
 
 
-@pytest.mark.parametrize("path", recordings("cohere", ".json"), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", answers(".json"), ids=lambda p: p.stem)
 async def test_whole_answer_matches_the_documented_fields(
     upstream: tuple[FakeUpstream, Any], path: Path
 ) -> None:
@@ -134,6 +150,40 @@ async def test_whole_answer_matches_the_documented_fields(
     fake.script(PATH, replay(path, "application/json"))
     ours = await gateway_unary(stub, ask(f"cohere/{MODEL}"))
     assert ours == documented_answer(path)
+
+
+# Cohere's error statuses (its API reference's "Errors"): the HTTP status decides the code
+# (docs/vendor-providers.md); 498 is Cohere's "invalid token".
+ERROR_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    498: grpc.StatusCode.UNAUTHENTICATED,
+}
+
+
+def error_message(path: Path) -> str:
+    """Cohere's words in an error body: its `message`."""
+    return str(json.loads(path.read_text())["message"])
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in recordings("cohere", ".json") if len(p.suffixes) == 2], ids=lambda p: p.stem
+)
+async def test_error_status_has_its_code_and_coheres_words(
+    upstream: tuple[FakeUpstream, Any], path: Path
+) -> None:
+    """`name.<http status>.json`: the body answered with that status, to a stream and to Chat."""
+    fake, stub = upstream
+    status = int(path.suffixes[0].lstrip("."))
+    said = error_message(path)
+    fake.script(PATH, *[replay(path, "application/json", status)] * 2)
+    ours, error = await gateway_stream(stub, ask(f"cohere/{MODEL}"))
+    assert error is not None, "an error status answered as a stream"
+    assert (error.code(), ours.text) == (ERROR_CODES[status], "")
+    assert said in error.details()
+    with pytest.raises(grpc.aio.AioRpcError) as unary:
+        await gateway_unary(stub, ask(f"cohere/{MODEL}"))
+    assert (unary.value.code(), said in unary.value.details()) == (ERROR_CODES[status], True)
 
 
 # Stream endings. message-end ends the answer; Cohere's v2 reference types its `finish_reason` as

@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from mistralai.client import Mistral
 from mistralai.client import models as mm
+from mistralai.client.errors import MistralError
 from replay.support import (
     KEY,
     Reasoning,
@@ -77,10 +79,18 @@ class Accumulated:
         view = self.view
         if reason is not None:
             view.raw_finish_reason = str(reason)
-            view.finish_reason = FINISH[view.raw_finish_reason]
+            if view.raw_finish_reason != "error":  # a failed generation: no finish (the test's check)
+                view.finish_reason = FINISH[view.raw_finish_reason]
         view.reasoning = [Reasoning(self.thinking)] if self.thinking else []
         view.tool_calls = [(i, name, json.loads(args)) for i, name, args in self.calls.values()]
-        view.usage = figures(input=usage.prompt_tokens, output=usage.completion_tokens)
+        # Cache hits: `prompt_tokens_details.cached_tokens` (Mistral's prompt caching page), which the
+        # SDK keeps among its extra fields; part of prompt_tokens.
+        details = (usage.additional_properties or {}).get("prompt_tokens_details") or {}
+        view.usage = figures(
+            input=usage.prompt_tokens,
+            output=usage.completion_tokens,
+            cache_read=details.get("cached_tokens", 0),
+        )
         view.usage_raw = usage.model_dump(exclude_none=True)
         return view
 
@@ -99,8 +109,11 @@ async def sdk_stream(fake: FakeUpstream) -> View:
     return folded.finish(reason, usage)
 
 
-def cases(suffix: str) -> list[Any]:
-    return [pytest.param(p, id=p.stem) for p in recordings("mistral", suffix)]
+def cases(suffix: str, *, errors: bool = False) -> list[Any]:
+    """Each recording with `suffix`; `name.<http status>.json` ones (error bodies) apart."""
+    return [
+        pytest.param(p, id=p.stem) for p in recordings("mistral", suffix) if (len(p.suffixes) == 2) == errors
+    ]
 
 
 @pytest.mark.parametrize("path", cases(".sse"))
@@ -109,6 +122,11 @@ async def test_stream_matches_sdk(path: Path, upstream: tuple[FakeUpstream, Any]
     fake.script(PATH, *[replay(path, "text/event-stream")] * 2)
     ours, error = await gateway_stream(stub, ask(f"mistral/{MODEL}"))
     theirs = await sdk_stream(fake)
+    if theirs.raw_finish_reason == "error":  # Mistral's failed generation: UNAVAILABLE after its text
+        assert error is not None, "a generation error ended the stream cleanly"
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert (ours.text, ours.finish_reason) == (theirs.text, pb.FINISH_REASON_UNSPECIFIED)
+        return
     assert error is None, error.details() if error else ""
     assert ours == theirs
 
@@ -125,3 +143,28 @@ async def test_whole_answer_matches_sdk(path: Path, upstream: tuple[FakeUpstream
     folded.content(choice.message.content)
     folded.tool_calls(choice.message.tool_calls)
     assert ours == folded.finish(choice.finish_reason, answer.usage)
+
+
+# An HTTP error status as the gRPC code a client gets (docs/http-providers.md: the status decides).
+ERROR_CODES = {422: grpc.StatusCode.INVALID_ARGUMENT, 429: grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def mistral_said(path: Path) -> list[str]:
+    """Mistral's words in an error body: its `message`, or a 422's validation `msg`s (Mistral
+    nests them in `message.detail`)."""
+    message = json.loads(path.read_text())["message"]
+    return [message] if isinstance(message, str) else [entry["msg"] for entry in message["detail"]]
+
+
+@pytest.mark.parametrize("path", cases(".json", errors=True))
+async def test_error_status_matches_sdk(path: Path, upstream: tuple[FakeUpstream, Any]) -> None:
+    fake, stub = upstream
+    status = int(path.suffixes[0].lstrip("."))
+    fake.script(PATH, *[replay(path, "application/json", status)] * 2)
+    ours, error = await gateway_stream(stub, ask(f"mistral/{MODEL}"))
+    with pytest.raises(MistralError) as raised:
+        await sdk_stream(fake)
+    assert raised.value.status_code == status
+    assert error is not None
+    assert (error.code(), ours.text) == (ERROR_CODES[status], "")
+    assert all(said in error.details() for said in mistral_said(path))

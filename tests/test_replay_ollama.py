@@ -9,6 +9,7 @@ the stream with that error."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from provider_gateway.v1 import provider_service_pb2 as pb
 # Ollama's done_reason as the proto's enum; "stop" after tool calls is TOOL_CALLS (the model
 # waits for their results), as for the OpenAI family (docs/vendor-providers.md).
 DONE = {"stop": pb.FINISH_REASON_STOP, "length": pb.FINISH_REASON_LENGTH}
+# A `<think>...</think>` block at the start of the content (after whitespace).
+THINK = re.compile(r"\s*<think>(.*?)</think>(.*)", re.DOTALL)
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +66,23 @@ def documented_view(path: Path) -> tuple[View, str | None]:
             reason = line["done_reason"]
             view.raw_finish_reason = reason
             view.finish_reason = pb.FINISH_REASON_TOOL_CALLS if view.tool_calls else DONE[reason]
-            view.usage = figures(input=line["prompt_eval_count"], output=line["eval_count"])
+            # Ollama leaves a zero count out (Go's omitempty): a prompt wholly in its cache
+            # evaluates no token, so the line has no prompt_eval_count.
+            view.usage = figures(input=line.get("prompt_eval_count", 0), output=line.get("eval_count", 0))
             view.usage_raw = {k: v for k, v in line.items() if k.endswith(("_count", "_duration"))}
     view.reasoning = [Reasoning(thinking)] if thinking else []
+    if not thinking and (block := THINK.fullmatch(view.text)):
+        # Servers before `think` (or a request without it) leave a thinking model's block in the
+        # content: reasoning, the text after it the answer (docs/http-providers.md).
+        view.reasoning, view.text = [Reasoning(block[1])], block[2]
     return view, None
 
 
-def cases(suffix: str) -> list[Any]:
-    return [pytest.param(p, id=p.stem) for p in recordings("ollama", suffix)]
+def cases(suffix: str, *, errors: bool = False) -> list[Any]:
+    """Each recording with `suffix`; `name.<http status>.json` ones (error bodies) apart."""
+    return [
+        pytest.param(p, id=p.stem) for p in recordings("ollama", suffix) if (len(p.suffixes) == 2) == errors
+    ]
 
 
 @pytest.mark.parametrize("path", cases(".ndjson"))
@@ -97,3 +109,29 @@ async def test_whole_answer_matches_the_reference(path: Path, upstream: tuple[Fa
     ours = await gateway_unary(stub, ask("ollama/model"))
     theirs, _ = documented_view(path)
     assert ours == theirs
+
+
+# An error status as the gRPC code a client gets: the status decides (docs/http-providers.md); a
+# 404 for a model not pulled says what to run instead of Ollama's words.
+ERROR_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    500: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def ollama_said(path: Path) -> str:
+    return str(json.loads(path.read_text())["error"])
+
+
+@pytest.mark.parametrize("path", cases(".json", errors=True))
+async def test_error_status_has_its_code(path: Path, upstream: tuple[FakeUpstream, Any]) -> None:
+    """`name.<http status>.json`: Ollama's `{"error": ...}` answered with that status."""
+    fake, stub = upstream
+    status = int(path.suffixes[0].lstrip("."))
+    fake.script("/api/chat", replay(path, "application/json", status))
+    ours, error = await gateway_stream(stub, ask("ollama/model"))
+    assert error is not None, "an error status answered as a stream"
+    assert (error.code(), ours.text) == (ERROR_CODES[status], "")
+    expected = "run `ollama pull model`" if status == 404 else ollama_said(path)
+    assert expected in error.details()

@@ -46,6 +46,7 @@ MODELS = {
     "xai": "grok-3-mini",
     "together": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
     "fireworks": "accounts/fireworks/models/deepseek-r1-0528",
+    "gemini-openai": "gemini-3-flash-preview",
 }
 # Together says `eos` where the model ended its answer itself (end of sequence): STOP.
 FINISH = {**OPENAI_FINISH, "eos": pb.FINISH_REASON_STOP}
@@ -88,7 +89,18 @@ def sdk_reasoning(message: Any) -> list[Reasoning]:
                 )
         return blocks
     text = extra.get("reasoning_content") or extra.get("reasoning")
+    if signed := google_signature(
+        extra
+    ):  # Gemini's signature of an answer (the gateway's reading: a block with no text)
+        return [Reasoning(text or "", signed)]
     return [Reasoning(text)] if text else []
+
+
+def google_signature(extra: dict[str, Any] | None) -> str:
+    """Gemini's `extra_content.google.thought_signature` among a message's or call's extra fields."""
+    return str(
+        (((extra or {}).get("extra_content") or {}).get("google") or {}).get("thought_signature") or ""
+    )
 
 
 # A `<think>...</think>` block at the start of the text (after whitespace) is reasoning, the text
@@ -114,6 +126,13 @@ def sdk_view(completion: Any, kind: str) -> View:
     view.tool_calls = [
         (c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []
     ]
+    if view.tool_calls and choice.finish_reason == "stop":
+        # Gemini's `stop` after calls: TOOL_CALLS, the model waits for their results
+        # (docs/http-providers.md, as the gateway documents it).
+        view.finish_reason = pb.FINISH_REASON_TOOL_CALLS
+    for call in message.tool_calls or []:  # Gemini 3 signs a turn's first call
+        if signed := google_signature(call.model_extra):
+            view.reasoning.append(Reasoning("", signed))
     usage = completion.usage
     details = usage.prompt_tokens_details
     extra = usage.model_extra or {}
@@ -123,6 +142,10 @@ def sdk_view(completion: Any, kind: str) -> View:
     # xAI counts reasoning apart from completion_tokens (its total_tokens adds the two); the
     # proto's output_tokens includes reasoning, as OpenAI's completion_tokens does.
     output = usage.completion_tokens + (reasoning if kind == "xai" else 0)
+    if kind == "gemini-openai" and not reasoning:
+        # Gemini's thoughts are in its total_tokens (billed as output) but not in completion_tokens.
+        reasoning = usage.total_tokens - usage.prompt_tokens - usage.completion_tokens
+        output = usage.completion_tokens + reasoning
     view.usage = figures(
         input=usage.prompt_tokens,
         output=output,
@@ -210,8 +233,13 @@ async def test_whole_answer_matches_sdk(path: Path, upstreams: dict[str, Any]) -
 
 # An HTTP error status as the gRPC code a client gets (docs/http-providers.md); 402 (DeepSeek's
 # "Insufficient Balance", OpenRouter's insufficient credits) is an account out of credit, as
-# OpenAI's 429 `insufficient_quota` is (docs/configuration.md).
-ERROR_CODES = {402: grpc.StatusCode.RESOURCE_EXHAUSTED, 429: grpc.StatusCode.RESOURCE_EXHAUSTED}
+# OpenAI's 429 `insufficient_quota` is (docs/configuration.md); a 400 is the request refused
+# (Groq's `tool_use_failed`, a call the model wrote that did not parse: neither retries it).
+ERROR_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    402: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
 
 
 @pytest.mark.parametrize("path", cases(".json", errors=True))

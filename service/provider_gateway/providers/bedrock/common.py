@@ -44,6 +44,9 @@ STOP_REASONS = {
     "content_filtered": FinishReason.CONTENT_FILTER,
     "content_filter": FinishReason.CONTENT_FILTER,
     "error_toxic": FinishReason.CONTENT_FILTER,
+    # Claude through InvokeModel (Anthropic's own stop reasons): its safety classifiers declined,
+    # CONTENT_FILTER as the Anthropic adapter says
+    "refusal": FinishReason.CONTENT_FILTER,
 }
 INVOCATION_METRICS = "amazon-bedrock-invocationMetrics"
 

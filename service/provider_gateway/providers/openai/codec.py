@@ -343,7 +343,13 @@ class ChatWire:
         return call_id or made_up
 
     def usage(self, raw: dict[str, Any]) -> Usage:
-        return normalise_usage(raw)
+        usage = normalise_usage(raw)
+        if self.preset.thoughts_in_total:
+            hidden = int(raw.get("total_tokens") or 0) - usage.input_tokens - usage.output_tokens
+            if hidden > 0:  # output the answer does not show: counted as output, as it is billed
+                usage.output_tokens += hidden
+                usage.reasoning_tokens += hidden
+        return usage
 
     def service_tier(self, answer: Mapping[str, Any]) -> str:
         """The tier a chunk or whole answer says it was served on (its top-level `service_tier`,

@@ -33,6 +33,10 @@ class Preset:
     # Gemini 3 signs its tool calls (`extra_content.google.thought_signature`) and answers 400 to a
     # later turn whose call lacks the signature; other hosts are not sent the field.
     thought_signatures: bool = False
+    # Gemini counts its thoughts in `total_tokens` (and bills them as output) but not in
+    # `completion_tokens`, with no `reasoning_tokens`: what the total has beyond prompt and
+    # completion is reasoning output.
+    thoughts_in_total: bool = False
     # OpenRouter relays reasoning state as `reasoning_details` entries and wants them back on later
     # turns (reasoning_details.py); other hosts are not sent the field.
     reasoning_details: bool = False
@@ -68,6 +72,7 @@ PRESETS: dict[str, Preset] = {
         "GEMINI_API_KEY",
         think_tags=False,
         thought_signatures=True,
+        thoughts_in_total=True,
     ),
     "mistral": Preset(
         "https://api.mistral.ai/v1",

@@ -135,6 +135,9 @@ class ChatStreamParser:
         self.model = ""
         self.response_id = ""
         self.output_chars = 0
+        # A finish that reports a failure (`ChatWire.check_finish`), raised by `close`: the chunk
+        # that says it may carry the last text, which the client gets first, as the SDK reads it.
+        self.failure: GatewayError | None = None
 
     def stream_chunk(self, chunk: dict[str, Any]) -> list[StreamEvent]:
         """A streamed chunk's events (`stream_text`'s, a plain text as its TextDelta)."""
@@ -197,7 +200,10 @@ class ChatStreamParser:
                 delta = with_logprobs(delta, entries)
             events.extend(delta)
             if choice.get("finish_reason"):
-                events.extend(self._finish(choice["finish_reason"]))
+                try:
+                    events.extend(self._finish(choice["finish_reason"]))
+                except GatewayError as failure:
+                    self.failure = failure
         return events
 
     def _finish(self, reason: Any) -> list[StreamEvent]:
@@ -231,6 +237,11 @@ class ChatStreamParser:
         audio = delta.get("audio")  # spoken output (`modalities: ["audio"]`): no typed event
         if audio:
             events.append(RawContent("audio", dict(audio)))
+        # Gemini 3 signs an answer without calls on the message (its last delta), as the `gemini`
+        # kind's signed text part: a reasoning delta that closes a block, as for a signed call.
+        extra = delta.get("extra_content")
+        if extra and (signature := (extra.get("google") or {}).get("thought_signature")):
+            events.append(ReasoningDelta("", signature=str(signature)))
         for position, fragment in enumerate(delta.get("tool_calls") or []):
             events.extend(self._tool_fragment(fragment, position == 0))
         return events
@@ -267,6 +278,8 @@ class ChatStreamParser:
 
     @shape_checked
     def close(self, estimated_usage: Usage | None = None) -> list[StreamEvent]:
+        if self.failure is not None:
+            raise self.failure
         answered = FINISH_REASONS.get(self.finish_reason) in _ANSWERED
         events: list[StreamEvent] = list(self._think.close(answered=answered)) if self._think else []
         events.extend(self._calls.end())

@@ -164,7 +164,7 @@ class InvokeDecoder:
         finish = ProviderFinish(
             finish_reason(stop), stop, model=self.model, response_id=self.codec.response_id
         )
-        return [*self.codec.tools.end_all(), UsageEvent(used), finish]
+        return [*self.codec.tools.end_all(), *self.codec.closing(), UsageEvent(used), finish]
 
 
 def completion(whole: ChatResponse, model: str) -> CompletionResponse:

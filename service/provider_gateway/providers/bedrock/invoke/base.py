@@ -79,6 +79,10 @@ class FamilyCodec:
     def chunk(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
         raise NotImplementedError
 
+    def closing(self) -> list[StreamEvent]:
+        """What the family's answer says of itself without a typed event, after its content."""
+        return []
+
     # --- helpers -------------------------------------------------------------------------------
 
     def unreadable(self, what: str) -> GatewayError:

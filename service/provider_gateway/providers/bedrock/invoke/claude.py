@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from provider_gateway.domain import CompletionRequest, ReasoningDelta, StreamEvent, TextDelta
+from provider_gateway.domain import CompletionRequest, RawContent, ReasoningDelta, StreamEvent, TextDelta
 from provider_gateway.errors import ErrorKind, GatewayError
 from provider_gateway.providers.bedrock.common import items, obj, text
 from provider_gateway.providers.bedrock.invoke.base import ConverseFeatures, FamilyCodec, put
@@ -20,6 +20,9 @@ USAGE_NAMES = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cach
 # Claude 2 and Instant have no tool use or images; extended thinking came with Claude 3.7 Sonnet.
 LEGACY_CLAUDE = ("claude-v2", "claude-instant")
 THINKING_CLAUDE = re.compile(r"claude-(3-7-sonnet|(opus|sonnet|haiku)-[4-9])")
+# The message's fields about its stop, without a typed event: RawContent after the content, as the
+# Anthropic adapter passes them (`stop_sequence` as {"stop_sequence": "..."}: which one matched).
+STOP_FIELDS = ("stop_details", "stop_sequence")
 
 
 class ClaudeCodec(FamilyCodec):
@@ -32,6 +35,17 @@ class ClaudeCodec(FamilyCodec):
         if name.startswith(LEGACY_CLAUDE):
             return ConverseFeatures()
         return ConverseFeatures(True, True, "budget" if THINKING_CLAUDE.match(name) else "")
+
+    def __init__(self, model: str) -> None:
+        super().__init__(model)
+        self.stop_fields: dict[str, Any] = {}
+
+    def closing(self) -> list[StreamEvent]:
+        return [
+            RawContent(name, dict(value) if isinstance(value, Mapping) else {name: value})
+            for name, value in self.stop_fields.items()
+            if isinstance(value, Mapping) or (isinstance(value, str) and value)
+        ]
 
     def request(self, request: CompletionRequest, max_tokens: int) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -47,6 +61,7 @@ class ClaudeCodec(FamilyCodec):
             raise self.unreadable("no content")
         self.response_id = text(body.get("id"))
         self.stop(body.get("stop_reason"))
+        self.stop_fields.update((name, body.get(name)) for name in STOP_FIELDS)
         self.take_usage(obj(body.get("usage")), *USAGE_NAMES)
         events: list[StreamEvent] = []
         for block in map(obj, items(body.get("content"))):
@@ -55,6 +70,8 @@ class ClaudeCodec(FamilyCodec):
                 events.append(TextDelta(value))
             elif kind == "thinking":
                 events.append(ReasoningDelta(text(block.get("thinking")), text(block.get("signature"))))
+            elif kind == "redacted_thinking":
+                events.append(_redacted(block))
             elif kind == "tool_use":
                 arguments = json.dumps(block.get("input", {}))
                 events += self.tools.whole(text(block.get("id")), text(block.get("name")), arguments)
@@ -73,6 +90,8 @@ class ClaudeCodec(FamilyCodec):
             block = obj(chunk.get("content_block"))
             if text(block.get("type")) == "tool_use":
                 return self.tools.start(chunk.get("index"), text(block.get("id")), text(block.get("name")))
+            if text(block.get("type")) == "redacted_thinking":  # whole in its start: no deltas
+                return [_redacted(block)]
             if value := text(block.get("text")):
                 return [TextDelta(value)]
         elif kind == "content_block_delta":
@@ -80,7 +99,9 @@ class ClaudeCodec(FamilyCodec):
         elif kind == "content_block_stop":
             return self.tools.end(chunk.get("index"))
         elif kind == "message_delta":
-            self.stop(obj(chunk.get("delta")).get("stop_reason"))
+            delta = obj(chunk.get("delta"))
+            self.stop(delta.get("stop_reason"))
+            self.stop_fields.update((name, delta[name]) for name in STOP_FIELDS if name in delta)
             self.take_usage(obj(chunk.get("usage")), *USAGE_NAMES)
         elif kind == "message_stop":
             self.finished = True
@@ -104,3 +125,9 @@ class ClaudeCodec(FamilyCodec):
         if kind == "input_json_delta":
             return self.tools.delta(block, text(delta.get("partial_json")))
         return []
+
+
+def _redacted(block: Mapping[str, Any]) -> ReasoningDelta:
+    """A `redacted_thinking` block: its encrypted `data` as an opaque reasoning block, as the
+    Anthropic adapter relays it (a next turn must send it back as it came)."""
+    return ReasoningDelta("", signature=text(block.get("data")), redacted=True)
