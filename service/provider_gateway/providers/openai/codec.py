@@ -348,7 +348,8 @@ class ChatWire:
             hidden = int(raw.get("total_tokens") or 0) - usage.input_tokens - usage.output_tokens
             if hidden > 0:  # output the answer does not show: counted as output, as it is billed
                 usage.output_tokens += hidden
-                usage.reasoning_tokens += hidden
+                # at least the hidden part (a host that also reports them is not counted twice)
+                usage.reasoning_tokens = max(usage.reasoning_tokens, hidden)
         return usage
 
     def service_tier(self, answer: Mapping[str, Any]) -> str:
