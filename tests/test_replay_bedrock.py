@@ -50,6 +50,9 @@ FINISH = {
     "tool_use": pb.FINISH_REASON_TOOL_CALLS,
     "guardrail_intervened": pb.FINISH_REASON_CONTENT_FILTER,
     "content_filtered": pb.FINISH_REASON_CONTENT_FILTER,
+    # what the model wrote was not a valid call or answer: nothing the client can run or use
+    "malformed_tool_use": pb.FINISH_REASON_OTHER,
+    "malformed_model_output": pb.FINISH_REASON_OTHER,
 }
 # Stream exceptions (and HTTP errors, named in x-amzn-ErrorType) by Bedrock's name, as gRPC codes
 # (docs/vendor-providers.md).
