@@ -109,8 +109,8 @@ def sdk_view(message: Any) -> View:
             view.raw_content.append((block.type, block.to_dict()))
     # The message's own fields without a typed event, after its content: the code execution
     # tool's container (the next turn reuses it by id), a refusal's category and explanation,
-    # the stop sequence that ended it.
-    for name in ("container", "stop_details"):
+    # the context edits applied (a beta), the stop sequence that ended it.
+    for name in ("container", "stop_details", "context_management"):
         if (value := getattr(message, name, None)) is not None:
             view.raw_content.append((name, value.to_dict(mode="json")))  # expires_at as sent
     if message.stop_sequence:
@@ -136,7 +136,11 @@ def sdk_view(message: Any) -> View:
 # Recordings of a beta's answers, by their name's prefix, and the beta: the SDK's beta Messages
 # read them (its MessageStream accumulates an mcp_tool_use block's streamed input, and a
 # compaction block's compaction_delta).
-BETAS = {"mcp_": "mcp-client-2025-04-04", "compaction_": "compact-2026-01-12"}
+BETAS = {
+    "mcp_": "mcp-client-2025-04-04",
+    "compaction_": "compact-2026-01-12",
+    "context_edits_": "context-management-2025-06-27",
+}
 
 
 def beta_of(path: Path) -> str | None:
@@ -165,7 +169,7 @@ async def sdk_stream(fake: FakeUpstream, beta: str | None = None) -> tuple[View,
 @pytest.mark.parametrize("path", recordings("anthropic", ".sse"), ids=lambda p: p.stem)
 async def test_stream_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
     if host == "vertex" and beta_of(path):
-        pytest.skip("these betas are Anthropic's API only, not Vertex AI's")
+        pytest.skip("a beta's answers are compared on Anthropic's API")
     fake, stub = upstreams[host]
     model, stream_path, _ = HOSTS[host]
     fake.script(stream_path, replay(path, "text/event-stream"))
@@ -193,7 +197,7 @@ async def test_stream_matches_sdk(upstreams: dict[str, Any], host: str, path: Pa
 )
 async def test_whole_message_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
     if host == "vertex" and beta_of(path):
-        pytest.skip("these betas are Anthropic's API only, not Vertex AI's")
+        pytest.skip("a beta's answers are compared on Anthropic's API")
     fake, stub = upstreams[host]
     model, _, unary_path = HOSTS[host]
     fake.script(unary_path, replay(path, "application/json"))

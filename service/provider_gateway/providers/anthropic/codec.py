@@ -77,8 +77,10 @@ STOP_REASONS = {
 # A Message's fields that are neither content nor usage and have no typed event, passed on as
 # RawContent of their name: the code execution tool's `container` ({id, expires_at}: the next
 # turn names it to reuse its files), a refusal's `stop_details` ({type, category, explanation}),
-# and the `stop_sequence` that ended it (as {"stop_sequence": "..."}; Finish has no field for it).
-MESSAGE_FIELDS = ("container", "stop_details", "stop_sequence")
+# the context editing beta's `context_management` ({applied_edits: [...]}: what was cleared from the
+# prompt), and the `stop_sequence` that ended it (as {"stop_sequence": "..."}; Finish has no field
+# for it).
+MESSAGE_FIELDS = ("container", "stop_details", "context_management", "stop_sequence")
 
 # Anthropic's documented error types (also sent mid-stream in an `error` event).
 ERROR_KINDS = {
@@ -459,6 +461,8 @@ class MessagesStreamDecoder:
                     self._message_fields[name] = delta[name]
             if delta.get("container") is not None:  # a null leaves the one known
                 self._message_fields["container"] = delta["container"]
+            if data.get("context_management") is not None:  # beside the delta, as the SDK reads it
+                self._message_fields["context_management"] = data["context_management"]
             return []
         if kind == "message_stop":
             self.finished = True
