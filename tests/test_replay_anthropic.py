@@ -153,7 +153,9 @@ def sdk_messages(fake: FakeUpstream, beta: str | None) -> tuple[Any, dict[str, A
     return (client.beta.messages, {"betas": [beta]}) if beta else (client.messages, {})
 
 
-async def sdk_stream(fake: FakeUpstream, beta: str | None = None) -> tuple[View, anthropic.APIStatusError | None]:
+async def sdk_stream(
+    fake: FakeUpstream, beta: str | None = None
+) -> tuple[View, anthropic.APIStatusError | None]:
     messages, extra = sdk_messages(fake, beta)
     async with messages.stream(
         model="claude-sonnet-4-5", max_tokens=1024, messages=[{"role": "user", "content": "Go on."}], **extra
