@@ -50,6 +50,9 @@ FINISH = {
     "tool_use": pb.FINISH_REASON_TOOL_CALLS,
     "guardrail_intervened": pb.FINISH_REASON_CONTENT_FILTER,
     "content_filtered": pb.FINISH_REASON_CONTENT_FILTER,
+    # what the model wrote was not a valid call or answer: nothing the client can run or use
+    "malformed_tool_use": pb.FINISH_REASON_OTHER,
+    "malformed_model_output": pb.FINISH_REASON_OTHER,
 }
 # Stream exceptions (and HTTP errors, named in x-amzn-ErrorType) by Bedrock's name, as gRPC codes
 # (docs/vendor-providers.md).
@@ -96,14 +99,28 @@ class SdkView:
         self.view = View()
         self.thought = ""
         self.calls: dict[int, tuple[str, str, list[str]]] = {}
+        # A server tool's blocks (Bedrock ran the call itself): member, start fields, pieces
+        self.server: dict[int, tuple[str, dict[str, Any], list[Any]]] = {}
 
     def event(self, event: dict[str, Any]) -> None:
         if "contentBlockStart" in event:
             start = event["contentBlockStart"]
-            tool = start["start"]["toolUse"]
+            begun = start["start"]
+            if begun.get("toolUse", {}).get("type") == "server_tool_use" or "toolResult" in begun:
+                member = next(iter(begun))
+                self.server[start["contentBlockIndex"]] = (member, dict(begun[member]), [])
+                return
+            tool = begun["toolUse"]
             self.calls[start["contentBlockIndex"]] = (tool["toolUseId"], tool["name"], [])
         elif "contentBlockDelta" in event:
             self.delta(event["contentBlockDelta"]["contentBlockIndex"], event["contentBlockDelta"]["delta"])
+        elif "contentBlockStop" in event and event["contentBlockStop"]["contentBlockIndex"] in self.server:
+            # not a call for the client: passed on whole, as a whole Converse response gives it
+            member, fields, pieces = self.server.pop(event["contentBlockStop"]["contentBlockIndex"])
+            fields["input" if member == "toolUse" else "content"] = (
+                json.loads("".join(pieces)) if member == "toolUse" else pieces
+            )
+            self.view.raw_content.append((member, fields))
         elif "contentBlockStop" in event and event["contentBlockStop"]["contentBlockIndex"] in self.calls:
             call_id, name, pieces = self.calls.pop(event["contentBlockStop"]["contentBlockIndex"])
             self.view.tool_calls.append((call_id, name, json.loads("".join(pieces) or "{}")))
@@ -134,7 +151,11 @@ class SdkView:
             self.view.usage_raw = {**usage, "latencyMs": metadata["metrics"]["latencyMs"], **served}
 
     def delta(self, index: int, delta: dict[str, Any]) -> None:
-        if "text" in delta:
+        if index in self.server:
+            if "toolUse" in delta:
+                self.server[index][2].append(delta["toolUse"]["input"])
+            self.server[index][2].extend(delta.get("toolResult", []))
+        elif "text" in delta:
             self.view.text += delta["text"]
         elif "toolUse" in delta:
             self.calls[index][2].append(delta["toolUse"]["input"])
@@ -152,7 +173,9 @@ class SdkView:
     def message(self, response: dict[str, Any]) -> View:
         """A whole Converse response, block by block as its stream would carry it."""
         for index, block in enumerate(response["output"]["message"]["content"]):
-            if "toolUse" in block:
+            if block.get("toolUse", {}).get("type") == "server_tool_use":
+                self.view.raw_content.append(("toolUse", block["toolUse"]))
+            elif "toolUse" in block:
                 tool = block["toolUse"]
                 self.calls[index] = (tool["toolUseId"], tool["name"], [json.dumps(tool["input"])])
                 self.event({"contentBlockStop": {"contentBlockIndex": index}})

@@ -90,6 +90,8 @@ def sdk_view(completion: Any) -> View:
         for n, c in enumerate(calls)
     ]
     view.raw_content = [(a.type, a.to_dict()) for a in message.annotations or []]
+    if message.audio is not None:  # spoken output: no typed event, the object whole
+        view.raw_content.append(("audio", message.audio.to_dict()))
     usage = completion.usage
     view.usage = figures(
         input=usage.prompt_tokens,

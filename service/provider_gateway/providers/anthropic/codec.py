@@ -67,6 +67,7 @@ STOP_REASONS = {
     "end_turn": FinishReason.STOP,
     "stop_sequence": FinishReason.STOP,
     "pause_turn": FinishReason.STOP,
+    "compaction": FinishReason.STOP,  # paused after compacting (the compaction beta): as pause_turn
     "max_tokens": FinishReason.LENGTH,
     "model_context_window_exceeded": FinishReason.LENGTH,
     "tool_use": FinishReason.TOOL_CALLS,
@@ -76,8 +77,10 @@ STOP_REASONS = {
 # A Message's fields that are neither content nor usage and have no typed event, passed on as
 # RawContent of their name: the code execution tool's `container` ({id, expires_at}: the next
 # turn names it to reuse its files), a refusal's `stop_details` ({type, category, explanation}),
-# and the `stop_sequence` that ended it (as {"stop_sequence": "..."}; Finish has no field for it).
-MESSAGE_FIELDS = ("container", "stop_details", "stop_sequence")
+# the context editing beta's `context_management` ({applied_edits: [...]}: what was cleared from the
+# prompt), and the `stop_sequence` that ended it (as {"stop_sequence": "..."}; Finish has no field
+# for it).
+MESSAGE_FIELDS = ("container", "stop_details", "context_management", "stop_sequence")
 
 # Anthropic's documented error types (also sent mid-stream in an `error` event).
 ERROR_KINDS = {
@@ -347,15 +350,18 @@ def build_complete_body(
 def normalise_usage(raw: Mapping[str, Any]) -> Usage:
     """Anthropic's `input_tokens` excludes cache reads and writes; ours includes them. The usage
     object is kept whole in `raw`, its nested figures included (`cache_creation`'s writes per TTL,
-    which pricing reads, `server_tool_use`, `output_tokens_details`)."""
-    fresh = int(raw.get("input_tokens") or 0)
-    write = int(raw.get("cache_creation_input_tokens") or 0)
-    read = int(raw.get("cache_read_input_tokens") or 0)
+    which pricing reads, `server_tool_use`, `output_tokens_details`). A compaction's own sampling
+    (the compaction beta's `iterations` entries of type `compaction`) is billed but left out of the
+    top-level figures, so it is added to ours."""
+    counted = [raw, *_compactions(raw.get("iterations"))]
+    fresh = sum(int(usage.get("input_tokens") or 0) for usage in counted)
+    write = sum(int(usage.get("cache_creation_input_tokens") or 0) for usage in counted)
+    read = sum(int(usage.get("cache_read_input_tokens") or 0) for usage in counted)
     details = raw.get("output_tokens_details")
     thinking = details.get("thinking_tokens") if isinstance(details, Mapping) else None
     return Usage(
         input_tokens=fresh + write + read,
-        output_tokens=int(raw.get("output_tokens") or 0),
+        output_tokens=sum(int(usage.get("output_tokens") or 0) for usage in counted),
         cache_read_tokens=read,
         cache_write_tokens=write,
         reasoning_tokens=int(thinking or 0),
@@ -363,6 +369,12 @@ def normalise_usage(raw: Mapping[str, Any]) -> Usage:
         # `standard`, `priority` or `batch` ([ANT-SDK] usage.py): already Usage.service_tier's words
         service_tier=served_tier(raw.get("service_tier"), {}),
     )
+
+
+def _compactions(iterations: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(iterations, list):
+        return []
+    return [i for i in iterations if isinstance(i, Mapping) and i.get("type") == "compaction"]
 
 
 def merge_usage(into: dict[str, Any], reported: Any) -> None:
@@ -449,6 +461,8 @@ class MessagesStreamDecoder:
                     self._message_fields[name] = delta[name]
             if delta.get("container") is not None:  # a null leaves the one known
                 self._message_fields["container"] = delta["container"]
+            if data.get("context_management") is not None:  # beside the delta, as the SDK reads it
+                self._message_fields["context_management"] = data["context_management"]
             return []
         if kind == "message_stop":
             self.finished = True
@@ -522,6 +536,12 @@ class MessagesStreamDecoder:
             )
         if delta_type == "input_json_delta":
             return self._input_json(index, str(delta.get("partial_json", "")))
+        if delta_type == "compaction_delta" and index in self._untyped:
+            # The compaction beta's summary (and its opaque metadata), which the next request must
+            # send back: each delta replaces the block's, as the SDK's MessageStream does.
+            block = self._untyped[index][0]
+            block["content"] = delta.get("content")
+            block["encrypted_content"] = delta.get("encrypted_content")
         return []
 
     def _input_json(self, index: int, piece: str) -> list[StreamEvent]:

@@ -436,6 +436,11 @@ def count_tokens_input(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 # --- Converse responses ------------------------------------------------------------------------
 
+# A `toolUse` of this type is a server tool's call (Nova's built-in code interpreter, web
+# grounding), which Bedrock runs itself and answers with a `toolResult` block: neither is a call for
+# the client, so both reach it as RawContent, as Anthropic's server tools do.
+SERVER_TOOL_USE = "server_tool_use"
+
 
 class ConverseStreamDecoder:
     """Turns ConverseStream events (botocore-parsed dicts) into domain events."""
@@ -446,6 +451,9 @@ class ConverseStreamDecoder:
         self.stop_reason: str | None = None
         self._tools: dict[int, tuple[int, str, str, list[str]]] = {}  # block -> (index, id, name, args)
         self._tool_count = 0
+        # A server tool's call and result (Nova's built-in tools), which Bedrock ran itself: block ->
+        # (member, the fields its start gave, its streamed pieces), passed on whole at its stop.
+        self._server: dict[int, tuple[str, dict[str, Any], list[Any]]] = {}
 
     def feed(self, event: Mapping[str, Any]) -> list[StreamEvent]:
         if not isinstance(event, Mapping):
@@ -453,8 +461,12 @@ class ConverseStreamDecoder:
         out: list[StreamEvent] = []
         if "contentBlockStart" in event:
             start = _obj(event["contentBlockStart"])
-            tool = _obj(_obj(start.get("start")).get("toolUse"))
-            if tool:
+            begun = _obj(start.get("start"))
+            tool = _obj(begun.get("toolUse"))
+            if tool.get("type") == SERVER_TOOL_USE or "toolResult" in begun:
+                member = "toolUse" if tool else "toolResult"
+                self._server[_int(start.get("contentBlockIndex"))] = (member, dict(_obj(begun[member])), [])
+            elif tool:
                 index = self._tool_count
                 self._tool_count += 1
                 call_id, name = _str(tool.get("toolUseId")), _str(tool.get("name"))
@@ -465,6 +477,8 @@ class ConverseStreamDecoder:
             out.extend(self._delta(_int(body.get("contentBlockIndex")), _obj(body.get("delta"))))
         elif "contentBlockStop" in event:
             block = _int(_obj(event["contentBlockStop"]).get("contentBlockIndex"))
+            if block in self._server:
+                return [server_block(*self._server.pop(block))]
             tool_state = self._tools.pop(block, None)
             if tool_state is not None:
                 index, call_id, name, args = tool_state
@@ -481,6 +495,12 @@ class ConverseStreamDecoder:
         return out
 
     def _delta(self, block: int, delta: Mapping[str, Any]) -> list[StreamEvent]:
+        if block in self._server:
+            pieces = self._server[block][2]
+            if "toolUse" in delta:
+                pieces.append(_str(_obj(delta["toolUse"]).get("input")))
+            pieces.extend(_list(delta.get("toolResult")))
+            return []
         if "text" in delta:
             text = _str(delta["text"])
             return [TextDelta(text)] if text else []
@@ -505,6 +525,20 @@ class ConverseStreamDecoder:
             raise GatewayError(ErrorKind.UNAVAILABLE, "Bedrock stream ended before messageStop")
         reason = finish_reason(self.stop_reason)
         return [ProviderFinish(reason, self.stop_reason, model=self.model, emulated=self.emulated)]
+
+
+def server_block(member: str, fields: dict[str, Any], pieces: list[Any]) -> RawContent:
+    """A server tool's block as a whole Converse response gives it: a call with its streamed input
+    parsed (text that does not parse as it came), a result with its streamed content pieces."""
+    if member == "toolUse":
+        text = "".join(pieces)
+        try:
+            fields["input"] = json.loads(text or "{}")
+        except json.JSONDecodeError:
+            fields["input"] = text
+    else:
+        fields["content"] = pieces
+    return RawContent(member, fields)
 
 
 def model_response_fields(holder: Mapping[str, Any]) -> list[StreamEvent]:
@@ -551,6 +585,8 @@ def converse_response_events(
                 continue
             reasoning = _obj(content.get("reasoningText"))
             events.append(ReasoningDelta(_str(reasoning.get("text")), _str(reasoning.get("signature"))))
+        elif "toolUse" in block and _obj(block["toolUse"]).get("type") == SERVER_TOOL_USE:
+            events += untyped(block)  # Bedrock ran it: not a call for the client
         elif "toolUse" in block:
             tool = _obj(block["toolUse"])
             call = ToolCall(

@@ -71,7 +71,10 @@ FINISH_REASONS = {
     "BLOCKLIST": FinishReason.CONTENT_FILTER,
     "PROHIBITED_CONTENT": FinishReason.CONTENT_FILTER,
     "SPII": FinishReason.CONTENT_FILTER,
+    # An image model's filters on what it drew: the image counterparts of the stops above.
     "IMAGE_SAFETY": FinishReason.CONTENT_FILTER,
+    "IMAGE_PROHIBITED_CONTENT": FinishReason.CONTENT_FILTER,
+    "IMAGE_RECITATION": FinishReason.CONTENT_FILTER,
 }
 
 # Part fields with a typed event; a part with none of the content ones (text, functionCall) is
