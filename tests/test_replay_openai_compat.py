@@ -226,6 +226,15 @@ async def test_whole_answer_matches_sdk(path: Path, upstreams: dict[str, Any]) -
         assert failed.code() == grpc.StatusCode.UNAVAILABLE
         assert client_retries(failed)
         assert completion.choices[0].finish_reason in (failed.details() or "")
+        # What the cut answer consumed, as the host reported it (an estimate would undercharge).
+        usage = completion.usage
+        assert usage is not None
+        trailers = dict(failed.trailing_metadata() or ())
+        assert (trailers.get("usage-source"), trailers.get("usage-input-tokens")) == (
+            "partial",
+            str(usage.prompt_tokens),
+        )
+        assert trailers.get("usage-output-tokens") == str(usage.completion_tokens)
         return
     assert failed is None, failed.details()
     assert ours == sdk_view(completion, kind)

@@ -245,6 +245,8 @@ class OpenAIProvider(BaseProvider):
         body = self.wire.chat_body(request, stream=False)
         answer = await upstream.request_json("POST", path, json=body, model=request.model)
         parser = self._parser(request)
+        # An answer its host cut short (a failing finish) is charged the usage it reported.
+        report_partial_usage(lambda: parser.usage)
         return parser.response(answer, lambda chars: self._estimate(request, chars))
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
