@@ -135,9 +135,11 @@ class ChatStreamParser:
         self.model = ""
         self.response_id = ""
         self.output_chars = 0
-        # A finish that reports a failure (`ChatWire.check_finish`), raised by `close`: the chunk
-        # that says it may carry the last text, which the client gets first, as the SDK reads it.
+        # A finish that reports a failure (`ChatWire.check_finish`) once part of the answer went
+        # out, raised by `close`: the chunk that says it may carry the last text, which the client
+        # gets first, as the SDK reads it. Before that it is raised at once: the router fails over.
         self.failure: GatewayError | None = None
+        self._spoke = False  # `feed` returned events (the plain path counts its text in output_chars)
 
     def stream_chunk(self, chunk: dict[str, Any]) -> list[StreamEvent]:
         """A streamed chunk's events (`stream_text`'s, a plain text as its TextDelta)."""
@@ -190,6 +192,7 @@ class ChatStreamParser:
             self.usage = self.wire.usage(chunk["usage"])
             self.usage.service_tier = self.wire.service_tier(chunk)
         events: list[StreamEvent] = []
+        silent = not self.output_chars and not self._spoke  # nothing of the answer went out yet
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) != 0:
                 continue  # n > 1 is not part of the gateway's contract
@@ -203,7 +206,11 @@ class ChatStreamParser:
                 try:
                     events.extend(self._finish(choice["finish_reason"]))
                 except GatewayError as failure:
+                    if silent:  # dropped with its chunk: the router may still fail over whole
+                        raise
                     self.failure = failure
+        if events:
+            self._spoke = True
         return events
 
     def _finish(self, reason: Any) -> list[StreamEvent]:
