@@ -251,6 +251,16 @@ def test_a_disabled_api_message_quotes_no_key() -> None:
     assert "AIza" not in error.message
 
 
+def test_a_disabled_api_advice_masks_the_providers_own_token_before_cutting() -> None:
+    # An access token (no key-shaped pattern knows it: only the provider's secrets do), and one
+    # that straddles the quoted length: masked whole, never cut into a piece the mask misses.
+    token = "ya29.a0Aa" + "x" * 120
+    body = disabled({"serviceTitle": f"Vertex AI API {token}", "consumer": "projects/" + "p" * 250 + token})
+    advice = codec.service_disabled_advice(body, (token,))
+    assert "ya29" not in advice
+    assert "Vertex AI API ***" in advice
+
+
 def test_parse_models() -> None:
     body = {
         "models": [

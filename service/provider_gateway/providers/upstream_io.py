@@ -54,7 +54,7 @@ class VendorErrors(ErrorPolicy):
             error.kind, error.retryable = ErrorKind.UNAUTHENTICATED, False
             said = vendor_said(body, raw, response.status_code, secrets)
             _reword(error, f"check the provider key for {provider}: {said} [{reason}]")  # as a 401 reads
-        elif advice := gemini.service_disabled_advice(body):  # the API is off in the key's project
+        elif advice := gemini.service_disabled_advice(body, secrets):  # the API is off in the key's project
             said = vendor_said(body, raw, response.status_code, secrets)
             _reword(error, f"{advice}: {said} [{reason}]")
         return error

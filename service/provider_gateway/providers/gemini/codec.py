@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,7 @@ from provider_gateway.domain import (
     UsageEvent,
 )
 from provider_gateway.errors import ErrorKind, GatewayError
-from provider_gateway.http.errors import google_retry_delay, redact
+from provider_gateway.http.errors import KEY_SLACK, google_retry_delay, redact
 from provider_gateway.providers.base import fold
 from provider_gateway.providers.embed_dimensions import fixed_width
 from provider_gateway.providers.issuers import GEMINI, issued_by
@@ -349,11 +349,12 @@ def error_info_reason(body: Any) -> str:
     return str(_detail(body, ERROR_INFO_TYPE).get("reason") or "")
 
 
-def service_disabled_advice(body: Any) -> str:
+def service_disabled_advice(body: Any, secrets: Iterable[str] = ()) -> str:
     """What to do about a 403 whose ErrorInfo.reason is SERVICE_DISABLED ("" for any other body):
     the API (the Generative Language API, Vertex AI's) is off in the key's or credentials' Google
     Cloud project, and is enabled there, at the activation URL Google gives when it gives one. No
-    other key of that project helps, so the message does not send the user to the key."""
+    other key of that project helps, so the message does not send the user to the key. Each value
+    quoted is masked (the provider's `secrets` too) before it is cut, as `vendor_said` does."""
     info = _detail(body, ERROR_INFO_TYPE)
     if info.get("reason") != "SERVICE_DISABLED":
         return ""
@@ -362,7 +363,9 @@ def service_disabled_advice(body: Any) -> str:
 
     def said(name: str) -> str:
         value = metadata.get(name)
-        return redact(value.strip()[:MAX_METADATA]) if isinstance(value, str) else ""
+        if not isinstance(value, str):
+            return ""
+        return redact(value.strip()[: MAX_METADATA + KEY_SLACK], secrets)[:MAX_METADATA]
 
     service = said("serviceTitle") or said("service") or "API"
     project = said("consumer").removeprefix("projects/")
