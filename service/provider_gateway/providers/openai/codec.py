@@ -346,9 +346,10 @@ class ChatWire:
         usage = normalise_usage(raw)
         if self.preset.thoughts_in_total:
             hidden = int(raw.get("total_tokens") or 0) - usage.input_tokens - usage.output_tokens
+            if usage.reasoning_tokens:  # reported too: no more than that (the total also counts a
+                hidden = min(hidden, usage.reasoning_tokens)  # grounded answer's tool-use prompt)
             if hidden > 0:  # output the answer does not show: counted as output, as it is billed
                 usage.output_tokens += hidden
-                # at least the hidden part (a host that also reports them is not counted twice)
                 usage.reasoning_tokens = max(usage.reasoning_tokens, hidden)
         return usage
 
