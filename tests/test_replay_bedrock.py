@@ -19,11 +19,11 @@ import grpc
 import pytest
 from botocore.config import Config
 from botocore.session import get_session
-from conftest import ADAPTER_ROUTING, run_gateway, use_fake_aws_credentials
 from replay.support import (
     Reasoning,
     View,
     ask,
+    bedrock_gateway,
     figures,
     gateway_stream,
     gateway_unary,
@@ -76,17 +76,8 @@ SERVED = ("serviceTier", "performanceConfig")
 
 @pytest.fixture(scope="module")
 async def upstream() -> AsyncIterator[tuple[FakeUpstream, Any]]:
-    with pytest.MonkeyPatch.context() as patch:
-        use_fake_aws_credentials(patch)
-        async with FakeUpstream() as fake:
-            config = f"""
-[providers.bedrock]
-kind = "bedrock"
-region = "{REGION}"
-endpoint_url = "{fake.url}"
-{ADAPTER_ROUTING}"""
-            async with run_gateway(config) as gateway:
-                yield fake, gateway.stub
+    async with bedrock_gateway(REGION) as served:
+        yield served
 
 
 class SdkView:

@@ -18,8 +18,17 @@ import anthropic
 import grpc
 import pytest
 from anthropic import AsyncAnthropicBedrock
-from conftest import ADAPTER_ROUTING, run_gateway, use_fake_aws_credentials
-from replay.support import KEY, Reasoning, View, figures, recordings, replay, stream_view, usage_figures
+from replay.support import (
+    KEY,
+    Reasoning,
+    View,
+    bedrock_gateway,
+    figures,
+    gateway_stream,
+    recordings,
+    replay,
+    usage_figures,
+)
 
 from provider_gateway.fakes import FakeUpstream
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -47,17 +56,8 @@ FINISH = {
 
 @pytest.fixture(scope="module")
 async def upstream() -> AsyncIterator[tuple[FakeUpstream, Any]]:
-    with pytest.MonkeyPatch.context() as patch:
-        use_fake_aws_credentials(patch)
-        async with FakeUpstream() as fake:
-            config = f"""
-[providers.bedrock]
-kind = "bedrock"
-region = "{REGION}"
-endpoint_url = "{fake.url}"
-{ADAPTER_ROUTING}"""
-            async with run_gateway(config) as gateway:
-                yield fake, gateway.stub
+    async with bedrock_gateway(REGION) as served:
+        yield served
 
 
 def sdk_client(fake: FakeUpstream) -> AsyncAnthropicBedrock:
@@ -117,16 +117,6 @@ async def sdk_view(fake: FakeUpstream) -> View:
     return view
 
 
-async def complete_stream(stub: Any, request: pb.CompleteRequest) -> tuple[View, grpc.aio.AioRpcError | None]:
-    events: list[pb.StreamEvent] = []
-    try:
-        async for event in stub.CompleteStream(request, timeout=20):
-            events.append(event)
-    except grpc.aio.AioRpcError as error:
-        return stream_view(events), error
-    return stream_view(events), None
-
-
 @pytest.mark.parametrize("path", recordings("bedrock_invoke", ".bin"), ids=lambda p: p.stem)
 async def test_complete_stream_matches_anthropics_bedrock_client(
     upstream: tuple[FakeUpstream, Any], path: Path
@@ -134,7 +124,7 @@ async def test_complete_stream_matches_anthropics_bedrock_client(
     fake, stub = upstream
     fake.script(PATH, replay(path, "application/vnd.amazon.eventstream"))
     request = pb.CompleteRequest(model=f"bedrock/{MODEL}", prompt="Go on.", max_tokens=1024)
-    ours, error = await complete_stream(stub, request)
+    ours, error = await gateway_stream(stub, request)
     if error is not None:  # an exception frame: its code and words, after the text
         fake.script(PATH, replay(path, "application/vnd.amazon.eventstream"))
         text, failure = await sdk_failure(fake)

@@ -18,7 +18,8 @@ from typing import Any
 
 import grpc
 import jiter
-from conftest import ADAPTER_ROUTING, run_gateway
+import pytest
+from conftest import ADAPTER_ROUTING, run_gateway, use_fake_aws_credentials
 from google.protobuf import json_format, struct_pb2
 
 from provider_gateway.fakes.server import FakeUpstream, Reply
@@ -58,6 +59,23 @@ base_url = "{fake.url}{base_path}"
                 yield fake, gateway.stub
     finally:
         os.environ.pop(key_env, None)
+
+
+@asynccontextmanager
+async def bedrock_gateway(region: str) -> AsyncIterator[tuple[FakeUpstream, Any]]:
+    """A fake upstream and a gateway whose `bedrock` provider (in `region`, on fake AWS
+    credentials) points at it: Converse and InvokeModel alike."""
+    with pytest.MonkeyPatch.context() as patch:
+        use_fake_aws_credentials(patch)
+        async with FakeUpstream() as fake:
+            config = f"""
+[providers.bedrock]
+kind = "bedrock"
+region = "{region}"
+endpoint_url = "{fake.url}"
+{ADAPTER_ROUTING}"""
+            async with run_gateway(config) as gateway:
+                yield fake, gateway.stub
 
 
 def vertex_gateway() -> Any:
@@ -255,10 +273,14 @@ def unary_view(response: pb.ChatResponse) -> View:
     )
 
 
-async def gateway_stream(stub: Any, request: pb.ChatRequest) -> tuple[View, grpc.aio.AioRpcError | None]:
+async def gateway_stream(
+    stub: Any, request: pb.ChatRequest | pb.CompleteRequest
+) -> tuple[View, grpc.aio.AioRpcError | None]:
+    """The gateway's stream of `request` (ChatStream, or CompleteStream for a CompleteRequest)."""
+    call = stub.CompleteStream if isinstance(request, pb.CompleteRequest) else stub.ChatStream
     events: list[pb.StreamEvent] = []
     try:
-        async for event in stub.ChatStream(request, timeout=20):
+        async for event in call(request, timeout=20):
             events.append(event)
     except grpc.aio.AioRpcError as error:
         return stream_view(events), error
