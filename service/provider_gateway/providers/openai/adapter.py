@@ -333,7 +333,13 @@ class OpenAIProvider(BaseProvider):
                 raise fixed_width(self.name, request.model, "text-embedding-ada-002 has one width (1536)")
             body["dimensions"] = request.dimensions
         answer = await upstream.request_json("POST", path, json=body, model=request.model)
-        return codec.parse_embeddings(answer, request.model, provider=self.name)
+        result = codec.parse_embeddings(answer, request.model, provider=self.name)
+        if not isinstance(answer.get("usage"), dict):
+            # Together (and other hosts) answer without `usage`: a local estimate, said to be one,
+            # rather than 0 tokens reported as counted.
+            tokens = sum(estimate_tokens(text) for text in request.inputs)
+            return EmbedResult(result.vectors, Usage(input_tokens=tokens, estimated=True), model=result.model)
+        return result
 
     async def list_models(self) -> list[ModelInfo]:
         if self.models or self.azure is not None:
