@@ -85,6 +85,7 @@ class Host:
     model: str
     read: Callable[[FakeUpstream, list[str], bytes], Awaitable[Vectors]]
     dimensions: int = 0
+    size_field: str = "dimensions"  # what an `/embeddings` request names the size
 
 
 def openai_reader(base: str, model: str) -> Callable[[FakeUpstream, list[str], bytes], Awaitable[Vectors]]:
@@ -98,10 +99,16 @@ def openai_reader(base: str, model: str) -> Callable[[FakeUpstream, list[str], b
     return read
 
 
-async def mistral_read(fake: FakeUpstream, inputs: list[str], recorded: bytes) -> Vectors:
-    answer = await Mistral(api_key=KEY, server_url=fake.url).embeddings.create_async(
-        model="mistral-embed", inputs=inputs
-    )
+def mistral_reader(
+    model: str, dimensions: int = 0
+) -> Callable[[FakeUpstream, list[str], bytes], Awaitable[Vectors]]:
+    return lambda fake, inputs, recorded: mistral_read(fake, inputs, model, dimensions)
+
+
+async def mistral_read(fake: FakeUpstream, inputs: list[str], model: str, dimensions: int) -> Vectors:
+    client = Mistral(api_key=KEY, server_url=fake.url)
+    size = {"output_dimension": dimensions} if dimensions else {}
+    answer = await client.embeddings.create_async(model=model, inputs=inputs, **size)
     rows = sorted(answer.data, key=lambda row: row.index or 0)
     return Vectors(
         [f32(row.embedding or []) for row in rows], answer.usage.prompt_tokens or 0, False, answer.model
@@ -213,7 +220,20 @@ HOSTS = {
         openai_reader("/openai/deployments/text-embedding-3-small", "text-embedding-3-small"),
     ),
     "mistral": Host(
-        lambda: replay_gateway("mistral", "/v1"), "/v1/embeddings", "mistral-embed", mistral_read
+        lambda: replay_gateway("mistral", "/v1"),
+        "/v1/embeddings",
+        "mistral-embed",
+        mistral_reader("mistral-embed"),
+    ),
+    # Mistral's size is `output_dimension` (codestral-embed), as its SDK sends it; on
+    # api.mistral.ai, where the SDK embeds (no separate Codestral host).
+    "mistral_codestral": Host(
+        lambda: replay_gateway("mistral", "/v1", extra='codestral_base_url = ""'),
+        "/v1/embeddings",
+        "codestral-embed",
+        mistral_reader("codestral-embed", 256),
+        dimensions=256,
+        size_field="output_dimension",
     ),
     "together": Host(
         lambda: replay_gateway("together", "/v1"),
@@ -291,7 +311,8 @@ async def test_embed_matches_sdk(path: Path) -> None:
         asked = fake.last(host.path).json()
         if "/embeddings" in host.path:  # the floats the recording holds, the size the client asked
             assert asked.get("encoding_format", "float") == "float"
-            assert asked.get("dimensions", 0) == dimensions
+            assert asked.get(host.size_field, 0) == dimensions
+            assert set(asked) <= {"model", "input", host.size_field}
         theirs = await host.read(fake, inputs, recorded)
     assert len(ours.vectors) == len(inputs)
     assert ours.vectors == theirs.vectors

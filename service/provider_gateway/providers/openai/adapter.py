@@ -331,7 +331,14 @@ class OpenAIProvider(BaseProvider):
         if request.dimensions:
             if "ada-002" in request.model:  # OpenAI: only text-embedding-3 and later take a size
                 raise fixed_width(self.name, request.model, "text-embedding-ada-002 has one width (1536)")
-            body["dimensions"] = request.dimensions
+            if self.preset.wire == "mistral":
+                # Mistral names the size `output_dimension` (codestral-embed) and refuses unknown
+                # fields; mistral-embed has one width.
+                if request.model.startswith("mistral-embed"):
+                    raise fixed_width(self.name, request.model, "mistral-embed has one width (1024)")
+                body["output_dimension"] = request.dimensions
+            else:
+                body["dimensions"] = request.dimensions
         answer = await upstream.request_json("POST", path, json=body, model=request.model)
         result = codec.parse_embeddings(answer, request.model, provider=self.name)
         if not isinstance(answer.get("usage"), dict):
