@@ -40,6 +40,7 @@ async def embed(gateway: RunningGateway, model: str, dimensions: int) -> pb.Embe
         ("cohere", "embed-v4.0", 2),
         ("openai", "text-embedding-ada-002", 256),  # only text-embedding-3 and later
         ("gemini", "embedding-001", 256),  # only the models since 2024
+        ("mistral", "mistral-embed", 256),  # one width (1024); codestral-embed takes output_dimension
     ],
 )
 async def test_a_size_the_model_cannot_give_is_refused_before_any_call(

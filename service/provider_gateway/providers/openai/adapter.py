@@ -331,9 +331,22 @@ class OpenAIProvider(BaseProvider):
         if request.dimensions:
             if "ada-002" in request.model:  # OpenAI: only text-embedding-3 and later take a size
                 raise fixed_width(self.name, request.model, "text-embedding-ada-002 has one width (1536)")
-            body["dimensions"] = request.dimensions
+            if self.preset.wire == "mistral":
+                # Mistral names the size `output_dimension` (codestral-embed) and refuses unknown
+                # fields; mistral-embed has one width.
+                if request.model.startswith("mistral-embed"):
+                    raise fixed_width(self.name, request.model, "mistral-embed has one width (1024)")
+                body["output_dimension"] = request.dimensions
+            else:
+                body["dimensions"] = request.dimensions
         answer = await upstream.request_json("POST", path, json=body, model=request.model)
-        return codec.parse_embeddings(answer, request.model, provider=self.name)
+        result = codec.parse_embeddings(answer, request.model, provider=self.name)
+        if not isinstance(answer.get("usage"), dict):
+            # Together (and other hosts) answer without `usage`: a local estimate, said to be one,
+            # rather than 0 tokens reported as counted.
+            tokens = sum(estimate_tokens(text) for text in request.inputs)
+            return EmbedResult(result.vectors, Usage(input_tokens=tokens, estimated=True), model=result.model)
+        return result
 
     async def list_models(self) -> list[ModelInfo]:
         if self.models or self.azure is not None:
