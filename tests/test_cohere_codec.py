@@ -164,6 +164,7 @@ def test_embed_body() -> None:
         "texts": ["a"],
         "input_type": "search_document",
         "embedding_types": ["float"],
+        "truncate": "NONE",  # an over-long input refused, never embedded in part
         "output_dimension": 256,
     }
     vectors, usage = codec.parse_embeddings(

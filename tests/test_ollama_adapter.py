@@ -270,4 +270,9 @@ async def test_list_models_and_embeddings(env: Env) -> None:
     )
     embedded = await env.stub.Embed(pb.EmbedRequest(model="ol/nomic-embed-text", inputs=["hi"]), timeout=10)
     assert [round(v, 3) for v in embedded.embeddings[0].values] == [0.1, 0.2]
-    assert env.fake.last("/api/embed").json() == {"model": "nomic-embed-text", "input": ["hi"]}
+    # `truncate: false`: an over-long input refused, never embedded in part (Ollama's default cuts).
+    assert env.fake.last("/api/embed").json() == {
+        "model": "nomic-embed-text",
+        "input": ["hi"],
+        "truncate": False,
+    }

@@ -173,7 +173,8 @@ async def test_embeddings_through_predict(setup: Any) -> None:
     assert call.path == f"{PROJECT_PATH}/google/models/text-embedding-005:predict"
     assert call.body == {
         "instances": [{"content": "a b"}, {"content": "c"}],
-        "parameters": {"outputDimensionality": 3},
+        # autoTruncate off: an over-long input refused, never embedded in part (Vertex's default cuts).
+        "parameters": {"autoTruncate": False, "outputDimensionality": 3},
     }
     single = await stub.Embed(
         pb.EmbedRequest(model="vertex/gemini-embedding-001", inputs=["x", "y z"]), timeout=20

@@ -159,6 +159,9 @@ def build_embed_body(request: EmbedRequest) -> dict[str, Any]:
         "texts": list(request.inputs),
         "input_type": "search_document",
         "embedding_types": ["float"],
+        # Cohere cuts an over-long input at its end by default and says nothing: refused instead
+        # (a 400 naming the length), never an embedding of part of the text.
+        "truncate": "NONE",
     }
     if request.dimensions:  # `output_dimension` is Embed v4's: v3 and older have one width
         sizes = () if re.search(r"-v[1-3](?:\.|$)", request.model) else COHERE_V4_SIZES

@@ -165,7 +165,9 @@ class OllamaProvider(BaseProvider):
         return codec.parse_models(answer, provider=self.name)
 
     async def embed(self, request: EmbedRequest) -> EmbedResult:
-        body: dict[str, Any] = {"model": request.model, "input": list(request.inputs)}
+        # `truncate: false`: an input over the context length is refused (Ollama cuts it by default,
+        # silently), never embedded in part.
+        body: dict[str, Any] = {"model": request.model, "input": list(request.inputs), "truncate": False}
         if request.dimensions:
             body["dimensions"] = request.dimensions
         answer = await self.upstream.request_json("POST", "/api/embed", json=body, model=request.model)

@@ -52,14 +52,15 @@ SINGLE_INPUT_EMBEDDING_PREFIX = "gemini-embedding"
 
 
 def embed_bodies(model: str, texts: list[str], dimensions: int) -> list[dict[str, Any]]:
-    """`:predict` bodies for the text embedding models: `instances` of `{content}`, and
-    `parameters.outputDimensionality` when the request asks for fewer dimensions."""
-    parameters = {"outputDimensionality": dimensions} if dimensions else {}
+    """`:predict` bodies for the text embedding models: `instances` of `{content}`,
+    `parameters.outputDimensionality` when the request asks for fewer dimensions, and
+    `autoTruncate: false`: Vertex cuts an over-long input by default (saying so only in
+    `statistics.truncated`); it is refused instead, never embedded in part."""
+    parameters: dict[str, Any] = {"autoTruncate": False}
+    if dimensions:
+        parameters["outputDimensionality"] = dimensions
     batches = [[t] for t in texts] if model.startswith(SINGLE_INPUT_EMBEDDING_PREFIX) else [texts]
-    return [
-        {"instances": [{"content": t} for t in batch], **({"parameters": parameters} if parameters else {})}
-        for batch in batches
-    ]
+    return [{"instances": [{"content": t} for t in batch], "parameters": parameters} for batch in batches]
 
 
 @shape_checked
