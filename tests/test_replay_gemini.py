@@ -484,14 +484,16 @@ async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path
         expected = HTTP_CODES[status]
     assert error.code() == expected
     assert str(theirs.message) in error.details()
+    assert '"status"' not in (error.details() or "")  # Google's words, not the JSON around them
     # What to change: an API disabled in the project is enabled there (at the activation URL
     # Google gives), which no other key of that project cures.
     infos = [d for d in theirs.details["error"].get("details", []) if d.get("reason") == "SERVICE_DISABLED"]
     if infos:
         said = infos[0]["metadata"]
         project = said["consumer"].removeprefix("projects/")
-        assert f"enable the {said['serviceTitle']} in Google Cloud project {project} at {said['activationUrl']}" in (
-            error.details() or ""
+        assert (
+            f"enable the {said['serviceTitle']} in Google Cloud project {project} at {said['activationUrl']}"
+            in (error.details() or "")
         )
         assert "check the provider key" not in (error.details() or "")
     # RetryInfo's delay ("17s") is the client's retry-after-ms; no RetryInfo, no delay.
