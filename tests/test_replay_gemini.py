@@ -485,6 +485,9 @@ async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path
     assert error.code() == expected
     assert str(theirs.message) in error.details()
     assert '"status"' not in (error.details() or "")  # Google's words, not the JSON around them
+    # A prompt over the model's limit: the context window, said so (as for every vendor).
+    over = "exceeds the maximum number of tokens" in str(theirs.message)
+    assert ("context window" in (error.details() or "")) == over
     # What to change: an API disabled in the project is enabled there (at the activation URL
     # Google gives), which no other key of that project cures.
     infos = [d for d in theirs.details["error"].get("details", []) if d.get("reason") == "SERVICE_DISABLED"]
