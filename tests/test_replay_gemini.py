@@ -49,7 +49,7 @@ UNARY_PATH = f"/v1beta/models/{MODEL}:generateContent"
 # The gateway's contract maps finishReason to one enum (raw_finish_reason keeps Google's word):
 # STOP after function calls is TOOL_CALLS, as every other vendor says it; safety stops (recitation
 # and personal data included, and an image model's filters on what it drew) are CONTENT_FILTER, as
-# is a prompt blocked (promptFeedback.blockReason); a malformed or unexpected function call, which
+# is a prompt blocked (promptFeedback.blockReason; Vertex AI's Model Armor and jailbreak filters too); a malformed or unexpected function call, which
 # the client cannot run, an unsupported language and an image model drawing nothing are OTHER.
 FINISH = {
     "STOP": pb.FINISH_REASON_STOP,
@@ -61,6 +61,8 @@ FINISH = {
     "IMAGE_SAFETY": pb.FINISH_REASON_CONTENT_FILTER,
     "IMAGE_PROHIBITED_CONTENT": pb.FINISH_REASON_CONTENT_FILTER,
     "IMAGE_RECITATION": pb.FINISH_REASON_CONTENT_FILTER,
+    "MODEL_ARMOR": pb.FINISH_REASON_CONTENT_FILTER,
+    "JAILBREAK": pb.FINISH_REASON_CONTENT_FILTER,
     "NO_IMAGE": pb.FINISH_REASON_OTHER,
     "IMAGE_OTHER": pb.FINISH_REASON_OTHER,
     "MALFORMED_FUNCTION_CALL": pb.FINISH_REASON_OTHER,

@@ -75,6 +75,10 @@ FINISH_REASONS = {
     "IMAGE_SAFETY": FinishReason.CONTENT_FILTER,
     "IMAGE_PROHIBITED_CONTENT": FinishReason.CONTENT_FILTER,
     "IMAGE_RECITATION": FinishReason.CONTENT_FILTER,
+    # Vertex AI's prompt filters (a promptFeedback.blockReason only): Model Armor's screening and
+    # its jailbreak detection refuse the prompt as the safety filters do.
+    "MODEL_ARMOR": FinishReason.CONTENT_FILTER,
+    "JAILBREAK": FinishReason.CONTENT_FILTER,
 }
 
 # Part fields with a typed event; a part with none of the content ones (text, functionCall) is
