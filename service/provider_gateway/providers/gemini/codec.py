@@ -75,8 +75,9 @@ FINISH_REASONS = {
     "IMAGE_SAFETY": FinishReason.CONTENT_FILTER,
     "IMAGE_PROHIBITED_CONTENT": FinishReason.CONTENT_FILTER,
     "IMAGE_RECITATION": FinishReason.CONTENT_FILTER,
-    # Vertex AI's prompt filters (a promptFeedback.blockReason only): Model Armor's screening and
-    # its jailbreak detection refuse the prompt as the safety filters do.
+    # Vertex AI's own filters: Model Armor's screening (of the prompt, a blockReason, or of the
+    # answer, a finishReason) and its jailbreak detection (a blockReason) refuse as the safety
+    # filters do.
     "MODEL_ARMOR": FinishReason.CONTENT_FILTER,
     "JAILBREAK": FinishReason.CONTENT_FILTER,
 }
