@@ -90,8 +90,24 @@ HOSTS = {
 }
 
 
-def sdk_client(fake: FakeUpstream) -> anthropic.AsyncAnthropic:
+def sdk_client(
+    fake: FakeUpstream, host: str = "anthropic"
+) -> anthropic.AsyncAnthropic | anthropic.AsyncAnthropicVertex:
+    """The SDK's client of a host: on Vertex AI `AsyncAnthropicVertex`, which asks the model's
+    `streamRawPredict` and `rawPredict` (the paths `HOSTS` names) as the gateway does."""
+    if host == "vertex":
+        return anthropic.AsyncAnthropicVertex(
+            base_url=f"{fake.url}/v1",
+            region="us-east5",
+            project_id="replay-project",
+            access_token=KEY,
+            max_retries=0,
+        )
     return anthropic.AsyncAnthropic(base_url=fake.url, api_key=KEY, max_retries=0)
+
+
+# host -> (the model the SDK asks for, where it asks for a stream, for a whole message)
+SDK_ASKS = {"anthropic": ("claude-sonnet-4-5", PATH, PATH), "vertex": (VERTEX_CLAUDE, *HOSTS["vertex"][1:])}
 
 
 def sdk_view(message: Any) -> View:
@@ -153,18 +169,18 @@ def beta_of(path: Path) -> str | None:
     return next((beta for prefix, beta in BETAS.items() if path.name.startswith(prefix)), None)
 
 
-def sdk_messages(fake: FakeUpstream, beta: str | None) -> tuple[Any, dict[str, Any]]:
+def sdk_messages(fake: FakeUpstream, beta: str | None, host: str = "anthropic") -> tuple[Any, dict[str, Any]]:
     """The SDK's Messages resource for a recording, and the arguments its beta adds."""
-    client = sdk_client(fake)
+    client = sdk_client(fake, host)
     return (client.beta.messages, {"betas": [beta]}) if beta else (client.messages, {})
 
 
 async def sdk_stream(
-    fake: FakeUpstream, beta: str | None = None
+    fake: FakeUpstream, beta: str | None = None, host: str = "anthropic"
 ) -> tuple[View, anthropic.APIStatusError | None]:
-    messages, extra = sdk_messages(fake, beta)
+    messages, extra = sdk_messages(fake, beta, host)
     async with messages.stream(
-        model="claude-sonnet-4-5", max_tokens=1024, messages=[{"role": "user", "content": "Go on."}], **extra
+        model=SDK_ASKS[host][0], max_tokens=1024, messages=[{"role": "user", "content": "Go on."}], **extra
     ) as stream:
         try:
             message = await stream.get_final_message()
@@ -181,9 +197,9 @@ async def test_stream_matches_sdk(upstreams: dict[str, Any], host: str, path: Pa
     fake, stub = upstreams[host]
     model, stream_path, _ = HOSTS[host]
     fake.script(stream_path, replay(path, "text/event-stream"))
-    fake.script(PATH, replay(path, "text/event-stream"))
+    fake.script(SDK_ASKS[host][1], replay(path, "text/event-stream"))
     ours, our_error = await gateway_stream(stub, ask(model))
-    theirs, their_error = await sdk_stream(fake, beta_of(path))
+    theirs, their_error = await sdk_stream(fake, beta_of(path), host)
     if their_error is None:
         assert our_error is None, our_error.details() if our_error else ""
         assert ours == theirs
@@ -209,11 +225,11 @@ async def test_whole_message_matches_sdk(upstreams: dict[str, Any], host: str, p
     fake, stub = upstreams[host]
     model, _, unary_path = HOSTS[host]
     fake.script(unary_path, replay(path, "application/json"))
-    fake.script(PATH, replay(path, "application/json"))
+    fake.script(SDK_ASKS[host][2], replay(path, "application/json"))
     ours = await gateway_unary(stub, ask(model))
-    messages, extra = sdk_messages(fake, beta_of(path))
+    messages, extra = sdk_messages(fake, beta_of(path), host)
     message = await messages.create(
-        model="claude-sonnet-4-5", max_tokens=1024, messages=[{"role": "user", "content": "Go on."}], **extra
+        model=SDK_ASKS[host][0], max_tokens=1024, messages=[{"role": "user", "content": "Go on."}], **extra
     )
     assert ours == sdk_view(message)
 
@@ -242,14 +258,19 @@ async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path
     model, stream_path, _ = HOSTS[host]
     status = int(path.suffixes[0].lstrip("."))
     fake.script(stream_path, replay(path, "application/json", status))
-    fake.script(PATH, replay(path, "application/json", status))
+    fake.script(SDK_ASKS[host][1], replay(path, "application/json", status))
     ours, error = await gateway_stream(stub, ask(model))
     with pytest.raises(anthropic.APIStatusError) as raised:
-        await sdk_stream(fake)
-    said = raised.value.body["error"]  # type: ignore[index]
+        await sdk_stream(fake, host=host)
+    body = raised.value.body
+    # Vertex AI's streaming methods wrap their own google.rpc.Status in a one-element JSON array;
+    # the SDK keeps the list as it came (its message quotes it whole).
+    said = (body[0] if isinstance(body, list) else body)["error"]  # type: ignore[index]
     assert raised.value.status_code == status
     assert error is not None
     assert said["message"] in error.details()
+    if path.name.startswith("vertex_"):  # Google's words, not the JSON (or array) around them
+        assert (error.details() or "").endswith(said["message"])
     if said["message"].startswith(OUT_OF_CREDIT):
         # Out of credit, the documented exception (docs/configuration.md, [routing]): not a bad
         # request but an account to top up; the gateway says so, fails over to any other
@@ -262,7 +283,7 @@ async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path
     # A byte limit (413 request_too_large) is not the context window: no such advice.
     assert ("context window" in error.details()) == ("prompt is too long" in said["message"])
     assert ours.text == ""
-    client, headers = sdk_client(fake), httpx.Headers(recorded_headers(path))
+    client, headers = sdk_client(fake, host), httpx.Headers(recorded_headers(path))
     # Whether a retry may help: the SDK's rule (x-should-retry, then 408, 409, 429, 5xx; no wait
     # over 2 minutes) and the gateway's (a retryable code without a do-not-retry pushback, and a
     # client waits a minute at most: docs/configuration.md, docs/clients.md) agree.

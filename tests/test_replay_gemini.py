@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import google.oauth2.credentials
 import grpc
 import pytest
 from google import genai
@@ -48,7 +49,7 @@ UNARY_PATH = f"/v1beta/models/{MODEL}:generateContent"
 # The gateway's contract maps finishReason to one enum (raw_finish_reason keeps Google's word):
 # STOP after function calls is TOOL_CALLS, as every other vendor says it; safety stops (recitation
 # and personal data included, and an image model's filters on what it drew) are CONTENT_FILTER, as
-# is a prompt blocked (promptFeedback.blockReason); a malformed or unexpected function call, which
+# is a prompt blocked (promptFeedback.blockReason; Vertex AI's Model Armor and jailbreak filters too); a malformed or unexpected function call, which
 # the client cannot run, an unsupported language and an image model drawing nothing are OTHER.
 FINISH = {
     "STOP": pb.FINISH_REASON_STOP,
@@ -60,6 +61,8 @@ FINISH = {
     "IMAGE_SAFETY": pb.FINISH_REASON_CONTENT_FILTER,
     "IMAGE_PROHIBITED_CONTENT": pb.FINISH_REASON_CONTENT_FILTER,
     "IMAGE_RECITATION": pb.FINISH_REASON_CONTENT_FILTER,
+    "MODEL_ARMOR": pb.FINISH_REASON_CONTENT_FILTER,
+    "JAILBREAK": pb.FINISH_REASON_CONTENT_FILTER,
     "NO_IMAGE": pb.FINISH_REASON_OTHER,
     "IMAGE_OTHER": pb.FINISH_REASON_OTHER,
     "MALFORMED_FUNCTION_CALL": pb.FINISH_REASON_OTHER,
@@ -79,6 +82,7 @@ ERROR_CODES = {
 HTTP_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
@@ -99,8 +103,25 @@ HOSTS = {
 }
 
 
-def sdk_client(fake: FakeUpstream) -> genai.Client:
+def sdk_client(fake: FakeUpstream, path: Path | None = None) -> genai.Client:
+    """The Gemini API client; for a `vertex_` recording google-genai's Vertex AI client, which
+    reads Vertex's fields as Vertex names them (`citations`, `finishMessage`...) at `VERTEX_GEMINI`."""
+    if path is not None and path.name.startswith("vertex_"):
+        options = types.HttpOptions(base_url=fake.url, api_version="v1")
+        token = google.oauth2.credentials.Credentials(token=KEY)
+        return genai.Client(
+            vertexai=True,
+            project="replay-project",
+            location="us-east5",
+            credentials=token,
+            http_options=options,
+        )
     return genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=fake.url, api_version="v1beta"))
+
+
+def sdk_paths(path: Path) -> tuple[str, str]:
+    """Where `sdk_client(fake, path)` asks for a stream, for a whole answer."""
+    return HOSTS["vertex"] if path.name.startswith("vertex_") else (STREAM_PATH, UNARY_PATH)
 
 
 def dump(value: Any) -> dict[str, Any]:
@@ -224,10 +245,12 @@ def recorded_why(path: Path) -> list[str]:
     ]
 
 
-async def sdk_stream(fake: FakeUpstream) -> tuple[SdkView, genai_errors.APIError | None]:
+async def sdk_stream(
+    fake: FakeUpstream, path: Path | None = None
+) -> tuple[SdkView, genai_errors.APIError | None]:
     folded = SdkView()
     try:
-        async for chunk in await sdk_client(fake).aio.models.generate_content_stream(
+        async for chunk in await sdk_client(fake, path).aio.models.generate_content_stream(
             model=MODEL, contents="Go on."
         ):
             folded.chunk(chunk)
@@ -241,11 +264,11 @@ async def sdk_stream(fake: FakeUpstream) -> tuple[SdkView, genai_errors.APIError
 async def test_stream_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
     fake, stub = upstreams[host]
     fake.script(HOSTS[host][0], replay(path, "text/event-stream"))
-    fake.script(STREAM_PATH, replay(path, "text/event-stream"))
+    fake.script(sdk_paths(path)[0], replay(path, "text/event-stream"))
     ours, error = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
     ours = untagged_view(ours)  # the SDK view numbers calls `name-N`
     assert said_why(ours) == recorded_why(path)
-    theirs, their_error = await sdk_stream(fake)
+    theirs, their_error = await sdk_stream(fake, path)
     if their_error is None:
         assert error is None, error.details() if error else ""
         assert ours == theirs.done()
@@ -265,11 +288,11 @@ async def test_stream_matches_sdk(upstreams: dict[str, Any], host: str, path: Pa
 async def test_whole_answer_matches_sdk(upstreams: dict[str, Any], host: str, path: Path) -> None:
     fake, stub = upstreams[host]
     fake.script(HOSTS[host][1], replay(path, "application/json"))
-    fake.script(UNARY_PATH, replay(path, "application/json"))
+    fake.script(sdk_paths(path)[1], replay(path, "application/json"))
     ours = untagged_view(await gateway_unary(stub, ask(f"{host}/{MODEL}")))
     assert said_why(ours) == recorded_why(path)
     theirs = SdkView()
-    theirs.chunk(await sdk_client(fake).aio.models.generate_content(model=MODEL, contents="Go on."))
+    theirs.chunk(await sdk_client(fake, path).aio.models.generate_content(model=MODEL, contents="Go on."))
     assert ours == theirs.done()
 
 
@@ -429,9 +452,9 @@ async def test_whole_answer_error_matches_stream(host: str, path: Path) -> None:
         fake.script(HOSTS[host][1], replay(path, "application/json", status))
         with pytest.raises(grpc.aio.AioRpcError) as whole:
             await stub.Chat(ask(f"{host}/{MODEL}"), timeout=20)
-        fake.script(UNARY_PATH, replay(path, "application/json", status))
+        fake.script(sdk_paths(path)[1], replay(path, "application/json", status))
         with pytest.raises(genai_errors.APIError) as raised:
-            await sdk_client(fake).aio.models.generate_content(model=MODEL, contents="Go on.")
+            await sdk_client(fake, path).aio.models.generate_content(model=MODEL, contents="Go on.")
     assert streamed is not None
     assert whole.value.code() == streamed.code()
     assert str(raised.value.message) in whole.value.details()
@@ -441,10 +464,10 @@ async def test_whole_answer_error_matches_stream(host: str, path: Path) -> None:
 async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path) -> None:
     status = int(path.suffixes[0].lstrip("."))
     fake.script(HOSTS[host][0], replay(path, "application/json", status))
-    fake.script(STREAM_PATH, replay(path, "application/json", status))
+    fake.script(sdk_paths(path)[0], replay(path, "application/json", status))
     _, error = await gateway_stream(stub, ask(f"{host}/{MODEL}"))
     with pytest.raises(genai_errors.APIError) as raised:
-        async for _ in await sdk_client(fake).aio.models.generate_content_stream(
+        async for _ in await sdk_client(fake, path).aio.models.generate_content_stream(
             model=MODEL, contents="Go on."
         ):
             pass
@@ -463,13 +486,19 @@ async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path
         expected = HTTP_CODES[status]
     assert error.code() == expected
     assert str(theirs.message) in error.details()
+    assert '"status"' not in (error.details() or "")  # Google's words, not the JSON around them
+    # A prompt over the model's limit: the context window, said so (as for every vendor).
+    over = "exceeds the maximum number of tokens" in str(theirs.message)
+    assert ("context window" in (error.details() or "")) == over
     # What to change: an API disabled in the project is enabled there (at the activation URL
     # Google gives), which no other key of that project cures.
     infos = [d for d in theirs.details["error"].get("details", []) if d.get("reason") == "SERVICE_DISABLED"]
     if infos:
-        url = infos[0]["metadata"]["activationUrl"]
-        assert f"enable the Generative Language API in Google Cloud project 614827390215 at {url}" in (
-            error.details() or ""
+        said = infos[0]["metadata"]
+        project = said["consumer"].removeprefix("projects/")
+        assert (
+            f"enable the {said['serviceTitle']} in Google Cloud project {project} at {said['activationUrl']}"
+            in (error.details() or "")
         )
         assert "check the provider key" not in (error.details() or "")
     # RetryInfo's delay ("17s") is the client's retry-after-ms; no RetryInfo, no delay.

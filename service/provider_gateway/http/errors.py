@@ -194,10 +194,16 @@ def obey_retry_advice(error: GatewayError, headers: Mapping[str, str]) -> Gatewa
 
 
 def parse_body(raw: bytes) -> Any:
+    """The JSON error body. Google's streaming methods (Vertex AI's `streamGenerateContent` and
+    `streamRawPredict`) answer an error with their google.rpc.Status in a one-element array, which
+    google-genai unwraps too: the status inside is the body, its words, RetryInfo and ErrorInfo."""
     try:
-        return orjson.loads(raw) if raw else None
+        body = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
         return None
+    if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict) and "error" in body[0]:
+        return body[0]
+    return body
 
 
 def upstream_message(body: Any, raw: bytes) -> str:

@@ -75,6 +75,11 @@ FINISH_REASONS = {
     "IMAGE_SAFETY": FinishReason.CONTENT_FILTER,
     "IMAGE_PROHIBITED_CONTENT": FinishReason.CONTENT_FILTER,
     "IMAGE_RECITATION": FinishReason.CONTENT_FILTER,
+    # Vertex AI's own filters: Model Armor's screening (of the prompt, a blockReason, or of the
+    # answer, a finishReason) and its jailbreak detection (a blockReason) refuse as the safety
+    # filters do.
+    "MODEL_ARMOR": FinishReason.CONTENT_FILTER,
+    "JAILBREAK": FinishReason.CONTENT_FILTER,
 }
 
 # Part fields with a typed event; a part with none of the content ones (text, functionCall) is
