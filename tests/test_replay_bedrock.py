@@ -17,8 +17,7 @@ from typing import Any
 import botocore.exceptions
 import grpc
 import pytest
-from botocore.config import Config
-from botocore.session import get_session
+from replay.sdk_clients import bedrock_runtime
 from replay.support import (
     Reasoning,
     View,
@@ -33,7 +32,7 @@ from replay.support import (
 )
 
 from provider_gateway.fakes import FakeUpstream, Reply
-from provider_gateway.fakes.bedrock import ACCESS_KEY, SECRET_KEY, event_frame
+from provider_gateway.fakes.bedrock import event_frame
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -189,14 +188,7 @@ class SdkView:
 
 
 def botocore_client(fake: FakeUpstream) -> Any:
-    return get_session().create_client(
-        "bedrock-runtime",
-        region_name=REGION,
-        endpoint_url=fake.url,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+    return bedrock_runtime(fake, REGION)
 
 
 async def sdk_stream(fake: FakeUpstream) -> tuple[View, botocore.exceptions.ClientError | None]:

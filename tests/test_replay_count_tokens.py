@@ -15,12 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-import google.oauth2.credentials
 import pytest
-from botocore.config import Config
-from botocore.session import get_session
-from google import genai
-from google.genai import types
+from replay.sdk_clients import bedrock_runtime, google_client
 from replay.support import (
     KEY,
     VERTEX_MODELS,
@@ -32,7 +28,6 @@ from replay.support import (
 )
 
 from provider_gateway.fakes import FakeUpstream
-from provider_gateway.fakes.bedrock import ACCESS_KEY, SECRET_KEY
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 # google-genai's own aiohttp session subclass warns on import; nothing of the gateway's.
@@ -51,22 +46,12 @@ async def anthropic_read(fake: FakeUpstream) -> int:
 
 
 async def gemini_read(fake: FakeUpstream) -> int:
-    client = genai.Client(
-        api_key=KEY, http_options=types.HttpOptions(base_url=fake.url, api_version="v1beta")
-    )
-    counted = await client.aio.models.count_tokens(model=GEMINI, contents=TEXT)
+    counted = await google_client(fake).aio.models.count_tokens(model=GEMINI, contents=TEXT)
     return counted.total_tokens or 0
 
 
 async def vertex_read(fake: FakeUpstream) -> int:
-    client = genai.Client(
-        vertexai=True,
-        project="replay-project",
-        location="us-east5",
-        credentials=google.oauth2.credentials.Credentials(token=KEY),
-        http_options=types.HttpOptions(base_url=fake.url, api_version="v1"),
-    )
-    counted = await client.aio.models.count_tokens(model=GEMINI, contents=TEXT)
+    counted = await google_client(fake, vertex=True).aio.models.count_tokens(model=GEMINI, contents=TEXT)
     return counted.total_tokens or 0
 
 
@@ -74,14 +59,7 @@ async def bedrock_read(fake: FakeUpstream) -> int:
     """botocore's CountTokens (in a thread: it blocks, and the fake answers on this loop)."""
 
     def run() -> int:
-        client = get_session().create_client(
-            "bedrock-runtime",
-            region_name="us-east-1",
-            endpoint_url=fake.url,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-            config=Config(retries={"total_max_attempts": 1}),
-        )
+        client = bedrock_runtime(fake, "us-east-1")
         messages = [{"role": "user", "content": [{"text": TEXT}]}]
         counted = client.count_tokens(modelId=BEDROCK_CLAUDE, input={"converse": {"messages": messages}})
         return int(counted["inputTokens"])

@@ -17,16 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import google.oauth2.credentials
 import grpc
 import openai
 import pytest
-from botocore.config import Config
-from botocore.session import get_session
-from google import genai
 from google.genai import errors as genai_errors
-from google.genai import types
 from mistralai.client import Mistral
+from replay.sdk_clients import bedrock_runtime, google_client
 from replay.support import (
     KEY,
     VERTEX_MODELS,
@@ -38,7 +34,6 @@ from replay.support import (
 )
 
 from provider_gateway.fakes import FakeUpstream
-from provider_gateway.fakes.bedrock import ACCESS_KEY, SECRET_KEY
 from provider_gateway.v1 import provider_service_pb2 as pb
 
 # google-genai's own aiohttp session subclass warns on import; nothing of the gateway's.
@@ -116,10 +111,7 @@ async def mistral_read(fake: FakeUpstream, inputs: list[str], model: str, dimens
 
 
 async def gemini_read(fake: FakeUpstream, inputs: list[str], recorded: bytes) -> Vectors:
-    client = genai.Client(
-        api_key=KEY, http_options=types.HttpOptions(base_url=fake.url, api_version="v1beta")
-    )
-    answer = await client.aio.models.embed_content(model="gemini-embedding-001", contents=inputs)
+    answer = await google_client(fake).aio.models.embed_content(model="gemini-embedding-001", contents=inputs)
     # batchEmbedContents reports no usage: the gateway's documented local estimate.
     assert answer.usage_metadata is None
     vectors = [f32(e.values or []) for e in answer.embeddings or []]
@@ -127,14 +119,9 @@ async def gemini_read(fake: FakeUpstream, inputs: list[str], recorded: bytes) ->
 
 
 async def vertex_read(fake: FakeUpstream, inputs: list[str], recorded: bytes) -> Vectors:
-    client = genai.Client(
-        vertexai=True,
-        project="replay-project",
-        location="us-east5",
-        credentials=google.oauth2.credentials.Credentials(token=KEY),
-        http_options=types.HttpOptions(base_url=fake.url, api_version="v1"),
+    answer = await google_client(fake, vertex=True).aio.models.embed_content(
+        model="text-embedding-005", contents=inputs
     )
-    answer = await client.aio.models.embed_content(model="text-embedding-005", contents=inputs)
     embeddings = answer.embeddings or []
     tokens = sum(int(e.statistics.token_count or 0) for e in embeddings if e.statistics)
     return Vectors([f32(e.values or []) for e in embeddings], tokens, False, "text-embedding-005")
@@ -158,14 +145,7 @@ def bedrock_reader(model: str) -> Callable[[FakeUpstream, list[str], bytes], Awa
 
     async def read(fake: FakeUpstream, inputs: list[str], recorded: bytes) -> Vectors:
         def run() -> list[Any]:
-            client = get_session().create_client(
-                "bedrock-runtime",
-                region_name="us-east-1",
-                endpoint_url=fake.url,
-                aws_access_key_id=ACCESS_KEY,
-                aws_secret_access_key=SECRET_KEY,
-                config=Config(retries={"total_max_attempts": 1}),
-            )
+            client = bedrock_runtime(fake, "us-east-1")
             texts = [[text] for text in inputs] if "titan" in model else [inputs]
             bodies = []
             for batch in texts:

@@ -11,16 +11,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import google.oauth2.credentials
 import grpc
 import pytest
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 from made_up_ids_support import untagged_view
+from replay.sdk_clients import google_client
 from replay.support import (
     CORPUS,
-    KEY,
     VERTEX_MODELS,
     Reasoning,
     View,
@@ -106,17 +105,7 @@ HOSTS = {
 def sdk_client(fake: FakeUpstream, path: Path | None = None) -> genai.Client:
     """The Gemini API client; for a `vertex_` recording google-genai's Vertex AI client, which
     reads Vertex's fields as Vertex names them (`citations`, `finishMessage`...) at `VERTEX_GEMINI`."""
-    if path is not None and path.name.startswith("vertex_"):
-        options = types.HttpOptions(base_url=fake.url, api_version="v1")
-        token = google.oauth2.credentials.Credentials(token=KEY)
-        return genai.Client(
-            vertexai=True,
-            project="replay-project",
-            location="us-east5",
-            credentials=token,
-            http_options=options,
-        )
-    return genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=fake.url, api_version="v1beta"))
+    return google_client(fake, vertex=path is not None and path.name.startswith("vertex_"))
 
 
 def sdk_paths(path: Path) -> tuple[str, str]:
