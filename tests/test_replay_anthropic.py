@@ -270,7 +270,8 @@ async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path
     assert error is not None
     assert said["message"] in error.details()
     if path.name.startswith("vertex_"):  # Google's words, not the JSON (or array) around them
-        assert (error.details() or "").endswith(said["message"])
+        after = (error.details() or "").split(said["message"], 1)[1]
+        assert after in ("", *(f" [{d.get('reason')}]" for d in said.get("details") or []))
     if said["message"].startswith(OUT_OF_CREDIT):
         # Out of credit, the documented exception (docs/configuration.md, [routing]): not a bad
         # request but an account to top up; the gateway says so, fails over to any other

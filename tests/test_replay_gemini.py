@@ -490,6 +490,15 @@ async def error_matches_sdk(fake: FakeUpstream, stub: Any, host: str, path: Path
             in (error.details() or "")
         )
         assert "check the provider key" not in (error.details() or "")
+    # An account without the IAM permission (Vertex): a role is granted to it, no key cures it.
+    denied = [
+        d for d in theirs.details["error"].get("details", []) if d.get("reason") == "IAM_PERMISSION_DENIED"
+    ]
+    if denied:
+        permission = denied[0]["metadata"]["permission"]
+        assert f"the credentials' account lacks {permission}" in (error.details() or "")
+        assert "roles/aiplatform.user" in (error.details() or "")
+        assert "check the provider key" not in (error.details() or "")
     # RetryInfo's delay ("17s") is the client's retry-after-ms; no RetryInfo, no delay.
     delays = [d["retryDelay"] for d in theirs.details["error"].get("details", []) if "retryDelay" in d]
     assert retry_after_s(error) == (float(delays[0].removesuffix("s")) if delays else None)

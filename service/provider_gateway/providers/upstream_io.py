@@ -54,7 +54,10 @@ class VendorErrors(ErrorPolicy):
             error.kind, error.retryable = ErrorKind.UNAUTHENTICATED, False
             said = vendor_said(body, raw, response.status_code, secrets)
             _reword(error, f"check the provider key for {provider}: {said} [{reason}]")  # as a 401 reads
-        elif advice := gemini.service_disabled_advice(body, secrets):  # the API is off in the key's project
+        elif advice := gemini.service_disabled_advice(body, secrets) or gemini.iam_denied_advice(
+            body, secrets
+        ):
+            # the API is off in the project, or the account lacks a role: not the key's fault
             said = vendor_said(body, raw, response.status_code, secrets)
             _reword(error, f"{advice}: {said} [{reason}]")
         return error

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -360,18 +360,9 @@ def service_disabled_advice(body: Any, secrets: Iterable[str] = ()) -> str:
     Cloud project, and is enabled there, at the activation URL Google gives when it gives one. No
     other key of that project helps, so the message does not send the user to the key. Each value
     quoted is masked (the provider's `secrets` too) before it is cut, as `vendor_said` does."""
-    info = _detail(body, ERROR_INFO_TYPE)
-    if info.get("reason") != "SERVICE_DISABLED":
+    said = _error_info_metadata(body, "SERVICE_DISABLED", secrets)
+    if said is None:
         return ""
-    metadata = info.get("metadata")
-    metadata = metadata if isinstance(metadata, Mapping) else {}
-
-    def said(name: str) -> str:
-        value = metadata.get(name)
-        if not isinstance(value, str):
-            return ""
-        return redact(value.strip()[: MAX_METADATA + KEY_SLACK], secrets)[:MAX_METADATA]
-
     service = said("serviceTitle") or said("service") or "API"
     project = said("consumer").removeprefix("projects/")
     where = f" in Google Cloud project {project}" if project else " in the Google Cloud project of the key"
@@ -381,6 +372,41 @@ def service_disabled_advice(body: Any, secrets: Iterable[str] = ()) -> str:
         f"enable the {service}{where}{how}, then retry (an API just enabled takes a few minutes to "
         f"answer); the key is not at fault"
     )
+
+
+def iam_denied_advice(body: Any, secrets: Iterable[str] = ()) -> str:
+    """What to do about a 403 whose ErrorInfo.reason is IAM_PERMISSION_DENIED (Vertex AI; "" for
+    any other body): the credentials are valid but their account lacks a permission on the model,
+    or the model is not in that project and region. A role is granted; another key does not help."""
+    said = _error_info_metadata(body, "IAM_PERMISSION_DENIED", secrets)
+    if said is None:
+        return ""
+    permission = said("permission") or "the permission named below"
+    resource = said("resource")
+    on = f" on {resource}" if resource else ""
+    return (
+        f"the credentials' account lacks {permission}{on}: grant it a role that has it (Vertex AI "
+        f"User, roles/aiplatform.user), or check the project and region configured (the model may "
+        f"not exist there)"
+    )
+
+
+def _error_info_metadata(body: Any, reason: str, secrets: Iterable[str]) -> Callable[[str], str] | None:
+    """A reader of the ErrorInfo's metadata values when its reason is `reason` (None otherwise):
+    each value masked (the provider's `secrets` too) before it is cut, as `vendor_said` does."""
+    info = _detail(body, ERROR_INFO_TYPE)
+    if info.get("reason") != reason:
+        return None
+    metadata = info.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+
+    def said(name: str) -> str:
+        value = metadata.get(name)
+        if not isinstance(value, str):
+            return ""
+        return redact(value.strip()[: MAX_METADATA + KEY_SLACK], secrets)[:MAX_METADATA]
+
+    return said
 
 
 def _detail(body: Any, type_url: str) -> Mapping[str, Any]:
