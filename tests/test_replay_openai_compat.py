@@ -268,4 +268,8 @@ async def test_error_status_matches_sdk(path: Path, upstreams: dict[str, Any]) -
     # (http/errors.py `redact`), as for OpenAI's `org-...`.
     said = re.sub(r"\borg[-_]\w+", "***", raised.value.body["message"])  # type: ignore[index]
     assert said in error.details()
+    # What the message tells its reader to see (Groq's `failed_generation`) is in it too.
+    generated = raised.value.body.get("failed_generation")  # type: ignore[union-attr]
+    if generated:
+        assert generated in error.details()
     assert ours.text == ""

@@ -228,13 +228,20 @@ def _json_message(body: Any) -> str | None:
         if isinstance(error, dict):
             for key in ("message", "msg", "type", "code"):
                 if isinstance(error.get(key), str) and error[key]:
-                    return str(error[key])
+                    return str(error[key]) + _failed_generation(error)
         if isinstance(error, str) and error:
             return error
         for key in ("message", "detail", "msg"):
             if isinstance(body.get(key), str) and body[key]:
                 return str(body[key])
     return None
+
+
+def _failed_generation(error: Mapping[str, Any]) -> str:
+    """Groq's `failed_generation` (the model's output that did not parse as a tool call), which its
+    message tells the reader to see: quoted after it, or the client could not."""
+    generated = error.get("failed_generation")
+    return f" [failed_generation: {generated}]" if isinstance(generated, str) and generated else ""
 
 
 def vendor_said(body: Any, raw: bytes, status: int, secrets: Iterable[str] = ()) -> str:
