@@ -221,3 +221,23 @@ def test_a_request_too_many_bytes_is_not_a_context_window() -> None:
         },
     }
     assert "context window" in error_from_response("anthropic", 400, {}, orjson.dumps(prompt)).message
+
+
+def test_groqs_failed_generation_is_quoted_but_never_classifies_the_error() -> None:
+    """Groq's `failed_generation` is the model's own output, which its message tells the reader
+    to see: the client gets it (key-shaped text masked), but what the model wrote never makes a
+    rejected tool call read as a context-window error."""
+    generated = "<function=summarise>the text exceeds the maximum context sk-live-abcdefghijklmnopqrstuvwxyz"
+    body = {
+        "error": {
+            "message": "Failed to call a function. Please adjust your prompt. See 'failed_generation' for more details.",
+            "type": "invalid_request_error",
+            "code": "tool_use_failed",
+            "failed_generation": generated,
+        }
+    }
+    err = error_from_response("groq", 400, {}, orjson.dumps(body))
+    assert err.kind is ErrorKind.INVALID_ARGUMENT
+    assert "context window" not in err.message
+    assert "groq rejected the request (HTTP 400)" in err.message
+    assert "[failed_generation: <function=summarise>the text exceeds the maximum context ***]" in err.message

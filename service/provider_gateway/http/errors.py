@@ -228,7 +228,7 @@ def _json_message(body: Any) -> str | None:
         if isinstance(error, dict):
             for key in ("message", "msg", "type", "code"):
                 if isinstance(error.get(key), str) and error[key]:
-                    return str(error[key]) + _failed_generation(error)
+                    return str(error[key])
         if isinstance(error, str) and error:
             return error
         for key in ("message", "detail", "msg"):
@@ -237,11 +237,15 @@ def _json_message(body: Any) -> str | None:
     return None
 
 
-def _failed_generation(error: Mapping[str, Any]) -> str:
+def _failed_generation(body: Any, secrets: Iterable[str]) -> str:
     """Groq's `failed_generation` (the model's output that did not parse as a tool call), which its
-    message tells the reader to see: quoted after it, or the client could not."""
-    generated = error.get("failed_generation")
-    return f" [failed_generation: {generated}]" if isinstance(generated, str) and generated else ""
+    message tells the reader to see: quoted after the message, or the client could not. It is the
+    model's words, not the vendor's: never read to classify the error. Masked, then bounded."""
+    error = body.get("error") if isinstance(body, dict) else None
+    generated = error.get("failed_generation") if isinstance(error, dict) else None
+    if not isinstance(generated, str) or not generated:
+        return ""
+    return f" [failed_generation: {redact(generated[: MAX_MESSAGE + KEY_SLACK], secrets)[:MAX_MESSAGE]}]"
 
 
 def vendor_said(body: Any, raw: bytes, status: int, secrets: Iterable[str] = ()) -> str:
@@ -301,7 +305,8 @@ def error_from_response(
         (_CONTEXT_LENGTH.search(said) and not _BYTE_LIMIT.search(said)) or "context_length" in code
     ):
         return error(ErrorKind.INVALID_ARGUMENT, f"the request exceeds the model's context window: {said}")
-    return error(ErrorKind.INVALID_ARGUMENT, f"{provider} rejected the request (HTTP {status}): {said}")
+    quoted = _failed_generation(body, secrets)
+    return error(ErrorKind.INVALID_ARGUMENT, f"{provider} rejected the request (HTTP {status}): {said}{quoted}")
 
 
 class OutOfCredit(GatewayError):
