@@ -19,6 +19,7 @@ from provider_gateway.domain import (
     ImagePart,
     Message,
     ProviderFinish,
+    RawContent,
     ReasoningDelta,
     ReasoningOptions,
     Role,
@@ -699,3 +700,33 @@ def test_every_complete_request_field_reaches_each_familys_body_or_is_refused(
         return
     body = codec.invoke_body(family, request, 100)
     assert body != baseline, f"{fields} was dropped from the {family.value} body"
+
+
+def test_blocks_bedrock_never_closed_go_out_at_the_end_never_dropped() -> None:
+    """A server tool's block and a client call without their contentBlockStop, then messageStop:
+    the block reaches the client as it came, the call flagged incomplete (its arguments may be
+    cut), before the finish."""
+    decoder = codec.ConverseStreamDecoder(CLAUDE)
+    stream = [
+        {"contentBlockStart": {"contentBlockIndex": 0, "start": {"toolResult": {"toolUseId": "srv_1"}}}},
+        {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"toolResult": [{"text": "42"}]}}},
+        {
+            "contentBlockStart": {
+                "contentBlockIndex": 1,
+                "start": {"toolUse": {"toolUseId": "t1", "name": "f"}},
+            }
+        },
+        {"contentBlockDelta": {"contentBlockIndex": 1, "delta": {"toolUse": {"input": '{"a": '}}}},
+        {"messageStop": {"stopReason": "tool_use"}},
+    ]
+    for event in stream:
+        decoder.feed(event)
+    *ended, finish = decoder.end()
+    assert ended[0] == RawContent("toolResult", {"toolUseId": "srv_1", "content": [{"text": "42"}]})
+    (call_end,) = [e for e in ended if isinstance(e, ToolCallEnd)]
+    assert (call_end.call.id, call_end.call.arguments_json, call_end.call.incomplete) == (
+        "t1",
+        '{"a": ',
+        True,
+    )
+    assert isinstance(finish, ProviderFinish)

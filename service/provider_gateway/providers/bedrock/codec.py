@@ -523,8 +523,14 @@ class ConverseStreamDecoder:
         """Call when the stream ends: the finish, or an error if Bedrock never said it stopped."""
         if self.stop_reason is None:
             raise GatewayError(ErrorKind.UNAVAILABLE, "Bedrock stream ended before messageStop")
+        # Blocks Bedrock never closed go out as they are, never dropped: a server tool's block,
+        # and a call flagged incomplete (its arguments may be cut).
+        out: list[StreamEvent] = [server_block(*self._server.pop(b)) for b in sorted(self._server)]
+        for block in sorted(self._tools):
+            index, call_id, name, args = self._tools.pop(block)
+            out.append(ToolCallEnd(index, ToolCall(call_id, name, "".join(args), incomplete=True)))
         reason = finish_reason(self.stop_reason)
-        return [ProviderFinish(reason, self.stop_reason, model=self.model, emulated=self.emulated)]
+        return [*out, ProviderFinish(reason, self.stop_reason, model=self.model, emulated=self.emulated)]
 
 
 def server_block(member: str, fields: dict[str, Any], pieces: list[Any]) -> RawContent:
