@@ -381,3 +381,19 @@ def test_errors_in_a_200_unary_body_map_as_in_a_stream(body: object, kind: Error
     with pytest.raises(GatewayError) as info:
         codec.GenerateStreamDecoder(provider="g").response(body)
     assert info.value.kind is kind
+
+
+def test_iam_advice_names_vertex_roles_only_for_vertex_errors() -> None:
+    # The role to grant is Vertex AI's: another Google API's IAM denial keeps Google's words alone.
+    info = {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "IAM_PERMISSION_DENIED",
+        "domain": "aiplatform.googleapis.com",
+        "metadata": {"permission": "aiplatform.endpoints.predict", "resource": "projects/p/models/m"},
+    }
+    body = {"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "denied", "details": [info]}}
+    advice = codec.iam_denied_advice(body)
+    assert "lacks aiplatform.endpoints.predict on projects/p/models/m" in advice
+    assert "roles/aiplatform.user" in advice
+    info["domain"] = "generativelanguage.googleapis.com"
+    assert codec.iam_denied_advice(body) == ""

@@ -119,6 +119,7 @@ HTTP_KINDS = {
 ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
 # AI Studio answers a bad key with 400 INVALID_ARGUMENT; only ErrorInfo.reason says what it is.
 KEY_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}
+VERTEX_DOMAIN = "aiplatform.googleapis.com"  # ErrorInfo.domain of Vertex AI's own errors
 MAX_METADATA = 300  # of one ErrorInfo metadata value quoted in a message (an activation URL fits)
 
 
@@ -379,8 +380,8 @@ def iam_denied_advice(body: Any, secrets: Iterable[str] = ()) -> str:
     any other body): the credentials are valid but their account lacks a permission on the model,
     or the model is not in that project and region. A role is granted; another key does not help."""
     said = _error_info_metadata(body, "IAM_PERMISSION_DENIED", secrets)
-    if said is None:
-        return ""
+    if said is None or _detail(body, ERROR_INFO_TYPE).get("domain") != VERTEX_DOMAIN:
+        return ""  # the role named below is Vertex AI's
     permission = said("permission") or "the permission named below"
     resource = said("resource")
     on = f" on {resource}" if resource else ""
