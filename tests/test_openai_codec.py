@@ -580,21 +580,21 @@ def test_a_lone_text_part_gives_the_body_the_general_path_gives(
 
 
 @pytest.mark.parametrize(
-    ("details", "reasoning"),
+    ("details", "input_tokens"),
     [
-        ({}, 197),
-        ({"completion_tokens_details": {"reasoning_tokens": 197}}, 197),
+        ({}, 11),
+        ({"completion_tokens_details": {"reasoning_tokens": 197}}, 11),
         # A total that also counts a grounded answer's tool-use prompt (212): only the thoughts the
-        # host reports are output, the rest is not billed as output.
-        ({"total_tokens": 428, "completion_tokens_details": {"reasoning_tokens": 197}}, 197),
+        # host reports are output; the rest is input, as the `gemini` kind counts it.
+        ({"total_tokens": 428, "completion_tokens_details": {"reasoning_tokens": 197}}, 223),
     ],
 )
 def test_gemini_thoughts_in_the_total_count_once_as_output_and_reasoning(
-    details: dict[str, Any], reasoning: int
+    details: dict[str, Any], input_tokens: int
 ) -> None:
     # Gemini's OpenAI-compatible endpoint leaves its thoughts out of completion_tokens but not out
     # of total_tokens: they are output as billed, and reasoning, counted once even where a
     # host also reports them as reasoning_tokens.
     raw: dict[str, Any] = {"prompt_tokens": 11, "completion_tokens": 8, "total_tokens": 216, **details}
     usage = wire_for(PRESETS["gemini-openai"]).usage(raw)
-    assert (usage.input_tokens, usage.output_tokens, usage.reasoning_tokens) == (11, 205, reasoning)
+    assert (usage.input_tokens, usage.output_tokens, usage.reasoning_tokens) == (input_tokens, 205, 197)

@@ -306,7 +306,9 @@ def error_from_response(
     ):
         return error(ErrorKind.INVALID_ARGUMENT, f"the request exceeds the model's context window: {said}")
     quoted = _failed_generation(body, secrets)
-    return error(ErrorKind.INVALID_ARGUMENT, f"{provider} rejected the request (HTTP {status}): {said}{quoted}")
+    return error(
+        ErrorKind.INVALID_ARGUMENT, f"{provider} rejected the request (HTTP {status}): {said}{quoted}"
+    )
 
 
 class OutOfCredit(GatewayError):

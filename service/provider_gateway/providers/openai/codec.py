@@ -345,12 +345,15 @@ class ChatWire:
     def usage(self, raw: dict[str, Any]) -> Usage:
         usage = normalise_usage(raw)
         if self.preset.thoughts_in_total:
-            hidden = int(raw.get("total_tokens") or 0) - usage.input_tokens - usage.output_tokens
+            beyond = int(raw.get("total_tokens") or 0) - usage.input_tokens - usage.output_tokens
+            hidden = beyond
             if usage.reasoning_tokens:  # reported too: no more than that (the total also counts a
                 hidden = min(hidden, usage.reasoning_tokens)  # grounded answer's tool-use prompt)
             if hidden > 0:  # output the answer does not show: counted as output, as it is billed
                 usage.output_tokens += hidden
                 usage.reasoning_tokens = max(usage.reasoning_tokens, hidden)
+            if (rest := beyond - max(hidden, 0)) > 0:  # the tool-use prompt: input, as the gemini
+                usage.input_tokens += rest  # kind counts toolUsePromptTokenCount
         return usage
 
     def service_tier(self, answer: Mapping[str, Any]) -> str:
