@@ -27,11 +27,11 @@ from replay.support import (
     KEY,
     VERTEX_MODELS,
     bedrock_gateway,
-    recordings,
     replay,
     replay_gateway,
     vertex_gateway,
 )
+from replay.support import cases as replay_cases
 
 from provider_gateway.fakes import FakeUpstream
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -255,9 +255,7 @@ DIMENSIONS = {"openai_dimensions": 8}
 
 
 def cases(*, errors: bool = False) -> list[Any]:
-    """Each recording; `name.<http status>.json` ones (error bodies) apart."""
-    paths = recordings("embeddings", ".json")
-    return [pytest.param(p, id=p.stem) for p in paths if (len(p.suffixes) == 2) == errors]
+    return replay_cases("embeddings", ".json", errors=errors)
 
 
 def body_of(path: Path) -> bytes:

@@ -24,10 +24,10 @@ from replay.support import (
     figures,
     gateway_stream,
     gateway_unary,
-    recordings,
     replay,
     replay_gateway,
 )
+from replay.support import cases as replay_cases
 
 from provider_gateway.fakes import FakeUpstream
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -110,10 +110,7 @@ async def sdk_stream(fake: FakeUpstream) -> View:
 
 
 def cases(suffix: str, *, errors: bool = False) -> list[Any]:
-    """Each recording with `suffix`; `name.<http status>.json` ones (error bodies) apart."""
-    return [
-        pytest.param(p, id=p.stem) for p in recordings("mistral", suffix) if (len(p.suffixes) == 2) == errors
-    ]
+    return replay_cases("mistral", suffix, errors=errors)
 
 
 @pytest.mark.parametrize("path", cases(".sse"))

@@ -24,9 +24,9 @@ from replay.support import (
     figures,
     gateway_stream,
     gateway_unary,
-    recordings,
     replay,
 )
+from replay.support import cases as replay_cases
 
 from provider_gateway.fakes import FakeUpstream
 from provider_gateway.v1 import provider_service_pb2 as pb
@@ -79,10 +79,7 @@ def documented_view(path: Path) -> tuple[View, str | None]:
 
 
 def cases(suffix: str, *, errors: bool = False) -> list[Any]:
-    """Each recording with `suffix`; `name.<http status>.json` ones (error bodies) apart."""
-    return [
-        pytest.param(p, id=p.stem) for p in recordings("ollama", suffix) if (len(p.suffixes) == 2) == errors
-    ]
+    return replay_cases("ollama", suffix, errors=errors)
 
 
 @pytest.mark.parametrize("path", cases(".ndjson"))

@@ -27,10 +27,10 @@ from replay.support import (
     figures,
     gateway_stream,
     gateway_unary,
-    recordings,
     replay,
     replay_gateway,
 )
+from replay.support import cases as replay_cases
 from test_replay_openai import FINISH as OPENAI_FINISH
 
 from provider_gateway.fakes import FakeUpstream
@@ -172,10 +172,7 @@ async def sdk_stream(fake: FakeUpstream, kind: str) -> tuple[View, openai.APIErr
 
 
 def cases(suffix: str, *, errors: bool = False) -> list[Any]:
-    """Each recording with `suffix`; `name.<http status>.json` ones (error bodies) apart."""
-    return [
-        pytest.param(p, id=p.stem) for p in recordings(VENDOR, suffix) if (len(p.suffixes) == 2) == errors
-    ]
+    return replay_cases(VENDOR, suffix, errors=errors)
 
 
 @pytest.mark.parametrize("path", cases(".sse"))

@@ -88,6 +88,14 @@ def recordings(vendor: str, *suffixes: str) -> list[Path]:
     return sorted(p for p in (CORPUS / vendor).iterdir() if p.suffix in suffixes)
 
 
+def cases(vendor: str, suffix: str, *, errors: bool = False) -> list[Any]:
+    """Each of `vendor`'s recordings with `suffix` as a test parameter; the `name.<http status>.json`
+    ones (error bodies) apart."""
+    return [
+        pytest.param(p, id=p.stem) for p in recordings(vendor, suffix) if (len(p.suffixes) == 2) == errors
+    ]
+
+
 def pieces(body: bytes, size: int = PIECE) -> list[bytes]:
     return [body[i : i + size] for i in range(0, len(body), size)]
 
